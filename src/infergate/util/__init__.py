@@ -1,0 +1,1 @@
+"""Small helpers shared by several components (no domain logic here)."""

@@ -1,0 +1,74 @@
+"""Fixtures shared by every test package.
+
+Tests that need ``../shared`` (upstream CRDs, conformance manifests, the seed document)
+use the ``shared_dir`` fixture: it fails with a clear message when the folder is absent,
+because a silent skip would hide a gap in what CI checks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = Path(os.environ.get("INFERGATE_SHARED_DIR", REPO_ROOT.parent / "shared"))
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        pytest.fail(
+            f"this test needs {what} at {path} (the workplace's shared/ folder beside the "
+            f"repository, or set INFERGATE_SHARED_DIR); it is absent",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _require_dir(SHARED_DIR, "../shared")
+
+
+@pytest.fixture(scope="session")
+def reference_dir(shared_dir: Path) -> Path:
+    return _require_dir(shared_dir / "reference", "../shared/reference (upstream CRDs and conformance)")
+
+
+@pytest.fixture(scope="session")
+def seed_dir(shared_dir: Path) -> Path:
+    return _require_dir(shared_dir / "seed", "../shared/seed (the source document)")
+
+
+def _require_binary(name: str) -> str:
+    local = REPO_ROOT / ".tools" / "bin" / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"the {name} binary is missing: run `make tools` (make test installs it)", pytrace=False)
+    return found
+
+
+@pytest.fixture(scope="session")
+def kubectl_bin() -> str:
+    return _require_binary("kubectl")
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> str:
+    return _require_binary("helm")
+
+
+@pytest.fixture(scope="session")
+def envoy_bin() -> str:
+    from infergate.dataplane.binary import envoy_binary
+
+    return envoy_binary()
