@@ -1,0 +1,199 @@
+"""Translation between Envoy ext_proc protobuf messages and the EPP contract.
+
+Parsing (what Envoy sends -> ``InferenceRequest``) and building (``Decision`` /
+``Rejection`` -> ``ProcessingResponse``) are plain functions here, so the gRPC handler in
+``servicer.py`` stays a small state machine and every rule can be unit-tested with real
+protobuf messages and no server.
+
+Behaviour follows the upstream v1.0 EPP (``pkg/epp/handlers``, ``requestcontrol/director.go``):
+request validation, the chat-template prompt used for prefix hashing, the endpoint header
+and ``envoy.lb`` dynamic metadata, 62,000-byte body chunks and the error codes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2 as core_pb
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from envoy.type.v3 import http_status_pb2
+from google.protobuf import struct_pb2
+
+from infergate.epp.contract import Decision, Rejection
+
+DESTINATION_HEADER = "x-gateway-destination-endpoint"
+SUBSET_NAMESPACE = "envoy.lb.subset_hint"
+SUBSET_KEY = "x-gateway-destination-endpoint-subset"
+LB_NAMESPACE = "envoy.lb"
+OBJECTIVE_HEADER = "x-gateway-inference-objective"
+MODEL_REWRITE_HEADER = "x-gateway-model-name-rewrite"
+REQUEST_ID_HEADER = "x-request-id"
+BODY_CHUNK_LIMIT = 62_000  # upstream's bodyByteLimit
+
+_OVERWRITE = core_pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+
+
+def bad_request(message: str) -> Rejection:
+    return Rejection(400, "BadRequest", message)
+
+
+def header_map(headers: pb.HttpHeaders) -> dict[str, str]:
+    """Envoy's header list as a dict with lower-case names (``raw_value`` preferred)."""
+    result: dict[str, str] = {}
+    for entry in headers.headers.headers:
+        raw = entry.raw_value
+        result[entry.key.lower()] = raw.decode("utf-8", "replace") if raw else entry.value
+    return result
+
+
+def subset_hint(request: pb.ProcessingRequest) -> list[str] | None:
+    """The gateway's ``envoy.lb.subset_hint`` endpoint list, or None when absent.
+
+    A present-but-empty list is returned as ``[]`` (the Director answers 503 for it, as
+    upstream does).
+    """
+    if not request.HasField("metadata_context"):
+        return None
+    namespaces = request.metadata_context.filter_metadata
+    if SUBSET_NAMESPACE not in namespaces:
+        return None
+    struct = namespaces[SUBSET_NAMESPACE]
+    if SUBSET_KEY not in struct.fields:
+        return None
+    value = struct.fields[SUBSET_KEY]
+    if value.WhichOneof("kind") != "list_value":
+        return []
+    return [item.string_value for item in value.list_value.values if item.string_value]
+
+
+def chat_prompt(messages: Any) -> str:
+    """Upstream's prompt for chat requests: ``<|im_start|>{role}\\n{content}<|im_end|>\\n`` per message."""
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("messages must be a non-empty list")
+    parts: list[str] = []
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        role, content = message.get("role"), message.get("content")
+        if isinstance(role, str) and isinstance(content, str):
+            parts.append(f"<|im_start|>{role}\n{content}<|im_end|>\n")
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class ParsedBody:
+    body: dict[str, Any]
+    model: str  # after the rewrite header
+    original_model: str
+    prompt: str
+    streaming: bool
+
+
+def parse_body(raw: bytes, headers: Mapping[str, str]) -> ParsedBody:
+    """Parse and validate an OpenAI request body the way upstream's director does."""
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError as exc:
+        raise bad_request(f"Error unmarshaling request body: {exc}") from None
+    if not isinstance(body, dict):
+        raise bad_request("Error unmarshaling request body: not a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str):
+        raise bad_request("model not found in request body")
+    target = headers.get(MODEL_REWRITE_HEADER) or model
+    if "messages" in body:
+        prompt = chat_prompt(body["messages"])
+    else:
+        prompt_value = body.get("prompt")
+        if not isinstance(prompt_value, str):
+            raise bad_request("prompt not found in request body")
+        prompt = prompt_value
+    return ParsedBody(body, target, model, prompt, body.get("stream") is True)
+
+
+def rewritten_body(parsed: ParsedBody, decision: Decision) -> bytes | None:
+    """The re-serialized body when the model name changes, else None (send the original)."""
+    target = decision.target_model or parsed.model
+    if target == parsed.original_model:
+        return None
+    body = dict(parsed.body)
+    body["model"] = target
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def endpoint_value(decision: Decision) -> str:
+    return ",".join([decision.endpoint, *decision.fallbacks])
+
+
+def set_header(name: str, value: str) -> core_pb.HeaderValueOption:
+    return core_pb.HeaderValueOption(
+        header=core_pb.HeaderValue(key=name, raw_value=value.encode()), append_action=_OVERWRITE
+    )
+
+
+def routing_common(endpoints: str, extra_headers: Iterable[tuple[str, str]] = ()) -> pb.CommonResponse:
+    """A ``CommonResponse`` that pins the endpoint and makes Envoy re-resolve the route."""
+    mutation = pb.HeaderMutation(
+        set_headers=[set_header(DESTINATION_HEADER, endpoints), *(set_header(k, v) for k, v in extra_headers)]
+    )
+    return pb.CommonResponse(header_mutation=mutation, clear_route_cache=True)
+
+
+def add_lb_metadata(response: pb.ProcessingResponse, endpoints: str) -> None:
+    """``dynamic_metadata = {"envoy.lb": {"x-gateway-destination-endpoint": endpoints}}``."""
+    inner = struct_pb2.Struct()
+    inner.fields[DESTINATION_HEADER].string_value = endpoints
+    response.dynamic_metadata.fields[LB_NAMESPACE].struct_value.CopyFrom(inner)
+
+
+def body_chunks(body: bytes) -> list[pb.ProcessingResponse]:
+    """The body re-sent as streamed chunks of at most 62,000 bytes, EoS on the last."""
+    if not body:
+        pieces = [b""]
+    else:
+        pieces = [body[i : i + BODY_CHUNK_LIMIT] for i in range(0, len(body), BODY_CHUNK_LIMIT)]
+    last = len(pieces) - 1
+    return [
+        pb.ProcessingResponse(
+            request_body=pb.BodyResponse(
+                response=pb.CommonResponse(
+                    body_mutation=pb.BodyMutation(
+                        streamed_response=pb.StreamedBodyResponse(body=piece, end_of_stream=index == last)
+                    )
+                )
+            )
+        )
+        for index, piece in enumerate(pieces)
+    ]
+
+
+def immediate(rejection: Rejection, *, json_body: bool) -> pb.ProcessingResponse:
+    """A rejection as an ext_proc immediate response.
+
+    ``json_body`` gives an OpenAI-style JSON error; otherwise the body is upstream's text
+    ``inference gateway: <Code> - <Msg>``.
+    """
+    if json_body:
+        payload = {
+            "error": {
+                "message": rejection.body,
+                "type": rejection.code,
+                "code": rejection.status,
+            }
+        }
+        body = json.dumps(payload).encode()
+        content_type = "application/json"
+    else:
+        body = rejection.body.encode()
+        content_type = "text/plain; charset=utf-8"
+    return pb.ProcessingResponse(
+        immediate_response=pb.ImmediateResponse(
+            status=http_status_pb2.HttpStatus(code=rejection.status),
+            headers=pb.HeaderMutation(set_headers=[set_header("content-type", content_type)]),
+            body=body,
+            details=f"epp_{rejection.status}_{rejection.code}",
+        )
+    )

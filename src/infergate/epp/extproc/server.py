@@ -1,0 +1,95 @@
+"""Serving the ext_proc servicer (and optionally the health service) on grpc.aio."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+
+from infergate.epp.contract import Director
+from infergate.epp.extproc.health import HealthService
+from infergate.epp.extproc.servicer import ExtProcServicer
+
+log = logging.getLogger(__name__)
+
+# Every in-flight HTTP request holds one ext_proc stream for its whole lifetime.
+_SERVER_OPTIONS = [
+    ("grpc.max_concurrent_streams", 100_000),
+    ("grpc.so_reuseport", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+]
+
+
+def server_credentials(cert_dir: Path) -> grpc.ServerCredentials:
+    """TLS from ``tls.crt`` and ``tls.key`` in ``cert_dir`` (upstream's ``--cert-path`` layout)."""
+    key = (cert_dir / "tls.key").read_bytes()
+    cert = (cert_dir / "tls.crt").read_bytes()
+    return grpc.ssl_server_credentials([(key, cert)])
+
+
+class ExtProcServer:
+    """A grpc.aio server for ``ExternalProcessor`` on ``host:port``.
+
+    ``health`` additionally registers ``grpc.health.v1`` on the same port (upstream's
+    ``--health-checking``). ``port=0`` binds a free port; ``self.port`` is the bound one.
+    """
+
+    def __init__(self, director: Director, *, host: str = "0.0.0.0", port: int = 9002,
+                 json_errors: bool = True, health: HealthService | None = None,
+                 credentials: grpc.ServerCredentials | None = None) -> None:
+        self.servicer = ExtProcServicer(director, json_errors=json_errors)
+        self._host = host
+        self._requested_port = port
+        self._health = health
+        self._credentials = credentials
+        self._server: grpc.aio.Server | None = None
+        self.port = port
+
+    async def start(self) -> None:
+        server = grpc.aio.server(options=_SERVER_OPTIONS)
+        pb_grpc.add_ExternalProcessorServicer_to_server(self.servicer, server)
+        if self._health is not None:
+            server.add_generic_rpc_handlers((self._health.handler(),))
+        address = f"{self._host}:{self._requested_port}"
+        if self._credentials is not None:
+            self.port = server.add_secure_port(address, self._credentials)
+        else:
+            self.port = server.add_insecure_port(address)
+        await server.start()
+        self._server = server
+        log.info("ext_proc server listening on %s:%d", self._host, self.port)
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Stop accepting streams; in-flight ones get ``grace`` seconds to finish."""
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    async def wait(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+
+class HealthServer:
+    """``grpc.health.v1`` alone on its own port (upstream's ``--grpc-health-port``)."""
+
+    def __init__(self, health: HealthService, *, host: str = "0.0.0.0", port: int = 9003) -> None:
+        self._health = health
+        self._host = host
+        self.port = port
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((self._health.handler(),))
+        self.port = server.add_insecure_port(f"{self._host}:{self.port}")
+        await server.start()
+        self._server = server
+
+    async def stop(self, grace: float | None = 1.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None

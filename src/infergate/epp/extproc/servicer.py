@@ -1,0 +1,274 @@
+"""The ``envoy.service.ext_proc.v3.ExternalProcessor`` servicer: one gRPC stream per HTTP request.
+
+Two request-body modes are supported, detected from ``ProcessingRequest.protocol_config``
+(Envoy sends it on the first message):
+
+* ``BUFFERED`` (infergate's recommended mode, fewest messages): the headers message is
+  answered at once with an empty ``HeadersResponse``; Envoy holds the request headers until
+  the buffered body is answered, so the ``BodyResponse`` carries the endpoint header,
+  ``clear_route_cache`` and, only if the model name changed, the new body and Content-Length.
+* ``FULL_DUPLEX_STREAMED`` (upstream's mode, also assumed when ``protocol_config`` is absent):
+  the headers reply is deferred until the body's end of stream, then a ``HeadersResponse``
+  with the routing mutation is sent, followed by the body in chunks of at most 62,000 bytes.
+
+The response side is followed in whatever mode the filter sends it: response headers go to
+``Director.on_response_headers``, body chunks to ``Director.on_response_body`` (echoed back
+as ``streamed_response`` only in ``FULL_DUPLEX_STREAMED``, where Envoy requires it).
+``Director.on_request_done`` is called exactly once for every request that reached
+``Director.handle_request`` (also rejected ones), when the gRPC stream ends or breaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+
+from infergate.epp.contract import Decision, Director, InferenceRequest, Rejection
+from infergate.epp.extproc import messages
+
+log = logging.getLogger(__name__)
+
+_FULL_DUPLEX = processing_mode_pb2.ProcessingMode.FULL_DUPLEX_STREAMED
+_EMPTY_HEADERS = pb.ProcessingResponse(request_headers=pb.HeadersResponse())
+_EMPTY_REQUEST_BODY = pb.ProcessingResponse(request_body=pb.BodyResponse())
+_EMPTY_RESPONSE_BODY = pb.ProcessingResponse(response_body=pb.BodyResponse())
+_EMPTY_REQUEST_TRAILERS = pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
+_EMPTY_RESPONSE_TRAILERS = pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
+_RESPONSE_HEADERS_SEEN = messages.set_header("x-went-into-resp-headers", "true")
+
+
+class _Exchange:
+    """Per-stream state (one HTTP request)."""
+
+    __slots__ = (
+        "body",
+        "completed",
+        "duplex_request",
+        "duplex_response",
+        "headers",
+        "request_id",
+        "response_done",
+        "scheduled",
+        "subset",
+    )
+
+    def __init__(self) -> None:
+        self.duplex_request = True  # upstream's default assumption
+        self.duplex_response = False
+        self.headers: dict[str, str] = {}
+        self.body = bytearray()
+        self.request_id = ""
+        self.subset: list[str] | None = None
+        self.scheduled = False  # handle_request was called: on_request_done is owed
+        self.response_done = False
+        self.completed = False
+
+
+class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
+    """Routes each request with ``director`` and reports its response back to it."""
+
+    def __init__(self, director: Director, *, json_errors: bool = True) -> None:
+        self._director = director
+        self._json_errors = json_errors
+
+    async def Process(  # gRPC method name
+        self, request_iterator: AsyncIterator[pb.ProcessingRequest], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.ProcessingResponse]:
+        state = _Exchange()
+        director = self._director
+        try:
+            async for request in request_iterator:
+                kind = request.WhichOneof("request")
+                if kind == "request_headers":
+                    if request.HasField("protocol_config"):
+                        config = request.protocol_config
+                        state.duplex_request = config.request_body_mode == _FULL_DUPLEX
+                        state.duplex_response = config.response_body_mode == _FULL_DUPLEX
+                    state.subset = messages.subset_hint(request)
+                    headers = messages.header_map(request.request_headers)
+                    state.headers = headers
+                    request_id = headers.get(messages.REQUEST_ID_HEADER)
+                    extra: list[tuple[str, str]] = []
+                    if not request_id:
+                        request_id = str(uuid.uuid4())
+                        extra.append((messages.REQUEST_ID_HEADER, request_id))
+                    state.request_id = request_id
+                    if request.request_headers.end_of_stream:
+                        response = await self._route_headers_only(state, extra)
+                        yield response
+                        if response.HasField("immediate_response"):
+                            return
+                    elif not state.duplex_request:
+                        if extra:
+                            yield pb.ProcessingResponse(
+                                request_headers=pb.HeadersResponse(
+                                    response=pb.CommonResponse(
+                                        header_mutation=pb.HeaderMutation(
+                                            set_headers=[messages.set_header(*extra[0])]
+                                        )
+                                    )
+                                )
+                            )
+                        else:
+                            yield _EMPTY_HEADERS
+                    # FULL_DUPLEX_STREAMED: the headers are answered after the body's end of
+                    # stream, together with the routing mutation (see _route_body).
+                elif kind == "request_body":
+                    chunk = request.request_body
+                    state.body += chunk.body
+                    if not chunk.end_of_stream:
+                        if not state.duplex_request:
+                            yield _EMPTY_REQUEST_BODY
+                        continue
+                    responses = await self._route_body(state, end_of_stream=True)
+                    for response in responses:
+                        yield response
+                    if responses and responses[0].HasField("immediate_response"):
+                        return
+                elif kind == "request_trailers":
+                    if state.duplex_request and not state.scheduled:
+                        responses = await self._route_body(state, end_of_stream=False)
+                        for response in responses:
+                            yield response
+                        if responses and responses[0].HasField("immediate_response"):
+                            return
+                    yield _EMPTY_REQUEST_TRAILERS
+                elif kind == "response_headers":
+                    headers = messages.header_map(request.response_headers)
+                    status = _status(headers)
+                    if state.scheduled:
+                        director.on_response_headers(state.request_id, status, headers)
+                    if request.response_headers.end_of_stream:
+                        state.response_done = True
+                    yield pb.ProcessingResponse(
+                        response_headers=pb.HeadersResponse(
+                            response=pb.CommonResponse(
+                                header_mutation=pb.HeaderMutation(set_headers=[_RESPONSE_HEADERS_SEEN])
+                            )
+                        )
+                    )
+                elif kind == "response_body":
+                    chunk = request.response_body
+                    if state.scheduled:
+                        director.on_response_body(state.request_id, chunk.body, chunk.end_of_stream)
+                    if chunk.end_of_stream:
+                        state.response_done = True
+                    if state.duplex_response:
+                        yield pb.ProcessingResponse(
+                            response_body=pb.BodyResponse(
+                                response=pb.CommonResponse(
+                                    body_mutation=pb.BodyMutation(
+                                        streamed_response=pb.StreamedBodyResponse(
+                                            body=chunk.body, end_of_stream=chunk.end_of_stream
+                                        )
+                                    )
+                                )
+                            )
+                        )
+                    else:
+                        yield _EMPTY_RESPONSE_BODY
+                elif kind == "response_trailers":
+                    state.response_done = True
+                    yield _EMPTY_RESPONSE_TRAILERS
+            # Envoy half-closed the stream: the HTTP exchange finished (or the response side
+            # is not followed, in which case the end of the stream is the end of the request).
+            # A peer that cancels the call ends the request iterator normally too; the
+            # cancellation reaches this task at its next await, so yield once to tell them apart.
+            await asyncio.sleep(0)
+            state.completed = state.response_done or not context.cancelled()
+        finally:
+            if state.scheduled:
+                try:
+                    director.on_request_done(state.request_id, completed=state.completed)
+                except Exception:  # never let accounting errors mask the stream's outcome
+                    log.exception("on_request_done failed for %s", state.request_id)
+
+    async def _decide(self, state: _Exchange, request: InferenceRequest) -> Decision:
+        state.scheduled = True
+        return await self._director.handle_request(request)
+
+    async def _route_headers_only(
+        self, state: _Exchange, extra: list[tuple[str, str]]
+    ) -> pb.ProcessingResponse:
+        request = InferenceRequest(
+            request_id=state.request_id,
+            headers=state.headers,
+            body={},
+            model=state.headers.get(messages.MODEL_REWRITE_HEADER, ""),
+            objective=state.headers.get(messages.OBJECTIVE_HEADER),
+            prompt="",
+            subset_hint=state.subset,
+            headers_only=True,
+        )
+        try:
+            decision = await self._decide(state, request)
+        except Rejection as rejection:
+            return messages.immediate(rejection, json_body=self._json_errors)
+        endpoints = messages.endpoint_value(decision)
+        response = pb.ProcessingResponse(
+            request_headers=pb.HeadersResponse(response=messages.routing_common(endpoints, extra))
+        )
+        messages.add_lb_metadata(response, endpoints)
+        return response
+
+    async def _route_body(self, state: _Exchange, *, end_of_stream: bool) -> list[pb.ProcessingResponse]:
+        raw = bytes(state.body)
+        state.body = bytearray()
+        headers = state.headers
+        try:
+            parsed = messages.parse_body(raw, headers)
+            request = InferenceRequest(
+                request_id=state.request_id,
+                headers=headers,
+                body=parsed.body,
+                model=parsed.model,
+                objective=headers.get(messages.OBJECTIVE_HEADER),
+                prompt=parsed.prompt,
+                streaming=parsed.streaming,
+                subset_hint=state.subset,
+            )
+            decision = await self._decide(state, request)
+        except Rejection as rejection:
+            return [messages.immediate(rejection, json_body=self._json_errors)]
+        endpoints = messages.endpoint_value(decision)
+        new_body = messages.rewritten_body(parsed, decision)
+        extra: list[tuple[str, str]] = []
+        if state.duplex_request:
+            if messages.REQUEST_ID_HEADER not in headers:
+                extra.append((messages.REQUEST_ID_HEADER, state.request_id))
+            body = raw if new_body is None else new_body
+            if body:
+                extra.append(("content-length", str(len(body))))
+            first = pb.ProcessingResponse(
+                request_headers=pb.HeadersResponse(response=messages.routing_common(endpoints, extra))
+            )
+            messages.add_lb_metadata(first, endpoints)
+            chunks = messages.body_chunks(body)
+            if not end_of_stream:
+                last = chunks[-1].request_body.response.body_mutation.streamed_response
+                last.end_of_stream = False
+            return [first, *chunks]
+        if new_body is not None:
+            extra.append(("content-length", str(len(new_body))))
+        common = messages.routing_common(endpoints, extra)
+        if new_body is not None:
+            common.body_mutation.body = new_body
+        response = pb.ProcessingResponse(request_body=pb.BodyResponse(response=common))
+        messages.add_lb_metadata(response, endpoints)
+        return [response]
+
+
+def _status(headers: dict[str, str]) -> int:
+    value = headers.get(":status") or headers.get("status") or "0"
+    try:
+        return int(value)
+    except ValueError:
+        return 0
