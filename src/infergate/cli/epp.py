@@ -1,0 +1,143 @@
+"""`infergate epp`: the endpoint picker for one InferencePool, as an Envoy ext_proc server.
+
+Flags follow upstream's v1.0 EPP (``cmd/epp/runner``); Go-style single-dash spellings
+(``-pool-name x``, ``-v=4``) are accepted as well. Imports stay light: the runner is
+imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+from typing import Any
+
+import click
+
+_GO_FLAG = re.compile(r"^-[a-z][a-z0-9-]+(=.*)?$")
+
+
+class GoStyleCommand(click.Command):
+    """A click command that also accepts Go ``flag`` spellings: ``-name value`` / ``-name=value``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rewritten = ["-" + arg if _GO_FLAG.match(arg) else arg for arg in args]
+        return super().parse_args(ctx, rewritten)
+
+
+def configure_logging(verbosity: int) -> None:
+    """Upstream's ``--v``: 2 default (info), 3 verbose, 4 debug, 5 trace."""
+    level = logging.DEBUG if verbosity >= 4 else logging.INFO if verbosity >= 1 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbosity < 5:
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def run_until_signal() -> None:
+    """Wait for SIGTERM or SIGINT (graceful shutdown follows in the caller's ``finally``)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def _duration(value: str) -> float:
+    """Go durations (``50ms``, ``5s``, ``1m``, ``1h30m``) or plain seconds, as seconds."""
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise click.BadParameter(f"{value!r} is not a duration (examples: 50ms, 5s, 2m)")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+class DurationType(click.ParamType):  # type: ignore[type-arg]
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return _duration(str(value))
+        except click.BadParameter as exc:
+            self.fail(str(exc.message), param, ctx)
+
+
+DURATION = DurationType()
+
+
+@click.command(cls=GoStyleCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--pool-name", required=True, help="Name of the InferencePool this EPP serves (required).")
+@click.option("--pool-namespace", default="default", show_default=True, help="Namespace of the pool.")
+@click.option("--pool-group", default="inference.networking.k8s.io", show_default=True,
+              type=click.Choice(["inference.networking.k8s.io", "inference.networking.x-k8s.io"]),
+              help="API group of the pool: GA (inference.networking.k8s.io) or preview (inference.networking.x-k8s.io).")
+@click.option("--grpc-port", type=int, default=9002, show_default=True, help="ext_proc gRPC port.")
+@click.option("--grpc-health-port", type=int, default=9003, show_default=True, help="grpc.health.v1 port.")
+@click.option("--metrics-port", type=int, default=9090, show_default=True, help="Prometheus /metrics port.")
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address every port listens on.")
+@click.option("--config-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="EndpointPickerConfig YAML (scheduling profiles and plugins). Default: upstream v1.0's "
+                   "default (queue, kv-cache and prefix-cache scorers, max-score picker).")
+@click.option("--config-text", default=None, help="EndpointPickerConfig YAML given inline (exclusive with --config-file).")
+@click.option("--refresh-metrics-interval", type=DURATION, default="50ms", show_default=True,
+              help="How often each endpoint's /metrics is scraped.")
+@click.option("--refresh-prometheus-metrics-interval", type=DURATION, default="5s", show_default=True,
+              help="How often the pool-level gauges (inference_pool_*) are recomputed.")
+@click.option("--metrics-staleness-threshold", type=DURATION, default="2s", show_default=True,
+              help="Endpoint metrics older than this are treated as unknown.")
+@click.option("--static-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Read the pool, objectives and endpoints from this YAML file (re-read on change) "
+                   "instead of the Kubernetes API.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
+              help="kubeconfig for the Kubernetes API source (default: in-cluster, then ~/.kube/config).")
+@click.option("--model-server-protocol", type=click.Choice(["vllm", "sglang", "trtllm"]), default="vllm",
+              show_default=True, help="Metric names of the model servers (Model Server Protocol mapping).")
+@click.option("--error-body", type=click.Choice(["json", "text"]), default="json", show_default=True,
+              help="Body of rejections: an OpenAI-style JSON error, or upstream's text "
+                   "'inference gateway: <Code> - <Msg>'. Both carry the same status code.")
+@click.option("--health-checking/--no-health-checking", default=False, show_default=True,
+              help="Also serve grpc.health.v1 on the ext_proc port.")
+@click.option("--secure-serving/--no-secure-serving", default=False, show_default=True,
+              help="TLS on the ext_proc port with tls.crt/tls.key from --cert-path. Upstream defaults to "
+                   "true with a self-signed certificate; infergate defaults to plaintext (use TLS or a "
+                   "mesh when the network between Envoy and the EPP is not trusted).")
+@click.option("--cert-path", type=click.Path(file_okay=False), default=None, help="Directory with tls.crt and tls.key.")
+@click.option("--seed", type=int, default=None, help="Seed for the scheduler's random choices (reproducible runs).")
+@click.option("--v", "verbosity", type=int, default=2, show_default=True,
+              help="Log verbosity: 2 info, 3 verbose, 4 debug, 5 trace.")
+def command(**options: Any) -> None:
+    """Run the endpoint picker (EPP) of one InferencePool as an Envoy ext_proc server.
+
+    For every request Envoy sends (headers + buffered JSON body), the EPP picks a pod from
+    live model-server metrics and answers with the header and dynamic metadata
+    x-gateway-destination-endpoint, or rejects it with an immediate response (429 when a
+    sheddable request meets a saturated pool, 503 when no pod is ready, 400 for a bad
+    body). Prints "ready grpc=PORT health=PORT metrics=PORT" on stderr once serving.
+
+    \b
+    Sources: --static-file FILE (standalone, tests), or the Kubernetes API (--kubeconfig).
+    Envoy processing mode: request headers SEND + body BUFFERED (recommended) or upstream's
+    FULL_DUPLEX_STREAMED; see docs/extproc.md.
+    """
+    if options["config_file"] and options["config_text"]:
+        raise click.UsageError("--config-file and --config-text are mutually exclusive")
+    if options["secure_serving"] and not options["cert_path"]:
+        raise click.UsageError("--secure-serving needs --cert-path (a directory with tls.crt and tls.key)")
+    configure_logging(options["verbosity"])
+
+    import uvloop
+
+    from infergate.epp.runner import EPPOptions, run_epp
+
+    uvloop.run(run_epp(EPPOptions.from_cli(options), ready=lambda text: click.echo(text, err=True)))
