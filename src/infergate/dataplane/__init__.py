@@ -1,1 +1,151 @@
-"""The data plane: real Envoy, configured over xDS from the controller's intermediate model."""
+"""The data plane: real Envoy, configured over xDS from the controller's intermediate model.
+
+Use from the gateway process::
+
+    async with Dataplane(DataplaneOptions(work_dir=path)) as dataplane:
+        result = await dataplane.apply(ir)      # returns once Envoy ACKed; raises XdsRejected on NACK
+        print(dataplane.admin_address)
+
+Modules: ``xds_translator`` (IR -> Envoy resources, pure), ``xds_server`` (ADS, ordering,
+ACK/NACK), ``envoy`` (bootstrap and supervisor), ``binary`` (where Envoy is).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from infergate.controller.ir import DataplaneConfig
+    from infergate.dataplane.envoy import EnvoySupervisor
+    from infergate.dataplane.xds_server import XdsServer
+    from infergate.dataplane.xds_translator import TranslateOptions
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ApplyResult", "Dataplane", "DataplaneOptions"]
+
+
+def _default_translate_options() -> TranslateOptions:
+    from infergate.dataplane.xds_translator import TranslateOptions
+
+    return TranslateOptions()
+
+
+@dataclass(frozen=True)
+class DataplaneOptions:
+    work_dir: Path | None = None  # bootstrap + Envoy log; a temporary directory when None
+    node_id: str = "infergate"
+    xds_host: str = "127.0.0.1"
+    xds_port: int = 0  # 0 = any free port
+    admin_host: str = "127.0.0.1"  # keep it on loopback
+    envoy_bin: str | None = None
+    concurrency: int = 1  # Envoy worker threads
+    log_level: str = "warning"
+    drain_time_s: float = 2.0
+    apply_timeout_s: float = 15.0
+    start_timeout_s: float = 20.0
+    translate: TranslateOptions = field(default_factory=_default_translate_options)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    versions: dict[str, str]  # xDS type -> version Envoy ACKed
+    warnings: tuple[str, ...]  # translation warnings (e.g. a backend missing from the IR)
+
+
+class Dataplane:
+    """xDS server + supervised Envoy. ``apply(ir)`` pushes a config make-before-break."""
+
+    def __init__(self, options: DataplaneOptions | None = None) -> None:
+        self.options = options or DataplaneOptions()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._xds: XdsServer | None = None
+        self._envoy: EnvoySupervisor | None = None
+        self.last_error: str | None = None
+
+    @property
+    def admin_address(self) -> tuple[str, int]:
+        return self.envoy.admin_address
+
+    @property
+    def envoy(self) -> EnvoySupervisor:
+        if self._envoy is None:
+            raise RuntimeError("the data plane is not running")
+        return self._envoy
+
+    @property
+    def xds(self) -> XdsServer:
+        if self._xds is None:
+            raise RuntimeError("the data plane is not running")
+        return self._xds
+
+    async def start(self) -> None:
+        from infergate.dataplane.envoy import EnvoyOptions, EnvoySupervisor
+        from infergate.dataplane.xds_server import XdsServer
+
+        opts = self.options
+        work_dir = opts.work_dir
+        if work_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="infergate-envoy-")
+            work_dir = Path(self._tmp.name)
+        self._xds = XdsServer(opts.xds_host, opts.xds_port)
+        address = await self._xds.start()
+        self._envoy = EnvoySupervisor(
+            EnvoyOptions(
+                work_dir=work_dir,
+                xds_address=address,
+                node_id=opts.node_id,
+                envoy_bin=opts.envoy_bin,
+                admin_host=opts.admin_host,
+                concurrency=opts.concurrency,
+                log_level=opts.log_level,
+                drain_time_s=opts.drain_time_s,
+                start_timeout_s=opts.start_timeout_s,
+            )
+        )
+        try:
+            await self._envoy.start()
+            await self._xds.wait_for_connection(opts.start_timeout_s)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def apply(self, ir: DataplaneConfig) -> ApplyResult:
+        """Translate and deliver ``ir``; returns once Envoy has ACKed every step.
+
+        Raises ``TranslationError`` (the IR cannot be served), ``XdsRejected`` (Envoy NACKed:
+        it keeps the last good config, ``last_error`` has the reason) or ``XdsTimeout``.
+        """
+        from infergate.dataplane.xds_server import XdsError
+        from infergate.dataplane.xds_translator import translate
+
+        resources = translate(ir, options=self.options.translate)
+        for warning in resources.warnings:
+            log.warning("data plane: %s", warning)
+        try:
+            versions = await self.xds.push(resources, timeout=self.options.apply_timeout_s)
+        except XdsError as exc:
+            self.last_error = str(exc)
+            raise
+        self.last_error = None
+        return ApplyResult(versions=versions, warnings=resources.warnings)
+
+    async def stop(self) -> None:
+        if self._envoy is not None:
+            await self._envoy.stop()
+        if self._xds is not None:
+            await self._xds.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    async def __aenter__(self) -> Dataplane:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

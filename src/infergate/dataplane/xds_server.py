@@ -1,0 +1,393 @@
+"""A state-of-the-world ADS server (``envoy.service.discovery.v3``) on grpc.aio.
+
+One snapshot of resources per xDS type, a version per type, and every connected Envoy
+stream. ``push()`` delivers a new :class:`EnvoyResources` make-before-break:
+
+1. clusters and endpoints: the union of the old and the new ones (nothing removed yet),
+   and waits until every connected Envoy has ACKed both;
+2. listeners and route configurations (the new ones), and waits for their ACKs;
+3. clusters and endpoints again, now without the ones no route uses any more.
+
+So a route never references a cluster Envoy does not have, and a cluster is removed only
+after no route points to it (the wrong order gave 453 x 503 in envoy-extproc.md §6).
+
+A NACK (a request whose ``response_nonce`` is the latest one sent and which carries
+``error_detail``) is logged, kept in ``last_nack``, the snapshot reverts to the last good
+config (Envoy keeps serving that, too) and ``push()`` raises :class:`XdsRejected`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import any_pb2
+
+from infergate.dataplane import protos
+from infergate.dataplane.xds_translator import (
+    T_CLUSTER,
+    T_CLUSTER_LOAD_ASSIGNMENT,
+    T_LISTENER,
+    T_ROUTE_CONFIGURATION,
+    EnvoyResources,
+)
+
+log = logging.getLogger(__name__)
+
+WILDCARD_TYPES = (T_LISTENER, T_CLUSTER)  # SotW: the response carries every resource
+NAMED_TYPES = (T_ROUTE_CONFIGURATION, T_CLUSTER_LOAD_ASSIGNMENT)  # only the requested names
+ALL_TYPES = (T_CLUSTER, T_CLUSTER_LOAD_ASSIGNMENT, T_LISTENER, T_ROUTE_CONFIGURATION)
+
+Resources = dict[str, dict[str, Any]]  # name -> JSON-form resource
+
+
+class XdsError(RuntimeError):
+    pass
+
+
+class XdsRejected(XdsError):
+    """Envoy NACKed a config; it keeps serving the last good one."""
+
+    def __init__(self, type_url: str, version: str, node: str, reason: str) -> None:
+        short = type_url.rsplit(".", 1)[-1]
+        super().__init__(f"Envoy {node!r} rejected {short} version {version}: {reason}")
+        self.type_url = type_url
+        self.version = version
+        self.node = node
+        self.reason = reason
+
+
+class XdsTimeout(XdsError):
+    pass
+
+
+@dataclass(frozen=True)
+class Nack:
+    type_url: str
+    version: str
+    node: str
+    reason: str
+    at: float
+
+
+@dataclass
+class _TypeState:
+    subscribed: set[str] = field(default_factory=set)
+    requested: bool = False
+    sent_version: str | None = None
+    sent_names: frozenset[str] = frozenset()
+    sent_nonce: str = ""
+    acked_version: str | None = None
+    acked_names: frozenset[str] = frozenset()
+    nacked_version: str | None = None
+    nack_reason: str = ""
+
+
+class _Stream:
+    def __init__(self, ident: int) -> None:
+        self.ident = ident
+        self.node = "?"
+        self.outbox: asyncio.Queue[discovery_pb2.DiscoveryResponse | None] = asyncio.Queue()
+        self.types: dict[str, _TypeState] = {t: _TypeState() for t in ALL_TYPES}
+        self.nonce = 0
+
+
+@dataclass
+class _Snapshot:
+    resources: dict[str, Resources]
+    versions: dict[str, str]
+    packed: dict[str, dict[str, any_pb2.Any]]
+
+
+class XdsServer:
+    """ADS server; ``await start()``, then ``await push(resources)`` per config change."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host = host
+        self._port = port
+        self._server: grpc.aio.Server | None = None
+        self._streams: dict[int, _Stream] = {}
+        self._next_stream = 0
+        self._counter = 0
+        empty: dict[str, Resources] = {t: {} for t in ALL_TYPES}
+        self._snapshot = _Snapshot(empty, {t: "0" for t in ALL_TYPES}, {t: {} for t in ALL_TYPES})
+        self._good: dict[str, Resources] = {t: {} for t in ALL_TYPES}
+        self._cond: asyncio.Condition | None = None
+        self._push_lock: asyncio.Lock | None = None
+        self.last_nack: Nack | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._host, self._port
+
+    async def start(self) -> tuple[str, int]:
+        self._cond = asyncio.Condition()
+        self._push_lock = asyncio.Lock()
+        server = grpc.aio.server(options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
+        self._port = server.add_insecure_port(f"{self._host}:{self._port}")
+        if self._port == 0:
+            raise XdsError(f"could not bind the xDS server to {self._host}")
+        await server.start()
+        self._server = server
+        return self.address
+
+    async def stop(self, grace: float = 0.5) -> None:
+        for stream in self._streams.values():
+            stream.outbox.put_nowait(None)
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    async def __aenter__(self) -> XdsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def connected_nodes(self) -> list[str]:
+        return [s.node for s in self._streams.values()]
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return dict(self._snapshot.versions)
+
+    def resources(self, type_url: str) -> Resources:
+        return dict(self._snapshot.resources[type_url])
+
+    async def wait_for_connection(self, timeout: float) -> None:
+        assert self._cond is not None
+        async with self._cond:
+            try:
+                await asyncio.wait_for(self._cond.wait_for(lambda: bool(self._streams)), timeout)
+            except TimeoutError:
+                raise XdsTimeout(f"no Envoy connected to the xDS server within {timeout:g}s") from None
+
+    # ------------------------------------------------------------------ pushing
+
+    async def push(self, resources: EnvoyResources, *, timeout: float = 10.0) -> dict[str, str]:
+        """Deliver ``resources`` make-before-break; returns the versions once every Envoy ACKed."""
+        assert self._push_lock is not None, "start() first"
+        new = resources.by_type_url()
+        packed = {t: {n: protos.to_any(t, r) for n, r in new[t].items()} for t in ALL_TYPES}  # schema check
+        async with self._push_lock:
+            deadline = time.monotonic() + timeout
+            old = self._snapshot.resources
+            try:
+                union_c = {**old[T_CLUSTER], **new[T_CLUSTER]}
+                union_e = {**old[T_CLUSTER_LOAD_ASSIGNMENT], **new[T_CLUSTER_LOAD_ASSIGNMENT]}
+                await self._stage({T_CLUSTER: union_c, T_CLUSTER_LOAD_ASSIGNMENT: union_e}, packed, deadline)
+                await self._stage(
+                    {T_LISTENER: new[T_LISTENER], T_ROUTE_CONFIGURATION: new[T_ROUTE_CONFIGURATION]},
+                    packed,
+                    deadline,
+                )
+                await self._stage(
+                    {T_CLUSTER: new[T_CLUSTER], T_CLUSTER_LOAD_ASSIGNMENT: new[T_CLUSTER_LOAD_ASSIGNMENT]},
+                    packed,
+                    deadline,
+                )
+            except XdsRejected:
+                await self._revert()
+                raise
+            self._good = {t: dict(self._snapshot.resources[t]) for t in ALL_TYPES}
+            return self.versions
+
+    async def _stage(
+        self, changes: dict[str, Resources], packed: dict[str, dict[str, any_pb2.Any]], deadline: float
+    ) -> None:
+        changed = self._apply(changes, packed)
+        if changed:
+            await self._wait_acked(changed, deadline)
+
+    def _apply(self, changes: dict[str, Resources], packed: dict[str, dict[str, any_pb2.Any]]) -> list[str]:
+        """Set the snapshot for the given types; returns the types whose content changed."""
+        changed = [t for t in ALL_TYPES if t in changes and changes[t] != self._snapshot.resources[t]]
+        if not changed:
+            return []
+        self._counter += 1
+        version = str(self._counter)
+        if T_CLUSTER in changed and T_CLUSTER_LOAD_ASSIGNMENT in changes:
+            # Envoy re-requests endpoints for a re-warming cluster: give it a fresh version.
+            changed = sorted(set(changed) | {T_CLUSTER_LOAD_ASSIGNMENT}, key=ALL_TYPES.index)
+        for type_url in changed:
+            self._snapshot.resources[type_url] = dict(changes[type_url])
+            prev = self._snapshot.packed[type_url]
+            self._snapshot.packed[type_url] = {
+                name: packed[type_url].get(name) or prev.get(name) or protos.to_any(type_url, res)
+                for name, res in changes[type_url].items()
+            }
+            self._snapshot.versions[type_url] = version
+        for stream in self._streams.values():
+            for type_url in ALL_TYPES:  # CDS before EDS, LDS before RDS
+                if type_url in changed:
+                    self._maybe_send(stream, type_url)
+        return changed
+
+    async def _revert(self) -> None:
+        packed = {t: {n: protos.to_any(t, r) for n, r in self._good[t].items()} for t in ALL_TYPES}
+        # Put back the last good config in the same safe order (no waiting: Envoy still has it).
+        self._apply({T_CLUSTER: {**self._snapshot.resources[T_CLUSTER], **self._good[T_CLUSTER]}}, packed)
+        self._apply(
+            {T_LISTENER: self._good[T_LISTENER], T_ROUTE_CONFIGURATION: self._good[T_ROUTE_CONFIGURATION]},
+            packed,
+        )
+        self._apply(
+            {
+                T_CLUSTER: self._good[T_CLUSTER],
+                T_CLUSTER_LOAD_ASSIGNMENT: self._good[T_CLUSTER_LOAD_ASSIGNMENT],
+            },
+            packed,
+        )
+
+    async def _wait_acked(self, types: list[str], deadline: float) -> None:
+        assert self._cond is not None
+        remaining = deadline - time.monotonic()
+        if not self._streams:
+            await self.wait_for_connection(max(0.0, remaining))
+        versions = {t: self._snapshot.versions[t] for t in types}
+
+        def check() -> Nack | bool:
+            if not self._streams:
+                return False
+            for stream in self._streams.values():
+                for type_url, version in versions.items():
+                    state = stream.types[type_url]
+                    needed = set(self._snapshot.resources[type_url])
+                    if type_url in NAMED_TYPES and not needed:
+                        continue  # nothing to subscribe to: Envoy may never ask for this type
+                    if state.nacked_version == version:
+                        return Nack(type_url, version, stream.node, state.nack_reason, time.time())
+                    if state.acked_version != version:
+                        return False
+                    if type_url in NAMED_TYPES and not needed <= state.acked_names:
+                        return False
+            return True
+
+        async with self._cond:
+            try:
+                result = await asyncio.wait_for(
+                    self._cond.wait_for(check), max(0.0, deadline - time.monotonic())
+                )
+            except TimeoutError:
+                pending = {t.rsplit(".", 1)[-1]: v for t, v in versions.items()}
+                raise XdsTimeout(
+                    f"Envoy did not ACK {pending} in time (nodes: {self.connected_nodes})"
+                ) from None
+        if isinstance(result, Nack):
+            raise XdsRejected(result.type_url, result.version, result.node, result.reason)
+
+    # ------------------------------------------------------------------ per stream
+
+    def _maybe_send(self, stream: _Stream, type_url: str) -> None:
+        state = stream.types[type_url]
+        if not state.requested:
+            return
+        version = self._snapshot.versions[type_url]
+        available = self._snapshot.packed[type_url]
+        if type_url in WILDCARD_TYPES:
+            names = frozenset(available)
+        else:
+            names = frozenset(n for n in state.subscribed if n in available)
+        if state.sent_version == version and state.sent_names == names:
+            return
+        stream.nonce += 1
+        nonce = f"{stream.ident}-{stream.nonce}"
+        response = discovery_pb2.DiscoveryResponse(
+            version_info=version,
+            type_url=type_url,
+            nonce=nonce,
+            resources=[available[n] for n in sorted(names)],
+        )
+        state.sent_version, state.sent_names, state.sent_nonce = version, names, nonce
+        stream.outbox.put_nowait(response)
+
+    async def _on_request(self, stream: _Stream, request: discovery_pb2.DiscoveryRequest) -> None:
+        assert self._cond is not None
+        if request.node.id:
+            stream.node = request.node.id
+        type_url = request.type_url
+        if type_url not in stream.types:
+            log.debug("xDS: ignoring request for unsupported type %s", type_url)
+            return
+        state = stream.types[type_url]
+        state.requested = True
+        if type_url in NAMED_TYPES:
+            state.subscribed = set(request.resource_names)
+        if request.response_nonce and request.response_nonce == state.sent_nonce:
+            if request.HasField("error_detail"):
+                state.nacked_version = state.sent_version
+                state.nack_reason = request.error_detail.message
+                self.last_nack = Nack(
+                    type_url, state.sent_version or "", stream.node, state.nack_reason, time.time()
+                )
+                log.error(
+                    "xDS NACK from %s for %s version %s: %s",
+                    stream.node,
+                    type_url.rsplit(".", 1)[-1],
+                    state.sent_version,
+                    state.nack_reason,
+                )
+            else:
+                state.acked_version = state.sent_version
+                state.acked_names = state.sent_names
+        self._maybe_send(stream, type_url)
+        async with self._cond:
+            self._cond.notify_all()
+
+    async def _serve_stream(
+        self, requests: AsyncIterator[discovery_pb2.DiscoveryRequest]
+    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+        assert self._cond is not None
+        self._next_stream += 1
+        stream = _Stream(self._next_stream)
+        self._streams[stream.ident] = stream
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    await self._on_request(stream, request)
+            except (asyncio.CancelledError, grpc.aio.AioRpcError):
+                pass
+            finally:
+                stream.outbox.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                item = await stream.outbox.get()
+                if item is None:
+                    break
+                yield item
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            self._streams.pop(stream.ident, None)
+            async with self._cond:
+                self._cond.notify_all()
+
+
+class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, server: XdsServer) -> None:
+        self._server = server
+
+    async def StreamAggregatedResources(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        async for response in self._server._serve_stream(request_iterator):
+            yield response
+
+    async def DeltaAggregatedResources(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "infergate serves state-of-the-world ADS only")

@@ -1,0 +1,263 @@
+"""The IR -> Envoy translator: golden files plus the properties the data plane relies on.
+
+Regenerate the golden files with ``INFERGATE_UPDATE_GOLDEN=1 pytest tests/dataplane -k golden``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infergate.controller.ir import (
+    Backend,
+    DataplaneConfig,
+    Endpoint,
+    EndpointPicker,
+    Listener,
+    Pool,
+    Route,
+    RouteMatch,
+    VirtualHost,
+)
+from infergate.dataplane import protos
+from infergate.dataplane.ir_codec import IRDecodeError, ir_from_dict, ir_to_dict
+from infergate.dataplane.xds_translator import (
+    DESTINATION_HEADER,
+    EXT_PROC_FILTER,
+    TranslateOptions,
+    TranslationError,
+    translate,
+)
+
+TESTDATA = Path(__file__).parent / "testdata"
+CASES = sorted(p.name.removesuffix(".in.yaml") for p in TESTDATA.glob("*.in.yaml"))
+
+
+def _load(case: str) -> DataplaneConfig:
+    return ir_from_dict(yaml.safe_load((TESTDATA / f"{case}.in.yaml").read_text()) or {})
+
+
+def _dump(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, width=120)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden(case: str) -> None:
+    resources = translate(_load(case))
+    actual = _dump(resources.as_dict())
+    golden = TESTDATA / f"{case}.out.yaml"
+    if os.environ.get("INFERGATE_UPDATE_GOLDEN") == "1":
+        golden.write_text(actual)
+    assert golden.exists(), (
+        f"missing {golden}: run INFERGATE_UPDATE_GOLDEN=1 pytest tests/dataplane -k golden"
+    )
+    assert actual == golden.read_text(), f"{case}: output differs from {golden.name}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_resource_parses_as_envoy_protobuf(case: str) -> None:
+    for type_url, resources in translate(_load(case)).by_type_url().items():
+        for resource in resources.values():
+            protos.to_proto(type_url, resource)  # raises on a misspelt field or a wrong type
+
+
+def test_ir_round_trips_through_dicts() -> None:
+    for case in CASES:
+        ir = _load(case)
+        assert ir_from_dict(ir_to_dict(ir)) == ir
+
+
+def test_ir_decode_names_the_bad_field() -> None:
+    with pytest.raises(IRDecodeError, match=r"listeners\[0\]\.virtual_hosts\[0\]\.routs: unknown field"):
+        ir_from_dict(
+            {
+                "listeners": [
+                    {
+                        "key": "l",
+                        "gateway_namespace": "d",
+                        "gateway_name": "g",
+                        "address": "1.2.3.4",
+                        "port": 80,
+                        "virtual_hosts": [{"name": "v", "domains": ["*"], "routs": []}],
+                    }
+                ]
+            }
+        )
+    with pytest.raises(IRDecodeError, match=r"pools\[0\]\.picker\.failure_mode: 'Open' is not one of"):
+        ir_from_dict(
+            {
+                "pools": [
+                    {
+                        "key": "p",
+                        "group": "g",
+                        "namespace": "n",
+                        "name": "p",
+                        "target_ports": [1],
+                        "endpoints": [],
+                        "picker": {"key": "e", "endpoints": [], "failure_mode": "Open"},
+                    }
+                ]
+            }
+        )
+
+
+def _hcm_filters(listener: dict[str, Any]) -> list[str]:
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return [f["name"] for f in hcm["http_filters"]]
+
+
+def test_filter_order_strips_destination_before_ext_proc_and_routes_by_body_model() -> None:
+    resources = translate(_load("single-pool"))
+    (listener,) = [r for r in resources.listeners if "address" in r]
+    assert _hcm_filters(listener) == [
+        "envoy.filters.http.header_mutation",
+        "envoy.filters.http.transform",
+        EXT_PROC_FILTER,
+        "envoy.filters.http.router",
+    ]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    removed = [m["remove"] for m in hcm["http_filters"][0]["typed_config"]["mutations"]["request_mutations"]]
+    assert DESTINATION_HEADER in removed
+    transform = hcm["http_filters"][1]["typed_config"]
+    assert transform["clear_route_cache"] is True
+    ext_proc = hcm["http_filters"][2]["typed_config"]
+    assert ext_proc["processing_mode"]["request_header_mode"] == "SEND"
+    assert ext_proc["metadata_options"] == {"receiving_namespaces": {"untyped": ["envoy.lb"]}}
+
+
+def test_body_based_routing_off_has_no_transform() -> None:
+    resources = translate(_load("matches-and-filters"))
+    (listener,) = [r for r in resources.listeners if "address" in r]
+    assert "envoy.filters.http.transform" not in _hcm_filters(listener)
+
+
+def test_each_weighted_pool_consults_its_own_epp_with_its_failure_mode() -> None:
+    resources = translate(_load("weighted-two-pools"))
+    (route_config,) = resources.route_configurations
+    (route,) = route_config["virtual_hosts"][0]["routes"]
+    clusters = route["route"]["weighted_clusters"]["clusters"]
+    by_name = {c["name"]: c for c in clusters}
+    assert [c["weight"] for c in clusters] == [45, 45, 10]  # the weight-0 backend is left out
+    preview = by_name["pool/inference.networking.x-k8s.io/default/vllm-preview"]["typed_per_filter_config"]
+    ga = by_name["pool/inference.networking.k8s.io/default/vllm-ga"]["typed_per_filter_config"]
+    assert preview[EXT_PROC_FILTER]["overrides"]["grpc_service"]["envoy_grpc"]["cluster_name"] == (
+        "epp/default/vllm-preview-epp/9002"
+    )
+    assert preview[EXT_PROC_FILTER]["overrides"]["failure_mode_allow"] is True
+    assert ga[EXT_PROC_FILTER]["overrides"]["grpc_service"]["envoy_grpc"]["cluster_name"] == (
+        "epp/default/vllm-ga-epp/9002"
+    )
+    assert ga[EXT_PROC_FILTER]["overrides"]["failure_mode_allow"] is False
+    invalid = by_name["infergate/invalid/500"]
+    assert invalid["typed_per_filter_config"][EXT_PROC_FILTER]["disabled"] is True
+    assert route["route"]["timeout"] == "0s"  # generations: no route timeout
+
+
+def test_invalid_share_goes_to_an_internal_listener_answering_its_status() -> None:
+    resources = translate(_load("matches-and-filters"))
+    internal = {r["name"]: r for r in resources.listeners if "internal_listener" in r}
+    assert set(internal) == {"infergate/invalid/500", "infergate/invalid/503"}
+    hcm = internal["infergate/invalid/503"]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["route_config"]["virtual_hosts"][0]["routes"][0]["direct_response"]["status"] == 503
+    clusters = {c["name"]: c for c in resources.clusters}
+    address = clusters["infergate/invalid/503"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    assert address["endpoint"]["address"] == {
+        "envoy_internal_address": {"server_listener_name": "infergate/invalid/503"}
+    }
+
+
+def test_pool_cluster_uses_override_host_and_epp_cluster_is_http2_with_fast_connect() -> None:
+    resources = translate(_load("single-pool"))
+    clusters = {c["name"]: c for c in resources.clusters}
+    pool = clusters["pool/inference.networking.k8s.io/default/vllm-llama3-8b-instruct"]
+    policy = pool["load_balancing_policy"]["policies"][0]["typed_extension_config"]
+    assert policy["name"] == "envoy.load_balancing_policies.override_host"
+    sources = policy["typed_config"]["override_host_sources"]
+    assert sources[0] == {"header": DESTINATION_HEADER}
+    epp = clusters["epp/default/vllm-llama3-8b-instruct-epp/9002"]
+    assert "http2_protocol_options" in str(epp["typed_extension_protocol_options"])
+    assert float(epp["connect_timeout"].rstrip("s")) <= 1.0
+    endpoints = {a["cluster_name"]: a for a in resources.cluster_load_assignments}
+    pool_eps = endpoints[pool["name"]]["endpoints"][0]["lb_endpoints"]
+    assert [e["endpoint"]["address"]["socket_address"]["address"] for e in pool_eps] == [
+        "10.0.0.11",
+        "10.0.0.12",
+    ]
+
+
+def test_routes_keep_ir_order() -> None:
+    resources = translate(_load("matches-and-filters"))
+    (route_config,) = resources.route_configurations
+    names = [r["name"] for r in route_config["virtual_hosts"][0]["routes"]]
+    ir = _load("matches-and-filters")
+    assert names == [r.key for r in ir.listeners[0].virtual_hosts[0].routes]
+
+
+def test_changing_weights_changes_only_route_configurations() -> None:
+    before = _load("weighted-two-pools")
+    vhost = before.listeners[0].virtual_hosts[0]
+    route = vhost.routes[0]
+    after_route = Route(
+        key=route.key,
+        match=route.match,
+        backends=(
+            Backend(kind="pool", weight=0, target=route.backends[0].target),
+            Backend(kind="pool", weight=100, target=route.backends[1].target),
+        ),
+    )
+    after = DataplaneConfig(
+        listeners=(
+            Listener(
+                **{
+                    **before.listeners[0].__dict__,
+                    "virtual_hosts": (VirtualHost(vhost.name, vhost.domains, (after_route,)),),
+                }
+            ),
+        ),
+        pools=before.pools,
+    )
+    a, b = translate(before), translate(after)
+    assert a.route_configurations != b.route_configurations
+    external = [r for r in b.listeners if "address" in r]
+    assert external == [r for r in a.listeners if "address" in r]
+    assert {c["name"] for c in b.clusters} <= {c["name"] for c in a.clusters}
+
+
+def test_two_listeners_on_one_address_and_port_are_rejected_with_the_field() -> None:
+    listener = Listener("gw/a", "d", "a", "127.0.0.1", 80, ())
+    other = Listener("gw/b", "d", "b", "127.0.0.1", 80, ())
+    with pytest.raises(
+        TranslationError, match=r"listeners\[gw/b\]\.port: 127.0.0.1:80 is already used by listener gw/a"
+    ):
+        translate(DataplaneConfig(listeners=(listener, other)))
+
+
+def test_backend_missing_from_the_ir_is_served_as_invalid_with_a_warning() -> None:
+    route = Route("r", RouteMatch(), (Backend(kind="pool", weight=1, target="pool/nope"),))
+    ir = DataplaneConfig(
+        listeners=(Listener("gw/a", "d", "a", "127.0.0.1", 80, (VirtualHost("v", ("*",), (route,)),)),)
+    )
+    resources = translate(ir)
+    assert any("pool/nope" in w for w in resources.warnings)
+    assert "infergate/invalid/500" in {c["name"] for c in resources.clusters}
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="epp_connect_timeout_s"):
+        TranslateOptions(epp_connect_timeout_s=5)
+    with pytest.raises(ValueError, match="ext_proc_response_body_mode"):
+        TranslateOptions(ext_proc_response_body_mode="BUFFERED")
+
+
+def test_epp_shared_by_two_pools_gets_one_cluster() -> None:
+    picker = EndpointPicker("epp/shared", (Endpoint("10.0.0.9", 9002),))
+    pools = tuple(
+        Pool(f"pool/{n}", "inference.networking.k8s.io", "d", n, (80,), (Endpoint("10.0.0.1", 80),), picker)
+        for n in ("a", "b")
+    )
+    resources = translate(DataplaneConfig(pools=pools))
+    assert [c["name"] for c in resources.clusters].count("epp/shared") == 1
