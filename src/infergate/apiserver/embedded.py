@@ -1,0 +1,193 @@
+"""Running the API server: as an async context manager, or in a background thread.
+
+    async with EmbeddedAPIServer(state_dir) as api:
+        ... api.url, api.token, api.kubeconfig_path ...
+
+    handle = EmbeddedAPIServer.run_in_thread(state_dir)
+    try: ... handle.kubeconfig_path ...
+    finally: handle.stop()
+
+The state directory holds ``state.db`` (SQLite), ``token`` (kept across restarts, mode
+0600) and ``kubeconfig``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from infergate.apiserver.server import APIServer
+from infergate.apiserver.store import Store
+from infergate.apiserver.tls import ensure_certificate, server_context
+from infergate.apiserver.validation import Admission
+from infergate.util.net import free_port
+
+DB_NAME = "state.db"
+TOKEN_NAME = "token"
+KUBECONFIG_NAME = "kubeconfig"
+
+
+def load_or_create_token(state_dir: Path) -> str:
+    path = state_dir / TOKEN_NAME
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def kubeconfig_text(url: str, token: str, ca_pem: bytes, name: str = "infergate") -> str:
+    ca_data = base64.b64encode(ca_pem).decode()
+    return (
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: {name}\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca_data}\n"
+        f"users:\n- name: {name}\n  user:\n    token: {token}\n"
+        f"contexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n    namespace: default\n"
+        f"current-context: {name}\n"
+    )
+
+
+def write_kubeconfig(path: Path, url: str, token: str, ca_pem: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(kubeconfig_text(url, token, ca_pem))
+    os.replace(tmp, path)
+
+
+class EmbeddedAPIServer:
+    """The SQLite-backed API server listening on ``host:port`` (a free port when 0)."""
+
+    def __init__(self, state_dir: Path | str, host: str = "127.0.0.1", port: int = 0,
+                 admission: Admission | None = None) -> None:
+        self.state_dir = Path(state_dir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.admission = admission
+        self.token = ""
+        self.server: APIServer | None = None
+        self._store: Store | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+    @property
+    def ca_path(self) -> Path:
+        """The self-signed certificate to trust (also in the kubeconfig)."""
+        return self.state_dir / "tls.crt"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.state_dir / KUBECONFIG_NAME
+
+    async def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.token = load_or_create_token(self.state_dir)
+        self._store = Store(self.state_dir / DB_NAME)
+        self.server = APIServer(self._store, self.token, self.admission)
+        self._runner = web.AppRunner(self.server.app(), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        cert, key = ensure_certificate(self.state_dir, self.host)
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True,
+                           ssl_context=server_context(cert, key))
+        await site.start()
+        write_kubeconfig(self.kubeconfig_path, self.url, self.token, cert.read_bytes())
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.hub.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    async def __aenter__(self) -> EmbeddedAPIServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    @classmethod
+    def run_in_thread(cls, state_dir: Path | str, host: str = "127.0.0.1", port: int = 0,
+                      admission: Admission | None = None, timeout: float = 15.0) -> ThreadedAPIServer:
+        """Start a server on its own event loop in a daemon thread (for synchronous code)."""
+        handle = ThreadedAPIServer(cls(state_dir, host, port, admission))
+        handle.start(timeout)
+        return handle
+
+
+class ThreadedAPIServer:
+    """An :class:`EmbeddedAPIServer` running in a background thread; ``stop()`` ends it."""
+
+    def __init__(self, server: EmbeddedAPIServer) -> None:
+        self.server = server
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="infergate-apiserver", daemon=True)
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def token(self) -> str:
+        return self.server.token
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.server.kubeconfig_path
+
+    @property
+    def ca_path(self) -> Path:
+        return self.server.ca_path
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self.server.start())
+        except BaseException as exc:
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self.server.stop())
+        self._loop.close()
+
+    def start(self, timeout: float) -> None:
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise TimeoutError(f"the API server did not start within {timeout}s")
+        if self._error is not None:
+            raise RuntimeError(f"the API server failed to start: {self._error}") from self._error
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+
+    def __enter__(self) -> ThreadedAPIServer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

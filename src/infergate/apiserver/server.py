@@ -1,0 +1,792 @@
+"""The HTTP front of the embedded API server: routing, REST verbs, watch streams.
+
+Requests are served by one aiohttp application on one event loop; the SQLite store is
+called synchronously from it, so every request's read-modify-write is atomic with respect
+to other requests, and a watch registers its subscription in the same step as it reads
+the state it starts from (no event can slip between them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from infergate.apiserver import discovery, protobuf
+from infergate.apiserver.errors import APIError, already_exists, bad_request, conflict, invalid, not_found
+from infergate.apiserver.patch import (
+    PatchError,
+    json_patch,
+    merge_patch,
+    now_rfc3339,
+    record_update_manager,
+    server_side_apply,
+    strategic_merge_patch,
+)
+from infergate.apiserver.resources import (
+    CRD_GROUP_RESOURCE,
+    ResourceRegistry,
+    ResourceType,
+    resource_type_from_crd,
+)
+from infergate.apiserver.selectors import SelectorError, field_selector, label_selector
+from infergate.apiserver.store import ObjectKey, ResourceVersionTooOld, Store, WatchEvent
+from infergate.apiserver.table import to_table
+from infergate.apiserver.validation import Admission, FieldCause, check_schema, prune
+from infergate.apiserver.watch import WatchHub
+
+log = logging.getLogger(__name__)
+
+INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
+UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz")
+BOOKMARK_INTERVAL = 30.0
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a resource request addresses."""
+
+    rtype: ResourceType
+    version: str
+    namespace: str | None  # None: cluster-scoped resource, or a list across namespaces
+    name: str | None
+    subresource: str | None
+
+    def key(self, name: str | None = None) -> ObjectKey:
+        return ObjectKey(self.rtype.group, self.rtype.resource, self.namespace or "", name or self.name or "")
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("true", "1")
+
+
+def _json(body: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
+    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
+                        headers={"Content-Type": content_type})
+
+
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = {}
+        obj["metadata"] = meta
+    return meta
+
+
+def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without the fields a no-op update may change (times, versions)."""
+    clone = copy.deepcopy(obj)
+    meta = clone.get("metadata") or {}
+    meta.pop("resourceVersion", None)
+    meta.pop("managedFields", None)
+    clone.pop("apiVersion", None)
+    return clone
+
+
+class APIServer:
+    """Kubernetes-compatible API over a :class:`Store`; ``app()`` gives the aiohttp app."""
+
+    def __init__(self, store: Store, token: str, admission: Admission | None = None) -> None:
+        self.store = store
+        self.token = token
+        self.admission = admission or Admission()
+        self.registry = ResourceRegistry()
+        self.hub = WatchHub()
+        for crd in self.store.list_objects(*CRD_GROUP_RESOURCE, ""):
+            rtype = resource_type_from_crd(crd)
+            if rtype.versions and self.registry.check_names(rtype) is None:
+                self.registry.register(rtype)
+        for name in INITIAL_NAMESPACES:
+            key = ObjectKey("", "namespaces", "", name)
+            if self.store.get(key) is None:
+                ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {}}
+                self._initialize(ns, key)
+                self._commit(key, ns, "ADDED")
+
+    # ------------------------------------------------------------------------ app
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth_middleware], client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        self.hub.close_all()
+
+    @web.middleware
+    async def _auth_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path not in UNAUTHENTICATED_PATHS:
+            header = request.headers.get("Authorization", "")
+            supplied = header[7:].strip() if header.lower().startswith("bearer ") else ""
+            if not supplied or not hmac.compare_digest(supplied.encode(), self.token.encode()):
+                return _json(APIError(401, "Unauthorized", "Unauthorized").status(), 401)
+        result: web.StreamResponse = await handler(request)
+        return result
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._dispatch(request)
+        except APIError as err:
+            return _json(err.status(), err.code)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a bug: report it as the real server would, and log it
+            log.exception("internal error serving %s %s", request.method, request.path_qs)
+            return _json(APIError(500, "InternalError", f"Internal error occurred: {exc}").status(), 500)
+
+    # ------------------------------------------------------------------- routing
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        parts = [p for p in path.split("/") if p]
+        accept = request.headers.get("Accept", "")
+        if path in UNAUTHENTICATED_PATHS:
+            return web.Response(text="ok")
+        if path == "/version":
+            return _json(discovery.KUBERNETES_VERSION)
+        if path == "/api":
+            if discovery.wants_aggregated(accept):
+                return _json(discovery.aggregated(self.registry, core=True), content_type=discovery.AGGREGATED_CONTENT_TYPE)
+            return _json(discovery.api_versions(request.host))
+        if path == "/apis":
+            if discovery.wants_aggregated(accept):
+                return _json(discovery.aggregated(self.registry, core=False), content_type=discovery.AGGREGATED_CONTENT_TYPE)
+            return _json(discovery.api_group_list(self.registry))
+        if parts[:2] == ["openapi", "v3"]:
+            if len(parts) == 2:
+                return _json(discovery.openapi_index(self.registry))
+            doc = discovery.openapi_document(self.registry, "/".join(parts[2:]))
+            if doc is not None:
+                return _json(doc)
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        if parts and parts[0] == "api" and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts and parts[0] == "apis" and len(parts) >= 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        elif parts and parts[0] == "apis" and len(parts) == 2:
+            info = discovery.api_group(self.registry, parts[1])
+            if info is None:
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            return _json(info)
+        else:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        if not rest:
+            listing = discovery.resource_list(self.registry, group, version)
+            if listing is None:
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            return _json(listing)
+        target = self._target(group, version, rest)
+        return await self._serve(request, target)
+
+    def _target(self, group: str, version: str, rest: list[str]) -> Target:
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3 and not (group == "" and len(rest) == 3
+                                                                  and rest[2] in ("status", "finalize")):
+            namespace, rest = rest[1], rest[2:]
+        resource, name = rest[0], rest[1] if len(rest) > 1 else None
+        subresource = rest[2] if len(rest) > 2 else None
+        if len(rest) > 3:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        rtype = self.registry.lookup(group, version, resource)
+        if rtype is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource",
+                           {"group": group, "kind": resource})
+        if namespace is not None and not rtype.namespaced:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        if rtype.namespaced and namespace is None and name is not None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        if subresource == "finalize" and rtype.resource == "namespaces":
+            subresource = "status"
+        if subresource is not None and subresource not in rtype.subresources:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        return Target(rtype, version, namespace, name, subresource)
+
+    async def _serve(self, request: web.Request, target: Target) -> web.StreamResponse:
+        method = request.method
+        query = request.query
+        dry_run = bool(query.getall("dryRun", []))
+        if target.name is None:
+            if method == "GET":
+                if _truthy(query.get("watch")):
+                    return await self._watch(request, target)
+                return self._list(request, target)
+            if method == "POST":
+                obj = await self._read_object(request)
+                return self._respond(request, target, self._create(target, obj, query.get("fieldManager"), dry_run), 201)
+            if method == "DELETE":
+                return self._delete_collection(request, target, dry_run)
+            raise APIError(405, "MethodNotAllowed", f"the server does not allow the method {method} here")
+        if method == "GET":
+            return self._respond(request, target, self._get(target))
+        if method == "PUT":
+            obj = await self._read_object(request)
+            return self._respond(request, target, self._update(target, obj, query.get("fieldManager"), dry_run))
+        if method == "PATCH":
+            result, created = await self._patch(request, target, dry_run)
+            return self._respond(request, target, result, 201 if created else 200)
+        if method == "DELETE":
+            options = await self._read_delete_options(request)
+            return self._respond(request, target, self._delete(target, options, dry_run or bool(options.get("dryRun"))))
+        raise APIError(405, "MethodNotAllowed", f"the server does not allow the method {method} here")
+
+    # ------------------------------------------------------------- bodies/answers
+
+    async def _read_body(self, request: web.Request) -> tuple[str, bytes]:
+        return request.headers.get("Content-Type", "application/json").split(";")[0].strip(), await request.read()
+
+    def _decode(self, content_type: str, raw: bytes) -> Any:
+        if content_type == "application/vnd.kubernetes.protobuf":
+            try:
+                return protobuf.decode(raw)
+            except protobuf.ProtobufError as exc:
+                raise APIError(415, "UnsupportedMediaType", str(exc)) from exc
+        try:
+            if content_type.endswith("yaml"):
+                return yaml.safe_load(raw.decode() or "{}")
+            return json.loads(raw.decode() or "null")
+        except (ValueError, yaml.YAMLError) as exc:
+            raise bad_request(f"the body of the request was in an unknown format: {exc}") from exc
+
+    async def _read_object(self, request: web.Request) -> dict[str, Any]:
+        obj = self._decode(*(await self._read_body(request)))
+        if not isinstance(obj, dict):
+            raise bad_request("the request body must be an object")
+        return obj
+
+    async def _read_delete_options(self, request: web.Request) -> dict[str, Any]:
+        content_type, raw = await self._read_body(request)
+        if not raw:
+            return {}
+        options = self._decode(content_type, raw)
+        return options if isinstance(options, dict) else {}
+
+    def _external(self, target: Target, obj: dict[str, Any]) -> dict[str, Any]:
+        obj = dict(obj)
+        obj["apiVersion"] = target.rtype.api_version(target.version)
+        obj["kind"] = target.rtype.kind
+        return {"apiVersion": obj.pop("apiVersion"), "kind": obj.pop("kind"), **obj}
+
+    def _respond(self, request: web.Request, target: Target, obj: dict[str, Any], status: int = 200) -> web.Response:
+        if obj.get("kind") == "Status":
+            return _json(obj, status)
+        obj = self._external(target, obj)
+        if "as=Table" in request.headers.get("Accept", "") and request.method == "GET":
+            rv = _meta(obj).get("resourceVersion", "")
+            return _json(to_table(target.rtype, target.version, [obj], rv,
+                                  request.query.get("includeObject", "Metadata")), status)
+        return _json(obj, status)
+
+    # ------------------------------------------------------------------- reading
+
+    def _get(self, target: Target) -> dict[str, Any]:
+        obj = self.store.get(target.key())
+        if obj is None:
+            raise not_found(target.rtype.group_resource, target.name or "", target.rtype.group, target.rtype.resource)
+        return obj
+
+    def _matchers(self, request: web.Request) -> tuple[Any, Any]:
+        try:
+            return label_selector(request.query.get("labelSelector")), field_selector(request.query.get("fieldSelector"))
+        except SelectorError as exc:
+            raise bad_request(str(exc)) from exc
+
+    def _list(self, request: web.Request, target: Target) -> web.Response:
+        labels, fields = self._matchers(request)
+        rtype = target.rtype
+        items = [self._external(target, o) for o in self.store.list_objects(rtype.group, rtype.resource, target.namespace)
+                 if labels(o) and fields(o)]
+        rv = str(self.store.resource_version)
+        if "as=Table" in request.headers.get("Accept", ""):
+            return _json(to_table(rtype, target.version, items, rv, request.query.get("includeObject", "Metadata")))
+        return _json({"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version(target.version),
+                      "metadata": {"resourceVersion": rv}, "items": items})
+
+    # ------------------------------------------------------------------- writing
+
+    def _commit(self, key: ObjectKey, obj: dict[str, Any], event_type: str) -> dict[str, Any]:
+        event = self.store.write(key, obj, event_type)
+        self.hub.publish(event)
+        return obj
+
+    def _initialize(self, obj: dict[str, Any], key: ObjectKey) -> None:
+        meta = _meta(obj)
+        meta["name"] = key.name
+        if key.namespace:
+            meta["namespace"] = key.namespace
+        else:
+            meta.pop("namespace", None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        meta["generation"] = 1
+        for transient in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(transient, None)
+        if key.resource == "namespaces" and not key.group:
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = key.name
+            obj["status"] = {"phase": "Active"}
+
+    def _check_namespace(self, target: Target, namespace: str) -> None:
+        ns = self.store.get(ObjectKey("", "namespaces", "", namespace))
+        if ns is None:
+            raise not_found("namespaces", namespace, "", "namespaces")
+        if _meta(ns).get("deletionTimestamp"):
+            raise APIError(403, "Forbidden",
+                           f'{target.rtype.resource} is forbidden: unable to create new content in namespace '
+                           f'{namespace} because it is being terminated',
+                           {"name": namespace, "kind": "namespaces"})
+
+    def _admit(self, target: Target, obj: dict[str, Any], old: dict[str, Any] | None,
+               field_validation: str | None) -> dict[str, Any]:
+        """Defaulting, schema pruning/validation and admission hooks; raises 422 on errors."""
+        rtype = target.rtype
+        name = _meta(obj).get("name", "")
+        obj = self.admission.default(rtype.group, obj)
+        causes: list[FieldCause] = []
+        schema = rtype.schemas.get(target.version)
+        if schema is not None:
+            errors, unknown = check_schema(obj, schema)
+            causes.extend(errors)
+            if unknown:
+                if (field_validation or "").lower() == "strict":
+                    raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
+                prune(obj, unknown)
+        if not _NAME_RE.match(name) or len(name) > 253:
+            causes.append(FieldCause("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 subdomain '
+                                     "must consist of lower case alphanumeric characters, '-' or '.', and must "
+                                     "start and end with an alphanumeric character"))
+        if rtype.crd_name is None and (rtype.group, rtype.resource) == CRD_GROUP_RESOURCE:
+            causes.extend(self._crd_causes(obj))
+        causes.extend(self.admission.validate(rtype.group, obj, old))
+        if causes:
+            raise invalid(rtype.kind, name, rtype.group, causes)
+        return obj
+
+    def _create(self, target: Target, obj: dict[str, Any], manager: str | None, dry_run: bool,
+                field_validation: str | None = None) -> dict[str, Any]:
+        rtype = target.rtype
+        meta = _meta(obj)
+        if obj.get("kind") and obj["kind"] != rtype.kind:
+            raise bad_request(f"the API version in the data ({obj.get('apiVersion')}) and kind ({obj['kind']}) do not "
+                              f"match the endpoint ({rtype.api_version(target.version)} {rtype.kind})")
+        name = meta.get("name") or ""
+        if not name and meta.get("generateName"):
+            name = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+        if not name:
+            raise invalid(rtype.kind, "", rtype.group,
+                          [FieldCause("metadata.name", "Required value: name or generateName is required",
+                                      "FieldValueRequired")])
+        if rtype.namespaced:
+            namespace = target.namespace or meta.get("namespace") or "default"
+            if meta.get("namespace") and target.namespace and meta["namespace"] != target.namespace:
+                raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
+            self._check_namespace(target, namespace)
+        else:
+            namespace = ""
+        key = ObjectKey(rtype.group, rtype.resource, namespace, name)
+        if self.store.get(key) is not None:
+            raise already_exists(rtype.group_resource, name, rtype.group, rtype.resource)
+        self._initialize(obj, key)
+        if rtype.has_status and rtype.crd_name:
+            obj.pop("status", None)
+        obj = self._admit(target, obj, None, field_validation)
+        record_update_manager(obj, manager, rtype.api_version(target.version))
+        if (rtype.group, rtype.resource) == CRD_GROUP_RESOURCE:
+            self._crd_status(obj)
+        if dry_run:
+            return obj
+        self._commit(key, obj, "ADDED")
+        if (rtype.group, rtype.resource) == CRD_GROUP_RESOURCE:
+            self._crd_changed(obj)
+        return obj
+
+    def _merge_update(self, target: Target, current: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        """The object an update of ``current`` to ``new`` stores (status subresource rules)."""
+        rtype = target.rtype
+        if target.subresource == "status":
+            merged = copy.deepcopy(current)
+            if "status" in new:
+                merged["status"] = new["status"]
+            else:
+                merged.pop("status", None)
+            new_meta = _meta(new)
+            if new_meta.get("resourceVersion"):
+                _meta(merged)["resourceVersion"] = new_meta["resourceVersion"]
+            return merged
+        merged = copy.deepcopy(new)
+        if rtype.has_status:
+            if "status" in current:
+                merged["status"] = copy.deepcopy(current["status"])
+            else:
+                merged.pop("status", None)
+        meta, old_meta = _meta(merged), _meta(current)
+        for fixed in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+            if fixed in old_meta:
+                meta[fixed] = old_meta[fixed]
+            else:
+                meta.pop(fixed, None)
+        if "managedFields" not in meta and "managedFields" in old_meta:
+            meta["managedFields"] = old_meta["managedFields"]
+        if old_meta.get("deletionTimestamp"):
+            new_finalizers = [f for f in meta.get("finalizers") or [] if f in (old_meta.get("finalizers") or [])]
+            if new_finalizers:
+                meta["finalizers"] = new_finalizers
+            else:
+                meta.pop("finalizers", None)
+        return merged
+
+    def _store_update(self, target: Target, current: dict[str, Any], new: dict[str, Any], manager: str | None,
+                      dry_run: bool, operation: str = "Update", field_validation: str | None = None) -> dict[str, Any]:
+        rtype = target.rtype
+        cur_meta = _meta(current)
+        name = cur_meta.get("name", "")
+        new_meta = _meta(new)
+        if new_meta.get("name") and new_meta["name"] != name:
+            raise bad_request(f'the name of the object ({new_meta["name"]}) does not match the name on the URL ({name})')
+        wanted_rv = new_meta.get("resourceVersion")
+        if wanted_rv and str(wanted_rv) != cur_meta.get("resourceVersion"):
+            raise conflict(rtype.group_resource, name, rtype.group, rtype.resource)
+        merged = self._merge_update(target, current, new)
+        meta = _meta(merged)
+        meta["name"] = name
+        if target.namespace:
+            meta["namespace"] = target.namespace
+        if _spec_part(merged) != _spec_part(current):
+            meta["generation"] = int(cur_meta.get("generation") or 1) + 1
+        merged = self._admit(target, merged, current, field_validation)
+        if (rtype.group, rtype.resource) == CRD_GROUP_RESOURCE:
+            self._crd_status(merged)
+        if operation == "Update":
+            record_update_manager(merged, manager, rtype.api_version(target.version), target.subresource or "")
+        if _comparable(merged) == _comparable(current):
+            return current
+        if dry_run:
+            return merged
+        key = target.key(name)
+        if cur_meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            return self._remove(key, merged)
+        self._commit(key, merged, "MODIFIED")
+        if (rtype.group, rtype.resource) == CRD_GROUP_RESOURCE:
+            self._crd_changed(merged)
+        return merged
+
+    def _update(self, target: Target, obj: dict[str, Any], manager: str | None, dry_run: bool) -> dict[str, Any]:
+        current = self._get(target)
+        return self._store_update(target, current, obj, manager, dry_run)
+
+    async def _patch(self, request: web.Request, target: Target, dry_run: bool) -> tuple[dict[str, Any], bool]:
+        content_type, raw = await self._read_body(request)
+        patch = self._decode("application/yaml" if content_type == "application/apply-patch+yaml" else content_type, raw)
+        query = request.query
+        manager = query.get("fieldManager")
+        rtype = target.rtype
+        current = self.store.get(target.key())
+        if content_type == "application/apply-patch+yaml":
+            if not manager:
+                raise invalid(rtype.kind, target.name or "", rtype.group,
+                              [FieldCause("fieldManager", "Required value: is required for apply patch",
+                                          "FieldValueRequired")])
+            if not isinstance(patch, dict):
+                raise bad_request("an apply patch must be an object")
+            api_version = rtype.api_version(target.version)
+            if current is None:
+                if target.subresource:
+                    raise not_found(rtype.group_resource, target.name or "", rtype.group, rtype.resource)
+                applied = server_side_apply(None, patch, manager, api_version)
+                _meta(applied)["name"] = target.name
+                return self._create(target, applied, None, dry_run, query.get("fieldValidation")), True
+            base = current
+            if target.subresource == "status":
+                base = copy.deepcopy(current)
+            applied = server_side_apply(base, patch, manager, api_version)
+            if not _meta(patch).get("resourceVersion"):
+                _meta(applied).pop("resourceVersion", None)
+            return self._store_update(target, current, applied, manager, dry_run, "Apply",
+                                      query.get("fieldValidation")), False
+        if current is None:
+            raise not_found(rtype.group_resource, target.name or "", rtype.group, rtype.resource)
+        try:
+            if content_type == "application/merge-patch+json":
+                new = merge_patch(current, patch)
+            elif content_type == "application/json-patch+json":
+                new = json_patch(current, patch)
+            elif content_type == "application/strategic-merge-patch+json":
+                if rtype.crd_name:
+                    raise APIError(415, "UnsupportedMediaType",
+                                   "the body of the request was in an unknown format - accepted media types include: "
+                                   "application/json-patch+json, application/merge-patch+json, "
+                                   "application/apply-patch+yaml")
+                new = strategic_merge_patch(current, patch)
+            else:
+                raise APIError(415, "UnsupportedMediaType", f"unsupported patch type {content_type}")
+        except PatchError as exc:
+            raise APIError(422, "Invalid", str(exc)) from exc
+        if not isinstance(new, dict):
+            raise bad_request("the patched object is not an object")
+        patched_rv = _meta(patch if isinstance(patch, dict) else {}).get("resourceVersion")
+        if content_type == "application/json-patch+json":
+            # a JSON patch that tests or sets the resourceVersion makes it a precondition
+            keep_rv = _meta(new).get("resourceVersion") != _meta(current).get("resourceVersion") or any(
+                isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion" for op in patch)
+        else:
+            keep_rv = bool(patched_rv)
+        if not keep_rv:
+            _meta(new).pop("resourceVersion", None)
+        return self._store_update(target, current, new, manager, dry_run,
+                                  field_validation=query.get("fieldValidation")), False
+
+    # ------------------------------------------------------------------- deleting
+
+    def _delete(self, target: Target, options: dict[str, Any], dry_run: bool) -> dict[str, Any]:
+        rtype = target.rtype
+        current = self._get(target)
+        meta = _meta(current)
+        name = meta.get("name", "")
+        preconditions = options.get("preconditions") or {}
+        if preconditions.get("resourceVersion") and preconditions["resourceVersion"] != meta.get("resourceVersion"):
+            raise conflict(rtype.group_resource, name, rtype.group, rtype.resource)
+        if preconditions.get("uid") and preconditions["uid"] != meta.get("uid"):
+            raise conflict(rtype.group_resource, name, rtype.group, rtype.resource)
+        if (rtype.group, rtype.resource) == ("", "namespaces") and name in PROTECTED_NAMESPACES:
+            raise APIError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                           {"name": name, "kind": "namespaces"})
+        if dry_run:
+            return current
+        orphan = options.get("propagationPolicy") == "Orphan" or options.get("orphanDependents") is True
+        return self._delete_object(target.key(name), current, orphan)
+
+    def _delete_object(self, key: ObjectKey, current: dict[str, Any], orphan: bool = False) -> dict[str, Any]:
+        meta = _meta(current)
+        is_namespace = (key.group, key.resource) == ("", "namespaces")
+        if meta.get("finalizers") or is_namespace:
+            if not meta.get("deletionTimestamp"):
+                obj = copy.deepcopy(current)
+                _meta(obj)["deletionTimestamp"] = now_rfc3339()
+                _meta(obj)["deletionGracePeriodSeconds"] = 0
+                if is_namespace:
+                    obj["status"] = {"phase": "Terminating"}
+                current = self._commit(key, obj, "MODIFIED")
+            if is_namespace:
+                for child_key, child in self.store.list_namespace(key.name):
+                    self._delete_object(child_key, child)
+                if not self.store.list_namespace(key.name) and not _meta(current).get("finalizers"):
+                    return self._remove(key, current)
+            return current
+        return self._remove(key, current, orphan)
+
+    def _remove(self, key: ObjectKey, obj: dict[str, Any], orphan: bool = False) -> dict[str, Any]:
+        """Delete for good, then cascade (CRD objects, namespace emptiness, dependents)."""
+        obj = copy.deepcopy(obj)
+        self._commit(key, obj, "DELETED")
+        if (key.group, key.resource) == CRD_GROUP_RESOURCE:
+            rtype = self.registry.unregister(key.name)
+            if rtype is not None:
+                for item in self.store.list_objects(rtype.group, rtype.resource, None):
+                    item_meta = _meta(item)
+                    item_key = ObjectKey(rtype.group, rtype.resource, item_meta.get("namespace", ""), item_meta["name"])
+                    self._commit(item_key, item, "DELETED")
+        if key.namespace:
+            ns_key = ObjectKey("", "namespaces", "", key.namespace)
+            ns = self.store.get(ns_key)
+            if ns and _meta(ns).get("deletionTimestamp") and not self.store.list_namespace(key.namespace) \
+                    and not _meta(ns).get("finalizers"):
+                self._remove(ns_key, ns)
+        uid = _meta(obj).get("uid")
+        if uid:
+            self._collect_dependents(uid, orphan)
+        return obj
+
+    def _collect_dependents(self, uid: str, orphan: bool) -> None:
+        """Garbage collection: delete (or orphan) objects whose ownerReferences name ``uid``."""
+        for dep_key, dep in self.store.find_dependents(uid):
+            refs = [r for r in _meta(dep).get("ownerReferences") or [] if r.get("uid") != uid]
+            if orphan or refs:
+                if refs:
+                    _meta(dep)["ownerReferences"] = refs
+                else:
+                    _meta(dep).pop("ownerReferences", None)
+                self._commit(dep_key, dep, "MODIFIED")
+            elif self.store.get(dep_key) is not None:
+                self._delete_object(dep_key, dep)
+
+    def _delete_collection(self, request: web.Request, target: Target, dry_run: bool) -> web.Response:
+        labels, fields = self._matchers(request)
+        rtype = target.rtype
+        items = [o for o in self.store.list_objects(rtype.group, rtype.resource, target.namespace) if labels(o) and fields(o)]
+        deleted = []
+        for item in items:
+            key = ObjectKey(rtype.group, rtype.resource, _meta(item).get("namespace", ""), _meta(item)["name"])
+            deleted.append(self._external(target, item if dry_run else self._delete_object(key, item)))
+        return _json({"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version(target.version),
+                      "metadata": {"resourceVersion": str(self.store.resource_version)}, "items": deleted})
+
+    # ------------------------------------------------------------------------ CRDs
+
+    def _crd_causes(self, crd: dict[str, Any]) -> list[FieldCause]:
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        causes = []
+        if not spec.get("group"):
+            causes.append(FieldCause("spec.group", "Required value", "FieldValueRequired"))
+        for field in ("plural", "kind"):
+            if not names.get(field):
+                causes.append(FieldCause(f"spec.names.{field}", "Required value", "FieldValueRequired"))
+        if spec.get("scope") not in ("Namespaced", "Cluster"):
+            causes.append(FieldCause("spec.scope", f'Unsupported value: "{spec.get("scope")}": supported values: '
+                                     '"Cluster", "Namespaced"', "FieldValueNotSupported"))
+        versions = spec.get("versions") or []
+        if not versions:
+            causes.append(FieldCause("spec.versions", "Invalid value: null: must have exactly one version marked as "
+                                     "storage version", "FieldValueInvalid"))
+        elif sum(1 for v in versions if v.get("storage")) != 1:
+            causes.append(FieldCause("spec.versions", "Invalid value: must have exactly one version marked as "
+                                     "storage version"))
+        expected = f"{names.get('plural')}.{spec.get('group')}"
+        name = _meta(crd).get("name")
+        if names.get("plural") and spec.get("group") and name != expected:
+            causes.append(FieldCause("metadata.name", f'Invalid value: "{name}": must be spec.names.plural+"."+spec.group'))
+        return causes
+
+    def _crd_status(self, crd: dict[str, Any]) -> None:
+        """Set NamesAccepted/Established, acceptedNames and storedVersions on a CRD."""
+        rtype = resource_type_from_crd(crd)
+        problem = self.registry.check_names(rtype)
+        now = now_rfc3339()
+        names = dict((crd.get("spec") or {}).get("names") or {})
+        names.setdefault("singular", rtype.singular)
+        names.setdefault("listKind", f"{rtype.kind}List")
+        status = crd.setdefault("status", {})
+        stored = list(status.get("storedVersions") or [])
+        for version in (crd.get("spec") or {}).get("versions") or []:
+            if version.get("storage") and version.get("name") not in stored:
+                stored.append(version["name"])
+        previous = {c.get("type"): c for c in status.get("conditions") or []}
+
+        def condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
+            old = previous.get(kind)
+            value = "True" if ok else "False"
+            stamp = old["lastTransitionTime"] if old and old.get("status") == value else now
+            return {"type": kind, "status": value, "lastTransitionTime": stamp, "reason": reason, "message": message}
+
+        status["conditions"] = [
+            condition("NamesAccepted", problem is None, "NoConflicts" if problem is None else "NameConflict",
+                      "no conflicts found" if problem is None else problem),
+            condition("Established", problem is None, "InitialNamesAccepted" if problem is None else "NotAccepted",
+                      "the initial names have been accepted" if problem is None else "not all names are accepted"),
+        ]
+        status["acceptedNames"] = names if problem is None else {"plural": "", "kind": ""}
+        status["storedVersions"] = stored
+
+    def _crd_changed(self, crd: dict[str, Any]) -> None:
+        rtype = resource_type_from_crd(crd)
+        if rtype.versions and self.registry.check_names(rtype) is None:
+            self.registry.register(rtype)
+        else:
+            self.registry.unregister(rtype.crd_name or "")
+
+    # ------------------------------------------------------------------------ watch
+
+    async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rtype = target.rtype
+        query = request.query
+        labels, fields = self._matchers(request)
+        as_table = "as=Table" in request.headers.get("Accept", "")
+        include_object = query.get("includeObject", "Metadata")
+        send_initial = _truthy(query.get("sendInitialEvents"))
+        bookmarks = _truthy(query.get("allowWatchBookmarks"))
+        requested_rv = query.get("resourceVersion", "")
+        timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds", "").isdigit() else None
+        name = target.name
+
+        def selected(obj: dict[str, Any]) -> bool:
+            return labels(obj) and fields(obj) and (name is None or _meta(obj).get("name") == name)
+
+        # synchronous: subscribe and read the starting point with no await in between
+        sub = self.hub.subscribe(rtype.group, rtype.resource, target.namespace)
+        initial: list[tuple[str, dict[str, Any]]] = []
+        too_old: str | None = None
+        last_rv = self.store.resource_version
+        if send_initial or requested_rv in ("", "0"):
+            initial = [("ADDED", o) for o in self.store.list_objects(rtype.group, rtype.resource, target.namespace)
+                       if selected(o)]
+        else:
+            try:
+                since = int(requested_rv)
+                events = self.store.events_since(since, rtype.group, rtype.resource)
+            except ValueError:
+                self.hub.unsubscribe(sub)
+                raise bad_request(f"invalid resourceVersion {requested_rv!r}") from None
+            except ResourceVersionTooOld as exc:
+                too_old = str(exc)
+                events = []
+            initial = [(e.type, e.object) for e in events
+                       if (target.namespace is None or e.namespace == target.namespace) and selected(e.object)]
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        first = True
+
+        def encode(event_type: str, obj: dict[str, Any]) -> bytes:
+            nonlocal first
+            obj = self._external(target, obj)
+            if as_table:
+                obj = to_table(rtype, target.version, [obj], _meta(obj).get("resourceVersion", ""),
+                               include_object, with_columns=first)
+            first = False
+            return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+        def bookmark(rv: int, initial_end: bool = False) -> bytes:
+            meta: dict[str, Any] = {"resourceVersion": str(rv)}
+            if initial_end:
+                meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+            obj = {"kind": rtype.kind, "apiVersion": rtype.api_version(target.version), "metadata": meta}
+            return json.dumps({"type": "BOOKMARK", "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+        try:
+            await response.prepare(request)
+            if too_old is not None:
+                status = APIError(410, "Expired", too_old).status()
+                await response.write(json.dumps({"type": "ERROR", "object": status}).encode() + b"\n")
+                return response
+            for event_type, obj in initial:
+                await response.write(encode(event_type, obj))
+            if send_initial:
+                await response.write(bookmark(last_rv, initial_end=True))
+            deadline = time.monotonic() + timeout if timeout is not None else None
+            while True:
+                wait = BOOKMARK_INTERVAL
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        break
+                try:
+                    event: WatchEvent | None = await asyncio.wait_for(sub.queue.get(), wait)
+                except TimeoutError:
+                    if bookmarks and (deadline is None or time.monotonic() < deadline):
+                        await response.write(bookmark(self.store.resource_version))
+                    continue
+                if event is None:
+                    break
+                if event.resource_version <= last_rv:
+                    continue
+                if selected(event.object):
+                    await response.write(encode(event.type, event.object))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.hub.unsubscribe(sub)
+        return response

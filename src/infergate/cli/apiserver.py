@@ -1,0 +1,42 @@
+"""`infergate apiserver`: run the embedded Kubernetes-compatible API server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("apiserver")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".infergate"),
+              show_default=True, help="Directory for state.db (SQLite), the token and the kubeconfig.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Loopback by default; anything else exposes the API to the network.")
+@click.option("--port", type=int, default=6443, show_default=True, help="Port to listen on (0: pick a free one).")
+def command(state_dir: Path, host: str, port: int) -> None:
+    """Run the embedded Kubernetes-compatible API server.
+
+    Objects live in STATE_DIR/state.db and survive restarts. Writes
+    STATE_DIR/kubeconfig (server URL and bearer token) for kubectl and helm, and prints
+    the `export KUBECONFIG=...` line. Requests without the token get 401.
+    """
+    import asyncio
+    import signal
+
+    from infergate.apiserver import EmbeddedAPIServer
+
+    async def serve() -> None:
+        server = EmbeddedAPIServer(state_dir, host, port)
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        click.echo(f"infergate apiserver listening on {server.url} (state in {state_dir.resolve()})", err=True)
+        click.echo(f"export KUBECONFIG={server.kubeconfig_path.resolve()}")
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+
+    asyncio.run(serve())
