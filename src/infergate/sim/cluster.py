@@ -1,0 +1,161 @@
+"""A pool of simulated replicas in one process (one event loop), plus a cluster admin server."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from infergate.sim.config import SimConfig
+from infergate.sim.replica import Replica
+
+
+def consecutive_addresses(first: str, count: int) -> list[str]:
+    """``first`` and the next ``count - 1`` IPv4 addresses (127.40.1.1 -> 127.40.1.2, ...)."""
+    start = ipaddress.IPv4Address(first)
+    return [str(start + i) for i in range(count)]
+
+
+def replica_name(config: SimConfig, index: int, count: int) -> str:
+    if config.pod_name:
+        return config.pod_name if count == 1 else f"{config.pod_name}-{index}"
+    return f"sim-{index}"
+
+
+class SimCluster:
+    """Replicas on ``addresses`` (one each), all on ``port``; an async context manager.
+
+    ``cluster.endpoints`` are ``"ip:port"`` strings; ``cluster.replicas[i]`` is a ``Replica``
+    (engine state in ``.engine``, faults through ``.set_faults()``, ``.crash()``, ``.restart()``).
+    """
+
+    def __init__(self, config: SimConfig, addresses: Sequence[str], port: int, *,
+                 admin_address: str | None = None, admin_port: int | None = None) -> None:
+        if not addresses:
+            raise ValueError("addresses: at least one address is needed")
+        self.config = config
+        self.port = port
+        self.replicas = [
+            Replica(config, address, port, index=i, name=replica_name(config, i, len(addresses)))
+            for i, address in enumerate(addresses)
+        ]
+        self._admin_address = admin_address or "127.0.0.1"
+        self._admin_port = admin_port
+        self._admin_runner: web.AppRunner | None = None
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [r.endpoint for r in self.replicas]
+
+    @property
+    def urls(self) -> list[str]:
+        return [r.url for r in self.replicas]
+
+    def replica(self, key: str | int) -> Replica:
+        """A replica by index, name or endpoint."""
+        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+            index = int(key)
+            if 0 <= index < len(self.replicas):
+                return self.replicas[index]
+        for r in self.replicas:
+            if key in (r.name, r.endpoint, r.host):
+                return r
+        raise KeyError(f"no replica {key!r} (replicas: {', '.join(r.name for r in self.replicas)})")
+
+    async def start(self) -> None:
+        started: list[Replica] = []
+        try:
+            for r in self.replicas:
+                await r.start()
+                started.append(r)
+            if self._admin_port is not None:
+                runner = web.AppRunner(self._admin_app(), access_log=None, shutdown_timeout=0.5)
+                await runner.setup()
+                await web.TCPSite(runner, self._admin_address, self._admin_port, reuse_address=True).start()
+                self._admin_runner = runner
+        except BaseException:
+            for r in started:
+                await r.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+            self._admin_runner = None
+        for r in self.replicas:
+            await r.stop()
+
+    async def __aenter__(self) -> SimCluster:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    # ---- cluster admin (``--admin-port``): reaches replicas even while they are down ------
+    def _admin_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/admin/replicas", self._list)
+        app.router.add_get("/admin/replicas/{key}", self._get)
+        app.router.add_post("/admin/replicas/{key}/faults", self._faults)
+        app.router.add_post("/admin/replicas/{key}/crash", self._crash)
+        app.router.add_post("/admin/replicas/{key}/restart", self._restart)
+        return app
+
+    @staticmethod
+    def _json(data: Any, status: int = 200) -> web.Response:
+        return web.Response(status=status, text=json.dumps(data), content_type="application/json")
+
+    def _find(self, request: web.Request) -> Replica:
+        try:
+            return self.replica(request.match_info["key"])
+        except KeyError as exc:
+            raise web.HTTPNotFound(text=json.dumps({"detail": str(exc)}), content_type="application/json") from None
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        if not request.can_read_body:
+            return {}
+        try:
+            body = await request.json()
+        except json.JSONDecodeError as exc:
+            raise web.HTTPBadRequest(text=json.dumps({"detail": f"invalid JSON: {exc}"}),
+                                     content_type="application/json") from None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text=json.dumps({"detail": "expected a JSON object"}),
+                                     content_type="application/json")
+        return body
+
+    async def _list(self, request: web.Request) -> web.Response:
+        return self._json([r.describe() for r in self.replicas])
+
+    async def _get(self, request: web.Request) -> web.Response:
+        return self._json(self._find(request).describe())
+
+    async def _faults(self, request: web.Request) -> web.Response:
+        replica = self._find(request)
+        try:
+            faults = replica.set_faults(**await self._body(request))
+        except ValueError as exc:
+            return self._json({"detail": str(exc)}, 400)
+        return self._json(dataclasses.asdict(faults))
+
+    async def _crash(self, request: web.Request) -> web.Response:
+        replica = self._find(request)
+        body = await self._body(request)
+        try:
+            await replica.crash(body.get("restart_after_s"), float(body.get("startup_delay_s", 0.0)))
+        except RuntimeError as exc:
+            return self._json({"detail": str(exc)}, 409)
+        return self._json(replica.describe())
+
+    async def _restart(self, request: web.Request) -> web.Response:
+        replica = self._find(request)
+        body = await self._body(request)
+        await replica.restart(float(body.get("startup_delay_s", 0.0)))
+        return self._json(replica.describe())
