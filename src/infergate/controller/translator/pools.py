@@ -1,0 +1,95 @@
+"""InferencePools of both API generations -> IR pools with their endpoint picker.
+
+| field | v1 (inference.networking.k8s.io) | v1alpha2 (inference.networking.x-k8s.io) |
+|---|---|---|
+| selector | ``selector.matchLabels`` | ``selector`` (map) |
+| target ports | ``targetPorts[].number`` | ``targetPortNumber`` |
+| picker | ``endpointPickerRef{group,kind,name,port.number,failureMode}`` | ``extensionRef{group,kind,name,portNumber,failureMode}`` |
+| picker port default | none (required for a Service) | 9002 |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from infergate.controller.ir import EndpointPicker, FailureMode, Pool
+from infergate.controller.resources import INFERENCE_GROUP, Resource
+from infergate.controller.snapshot import Snapshot
+from infergate.controller.translator.endpoints import pod_endpoints, resolve_service
+
+DEFAULT_EPP_PORT = 9002
+
+
+@dataclass(frozen=True)
+class ResolvedPool:
+    pool: Pool
+    picker_error: str | None  # why the endpoint picker reference is invalid (ResolvedRefs=False)
+
+
+def pool_key(group: str, namespace: str, name: str) -> str:
+    return f"pool/{group}/{namespace}/{name}"
+
+
+def pool_selector(pool: Resource) -> Mapping[str, Any]:
+    selector = pool.spec.get("selector") or {}
+    if pool.group == INFERENCE_GROUP:
+        return selector.get("matchLabels") or {}
+    return selector
+
+
+def pool_target_ports(pool: Resource) -> tuple[int, ...]:
+    if pool.group == INFERENCE_GROUP:
+        ports = [p.get("number") for p in pool.spec.get("targetPorts") or ()]
+    else:
+        ports = [pool.spec.get("targetPortNumber")]
+    return tuple(int(p) for p in ports if isinstance(p, int) and 1 <= p <= 65535)
+
+
+def picker_ref(pool: Resource) -> tuple[str, Mapping[str, Any], int | None]:
+    """(field path, reference, port) of the pool's endpoint picker."""
+    if pool.group == INFERENCE_GROUP:
+        ref = pool.spec.get("endpointPickerRef") or {}
+        number = (ref.get("port") or {}).get("number")
+        return "spec.endpointPickerRef", ref, number if isinstance(number, int) else None
+    ref = pool.spec.get("extensionRef") or {}
+    number = ref.get("portNumber")
+    return "spec.extensionRef", ref, number if isinstance(number, int) else DEFAULT_EPP_PORT
+
+
+def resolve_pool(snapshot: Snapshot, pool: Resource) -> ResolvedPool:
+    path, ref, port = picker_ref(pool)
+    failure_mode: FailureMode = "FailOpen" if ref.get("failureMode") == "FailOpen" else "FailClose"
+    group = ref.get("group") or ""
+    kind = ref.get("kind") or "Service"
+    name = str(ref.get("name") or "")
+    error: str | None = None
+    endpoints: tuple[Any, ...] = ()
+    if not name:
+        error = f"{path}.name: Required value"
+    elif group != "" or kind != "Service":
+        error = f"{path}: unsupported kind {kind!r} in group {group!r} (only core Services are supported)"
+    elif port is None:
+        error = f"{path}.port.number: Required value: port is required when kind is 'Service'"
+    else:
+        lookup = resolve_service(snapshot, pool.namespace, name, port)
+        if lookup.error is not None:
+            error = f"{path}: {lookup.error}"
+        endpoints = lookup.endpoints
+    picker = EndpointPicker(
+        key=f"epp/{pool.namespace}/{name}/{port if port is not None else 0}",
+        endpoints=endpoints,
+        failure_mode=failure_mode,
+    )
+    target_ports = pool_target_ports(pool)
+    ir_pool = Pool(
+        key=pool_key(pool.group, pool.namespace, pool.name),
+        group=pool.group,
+        namespace=pool.namespace,
+        name=pool.name,
+        target_ports=target_ports,
+        endpoints=pod_endpoints(snapshot, pool.namespace, pool_selector(pool), target_ports),
+        picker=picker,
+    )
+    return ResolvedPool(ir_pool, error)
