@@ -1,0 +1,346 @@
+"""The ``Director``: admission, scheduling and per-request accounting for one pool.
+
+Implements ``infergate.epp.contract.Director`` on top of the datastore, the metrics store,
+the scheduler, the saturation detector and flow control. Single event loop (see
+datastore.py). Per request (gie.md §3.4):
+
+1. pool not known yet -> ``PoolNotReady`` (not a ``Rejection``: the transport answers with
+   a gRPC error so the proxy applies its failure mode, as upstream);
+2. headers-only requests -> a uniformly random available endpoint, no scheduling;
+3. body checks (400), then the objective and priority: header ``x-gateway-inference-objective``
+   names an InferenceObjective (unknown/unset -> 0); preview pools: the InferenceModel for
+   the body's model (none -> 404 ``BadConfiguration``, as v0.3.0), its criticality -> priority
+   and its ``targetModels`` -> weighted target model (the body's model is rewritten);
+   ``x-gateway-model-name-rewrite`` -> rewrite (already applied to ``request.model``);
+4. admission (flow control; off = upstream: priority < 0 while saturated -> 429);
+5. candidates = available endpoints (not failing), narrowed by the subset hint
+   (present-but-empty or no match -> 503);
+6. schedule (failure -> 429), PreRequest plugins (prefix indexer), in-flight += 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from infergate.epp.contract import Decision, InferenceRequest, Rejection
+from infergate.epp.datastore import Datastore, Endpoint, InferenceModelInfo
+from infergate.epp.flowcontrol import FlowControlConfig, FlowController
+from infergate.epp.metrics import EppMetrics, PoolSnapshot
+from infergate.epp.metrics_scraper import MetricsStore
+from infergate.epp.saturation import SaturationConfig, SaturationDetector
+from infergate.epp.scheduling.framework import Candidate, Scheduler, SchedulingError, SchedulingRequest
+from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
+
+log = logging.getLogger(__name__)
+
+OBJECTIVE_HEADER = "x-gateway-inference-objective"
+REWRITE_HEADER = "x-gateway-model-name-rewrite"
+FAIRNESS_HEADER = "x-gateway-inference-fairness-id"
+
+DEFAULT_CRITICALITY_PRIORITY: Mapping[str, int] = {"Critical": 1, "Standard": 0, "Sheddable": -1}
+
+
+class PoolNotReady(RuntimeError):
+    """The pool is not known yet; transports answer with an error so the proxy's failure mode applies."""
+
+
+@dataclass(frozen=True)
+class DirectorConfig:
+    flow_control: FlowControlConfig = field(default_factory=FlowControlConfig)
+    saturation: SaturationConfig = field(default_factory=SaturationConfig)
+    # preview InferenceModel criticality -> priority (unset = Standard). v0.3.0 also shed
+    # Standard under saturation: {"Critical": 1, "Standard": -1, "Sheddable": -1} reproduces that.
+    criticality_priority: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_CRITICALITY_PRIORITY))
+    seed: int | None = None
+    response_buffer_limit: int = 1 << 20  # non-streaming bodies buffered for usage, at most
+
+
+@dataclass
+class _RequestState:
+    model: str
+    target_model: str
+    hostport: str
+    started: float
+    streaming: bool = False
+    status: int = 0
+    response_size: int = 0
+    buffer: bytearray | None = None
+    tail: str = ""
+    usage: dict[str, Any] | None = None
+    overflow: bool = False  # non-streaming body too large to buffer for usage
+    finished: bool = False  # response end of stream seen
+
+
+class EppDirector:
+    def __init__(self, datastore: Datastore, scheduler: Scheduler, store: MetricsStore, *,
+                 config: DirectorConfig | None = None, metrics: EppMetrics | None = None) -> None:
+        self.datastore = datastore
+        self.scheduler = scheduler
+        self.store = store
+        self.config = config or DirectorConfig()
+        self.metrics = metrics or EppMetrics()
+        self.rng = random.Random(self.config.seed)
+        self.saturation = SaturationDetector(store, self.config.saturation)
+        self.flow = FlowController(self.config.flow_control, self._capacity,
+                                   on_queue_size=self.metrics.flow_control_queue_size.set)
+        self._requests: dict[str, _RequestState] = {}
+        self._inflight: dict[str, int] = {}
+        self._sent_since_scrape: dict[str, int] = {}
+        self._prefix_plugins = [p for p in scheduler.plugins.values() if isinstance(p, PrefixCacheScorer)]
+        self._known_endpoints: set[str] = set()
+        if scheduler.on_duration is None:
+            scheduler.on_duration = self.metrics.scheduler_e2e.observe
+        store.subscribe(self._on_scrape)
+        datastore.subscribe(self._on_datastore_change)
+        self._on_datastore_change()
+        self.metrics.set_pool_snapshot(self.pool_snapshot)
+
+    # ---- observation hooks -----------------------------------------------------------
+    def _on_scrape(self, hostport: str) -> None:
+        self._sent_since_scrape[hostport] = 0
+        self.flow.notify()
+
+    def _on_datastore_change(self) -> None:
+        current = {e.hostport for e in self.datastore.endpoints()}
+        for gone in self._known_endpoints - current:
+            for plugin in self._prefix_plugins:
+                plugin.indexer.remove_server(gone)
+            self._sent_since_scrape.pop(gone, None)
+        self._known_endpoints = current
+        self.flow.notify()
+
+    def _capacity(self) -> int:
+        """Admission capacity in requests. Flow control off: 1 if not saturated else 0
+        (upstream's detector). On: headroom from fresh metrics minus requests sent since
+        each endpoint's last scrape."""
+        hostports = [h for h in self._known_endpoints if not self.store.failing(h)]
+        if not self.config.flow_control.enabled:
+            return 0 if self.saturation.is_saturated(hostports) else 1
+        now = time.monotonic()
+        c = self.saturation.config
+        total = 0
+        for h in hostports:
+            m = self.store.fresh(h, now, c.metrics_staleness_threshold)
+            if m is None or m.kv_cache_usage > c.kv_cache_util_threshold:
+                continue
+            total += max(0, c.queue_depth_threshold + 1 - m.waiting_queue - self._sent_since_scrape.get(h, 0))
+        return total
+
+    # ---- helpers -----------------------------------------------------------------------
+    def available_endpoints(self) -> list[Endpoint]:
+        """Endpoints that are not failing their scrapes (an endpoint never scraped is available)."""
+        failing = self.store.failing
+        return [e for e in self.datastore.endpoints() if not failing(e.hostport)]
+
+    def inflight(self, hostport: str) -> int:
+        return self._inflight.get(hostport, 0)
+
+    def pool_snapshot(self) -> PoolSnapshot | None:
+        pool = self.datastore.pool
+        if pool is None:
+            return None
+        now = time.monotonic()
+        rows = []
+        for e in self.datastore.endpoints():
+            m = self.store.fresh(e.hostport, now)
+            if m is not None:
+                rows.append((e.pod_name, m.waiting_queue, m.kv_cache_usage))
+        return PoolSnapshot(pool.name, rows)
+
+    def _reject(self, model: str, target: str, rejection: Rejection) -> Rejection:
+        self.metrics.request_error_total.labels(model, target, rejection.code).inc()
+        return rejection
+
+    def _pick_target(self, info: InferenceModelInfo) -> str:
+        targets = info.target_models
+        if not targets:
+            return info.model_name
+        if all(t.weight is None for t in targets):
+            return targets[self.rng.randrange(len(targets))].name
+        total = sum(t.weight or 0 for t in targets)
+        draw = self.rng.randrange(total)
+        for t in targets:
+            draw -= t.weight or 0
+            if draw < 0:
+                return t.name
+        return targets[-1].name
+
+    def _track(self, request_id: str, model: str, target: str, hostport: str) -> None:
+        self._inflight[hostport] = self._inflight.get(hostport, 0) + 1
+        self._sent_since_scrape[hostport] = self._sent_since_scrape.get(hostport, 0) + 1
+        self._requests[request_id] = _RequestState(model, target, hostport, time.monotonic())
+        self.metrics.request_total.labels(model, target).inc()
+        self.metrics.running_requests.labels(model).inc()
+
+    # ---- Director protocol -------------------------------------------------------------
+    async def handle_request(self, request: InferenceRequest) -> Decision:
+        pool = self.datastore.pool
+        if pool is None:
+            raise PoolNotReady("the InferencePool is not synced yet")
+        if request.headers_only:
+            endpoints = self.available_endpoints()
+            if not endpoints:
+                raise self._reject("", "", Rejection(500, "Internal", "no pods available in datastore"))
+            chosen = endpoints[self.rng.randrange(len(endpoints))]
+            self._track(request.request_id, request.model, request.model, chosen.hostport)
+            return Decision(endpoint=chosen.hostport)
+
+        body = request.body
+        body_model = body.get("model")
+        if not isinstance(body_model, str) or not request.model:
+            raise self._reject("", "", Rejection(400, "BadRequest", "model not found in request body"))
+        if "messages" in body:
+            if not isinstance(body["messages"], list) or not body["messages"]:
+                raise self._reject(body_model, request.model,
+                                   Rejection(400, "BadRequest", "messages must be a non-empty list"))
+        elif not isinstance(body.get("prompt"), str):
+            raise self._reject(body_model, request.model, Rejection(400, "BadRequest", "prompt not found in request"))
+
+        target = request.model  # after x-gateway-model-name-rewrite
+        priority = 0
+        objective = self.datastore.objective(request.objective) if request.objective else None
+        if pool.generation == "preview":
+            info = self.datastore.model(request.model)
+            if info is None:
+                raise self._reject(body_model, target, Rejection(
+                    404, "BadConfiguration",
+                    f"error finding a model object in InferenceModel for input model {request.model}"))
+            target = self._pick_target(info)
+            priority = self.config.criticality_priority.get(info.criticality or "Standard", 0)
+        if objective is not None:
+            priority = objective.priority or 0
+
+        try:
+            await self.flow.admit(request.request_id, priority)
+        except Rejection as rejection:
+            raise self._reject(body_model, target, rejection) from None
+        try:
+            return self._schedule(request, body_model, target, priority)
+        finally:
+            self.flow.scheduled()
+
+    def _schedule(self, request: InferenceRequest, body_model: str, target: str, priority: int) -> Decision:
+        endpoints = self.available_endpoints()
+        if request.subset_hint is not None:
+            wanted = {_host_of(entry) for entry in request.subset_hint}
+            endpoints = [e for e in endpoints if e.address in wanted]
+        if not endpoints:
+            raise self._reject(body_model, target, Rejection(
+                503, "ServiceUnavailable", "failed to find candidate pods for serving the request"))
+        now = time.monotonic()
+        fresh, inflight = self.store.fresh, self._inflight
+        candidates = [Candidate(e, fresh(e.hostport, now), inflight.get(e.hostport, 0)) for e in endpoints]
+        sreq = SchedulingRequest(request.request_id, target, request.prompt, request.headers)
+        try:
+            result, state = self.scheduler.schedule(sreq, candidates)
+        except SchedulingError as exc:
+            raise self._reject(body_model, target, Rejection(
+                429, "InferencePoolResourceExhausted", f"failed to find target pod: {exc}")) from None
+        self.scheduler.pre_request(state, sreq, result)
+        for plugin in self._prefix_plugins:
+            self.metrics.prefix_hit_ratio.observe(plugin.last_hit_ratio)
+        targets = result.primary.targets
+        chosen = targets[0].hostport
+        self._track(request.request_id, body_model, target, chosen)
+        return Decision(
+            endpoint=chosen,
+            fallbacks=[t.hostport for t in targets[1:]],
+            target_model=target if target != body_model else None,
+            priority=priority,
+        )
+
+    def on_response_headers(self, request_id: str, status: int, headers: Mapping[str, str]) -> None:
+        state = self._requests.get(request_id)
+        if state is None:
+            return
+        state.status = status
+        content_type = headers.get("content-type", "")
+        state.streaming = "text/event-stream" in content_type
+        if status >= 400:
+            self.metrics.request_error_total.labels(state.model, state.target_model, "ModelServerError").inc()
+
+    def on_response_body(self, request_id: str, chunk: bytes, end_of_stream: bool) -> None:
+        state = self._requests.get(request_id)
+        if state is None:
+            return
+        state.response_size += len(chunk)
+        if state.streaming:
+            if chunk and (state.tail or b'"usage"' in chunk):
+                text = state.tail + chunk.decode("utf-8", errors="replace")
+                lines = text.split("\n")
+                state.tail = lines[-1][-65536:] if '"usage"' in lines[-1] else ""
+                for line in lines[:-1]:
+                    if line.startswith("data:") and '"usage"' in line:
+                        usage = _usage_of(line[5:].strip())
+                        if usage is not None:
+                            state.usage = usage
+        elif chunk and not state.overflow:
+            if state.buffer is None:
+                state.buffer = bytearray()
+            if len(state.buffer) + len(chunk) <= self.config.response_buffer_limit:
+                state.buffer += chunk
+            else:
+                state.buffer = None  # too large to parse for usage
+                state.overflow = True
+        if end_of_stream and not state.finished:
+            state.finished = True
+            if not state.streaming and state.buffer:
+                state.usage = _usage_of(bytes(state.buffer).decode("utf-8", errors="replace"))
+                state.buffer = None
+            self._record_response(state)
+
+    def _record_response(self, state: _RequestState) -> None:
+        labels = (state.model, state.target_model)
+        self.metrics.request_duration.labels(*labels).observe(time.monotonic() - state.started)
+        self.metrics.response_sizes.labels(*labels).observe(state.response_size)
+        usage = state.usage or {}
+        prompt_tokens = usage.get("prompt_tokens")
+        completion_tokens = usage.get("completion_tokens")
+        if isinstance(prompt_tokens, int) and prompt_tokens > 0:
+            self.metrics.input_tokens.labels(*labels).observe(prompt_tokens)
+        if isinstance(completion_tokens, int) and completion_tokens > 0:
+            self.metrics.output_tokens.labels(*labels).observe(completion_tokens)
+
+    def on_request_done(self, request_id: str, *, completed: bool) -> None:
+        state = self._requests.pop(request_id, None)
+        if state is None:
+            return
+        count = self._inflight.get(state.hostport, 0) - 1
+        if count > 0:
+            self._inflight[state.hostport] = count
+        else:
+            self._inflight.pop(state.hostport, None)
+        self.metrics.running_requests.labels(state.model).dec()
+        if completed and not state.finished:
+            state.finished = True
+            self._record_response(state)
+        self.flow.notify()
+
+    def request_usage(self, request_id: str) -> dict[str, Any] | None:
+        """The usage seen so far for an open request (tests, logging)."""
+        state = self._requests.get(request_id)
+        return None if state is None else state.usage
+
+
+def _host_of(entry: str) -> str:
+    entry = entry.strip()
+    if entry.startswith("["):
+        return entry[1 : entry.find("]")] if "]" in entry else entry[1:]
+    return entry.split(":", 1)[0]
+
+
+def _usage_of(text: str) -> dict[str, Any] | None:
+    if not text or text == "[DONE]":
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    usage = obj.get("usage") if isinstance(obj, dict) else None
+    return usage if isinstance(usage, dict) else None

@@ -1,0 +1,310 @@
+"""Scrape every endpoint's ``/metrics`` in parallel and keep the latest values per endpoint.
+
+* ``parse_metrics``: a minimal Prometheus text parser that looks only at the lines of the
+  series the protocol needs (a ``startswith`` on a tuple of names), so a 200-line vLLM
+  page costs microseconds, not a full parse.
+* ``MetricsStore``: latest ``EndpointMetrics`` per endpoint (``ip:port``), failure counts,
+  and a change counter + ``asyncio.Condition``-free wake-up callbacks (flow control uses
+  them to release queued requests when fresh metrics arrive).
+* ``MetricsScraper``: one task per endpoint (a slow pod never delays the others), every
+  ``refresh_interval`` (default 50 ms, as upstream) with a timeout (default 5 s). Tasks
+  follow the datastore: started for new endpoints, cancelled for removed ones.
+
+Semantics (documented in docs/epp.md): an endpoint whose last good scrape is older than
+``staleness_threshold`` has *unknown* metrics (``EndpointMetrics`` is reported as None to
+the scheduler, never as zeros); an endpoint whose last ``failure_threshold`` scrapes
+failed is dropped from candidates until a scrape succeeds again. An endpoint never
+scraped yet is a candidate with unknown metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from infergate.epp.datastore import Datastore, Endpoint
+from infergate.epp.model_server_protocol import VLLM, MetricSpec, ModelServerProtocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EndpointMetrics:
+    waiting_queue: int = 0
+    kv_cache_usage: float = 0.0  # fraction 0..1
+    running: int = 0
+    active_models: frozenset[str] = frozenset()
+    waiting_models: frozenset[str] = frozenset()
+    max_active_models: int = 0
+    update_time: float = 0.0  # time.monotonic() of the scrape
+    missing: tuple[str, ...] = field(default=(), compare=False)  # signals absent from the page
+
+
+# ---- parsing ---------------------------------------------------------------------------
+
+def _parse_labels(text: str) -> dict[str, str]:
+    """``a="x",b="y\\"z"`` -> dict (Prometheus escaping: \\\\, \\", \\n)."""
+    labels: dict[str, str] = {}
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i] in " ,":
+            i += 1
+        eq = text.find("=", i)
+        if eq < 0:
+            break
+        key = text[i:eq].strip()
+        i = eq + 1
+        while i < n and text[i] == " ":
+            i += 1
+        if i >= n or text[i] != '"':
+            break
+        i += 1
+        out: list[str] = []
+        while i < n and text[i] != '"':
+            ch = text[i]
+            if ch == "\\" and i + 1 < n:
+                nxt = text[i + 1]
+                out.append("\n" if nxt == "n" else nxt)
+                i += 2
+                continue
+            out.append(ch)
+            i += 1
+        labels[key] = "".join(out)
+        i += 1
+    return labels
+
+
+def _series(text: str, names: tuple[str, ...]) -> dict[str, list[tuple[dict[str, str], float, float]]]:
+    """The samples of ``names``: name -> [(labels, value, timestamp or 0)]."""
+    found: dict[str, list[tuple[dict[str, str], float, float]]] = {}
+    for line in text.splitlines():
+        if not line.startswith(names):
+            continue
+        brace = line.find("{")
+        space = line.find(" ")
+        if brace >= 0 and (space < 0 or brace < space):
+            name = line[:brace]
+            close = line.rfind("}")
+            if close < 0:
+                continue
+            labels = _parse_labels(line[brace + 1 : close])
+            rest = line[close + 1 :].split()
+        else:
+            if space < 0:
+                continue
+            name = line[:space]
+            labels = {}
+            rest = line[space + 1 :].split()
+        if name not in names or not rest:
+            continue
+        try:
+            value = float(rest[0])
+            stamp = float(rest[1]) if len(rest) > 1 else 0.0
+        except ValueError:
+            continue
+        found.setdefault(name, []).append((labels, value, stamp))
+    return found
+
+
+def _gauge(series: dict[str, list[tuple[dict[str, str], float, float]]], specs: tuple[MetricSpec, ...]) -> float | None:
+    for spec in specs:
+        best: tuple[dict[str, str], float, float] | None = None
+        for sample in series.get(spec.name, ()):
+            labels = sample[0]
+            if all(labels.get(k) == v for k, v in spec.labels.items()) and (best is None or sample[2] > best[2]):
+                best = sample
+        if best is not None:
+            return best[1]
+    return None
+
+
+def _split(value: str) -> frozenset[str]:
+    return frozenset(v for v in value.split(",") if v)
+
+
+def parse_metrics(text: str, protocol: ModelServerProtocol = VLLM, *, now: float | None = None,
+                  previous: EndpointMetrics | None = None) -> EndpointMetrics:
+    """The needed signals from a Prometheus text page (missing signals keep previous values)."""
+    series = _series(text, protocol.metric_names())
+    prev = previous or EndpointMetrics()
+    missing: list[str] = []
+    queue = _gauge(series, protocol.waiting_queue)
+    if queue is None and protocol.waiting_queue:
+        missing.append("waiting_queue")
+    kv = _gauge(series, protocol.kv_cache_usage)
+    if kv is None and protocol.kv_cache_usage:
+        missing.append("kv_cache_usage")
+    running = _gauge(series, protocol.running)
+    active, waiting, max_lora = prev.active_models, prev.waiting_models, prev.max_active_models
+    for spec in protocol.lora_info:
+        best: tuple[dict[str, str], float, float] | None = None
+        for sample in series.get(spec.name, ()):
+            labels = sample[0]
+            if not labels.get("running_lora_adapters") and not labels.get("waiting_lora_adapters"):
+                continue  # upstream skips series with neither list
+            if best is None or sample[1] > best[1]:  # the newest (value = last-updated timestamp)
+                best = sample
+        if best is not None:
+            labels = best[0]
+            active = _split(labels.get("running_lora_adapters", ""))
+            waiting = _split(labels.get("waiting_lora_adapters", ""))
+            try:
+                max_lora = int(labels.get("max_lora", "0") or 0)
+            except ValueError:
+                max_lora = 0
+            break
+    return EndpointMetrics(
+        waiting_queue=int(queue) if queue is not None else prev.waiting_queue,
+        kv_cache_usage=kv if kv is not None else prev.kv_cache_usage,
+        running=int(running) if running is not None else prev.running,
+        active_models=active,
+        waiting_models=waiting,
+        max_active_models=max_lora,
+        update_time=time.monotonic() if now is None else now,
+        missing=tuple(missing),
+    )
+
+
+# ---- store -----------------------------------------------------------------------------
+
+class MetricsStore:
+    """Latest metrics and failure state per endpoint ``ip:port``; single event loop."""
+
+    def __init__(self, *, staleness_threshold: float = 2.0, failure_threshold: int = 2) -> None:
+        self.staleness_threshold = staleness_threshold
+        self.failure_threshold = failure_threshold
+        self._metrics: dict[str, EndpointMetrics] = {}
+        self._failures: dict[str, int] = {}
+        self._listeners: list[Callable[[str], None]] = []
+        self.updates = 0
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """``listener(hostport)`` after every successful scrape."""
+        self._listeners.append(listener)
+
+    def update(self, hostport: str, metrics: EndpointMetrics) -> None:
+        self._metrics[hostport] = metrics
+        self._failures[hostport] = 0
+        self.updates += 1
+        for listener in self._listeners:
+            listener(hostport)
+
+    def fail(self, hostport: str) -> None:
+        self._failures[hostport] = self._failures.get(hostport, 0) + 1
+
+    def forget(self, hostport: str) -> None:
+        self._metrics.pop(hostport, None)
+        self._failures.pop(hostport, None)
+
+    def raw(self, hostport: str) -> EndpointMetrics | None:
+        """The last scraped values, however old."""
+        return self._metrics.get(hostport)
+
+    def fresh(self, hostport: str, now: float | None = None, max_age: float | None = None) -> EndpointMetrics | None:
+        """The metrics if not older than ``max_age`` (default: the staleness threshold), else None (unknown)."""
+        metrics = self._metrics.get(hostport)
+        if metrics is None:
+            return None
+        now = time.monotonic() if now is None else now
+        if now - metrics.update_time > (self.staleness_threshold if max_age is None else max_age):
+            return None
+        return metrics
+
+    def failing(self, hostport: str) -> bool:
+        return self._failures.get(hostport, 0) >= self.failure_threshold
+
+
+# ---- scraper ---------------------------------------------------------------------------
+
+class MetricsScraper:
+    """Per-endpoint scrape loops that follow the datastore's endpoints."""
+
+    def __init__(self, datastore: Datastore, store: MetricsStore, protocol: ModelServerProtocol = VLLM, *,
+                 refresh_interval: float = 0.05, timeout: float = 5.0, path: str = "/metrics",
+                 scheme: str = "http", metrics_port: int = 0) -> None:
+        if scheme not in ("http", "https"):
+            raise ValueError(f"--model-server-metrics-scheme: must be http or https, got {scheme!r}")
+        self.datastore = datastore
+        self.store = store
+        self.protocol = protocol
+        self.refresh_interval = refresh_interval
+        self.timeout = timeout
+        self.path = path
+        self.scheme = scheme
+        self.metrics_port = metrics_port  # 0 = the endpoint's own (target) port
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def url(self, endpoint: Endpoint) -> str:
+        port = self.metrics_port or endpoint.port
+        host = f"[{endpoint.address}]" if ":" in endpoint.address else endpoint.address
+        return f"{self.scheme}://{host}:{port}{self.path}"
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ssl=False) if self.scheme == "https" else aiohttp.TCPConnector(limit=0)
+        self._session = aiohttp.ClientSession(connector=connector,
+                                              timeout=aiohttp.ClientTimeout(total=self.timeout))
+        self._unsubscribe = self.datastore.subscribe(self._sync)
+        self._sync()
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> MetricsScraper:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def scraping(self) -> Iterable[str]:
+        return tuple(self._tasks)
+
+    def _sync(self) -> None:
+        wanted = {e.hostport: e for e in self.datastore.endpoints()}
+        for hostport in list(self._tasks):
+            if hostport not in wanted:
+                self._tasks.pop(hostport).cancel()
+                self.store.forget(hostport)
+        for hostport, endpoint in wanted.items():
+            if hostport not in self._tasks:
+                self._tasks[hostport] = asyncio.get_running_loop().create_task(
+                    self._loop(endpoint), name=f"scrape {hostport}")
+
+    async def scrape_once(self, endpoint: Endpoint) -> bool:
+        assert self._session is not None, "start() first"
+        hostport = endpoint.hostport
+        try:
+            async with self._session.get(self.url(endpoint)) as response:
+                if response.status != 200:
+                    self.store.fail(hostport)
+                    return False
+                text = await response.text()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log.debug("scrape %s failed: %s", hostport, exc)
+            self.store.fail(hostport)
+            return False
+        self.store.update(hostport, parse_metrics(text, self.protocol, previous=self.store.raw(hostport)))
+        return True
+
+    async def _loop(self, endpoint: Endpoint) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await self.scrape_once(endpoint)
+            await asyncio.sleep(max(0.0, self.refresh_interval - (loop.time() - started)))

@@ -1,0 +1,160 @@
+"""Approximate prefix-cache scorer, hashed exactly as upstream's ``prefix-cache-scorer``.
+
+The prompt's UTF-8 bytes are cut into ``hashBlockSize`` (64) byte blocks (at most
+``maxPrefixBlocksToMatch`` = 256 blocks; a trailing partial block is ignored; a prompt
+shorter than one block has no hashes). ``h[0] = xxhash64(target model)``, and for block i
+``h[i+1] = xxhash64(block_i ‖ little-endian uint64(h[i]))``. Matching walks the hashes
+from the start while some server holds the hash, counting per server; the score is
+matched / total hashes. After scheduling (PreRequest) the chosen endpoint's LRU index
+(``lruCapacityPerServer`` hashes per endpoint) records all of the request's hashes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import xxhash
+
+from infergate.epp.scheduling.framework import (
+    Candidate,
+    CycleState,
+    Plugin,
+    PluginHandle,
+    SchedulingRequest,
+    SchedulingResult,
+)
+from infergate.epp.scheduling.plugins.params import check_keys, int_param
+
+DEFAULT_HASH_BLOCK_SIZE = 64
+DEFAULT_MAX_PREFIX_BLOCKS = 256
+DEFAULT_LRU_CAPACITY_PER_SERVER = 31250
+
+_LE_U64 = struct.Struct("<Q")
+_xxh64 = xxhash.xxh64_intdigest
+
+
+def hash_prompt(prompt: str, target_model: str, block_size: int = DEFAULT_HASH_BLOCK_SIZE,
+                max_blocks: int = DEFAULT_MAX_PREFIX_BLOCKS) -> list[int]:
+    """Upstream's ``hashPrompt``: [xxh64(model), chained block hashes...] or [] when too short."""
+    data = prompt.encode()
+    if len(data) < block_size:
+        return []
+    limit = block_size * max_blocks
+    if len(data) > limit:
+        data = data[:limit]
+    hashes = [_xxh64(target_model.encode())]
+    pack = _LE_U64.pack
+    prev = hashes[0]
+    for start in range(0, len(data) - block_size + 1, block_size):
+        prev = _xxh64(data[start : start + block_size] + pack(prev))
+        hashes.append(prev)
+    return hashes
+
+
+class PrefixIndexer:
+    """hash -> servers holding it, with a per-server LRU of ``capacity`` hashes."""
+
+    def __init__(self, capacity_per_server: int = DEFAULT_LRU_CAPACITY_PER_SERVER) -> None:
+        self.capacity = capacity_per_server
+        self._servers_by_hash: dict[int, set[str]] = {}
+        self._lru: dict[str, OrderedDict[int, None]] = {}
+
+    def get(self, block_hash: int) -> set[str] | None:
+        return self._servers_by_hash.get(block_hash)
+
+    def add(self, hashes: list[int], server: str) -> None:
+        lru = self._lru.get(server)
+        if lru is None:
+            lru = self._lru[server] = OrderedDict()
+        by_hash = self._servers_by_hash
+        for h in hashes:
+            if h in lru:
+                lru.move_to_end(h)
+                continue
+            lru[h] = None
+            holders = by_hash.get(h)
+            if holders is None:
+                by_hash[h] = {server}
+            else:
+                holders.add(server)
+            if len(lru) > self.capacity:
+                old, _ = lru.popitem(last=False)
+                old_holders = by_hash.get(old)
+                if old_holders is not None:
+                    old_holders.discard(server)
+                    if not old_holders:
+                        del by_hash[old]
+
+    def remove_server(self, server: str) -> None:
+        lru = self._lru.pop(server, None)
+        if lru is None:
+            return
+        for h in lru:
+            holders = self._servers_by_hash.get(h)
+            if holders is not None:
+                holders.discard(server)
+                if not holders:
+                    del self._servers_by_hash[h]
+
+    def size(self) -> int:
+        return sum(len(lru) for lru in self._lru.values())
+
+    def match_longest_prefix(self, hashes: list[int]) -> dict[str, int]:
+        """Upstream's greedy walk: stop at the first hash nobody holds; count per server."""
+        matched: dict[str, int] = {}
+        by_hash = self._servers_by_hash
+        for h in hashes:
+            holders = by_hash.get(h)
+            if not holders:
+                break
+            for server in holders:
+                matched[server] = matched.get(server, 0) + 1
+        return matched
+
+
+class PrefixCacheScorer(Plugin):
+    type_name = "prefix-cache-scorer"
+    STATE_KEY = "prefix-cache-scorer"
+
+    def __init__(self, name: str, block_size: int = DEFAULT_HASH_BLOCK_SIZE,
+                 max_blocks: int = DEFAULT_MAX_PREFIX_BLOCKS,
+                 lru_capacity: int = DEFAULT_LRU_CAPACITY_PER_SERVER) -> None:
+        super().__init__(name)
+        self.block_size = block_size
+        self.max_blocks = max_blocks
+        self.indexer = PrefixIndexer(lru_capacity)
+        self.last_hit_ratio = 0.0
+
+    @classmethod
+    def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> PrefixCacheScorer:
+        check_keys(params, ("hashBlockSize", "maxPrefixBlocksToMatch", "lruCapacityPerServer"))
+        return cls(
+            name,
+            int_param(params, "hashBlockSize", DEFAULT_HASH_BLOCK_SIZE, nonpositive_default=True),
+            int_param(params, "maxPrefixBlocksToMatch", DEFAULT_MAX_PREFIX_BLOCKS, nonpositive_default=True),
+            int_param(params, "lruCapacityPerServer", DEFAULT_LRU_CAPACITY_PER_SERVER, nonpositive_default=True),
+        )
+
+    def score(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[float]:
+        hashes = hash_prompt(request.prompt, request.target_model, self.block_size, self.max_blocks)
+        matched = self.indexer.match_longest_prefix(hashes) if hashes else {}
+        state[self.STATE_KEY] = (hashes, matched)
+        total = len(hashes)
+        if not total or not matched:
+            return [0.0] * len(candidates)
+        return [matched.get(c.hostport, 0) / total for c in candidates]
+
+    def pre_request(self, state: CycleState, request: SchedulingRequest, result: SchedulingResult) -> None:
+        entry = state.get(self.STATE_KEY)
+        if entry is None:  # not scored in this cycle (e.g. another profile): hash now
+            hashes = hash_prompt(request.prompt, request.target_model, self.block_size, self.max_blocks)
+            matched: dict[str, int] = {}
+        else:
+            hashes, matched = entry
+        target = result.primary.targets[0].hostport
+        if hashes:
+            self.last_hit_ratio = matched.get(target, 0) / len(hashes)
+            self.indexer.add(hashes, target)
