@@ -229,7 +229,8 @@ class APIServer:
                 return self._list(request, target)
             if method == "POST":
                 obj = await self._read_object(request)
-                return self._respond(request, target, self._create(target, obj, query.get("fieldManager"), dry_run), 201)
+                return self._respond(request, target, self._create(target, obj, query.get("fieldManager"), dry_run,
+                                                                  query.get("fieldValidation")), 201)
             if method == "DELETE":
                 return self._delete_collection(request, target, dry_run)
             raise APIError(405, "MethodNotAllowed", f"the server does not allow the method {method} here")
@@ -237,7 +238,10 @@ class APIServer:
             return self._respond(request, target, self._get(target))
         if method == "PUT":
             obj = await self._read_object(request)
-            return self._respond(request, target, self._update(target, obj, query.get("fieldManager"), dry_run))
+            current = self._get(target)
+            updated = self._store_update(target, current, obj, query.get("fieldManager"), dry_run,
+                                         field_validation=query.get("fieldValidation"))
+            return self._respond(request, target, updated)
         if method == "PATCH":
             result, created = await self._patch(request, target, dry_run)
             return self._respond(request, target, result, 201 if created else 200)
@@ -485,10 +489,6 @@ class APIServer:
             self._crd_changed(merged)
         return merged
 
-    def _update(self, target: Target, obj: dict[str, Any], manager: str | None, dry_run: bool) -> dict[str, Any]:
-        current = self._get(target)
-        return self._store_update(target, current, obj, manager, dry_run)
-
     async def _patch(self, request: web.Request, target: Target, dry_run: bool) -> tuple[dict[str, Any], bool]:
         content_type, raw = await self._read_body(request)
         patch = self._decode("application/yaml" if content_type == "application/apply-patch+yaml" else content_type, raw)
@@ -522,7 +522,7 @@ class APIServer:
             raise not_found(rtype.group_resource, target.name or "", rtype.group, rtype.resource)
         try:
             if content_type == "application/merge-patch+json":
-                new = merge_patch(current, patch)
+                new = merge_patch(copy.deepcopy(current), patch)
             elif content_type == "application/json-patch+json":
                 new = json_patch(current, patch)
             elif content_type == "application/strategic-merge-patch+json":
@@ -531,7 +531,7 @@ class APIServer:
                                    "the body of the request was in an unknown format - accepted media types include: "
                                    "application/json-patch+json, application/merge-patch+json, "
                                    "application/apply-patch+yaml")
-                new = strategic_merge_patch(current, patch)
+                new = strategic_merge_patch(copy.deepcopy(current), patch)
             else:
                 raise APIError(415, "UnsupportedMediaType", f"unsupported patch type {content_type}")
         except PatchError as exc:
