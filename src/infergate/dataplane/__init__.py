@@ -92,7 +92,7 @@ class Dataplane:
         if work_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="infergate-envoy-")
             work_dir = Path(self._tmp.name)
-        self._xds = XdsServer(opts.xds_host, opts.xds_port)
+        self._xds = XdsServer(opts.xds_host, opts.xds_port, idle_check=self._idle_clusters)
         address = await self._xds.start()
         self._envoy = EnvoySupervisor(
             EnvoyOptions(
@@ -113,6 +113,11 @@ class Dataplane:
         except BaseException:
             await self.stop()
             raise
+
+    async def _idle_clusters(self, names: set[str]) -> set[str]:
+        if self._envoy is None or self._envoy.pid is None:
+            return set(names)  # no Envoy running: nothing in flight
+        return await self._envoy.idle_clusters(names)
 
     async def apply(self, ir: DataplaneConfig) -> ApplyResult:
         """Translate and deliver ``ir``; returns once Envoy has ACKed every step.

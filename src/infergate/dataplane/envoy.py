@@ -315,6 +315,26 @@ class EnvoySupervisor:
                 out[name] = int(value)
         return out
 
+    async def in_flight_by_cluster(self) -> dict[str, int]:
+        """Active plus pending upstream requests per cluster (``/clusters?format=json``)."""
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            response = await client.get(f"{self.admin_url}/clusters", params={"format": "json"})
+        response.raise_for_status()
+        out: dict[str, int] = {}
+        for cluster in response.json().get("cluster_statuses", []):
+            total = 0
+            for host in cluster.get("host_statuses", []):
+                for stat in host.get("stats", []):
+                    if stat.get("name") in ("rq_active", "rq_pending_active"):
+                        total += int(stat.get("value", 0))
+            out[cluster["name"]] = total
+        return out
+
+    async def idle_clusters(self, names: set[str]) -> set[str]:
+        """The clusters among ``names`` with no request in flight (absent ones count as idle)."""
+        in_flight = await self.in_flight_by_cluster()
+        return {name for name in names if in_flight.get(name, 0) == 0}
+
     async def config_dump(self) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=5.0) as client:
             response = await client.get(f"{self.admin_url}/config_dump", params={"include_eds": ""})

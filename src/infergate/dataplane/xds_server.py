@@ -6,7 +6,10 @@ stream. ``push()`` delivers a new :class:`EnvoyResources` make-before-break:
 1. clusters and endpoints: the union of the old and the new ones (nothing removed yet),
    and waits until every connected Envoy has ACKed both;
 2. listeners and route configurations (the new ones), and waits for their ACKs;
-3. clusters and endpoints again, now without the ones no route uses any more.
+3. clusters and endpoints again, now without the ones no route uses any more, but only those
+   with no request in flight (``idle_check``; an in-flight stream, or its open ext_proc stream
+   to the EPP, is reset when its cluster goes); busy ones are removed by a background task
+   once idle.
 
 So a route never references a cluster Envoy does not have, and a cluster is removed only
 after no route points to it (the wrong order gave 453 x 503 in envoy-extproc.md §6).
@@ -22,7 +25,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +81,17 @@ class Nack:
     at: float
 
 
+@dataclass(frozen=True)
+class XdsEvent:
+    """What happened on a stream, in order: ``sent``, ``ack`` or ``nack`` of a type's version."""
+
+    kind: str
+    type_url: str
+    version: str
+    names: frozenset[str]
+    node: str
+
+
 @dataclass
 class _TypeState:
     subscribed: set[str] = field(default_factory=set)
@@ -109,7 +124,24 @@ class _Snapshot:
 class XdsServer:
     """ADS server; ``await start()``, then ``await push(resources)`` per config change."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        idle_check: Callable[[set[str]], Awaitable[set[str]]] | None = None,
+        retire_poll_s: float = 0.5,
+        retire_max_s: float = 600.0,
+    ) -> None:
+        """``idle_check(names)`` returns the clusters among ``names`` with no request in flight;
+        unused clusters that are still busy are removed later (at most ``retire_max_s`` later).
+        """
+        self._idle_check = idle_check
+        self._retire_poll_s = retire_poll_s
+        self._retire_max_s = retire_max_s
+        self._desired_clusters: set[str] = set()
+        self._retiring_since: dict[str, float] = {}
+        self._retire_task: asyncio.Task[None] | None = None
         self._host = host
         self._port = port
         self._server: grpc.aio.Server | None = None
@@ -122,6 +154,7 @@ class XdsServer:
         self._cond: asyncio.Condition | None = None
         self._push_lock: asyncio.Lock | None = None
         self.last_nack: Nack | None = None
+        self.events: deque[XdsEvent] = deque(maxlen=2000)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -142,6 +175,10 @@ class XdsServer:
         return self.address
 
     async def stop(self, grace: float = 0.5) -> None:
+        if self._retire_task is not None:
+            self._retire_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retire_task
         for stream in self._streams.values():
             stream.outbox.put_nowait(None)
         if self._server is not None:
@@ -195,16 +232,60 @@ class XdsServer:
                     packed,
                     deadline,
                 )
-                await self._stage(
-                    {T_CLUSTER: new[T_CLUSTER], T_CLUSTER_LOAD_ASSIGNMENT: new[T_CLUSTER_LOAD_ASSIGNMENT]},
-                    packed,
-                    deadline,
-                )
+                self._desired_clusters = set(new[T_CLUSTER])
+                await self._remove_unused_clusters(packed, deadline)
             except XdsRejected:
                 await self._revert()
                 raise
             self._good = {t: dict(self._snapshot.resources[t]) for t in ALL_TYPES}
+            if self._retiring() and (self._retire_task is None or self._retire_task.done()):
+                self._retire_task = asyncio.create_task(self._retire_loop(), name="xds-retire-clusters")
             return self.versions
+
+    def _retiring(self) -> set[str]:
+        return set(self._snapshot.resources[T_CLUSTER]) - self._desired_clusters
+
+    async def _remove_unused_clusters(
+        self, packed: dict[str, dict[str, any_pb2.Any]], deadline: float
+    ) -> None:
+        """Step 3: remove clusters no route uses, once no request is in flight on them."""
+        unused = self._retiring()
+        if not unused:
+            return
+        removable = set(unused)
+        if self._idle_check is not None:
+            try:
+                removable = await self._idle_check(unused)
+            except Exception:  # the check is advisory: keep the clusters a while longer
+                log.exception("xDS: idle check failed; keeping %s for now", sorted(unused))
+                removable = set()
+            now = time.monotonic()
+            for name in unused - removable:
+                since = self._retiring_since.setdefault(name, now)
+                if now - since >= self._retire_max_s:
+                    removable.add(name)
+        if not removable:
+            return
+        current = self._snapshot.resources
+        clusters = {n: r for n, r in current[T_CLUSTER].items() if n not in removable}
+        assignments = {n: r for n, r in current[T_CLUSTER_LOAD_ASSIGNMENT].items() if n not in removable}
+        await self._stage({T_CLUSTER: clusters, T_CLUSTER_LOAD_ASSIGNMENT: assignments}, packed, deadline)
+        for name in removable:
+            self._retiring_since.pop(name, None)
+
+    async def _retire_loop(self) -> None:
+        """Remove clusters that were still busy at push time, once they are idle."""
+        assert self._push_lock is not None
+        for _ in range(int(self._retire_max_s / self._retire_poll_s) + 2):
+            await asyncio.sleep(self._retire_poll_s)
+            async with self._push_lock:
+                if not self._retiring():
+                    return
+                try:
+                    await self._remove_unused_clusters({t: {} for t in ALL_TYPES}, time.monotonic() + 10)
+                    self._good = {t: dict(self._snapshot.resources[t]) for t in ALL_TYPES}
+                except XdsError as exc:
+                    log.error("xDS: removing unused clusters failed: %s", exc)
 
     async def _stage(
         self, changes: dict[str, Resources], packed: dict[str, dict[str, any_pb2.Any]], deadline: float
@@ -238,20 +319,27 @@ class XdsServer:
         return changed
 
     async def _revert(self) -> None:
-        packed = {t: {n: protos.to_any(t, r) for n, r in self._good[t].items()} for t in ALL_TYPES}
-        # Put back the last good config in the same safe order (no waiting: Envoy still has it).
-        self._apply({T_CLUSTER: {**self._snapshot.resources[T_CLUSTER], **self._good[T_CLUSTER]}}, packed)
-        self._apply(
-            {T_LISTENER: self._good[T_LISTENER], T_ROUTE_CONFIGURATION: self._good[T_ROUTE_CONFIGURATION]},
-            packed,
-        )
+        """Serve the last good config again (Envoy still runs it): its clusters are kept in a
+        union with the current ones, and clusters only the rejected config added retire later."""
+        good = self._good
+        packed = {t: {n: protos.to_any(t, r) for n, r in good[t].items()} for t in ALL_TYPES}
+        current = self._snapshot.resources
         self._apply(
             {
-                T_CLUSTER: self._good[T_CLUSTER],
-                T_CLUSTER_LOAD_ASSIGNMENT: self._good[T_CLUSTER_LOAD_ASSIGNMENT],
+                T_CLUSTER: {**current[T_CLUSTER], **good[T_CLUSTER]},
+                T_CLUSTER_LOAD_ASSIGNMENT: {
+                    **current[T_CLUSTER_LOAD_ASSIGNMENT],
+                    **good[T_CLUSTER_LOAD_ASSIGNMENT],
+                },
             },
             packed,
         )
+        self._apply(
+            {T_LISTENER: good[T_LISTENER], T_ROUTE_CONFIGURATION: good[T_ROUTE_CONFIGURATION]}, packed
+        )
+        self._desired_clusters = set(good[T_CLUSTER])
+        if self._retiring() and (self._retire_task is None or self._retire_task.done()):
+            self._retire_task = asyncio.create_task(self._retire_loop(), name="xds-retire-clusters")
 
     async def _wait_acked(self, types: list[str], deadline: float) -> None:
         assert self._cond is not None
@@ -313,6 +401,7 @@ class XdsServer:
             resources=[available[n] for n in sorted(names)],
         )
         state.sent_version, state.sent_names, state.sent_nonce = version, names, nonce
+        self.events.append(XdsEvent("sent", type_url, version, names, stream.node))
         stream.outbox.put_nowait(response)
 
     async def _on_request(self, stream: _Stream, request: discovery_pb2.DiscoveryRequest) -> None:
@@ -330,6 +419,9 @@ class XdsServer:
         if request.response_nonce and request.response_nonce == state.sent_nonce:
             if request.HasField("error_detail"):
                 state.nacked_version = state.sent_version
+                self.events.append(
+                    XdsEvent("nack", type_url, state.sent_version or "", state.sent_names, stream.node)
+                )
                 state.nack_reason = request.error_detail.message
                 self.last_nack = Nack(
                     type_url, state.sent_version or "", stream.node, state.nack_reason, time.time()
@@ -344,6 +436,9 @@ class XdsServer:
             else:
                 state.acked_version = state.sent_version
                 state.acked_names = state.sent_names
+                self.events.append(
+                    XdsEvent("ack", type_url, state.sent_version or "", state.sent_names, stream.node)
+                )
         self._maybe_send(stream, type_url)
         async with self._cond:
             self._cond.notify_all()

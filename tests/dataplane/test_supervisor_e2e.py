@@ -1,0 +1,144 @@
+"""The Envoy supervisor with the real binary: bootstrap, readiness, restart on crash, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from infergate.controller.ir import (
+    Backend,
+    DataplaneConfig,
+    EndpointPicker,
+    Listener,
+    Pool,
+    Route,
+    RouteMatch,
+    VirtualHost,
+)
+from infergate.dataplane import Dataplane, DataplaneOptions
+from infergate.dataplane.envoy import EnvoyOptions, bootstrap, pid_alive
+from infergate.dataplane.testing import EchoServers, running
+from infergate.util.net import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def test_bootstrap_keeps_admin_on_loopback_and_points_ads_at_our_server(tmp_path: Path) -> None:
+    config = bootstrap(EnvoyOptions(work_dir=tmp_path, xds_address=("127.0.0.1", 18000)))
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    ads = config["dynamic_resources"]["ads_config"]["grpc_services"][0]["envoy_grpc"]["cluster_name"]
+    (cluster,) = config["static_resources"]["clusters"]
+    assert cluster["name"] == ads
+    endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+        "socket_address"
+    ]
+    assert (endpoint["address"], endpoint["port_value"]) == ("127.0.0.1", 18000)
+    assert "http2_protocol_options" in json.dumps(cluster)
+
+
+async def wait_until(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+async def test_killed_envoy_is_restarted_and_gets_its_config_back(tmp_path: Path, envoy_bin: str) -> None:
+    pods = EchoServers(1)
+    port = free_port()
+    # Fail-open pool whose EPP is absent: served by round robin, no EPP needed for this test.
+    pool = Pool(
+        "pool/a",
+        "g",
+        "default",
+        "a",
+        (pods.port,),
+        pods.endpoints,
+        EndpointPicker("epp/none", (), "FailOpen"),
+    )
+    route = Route("r", RouteMatch(), (Backend("pool", 1, "pool/a"),))
+    ir = DataplaneConfig(
+        listeners=(
+            Listener("gw/http", "default", "gw", "127.0.0.1", port, (VirtualHost("vh", ("*",), (route,)),)),
+        ),
+        pools=(pool,),
+    )
+    options = DataplaneOptions(work_dir=tmp_path / "envoy", envoy_bin=envoy_bin, drain_time_s=1)
+    async with running(pods), Dataplane(options) as dataplane:
+        admin_host, _ = dataplane.admin_address
+        assert admin_host == "127.0.0.1"
+        await dataplane.apply(ir)
+        url = f"http://127.0.0.1:{port}/v1/completions"
+
+        async def served() -> bool:
+            try:
+                async with httpx.AsyncClient(timeout=2) as client:
+                    return (await client.post(url, json={"model": "m"})).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        assert await served()
+        first_pid = dataplane.envoy.pid
+        assert first_pid is not None
+        os.kill(first_pid, signal.SIGKILL)
+
+        async def restarted() -> bool:
+            return dataplane.envoy.restarts == 1 and dataplane.envoy.pid not in (None, first_pid)
+
+        await wait_until(restarted, 15)
+        await wait_until(served, 15)  # the new Envoy fetched the same config over ADS
+        assert dataplane.envoy.exits == [-signal.SIGKILL]
+        second_pid = dataplane.envoy.pid
+    assert second_pid is not None and not pid_alive(second_pid)  # stopped on exit
+
+
+async def test_stop_drains_an_in_flight_stream_before_exiting(tmp_path: Path, envoy_bin: str) -> None:
+    pods = EchoServers(1)
+    port = free_port()
+    pool = Pool(
+        "pool/a",
+        "g",
+        "default",
+        "a",
+        (pods.port,),
+        pods.endpoints,
+        EndpointPicker("epp/none", (), "FailOpen"),
+    )
+    route = Route("r", RouteMatch(), (Backend("pool", 1, "pool/a"),))
+    ir = DataplaneConfig(
+        listeners=(
+            Listener("gw/http", "default", "gw", "127.0.0.1", port, (VirtualHost("vh", ("*",), (route,)),)),
+        ),
+        pools=(pool,),
+    )
+    options = DataplaneOptions(work_dir=tmp_path / "envoy", envoy_bin=envoy_bin, drain_time_s=3)
+    async with running(pods):
+        dataplane = Dataplane(options)
+        await dataplane.start()
+        try:
+            await dataplane.apply(ir)
+            async with httpx.AsyncClient(timeout=10) as client:
+
+                async def stream() -> list[str]:
+                    body = {"model": "m", "chunks": 8, "chunk_delay": 0.1}
+                    async with client.stream(
+                        "POST", f"http://127.0.0.1:{port}/v1/completions", json=body
+                    ) as r:
+                        return [line async for line in r.aiter_lines() if line.startswith("data: ")]
+
+                task = asyncio.create_task(stream())
+                await asyncio.sleep(0.3)  # the stream is under way
+                pid = dataplane.envoy.pid
+                await dataplane.stop()
+                lines = await task
+        finally:
+            await dataplane.stop()
+    assert len(lines) == 9 and lines[-1] == "data: [DONE]"  # 8 chunks + [DONE], none cut
+    assert pid is not None and not pid_alive(pid)
