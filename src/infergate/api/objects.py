@@ -1,0 +1,307 @@
+"""The entry points: validate, default and load whole objects as the API server would."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from infergate.api import registry
+from infergate.api.core import ObjectMeta, Resource
+from infergate.api.errors import (
+    FORBIDDEN,
+    INVALID,
+    REQUIRED,
+    TOO_LONG,
+    UNKNOWN_FIELD,
+    FieldError,
+    ValidationFailed,
+)
+from infergate.api.validation import (
+    NO_OLD,
+    apply_schema_defaults,
+    find_unknown_fields,
+    json_type,
+    prune,
+    validate_tree,
+)
+
+__all__ = ["apply_defaults", "load", "resource_type_of", "validate", "validate_update"]
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
+    "start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
+    "and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+NAME_PART_MSG = (
+    "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+    "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+    "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+)
+LABEL_VALUE_MSG = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must "
+    "start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used "
+    "for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+)
+
+_META_FIELDS = {info.alias or name for name, info in ObjectMeta.model_fields.items()}
+_TOTAL_ANNOTATION_SIZE = 256 * 1024
+
+
+def _qualified_name_errors(path: str, key: str) -> list[FieldError]:
+    """``validation.IsQualifiedName`` (label and annotation keys)."""
+    errs: list[FieldError] = []
+    parts = key.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            errs.append(FieldError(path, INVALID, key, "prefix part must be non-empty"))
+        elif len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix):
+            errs.append(FieldError(path, INVALID, key, "prefix part " + SUBDOMAIN_MSG))
+    else:
+        return [
+            FieldError(
+                path,
+                INVALID,
+                key,
+                "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and "
+                "end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used "
+                "for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain "
+                "prefix and '/' (e.g. 'example.com/MyName')",
+            )
+        ]
+    if not name:
+        errs.append(FieldError(path, INVALID, key, "name part must be non-empty"))
+    else:
+        if len(name) > 63:
+            errs.append(FieldError(path, INVALID, key, "name part must be no more than 63 characters"))
+        if not _QUALIFIED_NAME.match(name):
+            errs.append(FieldError(path, INVALID, key, NAME_PART_MSG))
+    return errs
+
+
+def validate_object_meta(meta: Any, namespaced: bool) -> list[FieldError]:
+    """``ValidateObjectMeta`` for a create: name, namespace, labels, annotations."""
+    if meta is None:
+        return [FieldError("metadata.name", REQUIRED, detail="name or generateName is required")]
+    if not isinstance(meta, dict):
+        return [FieldError("metadata", INVALID, json_type(meta), "must be of type object")]
+    errs: list[FieldError] = []
+    for key in ("name", "generateName", "namespace", "uid", "resourceVersion", "creationTimestamp"):
+        if key in meta and meta[key] is not None and not isinstance(meta[key], str):
+            errs.append(
+                FieldError(f"metadata.{key}", INVALID, json_type(meta[key]), "must be of type string")
+            )
+    if errs:
+        return errs
+    name = meta.get("name")
+    if not name and not meta.get("generateName"):
+        errs.append(FieldError("metadata.name", REQUIRED, detail="name or generateName is required"))
+    elif name:
+        if len(name) > 253:
+            errs.append(FieldError("metadata.name", INVALID, name, "must be no more than 253 characters"))
+        if not _DNS1123_SUBDOMAIN.match(name):
+            errs.append(FieldError("metadata.name", INVALID, name, SUBDOMAIN_MSG))
+    ns = meta.get("namespace")
+    if ns and namespaced:
+        if len(ns) > 63:
+            errs.append(FieldError("metadata.namespace", INVALID, ns, "must be no more than 63 characters"))
+        if not _DNS1123_LABEL.match(ns):
+            errs.append(FieldError("metadata.namespace", INVALID, ns, LABEL_MSG))
+    elif ns and not namespaced:
+        errs.append(FieldError("metadata.namespace", FORBIDDEN, detail="not allowed on this type"))
+    for which in ("labels", "annotations"):
+        m = meta.get(which)
+        if m is None:
+            continue
+        path = f"metadata.{which}"
+        if not isinstance(m, dict):
+            errs.append(FieldError(path, INVALID, json_type(m), "must be of type object"))
+            continue
+        total = 0
+        for k, v in m.items():
+            errs.extend(_qualified_name_errors(path, k))
+            if not isinstance(v, str):
+                errs.append(FieldError(f"{path}.{k}", INVALID, json_type(v), "must be of type string"))
+                continue
+            total += len(k) + len(v)
+            if which == "labels":
+                if len(v) > 63:
+                    errs.append(FieldError(path, INVALID, v, "must be no more than 63 characters"))
+                if not _LABEL_VALUE.match(v):
+                    errs.append(FieldError(path, INVALID, v, LABEL_VALUE_MSG))
+        if which == "annotations" and total > _TOTAL_ANNOTATION_SIZE:
+            errs.append(
+                FieldError(path, TOO_LONG, detail=f"may not be more than {_TOTAL_ANNOTATION_SIZE} bytes")
+            )
+    return errs
+
+
+def resource_type_of(obj: Any, release: str | None = None) -> registry.ResourceType | None:
+    """The registered type of a JSON object (by ``apiVersion`` and ``kind``), or None."""
+    if not isinstance(obj, dict):
+        return None
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return None
+    return registry.by_gvk(api_version, kind, release)
+
+
+def _type_errors(obj: Any) -> list[FieldError]:
+    if not isinstance(obj, dict):
+        return [FieldError("", INVALID, json_type(obj), "object must be of type object")]
+    errs: list[FieldError] = []
+    if not obj.get("apiVersion"):
+        errs.append(FieldError("apiVersion", REQUIRED))
+    if not obj.get("kind"):
+        errs.append(FieldError("kind", REQUIRED))
+    if not errs:
+        errs.append(
+            FieldError(
+                "kind",
+                INVALID,
+                obj["kind"],
+                f'no matches for kind "{obj["kind"]}" in version "{obj["apiVersion"]}"',
+            )
+        )
+    return errs
+
+
+def _unknown_fields(obj: dict[str, Any], rtype: registry.ResourceType) -> list[FieldError]:
+    paths = find_unknown_fields(obj, rtype.schema()) if not rtype.builtin else []
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        paths.extend(f"metadata.{k}" for k in sorted(meta) if k not in _META_FIELDS)
+    return [FieldError(p, UNKNOWN_FIELD) for p in paths]
+
+
+def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for e in exc.errors():
+        parts: list[str] = []
+        for loc in e["loc"]:
+            if isinstance(loc, int):
+                parts.append(f"[{loc}]")
+            else:
+                parts.append(("." if parts else "") + str(loc))
+        path = "".join(parts)
+        if e["type"] == "missing":
+            errs.append(FieldError(path, REQUIRED))
+        elif e["type"] == "extra_forbidden":
+            errs.append(FieldError(path, UNKNOWN_FIELD))
+        else:
+            errs.append(FieldError(path, INVALID, e.get("input"), e["msg"]))
+    return errs
+
+
+def _validate(
+    obj: Any, old: Any, release: str | None
+) -> tuple[list[FieldError], registry.ResourceType | None]:
+    rtype = resource_type_of(obj, release)
+    if rtype is None:
+        return _type_errors(obj), None
+    assert isinstance(obj, dict)
+    unknown = _unknown_fields(obj, rtype)
+    if unknown:
+        return unknown, rtype
+    errs = validate_object_meta(obj.get("metadata"), rtype.namespaced)
+    if rtype.builtin:
+        try:
+            rtype.model.model_validate(obj)
+        except ValidationError as exc:
+            errs.extend(_pydantic_errors(exc))
+        return errs, rtype
+    schema = rtype.schema()
+    new = apply_schema_defaults(obj, schema)
+    old_defaulted = apply_schema_defaults(old, schema) if old is not None else NO_OLD
+    errs.extend(validate_tree(new, schema, "", old_defaulted))
+    return errs, rtype
+
+
+def validate(obj: dict[str, Any], *, release: str | None = None) -> list[FieldError]:
+    """Validate an object for create; ``[]`` when valid.
+
+    As the API server does with strict field validation: unknown fields are reported alone
+    (``unknown field "spec.x"``); otherwise metadata, the OpenAPI schema (after defaulting)
+    and the CEL rules are checked.
+    """
+    return _validate(obj, None, release)[0]
+
+
+def validate_update(
+    old: dict[str, Any], new: dict[str, Any], *, release: str | None = None
+) -> list[FieldError]:
+    """Validate ``new`` as an update of ``old``: transition rules and immutable metadata too."""
+    errs, rtype = _validate(new, old, release)
+    if rtype is None or any(e.type == UNKNOWN_FIELD for e in errs):
+        return errs
+    old_meta = old.get("metadata") if isinstance(old, dict) else None
+    new_meta = new.get("metadata")
+    if isinstance(old_meta, dict) and isinstance(new_meta, dict):
+        for key in ("name", "namespace"):
+            if old_meta.get(key) and new_meta.get(key) and old_meta.get(key) != new_meta.get(key):
+                errs.insert(0, FieldError(f"metadata.{key}", INVALID, new_meta[key], "field is immutable"))
+    return errs
+
+
+def _fail(obj: Any, rtype: registry.ResourceType | None, errs: list[FieldError]) -> ValidationFailed:
+    name = ""
+    kind = ""
+    group = ""
+    if isinstance(obj, dict):
+        meta = obj.get("metadata")
+        if isinstance(meta, dict) and isinstance(meta.get("name"), str):
+            name = meta["name"]
+        kind = str(obj.get("kind") or "")
+        api_version = str(obj.get("apiVersion") or "")
+        group = api_version.split("/", 1)[0] if "/" in api_version else ""
+    if rtype is not None:
+        kind, group = rtype.kind, rtype.group
+    return ValidationFailed(kind=kind, name=name, errors=errs, group=group)
+
+
+def apply_defaults(obj: dict[str, Any], *, release: str | None = None) -> dict[str, Any]:
+    """What the API server stores: unknown fields pruned, CRD defaults filled, as plain JSON."""
+    rtype = resource_type_of(obj, release)
+    if rtype is None or rtype.builtin:
+        return copy.deepcopy(obj)
+    schema = rtype.schema()
+    return apply_schema_defaults(prune(obj, schema), schema)  # type: ignore[no-any-return]
+
+
+def load(obj: dict[str, Any], *, release: str | None = None) -> Resource:
+    """Validate, apply defaults and return the typed resource; raises :class:`ValidationFailed`."""
+    errs, rtype = _validate(obj, None, release)
+    if errs or rtype is None:
+        raise _fail(obj, rtype, errs)
+    data = apply_defaults(obj, release=release) if not rtype.builtin else obj
+    try:
+        return rtype.model.model_validate(data)
+    except ValidationError as exc:  # pragma: no cover - the schema check should have caught it
+        raise _fail(obj, rtype, _pydantic_errors(exc)) from exc
+
+
+def load_update(old: dict[str, Any], new: dict[str, Any], *, release: str | None = None) -> Resource:
+    """Like :func:`load` for an update (transition rules checked against ``old``)."""
+    errs = validate_update(old, new, release=release)
+    rtype = resource_type_of(new, release)
+    if errs or rtype is None:
+        raise _fail(new, rtype, errs)
+    return load(new, release=release)
+
+
+__all__ += ["load_update", "validate_object_meta"]

@@ -1,0 +1,351 @@
+"""Every kind infergate knows: names, versions, scope, model class, CRD settings.
+
+Lookups: :func:`by_gvk` (``apiVersion`` + ``kind``), :func:`by_plural` (group + plural),
+:func:`all_types`. The x-k8s.io ``InferencePool`` exists in two releases with the same
+GVK: :func:`by_gvk` answers the preview one (GIE v0.3.0) unless ``release="v1.0.0"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from infergate.api import gateway_v1, inference_v1, inference_v1alpha2
+from infergate.api.core import Namespace, Pod, Resource, Service
+from infergate.api.schema import schema_for
+
+__all__ = [
+    "PREVIEW",
+    "RELEASE_GATEWAY_API",
+    "RELEASE_GIE_V0_3",
+    "RELEASE_GIE_V1_0",
+    "PrinterColumn",
+    "ResourceType",
+    "all_types",
+    "by_gvk",
+    "by_kind",
+    "by_plural",
+]
+
+RELEASE_GIE_V0_3 = "v0.3.0"
+RELEASE_GIE_V1_0 = "v1.0.0"
+RELEASE_GATEWAY_API = "gateway-api-v1.3.0"
+RELEASE_CORE = "core"
+PREVIEW = RELEASE_GIE_V0_3
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    """An ``additionalPrinterColumns`` entry."""
+
+    name: str
+    json_path: str
+    type: str = "string"
+    priority: int | None = None
+    description: str | None = None
+    format: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.description is not None:
+            out["description"] = self.description
+        if self.format is not None:
+            out["format"] = self.format
+        out["jsonPath"] = self.json_path
+        out["name"] = self.name
+        if self.priority is not None:
+            out["priority"] = self.priority
+        out["type"] = self.type
+        return out
+
+
+AGE = PrinterColumn("Age", ".metadata.creationTimestamp", "date")
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """One kind: its API names, scope and the model that validates and holds it."""
+
+    group: str
+    version: str  # the storage (preferred) version
+    kind: str
+    plural: str
+    model: type[Resource]
+    namespaced: bool = True
+    versions: tuple[str, ...] = ()  # every served version, storage first; () = (version,)
+    singular: str = ""
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    status_subresource: bool = True
+    printer_columns: tuple[PrinterColumn, ...] = ()
+    release: str = ""
+    builtin: bool = False
+    annotations: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def served_versions(self) -> tuple[str, ...]:
+        return self.versions or (self.version,)
+
+    @property
+    def api_versions(self) -> tuple[str, ...]:
+        return tuple(f"{self.group}/{v}" if self.group else v for v in self.served_versions)
+
+    @property
+    def list_kind(self) -> str:
+        return f"{self.kind}List"
+
+    @property
+    def singular_name(self) -> str:
+        return self.singular or self.kind.lower()
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{self.group}"
+
+    @property
+    def qualified_kind(self) -> str:
+        return f"{self.kind}.{self.group}" if self.group else self.kind
+
+    @property
+    def has_status(self) -> bool:
+        return self.status_subresource
+
+    def schema(self) -> dict[str, Any]:
+        """The structural OpenAPI v3 schema (a fresh copy) generated from the model."""
+        return _schema(self.model)
+
+
+@cache
+def _schema_cached(model: type[Resource]) -> dict[str, Any]:
+    return schema_for(model)
+
+
+def _schema(model: type[Resource]) -> dict[str, Any]:
+    import copy
+
+    return copy.deepcopy(_schema_cached(model))
+
+
+_GIE_V1_ANNOTATIONS = (("inference.networking.k8s.io/bundle-version", "v1.0.0"),)
+
+_TYPES: tuple[ResourceType, ...] = (
+    # GIE v0.3.0 (preview)
+    ResourceType(
+        group=inference_v1alpha2.GROUP,
+        version="v1alpha2",
+        kind="InferencePool",
+        plural="inferencepools",
+        model=inference_v1alpha2.InferencePool,
+        release=RELEASE_GIE_V0_3,
+    ),
+    ResourceType(
+        group=inference_v1alpha2.GROUP,
+        version="v1alpha2",
+        kind="InferenceModel",
+        plural="inferencemodels",
+        model=inference_v1alpha2.InferenceModel,
+        printer_columns=(
+            PrinterColumn("Model Name", ".spec.modelName"),
+            PrinterColumn("Inference Pool", ".spec.poolRef.name"),
+            PrinterColumn("Criticality", ".spec.criticality"),
+            AGE,
+        ),
+        release=RELEASE_GIE_V0_3,
+    ),
+    # GIE v1.0.0 (GA)
+    ResourceType(
+        group=inference_v1.GROUP,
+        version="v1",
+        kind="InferencePool",
+        plural="inferencepools",
+        model=inference_v1.InferencePool,
+        short_names=("infpool",),
+        release=RELEASE_GIE_V1_0,
+        annotations=(
+            (
+                "api-approved.kubernetes.io",
+                "https://github.com/kubernetes-sigs/gateway-api-inference-extension/pull/1173",
+            ),
+            *_GIE_V1_ANNOTATIONS,
+        ),
+    ),
+    ResourceType(
+        group=inference_v1alpha2.GROUP,
+        version="v1alpha2",
+        kind="InferenceObjective",
+        plural="inferenceobjectives",
+        model=inference_v1alpha2.InferenceObjective,
+        printer_columns=(
+            PrinterColumn("Inference Pool", ".spec.poolRef.name"),
+            PrinterColumn("Priority", ".spec.priority"),
+            AGE,
+        ),
+        release=RELEASE_GIE_V1_0,
+        annotations=_GIE_V1_ANNOTATIONS,
+    ),
+    ResourceType(
+        group=inference_v1alpha2.GROUP,
+        version="v1alpha2",
+        kind="InferencePool",
+        plural="inferencepools",
+        model=inference_v1alpha2.XInferencePool,
+        short_names=("xinfpool",),
+        release=RELEASE_GIE_V1_0,
+        annotations=(("api-approved.kubernetes.io", "unapproved, experimental-only"), *_GIE_V1_ANNOTATIONS),
+    ),
+    # Gateway API v1.3.0 standard channel
+    ResourceType(
+        group=gateway_v1.GROUP,
+        version="v1",
+        versions=("v1", "v1beta1"),
+        kind="GatewayClass",
+        plural="gatewayclasses",
+        model=gateway_v1.GatewayClass,
+        namespaced=False,
+        short_names=("gc",),
+        categories=("gateway-api",),
+        printer_columns=(
+            PrinterColumn("Controller", ".spec.controllerName"),
+            PrinterColumn("Accepted", '.status.conditions[?(@.type=="Accepted")].status'),
+            AGE,
+            PrinterColumn("Description", ".spec.description", priority=1),
+        ),
+        release=RELEASE_GATEWAY_API,
+    ),
+    ResourceType(
+        group=gateway_v1.GROUP,
+        version="v1",
+        versions=("v1", "v1beta1"),
+        kind="Gateway",
+        plural="gateways",
+        model=gateway_v1.Gateway,
+        short_names=("gtw",),
+        categories=("gateway-api",),
+        printer_columns=(
+            PrinterColumn("Class", ".spec.gatewayClassName"),
+            PrinterColumn("Address", ".status.addresses[*].value"),
+            PrinterColumn("Programmed", '.status.conditions[?(@.type=="Programmed")].status'),
+            AGE,
+        ),
+        release=RELEASE_GATEWAY_API,
+    ),
+    ResourceType(
+        group=gateway_v1.GROUP,
+        version="v1",
+        versions=("v1", "v1beta1"),
+        kind="HTTPRoute",
+        plural="httproutes",
+        model=gateway_v1.HTTPRoute,
+        categories=("gateway-api",),
+        printer_columns=(PrinterColumn("Hostnames", ".spec.hostnames"), AGE),
+        release=RELEASE_GATEWAY_API,
+    ),
+    ResourceType(
+        group=gateway_v1.GROUP,
+        version="v1beta1",
+        kind="ReferenceGrant",
+        plural="referencegrants",
+        model=gateway_v1.ReferenceGrant,
+        short_names=("refgrant",),
+        categories=("gateway-api",),
+        status_subresource=False,
+        printer_columns=(AGE,),
+        release=RELEASE_GATEWAY_API,
+    ),
+    # Built-ins
+    ResourceType(
+        group="",
+        version="v1",
+        kind="Pod",
+        plural="pods",
+        model=Pod,
+        short_names=("po",),
+        categories=("all",),
+        release=RELEASE_CORE,
+        builtin=True,
+    ),
+    ResourceType(
+        group="",
+        version="v1",
+        kind="Service",
+        plural="services",
+        model=Service,
+        short_names=("svc",),
+        categories=("all",),
+        release=RELEASE_CORE,
+        builtin=True,
+    ),
+    ResourceType(
+        group="",
+        version="v1",
+        kind="Namespace",
+        plural="namespaces",
+        model=Namespace,
+        namespaced=False,
+        short_names=("ns",),
+        release=RELEASE_CORE,
+        builtin=True,
+    ),
+)
+
+_GATEWAY_API_ANNOTATIONS = (
+    ("api-approved.kubernetes.io", "https://github.com/kubernetes-sigs/gateway-api/pull/3328"),
+    ("gateway.networking.k8s.io/bundle-version", gateway_v1.BUNDLE_VERSION),
+    ("gateway.networking.k8s.io/channel", "standard"),
+)
+
+
+def all_types() -> list[ResourceType]:
+    """Every kind, preview pool first where two releases share a GVK."""
+    out: list[ResourceType] = []
+    for t in _TYPES:
+        if t.release == RELEASE_GATEWAY_API and not t.annotations:
+            t = ResourceType(**{**t.__dict__, "annotations": _GATEWAY_API_ANNOTATIONS})
+        out.append(t)
+    return out
+
+
+def _split(api_version: str) -> tuple[str, str]:
+    if "/" in api_version:
+        g, v = api_version.split("/", 1)
+        return g, v
+    return "", api_version
+
+
+def by_gvk(api_version: str, kind: str, release: str | None = None) -> ResourceType | None:
+    """The type for ``apiVersion`` + ``kind`` (any served version), or None."""
+    group, version = _split(api_version)
+    candidates = [
+        t for t in all_types() if t.group == group and t.kind == kind and version in t.served_versions
+    ]
+    if release is not None:
+        candidates = [t for t in candidates if t.release == release] or candidates
+    return candidates[0] if candidates else None
+
+
+def by_plural(group: str, plural: str, release: str | None = None) -> ResourceType | None:
+    """The type for a group and plural resource name (``inference.networking.k8s.io``, ``inferencepools``)."""
+    candidates = [t for t in all_types() if t.group == group and t.plural == plural]
+    if release is not None:
+        candidates = [t for t in candidates if t.release == release] or candidates
+    return candidates[0] if candidates else None
+
+
+def by_kind(kind: str) -> list[ResourceType]:
+    """Every type with this kind (several groups may share it)."""
+    return [t for t in all_types() if t.kind == kind]
+
+
+def by_model(model: type[Resource]) -> ResourceType | None:
+    for t in all_types():
+        if t.model is model:
+            return t
+    return None
+
+
+__all__ += ["RELEASE_CORE", "by_model"]
