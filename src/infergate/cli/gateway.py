@@ -1,0 +1,112 @@
+"""`infergate gateway`: the gateway controller, xDS server and Envoy in one process.
+
+Imports stay light: the controller and data plane are imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Any
+
+import click
+
+EPILOG = """\b
+Examples:
+  infergate gateway -f ./manifests                       # standalone, manifests watched
+  infergate gateway --kubeconfig ~/.infergate/kubeconfig # against an API server
+  infergate gateway -f ./m --gateway-class gke-l7-regional-external-managed
+
+Gateways of a GatewayClass whose spec.controllerName is --controller-name are served,
+plus those of every --gateway-class. Each Gateway gets its own loopback address from
+--address-pool (stable per Gateway, reported in status.addresses); with
+--address-mode cluster listeners bind 0.0.0.0 and --external-address is reported.
+EPPs run as their own processes (`infergate epp`): a pool's endpointPickerRef Service
+resolves to its ready pods, its EndpointSlices, or (no selector) its clusterIP.
+"""
+
+
+@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-f", "--manifests", "manifests_dir", type=click.Path(file_okay=False, exists=True),
+              help="Read resources from this directory of YAML/JSON manifests (watched for changes).")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, exists=True),
+              help="Read resources from the Kubernetes API server of this kubeconfig (list+watch) "
+                   "and write statuses there.")
+@click.option("--context", "kube_context", help="kubeconfig context to use.")
+@click.option("--in-cluster", is_flag=True, help="Use the in-cluster service account config.")
+@click.option("--gateway-class", "gateway_classes", multiple=True, metavar="NAME",
+              help="Also serve Gateways of this GatewayClass, whatever its controllerName (repeatable).")
+@click.option("--controller-name", default="infergate.io/gateway-controller", show_default=True,
+              help="GatewayClass spec.controllerName this gateway implements.")
+@click.option("--address-mode", type=click.Choice(["loopback", "cluster"]), default="loopback", show_default=True,
+              help="loopback: one address per Gateway from --address-pool; cluster: bind 0.0.0.0.")
+@click.option("--address-pool", default="127.0.2.0/24", show_default=True,
+              help="Loopback network Gateway addresses are taken from (loopback mode).")
+@click.option("--external-address", default=lambda: os.environ.get("POD_IP"),
+              help="Address reported in Gateway status.addresses in cluster mode [default: $POD_IP].")
+@click.option("--status-file", type=click.Path(dir_okay=False),
+              help="With -f: also write the computed statuses to this YAML file.")
+@click.option("--poll-interval", type=float, default=1.0, show_default=True,
+              help="With -f: seconds between scans of the manifest directory.")
+@click.option("--admin-port", type=int, default=None,
+              help="Serve the gateway admin endpoint (/healthz, /readyz, /ir, /statuses, /envoy) on this "
+                   "loopback port.")
+@click.option("--admin-host", default="127.0.0.1", show_default=True, help="Address of the admin endpoint.")
+@click.option("--work-dir", type=click.Path(file_okay=False),
+              help="Directory for Envoy's bootstrap and log (a temporary one by default).")
+@click.option("--envoy-concurrency", type=int, default=1, show_default=True, help="Envoy worker threads.")
+@click.option("--envoy-log-level", default="warning", show_default=True, help="Envoy's log level.")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def command(manifests_dir: str | None, kubeconfig: str | None, kube_context: str | None, in_cluster: bool,
+            gateway_classes: tuple[str, ...], controller_name: str, address_mode: str, address_pool: str,
+            external_address: str | None, status_file: str | None, poll_interval: float,
+            admin_port: int | None, admin_host: str, work_dir: str | None, envoy_concurrency: int,
+            envoy_log_level: str, verbose: int) -> None:
+    """Run the gateway controller, xDS server and Envoy for Gateway API + InferencePool resources."""
+    sources = [bool(manifests_dir), bool(kubeconfig or kube_context), in_cluster]
+    if sum(sources) != 1:
+        raise click.UsageError("give exactly one source: -f DIR, --kubeconfig PATH (or --context), or --in-cluster")
+    if status_file and not manifests_dir:
+        raise click.UsageError("--status-file: only with -f (with an API server, statuses are written there)")
+    level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("infergate.controller.runner").setLevel(min(level, logging.INFO))
+
+    from infergate.controller.runner import GatewayConfig
+
+    config = GatewayConfig(
+        manifests_dir=manifests_dir, kubeconfig=kubeconfig, kube_context=kube_context, in_cluster=in_cluster,
+        gateway_classes=gateway_classes, controller_name=controller_name, address_mode=address_mode,
+        address_pool=address_pool, external_address=external_address, status_file=status_file,
+        poll_interval=poll_interval, admin_host=admin_host, admin_port=admin_port, work_dir=work_dir,
+        envoy_concurrency=envoy_concurrency, envoy_log_level=envoy_log_level,
+    )
+    try:
+        asyncio.run(_main(config))
+    except ValueError as exc:  # e.g. an address pool outside 127.0.0.0/8
+        raise click.UsageError(str(exc)) from exc
+
+
+def _announce(result: Any, dataplane: Any) -> None:
+    for listener in result.ir.listeners:
+        click.echo(f"gateway {listener.gateway_namespace}/{listener.gateway_name}: "
+                   f"listening on http://{listener.address}:{listener.port}", err=True)
+    if not result.ir.listeners:
+        click.echo("no Gateway to serve yet (waiting for resources)", err=True)
+    host, port = dataplane.admin_address
+    click.echo(f"envoy admin: http://{host}:{port}", err=True)
+
+
+async def _main(config: Any) -> None:
+    from infergate.controller.runner import run_gateway
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(run_gateway(config, on_reconciled=_announce))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass

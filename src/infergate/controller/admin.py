@@ -1,0 +1,66 @@
+"""The gateway's own admin endpoint (loopback): health, the current IR and statuses.
+
+    GET /healthz    200 once the process runs
+    GET /readyz     200 after a configuration was applied and Envoy ACKed it, else 503
+    GET /ir         the current IR (JSON)
+    GET /statuses   the statuses written by the last reconcile (JSON)
+    GET /envoy      Envoy's admin address
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from infergate.controller.render import result_to_plain, to_plain
+
+if TYPE_CHECKING:
+    from infergate.controller.runner import Reconciler
+
+
+class AdminServer:
+    def __init__(self, reconciler: Reconciler, dataplane: Any, host: str, port: int) -> None:
+        self.reconciler = reconciler
+        self.dataplane = dataplane
+        self.host, self.port = host, port
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/ir", self._ir)
+        app.router.add_get("/statuses", self._statuses)
+        app.router.add_get("/envoy", self._envoy)
+        return app
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        stats = self.reconciler.stats
+        if stats.applied and stats.last_error is None:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text=f"not ready: {stats.last_error or 'no configuration applied yet'}\n")
+
+    async def _ir(self, request: web.Request) -> web.Response:
+        return web.json_response(to_plain(self.reconciler.stats.last_ir) if self.reconciler.stats.last_ir else {})
+
+    async def _statuses(self, request: web.Request) -> web.Response:
+        result = self.reconciler.stats.last_result
+        return web.json_response(result_to_plain(result)["statuses"] if result else {})
+
+    async def _envoy(self, request: web.Request) -> web.Response:
+        host, port = self.dataplane.admin_address
+        return web.json_response({"admin": f"http://{host}:{port}"})
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,144 @@
+"""A directory of manifests as the source of resources (``infergate gateway -f DIR``).
+
+The directory is scanned recursively for ``*.yaml``, ``*.yml`` and ``*.json`` (hidden files
+and folders are skipped) every ``poll_interval`` seconds; a change of any file's mtime or
+size, or a file added or removed, re-reads the manifests. A file that fails to parse keeps
+its previous content (and the error is logged), so a half-saved file does not drop routes.
+
+There is no API server to store statuses, so they are kept in memory (and fed back into the
+objects, as an API server would, which keeps Gateway addresses stable) and, when
+``status_file`` is given, written there as one YAML document keyed by object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infergate.controller.manifests import MANIFEST_SUFFIXES, ManifestError, read_manifest_file
+from infergate.controller.resources import ObjectRef, Resource
+from infergate.controller.snapshot import Snapshot
+from infergate.controller.status import merge_status
+from infergate.controller.translator.options import TranslationResult
+
+log = logging.getLogger(__name__)
+
+MAX_FILES = 5000
+
+
+class FileProvider:
+    def __init__(self, directory: Path | str, *, poll_interval: float = 1.0,
+                 status_file: Path | str | None = None) -> None:
+        self.directory = Path(directory)
+        self.poll_interval = poll_interval
+        self.status_file = Path(status_file) if status_file else None
+        self.changed = asyncio.Event()
+        self.errors: dict[str, str] = {}  # path -> last parse error
+        self._signature: dict[str, tuple[int, int]] = {}
+        self._objects: dict[str, list[dict[str, Any]]] = {}
+        self._statuses: dict[ObjectRef, dict[str, Any]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def _list_files(self) -> list[Path]:
+        if not self.directory.is_dir():
+            raise FileNotFoundError(f"manifest directory {self.directory} does not exist")
+        found: list[Path] = []
+        for root, dirs, files in os.walk(self.directory):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if not name.startswith(".") and name.endswith(MANIFEST_SUFFIXES):
+                    found.append(Path(root) / name)
+                    if len(found) > MAX_FILES:
+                        raise RuntimeError(f"{self.directory}: more than {MAX_FILES} manifest files")
+        return found
+
+    def scan(self) -> bool:
+        """Re-read changed files; returns whether the resources changed (blocking: run in a thread)."""
+        signature: dict[str, tuple[int, int]] = {}
+        for path in self._list_files():
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            signature[str(path)] = (st.st_mtime_ns, st.st_size)
+        if signature == self._signature:
+            return False
+        objects = {}
+        for name, sig in signature.items():
+            if self._signature.get(name) == sig and name in self._objects:
+                objects[name] = self._objects[name]
+                continue
+            try:
+                objects[name] = read_manifest_file(Path(name))
+                self.errors.pop(name, None)
+            except (ManifestError, OSError, UnicodeDecodeError) as exc:
+                self.errors[name] = str(exc)
+                log.error("%s", exc)
+                objects[name] = self._objects.get(name, [])
+        self._signature = signature
+        self._objects = objects
+        return True
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.scan)
+        self.changed.set()
+        self._task = asyncio.create_task(self._poll(), name="file-provider-poll")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                if await asyncio.to_thread(self.scan):
+                    self.changed.set()
+            except Exception as exc:  # keep polling: the directory may come back
+                log.error("scanning %s: %s", self.directory, exc)
+
+    def snapshot(self) -> Snapshot:
+        self.changed.clear()
+        resources = []
+        for name, objects in self._objects.items():
+            for obj in objects:
+                try:
+                    resource = Resource.from_dict(obj)
+                except ValueError as exc:
+                    log.error("%s: %s", name, exc)
+                    continue
+                stored = self._statuses.get(resource.ref)
+                if stored is not None:
+                    body = copy.copy(obj)
+                    body["status"] = stored
+                    resource = Resource(resource.ref, resource.version, body)
+                resources.append(resource)
+        return Snapshot.of(resources)
+
+    def statuses(self) -> dict[ObjectRef, dict[str, Any]]:
+        return dict(self._statuses)
+
+    async def write_statuses(self, result: TranslationResult, controller_name: str) -> int:
+        changed = 0
+        for ref, desired in result.statuses.items():
+            merged = merge_status(ref, self._statuses.get(ref), desired, controller_name=controller_name,
+                                  foreign_gateways=result.foreign_gateways)
+            if merged is not None:
+                self._statuses[ref] = merged
+                changed += 1
+        if self.status_file is not None and (changed or not self.status_file.exists()):
+            text = yaml.safe_dump({str(ref): st for ref, st in sorted(self._statuses.items())}, sort_keys=False)
+            tmp = self.status_file.with_name(self.status_file.name + ".tmp")
+            await asyncio.to_thread(tmp.write_text, text)
+            os.replace(tmp, self.status_file)
+        return changed
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
