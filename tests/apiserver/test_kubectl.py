@@ -317,6 +317,10 @@ def test_validation_errors_print_field_paths(upstream_crds, kubectl, namespace) 
     assert result.returncode == 1
     assert 'The InferencePool "bad" is invalid' in result.stderr
     assert "spec.targetPorts[0].number: Invalid value" in result.stderr
+    zero = kubectl("apply", "-n", namespace, "-f", "-", input=pool("zero", port=0), check=False)
+    assert zero.returncode == 1
+    assert zero.stderr.strip().endswith('The InferencePool "zero" is invalid: '
+                                        "spec.targetPorts[0].number: Invalid value: 0: must be greater than or equal to 1")
     unknown = pool("bad").replace("  selector:", "  colour: blue\n  selector:")
     strict = kubectl("apply", "-n", namespace, "-f", "-", input=unknown, check=False)
     assert strict.returncode == 1

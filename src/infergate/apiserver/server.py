@@ -360,23 +360,29 @@ class APIServer:
         """Defaulting, schema pruning/validation and admission hooks; raises 422 on errors."""
         rtype = target.rtype
         name = _meta(obj).get("name", "")
-        obj = self.admission.default(rtype.group, obj)
+        crd = self.store.get(ObjectKey(*CRD_GROUP_RESOURCE, "", rtype.crd_name)) if rtype.crd_name else None
+        obj.setdefault("apiVersion", rtype.api_version(target.version))
+        obj.setdefault("kind", rtype.kind)
         causes: list[FieldCause] = []
         schema = rtype.schemas.get(target.version)
+        hooked = self.admission.handles(rtype.group, rtype.kind)
         if schema is not None:
             errors, unknown = check_schema(obj, schema)
-            causes.extend(errors)
+            if not hooked:
+                causes.extend(errors)
             if unknown:
                 if (field_validation or "").lower() == "strict":
                     raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
                 prune(obj, unknown)
-        if not _NAME_RE.match(name) or len(name) > 253:
+        obj = self.admission.default(rtype.group, obj, crd)
+        if not hooked and (not _NAME_RE.match(name) or len(name) > 253):
             causes.append(FieldCause("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 subdomain '
                                      "must consist of lower case alphanumeric characters, '-' or '.', and must "
                                      "start and end with an alphanumeric character"))
         if rtype.crd_name is None and (rtype.group, rtype.resource) == CRD_GROUP_RESOURCE:
             causes.extend(self._crd_causes(obj))
-        causes.extend(self.admission.validate(rtype.group, obj, old))
+        causes.extend(self.admission.validate(rtype.group, obj, old, crd))
+        causes = list(dict.fromkeys(causes))
         if causes:
             raise invalid(rtype.kind, name, rtype.group, causes)
         return obj

@@ -28,17 +28,33 @@ class FieldCause:
         return {"reason": self.reason, "message": self.message, "field": self.field}
 
 
-# (new object, old object or None on create) -> errors
-Validator = Callable[[dict[str, Any], dict[str, Any] | None], list[FieldCause]]
-# object -> defaulted object
-Defaulter = Callable[[dict[str, Any]], dict[str, Any]]
+# (new object, old object or None on create, the object's CRD or None) -> errors
+Validator = Callable[[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None], list[FieldCause]]
+# (object, its CRD or None) -> defaulted object
+Defaulter = Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]]
+
+GIE_BUNDLE_ANNOTATION = "inference.networking.k8s.io/bundle-version"
+
+
+def release_of(crd: dict[str, Any] | None) -> str | None:
+    """The GIE release a CRD comes from (its bundle-version annotation), for infergate.api."""
+    if crd is None:
+        return None
+    annotations = (crd.get("metadata") or {}).get("annotations") or {}
+    release = annotations.get(GIE_BUNDLE_ANNOTATION)
+    return str(release) if release else None
+
+
+def _is_unknown_field(error: Any) -> bool:
+    return str(getattr(error, "type", "")) == "Unknown field"
 
 API_GROUPS = ("inference.networking.k8s.io", "inference.networking.x-k8s.io", "gateway.networking.k8s.io")
 
 
 def _cause(error: Any) -> FieldCause:
     field = getattr(error, "field", None) or getattr(error, "path", None) or ""
-    message = getattr(error, "message", None) or getattr(error, "detail", None) or str(error)
+    message = (getattr(error, "body", None) or getattr(error, "message", None) or getattr(error, "detail", None)
+               or str(error))
     reason = getattr(error, "reason", None) or getattr(error, "type", None) or "FieldValueInvalid"
     if not isinstance(reason, str) or not reason.startswith("Field"):
         reason = "FieldValueInvalid"
@@ -52,8 +68,11 @@ def _api_module() -> Any:
         return None
 
 
-def api_validator(obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldCause]:
-    """Validate with ``infergate.api`` (no-op while that package lacks ``validate``)."""
+def api_validator(obj: dict[str, Any], old: dict[str, Any] | None, crd: dict[str, Any] | None) -> list[FieldCause]:
+    """Validate with ``infergate.api`` (no-op while that package lacks ``validate``).
+
+    Unknown fields are left to the server, which checks them against the installed CRD.
+    """
     api = _api_module()
     validate = getattr(api, "validate", None)
     if validate is None:
@@ -61,23 +80,24 @@ def api_validator(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Field
     failed = getattr(api, "ValidationFailed", None)
     try:
         update = getattr(api, "validate_update", None)
-        errors = update(old, obj) if old is not None and update is not None else validate(obj)
+        kwargs = {"release": release_of(crd)} if release_of(crd) else {}
+        errors = update(old, obj, **kwargs) if old is not None and update is not None else validate(obj, **kwargs)
     except Exception as exc:
         if failed is not None and isinstance(exc, failed):
             errors = getattr(exc, "errors", None) or [exc]
         else:
             log.warning("infergate.api validation of %s failed to run: %s", obj.get("kind"), exc)
             return []
-    return [_cause(e) for e in errors or []]
+    return [_cause(e) for e in errors or [] if not _is_unknown_field(e)]
 
 
-def api_defaulter(obj: dict[str, Any]) -> dict[str, Any]:
+def api_defaulter(obj: dict[str, Any], crd: dict[str, Any] | None) -> dict[str, Any]:
     api = _api_module()
     defaults = getattr(api, "apply_defaults", None)
     if defaults is None:
         return obj
     try:
-        result = defaults(obj)
+        result = defaults(obj, **({"release": release_of(crd)} if release_of(crd) else {}))
     except Exception as exc:
         log.warning("infergate.api defaulting of %s failed: %s", obj.get("kind"), exc)
         return obj
@@ -101,17 +121,22 @@ class Admission:
     def add_defaulter(self, group: str, kind: str, defaulter: Defaulter) -> None:
         self._defaulters.setdefault((group, kind), []).append(defaulter)
 
-    def default(self, group: str, obj: dict[str, Any]) -> dict[str, Any]:
+    def handles(self, group: str, kind: str) -> bool:
+        """Whether a validator is registered for this kind (then it owns value validation)."""
+        return bool(self._validators.get((group, kind)) or self._validators.get((group, "*")))
+
+    def default(self, group: str, obj: dict[str, Any], crd: dict[str, Any] | None = None) -> dict[str, Any]:
         kind = str(obj.get("kind", ""))
         for defaulter in self._defaulters.get((group, kind), []) + self._defaulters.get((group, "*"), []):
-            obj = defaulter(obj)
+            obj = defaulter(obj, crd)
         return obj
 
-    def validate(self, group: str, obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldCause]:
+    def validate(self, group: str, obj: dict[str, Any], old: dict[str, Any] | None,
+                 crd: dict[str, Any] | None = None) -> list[FieldCause]:
         kind = str(obj.get("kind", ""))
         causes: list[FieldCause] = []
         for validator in self._validators.get((group, kind), []) + self._validators.get((group, "*"), []):
-            causes.extend(validator(obj, old))
+            causes.extend(validator(obj, old, crd))
         return causes
 
 
