@@ -110,7 +110,7 @@ def test_errors_name_the_field(body: str, message: str) -> None:
 
 
 def test_api_version_kind_and_yaml_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="apiVersion: must be inference.networking.x-k8s.io/v1alpha1"):
+    with pytest.raises(ConfigError, match=r"apiVersion: must be inference\.networking\.x-k8s\.io/v1alpha1"):
         load_config_text("apiVersion: v1\nkind: EndpointPickerConfig\n")
     with pytest.raises(ConfigError, match="kind: must be EndpointPickerConfig"):
         load_config_text("apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: Other\n")

@@ -91,7 +91,7 @@ def test_band_filters_and_unknown_metrics() -> None:
 
 def test_lora_affinity_filter_soft_affinity() -> None:
     cs = [cand(1, active={"sql-lora"}, max_lora=1), cand(2, active=set(), max_lora=1), cand(3, active={"x"}, max_lora=1)]
-    picks = Counter()
+    picks: Counter[tuple[str, ...]] = Counter()
     f = LoraAffinityFilter("f", random.Random(3), threshold=0.9)
     for _ in range(1000):
         picks[tuple(c.endpoint.pod_name for c in f.filter({}, REQ, cs))] += 1

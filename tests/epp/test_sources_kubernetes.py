@@ -18,7 +18,7 @@ from infergate.epp.datastore import GA_GROUP, PREVIEW_GROUP, Datastore
 from infergate.epp.sources.base import SourceError
 from infergate.epp.sources.kubernetes import KubernetesEventHandler, KubernetesSource
 
-SERIALIZER = ApiClient()
+SERIALIZER: Any = ApiClient()
 
 
 def pod_dict(name: str, ip: str, labels: dict[str, str], ready: bool = True, deleting: bool = False) -> dict[str, Any]:
