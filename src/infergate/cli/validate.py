@@ -1,0 +1,152 @@
+"""``infergate validate``: validate manifests as the API server would (strict field validation).
+
+Exit status: 0 when every document is valid, 1 when one is invalid (or does not parse),
+2 on a usage error (missing file, bad option).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from infergate.api import registry
+from infergate.api.errors import FieldError, ValidationFailed
+from infergate.api.objects import validate as validate_object
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass(frozen=True)
+class Document:
+    source: str  # file path or "-"
+    index: int  # 1-based position in the file
+    value: Any
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}#{self.index}"
+
+
+def _files(target: str, recursive: bool) -> list[Path]:
+    path = Path(target)
+    if path.is_dir():
+        pattern = "**/*" if recursive else "*"
+        return sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
+    return [path]
+
+
+def _documents(source: str, text: str) -> Iterator[Document]:
+    for i, value in enumerate(yaml.safe_load_all(text), start=1):
+        if value is None:
+            continue
+        if isinstance(value, dict) and value.get("kind") == "List" and isinstance(value.get("items"), list):
+            for item in value["items"]:
+                yield Document(source, i, item)
+        else:
+            yield Document(source, i, value)
+
+
+def _describe(doc: Any) -> str:
+    if not isinstance(doc, dict):
+        return "document"
+    kind = str(doc.get("kind") or "?")
+    api_version = str(doc.get("apiVersion") or "")
+    group = api_version.split("/", 1)[0] if "/" in api_version else ""
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    qualified = f"{kind}.{group}" if group else kind
+    return f'{qualified} "{name or ""}"'
+
+
+def validate_document(doc: Document, release: str | None) -> list[FieldError]:
+    return validate_object(doc.value, release=release)
+
+
+def _failure(doc: Document, errors: list[FieldError]) -> ValidationFailed:
+    value = doc.value if isinstance(doc.value, dict) else {}
+    t = registry.by_gvk(str(value.get("apiVersion") or ""), str(value.get("kind") or ""))
+    meta = value.get("metadata")
+    return ValidationFailed(
+        kind=t.kind if t else str(value.get("kind") or ""),
+        name=str(meta.get("name") or "") if isinstance(meta, dict) else "",
+        errors=errors,
+        group=t.group if t else "",
+    )
+
+
+def _header(failed: ValidationFailed) -> str:
+    """The first line: the API server's message without the error list."""
+    if failed.is_strict_decoding:
+        return f'{failed.qualified_kind} "{failed.name}": strict decoding error:'
+    return f'{failed.qualified_kind} "{failed.name}" is invalid:'
+
+
+@click.command("validate")
+@click.option(
+    "-f",
+    "--filename",
+    "targets",
+    multiple=True,
+    required=True,
+    help="A manifest file, a directory of them (*.yaml, *.yml, *.json) or - for stdin; repeatable.",
+)
+@click.option("-R", "--recursive", is_flag=True, help="Descend into sub-directories of a directory.")
+@click.option(
+    "--release",
+    type=click.Choice([registry.RELEASE_GIE_V0_3, registry.RELEASE_GIE_V1_0]),
+    default=None,
+    help="Which release's x-k8s.io InferencePool CRD to validate against (default: v0.3.0, the preview).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the errors.")
+def command(targets: tuple[str, ...], recursive: bool, release: str | None, quiet: bool) -> None:
+    """Validate Kubernetes manifests (multi-document YAML) against infergate's types.
+
+    Prints the API server's error lines for each invalid object: the Invalid message
+    (``InferencePool.inference.networking.k8s.io "x" is invalid: ...``) followed by one
+    line per field error.
+    """
+    sources: list[tuple[str, str]] = []
+    for target in targets:
+        if target == "-":
+            sources.append(("-", sys.stdin.read()))
+            continue
+        path = Path(target)
+        if not path.exists():
+            raise click.BadParameter(f"{target}: no such file or directory", param_hint="-f")
+        files = _files(target, recursive)
+        if path.is_dir() and not files:
+            raise click.BadParameter(
+                f"{target}: no manifests (*.yaml, *.yml, *.json) in directory", param_hint="-f"
+            )
+        for f in files:
+            sources.append((str(f), f.read_text(encoding="utf-8")))
+
+    invalid = 0
+    checked = 0
+    for source, text in sources:
+        try:
+            docs = list(_documents(source, text))
+        except yaml.YAMLError as e:
+            invalid += 1
+            click.echo(f"{source}: error parsing YAML: {e}".replace("\n", " "))
+            continue
+        for doc in docs:
+            checked += 1
+            errors = validate_document(doc, release)
+            if errors:
+                invalid += 1
+                click.echo(f"{doc.where}: {_header(_failure(doc, errors))}")
+                for e in errors:
+                    click.echo(f"  {e}")
+            elif not quiet:
+                click.echo(f"{doc.where}: {_describe(doc.value)} valid")
+    if not quiet or invalid:
+        click.echo(f"{checked} object(s) checked, {invalid} invalid", err=True)
+    if invalid:
+        sys.exit(1)
