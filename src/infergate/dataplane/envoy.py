@@ -2,7 +2,7 @@
 
 The supervisor stays Envoy's parent for Envoy's whole life (an Envoy whose short-lived
 parent exits gets SIGTERM, envoy-extproc.md "Launch quirk"), and asks the kernel to kill
-Envoy if the supervising process dies (``PR_SET_PDEATHSIG``), so no orphan keeps a port.
+Envoy if the supervising process dies (``setpriv --pdeathsig``), so no orphan keeps a port.
 The admin API listens on loopback only, on a port Envoy picks itself
 (``--admin-address-path``), so concurrent gateways never race for a port.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -109,10 +109,15 @@ class EnvoyError(RuntimeError):
     pass
 
 
-def _set_parent_death_signal() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _parent_death_wrapper() -> list[str]:
+    """``setpriv --pdeathsig KILL`` when available: Envoy dies with its supervisor.
+
+    Not a ``preexec_fn``: running Python between fork and exec in a process with gRPC
+    threads (the xDS server) can abort the child; ``setpriv`` keeps the spawn a plain
+    fork+exec (vfork) and sets the signal in the exec'd program.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL"] if setpriv else []
 
 
 class EnvoySupervisor:
@@ -160,6 +165,7 @@ class EnvoySupervisor:
         with contextlib.suppress(FileNotFoundError):
             self.admin_path.unlink()
         args = [
+            *_parent_death_wrapper(),
             opts.envoy_bin or envoy_binary(),
             "--config-path",
             str(self.bootstrap_path),
@@ -184,7 +190,6 @@ class EnvoySupervisor:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
-                preexec_fn=_set_parent_death_signal,
             )
         finally:
             log_file.close()
