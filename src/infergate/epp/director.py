@@ -71,7 +71,7 @@ class _RequestState:
     status: int = 0
     response_size: int = 0
     buffer: bytearray | None = None
-    tail: str = ""
+    tail: bytes = b""
     usage: dict[str, Any] | None = None
     overflow: bool = False  # non-streaming body too large to buffer for usage
     finished: bool = False  # response end of stream seen
@@ -271,13 +271,14 @@ class EppDirector:
             return
         state.response_size += len(chunk)
         if state.streaming:
-            if chunk and (state.tail or b'"usage"' in chunk):
-                text = state.tail + chunk.decode("utf-8", errors="replace")
-                lines = text.split("\n")
-                state.tail = lines[-1][-65536:] if '"usage"' in lines[-1] else ""
-                for line in lines[:-1]:
-                    if line.startswith("data:") and '"usage"' in line:
-                        usage = _usage_of(line[5:].strip())
+            # SSE: complete lines only (an event may span chunks); the last "usage" wins
+            data = state.tail + chunk if state.tail else chunk
+            cut = data.rfind(b"\n")
+            complete, state.tail = (b"", data[-65536:]) if cut < 0 else (data[: cut + 1], data[cut + 1 :][-65536:])
+            if b'"usage"' in complete:
+                for line in complete.split(b"\n"):
+                    if line.startswith(b"data:") and b'"usage"' in line:
+                        usage = _usage_of(line[5:].strip().decode("utf-8", errors="replace"))
                         if usage is not None:
                             state.usage = usage
         elif chunk and not state.overflow:
