@@ -48,6 +48,7 @@ async def test_shared_prefix_gets_a_much_lower_ttft(make_cluster, http: httpx.As
     other = await stream_completion(http, url, _body("Unrelated. " + prefix, 4))
 
     assert cold.usage is not None and warm.usage is not None
+    assert cold.headers["x-inference-pod"] == "sim-0" and cold.done
     prompt_tokens = warm.usage["prompt_tokens"]
     cached = warm.usage["prompt_tokens_details"]["cached_tokens"]
     assert cold.usage["prompt_tokens_details"]["cached_tokens"] == 0

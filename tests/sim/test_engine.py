@@ -195,3 +195,36 @@ async def test_idle_engine_does_not_step() -> None:
         assert engine.steps == steps
     finally:
         await engine.stop()
+
+
+async def test_chunked_prefill_spreads_a_long_prompt_and_inflates_co_batched_itl() -> None:
+    engine = _engine(max_num_batched_tokens=1024)
+    engine.start()
+    try:
+        decoder = _seq("decoder", 16, 400)
+        engine.submit(decoder)
+        while decoder.generated < 5:
+            await decoder.wait(decoder.generated)
+        steps_before = engine.steps
+        long = _seq("long", 4000, 1)
+        engine.submit(long)
+        gaps: list[float] = []
+        last = decoder.last_token_at
+        while not long.done:
+            await decoder.wait(decoder.generated)
+            gaps.append(decoder.last_token_at - last)
+            last = decoder.last_token_at
+        # 4000 prompt tokens under a 1023-token budget (one goes to the decoder) take 4 steps
+        assert engine.steps - steps_before >= 4
+        assert decoder.status is SeqStatus.RUNNING, "decoding continued between the chunks"
+        quiet = step_time(engine.profile, _decode_shape(1, 21))
+        assert max(gaps) > 3 * quiet, "a step carrying a prefill chunk is much longer than a decode step"
+    finally:
+        await engine.stop()
+
+
+def _decode_shape(batch: int, context: int) -> StepShape:
+    shape = StepShape()
+    for _ in range(batch):
+        shape.add_decode(context)
+    return shape
