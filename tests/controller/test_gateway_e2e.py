@@ -175,10 +175,13 @@ async def test_infergate_gateway_process_serves_and_stops_on_sigterm(tmp_path: P
     manifest_dir.mkdir()
     async with doubles() as (llama, qwen, llama_epp, qwen_epp):
         write(manifest_dir / "all.yaml", manifests(port, llama, qwen, llama_epp, qwen_epp))
+        log_path = tmp_path / "gateway.log"
+        log = log_path.open("w")
         proc = subprocess.Popen(
             [sys.executable, "-m", "infergate", "gateway", "-f", str(manifest_dir), "--admin-port", str(admin),
-             "--address-pool", address_pool(), "--poll-interval", "0.2"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             "--address-pool", address_pool(), "--poll-interval", "0.2", "-v"],
+            stdout=log, stderr=subprocess.STDOUT, text=True)
+        address = "?"
         try:
             async with httpx.AsyncClient(timeout=5) as client:
                 deadline = time.monotonic() + 30
@@ -189,20 +192,23 @@ async def test_infergate_gateway_process_serves_and_stops_on_sigterm(tmp_path: P
                         if ready.status_code == 200:
                             break
                     await asyncio.sleep(0.2)
-                assert ready is not None and ready.status_code == 200, proc.stderr.read() if proc.stderr else ""
+                assert ready is not None and ready.status_code == 200, log_path.read_text()
                 ir = (await client.get(f"http://127.0.0.1:{admin}/ir")).json()
                 address = ir["listeners"][0]["address"]
                 r = await client.post(f"http://{address}:{port}/v1/completions", json={"model": "llama", "prompt": "x"})
-                assert r.status_code == 200 and r.json()["epp"] == "llama-epp"
+                assert r.status_code == 200 and r.json()["epp"] == "llama-epp", (r.text, log_path.read_text())
                 statuses = (await client.get(f"http://127.0.0.1:{admin}/statuses")).json()
                 assert "HTTPRoute.gateway.networking.k8s.io default/models" in statuses
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
-                _, err = proc.communicate(timeout=20)
+                proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.communicate()
+                proc.wait()
                 pytest.fail("infergate gateway did not stop within 20 s of SIGTERM")
+            finally:
+                log.close()
+        err = log_path.read_text()
         assert proc.returncode == 0, err
         assert f"listening on http://{address}:{port}" in err
