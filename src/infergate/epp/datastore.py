@@ -67,13 +67,12 @@ class Endpoint:
     address: str
     port: int
     labels: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # ``ip:port`` as upstream writes it (IPv6 in brackets, like Go's JoinHostPort); derived
+    hostport: str = field(init=False, compare=False, hash=False, repr=False)
 
-    @property
-    def hostport(self) -> str:
-        """``ip:port`` as upstream writes it (IPv6 in brackets, like Go's JoinHostPort)."""
-        if ":" in self.address:
-            return f"[{self.address}]:{self.port}"
-        return f"{self.address}:{self.port}"
+    def __post_init__(self) -> None:
+        address = f"[{self.address}]" if ":" in self.address else self.address
+        object.__setattr__(self, "hostport", f"{address}:{self.port}")
 
 
 @dataclass(frozen=True)

@@ -226,16 +226,25 @@ class EppDirector:
             self.flow.scheduled()
 
     def _schedule(self, request: InferenceRequest, body_model: str, target: str, priority: int) -> Decision:
-        endpoints = self.available_endpoints()
-        if request.subset_hint is not None:
-            wanted = {_host_of(entry) for entry in request.subset_hint}
-            endpoints = [e for e in endpoints if e.address in wanted]
-        if not endpoints:
+        wanted = None if request.subset_hint is None else {_host_of(entry) for entry in request.subset_hint}
+        # one pass: available (not failing), in the subset hint, metrics fresh or unknown
+        store = self.store
+        metrics, failures = store.by_endpoint, store.failures_by_endpoint
+        max_age, fail_limit = store.staleness_threshold, store.failure_threshold
+        inflight = self._inflight
+        now = time.monotonic()
+        candidates: list[Candidate] = []
+        for e in self.datastore.endpoints():
+            h = e.hostport
+            if failures.get(h, 0) >= fail_limit or (wanted is not None and e.address not in wanted):
+                continue
+            m = metrics.get(h)
+            if m is not None and now - m.update_time > max_age:
+                m = None
+            candidates.append(Candidate(e, m, inflight.get(h, 0)))
+        if not candidates:
             raise self._reject(body_model, target, Rejection(
                 503, "ServiceUnavailable", "failed to find candidate pods for serving the request"))
-        now = time.monotonic()
-        fresh, inflight = self.store.fresh, self._inflight
-        candidates = [Candidate(e, fresh(e.hostport, now), inflight.get(e.hostport, 0)) for e in endpoints]
         sreq = SchedulingRequest(request.request_id, target, request.prompt, request.headers)
         try:
             result, state = self.scheduler.schedule(sreq, candidates)

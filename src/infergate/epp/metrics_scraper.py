@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -200,6 +200,15 @@ class MetricsStore:
     def forget(self, hostport: str) -> None:
         self._metrics.pop(hostport, None)
         self._failures.pop(hostport, None)
+
+    @property
+    def by_endpoint(self) -> Mapping[str, EndpointMetrics]:
+        """Read-only view: latest metrics per endpoint (the Director's hot path reads it directly)."""
+        return self._metrics
+
+    @property
+    def failures_by_endpoint(self) -> Mapping[str, int]:
+        return self._failures
 
     def raw(self, hostport: str) -> EndpointMetrics | None:
         """The last scraped values, however old."""
