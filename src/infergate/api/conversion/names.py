@@ -1,0 +1,33 @@
+"""How the converter names the GA objects it creates."""
+
+from __future__ import annotations
+
+import re
+
+PREVIEW_SUFFIX = "-preview"
+DEFAULT_POOL_NAME_SUFFIX = "-ga"
+# The inferencepool Helm chart (v0.3.0 and v1.0.0) names the EPP Deployment/Service
+# "<release name truncated to 40 characters>-epp"; the pool is named after the release.
+_HELM_NAME_LIMIT = 40
+_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def ga_pool_name(preview_name: str, suffix: str = DEFAULT_POOL_NAME_SUFFIX) -> str:
+    """The GA pool's name: a trailing ``-preview`` is replaced by ``suffix``, otherwise ``suffix`` is appended.
+
+    ``vllm-llama3-8b-instruct-preview`` -> ``vllm-llama3-8b-instruct-ga``; ``my-pool`` -> ``my-pool-ga``;
+    an empty suffix keeps the name (the GA pool is a different resource, so the names do not collide).
+    """
+    if suffix and preview_name.endswith(PREVIEW_SUFFIX):
+        return preview_name[: -len(PREVIEW_SUFFIX)] + suffix
+    return preview_name + suffix
+
+
+def helm_epp_name(pool_name: str) -> str:
+    """The EPP Service the inferencepool Helm chart creates for a release (and pool) named ``pool_name``."""
+    return pool_name[:_HELM_NAME_LIMIT] + "-epp"
+
+
+def is_dns_subdomain(name: str) -> bool:
+    """Whether ``name`` is a valid object name (RFC 1123 subdomain, at most 253 characters)."""
+    return len(name) <= 253 and bool(_DNS_SUBDOMAIN_RE.match(name))
