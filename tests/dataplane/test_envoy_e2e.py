@@ -247,3 +247,21 @@ async def test_a_nack_is_reported_and_the_last_good_config_keeps_serving(datapla
         assert still.status_code == 200
         await dataplane.apply(good)  # the server serves the good config again, and accepts the next one
         assert dataplane.last_error is None
+
+
+async def test_a_listener_port_already_in_use_is_rejected_with_the_reason(dataplane: Dataplane) -> None:
+    import socket
+
+    a = EchoServers(1)
+    epp_a = StampingEpp("epp-a", a.endpoints)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with running(a, epp_a):
+            ir = config(port, [split("r", Backend("pool", 1, "pool/a"))], [pool("pool/a", a, epp_a.endpoint)])
+            with pytest.raises(XdsRejected, match="Listener") as rejected:
+                await dataplane.apply(ir)
+    assert (
+        "address already in use" in rejected.value.reason.lower() or "bind" in rejected.value.reason.lower()
+    )
