@@ -64,6 +64,26 @@ def _describe(doc: Any) -> str:
     return f'{qualified} "{name or ""}"'
 
 
+_OWN_GROUPS = {t.group for t in registry.all_types() if t.group}
+
+
+def is_foreign(value: Any) -> bool:
+    """A kind infergate does not model (a Deployment, a ConfigMap...): skipped, not invalid.
+
+    Unknown kinds or versions in infergate's own API groups (a typo such as
+    ``InferencePol``) are errors.
+    """
+    if not isinstance(value, dict):
+        return False
+    api_version, kind = value.get("apiVersion"), value.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str) or not api_version or not kind:
+        return False
+    group = api_version.split("/", 1)[0] if "/" in api_version else ""
+    if group in _OWN_GROUPS:
+        return False
+    return not registry.by_kind(kind) or all(t.group != group for t in registry.by_kind(kind))
+
+
 def validate_document(doc: Document, release: str | None) -> list[FieldError]:
     return validate_object(doc.value, release=release)
 
@@ -129,6 +149,7 @@ def command(targets: tuple[str, ...], recursive: bool, release: str | None, quie
 
     invalid = 0
     checked = 0
+    skipped = 0
     for source, text in sources:
         try:
             docs = list(_documents(source, text))
@@ -137,6 +158,13 @@ def command(targets: tuple[str, ...], recursive: bool, release: str | None, quie
             click.echo(f"{source}: error parsing YAML: {e}".replace("\n", " "))
             continue
         for doc in docs:
+            if is_foreign(doc.value):
+                skipped += 1
+                if not quiet:
+                    click.echo(
+                        f"{doc.where}: {_describe(doc.value)} skipped (kind not modelled by infergate)"
+                    )
+                continue
             checked += 1
             errors = validate_document(doc, release)
             if errors:
@@ -147,6 +175,6 @@ def command(targets: tuple[str, ...], recursive: bool, release: str | None, quie
             elif not quiet:
                 click.echo(f"{doc.where}: {_describe(doc.value)} valid")
     if not quiet or invalid:
-        click.echo(f"{checked} object(s) checked, {invalid} invalid", err=True)
+        click.echo(f"{checked} object(s) checked, {invalid} invalid, {skipped} skipped", err=True)
     if invalid:
         sys.exit(1)
