@@ -114,8 +114,11 @@ async def test_two_listeners_empty_pool_unresolved_epp_and_body_limit(dataplane:
             )
             b_host = await client.get(f"http://127.0.0.1:{second}/", headers={"host": "b.example.com"})
             b_other = await client.get(f"http://127.0.0.1:{second}/", headers={"host": "a.example.com"})
+            b_with_port = await client.get(
+                f"http://127.0.0.1:{second}/", headers={"host": f"b.example.com:{second}"}
+            )
     assert no_pods.status_code == 503
     assert opened.status_code == 200
     assert closed.status_code == 503
     assert too_big.status_code == 413
-    assert (b_host.status_code, b_other.status_code) == (200, 404)
+    assert (b_host.status_code, b_other.status_code, b_with_port.status_code) == (200, 404, 200)

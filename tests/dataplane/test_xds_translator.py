@@ -261,3 +261,14 @@ def test_epp_shared_by_two_pools_gets_one_cluster() -> None:
     )
     resources = translate(DataplaneConfig(pools=pools))
     assert [c["name"] for c in resources.clusters].count("epp/shared") == 1
+
+
+def test_a_domain_in_two_virtual_hosts_of_a_listener_is_rejected_with_the_field() -> None:
+    vhosts = (
+        VirtualHost("one", ("a.example.com",), ()),
+        VirtualHost("two", ("b.example.com", "A.example.com"), ()),
+    )
+    with pytest.raises(
+        TranslationError, match=r"listeners\[gw/a\]\.virtual_hosts\[1\]\.domains: 'A.example.com'"
+    ):
+        translate(DataplaneConfig(listeners=(Listener("gw/a", "d", "a", "127.0.0.1", 80, vhosts),)))

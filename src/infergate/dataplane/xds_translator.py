@@ -197,6 +197,15 @@ def _check_listeners(listeners: Iterable[Listener]) -> None:
     seen: dict[tuple[str, int], str] = {}
     names: set[str] = set()
     for listener in listeners:
+        domains: dict[str, str] = {}
+        for index, vhost in enumerate(listener.virtual_hosts):
+            for domain in vhost.domains or ("*",):
+                if domain.lower() in domains:
+                    raise TranslationError(
+                        f"listeners[{listener.key}].virtual_hosts[{index}].domains: {domain!r} is already "
+                        f"served by virtual host {domains[domain.lower()]!r} (Envoy needs unique domains per listener)"
+                    )
+                domains[domain.lower()] = vhost.name
         if listener.key in names:
             raise TranslationError(f"listeners[{listener.key}]: duplicate listener key")
         names.add(listener.key)
@@ -302,6 +311,10 @@ def _listener(listener: Listener, opts: TranslateOptions) -> dict[str, Any]:
             "config_source": {"ads": {}, "resource_api_version": "V3"},
         },
         "stream_idle_timeout": _duration(opts.stream_idle_timeout_s),
+        # Gateway API hostnames never include a port: match "host:port" as "host".
+        "strip_any_host_port": True,
+        # An edge proxy: the client's address is the downstream peer (appended to XFF).
+        "use_remote_address": True,
         "http_filters": _http_filters(listener, opts),
     }
     access_logs = _access_logs(opts)
