@@ -16,8 +16,12 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from google.protobuf import struct_pb2
 
-from infergate.epp.contract import Decision, InferenceRequest, Rejection
+from infergate.epp.contract import Decision, InferenceRequest
+from infergate.epp.datastore import Datastore, Objective, PodInfo, PoolInfo
+from infergate.epp.director import DirectorConfig, EppDirector
 from infergate.epp.extproc import ExtProcServer, HealthService, health
+from infergate.epp.metrics_scraper import MetricsStore
+from infergate.epp.scheduling.config import load_preset
 
 MODE = processing_mode_pb2.ProcessingMode
 BUFFERED = pb.ProtocolConfiguration(request_body_mode=MODE.BUFFERED, response_body_mode=MODE.NONE)
@@ -26,38 +30,50 @@ DUPLEX = pb.ProtocolConfiguration(
 )
 
 
+ENDPOINTS = ["10.0.0.1:8000", "10.0.0.2:8000"]
+
+
+def real_director(*, synced: bool = True) -> EppDirector:
+    """The EPP's real Director over a datastore with two pods and two objectives (no metrics yet)."""
+    datastore = Datastore()
+    if synced:
+        datastore.set_pool(PoolInfo(name="pool", selector=None, target_ports=(8000,)))
+        for i, endpoint in enumerate(ENDPOINTS):
+            datastore.upsert_pod(PodInfo(name=f"pod-{i}", address=endpoint.split(":")[0]))
+        datastore.upsert_objective(Objective(name="critical", priority=2))
+        datastore.upsert_objective(Objective(name="sheddable", priority=-1))
+    return EppDirector(datastore, load_preset("default", seed=3), MetricsStore(), config=DirectorConfig(seed=3))
+
+
 @dataclass
 class RecordingDirector:
-    """Schedules round-robin over fixed endpoints; rejects per model name; records every call."""
+    """Delegates to the real Director and records what the ext_proc server called."""
 
-    endpoints: list[str] = field(default_factory=lambda: ["10.0.0.1:8000", "10.0.0.2:8000"])
+    real: EppDirector = field(default_factory=real_director)
+    endpoints: list[str] = field(default_factory=lambda: list(ENDPOINTS))
     requests: list[InferenceRequest] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
     response_headers: list[tuple[str, int]] = field(default_factory=list)
     response_chunks: list[tuple[str, bytes, bool]] = field(default_factory=list)
     done: list[tuple[str, bool]] = field(default_factory=list)
-    rewrite_to: str | None = None
 
     async def handle_request(self, request: InferenceRequest) -> Decision:
         self.requests.append(request)
-        if request.model == "shed":
-            raise Rejection(429, "InferencePoolResourceExhausted", "system saturated, sheddable request dropped")
-        candidates = self.endpoints
-        if request.subset_hint is not None:
-            candidates = [e for e in self.endpoints if e in request.subset_hint]
-            if not candidates:
-                raise Rejection(503, "ServiceUnavailable", "failed to find candidate pods")
-        chosen = candidates[len(self.requests) % len(candidates)]
-        others = [e for e in candidates if e != chosen]
-        return Decision(endpoint=chosen, fallbacks=others, target_model=self.rewrite_to)
+        decision = await self.real.handle_request(request)
+        self.decisions.append(decision)
+        return decision
 
     def on_response_headers(self, request_id: str, status: int, headers: Mapping[str, str]) -> None:
         self.response_headers.append((request_id, status))
+        self.real.on_response_headers(request_id, status, headers)
 
     def on_response_body(self, request_id: str, chunk: bytes, end_of_stream: bool) -> None:
         self.response_chunks.append((request_id, chunk, end_of_stream))
+        self.real.on_response_body(request_id, chunk, end_of_stream)
 
     def on_request_done(self, request_id: str, *, completed: bool) -> None:
         self.done.append((request_id, completed))
+        self.real.on_request_done(request_id, completed=completed)
 
 
 @pytest.fixture
@@ -135,7 +151,8 @@ async def test_buffered_mode_routes_in_the_body_response(
     common = routed.request_body.response
     headers = set_headers(common)
     chosen = headers["x-gateway-destination-endpoint"]
-    assert chosen.split(",")[0] in director.endpoints and len(chosen.split(",")) == 2
+    decision = director.decisions[0]
+    assert chosen == ",".join([decision.endpoint, *decision.fallbacks]) and decision.endpoint in director.endpoints
     assert common.clear_route_cache
     assert "content-length" not in headers  # body untouched
     assert not common.HasField("body_mutation")
@@ -265,9 +282,10 @@ async def test_rejection_is_an_immediate_response_and_still_released(
     stub: pb_grpc.ExternalProcessorStub, director: RecordingDirector
 ) -> None:
     call = stub.Process()
-    await call.write(headers_message({"x-request-id": "s1"}, config=BUFFERED))
+    await call.write(headers_message({"x-request-id": "s1", "x-gateway-inference-objective": "sheddable"},
+                                     config=BUFFERED))
     await call.read()
-    await call.write(body_message(completion(model="shed")))
+    await call.write(body_message(completion()))
     reply = await call.read()
     immediate = reply.immediate_response
     assert immediate.status.code == 429
@@ -287,9 +305,9 @@ async def test_text_error_bodies_match_upstream(director: RecordingDirector) -> 
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
             call = pb_grpc.ExternalProcessorStub(channel).Process()
-            await call.write(headers_message({}, config=BUFFERED))
+            await call.write(headers_message({"x-gateway-inference-objective": "sheddable"}, config=BUFFERED))
             await call.read()
-            await call.write(body_message(completion(model="shed")))
+            await call.write(body_message(completion()))
             reply = await call.read()
     finally:
         await srv.stop(0)
@@ -325,9 +343,8 @@ async def test_subset_hint_from_filter_metadata(
 async def test_model_rewrite_in_buffered_mode_fixes_content_length(
     stub: pb_grpc.ExternalProcessorStub, director: RecordingDirector
 ) -> None:
-    director.rewrite_to = "lora-b"
     call = stub.Process()
-    await call.write(headers_message({}, config=BUFFERED))
+    await call.write(headers_message({"x-gateway-model-name-rewrite": "lora-b"}, config=BUFFERED))
     await call.read()
     await call.write(body_message(completion(model="base", prompt="é")))
     reply = await call.read()
@@ -388,3 +405,44 @@ async def test_health_service_reports_readiness(server: ExtProcServer) -> None:
         assert await health.check(target, "other") == health.SERVICE_UNKNOWN
     finally:
         await hs.stop(0)
+
+
+async def test_pool_not_ready_fails_the_stream_for_the_proxys_failure_mode() -> None:
+    broken = RecordingDirector(real=real_director(synced=False))  # PoolNotReady
+    srv = ExtProcServer(broken, host="127.0.0.1", port=0)
+    await srv.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+            call = pb_grpc.ExternalProcessorStub(channel).Process()
+            await call.write(headers_message({"x-request-id": "u1"}, config=BUFFERED))
+            await call.read()
+            await call.write(body_message(completion()))
+            assert await call.code() == grpc.StatusCode.UNKNOWN
+            assert "not synced" in await call.details()
+    finally:
+        await srv.stop(0)
+    assert broken.done == [("u1", False)]
+
+
+async def test_reset_after_response_headers_counts_as_completed_when_the_body_is_not_followed(
+    stub: pb_grpc.ExternalProcessorStub, director: RecordingDirector
+) -> None:
+    # Envoy resets the ext_proc stream when the HTTP stream is destroyed, even after success;
+    # with response body mode NONE the response headers are the last signal there is.
+    call = stub.Process()
+    await call.write(headers_message({"x-request-id": "n1"}, config=BUFFERED))
+    await call.read()
+    await call.write(body_message(completion()))
+    await call.read()
+    assert director.real.inflight(director.decisions[0].endpoint) == 1
+    await call.write(pb.ProcessingRequest(response_headers=pb.HttpHeaders(
+        headers=core_pb.HeaderMap(headers=[core_pb.HeaderValue(key=":status", raw_value=b"200")])
+    )))
+    await call.read()
+    call.cancel()
+    for _ in range(100):
+        if director.done:
+            break
+        await asyncio.sleep(0.01)
+    assert director.done == [("n1", True)]
+    assert director.real.inflight(director.decisions[0].endpoint) == 0

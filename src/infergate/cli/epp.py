@@ -101,8 +101,17 @@ DURATION = DurationType()
                    "instead of the Kubernetes API.")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
               help="kubeconfig for the Kubernetes API source (default: in-cluster, then ~/.kube/config).")
-@click.option("--model-server-protocol", type=click.Choice(["vllm", "sglang", "trtllm"]), default="vllm",
-              show_default=True, help="Metric names of the model servers (Model Server Protocol mapping).")
+@click.option("--model-server-protocol", type=click.Choice(["vllm", "sglang", "triton-tensorrt-llm"]),
+              default="vllm", show_default=True,
+              help="Metric names of the model servers (Model Server Protocol mapping).")
+@click.option("--flow-control/--no-flow-control", default=False, show_default=True,
+              help="infergate's flow control: when the pool is saturated, queue requests by priority "
+                   "instead of upstream's behaviour (admit priority >= 0, shed priority < 0 with 429). "
+                   "See docs/epp.md.")
+@click.option("--flow-control-max-queued", type=int, default=1024, show_default=True,
+              help="Requests held by flow control at most (beyond: 429).")
+@click.option("--flow-control-max-wait", type=DURATION, default="30s", show_default=True,
+              help="Longest a request waits in flow control before a 429.")
 @click.option("--error-body", type=click.Choice(["json", "text"]), default="json", show_default=True,
               help="Body of rejections: an OpenAI-style JSON error, or upstream's text "
                    "'inference gateway: <Code> - <Msg>'. Both carry the same status code.")
@@ -123,7 +132,7 @@ def command(**options: Any) -> None:
     live model-server metrics and answers with the header and dynamic metadata
     x-gateway-destination-endpoint, or rejects it with an immediate response (429 when a
     sheddable request meets a saturated pool, 503 when no pod is ready, 400 for a bad
-    body). Prints "ready grpc=PORT health=PORT metrics=PORT" on stderr once serving.
+    body). Prints "ready grpc=PORT health=PORT metrics=PORT" on stdout once serving.
 
     \b
     Sources: --static-file FILE (standalone, tests), or the Kubernetes API (--kubeconfig).
@@ -140,4 +149,4 @@ def command(**options: Any) -> None:
 
     from infergate.epp.runner import EPPOptions, run_epp
 
-    uvloop.run(run_epp(EPPOptions.from_cli(options), ready=lambda text: click.echo(text, err=True)))
+    uvloop.run(run_epp(EPPOptions.from_cli(options), ready=lambda text: click.echo(text)))

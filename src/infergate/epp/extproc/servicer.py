@@ -37,6 +37,7 @@ from infergate.epp.extproc import messages
 log = logging.getLogger(__name__)
 
 _FULL_DUPLEX = processing_mode_pb2.ProcessingMode.FULL_DUPLEX_STREAMED
+_NONE = processing_mode_pb2.ProcessingMode.NONE
 _EMPTY_HEADERS = pb.ProcessingResponse(request_headers=pb.HeadersResponse())
 _EMPTY_REQUEST_BODY = pb.ProcessingResponse(request_body=pb.BodyResponse())
 _EMPTY_RESPONSE_BODY = pb.ProcessingResponse(response_body=pb.BodyResponse())
@@ -53,9 +54,11 @@ class _Exchange:
         "completed",
         "duplex_request",
         "duplex_response",
+        "follows_response_body",
         "headers",
         "request_id",
         "response_done",
+        "response_headers_seen",
         "scheduled",
         "subset",
     )
@@ -63,6 +66,8 @@ class _Exchange:
     def __init__(self) -> None:
         self.duplex_request = True  # upstream's default assumption
         self.duplex_response = False
+        self.follows_response_body = False  # the filter sends response body chunks
+        self.response_headers_seen = False
         self.headers: dict[str, str] = {}
         self.body = bytearray()
         self.request_id = ""
@@ -70,6 +75,16 @@ class _Exchange:
         self.scheduled = False  # handle_request was called: on_request_done is owed
         self.response_done = False
         self.completed = False
+
+
+    def finished_as_far_as_seen(self) -> bool:
+        """Whether the response is known to be complete, even if the stream is then reset.
+
+        Envoy resets the ext_proc stream when the HTTP stream is destroyed, also after a
+        successful response. With the response body not sent to us (mode NONE) the response
+        headers are the last thing we see, so they count as the end of the request.
+        """
+        return self.response_done or (self.response_headers_seen and not self.follows_response_body)
 
 
 class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
@@ -92,6 +107,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                         config = request.protocol_config
                         state.duplex_request = config.request_body_mode == _FULL_DUPLEX
                         state.duplex_response = config.response_body_mode == _FULL_DUPLEX
+                        state.follows_response_body = config.response_body_mode != _NONE
                     state.subset = messages.subset_hint(request)
                     headers = messages.header_map(request.request_headers)
                     state.headers = headers
@@ -144,6 +160,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 elif kind == "response_headers":
                     headers = messages.header_map(request.response_headers)
                     status = _status(headers)
+                    state.response_headers_seen = True
                     if state.scheduled:
                         director.on_response_headers(state.request_id, status, headers)
                     if request.response_headers.end_of_stream:
@@ -157,6 +174,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                     )
                 elif kind == "response_body":
                     chunk = request.response_body
+                    state.follows_response_body = True
                     if state.scheduled:
                         director.on_response_body(state.request_id, chunk.body, chunk.end_of_stream)
                     if chunk.end_of_stream:
@@ -183,8 +201,21 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             # A peer that cancels the call ends the request iterator normally too; the
             # cancellation reaches this task at its next await, so yield once to tell them apart.
             await asyncio.sleep(0)
-            state.completed = state.response_done or not context.cancelled()
+            state.completed = state.finished_as_far_as_seen() or not context.cancelled()
+        except (asyncio.CancelledError, GeneratorExit):
+            state.completed = state.finished_as_far_as_seen()
+            raise
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            # Not a Rejection (e.g. the pool is not synced yet): fail the stream with a gRPC
+            # error so that the proxy applies its failure mode, as upstream does (code Unknown).
+            log.warning("ext_proc stream for %s failed: %s", state.request_id or "?", exc)
+            await context.abort(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
         finally:
+            log.debug("stream end %s duplex=%s/%s headers_seen=%s response_done=%s completed=%s",
+                      state.request_id, state.duplex_request, state.follows_response_body,
+                      state.response_headers_seen, state.response_done, state.completed)
             if state.scheduled:
                 try:
                     director.on_request_done(state.request_id, completed=state.completed)

@@ -1,0 +1,1 @@
+"""Benchmarks: the scheduling benchmark and the local topology it runs on."""

@@ -1,0 +1,429 @@
+"""A local inference-gateway topology from real processes: simulators, EPPs and Envoy.
+
+Used by the scheduling benchmark and the Envoy end-to-end tests. Every process is started
+with ``asyncio`` subprocesses on loopback and stopped (SIGTERM, then SIGKILL) on exit.
+
+The Envoy bootstrap follows ``docs/extproc.md`` (and the probe in the shared notes): per
+*lane* one listener whose filter chain strips a client-sent ``x-gateway-destination-endpoint``,
+calls the lane's EPP over ext_proc (request headers SEND, body BUFFERED, response headers
+SEND, response body NONE), accepts ``envoy.lb`` dynamic metadata, and routes to a STATIC
+pool cluster with the ``override_host`` load-balancing policy (fallback round robin).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infergate.util.net import async_wait_for_port
+
+DESTINATION = "x-gateway-destination-endpoint"
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One Envoy listener in front of one pool, routed by one EPP."""
+
+    name: str
+    listen_port: int
+    epp_port: int
+    endpoints: tuple[str, ...]  # "ip:port" of the pool's pods
+    fail_open: bool = False
+    message_timeout_s: float = 5.0
+    response_body_mode: str = "NONE"  # NONE | STREAMED | FULL_DUPLEX_STREAMED
+    request_body_mode: str = "BUFFERED"  # BUFFERED | FULL_DUPLEX_STREAMED
+    debug_headers: bool = False  # response headers x-epp-destination, x-upstream-host, x-model-name-seen
+    bbr_port: int | None = None  # a body-based router (`infergate bbr`) ext_proc ahead of the EPP
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct free ports (all held bound until every one is chosen)."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+class PortPool:
+    """Hands out distinct free ports (a batch at a time)."""
+
+    def __init__(self, batch: int = 16) -> None:
+        self._batch = batch
+        self._free: list[int] = []
+        self._given: set[int] = set()
+
+    def __call__(self) -> int:
+        for _ in range(10):
+            if not self._free:
+                self._free = [p for p in free_ports(self._batch) if p not in self._given]
+            if self._free:
+                port = self._free.pop()
+                self._given.add(port)
+                return port
+        raise RuntimeError("no free port found")
+
+
+def _socket(hostport: str) -> dict[str, Any]:
+    host, port = hostport.rsplit(":", 1)
+    return {"socket_address": {"address": host, "port_value": int(port)}}
+
+
+_DEBUG_HEADERS = [
+    {"header": {"key": "x-epp-destination", "value": f"%REQ({DESTINATION})%"}},
+    {"header": {"key": "x-upstream-host", "value": "%UPSTREAM_HOST%"}},
+    {"header": {"key": "x-model-name-seen", "value": "%REQ(x-gateway-model-name)%"}},
+]
+
+
+def _bbr_filter(lane: Lane) -> dict[str, Any]:
+    return {
+        "name": "infergate.bbr",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": {"envoy_grpc": {"cluster_name": f"bbr-{lane.name}"}, "timeout": "10s"},
+            "failure_mode_allow": False,
+            "message_timeout": f"{lane.message_timeout_s}s",
+            "processing_mode": {"request_header_mode": "SEND", "request_body_mode": "BUFFERED",
+                                "response_header_mode": "SKIP", "response_body_mode": "NONE",
+                                "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP"},
+        },
+    }
+
+
+def _lane_listener(lane: Lane) -> dict[str, Any]:
+    duplex = lane.request_body_mode == "FULL_DUPLEX_STREAMED"
+    ext_proc: dict[str, Any] = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+        "grpc_service": {"envoy_grpc": {"cluster_name": f"epp-{lane.name}"}, "timeout": "10s"},
+        "failure_mode_allow": lane.fail_open,
+        "message_timeout": f"{lane.message_timeout_s}s",
+        "max_message_timeout": "60s",
+        "status_on_error": {"code": 503},
+        "processing_mode": {
+            "request_header_mode": "SEND",
+            "request_body_mode": lane.request_body_mode,
+            "response_header_mode": "SEND",
+            "response_body_mode": lane.response_body_mode,
+            "request_trailer_mode": "SEND" if duplex else "SKIP",
+            "response_trailer_mode": "SEND" if lane.response_body_mode == "FULL_DUPLEX_STREAMED" else "SKIP",
+        },
+        "metadata_options": {"receiving_namespaces": {"untyped": ["envoy.lb"]}},
+    }
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": lane.name,
+        "stream_idle_timeout": "300s",
+        "access_log": [{
+            "name": "envoy.access_loggers.stderr",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
+                "log_format": {"text_format_source": {"inline_string":
+                    f"[{lane.name}] %RESPONSE_CODE% %UPSTREAM_HOST% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%\n"}},
+            },
+        }],
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.header_mutation",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                    "mutations": {"request_mutations": [{"remove": DESTINATION}]},
+                },
+            },
+            *([_bbr_filter(lane)] if lane.bbr_port else []),
+            {"name": "envoy.filters.http.ext_proc", "typed_config": ext_proc},
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+            },
+        ],
+        "route_config": {
+            "name": f"route-{lane.name}",
+            "virtual_hosts": [{
+                "name": "all",
+                "domains": ["*"],
+                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": f"pool-{lane.name}", "timeout": "0s"},
+                            **({"response_headers_to_add": _DEBUG_HEADERS} if lane.debug_headers else {})}],
+            }],
+        },
+    }
+    return {
+        "name": f"listener-{lane.name}",
+        "address": _socket(f"127.0.0.1:{lane.listen_port}"),
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                        "typed_config": hcm}]}],
+    }
+
+
+def _lane_clusters(lane: Lane) -> list[dict[str, Any]]:
+    pool = {
+        "name": f"pool-{lane.name}",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": f"pool-{lane.name}",
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(e)}} for e in lane.endpoints]}],
+        },
+        "circuit_breakers": {"thresholds": [{"max_connections": 100000, "max_pending_requests": 100000,
+                                             "max_requests": 100000}]},
+        "load_balancing_policy": {"policies": [{"typed_extension_config": {
+            "name": "envoy.load_balancing_policies.override_host",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost",
+                "override_host_sources": [
+                    {"header": DESTINATION},
+                    {"metadata": {"key": "envoy.lb", "path": [{"key": DESTINATION}]}},
+                ],
+                "fallback_policy": {"policies": [{"typed_extension_config": {
+                    "name": "envoy.load_balancing_policies.round_robin",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin"
+                    },
+                }}]},
+            },
+        }}]},
+    }
+    epp = {
+        "name": f"epp-{lane.name}",
+        "type": "STATIC",
+        "connect_timeout": "0.5s",
+        "load_assignment": {
+            "cluster_name": f"epp-{lane.name}",
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(f"127.0.0.1:{lane.epp_port}")}}]}],
+        },
+        "circuit_breakers": {"thresholds": [{"max_connections": 100000, "max_pending_requests": 100000,
+                                             "max_requests": 100000}]},
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {"max_concurrent_streams": 100000}},
+        }},
+    }
+    clusters = [pool, epp]
+    if lane.bbr_port:
+        bbr = json.loads(json.dumps(epp).replace(f"epp-{lane.name}", f"bbr-{lane.name}"))
+        bbr["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] = _socket(
+            f"127.0.0.1:{lane.bbr_port}")
+        clusters.append(bbr)
+    return clusters
+
+
+def envoy_bootstrap(lanes: Sequence[Lane], admin_port: int) -> dict[str, Any]:
+    """A static Envoy bootstrap with one listener, pool cluster and EPP cluster per lane."""
+    clusters: list[dict[str, Any]] = []
+    for lane in lanes:
+        clusters.extend(_lane_clusters(lane))
+    return {
+        "admin": {"address": _socket(f"127.0.0.1:{admin_port}")},
+        "static_resources": {"listeners": [_lane_listener(lane) for lane in lanes], "clusters": clusters},
+        "layered_runtime": {"layers": [{"name": "static", "static_layer": {
+            "overload": {"global_downstream_max_connections": 100000}}}]},
+    }
+
+
+@dataclass
+class ManagedProcess:
+    """An asyncio subprocess stopped with SIGTERM (then SIGKILL) by ``stop``."""
+
+    argv: list[str]
+    name: str
+    env: dict[str, str] | None = None
+    log_path: Path | None = None
+    process: asyncio.subprocess.Process | None = field(default=None, init=False)
+
+    async def start(self) -> None:
+        log = open(self.log_path, "ab") if self.log_path else asyncio.subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv, stdout=asyncio.subprocess.PIPE, stderr=log, env=self.env, start_new_session=True
+            )
+        finally:
+            if not isinstance(log, int):
+                log.close()
+
+    async def read_ready_line(self, prefix: str, timeout: float) -> str:
+        """The first stdout line starting with ``prefix``; fails if the process exits first."""
+        assert self.process is not None and self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.name} did not print {prefix!r} within {timeout}s{self._log_tail()}")
+            line = await asyncio.wait_for(self.process.stdout.readline(), remaining)
+            if not line:
+                await self.process.wait()
+                raise RuntimeError(f"{self.name} exited ({self.process.returncode}) before ready{self._log_tail()}")
+            text = line.decode().strip()
+            if text.startswith(prefix):
+                # keep draining stdout so the child never blocks on a full pipe
+                asyncio.get_running_loop().create_task(self._drain())
+                return text
+
+    async def _drain(self) -> None:
+        with contextlib.suppress(Exception):
+            assert self.process is not None and self.process.stdout is not None
+            while await self.process.stdout.read(65536):
+                pass
+
+    def _log_tail(self) -> str:
+        if self.log_path and self.log_path.exists():
+            return "\n" + self.log_path.read_text(errors="replace")[-3000:]
+        return ""
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def stop(self, timeout: float = 10.0) -> int | None:
+        process = self.process
+        if process is None:
+            return None
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        return process.returncode
+
+
+async def _wait_ports(process: ManagedProcess, ports: Sequence[int], timeout: float) -> None:
+    """Wait until every port accepts; fail at once (with the log) if the process exits."""
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        while True:
+            if not process.running:
+                raise RuntimeError(f"{process.name} exited before listening on {port}{process._log_tail()}")
+            try:
+                await async_wait_for_port("127.0.0.1", port, min(0.5, max(0.05, deadline - time.monotonic())))
+                break
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{process.name}: port {port} not open after {timeout}s"
+                                       f"{process._log_tail()}") from None
+
+
+def python_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "infergate", *args]
+
+
+class SimReplicas:
+    """``infergate sim`` replicas in one subprocess (``ready <endpoints...>`` contract)."""
+
+    def __init__(self, addresses: Sequence[str], port: int, *, time_scale: float, model: str,
+                 workdir: Path, extra: Sequence[str] = ()) -> None:
+        first = addresses[0]
+        self.expected = [f"{a}:{port}" for a in addresses]
+        self.process = ManagedProcess(
+            python_argv("sim", "--replicas", str(len(addresses)), "--address", first, "--port", str(port),
+                        "--time-scale", str(time_scale), "--model", model, *extra),
+            name="simulator", log_path=workdir / "sim.log",
+        )
+        self.endpoints: list[str] = []
+
+    async def start(self, timeout: float = 30.0) -> list[str]:
+        await self.process.start()
+        line = await self.process.read_ready_line("ready", timeout)
+        self.endpoints = line.split()[1:] or self.expected
+        return self.endpoints
+
+    async def stop(self) -> None:
+        await self.process.stop()
+
+
+def static_pool_file(path: Path, *, pool_name: str, endpoints: Sequence[str],
+                     objectives: Sequence[tuple[str, int]] = (), namespace: str = "default") -> Path:
+    """The EPP's ``--static-file`` for ``endpoints`` (one pod per "ip:port")."""
+    port = int(endpoints[0].rsplit(":", 1)[1])
+    data = {
+        "pool": {"name": pool_name, "namespace": namespace, "targetPorts": [port]},
+        "objectives": [{"name": name, "priority": priority} for name, priority in objectives],
+        "endpoints": [
+            {"name": f"pod-{i}", "address": e.rsplit(":", 1)[0], "port": int(e.rsplit(":", 1)[1]), "ready": True}
+            for i, e in enumerate(endpoints)
+        ],
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+class EPPProcess:
+    """``infergate epp`` with a static pool file; ready when it prints ``ready ...``."""
+
+    def __init__(self, *, pool_file: Path, workdir: Path, name: str = "epp", config_file: Path | None = None,
+                 refresh_metrics_interval: str = "50ms", extra: Sequence[str] = (),
+                 ports: PortPool | None = None) -> None:
+        ports = ports or PortPool()
+        self.grpc_port = ports()
+        self.health_port = ports()
+        self.metrics_port = ports()
+        argv = python_argv(
+            "epp", "--pool-name", "pool", "--static-file", str(pool_file), "--host", "127.0.0.1",
+            "--grpc-port", str(self.grpc_port), "--grpc-health-port", str(self.health_port),
+            "--metrics-port", str(self.metrics_port), "--refresh-metrics-interval", refresh_metrics_interval,
+            *(["--config-file", str(config_file)] if config_file else []), *extra,
+        )
+        self.process = ManagedProcess(argv, name=name, log_path=workdir / f"{name}.log")
+
+    async def start(self, timeout: float = 30.0) -> None:
+        await self.process.start()
+        await self.wait_ready(timeout)
+
+    async def wait_ready(self, timeout: float) -> None:
+        await _wait_ports(self.process, [self.metrics_port, self.grpc_port], timeout)
+
+    async def stop(self) -> int | None:
+        return await self.process.stop()
+
+
+class EnvoyProcess:
+    """Envoy with a generated static bootstrap; ready when every lane's listener accepts."""
+
+    def __init__(self, lanes: Sequence[Lane], *, workdir: Path, envoy_bin: str | None = None,
+                 concurrency: int = 1, ports: PortPool | None = None) -> None:
+        from infergate.dataplane.binary import envoy_binary
+
+        self.lanes = list(lanes)
+        self.admin_port = (ports or PortPool())()
+        self.bootstrap_path = workdir / "envoy.yaml"
+        self.bootstrap_path.write_text(json.dumps(envoy_bootstrap(self.lanes, self.admin_port), indent=1))
+        self.process = ManagedProcess(
+            [envoy_bin or envoy_binary(), "-c", str(self.bootstrap_path), "--concurrency", str(concurrency),
+             "--use-dynamic-base-id", "--log-level", "warning", "--drain-time-s", "1", "--parent-shutdown-time-s", "2"],
+            name="envoy", log_path=workdir / "envoy.log",
+        )
+
+    async def start(self, timeout: float = 30.0) -> None:
+        await self.process.start()
+        await _wait_ports(self.process, [lane.listen_port for lane in self.lanes], timeout)
+
+    def log_text(self) -> str:
+        path = self.process.log_path
+        return path.read_text(errors="replace") if path and path.exists() else ""
+
+    async def stop(self) -> int | None:
+        return await self.process.stop()
+
+
+def workdir(prefix: str = "infergate-") -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("TMPDIR")))
