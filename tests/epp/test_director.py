@@ -287,6 +287,10 @@ async def test_inflight_accounting_usage_and_metrics() -> None:
     assert value("inference_extension_scheduler_e2e_duration_seconds", "_count") == 3
     assert value("inference_pool_ready_pods", name="pool") == 3
     assert value("inference_pool_average_queue_size", name="pool") == 0
+    assert value("inference_extension_prefix_indexer_size") == 0  # "hello" is shorter than one block
+    await director.handle_request(req("long", prompt="x" * 640))
+    families.update({f.name: f for f in text_string_to_metric_families(director.metrics.render().decode())})
+    assert value("inference_extension_prefix_indexer_size") == 11  # model hash + 10 blocks
     ds.delete_pod("pod-0")
     families.update({f.name: f for f in text_string_to_metric_families(director.metrics.render().decode())})
     assert value("inference_pool_ready_pods", name="pool") == 2

@@ -100,6 +100,8 @@ class EppDirector:
         datastore.subscribe(self._on_datastore_change)
         self._on_datastore_change()
         self.metrics.set_pool_snapshot(self.pool_snapshot)
+        self.metrics.prefix_indexer_size.set_function(
+            lambda: float(sum(p.indexer.size() for p in self._prefix_plugins)))
 
     # ---- observation hooks -----------------------------------------------------------
     def _on_scrape(self, hostport: str) -> None:

@@ -1,0 +1,124 @@
+"""The scheduling side end to end without a proxy: static pool file -> build_epp (datastore,
+scraper, scheduler, Director) -> real simulator replicas. The test plays the proxy: it asks
+the Director, sends the request to the chosen replica and reports the response back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from infergate.epp.build import build_epp
+from infergate.epp.contract import InferenceRequest, Rejection
+from infergate.epp.sources.static import StaticFileSource
+from infergate.sim import SimCluster
+from infergate.sim.config import SimConfig
+from infergate.util.net import free_port, random_loopback_block
+
+pytestmark = pytest.mark.e2e
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Harness:
+    def __init__(self, parts: Any, http: aiohttp.ClientSession) -> None:
+        self.parts = parts
+        self.director = parts.director
+        self.http = http
+        self.count = 0
+
+    async def send(self, prompt: str, *, objective: str | None = None, max_tokens: int = 4,
+                   stream: bool = False) -> tuple[str, str]:
+        """Route one request through the Director and serve it; returns (chosen endpoint, serving pod)."""
+        self.count += 1
+        rid = f"req-{self.count}"
+        body = {"model": "m", "prompt": prompt, "max_tokens": max_tokens, "stream": stream, "ignore_eos": True}
+        request = InferenceRequest(rid, {}, body, "m", objective, prompt, streaming=stream)
+        decision = await self.director.handle_request(request)
+        completed = False
+        try:
+            async with self.http.post(f"http://{decision.endpoint}/v1/completions", json=body) as response:
+                self.director.on_response_headers(rid, response.status, dict(response.headers))
+                pod = response.headers["x-inference-pod"]
+                async for chunk in response.content.iter_any():
+                    self.director.on_response_body(rid, chunk, False)
+                self.director.on_response_body(rid, b"", True)
+                completed = True
+        finally:
+            self.director.on_request_done(rid, completed=completed)
+        return decision.endpoint, pod
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> Any:
+    port = free_port()
+    addresses = random_loopback_block(3, port)
+    config = SimConfig(model="m", time_scale=2.0, max_num_seqs=2, seed=3)
+    async with SimCluster(config, addresses, port) as cluster:
+        pool_file = tmp_path / "pool.yaml"
+        pool_file.write_text(yaml.safe_dump({
+            "pool": {"name": "sims", "selector": {"app": "sim"}, "targetPorts": [port]},
+            "objectives": [{"name": "critical", "priority": 1}, {"name": "batch", "priority": -1}],
+            "endpoints": [{"name": r.name, "address": r.host, "labels": {"app": "sim"}} for r in cluster.replicas],
+        }))
+        parts = build_epp(SimpleNamespace(seed=7, refresh_metrics_interval=0.02))
+        source = StaticFileSource(pool_file, poll_interval=0.05)
+        source_task = asyncio.create_task(source.run(parts.datastore))
+        await parts.scraper.start()
+        try:
+            async with aiohttp.ClientSession() as http:
+                h = Harness(parts, http)
+                h.cluster = cluster  # type: ignore[attr-defined]
+                await wait_until(lambda: all(parts.store.fresh(e) is not None for e in cluster.endpoints),
+                                 "all replicas scraped")
+                yield h
+        finally:
+            await parts.scraper.stop()
+            source_task.cancel()
+            await asyncio.gather(source_task, return_exceptions=True)
+
+
+async def test_shared_prefix_lands_on_the_same_replica(harness: Harness) -> None:
+    system = "You are an expert travel agent. Answer briefly and precisely. " * 25
+    endpoint, pod = await harness.send(system + "Where should I go in May?")
+    for question in ("What about June?", "And in winter?", "Is Lisbon nice?"):
+        again, again_pod = await harness.send(system + question, stream=True)
+        assert (again, again_pod) == (endpoint, pod)
+    assert all(harness.director.inflight(e) == 0 for e in harness.cluster.endpoints)  # type: ignore[attr-defined]
+
+
+async def test_sheddable_rejected_under_saturation_critical_served(harness: Harness) -> None:
+    cluster = harness.cluster  # type: ignore[attr-defined]
+    store = harness.parts.store
+    long_tasks = []
+    try:
+        for i in range(30):  # spaced a little, so scraped queues steer the load (a burst herds, as upstream)
+            long_tasks.append(asyncio.create_task(
+                harness.send(f"filler {i} " * 10, objective="critical", max_tokens=3000)))
+            await asyncio.sleep(0.03)
+        await wait_until(lambda: all((store.fresh(e) or SimpleNamespace(waiting_queue=0)).waiting_queue > 5
+                                     for e in cluster.endpoints), "every replica queued past the threshold")
+        with pytest.raises(Rejection) as err:
+            await harness.send("a sheddable request", objective="batch")
+        assert err.value.status == 429 and "sheddable" in err.value.message
+        served = asyncio.create_task(harness.send("a critical request", objective="critical", max_tokens=2))
+    finally:
+        for t in long_tasks:
+            t.cancel()
+        await asyncio.gather(*long_tasks, return_exceptions=True)
+    endpoint, _ = await asyncio.wait_for(served, 30)
+    assert endpoint in cluster.endpoints
