@@ -110,28 +110,28 @@ async def test_kubernetes_provider_lists_watches_and_writes_statuses(
     await provider.start(sync_timeout=20)
     task = asyncio.create_task(reconciler.run())
     try:
-        def gateway_programmed() -> bool:
+        def all_statuses_written() -> dict[str, Any]:
             gw = get(kubectl, "gateway", "-n", INFRA, "conformance-primary")
             assert conds(gw["status"]) == {"Accepted": ("True", "Accepted"), "Programmed": ("True", "Programmed")}
             assert gw["status"]["addresses"][0]["value"].startswith("127.0.2.")
             assert gw["status"]["listeners"][0]["attachedRoutes"] == 2
-            return True
+            gwc = get(kubectl, "gatewayclass", "infergate")
+            assert conds(gwc["status"])["Accepted"] == ("True", "Accepted")
+            route = get(kubectl, "httproute", "-n", APP, "httproute-to-non-existent-pool")
+            (parent,) = route["status"]["parents"]
+            assert parent["parentRef"]["namespace"] == INFRA
+            assert conds(parent) == {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "BackendNotFound")}
+            route = get(kubectl, "httproute", "-n", APP, "httproute-for-inferencepool-accepted")
+            assert [p["controllerName"] for p in route["status"]["parents"]] == [
+                "example.com/other", "infergate.io/gateway-controller"]
+            pool = get(kubectl, "inferencepools.inference.networking.k8s.io", "-n", APP, "primary-inference-pool")
+            (parent,) = pool["status"]["parents"]
+            assert parent["parentRef"] == {"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                           "namespace": INFRA, "name": "conformance-primary"}
+            assert conds(parent) == {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}
+            return dict(parent)
 
-        await asyncio.to_thread(wait_for, gateway_programmed)
-        gwc = get(kubectl, "gatewayclass", "infergate")
-        assert conds(gwc["status"])["Accepted"] == ("True", "Accepted")
-        route = get(kubectl, "httproute", "-n", APP, "httproute-to-non-existent-pool")
-        (parent,) = route["status"]["parents"]
-        assert parent["parentRef"]["namespace"] == INFRA
-        assert conds(parent) == {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "BackendNotFound")}
-        route = get(kubectl, "httproute", "-n", APP, "httproute-for-inferencepool-accepted")
-        assert [p["controllerName"] for p in route["status"]["parents"]] == [
-            "example.com/other", "infergate.io/gateway-controller"]
-        pool = get(kubectl, "inferencepools.inference.networking.k8s.io", "-n", APP, "primary-inference-pool")
-        (parent,) = pool["status"]["parents"]
-        assert parent["parentRef"] == {"group": "gateway.networking.k8s.io", "kind": "Gateway",
-                                       "namespace": INFRA, "name": "conformance-primary"}
-        assert conds(parent) == {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}
+        parent = await asyncio.to_thread(wait_for, all_statuses_written)
         accepted_time = parent["conditions"][0]["lastTransitionTime"]
         assert not dataplane.applied[-1].pool(f"pool/inference.networking.k8s.io/{APP}/primary-inference-pool"
                                               ).endpoints  # no pods yet
