@@ -7,6 +7,7 @@ import base64
 import gzip
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,14 @@ def test_helm_client_side_upgrade_uses_strategic_merge(upstream_crds, helm, kube
     assert kubectl("get", "infpool", "csa-pool", "-n", namespace,
                    "-o", "jsonpath={.spec.selector.matchLabels.app}").stdout == "sglang"
     helm("uninstall", "csa", "-n", namespace)
+
+
+def test_helm_installs_chart_crds_and_waits_for_established(helm, kubectl, namespace) -> None:
+    start = time.monotonic()
+    installed = helm("install", "gadgets", str(CHARTS_DIR / "withcrd"), "-n", namespace, "--wait", "--timeout", "30s")
+    assert re.search(r"^STATUS: deployed$", installed.stdout, re.M)
+    assert time.monotonic() - start < 20, "helm must not wait out its CRD timeout"
+    table = kubectl("get", "gdg", "-n", namespace).stdout.split()
+    assert table[:4] == ["NAME", "SIZE", "AGE", "gadgets-gadget"]
+    assert table[4] == "1"  # the schema default
+    helm("uninstall", "gadgets", "-n", namespace)

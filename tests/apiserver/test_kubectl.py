@@ -372,6 +372,7 @@ spec:
     svc = rows(kubectl("get", "svc", "-n", namespace).stdout)
     assert svc[0] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
     assert svc[1][0] == "sim" and svc[1][1] == "ClusterIP" and svc[1][4] == "80/TCP"
+    assert re.fullmatch(r"10\.96\.\d+\.\d+", svc[1][2]), svc  # a cluster IP was allocated
     pods = rows(kubectl("get", "pods", "-n", namespace).stdout)
     assert pods[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert pods[1][:4] == ["sim-0", "0/1", "Pending", "0"]
@@ -379,9 +380,37 @@ spec:
     changed = kubectl("apply", "-f", "-", input=deployment.replace("replicas: 2", "replicas: 3"))
     assert "deployment.apps/sim configured" in changed.stdout
     assert kubectl("get", "deploy", "sim", "-n", namespace, "-o", "jsonpath={.spec.replicas}").stdout == "3"
+    scaled = kubectl("scale", "deploy", "sim", "-n", namespace, "--replicas=4")
+    assert scaled.stdout.strip() == "deployment.apps/sim scaled"
+    assert kubectl("get", "deploy", "sim", "-n", namespace, "-o", "jsonpath={.spec.replicas}").stdout == "4"
+    everything = kubectl("get", "all", "-n", namespace, "-o", "name").stdout.split()
+    assert everything == ["pod/sim-0", "service/sim", "deployment.apps/sim"]
     cm = kubectl("create", "configmap", "settings", "-n", namespace, "--from-literal=mode=fast")
     assert cm.stdout.strip() == "configmap/settings created"
     assert rows(kubectl("get", "cm", "settings", "-n", namespace).stdout)[1][:2] == ["settings", "1"]
+
+
+def test_delete_waits_for_finalizers(kubectl, namespace, http) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", input=(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  finalizers: [infergate.io/hold]\n"))
+
+    def release() -> None:
+        time.sleep(1.0)
+        http.patch(f"/api/v1/namespaces/{namespace}/configmaps/held", json={"metadata": {"finalizers": None}},
+                   headers={"Content-Type": "application/merge-patch+json"})
+
+    import threading
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    start = time.monotonic()
+    try:
+        deleted = kubectl("delete", "configmap", "held", "-n", namespace, "--timeout=20s", timeout=30)
+    finally:
+        releaser.join()
+    assert deleted.stdout.strip() == f'configmap "held" deleted from {namespace} namespace'
+    assert 0.9 < time.monotonic() - start < 15  # it waited (watch-list) until the finalizer was removed
+    assert "No resources found" in kubectl("get", "cm", "-n", namespace).stderr
 
 
 def test_namespace_deletion_deletes_its_objects(upstream_crds, kubectl) -> None:

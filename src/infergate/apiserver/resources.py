@@ -27,6 +27,15 @@ class PrinterColumn:
     format: str = ""
 
 
+@dataclass(frozen=True)
+class ScalePaths:
+    """Where the ``scale`` subresource reads and writes replicas (JSON paths like ``.spec.replicas``)."""
+
+    spec_replicas: str = ".spec.replicas"
+    status_replicas: str = ".status.replicas"
+    label_selector: str | None = ".status.selector"
+
+
 @dataclass(frozen=True, eq=False)
 class ResourceType:
     group: str
@@ -42,6 +51,8 @@ class ResourceType:
     # per served version, for custom resources: printer columns and the openAPIV3Schema
     columns: dict[str, tuple[PrinterColumn, ...]] = field(default_factory=dict)
     schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the scale subresource: (spec replicas path, status replicas path, label selector path)
+    scale: ScalePaths | None = None
 
     @property
     def preferred_version(self) -> str:
@@ -81,11 +92,12 @@ def sort_versions(versions: list[str]) -> tuple[str, ...]:
 
 def _builtin(group: str, version: str, resource: str, kind: str, *, namespaced: bool = True,
              short: tuple[str, ...] = (), categories: tuple[str, ...] = (),
-             status: bool = False) -> ResourceType:
+             status: bool = False, scale: bool = False) -> ResourceType:
+    subresources = ({"status"} if status else set()) | ({"scale"} if scale else set())
     return ResourceType(
         group=group, resource=resource, kind=kind, namespaced=namespaced, versions=(version,),
-        singular=kind.lower(), short_names=short, categories=categories,
-        subresources=frozenset({"status"}) if status else frozenset(),
+        singular=kind.lower(), short_names=short, categories=categories, subresources=frozenset(subresources),
+        scale=ScalePaths(label_selector=".spec.selector") if scale else None,
     )
 
 
@@ -102,9 +114,9 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _builtin("", "v1", "events", "Event", short=("ev",)),
     _builtin("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", short=("pvc",), status=True),
     _builtin("", "v1", "nodes", "Node", namespaced=False, short=("no",), status=True),
-    _builtin("apps", "v1", "deployments", "Deployment", short=("deploy",), categories=ALL, status=True),
-    _builtin("apps", "v1", "replicasets", "ReplicaSet", short=("rs",), categories=ALL, status=True),
-    _builtin("apps", "v1", "statefulsets", "StatefulSet", short=("sts",), categories=ALL, status=True),
+    _builtin("apps", "v1", "deployments", "Deployment", short=("deploy",), categories=ALL, status=True, scale=True),
+    _builtin("apps", "v1", "replicasets", "ReplicaSet", short=("rs",), categories=ALL, status=True, scale=True),
+    _builtin("apps", "v1", "statefulsets", "StatefulSet", short=("sts",), categories=ALL, status=True, scale=True),
     _builtin("apps", "v1", "daemonsets", "DaemonSet", short=("ds",), categories=ALL, status=True),
     _builtin("batch", "v1", "jobs", "Job", categories=ALL, status=True),
     _builtin("rbac.authorization.k8s.io", "v1", "roles", "Role"),
@@ -137,6 +149,7 @@ def resource_type_from_crd(crd: dict[str, Any]) -> ResourceType:
     columns: dict[str, tuple[PrinterColumn, ...]] = {}
     schemas: dict[str, dict[str, Any]] = {}
     subresources: set[str] = set()
+    scale: ScalePaths | None = None
     for version in spec.get("versions") or []:
         if not version.get("served", True):
             continue
@@ -154,6 +167,11 @@ def resource_type_from_crd(crd: dict[str, Any]) -> ResourceType:
         if isinstance(schema, dict):
             schemas[name] = schema
         subresources.update((version.get("subresources") or {}).keys())
+        scale_spec = (version.get("subresources") or {}).get("scale")
+        if isinstance(scale_spec, dict) and scale is None:
+            scale = ScalePaths(str(scale_spec.get("specReplicasPath", ".spec.replicas")),
+                               str(scale_spec.get("statusReplicasPath", ".status.replicas")),
+                               scale_spec.get("labelSelectorPath"))
     plural = str(names.get("plural", ""))
     kind = str(names.get("kind", ""))
     return ResourceType(
@@ -162,7 +180,7 @@ def resource_type_from_crd(crd: dict[str, Any]) -> ResourceType:
         versions=sort_versions(served), singular=str(names.get("singular") or kind.lower()),
         short_names=tuple(names.get("shortNames") or ()), categories=tuple(names.get("categories") or ()),
         subresources=frozenset(subresources), crd_name=str((crd.get("metadata") or {}).get("name", "")),
-        columns=columns, schemas=schemas,
+        columns=columns, schemas=schemas, scale=scale,
     )
 
 

@@ -23,7 +23,9 @@ import yaml
 from aiohttp import web
 
 from infergate.apiserver import discovery, protobuf
+from infergate.apiserver.defaults import apply_schema_defaults, default_pod, default_service, default_workload
 from infergate.apiserver.errors import APIError, already_exists, bad_request, conflict, invalid, not_found
+from infergate.apiserver.jsonpath import evaluate
 from infergate.apiserver.patch import (
     PatchError,
     json_patch,
@@ -234,6 +236,8 @@ class APIServer:
             if method == "DELETE":
                 return self._delete_collection(request, target, dry_run)
             raise APIError(405, "MethodNotAllowed", f"the server does not allow the method {method} here")
+        if target.subresource == "scale":
+            return await self._scale(request, target, dry_run)
         if method == "GET":
             return self._respond(request, target, self._get(target))
         if method == "PUT":
@@ -374,6 +378,9 @@ class APIServer:
                 if (field_validation or "").lower() == "strict":
                     raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
                 prune(obj, unknown)
+        if schema is not None and not hooked:
+            apply_schema_defaults(obj, schema)
+        self._builtin_defaults(rtype, obj, old)
         obj = self.admission.default(rtype.group, obj, crd)
         if not hooked and (not _NAME_RE.match(name) or len(name) > 253):
             causes.append(FieldCause("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 subdomain '
@@ -386,6 +393,23 @@ class APIServer:
         if causes:
             raise invalid(rtype.kind, name, rtype.group, causes)
         return obj
+
+    def _builtin_defaults(self, rtype: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if rtype.crd_name:
+            return
+        if (rtype.group, rtype.resource) == ("", "services"):
+            old_spec = (old or {}).get("spec") or {}
+            spec = obj.setdefault("spec", {})
+            for kept in ("clusterIP", "clusterIPs"):  # immutable once allocated
+                if old_spec.get(kept) and not spec.get(kept):
+                    spec[kept] = old_spec[kept]
+            in_use = [str((svc.get("spec") or {}).get("clusterIP") or "")
+                      for svc in self.store.list_objects("", "services", None)]
+            default_service(obj, in_use)
+        elif (rtype.group, rtype.resource) == ("", "pods"):
+            default_pod(obj)
+        elif rtype.scale is not None:
+            default_workload(obj)
 
     def _create(self, target: Target, obj: dict[str, Any], manager: str | None, dry_run: bool,
                 field_validation: str | None = None) -> dict[str, Any]:
@@ -555,6 +579,64 @@ class APIServer:
             _meta(new).pop("resourceVersion", None)
         return self._store_update(target, current, new, manager, dry_run,
                                   field_validation=query.get("fieldValidation")), False
+
+    # ---------------------------------------------------------------------- scale
+
+    def _scale_of(self, target: Target, obj: dict[str, Any]) -> dict[str, Any]:
+        paths = target.rtype.scale
+        assert paths is not None
+        meta = _meta(obj)
+        spec_values = evaluate(obj, paths.spec_replicas)
+        status_values = evaluate(obj, paths.status_replicas)
+        selector: Any = evaluate(obj, paths.label_selector)[:1] if paths.label_selector else []
+        selector_text = ""
+        if selector and isinstance(selector[0], dict):
+            labels = selector[0].get("matchLabels") or {}
+            selector_text = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        elif selector:
+            selector_text = str(selector[0])
+        scale_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                      if k in meta}
+        status: dict[str, Any] = {"replicas": int(status_values[0]) if status_values else 0}
+        if selector_text:
+            status["selector"] = selector_text
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
+                "spec": {"replicas": int(spec_values[0]) if spec_values else 1}, "status": status}
+
+    async def _scale(self, request: web.Request, target: Target, dry_run: bool) -> web.Response:
+        """The ``scale`` subresource (autoscaling/v1 Scale) over the object's replicas path."""
+        current = self._get(target)
+        scale = self._scale_of(target, current)
+        if request.method == "GET":
+            return _json(scale)
+        content_type, raw = await self._read_body(request)
+        body = self._decode(content_type, raw)
+        if request.method == "PUT":
+            wanted = body
+        elif request.method == "PATCH" and content_type == "application/json-patch+json":
+            wanted = json_patch(scale, body)
+        elif request.method == "PATCH":
+            wanted = merge_patch(copy.deepcopy(scale), body)
+        else:
+            raise APIError(405, "MethodNotAllowed", f"the server does not allow the method {request.method} here")
+        replicas = (wanted.get("spec") or {}).get("replicas") if isinstance(wanted, dict) else None
+        if not isinstance(replicas, int) or replicas < 0:
+            raise invalid("Scale", target.name or "", "autoscaling",
+                          [FieldCause("spec.replicas", f"Invalid value: {replicas}: must be greater than or "
+                                      "equal to 0")])
+        new = copy.deepcopy(current)
+        node = new
+        parts = [p for p in target.rtype.scale.spec_replicas.split(".") if p] if target.rtype.scale else []
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = replicas
+        wanted_rv = _meta(wanted).get("resourceVersion") if isinstance(wanted, dict) else None
+        _meta(new).pop("resourceVersion", None)
+        if wanted_rv:
+            _meta(new)["resourceVersion"] = wanted_rv
+        main = Target(target.rtype, target.version, target.namespace, target.name, None)
+        updated = self._store_update(main, current, new, request.query.get("fieldManager"), dry_run)
+        return _json(self._scale_of(target, updated))
 
     # ------------------------------------------------------------------- deleting
 
