@@ -139,6 +139,22 @@ class Dataplane:
         self.last_error = None
         return ApplyResult(versions=versions, warnings=resources.warnings)
 
+    def status(self) -> dict[str, object]:
+        """A JSON-able summary for an admin endpoint: versions, NACK, Envoy process."""
+        xds, envoy = self._xds, self._envoy
+        nack = xds.last_nack if xds else None
+        return {
+            "versions": xds.versions if xds else {},
+            "connected": xds.connected_nodes if xds else [],
+            "last_error": self.last_error,
+            "last_nack": None
+            if nack is None
+            else {"type": nack.type_url, "version": nack.version, "reason": nack.reason},
+            "envoy_pid": envoy.pid if envoy else None,
+            "envoy_restarts": envoy.restarts if envoy else 0,
+            "admin_address": "{}:{}".format(*envoy.admin_address) if envoy and envoy.pid else None,
+        }
+
     async def stop(self) -> None:
         if self._envoy is not None:
             await self._envoy.stop()

@@ -222,7 +222,7 @@ class XdsServer:
         packed = {t: {n: protos.to_any(t, r) for n, r in new[t].items()} for t in ALL_TYPES}  # schema check
         async with self._push_lock:
             deadline = time.monotonic() + timeout
-            old = self._snapshot.resources
+            old = dict(self._snapshot.resources)  # what every Envoy has ACKed
             try:
                 union_c = {**old[T_CLUSTER], **new[T_CLUSTER]}
                 union_e = {**old[T_CLUSTER_LOAD_ASSIGNMENT], **new[T_CLUSTER_LOAD_ASSIGNMENT]}
@@ -234,8 +234,15 @@ class XdsServer:
                 )
                 self._desired_clusters = set(new[T_CLUSTER])
                 await self._remove_unused_clusters(packed, deadline)
-            except XdsRejected:
-                await self._revert()
+            except XdsRejected as exc:
+                # Rejected clusters: go back to what Envoy has; later steps: keep the ACKed
+                # clusters (they retire once unused and idle).
+                base = (
+                    old
+                    if exc.type_url in (T_CLUSTER, T_CLUSTER_LOAD_ASSIGNMENT)
+                    else self._snapshot.resources
+                )
+                await self._revert(base)
                 raise
             self._good = {t: dict(self._snapshot.resources[t]) for t in ALL_TYPES}
             if self._retiring() and (self._retire_task is None or self._retire_task.done()):
@@ -318,9 +325,9 @@ class XdsServer:
                     self._maybe_send(stream, type_url)
         return changed
 
-    async def _revert(self) -> None:
-        """Serve the last good config again (Envoy still runs it): its clusters are kept in a
-        union with the current ones, and clusters only the rejected config added retire later."""
+    async def _revert(self, base: dict[str, Resources]) -> None:
+        """Serve the last good config again (Envoy still runs it). Clusters: the good ones plus
+        ``base`` (what Envoy has); those no good route uses retire once idle."""
         good = self._good
         packed = {t: {n: protos.to_any(t, r) for n, r in good[t].items()} for t in ALL_TYPES}
         current = self._snapshot.resources

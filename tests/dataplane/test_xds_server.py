@@ -1,0 +1,172 @@
+"""The ADS server's protocol handling, driven by a scripted gRPC client (no Envoy).
+
+The client plays Envoy's side of state-of-the-world ADS: initial requests, ACKs (the
+latest nonce, no error), NACKs (``error_detail``), subscription changes on EDS/RDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.rpc import status_pb2
+
+from infergate.controller.ir import DataplaneConfig, Endpoint, EndpointPicker, Pool
+from infergate.dataplane.xds_server import XdsRejected, XdsServer, XdsTimeout
+from infergate.dataplane.xds_translator import (
+    T_CLUSTER,
+    T_CLUSTER_LOAD_ASSIGNMENT,
+    T_LISTENER,
+    EnvoyResources,
+    translate,
+)
+
+
+def resources(*pool_names: str) -> EnvoyResources:
+    pools = tuple(
+        Pool(f"pool/{n}", "g", "d", n, (80,), (Endpoint("10.0.0.1", 80),), EndpointPicker(f"epp/{n}", ()))
+        for n in pool_names
+    )
+    return translate(DataplaneConfig(pools=pools))
+
+
+class FakeEnvoy:
+    """Sends DiscoveryRequests on one ADS stream and collects the responses."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.channel = grpc.aio.insecure_channel(f"{address[0]}:{address[1]}")
+        self.requests: asyncio.Queue[discovery_pb2.DiscoveryRequest] = asyncio.Queue()
+        self.responses: asyncio.Queue[discovery_pb2.DiscoveryResponse] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _requests(self) -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
+        while True:
+            yield await self.requests.get()
+
+    async def start(self) -> None:
+        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel)
+        call = stub.StreamAggregatedResources(self._requests())
+
+        async def read() -> None:
+            async for response in call:
+                await self.responses.put(response)
+
+        self._task = asyncio.create_task(read())
+
+    def send(self, type_url: str, *, version: str = "", nonce: str = "", names: tuple[str, ...] = (),
+             error: str | None = None) -> None:  # fmt: skip
+        request = discovery_pb2.DiscoveryRequest(
+            type_url=type_url,
+            version_info=version,
+            response_nonce=nonce,
+            resource_names=list(names),
+            node=base_pb2.Node(id="fake-envoy"),
+        )
+        if error is not None:
+            request.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
+        self.requests.put_nowait(request)
+
+    async def receive(self, type_url: str, timeout: float = 5.0) -> discovery_pb2.DiscoveryResponse:
+        async with asyncio.timeout(timeout):
+            while True:
+                response = await self.responses.get()
+                if response.type_url == type_url:
+                    return response
+
+    def ack(self, response: discovery_pb2.DiscoveryResponse, names: tuple[str, ...] = ()) -> None:
+        self.send(response.type_url, version=response.version_info, nonce=response.nonce, names=names)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self.channel.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[XdsServer]:
+    async with XdsServer() as xds:
+        yield xds
+
+
+async def test_push_waits_for_the_ack_of_clusters_and_of_the_endpoints_envoy_subscribes_to(
+    server: XdsServer,
+) -> None:
+    envoy = FakeEnvoy(server.address)
+    await envoy.start()
+    try:
+        envoy.send(T_CLUSTER)
+        envoy.send(T_LISTENER)
+        initial = await envoy.receive(T_CLUSTER)
+        envoy.ack(initial)
+        envoy.ack(await envoy.receive(T_LISTENER))
+        push = asyncio.create_task(server.push(resources("a"), timeout=5))
+        cds = await envoy.receive(T_CLUSTER)
+        assert {"pool/a", "epp/a"} <= {r.type_url and _name(r) for r in cds.resources}
+        envoy.ack(cds)
+        await asyncio.sleep(0.2)
+        assert not push.done(), "returned before Envoy had the endpoints of the new clusters"
+        # Envoy subscribes to the EDS clusters it now has; the server answers at once.
+        envoy.send(T_CLUSTER_LOAD_ASSIGNMENT, names=("pool/a", "epp/a"))
+        eds = await envoy.receive(T_CLUSTER_LOAD_ASSIGNMENT)
+        assert sorted(_cla_name(r) for r in eds.resources) == ["epp/a", "pool/a"]
+        # A request with an old nonce is not an ACK.
+        envoy.send(
+            T_CLUSTER_LOAD_ASSIGNMENT, version=eds.version_info, nonce="stale", names=("pool/a", "epp/a")
+        )
+        await asyncio.sleep(0.1)
+        assert not push.done()
+        envoy.ack(eds, names=("pool/a", "epp/a"))
+        versions = await asyncio.wait_for(push, 5)
+        assert versions[T_CLUSTER] == cds.version_info
+    finally:
+        await envoy.close()
+
+
+async def test_a_nack_raises_with_the_reason_and_the_snapshot_reverts(server: XdsServer) -> None:
+    envoy = FakeEnvoy(server.address)
+    await envoy.start()
+    try:
+        envoy.send(T_CLUSTER)
+        envoy.ack(await envoy.receive(T_CLUSTER))
+        push = asyncio.create_task(server.push(resources("a"), timeout=5))
+        cds = await envoy.receive(T_CLUSTER)
+        envoy.send(T_CLUSTER, version="", nonce=cds.nonce, error="cluster pool/a: bad thing")
+        with pytest.raises(XdsRejected, match="bad thing") as rejected:
+            await asyncio.wait_for(push, 5)
+        assert rejected.value.node == "fake-envoy"
+        assert server.last_nack is not None and server.last_nack.reason == "cluster pool/a: bad thing"
+        # The last good config (here: the initial, empty one) is what the server serves now:
+        # the clusters only the rejected config added are removed by the next CDS response.
+        removal = await envoy.receive(T_CLUSTER)
+        assert int(removal.version_info) > int(cds.version_info)
+        assert [_name(r) for r in removal.resources] == []
+        envoy.ack(removal)
+        await asyncio.sleep(0.1)
+        assert server.resources(T_CLUSTER) == {}
+    finally:
+        await envoy.close()
+
+
+async def test_push_without_any_envoy_times_out_with_a_clear_error(server: XdsServer) -> None:
+    with pytest.raises(XdsTimeout, match="no Envoy connected"):
+        await server.push(resources("a"), timeout=0.3)
+
+
+def _name(resource: object) -> str:
+    from envoy.config.cluster.v3 import cluster_pb2
+
+    cluster = cluster_pb2.Cluster()
+    resource.Unpack(cluster)  # type: ignore[attr-defined]
+    return cluster.name
+
+
+def _cla_name(resource: object) -> str:
+    from envoy.config.endpoint.v3 import endpoint_pb2
+
+    cla = endpoint_pb2.ClusterLoadAssignment()
+    resource.Unpack(cla)  # type: ignore[attr-defined]
+    return cla.cluster_name
