@@ -259,7 +259,8 @@ data: {x: "1"}
     result = convert_documents(read_documents(text, "bad.yaml"))
     assert not result.ok
     assert result.objects == ()
-    assert list(result.errors) == [
+    # (infergate.api may add the API server's "some validation rules were not checked" line after these)
+    assert list(result.errors[:2]) == [
         'bad.yaml (document 1): InferencePool.inference.networking.x-k8s.io "p" in namespace default is invalid: '
         'spec.extensionRef.failureMode: Unsupported value: "Sometimes": supported values: "FailOpen", "FailClose"',
         'bad.yaml (document 1): InferencePool.inference.networking.x-k8s.io "p" in namespace default is invalid: '
