@@ -199,6 +199,26 @@ def test_live_watch_and_watch_list_bookmark(http, namespace) -> None:
     assert [e["object"]["metadata"]["name"] for e in single] == ["later"]
 
 
+def test_watch_with_label_selector_sees_objects_enter_and_leave(http, namespace) -> None:
+    base = CM.format(ns=namespace)
+    start = http.get(base).json()["metadata"]["resourceVersion"]
+    http.post(base, json=configmap("moving", labels={"state": "off"}))
+    http.patch(f"{base}/moving", json={"metadata": {"labels": {"state": "on"}}}, headers=MERGE)
+    http.patch(f"{base}/moving", json={"data": {"a": "b"}}, headers=MERGE)
+    http.patch(f"{base}/moving", json={"metadata": {"labels": {"state": "off"}}}, headers=MERGE)
+    timer = threading.Timer(0.3, lambda: http.patch(f"{base}/moving", json={"metadata": {"labels": {"state": "on"}}},
+                                                    headers=MERGE))
+    timer.start()
+    try:
+        live = watch_events(http, base, {"labelSelector": "state=on", "resourceVersion": "0"}, 1)
+    finally:
+        timer.join()
+    assert [e["type"] for e in live] == ["ADDED"]
+    resumed = watch_events(http, base, {"labelSelector": "state=on", "resourceVersion": start}, 4)
+    assert [e["type"] for e in resumed] == ["ADDED", "MODIFIED", "DELETED", "ADDED"]
+    assert resumed[1]["object"]["data"] == {"a": "b"}
+
+
 def test_finalizers_delay_deletion(http, namespace) -> None:
     base = CM.format(ns=namespace)
     http.post(base, json=configmap("f", finalizers=["infergate.io/test"]))

@@ -328,8 +328,9 @@ class APIServer:
 
     # ------------------------------------------------------------------- writing
 
-    def _commit(self, key: ObjectKey, obj: dict[str, Any], event_type: str) -> dict[str, Any]:
-        event = self.store.write(key, obj, event_type)
+    def _commit(self, key: ObjectKey, obj: dict[str, Any], event_type: str,
+                previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        event = self.store.write(key, obj, event_type, previous)
         self.hub.publish(event)
         return obj
 
@@ -514,7 +515,7 @@ class APIServer:
         key = target.key(name)
         if cur_meta.get("deletionTimestamp") and not meta.get("finalizers"):
             return self._remove(key, merged)
-        self._commit(key, merged, "MODIFIED")
+        self._commit(key, merged, "MODIFIED", current)
         if (rtype.group, rtype.resource) == CRD_GROUP_RESOURCE:
             self._crd_changed(merged)
         return merged
@@ -668,7 +669,7 @@ class APIServer:
                 _meta(obj)["deletionGracePeriodSeconds"] = 0
                 if is_namespace:
                     obj["status"] = {"phase": "Terminating"}
-                current = self._commit(key, obj, "MODIFIED")
+                current = self._commit(key, obj, "MODIFIED", current)
             if is_namespace:
                 for child_key, child in self.store.list_namespace(key.name):
                     self._delete_object(child_key, child)
@@ -708,7 +709,7 @@ class APIServer:
                     _meta(dep)["ownerReferences"] = refs
                 else:
                     _meta(dep).pop("ownerReferences", None)
-                self._commit(dep_key, dep, "MODIFIED")
+                self._commit(dep_key, dep, "MODIFIED", self.store.get(dep_key))
             elif self.store.get(dep_key) is not None:
                 self._delete_object(dep_key, dep)
 
@@ -822,8 +823,14 @@ class APIServer:
             except ResourceVersionTooOld as exc:
                 too_old = str(exc)
                 events = []
-            initial = [(e.type, e.object) for e in events
-                       if (target.namespace is None or e.namespace == target.namespace) and selected(e.object)]
+            for e in events:
+                if target.namespace is not None and e.namespace != target.namespace:
+                    continue
+                now_selected, was_selected = selected(e.object), e.previous is not None and selected(e.previous)
+                if e.type == "MODIFIED" and e.previous is not None and now_selected != was_selected:
+                    initial.append(("ADDED" if now_selected else "DELETED", e.object))
+                elif now_selected:
+                    initial.append((e.type, e.object))
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
         first = True
@@ -871,7 +878,15 @@ class APIServer:
                     break
                 if event.resource_version <= last_rv:
                     continue
-                if selected(event.object):
+                now_selected = selected(event.object)
+                was_selected = event.previous is not None and selected(event.previous)
+                if event.type == "MODIFIED" and event.previous is not None and now_selected != was_selected:
+                    # the object entered or left the selection
+                    if now_selected:
+                        await response.write(encode("ADDED", event.object))
+                    else:
+                        await response.write(encode("DELETED", event.object))
+                elif now_selected:
                     await response.write(encode(event.type, event.object))
         except (ConnectionResetError, asyncio.CancelledError):
             pass

@@ -36,6 +36,7 @@ class WatchEvent:
     namespace: str
     resource_version: int
     object: dict[str, Any]
+    previous: dict[str, Any] | None = None  # the object before a MODIFIED, when known
 
 
 class ResourceVersionTooOld(Exception):
@@ -121,14 +122,28 @@ class Store:
         if oldest is not None and rv < oldest - 1:
             raise ResourceVersionTooOld(f"too old resource version: {rv} ({oldest - 1})")
         rows = self._db.execute(
-            "SELECT rv, type, namespace, body FROM events WHERE grp=? AND resource=? AND rv>? ORDER BY rv",
+            "SELECT rv, type, namespace, name, body FROM events WHERE grp=? AND resource=? AND rv>? ORDER BY rv",
             (group, resource, rv),
-        )
-        return [WatchEvent(t, group, resource, ns, r, json.loads(b)) for r, t, ns, b in rows]
+        ).fetchall()
+        events: list[WatchEvent] = []
+        last: dict[tuple[str, str], dict[str, Any]] = {}
+        for r, t, ns, name, body in rows:
+            obj = json.loads(body)
+            previous = last.get((ns, name))
+            if t == "MODIFIED" and previous is None:
+                before = self._db.execute(
+                    "SELECT body FROM events WHERE grp=? AND resource=? AND namespace=? AND name=? AND rv<? "
+                    "ORDER BY rv DESC LIMIT 1", (group, resource, ns, name, r),
+                ).fetchone()
+                previous = json.loads(before[0]) if before else None
+            events.append(WatchEvent(t, group, resource, ns, r, obj, previous if t == "MODIFIED" else None))
+            last[(ns, name)] = obj
+        return events
 
     # writes ----------------------------------------------------------------------------
 
-    def write(self, key: ObjectKey, obj: dict[str, Any], event_type: str) -> WatchEvent:
+    def write(self, key: ObjectKey, obj: dict[str, Any], event_type: str,
+              previous: dict[str, Any] | None = None) -> WatchEvent:
         """Store ``obj`` (ADDED/MODIFIED) or remove it (DELETED) at a new resourceVersion.
 
         Sets ``metadata.resourceVersion`` on ``obj`` in place and returns the event.
@@ -163,4 +178,4 @@ class Store:
         self._writes += 1
         if self._writes % _PRUNE_EVERY == 0:
             db.execute("DELETE FROM events WHERE rv <= ?", (rv - EVENT_RETENTION,))
-        return WatchEvent(event_type, key.group, key.resource, key.namespace, rv, obj)
+        return WatchEvent(event_type, key.group, key.resource, key.namespace, rv, obj, previous)
