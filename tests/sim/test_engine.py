@@ -139,7 +139,7 @@ async def test_kv_full_makes_new_requests_wait() -> None:
 
 
 async def test_prefix_cache_hit_skips_prefill_and_counts() -> None:
-    engine = _engine()
+    engine = _engine(time_scale=2.0)  # model times come from the wall clock: keep them measurable
     engine.start()
     try:
         hashes = list(range(1, 101))  # 100 full blocks = 1600 tokens
@@ -155,7 +155,7 @@ async def test_prefix_cache_hit_skips_prefill_and_counts() -> None:
         assert engine.stats.prefix_cache_queries == 3220
         cold_ttft = (cold.first_token_at or 0) - cold.arrival
         warm_ttft = (warm.first_token_at or 0) - warm.arrival
-        assert warm_ttft * 5 < cold_ttft
+        assert warm_ttft * 3 < cold_ttft, (cold_ttft, warm_ttft)  # the model predicts ~8x
     finally:
         await engine.stop()
 
@@ -198,7 +198,7 @@ async def test_idle_engine_does_not_step() -> None:
 
 
 async def test_chunked_prefill_spreads_a_long_prompt_and_inflates_co_batched_itl() -> None:
-    engine = _engine(max_num_batched_tokens=1024)
+    engine = _engine(max_num_batched_tokens=1024, time_scale=10.0)
     engine.start()
     try:
         decoder = _seq("decoder", 16, 400)

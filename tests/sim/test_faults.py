@@ -119,7 +119,7 @@ async def test_crash_with_automatic_restart_through_admin(make_cluster, http: ht
     async def down() -> bool:
         try:
             await http.get(f"{url}/health")
-        except httpx.ConnectError:
+        except httpx.TransportError:  # refused, or accepted and dropped by the crash
             return True
         return False
 
@@ -128,7 +128,7 @@ async def test_crash_with_automatic_restart_through_admin(make_cluster, http: ht
     async def status(code: int) -> bool:
         try:
             return (await http.get(f"{url}/health")).status_code == code
-        except httpx.ConnectError:
+        except httpx.TransportError:
             return False
 
     await wait_until(lambda: status(503), timeout=5, interval=0.01)  # back, but starting
@@ -147,3 +147,26 @@ async def test_startup_delay_from_config(make_cluster, http: httpx.AsyncClient) 
 
     await wait_until(ready, timeout=5)
     assert (await http.post(f"{url}/v1/completions", json=BODY)).status_code == 200
+
+
+async def test_client_disconnect_aborts_the_request(make_cluster, http: httpx.AsyncClient) -> None:
+    cluster = await make_cluster(time_scale=5.0)
+    replica = cluster.replicas[0]
+    url = f"{replica.url}/v1/completions"
+
+    async def drained() -> bool:
+        m = await scrape(http, replica.url)
+        return m["vllm:num_requests_running"] == 0 and m["vllm:kv_cache_usage_perc"] == 0.0
+
+    with pytest.raises(httpx.ReadTimeout):  # non-streaming: the client gives up
+        await http.post(url, json={**BODY, "max_tokens": 5000}, timeout=httpx.Timeout(30, read=0.3))
+    await wait_until(drained, timeout=5)
+    async with http.stream("POST", url, json={**BODY, "max_tokens": 5000, "stream": True}) as response:
+        lines = 0
+        async for _ in response.aiter_lines():
+            lines += 1
+            if lines >= 6:
+                break  # leaving the block closes the connection mid-stream
+    await wait_until(drained, timeout=5)
+    m = await scrape(http, replica.url)
+    assert m["vllm:request_success_total{finished_reason=abort}"] == 2

@@ -122,7 +122,8 @@ class Replica:
         self.engine.set_stalled(self.faults.stalled)
         self._ready_at = asyncio.get_running_loop().time() + delay / self.config.time_scale
         self.state = "starting"
-        runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=0.5, handle_signals=False)
+        runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=0.5, handle_signals=False,
+                               handler_cancellation=True)  # a client that goes away aborts its request
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         try:
