@@ -256,3 +256,29 @@ async def test_weights_shift_from_50_50_to_0_100_under_streaming_load_without_fa
     assert all(status == 200 for status in results), [s for s in results if s != 200][:5]
     assert await epp_requests(preview) == after_switch  # no new request went to the preview pool
     assert await epp_requests(ga) > 0
+
+
+@LOOP
+async def test_epp_down_fail_close_then_fail_open_after_a_manifest_change(topology: Topology) -> None:
+    """Runs last: it stops the qwen pool's EPP. FailClose (the default) answers 5xx; switching
+    the pool to FailOpen in the manifest serves requests inside the pool without the EPP."""
+    await topology.epps["qwen"].stop()
+    qwen_pods = {r.name for r in topology.qwen.replicas}
+    body = {"model": QWEN, "prompt": "hi", "max_tokens": 2}
+    async with httpx.AsyncClient(base_url=topology.base_url, timeout=15) as client:
+        statuses = [(await client.post("/v1/completions", json=body)).status_code for _ in range(4)]
+        assert all(500 <= s < 600 for s in statuses), statuses
+        pool = next(d for d in topology.docs if d["metadata"].get("name") == "qwen" and d["kind"] == "InferencePool")
+        pool["spec"]["extensionRef"]["failureMode"] = "FailOpen"
+        write(topology.manifest, topology.docs)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            r = await client.post("/v1/completions", json=body)
+            if r.status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail(f"fail-open not effective within 10 s: {r.status_code}")
+        for _ in range(6):
+            r = await client.post("/v1/completions", json=body)
+            assert r.status_code == 200 and r.headers["x-inference-pod"] in qwen_pods
