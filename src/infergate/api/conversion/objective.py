@@ -198,7 +198,7 @@ def model_to_objective(
                 "spec.targetModels",
                 f"weighted split kept as {MODEL_REWRITE_KIND} {meta.get('name')!r} "
                 f"({MODEL_REWRITE_API_VERSION}, upstream v1.2+): not part of the v1.0.0 CRDs, so install its CRD "
-                f"and serve the pool with an EPP that reads it (infergate's does), or convert with "
+                f"and serve the pool with an EPP that applies it (upstream v1.2+), or convert with "
                 f"--target-models=heaviest for v1.0.0 resources only",
             )
         else:
