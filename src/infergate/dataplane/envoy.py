@@ -38,6 +38,7 @@ class EnvoyOptions:
     envoy_bin: str | None = None
     admin_host: str = "127.0.0.1"
     concurrency: int = 1
+    max_downstream_connections: int = 50_000
     log_level: str = "warning"
     drain_time_s: float = 2.0  # how long listeners drain on stop / listener removal
     start_timeout_s: float = 20.0
@@ -89,6 +90,18 @@ def bootstrap(options: EnvoyOptions) -> dict[str, Any]:
                                 ]
                             }
                         ],
+                    },
+                }
+            ]
+        },
+        # A bound on downstream connections (Envoy warns without one).
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": options.max_downstream_connections,
                     },
                 }
             ]
