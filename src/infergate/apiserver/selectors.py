@@ -35,16 +35,26 @@ _SET_RE = re.compile(r"^([^\s!=]+)\s+(in|notin)\s+\((.*)\)$")
 _EQ_RE = re.compile(r"^([^\s!=]+)\s*(==|=|!=)\s*(.*)$")
 
 
+_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def _label_value(value: str, term: str) -> str:
+    if len(value) > 63 or not _VALUE_RE.match(value):
+        raise SelectorError(f"unable to parse requirement: {term!r}: invalid label value {value!r}")
+    return value
+
+
 def label_selector(text: str | None) -> Matcher:
     if not text:
         return lambda obj: True
     checks: list[tuple[str, str, frozenset[str]]] = []  # (op, key, values)
     for term in _split_terms(text):
         if m := _SET_RE.match(term):
-            values = frozenset(v.strip() for v in m.group(3).split(",") if v.strip())
+            values = frozenset(_label_value(v.strip(), term) for v in m.group(3).split(",") if v.strip())
             checks.append((m.group(2), m.group(1), values))
         elif m := _EQ_RE.match(term):
-            checks.append(("!=" if m.group(2) == "!=" else "=", m.group(1), frozenset({m.group(3).strip()})))
+            value = _label_value(m.group(3).strip(), term)
+            checks.append(("!=" if m.group(2) == "!=" else "=", m.group(1), frozenset({value})))
         elif term.startswith("!") and re.fullmatch(r"![\w./-]+", term):
             checks.append(("!exists", term[1:], frozenset()))
         elif re.fullmatch(r"[\w./-]+", term):
