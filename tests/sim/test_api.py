@@ -174,3 +174,37 @@ async def test_dynamic_lora_load_and_unload(make_cluster, http: httpx.AsyncClien
     assert (await http.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": "new"})).status_code == 200
     gone = await http.post(f"{url}/v1/completions", json={"model": "new", "prompt": "hello", "max_tokens": 2})
     assert gone.status_code == 404
+
+
+MALFORMED: list[object] = [
+    [], None, "text", 42, {"prompt": "no model"}, {"model": MODEL}, {"model": MODEL, "prompt": ""},
+    {"model": MODEL, "prompt": ["a", "b"]}, {"model": MODEL, "prompt": [[1, "x"]]}, {"model": MODEL, "prompt": {}},
+    {"model": MODEL, "prompt": "x", "max_tokens": -1}, {"model": MODEL, "prompt": "x", "max_tokens": 10**30},
+    {"model": MODEL, "prompt": "x", "max_tokens": True}, {"model": MODEL, "prompt": "x", "n": 3},
+    {"model": MODEL, "prompt": "x", "stream": "yes"}, {"model": MODEL, "prompt": "x", "stream_options": {}},
+    {"model": MODEL, "prompt": "x", "stream": True, "stream_options": []},
+    {"model": MODEL, "prompt": "x", "min_tokens": 50, "max_tokens": 5},
+    {"model": MODEL, "prompt": "x", "temperature": -1}, {"model": 7, "prompt": "x"},
+]
+MALFORMED_CHAT: list[object] = [
+    {"model": MODEL, "messages": []}, {"model": MODEL, "messages": "hi"}, {"model": MODEL, "messages": [1, 2]},
+    {"model": MODEL, "messages": [{"content": "no role"}]},
+    {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 0},
+]
+
+
+async def test_malformed_requests_get_400_and_the_server_survives(make_cluster, http: httpx.AsyncClient) -> None:
+    cluster = await make_cluster()
+    url = cluster.replicas[0].url
+    for path, bodies in (("/v1/completions", MALFORMED), ("/v1/chat/completions", MALFORMED_CHAT)):
+        for body in bodies:
+            response = await http.post(f"{url}{path}", json=body)
+            assert response.status_code == 400, (path, body, response.text)
+            error = response.json()["error"]
+            assert error["type"] == "BadRequestError" and error["code"] == 400 and error["message"]
+    odd_chat = {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, 5]}],
+                "max_tokens": 2}
+    assert (await http.post(f"{url}/v1/chat/completions", json=odd_chat)).status_code == 200
+    assert (await http.post(f"{url}/tokenize", json={"messages": [1, {"role": "user"}]})).status_code == 200
+    assert (await http.get(f"{url}/v1/completions")).status_code == 405
+    assert (await http.get(f"{url}/health")).status_code == 200

@@ -228,3 +228,22 @@ def _decode_shape(batch: int, context: int) -> StepShape:
     for _ in range(batch):
         shape.add_decode(context)
     return shape
+
+
+async def test_loading_an_adapter_costs_time_once() -> None:
+    engine = _engine(time_scale=10.0, lora_adapters=("a",), profile_overrides={"lora_load_s": 0.5})
+    engine.start()
+    try:
+        first = _seq("first", 10, 1, lora="a")
+        engine.submit(first)
+        await _finish([first])
+        second = _seq("second", 10, 1, lora="a")
+        engine.submit(second)
+        await _finish([second])
+        first_ttft = (first.first_token_at or 0) - first.arrival
+        second_ttft = (second.first_token_at or 0) - second.arrival
+        assert first_ttft >= 0.5
+        assert second_ttft < 0.25, "the adapter stayed loaded"
+        assert list(engine.loaded_loras) == ["a"]
+    finally:
+        await engine.stop()

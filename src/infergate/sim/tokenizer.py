@@ -52,6 +52,8 @@ def render_chat(messages: Sequence[Mapping[str, Any]]) -> str:
     """Llama 3 chat template (without the BOS token), ending with the assistant header."""
     parts = ["<|begin_of_text|>"]
     for message in messages:
+        if not isinstance(message, Mapping):
+            continue
         role = str(message.get("role", "user"))
         content = message.get("content")
         if isinstance(content, list):  # content parts: keep the text parts
