@@ -5,6 +5,10 @@ and folders are skipped) every ``poll_interval`` seconds; a change of any file's
 size, or a file added or removed, re-reads the manifests. A file that fails to parse keeps
 its previous content (and the error is logged), so a half-saved file does not drop routes.
 
+Objects of the kinds the gateway reads are validated as the API server would (schema, CEL,
+with ``infergate.api``); an invalid object is left out and its errors (field path + reason)
+are logged and kept in ``errors``, as ``kubectl apply`` would have refused it.
+
 There is no API server to store statuses, so they are kept in memory (and fed back into the
 objects, as an API server would, which keeps Gateway addresses stable) and, when
 ``status_file`` is given, written there as one YAML document keyed by object.
@@ -23,7 +27,7 @@ from typing import Any
 import yaml
 
 from infergate.controller.manifests import MANIFEST_SUFFIXES, ManifestError, read_manifest_file
-from infergate.controller.resources import ObjectRef, Resource
+from infergate.controller.resources import KINDS, ObjectRef, Resource, split_api_version
 from infergate.controller.snapshot import Snapshot
 from infergate.controller.status import merge_status
 from infergate.controller.translator.options import TranslationResult
@@ -35,10 +39,11 @@ MAX_FILES = 5000
 
 class FileProvider:
     def __init__(self, directory: Path | str, *, poll_interval: float = 1.0,
-                 status_file: Path | str | None = None) -> None:
+                 status_file: Path | str | None = None, validate: bool = True) -> None:
         self.directory = Path(directory)
         self.poll_interval = poll_interval
         self.status_file = Path(status_file) if status_file else None
+        self.validate = validate
         self.changed = asyncio.Event()
         self.errors: dict[str, str] = {}  # path -> last parse error
         self._signature: dict[str, tuple[int, int]] = {}
@@ -76,8 +81,7 @@ class FileProvider:
                 objects[name] = self._objects[name]
                 continue
             try:
-                objects[name] = read_manifest_file(Path(name))
-                self.errors.pop(name, None)
+                objects[name] = self._admit(name, read_manifest_file(Path(name)))
             except (ManifestError, OSError, UnicodeDecodeError) as exc:
                 self.errors[name] = str(exc)
                 log.error("%s", exc)
@@ -85,6 +89,31 @@ class FileProvider:
         self._signature = signature
         self._objects = objects
         return True
+
+    def _admit(self, source: str, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The objects an API server would accept (kinds the gateway reads are validated)."""
+        if not self.validate:
+            self.errors.pop(source, None)
+            return objects
+        from infergate.api import validate
+
+        admitted, problems = [], []
+        for obj in objects:
+            group, _ = split_api_version(str(obj.get("apiVersion", "")))
+            if (group, obj.get("kind")) in KINDS:
+                errors = validate(obj)
+                if errors:
+                    name = (obj.get("metadata") or {}).get("name", "?")
+                    problems.append(f"{obj.get('kind')} {name}: " + "; ".join(str(e) for e in errors))
+                    continue
+            admitted.append(obj)
+        if problems:
+            self.errors[source] = "\n".join(problems)
+            for problem in problems:
+                log.error("%s: rejected %s", source, problem)
+        else:
+            self.errors.pop(source, None)
+        return admitted
 
     async def start(self) -> None:
         await asyncio.to_thread(self.scan)
