@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from infergate.api.validation import apply_schema_defaults, validate_tree, validate_value
+from infergate.api.validation import apply_schema_defaults, validate_list_types, validate_tree, validate_value
 
 from .schema_walk import all_nodes, concrete
 
@@ -225,7 +225,9 @@ def _cases() -> list[Any]:
 @pytest.mark.parametrize(("schema", "valid", "invalid", "path", "expect"), _cases())
 def test_keyword(schema: dict[str, Any], valid: Any, invalid: Any, path: str, expect: str) -> None:
     assert validate_value(valid, schema, path) == []
-    errors = [str(e) for e in validate_value(invalid, schema, path)]
+    assert validate_list_types(valid, schema, path) == []
+    found = validate_value(invalid, schema, path) + validate_list_types(invalid, schema, path)
+    errors = [str(e) for e in found]
     assert any(expect in e for e in errors), errors
     assert all(e.startswith(path) for e in errors), errors
 

@@ -59,7 +59,9 @@ def test_validation_failed_message() -> None:
         'InferencePool.inference.networking.k8s.io "pool" is invalid: ['
         "spec.targetPorts: Too many: 2: must have at most 1 items, "
         "spec.targetPorts[0].number: Invalid value: 0: must be greater than or equal to 1, "
-        "spec.targetPorts[1].number: Invalid value: 70000: must be less than or equal to 65535]"
+        "spec.targetPorts[1].number: Invalid value: 70000: must be less than or equal to 65535, "
+        '<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; '
+        "correct the existing errors to complete validation]"
     )
 
 

@@ -106,9 +106,9 @@ def _go_literal(v: Any) -> str:
 
 
 def go_value(v: Any) -> str:
-    """How ``field.Error`` prints a bad value."""
+    """How ``field.Error`` prints a bad value (``nil`` prints as the string ``"null"``)."""
     if v is None:
-        return "null"
+        return '"null"'
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from infergate.api import registry
 from infergate.api.core import ObjectMeta, Resource
 from infergate.api.errors import (
-    FORBIDDEN,
     INVALID,
     REQUIRED,
     TOO_LONG,
@@ -22,9 +21,12 @@ from infergate.api.errors import (
 from infergate.api.validation import (
     NO_OLD,
     apply_schema_defaults,
+    blocking_error,
     find_unknown_fields,
+    is_blocking,
     json_type,
     prune,
+    validate_cel,
     validate_tree,
 )
 
@@ -122,8 +124,6 @@ def validate_object_meta(meta: Any, namespaced: bool) -> list[FieldError]:
             errs.append(FieldError("metadata.namespace", INVALID, ns, "must be no more than 63 characters"))
         if not _DNS1123_LABEL.match(ns):
             errs.append(FieldError("metadata.namespace", INVALID, ns, LABEL_MSG))
-    elif ns and not namespaced:
-        errs.append(FieldError("metadata.namespace", FORBIDDEN, detail="not allowed on this type"))
     for which in ("labels", "annotations"):
         m = meta.get(which)
         if m is None:
@@ -228,8 +228,7 @@ def _validate(
     schema = rtype.schema()
     new = apply_schema_defaults(obj, schema)
     old_defaulted = apply_schema_defaults(old, schema) if old is not None else NO_OLD
-    errs.extend(validate_tree(new, schema, "", old_defaulted))
-    return errs, rtype
+    return validate_tree(new, schema, "", old_defaulted, prior=errs), rtype
 
 
 def validate(obj: dict[str, Any], *, release: str | None = None) -> list[FieldError]:
@@ -242,13 +241,73 @@ def validate(obj: dict[str, Any], *, release: str | None = None) -> list[FieldEr
     return _validate(obj, None, release)[0]
 
 
+_PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_MISSING = object()
+
+
+def lookup(obj: Any, path: str) -> Any:
+    """The value at a field path (``spec.rules[0].matches``), or a sentinel when absent.
+
+    Map keys that contain dots (``app.kubernetes.io/name``) are matched greedily.
+    """
+    tokens: list[str | int] = []
+    for m in _PATH_TOKEN.finditer(path):
+        tokens.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+    cur = obj
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if isinstance(tok, int):
+            if not isinstance(cur, list) or tok >= len(cur):
+                return _MISSING
+            cur = cur[tok]
+            i += 1
+            continue
+        if not isinstance(cur, dict):
+            return _MISSING
+        for j in range(len(tokens), i, -1):
+            parts = tokens[i:j]
+            if all(isinstance(p, str) for p in parts):
+                key = ".".join(str(p) for p in parts)
+                if key in cur:
+                    cur = cur[key]
+                    i = j
+                    break
+        else:
+            return _MISSING
+    return cur
+
+
+def _unchanged(old: Any, new: Any, path: str) -> bool:
+    if not path or path == "<nil>":
+        return False
+    return bool(lookup(old, path) == lookup(new, path))
+
+
+def _ratchet(errs: list[FieldError], old: Any, new: Any) -> list[FieldError]:
+    """CRD validation ratcheting: errors on values an update left unchanged are dropped."""
+    return [e for e in errs if not _unchanged(old, new, e.path)]
+
+
 def validate_update(
     old: dict[str, Any], new: dict[str, Any], *, release: str | None = None
 ) -> list[FieldError]:
-    """Validate ``new`` as an update of ``old``: transition rules and immutable metadata too."""
+    """Validate ``new`` as an update of ``old``: transition rules and immutable metadata too.
+
+    As the API server with CRD validation ratcheting, an error on a value that the update
+    did not change is not reported (an object that became invalid under a newer schema can
+    still be updated elsewhere).
+    """
     errs, rtype = _validate(new, old, release)
     if rtype is None or any(e.type == UNKNOWN_FIELD for e in errs):
         return errs
+    if not rtype.builtin:
+        schema = rtype.schema()
+        new_d = apply_schema_defaults(new, schema)
+        old_d = apply_schema_defaults(old, schema)
+        errs = _ratchet(errs, old_d, new_d)
+        if errs and errs[-1] == blocking_error() and not any(is_blocking(e) for e in errs[:-1]):
+            errs = errs[:-1] + _ratchet(validate_cel(new_d, schema, "", old_d), old_d, new_d)
     old_meta = old.get("metadata") if isinstance(old, dict) else None
     new_meta = new.get("metadata")
     if isinstance(old_meta, dict) and isinstance(new_meta, dict):

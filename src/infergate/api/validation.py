@@ -305,7 +305,6 @@ def _validate(v: Json, s: dict[str, Any], path: str, errs: list[FieldError]) -> 
         if isinstance(items, dict):
             for i, item in enumerate(v):
                 _validate(item, items, _index(path, i), errs)
-        _list_type(v, s, path, errs)
     elif isinstance(v, dict):
         if "maxProperties" in s and len(v) > s["maxProperties"]:
             errs.append(FieldError(path, TOO_MANY, len(v), f"must have at most {s['maxProperties']} items"))
@@ -331,19 +330,37 @@ def _validate(v: Json, s: dict[str, Any], path: str, errs: list[FieldError]) -> 
 
 
 def _combinator(v: Json, s: dict[str, Any], kind: str, path: str, errs: list[FieldError]) -> None:
-    results = [validate_value(v, branch, path) for branch in s[kind]]
+    branches: list[dict[str, Any]] = s[kind]
+    results = [validate_value(v, branch, path) for branch in branches]
     passing = sum(1 for r in results if not r)
     if kind == "anyOf" and passing >= 1:
         return
     if kind == "oneOf" and passing == 1:
         return
-    if kind == "oneOf" and passing > 1:
-        errs.append(FieldError(path, INVALID, json_type(v), "must validate one and only one schema (oneOf)"))
+    if kind == "oneOf":
+        found = "Found none valid" if passing == 0 else f"Found {passing} valid alternatives"
+        detail = f"must validate one and only one schema (oneOf). {found}"
+    else:
+        detail = "must validate at least one schema (anyOf)"
+    errs.append(FieldError(path, INVALID, json_type(v), detail))
+    if passing:
         return
-    word = "one and only one schema (oneOf)" if kind == "oneOf" else "at least one schema (anyOf)"
-    errs.append(FieldError(path, INVALID, json_type(v), f"must validate {word}"))
-    best = min(results, key=len)
-    errs.extend(best)
+
+    def score(i: int) -> tuple[int, int]:
+        # like go-openapi: the failing branch that matched most (properties that validated) wins
+        props = branches[i].get("properties") or {}
+        matched = 0
+        if isinstance(v, dict):
+            for key in props:
+                prefix = _child(path, key)
+                if key in v and not any(
+                    e.path == prefix or e.path.startswith(prefix + ".") for e in results[i]
+                ):
+                    matched += 1
+        return (matched, -len(results[i]))
+
+    best = max(range(len(results)), key=score)
+    errs.extend(results[best])
 
 
 def _json_equal(a: Json, b: Json) -> bool:
@@ -522,12 +539,71 @@ def _run_rule(
 # Everything together
 
 
+def validate_list_types(value: Json, schema: dict[str, Any], path: str = "") -> list[FieldError]:
+    """The ``x-kubernetes-list-type`` invariants: unique set items, unique list-map keys."""
+    errs: list[FieldError] = []
+    _lists(value, schema, path, errs)
+    return errs
+
+
+def _lists(v: Json, s: dict[str, Any], path: str, errs: list[FieldError]) -> None:
+    t = s.get("type")
+    if t is not None and not _type_ok(v, t):
+        return
+    if isinstance(v, list):
+        _list_type(v, s, path, errs)
+        if isinstance(s.get("items"), dict):
+            for i, item in enumerate(v):
+                _lists(item, s["items"], _index(path, i), errs)
+    elif isinstance(v, dict):
+        props = s.get("properties") or {}
+        addl = s.get("additionalProperties")
+        for key in sorted(v):
+            sub = props.get(key) if key in props else addl if isinstance(addl, dict) else None
+            if sub is not None:
+                _lists(v[key], sub, _child(path, key), errs)
+
+
+BLOCKING_DETAIL = (
+    "some validation rules were not checked because the object was invalid; correct the existing errors to "
+    "complete validation"
+)
+
+
+def is_blocking(e: FieldError) -> bool:
+    """Errors after which the API server does not run the CEL rules (hasBlockingErr)."""
+    if e.type in (NOT_SUPPORTED, REQUIRED, TOO_LONG, TOO_MANY):
+        return True
+    return e.type == INVALID and e.detail.startswith("must be of type ") and e.value in _JSON_TYPE_NAMES
+
+
+_JSON_TYPE_NAMES = {"null", "boolean", "integer", "number", "string", "array", "object"}
+
+
+def blocking_error() -> FieldError:
+    """The error that stands for the CEL rules that were not run."""
+    return FieldError("<nil>", INVALID, None, BLOCKING_DETAIL)
+
+
 def validate_tree(
-    value: Json, schema: dict[str, Any], path: str = "", old: Json = _NO_OLD
+    value: Json,
+    schema: dict[str, Any],
+    path: str = "",
+    old: Json = _NO_OLD,
+    prior: list[FieldError] | None = None,
 ) -> list[FieldError]:
-    """OpenAPI validation, then CEL rules (with transition rules when ``old`` is given)."""
-    errs = validate_value(value, schema, path)
-    errs.extend(validate_cel(value, schema, path, old))
+    """As the API server: OpenAPI validation, list-type invariants, then the CEL rules (with
+    transition rules when ``old`` is given) unless an earlier error blocks them.
+
+    ``prior`` are errors found before (metadata); they are part of the result and can block.
+    """
+    errs = list(prior or [])
+    errs.extend(validate_value(value, schema, path))
+    errs.extend(validate_list_types(value, schema, path))
+    if any(is_blocking(e) for e in errs):
+        errs.append(blocking_error())
+    else:
+        errs.extend(validate_cel(value, schema, path, old))
     return errs
 
 

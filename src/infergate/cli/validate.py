@@ -153,9 +153,9 @@ def command(targets: tuple[str, ...], recursive: bool, release: str | None, quie
     for source, text in sources:
         try:
             docs = list(_documents(source, text))
-        except yaml.YAMLError as e:
+        except yaml.YAMLError as exc:
             invalid += 1
-            click.echo(f"{source}: error parsing YAML: {e}".replace("\n", " "))
+            click.echo(f"{source}: error parsing YAML: {exc}".replace("\n", " "))
             continue
         for doc in docs:
             if is_foreign(doc.value):
@@ -170,8 +170,8 @@ def command(targets: tuple[str, ...], recursive: bool, release: str | None, quie
             if errors:
                 invalid += 1
                 click.echo(f"{doc.where}: {_header(_failure(doc, errors))}")
-                for e in errors:
-                    click.echo(f"  {e}")
+                for error in errors:
+                    click.echo(f"  {error}")
             elif not quiet:
                 click.echo(f"{doc.where}: {_describe(doc.value)} valid")
     if not quiet or invalid:
