@@ -129,6 +129,8 @@ def test_get_by_full_resource_name_all_namespaces_and_empty(upstream_crds, kubec
     empty = kubectl("get", "inferencepools.inference.networking.x-k8s.io", "--all-namespaces")
     assert empty.stdout == ""
     assert "No resources found" in empty.stderr
+    models = kubectl("get", "inferencemodels.inference.networking.x-k8s.io", "--all-namespaces")
+    assert models.stdout == "" and models.stderr.strip() == "No resources found"
     kubectl("apply", "-n", namespace, "-f", "-", input=pool("vllm-llama3-8b-instruct-preview",
                                                              api="inference.networking.x-k8s.io/v1alpha2"))
     kubectl("apply", "-n", namespace, "-f", "-", input=pool("vllm-llama3-8b-instruct-ga"))
