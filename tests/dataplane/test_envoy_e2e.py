@@ -265,3 +265,32 @@ async def test_a_listener_port_already_in_use_is_rejected_with_the_reason(datapl
     assert (
         "address already in use" in rejected.value.reason.lower() or "bind" in rejected.value.reason.lower()
     )
+
+
+async def test_access_log_names_route_cluster_upstream_and_the_epp_pick(dataplane: Dataplane) -> None:
+    a = EchoServers(1)
+    epp_a = StampingEpp("epp-a", a.endpoints)
+    port = free_port()
+    async with running(a, epp_a):
+        await dataplane.apply(
+            config(
+                port, [split("r-logged", Backend("pool", 1, "pool/a"))], [pool("pool/a", a, epp_a.endpoint)]
+            )
+        )
+        async with httpx.AsyncClient(timeout=10) as client:
+            assert (
+                await client.post(f"http://127.0.0.1:{port}/v1/completions", json={"model": "logged-model"})
+            ).status_code == 200
+        pod = f"{a.addresses[0]}:{a.port}"
+        line = ""
+        for _ in range(150):  # Envoy flushes access logs in batches
+            line = next(
+                (x for x in dataplane.envoy.log_path.read_text().splitlines() if "route=r-logged" in x), ""
+            )
+            if line:
+                break
+            await asyncio.sleep(0.1)
+    assert "POST /v1/completions 200" in line
+    assert f"cluster=pool/a upstream={pod}" in line
+    assert "model=logged-model" in line
+    assert f'"x-gateway-destination-endpoint":"{pod}"' in line  # the EPP's envoy.lb metadata

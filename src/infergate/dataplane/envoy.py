@@ -193,6 +193,8 @@ class EnvoySupervisor:
             str(max(1, round(opts.drain_time_s))),
             "--drain-strategy",
             "immediate",
+            "--file-flush-interval-msec",
+            "1000",  # access log lines reach the log within a second (default 10 s)
             "--parent-shutdown-time-s",
             str(max(2, round(opts.drain_time_s)) + 1),
         ]
