@@ -156,3 +156,21 @@ async def test_sglang_metric_names(make_cluster, http: httpx.AsyncClient) -> Non
     assert m["sglang:token_usage"] == 0.0
     assert m["sglang:generation_tokens_total"] == 5
     assert m["sglang:time_to_first_token_seconds_count"] == 1
+
+
+async def test_next_chat_turn_hits_the_cached_answer(make_cluster, http: httpx.AsyncClient) -> None:
+    cluster = await make_cluster()
+    url = cluster.replicas[0].url
+    history = [{"role": "system", "content": "You answer at length."},
+               {"role": "user", "content": "Tell me about caches. " * 20}]
+    first = await http.post(f"{url}/v1/chat/completions",
+                            json={"model": MODEL, "messages": history, "max_tokens": 200, "ignore_eos": True})
+    answer = first.json()["choices"][0]["message"]["content"]
+    turn1_prompt = first.json()["usage"]["prompt_tokens"]
+    history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And then?"}]
+    second = await http.post(f"{url}/v1/chat/completions",
+                             json={"model": MODEL, "messages": history, "max_tokens": 5, "ignore_eos": True})
+    cached = second.json()["usage"]["prompt_tokens_details"]["cached_tokens"]
+    # the first turn's prompt and (all but the last block of) its answer are reused
+    assert cached >= turn1_prompt + 200 - 32, (turn1_prompt, cached)
+    assert cached < second.json()["usage"]["prompt_tokens"]

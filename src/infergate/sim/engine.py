@@ -24,6 +24,7 @@ from infergate.sim.config import LatencyProfile, SimConfig
 from infergate.sim.kvcache import Block, BlockManager
 from infergate.sim.latency import StepShape, step_time
 from infergate.sim.metrics import EngineSnapshot, EngineStats
+from infergate.sim.tokenizer import CHARS_PER_TOKEN, continued_text, extend_block_hashes
 
 MAX_LAG_S = 0.05  # wall seconds the step clock may fall behind before it stops catching up
 CATCH_UP_YIELD = 8  # steps run back to back (when behind) before yielding to the event loop
@@ -48,13 +49,18 @@ class Sequence:
     __slots__ = (
         "arrival", "blocks", "cached_tokens", "computed", "error", "finish_reason", "finished_at",
         "first_scheduled_at", "first_token_at", "generated", "hashed_blocks", "hashes", "last_token_at",
-        "lora", "max_output", "notified", "output_finish_reason", "prompt_tokens", "request_id", "status",
-        "text_start", "waiter",
+        "lora", "max_output", "namespace", "notified", "output_finish_reason", "prompt_text", "prompt_tokens",
+        "request_id", "status", "text_start", "waiter",
     )
 
     def __init__(self, request_id: str, prompt_tokens: int, hashes: list[int], max_output: int,
-                 output_finish_reason: str, lora: str | None, text_start: int) -> None:
+                 output_finish_reason: str, lora: str | None, text_start: int, *,
+                 prompt_text: str | None = None, namespace: str = "") -> None:
         self.request_id = request_id
+        # With the prompt text, blocks of generated tokens are hashed (and cached) too, over the
+        # prompt + output text, so a next chat turn that repeats the answer hits them.
+        self.prompt_text = prompt_text
+        self.namespace = namespace
         self.prompt_tokens = prompt_tokens
         self.hashes = hashes
         self.max_output = max_output
@@ -386,14 +392,17 @@ class Engine:
             if seq.status is not SeqStatus.RUNNING:
                 continue  # aborted or preempted-and-failed during the step
             seq.computed += n
-            # register newly completed prompt blocks in the prefix cache
-            full = min(seq.computed, seq.prompt_tokens) // bs
+            # register newly completed blocks in the prefix cache
+            full = seq.computed // bs
             if full > seq.hashed_blocks:
                 hashes = seq.hashes
+                if full > len(hashes) and seq.prompt_text is not None:
+                    self._extend_hashes(seq, full)
                 blocks = seq.blocks
-                for b in range(seq.hashed_blocks, min(full, len(hashes))):
+                upto = min(full, len(hashes))
+                for b in range(seq.hashed_blocks, upto):
                     kv.register(blocks[b], hashes[b])
-                seq.hashed_blocks = full
+                seq.hashed_blocks = max(seq.hashed_blocks, upto)
             if seq.computed < seq.num_tokens:
                 continue  # mid-prefill chunk
             seq.generated += 1
@@ -413,6 +422,17 @@ class Engine:
         self.steps += 1
         if finished:
             self.running = [s for s in self.running if s.status is SeqStatus.RUNNING]
+
+    def _extend_hashes(self, seq: Sequence, upto_blocks: int) -> None:
+        prompt = seq.prompt_text or ""
+        start = seq.text_start
+
+        def text_of(lo: int, hi: int) -> str:
+            return continued_text(prompt, start, lo, hi)
+
+        # only tokens whose KV is computed: the last sampled token is not, yet
+        available = len(prompt) + CHARS_PER_TOKEN * max(0, seq.computed - seq.prompt_tokens)
+        extend_block_hashes(seq.hashes, text_of, available, upto_blocks, self.kv.block_size, seq.namespace)
 
     def _finish(self, seq: Sequence, now: float) -> None:
         seq.status = SeqStatus.FINISHED

@@ -314,7 +314,8 @@ class Replica:
         if engine is not self.engine or not self.ready:
             raise ApiError(503, f"replica {self.name} restarted while the request was queued")
         request_id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
-        seq = Sequence(request_id, parsed.prompt_tokens, hashes, output, reason, lora, fingerprint % 997)
+        seq = Sequence(request_id, parsed.prompt_tokens, hashes, output, reason, lora, fingerprint % 997,
+                       prompt_text=parsed.prompt_text, namespace=namespace)
         try:
             engine.submit(seq)
         except QueueFull as exc:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 CHARS_PER_TOKEN = 4
@@ -113,3 +113,37 @@ def output_text(start: int, first: int, last: int) -> str:
         out.append(_OUTPUT_DOUBLED[offset * CHARS_PER_TOKEN : (offset + take) * CHARS_PER_TOKEN])
         pos += take
     return "".join(out)
+
+
+def continued_text(prompt: str, text_start: int, lo: int, hi: int) -> str:
+    """Characters ``[lo, hi)`` of ``prompt`` followed by the sequence's generated text.
+
+    A chat client sends the previous answer back in the next turn, so the next prompt starts
+    with exactly this text; hashing generated blocks over it lets the next turn hit them.
+    """
+    plen = len(prompt)
+    parts: list[str] = []
+    if lo < plen:
+        parts.append(prompt[lo : min(hi, plen)])
+        lo = plen
+    if hi > lo:
+        first = (lo - plen) // CHARS_PER_TOKEN
+        last = -(-(hi - plen) // CHARS_PER_TOKEN)
+        out = output_text(text_start, first, last)
+        skip = (lo - plen) - first * CHARS_PER_TOKEN
+        parts.append(out[skip : skip + (hi - lo)])
+    return "".join(parts)
+
+
+def extend_block_hashes(hashes: list[int], text_of: Callable[[int, int], str], available_chars: int,
+                        upto_blocks: int, block_size: int, namespace: str) -> None:
+    """Append chained hashes for blocks ``len(hashes) .. upto_blocks - 1`` whose text is available."""
+    width = block_size * CHARS_PER_TOKEN
+    prev = hashes[-1].to_bytes(8, "little") if hashes else _seed(namespace)
+    for b in range(len(hashes), upto_blocks):
+        lo = b * width
+        if lo + width > available_chars:
+            return
+        digest = hashlib.blake2b(prev + text_of(lo, lo + width).encode(), digest_size=8).digest()
+        hashes.append(int.from_bytes(digest, "little"))
+        prev = digest
