@@ -325,3 +325,19 @@ spec:
         "inference.networking.k8s.io",
     ]
     assert upstream_check(pool) == []
+
+
+def test_status_of_stored_objects_is_neither_validated_nor_converted() -> None:
+    text = """\
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata: {name: p, namespace: default}
+spec: {selector: {app: m}, targetPortNumber: 8000, extensionRef: {name: p-epp, portNumber: 9002}}
+status:
+  parent:
+  - parentRef: {group: gateway.networking.k8s.io, kind: Status, name: default}
+"""
+    result = convert_documents(read_documents(text, "stored.yaml"))
+    assert result.ok, result.errors
+    assert "status" not in result.objects[0].obj
+    assert ("InferencePool default/p", "status") in [(str(w.obj), w.field) for w in result.warnings]

@@ -418,3 +418,38 @@ def test_round_trip_is_lossless_and_v1_is_valid(
         ext.port_number if ext.port_number is not None else (9002 if ext.kind == "Service" else None)
     )
     assert (epp.port.number if epp.port else None) == expected_port
+
+
+def test_the_status_shape_of_the_x_k8s_crd_that_v1_0_0_reships_is_understood() -> None:
+    """GIE v1.0.0 re-ships the x-k8s.io pool CRD with ParentGatewayReference parents (upstream's conversion input)."""
+    pool = preview_pool()
+    pool["status"] = {
+        "parent": [
+            {"parentRef": {"kind": "Status", "name": "default"}},
+            {
+                "parentRef": {
+                    "group": "gateway.networking.k8s.io",
+                    "kind": "Gateway",
+                    "name": "gw",
+                    "namespace": "ns",
+                },
+                "conditions": [condition("Accepted", "True", "Accepted")],
+            },
+        ]
+    }
+    result = pool_to_v1(pool)
+    assert result.obj["status"] == {
+        "parents": [
+            {
+                "parentRef": {
+                    "group": "gateway.networking.k8s.io",
+                    "kind": "Gateway",
+                    "name": "gw",
+                    "namespace": "ns",
+                },
+                "conditions": [condition("Accepted", "True", "Accepted")],
+            }
+        ]
+    }
+    assert [w.field for w in result.warnings] == ["status.parent[0]"]
+    assert pool_to_v1alpha2(result.obj).obj == pool

@@ -372,7 +372,14 @@ def _validate_inputs(
             (GATEWAY_GROUP, None, HTTPROUTE_KIND),
             (GATEWAY_GROUP, None, REFERENCE_GRANT_KIND),
         ]
-    return [validator(obj) if any(_is(obj, *kind) for kind in read) else [] for obj in objects]
+    # Status is not converted (it belongs to the old object), so it is not validated either: stored
+    # x-k8s.io pools may carry the status shape of the CRD that GIE v1.0.0 re-ships.
+    return [
+        validator({k: v for k, v in obj.items() if k != "status"})
+        if any(_is(obj, *kind) for kind in read)
+        else []
+        for obj in objects
+    ]
 
 
 def _status_dropped(obj: Obj) -> ConversionWarning:

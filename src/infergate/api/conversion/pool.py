@@ -309,7 +309,13 @@ def _parent_to_v1(entry: Mapping[str, Any], notes: _Notes, field: str) -> Obj | 
 def _parent_ref_to_v1(ref: Mapping[str, Any], notes: _Notes, field: str) -> Obj:
     out: Obj = {}
     api_version = ref.get("apiVersion")
-    if isinstance(api_version, str) and api_version:
+    group = ref.get("group")  # the x-k8s.io pool as v1.0.0 re-ships it has ParentGatewayReference{group,...}
+    if group is not None:
+        if isinstance(group, str) and _GROUP_RE.match(group) and len(group) <= 253:
+            out["group"] = group
+        else:
+            notes.add(f"{field}.group", f"{group!r} is not a valid v1 group: dropped")
+    if isinstance(api_version, str) and api_version and group is None:
         group = api_version.rpartition("/")[0]  # "v1" (core) -> ""
         if _GROUP_RE.match(group) and len(group) <= 253:
             out["group"] = group
@@ -318,7 +324,7 @@ def _parent_ref_to_v1(ref: Mapping[str, Any], notes: _Notes, field: str) -> Obj:
         else:
             notes.add(f"{field}.apiVersion", f"group {group!r} is not a valid v1 group: dropped")
     elif api_version is not None:
-        notes.add(f"{field}.apiVersion", f"{api_version!r} names no group: dropped")
+        notes.add(f"{field}.apiVersion", f"{api_version!r} is not kept: dropped")
     kind = ref.get("kind")
     if kind is not None:
         if isinstance(kind, str) and _KIND_RE.match(kind) and len(kind) <= 63:
@@ -336,7 +342,16 @@ def _parent_ref_to_v1(ref: Mapping[str, Any], notes: _Notes, field: str) -> Obj:
         if ref.get(key) is not None:
             notes.add(f"{field}.{key}", "no v1 equivalent: dropped")
     for key in ref:
-        if key not in {"apiVersion", "kind", "name", "namespace", "fieldPath", "resourceVersion", "uid"}:
+        if key not in {
+            "apiVersion",
+            "group",
+            "kind",
+            "name",
+            "namespace",
+            "fieldPath",
+            "resourceVersion",
+            "uid",
+        }:
             notes.add(f"{field}.{key}", "unknown field: dropped")
     return out
 
