@@ -208,3 +208,20 @@ async def test_malformed_requests_get_400_and_the_server_survives(make_cluster, 
     assert (await http.post(f"{url}/tokenize", json={"messages": [1, {"role": "user"}]})).status_code == 200
     assert (await http.get(f"{url}/v1/completions")).status_code == 405
     assert (await http.get(f"{url}/health")).status_code == 200
+
+
+async def test_cluster_replica_names_and_lookup(http: httpx.AsyncClient) -> None:
+    from infergate.sim import SimCluster, SimConfig
+    from infergate.util.net import free_port, random_loopback_block
+
+    port = free_port()
+    addresses = random_loopback_block(2, port)
+    with pytest.raises(ValueError, match="names"):
+        SimCluster(SimConfig(), addresses, port, names=["only-one"])
+    async with SimCluster(SimConfig(time_scale=20.0), addresses, port, names=["pool-a", "pool-b"]) as cluster:
+        assert cluster.endpoints == [f"{a}:{port}" for a in addresses]
+        assert cluster.replica("pool-b") is cluster.replicas[1] is cluster.replica(1)
+        assert cluster.replica(f"{addresses[0]}:{port}") is cluster.replicas[0]
+        for replica in cluster.replicas:
+            response = await http.get(f"{replica.url}/health")
+            assert response.headers["x-inference-pod"] == replica.name

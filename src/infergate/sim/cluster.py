@@ -30,18 +30,25 @@ def replica_name(config: SimConfig, index: int, count: int) -> str:
 class SimCluster:
     """Replicas on ``addresses`` (one each), all on ``port``; an async context manager.
 
+    Replica names (the ``x-inference-pod`` header) are ``names`` when given, else
+    ``config.pod_name`` (``<pod_name>-<i>`` for several replicas), else ``sim-<i>``.
+
     ``cluster.endpoints`` are ``"ip:port"`` strings; ``cluster.replicas[i]`` is a ``Replica``
     (engine state in ``.engine``, faults through ``.set_faults()``, ``.crash()``, ``.restart()``).
     """
 
     def __init__(self, config: SimConfig, addresses: Sequence[str], port: int, *,
-                 admin_address: str | None = None, admin_port: int | None = None) -> None:
+                 names: Sequence[str] | None = None, admin_address: str | None = None,
+                 admin_port: int | None = None) -> None:
         if not addresses:
             raise ValueError("addresses: at least one address is needed")
+        if names is not None and (len(names) != len(addresses) or len(set(names)) != len(names)):
+            raise ValueError("names: one distinct name per address is needed")
         self.config = config
         self.port = port
         self.replicas = [
-            Replica(config, address, port, index=i, name=replica_name(config, i, len(addresses)))
+            Replica(config, address, port, index=i,
+                    name=names[i] if names is not None else replica_name(config, i, len(addresses)))
             for i, address in enumerate(addresses)
         ]
         self._admin_address = admin_address or "127.0.0.1"
