@@ -182,7 +182,7 @@ def _type_errors(obj: Any) -> list[FieldError]:
 
 
 def _unknown_fields(obj: dict[str, Any], rtype: registry.ResourceType) -> list[FieldError]:
-    paths = find_unknown_fields(obj, rtype.schema()) if not rtype.builtin else []
+    paths = find_unknown_fields(obj, rtype.shared_schema()) if not rtype.builtin else []
     meta = obj.get("metadata")
     if isinstance(meta, dict):
         paths.extend(f"metadata.{k}" for k in sorted(meta) if k not in _META_FIELDS)
@@ -225,7 +225,7 @@ def _validate(
         except ValidationError as exc:
             errs.extend(_pydantic_errors(exc))
         return errs, rtype
-    schema = rtype.schema()
+    schema = rtype.shared_schema()
     new = apply_schema_defaults(obj, schema)
     old_defaulted = apply_schema_defaults(old, schema) if old is not None else NO_OLD
     return validate_tree(new, schema, "", old_defaulted, prior=errs), rtype
@@ -302,7 +302,7 @@ def validate_update(
     if rtype is None or any(e.type == UNKNOWN_FIELD for e in errs):
         return errs
     if not rtype.builtin:
-        schema = rtype.schema()
+        schema = rtype.shared_schema()
         new_d = apply_schema_defaults(new, schema)
         old_d = apply_schema_defaults(old, schema)
         errs = _ratchet(errs, old_d, new_d)
@@ -338,7 +338,7 @@ def apply_defaults(obj: dict[str, Any], *, release: str | None = None) -> dict[s
     rtype = resource_type_of(obj, release)
     if rtype is None or rtype.builtin:
         return copy.deepcopy(obj)
-    schema = rtype.schema()
+    schema = rtype.shared_schema()
     return apply_schema_defaults(prune(obj, schema), schema)  # type: ignore[no-any-return]
 
 

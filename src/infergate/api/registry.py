@@ -119,6 +119,10 @@ class ResourceType:
         """The structural OpenAPI v3 schema (a fresh copy) generated from the model."""
         return _schema(self.model)
 
+    def shared_schema(self) -> dict[str, Any]:
+        """The same schema, shared and cached: read it, never change it."""
+        return _schema_cached(self.model)
+
 
 @cache
 def _schema_cached(model: type[Resource]) -> dict[str, Any]:
