@@ -83,6 +83,12 @@ class ResourceType:
     builtin: bool = False
     annotations: tuple[tuple[str, str], ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        if not self.versions:
+            object.__setattr__(self, "versions", (self.version,))
+        if not self.singular:
+            object.__setattr__(self, "singular", self.kind.lower())
+
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
@@ -304,14 +310,18 @@ _GATEWAY_API_ANNOTATIONS = (
 )
 
 
+def _with_defaults(t: ResourceType) -> ResourceType:
+    if t.release == RELEASE_GATEWAY_API and not t.annotations:
+        return ResourceType(**{**t.__dict__, "annotations": _GATEWAY_API_ANNOTATIONS})
+    return t
+
+
+_ALL: tuple[ResourceType, ...] = tuple(_with_defaults(t) for t in _TYPES)
+
+
 def all_types() -> list[ResourceType]:
     """Every kind, preview pool first where two releases share a GVK."""
-    out: list[ResourceType] = []
-    for t in _TYPES:
-        if t.release == RELEASE_GATEWAY_API and not t.annotations:
-            t = ResourceType(**{**t.__dict__, "annotations": _GATEWAY_API_ANNOTATIONS})
-        out.append(t)
-    return out
+    return list(_ALL)
 
 
 def _split(api_version: str) -> tuple[str, str]:
