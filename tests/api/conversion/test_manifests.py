@@ -341,3 +341,68 @@ status:
     assert result.ok, result.errors
     assert "status" not in result.objects[0].obj
     assert ("InferencePool default/p", "status") in [(str(w.obj), w.field) for w in result.warnings]
+
+
+SEED_STAGE_2 = """\
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {name: vllm-llama3-8b-instruct-ga, namespace: default}
+spec:
+  selector: {matchLabels: {app: vllm-llama3-8b-instruct}}
+  targetPorts: [{number: 8000}]
+  endpointPickerRef: {name: vllm-llama3-8b-instruct-ga-epp, port: {number: 9002}}
+---
+# as the migration guide creates them
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceObjective
+metadata: {name: food-review, namespace: default}
+spec:
+  priority: 2
+  poolRef: {group: inference.networking.k8s.io, name: vllm-llama3-8b-instruct-ga}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: llm-route, namespace: default}
+spec:
+  parentRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: inference-gateway}]
+  rules:
+  - backendRefs:
+    - {group: inference.networking.x-k8s.io, kind: InferencePool, name: vllm-llama3-8b-instruct-preview, weight: 50}
+    - {group: inference.networking.k8s.io, kind: InferencePool, name: vllm-llama3-8b-instruct-ga, weight: 50}
+"""
+
+
+def test_a_half_migrated_installation_keeps_its_ga_objects(
+    example_documents: list[Document], upstream_check: Check
+) -> None:
+    preview = [d for d in example_documents if d.data["kind"] in ("InferencePool", "InferenceModel")]
+    documents = preview + read_documents(SEED_STAGE_2, "stage2.yaml")
+    result = convert_documents(documents)
+    assert result.ok, result.errors
+    assert kinds_and_names(result.objects) == [
+        ("InferenceObjective", "base-model"),
+        ("InferenceModelRewrite", "food-review"),
+        ("InferenceObjective", "movie-critique"),
+        ("InferencePool", GA_POOL),
+        ("InferenceObjective", "food-review"),
+        ("HTTPRoute", "llm-route"),
+    ]
+    kept_pool, kept_objective = result.objects[3], result.objects[4]
+    assert kept_pool.text is not None and kept_objective.text is not None, "passed through unchanged"
+    assert kept_objective.obj["spec"]["priority"] == 2
+    warned = [(str(w.obj), w.field) for w in result.warnings]
+    assert ("InferencePool default/vllm-llama3-8b-instruct-preview", "metadata.name") in warned
+    assert ("InferenceModel default/food-review", "metadata.name") in warned
+    route = result.objects[5].obj
+    for rule in route["spec"]["rules"]:
+        assert rule["backendRefs"] == [{**GA_REF, "group": "inference.networking.k8s.io", "weight": 100}]
+    for out in result.objects:
+        assert upstream_check(out.obj) == []
+
+
+def test_other_versions_of_the_preview_kinds_pass_through_with_a_warning() -> None:
+    text = "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: InferenceModel\nmetadata: {name: old}\nspec: {}\n"
+    result = convert_documents(read_documents(text, "old.yaml"))
+    assert result.ok
+    assert result.objects[0].text == text
+    assert [(str(w.obj), w.field) for w in result.warnings] == [("InferenceModel old", "apiVersion")]

@@ -286,3 +286,11 @@ def test_same_model_name_on_other_pools_or_namespaces_is_no_conflict() -> None:
         _stamped("c", "m", None, namespace="x"),
     ]
     assert select_oldest(models) == [None, None, None]
+
+
+def test_weights_that_cannot_be_reduced_are_scaled_with_a_warning() -> None:
+    targets = [{"name": "a", "weight": 1_000_000}, {"name": "a", "weight": 1}, {"name": "b", "weight": 1}]
+    result = model_to_objective(inference_model(criticality="Critical", targetModels=targets))
+    weights = {t["modelRewrite"]: t["weight"] for t in result.objects[1]["spec"]["rules"][0]["targets"]}
+    assert weights == {"a": 1_000_000, "b": 1}
+    assert any("scaled" in w.message for w in result.warnings)

@@ -453,3 +453,17 @@ def test_the_status_shape_of_the_x_k8s_crd_that_v1_0_0_reships_is_understood() -
     }
     assert [w.field for w in result.warnings] == ["status.parent[0]"]
     assert pool_to_v1alpha2(result.obj).obj == pool
+
+
+def test_parent_ref_kind_and_group_outside_v1_patterns_are_dropped_with_warnings() -> None:
+    pool = preview_pool()
+    pool["status"] = {
+        "parent": [{"parentRef": {"apiVersion": "Bad_Group/v1", "kind": "not a kind", "name": "gw"}}]
+    }
+    result = pool_to_v1(pool, keep_round_trip_data=False)
+    assert result.obj["status"] == {"parents": [{"parentRef": {"name": "gw"}}]}
+    assert [w.field for w in result.warnings] == [
+        "status.parent[0].parentRef.apiVersion",
+        "status.parent[0].parentRef.kind",
+    ]
+    assert api.validate(result.obj) == []

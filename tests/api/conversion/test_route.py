@@ -319,3 +319,15 @@ def test_the_route_limits_are_the_upstream_crd_limits(upstream_check: Check) -> 
     paths = [{"path": {"type": "PathPrefix", "value": f"/v1/{i}"}} for i in range(10)]
     assert upstream_check(http_route(*[{**ga, "matches": paths}] * 12)) == []
     assert any("128" in e for e in upstream_check(http_route(*[{**ga, "matches": paths}] * 13)))
+
+
+def test_a_header_modifier_that_adds_or_removes_the_objective_header_is_reported() -> None:
+    filters = [
+        {
+            "type": "RequestHeaderModifier",
+            "requestHeaderModifier": {"remove": ["x-gateway-inference-objective"]},
+        }
+    ]
+    route = http_route({"filters": filters, "backendRefs": [pool_ref()]})
+    result = convert_route(route, pool_name=rename, model_routes={("default", GA_POOL): [action("m")]})
+    assert any("RequestHeaderModifier.remove touches" in w.message for w in result.warnings)

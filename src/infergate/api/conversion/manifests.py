@@ -38,6 +38,7 @@ from infergate.api.conversion.constants import (
     HTTPROUTE_KIND,
     MODEL_KIND,
     MODEL_REWRITE_KIND,
+    OBJECTIVE_KIND,
     POOL_KIND,
     PREVIEW_GROUP,
     PREVIEW_POOL_API_VERSION,
@@ -216,6 +217,11 @@ def convert_objects(
     notes: dict[int, list[ConversionWarning]] = {}
     model_indexes = [i for i, obj in enumerate(objects) if _is(obj, PREVIEW_GROUP, "v1alpha2", MODEL_KIND)]
     verdicts = select_oldest([objects[i] for i in model_indexes])
+    # GA objects already in the input (a half-migrated installation) are kept, not duplicated.
+    existing_pools = {_key(obj) for obj in objects if _is(obj, GA_GROUP, "v1", POOL_KIND)}
+    existing_objectives = {
+        _key(obj) for obj in objects if _is(obj, PREVIEW_GROUP, "v1alpha2", OBJECTIVE_KIND)
+    }
     model_routes: dict[PoolKey, list[ModelRoute]] = {}
     for i, verdict in zip(model_indexes, verdicts, strict=True):
         if verdict is not None:
@@ -239,8 +245,19 @@ def convert_objects(
         notes[i] = list(conversion.warnings)
         if "status" in objects[i]:
             notes[i].append(_status_dropped(objects[i]))
-        results[i] = Converted(conversion.objects, True)
         route = conversion.route
+        new_objects = conversion.objects
+        if (route.namespace, route.objective) in existing_objectives:
+            new_objects = new_objects[1:]
+            notes[i].append(
+                ConversionWarning(
+                    ObjectRef.of(objects[i]),
+                    "metadata.name",
+                    f"InferenceObjective {route.objective} is already in the input: it is kept as it is "
+                    "(its priority and poolRef win over this InferenceModel's)",
+                )
+            )
+        results[i] = Converted(new_objects, True)
         model_routes.setdefault((route.namespace, route.ga_pool), []).append(route)
 
     model_set = set(model_indexes)
@@ -250,7 +267,19 @@ def convert_objects(
         object_notes = notes.setdefault(i, [])
         try:
             if _is(obj, PREVIEW_GROUP, "v1alpha2", POOL_KIND):
-                results[i] = _pool_to_ga(obj, rename, bool(suffix), object_notes)
+                ref = ObjectRef.of(obj)
+                if (ref.namespace, rename(ref.name)) in existing_pools:
+                    object_notes.append(
+                        ConversionWarning(
+                            ref,
+                            "metadata.name",
+                            f"the GA InferencePool {rename(ref.name)} is already in the input: it is kept as it is "
+                            "and this preview pool is not converted (left out of the output)",
+                        )
+                    )
+                    results[i] = Converted((), True)
+                else:
+                    results[i] = _pool_to_ga(obj, rename, bool(suffix), object_notes)
             elif _is(obj, GATEWAY_GROUP, None, HTTPROUTE_KIND):
                 route_result = convert_route(
                     obj, pool_name=rename, model_routes=model_routes, unknown_models=options.unknown_models
@@ -380,6 +409,11 @@ def _validate_inputs(
         else []
         for obj in objects
     ]
+
+
+def _key(obj: Obj) -> tuple[str, str]:
+    ref = ObjectRef.of(obj)
+    return (ref.namespace, ref.name)
 
 
 def _status_dropped(obj: Obj) -> ConversionWarning:
