@@ -294,3 +294,21 @@ async def test_access_log_names_route_cluster_upstream_and_the_epp_pick(dataplan
     assert f"cluster=pool/a upstream={pod}" in line
     assert "model=logged-model" in line
     assert f'"x-gateway-destination-endpoint":"{pod}"' in line  # the EPP's envoy.lb metadata
+
+
+async def test_a_dead_epp_replica_leaves_rotation_and_fail_close_requests_succeed(
+    dataplane: Dataplane,
+) -> None:
+    a = EchoServers(1)
+    epp_a = StampingEpp("epp-a", a.endpoints)
+    port = free_port()
+    async with running(a, epp_a):
+        two_replicas = Pool(
+            "pool/a", "g", "default", "a", (a.port,), a.endpoints,
+            EndpointPicker("epp/a", (epp_a.endpoint, dead_port()), "FailClose"),
+        )  # fmt: skip
+        await dataplane.apply(config(port, [split("r", Backend("pool", 1, "pool/a"))], [two_replicas]))
+        await asyncio.sleep(1.5)  # one health-check round
+        responses = await post_many(f"http://127.0.0.1:{port}", 40)
+    assert [r.status_code for r in responses] == [200] * 40  # without health checks about half get 503
+    assert epp_a.picked == 40

@@ -92,7 +92,9 @@ class Dataplane:
         if work_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="infergate-envoy-")
             work_dir = Path(self._tmp.name)
-        self._xds = XdsServer(opts.xds_host, opts.xds_port, idle_check=self._idle_clusters)
+        self._xds = XdsServer(
+            opts.xds_host, opts.xds_port, idle_check=self._idle_clusters, clusters_warm=self._clusters_warm
+        )
         address = await self._xds.start()
         self._envoy = EnvoySupervisor(
             EnvoyOptions(
@@ -118,6 +120,16 @@ class Dataplane:
         if self._envoy is None or self._envoy.pid is None:
             return set(names)  # no Envoy running: nothing in flight
         return await self._envoy.idle_clusters(names)
+
+    async def _clusters_warm(self, timeout: float) -> None:
+        from infergate.dataplane.envoy import EnvoyError
+
+        if self._envoy is None or self._envoy.pid is None:
+            return
+        try:
+            await self._envoy.wait_clusters_warm(min(timeout, 5.0))
+        except EnvoyError as exc:  # e.g. an EDS cluster Envoy never got endpoints for
+            log.warning("data plane: %s; continuing", exc)
 
     async def apply(self, ir: DataplaneConfig) -> ApplyResult:
         """Translate and deliver ``ir``; returns once Envoy has ACKed every step.

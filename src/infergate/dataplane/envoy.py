@@ -355,6 +355,17 @@ class EnvoySupervisor:
         in_flight = await self.in_flight_by_cluster()
         return {name for name in names if in_flight.get(name, 0) == 0}
 
+    async def wait_clusters_warm(self, timeout: float) -> None:
+        """Until ``cluster_manager.warming_clusters`` is 0 (raises ``EnvoyError`` on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = await self.stats("cluster_manager.warming_clusters")
+            if stats.get("cluster_manager.warming_clusters", 0) == 0:
+                return
+            if time.monotonic() >= deadline:
+                raise EnvoyError(f"clusters still warming after {timeout:g}s")
+            await asyncio.sleep(0.02)
+
     async def config_dump(self) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=5.0) as client:
             response = await client.get(f"{self.admin_url}/config_dump", params={"include_eds": ""})

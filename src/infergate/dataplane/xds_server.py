@@ -130,13 +130,17 @@ class XdsServer:
         port: int = 0,
         *,
         idle_check: Callable[[set[str]], Awaitable[set[str]]] | None = None,
+        clusters_warm: Callable[[float], Awaitable[None]] | None = None,
         retire_poll_s: float = 0.5,
         retire_max_s: float = 600.0,
     ) -> None:
         """``idle_check(names)`` returns the clusters among ``names`` with no request in flight;
         unused clusters that are still busy are removed later (at most ``retire_max_s`` later).
+        ``clusters_warm(timeout)`` returns once Envoy has no warming cluster (a new cluster with
+        active health checks warms after its first check round, after the ACK).
         """
         self._idle_check = idle_check
+        self._clusters_warm = clusters_warm
         self._retire_poll_s = retire_poll_s
         self._retire_max_s = retire_max_s
         self._desired_clusters: set[str] = set()
@@ -226,7 +230,11 @@ class XdsServer:
             try:
                 union_c = {**old[T_CLUSTER], **new[T_CLUSTER]}
                 union_e = {**old[T_CLUSTER_LOAD_ASSIGNMENT], **new[T_CLUSTER_LOAD_ASSIGNMENT]}
-                await self._stage({T_CLUSTER: union_c, T_CLUSTER_LOAD_ASSIGNMENT: union_e}, packed, deadline)
+                changed = await self._stage(
+                    {T_CLUSTER: union_c, T_CLUSTER_LOAD_ASSIGNMENT: union_e}, packed, deadline
+                )
+                if changed and self._clusters_warm is not None:
+                    await self._clusters_warm(max(0.0, deadline - time.monotonic()))
                 await self._stage(
                     {T_LISTENER: new[T_LISTENER], T_ROUTE_CONFIGURATION: new[T_ROUTE_CONFIGURATION]},
                     packed,
@@ -296,10 +304,11 @@ class XdsServer:
 
     async def _stage(
         self, changes: dict[str, Resources], packed: dict[str, dict[str, any_pb2.Any]], deadline: float
-    ) -> None:
+    ) -> bool:
         changed = self._apply(changes, packed)
         if changed:
             await self._wait_acked(changed, deadline)
+        return bool(changed)
 
     def _apply(self, changes: dict[str, Resources], packed: dict[str, dict[str, any_pb2.Any]]) -> list[str]:
         """Set the snapshot for the given types; returns the types whose content changed."""

@@ -93,6 +93,7 @@ class TranslateOptions:
     ext_proc_response_header_mode: str = "SEND"  # the EPP sees response status/headers (accounting)
     ext_proc_response_body_mode: str = "NONE"  # stream lifetime still spans the response; never BUFFERED
     epp_connect_timeout_s: float = 0.25
+    epp_health_check_interval_s: float = 1.0
     upstream_connect_timeout_s: float = 1.0
     stream_idle_timeout_s: float = 300.0  # bounds generations instead of a route timeout
     max_request_bytes: int = 8 * 1024 * 1024  # buffered bodies (ext_proc BUFFERED, transform)
@@ -643,6 +644,18 @@ def _epp_cluster(key: str, opts: TranslateOptions) -> dict[str, Any]:
         "type": "EDS",
         "eds_cluster_config": _eds(key),
         "connect_timeout": _duration(opts.epp_connect_timeout_s),
+        # A dead EPP replica leaves rotation within a second (TCP connect check on the gRPC
+        # port; no_traffic_interval too, or an idle cluster is checked once a minute).
+        "health_checks": [
+            {
+                "timeout": _duration(min(0.5, opts.epp_connect_timeout_s * 2)),
+                "interval": _duration(opts.epp_health_check_interval_s),
+                "no_traffic_interval": _duration(opts.epp_health_check_interval_s),
+                "unhealthy_threshold": 1,
+                "healthy_threshold": 1,
+                "tcp_health_check": {},
+            }
+        ],
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": T_HTTP_PROTOCOL_OPTIONS,
@@ -655,6 +668,7 @@ def _epp_cluster(key: str, opts: TranslateOptions) -> dict[str, Any]:
 def _no_epp_cluster(opts: TranslateOptions) -> dict[str, Any]:
     cluster = _epp_cluster(NO_EPP_CLUSTER, opts)
     del cluster["eds_cluster_config"]
+    del cluster["health_checks"]
     cluster["type"] = "STATIC"
     cluster["load_assignment"] = {"cluster_name": NO_EPP_CLUSTER}
     return cluster
