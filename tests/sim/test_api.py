@@ -225,3 +225,27 @@ async def test_cluster_replica_names_and_lookup(http: httpx.AsyncClient) -> None
         for replica in cluster.replicas:
             response = await http.get(f"{replica.url}/health")
             assert response.headers["x-inference-pod"] == replica.name
+
+
+async def test_stream_interval_groups_tokens_per_chunk(make_cluster, http: httpx.AsyncClient) -> None:
+    from infergate.sim.testing import stream_completion
+
+    cluster = await make_cluster(stream_interval=4)
+    result = await stream_completion(http, cluster.replicas[0].url,
+                                     {"model": MODEL, "prompt": PROMPT, "max_tokens": 12, "ignore_eos": True})
+    assert result.done and tokenizer.count_tokens(result.text) == 12
+    assert result.chunks <= 3
+
+
+async def test_prefix_caching_can_be_disabled(make_cluster, http: httpx.AsyncClient) -> None:
+    from infergate.sim.testing import scrape
+
+    cluster = await make_cluster(enable_prefix_caching=False)
+    url = cluster.replicas[0].url
+    body = {"model": MODEL, "prompt": "same prompt " * 100, "max_tokens": 2}
+    for _ in range(2):
+        response = await http.post(f"{url}/v1/completions", json=body)
+        assert response.json()["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    metrics = await scrape(http, url)
+    assert metrics["vllm:prefix_cache_hits_total"] == 0
+    assert any("enable_prefix_caching=False" in key for key in metrics)

@@ -215,6 +215,7 @@ class Engine:
             waiting_loras=tuple(sorted(self.waiting_loras)),
             max_num_seqs=self.max_num_seqs,
             max_num_batched_tokens=self.max_num_batched_tokens,
+            prefix_caching=self.kv.enable_prefix_caching,
         )
 
     def reset_prefix_cache(self) -> int:

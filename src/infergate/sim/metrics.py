@@ -97,6 +97,7 @@ class EngineSnapshot:
     waiting_loras: tuple[str, ...]
     max_num_seqs: int
     max_num_batched_tokens: int
+    prefix_caching: bool = True
 
 
 def _esc(value: str) -> str:
@@ -153,7 +154,7 @@ def render_vllm(snap: EngineSnapshot, stats: EngineStats) -> str:
                     ("waiting_lora_adapters", ",".join(snap.waiting_loras))])
     w.gauge("vllm:lora_requests_info", "Running stats on lora requests.", lora, time.time())
     cache = _labels([("block_size", str(snap.block_size)), ("cache_dtype", "auto"),
-                     ("enable_prefix_caching", "True"), ("gpu_memory_utilization", "0.9"),
+                     ("enable_prefix_caching", str(snap.prefix_caching)), ("gpu_memory_utilization", "0.9"),
                      ("num_cpu_blocks", "0"), ("num_gpu_blocks", str(snap.num_blocks))])
     w.gauge("vllm:cache_config_info", "Information of the LLMEngine CacheConfig", cache, 1)
     w.counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
