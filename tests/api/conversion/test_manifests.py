@@ -406,3 +406,30 @@ def test_other_versions_of_the_preview_kinds_pass_through_with_a_warning() -> No
     assert result.ok
     assert result.objects[0].text == text
     assert [(str(w.obj), w.field) for w in result.warnings] == [("InferenceModel old", "apiVersion")]
+
+
+EPP_DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: vllm-llama3-8b-instruct-preview-epp, namespace: default}
+spec:
+  selector: {matchLabels: {app: epp}}
+  template:
+    metadata: {labels: {app: epp}}
+    spec:
+      containers:
+      - name: epp
+        image: registry.k8s.io/gateway-api-inference-extension/epp:v0.3.0
+        args: ["-poolName", "vllm-llama3-8b-instruct-preview", "-poolNamespace", "default", "-v", "4"]
+"""
+
+
+def test_a_v0_3_0_epp_deployment_passes_through_with_a_warning() -> None:
+    result = convert_documents(read_documents(EPP_DEPLOYMENT, "epp.yaml"))
+    assert result.ok
+    assert result.objects[0].text == EPP_DEPLOYMENT
+    (warning,) = result.warnings
+    assert str(warning.obj) == "Deployment default/vllm-llama3-8b-instruct-preview-epp"
+    assert "--pool-name vllm-llama3-8b-instruct-ga" in warning.message
+    other = EPP_DEPLOYMENT.replace('"-poolName", "vllm-llama3-8b-instruct-preview", ', "")
+    assert convert_documents(read_documents(other, "other.yaml")).warnings == ()

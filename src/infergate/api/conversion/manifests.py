@@ -290,6 +290,17 @@ def convert_objects(
                 grant = convert_reference_grant(obj, pool_name=rename)
                 results[i] = Converted(grant.objects, grant.changed)
             else:
+                epp_pool = _preview_epp_pool(obj)
+                if epp_pool is not None:
+                    object_notes.append(
+                        ConversionWarning(
+                            ObjectRef.of(obj),
+                            "spec.template.spec.containers",
+                            f"a v0.3.0 EPP (-poolName {epp_pool}), passed through unchanged: it serves only the "
+                            f"preview pool; the GA pool {rename(epp_pool)} needs a v1.0 EPP (--pool-name "
+                            f"{rename(epp_pool)} --pool-group {GA_GROUP}), e.g. the v1.0.0 inferencepool Helm chart",
+                        )
+                    )
                 if _group(obj) == PREVIEW_GROUP and obj.get("kind") in (POOL_KIND, MODEL_KIND):
                     object_notes.append(
                         ConversionWarning(
@@ -409,6 +420,25 @@ def _validate_inputs(
         else []
         for obj in objects
     ]
+
+
+def _preview_epp_pool(obj: Obj) -> str | None:
+    """The pool a v0.3.0 EPP Deployment serves (its camelCase ``-poolName`` flag), if ``obj`` is one."""
+    if obj.get("kind") != "Deployment":
+        return None
+    spec = obj.get("spec")
+    template = spec.get("template") if isinstance(spec, dict) else None
+    pod = template.get("spec") if isinstance(template, dict) else None
+    containers = pod.get("containers") if isinstance(pod, dict) else None
+    for container in containers if isinstance(containers, list) else []:
+        args = container.get("args") if isinstance(container, dict) else None
+        args = [str(a) for a in args] if isinstance(args, list) else []
+        for i, arg in enumerate(args):
+            flag, _, value = arg.partition("=")
+            if flag in ("-poolName", "--poolName"):
+                value = value or (args[i + 1] if i + 1 < len(args) else "")
+                return value or None
+    return None
 
 
 def _key(obj: Obj) -> tuple[str, str]:
