@@ -174,7 +174,7 @@ async def test_list_watch_against_embedded_apiserver(apiserver: Any) -> None:
     await call(custom.create_namespaced_custom_object, PREVIEW_GROUP, "v1alpha2", ns, "inferenceobjectives", obj)
 
     ds = Datastore()
-    source = KubernetesSource("pool", ns, GA_GROUP, api_client=api, watch_timeout=5, retry_delay=0.2)
+    source = KubernetesSource("pool", ns, GA_GROUP, api_client=api, watch_timeout=1, retry_delay=0.2)
     task = asyncio.create_task(source.run(ds))
     try:
         await wait_until(lambda: [e.hostport for e in ds.endpoints()] == ["10.1.0.1:8000"], "initial list")
@@ -193,6 +193,13 @@ async def test_list_watch_against_embedded_apiserver(apiserver: Any) -> None:
         await wait_until(lambda: ds.objective("crit") is None, "objective deleted")
         await call(custom.delete_namespaced_custom_object, GA_GROUP, "v1", ns, "inferencepools", "pool")
         await wait_until(lambda: not ds.synced, "pool deleted")
+        # watches end after their timeout (1 s here) and resume from the last resourceVersion:
+        # no relist, and changes made after the resume still arrive
+        pods = next(w for w in source._watchers if w.name == "pods")
+        await wait_until(lambda: pods.resumes >= 1, "pod watch resumed", timeout=10)
+        await create_pod("c", "10.1.0.3")
+        await wait_until(lambda: any(p.name == "c" for p in ds.pods()), "pod c after resume")
+        assert pods.lists == 1
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -145,6 +145,8 @@ class _Watcher:
         self.watch_timeout = watch_timeout
         self.retry_delay = retry_delay
         self.synced = threading.Event()
+        self.resumes = 0  # watch streams that ended and were resumed (server timeout)
+        self.lists = 0
         self.thread = threading.Thread(target=self._run, name=f"epp-watch-{name}", daemon=True)
 
     def _run(self) -> None:
@@ -159,6 +161,7 @@ class _Watcher:
                 listed = json.loads(response.data)
                 resource_version = listed.get("metadata", {}).get("resourceVersion")
                 self.post(self.on_list, listed.get("items") or [])
+                self.lists += 1
                 self.synced.set()
                 while not self.stop.is_set():
                     w = watch.Watch()
@@ -167,12 +170,15 @@ class _Watcher:
                                           deserialize=False):
                         kind = event.get("type")
                         obj = event.get("object")
-                        if kind in ("ADDED", "MODIFIED", "DELETED") and isinstance(obj, dict):
-                            self.post(self.on_event, kind, obj)
+                        if isinstance(obj, dict):
+                            # resume point (raw events: the client does not track it for us)
+                            resource_version = obj.get("metadata", {}).get("resourceVersion") or resource_version
+                            if kind in ("ADDED", "MODIFIED", "DELETED"):
+                                self.post(self.on_event, kind, obj)
                         if self.stop.is_set():
                             w.stop()
                             break
-                    resource_version = w.resource_version or resource_version
+                    self.resumes += 1
             except ApiException as exc:
                 if exc.status == 410:
                     log.info("watch %s expired (410 Gone), relisting", self.name)
