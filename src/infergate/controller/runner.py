@@ -82,8 +82,11 @@ class Reconciler:
             log.debug("%s", warning)
         to_write = result
         try:
-            await self.dataplane.apply(result.ir)
-            self.stats.applied += 1
+            if result.ir != self.stats.last_ir or self.stats.last_error is not None:
+                # IR values are frozen dataclasses: equal means nothing for Envoy to change
+                # (e.g. a watch event for a status we just wrote).
+                await self.dataplane.apply(result.ir)
+                self.stats.applied += 1
             self.stats.last_error = None
             self.stats.last_ir = result.ir
         except Exception as exc:

@@ -194,9 +194,14 @@ class KubernetesProvider:
 
     async def write_statuses(self, result: TranslationResult, controller_name: str) -> int:
         written = 0
+        cache = {(w.group, w.kind): w for w in self._watchers}
         for ref, desired in sorted(result.statuses.items()):
             if (ref.group, ref.kind) not in STATUS_KINDS:
                 continue
+            cached = cache[(ref.group, ref.kind)].objects.get((ref.namespace, ref.name))
+            if cached is not None and merge_status(ref, cached.get("status"), desired, controller_name=controller_name,
+                                                   foreign_gateways=result.foreign_gateways) is None:
+                continue  # the watch cache already shows this status: no API call
             try:
                 if await asyncio.to_thread(self._write_status, ref, desired, controller_name,
                                            result.foreign_gateways):
