@@ -194,3 +194,37 @@ async def test_scraper_sees_simulator_load() -> None:
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.mark.e2e
+async def test_scraper_reads_simulator_lora_state() -> None:
+    import aiohttp
+
+    port = free_port()
+    (address,) = random_loopback_block(1, port)
+    config = SimConfig(model="m", lora_adapters=("sql-lora", "tweet-lora"), max_loras=2, time_scale=1.0)
+    async with SimCluster(config, [address], port) as cluster:
+        ds = Datastore()
+        ds.set_pool(PoolInfo("p", selector=None, target_ports=(port,)))
+        ds.upsert_pod(PodInfo("sim-0", address))
+        store = MetricsStore()
+        async with MetricsScraper(ds, store, refresh_interval=0.02) as _, aiohttp.ClientSession() as http:
+            body = {"model": "sql-lora", "prompt": "select " * 20, "max_tokens": 3000, "ignore_eos": True}
+
+            async def one() -> None:
+                try:
+                    async with http.post(f"{cluster.urls[0]}/v1/completions", json=body) as r:
+                        await r.read()
+                except aiohttp.ClientError:
+                    pass
+
+            task = asyncio.create_task(one())
+            try:
+                endpoint = cluster.endpoints[0]
+                await wait_until(lambda: "sql-lora" in (store.fresh(endpoint) or EndpointMetrics()).active_models,
+                                 "running adapter visible in scraped metrics")
+                m = store.fresh(endpoint)
+                assert m is not None and m.max_active_models == 2 and "tweet-lora" not in m.active_models
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
