@@ -331,3 +331,16 @@ def test_a_header_modifier_that_adds_or_removes_the_objective_header_is_reported
     route = http_route({"filters": filters, "backendRefs": [pool_ref()]})
     result = convert_route(route, pool_name=rename, model_routes={("default", GA_POOL): [action("m")]})
     assert any("RequestHeaderModifier.remove touches" in w.message for w in result.warnings)
+
+
+def test_no_catch_all_and_no_catch_all_warning_when_every_match_is_pinned_to_a_known_model() -> None:
+    route = http_route({"matches": [model_match("base")], "backendRefs": [pool_ref()]})
+    for mode in ("serve", "reject"):
+        result = convert_route(
+            route,
+            pool_name=rename,
+            model_routes={("default", GA_POOL): [action("base")]},
+            unknown_models=mode,
+        )
+        assert len(result.objects[0]["spec"]["rules"]) == 1
+        assert result.warnings == ()

@@ -231,7 +231,9 @@ class _RuleConverter:
 
         leftovers = [m for ms in pinned.values() for m in ms]
         rest: list[Mapping[str, Any] | None] = list(unexpandable)
-        if self.unknown_models == "serve":
+        if not free and not leftovers:
+            pass  # every match is pinned to a model that has an InferenceModel: no catch-all
+        elif self.unknown_models == "serve":
             rest = free + leftovers + rest
             self.warn(
                 self.field,
