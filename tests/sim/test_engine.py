@@ -247,3 +247,29 @@ async def test_loading_an_adapter_costs_time_once() -> None:
         assert list(engine.loaded_loras) == ["a"]
     finally:
         await engine.stop()
+
+
+async def test_an_engine_bug_fails_requests_instead_of_hanging(monkeypatch) -> None:
+    engine = _engine()
+    engine.start()
+    try:
+        calls = {"n": 0}
+        original = engine._commit
+
+        def broken(batch):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("boom")
+            original(batch)
+
+        monkeypatch.setattr(engine, "_commit", broken)
+        victim = _seq("victim", 10, 50)
+        engine.submit(victim)
+        await _finish([victim])
+        assert victim.status is SeqStatus.FAILED
+        survivor = _seq("after", 10, 5)
+        engine.submit(survivor)
+        await _finish([survivor])
+        assert survivor.status is SeqStatus.FINISHED and engine.kv.num_used == 0
+    finally:
+        await engine.stop()

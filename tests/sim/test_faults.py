@@ -170,3 +170,21 @@ async def test_client_disconnect_aborts_the_request(make_cluster, http: httpx.As
     await wait_until(drained, timeout=5)
     m = await scrape(http, replica.url)
     assert m["vllm:request_success_total{finished_reason=abort}"] == 2
+
+
+async def test_an_engine_error_is_a_500_not_a_hang(make_cluster, http: httpx.AsyncClient, monkeypatch) -> None:
+    cluster = await make_cluster()
+    replica = cluster.replicas[0]
+    engine = replica.engine
+    original = engine._commit
+
+    def broken(batch):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engine, "_commit", broken)
+    failed = await http.post(f"{replica.url}/v1/completions", json=BODY)
+    assert failed.status_code == 500 and failed.json()["error"]["type"] == "InternalServerError"
+    streamed = await stream_completion(http, replica.url, BODY)
+    assert streamed.status == 200 and streamed.done and streamed.text == ""
+    monkeypatch.setattr(engine, "_commit", original)
+    assert (await http.post(f"{replica.url}/v1/completions", json=BODY)).status_code == 200

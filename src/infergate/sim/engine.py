@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from collections import deque
 from enum import Enum
@@ -25,6 +26,8 @@ from infergate.sim.kvcache import Block, BlockManager
 from infergate.sim.latency import StepShape, step_time
 from infergate.sim.metrics import EngineSnapshot, EngineStats
 from infergate.sim.tokenizer import CHARS_PER_TOKEN, continued_text, extend_block_hashes
+
+log = logging.getLogger(__name__)
 
 MAX_LAG_S = 0.05  # wall seconds the step clock may fall behind before it stops catching up
 CATCH_UP_YIELD = 8  # steps run back to back (when behind) before yielding to the event loop
@@ -233,6 +236,19 @@ class Engine:
 
     # ---- the step loop ------------------------------------------------------------------
     async def _run(self) -> None:
+        while True:
+            try:
+                await self._loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not leave every request hanging: fail them, go on
+                log.exception("simulated engine step failed; failing in-flight requests")
+                for seq in self.running:
+                    self.kv.free(seq.blocks)
+                    seq.blocks = []
+                self.fail_all("internal simulator error")
+
+    async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         scale = self.time_scale
         next_at = loop.time()

@@ -329,6 +329,8 @@ class Replica:
             engine.abort(seq)
             raise
         if seq.status is not SeqStatus.FINISHED:
+            if self._alive(engine):  # the engine failed the request; the server is up
+                return _error(500, seq.error or "request failed")
             self._drop(request)  # a crash: the connection breaks without a response
             return web.Response(status=500)
         text_out = tokenizer.output_text(seq.text_start, 0, seq.generated)
@@ -338,6 +340,9 @@ class Replica:
             usage_body=protocol.usage(seq.prompt_tokens, seq.generated, seq.cached_tokens),
         )
         return _json(body)
+
+    def _alive(self, engine: Engine) -> bool:
+        return engine is self.engine and self.state in ("ready", "starting") and self._runner is not None
 
     @staticmethod
     def _drop(request: web.Request) -> None:
@@ -358,6 +363,11 @@ class Replica:
             while True:
                 await seq.wait(sent)
                 if seq.status is SeqStatus.FAILED or seq.status is SeqStatus.ABORTED:
+                    if seq.status is SeqStatus.FAILED and self._alive(engine):
+                        error = json.dumps(protocol.error_body(500, seq.error or "request failed"))
+                        await response.write(f"data: {error}\n\n".encode() + protocol.DONE)
+                        await response.write_eof()
+                        return response
                     self._drop(request)  # a crash: the stream breaks without [DONE]
                     return response
                 produced = seq.generated
