@@ -203,3 +203,36 @@ async def test_list_watch_against_embedded_apiserver(apiserver: Any) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.e2e
+async def test_preview_pool_and_inference_models_against_embedded_apiserver(apiserver: Any) -> None:
+    _, api = apiserver
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    ns = f"epp-{uuid.uuid4().hex[:6]}"
+    await asyncio.to_thread(core.create_namespace, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    pool = {"apiVersion": f"{PREVIEW_GROUP}/v1alpha2", "kind": "InferencePool",
+            "metadata": {"name": "old-pool", "namespace": ns},
+            "spec": {"selector": {"app": "vllm"}, "targetPortNumber": 8000, "extensionRef": {"name": "epp"}}}
+    await asyncio.to_thread(custom.create_namespaced_custom_object, PREVIEW_GROUP, "v1alpha2", ns, "inferencepools", pool)
+    model = {"apiVersion": f"{PREVIEW_GROUP}/v1alpha2", "kind": "InferenceModel",
+             "metadata": {"name": "food", "namespace": ns},
+             "spec": {"modelName": "food-review", "criticality": "Standard", "poolRef": {"name": "old-pool"},
+                      "targetModels": [{"name": "food-review-1", "weight": 100}]}}
+    await asyncio.to_thread(custom.create_namespaced_custom_object, PREVIEW_GROUP, "v1alpha2", ns, "inferencemodels",
+                            model)
+    ds = Datastore()
+    source = KubernetesSource("old-pool", ns, PREVIEW_GROUP, api_client=api, watch_timeout=5, retry_delay=0.2)
+    task = asyncio.create_task(source.run(ds))
+    try:
+        await wait_until(lambda: ds.pool is not None and ds.model("food-review") is not None, "preview pool and model")
+        assert ds.pool is not None and ds.pool.generation == "preview" and ds.pool.target_ports == (8000,)
+        found = ds.model("food-review")
+        assert found is not None and [t.name for t in found.target_models] == ["food-review-1"]
+        await asyncio.to_thread(custom.delete_namespaced_custom_object, PREVIEW_GROUP, "v1alpha2", ns,
+                                "inferencemodels", "food")
+        await wait_until(lambda: ds.model("food-review") is None, "model deleted")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
