@@ -70,7 +70,9 @@ async def test_killed_envoy_is_restarted_and_gets_its_config_back(tmp_path: Path
         ),
         pools=(pool,),
     )
-    options = DataplaneOptions(work_dir=tmp_path / "envoy", envoy_bin=envoy_bin, drain_time_s=1)
+    options = DataplaneOptions(
+        work_dir=tmp_path / "envoy", envoy_bin=envoy_bin, drain_time_s=1, listener_drain_time_s=5
+    )
     async with running(pods), Dataplane(options) as dataplane:
         admin_host, _ = dataplane.admin_address
         assert admin_host == "127.0.0.1"
@@ -118,7 +120,9 @@ async def test_stop_drains_an_in_flight_stream_before_exiting(tmp_path: Path, en
         ),
         pools=(pool,),
     )
-    options = DataplaneOptions(work_dir=tmp_path / "envoy", envoy_bin=envoy_bin, drain_time_s=3)
+    options = DataplaneOptions(
+        work_dir=tmp_path / "envoy", envoy_bin=envoy_bin, drain_time_s=3, listener_drain_time_s=5
+    )
     async with running(pods):
         dataplane = Dataplane(options)
         await dataplane.start()

@@ -210,3 +210,31 @@ async def test_endpoint_change_reaches_envoy_without_touching_routes(dataplane: 
                 (await client.post("/v1/completions", json={"model": "m"})).json()["server"] for _ in range(6)
             }
     assert served == {f"{a.addresses[0]}:{a.port}"}
+
+
+async def test_a_listener_change_does_not_cut_a_long_stream(dataplane: Dataplane) -> None:
+    a = EchoServers(1)
+    epp_a = StampingEpp("epp-a", a.endpoints)
+    port = free_port()
+    async with running(a, epp_a):
+        pools = [make_pool("pool/a", a, epp_a.endpoint)]
+        ir = make_config(port, [Backend("pool", 1, "pool/a")], pools)
+        await dataplane.apply(ir)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+
+            async def stream() -> list[str]:
+                body = {"model": "m", "chunks": 16, "chunk_delay": 0.25}  # 4 s, longer than a short drain
+                async with client.stream("POST", "/v1/completions", json=body) as response:
+                    return [line async for line in response.aiter_lines() if line.startswith("data: ")]
+
+            task = asyncio.create_task(stream())
+            await asyncio.sleep(0.4)
+            listener = ir.listeners[0]
+            changed = DataplaneConfig(
+                listeners=(Listener(**{**listener.__dict__, "body_based_routing": False}),), pools=ir.pools
+            )
+            await dataplane.apply(changed)  # the listener's filter chain changes: Envoy drains the old one
+            after = await client.post("/v1/completions", json={"model": "m"})
+            lines = await task
+    assert after.status_code == 200
+    assert len(lines) == 17 and lines[-1] == "data: [DONE]"

@@ -45,7 +45,8 @@ class DataplaneOptions:
     envoy_bin: str | None = None
     concurrency: int = 1  # Envoy worker threads
     log_level: str = "warning"
-    drain_time_s: float = 2.0
+    drain_time_s: float = 5.0  # stop(): how long in-flight requests may finish
+    listener_drain_time_s: float = 600.0  # a changed/removed listener's old connections may finish
     apply_timeout_s: float = 15.0
     start_timeout_s: float = 20.0
     translate: TranslateOptions = field(default_factory=_default_translate_options)
@@ -106,6 +107,7 @@ class Dataplane:
                 concurrency=opts.concurrency,
                 log_level=opts.log_level,
                 drain_time_s=opts.drain_time_s,
+                listener_drain_time_s=opts.listener_drain_time_s,
                 start_timeout_s=opts.start_timeout_s,
             )
         )

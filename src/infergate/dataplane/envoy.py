@@ -40,7 +40,10 @@ class EnvoyOptions:
     concurrency: int = 1
     max_downstream_connections: int = 50_000
     log_level: str = "warning"
-    drain_time_s: float = 2.0  # how long listeners drain on stop / listener removal
+    drain_time_s: float = 5.0  # how long stop() waits for in-flight requests to finish
+    # How long a changed or removed listener's old connections may finish (Envoy --drain-time-s);
+    # long, because generations stream for minutes and a listener change must not cut them.
+    listener_drain_time_s: float = 600.0
     start_timeout_s: float = 20.0
     restart_backoff_s: tuple[float, float] = (0.2, 5.0)  # first and maximum delay between restarts
     stable_after_s: float = 10.0  # a run this long resets the backoff
@@ -190,13 +193,13 @@ class EnvoySupervisor:
             "--log-level",
             opts.log_level,
             "--drain-time-s",
-            str(max(1, round(opts.drain_time_s))),
+            str(max(1, round(opts.listener_drain_time_s))),
             "--drain-strategy",
-            "immediate",
+            "immediate",  # idle old connections close at once; in-flight ones get the drain time
             "--file-flush-interval-msec",
             "1000",  # access log lines reach the log within a second (default 10 s)
             "--parent-shutdown-time-s",
-            str(max(2, round(opts.drain_time_s)) + 1),
+            str(max(2, round(opts.listener_drain_time_s)) + 1),
         ]
         log_file = self.log_path.open("ab")
         try:
