@@ -212,3 +212,42 @@ async def test_infergate_gateway_process_serves_and_stops_on_sigterm(tmp_path: P
         err = log_path.read_text()
         assert proc.returncode == 0, err
         assert f"listening on http://{address}:{port}" in err
+
+
+async def test_an_invalid_backend_fails_only_its_weighted_share(tmp_path: Path, envoy_bin: str) -> None:
+    """Gateway API: with two equal-weight backends of which one is invalid, about half of the
+    requests get 500 and the rest are served (some gateways turn all traffic into 500s)."""
+    port = free_port()
+    manifest_dir = tmp_path / "manifests"
+    manifest_dir.mkdir()
+    async with doubles() as (llama, qwen, llama_epp, qwen_epp):
+        docs = manifests(port, llama, qwen, llama_epp, qwen_epp)
+        route = next(d for d in docs if d["metadata"]["name"] == "models")
+        route["spec"]["rules"] = [{"backendRefs": [
+            {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "llama", "weight": 50},
+            {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "missing", "weight": 50}]}]
+        write(manifest_dir / "all.yaml", docs)
+        results: list[TranslationResult] = []
+        started = asyncio.Event()
+        config = GatewayConfig(manifests_dir=str(manifest_dir), address_pool=address_pool(),
+                               work_dir=str(tmp_path / "envoy"))
+        task = asyncio.create_task(run_gateway(config, started=started,
+                                               on_reconciled=lambda r, _: results.append(r)))
+        try:
+            await asyncio.wait_for(started.wait(), 30)
+            (listener,) = results[0].ir.listeners
+            total = 200
+            async with httpx.AsyncClient(base_url=f"http://{listener.address}:{port}", timeout=10) as client:
+                codes = Counter()
+                for _ in range(total):
+                    r = await client.post("/v1/completions", json={"model": "llama", "prompt": "hi"})
+                    codes[r.status_code] += 1
+                    if r.status_code == 200:
+                        assert r.json()["epp"] == "llama-epp"
+            assert set(codes) == {200, 500}, codes
+            tolerance = max(0.10, 3 * (0.25 / total) ** 0.5)
+            assert abs(codes[500] / total - 0.5) <= tolerance, codes
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -238,3 +238,19 @@ def test_merge_pool_status_placeholder_and_foreign_gateways() -> None:
     assert merged == {"parents": [theirs, ours]}
     assert merge_status(v1, {"parents": [theirs, ours]}, {"parents": []}, controller_name=CTL,
                         foreign_gateways=frozenset()) == {"parents": []}
+
+
+def test_cluster_mode_gateways_sharing_a_port_conflict() -> None:
+    objects = parse_manifests((TESTDATA / "model_name_routing.in.yaml").read_text())
+    second = next(o for o in objects if o["kind"] == "Gateway")
+    objects.append({**second, "metadata": {"name": "second", "namespace": "default"}})
+    result = translate(Snapshot.of(objects), TranslatorOptions(addresses=ClusterAllocator("203.0.113.7")))
+    first_status = result.statuses[ObjectRef(GW, "Gateway", "default", "inference-gateway")]
+    second_status = result.statuses[ObjectRef(GW, "Gateway", "default", "second")]
+    listener = {c["type"]: (c["status"], c["reason"]) for c in second_status["listeners"][0]["conditions"]}
+    assert listener["Accepted"] == ("False", "PortUnavailable")
+    assert {c["type"]: c["status"] for c in second_status["conditions"]} == {"Accepted": "False", "Programmed": "False"}
+    assert {c["type"]: c["status"] for c in first_status["conditions"]} == {"Accepted": "True", "Programmed": "True"}
+    assert [(lst.gateway_name, lst.address) for lst in result.ir.listeners] == [("inference-gateway", "0.0.0.0")]
+    # With one loopback address per Gateway there is no conflict.
+    assert len(translate(Snapshot.of(objects)).ir.listeners) == 2

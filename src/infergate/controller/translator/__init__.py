@@ -67,6 +67,7 @@ def translate(snapshot: Snapshot, options: TranslatorOptions | None = None) -> T
         else:
             foreign.add(gw.ref)
     options.addresses.retain(gateways)
+    _mark_port_conflicts(gateways)
 
     attachments: list[_Attachment] = []
     # pool -> gateway -> whether some route referencing the pool is accepted by that gateway
@@ -100,6 +101,22 @@ def translate(snapshot: Snapshot, options: TranslatorOptions | None = None) -> T
     ir = _build_ir(gateways, attachments, resolved_pools, options)
     return TranslationResult(ir=ir, statuses=statuses, foreign_gateways=frozenset(foreign),
                              warnings=tuple(f"ignored {name}: kind not read by the gateway" for name in snapshot.ignored))
+
+
+def _mark_port_conflicts(gateways: dict[ObjectRef, GatewayState]) -> None:
+    """Two Gateways bound to one address (cluster mode: 0.0.0.0) cannot share a port: the
+    oldest Gateway keeps it (then namespace/name order), the other's listener is not accepted."""
+    owners: dict[tuple[str, int], ObjectRef] = {}
+    ordered = sorted(gateways.values(), key=lambda g: (g.resource.creation_timestamp, g.ref))
+    for state in ordered:
+        if state.assignment is None:
+            continue
+        for listener in state.listeners:
+            key = (state.assignment.bind_address, listener.port)
+            owner = owners.setdefault(key, state.ref)
+            if owner != state.ref:
+                listener.accepted = (c.FALSE, c.REASON_PORT_UNAVAILABLE,
+                                     f"Port {listener.port} on {key[0]} is used by Gateway {owner.namespace}/{owner.name}")
 
 
 def _attach(snapshot: Snapshot, state: GatewayState, route: CompiledRoute, ref: Any,
