@@ -269,10 +269,13 @@ data: {x: "1"}
 
 
 def test_documents_that_are_not_objects_are_errors() -> None:
-    result = convert_documents(read_documents("- a\n- b\n---\nfoo: bar\n", "x.yaml"))
+    text = "- a\n- b\n---\nfoo: bar\n---\nkind: List\napiVersion: v1\nitems: [{kind: X}, 3]\n"
+    result = convert_documents(read_documents(text, "x.yaml"))
     assert result.errors == (
         "x.yaml (document 1): not an object: list",
         "x.yaml (document 2): Object 'Kind' is missing or 'apiVersion' is missing",
+        "x.yaml (document 3): items[0]: Object 'Kind' is missing or 'apiVersion' is missing",
+        "x.yaml (document 3): items[1]: not an object",
     )
 
 

@@ -136,10 +136,14 @@ def convert_documents(
             continue
         if _is_list(data):
             for position, item in enumerate(data.get("items") or []):
-                if isinstance(item, dict):
-                    items.append((doc, position, item))
-                else:
+                if not isinstance(item, dict):
                     errors.append(f"{doc.where}: items[{position}]: not an object")
+                elif not item.get("apiVersion") or not item.get("kind"):
+                    errors.append(
+                        f"{doc.where}: items[{position}]: Object 'Kind' is missing or 'apiVersion' is missing"
+                    )
+                else:
+                    items.append((doc, position, item))
             continue
         if not data.get("apiVersion") or not data.get("kind"):
             errors.append(f"{doc.where}: Object 'Kind' is missing or 'apiVersion' is missing")
