@@ -77,8 +77,11 @@ async def test_headers_only_picks_any_available_endpoint() -> None:
     director, ds, _store = make()
     seen = {(await director.handle_request(req(f"r{i}", headers_only=True, body={}))).endpoint for i in range(60)}
     assert seen == {f"{ip}:8000" for ip in IPS}
+    assert director.inflight(f"{IPS[0]}:8000") > 0
     for i in range(60):
         director.on_request_done(f"r{i}", completed=True)
+    assert all(director.inflight(f"{ip}:8000") == 0 for ip in IPS)
+    assert b"inference_model_request_total{" not in director.metrics.render()  # not counted, as upstream
     ds.replace_pods([])
     r = await expect_rejection(director, req("x", headers_only=True, body={}))
     assert (r.status, r.code, r.message) == (500, "Internal", "no pods available in datastore")

@@ -73,6 +73,7 @@ class _RequestState:
     buffer: bytearray | None = None
     tail: bytes = b""
     usage: dict[str, Any] | None = None
+    counted: bool = True  # in the request metrics (headers-only requests are not)
     overflow: bool = False  # non-streaming body too large to buffer for usage
     finished: bool = False  # response end of stream seen
 
@@ -173,12 +174,13 @@ class EppDirector:
                 return t.name
         return targets[-1].name
 
-    def _track(self, request_id: str, model: str, target: str, hostport: str) -> None:
+    def _track(self, request_id: str, model: str, target: str, hostport: str, *, counted: bool = True) -> None:
         self._inflight[hostport] = self._inflight.get(hostport, 0) + 1
         self._sent_since_scrape[hostport] = self._sent_since_scrape.get(hostport, 0) + 1
-        self._requests[request_id] = _RequestState(model, target, hostport, time.monotonic())
-        self.metrics.request_total.labels(model, target).inc()
-        self.metrics.running_requests.labels(model).inc()
+        self._requests[request_id] = _RequestState(model, target, hostport, time.monotonic(), counted=counted)
+        if counted:  # upstream counts only requests with a body (scheduled ones)
+            self.metrics.request_total.labels(model, target).inc()
+            self.metrics.running_requests.labels(model).inc()
 
     # ---- Director protocol -------------------------------------------------------------
     async def handle_request(self, request: InferenceRequest) -> Decision:
@@ -190,7 +192,7 @@ class EppDirector:
             if not endpoints:
                 raise self._reject("", "", Rejection(500, "Internal", "no pods available in datastore"))
             chosen = endpoints[self.rng.randrange(len(endpoints))]
-            self._track(request.request_id, request.model, request.model, chosen.hostport)
+            self._track(request.request_id, request.model, request.model, chosen.hostport, counted=False)
             return Decision(endpoint=chosen.hostport)
 
         body = request.body
@@ -273,7 +275,7 @@ class EppDirector:
         state.status = status
         content_type = headers.get("content-type", "")
         state.streaming = "text/event-stream" in content_type
-        if status >= 400:
+        if status >= 400 and state.counted:
             self.metrics.request_error_total.labels(state.model, state.target_model, "ModelServerError").inc()
 
     def on_response_body(self, request_id: str, chunk: bytes, end_of_stream: bool) -> None:
@@ -300,7 +302,7 @@ class EppDirector:
             else:
                 state.buffer = None  # too large to parse for usage
                 state.overflow = True
-        if end_of_stream and not state.finished:
+        if end_of_stream and not state.finished and state.counted:
             state.finished = True
             if not state.streaming and state.buffer:
                 state.usage = _usage_of(bytes(state.buffer).decode("utf-8", errors="replace"))
@@ -328,10 +330,11 @@ class EppDirector:
             self._inflight[state.hostport] = count
         else:
             self._inflight.pop(state.hostport, None)
-        self.metrics.running_requests.labels(state.model).dec()
-        if completed and not state.finished:
-            state.finished = True
-            self._record_response(state)
+        if state.counted:
+            self.metrics.running_requests.labels(state.model).dec()
+            if completed and not state.finished:
+                state.finished = True
+                self._record_response(state)
         self.flow.notify()
 
     def request_usage(self, request_id: str) -> dict[str, Any] | None:
