@@ -241,6 +241,8 @@ class XdsServer:
                     deadline,
                 )
                 self._desired_clusters = set(new[T_CLUSTER])
+                for name in self._desired_clusters & set(self._retiring_since):
+                    del self._retiring_since[name]  # in use again
                 await self._remove_unused_clusters(packed, deadline)
             except XdsRejected as exc:
                 # Rejected clusters: go back to what Envoy has; later steps: keep the ACKed
