@@ -19,6 +19,7 @@ import pytest
 from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
 from infergate.controller.ir import DataplaneConfig
 from infergate.controller.providers.kubernetes import KubernetesProvider, load_api_client
+from infergate.controller.resources import ObjectRef
 from infergate.controller.runner import Reconciler
 from infergate.controller.translator import TranslatorOptions
 from infergate.controller.translator.addresses import LoopbackAllocator
@@ -82,11 +83,15 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
     raise AssertionError(f"condition not met within {timeout}s: {last}")
 
 
+@pytest.fixture(scope="module")
+def crds(kubectl: Callable[..., str], reference_dir: Path) -> None:
+    files = [*sorted((reference_dir / "gie-v1.0.0" / "crd").glob("*.yaml")),
+             *sorted((reference_dir / "gateway-api-v1.3.0" / "crd").glob("*.yaml"))]
+    kubectl("apply", *[a for f in files for a in ("-f", str(f))])
+
+
 async def test_kubernetes_provider_lists_watches_and_writes_statuses(
-        apiserver: ThreadedAPIServer, kubectl: Callable[..., str], reference_dir: Path) -> None:
-    crds = [*sorted((reference_dir / "gie-v1.0.0" / "crd").glob("*.yaml")),
-            *sorted((reference_dir / "gateway-api-v1.3.0" / "crd").glob("*.yaml"))]
-    kubectl("apply", *[a for f in crds for a in ("-f", str(f))])
+        apiserver: ThreadedAPIServer, kubectl: Callable[..., str], reference_dir: Path, crds: None) -> None:
     conformance = reference_dir / "gie-v1.0.0" / "conformance"
     base = (conformance / "base.yaml").read_text().replace("{GATEWAY_CLASS_NAME}", "infergate")
     kubectl("apply", "-f", "-", input=base + "\n---\n" + (
@@ -171,3 +176,41 @@ async def test_kubernetes_provider_lists_watches_and_writes_statuses(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await provider.stop()
+
+
+def test_status_write_retries_on_conflict_and_keeps_the_concurrent_writers_entry(
+        apiserver: ThreadedAPIServer, kubectl: Callable[..., str], crds: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubernetes.client import CustomObjectsApi
+
+    kubectl("create", "namespace", "conflict")
+    kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "r", "namespace": "conflict"},
+        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "svc", "port": 80}]}]}}))
+    other = {"parentRef": {"name": "elsewhere"}, "controllerName": "example.com/other", "conditions": [
+        {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+         "lastTransitionTime": "2020-01-01T00:00:00Z"}]}
+    original = CustomObjectsApi.replace_namespaced_custom_object_status
+    calls: list[int] = []
+
+    def racing_replace(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:  # another controller writes between our GET and our PUT
+            route = get(kubectl, "httproute", "-n", "conflict", "r")
+            route["status"] = {"parents": [other]}
+            kubectl("replace", "--subresource=status", "-f", "-", input=json.dumps(route))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CustomObjectsApi, "replace_namespaced_custom_object_status", racing_replace)
+    provider = KubernetesProvider(load_api_client(str(apiserver.kubeconfig_path)))
+    ours = {"parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "conflict",
+                          "name": "gw"},
+            "controllerName": "infergate.io/gateway-controller", "conditions": [
+                {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "ok",
+                 "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    ref = ObjectRef("gateway.networking.k8s.io", "HTTPRoute", "conflict", "r")
+    assert provider._write_status(ref, {"parents": [ours]}, "infergate.io/gateway-controller", frozenset())
+    assert len(calls) == 2  # the first PUT got 409 Conflict; the second, re-merged, succeeded
+    parents = get(kubectl, "httproute", "-n", "conflict", "r")["status"]["parents"]
+    assert [p["controllerName"] for p in parents] == ["example.com/other", "infergate.io/gateway-controller"]
