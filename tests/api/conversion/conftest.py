@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from infergate.api.conversion import Document, read_documents
+from infergate.api.conversion.rewrite_schema import MODEL_REWRITE_SCHEMA
 from infergate.api.validation import apply_schema_defaults, find_unknown_fields, validate_tree
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[3] / "examples" / "preview"
@@ -43,83 +44,6 @@ CRD_FILES = {
     ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant"): (
         "gateway-api-v1.3.0/crd/gateway.networking.k8s.io_referencegrants.yaml"
     ),
-}
-
-
-# Upstream v1.2 InferenceModelRewrite (apix/v1alpha2/inferencemodelrewrite_types.go), as an
-# openAPIV3Schema: it has no CRD in ../shared/reference (v1.0.0 predates it).
-MODEL_REWRITE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "apiVersion": {"type": "string"},
-        "kind": {"type": "string"},
-        "metadata": {"type": "object"},
-        "spec": {
-            "type": "object",
-            "required": ["poolRef", "rules"],
-            "properties": {
-                "poolRef": {
-                    "type": "object",
-                    "required": ["name"],
-                    "properties": {
-                        "group": {
-                            "type": "string",
-                            "default": "inference.networking.k8s.io",
-                            "maxLength": 253,
-                        },
-                        "kind": {
-                            "type": "string",
-                            "default": "InferencePool",
-                            "maxLength": 63,
-                            "minLength": 1,
-                        },
-                        "name": {"type": "string", "maxLength": 253, "minLength": 1},
-                    },
-                },
-                "rules": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "matches": {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "properties": {
-                                        "model": {
-                                            "type": "object",
-                                            "required": ["value"],
-                                            "properties": {
-                                                "type": {
-                                                    "type": "string",
-                                                    "enum": ["Exact"],
-                                                    "default": "Exact",
-                                                },
-                                                "value": {"type": "string", "minLength": 1},
-                                            },
-                                        }
-                                    },
-                                },
-                            },
-                            "targets": {
-                                "type": "array",
-                                "minItems": 1,
-                                "items": {
-                                    "type": "object",
-                                    "required": ["modelRewrite"],
-                                    "properties": {
-                                        "weight": {"type": "integer", "minimum": 1, "maximum": 1000000},
-                                        "modelRewrite": {"type": "string"},
-                                    },
-                                },
-                            },
-                        },
-                    },
-                },
-            },
-        },
-        "status": {"type": "object"},
-    },
 }
 
 

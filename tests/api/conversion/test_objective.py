@@ -294,3 +294,18 @@ def test_weights_that_cannot_be_reduced_are_scaled_with_a_warning() -> None:
     weights = {t["modelRewrite"]: t["weight"] for t in result.objects[1]["spec"]["rules"][0]["targets"]}
     assert weights == {"a": 1_000_000, "b": 1}
     assert any("scaled" in w.message for w in result.warnings)
+
+
+def test_the_rewrite_schema_rejects_invalid_rewrites() -> None:
+    from infergate.api.conversion.rewrite_schema import validate_model_rewrite
+
+    model = inference_model(
+        criticality="Critical", targetModels=[{"name": "a", "weight": 1}, {"name": "b", "weight": 2}]
+    )
+    rewrite = model_to_objective(model).objects[1]
+    assert validate_model_rewrite(rewrite) == []
+    rewrite["spec"]["rules"][0]["targets"][0]["weight"] = 0
+    errors = validate_model_rewrite(rewrite)
+    assert len(errors) == 1 and errors[0].startswith("spec.rules[0].targets[0].weight: Invalid value: 0")
+    rewrite["spec"]["extra"] = True
+    assert validate_model_rewrite(rewrite) == ['unknown field "spec.extra"']

@@ -61,6 +61,7 @@ from infergate.api.conversion.objective import (
     select_oldest,
 )
 from infergate.api.conversion.pool import pool_to_v1, pool_to_v1alpha2
+from infergate.api.conversion.rewrite_schema import validate_model_rewrite
 from infergate.api.conversion.route import PoolKey, UnknownModels, convert_reference_grant, convert_route
 
 Obj = dict[str, Any]
@@ -167,9 +168,9 @@ def convert_documents(
             if not result.changed:
                 continue
             for obj in result.objects:
-                if obj.get("kind") == MODEL_REWRITE_KIND:
-                    continue  # upstream v1.2+ kind; infergate.api models v1.0.0
-                errors.extend(f"converted {_invalid(obj)}: {line}" for line in validator(obj))
+                # InferenceModelRewrite is an upstream v1.2+ kind that infergate.api (v1.0.0) does not model.
+                check = validate_model_rewrite if obj.get("kind") == MODEL_REWRITE_KIND else validator
+                errors.extend(f"converted {_invalid(obj)}: {line}" for line in check(obj))
     if errors:
         return ManifestConversion((), tuple(warnings), tuple(errors))
 
