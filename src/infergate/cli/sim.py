@@ -96,7 +96,9 @@ def command(replicas: int, address: str, port: int, model: str, lora: str, max_l
     /health, /health/ready, /metrics (vLLM or SGLang names), /get_load, /get_model_info,
     /get_server_info and /admin/*, with a calibrated continuous-batching latency model.
 
-    Example: infergate sim --replicas 4 --address 127.0.1.1 --port 8000 --lora a,b --time-scale 10
+    \b
+    Example (4 replicas on 127.0.1.1-4:8000, two adapters, 10x faster than real time):
+      infergate sim --replicas 4 --address 127.0.1.1 --port 8000 --lora a,b --time-scale 10
     """
     import asyncio
     import ipaddress
