@@ -1,8 +1,8 @@
 """Scrape every endpoint's ``/metrics`` in parallel and keep the latest values per endpoint.
 
 * ``parse_metrics``: a minimal Prometheus text parser that looks only at the lines of the
-  series the protocol needs (a ``startswith`` on a tuple of names), so a 200-line vLLM
-  page costs microseconds, not a full parse.
+  series the protocol needs (``str.find`` per name): ~50 us for the simulator's 260-line
+  page, a tenth of the HTTP round trip.
 * ``MetricsStore``: latest ``EndpointMetrics`` per endpoint (``ip:port``), failure counts,
   and a change counter + ``asyncio.Condition``-free wake-up callbacks (flow control uses
   them to release queued requests when fresh metrics arrive).
@@ -80,34 +80,46 @@ def _parse_labels(text: str) -> dict[str, str]:
 
 
 def _series(text: str, names: tuple[str, ...]) -> dict[str, list[tuple[dict[str, str], float, float]]]:
-    """The samples of ``names``: name -> [(labels, value, timestamp or 0)]."""
+    """The samples of ``names``: name -> [(labels, value, timestamp or 0)].
+
+    Finds each name with ``str.find`` (C speed) instead of walking every line; a hit counts
+    only at the start of a line and followed by ``{`` or a space (so ``x_total`` is not ``x``).
+    """
     found: dict[str, list[tuple[dict[str, str], float, float]]] = {}
-    for line in text.splitlines():
-        if not line.startswith(names):
-            continue
-        brace = line.find("{")
-        space = line.find(" ")
-        if brace >= 0 and (space < 0 or brace < space):
-            name = line[:brace]
-            close = line.rfind("}")
-            if close < 0:
+    text = "\n" + text  # every line now starts after a newline
+    for name in names:
+        needle = "\n" + name
+        n = len(name)
+        pos = 0
+        while True:
+            at = text.find(needle, pos)
+            if at < 0:
+                break
+            at += 1
+            end = text.find("\n", at)
+            if end < 0:
+                end = len(text)
+            pos = end
+            nxt = text[at + n : at + n + 1]
+            if nxt == "{":
+                close = text.rfind("}", at, end)
+                if close < 0:
+                    continue
+                labels = _parse_labels(text[at + n + 1 : close])
+                rest = text[close + 1 : end].split()
+            elif nxt == " ":
+                labels = {}
+                rest = text[at + n + 1 : end].split()
+            else:
                 continue
-            labels = _parse_labels(line[brace + 1 : close])
-            rest = line[close + 1 :].split()
-        else:
-            if space < 0:
+            if not rest:
                 continue
-            name = line[:space]
-            labels = {}
-            rest = line[space + 1 :].split()
-        if name not in names or not rest:
-            continue
-        try:
-            value = float(rest[0])
-            stamp = float(rest[1]) if len(rest) > 1 else 0.0
-        except ValueError:
-            continue
-        found.setdefault(name, []).append((labels, value, stamp))
+            try:
+                value = float(rest[0])
+                stamp = float(rest[1]) if len(rest) > 1 else 0.0
+            except ValueError:
+                continue
+            found.setdefault(name, []).append((labels, value, stamp))
     return found
 
 
