@@ -236,8 +236,12 @@ class KubernetesSource:
         ns = self.namespace
 
         def post(fn: Callable[..., None], *args: Any) -> None:
-            if not loop.is_closed():
+            if stop.is_set():
+                return
+            try:
                 loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # the loop closed meanwhile
+                stop.set()
 
         def custom_list(group: str, version: str, plural: str, **extra: Any) -> ListFn:
             def list_fn(**kwargs: Any) -> Any:
