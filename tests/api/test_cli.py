@@ -103,8 +103,10 @@ def test_validate_release_option() -> None:
         "status: {parent: [{parentRef: {group: gateway.networking.k8s.io, name: gw}}]}\n"
     )
     # v0.3.0's parentRef is a corev1.ObjectReference (no group); v1.0.0's has one
-    assert run(["validate", "-f", "-"], stdin=status)[0] == 1
+    assert run(["validate", "--release", "v0.3.0", "-f", "-"], stdin=status)[0] == 1
     assert run(["validate", "--release", "v1.0.0", "-f", "-"], stdin=status)[0] == 0
+    # without --release, either release's x-k8s.io InferencePool is accepted
+    assert run(["validate", "-f", "-"], stdin=status)[0] == 0
 
 
 def test_validate_reference_conformance_manifests(reference_dir: Path) -> None:

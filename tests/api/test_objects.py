@@ -194,6 +194,20 @@ def test_x_k8s_pool_status_default_depends_on_release() -> None:
     assert isinstance(loaded, inference_v1alpha2.XInferencePool)
 
 
+def test_x_k8s_pool_of_either_release_loads_without_a_release() -> None:
+    obj = copy.deepcopy(PREVIEW_POOL)
+    assert type(api.load(obj)) is inference_v1alpha2.InferencePool  # both accept it: the preview wins
+    obj["status"] = {"parent": [{"parentRef": {"group": "gateway.networking.k8s.io", "name": "gw"}}]}
+    loaded = api.load(obj)
+    assert type(loaded) is inference_v1alpha2.XInferencePool
+    assert api.apply_defaults(obj)["status"]["parent"][0]["parentRef"]["kind"] == "Gateway"
+    assert api.validate(obj) == []
+    errors = [str(e) for e in api.validate(obj, release="v0.3.0")]
+    assert errors == ['unknown field "status.parent[0].parentRef.group"']
+    obj["status"]["parent"][0]["parentRef"]["uid"] = "u"  # valid in neither: the preview's errors
+    assert [str(e) for e in api.validate(obj)] == ['unknown field "status.parent[0].parentRef.group"']
+
+
 def test_model_fields_are_typed() -> None:
     route = api.load(ROUTE)
     assert isinstance(route, gateway_v1.HTTPRoute)

@@ -208,27 +208,59 @@ def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
     return errs
 
 
+def _candidates(obj: Any, release: str | None) -> list[registry.ResourceType]:
+    if not isinstance(obj, dict):
+        return []
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return []
+    first = registry.by_gvk(api_version, kind, release)
+    if first is None:
+        return []
+    if release is not None:
+        return [first]
+    group = api_version.split("/", 1)[0] if "/" in api_version else ""
+    others = [
+        t for t in registry.by_kind(kind) if t.group == group and t.version == first.version and t != first
+    ]
+    return [first, *others]
+
+
 def _validate(
     obj: Any, old: Any, release: str | None
 ) -> tuple[list[FieldError], registry.ResourceType | None]:
-    rtype = resource_type_of(obj, release)
-    if rtype is None:
+    """Validate against the release's type; without a release, a GVK that two releases
+    define (the x-k8s.io InferencePool) is valid if either accepts it (the preview first)."""
+    candidates = _candidates(obj, release)
+    if not candidates:
         return _type_errors(obj), None
+    first: tuple[list[FieldError], registry.ResourceType] | None = None
+    for rtype in candidates:
+        errs = _validate_as(obj, old, rtype)
+        if not errs:
+            return errs, rtype
+        if first is None:
+            first = (errs, rtype)
+    assert first is not None
+    return first
+
+
+def _validate_as(obj: Any, old: Any, rtype: registry.ResourceType) -> list[FieldError]:
     assert isinstance(obj, dict)
     unknown = _unknown_fields(obj, rtype)
     if unknown:
-        return unknown, rtype
+        return unknown
     errs = validate_object_meta(obj.get("metadata"), rtype.namespaced)
     if rtype.builtin:
         try:
             rtype.model.model_validate(obj)
         except ValidationError as exc:
             errs.extend(_pydantic_errors(exc))
-        return errs, rtype
+        return errs
     schema = rtype.shared_schema()
     new = apply_schema_defaults(obj, schema)
     old_defaulted = apply_schema_defaults(old, schema) if old is not None else NO_OLD
-    return validate_tree(new, schema, "", old_defaulted, prior=errs), rtype
+    return validate_tree(new, schema, "", old_defaulted, prior=errs)
 
 
 def validate(obj: dict[str, Any], *, release: str | None = None) -> list[FieldError]:
@@ -333,13 +365,24 @@ def _fail(obj: Any, rtype: registry.ResourceType | None, errs: list[FieldError])
     return ValidationFailed(kind=kind, name=name, errors=errs, group=group)
 
 
-def apply_defaults(obj: dict[str, Any], *, release: str | None = None) -> dict[str, Any]:
-    """What the API server stores: unknown fields pruned, CRD defaults filled, as plain JSON."""
-    rtype = resource_type_of(obj, release)
+def _defaults_as(obj: dict[str, Any], rtype: registry.ResourceType | None) -> dict[str, Any]:
     if rtype is None or rtype.builtin:
         return copy.deepcopy(obj)
     schema = rtype.shared_schema()
     return apply_schema_defaults(prune(obj, schema), schema)  # type: ignore[no-any-return]
+
+
+def apply_defaults(obj: dict[str, Any], *, release: str | None = None) -> dict[str, Any]:
+    """What the API server stores: unknown fields pruned, CRD defaults filled, as plain JSON.
+
+    Without a release, a GVK that two releases define is defaulted by the type that accepts
+    the object (the preview one when both do).
+    """
+    candidates = _candidates(obj, release)
+    if len(candidates) > 1:
+        _, chosen = _validate(obj, None, release)
+        return _defaults_as(obj, chosen)
+    return _defaults_as(obj, candidates[0] if candidates else None)
 
 
 def load(obj: dict[str, Any], *, release: str | None = None) -> Resource:
@@ -347,7 +390,7 @@ def load(obj: dict[str, Any], *, release: str | None = None) -> Resource:
     errs, rtype = _validate(obj, None, release)
     if errs or rtype is None:
         raise _fail(obj, rtype, errs)
-    data = apply_defaults(obj, release=release) if not rtype.builtin else obj
+    data = _defaults_as(obj, rtype) if not rtype.builtin else obj
     try:
         return rtype.model.model_validate(data)
     except ValidationError as exc:  # pragma: no cover - the schema check should have caught it
@@ -357,9 +400,8 @@ def load(obj: dict[str, Any], *, release: str | None = None) -> Resource:
 def load_update(old: dict[str, Any], new: dict[str, Any], *, release: str | None = None) -> Resource:
     """Like :func:`load` for an update (transition rules checked against ``old``)."""
     errs = validate_update(old, new, release=release)
-    rtype = resource_type_of(new, release)
-    if errs or rtype is None:
-        raise _fail(new, rtype, errs)
+    if errs:
+        raise _fail(new, resource_type_of(new, release), errs)
     return load(new, release=release)
 
 

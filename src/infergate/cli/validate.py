@@ -121,7 +121,8 @@ def _header(failed: ValidationFailed) -> str:
     "--release",
     type=click.Choice([registry.RELEASE_GIE_V0_3, registry.RELEASE_GIE_V1_0]),
     default=None,
-    help="Which release's x-k8s.io InferencePool CRD to validate against (default: v0.3.0, the preview).",
+    help="Which release's x-k8s.io InferencePool CRD to validate against "
+    "(default: either; v0.3.0 and v1.0.0 differ in the status).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the errors.")
 def command(targets: tuple[str, ...], recursive: bool, release: str | None, quiet: bool) -> None:
