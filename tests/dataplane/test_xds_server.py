@@ -170,3 +170,44 @@ def _cla_name(resource: object) -> str:
     cla = endpoint_pb2.ClusterLoadAssignment()
     resource.Unpack(cla)  # type: ignore[attr-defined]
     return cla.cluster_name
+
+
+async def test_a_rejected_change_to_an_existing_cluster_is_reverted_to_its_acked_definition(
+    server: XdsServer,
+) -> None:
+    from envoy.config.cluster.v3 import cluster_pb2
+
+    from infergate.dataplane.xds_translator import TranslateOptions
+
+    envoy = FakeEnvoy(server.address)
+    await envoy.start()
+    names = ("epp/a", "pool/a")
+    try:
+        envoy.send(T_CLUSTER)
+        envoy.ack(await envoy.receive(T_CLUSTER))
+        first = asyncio.create_task(server.push(resources("a"), timeout=5))
+        envoy.ack(await envoy.receive(T_CLUSTER))
+        envoy.send(T_CLUSTER_LOAD_ASSIGNMENT, names=names)
+        envoy.ack(await envoy.receive(T_CLUSTER_LOAD_ASSIGNMENT), names=names)
+        await asyncio.wait_for(first, 5)
+
+        pools = (
+            Pool("pool/a", "g", "d", "a", (80,), (Endpoint("10.0.0.1", 80),), EndpointPicker("epp/a", ())),
+        )
+        slower = translate(
+            DataplaneConfig(pools=pools), options=TranslateOptions(upstream_connect_timeout_s=3)
+        )
+        second = asyncio.create_task(server.push(slower, timeout=5))
+        changed = await envoy.receive(T_CLUSTER)
+        envoy.send(T_CLUSTER, nonce=changed.nonce, error="no")
+        with pytest.raises(XdsRejected):
+            await asyncio.wait_for(second, 5)
+        reverted = await envoy.receive(T_CLUSTER)
+        timeouts = {}
+        for resource in reverted.resources:
+            cluster = cluster_pb2.Cluster()
+            resource.Unpack(cluster)
+            timeouts[cluster.name] = cluster.connect_timeout.ToTimedelta().total_seconds()
+        assert timeouts["pool/a"] == 1.0  # the ACKed definition, not the rejected 3 s one
+    finally:
+        await envoy.close()

@@ -223,7 +223,9 @@ class XdsServer:
         """Deliver ``resources`` make-before-break; returns the versions once every Envoy ACKed."""
         assert self._push_lock is not None, "start() first"
         new = resources.by_type_url()
-        packed = {t: {n: protos.to_any(t, r) for n, r in new[t].items()} for t in ALL_TYPES}  # schema check
+        for type_url in ALL_TYPES:  # schema check before anything is sent
+            for resource in new[type_url].values():
+                protos.to_proto(type_url, resource)
         async with self._push_lock:
             deadline = time.monotonic() + timeout
             old = dict(self._snapshot.resources)  # what every Envoy has ACKed
@@ -231,19 +233,17 @@ class XdsServer:
                 union_c = {**old[T_CLUSTER], **new[T_CLUSTER]}
                 union_e = {**old[T_CLUSTER_LOAD_ASSIGNMENT], **new[T_CLUSTER_LOAD_ASSIGNMENT]}
                 changed = await self._stage(
-                    {T_CLUSTER: union_c, T_CLUSTER_LOAD_ASSIGNMENT: union_e}, packed, deadline
+                    {T_CLUSTER: union_c, T_CLUSTER_LOAD_ASSIGNMENT: union_e}, deadline
                 )
                 if changed and self._clusters_warm is not None:
                     await self._clusters_warm(max(0.0, deadline - time.monotonic()))
                 await self._stage(
-                    {T_LISTENER: new[T_LISTENER], T_ROUTE_CONFIGURATION: new[T_ROUTE_CONFIGURATION]},
-                    packed,
-                    deadline,
+                    {T_LISTENER: new[T_LISTENER], T_ROUTE_CONFIGURATION: new[T_ROUTE_CONFIGURATION]}, deadline
                 )
                 self._desired_clusters = set(new[T_CLUSTER])
                 for name in self._desired_clusters & set(self._retiring_since):
                     del self._retiring_since[name]  # in use again
-                await self._remove_unused_clusters(packed, deadline)
+                await self._remove_unused_clusters(deadline)
             except XdsRejected as exc:
                 # Rejected clusters: go back to what Envoy has; later steps: keep the ACKed
                 # clusters (they retire once unused and idle).
@@ -262,9 +262,7 @@ class XdsServer:
     def _retiring(self) -> set[str]:
         return set(self._snapshot.resources[T_CLUSTER]) - self._desired_clusters
 
-    async def _remove_unused_clusters(
-        self, packed: dict[str, dict[str, any_pb2.Any]], deadline: float
-    ) -> None:
+    async def _remove_unused_clusters(self, deadline: float) -> None:
         """Step 3: remove clusters no route uses, once no request is in flight on them."""
         unused = self._retiring()
         if not unused:
@@ -286,7 +284,7 @@ class XdsServer:
         current = self._snapshot.resources
         clusters = {n: r for n, r in current[T_CLUSTER].items() if n not in removable}
         assignments = {n: r for n, r in current[T_CLUSTER_LOAD_ASSIGNMENT].items() if n not in removable}
-        await self._stage({T_CLUSTER: clusters, T_CLUSTER_LOAD_ASSIGNMENT: assignments}, packed, deadline)
+        await self._stage({T_CLUSTER: clusters, T_CLUSTER_LOAD_ASSIGNMENT: assignments}, deadline)
         for name in removable:
             self._retiring_since.pop(name, None)
 
@@ -299,20 +297,18 @@ class XdsServer:
                 if not self._retiring():
                     return
                 try:
-                    await self._remove_unused_clusters({t: {} for t in ALL_TYPES}, time.monotonic() + 10)
+                    await self._remove_unused_clusters(time.monotonic() + 10)
                     self._good = {t: dict(self._snapshot.resources[t]) for t in ALL_TYPES}
                 except XdsError as exc:
                     log.error("xDS: removing unused clusters failed: %s", exc)
 
-    async def _stage(
-        self, changes: dict[str, Resources], packed: dict[str, dict[str, any_pb2.Any]], deadline: float
-    ) -> bool:
-        changed = self._apply(changes, packed)
+    async def _stage(self, changes: dict[str, Resources], deadline: float) -> bool:
+        changed = self._apply(changes)
         if changed:
             await self._wait_acked(changed, deadline)
         return bool(changed)
 
-    def _apply(self, changes: dict[str, Resources], packed: dict[str, dict[str, any_pb2.Any]]) -> list[str]:
+    def _apply(self, changes: dict[str, Resources]) -> list[str]:
         """Set the snapshot for the given types; returns the types whose content changed."""
         changed = [t for t in ALL_TYPES if t in changes and changes[t] != self._snapshot.resources[t]]
         if not changed:
@@ -323,12 +319,16 @@ class XdsServer:
             # Envoy re-requests endpoints for a re-warming cluster: give it a fresh version.
             changed = sorted(set(changed) | {T_CLUSTER_LOAD_ASSIGNMENT}, key=ALL_TYPES.index)
         for type_url in changed:
+            prev_resources = self._snapshot.resources[type_url]
+            prev_packed = self._snapshot.packed[type_url]
+            out: dict[str, any_pb2.Any] = {}
+            for name, res in changes[type_url].items():
+                if prev_resources.get(name) == res and name in prev_packed:
+                    out[name] = prev_packed[name]
+                else:
+                    out[name] = protos.to_any(type_url, res)
             self._snapshot.resources[type_url] = dict(changes[type_url])
-            prev = self._snapshot.packed[type_url]
-            self._snapshot.packed[type_url] = {
-                name: packed[type_url].get(name) or prev.get(name) or protos.to_any(type_url, res)
-                for name, res in changes[type_url].items()
-            }
+            self._snapshot.packed[type_url] = out
             self._snapshot.versions[type_url] = version
         for stream in self._streams.values():
             for type_url in ALL_TYPES:  # CDS before EDS, LDS before RDS
@@ -340,21 +340,16 @@ class XdsServer:
         """Serve the last good config again (Envoy still runs it). Clusters: the good ones plus
         ``base`` (what Envoy has); those no good route uses retire once idle."""
         good = self._good
-        packed = {t: {n: protos.to_any(t, r) for n, r in good[t].items()} for t in ALL_TYPES}
-        current = self._snapshot.resources
         self._apply(
             {
-                T_CLUSTER: {**current[T_CLUSTER], **good[T_CLUSTER]},
+                T_CLUSTER: {**base[T_CLUSTER], **good[T_CLUSTER]},
                 T_CLUSTER_LOAD_ASSIGNMENT: {
-                    **current[T_CLUSTER_LOAD_ASSIGNMENT],
+                    **base[T_CLUSTER_LOAD_ASSIGNMENT],
                     **good[T_CLUSTER_LOAD_ASSIGNMENT],
                 },
-            },
-            packed,
+            }
         )
-        self._apply(
-            {T_LISTENER: good[T_LISTENER], T_ROUTE_CONFIGURATION: good[T_ROUTE_CONFIGURATION]}, packed
-        )
+        self._apply({T_LISTENER: good[T_LISTENER], T_ROUTE_CONFIGURATION: good[T_ROUTE_CONFIGURATION]})
         self._desired_clusters = set(good[T_CLUSTER])
         if self._retiring() and (self._retire_task is None or self._retire_task.done()):
             self._retire_task = asyncio.create_task(self._retire_loop(), name="xds-retire-clusters")
