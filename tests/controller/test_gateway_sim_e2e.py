@@ -234,7 +234,8 @@ async def test_weights_shift_from_50_50_to_0_100_under_streaming_load_without_fa
             route = next(d for d in topology.docs if d["metadata"].get("name") == "models")
             route["spec"]["rules"][0] = llama_rule(0, 100)
             write(topology.manifest, topology.docs)
-            # Wait until the gateway applied the new weights (its admin IR shows them).
+            written = time.monotonic()
+            # Wait until the gateway applied the new weights (its admin IR shows them once Envoy ACKed).
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 ir = (await client.get(topology.admin_url + "/ir")).json()
@@ -245,6 +246,8 @@ async def test_weights_shift_from_50_50_to_0_100_under_streaming_load_without_fa
                 await asyncio.sleep(0.1)
             else:
                 pytest.fail(f"new weights not applied: {weights}")
+            # manifest poll (0.2 s here) + debounce + translation + xDS ACK, on a loaded machine
+            assert time.monotonic() - written < 3.0
             await asyncio.sleep(0.5)  # requests in flight at the switch finish on the old config
             after_switch = await epp_requests(preview)
             served_before = len(results)

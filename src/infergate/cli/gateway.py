@@ -48,7 +48,7 @@ resolves to its ready pods, its EndpointSlices, or (no selector) its clusterIP.
               help="Address reported in Gateway status.addresses in cluster mode [default: $POD_IP].")
 @click.option("--status-file", type=click.Path(dir_okay=False),
               help="With -f: also write the computed statuses to this YAML file.")
-@click.option("--poll-interval", type=float, default=1.0, show_default=True,
+@click.option("--poll-interval", type=float, default=0.5, show_default=True,
               help="With -f: seconds between scans of the manifest directory.")
 @click.option("--admin-port", type=int, default=None,
               help="Serve the gateway admin endpoint (/healthz, /readyz, /ir, /statuses, /envoy) on this "

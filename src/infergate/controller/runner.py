@@ -134,7 +134,7 @@ class GatewayConfig:
     address_pool: str = "127.0.2.0/24"
     external_address: str | None = None
     status_file: str | None = None
-    poll_interval: float = 1.0
+    poll_interval: float = 0.5
     admin_host: str = "127.0.0.1"
     admin_port: int | None = None  # the gateway's own admin endpoint; None = off
     work_dir: str | None = None

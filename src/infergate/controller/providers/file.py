@@ -38,7 +38,7 @@ MAX_FILES = 5000
 
 
 class FileProvider:
-    def __init__(self, directory: Path | str, *, poll_interval: float = 1.0,
+    def __init__(self, directory: Path | str, *, poll_interval: float = 0.5,
                  status_file: Path | str | None = None, validate: bool = True) -> None:
         self.directory = Path(directory)
         self.poll_interval = poll_interval
