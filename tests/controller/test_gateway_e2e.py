@@ -180,7 +180,7 @@ async def test_infergate_gateway_process_serves_and_stops_on_sigterm(tmp_path: P
         proc = subprocess.Popen(
             [sys.executable, "-m", "infergate", "gateway", "-f", str(manifest_dir), "--admin-port", str(admin),
              "--address-pool", address_pool(), "--poll-interval", "0.2", "-v"],
-            stdout=log, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE, stderr=log, text=True)
         address = "?"
         try:
             async with httpx.AsyncClient(timeout=5) as client:
@@ -210,8 +210,10 @@ async def test_infergate_gateway_process_serves_and_stops_on_sigterm(tmp_path: P
             finally:
                 log.close()
         err = log_path.read_text()
+        out = proc.stdout.read() if proc.stdout else ""
         assert proc.returncode == 0, err
         assert f"listening on http://{address}:{port}" in err
+        assert out.splitlines()[0] == f"ready default/inference-gateway=http://{address}:{port}", out
 
 
 async def test_an_invalid_backend_fails_only_its_weighted_share(tmp_path: Path, envoy_bin: str) -> None:

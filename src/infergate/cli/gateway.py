@@ -23,6 +23,8 @@ Gateways of a GatewayClass whose spec.controllerName is --controller-name are se
 plus those of every --gateway-class. Each Gateway gets its own loopback address from
 --address-pool (stable per Gateway, reported in status.addresses); with
 --address-mode cluster listeners bind 0.0.0.0 and --external-address is reported.
+Once the first configuration is live, one line is printed on stdout:
+"ready NS/GATEWAY=http://ADDRESS:PORT ...".
 EPPs run as their own processes (`infergate epp`): a pool's endpointPickerRef Service
 resolves to its ready pods, its EndpointSlices, or (no selector) its clusterIP.
 """
@@ -97,6 +99,10 @@ def _announce(result: Any, dataplane: Any) -> None:
         click.echo("no Gateway to serve yet (waiting for resources)", err=True)
     host, port = dataplane.admin_address
     click.echo(f"envoy admin: http://{host}:{port}", err=True)
+    # One machine-readable line on stdout once the first configuration is live (for supervisors/scripts).
+    urls = " ".join(f"{lst.gateway_namespace}/{lst.gateway_name}=http://{lst.address}:{lst.port}"
+                    for lst in result.ir.listeners)
+    click.echo(f"ready {urls}".rstrip())
 
 
 async def _main(config: Any) -> None:
