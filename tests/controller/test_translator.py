@@ -254,3 +254,20 @@ def test_cluster_mode_gateways_sharing_a_port_conflict() -> None:
     assert [(lst.gateway_name, lst.address) for lst in result.ir.listeners] == [("inference-gateway", "0.0.0.0")]
     # With one loopback address per Gateway there is no conflict.
     assert len(translate(Snapshot.of(objects)).ir.listeners) == 2
+
+
+def test_a_regex_envoy_would_reject_is_reported_not_programmed() -> None:
+    objects = parse_manifests((TESTDATA / "model_name_routing.in.yaml").read_text())
+    route = next(o for o in objects if o["kind"] == "HTTPRoute")
+    route["spec"]["rules"][0]["matches"] = [{"path": {"type": "RegularExpression", "value": "/v1/(?!admin).*"}}]
+    bad = {**route, "metadata": {"name": "bad-regex", "namespace": "default"}}
+    bad["spec"] = {**route["spec"], "rules": [{"matches": [{"headers": [
+        {"type": "RegularExpression", "name": "x-a", "value": "(unclosed"}]}], "backendRefs": []}]}
+    result = translate(Snapshot.of([*objects, bad]))
+    for name in ("models", "bad-regex"):
+        (parent,) = result.statuses[ObjectRef(GW, "HTTPRoute", "default", name)]["parents"]
+        accepted = next(c for c in parent["conditions"] if c["type"] == "Accepted")
+        assert (accepted["status"], accepted["reason"]) == ("False", "UnsupportedValue")
+    assert "RE2" in next(c for c in result.statuses[ObjectRef(GW, "HTTPRoute", "default", "models")]["parents"][0][
+        "conditions"] if c["type"] == "Accepted")["message"]
+    assert all(not vh.routes for lst in result.ir.listeners for vh in lst.virtual_hosts)

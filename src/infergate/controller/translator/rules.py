@@ -77,12 +77,40 @@ def parse_duration(value: str, path: str) -> float | None:
     return total or None
 
 
+_RE2_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]")  # lookarounds and backreferences
+
+
+def check_regex(value: str, path: str) -> None:
+    """Reject a RegularExpression Envoy (RE2) would refuse: one bad regex must not make Envoy
+    reject the whole configuration."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{path}: Invalid value: {value!r}: not a valid regular expression ({exc})") from None
+    if _RE2_UNSUPPORTED.search(value):
+        raise ValueError(f"{path}: Invalid value: {value!r}: lookarounds and backreferences are not "
+                         "supported (RE2 syntax)")
+
+
+def _check_match_regexes(matches: tuple[RouteMatch, ...], path: str) -> None:
+    for k, m in enumerate(matches):
+        if m.path_type == "RegularExpression":
+            check_regex(m.path, f"{path}.matches[{k}].path.value")
+        for h in m.headers:
+            if h.type == "RegularExpression":
+                check_regex(h.value, f"{path}.matches[{k}].headers[{h.name}].value")
+        for q in m.query_params:
+            if q.type == "RegularExpression":
+                check_regex(q.value, f"{path}.matches[{k}].queryParams[{q.name}].value")
+
+
 def compile_route(snapshot: Snapshot, route: Resource) -> CompiledRoute:
     compiled = CompiledRoute(route, [])
     for i, raw in enumerate(route.spec.get("rules") or ()):
         path = f"spec.rules[{i}]"
         rule = CompiledRule(i, _matches(raw.get("matches") or ()))
         try:
+            _check_match_regexes(rule.matches, path)
             _filters(rule, raw.get("filters") or (), path, compiled)
             timeouts = raw.get("timeouts") or {}
             if timeouts.get("request"):
