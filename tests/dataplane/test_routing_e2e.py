@@ -80,7 +80,7 @@ async def test_matches_filters_redirects_and_rewrites(dataplane: Dataplane) -> N
 
 async def test_two_listeners_empty_pool_unresolved_epp_and_body_limit(dataplane: Dataplane) -> None:
     pods = EchoServers(2)
-    first, second = free_port(), free_port()
+    first, second, third = free_port(), free_port(), free_port()
     async with running(pods):
         empty = Pool("pool/empty", "g", "d", "empty", (80,), (), EndpointPicker("epp/e", (), "FailOpen"))
         unresolved_open = Pool(
@@ -100,6 +100,7 @@ async def test_two_listeners_empty_pool_unresolved_epp_and_body_limit(dataplane:
             Listener(
                 "gw/b", "d", "b", "127.0.0.1", second, (VirtualHost("b", ("b.example.com",), b_routes),)
             ),
+            Listener("gw/c", "d", "c", "127.0.0.1", third, ()),  # a Gateway without routes yet
         )
         await dataplane.apply(
             DataplaneConfig(listeners=listeners, pools=(empty, unresolved_open, unresolved_close))
@@ -114,6 +115,7 @@ async def test_two_listeners_empty_pool_unresolved_epp_and_body_limit(dataplane:
             )
             b_host = await client.get(f"http://127.0.0.1:{second}/", headers={"host": "b.example.com"})
             b_other = await client.get(f"http://127.0.0.1:{second}/", headers={"host": "a.example.com"})
+            no_routes = await client.get(f"http://127.0.0.1:{third}/v1/models")
             b_with_port = await client.get(
                 f"http://127.0.0.1:{second}/", headers={"host": f"b.example.com:{second}"}
             )
@@ -121,4 +123,5 @@ async def test_two_listeners_empty_pool_unresolved_epp_and_body_limit(dataplane:
     assert opened.status_code == 200
     assert closed.status_code == 503
     assert too_big.status_code == 413
+    assert no_routes.status_code == 404
     assert (b_host.status_code, b_other.status_code, b_with_port.status_code) == (200, 404, 200)
