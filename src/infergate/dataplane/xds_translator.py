@@ -369,8 +369,8 @@ def _route_configuration(
     return {
         "name": listener.key,
         "virtual_hosts": vhosts,
-        # Gateway API: a request is never answered from a cluster that does not exist yet;
-        # the xDS server orders clusters before routes, so validation can stay off.
+        # The xDS server sends clusters before the routes that use them, so Envoy need not
+        # reject a route configuration naming an unknown cluster (off is RDS's default anyway).
         "validate_clusters": False,
     }, invalid
 
