@@ -312,3 +312,22 @@ async def test_a_dead_epp_replica_leaves_rotation_and_fail_close_requests_succee
         responses = await post_many(f"http://127.0.0.1:{port}", 40)
     assert [r.status_code for r in responses] == [200] * 40  # without health checks about half get 503
     assert epp_a.picked == 40
+
+
+async def test_rejected_endpoints_stop_the_change_before_any_route_uses_them(dataplane: Dataplane) -> None:
+    a = EchoServers(1)
+    epp_a = StampingEpp("epp-a", a.endpoints)
+    port = free_port()
+    async with running(a, epp_a):
+        good = config(port, [split("r", Backend("pool", 1, "pool/a"))], [pool("pool/a", a, epp_a.endpoint)])
+        await dataplane.apply(good)
+        broken = Pool(
+            "pool/b", "g", "default", "b", (80,), (Endpoint("not-an-ip", 80),), EndpointPicker("epp/b", ())
+        )
+        moved = config(port, [split("r", Backend("pool", 1, "pool/b"))], [broken])
+        with pytest.raises(XdsRejected, match="ClusterLoadAssignment"):
+            await dataplane.apply(moved)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            still = [await client.post("/v1/completions", json={"model": "m"}) for _ in range(3)]
+        assert [(r.status_code, r.json()["epp"]) for r in still] == [(200, "epp-a")] * 3  # route never moved
+        await dataplane.apply(good)
