@@ -49,7 +49,7 @@ $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm: | $(BIN)/python
 	$(TOOLS)/bin/helm version >/dev/null
 
 lint: install
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src/infergate/api
 
 typecheck: install
@@ -70,7 +70,7 @@ crds: install
 	$(BIN)/infergate crds --write config/crd
 
 golden: install
-	INFERGATE_UPDATE_GOLDEN=1 $(BIN)/pytest tests/controller -k golden -q
+	INFERGATE_UPDATE_GOLDEN=1 $(BIN)/pytest tests/controller tests/dataplane -k golden -q -p no:xdist
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
