@@ -1,0 +1,29 @@
+"""The local pod runtime: Deployments of infergate's own image run as local processes.
+
+    from infergate.apiserver.runtime import LocalRuntime, RuntimeOptions
+
+    async with LocalRuntime(RuntimeOptions(kubeconfig=path, state_dir=dir)) as runtime:
+        ...  # Deployments -> ReplicaSet + Pods (status.podIP, Ready) + local processes
+
+See docs/up.md.
+"""
+
+from infergate.apiserver.runtime.addresses import DEFAULT_POD_CIDR, PodIPAllocator
+from infergate.apiserver.runtime.kube import KubeClient, KubeConfig, KubeError, resource_path
+from infergate.apiserver.runtime.process import RestartPolicy
+from infergate.apiserver.runtime.runtime import LocalPod, LocalRuntime, RuntimeOptions
+from infergate.apiserver.runtime.spec import DEFAULT_IMAGE_PREFIXES
+
+__all__ = [
+    "DEFAULT_IMAGE_PREFIXES",
+    "DEFAULT_POD_CIDR",
+    "KubeClient",
+    "KubeConfig",
+    "KubeError",
+    "LocalPod",
+    "LocalRuntime",
+    "PodIPAllocator",
+    "RestartPolicy",
+    "RuntimeOptions",
+    "resource_path",
+]

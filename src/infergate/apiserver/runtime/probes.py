@@ -1,0 +1,70 @@
+"""Readiness probes against a pod IP: HTTP GET, TCP connect, gRPC health (grpc.health.v1)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from infergate.apiserver.runtime.spec import Probe
+
+
+def _grpc_health_request(service: str) -> bytes:
+    data = service.encode()
+    return (b"\x0a" + _varint(len(data)) + data) if data else b""
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def grpc_serving(response: bytes) -> bool:
+    """HealthCheckResponse{status: SERVING (1)}."""
+    return response == b"\x08\x01"
+
+
+async def _http(probe: Probe, host: str, session: aiohttp.ClientSession) -> bool:
+    scheme = "https" if probe.scheme.upper() == "HTTPS" else "http"
+    path = probe.path if probe.path.startswith("/") else "/" + probe.path
+    url = f"{scheme}://{probe.host or host}:{probe.port}{path}"
+    timeout = aiohttp.ClientTimeout(total=probe.timeout_s)
+    async with session.get(url, headers=dict(probe.headers), timeout=timeout, ssl=False,
+                           allow_redirects=False) as response:
+        return 200 <= response.status < 400
+
+
+async def _tcp(probe: Probe, host: str) -> bool:
+    _, writer = await asyncio.wait_for(asyncio.open_connection(probe.host or host, probe.port), probe.timeout_s)
+    writer.close()
+    return True
+
+
+async def _grpc(probe: Probe, host: str) -> bool:
+    import grpc
+
+    async with grpc.aio.insecure_channel(f"{host}:{probe.port}") as channel:
+        check = channel.unary_unary("/grpc.health.v1.Health/Check")
+        response = await check(_grpc_health_request(probe.service), timeout=probe.timeout_s)
+        return grpc_serving(bytes(response))
+
+
+async def run_probe(probe: Probe, host: str, session: aiohttp.ClientSession) -> bool:
+    """One probe attempt: True on success; any error or timeout is a failure."""
+    try:
+        if probe.kind == "http":
+            return await _http(probe, host, session)
+        if probe.kind == "tcp":
+            return await _tcp(probe, host)
+        if probe.kind == "grpc":
+            return await _grpc(probe, host)
+    except Exception:
+        return False
+    return False

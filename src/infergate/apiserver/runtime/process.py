@@ -1,0 +1,200 @@
+"""One local pod: its process (restarted with backoff), its readiness, its status.
+
+The process runs in its own session (process group), so stopping a pod stops everything
+it started: SIGTERM to the group, SIGKILL after the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+from infergate.apiserver.runtime.probes import run_probe
+from infergate.apiserver.runtime.spec import LaunchSpec
+
+log = logging.getLogger(__name__)
+ENTRYPOINT = ("-m", "infergate.apiserver.runtime.entrypoint")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Backoff between restarts: ``initial_s`` doubling up to ``max_s``; reset after ``reset_after_s`` up."""
+
+    initial_s: float = 1.0
+    max_s: float = 30.0
+    reset_after_s: float = 10.0
+    max_grace_s: float = 10.0  # the pod's terminationGracePeriodSeconds is capped to this
+
+
+@dataclass
+class ContainerState:
+    """What the Pod status reports."""
+
+    phase: str = "Pending"
+    running_since: str | None = None
+    started_at: str | None = None
+    waiting_reason: str | None = "ContainerCreating"
+    last_exit_code: int | None = None
+    last_finished_at: str | None = None
+    restart_count: int = 0
+    ready: bool = False
+    pid: int | None = None
+
+    def key(self) -> tuple[object, ...]:
+        return (self.phase, self.running_since, self.waiting_reason, self.last_exit_code, self.restart_count,
+                self.ready)
+
+
+class PodProcess:
+    """Runs ``python -m infergate ARGV`` for one pod until stopped."""
+
+    def __init__(self, name: str, ip: str, spec: LaunchSpec, base_env: Mapping[str, str], log_path: Path,
+                 on_change: Callable[[PodProcess], None], policy: RestartPolicy | None = None,
+                 python: str = sys.executable) -> None:
+        self.name = name
+        self.ip = ip
+        self.spec = spec
+        self.base_env = dict(base_env)
+        self.log_path = log_path
+        self.on_change = on_change
+        self.policy = policy or RestartPolicy()
+        self.python = python
+        self.state = ContainerState()
+        self._proc: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._last_key = self.state.key()
+
+    @property
+    def argv(self) -> list[str]:
+        return [self.python, *ENTRYPOINT, *self.spec.argv]
+
+    def environment(self) -> dict[str, str]:
+        env = {**self.base_env, **self.spec.env}
+        return env
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"pod {self.name}")
+
+    def _changed(self) -> None:
+        key = self.state.key()
+        if key != self._last_key:
+            self._last_key = key
+            self.on_change(self)
+
+    async def _run(self) -> None:
+        failures = 0
+        async with aiohttp.ClientSession() as session:
+            while not self._stopping.is_set():
+                started = time.monotonic()
+                try:
+                    await self._run_once(session)
+                except Exception as exc:  # cannot start: report and back off like a crash
+                    log.error("pod %s: %s", self.name, exc)
+                    self.state.last_exit_code = 128
+                if self._stopping.is_set():
+                    break
+                failures = 0 if time.monotonic() - started >= self.policy.reset_after_s else failures + 1
+                delay = min(self.policy.initial_s * 2 ** max(failures - 1, 0), self.policy.max_s)
+                self.state.restart_count += 1
+                self.state.waiting_reason = "CrashLoopBackOff"
+                self.state.ready = False
+                self.state.running_since = None
+                self._changed()
+                log.warning("pod %s exited (%s); restarting in %.1fs", self.name, self.state.last_exit_code, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _run_once(self, session: aiohttp.ClientSession) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log_file:
+            log_file.write(f"--- {utc_now()} starting: infergate {' '.join(self.spec.argv)}\n".encode())
+            log_file.flush()
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                env=self.environment(), start_new_session=True)
+        now = utc_now()
+        self.state.phase = "Running"
+        self.state.pid = self._proc.pid
+        self.state.running_since = now
+        self.state.started_at = self.state.started_at or now
+        self.state.waiting_reason = None
+        self.state.ready = self.spec.probe is None
+        self._changed()
+        prober = asyncio.create_task(self._probe_loop(session)) if self.spec.probe is not None else None
+        try:
+            code = await self._proc.wait()
+        finally:
+            if prober is not None:
+                prober.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await prober
+        self.state.last_exit_code = 128 - code if code < 0 else code  # killed by signal N: 128+N, as containers
+        self.state.last_finished_at = utc_now()
+        self.state.ready = False
+        self.state.pid = None
+        self._proc = None
+
+    async def _probe_loop(self, session: aiohttp.ClientSession) -> None:
+        probe = self.spec.probe
+        assert probe is not None
+        await asyncio.sleep(probe.initial_delay_s)
+        successes = failures = 0
+        while True:
+            ok = await run_probe(probe, self.ip, session)
+            successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
+            if not self.state.ready and successes >= probe.success_threshold:
+                self.state.ready = True
+                self._changed()
+            elif self.state.ready and failures >= probe.failure_threshold:
+                self.state.ready = False
+                self._changed()
+            # Until ready, probe often (the pod should join its pool quickly); then at the
+            # probe's period, capped so a dead endpoint leaves rotation within seconds.
+            await asyncio.sleep(min(probe.period_s, 5.0) if self.state.ready else min(probe.period_s, 0.25))
+
+    async def stop(self) -> None:
+        """Stop the process group (SIGTERM, SIGKILL after the grace period) and the restart loop."""
+        self._stopping.set()
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            grace = min(self.spec.grace_period_s, self.policy.max_grace_s)
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except TimeoutError:
+                _signal_group(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 5.0)
+            _signal_group(proc.pid, signal.SIGKILL)  # anything the process left in its group
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, 5.0)
+        self.state.ready = False
+        self.state.phase = "Succeeded"
+
+    def kill(self) -> None:
+        """SIGKILL the current process (tests: a crash)."""
+        if self._proc is not None and self._proc.returncode is None:
+            _signal_group(self._proc.pid, signal.SIGKILL)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)

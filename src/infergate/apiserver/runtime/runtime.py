@@ -1,0 +1,563 @@
+"""The local runtime: Deployments of infergate's own image become local processes and Pods.
+
+Watches Deployments and Pods through the API (any server, usually the embedded one). For a
+Deployment whose pod template has a container that runs infergate (see
+:func:`infergate.apiserver.runtime.spec.runs_locally`) it keeps ``spec.replicas`` pods: a
+ReplicaSet ``NAME-HASH`` owned by the Deployment, Pods ``NAME-HASH-XXXXX`` owned by it, each
+a local process with its own loopback IP, restarted with backoff when it exits. Pod status
+(phase, IP, Ready from the readiness probe) and Deployment status (replicas, ready,
+available, conditions) are written through the status subresource. A template change
+replaces the pods (new ReplicaSet); scaling down or deleting the Deployment stops them.
+Every other Deployment stays a stored object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infergate.apiserver.runtime.addresses import DEFAULT_POD_CIDR, PodIPAllocator
+from infergate.apiserver.runtime.kube import KubeClient, KubeConfig, KubeError, resource_path
+from infergate.apiserver.runtime.pods import (
+    DEPLOYMENT_ANNOTATION,
+    HASH_LABEL,
+    RUNTIME_ANNOTATION,
+    deployment_status,
+    pod_object,
+    pod_status,
+    random_suffix,
+    replica_set,
+)
+from infergate.apiserver.runtime.process import PodProcess, RestartPolicy, utc_now
+from infergate.apiserver.runtime.spec import (
+    DEFAULT_IMAGE_PREFIXES,
+    PodIdentity,
+    launch_spec,
+    local_container,
+    template_hash,
+)
+
+log = logging.getLogger(__name__)
+
+# Options of infergate's own commands that name the address to listen on: set to the pod IP
+# (through click's INFERGATE_<COMMAND>_<OPTION> defaults) unless the container sets them.
+BIND_ENV = ("INFERGATE_EPP_HOST", "INFERGATE_BBR_HOST", "INFERGATE_SIM_ADDRESS", "INFERGATE_SIM_ADMIN_ADDRESS",
+            "INFERGATE_GATEWAY_ADMIN_HOST")
+_STRIPPED_ENV = ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "POD_NAME", "POD_IP",
+                 "POD_NAMESPACE")
+_ZERO_OMITTED = ("readyReplicas", "availableReplicas", "updatedReplicas", "unavailableReplicas")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    kubeconfig: Path  # the runtime reads the API with it, and pods get it as KUBECONFIG
+    state_dir: Path  # logs/, volumes/, pod-ips.json
+    pod_cidr: str = DEFAULT_POD_CIDR
+    image_prefixes: tuple[str, ...] = DEFAULT_IMAGE_PREFIXES
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    resync_s: float = 2.0
+    node_name: str = "infergate-local"
+
+
+@dataclass
+class LocalPod:
+    name: str
+    namespace: str
+    deployment: str
+    pod_hash: str
+    ip: str
+    uid: str
+    created: str
+    container: dict[str, Any]
+    created_rv: int = 0
+    process: PodProcess | None = None
+    ready_since: str = ""
+    was_ready: bool = False
+    error: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def ready(self) -> bool:
+        return self.process is not None and self.process.state.ready
+
+
+def _key(obj: Mapping[str, Any]) -> str:
+    return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+
+
+def _rv(obj: Mapping[str, Any]) -> int:
+    try:
+        return int(obj.get("metadata", {}).get("resourceVersion", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+class LocalRuntime:
+    """Run as ``async with LocalRuntime(options): ...`` or ``start()`` / ``stop()``."""
+
+    def __init__(self, options: RuntimeOptions) -> None:
+        self.options = options
+        self.client = KubeClient(KubeConfig.load(options.kubeconfig))
+        self.allocator = PodIPAllocator(options.pod_cidr, options.state_dir / "pod-ips.json")
+        self.deployments: dict[str, dict[str, Any]] = {}
+        self.pods: dict[str, LocalPod] = {}
+        self._replicasets: set[str] = set()
+        self._rs_uids: dict[str, str] = {}
+        self._rs_replicas: dict[str, int] = {}
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._dirty: set[str] = set()
+        self._wake_writer = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> LocalRuntime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self.options.state_dir.mkdir(parents=True, exist_ok=True)
+        await self.client.open()
+        deployments = await self.client.list("/apis/apps/v1/deployments")
+        for item in deployments.get("items") or []:
+            self.deployments[_key(item)] = self._typed(item, "apps/v1", "Deployment")
+        replicasets = await self.client.list("/apis/apps/v1/replicasets")
+        for item in replicasets.get("items") or []:
+            if (item["metadata"].get("annotations") or {}).get(RUNTIME_ANNOTATION):
+                self._replicasets.add(_key(item))
+                self._rs_uids[_key(item)] = str(item["metadata"].get("uid", ""))
+                self._rs_replicas[_key(item)] = int((item.get("spec") or {}).get("replicas", 0))
+        pods = await self.client.list("/api/v1/pods")
+        for item in pods.get("items") or []:
+            await self._adopt(item)
+        self._tasks = [
+            asyncio.create_task(self._watch("/apis/apps/v1/deployments", self._on_deployment), name="watch deploy"),
+            asyncio.create_task(self._watch("/api/v1/pods", self._on_pod), name="watch pods"),
+            asyncio.create_task(self._worker(), name="runtime worker"),
+            asyncio.create_task(self._status_writer(), name="runtime status writer"),
+            asyncio.create_task(self._resync(), name="runtime resync"),
+        ]
+        for key in list(self.deployments):
+            self._enqueue(key)
+
+    async def stop(self) -> None:
+        """Stop every pod process (the Pod objects stay, marked not ready) and the watches."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        pods = list(self.pods.values())
+        await asyncio.gather(*(p.process.stop() for p in pods if p.process is not None), *self._stopping,
+                             return_exceptions=True)
+        if pods:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(*(self._write_stopped(p) for p in pods),
+                                                      return_exceptions=True), 5.0)
+        await self.client.close()
+
+    async def _write_stopped(self, pod: LocalPod) -> None:
+        patch = {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "RuntimeStopped",
+                                            "lastTransitionTime": utc_now()}],
+                            "containerStatuses": [{"name": pod.container.get("name", "main"), "ready": False,
+                                                   "restartCount": 0, "image": pod.container.get("image", ""),
+                                                   "imageID": "", "state": {"waiting": {"reason": "RuntimeStopped"}}}]}}
+        await self.client.merge_patch(resource_path("v1", "pods", pod.namespace, pod.name, "status"), patch)
+
+    # -- queries (tests, `infergate up`) ----------------------------------------------------------
+
+    def pods_of(self, namespace: str, deployment: str) -> list[LocalPod]:
+        return sorted((p for p in self.pods.values() if p.namespace == namespace and p.deployment == deployment),
+                      key=lambda p: p.name)
+
+    # -- watches ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _typed(obj: dict[str, Any], api_version: str, kind: str) -> dict[str, Any]:
+        obj.setdefault("apiVersion", api_version)
+        obj.setdefault("kind", kind)
+        return obj
+
+    async def _watch(self, path: str, handler: Any) -> None:
+        while True:
+            try:
+                listing = await self.client.list(path)
+                list_rv = _rv(listing)
+                handler("SYNC", {"items": listing.get("items") or []}, list_rv)
+                rv = str(listing["metadata"].get("resourceVersion", "0"))
+                while True:
+                    ended_normally = True
+                    async for event in self.client.watch(path, rv):
+                        kind, obj = event.get("type"), event.get("object") or {}
+                        if kind == "ERROR":
+                            ended_normally = False
+                            break
+                        rv = str(obj.get("metadata", {}).get("resourceVersion", rv))
+                        if kind != "BOOKMARK":
+                            handler(kind, obj, 0)
+                    if not ended_normally:
+                        break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("watch %s: %s; retrying", path, exc)
+                await asyncio.sleep(1.0)
+
+    def _on_deployment(self, kind: str, obj: dict[str, Any], list_rv: int) -> None:
+        if kind == "SYNC":
+            fresh = {_key(i): self._typed(i, "apps/v1", "Deployment") for i in obj["items"]}
+            for key in set(self.deployments) | set(fresh):
+                self._enqueue(key)
+            self.deployments = fresh
+            return
+        key = _key(obj)
+        if kind == "DELETED":
+            self.deployments.pop(key, None)
+        else:
+            self.deployments[key] = self._typed(obj, "apps/v1", "Deployment")
+        self._enqueue(key)
+
+    def _on_pod(self, kind: str, obj: dict[str, Any], list_rv: int) -> None:
+        if kind == "SYNC":
+            present = {_key(i): i["metadata"].get("uid") for i in obj["items"]}
+            for key, pod in list(self.pods.items()):
+                if present.get(key) != pod.uid and pod.created_rv <= list_rv:
+                    self._forget_pod(pod)
+            return
+        if kind == "DELETED":
+            gone = self.pods.get(_key(obj))
+            if gone is not None and gone.uid == obj["metadata"].get("uid"):
+                self._forget_pod(gone)
+
+    def _forget_pod(self, pod: LocalPod) -> None:
+        """The Pod object is gone (kubectl delete pod, garbage collection): stop its process."""
+        self.pods.pop(pod.key, None)
+        self.allocator.release(pod.key)
+        if pod.process is not None:
+            task = asyncio.create_task(pod.process.stop())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+        self._enqueue(f"{pod.namespace}/{pod.deployment}")
+
+    # -- reconcile ---------------------------------------------------------------------------------
+
+    def _enqueue(self, key: str) -> None:
+        if key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            try:
+                await self.reconcile(key)
+            except Exception as exc:
+                log.error("deployment %s: %s", key, exc)
+                loop = asyncio.get_running_loop()
+                loop.call_later(1.0, self._enqueue, key)
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.resync_s)
+            for key in list(self.deployments):
+                self._enqueue(key)
+
+    async def reconcile(self, key: str) -> None:
+        namespace, name = key.split("/", 1)
+        deployment = self.deployments.get(key)
+        mine = self.pods_of(namespace, name)
+        container = None
+        if deployment is not None and not deployment["metadata"].get("deletionTimestamp"):
+            template = deployment["spec"].get("template") or {}
+            container = local_container(template, self.options.image_prefixes)
+        if deployment is None or container is None:
+            await asyncio.gather(*(self._delete_pod(p) for p in mine))
+            for rs_key in [k for k in self._replicasets if k.startswith(f"{namespace}/{name}-")]:
+                self._replicasets.discard(rs_key)
+                if deployment is None:
+                    await self.client.delete(resource_path("apps/v1", "replicasets", namespace,
+                                                           rs_key.split("/", 1)[1]))
+            return
+        template = deployment["spec"].get("template") or {}
+        pod_hash = template_hash(template)
+        rs_name = f"{name}-{pod_hash}"
+        desired = int(deployment["spec"].get("replicas", 1))
+        rs = await self._ensure_replicaset(deployment, rs_name, pod_hash, desired)
+        current = [p for p in mine if p.pod_hash == pod_hash]
+        old = [p for p in mine if p.pod_hash != pod_hash]
+        for _ in range(desired - len(current)):
+            current.append(await self._create_pod(deployment, rs, rs_name, pod_hash, container))
+        if len(current) > desired:
+            extra = sorted(current, key=lambda p: (p.ready, p.created), reverse=False)[: len(current) - desired]
+            await asyncio.gather(*(self._delete_pod(p) for p in extra))
+        if old:
+            await asyncio.gather(*(self._delete_pod(p) for p in old))
+            for rs_key in [k for k in self._replicasets if k.startswith(f"{namespace}/{name}-")
+                           and k != f"{namespace}/{rs_name}"]:
+                self._replicasets.discard(rs_key)
+                await self.client.delete(resource_path("apps/v1", "replicasets", namespace, rs_key.split("/", 1)[1]))
+        for pod in self.pods_of(namespace, name):
+            if pod.process is None:
+                await self._start_process(pod, template)
+        await self._write_deployment_status(key)
+
+    async def _ensure_replicaset(self, deployment: dict[str, Any], rs_name: str, pod_hash: str,
+                                 desired: int) -> dict[str, Any]:
+        namespace = deployment["metadata"]["namespace"]
+        rs = replica_set(deployment, rs_name, pod_hash, desired)
+        path = resource_path("apps/v1", "replicasets", namespace, rs_name)
+        rs_key = f"{namespace}/{rs_name}"
+        if rs_key not in self._replicasets:
+            existing = await self.client.get(path)
+            if existing is None:
+                existing = await self.client.create(resource_path("apps/v1", "replicasets", namespace), rs)
+            self._replicasets.add(rs_key)
+            self._rs_uids[rs_key] = existing["metadata"].get("uid", "")
+            if int((existing.get("spec") or {}).get("replicas", -1)) != desired:
+                await self.client.merge_patch(path, {"spec": {"replicas": desired}})
+        elif self._rs_replicas.get(rs_key) != desired:
+            await self.client.merge_patch(path, {"spec": {"replicas": desired}})
+        self._rs_replicas[rs_key] = desired
+        rs["metadata"]["uid"] = self._rs_uids.get(rs_key, "")
+        return rs
+
+    async def _create_pod(self, deployment: dict[str, Any], rs: dict[str, Any], rs_name: str, pod_hash: str,
+                          container: dict[str, Any]) -> LocalPod:
+        namespace = deployment["metadata"]["namespace"]
+        for _ in range(5):
+            name = f"{rs_name}-{random_suffix()}"
+            if f"{namespace}/{name}" not in self.pods:
+                break
+        body = pod_object(deployment, rs, name, pod_hash, self.options.node_name)
+        created = await self.client.create(resource_path("v1", "pods", namespace), body)
+        meta = created["metadata"]
+        ip = self.allocator.allocate(f"{namespace}/{name}")
+        pod = LocalPod(name=name, namespace=namespace, deployment=deployment["metadata"]["name"], pod_hash=pod_hash,
+                       ip=ip, uid=str(meta.get("uid", "")), created=str(meta.get("creationTimestamp") or utc_now()),
+                       container=container, created_rv=_rv(created))
+        pod.ready_since = pod.created
+        self.pods[pod.key] = pod
+        log.info("pod %s: created (%s)", pod.key, ip)
+        return pod
+
+    async def _adopt(self, item: dict[str, Any]) -> None:
+        """A Pod this runtime made before a restart: run it again on its address, or delete it."""
+        meta = item["metadata"]
+        annotations = meta.get("annotations") or {}
+        if not annotations.get(RUNTIME_ANNOTATION):
+            return
+        namespace, name = meta.get("namespace", "default"), meta["name"]
+        deployment = self.deployments.get(f"{namespace}/{annotations.get(DEPLOYMENT_ANNOTATION, '')}")
+        container = None
+        if deployment is not None:
+            container = local_container(deployment["spec"].get("template") or {}, self.options.image_prefixes)
+        if deployment is None or container is None:
+            await self.client.delete(resource_path("v1", "pods", namespace, name))
+            self.allocator.release(f"{namespace}/{name}")
+            return
+        ip = self.allocator.allocate(f"{namespace}/{name}", preferred=(item.get("status") or {}).get("podIP"))
+        pod = LocalPod(name=name, namespace=namespace, deployment=deployment["metadata"]["name"],
+                       pod_hash=str((meta.get("labels") or {}).get(HASH_LABEL, "")), ip=ip, uid=str(meta.get("uid")),
+                       created=str(meta.get("creationTimestamp") or utc_now()), container=container,
+                       created_rv=_rv(item))
+        pod.ready_since = pod.created
+        self.pods[pod.key] = pod
+
+    async def _delete_pod(self, pod: LocalPod) -> None:
+        self.pods.pop(pod.key, None)
+        if pod.process is not None:
+            await pod.process.stop()
+        await self.client.delete(resource_path("v1", "pods", pod.namespace, pod.name))
+        self.allocator.release(pod.key)
+        log.info("pod %s: deleted", pod.key)
+
+    # -- processes ---------------------------------------------------------------------------------
+
+    async def _lookup(self, namespace: str, template: Mapping[str, Any]) -> dict[tuple[str, str, str], str]:
+        """The ConfigMap and Secret keys the template's env and volumes refer to."""
+        wanted: set[tuple[str, str]] = set()
+        for container in (template.get("spec") or {}).get("containers") or []:
+            for item in container.get("env") or []:
+                source = item.get("valueFrom") or {}
+                if "configMapKeyRef" in source:
+                    wanted.add(("ConfigMap", str(source["configMapKeyRef"].get("name"))))
+                if "secretKeyRef" in source:
+                    wanted.add(("Secret", str(source["secretKeyRef"].get("name"))))
+        for volume in (template.get("spec") or {}).get("volumes") or []:
+            if "configMap" in volume:
+                wanted.add(("ConfigMap", str(volume["configMap"].get("name"))))
+            if "secret" in volume:
+                wanted.add(("Secret", str(volume["secret"].get("secretName"))))
+        values: dict[tuple[str, str, str], str] = {}
+        for kind, name in wanted:
+            plural = "configmaps" if kind == "ConfigMap" else "secrets"
+            obj = await self.client.get(resource_path("v1", plural, namespace, name))
+            if obj is None:
+                continue
+            for key, value in (obj.get("data") or {}).items():
+                values[(kind, name, key)] = base64.b64decode(value).decode() if kind == "Secret" else str(value)
+            for key, value in (obj.get("binaryData") or {}).items():
+                values[(kind, name, key)] = base64.b64decode(value).decode(errors="replace")
+        return values
+
+    def _materialize_volumes(self, pod: LocalPod, template: Mapping[str, Any],
+                             values: Mapping[tuple[str, str, str], str]) -> dict[str, str]:
+        """Write the container's configMap/secret/emptyDir volumes to disk: mount path -> local path."""
+        volumes = {v.get("name"): v for v in (template.get("spec") or {}).get("volumes") or []}
+        base = self.options.state_dir / "volumes" / pod.namespace / pod.name
+        mapping: dict[str, str] = {}
+        for mount in pod.container.get("volumeMounts") or []:
+            volume = volumes.get(mount.get("name"))
+            if volume is None:
+                continue
+            target = base / str(mount["name"])
+            target.mkdir(parents=True, exist_ok=True)
+            source = volume.get("configMap") or volume.get("secret")
+            if source is not None:
+                kind = "ConfigMap" if "configMap" in volume else "Secret"
+                ref = str(source.get("name") or source.get("secretName"))
+                items = source.get("items")
+                keys = {i["key"]: i["path"] for i in items} if items else {
+                    k: k for (kd, n, k) in values if kd == kind and n == ref}
+                for key, rel in keys.items():
+                    if (kind, ref, key) in values:
+                        path = target / rel
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_text(values[(kind, ref, key)])
+            elif "emptyDir" not in volume:
+                continue  # projected tokens, hostPath...: nothing to provide locally
+            local = target / mount["subPath"] if mount.get("subPath") else target
+            mapping[str(mount["mountPath"])] = str(local)
+        return mapping
+
+    def _base_env(self, pod: LocalPod) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _STRIPPED_ENV and not k.startswith("INFERGATE_")}
+        env.update({"KUBECONFIG": str(self.options.kubeconfig), "POD_NAME": pod.name, "POD_NAMESPACE": pod.namespace,
+                    "POD_IP": pod.ip, "HOSTNAME": pod.name, "PYTHONUNBUFFERED": "1"})
+        env.update({name: pod.ip for name in BIND_ENV})
+        return env
+
+    async def _start_process(self, pod: LocalPod, template: Mapping[str, Any]) -> None:
+        try:
+            values = await self._lookup(pod.namespace, template)
+            path_map = self._materialize_volumes(pod, template, values)
+            tmeta = template.get("metadata") or {}
+            identity = PodIdentity(name=pod.name, namespace=pod.namespace, ip=pod.ip, uid=pod.uid,
+                                   node_name=self.options.node_name,
+                                   service_account=str((template.get("spec") or {}).get("serviceAccountName",
+                                                                                        "default")),
+                                   labels=tmeta.get("labels") or {}, annotations=tmeta.get("annotations") or {})
+            spec = launch_spec(template, pod.container, identity, values, path_map)
+        except (ValueError, KeyError) as exc:
+            if pod.error != str(exc):
+                log.error("pod %s: cannot start: %s", pod.key, exc)
+                pod.error = str(exc)
+                await self._patch_pod_error(pod, str(exc))
+            return
+        pod.error = None
+        log_path = self.options.state_dir / "logs" / f"{pod.namespace}_{pod.name}.log"
+        pod.process = PodProcess(pod.key, pod.ip, spec, self._base_env(pod), log_path, self._on_process_change,
+                                 self.options.restart)
+        pod.process.start()
+
+    async def _patch_pod_error(self, pod: LocalPod, message: str) -> None:
+        status = {"phase": "Pending", "podIP": pod.ip, "podIPs": [{"ip": pod.ip}], "containerStatuses": [{
+            "name": pod.container.get("name", "main"), "ready": False, "restartCount": 0, "image":
+            pod.container.get("image", ""), "imageID": "",
+            "state": {"waiting": {"reason": "CreateContainerConfigError", "message": message}}}]}
+        with contextlib.suppress(KubeError):
+            await self.client.merge_patch(resource_path("v1", "pods", pod.namespace, pod.name, "status"),
+                                          {"status": status})
+
+    def _on_process_change(self, process: PodProcess) -> None:
+        pod = self.pods.get(process.name)
+        if pod is None:
+            return
+        if process.state.ready != pod.was_ready:
+            pod.ready_since = utc_now()
+            pod.was_ready = process.state.ready
+        self._dirty.add(pod.key)
+        self._wake_writer.set()
+
+    async def _status_writer(self) -> None:
+        while True:
+            await self._wake_writer.wait()
+            await asyncio.sleep(0.05)
+            self._wake_writer.clear()
+            dirty, self._dirty = self._dirty, set()
+            deployments: set[str] = set()
+            for key in dirty:
+                pod = self.pods.get(key)
+                if pod is None or pod.process is None:
+                    continue
+                status = pod_status(pod.process.state, pod.container, pod.ip, pod.created, pod.ready_since)
+                try:
+                    await self.client.merge_patch(resource_path("v1", "pods", pod.namespace, pod.name, "status"),
+                                                  {"status": status})
+                except KubeError as exc:
+                    if exc.status != 404:
+                        log.warning("pod %s: status: %s", key, exc)
+                        self._dirty.add(key)
+                except Exception as exc:
+                    log.warning("pod %s: status: %s", key, exc)
+                    self._dirty.add(key)
+                deployments.add(f"{pod.namespace}/{pod.deployment}")
+            for key in deployments:
+                try:
+                    await self._write_deployment_status(key)
+                except Exception as exc:
+                    log.warning("deployment %s: status: %s", key, exc)
+            if self._dirty:
+                await asyncio.sleep(0.5)
+                self._wake_writer.set()
+
+    async def _write_deployment_status(self, key: str) -> None:
+        deployment = self.deployments.get(key)
+        if deployment is None:
+            return
+        namespace, name = key.split("/", 1)
+        template = deployment["spec"].get("template") or {}
+        previous = deployment.get("status") or {}
+        pods = [(p.pod_hash, p.ready) for p in self.pods_of(namespace, name)]
+        status = deployment_status(deployment, pods, template_hash(template), previous, utc_now())
+        if _same_status(status, previous):
+            return
+        patch: dict[str, Any] = dict(status)
+        for omitted in _ZERO_OMITTED:
+            patch.setdefault(omitted, None)
+        try:
+            updated = await self.client.merge_patch(
+                resource_path("apps/v1", "deployments", namespace, name, "status"), {"status": patch})
+        except KubeError as exc:
+            if exc.status == 404:
+                return
+            raise
+        if key in self.deployments:
+            self.deployments[key]["status"] = updated.get("status") or status
+
+
+def _same_status(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    def strip(status: Mapping[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in status.items() if k != "conditions" and v not in (None, 0)}
+        out["conditions"] = sorted((c.get("type"), c.get("status"), c.get("reason"))
+                                   for c in status.get("conditions") or [])
+        return out
+
+    return strip(new) == strip(old)

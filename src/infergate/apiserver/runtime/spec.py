@@ -1,0 +1,238 @@
+"""From a Deployment's pod template to what a local process needs.
+
+Which containers run locally (infergate's own image, or a command that is ``infergate``),
+the argv (``infergate`` + command/args, ``$(VAR)`` expanded as the kubelet does), the
+environment (``env`` values, downward API ``fieldRef``, ConfigMap/Secret keys) and the
+readiness probe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_IMAGE_PREFIXES: tuple[str, ...] = ("ghcr.io/infergate/infergate",)
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet Kubernetes uses for generated names
+_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
+
+
+def safe_encode(data: bytes, length: int) -> str:
+    number = int.from_bytes(hashlib.sha256(data).digest(), "big")
+    out = []
+    for _ in range(length):
+        number, rest = divmod(number, len(_ALPHABET))
+        out.append(_ALPHABET[rest])
+    return "".join(out)
+
+
+def template_hash(template: Mapping[str, Any]) -> str:
+    """A stable ``pod-template-hash`` for a pod template (10 characters)."""
+    return safe_encode(json.dumps(template, sort_keys=True, separators=(",", ":")).encode(), 10)
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """The kubelet's ``$(VAR)`` expansion: known variables are replaced, ``$$`` is ``$``, others stay."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        return env[name] if name in env else match.group(0)
+
+    return _VAR_REF.sub(replace, text)
+
+
+def _infergate_argv(command: list[str], args: list[str]) -> list[str] | None:
+    """The arguments after ``infergate`` if the container runs infergate, else None."""
+    if command:
+        head = os.path.basename(command[0])
+        if head == "infergate":
+            return command[1:] + args
+        if head.startswith("python") and command[1:3] == ["-m", "infergate"]:
+            return command[3:] + args
+        return None
+    return list(args)  # the image's entrypoint: `infergate`
+
+
+def runs_locally(container: Mapping[str, Any], image_prefixes: tuple[str, ...]) -> bool:
+    """True for infergate's own image, or any container whose command is ``infergate ...``."""
+    image = str(container.get("image") or "")
+    command = [str(c) for c in container.get("command") or []]
+    if command and _infergate_argv(command, []) is not None:
+        return True
+    if any(image == p or image.startswith(p + ":") or image.startswith(p + "@") for p in image_prefixes):
+        return _infergate_argv(command, []) is not None
+    return False
+
+
+def local_container(template: Mapping[str, Any], image_prefixes: tuple[str, ...]) -> dict[str, Any] | None:
+    """The container of a pod template to run locally (the first that qualifies), else None."""
+    containers = ((template.get("spec") or {}).get("containers")) or []
+    for container in containers:
+        if isinstance(container, dict) and runs_locally(container, image_prefixes):
+            return container
+    return None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A readiness probe: ``kind`` is http, tcp or grpc; ``port`` resolved to a number."""
+
+    kind: str
+    port: int
+    path: str = "/"
+    scheme: str = "HTTP"
+    host: str | None = None
+    service: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    initial_delay_s: float = 0.0
+    period_s: float = 10.0
+    timeout_s: float = 1.0
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+
+def _port_number(value: Any, container: Mapping[str, Any], what: str) -> int:
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    if text.isdigit():
+        return int(text)
+    for port in container.get("ports") or []:
+        if port.get("name") == text:
+            return int(port["containerPort"])
+    raise ValueError(f"{what}: no container port named {text!r}")
+
+
+def readiness_probe(container: Mapping[str, Any]) -> Probe | None:
+    probe = container.get("readinessProbe")
+    if not probe:
+        return None
+    timing = {
+        "initial_delay_s": float(probe.get("initialDelaySeconds", 0)),
+        "period_s": float(probe.get("periodSeconds", 10)),
+        "timeout_s": float(probe.get("timeoutSeconds", 1)),
+        "success_threshold": int(probe.get("successThreshold", 1)),
+        "failure_threshold": int(probe.get("failureThreshold", 3)),
+    }
+    where = "readinessProbe"
+    if "httpGet" in probe:
+        http = probe["httpGet"]
+        headers = tuple((str(h["name"]), str(h["value"])) for h in http.get("httpHeaders") or [])
+        return Probe("http", _port_number(http.get("port"), container, f"{where}.httpGet.port"),
+                     path=str(http.get("path") or "/"), scheme=str(http.get("scheme") or "HTTP"),
+                     host=http.get("host"), headers=headers, **timing)  # type: ignore[arg-type]
+    if "tcpSocket" in probe:
+        tcp = probe["tcpSocket"]
+        return Probe("tcp", _port_number(tcp.get("port"), container, f"{where}.tcpSocket.port"),
+                     host=tcp.get("host"), **timing)  # type: ignore[arg-type]
+    if "grpc" in probe:
+        grpc = probe["grpc"]
+        return Probe("grpc", int(grpc["port"]), service=str(grpc.get("service") or ""), **timing)  # type: ignore[arg-type]
+    return None  # exec probes: the process being up counts
+
+
+@dataclass(frozen=True)
+class PodIdentity:
+    name: str
+    namespace: str
+    ip: str
+    uid: str = ""
+    node_name: str = "infergate-local"
+    service_account: str = "default"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+def field_ref(path: str, pod: PodIdentity) -> str:
+    """The downward API's ``fieldRef.fieldPath`` values."""
+    simple = {
+        "metadata.name": pod.name, "metadata.namespace": pod.namespace, "metadata.uid": pod.uid,
+        "status.podIP": pod.ip, "status.podIPs": pod.ip, "status.hostIP": "127.0.0.1",
+        "status.hostIPs": "127.0.0.1", "spec.nodeName": pod.node_name,
+        "spec.serviceAccountName": pod.service_account,
+    }
+    if path in simple:
+        return simple[path]
+    match = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+    if match:
+        source = pod.labels if match.group(1) == "labels" else pod.annotations
+        return str(source.get(match.group(2), ""))
+    raise ValueError(f"fieldRef.fieldPath: unsupported value {path!r}")
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What the runtime starts: ``infergate <argv>`` with ``env`` (the container's, resolved)."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    probe: Probe | None
+    grace_period_s: float
+
+
+ValueLookup = Mapping[tuple[str, str, str], str]  # (kind ConfigMap|Secret, name, key) -> value
+
+
+def container_env(container: Mapping[str, Any], pod: PodIdentity, lookup: ValueLookup) -> dict[str, str]:
+    """The container's ``env`` in order, each value expanded against the ones before it."""
+    env: dict[str, str] = {}
+    for index, item in enumerate(container.get("env") or []):
+        name = str(item["name"])
+        if "value" in item:
+            env[name] = expand(str(item.get("value") or ""), env)
+            continue
+        source = item.get("valueFrom") or {}
+        where = f"env[{index}].valueFrom"
+        if "fieldRef" in source:
+            env[name] = field_ref(str(source["fieldRef"].get("fieldPath", "")), pod)
+        elif "configMapKeyRef" in source or "secretKeyRef" in source:
+            kind = "ConfigMap" if "configMapKeyRef" in source else "Secret"
+            ref = source.get("configMapKeyRef") or source.get("secretKeyRef") or {}
+            key = (kind, str(ref.get("name")), str(ref.get("key")))
+            if key in lookup:
+                env[name] = lookup[key]
+            elif not ref.get("optional"):
+                raise ValueError(f"{where}: {kind} {key[1]!r} has no key {key[2]!r}")
+        elif "resourceFieldRef" in source:
+            env[name] = "0"  # no resource limits on the local runtime
+        else:
+            raise ValueError(f"{where}: unsupported source {sorted(source)}")
+    return env
+
+
+def launch_spec(template: Mapping[str, Any], container: Mapping[str, Any], pod: PodIdentity,
+                lookup: ValueLookup, path_map: Mapping[str, str] | None = None) -> LaunchSpec:
+    """Resolve a container to ``infergate`` arguments and environment.
+
+    ``path_map`` maps volume mount paths to local directories: arguments and env values that
+    name a file under a mount path are pointed at the local copy (the local analog of a mount).
+    """
+    command = [str(c) for c in container.get("command") or []]
+    args = [str(a) for a in container.get("args") or []]
+    env = container_env(container, pod, lookup)
+    argv = _infergate_argv(command, args)
+    if argv is None:
+        raise ValueError("container does not run infergate")
+    argv = [expand(a, env) for a in argv]
+    if path_map:
+        argv = [_map_path(a, path_map) for a in argv]
+        env = {k: _map_path(v, path_map) for k, v in env.items()}
+    spec = template.get("spec") or {}
+    grace = float(spec.get("terminationGracePeriodSeconds", 30))
+    return LaunchSpec(argv=tuple(argv), env=env, probe=readiness_probe(container), grace_period_s=grace)
+
+
+def _map_path(value: str, path_map: Mapping[str, str]) -> str:
+    """``/config/x.yaml`` or ``--flag=/config/x.yaml`` under a mount path -> the local copy."""
+    flag, eq, rest = value.partition("=") if value.startswith("-") else ("", "", value)
+    for mount, local in sorted(path_map.items(), key=lambda kv: -len(kv[0])):
+        mount = mount.rstrip("/") or "/"
+        if rest == mount or rest.startswith(mount + "/"):
+            return flag + eq + local + rest[len(mount):]
+    return value

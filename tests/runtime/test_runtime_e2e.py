@@ -1,0 +1,202 @@
+"""The local runtime against the embedded API server with real `infergate sim` processes.
+
+A simulator Deployment becomes live pods (own loopback IPs, Ready from the readiness probe,
+answering as their pod names), scales up and down, restarts a crashed process, and leaves
+nothing behind when deleted. Other Deployments stay stored objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from infergate.apiserver import EmbeddedAPIServer
+from infergate.apiserver.runtime import KubeClient, LocalRuntime, resource_path
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("runtime-e2e")]
+LOOP = pytest.mark.asyncio(loop_scope="module")
+Cluster = tuple[EmbeddedAPIServer, LocalRuntime, KubeClient]
+DEPLOY = resource_path("apps/v1", "deployments", "default")
+
+
+def sim_deployment(repo_root: Path, name: str, replicas: int) -> dict[str, Any]:
+    doc = yaml.safe_load((repo_root / "examples" / "sim-deployment.yaml").read_text())
+    doc = copy.deepcopy(doc)
+    doc["metadata"]["name"] = name
+    doc["spec"]["replicas"] = replicas
+    labels = {"app": name}
+    doc["spec"]["selector"]["matchLabels"] = labels
+    doc["spec"]["template"]["metadata"]["labels"] = labels
+    doc["spec"]["template"]["spec"]["containers"][0]["args"].append("--time-scale=20")
+    return doc
+
+
+async def pods_of(client: KubeClient, app: str) -> list[dict[str, Any]]:
+    listing = await client.list(resource_path("v1", "pods", "default"), label_selector=f"app={app}")
+    return list(listing.get("items") or [])
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+async def wait_pods(client: KubeClient, app: str, count: int, timeout: float = 40.0,
+                    ready: bool = True) -> list[dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    pods: list[dict[str, Any]] = []
+    while asyncio.get_running_loop().time() < deadline:
+        pods = await pods_of(client, app)
+        if len(pods) == count and (not ready or all(is_ready(p) for p in pods)):
+            return pods
+        await asyncio.sleep(0.25)
+    states = [(p["metadata"]["name"], (p.get("status") or {}).get("containerStatuses")) for p in pods]
+    raise AssertionError(f"wanted {count} ready={ready} pods of {app}, have {states}")
+
+
+async def wait_deployment(client: KubeClient, name: str, ready: int, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    obj: dict[str, Any] | None = None
+    while asyncio.get_running_loop().time() < deadline:
+        obj = await client.get(f"{DEPLOY}/{name}")
+        status = (obj or {}).get("status") or {}
+        if status.get("readyReplicas", 0) == ready and status.get("replicas") == ready:
+            return obj or {}
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"deployment {name}: status {(obj or {}).get('status')}")
+
+
+async def pod_answers(ip: str) -> str:
+    async with httpx.AsyncClient(timeout=5) as http:
+        response = await http.post(f"http://{ip}:8000/v1/completions",
+                                   json={"model": "meta-llama/Llama-3.1-8B-Instruct", "prompt": "hi", "max_tokens": 3})
+        assert response.status_code == 200, response.text
+        return response.headers["x-inference-pod"]
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@LOOP
+async def test_deployment_becomes_live_pods_then_scales_and_is_deleted(cluster: Cluster, repo_root: Path) -> None:
+    _, runtime, client = cluster
+    await client.create(DEPLOY, sim_deployment(repo_root, "sim-a", 2))
+    pods = await wait_pods(client, "sim-a", 2)
+    ips = {p["status"]["podIP"] for p in pods}
+    assert len(ips) == 2
+    for pod in pods:
+        meta, status = pod["metadata"], pod["status"]
+        assert meta["ownerReferences"][0]["kind"] == "ReplicaSet"
+        assert meta["name"].startswith(meta["ownerReferences"][0]["name"] + "-")
+        assert meta["labels"]["pod-template-hash"] and status["phase"] == "Running"
+        assert status["containerStatuses"][0]["ready"] is True
+        # POD_NAME reached the process (x-inference-pod), and it listens on its own pod IP
+        assert await pod_answers(status["podIP"]) == meta["name"]
+    rs_name = pods[0]["metadata"]["ownerReferences"][0]["name"]
+    rs = await client.get(resource_path("apps/v1", "replicasets", "default", rs_name))
+    assert rs is not None and rs["metadata"]["ownerReferences"][0]["name"] == "sim-a"
+    deployment = await wait_deployment(client, "sim-a", 2)
+    conditions = {c["type"]: c["status"] for c in deployment["status"]["conditions"]}
+    assert conditions["Available"] == "True"
+    assert deployment["status"]["observedGeneration"] == deployment["metadata"]["generation"]
+
+    # scale up through the scale subresource (what `kubectl scale` uses)
+    await client.merge_patch(f"{DEPLOY}/sim-a/scale", {"spec": {"replicas": 3}})
+    pods = await wait_pods(client, "sim-a", 3)
+    await wait_deployment(client, "sim-a", 3)
+    pids = {p.name: p.process.state.pid for p in runtime.pods_of("default", "sim-a") if p.process}
+    assert len(pids) == 3 and all(pid is not None for pid in pids.values())
+
+    # scale down: two processes stop, their addresses stop answering
+    await client.merge_patch(f"{DEPLOY}/sim-a", {"spec": {"replicas": 1}})
+    remaining = await wait_pods(client, "sim-a", 1)
+    await wait_deployment(client, "sim-a", 1)
+    gone = [p for p in pods if p["metadata"]["name"] != remaining[0]["metadata"]["name"]]
+    for pod in gone:
+        pid = pids[pod["metadata"]["name"]]
+        assert pid is not None and not process_alive(pid)
+        with pytest.raises(httpx.TransportError):
+            await pod_answers(pod["status"]["podIP"])
+
+    # delete: no pods, no ReplicaSet, no process
+    last_pid = pids[remaining[0]["metadata"]["name"]]
+    await client.delete(f"{DEPLOY}/sim-a")
+    await wait_pods(client, "sim-a", 0, ready=False)
+    for _ in range(40):
+        if not process_alive(last_pid or 0) and await client.get(
+                resource_path("apps/v1", "replicasets", "default", rs_name)) is None:
+            break
+        await asyncio.sleep(0.25)
+    assert last_pid is not None and not process_alive(last_pid)
+    assert await client.get(resource_path("apps/v1", "replicasets", "default", rs_name)) is None
+    assert runtime.pods_of("default", "sim-a") == []
+
+
+@LOOP
+async def test_crashed_process_restarts_and_deleted_pod_is_replaced(cluster: Cluster, repo_root: Path) -> None:
+    _, runtime, client = cluster
+    await client.create(DEPLOY, sim_deployment(repo_root, "sim-b", 1))
+    (pod,) = await wait_pods(client, "sim-b", 1)
+    (local,) = runtime.pods_of("default", "sim-b")
+    assert local.process is not None
+    first_pid = local.process.state.pid
+    local.process.kill()
+    deadline = asyncio.get_running_loop().time() + 30
+    restarted: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        (restarted,) = await pods_of(client, "sim-b")
+        cs = restarted["status"]["containerStatuses"][0]
+        if cs["restartCount"] >= 1 and is_ready(restarted):
+            break
+        await asyncio.sleep(0.2)
+    cs = restarted["status"]["containerStatuses"][0]
+    assert cs["restartCount"] >= 1 and is_ready(restarted), cs
+    assert cs["lastState"]["terminated"]["exitCode"] == 137  # SIGKILL, as a container runtime reports it
+    assert restarted["metadata"]["name"] == pod["metadata"]["name"]
+    assert restarted["status"]["podIP"] == pod["status"]["podIP"]  # same pod, same address
+    assert local.process.state.pid != first_pid
+    assert await pod_answers(pod["status"]["podIP"]) == pod["metadata"]["name"]
+
+    # `kubectl delete pod`: the process stops, a new pod replaces it
+    await client.delete(resource_path("v1", "pods", "default", pod["metadata"]["name"]))
+    deadline = asyncio.get_running_loop().time() + 30
+    while asyncio.get_running_loop().time() < deadline:
+        pods = await pods_of(client, "sim-b")
+        if len(pods) == 1 and pods[0]["metadata"]["name"] != pod["metadata"]["name"] and is_ready(pods[0]):
+            break
+        await asyncio.sleep(0.2)
+    (replacement,) = await pods_of(client, "sim-b")
+    assert replacement["metadata"]["name"] != pod["metadata"]["name"] and is_ready(replacement)
+    assert await pod_answers(replacement["status"]["podIP"]) == replacement["metadata"]["name"]
+    await client.delete(f"{DEPLOY}/sim-b")
+    await wait_pods(client, "sim-b", 0, ready=False)
+
+
+@LOOP
+async def test_other_deployments_stay_stored_objects(cluster: Cluster) -> None:
+    _, runtime, client = cluster
+    other = {"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": {"name": "vllm-real", "labels": {"app": "vllm-real"}},
+             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "vllm-real"}},
+                      "template": {"metadata": {"labels": {"app": "vllm-real"}},
+                                   "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.10.0",
+                                                            "args": ["--model", "x"]}]}}}}
+    await client.create(DEPLOY, other)
+    await asyncio.sleep(2.5)  # more than a resync period
+    assert await pods_of(client, "vllm-real") == []
+    assert runtime.pods_of("default", "vllm-real") == []
+    stored = await client.get(f"{DEPLOY}/vllm-real")
+    assert stored is not None and not (stored.get("status") or {}).get("readyReplicas")
+    await client.delete(f"{DEPLOY}/vllm-real")
