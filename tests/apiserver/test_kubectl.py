@@ -429,3 +429,9 @@ def test_namespace_deletion_deletes_its_objects(upstream_crds, kubectl) -> None:
     assert 'namespaces "doomed-ns" not found' in gone.stderr
     protected = kubectl("delete", "namespace", "default", check=False)
     assert "this namespace may not be deleted" in protected.stderr
+
+
+def test_auth_can_i_answers_yes_without_authorization(kubectl) -> None:
+    # no RBAC is enforced: the review says so instead of a 404
+    assert kubectl("auth", "can-i", "create", "pods").stdout.strip() == "yes"
+    assert kubectl("auth", "can-i", "delete", "secrets", "-n", "kube-system").stdout.strip() == "yes"

@@ -26,12 +26,16 @@ def _by_group(registry: ResourceRegistry, core: bool) -> dict[str, list[Resource
     return groups
 
 
+def _verbs(rtype: ResourceType) -> list[str]:
+    return ["create"] if rtype.review else list(ALL_VERBS)
+
+
 def _aggregated_resource(rtype: ResourceType, version: str) -> dict[str, Any]:
     kind = {"group": rtype.group, "version": version, "kind": rtype.kind}
     entry: dict[str, Any] = {
         "resource": rtype.resource, "responseKind": kind,
         "scope": "Namespaced" if rtype.namespaced else "Cluster",
-        "singularResource": rtype.singular, "verbs": list(ALL_VERBS),
+        "singularResource": rtype.singular, "verbs": _verbs(rtype),
     }
     if rtype.short_names:
         entry["shortNames"] = list(rtype.short_names)
@@ -87,7 +91,7 @@ def resource_list(registry: ResourceRegistry, group: str, version: str) -> dict[
         if rtype.group != group or version not in rtype.versions:
             continue
         entry: dict[str, Any] = {"name": rtype.resource, "singularName": rtype.singular,
-                                 "namespaced": rtype.namespaced, "kind": rtype.kind, "verbs": list(ALL_VERBS)}
+                                 "namespaced": rtype.namespaced, "kind": rtype.kind, "verbs": _verbs(rtype)}
         if rtype.short_names:
             entry["shortNames"] = list(rtype.short_names)
         if rtype.categories:
@@ -112,7 +116,7 @@ def _openapi_paths(registry: ResourceRegistry) -> dict[str, list[ResourceType]]:
     """
     paths: dict[str, list[ResourceType]] = {}
     for rtype in registry.all():
-        if rtype.crd_name:
+        if rtype.crd_name or rtype.review:
             continue
         for version in rtype.versions:
             key = f"apis/{rtype.group}/{version}" if rtype.group else f"api/{version}"

@@ -53,6 +53,8 @@ class ResourceType:
     schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the scale subresource: (spec replicas path, status replicas path, label selector path)
     scale: ScalePaths | None = None
+    # create-only review kinds (SelfSubjectAccessReview): answered, never stored
+    review: bool = False
 
     @property
     def preferred_version(self) -> str:
@@ -131,6 +133,8 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
              categories=ALL, status=True),
     _builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
              namespaced=False, short=("crd", "crds"), status=True),
+    ResourceType(group="authorization.k8s.io", resource="selfsubjectaccessreviews", kind="SelfSubjectAccessReview",
+                 namespaced=False, versions=("v1",), singular="selfsubjectaccessreview", review=True),
 )
 
 CRD_GROUP_RESOURCE = ("apiextensions.k8s.io", "customresourcedefinitions")
