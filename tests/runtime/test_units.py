@@ -119,7 +119,7 @@ def test_allocator_is_stable_and_persistent(tmp_path: Path) -> None:
     fresh = PodIPAllocator("127.9.8.0/24")
     assert fresh.allocate("ns/a") == a  # same name, same address even without state
     assert fresh.allocate("ns/c", preferred="127.9.8.77") == "127.9.8.77"
-    with pytest.raises(ValueError, match="not inside 127.0.0.0/8"):
+    with pytest.raises(ValueError, match=r"not inside 127\.0\.0\.0/8"):
         PodIPAllocator("10.0.0.0/24")
 
 
