@@ -31,7 +31,7 @@ def stop(proc: subprocess.Popen[str]) -> str:
     return err
 
 
-def test_cli_serves_kubectl_and_keeps_state(tmp_path: Path, kubectl_bin: str) -> None:
+def test_cli_serves_kubectl_and_keeps_acknowledged_writes_across_a_crash(tmp_path: Path, kubectl_bin: str) -> None:
     state = tmp_path / "state"
     port = free_port()
     proc, line = start(state, port)
@@ -44,15 +44,16 @@ def test_cli_serves_kubectl_and_keeps_state(tmp_path: Path, kubectl_bin: str) ->
         server = (state / "kubeconfig").read_text()
         assert f"server: https://127.0.0.1:{port}" in server
     finally:
-        err = stop(proc)
-    assert f"listening on https://127.0.0.1:{port}" in err
+        proc.kill()  # SIGKILL: a crash right after the acknowledged write
+        proc.communicate(timeout=15)
     proc, line = start(state, port)
     try:
         got = subprocess.run([kubectl_bin, "get", "namespace", "kept", "-o", "name"], env=env, capture_output=True,
                              text=True, timeout=30)
         assert got.stdout.strip() == "namespace/kept"
     finally:
-        stop(proc)
+        err = stop(proc)
+    assert f"listening on https://127.0.0.1:{port}" in err
 
 
 def test_cli_help_explains_the_flags() -> None:

@@ -232,6 +232,23 @@ def test_finalizers_delay_deletion(http, namespace) -> None:
     assert http.get(f"{base}/f").status_code == 404
 
 
+def test_terminating_namespace_waits_for_finalized_objects(http) -> None:
+    assert http.post("/api/v1/namespaces", json={"metadata": {"name": "ending"}}).status_code == 201
+    base = CM.format(ns="ending")
+    http.post(base, json=configmap("held", finalizers=["infergate.io/test"]))
+    http.post(base, json=configmap("free"))
+    assert http.delete("/api/v1/namespaces/ending").status_code == 200
+    ns = http.get("/api/v1/namespaces/ending").json()
+    assert ns["status"]["phase"] == "Terminating" and ns["metadata"]["deletionTimestamp"]
+    assert http.get(f"{base}/free").status_code == 404
+    assert http.get(f"{base}/held").json()["metadata"]["deletionTimestamp"]
+    refused = http.post(base, json=configmap("new"))
+    assert refused.status_code == 403 and "is being terminated" in refused.json()["message"]
+    http.patch(f"{base}/held", json={"metadata": {"finalizers": None}}, headers=MERGE)
+    assert http.get(f"{base}/held").status_code == 404
+    assert http.get("/api/v1/namespaces/ending").status_code == 404
+
+
 def test_garbage_collection_by_owner_references(http, namespace) -> None:
     base = CM.format(ns=namespace)
     owner = http.post(base, json=configmap("owner")).json()

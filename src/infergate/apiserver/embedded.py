@@ -28,7 +28,6 @@ from infergate.apiserver.server import APIServer
 from infergate.apiserver.store import Store
 from infergate.apiserver.tls import ensure_certificate, server_context
 from infergate.apiserver.validation import Admission
-from infergate.util.net import free_port
 
 DB_NAME = "state.db"
 TOKEN_NAME = "token"
@@ -74,7 +73,7 @@ class EmbeddedAPIServer:
                  admission: Admission | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port  # 0: bound to a free port by the OS at start()
         self.admission = admission
         self.token = ""
         self.server: APIServer | None = None
@@ -106,6 +105,8 @@ class EmbeddedAPIServer:
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True,
                            ssl_context=server_context(cert, key))
         await site.start()
+        if not self.port:
+            self.port = int(self._runner.addresses[0][1])
         write_kubeconfig(self.kubeconfig_path, self.url, self.token, cert.read_bytes())
 
     async def stop(self) -> None:

@@ -450,7 +450,8 @@ class LocalRuntime:
     def _base_env(self, pod: LocalPod) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _STRIPPED_ENV and not k.startswith("INFERGATE_")}
         env.update({"KUBECONFIG": str(self.options.kubeconfig), "POD_NAME": pod.name, "POD_NAMESPACE": pod.namespace,
-                    "POD_IP": pod.ip, "HOSTNAME": pod.name, "PYTHONUNBUFFERED": "1"})
+                    "POD_IP": pod.ip, "HOSTNAME": pod.name, "PYTHONUNBUFFERED": "1",
+                    "INFERGATE_PARENT_PID": str(os.getpid())})
         env.update({name: pod.ip for name in BIND_ENV})
         return env
 
