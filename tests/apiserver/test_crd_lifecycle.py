@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("apiserver-crd_lifecycle")]
 
 
 def pool_manifest(name: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("apiserver-helm")]
 
 CHARTS_DIR = Path(__file__).resolve().parent / "charts"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("apiserver-kubectl")]
 
 OBJECTIVES = """\
 ---

@@ -34,6 +34,9 @@ WIDGET_CRD = {
 }
 WIDGETS = "/apis/machinery.infergate.io/v1/namespaces/{ns}/widgets"
 
+pytestmark = pytest.mark.xdist_group("apiserver-machinery")
+
+
 
 def configmap(name: str, data: dict[str, str] | None = None, **meta: Any) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, **meta}, "data": data or {}}

@@ -11,6 +11,9 @@ from kubernetes import client, config, watch
 
 GROUP, VERSION, PLURAL = "inference.networking.k8s.io", "v1", "inferencepools"
 
+pytestmark = pytest.mark.xdist_group("apiserver-python-client")
+
+
 
 def pool_body(name: str) -> dict[str, object]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferencePool", "metadata": {"name": name},
