@@ -15,6 +15,8 @@ import pytest
 
 from infergate.apiserver import EmbeddedAPIServer
 
+pytestmark = pytest.mark.xdist_group("apiserver-machinery")
+
 CM = "/api/v1/namespaces/{ns}/configmaps"
 MERGE = {"Content-Type": "application/merge-patch+json"}
 
@@ -33,10 +35,6 @@ WIDGET_CRD = {
                                    "observedGeneration": {"type": "integer"}, "ready": {"type": "boolean"}}}}}}}]},
 }
 WIDGETS = "/apis/machinery.infergate.io/v1/namespaces/{ns}/widgets"
-
-pytestmark = pytest.mark.xdist_group("apiserver-machinery")
-
-
 
 def configmap(name: str, data: dict[str, str] | None = None, **meta: Any) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, **meta}, "data": data or {}}
