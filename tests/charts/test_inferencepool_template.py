@@ -1,0 +1,369 @@
+"""`helm template` of charts/inferencepool over the values matrix (API generation x provider x
+extension settings), checking the rendered objects field by field; the InferencePools are
+validated by infergate.api and by upstream's CRD schemas; the EPP Deployment's arguments are
+parsed by the real `infergate epp` command, with the ConfigMap materialized as the kubelet
+would mount it."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import infergate
+from infergate.api import validate
+from infergate.cli.epp import command as epp_command
+from infergate.epp.scheduling.config import load_config_file, parse_config, preset_text
+
+from .chartkit import (
+    GA,
+    POOL_CHART,
+    PREVIEW,
+    PROVIDER_APIS,
+    Helm,
+    by_kind,
+    materialize,
+    one,
+    parse_cli,
+    pool_values,
+)
+
+RELEASE = "vllm-llama3-8b-instruct-ga"
+NAMESPACE = "inference"
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "ClusterPodMonitoring", "Namespace",
+                  "CustomResourceDefinition", "PriorityClass", "StorageClass", "GatewayClass"}
+
+# (name, inferenceExtension overrides, what the EPP must then be told)
+EXTENSION_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("defaults", {}, {"verbosity": 1}),
+    ("flags", {"flags": [{"name": "v", "value": 3}, {"name": "flow-control", "value": True},
+                         {"name": "refresh-metrics-interval", "value": "100ms"},
+                         {"name": "health-checking", "value": False},
+                         {"name": "zap-encoder", "value": "json"}]},
+     {"verbosity": 3, "flow_control": True, "refresh_metrics_interval": 0.1, "health_checking": False}),
+    ("failopen-ports", {"failureMode": "FailOpen", "extProcPort": 19002, "healthCheckPort": 19003,
+                        "metricsPort": 19090, "replicas": 3},
+     {"grpc_port": 19002, "grpc_health_port": 19003, "metrics_port": 19090}),
+    ("tls", {"tls": {"enabled": True, "secretName": "epp-tls"}}, {"secure_serving": True}),
+    ("custom-plugins", {"pluginsConfigFile": "prefix.yaml",
+                        "pluginsCustomConfig": {"prefix.yaml": preset_text("prefix-load")}}, {}),
+]
+
+
+def render_pool(helm: Helm, api_version: str, provider: str, extension: dict[str, Any],
+                **kwargs: Any) -> list[dict[str, Any]]:
+    values = pool_values(api_version, provider, **extension)
+    objects: list[dict[str, Any]] = helm.template(POOL_CHART, values, release=RELEASE, namespace=NAMESPACE,
+                         api_versions=PROVIDER_APIS[provider], **kwargs)
+    return objects
+
+
+@pytest.mark.parametrize(("api_version", "provider", "case"),
+                         list(itertools.product([GA, PREVIEW], ["none", "gke", "istio"], EXTENSION_CASES)),
+                         ids=lambda v: v[0] if isinstance(v, tuple) else v.rpartition("/")[2])
+def test_matrix_renders_a_consistent_pool_and_epp(
+    helm: Helm, upstream_pool_check: Callable[[dict[str, Any]], list[str]], tmp_path: Path,
+    api_version: str, provider: str, case: tuple[str, dict[str, Any], dict[str, Any]],
+) -> None:
+    _, extension, expected_options = case
+    objects = render_pool(helm, api_version, provider, extension)
+    group = api_version.rpartition("/")[0]
+    epp_name = f"{RELEASE}-epp"
+    ext_port = extension.get("extProcPort", 9002)
+    kinds = by_kind(objects)
+    provider_kinds = {"none": set(), "gke": {"HealthCheckPolicy", "GCPBackendPolicy", "PodMonitoring"},
+                      "istio": {"DestinationRule"}}[provider]
+    assert set(kinds) == {"ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Service", "Deployment",
+                          "InferencePool"} | provider_kinds
+    for obj in objects:
+        assert obj["kind"] not in CLUSTER_SCOPED
+        assert obj["metadata"]["namespace"] == NAMESPACE, obj["kind"]
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+        assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+
+    # the InferencePool, valid for infergate and for upstream's CRDs
+    pool = one(objects, "InferencePool")
+    assert pool["apiVersion"] == api_version
+    assert pool["metadata"]["name"] == RELEASE
+    failure_mode = extension.get("failureMode", "FailClose")
+    if api_version == GA:
+        assert pool["spec"] == {
+            "targetPorts": [{"number": 8000}],
+            "selector": {"matchLabels": {"app": "vllm-llama3-8b-instruct"}},
+            "endpointPickerRef": {"name": epp_name, "port": {"number": ext_port}, "failureMode": failure_mode},
+        }
+    else:
+        assert pool["spec"] == {
+            "targetPortNumber": 8000,
+            "selector": {"app": "vllm-llama3-8b-instruct"},
+            "extensionRef": {"name": epp_name, "portNumber": ext_port, "failureMode": failure_mode},
+        }
+    assert validate(pool) == []
+    assert upstream_pool_check(pool) == []
+
+    # the EPP Deployment: `infergate epp` told the pool's name, namespace and group
+    deployment = one(objects, "Deployment")
+    assert deployment["metadata"]["name"] == epp_name
+    assert deployment["spec"]["replicas"] == extension.get("replicas", 1)
+    template = deployment["spec"]["template"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector == {"inferencepool": epp_name}
+    assert selector.items() <= template["metadata"]["labels"].items()
+    pod = template["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == f"ghcr.io/infergate/infergate:{infergate.__version__}"
+    assert container["command"] == ["infergate", "epp"]
+    assert pod["serviceAccountName"] == epp_name
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    args = materialize(deployment, objects, tmp_path, pod_ip="127.0.0.7")
+    options = parse_cli(epp_command, args)
+    assert options["pool_name"] == RELEASE
+    assert options["pool_namespace"] == NAMESPACE
+    assert options["pool_group"] == group
+    assert options["host"] == "127.0.0.7"
+    assert options["model_server_protocol"] == "vllm"
+    assert options["kubeconfig"] is None and options["static_file"] is None
+    expected = {"grpc_port": 9002, "grpc_health_port": 9003, "metrics_port": 9090, "secure_serving": False,
+                **expected_options}
+    for key, value in expected.items():
+        assert options[key] == value, key
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc-ext-proc": options["grpc_port"], "grpc-health": options["grpc_health_port"],
+                     "metrics": options["metrics_port"]}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["grpc"] == {"port": options["grpc_health_port"], "service": "inference-extension"}
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+    assert env["POD_IP"] == "status.podIP" and env["POD_NAMESPACE"] == "metadata.namespace"
+    if options["secure_serving"]:
+        assert options["cert_path"] == "/etc/infergate/tls"
+        tls_volume = next(v for v in pod["volumes"] if v["name"] == "tls")
+        assert tls_volume["secret"]["secretName"] == "epp-tls"
+        assert {"name": "tls", "mountPath": "/etc/infergate/tls", "readOnly": True} in container["volumeMounts"]
+
+    # the scheduler configuration the EPP loads parses with infergate's loader
+    config_map = one(objects, "ConfigMap")
+    assert config_map["metadata"]["name"] == epp_name
+    load_config_file(options["config_file"])
+    assert Path(options["config_file"]).name == extension.get("pluginsConfigFile", "default-plugins.yaml")
+    assert parse_config(yaml.safe_load(config_map["data"]["default-plugins.yaml"])) == parse_config(
+        yaml.safe_load(preset_text("default")))
+    assert template["metadata"]["annotations"]["checksum/config"]
+
+    # the Service: ext_proc, health and metrics ports, selecting the EPP pods
+    service = one(objects, "Service")
+    assert service["metadata"]["name"] == epp_name
+    assert service["spec"]["selector"] == selector
+    service_ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
+    assert service_ports == {"grpc-ext-proc": (options["grpc_port"], "grpc-ext-proc"),
+                             "grpc-health": (options["grpc_health_port"], "grpc-health"),
+                             "http-metrics": (options["metrics_port"], "metrics")}
+    assert service_ports["grpc-ext-proc"][0] == ext_port
+
+    # least-privilege, namespaced RBAC bound to the EPP's ServiceAccount
+    role = one(objects, "Role")
+    objective_resources = ["inferenceobjectives", "inferencemodels"] if api_version == PREVIEW else [
+        "inferenceobjectives"]
+    assert role["rules"] == [
+        {"apiGroups": [group], "resources": ["inferencepools"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["inference.networking.x-k8s.io"], "resources": objective_resources,
+         "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    ]
+    binding = one(objects, "RoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": epp_name}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": epp_name, "namespace": NAMESPACE}]
+    assert one(objects, "ServiceAccount")["metadata"]["name"] == epp_name
+
+    # what each provider adds
+    if provider == "gke":
+        for kind in ("HealthCheckPolicy", "GCPBackendPolicy"):
+            policy = one(objects, kind)
+            assert policy["spec"]["targetRef"] == {"group": group, "kind": "InferencePool", "name": RELEASE}
+        assert one(objects, "HealthCheckPolicy")["spec"]["default"]["config"] == {
+            "type": "HTTP", "httpHealthCheck": {"requestPath": "/health", "port": 8000}}
+        assert one(objects, "GCPBackendPolicy")["spec"]["default"] == {"timeoutSec": 300, "logging": {"enabled": True}}
+        monitoring = one(objects, "PodMonitoring")
+        assert monitoring["spec"]["selector"]["matchLabels"] == selector
+        assert monitoring["spec"]["endpoints"][0]["port"] == "metrics"
+    if provider == "istio":
+        rule = one(objects, "DestinationRule")
+        assert rule["spec"]["host"] == f"{epp_name}.{NAMESPACE}.svc.cluster.local"
+        expected_tls = {"mode": "SIMPLE", "insecureSkipVerify": True} if options["secure_serving"] else {
+            "mode": "DISABLE"}
+        assert rule["spec"]["trafficPolicy"] == {"tls": expected_tls}
+
+
+def test_older_target_port_number_replaces_target_ports(
+    helm: Helm, upstream_pool_check: Callable[[dict[str, Any]], list[str]],
+) -> None:
+    for api_version in (GA, PREVIEW):
+        values = pool_values(api_version, "gke")
+        values["inferencePool"]["targetPortNumber"] = 8081
+        objects = helm.template(POOL_CHART, values, api_versions=PROVIDER_APIS["gke"])
+        pool = one(objects, "InferencePool")
+        if api_version == GA:
+            assert pool["spec"]["targetPorts"] == [{"number": 8081}]
+        else:
+            assert pool["spec"]["targetPortNumber"] == 8081
+        assert upstream_pool_check(pool) == [] and validate(pool) == []
+        assert one(objects, "HealthCheckPolicy")["spec"]["default"]["config"]["httpHealthCheck"]["port"] == 8081
+    values = pool_values(GA)
+    values["inferencePool"]["targetPorts"] = [{"number": 8200}]
+    assert one(helm.template(POOL_CHART, values), "InferencePool")["spec"]["targetPorts"] == [{"number": 8200}]
+
+
+def test_upstream_v1_0_0_preview_workaround_flag_is_accepted_once(helm: Helm, tmp_path: Path) -> None:
+    """Upstream v1.0.0 needed flags: [{name: pool-group, value: x-k8s}] for preview pools."""
+    values = pool_values(PREVIEW, flags=[{"name": "pool-group", "value": "inference.networking.x-k8s.io"}])
+    objects = helm.template(POOL_CHART, values)
+    args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--pool-group")] == ["--pool-group=inference.networking.x-k8s.io"]
+
+
+def test_every_epp_flag_is_passed_or_settable_and_accepted_by_infergate_epp(helm: Helm, tmp_path: Path) -> None:
+    """The chart's flag lists and `infergate epp`'s options must not drift apart."""
+    helpers = (POOL_CHART / "templates" / "_helpers.tpl").read_text()
+
+    def define(name: str) -> list[str]:
+        body: str = helpers.split('{{- define "' + name + '" -}}\n', 1)[1].split("\n", 1)[0]
+        return body.split()
+
+    value_flags, bool_flags = define("inferencepool.valueFlags"), define("inferencepool.boolFlags")
+    options = {opt.lstrip("-"): param for param in epp_command.params for opt in param.opts}
+    for flag in value_flags:
+        assert flag in options and not getattr(options[flag], "is_flag", False), flag
+    for flag in bool_flags:
+        assert flag in options and getattr(options[flag], "is_flag", False), flag
+    # the flags the chart passes itself (TLS on, so that every one shows)
+    values = pool_values(GA, tls={"enabled": True, "secretName": "s"}, flags=[])
+    args = one(helm.template(POOL_CHART, values), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    chart_set = {a.lstrip("-").split("=", 1)[0] for a in args}
+    not_for_pods = {"config-text", "static-file", "kubeconfig"}
+    assert set(options) - {"no-flow-control", "no-health-checking", "no-secure-serving"} == (
+        set(value_flags) | set(bool_flags) | chart_set | not_for_pods)
+    # every settable flag at once is accepted by the real parser
+    flags: list[dict[str, Any]] = [{"name": f, "value": v} for f, v in zip(value_flags, ["4", "20ms", "1s", "1s", "16", "5s", "text", "7"],
+                                                       strict=True)]
+    flags += [{"name": f, "value": True} for f in bool_flags]
+    objects = helm.template(POOL_CHART, pool_values(GA, flags=flags))
+    parsed = parse_cli(epp_command, materialize(one(objects, "Deployment"), objects, tmp_path))
+    assert (parsed["verbosity"], parsed["seed"], parsed["error_body"], parsed["flow_control_max_queued"]) == (
+        4, 7, "text", 16)
+    assert parsed["flow_control"] is True and parsed["health_checking"] is True
+
+
+@pytest.mark.parametrize(("values_patch", "message"), [
+    ({"inferencePool": {"modelServers": {"matchLabels": {}}}},
+     "inferencePool.modelServers.matchLabels: required"),
+    ({"inferencePool": {"apiVersion": "inference.networking.x-k8s.io/v1alpha1"}},
+     'inferencePool.apiVersion: "inference.networking.x-k8s.io/v1alpha1" is not supported'),
+    ({"inferencePool": {"targetPorts": [{"number": 8000}, {"number": 8001}]}},
+     "inferencePool.targetPorts: exactly one port"),
+    ({"inferencePool": {"targetPortNumber": 70000}}, "70000 is not a port"),
+    ({"inferencePool": {"modelServerType": "tgi"}}, 'inferencePool.modelServerType: "tgi" is not supported'),
+    ({"provider": {"name": "aws"}}, 'provider.name: "aws" is not supported: use none, gke or istio'),
+    ({"provider": {"policies": "sometimes"}}, 'provider.policies: "sometimes" is not supported'),
+    ({"inferenceExtension": {"failureMode": "Open"}}, 'inferenceExtension.failureMode: "Open" is not supported'),
+    ({"inferenceExtension": {"enableLeaderElection": True}}, "infergate's EPP has no leader election"),
+    ({"inferenceExtension": {"tls": {"enabled": True}}}, "inferenceExtension.tls.secretName: required"),
+    ({"inferenceExtension": {"pluginsConfigFile": "missing.yaml"}}, '"missing.yaml" is neither default-plugins.yaml'),
+    ({"inferenceExtension": {"flags": [{"name": "lora-info-metric", "value": ""}]}},
+     "inferenceExtension.flags[0].name: infergate epp has no flag --lora-info-metric"),
+    ({"inferenceExtension": {"flags": [{"name": "grpc-port", "value": 1}]}},
+     "--grpc-port is set by the chart from inferenceExtension.extProcPort"),
+    ({"inferenceExtension": {"flags": [{"name": "pool-group", "value": "inference.networking.x-k8s.io"}]}},
+     "--pool-group is set by the chart from inferencePool.apiVersion"),
+    ({"inferenceExtension": {"flags": [{"name": "flow-control", "value": "yes"}]}},
+     'flags[0].value: --flow-control takes true or false, not "yes"'),
+    ({"inferenceExtension": {"flags": [{"name": "v"}]}}, "flags[0].value: --v needs a value"),
+    ({"inferenceExtension": {"extProcPort": 0}}, "inferenceExtension.extProcPort: 0 is not a port"),
+])
+def test_invalid_values_fail_with_the_field_and_the_reason(
+    helm: Helm, values_patch: dict[str, Any], message: str,
+) -> None:
+    values = pool_values(GA)
+    for key, patch in values_patch.items():
+        values.setdefault(key, {}).update(patch)
+    with pytest.raises(AssertionError) as failure:
+        helm.template(POOL_CHART, values)
+    assert message in str(failure.value)
+
+
+def test_missing_match_labels_by_default(helm: Helm) -> None:
+    with pytest.raises(AssertionError) as failure:
+        helm.template(POOL_CHART, None)
+    assert "--set inferencePool.modelServers.matchLabels.app=" in str(failure.value)
+
+
+def test_same_release_in_two_namespaces_shares_no_object(helm: Helm) -> None:
+    identities = []
+    for namespace in ("team-a", "team-b"):
+        objects = helm.template(POOL_CHART, pool_values(GA, "gke"), release="vllm-llama3-8b-instruct",
+                                namespace=namespace, api_versions=PROVIDER_APIS["gke"])
+        assert not [o["kind"] for o in objects if o["kind"] in CLUSTER_SCOPED]
+        assert {o["metadata"]["namespace"] for o in objects} == {namespace}
+        identities.append({(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects})
+    assert identities[0].isdisjoint(identities[1])
+
+
+def test_long_release_names_give_valid_object_names(helm: Helm) -> None:
+    release = "a-very-long-release-name-for-an-inference-pool-x"  # 49 characters (helm allows 53)
+    objects = helm.template(POOL_CHART, pool_values(GA), release=release)
+    deployment = one(objects, "Deployment")
+    assert deployment["metadata"]["name"] == "a-very-long-release-name-for-an-inferenc-epp"
+    assert one(objects, "InferencePool")["metadata"]["name"] == release
+    assert validate(one(objects, "InferencePool")) == []
+    # trailing "-" after truncation is trimmed
+    objects = helm.template(POOL_CHART, pool_values(GA), release="a-very-long-release-name-for-an-inferen-c")
+    assert one(objects, "Service")["metadata"]["name"] == "a-very-long-release-name-for-an-inferen-epp"
+
+
+def test_provider_objects_need_the_cluster_api_unless_forced(helm: Helm) -> None:
+    for provider, kinds in (("gke", {"HealthCheckPolicy", "GCPBackendPolicy"}), ("istio", {"DestinationRule"})):
+        without = {o["kind"] for o in helm.template(POOL_CHART, pool_values(GA, provider))}
+        assert not without & kinds
+        forced = pool_values(GA, provider)
+        forced["provider"]["policies"] = "always"
+        assert kinds <= {o["kind"] for o in helm.template(POOL_CHART, forced)}
+        never = pool_values(GA, provider)
+        never["provider"]["policies"] = "never"
+        assert not kinds & {o["kind"] for o in helm.template(POOL_CHART, never, api_versions=PROVIDER_APIS[provider])}
+    # GKE without Managed Prometheus: the policies but no PodMonitoring
+    objects = helm.template(POOL_CHART, pool_values(GA, "gke"), api_versions=["networking.gke.io/v1/HealthCheckPolicy"])
+    assert {"HealthCheckPolicy", "GCPBackendPolicy"} <= {o["kind"] for o in objects}
+    assert "PodMonitoring" not in {o["kind"] for o in objects}
+
+
+def test_resources_probes_and_scheduling_values_are_passed_through(helm: Helm) -> None:
+    probe = {"grpc": {"port": 9003}, "periodSeconds": 3}
+    values = pool_values(GA, resources={"requests": {"cpu": "1"}}, readinessProbe=probe,
+                         env=[{"name": "SD_QUEUE_DEPTH_THRESHOLD", "value": "8"}],
+                         nodeSelector={"pool": "cpu"}, tolerations=[{"key": "k", "operator": "Exists"}],
+                         extraServicePorts=[{"name": "extra", "port": 9999, "targetPort": 9999}],
+                         image={"hub": "registry.example/ml/", "name": "ig", "tag": "dev", "pullPolicy": "Always"})
+    objects = helm.template(POOL_CHART, values)
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    # helm merges the given values into the defaults
+    assert container["resources"] == {"requests": {"cpu": "1", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+    assert container["readinessProbe"] == probe
+    assert container["livenessProbe"]["grpc"] == {"port": 9003, "service": "inference-extension"}
+    assert {"name": "SD_QUEUE_DEPTH_THRESHOLD", "value": "8"} in container["env"]
+    assert container["image"] == "registry.example/ml/ig:dev" and container["imagePullPolicy"] == "Always"
+    assert pod["nodeSelector"] == {"pool": "cpu"} and pod["tolerations"] == [{"key": "k", "operator": "Exists"}]
+    assert {"name": "extra", "port": 9999, "targetPort": 9999} in one(objects, "Service")["spec"]["ports"]
+
+
+def test_config_change_changes_the_pod_template(helm: Helm) -> None:
+    def checksum(values: dict[str, Any]) -> str:
+        deployment = one(helm.template(POOL_CHART, values), "Deployment")
+        return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+
+    base = checksum(pool_values(GA))
+    assert base == checksum(pool_values(GA))
+    assert base != checksum(pool_values(GA, pluginsCustomConfig={"x.yaml": preset_text("random")}))
