@@ -1,0 +1,515 @@
+"""`infergate migrate`: check, plan, run, verify, clean up the preview -> GA migration."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+OUTPUT = click.option("-o", "--output", "output", type=click.Choice(["table", "json", "yaml"]), default="table",
+                      show_default=True, help="Output format.")
+
+
+def _cluster_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--kubeconfig", type=click.Path(dir_okay=False), envvar="KUBECONFIG",
+                     help="Kubeconfig file (default $KUBECONFIG, ~/.kube/config).")(f)
+    f = click.option("--context", help="Kubeconfig context.")(f)
+    f = click.option("--helm", "helm_path", type=click.Path(dir_okay=False),
+                     help="helm binary (default: .tools/bin/helm, then $PATH).")(f)
+    return f
+
+
+def _namespace_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("-n", "--namespace", help="Namespace (default: the context's namespace, or 'default').")(f)
+    f = click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")(f)
+    return f
+
+
+def _plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--path", "path", type=click.Choice(["simple", "zero-downtime"]), default="zero-downtime",
+                     show_default=True, help="simple: delete, then install (downtime); zero-downtime: side by side, "
+                     "shift weights with analysis."),
+        click.option("--route", help="The HTTPRoute to migrate (default: the only one using preview pools)."),
+        click.option("--steps", default="0,50,100", show_default=True,
+                     help="GA weight steps in percent (100 is always last)."),
+        click.option("--pool-name-suffix", default="-ga", show_default=True,
+                     help="GA pool name: '-preview' is replaced by it, else it is appended."),
+        click.option("--install", type=click.Choice(["auto", "helm", "objects"]), default="auto", show_default=True,
+                     help="How to install the GA pool: helm (the inferencepool chart) when the preview pool came "
+                     "from Helm, else objects (pool + a copy of the preview EPP with v1.0 flags)."),
+        click.option("--chart", default=None, help="inferencepool chart (default: the source document's OCI chart)."),
+        click.option("--chart-version", default="v1.0.0", show_default=True, help="Chart version ('' for none)."),
+        click.option("--provider", default="none", show_default=True, help="Chart provider.name (gke, none)."),
+        click.option("--unknown-models", type=click.Choice(["serve", "reject"]), default="serve", show_default=True,
+                     help="Models without an InferenceModel: serve (GA default) or reject with 404 (as preview)."),
+        click.option("--probes", type=int, default=60, show_default=True, help="Probe requests per analysis."),
+        click.option("--min-success-rate", type=float, default=0.99, show_default=True),
+        click.option("--p99-ttft-factor", type=float, default=1.5, show_default=True,
+                     help="Allowed p99 TTFT growth over the baseline."),
+        click.option("--allow-unknown-models-served", is_flag=True,
+                     help="Accept (and report) that GA serves models the preview EPP answered 404 for."),
+        click.option("--no-attribution", is_flag=True, help="Do not require per-pool evidence from EPP metrics."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _target(kubeconfig: str | None, context: str | None) -> Any:
+    from infergate.migrate.cluster import ClusterTarget
+
+    return ClusterTarget(kubeconfig, context)
+
+
+def _connect(kubeconfig: str | None, context: str | None) -> Any:
+    from infergate.migrate.cluster import ClusterError, KubeCluster
+
+    try:
+        return KubeCluster.connect(_target(kubeconfig, context))
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _helm(helm_path: str | None, kubeconfig: str | None, context: str | None) -> Any:
+    from infergate.migrate.helm import Helm, find_helm
+
+    binary = find_helm(helm_path)
+    return None if binary is None else Helm(binary, _target(kubeconfig, context))
+
+
+def _default_namespace(kubeconfig: str | None, context: str | None) -> str:
+    try:
+        from kubernetes import config
+
+        _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        if context:
+            contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+            active = next((c for c in contexts if c["name"] == context), active)
+        return str((active or {}).get("context", {}).get("namespace") or "default")
+    except Exception:
+        return "default"
+
+
+def _plan_options_from(kw: dict[str, Any]) -> Any:
+    from infergate.migrate.helm import OCI_CHART
+    from infergate.migrate.plan import Gates, PlanError, PlanOptions
+
+    try:
+        weights = tuple(int(x) for x in str(kw["steps"]).split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{kw['steps']!r}: comma-separated integers", param_hint="--steps") from None
+    gates = Gates(probes=kw["probes"], min_success_rate=kw["min_success_rate"],
+                  p99_ttft_factor=kw["p99_ttft_factor"],
+                  allow_unknown_models_served=kw["allow_unknown_models_served"],
+                  require_attribution=not kw["no_attribution"])
+    try:
+        from infergate.migrate.plan import validate_weights
+
+        validate_weights(weights)
+    except PlanError as exc:
+        raise click.BadParameter(str(exc), param_hint="--steps") from None
+    return PlanOptions(path=kw["path"], weights=weights, pool_name_suffix=kw["pool_name_suffix"],
+                       install=kw["install"], chart=kw["chart"] or OCI_CHART,
+                       chart_version=kw["chart_version"] or None, provider=kw["provider"],
+                       unknown_models=kw["unknown_models"], gates=gates)
+
+
+@click.group("migrate", context_settings={"help_option_names": ["-h", "--help"]})
+def command() -> None:
+    """Migrate a live installation from the preview API (inference.networking.x-k8s.io/v1alpha2,
+    GIE v0.3.0) to GA (inference.networking.k8s.io/v1, GIE v1.0).
+
+    \b
+    infergate migrate check -A                       # is a migration needed? (exit 3: yes)
+    infergate migrate plan -n prod                   # the steps, the GA objects, what is lossy
+    infergate migrate run -n prod                    # zero-downtime: 0 -> 50 -> 100 with analysis
+    infergate migrate run -n prod --path simple      # delete, install, verify; reports the downtime
+    infergate migrate verify -n prod --route llm-route
+    infergate migrate cleanup -n prod                # preview leftovers, then the preview CRDs
+
+    \b
+    Exit codes: 0 ok / nothing to do; 1 error; 2 usage; 3 migration needed (check);
+    4 paused (no data to judge: run again to resume); 5 a gate or check failed (run: the
+    weights were rolled back); 6 refused (cleanup: still in use, or finalizers; --force).
+    """
+
+
+@command.command("check")
+@_cluster_options
+@_namespace_options
+@click.option("-f", "--filename", "files", multiple=True, type=click.Path(exists=True),
+              help="Also scan manifest files or directories ('-' for stdin).")
+@click.option("--no-cluster", is_flag=True, help="Scan only the files (-f).")
+@click.option("--no-helm", is_flag=True, help="Do not scan Helm releases.")
+@OUTPUT
+def check(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
+          all_namespaces: bool, files: tuple[str, ...], no_cluster: bool, no_helm: bool, output: str) -> None:
+    """Find uses of the preview API: both CRDs, x-k8s InferencePools and InferenceModels,
+    HTTPRoutes sending traffic to x-k8s pools, v0.3.0 EPP Deployments, in the live cluster,
+    in files (-f) and in Helm releases. Counts per resource and namespace, never by the
+    ambiguous bare 'inferencepools'. All namespaces unless -n. Exit 0: nothing to migrate;
+    3: migration needed; 1: error."""
+    from infergate.migrate import census as c
+    from infergate.migrate.cluster import ClusterError
+    from infergate.migrate.output import emit, line, table
+
+    scope = None if all_namespaces or not namespace else namespace
+    parts = []
+    extra: list[Any] = []
+    errors: list[str] = []
+    try:
+        if not no_cluster:
+            cluster = _connect(kubeconfig, context)
+            parts.append(c.scan_cluster(cluster, scope))
+            if not no_helm:
+                helm = _helm(helm_path, kubeconfig, context)
+                if helm is None:
+                    errors.append("helm not found: Helm releases not scanned (--helm PATH or --no-helm)")
+                else:
+                    found, errs = c.scan_helm(helm, scope)
+                    extra += found
+                    errors += errs
+        for path in files:
+            extra += _scan_files(path)
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
+    result = c.merge(*parts, extra=extra, errors=errors)
+    if output != "table":
+        emit(result.to_dict(), output)
+    else:
+        if result.crds:
+            table("CRDs", ["NAME", "INSTALLED", "VERSIONS", "SHORT NAMES", "BUNDLE"],
+                  [(x.name, x.installed, ",".join(x.versions), ",".join(x.short_names), x.bundle_version)
+                   for x in result.crds])
+        table("Preview API use", ["SOURCE", "RESOURCE", "NAMESPACE", "KIND", "COUNT"], result.counts())
+        if result.findings:
+            table("Findings", ["SOURCE", "KIND", "NAMESPACE", "NAME", "DETAIL"],
+                  [(f.source, f.kind, f.namespace, f.name, f.detail
+                    + (f" finalizers={list(f.finalizers)}" if f.finalizers else "")) for f in result.findings])
+        if result.ga_counts:
+            table("GA objects", ["RESOURCE", "NAMESPACE", "COUNT"], result.ga_counts)
+        line("migration needed" if result.migration_needed else "no preview objects: nothing to migrate")
+        for error in result.errors:
+            click.echo(f"error: {error}", err=True)
+    if result.errors and not result.findings:
+        sys.exit(1)
+    sys.exit(3 if result.migration_needed else 0)
+
+
+def _scan_files(path: str) -> list[Any]:
+    from infergate.api.conversion import ManifestError, read_documents
+    from infergate.migrate.census import scan_objects
+
+    sources: list[tuple[str, str]] = []
+    if path == "-":
+        sources.append(("<stdin>", sys.stdin.read()))
+    elif Path(path).is_dir():
+        for file in sorted(Path(path).rglob("*")):
+            if file.suffix in (".yaml", ".yml", ".json"):
+                sources.append((str(file), file.read_text()))
+    else:
+        sources.append((path, Path(path).read_text()))
+    findings = []
+    for source, text in sources:
+        try:
+            docs = read_documents(text, source)
+        except ManifestError as exc:
+            raise click.ClickException(str(exc)) from exc
+        objects: list[dict[str, Any]] = []
+        for doc in docs:
+            if isinstance(doc.data, dict):
+                items = doc.data.get("items") if doc.data.get("kind", "").endswith("List") else None
+                objects.extend(i for i in (items or [doc.data]) if isinstance(i, dict))
+        findings += scan_objects(objects, f"file:{source}")
+    return findings
+
+
+def _make_plan(cluster: Any, namespace: str, kw: dict[str, Any]) -> Any:
+    from infergate.migrate.discover import plan_from_cluster
+    from infergate.migrate.plan import PlanError
+
+    try:
+        return plan_from_cluster(cluster, namespace, kw["route"], _plan_options_from(kw))
+    except PlanError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@command.command("plan")
+@_cluster_options
+@click.option("-n", "--namespace", help="Namespace of the HTTPRoute (default: the context's).")
+@_plan_options
+@OUTPUT
+def plan_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
+                 output: str, **kw: Any) -> None:
+    """Show the concrete steps of the migration of one HTTPRoute: the GA pool names, the
+    InferenceObjectives and routes the converter creates from the InferenceModels, the weight
+    steps and gates, the teardown order, and every lossy field. Changes nothing."""
+    from infergate.migrate.output import emit, line, table
+
+    cluster = _connect(kubeconfig, context)
+    ns = namespace or _default_namespace(kubeconfig, context)
+    existing = _existing_state(cluster, ns, kw["route"])
+    plan = existing.plan if existing is not None else _make_plan(cluster, ns, kw)
+    if output != "table":
+        emit(plan.to_dict(), output)
+        return
+    if existing is not None:
+        line(f"a migration of this route is in progress (phase {existing.phase}); its recorded plan:")
+    table(f"Plan: {plan.path} migration of HTTPRoute {plan.namespace}/{plan.route}", ["POOL (preview)", "GA POOL",
+          "SELECTOR", "INSTALL", "GA EPP"],
+          [(p.preview, p.ga, ",".join(f"{k}={v}" for k, v in p.selector),
+            p.chart.command() if p.chart else "objects", p.ga_epp) for p in plan.pools])
+    if plan.objectives:
+        table("Objects to create", ["KIND", "NAME", "DETAIL"],
+              [(o["kind"], o["metadata"]["name"], _objective_detail(o)) for o in plan.objectives])
+    table("Steps", ["#", "STEP", "WHAT", "MANUAL EQUIVALENT"],
+          [(i + 1, s.id, s.description, s.manual) for i, s in enumerate(plan.steps)])
+    if plan.path == "zero-downtime":
+        g = plan.gates
+        line(f"weights (GA %): {' -> '.join(str(w) for w in plan.weights)}; gates: success rate >= "
+             f"{g.min_success_rate}, p99 TTFT <= baseline x {g.p99_ttft_factor} + {g.p99_ttft_slack_s * 1000:.0f} ms, "
+             f"per-pool share within max({g.attribution_floor}, 3 sigma), model allow-list divergence, "
+             f"{g.probes} probes per step, no traffic = paused")
+    if plan.lossy:
+        table("Lossy or changed fields", ["OBJECT", "FIELD", "WHAT HAPPENS"],
+              [(w.object, w.field, w.message) for w in plan.lossy])
+    for note in plan.notes:
+        line(f"note: {note}")
+
+
+def _objective_detail(obj: dict[str, Any]) -> str:
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "InferenceObjective":
+        return f"priority {spec.get('priority')}, poolRef {(spec.get('poolRef') or {}).get('name')}"
+    return "weighted targetModels"
+
+
+def _existing_state(cluster: Any, namespace: str, route: str | None) -> Any:
+    from infergate.migrate.resources import CONFIGMAPS
+    from infergate.migrate.state import STATE_LABEL, STATE_LABEL_VALUE, MigrationState
+
+    maps = [cm for cm in cluster.list(CONFIGMAPS, namespace)
+            if (cm.get("metadata", {}).get("labels") or {}).get(STATE_LABEL) == STATE_LABEL_VALUE
+            and cm["metadata"]["name"].startswith("infergate-migration-")]
+    if route is not None:
+        maps = [cm for cm in maps if cm["metadata"]["name"] == f"infergate-migration-{route}"]
+    if len(maps) != 1:
+        return None
+    return MigrationState.from_configmap(maps[0])
+
+
+def _parse_epp_metrics(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        pool, sep, url = value.partition("=")
+        if not sep or not url:
+            raise click.BadParameter(f"{value!r}: expected POOL=URL", param_hint="--epp-metrics")
+        out[pool] = url
+    return out
+
+
+@command.command("run")
+@_cluster_options
+@click.option("-n", "--namespace", help="Namespace of the HTTPRoute (default: the context's).")
+@_plan_options
+@click.option("--dry-run", is_flag=True, help="Send every change with dryRun=All; record nothing.")
+@click.option("--gateway-url", help="Where probes go (default: the Gateway's status address and listener port).")
+@click.option("--epp-metrics", multiple=True, help="POOL=URL of a pool's EPP /metrics (default: its Service).")
+@click.option("--probe-model", multiple=True, help="Also probe this model (e.g. one without an InferenceModel).")
+@click.option("--analysis-delay", type=float, default=1.0, show_default=True,
+              help="Seconds to wait after a weight change before measuring.")
+@click.option("--ready-timeout", type=float, default=120.0, show_default=True)
+@click.option("--force", is_flag=True, help="Proceed despite a GitOps owner / kept CRDs in use.")
+@click.option("--retry", is_flag=True, help="Start again after a rollback.")
+@OUTPUT
+def run_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
+                output: str, dry_run: bool, gateway_url: str | None, epp_metrics: tuple[str, ...],
+                probe_model: tuple[str, ...], analysis_delay: float, ready_timeout: float, force: bool,
+                retry: bool, **kw: Any) -> None:
+    """Run (or resume) the migration of one HTTPRoute as a state machine recorded in the
+    ConfigMap infergate-migration-<route>. A finished migration is a no-op; an interrupted one
+    resumes where it stopped; a failed gate rolls the weights back and stops with a report."""
+    from infergate.migrate.output import emit, line, table
+    from infergate.migrate.runner import Migrator, RunOptions
+
+    cluster = _connect(kubeconfig, context)
+    ns = namespace or _default_namespace(kubeconfig, context)
+    options = RunOptions(dry_run=dry_run, force=force, retry=retry, gateway_url=gateway_url,
+                         epp_metrics=_parse_epp_metrics(epp_metrics), probe_models=probe_model,
+                         analysis_delay_s=analysis_delay, ready_timeout_s=ready_timeout)
+    existing = _existing_state(cluster, ns, kw["route"])
+    if existing is not None and existing.plan.path != kw["path"]:
+        raise click.ClickException(f"a {existing.plan.path} migration of HTTPRoute {existing.plan.route} is recorded; "
+                                   f"it cannot continue as --path {kw['path']}")
+    progress = _progress(output)
+    migrator = Migrator(cluster, _helm(helm_path, kubeconfig, context), options, progress=progress)
+    plan: Any = existing.plan if existing is not None else (lambda: _make_plan(cluster, ns, kw))
+    result = asyncio.run(migrator.run(plan))
+    if output != "table":
+        emit(result.to_dict(), output)
+    else:
+        table("Migration", ["STEP", "STATUS", "DETAIL", "SECONDS"],
+              [(s["step"], s["status"], s.get("detail", ""), s.get("seconds", "")) for s in result.steps])
+        if result.gates:
+            table("Last analysis", ["WEIGHT", "GATE", "VERDICT", "DETAIL"],
+                  [(g["weight"], g["gate"], g["verdict"], g["detail"]) for g in result.gates])
+        if result.downtime is not None:
+            line(f"measured downtime: {result.downtime['downtimeS']} s ({result.downtime['failed']} of "
+                 f"{result.downtime['requests']} monitor requests failed)")
+        line(f"{result.phase}: {result.message}")
+    sys.exit(result.exit_code)
+
+
+def _progress(output: str) -> Callable[[str], None]:
+    if output != "table":
+        return lambda _: None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return lambda text: console.log(text)
+
+
+@command.command("rollback")
+@_cluster_options
+@click.option("-n", "--namespace")
+@click.option("--route", required=True)
+@click.option("--force", is_flag=True, help="Roll back even after the lock.")
+@click.option("--dry-run", is_flag=True)
+def rollback_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
+                     route: str, force: bool, dry_run: bool) -> None:
+    """Restore the HTTPRoute's original (preview) backends; refused after the lock unless --force."""
+    from infergate.migrate.runner import Migrator, RunOptions
+
+    cluster = _connect(kubeconfig, context)
+    ns = namespace or _default_namespace(kubeconfig, context)
+    result = asyncio.run(Migrator(cluster, None, RunOptions(force=force, dry_run=dry_run)).rollback(ns, route))
+    click.echo(f"{result.phase}: {result.message}")
+    sys.exit(result.exit_code)
+
+
+@command.command("status")
+@_cluster_options
+@click.option("-n", "--namespace")
+@click.option("--route")
+@OUTPUT
+def status_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
+                   route: str | None, output: str) -> None:
+    """Show the recorded state of a migration (phase, completed steps, last report)."""
+    from infergate.migrate.output import emit, line, table
+
+    cluster = _connect(kubeconfig, context)
+    ns = namespace or _default_namespace(kubeconfig, context)
+    state = _existing_state(cluster, ns, route)
+    if state is None:
+        raise click.ClickException(f"no (single) migration recorded in namespace {ns}" + ("" if route else
+                                   ": pass --route"))
+    data = {"route": state.plan.route, "path": state.plan.path, "phase": state.phase,
+            "gaWeight": state.ga_weight, "locked": state.locked, "completed": list(state.completed),
+            "history": list(state.history), "report": state.report}
+    if output != "table":
+        emit(data, output)
+        return
+    line(f"HTTPRoute {ns}/{state.plan.route}: {state.plan.path}, phase {state.phase}, GA weight "
+         f"{state.ga_weight}, locked {state.locked}")
+    table("History", ["AT", "STEP / PHASE", "DETAIL"],
+          [(h.get("at"), h.get("step") or h.get("phase"), h.get("detail") or h.get("reason") or "")
+           for h in state.history])
+
+
+@command.command("verify")
+@_cluster_options
+@click.option("-n", "--namespace")
+@click.option("--route", required=True, multiple=True, help="HTTPRoute(s) to verify.")
+@click.option("--requests", "count", type=int, default=20, show_default=True,
+              help="Probe requests to /v1/completions (0: status checks only).")
+@click.option("--model", "models", multiple=True, help="Model(s) to request (default: the objectives' names "
+              "are not models; give at least one for the request check).")
+@click.option("--gateway-url", help="Default: the Gateway's status address and listener port.")
+@click.option("--epp-metrics", multiple=True, help="POOL=URL of a pool's EPP /metrics (default: its Service).")
+@OUTPUT
+def verify_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
+                   route: tuple[str, ...], count: int, models: tuple[str, ...], gateway_url: str | None,
+                   epp_metrics: tuple[str, ...], output: str) -> None:
+    """Gateway Programmed=True, HTTPRoute Accepted and ResolvedRefs for every parent, each
+    InferencePool's parent status Accepted, and N requests answered 200 by each pool in the
+    share its weight gives. Exit 0: all pass; 5: a check failed."""
+    from infergate.migrate import verify as v
+    from infergate.migrate.output import emit, line, table
+    from infergate.migrate.resources import GA_POOLS, HTTPROUTES, PREVIEW_POOLS
+
+    cluster = _connect(kubeconfig, context)
+    ns = namespace or _default_namespace(kubeconfig, context)
+    checks = v.status_checks(cluster, ns, list(route))
+    first = cluster.get(HTTPROUTES, ns, route[0])
+    url = gateway_url or (v.gateway_url(cluster, ns, first) if first else None)
+    urls = _parse_epp_metrics(epp_metrics)
+    if count > 0:
+        if not models:
+            raise click.UsageError("--model is required for the request check (or --requests 0)")
+        if url is None:
+            checks.append(v.Check("requests", False, "no gateway address (--gateway-url)"))
+        else:
+            shares: dict[str, float] = {}
+            weights: dict[str, float] = {}
+            for name in route:
+                obj = cluster.get(HTTPROUTES, ns, name) or {}
+                for rule in (obj.get("spec") or {}).get("rules") or []:
+                    for ref in rule.get("backendRefs") or []:
+                        if ref.get("kind") == "InferencePool":
+                            weights[ref["name"]] = weights.get(ref["name"], 0) + float(ref.get("weight", 1))
+                            if ref["name"] not in urls:
+                                res = PREVIEW_POOLS if ref.get("group") == PREVIEW_POOLS.group else GA_POOLS
+                                pool = cluster.get(res, ns, ref["name"])
+                                svc = v.pool_epp_service(pool) if pool else None
+                                found = v.epp_metrics_url(cluster, ns, svc) if svc else None
+                                if found:
+                                    urls[ref["name"]] = found
+            total = sum(weights.values())
+            shares = {k: w / total for k, w in weights.items()} if total else {}
+            if set(shares) - set(urls):
+                urls = {}
+            checks += asyncio.run(v.traffic_checks(url, list(models), count, urls, shares))
+    ok = all(c.ok for c in checks)
+    if output != "table":
+        emit({"ok": ok, "checks": [c.to_dict() for c in checks]}, output)
+    else:
+        table("Verify", ["CHECK", "OK", "DETAIL"], [(c.name, "yes" if c.ok else "NO", c.detail) for c in checks])
+        line("verified" if ok else "verification FAILED")
+    sys.exit(0 if ok else 5)
+
+
+@command.command("cleanup")
+@_cluster_options
+@_namespace_options
+@click.option("--force", is_flag=True, help="Delete even while other namespaces or routes use the preview API, "
+              "or objects are held by finalizers.")
+@click.option("--dry-run", is_flag=True, help="Send every deletion with dryRun=All.")
+@OUTPUT
+def cleanup_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
+                    all_namespaces: bool, force: bool, dry_run: bool, output: str) -> None:
+    """Remove the preview API in a safe order: a cluster-wide census first (refused while a
+    namespace outside -n still has preview objects, or a route still uses a preview pool,
+    unless --force), Helm releases before the CRDs they need, preview objects (finalizers
+    reported), then the preview CRDs (the v0.3.0 bundle, config/crd/preview.yaml).
+    Exit 0: done; 6: refused."""
+    from infergate.migrate.cleanup import cleanup
+    from infergate.migrate.output import emit, line, table
+
+    cluster = _connect(kubeconfig, context)
+    ns = None if all_namespaces else (namespace or _default_namespace(kubeconfig, context))
+    result = cleanup(cluster, _helm(helm_path, kubeconfig, context), ns, force=force, dry_run=dry_run)
+    if output != "table":
+        emit(result.to_dict(), output)
+    else:
+        for reason in result.refused:
+            line(f"refused: {reason}")
+        if result.actions:
+            table("Cleanup", ["ACTION"], [(a,) for a in result.actions])
+        for f in result.finalizers:
+            line(f"finalizer: {f}")
+        line(result.message)
+    sys.exit(result.exit_code)

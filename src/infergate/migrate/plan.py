@@ -1,0 +1,477 @@
+"""The migration plan: typed steps computed from the preview objects of one HTTPRoute.
+
+The unit of migration is one HTTPRoute in one namespace (the source document's
+``llm-route``): the preview pools it sends traffic to, the InferenceModels of those pools,
+their EPPs and Helm releases. The GA objects come from the converter
+(:mod:`infergate.api.conversion`), so ``plan`` reports exactly what ``infergate convert``
+would and names every lossy field.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from infergate.api.conversion import ConvertOptions, convert_objects, ga_pool_name, helm_epp_name
+from infergate.api.conversion.constants import DEFAULT_EPP_PORT, GA_GROUP, PREVIEW_GROUP
+from infergate.migrate.helm import GA_CHART_VERSION, OCI_CHART, ChartInstall
+from infergate.migrate.resources import (
+    GA_POOLS,
+    PREVIEW_CRD_NAMES,
+    PREVIEW_POOLS,
+    Obj,
+    meta,
+    name_of,
+)
+
+MigrationPath = Literal["simple", "zero-downtime"]
+PATHS: tuple[MigrationPath, ...] = ("simple", "zero-downtime")
+DEFAULT_STEPS: tuple[int, ...] = (0, 50, 100)
+HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
+
+
+class PlanError(Exception):
+    """The cluster's state does not allow a plan (message says why and what to do)."""
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    namespace: str
+    preview: str
+    ga: str
+    selector: tuple[tuple[str, str], ...]
+    target_port: int
+    preview_epp: str  # the preview pool's EPP Service
+    ga_epp: str  # the GA pool's EPP Service (the chart's <release>-epp)
+    preview_release: str | None  # the Helm release that installed the preview pool
+    install: Literal["helm", "objects"]
+    chart: ChartInstall | None
+    ga_object: Obj  # the converted GA pool (applied in "objects" mode; documents the chart's result)
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Analysis thresholds between weight steps."""
+
+    probes: int = 60  # probe requests per analysis
+    min_success_rate: float = 0.99
+    p99_ttft_factor: float = 1.5  # p99 TTFT may grow to baseline * factor + slack
+    p99_ttft_slack_s: float = 0.05
+    attribution_floor: float = 0.10  # per-pool share within max(floor, 3 sigma)
+    allow_unknown_models_served: bool = False  # a declared (not silent) acceptance of the allow-list change
+    require_attribution: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# -- steps -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    description: str
+    manual: str = ""  # the manual command(s) of the source document this step replaces
+
+
+@dataclass(frozen=True)
+class Preflight(Step):
+    pass
+
+
+@dataclass(frozen=True)
+class InstallCrds(Step):
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InstallPool(Step):
+    pool: str = ""  # GA pool name
+
+
+@dataclass(frozen=True)
+class ApplyObjects(Step):
+    objects: tuple[Obj, ...] = ()
+
+
+@dataclass(frozen=True)
+class WaitReady(Step):
+    timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class Baseline(Step):
+    pass
+
+
+@dataclass(frozen=True)
+class Shift(Step):
+    ga_weight: int = 0
+
+
+@dataclass(frozen=True)
+class Analyse(Step):
+    ga_weight: int = 0
+
+
+@dataclass(frozen=True)
+class Lock(Step):
+    pass
+
+
+@dataclass(frozen=True)
+class FinalRoute(Step):
+    pass
+
+
+@dataclass(frozen=True)
+class RemovePreview(Step):
+    """helm uninstall of the preview releases, else deletion of pools, models, EPP Deployments/Services."""
+
+
+@dataclass(frozen=True)
+class DeletePreviewCrds(Step):
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verify(Step):
+    pass
+
+
+STEP_TYPES: dict[str, type[Step]] = {
+    t.__name__: t for t in (Preflight, InstallCrds, InstallPool, ApplyObjects, WaitReady, Baseline, Shift,
+                            Analyse, Lock, FinalRoute, RemovePreview, DeletePreviewCrds, Verify)
+}
+
+
+def step_to_dict(step: Step) -> dict[str, Any]:
+    data = {k: (list(v) if isinstance(v, tuple) else v) for k, v in step.__dict__.items()}
+    return {"type": type(step).__name__, **data}
+
+
+def step_from_dict(data: dict[str, Any]) -> Step:
+    kind = STEP_TYPES[data["type"]]
+    args: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k != "type"}
+    return kind(**args)
+
+
+# -- the plan -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lossy:
+    object: str  # "InferenceModel ns/name"
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: MigrationPath
+    namespace: str
+    route: str
+    pools: tuple[PoolPlan, ...]
+    original_route: Obj
+    final_routes: tuple[Obj, ...]  # the converted route (+ continuation routes)
+    objectives: tuple[Obj, ...]  # InferenceObjectives (+ InferenceModelRewrites)
+    preview_models: tuple[str, ...]  # InferenceModel names to delete at teardown
+    model_names: tuple[str, ...]  # the modelNames clients use (probe targets)
+    steps: tuple[Step, ...]
+    weights: tuple[int, ...]
+    gates: Gates
+    lossy: tuple[Lossy, ...]
+    preview_epp_deployments: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def state_name(self) -> str:
+        return f"infergate-migration-{self.route}"
+
+    def pool(self, ga_name: str) -> PoolPlan:
+        return next(p for p in self.pools if p.ga == ga_name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "namespace": self.namespace, "route": self.route,
+            "pools": [_pool_to_dict(p) for p in self.pools],
+            "originalRoute": self.original_route, "finalRoutes": list(self.final_routes),
+            "objectives": list(self.objectives), "previewModels": list(self.preview_models),
+            "modelNames": list(self.model_names),
+            "steps": [step_to_dict(s) for s in self.steps], "weights": list(self.weights),
+            "gates": self.gates.to_dict(),
+            "lossy": [{"object": w.object, "field": w.field, "message": w.message} for w in self.lossy],
+            "previewEppDeployments": list(self.preview_epp_deployments), "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(
+            path=data["path"], namespace=data["namespace"], route=data["route"],
+            pools=tuple(_pool_from_dict(p) for p in data["pools"]),
+            original_route=data["originalRoute"], final_routes=tuple(data["finalRoutes"]),
+            objectives=tuple(data["objectives"]), preview_models=tuple(data["previewModels"]),
+            model_names=tuple(data["modelNames"]),
+            steps=tuple(step_from_dict(s) for s in data["steps"]), weights=tuple(data["weights"]),
+            gates=Gates(**data["gates"]),
+            lossy=tuple(Lossy(w["object"], w["field"], w["message"]) for w in data["lossy"]),
+            preview_epp_deployments=tuple(data.get("previewEppDeployments", ())),
+            notes=tuple(data.get("notes", ())),
+        )
+
+
+def _pool_to_dict(p: PoolPlan) -> dict[str, Any]:
+    return {
+        "namespace": p.namespace, "preview": p.preview, "ga": p.ga, "selector": [list(kv) for kv in p.selector],
+        "targetPort": p.target_port, "previewEpp": p.preview_epp, "gaEpp": p.ga_epp,
+        "previewRelease": p.preview_release, "install": p.install,
+        "chart": None if p.chart is None else {
+            "release": p.chart.release, "namespace": p.chart.namespace, "chart": p.chart.chart,
+            "version": p.chart.version, "sets": [list(kv) for kv in p.chart.sets]},
+        "gaObject": p.ga_object,
+    }
+
+
+def _pool_from_dict(d: dict[str, Any]) -> PoolPlan:
+    chart = d.get("chart")
+    return PoolPlan(
+        d["namespace"], d["preview"], d["ga"], tuple((k, v) for k, v in d["selector"]), int(d["targetPort"]),
+        d["previewEpp"], d["gaEpp"], d.get("previewRelease"), d["install"],
+        None if chart is None else ChartInstall(chart["release"], chart["namespace"], chart["chart"],
+                                                chart.get("version"), tuple((k, v) for k, v in chart["sets"])),
+        d["gaObject"],
+    )
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    path: MigrationPath = "zero-downtime"
+    weights: tuple[int, ...] = DEFAULT_STEPS
+    pool_name_suffix: str = "-ga"
+    install: Literal["auto", "helm", "objects"] = "auto"
+    chart: str = OCI_CHART
+    chart_version: str | None = GA_CHART_VERSION
+    provider: str = "none"
+    unknown_models: Literal["serve", "reject"] = "serve"
+    gates: Gates = field(default_factory=Gates)
+    convert: ConvertOptions | None = None
+
+
+def validate_weights(weights: tuple[int, ...]) -> tuple[int, ...]:
+    if not weights:
+        raise PlanError("--steps: at least one weight is needed")
+    if any(w < 0 or w > 100 for w in weights):
+        raise PlanError(f"--steps: weights are percentages of traffic to GA, 0..100: {list(weights)}")
+    if list(weights) != sorted(set(weights)):
+        raise PlanError(f"--steps: weights must increase strictly: {list(weights)}")
+    if weights[-1] != 100:
+        weights = (*weights, 100)
+    return weights
+
+
+def select_route(routes: list[Obj], route: str | None) -> Obj:
+    """The HTTPRoute to migrate: ``route``, or the only one sending traffic to preview pools."""
+    from infergate.migrate.census import preview_backend_refs
+
+    using = [r for r in routes if preview_backend_refs(r)]
+    if route is not None:
+        found = next((r for r in routes if name_of(r) == route), None)
+        if found is None:
+            raise PlanError(f"HTTPRoute {route} not found")
+        return found
+    if not using:
+        raise PlanError("no HTTPRoute sends traffic to an InferencePool of group " + PREVIEW_GROUP)
+    if len(using) > 1:
+        raise PlanError("several HTTPRoutes use preview pools; choose one with --route: "
+                        + ", ".join(sorted(name_of(r) for r in using)))
+    return using[0]
+
+
+def build_plan(
+    *,
+    namespace: str,
+    route: Obj,
+    preview_pools: list[Obj],
+    preview_models: list[Obj],
+    existing_ga_pools: list[Obj],
+    existing_objectives: list[Obj],
+    epp_deployments: dict[str, str],  # preview pool name -> EPP Deployment name
+    ga_crds_missing: tuple[str, ...],
+    options: PlanOptions,
+) -> Plan:
+    from infergate.migrate.census import preview_backend_refs
+
+    weights = validate_weights(options.weights)
+    route_name = name_of(route)
+    wanted = sorted(set(preview_backend_refs(route)))
+    pools_by_name = {name_of(p): p for p in preview_pools}
+    missing = [p for p in wanted if p not in pools_by_name]
+    if missing and options.path == "zero-downtime":
+        raise PlanError(f"HTTPRoute {route_name} sends traffic to preview pools that do not exist: "
+                        + ", ".join(missing) + " (nothing to shift from)")
+    pools = [pools_by_name[p] for p in wanted if p in pools_by_name]
+    models = [m for m in preview_models if ((m.get("spec") or {}).get("poolRef") or {}).get("name") in wanted]
+    convert_options = options.convert or ConvertOptions(pool_name_suffix=options.pool_name_suffix,
+                                                        unknown_models=options.unknown_models)
+    inputs = [*pools, *models, route, *existing_ga_pools, *existing_objectives]
+    results, warnings, problems = convert_objects(inputs, convert_options)
+    if problems:
+        raise PlanError("the preview objects cannot be converted:\n  " + "\n  ".join(str(p) for p in problems))
+    converted = [o for r in results for o in r.objects]
+    ga_pool_objs = {name_of(o): o for o in converted if o.get("apiVersion") == GA_POOLS.api_version}
+    ga_pool_objs.update({name_of(o): o for o in existing_ga_pools})
+    objectives = tuple(o for o in converted if o.get("kind") in ("InferenceObjective", "InferenceModelRewrite")
+                       and o not in existing_objectives)
+    final_routes = tuple(o for o in converted if o.get("kind") == "HTTPRoute")
+
+    pool_plans: list[PoolPlan] = []
+    for pool in pools:
+        name = name_of(pool)
+        spec = pool.get("spec") or {}
+        ga = ga_pool_name(name, options.pool_name_suffix)
+        release = (meta(pool).get("annotations") or {}).get(HELM_RELEASE_ANNOTATION)
+        install: Literal["helm", "objects"] = (
+            ("helm" if release else "objects") if options.install == "auto" else options.install
+        )
+        selector = tuple(sorted((str(k), str(v)) for k, v in (spec.get("selector") or {}).items()))
+        ext = spec.get("extensionRef") or {}
+        chart = None
+        if install == "helm":
+            sets = [(f"inferencePool.modelServers.matchLabels.{k}", v) for k, v in selector]
+            sets.append(("inferencePool.targetPorts[0].number", str(spec.get("targetPortNumber"))))
+            sets.append(("provider.name", options.provider))
+            chart = ChartInstall(ga, namespace, options.chart, options.chart_version, tuple(sets))
+        ga_object = ga_pool_objs.get(ga) or {}
+        pool_plans.append(PoolPlan(
+            namespace, name, ga, selector, int(spec.get("targetPortNumber") or 0),
+            str(ext.get("name") or helm_epp_name(name)),
+            str(((ga_object.get("spec") or {}).get("endpointPickerRef") or {}).get("name") or helm_epp_name(ga)),
+            release, install, chart, ga_object,
+        ))
+
+    lossy = tuple(Lossy(str(w.obj), w.field, w.message) for w in warnings)
+    model_names = tuple(sorted({str((m.get("spec") or {}).get("modelName")) for m in models}))
+    original = _clean(route)
+    steps = _steps(options.path, namespace, route_name, pool_plans, objectives, final_routes, weights,
+                   ga_crds_missing)
+    notes: list[str] = []
+    if any(p.install == "objects" for p in pool_plans):
+        notes.append("GA pools without a Helm release are applied as objects; their EPP Deployment/Service "
+                     "is created from the preview EPP's (v1.0 flags: --pool-name, --pool-group "
+                     f"{GA_GROUP}), port {DEFAULT_EPP_PORT} unless the preview pool names one")
+    return Plan(
+        path=options.path, namespace=namespace, route=route_name, pools=tuple(pool_plans),
+        original_route=original, final_routes=final_routes, objectives=objectives,
+        preview_models=tuple(sorted(name_of(m) for m in models)), model_names=model_names,
+        steps=steps, weights=weights, gates=options.gates, lossy=lossy,
+        preview_epp_deployments=tuple(sorted({epp_deployments[p.preview] for p in pool_plans
+                                              if p.preview in epp_deployments and p.install == "objects"})),
+        notes=tuple(notes),
+    )
+
+
+def _steps(
+    path: MigrationPath,
+    namespace: str,
+    route: str,
+    pools: list[PoolPlan],
+    objectives: tuple[Obj, ...],
+    final_routes: tuple[Obj, ...],
+    weights: tuple[int, ...],
+    ga_crds_missing: tuple[str, ...],
+) -> tuple[Step, ...]:
+    ns = f"-n {namespace}"
+    install_crds = InstallCrds(
+        "install-ga-crds", "install the GA CRDs that are missing: " + (", ".join(ga_crds_missing) or "none"),
+        "kubectl apply -f .../v1.0.0/manifests.yaml (or only the InferenceObjective CRD on GKE >= 1.34)",
+        names=ga_crds_missing,
+    )
+    pool_steps = [
+        InstallPool(f"install-pool-{p.ga}",
+                    f"install GA InferencePool {p.ga} on the same pods as {p.preview} "
+                    f"({', '.join(f'{k}={v}' for k, v in p.selector)}) with its EPP {p.ga_epp}",
+                    p.chart.command() if p.chart else f"kubectl apply {ns} -f <{p.ga} pool + EPP>",
+                    pool=p.ga)
+        for p in pools
+    ]
+    apply_objectives = ApplyObjects(
+        "apply-objectives",
+        "create InferenceObjectives " + ", ".join(sorted(name_of(o) for o in objectives)) if objectives
+        else "no InferenceObjectives to create",
+        f"kubectl apply {ns} -f - <<EOF (InferenceObjective, poolRef.group: {GA_GROUP})", objects=objectives,
+    )
+    final = FinalRoute("final-route", f"HTTPRoute {route}: only the GA pools (converted rules with objectives)",
+                       f"kubectl apply {ns} -f - <<EOF (HTTPRoute {route}, backendRefs group {GA_GROUP} weight 100)")
+    remove = RemovePreview(
+        "remove-preview",
+        "remove the preview stack: " + "; ".join(
+            f"helm uninstall {p.preview_release}" if p.preview_release else
+            f"delete {PREVIEW_POOLS.qualified}/{p.preview}, its InferenceModels and EPP {p.preview_epp}"
+            for p in pools),
+        "; ".join(f"helm uninstall {p.preview_release} {ns}" if p.preview_release else
+                  f"kubectl delete {ns} {PREVIEW_POOLS.qualified}/{p.preview} ..." for p in pools),
+    )
+    delete_crds = DeletePreviewCrds(
+        "delete-preview-crds",
+        "delete the preview CRDs when no namespace uses them any more: " + ", ".join(PREVIEW_CRD_NAMES),
+        "kubectl delete -f .../v0.3.0/manifests.yaml", names=PREVIEW_CRD_NAMES,
+    )
+    wait = WaitReady("wait-ready", "wait until the GA EPPs are ready, each GA pool Accepted and the HTTPRoute "
+                     "ResolvedRefs", "kubectl get gateway -o wide; kubectl get infpool")
+    verify = Verify("verify", "Gateway Programmed, HTTPRoute Accepted+ResolvedRefs, pools Accepted, probe requests "
+                    "200 from the GA pools", "kubectl get gateway -o wide; curl -i $IP:$PORT/v1/completions ...")
+    preflight = Preflight("preflight", "check the cluster: CRDs per group, objects, gateway, no GitOps owner")
+    if path == "simple":
+        return (preflight, remove, delete_crds, install_crds, *pool_steps, apply_objectives, final, wait, verify)
+    shifts: list[Step] = []
+    for w in weights:
+        shifts.append(Shift(f"shift-{w}", f"HTTPRoute {route}: {100 - w}% preview, {w}% GA",
+                            f"kubectl apply {ns} -f - <<EOF (backendRefs weight {100 - w} / {w})", ga_weight=w))
+        shifts.append(Analyse(f"analyse-{w}", f"analyse at {w}% GA: success rate, p99 TTFT, per-pool share, "
+                              "model allow-list", "monitor", ga_weight=w))
+    return (
+        preflight, install_crds, *pool_steps, apply_objectives, wait,
+        Baseline("baseline", "measure the preview stack before any shift (success rate, p99 TTFT, 404 models)"),
+        *shifts,
+        Lock("lock", "lock the migration (one-way): rollback needs --force from here on"),
+        final, verify, remove, delete_crds,
+    )
+
+
+def _clean(obj: Obj) -> Obj:
+    out = copy.deepcopy(obj)
+    out.pop("status", None)
+    m = out.get("metadata") or {}
+    for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
+        m.pop(key, None)
+    return out
+
+
+def shift_route(final_route: Obj, pools: tuple[PoolPlan, ...], ga_weight: int) -> Obj:
+    """The converted route with every GA backendRef split into (preview, GA) at ``ga_weight`` percent.
+
+    Weights are keyed by (group, kind, name), so a preview and a GA pool of the same name stay apart.
+    """
+    ga_to_preview = {p.ga: p.preview for p in pools}
+    route = copy.deepcopy(final_route)
+    for rule in (route.get("spec") or {}).get("rules") or []:
+        refs = []
+        for ref in rule.get("backendRefs") or []:
+            if ref.get("group") == GA_GROUP and ref.get("kind") == "InferencePool" and ref.get("name") in ga_to_preview:
+                base = int(ref.get("weight", 1))
+                preview = {**ref, "group": PREVIEW_GROUP, "name": ga_to_preview[ref["name"]],
+                           "weight": base * (100 - ga_weight)}
+                refs.append(preview)
+                refs.append({**ref, "weight": base * ga_weight})
+            else:
+                refs.append(ref)
+        rule["backendRefs"] = refs
+    return route
+
+
+def plan_summary_rows(plan: Plan) -> list[tuple[str, str, str]]:
+    return [(s.id, s.description, s.manual) for s in plan.steps]
+
+

@@ -1,0 +1,607 @@
+"""The migration state machine: executes a :class:`Plan` step by step, resumably.
+
+    preflight -> install GA side by side -> wait ready -> baseline
+      -> (shift w -> analyse w) for each weight   [fail: roll back, stop | no data: pause]
+      -> lock (one-way) -> final route -> verify -> remove preview -> delete preview CRDs -> done
+
+The simple path: preflight -> remove preview -> delete preview CRDs -> install GA -> final
+route -> wait ready -> verify, with a downtime monitor running from the first deletion to the
+end. State lives in the ConfigMap ``infergate-migration-<route>`` (:mod:`.state`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infergate.api.conversion.constants import GA_GROUP
+from infergate.migrate.census import preview_epp_pool
+from infergate.migrate.cluster import Cluster, ClusterError
+from infergate.migrate.gates import Baseline, GateResult, Window, analyse, baseline_of, overall
+from infergate.migrate.helm import Helm, HelmError
+from infergate.migrate.plan import (
+    Analyse,
+    ApplyObjects,
+    DeletePreviewCrds,
+    FinalRoute,
+    InstallCrds,
+    InstallPool,
+    Lock,
+    Plan,
+    PoolPlan,
+    Preflight,
+    RemovePreview,
+    Shift,
+    Step,
+    Verify,
+    WaitReady,
+    shift_route,
+)
+from infergate.migrate.plan import (
+    Baseline as BaselineStep,
+)
+from infergate.migrate.probe import DowntimeMonitor, measure
+from infergate.migrate.resources import (
+    CRDS,
+    DEPLOYMENTS,
+    GA_POOLS,
+    HTTPROUTES,
+    PREVIEW_MODELS,
+    PREVIEW_POOLS,
+    SERVICES,
+    Obj,
+    meta,
+    name_of,
+    resource_of,
+)
+from infergate.migrate.state import LOCK_ANNOTATION, MigrationState, StateStore
+from infergate.migrate.verify import Check, epp_metrics_url, gateway_url, status_checks, traffic_checks
+
+CRD_BUNDLE_DIR = Path(__file__).resolve().parents[3] / "config" / "crd"
+
+# Exit codes (documented in docs/migrate.md).
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_NEEDED = 3
+EXIT_PAUSED = 4
+EXIT_ROLLED_BACK = 5
+EXIT_REFUSED = 6
+
+GITOPS_MANAGERS = ("argocd", "argo-cd", "flux", "kustomize-controller", "helm-controller")
+GITOPS_MARKERS = ("argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/", "helm.toolkit.fluxcd.io/")
+
+
+class MigrationError(Exception):
+    """A step cannot proceed (the message says which and why)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dry_run: bool = False
+    force: bool = False
+    retry: bool = False  # start again after a rollback
+    gateway_url: str | None = None
+    epp_metrics: dict[str, str] = field(default_factory=dict)  # pool name -> /metrics URL
+    probe_models: tuple[str, ...] = ()  # extra model names to probe (e.g. ones without an InferenceModel)
+    analysis_delay_s: float = 1.0  # wait after a shift before measuring
+    ready_timeout_s: float = 120.0
+    poll_s: float = 0.5
+    crd_bundle_dir: Path = CRD_BUNDLE_DIR
+    stop_after: str | None = None  # stop (as if interrupted) after this step id; for tests and staged runs
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    phase: str
+    message: str
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    downtime: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"exitCode": self.exit_code, "phase": self.phase, "message": self.message, "steps": self.steps,
+                "gates": self.gates, "checks": self.checks, "downtime": self.downtime}
+
+
+Progress = Callable[[str], None]
+
+
+class Migrator:
+    def __init__(self, cluster: Cluster, helm: Helm | None, options: RunOptions,
+                 progress: Progress | None = None) -> None:
+        self.cluster = cluster
+        self.helm = helm
+        self.options = options
+        self.progress = progress or (lambda _: None)
+        self.store = StateStore(cluster, dry_run=options.dry_run)
+        self._monitor: DowntimeMonitor | None = None
+
+    # -- entry points --------------------------------------------------------------------------
+
+    async def run(self, plan: Plan | Callable[[], Plan]) -> RunResult:
+        """Run (or resume) the migration of ``plan``'s route. ``plan`` may be a factory: it is
+        only called when no state exists yet."""
+        existing = None
+        if not callable(plan):
+            existing = self.store.load(plan.namespace, plan.route)
+        state = existing
+        if state is None:
+            concrete = plan() if callable(plan) else plan
+            state = self.store.load(concrete.namespace, concrete.route) or MigrationState(concrete)
+        if state.phase == "done":
+            return RunResult(EXIT_OK, "done", f"the migration of HTTPRoute {state.plan.namespace}/"
+                             f"{state.plan.route} is already done: nothing to do")
+        if state.phase == "rolled-back":
+            if not self.options.retry:
+                return RunResult(EXIT_ROLLED_BACK, "rolled-back",
+                                 "this migration was rolled back: see the report with `infergate migrate status`; "
+                                 "start again with --retry", gates=state.report.get("gates", []))
+            state = MigrationState(state.plan, history=state.history).transition("running", "retry")
+        elif state.phase == "paused":
+            state = state.transition("running", "resume")
+        return await self._execute(state)
+
+    async def rollback(self, namespace: str, route: str) -> RunResult:
+        state = self.store.load(namespace, route)
+        if state is None:
+            return RunResult(EXIT_ERROR, "none", f"no migration state for HTTPRoute {namespace}/{route}")
+        if state.locked and not self.options.force:
+            return RunResult(EXIT_REFUSED, state.phase, "the migration is locked (past the point of no return): "
+                             "rollback needs --force")
+        self._restore_route(state.plan)
+        state = replace(state, ga_weight=None).transition("rolled-back", "rollback requested")
+        self.store.save(state)
+        return RunResult(EXIT_OK, "rolled-back", f"HTTPRoute {route} restored to its original backends")
+
+    # -- the machine ---------------------------------------------------------------------------
+
+    async def _execute(self, state: MigrationState) -> RunResult:
+        plan = state.plan
+        result = RunResult(EXIT_OK, "running", "")
+        state = self.store.save(state)
+        if plan.path == "simple" and self._monitor is None:
+            url = self._gateway_url(plan)
+            if url and plan.model_names:
+                self._monitor = DowntimeMonitor(url, plan.model_names[0])
+                self._monitor.start()
+        try:
+            for step in plan.steps:
+                if state.done(step.id):
+                    result.steps.append({"step": step.id, "status": "done earlier", "detail": step.description})
+                    continue
+                self.progress(f"{step.id}: {step.description}")
+                started = time.monotonic()
+                outcome = await self._step(step, state, result)
+                state = outcome.state
+                elapsed = round(time.monotonic() - started, 2)
+                if outcome.verdict == "pass":
+                    state = self.store.save(state.complete(step.id, seconds=elapsed, detail=outcome.detail))
+                    result.steps.append({"step": step.id, "status": "dry-run" if self.options.dry_run else "done",
+                                         "detail": outcome.detail or step.description, "seconds": elapsed})
+                    if self.options.stop_after == step.id:
+                        result.phase, result.message = state.phase, f"stopped after {step.id} (--stop-after)"
+                        return result
+                    continue
+                result.steps.append({"step": step.id, "status": outcome.verdict, "detail": outcome.detail,
+                                     "seconds": elapsed})
+                if outcome.verdict == "paused":
+                    state = self.store.save(state.transition("paused", outcome.detail))
+                    result.exit_code, result.phase = EXIT_PAUSED, "paused"
+                    result.message = (f"paused at {step.id}: {outcome.detail}; run again to resume, or "
+                                      "`infergate migrate rollback`")
+                    return result
+                # fail
+                if not state.locked and plan.path == "zero-downtime" and state.ga_weight is not None:
+                    self.progress(f"rolling back HTTPRoute {plan.route} to its original backends")
+                    self._restore_route(plan)
+                    state = replace(state, ga_weight=None)
+                    report = {"step": step.id, "gates": result.gates, "checks": result.checks}
+                    state = self.store.save(replace(state, report=report).transition("rolled-back", outcome.detail))
+                    result.exit_code, result.phase = EXIT_ROLLED_BACK, "rolled-back"
+                    result.message = (f"{step.id} failed: {outcome.detail}; the HTTPRoute was rolled back to the "
+                                      "preview pools (the GA stack is kept for debugging)")
+                    return result
+                state = self.store.save(state.transition("failed", outcome.detail))
+                result.exit_code, result.phase = EXIT_ERROR, "failed"
+                result.message = f"{step.id} failed: {outcome.detail}; fix it and run again to resume"
+                return result
+            if self.options.dry_run:
+                result.phase, result.message = "dry-run", "dry run: every step was sent with dryRun=All; nothing changed"
+                return result
+            state = self.store.save(state.transition("done", "all steps completed"))
+            result.phase, result.message = "done", f"HTTPRoute {plan.namespace}/{plan.route} migrated to GA"
+            return result
+        finally:
+            if self._monitor is not None:
+                await self._monitor.stop()
+                result.downtime = self._monitor.summary()
+                self._monitor = None
+
+    async def _step(self, step: Step, state: MigrationState, result: RunResult) -> _Outcome:
+        plan = state.plan
+        try:
+            if isinstance(step, Preflight):
+                return self._preflight(state)
+            if isinstance(step, InstallCrds):
+                return self._install_crds(state, step)
+            if isinstance(step, InstallPool):
+                return self._install_pool(state, plan.pool(step.pool))
+            if isinstance(step, ApplyObjects):
+                for obj in step.objects:
+                    self.cluster.apply(resource_of(obj), obj, dry_run=self.options.dry_run)
+                return _Outcome(state, "pass", f"{len(step.objects)} objects applied")
+            if isinstance(step, WaitReady):
+                return await self._wait_ready(state, step)
+            if isinstance(step, BaselineStep):
+                return await self._baseline(state)
+            if isinstance(step, Shift):
+                self._apply_routes([shift_route(r, plan.pools, step.ga_weight) for r in plan.final_routes])
+                return _Outcome(replace(state, ga_weight=step.ga_weight), "pass",
+                                f"{100 - step.ga_weight}% preview / {step.ga_weight}% GA")
+            if isinstance(step, Analyse):
+                return await self._analyse(state, step, result)
+            if isinstance(step, Lock):
+                for route in plan.final_routes:
+                    self.cluster.merge_patch(HTTPROUTES, plan.namespace, name_of(route),
+                                             {"metadata": {"annotations": {LOCK_ANNOTATION: "true"}}},
+                                             dry_run=self.options.dry_run)
+                return _Outcome(replace(state, locked=True).transition("locked", "all weights passed"), "pass",
+                                "locked")
+            if isinstance(step, FinalRoute):
+                routes = []
+                for route in plan.final_routes:
+                    final = copy.deepcopy(route)
+                    if state.locked:
+                        final.setdefault("metadata", {}).setdefault("annotations", {})[LOCK_ANNOTATION] = "true"
+                    routes.append(final)
+                self._apply_routes(routes)
+                return _Outcome(replace(state, ga_weight=100), "pass", "GA pools only")
+            if isinstance(step, Verify):
+                return await self._verify(state, result)
+            if isinstance(step, RemovePreview):
+                return self._remove_preview(state)
+            if isinstance(step, DeletePreviewCrds):
+                return self._delete_crds(state, step)
+        except (ClusterError, HelmError, MigrationError) as exc:
+            return _Outcome(state, "fail", str(exc))
+        raise AssertionError(f"unknown step {step!r}")
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _preflight(self, state: MigrationState) -> _Outcome:
+        plan = state.plan
+        route = self.cluster.get(HTTPROUTES, plan.namespace, plan.route)
+        if route is None:
+            raise MigrationError(f"HTTPRoute {plan.namespace}/{plan.route} not found")
+        owner = gitops_owner(route)
+        if owner and not self.options.force:
+            raise MigrationError(f"HTTPRoute {plan.route} is managed by {owner}: it would revert the weights; "
+                                 "pause its sync (or let it own the change) and pass --force")
+        if plan.path == "zero-downtime":
+            for pool in plan.pools:
+                if self.cluster.get(PREVIEW_POOLS, plan.namespace, pool.preview) is None \
+                        and not state.done("remove-preview"):
+                    raise MigrationError(f"{PREVIEW_POOLS.qualified}/{pool.preview} not found: nothing to shift from")
+            if any(p.install == "helm" for p in plan.pools) and self.helm is None:
+                raise MigrationError("the plan installs the GA pool with Helm, but no helm binary was found "
+                                     "(--helm PATH, or --install objects)")
+        return _Outcome(state, "pass", "cluster checked" + (f" (owner {owner}, --force)" if owner else ""))
+
+    def _install_crds(self, state: MigrationState, step: InstallCrds) -> _Outcome:
+        missing = [n for n in step.names if self.cluster.get(CRDS, None, n) is None]
+        if not missing:
+            return _Outcome(state, "pass", "GA CRDs already installed")
+        bundle = self.options.crd_bundle_dir / "ga.yaml"
+        crds = {name_of(d): d for d in yaml.safe_load_all(bundle.read_text()) if isinstance(d, dict)}
+        for name in missing:
+            if name not in crds:
+                raise MigrationError(f"{bundle} has no CRD {name}")
+            self.cluster.apply(CRDS, crds[name], dry_run=self.options.dry_run)
+        if not self.options.dry_run:
+            for name in missing:
+                def established(crd_name: str = name) -> bool:
+                    return _crd_established(self.cluster.get(CRDS, None, crd_name))
+
+                self._wait(established, f"CRD {name} Established", 30.0)
+        return _Outcome(state, "pass", "installed " + ", ".join(missing))
+
+    def _install_pool(self, state: MigrationState, pool: PoolPlan) -> _Outcome:
+        plan = state.plan
+        if pool.install == "helm":
+            assert self.helm is not None and pool.chart is not None
+            if any(r.name == pool.chart.release for r in self.helm.releases(plan.namespace)):
+                return _Outcome(state, "pass", f"Helm release {pool.chart.release} already installed")
+            self.helm.install(pool.chart, dry_run=self.options.dry_run)
+            return _Outcome(state, "pass", pool.chart.command())
+        self.cluster.apply(GA_POOLS, pool.ga_object, dry_run=self.options.dry_run)
+        created = self._clone_epp(plan, pool)
+        return _Outcome(state, "pass", f"applied {GA_POOLS.qualified}/{pool.ga}" + (f"; {created}" if created else ""))
+
+    def _clone_epp(self, plan: Plan, pool: PoolPlan) -> str:
+        """The GA pool's EPP: the preview EPP's Deployment and Service, renamed, with v1.0 flags."""
+        if self.cluster.get(SERVICES, plan.namespace, pool.ga_epp) is not None:
+            return f"EPP Service {pool.ga_epp} exists"
+        preview_svc = self.cluster.get(SERVICES, plan.namespace, pool.preview_epp)
+        deployment = next((d for d in self.cluster.list(DEPLOYMENTS, plan.namespace)
+                           if preview_epp_pool(d) == pool.preview), None)
+        if preview_svc is None or deployment is None:
+            raise MigrationError(f"the GA pool {pool.ga} needs an EPP Service {pool.ga_epp}: none exists and the "
+                                 f"preview EPP (Service {pool.preview_epp}, a Deployment with -poolName "
+                                 f"{pool.preview}) was not found to copy; create it or use --install helm")
+        label = {"inferencepool": pool.ga_epp}
+        dep = copy.deepcopy(deployment)
+        dep["metadata"] = {"name": pool.ga_epp, "namespace": plan.namespace, "labels": label}
+        dep.pop("status", None)
+        spec = dep["spec"]
+        spec["selector"] = {"matchLabels": label}
+        spec["template"].setdefault("metadata", {})["labels"] = label
+        for container in spec["template"]["spec"].get("containers") or []:
+            container["args"] = ga_epp_args(container.get("args") or [], pool.ga, plan.namespace)
+        svc = copy.deepcopy(preview_svc)
+        svc["metadata"] = {"name": pool.ga_epp, "namespace": plan.namespace, "labels": label}
+        svc.pop("status", None)
+        svc["spec"].pop("clusterIP", None)
+        svc["spec"].pop("clusterIPs", None)
+        svc["spec"]["selector"] = label
+        self.cluster.apply(DEPLOYMENTS, dep, dry_run=self.options.dry_run)
+        self.cluster.apply(SERVICES, svc, dry_run=self.options.dry_run)
+        return f"EPP Deployment/Service {pool.ga_epp} created from {name_of(deployment)}"
+
+    async def _wait_ready(self, state: MigrationState, step: WaitReady) -> _Outcome:
+        plan = state.plan
+        if self.options.dry_run:
+            return _Outcome(state, "pass", "dry run: not waited")
+        deadline = time.monotonic() + min(step.timeout_s, self.options.ready_timeout_s)
+        pending: list[str] = []
+        while True:
+            pending = []
+            for pool in plan.pools:
+                if self.cluster.get(GA_POOLS, plan.namespace, pool.ga) is None:
+                    pending.append(f"{GA_POOLS.qualified}/{pool.ga} missing")
+                dep = self.cluster.get(DEPLOYMENTS, plan.namespace, pool.ga_epp)
+                if dep is not None and int((dep.get("status") or {}).get("readyReplicas") or 0) < 1:
+                    pending.append(f"EPP Deployment {pool.ga_epp} has no ready replica")
+                if dep is None and self.cluster.get(SERVICES, plan.namespace, pool.ga_epp) is None:
+                    pending.append(f"EPP Service {pool.ga_epp} missing")
+            if not pending or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(self.options.poll_s)
+        if pending:
+            return _Outcome(state, "fail", "not ready: " + "; ".join(pending))
+        return _Outcome(state, "pass", "GA EPPs ready")
+
+    async def _baseline(self, state: MigrationState) -> _Outcome:
+        window = await self._measure(state.plan)
+        if window is None:
+            return _Outcome(state, "pass", "no gateway address: baseline not measured (analysis will pause)")
+        baseline = baseline_of(window)
+        detail = (f"{len(window.samples)} probes, p99 TTFT "
+                  f"{'-' if baseline.p99_ttft_s is None else f'{baseline.p99_ttft_s * 1000:.1f} ms'}, statuses "
+                  + ", ".join(f"{m}: {s}" for m, s in sorted(baseline.model_status.items())))
+        return _Outcome(replace(state, baseline=baseline.to_dict()), "pass", detail)
+
+    async def _analyse(self, state: MigrationState, step: Analyse, result: RunResult) -> _Outcome:
+        plan = state.plan
+        if self.options.dry_run:
+            return _Outcome(state, "pass", "dry run: not analysed")
+        # Status first: the gateway must accept both groups and resolve every backend.
+        checks = await self._wait_checks(plan, [name_of(r) for r in plan.final_routes])
+        result.checks = [c.to_dict() for c in checks]
+        bad = [c for c in checks if not c.ok]
+        if bad:
+            return _Outcome(state, "fail", "; ".join(f"{c.name}: {c.detail}" for c in bad))
+        await asyncio.sleep(self.options.analysis_delay_s)
+        window = await self._measure(plan)
+        baseline = Baseline.from_dict(state.baseline) if state.baseline else None
+        if window is None:
+            gates: list[GateResult] = [GateResult("traffic", "paused", "no gateway address (--gateway-url)")]
+        else:
+            gates = analyse(window, baseline, step.ga_weight, [(p.preview, p.ga) for p in plan.pools], plan.gates)
+        result.gates = [{"weight": step.ga_weight, **g.to_dict()} for g in gates]
+        verdict = overall(gates)
+        detail = "; ".join(f"{g.gate} {g.verdict}: {g.detail}" for g in gates)
+        for g in gates:
+            self.progress(f"  {g.gate}: {g.verdict} ({g.detail})")
+        return _Outcome(state, verdict, detail)
+
+    async def _verify(self, state: MigrationState, result: RunResult) -> _Outcome:
+        plan = state.plan
+        if self.options.dry_run:
+            return _Outcome(state, "pass", "dry run: not verified")
+        checks = await self._wait_checks(plan, [name_of(r) for r in plan.final_routes])
+        url = self._gateway_url(plan)
+        models = list(plan.model_names) + list(self.options.probe_models)
+        if url and models and plan.gates.probes > 0:
+            urls = self._epp_urls(plan, ga_only=True)
+            checks += await traffic_checks(url, models[:len(plan.model_names) or 1], plan.gates.probes, urls,
+                                           {p.ga: 1.0 / len(plan.pools) for p in plan.pools}
+                                           if len(plan.pools) == 1 else {})
+        result.checks = [c.to_dict() for c in checks]
+        bad = [c for c in checks if not c.ok]
+        if bad:
+            return _Outcome(state, "fail", "; ".join(f"{c.name}: {c.detail}" for c in bad))
+        return _Outcome(state, "pass", f"{len(checks)} checks passed")
+
+    def _remove_preview(self, state: MigrationState) -> _Outcome:
+        plan = state.plan
+        done: list[str] = []
+        dry = self.options.dry_run
+        for pool in plan.pools:
+            if pool.preview_release:
+                if self.helm is None:
+                    raise MigrationError(f"the preview pool {pool.preview} belongs to Helm release "
+                                         f"{pool.preview_release}: helm is needed to uninstall it (--helm PATH)")
+                releases = {r.name for r in self.helm.releases(plan.namespace)}
+                if pool.preview_release in releases:
+                    self.helm.uninstall(pool.preview_release, plan.namespace, dry_run=dry)
+                    done.append(f"helm uninstall {pool.preview_release}")
+            if self.cluster.delete(PREVIEW_POOLS, plan.namespace, pool.preview, dry_run=dry):
+                done.append(f"deleted {PREVIEW_POOLS.qualified}/{pool.preview}")
+        for model in plan.preview_models:
+            if self.cluster.delete(PREVIEW_MODELS, plan.namespace, model, dry_run=dry):
+                done.append(f"deleted {PREVIEW_MODELS.qualified}/{model}")
+        for deployment in plan.preview_epp_deployments:
+            if self.cluster.delete(DEPLOYMENTS, plan.namespace, deployment, dry_run=dry):
+                done.append(f"deleted Deployment {deployment}")
+        for pool in plan.pools:
+            if pool.install == "objects" and self.cluster.delete(SERVICES, plan.namespace, pool.preview_epp,
+                                                                  dry_run=dry):
+                done.append(f"deleted Service {pool.preview_epp}")
+        stuck = []
+        for pool in plan.pools:
+            obj = self.cluster.get(PREVIEW_POOLS, plan.namespace, pool.preview)
+            if obj is not None and not dry:
+                stuck.append(f"{PREVIEW_POOLS.qualified}/{pool.preview} finalizers {meta(obj).get('finalizers')}")
+        for model in plan.preview_models:
+            obj = self.cluster.get(PREVIEW_MODELS, plan.namespace, model)
+            if obj is not None and not dry:
+                stuck.append(f"{PREVIEW_MODELS.qualified}/{model} finalizers {meta(obj).get('finalizers')}")
+        detail = "; ".join(done) or "nothing left to remove"
+        if stuck:
+            detail += "; still terminating (finalizers, no controller removes them): " + "; ".join(stuck)
+        return _Outcome(state, "pass", detail)
+
+    def _delete_crds(self, state: MigrationState, step: DeletePreviewCrds) -> _Outcome:
+        from infergate.migrate.cleanup import preview_census_blockers
+
+        blockers = preview_census_blockers(self.cluster)
+        if blockers and not self.options.force:
+            return _Outcome(state, "pass", "preview CRDs kept: still in use (" + "; ".join(blockers)
+                            + "); run `infergate migrate cleanup` once they are migrated")
+        deleted = [n for n in step.names if self.cluster.delete(CRDS, None, n, dry_run=self.options.dry_run)]
+        return _Outcome(state, "pass", ("deleted " + ", ".join(deleted)) if deleted else "preview CRDs already gone")
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _apply_routes(self, routes: list[Obj]) -> None:
+        for route in routes:
+            self.cluster.apply(HTTPROUTES, route, dry_run=self.options.dry_run)
+
+    def _restore_route(self, plan: Plan) -> None:
+        original = copy.deepcopy(plan.original_route)
+        current = self.cluster.get(HTTPROUTES, plan.namespace, plan.route)
+        if current is not None:
+            original.setdefault("metadata", {})["resourceVersion"] = meta(current).get("resourceVersion")
+            self.cluster.replace(HTTPROUTES, original, dry_run=self.options.dry_run)
+        else:
+            self.cluster.apply(HTTPROUTES, original, dry_run=self.options.dry_run)
+        for extra in plan.final_routes[1:]:  # continuation routes exist only in the converted form
+            self.cluster.delete(HTTPROUTES, plan.namespace, name_of(extra), dry_run=self.options.dry_run)
+
+    def _gateway_url(self, plan: Plan) -> str | None:
+        if self.options.gateway_url:
+            return self.options.gateway_url.rstrip("/")
+        route = self.cluster.get(HTTPROUTES, plan.namespace, plan.route)
+        return None if route is None else gateway_url(self.cluster, plan.namespace, route)
+
+    def _epp_urls(self, plan: Plan, *, ga_only: bool = False) -> dict[str, str]:
+        urls: dict[str, str] = {}
+        for pool in plan.pools:
+            for name, svc in ((pool.preview, pool.preview_epp), (pool.ga, pool.ga_epp)):
+                if ga_only and name == pool.preview:
+                    continue
+                url = self.options.epp_metrics.get(name) or epp_metrics_url(self.cluster, plan.namespace, svc)
+                if url is None:
+                    return {}
+                urls[name] = url
+        return urls
+
+    async def _measure(self, plan: Plan) -> Window | None:
+        url = self._gateway_url(plan)
+        if url is None:
+            return None
+        models = list(plan.model_names) + [m for m in self.options.probe_models if m not in plan.model_names]
+        return await measure(url, models, plan.gates.probes, self._epp_urls(plan))
+
+    async def _wait_checks(self, plan: Plan, routes: list[str]) -> list[Check]:
+        deadline = time.monotonic() + self.options.ready_timeout_s
+        while True:
+            checks = status_checks(self.cluster, plan.namespace, routes)
+            if all(c.ok for c in checks) or time.monotonic() > deadline:
+                return checks
+            # a rejection the gateway has decided is final: do not wait for it to change
+            if any(not c.ok and "False" in c.detail and "ResolvedRefs" in c.name for c in checks) and \
+                    time.monotonic() > deadline - self.options.ready_timeout_s + 5 * self.options.poll_s:
+                return checks
+            await asyncio.sleep(self.options.poll_s)
+
+    def _wait(self, ready: Callable[[], bool], what: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            if time.monotonic() > deadline:
+                raise MigrationError(f"timed out waiting for {what}")
+            time.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    state: MigrationState
+    verdict: str  # pass | fail | paused
+    detail: str = ""
+
+
+def _crd_established(crd: Obj | None) -> bool:
+    conditions = ((crd or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+def gitops_owner(obj: Obj) -> str | None:
+    """The GitOps controller that manages ``obj`` (and would revert weight changes), if any."""
+    m = meta(obj)
+    for key in list(m.get("annotations") or {}) + list(m.get("labels") or {}):
+        if key.startswith(GITOPS_MARKERS):
+            return str(key).split("/", 1)[0]
+    for entry in m.get("managedFields") or []:
+        manager = str(entry.get("manager", "")).lower()
+        if any(g in manager for g in GITOPS_MANAGERS):
+            return str(entry.get("manager"))
+    return None
+
+
+def ga_epp_args(args: list[Any], pool: str, namespace: str) -> list[str]:
+    """v0.3.0 EPP flags (camelCase, single dash) to v1.0 flags for the GA pool."""
+    renames = {"poolName": "pool-name", "poolNamespace": "pool-namespace", "grpcPort": "grpc-port",
+               "grpcHealthPort": "grpc-health-port", "metricsPort": "metrics-port", "v": "v",
+               "totalQueuedRequestsMetric": "total-queued-requests-metric",
+               "kvCacheUsagePercentageMetric": "kv-cache-usage-percentage-metric",
+               "loraInfoMetric": "lora-info-metric", "refreshMetricsInterval": "refresh-metrics-interval",
+               "refreshPrometheusMetricsInterval": "refresh-prometheus-metrics-interval",
+               "secureServing": "secure-serving", "certPath": "cert-path"}
+    out: list[str] = []
+    items = [str(a) for a in args]
+    i = 0
+    while i < len(items):
+        arg = items[i]
+        if arg.startswith("-"):
+            key, _, inline = arg.lstrip("-").partition("=")
+            value: str | None = inline if inline else None
+            if value is None and i + 1 < len(items) and not items[i + 1].startswith("-"):
+                value = items[i + 1]
+                i += 1
+            key = renames.get(key, key)
+            if key == "pool-name":
+                value = pool
+            elif key == "pool-namespace":
+                value = namespace
+            elif key == "pool-group":
+                value = GA_GROUP
+            out.append(f"--{key}")
+            if value is not None:
+                out.append(value)
+        else:
+            out.append(arg)
+        i += 1
+    if "--pool-group" not in out:
+        out += ["--pool-group", GA_GROUP]
+    if "--pool-name" not in out:
+        out += ["--pool-name", pool]
+    return out

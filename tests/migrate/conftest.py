@@ -1,0 +1,134 @@
+"""Fixtures for the migration tests: one embedded API server per module (with the preview
+CRDs of the v0.3.0 bundle and the Gateway API CRDs installed, as a cluster before the
+migration), a fresh namespace per test, the real kubectl and helm pointed at it, and a
+runner for `infergate migrate` in-process (click) against the server's kubeconfig."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
+from infergate.migrate.cluster import ClusterTarget, KubeCluster
+from infergate.migrate.resources import CRDS, NAMESPACES
+
+TESTDATA = Path(__file__).resolve().parent / "testdata"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def out(self) -> str:
+        return self.stdout + self.stderr
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+class Tool:
+    """A real kubectl or helm with its own HOME (fresh discovery cache) and KUBECONFIG."""
+
+    def __init__(self, binary: str, kubeconfig: Path, home: Path) -> None:
+        self.binary = binary
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(home),
+                    "HELM_CACHE_HOME": str(home / "helm-cache"), "HELM_CONFIG_HOME": str(home / "helm-config"),
+                    "HELM_DATA_HOME": str(home / "helm-data")}
+
+    def run(self, *args: str, input: str | None = None, timeout: float = 60.0, check: bool = True) -> Result:
+        proc = subprocess.run([self.binary, *args], input=input, capture_output=True, text=True,
+                              env=self.env, timeout=timeout)
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{Path(self.binary).name} {' '.join(args)} failed ({proc.returncode}):\n{result.out}")
+        return result
+
+
+def load_objects(path: Path, namespace: str | None = None) -> list[dict[str, Any]]:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+    if namespace is not None:
+        for d in docs:
+            if d.get("kind") != "CustomResourceDefinition":
+                d.setdefault("metadata", {})["namespace"] = namespace
+    return docs
+
+
+@pytest.fixture(scope="module")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedAPIServer]:
+    handle = EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("migrate-apiserver"))
+    try:
+        cluster = KubeCluster.connect(ClusterTarget(str(handle.kubeconfig_path)))
+        for bundle in ("gateway-api.yaml", "preview.yaml"):
+            for crd in load_objects(REPO / "config" / "crd" / bundle):
+                cluster.apply(CRDS, crd)
+        cluster.close()
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
+def cluster(apiserver: ThreadedAPIServer) -> Iterator[KubeCluster]:
+    c = KubeCluster.connect(ClusterTarget(str(apiserver.kubeconfig_path)))
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def namespace(cluster: KubeCluster) -> str:
+    name = f"m-{uuid.uuid4().hex[:8]}"
+    cluster.apply(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture
+def kubectl(kubectl_bin: str, apiserver: ThreadedAPIServer, tmp_path: Path) -> Tool:
+    return Tool(kubectl_bin, apiserver.kubeconfig_path, tmp_path / "home-kubectl")
+
+
+@pytest.fixture
+def helm(helm_bin: str, apiserver: ThreadedAPIServer, tmp_path: Path) -> Tool:
+    return Tool(helm_bin, apiserver.kubeconfig_path, tmp_path / "home-helm")
+
+
+@dataclass
+class Migrate:
+    kubeconfig: Path
+    helm_bin: str
+
+    def __call__(self, *args: str) -> Result:
+        from infergate.cli.migrate import command
+
+        sub, rest = args[0], list(args[1:])
+        argv = [sub, "--kubeconfig", str(self.kubeconfig), "--helm", self.helm_bin, *rest]
+        result = CliRunner().invoke(command, argv, catch_exceptions=False)
+        stderr = result.stderr if result.stderr_bytes is not None else ""
+        return Result(result.exit_code, result.stdout, stderr)
+
+
+@pytest.fixture
+def migrate(apiserver: ThreadedAPIServer, helm_bin: str) -> Migrate:
+    return Migrate(apiserver.kubeconfig_path, helm_bin)
+
+
+@pytest.fixture
+def preview_stack(kubectl: Tool, namespace: str) -> str:
+    """The source document's starting point in ``namespace``, applied with the real kubectl."""
+    kubectl.run("apply", "-n", namespace, "-f", str(TESTDATA / "preview-stack.yaml"))
+    return namespace
