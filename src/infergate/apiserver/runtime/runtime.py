@@ -114,6 +114,7 @@ class LocalRuntime:
         self._replicasets: set[str] = set()
         self._rs_uids: dict[str, str] = {}
         self._rs_replicas: dict[str, int] = {}
+        self._rs_status: dict[str, tuple[int, int]] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._dirty: set[str] = set()
@@ -537,7 +538,10 @@ class LocalRuntime:
         template = deployment["spec"].get("template") or {}
         previous = deployment.get("status") or {}
         pods = [(p.pod_hash, p.ready) for p in self.pods_of(namespace, name)]
-        status = deployment_status(deployment, pods, template_hash(template), previous, utc_now())
+        current_hash = template_hash(template)
+        status = deployment_status(deployment, pods, current_hash, previous, utc_now())
+        await self._write_replicaset_status(namespace, f"{name}-{current_hash}",
+                                            [ready for h, ready in pods if h == current_hash])
         if _same_status(status, previous):
             return
         patch: dict[str, Any] = dict(status)
@@ -552,6 +556,21 @@ class LocalRuntime:
             raise
         if key in self.deployments:
             self.deployments[key]["status"] = updated.get("status") or status
+
+
+    async def _write_replicaset_status(self, namespace: str, rs_name: str, ready: list[bool]) -> None:
+        key = f"{namespace}/{rs_name}"
+        if key not in self._replicasets:
+            return
+        counts = (len(ready), sum(ready))
+        if self._rs_status.get(key) == counts:
+            return
+        status = {"replicas": counts[0], "fullyLabeledReplicas": counts[0], "readyReplicas": counts[1],
+                  "availableReplicas": counts[1], "observedGeneration": 1}
+        with contextlib.suppress(KubeError):
+            await self.client.merge_patch(resource_path("apps/v1", "replicasets", namespace, rs_name, "status"),
+                                          {"status": status})
+            self._rs_status[key] = counts
 
 
 def _same_status(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
