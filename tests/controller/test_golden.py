@@ -215,3 +215,29 @@ def load_case(case: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("case", CASES)
 def test_golden_cases(case: str, golden: Any) -> None:
     golden(case, result_to_plain(run(load_case(case))))
+
+
+def test_backend_ref_header_filters_per_backend_same_pool_twice() -> None:
+    from infergate.controller.ir import HeaderModifier, HeaderValue
+
+    result = run(load_case("backend_ref_filters"))
+    routes = listener_routes(result, "inference-gateway")["*"]
+    split = routes[0]
+    pool = f"pool/{V1}/default/vllm-ga"
+    assert [(b.kind, b.target, b.weight) for b in split.backends] == [("pool", pool, 90), ("pool", pool, 10)]
+    assert [b.request_headers for b in split.backends] == [
+        HeaderModifier(set=(HeaderValue("x-gateway-model-name-rewrite", "food-review-1"),)),
+        HeaderModifier(set=(HeaderValue("x-gateway-model-name-rewrite", "food-review-2"),)),
+    ]
+    assert split.backends[1].response_headers == HeaderModifier(add=(HeaderValue("x-target-model", "food-review-2"),))
+    assert split.request_headers.set == (HeaderValue("x-gateway-inference-objective", "food-review"),)
+    assert_accepted_resolved(route_parent_default(result, "llm-route"))
+    # A backendRef filter outside the standard header modifiers: the route is not accepted.
+    accepted = cond(route_parent_default(result, "mirrored"), "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "UnsupportedValue")
+    assert "backendRefs[0].filters[0].type" in accepted["message"]
+
+
+def route_parent_default(result: TranslationResult, name: str) -> list[dict[str, Any]]:
+    (parent,) = result.statuses[ObjectRef(GW, "HTTPRoute", "default", name)]["parents"]
+    return list(parent["conditions"])

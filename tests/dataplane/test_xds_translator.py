@@ -28,6 +28,7 @@ from infergate.dataplane.ir_codec import IRDecodeError, ir_from_dict, ir_to_dict
 from infergate.dataplane.xds_translator import (
     DESTINATION_HEADER,
     EXT_PROC_FILTER,
+    REQUEST_HEADERS_FILTER,
     TranslateOptions,
     TranslationError,
     translate,
@@ -116,6 +117,7 @@ def test_filter_order_strips_destination_before_ext_proc_and_routes_by_body_mode
     assert _hcm_filters(listener) == [
         "envoy.filters.http.header_mutation",
         "envoy.filters.http.transform",
+        REQUEST_HEADERS_FILTER,  # route header modifiers: after the route is resolved by model, before the EPP
         EXT_PROC_FILTER,
         "envoy.filters.http.router",
     ]
@@ -124,7 +126,9 @@ def test_filter_order_strips_destination_before_ext_proc_and_routes_by_body_mode
     assert DESTINATION_HEADER in removed
     transform = hcm["http_filters"][1]["typed_config"]
     assert transform["clear_route_cache"] is True
-    ext_proc = hcm["http_filters"][2]["typed_config"]
+    modifiers = hcm["http_filters"][2]["typed_config"]
+    assert modifiers == {"@type": modifiers["@type"], "most_specific_header_mutations_wins": True}
+    ext_proc = hcm["http_filters"][3]["typed_config"]
     assert ext_proc["processing_mode"]["request_header_mode"] == "SEND"
     assert ext_proc["metadata_options"] == {"receiving_namespaces": {"untyped": ["envoy.lb"]}}
 
@@ -272,3 +276,51 @@ def test_a_domain_in_two_virtual_hosts_of_a_listener_is_rejected_with_the_field(
         TranslationError, match=r"listeners\[gw/a\]\.virtual_hosts\[1\]\.domains: 'A.example.com'"
     ):
         translate(DataplaneConfig(listeners=(Listener("gw/a", "d", "a", "127.0.0.1", 80, vhosts),)))
+
+
+def test_request_header_modifiers_run_before_ext_proc_and_never_touch_the_epp_headers() -> None:
+    resources = translate(_load("matches-and-filters"))
+    routes = {r["name"]: r for vh in resources.route_configurations[0]["virtual_hosts"] for r in vh["routes"]}
+    exact = routes["httproute/app/exact/rule/0/match/0"]
+    # Nothing in the router (which runs after the EPP): the modifier is the pre-ext_proc filter's config.
+    assert "request_headers_to_add" not in exact and "request_headers_to_remove" not in exact
+    mutations = exact["typed_per_filter_config"][REQUEST_HEADERS_FILTER]["mutations"]["request_mutations"]
+    assert mutations == [
+        {"remove": "x-drop-me"},
+        {"append": {"header": {"key": "x-tier", "value": "gold"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}},
+        {"append": {"header": {"key": "x-trace", "value": "a"}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}},
+    ]
+    assert any(DESTINATION_HEADER in w for w in resources.warnings)
+    assert exact["response_headers_to_remove"] == ["server"]  # response modifiers stay in the router
+
+
+def test_backend_filters_per_weighted_cluster_with_duplicate_pool_entries() -> None:
+    resources = translate(_load("model-rewrite-backend-filters"))
+    route = resources.route_configurations[0]["virtual_hosts"][0]["routes"][0]
+    clusters = route["route"]["weighted_clusters"]["clusters"]
+    assert [c["name"] for c in clusters] == ["pool/inference.networking.k8s.io/default/vllm-ga"] * 2
+    assert [c["weight"] for c in clusters] == [90, 10]
+    rewrites = [
+        c["typed_per_filter_config"][REQUEST_HEADERS_FILTER]["mutations"]["request_mutations"][-1]["append"]
+        for c in clusters
+    ]
+    assert [r["header"]["value"] for r in rewrites] == ["food-review-1", "food-review-2"]
+    assert all(EXT_PROC_FILTER in c["typed_per_filter_config"] for c in clusters)  # still the pool's EPP
+    assert [c["response_headers_to_add"][0]["header"]["value"] for c in clusters] == ["1", "2"]
+    assert REQUEST_HEADERS_FILTER in route["typed_per_filter_config"]  # the rule's own modifier
+
+
+def test_header_values_are_literals_not_envoy_format_strings() -> None:
+    from infergate.controller.ir import HeaderModifier, HeaderValue
+
+    modifier = HeaderModifier(set=(HeaderValue("x-a", "50%"),), add=(HeaderValue("x-b", "%REQ(:path)%"),))
+    route = Route("r", RouteMatch(), (Backend("service", 1, "service/d/s/80"),), request_headers=modifier,
+                  response_headers=modifier)  # fmt: skip
+    listener = Listener("l", "d", "g", "127.0.0.1", 80, (VirtualHost("v", ("*",), (route,)),))
+    from infergate.controller.ir import Service
+
+    ir = DataplaneConfig(listeners=(listener,), services=(Service("service/d/s/80", "d", "s", 80, ()),))
+    out = translate(ir).route_configurations[0]["virtual_hosts"][0]["routes"][0]
+    request = out["typed_per_filter_config"][REQUEST_HEADERS_FILTER]["mutations"]["request_mutations"]
+    assert [m["append"]["header"]["value"] for m in request] == ["50%%", "%%REQ(:path)%%"]
+    assert [h["header"]["value"] for h in out["response_headers_to_add"]] == ["50%%", "%%REQ(:path)%%"]

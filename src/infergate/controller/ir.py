@@ -63,18 +63,39 @@ class Service:
 
 
 @dataclass(frozen=True)
+class HeaderValue:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class HeaderModifier:
+    set: tuple[HeaderValue, ...] = ()
+    add: tuple[HeaderValue, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Backend:
     """One weighted backend of a route rule.
 
     ``kind`` says what receives the traffic. An ``invalid`` backend (missing pool, wrong group,
     missing port, not permitted by a ReferenceGrant) still takes its share of the weight and
     answers ``invalid_status`` for it, so only that share fails (Gateway API semantics).
+
+    ``request_headers``/``response_headers`` are the backendRef's own header filters
+    (``HTTPBackendRef.filters``); they apply only to the requests sent to this backend, after
+    the rule's. Request headers are set before the pool's EPP is consulted, so the EPP sees them
+    (e.g. ``x-gateway-model-name-rewrite`` per weighted backendRef). Two backends may name the
+    same target with different filters and weights.
     """
 
     kind: Literal["pool", "service", "invalid"]
     weight: int
     target: str = ""  # Pool.key or Service.key; "" when invalid
     invalid_status: int = 500
+    request_headers: HeaderModifier = HeaderModifier()
+    response_headers: HeaderModifier = HeaderModifier()
 
 
 @dataclass(frozen=True)
@@ -98,19 +119,6 @@ class RouteMatch:
     headers: tuple[HeaderMatch, ...] = ()
     query_params: tuple[QueryParamMatch, ...] = ()
     method: str | None = None
-
-
-@dataclass(frozen=True)
-class HeaderValue:
-    name: str
-    value: str
-
-
-@dataclass(frozen=True)
-class HeaderModifier:
-    set: tuple[HeaderValue, ...] = ()
-    add: tuple[HeaderValue, ...] = ()
-    remove: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,13 @@ Per listener, the HCM's filter chain is, in order:
    ``-subset``): otherwise a client could pick any address when the EPP is down (SSRF);
 2. ``transform`` (when ``body_based_routing``): ``X-Gateway-Model-Name`` := body ``model``,
    then the route cache is cleared, so HTTPRoute header matches see the body's model;
-3. one ``ext_proc`` whose EPP is chosen per weighted cluster (``ExtProcPerRoute.overrides``);
-4. the router.
+3. ``header_mutation`` named ``infergate.request_headers``: the HTTPRoute rule's and the chosen
+   backendRef's ``RequestHeaderModifier`` (``HeaderMutationPerRoute`` in the route's and the
+   weighted cluster's ``typed_per_filter_config``; the backendRef's applies last). It runs
+   after the route was resolved with the body's model and before ext_proc, so the EPP sees
+   what the route sets (``x-gateway-inference-objective``, ``x-gateway-model-name-rewrite``);
+4. one ``ext_proc`` whose EPP is chosen per weighted cluster (``ExtProcPerRoute.overrides``);
+5. the router (response header modifiers: route and weighted-cluster ``response_headers_*``).
 
 Names of clusters are the IR keys, so a change of weights changes only route configurations.
 """
@@ -47,6 +52,10 @@ NO_EPP_CLUSTER = "infergate/no-epp"
 INVALID_PREFIX = "infergate/invalid/"
 
 EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
+# The filter that applies HTTPRoute RequestHeaderModifiers; per-route configs use this key.
+REQUEST_HEADERS_FILTER = "infergate.request_headers"
+# Headers only the EPP may set: a route cannot set, add or remove them.
+EPP_OWNED_HEADERS = frozenset({"x-gateway-destination-endpoint", "x-gateway-destination-endpoint-subset"})
 
 T_LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 T_ROUTE_CONFIGURATION = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
@@ -58,6 +67,9 @@ T_HCM = (
 T_EXT_PROC = "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor"
 T_EXT_PROC_PER_ROUTE = "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute"
 T_HEADER_MUTATION = "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"
+T_HEADER_MUTATION_PER_ROUTE = (
+    "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute"
+)
 T_TRANSFORM = "type.googleapis.com/envoy.extensions.filters.http.transform.v3.TransformConfig"
 T_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 T_OVERRIDE_HOST = "type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost"
@@ -276,6 +288,15 @@ def _http_filters(listener: Listener, opts: TranslateOptions) -> list[dict[str, 
         )
     filters.append(
         {
+            # Route and backendRef RequestHeaderModifiers, from per-route configs only. After
+            # body-based routing (the route is resolved with X-Gateway-Model-Name), before
+            # ext_proc (the EPP sees the headers). Most specific (the weighted cluster's) last.
+            "name": REQUEST_HEADERS_FILTER,
+            "typed_config": {"@type": T_HEADER_MUTATION, "most_specific_header_mutations_wins": True},
+        }
+    )
+    filters.append(
+        {
             "name": EXT_PROC_FILTER,
             "typed_config": {
                 "@type": T_EXT_PROC,
@@ -424,16 +445,53 @@ def _string_match(kind: str, value: str) -> dict[str, Any]:
     return {"exact": value}
 
 
+def _literal(value: str) -> str:
+    """A header value Envoy must not read as a format string (``%REQ(...)%``)."""
+    return value.replace("%", "%%")
+
+
 def _header_options(modifier: HeaderModifier) -> list[dict[str, Any]]:
     out = [
-        {"header": {"key": h.name, "value": h.value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        {"header": {"key": h.name, "value": _literal(h.value)}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
         for h in modifier.set
     ]
     out += [
-        {"header": {"key": h.name, "value": h.value}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}
+        {"header": {"key": h.name, "value": _literal(h.value)}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}
         for h in modifier.add
     ]
     return out
+
+
+def _without_epp_headers(modifier: HeaderModifier, where: str, warnings: list[str]) -> HeaderModifier:
+    """Drop what a route must not touch: the EPP's destination headers (set before ext_proc,
+    the EPP overwrites them anyway; removal would only be meaningful after it)."""
+    dropped = sorted(
+        {h.name for h in (*modifier.set, *modifier.add) if h.name.lower() in EPP_OWNED_HEADERS}
+        | {name for name in modifier.remove if name.lower() in EPP_OWNED_HEADERS}
+    )
+    if not dropped:
+        return modifier
+    warnings.append(f"{where}: {', '.join(dropped)} belong to the endpoint picker; not modified by the route")
+    return HeaderModifier(
+        set=tuple(h for h in modifier.set if h.name.lower() not in EPP_OWNED_HEADERS),
+        add=tuple(h for h in modifier.add if h.name.lower() not in EPP_OWNED_HEADERS),
+        remove=tuple(name for name in modifier.remove if name.lower() not in EPP_OWNED_HEADERS),
+    )
+
+
+def _request_headers_config(modifier: HeaderModifier) -> dict[str, Any]:
+    """``typed_per_filter_config`` entry applying a RequestHeaderModifier before ext_proc:
+    remove, then set, then add (Envoy's own order for route headers)."""
+    if not (modifier.set or modifier.add or modifier.remove):
+        return {}
+    mutations: list[dict[str, Any]] = [{"remove": name} for name in modifier.remove]
+    mutations += [{"append": option} for option in _header_options(modifier)]
+    return {
+        REQUEST_HEADERS_FILTER: {
+            "@type": T_HEADER_MUTATION_PER_ROUTE,
+            "mutations": {"request_mutations": mutations},
+        }
+    }
 
 
 def _route(
@@ -445,13 +503,6 @@ def _route(
     invalid: set[int],
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"name": route.key, "match": _route_match(route.match)}
-    if route.request_headers.set or route.request_headers.add:
-        out["request_headers_to_add"] = _header_options(route.request_headers)
-    if route.request_headers.remove:
-        # Never the EPP's own header: route-level removal runs after ext_proc (envoy-extproc.md).
-        removable = [h for h in route.request_headers.remove if h.lower() != DESTINATION_HEADER]
-        if removable:
-            out["request_headers_to_remove"] = removable
     if route.response_headers.set or route.response_headers.add:
         out["response_headers_to_add"] = _header_options(route.response_headers)
     if route.response_headers.remove:
@@ -465,6 +516,11 @@ def _route(
         out["redirect"] = _redirect(route)
         out["typed_per_filter_config"] = _ext_proc_disabled()
         return out
+    # Applied by the infergate.request_headers filter, before ext_proc (route-level
+    # request_headers_to_add would run in the router, after the EPP has picked).
+    request_headers = _request_headers_config(
+        _without_epp_headers(route.request_headers, f"{route.key}.request_headers", warnings)
+    )
 
     weighted = [b for b in route.backends if b.weight > 0]
     if not weighted:
@@ -494,6 +550,8 @@ def _route(
     if route.url_rewrite is not None:
         _apply_rewrite(route, action)
     out["route"] = action
+    if request_headers:
+        out["typed_per_filter_config"] = request_headers
     return out
 
 
@@ -518,18 +576,23 @@ def _cluster_weight(
             f"{route.key}.backends[{index}]: service {backend.target!r} is not in the IR; answering 500"
         )
         kind = "invalid"
-    if kind == "pool":
-        return {
+    if kind in ("pool", "service"):
+        per_filter = _ext_proc_for_pool(pools[backend.target], opts) if kind == "pool" else _ext_proc_disabled()
+        where = f"{route.key}.backends[{index}]"
+        per_filter.update(
+            _request_headers_config(_without_epp_headers(backend.request_headers, f"{where}.request_headers", warnings))
+        )
+        entry: dict[str, Any] = {
             "name": backend.target,
             "weight": backend.weight,
-            "typed_per_filter_config": _ext_proc_for_pool(pools[backend.target], opts),
+            "typed_per_filter_config": per_filter,
         }
-    if kind == "service":
-        return {
-            "name": backend.target,
-            "weight": backend.weight,
-            "typed_per_filter_config": _ext_proc_disabled(),
-        }
+        response = backend.response_headers
+        if response.set or response.add:
+            entry["response_headers_to_add"] = _header_options(response)
+        if response.remove:
+            entry["response_headers_to_remove"] = list(response.remove)
+        return entry
     status = backend.invalid_status if backend.kind == "invalid" else 500
     invalid.add(status)
     return {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from infergate.controller import conditions as c
@@ -123,13 +123,13 @@ def compile_route(snapshot: Snapshot, route: Resource) -> CompiledRoute:
         backends: list[Backend] = []
         for j, ref in enumerate(raw.get("backendRefs") or ()):
             bpath = f"{path}.backendRefs[{j}]"
-            if ref.get("filters"):
-                compiled.unsupported = compiled.unsupported or (
-                    f"{bpath}.filters: Unsupported value: filters on a backendRef are not supported; "
-                    "put them on the rule")
             backend, issue = _backend(snapshot, route, ref, bpath, compiled)
             if issue is not None:
                 compiled.issues.append(issue)
+            try:
+                backend = _backend_filters(backend, ref.get("filters") or (), bpath)
+            except ValueError as exc:
+                compiled.unsupported = compiled.unsupported or str(exc)
             backends.append(backend)
         rule.backends = tuple(backends)
         if rule.redirect is None and rule.direct_status is None and sum(b.weight for b in backends) == 0:
@@ -204,6 +204,25 @@ def _filters(rule: CompiledRule, raw_filters: Any, path: str, compiled: Compiled
                              f"{', '.join(sorted(SUPPORTED_FILTERS))} and ExtensionRef")
     if rule.redirect is not None and rule.url_rewrite is not None:
         raise ValueError(f"{path}.filters: Invalid value: RequestRedirect and URLRewrite cannot be used together")
+
+
+BACKEND_FILTERS = {"RequestHeaderModifier", "ResponseHeaderModifier"}
+
+
+def _backend_filters(backend: Backend, raw_filters: Any, path: str) -> Backend:
+    """A backendRef's own filters (``HTTPBackendRef.filters``, standard channel): header modifiers,
+    applied only to the requests this backendRef receives (request headers before its EPP)."""
+    request, response = backend.request_headers, backend.response_headers
+    for k, raw in enumerate(raw_filters):
+        kind = raw.get("type")
+        if kind == "RequestHeaderModifier":
+            request = _header_modifier(raw.get("requestHeaderModifier") or {})
+        elif kind == "ResponseHeaderModifier":
+            response = _header_modifier(raw.get("responseHeaderModifier") or {})
+        else:
+            raise ValueError(f"{path}.filters[{k}].type: Unsupported value: {kind!r}: supported filters on a "
+                             f"backendRef are {', '.join(sorted(BACKEND_FILTERS))}")
+    return replace(backend, request_headers=request, response_headers=response)
 
 
 def _path_modifier(raw: Any, path: str, rule: CompiledRule) -> tuple[str | None, str | None]:
