@@ -68,8 +68,8 @@ def test_protobuf_namespace_configmap_and_delete_options() -> None:
     options = protobuf.decode(protobuf.MAGIC + _field(1, _field(1, "v1") + _field(2, "DeleteOptions"))
                               + _field(2, _field(1, 0) + _field(4, "Background")))
     assert options["propagationPolicy"] == "Background" and options["gracePeriodSeconds"] == 0
-    with pytest.raises(protobuf.ProtobufError, match="Pod are not supported"):
-        protobuf.decode(protobuf.MAGIC + _field(1, _field(1, "v1") + _field(2, "Pod")) + _field(2, b""))
+    with pytest.raises(protobuf.ProtobufError, match="Ingress are not supported"):
+        protobuf.decode(protobuf.MAGIC + _field(1, _field(1, "networking.k8s.io/v1") + _field(2, "Ingress")) + _field(2, b""))
     with pytest.raises(protobuf.ProtobufError):
         protobuf.decode(b"{}")
 
@@ -168,3 +168,15 @@ def test_structural_schema_check_and_prune() -> None:
     assert obj["spec"]["items"] == [{"n": 1}] and "colour" not in obj["spec"]
     missing, _ = check_schema({"spec": {}}, schema)
     assert [(e.field, e.reason) for e in missing] == [("spec.port", "FieldValueRequired")]
+
+
+def test_protobuf_unknown_fields_are_refused_not_dropped() -> None:
+    container = _field(1, "c") + _field(2, "img") + _field(99, "surprise")
+    pod = _field(1, _field(1, "p")) + _field(2, _field(2, container))
+    with pytest.raises(protobuf.ProtobufError, match="field 99 of Container is not supported"):
+        protobuf.decode(protobuf.MAGIC + _field(1, _field(1, "v1") + _field(2, "Pod")) + _field(2, pod))
+    # zero scalars that Go always encodes are dropped; pointer fields keep an explicit zero
+    spec = _field(1, 0) + _field(3, _field(1, _field(1, "app"))) + _field(7, 0)
+    deployment = protobuf.decode(protobuf.MAGIC + _field(1, _field(1, "apps/v1") + _field(2, "Deployment"))
+                                 + _field(2, _field(1, _field(1, "d")) + _field(2, spec)))
+    assert deployment["spec"] == {"replicas": 0, "template": {"metadata": {"name": "app"}}}
