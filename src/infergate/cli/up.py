@@ -1,0 +1,164 @@
+"""`infergate up`: run the embedded control plane, the gateway and the local runtime.
+
+Imports stay light: the API server, runtime and gateway are imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+EPILOG = """\b
+Examples:
+  infergate up                                   # foreground; Ctrl-C stops everything
+  infergate up --gateway-class gke-l7-regional-external-managed
+  infergate up --background && export KUBECONFIG=$PWD/.infergate/kubeconfig
+  kill $(cat .infergate/up.pid)                  # stop a background run
+
+\b
+What runs: the API server (SQLite under --state-dir, HTTPS on loopback, token in the
+kubeconfig) with the Gateway API CRDs; the GatewayClass `infergate` and one per
+--gateway-class, served by `infergate gateway` (Envoy); the local runtime, which runs
+Deployments of infergate's own image (the simulator, the EPP) as local processes, one
+per replica, each on its own loopback pod IP from --pod-cidr. Install the inference
+CRDs yourself (kubectl apply -f ...), as on a managed cluster, or add
+--with-inference-crds. Logs: STATE_DIR/logs/ (gateway.log) and STATE_DIR/runtime/logs/.
+"""
+
+
+def _options(state_dir: str, host: str, port: int, gateway_classes: tuple[str, ...], with_inference_crds: str | None,
+             pod_cidr: str, address_pool: str, image_prefixes: tuple[str, ...]) -> Any:
+    from infergate.apiserver.runtime import DEFAULT_IMAGE_PREFIXES
+    from infergate.up import UpOptions
+
+    return UpOptions(state_dir=Path(state_dir), host=host, port=port, gateway_classes=gateway_classes,
+                     with_inference_crds=with_inference_crds, pod_cidr=pod_cidr, address_pool=address_pool,
+                     image_prefixes=image_prefixes or DEFAULT_IMAGE_PREFIXES)
+
+
+@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--state-dir", default=".infergate", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for the API server's state.db, token, certificate and kubeconfig, logs, pod IPs.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="API server listen address.")
+@click.option("--port", type=int, default=6443, show_default=True, help="API server port (0: a free one).")
+@click.option("--gateway-class", "gateway_classes", multiple=True, metavar="NAME",
+              help="Also create and serve a GatewayClass of this name, e.g. gke-l7-regional-external-managed "
+                   "(repeatable).")
+@click.option("--with-inference-crds", type=click.Choice(["preview", "ga", "both"]), default=None,
+              help="Also install infergate's inference CRDs: preview (v0.3.0), ga (v1.0.0) or both.")
+@click.option("--pod-cidr", default="127.3.0.0/16", show_default=True,
+              help="Loopback network pod IPs are taken from.")
+@click.option("--address-pool", default="127.0.2.0/24", show_default=True,
+              help="Loopback network Gateway addresses are taken from.")
+@click.option("--image-prefix", "image_prefixes", multiple=True, metavar="IMAGE",
+              help="Images run as local processes (repeatable) [default: ghcr.io/infergate/infergate]; "
+                   "containers whose command is `infergate ...` run locally whatever their image.")
+@click.option("--foreground/--background", default=True, show_default=True,
+              help="Stay attached until Ctrl-C (default), or start in the background, print the KUBECONFIG "
+                   "line once ready and return (stop it with: kill $(cat STATE_DIR/up.pid)).")
+@click.option("-v", "--verbose", count=True, help="More logging on stderr.")
+def command(state_dir: str, host: str, port: int, gateway_classes: tuple[str, ...], with_inference_crds: str | None,
+            pod_cidr: str, address_pool: str, image_prefixes: tuple[str, ...], foreground: bool,
+            verbose: int) -> None:
+    """Run the embedded control plane, the gateway and the local pod runtime on this machine."""
+    if not foreground:
+        args = ["up", "--state-dir", state_dir, "--host", host, "--port", str(port), "--pod-cidr", pod_cidr,
+                "--address-pool", address_pool, *(["-" + "v" * verbose] if verbose else [])]
+        args += [x for name in gateway_classes for x in ("--gateway-class", name)]
+        args += [x for image in image_prefixes for x in ("--image-prefix", image)]
+        args += ["--with-inference-crds", with_inference_crds] if with_inference_crds else []
+        _background(args, Path(state_dir))
+        return
+    import logging
+
+    level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = _options(state_dir, host, port, gateway_classes, with_inference_crds, pod_cidr, address_pool,
+                       image_prefixes)
+    try:
+        asyncio.run(_run(options))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+async def _run(options: Any) -> None:
+    from rich.console import Console
+
+    from infergate.up import AlreadyRunning, LocalCluster
+
+    console = Console(stderr=True)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    cluster = LocalCluster(options)
+    try:
+        with console.status("starting the API server, CRDs, gateway and local runtime..."):
+            start = asyncio.create_task(cluster.start())
+            waiter = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({start, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if start not in done:
+                start.cancel()
+                await asyncio.gather(start, return_exceptions=True)
+                await cluster.stop()
+                return
+            waiter.cancel()
+            start.result()
+    except AlreadyRunning as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        console.print(f"[green]✓[/] API server {cluster.api_url}  (state: {cluster.state_dir})")
+        console.print(f"[green]✓[/] GatewayClasses: {', '.join(cluster.gateway_class_names)}  "
+                      f"(controller {options.controller_name})")
+        console.print(f"[green]✓[/] gateway: Envoy, Gateway addresses from {options.address_pool}; "
+                      f"local runtime: pod IPs from {options.pod_cidr}")
+        console.print(f"  logs: {cluster.state_dir / 'logs'}, {cluster.state_dir / 'runtime' / 'logs'}")
+        click.echo(f"export KUBECONFIG={cluster.kubeconfig_path}")
+        sys.stdout.flush()
+        console.print("Ready. Press Ctrl-C to stop.")
+        await stop.wait()
+    finally:
+        with console.status("stopping..."):
+            await cluster.stop()
+        console.print("stopped: no process left running")
+
+
+def _background(args: list[str], state_dir: Path) -> None:
+    """Start ``infergate up --foreground`` detached; return once it is ready."""
+    from infergate.up.cluster import READY_FILE
+
+    argv = [*args, "--foreground"]
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ready = state_dir / READY_FILE
+    log_path = state_dir / "logs" / "up.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "infergate", *argv], stdin=subprocess.DEVNULL,
+                                stdout=log_file, stderr=log_file, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            raise click.ClickException("infergate up exited during start:\n" + "\n".join(tail))
+        if ready.exists():
+            try:
+                info = json.loads(ready.read_text())
+            except ValueError:
+                info = {}
+            if info.get("pid") == proc.pid:
+                click.echo(f"infergate up is running in the background (pid {proc.pid}); "
+                           f"stop it with: kill {proc.pid}", err=True)
+                click.echo(f"export KUBECONFIG={info['kubeconfig']}")
+                return
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    raise click.ClickException(f"infergate up was not ready within 120 s; see {log_path}")

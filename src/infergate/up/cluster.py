@@ -1,0 +1,199 @@
+"""`infergate up` as a library: API server + CRDs + GatewayClasses + gateway + local runtime.
+
+    async with LocalCluster(UpOptions(state_dir=Path(".infergate"))) as cluster:
+        cluster.kubeconfig_path, cluster.api_url, cluster.runtime, cluster.gateway
+
+Start order: the embedded API server; the Gateway API CRDs (as a managed cluster has them)
+and, on request, the inference CRDs; the GatewayClass ``infergate`` and one per
+``--gateway-class``; the local runtime; the gateway controller (``infergate gateway
+--kubeconfig``, with Envoy). Stop order is the reverse; nothing keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infergate.apiserver import EmbeddedAPIServer
+from infergate.apiserver.runtime import (
+    DEFAULT_IMAGE_PREFIXES,
+    DEFAULT_POD_CIDR,
+    KubeClient,
+    KubeError,
+    LocalRuntime,
+    RuntimeOptions,
+    resource_path,
+)
+from infergate.up.gateway import GatewayProcess, GatewayProcessOptions
+from infergate.util.net import free_port
+
+log = logging.getLogger(__name__)
+
+CONTROLLER_NAME = "infergate.io/gateway-controller"
+DEFAULT_GATEWAY_CLASS = "infergate"
+FIELD_MANAGER = "infergate-up"
+INFERENCE_CRDS = {"preview": "preview", "ga": "ga", "both": "all"}  # --with-inference-crds -> crds bundle
+READY_FILE = "up.json"
+PID_FILE = "up.pid"
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 6443  # 0: a free port
+    gateway_classes: tuple[str, ...] = ()
+    with_inference_crds: str | None = None  # preview | ga | both
+    pod_cidr: str = DEFAULT_POD_CIDR
+    address_pool: str = "127.0.2.0/24"
+    image_prefixes: tuple[str, ...] = DEFAULT_IMAGE_PREFIXES
+    controller_name: str = CONTROLLER_NAME
+    gateway_admin_port: int = 0  # 0: a free port
+    envoy_log_level: str = "warning"
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+def crd_documents(with_inference_crds: str | None) -> list[dict[str, Any]]:
+    """The CRDs `infergate up` installs: Gateway API, plus an inference bundle on request."""
+    from infergate.api import crds
+
+    docs = crds.generate("gateway-api")
+    if with_inference_crds:
+        if with_inference_crds not in INFERENCE_CRDS:
+            raise ValueError(f"--with-inference-crds: one of {', '.join(INFERENCE_CRDS)}, got {with_inference_crds!r}")
+        names = {d["metadata"]["name"] for d in docs}
+        docs += [d for d in crds.generate(INFERENCE_CRDS[with_inference_crds]) if d["metadata"]["name"] not in names]
+    return docs
+
+
+def gateway_class(name: str, controller_name: str) -> dict[str, Any]:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "infergate-up"}},
+            "spec": {"controllerName": controller_name,
+                     "description": "Served by infergate's gateway (Envoy) on this machine."}}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalCluster:
+    def __init__(self, options: UpOptions) -> None:
+        self.options = options
+        self.state_dir = options.state_dir.resolve()
+        self.api = EmbeddedAPIServer(self.state_dir, options.host, options.port)
+        self.runtime: LocalRuntime | None = None
+        self.gateway: GatewayProcess | None = None
+        self._pid_written = False
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.api.kubeconfig_path
+
+    @property
+    def api_url(self) -> str:
+        return self.api.url
+
+    @property
+    def gateway_class_names(self) -> list[str]:
+        return [DEFAULT_GATEWAY_CLASS, *(n for n in self.options.gateway_classes if n != DEFAULT_GATEWAY_CLASS)]
+
+    def _claim_state_dir(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        pid_path = self.state_dir / PID_FILE
+        if pid_path.exists():
+            with contextlib.suppress(ValueError):
+                pid = int(pid_path.read_text().strip() or 0)
+                if pid and pid != os.getpid() and _pid_alive(pid):
+                    raise AlreadyRunning(f"infergate up is already running on {self.state_dir} (pid {pid}); "
+                                         f"stop it first (kill {pid}) or use another --state-dir")
+        pid_path.write_text(f"{os.getpid()}\n")
+        self._pid_written = True
+
+    async def start(self) -> None:
+        self._claim_state_dir()
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        o = self.options
+        await self.api.start()
+        async with KubeClient.from_kubeconfig(self.kubeconfig_path) as client:
+            await install_crds(client, crd_documents(o.with_inference_crds))
+            for name in self.gateway_class_names:
+                body = gateway_class(name, o.controller_name)
+                await client.apply(resource_path("gateway.networking.k8s.io/v1", "gatewayclasses", name=name),
+                                   body, FIELD_MANAGER)
+        self.runtime = LocalRuntime(RuntimeOptions(
+            kubeconfig=self.kubeconfig_path, state_dir=self.state_dir / "runtime", pod_cidr=o.pod_cidr,
+            image_prefixes=o.image_prefixes))
+        await self.runtime.start()
+        self.gateway = GatewayProcess(GatewayProcessOptions(
+            kubeconfig=self.kubeconfig_path, work_dir=self.state_dir / "gateway",
+            log_path=self.state_dir / "logs" / "gateway.log", admin_port=o.gateway_admin_port or free_port(),
+            controller_name=o.controller_name, gateway_classes=tuple(o.gateway_classes),
+            address_pool=o.address_pool, envoy_log_level=o.envoy_log_level))
+        await self.gateway.start()
+        (self.state_dir / READY_FILE).write_text(json.dumps({
+            "pid": os.getpid(), "kubeconfig": str(self.kubeconfig_path), "server": self.api_url,
+            "gateway_admin": self.gateway.admin_url, "gateway_classes": self.gateway_class_names,
+            "logs": str(self.state_dir / "logs")}, indent=1) + "\n")
+
+    async def stop(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / READY_FILE).unlink()
+        if self.gateway is not None:
+            await self.gateway.stop()
+            self.gateway = None
+        if self.runtime is not None:
+            await self.runtime.stop()
+            self.runtime = None
+        await self.api.stop()
+        if self._pid_written:
+            with contextlib.suppress(FileNotFoundError):
+                (self.state_dir / PID_FILE).unlink()
+            self._pid_written = False
+
+    async def __aenter__(self) -> LocalCluster:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def install_crds(client: KubeClient, docs: list[dict[str, Any]], timeout: float = 20.0) -> None:
+    """Server-side apply each CRD, then wait until every one is Established."""
+    base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    for doc in docs:
+        await client.apply(f"{base}/{doc['metadata']['name']}", doc, FIELD_MANAGER)
+    deadline = asyncio.get_running_loop().time() + timeout
+    pending = [d["metadata"]["name"] for d in docs]
+    while pending:
+        name = pending[0]
+        obj = await client.get(f"{base}/{name}")
+        conditions = {c.get("type"): c.get("status") for c in ((obj or {}).get("status") or {}).get("conditions") or []}
+        if conditions.get("Established") == "True":
+            pending.pop(0)
+            continue
+        if asyncio.get_running_loop().time() > deadline:
+            raise KubeError(504, "WAIT", f"{base}/{name}", f"CRD {name} not Established: {conditions}")
+        await asyncio.sleep(0.1)
