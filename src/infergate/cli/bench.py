@@ -27,7 +27,7 @@ def command() -> None:
 @click.option("--time-scale", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
               help="Simulated model speed (1 = real time). Lower it when the machine has no CPU headroom; "
                    "the EPP's scrape interval follows (50 ms of model time).")
-@click.option("--rate", type=click.FloatRange(min=0.01), default=5.0, show_default=True,
+@click.option("--rate", type=click.FloatRange(min=0.01), default=8.0, show_default=True,
               help="Poisson arrival rate in requests per second of model time (scaled by --time-scale).")
 @click.option("--groups", type=click.IntRange(1, 10_000), default=24, show_default=True,
               help="Distinct long system prompts.")
