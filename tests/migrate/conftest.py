@@ -128,7 +128,95 @@ def migrate(apiserver: ThreadedAPIServer, helm_bin: str) -> Migrate:
 
 
 @pytest.fixture
-def preview_stack(kubectl: Tool, namespace: str) -> str:
-    """The source document's starting point in ``namespace``, applied with the real kubectl."""
+def preview_stack(kubectl: Tool, cluster: KubeCluster, namespace: str) -> str:
+    """The source document's starting point in ``namespace``, applied with the real kubectl
+    (the preview CRDs are installed again when an earlier test's migration deleted them)."""
+    for crd in load_objects(REPO / "config" / "crd" / "preview.yaml"):
+        if cluster.get(CRDS, None, crd["metadata"]["name"]) is None:
+            cluster.apply(CRDS, crd)
     kubectl.run("apply", "-n", namespace, "-f", str(TESTDATA / "preview-stack.yaml"))
     return namespace
+
+
+def _conditions(*pairs: tuple[str, str, str]) -> list[dict[str, Any]]:
+    return [{"type": t, "status": s, "reason": r, "message": "", "observedGeneration": 1,
+             "lastTransitionTime": "2026-01-01T00:00:00Z"} for t, s, r in pairs]
+
+
+class StatusWriter:
+    """Writes the statuses a gateway controller would (Gateway Programmed, HTTPRoute
+    Accepted/ResolvedRefs per parent, InferencePool parent Accepted) for one namespace, every
+    0.1 s in a thread. ``reject_group``: backendRefs of that group get ResolvedRefs=False/
+    InvalidKind (an Istio-1.28-like gateway, migration.md §9 case 4) while the Gateway stays
+    Programmed. A stand-in for the gateway where the tests are about the migration's logic."""
+
+    def __init__(self, cluster: KubeCluster, namespace: str) -> None:
+        import threading
+
+        self.cluster = cluster
+        self.namespace = namespace
+        self.reject_group: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> StatusWriter:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                self.write_once()
+            except Exception:  # objects come and go while the migration runs
+                continue
+
+    def write_once(self) -> None:
+        from infergate.migrate.resources import DEPLOYMENTS, GA_POOLS, GATEWAYS, HTTPROUTES, PREVIEW_POOLS
+
+        ns = self.namespace
+        for dep in self.cluster.list(DEPLOYMENTS, ns):  # the pod runtime's part: Deployments become ready
+            if not (dep.get("status") or {}).get("readyReplicas"):
+                replicas = int(dep["spec"].get("replicas") or 1)
+                self.cluster.merge_patch_status(DEPLOYMENTS, ns, dep["metadata"]["name"], {"status": {
+                    "replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}})
+        for gw in self.cluster.list(GATEWAYS, ns):
+            self.cluster.merge_patch_status(GATEWAYS, ns, gw["metadata"]["name"], {"status": {
+                "addresses": [{"type": "IPAddress", "value": "127.0.0.1"}],
+                "conditions": _conditions(("Accepted", "True", "Accepted"), ("Programmed", "True", "Programmed"))}})
+        used: set[tuple[str, str]] = set()
+        for route in self.cluster.list(HTTPROUTES, ns):
+            refs = [r for rule in route["spec"].get("rules") or [] for r in rule.get("backendRefs") or []]
+            rejected = [r for r in refs if r.get("group") == self.reject_group]
+            used |= {(r["group"], r["name"]) for r in refs if r.get("kind") == "InferencePool"}
+            resolved = ("ResolvedRefs", "False", "InvalidKind") if rejected else ("ResolvedRefs", "True", "ResolvedRefs")
+            parents = [{"parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": ns,
+                                      "name": p["name"]},
+                        "controllerName": "infergate.io/gateway-controller",
+                        "conditions": _conditions(("Accepted", "True", "Accepted"), resolved)}
+                       for p in route["spec"].get("parentRefs") or []]
+            self.cluster.merge_patch_status(HTTPROUTES, ns, route["metadata"]["name"], {"status": {"parents": parents}})
+        for group, name in used:
+            resource = PREVIEW_POOLS if group == PREVIEW_POOLS.group else GA_POOLS
+            if self.cluster.get(resource, ns, name) is None:
+                continue
+            accepted = ("Accepted", "True", "Accepted") if group != self.reject_group else \
+                ("Accepted", "False", "NotSupportedByGateway")
+            entry = [{"parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": ns,
+                                    "name": "inference-gateway"}, "conditions": _conditions(accepted)}]
+            key = "parent" if resource is PREVIEW_POOLS else "parents"
+            self.cluster.merge_patch_status(resource, ns, name, {"status": {key: entry}})
+
+
+@pytest.fixture
+def status_writer(apiserver: ThreadedAPIServer, namespace: str) -> Iterator[StatusWriter]:
+    c = KubeCluster.connect(ClusterTarget(str(apiserver.kubeconfig_path)))
+    writer = StatusWriter(c, namespace).start()
+    try:
+        yield writer
+    finally:
+        writer.stop()
+        c.close()

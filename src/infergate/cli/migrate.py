@@ -325,11 +325,12 @@ def _parse_epp_metrics(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--ready-timeout", type=float, default=120.0, show_default=True)
 @click.option("--force", is_flag=True, help="Proceed despite a GitOps owner / kept CRDs in use.")
 @click.option("--retry", is_flag=True, help="Start again after a rollback.")
+@click.option("--stop-after", metavar="STEP", help="Stop after this step id (staged runs); run again to go on.")
 @OUTPUT
 def run_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
                 output: str, dry_run: bool, gateway_url: str | None, epp_metrics: tuple[str, ...],
                 probe_model: tuple[str, ...], analysis_delay: float, ready_timeout: float, force: bool,
-                retry: bool, **kw: Any) -> None:
+                retry: bool, stop_after: str | None, **kw: Any) -> None:
     """Run (or resume) the migration of one HTTPRoute as a state machine recorded in the
     ConfigMap infergate-migration-<route>. A finished migration is a no-op; an interrupted one
     resumes where it stopped; a failed gate rolls the weights back and stops with a report."""
@@ -340,7 +341,7 @@ def run_command(kubeconfig: str | None, context: str | None, helm_path: str | No
     ns = namespace or _default_namespace(kubeconfig, context)
     options = RunOptions(dry_run=dry_run, force=force, retry=retry, gateway_url=gateway_url,
                          epp_metrics=_parse_epp_metrics(epp_metrics), probe_models=probe_model,
-                         analysis_delay_s=analysis_delay, ready_timeout_s=ready_timeout)
+                         analysis_delay_s=analysis_delay, ready_timeout_s=ready_timeout, stop_after=stop_after)
     existing = _existing_state(cluster, ns, kw["route"])
     if existing is not None and existing.plan.path != kw["path"]:
         raise click.ClickException(f"a {existing.plan.path} migration of HTTPRoute {existing.plan.route} is recorded; "

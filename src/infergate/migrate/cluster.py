@@ -166,6 +166,12 @@ class KubeCluster:
                                content_type="application/merge-patch+json", query=query)
         return dict(result or {})
 
+    def merge_patch_status(self, resource: Resource, namespace: str | None, name: str, patch: Obj) -> Obj:
+        """Merge-patch the ``status`` subresource (what a controller writes)."""
+        result = self._request("PATCH", resource.path(namespace, name) + "/status", body=patch,
+                               content_type="application/merge-patch+json")
+        return dict(result or {})
+
     def delete(self, resource: Resource, namespace: str | None, name: str, *, dry_run: bool = False) -> bool:
         """Delete; False when it was already gone. Objects with finalizers stay until they are removed."""
         query = [("dryRun", "All")] if dry_run else []

@@ -14,6 +14,8 @@ from infergate.migrate.resources import (
     OBJECTIVES,
     PREVIEW_MODELS,
     PREVIEW_POOLS,
+    SERVICES,
+    Obj,
     name_of,
 )
 
@@ -23,20 +25,29 @@ def plan_from_cluster(cluster: Cluster, namespace: str, route: str | None, optio
         raise PlanError(f"the cluster does not serve {HTTPROUTES.qualified}: install the Gateway API CRDs")
     routes = cluster.list(HTTPROUTES, namespace)
     chosen = select_route(routes, route)
-    epps = {}
+    epps: dict[str, str] = {}
+    epp_objects: dict[str, tuple[Obj, Obj]] = {}
+    pools = cluster.list(PREVIEW_POOLS, namespace)
     for deployment in cluster.list(DEPLOYMENTS, namespace):
-        pool = preview_epp_pool(deployment)
-        if pool is not None:
-            epps[pool] = name_of(deployment)
+        pool_name = preview_epp_pool(deployment)
+        if pool_name is None:
+            continue
+        epps[pool_name] = name_of(deployment)
+        pool = next((p for p in pools if name_of(p) == pool_name), None)
+        service_name = ((pool or {}).get("spec") or {}).get("extensionRef", {}).get("name")
+        service = cluster.get(SERVICES, namespace, str(service_name)) if service_name else None
+        if service is not None:
+            epp_objects[pool_name] = (deployment, service)
     missing = tuple(n for n in GA_CRD_NAMES if cluster.get(CRDS, None, n) is None)
     return build_plan(
         namespace=namespace,
         route=chosen,
-        preview_pools=cluster.list(PREVIEW_POOLS, namespace),
+        preview_pools=pools,
         preview_models=cluster.list(PREVIEW_MODELS, namespace),
         existing_ga_pools=cluster.list(GA_POOLS, namespace),
         existing_objectives=cluster.list(OBJECTIVES, namespace),
         epp_deployments=epps,
+        epp_objects=epp_objects,
         ga_crds_missing=missing,
         options=options,
     )

@@ -48,6 +48,7 @@ class PoolPlan:
     install: Literal["helm", "objects"]
     chart: ChartInstall | None
     ga_object: Obj  # the converted GA pool (applied in "objects" mode; documents the chart's result)
+    ga_epp_objects: tuple[Obj, ...] = ()  # "objects" mode: the GA EPP Deployment + Service
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ def _pool_to_dict(p: PoolPlan) -> dict[str, Any]:
         "chart": None if p.chart is None else {
             "release": p.chart.release, "namespace": p.chart.namespace, "chart": p.chart.chart,
             "version": p.chart.version, "sets": [list(kv) for kv in p.chart.sets]},
-        "gaObject": p.ga_object,
+        "gaObject": p.ga_object, "gaEppObjects": list(p.ga_epp_objects),
     }
 
 
@@ -241,7 +242,7 @@ def _pool_from_dict(d: dict[str, Any]) -> PoolPlan:
         d["previewEpp"], d["gaEpp"], d.get("previewRelease"), d["install"],
         None if chart is None else ChartInstall(chart["release"], chart["namespace"], chart["chart"],
                                                 chart.get("version"), tuple((k, v) for k, v in chart["sets"])),
-        d["gaObject"],
+        d["gaObject"], tuple(d.get("gaEppObjects") or ()),
     )
 
 
@@ -298,6 +299,7 @@ def build_plan(
     existing_ga_pools: list[Obj],
     existing_objectives: list[Obj],
     epp_deployments: dict[str, str],  # preview pool name -> EPP Deployment name
+    epp_objects: dict[str, tuple[Obj, Obj]] | None = None,  # preview pool -> (EPP Deployment, EPP Service)
     ga_crds_missing: tuple[str, ...],
     options: PlanOptions,
 ) -> Plan:
@@ -344,11 +346,13 @@ def build_plan(
             sets.append(("provider.name", options.provider))
             chart = ChartInstall(ga, namespace, options.chart, options.chart_version, tuple(sets))
         ga_object = ga_pool_objs.get(ga) or {}
+        ga_epp = str(((ga_object.get("spec") or {}).get("endpointPickerRef") or {}).get("name") or helm_epp_name(ga))
+        source = (epp_objects or {}).get(name)
+        epp_copy = ga_epp_objects(source[0], source[1], ga, ga_epp, namespace) \
+            if install == "objects" and source is not None else ()
         pool_plans.append(PoolPlan(
             namespace, name, ga, selector, int(spec.get("targetPortNumber") or 0),
-            str(ext.get("name") or helm_epp_name(name)),
-            str(((ga_object.get("spec") or {}).get("endpointPickerRef") or {}).get("name") or helm_epp_name(ga)),
-            release, install, chart, ga_object,
+            str(ext.get("name") or helm_epp_name(name)), ga_epp, release, install, chart, ga_object, epp_copy,
         ))
 
     lossy = tuple(Lossy(str(w.obj), w.field, w.message) for w in warnings)
@@ -475,3 +479,62 @@ def plan_summary_rows(plan: Plan) -> list[tuple[str, str, str]]:
     return [(s.id, s.description, s.manual) for s in plan.steps]
 
 
+
+
+def ga_epp_objects(deployment: Obj, service: Obj, pool: str, epp: str, namespace: str) -> tuple[Obj, Obj]:
+    """The GA pool's EPP: the preview EPP's Deployment and Service renamed to ``epp``, v1.0 flags."""
+    label = {"inferencepool": epp}
+    dep = copy.deepcopy(deployment)
+    dep["metadata"] = {"name": epp, "namespace": namespace, "labels": label}
+    dep.pop("status", None)
+    spec = dep["spec"]
+    spec["selector"] = {"matchLabels": label}
+    spec["template"].setdefault("metadata", {})["labels"] = label
+    for container in spec["template"]["spec"].get("containers") or []:
+        container["args"] = ga_epp_args(container.get("args") or [], pool, namespace)
+    svc = copy.deepcopy(service)
+    svc["metadata"] = {"name": epp, "namespace": namespace, "labels": label}
+    svc.pop("status", None)
+    for key in ("clusterIP", "clusterIPs"):
+        svc["spec"].pop(key, None)
+    svc["spec"]["selector"] = label
+    return dep, svc
+
+
+_V1_FLAG_NAMES = {
+    "poolName": "pool-name", "poolNamespace": "pool-namespace", "grpcPort": "grpc-port",
+    "grpcHealthPort": "grpc-health-port", "metricsPort": "metrics-port",
+    "totalQueuedRequestsMetric": "total-queued-requests-metric",
+    "kvCacheUsagePercentageMetric": "kv-cache-usage-percentage-metric", "loraInfoMetric": "lora-info-metric",
+    "refreshMetricsInterval": "refresh-metrics-interval",
+    "refreshPrometheusMetricsInterval": "refresh-prometheus-metrics-interval",
+    "secureServing": "secure-serving", "certPath": "cert-path",
+}
+
+
+def ga_epp_args(args: list[Any], pool: str, namespace: str) -> list[str]:
+    """v0.3.0 EPP flags (camelCase, single dash) as v1.0 flags for the GA pool (with ``--pool-group``)."""
+    out: list[str] = []
+    items = [str(a) for a in args]
+    i = 0
+    while i < len(items):
+        arg = items[i]
+        if arg.startswith("-"):
+            key, _, inline = arg.lstrip("-").partition("=")
+            value: str | None = inline if inline else None
+            if value is None and i + 1 < len(items) and not items[i + 1].startswith("-"):
+                value = items[i + 1]
+                i += 1
+            key = _V1_FLAG_NAMES.get(key, key)
+            value = {"pool-name": pool, "pool-namespace": namespace, "pool-group": GA_GROUP}.get(key, value)
+            out.append(f"--{key}")
+            if value is not None:
+                out.append(value)
+        else:
+            out.append(arg)
+        i += 1
+    if "--pool-group" not in out:
+        out += ["--pool-group", GA_GROUP]
+    if "--pool-name" not in out:
+        out += ["--pool-name", pool]
+    return out

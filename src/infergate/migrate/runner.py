@@ -21,8 +21,6 @@ from typing import Any
 
 import yaml
 
-from infergate.api.conversion.constants import GA_GROUP
-from infergate.migrate.census import preview_epp_pool
 from infergate.migrate.cluster import Cluster, ClusterError
 from infergate.migrate.gates import Baseline, GateResult, Window, analyse, baseline_of, overall
 from infergate.migrate.helm import Helm, HelmError
@@ -323,38 +321,20 @@ class Migrator:
             self.helm.install(pool.chart, dry_run=self.options.dry_run)
             return _Outcome(state, "pass", pool.chart.command())
         self.cluster.apply(GA_POOLS, pool.ga_object, dry_run=self.options.dry_run)
-        created = self._clone_epp(plan, pool)
+        created = self._apply_epp(plan, pool)
         return _Outcome(state, "pass", f"applied {GA_POOLS.qualified}/{pool.ga}" + (f"; {created}" if created else ""))
 
-    def _clone_epp(self, plan: Plan, pool: PoolPlan) -> str:
-        """The GA pool's EPP: the preview EPP's Deployment and Service, renamed, with v1.0 flags."""
+    def _apply_epp(self, plan: Plan, pool: PoolPlan) -> str:
+        """The GA pool's EPP (computed at planning time from the preview EPP, v1.0 flags)."""
         if self.cluster.get(SERVICES, plan.namespace, pool.ga_epp) is not None:
             return f"EPP Service {pool.ga_epp} exists"
-        preview_svc = self.cluster.get(SERVICES, plan.namespace, pool.preview_epp)
-        deployment = next((d for d in self.cluster.list(DEPLOYMENTS, plan.namespace)
-                           if preview_epp_pool(d) == pool.preview), None)
-        if preview_svc is None or deployment is None:
-            raise MigrationError(f"the GA pool {pool.ga} needs an EPP Service {pool.ga_epp}: none exists and the "
+        if not pool.ga_epp_objects:
+            raise MigrationError(f"the GA pool {pool.ga} needs an EPP Service {pool.ga_epp}: none exists and no "
                                  f"preview EPP (Service {pool.preview_epp}, a Deployment with -poolName "
-                                 f"{pool.preview}) was not found to copy; create it or use --install helm")
-        label = {"inferencepool": pool.ga_epp}
-        dep = copy.deepcopy(deployment)
-        dep["metadata"] = {"name": pool.ga_epp, "namespace": plan.namespace, "labels": label}
-        dep.pop("status", None)
-        spec = dep["spec"]
-        spec["selector"] = {"matchLabels": label}
-        spec["template"].setdefault("metadata", {})["labels"] = label
-        for container in spec["template"]["spec"].get("containers") or []:
-            container["args"] = ga_epp_args(container.get("args") or [], pool.ga, plan.namespace)
-        svc = copy.deepcopy(preview_svc)
-        svc["metadata"] = {"name": pool.ga_epp, "namespace": plan.namespace, "labels": label}
-        svc.pop("status", None)
-        svc["spec"].pop("clusterIP", None)
-        svc["spec"].pop("clusterIPs", None)
-        svc["spec"]["selector"] = label
-        self.cluster.apply(DEPLOYMENTS, dep, dry_run=self.options.dry_run)
-        self.cluster.apply(SERVICES, svc, dry_run=self.options.dry_run)
-        return f"EPP Deployment/Service {pool.ga_epp} created from {name_of(deployment)}"
+                                 f"{pool.preview}) was found to copy; create it or use --install helm")
+        for obj in pool.ga_epp_objects:
+            self.cluster.apply(resource_of(obj), obj, dry_run=self.options.dry_run)
+        return f"EPP Deployment/Service {pool.ga_epp} created from the preview EPP's"
 
     async def _wait_ready(self, state: MigrationState, step: WaitReady) -> _Outcome:
         plan = state.plan
@@ -565,43 +545,3 @@ def gitops_owner(obj: Obj) -> str | None:
         if any(g in manager for g in GITOPS_MANAGERS):
             return str(entry.get("manager"))
     return None
-
-
-def ga_epp_args(args: list[Any], pool: str, namespace: str) -> list[str]:
-    """v0.3.0 EPP flags (camelCase, single dash) to v1.0 flags for the GA pool."""
-    renames = {"poolName": "pool-name", "poolNamespace": "pool-namespace", "grpcPort": "grpc-port",
-               "grpcHealthPort": "grpc-health-port", "metricsPort": "metrics-port", "v": "v",
-               "totalQueuedRequestsMetric": "total-queued-requests-metric",
-               "kvCacheUsagePercentageMetric": "kv-cache-usage-percentage-metric",
-               "loraInfoMetric": "lora-info-metric", "refreshMetricsInterval": "refresh-metrics-interval",
-               "refreshPrometheusMetricsInterval": "refresh-prometheus-metrics-interval",
-               "secureServing": "secure-serving", "certPath": "cert-path"}
-    out: list[str] = []
-    items = [str(a) for a in args]
-    i = 0
-    while i < len(items):
-        arg = items[i]
-        if arg.startswith("-"):
-            key, _, inline = arg.lstrip("-").partition("=")
-            value: str | None = inline if inline else None
-            if value is None and i + 1 < len(items) and not items[i + 1].startswith("-"):
-                value = items[i + 1]
-                i += 1
-            key = renames.get(key, key)
-            if key == "pool-name":
-                value = pool
-            elif key == "pool-namespace":
-                value = namespace
-            elif key == "pool-group":
-                value = GA_GROUP
-            out.append(f"--{key}")
-            if value is not None:
-                out.append(value)
-        else:
-            out.append(arg)
-        i += 1
-    if "--pool-group" not in out:
-        out += ["--pool-group", GA_GROUP]
-    if "--pool-name" not in out:
-        out += ["--pool-name", pool]
-    return out

@@ -1,0 +1,157 @@
+"""`infergate migrate run` / `rollback` / `status`: the state machine on the embedded API
+server. A status writer stands in for the gateway controller and pod runtime (these tests are
+about the migration's decisions; test_e2e.py runs the real gateway, EPPs and simulators)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from infergate.migrate.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    GA_POOLS,
+    HTTPROUTES,
+    OBJECTIVES,
+    PREVIEW_MODELS,
+    PREVIEW_POOLS,
+)
+
+TESTDATA = Path(__file__).resolve().parent / "testdata"
+PREVIEW, GA = "vllm-llama3-8b-instruct-preview", "vllm-llama3-8b-instruct-ga"
+X, K8S = "inference.networking.x-k8s.io", "inference.networking.k8s.io"
+
+
+def run(migrate: Any, ns: str, *args: str) -> tuple[int, dict[str, Any]]:
+    result = migrate("run", "-n", ns, "-o", "json", "--ready-timeout", "3", "--analysis-delay", "0", *args)
+    return result.returncode, json.loads(result.stdout)
+
+
+def backend_refs(cluster: Any, ns: str) -> list[tuple[str, str, int]]:
+    route = cluster.get(HTTPROUTES, ns, "llm-route")
+    return [(r["group"], r["name"], r.get("weight", 1)) for rule in route["spec"]["rules"] for r in rule["backendRefs"]]
+
+
+def test_simple_path_replaces_the_preview_stack_and_a_second_run_does_nothing(
+        migrate: Any, cluster: Any, preview_stack: str, status_writer: Any) -> None:
+    ns = preview_stack
+    code, report = run(migrate, ns, "--path", "simple", "--probes", "0")
+    assert code == 0, report
+    assert report["phase"] == "done"
+    assert [s["step"] for s in report["steps"]][:3] == ["preflight", "remove-preview", "delete-preview-crds"]
+    assert cluster.get(PREVIEW_POOLS, ns, PREVIEW) is None
+    assert cluster.list(PREVIEW_MODELS, ns) == []
+    assert cluster.get(DEPLOYMENTS, ns, f"{PREVIEW}-epp") is None
+    pool = cluster.get(GA_POOLS, ns, GA)
+    # migration.md §9 case 3: the preview pool had no extensionRef.portNumber -> 9002, never the model port
+    assert pool["spec"]["endpointPickerRef"] == {"name": f"{GA}-epp", "port": {"number": 9002}, "group": "",
+                                                 "kind": "Service", "failureMode": "FailClose"}
+    assert pool["spec"]["targetPorts"] == [{"number": 8000}]
+    assert pool["spec"]["selector"] == {"matchLabels": {"app": "vllm-llama3-8b-instruct"}}
+    epp_args = cluster.get(DEPLOYMENTS, ns, f"{GA}-epp")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert epp_args[epp_args.index("--pool-name") + 1] == GA
+    assert epp_args[epp_args.index("--pool-group") + 1] == K8S
+    priorities = {o["metadata"]["name"]: o["spec"]["priority"] for o in cluster.list(OBJECTIVES, ns)}
+    assert priorities == {"food-review": 1, "base-model": 2}
+    assert {(g, n) for g, n, _ in backend_refs(cluster, ns)} == {(K8S, GA)}
+    before = cluster.get(CONFIGMAPS, ns, "infergate-migration-llm-route")["metadata"]["resourceVersion"]
+
+    code, again = run(migrate, ns, "--path", "simple", "--probes", "0")
+    assert code == 0 and again["phase"] == "done" and "nothing to do" in again["message"]
+    assert cluster.get(CONFIGMAPS, ns, "infergate-migration-llm-route")["metadata"]["resourceVersion"] == before
+
+
+def test_no_traffic_pauses_instead_of_passing_and_rollback_restores_the_route(
+        migrate: Any, cluster: Any, preview_stack: str, status_writer: Any) -> None:
+    ns = preview_stack
+    original = cluster.get(HTTPROUTES, ns, "llm-route")["spec"]
+    code, report = run(migrate, ns, "--probes", "0", "--gateway-url", "http://127.0.0.1:9")
+    assert code == 4, report
+    assert report["phase"] == "paused"
+    assert report["steps"][-1]["step"] == "analyse-0" and report["steps"][-1]["status"] == "paused"
+    assert any(g["gate"] == "traffic" and g["verdict"] == "paused" for g in report["gates"])
+    # the GA backend is in the route at weight 0, keyed by group: preview keeps 100
+    # (one pair per converted rule: per model + the catch-all)
+    refs = backend_refs(cluster, ns)
+    assert set(refs) == {(K8S, GA, 0), (X, PREVIEW, 100)} and len(refs) == 6, refs
+    status = migrate("status", "-n", ns, "-o", "json")
+    assert json.loads(status.stdout)["phase"] == "paused"
+
+    rolled = migrate("rollback", "-n", ns, "--route", "llm-route")
+    assert rolled.returncode == 0, rolled.out
+    assert cluster.get(HTTPROUTES, ns, "llm-route")["spec"] == original
+    assert cluster.get(PREVIEW_POOLS, ns, PREVIEW) is not None  # nothing of the preview stack was touched
+    code, report = run(migrate, ns, "--probes", "0")
+    assert code == 5 and "--retry" in report["message"]
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(
+        migrate: Any, cluster: Any, preview_stack: str, status_writer: Any) -> None:
+    ns = preview_stack
+    code, first = run(migrate, ns, "--probes", "0", "--stop-after", f"install-pool-{GA}")
+    assert code == 0, first
+    assert [s["step"] for s in first["steps"]] == ["preflight", "install-ga-crds", f"install-pool-{GA}"]
+    assert cluster.get(GA_POOLS, ns, GA) is not None
+    assert cluster.list(OBJECTIVES, ns) == []
+    assert cluster.get(GA_POOLS, ns, GA)["metadata"]["generation"] == 1
+
+    code, second = run(migrate, ns, "--probes", "0")
+    assert code == 4, second  # resumed, then paused at the first analysis (no traffic)
+    statuses = {s["step"]: s["status"] for s in second["steps"]}
+    assert statuses["preflight"] == statuses[f"install-pool-{GA}"] == "done earlier"
+    assert statuses["apply-objectives"] == "done"
+    assert cluster.get(GA_POOLS, ns, GA)["metadata"]["generation"] == 1  # not installed again
+
+
+def test_a_gateway_that_rejects_one_group_is_detected_and_rolled_back(
+        migrate: Any, cluster: Any, preview_stack: str, status_writer: Any) -> None:
+    # migration.md §9 case 4: the Gateway stays Programmed, the route says ResolvedRefs=False.
+    status_writer.reject_group = K8S
+    ns = preview_stack
+    original = cluster.get(HTTPROUTES, ns, "llm-route")["spec"]
+    code, report = run(migrate, ns, "--probes", "0")
+    assert code == 5, report
+    assert report["phase"] == "rolled-back"
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert any("ResolvedRefs" in c["check"] and "InvalidKind" in c["detail"] for c in failed), failed
+    assert any(c["check"].startswith("Gateway") and c["ok"] for c in report["checks"])
+    assert cluster.get(HTTPROUTES, ns, "llm-route")["spec"] == original
+    assert cluster.get(GA_POOLS, ns, GA) is not None  # kept for debugging
+
+
+def test_a_gitops_owned_route_is_refused_unless_forced(
+        migrate: Any, cluster: Any, kubectl: Any, preview_stack: str, status_writer: Any) -> None:
+    ns = preview_stack
+    kubectl.run("annotate", "-n", ns, "httproutes.gateway.networking.k8s.io", "llm-route",
+                "argocd.argoproj.io/tracking-id=app:gateway.networking.k8s.io/HTTPRoute:default/llm-route")
+    code, report = run(migrate, ns, "--probes", "0")
+    assert code == 1 and "argocd.argoproj.io" in report["message"], report
+    assert cluster.get(GA_POOLS, ns, GA) is None
+    code, report = run(migrate, ns, "--probes", "0", "--force", "--stop-after", "preflight")
+    assert code == 0, report
+
+
+def test_rollback_is_refused_after_the_lock(migrate: Any, cluster: Any, preview_stack: str) -> None:
+    from infergate.migrate.state import MigrationState
+
+    ns = preview_stack
+    plan = json.loads(migrate("plan", "-n", ns, "-o", "json").stdout)
+    from infergate.migrate.plan import Plan
+
+    state = MigrationState(Plan.from_dict(plan), phase="locked", locked=True, ga_weight=100)
+    cluster.apply(CONFIGMAPS, state.to_configmap())
+    refused = migrate("rollback", "-n", ns, "--route", "llm-route")
+    assert refused.returncode == 6 and "--force" in refused.out
+    forced = migrate("rollback", "-n", ns, "--route", "llm-route", "--force")
+    assert forced.returncode == 0, forced.out
+
+
+def test_dry_run_changes_nothing(migrate: Any, cluster: Any, preview_stack: str, status_writer: Any) -> None:
+    ns = preview_stack
+    code, report = run(migrate, ns, "--path", "simple", "--probes", "0", "--dry-run")
+    assert code == 0, report
+    assert report["phase"] == "dry-run"
+    assert cluster.get(PREVIEW_POOLS, ns, PREVIEW) is not None
+    assert cluster.get(GA_POOLS, ns, GA) is None
+    assert cluster.get(CONFIGMAPS, ns, "infergate-migration-llm-route") is None
