@@ -435,3 +435,17 @@ def test_auth_can_i_answers_yes_without_authorization(kubectl) -> None:
     # no RBAC is enforced: the review says so instead of a 404
     assert kubectl("auth", "can-i", "create", "pods").stdout.strip() == "yes"
     assert kubectl("auth", "can-i", "delete", "secrets", "-n", "kube-system").stdout.strip() == "yes"
+
+
+def test_served_versions_share_one_object(upstream_crds, kubectl, namespace, http) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", input=GATEWAY)
+    v1 = http.get(f"/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/gateways/inference-gateway").json()
+    beta = http.get(f"/apis/gateway.networking.k8s.io/v1beta1/namespaces/{namespace}/gateways/inference-gateway").json()
+    assert v1["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert beta["apiVersion"] == "gateway.networking.k8s.io/v1beta1"
+    assert beta["metadata"]["uid"] == v1["metadata"]["uid"] and beta["spec"] == v1["spec"]
+    listed = kubectl("get", "gateways.v1beta1.gateway.networking.k8s.io", "-n", namespace, "-o", "json").json()
+    assert [i["apiVersion"] for i in listed["items"]] == ["gateway.networking.k8s.io/v1beta1"]
+    wrong_group = http.post(f"/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/gateways",
+                            json={"apiVersion": "example.com/v1", "kind": "Gateway", "metadata": {"name": "x"}})
+    assert wrong_group.status_code == 400

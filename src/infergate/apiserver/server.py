@@ -429,6 +429,10 @@ class APIServer:
         if obj.get("kind") and obj["kind"] != rtype.kind:
             raise bad_request(f"the API version in the data ({obj.get('apiVersion')}) and kind ({obj['kind']}) do not "
                               f"match the endpoint ({rtype.api_version(target.version)} {rtype.kind})")
+        body_group = str(obj.get("apiVersion") or "").rpartition("/")[0]
+        if obj.get("apiVersion") and body_group != rtype.group:
+            raise bad_request(f"the API version in the data ({obj.get('apiVersion')}) does not match the expected "
+                              f"API version ({rtype.api_version(target.version)})")
         name = meta.get("name") or ""
         if not name and meta.get("generateName"):
             name = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
@@ -447,6 +451,8 @@ class APIServer:
         if self.store.get(key) is not None:
             raise already_exists(rtype.group_resource, name, rtype.group, rtype.resource)
         self._initialize(obj, key)
+        obj["apiVersion"] = rtype.api_version(target.version)
+        obj["kind"] = rtype.kind
         if rtype.has_status and rtype.crd_name:
             obj.pop("status", None)
         obj = self._admit(target, obj, None, field_validation)
@@ -507,6 +513,8 @@ class APIServer:
         if wanted_rv and str(wanted_rv) != cur_meta.get("resourceVersion"):
             raise conflict(rtype.group_resource, name, rtype.group, rtype.resource)
         merged = self._merge_update(target, current, new)
+        merged["apiVersion"] = rtype.api_version(target.version)  # stored objects are version-independent
+        merged["kind"] = rtype.kind
         meta = _meta(merged)
         meta["name"] = name
         if target.namespace:
