@@ -47,6 +47,7 @@ class Lane:
     request_body_mode: str = "BUFFERED"  # BUFFERED | FULL_DUPLEX_STREAMED
     debug_headers: bool = False  # response headers x-epp-destination, x-upstream-host, x-model-name-seen
     bbr_port: int | None = None  # a body-based router (`infergate bbr`) ext_proc ahead of the EPP
+    subset_hint: tuple[str, ...] | None = None  # set envoy.lb.subset_hint as a gateway would
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -94,6 +95,17 @@ _DEBUG_HEADERS = [
 ]
 
 
+def _subset_filter(endpoints: Sequence[str]) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.set_metadata",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.set_metadata.v3.Config",
+            "metadata": [{"metadata_namespace": "envoy.lb.subset_hint",
+                          "value": {"x-gateway-destination-endpoint-subset": list(endpoints)}}],
+        },
+    }
+
+
 def _bbr_filter(lane: Lane) -> dict[str, Any]:
     return {
         "name": "infergate.bbr",
@@ -126,7 +138,10 @@ def _lane_listener(lane: Lane) -> dict[str, Any]:
             "request_trailer_mode": "SEND" if duplex else "SKIP",
             "response_trailer_mode": "SEND" if lane.response_body_mode == "FULL_DUPLEX_STREAMED" else "SKIP",
         },
-        "metadata_options": {"receiving_namespaces": {"untyped": ["envoy.lb"]}},
+        "metadata_options": {
+            "receiving_namespaces": {"untyped": ["envoy.lb"]},
+            "forwarding_namespaces": {"untyped": ["envoy.lb.subset_hint"]},
+        },
     }
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -149,6 +164,7 @@ def _lane_listener(lane: Lane) -> dict[str, Any]:
                 },
             },
             *([_bbr_filter(lane)] if lane.bbr_port else []),
+            *([_subset_filter(lane.subset_hint)] if lane.subset_hint is not None else []),
             {"name": "envoy.filters.http.ext_proc", "typed_config": ext_proc},
             {
                 "name": "envoy.filters.http.router",

@@ -43,7 +43,13 @@ _EMPTY_REQUEST_BODY = pb.ProcessingResponse(request_body=pb.BodyResponse())
 _EMPTY_RESPONSE_BODY = pb.ProcessingResponse(response_body=pb.BodyResponse())
 _EMPTY_REQUEST_TRAILERS = pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
 _EMPTY_RESPONSE_TRAILERS = pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
-_RESPONSE_HEADERS_SEEN = messages.set_header("x-went-into-resp-headers", "true")
+_RESPONSE_HEADERS_REPLY = pb.ProcessingResponse(  # upstream marks responses it has seen
+    response_headers=pb.HeadersResponse(
+        response=pb.CommonResponse(
+            header_mutation=pb.HeaderMutation(set_headers=[messages.set_header("x-went-into-resp-headers", "true")])
+        )
+    )
+)
 
 
 class _Exchange:
@@ -165,13 +171,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                         director.on_response_headers(state.request_id, status, headers)
                     if request.response_headers.end_of_stream:
                         state.response_done = True
-                    yield pb.ProcessingResponse(
-                        response_headers=pb.HeadersResponse(
-                            response=pb.CommonResponse(
-                                header_mutation=pb.HeaderMutation(set_headers=[_RESPONSE_HEADERS_SEEN])
-                            )
-                        )
-                    )
+                    yield _RESPONSE_HEADERS_REPLY
                 elif kind == "response_body":
                     chunk = request.response_body
                     state.follows_response_body = True
