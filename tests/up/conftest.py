@@ -1,0 +1,31 @@
+"""Helpers for `infergate up` / `infergate demo` tests: private loopback networks, process checks."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+from infergate.util.net import random_loopback_block
+
+
+def private_cidr(port: int) -> str:
+    """A /24 inside 127.0.0.0/8 where ``port`` is free on the first addresses (tests run concurrently)."""
+    first = random_loopback_block(8, port, rng=random.Random())[0]
+    return first.rsplit(".", 1)[0] + ".0/24"
+
+
+def processes_mentioning(*needles: str) -> list[tuple[int, str]]:
+    """Live processes whose command line contains any of ``needles`` (from /proc)."""
+    found: list[tuple[int, str]] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and any(n in cmdline for n in needles):
+            found.append((int(entry.name), cmdline))
+    return found

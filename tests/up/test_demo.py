@@ -1,0 +1,48 @@
+"""`infergate demo --exit-after-requests` end to end: `infergate up`, the simulators, both stacks
+(split 50/50), real completions through Envoy; every request 200, served by one of the
+simulator pods, each pool's EPP scheduling part of the split; nothing left running.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import private_cidr, processes_mentioning
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("up-demo")]
+
+
+def test_demo_split_stack(tmp_path: Path, kubectl_bin: str) -> None:
+    state, result_file = tmp_path / "demo", tmp_path / "result.json"
+    pods, gateways = private_cidr(8000), private_cidr(80)
+    proc = subprocess.run(
+        [sys.executable, "-m", "infergate", "demo", "--stack", "split", "--exit-after-requests",
+         "--state-dir", str(state), "--pod-cidr", pods, "--address-pool", gateways, "--sim-time-scale", "10",
+         "--json-result", str(result_file)],
+        capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(result_file.read_text())
+    assert result["gateway_address"].startswith(gateways.rsplit(".", 1)[0] + ".")
+    requests = result["requests"]
+    assert [(r["model"], r["stream"]) for r in requests] == [
+        ("meta-llama/Llama-3.1-8B-Instruct", False), ("meta-llama/Llama-3.1-8B-Instruct", True),
+        ("food-review", False), ("food-review", True)]
+    assert all(r["status"] == 200 for r in requests), requests
+    assert all(r["pod"].startswith("vllm-llama3-8b-instruct-") and "-epp-" not in r["pod"] for r in requests)
+    assert all(r["text"].strip() for r in requests)
+    # both pools took part in the split, each scheduled by its own EPP, and together they saw all 40
+    counts = result["split_counts"]
+    assert set(counts) == {"preview", "ga"} and sum(counts.values()) == 40, counts
+    assert min(counts.values()) >= 5, counts
+    assert set(result["installed_with"]) == {"preview", "ga"}
+    # the printed walkthrough and the served pods are in the output
+    assert "IP=$(kubectl get gateway/inference-gateway -o jsonpath='{.status.addresses[0].value}')" in proc.stderr
+    assert requests[0]["pod"] in proc.stderr
+    assert "stopped; no process left running" in proc.stderr
+    assert processes_mentioning(str(state.resolve())) == []
+    assert processes_mentioning(f"--address={pods.rsplit('.', 1)[0]}.") == []

@@ -1,0 +1,140 @@
+"""`infergate up` as a user runs it: the real kubectl sees the GatewayClasses, a Gateway of the
+source document's class gets Programmed with an address, a simulator Deployment gets a live
+pod; Ctrl-C stops everything; a restart on the same state directory keeps the pod's name and
+IP; --background returns once ready and `kill $(cat up.pid)` stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from infergate.util.net import free_port
+
+from .conftest import private_cidr, processes_mentioning
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("up-cli")]
+GKE_CLASS = "gke-l7-regional-external-managed"
+
+
+def start_up(state: Path, pods: str, gateways: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infergate", "up", "--state-dir", str(state), "--port", "0", "--pod-cidr", pods,
+         "--address-pool", gateways, "--gateway-class", GKE_CLASS],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # blocks until ready (or EOF when it fails)
+    if not line.startswith("export KUBECONFIG="):
+        proc.kill()
+        raise AssertionError(f"no KUBECONFIG line: {line!r}\n{proc.communicate(timeout=10)[1]}")
+    return proc, line.strip().split("=", 1)[1]
+
+
+def kubectl(kubectl_bin: str, kubeconfig: str, *args: str, stdin: str | None = None) -> str:
+    result = subprocess.run([kubectl_bin, *args], input=stdin, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "KUBECONFIG": kubeconfig})
+    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def wait_until(check: object, timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = check()  # type: ignore[operator]
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> str:
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0, err
+    return err
+
+
+def test_up_gateway_class_gateway_pods_shutdown_restart(tmp_path: Path, kubectl_bin: str, repo_root: Path) -> None:
+    state = tmp_path / "state"
+    pods, gateways = private_cidr(8000), private_cidr(80)
+    pod_prefix = pods.rsplit(".", 1)[0] + "."
+    proc, kubeconfig = start_up(state, pods, gateways)
+    try:
+        classes = kubectl(kubectl_bin, kubeconfig, "get", "gatewayclass")
+        rows = {line.split()[0]: line.split() for line in classes.splitlines()[1:]}
+        assert set(rows) == {"infergate", GKE_CLASS}, classes
+        assert rows[GKE_CLASS][1] == "infergate.io/gateway-controller"
+        assert wait_until(lambda: "True" in kubectl(kubectl_bin, kubeconfig, "get", "gatewayclass", GKE_CLASS),
+                          20, "GatewayClass Accepted")
+        port = free_port()
+        gateway = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                   "metadata": {"name": "inference-gateway"},
+                   "spec": {"gatewayClassName": GKE_CLASS,
+                            "listeners": [{"name": "http", "protocol": "HTTP", "port": port}]}}
+        kubectl(kubectl_bin, kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(gateway))
+        sim = yaml.safe_load((repo_root / "examples" / "sim-deployment.yaml").read_text())
+        sim["spec"]["replicas"] = 1
+        kubectl(kubectl_bin, kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(sim))
+
+        def programmed() -> list[str] | None:
+            out = kubectl(kubectl_bin, kubeconfig, "get", "gateway", "-o", "wide").splitlines()
+            row = out[1].split() if len(out) > 1 else []
+            return row if len(row) >= 4 and row[3] == "True" else None
+
+        row = wait_until(programmed, 30, "Gateway Programmed")
+        assert row[:2] == ["inference-gateway", GKE_CLASS]  # type: ignore[index]
+        address = kubectl(kubectl_bin, kubeconfig, "get", "gateway/inference-gateway", "-o",
+                          "jsonpath={.status.addresses[0].value}")
+        assert address.startswith(gateways.rsplit(".", 1)[0] + "."), address
+        # Envoy listens there (no route yet: 404 from Envoy, not a refused connection)
+        assert httpx.get(f"http://{address}:{port}/", timeout=5).status_code == 404
+
+        def running_pod() -> dict[str, object] | None:
+            items = json.loads(kubectl(kubectl_bin, kubeconfig, "get", "pods", "-l", "app=vllm-llama3-8b-instruct",
+                                       "-o", "json"))["items"]
+            ready = [p for p in items if any(c["type"] == "Ready" and c["status"] == "True"
+                                             for c in p["status"].get("conditions", []))]
+            return ready[0] if len(items) == 1 and ready else None
+
+        pod = wait_until(running_pod, 40, "a Ready simulator pod")
+        name, ip = pod["metadata"]["name"], pod["status"]["podIP"]  # type: ignore[index]
+        assert ip.startswith(pod_prefix)
+        wide = kubectl(kubectl_bin, kubeconfig, "get", "pods", "-o", "wide")
+        assert name in wide and "Running" in wide and ip in wide and "1/1" in wide
+        assert httpx.get(f"http://{ip}:8000/health", timeout=5).status_code == 200
+    finally:
+        err = stop(proc)
+    assert "stopped" in err
+    assert processes_mentioning(str(state), f"--address={ip}") == []  # no gateway, Envoy or pod left
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://{ip}:8000/health", timeout=2)
+
+    # restart on the same state: same objects, the pod runs again under its name and address
+    background = subprocess.run(
+        [sys.executable, "-m", "infergate", "up", "--background", "--state-dir", str(state), "--port", "0",
+         "--pod-cidr", pods, "--address-pool", gateways, "--gateway-class", GKE_CLASS],
+        capture_output=True, text=True, timeout=150)
+    assert background.returncode == 0, background.stderr
+    assert background.stdout.strip() == f"export KUBECONFIG={state.resolve() / 'kubeconfig'}"
+    pid = int((state / "up.pid").read_text())
+    try:
+        kubeconfig = str(state / "kubeconfig")
+        again = wait_until(running_pod, 40, "the pod back after a restart")
+        assert again["metadata"]["name"] == name and again["status"]["podIP"] == ip  # type: ignore[index]
+        assert httpx.get(f"http://{ip}:8000/health", timeout=5).status_code == 200
+        assert kubectl(kubectl_bin, kubeconfig, "get", "gateway/inference-gateway", "-o",
+                       "jsonpath={.status.addresses[0].value}") == address
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not processes_mentioning(str(state), f"--address={ip}"), 40, "everything stopped")
+    assert not (state / "up.pid").exists()
