@@ -1,0 +1,413 @@
+"""The source document's `helm install` run for real, on infergate's own control plane.
+
+The embedded API server (upstream's GIE v1.0.0 + v0.3.0 InferenceModel + Gateway API v1.3.0
+CRDs, applied with kubectl), the local runtime (Deployments of infergate's image become local
+processes on loopback pod IPs) and `infergate gateway --kubeconfig` with Envoy: the pieces that
+`infergate up` composes. Then, with the real helm and kubectl:
+`kubectl apply -f examples/sim-deployment.yaml`; `helm install` of a preview pool (from the
+packaged .tgz) and a GA pool (from the chart folder) with the source document's `--set` flags;
+`kubectl get infpool`; the source document's 50/50 HTTPRoute; completions through the Gateway
+reach both EPPs; `helm upgrade` of values; a second release of the same name in another
+namespace; `helm uninstall`: nothing is left behind and the EPP processes are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
+from infergate.apiserver.runtime import LocalRuntime, RestartPolicy, RuntimeOptions
+from infergate.util.net import free_port, random_loopback_block
+
+from .chartkit import POOL_CHART, REPO_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("charts-e2e")]
+
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+APP = "vllm-llama3-8b-instruct"
+GA_RELEASE, PREVIEW_RELEASE = "vllm-llama3-8b-instruct-ga", "vllm-llama3-8b-instruct-preview"
+SOURCE_DOCUMENT_FLAGS = ["--set", f"inferencePool.modelServers.matchLabels.app={APP}", "--set", "provider.name=gke"]
+
+
+class RuntimeThread:
+    """The local runtime on its own event loop in a thread (the tests call helm and kubectl
+    synchronously)."""
+
+    def __init__(self, options: RuntimeOptions) -> None:
+        self.runtime = LocalRuntime(options)
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="local-runtime", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self.runtime.start()
+        except BaseException as exc:
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.runtime.stop()
+
+    def start(self) -> None:
+        self._thread.start()
+        assert self._started.wait(30), "the local runtime did not start"
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(60)
+
+    def local_pods(self, namespace: str, deployment: str) -> list[Any]:
+        return list(self.runtime.pods_of(namespace, deployment))
+
+
+@dataclass
+class Cluster:
+    tools: dict[str, str]
+    env: dict[str, str]
+    runtime: RuntimeThread
+    listen_port: int
+    work: Path
+
+    def run(self, tool: str, *args: str, input: str | None = None, check: bool = True,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([self.tools[tool], *args], input=input, capture_output=True, text=True, env=self.env,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{tool} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+        return proc
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        return self.run("kubectl", *args, input=input).stdout
+
+    def helm(self, *args: str) -> str:
+        return self.run("helm", *args).stdout
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json"))
+
+    def gateway_url(self) -> str:
+        gateway = self.get("gateway", "inference-gateway")
+        return f"http://{gateway['status']['addresses'][0]['value']}:{self.listen_port}"
+
+
+def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (AssertionError, KeyError, IndexError, ValueError, httpx.HTTPError) as exc:
+            last = exc
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: not reached within {timeout}s ({last!r})")
+
+
+def private_pod_cidr() -> str:
+    """A /24 inside 127.0.0.0/8 whose first addresses have 8000 and 9002 free (tests run concurrently)."""
+    for _ in range(20):
+        first = random_loopback_block(8, 8000, rng=random.Random())[0]
+        prefix = first.rsplit(".", 1)[0]
+        if all(_port_free(f"{prefix}.{i}", 9002) for i in range(1, 9)):
+            return prefix + ".0/24"
+    raise AssertionError("no free loopback /24 for the pods")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def one_ready(cluster: Cluster, name: str) -> bool:
+    return ready_replicas(cluster, name) == 1
+
+
+def ready_replicas(cluster: Cluster, name: str, namespace: str = "default") -> int:
+    status = cluster.get("deployment", name, "-n", namespace).get("status") or {}
+    return int(status.get("readyReplicas") or 0)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, kubectl_bin: str, helm_bin: str,
+            reference_dir: Path, envoy_bin: str) -> Iterator[Cluster]:
+    work = tmp_path_factory.mktemp("charts-e2e")
+    api: ThreadedAPIServer = EmbeddedAPIServer.run_in_thread(work / "apiserver")
+    env = {**os.environ, "KUBECONFIG": str(api.kubeconfig_path), "HOME": str(work / "home"),
+           "HELM_CACHE_HOME": str(work / "helm-cache"), "HELM_CONFIG_HOME": str(work / "helm-config"),
+           "HELM_DATA_HOME": str(work / "helm-data")}
+    runtime = RuntimeThread(RuntimeOptions(
+        kubeconfig=api.kubeconfig_path, state_dir=work / "runtime", pod_cidr=private_pod_cidr(),
+        restart=RestartPolicy(initial_s=0.5, max_s=5.0, reset_after_s=10.0), resync_s=1.0))
+    gateway: subprocess.Popen[bytes] | None = None
+    listen = free_port()
+    try:
+        runtime.start()
+        cluster = Cluster({"kubectl": kubectl_bin, "helm": helm_bin}, env, runtime, listen, work)
+        crds = [*sorted((reference_dir / "gie-v1.0.0" / "crd").glob("*.yaml")),
+                reference_dir / "gie-v0.3.0" / "crd" / "inference.networking.x-k8s.io_inferencemodels.yaml",
+                *sorted((reference_dir / "gateway-api-v1.3.0" / "crd").glob("*.yaml"))]
+        cluster.kubectl("apply", *[a for f in crds for a in ("-f", str(f))])
+        cluster.kubectl("apply", "-f", "-", input=f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: infergate}}
+spec: {{controllerName: infergate.io/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: inference-gateway, namespace: default}}
+spec:
+  gatewayClassName: infergate
+  listeners:
+  - {{name: http, protocol: HTTP, port: {listen}}}
+""")
+        _, a, b, _ = random_loopback_block(1, listen)[0].split(".")
+        log = (work / "gateway.log").open("wb")
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "infergate", "gateway", "--kubeconfig", str(api.kubeconfig_path),
+             "--address-pool", f"127.{a}.{b}.0/24", "--work-dir", str(work / "envoy")],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        yield cluster
+    finally:
+        if gateway is not None:
+            gateway.terminate()
+            try:
+                gateway.wait(30)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+                gateway.wait(10)
+        runtime.stop()
+        api.stop()
+
+
+def completions_through_gateway(cluster: Cluster, count: int) -> list[str]:
+    """POST /v1/completions to the Gateway's address; the serving pods (x-inference-pod)."""
+    served = []
+    with httpx.Client(timeout=30) as http:
+        for i in range(count):
+            response = http.post(f"{cluster.gateway_url()}/v1/completions",
+                                 json={"model": MODEL, "prompt": f"Write as if you were a critic: city {i}",
+                                       "max_tokens": 3, "temperature": 0})
+            assert response.status_code == 200, (response.status_code, response.text)
+            assert response.json()["choices"][0]["text"]
+            served.append(response.headers.get("x-inference-pod", "?"))
+    return served
+
+
+def epp_requests(cluster: Cluster, release: str) -> float:
+    """Requests the release's EPP pods scheduled (their inference_model_request_total)."""
+    total = 0.0
+    for pod in cluster.get("pods", "-l", f"inferencepool={release}-epp")["items"]:
+        text = httpx.get(f"http://{pod['status']['podIP']}:9090/metrics", timeout=5).text
+        total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith("inference_model_request_total{"))
+    return total
+
+
+def test_source_document_install_route_upgrade_uninstall(cluster: Cluster, tmp_path: Path) -> None:
+    # the model servers
+    cluster.kubectl("apply", "-f", str(REPO_ROOT / "examples" / "sim-deployment.yaml"))
+
+    # the preview pool from the packaged chart, the GA pool from the folder, as the source document
+    package = re.search(r"saved it to: (\S+\.tgz)", cluster.helm("package", str(POOL_CHART), "-d", str(tmp_path)))
+    assert package, "helm package printed no path"
+    installed_preview = cluster.helm("install", PREVIEW_RELEASE, *SOURCE_DOCUMENT_FLAGS,
+                                     "--set", "inferencePool.apiVersion=inference.networking.x-k8s.io/v1alpha2",
+                                     package[1])
+    installed_ga = cluster.helm("install", GA_RELEASE, *SOURCE_DOCUMENT_FLAGS, "--version", "0.1.0", str(POOL_CHART))
+    for out in (installed_preview, installed_ga):
+        assert re.search(r"^STATUS: deployed$", out, re.M), out
+        # provider.name=gke on a cluster without GKE's APIs: said clearly, nothing half-created
+        assert "WARNING: provider.name=gke but this cluster does not serve networking.gke.io/v1" in out
+    assert "infergate epp --pool-group inference.networking.x-k8s.io" in installed_preview
+
+    # kubectl get infpool (the GA short name) and the fully qualified preview resource
+    table = cluster.kubectl("get", "infpool")
+    assert re.search(rf"^{GA_RELEASE}\s", table, re.M) and PREVIEW_RELEASE not in table
+    preview = cluster.get("inferencepools.inference.networking.x-k8s.io", PREVIEW_RELEASE)
+    assert preview["spec"]["extensionRef"]["name"] == f"{PREVIEW_RELEASE}-epp"
+    assert preview["spec"]["selector"] == {"app": APP}
+    ga = cluster.get("inferencepools.inference.networking.k8s.io", GA_RELEASE)
+    assert ga["spec"]["endpointPickerRef"] == {"group": "", "kind": "Service", "name": f"{GA_RELEASE}-epp",
+                                               "port": {"number": 9002}, "failureMode": "FailClose"}
+
+    # the source document's objectives (GA) and an InferenceModel (preview), the 50/50 route
+    cluster.kubectl("apply", "-f", "-", input=f"""
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceObjective
+metadata: {{name: food-review}}
+spec: {{priority: 2, poolRef: {{group: inference.networking.k8s.io, name: {GA_RELEASE}}}}}
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceObjective
+metadata: {{name: base-model}}
+spec: {{priority: 2, poolRef: {{group: inference.networking.k8s.io, name: {GA_RELEASE}}}}}
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {{name: base-model}}
+spec: {{modelName: {MODEL}, criticality: Critical, poolRef: {{name: {PREVIEW_RELEASE}}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: llm-route}}
+spec:
+  parentRefs:
+  - {{group: gateway.networking.k8s.io, kind: Gateway, name: inference-gateway}}
+  rules:
+  - backendRefs:
+    - {{group: inference.networking.x-k8s.io, kind: InferencePool, name: {PREVIEW_RELEASE}, weight: 50}}
+    - {{group: inference.networking.k8s.io, kind: InferencePool, name: {GA_RELEASE}, weight: 50}}
+""")
+
+    # the runtime runs the chart's EPPs and the simulators; the gateway programs the route
+    eventually(lambda: ready_replicas(cluster, APP) == 3, 90, "3 simulator pods ready")
+    for epp in (f"{PREVIEW_RELEASE}-epp", f"{GA_RELEASE}-epp"):
+        eventually(functools.partial(one_ready, cluster, epp), 60, f"{epp} ready")
+
+    def programmed() -> bool:
+        gateway = cluster.get("gateway", "inference-gateway")
+        conditions = {c["type"]: c["status"] for c in gateway["status"]["conditions"]}
+        return conditions.get("Programmed") == "True" and bool(gateway["status"].get("addresses"))
+
+    try:
+        eventually(programmed, 60, "Gateway Programmed")
+        eventually(lambda: completions_through_gateway(cluster, 1), 60, "first completion through the gateway")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{(cluster.work / 'gateway.log').read_text()[-4000:]}") from None
+    served = completions_through_gateway(cluster, 24)
+    assert set(served) <= {p["metadata"]["name"] for p in cluster.get("pods", "-l", f"app={APP}")["items"]}
+    # both pools' EPPs scheduled requests (50/50 split; all on one side: p = 2 * 0.5**24)
+    assert epp_requests(cluster, PREVIEW_RELEASE) > 0 and epp_requests(cluster, GA_RELEASE) > 0
+
+    # helm upgrade: two EPP replicas and FailOpen for the GA pool
+    upgraded = cluster.helm("upgrade", GA_RELEASE, str(POOL_CHART), "--reuse-values",
+                            "--set", "inferenceExtension.replicas=2", "--set", "inferenceExtension.failureMode=FailOpen")
+    assert re.search(r"^REVISION: 2$", upgraded, re.M)
+    assert cluster.get("infpool", GA_RELEASE)["spec"]["endpointPickerRef"]["failureMode"] == "FailOpen"
+    eventually(lambda: ready_replicas(cluster, f"{GA_RELEASE}-epp") == 2, 60, "GA EPP scaled to 2")
+    assert len(cluster.runtime.local_pods("default", f"{GA_RELEASE}-epp")) == 2
+    completions_through_gateway(cluster, 6)
+
+    # the same release name in another namespace: no clash over any object
+    cluster.kubectl("create", "namespace", "team-b")
+    other = cluster.helm("install", GA_RELEASE, *SOURCE_DOCUMENT_FLAGS, "-n", "team-b",
+                         "--set", "inferenceExtension.replicas=0", str(POOL_CHART))
+    assert re.search(r"^STATUS: deployed$", other, re.M)
+    assert cluster.get("infpool", GA_RELEASE, "-n", "team-b")["metadata"]["namespace"] == "team-b"
+
+    # helm uninstall: nothing is left behind, the EPP processes are gone
+    epp_ips = [p["status"]["podIP"] for p in cluster.get("pods", "-l", "app.kubernetes.io/name=inferencepool")["items"]]
+    assert len(epp_ips) == 3
+    cluster.helm("uninstall", PREVIEW_RELEASE)
+    cluster.helm("uninstall", GA_RELEASE)
+    cluster.helm("uninstall", GA_RELEASE, "-n", "team-b")
+    assert cluster.helm("list", "-A", "-q").strip() == ""
+    for namespace in ("default", "team-b"):
+        leftovers = cluster.kubectl(
+            "get", "deployments,replicasets,services,configmaps,serviceaccounts,roles,rolebindings,secrets,"
+            "inferencepools.inference.networking.k8s.io,inferencepools.inference.networking.x-k8s.io",
+            "-n", namespace, "-l", "app.kubernetes.io/name=inferencepool", "-o", "name")
+        assert leftovers.strip() == "", leftovers
+        assert "sh.helm.release" not in cluster.kubectl("get", "secrets", "-n", namespace, "-o", "name")
+
+    def epps_gone() -> bool:
+        pods = cluster.get("pods", "-A", "-l", "app.kubernetes.io/name=inferencepool")["items"]
+        local = [p for r in (PREVIEW_RELEASE, GA_RELEASE) for p in cluster.runtime.local_pods("default", f"{r}-epp")]
+        return not pods and not local
+
+    eventually(epps_gone, 60, "EPP pods and processes gone")
+    for ip in epp_ips:
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            assert sock.connect_ex((ip, 9002)) != 0, f"an EPP still listens on {ip}:9002"
+    # the model servers are untouched
+    assert ready_replicas(cluster, APP) == 3
+
+
+GKE_CRDS = "\n---\n".join(f"""
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: {plural}.{group}}}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{kind: {kind}, plural: {plural}, singular: {plural[:-1]}, listKind: {kind}List}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+""" for group, kind, plural in (("networking.gke.io", "HealthCheckPolicy", "healthcheckpolicies"),
+                                ("networking.gke.io", "GCPBackendPolicy", "gcpbackendpolicies"),
+                                ("monitoring.googleapis.com", "PodMonitoring", "podmonitorings")))
+
+
+def test_gke_cluster_gets_the_policies_and_a_warning_without_provider(cluster: Cluster) -> None:
+    """On a cluster that serves GKE's APIs (discovery, as helm reads it): provider.name=gke
+    creates the policies; provider.name=none installs with a clear warning."""
+    cluster.kubectl("apply", "-f", "-", input=GKE_CRDS)
+    eventually(lambda: "healthcheckpolicies" in cluster.kubectl("api-resources", "--api-group=networking.gke.io"),
+               30, "GKE APIs served")
+    cluster.kubectl("create", "namespace", "gke")
+    flags = ["-n", "gke", "--set", "inferenceExtension.replicas=0", str(POOL_CHART)]
+    with_provider = cluster.helm("install", "with-gke", *SOURCE_DOCUMENT_FLAGS, *flags)
+    assert "WARNING" not in with_provider
+    policy = cluster.get("healthcheckpolicies.networking.gke.io", "with-gke", "-n", "gke")
+    assert policy["spec"]["targetRef"] == {"group": "inference.networking.k8s.io", "kind": "InferencePool",
+                                           "name": "with-gke"}
+    assert policy["spec"]["default"]["config"]["httpHealthCheck"] == {"requestPath": "/health", "port": 8000}
+    backend = cluster.get("gcpbackendpolicies.networking.gke.io", "with-gke", "-n", "gke")
+    assert backend["spec"]["default"]["timeoutSec"] == 300
+    assert cluster.get("podmonitorings.monitoring.googleapis.com", "with-gke-epp", "-n", "gke")["spec"]["endpoints"]
+
+    without = cluster.helm("install", "without-provider", "--set",
+                           f"inferencePool.modelServers.matchLabels.app={APP}", *flags)
+    assert "WARNING: this cluster looks like GKE" in without
+    assert "no HealthCheckPolicy or GCPBackendPolicy was created" in without
+    assert cluster.kubectl("get", "healthcheckpolicies.networking.gke.io", "-n", "gke", "-o", "name").split() == [
+        "healthcheckpolicy.networking.gke.io/with-gke"]
+
+    for release in ("with-gke", "without-provider"):
+        cluster.helm("uninstall", release, "-n", "gke")
+    for resource in ("healthcheckpolicies.networking.gke.io", "gcpbackendpolicies.networking.gke.io",
+                     "podmonitorings.monitoring.googleapis.com", "inferencepools.inference.networking.k8s.io",
+                     "deployments"):
+        assert cluster.kubectl("get", resource, "-n", "gke", "-o", "name").strip() == "", resource
