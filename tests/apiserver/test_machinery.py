@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +312,18 @@ def test_state_survives_restart(tmp_path: Path) -> None:
             assert int(newer["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
     finally:
         second.stop()
+
+
+def test_watch_of_a_disconnected_client_is_released(apiserver, http, namespace) -> None:
+    hub = apiserver.server.server.hub
+    before = len(hub)
+    with http.stream("GET", CM.format(ns=namespace), params={"watch": "true"}) as response:
+        assert response.status_code == 200
+        deadline = time.monotonic() + 5
+        while len(hub) == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(hub) == before + 1
+    deadline = time.monotonic() + 5
+    while len(hub) > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(hub) == before

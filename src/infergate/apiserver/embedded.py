@@ -99,7 +99,8 @@ class EmbeddedAPIServer:
         self.token = load_or_create_token(self.state_dir)
         self._store = Store(self.state_dir / DB_NAME)
         self.server = APIServer(self._store, self.token, self.admission)
-        self._runner = web.AppRunner(self.server.app(), access_log=None, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(self.server.app(), access_log=None, shutdown_timeout=1.0,
+                                     handler_cancellation=True)  # ends watches of gone clients
         await self._runner.setup()
         cert, key = ensure_certificate(self.state_dir, self.host)
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True,
