@@ -1,0 +1,99 @@
+"""The analysis gates (pure): no traffic pauses, allow-list divergence, success rate, p99
+TTFT against the baseline, per-pool attribution within max(0.10, 3 sigma)."""
+
+from __future__ import annotations
+
+from infergate.migrate.gates import (
+    Baseline,
+    Sample,
+    Window,
+    analyse,
+    attribution_tolerance,
+    overall,
+    percentile,
+)
+from infergate.migrate.plan import Gates
+
+PAIRS = [("pool-preview", "pool-ga")]
+
+
+def ok(model: str = "m", ttft: float = 0.02) -> Sample:
+    return Sample(model, 200, ttft)
+
+
+def verdicts(results: list) -> dict[str, str]:
+    return {r.gate: r.verdict for r in results}
+
+
+def test_no_traffic_is_paused_not_passed() -> None:
+    results = analyse(Window((), {"pool-preview": 0.0, "pool-ga": 0.0}), None, 50, PAIRS, Gates())
+    assert overall(results) == "paused"
+    assert overall(analyse(Window((), None), None, 50, PAIRS, Gates())) == "paused"
+
+
+def test_healthy_fifty_fifty_passes() -> None:
+    window = Window(tuple(ok() for _ in range(100)), {"pool-preview": 104.0, "pool-ga": 96.0})
+    results = analyse(window, Baseline(0.02, {"m": 200}), 50, PAIRS, Gates())
+    assert overall(results) == "pass", results
+
+
+def test_a_split_that_sends_everything_to_one_pool_fails_attribution() -> None:
+    # migration.md §9 case 5: 200 requests at 50/50, all scheduled by the preview EPP
+    window = Window(tuple(ok() for _ in range(200)), {"pool-preview": 200.0, "pool-ga": 0.0})
+    results = analyse(window, Baseline(0.02, {"m": 200}), 50, PAIRS, Gates())
+    assert verdicts(results)["attribution pool-ga"] == "fail"
+    assert overall(results) == "fail"
+
+
+def test_attribution_tolerance_is_the_larger_of_the_floor_and_three_sigma() -> None:
+    assert attribution_tolerance(0.5, 10000, 0.10) == 0.10
+    assert abs(attribution_tolerance(0.5, 25, 0.10) - 0.3) < 1e-9
+
+
+def test_a_model_the_preview_epp_rejected_must_not_become_silent_success() -> None:
+    # migration.md §9 case 6: the preview EPP answered 404 (no InferenceModel), the GA EPP serves it
+    baseline = Baseline(0.02, {"known": 200, "unknown": 404})
+    samples = (*[ok("known") for _ in range(50)], *[Sample("unknown", 404) for _ in range(25)],
+               *[ok("unknown") for _ in range(25)])
+    window = Window(samples, {"pool-preview": 75.0, "pool-ga": 75.0})
+    results = analyse(window, baseline, 50, PAIRS, Gates())
+    assert verdicts(results)["allow-list"] == "fail"
+    assert "unknown" in next(r.detail for r in results if r.gate == "allow-list")
+    # the expected 404s are not failures of the success rate
+    assert verdicts(results)["success-rate"] == "pass"
+    declared = analyse(window, baseline, 50, PAIRS, Gates(allow_unknown_models_served=True))
+    assert overall(declared) == "pass"
+    assert "declared change" in next(r.detail for r in declared if r.gate == "allow-list")
+
+
+def test_a_model_the_preview_served_and_ga_rejects_fails() -> None:
+    baseline = Baseline(0.02, {"m": 200})
+    window = Window((*[ok() for _ in range(50)], *[Sample("m", 404) for _ in range(50)]),
+                    {"pool-preview": 50.0, "pool-ga": 50.0})
+    assert verdicts(analyse(window, baseline, 50, PAIRS, Gates()))["allow-list"] == "fail"
+
+
+def test_errors_fail_the_success_rate() -> None:
+    window = Window((*[ok() for _ in range(95)], *[Sample("m", 500) for _ in range(5)]),
+                    {"pool-preview": 50.0, "pool-ga": 50.0})
+    results = analyse(window, Baseline(0.02, {"m": 200}), 50, PAIRS, Gates())
+    assert verdicts(results)["success-rate"] == "fail"
+    assert "500: 5" in next(r.detail for r in results if r.gate == "success-rate")
+
+
+def test_p99_ttft_against_the_baseline() -> None:
+    slow = Window(tuple(ok(ttft=0.5) for _ in range(100)), {"pool-preview": 50.0, "pool-ga": 50.0})
+    assert verdicts(analyse(slow, Baseline(0.02, {"m": 200}), 50, PAIRS, Gates()))["p99-ttft"] == "fail"
+    fine = Window(tuple(ok(ttft=0.03) for _ in range(100)), {"pool-preview": 50.0, "pool-ga": 50.0})
+    assert verdicts(analyse(fine, Baseline(0.02, {"m": 200}), 50, PAIRS, Gates()))["p99-ttft"] == "pass"
+
+
+def test_missing_per_pool_evidence_pauses_unless_waived() -> None:
+    window = Window(tuple(ok() for _ in range(20)), None)
+    assert overall(analyse(window, Baseline(0.02, {"m": 200}), 50, PAIRS, Gates())) == "paused"
+    assert overall(analyse(window, Baseline(0.02, {"m": 200}), 50, PAIRS, Gates(require_attribution=False))) == "pass"
+
+
+def test_percentile_nearest_rank() -> None:
+    assert percentile([], 99) is None
+    assert percentile([float(i) for i in range(1, 101)], 99) == 99.0

@@ -1,0 +1,135 @@
+"""Planning (pure): weights, steps and their order, the converter's objects, lossy fields,
+the weighted route keyed by group (same pool name in both groups)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infergate.migrate.plan import (
+    PlanError,
+    PlanOptions,
+    Shift,
+    build_plan,
+    ga_epp_args,
+    shift_route,
+    validate_weights,
+)
+
+TESTDATA = Path(__file__).resolve().parent / "testdata"
+X, K8S = "inference.networking.x-k8s.io", "inference.networking.k8s.io"
+
+
+def stack(namespace: str = "prod") -> dict[str, list[dict[str, Any]]]:
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in yaml.safe_load_all((TESTDATA / "preview-stack.yaml").read_text()):
+        doc["metadata"]["namespace"] = namespace
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    return by_kind
+
+
+def plan_for(objs: dict[str, list[dict[str, Any]]], **options: Any) -> Any:
+    return build_plan(namespace="prod", route=objs["HTTPRoute"][0], preview_pools=objs["InferencePool"],
+                      preview_models=objs.get("InferenceModel", []), existing_ga_pools=[], existing_objectives=[],
+                      epp_deployments={}, epp_objects={"vllm-llama3-8b-instruct-preview": (objs["Deployment"][0],
+                                                                                          objs["Service"][0])},
+                      ga_crds_missing=(), options=PlanOptions(**options))
+
+
+def test_weights() -> None:
+    assert validate_weights((0, 50, 100)) == (0, 50, 100)
+    assert validate_weights((10, 25)) == (10, 25, 100)
+    for bad in ((50, 10), (0, 0, 100), (-1,), (101,), ()):
+        with pytest.raises(PlanError):
+            validate_weights(bad)
+
+
+def test_zero_downtime_steps_in_order_with_teardown_last() -> None:
+    plan = plan_for(stack(), weights=(0, 25, 100))
+    ids = [s.id for s in plan.steps]
+    assert ids[:3] == ["preflight", "install-ga-crds", "install-pool-vllm-llama3-8b-instruct-ga"]
+    assert [s.ga_weight for s in plan.steps if isinstance(s, Shift)] == [0, 25, 100]
+    assert ids[-5:] == ["lock", "final-route", "verify", "remove-preview", "delete-preview-crds"]
+    assert ids.index("analyse-100") < ids.index("lock")
+    simple = plan_for(stack(), path="simple")
+    ids = [s.id for s in simple.steps]
+    assert ids.index("remove-preview") < ids.index("delete-preview-crds") < ids.index("install-ga-crds")
+    assert not any(isinstance(s, Shift) for s in simple.steps)
+
+
+def test_objects_come_from_the_converter_and_lossy_fields_are_named() -> None:
+    plan = plan_for(stack())
+    (pool,) = plan.pools
+    assert (pool.preview, pool.ga, pool.ga_epp) == ("vllm-llama3-8b-instruct-preview", "vllm-llama3-8b-instruct-ga",
+                                                    "vllm-llama3-8b-instruct-ga-epp")
+    assert pool.ga_object["spec"]["endpointPickerRef"]["port"] == {"number": 9002}
+    objectives = {o["metadata"]["name"]: o["spec"] for o in plan.objectives}
+    assert objectives["food-review"]["poolRef"] == {"group": K8S, "name": "vllm-llama3-8b-instruct-ga"}
+    assert (objectives["food-review"]["priority"], objectives["base-model"]["priority"]) == (1, 2)
+    fields = {(w.object.split()[0], w.field) for w in plan.lossy}
+    assert ("InferencePool", "spec.extensionRef.portNumber") in fields
+    assert ("InferenceModel", "spec.criticality") in fields
+    assert plan.model_names == ("food-review", "meta-llama/Llama-3.1-8B-Instruct")
+    dep, svc = pool.ga_epp_objects
+    assert dep["metadata"]["name"] == svc["metadata"]["name"] == "vllm-llama3-8b-instruct-ga-epp"
+
+
+def test_lossy_inference_model_translation() -> None:
+    # migration.md §9 case 7: a 90/10 targetModels split, Sheddable, two InferenceModels with one modelName
+    objs = stack()
+    objs["InferenceModel"] = [
+        {"apiVersion": f"{X}/v1alpha2", "kind": "InferenceModel",
+         "metadata": {"name": "chat", "namespace": "prod", "creationTimestamp": "2025-01-01T00:00:00Z"},
+         "spec": {"modelName": "chat", "criticality": "Sheddable", "poolRef": {"name": "vllm-llama3-8b-instruct-preview"},
+                  "targetModels": [{"name": "chat-v1", "weight": 90}, {"name": "chat-v2", "weight": 10}]}},
+        {"apiVersion": f"{X}/v1alpha2", "kind": "InferenceModel",
+         "metadata": {"name": "chat-newer", "namespace": "prod", "creationTimestamp": "2025-06-01T00:00:00Z"},
+         "spec": {"modelName": "chat", "criticality": "Critical",
+                  "poolRef": {"name": "vllm-llama3-8b-instruct-preview"}}},
+    ]
+    plan = plan_for(objs)
+    objectives = [o for o in plan.objectives if o["kind"] == "InferenceObjective"]
+    assert [(o["metadata"]["name"], o["spec"]["priority"]) for o in objectives] == [("chat", -1)]
+    assert any(w.object.endswith("chat-newer") for w in plan.lossy)  # left out: the oldest wins
+    rules = plan.final_routes[0]["spec"]["rules"]
+    model_rules = [r for r in rules if any(h.get("value") == "chat" for m in r.get("matches", [])
+                                           for h in m.get("headers", []))]
+    assert model_rules, rules
+    headers = model_rules[0]["filters"][0]["requestHeaderModifier"]["set"]
+    assert {"name": "x-gateway-inference-objective", "value": "chat"} in headers
+
+
+def test_shift_route_keys_weights_by_group_when_both_pools_share_a_name() -> None:
+    # migration.md §9 case 2: --pool-name-suffix "" keeps the name; the GA pool is another resource
+    objs = stack()
+    for doc in objs["InferencePool"] + objs["InferenceModel"] + objs["HTTPRoute"]:
+        if doc["kind"] == "InferencePool":
+            doc["metadata"]["name"] = "vllm"
+        elif doc["kind"] == "InferenceModel":
+            doc["spec"]["poolRef"]["name"] = "vllm"
+        else:
+            doc["spec"]["rules"][0]["backendRefs"][0]["name"] = "vllm"
+    plan = build_plan(namespace="prod", route=objs["HTTPRoute"][0], preview_pools=objs["InferencePool"],
+                      preview_models=objs["InferenceModel"], existing_ga_pools=[], existing_objectives=[],
+                      epp_deployments={}, ga_crds_missing=(), options=PlanOptions(pool_name_suffix=""))
+    assert plan.pools[0].preview == plan.pools[0].ga == "vllm"
+    route = shift_route(plan.final_routes[0], plan.pools, 30)
+    for rule in route["spec"]["rules"]:
+        assert [(r["group"], r["name"], r["weight"]) for r in rule["backendRefs"]] == [(X, "vllm", 70),
+                                                                                      (K8S, "vllm", 30)]
+
+
+def test_v030_epp_flags_become_v1_flags() -> None:
+    args = ga_epp_args(["-poolName", "p", "-poolNamespace", "default", "-v", "4", "-grpcPort=9002"], "p-ga", "prod")
+    assert args == ["--pool-name", "p-ga", "--pool-namespace", "prod", "--v", "4", "--grpc-port", "9002",
+                    "--pool-group", K8S]
+
+
+def test_a_route_without_preview_pools_cannot_be_planned() -> None:
+    from infergate.migrate.plan import select_route
+
+    with pytest.raises(PlanError, match="no HTTPRoute"):
+        select_route([{"metadata": {"name": "r"}, "spec": {"rules": [{"backendRefs": [{"name": "svc"}]}]}}], None)
