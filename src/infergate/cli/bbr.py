@@ -18,8 +18,8 @@ from infergate.cli.epp import GoStyleCommand, configure_logging, run_until_signa
               help="Expect Envoy's FULL_DUPLEX_STREAMED request body mode (upstream's chart passes "
                    "--streaming). A protocol_config sent by Envoy overrides this.")
 @click.option("--secure-serving/--no-secure-serving", default=False, show_default=True,
-              help="TLS on the ext_proc port with tls.crt/tls.key from --cert-path (upstream always "
-                   "serves TLS; infergate defaults to plaintext on trusted networks).")
+              help="TLS on the ext_proc port: tls.crt/tls.key from --cert-path, else self-signed (upstream "
+                   "always serves TLS; infergate defaults to plaintext on trusted networks).")
 @click.option("--cert-path", type=click.Path(file_okay=False), default=None, help="Directory with tls.crt and tls.key.")
 @click.option("--v", "verbosity", type=int, default=2, show_default=True, help="Log verbosity (2 info, 4+ debug).")
 def command(grpc_port: int, grpc_health_port: int, metrics_port: int, host: str, streaming: bool,
@@ -39,13 +39,14 @@ def command(grpc_port: int, grpc_health_port: int, metrics_port: int, host: str,
         from infergate.bbr import BBRServer, BBRServicer
         from infergate.epp.extproc import HealthServer, HealthService
         from infergate.epp.extproc.metrics_http import MetricsHTTPServer
-        from infergate.epp.extproc.server import server_credentials
+        from infergate.epp.extproc.server import self_signed_credentials, server_credentials
 
         credentials = None
         if secure_serving:
-            if cert_path is None:
-                raise click.UsageError("--secure-serving needs --cert-path (tls.crt, tls.key)")
-            credentials = server_credentials(Path(cert_path))
+            if cert_path is None:  # upstream: self-signed
+                credentials, _ = self_signed_credentials(host)
+            else:
+                credentials = server_credentials(Path(cert_path))
         servicer = BBRServicer(streaming=streaming)
         health = HealthService(lambda: True)
         servers = (

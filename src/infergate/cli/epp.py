@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-_GO_FLAG = re.compile(r"^-[a-z][a-z0-9-]+(=.*)?$")
+_GO_FLAG = re.compile(r"^-(?!h$)[a-z][a-z0-9-]*(=.*)?$")  # -name, -name=value, -v=4 (not -h)
 
 
 class GoStyleCommand(click.Command):
@@ -118,9 +118,9 @@ DURATION = DurationType()
 @click.option("--health-checking/--no-health-checking", default=False, show_default=True,
               help="Also serve grpc.health.v1 on the ext_proc port.")
 @click.option("--secure-serving/--no-secure-serving", default=False, show_default=True,
-              help="TLS on the ext_proc port with tls.crt/tls.key from --cert-path. Upstream defaults to "
-                   "true with a self-signed certificate; infergate defaults to plaintext (use TLS or a "
-                   "mesh when the network between Envoy and the EPP is not trusted).")
+              help="TLS on the ext_proc port: tls.crt/tls.key from --cert-path, else a self-signed "
+                   "certificate (as upstream). Upstream defaults to true; infergate defaults to plaintext "
+                   "(use TLS or a mesh when the network between Envoy and the EPP is not trusted).")
 @click.option("--cert-path", type=click.Path(file_okay=False), default=None, help="Directory with tls.crt and tls.key.")
 @click.option("--seed", type=int, default=None, help="Seed for the scheduler's random choices (reproducible runs).")
 @click.option("--v", "verbosity", type=int, default=2, show_default=True,
@@ -141,8 +141,6 @@ def command(**options: Any) -> None:
     """
     if options["config_file"] and options["config_text"]:
         raise click.UsageError("--config-file and --config-text are mutually exclusive")
-    if options["secure_serving"] and not options["cert_path"]:
-        raise click.UsageError("--secure-serving needs --cert-path (a directory with tls.crt and tls.key)")
     configure_logging(options["verbosity"])
 
     import uvloop

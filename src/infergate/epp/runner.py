@@ -26,7 +26,7 @@ from typing import Any
 
 from infergate.epp.extproc import ExtProcServer, HealthServer, HealthService
 from infergate.epp.extproc.metrics_http import MetricsHTTPServer
-from infergate.epp.extproc.server import server_credentials
+from infergate.epp.extproc.server import self_signed_credentials, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class EPPRunner:
         self.grpc_server: ExtProcServer | None = None
         self.health_server: HealthServer | None = None
         self.metrics_server: MetricsHTTPServer | None = None
+        self.tls_certificate: bytes | None = None  # PEM of the ext_proc port's certificate, when TLS
 
     def _source(self) -> Any:
         opts = self.options
@@ -136,7 +137,13 @@ class EPPRunner:
         await scraper.start()
         self._stack.push_async_callback(scraper.stop)
         health = HealthService(self.is_ready)
-        credentials = server_credentials(Path(opts.cert_path)) if opts.secure_serving and opts.cert_path else None
+        credentials = None
+        if opts.secure_serving:
+            if opts.cert_path:
+                credentials = server_credentials(Path(opts.cert_path))
+                self.tls_certificate = (Path(opts.cert_path) / "tls.crt").read_bytes()
+            else:  # upstream: a self-signed certificate when no --cert-path is given
+                credentials, self.tls_certificate = self_signed_credentials(opts.host)
         self.grpc_server = ExtProcServer(
             self.director, host=opts.host, port=opts.grpc_port, json_errors=opts.error_body == "json",
             health=health if opts.health_checking else None, credentials=credentials,

@@ -30,6 +30,20 @@ def server_credentials(cert_dir: Path) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials([(key, cert)])
 
 
+def self_signed_credentials(host: str, directory: Path | None = None) -> tuple[grpc.ServerCredentials, bytes]:
+    """A fresh self-signed certificate (as upstream's EPP makes without ``--cert-path``).
+
+    Returns the server credentials and the certificate PEM (for clients that pin it).
+    """
+    import tempfile
+
+    from infergate.apiserver.tls import ensure_certificate
+
+    target = directory or Path(tempfile.mkdtemp(prefix="infergate-epp-tls-"))
+    cert_path, _ = ensure_certificate(target, "127.0.0.1" if host in ("0.0.0.0", "", "::") else host)
+    return server_credentials(target), cert_path.read_bytes()
+
+
 class ExtProcServer:
     """A grpc.aio server for ``ExternalProcessor`` on ``host:port``.
 
