@@ -268,6 +268,32 @@ def test_garbage_collection_by_owner_references(http, namespace) -> None:
     assert "ownerReferences" not in kept["metadata"]
 
 
+def test_deleting_a_crd_deletes_its_objects_and_ends_their_watches(http, namespace) -> None:
+    crd = json.loads(json.dumps(WIDGET_CRD).replace("machinery.infergate.io", "doomed.infergate.io")
+                     .replace('"wdg"', '"dwdg"').replace("infergate-test", "doomed-test"))
+    assert http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd).status_code == 201
+    base = f"/apis/doomed.infergate.io/v1/namespaces/{namespace}/widgets"
+    assert http.post(base, json={"apiVersion": "doomed.infergate.io/v1", "kind": "Widget",
+                                 "metadata": {"name": "w"}, "spec": {"size": 1}}).status_code == 201
+    events: list[str] = []
+
+    def watch() -> None:
+        with http.stream("GET", base, params={"watch": "true", "resourceVersion": "0"}) as response:
+            events.extend(json.loads(line)["type"] for line in response.iter_lines() if line.strip())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    time.sleep(0.3)
+    assert http.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.doomed.infergate.io"
+                       ).status_code == 200
+    watcher.join(timeout=5)
+    assert not watcher.is_alive(), "the watch must end when its CRD is deleted"
+    assert events == ["ADDED", "DELETED"]
+    assert http.get(base).status_code == 404
+    groups = [g["name"] for g in http.get("/apis").json()["groups"]]
+    assert "doomed.infergate.io" not in groups
+
+
 def test_discovery_and_openapi(http, widgets) -> None:
     aggregated = http.get("/apis", headers={"Accept": "application/json;g=apidiscovery.k8s.io;v=v2;"
                                                       "as=APIGroupDiscoveryList,application/json"})

@@ -707,6 +707,7 @@ class APIServer:
                     item_meta = _meta(item)
                     item_key = ObjectKey(rtype.group, rtype.resource, item_meta.get("namespace", ""), item_meta["name"])
                     self._commit(item_key, item, "DELETED")
+                self.hub.close_resource(rtype.group, rtype.resource)
         if key.namespace:
             ns_key = ObjectKey("", "namespaces", "", key.namespace)
             ns = self.store.get(ns_key)

@@ -40,6 +40,12 @@ class WatchHub:
             if sub.wants(event):
                 sub.queue.put_nowait(event)
 
+    def close_resource(self, group: str, resource: str) -> None:
+        """End the watch streams of one resource (its CRD was deleted)."""
+        for sub in self._subscriptions:
+            if sub.group == group and sub.resource == resource:
+                sub.queue.put_nowait(None)
+
     def close_all(self) -> None:
         """End every open watch stream (server shutdown)."""
         self.closed = True
