@@ -93,7 +93,8 @@ def test_bbr_tls_and_custom_ports(helm: Helm, tmp_path: Path) -> None:
     ({"provider": {"name": "aws"}}, 'provider.name: "aws" is not supported'),
     ({"bbr": {"name": "Body_Router"}}, 'bbr.name: "Body_Router" is not a valid Service name'),
     ({"bbr": {"tls": {"enabled": True}}}, "bbr.tls.secretName: required"),
-    ({"bbr": {"port": 0}}, "bbr.port: 0 is not a port"),
+    ({"bbr": {"port": 0}}, "at '/bbr/port': minimum: got 0, want 1"),
+    ({"bbr": {"streaming": "yes"}}, "at '/bbr/streaming': got string, want boolean"),
 ])
 def test_bbr_invalid_values(helm: Helm, values: dict[str, Any], message: str) -> None:
     with pytest.raises(AssertionError) as failure:

@@ -36,7 +36,7 @@ from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
 from infergate.apiserver.runtime import LocalRuntime, RestartPolicy, RuntimeOptions
 from infergate.util.net import free_port, random_loopback_block
 
-from .chartkit import POOL_CHART, REPO_ROOT
+from .chartkit import BBR_CHART, POOL_CHART, REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("charts-e2e")]
 
@@ -411,3 +411,18 @@ def test_gke_cluster_gets_the_policies_and_a_warning_without_provider(cluster: C
                      "podmonitorings.monitoring.googleapis.com", "inferencepools.inference.networking.k8s.io",
                      "deployments"):
         assert cluster.kubectl("get", resource, "-n", "gke", "-o", "name").strip() == "", resource
+
+
+def test_body_based_routing_chart_runs_infergate_bbr(cluster: Cluster) -> None:
+    cluster.kubectl("create", "namespace", "bbr")
+    installed = cluster.helm("install", "bbr", "-n", "bbr", str(BBR_CHART))
+    assert re.search(r"^STATUS: deployed$", installed, re.M)
+    assert "body-based-router.bbr.svc:9004" in installed
+    # Ready means the runtime's gRPC readiness probe on the pod's health port answered SERVING
+    eventually(lambda: ready_replicas(cluster, "body-based-router", "bbr") == 1, 60, "bbr ready")
+    (pod,) = cluster.get("pods", "-n", "bbr", "-l", "app=body-based-router")["items"]
+    metrics = httpx.get(f"http://{pod['status']['podIP']}:9090/metrics", timeout=5).text
+    assert "bbr_success_total" in metrics
+    cluster.helm("uninstall", "bbr", "-n", "bbr")
+    eventually(lambda: not cluster.runtime.local_pods("bbr", "body-based-router"), 30, "bbr process stopped")
+    assert cluster.kubectl("get", "deployments,services,serviceaccounts", "-n", "bbr", "-o", "name").strip() == ""

@@ -261,14 +261,17 @@ def test_every_epp_flag_is_passed_or_settable_and_accepted_by_infergate_epp(helm
     ({"inferencePool": {"modelServers": {"matchLabels": {}}}},
      "inferencePool.modelServers.matchLabels: required"),
     ({"inferencePool": {"apiVersion": "inference.networking.x-k8s.io/v1alpha1"}},
-     'inferencePool.apiVersion: "inference.networking.x-k8s.io/v1alpha1" is not supported'),
+     "at '/inferencePool/apiVersion': value must be one of 'inference.networking.k8s.io/v1', "
+     "'inference.networking.x-k8s.io/v1alpha2'"),
     ({"inferencePool": {"targetPorts": [{"number": 8000}, {"number": 8001}]}},
      "inferencePool.targetPorts: exactly one port"),
-    ({"inferencePool": {"targetPortNumber": 70000}}, "70000 is not a port"),
-    ({"inferencePool": {"modelServerType": "tgi"}}, 'inferencePool.modelServerType: "tgi" is not supported'),
+    ({"inferencePool": {"targetPortNumber": 70000}}, "at '/inferencePool/targetPortNumber': maximum: got 70,000, want 65,535"),
+    ({"inferencePool": {"modelServerType": "tgi"}}, "at '/inferencePool/modelServerType': value must be one of 'vllm'"),
     ({"provider": {"name": "aws"}}, 'provider.name: "aws" is not supported: use none, gke or istio'),
-    ({"provider": {"policies": "sometimes"}}, 'provider.policies: "sometimes" is not supported'),
-    ({"inferenceExtension": {"failureMode": "Open"}}, 'inferenceExtension.failureMode: "Open" is not supported'),
+    ({"provider": {"policies": "sometimes"}}, "at '/provider/policies': value must be one of 'auto', 'always', 'never'"),
+    ({"inferenceExtension": {"failureMode": "Open"}},
+     "at '/inferenceExtension/failureMode': value must be one of 'FailOpen', 'FailClose'"),
+    ({"inferenceExtension": {"replicas": "two"}}, "at '/inferenceExtension/replicas': got string, want integer"),
     ({"inferenceExtension": {"enableLeaderElection": True}}, "infergate's EPP has no leader election"),
     ({"inferenceExtension": {"tls": {"enabled": True}}}, "inferenceExtension.tls.secretName: required"),
     ({"inferenceExtension": {"pluginsConfigFile": "missing.yaml"}}, '"missing.yaml" is neither default-plugins.yaml'),
@@ -281,9 +284,9 @@ def test_every_epp_flag_is_passed_or_settable_and_accepted_by_infergate_epp(helm
     ({"inferenceExtension": {"flags": [{"name": "flow-control", "value": "yes"}]}},
      'flags[0].value: --flow-control takes true or false, not "yes"'),
     ({"inferenceExtension": {"flags": [{"name": "v"}]}}, "flags[0].value: --v needs a value"),
-    ({"inferenceExtension": {"extProcPort": 0}}, "inferenceExtension.extProcPort: 0 is not a port"),
+    ({"inferenceExtension": {"extProcPort": 0}}, "at '/inferenceExtension/extProcPort': minimum: got 0, want 1"),
 ])
-def test_invalid_values_fail_with_the_field_and_the_reason(
+def test_invalid_values_fail_with_the_field_and_the_reason(  # values.schema.json or the templates' checks
     helm: Helm, values_patch: dict[str, Any], message: str,
 ) -> None:
     values = pool_values(GA)
