@@ -11,6 +11,8 @@ scrapes) is measured separately and subtracted.
 Modes:
 * ``buffered``: infergate's recommended Envoy config: request body BUFFERED, response
   headers SEND, response body NONE (3 messages in, 3 out per request);
+* ``streamed``: the same with response body STREAMED (the EPP sees the response chunks,
+  e.g. for token usage, and answers each with an empty reply);
 * ``duplex``: upstream's: request and response bodies FULL_DUPLEX_STREAMED, with a
   streamed response of ``--response-chunks`` chunks echoed back.
 """
@@ -44,10 +46,12 @@ def _ticks(pid: int) -> int:
 
 
 def _headers(mode: str, i: int) -> pb.ProcessingRequest:
-    config = (pb.ProtocolConfiguration(request_body_mode=MODE.BUFFERED, response_body_mode=MODE.NONE)
-              if mode == "buffered" else
-              pb.ProtocolConfiguration(request_body_mode=MODE.FULL_DUPLEX_STREAMED,
-                                       response_body_mode=MODE.FULL_DUPLEX_STREAMED))
+    config = {
+        "buffered": pb.ProtocolConfiguration(request_body_mode=MODE.BUFFERED, response_body_mode=MODE.NONE),
+        "streamed": pb.ProtocolConfiguration(request_body_mode=MODE.BUFFERED, response_body_mode=MODE.STREAMED),
+        "duplex": pb.ProtocolConfiguration(request_body_mode=MODE.FULL_DUPLEX_STREAMED,
+                                           response_body_mode=MODE.FULL_DUPLEX_STREAMED),
+    }[mode]
     values = {":method": "POST", ":path": "/v1/completions", ":authority": "gateway", ":scheme": "http",
               "content-type": "application/json", "user-agent": "bench", "x-request-id": f"req-{i}",
               "accept": "*/*"}
@@ -61,7 +65,7 @@ def _headers(mode: str, i: int) -> pb.ProcessingRequest:
 async def _one(stub: pb_grpc.ExternalProcessorStub, mode: str, i: int, body: bytes, chunks: int) -> None:
     call = stub.Process()
     await call.write(_headers(mode, i))
-    if mode == "buffered":
+    if mode != "duplex":
         await call.read()
         await call.write(pb.ProcessingRequest(request_body=pb.HttpBody(body=body, end_of_stream=True)))
         await call.read()
@@ -73,7 +77,7 @@ async def _one(stub: pb_grpc.ExternalProcessorStub, mode: str, i: int, body: byt
         core_pb.HeaderValue(key=":status", raw_value=b"200"),
         core_pb.HeaderValue(key="content-type", raw_value=b"text/event-stream")]))))
     await call.read()
-    if mode == "duplex":
+    if mode != "buffered":
         for c in range(chunks):
             last = c == chunks - 1
             data = b'data: {"choices":[{"text":" tok"}]}\n\n' + (b"data: [DONE]\n\n" if last else b"")
@@ -121,7 +125,7 @@ async def measure(requests: int, concurrency: int, chunks: int) -> dict[str, dic
         idle_start, idle_t0 = _ticks(pid), time.monotonic()
         await asyncio.sleep(3.0)
         idle_per_s = (_ticks(pid) - idle_start) / hz / (time.monotonic() - idle_t0)
-        for mode in ("buffered", "duplex"):
+        for mode in ("buffered", "streamed", "duplex"):
             before = _ticks(pid)
             wall = await _drive(epp.grpc_port, mode, requests, concurrency, chunks)
             cpu = (_ticks(pid) - before) / hz
