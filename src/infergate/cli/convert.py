@@ -10,6 +10,7 @@ import click
 
 # Kept in step with infergate.api.conversion (a test checks); the CLI module stays light to import.
 OUTPUT_VERSIONS = ("inference.networking.k8s.io/v1", "inference.networking.x-k8s.io/v1alpha2")
+TARGET_MODELS_MODES = ("backend-refs", "rewrite-resource", "heaviest")
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -54,13 +55,15 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 )
 @click.option(
     "--target-models",
-    type=click.Choice(("rewrite", "heaviest")),
-    default="rewrite",
+    type=click.Choice(TARGET_MODELS_MODES),
+    default=TARGET_MODELS_MODES[0],
     show_default=True,
-    help="InferenceModel targetModels with several models: 'rewrite' keeps the weighted split as an "
-    "InferenceModelRewrite (upstream v1.2+ kind, applied by the EPP); 'heaviest' emits only v1.0.0 kinds "
-    "and sends all traffic to the heaviest target. One target is always an "
-    "x-gateway-model-name-rewrite header.",
+    help="InferenceModel targetModels with several models: 'backend-refs' keeps the weighted split in the "
+    "HTTPRoute, one backendRef per target model to the GA pool with its weight and a RequestHeaderModifier "
+    "setting x-gateway-model-name-rewrite (pure v1.0 Gateway API; the gateway must apply backendRef filters "
+    "before the EPP, as infergate does); 'rewrite-resource' emits an InferenceModelRewrite (upstream v1.2+ "
+    "kind, applied by the EPP); 'heaviest' sends all traffic to the heaviest target. One target is always "
+    "an x-gateway-model-name-rewrite header on the model's rule.",
 )
 @click.option(
     "--unknown-models",
@@ -96,7 +99,8 @@ def command(
     InferenceModel -> InferenceObjective (priority from criticality, poolRef to the GA pool)
                    + HTTPRoute rules: X-Gateway-Model-Name: <modelName> sets
                      x-gateway-inference-objective: <objective>
-                   + InferenceModelRewrite for a weighted targetModels split
+                   + a weighted targetModels split: one backendRef per target
+                     model setting x-gateway-model-name-rewrite (--target-models)
     HTTPRoute      backendRefs to converted pools point at the GA pools
     ReferenceGrant grants for preview pools grant the GA pools
     anything else  passes through unchanged (comments and key order kept)
@@ -111,6 +115,7 @@ def command(
       kubectl get inferencepools.inference.networking.x-k8s.io,inferencemodels,httproutes -o yaml \\
         | infergate convert -f - --pool-name-suffix -v1
     """
+    from infergate.api.conversion import TARGET_MODELS_MODES as LIBRARY_TARGET_MODELS_MODES
     from infergate.api.conversion import (
         ConvertOptions,
         ManifestError,
@@ -129,7 +134,7 @@ def command(
         output_version=output_version,
         pool_name_suffix=pool_name_suffix,
         priorities=priority_map,
-        target_models="rewrite" if target_models == "rewrite" else "heaviest",
+        target_models=next(mode for mode in LIBRARY_TARGET_MODELS_MODES if mode == target_models),
         unknown_models="serve" if unknown_models == "serve" else "reject",
     )
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from infergate.api.conversion import OUTPUT_VERSIONS
+from infergate.api.conversion import OUTPUT_VERSIONS, TARGET_MODELS_MODES
 from infergate.cli import convert
 from infergate.cli import main as infergate
 
@@ -37,7 +37,6 @@ def test_converts_a_directory_and_reports_warnings_on_stderr() -> None:
         "InferencePool",
         "InferenceObjective",
         "InferenceObjective",
-        "InferenceModelRewrite",
         "InferenceObjective",
         "HTTPRoute",
     ]
@@ -81,7 +80,7 @@ def test_json_output_is_one_object_or_a_list() -> None:
     code, out, _ = run("-f", str(EXAMPLE_DIR), "-o", "json")
     assert code == 0
     listed = json.loads(out)
-    assert listed["kind"] == "List" and len(listed["items"]) == 8
+    assert listed["kind"] == "List" and len(listed["items"]) == 7
 
 
 def test_untouched_input_passes_through_byte_for_byte(tmp_path: Path) -> None:
@@ -116,6 +115,20 @@ def test_options_change_names_priorities_and_rules() -> None:
     assert "InferenceModelRewrite" not in {o["kind"] for o in objects}
     route = next(o for o in objects if o["kind"] == "HTTPRoute")
     assert all(r["matches"][0]["headers"] for r in route["spec"]["rules"]), "no catch-all rule"
+    assert all(len(r["backendRefs"]) == 1 for r in route["spec"]["rules"]), "heaviest: no per-target backendRefs"
+
+
+@pytest.mark.parametrize(
+    ("mode", "rewrites", "backend_refs"), [("backend-refs", 0, 2), ("rewrite-resource", 1, 1)]
+)
+def test_target_models_modes(mode: str, rewrites: int, backend_refs: int) -> None:
+    code, out, err = run("-f", str(EXAMPLE_DIR), "--target-models", mode)
+    assert code == 0, err
+    objects = docs(out)
+    assert [o["kind"] for o in objects].count("InferenceModelRewrite") == rewrites
+    route = next(o for o in objects if o["kind"] == "HTTPRoute")
+    food = next(r for r in route["spec"]["rules"] if r["matches"][0].get("headers", [{}])[0].get("value") == "food-review")
+    assert len(food["backendRefs"]) == backend_refs
 
 
 def test_reverse_output_version() -> None:
@@ -183,6 +196,7 @@ def test_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:
 
 def test_cli_choices_match_the_library() -> None:
     assert convert.OUTPUT_VERSIONS == OUTPUT_VERSIONS
+    assert convert.TARGET_MODELS_MODES == TARGET_MODELS_MODES
 
 
 def test_the_installed_command_runs_and_imports_lightly() -> None:

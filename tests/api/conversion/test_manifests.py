@@ -37,15 +37,13 @@ def test_the_preview_installation_converts_to_valid_ga_objects(
         ("InferencePool", GA_POOL),
         ("InferenceObjective", "base-model"),
         ("InferenceObjective", "food-review"),
-        ("InferenceModelRewrite", "food-review"),
         ("InferenceObjective", "movie-critique"),
         ("HTTPRoute", "llm-route"),
     ]
-    for out in result.objects:
+    for out in result.objects:  # only kinds of the v1.0.0 bundles and Gateway API
         obj = out.obj
         assert upstream_check(obj) == [], obj["metadata"]["name"]
-        if obj["kind"] != "InferenceModelRewrite":
-            assert api.validate(obj) == [], obj["metadata"]["name"]
+        assert api.validate(obj) == [], obj["metadata"]["name"]
     objects = {(o.obj["kind"], o.obj["metadata"]["name"]): o.obj for o in result.objects}
 
     pool = objects[("InferencePool", GA_POOL)]
@@ -88,8 +86,34 @@ def test_the_preview_installation_converts_to_valid_ga_objects(
             {"name": "x-gateway-model-name-rewrite", "value": "movie-critique-v1"},
         ],
     }
-    assert all(r["backendRefs"] == [GA_REF] for r in rules)
+    # food-review's 90/10 canary: one backendRef per target model to the GA pool, each rewriting the model.
+    food = next(r for r in rules if r["matches"][0].get("headers", [{}])[0].get("value") == "food-review")
+    assert food["backendRefs"] == [
+        {**GA_REF, "weight": w, "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {
+            "set": [{"name": "x-gateway-model-name-rewrite", "value": target}]}}]}
+        for target, w in (("food-review-1", 90), ("food-review-2", 10))
+    ]  # fmt: skip
+    assert all(r["backendRefs"] == [GA_REF] for r in rules if r is not food)
     assert all(r["timeouts"] == {"request": "300s"} for r in rules)
+
+
+def test_rewrite_resource_mode_keeps_the_split_as_an_inference_model_rewrite(
+    example_documents: list[Document], upstream_check: Check
+) -> None:
+    result = convert_documents(example_documents, ConvertOptions(target_models="rewrite-resource"))
+    assert result.ok, result.errors
+    kinds = kinds_and_names(result.objects)
+    assert kinds[kinds.index(("InferenceObjective", "food-review")) + 1] == ("InferenceModelRewrite", "food-review")
+    rewrite = next(o.obj for o in result.objects if o.obj["kind"] == "InferenceModelRewrite")
+    assert upstream_check(rewrite) == []
+    assert rewrite["spec"]["rules"][0]["targets"] == [
+        {"modelRewrite": "food-review-1", "weight": 90},
+        {"modelRewrite": "food-review-2", "weight": 10},
+    ]
+    route = next(o.obj for o in result.objects if o.obj["kind"] == "HTTPRoute")
+    assert all(r["backendRefs"] == [GA_REF] for r in route["spec"]["rules"])
+    (warning,) = [w for w in result.warnings if w.field == "spec.targetModels"]
+    assert "InferenceModelRewrite" in warning.message
 
 
 def test_every_lossy_field_of_the_example_is_reported(example_documents: list[Document]) -> None:
@@ -384,21 +408,26 @@ def test_a_half_migrated_installation_keeps_its_ga_objects(
     assert result.ok, result.errors
     assert kinds_and_names(result.objects) == [
         ("InferenceObjective", "base-model"),
-        ("InferenceModelRewrite", "food-review"),
         ("InferenceObjective", "movie-critique"),
         ("InferencePool", GA_POOL),
         ("InferenceObjective", "food-review"),
         ("HTTPRoute", "llm-route"),
     ]
-    kept_pool, kept_objective = result.objects[3], result.objects[4]
+    kept_pool, kept_objective = result.objects[2], result.objects[3]
     assert kept_pool.text is not None and kept_objective.text is not None, "passed through unchanged"
     assert kept_objective.obj["spec"]["priority"] == 2
     warned = [(str(w.obj), w.field) for w in result.warnings]
     assert ("InferencePool default/vllm-llama3-8b-instruct-preview", "metadata.name") in warned
     assert ("InferenceModel default/food-review", "metadata.name") in warned
-    route = result.objects[5].obj
+    route = result.objects[4].obj
+    merged = {**GA_REF, "group": "inference.networking.k8s.io", "weight": 100}
     for rule in route["spec"]["rules"]:
-        assert rule["backendRefs"] == [{**GA_REF, "group": "inference.networking.k8s.io", "weight": 100}]
+        if (rule.get("matches") or [{}])[0].get("headers", [{}])[0].get("value") != "food-review":
+            assert rule["backendRefs"] == [merged]
+            continue
+        # the merged 100 split 90/10 over the canary's target models, shares exact
+        assert [(r["weight"], r["filters"][0]["requestHeaderModifier"]["set"][0]["value"])
+                for r in rule["backendRefs"]] == [(9000, "food-review-1"), (1000, "food-review-2")]  # fmt: skip
     for out in result.objects:
         assert upstream_check(out.obj) == []
 
@@ -436,3 +465,13 @@ def test_a_v0_3_0_epp_deployment_passes_through_with_a_warning() -> None:
     assert "--pool-name vllm-llama3-8b-instruct-ga" in warning.message
     other = EPP_DEPLOYMENT.replace('"-poolName", "vllm-llama3-8b-instruct-preview", ', "")
     assert convert_documents(read_documents(other, "other.yaml")).warnings == ()
+
+
+def test_a_split_without_a_route_to_carry_it_is_reported(example_documents: list[Document]) -> None:
+    models = [d for d in example_documents if d.data["kind"] == "InferenceModel"]
+    result = convert_documents(models)
+    assert result.ok
+    lost = [w for w in result.warnings if w.field == "spec.targetModels" and "no HTTPRoute" in w.message]
+    assert [str(w.obj) for w in lost] == ["InferenceModel default/food-review"]
+    with_route = convert_documents(example_documents)
+    assert not [w for w in with_route.warnings if "no HTTPRoute" in w.message]

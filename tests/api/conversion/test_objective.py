@@ -174,7 +174,7 @@ def test_a_weighted_split_becomes_an_inference_model_rewrite(upstream_check: Che
         criticality="Critical",
         targetModels=[{"name": "food-review-1", "weight": 90}, {"name": "food-review-2", "weight": 10}],
     )
-    result = model_to_objective(model)
+    result = model_to_objective(model, target_models="rewrite-resource")
     objective, rewrite = result.objects
     assert objective["kind"] == "InferenceObjective"
     assert rewrite == {
@@ -198,14 +198,35 @@ def test_a_weighted_split_becomes_an_inference_model_rewrite(upstream_check: Che
     assert result.route.rewrite_to is None
     (warning,) = result.warnings
     assert warning.field == "spec.targetModels"
-    assert "InferenceModelRewrite" in warning.message and "--target-models=heaviest" in warning.message
+    assert "InferenceModelRewrite" in warning.message and "heaviest" in warning.message
+    assert result.route.targets == ()
+
+
+def test_a_weighted_split_becomes_backend_refs_by_default() -> None:
+    model = inference_model(
+        criticality="Critical",
+        targetModels=[{"name": "food-review-1", "weight": 90}, {"name": "food-review-2", "weight": 10}],
+    )
+    result = model_to_objective(model)
+    assert [o["kind"] for o in result.objects] == ["InferenceObjective"]  # v1.0.0 kinds only
+    assert result.route.targets == (("food-review-1", 90), ("food-review-2", 10))
+    assert result.route.rewrite_to is None
+    (warning,) = result.warnings
+    assert warning.field == "spec.targetModels"
+    assert "backendRef" in warning.message and "--target-models=rewrite-resource" in warning.message
+
+
+def test_an_unknown_target_models_mode_is_an_error() -> None:
+    with pytest.raises(ValueError, match="backend-refs, rewrite-resource, heaviest"):
+        model_to_objective(inference_model(), target_models="rewrite")  # type: ignore[arg-type]
 
 
 def test_unweighted_and_repeated_targets_keep_their_proportions() -> None:
     model = inference_model(
         criticality="Critical", targetModels=[{"name": "a"}, {"name": "b"}, {"name": "a"}]
     )
-    rewrite = model_to_objective(model).objects[1]
+    assert model_to_objective(model).route.targets == (("a", 2), ("b", 1))
+    rewrite = model_to_objective(model, target_models="rewrite-resource").objects[1]
     assert rewrite["spec"]["rules"][0]["targets"] == [
         {"modelRewrite": "a", "weight": 2},
         {"modelRewrite": "b", "weight": 1},
@@ -218,7 +239,9 @@ def test_weights_above_the_rewrite_maximum_are_reduced_exactly_when_possible() -
         {"name": "a", "weight": 1_000_000},
         {"name": "b", "weight": 1_000_000},
     ]
-    result = model_to_objective(inference_model(criticality="Critical", targetModels=targets))
+    result = model_to_objective(
+        inference_model(criticality="Critical", targetModels=targets), target_models="rewrite-resource"
+    )
     assert result.objects[1]["spec"]["rules"][0]["targets"] == [
         {"modelRewrite": "a", "weight": 2},
         {"modelRewrite": "b", "weight": 1},
@@ -290,7 +313,9 @@ def test_same_model_name_on_other_pools_or_namespaces_is_no_conflict() -> None:
 
 def test_weights_that_cannot_be_reduced_are_scaled_with_a_warning() -> None:
     targets = [{"name": "a", "weight": 1_000_000}, {"name": "a", "weight": 1}, {"name": "b", "weight": 1}]
-    result = model_to_objective(inference_model(criticality="Critical", targetModels=targets))
+    result = model_to_objective(
+        inference_model(criticality="Critical", targetModels=targets), target_models="rewrite-resource"
+    )
     weights = {t["modelRewrite"]: t["weight"] for t in result.objects[1]["spec"]["rules"][0]["targets"]}
     assert weights == {"a": 1_000_000, "b": 1}
     assert any("scaled" in w.message for w in result.warnings)
@@ -302,7 +327,7 @@ def test_the_rewrite_schema_rejects_invalid_rewrites() -> None:
     model = inference_model(
         criticality="Critical", targetModels=[{"name": "a", "weight": 1}, {"name": "b", "weight": 2}]
     )
-    rewrite = model_to_objective(model).objects[1]
+    rewrite = model_to_objective(model, target_models="rewrite-resource").objects[1]
     assert validate_model_rewrite(rewrite) == []
     rewrite["spec"]["rules"][0]["targets"][0]["weight"] = 0
     errors = validate_model_rewrite(rewrite)

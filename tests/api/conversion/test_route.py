@@ -10,6 +10,7 @@ import pytest
 
 from infergate import api
 from infergate.api.conversion import (
+    ConversionError,
     ModelRoute,
     ObjectRef,
     convert_reference_grant,
@@ -344,3 +345,99 @@ def test_no_catch_all_and_no_catch_all_warning_when_every_match_is_pinned_to_a_k
         )
         assert len(result.objects[0]["spec"]["rules"]) == 1
         assert result.warnings == ()
+
+
+# --- weighted targetModels as backendRefs (--target-models=backend-refs) -------------------------
+
+
+def split_action(model: str, *targets: tuple[str, int], pool: str = GA_POOL) -> ModelRoute:
+    return ModelRoute(
+        namespace="default", ga_pool=pool, model_name=model, objective=model, rewrite_to=None,
+        source=ObjectRef("InferenceModel", "default", model), targets=targets,
+    )  # fmt: skip
+
+
+def rewrite_filter(target: str) -> dict[str, Any]:
+    return objective_filter(("x-gateway-model-name-rewrite", target))
+
+
+def model_rule(rules: list[dict[str, Any]], model: str) -> dict[str, Any]:
+    return next(r for r in rules if (r.get("matches") or [{}])[0].get("headers", [{}])[0].get("value") == model)
+
+
+def test_a_split_becomes_one_backend_ref_per_target_model(upstream_check: Check) -> None:
+    route = http_route({"backendRefs": [pool_ref()]})
+    routes = {("default", GA_POOL): [split_action("food", ("food-1", 90), ("food-2", 10)), action("base")]}
+    result = convert_route(route, pool_name=rename, model_routes=routes)
+    rules = result.objects[0]["spec"]["rules"]
+    ga_ref = pool_ref(GA_POOL, "inference.networking.k8s.io")
+    food = model_rule(rules, "food")
+    assert food["filters"] == [objective_filter(("x-gateway-inference-objective", "food"))]
+    assert food["backendRefs"] == [
+        {**ga_ref, "weight": 90, "filters": [rewrite_filter("food-1")]},
+        {**ga_ref, "weight": 10, "filters": [rewrite_filter("food-2")]},
+    ]
+    assert model_rule(rules, "base")["backendRefs"] == [ga_ref]  # other models: untouched
+    assert rules[-1]["backendRefs"] == [ga_ref]  # the catch-all too
+    assert result.pools == frozenset({("default", GA_POOL)})
+    assert_valid(result.objects, upstream_check)
+    # Idempotent: the output has no preview pool left, so converting it again changes nothing.
+    again = convert_route(result.objects[0], pool_name=rename, model_routes=routes)
+    assert not again.changed and again.objects[0] == result.objects[0]
+
+
+def test_other_backend_refs_of_the_rule_keep_their_share_exactly(upstream_check: Check) -> None:
+    service = {"name": "fallback", "port": 8080, "weight": 1}
+    route = http_route({"backendRefs": [pool_ref(weight=3), service]})
+    routes = {("default", GA_POOL): [split_action("m", ("m", 2), ("m-v2", 1))]}
+    rules = convert_route(route, pool_name=rename, model_routes=routes).objects[0]["spec"]["rules"]
+    refs = model_rule(rules, "m")["backendRefs"]
+    # pool 3/4 of the traffic, split 2:1 -> 6:3 of 12; the Service keeps 3 of 12
+    assert [(r["name"], r["weight"], r.get("filters")) for r in refs] == [
+        (GA_POOL, 6, None),  # the target equal to the model name needs no rewrite
+        (GA_POOL, 3, [rewrite_filter("m-v2")]),
+        ("fallback", 3, None),
+    ]
+    assert rules[-1]["backendRefs"][1] == service  # the catch-all keeps the original weights
+    assert_valid((http_route(*rules),), upstream_check)
+
+
+def test_a_backend_ref_filter_of_the_input_is_extended_and_weight_zero_is_not_split(
+    upstream_check: Check,
+) -> None:
+    own = {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x-team", "value": "a"}]}}
+    route = http_route({"backendRefs": [pool_ref(weight=1, filters=[own]), pool_ref("other-preview", weight=0)]})
+    routes = {
+        ("default", GA_POOL): [split_action("m", ("a", 1), ("b", 1))],
+        ("default", "other-ga"): [split_action("m", ("c", 1), ("d", 1), pool="other-ga")],
+    }
+    result = convert_route(route, pool_name=rename, model_routes=routes)
+    refs = model_rule(result.objects[0]["spec"]["rules"], "m")["backendRefs"]
+    assert [(r["name"], r["weight"]) for r in refs] == [(GA_POOL, 1), (GA_POOL, 1), ("other-ga", 0)]
+    assert refs[0]["filters"][0]["requestHeaderModifier"]["set"] == [
+        {"name": "x-team", "value": "a"}, {"name": "x-gateway-model-name-rewrite", "value": "a"}]  # fmt: skip
+    assert "filters" not in refs[2]
+    assert_valid(result.objects, upstream_check)
+
+
+def test_too_many_target_models_for_one_rule_is_an_error() -> None:
+    targets = tuple((f"t{i}", 1) for i in range(17))
+    route = http_route({"backendRefs": [pool_ref()]})
+    with pytest.raises(ConversionError) as info:
+        convert_route(route, pool_name=rename, model_routes={("default", GA_POOL): [split_action("m", *targets)]})
+    (problem,) = info.value.problems
+    assert problem.field == "spec.rules[0].backendRefs" and "rewrite-resource" in problem.message
+
+
+def test_weights_above_the_gateway_api_maximum_are_reduced() -> None:
+    route = http_route({"backendRefs": [pool_ref(weight=1_000_000)]})
+    exact = {("default", GA_POOL): [split_action("m", ("a", 2), ("b", 2))]}
+    refs = model_rule(convert_route(route, pool_name=rename, model_routes=exact).objects[0]["spec"]["rules"], "m")
+    assert [r["weight"] for r in refs["backendRefs"]] == [1, 1]  # 2e6:2e6 reduced exactly
+    # pool 1 : Service 1, the pool split 999,999 : 2 -> 999,999 : 2 : 1,000,001 has no common divisor
+    uneven = {("default", GA_POOL): [split_action("m", ("a", 999_999), ("b", 2))]}
+    route = http_route({"backendRefs": [pool_ref(), {"name": "svc", "port": 80}]})
+    result = convert_route(route, pool_name=rename, model_routes=uneven)
+    refs = model_rule(result.objects[0]["spec"]["rules"], "m")
+    assert [r["weight"] for r in refs["backendRefs"]] == [999_998, 2, 1_000_000]
+    assert any("scaled" in w.message for w in result.warnings)

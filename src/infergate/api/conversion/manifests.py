@@ -9,8 +9,9 @@ input (preview)                        output (GA)
 InferencePool x-k8s.io/v1alpha2        InferencePool ``inference.networking.k8s.io/v1`` renamed by
                                        :func:`~infergate.api.conversion.names.ga_pool_name`
                                        (:mod:`.pool` mapping; status dropped: a new object)
-InferenceModel x-k8s.io/v1alpha2       InferenceObjective (+ InferenceModelRewrite for a weighted
-                                       split) (:mod:`.objective`); duplicate modelName: oldest wins
+InferenceModel x-k8s.io/v1alpha2       InferenceObjective (:mod:`.objective`); a weighted split:
+                                       one backendRef per target model in the HTTPRoute (default),
+                                       or an InferenceModelRewrite; duplicate modelName: oldest wins
 HTTPRoute                              backendRefs to preview pools -> GA pools, one rule per model
                                        setting ``x-gateway-inference-objective`` (:mod:`.route`)
 ReferenceGrant                         ``to`` preview pools -> GA pools
@@ -75,7 +76,7 @@ class ConvertOptions:
     output_version: str = GA_POOL_API_VERSION
     pool_name_suffix: str = DEFAULT_POOL_NAME_SUFFIX
     priorities: PriorityMap = field(default_factory=PriorityMap)
-    target_models: TargetModelsMode = "rewrite"
+    target_models: TargetModelsMode = "backend-refs"
     unknown_models: UnknownModels = "serve"
 
     def __post_init__(self) -> None:
@@ -266,6 +267,7 @@ def convert_objects(
         model_routes.setdefault((route.namespace, route.ga_pool), []).append(route)
 
     model_set = set(model_indexes)
+    routed_pools: set[PoolKey] = set()
     for i, obj in enumerate(objects):
         if i in model_set:
             continue
@@ -290,6 +292,7 @@ def convert_objects(
                     obj, pool_name=rename, model_routes=model_routes, unknown_models=options.unknown_models
                 )
                 object_notes.extend(route_result.warnings)
+                routed_pools.update(route_result.pools)
                 results[i] = Converted(route_result.objects, route_result.changed)
             elif _is(obj, GATEWAY_GROUP, None, REFERENCE_GRANT_KIND):
                 grant = convert_reference_grant(obj, pool_name=rename)
@@ -315,6 +318,19 @@ def convert_objects(
                 results[i] = Converted((obj,), False)
         except ConversionError as exc:
             problems.extend(exc.problems)
+    for routes in model_routes.values():
+        for route in routes:
+            if route.targets and (route.namespace, route.ga_pool) not in routed_pools:
+                index = next(i for i in model_indexes if ObjectRef.of(objects[i]) == route.source)
+                notes.setdefault(index, []).append(
+                    ConversionWarning(
+                        route.source,
+                        "spec.targetModels",
+                        f"no HTTPRoute in the input sends traffic to pool {route.ga_pool}: the weighted split "
+                        f"lives in the HTTPRoute rule for {route.model_name!r}, so it is lost; convert the "
+                        f"HTTPRoute together with this InferenceModel, or use --target-models=rewrite-resource",
+                    )
+                )
     warnings = [w for i in range(len(objects)) for w in notes.get(i, [])]
     return [results.get(i, Converted((), True)) for i in range(len(objects))], warnings, problems
 

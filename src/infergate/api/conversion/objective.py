@@ -11,12 +11,17 @@ takes the priority from the InferenceObjective named by the request header
 * a :class:`ModelRoute`: the HTTPRoute rule that matches header ``X-Gateway-Model-Name:
   <modelName>`` (set by body-based routing) must set ``x-gateway-inference-objective``, and,
   when every request is sent to one other model, ``x-gateway-model-name-rewrite``;
-* when ``targetModels`` splits traffic over several models (``target_models="rewrite"``), an
-  **InferenceModelRewrite** (``inference.networking.x-k8s.io/v1alpha2``, upstream v1.2+) whose
-  rule matches the model name and lists the targets with their weights: the EPP draws a target
-  per request and rewrites the body, exactly what the v0.3.0 EPP did. v1.0.0 has no field for a
-  split and a gateway cannot choose a header value by weight, so ``target_models="heaviest"``
-  (v1.0.0 resources only) sends every request to the heaviest target and reports the lost share.
+* when ``targetModels`` splits traffic over several models, by ``target_models``:
+
+  - ``"backend-refs"`` (default, pure v1.0 Gateway API): :attr:`ModelRoute.targets` carries the
+    split, and the model's rule gets one backendRef per target model to the GA pool, each with
+    its weight and a backendRef ``RequestHeaderModifier`` setting ``x-gateway-model-name-rewrite``
+    (the gateway draws the backendRef by weight, the v1.0 EPP rewrites the body's model). Needs
+    a gateway that applies backendRef filters before the EPP (infergate does);
+  - ``"rewrite-resource"``: an **InferenceModelRewrite** (``inference.networking.x-k8s.io/v1alpha2``,
+    upstream v1.2+) whose rule matches the model name and lists the targets with their weights:
+    the EPP draws a target per request and rewrites the body, exactly what the v0.3.0 EPP did;
+  - ``"heaviest"``: every request goes to the heaviest target; the lost share is reported.
 
 Two InferenceModels with the same ``modelName`` for the same pool: the oldest wins
 (``creationTimestamp``, then name), as in v1alpha2; the others are skipped with a warning.
@@ -46,8 +51,8 @@ from infergate.api.conversion.meta import new_object_metadata
 from infergate.api.conversion.names import DEFAULT_POOL_NAME_SUFFIX, ga_pool_name
 
 Obj = dict[str, Any]
-TargetModelsMode = Literal["rewrite", "heaviest"]
-TARGET_MODELS_MODES: tuple[TargetModelsMode, ...] = ("rewrite", "heaviest")
+TargetModelsMode = Literal["backend-refs", "rewrite-resource", "heaviest"]
+TARGET_MODELS_MODES: tuple[TargetModelsMode, ...] = ("backend-refs", "rewrite-resource", "heaviest")
 MAX_REWRITE_WEIGHT = 1_000_000
 
 
@@ -111,6 +116,8 @@ class ModelRoute:
     objective: str  # value of x-gateway-inference-objective
     rewrite_to: str | None  # value of x-gateway-model-name-rewrite, when all traffic goes to one other model
     source: ObjectRef
+    # target_models="backend-refs": the weighted split (target model, weight), one backendRef each
+    targets: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,7 +132,7 @@ def model_to_objective(
     *,
     pool_name_suffix: str = DEFAULT_POOL_NAME_SUFFIX,
     priorities: PriorityMap | None = None,
-    target_models: TargetModelsMode = "rewrite",
+    target_models: TargetModelsMode = "backend-refs",
 ) -> ModelConversion:
     """Convert one InferenceModel; see the module documentation for the mapping."""
     priorities = priorities or PriorityMap()
@@ -168,13 +175,27 @@ def model_to_objective(
     }
     objects: list[Obj] = [objective]
 
+    if target_models not in TARGET_MODELS_MODES:
+        raise ValueError(f"target_models: {target_models!r} is not one of {', '.join(TARGET_MODELS_MODES)}")
     rewrite_to: str | None = None
+    targets: tuple[tuple[str, int], ...] = ()
     split = _target_split(spec.get("targetModels"), ref)
     if len(split) == 1:
         only = next(iter(split))
         rewrite_to = None if only == model_name else only
     elif len(split) > 1:
-        if target_models == "rewrite":
+        if target_models == "backend-refs":
+            targets = tuple(split.items())
+            warn(
+                "spec.targetModels",
+                f"weighted split kept in the HTTPRoute: the rule for {model_name!r} gets one backendRef per target "
+                f"model to the GA pool {ga_pool!r} ({', '.join(f'{n} {w}' for n, w in targets)}), each setting "
+                f"x-gateway-model-name-rewrite with a backendRef RequestHeaderModifier (pure v1.0 Gateway API). "
+                f"The gateway must apply backendRef filters before calling the EPP (infergate does); otherwise "
+                f"convert with --target-models=rewrite-resource (InferenceModelRewrite, an EPP of upstream v1.2+) "
+                f"or --target-models=heaviest",
+            )
+        elif target_models == "rewrite-resource":
             weights = _rewrite_weights(split, warn)
             objects.append(
                 {
@@ -199,7 +220,7 @@ def model_to_objective(
                 f"weighted split kept as {MODEL_REWRITE_KIND} {meta.get('name')!r} "
                 f"({MODEL_REWRITE_API_VERSION}, upstream v1.2+): not part of the v1.0.0 CRDs, so install its CRD "
                 f"and serve the pool with an EPP that applies it (upstream v1.2+), or convert with "
-                f"--target-models=heaviest for v1.0.0 resources only",
+                f"--target-models=backend-refs (the default) or heaviest for v1.0.0 resources only",
             )
         else:
             total = sum(split.values())
@@ -221,6 +242,7 @@ def model_to_objective(
         objective=str(meta.get("name") or ""),
         rewrite_to=rewrite_to,
         source=ref,
+        targets=targets,
     )
     return ModelConversion(tuple(objects), route, tuple(warnings))
 

@@ -9,6 +9,10 @@ kind ``InferencePool``):
   matches plus the header match ``X-Gateway-Model-Name: <modelName>`` and a
   ``RequestHeaderModifier`` that sets ``x-gateway-inference-objective: <objective>`` (and
   ``x-gateway-model-name-rewrite`` when all of the model's traffic goes to one other model);
+* a model with a weighted split (:attr:`ModelRoute.targets`): in its rule, each backendRef to
+  that GA pool becomes one backendRef per target model, weight ``backendRef weight x target
+  weight`` (the rule's other backendRefs scaled so every share is kept exactly), each with a
+  backendRef ``RequestHeaderModifier`` setting ``x-gateway-model-name-rewrite: <target>``;
 * the original rule stays as the catch-all for model names without an InferenceModel
   (``unknown_models="serve"``: the v1.0 EPP serves them at priority 0, where the v0.3.0 EPP
   answered 404), or is dropped (``"reject"``: such requests match no rule and the gateway answers
@@ -24,12 +28,15 @@ converted output again changes nothing.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from infergate.api.conversion.constants import (
     GA_GROUP,
+    MAX_BACKEND_REFS,
+    MAX_BACKEND_WEIGHT,
     MAX_MATCHES_PER_ROUTE,
     MAX_RULES_PER_ROUTE,
     MAX_SET_HEADERS,
@@ -55,6 +62,7 @@ class RouteConversion:
     objects: tuple[Obj, ...]  # the route (changed or not), then any continuation routes
     changed: bool
     warnings: tuple[ConversionWarning, ...] = ()
+    pools: frozenset[PoolKey] = frozenset()  # GA pools of the converted rules
 
 
 def convert_route(
@@ -74,6 +82,7 @@ def convert_route(
     namespace = ref.namespace
     new_rules: list[Any] = []
     changed = False
+    pools: set[PoolKey] = set()
     for index, rule in enumerate(rules):
         if not isinstance(rule, Mapping):
             new_rules.append(rule)
@@ -83,6 +92,7 @@ def convert_route(
         )
         out = converted.run()
         changed = changed or out is not None
+        pools.update(converted.pools)
         new_rules.extend([rule] if out is None else out)
     if not changed:
         return RouteConversion((dict(route),), False)
@@ -118,7 +128,7 @@ def convert_route(
                 + ", ".join(f"HTTPRoute {o['metadata']['name']}" for o in objects[1:]),
             )
         )
-    return RouteConversion(tuple(objects), True, tuple(warnings))
+    return RouteConversion(tuple(objects), True, tuple(warnings), frozenset(pools))
 
 
 def convert_reference_grant(grant: Mapping[str, Any], *, pool_name: Callable[[str], str]) -> RouteConversion:
@@ -170,6 +180,7 @@ class _RuleConverter:
         self.model_routes = model_routes
         self.unknown_models = unknown_models
         self.warnings = warnings
+        self.pools: list[PoolKey] = []
 
     def warn(self, field: str, message: str) -> None:
         self.warnings.append(ConversionWarning(self.ref, field, message))
@@ -178,6 +189,7 @@ class _RuleConverter:
         backend_refs, pools, converted = self._backend_refs()
         if not converted:
             return None
+        self.pools = pools
         base = {key: copy.deepcopy(value) for key, value in self.rule.items()}
         base["backendRefs"] = backend_refs
         actions = self._actions(pools)
@@ -226,7 +238,8 @@ class _RuleConverter:
             sets = [(OBJECTIVE_HEADER, action.objective)]
             if action.rewrite_to is not None:
                 sets.append((MODEL_REWRITE_HEADER, action.rewrite_to))
-            rule["filters"] = self._with_header_sets(base.get("filters"), sets)
+            rule["filters"] = self._with_header_sets(base.get("filters"), sets, f"{self.field}.filters")
+            rule["backendRefs"] = self._split_backend_refs(base["backendRefs"], action.model_name)
             out.append(_ordered_rule(rule))
 
         leftovers = [m for ms in pinned.values() for m in ms]
@@ -306,7 +319,68 @@ class _RuleConverter:
                     )
         return actions
 
-    def _with_header_sets(self, filters: Any, sets: list[tuple[str, str]]) -> list[Any]:
+    def _split_backend_refs(self, refs: list[Any], model_name: str) -> list[Any]:
+        """The rule's backendRefs for one model: each backendRef to a GA pool whose InferenceModel
+        splits ``model_name`` over several targets becomes one backendRef per target (weights
+        multiplied), with a RequestHeaderModifier setting ``x-gateway-model-name-rewrite``."""
+        plan: list[tuple[Any, int, tuple[tuple[str, int], ...]]] = []  # (ref, weight, targets)
+        for ref in refs:
+            weight = int(ref.get("weight", 1)) if isinstance(ref, Mapping) else 1
+            targets: tuple[tuple[str, int], ...] = ()
+            if isinstance(ref, Mapping) and ref.get("kind") == POOL_KIND and ref.get("group") == GA_GROUP:
+                key = (str(ref.get("namespace") or self.namespace), str(ref.get("name")))
+                route = next((m for m in self.model_routes.get(key, ()) if m.model_name == model_name), None)
+                targets = route.targets if route is not None else ()
+            plan.append((ref, weight, targets))
+        if not any(targets for _, _, targets in plan):
+            return copy.deepcopy(refs)
+        # Integer weights keeping every share exactly: multiply by the lcm of the split totals.
+        scale = math.lcm(*(sum(w for _, w in targets) for _, _, targets in plan if targets))
+        weighted: list[tuple[Any, int, str | None]] = []  # (ref, weight, rewrite target)
+        for ref, weight, targets in plan:
+            if not targets:
+                weighted.append((ref, weight * scale, None))
+                continue
+            if weight == 0:  # no traffic: nothing to split
+                weighted.append((ref, 0, None))
+                continue
+            total = sum(w for _, w in targets)
+            weighted.extend((ref, weight * w * (scale // total), name) for name, w in targets)
+        field = f"{self.field}.backendRefs"
+        if len(weighted) > MAX_BACKEND_REFS:
+            raise ConversionError(
+                [
+                    FieldProblem(
+                        self.ref,
+                        field,
+                        f"Too many: model {model_name!r} needs {len(weighted)} backendRefs (one per target model) "
+                        f"in one rule, more than {MAX_BACKEND_REFS}: convert with --target-models=rewrite-resource",
+                    )
+                ]
+            )
+        weights = _fit_weights([w for _, w, _ in weighted])
+        if weights != [w for _, w, _ in weighted]:
+            self.warn(
+                field,
+                f"model {model_name!r}: weights scaled to at most {MAX_BACKEND_WEIGHT} (proportions within 1e-6)",
+            )
+        out: list[Any] = []
+        for (ref, _, target), weight in zip(weighted, weights, strict=True):
+            new = copy.deepcopy(ref)
+            if isinstance(new, dict):
+                new["weight"] = weight
+                if target is not None and target != model_name:
+                    index = len(out)
+                    new["filters"] = self._with_header_sets(
+                        new.get("filters"), [(MODEL_REWRITE_HEADER, target)], f"{field}[{index}].filters"
+                    )
+                    new = {k: new[k] for k in _BACKEND_REF_ORDER if k in new} | {
+                        k: v for k, v in new.items() if k not in _BACKEND_REF_ORDER
+                    }
+            out.append(new)
+        return out
+
+    def _with_header_sets(self, filters: Any, sets: list[tuple[str, str]], field: str) -> list[Any]:
         out = copy.deepcopy(list(filters)) if isinstance(filters, list) else []
         modifier = next(
             (f for f in out if isinstance(f, dict) and f.get("type") == "RequestHeaderModifier"),
@@ -326,7 +400,7 @@ class _RuleConverter:
         for entry in body.get("set") or []:
             if str(entry.get("name", "")).lower() in ours:
                 self.warn(
-                    f"{self.field}.filters",
+                    field,
                     f"RequestHeaderModifier already set {entry.get('name')}: replaced by the converted value",
                 )
             else:
@@ -337,7 +411,7 @@ class _RuleConverter:
             names = [e if key == "remove" else e.get("name", "") for e in entries]
             if any(str(n).lower() in ours for n in names):
                 self.warn(
-                    f"{self.field}.filters",
+                    field,
                     f"RequestHeaderModifier.{key} touches a header the conversion sets",
                 )
         if len(body["set"]) > MAX_SET_HEADERS:
@@ -345,7 +419,7 @@ class _RuleConverter:
                 [
                     FieldProblem(
                         self.ref,
-                        f"{self.field}.filters",
+                        field,
                         f"Too many: more than {MAX_SET_HEADERS} headers to set",
                     )
                 ]
@@ -365,6 +439,21 @@ def _with_model_header(match: Mapping[str, Any] | None, model_name: str, ref: Ob
         )
     out["headers"] = [*headers, header]
     return out
+
+
+_BACKEND_REF_ORDER = ("group", "kind", "name", "namespace", "port", "weight", "filters")
+
+
+def _fit_weights(weights: list[int]) -> list[int]:
+    """Weights within Gateway API's maximum (1,000,000): exact when a common divisor allows it."""
+    if max(weights, default=0) <= MAX_BACKEND_WEIGHT:
+        return weights
+    divisor = math.gcd(*weights)
+    reduced = [w // divisor for w in weights]
+    if max(reduced) <= MAX_BACKEND_WEIGHT:
+        return reduced
+    factor = MAX_BACKEND_WEIGHT / max(reduced)
+    return [max(1, round(w * factor)) if w else 0 for w in reduced]
 
 
 def _merge_backend_refs(refs: list[Any]) -> list[Any]:
