@@ -314,6 +314,49 @@ def test_discovery_and_openapi(http, widgets) -> None:
     assert http.get("/version").json()["gitVersion"].startswith("v1.")
 
 
+def test_kinds_unknown_to_infergate_api_fall_back_to_the_crd_schema(http, namespace) -> None:
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "tcproutes.gateway.networking.k8s.io"},
+           "spec": {"group": "gateway.networking.k8s.io", "scope": "Namespaced",
+                    "names": {"plural": "tcproutes", "kind": "TCPRoute"},
+                    "versions": [{"name": "v1alpha2", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                        "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                            "mode": {"type": "string", "enum": ["fast", "slow"]}}}}}}}]}}
+    assert http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd).status_code == 201
+    base = f"/apis/gateway.networking.k8s.io/v1alpha2/namespaces/{namespace}/tcproutes"
+    route = {"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TCPRoute", "metadata": {"name": "r"},
+             "spec": {"mode": "fast"}}
+    assert http.post(base, json=route).status_code == 201
+    bad = http.post(base, json={**route, "metadata": {"name": "bad"}, "spec": {"mode": "warp"}})
+    assert bad.status_code == 422
+    assert bad.json()["details"]["causes"][0]["field"] == "spec.mode"
+
+
+def test_admission_hooks_are_pluggable(tmp_path: Path) -> None:
+    from infergate.apiserver.validation import Admission, FieldCause
+
+    admission = Admission(use_api_package=False)
+    admission.add_validator("", "ConfigMap", lambda obj, old, crd: [
+        FieldCause("data.mode", f'Unsupported value: "{v}"', "FieldValueNotSupported")
+        for v in [(obj.get("data") or {}).get("mode")] if v not in (None, "fast")])
+    admission.add_defaulter("", "ConfigMap", lambda obj, crd: {**obj, "data": {"defaulted": "yes",
+                                                                               **(obj.get("data") or {})}})
+    handle = EmbeddedAPIServer.run_in_thread(tmp_path, admission=admission)
+    try:
+        context = ssl.create_default_context(cafile=str(handle.ca_path))
+        with httpx.Client(base_url=handle.url, verify=context,
+                          headers={"Authorization": f"Bearer {handle.token}"}) as client:
+            ok = client.post(CM.format(ns="default"), json=configmap("ok", {"mode": "fast"}))
+            assert ok.json()["data"] == {"defaulted": "yes", "mode": "fast"}
+            bad = client.post(CM.format(ns="default"), json=configmap("bad", {"mode": "slow"}))
+            assert bad.status_code == 422
+            assert bad.json()["message"] == 'ConfigMap "bad" is invalid: data.mode: Unsupported value: "slow"'
+            assert bad.json()["details"]["causes"] == [
+                {"reason": "FieldValueNotSupported", "message": 'Unsupported value: "slow"', "field": "data.mode"}]
+    finally:
+        handle.stop()
+
+
 def test_state_survives_restart(tmp_path: Path) -> None:
     first = EmbeddedAPIServer.run_in_thread(tmp_path)
     try:

@@ -380,7 +380,7 @@ class APIServer:
         obj.setdefault("kind", rtype.kind)
         causes: list[FieldCause] = []
         schema = rtype.schemas.get(target.version)
-        hooked = self.admission.handles(rtype.group, rtype.kind)
+        hooked = self.admission.handles(rtype.group, rtype.kind, obj, crd)
         if schema is not None:
             errors, unknown = check_schema(obj, schema)
             if not hooked:

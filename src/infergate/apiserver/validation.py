@@ -68,6 +68,18 @@ def _api_module() -> Any:
         return None
 
 
+def _api_knows(api: Any, obj: dict[str, Any], crd: dict[str, Any] | None) -> bool:
+    by_gvk = getattr(getattr(api, "registry", None), "by_gvk", None)
+    if by_gvk is None:
+        return True
+    try:
+        release = release_of(crd)
+        found = by_gvk(str(obj.get("apiVersion", "")), str(obj.get("kind", "")), *([release] if release else []))
+    except Exception:
+        return True
+    return found is not None
+
+
 def api_validator(obj: dict[str, Any], old: dict[str, Any] | None, crd: dict[str, Any] | None) -> list[FieldCause]:
     """Validate with ``infergate.api`` (no-op while that package lacks ``validate``).
 
@@ -78,6 +90,8 @@ def api_validator(obj: dict[str, Any], old: dict[str, Any] | None, crd: dict[str
     if validate is None:
         return []
     failed = getattr(api, "ValidationFailed", None)
+    if not _api_knows(api, obj, crd):
+        return []  # a kind infergate.api has no type for: the CRD schema checks are all there is
     try:
         update = getattr(api, "validate_update", None)
         kwargs = {"release": release_of(crd)} if release_of(crd) else {}
@@ -121,9 +135,18 @@ class Admission:
     def add_defaulter(self, group: str, kind: str, defaulter: Defaulter) -> None:
         self._defaulters.setdefault((group, kind), []).append(defaulter)
 
-    def handles(self, group: str, kind: str) -> bool:
-        """Whether a validator is registered for this kind (then it owns value validation)."""
-        return bool(self._validators.get((group, kind)) or self._validators.get((group, "*")))
+    def handles(self, group: str, kind: str, obj: dict[str, Any] | None = None,
+                crd: dict[str, Any] | None = None) -> bool:
+        """Whether a validator is registered for this kind (then it owns value validation).
+
+        The ``infergate.api`` hooks own only the kinds (and versions) that package has types for.
+        """
+        validators = self._validators.get((group, kind), []) + self._validators.get((group, "*"), [])
+        if not validators:
+            return False
+        if obj is not None and all(v is api_validator for v in validators):
+            return _api_knows(_api_module(), obj, crd)
+        return True
 
     def default(self, group: str, obj: dict[str, Any], crd: dict[str, Any] | None = None) -> dict[str, Any]:
         kind = str(obj.get("kind", ""))
