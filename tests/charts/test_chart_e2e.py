@@ -1,28 +1,28 @@
-"""The source document's `helm install` run for real, on infergate's own control plane.
+"""The source document's `helm install` run for real, against `infergate up`.
 
-The embedded API server (upstream's GIE v1.0.0 + v0.3.0 InferenceModel + Gateway API v1.3.0
-CRDs, applied with kubectl), the local runtime (Deployments of infergate's image become local
-processes on loopback pod IPs) and `infergate gateway --kubeconfig` with Envoy: the pieces that
-`infergate up` composes. Then, with the real helm and kubectl:
-`kubectl apply -f examples/sim-deployment.yaml`; `helm install` of a preview pool (from the
-packaged .tgz) and a GA pool (from the chart folder) with the source document's `--set` flags;
-`kubectl get infpool`; the source document's 50/50 HTTPRoute; completions through the Gateway
-reach both EPPs; `helm upgrade` of values; a second release of the same name in another
-namespace; `helm uninstall`: nothing is left behind and the EPP processes are gone.
+`infergate up` (API server, Gateway API CRDs, the source document's GatewayClass
+gke-l7-regional-external-managed served by `infergate gateway` with Envoy, the local runtime
+that runs Deployments of infergate's image as local processes on loopback pod IPs); the
+upstream GIE v1.0.0 CRDs (+ v0.3.0 InferenceModel) applied with kubectl, as the source document
+does. Then, with the real helm and kubectl: `kubectl apply -f examples/sim-deployment.yaml`;
+`helm install` of a preview pool (from the packaged .tgz) and a GA pool (from the chart folder)
+with the source document's `--set` flags; `kubectl get infpool`; the source document's 50/50
+HTTPRoute; completions through the Gateway reach both EPPs; `helm upgrade` of values; a second
+release of the same name in another namespace; `helm uninstall`: nothing is left behind and
+the EPP processes are gone. Also: a cluster serving GKE's APIs, and the bbr chart.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,8 +32,6 @@ from typing import Any
 import httpx
 import pytest
 
-from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
-from infergate.apiserver.runtime import LocalRuntime, RestartPolicy, RuntimeOptions
 from infergate.util.net import free_port, random_loopback_block
 
 from .chartkit import BBR_CHART, POOL_CHART, REPO_ROOT
@@ -43,59 +41,33 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("charts-e2e")]
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 APP = "vllm-llama3-8b-instruct"
 GA_RELEASE, PREVIEW_RELEASE = "vllm-llama3-8b-instruct-ga", "vllm-llama3-8b-instruct-preview"
+GKE_CLASS = "gke-l7-regional-external-managed"  # the source document's GatewayClass
 SOURCE_DOCUMENT_FLAGS = ["--set", f"inferencePool.modelServers.matchLabels.app={APP}", "--set", "provider.name=gke"]
 
 
-class RuntimeThread:
-    """The local runtime on its own event loop in a thread (the tests call helm and kubectl
-    synchronously)."""
-
-    def __init__(self, options: RuntimeOptions) -> None:
-        self.runtime = LocalRuntime(options)
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="local-runtime", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._main())
-
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
+def processes_of(kubeconfig: Path, needle: str) -> list[int]:
+    """Live processes started for this cluster (KUBECONFIG in their environment) whose command
+    line contains ``needle``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            await self.runtime.start()
-        except BaseException as exc:
-            self._error = exc
-            self._started.set()
-            return
-        self._started.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await self.runtime.stop()
-
-    def start(self) -> None:
-        self._thread.start()
-        assert self._started.wait(30), "the local runtime did not start"
-        if self._error is not None:
-            raise self._error
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(60)
-
-    def local_pods(self, namespace: str, deployment: str) -> list[Any]:
-        return list(self.runtime.pods_of(namespace, deployment))
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and needle in cmdline and f"KUBECONFIG={kubeconfig}".encode() in environ:
+            found.append(int(entry.name))
+    return found
 
 
 @dataclass
 class Cluster:
     tools: dict[str, str]
     env: dict[str, str]
-    runtime: RuntimeThread
+    kubeconfig: Path
     listen_port: int
     work: Path
 
@@ -166,54 +138,44 @@ def ready_replicas(cluster: Cluster, name: str, namespace: str = "default") -> i
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, kubectl_bin: str, helm_bin: str,
             reference_dir: Path, envoy_bin: str) -> Iterator[Cluster]:
+    """`infergate up` (foreground, as a user runs it) with the source document's GatewayClass;
+    the upstream CRDs applied with kubectl, as the source document does."""
     work = tmp_path_factory.mktemp("charts-e2e")
-    api: ThreadedAPIServer = EmbeddedAPIServer.run_in_thread(work / "apiserver")
-    env = {**os.environ, "KUBECONFIG": str(api.kubeconfig_path), "HOME": str(work / "home"),
-           "HELM_CACHE_HOME": str(work / "helm-cache"), "HELM_CONFIG_HOME": str(work / "helm-config"),
-           "HELM_DATA_HOME": str(work / "helm-data")}
-    runtime = RuntimeThread(RuntimeOptions(
-        kubeconfig=api.kubeconfig_path, state_dir=work / "runtime", pod_cidr=private_pod_cidr(),
-        restart=RestartPolicy(initial_s=0.5, max_s=5.0, reset_after_s=10.0), resync_s=1.0))
-    gateway: subprocess.Popen[bytes] | None = None
     listen = free_port()
+    _, a, b, _ = random_loopback_block(1, listen)[0].split(".")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "infergate", "up", "--state-dir", str(work / "up"), "--port", "0",
+         "--pod-cidr", private_pod_cidr(), "--address-pool", f"127.{a}.{b}.0/24", "--gateway-class", GKE_CLASS],
+        stdout=subprocess.PIPE, stderr=(work / "up.log").open("w"), text=True, start_new_session=True)
     try:
-        runtime.start()
-        cluster = Cluster({"kubectl": kubectl_bin, "helm": helm_bin}, env, runtime, listen, work)
+        assert up.stdout is not None
+        line = up.stdout.readline()  # once ready; EOF if it failed
+        assert line.startswith("export KUBECONFIG="), f"{line!r}\n{(work / 'up.log').read_text()[-3000:]}"
+        kubeconfig = Path(line.strip().split("=", 1)[1])
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(work / "home"),
+               "HELM_CACHE_HOME": str(work / "helm-cache"), "HELM_CONFIG_HOME": str(work / "helm-config"),
+               "HELM_DATA_HOME": str(work / "helm-data")}
+        cluster = Cluster({"kubectl": kubectl_bin, "helm": helm_bin}, env, kubeconfig, listen, work)
         crds = [*sorted((reference_dir / "gie-v1.0.0" / "crd").glob("*.yaml")),
-                reference_dir / "gie-v0.3.0" / "crd" / "inference.networking.x-k8s.io_inferencemodels.yaml",
-                *sorted((reference_dir / "gateway-api-v1.3.0" / "crd").glob("*.yaml"))]
+                reference_dir / "gie-v0.3.0" / "crd" / "inference.networking.x-k8s.io_inferencemodels.yaml"]
         cluster.kubectl("apply", *[a for f in crds for a in ("-f", str(f))])
         cluster.kubectl("apply", "-f", "-", input=f"""
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: infergate}}
-spec: {{controllerName: infergate.io/gateway-controller}}
----
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {{name: inference-gateway, namespace: default}}
 spec:
-  gatewayClassName: infergate
+  gatewayClassName: {GKE_CLASS}
   listeners:
   - {{name: http, protocol: HTTP, port: {listen}}}
 """)
-        _, a, b, _ = random_loopback_block(1, listen)[0].split(".")
-        log = (work / "gateway.log").open("wb")
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "infergate", "gateway", "--kubeconfig", str(api.kubeconfig_path),
-             "--address-pool", f"127.{a}.{b}.0/24", "--work-dir", str(work / "envoy")],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         yield cluster
     finally:
-        if gateway is not None:
-            gateway.terminate()
-            try:
-                gateway.wait(30)
-            except subprocess.TimeoutExpired:
-                gateway.kill()
-                gateway.wait(10)
-        runtime.stop()
-        api.stop()
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait(10)
 
 
 def completions_through_gateway(cluster: Cluster, count: int) -> list[str]:
@@ -310,7 +272,8 @@ spec:
         eventually(programmed, 60, "Gateway Programmed")
         eventually(lambda: completions_through_gateway(cluster, 1), 60, "first completion through the gateway")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{(cluster.work / 'gateway.log').read_text()[-4000:]}") from None
+        logs = sorted((cluster.work / "up").rglob("gateway*.log"))
+        raise AssertionError(f"{exc}\n{logs[0].read_text()[-4000:] if logs else ''}") from None
     served = completions_through_gateway(cluster, 24)
     assert set(served) <= {p["metadata"]["name"] for p in cluster.get("pods", "-l", f"app={APP}")["items"]}
     # both pools' EPPs scheduled requests (50/50 split; all on one side: p = 2 * 0.5**24)
@@ -322,7 +285,7 @@ spec:
     assert re.search(r"^REVISION: 2$", upgraded, re.M)
     assert cluster.get("infpool", GA_RELEASE)["spec"]["endpointPickerRef"]["failureMode"] == "FailOpen"
     eventually(lambda: ready_replicas(cluster, f"{GA_RELEASE}-epp") == 2, 60, "GA EPP scaled to 2")
-    assert len(cluster.runtime.local_pods("default", f"{GA_RELEASE}-epp")) == 2
+    assert len(processes_of(cluster.kubeconfig, f"--pool-name={GA_RELEASE} ")) == 2
     completions_through_gateway(cluster, 6)
 
     # the same release name in another namespace: no clash over any object
@@ -349,8 +312,7 @@ spec:
 
     def epps_gone() -> bool:
         pods = cluster.get("pods", "-A", "-l", "app.kubernetes.io/name=inferencepool")["items"]
-        local = [p for r in (PREVIEW_RELEASE, GA_RELEASE) for p in cluster.runtime.local_pods("default", f"{r}-epp")]
-        return not pods and not local
+        return not pods and not processes_of(cluster.kubeconfig, " epp ")
 
     eventually(epps_gone, 60, "EPP pods and processes gone")
     for ip in epp_ips:
@@ -424,5 +386,5 @@ def test_body_based_routing_chart_runs_infergate_bbr(cluster: Cluster) -> None:
     metrics = httpx.get(f"http://{pod['status']['podIP']}:9090/metrics", timeout=5).text
     assert "bbr_success_total" in metrics
     cluster.helm("uninstall", "bbr", "-n", "bbr")
-    eventually(lambda: not cluster.runtime.local_pods("bbr", "body-based-router"), 30, "bbr process stopped")
+    eventually(lambda: not processes_of(cluster.kubeconfig, " bbr "), 30, "bbr process stopped")
     assert cluster.kubectl("get", "deployments,services,serviceaccounts", "-n", "bbr", "-o", "name").strip() == ""
