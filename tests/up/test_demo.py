@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,14 +18,13 @@ from .conftest import private_cidr, processes_mentioning
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("up-demo")]
 
 
-def test_demo_split_stack(tmp_path: Path, kubectl_bin: str) -> None:
+def run_demo(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str, Path, str]:
     state, result_file = tmp_path / "demo", tmp_path / "result.json"
     pods, gateways = private_cidr(8000), private_cidr(80)
     proc = subprocess.run(
-        [sys.executable, "-m", "infergate", "demo", "--stack", "split", "--exit-after-requests",
-         "--state-dir", str(state), "--pod-cidr", pods, "--address-pool", gateways, "--sim-time-scale", "10",
-         "--json-result", str(result_file)],
-        capture_output=True, text=True, timeout=170)
+        [sys.executable, "-m", "infergate", "demo", "--exit-after-requests", "--state-dir", str(state),
+         "--pod-cidr", pods, "--address-pool", gateways, "--sim-time-scale", "10", "--json-result", str(result_file),
+         *args], capture_output=True, text=True, timeout=170)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(result_file.read_text())
     assert result["gateway_address"].startswith(gateways.rsplit(".", 1)[0] + ".")
@@ -35,14 +35,31 @@ def test_demo_split_stack(tmp_path: Path, kubectl_bin: str) -> None:
     assert all(r["status"] == 200 for r in requests), requests
     assert all(r["pod"].startswith("vllm-llama3-8b-instruct-") and "-epp-" not in r["pod"] for r in requests)
     assert all(r["text"].strip() for r in requests)
-    # both pools took part in the split, each scheduled by its own EPP, and together they saw all 40
-    counts = result["split_counts"]
-    assert set(counts) == {"preview", "ga"} and sum(counts.values()) == 40, counts
-    assert min(counts.values()) >= 5, counts
-    assert set(result["installed_with"]) == {"preview", "ga"}
-    # the printed walkthrough and the served pods are in the output
+    # the printed walkthrough and the served pods are in the output; nothing keeps running
     assert "IP=$(kubectl get gateway/inference-gateway -o jsonpath='{.status.addresses[0].value}')" in proc.stderr
     assert requests[0]["pod"] in proc.stderr
     assert "stopped; no process left running" in proc.stderr
     assert processes_mentioning(str(state.resolve())) == []
     assert processes_mentioning(f"--address={pods.rsplit('.', 1)[0]}.") == []
+    return result, proc.stderr, state, pods
+
+
+def test_demo_split_stack(tmp_path: Path, kubectl_bin: str, helm_bin: str, repo_root: Path) -> None:
+    result, _, _, _ = run_demo(tmp_path, "--stack", "split")
+    # both pools took part in the split, each scheduled by its own EPP, and together they saw all 40
+    counts = result["split_counts"]
+    assert set(counts) == {"preview", "ga"} and sum(counts.values()) == 40, counts
+    assert min(counts.values()) >= 5, counts
+    expected = "helm" if (repo_root / "charts" / "inferencepool" / "Chart.yaml").exists() else "manifests"
+    assert result["installed_with"] == {"preview": expected, "ga": expected}
+
+
+def test_demo_preview_stack_from_manifests(tmp_path: Path, kubectl_bin: str) -> None:
+    result, output, _, _ = run_demo(tmp_path, "--stack", "preview", "--install-with", "manifests")
+    assert result["installed_with"] == {"preview": "manifests"} and result["split_counts"] == {}
+    # the InferenceModel food-review sends its requests to the adapters of its 90/10 canary
+    served = {r["served_model"] for r in result["requests"] if r["model"] == "food-review"}
+    assert served <= {"food-review-1", "food-review-2"}, served
+    assert "kubectl apply -f -" in output
+
+

@@ -38,16 +38,19 @@ until Ctrl-C, then stops every process it started.
 @click.option("--pod-cidr", default="127.3.0.0/16", show_default=True, help="Loopback network of pod IPs.")
 @click.option("--sim-time-scale", type=float, default=None,
               help="Run the simulators this many times faster than real time.")
+@click.option("--install-with", type=click.Choice(["auto", "helm", "manifests"]), default="auto", show_default=True,
+              help="How to install each pool and its EPP: helm with charts/inferencepool, or the manifests in "
+                   "examples/demo/ (auto: helm when the chart exists).")
 @click.option("--json-result", type=click.Path(dir_okay=False), default=None,
               help="Also write the result (gateway address, requests and the pods that served them) as JSON.")
 def command(stack: str, state_dir: str, exit_after_requests: bool, gateway_port: int | None, address_pool: str,
-            pod_cidr: str, sim_time_scale: float | None, json_result: str | None) -> None:
+            pod_cidr: str, sim_time_scale: float | None, install_with: str, json_result: str | None) -> None:
     """Bring up a demo installation on this machine and send requests through the gateway."""
     from infergate.demo import DemoError, DemoOptions
 
     options = DemoOptions(stack=stack, state_dir=Path(state_dir), exit_after_requests=exit_after_requests,
                           gateway_port=gateway_port, address_pool=address_pool, pod_cidr=pod_cidr,
-                          sim_time_scale=sim_time_scale)
+                          sim_time_scale=sim_time_scale, install_with=install_with)
     try:
         result = asyncio.run(_run(options))
     except DemoError as exc:

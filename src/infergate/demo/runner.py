@@ -51,6 +51,7 @@ class DemoOptions:
     charts_dir: Path = REPO_ROOT / "charts"
     max_tokens: int = 40
     sim_time_scale: float | None = None  # None: real time, as the example Deployment says
+    install_with: str = "auto"  # auto (helm when charts/inferencepool exists) | helm | manifests
     ready_timeout: float = 120.0
 
 
@@ -128,6 +129,8 @@ class Demo:
         self.cluster: LocalCluster | None = None
         self.kubectl = tool("kubectl")
         self.stacks = ["preview", "ga"] if options.stack == "split" else [options.stack]
+        if options.install_with not in ("auto", "helm", "manifests"):
+            raise DemoError(f"--install-with: one of auto, helm, manifests; got {options.install_with!r}")
         if options.stack not in ("preview", "ga", "split"):
             raise DemoError(f"--stack: one of preview, ga, split; got {options.stack!r}")
 
@@ -149,9 +152,9 @@ class Demo:
         if proc.returncode != 0:
             raise DemoError(f"{shown} failed ({proc.returncode}):\n{err.decode()}{out.decode()}")
         if show:
-            self.console.print(f"[dim]$ {shown.replace(self.kubectl, 'kubectl')}[/]")
+            self.console.print(f"[dim]$ {shown.replace(self.kubectl, 'kubectl')}[/]", soft_wrap=True)
             for line in out.decode().rstrip().splitlines():
-                self.console.print(f"  {line}", highlight=False)
+                self.console.print(f"  {line}", highlight=False, soft_wrap=True)
         return out.decode()
 
     async def kubectl_apply(self, path: Path) -> None:
@@ -166,7 +169,7 @@ class Demo:
         started = time.monotonic()
         with self.console.status(title + "..."):
             value = await action()
-        self.console.print(f"[green]✓[/] {title} [dim]({time.monotonic() - started:.1f}s)[/]")
+        self.console.print(f"[green]✓[/] {title} [dim]({time.monotonic() - started:.1f}s)[/]", soft_wrap=True)
         return value
 
     # -- the demo -------------------------------------------------------------------------------
@@ -201,8 +204,14 @@ class Demo:
     async def install_stack(self, stack: str) -> None:
         o = self.options
         chart = o.charts_dir / "inferencepool"
-        helm = shutil.which("helm") or str(REPO_ROOT / ".tools" / "bin" / "helm")
-        if (chart / "Chart.yaml").exists() and Path(helm).exists():
+        helm: str | None = None
+        with contextlib.suppress(DemoError):
+            helm = tool("helm")
+        use_helm = o.install_with == "helm" or (
+            o.install_with == "auto" and (chart / "Chart.yaml").exists() and helm is not None)
+        if use_helm:
+            if helm is None or not (chart / "Chart.yaml").exists():
+                raise DemoError(f"--install-with helm needs the helm binary (make tools) and {chart}/Chart.yaml")
             argv = [helm, "install", POOLS[stack], str(chart),
                     "--set", f"inferencePool.modelServers.matchLabels.app={SIM_APP}"]
             if stack == "preview":
