@@ -532,7 +532,9 @@ class APIServer:
             return merged
         key = target.key(name)
         if cur_meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            return self._remove(key, merged)
+            emptied = (rtype.group, rtype.resource) != ("", "namespaces") or not self.store.list_namespace(name)
+            if emptied:
+                return self._remove(key, merged)
         self._commit(key, merged, "MODIFIED", current)
         if (rtype.group, rtype.resource) == CRD_GROUP_RESOURCE:
             self._crd_changed(merged)
