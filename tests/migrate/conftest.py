@@ -212,11 +212,23 @@ class StatusWriter:
 
 
 @pytest.fixture
-def status_writer(apiserver: ThreadedAPIServer, namespace: str) -> Iterator[StatusWriter]:
+def status_writers(apiserver: ThreadedAPIServer) -> Iterator[Any]:
+    """A factory: ``status_writers(namespace)`` starts a StatusWriter for that namespace."""
     c = KubeCluster.connect(ClusterTarget(str(apiserver.kubeconfig_path)))
-    writer = StatusWriter(c, namespace).start()
+    writers: list[StatusWriter] = []
+
+    def start(namespace: str) -> StatusWriter:
+        writers.append(StatusWriter(c, namespace).start())
+        return writers[-1]
+
     try:
-        yield writer
+        yield start
     finally:
-        writer.stop()
+        for writer in writers:
+            writer.stop()
         c.close()
+
+
+@pytest.fixture
+def status_writer(status_writers: Any, namespace: str) -> StatusWriter:
+    return status_writers(namespace)

@@ -26,7 +26,6 @@ from infergate.migrate.census import EPP, MODEL, POOL, ROUTE, scan_cluster, scan
 from infergate.migrate.cluster import Cluster, ClusterError
 from infergate.migrate.helm import Helm, HelmError
 from infergate.migrate.resources import (
-    BY_KIND,
     CRDS,
     DEPLOYMENTS,
     PREVIEW_MODELS,
@@ -111,16 +110,16 @@ def cleanup(
             preview = scan_objects(objects, "helm", release.namespace)
             if not preview:
                 continue
-            if not crds_present >= {PREVIEW_POOLS.qualified} and any(f.kind == POOL for f in preview):
-                # Orphan recovery: the CRD is gone, helm would drop the release and keep its resources.
-                for obj in objects:
-                    resource = BY_KIND.get((_group(obj), str(obj.get("kind"))))
-                    if resource is None or resource.group == PREVIEW_POOLS.group:
-                        continue
-                    ns = None if not resource.namespaced else str(meta(obj).get("namespace") or release.namespace)
-                    if _delete(cluster, resource, ns, name_of(obj), dry_run):
-                        result.actions.append(f"deleted {resource.kind} {name_of(obj)} of orphaned release "
-                                              f"{release.name} (its CRD was deleted before helm uninstall)")
+            needed = {PREVIEW_POOLS.qualified if f.kind == POOL else PREVIEW_MODELS.qualified
+                      for f in preview if f.kind in (POOL, MODEL)}
+            for crd_name in sorted(needed - crds_present):
+                # Orphan recovery: with the CRD gone helm cannot map the kind and refuses to uninstall
+                # (Helm 3 dropped the release and kept its resources). Put the empty CRD back for the
+                # uninstall; it is deleted again below.
+                _apply_crd(cluster, bundle, crd_name, dry_run)
+                crds_present.add(crd_name)
+                result.actions.append(f"re-installed CustomResourceDefinition {crd_name} (deleted before "
+                                      f"helm uninstall {release.name}) so that helm can uninstall the release")
             try:
                 helm.uninstall(release.name, release.namespace, dry_run=dry_run)
                 result.actions.append(f"helm uninstall {release.name} -n {release.namespace}")
@@ -166,6 +165,17 @@ def cleanup(
             result.actions.append(f"deleted CustomResourceDefinition {name}")
     result.message = "preview API removed" + (" (dry run: nothing changed)" if dry_run else "")
     return result
+
+
+def _apply_crd(cluster: Cluster, bundle: Path, name: str, dry_run: bool) -> None:
+    crd = next(d for d in yaml.safe_load_all(bundle.read_text()) if isinstance(d, dict) and name_of(d) == name)
+    cluster.apply(CRDS, crd, dry_run=dry_run)
+    deadline = time.monotonic() + 30
+    while not dry_run and time.monotonic() < deadline:
+        conditions = ((cluster.get(CRDS, None, name) or {}).get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+            return
+        time.sleep(0.1)
 
 
 def _bundle_crd_names(bundle: Path) -> list[str]:

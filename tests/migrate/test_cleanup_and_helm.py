@@ -1,0 +1,161 @@
+"""Teardown order and blast radius (migration.md §9 cases 1, 8, 9) and the Helm paths, each on
+its own embedded API server (they install and delete CRDs), with the real kubectl and helm."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
+from infergate.migrate.cluster import ClusterTarget, KubeCluster
+from infergate.migrate.resources import (
+    CRDS,
+    DEPLOYMENTS,
+    GA_POOLS,
+    HTTPROUTES,
+    NAMESPACES,
+    PREVIEW_MODELS,
+    PREVIEW_POOLS,
+)
+
+TESTDATA = Path(__file__).resolve().parent / "testdata"
+REPO = Path(__file__).resolve().parents[2]
+CHARTS = TESTDATA / "charts"
+X_POOLS, X_MODELS = "inferencepools.inference.networking.x-k8s.io", "inferencemodels.inference.networking.x-k8s.io"
+
+
+@pytest.fixture
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedAPIServer]:
+    """One server per test (overrides the module-wide one): these tests delete CRDs."""
+    import yaml
+
+    handle = EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("migrate-cleanup"))
+    try:
+        cluster = KubeCluster.connect(ClusterTarget(str(handle.kubeconfig_path)))
+        for bundle in ("gateway-api.yaml", "preview.yaml"):
+            for crd in yaml.safe_load_all((REPO / "config" / "crd" / bundle).read_text()):
+                if crd:
+                    cluster.apply(CRDS, crd)
+        cluster.close()
+        yield handle
+    finally:
+        handle.stop()
+
+
+def new_namespace(cluster: KubeCluster, name: str) -> str:
+    cluster.apply(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
+
+
+def test_cleanup_refuses_while_another_namespace_uses_the_preview_crds(
+        migrate: Any, cluster: KubeCluster, kubectl: Any) -> None:
+    done, other = new_namespace(cluster, "migrated"), new_namespace(cluster, "still-preview")
+    kubectl.run("apply", "-n", other, "-f", str(TESTDATA / "preview-stack.yaml"))
+    kubectl.run("apply", "-n", done, "-f", "-", input=json.dumps({
+        "apiVersion": "inference.networking.x-k8s.io/v1alpha2", "kind": "InferenceModel",
+        "metadata": {"name": "leftover"}, "spec": {"modelName": "x", "poolRef": {"name": "gone"}}}))
+    refused = migrate("cleanup", "-n", done, "-o", "json")
+    assert refused.returncode == 6, refused.out
+    report = json.loads(refused.stdout)
+    assert any("still-preview: 2 inferencemodels.inference.networking.x-k8s.io, 1 "
+               "inferencepools.inference.networking.x-k8s.io" in r for r in report["refused"]), report
+    assert cluster.get(CRDS, None, X_POOLS) is not None
+    assert cluster.get(PREVIEW_MODELS, done, "leftover") is not None  # nothing deleted when refused
+
+    forced = migrate("cleanup", "-n", done, "--force", "-o", "json")
+    assert forced.returncode == 0, forced.out
+    assert cluster.get(CRDS, None, X_POOLS) is None and cluster.get(CRDS, None, X_MODELS) is None
+    # the blast radius the refusal warned about: the other namespace's objects went with the CRDs
+    assert kubectl.run("get", X_POOLS, "-n", other, check=False).returncode != 0
+
+
+def test_a_finalizer_without_a_controller_is_reported_and_blocks_crd_deletion(
+        migrate: Any, cluster: KubeCluster, kubectl: Any) -> None:
+    ns = new_namespace(cluster, "fin")
+    kubectl.run("apply", "-n", ns, "-f", "-", input=json.dumps({
+        "apiVersion": "inference.networking.x-k8s.io/v1alpha2", "kind": "InferenceModel",
+        "metadata": {"name": "held", "finalizers": ["example.com/no-controller"]},
+        "spec": {"modelName": "x", "poolRef": {"name": "gone"}}}))
+    result = migrate("cleanup", "-A", "-o", "json")
+    assert result.returncode == 6, result.out
+    report = json.loads(result.stdout)
+    assert any("held" in f and "example.com/no-controller" in f for f in report["finalizers"]), report
+    assert cluster.get(CRDS, None, X_MODELS) is not None
+    kubectl.run("patch", "-n", ns, f"{X_MODELS}/held", "--type", "merge", "-p", '{"metadata":{"finalizers":null}}')
+    result = migrate("cleanup", "-A", "-o", "json")
+    assert result.returncode == 0, result.out
+    assert cluster.get(CRDS, None, X_MODELS) is None
+
+
+def test_crd_deleted_before_helm_uninstall_is_recovered(migrate: Any, cluster: KubeCluster, kubectl: Any,
+                                                        helm: Any) -> None:
+    # migration.md §9 case 8a: the wrong order leaves the release's EPP orphaned
+    ns = new_namespace(cluster, "orphan")
+    helm.run("install", "llama-preview", str(CHARTS / "preview-pool"), "-n", ns)
+    kubectl.run("delete", "crd", X_POOLS)
+    check = migrate("check", "-n", ns, "-o", "json")
+    assert any(f["kind"] == "HelmRelease" for f in json.loads(check.stdout)["findings"]), check.out
+    result = migrate("cleanup", "-n", ns, "-o", "json")
+    assert result.returncode == 0, result.out
+    actions = json.loads(result.stdout)["actions"]
+    assert any(a.startswith(f"re-installed CustomResourceDefinition {X_POOLS}") for a in actions), actions
+    assert f"helm uninstall llama-preview -n {ns}" in actions
+    assert cluster.get(DEPLOYMENTS, ns, "llama-preview-epp") is None
+    assert json.loads(helm.run("list", "-n", ns, "-o", "json").stdout) == [], actions
+    assert cluster.get(CRDS, None, X_POOLS) is None
+
+
+def test_simple_path_with_helm_uninstalls_the_preview_release_and_installs_the_ga_chart(
+            migrate: Any, cluster: KubeCluster, kubectl: Any, helm: Any, status_writers: Any) -> None:
+    ns = new_namespace(cluster, "helm")
+    helm.run("install", "llama-preview", str(CHARTS / "preview-pool"), "-n", ns)
+    kubectl.run("apply", "-n", ns, "-f", str(TESTDATA / "route-to-helm-pool.yaml"))
+    status_writers(ns)
+    plan = json.loads(migrate("plan", "-n", ns, "--path", "simple", "--chart", str(CHARTS / "inferencepool-v1"),
+                              "--chart-version", "", "-o", "json").stdout)
+    (pool,) = plan["pools"]
+    assert (pool["install"], pool["previewRelease"], pool["ga"]) == ("helm", "llama-preview", "llama-ga")
+    assert ["inferencePool.modelServers.matchLabels.app", "vllm-llama3-8b-instruct"] in pool["chart"]["sets"]
+    result = migrate("run", "-n", ns, "--path", "simple", "--chart", str(CHARTS / "inferencepool-v1"),
+                     "--chart-version", "", "--probes", "0", "--ready-timeout", "5", "-o", "json")
+    assert result.returncode == 0, result.out
+    steps = {s["step"]: s["detail"] for s in json.loads(result.stdout)["steps"]}
+    assert "helm uninstall llama-preview" in steps["remove-preview"]
+    releases = {r["name"]: r["chart"] for r in json.loads(helm.run("list", "-n", ns, "-o", "json").stdout)}
+    assert releases == {"llama-ga": "inferencepool-1.0.0"}
+    ga = cluster.get(GA_POOLS, ns, "llama-ga")
+    assert ga["spec"]["selector"]["matchLabels"] == {"app": "vllm-llama3-8b-instruct"}
+    assert cluster.get(PREVIEW_POOLS, ns, "llama-preview") is None
+    # the preview CRDs went last, after the release that used them
+    assert cluster.get(CRDS, None, X_POOLS) is None
+    route = cluster.get(HTTPROUTES, ns, "llm-route")
+    assert {r["group"] for rule in route["spec"]["rules"] for r in rule["backendRefs"]} == {
+        "inference.networking.k8s.io"}
+
+
+def test_both_pool_crds_installed_counts_per_group(migrate: Any, cluster: KubeCluster, kubectl: Any) -> None:
+    # migration.md §9 case 1: v1.0.0's bundle re-ships the x-k8s pool CRD (xinfpool) next to v1 (infpool)
+    ns = new_namespace(cluster, "both")
+    kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "config" / "crd" / "ga.yaml"))
+    kubectl.run("wait", "--for=condition=Established", "crd/inferencepools.inference.networking.k8s.io")
+    # the ambiguity itself: the bare plural resolves to one group only
+    bare = kubectl.run("get", "inferencepools", "-n", ns, check=False)
+    assert bare.returncode == 0 and "infpool" not in bare.out
+    kubectl.run("apply", "-n", ns, "-f", "-", input="\n---\n".join(json.dumps(o) for o in [
+        {"apiVersion": "inference.networking.x-k8s.io/v1alpha2", "kind": "InferencePool", "metadata": {"name": "vllm"},
+         "spec": {"selector": {"app": "vllm"}, "targetPortNumber": 8000, "extensionRef": {"name": "vllm-epp"}}},
+        {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool", "metadata": {"name": "vllm"},
+         "spec": {"selector": {"matchLabels": {"app": "vllm"}}, "targetPorts": [{"number": 8000}],
+                  "endpointPickerRef": {"name": "vllm-epp", "port": {"number": 9002}}}}]))
+    data = json.loads(migrate("check", "-n", ns, "-o", "json", "--no-helm").stdout)
+    assert [(c["resource"], c["count"]) for c in data["counts"] if c["namespace"] == ns] == [
+        ("inferencepools.inference.networking.x-k8s.io", 1)]
+    assert data["ga"] == [{"resource": "inferencepools.inference.networking.k8s.io", "namespace": ns, "count": 1}]
+    crds = {c["name"]: c for c in data["crds"]}
+    assert crds[X_POOLS]["shortNames"] == ["xinfpool"] and crds[X_POOLS]["bundleVersion"] == "v1.0.0"
+    assert crds["inferencepools.inference.networking.k8s.io"]["shortNames"] == ["infpool"]
+    assert cluster.get(PREVIEW_POOLS, ns, "vllm") is not None and cluster.get(GA_POOLS, ns, "vllm") is not None
