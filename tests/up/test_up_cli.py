@@ -64,7 +64,49 @@ def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> str:
     return err
 
 
-def test_up_gateway_class_gateway_pods_shutdown_restart(tmp_path: Path, kubectl_bin: str, repo_root: Path) -> None:
+def helm_install_then_uninstall(helm_bin: str, kubectl_bin: str, kubeconfig: str, repo_root: Path,
+                                tmp_path: Path) -> None:
+    """The source document's `helm install` (chart path for the OCI URL): a live EPP; `helm uninstall`: nothing left.
+
+    The EPP becomes Ready only once it has read its pool from the API server, so Ready proves
+    the runtime gave it a working kubeconfig.
+    """
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "HELM_CACHE_HOME": str(tmp_path / "helm"),
+           "HELM_CONFIG_HOME": str(tmp_path / "helm"), "HELM_DATA_HOME": str(tmp_path / "helm")}
+    kubectl(kubectl_bin, kubeconfig, "apply", "-f", str(repo_root / "config" / "crd" / "ga.yaml"))
+    release = "vllm-llama3-8b-instruct-ga"
+    install = subprocess.run([helm_bin, "install", release, "--set",
+                              "inferencePool.modelServers.matchLabels.app=vllm-llama3-8b-instruct", "--set",
+                              "provider.name=gke", str(repo_root / "charts" / "inferencepool")],
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert install.returncode == 0, install.stderr
+    assert release in kubectl(kubectl_bin, kubeconfig, "get", "infpool")
+
+    def epp_pods(ready_only: bool) -> list[dict[str, object]]:
+        items = json.loads(kubectl(kubectl_bin, kubeconfig, "get", "pods", "-o", "json"))["items"]
+        epp = [p for p in items if p["metadata"]["name"].startswith(release + "-epp-")]
+        if ready_only:
+            epp = [p for p in epp if any(c["type"] == "Ready" and c["status"] == "True"
+                                         for c in p["status"].get("conditions", []))]
+        return epp
+
+    (pod,) = wait_until(lambda: epp_pods(True), 60, "the chart's EPP pod Ready")  # type: ignore[misc]
+    epp_ip = pod["status"]["podIP"]  # type: ignore[index]
+    assert processes_mentioning(f"--pool-name={release}")
+    uninstall = subprocess.run([helm_bin, "uninstall", release], capture_output=True, text=True, timeout=60,
+                               env=env)
+    assert uninstall.returncode == 0, uninstall.stderr
+    wait_until(lambda: not epp_pods(False) and not processes_mentioning(f"--pool-name={release}"), 30,
+               "the EPP pod and process gone after helm uninstall")
+    assert "No resources found" in subprocess.run(
+        [kubectl_bin, "get", "deployments,replicasets,services", "-l", f"app.kubernetes.io/instance={release}"],
+        capture_output=True, text=True, env=env).stderr
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://{epp_ip}:9090/metrics", timeout=2)
+
+
+def test_up_gateway_class_gateway_pods_shutdown_restart(tmp_path: Path, kubectl_bin: str, helm_bin: str,
+                                                       repo_root: Path) -> None:
     state = tmp_path / "state"
     pods, gateways = private_cidr(8000), private_cidr(80)
     pod_prefix = pods.rsplit(".", 1)[0] + "."
@@ -112,6 +154,7 @@ def test_up_gateway_class_gateway_pods_shutdown_restart(tmp_path: Path, kubectl_
         wide = kubectl(kubectl_bin, kubeconfig, "get", "pods", "-o", "wide")
         assert name in wide and "Running" in wide and ip in wide and "1/1" in wide
         assert httpx.get(f"http://{ip}:8000/health", timeout=5).status_code == 200
+        helm_install_then_uninstall(helm_bin, kubectl_bin, kubeconfig, repo_root, tmp_path)
     finally:
         err = stop(proc)
     assert "stopped" in err
