@@ -42,13 +42,15 @@ class Harness:
         self.count = 0
 
     async def send(self, prompt: str, *, objective: str | None = None, max_tokens: int = 4,
-                   stream: bool = False) -> tuple[str, str]:
+                   stream: bool = False, on_decision: Callable[[], None] | None = None) -> tuple[str, str]:
         """Route one request through the Director and serve it; returns (chosen endpoint, serving pod)."""
         self.count += 1
         rid = f"req-{self.count}"
         body = {"model": "m", "prompt": prompt, "max_tokens": max_tokens, "stream": stream, "ignore_eos": True}
         request = InferenceRequest(rid, {}, body, "m", objective, prompt, streaming=stream)
         decision = await self.director.handle_request(request)
+        if on_decision is not None:
+            on_decision()
         completed = False
         try:
             async with self.http.post(f"http://{decision.endpoint}/v1/completions", json=body) as response:
@@ -122,3 +124,52 @@ async def test_sheddable_rejected_under_saturation_critical_served(harness: Harn
         await asyncio.gather(*long_tasks, return_exceptions=True)
     endpoint, _ = await asyncio.wait_for(served, 30)
     assert endpoint in cluster.endpoints
+
+
+async def test_flow_control_admits_higher_priority_first_on_real_saturation(tmp_path: Path) -> None:
+    port = free_port()
+    addresses = random_loopback_block(2, port)
+    config = SimConfig(model="m", time_scale=2.0, max_num_seqs=1, seed=3)
+    async with SimCluster(config, addresses, port) as cluster:
+        pool_file = tmp_path / "pool.yaml"
+        pool_file.write_text(yaml.safe_dump({
+            "pool": {"name": "sims", "targetPorts": [port]},
+            "objectives": [{"name": "high", "priority": 5}],
+            "endpoints": [{"name": r.name, "address": r.host} for r in cluster.replicas],
+        }))
+        parts = build_epp(SimpleNamespace(seed=7, refresh_metrics_interval=0.02, flow_control=True,
+                                          flow_control_max_wait=20.0))
+        source = asyncio.create_task(StaticFileSource(pool_file, poll_interval=0.05).run(parts.datastore))
+        await parts.scraper.start()
+        try:
+            async with aiohttp.ClientSession() as http:
+                h = Harness(parts, http)
+                await wait_until(lambda: all(parts.store.fresh(e) is not None for e in cluster.endpoints),
+                                 "all replicas scraped")
+                fillers = [asyncio.create_task(h.send(f"filler {i} " * 10, max_tokens=3000)) for i in range(20)]
+                await wait_until(lambda: parts.director.flow.queue_size >= 1, "flow control queueing")
+                # admitted requests went where the capacity was: both replicas filled, neither overfilled
+                await wait_until(lambda: all((parts.store.fresh(e) or SimpleNamespace(waiting_queue=0)).waiting_queue
+                                             >= 5 for e in cluster.endpoints), "both replicas at the threshold")
+                assert all((parts.store.fresh(e) or SimpleNamespace(waiting_queue=99)).waiting_queue <= 7
+                           for e in cluster.endpoints)
+                order: list[str] = []
+
+                async def tracked(name: str, objective: str | None) -> None:  # records admission order
+                    await h.send(f"{name} " * 10, objective=objective, max_tokens=2,
+                                 on_decision=lambda: order.append(name))
+
+                low = asyncio.create_task(tracked("low", None))
+                await asyncio.sleep(0.05)
+                high = asyncio.create_task(tracked("high", "high"))
+                await asyncio.sleep(0.3)
+                assert order == []  # both wait: the pool is saturated
+                for t in fillers:  # capacity frees as the long requests go away
+                    t.cancel()
+                await asyncio.gather(*fillers, return_exceptions=True)
+                await asyncio.wait_for(asyncio.gather(low, high), 30)
+                assert order[0] == "high", order
+        finally:
+            await parts.scraper.stop()
+            source.cancel()
+            await asyncio.gather(source, return_exceptions=True)

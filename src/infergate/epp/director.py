@@ -24,6 +24,7 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ OBJECTIVE_HEADER = "x-gateway-inference-objective"
 REWRITE_HEADER = "x-gateway-model-name-rewrite"
 FAIRNESS_HEADER = "x-gateway-inference-fairness-id"
 
+SEND_VISIBILITY_DELAY = 0.05  # seconds a sent request may take to reach the server's queue
 DEFAULT_CRITICALITY_PRIORITY: Mapping[str, int] = {"Critical": 1, "Standard": 0, "Sheddable": -1}
 
 
@@ -92,7 +94,9 @@ class EppDirector:
                                    on_queue_size=self.metrics.flow_control_queue_size.set)
         self._requests: dict[str, _RequestState] = {}
         self._inflight: dict[str, int] = {}
-        self._sent_since_scrape: dict[str, int] = {}
+        # when requests were sent to each endpoint, until a scrape started after them (their
+        # load is then in the scraped queue); flow control counts the rest as extra queue
+        self._recent_sends: dict[str, deque[float]] = {}
         self._prefix_plugins = [p for p in scheduler.plugins.values() if isinstance(p, PrefixCacheScorer)]
         self._known_endpoints: set[str] = set()
         if scheduler.on_duration is None:
@@ -106,15 +110,25 @@ class EppDirector:
 
     # ---- observation hooks -----------------------------------------------------------
     def _on_scrape(self, hostport: str) -> None:
-        self._sent_since_scrape[hostport] = 0
+        sends = self._recent_sends.get(hostport)
+        metrics = self.store.raw(hostport)
+        if sends and metrics is not None:
+            seen_before = metrics.update_time - SEND_VISIBILITY_DELAY
+            while sends and sends[0] < seen_before:
+                sends.popleft()
         self.flow.notify()
+
+    def _unseen(self, hostport: str) -> int:
+        """Requests sent to ``hostport`` that its last scrape may not show yet."""
+        sends = self._recent_sends.get(hostport)
+        return len(sends) if sends else 0
 
     def _on_datastore_change(self) -> None:
         current = {e.hostport for e in self.datastore.endpoints()}
         for gone in self._known_endpoints - current:
             for plugin in self._prefix_plugins:
                 plugin.indexer.remove_server(gone)
-            self._sent_since_scrape.pop(gone, None)
+            self._recent_sends.pop(gone, None)
         self._known_endpoints = current
         self.flow.notify()
 
@@ -132,7 +146,7 @@ class EppDirector:
             m = self.store.fresh(h, now, c.metrics_staleness_threshold)
             if m is None or m.kv_cache_usage > c.kv_cache_util_threshold:
                 continue
-            total += max(0, c.queue_depth_threshold + 1 - m.waiting_queue - self._sent_since_scrape.get(h, 0))
+            total += max(0, c.queue_depth_threshold + 1 - m.waiting_queue - self._unseen(h))
         return total
 
     # ---- helpers -----------------------------------------------------------------------
@@ -176,7 +190,11 @@ class EppDirector:
 
     def _track(self, request_id: str, model: str, target: str, hostport: str, *, counted: bool = True) -> None:
         self._inflight[hostport] = self._inflight.get(hostport, 0) + 1
-        self._sent_since_scrape[hostport] = self._sent_since_scrape.get(hostport, 0) + 1
+        if self.config.flow_control.enabled:
+            sends = self._recent_sends.get(hostport)
+            if sends is None:
+                sends = self._recent_sends[hostport] = deque()
+            sends.append(time.monotonic())
         self._requests[request_id] = _RequestState(model, target, hostport, time.monotonic(), counted=counted)
         if counted:  # upstream counts only requests with a body (scheduled ones)
             self.metrics.request_total.labels(model, target).inc()
@@ -249,6 +267,19 @@ class EppDirector:
         if not candidates:
             raise self._reject(body_model, target, Rejection(
                 503, "ServiceUnavailable", "failed to find candidate pods for serving the request"))
+        if self.config.flow_control.enabled:
+            # admission counted pool capacity: send the request where that capacity is
+            # (fresh metrics, KV under the threshold, queue + sent since the scrape under the
+            # threshold); when no endpoint qualifies, every candidate stays (fail open)
+            c = self.saturation.config
+            unseen = self._unseen
+            roomy = [cand for cand in candidates
+                     if cand.metrics is not None
+                     and now - cand.metrics.update_time <= c.metrics_staleness_threshold
+                     and cand.metrics.kv_cache_usage <= c.kv_cache_util_threshold
+                     and cand.metrics.waiting_queue + unseen(cand.hostport) <= c.queue_depth_threshold]
+            if roomy:
+                candidates = roomy
         sreq = SchedulingRequest(request.request_id, target, request.prompt, request.headers)
         try:
             result, state = self.scheduler.schedule(sreq, candidates)

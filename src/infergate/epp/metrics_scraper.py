@@ -41,7 +41,7 @@ class EndpointMetrics:
     active_models: frozenset[str] = frozenset()
     waiting_models: frozenset[str] = frozenset()
     max_active_models: int = 0
-    update_time: float = 0.0  # time.monotonic() of the scrape
+    update_time: float = 0.0  # time.monotonic() when the scrape started (its age is conservative)
     missing: tuple[str, ...] = field(default=(), compare=False)  # signals absent from the page
 
 
@@ -310,6 +310,7 @@ class MetricsScraper:
     async def scrape_once(self, endpoint: Endpoint) -> bool:
         assert self._session is not None, "start() first"
         hostport = endpoint.hostport
+        started = time.monotonic()  # the metrics describe the server no earlier than this
         try:
             async with self._session.get(self.url(endpoint)) as response:
                 if response.status != 200:
@@ -320,7 +321,7 @@ class MetricsScraper:
             log.debug("scrape %s failed: %s", hostport, exc)
             self.store.fail(hostport)
             return False
-        self.store.update(hostport, parse_metrics(text, self.protocol, previous=self.store.raw(hostport)))
+        self.store.update(hostport, parse_metrics(text, self.protocol, now=started, previous=self.store.raw(hostport)))
         return True
 
     async def _loop(self, endpoint: Endpoint) -> None:
