@@ -6,8 +6,8 @@ pool is saturated; every other request is admitted at once.
 On: requests are admitted while the pool has *capacity*; otherwise they wait in one
 queue ordered by priority (higher first) and arrival (FIFO within a priority) and are
 released, head first, as capacity frees. Capacity is a number of requests supplied by the
-caller (the Director computes it from fresh metrics plus the requests it sent since each
-endpoint's last scrape, so a burst is not released into one stale snapshot). Rules:
+caller (the Director computes it from fresh metrics minus the requests it sent that the
+last scrape cannot show yet, so a burst is not released into one stale snapshot). Rules:
 
 * priority < 0 (sheddable) and no capacity -> 429 at once, never queued (as upstream);
 * the queue is bounded (``max_queued``): when full, a new request of higher priority than
