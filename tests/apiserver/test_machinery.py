@@ -396,3 +396,24 @@ def test_watch_of_a_disconnected_client_is_released(apiserver, http, namespace) 
     while len(hub) > before and time.monotonic() < deadline:
         time.sleep(0.02)
     assert len(hub) == before
+
+
+def test_in_process_apply(apiserver, http, namespace, reference_dir: Path) -> None:
+    from infergate.apiserver.errors import APIError
+
+    created = apiserver.apply_files(reference_dir / "gateway-api-v1.3.0" / "crd" / "gateway.networking.k8s.io_gatewayclasses.yaml")
+    assert created[0]["status"]["conditions"][1]["type"] == "Established"
+    manifest = ("apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata:\n  name: ours\n"
+                "spec:\n  controllerName: infergate.io/gateway\n---\napiVersion: v1\nkind: ConfigMap\n"
+                f"metadata:\n  name: applied\n  namespace: {namespace}\ndata:\n  a: '1'\n")
+    first = apiserver.apply(manifest, field_manager="infergate-up")
+    assert [o["kind"] for o in first] == ["GatewayClass", "ConfigMap"]
+    again = apiserver.apply(manifest.replace("a: '1'", "b: '2'"), field_manager="infergate-up")
+    assert again[1]["data"] == {"b": "2"}  # the field the manager stopped applying is gone
+    stored = http.get(f"{CM.format(ns=namespace)}/applied").json()
+    assert stored["data"] == {"b": "2"}
+    assert [m["manager"] for m in stored["metadata"]["managedFields"]] == ["infergate-up"]
+    assert http.get("/apis/gateway.networking.k8s.io/v1/gatewayclasses/ours").status_code == 200
+    with pytest.raises(APIError) as missing:
+        apiserver.apply([{"apiVersion": "example.com/v1", "kind": "Nope", "metadata": {"name": "x"}}])
+    assert missing.value.code == 404

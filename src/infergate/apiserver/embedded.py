@@ -18,6 +18,7 @@ import base64
 import os
 import secrets
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -32,6 +33,14 @@ from infergate.apiserver.validation import Admission
 DB_NAME = "state.db"
 TOKEN_NAME = "token"
 KUBECONFIG_NAME = "kubeconfig"
+
+
+def _documents(objects: Iterable[dict[str, Any]] | str) -> list[dict[str, Any]]:
+    if isinstance(objects, str):
+        import yaml
+
+        return [doc for doc in yaml.safe_load_all(objects) if isinstance(doc, dict)]
+    return list(objects)
 
 
 def load_or_create_token(state_dir: Path) -> str:
@@ -120,6 +129,13 @@ class EmbeddedAPIServer:
             self._store.close()
             self._store = None
 
+    async def apply(self, objects: Iterable[dict[str, Any]] | str, field_manager: str = "infergate"
+                    ) -> list[dict[str, Any]]:
+        """Server-side apply objects (dicts, or a multi-document YAML string), in order."""
+        if self.server is None:
+            raise RuntimeError("the API server is not running")
+        return [self.server.apply_object(obj, field_manager) for obj in _documents(objects)]
+
     async def __aenter__(self) -> EmbeddedAPIServer:
         await self.start()
         return self
@@ -182,6 +198,15 @@ class ThreadedAPIServer:
             raise TimeoutError(f"the API server did not start within {timeout}s")
         if self._error is not None:
             raise RuntimeError(f"the API server failed to start: {self._error}") from self._error
+
+    def apply(self, objects: Iterable[dict[str, Any]] | str, field_manager: str = "infergate",
+              timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Server-side apply objects (dicts or multi-document YAML) on the server's thread."""
+        future = asyncio.run_coroutine_threadsafe(self.server.apply(objects, field_manager), self._loop)
+        return future.result(timeout)
+
+    def apply_files(self, *paths: Path | str, field_manager: str = "infergate") -> list[dict[str, Any]]:
+        return self.apply("\n---\n".join(Path(p).read_text() for p in paths), field_manager)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._thread.is_alive():

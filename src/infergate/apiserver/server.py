@@ -601,6 +601,30 @@ class APIServer:
         return self._store_update(target, current, new, manager, dry_run,
                                   field_validation=query.get("fieldValidation")), False
 
+    # ------------------------------------------------------------ in-process apply
+
+    def apply_object(self, obj: dict[str, Any], field_manager: str = "infergate") -> dict[str, Any]:
+        """Server-side apply ``obj`` without HTTP (for ``infergate up`` and tests).
+
+        Same semantics as ``PATCH application/apply-patch+yaml``; raises :class:`APIError`.
+        Must run on the server's event loop thread.
+        """
+        api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
+        group, _, version = api_version.rpartition("/")
+        rtype = self.registry.by_kind(group, kind)
+        if rtype is None or version not in rtype.versions:
+            raise APIError(404, "NotFound", f'no matches for kind "{kind}" in version "{api_version}"')
+        meta = _meta(obj)
+        name = str(meta.get("name") or "")
+        namespace = str(meta.get("namespace") or "default") if rtype.namespaced else None
+        target = Target(rtype, version, namespace, name, None)
+        current = self.store.get(target.key())
+        applied = server_side_apply(current, obj, field_manager, api_version)
+        if current is None:
+            return self._create(target, applied, None, False)
+        _meta(applied).pop("resourceVersion", None)
+        return self._store_update(target, current, applied, field_manager, False, "Apply")
+
     # ---------------------------------------------------------------------- scale
 
     def _scale_of(self, target: Target, obj: dict[str, Any]) -> dict[str, Any]:
