@@ -332,3 +332,14 @@ async def test_flow_control_queues_until_capacity_and_orders_by_priority() -> No
     idle(store, IPS[1], queue=0)
     await asyncio.wait_for(low, 2.0)
     assert decided == ["high", "low"]
+
+
+async def test_reused_request_id_does_not_leak_inflight() -> None:
+    director, _, store = make()
+    idle(store)
+    first = await director.handle_request(req("same"))
+    second = await director.handle_request(req("same"))
+    assert sum(director.inflight(f"{ip}:8000") for ip in IPS) == 1
+    director.on_request_done("same", completed=True)
+    director.on_request_done("same", completed=True)
+    assert director.inflight(first.endpoint) == 0 and director.inflight(second.endpoint) == 0

@@ -45,6 +45,7 @@ REWRITE_HEADER = "x-gateway-model-name-rewrite"
 FAIRNESS_HEADER = "x-gateway-inference-fairness-id"
 
 SEND_VISIBILITY_DELAY = 0.05  # seconds a sent request may take to reach the server's queue
+MAX_UNSEEN_AGE = 5.0  # older sends are assumed visible (or the metrics are stale anyway)
 DEFAULT_CRITICALITY_PRIORITY: Mapping[str, int] = {"Critical": 1, "Standard": 0, "Sheddable": -1}
 
 
@@ -134,8 +135,8 @@ class EppDirector:
 
     def _capacity(self) -> int:
         """Admission capacity in requests. Flow control off: 1 if not saturated else 0
-        (upstream's detector). On: headroom from fresh metrics minus requests sent since
-        each endpoint's last scrape."""
+        (upstream's detector). On: headroom from fresh metrics minus the requests sent that
+        the last scrape of each endpoint cannot show yet."""
         hostports = [h for h in self._known_endpoints if not self.store.failing(h)]
         if not self.config.flow_control.enabled:
             return 0 if self.saturation.is_saturated(hostports) else 1
@@ -189,12 +190,20 @@ class EppDirector:
         return targets[-1].name
 
     def _track(self, request_id: str, model: str, target: str, hostport: str, *, counted: bool = True) -> None:
+        if request_id in self._requests:
+            # a client reused an x-request-id while the first request is open: release the
+            # first one's accounting now, so that in-flight counts cannot leak
+            log.warning("request id %s is already in flight; accounting restarted", request_id)
+            self.on_request_done(request_id, completed=False)
         self._inflight[hostport] = self._inflight.get(hostport, 0) + 1
         if self.config.flow_control.enabled:
+            now = time.monotonic()
             sends = self._recent_sends.get(hostport)
             if sends is None:
                 sends = self._recent_sends[hostport] = deque()
-            sends.append(time.monotonic())
+            while sends and sends[0] < now - MAX_UNSEEN_AGE:  # bounded even if scrapes stop
+                sends.popleft()
+            sends.append(now)
         self._requests[request_id] = _RequestState(model, target, hostport, time.monotonic(), counted=counted)
         if counted:  # upstream counts only requests with a body (scheduled ones)
             self.metrics.request_total.labels(model, target).inc()
