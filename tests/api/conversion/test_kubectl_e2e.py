@@ -82,8 +82,8 @@ def test_export_convert_apply(kubectl: Any) -> None:
     # Stored objects carry server fields, CRD-defaulted status and kubectl's last-applied annotation.
     assert "creationTimestamp" in exported and "status:" in exported
 
-    # The v1.0.0 bundle has no InferenceModelRewrite CRD: keep to its kinds.
-    converted = convert("-f", "-", "--target-models", "heaviest", stdin=exported)
+    # Default options: only kinds of the v1.0.0 bundle (the weighted split becomes backendRefs).
+    converted = convert("-f", "-", stdin=exported)
     assert converted.returncode == 0, converted.stderr
     assert "Warning: InferenceModel default/food-review: spec.targetModels:" in converted.stderr
 
@@ -125,6 +125,14 @@ def test_export_convert_apply(kubectl: Any) -> None:
     assert {b["group"] for r in route["spec"]["rules"] for b in r["backendRefs"]} == {
         "inference.networking.k8s.io"
     }
+    # food-review's 90/10 canary, stored as two weighted backendRefs to the GA pool with their filters
+    canary = route["spec"]["rules"][1]["backendRefs"]
+    assert [
+        (b["name"], b["weight"], b["filters"][0]["requestHeaderModifier"]["set"][0]["value"]) for b in canary
+    ] == [
+        ("vllm-llama3-8b-instruct-ga", 90, "food-review-1"),
+        ("vllm-llama3-8b-instruct-ga", 10, "food-review-2"),
+    ]
 
 
 def test_the_server_rejects_what_upstreams_conversion_would_produce(kubectl: Any) -> None:
