@@ -387,6 +387,12 @@ spec:
     assert kubectl("get", "deploy", "sim", "-n", namespace, "-o", "jsonpath={.spec.replicas}").stdout == "4"
     everything = kubectl("get", "all", "-n", namespace, "-o", "name").stdout.split()
     assert everything == ["pod/sim-0", "service/sim", "deployment.apps/sim"]
+    two_ports = deployment.split("---")[1].replace("ports: [{port: 80, targetPort: 8000}]",
+                                                  "ports: [{name: http, port: 80}, {name: https, port: 443}]")
+    kubectl("apply", "-f", "-", input=two_ports)
+    assert rows(kubectl("get", "svc", "sim", "-n", namespace).stdout)[1][4] == "80/TCP,443/TCP"
+    kubectl("apply", "-f", "-", input=two_ports.replace(", {name: https, port: 443}", ""))
+    assert rows(kubectl("get", "svc", "sim", "-n", namespace).stdout)[1][4] == "80/TCP"
     cm = kubectl("create", "configmap", "settings", "-n", namespace, "--from-literal=mode=fast")
     assert cm.stdout.strip() == "configmap/settings created"
     assert rows(kubectl("get", "cm", "settings", "-n", namespace).stdout)[1][:2] == ["settings", "1"]

@@ -180,3 +180,9 @@ def test_protobuf_unknown_fields_are_refused_not_dropped() -> None:
     deployment = protobuf.decode(protobuf.MAGIC + _field(1, _field(1, "apps/v1") + _field(2, "Deployment"))
                                  + _field(2, _field(1, _field(1, "d")) + _field(2, spec)))
     assert deployment["spec"] == {"replicas": 0, "template": {"metadata": {"name": "app"}}}
+
+
+def test_strategic_merge_patch_deletes_list_elements_by_key() -> None:
+    service = {"spec": {"ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]}}
+    patch = {"spec": {"$setElementOrder/ports": [{"port": 80}], "ports": [{"$patch": "delete", "port": 443}]}}
+    assert strategic_merge_patch(service, patch) == {"spec": {"ports": [{"name": "http", "port": 80}]}}

@@ -143,7 +143,9 @@ _MERGE_KEYS: dict[str, tuple[str, ...]] = {
 _PRIMITIVE_MERGE = {"finalizers"}
 
 
-def _merge_key(field_name: str, items: list[Any]) -> str | None:
+def _merge_key(field_name: str, patch_items: list[Any], current_items: list[Any]) -> str | None:
+    """The merge key of a list of maps: the first candidate every element (patch and live) has."""
+    items = [*patch_items, *current_items]
     for key in _MERGE_KEYS.get(field_name, ()):
         if items and all(isinstance(item, dict) and key in item for item in items):
             return key
@@ -189,7 +191,7 @@ def _merge_list(field_name: str, current: Any, patch: list[Any]) -> list[Any]:
         merged = list(current)
         merged.extend(item for item in patch if item not in merged)
         return merged
-    key = _merge_key(field_name, [p for p in patch if not (isinstance(p, dict) and "$patch" in p)])
+    key = _merge_key(field_name, patch, current)
     if key is None:
         return [copy.deepcopy(item) for item in patch if not (isinstance(item, dict) and "$patch" in item)]
     result = [copy.deepcopy(item) for item in current]
