@@ -25,6 +25,16 @@ def command(state_dir: Path, host: str, port: int) -> None:
 
     from infergate.apiserver import EmbeddedAPIServer
 
+    import ipaddress
+
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        click.echo(f"warning: listening on {host}, not loopback: anyone who can reach it and has the token "
+                   "can change the stored objects", err=True)
+
     async def serve() -> None:
         server = EmbeddedAPIServer(state_dir, host, port)
         await server.start()
