@@ -21,11 +21,10 @@ def command(state_dir: Path, host: str, port: int) -> None:
     the `export KUBECONFIG=...` line. Requests without the token get 401.
     """
     import asyncio
+    import ipaddress
     import signal
 
     from infergate.apiserver import EmbeddedAPIServer
-
-    import ipaddress
 
     try:
         loopback = ipaddress.ip_address(host).is_loopback
