@@ -149,6 +149,8 @@ class Route:
     key: str  # e.g. "httproute/default/llm-route/rule/0/match/0"
     match: RouteMatch
     backends: tuple[Backend, ...]
+    # The rule's RequestHeaderModifier: applied after body-based routing and before the EPP is
+    # consulted, so the EPP sees it (x-gateway-inference-objective, x-gateway-model-name-rewrite).
     request_headers: HeaderModifier = HeaderModifier()
     response_headers: HeaderModifier = HeaderModifier()
     redirect: Redirect | None = None
