@@ -25,6 +25,7 @@ from infergate.epp.scheduling.plugins.filters import (
     LeastKvCacheFilter,
     LeastQueueFilter,
     LoraAffinityFilter,
+    LowLatencyFilter,
     LowQueueFilter,
 )
 from infergate.epp.scheduling.plugins.pickers import (
@@ -196,3 +197,32 @@ def test_valid_parameters_are_applied() -> None:
     prefix = create_plugin("prefix-cache-scorer", "p", {"hashBlockSize": 16, "maxPrefixBlocksToMatch": 4,
                                                         "lruCapacityPerServer": -1}, PluginHandle())
     assert (prefix.block_size, prefix.max_blocks, prefix.indexer.capacity) == (16, 4, 31250)  # type: ignore[attr-defined]
+
+
+def test_low_latency_decision_tree() -> None:
+    f = LowLatencyFilter("t", random.Random(0), queueing_threshold_lora=128, lora_affinity_threshold=1.0)
+    names = lambda cs: [c.endpoint.pod_name for c in cs]  # noqa: E731
+    # under the threshold: LoRA affinity first (pod-1 has the adapter), then the bands
+    cs = [cand(1, 50, 0.5, active={"sql-lora"}, max_lora=1), cand(2, 0, 0.0, active={"x"}, max_lora=1),
+          cand(3, 200, 0.0, active={"sql-lora"}, max_lora=1)]
+    assert names(f.filter({}, REQ, cs)) == ["pod-1"]  # pod-3 is over 128 and left out first
+    # nobody has the adapter or a free slot: LoRA fails, its input goes on to the bands
+    cs = [cand(1, 10, 0.9, active={"x"}, max_lora=1), cand(2, 0, 0.5, active={"y"}, max_lora=1),
+          cand(3, 1, 0.1, active={"z"}, max_lora=1)]
+    assert names(f.filter({}, REQ, cs)) == ["pod-3"]  # queue band [0, 3.3] -> 2, 3; KV band -> 3
+    # everyone over the threshold: least-queue band first, then LoRA, then KV
+    cs = [cand(1, 300, 0.1, active={"sql-lora"}, max_lora=1), cand(2, 200, 0.2, active={"x"}, max_lora=2),
+          cand(3, 200, 0.1, active={"x"}, max_lora=1)]
+    assert names(f.filter({}, REQ, cs)) == ["pod-2"]  # band -> 2, 3; LoRA: only 2 has a free slot
+
+
+def test_v030_preset() -> None:
+    from infergate.epp.scheduling import load_preset
+
+    s = load_preset("v0.3.0", seed=1)
+    profile = s.profiles["default"]
+    assert [f.name for f in profile.filters] == ["low-latency-filter"] and isinstance(profile.picker, RandomPicker)
+    cs = [cand(1, 0), cand(2, 0), cand(3, 20)]
+    picks = {s.schedule(SchedulingRequest(f"r{i}", "m", "p"), cs)[0].primary.targets[0].endpoint.pod_name
+             for i in range(50)}
+    assert picks == {"pod-1", "pod-2"}  # random among the survivors of the tree

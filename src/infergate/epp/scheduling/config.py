@@ -8,8 +8,8 @@ each profile without a picker gets the first one; scorer weight defaults to 1; e
 one profile handler; at most one picker per profile.
 
 Presets (``preset_text(name)``): ``default`` (upstream v1.0's shipped config),
-``round-robin`` and ``random`` (baselines), ``prefix-load`` (llm-d's weights 2/2/3 with
-the in-flight-aware queue scorer).
+``round-robin`` and ``random`` (baselines), ``v0.3.0`` (the pre-plugin decision tree with a
+random pick), ``prefix-load`` (llm-d's weights 2/2/3 with the in-flight-aware queue scorer).
 """
 
 from __future__ import annotations
@@ -74,6 +74,18 @@ plugins:
 schedulingProfiles:
 - name: default
   plugins:
+  - pluginRef: random-picker
+""",
+    "v0.3.0": f"""\
+apiVersion: {API_VERSION}
+kind: {KIND}
+plugins:
+- type: low-latency-filter
+- type: random-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: low-latency-filter
   - pluginRef: random-picker
 """,
     "prefix-load": f"""\

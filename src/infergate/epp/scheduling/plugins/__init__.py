@@ -11,6 +11,7 @@ from infergate.epp.scheduling.plugins.filters import (
     LeastKvCacheFilter,
     LeastQueueFilter,
     LoraAffinityFilter,
+    LowLatencyFilter,
     LowQueueFilter,
 )
 from infergate.epp.scheduling.plugins.pickers import (
@@ -42,6 +43,7 @@ PLUGIN_TYPES: dict[str, type[Any]] = {
         LeastKvCacheFilter,
         LoraAffinityFilter,
         LowQueueFilter,
+        LowLatencyFilter,
         HeaderBasedTestingFilter,
         MaxScorePicker,
         RandomPicker,

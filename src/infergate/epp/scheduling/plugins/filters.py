@@ -128,3 +128,67 @@ class HeaderBasedTestingFilter(Plugin):
                 if (c.endpoint.address == item or c.hostport == item) and c not in chosen:
                     chosen.append(c)
         return chosen
+
+
+class _Predicate:
+    """Keeps candidates with known metrics whose waiting queue is under ``threshold``."""
+
+    name = "low-queue(<threshold)"
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+
+    def filter(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[Candidate]:
+        t = self.threshold
+        return [c for c in candidates if c.metrics is not None and c.metrics.waiting_queue < t]
+
+
+class DecisionTreeNode:
+    """Upstream's ``DecisionTreeFilter``: run ``current``; on a non-empty result continue with
+    ``on_success`` (given the result), on an empty one with ``on_failure`` (given the *input*);
+    ``then`` is the next node either way when the specific branch is unset."""
+
+    def __init__(self, current: Any, on_success: DecisionTreeNode | None = None,
+                 on_failure: DecisionTreeNode | None = None, then: DecisionTreeNode | None = None) -> None:
+        self.current = current
+        self.on_success = on_success
+        self.on_failure = on_failure
+        self.then = then
+
+    def run(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[Candidate]:
+        filtered = self.current.filter(state, request, candidates)
+        if filtered:
+            nxt = self.on_success or self.then
+            return filtered if nxt is None else nxt.run(state, request, filtered)
+        nxt = self.on_failure or self.then
+        return filtered if nxt is None else nxt.run(state, request, candidates)
+
+
+class LowLatencyFilter(Plugin):
+    """Upstream's pre-plugin scheduler ("lowLatencyFilter", v0.3.0 era) as one filter: endpoints
+    with waiting queue < ``queueingThresholdLoRA`` (128) -> LoRA soft affinity -> least-queue band
+    -> least-KV band; if none is under the threshold: least-queue band -> LoRA soft affinity ->
+    least-KV band. Pair it with ``random-picker`` (the ``v0.3.0`` preset)."""
+
+    type_name = "low-latency-filter"
+
+    def __init__(self, name: str, rng: Any, queueing_threshold_lora: int = 128,
+                 lora_affinity_threshold: float = 0.999) -> None:
+        super().__init__(name)
+        lora = LoraAffinityFilter("lora-affinity-filter", rng, lora_affinity_threshold)
+        least_queue = LeastQueueFilter("least-queue-filter")
+        least_kv = LeastKvCacheFilter("least-kv-cache-filter")
+        self.tree = DecisionTreeNode(
+            _Predicate(queueing_threshold_lora),
+            on_success=DecisionTreeNode(lora, then=DecisionTreeNode(least_queue, then=DecisionTreeNode(least_kv))),
+            on_failure=DecisionTreeNode(least_queue, then=DecisionTreeNode(lora, then=DecisionTreeNode(least_kv))),
+        )
+
+    @classmethod
+    def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> LowLatencyFilter:
+        check_keys(params, ("queueingThresholdLoRA", "loraAffinityThreshold"))
+        return cls(name, handle.rng, int_param(params, "queueingThresholdLoRA", 128, minimum=0),
+                   float_param(params, "loraAffinityThreshold", 0.999, low=0.0, high=1.0))
+
+    def filter(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[Candidate]:
+        return self.tree.run(state, request, candidates)
