@@ -220,7 +220,7 @@ class Demo:
             self.console.print(f"[dim]$ helm install {POOLS[stack]} charts/inferencepool "
                                f"--set inferencePool.modelServers.matchLabels.app={SIM_APP}"
                                + (f" --set inferencePool.apiVersion={POOL_API['preview']}" if stack == "preview"
-                                  else "") + "[/]")
+                                  else "") + "[/]", soft_wrap=True)
             self.result.installed_with[stack] = "helm"
         else:
             await self.kubectl_apply(o.examples_dir / "demo" / stack / "pool.yaml")
