@@ -417,3 +417,27 @@ def test_in_process_apply(apiserver, http, namespace, reference_dir: Path) -> No
     with pytest.raises(APIError) as missing:
         apiserver.apply([{"apiVersion": "example.com/v1", "kind": "Nope", "metadata": {"name": "x"}}])
     assert missing.value.code == 404
+
+
+def test_pluggable_subresource_serves_kubectl_logs(tmp_path: Path, kubectl_bin: str) -> None:
+    import subprocess
+
+    from aiohttp import web
+
+    async def logs(request: web.Request, namespace: str | None, name: str) -> web.StreamResponse:
+        container = request.query.get("container", "")
+        return web.Response(text=f"log of {namespace}/{name} container {container}\n")
+
+    handle = EmbeddedAPIServer.run_in_thread(tmp_path / "state")
+    try:
+        assert handle.server.server is not None
+        handle.server.server.add_subresource_handler("", "pods", "log", logs)
+        handle.apply([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                       "spec": {"containers": [{"name": "main", "image": "sim"}]}}])
+        env = {"KUBECONFIG": str(handle.kubeconfig_path), "HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+        out = subprocess.run([kubectl_bin, "logs", "p"], env=env, capture_output=True, text=True, timeout=30)
+        assert out.stdout == "log of default/p container main\n", out.stderr
+        missing = subprocess.run([kubectl_bin, "logs", "nope"], env=env, capture_output=True, text=True, timeout=30)
+        assert 'pods "nope" not found' in missing.stderr
+    finally:
+        handle.stop()

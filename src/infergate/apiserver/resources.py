@@ -9,7 +9,7 @@ categories, subresources) and how it prints (printer columns, for custom resourc
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
@@ -238,6 +238,14 @@ class ResourceRegistry:
             if set(other.short_names) & set(rtype.short_names):
                 return f"short names {sorted(set(other.short_names) & set(rtype.short_names))} are already in use"
         return None
+
+    def add_subresource(self, group: str, resource: str, name: str) -> None:
+        """Serve an extra subresource (e.g. ``pods/log`` from the local runtime)."""
+        rtype = self._types.get((group, resource))
+        if rtype is None:
+            raise KeyError(f"no resource {resource} in group {group!r}")
+        self._types[(group, resource)] = replace(rtype, subresources=rtype.subresources | {name})
+        self.generation += 1
 
     def register(self, rtype: ResourceType) -> None:
         # a CRD may change its plural: drop the old entry of the same CRD

@@ -16,6 +16,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,10 @@ PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz")
 BOOKMARK_INTERVAL = 30.0
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+# (request, namespace or None, object name) -> response
+SubresourceHandler = Callable[[web.Request, str | None, str], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,7 @@ class APIServer:
         self.admission = admission or Admission()
         self.registry = ResourceRegistry()
         self.hub = WatchHub()
+        self._subresource_handlers: dict[tuple[str, str, str], SubresourceHandler] = {}
         for crd in self.store.list_objects(*CRD_GROUP_RESOURCE, ""):
             rtype = resource_type_from_crd(crd)
             if rtype.versions and self.registry.check_names(rtype) is None:
@@ -122,6 +128,16 @@ class APIServer:
                 self._commit(key, ns, "ADDED")
 
     # ------------------------------------------------------------------------ app
+
+    def add_subresource_handler(self, group: str, resource: str, name: str, handler: SubresourceHandler) -> None:
+        """Serve ``<resource>/<name>`` with ``handler(request, namespace, object name)``.
+
+        For subresources backed by something other than the store, such as ``pods/log`` of
+        the local runtime. The object must exist (404 otherwise); discovery lists the
+        subresource.
+        """
+        self.registry.add_subresource(group, resource, name)
+        self._subresource_handlers[(group, resource, name)] = handler
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth_middleware], client_max_size=16 * 1024 * 1024)
@@ -246,6 +262,10 @@ class APIServer:
             if method == "DELETE":
                 return self._delete_collection(request, target, dry_run)
             raise APIError(405, "MethodNotAllowed", f"the server does not allow the method {method} here")
+        handler = self._subresource_handlers.get((target.rtype.group, target.rtype.resource, target.subresource or ""))
+        if handler is not None:
+            self._get(target)  # 404 when the object does not exist
+            return await handler(request, target.namespace, target.name or "")
         if target.subresource == "scale":
             return await self._scale(request, target, dry_run)
         if method == "GET":
