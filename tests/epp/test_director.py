@@ -288,6 +288,10 @@ async def test_inflight_accounting_usage_and_metrics() -> None:
     assert value("inference_model_request_duration_seconds", "_count") == 2
     assert value("inference_model_running_requests", model_name="m") == 0
     assert value("inference_extension_scheduler_e2e_duration_seconds", "_count") == 3
+    for point, plugin_type in [("Scorer", "queue-scorer"), ("Scorer", "prefix-cache-scorer"),
+                               ("Picker", "max-score-picker"), ("PreRequest", "prefix-cache-scorer")]:
+        assert value("inference_extension_plugin_duration_seconds", "_count", extension_point=point,
+                     plugin_type=plugin_type, plugin_name=plugin_type) == 3
     assert value("inference_pool_ready_pods", name="pool") == 3
     assert value("inference_pool_average_queue_size", name="pool") == 0
     assert value("inference_extension_prefix_indexer_size") == 0  # "hello" is shorter than one block

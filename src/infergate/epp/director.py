@@ -102,6 +102,8 @@ class EppDirector:
         self._known_endpoints: set[str] = set()
         if scheduler.on_duration is None:
             scheduler.on_duration = self.metrics.scheduler_e2e.observe
+        if scheduler.timer is None:
+            scheduler.instrument(self.metrics.plugin_timer())
         store.subscribe(self._on_scrape)
         datastore.subscribe(self._on_datastore_change)
         self._on_datastore_change()

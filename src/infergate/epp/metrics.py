@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -76,6 +77,7 @@ class EppMetrics:
         self.output_tokens = Histogram("inference_model_output_tokens", "Inference model output token count distribution for requests in each model.", model, buckets=TOKEN_BUCKETS, registry=r)
         self.running_requests = Gauge("inference_model_running_requests", "Inference model number of running requests in each model.", ["model_name"], registry=r)
         self.scheduler_e2e = Histogram("inference_extension_scheduler_e2e_duration_seconds", "Scheduling latency distribution in seconds.", buckets=SCHEDULER_BUCKETS, registry=r)
+        self.plugin_duration = Histogram("inference_extension_plugin_duration_seconds", "Plugin processing latency distribution in seconds for each extension point, plugin type and plugin name.", ["extension_point", "plugin_type", "plugin_name"], buckets=SCHEDULER_BUCKETS, registry=r)
         self.prefix_indexer_size = Gauge("inference_extension_prefix_indexer_size", "Size of the prefix indexer.", registry=r)
         self.prefix_hit_ratio = Histogram("inference_extension_prefix_indexer_hit_ratio", "Ratio of prefix length matched to total prefix length in the cache lookup.", buckets=RATIO_BUCKETS, registry=r)
         self.prefix_hit_bytes = Histogram("inference_extension_prefix_indexer_hit_bytes", "Length of the prefix match in number of bytes in the cache lookup.", buckets=REQUEST_SIZE_BUCKETS, registry=r)
@@ -85,6 +87,22 @@ class EppMetrics:
 
         info.labels(commit="", build_ref=f"infergate-{__version__}").set(1)
         self._pool_collector: _PoolCollector | None = None
+
+    def plugin_timer(self) -> Callable[[str, Any, float], None]:
+        """A ``Scheduler.instrument`` timer feeding ``inference_extension_plugin_duration_seconds``
+        (label children cached per plugin, so a call costs one dict lookup and one observe)."""
+        children: dict[tuple[str, int], Any] = {}
+        histogram = self.plugin_duration
+
+        def timer(point: str, plugin: Any, seconds: float) -> None:
+            key = (point, id(plugin))
+            child = children.get(key)
+            if child is None:
+                child = children[key] = histogram.labels(point, getattr(plugin, "type_name", type(plugin).__name__),
+                                                         getattr(plugin, "name", ""))
+            child.observe(seconds)
+
+        return timer
 
     def set_pool_snapshot(self, snapshot: Callable[[], PoolSnapshot | None]) -> None:
         if self._pool_collector is not None:

@@ -129,23 +129,36 @@ class WeightedScorer:
     weight: int
 
 
+# (extension point, plugin, seconds): upstream's inference_extension_plugin_duration_seconds
+PluginTimer = Callable[[str, Any, float], None]
+
+
 @dataclass
 class SchedulerProfile:
     name: str
     filters: list[Filter] = field(default_factory=list)
     scorers: list[WeightedScorer] = field(default_factory=list)
     picker: Picker | None = None
+    timer: PluginTimer | None = None
 
     def run(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> ProfileResult:
+        timer = self.timer
+        clock = time.perf_counter
         for flt in self.filters:
+            started = clock()
             candidates = flt.filter(state, request, candidates)
+            if timer is not None:
+                timer("Filter", flt, clock() - started)
             if not candidates:
                 raise SchedulingError(f"no pods available for the given request (after filter {flt.name})")
         n = len(candidates)
         totals = [0.0] * n
         for weighted in self.scorers:
             weight = weighted.weight
+            started = clock()
             scores = weighted.scorer.score(state, request, candidates)
+            if timer is not None:
+                timer("Scorer", weighted.scorer, clock() - started)
             for i in range(n):
                 s = scores[i]
                 if s > 1.0:
@@ -155,7 +168,10 @@ class SchedulerProfile:
                 totals[i] += s * weight
         if self.picker is None:
             raise SchedulingError(f"profile {self.name} has no picker")
+        started = clock()
         targets = self.picker.pick(state, request, candidates, totals)
+        if timer is not None:
+            timer("Picker", self.picker, clock() - started)
         if not targets:
             raise SchedulingError("no pods available for the given request (picker chose none)")
         return ProfileResult(targets)
@@ -185,6 +201,7 @@ class Scheduler:
         self.pre_request_plugins = list(pre_request)
         self.plugins = dict(plugins or {})
         self.on_duration = on_duration
+        self.timer: PluginTimer | None = None
 
     def schedule(self, request: SchedulingRequest, candidates: list[Candidate],
                  state: CycleState | None = None) -> tuple[SchedulingResult, CycleState]:
@@ -213,6 +230,18 @@ class Scheduler:
             if self.on_duration is not None:
                 self.on_duration(time.perf_counter() - started)
 
+    def instrument(self, timer: PluginTimer) -> None:
+        """Report every plugin call's duration (extension points Filter, Scorer, Picker, PreRequest)."""
+        self.timer = timer
+        for profile in self.profiles.values():
+            profile.timer = timer
+
     def pre_request(self, state: CycleState, request: SchedulingRequest, result: SchedulingResult) -> None:
+        timer = self.timer
         for plugin in self.pre_request_plugins:
-            plugin.pre_request(state, request, result)
+            if timer is None:
+                plugin.pre_request(state, request, result)
+            else:
+                started = time.perf_counter()
+                plugin.pre_request(state, request, result)
+                timer("PreRequest", plugin, time.perf_counter() - started)
