@@ -200,3 +200,57 @@ async def test_other_deployments_stay_stored_objects(cluster: Cluster) -> None:
     stored = await client.get(f"{DEPLOY}/vllm-real")
     assert stored is not None and not (stored.get("status") or {}).get("readyReplicas")
     await client.delete(f"{DEPLOY}/vllm-real")
+
+
+@LOOP
+async def test_template_change_rolls_out_new_pods_before_removing_old(cluster: Cluster, repo_root: Path) -> None:
+    client = cluster[2]
+    await client.create(DEPLOY, sim_deployment(repo_root, "sim-c", 1))
+    (first,) = await wait_pods(client, "sim-c", 1)
+    old_hash = first["metadata"]["labels"]["pod-template-hash"]
+    deployment = await client.get(f"{DEPLOY}/sim-c")
+    assert deployment is not None
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"] + ["--seed=7"]
+    await client.merge_patch(f"{DEPLOY}/sim-c", {"spec": {"template": {"spec": {"containers": [
+        {**deployment["spec"]["template"]["spec"]["containers"][0], "args": args}]}}}})
+    deadline = asyncio.get_running_loop().time() + 40
+    ready_counts: list[int] = []
+    pods: list[dict[str, Any]] = []
+    while asyncio.get_running_loop().time() < deadline:
+        pods = await pods_of(client, "sim-c")
+        ready_counts.append(sum(is_ready(p) for p in pods))
+        if len(pods) == 1 and pods[0]["metadata"]["labels"]["pod-template-hash"] != old_hash and is_ready(pods[0]):
+            break
+        await asyncio.sleep(0.1)
+    (new,) = pods
+    assert new["metadata"]["labels"]["pod-template-hash"] != old_hash and is_ready(new)
+    assert min(ready_counts) >= 1, ready_counts  # never without a Ready pod during the rollout
+    assert max(ready_counts) == 2, ready_counts  # the new pod was Ready before the old one went
+    assert await pod_answers(new["status"]["podIP"]) == new["metadata"]["name"]
+    for _ in range(40):  # the old ReplicaSet goes too
+        listing = await client.list(resource_path("apps/v1", "replicasets", "default"))
+        names = {r["metadata"]["name"] for r in listing["items"] if r["metadata"]["name"].startswith("sim-c-")}
+        if names == {f"sim-c-{new['metadata']['labels']['pod-template-hash']}"}:
+            break
+        await asyncio.sleep(0.25)
+    assert names == {f"sim-c-{new['metadata']['labels']['pod-template-hash']}"}
+    await client.delete(f"{DEPLOY}/sim-c")
+    await wait_pods(client, "sim-c", 0, ready=False)
+
+
+@LOOP
+async def test_deleting_one_deployment_leaves_a_similarly_named_one_alone(cluster: Cluster, repo_root: Path) -> None:
+    client = cluster[2]
+    await client.create(DEPLOY, sim_deployment(repo_root, "sim-d", 1))
+    await client.create(DEPLOY, sim_deployment(repo_root, "sim-d-epp", 1))
+    (keep,) = await wait_pods(client, "sim-d-epp", 1)
+    await wait_pods(client, "sim-d", 1)
+    await client.delete(f"{DEPLOY}/sim-d")
+    await wait_pods(client, "sim-d", 0, ready=False)
+    await asyncio.sleep(1.5)
+    (still,) = await wait_pods(client, "sim-d-epp", 1)
+    assert still["metadata"]["uid"] == keep["metadata"]["uid"]
+    rs = keep["metadata"]["ownerReferences"][0]["name"]
+    assert await client.get(resource_path("apps/v1", "replicasets", "default", rs)) is not None
+    await client.delete(f"{DEPLOY}/sim-d-epp")
+    await wait_pods(client, "sim-d-epp", 0, ready=False)

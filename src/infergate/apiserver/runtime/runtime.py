@@ -111,7 +111,7 @@ class LocalRuntime:
         self.allocator = PodIPAllocator(options.pod_cidr, options.state_dir / "pod-ips.json")
         self.deployments: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, LocalPod] = {}
-        self._replicasets: set[str] = set()
+        self._replicasets: dict[str, str] = {}  # ReplicaSet key -> its Deployment's key
         self._rs_uids: dict[str, str] = {}
         self._rs_replicas: dict[str, int] = {}
         self._rs_status: dict[str, tuple[int, int]] = {}
@@ -140,7 +140,9 @@ class LocalRuntime:
         replicasets = await self.client.list("/apis/apps/v1/replicasets")
         for item in replicasets.get("items") or []:
             if (item["metadata"].get("annotations") or {}).get(RUNTIME_ANNOTATION):
-                self._replicasets.add(_key(item))
+                namespace = item["metadata"].get("namespace", "")
+                owner = item["metadata"]["annotations"].get(DEPLOYMENT_ANNOTATION, "")
+                self._replicasets[_key(item)] = f"{namespace}/{owner}"
                 self._rs_uids[_key(item)] = str(item["metadata"].get("uid", ""))
                 self._rs_replicas[_key(item)] = int((item.get("spec") or {}).get("replicas", 0))
         pods = await self.client.list("/api/v1/pods")
@@ -290,8 +292,8 @@ class LocalRuntime:
             container = local_container(template, self.options.image_prefixes)
         if deployment is None or container is None:
             await asyncio.gather(*(self._delete_pod(p) for p in mine))
-            for rs_key in [k for k in self._replicasets if k.startswith(f"{namespace}/{name}-")]:
-                self._replicasets.discard(rs_key)
+            for rs_key in [k for k, owner in self._replicasets.items() if owner == key]:
+                self._replicasets.pop(rs_key, None)
                 if deployment is None:
                     await self.client.delete(resource_path("apps/v1", "replicasets", namespace,
                                                            rs_key.split("/", 1)[1]))
@@ -306,13 +308,17 @@ class LocalRuntime:
         for _ in range(desired - len(current)):
             current.append(await self._create_pod(deployment, rs, rs_name, pod_hash, container))
         if len(current) > desired:
-            extra = sorted(current, key=lambda p: (p.ready, p.created), reverse=False)[: len(current) - desired]
+            newest_first = sorted(current, key=lambda p: p.created, reverse=True)
+            extra = sorted(newest_first, key=lambda p: p.ready)[: len(current) - desired]  # not-ready, newest first
             await asyncio.gather(*(self._delete_pod(p) for p in extra))
-        if old:
+        # A new template: the old pods go once the new ones are Ready (a surge rollout), or at
+        # once when none of the old ones is Ready anyway.
+        if old and (sum(p.ready for p in current) >= desired or not any(p.ready for p in old)):
             await asyncio.gather(*(self._delete_pod(p) for p in old))
-            for rs_key in [k for k in self._replicasets if k.startswith(f"{namespace}/{name}-")
+        if not old:
+            for rs_key in [k for k, owner in self._replicasets.items() if owner == key
                            and k != f"{namespace}/{rs_name}"]:
-                self._replicasets.discard(rs_key)
+                self._replicasets.pop(rs_key, None)
                 await self.client.delete(resource_path("apps/v1", "replicasets", namespace, rs_key.split("/", 1)[1]))
         for pod in self.pods_of(namespace, name):
             if pod.process is None:
@@ -329,7 +335,7 @@ class LocalRuntime:
             existing = await self.client.get(path)
             if existing is None:
                 existing = await self.client.create(resource_path("apps/v1", "replicasets", namespace), rs)
-            self._replicasets.add(rs_key)
+            self._replicasets[rs_key] = _key(deployment)
             self._rs_uids[rs_key] = existing["metadata"].get("uid", "")
             if int((existing.get("spec") or {}).get("replicas", -1)) != desired:
                 await self.client.merge_patch(path, {"spec": {"replicas": desired}})
@@ -497,6 +503,8 @@ class LocalRuntime:
             pod.was_ready = process.state.ready
         self._dirty.add(pod.key)
         self._wake_writer.set()
+        if process.state.ready:
+            self._enqueue(f"{pod.namespace}/{pod.deployment}")
 
     async def _status_writer(self) -> None:
         while True:
