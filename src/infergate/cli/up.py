@@ -115,6 +115,11 @@ async def _run(options: Any) -> None:
             start.result()
     except AlreadyRunning as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot start: {exc} (another server on --port {options.port}? "
+                                   "use --port 0 for a free port)") from exc
+    except TimeoutError as exc:
+        raise click.ClickException(str(exc)) from exc
     try:
         console.print(f"[green]✓[/] API server {cluster.api_url}  (state: {cluster.state_dir})")
         console.print(f"[green]✓[/] GatewayClasses: {', '.join(cluster.gateway_class_names)}  "
