@@ -51,6 +51,17 @@ def test_flags_match_upstream_defaults_and_accept_go_spelling() -> None:
     assert options.pool_namespace == "prod" and options.refresh_metrics_interval == pytest.approx(0.1)
 
 
+def test_upstream_chart_arguments_parse() -> None:
+    # what upstream v1.0's inferencepool chart passes for a Triton pool
+    params = _parse(["--pool-name", "pool", "--pool-namespace", "ns", "--zap-encoder", "json", "--config-file",
+                     __file__, "--v", "1", "--total-queued-requests-metric",
+                     "nv_trt_llm_request_metrics{request_type=waiting}", "--kv-cache-usage-percentage-metric",
+                     "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=fraction}", "--lora-info-metric", ""])
+    options = EPPOptions.from_cli(params)
+    assert options.lora_info_metric == "" and options.total_queued_requests_metric.startswith("nv_trt_llm")
+    assert params["zap_encoder"] == "json" and params["verbosity"] == 1
+
+
 def test_flag_errors_are_clear(tmp_path: Path) -> None:
     runner = CliRunner()
     missing = runner.invoke(epp_command, [])
@@ -61,6 +72,8 @@ def test_flag_errors_are_clear(tmp_path: Path) -> None:
     assert both.exit_code == 2 and "mutually exclusive" in both.output
     group = runner.invoke(epp_command, ["--pool-name", "p", "--pool-group", "example.com"])
     assert group.exit_code == 2 and "--pool-group" in group.output
+    spec = runner.invoke(epp_command, ["--pool-name", "p", "--total-queued-requests-metric", "queue{broken"])
+    assert spec.exit_code == 2 and "--total-queued-requests-metric" in spec.output
 
 
 async def test_runner_serves_health_metrics_and_tls(tmp_path: Path) -> None:

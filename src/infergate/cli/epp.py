@@ -26,10 +26,24 @@ class GoStyleCommand(click.Command):
         return super().parse_args(ctx, rewritten)
 
 
-def configure_logging(verbosity: int) -> None:
-    """Upstream's ``--v``: 2 default (info), 3 verbose, 4 debug, 5 trace."""
+class _JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        entry = {"ts": record.created, "level": record.levelname.lower(), "logger": record.name,
+                 "msg": record.getMessage()}
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(verbosity: int, encoder: str = "console") -> None:
+    """Upstream's ``--v``: 2 default (info), 3 verbose, 4 debug, 5 trace; ``--zap-encoder``."""
     level = logging.DEBUG if verbosity >= 4 else logging.INFO if verbosity >= 1 else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if encoder == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(_JSONFormatter())
     if verbosity < 5:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
@@ -104,6 +118,22 @@ DURATION = DurationType()
 @click.option("--model-server-protocol", type=click.Choice(["vllm", "sglang", "triton-tensorrt-llm"]),
               default="vllm", show_default=True,
               help="Metric names of the model servers (Model Server Protocol mapping).")
+@click.option("--total-queued-requests-metric", default=None,
+              help="Metric spec (name or name{label=value,...}) of the waiting queue; default from "
+                   "--model-server-protocol (vllm:num_requests_waiting).")
+@click.option("--kv-cache-usage-percentage-metric", default=None,
+              help="Metric spec of the KV-cache use (0..1); default from --model-server-protocol.")
+@click.option("--lora-info-metric", default=None,
+              help="Metric spec of the LoRA adapters gauge (vllm:lora_requests_info); \"\" disables LoRA scraping.")
+@click.option("--model-server-metrics-port", type=int, default=0, show_default=True,
+              help="Port of the model servers' /metrics (0: the pool's target port).")
+@click.option("--model-server-metrics-path", default="/metrics", show_default=True)
+@click.option("--model-server-metrics-scheme", type=click.Choice(["http", "https"]), default="http",
+              show_default=True, help="https scrapes skip certificate verification (upstream's default).")
+@click.option("--zap-encoder", type=click.Choice(["console", "json"]), default="console", show_default=True,
+              help="Log line format (upstream's chart passes json).")
+@click.option("--enable-pprof/--no-enable-pprof", default=True, show_default=True,
+              help="Accepted for compatibility with upstream's flags; infergate has no pprof endpoint.")
 @click.option("--flow-control/--no-flow-control", default=False, show_default=True,
               help="infergate's flow control: when the pool is saturated, queue requests by priority "
                    "instead of upstream's behaviour (admit priority >= 0, shed priority < 0 with 429). "
@@ -141,7 +171,15 @@ def command(**options: Any) -> None:
     """
     if options["config_file"] and options["config_text"]:
         raise click.UsageError("--config-file and --config-text are mutually exclusive")
-    configure_logging(options["verbosity"])
+    from infergate.epp.model_server_protocol import MetricSpecError, parse_metric_spec
+
+    for flag in ("total_queued_requests_metric", "kv_cache_usage_percentage_metric", "lora_info_metric"):
+        if options[flag]:
+            try:
+                parse_metric_spec(options[flag])
+            except MetricSpecError as exc:
+                raise click.BadParameter(str(exc), param_hint="--" + flag.replace("_", "-")) from None
+    configure_logging(options["verbosity"], options["zap_encoder"])
 
     import uvloop
 

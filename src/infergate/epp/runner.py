@@ -48,6 +48,12 @@ class EPPOptions:
     static_file: str | None = None
     kubeconfig: str | None = None
     model_server_protocol: str = "vllm"
+    total_queued_requests_metric: str | None = None
+    kv_cache_usage_percentage_metric: str | None = None
+    lora_info_metric: str | None = None  # "" disables LoRA scraping
+    model_server_metrics_port: int = 0
+    model_server_metrics_path: str = "/metrics"
+    model_server_metrics_scheme: str = "http"
     error_body: str = "json"
     health_checking: bool = False
     secure_serving: bool = False
@@ -117,8 +123,14 @@ class EPPRunner:
         scheduler = load_config_text(config_yaml, seed=opts.seed)
         datastore = Datastore()
         store = MetricsStore(staleness_threshold=opts.metrics_staleness_threshold)
-        scraper = MetricsScraper(datastore, store, protocol_by_name(opts.model_server_protocol),
-                                 refresh_interval=opts.refresh_metrics_interval)
+        protocol = protocol_by_name(opts.model_server_protocol).with_overrides(
+            waiting_queue=opts.total_queued_requests_metric,
+            kv_cache_usage=opts.kv_cache_usage_percentage_metric,
+            lora_info=opts.lora_info_metric,
+        )
+        scraper = MetricsScraper(datastore, store, protocol, refresh_interval=opts.refresh_metrics_interval,
+                                 path=opts.model_server_metrics_path, scheme=opts.model_server_metrics_scheme,
+                                 metrics_port=opts.model_server_metrics_port)
         metrics = EppMetrics()
         config = DirectorConfig(
             flow_control=FlowControlConfig(enabled=opts.flow_control, max_queued=opts.flow_control_max_queued,
