@@ -211,7 +211,8 @@ async def test_preview_pool_and_inference_models_against_embedded_apiserver(apis
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
     ns = f"epp-{uuid.uuid4().hex[:6]}"
-    await asyncio.to_thread(core.create_namespace, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    namespace: Any = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+    await asyncio.to_thread(core.create_namespace, namespace)
     pool = {"apiVersion": f"{PREVIEW_GROUP}/v1alpha2", "kind": "InferencePool",
             "metadata": {"name": "old-pool", "namespace": ns},
             "spec": {"selector": {"app": "vllm"}, "targetPortNumber": 8000, "extensionRef": {"name": "epp"}}}
