@@ -446,3 +446,20 @@ async def test_reset_after_response_headers_counts_as_completed_when_the_body_is
         await asyncio.sleep(0.01)
     assert director.done == [("n1", True)]
     assert director.real.inflight(director.decisions[0].endpoint) == 0
+
+
+async def test_duplex_request_ending_with_trailers_is_routed_at_the_trailers(
+    stub: pb_grpc.ExternalProcessorStub, director: RecordingDirector
+) -> None:
+    call = stub.Process()
+    await call.write(headers_message({"x-request-id": "t1"}, config=DUPLEX))
+    await call.write(body_message(completion(), eos=False))
+    await call.write(pb.ProcessingRequest(request_trailers=pb.HttpTrailers()))
+    first = await call.read()
+    assert "x-gateway-destination-endpoint" in set_headers(first.request_headers.response)
+    chunk = (await call.read()).request_body.response.body_mutation.streamed_response
+    assert chunk.body == completion() and not chunk.end_of_stream  # the trailers end the request
+    assert (await call.read()).WhichOneof("response") == "request_trailers"
+    await call.done_writing()
+    assert await call.code() == grpc.StatusCode.OK
+    assert director.done == [("t1", True)]
