@@ -218,6 +218,8 @@ def test_output_formats_and_label_selectors(upstream_crds, kubectl, namespace) -
     assert labels[0] == ["NAME", "AGE", "LABELS"] and labels[1][2] == "team=red"
     everywhere = rows(kubectl("get", "infpool", "-A", "-l", "team=blue").stdout)
     assert [namespace, "b"] in [r[:2] for r in everywhere]
+    chunked = kubectl("get", "infpool", "-n", namespace, "--chunk-size=1", "-o", "name").stdout.split()
+    assert chunked == names  # kubectl followed the continue tokens
     sorted_rows = rows(kubectl("get", "infpool", "-n", namespace, "--sort-by=.metadata.name").stdout)
     assert [r[0] for r in sorted_rows[1:]] == ["a", "b"]
 

@@ -146,6 +146,23 @@ def test_label_and_field_selectors(http, namespace) -> None:
     assert [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in everywhere] == [(namespace, "b")]
 
 
+def test_list_paging_with_limit_and_continue(http, namespace) -> None:
+    for i in range(5):
+        http.post(CM.format(ns=namespace), json=configmap(f"page-{i}"))
+    seen: list[str] = []
+    params = {"limit": "2"}
+    for _ in range(5):
+        page = http.get(CM.format(ns=namespace), params=params).json()
+        seen.extend(i["metadata"]["name"] for i in page["items"])
+        token = page["metadata"].get("continue")
+        if not token:
+            break
+        assert page["metadata"]["remainingItemCount"] == 5 - len(seen)
+        params = {"limit": "2", "continue": token}
+    assert seen == [f"page-{i}" for i in range(5)]
+    assert http.get(CM.format(ns=namespace), params={"continue": "garbage"}).status_code == 400
+
+
 def test_json_patch_and_strategic_merge_patch(http, namespace) -> None:
     http.post(CM.format(ns=namespace), json=configmap("p", {"a": "1"}))
     patched = http.patch(f"{CM.format(ns=namespace)}/p", headers={"Content-Type": "application/json-patch+json"},

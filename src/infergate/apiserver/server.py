@@ -9,6 +9,7 @@ the state it starts from (no event can slip between them).
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import hmac
 import json
@@ -351,10 +352,41 @@ class APIServer:
         items = [self._external(target, o) for o in self.store.list_objects(rtype.group, rtype.resource, target.namespace)
                  if labels(o) and fields(o)]
         rv = str(self.store.resource_version)
+        list_meta: dict[str, Any] = {"resourceVersion": rv}
+        items, list_meta = self._page(request, items, list_meta)
         if "as=Table" in request.headers.get("Accept", ""):
-            return _json(to_table(rtype, target.version, items, rv, request.query.get("includeObject", "Metadata")))
+            table = to_table(rtype, target.version, items, rv, request.query.get("includeObject", "Metadata"))
+            table["metadata"] = list_meta
+            return _json(table)
         return _json({"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version(target.version),
-                      "metadata": {"resourceVersion": rv}, "items": items})
+                      "metadata": list_meta, "items": items})
+
+    @staticmethod
+    def _page(request: web.Request, items: list[dict[str, Any]], list_meta: dict[str, Any]
+              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """``limit``/``continue`` paging over (namespace, name) order.
+
+        Pages are read from the current state, not from a snapshot at the first page's
+        resourceVersion (a real server answers from its watch cache).
+        """
+        def position(obj: dict[str, Any]) -> list[str]:
+            return [_meta(obj).get("namespace", ""), _meta(obj).get("name", "")]
+
+        token = request.query.get("continue", "")
+        if token:
+            try:
+                after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise bad_request(f"invalid continue token: {exc}") from exc
+            items = [o for o in items if position(o) > after]
+        limit = request.query.get("limit", "")
+        if limit.isdigit() and 0 < int(limit) < len(items):
+            rest = len(items) - int(limit)
+            items = items[:int(limit)]
+            next_token = {"after": position(items[-1]), "rv": list_meta["resourceVersion"]}
+            list_meta = {**list_meta, "continue": base64.urlsafe_b64encode(json.dumps(next_token).encode()).decode(),
+                         "remainingItemCount": rest}
+        return items, list_meta
 
     # ------------------------------------------------------------------- writing
 
