@@ -40,7 +40,7 @@ def run_demo(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str, Path, str
     assert requests[0]["pod"] in proc.stderr
     assert "stopped; no process left running" in proc.stderr
     assert processes_mentioning(str(state.resolve())) == []
-    assert processes_mentioning(f"--address={pods.rsplit('.', 1)[0]}.") == []
+    assert processes_mentioning(f"POD_IP={pods.rsplit('.', 1)[0]}.") == []  # no simulator or EPP left
     return result, proc.stderr, state, pods
 
 
