@@ -48,8 +48,19 @@ def default_pod(obj: dict[str, Any]) -> None:
 
 
 def default_workload(obj: dict[str, Any]) -> None:
-    """Deployments, ReplicaSets, StatefulSets: ``spec.replicas`` defaults to 1."""
-    obj.setdefault("spec", {}).setdefault("replicas", 1)
+    """Deployments, ReplicaSets, StatefulSets: ``spec.replicas`` defaults to 1; Deployments
+    also get the rollout defaults (RollingUpdate 25%/25%, 10 revisions, 600 s deadline)."""
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    if obj.get("kind") == "Deployment":
+        strategy = spec.setdefault("strategy", {})
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            rolling = strategy.setdefault("rollingUpdate", {})
+            rolling.setdefault("maxUnavailable", "25%")
+            rolling.setdefault("maxSurge", "25%")
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
 
 
 def apply_schema_defaults(value: Any, schema: dict[str, Any]) -> Any:
