@@ -254,3 +254,38 @@ async def test_deleting_one_deployment_leaves_a_similarly_named_one_alone(cluste
     assert await client.get(resource_path("apps/v1", "replicasets", "default", rs)) is not None
     await client.delete(f"{DEPLOY}/sim-d-epp")
     await wait_pods(client, "sim-d-epp", 0, ready=False)
+
+
+@LOOP
+async def test_epp_reaches_the_api_server_through_in_cluster_config(cluster: Cluster) -> None:
+    """An EPP pod whose KUBECONFIG points nowhere still reads its pool: the runtime provides the
+    service-account token and CA the in-cluster configuration reads, and KUBERNETES_SERVICE_*.
+    Its readiness probe (grpc.health.v1, SERVING once the pool is known) proves it."""
+    from infergate.api import crds
+    from infergate.up.cluster import install_crds
+
+    client = cluster[2]
+    await install_crds(client, crds.generate("ga"))
+    pool = {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool",
+            "metadata": {"name": "pool-ic", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "nothing"}}, "targetPorts": [{"number": 8000}],
+                     "endpointPickerRef": {"name": "pool-ic-epp", "port": {"number": 9002}}}}
+    await client.create(resource_path("inference.networking.k8s.io/v1", "inferencepools", "default"), pool)
+    labels = {"app": "epp-ic"}
+    epp = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "epp-ic", "labels": labels},
+           "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+               "metadata": {"labels": labels},
+               "spec": {"containers": [{
+                   "name": "epp", "image": "ghcr.io/infergate/infergate:test",
+                   "args": ["epp", "--pool-name=pool-ic", "--pool-namespace=default"],
+                   "env": [{"name": "KUBECONFIG", "value": "/nonexistent/kubeconfig"}],
+                   "readinessProbe": {"grpc": {"port": 9003, "service": "inference-extension"}}}]}}}}
+    await client.create(DEPLOY, epp)
+    try:
+        (pod,) = await wait_pods(client, "epp-ic", 1, timeout=60)
+        async with httpx.AsyncClient(timeout=5) as http:  # it listens on its pod IP (INFERGATE_EPP_HOST)
+            metrics = await http.get(f"http://{pod['status']['podIP']}:9090/metrics")
+        assert metrics.status_code == 200
+    finally:
+        await client.delete(f"{DEPLOY}/epp-ic")
+    await wait_pods(client, "epp-ic", 0, ready=False)

@@ -142,3 +142,29 @@ def test_deployment_status_from_pods() -> None:
     assert cond["Available"]["status"] == "True" and cond["Available"]["lastTransitionTime"] == "T2"
     assert cond["Progressing"]["reason"] == "NewReplicaSetAvailable"
     assert "unavailableReplicas" not in done
+
+
+def test_entrypoint_points_in_cluster_config_at_the_service_account_dir(tmp_path: Path) -> None:
+    """In a fresh interpreter: the kubernetes client's in-cluster loader reads the pod's token/CA."""
+    import subprocess
+    import sys
+
+    (tmp_path / "token").write_text("tok-123")
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")  # read only when connecting
+    code = (
+        "import sys\n"
+        "from infergate.apiserver.runtime.entrypoint import install_service_account\n"
+        f"install_service_account({str(tmp_path)!r})\n"
+        "assert 'kubernetes' not in sys.modules\n"
+        "from kubernetes import client, config\n"
+        "import kubernetes.config.incluster_config as c\n"
+        "print(c.SERVICE_TOKEN_FILENAME)\n"
+        "config.load_incluster_config()\n"
+        "conf = client.Configuration.get_default_copy()\n"
+        "print(conf.host, conf.api_key['BearerToken'], conf.ssl_ca_cert)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [str(tmp_path / "token"),
+                                     f"https://127.0.0.1:6443 bearer tok-123 {tmp_path / 'ca.crt'}"]

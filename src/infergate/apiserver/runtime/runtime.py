@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from infergate.apiserver.runtime.addresses import DEFAULT_POD_CIDR, PodIPAllocator
 from infergate.apiserver.runtime.kube import KubeClient, KubeConfig, KubeError, resource_path
@@ -454,8 +455,23 @@ class LocalRuntime:
             mapping[str(mount["mountPath"])] = str(local)
         return mapping
 
+    def _service_account(self, pod: LocalPod) -> dict[str, str]:
+        """The kubelet's service-account volume: token, ca.crt, namespace; and the in-cluster env."""
+        config = self.client.config
+        url = urlsplit(config.server)
+        if url.scheme != "https" or not url.hostname or not config.token:
+            return {}
+        directory = self.options.state_dir / "volumes" / pod.namespace / pod.name / "serviceaccount"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "token").write_text(config.token)
+        (directory / "ca.crt").write_bytes(config.ca_pem or b"")
+        (directory / "namespace").write_text(pod.namespace)
+        return {"KUBERNETES_SERVICE_HOST": url.hostname, "KUBERNETES_SERVICE_PORT": str(url.port or 443),
+                "INFERGATE_SERVICEACCOUNT_DIR": str(directory)}
+
     def _base_env(self, pod: LocalPod) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _STRIPPED_ENV and not k.startswith("INFERGATE_")}
+        env.update(self._service_account(pod))
         env.update({"KUBECONFIG": str(self.options.kubeconfig), "POD_NAME": pod.name, "POD_NAMESPACE": pod.namespace,
                     "POD_IP": pod.ip, "HOSTNAME": pod.name, "PYTHONUNBUFFERED": "1",
                     "INFERGATE_PARENT_PID": str(os.getpid())})
