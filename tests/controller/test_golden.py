@@ -236,6 +236,15 @@ def test_backend_ref_header_filters_per_backend_same_pool_twice() -> None:
     accepted = cond(route_parent_default(result, "mirrored"), "Accepted")
     assert (accepted["status"], accepted["reason"]) == ("False", "UnsupportedValue")
     assert "backendRefs[0].filters[0].type" in accepted["message"]
+    # An ExtensionRef filter on a backendRef: that share answers 500, ResolvedRefs=False.
+    (extension,) = [r for r in listener_routes(result, "inference-gateway")["extension.example.com"]
+                    if r.key.startswith("httproute/default/extension/")]
+    assert [(b.kind, b.weight, b.invalid_status) for b in extension.backends] == [("pool", 3, 500), ("invalid", 1, 500)]
+    conditions = route_parent_default(result, "extension")
+    assert cond(conditions, "Accepted")["status"] == "True"
+    resolved = cond(conditions, "ResolvedRefs")
+    assert (resolved["status"], resolved["reason"]) == ("False", "InvalidKind")
+    assert "backendRefs[1].filters[0].extensionRef" in resolved["message"]
 
 
 def route_parent_default(result: TranslationResult, name: str) -> list[dict[str, Any]]:

@@ -127,9 +127,12 @@ def compile_route(snapshot: Snapshot, route: Resource) -> CompiledRoute:
             if issue is not None:
                 compiled.issues.append(issue)
             try:
-                backend = _backend_filters(backend, ref.get("filters") or (), bpath)
+                backend, issue = _backend_filters(backend, ref.get("filters") or (), bpath)
             except ValueError as exc:
                 compiled.unsupported = compiled.unsupported or str(exc)
+            else:
+                if issue is not None:
+                    compiled.issues.append(issue)
             backends.append(backend)
         rule.backends = tuple(backends)
         if rule.redirect is None and rule.direct_status is None and sum(b.weight for b in backends) == 0:
@@ -209,20 +212,32 @@ def _filters(rule: CompiledRule, raw_filters: Any, path: str, compiled: Compiled
 BACKEND_FILTERS = {"RequestHeaderModifier", "ResponseHeaderModifier"}
 
 
-def _backend_filters(backend: Backend, raw_filters: Any, path: str) -> Backend:
+def _backend_filters(backend: Backend, raw_filters: Any, path: str) -> tuple[Backend, Issue | None]:
     """A backendRef's own filters (``HTTPBackendRef.filters``, standard channel): header modifiers,
-    applied only to the requests this backendRef receives (request headers before its EPP)."""
+    applied only to the requests this backendRef receives (request headers before its EPP).
+
+    An ExtensionRef filter cannot be resolved: that backendRef's share answers 500 (its requests
+    must not skip the filter), the rest of the rule is served. Other filter types are
+    ``UnsupportedValue`` (``ValueError``)."""
     request, response = backend.request_headers, backend.response_headers
+    issue: Issue | None = None
     for k, raw in enumerate(raw_filters):
         kind = raw.get("type")
         if kind == "RequestHeaderModifier":
             request = _header_modifier(raw.get("requestHeaderModifier") or {})
         elif kind == "ResponseHeaderModifier":
             response = _header_modifier(raw.get("responseHeaderModifier") or {})
+        elif kind == "ExtensionRef":
+            ext = raw.get("extensionRef") or {}
+            issue = issue or Issue(c.REASON_INVALID_KIND, (
+                f"{path}.filters[{k}].extensionRef: filter {ext.get('group', '')}/{ext.get('kind', '')} "
+                f"{ext.get('name', '')} is not supported; requests for this backendRef get 500"))
         else:
             raise ValueError(f"{path}.filters[{k}].type: Unsupported value: {kind!r}: supported filters on a "
-                             f"backendRef are {', '.join(sorted(BACKEND_FILTERS))}")
-    return replace(backend, request_headers=request, response_headers=response)
+                             f"backendRef are {', '.join(sorted(BACKEND_FILTERS))} and ExtensionRef")
+    if issue is not None:
+        return Backend("invalid", backend.weight, invalid_status=500), issue
+    return replace(backend, request_headers=request, response_headers=response), None
 
 
 def _path_modifier(raw: Any, path: str, rule: CompiledRule) -> tuple[str | None, str | None]:
