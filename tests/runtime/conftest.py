@@ -30,6 +30,8 @@ async def cluster(tmp_path_factory: object) -> AsyncIterator[tuple[EmbeddedAPISe
     client = KubeClient.from_kubeconfig(api.kubeconfig_path)
     try:
         await runtime.start()
+        assert api.server is not None
+        api.server.add_subresource_handler("", "pods", "log", runtime.log_server())
         await client.open()
         yield api, runtime, client
     finally:

@@ -81,6 +81,12 @@ async def pod_answers(ip: str) -> str:
         return response.headers["x-inference-pod"]
 
 
+async def log_text(client: KubeClient, path: str) -> str:
+    async with client.session.get(path) as response:
+        assert response.status == 200, await response.text()
+        return await response.text()
+
+
 def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -168,6 +174,14 @@ async def test_crashed_process_restarts_and_deleted_pod_is_replaced(cluster: Clu
     assert restarted["status"]["podIP"] == pod["status"]["podIP"]  # same pod, same address
     assert local.process.state.pid != first_pid
     assert await pod_answers(pod["status"]["podIP"]) == pod["metadata"]["name"]
+    # `kubectl logs` / `--previous`: the current run's and the crashed run's output
+    logs = resource_path("v1", "pods", "default", pod["metadata"]["name"], "log")
+    current = await log_text(client, logs)
+    previous = await log_text(client, logs + "?previous=true")
+    ready_line = f"ready {pod['status']['podIP']}:8000"
+    assert current.count(ready_line) == 1 and previous.count(ready_line) == 1, (current, previous)
+    assert "infergate-runtime" not in current + previous
+    assert (await log_text(client, logs + "?tailLines=1")).strip() == current.strip().splitlines()[-1]
 
     # `kubectl delete pod`: the process stops, a new pod replaces it
     await client.delete(resource_path("v1", "pods", "default", pod["metadata"]["name"]))
@@ -199,6 +213,12 @@ async def test_other_deployments_stay_stored_objects(cluster: Cluster) -> None:
     assert runtime.pods_of("default", "vllm-real") == []
     stored = await client.get(f"{DEPLOY}/vllm-real")
     assert stored is not None and not (stored.get("status") or {}).get("readyReplicas")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stored-only"},
+           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    await client.create(resource_path("v1", "pods", "default"), pod)
+    async with client.session.get(resource_path("v1", "pods", "default", "stored-only", "log")) as response:
+        assert response.status == 400 and "not run by the local runtime" in await response.text()
+    await client.delete(resource_path("v1", "pods", "default", "stored-only"))
     await client.delete(f"{DEPLOY}/vllm-real")
 
 

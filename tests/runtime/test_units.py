@@ -168,3 +168,16 @@ def test_entrypoint_points_in_cluster_config_at_the_service_account_dir(tmp_path
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [str(tmp_path / "token"),
                                      f"https://127.0.0.1:6443 bearer tok-123 {tmp_path / 'ca.crt'}"]
+
+
+def test_log_runs_previous_tail_limit() -> None:
+    from infergate.apiserver.runtime.logs import MARKER, select, split_runs
+
+    data = MARKER + b"t0 starting\n" + b"a\nb\n" + MARKER + b"t1 starting\n" + b"c\nd\ne\n"
+    assert split_runs(data) == [b"a\nb\n", b"c\nd\ne\n"]
+    assert select(data, False, None, None) == b"c\nd\ne\n"
+    assert select(data, True, None, None) == b"a\nb\n"
+    assert select(data, False, 2, None) == b"d\ne\n"
+    assert select(data, False, 0, None) == b""
+    assert select(data, False, None, 3) == b"c\nd"
+    assert select(MARKER + b"t0\n" + b"only\n", True, None, None) == b""

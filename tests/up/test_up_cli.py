@@ -154,6 +154,7 @@ def test_up_gateway_class_gateway_pods_shutdown_restart(tmp_path: Path, kubectl_
         wide = kubectl(kubectl_bin, kubeconfig, "get", "pods", "-o", "wide")
         assert name in wide and "Running" in wide and ip in wide and "1/1" in wide
         assert httpx.get(f"http://{ip}:8000/health", timeout=5).status_code == 200
+        assert f"ready {ip}:8000" in kubectl(kubectl_bin, kubeconfig, "logs", name)  # the simulator's stdout
         helm_install_then_uninstall(helm_bin, kubectl_bin, kubeconfig, repo_root, tmp_path)
     finally:
         err = stop(proc)

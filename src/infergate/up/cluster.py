@@ -146,6 +146,8 @@ class LocalCluster:
             kubeconfig=self.kubeconfig_path, state_dir=self.state_dir / "runtime", pod_cidr=o.pod_cidr,
             image_prefixes=o.image_prefixes))
         await self.runtime.start()
+        if self.api.server is not None:  # `kubectl logs` of local pods
+            self.api.server.add_subresource_handler("", "pods", "log", self.runtime.log_server())
         self.gateway = GatewayProcess(GatewayProcessOptions(
             kubeconfig=self.kubeconfig_path, work_dir=self.state_dir / "gateway",
             log_path=self.state_dir / "logs" / "gateway.log", admin_port=o.gateway_admin_port or free_port(),

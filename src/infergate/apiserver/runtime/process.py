@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
+from infergate.apiserver.runtime.logs import MARKER
 from infergate.apiserver.runtime.probes import run_probe
 from infergate.apiserver.runtime.spec import LaunchSpec
 
@@ -124,7 +125,7 @@ class PodProcess:
     async def _run_once(self, session: aiohttp.ClientSession) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
-            log_file.write(f"--- {utc_now()} starting: infergate {' '.join(self.spec.argv)}\n".encode())
+            log_file.write(MARKER + f"{utc_now()} starting: infergate {' '.join(self.spec.argv)}\n".encode())
             log_file.flush()
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from infergate.apiserver.runtime.addresses import DEFAULT_POD_CIDR, PodIPAllocator
 from infergate.apiserver.runtime.kube import KubeClient, KubeConfig, KubeError, resource_path
+from infergate.apiserver.runtime.logs import LogServer
 from infergate.apiserver.runtime.pods import (
     DEPLOYMENT_ANNOTATION,
     HASH_LABEL,
@@ -185,6 +186,16 @@ class LocalRuntime:
         await self.client.merge_patch(resource_path("v1", "pods", pod.namespace, pod.name, "status"), patch)
 
     # -- queries (tests, `infergate up`) ----------------------------------------------------------
+
+    def log_path(self, namespace: str, name: str) -> Path | None:
+        """The log file of a pod this runtime runs, else None."""
+        if f"{namespace}/{name}" not in self.pods:
+            return None
+        return self.options.state_dir / "logs" / f"{namespace}_{name}.log"
+
+    def log_server(self) -> LogServer:
+        """The ``pods/log`` handler (``kubectl logs``) for ``APIServer.add_subresource_handler``."""
+        return LogServer(self.log_path)
 
     def pods_of(self, namespace: str, deployment: str) -> list[LocalPod]:
         return sorted((p for p in self.pods.values() if p.namespace == namespace and p.deployment == deployment),

@@ -1,0 +1,98 @@
+"""``kubectl logs`` for local pods: the ``pods/log`` subresource over the runtime's log files.
+
+Each pod's process writes stdout and stderr to ``STATE_DIR/runtime/logs/NS_POD.log``; every
+start is preceded by a marker line, so ``previous=true`` gives the run before the current
+one. Supported query parameters: ``follow``, ``tailLines``, ``limitBytes``, ``previous``,
+``container`` (a pod runs one container), ``timestamps`` (ignored: lines are as written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+
+MARKER = b"### infergate-runtime: "
+
+
+def split_runs(data: bytes) -> list[bytes]:
+    """The log of each run of the process (marker lines removed), oldest first."""
+    runs: list[bytes] = []
+    current: list[bytes] = []
+    for line in data.splitlines(keepends=True):
+        if line.startswith(MARKER):
+            runs.append(b"".join(current))
+            current = []
+        else:
+            current.append(line)
+    runs.append(b"".join(current))
+    return [r for i, r in enumerate(runs) if i > 0 or r]  # text before the first marker only if any
+
+
+def select(data: bytes, previous: bool, tail_lines: int | None, limit_bytes: int | None) -> bytes:
+    runs = split_runs(data)
+    wanted = 2 if previous else 1  # the run before the current one, or the current one
+    text = runs[-wanted] if len(runs) >= wanted else b""
+    if tail_lines is not None:
+        lines = text.splitlines(keepends=True)
+        text = b"".join(lines[-tail_lines:]) if tail_lines > 0 else b""
+    if limit_bytes is not None:
+        text = text[:limit_bytes]
+    return text
+
+
+def _status(code: int, reason: str, message: str) -> web.Response:
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, "code": code}
+    return web.Response(status=code, text=json.dumps(body), content_type="application/json")
+
+
+def _int(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    return int(value) if value not in (None, "") else None
+
+
+class LogServer:
+    """``handler(request, namespace, name)`` for ``APIServer.add_subresource_handler("", "pods", "log", ...)``."""
+
+    def __init__(self, log_path: Callable[[str, str], Path | None], poll_interval: float = 0.2) -> None:
+        self.log_path = log_path  # (namespace, pod) -> the file, or None when the runtime does not run the pod
+        self.poll_interval = poll_interval
+
+    async def __call__(self, request: web.Request, namespace: str | None, name: str) -> web.StreamResponse:
+        if request.method != "GET":
+            return _status(405, "MethodNotAllowed", "pods/log supports GET only")
+        ns = namespace or "default"
+        path = self.log_path(ns, name)
+        if path is None:
+            return _status(400, "BadRequest", f'pod "{name}" is not run by the local runtime (only Deployments of '
+                                              f"infergate's image run as local processes): no logs")
+        try:
+            tail, limit = _int(request, "tailLines"), _int(request, "limitBytes")
+        except ValueError:
+            return _status(400, "BadRequest", "tailLines and limitBytes must be integers")
+        previous = request.query.get("previous") == "true"
+        data = path.read_bytes() if path.exists() else b""
+        text = select(data, previous, tail, limit)
+        if request.query.get("follow") != "true" or previous:
+            return web.Response(body=text, content_type="text/plain")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        await response.write(text)
+        offset = len(data)
+        while self.log_path(ns, name) is not None:  # until the pod goes away or the client leaves
+            await asyncio.sleep(self.poll_interval)
+            size = path.stat().st_size if path.exists() else 0
+            if size > offset:
+                with open(path, "rb") as handle:
+                    handle.seek(offset)
+                    chunk = handle.read(size - offset)
+                offset = size
+                chunk = b"".join(line for line in chunk.splitlines(keepends=True) if not line.startswith(MARKER))
+                if chunk:
+                    await response.write(chunk)
+        await response.write_eof()
+        return response
