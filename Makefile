@@ -70,7 +70,7 @@ crds: install
 	$(BIN)/infergate crds --write config/crd
 
 golden: install
-	INFERGATE_UPDATE_GOLDEN=1 $(BIN)/pytest tests/controller tests/dataplane -k golden -q -p no:xdist
+	INFERGATE_UPDATE_GOLDEN=1 $(BIN)/pytest tests/controller tests/dataplane -k golden -q -n 0
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
