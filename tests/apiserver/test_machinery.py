@@ -447,8 +447,7 @@ def test_pluggable_subresource_serves_kubectl_logs(tmp_path: Path, kubectl_bin: 
 
     handle = EmbeddedAPIServer.run_in_thread(tmp_path / "state")
     try:
-        assert handle.server.server is not None
-        handle.server.server.add_subresource_handler("", "pods", "log", logs)
+        handle.add_subresource_handler("", "pods", "log", logs)
         handle.apply([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
                        "spec": {"containers": [{"name": "main", "image": "sim"}]}}])
         env = {"KUBECONFIG": str(handle.kubeconfig_path), "HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}

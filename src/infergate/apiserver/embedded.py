@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from infergate.apiserver.server import APIServer
+from infergate.apiserver.server import APIServer, SubresourceHandler
 from infergate.apiserver.store import Store
 from infergate.apiserver.tls import ensure_certificate, server_context
 from infergate.apiserver.validation import Admission
@@ -204,6 +204,15 @@ class ThreadedAPIServer:
         """Server-side apply objects (dicts or multi-document YAML) on the server's thread."""
         future = asyncio.run_coroutine_threadsafe(self.server.apply(objects, field_manager), self._loop)
         return future.result(timeout)
+
+    def add_subresource_handler(self, group: str, resource: str, name: str, handler: SubresourceHandler,
+                                timeout: float = 10.0) -> None:
+        """:meth:`APIServer.add_subresource_handler`, run on the server's thread."""
+        async def register() -> None:
+            assert self.server.server is not None
+            self.server.server.add_subresource_handler(group, resource, name, handler)
+
+        asyncio.run_coroutine_threadsafe(register(), self._loop).result(timeout)
 
     def apply_files(self, *paths: Path | str, field_manager: str = "infergate") -> list[dict[str, Any]]:
         return self.apply("\n---\n".join(Path(p).read_text() for p in paths), field_manager)
