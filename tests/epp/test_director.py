@@ -185,6 +185,19 @@ async def test_model_name_rewrite() -> None:
     assert d.target_model == "rewritten"
 
 
+async def test_preview_pool_ignores_the_rewrite_header_like_v030() -> None:
+    # A migration's HTTPRoute may set x-gateway-model-name-rewrite for the GA pool's share;
+    # the preview pool must still find the InferenceModel by the body's model.
+    director, ds, store = make(PREVIEW_GROUP)
+    idle(store)
+    ds.upsert_model(InferenceModelInfo("food", "food-review", "Critical", (TargetModel("food-review-1", 1),)))
+    request = req("r", model="food-review-2", headers={"x-gateway-model-name-rewrite": "food-review-2"},
+                  body={"model": "food-review", "prompt": "p"})
+    d = await director.handle_request(request)
+    assert d.target_model == "food-review-1"
+    assert d.priority == 1
+
+
 async def test_subset_hint() -> None:
     director, _, store = make()
     idle(store)

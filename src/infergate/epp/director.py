@@ -11,7 +11,8 @@ datastore.py). Per request (gie.md §3.4):
    names an InferenceObjective (unknown/unset -> 0); preview pools: the InferenceModel for
    the body's model (none -> 404 ``BadConfiguration``, as v0.3.0), its criticality -> priority
    and its ``targetModels`` -> weighted target model (the body's model is rewritten);
-   ``x-gateway-model-name-rewrite`` -> rewrite (already applied to ``request.model``);
+   GA pools: ``x-gateway-model-name-rewrite`` -> rewrite (already applied to ``request.model``);
+   preview pools ignore that header, as v0.3.0 does;
 4. admission (flow control; off = upstream: priority < 0 while saturated -> 429);
 5. candidates = available endpoints (not failing), narrowed by the subset hint
    (present-but-empty or no match -> 503);
@@ -239,11 +240,14 @@ class EppDirector:
         priority = 0
         objective = self.datastore.objective(request.objective) if request.objective else None
         if pool.generation == "preview":
-            info = self.datastore.model(request.model)
+            # v0.3.0 knows no x-gateway-model-name-rewrite: the InferenceModel is found by the
+            # body's own model. During a zero-downtime migration one HTTPRoute rule may send
+            # traffic with that header (set for the GA pool's share) to a preview pool too.
+            info = self.datastore.model(body_model)
             if info is None:
                 raise self._reject(body_model, target, Rejection(
                     404, "BadConfiguration",
-                    f"error finding a model object in InferenceModel for input model {request.model}"))
+                    f"error finding a model object in InferenceModel for input model {body_model}"))
             target = self._pick_target(info)
             priority = self.config.criticality_priority.get(info.criticality or "Standard", 0)
         if objective is not None:
