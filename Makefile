@@ -63,8 +63,16 @@ test: lint typecheck pytest
 demo: install
 	$(BIN)/infergate demo
 
+# Benchmarks (not tests): results as markdown + PNG under bench/results/.
+# BENCH_DURATION is per profile, in seconds; the README's table comes from a 300 s run.
+BENCH_DURATION ?= 300
 bench: install
-	$(BIN)/python -m bench.run
+	mkdir -p bench/results
+	$(BIN)/python -m infergate.epp.bench_scheduler --endpoints 64 --requests 5000 --preset default \
+		| tee bench/results/scheduler-micro.txt
+	$(BIN)/python -m infergate.bench.extproc_cpu --out bench/results/extproc-cpu
+	$(BIN)/infergate bench scheduling --replicas 4 --duration $(BENCH_DURATION) \
+		--profiles default,round-robin --out bench/results/scheduling
 
 crds: install
 	$(BIN)/infergate crds --write config/crd
