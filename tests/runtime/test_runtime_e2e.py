@@ -309,3 +309,34 @@ async def test_epp_reaches_the_api_server_through_in_cluster_config(cluster: Clu
     finally:
         await client.delete(f"{DEPLOY}/epp-ic")
     await wait_pods(client, "epp-ic", 0, ready=False)
+
+
+@LOOP
+async def test_missing_configmap_key_then_created(cluster: Cluster, repo_root: Path) -> None:
+    """A container env from a missing ConfigMap: CreateContainerConfigError with the reason; once
+    the ConfigMap exists the pod starts (its value reaches the process: the x-inference-pod name)."""
+    client = cluster[2]
+    doc = sim_deployment(repo_root, "sim-e", 1)
+    container = doc["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [e for e in container["env"] if e["name"] != "POD_NAME"] + [
+        {"name": "POD_NAME", "valueFrom": {"configMapKeyRef": {"name": "sim-e-config", "key": "pod-name"}}}]
+    await client.create(DEPLOY, doc)
+    deadline = asyncio.get_running_loop().time() + 20
+    waiting: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        pods = await pods_of(client, "sim-e")
+        statuses = (pods[0].get("status") or {}).get("containerStatuses") if pods else None
+        if statuses:
+            waiting = statuses[0]["state"].get("waiting") or {}
+            if waiting:
+                break
+        await asyncio.sleep(0.2)
+    assert waiting.get("reason") == "CreateContainerConfigError", waiting
+    assert "ConfigMap 'sim-e-config' has no key 'pod-name'" in waiting["message"]
+    await client.create(resource_path("v1", "configmaps", "default"), {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "sim-e-config"},
+        "data": {"pod-name": "named-by-configmap"}})
+    (pod,) = await wait_pods(client, "sim-e", 1, timeout=30)
+    assert await pod_answers(pod["status"]["podIP"]) == "named-by-configmap"
+    await client.delete(f"{DEPLOY}/sim-e")
+    await wait_pods(client, "sim-e", 0, ready=False)
