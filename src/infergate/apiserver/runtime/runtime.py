@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,7 +37,7 @@ from infergate.apiserver.runtime.pods import (
     random_suffix,
     replica_set,
 )
-from infergate.apiserver.runtime.process import PodProcess, RestartPolicy, utc_now
+from infergate.apiserver.runtime.process import ContainerState, PodProcess, RestartPolicy, utc_now
 from infergate.apiserver.runtime.spec import (
     DEFAULT_IMAGE_PREFIXES,
     PodIdentity,
@@ -178,12 +178,13 @@ class LocalRuntime:
         await self.client.close()
 
     async def _write_stopped(self, pod: LocalPod) -> None:
-        patch = {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "RuntimeStopped",
-                                            "lastTransitionTime": utc_now()}],
-                            "containerStatuses": [{"name": pod.container.get("name", "main"), "ready": False,
-                                                   "restartCount": 0, "image": pod.container.get("image", ""),
-                                                   "imageID": "", "state": {"waiting": {"reason": "RuntimeStopped"}}}]}}
-        await self.client.merge_patch(resource_path("v1", "pods", pod.namespace, pod.name, "status"), patch)
+        """Pods stay stored while the runtime is down: not Ready, waiting ``RuntimeStopped``."""
+        base = pod.process.state if pod.process is not None else ContainerState()
+        state = replace(base, phase="Pending", running_since=None, waiting_reason="RuntimeStopped", ready=False,
+                        pid=None)
+        status = pod_status(state, pod.container, pod.ip, pod.created, utc_now())
+        await self.client.merge_patch(resource_path("v1", "pods", pod.namespace, pod.name, "status"),
+                                      {"status": status})
 
     # -- queries (tests, `infergate up`) ----------------------------------------------------------
 
