@@ -62,6 +62,7 @@ class Gates:
     attribution_floor: float = 0.10  # per-pool share within max(floor, 3 sigma)
     allow_unknown_models_served: bool = False  # a declared (not silent) acceptance of the allow-list change
     require_attribution: bool = True
+    latency_windows: int = 2  # windows in which p99 TTFT alone must fail before a rollback
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -365,6 +366,14 @@ def build_plan(
         notes.append("GA pools without a Helm release are applied as objects; their EPP Deployment/Service "
                      "is created from the preview EPP's (v1.0 flags: --pool-name, --pool-group "
                      f"{GA_GROUP}), port {DEFAULT_EPP_PORT} unless the preview pool names one")
+    rewrites = sorted({str(h.get("value")) for r in final_routes for rule in (r.get("spec") or {}).get("rules") or []
+                       for f in rule.get("filters") or [] for h in (f.get("requestHeaderModifier") or {}).get("set") or []
+                       if str(h.get("name", "")).lower() == "x-gateway-model-name-rewrite"})
+    if rewrites and options.path == "zero-downtime":
+        notes.append("while the weights shift, rules that set x-gateway-model-name-rewrite (to "
+                     + ", ".join(rewrites) + ") also send traffic to the preview pool: a v0.3.0 EPP ignores the "
+                     "header (it rewrites from its InferenceModel), an EPP that applies it for a preview pool would "
+                     "look up the rewritten name and answer 404 (the analysis at weight 0 catches that)")
     return Plan(
         path=options.path, namespace=namespace, route=route_name, pools=tuple(pool_plans),
         original_route=original, final_routes=final_routes, objectives=objectives,

@@ -125,13 +125,16 @@ class Migrator:
 
     # -- entry points --------------------------------------------------------------------------
 
-    async def run(self, plan: Plan | Callable[[], Plan]) -> RunResult:
-        """Run (or resume) the migration of ``plan``'s route. ``plan`` may be a factory: it is
-        only called when no state exists yet."""
-        existing = None
+    async def run(self, plan: Plan | Callable[[], Plan], *, namespace: str | None = None,
+                  route: str | None = None) -> RunResult:
+        """Run (or resume) the migration of ``plan``'s route. ``plan`` may be a factory, called only
+        when no state is recorded for ``namespace``/``route`` (a finished migration has nothing
+        left to plan from)."""
+        state = None
         if not callable(plan):
-            existing = self.store.load(plan.namespace, plan.route)
-        state = existing
+            state = self.store.load(plan.namespace, plan.route)
+        elif namespace is not None and route is not None:
+            state = self.store.load(namespace, route)
         if state is None:
             concrete = plan() if callable(plan) else plan
             state = self.store.load(concrete.namespace, concrete.route) or MigrationState(concrete)
@@ -380,12 +383,20 @@ class Migrator:
         if bad:
             return _Outcome(state, "fail", "; ".join(f"{c.name}: {c.detail}" for c in bad))
         await asyncio.sleep(self.options.analysis_delay_s)
-        window = await self._measure(plan)
         baseline = Baseline.from_dict(state.baseline) if state.baseline else None
-        if window is None:
-            gates: list[GateResult] = [GateResult("traffic", "paused", "no gateway address (--gateway-url)")]
-        else:
+        gates: list[GateResult] = []
+        for attempt in range(plan.gates.latency_windows):
+            window = await self._measure(plan)
+            if window is None:
+                gates = [GateResult("traffic", "paused", "no gateway address (--gateway-url)")]
+                break
             gates = analyse(window, baseline, step.ga_weight, [(p.preview, p.ga) for p in plan.pools], plan.gates)
+            failed = {g.gate for g in gates if g.verdict == "fail"}
+            if failed != {"p99-ttft"}:
+                break
+            # latency alone: confirm with another window before rolling back (a p99 of a few dozen
+            # probes is noisy), as Flagger counts failed checks against a threshold
+            self.progress(f"  p99-ttft failed in window {attempt + 1}; measuring again")
         result.gates = [{"weight": step.ga_weight, **g.to_dict()} for g in gates]
         verdict = overall(gates)
         detail = "; ".join(f"{g.gate} {g.verdict}: {g.detail}" for g in gates)

@@ -88,11 +88,16 @@ def status_checks(cluster: Cluster, namespace: str, route_names: Sequence[str]) 
             continue
         status = pool_obj.get("status") or {}
         parents = status.get("parent") if resource is PREVIEW_POOLS else status.get("parents")
-        accepted = [condition(p.get("conditions"), "Accepted") for p in parents or []
-                    if (p.get("parentRef") or {}).get("kind") != "Status"]
+        real = [p for p in parents or [] if (p.get("parentRef") or {}).get("kind") != "Status"]
+        accepted = [condition(p.get("conditions"), "Accepted") for p in real]
         ok = bool(accepted) and all(c is not None and c.get("status") == "True" for c in accepted)
         checks.append(Check(f"InferencePool {resource.qualified}/{name} Accepted", ok,
                             ", ".join(_cond_text(c) for c in accepted) or "no parent status"))
+        resolved = [condition(p.get("conditions"), "ResolvedRefs") for p in real]
+        if any(c is not None for c in resolved):  # the EPP reference (written by gateways that check it)
+            checks.append(Check(f"InferencePool {resource.qualified}/{name} ResolvedRefs",
+                                all(c is not None and c.get("status") == "True" for c in resolved),
+                                ", ".join(_cond_text(c) for c in resolved)))
     return checks
 
 

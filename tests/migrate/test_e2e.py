@@ -1,0 +1,322 @@
+"""End to end: the zero-downtime and the simple path on infergate's own control plane with
+every real piece: the embedded API server, the real kubectl, `infergate gateway --kubeconfig`
+(controller + xDS + Envoy), `infergate epp --kubeconfig` processes, simulator replicas, under
+a continuous streaming load.
+
+Starting point (the source document's): a v0.3.0 stack — preview pool on two simulator pods,
+its EPP, InferenceModels base-model (Critical) and food-review (Standard, the LoRA
+food-review), HTTPRoute llm-route. `infergate up` and its pod runtime are not
+there yet, so the test plays the runtime's part: when the migration creates the GA EPP
+Deployment, it starts an `infergate epp` process with that Deployment's flags, points the
+EPP Service at it (an EndpointSlice) and marks the Deployment ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
+from infergate.bench.topology import ManagedProcess, PortPool, python_argv
+from infergate.migrate.cluster import ClusterTarget, KubeCluster
+from infergate.migrate.discover import plan_from_cluster
+from infergate.migrate.plan import Gates, PlanOptions
+from infergate.migrate.resources import (
+    CRDS,
+    DEPLOYMENTS,
+    GA_POOLS,
+    GATEWAYS,
+    HTTPROUTES,
+    NAMESPACES,
+    PODS,
+    PREVIEW_POOLS,
+    SERVICES,
+    Resource,
+)
+from infergate.migrate.runner import Migrator, RunOptions
+from infergate.sim import SimCluster, SimConfig
+from infergate.util.net import random_loopback_block
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("migrate-e2e"), pytest.mark.timeout(600)]
+LOOP = pytest.mark.asyncio(loop_scope="function")
+REPO = Path(__file__).resolve().parents[2]
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+PREVIEW, GA = "vllm-llama3-8b-instruct-preview", "vllm-llama3-8b-instruct-ga"
+X = "inference.networking.x-k8s.io"
+SLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
+
+
+def flag(args: list[str], name: str) -> str:
+    for i, arg in enumerate(args):
+        if arg.lstrip("-") == name and i + 1 < len(args):
+            return args[i + 1]
+    raise KeyError(name)
+
+
+@dataclass
+class Stack:
+    work: Path
+    api: ThreadedAPIServer
+    cluster: KubeCluster
+    ns: str
+    ports: PortPool
+    sims: SimCluster
+    gateway_url: str
+    metrics: dict[str, str]  # pool -> EPP /metrics URL
+    processes: list[ManagedProcess] = field(default_factory=list)
+    fault: str | None = None  # "broken-pool": the GA EPP Service is missing
+
+    def slice_for(self, service: str, port: int) -> None:
+        self.cluster.apply(SLICES, {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{service}-1", "namespace": self.ns, "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+            "ports": [{"name": "grpc-ext-proc", "port": port, "protocol": "TCP"}]})
+
+    async def start_epp(self, pool: str, group: str, metrics_port: int) -> None:
+        grpc = self.ports()
+        epp = ManagedProcess(python_argv(
+            "epp", "--pool-name", pool, "--pool-namespace", self.ns, "--pool-group", group,
+            "--kubeconfig", str(self.api.kubeconfig_path), "--host", "127.0.0.1", "--grpc-port", str(grpc),
+            "--grpc-health-port", str(self.ports()), "--metrics-port", str(metrics_port)),
+            name=f"epp-{pool}", log_path=self.work / f"epp-{pool}.log")
+        await epp.start()
+        self.processes.append(epp)
+        await epp.read_ready_line("ready", 60)
+        self.slice_for(f"{pool}-epp", grpc)
+
+    async def runtime(self, ga_metrics_port: int) -> None:
+        """The pod runtime's part for the GA EPP Deployment the migration creates."""
+        started = False
+        while True:
+            dep = self.cluster.get(DEPLOYMENTS, self.ns, f"{GA}-epp")
+            if dep is not None and not started:
+                args = [str(a) for a in dep["spec"]["template"]["spec"]["containers"][0]["args"]]
+                await self.start_epp(flag(args, "pool-name"), flag(args, "pool-group"), ga_metrics_port)
+                if self.fault == "broken-pool":
+                    self.cluster.delete(SERVICES, self.ns, f"{GA}-epp")
+                self.cluster.merge_patch_status(DEPLOYMENTS, self.ns, f"{GA}-epp", {"status": {
+                    "replicas": 1, "readyReplicas": 1, "availableReplicas": 1}})
+                started = True
+            await asyncio.sleep(0.2)
+
+
+@pytest_asyncio.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    import yaml
+
+    api = EmbeddedAPIServer.run_in_thread(tmp_path / "apiserver")
+    cluster = KubeCluster.connect(ClusterTarget(str(api.kubeconfig_path)))
+    ports = PortPool()
+    sim_port, listen = ports(), ports()
+    sims = SimCluster(SimConfig(model=LLAMA, lora_adapters=("food-review",), time_scale=100.0,
+                                mean_output_tokens=0, pod_name="vllm"), random_loopback_block(2, sim_port), sim_port)
+    processes: list[ManagedProcess] = []
+    stack: Stack | None = None
+    try:
+        for bundle in ("gateway-api.yaml", "preview.yaml"):
+            for crd in yaml.safe_load_all((REPO / "config" / "crd" / bundle).read_text()):
+                if crd:
+                    cluster.apply(CRDS, crd)
+        ns = "llm"
+        cluster.apply(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        docs = [d for d in yaml.safe_load_all((Path(__file__).parent / "testdata" / "preview-stack.yaml").read_text())]
+        cluster.apply(Resource("gateway.networking.k8s.io", "v1", "gatewayclasses", "GatewayClass", False), {
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "infergate"},
+            "spec": {"controllerName": "infergate.io/gateway-controller"}})
+        for doc in docs:
+            doc["metadata"]["namespace"] = ns
+            if doc["kind"] == "Gateway":
+                doc["spec"]["listeners"][0]["port"] = listen
+            if doc["kind"] == "InferencePool":
+                doc["spec"]["targetPortNumber"] = sim_port
+            if doc["kind"] == "InferenceModel":
+                # no targetModels rewrite here: infergate's EPP applies x-gateway-model-name-rewrite also for
+                # a preview pool (upstream v0.3.0 ignores it), so the weighted route's rewrite header would
+                # change what the preview pool serves (reported; the plan warns about it)
+                doc["spec"].pop("targetModels", None)
+            resource = {"Gateway": GATEWAYS, "InferencePool": PREVIEW_POOLS, "HTTPRoute": HTTPROUTES,
+                        "Deployment": DEPLOYMENTS, "Service": SERVICES}.get(doc["kind"])
+            if resource is None:
+                from infergate.migrate.resources import resource_of
+                resource = resource_of(doc)
+            cluster.apply(resource, doc)
+        await sims.start()
+        for i, replica in enumerate(sims.replicas):
+            cluster.apply(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": f"vllm-{i}", "namespace": ns, "labels": {"app": "vllm-llama3-8b-instruct"}},
+                "spec": {"containers": [{"name": "vllm", "image": "vllm"}]}})
+            cluster.merge_patch_status(PODS, ns, f"vllm-{i}", {"status": {
+                "phase": "Running", "podIP": replica.host, "podIPs": [{"ip": replica.host}],
+                "conditions": [{"type": "Ready", "status": "True"}]}})
+        preview_metrics, ga_metrics = ports(), ports()
+        _, a, b, _ = random_loopback_block(1, listen)[0].split(".")
+        stack = Stack(tmp_path, api, cluster, ns, ports, sims, "",
+                      {PREVIEW: f"http://127.0.0.1:{preview_metrics}/metrics",
+                       GA: f"http://127.0.0.1:{ga_metrics}/metrics"}, processes)
+        await stack.start_epp(PREVIEW, X, preview_metrics)
+        gateway = ManagedProcess(python_argv(
+            "gateway", "--kubeconfig", str(api.kubeconfig_path), "--address-pool", f"127.{a}.{b}.0/24",
+            "--work-dir", str(tmp_path / "envoy"), "-v"), name="gateway", log_path=tmp_path / "gateway.log")
+        await gateway.start()
+        processes.append(gateway)
+        deadline = time.monotonic() + 60
+        last = ""
+        while True:
+            gw = cluster.get(GATEWAYS, ns, "inference-gateway") or {}
+            addresses = (gw.get("status") or {}).get("addresses")
+            if addresses:
+                stack.gateway_url = f"http://{addresses[0]['value']}:{listen}"
+                async with httpx.AsyncClient(timeout=10) as client:
+                    with contextlib.suppress(httpx.HTTPError):
+                        r = await client.post(f"{stack.gateway_url}/v1/completions",
+                                              json={"model": LLAMA, "prompt": "hi", "max_tokens": 2})
+                        if r.status_code == 200:
+                            break
+                        last = f"{r.status_code} {r.text[:300]}"
+            if time.monotonic() > deadline:
+                raise AssertionError(f"preview stack not serving ({last}):\n" + (tmp_path / "gateway.log").read_text()[-3000:])
+            await asyncio.sleep(0.3)
+        yield stack
+    finally:
+        for process in reversed(processes):
+            await process.stop()
+        await sims.stop()
+        cluster.close()
+        api.stop()
+
+
+@dataclass
+class Load:
+    """Streamed completions at a steady rate, alternating the two models, until stopped."""
+
+    url: str
+    rate: float = 60.0
+    results: list[tuple[float, str, int]] = field(default_factory=list)  # (start, model, status)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def one(self, client: httpx.AsyncClient, model: str) -> None:
+        started = time.monotonic()
+        status = 0
+        try:
+            async with client.stream("POST", f"{self.url}/v1/completions", json={
+                    "model": model, "prompt": "Write a haiku about gateways.", "max_tokens": 8,
+                    "stream": True}) as response:
+                async for _ in response.aiter_bytes():
+                    pass
+                status = response.status_code
+        except httpx.HTTPError:
+            status = 0
+        self.results.append((started, model, status))
+
+    async def run(self) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as client:
+            i = 0
+            start = time.monotonic()
+            while not self._stop.is_set():
+                task = asyncio.create_task(self.one(client, (LLAMA, "food-review")[i % 2]))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                i += 1
+                await asyncio.sleep(max(0.0, start + i / self.rate - time.monotonic()))
+            await asyncio.gather(*tasks)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def achieved_rate(self) -> float:
+        starts = [s for s, _, _ in self.results]
+        return len(starts) / (max(starts) - min(starts)) if len(starts) > 1 else 0.0
+
+
+async def migrate(stack: Stack, path: str, *, ready_timeout_s: float = 60.0) -> Any:
+    # p99 TTFT limit: baseline x 3 + 250 ms. On a 2-core machine shared with other test suites the p99 of 40
+    # probes moves by 2x between windows; the default (x 1.5 + 50 ms) is for real clusters.
+    options = PlanOptions(path=path, gates=Gates(probes=40, p99_ttft_factor=3.0,  # type: ignore[arg-type]
+                                                  p99_ttft_slack_s=0.25))
+    run_options = RunOptions(gateway_url=stack.gateway_url, epp_metrics=stack.metrics, analysis_delay_s=0.5,
+                             ready_timeout_s=ready_timeout_s, poll_s=0.2)
+    migrator = Migrator(stack.cluster, None, run_options)
+    return await migrator.run(lambda: plan_from_cluster(stack.cluster, stack.ns, None, options),
+                              namespace=stack.ns, route="llm-route")
+
+
+@LOOP
+async def test_zero_downtime_under_streaming_load(stack: Stack) -> None:
+    runtime = asyncio.create_task(stack.runtime(int(stack.metrics[GA].split(":")[2].split("/")[0])))
+    load = Load(stack.gateway_url)
+    loader = asyncio.create_task(load.run())
+    await asyncio.sleep(2.0)  # the baseline is measured under the same load as the shifts
+    try:
+        result = await migrate(stack, "zero-downtime")
+    finally:
+        load.stop()
+        await loader
+        runtime.cancel()
+    failed = Counter((m, s) for _, m, s in load.results if s != 200)
+    assert result.exit_code == 0, result.gates
+    assert not failed, failed
+    assert load.achieved_rate() >= 50, load.achieved_rate()
+    assert len(load.results) > 200
+    assert [s["step"] for s in result.steps if s["step"].startswith("analyse")] == [
+        "analyse-0", "analyse-50", "analyse-100"]
+    # the end state: GA only, preview CRDs gone (no other namespace used them)
+    assert stack.cluster.get(CRDS, None, "inferencepools.inference.networking.x-k8s.io") is None
+    assert stack.cluster.get(CRDS, None, "inferencemodels.inference.networking.x-k8s.io") is None
+    route = stack.cluster.get(HTTPROUTES, stack.ns, "llm-route")
+    assert {(r["group"], r["name"]) for rule in route["spec"]["rules"] for r in rule["backendRefs"]} == {
+        ("inference.networking.k8s.io", GA)}
+    assert stack.cluster.get(GA_POOLS, stack.ns, GA) is not None
+    # a second run is a no-op
+    again = await migrate(stack, "zero-downtime")
+    assert again.exit_code == 0 and "nothing to do" in again.message
+
+
+@LOOP
+async def test_a_broken_ga_pool_is_rolled_back_without_failed_requests(stack: Stack) -> None:
+    stack.fault = "broken-pool"
+    runtime = asyncio.create_task(stack.runtime(int(stack.metrics[GA].split(":")[2].split("/")[0])))
+    load = Load(stack.gateway_url)
+    loader = asyncio.create_task(load.run())
+    await asyncio.sleep(2.0)
+    original = stack.cluster.get(HTTPROUTES, stack.ns, "llm-route")["spec"]
+    try:
+        result = await migrate(stack, "zero-downtime", ready_timeout_s=8.0)
+    finally:
+        load.stop()
+        await loader
+        runtime.cancel()
+    assert result.exit_code == 5, (result.message, result.steps)
+    assert result.phase == "rolled-back"
+    assert result.steps[-1]["step"] == "analyse-0"
+    failed = Counter((m, s) for _, m, s in load.results if s != 200)
+    assert not failed, failed
+    assert load.achieved_rate() >= 50
+    assert stack.cluster.get(HTTPROUTES, stack.ns, "llm-route")["spec"] == original
+    assert stack.cluster.get(PREVIEW_POOLS, stack.ns, PREVIEW) is not None
+
+
+@LOOP
+async def test_simple_path_reports_its_measured_downtime(stack: Stack) -> None:
+    runtime = asyncio.create_task(stack.runtime(int(stack.metrics[GA].split(":")[2].split("/")[0])))
+    try:
+        result = await migrate(stack, "simple")
+    finally:
+        runtime.cancel()
+    assert result.exit_code == 0, (result.message, result.steps, result.checks)
+    assert result.downtime is not None
+    assert result.downtime["requests"] > 10
+    assert result.downtime["failed"] > 0 and result.downtime["downtimeS"] > 0, result.downtime
+    print("simple path downtime", json.dumps(result.downtime))
