@@ -1,0 +1,145 @@
+"""Running the source document's commands against a fresh `infergate up`.
+
+`Cluster` starts `infergate up` (foreground, as a user runs it) on private loopback networks
+with the document's GatewayClass, and runs bash scripts with its KUBECONFIG, the repository
+as working directory (so `charts/inferencepool` and `config/crd/*.yaml` resolve) and
+`.tools/bin` (kubectl, helm) first on PATH. Every command and its output go to a transcript
+(`transcript.log` in the test's tmp dir, printed on failure).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from infergate.util.net import random_loopback_block
+
+GKE_CLASS = "gke-l7-regional-external-managed"
+T = TypeVar("T")
+
+
+def private_cidr(port: int) -> str:
+    """A /24 inside 127.0.0.0/8 whose first addresses have ``port`` free (tests run concurrently)."""
+    first = random_loopback_block(8, port, rng=random.Random())[0]
+    return first.rsplit(".", 1)[0] + ".0/24"
+
+
+@dataclass(frozen=True)
+class ShellResult:
+    script: str
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.3) -> T:
+    """``check()`` until it returns something truthy, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Cluster:
+    """A running `infergate up` and a bash that talks to it."""
+
+    repo_root: Path
+    state_dir: Path
+    tools_dir: Path
+    transcript: Path
+    proc: subprocess.Popen[str] | None = None
+    kubeconfig: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self, pod_cidr: str, address_pool: str) -> None:
+        with (self.state_dir.parent / "up.stderr").open("w") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "infergate", "up", "--state-dir", str(self.state_dir), "--port", "0",
+                 "--pod-cidr", pod_cidr, "--address-pool", address_pool, "--gateway-class", GKE_CLASS],
+                stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # blocks until ready, EOF when it failed
+        if not line.startswith("export KUBECONFIG="):
+            self.stop()
+            raise AssertionError(f"infergate up printed no KUBECONFIG line: {line!r}\n"
+                                 f"{(self.state_dir.parent / 'up.stderr').read_text()}")
+        self.kubeconfig = line.strip().split("=", 1)[1]
+        helm_home = self.state_dir.parent / "helm"
+        self.env = {**os.environ, "KUBECONFIG": self.kubeconfig,
+                    "PATH": f"{self.tools_dir}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+                    "HELM_CACHE_HOME": str(helm_home / "cache"), "HELM_CONFIG_HOME": str(helm_home / "config"),
+                    "HELM_DATA_HOME": str(helm_home / "data")}
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        finally:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+
+    def bash(self, script: str, *, check: bool = True, timeout: float = 90, quiet: bool = False) -> ShellResult:
+        """Run ``script`` with bash (``set -e``: a failing command fails the script).
+
+        ``quiet``: a test's own query (polling a status...): in the transcript only when it fails.
+        """
+        run = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=self.repo_root, env=self.env,
+                             capture_output=True, text=True, timeout=timeout)
+        result = ShellResult(script, run.returncode, run.stdout, run.stderr)
+        with self.transcript.open("a") as log:
+            if not quiet or run.returncode != 0:
+                log.write(f"$ {script.rstrip()}\n{run.stdout}{run.stderr}[exit {run.returncode}]\n\n")
+        if check:
+            assert run.returncode == 0, f"exit {run.returncode}:\n$ {script}\n{run.stdout}{run.stderr}"
+        return result
+
+    def note(self, text: str) -> None:
+        """A line of the test's own in the transcript."""
+        with self.transcript.open("a") as log:
+            log.write(f"# {text}\n")
+
+    def kubectl_json(self, *args: str) -> dict[str, Any]:
+        out = self.bash("kubectl " + " ".join(args) + " -o json", quiet=True).stdout
+        loaded: dict[str, Any] = json.loads(out)
+        return loaded
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, repo_root: Path, kubectl_bin: str, helm_bin: str) -> Iterator[Cluster]:
+    assert Path(kubectl_bin).parent == Path(helm_bin).parent, "kubectl and helm expected side by side"
+    state = tmp_path / "state"
+    transcript = tmp_path / "transcript.log"
+    up = Cluster(repo_root=repo_root, state_dir=state, tools_dir=Path(kubectl_bin).parent, transcript=transcript)
+    # Gateway listeners use port 80 as the document says; pods use 8000 (simulators) and 9002-9090 (EPPs)
+    up.start(pod_cidr=private_cidr(8000), address_pool=private_cidr(80))
+    try:
+        yield up
+    finally:
+        up.stop()
+        if transcript.exists():
+            sys.stderr.write(f"--- transcript ({transcript}) ---\n{transcript.read_text()[-20000:]}\n")
