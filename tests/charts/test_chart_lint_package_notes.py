@@ -66,12 +66,12 @@ def test_notes_tell_the_next_steps_for_a_ga_pool(notes: Callable[..., str]) -> N
 
 
 def test_notes_for_a_preview_pool_name_its_group(notes: Callable[..., str]) -> None:
-    text = notes(POOL_CHART, pool_values(PREVIEW, flags=[{"name": "zap-encoder", "value": "json"},
-                                                         {"name": "enable-pprof", "value": "true"}]))
+    text = notes(POOL_CHART, pool_values(PREVIEW, flags=[{"name": "zap-log-level", "value": "debug"},
+                                                         {"name": "zap-devel", "value": "true"}]))
     assert "infergate epp --pool-group inference.networking.x-k8s.io" in text
     assert "kubectl get inferencepools.inference.networking.x-k8s.io pool" in text
     assert "spec.poolRef: {group: inference.networking.x-k8s.io, name: pool}" in text
-    assert "upstream EPP flags without an infergate equivalent were ignored: --zap-encoder, --enable-pprof" in text
+    assert "upstream EPP flags without an infergate equivalent were ignored: --zap-log-level, --zap-devel" in text
 
 
 @pytest.mark.parametrize("signal", ["kube-version", "api"])

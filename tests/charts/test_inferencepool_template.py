@@ -244,11 +244,18 @@ def test_every_epp_flag_is_passed_or_settable_and_accepted_by_infergate_epp(helm
     args = one(helm.template(POOL_CHART, values), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     chart_set = {a.lstrip("-").split("=", 1)[0] for a in args}
     not_for_pods = {"config-text", "static-file", "kubeconfig"}
-    assert set(options) - {"no-flow-control", "no-health-checking", "no-secure-serving"} == (
+    assert set(options) - {"no-flow-control", "no-health-checking", "no-secure-serving", "no-enable-pprof"} == (
         set(value_flags) | set(bool_flags) | chart_set | not_for_pods)
     # every settable flag at once is accepted by the real parser
-    flags: list[dict[str, Any]] = [{"name": f, "value": v} for f, v in zip(value_flags, ["4", "20ms", "1s", "1s", "16", "5s", "text", "7"],
-                                                       strict=True)]
+    samples = {"v": "4", "refresh-metrics-interval": "20ms", "refresh-prometheus-metrics-interval": "1s",
+               "metrics-staleness-threshold": "1s", "flow-control-max-queued": "16", "flow-control-max-wait": "5s",
+               "error-body": "text", "seed": "7", "total-queued-requests-metric": "vllm:num_requests_waiting",
+               "kv-cache-usage-percentage-metric": "vllm:kv_cache_usage_perc",
+               "lora-info-metric": "vllm:lora_requests_info", "model-server-metrics-port": "8000",
+               "model-server-metrics-path": "/metrics", "model-server-metrics-scheme": "http",
+               "zap-encoder": "json"}
+    assert set(samples) == set(value_flags)
+    flags: list[dict[str, Any]] = [{"name": f, "value": samples[f]} for f in value_flags]
     flags += [{"name": f, "value": True} for f in bool_flags]
     objects = helm.template(POOL_CHART, pool_values(GA, flags=flags))
     parsed = parse_cli(epp_command, materialize(one(objects, "Deployment"), objects, tmp_path))
@@ -275,8 +282,8 @@ def test_every_epp_flag_is_passed_or_settable_and_accepted_by_infergate_epp(helm
     ({"inferenceExtension": {"enableLeaderElection": True}}, "infergate's EPP has no leader election"),
     ({"inferenceExtension": {"tls": {"enabled": True}}}, "inferenceExtension.tls.secretName: required"),
     ({"inferenceExtension": {"pluginsConfigFile": "missing.yaml"}}, '"missing.yaml" is neither default-plugins.yaml'),
-    ({"inferenceExtension": {"flags": [{"name": "lora-info-metric", "value": ""}]}},
-     "inferenceExtension.flags[0].name: infergate epp has no flag --lora-info-metric"),
+    ({"inferenceExtension": {"flags": [{"name": "no-such-flag", "value": ""}]}},
+     "inferenceExtension.flags[0].name: infergate epp has no flag --no-such-flag"),
     ({"inferenceExtension": {"flags": [{"name": "grpc-port", "value": 1}]}},
      "--grpc-port is set by the chart from inferenceExtension.extProcPort"),
     ({"inferenceExtension": {"flags": [{"name": "pool-group", "value": "inference.networking.x-k8s.io"}]}},

@@ -67,17 +67,17 @@ cluster's discovery; `helm template` without a cluster knows only what --api-ver
 
 {{/*
 Flags of `infergate epp` that inferenceExtension.flags may set. The chart sets the others
-itself (chartFlags: flag -> the value that sets it). Upstream's Go logging and pprof flags
-have no infergate equivalent and are dropped (listed in the install notes).
+itself (chartFlags: flag -> the value that sets it). Upstream's Go logging flags other than
+zap-encoder have no infergate equivalent and are dropped (listed in the install notes).
 */}}
 {{- define "inferencepool.valueFlags" -}}
-v refresh-metrics-interval refresh-prometheus-metrics-interval metrics-staleness-threshold flow-control-max-queued flow-control-max-wait error-body seed
+v refresh-metrics-interval refresh-prometheus-metrics-interval metrics-staleness-threshold flow-control-max-queued flow-control-max-wait error-body seed total-queued-requests-metric kv-cache-usage-percentage-metric lora-info-metric model-server-metrics-port model-server-metrics-path model-server-metrics-scheme zap-encoder
 {{- end -}}
 {{- define "inferencepool.boolFlags" -}}
-flow-control health-checking
+flow-control health-checking enable-pprof
 {{- end -}}
 {{- define "inferencepool.droppedFlags" -}}
-zap-encoder zap-log-level zap-devel zap-stacktrace-level zap-time-encoding enable-pprof
+zap-log-level zap-devel zap-stacktrace-level zap-time-encoding
 {{- end -}}
 
 {{- define "inferencepool.flagName" -}}
