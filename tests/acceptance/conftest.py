@@ -35,6 +35,22 @@ def private_cidr(port: int) -> str:
     return first.rsplit(".", 1)[0] + ".0/24"
 
 
+def processes_mentioning(needle: str) -> list[int]:
+    """Live processes whose command line or environment contains ``needle`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            text = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+            zombie = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            continue
+        if not zombie and needle.encode() in text:
+            found.append(int(entry.name))
+    return found
+
+
 @dataclass(frozen=True)
 class ShellResult:
     script: str
@@ -139,7 +155,10 @@ def cluster(tmp_path: Path, repo_root: Path, kubectl_bin: str, helm_bin: str) ->
     up.start(pod_cidr=private_cidr(8000), address_pool=private_cidr(80))
     try:
         yield up
+        assert len(processes_mentioning(str(state))) >= 5, "the gateway, Envoy and pods should be found by state dir"
     finally:
         up.stop()
+        # nothing keeps running: pods carry KUBECONFIG=STATE_DIR/kubeconfig, the gateway its --kubeconfig
+        wait_until(lambda: not processes_mentioning(str(state)) or None, 20, "no process of this infergate up left")
         if transcript.exists():
             sys.stderr.write(f"--- transcript ({transcript}) ---\n{transcript.read_text()[-20000:]}\n")

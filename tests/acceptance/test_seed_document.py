@@ -176,6 +176,14 @@ def route_programmed(cluster: Cluster, pools: set[str]) -> bool:
                                         for t in ("Accepted", "ResolvedRefs")))
 
 
+def pool_accepted(cluster: Cluster, resource: str, field: str) -> bool:
+    parents = cluster.kubectl_json("get", resource).get("status", {}).get(field) or []
+    return any(p.get("parentRef", {}).get("name") == "inference-gateway"
+               and {c["type"]: c["status"] for c in p.get("conditions", [])}.get("Accepted") == "True"
+               and {c["type"]: c["status"] for c in p.get("conditions", [])}.get("ResolvedRefs") == "True"
+               for p in parents)
+
+
 def install_preview_stack(cluster: Cluster) -> None:
     """The preview (v1alpha2) installation the document migrates from (not in the document)."""
     cluster.note("the starting point (not in the document): the preview stack")
@@ -381,6 +389,10 @@ def run_zero_downtime(cluster: Cluster, commands: SeedCommands, address: str, lo
     wait_until(lambda: route_programmed(cluster, {"vllm-llama3-8b-instruct-preview", "vllm-llama3-8b-instruct-ga"}),
                30, "llm-route split 50/50")
     check_gateway_wide(cluster, commands, "get_gateway_final", "get_gateway_final_output")  # PROGRAMMED True
+    # 検証とモニタリング: each pool accepted by the Gateway (v1: status.parents, v1alpha2: status.parent)
+    for resource, field in (("inferencepools.inference.networking.x-k8s.io/vllm-llama3-8b-instruct-preview", "parent"),
+                            ("inferencepools.inference.networking.k8s.io/vllm-llama3-8b-instruct-ga", "parents")):
+        wait_until(lambda r=resource, f=field: pool_accepted(cluster, r, f), 20, f"{resource} Accepted")
     shares = split_shares(address, 200)
     assert set(shares) == {"preview", "ga"}, shares
     assert all(70 <= count <= 130 for count in shares.values()), f"50/50 split over 200 requests: {shares}"
