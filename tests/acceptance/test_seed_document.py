@@ -351,7 +351,7 @@ def test_zero_downtime_migration_path(cluster: Cluster, seed_dir: Path, tmp_path
         run_zero_downtime(cluster, commands, address, load)
     finally:
         load.stop()
-    assert load.sent >= 50, load.sent
+    assert load.sent >= 100, load.sent
     assert load.failures == [], f"{len(load.failures)} of {load.sent} requests failed: {load.failures[:5]}"
     assert load.models["food-review"] > 0 and load.models["food-review-1"] + load.models["food-review-2"] > 0
 
@@ -445,53 +445,66 @@ def split_shares(address: str, count: int) -> dict[str, int]:
 
 
 class BackgroundLoad:
-    """Requests through the gateway, one after another, for the whole migration (zero downtime)."""
+    """Streaming completions through the gateway from ``workers`` clients, for the whole migration.
 
-    def __init__(self, address: str) -> None:
+    Each request is recorded with the phase (``mark``) it started in; a request fails when its
+    status is not 200 or its stream does not end with ``data: [DONE]``.
+    """
+
+    def __init__(self, address: str, workers: int = 3, max_tokens: int = 16) -> None:
         self.address = address
+        self.max_tokens = max_tokens
         self.sent = 0
         self.failures: list[str] = []
         self.models: Counter[str] = Counter()
-        self._log: list[tuple[str, str]] = []  # (mark, model)
-        self._mark = "start"
+        self._phases = ["start"]
+        self._log: list[tuple[int, str]] = []  # (phase index, model)
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="seed-load", daemon=True)
+        self._threads = [threading.Thread(target=self._run, name=f"seed-load-{i}", daemon=True)
+                         for i in range(workers)]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=40)
+        for thread in self._threads:
+            thread.join(timeout=40)
 
     def mark(self, name: str) -> None:
-        self._mark = name
+        with self._lock:
+            self._phases.append(name)
 
     def counts_since(self, mark: str) -> dict[str, int]:
-        marks = [m for m, _ in self._log]
-        start = marks.index(mark) if mark in marks else len(marks)
-        return dict(Counter(model for _, model in self._log[start:]))
+        """Models that answered requests started in phase ``mark`` or later."""
+        with self._lock:
+            first = self._phases.index(mark)
+            return dict(Counter(model for phase, model in self._log if phase >= first))
 
     def models_since(self, mark: str) -> set[str]:
         return set(self.counts_since(mark))
 
     def _run(self) -> None:
+        body = {"model": MODEL, "prompt": PROMPT, "max_tokens": self.max_tokens, "stream": True}
         with httpx.Client(timeout=30) as client:
             while not self._stop.is_set():
-                self.sent += 1
-                mark = self._mark  # the phase the request started in
+                with self._lock:
+                    self.sent += 1
+                    phase = len(self._phases) - 1  # the phase the request started in
                 try:
-                    response = client.post(f"http://{self.address}:80/v1/completions",
-                                           json={"model": MODEL, "prompt": PROMPT, "max_tokens": 3, "stream": True})
-                    model = ""
-                    for line in response.iter_lines():
-                        if line.startswith("data: {"):
-                            model = json.loads(line[6:])["model"]
-                    if response.status_code != 200 or not model:
-                        self.failures.append(f"{response.status_code} {response.text[:200]}")
+                    with client.stream("POST", f"http://{self.address}:80/v1/completions", json=body) as response:
+                        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+                    models = [json.loads(line[6:])["model"] for line in lines if line.startswith("data: {")]
+                    if response.status_code != 200 or not models or lines[-1] != "data: [DONE]":
+                        with self._lock:
+                            self.failures.append(f"{response.status_code} {lines[-3:]}")
                     else:
-                        self.models[model] += 1
-                        self._log.append((mark, model))
+                        with self._lock:
+                            self.models[models[0]] += 1
+                            self._log.append((phase, models[0]))
                 except httpx.HTTPError as error:
-                    self.failures.append(repr(error))
-                self._stop.wait(0.05)
+                    with self._lock:
+                        self.failures.append(repr(error))
+                self._stop.wait(0.02)
