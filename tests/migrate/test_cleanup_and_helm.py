@@ -159,3 +159,18 @@ def test_both_pool_crds_installed_counts_per_group(migrate: Any, cluster: KubeCl
     assert crds[X_POOLS]["shortNames"] == ["xinfpool"] and crds[X_POOLS]["bundleVersion"] == "v1.0.0"
     assert crds["inferencepools.inference.networking.k8s.io"]["shortNames"] == ["infpool"]
     assert cluster.get(PREVIEW_POOLS, ns, "vllm") is not None and cluster.get(GA_POOLS, ns, "vllm") is not None
+
+
+def test_a_chart_that_cannot_be_pulled_stops_the_run_before_any_change(
+        migrate: Any, cluster: KubeCluster, kubectl: Any, helm: Any) -> None:
+    # migration.md §9 case 9: the chart (version) is absent from the registry
+    ns = new_namespace(cluster, "nochart")
+    helm.run("install", "llama-preview", str(CHARTS / "preview-pool"), "-n", ns)
+    kubectl.run("apply", "-n", ns, "-f", str(TESTDATA / "route-to-helm-pool.yaml"))
+    result = migrate("run", "-n", ns, "--path", "simple", "--chart", str(CHARTS / "does-not-exist"),
+                     "--chart-version", "", "--probes", "0", "-o", "json")
+    assert result.returncode == 1, result.out
+    report = json.loads(result.stdout)
+    assert report["steps"][-1]["step"] == "preflight" and "does-not-exist" in report["message"]
+    assert cluster.get(PREVIEW_POOLS, ns, "llama-preview") is not None
+    assert [r["name"] for r in json.loads(helm.run("list", "-n", ns, "-o", "json").stdout)] == ["llama-preview"]

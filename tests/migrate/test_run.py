@@ -155,3 +155,55 @@ def test_dry_run_changes_nothing(migrate: Any, cluster: Any, preview_stack: str,
     assert cluster.get(PREVIEW_POOLS, ns, PREVIEW) is not None
     assert cluster.get(GA_POOLS, ns, GA) is None
     assert cluster.get(CONFIGMAPS, ns, "infergate-migration-llm-route") is None
+
+
+def test_weights_changed_by_another_writer_are_detected_and_rolled_back(
+        migrate: Any, cluster: Any, kubectl: Any, preview_stack: str, status_writer: Any) -> None:
+    # migration.md §9 case 10: a GitOps controller (or a person) reverts the weights mid-migration
+    ns = preview_stack
+    original = cluster.get(HTTPROUTES, ns, "llm-route")["spec"]
+    code, first = run(migrate, ns, "--probes", "0", "--stop-after", "shift-0")
+    assert code == 0, first
+    kubectl.run("apply", "-n", ns, "-f", str(TESTDATA / "preview-stack.yaml"))  # the repo's version of the route
+    code, report = run(migrate, ns, "--probes", "0")
+    assert code == 5, report
+    assert "drift: HTTPRoute llm-route was changed by another writer" in report["message"]
+    assert cluster.get(HTTPROUTES, ns, "llm-route")["spec"] == original
+
+
+def test_verify_checks_statuses_and_fails_on_an_unresolved_backend(
+        migrate: Any, preview_stack: str, status_writer: Any) -> None:
+    import time
+
+    ns = preview_stack
+    deadline = time.monotonic() + 10
+    while True:  # the status writer's first round
+        result = migrate("verify", "-n", ns, "--route", "llm-route", "--requests", "0", "-o", "json")
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert result.returncode == 0, result.out
+    names = [c["check"] for c in json.loads(result.stdout)["checks"]]
+    assert names == ["HTTPRoute llm-route Accepted (parent inference-gateway)",
+                     "HTTPRoute llm-route ResolvedRefs (parent inference-gateway)",
+                     f"Gateway {ns}/inference-gateway Programmed",
+                     f"InferencePool inferencepools.inference.networking.x-k8s.io/{PREVIEW} Accepted"]
+    status_writer.reject_group = X
+    deadline = time.monotonic() + 10
+    while True:
+        result = migrate("verify", "-n", ns, "--route", "llm-route", "--requests", "0")
+        if "InvalidKind" in result.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert result.returncode == 5, result.out
+    assert "InvalidKind" in result.stdout and "verification FAILED" in result.stdout
+
+
+def test_plan_table_names_steps_objects_and_lossy_fields(migrate: Any, preview_stack: str) -> None:
+    result = migrate("plan", "-n", preview_stack, "--steps", "0,25,100")
+    assert result.returncode == 0, result.out
+    for text in ("shift-25", "InferenceObjective", "spec.extensionRef.portNumber", "Lossy or changed fields",
+                 "0 -> 25 -> 100", "delete-preview-crds"):
+        assert text in result.stdout, text
+    bad = migrate("plan", "-n", preview_stack, "--steps", "50,10")
+    assert bad.returncode == 2 and "increase" in bad.out

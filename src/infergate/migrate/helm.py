@@ -107,6 +107,10 @@ class Helm:
         out = self._run(["get", "manifest", release, "--namespace", namespace])
         return [d for d in yaml.safe_load_all(out) if isinstance(d, dict)]
 
+    def show_chart(self, chart: str, version: str | None) -> str:
+        """The chart's Chart.yaml; fails (HelmError) when the chart or version cannot be pulled."""
+        return self._run(["show", "chart", chart, *(["--version", version] if version else [])])
+
     def uninstall(self, release: str, namespace: str, *, dry_run: bool = False) -> None:
         args = ["uninstall", release, "--namespace", namespace]
         if dry_run:

@@ -292,9 +292,13 @@ class Migrator:
                 if self.cluster.get(PREVIEW_POOLS, plan.namespace, pool.preview) is None \
                         and not state.done("remove-preview"):
                     raise MigrationError(f"{PREVIEW_POOLS.qualified}/{pool.preview} not found: nothing to shift from")
-            if any(p.install == "helm" for p in plan.pools) and self.helm is None:
+        if any(p.install == "helm" for p in plan.pools) and not state.done("remove-preview"):
+            if self.helm is None:
                 raise MigrationError("the plan installs the GA pool with Helm, but no helm binary was found "
                                      "(--helm PATH, or --install objects)")
+            for pool in plan.pools:
+                if pool.chart is not None:  # pullable before anything changes (chart versions go missing)
+                    self.helm.show_chart(pool.chart.chart, pool.chart.version)
         return _Outcome(state, "pass", "cluster checked" + (f" (owner {owner}, --force)" if owner else ""))
 
     def _install_crds(self, state: MigrationState, step: InstallCrds) -> _Outcome:
@@ -376,6 +380,13 @@ class Migrator:
         plan = state.plan
         if self.options.dry_run:
             return _Outcome(state, "pass", "dry run: not analysed")
+        # Drift: another writer (Argo CD, Flux, a person) changed the weights since the shift.
+        for expected in (shift_route(r, plan.pools, step.ga_weight) for r in plan.final_routes):
+            current = self.cluster.get(HTTPROUTES, plan.namespace, name_of(expected))
+            want, have = _backend_weights(expected), _backend_weights(current or {})
+            if want != have:
+                return _Outcome(state, "fail", f"drift: HTTPRoute {name_of(expected)} was changed by another writer "
+                                f"since the shift to {step.ga_weight}% (backendRefs {have}, expected {want})")
         # Status first: the gateway must accept both groups and resolve every backend.
         checks = await self._wait_checks(plan, [name_of(r) for r in plan.final_routes])
         result.checks = [c.to_dict() for c in checks]
@@ -538,6 +549,11 @@ class _Outcome:
     state: MigrationState
     verdict: str  # pass | fail | paused
     detail: str = ""
+
+
+def _backend_weights(route: Obj) -> list[list[tuple[str, str, int]]]:
+    return [[(str(r.get("group", "")), str(r.get("name")), int(r.get("weight", 1))) for r in rule.get("backendRefs") or []]
+            for rule in (route.get("spec") or {}).get("rules") or []]
 
 
 def _crd_established(crd: Obj | None) -> bool:
