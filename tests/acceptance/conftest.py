@@ -145,8 +145,24 @@ class Cluster:
         return loaded
 
 
+def can_bind_port_80() -> bool:
+    if os.geteuid() == 0:
+        return True
+    try:
+        status = Path("/proc/self/status").read_text()
+        effective = int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:")), 16)
+        if effective & (1 << 10):  # CAP_NET_BIND_SERVICE
+            return True
+        return int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text()) <= 80
+    except (OSError, ValueError, StopIteration):
+        return False
+
+
 @pytest.fixture
 def cluster(tmp_path: Path, repo_root: Path, kubectl_bin: str, helm_bin: str) -> Iterator[Cluster]:
+    if not can_bind_port_80():
+        pytest.fail("the document's Gateway listens on port 80: run the acceptance tests as root, with "
+                    "CAP_NET_BIND_SERVICE, or with net.ipv4.ip_unprivileged_port_start <= 80", pytrace=False)
     assert Path(kubectl_bin).parent == Path(helm_bin).parent, "kubectl and helm expected side by side"
     state = tmp_path / "state"
     transcript = tmp_path / "transcript.log"
