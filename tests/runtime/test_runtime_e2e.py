@@ -231,21 +231,46 @@ async def test_template_change_rolls_out_new_pods_before_removing_old(cluster: C
     deployment = await client.get(f"{DEPLOY}/sim-c")
     assert deployment is not None
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"] + ["--seed=7"]
+    # Follow the Pods through a watch (every change the API server records, in order), so the
+    # check does not depend on polling fast enough to see the overlap.
+    listing = await client.list(resource_path("v1", "pods", "default"))
+    ready_now: dict[str, bool] = {p["metadata"]["name"]: is_ready(p) for p in listing["items"]
+                                  if p["metadata"]["name"].startswith("sim-c-")}
+    latest: dict[str, dict[str, Any]] = {p["metadata"]["name"]: p for p in listing["items"]
+                                         if p["metadata"]["name"].startswith("sim-c-")}
+    ready_counts: list[int] = []
+    new: dict[str, Any] | None = None
+
+    async def follow() -> None:
+        nonlocal new
+        path = resource_path("v1", "pods", "default")
+        async for event in client.watch(path, listing["metadata"]["resourceVersion"], timeout_seconds=40):
+            pod = event.get("object") or {}
+            name = (pod.get("metadata") or {}).get("name", "")
+            if event.get("type") not in ("ADDED", "MODIFIED", "DELETED") or not name.startswith("sim-c-"):
+                continue
+            if event["type"] == "DELETED" or pod["metadata"].get("deletionTimestamp"):
+                ready_now.pop(name, None)
+                latest.pop(name, None)
+            else:
+                ready_now[name] = is_ready(pod)
+                latest[name] = pod
+            ready_counts.append(sum(ready_now.values()))
+            if len(latest) == 1:
+                (only,) = latest.values()
+                if only["metadata"]["labels"]["pod-template-hash"] != old_hash and is_ready(only):
+                    new = only
+                    return
+
+    watcher = asyncio.create_task(follow())
+    await asyncio.sleep(0.2)  # the watch is open before the change
     await client.merge_patch(f"{DEPLOY}/sim-c", {"spec": {"template": {"spec": {"containers": [
         {**deployment["spec"]["template"]["spec"]["containers"][0], "args": args}]}}}})
-    deadline = asyncio.get_running_loop().time() + 40
-    ready_counts: list[int] = []
-    pods: list[dict[str, Any]] = []
-    while asyncio.get_running_loop().time() < deadline:
-        pods = await pods_of(client, "sim-c")
-        ready_counts.append(sum(is_ready(p) for p in pods))
-        if len(pods) == 1 and pods[0]["metadata"]["labels"]["pod-template-hash"] != old_hash and is_ready(pods[0]):
-            break
-        await asyncio.sleep(0.1)
-    (new,) = pods
+    await asyncio.wait_for(watcher, 45)
+    assert new is not None
     assert new["metadata"]["labels"]["pod-template-hash"] != old_hash and is_ready(new)
     assert min(ready_counts) >= 1, ready_counts  # never without a Ready pod during the rollout
-    assert max(ready_counts) == 2, ready_counts  # the new pod was Ready before the old one went
+    assert max(ready_counts) == 2, ready_counts  # the new pod was Ready (in the API) before the old one went
     assert await pod_answers(new["status"]["podIP"]) == new["metadata"]["name"]
     for _ in range(40):  # the old ReplicaSet goes too
         listing = await client.list(resource_path("apps/v1", "replicasets", "default"))

@@ -82,6 +82,7 @@ class LocalPod:
     process: PodProcess | None = None
     ready_since: str = ""
     was_ready: bool = False
+    published_ready: bool = False  # the API shows this pod Ready (what controllers and clients see)
     error: str | None = None
 
     @property
@@ -324,9 +325,11 @@ class LocalRuntime:
             newest_first = sorted(current, key=lambda p: p.created, reverse=True)
             extra = sorted(newest_first, key=lambda p: p.ready)[: len(current) - desired]  # not-ready, newest first
             await asyncio.gather(*(self._delete_pod(p) for p in extra))
-        # A new template: the old pods go once the new ones are Ready (a surge rollout), or at
-        # once when none of the old ones is Ready anyway.
-        if old and (sum(p.ready for p in current) >= desired or not any(p.ready for p in old)):
+        # A new template: the old pods go once the new ones are Ready in the API (a surge
+        # rollout: EPPs and gateways see the new endpoints first), or at once when none of the
+        # old ones is Ready anyway.
+        if old and (sum(p.ready and p.published_ready for p in current) >= desired
+                    or not any(p.ready for p in old)):
             await asyncio.gather(*(self._delete_pod(p) for p in old))
         if not old:
             for rs_key in [k for k, owner in self._replicasets.items() if owner == key
@@ -546,9 +549,13 @@ class LocalRuntime:
                 if pod is None or pod.process is None:
                     continue
                 status = pod_status(pod.process.state, pod.container, pod.ip, pod.created, pod.ready_since)
+                published = pod.process.state.ready  # what this status write says
                 try:
                     await self.client.merge_patch(resource_path("v1", "pods", pod.namespace, pod.name, "status"),
                                                   {"status": status})
+                    if published and not pod.published_ready:
+                        self._enqueue(f"{pod.namespace}/{pod.deployment}")  # a rollout may wait on it
+                    pod.published_ready = published
                 except KubeError as exc:
                     if exc.status != 404:
                         log.warning("pod %s: status: %s", key, exc)
