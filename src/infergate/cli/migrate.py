@@ -47,6 +47,9 @@ def _plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--provider", default="none", show_default=True, help="Chart provider.name (gke, none)."),
         click.option("--unknown-models", type=click.Choice(["serve", "reject"]), default="serve", show_default=True,
                      help="Models without an InferenceModel: serve (GA default) or reject with 404 (as preview)."),
+        click.option("--target-models", default=None,
+                     help="InferenceModels with several targetModels: the converter's mode (see "
+                     "`infergate convert --help`; default: its default)."),
         click.option("--probes", type=int, default=60, show_default=True, help="Probe requests per analysis."),
         click.option("--min-success-rate", type=float, default=0.99, show_default=True),
         click.option("--p99-ttft-factor", type=float, default=1.5, show_default=True,
@@ -115,7 +118,7 @@ def _plan_options_from(kw: dict[str, Any]) -> Any:
     return PlanOptions(path=kw["path"], weights=weights, pool_name_suffix=kw["pool_name_suffix"],
                        install=kw["install"], chart=kw["chart"] or OCI_CHART,
                        chart_version=kw["chart_version"] or None, provider=kw["provider"],
-                       unknown_models=kw["unknown_models"], gates=gates)
+                       unknown_models=kw["unknown_models"], target_models=kw["target_models"], gates=gates)
 
 
 @click.group("migrate", context_settings={"help_option_names": ["-h", "--help"]})

@@ -257,6 +257,7 @@ class PlanOptions:
     chart_version: str | None = GA_CHART_VERSION
     provider: str = "none"
     unknown_models: Literal["serve", "reject"] = "serve"
+    target_models: str | None = None  # the converter's --target-models (None: its default)
     gates: Gates = field(default_factory=Gates)
     convert: ConvertOptions | None = None
 
@@ -316,8 +317,10 @@ def build_plan(
                         + ", ".join(missing) + " (nothing to shift from)")
     pools = [pools_by_name[p] for p in wanted if p in pools_by_name]
     models = [m for m in preview_models if ((m.get("spec") or {}).get("poolRef") or {}).get("name") in wanted]
-    convert_options = options.convert or ConvertOptions(pool_name_suffix=options.pool_name_suffix,
-                                                        unknown_models=options.unknown_models)
+    convert_options = options.convert or ConvertOptions(
+        pool_name_suffix=options.pool_name_suffix, unknown_models=options.unknown_models,
+        **({"target_models": options.target_models} if options.target_models else {}),  # type: ignore[arg-type]
+    )
     inputs = [*pools, *models, route, *existing_ga_pools, *existing_objectives]
     results, warnings, problems = convert_objects(inputs, convert_options)
     if problems:
@@ -463,24 +466,31 @@ def _clean(obj: Obj) -> Obj:
 
 
 def shift_route(final_route: Obj, pools: tuple[PoolPlan, ...], ga_weight: int) -> Obj:
-    """The converted route with every GA backendRef split into (preview, GA) at ``ga_weight`` percent.
+    """The converted route with every rule's GA backendRefs weighted ``ga_weight`` percent and the
+    matching preview pool ``100 - ga_weight`` percent.
 
-    Weights are keyed by (group, kind, name), so a preview and a GA pool of the same name stay apart.
+    Weights are keyed by (group, kind, name), so a preview and a GA pool of the same name stay
+    apart. The preview backendRef carries no per-backendRef filters (a GA model split — several
+    backendRefs to the same pool, each rewriting the model — is the preview EPP's own
+    targetModels split), and one preview backendRef per pool and rule gets the summed weight.
     """
     ga_to_preview = {p.ga: p.preview for p in pools}
     route = copy.deepcopy(final_route)
     for rule in (route.get("spec") or {}).get("rules") or []:
-        refs = []
+        preview_refs: dict[str, Obj] = {}
+        others: list[Obj] = []
         for ref in rule.get("backendRefs") or []:
             if ref.get("group") == GA_GROUP and ref.get("kind") == "InferencePool" and ref.get("name") in ga_to_preview:
                 base = int(ref.get("weight", 1))
-                preview = {**ref, "group": PREVIEW_GROUP, "name": ga_to_preview[ref["name"]],
-                           "weight": base * (100 - ga_weight)}
-                refs.append(preview)
-                refs.append({**ref, "weight": base * ga_weight})
+                name = ga_to_preview[ref["name"]]
+                entry = preview_refs.setdefault(name, {
+                    **{k: v for k, v in ref.items() if k not in ("filters", "weight")},
+                    "group": PREVIEW_GROUP, "name": name, "weight": 0})
+                entry["weight"] += base * (100 - ga_weight)
+                others.append({**ref, "weight": base * ga_weight})
             else:
-                refs.append(ref)
-        rule["backendRefs"] = refs
+                others.append(ref)
+        rule["backendRefs"] = [*preview_refs.values(), *others]
     return route
 
 
