@@ -25,8 +25,6 @@ from infergate.seed import SeedBlock, extract_blocks, load_seed_document
 
 from .conftest import GKE_CLASS, Cluster, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("acceptance")]
-
 GH = "https://github.com/kubernetes-sigs/gateway-api-inference-extension"
 OBJECTIVES_CRD = "{objectives_crd}"  # filled in per test: a tmp file with only that CRD
 PROMPT = "Write as if you were a critic: San Francisco"
@@ -271,9 +269,12 @@ def wait_ga_ready(cluster: Cluster) -> None:
 
 # ---------------------------------------------------------------- tests
 
-def test_extraction_and_document_bugs(seed_dir: Path, tmp_path: Path) -> None:
+def test_extraction_and_document_bugs(seed_dir: Path, tmp_path: Path, repo_root: Path) -> None:
     """Every command block is found and substituted; the second curl's JSON is really broken as written."""
     commands = seed_commands(seed_dir, tmp_path / "objectives.yaml")
+    for sub in SUBSTITUTIONS:
+        if sub.replacement.startswith(("config/", "charts/")):
+            assert (repo_root / sub.replacement).exists(), sub
     for name, block in commands.raw.items():
         if block.kind == "command":
             assert "https://" not in commands[name] and "oci://" not in commands[name], commands[name]
@@ -298,6 +299,8 @@ def test_extraction_and_document_bugs(seed_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.e2e
+@pytest.mark.xdist_group("acceptance")
 def test_simple_migration_path(cluster: Cluster, seed_dir: Path, tmp_path: Path) -> None:
     commands = seed_commands(seed_dir, write_objectives_crd(cluster, tmp_path))
     install_preview_stack(cluster)
@@ -339,6 +342,8 @@ def test_simple_migration_path(cluster: Cluster, seed_dir: Path, tmp_path: Path)
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.e2e
+@pytest.mark.xdist_group("acceptance")
 def test_zero_downtime_migration_path(cluster: Cluster, seed_dir: Path, tmp_path: Path) -> None:
     commands = seed_commands(seed_dir, write_objectives_crd(cluster, tmp_path))
     install_preview_stack(cluster)
