@@ -18,7 +18,16 @@ from infergate.api.conversion.constants import PREVIEW_GROUP
 from infergate.migrate.cluster import Cluster
 from infergate.migrate.gates import attribution_tolerance
 from infergate.migrate.probe import measure
-from infergate.migrate.resources import GA_POOLS, GATEWAYS, HTTPROUTES, PREVIEW_POOLS, SERVICES, Obj, name_of
+from infergate.migrate.resources import (
+    GA_POOLS,
+    GATEWAYS,
+    HTTPROUTES,
+    PODS,
+    PREVIEW_POOLS,
+    SERVICES,
+    Obj,
+    name_of,
+)
 
 
 @dataclass(frozen=True)
@@ -121,17 +130,33 @@ def gateway_url(cluster: Cluster, namespace: str, route: Obj) -> str | None:
 
 
 def epp_metrics_url(cluster: Cluster, namespace: str, service_name: str) -> str | None:
+    """The EPP's /metrics: a Ready pod behind the Service (pod IP + the metrics port's
+    targetPort), else the Service's clusterIP. From outside a cluster neither may be reachable:
+    pass ``--epp-metrics POOL=URL`` (e.g. through ``kubectl port-forward``)."""
     svc = cluster.get(SERVICES, namespace, service_name)
     if svc is None:
         return None
     spec = svc.get("spec") or {}
+    ports = spec.get("ports") or []
+    port_spec = next((p for p in ports if p.get("name") in ("http-metrics", "metrics")), None)
+    port = (port_spec or {}).get("port", 9090)
+    target = (port_spec or {}).get("targetPort", port)
+    selector = spec.get("selector") or {}
+    if selector:
+        for pod in cluster.list(PODS, namespace):
+            labels = (pod.get("metadata") or {}).get("labels") or {}
+            status = pod.get("status") or {}
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+            if not (ready and status.get("podIP") and all(labels.get(k) == v for k, v in selector.items())):
+                continue
+            number = target if isinstance(target, int) else next(
+                (cp.get("containerPort") for c in (pod.get("spec") or {}).get("containers") or []
+                 for cp in c.get("ports") or [] if cp.get("name") == target), None)
+            if number is not None:
+                return f"http://{status['podIP']}:{number}/metrics"
     ip = spec.get("clusterIP")
     if not ip or ip == "None":
         return None
-    ports = spec.get("ports") or []
-    port = next((p.get("port") for p in ports if p.get("name") in ("http-metrics", "metrics")), None)
-    if port is None:
-        port = 9090
     return f"http://{ip}:{port}/metrics"
 
 
