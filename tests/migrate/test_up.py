@@ -1,0 +1,185 @@
+"""`infergate migrate run` (the CLI, as a user runs it) on `infergate up`: the preview stack
+installed as the source document starts (the repository's inferencepool chart with the preview
+apiVersion, the simulators of examples/sim-deployment.yaml, InferenceModels with a 90/10
+canary, the HTTPRoute), then the zero-downtime path with the chart for the GA pool, under a
+continuous streaming load; the local runtime runs every EPP and simulator pod."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from infergate.util.net import free_port, random_loopback_block
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("migrate-up"), pytest.mark.timeout(900)]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def private_cidr(port: int) -> str:
+    first = random_loopback_block(8, port, rng=random.Random())[0]
+    return first.rsplit(".", 1)[0] + ".0/24"
+
+
+@dataclass
+class Up:
+    tmp: Path
+    proc: subprocess.Popen[str]
+    env: dict[str, str]
+
+    def sh(self, script: str, *, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        run = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=REPO, env=self.env,
+                             capture_output=True, text=True, timeout=timeout)
+        with (self.tmp / "transcript.log").open("a") as log:
+            log.write(f"$ {script}\n{run.stdout}{run.stderr}[exit {run.returncode}]\n")
+        if check:
+            assert run.returncode == 0, f"{script}\n{run.stdout}{run.stderr}"
+        return run
+
+    def json(self, *args: str) -> dict[str, object]:
+        loaded: dict[str, object] = json.loads(self.sh("kubectl " + " ".join(args) + " -o json").stdout)
+        return loaded
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infergate", "up", "--state-dir", str(state), "--port", "0",
+         "--pod-cidr", private_cidr(8000).replace(".0/24", ".0/24"), "--address-pool", private_cidr(80)],
+        stdout=subprocess.PIPE, stderr=(tmp_path / "up.stderr").open("w"), text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("export KUBECONFIG="), (line, (tmp_path / "up.stderr").read_text()[-3000:])
+        helm_home = tmp_path / "helm"
+        env = {**os.environ, "KUBECONFIG": line.strip().split("=", 1)[1],
+               "PATH": f"{REPO / '.tools' / 'bin'}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+               "HELM_CACHE_HOME": str(helm_home / "cache"), "HELM_CONFIG_HOME": str(helm_home / "config"),
+               "HELM_DATA_HOME": str(helm_home / "data"), "HOME": str(tmp_path / "home")}
+        yield Up(tmp_path, proc, env)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def wait(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class Load:
+    url: str
+    rate: float = 70.0
+    results: list[tuple[float, str, int]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        import asyncio
+
+        async def one(client: httpx.AsyncClient, model: str) -> None:
+            started, status = time.monotonic(), 0
+            try:
+                async with client.stream("POST", f"{self.url}/v1/completions", json={
+                        "model": model, "prompt": "Write as if you were a critic: San Francisco", "max_tokens": 8,
+                        "stream": True}) as response:
+                    async for _ in response.aiter_bytes():
+                        pass
+                    status = response.status_code
+            except httpx.HTTPError:
+                status = 0
+            self.results.append((started, model, status))
+
+        async def main() -> None:
+            tasks: set[asyncio.Task[None]] = set()
+            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=300)) as client:
+                start, i = time.monotonic(), 0
+                while not self.stop.is_set():
+                    task = asyncio.create_task(one(client, ("food-review", "meta-llama/Llama-3.1-8B-Instruct")[i % 2]))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    i += 1
+                    await asyncio.sleep(max(0.0, start + i / self.rate - time.monotonic()))
+                await asyncio.gather(*tasks)
+
+        asyncio.run(main())
+
+    def rate_achieved(self) -> float:
+        starts = [s for s, _, _ in self.results]
+        return len(starts) / (max(starts) - min(starts)) if len(starts) > 1 else 0.0
+
+
+def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up) -> None:
+    listen = free_port()
+    sim = (REPO / "examples" / "sim-deployment.yaml").read_text().replace("replicas: 3", "replicas: 2").replace(
+        "- --max-loras=4", "- --max-loras=4\n        - --time-scale=20")
+    up.sh("kubectl apply -f config/crd/preview.yaml")
+    up.sh(f"kubectl apply -f - <<'EOF'\n{sim}EOF\n")
+    up.sh("helm install vllm-llama3-8b-instruct-preview --set inferencePool.modelServers.matchLabels.app="
+          "vllm-llama3-8b-instruct --set inferencePool.apiVersion=inference.networking.x-k8s.io/v1alpha2 "
+          "charts/inferencepool")
+    up.sh("kubectl apply -f examples/demo/preview/models.yaml -f examples/demo/routes/preview.yaml")
+    up.sh("kubectl apply -f - <<'EOF'\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n"
+          "  name: inference-gateway\nspec:\n  gatewayClassName: infergate\n  listeners:\n  - name: http\n"
+          f"    protocol: HTTP\n    port: {listen}\nEOF\n")
+
+    def address() -> str:
+        return up.sh("kubectl get gateway/inference-gateway -o jsonpath='{.status.addresses[0].value}'").stdout
+
+    def serving() -> bool:
+        if not address():
+            return False
+        try:
+            r = httpx.post(f"http://{address()}:{listen}/v1/completions", timeout=30,
+                           json={"model": "food-review", "prompt": "hi", "max_tokens": 2})
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
+
+    wait(serving, 120, "the preview stack serving food-review")
+    load = Load(f"http://{address()}:{listen}")
+    thread = threading.Thread(target=load.run)
+    thread.start()
+    try:
+        time.sleep(2)
+        run = up.sh("infergate migrate run -n default --chart charts/inferencepool --chart-version '' "
+                    "--probes 40 --p99-ttft-factor 3 --ready-timeout 90 -o json", check=False, timeout=600)
+    finally:
+        load.stop.set()
+        thread.join(120)
+    report = json.loads(run.stdout) if run.stdout.strip().startswith("{") else {}
+    assert run.returncode == 0, (run.stdout[-4000:], run.stderr[-3000:])
+    failed = Counter((m, s) for _, m, s in load.results if s != 200)
+    assert not failed, failed
+    assert load.rate_achieved() >= 50 and len(load.results) > 300, (load.rate_achieved(), len(load.results))
+    assert report["phase"] == "done"
+    releases = {r["name"] for r in json.loads(up.sh("helm list -o json").stdout)}
+    assert releases == {"vllm-llama3-8b-instruct-ga"}
+    gone = up.sh("kubectl get crd inferencepools.inference.networking.x-k8s.io", check=False)
+    assert gone.returncode != 0
+    check = up.sh("infergate migrate check -A -o json", check=False)
+    assert check.returncode == 0, check.stdout
