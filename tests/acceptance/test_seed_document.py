@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +214,15 @@ def gateway_address(cluster: Cluster) -> str:
     return address
 
 
+def serves(address: str, model: str) -> bool:
+    """One completion through the gateway answers 200 from ``model`` (a probe, no assertion)."""
+    try:
+        response = completion(address, timeout=5)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200 and response.json().get("model") == model
+
+
 def completion(address: str, timeout: float = 30) -> httpx.Response:
     return httpx.post(f"http://{address}:80/v1/completions", timeout=timeout,
                       json={"model": MODEL, "prompt": PROMPT, "max_tokens": 10, "temperature": 0})
@@ -304,10 +314,26 @@ def test_extraction_and_document_bugs(seed_dir: Path, tmp_path: Path, repo_root:
 def test_simple_migration_path(cluster: Cluster, seed_dir: Path, tmp_path: Path) -> None:
     commands = seed_commands(seed_dir, write_objectives_crd(cluster, tmp_path))
     install_preview_stack(cluster)
+    cluster.note("the document: 始める前に, then シンプルな移行 (with a background load: the downtime)")
+    load = BackgroundLoad(gateway_address(cluster), workers=2)
+    load.start()
+    try:
+        run_simple(cluster, commands, load)
+    finally:
+        load.stop()
+    cluster.note(f"background load: {load.sent} requests, {len(load.failures)} failed within "
+                 f"{load.failure_window_s():.1f}s, models {dict(load.models)}")
+    # the downtime is where the document says: from the deletion until the new stack serves, not after
+    assert load.failures_in("start", "v1 serving") == [], load.failures_in("start", "v1 serving")[:5]
+    assert load.failures_in("deleting"), "no request failed while no pool served: was the load running?"
+    assert load.models_since("v1 serving") == {MODEL}, load.counts_since("v1 serving")
+    assert load.counts_since("v1 serving")[MODEL] >= 10, load.counts_since("v1 serving")
 
+
+def run_simple(cluster: Cluster, commands: SeedCommands, load: BackgroundLoad) -> None:
     # 始める前に: the check finds v1alpha2 resources, so the migration is needed
-    cluster.note("the document: 始める前に, then シンプルな移行")
     check_v1alpha2_in_use(cluster, commands)
+    load.mark("deleting")
 
     # 1. delete the v1alpha2 resources (option 1: helm), then the v1alpha2 CRDs
     out = cluster.bash(commands["helm_uninstall_preview"]).stdout
@@ -331,6 +357,14 @@ def test_simple_migration_path(cluster: Cluster, seed_dir: Path, tmp_path: Path)
     # 3. verify, once the new stack is live ("数分後": here, bounded waits on its statuses)
     wait_ga_ready(cluster)
     wait_until(lambda: route_programmed(cluster, {"vllm-llama3-8b-instruct-ga"}), 30, "llm-route to the v1 pool")
+    # The route reached Envoy while the new EPP was still starting (fail-close: 503); once the EPP
+    # is Ready the gateway still needs its endpoint and a passing TCP health check before using it
+    # (the document's "数分後"): probe until it serves, then the document's checks.
+    load.mark("v1 routed")
+    started = time.monotonic()
+    wait_until(lambda: serves(gateway_address(cluster), MODEL), 20, "the gateway answering from the v1 pool")
+    load.mark("v1 serving")
+    cluster.note(f"the gateway served the v1 pool {time.monotonic() - started:.1f}s after its EPP was rolled out")
     check_gateway_wide(cluster, commands, "get_gateway_simple", "get_gateway_simple_output")
     check_curl(cluster, commands, "curl_simple", pool_model=MODEL)  # the GA pool passes the model through
 
@@ -461,6 +495,7 @@ class BackgroundLoad:
         self.max_tokens = max_tokens
         self.sent = 0
         self.failures: list[str] = []
+        self.failure_log: list[tuple[int, float, str]] = []  # (phase index, monotonic time, what)
         self.models: Counter[str] = Counter()
         self._phases = ["start"]
         self._log: list[tuple[int, str]] = []  # (phase index, model)
@@ -491,6 +526,21 @@ class BackgroundLoad:
     def models_since(self, mark: str) -> set[str]:
         return set(self.counts_since(mark))
 
+    def failures_in(self, *marks: str) -> list[str]:
+        with self._lock:
+            phases = {self._phases.index(mark) for mark in marks}
+            return [f"{self._phases[phase]}: {what}" for phase, _, what in self.failure_log if phase in phases]
+
+    def failure_window_s(self) -> float:
+        """Seconds from the first to the last failed request (0 without failures)."""
+        times = [when for _, when, _ in self.failure_log]
+        return max(times) - min(times) if times else 0.0
+
+    def _failed(self, phase: int, what: str) -> None:
+        with self._lock:
+            self.failures.append(what)
+            self.failure_log.append((phase, time.monotonic(), what))
+
     def _run(self) -> None:
         body = {"model": MODEL, "prompt": PROMPT, "max_tokens": self.max_tokens, "stream": True}
         with httpx.Client(timeout=30) as client:
@@ -503,13 +553,11 @@ class BackgroundLoad:
                         lines = [line for line in response.iter_lines() if line.startswith("data: ")]
                     models = [json.loads(line[6:])["model"] for line in lines if line.startswith("data: {")]
                     if response.status_code != 200 or not models or lines[-1] != "data: [DONE]":
-                        with self._lock:
-                            self.failures.append(f"{response.status_code} {lines[-3:]}")
+                        self._failed(phase, f"{response.status_code} {response.headers} {lines[-3:]}")
                     else:
                         with self._lock:
                             self.models[models[0]] += 1
                             self._log.append((phase, models[0]))
                 except httpx.HTTPError as error:
-                    with self._lock:
-                        self.failures.append(repr(error))
+                    self._failed(phase, repr(error))
                 self._stop.wait(0.02)
