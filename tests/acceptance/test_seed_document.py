@@ -162,8 +162,9 @@ def ready_pods(cluster: Cluster, prefix: str) -> list[str]:
 def route_programmed(cluster: Cluster, pools: set[str]) -> bool:
     """llm-route's status for this generation: Accepted and ResolvedRefs, naming exactly ``pools``.
 
-    The gateway writes route statuses only after Envoy acknowledged the configuration, so this
-    is the "a few minutes later" of the document, made exact.
+    The gateway writes route statuses only after Envoy acknowledged the configuration: Envoy
+    has the route. (Whether the pool's EPP is already in service is another matter: see
+    test_simple_migration_path.)
     """
     route = cluster.kubectl_json("get", "httproute", "llm-route")
     spec_pools = {ref["name"] for rule in route["spec"]["rules"] for ref in rule["backendRefs"]}
