@@ -76,7 +76,7 @@ class Stack:
     gateway_url: str
     metrics: dict[str, str]  # pool -> EPP /metrics URL
     processes: list[ManagedProcess] = field(default_factory=list)
-    fault: str | None = None  # "broken-pool": the GA EPP Service is missing
+    fault: str | None = None  # "broken-pool": the GA EPP Service is missing; "epp-down": its process died
 
     def slice_for(self, service: str, port: int) -> None:
         self.cluster.apply(SLICES, {
@@ -107,6 +107,8 @@ class Stack:
                 await self.start_epp(flag(args, "pool-name"), flag(args, "pool-group"), ga_metrics_port)
                 if self.fault == "broken-pool":
                     self.cluster.delete(SERVICES, self.ns, f"{GA}-epp")
+                if self.fault == "epp-down":  # started, then crashed: its Service and slice remain
+                    await self.processes[-1].stop()
                 self.cluster.merge_patch_status(DEPLOYMENTS, self.ns, f"{GA}-epp", {"status": {
                     "replicas": 1, "readyReplicas": 1, "availableReplicas": 1}})
                 started = True
@@ -308,8 +310,9 @@ async def test_zero_downtime_under_streaming_load(stack: Stack) -> None:
 
 
 @LOOP
-async def test_a_broken_ga_pool_is_rolled_back_without_failed_requests(stack: Stack) -> None:
-    stack.fault = "broken-pool"
+@pytest.mark.parametrize("fault", ["broken-pool", "epp-down"])
+async def test_a_faulty_ga_stack_is_rolled_back_without_failed_requests(stack: Stack, fault: str) -> None:
+    stack.fault = fault
     runtime = asyncio.create_task(stack.runtime(int(stack.metrics[GA].split(":")[2].split("/")[0])))
     load = Load(stack.gateway_url)
     loader = asyncio.create_task(load.run())
@@ -323,7 +326,9 @@ async def test_a_broken_ga_pool_is_rolled_back_without_failed_requests(stack: St
         runtime.cancel()
     assert result.exit_code == 5, (result.message, result.steps)
     assert result.phase == "rolled-back"
-    assert result.steps[-1]["step"] == "analyse-0"
+    assert result.steps[-1]["step"] == "analyse-0"  # caught before any traffic moved
+    reason = "ResolvedRefs" if fault == "broken-pool" else f"the EPP of {GA} does not answer"
+    assert reason in result.message, result.message
     failed = Counter((m, s) for _, m, s in load.results if s != 200)
     assert not failed, failed
     assert load.achieved_rate() >= 50

@@ -97,3 +97,18 @@ def test_missing_per_pool_evidence_pauses_unless_waived() -> None:
 def test_percentile_nearest_rank() -> None:
     assert percentile([], 99) is None
     assert percentile([float(i) for i in range(1, 101)], 99) == 99.0
+
+
+def test_an_unreachable_ga_epp_fails_even_at_weight_zero() -> None:
+    window = Window(tuple(ok() for _ in range(20)), None, ("pool-ga",))
+    results = analyse(window, Baseline(0.02, {"m": 200}), 0, PAIRS, Gates())
+    assert verdicts(results)["epp"] == "fail" and overall(results) == "fail"
+    idle = analyse(Window((), None, ("pool-ga",)), None, 0, PAIRS, Gates())
+    assert overall(idle) == "fail"  # no traffic does not hide a dead EPP
+
+
+def test_unreachable_epps_on_both_sides_are_no_evidence_not_a_failure() -> None:
+    # from outside a cluster no EPP may be reachable: attribution pauses, nothing is declared down
+    window = Window(tuple(ok() for _ in range(20)), None, ("pool-ga", "pool-preview"))
+    results = analyse(window, Baseline(0.02, {"m": 200}), 0, PAIRS, Gates())
+    assert "epp" not in verdicts(results) and overall(results) == "paused"

@@ -38,6 +38,7 @@ class Window:
     samples: tuple[Sample, ...]
     # requests each pool's EPP scheduled during the window (pool name -> count); None: not measurable
     pool_requests: Mapping[str, float] | None = None
+    unreachable: tuple[str, ...] = ()  # pools whose EPP /metrics did not answer
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,13 @@ def analyse(
     rejected = {m for m, status in (baseline.model_status if baseline else {}).items() if status == 404}
     no_probes = not window.samples
     no_epp_traffic = window.pool_requests is not None and sum(window.pool_requests.values()) <= 0
+    # A GA EPP that does not answer while its preview counterpart does (so EPPs are reachable
+    # from here at all: from outside a cluster, often none is) is down.
+    down = [ga for preview, ga in pairs if ga in window.unreachable and preview not in window.unreachable]
+    epp_down = [GateResult("epp", "fail", "the EPP of " + ", ".join(down) + " does not answer (its /metrics is "
+                           "unreachable): traffic shifted to it would fail")] if down else []
     if no_probes and (window.pool_requests is None or no_epp_traffic):
-        return [GateResult("traffic", "paused", "no requests in the analysis window: nothing to judge")]
+        return [*epp_down, GateResult("traffic", "paused", "no requests in the analysis window: nothing to judge")]
 
     # model allow-list divergence
     divergent: list[str] = []
@@ -155,6 +161,7 @@ def analyse(
                                       f"{baseline.p99_ttft_s * 1000:.1f} ms, limit {limit * 1000:.1f} ms"))
 
     # per-pool attribution
+    results.extend(epp_down)
     if window.pool_requests is None:
         results.append(GateResult("attribution", "paused" if gates.require_attribution else "pass",
                                   "no per-pool evidence (EPP metrics unreachable)"

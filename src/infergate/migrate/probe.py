@@ -58,20 +58,17 @@ def parse_counters(text: str, names: Sequence[str] = EPP_COUNTERS) -> float:
     return total
 
 
-async def epp_counts(urls: Mapping[str, str], *, timeout_s: float = 5.0) -> dict[str, float] | None:
-    """Request counters per pool from each pool's EPP /metrics; None when any is unreachable."""
-    if not urls:
-        return None
-    out: dict[str, float] = {}
+async def epp_counts(urls: Mapping[str, str], *, timeout_s: float = 5.0) -> dict[str, float | None]:
+    """Request counters per pool from each pool's EPP /metrics; None for an unreachable EPP."""
+    out: dict[str, float | None] = {}
     async with httpx.AsyncClient(timeout=timeout_s) as client:
         for pool, url in urls.items():
             try:
                 response = await client.get(url)
             except httpx.HTTPError:
-                return None
-            if response.status_code != 200:
-                return None
-            out[pool] = parse_counters(response.text)
+                out[pool] = None
+                continue
+            out[pool] = parse_counters(response.text) if response.status_code == 200 else None
     return out
 
 
@@ -81,10 +78,11 @@ async def measure(base_url: str, models: Sequence[str], count: int, epp_urls: Ma
     samples = await probe(base_url, models, count)
     await asyncio.sleep(0.2)  # let counters of the last responses settle
     after = await epp_counts(epp_urls)
-    deltas = None
-    if before is not None and after is not None:
-        deltas = {pool: max(0.0, after[pool] - before.get(pool, 0.0)) for pool in after}
-    return Window(tuple(samples), deltas)
+    unreachable = tuple(sorted(p for p in epp_urls if before.get(p) is None or after.get(p) is None))
+    deltas: dict[str, float] | None = None
+    if epp_urls and not unreachable:
+        deltas = {pool: max(0.0, (after[pool] or 0.0) - (before[pool] or 0.0)) for pool in epp_urls}
+    return Window(tuple(samples), deltas, unreachable)
 
 
 @dataclass
