@@ -72,6 +72,7 @@ EXIT_PAUSED = 4
 EXIT_ROLLED_BACK = 5
 EXIT_REFUSED = 6
 
+REJECTION_GRACE_S = 3.0  # a False condition this long is the gateway's answer, not a transient
 GITOPS_MANAGERS = ("argocd", "argo-cd", "flux", "kustomize-controller", "helm-controller")
 GITOPS_MARKERS = ("argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/", "helm.toolkit.fluxcd.io/")
 
@@ -525,15 +526,22 @@ class Migrator:
         return await measure(url, models, plan.gates.probes, self._epp_urls(plan))
 
     async def _wait_checks(self, plan: Plan, routes: list[str]) -> list[Check]:
+        """Status checks until all pass, or until the deadline; a rejection the gateway keeps
+        reporting for ``REJECTION_GRACE_S`` (a condition with status False, not just absent)
+        ends the wait early."""
         deadline = time.monotonic() + self.options.ready_timeout_s
+        rejected_since: float | None = None
         while True:
             checks = status_checks(self.cluster, plan.namespace, routes)
-            if all(c.ok for c in checks) or time.monotonic() > deadline:
+            now = time.monotonic()
+            if all(c.ok for c in checks) or now > deadline:
                 return checks
-            # a rejection the gateway has decided is final: do not wait for it to change
-            if any(not c.ok and "False" in c.detail and "ResolvedRefs" in c.name for c in checks) and \
-                    time.monotonic() > deadline - self.options.ready_timeout_s + 5 * self.options.poll_s:
-                return checks
+            if any(not c.ok and c.detail.startswith("False") for c in checks):
+                rejected_since = rejected_since or now
+                if now - rejected_since >= REJECTION_GRACE_S:
+                    return checks
+            else:
+                rejected_since = None
             await asyncio.sleep(self.options.poll_s)
 
     def _wait(self, ready: Callable[[], bool], what: str, timeout_s: float) -> None:
