@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from infergate.apiserver import discovery, protobuf
+from infergate.apiserver import discovery, openapi_v2, protobuf
 from infergate.apiserver.defaults import apply_schema_defaults, default_pod, default_service, default_workload
 from infergate.apiserver.errors import APIError, already_exists, bad_request, conflict, invalid, not_found
 from infergate.apiserver.jsonpath import evaluate
@@ -188,6 +188,11 @@ class APIServer:
             if discovery.wants_aggregated(accept):
                 return _json(discovery.aggregated(self.registry, core=False), content_type=discovery.AGGREGATED_CONTENT_TYPE)
             return _json(discovery.api_group_list(self.registry))
+        if path == "/openapi/v2":
+            if openapi_v2.wants_protobuf(accept):
+                return web.Response(body=openapi_v2.document_protobuf(),
+                                    headers={"Content-Type": openapi_v2.PROTOBUF_CONTENT_TYPE})
+            return _json(openapi_v2.document_json())
         if parts[:2] == ["openapi", "v3"]:
             if len(parts) == 2:
                 return _json(discovery.openapi_index(self.registry))
