@@ -463,3 +463,50 @@ async def test_duplex_request_ending_with_trailers_is_routed_at_the_trailers(
     await call.done_writing()
     assert await call.code() == grpc.StatusCode.OK
     assert director.done == [("t1", True)]
+
+
+def request_sizes(director: RecordingDirector, model: str) -> tuple[float, float]:
+    """(count, sum) of inference_model_request_sizes for model -> model."""
+    labels = {"model_name": model, "target_model_name": model}
+    registry = director.real.metrics.registry
+    count = registry.get_sample_value("inference_model_request_sizes_count", labels)
+    total = registry.get_sample_value("inference_model_request_sizes_sum", labels)
+    return (count or 0.0, total or 0.0)
+
+
+async def test_request_sizes_histogram_records_the_received_body_size(
+    stub: pb_grpc.ExternalProcessorStub, director: RecordingDirector
+) -> None:
+    assert request_sizes(director, "sized") == (0.0, 0.0)
+    buffered = completion(model="sized", prompt="x" * 300)
+    call = stub.Process()
+    await call.write(headers_message({"x-request-id": "s1"}, config=BUFFERED))
+    await call.read()
+    await call.write(body_message(buffered))
+    await call.read()
+    await call.done_writing()
+    assert await call.code() == grpc.StatusCode.OK
+    assert request_sizes(director, "sized") == (1.0, float(len(buffered)))
+
+    # full duplex: the body arrives in two chunks; the size is the whole buffered body
+    streamed = completion(model="sized", prompt="y" * 5000, stream=True)
+    call = stub.Process()
+    await call.write(headers_message({"x-request-id": "s2"}, config=DUPLEX))
+    await call.write(body_message(streamed[:100], eos=False))
+    await call.write(body_message(streamed[100:], eos=True))
+    await call.read()
+    await call.done_writing()
+    for _ in range(20):  # the re-sent body chunks, then the end of the stream
+        if await call.read() == grpc.aio.EOF:
+            break
+    assert await call.code() == grpc.StatusCode.OK
+    assert director.requests[-1].body_size == len(streamed)
+    assert request_sizes(director, "sized") == (2.0, float(len(buffered) + len(streamed)))
+
+    # a body without a model is rejected before scheduling: not a counted request
+    call = stub.Process()
+    await call.write(headers_message({"x-request-id": "s3"}, config=BUFFERED))
+    await call.read()
+    await call.write(body_message(b'{"prompt": "no model"}'))
+    assert (await call.read()).WhichOneof("response") == "immediate_response"
+    assert request_sizes(director, "sized") == (2.0, float(len(buffered) + len(streamed)))

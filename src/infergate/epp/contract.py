@@ -24,6 +24,7 @@ class InferenceRequest:
     streaming: bool = False
     subset_hint: list[str] | None = None  # envoy.lb.subset_hint endpoints ("ip:port"), if any
     headers_only: bool = False  # no body (e.g. GET): pick any ready endpoint, no scheduling
+    body_size: int = 0  # bytes of the request body as received (inference_model_request_sizes)
 
 
 @dataclass

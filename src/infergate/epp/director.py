@@ -192,7 +192,9 @@ class EppDirector:
                 return t.name
         return targets[-1].name
 
-    def _track(self, request_id: str, model: str, target: str, hostport: str, *, counted: bool = True) -> None:
+    def _track(
+        self, request_id: str, model: str, target: str, hostport: str, *, counted: bool = True, body_size: int = 0
+    ) -> None:
         if request_id in self._requests:
             # a client reused an x-request-id while the first request is open: release the
             # first one's accounting now, so that in-flight counts cannot leak
@@ -210,6 +212,7 @@ class EppDirector:
         self._requests[request_id] = _RequestState(model, target, hostport, time.monotonic(), counted=counted)
         if counted:  # upstream counts only requests with a body (scheduled ones)
             self.metrics.request_total.labels(model, target).inc()
+            self.metrics.request_sizes.labels(model, target).observe(body_size)
             self.metrics.running_requests.labels(model).inc()
 
     # ---- Director protocol -------------------------------------------------------------
@@ -306,7 +309,7 @@ class EppDirector:
             self.metrics.prefix_hit_ratio.observe(plugin.last_hit_ratio)
         targets = result.primary.targets
         chosen = targets[0].hostport
-        self._track(request.request_id, body_model, target, chosen)
+        self._track(request.request_id, body_model, target, chosen, body_size=request.body_size)
         return Decision(
             endpoint=chosen,
             fallbacks=[t.hostport for t in targets[1:]],

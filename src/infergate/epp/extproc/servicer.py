@@ -265,6 +265,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 prompt=parsed.prompt,
                 streaming=parsed.streaming,
                 subset_hint=state.subset,
+                body_size=len(raw),
             )
             decision = await self._decide(state, request)
         except Rejection as rejection:
