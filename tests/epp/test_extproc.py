@@ -56,6 +56,12 @@ class RecordingDirector:
     response_headers: list[tuple[str, int]] = field(default_factory=list)
     response_chunks: list[tuple[str, bytes, bool]] = field(default_factory=list)
     done: list[tuple[str, bool]] = field(default_factory=list)
+    done_event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_done(self, timeout: float = 10.0) -> None:
+        """Wait (bounded) for the server's first on_request_done: a cancelled stream reaches it
+        asynchronously, later on a loaded machine than any fixed sleep allows."""
+        await asyncio.wait_for(self.done_event.wait(), timeout)
 
     async def handle_request(self, request: InferenceRequest) -> Decision:
         self.requests.append(request)
@@ -73,6 +79,7 @@ class RecordingDirector:
 
     def on_request_done(self, request_id: str, *, completed: bool) -> None:
         self.done.append((request_id, completed))
+        self.done_event.set()
         self.real.on_request_done(request_id, completed=completed)
 
 
@@ -379,11 +386,8 @@ async def test_broken_stream_releases_the_request_exactly_once(
     await call.write(body_message(completion()))
     await call.read()
     call.cancel()  # Envoy resets the stream when the client goes away
-    for _ in range(100):
-        if director.done:
-            break
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
+    await director.wait_done()
+    await asyncio.sleep(0.2)  # a second release would follow the first one closely
     assert director.done == [("c1", False)]
 
 
@@ -440,10 +444,7 @@ async def test_reset_after_response_headers_counts_as_completed_when_the_body_is
     )))
     await call.read()
     call.cancel()
-    for _ in range(100):
-        if director.done:
-            break
-        await asyncio.sleep(0.01)
+    await director.wait_done()
     assert director.done == [("n1", True)]
     assert director.real.inflight(director.decisions[0].endpoint) == 0
 
