@@ -51,3 +51,17 @@ def test_helm_release_with_a_preview_pool_is_found(migrate: Migrate, helm: Tool,
     releases = [f for f in json.loads(result.stdout)["findings"] if f["kind"] == "HelmRelease"]
     assert [(r["namespace"], r["name"]) for r in releases] == [(namespace, "llama-preview")]
     assert "InferencePool llama-preview" in releases[0]["detail"]
+
+
+def test_a_v1_epp_without_pool_group_for_a_preview_pool_is_flagged(migrate: Migrate, kubectl: Tool,
+                                                                   preview_stack: str) -> None:
+    # migration.md §9 case 9: the v1.0.0 chart with the preview apiVersion passes no --pool-group
+    kubectl.run("apply", "-n", preview_stack, "-f", "-", input=json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "chart-epp"},
+        "spec": {"selector": {"matchLabels": {"app": "chart-epp"}}, "template": {
+            "metadata": {"labels": {"app": "chart-epp"}},
+            "spec": {"containers": [{"name": "epp", "image": "epp:v1.0.0", "args": [
+                "--pool-name", "vllm-llama3-8b-instruct-preview", "--pool-namespace", preview_stack]}]}}}}))
+    data = json.loads(migrate("check", "-n", preview_stack, "-o", "json", "--no-helm").stdout)
+    (finding,) = [f for f in data["findings"] if f["name"] == "chart-epp"]
+    assert "without --pool-group" in finding["detail"], finding

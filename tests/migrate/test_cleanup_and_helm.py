@@ -174,3 +174,20 @@ def test_a_chart_that_cannot_be_pulled_stops_the_run_before_any_change(
     assert report["steps"][-1]["step"] == "preflight" and "does-not-exist" in report["message"]
     assert cluster.get(PREVIEW_POOLS, ns, "llama-preview") is not None
     assert [r["name"] for r in json.loads(helm.run("list", "-n", ns, "-o", "json").stdout)] == ["llama-preview"]
+
+
+def test_a_ga_release_name_taken_in_another_namespace_is_refused(
+        migrate: Any, cluster: KubeCluster, kubectl: Any, helm: Any) -> None:
+    # migration.md §9 case 9: the chart's cluster-scoped <release>-epp objects would collide
+    ns, other = new_namespace(cluster, "mine"), new_namespace(cluster, "theirs")
+    kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "config" / "crd" / "ga.yaml"))
+    kubectl.run("wait", "--for=condition=Established", "crd/inferencepools.inference.networking.k8s.io")
+    helm.run("install", "llama-ga", str(CHARTS / "inferencepool-v1"), "-n", other,
+             "--set", "inferencePool.modelServers.matchLabels.app=x")
+    helm.run("install", "llama-preview", str(CHARTS / "preview-pool"), "-n", ns)
+    kubectl.run("apply", "-n", ns, "-f", str(TESTDATA / "route-to-helm-pool.yaml"))
+    result = migrate("run", "-n", ns, "--chart", str(CHARTS / "inferencepool-v1"), "--chart-version", "",
+                     "--probes", "0", "-o", "json")
+    assert result.returncode == 1, result.out
+    assert "exists in namespace theirs" in json.loads(result.stdout)["message"]
+    assert cluster.get(GA_POOLS, ns, "llama-ga") is None

@@ -221,11 +221,14 @@ def scan_cluster(cluster: Cluster, namespace: str | None) -> Census:
         if state.installed:
             findings.append(Finding("cluster", CRD, "apiextensions.k8s.io", "", name,
                                     "served versions " + ",".join(state.versions)))
+    listed: dict[str, list[Obj]] = {}
     for resource in (PREVIEW_POOLS, PREVIEW_MODELS, HTTPROUTES, DEPLOYMENTS):
         try:
-            findings.extend(scan_objects(cluster.list(resource, namespace), "cluster"))
+            listed[resource.plural] = cluster.list(resource, namespace)
+            findings.extend(scan_objects(listed[resource.plural], "cluster"))
         except ClusterError as exc:
             errors.append(f"list {resource.qualified}: {exc}")
+    findings.extend(wrong_group_epps(listed.get("deployments", []), listed.get("inferencepools", []), cluster))
     ga: Counter[tuple[str, str]] = Counter()
     for resource in (GA_POOLS, OBJECTIVES):
         try:
@@ -235,6 +238,26 @@ def scan_cluster(cluster: Cluster, namespace: str | None) -> Census:
             errors.append(f"list {resource.qualified}: {exc}")
     return Census(tuple(sorted(findings)), tuple(crds), tuple((r, ns, n) for (r, ns), n in sorted(ga.items())),
                   tuple(errors))
+
+
+def wrong_group_epps(deployments: list[Obj], preview_pools: list[Obj], cluster: Cluster) -> list[Finding]:
+    """v1.0 EPPs (``--pool-name P``, no ``--pool-group``) whose pool P exists only in the preview
+    group: they watch inference.networking.k8s.io and find no pool (the v1.0.0 chart installed
+    with ``inferencePool.apiVersion`` x-k8s passes no ``--pool-group``; migration.md §9 case 9)."""
+    preview = {(namespace_of(p), name_of(p)) for p in preview_pools}
+    out = []
+    for dep in deployments:
+        containers = (((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+        for container in containers:
+            flags = _flags([str(a) for a in (container.get("args") or []) + (container.get("command") or [])])
+            pool = flags.get("pool-name")
+            ns = namespace_of(dep)
+            if pool and "pool-group" not in flags and (ns, pool) in preview \
+                    and cluster.get(GA_POOLS, ns, pool) is None:
+                out.append(Finding("cluster", EPP, PREVIEW_GROUP, ns, name_of(dep),
+                                   f"--pool-name {pool} without --pool-group: watches {GA_GROUP}, but {pool} is a "
+                                   f"preview pool (set --pool-group {PREVIEW_GROUP}; chart v1.0.0 trap)"))
+    return out
 
 
 def scan_helm(helm: Helm, namespace: str | None) -> tuple[list[Finding], list[str]]:

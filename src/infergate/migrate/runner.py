@@ -297,9 +297,16 @@ class Migrator:
             if self.helm is None:
                 raise MigrationError("the plan installs the GA pool with Helm, but no helm binary was found "
                                      "(--helm PATH, or --install objects)")
+            others = {(r.name, r.namespace) for r in self.helm.releases(None)}
             for pool in plan.pools:
-                if pool.chart is not None:  # pullable before anything changes (chart versions go missing)
-                    self.helm.show_chart(pool.chart.chart, pool.chart.version)
+                if pool.chart is None:
+                    continue
+                self.helm.show_chart(pool.chart.chart, pool.chart.version)  # pullable before anything changes
+                clash = sorted(ns for name, ns in others if name == pool.chart.release and ns != plan.namespace)
+                if clash:  # the chart's cluster-scoped <release>-epp ClusterRole/Binding would collide
+                    raise MigrationError(f"a Helm release {pool.chart.release} exists in namespace {clash[0]}: the "
+                                         f"chart's cluster-scoped {pool.chart.release}-epp objects would collide; "
+                                         "choose another --pool-name-suffix")
         return _Outcome(state, "pass", "cluster checked" + (f" (owner {owner}, --force)" if owner else ""))
 
     def _install_crds(self, state: MigrationState, step: InstallCrds) -> _Outcome:
