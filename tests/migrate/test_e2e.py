@@ -319,7 +319,7 @@ async def test_a_faulty_ga_stack_is_rolled_back_without_failed_requests(stack: S
     await asyncio.sleep(2.0)
     original = stack.cluster.get(HTTPROUTES, stack.ns, "llm-route")["spec"]
     try:
-        result = await migrate(stack, "zero-downtime", ready_timeout_s=8.0)
+        result = await migrate(stack, "zero-downtime", ready_timeout_s=30.0)
     finally:
         load.stop()
         await loader
