@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -369,12 +370,18 @@ def run_command(kubeconfig: str | None, context: str | None, helm_path: str | No
 
 
 def _progress(output: str) -> Callable[[str], None]:
+    """Progress lines on stderr (rich), one per step and gate, with the time."""
     if output != "table":
         return lambda _: None
     from rich.console import Console
+    from rich.markup import escape
 
-    console = Console(stderr=True)
-    return lambda text: console.log(text)
+    console = Console(stderr=True, highlight=False)
+
+    def show(text: str) -> None:
+        console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(text)}")
+
+    return show
 
 
 @command.command("rollback")

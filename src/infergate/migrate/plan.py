@@ -434,8 +434,8 @@ def _steps(
         "delete the preview CRDs when no namespace uses them any more: " + ", ".join(PREVIEW_CRD_NAMES),
         "kubectl delete -f .../v0.3.0/manifests.yaml", names=PREVIEW_CRD_NAMES,
     )
-    wait = WaitReady("wait-ready", "wait until the GA EPPs are ready, each GA pool Accepted and the HTTPRoute "
-                     "ResolvedRefs", "kubectl get gateway -o wide; kubectl get infpool")
+    wait = WaitReady("wait-ready", "wait until each GA pool exists and its EPP is ready (the gateway's statuses are "
+                     "checked at every analysis and at verify)", "kubectl get infpool; kubectl get deploy")
     verify = Verify("verify", "Gateway Programmed, HTTPRoute Accepted+ResolvedRefs, pools Accepted, probe requests "
                     "200 from the GA pools", "kubectl get gateway -o wide; curl -i $IP:$PORT/v1/completions ...")
     preflight = Preflight("preflight", "check the cluster: CRDs per group, objects, gateway, no GitOps owner")
