@@ -191,3 +191,18 @@ def test_a_ga_release_name_taken_in_another_namespace_is_refused(
     assert result.returncode == 1, result.out
     assert "exists in namespace theirs" in json.loads(result.stdout)["message"]
     assert cluster.get(GA_POOLS, ns, "llama-ga") is None
+
+
+def test_the_preview_releases_provider_is_kept(migrate: Any, cluster: KubeCluster, kubectl: Any, helm: Any) -> None:
+    # migration.md §9 case 9: provider.name left unset for the GA release on GKE
+    ns = new_namespace(cluster, "gke")
+    helm.run("install", "llama-preview", str(CHARTS / "preview-pool"), "-n", ns, "--set", "provider.name=gke")
+    kubectl.run("apply", "-n", ns, "-f", str(TESTDATA / "route-to-helm-pool.yaml"))
+    args = ("run", "-n", ns, "--chart", str(CHARTS / "inferencepool-v1"), "--chart-version", "", "--probes", "0",
+            "-o", "json")
+    refused = migrate(*args)
+    assert refused.returncode == 1 and "--provider gke" in json.loads(refused.stdout)["message"], refused.out
+    accepted = migrate(*args, "--provider", "gke", "--stop-after", "preflight")
+    assert accepted.returncode == 0, accepted.out
+    sets = json.loads(migrate("plan", "-n", ns, "-o", "json").stdout)["pools"][0]["chart"]["sets"]
+    assert ["provider.name", "gke"] in sets

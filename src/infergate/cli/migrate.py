@@ -257,6 +257,8 @@ def plan_command(kubeconfig: str | None, context: str | None, helm_path: str | N
     cluster = _connect(kubeconfig, context)
     ns = namespace or _default_namespace(kubeconfig, context)
     existing = _existing_state(cluster, ns, kw["route"])
+    if existing is not None and not existing.completed:
+        existing = None  # nothing done yet: the plan follows the current options
     plan = existing.plan if existing is not None else _make_plan(cluster, ns, kw)
     if output != "table":
         emit(plan.to_dict(), output)
@@ -347,13 +349,14 @@ def run_command(kubeconfig: str | None, context: str | None, helm_path: str | No
                          epp_metrics=_parse_epp_metrics(epp_metrics), probe_models=probe_model,
                          analysis_delay_s=analysis_delay, ready_timeout_s=ready_timeout, stop_after=stop_after)
     existing = _existing_state(cluster, ns, kw["route"])
-    if existing is not None and existing.plan.path != kw["path"]:
+    if existing is not None and existing.completed and existing.plan.path != kw["path"]:
         raise click.ClickException(f"a {existing.plan.path} migration of HTTPRoute {existing.plan.route} is recorded; "
                                    f"it cannot continue as --path {kw['path']}")
     progress = _progress(output)
     migrator = Migrator(cluster, _helm(helm_path, kubeconfig, context), options, progress=progress)
-    plan: Any = existing.plan if existing is not None else (lambda: _make_plan(cluster, ns, kw))
-    result = asyncio.run(migrator.run(plan))
+    plan: Any = existing.plan if existing is not None and existing.completed else (lambda: _make_plan(cluster, ns, kw))
+    result = asyncio.run(migrator.run(plan, namespace=ns, route=kw["route"] or (existing.plan.route if existing
+                                                                                  else None)))
     if output != "table":
         emit(result.to_dict(), output)
     else:

@@ -107,6 +107,12 @@ class Helm:
         out = self._run(["get", "manifest", release, "--namespace", namespace])
         return [d for d in yaml.safe_load_all(out) if isinstance(d, dict)]
 
+    def values(self, release: str, namespace: str) -> dict[str, object]:
+        """The values a release was installed with (``helm get values -o json``)."""
+        loaded = json.loads(self._run(["get", "values", release, "--namespace", namespace, "--output", "json"])
+                            or "{}")
+        return loaded if isinstance(loaded, dict) else {}
+
     def show_chart(self, chart: str, version: str | None) -> str:
         """The chart's Chart.yaml; fails (HelmError) when the chart or version cannot be pulled."""
         return self._run(["show", "chart", chart, *(["--version", version] if version else [])])

@@ -136,9 +136,12 @@ class Migrator:
             state = self.store.load(plan.namespace, plan.route)
         elif namespace is not None and route is not None:
             state = self.store.load(namespace, route)
+        if state is not None and not state.completed and callable(plan):
+            state = None  # nothing was done yet (e.g. preflight refused): plan again with the current options
         if state is None:
             concrete = plan() if callable(plan) else plan
-            state = self.store.load(concrete.namespace, concrete.route) or MigrationState(concrete)
+            loaded = self.store.load(concrete.namespace, concrete.route)
+            state = loaded if loaded is not None and loaded.completed else MigrationState(concrete)
         if state.phase == "done":
             return RunResult(EXIT_OK, "done", f"the migration of HTTPRoute {state.plan.namespace}/"
                              f"{state.plan.route} is already done: nothing to do")
@@ -302,6 +305,16 @@ class Migrator:
                 if pool.chart is None:
                     continue
                 self.helm.show_chart(pool.chart.chart, pool.chart.version)  # pullable before anything changes
+                wanted = dict(pool.chart.sets).get("provider.name", "none")
+                if pool.preview_release and not self.options.force:
+                    values = self.helm.values(pool.preview_release, plan.namespace)
+                    provider = values.get("provider")
+                    had = str(provider.get("name") or "none") if isinstance(provider, dict) else "none"
+                    if had != wanted:
+                        raise MigrationError(f"the preview release {pool.preview_release} was installed with "
+                                             f"provider.name={had}, the GA release would get {wanted} (no "
+                                             f"provider resources such as GKE's HealthCheckPolicy): pass "
+                                             f"--provider {had}, or --force")
                 clash = sorted(ns for name, ns in others if name == pool.chart.release and ns != plan.namespace)
                 if clash:  # the chart's cluster-scoped <release>-epp ClusterRole/Binding would collide
                     raise MigrationError(f"a Helm release {pool.chart.release} exists in namespace {clash[0]}: the "
