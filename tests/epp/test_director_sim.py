@@ -151,8 +151,9 @@ async def test_flow_control_admits_higher_priority_first_on_real_saturation(tmp_
                 # admitted requests went where the capacity was: both replicas filled, neither overfilled
                 await wait_until(lambda: all((parts.store.fresh(e) or SimpleNamespace(waiting_queue=0)).waiting_queue
                                              >= 5 for e in cluster.endpoints), "both replicas at the threshold")
-                assert all((parts.store.fresh(e) or SimpleNamespace(waiting_queue=99)).waiting_queue <= 7
-                           for e in cluster.endpoints)
+                queues = {e: (parts.store.fresh(e) or SimpleNamespace(waiting_queue=99)).waiting_queue
+                          for e in cluster.endpoints}
+                assert all(q <= 7 for q in queues.values()), queues
                 order: list[str] = []
 
                 async def tracked(name: str, objective: str | None) -> None:  # records admission order

@@ -123,9 +123,18 @@ class EppDirector:
         self.flow.notify()
 
     def _unseen(self, hostport: str) -> int:
-        """Requests sent to ``hostport`` that its last scrape may not show yet."""
+        """Requests sent to ``hostport`` that its last scrape may not show yet: the sends
+        newer than that scrape (by the clock), and at least as many as this EPP has in flight
+        there beyond what the scrape shows running or waiting. The clock alone is not enough:
+        on a loaded machine a request can take longer than SEND_VISIBILITY_DELAY to reach the
+        server's queue, and a burst would then be released into a stale snapshot."""
         sends = self._recent_sends.get(hostport)
-        return len(sends) if sends else 0
+        unseen = len(sends) if sends else 0
+        metrics = self.store.raw(hostport)
+        if metrics is not None:
+            missing = self._inflight.get(hostport, 0) - metrics.running - metrics.waiting_queue
+            unseen = max(unseen, missing)
+        return unseen
 
     def _on_datastore_change(self) -> None:
         current = {e.hostport for e in self.datastore.endpoints()}
