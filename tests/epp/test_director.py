@@ -360,3 +360,58 @@ async def test_reused_request_id_does_not_leak_inflight() -> None:
     director.on_request_done("same", completed=True)
     director.on_request_done("same", completed=True)
     assert director.inflight(first.endpoint) == 0 and director.inflight(second.endpoint) == 0
+
+
+def priority_counts(director: EppDirector) -> dict[tuple[str, str, str, str], float]:
+    """``infergate_epp_request_priority_total`` by (model, target model, objective, priority)."""
+    out: dict[tuple[str, str, str, str], float] = {}
+    for family in text_string_to_metric_families(director.metrics.render().decode()):
+        for s in family.samples:
+            if s.name == "infergate_epp_request_priority_total":
+                key = (s.labels["model_name"], s.labels["target_model_name"], s.labels["objective"],
+                       s.labels["priority"])
+                out[key] = float(s.value)
+    return out
+
+
+async def test_request_priority_metric_ga_objectives() -> None:
+    director, ds, store = make()
+    idle(store)
+    ds.upsert_objective(Objective("critical", 3))
+    ds.upsert_objective(Objective("batch", -2))
+    ds.upsert_objective(Objective("unset", None))
+    for rid, objective in [("a", "critical"), ("b", "critical"), ("c", "batch"), ("d", "unset"),
+                           ("e", "no-such-objective"), ("f", None)]:
+        await director.handle_request(req(rid, model="m", objective=objective))
+    await director.handle_request(req("h", model="m", objective="critical", headers_only=True))  # not scheduled
+    ds.upsert_objective(Objective("batch", -1))
+    idle(store, queue=10)  # saturated: the sheddable request is rejected, so not counted
+    await expect_rejection(director, req("shed", model="m", objective="batch"))
+    assert priority_counts(director) == {
+        ("m", "m", "critical", "3"): 2,
+        ("m", "m", "batch", "-2"): 1,
+        ("m", "m", "unset", "0"): 1,  # an objective without a priority: 0
+        ("m", "m", "", "0"): 2,  # unknown objective (no label value from client input) and none
+    }
+    # one count per scheduled request, exactly as inference_model_request_total
+    requests = sum(s.value for f in text_string_to_metric_families(director.metrics.render().decode())
+                   for s in f.samples if s.name == "inference_model_request_total")
+    assert sum(priority_counts(director).values()) == requests == 6
+
+
+async def test_request_priority_metric_preview_criticality() -> None:
+    director, ds, store = make(PREVIEW_GROUP)
+    idle(store)
+    ds.upsert_model(InferenceModelInfo("base", "base-model", "Critical"))
+    ds.upsert_model(InferenceModelInfo("food", "food-review", "Standard", (TargetModel("food-review-1"),)))
+    ds.upsert_model(InferenceModelInfo("unset", "plain", None))
+    ds.upsert_model(InferenceModelInfo("shed", "batch", "Sheddable"))
+    for i, model in enumerate(["base-model", "base-model", "food-review", "plain", "batch"]):
+        await director.handle_request(req(f"r{i}", model=model))
+    await expect_rejection(director, req("404", model="unknown"))
+    assert priority_counts(director) == {
+        ("base-model", "base-model", "", "1"): 2,
+        ("food-review", "food-review-1", "", "0"): 1,
+        ("plain", "plain", "", "0"): 1,  # unset criticality = Standard
+        ("batch", "batch", "", "-1"): 1,
+    }

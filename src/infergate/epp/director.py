@@ -202,7 +202,8 @@ class EppDirector:
         return targets[-1].name
 
     def _track(
-        self, request_id: str, model: str, target: str, hostport: str, *, counted: bool = True, body_size: int = 0
+        self, request_id: str, model: str, target: str, hostport: str, *, counted: bool = True, body_size: int = 0,
+        objective: str = "", priority: int = 0,
     ) -> None:
         if request_id in self._requests:
             # a client reused an x-request-id while the first request is open: release the
@@ -222,6 +223,7 @@ class EppDirector:
         if counted:  # upstream counts only requests with a body (scheduled ones)
             self.metrics.request_total.labels(model, target).inc()
             self.metrics.request_sizes.labels(model, target).observe(body_size)
+            self.metrics.request_priority_total.labels(model, target, objective, str(priority)).inc()
             self.metrics.running_requests.labels(model).inc()
 
     # ---- Director protocol -------------------------------------------------------------
@@ -270,11 +272,14 @@ class EppDirector:
         except Rejection as rejection:
             raise self._reject(body_model, target, rejection) from None
         try:
-            return self._schedule(request, body_model, target, priority)
+            return self._schedule(request, body_model, target, priority,
+                                  objective.name if objective is not None else "")
         finally:
             self.flow.scheduled()
 
-    def _schedule(self, request: InferenceRequest, body_model: str, target: str, priority: int) -> Decision:
+    def _schedule(
+        self, request: InferenceRequest, body_model: str, target: str, priority: int, objective: str = ""
+    ) -> Decision:
         wanted = None if request.subset_hint is None else {_host_of(entry) for entry in request.subset_hint}
         # one pass: available (not failing), in the subset hint, metrics fresh or unknown
         store = self.store
@@ -318,7 +323,8 @@ class EppDirector:
             self.metrics.prefix_hit_ratio.observe(plugin.last_hit_ratio)
         targets = result.primary.targets
         chosen = targets[0].hostport
-        self._track(request.request_id, body_model, target, chosen, body_size=request.body_size)
+        self._track(request.request_id, body_model, target, chosen, body_size=request.body_size,
+                    objective=objective, priority=priority)
         return Decision(
             endpoint=chosen,
             fallbacks=[t.hostport for t in targets[1:]],

@@ -75,6 +75,10 @@ class EppMetrics:
         self.response_sizes = Histogram("inference_model_response_sizes", "Inference model responses size distribution in bytes for each model and target model.", model, buckets=RESPONSE_SIZE_BUCKETS, registry=r)
         self.input_tokens = Histogram("inference_model_input_tokens", "Inference model input token count distribution for requests in each model.", model, buckets=TOKEN_BUCKETS, registry=r)
         self.output_tokens = Histogram("inference_model_output_tokens", "Inference model output token count distribution for requests in each model.", model, buckets=TOKEN_BUCKETS, registry=r)
+        # infergate's own (not upstream's): the priority each scheduled request was admitted
+        # with; objective = the InferenceObjective that set it ("" = none: preview criticality,
+        # or no/unknown objective header -> 0). Counted with inference_model_request_total.
+        self.request_priority_total = Counter("infergate_epp_request_priority", "Scheduled requests by the priority they were admitted with (infergate), per model, target model and InferenceObjective (empty: none; preview pools: from the InferenceModel's criticality).", [*model, "objective", "priority"], registry=r)
         self.running_requests = Gauge("inference_model_running_requests", "Inference model number of running requests in each model.", ["model_name"], registry=r)
         self.scheduler_e2e = Histogram("inference_extension_scheduler_e2e_duration_seconds", "Scheduling latency distribution in seconds.", buckets=SCHEDULER_BUCKETS, registry=r)
         self.plugin_duration = Histogram("inference_extension_plugin_duration_seconds", "Plugin processing latency distribution in seconds for each extension point, plugin type and plugin name.", ["extension_point", "plugin_type", "plugin_name"], buckets=SCHEDULER_BUCKETS, registry=r)
