@@ -232,3 +232,50 @@ def status_writers(apiserver: ThreadedAPIServer) -> Iterator[Any]:
 @pytest.fixture
 def status_writer(status_writers: Any, namespace: str) -> StatusWriter:
     return status_writers(namespace)
+
+
+PRIORITY_METRIC = "infergate_epp_request_priority_total"
+PriorityCounts = dict[tuple[str, str, int], float]  # (model_name, objective, priority) -> requests
+
+
+def parse_priority_counts(text: str) -> PriorityCounts:
+    """``infergate_epp_request_priority_total`` of one EPP /metrics page, summed over target models."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: PriorityCounts = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == PRIORITY_METRIC:
+                key = (s.labels["model_name"], s.labels["objective"], int(s.labels["priority"]))
+                out[key] = out.get(key, 0.0) + float(s.value)
+    return out
+
+
+def check_priorities(counted: dict[str, PriorityCounts], expected: dict[str, dict[str, tuple[str, int]]],
+                     sent: dict[str, tuple[float, float]]) -> None:
+    """Assert that every request each EPP counted carried its model's expected (objective, priority)
+    on that EPP, and that per model the counts over all EPPs lie in ``sent[model]`` = (at least,
+    at most): at least the requests known to have been served, at most those plus the ones whose
+    fate the client does not know (cancelled or failed after scheduling)."""
+    for epp, counts in counted.items():
+        for (model, objective, priority), n in counts.items():
+            assert model in expected[epp], f"{epp} counted {n} requests of unexpected model {model}"
+            assert (objective, priority) == expected[epp][model], (
+                f"{epp}: {n} requests of {model} admitted with objective={objective!r} priority={priority}, "
+                f"expected {expected[epp][model]}")
+    for model, (low, high) in sent.items():
+        total = sum(n for counts in counted.values() for (m, _, _), n in counts.items() if m == model)
+        assert low <= total <= high, f"{model}: EPPs counted {total} requests, sent {low}..{high}: {counted}"
+
+
+@dataclass(frozen=True)
+class PriorityAudit:
+    """The helpers above, for test modules (which cannot import conftest)."""
+
+    parse = staticmethod(parse_priority_counts)
+    check = staticmethod(check_priorities)
+
+
+@pytest.fixture
+def priority_audit() -> PriorityAudit:
+    return PriorityAudit()

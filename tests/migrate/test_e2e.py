@@ -244,6 +244,48 @@ class Load:
         return len(starts) / (max(starts) - min(starts)) if len(starts) > 1 else 0.0
 
 
+@dataclass
+class ProbeLog:
+    """The migration's own probe requests (they go through the gateway too), per model."""
+
+    started: Counter[str] = field(default_factory=Counter)
+    ok: Counter[str] = field(default_factory=Counter)
+
+
+def record_probes(monkeypatch: pytest.MonkeyPatch) -> ProbeLog:
+    import infergate.migrate.probe as probe_module
+
+    real = probe_module.probe_once
+    log = ProbeLog()
+
+    async def recorded(client: httpx.AsyncClient, base_url: str, model: str, **kwargs: Any) -> Any:
+        log.started[model] += 1
+        sample = await real(client, base_url, model, **kwargs)
+        if sample.status == 200:
+            log.ok[model] += 1
+        return sample
+
+    monkeypatch.setattr(probe_module, "probe_once", recorded)
+    return log
+
+
+async def scrape_priorities(stack: Stack, audit: Any, *, required: bool) -> dict[str, Any]:
+    """Each EPP's ``infergate_epp_request_priority_total``; an EPP not running yet counts nothing
+    unless ``required``."""
+    out: dict[str, Any] = {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for pool, url in stack.metrics.items():
+            try:
+                response = await client.get(url)
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                assert not required, f"the EPP of {pool} did not answer {url}: {exc}"
+                out[pool] = {}
+                continue
+            out[pool] = audit.parse(response.text)
+    return out
+
+
 async def migrate(stack: Stack, path: str, *, ready_timeout_s: float = 60.0) -> Any:
     # p99 TTFT limit: baseline x 3 + 250 ms. On a 2-core machine shared with other test suites the p99 of 40
     # probes moves by 2x between windows; the default (x 1.5 + 50 ms) is for real clusters.
@@ -257,7 +299,11 @@ async def migrate(stack: Stack, path: str, *, ready_timeout_s: float = 60.0) -> 
 
 
 @LOOP
-async def test_zero_downtime_under_streaming_load(stack: Stack) -> None:
+async def test_zero_downtime_under_streaming_load(stack: Stack, monkeypatch: pytest.MonkeyPatch,
+                                                  priority_audit: Any) -> None:
+    # counted before the test (the fixture's readiness requests) is left out of the priority audit
+    before = await scrape_priorities(stack, priority_audit, required=False)
+    probes = record_probes(monkeypatch)
     runtime = asyncio.create_task(stack.runtime(int(stack.metrics[GA].split(":")[2].split("/")[0])))
     load = Load(stack.gateway_url)
     loader = asyncio.create_task(load.run())
@@ -298,6 +344,38 @@ async def test_zero_downtime_under_streaming_load(stack: Stack) -> None:
                     for rule in route["spec"]["rules"] for m in rule.get("matches", [])
                     for h in m.get("headers", []) for f in rule.get("filters", [])}
     assert objective_of == {LLAMA: "base-model", "food-review": "food-review"}
+    # every request's priority kept, as each EPP admitted it (infergate_epp_request_priority_total).
+    # The numbers differ between generations by design: the preview EPP maps the InferenceModel's
+    # criticality (DEFAULT_CRITICALITY_PRIORITY: Critical 1, Standard 0), the GA EPP takes the
+    # converted InferenceObjective's priority (the converter's PriorityMap: Critical 2, Standard 1).
+    # What must hold is the mapping, the same order between the models on both sides, and no
+    # request of the Critical model ever admitted at a sheddable (negative) priority.
+    from infergate.api.conversion import PriorityMap
+    from infergate.epp.director import DEFAULT_CRITICALITY_PRIORITY
+
+    converted = PriorityMap()
+    assert (priorities["base-model"], priorities["food-review"]) == (converted.critical, converted.standard)
+    expected = {
+        PREVIEW: {LLAMA: ("", DEFAULT_CRITICALITY_PRIORITY["Critical"]),
+                  "food-review": ("", DEFAULT_CRITICALITY_PRIORITY["Standard"])},
+        GA: {LLAMA: ("base-model", priorities["base-model"]), "food-review": ("food-review", priorities["food-review"])},
+    }
+    for side in expected.values():
+        assert side[LLAMA][1] > side["food-review"][1] >= 0
+    after = await scrape_priorities(stack, priority_audit, required=True)
+    counted = {pool: {k: n - before[pool].get(k, 0.0) for k, n in after[pool].items() if n > before[pool].get(k, 0.0)}
+               for pool in after}
+    for pool in (PREVIEW, GA):  # both generations served both models during the migration
+        for model in (LLAMA, "food-review"):
+            assert any(m == model for m, _, _ in counted[pool]), (pool, model, counted)
+    # per model, the EPPs together counted every request the load generator got a 200 for, plus the
+    # migration's own probes: at least the ones answered 200, at most all started (a probe cancelled
+    # with the interrupted first run may or may not have been scheduled); nothing escaped unaccounted
+    served = Counter(m for _, m, s in load.results if s == 200)
+    print("priority audit: counted", counted, "load served", dict(served), "probes", probes)
+    priority_audit.check(counted, expected, {
+        model: (served[model] + probes.ok[model], served[model] + probes.started[model])
+        for model in (LLAMA, "food-review")})
     # the end state: GA only, preview CRDs gone (no other namespace used them)
     assert stack.cluster.get(CRDS, None, "inferencepools.inference.networking.x-k8s.io") is None
     assert stack.cluster.get(CRDS, None, "inferencemodels.inference.networking.x-k8s.io") is None
