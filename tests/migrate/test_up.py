@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,6 +27,8 @@ from infergate.util.net import free_port, random_loopback_block
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("migrate-up"), pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+PREVIEW, GA = "vllm-llama3-8b-instruct-preview", "vllm-llama3-8b-instruct-ga"
 
 
 def private_cidr(port: int) -> str:
@@ -133,7 +136,47 @@ class Load:
         return len(starts) / (max(starts) - min(starts)) if len(starts) > 1 else 0.0
 
 
-def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up) -> None:
+@dataclass
+class PriorityWatch:
+    """Scrapes one EPP's /metrics every 0.5 s and keeps the last answer: the preview EPP's pod is
+    deleted with its release at the end of the migration, after its last request."""
+
+    url: str
+    parse: Any
+    last: dict[tuple[str, str, int], float] = field(default_factory=dict)
+    scrapes: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self.stop.wait(0.5):
+                try:
+                    response = client.get(self.url)
+                except httpx.HTTPError:
+                    continue
+                if response.status_code == 200:
+                    self.last = self.parse(response.text)
+                    self.scrapes += 1
+
+
+def epp_metrics(up: Up, pools: object, pool: str) -> str:
+    from infergate.migrate.cluster import ClusterTarget, KubeCluster
+    from infergate.migrate.verify import epp_metrics_url, pool_epp_service
+
+    cluster = KubeCluster.connect(ClusterTarget(up.env["KUBECONFIG"]))
+    try:
+        obj = cluster.get(pools, "default", pool)  # type: ignore[arg-type]
+        assert obj is not None, pool
+        service = pool_epp_service(obj)
+        assert service is not None, obj
+        url = epp_metrics_url(cluster, "default", service)
+    finally:
+        cluster.close()
+    assert url is not None, f"no /metrics for the EPP of {pool}"
+    return url
+
+
+def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priority_audit: Any) -> None:
     listen = free_port()
     sim = (REPO / "examples" / "sim-deployment.yaml").read_text().replace("replicas: 3", "replicas: 2").replace(
         "- --max-loras=4", "- --max-loras=4\n        - --time-scale=20")
@@ -161,6 +204,13 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up) -> None
         return r.status_code == 200
 
     wait(serving, 120, "the preview stack serving food-review")
+    from infergate.migrate.resources import GA_POOLS, PREVIEW_POOLS
+
+    watch = PriorityWatch(epp_metrics(up, PREVIEW_POOLS, PREVIEW), priority_audit.parse)
+    watcher = threading.Thread(target=watch.run)
+    watcher.start()
+    wait(lambda: watch.scrapes > 0, 30, "the preview EPP's /metrics")
+    before = dict(watch.last)  # the readiness requests above are left out of the audit
     load = Load(f"http://{address()}:{listen}")
     thread = threading.Thread(target=load.run)
     thread.start()
@@ -171,6 +221,8 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up) -> None
     finally:
         load.stop.set()
         thread.join(120)
+        watch.stop.set()
+        watcher.join(30)
     report = json.loads(run.stdout) if run.stdout.strip().startswith("{") else {}
     assert run.returncode == 0, (run.stdout[-4000:], run.stderr[-3000:])
     failed = Counter((m, s) for _, m, s in load.results if s != 200)
@@ -183,3 +235,28 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up) -> None
     assert gone.returncode != 0
     check = up.sh("infergate migrate check -A -o json", check=False)
     assert check.returncode == 0, check.stdout
+    # every request's priority kept: see test_e2e.py for the mapping (preview criticality: Critical 1,
+    # Standard 0; converted objectives: PriorityMap, Critical 2, Standard 1; same order, none negative)
+    from infergate.api.conversion import PriorityMap
+    from infergate.epp.director import DEFAULT_CRITICALITY_PRIORITY
+
+    ga = httpx.get(epp_metrics(up, GA_POOLS, GA), timeout=10)
+    assert ga.status_code == 200
+    counted = {PREVIEW: {k: n - before.get(k, 0.0) for k, n in watch.last.items() if n > before.get(k, 0.0)},
+               GA: priority_audit.parse(ga.text)}
+    converted = PriorityMap()
+    expected = {PREVIEW: {LLAMA: ("", DEFAULT_CRITICALITY_PRIORITY["Critical"]),
+                          "food-review": ("", DEFAULT_CRITICALITY_PRIORITY["Standard"])},
+                GA: {LLAMA: ("base-model", converted.critical), "food-review": ("food-review", converted.standard)}}
+    for pool in (PREVIEW, GA):
+        for model in (LLAMA, "food-review"):
+            assert any(m == model for m, _, _ in counted[pool]), (pool, model, counted)
+    # the migration's probes (a subprocess here) go through the gateway too: --probes 40 per window,
+    # round-robin over the two models: one window for the baseline and for each analyse step, one
+    # more per p99-ttft retry (a progress line on stderr), one for verify
+    windows = (sum(1 for step in report["steps"] if str(step["step"]).startswith(("baseline", "analyse")))
+               + run.stderr.count("; measuring again") + 1)
+    served = Counter(m for _, m, s in load.results if s == 200)
+    print("priority audit: counted", counted, "load served", dict(served), "probe windows", windows)
+    priority_audit.check(counted, expected, {model: (served[model], served[model] + 20 * windows)
+                                             for model in (LLAMA, "food-review")})
