@@ -49,7 +49,8 @@ from infergate.migrate.runner import Migrator, RunOptions
 from infergate.sim import SimCluster, SimConfig
 from infergate.util.net import random_loopback_block
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("migrate-e2e"), pytest.mark.timeout(600)]
+# exclusive: these assert a sustained load (>= 50 req/s) and so run alone, after the parallel suite
+pytestmark = [pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.xdist_group("migrate-e2e"), pytest.mark.timeout(600)]
 LOOP = pytest.mark.asyncio(loop_scope="function")
 REPO = Path(__file__).resolve().parents[2]
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"

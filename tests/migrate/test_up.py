@@ -25,7 +25,8 @@ import pytest
 
 from infergate.util.net import free_port, random_loopback_block
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("migrate-up"), pytest.mark.timeout(900)]
+# exclusive: asserts a sustained load (>= 50 req/s), so it runs alone, after the parallel suite
+pytestmark = [pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.xdist_group("migrate-up"), pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 PREVIEW, GA = "vllm-llama3-8b-instruct-preview", "vllm-llama3-8b-instruct-ga"
