@@ -50,7 +50,7 @@ async def test_rejection_writes_programmed_false_then_retries_and_recovers(tmp_p
     assert reconciler.stats.last_error is not None
     task = asyncio.create_task(reconciler.run())  # the retry is scheduled on the provider's change event
     try:
-        for _ in range(100):
+        for _ in range(500):  # bounded at ~10 s
             if dataplane.applied:
                 break
             await asyncio.sleep(0.02)

@@ -93,7 +93,7 @@ async def test_runner_serves_health_metrics_and_tls(tmp_path: Path) -> None:
     try:
         assert runner.ready_line().startswith("ready grpc=")
         assert runner.grpc_server and runner.health_server and runner.metrics_server
-        for _ in range(100):
+        for _ in range(500):  # bounded at ~10 s
             if runner.is_ready():
                 break
             await asyncio.sleep(0.02)

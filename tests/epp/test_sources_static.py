@@ -103,7 +103,7 @@ async def test_reload_applies_changes_and_keeps_state_on_errors(tmp_path: Path) 
     task = asyncio.create_task(source.run(ds))
     try:
         async def wait_for(predicate: object, what: str) -> None:
-            for _ in range(200):
+            for _ in range(1000):  # bounded at ~10 s of 20 ms file polls
                 if predicate():  # type: ignore[operator]
                     return
                 await asyncio.sleep(0.01)
