@@ -124,6 +124,21 @@ class DowntimeMonitor:
         end = recovered if recovered is not None else self.results[-1][0]
         return max(0.0, end - first)
 
+    async def wait_restored(self, timeout_s: float, successes: int = 5) -> bool:
+        """Wait (bounded) until the last ``successes`` requests succeeded: the new stack serves.
+
+        The simple path accepts downtime; its verification checks the state it ends in, so it
+        starts once service is back (a new EPP endpoint joins Envoy's EPP cluster only after
+        its first health check). Returns False when ``timeout_s`` passes first.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            tail = self.results[-successes:]
+            if len(tail) == successes and all(ok for _, ok in tail):
+                return True
+            await asyncio.sleep(self.interval_s)
+        return False
+
     def summary(self) -> dict[str, object]:
         return {"requests": len(self.results), "failed": sum(1 for _, ok in self.results if not ok),
                 "downtimeS": round(self.downtime_s(), 3)}

@@ -73,6 +73,7 @@ EXIT_ROLLED_BACK = 5
 EXIT_REFUSED = 6
 
 REJECTION_GRACE_S = 3.0  # a False condition this long is the gateway's answer, not a transient
+RESTORE_TIMEOUT_S = 60.0  # simple path: how long verification waits for the new stack to serve
 GITOPS_MANAGERS = ("argocd", "argo-cd", "flux", "kustomize-controller", "helm-controller")
 GITOPS_MARKERS = ("argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/", "helm.toolkit.fluxcd.io/")
 
@@ -441,6 +442,9 @@ class Migrator:
         if self.options.dry_run:
             return _Outcome(state, "pass", "dry run: not verified")
         checks = await self._wait_checks(plan, [name_of(r) for r in plan.final_routes])
+        if self._monitor is not None and not await self._monitor.wait_restored(RESTORE_TIMEOUT_S):
+            return _Outcome(state, "fail", f"service not restored within {RESTORE_TIMEOUT_S:.0f} s after the GA "
+                                           f"install: {self._monitor.summary()}")
         url = self._gateway_url(plan)
         models = list(plan.model_names) + list(self.options.probe_models)
         if url and models and plan.gates.probes > 0:
