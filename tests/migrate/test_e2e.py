@@ -146,9 +146,9 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             if doc["kind"] == "InferencePool":
                 doc["spec"]["targetPortNumber"] = sim_port
             if doc["kind"] == "InferenceModel":
-                # no targetModels rewrite here: infergate's EPP applies x-gateway-model-name-rewrite also for
-                # a preview pool (upstream v0.3.0 ignores it), so the weighted route's rewrite header would
-                # change what the preview pool serves (reported; the plan warns about it)
+                # no targetModels here, so that the priority audit counts one target per model; the 90/10
+                # canary (weighted x-gateway-model-name-rewrite backendRefs) is migrated under load in
+                # test_up.py
                 doc["spec"].pop("targetModels", None)
             resource = {"Gateway": GATEWAYS, "InferencePool": PREVIEW_POOLS, "HTTPRoute": HTTPROUTES,
                         "Deployment": DEPLOYMENTS, "Service": SERVICES}.get(doc["kind"])
