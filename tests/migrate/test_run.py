@@ -147,16 +147,6 @@ def test_rollback_is_refused_after_the_lock(migrate: Any, cluster: Any, preview_
     assert forced.returncode == 0, forced.out
 
 
-def test_dry_run_changes_nothing(migrate: Any, cluster: Any, preview_stack: str, status_writer: Any) -> None:
-    ns = preview_stack
-    code, report = run(migrate, ns, "--path", "simple", "--probes", "0", "--dry-run")
-    assert code == 0, report
-    assert report["phase"] == "dry-run"
-    assert cluster.get(PREVIEW_POOLS, ns, PREVIEW) is not None
-    assert cluster.get(GA_POOLS, ns, GA) is None
-    assert cluster.get(CONFIGMAPS, ns, "infergate-migration-llm-route") is None
-
-
 def test_weights_changed_by_another_writer_are_detected_and_rolled_back(
         migrate: Any, cluster: Any, kubectl: Any, preview_stack: str, status_writer: Any) -> None:
     # migration.md §9 case 10: a GitOps controller (or a person) reverts the weights mid-migration

@@ -55,6 +55,7 @@ from infergate.migrate.resources import (
     PREVIEW_POOLS,
     SERVICES,
     Obj,
+    Resource,
     meta,
     name_of,
     resource_of,
@@ -124,6 +125,7 @@ class Migrator:
         self.progress = progress or (lambda _: None)
         self.store = StateStore(cluster, dry_run=options.dry_run)
         self._monitor: DowntimeMonitor | None = None
+        self._dry_run_crds: set[str] = set()  # CRDs this dry run only pretended to install
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -243,7 +245,7 @@ class Migrator:
                 return self._install_pool(state, plan.pool(step.pool))
             if isinstance(step, ApplyObjects):
                 for obj in step.objects:
-                    self.cluster.apply(resource_of(obj), obj, dry_run=self.options.dry_run)
+                    self._apply(resource_of(obj), obj)
                 return _Outcome(state, "pass", f"{len(step.objects)} objects applied")
             if isinstance(step, WaitReady):
                 return await self._wait_ready(state, step)
@@ -333,7 +335,9 @@ class Migrator:
             if name not in crds:
                 raise MigrationError(f"{bundle} has no CRD {name}")
             self.cluster.apply(CRDS, crds[name], dry_run=self.options.dry_run)
-        if not self.options.dry_run:
+        if self.options.dry_run:
+            self._dry_run_crds.update(missing)
+        else:
             for name in missing:
                 def established(crd_name: str = name) -> bool:
                     return _crd_established(self.cluster.get(CRDS, None, crd_name))
@@ -349,7 +353,7 @@ class Migrator:
                 return _Outcome(state, "pass", f"Helm release {pool.chart.release} already installed")
             self.helm.install(pool.chart, dry_run=self.options.dry_run)
             return _Outcome(state, "pass", pool.chart.command())
-        self.cluster.apply(GA_POOLS, pool.ga_object, dry_run=self.options.dry_run)
+        self._apply(GA_POOLS, pool.ga_object)
         created = self._apply_epp(plan, pool)
         return _Outcome(state, "pass", f"applied {GA_POOLS.qualified}/{pool.ga}" + (f"; {created}" if created else ""))
 
@@ -362,8 +366,25 @@ class Migrator:
                                  f"preview EPP (Service {pool.preview_epp}, a Deployment with -poolName "
                                  f"{pool.preview}) was found to copy; create it or use --install helm")
         for obj in pool.ga_epp_objects:
-            self.cluster.apply(resource_of(obj), obj, dry_run=self.options.dry_run)
+            self._apply(resource_of(obj), obj)
         return f"EPP Deployment/Service {pool.ga_epp} created from the preview EPP's"
+
+    def _apply(self, resource: Resource, obj: Obj) -> None:
+        """Server-side apply (a server-side dry run under ``--dry-run``).
+
+        A dry run installs no CRD, so the server cannot take an object whose CRD this run
+        would install first: such objects are validated here as the API server would
+        (infergate.api) instead, and a problem fails the dry run like a real one.
+        """
+        if self.options.dry_run and resource.qualified in self._dry_run_crds:
+            from infergate import api
+
+            errors = api.validate(obj)
+            if errors:
+                name = (obj.get("metadata") or {}).get("name", "")
+                raise MigrationError(f"{resource.kind} {name!r} is invalid: " + "; ".join(str(e) for e in errors))
+            return
+        self.cluster.apply(resource, obj, dry_run=self.options.dry_run)
 
     async def _wait_ready(self, state: MigrationState, step: WaitReady) -> _Outcome:
         plan = state.plan
