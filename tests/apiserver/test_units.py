@@ -186,3 +186,19 @@ def test_strategic_merge_patch_deletes_list_elements_by_key() -> None:
     service = {"spec": {"ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]}}
     patch = {"spec": {"$setElementOrder/ports": [{"port": 80}], "ports": [{"$patch": "delete", "port": 443}]}}
     assert strategic_merge_patch(service, patch) == {"spec": {"ports": [{"name": "http", "port": 80}]}}
+
+
+def test_service_cluster_ips_are_loopback_addresses() -> None:
+    # No kube-proxy here: a client falling back to a cluster IP must never leave the machine.
+    import ipaddress
+
+    from infergate.apiserver.defaults import allocate_cluster_ip, default_service
+
+    first = allocate_cluster_ip([])
+    second = allocate_cluster_ip([first])
+    assert first != second
+    assert all(ipaddress.ip_address(ip).is_loopback for ip in (first, second))
+    svc: dict[str, object] = {"spec": {"ports": [{"port": 9002}]}}
+    default_service(svc, [first, second])
+    spec = svc["spec"]
+    assert isinstance(spec, dict) and ipaddress.ip_address(spec["clusterIP"]).is_loopback

@@ -8,7 +8,11 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/16")
+# Service cluster IPs. There is no kube-proxy on the embedded control plane, so a cluster IP
+# routes nowhere; it is taken from loopback so that a client falling back to it (the EPP
+# metrics probe of `infergate migrate`, a gateway resolving a selector-less Service) never
+# sends a packet off the machine. (A real cluster uses its own range, e.g. 10.96.0.0/12.)
+SERVICE_CIDR = ipaddress.ip_network("127.96.0.0/16")
 FIRST_SERVICE_HOST = 10
 
 
