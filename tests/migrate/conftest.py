@@ -5,9 +5,6 @@ runner for `infergate migrate` in-process (click) against the server's kubeconfi
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,41 +18,12 @@ from click.testing import CliRunner
 from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
 from infergate.migrate.cluster import ClusterTarget, KubeCluster
 from infergate.migrate.resources import CRDS, NAMESPACES
+from infergate.util.clitool import CliResult, CliTool
 
 TESTDATA = Path(__file__).resolve().parent / "testdata"
 REPO = Path(__file__).resolve().parents[2]
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def out(self) -> str:
-        return self.stdout + self.stderr
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
-class Tool:
-    """A real kubectl or helm with its own HOME (fresh discovery cache) and KUBECONFIG."""
-
-    def __init__(self, binary: str, kubeconfig: Path, home: Path) -> None:
-        self.binary = binary
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(home),
-                    "HELM_CACHE_HOME": str(home / "helm-cache"), "HELM_CONFIG_HOME": str(home / "helm-config"),
-                    "HELM_DATA_HOME": str(home / "helm-data")}
-
-    def run(self, *args: str, input: str | None = None, timeout: float = 60.0, check: bool = True) -> Result:
-        proc = subprocess.run([self.binary, *args], input=input, capture_output=True, text=True,
-                              env=self.env, timeout=timeout)
-        result = Result(proc.returncode, proc.stdout, proc.stderr)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{Path(self.binary).name} {' '.join(args)} failed ({proc.returncode}):\n{result.out}")
-        return result
 
 
 def load_objects(path: Path, namespace: str | None = None) -> list[dict[str, Any]]:
@@ -98,13 +66,13 @@ def namespace(cluster: KubeCluster) -> str:
 
 
 @pytest.fixture
-def kubectl(kubectl_bin: str, apiserver: ThreadedAPIServer, tmp_path: Path) -> Tool:
-    return Tool(kubectl_bin, apiserver.kubeconfig_path, tmp_path / "home-kubectl")
+def kubectl(kubectl_bin: str, apiserver: ThreadedAPIServer, tmp_path: Path) -> CliTool:
+    return CliTool(kubectl_bin, apiserver.kubeconfig_path, tmp_path / "home-kubectl")
 
 
 @pytest.fixture
-def helm(helm_bin: str, apiserver: ThreadedAPIServer, tmp_path: Path) -> Tool:
-    return Tool(helm_bin, apiserver.kubeconfig_path, tmp_path / "home-helm")
+def helm(helm_bin: str, apiserver: ThreadedAPIServer, tmp_path: Path) -> CliTool:
+    return CliTool(helm_bin, apiserver.kubeconfig_path, tmp_path / "home-helm")
 
 
 @dataclass
@@ -112,14 +80,14 @@ class Migrate:
     kubeconfig: Path
     helm_bin: str
 
-    def __call__(self, *args: str) -> Result:
+    def __call__(self, *args: str) -> CliResult:
         from infergate.cli.migrate import command
 
         sub, rest = args[0], list(args[1:])
         argv = [sub, "--kubeconfig", str(self.kubeconfig), "--helm", self.helm_bin, *rest]
         result = CliRunner().invoke(command, argv, catch_exceptions=False)
         stderr = result.stderr if result.stderr_bytes is not None else ""
-        return Result(result.exit_code, result.stdout, stderr)
+        return CliResult(result.exit_code, result.stdout, stderr)
 
 
 @pytest.fixture
@@ -128,7 +96,7 @@ def migrate(apiserver: ThreadedAPIServer, helm_bin: str) -> Migrate:
 
 
 @pytest.fixture
-def preview_stack(kubectl: Tool, cluster: KubeCluster, namespace: str) -> str:
+def preview_stack(kubectl: CliTool, cluster: KubeCluster, namespace: str) -> str:
     """The source document's starting point in ``namespace``, applied with the real kubectl
     (the preview CRDs are installed again when an earlier test's migration deleted them)."""
     for crd in load_objects(REPO / "config" / "crd" / "preview.yaml"):
