@@ -600,32 +600,22 @@ class _Eval:
             return [self.ev(x) for x in n[1]]
         if kind == "map":
             return {self.ev(k): self.ev(v) for k, v in n[1]}
-        if kind == "and":
+        if kind in ("and", "or"):
+            # CEL's commutative short-circuit: the deciding value (False for &&, True for ||)
+            # on either side wins, even over an error on the other side.
+            decisive = kind == "or"
             a = self.soft(n[1])
-            if a is False:
-                return False
+            if a is decisive:
+                return decisive
             b = self.soft(n[2])
-            if b is False:
-                return False
+            if b is decisive:
+                return decisive
             for v in (a, b):
                 if v is _ERR:
                     raise self.last
                 if not isinstance(v, bool):
-                    raise _overload("_&&_", a, b)
-            return True
-        if kind == "or":
-            a = self.soft(n[1])
-            if a is True:
-                return True
-            b = self.soft(n[2])
-            if b is True:
-                return True
-            for v in (a, b):
-                if v is _ERR:
-                    raise self.last
-                if not isinstance(v, bool):
-                    raise _overload("_||_", a, b)
-            return False
+                    raise _overload("_||_" if decisive else "_&&_", a, b)
+            return not decisive
         if kind == "cond":
             c = self.ev(n[1])
             if not isinstance(c, bool):
