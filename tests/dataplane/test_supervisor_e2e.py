@@ -50,26 +50,20 @@ async def wait_until(predicate, timeout: float) -> None:  # type: ignore[no-unty
         await asyncio.sleep(0.1)
 
 
+def one_pool_config(pods: EchoServers, port: int) -> DataplaneConfig:
+    """One listener on ``port`` routing everything to a fail-open pool of ``pods`` whose EPP is
+    absent: served by round robin, so these tests need no EPP."""
+    pool = Pool("pool/a", "g", "default", "a", (pods.port,), pods.endpoints,
+                EndpointPicker("epp/none", (), "FailOpen"))
+    route = Route("r", RouteMatch(), (Backend("pool", 1, "pool/a"),))
+    listener = Listener("gw/http", "default", "gw", "127.0.0.1", port, (VirtualHost("vh", ("*",), (route,)),))
+    return DataplaneConfig(listeners=(listener,), pools=(pool,))
+
+
 async def test_killed_envoy_is_restarted_and_gets_its_config_back(tmp_path: Path, envoy_bin: str) -> None:
     pods = EchoServers(1)
     port = free_port()
-    # Fail-open pool whose EPP is absent: served by round robin, no EPP needed for this test.
-    pool = Pool(
-        "pool/a",
-        "g",
-        "default",
-        "a",
-        (pods.port,),
-        pods.endpoints,
-        EndpointPicker("epp/none", (), "FailOpen"),
-    )
-    route = Route("r", RouteMatch(), (Backend("pool", 1, "pool/a"),))
-    ir = DataplaneConfig(
-        listeners=(
-            Listener("gw/http", "default", "gw", "127.0.0.1", port, (VirtualHost("vh", ("*",), (route,)),)),
-        ),
-        pools=(pool,),
-    )
+    ir = one_pool_config(pods, port)
     options = DataplaneOptions(
         work_dir=tmp_path / "envoy", envoy_bin=envoy_bin, drain_time_s=1, listener_drain_time_s=5
     )
@@ -104,22 +98,7 @@ async def test_killed_envoy_is_restarted_and_gets_its_config_back(tmp_path: Path
 async def test_stop_drains_an_in_flight_stream_before_exiting(tmp_path: Path, envoy_bin: str) -> None:
     pods = EchoServers(1)
     port = free_port()
-    pool = Pool(
-        "pool/a",
-        "g",
-        "default",
-        "a",
-        (pods.port,),
-        pods.endpoints,
-        EndpointPicker("epp/none", (), "FailOpen"),
-    )
-    route = Route("r", RouteMatch(), (Backend("pool", 1, "pool/a"),))
-    ir = DataplaneConfig(
-        listeners=(
-            Listener("gw/http", "default", "gw", "127.0.0.1", port, (VirtualHost("vh", ("*",), (route,)),)),
-        ),
-        pools=(pool,),
-    )
+    ir = one_pool_config(pods, port)
     options = DataplaneOptions(
         work_dir=tmp_path / "envoy", envoy_bin=envoy_bin, drain_time_s=3, listener_drain_time_s=5
     )
