@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from infergate.util.net import async_wait_for_port
+from infergate.util.net import async_wait_for_port, free_port
 
 DESTINATION = "x-gateway-destination-endpoint"
 
@@ -51,17 +50,15 @@ class Lane:
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct free ports (all held bound until every one is chosen)."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """``count`` distinct free ports for servers (outside the ephemeral range: see ``free_port``)."""
+    ports: list[int] = []
+    for _ in range(count * 10):
+        if len(ports) == count:
+            break
+        port = free_port(host)
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 class PortPool:

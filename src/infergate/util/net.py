@@ -8,8 +8,30 @@ import socket
 import time
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now (bind to port 0 and release)."""
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port(host: str = "127.0.0.1", *, rng: random.Random | None = None) -> int:
+    """A TCP port that is free on ``host`` right now, for a server to listen on.
+
+    It is taken below the kernel's ephemeral range: a port handed out by ``bind(0)`` comes from
+    that range, where every outgoing connection also takes its source port, so between
+    choosing it and the server binding it a client connection may grab it (seen with Envoy
+    listeners while other tests ran). Falls back to ``bind(0)`` if no such port is free.
+    """
+    rng = rng or random.Random()
+    low = 10000
+    high = min(_ephemeral_range()[0] - 1, 65535)
+    for _ in range(100) if high > low else ():
+        port = rng.randint(low, high)
+        if port_is_free(host, port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
