@@ -374,7 +374,7 @@ async def test_headers_only_request_is_routed_from_the_headers(
     assert director.requests[0].headers_only and director.requests[0].body == {}
     await call.done_writing()
     assert await call.code() == grpc.StatusCode.OK
-    assert director.done == [("g1", True)]
+    assert director.done == [("g1", False)]  # no response was seen: not a completed request
 
 
 async def test_broken_stream_releases_the_request_exactly_once(
@@ -463,7 +463,7 @@ async def test_duplex_request_ending_with_trailers_is_routed_at_the_trailers(
     assert (await call.read()).WhichOneof("response") == "request_trailers"
     await call.done_writing()
     assert await call.code() == grpc.StatusCode.OK
-    assert director.done == [("t1", True)]
+    assert director.done == [("t1", False)]  # no response was seen: not a completed request
 
 
 def request_sizes(director: RecordingDirector, model: str) -> tuple[float, float]:

@@ -102,7 +102,7 @@ class TranslateOptions:
     ext_proc_max_message_timeout_s: float = 300.0  # lets an EPP hold a request (override_message_timeout)
     ext_proc_grpc_timeout_s: float = 10.0
     ext_proc_status_on_error: int = 503  # fail-close answers 503, not 500
-    ext_proc_response_header_mode: str = "SEND"  # the EPP sees response status/headers (accounting)
+    ext_proc_response_header_mode: str = "SEND"  # SKIP hides responses: the EPP records none as completed
     ext_proc_response_body_mode: str = "NONE"  # stream lifetime still spans the response; never BUFFERED
     epp_connect_timeout_s: float = 0.25
     epp_health_check_interval_s: float = 1.0

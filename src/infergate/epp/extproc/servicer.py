@@ -15,7 +15,10 @@ The response side is followed in whatever mode the filter sends it: response hea
 ``Director.on_response_headers``, body chunks to ``Director.on_response_body`` (echoed back
 as ``streamed_response`` only in ``FULL_DUPLEX_STREAMED``, where Envoy requires it).
 ``Director.on_request_done`` is called exactly once for every request that reached
-``Director.handle_request`` (also rejected ones), when the gRPC stream ends or breaks.
+``Director.handle_request`` (also rejected ones), when the gRPC stream ends or breaks, with
+``completed=True`` only if the response was seen to finish (its end of stream, or its headers
+when the response body is not sent to the EPP). The EPP therefore needs the response headers
+(``response_header_mode: SEND``, as the gateway and upstream's configuration send them).
 """
 
 from __future__ import annotations
@@ -196,12 +199,11 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 elif kind == "response_trailers":
                     state.response_done = True
                     yield _EMPTY_RESPONSE_TRAILERS
-            # Envoy half-closed the stream: the HTTP exchange finished (or the response side
-            # is not followed, in which case the end of the stream is the end of the request).
-            # A peer that cancels the call ends the request iterator normally too; the
-            # cancellation reaches this task at its next await, so yield once to tell them apart.
-            await asyncio.sleep(0)
-            state.completed = state.finished_as_far_as_seen() or not context.cancelled()
+            # The request iterator ended. A half-close and a cancelled call both end it
+            # normally (gRPC does not reliably tell this task which one it was, and Envoy
+            # half-closes and then resets when it destroys the filter), so the stream's end
+            # says nothing about the request: only a response seen to finish counts as done.
+            state.completed = state.finished_as_far_as_seen()
         except (asyncio.CancelledError, GeneratorExit):
             state.completed = state.finished_as_far_as_seen()
             raise
