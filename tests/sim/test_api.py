@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from infergate.sim import tokenizer
+from infergate.sim.config import SimConfig
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 PROMPT = "Explain how a continuous batching scheduler decides what runs in the next step."
@@ -134,6 +135,13 @@ async def test_errors_are_vllm_json(make_cluster, http: httpx.AsyncClient) -> No
     assert "maximum context length is 256 tokens" in str(too_long.value)
     with pytest.raises(openai.BadRequestError):
         await client.completions.create(model=MODEL, prompt="x", max_tokens=0)
+
+    strict = _client((await make_cluster(unknown_model_status=400)).replicas[0].url)
+    with pytest.raises(openai.BadRequestError) as bad_model:
+        await strict.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    assert bad_model.value.status_code == 400 and "does not exist" in str(bad_model.value)
+    with pytest.raises(ValueError, match="unknown_model_status: must be 400 or 404"):
+        SimConfig(unknown_model_status=500)
 
     bad_json = await http.post(f"{url}/v1/completions", content=b"{not json", headers={"content-type": "application/json"})
     assert bad_json.status_code == 400

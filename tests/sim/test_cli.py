@@ -31,7 +31,8 @@ def test_cli_serves_replicas_and_stops_on_sigterm() -> None:
     env = {**os.environ, "POD_NAME": "pool-pod"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "infergate", "sim", "--replicas", "3", "--address", first, "--port", str(port),
-         "--time-scale", "20", "--model", "m", "--lora", "a,b", "--admin-port", str(admin_port)],
+         "--time-scale", "20", "--model", "m", "--lora", "a,b", "--admin-port", str(admin_port),
+         "--unknown-model-status", "400"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         ready = _read_ready(proc)
@@ -44,6 +45,8 @@ def test_cli_serves_replicas_and_stops_on_sigterm() -> None:
                 assert r.status_code == 200
                 assert r.headers["x-inference-pod"] == f"pool-pod-{i}"
                 assert r.headers["x-inference-port"] == str(port)
+            unknown = client.post(f"http://{expected[0]}/v1/completions", json={"model": "c", "prompt": "hi"})
+            assert unknown.status_code == 400 and unknown.json()["error"]["type"] == "BadRequestError"
             models = client.get(f"http://{expected[0]}/v1/models").json()
             assert [m["id"] for m in models["data"]] == ["m", "a", "b"]
             listing = client.get(f"http://127.0.0.1:{admin_port}/admin/replicas").json()

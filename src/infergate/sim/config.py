@@ -138,6 +138,9 @@ class SimConfig:
     pod_name: str | None = None  # x-inference-pod; default "sim-<index>"
     namespace: str | None = None  # x-inference-namespace, when set
     startup_delay_s: float = 0.0  # readiness false for this long after start
+    # vLLM's OpenAIServing._check_model answers 404 NotFoundError; 400 BadRequestError is offered
+    # for clients written against the OpenAI convention of a bad request.
+    unknown_model_status: int = 404
     profile_overrides: dict[str, float] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
@@ -156,6 +159,8 @@ class SimConfig:
                 errors.append(f"{name}: must be >= 1")
         if self.jitter is not None and not 0 <= self.jitter < 0.5:
             errors.append("jitter: must be in [0, 0.5)")
+        if self.unknown_model_status not in (400, 404):
+            errors.append("unknown_model_status: must be 400 or 404")
         if self.stream_interval < 1:
             errors.append("stream_interval: must be >= 1")
         if self.metrics_flavor not in ("vllm", "sglang"):

@@ -260,7 +260,7 @@ class Replica:
             return None
         if model in self.lora_adapters:
             return model
-        raise ApiError(404, f"The model `{model}` does not exist.", "model")
+        raise ApiError(self.config.unknown_model_status, f"The model `{model}` does not exist.", "model")
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=False)
