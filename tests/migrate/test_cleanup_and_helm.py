@@ -21,6 +21,7 @@ from infergate.migrate.resources import (
     PREVIEW_MODELS,
     PREVIEW_POOLS,
 )
+from infergate.util.net import free_port
 
 TESTDATA = Path(__file__).resolve().parent / "testdata"
 REPO = Path(__file__).resolve().parents[2]
@@ -172,6 +173,12 @@ def test_a_chart_that_cannot_be_pulled_stops_the_run_before_any_change(
     assert result.returncode == 1, result.out
     report = json.loads(result.stdout)
     assert report["steps"][-1]["step"] == "preflight" and "does-not-exist" in report["message"]
+    # an OCI registry that cannot be reached (a closed loopback port) names the local way out
+    registry = f"oci://127.0.0.1:{free_port()}/charts/inferencepool"
+    result = migrate("run", "-n", ns, "--path", "simple", "--chart", registry, "--probes", "0", "-o", "json")
+    assert result.returncode == 1, result.out
+    message = json.loads(result.stdout)["message"]
+    assert registry in message and "--chart charts/inferencepool --chart-version ''" in message
     assert cluster.get(PREVIEW_POOLS, ns, "llama-preview") is not None
     assert [r["name"] for r in json.loads(helm.run("list", "-n", ns, "-o", "json").stdout)] == ["llama-preview"]
 

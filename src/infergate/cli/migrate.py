@@ -43,7 +43,8 @@ def _plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--install", type=click.Choice(["auto", "helm", "objects"]), default="auto", show_default=True,
                      help="How to install the GA pool: helm (the inferencepool chart) when the preview pool came "
                      "from Helm, else objects (pool + a copy of the preview EPP with v1.0 flags)."),
-        click.option("--chart", default=None, help="inferencepool chart (default: the source document's OCI chart)."),
+        click.option("--chart", default=None, help="inferencepool chart (default: the source document's OCI chart; "
+                     "offline: --chart charts/inferencepool --chart-version '')."),
         click.option("--chart-version", default="v1.0.0", show_default=True, help="Chart version ('' for none)."),
         click.option("--provider", default="none", show_default=True, help="Chart provider.name (gke, none)."),
         click.option("--unknown-models", type=click.Choice(["serve", "reject"]), default="serve", show_default=True,

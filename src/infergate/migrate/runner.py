@@ -307,7 +307,13 @@ class Migrator:
             for pool in plan.pools:
                 if pool.chart is None:
                     continue
-                self.helm.show_chart(pool.chart.chart, pool.chart.version)  # pullable before anything changes
+                try:  # pullable before anything changes
+                    self.helm.show_chart(pool.chart.chart, pool.chart.version)
+                except HelmError as exc:
+                    hint = (" Without access to that registry, install from a local copy: --chart "
+                            "charts/inferencepool --chart-version ''." if pool.chart.chart.startswith("oci://")
+                            else "")
+                    raise MigrationError(f"the chart {pool.chart.chart} cannot be used: {exc}.{hint}") from exc
                 wanted = dict(pool.chart.sets).get("provider.name", "none")
                 if pool.preview_release and not self.options.force:
                     values = self.helm.values(pool.preview_release, plan.namespace)
