@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,7 +27,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import yaml
 
 from infergate.api.conversion import convert_objects
 from infergate.api.conversion.manifests import ConvertOptions
@@ -40,6 +37,8 @@ from infergate.dataplane import Dataplane
 from infergate.sim.cluster import SimCluster
 from infergate.sim.config import SimConfig
 from infergate.util.net import free_port, random_loopback_block
+
+from .epp_subprocess import running_epp
 
 pytestmark = pytest.mark.e2e
 
@@ -78,46 +77,10 @@ async def saturated_epp(tmp_path: Path, pool: dict[str, Any], objectives: list[d
         "endpoints": [{"name": r.name, "address": r.host, "port": sims.port, "ready": True,
                        "labels": {"app": "vllm"}} for r in sims.replicas],
     }  # fmt: skip
-    path = tmp_path / "epp.yaml"
-    path.write_text(yaml.safe_dump(static))
-    grpc_port, health_port, metrics_port = free_port(), free_port(), free_port()
-    args = [
-        sys.executable, "-m", "infergate", "epp", "--pool-name", GA_POOL,
-        "--pool-group", "inference.networking.k8s.io", "--host", "127.0.0.1",
-        "--grpc-port", str(grpc_port), "--grpc-health-port", str(health_port),
-        "--metrics-port", str(metrics_port), "--static-file", str(path), "--refresh-metrics-interval", "100ms",
-    ]  # fmt: skip
-    env = {**os.environ, "SD_QUEUE_DEPTH_THRESHOLD": "-1"}
-    proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
-    )
-    drainer: asyncio.Task[None] | None = None
-    try:
-        assert proc.stdout is not None
-        output = b""
-        async with asyncio.timeout(30):
-            while b"ready grpc=" not in output:
-                line = await proc.stdout.readline()
-                assert line, f"infergate epp exited: {output.decode(errors='replace')}"
-                output += line
-
-        async def drain() -> None:
-            assert proc.stdout is not None
-            while await proc.stdout.read(65536):
-                pass
-
-        drainer = asyncio.create_task(drain())
-        yield grpc_port, metrics_port
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        if drainer is not None:
-            drainer.cancel()
+    env = {"SD_QUEUE_DEPTH_THRESHOLD": "-1"}
+    async with running_epp(static, tmp_path / "epp.yaml", pool_name=GA_POOL,
+                           pool_group="inference.networking.k8s.io", env=env) as ports:
+        yield ports.grpc, ports.metrics
 
 
 async def request_counts(metrics_port: int) -> dict[tuple[str, str], float]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +21,6 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-import yaml
 
 from infergate.controller.ir import (
     Backend,
@@ -40,6 +37,8 @@ from infergate.dataplane import Dataplane
 from infergate.sim.cluster import SimCluster
 from infergate.sim.config import SimConfig
 from infergate.util.net import free_port, random_loopback_block
+
+from .epp_subprocess import running_epp
 
 pytestmark = pytest.mark.e2e
 
@@ -62,45 +61,9 @@ async def epp_process(
         if group == PREVIEW
         else [],
     }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(static))
-    grpc_port, health_port, metrics_port = free_port(), free_port(), free_port()
-    args = [
-        sys.executable, "-m", "infergate", "epp",
-        "--pool-name", name, "--pool-group", group, "--host", "127.0.0.1",
-        "--grpc-port", str(grpc_port), "--grpc-health-port", str(health_port),
-        "--metrics-port", str(metrics_port), "--static-file", str(path),
-        "--refresh-metrics-interval", "200ms",
-    ]  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ}
-    )
-    try:
-        assert proc.stdout is not None
-        output = b""
-        async with asyncio.timeout(30):
-            while b"ready grpc=" not in output:
-                line = await proc.stdout.readline()
-                assert line, f"infergate epp exited: {output.decode(errors='replace')}"
-                output += line
-
-        async def drain() -> None:  # keep the pipe from filling up
-            assert proc.stdout is not None
-            while await proc.stdout.read(65536):
-                pass
-
-        drainer = asyncio.create_task(drain())
-        yield grpc_port, metrics_port
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        with contextlib.suppress(Exception):
-            drainer.cancel()
+    async with running_epp(static, tmp_path / f"{name}.yaml", pool_name=name, pool_group=group,
+                           refresh="200ms") as ports:
+        yield ports.grpc, ports.metrics
 
 
 async def scheduled_requests(metrics_port: int) -> float:
