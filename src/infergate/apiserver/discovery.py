@@ -1,11 +1,11 @@
-"""Discovery documents (aggregated ``apidiscovery.k8s.io/v2`` and legacy) and the minimal
-OpenAPI v3 documents kubectl and helm check before applying (one PATCH operation per
-built-in kind with the ``fieldValidation`` parameter; see docs/apiserver.md)."""
+"""Discovery documents (aggregated ``apidiscovery.k8s.io/v2`` and legacy); the OpenAPI v3
+documents are built in :mod:`infergate.apiserver.openapi_v3` (see docs/apiserver.md)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from infergate.apiserver import openapi_v3
 from infergate.apiserver.resources import ALL_VERBS, ResourceRegistry, ResourceType
 
 AGGREGATED_CONTENT_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
@@ -108,48 +108,11 @@ def resource_list(registry: ResourceRegistry, group: str, version: str) -> dict[
 
 # --------------------------------------------------------------------------- OpenAPI v3
 
-def _openapi_paths(registry: ResourceRegistry) -> dict[str, list[ResourceType]]:
-    """OpenAPI v3 path key (``api/v1``, ``apis/G/V``) -> built-in types in it.
-
-    Custom resource group-versions are deliberately absent: kubectl then validates CRs via
-    the Namespace operation, and needs no per-CR document (see the research notes).
-    """
-    paths: dict[str, list[ResourceType]] = {}
-    for rtype in registry.all():
-        if rtype.crd_name or rtype.review:
-            continue
-        for version in rtype.versions:
-            key = f"apis/{rtype.group}/{version}" if rtype.group else f"api/{version}"
-            paths.setdefault(key, []).append(rtype)
-    return paths
-
-
 def openapi_index(registry: ResourceRegistry) -> dict[str, Any]:
-    return {"paths": {key: {"serverRelativeURL": f"/openapi/v3/{key}?hash=infergate-{len(types)}"}
-                      for key, types in sorted(_openapi_paths(registry).items())}}
+    """The ``/openapi/v3`` index (built in :mod:`infergate.apiserver.openapi_v3`)."""
+    return openapi_v3.index(registry)
 
 
 def openapi_document(registry: ResourceRegistry, key: str) -> dict[str, Any] | None:
-    types = _openapi_paths(registry).get(key)
-    if types is None:
-        return None
-    prefix = "/" + key
-    version = key.rsplit("/", 1)[1]
-    paths: dict[str, Any] = {}
-    for rtype in types:
-        if rtype.namespaced:
-            path = f"{prefix}/namespaces/{{namespace}}/{rtype.resource}/{{name}}"
-        else:
-            path = f"{prefix}/{rtype.resource}/{{name}}"
-        paths[path] = {"patch": {
-            "operationId": f"patch{rtype.kind}",
-            "x-kubernetes-group-version-kind": {"group": rtype.group, "version": version, "kind": rtype.kind},
-            "x-kubernetes-action": "patch",
-            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
-                           {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
-                           {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": True}},
-                           {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": True}}],
-            "responses": {"200": {"description": "OK"}},
-        }}
-    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.37.0"},
-            "components": {"schemas": {}}, "paths": paths}
+    """The document of one group-version key (``api/v1``, ``apis/G/V``), or None."""
+    return openapi_v3.document(registry, key)
