@@ -40,6 +40,12 @@ def conflict(group_resource: str, name: str, group: str, resource: str) -> APIEr
                     {"name": name, "group": group, "kind": resource})
 
 
+def apply_conflict(message: str, causes: list[dict[str, str]]) -> APIError:
+    """The 409 of an apply that would change fields other managers own (``NewApplyConflict``:
+    no name or kind in the details, one ``FieldManagerConflict`` cause per field)."""
+    return APIError(409, "Conflict", message, {"causes": causes})
+
+
 def invalid(kind: str, name: str, group: str, causes: list[FieldCause]) -> APIError:
     text = ", ".join(f"{c.field}: {c.message}" if c.field else c.message for c in causes)
     return APIError(422, "Invalid", f'{kind}.{group} "{name}" is invalid: {text}' if group

@@ -1,11 +1,12 @@
 """Patch formats: JSON merge patch (RFC 7386), JSON patch (RFC 6902), strategic merge
 patch (the subset kubectl and helm send for built-in kinds) and an approximation of
-server-side apply that records field managers.
+server-side apply that records field managers and detects conflicts between Apply managers.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -263,25 +264,145 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class ApplyConflict(Exception):
+    """An apply would change fields other Apply managers own (``force`` was not set)."""
+
+    def __init__(self, conflicts: list[tuple[str, tuple[str, ...]]]) -> None:
+        self.conflicts = conflicts  # sorted (manager, field names) pairs
+        super().__init__(conflict_message(conflicts))
+
+    def causes(self) -> list[dict[str, str]]:
+        """``details.causes`` of the real server's 409 Status."""
+        return [{"reason": "FieldManagerConflict", "message": f"conflict with {_quote(manager)}",
+                 "field": field_path(path)} for manager, path in self.conflicts]
+
+
+def field_path(path: tuple[str, ...]) -> str:
+    """A field path as the real server prints it (``fieldpath.Path.String``): ``.spec.replicas``."""
+    return "".join(f".{name}" for name in path)
+
+
+def conflict_message(conflicts: list[tuple[str, tuple[str, ...]]]) -> str:
+    """The real apiserver's message (``getConflictMessage`` in apimachinery's managedfields)."""
+    if len(conflicts) == 1:
+        manager, path = conflicts[0]
+        return f"Apply failed with 1 conflict: conflict with {_quote(manager)}: {field_path(path)}"
+    lines: list[str] = []
+    for manager in sorted({m for m, _ in conflicts}):
+        lines.append(f"conflicts with {_quote(manager)}:")
+        lines.extend(f"- {field_path(path)}" for m, path in conflicts if m == manager)
+    return f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines)
+
+
+def _quote(manager: str) -> str:
+    """Go's ``%q`` of a manager name (printable ASCII names, which is what field managers are)."""
+    return '"' + manager.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_MISSING = object()
+
+
+def leaf_paths(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The leaves of a ``fieldsV1`` tree (``f:`` keys only), as tuples of field names."""
+    paths: list[tuple[str, ...]] = []
+    for fkey, sub in tree.items():
+        if not fkey.startswith("f:"):
+            continue
+        path = (*prefix, fkey[2:])
+        if isinstance(sub, dict) and sub:
+            paths.extend(leaf_paths(sub, path))
+        else:
+            paths.append(path)
+    return paths
+
+
+def _value_at(obj: Any, path: tuple[str, ...]) -> Any:
+    for name in path:
+        if not isinstance(obj, dict) or name not in obj:
+            return _MISSING
+        obj = obj[name]
+    return obj
+
+
+def _union(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    result = copy.deepcopy(a)
+    for key, sub in b.items():
+        if key in result and isinstance(result[key], dict) and isinstance(sub, dict):
+            result[key] = _union(result[key], sub)
+        elif key not in result:
+            result[key] = copy.deepcopy(sub)
+    return result
+
+
+def _without(tree: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """``tree`` without the leaf ``path``; maps left empty by the removal are removed too."""
+    result = copy.deepcopy(tree)
+    nodes = [result]
+    for name in path[:-1]:
+        child = nodes[-1].get(f"f:{name}")
+        if not isinstance(child, dict):
+            return result
+        nodes.append(child)
+    nodes[-1].pop(f"f:{path[-1]}", None)
+    for depth in range(len(path) - 1, 0, -1):
+        if not nodes[depth]:
+            nodes[depth - 1].pop(f"f:{path[depth - 1]}", None)
+    return result
+
+
+def apply_conflicts(live: dict[str, Any], merged: dict[str, Any], others: list[dict[str, Any]],
+                    ignored: frozenset[str] = frozenset()) -> list[tuple[str, tuple[str, ...]]]:
+    """Fields of the other Apply managers' entries whose value differs between ``live`` and
+    ``merged`` (the object the apply would store), as sorted ``(manager, field names)`` pairs.
+
+    Top-level fields in ``ignored`` (e.g. ``status``, which the main resource resets) and
+    ``metadata.finalizers`` (merged as a set, so never overwritten) are not compared. An owned
+    map leaf conflicts only when it stops being a map, as in structured-merge-diff's compare.
+    """
+    found: set[tuple[str, tuple[str, ...]]] = set()
+    for entry in others:
+        for path in leaf_paths(entry.get("fieldsV1") or {}):
+            if path[0] in ignored or path == ("metadata", "finalizers"):
+                continue
+            before, after = _value_at(live, path), _value_at(merged, path)
+            if isinstance(before, dict) and isinstance(after, dict):
+                continue  # an owned (empty) map whose entries change is not itself changed
+            if before != after:
+                found.add((str(entry.get("manager", "")), path))
+    return sorted(found)
+
+
 def server_side_apply(live: dict[str, Any] | None, config: dict[str, Any], manager: str,
-                      api_version: str) -> dict[str, Any]:
+                      api_version: str, *, force: bool = False, ignored: frozenset[str] = frozenset(),
+                      normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Approximate server-side apply.
 
     The configuration is merged into the live object (maps merge, lists replace); fields the
-    same manager applied last time but no longer sets are removed; each manager's applied
-    field set is recorded in ``metadata.managedFields``. Conflicts between managers are not
-    detected (``force`` is accepted and ignored).
+    same manager applied last time but no longer sets are removed unless another Apply manager
+    also owns them; each manager's applied field set is recorded in ``metadata.managedFields``.
+
+    A field another ``Apply`` manager owns whose value the apply would change is a conflict:
+    :class:`ApplyConflict` is raised unless ``force``, which moves those fields to ``manager``
+    (an entry left with no field is dropped). Setting a field to the value it already has
+    shares its ownership. ``Update`` entries carry no field set and never conflict.
+    ``normalize`` (given a copy) returns the object as the server would store it (defaults
+    filled in), so that a value the server defaults the same way again is not a change.
     """
-    live = copy.deepcopy(live) if live else {}
+    original = copy.deepcopy(live) if live else {}
+    live = copy.deepcopy(original)
     managed = list((live.get("metadata") or {}).get("managedFields") or [])
     new_fields = field_set(config)
     previous = next((m for m in managed if m.get("manager") == manager and m.get("operation") == "Apply"),
                     None)
+    others = [m for m in managed if m.get("operation") == "Apply" and m.get("manager") != manager]
     if previous is not None:
-        _remove_fields(live, previous.get("fieldsV1") or {}, new_fields)
+        kept = new_fields
+        for other in others:
+            kept = _union(kept, other.get("fieldsV1") or {})
+        _remove_fields(live, previous.get("fieldsV1") or {}, kept)
         if isinstance(live.get("metadata"), dict):
             _remove_fields(live["metadata"], (previous.get("fieldsV1") or {}).get("f:metadata", {}),
-                           new_fields.get("f:metadata", {}))
+                           kept.get("f:metadata", {}))
     cfg_meta = config.get("metadata") or {}
     merged = _apply_merge(live, {k: v for k, v in config.items() if k != "metadata"})
     meta = merged.setdefault("metadata", {})
@@ -295,11 +416,29 @@ def server_side_apply(live: dict[str, Any] | None, config: dict[str, Any], manag
     for key in ("name", "namespace", "generateName"):
         if key in cfg_meta and key not in meta:
             meta[key] = cfg_meta[key]
+    candidate = normalize(copy.deepcopy(merged)) if normalize is not None else merged
+    conflicts = apply_conflicts(original, candidate, others, ignored)
+    if conflicts and not force:
+        raise ApplyConflict(conflicts)
+    taken: dict[str, list[tuple[str, ...]]] = {}
+    for other_manager, path in conflicts:
+        taken.setdefault(other_manager, []).append(path)
     entry = {"manager": manager, "operation": "Apply", "apiVersion": api_version, "time": now_rfc3339(),
              "fieldsType": "FieldsV1", "fieldsV1": new_fields}
-    managed = [m for m in managed if not (m.get("manager") == manager and m.get("operation") == "Apply")]
-    managed.append(entry)
-    meta["managedFields"] = managed
+    result_managed: list[dict[str, Any]] = []
+    for m in managed:
+        if m.get("manager") == manager and m.get("operation") == "Apply":
+            continue
+        if m.get("operation") == "Apply" and m.get("manager") in taken:
+            fields = m.get("fieldsV1") or {}
+            for path in taken[str(m.get("manager"))]:
+                fields = _without(fields, path)
+            if not fields:
+                continue
+            m = {**m, "fieldsV1": fields}
+        result_managed.append(m)
+    result_managed.append(entry)
+    meta["managedFields"] = result_managed
     result: dict[str, Any] = merged
     return result
 

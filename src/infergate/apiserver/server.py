@@ -26,9 +26,18 @@ from aiohttp import web
 
 from infergate.apiserver import discovery, openapi_v2, protobuf
 from infergate.apiserver.defaults import apply_schema_defaults, default_pod, default_service, default_workload
-from infergate.apiserver.errors import APIError, already_exists, bad_request, conflict, invalid, not_found
+from infergate.apiserver.errors import (
+    APIError,
+    already_exists,
+    apply_conflict,
+    bad_request,
+    conflict,
+    invalid,
+    not_found,
+)
 from infergate.apiserver.jsonpath import evaluate
 from infergate.apiserver.patch import (
+    ApplyConflict,
     PatchError,
     json_patch,
     merge_patch,
@@ -621,7 +630,20 @@ class APIServer:
             base = current
             if target.subresource == "status":
                 base = copy.deepcopy(current)
-            applied = server_side_apply(base, patch, manager, api_version)
+
+            def defaulted(obj: dict[str, Any]) -> dict[str, Any]:  # owned values are compared as stored
+                try:
+                    return self._admit(target, obj, current, None)
+                except APIError:
+                    return obj  # the update below reports it
+
+            try:  # the status subresource keeps no managedFields of its applies, so it has no owners to check
+                applied = server_side_apply(base, patch, manager, api_version,
+                                            force=_truthy(query.get("force")) or target.subresource == "status",
+                                            ignored=frozenset({"status"}) if rtype.has_status else frozenset(),
+                                            normalize=defaulted)
+            except ApplyConflict as exc:
+                raise apply_conflict(str(exc), exc.causes()) from exc
             if not _meta(patch).get("resourceVersion"):
                 _meta(applied).pop("resourceVersion", None)
             return self._store_update(target, current, applied, manager, dry_run, "Apply",
@@ -676,7 +698,7 @@ class APIServer:
         namespace = str(meta.get("namespace") or "default") if rtype.namespaced else None
         target = Target(rtype, version, namespace, name, None)
         current = self.store.get(target.key())
-        applied = server_side_apply(current, obj, field_manager, api_version)
+        applied = server_side_apply(current, obj, field_manager, api_version, force=True)
         if current is None:
             return self._create(target, applied, None, False)
         _meta(applied).pop("resourceVersion", None)
