@@ -73,8 +73,9 @@ def test_objects_come_from_the_converter_and_lossy_fields_are_named() -> None:
     assert ("InferencePool", "spec.extensionRef.portNumber") in fields
     assert ("InferenceModel", "spec.criticality") in fields
     assert plan.model_names == ("food-review", "meta-llama/Llama-3.1-8B-Instruct")
-    dep, svc = pool.ga_epp_objects
-    assert dep["metadata"]["name"] == svc["metadata"]["name"] == "vllm-llama3-8b-instruct-ga-epp"
+    assert [o["kind"] for o in pool.ga_epp_objects] == ["ServiceAccount", "Role", "RoleBinding", "Deployment",
+                                                       "Service"]
+    assert {o["metadata"]["name"] for o in pool.ga_epp_objects} == {"vllm-llama3-8b-instruct-ga-epp"}
 
 
 def test_lossy_inference_model_translation() -> None:

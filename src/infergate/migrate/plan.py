@@ -16,6 +16,7 @@ from typing import Any, Literal
 from infergate.api.conversion import ConvertOptions, convert_objects, ga_pool_name, helm_epp_name
 from infergate.api.conversion.constants import DEFAULT_EPP_PORT, GA_GROUP, PREVIEW_GROUP
 from infergate.migrate.helm import GA_CHART_VERSION, OCI_CHART, ChartInstall
+from infergate.migrate.rbac import describe_rules, ga_epp_rbac_objects
 from infergate.migrate.resources import (
     GA_POOLS,
     PREVIEW_CRD_NAMES,
@@ -48,7 +49,8 @@ class PoolPlan:
     install: Literal["helm", "objects"]
     chart: ChartInstall | None
     ga_object: Obj  # the converted GA pool (applied in "objects" mode; documents the chart's result)
-    ga_epp_objects: tuple[Obj, ...] = ()  # "objects" mode: the GA EPP Deployment + Service
+    # "objects" mode: the GA EPP's ServiceAccount, Role, RoleBinding, Deployment, Service (apply order)
+    ga_epp_objects: tuple[Obj, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -369,6 +371,18 @@ def build_plan(
         notes.append("GA pools without a Helm release are applied as objects; their EPP Deployment/Service "
                      "is created from the preview EPP's (v1.0 flags: --pool-name, --pool-group "
                      f"{GA_GROUP}), port {DEFAULT_EPP_PORT} unless the preview pool names one")
+    for p in pool_plans:
+        if not p.ga_epp_objects:
+            continue
+        notes.append(f"the GA EPP {p.ga_epp} runs as its own ServiceAccount {p.ga_epp}, with a Role and RoleBinding "
+                     f"{p.ga_epp} in {namespace} as charts/inferencepool creates them ({describe_rules()}): the "
+                     "preview EPP's ServiceAccount and its RBAC, if any, are for the preview group and stay as "
+                     "they are")
+        if token_not_mounted(p.ga_epp_objects):
+            notes.append(f"the preview EPP Deployment of {p.preview} sets automountServiceAccountToken: false and "
+                         f"the GA EPP {p.ga_epp} keeps it: it then has no credentials of its own (no token of "
+                         f"ServiceAccount {p.ga_epp}) and can read its pool only if it is given a token some "
+                         "other way")
     rewrites = sorted({str(h.get("value")) for r in final_routes for rule in (r.get("spec") or {}).get("rules") or []
                        for f in rule.get("filters") or [] for h in (f.get("requestHeaderModifier") or {}).get("set") or []
                        if str(h.get("name", "")).lower() == "x-gateway-model-name-rewrite"})
@@ -407,8 +421,11 @@ def _steps(
     pool_steps = [
         InstallPool(f"install-pool-{p.ga}",
                     f"install GA InferencePool {p.ga} on the same pods as {p.preview} "
-                    f"({', '.join(f'{k}={v}' for k, v in p.selector)}) with its EPP {p.ga_epp}",
-                    p.chart.command() if p.chart else f"kubectl apply {ns} -f <{p.ga} pool + EPP>",
+                    f"({', '.join(f'{k}={v}' for k, v in p.selector)}) with its EPP {p.ga_epp}"
+                    + (" (" + ", ".join(f"{o['kind']} {name_of(o)}" for o in p.ga_epp_objects) + ")"
+                       if p.ga_epp_objects else ""),
+                    p.chart.command() if p.chart else f"kubectl apply {ns} -f <{p.ga} pool + EPP>"
+                    + (" (ServiceAccount, Role, RoleBinding, Deployment, Service)" if p.ga_epp_objects else ""),
                     pool=p.ga)
         for p in pools
     ]
@@ -500,8 +517,14 @@ def plan_summary_rows(plan: Plan) -> list[tuple[str, str, str]]:
 
 
 
-def ga_epp_objects(deployment: Obj, service: Obj, pool: str, epp: str, namespace: str) -> tuple[Obj, Obj]:
-    """The GA pool's EPP: the preview EPP's Deployment and Service renamed to ``epp``, v1.0 flags."""
+def ga_epp_objects(deployment: Obj, service: Obj, pool: str, epp: str, namespace: str) -> tuple[Obj, ...]:
+    """The GA pool's EPP: the preview EPP's Deployment and Service renamed to ``epp``, v1.0 flags,
+    with its own ServiceAccount, Role and RoleBinding ``epp`` (:mod:`.rbac`, the chart's rules)
+    instead of the preview EPP's ServiceAccount, whose RBAC covers the preview group only.
+
+    Returned in the order they are applied: the RBAC objects before the Deployment whose pods
+    need them, the Service last (the runner takes an existing Service as "EPP already there").
+    """
     label = {"inferencepool": epp}
     dep = copy.deepcopy(deployment)
     dep["metadata"] = {"name": epp, "namespace": namespace, "labels": label}
@@ -509,7 +532,10 @@ def ga_epp_objects(deployment: Obj, service: Obj, pool: str, epp: str, namespace
     spec = dep["spec"]
     spec["selector"] = {"matchLabels": label}
     spec["template"].setdefault("metadata", {})["labels"] = label
-    for container in spec["template"]["spec"].get("containers") or []:
+    pod = spec["template"].setdefault("spec", {})
+    pod.pop("serviceAccount", None)  # the deprecated alias would name the preview EPP's account
+    pod["serviceAccountName"] = epp
+    for container in pod.get("containers") or []:
         container["args"] = ga_epp_args(container.get("args") or [], pool, namespace)
     svc = copy.deepcopy(service)
     svc["metadata"] = {"name": epp, "namespace": namespace, "labels": label}
@@ -517,7 +543,14 @@ def ga_epp_objects(deployment: Obj, service: Obj, pool: str, epp: str, namespace
     for key in ("clusterIP", "clusterIPs"):
         svc["spec"].pop(key, None)
     svc["spec"]["selector"] = label
-    return dep, svc
+    return (*ga_epp_rbac_objects(epp, namespace, label), dep, svc)
+
+
+def token_not_mounted(objects: tuple[Obj, ...]) -> bool:
+    """Whether the EPP Deployment among ``objects`` sets ``automountServiceAccountToken: false``."""
+    return any(o.get("kind") == "Deployment"
+               and ((o.get("spec") or {}).get("template") or {}).get("spec", {}).get("automountServiceAccountToken")
+               is False for o in objects)
 
 
 _V1_FLAG_NAMES = {

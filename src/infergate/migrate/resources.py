@@ -59,6 +59,9 @@ CONFIGMAPS: Final = Resource("", "v1", "configmaps", "ConfigMap")
 SERVICES: Final = Resource("", "v1", "services", "Service")
 PODS: Final = Resource("", "v1", "pods", "Pod")
 DEPLOYMENTS: Final = Resource("apps", "v1", "deployments", "Deployment")
+SERVICE_ACCOUNTS: Final = Resource("", "v1", "serviceaccounts", "ServiceAccount")
+ROLES: Final = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
+ROLE_BINDINGS: Final = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
 
 # The preview CRDs, as the v0.3.0 bundle (config/crd/preview.yaml) installs them.
 PREVIEW_CRD_NAMES: Final = (PREVIEW_POOLS.qualified, PREVIEW_MODELS.qualified)
@@ -69,7 +72,8 @@ BY_KIND: Final = {
     (r.group, r.kind): r
     for r in (
         PREVIEW_POOLS, PREVIEW_MODELS, GA_POOLS, OBJECTIVES, MODEL_REWRITES, HTTPROUTES, GATEWAYS,
-        REFERENCE_GRANTS, CRDS, NAMESPACES, CONFIGMAPS, SERVICES, PODS, DEPLOYMENTS,
+        REFERENCE_GRANTS, CRDS, NAMESPACES, CONFIGMAPS, SERVICES, PODS, DEPLOYMENTS, SERVICE_ACCOUNTS, ROLES,
+        ROLE_BINDINGS,
     )
 }
 

@@ -364,7 +364,9 @@ class Migrator:
         return _Outcome(state, "pass", f"applied {GA_POOLS.qualified}/{pool.ga}" + (f"; {created}" if created else ""))
 
     def _apply_epp(self, plan: Plan, pool: PoolPlan) -> str:
-        """The GA pool's EPP (computed at planning time from the preview EPP, v1.0 flags)."""
+        """The GA pool's EPP (computed at planning time from the preview EPP, v1.0 flags) with its
+        ServiceAccount, Role and RoleBinding, in the plan's order (the Service last: once it exists,
+        a resumed or retried run leaves the EPP and its RBAC as they are)."""
         if self.cluster.get(SERVICES, plan.namespace, pool.ga_epp) is not None:
             return f"EPP Service {pool.ga_epp} exists"
         if not pool.ga_epp_objects:
@@ -373,7 +375,10 @@ class Migrator:
                                  f"{pool.preview}) was found to copy; create it or use --install helm")
         for obj in pool.ga_epp_objects:
             self._apply(resource_of(obj), obj)
-        return f"EPP Deployment/Service {pool.ga_epp} created from the preview EPP's"
+        kinds = [str(o.get("kind")) for o in pool.ga_epp_objects]
+        rbac = [k for k in kinds if k not in ("Deployment", "Service")]
+        return (f"EPP Deployment/Service {pool.ga_epp} created from the preview EPP's"
+                + (f", with its own {'/'.join(rbac)} {pool.ga_epp}" if rbac else ""))
 
     def _apply(self, resource: Resource, obj: Obj) -> None:
         """Server-side apply (a server-side dry run under ``--dry-run``).
