@@ -277,6 +277,10 @@ def test_the_plan_lists_the_rbac_objects_in_every_output(migrate: Any, preview_s
     for expected in ("ServiceAccount", "RoleBinding", f"get/list/watch inferencepools.{K8S}",
                      f"inferenceobjectives.{X}"):
         assert expected in text, expected
+    created = text[text.index("Objects to create"):text.index("Steps")]
+    for kind in ("InferencePool", *RBAC_KINDS, "Deployment", "Service"):
+        assert kind in created, kind
+    assert EPP in created and "GA EPP of" in created
 
 
 def test_dry_run_sends_the_rbac_objects_and_creates_none(

@@ -270,9 +270,14 @@ def plan_command(kubeconfig: str | None, context: str | None, helm_path: str | N
           "SELECTOR", "INSTALL", "GA EPP"],
           [(p.preview, p.ga, ",".join(f"{k}={v}" for k, v in p.selector),
             p.chart.command() if p.chart else "objects", p.ga_epp) for p in plan.pools])
-    if plan.objectives:
-        table("Objects to create", ["KIND", "NAME", "DETAIL"],
-              [(o["kind"], o["metadata"]["name"], _objective_detail(o)) for o in plan.objectives])
+    created = [(o["kind"], o["metadata"]["name"], _objective_detail(o)) for o in plan.objectives]
+    for p in plan.pools:
+        if p.install == "objects":
+            created.append((p.ga_object.get("kind", "InferencePool"), p.ga, f"GA pool of {p.preview}"))
+            created += [(o.get("kind", ""), (o.get("metadata") or {}).get("name", ""), f"GA EPP of {p.ga}")
+                        for o in p.ga_epp_objects]
+    if created:
+        table("Objects to create", ["KIND", "NAME", "DETAIL"], created)
     table("Steps", ["#", "STEP", "WHAT", "MANUAL EQUIVALENT"],
           [(i + 1, s.id, s.description, s.manual) for i, s in enumerate(plan.steps)])
     if plan.path == "zero-downtime":
