@@ -8,7 +8,8 @@
     finally: handle.stop()
 
 The state directory holds ``state.db`` (SQLite), ``token`` (kept across restarts, mode
-0600) and ``kubeconfig``.
+0600), ``sa-signing.key`` (the key of ServiceAccount tokens, mode 0600) and ``kubeconfig``.
+``authorization_mode="RBAC"`` enforces the stored RBAC objects (default ``AlwaysAllow``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from infergate.apiserver.authn import load_or_create_signing_key
 from infergate.apiserver.server import APIServer, SubresourceHandler
 from infergate.apiserver.store import Store
 from infergate.apiserver.tls import ensure_certificate, server_context
@@ -79,8 +81,9 @@ class EmbeddedAPIServer:
     """The SQLite-backed API server listening on ``host:port`` (a free port when 0)."""
 
     def __init__(self, state_dir: Path | str, host: str = "127.0.0.1", port: int = 0,
-                 admission: Admission | None = None) -> None:
+                 admission: Admission | None = None, authorization_mode: str = "AlwaysAllow") -> None:
         self.state_dir = Path(state_dir)
+        self.authorization_mode = authorization_mode
         self.host = host
         self.port = port  # 0: bound to a free port by the OS at start()
         self.admission = admission
@@ -107,7 +110,8 @@ class EmbeddedAPIServer:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.token = load_or_create_token(self.state_dir)
         self._store = Store(self.state_dir / DB_NAME)
-        self.server = APIServer(self._store, self.token, self.admission)
+        self.server = APIServer(self._store, self.token, self.admission, authorization_mode=self.authorization_mode,
+                                signing_key=load_or_create_signing_key(self.state_dir))
         self._runner = web.AppRunner(self.server.app(), access_log=None, shutdown_timeout=1.0,
                                      handler_cancellation=True)  # ends watches of gone clients
         await self._runner.setup()
@@ -146,9 +150,10 @@ class EmbeddedAPIServer:
 
     @classmethod
     def run_in_thread(cls, state_dir: Path | str, host: str = "127.0.0.1", port: int = 0,
-                      admission: Admission | None = None, timeout: float = 15.0) -> ThreadedAPIServer:
+                      admission: Admission | None = None, timeout: float = 15.0,
+                      authorization_mode: str = "AlwaysAllow") -> ThreadedAPIServer:
         """Start a server on its own event loop in a daemon thread (for synchronous code)."""
-        handle = ThreadedAPIServer(cls(state_dir, host, port, admission))
+        handle = ThreadedAPIServer(cls(state_dir, host, port, admission, authorization_mode))
         handle.start(timeout)
         return handle
 

@@ -24,7 +24,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from infergate.apiserver import discovery, openapi_v2, protobuf
+from infergate.apiserver import authn, discovery, openapi_v2, protobuf
+from infergate.apiserver.authn import ADMIN, Identity, TokenIssuer
 from infergate.apiserver.defaults import apply_schema_defaults, default_pod, default_service, default_workload
 from infergate.apiserver.errors import (
     APIError,
@@ -46,6 +47,16 @@ from infergate.apiserver.patch import (
     server_side_apply,
     strategic_merge_patch,
 )
+from infergate.apiserver.rbac import (
+    BOOTSTRAP_CLUSTER_ROLES,
+    MODES,
+    Attributes,
+    RBACAuthorizer,
+    forbidden_status,
+    request_attributes,
+    review_attributes,
+    rules_review_status,
+)
 from infergate.apiserver.resources import (
     CRD_GROUP_RESOURCE,
     ResourceRegistry,
@@ -64,6 +75,7 @@ INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz")
 BOOKMARK_INTERVAL = 30.0
+IDENTITY_KEY = web.RequestKey("identity", Identity)  # who the request acts as (after impersonation)
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -119,13 +131,28 @@ def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
 class APIServer:
     """Kubernetes-compatible API over a :class:`Store`; ``app()`` gives the aiohttp app."""
 
-    def __init__(self, store: Store, token: str, admission: Admission | None = None) -> None:
+    def __init__(self, store: Store, token: str, admission: Admission | None = None, *,
+                 authorization_mode: str = "AlwaysAllow", signing_key: bytes | None = None) -> None:
+        if authorization_mode not in MODES:
+            raise ValueError(f"authorization mode: one of {', '.join(MODES)}, got {authorization_mode!r}")
         self.store = store
         self.token = token
         self.admission = admission or Admission()
+        self.authorization_mode = authorization_mode
+        self.issuer = TokenIssuer(signing_key if signing_key is not None else uuid.uuid4().bytes + uuid.uuid4().bytes)
+        self.authorizer = RBACAuthorizer(store.list_objects,
+                                         lambda g, r, ns, n: store.get(ObjectKey(g, r, ns, n)))
         self.registry = ResourceRegistry()
         self.hub = WatchHub()
         self._subresource_handlers: dict[tuple[str, str, str], SubresourceHandler] = {}
+        self.add_subresource_handler("", "serviceaccounts", "token", self._token_request)
+        if authorization_mode == "RBAC":  # answered truthfully only when there is something to answer
+            for resource, kind, namespaced in (("selfsubjectrulesreviews", "SelfSubjectRulesReview", False),
+                                               ("subjectaccessreviews", "SubjectAccessReview", False),
+                                               ("localsubjectaccessreviews", "LocalSubjectAccessReview", True)):
+                self.registry.register(ResourceType(group="authorization.k8s.io", resource=resource, kind=kind,
+                                                    namespaced=namespaced, versions=("v1",),
+                                                    singular=kind.lower(), review=True))
         for crd in self.store.list_objects(*CRD_GROUP_RESOURCE, ""):
             rtype = resource_type_from_crd(crd)
             if rtype.versions and self.registry.check_names(rtype) is None:
@@ -161,12 +188,60 @@ class APIServer:
     @web.middleware
     async def _auth_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path not in UNAUTHENTICATED_PATHS:
-            header = request.headers.get("Authorization", "")
-            supplied = header[7:].strip() if header.lower().startswith("bearer ") else ""
-            if not supplied or not hmac.compare_digest(supplied.encode(), self.token.encode()):
+            identity = self._authenticate(request)
+            if identity is None:
                 return _json(APIError(401, "Unauthorized", "Unauthorized").status(), 401)
+            acting = self._impersonate(request, identity)
+            if isinstance(acting, web.Response):
+                return acting
+            request[IDENTITY_KEY] = acting
+            if self.authorization_mode == "RBAC" and not acting.is_master:
+                attrs = request_attributes(request.method, request.path, request.query)
+                if not self.authorizer.authorize(acting, attrs).allowed:
+                    return _json(forbidden_status(acting.user, attrs), 403)
         result: web.StreamResponse = await handler(request)
         return result
+
+    def _authenticate(self, request: web.Request) -> Identity | None:
+        """The admin token, or a ServiceAccount token of an existing ServiceAccount; else None (401)."""
+        header = request.headers.get("Authorization", "")
+        supplied = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not supplied:
+            return None
+        if hmac.compare_digest(supplied.encode(), self.token.encode()):
+            return ADMIN
+        claims = self.issuer.verify(supplied)
+        if claims is None:
+            return None
+        account = self.store.get(ObjectKey("", "serviceaccounts", claims.namespace, claims.name))
+        if account is None or _meta(account).get("deletionTimestamp") or \
+                (claims.uid and _meta(account).get("uid") != claims.uid):
+            return None
+        return authn.service_account_identity(claims.namespace, claims.name, claims.uid)
+
+    def _impersonate(self, request: web.Request, identity: Identity) -> Identity | web.Response:
+        """``Impersonate-User``/``-Group``/``-Uid``: the identity the request acts as. In RBAC mode
+        the caller needs the ``impersonate`` verb on each (system:masters has it)."""
+        user = request.headers.get("Impersonate-User", "")
+        groups = request.headers.getall("Impersonate-Group", [])
+        uid = request.headers.get("Impersonate-Uid", "")
+        if not user and not groups and not uid:
+            return identity
+        if not user:
+            return _json(APIError(500, "InternalError", "Internal error occurred: requested impersonation of "
+                                  "groups or uid without impersonating a user").status(), 500)
+        if self.authorization_mode == "RBAC" and not identity.is_master:
+            sa = authn.split_service_account(user)
+            wanted = [Attributes("impersonate", True, resource="serviceaccounts", namespace=sa[0], name=sa[1])
+                      if sa else Attributes("impersonate", True, resource="users", name=user)]
+            wanted += [Attributes("impersonate", True, resource="groups", name=g) for g in groups]
+            if uid:
+                wanted.append(Attributes("impersonate", True, api_group="authentication.k8s.io", resource="uids",
+                                         name=uid))
+            for attrs in wanted:
+                if not self.authorizer.authorize(identity, attrs).allowed:
+                    return _json(forbidden_status(identity.user, attrs), 403)
+        return authn.impersonated(user, groups, uid)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -262,11 +337,12 @@ class APIServer:
                 return self._list(request, target)
             if method == "POST" and target.rtype.review:
                 try:
-                    review = await self._read_object(request)
-                except APIError:  # a protobuf review: its attributes do not change the answer
-                    review = {"spec": {}}
-                review["status"] = {"allowed": True, "reason": "the infergate apiserver does not enforce "
-                                    "authorization: every authenticated request is allowed"}
+                    review = await self._read_review(request)
+                except APIError:
+                    if self.authorization_mode == "RBAC":
+                        raise
+                    review = {"spec": {}}  # AlwaysAllow: its attributes do not change the answer
+                review["status"] = self._review_status(request, target, review)
                 return _json(self._external(target, review), 201)
             if target.rtype.review:
                 raise APIError(405, "MethodNotAllowed", f"the server does not allow the method {method} here")
@@ -298,6 +374,77 @@ class APIServer:
             options = await self._read_delete_options(request)
             return self._respond(request, target, self._delete(target, options, dry_run or bool(options.get("dryRun"))))
         raise APIError(405, "MethodNotAllowed", f"the server does not allow the method {method} here")
+
+    # ------------------------------------------------------ reviews and TokenRequest
+
+    async def _read_review(self, request: web.Request) -> dict[str, Any]:
+        """A TokenRequest or access review, JSON or protobuf (kubectl's typed clients)."""
+        content_type, raw = await self._read_body(request)
+        if content_type == "application/vnd.kubernetes.protobuf":
+            try:
+                return authn.decode_protobuf(raw)
+            except protobuf.ProtobufError as exc:
+                raise APIError(415, "UnsupportedMediaType", str(exc)) from exc
+        obj = self._decode(content_type, raw)
+        if not isinstance(obj, dict):
+            raise bad_request("the request body must be an object")
+        return obj
+
+    def _review_status(self, request: web.Request, target: Target, review: dict[str, Any]) -> dict[str, Any]:
+        if self.authorization_mode != "RBAC":
+            return {"allowed": True, "reason": "the infergate apiserver does not enforce "
+                    "authorization: every authenticated request is allowed"}
+        spec = review.get("spec") if isinstance(review.get("spec"), dict) else {}
+        assert isinstance(spec, dict)
+        if target.rtype.resource == "selfsubjectrulesreviews":
+            identity = request.get(IDENTITY_KEY, ADMIN)
+            if identity.is_master:  # bound to cluster-admin on a real cluster
+                return rules_review_status(BOOTSTRAP_CLUSTER_ROLES["cluster-admin"]["rules"])
+            return rules_review_status(self.authorizer.rules_for(identity, str(spec.get("namespace") or "")))
+        if target.rtype.resource == "selfsubjectaccessreviews":
+            identity = request.get(IDENTITY_KEY, ADMIN)
+        else:
+            if not spec.get("user") and not spec.get("groups"):
+                raise invalid(target.rtype.kind, "", target.rtype.group, [FieldCause(
+                    "spec.user", "Invalid value: \"\": at least one of user or group must be specified")])
+            identity = Identity(str(spec.get("user", "")), tuple(str(g) for g in spec.get("groups") or []),
+                                str(spec.get("uid", "")))
+        if target.rtype.resource == "localsubjectaccessreviews" and isinstance(spec.get("resourceAttributes"), dict):
+            spec["resourceAttributes"]["namespace"] = target.namespace
+        if identity.is_master:
+            return {"allowed": True}
+        decision = self.authorizer.authorize(identity, review_attributes(spec))
+        return {"allowed": True, "reason": decision.reason} if decision.allowed else {"allowed": False}
+
+    async def _token_request(self, request: web.Request, namespace: str | None, name: str) -> web.Response:
+        """``serviceaccounts/token``: a TokenRequest answered with a signed token of the account."""
+        if request.method != "POST":
+            raise APIError(405, "MethodNotAllowed", f"the server does not allow the method {request.method} here")
+        account = self.store.get(ObjectKey("", "serviceaccounts", namespace or "", name)) or {}
+        body = await self._read_review(request)
+        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        assert isinstance(spec, dict)
+        try:
+            seconds = int(spec.get("expirationSeconds") or authn.DEFAULT_EXPIRATION_S)
+        except (TypeError, ValueError):
+            raise bad_request("spec.expirationSeconds: an integer is required") from None
+        if seconds < authn.MIN_EXPIRATION_S:
+            raise invalid("TokenRequest", name, "authentication.k8s.io", [FieldCause(
+                "spec.expirationSeconds", f"Invalid value: {seconds}: may not specify a duration less than 10 minutes")])
+        if seconds > authn.MAX_EXPIRATION_S:
+            raise invalid("TokenRequest", name, "authentication.k8s.io", [FieldCause(
+                "spec.expirationSeconds", f"Invalid value: {seconds}: may not specify a duration larger than "
+                "2^32 seconds")])
+        audiences = [str(a) for a in spec.get("audiences") or authn.DEFAULT_AUDIENCES]
+        token, expires = self.issuer.issue(namespace or "", name, str(_meta(account).get("uid", "")), seconds,
+                                           audiences)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
+        answer = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                  "metadata": {"name": name, "namespace": namespace, "creationTimestamp": now_rfc3339()},
+                  "spec": {"audiences": audiences, "expirationSeconds": seconds,
+                           "boundObjectRef": spec.get("boundObjectRef")},
+                  "status": {"token": token, "expirationTimestamp": stamp}}
+        return _json(answer, 201)
 
     # ------------------------------------------------------------- bodies/answers
 

@@ -36,13 +36,14 @@ CRDs yourself (kubectl apply -f ...), as on a managed cluster, or add
 
 
 def _options(state_dir: str, host: str, port: int, gateway_classes: tuple[str, ...], with_inference_crds: str | None,
-             pod_cidr: str, address_pool: str, image_prefixes: tuple[str, ...]) -> Any:
+             pod_cidr: str, address_pool: str, image_prefixes: tuple[str, ...],
+             authorization_mode: str = "AlwaysAllow") -> Any:
     from infergate.apiserver.runtime import DEFAULT_IMAGE_PREFIXES
     from infergate.up import UpOptions
 
     return UpOptions(state_dir=Path(state_dir), host=host, port=port, gateway_classes=gateway_classes,
                      with_inference_crds=with_inference_crds, pod_cidr=pod_cidr, address_pool=address_pool,
-                     image_prefixes=image_prefixes or DEFAULT_IMAGE_PREFIXES)
+                     image_prefixes=image_prefixes or DEFAULT_IMAGE_PREFIXES, authorization_mode=authorization_mode)
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,17 +63,21 @@ def _options(state_dir: str, host: str, port: int, gateway_classes: tuple[str, .
 @click.option("--image-prefix", "image_prefixes", multiple=True, metavar="IMAGE",
               help="Images run as local processes (repeatable) [default: ghcr.io/infergate/infergate]; "
                    "containers whose command is `infergate ...` run locally whatever their image.")
+@click.option("--authorization-mode", type=click.Choice(["AlwaysAllow", "RBAC"]), default="AlwaysAllow",
+              show_default=True, help="RBAC: the API server enforces Roles/ClusterRoles and their bindings, and each "
+              "local pod gets a token of its own ServiceAccount instead of the admin token.")
 @click.option("--foreground/--background", default=True, show_default=True,
               help="Stay attached until Ctrl-C (default), or start in the background, print the KUBECONFIG "
                    "line once ready and return (stop it with: kill $(cat STATE_DIR/up.pid)).")
 @click.option("-v", "--verbose", count=True, help="More logging on stderr.")
 def command(state_dir: str, host: str, port: int, gateway_classes: tuple[str, ...], with_inference_crds: str | None,
-            pod_cidr: str, address_pool: str, image_prefixes: tuple[str, ...], foreground: bool,
-            verbose: int) -> None:
+            pod_cidr: str, address_pool: str, image_prefixes: tuple[str, ...], authorization_mode: str,
+            foreground: bool, verbose: int) -> None:
     """Run the embedded control plane, the gateway and the local pod runtime on this machine."""
     if not foreground:
         args = ["up", "--state-dir", state_dir, "--host", host, "--port", str(port), "--pod-cidr", pod_cidr,
-                "--address-pool", address_pool, *(["-" + "v" * verbose] if verbose else [])]
+                "--address-pool", address_pool, "--authorization-mode", authorization_mode,
+                *(["-" + "v" * verbose] if verbose else [])]
         args += [x for name in gateway_classes for x in ("--gateway-class", name)]
         args += [x for image in image_prefixes for x in ("--image-prefix", image)]
         args += ["--with-inference-crds", with_inference_crds] if with_inference_crds else []
@@ -83,7 +88,7 @@ def command(state_dir: str, host: str, port: int, gateway_classes: tuple[str, ..
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = _options(state_dir, host, port, gateway_classes, with_inference_crds, pod_cidr, address_pool,
-                       image_prefixes)
+                       image_prefixes, authorization_mode)
     try:
         asyncio.run(_run(options))
     except ValueError as exc:

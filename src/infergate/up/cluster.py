@@ -56,6 +56,7 @@ class UpOptions:
     controller_name: str = CONTROLLER_NAME
     gateway_admin_port: int = 0  # 0: a free port
     envoy_log_level: str = "warning"
+    authorization_mode: str = "AlwaysAllow"  # RBAC: enforced; pods get their own ServiceAccount's token
 
 
 class AlreadyRunning(RuntimeError):
@@ -96,7 +97,8 @@ class LocalCluster:
     def __init__(self, options: UpOptions) -> None:
         self.options = options
         self.state_dir = options.state_dir.resolve()
-        self.api = EmbeddedAPIServer(self.state_dir, options.host, options.port)
+        self.api = EmbeddedAPIServer(self.state_dir, options.host, options.port,
+                                     authorization_mode=options.authorization_mode)
         self.runtime: LocalRuntime | None = None
         self.gateway: GatewayProcess | None = None
         self._pid_written = False
@@ -144,7 +146,7 @@ class LocalCluster:
                                    body, FIELD_MANAGER)
         self.runtime = LocalRuntime(RuntimeOptions(
             kubeconfig=self.kubeconfig_path, state_dir=self.state_dir / "runtime", pod_cidr=o.pod_cidr,
-            image_prefixes=o.image_prefixes))
+            image_prefixes=o.image_prefixes, service_account_tokens=o.authorization_mode == "RBAC"))
         await self.runtime.start()
         if self.api.server is not None:  # `kubectl logs` of local pods
             self.api.server.add_subresource_handler("", "pods", "log", self.runtime.log_server())

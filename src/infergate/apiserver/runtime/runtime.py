@@ -9,6 +9,14 @@ a local process with its own loopback IP, restarted with backoff when it exits. 
 available, conditions) are written through the status subresource. A template change
 replaces the pods (new ReplicaSet); scaling down or deleting the Deployment stops them.
 Every other Deployment stays a stored object.
+
+Service accounts: by default (an AlwaysAllow server) every pod's emulated service-account
+volume holds the runtime's own (admin) token, and KUBECONFIG is the runtime's kubeconfig. With
+``service_account_tokens`` (an RBAC server) each pod gets a token of ITS OWN ServiceAccount
+(``spec.serviceAccountName``, default ``default``, created in the namespace when missing),
+requested through the TokenRequest subresource and renewed before it expires, in its volume and
+in a per-pod kubeconfig; ``automountServiceAccountToken: false`` (on the pod, else on the
+ServiceAccount) gives it no token and no usable kubeconfig.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import base64
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,6 +75,10 @@ class RuntimeOptions:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     resync_s: float = 2.0
     node_name: str = "infergate-local"
+    # each pod gets a token of its own ServiceAccount (TokenRequest) instead of the runtime's
+    # token: for an API server that enforces RBAC
+    service_account_tokens: bool = False
+    token_expiration_s: int = 3600
 
 
 @dataclass
@@ -84,6 +97,8 @@ class LocalPod:
     was_ready: bool = False
     published_ready: bool = False  # the API shows this pod Ready (what controllers and clients see)
     error: str | None = None
+    service_account: str = ""  # with service_account_tokens: the account whose token the pod has
+    token_renew_at: float = 0.0  # time.time() after which its token is requested again (0: no token)
 
     @property
     def key(self) -> str:
@@ -295,6 +310,17 @@ class LocalRuntime:
             await asyncio.sleep(self.options.resync_s)
             for key in list(self.deployments):
                 self._enqueue(key)
+            await self._renew_tokens()
+
+    async def _renew_tokens(self) -> None:
+        """Service-account tokens are renewed at 80% of their lifetime, as the kubelet does."""
+        now = time.time()
+        for pod in list(self.pods.values()):
+            if pod.token_renew_at and now >= pod.token_renew_at and pod.process is not None:
+                try:
+                    await self._write_service_account_token(pod, pod.service_account)
+                except Exception as exc:  # the API server away for a moment: the next resync retries
+                    log.warning("pod %s: renewing the service-account token: %s", pod.key, exc)
 
     async def reconcile(self, key: str) -> None:
         namespace, name = key.split("/", 1)
@@ -470,13 +496,16 @@ class LocalRuntime:
             mapping[str(mount["mountPath"])] = str(local)
         return mapping
 
+    def _service_account_dir(self, pod: LocalPod) -> Path:
+        return self.options.state_dir / "volumes" / pod.namespace / pod.name / "serviceaccount"
+
     def _service_account(self, pod: LocalPod) -> dict[str, str]:
-        """The kubelet's service-account volume: token, ca.crt, namespace; and the in-cluster env."""
+        """The kubelet's service-account volume with the runtime's token; and the in-cluster env."""
         config = self.client.config
         url = urlsplit(config.server)
         if url.scheme != "https" or not url.hostname or not config.token:
             return {}
-        directory = self.options.state_dir / "volumes" / pod.namespace / pod.name / "serviceaccount"
+        directory = self._service_account_dir(pod)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "token").write_text(config.token)
         (directory / "ca.crt").write_bytes(config.ca_pem or b"")
@@ -484,10 +513,66 @@ class LocalRuntime:
         return {"KUBERNETES_SERVICE_HOST": url.hostname, "KUBERNETES_SERVICE_PORT": str(url.port or 443),
                 "INFERGATE_SERVICEACCOUNT_DIR": str(directory)}
 
-    def _base_env(self, pod: LocalPod) -> dict[str, str]:
+    async def _own_service_account(self, pod: LocalPod, template: Mapping[str, Any]) -> dict[str, str]:
+        """With ``service_account_tokens``: the volume holds a token of the pod's own ServiceAccount,
+        KUBECONFIG is a kubeconfig with that token (or, without a token, a path that does not exist:
+        the pod reaches the API as nothing, never as the runtime)."""
+        spec = template.get("spec") or {}
+        name = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
+        account = await self.client.get(resource_path("v1", "serviceaccounts", pod.namespace, name))
+        if account is None and name == "default":  # the ServiceAccount controller's job on a real cluster
+            with contextlib.suppress(KubeError):  # 409: created meanwhile
+                await self.client.create(resource_path("v1", "serviceaccounts", pod.namespace), {
+                    "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}})
+            account = await self.client.get(resource_path("v1", "serviceaccounts", pod.namespace, name))
+        if account is None:
+            raise ValueError(f'error looking up service account {pod.namespace}/{name}: serviceaccount "{name}" '
+                             "not found")
+        directory = self._service_account_dir(pod)
+        kubeconfig = directory.parent / "kubeconfig"
+        automount = spec.get("automountServiceAccountToken")
+        if automount is None:
+            automount = account.get("automountServiceAccountToken")
+        pod.service_account = name
+        if automount is False:
+            pod.token_renew_at = 0.0
+            return {"KUBECONFIG": str(kubeconfig)}  # not written: no credentials at all
+        config = self.client.config
+        url = urlsplit(config.server)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "ca.crt").write_bytes(config.ca_pem or b"")
+        (directory / "namespace").write_text(pod.namespace)
+        await self._write_service_account_token(pod, name)
+        return {"KUBERNETES_SERVICE_HOST": url.hostname or "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(url.port or 443),
+                "INFERGATE_SERVICEACCOUNT_DIR": str(directory), "KUBECONFIG": str(kubeconfig)}
+
+    async def _write_service_account_token(self, pod: LocalPod, name: str) -> None:
+        """Request a token of ServiceAccount ``name`` (TokenRequest) into the pod's volume and kubeconfig."""
+        seconds = self.options.token_expiration_s
+        answer = await self.client.request(
+            "POST", resource_path("v1", "serviceaccounts", pod.namespace, name, "token"),
+            body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                  "spec": {"expirationSeconds": seconds}})
+        token = str(((answer or {}).get("status") or {}).get("token") or "")
+        if not token:
+            raise ValueError(f"no token for service account {pod.namespace}/{name}")
+        directory = self._service_account_dir(pod)
+        _write_private(directory / "token", token)
+        config = self.client.config
+        from infergate.apiserver.embedded import kubeconfig_text
+
+        _write_private(directory.parent / "kubeconfig", kubeconfig_text(config.server, token, config.ca_pem or b"",
+                                                                          name=f"{pod.namespace}-{name}"))
+        pod.token_renew_at = time.time() + 0.8 * seconds
+
+    def _base_env(self, pod: LocalPod, account_env: Mapping[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _STRIPPED_ENV and not k.startswith("INFERGATE_")}
-        env.update(self._service_account(pod))
-        env.update({"KUBECONFIG": str(self.options.kubeconfig), "POD_NAME": pod.name, "POD_NAMESPACE": pod.namespace,
+        if account_env is None:
+            env.update(self._service_account(pod))
+            env["KUBECONFIG"] = str(self.options.kubeconfig)
+        else:
+            env.update(account_env)
+        env.update({"POD_NAME": pod.name, "POD_NAMESPACE": pod.namespace,
                     "POD_IP": pod.ip, "HOSTNAME": pod.name, "PYTHONUNBUFFERED": "1",
                     "INFERGATE_PARENT_PID": str(os.getpid())})
         env.update({name: pod.ip for name in BIND_ENV})
@@ -504,7 +589,9 @@ class LocalRuntime:
                                                                                         "default")),
                                    labels=tmeta.get("labels") or {}, annotations=tmeta.get("annotations") or {})
             spec = launch_spec(template, pod.container, identity, values, path_map)
-        except (ValueError, KeyError) as exc:
+            account_env = await self._own_service_account(pod, template) if self.options.service_account_tokens \
+                else None
+        except (ValueError, KeyError, KubeError) as exc:
             if pod.error != str(exc):
                 log.error("pod %s: cannot start: %s", pod.key, exc)
                 pod.error = str(exc)
@@ -512,7 +599,8 @@ class LocalRuntime:
             return
         pod.error = None
         log_path = self.options.state_dir / "logs" / f"{pod.namespace}_{pod.name}.log"
-        pod.process = PodProcess(pod.key, pod.ip, spec, self._base_env(pod), log_path, self._on_process_change,
+        pod.process = PodProcess(pod.key, pod.ip, spec, self._base_env(pod, account_env), log_path,
+                                 self._on_process_change,
                                  self.options.restart)
         pod.process.start()
 
@@ -614,6 +702,15 @@ class LocalRuntime:
             await self.client.merge_patch(resource_path("apps/v1", "replicasets", namespace, rs_name, "status"),
                                           {"status": status})
             self._rs_status[key] = counts
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a credential (mode 0600) by replacing the file, so readers never see half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
 
 
 def _same_status(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
