@@ -1,6 +1,8 @@
 """`infergate demo --exit-after-requests` end to end: `infergate up`, the simulators, both stacks
 (split 50/50), real completions through Envoy; every request 200, served by one of the
-simulator pods, each pool's EPP scheduling part of the split; nothing left running.
+simulator pods, each pool's EPP scheduling part of the split; nothing left running. Also under
+`--authorization-mode RBAC` with the manifests of examples/demo/ (each EPP's own ServiceAccount
+and least-privilege Role, the chart's rules, checked against what the real helm renders).
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from .conftest import private_cidr, processes_mentioning
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("up-demo")]
+POOLS = {"preview": "vllm-llama3-8b-instruct-preview", "ga": "vllm-llama3-8b-instruct-ga"}
+GROUPS = {"preview": "inference.networking.x-k8s.io", "ga": "inference.networking.k8s.io"}
 
 
 def run_demo(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str, Path, str]:
@@ -63,3 +68,45 @@ def test_demo_preview_stack_from_manifests(tmp_path: Path, kubectl_bin: str) -> 
     assert "kubectl apply -f -" in output
 
 
+
+
+def test_demo_split_stack_from_manifests_under_rbac(tmp_path: Path, kubectl_bin: str) -> None:
+    # the manifests path is the one whose RBAC objects live in examples/demo/: without them each EPP
+    # would run as `default`, be refused its pool and pods (403) and never become Ready
+    result, output, _, _ = run_demo(tmp_path, "--stack", "split", "--install-with", "manifests",
+                                    "--authorization-mode", "RBAC")
+    assert result["installed_with"] == {"preview": "manifests", "ga": "manifests"}
+    assert result["authorization_mode"] == "RBAC" and "(RBAC enforced)" in output
+    assert result["epp_service_accounts"] == {stack: [f"{pool}-epp"] for stack, pool in POOLS.items()}
+    counts = result["split_counts"]
+    assert sum(counts.values()) == 40 and min(counts.values()) >= 5, counts
+    # enforced, not AlwaysAllow: each EPP's account may list its pools, the namespace's default may not
+    expected = {}
+    for stack, pool in POOLS.items():
+        expected[f"system:serviceaccount:default:{pool}-epp list inferencepools.{GROUPS[stack]}"] = "yes"
+        expected[f"system:serviceaccount:default:default list inferencepools.{GROUPS[stack]}"] = "no"
+    assert result["can_list_pools"] == expected
+
+
+@pytest.mark.parametrize("stack", ["preview", "ga"])
+def test_the_manifests_give_each_epp_the_charts_rbac(stack: str, tmp_path: Path, helm_bin: str,
+                                                       repo_root: Path) -> None:
+    docs = [d for d in yaml.safe_load_all((repo_root / "examples" / "demo" / stack / "pool.yaml").read_text()) if d]
+    ours = {d["kind"]: d for d in docs}
+    epp = f"{POOLS[stack]}-epp"
+    assert ours["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == epp
+    home = tmp_path / "helm"
+    api_version = "inference.networking.x-k8s.io/v1alpha2" if stack == "preview" else "inference.networking.k8s.io/v1"
+    proc = subprocess.run(
+        [helm_bin, "template", POOLS[stack], str(repo_root / "charts" / "inferencepool"), "--namespace", "default",
+         "--set", "inferencePool.modelServers.matchLabels.app=vllm-llama3-8b-instruct",
+         "--set", f"inferencePool.apiVersion={api_version}", "--show-only", "templates/rbac.yaml"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={"HOME": str(home), "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
+             "HELM_DATA_HOME": str(home / "data"), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    chart = {d["kind"]: d for d in yaml.safe_load_all(proc.stdout) if d}
+    for kind in ("ServiceAccount", "Role", "RoleBinding"):
+        chart[kind]["metadata"].pop("labels", None)
+        assert ours[kind] == chart[kind], kind
+    assert GROUPS[stack] in chart["Role"]["rules"][0]["apiGroups"]

@@ -15,6 +15,8 @@ Examples:
   infergate demo                  # preview (v1alpha2) pool + InferenceModels + EPP
   infergate demo --stack ga       # the GA (v1) pool + InferenceObjectives
   infergate demo --stack split    # both, HTTPRoute split 50/50 (the migration's stage 2)
+  infergate demo --authorization-mode RBAC --install-with manifests
+                                  # RBAC enforced; each EPP runs as its own ServiceAccount
 
 \b
 Runs on a fresh state directory (removed first): `infergate up` with the inference CRDs,
@@ -41,16 +43,22 @@ until Ctrl-C, then stops every process it started.
 @click.option("--install-with", type=click.Choice(["auto", "helm", "manifests"]), default="auto", show_default=True,
               help="How to install each pool and its EPP: helm with charts/inferencepool, or the manifests in "
                    "examples/demo/ (auto: helm when the chart exists).")
+@click.option("--authorization-mode", type=click.Choice(["AlwaysAllow", "RBAC"]), default="AlwaysAllow",
+              show_default=True, help="Passed to `infergate up`. RBAC: the API server enforces Roles and their "
+              "bindings, and each EPP reads the API as its own ServiceAccount (the chart and the manifests give it "
+              "a least-privilege Role).")
 @click.option("--json-result", type=click.Path(dir_okay=False), default=None,
               help="Also write the result (gateway address, requests and the pods that served them) as JSON.")
 def command(stack: str, state_dir: str, exit_after_requests: bool, gateway_port: int | None, address_pool: str,
-            pod_cidr: str, sim_time_scale: float | None, install_with: str, json_result: str | None) -> None:
+            pod_cidr: str, sim_time_scale: float | None, install_with: str, authorization_mode: str,
+            json_result: str | None) -> None:
     """Bring up a demo installation on this machine and send requests through the gateway."""
     from infergate.demo import DemoError, DemoOptions
 
     options = DemoOptions(stack=stack, state_dir=Path(state_dir), exit_after_requests=exit_after_requests,
                           gateway_port=gateway_port, address_pool=address_pool, pod_cidr=pod_cidr,
-                          sim_time_scale=sim_time_scale, install_with=install_with)
+                          sim_time_scale=sim_time_scale, install_with=install_with,
+                          authorization_mode=authorization_mode)
     try:
         result = asyncio.run(_run(options))
     except DemoError as exc:

@@ -53,6 +53,7 @@ class DemoOptions:
     sim_time_scale: float | None = None  # None: real time, as the example Deployment says
     install_with: str = "auto"  # auto (helm when charts/inferencepool exists) | helm | manifests
     ready_timeout: float = 120.0
+    authorization_mode: str = "AlwaysAllow"  # RBAC: `infergate up` enforces RBAC; pods use their ServiceAccount
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,11 @@ class DemoResult:
     installed_with: dict[str, str] = field(default_factory=dict)  # stack -> "helm" | "manifests"
     requests: list[RequestRecord] = field(default_factory=list)
     split_counts: dict[str, int] = field(default_factory=dict)  # split stack: requests each pool's EPP scheduled
+    authorization_mode: str = "AlwaysAllow"
+    epp_service_accounts: dict[str, list[str]] = field(default_factory=dict)  # stack -> its EPP pods' accounts
+    # RBAC mode: `kubectl auth can-i list inferencepools.<group> --as=<account>` -> "yes" | "no", for each
+    # EPP's account and for the namespace's default account
+    can_list_pools: dict[str, str] = field(default_factory=dict)
 
 
 class DemoError(RuntimeError):
@@ -131,6 +137,8 @@ class Demo:
         self.stacks = ["preview", "ga"] if options.stack == "split" else [options.stack]
         if options.install_with not in ("auto", "helm", "manifests"):
             raise DemoError(f"--install-with: one of auto, helm, manifests; got {options.install_with!r}")
+        if options.authorization_mode not in ("AlwaysAllow", "RBAC"):
+            raise DemoError(f"--authorization-mode: AlwaysAllow or RBAC; got {options.authorization_mode!r}")
         if options.stack not in ("preview", "ga", "split"):
             raise DemoError(f"--stack: one of preview, ga, split; got {options.stack!r}")
 
@@ -143,13 +151,13 @@ class Demo:
                 "HELM_CONFIG_HOME": str(self.cluster.state_dir / "helm" / "config"),
                 "HELM_DATA_HOME": str(self.cluster.state_dir / "helm" / "data")}
 
-    async def run_tool(self, *argv: str, stdin: str | None = None, show: bool = True) -> str:
+    async def run_tool(self, *argv: str, stdin: str | None = None, show: bool = True, ok: tuple[int, ...] = (0,)) -> str:
         shown = " ".join(a if " " not in a else repr(a) for a in argv)
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=self.env())
         out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), 120)
-        if proc.returncode != 0:
+        if proc.returncode not in ok:
             raise DemoError(f"{shown} failed ({proc.returncode}):\n{err.decode()}{out.decode()}")
         if show:
             self.console.print(f"[dim]$ {shown.replace(self.kubectl, 'kubectl')}[/]", soft_wrap=True)
@@ -182,8 +190,10 @@ class Demo:
         self.result.gateway_port = port
         state_dir = fresh_state_dir(o.state_dir)
         self.cluster = LocalCluster(UpOptions(state_dir=state_dir, port=o.api_port, with_inference_crds="both",
-                                              address_pool=o.address_pool, pod_cidr=o.pod_cidr))
-        await self.step("infergate up: API server, CRDs, GatewayClass infergate, gateway (Envoy), local runtime",
+                                              address_pool=o.address_pool, pod_cidr=o.pod_cidr,
+                                              authorization_mode=o.authorization_mode))
+        rbac = " (RBAC enforced)" if o.authorization_mode == "RBAC" else ""
+        await self.step("infergate up: API server, CRDs, GatewayClass infergate, gateway (Envoy), local runtime" + rbac,
                         self.cluster.start)
         self.result.kubeconfig = str(self.cluster.kubeconfig_path)
         await self.step("model servers: 3 simulator replicas",
@@ -193,6 +203,10 @@ class Demo:
                             lambda stack=stack: self.install_stack(stack))  # type: ignore[misc]
         await self.step("Gateway inference-gateway and HTTPRoute llm-route", self.apply_routing)
         await self.step("pods ready, Gateway Programmed, first answer through the gateway", self.wait_ready)
+        self.result.authorization_mode = o.authorization_mode
+        await self.record_epp_service_accounts()
+        if o.authorization_mode == "RBAC":
+            await self.show_rbac()
         await self.run_tool(self.kubectl, "get", "pods", "-o", "wide")
         await self.run_tool(self.kubectl, "get", "gateway", "-o", "wide")
         await self.send_requests()
@@ -286,6 +300,27 @@ class Demo:
         else:
             self.result.gateway_address = str(addresses[0]["value"])
         return problems
+
+    async def record_epp_service_accounts(self) -> None:
+        """The ServiceAccount each pool's EPP pods run as (``spec.serviceAccountName``)."""
+        assert self.cluster is not None
+        async with KubeClient.from_kubeconfig(self.cluster.kubeconfig_path) as client:
+            pods = (await client.list(resource_path("v1", "pods", "default"))).get("items") or []
+        for stack in self.stacks:
+            self.result.epp_service_accounts[stack] = sorted(
+                str((pod.get("spec") or {}).get("serviceAccountName", "default")) for pod in pods
+                if pod["metadata"]["name"].startswith(POOLS[stack] + "-"))
+
+    async def show_rbac(self) -> None:
+        """What RBAC lets each EPP's ServiceAccount (and, for contrast, ``default``) read: its pool."""
+        self.console.print("\n[bold]RBAC[/]: each EPP reads the API server as its own ServiceAccount:")
+        for stack in self.stacks:
+            group = POOL_API[stack].split("/")[0]
+            for account in [*self.result.epp_service_accounts.get(stack, [])[:1], "default"]:
+                subject = f"system:serviceaccount:default:{account}"
+                answer = (await self.run_tool(self.kubectl, "auth", "can-i", "list", f"inferencepools.{group}",
+                                              "-n", "default", f"--as={subject}", ok=(0, 1))).strip()
+                self.result.can_list_pools[f"{subject} list inferencepools.{group}"] = answer
 
     def url(self, path: str) -> str:
         return f"http://{self.result.gateway_address}:{self.result.gateway_port}{path}"
