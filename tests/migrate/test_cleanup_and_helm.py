@@ -124,6 +124,8 @@ def test_simple_path_with_helm_uninstalls_the_preview_release_and_installs_the_g
     result = migrate("run", "-n", ns, "--path", "simple", "--chart", str(CHARTS / "inferencepool-v1"),
                      "--chart-version", "", "--probes", "0", "--ready-timeout", "5", "-o", "json")
     assert result.returncode == 0, result.out
+    # --probes 0 sends no traffic: nothing listens at the Gateway's address here
+    assert json.loads(result.stdout).get("downtime") is None, result.out
     steps = {s["step"]: s["detail"] for s in json.loads(result.stdout)["steps"]}
     assert "helm uninstall llama-preview" in steps["remove-preview"]
     releases = {r["name"]: r["chart"] for r in json.loads(helm.run("list", "-n", ns, "-o", "json").stdout)}

@@ -52,7 +52,8 @@ def _plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--target-models", default=None,
                      help="InferenceModels with several targetModels: the converter's mode (see "
                      "`infergate convert --help`; default: its default)."),
-        click.option("--probes", type=int, default=60, show_default=True, help="Probe requests per analysis."),
+        click.option("--probes", type=int, default=60, show_default=True, help="Probe requests per analysis (0: send no traffic at all: no analysis "
+                     "probes, no downtime measurement on the simple path)."),
         click.option("--min-success-rate", type=float, default=0.99, show_default=True),
         click.option("--p99-ttft-factor", type=float, default=1.5, show_default=True,
                      help="Allowed p99 TTFT growth over the baseline."),

@@ -176,7 +176,7 @@ class Migrator:
         plan = state.plan
         result = RunResult(EXIT_OK, "running", "")
         state = self.store.save(state)
-        if plan.path == "simple" and self._monitor is None:
+        if plan.path == "simple" and self._monitor is None and plan.gates.probes > 0:  # --probes 0: no traffic
             url = self._gateway_url(plan)
             if url and plan.model_names:
                 self._monitor = DowntimeMonitor(url, plan.model_names[0])
