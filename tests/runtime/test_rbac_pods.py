@@ -23,17 +23,15 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from infergate.apiserver import EmbeddedAPIServer
-from infergate.apiserver.runtime import KubeClient, LocalRuntime, RestartPolicy, RuntimeOptions, resource_path
+from infergate.apiserver.runtime import KubeClient, LocalRuntime, resource_path
 from infergate.util.clitool import CliTool
 
-from .conftest import private_pod_cidr
+from .conftest import Cluster, private_pod_cidr, running_cluster
 from .test_runtime_e2e import is_ready, sim_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("runtime-rbac")]
 LOOP = pytest.mark.asyncio(loop_scope="module")
 POOL_CHART = Path(__file__).resolve().parents[2] / "charts" / "inferencepool"
-Cluster = tuple[EmbeddedAPIServer, LocalRuntime, KubeClient]
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -41,25 +39,10 @@ async def rbac_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
     from infergate.api import crds
     from infergate.up.cluster import install_crds
 
-    base = tmp_path_factory.mktemp("runtime-rbac")
-    api = EmbeddedAPIServer(base / "api", authorization_mode="RBAC")
-    await api.start()
-    options = RuntimeOptions(kubeconfig=api.kubeconfig_path, state_dir=base / "runtime", pod_cidr=private_pod_cidr(),
-                             restart=RestartPolicy(initial_s=0.2, max_s=2.0, reset_after_s=5.0), resync_s=1.0,
-                             service_account_tokens=True)
-    runtime = LocalRuntime(options)
-    client = KubeClient.from_kubeconfig(api.kubeconfig_path)
-    try:
-        await runtime.start()
-        assert api.server is not None
-        api.server.add_subresource_handler("", "pods", "log", runtime.log_server())
-        await client.open()
+    async with running_cluster(tmp_path_factory.mktemp("runtime-rbac"), authorization_mode="RBAC",
+                               service_account_tokens=True) as (api, runtime, client):
         await install_crds(client, crds.generate("ga"))
         yield api, runtime, client
-    finally:
-        await client.close()
-        await runtime.stop()
-        await api.stop()
 
 
 async def new_namespace(client: KubeClient) -> str:
