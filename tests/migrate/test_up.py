@@ -177,16 +177,15 @@ def epp_metrics(up: Up, pools: object, pool: str) -> str:
     return url
 
 
-def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priority_audit: Any) -> None:
-    listen = free_port()
-    sim = (REPO / "examples" / "sim-deployment.yaml").read_text().replace("replicas: 3", "replicas: 2").replace(
+def sim_manifest() -> str:
+    """examples/sim-deployment.yaml with 2 replicas, 20x faster than real time."""
+    return (REPO / "examples" / "sim-deployment.yaml").read_text().replace("replicas: 3", "replicas: 2").replace(
         "- --max-loras=4", "- --max-loras=4\n        - --time-scale=20")
-    up.sh("kubectl apply -f config/crd/preview.yaml")
-    up.sh(f"kubectl apply -f - <<'EOF'\n{sim}EOF\n")
-    up.sh("helm install vllm-llama3-8b-instruct-preview --set inferencePool.modelServers.matchLabels.app="
-          "vllm-llama3-8b-instruct --set inferencePool.apiVersion=inference.networking.x-k8s.io/v1alpha2 "
-          "charts/inferencepool")
-    up.sh("kubectl apply -f examples/demo/preview/models.yaml -f examples/demo/routes/preview.yaml")
+
+
+def serve_gateway(up: Up, listen: int, timeout: float) -> Any:
+    """Apply the Gateway inference-gateway on port ``listen`` and wait until food-review answers
+    200 through it; returns ``address()``, which reads the Gateway's status address."""
     up.sh("kubectl apply -f - <<'EOF'\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n"
           "  name: inference-gateway\nspec:\n  gatewayClassName: infergate\n  listeners:\n  - name: http\n"
           f"    protocol: HTTP\n    port: {listen}\nEOF\n")
@@ -204,7 +203,20 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priorit
             return False
         return r.status_code == 200
 
-    wait(serving, 120, "the preview stack serving food-review")
+    wait(serving, timeout, "the preview stack serving food-review")
+    return address
+
+
+def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priority_audit: Any) -> None:
+    listen = free_port()
+    sim = sim_manifest()
+    up.sh("kubectl apply -f config/crd/preview.yaml")
+    up.sh(f"kubectl apply -f - <<'EOF'\n{sim}EOF\n")
+    up.sh("helm install vllm-llama3-8b-instruct-preview --set inferencePool.modelServers.matchLabels.app="
+          "vllm-llama3-8b-instruct --set inferencePool.apiVersion=inference.networking.x-k8s.io/v1alpha2 "
+          "charts/inferencepool")
+    up.sh("kubectl apply -f examples/demo/preview/models.yaml -f examples/demo/routes/preview.yaml")
+    address = serve_gateway(up, listen, 120)
     from infergate.migrate.resources import GA_POOLS, PREVIEW_POOLS
 
     watch = PriorityWatch(epp_metrics(up, PREVIEW_POOLS, PREVIEW), priority_audit.parse)

@@ -24,7 +24,7 @@ import pytest
 
 from infergate.util.net import free_port
 
-from .test_up import Load, Up, epp_metrics, private_cidr, wait
+from .test_up import Load, Up, epp_metrics, private_cidr, serve_gateway, sim_manifest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("migrate-up-rbac"), pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
@@ -77,30 +77,12 @@ def scheduled(metrics: str) -> int:
 def test_zero_downtime_objects_mode_under_rbac_on_infergate_up(up_rbac: Up) -> None:
     up = up_rbac
     listen = free_port()
-    sim = (REPO / "examples" / "sim-deployment.yaml").read_text().replace("replicas: 3", "replicas: 2").replace(
-        "- --max-loras=4", "- --max-loras=4\n        - --time-scale=20")
+    sim = sim_manifest()
     up.sh("kubectl apply -f config/crd/preview.yaml")
     up.sh(f"kubectl apply -f - <<'EOF'\n{sim}EOF\n")
     up.sh("kubectl apply -f examples/demo/preview/pool.yaml -f examples/demo/preview/models.yaml "
           "-f examples/demo/routes/preview.yaml")
-    up.sh("kubectl apply -f - <<'EOF'\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n"
-          "  name: inference-gateway\nspec:\n  gatewayClassName: infergate\n  listeners:\n  - name: http\n"
-          f"    protocol: HTTP\n    port: {listen}\nEOF\n")
-
-    def address() -> str:
-        return up.sh("kubectl get gateway/inference-gateway -o jsonpath='{.status.addresses[0].value}'").stdout
-
-    def serving() -> bool:
-        if not address():
-            return False
-        try:
-            r = httpx.post(f"http://{address()}:{listen}/v1/completions", timeout=30,
-                           json={"model": "food-review", "prompt": "hi", "max_tokens": 2})
-        except httpx.HTTPError:
-            return False
-        return r.status_code == 200
-
-    wait(serving, 90, "the preview stack serving food-review")
+    address = serve_gateway(up, listen, 90)
     # RBAC is enforced in this stack: each account may read what its Role grants, nothing else
     # (under AlwaysAllow every answer would be yes)
     assert up.sh("kubectl get pod -l app=vllm-llama3-8b-instruct-preview-epp "
