@@ -6,6 +6,7 @@ continuous streaming load; the local runtime runs every EPP and simulator pod.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -57,12 +58,14 @@ class Up:
         return loaded
 
 
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[Up]:
+@contextlib.contextmanager
+def running_up(tmp_path: Path, *extra: str) -> Iterator[Up]:
+    """``infergate up`` in the foreground on private loopback ranges (``extra``: more flags),
+    with kubectl/helm environment; stopped with SIGINT (then SIGKILL) at exit."""
     state = tmp_path / "state"
     proc = subprocess.Popen(
         [sys.executable, "-m", "infergate", "up", "--state-dir", str(state), "--port", "0",
-         "--pod-cidr", private_cidr(8000).replace(".0/24", ".0/24"), "--address-pool", private_cidr(80)],
+         "--pod-cidr", private_cidr(8000), "--address-pool", private_cidr(80), *extra],
         stdout=subprocess.PIPE, stderr=(tmp_path / "up.stderr").open("w"), text=True, start_new_session=True)
     try:
         assert proc.stdout is not None
@@ -84,6 +87,12 @@ def up(tmp_path: Path) -> Iterator[Up]:
                 proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    with running_up(tmp_path) as handle:
+        yield handle
 
 
 def wait(check: object, timeout: float, what: str) -> None:

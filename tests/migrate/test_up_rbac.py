@@ -9,10 +9,6 @@ streaming load (no throughput assertion: it does not need to run alone)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -24,7 +20,7 @@ import pytest
 
 from infergate.util.net import free_port
 
-from .test_up import Load, Up, epp_metrics, private_cidr, serve_gateway, sim_manifest
+from .test_up import Load, Up, epp_metrics, running_up, serve_gateway, sim_manifest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("migrate-up-rbac"), pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
@@ -35,29 +31,8 @@ X, K8S = "inference.networking.x-k8s.io", "inference.networking.k8s.io"
 
 @pytest.fixture
 def up_rbac(tmp_path: Path) -> Iterator[Up]:
-    state = tmp_path / "state"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "infergate", "up", "--state-dir", str(state), "--port", "0",
-         "--pod-cidr", private_cidr(8000), "--address-pool", private_cidr(80), "--authorization-mode", "RBAC"],
-        stdout=subprocess.PIPE, stderr=(tmp_path / "up.stderr").open("w"), text=True, start_new_session=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("export KUBECONFIG="), (line, (tmp_path / "up.stderr").read_text()[-3000:])
-        env = {**os.environ, "KUBECONFIG": line.strip().split("=", 1)[1],
-               "PATH": f"{REPO / '.tools' / 'bin'}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-               "HOME": str(tmp_path / "home")}
-        yield Up(tmp_path, proc, env)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with running_up(tmp_path, "--authorization-mode", "RBAC") as handle:
+        yield handle
 
 
 def can_i(up: Up, verb: str, resource: str, account: str) -> str:
