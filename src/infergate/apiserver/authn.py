@@ -23,7 +23,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from infergate.apiserver import protobuf
+from infergate.util.files import write_private
 
 MASTERS = "system:masters"
 AUTHENTICATED = "system:authenticated"
@@ -107,9 +107,7 @@ def load_or_create_signing_key(state_dir: Path) -> bytes:
         if text:
             return base64.b64decode(text)
     key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(base64.b64encode(key).decode() + "\n")
+    write_private(path, base64.b64encode(key).decode() + "\n")
     return key
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import secrets
 import threading
 from collections.abc import Iterable
@@ -31,6 +30,7 @@ from infergate.apiserver.server import APIServer, SubresourceHandler
 from infergate.apiserver.store import Store
 from infergate.apiserver.tls import ensure_certificate, server_context
 from infergate.apiserver.validation import Admission
+from infergate.util.files import write_private
 
 DB_NAME = "state.db"
 TOKEN_NAME = "token"
@@ -52,9 +52,7 @@ def load_or_create_token(state_dir: Path) -> str:
         if token:
             return token
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
+    write_private(path, token + "\n")
     return token
 
 
@@ -70,11 +68,7 @@ def kubeconfig_text(url: str, token: str, ca_pem: bytes, name: str = "infergate"
 
 
 def write_kubeconfig(path: Path, url: str, token: str, ca_pem: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(kubeconfig_text(url, token, ca_pem))
-    os.replace(tmp, path)
+    write_private(path, kubeconfig_text(url, token, ca_pem))
 
 
 class EmbeddedAPIServer:

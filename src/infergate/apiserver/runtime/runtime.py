@@ -54,6 +54,7 @@ from infergate.apiserver.runtime.spec import (
     local_container,
     template_hash,
 )
+from infergate.util.files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -557,11 +558,11 @@ class LocalRuntime:
         if not token:
             raise ValueError(f"no token for service account {pod.namespace}/{name}")
         directory = self._service_account_dir(pod)
-        _write_private(directory / "token", token)
+        write_private(directory / "token", token)
         config = self.client.config
         from infergate.apiserver.embedded import kubeconfig_text
 
-        _write_private(directory.parent / "kubeconfig", kubeconfig_text(config.server, token, config.ca_pem or b"",
+        write_private(directory.parent / "kubeconfig", kubeconfig_text(config.server, token, config.ca_pem or b"",
                                                                           name=f"{pod.namespace}-{name}"))
         pod.token_renew_at = time.time() + 0.8 * seconds
 
@@ -704,13 +705,6 @@ class LocalRuntime:
             self._rs_status[key] = counts
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write a credential (mode 0600) by replacing the file, so readers never see half of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def _same_status(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
