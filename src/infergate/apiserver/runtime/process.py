@@ -1,7 +1,13 @@
-"""One local pod: its process (restarted with backoff), its readiness, its status.
+"""One local pod: its process (restarted with backoff), its probes, its status.
 
 The process runs in its own session (process group), so stopping a pod stops everything
 it started: SIGTERM to the group, SIGKILL after the grace period.
+
+Probes, as the kubelet runs them: while a ``startupProbe`` has not succeeded, neither
+readiness nor liveness runs (``started`` is false); ``failureThreshold`` consecutive startup
+or liveness failures kill the process (SIGTERM to its group, SIGKILL after the grace period)
+and the ordinary restart path runs it again (``restartCount`` + 1, ``lastState.terminated``).
+Each attempt is bounded by its ``timeoutSeconds``; the probe tasks end with the process.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import aiohttp
 
 from infergate.apiserver.runtime.logs import MARKER
 from infergate.apiserver.runtime.probes import run_probe
-from infergate.apiserver.runtime.spec import LaunchSpec
+from infergate.apiserver.runtime.spec import LaunchSpec, Probe
 
 log = logging.getLogger(__name__)
 ENTRYPOINT = ("-m", "infergate.apiserver.runtime.entrypoint")
@@ -55,10 +61,12 @@ class ContainerState:
     restart_count: int = 0
     ready: bool = False
     pid: int | None = None
+    started: bool = False  # running, and its startupProbe (if any) has succeeded
+    killed_by: str | None = None  # "liveness" / "startup": the last run was killed by that probe
 
     def key(self) -> tuple[object, ...]:
         return (self.phase, self.running_since, self.waiting_reason, self.last_exit_code, self.restart_count,
-                self.ready)
+                self.ready, self.started)
 
 
 class PodProcess:
@@ -136,21 +144,102 @@ class PodProcess:
         self.state.running_since = now
         self.state.started_at = self.state.started_at or now
         self.state.waiting_reason = None
-        self.state.ready = self.spec.probe is None
+        self.state.killed_by = None
+        self.state.started = self.spec.startup is None
+        self.state.ready = self.spec.probe is None and self.state.started
         self._changed()
-        prober = asyncio.create_task(self._probe_loop(session)) if self.spec.probe is not None else None
+        proc = self._proc
+        probing = self.spec.probe is not None or self.spec.liveness is not None or self.spec.startup is not None
+        prober = asyncio.create_task(self._probes(session, proc), name=f"probes {self.name}") if probing else None
         try:
-            code = await self._proc.wait()
+            code = await proc.wait()
         finally:
             if prober is not None:
                 prober.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await prober
+        if self.state.killed_by is not None:
+            _signal_group(proc.pid, signal.SIGKILL)  # anything the killed process left in its group
         self.state.last_exit_code = 128 - code if code < 0 else code  # killed by signal N: 128+N, as containers
         self.state.last_finished_at = utc_now()
         self.state.ready = False
+        self.state.started = False
         self.state.pid = None
         self._proc = None
+
+    async def _probes(self, session: aiohttp.ClientSession, proc: asyncio.subprocess.Process) -> None:
+        """Startup first (if any); then readiness and liveness side by side, until the process ends."""
+        if self.spec.startup is not None:
+            if not await self._startup_loop(session, self.spec.startup):
+                await self._kill_for("startup", proc)
+                return
+            self.state.started = True
+            if self.spec.probe is None:
+                self.state.ready = True
+            self._changed()
+        loops: list[asyncio.Task[None]] = []
+        if self.spec.probe is not None:
+            loops.append(asyncio.create_task(self._probe_loop(session)))
+        if self.spec.liveness is not None:
+            loops.append(asyncio.create_task(self._liveness_loop(session, self.spec.liveness, proc)))
+        if not loops:
+            return
+        try:  # the liveness loop ends only once it has killed the process: readiness stops with it
+            await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _attempt(self, probe: Probe, session: aiohttp.ClientSession) -> bool:
+        """One attempt, bounded even if a handler ignored its own timeout."""
+        try:
+            return await asyncio.wait_for(run_probe(probe, self.ip, session), probe.timeout_s + 1.0)
+        except TimeoutError:
+            return False
+
+    async def _startup_loop(self, session: aiohttp.ClientSession, probe: Probe) -> bool:
+        """True once the startup probe succeeds; False after ``failureThreshold`` failures in a row."""
+        await asyncio.sleep(probe.initial_delay_s)
+        failures = 0
+        while True:
+            if await self._attempt(probe, session):
+                return True
+            failures += 1
+            if failures >= probe.failure_threshold:
+                log.warning("pod %s: startup probe failed %d times; killing the container", self.name, failures)
+                return False
+            await asyncio.sleep(probe.period_s)
+
+    async def _liveness_loop(self, session: aiohttp.ClientSession, probe: Probe,
+                             proc: asyncio.subprocess.Process) -> None:
+        await asyncio.sleep(probe.initial_delay_s)
+        failures = 0
+        while True:
+            ok = await self._attempt(probe, session)
+            failures = 0 if ok else failures + 1
+            if failures >= probe.failure_threshold:
+                log.warning("pod %s: liveness probe failed %d times; killing the container", self.name, failures)
+                await self._kill_for("liveness", proc)
+                return
+            await asyncio.sleep(probe.period_s)
+
+    async def _kill_for(self, probe_kind: str, proc: asyncio.subprocess.Process) -> None:
+        """Kill the container the kubelet's way: SIGTERM to its group, SIGKILL after the grace period.
+
+        The process then exits and the restart loop runs it again (this task is cancelled by then).
+        """
+        if self._stopping.is_set() or proc.returncode is not None:
+            return
+        self.state.killed_by = probe_kind
+        self.state.ready = False
+        self._changed()
+        grace = min(self.spec.grace_period_s, self.policy.max_grace_s)
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            _signal_group(proc.pid, signal.SIGKILL)
 
     async def _probe_loop(self, session: aiohttp.ClientSession) -> None:
         probe = self.spec.probe

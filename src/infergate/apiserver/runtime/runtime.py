@@ -4,9 +4,10 @@ Watches Deployments and Pods through the API (any server, usually the embedded o
 Deployment whose pod template has a container that runs infergate (see
 :func:`infergate.apiserver.runtime.spec.runs_locally`) it keeps ``spec.replicas`` pods: a
 ReplicaSet ``NAME-HASH`` owned by the Deployment, Pods ``NAME-HASH-XXXXX`` owned by it, each
-a local process with its own loopback IP, restarted with backoff when it exits. Pod status
-(phase, IP, Ready from the readiness probe) and Deployment status (replicas, ready,
-available, conditions) are written through the status subresource. A template change
+a local process with its own loopback IP, restarted with backoff when it exits or when its
+liveness/startup probe fails (see :mod:`infergate.apiserver.runtime.process`). Pod status
+(phase, IP, Ready from the readiness probe, ``started`` from the startup probe) and Deployment
+status (replicas, ready, available, conditions) are written through the status subresource. A template change
 replaces the pods (new ReplicaSet); scaling down or deleting the Deployment stops them.
 Every other Deployment stays a stored object.
 
@@ -638,6 +639,8 @@ class LocalRuntime:
                 if pod is None or pod.process is None:
                     continue
                 status = pod_status(pod.process.state, pod.container, pod.ip, pod.created, pod.ready_since)
+                for container_status in status.get("containerStatuses") or []:
+                    container_status["started"] = pod.process.state.started  # after its startupProbe
                 published = pod.process.state.ready  # what this status write says
                 try:
                     await self.client.merge_patch(resource_path("v1", "pods", pod.namespace, pod.name, "status"),

@@ -3,7 +3,7 @@
 Which containers run locally (infergate's own image, or a command that is ``infergate``),
 the argv (``infergate`` + command/args, ``$(VAR)`` expanded as the kubelet does), the
 environment (``env`` values, downward API ``fieldRef``, ConfigMap/Secret keys) and the
-readiness probe.
+readiness, liveness and startup probes.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def local_container(template: Mapping[str, Any], image_prefixes: tuple[str, ...]
 
 @dataclass(frozen=True)
 class Probe:
-    """A readiness probe: ``kind`` is http, tcp or grpc; ``port`` resolved to a number."""
+    """A readiness, liveness or startup probe: ``kind`` is http, tcp or grpc; ``port`` resolved to a number."""
 
     kind: str
     port: int
@@ -109,10 +109,7 @@ def _port_number(value: Any, container: Mapping[str, Any], what: str) -> int:
     raise ValueError(f"{what}: no container port named {text!r}")
 
 
-def readiness_probe(container: Mapping[str, Any]) -> Probe | None:
-    probe = container.get("readinessProbe")
-    if not probe:
-        return None
+def _parse_probe(probe: Mapping[str, Any], container: Mapping[str, Any], where: str) -> Probe | None:
     timing = {
         "initial_delay_s": float(probe.get("initialDelaySeconds", 0)),
         "period_s": float(probe.get("periodSeconds", 10)),
@@ -120,7 +117,6 @@ def readiness_probe(container: Mapping[str, Any]) -> Probe | None:
         "success_threshold": int(probe.get("successThreshold", 1)),
         "failure_threshold": int(probe.get("failureThreshold", 3)),
     }
-    where = "readinessProbe"
     if "httpGet" in probe:
         http = probe["httpGet"]
         headers = tuple((str(h["name"]), str(h["value"])) for h in http.get("httpHeaders") or [])
@@ -135,6 +131,51 @@ def readiness_probe(container: Mapping[str, Any]) -> Probe | None:
         grpc = probe["grpc"]
         return Probe("grpc", int(grpc["port"]), service=str(grpc.get("service") or ""), **timing)  # type: ignore[arg-type]
     return None  # exec probes: the process being up counts
+
+
+def readiness_probe(container: Mapping[str, Any]) -> Probe | None:
+    probe = container.get("readinessProbe")
+    if not probe:
+        return None
+    return _parse_probe(probe, container, "readinessProbe")
+
+
+def _restart_probe(container: Mapping[str, Any], kind: str) -> Probe | None:
+    """``livenessProbe`` / ``startupProbe``: parsed and validated as the API server validates them
+    (a ValueError names the field: the pod shows ``CreateContainerConfigError`` with it)."""
+    probe = container.get(kind)
+    if not probe:
+        return None
+    name = str(container.get("name") or "main")
+    where = f"containers[{name}].{kind}"
+    handlers = [h for h in ("exec", "httpGet", "tcpSocket", "grpc") if h in probe]
+    if len(handlers) != 1:
+        raise ValueError(f"{where}: must specify exactly one handler type (exec, httpGet, tcpSocket, grpc), "
+                         f"has {handlers or 'none'}")
+    parsed = _parse_probe(probe, container, where)
+    if parsed is None:
+        return None  # exec: not run locally, counts as passing
+    if parsed.success_threshold != 1:
+        raise ValueError(f"{where}.successThreshold: Invalid value: {parsed.success_threshold}: must be 1")
+    if parsed.failure_threshold < 1:
+        raise ValueError(f"{where}.failureThreshold: Invalid value: {parsed.failure_threshold}: must be >= 1")
+    if parsed.period_s <= 0:
+        raise ValueError(f"{where}.periodSeconds: Invalid value: {parsed.period_s:g}: must be > 0")
+    if parsed.timeout_s <= 0:
+        raise ValueError(f"{where}.timeoutSeconds: Invalid value: {parsed.timeout_s:g}: must be > 0")
+    if parsed.initial_delay_s < 0:
+        raise ValueError(f"{where}.initialDelaySeconds: Invalid value: {parsed.initial_delay_s:g}: must be >= 0")
+    return parsed
+
+
+def liveness_probe(container: Mapping[str, Any]) -> Probe | None:
+    """The container's ``livenessProbe`` (None: none, or exec); ValueError when invalid."""
+    return _restart_probe(container, "livenessProbe")
+
+
+def startup_probe(container: Mapping[str, Any]) -> Probe | None:
+    """The container's ``startupProbe`` (None: none, or exec); ValueError when invalid."""
+    return _restart_probe(container, "startupProbe")
 
 
 @dataclass(frozen=True)
@@ -172,8 +213,10 @@ class LaunchSpec:
 
     argv: tuple[str, ...]
     env: Mapping[str, str]
-    probe: Probe | None
+    probe: Probe | None  # readiness
     grace_period_s: float
+    liveness: Probe | None = None
+    startup: Probe | None = None
 
 
 ValueLookup = Mapping[tuple[str, str, str], str]  # (kind ConfigMap|Secret, name, key) -> value
@@ -225,7 +268,8 @@ def launch_spec(template: Mapping[str, Any], container: Mapping[str, Any], pod: 
         env = {k: _map_path(v, path_map) for k, v in env.items()}
     spec = template.get("spec") or {}
     grace = float(spec.get("terminationGracePeriodSeconds", 30))
-    return LaunchSpec(argv=tuple(argv), env=env, probe=readiness_probe(container), grace_period_s=grace)
+    return LaunchSpec(argv=tuple(argv), env=env, probe=readiness_probe(container), grace_period_s=grace,
+                      liveness=liveness_probe(container), startup=startup_probe(container))
 
 
 def _map_path(value: str, path_map: Mapping[str, str]) -> str:
