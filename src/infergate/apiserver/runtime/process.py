@@ -234,12 +234,7 @@ class PodProcess:
         self.state.killed_by = probe_kind
         self.state.ready = False
         self._changed()
-        grace = min(self.spec.grace_period_s, self.policy.max_grace_s)
-        _signal_group(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), grace)
-        except TimeoutError:
-            _signal_group(proc.pid, signal.SIGKILL)
+        await _terminate(proc, min(self.spec.grace_period_s, self.policy.max_grace_s))
 
     async def _probe_loop(self, session: aiohttp.ClientSession) -> None:
         probe = self.spec.probe
@@ -264,12 +259,7 @@ class PodProcess:
         self._stopping.set()
         proc = self._proc
         if proc is not None and proc.returncode is None:
-            grace = min(self.spec.grace_period_s, self.policy.max_grace_s)
-            _signal_group(proc.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), grace)
-            except TimeoutError:
-                _signal_group(proc.pid, signal.SIGKILL)
+            if not await _terminate(proc, min(self.spec.grace_period_s, self.policy.max_grace_s)):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(proc.wait(), 5.0)
             _signal_group(proc.pid, signal.SIGKILL)  # anything the process left in its group
@@ -283,6 +273,18 @@ class PodProcess:
         """SIGKILL the current process (tests: a crash)."""
         if self._proc is not None and self._proc.returncode is None:
             _signal_group(self._proc.pid, signal.SIGKILL)
+
+
+async def _terminate(proc: asyncio.subprocess.Process, grace_s: float) -> bool:
+    """SIGTERM the process group, SIGKILL it if still running after ``grace_s``; whether it
+    exited within the grace period."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), grace_s)
+    except TimeoutError:
+        _signal_group(proc.pid, signal.SIGKILL)
+        return False
+    return True
 
 
 def _signal_group(pid: int, sig: int) -> None:
