@@ -211,19 +211,4 @@ MESSAGES = {"TokenRequest": TOKEN_REQUEST, "SelfSubjectRulesReview": SELF_SUBJEC
 
 def decode_protobuf(body: bytes) -> dict[str, Any]:
     """A ``k8s\\0``-framed TokenRequest or access review (ProtobufError for anything else)."""
-    if not body.startswith(protobuf.MAGIC):
-        raise protobuf.ProtobufError("missing the k8s protobuf magic prefix")
-    api_version, kind, raw = "", "", b""
-    for number, value in protobuf.fields(body[len(protobuf.MAGIC):]):
-        if number == 1 and isinstance(value, bytes):
-            for n, v in protobuf.fields(value):
-                if n == 1 and isinstance(v, bytes):
-                    api_version = v.decode()
-                elif n == 2 and isinstance(v, bytes):
-                    kind = v.decode()
-        elif number == 2 and isinstance(value, bytes):
-            raw = value
-    message = MESSAGES.get(kind)
-    if message is None:
-        raise protobuf.ProtobufError(f"protobuf bodies of kind {kind or '?'} are not supported here; send JSON")
-    return {"apiVersion": api_version, "kind": kind, **protobuf.decode_message(raw, message)}
+    return protobuf.decode(body, MESSAGES)

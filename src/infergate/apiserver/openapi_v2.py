@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from infergate.apiserver.protobuf import encode_field
+
 # The dotted form: the "@" of the Accept form is not a valid media type for Go's
 # mime parser ("unexpected content after media subtype").
 PROTOBUF_CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
@@ -27,27 +29,10 @@ TITLE = "Kubernetes"
 VERSION = "v1.37.0"
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (wire type 2): strings and embedded messages."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def document_protobuf() -> bytes:
     """The gnostic ``openapi.v2.Document`` as protobuf bytes."""
-    info = _field(1, TITLE.encode()) + _field(2, VERSION.encode())
-    return _field(1, b"2.0") + _field(2, info) + _field(8, b"") + _field(9, b"")
+    info = encode_field(1, TITLE.encode()) + encode_field(2, VERSION.encode())
+    return encode_field(1, b"2.0") + encode_field(2, info) + encode_field(8, b"") + encode_field(9, b"")
 
 
 def document_json() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Decoding of the Kubernetes protobuf request bodies that typed client-go clients send.
+"""Decoding of the Kubernetes protobuf request bodies that typed client-go clients send
+(and the two wire-format encoders the server's few protobuf answers need).
 
 Helm stores releases as Secrets (or ConfigMaps) and ``kubectl create namespace`` creates
 Namespaces through typed clientsets, which send ``application/vnd.kubernetes.protobuf``.
@@ -11,7 +12,7 @@ those commands set; any other field is refused rather than dropped).
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,23 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
         if shift > 70:
             raise ProtobufError("varint too long")
+
+
+def encode_varint(value: int) -> bytes:
+    """A non-negative int as a protobuf varint."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if not value:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def encode_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2): strings and embedded messages."""
+    return encode_varint(number << 3 | 2) + encode_varint(len(payload)) + payload
 
 
 def fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
@@ -372,8 +390,9 @@ _DECODERS: dict[str, Callable[[bytes], dict[str, Any]]] = {
 }
 
 
-def decode(body: bytes) -> dict[str, Any]:
-    """Decode a ``k8s\\0``-framed runtime.Unknown holding one of the supported kinds."""
+def decode(body: bytes, messages: Mapping[str, Message] | None = None) -> dict[str, Any]:
+    """Decode a ``k8s\\0``-framed runtime.Unknown holding one of the supported kinds, or, with
+    ``messages``, one of those kinds only (other modules' request bodies, e.g. TokenRequest)."""
     if not body.startswith(MAGIC):
         raise ProtobufError("missing the k8s protobuf magic prefix")
     api_version, kind, raw = "", "", b""
@@ -386,7 +405,8 @@ def decode(body: bytes) -> dict[str, Any]:
                     kind = _str(v)
         elif number == 2:
             raw = _bytes(value)
-    decoder = _DECODERS.get(kind)
+    decoder = _DECODERS.get(kind) if messages is None else (
+        _message_decoder(messages[kind]) if kind in messages else None)
     if decoder is None:
         raise ProtobufError(f"protobuf bodies of kind {kind or '?'} are not supported; send JSON")
     obj = decoder(raw)

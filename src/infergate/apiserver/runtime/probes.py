@@ -6,24 +6,13 @@ import asyncio
 
 import aiohttp
 
+from infergate.apiserver.protobuf import encode_varint
 from infergate.apiserver.runtime.spec import Probe
 
 
 def _grpc_health_request(service: str) -> bytes:
     data = service.encode()
-    return (b"\x0a" + _varint(len(data)) + data) if data else b""
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    return (b"\x0a" + encode_varint(len(data)) + data) if data else b""
 
 
 def grpc_serving(response: bytes) -> bool:
