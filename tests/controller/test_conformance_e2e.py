@@ -30,6 +30,7 @@ from aiohttp import web
 
 from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
 from infergate.bench.topology import ManagedProcess, PortPool, python_argv
+from infergate.dataplane.testing import LoopbackServers
 from infergate.util.net import random_loopback_block
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("gateway-conformance-e2e")]
@@ -48,14 +49,12 @@ METRICS = ('vllm:num_requests_waiting{model_name="m"} 0\nvllm:gpu_cache_usage_pe
            'vllm:kv_cache_usage_perc{model_name="m"} 0.1\n')
 
 
-class EchoPods:
+class EchoPods(LoopbackServers):
     """Like upstream's echo-basic: any path answers JSON naming the pod (one address per pod)."""
 
     def __init__(self, prefix: str, count: int, port: int = 3000) -> None:
-        self.port = port
-        self.addresses = random_loopback_block(count, port)
+        super().__init__(count, port)
         self.names = {a: f"{prefix}-{i}" for i, a in enumerate(self.addresses)}
-        self._runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
         if request.path == "/metrics":
@@ -63,18 +62,6 @@ class EchoPods:
         host = request.transport.get_extra_info("sockname")[0] if request.transport else "?"
         await request.read()
         return web.json_response({"pod": self.names.get(host, "?"), "path": request.path, "host": request.host})
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        for address in self.addresses:
-            await web.TCPSite(self._runner, address, self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 @dataclass

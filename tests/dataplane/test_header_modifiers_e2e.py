@@ -37,8 +37,8 @@ from infergate.controller.ir import (
     VirtualHost,
 )
 from infergate.dataplane import Dataplane
-from infergate.dataplane.testing import StampingEpp, running
-from infergate.util.net import free_port, random_loopback_block
+from infergate.dataplane.testing import LoopbackServers, StampingEpp, running
+from infergate.util.net import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -68,33 +68,12 @@ class RecordingEpp(StampingEpp):
             yield response
 
 
-class HeaderEcho:
+class HeaderEcho(LoopbackServers):
     """An upstream on loopback addresses that answers with the request headers it got."""
-
-    def __init__(self, count: int) -> None:
-        self.port = free_port()
-        self.addresses = random_loopback_block(count, self.port)
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def endpoints(self) -> tuple[Endpoint, ...]:
-        return tuple(Endpoint(a, self.port) for a in self.addresses)
 
     async def _handle(self, request: web.Request) -> web.Response:
         await request.read()
         return web.json_response({k.lower(): v for k, v in request.headers.items()})
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        for address in self.addresses:
-            await web.TCPSite(self._runner, address, self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 def _pool(key: str, pods: HeaderEcho, epp: StampingEpp) -> Pool:

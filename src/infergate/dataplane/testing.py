@@ -29,18 +29,41 @@ from infergate.util.net import free_port, random_loopback_block
 DEST = "x-gateway-destination-endpoint"
 
 
-class EchoServers:
-    """One aiohttp app on ``count`` loopback addresses sharing a port."""
+class LoopbackServers:
+    """One aiohttp app on ``count`` loopback addresses sharing ``port`` (a free one by default),
+    the way pods share a port on their own IPs; subclasses answer in ``_handle``."""
 
-    def __init__(self, count: int) -> None:
-        self.port = free_port()
+    def __init__(self, count: int, port: int | None = None) -> None:
+        self.port = port if port is not None else free_port()
         self.addresses = random_loopback_block(count, self.port)
-        self.served: Counter[str] = Counter()
         self._runner: web.AppRunner | None = None
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(Endpoint(a, self.port) for a in self.addresses)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        for address in self.addresses:
+            await web.TCPSite(self._runner, address, self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+class EchoServers(LoopbackServers):
+    """Echoes which server, path, EPP and destination a request reached; streams SSE chunks on request."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.served: Counter[str] = Counter()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         sock = request.transport.get_extra_info("sockname") if request.transport else None
@@ -70,18 +93,6 @@ class EchoServers:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        for address in self.addresses:
-            await web.TCPSite(self._runner, address, self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 class StampingEpp(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
