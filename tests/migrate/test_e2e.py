@@ -49,6 +49,8 @@ from infergate.migrate.runner import Migrator, RunOptions
 from infergate.sim import SimCluster, SimConfig
 from infergate.util.net import random_loopback_block
 
+from .streamload import StreamLoad
+
 # exclusive: these assert a sustained load (>= 50 req/s) and so run alone, after the parallel suite
 pytestmark = [pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.xdist_group("migrate-e2e"), pytest.mark.timeout(600)]
 LOOP = pytest.mark.asyncio(loop_scope="function")
@@ -201,48 +203,9 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         api.stop()
 
 
-@dataclass
-class Load:
-    """Streamed completions at a steady rate, alternating the two models, until stopped."""
-
-    url: str
-    rate: float = 60.0
-    results: list[tuple[float, str, int]] = field(default_factory=list)  # (start, model, status)
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def one(self, client: httpx.AsyncClient, model: str) -> None:
-        started = time.monotonic()
-        status = 0
-        try:
-            async with client.stream("POST", f"{self.url}/v1/completions", json={
-                    "model": model, "prompt": "Write a haiku about gateways.", "max_tokens": 8,
-                    "stream": True}) as response:
-                async for _ in response.aiter_bytes():
-                    pass
-                status = response.status_code
-        except httpx.HTTPError:
-            status = 0
-        self.results.append((started, model, status))
-
-    async def run(self) -> None:
-        tasks: set[asyncio.Task[None]] = set()
-        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as client:
-            i = 0
-            start = time.monotonic()
-            while not self._stop.is_set():
-                task = asyncio.create_task(self.one(client, (LLAMA, "food-review")[i % 2]))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                i += 1
-                await asyncio.sleep(max(0.0, start + i / self.rate - time.monotonic()))
-            await asyncio.gather(*tasks)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def achieved_rate(self) -> float:
-        starts = [s for s, _, _ in self.results]
-        return len(starts) / (max(starts) - min(starts)) if len(starts) > 1 else 0.0
+def gateway_load(url: str) -> StreamLoad:
+    """Streamed completions at 60/s, alternating the two models, until stopped."""
+    return StreamLoad(url, models=(LLAMA, "food-review"), prompt="Write a haiku about gateways.")
 
 
 @dataclass
@@ -306,7 +269,7 @@ async def test_zero_downtime_under_streaming_load(stack: Stack, monkeypatch: pyt
     before = await scrape_priorities(stack, priority_audit, required=False)
     probes = record_probes(monkeypatch)
     runtime = asyncio.create_task(stack.runtime(int(stack.metrics[GA].split(":")[2].split("/")[0])))
-    load = Load(stack.gateway_url)
+    load = gateway_load(stack.gateway_url)
     loader = asyncio.create_task(load.run())
     await asyncio.sleep(2.0)  # the baseline is measured under the same load as the shifts
     try:
@@ -393,7 +356,7 @@ async def test_zero_downtime_under_streaming_load(stack: Stack, monkeypatch: pyt
 async def test_a_faulty_ga_stack_is_rolled_back_without_failed_requests(stack: Stack, fault: str) -> None:
     stack.fault = fault
     runtime = asyncio.create_task(stack.runtime(int(stack.metrics[GA].split(":")[2].split("/")[0])))
-    load = Load(stack.gateway_url)
+    load = gateway_load(stack.gateway_url)
     loader = asyncio.create_task(load.run())
     await asyncio.sleep(2.0)
     original = stack.cluster.get(HTTPROUTES, stack.ns, "llm-route")["spec"]

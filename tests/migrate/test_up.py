@@ -26,6 +26,8 @@ import pytest
 
 from infergate.util.net import free_port, random_loopback_block
 
+from .streamload import StreamLoad
+
 # exclusive: asserts a sustained load (>= 50 req/s), so it runs alone, after the parallel suite
 pytestmark = [pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.xdist_group("migrate-up"), pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]
@@ -104,46 +106,10 @@ def wait(check: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@dataclass
-class Load:
-    url: str
-    rate: float = 70.0
-    results: list[tuple[float, str, int]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        import asyncio
-
-        async def one(client: httpx.AsyncClient, model: str) -> None:
-            started, status = time.monotonic(), 0
-            try:
-                async with client.stream("POST", f"{self.url}/v1/completions", json={
-                        "model": model, "prompt": "Write as if you were a critic: San Francisco", "max_tokens": 8,
-                        "stream": True}) as response:
-                    async for _ in response.aiter_bytes():
-                        pass
-                    status = response.status_code
-            except httpx.HTTPError:
-                status = 0
-            self.results.append((started, model, status))
-
-        async def main() -> None:
-            tasks: set[asyncio.Task[None]] = set()
-            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=300)) as client:
-                start, i = time.monotonic(), 0
-                while not self.stop.is_set():
-                    task = asyncio.create_task(one(client, ("food-review", "meta-llama/Llama-3.1-8B-Instruct")[i % 2]))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                    i += 1
-                    await asyncio.sleep(max(0.0, start + i / self.rate - time.monotonic()))
-                await asyncio.gather(*tasks)
-
-        asyncio.run(main())
-
-    def rate_achieved(self) -> float:
-        starts = [s for s, _, _ in self.results]
-        return len(starts) / (max(starts) - min(starts)) if len(starts) > 1 else 0.0
+def up_load(url: str, rate: float = 70.0) -> StreamLoad:
+    """Streamed completions alternating food-review and the base model, run in a thread."""
+    return StreamLoad(url, models=("food-review", LLAMA), prompt="Write as if you were a critic: San Francisco",
+                      rate=rate, timeout_s=60.0, max_connections=300)
 
 
 @dataclass
@@ -233,15 +199,15 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priorit
     watcher.start()
     wait(lambda: watch.scrapes > 0, 30, "the preview EPP's /metrics")
     before = dict(watch.last)  # the readiness requests above are left out of the audit
-    load = Load(f"http://{address()}:{listen}")
-    thread = threading.Thread(target=load.run)
+    load = up_load(f"http://{address()}:{listen}")
+    thread = threading.Thread(target=load.run_in_thread)
     thread.start()
     try:
         time.sleep(2)
         run = up.sh("infergate migrate run -n default --chart charts/inferencepool --chart-version '' "
                     "--probes 40 --p99-ttft-factor 3 --ready-timeout 90 -o json", check=False, timeout=600)
     finally:
-        load.stop.set()
+        load.stop()
         thread.join(120)
         watch.stop.set()
         watcher.join(30)
@@ -249,7 +215,7 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priorit
     assert run.returncode == 0, (run.stdout[-4000:], run.stderr[-3000:])
     failed = Counter((m, s) for _, m, s in load.results if s != 200)
     assert not failed, failed
-    assert load.rate_achieved() >= 50 and len(load.results) > 300, (load.rate_achieved(), len(load.results))
+    assert load.achieved_rate() >= 50 and len(load.results) > 300, (load.achieved_rate(), len(load.results))
     assert report["phase"] == "done"
     releases = {r["name"] for r in json.loads(up.sh("helm list -o json").stdout)}
     assert releases == {"vllm-llama3-8b-instruct-ga"}

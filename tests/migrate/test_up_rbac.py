@@ -20,7 +20,7 @@ import pytest
 
 from infergate.util.net import free_port
 
-from .test_up import Load, Up, epp_metrics, running_up, serve_gateway, sim_manifest
+from .test_up import Up, epp_metrics, running_up, serve_gateway, sim_manifest, up_load
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("migrate-up-rbac"), pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
@@ -66,15 +66,15 @@ def test_zero_downtime_objects_mode_under_rbac_on_infergate_up(up_rbac: Up) -> N
     assert can_i(up, "list", f"inferencepools.{K8S}", PREVIEW_EPP) == "no"
     assert can_i(up, "list", "pods", "default") == "no"
 
-    load = Load(f"http://{address()}:{listen}", rate=8.0)
-    thread = threading.Thread(target=load.run)
+    load = up_load(f"http://{address()}:{listen}", rate=8.0)
+    thread = threading.Thread(target=load.run_in_thread)
     thread.start()
     try:
         time.sleep(1)
         run = up.sh("infergate migrate run -n default --path zero-downtime --install objects --probes 20 "
                     "--analysis-delay 0.5 --p99-ttft-factor 3 --ready-timeout 60 -o json", check=False, timeout=180)
     finally:
-        load.stop.set()
+        load.stop()
         thread.join(60)
     report = json.loads(run.stdout) if run.stdout.strip().startswith("{") else {}
     assert run.returncode == 0, (run.stdout[-4000:], run.stderr[-3000:])

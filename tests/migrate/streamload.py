@@ -1,0 +1,63 @@
+"""A steady streamed-completions load through a gateway, for the migration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass
+class StreamLoad:
+    """Streamed ``/v1/completions`` at ``rate`` per second, alternating ``models``, until stopped.
+
+    ``run()`` in the test's event loop, or ``run_in_thread()`` as a thread's target; ``stop()``
+    from anywhere. ``results`` holds (start time, model, HTTP status; 0 for a transport error).
+    """
+
+    url: str
+    models: tuple[str, ...]
+    prompt: str
+    rate: float = 60.0
+    timeout_s: float = 30.0
+    max_connections: int = 200
+    results: list[tuple[float, str, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    async def one(self, client: httpx.AsyncClient, model: str) -> None:
+        started, status = time.monotonic(), 0
+        try:
+            async with client.stream("POST", f"{self.url}/v1/completions", json={
+                    "model": model, "prompt": self.prompt, "max_tokens": 8, "stream": True}) as response:
+                async for _ in response.aiter_bytes():
+                    pass
+                status = response.status_code
+        except httpx.HTTPError:
+            status = 0
+        self.results.append((started, model, status))
+
+    async def run(self) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        limits = httpx.Limits(max_connections=self.max_connections)
+        async with httpx.AsyncClient(timeout=self.timeout_s, limits=limits) as client:
+            start, i = time.monotonic(), 0
+            while not self._stop.is_set():
+                task = asyncio.create_task(self.one(client, self.models[i % len(self.models)]))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                i += 1
+                await asyncio.sleep(max(0.0, start + i / self.rate - time.monotonic()))
+            await asyncio.gather(*tasks)
+
+    def run_in_thread(self) -> None:
+        asyncio.run(self.run())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def achieved_rate(self) -> float:
+        starts = [s for s, _, _ in self.results]
+        return len(starts) / (max(starts) - min(starts)) if len(starts) > 1 else 0.0
