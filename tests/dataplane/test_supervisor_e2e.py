@@ -23,9 +23,10 @@ from infergate.controller.ir import (
     VirtualHost,
 )
 from infergate.dataplane import Dataplane, DataplaneOptions
-from infergate.dataplane.envoy import EnvoyOptions, bootstrap, pid_alive
+from infergate.dataplane.envoy import EnvoyOptions, bootstrap
 from infergate.dataplane.testing import EchoServers, running
 from infergate.util.net import free_port
+from infergate.util.procs import pid_alive
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import yaml
 
 from infergate.apiserver import EmbeddedAPIServer
 from infergate.apiserver.runtime import KubeClient, LocalRuntime, resource_path
+from infergate.util.procs import pid_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("runtime-e2e")]
 LOOP = pytest.mark.asyncio(loop_scope="module")
@@ -87,14 +87,6 @@ async def log_text(client: KubeClient, path: str) -> str:
         return await response.text()
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @LOOP
 async def test_deployment_becomes_live_pods_then_scales_and_is_deleted(cluster: Cluster, repo_root: Path) -> None:
     _, runtime, client = cluster
@@ -132,7 +124,7 @@ async def test_deployment_becomes_live_pods_then_scales_and_is_deleted(cluster: 
     gone = [p for p in pods if p["metadata"]["name"] != remaining[0]["metadata"]["name"]]
     for pod in gone:
         pid = pids[pod["metadata"]["name"]]
-        assert pid is not None and not process_alive(pid)
+        assert pid is not None and not pid_alive(pid)
         with pytest.raises(httpx.TransportError):
             await pod_answers(pod["status"]["podIP"])
 
@@ -141,11 +133,11 @@ async def test_deployment_becomes_live_pods_then_scales_and_is_deleted(cluster: 
     await client.delete(f"{DEPLOY}/sim-a")
     await wait_pods(client, "sim-a", 0, ready=False)
     for _ in range(40):
-        if not process_alive(last_pid or 0) and await client.get(
+        if not pid_alive(last_pid or 0) and await client.get(
                 resource_path("apps/v1", "replicasets", "default", rs_name)) is None:
             break
         await asyncio.sleep(0.25)
-    assert last_pid is not None and not process_alive(last_pid)
+    assert last_pid is not None and not pid_alive(last_pid)
     assert await client.get(resource_path("apps/v1", "replicasets", "default", rs_name)) is None
     assert runtime.pods_of("default", "sim-a") == []
 

@@ -28,6 +28,7 @@ from rich.console import Console
 
 from infergate.apiserver.runtime import KubeClient, resource_path
 from infergate.up import LocalCluster, UpOptions
+from infergate.util.procs import pid_alive
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SIM_APP = "vllm-llama3-8b-instruct"
@@ -118,10 +119,10 @@ def fresh_state_dir(path: Path) -> Path:
             raise DemoError(f"{path} exists and is not an infergate state directory; choose another --state-dir")
         pid_file = path / "up.pid"
         if pid_file.exists():
-            with contextlib.suppress(ValueError, ProcessLookupError):
+            with contextlib.suppress(ValueError):
                 pid = int(pid_file.read_text().strip())
-                os.kill(pid, 0)
-                raise DemoError(f"infergate (pid {pid}) is running on {path}; stop it first")
+                if pid_alive(pid):
+                    raise DemoError(f"infergate (pid {pid}) is running on {path}; stop it first")
         shutil.rmtree(path)
     path.mkdir(parents=True)
     return path

@@ -32,6 +32,7 @@ from infergate.apiserver.runtime import (
 )
 from infergate.up.gateway import GatewayProcess, GatewayProcessOptions
 from infergate.util.net import free_port
+from infergate.util.procs import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +84,6 @@ def gateway_class(name: str, controller_name: str) -> dict[str, Any]:
                      "description": "Served by infergate's gateway (Envoy) on this machine."}}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class LocalCluster:
     def __init__(self, options: UpOptions) -> None:
         self.options = options
@@ -121,7 +112,7 @@ class LocalCluster:
         if pid_path.exists():
             with contextlib.suppress(ValueError):
                 pid = int(pid_path.read_text().strip() or 0)
-                if pid and pid != os.getpid() and _pid_alive(pid):
+                if pid and pid != os.getpid() and pid_alive(pid):
                     raise AlreadyRunning(f"infergate up is already running on {self.state_dir} (pid {pid}); "
                                          f"stop it first (kill {pid}) or use another --state-dir")
         pid_path.write_text(f"{os.getpid()}\n")
