@@ -8,10 +8,11 @@ because a silent skip would hide a gap in what CI checks.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+
+from infergate.util.clitool import find_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = Path(os.environ.get("INFERGATE_SHARED_DIR", REPO_ROOT.parent / "shared"))
@@ -48,10 +49,7 @@ def seed_dir(shared_dir: Path) -> Path:
 
 
 def _require_binary(name: str) -> str:
-    local = REPO_ROOT / ".tools" / "bin" / name
-    if local.exists():
-        return str(local)
-    found = shutil.which(name)
+    found = find_tool(name)
     if found is None:
         pytest.fail(f"the {name} binary is missing: run `make tools` (make test installs it)", pytrace=False)
     return found

@@ -28,6 +28,7 @@ from rich.console import Console
 
 from infergate.apiserver.runtime import KubeClient, resource_path
 from infergate.up import LocalCluster, UpOptions
+from infergate.util.clitool import find_tool
 from infergate.util.procs import pid_alive
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -89,10 +90,7 @@ class DemoError(RuntimeError):
 
 def tool(name: str) -> str:
     """kubectl / helm: ``.tools/bin`` of the repository (``make tools``), else PATH."""
-    local = REPO_ROOT / ".tools" / "bin" / name
-    if local.exists():
-        return str(local)
-    found = shutil.which(name)
+    found = find_tool(name)
     if found is None:
         raise DemoError(f"{name} not found: run `make tools` (it installs kubectl and helm under .tools/bin)")
     return found

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 
 from infergate.migrate.cluster import ClusterTarget
 from infergate.migrate.resources import Obj
+from infergate.util.clitool import find_tool
 
 # The source document's chart: `helm install NAME --set ... --version RELEASE oci://.../inferencepool`.
 OCI_CHART = "oci://registry.k8s.io/gateway-api-inference-extension/charts/inferencepool"
@@ -68,10 +67,7 @@ def find_helm(explicit: str | None = None) -> str | None:
     env = os.environ.get("INFERGATE_HELM")
     if env:
         return env
-    local = Path(__file__).resolve().parents[3] / ".tools" / "bin" / "helm"
-    if local.exists():
-        return str(local)
-    return shutil.which("helm")
+    return find_tool("helm")
 
 
 class Helm:
