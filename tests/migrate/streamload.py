@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -54,6 +56,18 @@ class StreamLoad:
 
     def run_in_thread(self) -> None:
         asyncio.run(self.run())
+
+    @contextlib.contextmanager
+    def in_thread(self, warmup_s: float, join_s: float) -> Iterator[StreamLoad]:
+        """Run in a thread for the block (after ``warmup_s``); stop and join (bounded) at exit."""
+        thread = threading.Thread(target=self.run_in_thread)
+        thread.start()
+        try:
+            time.sleep(warmup_s)
+            yield self
+        finally:
+            self.stop()
+            thread.join(join_s)
 
     def stop(self) -> None:
         self._stop.set()

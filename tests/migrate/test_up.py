@@ -200,15 +200,11 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priorit
     wait(lambda: watch.scrapes > 0, 30, "the preview EPP's /metrics")
     before = dict(watch.last)  # the readiness requests above are left out of the audit
     load = up_load(f"http://{address()}:{listen}")
-    thread = threading.Thread(target=load.run_in_thread)
-    thread.start()
     try:
-        time.sleep(2)
-        run = up.sh("infergate migrate run -n default --chart charts/inferencepool --chart-version '' "
-                    "--probes 40 --p99-ttft-factor 3 --ready-timeout 90 -o json", check=False, timeout=600)
+        with load.in_thread(warmup_s=2, join_s=120):
+            run = up.sh("infergate migrate run -n default --chart charts/inferencepool --chart-version '' "
+                        "--probes 40 --p99-ttft-factor 3 --ready-timeout 90 -o json", check=False, timeout=600)
     finally:
-        load.stop()
-        thread.join(120)
         watch.stop.set()
         watcher.join(30)
     report = json.loads(run.stdout) if run.stdout.strip().startswith("{") else {}

@@ -9,8 +9,6 @@ streaming load (no throughput assertion: it does not need to run alone)."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,15 +65,9 @@ def test_zero_downtime_objects_mode_under_rbac_on_infergate_up(up_rbac: Up) -> N
     assert can_i(up, "list", "pods", "default") == "no"
 
     load = up_load(f"http://{address()}:{listen}", rate=8.0)
-    thread = threading.Thread(target=load.run_in_thread)
-    thread.start()
-    try:
-        time.sleep(1)
+    with load.in_thread(warmup_s=1, join_s=60):
         run = up.sh("infergate migrate run -n default --path zero-downtime --install objects --probes 20 "
                     "--analysis-delay 0.5 --p99-ttft-factor 3 --ready-timeout 60 -o json", check=False, timeout=180)
-    finally:
-        load.stop()
-        thread.join(60)
     report = json.loads(run.stdout) if run.stdout.strip().startswith("{") else {}
     assert run.returncode == 0, (run.stdout[-4000:], run.stderr[-3000:])
     assert report["phase"] == "done", report
