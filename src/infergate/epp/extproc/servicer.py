@@ -34,6 +34,7 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
+from infergate.api import headers as gie
 from infergate.epp.contract import Decision, Director, InferenceRequest, Rejection
 from infergate.epp.extproc import messages
 
@@ -120,11 +121,11 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                     state.subset = messages.subset_hint(request)
                     headers = messages.header_map(request.request_headers)
                     state.headers = headers
-                    request_id = headers.get(messages.REQUEST_ID_HEADER)
+                    request_id = headers.get(gie.REQUEST_ID)
                     extra: list[tuple[str, str]] = []
                     if not request_id:
                         request_id = str(uuid.uuid4())
-                        extra.append((messages.REQUEST_ID_HEADER, request_id))
+                        extra.append((gie.REQUEST_ID, request_id))
                     state.request_id = request_id
                     if request.request_headers.end_of_stream:
                         response = await self._route_headers_only(state, extra)
@@ -235,8 +236,8 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             request_id=state.request_id,
             headers=state.headers,
             body={},
-            model=state.headers.get(messages.MODEL_REWRITE_HEADER, ""),
-            objective=state.headers.get(messages.OBJECTIVE_HEADER),
+            model=state.headers.get(gie.MODEL_NAME_REWRITE, ""),
+            objective=state.headers.get(gie.INFERENCE_OBJECTIVE),
             prompt="",
             subset_hint=state.subset,
             headers_only=True,
@@ -263,7 +264,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 headers=headers,
                 body=parsed.body,
                 model=parsed.model,
-                objective=headers.get(messages.OBJECTIVE_HEADER),
+                objective=headers.get(gie.INFERENCE_OBJECTIVE),
                 prompt=parsed.prompt,
                 streaming=parsed.streaming,
                 subset_hint=state.subset,
@@ -276,8 +277,8 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         new_body = messages.rewritten_body(parsed, decision)
         extra: list[tuple[str, str]] = []
         if state.duplex_request:
-            if messages.REQUEST_ID_HEADER not in headers:
-                extra.append((messages.REQUEST_ID_HEADER, state.request_id))
+            if gie.REQUEST_ID not in headers:
+                extra.append((gie.REQUEST_ID, state.request_id))
             body = raw if new_body is None else new_body
             if body:
                 extra.append(("content-length", str(len(body))))
