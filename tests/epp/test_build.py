@@ -3,6 +3,7 @@ and the same wiring behind `infergate epp` (its flags, EPPRunner)."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,12 @@ def test_options(tmp_path: Path) -> None:
 
 def _cli_options(args: list[str]) -> EPPOptions:
     return EPPOptions.from_cli(epp_command.make_context("epp", ["--pool-name", "pool", *args]).params)
+
+
+def test_every_cli_flag_is_an_option_field() -> None:
+    process_only = {"verbosity", "zap_encoder", "enable_pprof"}  # logging and an accepted no-op
+    flags = {p.name for p in epp_command.params} - process_only
+    assert flags <= {f.name for f in fields(EPPOptions)}, flags - {f.name for f in fields(EPPOptions)}
 
 
 def test_every_cli_flag_reaches_the_wiring(monkeypatch: pytest.MonkeyPatch) -> None:
