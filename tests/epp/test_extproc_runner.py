@@ -31,6 +31,8 @@ def test_go_durations() -> None:
     assert DURATION.convert("0.25", None, None) == 0.25 and DURATION.convert(2, None, None) == 2.0
     with pytest.raises(click.BadParameter, match="not a duration"):
         DURATION.convert("5 parsecs", None, None)
+    with pytest.raises(click.BadParameter, match="negative"):
+        DURATION.convert("-1s", None, None)
 
 
 def _parse(args: list[str]) -> dict[str, Any]:

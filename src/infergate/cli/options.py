@@ -24,17 +24,18 @@ class GoStyleCommand(click.Command):
 
 
 class DurationType(click.ParamType):  # type: ignore[type-arg]
-    """Go durations (``50ms``, ``5s``, ``1m30s``) or plain seconds, as seconds (float)."""
+    """Go durations (``50ms``, ``5s``, ``1m30s``) or plain seconds, as seconds (float); not negative."""
 
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, int | float):
-            return float(value)
         try:
-            return parse_seconds(str(value))
+            seconds = float(value) if isinstance(value, int | float) else parse_seconds(str(value))
         except DurationError:
             self.fail(f"{value!r} is not a duration (examples: 50ms, 5s, 2m)", param, ctx)
+        if seconds < 0:
+            self.fail(f"{value!r} is negative", param, ctx)
+        return seconds
 
 
 DURATION = DurationType()
