@@ -60,7 +60,7 @@ async def test_buffered_body_sets_the_model_header(bbr: tuple[BBRServicer, pb_gr
     await call.write(body(json.dumps({"model": "food-review", "prompt": "hi"}).encode()))
     reply = await call.read()
     common = reply.request_body.response
-    assert mutation(common) == {"X-Gateway-Model-Name": "food-review"}
+    assert mutation(common) == {"x-gateway-model-name": "food-review"}
     assert common.clear_route_cache
     assert common.header_mutation.set_headers[0].append_action == core_pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
     await call.done_writing()
@@ -79,7 +79,7 @@ async def test_streaming_mode_defers_headers_and_returns_the_body(
     await call.write(body(payload[500:]))
     first = await call.read()
     assert first.WhichOneof("response") == "request_headers"
-    assert mutation(first.request_headers.response) == {"X-Gateway-Model-Name": "m1"}
+    assert mutation(first.request_headers.response) == {"x-gateway-model-name": "m1"}
     second = await call.read()
     streamed = second.request_body.response.body_mutation.streamed_response
     assert streamed.body == payload and streamed.end_of_stream
@@ -131,7 +131,7 @@ async def test_bbr_process_serves_health_and_metrics() -> None:
             await call.read()
             await call.write(body(b'{"model": "a"}'))
             reply = await call.read()
-            assert mutation(reply.request_body.response) == {"X-Gateway-Model-Name": "a"}
+            assert mutation(reply.request_body.response) == {"x-gateway-model-name": "a"}
             await call.done_writing()
         text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         assert "bbr_success_total 1.0" in text

@@ -311,6 +311,12 @@ async def test_inflight_accounting_usage_and_metrics() -> None:
     await director.handle_request(req("long", prompt="x" * 640))
     families.update({f.name: f for f in text_string_to_metric_families(director.metrics.render().decode())})
     assert value("inference_extension_prefix_indexer_size") == 11  # model hash + 10 blocks
+    assert value("inference_extension_prefix_indexer_hit_bytes", "_count") == 4  # one per scheduled request
+    assert value("inference_extension_prefix_indexer_hit_bytes", "_sum") == 0  # nothing matched yet
+    await director.handle_request(req("long-again", prompt="x" * 640))
+    families.update({f.name: f for f in text_string_to_metric_families(director.metrics.render().decode())})
+    assert value("inference_extension_prefix_indexer_hit_bytes", "_count") == 5
+    assert value("inference_extension_prefix_indexer_hit_bytes", "_sum") == 11 * 64  # every block matched
     ds.delete_pod("pod-0")
     families.update({f.name: f for f in text_string_to_metric_families(director.metrics.render().decode())})
     assert value("inference_pool_ready_pods", name="pool") == 2

@@ -16,6 +16,7 @@ import yaml
 
 from infergate.epp.build import build_epp
 from infergate.epp.contract import InferenceRequest, Rejection
+from infergate.epp.options import EPPOptions
 from infergate.epp.sources.static import StaticFileSource
 from infergate.sim import SimCluster
 from infergate.sim.config import SimConfig
@@ -77,7 +78,7 @@ async def harness(tmp_path: Path) -> Any:
             "objectives": [{"name": "critical", "priority": 1}, {"name": "batch", "priority": -1}],
             "endpoints": [{"name": r.name, "address": r.host, "labels": {"app": "sim"}} for r in cluster.replicas],
         }))
-        parts = build_epp(SimpleNamespace(seed=7, refresh_metrics_interval=0.02))
+        parts = build_epp(EPPOptions(pool_name="sims", seed=7, refresh_metrics_interval=0.02))
         source = StaticFileSource(pool_file, poll_interval=0.05)
         source_task = asyncio.create_task(source.run(parts.datastore))
         await parts.scraper.start()
@@ -137,8 +138,8 @@ async def test_flow_control_admits_higher_priority_first_on_real_saturation(tmp_
             "objectives": [{"name": "high", "priority": 5}],
             "endpoints": [{"name": r.name, "address": r.host} for r in cluster.replicas],
         }))
-        parts = build_epp(SimpleNamespace(seed=7, refresh_metrics_interval=0.02, flow_control=True,
-                                          flow_control_max_wait=20.0))
+        parts = build_epp(EPPOptions(pool_name="sims", seed=7, refresh_metrics_interval=0.02, flow_control=True,
+                                      flow_control_max_wait=20.0))
         source = asyncio.create_task(StaticFileSource(pool_file, poll_interval=0.05).run(parts.datastore))
         await parts.scraper.start()
         try:

@@ -411,6 +411,26 @@ async def test_health_service_reports_readiness(server: ExtProcServer) -> None:
         await hs.stop(0)
 
 
+async def test_health_watch_streams_readiness_changes() -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    ready = {"now": False}
+    service = HealthService(lambda: ready["now"], watch_interval=0.02)
+    hs = __import__("infergate.epp.extproc", fromlist=["HealthServer"]).HealthServer(
+        service, host="127.0.0.1", port=0
+    )
+    await hs.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{hs.port}") as channel:
+            call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service="inference-extension"))
+            assert (await call.read()).status == health.NOT_SERVING
+            ready["now"] = True
+            assert (await asyncio.wait_for(call.read(), 5)).status == health.SERVING
+            call.cancel()
+    finally:
+        await hs.stop(0)
+
+
 async def test_pool_not_ready_fails_the_stream_for_the_proxys_failure_mode() -> None:
     broken = RecordingDirector(real=real_director(synced=False))  # PoolNotReady
     srv = ExtProcServer(broken, host="127.0.0.1", port=0)

@@ -17,8 +17,8 @@ from envoy.config.core.v3 import base_pb2 as core_pb
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
-from infergate.cli.epp import _duration
 from infergate.cli.epp import command as epp_command
+from infergate.cli.options import DURATION
 from infergate.epp.extproc import health
 from infergate.epp.runner import EPPOptions, EPPRunner
 from infergate.sim import SimCluster, SimConfig
@@ -26,10 +26,13 @@ from infergate.util.net import free_port
 
 
 def test_go_durations() -> None:
-    assert _duration("50ms") == pytest.approx(0.05)
-    assert _duration("5s") == 5.0 and _duration("1m30s") == 90.0 and _duration("0.25") == 0.25
-    with pytest.raises(click.BadParameter):
-        _duration("5 parsecs")
+    assert DURATION.convert("50ms", None, None) == pytest.approx(0.05)
+    assert DURATION.convert("5s", None, None) == 5.0 and DURATION.convert("1m30s", None, None) == 90.0
+    assert DURATION.convert("0.25", None, None) == 0.25 and DURATION.convert(2, None, None) == 2.0
+    with pytest.raises(click.BadParameter, match="not a duration"):
+        DURATION.convert("5 parsecs", None, None)
+    with pytest.raises(click.BadParameter, match="negative"):
+        DURATION.convert("-1s", None, None)
 
 
 def _parse(args: list[str]) -> dict[str, Any]:
@@ -74,6 +77,8 @@ def test_flag_errors_are_clear(tmp_path: Path) -> None:
     assert group.exit_code == 2 and "--pool-group" in group.output
     spec = runner.invoke(epp_command, ["--pool-name", "p", "--total-queued-requests-metric", "queue{broken"])
     assert spec.exit_code == 2 and "--total-queued-requests-metric" in spec.output
+    stale = runner.invoke(epp_command, ["--pool-name", "p"], env={"SD_METRICS_STALENESS_THRESHOLD": "soon"})
+    assert stale.exit_code == 2 and "SD_METRICS_STALENESS_THRESHOLD='soon' is not a duration" in stale.output
 
 
 async def test_runner_serves_health_metrics_and_tls(tmp_path: Path) -> None:

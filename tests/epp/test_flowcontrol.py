@@ -36,6 +36,14 @@ def test_saturation_config_from_env() -> None:
     assert d.kv_cache_util_threshold == 0.8 and d.metrics_staleness_threshold == pytest.approx(0.35)
 
 
+def test_saturation_staleness_takes_any_go_duration_and_rejects_other_text() -> None:
+    # issue 11 finding 8: "1m30s" fell back to the 200 ms default
+    assert SaturationConfig.from_env({"SD_METRICS_STALENESS_THRESHOLD": "1m30s"}).metrics_staleness_threshold == 90.0
+    assert SaturationConfig.from_env({"SD_METRICS_STALENESS_THRESHOLD": "0.5"}).metrics_staleness_threshold == 0.5
+    with pytest.raises(ValueError, match="SD_METRICS_STALENESS_THRESHOLD='soon' is not a duration"):
+        SaturationConfig.from_env({"SD_METRICS_STALENESS_THRESHOLD": "soon"})
+
+
 class Capacity:
     def __init__(self, value: int) -> None:
         self.value = value

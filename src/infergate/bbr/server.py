@@ -1,7 +1,7 @@
 """Body-based routing (BBR): an ext_proc server that copies the body's ``model`` into a header.
 
 As upstream's BBR (v1.0 ``pkg/bbr``): placed before routing, it parses the request JSON and,
-if ``model`` is a non-empty string, sets request header ``X-Gateway-Model-Name: <model>``
+if ``model`` is a non-empty string, sets request header ``x-gateway-model-name: <model>``
 with ``clear_route_cache`` so that HTTPRoute header matches select the pool.
 
 * Buffered request body (non-streaming): the headers are answered at once; the body reply
@@ -28,9 +28,10 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from prometheus_client import CollectorRegistry, Counter
 
+from infergate.api import headers as gie
+
 log = logging.getLogger(__name__)
 
-MODEL_HEADER = "X-Gateway-Model-Name"
 _FULL_DUPLEX = processing_mode_pb2.ProcessingMode.FULL_DUPLEX_STREAMED
 
 
@@ -58,7 +59,7 @@ def _mutation(model: str | None) -> pb.CommonResponse:
     if model is None:
         return pb.CommonResponse()
     option = core_pb.HeaderValueOption(
-        header=core_pb.HeaderValue(key=MODEL_HEADER, raw_value=model.encode()),
+        header=core_pb.HeaderValue(key=gie.MODEL_NAME, raw_value=model.encode()),
         append_action=core_pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
     )
     return pb.CommonResponse(header_mutation=pb.HeaderMutation(set_headers=[option]), clear_route_cache=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from infergate.cli.epp import GoStyleCommand, configure_logging, run_until_signal
+from infergate.cli.options import GoStyleCommand, configure_logging
+from infergate.util.signals import run_until_signal
 
 
 @click.command(cls=GoStyleCommand, context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,6 +35,7 @@ def command(grpc_port: int, grpc_health_port: int, metrics_port: int, host: str,
     configure_logging(verbosity)
 
     async def main() -> None:
+        # imported when the command runs, so that `infergate --help` does not load grpc and the protos
         from pathlib import Path
 
         from infergate.bbr import BBRServer, BBRServicer

@@ -7,87 +7,11 @@ imported only when the command runs.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import re
-import signal
 from typing import Any
 
 import click
 
-_GO_FLAG = re.compile(r"^-(?!h$)[a-z][a-z0-9-]*(=.*)?$")  # -name, -name=value, -v=4 (not -h)
-
-
-class GoStyleCommand(click.Command):
-    """A click command that also accepts Go ``flag`` spellings: ``-name value`` / ``-name=value``."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        rewritten = ["-" + arg if _GO_FLAG.match(arg) else arg for arg in args]
-        return super().parse_args(ctx, rewritten)
-
-
-class _JSONFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        import json
-
-        entry = {"ts": record.created, "level": record.levelname.lower(), "logger": record.name,
-                 "msg": record.getMessage()}
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(verbosity: int, encoder: str = "console") -> None:
-    """Upstream's ``--v``: 2 default (info), 3 verbose, 4 debug, 5 trace; ``--zap-encoder``."""
-    level = logging.DEBUG if verbosity >= 4 else logging.INFO if verbosity >= 1 else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if encoder == "json":
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(_JSONFormatter())
-    if verbosity < 5:
-        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
-async def run_until_signal() -> None:
-    """Wait for SIGTERM or SIGINT (graceful shutdown follows in the caller's ``finally``)."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-
-
-def _duration(value: str) -> float:
-    """Go durations (``50ms``, ``5s``, ``1m``, ``1h30m``) or plain seconds, as seconds."""
-    text = value.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise click.BadParameter(f"{value!r} is not a duration (examples: 50ms, 5s, 2m)")
-    return sum(float(n) * units[u] for n, u in parts)
-
-
-class DurationType(click.ParamType):  # type: ignore[type-arg]
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, int | float):
-            return float(value)
-        try:
-            return _duration(str(value))
-        except click.BadParameter as exc:
-            self.fail(str(exc.message), param, ctx)
-
-
-DURATION = DurationType()
+from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
 
 
 @click.command(cls=GoStyleCommand, context_settings={"help_option_names": ["-h", "--help"]})
@@ -171,6 +95,7 @@ def command(**options: Any) -> None:
     """
     if options["config_file"] and options["config_text"]:
         raise click.UsageError("--config-file and --config-text are mutually exclusive")
+    # imported when the command runs, so that `infergate --help` stays light
     from infergate.epp.model_server_protocol import MetricSpecError, parse_metric_spec
 
     for flag in ("total_queued_requests_metric", "kv_cache_usage_percentage_metric", "lora_info_metric"):
@@ -179,10 +104,17 @@ def command(**options: Any) -> None:
                 parse_metric_spec(options[flag])
             except MetricSpecError as exc:
                 raise click.BadParameter(str(exc), param_hint="--" + flag.replace("_", "-")) from None
+    from infergate.epp.saturation import SaturationConfig, SaturationConfigError
+
+    try:
+        SaturationConfig.from_env()
+    except SaturationConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     configure_logging(options["verbosity"], options["zap_encoder"])
 
     import uvloop
 
-    from infergate.epp.runner import EPPOptions, run_epp
+    from infergate.epp.options import EPPOptions
+    from infergate.epp.runner import run_epp
 
     uvloop.run(run_epp(EPPOptions.from_cli(options), ready=lambda text: click.echo(text)))

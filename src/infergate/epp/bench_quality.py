@@ -23,7 +23,6 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -33,6 +32,7 @@ from infergate.bench.stats import percentile
 from infergate.bench.workload import PlannedRequest, WorkloadSpec, plan
 from infergate.epp.build import build_epp
 from infergate.epp.contract import InferenceRequest, Rejection
+from infergate.epp.options import EPPOptions
 from infergate.epp.sources.static import StaticFileSource
 from infergate.sim import SimCluster
 from infergate.sim.config import SimConfig
@@ -49,7 +49,7 @@ async def run_profile(profile: str, planned: list[PlannedRequest], *, replicas: 
             "pool": {"name": "bench", "targetPorts": [port]},
             "endpoints": [{"name": r.name, "address": r.host} for r in cluster.replicas],
         }))
-        parts = build_epp(SimpleNamespace(seed=seed, scheduling_preset=profile))
+        parts = build_epp(EPPOptions(pool_name="bench", seed=seed, scheduling_preset=profile))
         source = asyncio.create_task(StaticFileSource(pool_file).run(parts.datastore))
         await parts.scraper.start()
         director = parts.director

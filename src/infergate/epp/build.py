@@ -1,31 +1,14 @@
-"""Wire the scheduling side of one EPP from options: datastore, metrics store + scraper, director.
+"""Wire the scheduling side of one EPP from ``EPPOptions``: datastore, metrics store + scraper,
+scheduler, director and the EPP's own metrics.
 
-``build_epp(options)`` reads these attributes of ``options`` (missing ones take the default
-shown), so the runner's options dataclass and tests can both call it:
-
-======================================  ===========  =============================================
-attribute                               default      meaning
-======================================  ===========  =============================================
-config_file / config_text               None         EndpointPickerConfig YAML (neither: preset)
-scheduling_preset                       "default"    preset used when no config is given
-seed                                    None         seeds the scheduler and the director
-model_server_protocol                   "vllm"       vllm | sglang | triton-tensorrt-llm
-total_queued_requests_metric            None         overrides the protocol's queue metric spec
-kv_cache_usage_percentage_metric        None         overrides the KV cache metric spec
-lora_info_metric                        None         overrides the LoRA metric spec ("" disables)
-refresh_metrics_interval                0.05         seconds between scrapes of one endpoint
-metrics_staleness_threshold             2.0          older metrics are unknown to the scheduler
-model_server_metrics_port / _path / _scheme  0, /metrics, http
-flow_control                            False        priority queueing when saturated
-flow_control_max_queue / _max_wait      1024, 30.0
-sd_queue_depth_threshold etc.           env SD_*     saturation thresholds (upstream env vars)
-======================================  ===========  =============================================
+``build_epp`` is the one wiring: ``infergate epp`` (through ``EPPRunner``), the benchmarks and
+the tests all call it, so what is tested is what runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -34,9 +17,10 @@ from infergate.epp.director import DirectorConfig, EppDirector
 from infergate.epp.flowcontrol import FlowControlConfig
 from infergate.epp.metrics import EppMetrics
 from infergate.epp.metrics_scraper import MetricsScraper, MetricsStore
-from infergate.epp.model_server_protocol import protocol_by_name
+from infergate.epp.model_server_protocol import ModelServerProtocol, protocol_by_name
+from infergate.epp.options import EPPOptions
 from infergate.epp.saturation import SaturationConfig
-from infergate.epp.scheduling.config import load_config_text, load_preset
+from infergate.epp.scheduling.config import load_config_file, load_config_text, load_preset
 from infergate.epp.scheduling.framework import Scheduler
 
 
@@ -61,56 +45,56 @@ class EppParts:
         return self.metrics.registry
 
 
-def _opt(options: Any, name: str, default: Any) -> Any:
-    value = getattr(options, name, None)
-    return default if value is None else value
+def build_scheduler(options: EPPOptions) -> Scheduler:
+    """The scheduler from ``config_file`` / ``config_text``, else the named preset."""
+    if options.config_file:
+        return load_config_file(options.config_file, seed=options.seed)
+    if options.config_text:
+        return load_config_text(options.config_text, seed=options.seed)
+    return load_preset(options.scheduling_preset, seed=options.seed)
 
 
-def build_scheduler_from(options: Any) -> Scheduler:
-    seed = _opt(options, "seed", None)
-    text = None
-    config_file = _opt(options, "config_file", None)
-    if config_file:
-        from infergate.epp.scheduling.config import load_config_file
-
-        return load_config_file(config_file, seed=seed)
-    text = _opt(options, "config_text", None)
-    if text:
-        return load_config_text(text, seed=seed)
-    return load_preset(_opt(options, "scheduling_preset", "default"), seed=seed)
+def model_server_protocol(options: EPPOptions) -> ModelServerProtocol:
+    """The protocol's metric names with the ``--*-metric`` overrides applied."""
+    return protocol_by_name(options.model_server_protocol).with_overrides(
+        waiting_queue=options.total_queued_requests_metric,
+        kv_cache_usage=options.kv_cache_usage_percentage_metric,
+        lora_info=options.lora_info_metric,
+    )
 
 
-def build_epp(options: Any) -> EppParts:
+def saturation_config(options: EPPOptions) -> SaturationConfig:
+    """Upstream's SD_* environment variables (or defaults), overridden by the options that are set."""
+    env = SaturationConfig.from_env()
+    return SaturationConfig(
+        env.queue_depth_threshold if options.sd_queue_depth_threshold is None else options.sd_queue_depth_threshold,
+        env.kv_cache_util_threshold if options.sd_kv_cache_util_threshold is None
+        else options.sd_kv_cache_util_threshold,
+        env.metrics_staleness_threshold if options.sd_metrics_staleness_threshold is None
+        else options.sd_metrics_staleness_threshold,
+    )
+
+
+def director_config(options: EPPOptions) -> DirectorConfig:
+    return DirectorConfig(
+        flow_control=FlowControlConfig(enabled=options.flow_control, max_queued=options.flow_control_max_queued,
+                                       max_wait=options.flow_control_max_wait),
+        saturation=saturation_config(options),
+        seed=options.seed,
+    )
+
+
+def build_epp(options: EPPOptions) -> EppParts:
     datastore = Datastore()
-    store = MetricsStore(staleness_threshold=float(_opt(options, "metrics_staleness_threshold", 2.0)))
-    protocol = protocol_by_name(_opt(options, "model_server_protocol", "vllm")).with_overrides(
-        waiting_queue=getattr(options, "total_queued_requests_metric", None),
-        kv_cache_usage=getattr(options, "kv_cache_usage_percentage_metric", None),
-        lora_info=getattr(options, "lora_info_metric", None),
-    )
+    store = MetricsStore(staleness_threshold=options.metrics_staleness_threshold)
     scraper = MetricsScraper(
-        datastore, store, protocol,
-        refresh_interval=float(_opt(options, "refresh_metrics_interval", 0.05)),
-        path=_opt(options, "model_server_metrics_path", "/metrics"),
-        scheme=_opt(options, "model_server_metrics_scheme", "http"),
-        metrics_port=int(_opt(options, "model_server_metrics_port", 0)),
+        datastore, store, model_server_protocol(options),
+        refresh_interval=options.refresh_metrics_interval,
+        path=options.model_server_metrics_path,
+        scheme=options.model_server_metrics_scheme,
+        metrics_port=options.model_server_metrics_port,
     )
-    scheduler = build_scheduler_from(options)
-    saturation = SaturationConfig.from_env()
-    saturation = SaturationConfig(
-        int(_opt(options, "sd_queue_depth_threshold", saturation.queue_depth_threshold)),
-        float(_opt(options, "sd_kv_cache_util_threshold", saturation.kv_cache_util_threshold)),
-        float(_opt(options, "sd_metrics_staleness_threshold", saturation.metrics_staleness_threshold)),
-    )
-    config = DirectorConfig(
-        flow_control=FlowControlConfig(
-            enabled=bool(_opt(options, "flow_control", False)),
-            max_queued=int(_opt(options, "flow_control_max_queue", 1024)),
-            max_wait=float(_opt(options, "flow_control_max_wait", 30.0)),
-        ),
-        saturation=saturation,
-        seed=_opt(options, "seed", None),
-    )
-    metrics = EppMetrics()
-    director = EppDirector(datastore, scheduler, store, config=config, metrics=metrics)
+    scheduler = build_scheduler(options)
+    metrics = EppMetrics(pool_gauges_interval=options.refresh_prometheus_metrics_interval)
+    director = EppDirector(datastore, scheduler, store, config=director_config(options), metrics=metrics)
     return EppParts(datastore, store, scraper, scheduler, director, metrics, [scraper])

@@ -41,10 +41,6 @@ from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
 
 log = logging.getLogger(__name__)
 
-OBJECTIVE_HEADER = "x-gateway-inference-objective"
-REWRITE_HEADER = "x-gateway-model-name-rewrite"
-FAIRNESS_HEADER = "x-gateway-inference-fairness-id"
-
 SEND_VISIBILITY_DELAY = 0.05  # seconds a sent request may take to reach the server's queue
 MAX_UNSEEN_AGE = 5.0  # older sends are assumed visible (or the metrics are stale anyway)
 DEFAULT_CRITICALITY_PRIORITY: Mapping[str, int] = {"Critical": 1, "Standard": 0, "Sheddable": -1}
@@ -321,6 +317,7 @@ class EppDirector:
         self.scheduler.pre_request(state, sreq, result)
         for plugin in self._prefix_plugins:
             self.metrics.prefix_hit_ratio.observe(plugin.last_hit_ratio)
+            self.metrics.prefix_hit_bytes.observe(plugin.last_hit_bytes)
         targets = result.primary.targets
         chosen = targets[0].hostport
         self._track(request.request_id, body_model, target, chosen, body_size=request.body_size,

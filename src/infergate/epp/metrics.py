@@ -2,12 +2,13 @@
 
 Everything lives in a per-instance ``CollectorRegistry`` (no global registry), so several
 EPPs can run in one process (tests, the benchmark). Pool-level gauges are computed when
-scraped, from a snapshot function the Director provides. Serve with
-``prometheus_client.generate_latest(metrics.registry)``.
+scraped, from a snapshot function the Director provides, at most once per
+``pool_gauges_interval``. Serve with ``prometheus_client.generate_latest(metrics.registry)``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,11 +36,25 @@ class PoolSnapshot:
 
 
 class _PoolCollector(Collector):
-    def __init__(self, snapshot: Callable[[], PoolSnapshot | None]) -> None:
+    """The pool gauges from ``snapshot()``, recomputed when the last one is older than ``interval``
+    seconds (upstream's ``--refresh-prometheus-metrics-interval``; 0 recomputes on every scrape)."""
+
+    def __init__(self, snapshot: Callable[[], PoolSnapshot | None], interval: float,
+                 clock: Callable[[], float]) -> None:
         self.snapshot = snapshot
+        self._interval = interval
+        self._clock = clock
+        self._last: PoolSnapshot | None = None
+        self._taken_at = 0.0
+
+    def current(self) -> PoolSnapshot | None:
+        now = self._clock()
+        if self._last is None or now - self._taken_at >= self._interval:
+            self._last, self._taken_at = self.snapshot(), now
+        return self._last
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        snap = self.snapshot()
+        snap = self.current()
         kv = GaugeMetricFamily("inference_pool_average_kv_cache_utilization",
                                "The average kv cache utilization for an inference server pool.", labels=["name"])
         queue = GaugeMetricFamily("inference_pool_average_queue_size",
@@ -64,8 +79,14 @@ class _PoolCollector(Collector):
 
 
 class EppMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    """``pool_gauges_interval``: the pool gauges (``inference_pool_*``) are recomputed at most this
+    often, in seconds (0: on every scrape); ``clock`` is the monotonic clock that interval is read on."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, pool_gauges_interval: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.pool_gauges_interval = pool_gauges_interval
+        self._clock = clock
         r = self.registry
         model = ["model_name", "target_model_name"]
         self.request_total = Counter("inference_model_request", "Counter of inference model requests broken out for each model and target model.", model, registry=r)
@@ -111,7 +132,7 @@ class EppMetrics:
     def set_pool_snapshot(self, snapshot: Callable[[], PoolSnapshot | None]) -> None:
         if self._pool_collector is not None:
             self.registry.unregister(self._pool_collector)
-        self._pool_collector = _PoolCollector(snapshot)
+        self._pool_collector = _PoolCollector(snapshot, self.pool_gauges_interval, self._clock)
         self.registry.register(self._pool_collector)
 
     def render(self) -> bytes:

@@ -1,8 +1,9 @@
 """Scrape every endpoint's ``/metrics`` in parallel and keep the latest values per endpoint.
 
 * ``parse_metrics``: a minimal Prometheus text parser that looks only at the lines of the
-  series the protocol needs (``str.find`` per name): ~50 us for the simulator's 260-line
-  page, a tenth of the HTTP round trip.
+  series the protocol needs (``str.find`` per name, ``read_series``): about 30x faster than
+  ``prometheus_client``'s parser on a simulator page (``python -m infergate.epp.bench_metrics_parser``;
+  tests/epp/test_metrics_parser_differential.py keeps the two in agreement).
 * ``MetricsStore``: latest ``EndpointMetrics`` per endpoint (``ip:port``), failure counts,
   and a change counter + ``asyncio.Condition``-free wake-up callbacks (flow control uses
   them to release queued requests when fresh metrics arrive).
@@ -79,7 +80,7 @@ def _parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
-def _series(text: str, names: tuple[str, ...]) -> dict[str, list[tuple[dict[str, str], float, float]]]:
+def read_series(text: str, names: tuple[str, ...]) -> dict[str, list[tuple[dict[str, str], float, float]]]:
     """The samples of ``names``: name -> [(labels, value, timestamp or 0)].
 
     Finds each name with ``str.find`` (C speed) instead of walking every line; a hit counts
@@ -142,7 +143,7 @@ def _split(value: str) -> frozenset[str]:
 def parse_metrics(text: str, protocol: ModelServerProtocol = VLLM, *, now: float | None = None,
                   previous: EndpointMetrics | None = None) -> EndpointMetrics:
     """The needed signals from a Prometheus text page (missing signals keep previous values)."""
-    series = _series(text, protocol.metric_names())
+    series = read_series(text, protocol.metric_names())
     prev = previous or EndpointMetrics()
     missing: list[str] = []
     queue = _gauge(series, protocol.waiting_queue)

@@ -19,60 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from infergate.epp.build import EppParts, build_epp
+from infergate.epp.datastore import Datastore
+from infergate.epp.director import EppDirector
 from infergate.epp.extproc import ExtProcServer, HealthServer, HealthService
 from infergate.epp.extproc.metrics_http import MetricsHTTPServer
 from infergate.epp.extproc.server import self_signed_credentials, server_credentials
+from infergate.epp.options import EPPOptions
+from infergate.util.signals import run_until_signal
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class EPPOptions:
-    pool_name: str
-    pool_namespace: str = "default"
-    pool_group: str = "inference.networking.k8s.io"
-    host: str = "0.0.0.0"
-    grpc_port: int = 9002
-    grpc_health_port: int = 9003
-    metrics_port: int = 9090
-    config_file: str | None = None
-    config_text: str | None = None
-    refresh_metrics_interval: float = 0.05
-    refresh_prometheus_metrics_interval: float = 5.0
-    metrics_staleness_threshold: float = 2.0
-    static_file: str | None = None
-    kubeconfig: str | None = None
-    model_server_protocol: str = "vllm"
-    total_queued_requests_metric: str | None = None
-    kv_cache_usage_percentage_metric: str | None = None
-    lora_info_metric: str | None = None  # "" disables LoRA scraping
-    model_server_metrics_port: int = 0
-    model_server_metrics_path: str = "/metrics"
-    model_server_metrics_scheme: str = "http"
-    error_body: str = "json"
-    health_checking: bool = False
-    secure_serving: bool = False
-    cert_path: str | None = None
-    seed: int | None = None
-    flow_control: bool = False
-    flow_control_max_queued: int = 1024
-    flow_control_max_wait: float = 30.0
-    shutdown_grace: float = 5.0
-
-    @classmethod
-    def from_cli(cls, options: Mapping[str, Any]) -> EPPOptions:
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in options.items() if k in names})
-
-    def config_yaml(self) -> str | None:
-        if self.config_file:
-            return Path(self.config_file).read_text()
-        return self.config_text
+__all__ = ["EPPOptions", "EPPRunner", "run_epp"]
 
 
 class EPPRunner:
@@ -82,8 +44,9 @@ class EPPRunner:
         self.options = options
         self._tasks: list[asyncio.Task[None]] = []
         self._stack = contextlib.AsyncExitStack()
-        self.datastore: Any = None
-        self.director: Any = None
+        self.parts: EppParts | None = None
+        self.datastore: Datastore | None = None
+        self.director: EppDirector | None = None
         self.grpc_server: ExtProcServer | None = None
         self.health_server: HealthServer | None = None
         self.metrics_server: MetricsHTTPServer | None = None
@@ -107,47 +70,15 @@ class EPPRunner:
     def is_ready(self) -> bool:
         return bool(self.datastore is not None and self.datastore.synced)
 
-    def _build(self) -> Any:
-        """Datastore, metrics store, scraper, scheduler and director, wired as one EPP."""
-        from infergate.epp.datastore import Datastore
-        from infergate.epp.director import DirectorConfig, EppDirector
-        from infergate.epp.flowcontrol import FlowControlConfig
-        from infergate.epp.metrics import EppMetrics
-        from infergate.epp.metrics_scraper import MetricsScraper, MetricsStore
-        from infergate.epp.model_server_protocol import protocol_by_name
-        from infergate.epp.saturation import SaturationConfig
-        from infergate.epp.scheduling.config import load_config_text, preset_text
-
-        opts = self.options
-        config_yaml = opts.config_yaml() or preset_text("default")
-        scheduler = load_config_text(config_yaml, seed=opts.seed)
-        datastore = Datastore()
-        store = MetricsStore(staleness_threshold=opts.metrics_staleness_threshold)
-        protocol = protocol_by_name(opts.model_server_protocol).with_overrides(
-            waiting_queue=opts.total_queued_requests_metric,
-            kv_cache_usage=opts.kv_cache_usage_percentage_metric,
-            lora_info=opts.lora_info_metric,
-        )
-        scraper = MetricsScraper(datastore, store, protocol, refresh_interval=opts.refresh_metrics_interval,
-                                 path=opts.model_server_metrics_path, scheme=opts.model_server_metrics_scheme,
-                                 metrics_port=opts.model_server_metrics_port)
-        metrics = EppMetrics()
-        config = DirectorConfig(
-            flow_control=FlowControlConfig(enabled=opts.flow_control, max_queued=opts.flow_control_max_queued,
-                                           max_wait=opts.flow_control_max_wait),
-            saturation=SaturationConfig.from_env(),
-            seed=opts.seed,
-        )
-        director = EppDirector(datastore, scheduler, store, config=config, metrics=metrics)
-        return datastore, scraper, director, metrics.registry
-
     async def start(self) -> None:
         opts = self.options
-        self.datastore, scraper, self.director, registry = self._build()
+        self.parts = parts = build_epp(opts)
+        self.datastore, self.director = parts.datastore, parts.director
         source = self._source()
         self._tasks.append(asyncio.get_running_loop().create_task(self._run_source(source), name="pool source"))
-        await scraper.start()
-        self._stack.push_async_callback(scraper.stop)
+        for background in parts.background:
+            await background.start()
+            self._stack.push_async_callback(background.stop)
         health = HealthService(self.is_ready)
         credentials = None
         if opts.secure_serving:
@@ -161,7 +92,7 @@ class EPPRunner:
             health=health if opts.health_checking else None, credentials=credentials,
         )
         self.health_server = HealthServer(health, host=opts.host, port=opts.grpc_health_port)
-        self.metrics_server = MetricsHTTPServer(registry, host=opts.host, port=opts.metrics_port)
+        self.metrics_server = MetricsHTTPServer(parts.registry, host=opts.host, port=opts.metrics_port)
         await self.metrics_server.start()
         self._stack.push_async_callback(self.metrics_server.stop)
         await self.health_server.start()
@@ -192,8 +123,6 @@ class EPPRunner:
 
 async def run_epp(options: EPPOptions, *, ready: Callable[[str], None] | None = None) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
-    from infergate.cli.epp import run_until_signal
-
     runner = EPPRunner(options)
     try:
         await runner.start()

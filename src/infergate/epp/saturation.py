@@ -4,7 +4,8 @@ The pool is saturated unless some endpoint has metrics no older than
 ``metrics_staleness_threshold`` (200 ms) with waiting queue <= ``queue_depth_threshold`` (5)
 and KV cache utilization <= ``kv_cache_util_threshold`` (0.8). No endpoints = saturated.
 Upstream reads the thresholds from ``SD_QUEUE_DEPTH_THRESHOLD``,
-``SD_KV_CACHE_UTIL_THRESHOLD`` and ``SD_METRICS_STALENESS_THRESHOLD``; ``from_env`` does too.
+``SD_KV_CACHE_UTIL_THRESHOLD`` and ``SD_METRICS_STALENESS_THRESHOLD``; ``from_env`` does too
+(the staleness threshold is a Go duration or seconds; other text raises ``SaturationConfigError``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from infergate.epp.metrics_scraper import MetricsStore
+from infergate.util.durations import DurationError, parse_seconds
+
+
+class SaturationConfigError(ValueError):
+    """An SD_* environment variable holds text that is not a value of its kind."""
 
 
 @dataclass(frozen=True)
@@ -40,23 +46,13 @@ class SaturationConfig:
             pass
         raw = env.get("SD_METRICS_STALENESS_THRESHOLD")
         if raw:
-            stale = _duration(raw, stale)
-        return cls(queue, kv, stale)
-
-
-def _duration(text: str, default: float) -> float:
-    """Go-style ``200ms``/``1s``/``1.5s``; a bare number is seconds."""
-    text = text.strip()
-    for suffix, scale in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0), ("m", 60.0)):
-        if text.endswith(suffix):
             try:
-                return float(text[: -len(suffix)]) * scale
-            except ValueError:
-                return default
-    try:
-        return float(text)
-    except ValueError:
-        return default
+                stale = parse_seconds(raw)
+            except DurationError:
+                raise SaturationConfigError(
+                    f"SD_METRICS_STALENESS_THRESHOLD={raw!r} is not a duration (examples: 200ms, 1s, 1m30s)"
+                ) from None
+        return cls(queue, kv, stale)
 
 
 class SaturationDetector:

@@ -22,15 +22,9 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 
+from infergate.api import headers as gie
 from infergate.epp.contract import Decision, Rejection
 
-DESTINATION_HEADER = "x-gateway-destination-endpoint"
-SUBSET_NAMESPACE = "envoy.lb.subset_hint"
-SUBSET_KEY = "x-gateway-destination-endpoint-subset"
-LB_NAMESPACE = "envoy.lb"
-OBJECTIVE_HEADER = "x-gateway-inference-objective"
-MODEL_REWRITE_HEADER = "x-gateway-model-name-rewrite"
-REQUEST_ID_HEADER = "x-request-id"
 BODY_CHUNK_LIMIT = 62_000  # upstream's bodyByteLimit
 
 _OVERWRITE = core_pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -58,12 +52,12 @@ def subset_hint(request: pb.ProcessingRequest) -> list[str] | None:
     if not request.HasField("metadata_context"):
         return None
     namespaces = request.metadata_context.filter_metadata
-    if SUBSET_NAMESPACE not in namespaces:
+    if gie.SUBSET_HINT_METADATA_NAMESPACE not in namespaces:
         return None
-    struct = namespaces[SUBSET_NAMESPACE]
-    if SUBSET_KEY not in struct.fields:
+    struct = namespaces[gie.SUBSET_HINT_METADATA_NAMESPACE]
+    if gie.DESTINATION_ENDPOINT_SUBSET not in struct.fields:
         return None
-    value = struct.fields[SUBSET_KEY]
+    value = struct.fields[gie.DESTINATION_ENDPOINT_SUBSET]
     if value.WhichOneof("kind") != "list_value":
         return []
     return [item.string_value for item in value.list_value.values if item.string_value]
@@ -103,7 +97,7 @@ def parse_body(raw: bytes, headers: Mapping[str, str]) -> ParsedBody:
     model = body.get("model")
     if not isinstance(model, str):
         raise bad_request("model not found in request body")
-    target = headers.get(MODEL_REWRITE_HEADER) or model
+    target = headers.get(gie.MODEL_NAME_REWRITE) or model
     if "messages" in body:
         prompt = chat_prompt(body["messages"])
     else:
@@ -137,7 +131,7 @@ def set_header(name: str, value: str) -> core_pb.HeaderValueOption:
 def routing_common(endpoints: str, extra_headers: Iterable[tuple[str, str]] = ()) -> pb.CommonResponse:
     """A ``CommonResponse`` that pins the endpoint and makes Envoy re-resolve the route."""
     mutation = pb.HeaderMutation(
-        set_headers=[set_header(DESTINATION_HEADER, endpoints), *(set_header(k, v) for k, v in extra_headers)]
+        set_headers=[set_header(gie.DESTINATION_ENDPOINT, endpoints), *(set_header(k, v) for k, v in extra_headers)]
     )
     return pb.CommonResponse(header_mutation=mutation, clear_route_cache=True)
 
@@ -145,8 +139,8 @@ def routing_common(endpoints: str, extra_headers: Iterable[tuple[str, str]] = ()
 def add_lb_metadata(response: pb.ProcessingResponse, endpoints: str) -> None:
     """``dynamic_metadata = {"envoy.lb": {"x-gateway-destination-endpoint": endpoints}}``."""
     inner = struct_pb2.Struct()
-    inner.fields[DESTINATION_HEADER].string_value = endpoints
-    response.dynamic_metadata.fields[LB_NAMESPACE].struct_value.CopyFrom(inner)
+    inner.fields[gie.DESTINATION_ENDPOINT].string_value = endpoints
+    response.dynamic_metadata.fields[gie.LB_METADATA_NAMESPACE].struct_value.CopyFrom(inner)
 
 
 def body_chunks(body: bytes) -> list[pb.ProcessingResponse]:

@@ -11,6 +11,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from infergate.epp.contract import Director
 from infergate.epp.extproc.health import HealthService
 from infergate.epp.extproc.servicer import ExtProcServicer
+from infergate.util.tls import ensure_certificate
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ def self_signed_credentials(host: str, directory: Path | None = None) -> tuple[g
     Returns the server credentials and the certificate PEM (for clients that pin it).
     """
     import tempfile
-
-    from infergate.apiserver.tls import ensure_certificate
 
     target = directory or Path(tempfile.mkdtemp(prefix="infergate-epp-tls-"))
     cert_path, _ = ensure_certificate(target, "127.0.0.1" if host in ("0.0.0.0", "", "::") else host)

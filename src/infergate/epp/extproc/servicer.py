@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -34,10 +34,13 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
+from infergate.api import headers as gie
 from infergate.epp.contract import Decision, Director, InferenceRequest, Rejection
 from infergate.epp.extproc import messages
 
 log = logging.getLogger(__name__)
+
+_Replies = Sequence[pb.ProcessingResponse]
 
 _FULL_DUPLEX = processing_mode_pb2.ProcessingMode.FULL_DUPLEX_STREAMED
 _NONE = processing_mode_pb2.ProcessingMode.NONE
@@ -96,109 +99,40 @@ class _Exchange:
         return self.response_done or (self.response_headers_seen and not self.follows_response_body)
 
 
+_Handler = Callable[[_Exchange, pb.ProcessingRequest], Awaitable[_Replies]]
+
+
 class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     """Routes each request with ``director`` and reports its response back to it."""
 
     def __init__(self, director: Director, *, json_errors: bool = True) -> None:
         self._director = director
         self._json_errors = json_errors
+        # ProcessingRequest's "request" oneof -> its handler (other kinds get no reply)
+        self._handlers: dict[str | None, _Handler] = {
+            "request_headers": self._on_request_headers,
+            "request_body": self._on_request_body,
+            "request_trailers": self._on_request_trailers,
+            "response_headers": self._on_response_headers,
+            "response_body": self._on_response_body,
+            "response_trailers": self._on_response_trailers,
+        }
 
     async def Process(  # gRPC method name
         self, request_iterator: AsyncIterator[pb.ProcessingRequest], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ProcessingResponse]:
         state = _Exchange()
-        director = self._director
+        handlers = self._handlers
         try:
             async for request in request_iterator:
-                kind = request.WhichOneof("request")
-                if kind == "request_headers":
-                    if request.HasField("protocol_config"):
-                        config = request.protocol_config
-                        state.duplex_request = config.request_body_mode == _FULL_DUPLEX
-                        state.duplex_response = config.response_body_mode == _FULL_DUPLEX
-                        state.follows_response_body = config.response_body_mode != _NONE
-                    state.subset = messages.subset_hint(request)
-                    headers = messages.header_map(request.request_headers)
-                    state.headers = headers
-                    request_id = headers.get(messages.REQUEST_ID_HEADER)
-                    extra: list[tuple[str, str]] = []
-                    if not request_id:
-                        request_id = str(uuid.uuid4())
-                        extra.append((messages.REQUEST_ID_HEADER, request_id))
-                    state.request_id = request_id
-                    if request.request_headers.end_of_stream:
-                        response = await self._route_headers_only(state, extra)
-                        yield response
-                        if response.HasField("immediate_response"):
-                            return
-                    elif not state.duplex_request:
-                        if extra:
-                            yield pb.ProcessingResponse(
-                                request_headers=pb.HeadersResponse(
-                                    response=pb.CommonResponse(
-                                        header_mutation=pb.HeaderMutation(
-                                            set_headers=[messages.set_header(*extra[0])]
-                                        )
-                                    )
-                                )
-                            )
-                        else:
-                            yield _EMPTY_HEADERS
-                    # FULL_DUPLEX_STREAMED: the headers are answered after the body's end of
-                    # stream, together with the routing mutation (see _route_body).
-                elif kind == "request_body":
-                    chunk = request.request_body
-                    state.body += chunk.body
-                    if not chunk.end_of_stream:
-                        if not state.duplex_request:
-                            yield _EMPTY_REQUEST_BODY
-                        continue
-                    responses = await self._route_body(state, end_of_stream=True)
-                    for response in responses:
-                        yield response
-                    if responses and responses[0].HasField("immediate_response"):
-                        return
-                elif kind == "request_trailers":
-                    if state.duplex_request and not state.scheduled:
-                        responses = await self._route_body(state, end_of_stream=False)
-                        for response in responses:
-                            yield response
-                        if responses and responses[0].HasField("immediate_response"):
-                            return
-                    yield _EMPTY_REQUEST_TRAILERS
-                elif kind == "response_headers":
-                    headers = messages.header_map(request.response_headers)
-                    status = _status(headers)
-                    state.response_headers_seen = True
-                    if state.scheduled:
-                        director.on_response_headers(state.request_id, status, headers)
-                    if request.response_headers.end_of_stream:
-                        state.response_done = True
-                    yield _RESPONSE_HEADERS_REPLY
-                elif kind == "response_body":
-                    chunk = request.response_body
-                    state.follows_response_body = True
-                    if state.scheduled:
-                        director.on_response_body(state.request_id, chunk.body, chunk.end_of_stream)
-                    if chunk.end_of_stream:
-                        state.response_done = True
-                    if state.duplex_response:
-                        yield pb.ProcessingResponse(
-                            response_body=pb.BodyResponse(
-                                response=pb.CommonResponse(
-                                    body_mutation=pb.BodyMutation(
-                                        streamed_response=pb.StreamedBodyResponse(
-                                            body=chunk.body, end_of_stream=chunk.end_of_stream
-                                        )
-                                    )
-                                )
-                            )
-                        )
-                    else:
-                        yield _EMPTY_RESPONSE_BODY
-                elif kind == "response_trailers":
-                    state.response_done = True
-                    yield _EMPTY_RESPONSE_TRAILERS
+                handler = handlers.get(request.WhichOneof("request"))
+                if handler is None:
+                    continue
+                responses = await handler(state, request)
+                for response in responses:
+                    yield response
+                if responses and responses[0].HasField("immediate_response"):
+                    return  # a rejection ends the exchange
             # The request iterator ended. A half-close and a cancelled call both end it
             # normally (gRPC does not reliably tell this task which one it was, and Envoy
             # half-closes and then resets when it destroys the filter), so the stream's end
@@ -220,9 +154,77 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                       state.response_headers_seen, state.response_done, state.completed)
             if state.scheduled:
                 try:
-                    director.on_request_done(state.request_id, completed=state.completed)
+                    self._director.on_request_done(state.request_id, completed=state.completed)
                 except Exception:  # never let accounting errors mask the stream's outcome
                     log.exception("on_request_done failed for %s", state.request_id)
+
+    # ---- one handler per message kind: the replies to send, in order --------------------
+    async def _on_request_headers(self, state: _Exchange, request: pb.ProcessingRequest) -> _Replies:
+        if request.HasField("protocol_config"):
+            config = request.protocol_config
+            state.duplex_request = config.request_body_mode == _FULL_DUPLEX
+            state.duplex_response = config.response_body_mode == _FULL_DUPLEX
+            state.follows_response_body = config.response_body_mode != _NONE
+        state.subset = messages.subset_hint(request)
+        headers = messages.header_map(request.request_headers)
+        state.headers = headers
+        request_id = headers.get(gie.REQUEST_ID)
+        extra: list[tuple[str, str]] = []
+        if not request_id:
+            request_id = str(uuid.uuid4())
+            extra.append((gie.REQUEST_ID, request_id))
+        state.request_id = request_id
+        if request.request_headers.end_of_stream:
+            return (await self._route_headers_only(state, extra),)
+        if state.duplex_request:
+            # FULL_DUPLEX_STREAMED: the headers are answered after the body's end of stream,
+            # together with the routing mutation (see _route_body).
+            return ()
+        if not extra:
+            return (_EMPTY_HEADERS,)
+        return (pb.ProcessingResponse(request_headers=pb.HeadersResponse(response=pb.CommonResponse(
+            header_mutation=pb.HeaderMutation(set_headers=[messages.set_header(*extra[0])])))),)
+
+    async def _on_request_body(self, state: _Exchange, request: pb.ProcessingRequest) -> _Replies:
+        chunk = request.request_body
+        state.body += chunk.body
+        if chunk.end_of_stream:
+            return await self._route_body(state, end_of_stream=True)
+        return () if state.duplex_request else (_EMPTY_REQUEST_BODY,)
+
+    async def _on_request_trailers(self, state: _Exchange, request: pb.ProcessingRequest) -> _Replies:
+        if state.duplex_request and not state.scheduled:
+            responses = await self._route_body(state, end_of_stream=False)
+            if responses and responses[0].HasField("immediate_response"):
+                return responses
+            return (*responses, _EMPTY_REQUEST_TRAILERS)
+        return (_EMPTY_REQUEST_TRAILERS,)
+
+    async def _on_response_headers(self, state: _Exchange, request: pb.ProcessingRequest) -> _Replies:
+        headers = messages.header_map(request.response_headers)
+        state.response_headers_seen = True
+        if state.scheduled:
+            self._director.on_response_headers(state.request_id, _status(headers), headers)
+        if request.response_headers.end_of_stream:
+            state.response_done = True
+        return (_RESPONSE_HEADERS_REPLY,)
+
+    async def _on_response_body(self, state: _Exchange, request: pb.ProcessingRequest) -> _Replies:
+        chunk = request.response_body
+        state.follows_response_body = True
+        if state.scheduled:
+            self._director.on_response_body(state.request_id, chunk.body, chunk.end_of_stream)
+        if chunk.end_of_stream:
+            state.response_done = True
+        if not state.duplex_response:
+            return (_EMPTY_RESPONSE_BODY,)
+        return (pb.ProcessingResponse(response_body=pb.BodyResponse(response=pb.CommonResponse(
+            body_mutation=pb.BodyMutation(streamed_response=pb.StreamedBodyResponse(
+                body=chunk.body, end_of_stream=chunk.end_of_stream))))),)
+
+    async def _on_response_trailers(self, state: _Exchange, request: pb.ProcessingRequest) -> _Replies:
+        state.response_done = True
+        return (_EMPTY_RESPONSE_TRAILERS,)
 
     async def _decide(self, state: _Exchange, request: InferenceRequest) -> Decision:
         state.scheduled = True
@@ -235,8 +237,8 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             request_id=state.request_id,
             headers=state.headers,
             body={},
-            model=state.headers.get(messages.MODEL_REWRITE_HEADER, ""),
-            objective=state.headers.get(messages.OBJECTIVE_HEADER),
+            model=state.headers.get(gie.MODEL_NAME_REWRITE, ""),
+            objective=state.headers.get(gie.INFERENCE_OBJECTIVE),
             prompt="",
             subset_hint=state.subset,
             headers_only=True,
@@ -263,7 +265,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 headers=headers,
                 body=parsed.body,
                 model=parsed.model,
-                objective=headers.get(messages.OBJECTIVE_HEADER),
+                objective=headers.get(gie.INFERENCE_OBJECTIVE),
                 prompt=parsed.prompt,
                 streaming=parsed.streaming,
                 subset_hint=state.subset,
@@ -276,8 +278,8 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         new_body = messages.rewritten_body(parsed, decision)
         extra: list[tuple[str, str]] = []
         if state.duplex_request:
-            if messages.REQUEST_ID_HEADER not in headers:
-                extra.append((messages.REQUEST_ID_HEADER, state.request_id))
+            if gie.REQUEST_ID not in headers:
+                extra.append((gie.REQUEST_ID, state.request_id))
             body = raw if new_body is None else new_body
             if body:
                 extra.append(("content-length", str(len(body))))

@@ -126,7 +126,9 @@ class PrefixCacheScorer(Plugin):
         self.block_size = block_size
         self.max_blocks = max_blocks
         self.indexer = PrefixIndexer(lru_capacity)
+        # the last scheduled request's match on the chosen server (upstream's RecordPrefixCacheMatch)
         self.last_hit_ratio = 0.0
+        self.last_hit_bytes = 0
 
     @classmethod
     def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> PrefixCacheScorer:
@@ -156,5 +158,7 @@ class PrefixCacheScorer(Plugin):
             hashes, matched = entry
         target = result.primary.targets[0].hostport
         if hashes:
-            self.last_hit_ratio = matched.get(target, 0) / len(hashes)
+            hit = matched.get(target, 0)
+            self.last_hit_ratio = hit / len(hashes)
+            self.last_hit_bytes = hit * self.block_size
             self.indexer.add(hashes, target)

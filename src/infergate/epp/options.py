@@ -1,0 +1,64 @@
+"""``EPPOptions``: every setting of one EPP, the one type the CLI, the runner, the benchmarks and
+the tests hand to ``infergate.epp.build.build_epp`` / ``infergate.epp.runner.EPPRunner``.
+
+Field names are the ``infergate epp`` flags with ``_`` for ``-`` (``--flow-control-max-queued``
+-> ``flow_control_max_queued``); durations are seconds. ``from_cli`` keeps the flags that are
+fields and ignores the process-only ones (``--v``, ``--zap-encoder``, ``--enable-pprof``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EPPOptions:
+    pool_name: str
+    pool_namespace: str = "default"
+    pool_group: str = "inference.networking.k8s.io"
+    # serving
+    host: str = "0.0.0.0"
+    grpc_port: int = 9002
+    grpc_health_port: int = 9003
+    metrics_port: int = 9090
+    error_body: str = "json"  # json | text
+    health_checking: bool = False
+    secure_serving: bool = False
+    cert_path: str | None = None
+    shutdown_grace: float = 5.0
+    # pool source
+    static_file: str | None = None
+    kubeconfig: str | None = None
+    # scheduling: config file, inline config, or a named preset when neither is given
+    config_file: str | None = None
+    config_text: str | None = None
+    scheduling_preset: str = "default"
+    seed: int | None = None
+    # model-server metrics
+    model_server_protocol: str = "vllm"  # vllm | sglang | triton-tensorrt-llm
+    total_queued_requests_metric: str | None = None  # None: the protocol's
+    kv_cache_usage_percentage_metric: str | None = None
+    lora_info_metric: str | None = None  # "" disables LoRA scraping
+    model_server_metrics_port: int = 0  # 0: the pool's target port
+    model_server_metrics_path: str = "/metrics"
+    model_server_metrics_scheme: str = "http"
+    refresh_metrics_interval: float = 0.05
+    metrics_staleness_threshold: float = 2.0
+    # the EPP's own Prometheus gauges (inference_pool_*): recomputed this often
+    refresh_prometheus_metrics_interval: float = 5.0
+    # saturation detector: None takes upstream's env var (SD_QUEUE_DEPTH_THRESHOLD, ...) or default
+    sd_queue_depth_threshold: int | None = None
+    sd_kv_cache_util_threshold: float | None = None
+    sd_metrics_staleness_threshold: float | None = None
+    # flow control (infergate's): priority queueing when the pool is saturated
+    flow_control: bool = False
+    flow_control_max_queued: int = 1024
+    flow_control_max_wait: float = 30.0
+
+    @classmethod
+    def from_cli(cls, options: Mapping[str, Any]) -> EPPOptions:
+        """The options from parsed ``infergate epp`` flags (click's parameter dict)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in options.items() if k in names})
