@@ -42,7 +42,6 @@ from infergate.apiserver.patch import (
     PatchError,
     json_patch,
     merge_patch,
-    now_rfc3339,
     record_update_manager,
     server_side_apply,
     strategic_merge_patch,
@@ -60,14 +59,15 @@ from infergate.apiserver.rbac import (
 from infergate.apiserver.resources import (
     CRD_GROUP_RESOURCE,
     ResourceRegistry,
-    ResourceType,
-    resource_type_from_crd,
+    ServedResource,
+    served_resource_from_crd,
 )
 from infergate.apiserver.selectors import SelectorError, field_selector, label_selector
 from infergate.apiserver.store import ObjectKey, ResourceVersionTooOld, Store, WatchEvent
 from infergate.apiserver.table import to_table
 from infergate.apiserver.validation import Admission, FieldCause, check_schema, prune
 from infergate.apiserver.watch import WatchHub
+from infergate.util.clock import utc_now, utc_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ SubresourceHandler = Callable[[web.Request, str | None, str], Awaitable[web.Stre
 class Target:
     """What a resource request addresses."""
 
-    rtype: ResourceType
+    rtype: ServedResource
     version: str
     namespace: str | None  # None: cluster-scoped resource, or a list across namespaces
     name: str | None
@@ -150,11 +150,11 @@ class APIServer:
             for resource, kind, namespaced in (("selfsubjectrulesreviews", "SelfSubjectRulesReview", False),
                                                ("subjectaccessreviews", "SubjectAccessReview", False),
                                                ("localsubjectaccessreviews", "LocalSubjectAccessReview", True)):
-                self.registry.register(ResourceType(group="authorization.k8s.io", resource=resource, kind=kind,
+                self.registry.register(ServedResource(group="authorization.k8s.io", resource=resource, kind=kind,
                                                     namespaced=namespaced, versions=("v1",),
                                                     singular=kind.lower(), review=True))
         for crd in self.store.list_objects(*CRD_GROUP_RESOURCE, ""):
-            rtype = resource_type_from_crd(crd)
+            rtype = served_resource_from_crd(crd)
             if rtype.versions and self.registry.check_names(rtype) is None:
                 self.registry.register(rtype)
         for name in INITIAL_NAMESPACES:
@@ -438,9 +438,9 @@ class APIServer:
         audiences = [str(a) for a in spec.get("audiences") or authn.DEFAULT_AUDIENCES]
         token, expires = self.issuer.issue(namespace or "", name, str(_meta(account).get("uid", "")), seconds,
                                            audiences)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
+        stamp = utc_timestamp(expires)
         answer = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-                  "metadata": {"name": name, "namespace": namespace, "creationTimestamp": now_rfc3339()},
+                  "metadata": {"name": name, "namespace": namespace, "creationTimestamp": utc_now()},
                   "spec": {"audiences": audiences, "expirationSeconds": seconds,
                            "boundObjectRef": spec.get("boundObjectRef")},
                   "status": {"token": token, "expirationTimestamp": stamp}}
@@ -565,7 +565,7 @@ class APIServer:
         else:
             meta.pop("namespace", None)
         meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = now_rfc3339()
+        meta["creationTimestamp"] = utc_now()
         meta["generation"] = 1
         for transient in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(transient, None)
@@ -618,7 +618,7 @@ class APIServer:
             raise invalid(rtype.kind, name, rtype.group, causes)
         return obj
 
-    def _builtin_defaults(self, rtype: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    def _builtin_defaults(self, rtype: ServedResource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         if rtype.crd_name:
             return
         if (rtype.group, rtype.resource) == ("", "services"):
@@ -935,7 +935,7 @@ class APIServer:
         if meta.get("finalizers") or is_namespace:
             if not meta.get("deletionTimestamp"):
                 obj = copy.deepcopy(current)
-                _meta(obj)["deletionTimestamp"] = now_rfc3339()
+                _meta(obj)["deletionTimestamp"] = utc_now()
                 _meta(obj)["deletionGracePeriodSeconds"] = 0
                 if is_namespace:
                     obj["status"] = {"phase": "Terminating"}
@@ -1024,9 +1024,9 @@ class APIServer:
 
     def _crd_status(self, crd: dict[str, Any]) -> None:
         """Set NamesAccepted/Established, acceptedNames and storedVersions on a CRD."""
-        rtype = resource_type_from_crd(crd)
+        rtype = served_resource_from_crd(crd)
         problem = self.registry.check_names(rtype)
-        now = now_rfc3339()
+        now = utc_now()
         names = dict((crd.get("spec") or {}).get("names") or {})
         names.setdefault("singular", rtype.singular)
         names.setdefault("listKind", f"{rtype.kind}List")
@@ -1053,7 +1053,7 @@ class APIServer:
         status["storedVersions"] = stored
 
     def _crd_changed(self, crd: dict[str, Any]) -> None:
-        rtype = resource_type_from_crd(crd)
+        rtype = served_resource_from_crd(crd)
         if rtype.versions and self.registry.check_names(rtype) is None:
             self.registry.register(rtype)
         else:
