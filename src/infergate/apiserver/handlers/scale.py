@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from infergate.apiserver.errors import invalid
+from infergate.apiserver.errors import APIError, invalid
 from infergate.apiserver.handlers.common import (
     Target,
     decode,
@@ -18,7 +18,7 @@ from infergate.apiserver.handlers.common import (
 )
 from infergate.apiserver.handlers.writes import Writer
 from infergate.apiserver.jsonpath import evaluate
-from infergate.apiserver.patch import json_patch, merge_patch
+from infergate.apiserver.patch import PatchError, json_patch, merge_patch
 from infergate.apiserver.validation import FieldCause
 
 
@@ -56,7 +56,10 @@ async def serve_scale(writer: Writer, request: web.Request, target: Target, dry_
     if request.method == "PUT":
         wanted = body
     elif request.method == "PATCH" and content_type == "application/json-patch+json":
-        wanted = json_patch(scale, body)
+        try:
+            wanted = json_patch(scale, body)
+        except PatchError as exc:  # a failed test or a bad path: 422, as for the object itself
+            raise APIError(422, "Invalid", str(exc)) from exc
     elif request.method == "PATCH":
         wanted = merge_patch(copy.deepcopy(scale), body)
     else:
