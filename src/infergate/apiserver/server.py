@@ -22,6 +22,7 @@ from infergate.apiserver import authn, discovery, openapi_v2
 from infergate.apiserver.authn import ADMIN, Identity, TokenIssuer
 from infergate.apiserver.errors import APIError
 from infergate.apiserver.handlers.common import (
+    IDENTITY_KEY,
     Committer,
     Target,
     external,
@@ -37,7 +38,7 @@ from infergate.apiserver.handlers.crds import register_crd
 from infergate.apiserver.handlers.deletion import Deleter
 from infergate.apiserver.handlers.patching import Patcher
 from infergate.apiserver.handlers.reads import list_response
-from infergate.apiserver.handlers.reviews import IDENTITY_KEY, Reviews
+from infergate.apiserver.handlers.reviews import Reviews
 from infergate.apiserver.handlers.scale import serve_scale
 from infergate.apiserver.handlers.watch import Watcher
 from infergate.apiserver.handlers.writes import Writer, initialize

@@ -11,6 +11,7 @@ import yaml
 from aiohttp import web
 
 from infergate.apiserver import protobuf
+from infergate.apiserver.authn import Identity
 from infergate.apiserver.errors import APIError, bad_request, not_found
 from infergate.apiserver.resources import ServedResource
 from infergate.apiserver.selectors import Matcher, SelectorError, field_selector, label_selector
@@ -19,6 +20,7 @@ from infergate.apiserver.table import to_table
 from infergate.apiserver.watch import WatchHub
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
+IDENTITY_KEY = web.RequestKey("identity", Identity)  # who the request acts as (after impersonation)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from infergate.apiserver import authn, protobuf
 from infergate.apiserver.authn import ADMIN, Identity, TokenIssuer
 from infergate.apiserver.errors import APIError, bad_request, invalid
 from infergate.apiserver.handlers.common import (
+    IDENTITY_KEY,
     PROTOBUF,
     Target,
     decode,
@@ -28,8 +29,6 @@ from infergate.apiserver.rbac import (
 from infergate.apiserver.store import ObjectKey, Store
 from infergate.apiserver.validation import FieldCause
 from infergate.util.clock import utc_now, utc_timestamp
-
-IDENTITY_KEY = web.RequestKey("identity", Identity)  # who the request acts as (after impersonation)
 
 
 async def read_review(request: web.Request) -> dict[str, Any]:
