@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from infergate.apiserver import EmbeddedAPIServer
+from infergate.util.wait import wait_until
 
 pytestmark = pytest.mark.xdist_group("apiserver-machinery")
 
@@ -405,13 +406,9 @@ def test_watch_of_a_disconnected_client_is_released(apiserver, http, namespace) 
     before = len(hub)
     with http.stream("GET", CM.format(ns=namespace), params={"watch": "true"}) as response:
         assert response.status_code == 200
-        deadline = time.monotonic() + 5
-        while len(hub) == before and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: len(hub) > before, 5, interval=0.02, what="the watch to subscribe")
         assert len(hub) == before + 1
-    deadline = time.monotonic() + 5
-    while len(hub) > before and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: len(hub) <= before, 5, interval=0.02, what="the watch to be released")
     assert len(hub) == before
 
 
@@ -457,3 +454,25 @@ def test_pluggable_subresource_serves_kubectl_logs(tmp_path: Path, kubectl_bin: 
         assert 'pods "nope" not found' in missing.stderr
     finally:
         handle.stop()
+
+
+def test_scale_subresource_patches_and_rejects_a_failed_json_patch_test(http, namespace) -> None:
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "scaled"},
+                  "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "s"}}, "template": {
+                      "metadata": {"labels": {"app": "s"}}, "spec": {"containers": [{"name": "a", "image": "a:1"}]}}}}
+    base = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    assert http.post(base, json=deployment).status_code == 201
+    scale = http.get(f"{base}/scaled/scale").json()
+    assert (scale["kind"], scale["spec"]["replicas"]) == ("Scale", 1)
+    merged = http.patch(f"{base}/scaled/scale", json={"spec": {"replicas": 3}}, headers=MERGE)
+    assert merged.status_code == 200 and merged.json()["spec"]["replicas"] == 3
+    json_patch = {"Content-Type": "application/json-patch+json"}
+    patched = http.patch(f"{base}/scaled/scale", headers=json_patch,
+                         json=[{"op": "test", "path": "/spec/replicas", "value": 3},
+                               {"op": "replace", "path": "/spec/replicas", "value": 2}])
+    assert patched.status_code == 200 and patched.json()["spec"]["replicas"] == 2
+    failed = http.patch(f"{base}/scaled/scale", headers=json_patch,
+                        json=[{"op": "test", "path": "/spec/replicas", "value": 5}])
+    assert failed.status_code == 422, failed.text  # as kube-apiserver; it was a 500 InternalError
+    assert failed.json()["reason"] == "Invalid"
+    assert http.get(f"{base}/scaled").json()["spec"]["replicas"] == 2

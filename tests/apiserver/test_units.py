@@ -107,6 +107,13 @@ def test_merge_and_json_patch() -> None:
         json_patch(doc, [{"op": "test", "path": "/d", "value": 2}])
     with pytest.raises(PatchError):
         json_patch(doc, [{"op": "replace", "path": "/nope", "value": 2}])
+    for bad in ([{"op": "remove", "path": "/a/x"}], [{"op": "add", "path": "/a/c/9", "value": 1}],
+                [{"op": "frobnicate", "path": "/a"}], [{"op": "move", "path": "/x"}], [{"path": "/a"}], [1], {}):
+        with pytest.raises(PatchError):
+            json_patch(doc, bad)
+    assert json_patch(doc, [{"op": "test", "path": "/a/c/0", "value": 1}, {"op": "remove", "path": "/a/c/0"}]) == \
+        {"a": {"b": 1, "c": [2]}, "d": 1}
+    assert doc == {"a": {"b": 1, "c": [1, 2]}, "d": 1}
 
 
 def test_strategic_merge_patch_merges_lists_by_key() -> None:

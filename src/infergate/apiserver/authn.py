@@ -54,12 +54,6 @@ class Identity:
     def is_master(self) -> bool:
         return MASTERS in self.groups
 
-    def to_user_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"username": self.user, "groups": list(self.groups)}
-        if self.uid:
-            info["uid"] = self.uid
-        return info
-
 
 ADMIN = Identity("admin", (MASTERS, AUTHENTICATED))
 

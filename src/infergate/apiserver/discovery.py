@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from infergate.apiserver import openapi_v3
-from infergate.apiserver.resources import ALL_VERBS, ResourceRegistry, ResourceType
+from infergate.apiserver.resources import ALL_VERBS, ResourceRegistry, ServedResource
 
 AGGREGATED_CONTENT_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 KUBERNETES_VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0", "gitCommit": "infergate",
@@ -18,19 +18,19 @@ def wants_aggregated(accept: str) -> bool:
     return "g=apidiscovery.k8s.io" in accept and "v=v2" in accept and "v=v2beta1" not in accept.split(",")[0]
 
 
-def _by_group(registry: ResourceRegistry, core: bool) -> dict[str, list[ResourceType]]:
-    groups: dict[str, list[ResourceType]] = {}
+def _by_group(registry: ResourceRegistry, core: bool) -> dict[str, list[ServedResource]]:
+    groups: dict[str, list[ServedResource]] = {}
     for rtype in sorted(registry.all(), key=lambda t: (t.group, t.resource)):
         if (rtype.group == "") == core:
             groups.setdefault(rtype.group, []).append(rtype)
     return groups
 
 
-def _verbs(rtype: ResourceType) -> list[str]:
+def _verbs(rtype: ServedResource) -> list[str]:
     return ["create"] if rtype.review else list(ALL_VERBS)
 
 
-def _aggregated_resource(rtype: ResourceType, version: str) -> dict[str, Any]:
+def _aggregated_resource(rtype: ServedResource, version: str) -> dict[str, Any]:
     kind = {"group": rtype.group, "version": version, "kind": rtype.kind}
     entry: dict[str, Any] = {
         "resource": rtype.resource, "responseKind": kind,

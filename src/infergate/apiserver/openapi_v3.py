@@ -37,7 +37,7 @@ import json
 import weakref
 from typing import Any
 
-from infergate.apiserver.resources import ResourceRegistry, ResourceType
+from infergate.apiserver.resources import ResourceRegistry, ServedResource
 
 META = "io.k8s.apimachinery.pkg.apis.meta.v1"
 OBJECT_META = f"{META}.ObjectMeta"
@@ -223,7 +223,7 @@ _ACTIONS = {"list": "list", "create": "post", "deletecollection": "deletecollect
             "replace": "put", "patch": "patch", "delete": "delete"}
 
 
-def _operation(verb: str, rtype: ResourceType, version: str, op_kind: str, action: str, response: str,
+def _operation(verb: str, rtype: ServedResource, version: str, op_kind: str, action: str, response: str,
                parameters: list[dict[str, Any]], request: str | None = None,
                request_types: tuple[str, ...] = ("*/*",), success: tuple[str, ...] = ("200",)) -> dict[str, Any]:
     """One operation as kube-apiserver describes it; ``action`` is list/create/read/replace/patch/delete/
@@ -245,7 +245,7 @@ def _operation(verb: str, rtype: ResourceType, version: str, op_kind: str, actio
     return op
 
 
-def _custom_resource_paths(rtype: ResourceType, version: str, prefix: str) -> dict[str, Any]:
+def _custom_resource_paths(rtype: ServedResource, version: str, prefix: str) -> dict[str, Any]:
     kind_schema = schema_name(rtype.group, version, rtype.kind)
     list_schema = f"{kind_schema}List"
     scope = "Namespaced" if rtype.namespaced else ""
@@ -301,7 +301,7 @@ def _custom_resource_paths(rtype: ResourceType, version: str, prefix: str) -> di
     return paths
 
 
-def _custom_resource_schemas(rtype: ResourceType, version: str) -> dict[str, dict[str, Any]]:
+def _custom_resource_schemas(rtype: ServedResource, version: str) -> dict[str, dict[str, Any]]:
     kind_schema = schema_name(rtype.group, version, rtype.kind)
     crd_schema = rtype.schemas.get(version)
     schema: dict[str, Any] = (copy.deepcopy(crd_schema) if isinstance(crd_schema, dict)
@@ -330,7 +330,7 @@ def _custom_resource_schemas(rtype: ResourceType, version: str) -> dict[str, dic
     return {kind_schema: schema, f"{kind_schema}List": list_schema}
 
 
-def _builtin_patch_path(rtype: ResourceType, version: str, prefix: str) -> dict[str, Any]:
+def _builtin_patch_path(rtype: ServedResource, version: str, prefix: str) -> dict[str, Any]:
     """The one operation kubectl/helm need for a built-in kind: its PATCH, without schemas."""
     if rtype.namespaced:
         path = f"{prefix}/namespaces/{{namespace}}/{rtype.resource}/{{name}}"
@@ -345,9 +345,9 @@ def _builtin_patch_path(rtype: ResourceType, version: str, prefix: str) -> dict[
     }}}
 
 
-def _group_versions(registry: ResourceRegistry) -> dict[str, list[ResourceType]]:
+def _group_versions(registry: ResourceRegistry) -> dict[str, list[ServedResource]]:
     """OpenAPI v3 path key (``api/v1``, ``apis/G/V``) -> the types served in it."""
-    paths: dict[str, list[ResourceType]] = {}
+    paths: dict[str, list[ServedResource]] = {}
     for rtype in sorted(registry.all(), key=lambda t: (t.group, t.resource)):
         if rtype.review:
             continue
@@ -357,7 +357,7 @@ def _group_versions(registry: ResourceRegistry) -> dict[str, list[ResourceType]]
     return paths
 
 
-def _build_document(key: str, types: list[ResourceType]) -> dict[str, Any]:
+def _build_document(key: str, types: list[ServedResource]) -> dict[str, Any]:
     prefix = "/" + key
     version = key.rsplit("/", 1)[1]
     paths: dict[str, Any] = {}

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
+
+import jsonpatch
+
+from infergate.util.clock import utc_now
 
 
 class PatchError(ValueError):
@@ -32,103 +35,21 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 # -------------------------------------------------------------------------- JSON patch
 
-def _pointer(path: str) -> list[str]:
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise PatchError(f"invalid JSON pointer {path!r}")
-    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
-
-
-def _container(doc: Any, parts: list[str]) -> Any:
-    node = doc
-    for part in parts:
-        if isinstance(node, dict):
-            if part not in node:
-                raise PatchError(f"path /{'/'.join(parts)} does not exist")
-            node = node[part]
-        elif isinstance(node, list):
-            try:
-                node = node[int(part)]
-            except (ValueError, IndexError) as exc:
-                raise PatchError(f"bad list index {part!r}") from exc
-        else:
-            raise PatchError(f"path /{'/'.join(parts)} does not exist")
-    return node
-
-
 def json_patch(doc: Any, operations: Any) -> Any:
+    """RFC 6902 (the ``jsonpatch`` library) on a copy of ``doc``; any failure is a PatchError."""
     if not isinstance(operations, list):
         raise PatchError("a JSON patch must be a list of operations")
-    doc = copy.deepcopy(doc)
     for op in operations:
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
             raise PatchError(f"invalid JSON patch operation {op!r}")
-        kind = op["op"]
-        parts = _pointer(op["path"])
-        if kind in ("add", "replace", "test"):
-            if "value" not in op:
-                raise PatchError(f"{kind} operation needs a value")
-            value = copy.deepcopy(op["value"])
-        elif kind in ("move", "copy"):
-            source = _pointer(op.get("from", ""))
-            value = copy.deepcopy(_container(doc, source))
-            if kind == "move":
-                doc = _remove(doc, source)
-        elif kind != "remove":
-            raise PatchError(f"unknown JSON patch operation {kind!r}")
-        if kind == "test":
-            if _container(doc, parts) != value:
-                raise PatchError(f"test failed at {op['path']}")
-            continue
-        if kind == "remove":
-            doc = _remove(doc, parts)
-            continue
-        if not parts:
-            doc = value
-            continue
-        parent = _container(doc, parts[:-1])
-        last = parts[-1]
-        if isinstance(parent, dict):
-            if kind == "replace" and last not in parent:
-                raise PatchError(f"path {op['path']} does not exist")
-            parent[last] = value
-        elif isinstance(parent, list):
-            if last == "-":
-                parent.append(value)
-                continue
-            try:
-                index = int(last)
-            except ValueError as exc:
-                raise PatchError(f"bad list index {last!r}") from exc
-            if kind == "replace":
-                if not 0 <= index < len(parent):
-                    raise PatchError(f"path {op['path']} does not exist")
-                parent[index] = value
-            else:
-                if not 0 <= index <= len(parent):
-                    raise PatchError(f"path {op['path']} is out of range")
-                parent.insert(index, value)
-        else:
-            raise PatchError(f"path {op['path']} does not exist")
-    return doc
-
-
-def _remove(doc: Any, parts: list[str]) -> Any:
-    if not parts:
-        raise PatchError("cannot remove the whole document")
-    parent = _container(doc, parts[:-1])
-    last = parts[-1]
-    if isinstance(parent, dict) and last in parent:
-        del parent[last]
-    elif isinstance(parent, list):
-        try:
-            del parent[int(last)]
-        except (ValueError, IndexError) as exc:
-            raise PatchError(f"path /{'/'.join(parts)} does not exist") from exc
-    else:
-        raise PatchError(f"path /{'/'.join(parts)} does not exist")
-    return doc
+    try:
+        return jsonpatch.JsonPatch(operations).apply(doc, in_place=False)
+    except jsonpatch.JsonPatchTestFailed as exc:
+        raise PatchError(f"test failed: {exc}") from exc
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+        raise PatchError(str(exc)) from exc
+    except (TypeError, ValueError, KeyError, IndexError) as exc:  # a malformed operation the library trips on
+        raise PatchError(f"invalid JSON patch: {exc}") from exc
 
 
 # ---------------------------------------------------------------- strategic merge patch
@@ -258,10 +179,6 @@ def _apply_merge(target: Any, config: Any) -> Any:
         else:
             result[key] = _apply_merge(result.get(key), value)
     return result
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ApplyConflict(Exception):
@@ -423,7 +340,7 @@ def server_side_apply(live: dict[str, Any] | None, config: dict[str, Any], manag
     taken: dict[str, list[tuple[str, ...]]] = {}
     for other_manager, path in conflicts:
         taken.setdefault(other_manager, []).append(path)
-    entry = {"manager": manager, "operation": "Apply", "apiVersion": api_version, "time": now_rfc3339(),
+    entry = {"manager": manager, "operation": "Apply", "apiVersion": api_version, "time": utc_now(),
              "fieldsType": "FieldsV1", "fieldsV1": new_fields}
     result_managed: list[dict[str, Any]] = []
     for m in managed:
@@ -453,7 +370,7 @@ def record_update_manager(obj: dict[str, Any], manager: str | None, api_version:
                if not (m.get("manager") == manager and m.get("operation") == "Update"
                        and m.get("subresource", "") == subresource)]
     entry: dict[str, Any] = {"manager": manager, "operation": "Update", "apiVersion": api_version,
-                             "time": now_rfc3339(), "fieldsType": "FieldsV1", "fieldsV1": {}}
+                             "time": utc_now(), "fieldsType": "FieldsV1", "fieldsV1": {}}
     if subresource:
         entry["subresource"] = subresource
     managed.append(entry)

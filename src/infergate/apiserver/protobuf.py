@@ -14,8 +14,9 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+
+from infergate.util.clock import utc_timestamp
 
 MAGIC = b"k8s\x00"
 
@@ -107,7 +108,7 @@ def _time(data: bytes) -> str | None:
             seconds = raw
     if seconds == 0:
         return None
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_timestamp(seconds)
 
 
 def _owner_reference(data: bytes) -> dict[str, Any]:

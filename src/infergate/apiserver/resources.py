@@ -1,7 +1,7 @@
 """Resource types the embedded API server serves: built-in kinds and CRD-defined kinds.
 
 Every object is stored version-independently under (group, plural resource, namespace,
-name). A :class:`ResourceType` says how a resource is addressed (group, served versions in
+name). A :class:`ServedResource` says how a resource is addressed (group, served versions in
 preference order, plural, scope), what discovery advertises (kind, short names,
 categories, subresources) and how it prints (printer columns, for custom resources).
 """
@@ -37,7 +37,10 @@ class ScalePaths:
 
 
 @dataclass(frozen=True, eq=False)
-class ResourceType:
+class ServedResource:
+    """A resource the server serves: how it is addressed, advertised and printed
+    (distinct from ``api.registry.ResourceType``, infergate's own typed API kinds)."""
+
     group: str
     resource: str
     kind: str
@@ -94,9 +97,9 @@ def sort_versions(versions: list[str]) -> tuple[str, ...]:
 
 def _builtin(group: str, version: str, resource: str, kind: str, *, namespaced: bool = True,
              short: tuple[str, ...] = (), categories: tuple[str, ...] = (),
-             status: bool = False, scale: bool = False) -> ResourceType:
+             status: bool = False, scale: bool = False) -> ServedResource:
     subresources = ({"status"} if status else set()) | ({"scale"} if scale else set())
-    return ResourceType(
+    return ServedResource(
         group=group, resource=resource, kind=kind, namespaced=namespaced, versions=(version,),
         singular=kind.lower(), short_names=short, categories=categories, subresources=frozenset(subresources),
         scale=ScalePaths(label_selector=".spec.selector") if scale else None,
@@ -105,7 +108,7 @@ def _builtin(group: str, version: str, resource: str, kind: str, *, namespaced: 
 
 ALL = ("all",)
 
-BUILTIN_TYPES: tuple[ResourceType, ...] = (
+BUILTIN_TYPES: tuple[ServedResource, ...] = (
     _builtin("", "v1", "namespaces", "Namespace", namespaced=False, short=("ns",), status=True),
     _builtin("", "v1", "pods", "Pod", short=("po",), categories=ALL, status=True),
     _builtin("", "v1", "services", "Service", short=("svc",), categories=ALL, status=True),
@@ -133,7 +136,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
              categories=ALL, status=True),
     _builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
              namespaced=False, short=("crd", "crds"), status=True),
-    ResourceType(group="authorization.k8s.io", resource="selfsubjectaccessreviews", kind="SelfSubjectAccessReview",
+    ServedResource(group="authorization.k8s.io", resource="selfsubjectaccessreviews", kind="SelfSubjectAccessReview",
                  namespaced=False, versions=("v1",), singular="selfsubjectaccessreview", review=True),
 )
 
@@ -145,7 +148,7 @@ class NamesConflict(ValueError):
     """A CRD's names clash with a resource that is already served."""
 
 
-def resource_type_from_crd(crd: dict[str, Any]) -> ResourceType:
+def served_resource_from_crd(crd: dict[str, Any]) -> ServedResource:
     """The resource type a CustomResourceDefinition defines (its served versions only)."""
     spec = crd.get("spec") or {}
     names = spec.get("names") or {}
@@ -178,7 +181,7 @@ def resource_type_from_crd(crd: dict[str, Any]) -> ResourceType:
                                scale_spec.get("labelSelectorPath"))
     plural = str(names.get("plural", ""))
     kind = str(names.get("kind", ""))
-    return ResourceType(
+    return ServedResource(
         group=str(spec.get("group", "")), resource=plural, kind=kind,
         namespaced=spec.get("scope", "Namespaced") == "Namespaced",
         versions=sort_versions(served), singular=str(names.get("singular") or kind.lower()),
@@ -192,30 +195,30 @@ class ResourceRegistry:
     """The resource types being served: the built-ins plus one per established CRD."""
 
     def __init__(self) -> None:
-        self._types: dict[tuple[str, str], ResourceType] = {}
+        self._types: dict[tuple[str, str], ServedResource] = {}
         for rtype in BUILTIN_TYPES:
             self._types[(rtype.group, rtype.resource)] = rtype
         self.generation = 0  # bumped on every change; used as the OpenAPI/discovery hash
 
-    def get(self, group: str, resource: str) -> ResourceType | None:
+    def get(self, group: str, resource: str) -> ServedResource | None:
         return self._types.get((group, resource))
 
-    def lookup(self, group: str, version: str, resource: str) -> ResourceType | None:
+    def lookup(self, group: str, version: str, resource: str) -> ServedResource | None:
         rtype = self._types.get((group, resource))
         if rtype is None or version not in rtype.versions:
             return None
         return rtype
 
-    def by_kind(self, group: str, kind: str) -> ResourceType | None:
+    def by_kind(self, group: str, kind: str) -> ServedResource | None:
         for rtype in self._types.values():
             if rtype.group == group and rtype.kind == kind:
                 return rtype
         return None
 
-    def all(self) -> list[ResourceType]:
+    def all(self) -> list[ServedResource]:
         return list(self._types.values())
 
-    def custom(self) -> list[ResourceType]:
+    def custom(self) -> list[ServedResource]:
         return [t for t in self._types.values() if t.crd_name]
 
     def groups(self) -> dict[str, tuple[str, ...]]:
@@ -225,7 +228,7 @@ class ResourceRegistry:
             versions.setdefault(rtype.group, set()).update(rtype.versions)
         return {group: sort_versions(list(vs)) for group, vs in versions.items()}
 
-    def check_names(self, rtype: ResourceType) -> str | None:
+    def check_names(self, rtype: ServedResource) -> str | None:
         """Why a CRD's names cannot be accepted, or None when they can."""
         existing = self._types.get((rtype.group, rtype.resource))
         if existing is not None and existing.crd_name != rtype.crd_name:
@@ -247,7 +250,7 @@ class ResourceRegistry:
         self._types[(group, resource)] = replace(rtype, subresources=rtype.subresources | {name})
         self.generation += 1
 
-    def register(self, rtype: ResourceType) -> None:
+    def register(self, rtype: ServedResource) -> None:
         # a CRD may change its plural: drop the old entry of the same CRD
         for key, other in list(self._types.items()):
             if other.crd_name and other.crd_name == rtype.crd_name:
@@ -255,7 +258,7 @@ class ResourceRegistry:
         self._types[(rtype.group, rtype.resource)] = rtype
         self.generation += 1
 
-    def unregister(self, crd_name: str) -> ResourceType | None:
+    def unregister(self, crd_name: str) -> ServedResource | None:
         for key, other in list(self._types.items()):
             if other.crd_name == crd_name:
                 del self._types[key]

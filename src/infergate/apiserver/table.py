@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from infergate.apiserver.jsonpath import JSONPathError, evaluate
-from infergate.apiserver.resources import PrinterColumn, ResourceType
+from infergate.apiserver.resources import PrinterColumn, ServedResource
 
 Column = dict[str, Any]
 Cells = list[Any]
@@ -218,7 +218,7 @@ def _cell(obj: dict[str, Any], column: PrinterColumn) -> Any:
     return value
 
 
-def columns_for(rtype: ResourceType, version: str) -> tuple[list[Column], Callable[[dict[str, Any]], Cells]]:
+def columns_for(rtype: ServedResource, version: str) -> tuple[list[Column], Callable[[dict[str, Any]], Cells]]:
     """Column definitions (Name first) and the function computing a row's cells."""
     if rtype.crd_name:
         printer = rtype.columns.get(version) or ()
@@ -236,7 +236,7 @@ def partial_metadata(obj: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": _meta(obj)}
 
 
-def to_table(rtype: ResourceType, version: str, objects: list[dict[str, Any]], resource_version: str,
+def to_table(rtype: ServedResource, version: str, objects: list[dict[str, Any]], resource_version: str,
              include_object: str = "Metadata", with_columns: bool = True) -> dict[str, Any]:
     definitions, cells = columns_for(rtype, version)
     rows = []

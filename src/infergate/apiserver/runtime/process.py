@@ -21,7 +21,6 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -29,13 +28,10 @@ import aiohttp
 from infergate.apiserver.runtime.logs import MARKER
 from infergate.apiserver.runtime.probes import run_probe
 from infergate.apiserver.runtime.spec import LaunchSpec, Probe
+from infergate.util.clock import utc_now as utc_now  # re-exported: runtime.py still imports it from here
 
 log = logging.getLogger(__name__)
 ENTRYPOINT = ("-m", "infergate.apiserver.runtime.entrypoint")
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,145 @@
+"""``PATCH``: JSON merge patch, JSON patch, strategic merge patch, and server-side apply
+(over HTTP and in process for ``infergate up``)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from aiohttp import web
+
+from infergate.apiserver.errors import APIError, apply_conflict, bad_request, invalid, not_found
+from infergate.apiserver.handlers.common import Target, decode, meta, read_body, truthy
+from infergate.apiserver.handlers.writes import Writer
+from infergate.apiserver.patch import (
+    ApplyConflict,
+    PatchError,
+    json_patch,
+    merge_patch,
+    server_side_apply,
+    strategic_merge_patch,
+)
+from infergate.apiserver.resources import ResourceRegistry
+from infergate.apiserver.validation import FieldCause
+
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+
+
+def patched(content_type: str, target: Target, current: dict[str, Any], patch: Any) -> Any:
+    """``current`` with a (non-apply) patch applied; 415 for a patch type the resource does not
+    take, 422 for a patch that cannot be applied (a failed ``test``, a missing path)."""
+    try:
+        if content_type == MERGE_PATCH:
+            return merge_patch(copy.deepcopy(current), patch)
+        if content_type == JSON_PATCH:
+            return json_patch(current, patch)
+        if content_type == STRATEGIC_MERGE_PATCH:
+            if target.rtype.crd_name:
+                raise APIError(415, "UnsupportedMediaType",
+                               "the body of the request was in an unknown format - accepted media types include: "
+                               f"{JSON_PATCH}, {MERGE_PATCH}, {APPLY_PATCH}")
+            return strategic_merge_patch(copy.deepcopy(current), patch)
+        raise APIError(415, "UnsupportedMediaType", f"unsupported patch type {content_type}")
+    except PatchError as exc:
+        raise APIError(422, "Invalid", str(exc)) from exc
+
+
+class Patcher:
+    """Applies patches and applies through the :class:`Writer`."""
+
+    def __init__(self, writer: Writer, registry: ResourceRegistry) -> None:
+        self.writer = writer
+        self.store = writer.store
+        self.registry = registry
+
+    async def patch(self, request: web.Request, target: Target, dry_run: bool) -> tuple[dict[str, Any], bool]:
+        """The patched object, and whether it was created (an apply of an absent object)."""
+        content_type, raw = await read_body(request)
+        patch = decode("application/yaml" if content_type == APPLY_PATCH else content_type, raw)
+        query = request.query
+        manager = query.get("fieldManager")
+        if content_type == APPLY_PATCH:
+            return self._apply(target, patch, manager, truthy(query.get("force")), dry_run,
+                               query.get("fieldValidation"))
+        rtype = target.rtype
+        current = self.store.get(target.key())
+        if current is None:
+            raise not_found(rtype.group_resource, target.name or "", rtype.group, rtype.resource)
+        new = patched(content_type, target, current, patch)
+        if not isinstance(new, dict):
+            raise bad_request("the patched object is not an object")
+        patched_rv = meta(patch if isinstance(patch, dict) else {}).get("resourceVersion")
+        if content_type == JSON_PATCH:
+            # a JSON patch that tests or sets the resourceVersion makes it a precondition
+            keep_rv = meta(new).get("resourceVersion") != meta(current).get("resourceVersion") or any(
+                isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion" for op in patch)
+        else:
+            keep_rv = bool(patched_rv)
+        if not keep_rv:
+            meta(new).pop("resourceVersion", None)
+        return self.writer.update(target, current, new, manager, dry_run,
+                                  field_validation=query.get("fieldValidation")), False
+
+    def _apply(self, target: Target, patch: Any, manager: str | None, force: bool, dry_run: bool,
+               field_validation: str | None) -> tuple[dict[str, Any], bool]:
+        """Server-side apply (``application/apply-patch+yaml``)."""
+        rtype = target.rtype
+        if not manager:
+            raise invalid(rtype.kind, target.name or "", rtype.group,
+                          [FieldCause("fieldManager", "Required value: is required for apply patch",
+                                      "FieldValueRequired")])
+        if not isinstance(patch, dict):
+            raise bad_request("an apply patch must be an object")
+        api_version = rtype.api_version(target.version)
+        current = self.store.get(target.key())
+        if current is None:
+            if target.subresource:
+                raise not_found(rtype.group_resource, target.name or "", rtype.group, rtype.resource)
+            applied = server_side_apply(None, patch, manager, api_version)
+            meta(applied)["name"] = target.name
+            return self.writer.create(target, applied, None, dry_run, field_validation), True
+        base = current
+        if target.subresource == "status":
+            base = copy.deepcopy(current)
+
+        def defaulted(obj: dict[str, Any]) -> dict[str, Any]:  # owned values are compared as stored
+            try:
+                return self.writer.admit(target, obj, current, None)
+            except APIError:
+                return obj  # the update below reports it
+
+        try:  # the status subresource keeps no managedFields of its applies, so it has no owners to check
+            applied = server_side_apply(base, patch, manager, api_version,
+                                        force=force or target.subresource == "status",
+                                        ignored=frozenset({"status"}) if rtype.has_status else frozenset(),
+                                        normalize=defaulted)
+        except ApplyConflict as exc:
+            raise apply_conflict(str(exc), exc.causes()) from exc
+        if not meta(patch).get("resourceVersion"):
+            meta(applied).pop("resourceVersion", None)
+        return self.writer.update(target, current, applied, manager, dry_run, "Apply", field_validation), False
+
+    def apply_object(self, obj: dict[str, Any], field_manager: str = "infergate") -> dict[str, Any]:
+        """Server-side apply ``obj`` without HTTP (for ``infergate up`` and tests).
+
+        Same semantics as ``PATCH application/apply-patch+yaml`` with ``force``; raises
+        :class:`APIError`. Must run on the server's event loop thread.
+        """
+        api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
+        group, _, version = api_version.rpartition("/")
+        rtype = self.registry.by_kind(group, kind)
+        if rtype is None or version not in rtype.versions:
+            raise APIError(404, "NotFound", f'no matches for kind "{kind}" in version "{api_version}"')
+        obj_meta = meta(obj)
+        name = str(obj_meta.get("name") or "")
+        namespace = str(obj_meta.get("namespace") or "default") if rtype.namespaced else None
+        target = Target(rtype, version, namespace, name, None)
+        current = self.store.get(target.key())
+        applied = server_side_apply(current, obj, field_manager, api_version, force=True)
+        if current is None:
+            return self.writer.create(target, applied, None, False)
+        meta(applied).pop("resourceVersion", None)
+        return self.writer.update(target, current, applied, field_manager, False, "Apply")
