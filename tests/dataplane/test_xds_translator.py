@@ -12,7 +12,16 @@ from typing import Any
 import pytest
 import yaml
 
-from infergate.controller.ir import (
+from infergate.api import headers
+from infergate.dataplane import protos
+from infergate.dataplane.xds_translator import (
+    EXT_PROC_FILTER,
+    REQUEST_HEADERS_FILTER,
+    TranslateOptions,
+    TranslationError,
+    translate,
+)
+from infergate.ir import (
     Backend,
     DataplaneConfig,
     Endpoint,
@@ -23,16 +32,7 @@ from infergate.controller.ir import (
     RouteMatch,
     VirtualHost,
 )
-from infergate.dataplane import protos
-from infergate.dataplane.ir_codec import IRDecodeError, ir_from_dict, ir_to_dict
-from infergate.dataplane.xds_translator import (
-    DESTINATION_HEADER,
-    EXT_PROC_FILTER,
-    REQUEST_HEADERS_FILTER,
-    TranslateOptions,
-    TranslationError,
-    translate,
-)
+from infergate.ir.codec import IRDecodeError, ir_from_dict, ir_to_dict
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p.name.removesuffix(".in.yaml") for p in TESTDATA.glob("*.in.yaml"))
@@ -123,7 +123,7 @@ def test_filter_order_strips_destination_before_ext_proc_and_routes_by_body_mode
     ]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     removed = [m["remove"] for m in hcm["http_filters"][0]["typed_config"]["mutations"]["request_mutations"]]
-    assert DESTINATION_HEADER in removed
+    assert headers.DESTINATION_ENDPOINT in removed
     transform = hcm["http_filters"][1]["typed_config"]
     assert transform["clear_route_cache"] is True
     modifiers = hcm["http_filters"][2]["typed_config"]
@@ -181,7 +181,7 @@ def test_pool_cluster_uses_override_host_and_epp_cluster_is_http2_with_fast_conn
     policy = pool["load_balancing_policy"]["policies"][0]["typed_extension_config"]
     assert policy["name"] == "envoy.load_balancing_policies.override_host"
     sources = policy["typed_config"]["override_host_sources"]
-    assert sources[0] == {"header": DESTINATION_HEADER}
+    assert sources[0] == {"header": headers.DESTINATION_ENDPOINT}
     epp = clusters["epp/default/vllm-llama3-8b-instruct-epp/9002"]
     assert "http2_protocol_options" in str(epp["typed_extension_protocol_options"])
     assert float(epp["connect_timeout"].rstrip("s")) <= 1.0
@@ -290,7 +290,7 @@ def test_request_header_modifiers_run_before_ext_proc_and_never_touch_the_epp_he
         {"append": {"header": {"key": "x-tier", "value": "gold"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}},
         {"append": {"header": {"key": "x-trace", "value": "a"}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}},
     ]
-    assert any(DESTINATION_HEADER in w for w in resources.warnings)
+    assert any(headers.DESTINATION_ENDPOINT in w for w in resources.warnings)
     assert exact["response_headers_to_remove"] == ["server"]  # response modifiers stay in the router
 
 
@@ -311,13 +311,13 @@ def test_backend_filters_per_weighted_cluster_with_duplicate_pool_entries() -> N
 
 
 def test_header_values_are_literals_not_envoy_format_strings() -> None:
-    from infergate.controller.ir import HeaderModifier, HeaderValue
+    from infergate.ir import HeaderModifier, HeaderValue
 
     modifier = HeaderModifier(set=(HeaderValue("x-a", "50%"),), add=(HeaderValue("x-b", "%REQ(:path)%"),))
     route = Route("r", RouteMatch(), (Backend("service", 1, "service/d/s/80"),), request_headers=modifier,
                   response_headers=modifier)  # fmt: skip
     listener = Listener("l", "d", "g", "127.0.0.1", 80, (VirtualHost("v", ("*",), (route,)),))
-    from infergate.controller.ir import Service
+    from infergate.ir import Service
 
     ir = DataplaneConfig(listeners=(listener,), services=(Service("service/d/s/80", "d", "s", 80, ()),))
     out = translate(ir).route_configurations[0]["virtual_hosts"][0]["routes"][0]

@@ -1,4 +1,4 @@
-"""The data plane: real Envoy, configured over xDS from the controller's intermediate model.
+"""The data plane: real Envoy, configured over xDS from an IR (``infergate.ir``).
 
 Use from the gateway process::
 
@@ -6,7 +6,10 @@ Use from the gateway process::
         result = await dataplane.apply(ir)      # returns once Envoy ACKed; raises XdsRejected on NACK
         print(dataplane.admin_address)
 
-Modules: ``xds_translator`` (IR -> Envoy resources, pure), ``xds_server`` (ADS, ordering,
+This package never imports ``infergate.controller``; it reads only the IR.
+
+Modules: ``xds_translator`` (IR -> Envoy resources, pure; one module per resource kind and per
+HTTP filter), ``xds_server`` (ADS, ordering,
 ACK/NACK), ``envoy`` (bootstrap and supervisor), ``binary`` (where Envoy is).
 """
 
@@ -19,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from infergate.controller.ir import DataplaneConfig
     from infergate.dataplane.envoy import EnvoySupervisor
     from infergate.dataplane.xds_server import XdsServer
     from infergate.dataplane.xds_translator import TranslateOptions
+    from infergate.ir import DataplaneConfig
 
 log = logging.getLogger(__name__)
 

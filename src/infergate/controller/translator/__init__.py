@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infergate.controller import conditions as c
-from infergate.controller.ir import DataplaneConfig, Listener, Pool, Route, Service, VirtualHost
-from infergate.controller.resources import GATEWAY_GROUP, POOL_GROUPS, ObjectRef, Resource
+from infergate.controller.resources import GATEWAY_GROUP, POOL_GROUPS, ObjectRef, ObservedObject
 from infergate.controller.snapshot import Snapshot
 from infergate.controller.translator.gateways import (
     GatewayState,
@@ -38,6 +37,7 @@ from infergate.controller.translator.options import (
 )
 from infergate.controller.translator.pools import ResolvedPool, resolve_pool
 from infergate.controller.translator.rules import CompiledRoute, compile_route
+from infergate.ir import DataplaneConfig, Listener, Pool, Route, Service, VirtualHost
 
 __all__ = ["DEFAULT_CONTROLLER_NAME", "TranslationResult", "TranslatorOptions", "translate"]
 
@@ -152,7 +152,7 @@ def _attach(snapshot: Snapshot, state: GatewayState, route: CompiledRoute, ref: 
     return (c.TRUE, c.REASON_ACCEPTED, "Route is accepted"), True
 
 
-def _route_parent_status(route: Resource, ref: Any, gw_ref: ObjectRef, accepted: tuple[str, str, str],
+def _route_parent_status(route: ObservedObject, ref: Any, gw_ref: ObjectRef, accepted: tuple[str, str, str],
                          compiled: CompiledRoute, options: TranslatorOptions) -> dict[str, Any]:
     parent_ref: dict[str, Any] = {"group": gw_ref.group, "kind": gw_ref.kind,
                                   "namespace": gw_ref.namespace, "name": gw_ref.name}
@@ -175,7 +175,7 @@ def _route_parent_status(route: Resource, ref: Any, gw_ref: ObjectRef, accepted:
     }
 
 
-def _pool_status(pool: Resource, resolved: ResolvedPool, parents: dict[ObjectRef, bool],
+def _pool_status(pool: ObservedObject, resolved: ResolvedPool, parents: dict[ObjectRef, bool],
                  options: TranslatorOptions) -> dict[str, Any]:
     gen, now = pool.generation, options.now
     entries = []

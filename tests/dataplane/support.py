@@ -23,7 +23,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from google.protobuf import struct_pb2
 
-from infergate.controller.ir import Endpoint
+from infergate.ir import Endpoint
 from infergate.util.net import free_port, random_loopback_block
 
 DEST = "x-gateway-destination-endpoint"
