@@ -27,9 +27,10 @@ from infergate.ir import (
     Service,
     URLRewrite,
 )
+from infergate.util.durations import parse_go_duration
 
+# Gateway API's Duration: a stricter subset of Go's (integers, h/m/s/ms, at most 4 parts).
 _DURATION = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
-_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 SUPPORTED_FILTERS = {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"}
 
 
@@ -73,8 +74,7 @@ def parse_duration(value: str, path: str) -> float | None:
     """Gateway API Duration ("10s", "1m30s", "500ms"); "0s" disables the timeout (None)."""
     if not _DURATION.match(value):
         raise ValueError(f"{path}: Invalid value: {value!r}: not a Gateway API duration")
-    total = sum(float(n) * _UNIT_SECONDS[u] for n, u in re.findall(r"([0-9]+)(ms|h|m|s)", value))
-    return total or None
+    return parse_go_duration(value) or None
 
 
 _RE2_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]")  # lookarounds and backreferences
