@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,3 +41,33 @@ class EnvoyResources:
             T_CLUSTER: {r["name"]: r for r in self.clusters},
             T_CLUSTER_LOAD_ASSIGNMENT: {r["cluster_name"]: r for r in self.cluster_load_assignments},
         }
+
+    def static_resources(self) -> dict[str, list[dict[str, Any]]]:
+        """The same configuration as a bootstrap's ``static_resources`` (no xDS server needed).
+
+        Route configurations are inlined into their listeners (RDS -> ``route_config``) and
+        EDS clusters become STATIC ones with their load assignment. The invalid-backend
+        internal listeners need the bootstrap extension ``envoy.bootstrap.internal_listener``
+        (as in ``infergate.dataplane.envoy.bootstrap``).
+        """
+        routes = {r["name"]: r for r in self.route_configurations}
+        assignments = {a["cluster_name"]: a for a in self.cluster_load_assignments}
+        listeners = []
+        for listener in self.listeners:
+            listener = copy.deepcopy(listener)
+            for chain in listener.get("filter_chains", []):
+                for network_filter in chain.get("filters", []):
+                    hcm = network_filter.get("typed_config", {})
+                    rds = hcm.pop("rds", None)
+                    if rds is not None:
+                        hcm["route_config"] = copy.deepcopy(routes[rds["route_config_name"]])
+            listeners.append(listener)
+        clusters = []
+        for cluster in self.clusters:
+            cluster = copy.deepcopy(cluster)
+            if cluster.get("type") == "EDS":
+                del cluster["eds_cluster_config"]
+                cluster["type"] = "STATIC"
+                cluster["load_assignment"] = copy.deepcopy(assignments[cluster["name"]])
+            clusters.append(cluster)
+        return {"listeners": listeners, "clusters": clusters}
