@@ -5,7 +5,9 @@ Regenerate the golden files with ``INFERGATE_UPDATE_GOLDEN=1 pytest tests/datapl
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from infergate.ir import (
     EndpointPicker,
     Listener,
     Pool,
+    Redirect,
     Route,
     RouteMatch,
     VirtualHost,
@@ -324,3 +327,47 @@ def test_header_values_are_literals_not_envoy_format_strings() -> None:
     request = out["typed_per_filter_config"][REQUEST_HEADERS_FILTER]["mutations"]["request_mutations"]
     assert [m["append"]["header"]["value"] for m in request] == ["50%%", "%%REQ(:path)%%"]
     assert [h["header"]["value"] for h in out["response_headers_to_add"]] == ["50%%", "%%REQ(:path)%%"]
+
+
+def test_a_redirect_with_a_status_that_is_not_a_redirect_is_rejected_with_the_field() -> None:
+    route = Route("r", RouteMatch(), (), redirect=Redirect(status_code=200))
+    listener = Listener("gw/a", "d", "a", "127.0.0.1", 80, (VirtualHost("v", ("*",), (route,)),))
+    with pytest.raises(TranslationError, match=r"r\.redirect\.statusCode: 200 is not a redirect status"):
+        translate(DataplaneConfig(listeners=(listener,)))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_static_resources_inline_routes_and_endpoints(case: str) -> None:
+    resources = translate(_load(case))
+    static = resources.static_resources()
+    routes = {r["name"]: r for r in resources.route_configurations}
+    assignments = {a["cluster_name"]: a for a in resources.cluster_load_assignments}
+    for listener in static["listeners"]:
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        assert "rds" not in hcm
+        if listener["name"] in routes:
+            assert hcm["route_config"] == routes[listener["name"]]
+    for cluster in static["clusters"]:
+        assert cluster["type"] == "STATIC" and "eds_cluster_config" not in cluster
+        if cluster["name"] in assignments:
+            assert cluster["load_assignment"] == assignments[cluster["name"]]
+    assert [c["name"] for c in static["clusters"]] == [c["name"] for c in resources.clusters]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c != "empty"])
+def test_envoy_accepts_static_resources_as_a_bootstrap(case: str, envoy_bin: str, tmp_path: Path) -> None:
+    bootstrap = {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": translate(_load(case)).static_resources(),
+        "bootstrap_extensions": [{
+            "name": "envoy.bootstrap.internal_listener",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"
+            },
+        }],
+    }
+    path = tmp_path / "envoy.json"
+    path.write_text(json.dumps(bootstrap))
+    done = subprocess.run([envoy_bin, "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
