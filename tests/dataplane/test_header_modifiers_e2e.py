@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
+from infergate.api import headers
 from infergate.dataplane import Dataplane
 from infergate.ir import (
     Backend,
@@ -43,8 +44,8 @@ from .support import LoopbackServers, StampingEpp, running
 
 pytestmark = pytest.mark.e2e
 
-OBJECTIVE = "x-gateway-inference-objective"
-REWRITE = "x-gateway-model-name-rewrite"
+OBJECTIVE = headers.INFERENCE_OBJECTIVE
+REWRITE = headers.MODEL_NAME_REWRITE
 
 
 class RecordingEpp(StampingEpp):
