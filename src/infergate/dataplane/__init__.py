@@ -32,8 +32,12 @@ log = logging.getLogger(__name__)
 __all__ = ["ApplyResult", "Dataplane", "DataplaneOptions"]
 
 
+# The imports below are function-level so that ``import infergate.dataplane`` (e.g. for
+# ``xds_translator`` or ``binary`` alone) does not load grpc and Envoy's protobufs.
+
+
 def _default_translate_options() -> TranslateOptions:
-    from infergate.dataplane.xds_translator import TranslateOptions
+    from infergate.dataplane.xds_translator import TranslateOptions  # light import: see above
 
     return TranslateOptions()
 
@@ -88,7 +92,7 @@ class Dataplane:
         return self._xds
 
     async def start(self) -> None:
-        from infergate.dataplane.envoy import EnvoyOptions, EnvoySupervisor
+        from infergate.dataplane.envoy import EnvoyOptions, EnvoySupervisor  # light import: see above
         from infergate.dataplane.xds_server import XdsServer
 
         opts = self.options
@@ -127,7 +131,7 @@ class Dataplane:
         return await self._envoy.idle_clusters(names)
 
     async def _clusters_warm(self, timeout: float) -> None:
-        from infergate.dataplane.envoy import EnvoyError
+        from infergate.dataplane.envoy import EnvoyError  # light import: see above
 
         if self._envoy is None or self._envoy.pid is None:
             return
@@ -142,7 +146,7 @@ class Dataplane:
         Raises ``TranslationError`` (the IR cannot be served), ``XdsRejected`` (Envoy NACKed:
         it keeps the last good config, ``last_error`` has the reason) or ``XdsTimeout``.
         """
-        from infergate.dataplane.xds_server import XdsError
+        from infergate.dataplane.xds_server import XdsError  # light import: see above
         from infergate.dataplane.xds_translator import translate
 
         resources = translate(ir, options=self.options.translate)

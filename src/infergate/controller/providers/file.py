@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from infergate.api import validate as validate_object
 from infergate.controller.manifests import MANIFEST_SUFFIXES, ManifestParseError, read_manifest_file
 from infergate.controller.resources import KINDS, ObjectRef, ObservedObject, split_api_version
 from infergate.controller.snapshot import Snapshot
@@ -95,13 +96,11 @@ class FileProvider:
         if not self.validate:
             self.errors.pop(source, None)
             return objects
-        from infergate.api import validate
-
         admitted, problems = [], []
         for obj in objects:
             group, _ = split_api_version(str(obj.get("apiVersion", "")))
             if (group, obj.get("kind")) in KINDS:
-                errors = validate(obj)
+                errors = validate_object(obj)
                 if errors:
                     name = (obj.get("metadata") or {}).get("name", "?")
                     problems.append(f"{obj.get('kind')} {name}: " + "; ".join(str(e) for e in errors))
