@@ -240,8 +240,33 @@ def _owning_listener(group: list[ListenerState], domain: str) -> ListenerState |
     return max(covering, key=lambda lst: specificity(lst.hostname or "*"))
 
 
+def _virtual_host(state: GatewayState, port: int, group: list[ListenerState], atts: list[_Attachment],
+                  domain: str) -> VirtualHost | None:
+    """The routes of the listener owning ``domain``, in Gateway API precedence order; None when
+    there are none and an empty virtual host would shadow nothing."""
+    owner = _owning_listener(group, domain)
+    keyed = []
+    seen: set[ObjectRef] = set()
+    for att in atts:
+        if att.listener is not owner or att.route.resource.ref in seen:
+            continue
+        hostname = next((h for h in att.hostnames if covers(h, domain)), None)
+        if hostname is None:
+            continue
+        seen.add(att.route.resource.ref)
+        for i, j, route in _ir_routes(att):
+            keyed.append((_route_sort_key(att, hostname, i, j, route), route))
+    if not keyed and (domain == "*" or len(group) == 1):
+        # An empty virtual host only matters to shadow a less specific listener.
+        return None
+    keyed.sort(key=lambda item: item[0])
+    return VirtualHost(name=f"{state.ref.namespace}/{state.ref.name}/{port}/{domain}",
+                       domains=(domain,), routes=tuple(route for _, route in keyed))
+
+
 def _build_ir(gateways: dict[ObjectRef, GatewayState], attachments: list[_Attachment],
               resolved_pools: dict[ObjectRef, ResolvedPool], options: TranslatorOptions) -> DataplaneConfig:
+    """One IR listener per (accepted Gateway, port), with the pools and Services its routes use."""
     listeners: list[Listener] = []
     pools: dict[str, Pool] = {}
     services: dict[str, Service] = {}
@@ -258,27 +283,8 @@ def _build_ir(gateways: dict[ObjectRef, GatewayState], attachments: list[_Attach
             domains = sorted({h for a in atts for h in a.hostnames}
                              | {listener.hostname or "*" for listener in group},
                              key=lambda h: (specificity(h), h), reverse=True)
-            vhosts = []
-            for domain in domains:
-                owner = _owning_listener(group, domain)
-                keyed = []
-                seen: set[ObjectRef] = set()
-                for att in atts:
-                    if att.listener is not owner or att.route.resource.ref in seen:
-                        continue
-                    hostname = next((h for h in att.hostnames if covers(h, domain)), None)
-                    if hostname is None:
-                        continue
-                    seen.add(att.route.resource.ref)
-                    for i, j, route in _ir_routes(att):
-                        keyed.append((_route_sort_key(att, hostname, i, j, route), route))
-                if not keyed and (domain == "*" or len(group) == 1):
-                    # An empty virtual host only matters to shadow a less specific listener.
-                    continue
-                keyed.sort(key=lambda item: item[0])
-                vhosts.append(VirtualHost(
-                    name=f"{state.ref.namespace}/{state.ref.name}/{port}/{domain}",
-                    domains=(domain,), routes=tuple(route for _, route in keyed)))
+            vhosts = [vhost for domain in domains
+                      if (vhost := _virtual_host(state, port, group, atts, domain)) is not None]
             for att in atts:
                 for pool_ref in att.route.pools:
                     resolved = resolved_pools[pool_ref]

@@ -118,6 +118,14 @@ def _route(route: Route, ctx: RouteContext) -> dict[str, Any]:
         out["typed_per_filter_config"] = ext_proc.disabled()
         return out
 
+    out["route"] = _route_action(route, weighted, ctx)
+    if request_header_config:
+        out["typed_per_filter_config"] = request_header_config
+    return out
+
+
+def _route_action(route: Route, weighted: list[Backend], ctx: RouteContext) -> dict[str, Any]:
+    """Forward to the weighted backends: timeouts, retries (pools only) and URL rewrites."""
     clusters = []
     uses_pool = False
     for index, backend in enumerate(weighted):
@@ -137,10 +145,7 @@ def _route(route: Route, ctx: RouteContext) -> dict[str, Any]:
         retry["per_try_timeout"] = duration(route.backend_timeout_seconds)
     if route.url_rewrite is not None:
         _apply_rewrite(route, action)
-    out["route"] = action
-    if request_header_config:
-        out["typed_per_filter_config"] = request_header_config
-    return out
+    return action
 
 
 def _cluster_weight(route: Route, index: int, backend: Backend, ctx: RouteContext) -> dict[str, Any]:
