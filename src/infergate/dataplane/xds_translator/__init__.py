@@ -30,7 +30,7 @@ from infergate.dataplane.xds_translator.listeners import ACCESS_LOG_FORMAT, inva
 from infergate.dataplane.xds_translator.options import TranslateOptions
 from infergate.dataplane.xds_translator.resources import EnvoyResources
 from infergate.dataplane.xds_translator.routes import RouteContext, route_configuration
-from infergate.dataplane.xds_translator.types import (
+from infergate.dataplane.xds_translator.type_urls import (
     T_CLUSTER,
     T_CLUSTER_LOAD_ASSIGNMENT,
     T_LISTENER,

@@ -16,7 +16,11 @@ from infergate.dataplane.xds_translator.common import (
     socket_address,
 )
 from infergate.dataplane.xds_translator.options import TranslateOptions
-from infergate.dataplane.xds_translator.types import T_HTTP_PROTOCOL_OPTIONS, T_OVERRIDE_HOST, T_ROUND_ROBIN
+from infergate.dataplane.xds_translator.type_urls import (
+    T_HTTP_PROTOCOL_OPTIONS,
+    T_OVERRIDE_HOST,
+    T_ROUND_ROBIN,
+)
 from infergate.ir import Endpoint, Pool, Service
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from infergate.dataplane.xds_translator.common import INVALID_PREFIX, duration, socket_address, stat_name
 from infergate.dataplane.xds_translator.filters import http_filters, router
 from infergate.dataplane.xds_translator.options import TranslateOptions
-from infergate.dataplane.xds_translator.types import T_FILE_ACCESS_LOG, T_HCM, T_STDOUT_ACCESS_LOG
+from infergate.dataplane.xds_translator.type_urls import T_FILE_ACCESS_LOG, T_HCM, T_STDOUT_ACCESS_LOG
 from infergate.ir import Listener
 
 HCM_FILTER = "envoy.filters.network.http_connection_manager"

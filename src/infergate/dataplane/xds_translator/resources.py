@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from infergate.dataplane.xds_translator.types import (
+from infergate.dataplane.xds_translator.type_urls import (
     T_CLUSTER,
     T_CLUSTER_LOAD_ASSIGNMENT,
     T_LISTENER,

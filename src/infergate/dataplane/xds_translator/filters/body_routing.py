@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from infergate.api import headers
-from infergate.dataplane.xds_translator.types import T_TRANSFORM
+from infergate.dataplane.xds_translator.type_urls import T_TRANSFORM
 
 NAME = "envoy.filters.http.transform"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from infergate.api import headers
-from infergate.dataplane.xds_translator.types import T_HEADER_MUTATION
+from infergate.dataplane.xds_translator.type_urls import T_HEADER_MUTATION
 
 NAME = "envoy.filters.http.header_mutation"
 

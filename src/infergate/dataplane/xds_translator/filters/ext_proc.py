@@ -14,7 +14,7 @@ from typing import Any
 from infergate.api import headers
 from infergate.dataplane.xds_translator.common import NO_EPP_CLUSTER, duration, grpc_service
 from infergate.dataplane.xds_translator.options import TranslateOptions
-from infergate.dataplane.xds_translator.types import T_EXT_PROC, T_EXT_PROC_PER_ROUTE
+from infergate.dataplane.xds_translator.type_urls import T_EXT_PROC, T_EXT_PROC_PER_ROUTE
 from infergate.ir import Pool
 
 NAME = "envoy.filters.http.ext_proc"

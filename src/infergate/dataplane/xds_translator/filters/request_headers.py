@@ -13,7 +13,7 @@ from typing import Any
 
 from infergate.api import headers
 from infergate.dataplane.xds_translator.common import header_value_options
-from infergate.dataplane.xds_translator.types import T_HEADER_MUTATION, T_HEADER_MUTATION_PER_ROUTE
+from infergate.dataplane.xds_translator.type_urls import T_HEADER_MUTATION, T_HEADER_MUTATION_PER_ROUTE
 from infergate.ir import HeaderModifier
 
 # The filter's name; per-route configs use it as their key.

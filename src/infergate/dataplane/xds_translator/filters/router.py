@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infergate.dataplane.xds_translator.types import T_ROUTER
+from infergate.dataplane.xds_translator.type_urls import T_ROUTER
 
 NAME = "envoy.filters.http.router"
 
