@@ -3,9 +3,10 @@
 Used by the scheduling benchmark and the Envoy end-to-end tests. Every process is started
 with ``asyncio`` subprocesses on loopback and stopped (SIGTERM, then SIGKILL) on exit.
 
-The Envoy bootstrap is what the gateway serves: per *lane* an IR (one listener routing to one
-InferencePool and its EPP) translated by the production xDS translator, written as static
-resources (routes and endpoints inlined, no xDS server). A lane adds only what it tests
+The Envoy bootstrap is what the gateway serves: per *lane* a Gateway, an HTTPRoute and an
+InferencePool with its EPP, translated by the gateway controller's translator into an IR and
+by the production xDS translator into Envoy resources, written as static resources (routes
+and endpoints inlined, no xDS server). A lane adds only what it tests
 beyond that (a streamed request body, ``infergate bbr``, a subset hint, debug headers).
 """
 
@@ -28,19 +29,13 @@ from typing import Any
 import yaml
 
 from infergate.api import headers
+from infergate.controller.snapshot import Snapshot
+from infergate.controller.translator import DEFAULT_CONTROLLER_NAME, TranslatorOptions
+from infergate.controller.translator import translate as translate_resources
+from infergate.controller.translator.addresses import ClusterAllocator
 from infergate.dataplane.binary import envoy_binary
 from infergate.dataplane.xds_translator import EXT_PROC_FILTER, TranslateOptions, translate
-from infergate.ir import (
-    Backend,
-    DataplaneConfig,
-    Endpoint,
-    EndpointPicker,
-    Listener,
-    Pool,
-    Route,
-    RouteMatch,
-    VirtualHost,
-)
+from infergate.ir import DataplaneConfig, Endpoint
 from infergate.util.net import async_wait_for_port, free_port
 
 
@@ -110,27 +105,65 @@ _DEBUG_HEADERS = [
 ]
 
 
-def lane_ir(lane: Lane) -> DataplaneConfig:
-    """The lane as an IR: one listener on 127.0.0.1 routing ``/`` to one InferencePool.
+BENCH_NAMESPACE = "default"
+BENCH_GATEWAY_CLASS = "infergate-bench"
 
-    Names follow the lane: listener ``listener-<lane>``, pool cluster ``pool-<lane>``, EPP
-    cluster ``epp-<lane>``. Body-based routing is on, as for a Gateway, except where the lane
-    routes by body itself (``bbr_port``) or streams the request body (``FULL_DUPLEX_STREAMED``).
-    """
-    endpoints = tuple(_endpoint(e) for e in lane.endpoints)
-    pool = Pool(
-        key=f"pool-{lane.name}", group="inference.networking.k8s.io", namespace="default", name=lane.name,
-        target_ports=tuple(sorted({e.port for e in endpoints})), endpoints=endpoints,
-        picker=EndpointPicker(key=f"epp-{lane.name}", endpoints=(Endpoint("127.0.0.1", lane.epp_port),),
-                              failure_mode="FailOpen" if lane.fail_open else "FailClose"),
-    )
-    route = Route(key=f"route-{lane.name}", match=RouteMatch(), backends=(Backend("pool", 1, pool.key),))
-    listener = Listener(
-        key=f"listener-{lane.name}", gateway_namespace="default", gateway_name=lane.name, address="127.0.0.1",
-        port=lane.listen_port, virtual_hosts=(VirtualHost("all", ("*",), (route,)),),
-        body_based_routing=lane.bbr_port is None and lane.request_body_mode == "BUFFERED",
-    )
-    return DataplaneConfig(listeners=(listener,), pools=(pool,))
+
+def lane_resources(lane: Lane) -> list[dict[str, Any]]:
+    """The lane as the Kubernetes objects a user would apply: a Gateway (listener ``http`` on
+    the lane's port), an HTTPRoute sending ``/`` to an InferencePool, the pool's Ready Pods
+    (one per endpoint, which share one port), and its EPP Service with an EndpointSlice."""
+    ports = {_endpoint(e).port for e in lane.endpoints}
+    if len(ports) != 1:
+        raise ValueError(f"lane {lane.name}: the pool's endpoints must share one port, got {sorted(ports)}")
+    ns, epp = BENCH_NAMESPACE, f"{lane.name}-epp"
+    gateway_api = "gateway.networking.k8s.io/v1"
+    pods = [
+        {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": f"{lane.name}-{i}", "namespace": ns, "labels": {"app": lane.name}},
+         "status": {"podIP": _endpoint(e).address, "conditions": [{"type": "Ready", "status": "True"}]}}
+        for i, e in enumerate(lane.endpoints)
+    ]
+    return [
+        {"apiVersion": gateway_api, "kind": "GatewayClass", "metadata": {"name": BENCH_GATEWAY_CLASS},
+         "spec": {"controllerName": DEFAULT_CONTROLLER_NAME}},
+        {"apiVersion": gateway_api, "kind": "Gateway", "metadata": {"name": lane.name, "namespace": ns},
+         "spec": {"gatewayClassName": BENCH_GATEWAY_CLASS,
+                  "listeners": [{"name": "http", "port": lane.listen_port, "protocol": "HTTP"}]}},
+        {"apiVersion": gateway_api, "kind": "HTTPRoute", "metadata": {"name": lane.name, "namespace": ns},
+         "spec": {"parentRefs": [{"name": lane.name}],
+                  "rules": [{"backendRefs": [{"group": "inference.networking.k8s.io", "kind": "InferencePool",
+                                              "name": lane.name}]}]}},
+        {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool",
+         "metadata": {"name": lane.name, "namespace": ns},
+         "spec": {"selector": {"matchLabels": {"app": lane.name}}, "targetPorts": [{"number": ports.pop()}],
+                  "endpointPickerRef": {"name": epp, "port": {"number": lane.epp_port},
+                                        "failureMode": "FailOpen" if lane.fail_open else "FailClose"}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": epp, "namespace": ns},
+         "spec": {"ports": [{"port": lane.epp_port}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": epp, "namespace": ns, "labels": {"kubernetes.io/service-name": epp}},
+         "addressType": "IPv4", "ports": [{"port": lane.epp_port}], "endpoints": [{"addresses": ["127.0.0.1"]}]},
+        *pods,
+    ]
+
+
+def lane_ir(lane: Lane) -> DataplaneConfig:
+    """The IR the gateway controller's translator makes of ``lane_resources(lane)``, its
+    listener bound to 127.0.0.1. Body-based routing is on, as for any Gateway, except where
+    the lane routes by body itself (``bbr_port``) or streams the request body."""
+    options = TranslatorOptions(addresses=ClusterAllocator(bind_address="127.0.0.1"),
+                                body_based_routing=lane.bbr_port is None and lane.request_body_mode == "BUFFERED")
+    result = translate_resources(Snapshot.of(lane_resources(lane)), options)
+    pools = result.ir.pools
+    if len(result.ir.listeners) != 1 or len(pools) != 1 or not pools[0].endpoints or not pools[0].picker.endpoints:
+        statuses = {str(ref): status for ref, status in result.statuses.items()}
+        raise RuntimeError(f"lane {lane.name}: the translator did not serve the lane's pool: {statuses}")
+    return result.ir
+
+
+def _epp_cluster_name(lane: Lane) -> str:
+    return f"epp/{BENCH_NAMESPACE}/{lane.name}-epp/{lane.epp_port}"
 
 
 def lane_options(lane: Lane, access_log: str | None = None) -> TranslateOptions:
@@ -204,9 +237,10 @@ def _bbr_cluster(lane: Lane, epp_cluster: dict[str, Any]) -> dict[str, Any]:
 def envoy_bootstrap(lanes: Sequence[Lane], admin_port: int, *, access_log: str | None = None) -> dict[str, Any]:
     """A static Envoy bootstrap with one listener, pool cluster and EPP cluster per lane.
 
-    Each lane's listener and clusters are what the production translator
-    (``infergate.dataplane.xds_translator``) makes of the lane's IR (``lane_ir``), with the
-    lane's test-only extras added (``_add_lane_extras``), so benchmarks measure what users run.
+    Each lane's listener and clusters are what the gateway makes of the lane's Kubernetes
+    objects (``lane_resources``): the controller's translator gives the IR (``lane_ir``), the
+    xDS translator the Envoy resources; only the lane's test-only extras are added
+    (``_add_lane_extras``). So benchmarks measure what users run.
     """
     listeners: list[dict[str, Any]] = []
     clusters: dict[str, dict[str, Any]] = {}
@@ -218,7 +252,7 @@ def envoy_bootstrap(lanes: Sequence[Lane], admin_port: int, *, access_log: str |
         for cluster in static["clusters"]:
             clusters.setdefault(cluster["name"], cluster)  # the shared no-EPP cluster once
         if lane.bbr_port:
-            bbr = _bbr_cluster(lane, clusters[f"epp-{lane.name}"])
+            bbr = _bbr_cluster(lane, clusters[_epp_cluster_name(lane)])
             clusters[bbr["name"]] = bbr
     return {
         "admin": {"address": _socket(f"127.0.0.1:{admin_port}")},
