@@ -63,4 +63,7 @@ def test_envoy_accepts_the_generated_bootstrap(envoy_bin: str, tmp_path: Path) -
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     clusters = {c["name"] for c in envoy_bootstrap(lanes, 9901)["static_resources"]["clusters"]}
-    assert clusters == {"pool-a", "epp-a", "pool-b", "epp-b", "bbr-b"}
+    # the gateway's cluster names (the IR keys), and the no-EPP cluster its listener-level ext_proc names
+    assert clusters == {"pool/inference.networking.k8s.io/default/a", "epp/default/a-epp/9002",
+                        "pool/inference.networking.k8s.io/default/b", "epp/default/b-epp/9003", "bbr-b",
+                        "infergate/no-epp"}

@@ -30,8 +30,9 @@ from aiohttp import web
 
 from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
 from infergate.bench.topology import ManagedProcess, PortPool, python_argv
-from infergate.dataplane.testing import LoopbackServers
 from infergate.util.net import random_loopback_block
+
+from ..dataplane.support import LoopbackServers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("gateway-conformance-e2e")]
 LOOP = pytest.mark.asyncio(loop_scope="module")

@@ -24,10 +24,11 @@ import httpx
 import pytest
 import yaml
 
-from infergate.controller.runner import GatewayConfig, run_gateway
 from infergate.controller.translator.options import TranslationResult
-from infergate.dataplane.testing import EchoServers, StampingEpp, running
+from infergate.gateway import GatewayConfig, run_gateway
 from infergate.util.net import free_port, random_loopback_block
+
+from ..dataplane.support import EchoServers, StampingEpp, running
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,10 @@ from infergate.controller.manifests import parse_manifests
 from infergate.controller.render import result_to_plain
 from infergate.controller.resources import ObjectRef
 from infergate.controller.snapshot import Snapshot
-from infergate.controller.testing import conformance_objects, pods_for_deployments
 from infergate.controller.translator import TranslationResult, TranslatorOptions, translate
 from infergate.controller.translator.addresses import LoopbackAllocator
+
+from .support import conformance_objects, pods_for_deployments
 
 GW = "gateway.networking.k8s.io"
 V1 = "inference.networking.k8s.io"
@@ -218,7 +219,7 @@ def test_golden_cases(case: str, golden: Any) -> None:
 
 
 def test_backend_ref_header_filters_per_backend_same_pool_twice() -> None:
-    from infergate.controller.ir import HeaderModifier, HeaderValue
+    from infergate.ir import HeaderModifier, HeaderValue
 
     result = run(load_case("backend_ref_filters"))
     routes = listener_routes(result, "inference-gateway")["*"]

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
-from infergate.controller.ir import DataplaneConfig
 from infergate.controller.providers.kubernetes import KubernetesProvider, load_api_client
 from infergate.controller.resources import ObjectRef
 from infergate.controller.runner import Reconciler
 from infergate.controller.translator import TranslatorOptions
 from infergate.controller.translator.addresses import LoopbackAllocator
+from infergate.ir import DataplaneConfig
 
 pytestmark = pytest.mark.e2e
 APP, INFRA = "gateway-conformance-app-backend", "gateway-conformance-infra"

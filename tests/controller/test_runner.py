@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from infergate.controller.ir import DataplaneConfig
 from infergate.controller.providers.file import FileProvider
 from infergate.controller.resources import ObjectRef
 from infergate.controller.runner import Reconciler
 from infergate.controller.translator import TranslatorOptions
+from infergate.ir import DataplaneConfig
 
 TESTDATA = Path(__file__).parent / "testdata"
 GW = ObjectRef("gateway.networking.k8s.io", "Gateway", "default", "inference-gateway")

@@ -12,11 +12,12 @@ from infergate.controller.manifests import parse_manifests
 from infergate.controller.resources import ObjectRef
 from infergate.controller.snapshot import Snapshot
 from infergate.controller.status import merge_status
-from infergate.controller.testing import pods_for_deployments
 from infergate.controller.translator import TranslationResult, TranslatorOptions, translate
 from infergate.controller.translator.addresses import ClusterAllocator, LoopbackAllocator
 from infergate.controller.translator.hostnames import covers, intersect
 from infergate.controller.translator.rules import parse_duration
+
+from .support import pods_for_deployments
 
 TESTDATA = Path(__file__).parent / "testdata"
 GW, V1, X = "gateway.networking.k8s.io", "inference.networking.k8s.io", "inference.networking.x-k8s.io"

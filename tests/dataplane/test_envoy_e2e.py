@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from infergate.controller.ir import (
+from infergate.dataplane import Dataplane
+from infergate.dataplane.xds_server import XdsRejected
+from infergate.ir import (
     Backend,
     DataplaneConfig,
     Endpoint,
@@ -28,10 +30,9 @@ from infergate.controller.ir import (
     RouteMatch,
     VirtualHost,
 )
-from infergate.dataplane import Dataplane
-from infergate.dataplane.testing import EchoServers, StampingEpp, running
-from infergate.dataplane.xds_server import XdsRejected
 from infergate.util.net import free_port
+
+from .support import EchoServers, StampingEpp, running
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,9 @@ import pytest
 from aiohttp import web
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
-from infergate.controller.ir import (
+from infergate.api import headers
+from infergate.dataplane import Dataplane
+from infergate.ir import (
     Backend,
     DataplaneConfig,
     Endpoint,
@@ -36,14 +38,14 @@ from infergate.controller.ir import (
     Service,
     VirtualHost,
 )
-from infergate.dataplane import Dataplane
-from infergate.dataplane.testing import LoopbackServers, StampingEpp, running
 from infergate.util.net import free_port
+
+from .support import LoopbackServers, StampingEpp, running
 
 pytestmark = pytest.mark.e2e
 
-OBJECTIVE = "x-gateway-inference-objective"
-REWRITE = "x-gateway-model-name-rewrite"
+OBJECTIVE = headers.INFERENCE_OBJECTIVE
+REWRITE = headers.MODEL_NAME_REWRITE
 
 
 class RecordingEpp(StampingEpp):

@@ -22,7 +22,8 @@ import httpx
 import openai
 import pytest
 
-from infergate.controller.ir import (
+from infergate.dataplane import Dataplane
+from infergate.ir import (
     Backend,
     DataplaneConfig,
     Endpoint,
@@ -33,7 +34,6 @@ from infergate.controller.ir import (
     RouteMatch,
     VirtualHost,
 )
-from infergate.dataplane import Dataplane
 from infergate.sim.cluster import SimCluster
 from infergate.sim.config import SimConfig
 from infergate.util.net import free_port, random_loopback_block

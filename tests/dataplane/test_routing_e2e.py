@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from infergate.controller.ir import (
+from infergate.dataplane import Dataplane
+from infergate.ir import (
     Backend,
     DataplaneConfig,
     EndpointPicker,
@@ -22,9 +23,9 @@ from infergate.controller.ir import (
     URLRewrite,
     VirtualHost,
 )
-from infergate.dataplane import Dataplane
-from infergate.dataplane.testing import EchoServers, running
 from infergate.util.net import free_port
+
+from .support import EchoServers, running
 
 pytestmark = pytest.mark.e2e
 

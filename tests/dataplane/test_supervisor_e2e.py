@@ -12,7 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infergate.controller.ir import (
+from infergate.dataplane import Dataplane, DataplaneOptions
+from infergate.dataplane.envoy import EnvoyOptions, bootstrap
+from infergate.ir import (
     Backend,
     DataplaneConfig,
     EndpointPicker,
@@ -22,11 +24,10 @@ from infergate.controller.ir import (
     RouteMatch,
     VirtualHost,
 )
-from infergate.dataplane import Dataplane, DataplaneOptions
-from infergate.dataplane.envoy import EnvoyOptions, bootstrap
-from infergate.dataplane.testing import EchoServers, running
 from infergate.util.net import free_port
 from infergate.util.procs import pid_alive
+
+from .support import EchoServers, running
 
 pytestmark = pytest.mark.e2e
 

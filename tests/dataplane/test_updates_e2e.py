@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from infergate.controller.ir import (
+from infergate.dataplane import Dataplane
+from infergate.dataplane.xds_translator import T_CLUSTER, T_ROUTE_CONFIGURATION
+from infergate.ir import (
     Backend,
     DataplaneConfig,
     Endpoint,
@@ -25,10 +27,9 @@ from infergate.controller.ir import (
     RouteMatch,
     VirtualHost,
 )
-from infergate.dataplane import Dataplane
-from infergate.dataplane.testing import EchoServers, StampingEpp, running
-from infergate.dataplane.xds_translator import T_CLUSTER, T_ROUTE_CONFIGURATION
 from infergate.util.net import free_port
+
+from .support import EchoServers, StampingEpp, running
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,6 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.rpc import status_pb2
 
-from infergate.controller.ir import DataplaneConfig, Endpoint, EndpointPicker, Pool
 from infergate.dataplane.xds_server import XdsRejected, XdsServer, XdsTimeout
 from infergate.dataplane.xds_translator import (
     T_CLUSTER,
@@ -24,6 +23,7 @@ from infergate.dataplane.xds_translator import (
     EnvoyResources,
     translate,
 )
+from infergate.ir import DataplaneConfig, Endpoint, EndpointPicker, Pool
 
 
 def resources(*pool_names: str) -> EnvoyResources:

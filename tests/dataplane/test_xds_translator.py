@@ -5,34 +5,37 @@ Regenerate the golden files with ``INFERGATE_UPDATE_GOLDEN=1 pytest tests/datapl
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from infergate.controller.ir import (
-    Backend,
-    DataplaneConfig,
-    Endpoint,
-    EndpointPicker,
-    Listener,
-    Pool,
-    Route,
-    RouteMatch,
-    VirtualHost,
-)
+from infergate.api import headers
 from infergate.dataplane import protos
-from infergate.dataplane.ir_codec import IRDecodeError, ir_from_dict, ir_to_dict
 from infergate.dataplane.xds_translator import (
-    DESTINATION_HEADER,
     EXT_PROC_FILTER,
     REQUEST_HEADERS_FILTER,
     TranslateOptions,
     TranslationError,
     translate,
 )
+from infergate.ir import (
+    Backend,
+    DataplaneConfig,
+    Endpoint,
+    EndpointPicker,
+    Listener,
+    Pool,
+    Redirect,
+    Route,
+    RouteMatch,
+    VirtualHost,
+)
+from infergate.ir.codec import IRDecodeError, ir_from_dict, ir_to_dict
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p.name.removesuffix(".in.yaml") for p in TESTDATA.glob("*.in.yaml"))
@@ -123,7 +126,7 @@ def test_filter_order_strips_destination_before_ext_proc_and_routes_by_body_mode
     ]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     removed = [m["remove"] for m in hcm["http_filters"][0]["typed_config"]["mutations"]["request_mutations"]]
-    assert DESTINATION_HEADER in removed
+    assert headers.DESTINATION_ENDPOINT in removed
     transform = hcm["http_filters"][1]["typed_config"]
     assert transform["clear_route_cache"] is True
     modifiers = hcm["http_filters"][2]["typed_config"]
@@ -181,7 +184,7 @@ def test_pool_cluster_uses_override_host_and_epp_cluster_is_http2_with_fast_conn
     policy = pool["load_balancing_policy"]["policies"][0]["typed_extension_config"]
     assert policy["name"] == "envoy.load_balancing_policies.override_host"
     sources = policy["typed_config"]["override_host_sources"]
-    assert sources[0] == {"header": DESTINATION_HEADER}
+    assert sources[0] == {"header": headers.DESTINATION_ENDPOINT}
     epp = clusters["epp/default/vllm-llama3-8b-instruct-epp/9002"]
     assert "http2_protocol_options" in str(epp["typed_extension_protocol_options"])
     assert float(epp["connect_timeout"].rstrip("s")) <= 1.0
@@ -290,7 +293,7 @@ def test_request_header_modifiers_run_before_ext_proc_and_never_touch_the_epp_he
         {"append": {"header": {"key": "x-tier", "value": "gold"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}},
         {"append": {"header": {"key": "x-trace", "value": "a"}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}},
     ]
-    assert any(DESTINATION_HEADER in w for w in resources.warnings)
+    assert any(headers.DESTINATION_ENDPOINT in w for w in resources.warnings)
     assert exact["response_headers_to_remove"] == ["server"]  # response modifiers stay in the router
 
 
@@ -311,16 +314,60 @@ def test_backend_filters_per_weighted_cluster_with_duplicate_pool_entries() -> N
 
 
 def test_header_values_are_literals_not_envoy_format_strings() -> None:
-    from infergate.controller.ir import HeaderModifier, HeaderValue
+    from infergate.ir import HeaderModifier, HeaderValue
 
     modifier = HeaderModifier(set=(HeaderValue("x-a", "50%"),), add=(HeaderValue("x-b", "%REQ(:path)%"),))
     route = Route("r", RouteMatch(), (Backend("service", 1, "service/d/s/80"),), request_headers=modifier,
                   response_headers=modifier)  # fmt: skip
     listener = Listener("l", "d", "g", "127.0.0.1", 80, (VirtualHost("v", ("*",), (route,)),))
-    from infergate.controller.ir import Service
+    from infergate.ir import Service
 
     ir = DataplaneConfig(listeners=(listener,), services=(Service("service/d/s/80", "d", "s", 80, ()),))
     out = translate(ir).route_configurations[0]["virtual_hosts"][0]["routes"][0]
     request = out["typed_per_filter_config"][REQUEST_HEADERS_FILTER]["mutations"]["request_mutations"]
     assert [m["append"]["header"]["value"] for m in request] == ["50%%", "%%REQ(:path)%%"]
     assert [h["header"]["value"] for h in out["response_headers_to_add"]] == ["50%%", "%%REQ(:path)%%"]
+
+
+def test_a_redirect_with_a_status_that_is_not_a_redirect_is_rejected_with_the_field() -> None:
+    route = Route("r", RouteMatch(), (), redirect=Redirect(status_code=200))
+    listener = Listener("gw/a", "d", "a", "127.0.0.1", 80, (VirtualHost("v", ("*",), (route,)),))
+    with pytest.raises(TranslationError, match=r"r\.redirect\.statusCode: 200 is not a redirect status"):
+        translate(DataplaneConfig(listeners=(listener,)))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_static_resources_inline_routes_and_endpoints(case: str) -> None:
+    resources = translate(_load(case))
+    static = resources.static_resources()
+    routes = {r["name"]: r for r in resources.route_configurations}
+    assignments = {a["cluster_name"]: a for a in resources.cluster_load_assignments}
+    for listener in static["listeners"]:
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        assert "rds" not in hcm
+        if listener["name"] in routes:
+            assert hcm["route_config"] == routes[listener["name"]]
+    for cluster in static["clusters"]:
+        assert cluster["type"] == "STATIC" and "eds_cluster_config" not in cluster
+        if cluster["name"] in assignments:
+            assert cluster["load_assignment"] == assignments[cluster["name"]]
+    assert [c["name"] for c in static["clusters"]] == [c["name"] for c in resources.clusters]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c != "empty"])
+def test_envoy_accepts_static_resources_as_a_bootstrap(case: str, envoy_bin: str, tmp_path: Path) -> None:
+    bootstrap = {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": translate(_load(case)).static_resources(),
+        "bootstrap_extensions": [{
+            "name": "envoy.bootstrap.internal_listener",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"
+            },
+        }],
+    }
+    path = tmp_path / "envoy.json"
+    path.write_text(json.dumps(bootstrap))
+    done = subprocess.run([envoy_bin, "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -3,17 +3,18 @@
 Used by the scheduling benchmark and the Envoy end-to-end tests. Every process is started
 with ``asyncio`` subprocesses on loopback and stopped (SIGTERM, then SIGKILL) on exit.
 
-The Envoy bootstrap follows ``docs/extproc.md`` (and the probe in the shared notes): per
-*lane* one listener whose filter chain strips a client-sent ``x-gateway-destination-endpoint``,
-calls the lane's EPP over ext_proc (request headers SEND, body BUFFERED, response headers
-SEND, response body NONE), accepts ``envoy.lb`` dynamic metadata, and routes to a STATIC
-pool cluster with the ``override_host`` load-balancing policy (fallback round robin).
+The Envoy bootstrap is what the gateway serves: per *lane* a Gateway, an HTTPRoute and an
+InferencePool with its EPP, translated by the gateway controller's translator into an IR and
+by the production xDS translator into Envoy resources, written as static resources (routes
+and endpoints inlined, no xDS server). A lane adds only what it tests
+beyond that (a streamed request body, ``infergate bbr``, a subset hint, debug headers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import os
 import signal
@@ -27,9 +28,15 @@ from typing import Any
 
 import yaml
 
+from infergate.api import headers
+from infergate.controller.snapshot import Snapshot
+from infergate.controller.translator import DEFAULT_CONTROLLER_NAME, TranslatorOptions
+from infergate.controller.translator import translate as translate_resources
+from infergate.controller.translator.addresses import ClusterAllocator
+from infergate.dataplane.binary import envoy_binary
+from infergate.dataplane.xds_translator import EXT_PROC_FILTER, TranslateOptions, translate
+from infergate.ir import DataplaneConfig, Endpoint
 from infergate.util.net import async_wait_for_port, free_port
-
-DESTINATION = "x-gateway-destination-endpoint"
 
 
 @dataclass(frozen=True)
@@ -80,16 +87,89 @@ class PortPool:
         raise RuntimeError("no free port found")
 
 
+def _endpoint(hostport: str) -> Endpoint:
+    host, port = hostport.rsplit(":", 1)
+    return Endpoint(host, int(port))
+
+
 def _socket(hostport: str) -> dict[str, Any]:
     host, port = hostport.rsplit(":", 1)
     return {"socket_address": {"address": host, "port_value": int(port)}}
 
 
+# Bench-only response headers (Envoy format strings, which the production translator escapes).
 _DEBUG_HEADERS = [
-    {"header": {"key": "x-epp-destination", "value": f"%REQ({DESTINATION})%"}},
+    {"header": {"key": "x-epp-destination", "value": f"%REQ({headers.DESTINATION_ENDPOINT})%"}},
     {"header": {"key": "x-upstream-host", "value": "%UPSTREAM_HOST%"}},
-    {"header": {"key": "x-model-name-seen", "value": "%REQ(x-gateway-model-name)%"}},
+    {"header": {"key": "x-model-name-seen", "value": f"%REQ({headers.MODEL_NAME})%"}},
 ]
+
+
+BENCH_NAMESPACE = "default"
+BENCH_GATEWAY_CLASS = "infergate-bench"
+
+
+def lane_resources(lane: Lane) -> list[dict[str, Any]]:
+    """The lane as the Kubernetes objects a user would apply: a Gateway (listener ``http`` on
+    the lane's port), an HTTPRoute sending ``/`` to an InferencePool, the pool's Ready Pods
+    (one per endpoint, which share one port), and its EPP Service with an EndpointSlice."""
+    ports = {_endpoint(e).port for e in lane.endpoints}
+    if len(ports) != 1:
+        raise ValueError(f"lane {lane.name}: the pool's endpoints must share one port, got {sorted(ports)}")
+    ns, epp = BENCH_NAMESPACE, f"{lane.name}-epp"
+    gateway_api = "gateway.networking.k8s.io/v1"
+    pods = [
+        {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": f"{lane.name}-{i}", "namespace": ns, "labels": {"app": lane.name}},
+         "status": {"podIP": _endpoint(e).address, "conditions": [{"type": "Ready", "status": "True"}]}}
+        for i, e in enumerate(lane.endpoints)
+    ]
+    return [
+        {"apiVersion": gateway_api, "kind": "GatewayClass", "metadata": {"name": BENCH_GATEWAY_CLASS},
+         "spec": {"controllerName": DEFAULT_CONTROLLER_NAME}},
+        {"apiVersion": gateway_api, "kind": "Gateway", "metadata": {"name": lane.name, "namespace": ns},
+         "spec": {"gatewayClassName": BENCH_GATEWAY_CLASS,
+                  "listeners": [{"name": "http", "port": lane.listen_port, "protocol": "HTTP"}]}},
+        {"apiVersion": gateway_api, "kind": "HTTPRoute", "metadata": {"name": lane.name, "namespace": ns},
+         "spec": {"parentRefs": [{"name": lane.name}],
+                  "rules": [{"backendRefs": [{"group": "inference.networking.k8s.io", "kind": "InferencePool",
+                                              "name": lane.name}]}]}},
+        {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool",
+         "metadata": {"name": lane.name, "namespace": ns},
+         "spec": {"selector": {"matchLabels": {"app": lane.name}}, "targetPorts": [{"number": ports.pop()}],
+                  "endpointPickerRef": {"name": epp, "port": {"number": lane.epp_port},
+                                        "failureMode": "FailOpen" if lane.fail_open else "FailClose"}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": epp, "namespace": ns},
+         "spec": {"ports": [{"port": lane.epp_port}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": epp, "namespace": ns, "labels": {"kubernetes.io/service-name": epp}},
+         "addressType": "IPv4", "ports": [{"port": lane.epp_port}], "endpoints": [{"addresses": ["127.0.0.1"]}]},
+        *pods,
+    ]
+
+
+def lane_ir(lane: Lane) -> DataplaneConfig:
+    """The IR the gateway controller's translator makes of ``lane_resources(lane)``, its
+    listener bound to 127.0.0.1. Body-based routing is on, as for any Gateway, except where
+    the lane routes by body itself (``bbr_port``) or streams the request body."""
+    options = TranslatorOptions(addresses=ClusterAllocator(bind_address="127.0.0.1"),
+                                body_based_routing=lane.bbr_port is None and lane.request_body_mode == "BUFFERED")
+    result = translate_resources(Snapshot.of(lane_resources(lane)), options)
+    pools = result.ir.pools
+    if len(result.ir.listeners) != 1 or len(pools) != 1 or not pools[0].endpoints or not pools[0].picker.endpoints:
+        statuses = {str(ref): status for ref, status in result.statuses.items()}
+        raise RuntimeError(f"lane {lane.name}: the translator did not serve the lane's pool: {statuses}")
+    return result.ir
+
+
+def _epp_cluster_name(lane: Lane) -> str:
+    return f"epp/{BENCH_NAMESPACE}/{lane.name}-epp/{lane.epp_port}"
+
+
+def lane_options(lane: Lane, access_log: str | None = None) -> TranslateOptions:
+    """The production translator's options for a lane (its EPP timeout and response body mode)."""
+    return TranslateOptions(ext_proc_message_timeout_s=lane.message_timeout_s,
+                            ext_proc_response_body_mode=lane.response_body_mode, access_log=access_log)
 
 
 def _subset_filter(endpoints: Sequence[str]) -> dict[str, Any]:
@@ -97,8 +177,8 @@ def _subset_filter(endpoints: Sequence[str]) -> dict[str, Any]:
         "name": "envoy.filters.http.set_metadata",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.set_metadata.v3.Config",
-            "metadata": [{"metadata_namespace": "envoy.lb.subset_hint",
-                          "value": {"x-gateway-destination-endpoint-subset": list(endpoints)}}],
+            "metadata": [{"metadata_namespace": headers.SUBSET_HINT_METADATA_NAMESPACE,
+                          "value": {headers.DESTINATION_ENDPOINT_SUBSET: list(endpoints)}}],
         },
     }
 
@@ -118,134 +198,65 @@ def _bbr_filter(lane: Lane) -> dict[str, Any]:
     }
 
 
-def _lane_listener(lane: Lane) -> dict[str, Any]:
-    duplex = lane.request_body_mode == "FULL_DUPLEX_STREAMED"
-    ext_proc: dict[str, Any] = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
-        "grpc_service": {"envoy_grpc": {"cluster_name": f"epp-{lane.name}"}, "timeout": "10s"},
-        "failure_mode_allow": lane.fail_open,
-        "message_timeout": f"{lane.message_timeout_s}s",
-        "max_message_timeout": "60s",
-        "status_on_error": {"code": 503},
-        "processing_mode": {
-            "request_header_mode": "SEND",
-            "request_body_mode": lane.request_body_mode,
-            "response_header_mode": "SEND",
-            "response_body_mode": lane.response_body_mode,
-            "request_trailer_mode": "SEND" if duplex else "SKIP",
-            "response_trailer_mode": "SEND" if lane.response_body_mode == "FULL_DUPLEX_STREAMED" else "SKIP",
-        },
-        "metadata_options": {
-            "receiving_namespaces": {"untyped": ["envoy.lb"]},
-            "forwarding_namespaces": {"untyped": ["envoy.lb.subset_hint"]},
-        },
-    }
-    hcm = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": lane.name,
-        "stream_idle_timeout": "300s",
-        "access_log": [{
-            "name": "envoy.access_loggers.stderr",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
-                "log_format": {"text_format_source": {"inline_string":
-                    f"[{lane.name}] %RESPONSE_CODE% %UPSTREAM_HOST% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%\n"}},
-            },
-        }],
-        "http_filters": [
-            {
-                "name": "envoy.filters.http.header_mutation",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-                    "mutations": {"request_mutations": [{"remove": DESTINATION}]},
-                },
-            },
-            *([_bbr_filter(lane)] if lane.bbr_port else []),
-            *([_subset_filter(lane.subset_hint)] if lane.subset_hint is not None else []),
-            {"name": "envoy.filters.http.ext_proc", "typed_config": ext_proc},
-            {
-                "name": "envoy.filters.http.router",
-                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
-            },
-        ],
-        "route_config": {
-            "name": f"route-{lane.name}",
-            "virtual_hosts": [{
-                "name": "all",
-                "domains": ["*"],
-                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": f"pool-{lane.name}", "timeout": "0s"},
-                            **({"response_headers_to_add": _DEBUG_HEADERS} if lane.debug_headers else {})}],
-            }],
-        },
-    }
-    return {
-        "name": f"listener-{lane.name}",
-        "address": _socket(f"127.0.0.1:{lane.listen_port}"),
-        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                        "typed_config": hcm}]}],
-    }
+def _add_lane_extras(lane: Lane, listener: dict[str, Any]) -> None:
+    """What a lane tests beyond the production configuration, added to its translated listener:
+    a streamed request body, body-based routing by ``infergate bbr``, a gateway's subset hint,
+    and response headers naming the EPP's pick."""
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    filters: list[dict[str, Any]] = hcm["http_filters"]
+    at = next(i for i, f in enumerate(filters) if f["name"] == EXT_PROC_FILTER)
+    ext_proc = filters[at]["typed_config"]
+    mode = ext_proc["processing_mode"]
+    mode["request_body_mode"] = lane.request_body_mode
+    if lane.request_body_mode == "FULL_DUPLEX_STREAMED":
+        mode["request_trailer_mode"] = "SEND"
+    if lane.response_body_mode == "FULL_DUPLEX_STREAMED":
+        mode["response_trailer_mode"] = "SEND"
+    if lane.subset_hint is not None:  # set just before the EPP, as a gateway would
+        filters.insert(at, _subset_filter(lane.subset_hint))
+        ext_proc["metadata_options"]["forwarding_namespaces"] = {"untyped": [headers.SUBSET_HINT_METADATA_NAMESPACE]}
+    if lane.bbr_port:  # where body-based routing runs: right after the destination guard
+        filters.insert(1, _bbr_filter(lane))
+    if lane.debug_headers:
+        for vhost in hcm["route_config"]["virtual_hosts"]:
+            for route in vhost["routes"]:
+                route["response_headers_to_add"] = copy.deepcopy(_DEBUG_HEADERS)
 
 
-def _lane_clusters(lane: Lane) -> list[dict[str, Any]]:
-    pool = {
-        "name": f"pool-{lane.name}",
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": f"pool-{lane.name}",
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(e)}} for e in lane.endpoints]}],
-        },
-        "circuit_breakers": {"thresholds": [{"max_connections": 100000, "max_pending_requests": 100000,
-                                             "max_requests": 100000}]},
-        "load_balancing_policy": {"policies": [{"typed_extension_config": {
-            "name": "envoy.load_balancing_policies.override_host",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost",
-                "override_host_sources": [
-                    {"header": DESTINATION},
-                    {"metadata": {"key": "envoy.lb", "path": [{"key": DESTINATION}]}},
-                ],
-                "fallback_policy": {"policies": [{"typed_extension_config": {
-                    "name": "envoy.load_balancing_policies.round_robin",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin"
-                    },
-                }}]},
-            },
-        }}]},
-    }
-    epp = {
-        "name": f"epp-{lane.name}",
-        "type": "STATIC",
-        "connect_timeout": "0.5s",
-        "load_assignment": {
-            "cluster_name": f"epp-{lane.name}",
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(f"127.0.0.1:{lane.epp_port}")}}]}],
-        },
-        "circuit_breakers": {"thresholds": [{"max_connections": 100000, "max_pending_requests": 100000,
-                                             "max_requests": 100000}]},
-        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-            "explicit_http_config": {"http2_protocol_options": {"max_concurrent_streams": 100000}},
-        }},
-    }
-    clusters = [pool, epp]
-    if lane.bbr_port:
-        bbr = json.loads(json.dumps(epp).replace(f"epp-{lane.name}", f"bbr-{lane.name}"))
-        bbr["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] = _socket(
-            f"127.0.0.1:{lane.bbr_port}")
-        clusters.append(bbr)
-    return clusters
+def _bbr_cluster(lane: Lane, epp_cluster: dict[str, Any]) -> dict[str, Any]:
+    """``infergate bbr``'s cluster: the EPP cluster's settings, the BBR's address."""
+    assert lane.bbr_port is not None
+    name = f"bbr-{lane.name}"
+    cluster = copy.deepcopy(epp_cluster)
+    cluster["name"] = name
+    cluster["load_assignment"] = {"cluster_name": name, "endpoints": [
+        {"lb_endpoints": [{"endpoint": {"address": _socket(f"127.0.0.1:{lane.bbr_port}")}}]}]}
+    return cluster
 
 
-def envoy_bootstrap(lanes: Sequence[Lane], admin_port: int) -> dict[str, Any]:
-    """A static Envoy bootstrap with one listener, pool cluster and EPP cluster per lane."""
-    clusters: list[dict[str, Any]] = []
+def envoy_bootstrap(lanes: Sequence[Lane], admin_port: int, *, access_log: str | None = None) -> dict[str, Any]:
+    """A static Envoy bootstrap with one listener, pool cluster and EPP cluster per lane.
+
+    Each lane's listener and clusters are what the gateway makes of the lane's Kubernetes
+    objects (``lane_resources``): the controller's translator gives the IR (``lane_ir``), the
+    xDS translator the Envoy resources; only the lane's test-only extras are added
+    (``_add_lane_extras``). So benchmarks measure what users run.
+    """
+    listeners: list[dict[str, Any]] = []
+    clusters: dict[str, dict[str, Any]] = {}
     for lane in lanes:
-        clusters.extend(_lane_clusters(lane))
+        static = translate(lane_ir(lane), options=lane_options(lane, access_log)).static_resources()
+        for listener in static["listeners"]:
+            _add_lane_extras(lane, listener)
+            listeners.append(listener)
+        for cluster in static["clusters"]:
+            clusters.setdefault(cluster["name"], cluster)  # the shared no-EPP cluster once
+        if lane.bbr_port:
+            bbr = _bbr_cluster(lane, clusters[_epp_cluster_name(lane)])
+            clusters[bbr["name"]] = bbr
     return {
         "admin": {"address": _socket(f"127.0.0.1:{admin_port}")},
-        "static_resources": {"listeners": [_lane_listener(lane) for lane in lanes], "clusters": clusters},
+        "static_resources": {"listeners": listeners, "clusters": list(clusters.values())},
         "layered_runtime": {"layers": [{"name": "static", "static_layer": {
             "overload": {"global_downstream_max_connections": 100000}}}]},
     }
@@ -414,12 +425,11 @@ class EnvoyProcess:
 
     def __init__(self, lanes: Sequence[Lane], *, workdir: Path, envoy_bin: str | None = None,
                  concurrency: int = 1, ports: PortPool | None = None) -> None:
-        from infergate.dataplane.binary import envoy_binary
-
         self.lanes = list(lanes)
         self.admin_port = (ports or PortPool())()
         self.bootstrap_path = workdir / "envoy.yaml"
-        self.bootstrap_path.write_text(json.dumps(envoy_bootstrap(self.lanes, self.admin_port), indent=1))
+        bootstrap = envoy_bootstrap(self.lanes, self.admin_port, access_log=str(workdir / "envoy-access.log"))
+        self.bootstrap_path.write_text(json.dumps(bootstrap, indent=1))
         self.process = ManagedProcess(
             [envoy_bin or envoy_binary(), "-c", str(self.bootstrap_path), "--concurrency", str(concurrency),
              "--use-dynamic-base-id", "--log-level", "warning", "--drain-time-s", "1", "--parent-shutdown-time-s", "2"],

@@ -76,7 +76,7 @@ def command(manifests_dir: str | None, kubeconfig: str | None, kube_context: str
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("infergate.controller.runner").setLevel(min(level, logging.INFO))
 
-    from infergate.controller.runner import GatewayConfig
+    from infergate.gateway import GatewayConfig
 
     config = GatewayConfig(
         manifests_dir=manifests_dir, kubeconfig=kubeconfig, kube_context=kube_context, in_cluster=in_cluster,
@@ -106,7 +106,7 @@ def _announce(result: Any, dataplane: Any) -> None:
 
 
 async def _main(config: Any) -> None:
-    from infergate.controller.runner import run_gateway
+    from infergate.gateway import run_gateway
 
     loop = asyncio.get_running_loop()
     task = asyncio.create_task(run_gateway(config, on_reconciled=_announce))

@@ -1,16 +1,17 @@
 """The gateway controller: providers feed resources to a pure translator that produces the
-intermediate model (``ir``) and resource statuses; the data plane turns the IR into Envoy config.
+intermediate representation (``infergate.ir``) and resource statuses; ``infergate.dataplane``
+turns the IR into Envoy config. This package never imports ``infergate.dataplane``:
+``infergate.gateway`` wires the two together.
 
 Public interface:
 
 - ``infergate.controller.snapshot.Snapshot.of(objects)``: an immutable snapshot of manifest dicts.
 - ``infergate.controller.translator.translate(snapshot, TranslatorOptions(...)) -> TranslationResult``
-  (``.ir``: ``ir.DataplaneConfig``; ``.statuses``: ``{ObjectRef: status}``; ``.foreign_gateways``).
+  (``.ir``: ``infergate.ir.DataplaneConfig``; ``.statuses``: ``{ObjectRef: status}``; ``.foreign_gateways``).
 - ``infergate.controller.translator.addresses``: ``LoopbackAllocator(cidr)``, ``ClusterAllocator(address)``.
 - ``infergate.controller.status.merge_status(ref, current, desired, controller_name=..., foreign_gateways=...)``.
 - ``infergate.controller.providers.file.FileProvider(dir, poll_interval=, status_file=)`` and
   ``infergate.controller.providers.kubernetes.KubernetesProvider(api_client)``.
-- ``infergate.controller.runner``: ``Reconciler(provider, dataplane, options)``,
-  ``GatewayConfig`` and ``run_gateway(config)`` (what ``infergate gateway`` runs).
-- ``infergate.controller.testing``: ``pods_for_deployments``, ``conformance_objects`` for tests/demos.
+- ``infergate.controller.runner``: ``Reconciler(provider, applier, options)``, the reconcile loop
+  (``infergate.gateway.run_gateway`` runs it with a ``Dataplane`` as the applier).
 """

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from infergate.controller.render import result_to_plain, to_plain
+from infergate.controller.render import result_to_plain
+from infergate.ir.codec import ir_to_dict
 
 if TYPE_CHECKING:
     from infergate.controller.runner import Reconciler
@@ -45,7 +46,7 @@ class AdminServer:
         return web.Response(status=503, text=f"not ready: {stats.last_error or 'no configuration applied yet'}\n")
 
     async def _ir(self, request: web.Request) -> web.Response:
-        return web.json_response(to_plain(self.reconciler.stats.last_ir) if self.reconciler.stats.last_ir else {})
+        return web.json_response(ir_to_dict(self.reconciler.stats.last_ir) if self.reconciler.stats.last_ir else {})
 
     async def _statuses(self, request: web.Request) -> web.Response:
         result = self.reconciler.stats.last_result

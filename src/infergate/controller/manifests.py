@@ -11,15 +11,15 @@ import yaml
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-class ManifestError(ValueError):
-    pass
+class ManifestParseError(ValueError):
+    """A manifest file the controller cannot read: invalid YAML, or a document that is not an object."""
 
 
 def parse_manifests(text: str, source: str = "<string>") -> list[dict[str, Any]]:
     try:
         docs = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
-        raise ManifestError(f"{source}: invalid YAML: {exc}") from exc
+        raise ManifestParseError(f"{source}: invalid YAML: {exc}") from exc
     return list(_flatten(docs, source))
 
 
@@ -28,12 +28,12 @@ def _flatten(docs: list[Any], source: str) -> Iterator[dict[str, Any]]:
         if doc is None:
             continue
         if not isinstance(doc, dict):
-            raise ManifestError(f"{source}: document {i}: expected a mapping, got {type(doc).__name__}")
+            raise ManifestParseError(f"{source}: document {i}: expected a mapping, got {type(doc).__name__}")
         if doc.get("kind") == "List" or (str(doc.get("kind", "")).endswith("List") and "items" in doc):
             yield from _flatten(list(doc.get("items") or []), source)
             continue
         if not doc.get("apiVersion") or not doc.get("kind"):
-            raise ManifestError(f"{source}: document {i}: apiVersion and kind: Required value")
+            raise ManifestParseError(f"{source}: document {i}: apiVersion and kind: Required value")
         yield doc
 
 

@@ -1,7 +1,7 @@
 """Kubernetes objects as the controller sees them: read-only views over manifest dicts.
 
 The translator works on plain manifest dicts (what the API server or a YAML file returns),
-wrapped in ``Resource`` for typed access to identity fields. Defaults the CRDs would fill
+wrapped in ``ObservedObject`` for typed access to identity fields. Defaults the CRDs would fill
 (``group``, ``kind``, ``failureMode``...) are applied where a field is read, so manifests
 written by hand (without the API server's defaulting) translate the same way.
 """
@@ -60,7 +60,7 @@ class ObjectRef:
 
 
 @dataclass(frozen=True)
-class Resource:
+class ObservedObject:
     """One object: its identity plus the manifest dict (treat ``body`` as read-only)."""
 
     ref: ObjectRef
@@ -68,7 +68,7 @@ class Resource:
     body: Mapping[str, Any] = field(compare=False, hash=False, repr=False)
 
     @classmethod
-    def from_dict(cls, obj: Mapping[str, Any]) -> Resource:
+    def from_dict(cls, obj: Mapping[str, Any]) -> ObservedObject:
         api_version = obj.get("apiVersion")
         kind = obj.get("kind")
         if not isinstance(api_version, str) or not isinstance(kind, str):
@@ -127,3 +127,8 @@ class Resource:
     @property
     def deleting(self) -> bool:
         return bool(self.metadata.get("deletionTimestamp"))
+
+
+# The old name, still imported by providers/kubernetes.py until the Kubernetes layer rewrite
+# (issue 11, finding 5) lands; remove it then. New code uses ObservedObject.
+Resource = ObservedObject

@@ -10,16 +10,15 @@ keeps serving.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from infergate.controller import conditions as c
-from infergate.controller.ir import DataplaneConfig
 from infergate.controller.providers import Provider
 from infergate.controller.translator import TranslationResult, TranslatorOptions, translate
+from infergate.ir import DataplaneConfig
+from infergate.util.clock import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +27,6 @@ class Applier(Protocol):
     """What the loop needs from ``infergate.dataplane.Dataplane``."""
 
     async def apply(self, ir: DataplaneConfig) -> Any: ...
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -113,91 +108,3 @@ class Reconciler:
             except Exception:
                 log.exception("reconcile failed")
                 await asyncio.sleep(1.0)
-
-    async def wait_reconciled(self, timeout: float) -> None:
-        self.reconciled.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.reconciled.wait(), timeout)
-
-
-@dataclass(frozen=True)
-class GatewayConfig:
-    """Everything ``infergate gateway`` needs (one process: controller + xDS server + Envoy)."""
-
-    manifests_dir: str | None = None
-    kubeconfig: str | None = None
-    kube_context: str | None = None
-    in_cluster: bool = False
-    gateway_classes: tuple[str, ...] = ()
-    controller_name: str = "infergate.io/gateway-controller"
-    address_mode: str = "loopback"  # or "cluster"
-    address_pool: str = "127.0.2.0/24"
-    external_address: str | None = None
-    status_file: str | None = None
-    poll_interval: float = 0.5
-    admin_host: str = "127.0.0.1"
-    admin_port: int | None = None  # the gateway's own admin endpoint; None = off
-    work_dir: str | None = None
-    envoy_concurrency: int = 1
-    envoy_log_level: str = "warning"
-    debounce: float = 0.1
-
-
-def build_provider(config: GatewayConfig) -> Provider:
-    if config.manifests_dir:
-        from infergate.controller.providers.file import FileProvider
-
-        return FileProvider(config.manifests_dir, poll_interval=config.poll_interval,
-                            status_file=config.status_file)
-    from infergate.controller.providers.kubernetes import KubernetesProvider, load_api_client
-
-    return KubernetesProvider(load_api_client(None if config.in_cluster else config.kubeconfig, config.kube_context))
-
-
-def build_translator_options(config: GatewayConfig) -> TranslatorOptions:
-    from infergate.controller.translator.addresses import (
-        AddressAllocator,
-        ClusterAllocator,
-        LoopbackAllocator,
-    )
-
-    allocator: AddressAllocator
-    if config.address_mode == "cluster":
-        allocator = ClusterAllocator(config.external_address)
-    else:
-        allocator = LoopbackAllocator(config.address_pool)
-    return TranslatorOptions(controller_name=config.controller_name,
-                             extra_gateway_classes=frozenset(config.gateway_classes), addresses=allocator)
-
-
-async def run_gateway(config: GatewayConfig, *, started: asyncio.Event | None = None,
-                      on_reconciled: Any = None) -> None:
-    """Run until cancelled: provider -> translator -> data plane, statuses written back."""
-    from pathlib import Path
-
-    from infergate.dataplane import Dataplane, DataplaneOptions
-
-    options = build_translator_options(config)
-    provider = build_provider(config)
-    dp_options = DataplaneOptions(work_dir=Path(config.work_dir) if config.work_dir else None,
-                                  concurrency=config.envoy_concurrency, log_level=config.envoy_log_level)
-    async with Dataplane(dp_options) as dataplane:
-        await provider.start()
-        reconciler = Reconciler(provider, dataplane, options, debounce=config.debounce)
-        admin = None
-        try:
-            if config.admin_port is not None:
-                from infergate.controller.admin import AdminServer
-
-                admin = AdminServer(reconciler, dataplane, config.admin_host, config.admin_port)
-                await admin.start()
-            result = await reconciler.reconcile_once()
-            if on_reconciled is not None:
-                on_reconciled(result, dataplane)
-            if started is not None:
-                started.set()
-            await reconciler.run()
-        finally:
-            if admin is not None:
-                await admin.stop()
-            await provider.stop()

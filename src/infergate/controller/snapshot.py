@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from infergate.controller.resources import KINDS, ObjectRef, Resource
+from infergate.controller.resources import KINDS, ObservedObject
 
-_Index = Mapping[tuple[str, str], Mapping[tuple[str, str], Resource]]
+_Index = Mapping[tuple[str, str], Mapping[tuple[str, str], ObservedObject]]
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,11 @@ class Snapshot:
     ignored: tuple[str, ...] = ()  # "Kind.group ns/name" of objects of kinds the controller does not read
 
     @classmethod
-    def of(cls, objects: Iterable[Mapping[str, Any] | Resource]) -> Snapshot:
-        index: dict[tuple[str, str], dict[tuple[str, str], Resource]] = {}
+    def of(cls, objects: Iterable[Mapping[str, Any] | ObservedObject]) -> Snapshot:
+        index: dict[tuple[str, str], dict[tuple[str, str], ObservedObject]] = {}
         ignored: list[str] = []
         for obj in objects:
-            resource = obj if isinstance(obj, Resource) else Resource.from_dict(obj)
+            resource = obj if isinstance(obj, ObservedObject) else ObservedObject.from_dict(obj)
             gk = (resource.group, resource.kind)
             if gk not in KINDS:
                 ignored.append(str(resource.ref))
@@ -40,19 +40,16 @@ class Snapshot:
         }
         return cls(MappingProxyType(frozen), tuple(sorted(ignored)))
 
-    def list(self, group: str, kind: str, namespace: str | None = None) -> tuple[Resource, ...]:
+    def list(self, group: str, kind: str, namespace: str | None = None) -> tuple[ObservedObject, ...]:
         items = self._index.get((group, kind), {})
         if namespace is None:
             return tuple(items.values())
         return tuple(r for (ns, _), r in items.items() if ns == namespace)
 
-    def get(self, group: str, kind: str, namespace: str, name: str) -> Resource | None:
+    def get(self, group: str, kind: str, namespace: str, name: str) -> ObservedObject | None:
         return self._index.get((group, kind), {}).get((namespace, name))
 
-    def get_ref(self, ref: ObjectRef) -> Resource | None:
-        return self.get(ref.group, ref.kind, ref.namespace, ref.name)
-
-    def all(self) -> tuple[Resource, ...]:
+    def all(self) -> tuple[ObservedObject, ...]:
         return tuple(r for items in self._index.values() for r in items.values())
 
     def __len__(self) -> int:

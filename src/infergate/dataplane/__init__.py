@@ -1,4 +1,4 @@
-"""The data plane: real Envoy, configured over xDS from the controller's intermediate model.
+"""The data plane: real Envoy, configured over xDS from an IR (``infergate.ir``).
 
 Use from the gateway process::
 
@@ -6,7 +6,10 @@ Use from the gateway process::
         result = await dataplane.apply(ir)      # returns once Envoy ACKed; raises XdsRejected on NACK
         print(dataplane.admin_address)
 
-Modules: ``xds_translator`` (IR -> Envoy resources, pure), ``xds_server`` (ADS, ordering,
+This package never imports ``infergate.controller``; it reads only the IR.
+
+Modules: ``xds_translator`` (IR -> Envoy resources, pure; one module per resource kind and per
+HTTP filter), ``xds_server`` (ADS, ordering,
 ACK/NACK), ``envoy`` (bootstrap and supervisor), ``binary`` (where Envoy is).
 """
 
@@ -19,18 +22,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from infergate.controller.ir import DataplaneConfig
     from infergate.dataplane.envoy import EnvoySupervisor
     from infergate.dataplane.xds_server import XdsServer
     from infergate.dataplane.xds_translator import TranslateOptions
+    from infergate.ir import DataplaneConfig
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ApplyResult", "Dataplane", "DataplaneOptions"]
 
 
+# The imports below are function-level so that ``import infergate.dataplane`` (e.g. for
+# ``xds_translator`` or ``binary`` alone) does not load grpc and Envoy's protobufs.
+
+
 def _default_translate_options() -> TranslateOptions:
-    from infergate.dataplane.xds_translator import TranslateOptions
+    from infergate.dataplane.xds_translator import TranslateOptions  # light import: see above
 
     return TranslateOptions()
 
@@ -85,7 +92,7 @@ class Dataplane:
         return self._xds
 
     async def start(self) -> None:
-        from infergate.dataplane.envoy import EnvoyOptions, EnvoySupervisor
+        from infergate.dataplane.envoy import EnvoyOptions, EnvoySupervisor  # light import: see above
         from infergate.dataplane.xds_server import XdsServer
 
         opts = self.options
@@ -124,7 +131,7 @@ class Dataplane:
         return await self._envoy.idle_clusters(names)
 
     async def _clusters_warm(self, timeout: float) -> None:
-        from infergate.dataplane.envoy import EnvoyError
+        from infergate.dataplane.envoy import EnvoyError  # light import: see above
 
         if self._envoy is None or self._envoy.pid is None:
             return
@@ -139,7 +146,7 @@ class Dataplane:
         Raises ``TranslationError`` (the IR cannot be served), ``XdsRejected`` (Envoy NACKed:
         it keeps the last good config, ``last_error`` has the reason) or ``XdsTimeout``.
         """
-        from infergate.dataplane.xds_server import XdsError
+        from infergate.dataplane.xds_server import XdsError  # light import: see above
         from infergate.dataplane.xds_translator import translate
 
         resources = translate(ir, options=self.options.translate)

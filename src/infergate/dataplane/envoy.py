@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from infergate.dataplane.binary import envoy_binary
+from infergate.util.wait import WaitTimeout, async_wait_until
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +215,7 @@ class EnvoySupervisor:
         await self._wait_admin(self._proc)
 
     async def _wait_admin(self, proc: asyncio.subprocess.Process) -> None:
-        deadline = time.monotonic() + self.options.start_timeout_s
-        while time.monotonic() < deadline:
+        async def admin_live() -> bool:
             if proc.returncode is not None:
                 raise EnvoyError(
                     f"Envoy exited with {proc.returncode} during start-up; see {self.log_path}:\n{self.log_tail()}"
@@ -224,12 +224,15 @@ class EnvoySupervisor:
             if text and ":" in text:
                 host, _, port = text.rpartition(":")
                 self._admin = (host, int(port))
-                if await self.live():
-                    return
-            await asyncio.sleep(0.05)
-        raise EnvoyError(
-            f"Envoy's admin API did not answer within {self.options.start_timeout_s:g}s; see {self.log_path}"
-        )
+                return await self.live()
+            return False
+
+        try:
+            _: bool = await async_wait_until(admin_live, self.options.start_timeout_s, what="Envoy's admin API")  # annotated: mypy infers T from it
+        except WaitTimeout:
+            raise EnvoyError(
+                f"Envoy's admin API did not answer within {self.options.start_timeout_s:g}s; see {self.log_path}"
+            ) from None
 
     async def _watch(self) -> None:
         opts = self.options
@@ -279,8 +282,9 @@ class EnvoySupervisor:
                 await self._monitor
 
     async def _wait_idle(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Until no downstream request is active, at most ``timeout`` seconds (then go on anyway)."""
+
+        async def idle() -> bool:
             stats = await self.stats("downstream_rq_active")
             active = sum(
                 v
@@ -289,9 +293,10 @@ class EnvoySupervisor:
                 and not k.startswith("http.admin.")
                 and k.endswith("downstream_rq_active")
             )
-            if active == 0:
-                return
-            await asyncio.sleep(0.1)
+            return active == 0
+
+        with contextlib.suppress(WaitTimeout):
+            _: bool = await async_wait_until(idle, timeout, interval=0.1, what="in-flight requests to finish")
 
     async def __aenter__(self) -> EnvoySupervisor:
         await self.start()
@@ -314,12 +319,10 @@ class EnvoySupervisor:
         return response.status_code == 200 and response.text.strip() == "LIVE"
 
     async def wait_live(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if await self.live():
-                return
-            await asyncio.sleep(0.05)
-        raise EnvoyError(f"Envoy not LIVE within {timeout:g}s")
+        try:
+            _: bool = await async_wait_until(self.live, timeout, what="Envoy to be LIVE")
+        except WaitTimeout:
+            raise EnvoyError(f"Envoy not LIVE within {timeout:g}s") from None
 
     async def stats(self, contains: str = "") -> dict[str, int]:
         """Counters and gauges whose name contains ``contains`` (``/stats?filter=``)."""
@@ -359,14 +362,15 @@ class EnvoySupervisor:
 
     async def wait_clusters_warm(self, timeout: float) -> None:
         """Until ``cluster_manager.warming_clusters`` is 0 (raises ``EnvoyError`` on timeout)."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        async def warm() -> bool:
             stats = await self.stats("cluster_manager.warming_clusters")
-            if stats.get("cluster_manager.warming_clusters", 0) == 0:
-                return
-            if time.monotonic() >= deadline:
-                raise EnvoyError(f"clusters still warming after {timeout:g}s")
-            await asyncio.sleep(0.02)
+            return stats.get("cluster_manager.warming_clusters", 0) == 0
+
+        try:
+            _: bool = await async_wait_until(warm, timeout, interval=0.02, what="clusters to warm")
+        except WaitTimeout:
+            raise EnvoyError(f"clusters still warming after {timeout:g}s") from None
 
     async def config_dump(self) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=5.0) as client:

@@ -26,8 +26,9 @@ from typing import Any
 
 import yaml
 
-from infergate.controller.manifests import MANIFEST_SUFFIXES, ManifestError, read_manifest_file
-from infergate.controller.resources import KINDS, ObjectRef, Resource, split_api_version
+from infergate.api import validate as validate_object
+from infergate.controller.manifests import MANIFEST_SUFFIXES, ManifestParseError, read_manifest_file
+from infergate.controller.resources import KINDS, ObjectRef, ObservedObject, split_api_version
 from infergate.controller.snapshot import Snapshot
 from infergate.controller.status import merge_status
 from infergate.controller.translator.options import TranslationResult
@@ -82,7 +83,7 @@ class FileProvider:
                 continue
             try:
                 objects[name] = self._admit(name, read_manifest_file(Path(name)))
-            except (ManifestError, OSError, UnicodeDecodeError) as exc:
+            except (ManifestParseError, OSError, UnicodeDecodeError) as exc:
                 self.errors[name] = str(exc)
                 log.error("%s", exc)
                 objects[name] = self._objects.get(name, [])
@@ -95,13 +96,11 @@ class FileProvider:
         if not self.validate:
             self.errors.pop(source, None)
             return objects
-        from infergate.api import validate
-
         admitted, problems = [], []
         for obj in objects:
             group, _ = split_api_version(str(obj.get("apiVersion", "")))
             if (group, obj.get("kind")) in KINDS:
-                errors = validate(obj)
+                errors = validate_object(obj)
                 if errors:
                     name = (obj.get("metadata") or {}).get("name", "?")
                     problems.append(f"{obj.get('kind')} {name}: " + "; ".join(str(e) for e in errors))
@@ -135,7 +134,7 @@ class FileProvider:
         for name, objects in self._objects.items():
             for obj in objects:
                 try:
-                    resource = Resource.from_dict(obj)
+                    resource = ObservedObject.from_dict(obj)
                 except ValueError as exc:
                     log.error("%s: %s", name, exc)
                     continue
@@ -143,7 +142,7 @@ class FileProvider:
                 if stored is not None:
                     body = copy.copy(obj)
                     body["status"] = stored
-                    resource = Resource(resource.ref, resource.version, body)
+                    resource = ObservedObject(resource.ref, resource.version, body)
                 resources.append(resource)
         return Snapshot.of(resources)
 

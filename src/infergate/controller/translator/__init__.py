@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infergate.controller import conditions as c
-from infergate.controller.ir import DataplaneConfig, Listener, Pool, Route, Service, VirtualHost
-from infergate.controller.resources import GATEWAY_GROUP, POOL_GROUPS, ObjectRef, Resource
+from infergate.controller.resources import GATEWAY_GROUP, POOL_GROUPS, ObjectRef, ObservedObject
 from infergate.controller.snapshot import Snapshot
 from infergate.controller.translator.gateways import (
     GatewayState,
@@ -38,6 +37,7 @@ from infergate.controller.translator.options import (
 )
 from infergate.controller.translator.pools import ResolvedPool, resolve_pool
 from infergate.controller.translator.rules import CompiledRoute, compile_route
+from infergate.ir import DataplaneConfig, Listener, Pool, Route, Service, VirtualHost
 
 __all__ = ["DEFAULT_CONTROLLER_NAME", "TranslationResult", "TranslatorOptions", "translate"]
 
@@ -152,7 +152,7 @@ def _attach(snapshot: Snapshot, state: GatewayState, route: CompiledRoute, ref: 
     return (c.TRUE, c.REASON_ACCEPTED, "Route is accepted"), True
 
 
-def _route_parent_status(route: Resource, ref: Any, gw_ref: ObjectRef, accepted: tuple[str, str, str],
+def _route_parent_status(route: ObservedObject, ref: Any, gw_ref: ObjectRef, accepted: tuple[str, str, str],
                          compiled: CompiledRoute, options: TranslatorOptions) -> dict[str, Any]:
     parent_ref: dict[str, Any] = {"group": gw_ref.group, "kind": gw_ref.kind,
                                   "namespace": gw_ref.namespace, "name": gw_ref.name}
@@ -175,7 +175,7 @@ def _route_parent_status(route: Resource, ref: Any, gw_ref: ObjectRef, accepted:
     }
 
 
-def _pool_status(pool: Resource, resolved: ResolvedPool, parents: dict[ObjectRef, bool],
+def _pool_status(pool: ObservedObject, resolved: ResolvedPool, parents: dict[ObjectRef, bool],
                  options: TranslatorOptions) -> dict[str, Any]:
     gen, now = pool.generation, options.now
     entries = []
@@ -240,8 +240,33 @@ def _owning_listener(group: list[ListenerState], domain: str) -> ListenerState |
     return max(covering, key=lambda lst: specificity(lst.hostname or "*"))
 
 
+def _virtual_host(state: GatewayState, port: int, group: list[ListenerState], atts: list[_Attachment],
+                  domain: str) -> VirtualHost | None:
+    """The routes of the listener owning ``domain``, in Gateway API precedence order; None when
+    there are none and an empty virtual host would shadow nothing."""
+    owner = _owning_listener(group, domain)
+    keyed = []
+    seen: set[ObjectRef] = set()
+    for att in atts:
+        if att.listener is not owner or att.route.resource.ref in seen:
+            continue
+        hostname = next((h for h in att.hostnames if covers(h, domain)), None)
+        if hostname is None:
+            continue
+        seen.add(att.route.resource.ref)
+        for i, j, route in _ir_routes(att):
+            keyed.append((_route_sort_key(att, hostname, i, j, route), route))
+    if not keyed and (domain == "*" or len(group) == 1):
+        # An empty virtual host only matters to shadow a less specific listener.
+        return None
+    keyed.sort(key=lambda item: item[0])
+    return VirtualHost(name=f"{state.ref.namespace}/{state.ref.name}/{port}/{domain}",
+                       domains=(domain,), routes=tuple(route for _, route in keyed))
+
+
 def _build_ir(gateways: dict[ObjectRef, GatewayState], attachments: list[_Attachment],
               resolved_pools: dict[ObjectRef, ResolvedPool], options: TranslatorOptions) -> DataplaneConfig:
+    """One IR listener per (accepted Gateway, port), with the pools and Services its routes use."""
     listeners: list[Listener] = []
     pools: dict[str, Pool] = {}
     services: dict[str, Service] = {}
@@ -258,27 +283,8 @@ def _build_ir(gateways: dict[ObjectRef, GatewayState], attachments: list[_Attach
             domains = sorted({h for a in atts for h in a.hostnames}
                              | {listener.hostname or "*" for listener in group},
                              key=lambda h: (specificity(h), h), reverse=True)
-            vhosts = []
-            for domain in domains:
-                owner = _owning_listener(group, domain)
-                keyed = []
-                seen: set[ObjectRef] = set()
-                for att in atts:
-                    if att.listener is not owner or att.route.resource.ref in seen:
-                        continue
-                    hostname = next((h for h in att.hostnames if covers(h, domain)), None)
-                    if hostname is None:
-                        continue
-                    seen.add(att.route.resource.ref)
-                    for i, j, route in _ir_routes(att):
-                        keyed.append((_route_sort_key(att, hostname, i, j, route), route))
-                if not keyed and (domain == "*" or len(group) == 1):
-                    # An empty virtual host only matters to shadow a less specific listener.
-                    continue
-                keyed.sort(key=lambda item: item[0])
-                vhosts.append(VirtualHost(
-                    name=f"{state.ref.namespace}/{state.ref.name}/{port}/{domain}",
-                    domains=(domain,), routes=tuple(route for _, route in keyed)))
+            vhosts = [vhost for domain in domains
+                      if (vhost := _virtual_host(state, port, group, atts, domain)) is not None]
             for att in atts:
                 for pool_ref in att.route.pools:
                     resolved = resolved_pools[pool_ref]

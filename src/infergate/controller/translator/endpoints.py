@@ -17,14 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from infergate.controller.ir import Endpoint
-from infergate.controller.resources import CORE_GROUP, DISCOVERY_GROUP, Resource
+from infergate.controller.resources import CORE_GROUP, DISCOVERY_GROUP, ObservedObject
 from infergate.controller.snapshot import Snapshot
+from infergate.ir import Endpoint
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
-def pod_ready(pod: Resource) -> bool:
+def pod_ready(pod: ObservedObject) -> bool:
     if pod.deleting:
         return False
     for cond in pod.status.get("conditions") or ():
@@ -33,7 +33,7 @@ def pod_ready(pod: Resource) -> bool:
     return False
 
 
-def pod_ips(pod: Resource) -> tuple[str, ...]:
+def pod_ips(pod: ObservedObject) -> tuple[str, ...]:
     ips = [str(entry.get("ip")) for entry in pod.status.get("podIPs") or () if entry.get("ip")]
     if not ips and pod.status.get("podIP"):
         ips = [str(pod.status["podIP"])]
@@ -45,7 +45,7 @@ def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> 
     return bool(selector) and all(labels.get(key) == str(value) for key, value in selector.items())
 
 
-def ready_pods(snapshot: Snapshot, namespace: str, selector: Mapping[str, Any]) -> tuple[Resource, ...]:
+def ready_pods(snapshot: Snapshot, namespace: str, selector: Mapping[str, Any]) -> tuple[ObservedObject, ...]:
     return tuple(
         pod
         for pod in snapshot.list(CORE_GROUP, "Pod", namespace)
@@ -75,13 +75,13 @@ def _ip_key(address: str) -> tuple[int, ...] | tuple[str]:
 class ServiceLookup:
     """The outcome of resolving (Service, port): endpoints, or why it failed."""
 
-    service: Resource | None
+    service: ObservedObject | None
     port: Mapping[str, Any] | None
     endpoints: tuple[Endpoint, ...]
     error: str | None  # None = resolved (possibly to zero endpoints)
 
 
-def find_service_port(service: Resource, port: int) -> Mapping[str, Any] | None:
+def find_service_port(service: ObservedObject, port: int) -> Mapping[str, Any] | None:
     for entry in service.spec.get("ports") or ():
         if entry.get("port") == port:
             return dict(entry)
@@ -102,7 +102,7 @@ def resolve_service(snapshot: Snapshot, namespace: str, name: str, port: int | N
     return ServiceLookup(service, service_port, service_endpoints(snapshot, service, service_port), None)
 
 
-def service_endpoints(snapshot: Snapshot, service: Resource, service_port: Mapping[str, Any]) -> tuple[Endpoint, ...]:
+def service_endpoints(snapshot: Snapshot, service: ObservedObject, service_port: Mapping[str, Any]) -> tuple[Endpoint, ...]:
     slices = [
         s for s in snapshot.list(DISCOVERY_GROUP, "EndpointSlice", service.namespace)
         if s.labels.get(SERVICE_NAME_LABEL) == service.name
@@ -124,7 +124,7 @@ def service_endpoints(snapshot: Snapshot, service: Resource, service_port: Mappi
     return ()
 
 
-def _target_port(pod: Resource, service_port: Mapping[str, Any]) -> int | None:
+def _target_port(pod: ObservedObject, service_port: Mapping[str, Any]) -> int | None:
     target = service_port.get("targetPort")
     if target is None:
         return int(service_port["port"])
@@ -139,7 +139,7 @@ def _target_port(pod: Resource, service_port: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _slice_endpoints(slices: list[Resource], service_port: Mapping[str, Any]) -> tuple[Endpoint, ...]:
+def _slice_endpoints(slices: list[ObservedObject], service_port: Mapping[str, Any]) -> tuple[Endpoint, ...]:
     wanted = service_port.get("name") or ""
     found: set[Endpoint] = set()
     for slice_ in slices:

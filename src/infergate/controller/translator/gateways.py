@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infergate.controller import conditions as c
-from infergate.controller.resources import CORE_GROUP, GATEWAY_GROUP, ObjectRef, Resource
+from infergate.controller.resources import CORE_GROUP, GATEWAY_GROUP, ObjectRef, ObservedObject
 from infergate.controller.snapshot import Snapshot
 from infergate.controller.translator.addresses import AddressAllocator, AddressError, Assignment
 from infergate.controller.translator.options import TranslatorOptions
@@ -36,7 +36,7 @@ class ListenerState:
 
 @dataclass
 class GatewayState:
-    resource: Resource
+    resource: ObservedObject
     listeners: list[ListenerState]
     assignment: Assignment | None
     address_error: str | None
@@ -50,7 +50,7 @@ class GatewayState:
         return self.address_error is None and any(listener.usable for listener in self.listeners)
 
 
-def our_gateway_classes(snapshot: Snapshot, options: TranslatorOptions) -> tuple[set[str], list[Resource]]:
+def our_gateway_classes(snapshot: Snapshot, options: TranslatorOptions) -> tuple[set[str], list[ObservedObject]]:
     """(names of classes we serve, GatewayClass objects whose status we own)."""
     names = set(options.extra_gateway_classes)
     owned = []
@@ -61,7 +61,7 @@ def our_gateway_classes(snapshot: Snapshot, options: TranslatorOptions) -> tuple
     return names, owned
 
 
-def gateway_class_status(gwc: Resource, options: TranslatorOptions) -> dict[str, Any]:
+def gateway_class_status(gwc: ObservedObject, options: TranslatorOptions) -> dict[str, Any]:
     return {
         "conditions": [
             c.condition(c.ACCEPTED, c.TRUE, c.REASON_ACCEPTED, f"Handled by {options.controller_name}",
@@ -70,7 +70,7 @@ def gateway_class_status(gwc: Resource, options: TranslatorOptions) -> dict[str,
     }
 
 
-def build_gateway(gateway: Resource, allocator: AddressAllocator) -> GatewayState:
+def build_gateway(gateway: ObservedObject, allocator: AddressAllocator) -> GatewayState:
     listeners = [_listener(raw) for raw in gateway.spec.get("listeners") or ()]
     _mark_conflicts(listeners)
     requested = [
@@ -139,7 +139,7 @@ def _mark_conflicts(listeners: Sequence[ListenerState]) -> None:
             a.conflicted = b.conflicted = (c.TRUE, reason, message)
 
 
-def route_allowed(listener: ListenerState, route: Resource, gateway: Resource, snapshot: Snapshot) -> bool:
+def route_allowed(listener: ListenerState, route: ObservedObject, gateway: ObservedObject, snapshot: Snapshot) -> bool:
     """allowedRoutes: kinds and namespaces (Same by default, All, Selector)."""
     if not any(k["kind"] == route.kind for k in listener.supported_kinds):
         return False

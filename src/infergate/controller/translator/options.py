@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from infergate.controller.ir import DataplaneConfig
 from infergate.controller.resources import ObjectRef
 from infergate.controller.translator.addresses import AddressAllocator, LoopbackAllocator
+from infergate.ir import DataplaneConfig
 
 DEFAULT_CONTROLLER_NAME = "infergate.io/gateway-controller"
 EPOCH = "1970-01-01T00:00:00Z"

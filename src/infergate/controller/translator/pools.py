@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from infergate.controller.ir import EndpointPicker, FailureMode, Pool
-from infergate.controller.resources import INFERENCE_GROUP, Resource
+from infergate.controller.resources import INFERENCE_GROUP, ObservedObject
 from infergate.controller.snapshot import Snapshot
 from infergate.controller.translator.endpoints import pod_endpoints, resolve_service
+from infergate.ir import EndpointPicker, FailureMode, Pool
 
 DEFAULT_EPP_PORT = 9002
 
@@ -32,14 +32,14 @@ def pool_key(group: str, namespace: str, name: str) -> str:
     return f"pool/{group}/{namespace}/{name}"
 
 
-def pool_selector(pool: Resource) -> Mapping[str, Any]:
+def pool_selector(pool: ObservedObject) -> Mapping[str, Any]:
     selector = pool.spec.get("selector") or {}
     if pool.group == INFERENCE_GROUP:
         return selector.get("matchLabels") or {}
     return selector
 
 
-def pool_target_ports(pool: Resource) -> tuple[int, ...]:
+def pool_target_ports(pool: ObservedObject) -> tuple[int, ...]:
     if pool.group == INFERENCE_GROUP:
         ports = [p.get("number") for p in pool.spec.get("targetPorts") or ()]
     else:
@@ -47,7 +47,7 @@ def pool_target_ports(pool: Resource) -> tuple[int, ...]:
     return tuple(int(p) for p in ports if isinstance(p, int) and 1 <= p <= 65535)
 
 
-def picker_ref(pool: Resource) -> tuple[str, Mapping[str, Any], int | None]:
+def picker_ref(pool: ObservedObject) -> tuple[str, Mapping[str, Any], int | None]:
     """(field path, reference, port) of the pool's endpoint picker."""
     if pool.group == INFERENCE_GROUP:
         ref = pool.spec.get("endpointPickerRef") or {}
@@ -58,7 +58,7 @@ def picker_ref(pool: Resource) -> tuple[str, Mapping[str, Any], int | None]:
     return "spec.extensionRef", ref, number if isinstance(number, int) else DEFAULT_EPP_PORT
 
 
-def resolve_pool(snapshot: Snapshot, pool: Resource) -> ResolvedPool:
+def resolve_pool(snapshot: Snapshot, pool: ObservedObject) -> ResolvedPool:
     path, ref, port = picker_ref(pool)
     failure_mode: FailureMode = "FailOpen" if ref.get("failureMode") == "FailOpen" else "FailClose"
     group = ref.get("group") or ""

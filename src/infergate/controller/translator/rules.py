@@ -12,7 +12,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from infergate.controller import conditions as c
-from infergate.controller.ir import (
+from infergate.controller.resources import CORE_GROUP, GATEWAY_GROUP, POOL_GROUPS, ObjectRef, ObservedObject
+from infergate.controller.snapshot import Snapshot
+from infergate.controller.translator.endpoints import resolve_service
+from infergate.controller.translator.pools import pool_key
+from infergate.ir import (
     Backend,
     HeaderMatch,
     HeaderModifier,
@@ -23,13 +27,10 @@ from infergate.controller.ir import (
     Service,
     URLRewrite,
 )
-from infergate.controller.resources import CORE_GROUP, GATEWAY_GROUP, POOL_GROUPS, ObjectRef, Resource
-from infergate.controller.snapshot import Snapshot
-from infergate.controller.translator.endpoints import resolve_service
-from infergate.controller.translator.pools import pool_key
+from infergate.util.durations import parse_go_duration
 
+# Gateway API's Duration: a stricter subset of Go's (integers, h/m/s/ms, at most 4 parts).
 _DURATION = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
-_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 SUPPORTED_FILTERS = {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"}
 
 
@@ -57,7 +58,7 @@ class CompiledRule:
 
 @dataclass
 class CompiledRoute:
-    resource: Resource
+    resource: ObservedObject
     rules: list[CompiledRule]
     unsupported: str | None = None  # Accepted=False/UnsupportedValue message
     issues: list[Issue] = field(default_factory=list)  # ResolvedRefs=False when non-empty
@@ -73,8 +74,7 @@ def parse_duration(value: str, path: str) -> float | None:
     """Gateway API Duration ("10s", "1m30s", "500ms"); "0s" disables the timeout (None)."""
     if not _DURATION.match(value):
         raise ValueError(f"{path}: Invalid value: {value!r}: not a Gateway API duration")
-    total = sum(float(n) * _UNIT_SECONDS[u] for n, u in re.findall(r"([0-9]+)(ms|h|m|s)", value))
-    return total or None
+    return parse_go_duration(value) or None
 
 
 _RE2_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]")  # lookarounds and backreferences
@@ -104,7 +104,7 @@ def _check_match_regexes(matches: tuple[RouteMatch, ...], path: str) -> None:
                 check_regex(q.value, f"{path}.matches[{k}].queryParams[{q.name}].value")
 
 
-def compile_route(snapshot: Snapshot, route: Resource) -> CompiledRoute:
+def compile_route(snapshot: Snapshot, route: ObservedObject) -> CompiledRoute:
     compiled = CompiledRoute(route, [])
     for i, raw in enumerate(route.spec.get("rules") or ()):
         path = f"spec.rules[{i}]"
@@ -269,7 +269,7 @@ def reference_granted(snapshot: Snapshot, from_namespace: str, to_group: str, to
     return False
 
 
-def _backend(snapshot: Snapshot, route: Resource, ref: Mapping[str, Any], path: str,
+def _backend(snapshot: Snapshot, route: ObservedObject, ref: Mapping[str, Any], path: str,
              compiled: CompiledRoute) -> tuple[Backend, Issue | None]:
     group = ref.get("group") or CORE_GROUP
     kind = ref.get("kind") or "Service"

@@ -1,4 +1,4 @@
-"""The IR <-> plain dicts (YAML/JSON), for golden files and debugging dumps.
+"""The IR <-> plain dicts (YAML/JSON), for golden files, the admin endpoint and debugging dumps.
 
 Field names are the dataclass field names; missing fields take their defaults; unknown
 fields are errors naming their path (``listeners[0].virtual_hosts[1].routs: unknown field``).
@@ -11,8 +11,8 @@ import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
-from infergate.controller import ir as ir_module
-from infergate.controller.ir import DataplaneConfig
+from infergate.ir import types as ir_types
+from infergate.ir.types import DataplaneConfig
 
 
 class IRDecodeError(ValueError):
@@ -20,7 +20,7 @@ class IRDecodeError(ValueError):
 
 
 def ir_to_dict(value: Any) -> Any:
-    """Dataclasses to dicts (defaults omitted), tuples to lists."""
+    """Dataclasses to dicts (fields equal to their default omitted), tuples to lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out: dict[str, Any] = {}
         for f in dataclasses.fields(value):
@@ -42,7 +42,7 @@ def ir_from_dict(data: dict[str, Any]) -> DataplaneConfig:
 
 
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls, vars(ir_module))
+    return typing.get_type_hints(cls, vars(ir_types))
 
 
 def _decode(tp: Any, data: Any, path: str) -> Any:

@@ -1,4 +1,4 @@
-"""Helpers for tests and demos: expand Deployments into Ready Pods, load upstream conformance inputs.
+"""Test helpers: expand Deployments into Ready Pods, load upstream conformance inputs.
 
 A manifest directory or a cluster without a pod runtime has Deployments but no Pods; these
 helpers create the Pods a cluster would run (deterministic IPs), so translation can be

@@ -1,10 +1,8 @@
-"""The intermediate model (IR) between the Gateway API translator and the Envoy translator.
+"""The IR's types: what one Envoy must serve, in data-plane terms.
 
 It says *what* the data plane must do, in data-plane terms, with every Kubernetes reference
 already resolved: listeners with their routes, weighted backends, and pools with their
-endpoints and endpoint picker. The controller's translator produces it
-(resources -> IR + statuses); ``infergate.dataplane`` turns it into Envoy resources.
-Both stages are pure functions, tested with golden files.
+endpoints and endpoint picker.
 
 All types are frozen dataclasses: an IR value is a snapshot and can be compared and hashed.
 Names (``key``) are stable across snapshots, so a change of weights does not rename

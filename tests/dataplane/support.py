@@ -23,10 +23,11 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from google.protobuf import struct_pb2
 
-from infergate.controller.ir import Endpoint
+from infergate.api import headers
+from infergate.ir import Endpoint
 from infergate.util.net import free_port, random_loopback_block
 
-DEST = "x-gateway-destination-endpoint"
+DEST = headers.DESTINATION_ENDPOINT
 
 
 class LoopbackServers:
@@ -114,7 +115,7 @@ class StampingEpp(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         target = self.endpoints[self._next % len(self.endpoints)]
         self._next += 1
         self.picked += 1
-        headers = [
+        mutations = [
             core.HeaderValueOption(
                 header=core.HeaderValue(key=DEST, raw_value=target.encode()),
                 append_action=core.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
@@ -124,11 +125,11 @@ class StampingEpp(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 append_action=core.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
             ),
         ]
-        return pb.CommonResponse(header_mutation=pb.HeaderMutation(set_headers=headers)), target
+        return pb.CommonResponse(header_mutation=pb.HeaderMutation(set_headers=mutations)), target
 
     def _metadata(self, target: str) -> struct_pb2.Struct:
         md = struct_pb2.Struct()
-        md.update({"envoy.lb": {DEST: target}})
+        md.update({headers.LB_METADATA_NAMESPACE: {DEST: target}})
         return md
 
     async def Process(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.ProcessingResponse]:
