@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource
 from rich.console import Console
 
 from infergate.apiserver.runtime import KubeClient, resource_path
@@ -368,9 +369,9 @@ class Demo:
                                      served)
             parts: list[str] = []
             served = "?"
-            async for line in response.aiter_lines():
-                if line.startswith("data: ") and line != "data: [DONE]":
-                    chunk = json.loads(line[6:])
+            async for event in EventSource(response).aiter_sse():
+                if event.data != "[DONE]":
+                    chunk = json.loads(event.data)
                     served = str(chunk.get("model", served))
                     parts.extend(c.get("text", "") for c in chunk.get("choices") or [])
             return RequestRecord(model, stream, response.status_code, pod, "".join(parts),
