@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
-from infergate.util.clitool import CliTool
+
+from ..support.clitool import CliTool
 
 CHARTS_DIR = Path(__file__).resolve().parent / "charts"
 

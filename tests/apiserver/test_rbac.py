@@ -23,7 +23,8 @@ from infergate.apiserver.rbac import (
     request_attributes,
     rule_allows,
 )
-from infergate.util.clitool import CliTool
+
+from ..support.clitool import CliTool
 
 G = "rbac.authorization.k8s.io"
 

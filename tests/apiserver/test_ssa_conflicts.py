@@ -20,7 +20,8 @@ from infergate.apiserver.patch import (
     record_update_manager,
     server_side_apply,
 )
-from infergate.util.clitool import CliTool
+
+from ..support.clitool import CliTool
 
 CHARTS_DIR = Path(__file__).resolve().parent / "charts"
 APPLY = "application/apply-patch+yaml"

@@ -26,8 +26,9 @@ import yaml
 
 from infergate.bench.topology import EPPProcess, ManagedProcess, PortPool, python_argv, static_pool_file
 from infergate.sim import SimCluster, SimConfig
-from infergate.sim.testing import stream_completion
 from infergate.util.net import random_loopback_block
+
+from ..sim.support import stream_completion
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("gateway-sim-e2e")]
 LOOP = pytest.mark.asyncio(loop_scope="module")

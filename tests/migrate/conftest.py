@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
 from infergate.migrate.cluster import ClusterTarget, KubeCluster
 from infergate.migrate.resources import CRDS, NAMESPACES
-from infergate.util.clitool import CliResult, CliTool
+
+from ..support.clitool import CliResult, CliTool
 
 TESTDATA = Path(__file__).resolve().parent / "testdata"
 REPO = Path(__file__).resolve().parents[2]

@@ -37,8 +37,8 @@ from infergate.apiserver.runtime.spec import (
     readiness_probe,
     startup_probe,
 )
-from infergate.util.clitool import CliTool
 
+from ..support.clitool import CliTool
 from .conftest import Cluster, running_cluster
 from .test_runtime_e2e import DEPLOY, is_ready, pod_answers, pods_of, sim_deployment
 

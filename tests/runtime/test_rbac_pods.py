@@ -24,8 +24,8 @@ import pytest
 import pytest_asyncio
 
 from infergate.apiserver.runtime import KubeClient, LocalRuntime, resource_path
-from infergate.util.clitool import CliTool
 
+from ..support.clitool import CliTool
 from .conftest import Cluster, private_pod_cidr, running_cluster
 from .test_runtime_e2e import is_ready, sim_deployment
 

@@ -8,9 +8,12 @@ import math
 import httpx
 import openai
 import pytest
+from httpx_sse import EventSource
 
 from infergate.sim import tokenizer
 from infergate.sim.config import SimConfig
+
+from .support import scrape, stream_completion
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 PROMPT = "Explain how a continuous batching scheduler decides what runs in the next step."
@@ -98,9 +101,9 @@ async def test_sse_ends_with_done(make_cluster, http: httpx.AsyncClient) -> None
     async with http.stream("POST", f"{cluster.replicas[0].url}/v1/completions", json=body) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        events = [line async for line in response.aiter_lines() if line.startswith("data: ")]
-    assert events[-1] == "data: [DONE]"
-    assert all("usage" not in json.loads(e[6:]) for e in events[:-1])
+        events = [event.data async for event in EventSource(response).aiter_sse()]
+    assert events[-1] == "[DONE]"
+    assert all("usage" not in json.loads(e) for e in events[:-1])
 
 
 async def test_natural_length_without_ignore_eos_is_deterministic(make_cluster) -> None:
@@ -236,8 +239,6 @@ async def test_cluster_replica_names_and_lookup(http: httpx.AsyncClient) -> None
 
 
 async def test_stream_interval_groups_tokens_per_chunk(make_cluster, http: httpx.AsyncClient) -> None:
-    from infergate.sim.testing import stream_completion
-
     cluster = await make_cluster(stream_interval=4)
     result = await stream_completion(http, cluster.replicas[0].url,
                                      {"model": MODEL, "prompt": PROMPT, "max_tokens": 12, "ignore_eos": True})
@@ -246,8 +247,6 @@ async def test_stream_interval_groups_tokens_per_chunk(make_cluster, http: httpx
 
 
 async def test_prefix_caching_can_be_disabled(make_cluster, http: httpx.AsyncClient) -> None:
-    from infergate.sim.testing import scrape
-
     cluster = await make_cluster(enable_prefix_caching=False)
     url = cluster.replicas[0].url
     body = {"model": MODEL, "prompt": "same prompt " * 100, "max_tokens": 2}

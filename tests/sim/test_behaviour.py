@@ -7,7 +7,9 @@ import asyncio
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from infergate.sim.testing import scrape, stream_completion, wait_until
+from infergate.util.wait import async_wait_until
+
+from .support import scrape, stream_completion
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -26,7 +28,7 @@ async def test_requests_queue_once_max_num_seqs_is_reached(make_cluster, http: h
         m = await scrape(http, url)
         return m["vllm:num_requests_running"] == 2 and m["vllm:num_requests_waiting"] == 3
 
-    await wait_until(queued, timeout=10)
+    await async_wait_until(queued, 10, interval=0.02)
     assert (await http.get(f"{url}/get_load")).json() == {"load": 5}
     responses = await asyncio.wait_for(asyncio.gather(*tasks), 60)
     assert all(r.status_code == 200 for r in responses)
@@ -72,7 +74,7 @@ async def test_kv_exhaustion_makes_requests_wait(make_cluster, http: httpx.Async
         seen.append(m)
         return m["vllm:num_requests_waiting"] > 0 and m["vllm:num_requests_running"] < 6
 
-    await wait_until(kv_bound, timeout=10)
+    await async_wait_until(kv_bound, 10, interval=0.02)
     assert max(m["vllm:kv_cache_usage_perc"] for m in seen) > 0.5
     responses = await asyncio.wait_for(asyncio.gather(*tasks), 60)
     assert all(r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 100 for r in responses)
@@ -98,7 +100,7 @@ async def test_lora_limit_holds_and_shows_in_metrics(make_cluster, http: httpx.A
                 return labels["waiting_lora_adapters"] == "chat"
         return False
 
-    await wait_until(chat_waits, timeout=10)
+    await async_wait_until(chat_waits, 10, interval=0.02)
     latest = infos[-1]
     assert latest["max_lora"] == "2"
     assert sorted(latest["running_lora_adapters"].split(",")) == ["food-review", "sql"]
@@ -129,7 +131,7 @@ async def test_metrics_parse_and_follow_the_load(make_cluster, http: httpx.Async
         m = await scrape(http, url)
         return m["vllm:num_requests_running"] == 4 and m["vllm:kv_cache_usage_perc"] > 0
 
-    await wait_until(busy, timeout=10)
+    await async_wait_until(busy, 10, interval=0.02)
     responses = await asyncio.wait_for(asyncio.gather(*tasks), 60)
     done = await scrape(http, url)
     prompt_total = sum(r.json()["usage"]["prompt_tokens"] for r in responses)

@@ -8,7 +8,9 @@ import time
 import httpx
 import pytest
 
-from infergate.sim.testing import scrape, stream_completion, wait_until
+from infergate.util.wait import async_wait_until
+
+from .support import scrape, stream_completion
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 BODY = {"model": MODEL, "prompt": "hello", "max_tokens": 4, "ignore_eos": True}
@@ -65,7 +67,7 @@ async def test_stall_freezes_progress_until_released(make_cluster, http: httpx.A
     async def waiting() -> bool:
         return (await scrape(http, replica.url))["vllm:num_requests_waiting"] == 1
 
-    await wait_until(waiting, timeout=5)
+    await async_wait_until(waiting, 5, interval=0.02)
     steps = replica.engine.steps
     await asyncio.sleep(0.3)
     assert not task.done() and replica.engine.steps == steps
@@ -83,7 +85,7 @@ async def test_crash_breaks_streams_and_restart_is_cold(make_cluster, http: http
     warm = await http.post(f"{url}/v1/completions", json={**BODY, "prompt": long_prompt})
     assert warm.status_code == 200
     stream = asyncio.create_task(stream_completion(http, url, {**BODY, "max_tokens": 2000}))
-    await wait_until(lambda: _has_running(replica), timeout=5)
+    await async_wait_until(lambda: _has_running(replica), 5, interval=0.02)
     await replica.crash()
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         await asyncio.wait_for(stream, 10)
@@ -99,7 +101,7 @@ async def test_crash_breaks_streams_and_restart_is_cold(make_cluster, http: http
     async def healthy() -> bool:
         return (await http.get(f"{url}/health")).status_code == 200
 
-    await wait_until(healthy, timeout=5)
+    await async_wait_until(healthy, 5, interval=0.02)
     m = await scrape(http, url)
     assert m["vllm:prompt_tokens_total"] == 0, "a restarted replica starts from zero"
     again = await http.post(f"{url}/v1/completions", json={**BODY, "prompt": long_prompt})
@@ -123,7 +125,7 @@ async def test_crash_with_automatic_restart_through_admin(make_cluster, http: ht
             return True
         return False
 
-    await wait_until(down, timeout=5, interval=0.005)
+    await async_wait_until(down, 5, interval=0.005)
 
     async def status(code: int) -> bool:
         try:
@@ -131,8 +133,8 @@ async def test_crash_with_automatic_restart_through_admin(make_cluster, http: ht
         except httpx.TransportError:
             return False
 
-    await wait_until(lambda: status(503), timeout=5, interval=0.01)  # back, but starting
-    await wait_until(lambda: status(200), timeout=5)
+    await async_wait_until(lambda: status(503), 5, interval=0.01)  # back, but starting
+    await async_wait_until(lambda: status(200), 5, interval=0.02)
     assert cluster.replicas[0].restarts == 1
 
 
@@ -145,7 +147,7 @@ async def test_startup_delay_from_config(make_cluster, http: httpx.AsyncClient) 
     async def ready() -> bool:
         return (await http.get(f"{url}/health/ready")).status_code == 200
 
-    await wait_until(ready, timeout=5)
+    await async_wait_until(ready, 5, interval=0.02)
     assert (await http.post(f"{url}/v1/completions", json=BODY)).status_code == 200
 
 
@@ -160,14 +162,14 @@ async def test_client_disconnect_aborts_the_request(make_cluster, http: httpx.As
 
     with pytest.raises(httpx.ReadTimeout):  # non-streaming: the client gives up
         await http.post(url, json={**BODY, "max_tokens": 5000}, timeout=httpx.Timeout(30, read=0.3))
-    await wait_until(drained, timeout=5)
+    await async_wait_until(drained, 5, interval=0.02)
     async with http.stream("POST", url, json={**BODY, "max_tokens": 5000, "stream": True}) as response:
         lines = 0
         async for _ in response.aiter_lines():
             lines += 1
             if lines >= 6:
                 break  # leaving the block closes the connection mid-stream
-    await wait_until(drained, timeout=5)
+    await async_wait_until(drained, 5, interval=0.02)
     m = await scrape(http, replica.url)
     assert m["vllm:request_success_total{finished_reason=abort}"] == 2
 

@@ -32,6 +32,7 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
+from infergate.api.headers import REQUEST_ID
 from infergate.bench.topology import EPPProcess, PortPool, SimReplicas, static_pool_file, workdir
 from infergate.util.net import random_loopback_block
 
@@ -53,7 +54,7 @@ def _headers(mode: str, i: int) -> pb.ProcessingRequest:
                                            response_body_mode=MODE.FULL_DUPLEX_STREAMED),
     }[mode]
     values = {":method": "POST", ":path": "/v1/completions", ":authority": "gateway", ":scheme": "http",
-              "content-type": "application/json", "user-agent": "bench", "x-request-id": f"req-{i}",
+              "content-type": "application/json", "user-agent": "bench", REQUEST_ID: f"req-{i}",
               "accept": "*/*"}
     return pb.ProcessingRequest(
         request_headers=pb.HttpHeaders(headers=core_pb.HeaderMap(

@@ -1,4 +1,4 @@
-"""An open-loop async load generator: streaming completions over raw HTTP (httpx).
+"""An open-loop async load generator: streaming completions over raw HTTP (httpx, httpx-sse).
 
 Requests are sent at their planned times whether or not earlier ones finished (open loop,
 so a slow router shows up as queueing, not as a lower offered load). Each streamed
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
+from httpx_sse import EventSource
 
 from infergate.bench.workload import PlannedRequest
 
@@ -46,44 +47,46 @@ async def stream_completion(client: httpx.AsyncClient, url: str, model: str, req
             if response.status_code != 200:
                 result.error = (await response.aread()).decode(errors="replace")[:200]
                 return result
-            last: float | None = None
-            events = 0
-            usage_tokens: int | None = None
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                now = time.perf_counter()
-                try:
-                    event = json.loads(data)
-                except ValueError:
-                    continue
-                usage = event.get("usage")
-                if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-                    usage_tokens = usage["completion_tokens"]
-                choices = event.get("choices") or []
-                text = "".join(str(c.get("text") or "") for c in choices if isinstance(c, dict))
-                if not text:
-                    continue
-                events += 1
-                if result.ttft is None:
-                    result.ttft = now - started
-                elif last is not None:
-                    result.gaps.append(now - last)
-                last = now
-            result.e2e = time.perf_counter() - started
-            result.output_tokens = usage_tokens if usage_tokens is not None else events
-            if usage_tokens and events and usage_tokens > events:  # several tokens per SSE event
-                per_event = usage_tokens / events
-                result.gaps = [g / per_event for g in result.gaps]
-            result.ok = result.ttft is not None
-            if not result.ok:
-                result.error = "no tokens"
-    except httpx.HTTPError as exc:
+            await _time_events(EventSource(response), started, result)
+    except httpx.HTTPError as exc:  # SSEError (not an event stream) is one too
         result.error = f"{type(exc).__name__}: {exc}"
     return result
+
+
+async def _time_events(source: EventSource, started: float, result: RequestResult) -> None:
+    """Time the text events of a completion stream into ``result``."""
+    last: float | None = None
+    events = 0
+    usage_tokens: int | None = None
+    async for sse in source.aiter_sse():
+        if sse.data == "[DONE]":
+            break
+        now = time.perf_counter()
+        try:
+            event = json.loads(sse.data)
+        except ValueError:
+            continue
+        usage = event.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            usage_tokens = usage["completion_tokens"]
+        choices = event.get("choices") or []
+        text = "".join(str(c.get("text") or "") for c in choices if isinstance(c, dict))
+        if not text:
+            continue
+        events += 1
+        if result.ttft is None:
+            result.ttft = now - started
+        elif last is not None:
+            result.gaps.append(now - last)
+        last = now
+    result.e2e = time.perf_counter() - started
+    result.output_tokens = usage_tokens if usage_tokens is not None else events
+    if usage_tokens and events and usage_tokens > events:  # several tokens per SSE event
+        per_event = usage_tokens / events
+        result.gaps = [g / per_event for g in result.gaps]
+    result.ok = result.ttft is not None
+    if not result.ok:
+        result.error = "no tokens"
 
 
 async def run_plan(url: str, model: str, planned: Sequence[PlannedRequest], *, timeout: float = 600.0,

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
+
+from infergate.util.procs import signal_group, spawn_logged_sync
+from infergate.util.wait import WaitTimeout, wait_until
 
 EPILOG = """\b
 Examples:
@@ -150,25 +150,23 @@ def _background(args: list[str], state_dir: Path) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     ready = state_dir / READY_FILE
     log_path = state_dir / "logs" / "up.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "infergate", *argv], stdin=subprocess.DEVNULL,
-                                stdout=log_file, stderr=log_file, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    proc = spawn_logged_sync([sys.executable, "-m", "infergate", *argv], log_path)
+
+    def started() -> dict[str, Any] | None:
+        """Its ready file, once it names this process; fails at once if the process exited."""
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace").splitlines()[-15:]
             raise click.ClickException("infergate up exited during start:\n" + "\n".join(tail))
-        if ready.exists():
-            try:
-                info = json.loads(ready.read_text())
-            except ValueError:
-                info = {}
-            if info.get("pid") == proc.pid:
-                click.echo(f"infergate up is running in the background (pid {proc.pid}); "
-                           f"stop it with: kill {proc.pid}", err=True)
-                click.echo(f"export KUBECONFIG={info['kubeconfig']}")
-                return
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGTERM)
-    raise click.ClickException(f"infergate up was not ready within 120 s; see {log_path}")
+        try:
+            info = json.loads(ready.read_text())
+        except (OSError, ValueError):
+            return None
+        return info if isinstance(info, dict) and info.get("pid") == proc.pid else None
+
+    try:
+        info = wait_until(started, 120, interval=0.2, what="infergate up")
+    except WaitTimeout:
+        signal_group(proc.pid, signal.SIGTERM)
+        raise click.ClickException(f"infergate up was not ready within 120 s; see {log_path}") from None
+    click.echo(f"infergate up is running in the background (pid {proc.pid}); stop it with: kill {proc.pid}", err=True)
+    click.echo(f"export KUBECONFIG={info['kubeconfig']}")

@@ -15,7 +15,7 @@ from typing import Any
 import click
 import yaml
 
-from infergate.api import registry
+from infergate.api import registry, yamlload
 from infergate.api.errors import FieldError, ValidationFailed
 from infergate.api.objects import validate as validate_object
 
@@ -23,7 +23,9 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 @dataclass(frozen=True)
-class Document:
+class ManifestObject:
+    """One object of a manifest file (each item of a ``List`` is one), with where it was read."""
+
     source: str  # file path or "-"
     index: int  # 1-based position in the file
     value: Any
@@ -41,15 +43,15 @@ def _files(target: str, recursive: bool) -> list[Path]:
     return [path]
 
 
-def _documents(source: str, text: str) -> Iterator[Document]:
-    for i, value in enumerate(yaml.safe_load_all(text), start=1):
+def _objects(source: str, text: str) -> Iterator[ManifestObject]:
+    for i, value in enumerate(yamlload.load_all(text), start=1):
         if value is None:
             continue
         if isinstance(value, dict) and value.get("kind") == "List" and isinstance(value.get("items"), list):
             for item in value["items"]:
-                yield Document(source, i, item)
+                yield ManifestObject(source, i, item)
         else:
-            yield Document(source, i, value)
+            yield ManifestObject(source, i, value)
 
 
 def _describe(doc: Any) -> str:
@@ -84,11 +86,11 @@ def is_foreign(value: Any) -> bool:
     return not registry.by_kind(kind) or all(t.group != group for t in registry.by_kind(kind))
 
 
-def validate_document(doc: Document, release: str | None) -> list[FieldError]:
+def validate_document(doc: ManifestObject, release: str | None) -> list[FieldError]:
     return validate_object(doc.value, release=release)
 
 
-def _failure(doc: Document, errors: list[FieldError]) -> ValidationFailed:
+def _failure(doc: ManifestObject, errors: list[FieldError]) -> ValidationFailed:
     value = doc.value if isinstance(doc.value, dict) else {}
     t = registry.by_gvk(str(value.get("apiVersion") or ""), str(value.get("kind") or ""))
     meta = value.get("metadata")
@@ -153,7 +155,7 @@ def command(targets: tuple[str, ...], recursive: bool, release: str | None, quie
     skipped = 0
     for source, text in sources:
         try:
-            docs = list(_documents(source, text))
+            docs = list(_objects(source, text))
         except yaml.YAMLError as exc:
             invalid += 1
             click.echo(f"{source}: error parsing YAML: {exc}".replace("\n", " "))

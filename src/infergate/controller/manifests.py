@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from infergate.api import yamlload
+
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -17,7 +19,7 @@ class ManifestParseError(ValueError):
 
 def parse_manifests(text: str, source: str = "<string>") -> list[dict[str, Any]]:
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = yamlload.load_all(text)
     except yaml.YAMLError as exc:
         raise ManifestParseError(f"{source}: invalid YAML: {exc}") from exc
     return list(_flatten(docs, source))

@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource
 from rich.console import Console
 
 from infergate.apiserver.runtime import KubeClient, resource_path
 from infergate.up import LocalCluster, UpOptions
 from infergate.util.clitool import find_tool
 from infergate.util.procs import pid_alive
+from infergate.util.wait import WaitTimeout, async_wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SIM_APP = "vllm-llama3-8b-instruct"
@@ -246,32 +248,41 @@ class Demo:
         await self.kubectl_apply(self.options.examples_dir / "demo" / "routes" / f"{self.options.stack}.yaml")
 
     async def wait_ready(self) -> None:
+        """Deployments ready and the Gateway Programmed, then a first 200 through it, within ready_timeout."""
         assert self.cluster is not None
         deadline = time.monotonic() + self.options.ready_timeout
+        problems: list[str] = []
         async with KubeClient.from_kubeconfig(self.cluster.kubeconfig_path) as client:
-            while True:
-                problems = await self._not_ready(client)
-                if not problems:
-                    break
-                if time.monotonic() > deadline:
-                    raise DemoError("not ready in time: " + "; ".join(problems) +
-                                    f" (logs: {self.cluster.state_dir / 'logs'}, "
-                                    f"{self.cluster.state_dir / 'runtime' / 'logs'})")
-                await asyncio.sleep(0.5)
+
+            async def objects_ready() -> bool:
+                problems[:] = await self._not_ready(client)
+                return not problems
+
+            try:
+                await async_wait_until(objects_ready, self.options.ready_timeout, interval=0.5)
+            except WaitTimeout:
+                raise DemoError("not ready in time: " + "; ".join(problems) +
+                                f" (logs: {self.cluster.state_dir / 'logs'}, "
+                                f"{self.cluster.state_dir / 'runtime' / 'logs'})") from None
         # the EPPs learn the pods and their metrics a moment after the pods are Ready
         last = ""
         async with httpx.AsyncClient(timeout=30) as http:
-            while time.monotonic() < deadline:
+
+            async def answers() -> bool:
+                nonlocal last
                 try:
                     response = await http.post(self.url("/v1/completions"), json={
                         "model": MODELS[0], "prompt": "ping", "max_tokens": 1})
-                    if response.status_code == 200:
-                        return
-                    last = f"{response.status_code} {response.text[:200]}"
                 except httpx.TransportError as exc:
                     last = str(exc)
-                await asyncio.sleep(0.5)
-        raise DemoError(f"the gateway did not answer 200 in time (last: {last})")
+                    return False
+                last = f"{response.status_code} {response.text[:200]}"
+                return response.status_code == 200
+
+            try:
+                await async_wait_until(answers, max(deadline - time.monotonic(), 0.0), interval=0.5)
+            except WaitTimeout:
+                raise DemoError(f"the gateway did not answer 200 in time (last: {last})") from None
 
     async def _not_ready(self, client: KubeClient) -> list[str]:
         problems: list[str] = []
@@ -358,9 +369,9 @@ class Demo:
                                      served)
             parts: list[str] = []
             served = "?"
-            async for line in response.aiter_lines():
-                if line.startswith("data: ") and line != "data: [DONE]":
-                    chunk = json.loads(line[6:])
+            async for event in EventSource(response).aiter_sse():
+                if event.data != "[DONE]":
+                    chunk = json.loads(event.data)
                     served = str(chunk.get("model", served))
                     parts.extend(c.get("text", "") for c in chunk.get("choices") or [])
             return RequestRecord(model, stream, response.status_code, pod, "".join(parts),

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from infergate.api import yamlload
 from infergate.migrate.census import EPP, MODEL, POOL, ROUTE, scan_cluster, scan_objects
 from infergate.migrate.cluster import Cluster, ClusterError
 from infergate.migrate.helm import Helm, HelmError
@@ -168,7 +167,7 @@ def cleanup(
 
 
 def _apply_crd(cluster: Cluster, bundle: Path, name: str, dry_run: bool) -> None:
-    crd = next(d for d in yaml.safe_load_all(bundle.read_text()) if isinstance(d, dict) and name_of(d) == name)
+    crd = next(d for d in yamlload.load_all(bundle.read_text()) if isinstance(d, dict) and name_of(d) == name)
     cluster.apply(CRDS, crd, dry_run=dry_run)
     deadline = time.monotonic() + 30
     while not dry_run and time.monotonic() < deadline:
@@ -179,7 +178,7 @@ def _apply_crd(cluster: Cluster, bundle: Path, name: str, dry_run: bool) -> None
 
 
 def _bundle_crd_names(bundle: Path) -> list[str]:
-    return [name_of(d) for d in yaml.safe_load_all(bundle.read_text())
+    return [name_of(d) for d in yamlload.load_all(bundle.read_text())
             if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"]
 
 

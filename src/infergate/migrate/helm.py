@@ -12,8 +12,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import yaml
-
+from infergate.api import yamlload
 from infergate.migrate.cluster import ClusterTarget
 from infergate.migrate.resources import Obj
 from infergate.util.clitool import find_tool
@@ -101,7 +100,7 @@ class Helm:
 
     def manifest(self, release: str, namespace: str) -> list[Obj]:
         out = self._run(["get", "manifest", release, "--namespace", namespace])
-        return [d for d in yaml.safe_load_all(out) if isinstance(d, dict)]
+        return [d for d in yamlload.load_all(out) if isinstance(d, dict)]
 
     def values(self, release: str, namespace: str) -> dict[str, object]:
         """The values a release was installed with (``helm get values -o json``)."""

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from infergate.api import yamlload
 from infergate.migrate.cluster import Cluster, ClusterError
 from infergate.migrate.gates import Baseline, GateResult, Window, analyse, baseline_of, overall
 from infergate.migrate.helm import Helm, HelmError
@@ -336,7 +335,7 @@ class Migrator:
         if not missing:
             return _Outcome(state, "pass", "GA CRDs already installed")
         bundle = self.options.crd_bundle_dir / "ga.yaml"
-        crds = {name_of(d): d for d in yaml.safe_load_all(bundle.read_text()) if isinstance(d, dict)}
+        crds = {name_of(d): d for d in yamlload.load_all(bundle.read_text()) if isinstance(d, dict)}
         for name in missing:
             if name not in crds:
                 raise MigrationError(f"{bundle} has no CRD {name}")

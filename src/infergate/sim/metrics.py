@@ -50,11 +50,6 @@ class Histogram:
         self.sum += value
         self.count += 1
 
-    def observe_many(self, value: float, times: int) -> None:
-        self.counts[bisect_left(self.bounds, value)] += times
-        self.sum += value * times
-        self.count += times
-
 
 @dataclass
 class EngineStats:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from pathlib import Path
 import aiohttp
 
 from infergate.apiserver.runtime.process import ENTRYPOINT
+from infergate.util.procs import spawn_logged, terminate
+from infergate.util.wait import WaitTimeout, async_wait_until
 
 log = logging.getLogger(__name__)
 
@@ -64,31 +65,31 @@ class GatewayProcess:
 
     async def start(self, timeout: float = 60.0) -> None:
         """Start and wait until the gateway's /readyz answers 200 (its first configuration ACKed)."""
-        self._task = asyncio.create_task(self._supervise(), name="gateway supervisor")
-        deadline = time.monotonic() + timeout
+        task = self._task = asyncio.create_task(self._supervise(), name="gateway supervisor")
         async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self._task.done():
-                    self._task.result()
+
+            async def ready() -> bool:
+                if task.done():
+                    task.result()  # the supervisor failed: raise its error
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with session.get(f"{self.admin_url}/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
-                        if r.status == 200:
-                            return
-                await asyncio.sleep(0.2)
-        raise TimeoutError(f"the gateway was not ready within {timeout:.0f}s; see {self.options.log_path}")
+                        return r.status == 200
+                return False
+
+            try:
+                await async_wait_until(ready, timeout, interval=0.2, what="the gateway's /readyz")
+            except WaitTimeout:
+                raise TimeoutError(
+                    f"the gateway was not ready within {timeout:.0f}s; see {self.options.log_path}") from None
 
     async def _supervise(self) -> None:
         delay = 1.0
         self.options.work_dir.mkdir(parents=True, exist_ok=True)
-        self.options.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "INFERGATE_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"}
         env.pop("KUBECONFIG", None)
         while not self._stopping.is_set():
             started = time.monotonic()
-            with open(self.options.log_path, "ab") as log_file:
-                self._proc = await asyncio.create_subprocess_exec(
-                    *self.argv(), stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env,
-                    start_new_session=True)
+            self._proc = await spawn_logged(self.argv(), self.options.log_path, env=env)
             code = await self._proc.wait()
             if self._stopping.is_set():
                 return
@@ -101,22 +102,10 @@ class GatewayProcess:
 
     async def stop(self, grace: float = 15.0) -> None:
         self._stopping.set()
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            _killpg(proc.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), grace)
-            except TimeoutError:
-                log.warning("the gateway did not stop within %.0fs; killing it", grace)
-            _killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), 5.0)
+        if self._proc is not None:
+            await terminate(self._proc, grace, name="the gateway")
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
-
-def _killpg(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-import time
+
+from infergate.util.wait import WaitTimeout, async_wait_until, wait_until
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -67,27 +68,38 @@ def random_loopback_block(count: int, port: int, *, rng: random.Random | None = 
 
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
     """Block until a TCP connect to host:port succeeds, or raise TimeoutError."""
-    deadline = time.monotonic() + timeout
     last: OSError | None = None
-    while time.monotonic() < deadline:
+
+    def accepts() -> bool:
+        nonlocal last
         try:
             with socket.create_connection((host, port), timeout=0.5):
-                return
+                return True
         except OSError as exc:
             last = exc
-            time.sleep(0.05)
-    raise TimeoutError(f"{host}:{port} did not accept connections within {timeout}s ({last})")
+            return False
+
+    try:
+        wait_until(accepts, timeout)
+    except WaitTimeout:
+        raise TimeoutError(f"{host}:{port} did not accept connections within {timeout}s ({last})") from None
 
 
 async def async_wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+    """The event-loop form of wait_for_port."""
     last: OSError | None = None
-    while time.monotonic() < deadline:
+
+    async def accepts() -> bool:
+        nonlocal last
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
-            writer.close()
-            return
         except (TimeoutError, OSError) as exc:
             last = exc if isinstance(exc, OSError) else None
-            await asyncio.sleep(0.05)
-    raise TimeoutError(f"{host}:{port} did not accept connections within {timeout}s ({last})")
+            return False
+        writer.close()
+        return True
+
+    try:
+        await async_wait_until(accepts, timeout)
+    except WaitTimeout:
+        raise TimeoutError(f"{host}:{port} did not accept connections within {timeout}s ({last})") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, overload
 
 T = TypeVar("T")
 
@@ -39,6 +39,26 @@ def wait_until(
         if remaining <= 0:
             raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(min(interval, remaining))
+
+
+@overload
+async def async_wait_until(
+    condition: Callable[[], Awaitable[T | None]],
+    timeout: float,
+    *,
+    interval: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+@overload
+async def async_wait_until(
+    condition: Callable[[], T | None],
+    timeout: float,
+    *,
+    interval: float = ...,
+    what: str = ...,
+) -> T: ...
 
 
 async def async_wait_until(

@@ -20,12 +20,9 @@ MODEL_REWRITE_KIND: Final = "InferenceModelRewrite"
 HTTPROUTE_KIND: Final = "HTTPRoute"
 REFERENCE_GRANT_KIND: Final = "ReferenceGrant"
 
-# Set by body-based routing from the request body's "model"; HTTPRoute rules match it.
+# infergate.api.headers.MODEL_NAME as the HTTPRoutes the conversion writes spell it (upstream's casing;
+# header matches are case-insensitive). The other GIE header names come from infergate.api.headers.
 MODEL_NAME_HEADER: Final = "X-Gateway-Model-Name"
-# Read by the v1.0 EPP: the InferenceObjective (by metadata.name) that gives the request its priority.
-OBJECTIVE_HEADER: Final = "x-gateway-inference-objective"
-# Read by the v1.0 EPP: replaces the body's "model" before scheduling.
-MODEL_REWRITE_HEADER: Final = "x-gateway-model-name-rewrite"
 
 # The EPP's ext_proc port; v0.3.0 says implementations SHOULD infer it when extensionRef.portNumber is unset.
 DEFAULT_EPP_PORT: Final = 9002

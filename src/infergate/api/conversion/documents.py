@@ -1,20 +1,21 @@
 """Reading and writing multi-document YAML (and JSON) manifests, the way kubectl does.
 
-Parsing is YAML 1.1 (PyYAML), like kubectl's ``sigs.k8s.io/yaml``: ``on``/``yes`` are booleans,
-and unquoted timestamps stay strings (RFC 3339) in the JSON objects the converters see. Each
+Parsing is :mod:`infergate.api.yamlload` (YAML 1.1 as kubectl's ``sigs.k8s.io/yaml`` reads it:
+``on``/``yes`` are booleans, unquoted timestamps stay the strings that were written). Each
 document keeps its original text, so a document the conversion does not change is written
 back byte for byte, comments and key order included.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
+from infergate.api import yamlload
 
 Obj = dict[str, Any]
 
@@ -46,7 +47,7 @@ def read_documents(text: str, source: str) -> list[Document]:
         except ValueError:
             pass  # YAML flow style, not JSON: parse as YAML
     try:
-        values = [_plain(v) for v in yaml.load_all(text, Loader=yaml.SafeLoader)]
+        values = yamlload.load_all(text)
         chunks = _document_texts(text)
     except yaml.YAMLError as exc:
         raise ManifestError(f"{source}: invalid YAML: {exc}") from None
@@ -80,21 +81,6 @@ def _document_texts(text: str) -> list[str | None]:
 
 def _index(mark: Any) -> int:
     return int(mark.index) if mark is not None else 0
-
-
-def _plain(value: Any) -> Any:
-    """YAML values as JSON values: timestamps and dates become the strings kubectl would send."""
-    if isinstance(value, dict):
-        return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
 
 
 class _Dumper(yaml.SafeDumper):

@@ -198,11 +198,44 @@ def convert_documents(
 def convert_objects(
     objects: Sequence[Obj], options: ConvertOptions
 ) -> tuple[list[Converted], list[ConversionWarning], list[FieldProblem]]:
-    """Convert objects that refer to each other; returns one result per input, warnings and problems."""
+    """Convert objects that refer to each other; returns one result per input, warnings and problems.
+
+    Two passes: the InferenceModels first (they become InferenceObjectives and tell which model
+    routes each pool needs), then every other object (pools, and the HTTPRoutes that get those
+    model routes).
+    """
     if options.output_version == PREVIEW_POOL_API_VERSION:
         return _convert_to_preview(objects)
-    problems: list[FieldProblem] = []
-    suffix = options.pool_name_suffix
+    rename = _pool_renamer(options.pool_name_suffix)
+    run = _Run(objects)
+    model_routes = _convert_models(run, options, rename)
+    routed_pools = _convert_others(run, options, rename, model_routes)
+    _warn_lost_splits(run, model_routes, routed_pools)
+    return run.finish()
+
+
+@dataclass
+class _Run:
+    """One conversion of a set of objects: what each input became, by position, and the problems."""
+
+    objects: Sequence[Obj]
+    results: dict[int, Converted] = field(default_factory=dict)
+    notes: dict[int, list[ConversionWarning]] = field(default_factory=dict)
+    problems: list[FieldProblem] = field(default_factory=list)
+
+    @property
+    def model_indexes(self) -> list[int]:
+        return [i for i, obj in enumerate(self.objects) if _is(obj, PREVIEW_GROUP, "v1alpha2", MODEL_KIND)]
+
+    def finish(self) -> tuple[list[Converted], list[ConversionWarning], list[FieldProblem]]:
+        """One result per input (an input that failed converts to nothing), warnings in input order."""
+        count = len(self.objects)
+        warnings = [w for i in range(count) for w in self.notes.get(i, [])]
+        return [self.results.get(i, Converted((), True)) for i in range(count)], warnings, self.problems
+
+
+def _pool_renamer(suffix: str) -> Callable[[str], str]:
+    """The preview -> GA pool name mapping; raises ConversionError when the new name is not a DNS subdomain."""
 
     def rename(name: str) -> str:
         new = ga_pool_name(name, suffix)
@@ -219,110 +252,162 @@ def convert_objects(
             )
         return new
 
-    results: dict[int, Converted] = {}
-    notes: dict[int, list[ConversionWarning]] = {}
-    model_indexes = [i for i, obj in enumerate(objects) if _is(obj, PREVIEW_GROUP, "v1alpha2", MODEL_KIND)]
+    return rename
+
+
+def _convert_models(
+    run: _Run, options: ConvertOptions, rename: Callable[[str], str]
+) -> dict[PoolKey, list[ModelRoute]]:
+    """First pass: InferenceModels -> InferenceObjectives; returns the model routes each GA pool needs."""
+    objects = run.objects
+    model_indexes = run.model_indexes
     verdicts = select_oldest([objects[i] for i in model_indexes])
     # GA objects already in the input (a half-migrated installation) are kept, not duplicated.
-    existing_pools = {_key(obj) for obj in objects if _is(obj, GA_GROUP, "v1", POOL_KIND)}
     existing_objectives = {
         _key(obj) for obj in objects if _is(obj, PREVIEW_GROUP, "v1alpha2", OBJECTIVE_KIND)
     }
     model_routes: dict[PoolKey, list[ModelRoute]] = {}
     for i, verdict in zip(model_indexes, verdicts, strict=True):
-        if verdict is not None:
-            notes[i] = [verdict]
-            results[i] = Converted((), True)
+        if verdict is not None:  # a duplicate modelName: the oldest InferenceModel wins
+            run.notes[i] = [verdict]
+            run.results[i] = Converted((), True)
             continue
         try:
-            spec = objects[i].get("spec")
-            pool = spec.get("poolRef", {}).get("name") if isinstance(spec, Mapping) else None
-            if isinstance(pool, str):
-                rename(pool)
-            conversion = model_to_objective(
-                objects[i],
-                pool_name_suffix=suffix,
-                priorities=options.priorities,
-                target_models=options.target_models,
-            )
+            route = _convert_model(run, i, options, rename, existing_objectives)
         except ConversionError as exc:
-            problems.extend(exc.problems)
+            run.problems.extend(exc.problems)
             continue
-        notes[i] = list(conversion.warnings)
-        if "status" in objects[i]:
-            notes[i].append(_status_dropped(objects[i]))
-        route = conversion.route
-        new_objects = conversion.objects
-        if (route.namespace, route.objective) in existing_objectives:
-            new_objects = new_objects[1:]
-            notes[i].append(
-                ConversionWarning(
-                    ObjectRef.of(objects[i]),
-                    "metadata.name",
-                    f"InferenceObjective {route.objective} is already in the input: it is kept as it is "
-                    "(its priority and poolRef win over this InferenceModel's)",
-                )
-            )
-        results[i] = Converted(new_objects, True)
         model_routes.setdefault((route.namespace, route.ga_pool), []).append(route)
+    return model_routes
 
-    model_set = set(model_indexes)
+
+def _convert_model(
+    run: _Run,
+    i: int,
+    options: ConvertOptions,
+    rename: Callable[[str], str],
+    existing_objectives: set[tuple[str, str]],
+) -> ModelRoute:
+    """Convert the InferenceModel at position ``i``; returns the route rule its pool needs."""
+    model = run.objects[i]
+    spec = model.get("spec")
+    pool = spec.get("poolRef", {}).get("name") if isinstance(spec, Mapping) else None
+    if isinstance(pool, str):
+        rename(pool)  # fails early when the GA pool name would be invalid
+    conversion = model_to_objective(
+        model,
+        pool_name_suffix=options.pool_name_suffix,
+        priorities=options.priorities,
+        target_models=options.target_models,
+    )
+    notes = run.notes[i] = list(conversion.warnings)
+    if "status" in model:
+        notes.append(_status_dropped(model))
+    route = conversion.route
+    new_objects = conversion.objects
+    if (route.namespace, route.objective) in existing_objectives:
+        new_objects = new_objects[1:]
+        notes.append(
+            ConversionWarning(
+                ObjectRef.of(model),
+                "metadata.name",
+                f"InferenceObjective {route.objective} is already in the input: it is kept as it is "
+                "(its priority and poolRef win over this InferenceModel's)",
+            )
+        )
+    run.results[i] = Converted(new_objects, True)
+    return route
+
+
+def _convert_others(
+    run: _Run,
+    options: ConvertOptions,
+    rename: Callable[[str], str],
+    model_routes: Mapping[PoolKey, list[ModelRoute]],
+) -> set[PoolKey]:
+    """Second pass: every object but the InferenceModels; returns the GA pools an HTTPRoute sends traffic to."""
+    objects = run.objects
+    existing_pools = {_key(obj) for obj in objects if _is(obj, GA_GROUP, "v1", POOL_KIND)}
+    model_set = set(run.model_indexes)
     routed_pools: set[PoolKey] = set()
     for i, obj in enumerate(objects):
         if i in model_set:
             continue
-        object_notes = notes.setdefault(i, [])
+        notes = run.notes.setdefault(i, [])
         try:
             if _is(obj, PREVIEW_GROUP, "v1alpha2", POOL_KIND):
-                ref = ObjectRef.of(obj)
-                if (ref.namespace, rename(ref.name)) in existing_pools:
-                    object_notes.append(
-                        ConversionWarning(
-                            ref,
-                            "metadata.name",
-                            f"the GA InferencePool {rename(ref.name)} is already in the input: it is kept as it is "
-                            "and this preview pool is not converted (left out of the output)",
-                        )
-                    )
-                    results[i] = Converted((), True)
-                else:
-                    results[i] = _pool_to_ga(obj, rename, bool(suffix), object_notes)
+                run.results[i] = _convert_pool(obj, rename, options.pool_name_suffix, existing_pools, notes)
             elif _is(obj, GATEWAY_GROUP, None, HTTPROUTE_KIND):
                 route_result = convert_route(
                     obj, pool_name=rename, model_routes=model_routes, unknown_models=options.unknown_models
                 )
-                object_notes.extend(route_result.warnings)
+                notes.extend(route_result.warnings)
                 routed_pools.update(route_result.pools)
-                results[i] = Converted(route_result.objects, route_result.changed)
+                run.results[i] = Converted(route_result.objects, route_result.changed)
             elif _is(obj, GATEWAY_GROUP, None, REFERENCE_GRANT_KIND):
                 grant = convert_reference_grant(obj, pool_name=rename)
-                results[i] = Converted(grant.objects, grant.changed)
+                run.results[i] = Converted(grant.objects, grant.changed)
             else:
-                epp_pool = _preview_epp_pool(obj)
-                if epp_pool is not None:
-                    object_notes.append(
-                        ConversionWarning(
-                            ObjectRef.of(obj),
-                            "spec.template.spec.containers",
-                            f"a v0.3.0 EPP (-poolName {epp_pool}), passed through unchanged: it serves only the "
-                            f"preview pool; the GA pool {rename(epp_pool)} needs a v1.0 EPP (--pool-name "
-                            f"{rename(epp_pool)} --pool-group {GA_GROUP}), e.g. the v1.0.0 inferencepool Helm chart",
-                        )
-                    )
-                if _group(obj) == PREVIEW_GROUP and obj.get("kind") in (POOL_KIND, MODEL_KIND):
-                    object_notes.append(
-                        ConversionWarning(
-                            ObjectRef.of(obj), "apiVersion", "only v1alpha2 is converted: passed through"
-                        )
-                    )
-                results[i] = Converted((obj,), False)
+                notes.extend(_passthrough_warnings(obj, rename))
+                run.results[i] = Converted((obj,), False)
         except ConversionError as exc:
-            problems.extend(exc.problems)
+            run.problems.extend(exc.problems)
+    return routed_pools
+
+
+def _convert_pool(
+    obj: Obj,
+    rename: Callable[[str], str],
+    suffix: str,
+    existing_pools: set[tuple[str, str]],
+    notes: list[ConversionWarning],
+) -> Converted:
+    """A preview InferencePool -> its GA pool, unless that GA pool is already in the input."""
+    ref = ObjectRef.of(obj)
+    if (ref.namespace, rename(ref.name)) not in existing_pools:
+        return _pool_to_ga(obj, rename, bool(suffix), notes)
+    notes.append(
+        ConversionWarning(
+            ref,
+            "metadata.name",
+            f"the GA InferencePool {rename(ref.name)} is already in the input: it is kept as it is "
+            "and this preview pool is not converted (left out of the output)",
+        )
+    )
+    return Converted((), True)
+
+
+def _passthrough_warnings(obj: Obj, rename: Callable[[str], str]) -> list[ConversionWarning]:
+    """What to tell about an object passed through unchanged: a v0.3.0 EPP, an unconverted preview version."""
+    out: list[ConversionWarning] = []
+    epp_pool = _preview_epp_pool(obj)
+    if epp_pool is not None:
+        out.append(
+            ConversionWarning(
+                ObjectRef.of(obj),
+                "spec.template.spec.containers",
+                f"a v0.3.0 EPP (-poolName {epp_pool}), passed through unchanged: it serves only the "
+                f"preview pool; the GA pool {rename(epp_pool)} needs a v1.0 EPP (--pool-name "
+                f"{rename(epp_pool)} --pool-group {GA_GROUP}), e.g. the v1.0.0 inferencepool Helm chart",
+            )
+        )
+    if _group(obj) == PREVIEW_GROUP and obj.get("kind") in (POOL_KIND, MODEL_KIND):
+        out.append(
+            ConversionWarning(ObjectRef.of(obj), "apiVersion", "only v1alpha2 is converted: passed through")
+        )
+    return out
+
+
+def _warn_lost_splits(
+    run: _Run, model_routes: Mapping[PoolKey, list[ModelRoute]], routed_pools: set[PoolKey]
+) -> None:
+    """A weighted split lives in an HTTPRoute rule: warn on the InferenceModels whose pool no route uses."""
+    model_indexes = run.model_indexes
     for routes in model_routes.values():
         for route in routes:
             if route.targets and (route.namespace, route.ga_pool) not in routed_pools:
-                index = next(i for i in model_indexes if ObjectRef.of(objects[i]) == route.source)
-                notes.setdefault(index, []).append(
+                index = next(i for i in model_indexes if ObjectRef.of(run.objects[i]) == route.source)
+                run.notes.setdefault(index, []).append(
                     ConversionWarning(
                         route.source,
                         "spec.targetModels",
@@ -331,8 +416,6 @@ def convert_objects(
                         f"HTTPRoute together with this InferenceModel, or use --target-models=rewrite-resource",
                     )
                 )
-    warnings = [w for i in range(len(objects)) for w in notes.get(i, [])]
-    return [results.get(i, Converted((), True)) for i in range(len(objects))], warnings, problems
 
 
 def _pool_to_ga(

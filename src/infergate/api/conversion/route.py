@@ -41,8 +41,6 @@ from infergate.api.conversion.constants import (
     MAX_RULES_PER_ROUTE,
     MAX_SET_HEADERS,
     MODEL_NAME_HEADER,
-    MODEL_REWRITE_HEADER,
-    OBJECTIVE_HEADER,
     POOL_KIND,
     PREVIEW_GROUP,
 )
@@ -50,6 +48,7 @@ from infergate.api.conversion.issues import ConversionError, ConversionWarning, 
 from infergate.api.conversion.meta import new_object_metadata
 from infergate.api.conversion.names import is_dns_subdomain
 from infergate.api.conversion.objective import ModelRoute
+from infergate.api.headers import INFERENCE_OBJECTIVE, MODEL_NAME_REWRITE
 
 Obj = dict[str, Any]
 UnknownModels = Literal["serve", "reject"]
@@ -235,9 +234,9 @@ class _RuleConverter:
             if isinstance(base.get("name"), str):
                 rule["name"] = f"{base['name']}-{number + 1}"
             rule["matches"] = matches
-            sets = [(OBJECTIVE_HEADER, action.objective)]
+            sets = [(INFERENCE_OBJECTIVE, action.objective)]
             if action.rewrite_to is not None:
-                sets.append((MODEL_REWRITE_HEADER, action.rewrite_to))
+                sets.append((MODEL_NAME_REWRITE, action.rewrite_to))
             rule["filters"] = self._with_header_sets(base.get("filters"), sets, f"{self.field}.filters")
             rule["backendRefs"] = self._split_backend_refs(base["backendRefs"], action.model_name)
             out.append(_ordered_rule(rule))
@@ -372,7 +371,7 @@ class _RuleConverter:
                 if target is not None and target != model_name:
                     index = len(out)
                     new["filters"] = self._with_header_sets(
-                        new.get("filters"), [(MODEL_REWRITE_HEADER, target)], f"{field}[{index}].filters"
+                        new.get("filters"), [(MODEL_NAME_REWRITE, target)], f"{field}[{index}].filters"
                     )
                     new = {k: new[k] for k in _BACKEND_REF_ORDER if k in new} | {
                         k: v for k, v in new.items() if k not in _BACKEND_REF_ORDER

@@ -1,14 +1,18 @@
-"""Helpers for tests that drive simulator replicas over HTTP (also usable by other components)."""
+"""Helpers for tests that drive simulator replicas over HTTP: scrape /metrics, time a streamed completion.
+
+Imported by the simulator tests and by other test packages (``from ..sim.support import ...``).
+"""
 
 from __future__ import annotations
 
-import asyncio
+import json
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource
+from prometheus_client.parser import text_string_to_metric_families
 
 
 async def scrape(client: httpx.AsyncClient, url: str) -> dict[str, float]:
@@ -16,8 +20,6 @@ async def scrape(client: httpx.AsyncClient, url: str) -> dict[str, float]:
 
     Keys are ``name`` or ``name{k=v,...}`` (labels sorted, ``model_name`` left out).
     """
-    from prometheus_client.parser import text_string_to_metric_families
-
     response = await client.get(f"{url}/metrics")
     response.raise_for_status()
     out: dict[str, float] = {}
@@ -26,18 +28,6 @@ async def scrape(client: httpx.AsyncClient, url: str) -> dict[str, float]:
             labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k != "model_name")
             out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return out
-
-
-async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0, interval: float = 0.02) -> None:
-    """Poll ``predicate`` until it returns true; ``TimeoutError`` after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        if await predicate():
-            return
-        if loop.time() >= deadline:
-            raise TimeoutError(f"condition not reached within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 @dataclass(frozen=True)
@@ -54,8 +44,6 @@ class StreamResult:
 
 async def stream_completion(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> StreamResult:
     """POST a streaming /v1/completions request and time it (first text chunk, end)."""
-    import json
-
     payload = {**body, "stream": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
     first: float | None = None
@@ -68,14 +56,11 @@ async def stream_completion(client: httpx.AsyncClient, url: str, body: dict[str,
             await response.aread()
             return StreamResult(response.status_code, dict(response.headers), 0.0, time.perf_counter() - start,
                                 response.text, 0, None, False)
-        async for line in response.aiter_lines():
-            if not line.startswith("data: "):
-                continue
-            data = line[6:]
-            if data == "[DONE]":
+        async for event in EventSource(response).aiter_sse():
+            if event.data == "[DONE]":
                 done = True
                 break
-            chunk = json.loads(data)
+            chunk = json.loads(event.data)
             if chunk.get("usage"):
                 usage = chunk["usage"]
             for choice in chunk.get("choices", []):
