@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from infergate.api import regex
+
 __all__ = ["CelError", "Duration", "Program", "compile_rule", "evaluate"]
 
 
@@ -428,11 +430,11 @@ def _overload(name: str, *args: Any) -> _EvalError:
     return _EvalError(f"no such overload: {name}({', '.join(_type_name(a) for a in args)})")
 
 
-@lru_cache(maxsize=512)
-def _regex(pattern: str) -> re.Pattern[str]:
+def _matches(text: str, pattern: str) -> bool:
+    """CEL ``matches``: an RE2 search, as cel-go's (Go ``regexp.MatchString``)."""
     try:
-        return re.compile(pattern)
-    except re.error as e:
+        return regex.search(pattern, text)
+    except regex.RegexError as e:
         raise _EvalError(f"invalid regex {pattern!r}: {e}") from e
 
 
@@ -477,7 +479,7 @@ def _string_fn(name: str, target: Any, args: list[Any]) -> Any:
     if name == "endsWith" and len(args) == 1 and isinstance(args[0], str):
         return target.endswith(args[0])
     if name == "matches" and len(args) == 1 and isinstance(args[0], str):
-        return _regex(args[0]).search(target) is not None
+        return _matches(target, args[0])
     if name == "split" and args and isinstance(args[0], str):
         if len(args) == 2 and isinstance(args[1], int):
             n = args[1]

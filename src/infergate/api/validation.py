@@ -18,10 +18,9 @@ import ipaddress
 import re
 from collections.abc import Callable
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
-from infergate.api import cel
+from infergate.api import cel, regex
 from infergate.api.errors import (
     DUPLICATE,
     FORBIDDEN,
@@ -193,17 +192,12 @@ def _type_ok(v: Json, t: str) -> bool:
     return True
 
 
-@lru_cache(maxsize=1024)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 def _format_ok(fmt: str, v: str) -> bool:
     if fmt == "date-time":
-        if not _DATE_TIME.match(v):
+        if not _DATE_TIME.fullmatch(v):
             return False
         try:
             datetime.fromisoformat(v.replace("z", "Z").replace("Z", "+00:00").replace("t", "T"))
@@ -231,6 +225,15 @@ def _format_ok(fmt: str, v: str) -> bool:
     if fmt == "byte":
         return re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", v) is not None and len(v) % 4 == 0
     return True  # int32, int64 and unknown formats are not checked on strings
+
+
+def _pattern_ok(pattern: str, v: str) -> bool:
+    """OpenAPI ``pattern``: an RE2 search (go-openapi uses Go's ``regexp``). A pattern RE2
+    cannot compile fails every value, as the API server refuses such a CRD in the first place."""
+    try:
+        return regex.search(pattern, v)
+    except regex.RegexError:
+        return False
 
 
 def _num(v: Json) -> str:
@@ -275,7 +278,7 @@ def _validate(v: Json, s: dict[str, Any], path: str, errs: list[FieldError]) -> 
             errs.append(FieldError(path, TOO_LONG, v, f"may not be longer than {s['maxLength']}"))
         if "minLength" in s and n < s["minLength"]:
             errs.append(FieldError(path, INVALID, v, f"must be at least {s['minLength']} chars long"))
-        if "pattern" in s and _regex(s["pattern"]).search(v) is None:
+        if "pattern" in s and not _pattern_ok(s["pattern"], v):
             errs.append(FieldError(path, INVALID, v, f"must match '{s['pattern']}'"))
         if "format" in s and not _format_ok(s["format"], v):
             errs.append(FieldError(path, INVALID, v, f"must be of type {s['format']}"))
