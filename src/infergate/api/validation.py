@@ -603,11 +603,25 @@ def validate_tree(
     errs = list(prior or [])
     errs.extend(validate_value(value, schema, path))
     errs.extend(validate_list_types(value, schema, path))
+    if not has_cel_rules(schema):
+        return errs
     if any(is_blocking(e) for e in errs):
         errs.append(blocking_error())
     else:
         errs.extend(validate_cel(value, schema, path, old))
     return errs
+
+
+def has_cel_rules(schema: Json) -> bool:
+    """Whether a schema has ``x-kubernetes-validations`` anywhere (the API server builds a
+    CEL validator, and reports rules skipped after blocking errors, only then)."""
+    if isinstance(schema, dict):
+        if schema.get("x-kubernetes-validations"):
+            return True
+        return any(has_cel_rules(v) for k, v in schema.items() if k not in ("enum", "default", "example"))
+    if isinstance(schema, list):
+        return any(has_cel_rules(v) for v in schema)
+    return False
 
 
 def unknown_field_errors(paths: list[str]) -> list[FieldError]:
