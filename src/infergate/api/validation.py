@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import ipaddress
 import re
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +28,6 @@ from infergate.api.errors import (
     REQUIRED,
     TOO_LONG,
     TOO_MANY,
-    UNKNOWN_FIELD,
     FieldError,
 )
 
@@ -624,10 +622,4 @@ def has_cel_rules(schema: Json) -> bool:
     return False
 
 
-def unknown_field_errors(paths: list[str]) -> list[FieldError]:
-    return [FieldError(p, UNKNOWN_FIELD) for p in paths]
-
-
 NO_OLD: Any = _NO_OLD
-
-Checker = Callable[[Json], list[FieldError]]
