@@ -62,6 +62,9 @@ EXPRESSIONS: list[tuple[str, Any]] = [
     ("duration(self) > duration('1m') && duration(self) < duration('2m')", "1m30s"),
     ("duration(self) == duration('90s')", "1m30s"),
     ("duration(self) < duration('1s')", "500ms"),
+    ("duration(self) == duration('500ms')", ".5s"),
+    ("duration(self) == duration('1s')", "1.s"),
+    ("duration(self) == duration('1s')", " 1s"),  # not a duration: an error in both
     ("self.a > 1 || self.missing == 1", {"a": 2}),  # error absorbed by ||
     ("self.a > 1 && self.missing == 1", {"a": 0}),  # error absorbed by &&
     ("self.a > 1 && self.missing == 1", {"a": 2}),  # the error surfaces

@@ -48,15 +48,21 @@ _DURATION_UNITS = {
     "s": 10**9,
     "ms": 10**6,
     "us": 10**3,
-    "µs": 10**3,
+    "µs": 10**3,  # U+00B5 micro sign
+    "μs": 10**3,  # U+03BC Greek mu
     "ns": 1,
 }
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
+_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|h|m|s)")
 
 
 def parse_duration(text: str) -> Duration:
-    """Parse a Go duration string (``1h30m``, ``500ms``, ``-1.5s``, ``0``)."""
-    s = text.strip()
+    """Parse a Go duration string (``1h30m``, ``500ms``, ``-1.5s``, ``.5s``, ``0``), as cel-go
+    does with ``time.ParseDuration`` (no surrounding spaces).
+
+    This is the API package's own copy of ``infergate.util.durations.parse_go_duration_nanos``
+    (``api`` imports nothing of infergate); both follow Go's grammar.
+    """
+    s = text
     sign = 1
     if s.startswith(("-", "+")):
         sign = -1 if s[0] == "-" else 1
