@@ -13,6 +13,7 @@ import pytest
 
 from infergate.api import cel, regex
 from infergate.api.errors import INVALID, FieldError
+from infergate.api.objects import validate_object_meta
 from infergate.api.validation import validate_value
 from infergate.controller.translator.rules import check_regex
 
@@ -84,3 +85,13 @@ def test_route_regexes_envoy_would_refuse_are_rejected(pattern: str) -> None:
 def test_route_regexes_in_re2_syntax_are_accepted() -> None:
     check_regex("^/v1/\\pL+$", "spec.rules[0].matches[0].path.value")
     check_regex("/models/[^/]+/chat", "spec.rules[0].matches[0].path.value")
+
+
+def test_metadata_names_with_a_trailing_newline_are_invalid() -> None:
+    meta = {"name": "pool\n", "namespace": "ns\n", "labels": {"app\n": "vllm\n"}}
+    errors = validate_object_meta(meta, namespaced=True)
+    assert [(e.path, e.value) for e in errors] == [
+        ("metadata.name", "pool\n"), ("metadata.namespace", "ns\n"),
+        ("metadata.labels", "app\n"), ("metadata.labels", "vllm\n"),
+    ]
+    assert validate_object_meta({"name": "pool", "namespace": "ns", "labels": {"app": "vllm"}}, True) == []
