@@ -19,7 +19,7 @@ import pytest
 from infergate import api
 from infergate.api import crds, registry
 from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
-from infergate.apiserver.validation import Admission, FieldCause
+from infergate.apiserver.validation import Admission, FieldCause, api_validator
 
 POOLS = "/apis/inference.networking.k8s.io/v1/namespaces/default/inferencepools"
 GADGETS = "/apis/example.infergate.io/v1/namespaces/default/gadgets"
@@ -180,3 +180,21 @@ def test_a_third_party_crd_requires_its_required_fields(http: httpx.Client) -> N
     assert response.status_code == 422
     causes = response.json()["details"]["causes"]
     assert [(c["field"], c["reason"]) for c in causes] == [("spec.host", "FieldValueRequired"), SKIPPED_RULES[:2]]
+
+
+def test_an_unknown_field_with_a_dot_is_pruned_or_refused(http: httpx.Client) -> None:
+    dotted = pool("dotted")
+    dotted["spec"]["a.b"] = 1  # reported as spec.a.b, which path-based pruning cannot find
+    strict = http.post(POOLS, json=dotted, params={"fieldValidation": "Strict"})
+    assert strict.status_code == 400 and 'unknown field "spec.a.b"' in strict.json()["message"]
+    created = http.post(POOLS, json=dotted)
+    assert created.status_code == 201, created.text
+    assert "a.b" not in created.json()["spec"]
+
+
+def test_an_unknown_field_no_pruning_removes_is_an_error() -> None:
+    obj = pool("p")
+    obj["metadata"]["a.b"] = 1  # metadata is not pruned by schema, and the path has a dot
+    assert api_validator(obj, None, None) == [FieldCause("metadata.a.b", "unknown field")]
+    obj["metadata"] = {"name": "p", "surprise": 1}  # prunable: the rest is validated, and valid
+    assert api_validator(obj, None, None) == []

@@ -78,18 +78,19 @@ def api_validator(obj: dict[str, Any], old: dict[str, Any] | None, crd: dict[str
     """Validate a kind :mod:`infergate.api` has a type for (others: the CRD schema checks).
 
     Unknown fields are the server's to report or prune (``fieldValidation``); they are
-    dropped from a copy here so that the rest of the object is still validated.
+    dropped from a copy here so that the rest of the object is still validated. One that
+    cannot be dropped (a key with a dot in it) is an error: nothing is left unvalidated.
     """
     if not api_knows(obj, crd):
         return []
     release = release_of(crd)
     errors = _api_errors(obj, old, release)
     unknown = [e.path for e in errors if e.type == UNKNOWN_FIELD]
-    if unknown:  # api.validate reports unknown fields alone: validate what pruning leaves
-        pruned = copy.deepcopy(obj)
-        prune(pruned, unknown)
-        errors = _api_errors(pruned, old, release)
-    return [FieldCause.of(e) for e in errors if e.type != UNKNOWN_FIELD]
+    if not unknown:
+        return [FieldCause.of(e) for e in errors]
+    pruned = copy.deepcopy(obj)  # api.validate reports unknown fields alone: validate what pruning leaves
+    prune(pruned, unknown)
+    return [FieldCause.of(e) for e in _api_errors(pruned, old, release)]
 
 
 def api_defaulter(obj: dict[str, Any], crd: dict[str, Any] | None) -> dict[str, Any]:
