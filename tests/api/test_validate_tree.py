@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from infergate.api.errors import INVALID, REQUIRED, FieldError
-from infergate.api.validation import blocking_error, has_cel_rules, validate_tree
+from infergate.api.validation import blocking_error, drop_nulls, has_cel_rules, validate_tree
 
 SPEC: dict[str, Any] = {"type": "object", "required": ["port"], "properties": {"port": {"type": "integer"}}}
 RULE = {"rule": "self.port > 0", "message": "port must be positive"}
@@ -34,3 +34,13 @@ def test_has_cel_rules_looks_everywhere_but_in_values() -> None:
     assert has_cel_rules({"anyOf": [{"x-kubernetes-validations": [RULE]}]})
     assert not has_cel_rules(SPEC)
     assert not has_cel_rules({"type": "object", "default": {"x-kubernetes-validations": [RULE]}})
+
+
+def test_drop_nulls_drops_only_nulls_of_fields_that_are_not_nullable() -> None:
+    schema: dict[str, Any] = {"type": "object", "properties": {
+        "a": {"type": "string"}, "b": {"type": "string", "nullable": True},
+        "c": {"type": "array", "items": {"type": "object", "properties": {"d": {"type": "integer"}}}},
+        "m": {"type": "object", "additionalProperties": {"type": "string"}}}}
+    value = {"a": None, "b": None, "c": [{"d": None}], "m": {"k": None}, "free": None}
+    drop_nulls(value, schema)
+    assert value == {"b": None, "c": [{}], "m": {}, "free": None}

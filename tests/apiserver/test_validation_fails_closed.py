@@ -198,3 +198,9 @@ def test_an_unknown_field_no_pruning_removes_is_an_error() -> None:
     assert api_validator(obj, None, None) == [FieldCause("metadata.a.b", "unknown field")]
     obj["metadata"] = {"name": "p", "surprise": 1}  # prunable: the rest is validated, and valid
     assert api_validator(obj, None, None) == []
+
+
+def test_nulls_of_fields_that_are_not_nullable_are_pruned_before_defaulting(http: httpx.Client) -> None:
+    response = http.post(GADGETS, json=gadget("nulls", mode=None, min=None, tags=None))
+    assert response.status_code == 201, response.text
+    assert response.json()["spec"] == {"host": "example.com", "mode": "fast"}

@@ -33,6 +33,7 @@ from infergate.api.errors import (
 
 __all__ = [
     "apply_schema_defaults",
+    "drop_nulls",
     "find_unknown_fields",
     "json_type",
     "validate_cel",
@@ -139,24 +140,46 @@ def apply_schema_defaults(value: Json, schema: dict[str, Any]) -> Json:
     return value
 
 
+def _field_schema(schema: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The schema of an object's field: its property, else ``additionalProperties``."""
+    props = schema.get("properties") or {}
+    if key in props:
+        return props[key]  # type: ignore[no-any-return]
+    addl = schema.get("additionalProperties")
+    return addl if isinstance(addl, dict) else None
+
+
+def _drop_null_fields(value: dict[str, Any], schema: dict[str, Any]) -> None:
+    for key in list(value):
+        sub_schema = _field_schema(schema, key)
+        if value[key] is None and sub_schema is not None and not sub_schema.get("nullable"):
+            del value[key]
+
+
+def drop_nulls(value: Json, schema: dict[str, Any]) -> None:
+    """Drop, in place, the ``null`` values of fields that are not ``nullable`` (the API server
+    prunes them before defaulting)."""
+    if isinstance(value, dict):
+        _drop_null_fields(value, schema)
+        for key, sub in value.items():
+            sub_schema = _field_schema(schema, key)
+            if sub_schema is not None:
+                drop_nulls(sub, sub_schema)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            drop_nulls(item, schema["items"])
+
+
 def _default(value: Json, schema: dict[str, Any]) -> None:
     if isinstance(value, dict):
-        props = schema.get("properties") or {}
-        for key in list(value):
-            sub_schema = props.get(key)
-            if sub_schema is None and isinstance(schema.get("additionalProperties"), dict):
-                sub_schema = schema["additionalProperties"]
-            if value[key] is None and sub_schema is not None and not sub_schema.get("nullable"):
-                del value[key]
-        for key, sub_schema in props.items():
+        _drop_null_fields(value, schema)
+        for key, sub_schema in (schema.get("properties") or {}).items():
             if key not in value and "default" in sub_schema:
                 value[key] = copy.deepcopy(sub_schema["default"])
         for key, sub in value.items():
-            sub_schema = props.get(key)
-            if sub_schema is None and isinstance(schema.get("additionalProperties"), dict):
-                sub_schema = schema["additionalProperties"]
-            if sub_schema is not None:
-                _default(sub, sub_schema)
+            field_schema = _field_schema(schema, key)
+            if field_schema is not None:
+                _default(sub, field_schema)
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for item in value:
             _default(item, schema["items"])

@@ -179,9 +179,11 @@ def check_schema(obj: dict[str, Any], schema: dict[str, Any],
     validation, list types, then the ``x-kubernetes-validations`` CEL rules, transition
     rules when ``old`` is given). ``metadata``, ``apiVersion`` and ``kind`` are not checked.
     Unknown fields are fields the schema does not declare (``x-kubernetes-preserve-unknown-fields``
-    keeps them); the caller reports them (strict) or :func:`prune` s them.
+    keeps them); the caller reports them (strict) or :func:`prune` s them. ``null`` values of
+    fields that are not ``nullable`` are dropped from ``obj`` here, as the server prunes them.
     """
     body_schema = _body_schema(schema)
+    openapi.drop_nulls(obj, body_schema)
     body = {k: v for k, v in obj.items() if k not in _OBJECT_FIELDS}
     unknown = openapi.find_unknown_fields(body, body_schema)
     value = openapi.apply_schema_defaults(openapi.prune(body, body_schema), body_schema)
