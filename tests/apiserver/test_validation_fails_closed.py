@@ -19,7 +19,7 @@ import pytest
 from infergate import api
 from infergate.api import crds, registry
 from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
-from infergate.apiserver.validation import Admission, FieldCause, api_validator
+from infergate.apiserver.validation import Admission, FieldCause, api_validator, check_schema
 
 POOLS = "/apis/inference.networking.k8s.io/v1/namespaces/default/inferencepools"
 GADGETS = "/apis/example.infergate.io/v1/namespaces/default/gadgets"
@@ -204,3 +204,12 @@ def test_nulls_of_fields_that_are_not_nullable_are_pruned_before_defaulting(http
     response = http.post(GADGETS, json=gadget("nulls", mode=None, min=None, tags=None))
     assert response.status_code == 201, response.text
     assert response.json()["spec"] == {"host": "example.com", "mode": "fast"}
+
+
+def test_check_schema_runs_transition_rules_when_given_the_old_object() -> None:
+    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {"class": {
+        "type": "string", "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "immutable"}]}}}}}
+    new = {"metadata": {"name": "g"}, "spec": {"class": "b"}}
+    assert check_schema(new, schema) == ([], [])  # a create: no old value, the rule does not run
+    errors, _ = check_schema(new, schema, {"metadata": {"name": "g"}, "spec": {"class": "a"}})
+    assert errors == [FieldCause("spec.class", 'Invalid value: "string": immutable')]
