@@ -57,6 +57,8 @@ from infergate.api.objects import validate
         ("duration('1m') > duration('59s')", {}, True),
         ("duration('1h30m') == duration('90m')", {}, True),
         ("duration('0s') == duration('0')", {}, True),
+        ("duration('.5s') == duration('500ms') && duration('1.s') == duration('1s')", {}, True),  # Go's grammar
+        ("duration('1μs') == duration('1µs') && duration('1µs') == duration('1000ns')", {}, True),  # both mus
         ("int('42') + int(duration('1s')) / 1000000000", {}, 43),
         ("string(5) + string(true)", {}, "5true"),
         ("isIP('10.0.0.1') && isIP('fd00::1') && !isIP('10.0.0.1:80')", {}, True),
@@ -95,6 +97,8 @@ def test_error_absorption(expr: str, env: dict[str, Any], expected: Any) -> None
         ("unknown", {}, "undeclared reference to 'unknown'"),
         ("nosuchfn(1)", {}, "undeclared reference to 'nosuchfn'"),
         ("duration('soon')", {}, "invalid duration"),
+        ("duration(' 1s')", {}, "invalid duration"),  # time.ParseDuration does not trim
+        ("duration('1')", {}, "invalid duration"),  # a unit is required except for 0
     ],
 )
 def test_evaluation_errors(expr: str, env: dict[str, Any], message: str) -> None:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from infergate.api import regex
+
 __all__ = ["CelError", "Duration", "Program", "compile_rule", "evaluate"]
 
 
@@ -46,15 +48,21 @@ _DURATION_UNITS = {
     "s": 10**9,
     "ms": 10**6,
     "us": 10**3,
-    "µs": 10**3,
+    "µs": 10**3,  # U+00B5 micro sign
+    "μs": 10**3,  # U+03BC Greek mu
     "ns": 1,
 }
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
+_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|h|m|s)")
 
 
 def parse_duration(text: str) -> Duration:
-    """Parse a Go duration string (``1h30m``, ``500ms``, ``-1.5s``, ``0``)."""
-    s = text.strip()
+    """Parse a Go duration string (``1h30m``, ``500ms``, ``-1.5s``, ``.5s``, ``0``), as cel-go
+    does with ``time.ParseDuration`` (no surrounding spaces).
+
+    This is the API package's own copy of ``infergate.util.durations.parse_go_duration_nanos``
+    (``api`` imports nothing of infergate); both follow Go's grammar.
+    """
+    s = text
     sign = 1
     if s.startswith(("-", "+")):
         sign = -1 if s[0] == "-" else 1
@@ -428,11 +436,11 @@ def _overload(name: str, *args: Any) -> _EvalError:
     return _EvalError(f"no such overload: {name}({', '.join(_type_name(a) for a in args)})")
 
 
-@lru_cache(maxsize=512)
-def _regex(pattern: str) -> re.Pattern[str]:
+def _matches(text: str, pattern: str) -> bool:
+    """CEL ``matches``: an RE2 search, as cel-go's (Go ``regexp.MatchString``)."""
     try:
-        return re.compile(pattern)
-    except re.error as e:
+        return regex.search(pattern, text)
+    except regex.RegexError as e:
         raise _EvalError(f"invalid regex {pattern!r}: {e}") from e
 
 
@@ -477,7 +485,7 @@ def _string_fn(name: str, target: Any, args: list[Any]) -> Any:
     if name == "endsWith" and len(args) == 1 and isinstance(args[0], str):
         return target.endswith(args[0])
     if name == "matches" and len(args) == 1 and isinstance(args[0], str):
-        return _regex(args[0]).search(target) is not None
+        return _matches(target, args[0])
     if name == "split" and args and isinstance(args[0], str):
         if len(args) == 2 and isinstance(args[1], int):
             n = args[1]

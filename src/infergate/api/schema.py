@@ -285,8 +285,3 @@ def schema_for(model: type[BaseModel]) -> dict[str, Any]:
             cached = _apply(cached, marker)
         _CACHE[model] = cached
     return copy.deepcopy(cached)
-
-
-def json_default(value: Any) -> Any:
-    """A Python default value (models included) as JSON."""
-    return _json_default(value)

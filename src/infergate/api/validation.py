@@ -16,12 +16,10 @@ from __future__ import annotations
 import copy
 import ipaddress
 import re
-from collections.abc import Callable
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
-from infergate.api import cel
+from infergate.api import cel, regex
 from infergate.api.errors import (
     DUPLICATE,
     FORBIDDEN,
@@ -30,12 +28,12 @@ from infergate.api.errors import (
     REQUIRED,
     TOO_LONG,
     TOO_MANY,
-    UNKNOWN_FIELD,
     FieldError,
 )
 
 __all__ = [
     "apply_schema_defaults",
+    "drop_nulls",
     "find_unknown_fields",
     "json_type",
     "validate_cel",
@@ -142,24 +140,46 @@ def apply_schema_defaults(value: Json, schema: dict[str, Any]) -> Json:
     return value
 
 
+def _field_schema(schema: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The schema of an object's field: its property, else ``additionalProperties``."""
+    props = schema.get("properties") or {}
+    if key in props:
+        return props[key]  # type: ignore[no-any-return]
+    addl = schema.get("additionalProperties")
+    return addl if isinstance(addl, dict) else None
+
+
+def _drop_null_fields(value: dict[str, Any], schema: dict[str, Any]) -> None:
+    for key in list(value):
+        sub_schema = _field_schema(schema, key)
+        if value[key] is None and sub_schema is not None and not sub_schema.get("nullable"):
+            del value[key]
+
+
+def drop_nulls(value: Json, schema: dict[str, Any]) -> None:
+    """Drop, in place, the ``null`` values of fields that are not ``nullable`` (the API server
+    prunes them before defaulting)."""
+    if isinstance(value, dict):
+        _drop_null_fields(value, schema)
+        for key, sub in value.items():
+            sub_schema = _field_schema(schema, key)
+            if sub_schema is not None:
+                drop_nulls(sub, sub_schema)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            drop_nulls(item, schema["items"])
+
+
 def _default(value: Json, schema: dict[str, Any]) -> None:
     if isinstance(value, dict):
-        props = schema.get("properties") or {}
-        for key in list(value):
-            sub_schema = props.get(key)
-            if sub_schema is None and isinstance(schema.get("additionalProperties"), dict):
-                sub_schema = schema["additionalProperties"]
-            if value[key] is None and sub_schema is not None and not sub_schema.get("nullable"):
-                del value[key]
-        for key, sub_schema in props.items():
+        _drop_null_fields(value, schema)
+        for key, sub_schema in (schema.get("properties") or {}).items():
             if key not in value and "default" in sub_schema:
                 value[key] = copy.deepcopy(sub_schema["default"])
         for key, sub in value.items():
-            sub_schema = props.get(key)
-            if sub_schema is None and isinstance(schema.get("additionalProperties"), dict):
-                sub_schema = schema["additionalProperties"]
-            if sub_schema is not None:
-                _default(sub, sub_schema)
+            field_schema = _field_schema(schema, key)
+            if field_schema is not None:
+                _default(sub, field_schema)
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for item in value:
             _default(item, schema["items"])
@@ -193,17 +213,12 @@ def _type_ok(v: Json, t: str) -> bool:
     return True
 
 
-@lru_cache(maxsize=1024)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 def _format_ok(fmt: str, v: str) -> bool:
     if fmt == "date-time":
-        if not _DATE_TIME.match(v):
+        if not _DATE_TIME.fullmatch(v):
             return False
         try:
             datetime.fromisoformat(v.replace("z", "Z").replace("Z", "+00:00").replace("t", "T"))
@@ -231,6 +246,15 @@ def _format_ok(fmt: str, v: str) -> bool:
     if fmt == "byte":
         return re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", v) is not None and len(v) % 4 == 0
     return True  # int32, int64 and unknown formats are not checked on strings
+
+
+def _pattern_ok(pattern: str, v: str) -> bool:
+    """OpenAPI ``pattern``: an RE2 search (go-openapi uses Go's ``regexp``). A pattern RE2
+    cannot compile fails every value, as the API server refuses such a CRD in the first place."""
+    try:
+        return regex.search(pattern, v)
+    except regex.RegexError:
+        return False
 
 
 def _num(v: Json) -> str:
@@ -275,7 +299,7 @@ def _validate(v: Json, s: dict[str, Any], path: str, errs: list[FieldError]) -> 
             errs.append(FieldError(path, TOO_LONG, v, f"may not be longer than {s['maxLength']}"))
         if "minLength" in s and n < s["minLength"]:
             errs.append(FieldError(path, INVALID, v, f"must be at least {s['minLength']} chars long"))
-        if "pattern" in s and _regex(s["pattern"]).search(v) is None:
+        if "pattern" in s and not _pattern_ok(s["pattern"], v):
             errs.append(FieldError(path, INVALID, v, f"must match '{s['pattern']}'"))
         if "format" in s and not _format_ok(s["format"], v):
             errs.append(FieldError(path, INVALID, v, f"must be of type {s['format']}"))
@@ -600,6 +624,8 @@ def validate_tree(
     errs = list(prior or [])
     errs.extend(validate_value(value, schema, path))
     errs.extend(validate_list_types(value, schema, path))
+    if not has_cel_rules(schema):
+        return errs
     if any(is_blocking(e) for e in errs):
         errs.append(blocking_error())
     else:
@@ -607,10 +633,16 @@ def validate_tree(
     return errs
 
 
-def unknown_field_errors(paths: list[str]) -> list[FieldError]:
-    return [FieldError(p, UNKNOWN_FIELD) for p in paths]
+def has_cel_rules(schema: Json) -> bool:
+    """Whether a schema has ``x-kubernetes-validations`` anywhere (the API server builds a
+    CEL validator, and reports rules skipped after blocking errors, only then)."""
+    if isinstance(schema, dict):
+        if schema.get("x-kubernetes-validations"):
+            return True
+        return any(has_cel_rules(v) for k, v in schema.items() if k not in ("enum", "default", "example"))
+    if isinstance(schema, list):
+        return any(has_cel_rules(v) for v in schema)
+    return False
 
 
 NO_OLD: Any = _NO_OLD
-
-Checker = Callable[[Json], list[FieldError]]

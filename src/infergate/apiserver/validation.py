@@ -1,21 +1,29 @@
-"""Admission-time validation: pluggable hooks keyed by (group, kind), plus structural
-checks of custom resources against their CRD's ``openAPIV3Schema``.
+"""Admission-time validation: pluggable hooks keyed by (group, kind), plus the checks of
+custom resources against their CRD's ``openAPIV3Schema``.
 
-The default hooks delegate the inference and Gateway API kinds to ``infergate.api``
-(``validate``, ``validate_update``, ``apply_defaults``) when that package provides them.
-Errors are :class:`FieldCause` values that the server returns as a 422 ``Status`` whose
-``details.causes`` kubectl prints as ``<field>: <message>``.
+One validator serves both: :mod:`infergate.api.validation` (OpenAPI value validation,
+list types and CEL rules, in the API server's words). The default hooks validate and default
+the inference and Gateway API kinds infergate has types for with :mod:`infergate.api`; every
+other custom resource (Gateway API kinds of another release, any user's CRD) is checked
+against its CRD's schema by :func:`check_schema`.
+
+Validation fails closed: errors are :class:`FieldCause` values that the server returns as a
+422 ``Status``; a hook that raises is an :class:`AdmissionFailed`, which the server answers
+with a 500 ``InternalError`` ``Status`` — the object is never stored.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
+import copy
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
+from infergate import api
+from infergate.api import registry
+from infergate.api import validation as openapi
+from infergate.api.errors import UNKNOWN_FIELD, FieldError
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,15 @@ class FieldCause:
     def to_json(self) -> dict[str, str]:
         return {"reason": self.reason, "message": self.message, "field": self.field}
 
+    @classmethod
+    def of(cls, error: FieldError) -> FieldCause:
+        """The ``StatusCause`` of an :mod:`infergate.api` field error."""
+        return cls(error.path, error.body, error.reason)
+
+
+class AdmissionFailed(Exception):
+    """A validator or defaulter raised: an internal error, never an accepted object."""
+
 
 # (new object, old object or None on create, the object's CRD or None) -> errors
 Validator = Callable[[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None], list[FieldCause]]
@@ -34,6 +51,7 @@ Validator = Callable[[dict[str, Any], dict[str, Any] | None, dict[str, Any] | No
 Defaulter = Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]]
 
 GIE_BUNDLE_ANNOTATION = "inference.networking.k8s.io/bundle-version"
+API_GROUPS = ("inference.networking.k8s.io", "inference.networking.x-k8s.io", "gateway.networking.k8s.io")
 
 
 def release_of(crd: dict[str, Any] | None) -> str | None:
@@ -45,77 +63,38 @@ def release_of(crd: dict[str, Any] | None) -> str | None:
     return str(release) if release else None
 
 
-def _is_unknown_field(error: Any) -> bool:
-    return str(getattr(error, "type", "")) == "Unknown field"
-
-API_GROUPS = ("inference.networking.k8s.io", "inference.networking.x-k8s.io", "gateway.networking.k8s.io")
-
-
-def _cause(error: Any) -> FieldCause:
-    field = getattr(error, "field", None) or getattr(error, "path", None) or ""
-    message = (getattr(error, "body", None) or getattr(error, "message", None) or getattr(error, "detail", None)
-               or str(error))
-    reason = getattr(error, "reason", None) or getattr(error, "type", None) or "FieldValueInvalid"
-    if not isinstance(reason, str) or not reason.startswith("Field"):
-        reason = "FieldValueInvalid"
-    return FieldCause(str(field), str(message), reason)
+def api_knows(obj: dict[str, Any], crd: dict[str, Any] | None) -> bool:
+    """Whether :mod:`infergate.api` has a type for the object's ``apiVersion`` and ``kind``."""
+    return registry.by_gvk(str(obj.get("apiVersion", "")), str(obj.get("kind", "")), release_of(crd)) is not None
 
 
-def _api_module() -> Any:
-    try:
-        return importlib.import_module("infergate.api")
-    except ImportError:
-        return None
-
-
-def _api_knows(api: Any, obj: dict[str, Any], crd: dict[str, Any] | None) -> bool:
-    by_gvk = getattr(getattr(api, "registry", None), "by_gvk", None)
-    if by_gvk is None:
-        return True
-    try:
-        release = release_of(crd)
-        found = by_gvk(str(obj.get("apiVersion", "")), str(obj.get("kind", "")), *([release] if release else []))
-    except Exception:
-        return True
-    return found is not None
+def _api_errors(obj: dict[str, Any], old: dict[str, Any] | None, release: str | None) -> list[FieldError]:
+    if old is not None:
+        return api.validate_update(old, obj, release=release)
+    return api.validate(obj, release=release)
 
 
 def api_validator(obj: dict[str, Any], old: dict[str, Any] | None, crd: dict[str, Any] | None) -> list[FieldCause]:
-    """Validate with ``infergate.api`` (no-op while that package lacks ``validate``).
+    """Validate a kind :mod:`infergate.api` has a type for (others: the CRD schema checks).
 
-    Unknown fields are left to the server, which checks them against the installed CRD.
+    Unknown fields are the server's to report or prune (``fieldValidation``); they are
+    dropped from a copy here so that the rest of the object is still validated. One that
+    cannot be dropped (a key with a dot in it) is an error: nothing is left unvalidated.
     """
-    api = _api_module()
-    validate = getattr(api, "validate", None)
-    if validate is None:
+    if not api_knows(obj, crd):
         return []
-    failed = getattr(api, "ValidationFailed", None)
-    if not _api_knows(api, obj, crd):
-        return []  # a kind infergate.api has no type for: the CRD schema checks are all there is
-    try:
-        update = getattr(api, "validate_update", None)
-        kwargs = {"release": release_of(crd)} if release_of(crd) else {}
-        errors = update(old, obj, **kwargs) if old is not None and update is not None else validate(obj, **kwargs)
-    except Exception as exc:
-        if failed is not None and isinstance(exc, failed):
-            errors = getattr(exc, "errors", None) or [exc]
-        else:
-            log.warning("infergate.api validation of %s failed to run: %s", obj.get("kind"), exc)
-            return []
-    return [_cause(e) for e in errors or [] if not _is_unknown_field(e)]
+    release = release_of(crd)
+    errors = _api_errors(obj, old, release)
+    unknown = [e.path for e in errors if e.type == UNKNOWN_FIELD]
+    if not unknown:
+        return [FieldCause.of(e) for e in errors]
+    pruned = copy.deepcopy(obj)  # api.validate reports unknown fields alone: validate what pruning leaves
+    prune(pruned, unknown)
+    return [FieldCause.of(e) for e in _api_errors(pruned, old, release)]
 
 
 def api_defaulter(obj: dict[str, Any], crd: dict[str, Any] | None) -> dict[str, Any]:
-    api = _api_module()
-    defaults = getattr(api, "apply_defaults", None)
-    if defaults is None:
-        return obj
-    try:
-        result = defaults(obj, **({"release": release_of(crd)} if release_of(crd) else {}))
-    except Exception as exc:
-        log.warning("infergate.api defaulting of %s failed: %s", obj.get("kind"), exc)
-        return obj
-    return result if isinstance(result, dict) else obj
+    return api.apply_defaults(obj, release=release_of(crd))
 
 
 class Admission:
@@ -135,119 +114,94 @@ class Admission:
     def add_defaulter(self, group: str, kind: str, defaulter: Defaulter) -> None:
         self._defaulters.setdefault((group, kind), []).append(defaulter)
 
+    def _hooks(self, table: dict[tuple[str, str], list[Any]], group: str, kind: str) -> list[Any]:
+        return table.get((group, kind), []) + table.get((group, "*"), [])
+
     def handles(self, group: str, kind: str, obj: dict[str, Any] | None = None,
                 crd: dict[str, Any] | None = None) -> bool:
         """Whether a validator is registered for this kind (then it owns value validation).
 
         The ``infergate.api`` hooks own only the kinds (and versions) that package has types for.
         """
-        validators = self._validators.get((group, kind), []) + self._validators.get((group, "*"), [])
+        validators = self._hooks(self._validators, group, kind)
         if not validators:
             return False
         if obj is not None and all(v is api_validator for v in validators):
-            return _api_knows(_api_module(), obj, crd)
+            return api_knows(obj, crd)
         return True
 
     def default(self, group: str, obj: dict[str, Any], crd: dict[str, Any] | None = None) -> dict[str, Any]:
         kind = str(obj.get("kind", ""))
-        for defaulter in self._defaulters.get((group, kind), []) + self._defaulters.get((group, "*"), []):
-            obj = defaulter(obj, crd)
+        for defaulter in self._hooks(self._defaulters, group, kind):
+            try:
+                obj = defaulter(obj, crd)
+            except Exception as exc:
+                raise AdmissionFailed(f"defaulting {_described(obj)} failed: {exc!r}") from exc
         return obj
 
     def validate(self, group: str, obj: dict[str, Any], old: dict[str, Any] | None,
                  crd: dict[str, Any] | None = None) -> list[FieldCause]:
         kind = str(obj.get("kind", ""))
         causes: list[FieldCause] = []
-        for validator in self._validators.get((group, kind), []) + self._validators.get((group, "*"), []):
-            causes.extend(validator(obj, old, crd))
+        for validator in self._hooks(self._validators, group, kind):
+            try:
+                causes.extend(validator(obj, old, crd))
+            except Exception as exc:
+                raise AdmissionFailed(f"validating {_described(obj)} failed: {exc!r}") from exc
         return causes
 
 
-# ------------------------------------------------------------- structural CRD schemas
-
-_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,), "array": (list,), "string": (str,), "integer": (int,),
-    "number": (int, float), "boolean": (bool,),
-}
-_TYPE_WORDS = {dict: "object", list: "array", str: "string", int: "integer", float: "number", bool: "boolean"}
+def _described(obj: dict[str, Any]) -> str:
+    name = (obj.get("metadata") or {}).get("name") or ""
+    return f'{obj.get("kind", "")} "{name}"'
 
 
-def _json_type(value: Any) -> str:
-    return _TYPE_WORDS.get(type(value), type(value).__name__)
+# ------------------------------------------------------------- custom resources' schemas
+
+_OBJECT_FIELDS = ("metadata", "apiVersion", "kind")
 
 
-def check_schema(obj: dict[str, Any], schema: dict[str, Any]) -> tuple[list[FieldCause], list[str]]:
-    """Type, required and enum errors of ``obj`` against a CRD schema, and unknown field paths.
+def _body_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema without ``metadata``, ``apiVersion`` and ``kind`` (the server checks those)."""
+    body = dict(schema)
+    if isinstance(schema.get("properties"), dict):
+        body["properties"] = {k: v for k, v in schema["properties"].items() if k not in _OBJECT_FIELDS}
+    if schema.get("required"):
+        body["required"] = [k for k in schema["required"] if k not in _OBJECT_FIELDS]
+    return body
 
-    ``metadata``, ``apiVersion`` and ``kind`` are not checked. Unknown fields are fields
-    not declared under a schema without ``x-kubernetes-preserve-unknown-fields``.
+
+def check_schema(obj: dict[str, Any], schema: dict[str, Any],
+                 old: dict[str, Any] | None = None) -> tuple[list[FieldCause], list[str]]:
+    """Errors of ``obj`` against a CRD's ``openAPIV3Schema``, and the unknown field paths.
+
+    As the API server: the value is validated after pruning and defaulting (OpenAPI value
+    validation, list types, then the ``x-kubernetes-validations`` CEL rules, transition
+    rules when ``old`` is given). ``metadata``, ``apiVersion`` and ``kind`` are not checked.
+    Unknown fields are fields the schema does not declare (``x-kubernetes-preserve-unknown-fields``
+    keeps them); the caller reports them (strict) or :func:`prune` s them. ``null`` values of
+    fields that are not ``nullable`` are dropped from ``obj`` here, as the server prunes them.
     """
-    errors: list[FieldCause] = []
-    unknown: list[str] = []
-    properties = schema.get("properties") or {}
-    for key, value in obj.items():
-        if key in ("metadata", "apiVersion", "kind"):
-            continue
-        if key in properties:
-            _check(value, properties[key], key, errors, unknown)
-        elif not schema.get("x-kubernetes-preserve-unknown-fields"):
-            unknown.append(key)
-    for key in schema.get("required") or []:
-        if key not in obj and key not in ("metadata", "apiVersion", "kind"):
-            errors.append(FieldCause(key, "Required value", "FieldValueRequired"))
-    return errors, unknown
+    body_schema = _body_schema(schema)
+    openapi.drop_nulls(obj, body_schema)
+    body = {k: v for k, v in obj.items() if k not in _OBJECT_FIELDS}
+    unknown = openapi.find_unknown_fields(body, body_schema)
+    value = openapi.apply_schema_defaults(openapi.prune(body, body_schema), body_schema)
+    old_value: Any = openapi.NO_OLD
+    if old is not None:
+        old_body = {k: v for k, v in old.items() if k not in _OBJECT_FIELDS}
+        old_value = openapi.apply_schema_defaults(openapi.prune(old_body, body_schema), body_schema)
+    errors = openapi.validate_tree(value, body_schema, "", old_value)
+    return [FieldCause.of(e) for e in errors], unknown
 
 
-def _check(value: Any, schema: dict[str, Any], path: str, errors: list[FieldCause], unknown: list[str]) -> None:
-    if value is None:
-        if not schema.get("nullable"):
-            errors.append(FieldCause(path, f'Invalid value: "null": {path} in body must be of type '
-                                           f'{schema.get("type", "object")}: "null"', "FieldValueTypeInvalid"))
-        return
-    if schema.get("x-kubernetes-int-or-string"):
-        if not isinstance(value, int | str) or isinstance(value, bool):
-            errors.append(FieldCause(path, f'Invalid value: "{_json_type(value)}": {path} in body must be of '
-                                           f'type integer or string', "FieldValueTypeInvalid"))
-        return
-    wanted = schema.get("type")
-    if wanted in _TYPES:
-        ok = isinstance(value, _TYPES[wanted]) and not (isinstance(value, bool) and wanted in ("integer", "number"))
-        if wanted == "integer" and isinstance(value, float) and value.is_integer():
-            ok = True
-        if not ok:
-            errors.append(FieldCause(path, f'Invalid value: "{_json_type(value)}": {path} in body must be of '
-                                           f'type {wanted}: "{_json_type(value)}"', "FieldValueTypeInvalid"))
-            return
-    if "enum" in schema and value not in schema["enum"]:
-        allowed = ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in schema["enum"])
-        shown = f'"{value}"' if isinstance(value, str) else str(value)
-        errors.append(FieldCause(path, f"Unsupported value: {shown}: supported values: {allowed}",
-                                 "FieldValueNotSupported"))
-    if isinstance(value, dict):
-        properties = schema.get("properties")
-        additional = schema.get("additionalProperties")
-        for key, item in value.items():
-            sub = f"{path}.{key}"
-            if properties and key in properties:
-                _check(item, properties[key], sub, errors, unknown)
-            elif isinstance(additional, dict):
-                _check(item, additional, sub, errors, unknown)
-            elif properties is not None and not additional and not schema.get("x-kubernetes-preserve-unknown-fields"):
-                unknown.append(sub)
-        for key in schema.get("required") or []:
-            if key not in value:
-                errors.append(FieldCause(f"{path}.{key}", "Required value", "FieldValueRequired"))
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for index, item in enumerate(value):
-            _check(item, schema["items"], f"{path}[{index}]", errors, unknown)
+_PATH_PART = re.compile(r"[^.\[\]]+|\[\d+\]")
 
 
 def prune(obj: dict[str, Any], paths: list[str]) -> None:
-    """Remove the unknown fields ``check_schema`` reported (as the real server prunes them)."""
-    import re
-
+    """Remove the unknown fields :func:`check_schema` reported (as the real server prunes them)."""
     for path in sorted(paths, key=len, reverse=True):
-        parts = re.findall(r"[^.\[\]]+|\[\d+\]", path)
+        parts = _PATH_PART.findall(path)
         node: Any = obj
         for part in parts[:-1]:
             if part.startswith("["):

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from infergate.api import regex
 from infergate.controller import conditions as c
 from infergate.controller.resources import CORE_GROUP, GATEWAY_GROUP, POOL_GROUPS, ObjectRef, ObservedObject
 from infergate.controller.snapshot import Snapshot
@@ -77,19 +78,13 @@ def parse_duration(value: str, path: str) -> float | None:
     return parse_go_duration(value) or None
 
 
-_RE2_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]")  # lookarounds and backreferences
-
-
 def check_regex(value: str, path: str) -> None:
     """Reject a RegularExpression Envoy (RE2) would refuse: one bad regex must not make Envoy
     reject the whole configuration."""
     try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"{path}: Invalid value: {value!r}: not a valid regular expression ({exc})") from None
-    if _RE2_UNSUPPORTED.search(value):
-        raise ValueError(f"{path}: Invalid value: {value!r}: lookarounds and backreferences are not "
-                         "supported (RE2 syntax)")
+        regex.check(value)
+    except regex.RegexError as exc:
+        raise ValueError(f"{path}: Invalid value: {value!r}: not a valid RE2 regular expression ({exc})") from None
 
 
 def _check_match_regexes(matches: tuple[RouteMatch, ...], path: str) -> None:
