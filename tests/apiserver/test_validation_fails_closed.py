@@ -35,6 +35,8 @@ GADGET_SPEC_SCHEMA: dict[str, Any] = {
         "min": {"type": "integer"},
         "max": {"type": "integer"},
         "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+        "owner": {"type": "string",
+                  "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "owner is immutable"}]},
     },
     "x-kubernetes-validations": [{"rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
                                   "message": "min must not exceed max"}],
@@ -213,3 +215,23 @@ def test_check_schema_runs_transition_rules_when_given_the_old_object() -> None:
     assert check_schema(new, schema) == ([], [])  # a create: no old value, the rule does not run
     errors, _ = check_schema(new, schema, {"metadata": {"name": "g"}, "spec": {"class": "a"}})
     assert errors == [FieldCause("spec.class", 'Invalid value: "string": immutable')]
+
+
+def test_a_third_party_crd_transition_rule_runs_on_update(http: httpx.Client) -> None:
+    created = http.post(GADGETS, json=gadget("owned", owner="team-a"))
+    assert created.status_code == 201, created.text
+    body = created.json()
+    body["spec"]["owner"] = "team-b"
+    refused = http.put(f"{GADGETS}/owned", json=body)
+    assert refused.status_code == 422, refused.text
+    assert "owner is immutable" in refused.text
+    assert http.get(f"{GADGETS}/owned").json()["spec"]["owner"] == "team-a"
+    body["spec"]["owner"] = "team-a"
+    body["spec"]["mode"] = "slow"
+    assert http.put(f"{GADGETS}/owned", json=body).status_code == 200
+
+
+def test_a_built_in_kind_name_with_a_trailing_newline_is_refused(http: httpx.Client) -> None:
+    refused = http.post(CM, json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm\n"}})
+    assert refused.status_code == 422, refused.text
+    assert "metadata.name" in refused.text

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import copy
-import re
 import uuid
 from typing import Any
 
+from infergate.api.regex import compile_re2
 from infergate.apiserver.defaults import apply_schema_defaults, default_pod, default_service, default_workload
 from infergate.apiserver.errors import APIError, already_exists, bad_request, conflict, invalid, not_found
 from infergate.apiserver.handlers.common import Committer, Target, meta
@@ -19,7 +19,7 @@ from infergate.apiserver.store import ObjectKey
 from infergate.apiserver.validation import Admission, FieldCause, check_schema, prune
 from infergate.util.clock import utc_now
 
-_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_NAME_RE = compile_re2(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +80,7 @@ class Writer:
         schema = rtype.schemas.get(target.version)
         hooked = self.admission.handles(rtype.group, rtype.kind, obj, crd)
         if schema is not None:
-            errors, unknown = check_schema(obj, schema)
+            errors, unknown = check_schema(obj, schema, old)
             if not hooked:
                 causes.extend(errors)
             if unknown:
