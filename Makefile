@@ -50,6 +50,7 @@ $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm: | $(BIN)/python
 
 lint: install
 	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports
 	$(BIN)/ruff format --check src/infergate/api
 
 typecheck: install
