@@ -24,6 +24,7 @@ import yaml
 
 from infergate.migrate.census import EPP, MODEL, POOL, ROUTE, scan_cluster, scan_objects
 from infergate.migrate.cluster import Cluster, ClusterError
+from infergate.migrate.exitcodes import EXIT_OK, EXIT_REFUSED
 from infergate.migrate.helm import Helm, HelmError
 from infergate.migrate.resources import (
     CRDS,
@@ -76,8 +77,6 @@ def cleanup(
     bundle: Path = PREVIEW_BUNDLE,
     wait_s: float = 5.0,
 ) -> CleanupResult:
-    from infergate.migrate.runner import EXIT_OK, EXIT_REFUSED
-
     census = scan_cluster(cluster, None)
     scope = {namespace} if namespace is not None else {f.namespace for f in census.findings if f.namespace}
     result = CleanupResult(EXIT_OK, "")
