@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 from infergate.migrate.cluster import ClusterTarget, KubeCluster
 from infergate.migrate.discover import plan_from_cluster
 from infergate.migrate.helm import Helm
-from infergate.migrate.plan import Gates, PlanOptions
+from infergate.migrate.plan import STEP_TYPES, Gates, PlanOptions
 from infergate.migrate.resources import PREVIEW_POOLS
-from infergate.migrate.runner import Migrator, RunOptions
+from infergate.migrate.runner import STEP_HANDLERS, Migrator, RunOptions
 from infergate.util.clitool import CliTool
 
 TESTDATA = Path(__file__).resolve().parent / "testdata"
@@ -109,7 +109,4 @@ async def test_slow_helm_calls_do_not_stall_the_loop(cluster: KubeCluster, helm:
 
 
 def test_every_step_kind_of_the_plan_has_a_handler() -> None:
-    from infergate.migrate.plan import STEP_TYPES
-    from infergate.migrate.runner import STEP_HANDLERS
-
     assert set(STEP_HANDLERS) == set(STEP_TYPES.values())
