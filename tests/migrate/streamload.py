@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
+from httpx_sse import aconnect_sse
 
 
 @dataclass
@@ -32,10 +33,14 @@ class StreamLoad:
     async def one(self, client: httpx.AsyncClient, model: str) -> None:
         started, status = time.monotonic(), 0
         try:
-            async with client.stream("POST", f"{self.url}/v1/completions", json={
-                    "model": model, "prompt": self.prompt, "max_tokens": 8, "stream": True}) as response:
-                async for _ in response.aiter_bytes():
-                    pass
+            async with aconnect_sse(client, "POST", f"{self.url}/v1/completions", json={
+                    "model": model, "prompt": self.prompt, "max_tokens": 8, "stream": True}) as events:
+                response = events.response
+                if response.headers.get("content-type", "").startswith("text/event-stream"):
+                    async for _ in events.aiter_sse():  # the whole stream, up to [DONE]
+                        pass
+                else:  # an error answer
+                    await response.aread()
                 status = response.status_code
         except httpx.HTTPError:
             status = 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from infergate.migrate.resources import (
 from infergate.migrate.runner import Migrator, RunOptions
 from infergate.sim import SimCluster, SimConfig
 from infergate.util.net import random_loopback_block
+from infergate.util.wait import WaitTimeout, async_wait_until
 
 from .streamload import StreamLoad
 
@@ -177,23 +177,31 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             "--work-dir", str(tmp_path / "envoy"), "-v"), name="gateway", log_path=tmp_path / "gateway.log")
         await gateway.start()
         processes.append(gateway)
-        deadline = time.monotonic() + 60
         last = ""
-        while True:
+
+        async def serving() -> bool:
+            nonlocal last
+            assert stack is not None
             gw = cluster.get(GATEWAYS, ns, "inference-gateway") or {}
             addresses = (gw.get("status") or {}).get("addresses")
-            if addresses:
-                stack.gateway_url = f"http://{addresses[0]['value']}:{listen}"
-                async with httpx.AsyncClient(timeout=10) as client:
-                    with contextlib.suppress(httpx.HTTPError):
-                        r = await client.post(f"{stack.gateway_url}/v1/completions",
-                                              json={"model": LLAMA, "prompt": "hi", "max_tokens": 2})
-                        if r.status_code == 200:
-                            break
-                        last = f"{r.status_code} {r.text[:300]}"
-            if time.monotonic() > deadline:
-                raise AssertionError(f"preview stack not serving ({last}):\n" + (tmp_path / "gateway.log").read_text()[-3000:])
-            await asyncio.sleep(0.3)
+            if not addresses:
+                return False
+            stack.gateway_url = f"http://{addresses[0]['value']}:{listen}"
+            async with httpx.AsyncClient(timeout=10) as client:
+                try:
+                    r = await client.post(f"{stack.gateway_url}/v1/completions",
+                                          json={"model": LLAMA, "prompt": "hi", "max_tokens": 2})
+                except httpx.HTTPError:
+                    return False
+            last = f"{r.status_code} {r.text[:300]}"
+            return r.status_code == 200
+
+        try:
+            served: bool = await async_wait_until(serving, 60, interval=0.3, what="the preview stack serving")
+        except WaitTimeout:
+            served = False
+        if not served:
+            raise AssertionError(f"preview stack not serving ({last}):\n" + (tmp_path / "gateway.log").read_text()[-3000:])
         yield stack
     finally:
         for process in reversed(processes):
@@ -275,13 +283,13 @@ async def test_zero_downtime_under_streaming_load(stack: Stack, monkeypatch: pyt
     try:
         # interrupted mid-analysis at 50 % (as if the tool were killed), then run again: it resumes
         first = asyncio.create_task(migrate(stack, "zero-downtime"))
-        deadline = time.monotonic() + 120
-        while not first.done() and time.monotonic() < deadline:
+
+        def shifted_to_50_or_ended() -> bool:
             cm = stack.cluster.get(CONFIGMAPS, stack.ns, "infergate-migration-llm-route")
-            if cm is not None and "shift-50" in json.loads(cm["data"]["completed"]):
-                break
-            await asyncio.sleep(0.05)
-        assert not first.done(), first.result()
+            return first.done() or (cm is not None and "shift-50" in json.loads(cm["data"]["completed"]))
+
+        reached: bool = await async_wait_until(shifted_to_50_or_ended, 120, interval=0.05, what="the shift to 50 %")
+        assert reached and not first.done(), first.result()
         first.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await first

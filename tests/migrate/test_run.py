@@ -4,9 +4,11 @@ about the migration's decisions; test_e2e.py runs the real gateway, EPPs and sim
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from infergate.migrate.resources import (
     CONFIGMAPS,
@@ -17,10 +19,12 @@ from infergate.migrate.resources import (
     PREVIEW_MODELS,
     PREVIEW_POOLS,
 )
+from infergate.util.wait import WaitTimeout, wait_until
 
 TESTDATA = Path(__file__).resolve().parent / "testdata"
 PREVIEW, GA = "vllm-llama3-8b-instruct-preview", "vllm-llama3-8b-instruct-ga"
 X, K8S = "inference.networking.x-k8s.io", "inference.networking.k8s.io"
+T = TypeVar("T")
 
 
 def run(migrate: Any, ns: str, *args: str) -> tuple[int, dict[str, Any]]:
@@ -161,17 +165,24 @@ def test_weights_changed_by_another_writer_are_detected_and_rolled_back(
     assert cluster.get(HTTPROUTES, ns, "llm-route")["spec"] == original
 
 
+def until(run: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
+    """``run()`` every 0.2 s until ``done`` holds of its result or ``timeout`` passes: the last result."""
+    last: list[T] = []
+
+    def attempt() -> bool:
+        last[:] = [run()]
+        return done(last[0])
+
+    with contextlib.suppress(WaitTimeout):
+        wait_until(attempt, timeout, interval=0.2, what="the command's result")
+    return last[0]
+
+
 def test_verify_checks_statuses_and_fails_on_an_unresolved_backend(
         migrate: Any, preview_stack: str, status_writer: Any) -> None:
-    import time
-
     ns = preview_stack
-    deadline = time.monotonic() + 10
-    while True:  # the status writer's first round
-        result = migrate("verify", "-n", ns, "--route", "llm-route", "--requests", "0", "-o", "json")
-        if result.returncode == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    result = until(lambda: migrate("verify", "-n", ns, "--route", "llm-route", "--requests", "0", "-o", "json"),
+                   lambda r: r.returncode == 0, 10)  # the status writer's first round
     assert result.returncode == 0, result.out
     names = [c["check"] for c in json.loads(result.stdout)["checks"]]
     assert names == ["HTTPRoute llm-route Accepted (parent inference-gateway)",
@@ -179,12 +190,8 @@ def test_verify_checks_statuses_and_fails_on_an_unresolved_backend(
                      f"Gateway {ns}/inference-gateway Programmed",
                      f"InferencePool inferencepools.inference.networking.x-k8s.io/{PREVIEW} Accepted"]
     status_writer.reject_group = X
-    deadline = time.monotonic() + 10
-    while True:
-        result = migrate("verify", "-n", ns, "--route", "llm-route", "--requests", "0")
-        if "InvalidKind" in result.stdout or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    result = until(lambda: migrate("verify", "-n", ns, "--route", "llm-route", "--requests", "0"),
+                   lambda r: "InvalidKind" in r.stdout, 10)
     assert result.returncode == 5, result.out
     assert "InvalidKind" in result.stdout and "verification FAILED" in result.stdout
 

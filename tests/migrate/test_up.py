@@ -14,9 +14,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import httpx
 import pytest
 
 from infergate.util.net import free_port, random_loopback_block
+from infergate.util.wait import wait_until
 
 from .streamload import StreamLoad
 
@@ -97,13 +97,8 @@ def up(tmp_path: Path) -> Iterator[Up]:
         yield handle
 
 
-def wait(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait(check: Callable[[], object], timeout: float, what: str) -> None:
+    wait_until(check, timeout, interval=0.5, what=what)
 
 
 def up_load(url: str, rate: float = 70.0) -> StreamLoad:

@@ -94,19 +94,32 @@ def analyse(
     pairs: Sequence[tuple[str, str]],  # (preview pool, GA pool)
     gates: Gates,
 ) -> list[GateResult]:
-    results: list[GateResult] = []
+    """Every gate's verdict on one window, in report order."""
     rejected = {m for m, status in (baseline.model_status if baseline else {}).items() if status == 404}
-    no_probes = not window.samples
+    epp_down = epp_gate(window, pairs)
     no_epp_traffic = window.pool_requests is not None and sum(window.pool_requests.values()) <= 0
-    # A GA EPP that does not answer while its preview counterpart does (so EPPs are reachable
-    # from here at all: from outside a cluster, often none is) is down.
-    down = [ga for preview, ga in pairs if ga in window.unreachable and preview not in window.unreachable]
-    epp_down = [GateResult("epp", "fail", "the EPP of " + ", ".join(down) + " does not answer (its /metrics is "
-                           "unreachable): traffic shifted to it would fail")] if down else []
-    if no_probes and (window.pool_requests is None or no_epp_traffic):
+    if not window.samples and (window.pool_requests is None or no_epp_traffic):
         return [*epp_down, GateResult("traffic", "paused", "no requests in the analysis window: nothing to judge")]
+    results = [allow_list_gate(window, baseline, rejected, gates)]
+    if window.samples:
+        judged = [s for s in window.samples if not (s.model in rejected and s.status == 404)]  # expected 404s
+        results += [success_rate_gate(judged, gates), p99_ttft_gate(judged, baseline, gates)]
+    return [*results, *epp_down, *attribution_gates(window, ga_weight, pairs, gates)]
 
-    # model allow-list divergence
+
+def epp_gate(window: Window, pairs: Sequence[tuple[str, str]]) -> list[GateResult]:
+    """A GA EPP that does not answer while its preview counterpart does (so EPPs are reachable
+    from here at all: from outside a cluster, often none is) is down."""
+    down = [ga for preview, ga in pairs if ga in window.unreachable and preview not in window.unreachable]
+    if not down:
+        return []
+    return [GateResult("epp", "fail", "the EPP of " + ", ".join(down) + " does not answer (its /metrics is "
+                       "unreachable): traffic shifted to it would fail")]
+
+
+def allow_list_gate(window: Window, baseline: Baseline | None, rejected: set[str], gates: Gates) -> GateResult:
+    """Model allow-list divergence: a model the preview stack answered 404 (``rejected``) now served,
+    or one it served now answered 404."""
     divergent: list[str] = []
     newly_rejected: list[str] = []
     for s in window.samples:
@@ -115,73 +128,72 @@ def analyse(
         elif baseline is not None and baseline.model_status.get(s.model, 0) // 100 == 2 and s.status == 404:
             newly_rejected.append(s.model)
     if newly_rejected:
-        results.append(GateResult("allow-list", "fail", "404 for models the preview stack served: "
-                                  + ", ".join(sorted(set(newly_rejected)))))
-    elif divergent:
-        models = ", ".join(sorted(set(divergent)))
-        if gates.allow_unknown_models_served:
-            results.append(GateResult("allow-list", "pass",
-                                      f"declared change: the GA stack serves {models}, which the preview EPP "
-                                      "answered 404 (no InferenceModel) [--allow-unknown-models-served]"))
-        else:
-            results.append(GateResult("allow-list", "fail",
-                                      f"divergence: the GA stack serves {models} ({len(divergent)} responses 200), "
-                                      "which the preview EPP answered 404 (no InferenceModel); convert with "
-                                      "--unknown-models reject, add InferenceModels, or accept it with "
-                                      "--allow-unknown-models-served"))
-    else:
-        results.append(GateResult("allow-list", "pass",
-                                  "no divergence" + (f" ({', '.join(sorted(rejected))} still 404)" if rejected else "")))
+        return GateResult("allow-list", "fail", "404 for models the preview stack served: "
+                          + ", ".join(sorted(set(newly_rejected))))
+    if not divergent:
+        return GateResult("allow-list", "pass",
+                          "no divergence" + (f" ({', '.join(sorted(rejected))} still 404)" if rejected else ""))
+    models = ", ".join(sorted(set(divergent)))
+    if gates.allow_unknown_models_served:
+        return GateResult("allow-list", "pass",
+                          f"declared change: the GA stack serves {models}, which the preview EPP "
+                          "answered 404 (no InferenceModel) [--allow-unknown-models-served]")
+    return GateResult("allow-list", "fail",
+                      f"divergence: the GA stack serves {models} ({len(divergent)} responses 200), "
+                      "which the preview EPP answered 404 (no InferenceModel); convert with "
+                      "--unknown-models reject, add InferenceModels, or accept it with "
+                      "--allow-unknown-models-served")
 
-    # success rate (expected 404s excluded)
-    judged = [s for s in window.samples if not (s.model in rejected and s.status == 404)]
-    if window.samples:
-        if not judged:
-            results.append(GateResult("success-rate", "paused", "only requests for rejected models: nothing to judge"))
-        else:
-            ok = sum(1 for s in judged if 200 <= s.status < 300)
-            rate = ok / len(judged)
-            failed = Counter(s.status for s in judged if not 200 <= s.status < 300)
-            detail = f"{ok}/{len(judged)} = {rate:.3f} (min {gates.min_success_rate})"
-            if failed:
-                detail += "; failures " + ", ".join(f"{k or 'no response'}: {v}" for k, v in sorted(failed.items()))
-            results.append(GateResult("success-rate", "pass" if rate >= gates.min_success_rate else "fail", detail))
 
-        # p99 TTFT
-        ttfts = [s.ttft_s for s in judged if 200 <= s.status < 300 and s.ttft_s is not None]
-        p99 = percentile(ttfts, 99)
-        if p99 is None:
-            results.append(GateResult("p99-ttft", "paused", "no successful streamed responses"))
-        elif baseline is None or baseline.p99_ttft_s is None:
-            results.append(GateResult("p99-ttft", "pass", f"p99 {p99 * 1000:.1f} ms (no baseline)"))
-        else:
-            limit = baseline.p99_ttft_s * gates.p99_ttft_factor + gates.p99_ttft_slack_s
-            verdict: Verdict = "pass" if p99 <= limit else "fail"
-            results.append(GateResult("p99-ttft", verdict, f"p99 {p99 * 1000:.1f} ms, baseline "
-                                      f"{baseline.p99_ttft_s * 1000:.1f} ms, limit {limit * 1000:.1f} ms"))
+def success_rate_gate(judged: Sequence[Sample], gates: Gates) -> GateResult:
+    """2xx among the ``judged`` probe responses (the expected 404s left out)."""
+    if not judged:
+        return GateResult("success-rate", "paused", "only requests for rejected models: nothing to judge")
+    ok = sum(1 for s in judged if 200 <= s.status < 300)
+    rate = ok / len(judged)
+    failed = Counter(s.status for s in judged if not 200 <= s.status < 300)
+    detail = f"{ok}/{len(judged)} = {rate:.3f} (min {gates.min_success_rate})"
+    if failed:
+        detail += "; failures " + ", ".join(f"{k or 'no response'}: {v}" for k, v in sorted(failed.items()))
+    return GateResult("success-rate", "pass" if rate >= gates.min_success_rate else "fail", detail)
 
-    # per-pool attribution
-    results.extend(epp_down)
+
+def p99_ttft_gate(judged: Sequence[Sample], baseline: Baseline | None, gates: Gates) -> GateResult:
+    """p99 time to first token of the successful ``judged`` responses against the baseline's."""
+    ttfts = [s.ttft_s for s in judged if 200 <= s.status < 300 and s.ttft_s is not None]
+    p99 = percentile(ttfts, 99)
+    if p99 is None:
+        return GateResult("p99-ttft", "paused", "no successful streamed responses")
+    if baseline is None or baseline.p99_ttft_s is None:
+        return GateResult("p99-ttft", "pass", f"p99 {p99 * 1000:.1f} ms (no baseline)")
+    limit = baseline.p99_ttft_s * gates.p99_ttft_factor + gates.p99_ttft_slack_s
+    return GateResult("p99-ttft", "pass" if p99 <= limit else "fail", f"p99 {p99 * 1000:.1f} ms, baseline "
+                      f"{baseline.p99_ttft_s * 1000:.1f} ms, limit {limit * 1000:.1f} ms")
+
+
+def attribution_gates(window: Window, ga_weight: int, pairs: Sequence[tuple[str, str]],
+                      gates: Gates) -> list[GateResult]:
+    """Per (preview, GA) pair: the GA share of the requests their EPPs scheduled, against the weight."""
     if window.pool_requests is None:
-        results.append(GateResult("attribution", "paused" if gates.require_attribution else "pass",
-                                  "no per-pool evidence (EPP metrics unreachable)"
-                                  + ("" if gates.require_attribution else ": skipped (--no-attribution)")))
-    else:
-        expected = ga_weight / 100
-        for preview, ga in pairs:
-            p = float(window.pool_requests.get(preview, 0.0))
-            g = float(window.pool_requests.get(ga, 0.0))
-            n = p + g
-            if n <= 0:
-                results.append(GateResult(f"attribution {ga}", "paused", f"no requests scheduled by {preview} or {ga}"))
-                continue
-            observed = g / n
-            tol = attribution_tolerance(expected, n, gates.attribution_floor)
-            ok = abs(observed - expected) <= tol
-            results.append(GateResult(
-                f"attribution {ga}", "pass" if ok else "fail",
-                f"GA share {observed:.3f} of {n:.0f} requests ({preview}: {p:.0f}, {ga}: {g:.0f}), expected "
-                f"{expected:.2f} +/- {tol:.3f}"))
+        return [GateResult("attribution", "paused" if gates.require_attribution else "pass",
+                           "no per-pool evidence (EPP metrics unreachable)"
+                           + ("" if gates.require_attribution else ": skipped (--no-attribution)"))]
+    results: list[GateResult] = []
+    expected = ga_weight / 100
+    for preview, ga in pairs:
+        p = float(window.pool_requests.get(preview, 0.0))
+        g = float(window.pool_requests.get(ga, 0.0))
+        n = p + g
+        if n <= 0:
+            results.append(GateResult(f"attribution {ga}", "paused", f"no requests scheduled by {preview} or {ga}"))
+            continue
+        observed = g / n
+        tol = attribution_tolerance(expected, n, gates.attribution_floor)
+        ok = abs(observed - expected) <= tol
+        results.append(GateResult(
+            f"attribution {ga}", "pass" if ok else "fail",
+            f"GA share {observed:.3f} of {n:.0f} requests ({preview}: {p:.0f}, {ga}: {g:.0f}), expected "
+            f"{expected:.2f} +/- {tol:.3f}"))
     return results
 
 

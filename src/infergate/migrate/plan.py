@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from infergate.api.conversion import ConvertOptions, convert_objects, ga_pool_name, helm_epp_name
 from infergate.api.conversion.constants import DEFAULT_EPP_PORT, GA_GROUP, PREVIEW_GROUP
+from infergate.api.headers import MODEL_NAME_REWRITE
 from infergate.migrate.helm import GA_CHART_VERSION, OCI_CHART, ChartInstall
 from infergate.migrate.rbac import describe_rules, ga_epp_rbac_objects
 from infergate.migrate.resources import (
@@ -385,9 +386,9 @@ def build_plan(
                          "other way")
     rewrites = sorted({str(h.get("value")) for r in final_routes for rule in (r.get("spec") or {}).get("rules") or []
                        for f in rule.get("filters") or [] for h in (f.get("requestHeaderModifier") or {}).get("set") or []
-                       if str(h.get("name", "")).lower() == "x-gateway-model-name-rewrite"})
+                       if str(h.get("name", "")).lower() == MODEL_NAME_REWRITE})
     if rewrites and options.path == "zero-downtime":
-        notes.append("while the weights shift, rules that set x-gateway-model-name-rewrite (to "
+        notes.append(f"while the weights shift, rules that set {MODEL_NAME_REWRITE} (to "
                      + ", ".join(rewrites) + ") also send traffic to the preview pool: a v0.3.0 EPP ignores the "
                      "header (it rewrites from its InferenceModel), an EPP that applies it for a preview pool would "
                      "look up the rewritten name and answer 404 (the analysis at weight 0 catches that)")
@@ -509,12 +510,6 @@ def shift_route(final_route: Obj, pools: tuple[PoolPlan, ...], ga_weight: int) -
                 others.append(ref)
         rule["backendRefs"] = [*preview_refs.values(), *others]
     return route
-
-
-def plan_summary_rows(plan: Plan) -> list[tuple[str, str, str]]:
-    return [(s.id, s.description, s.manual) for s in plan.steps]
-
-
 
 
 def ga_epp_objects(deployment: Obj, service: Obj, pool: str, epp: str, namespace: str) -> tuple[Obj, ...]:

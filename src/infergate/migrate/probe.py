@@ -10,8 +10,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
+from httpx_sse import EventSource
+from prometheus_client.parser import text_string_to_metric_families
 
 from infergate.migrate.gates import Sample, Window
+from infergate.util.wait import WaitTimeout, async_wait_until
 
 # Requests an EPP saw: scheduled ones and the ones it answered with an error (404, 429, ...).
 EPP_COUNTERS = ("inference_model_request_total", "inference_model_request_error_total")
@@ -24,12 +27,19 @@ async def probe_once(client: httpx.AsyncClient, base_url: str, model: str, *, ma
     try:
         async with client.stream("POST", f"{base_url}/v1/completions", json=body) as response:
             ttft: float | None = None
-            async for line in response.aiter_lines():
-                if ttft is None and line.startswith("data:") and line.strip() != "data: [DONE]":
-                    ttft = time.monotonic() - start
+            if _is_event_stream(response):
+                async for event in EventSource(response).aiter_sse():
+                    if ttft is None and event.data != "[DONE]":
+                        ttft = time.monotonic() - start
+            else:  # an error answer (JSON or text): no tokens
+                await response.aread()
             return Sample(model, response.status_code, ttft, response.headers.get("x-inference-pod"))
     except httpx.HTTPError:
         return Sample(model, 0, None, None)
+
+
+def _is_event_stream(response: httpx.Response) -> bool:
+    return str(response.headers.get("content-type", "")).partition(";")[0].strip() == "text/event-stream"
 
 
 async def probe(base_url: str, models: Sequence[str], count: int, *, concurrency: int = 8,
@@ -47,15 +57,10 @@ async def probe(base_url: str, models: Sequence[str], count: int, *, concurrency
 
 
 def parse_counters(text: str, names: Sequence[str] = EPP_COUNTERS) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        for name in names:
-            if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
-                try:
-                    total += float(line.rsplit(" ", 1)[1])
-                except ValueError:
-                    pass
-    return total
+    """The sum of the samples named ``names`` (over all their labels) on a Prometheus text page;
+    ValueError for a page that is not in the exposition format."""
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name in names)
 
 
 async def epp_counts(urls: Mapping[str, str], *, timeout_s: float = 5.0) -> dict[str, float | None]:
@@ -68,8 +73,18 @@ async def epp_counts(urls: Mapping[str, str], *, timeout_s: float = 5.0) -> dict
             except httpx.HTTPError:
                 out[pool] = None
                 continue
-            out[pool] = parse_counters(response.text) if response.status_code == 200 else None
+            out[pool] = _counters_of(response)
     return out
+
+
+def _counters_of(response: httpx.Response) -> float | None:
+    """The EPP's request counters; None for an error answer or a page that is not metrics."""
+    if response.status_code != 200:
+        return None
+    try:
+        return parse_counters(response.text)
+    except ValueError:
+        return None
 
 
 async def measure(base_url: str, models: Sequence[str], count: int, epp_urls: Mapping[str, str]) -> Window:
@@ -131,13 +146,16 @@ class DowntimeMonitor:
         starts once service is back (a new EPP endpoint joins Envoy's EPP cluster only after
         its first health check). Returns False when ``timeout_s`` passes first.
         """
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        def restored() -> bool:
             tail = self.results[-successes:]
-            if len(tail) == successes and all(ok for _, ok in tail):
-                return True
-            await asyncio.sleep(self.interval_s)
-        return False
+            return len(tail) == successes and all(ok for _, ok in tail)
+
+        try:
+            held: bool = await async_wait_until(restored, timeout_s, interval=self.interval_s,
+                                                what="service restored")
+        except WaitTimeout:
+            return False
+        return held
 
     def summary(self) -> dict[str, object]:
         return {"requests": len(self.results), "failed": sum(1 for _, ok in self.results if not ok),

@@ -7,6 +7,10 @@
 The simple path: preflight -> remove preview -> delete preview CRDs -> install GA -> final
 route -> wait ready -> verify, with a downtime monitor running from the first deletion to the
 end. State lives in the ConfigMap ``infergate-migration-<route>`` (:mod:`.state`).
+
+Each step kind has one handler (``STEP_HANDLERS``). The cluster and helm clients are
+synchronous: every call to them runs in a worker thread, so that the event loop, which the
+downtime monitor and the probes share, never waits on the network.
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from infergate import api
 from infergate.api import yamlload
+from infergate.migrate.cleanup import preview_census_blockers
 from infergate.migrate.cluster import Cluster, ClusterError
+from infergate.migrate.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PAUSED, EXIT_REFUSED, EXIT_ROLLED_BACK
 from infergate.migrate.gates import Baseline, GateResult, Window, analyse, baseline_of, overall
 from infergate.migrate.helm import Helm, HelmError
 from infergate.migrate.plan import (
@@ -61,16 +68,9 @@ from infergate.migrate.resources import (
 )
 from infergate.migrate.state import LOCK_ANNOTATION, MigrationState, StateStore
 from infergate.migrate.verify import Check, epp_metrics_url, gateway_url, status_checks, traffic_checks
+from infergate.util.wait import WaitTimeout, async_wait_until, wait_until
 
 CRD_BUNDLE_DIR = Path(__file__).resolve().parents[3] / "config" / "crd"
-
-# Exit codes (documented in docs/migrate.md).
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_NEEDED = 3
-EXIT_PAUSED = 4
-EXIT_ROLLED_BACK = 5
-EXIT_REFUSED = 6
 
 REJECTION_GRACE_S = 3.0  # a False condition this long is the gateway's answer, not a transient
 RESTORE_TIMEOUT_S = 60.0  # simple path: how long verification waits for the new stack to serve
@@ -135,14 +135,14 @@ class Migrator:
         left to plan from)."""
         state = None
         if not callable(plan):
-            state = self.store.load(plan.namespace, plan.route)
+            state = await asyncio.to_thread(self.store.load, plan.namespace, plan.route)
         elif namespace is not None and route is not None:
-            state = self.store.load(namespace, route)
+            state = await asyncio.to_thread(self.store.load, namespace, route)
         if state is not None and not state.completed and callable(plan):
             state = None  # nothing was done yet (e.g. preflight refused): plan again with the current options
         if state is None:
-            concrete = plan() if callable(plan) else plan
-            loaded = self.store.load(concrete.namespace, concrete.route)
+            concrete = await asyncio.to_thread(plan) if callable(plan) else plan  # a factory reads the cluster
+            loaded = await asyncio.to_thread(self.store.load, concrete.namespace, concrete.route)
             state = loaded if loaded is not None and loaded.completed else MigrationState(concrete)
         if state.phase == "done":
             return RunResult(EXIT_OK, "done", f"the migration of HTTPRoute {state.plan.namespace}/"
@@ -158,15 +158,14 @@ class Migrator:
         return await self._execute(state)
 
     async def rollback(self, namespace: str, route: str) -> RunResult:
-        state = self.store.load(namespace, route)
+        state = await asyncio.to_thread(self.store.load, namespace, route)
         if state is None:
             return RunResult(EXIT_ERROR, "none", f"no migration state for HTTPRoute {namespace}/{route}")
         if state.locked and not self.options.force:
             return RunResult(EXIT_REFUSED, state.phase, "the migration is locked (past the point of no return): "
                              "rollback needs --force")
-        self._restore_route(state.plan)
-        state = replace(state, ga_weight=None).transition("rolled-back", "rollback requested")
-        self.store.save(state)
+        await asyncio.to_thread(self._restore_route, state.plan)
+        await self._save(replace(state, ga_weight=None).transition("rolled-back", "rollback requested"))
         return RunResult(EXIT_OK, "rolled-back", f"HTTPRoute {route} restored to its original backends")
 
     # -- the machine ---------------------------------------------------------------------------
@@ -174,9 +173,9 @@ class Migrator:
     async def _execute(self, state: MigrationState) -> RunResult:
         plan = state.plan
         result = RunResult(EXIT_OK, "running", "")
-        state = self.store.save(state)
+        state = await self._save(state)
         if plan.path == "simple" and self._monitor is None and plan.gates.probes > 0:  # --probes 0: no traffic
-            url = self._gateway_url(plan)
+            url = await asyncio.to_thread(self._gateway_url, plan)
             if url and plan.model_names:
                 self._monitor = DowntimeMonitor(url, plan.model_names[0])
                 self._monitor.start()
@@ -191,7 +190,7 @@ class Migrator:
                 state = outcome.state
                 elapsed = round(time.monotonic() - started, 2)
                 if outcome.verdict == "pass":
-                    state = self.store.save(state.complete(step.id, seconds=elapsed, detail=outcome.detail))
+                    state = await self._save(state.complete(step.id, seconds=elapsed, detail=outcome.detail))
                     result.steps.append({"step": step.id, "status": "dry-run" if self.options.dry_run else "done",
                                          "detail": outcome.detail or step.description, "seconds": elapsed})
                     if self.options.stop_after == step.id:
@@ -201,7 +200,7 @@ class Migrator:
                 result.steps.append({"step": step.id, "status": outcome.verdict, "detail": outcome.detail,
                                      "seconds": elapsed})
                 if outcome.verdict == "paused":
-                    state = self.store.save(state.transition("paused", outcome.detail))
+                    state = await self._save(state.transition("paused", outcome.detail))
                     result.exit_code, result.phase = EXIT_PAUSED, "paused"
                     result.message = (f"paused at {step.id}: {outcome.detail}; run again to resume, or "
                                       "`infergate migrate rollback`")
@@ -209,22 +208,22 @@ class Migrator:
                 # fail
                 if not state.locked and plan.path == "zero-downtime" and state.ga_weight is not None:
                     self.progress(f"rolling back HTTPRoute {plan.route} to its original backends")
-                    self._restore_route(plan)
+                    await asyncio.to_thread(self._restore_route, plan)
                     state = replace(state, ga_weight=None)
                     report = {"step": step.id, "gates": result.gates, "checks": result.checks}
-                    state = self.store.save(replace(state, report=report).transition("rolled-back", outcome.detail))
+                    state = await self._save(replace(state, report=report).transition("rolled-back", outcome.detail))
                     result.exit_code, result.phase = EXIT_ROLLED_BACK, "rolled-back"
                     result.message = (f"{step.id} failed: {outcome.detail}; the HTTPRoute was rolled back to the "
                                       "preview pools (the GA stack is kept for debugging)")
                     return result
-                state = self.store.save(state.transition("failed", outcome.detail))
+                state = await self._save(state.transition("failed", outcome.detail))
                 result.exit_code, result.phase = EXIT_ERROR, "failed"
                 result.message = f"{step.id} failed: {outcome.detail}; fix it and run again to resume"
                 return result
             if self.options.dry_run:
                 result.phase, result.message = "dry-run", "dry run: every step was sent with dryRun=All; nothing changed"
                 return result
-            state = self.store.save(state.transition("done", "all steps completed"))
+            state = await self._save(state.transition("done", "all steps completed"))
             result.phase, result.message = "done", f"HTTPRoute {plan.namespace}/{plan.route} migrated to GA"
             return result
         finally:
@@ -234,57 +233,22 @@ class Migrator:
                 self._monitor = None
 
     async def _step(self, step: Step, state: MigrationState, result: RunResult) -> _Outcome:
-        plan = state.plan
+        handler = STEP_HANDLERS.get(type(step))
+        if handler is None:
+            raise AssertionError(f"unknown step {step!r}")
         try:
-            if isinstance(step, Preflight):
-                return self._preflight(state)
-            if isinstance(step, InstallCrds):
-                return self._install_crds(state, step)
-            if isinstance(step, InstallPool):
-                return self._install_pool(state, plan.pool(step.pool))
-            if isinstance(step, ApplyObjects):
-                for obj in step.objects:
-                    self._apply(resource_of(obj), obj)
-                return _Outcome(state, "pass", f"{len(step.objects)} objects applied")
-            if isinstance(step, WaitReady):
-                return await self._wait_ready(state, step)
-            if isinstance(step, BaselineStep):
-                return await self._baseline(state)
-            if isinstance(step, Shift):
-                self._apply_routes([shift_route(r, plan.pools, step.ga_weight) for r in plan.final_routes])
-                return _Outcome(replace(state, ga_weight=step.ga_weight), "pass",
-                                f"{100 - step.ga_weight}% preview / {step.ga_weight}% GA")
-            if isinstance(step, Analyse):
-                return await self._analyse(state, step, result)
-            if isinstance(step, Lock):
-                for route in plan.final_routes:
-                    self.cluster.merge_patch(HTTPROUTES, plan.namespace, name_of(route),
-                                             {"metadata": {"annotations": {LOCK_ANNOTATION: "true"}}},
-                                             dry_run=self.options.dry_run)
-                return _Outcome(replace(state, locked=True).transition("locked", "all weights passed"), "pass",
-                                "locked")
-            if isinstance(step, FinalRoute):
-                routes = []
-                for route in plan.final_routes:
-                    final = copy.deepcopy(route)
-                    if state.locked:
-                        final.setdefault("metadata", {}).setdefault("annotations", {})[LOCK_ANNOTATION] = "true"
-                    routes.append(final)
-                self._apply_routes(routes)
-                return _Outcome(replace(state, ga_weight=100), "pass", "GA pools only")
-            if isinstance(step, Verify):
-                return await self._verify(state, result)
-            if isinstance(step, RemovePreview):
-                return self._remove_preview(state)
-            if isinstance(step, DeletePreviewCrds):
-                return self._delete_crds(state, step)
+            return await handler(self, state, step, result)
         except (ClusterError, HelmError, MigrationError) as exc:
             return _Outcome(state, "fail", str(exc))
-        raise AssertionError(f"unknown step {step!r}")
+
+    async def _save(self, state: MigrationState) -> MigrationState:
+        return await asyncio.to_thread(self.store.save, state)
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def _preflight(self, state: MigrationState) -> _Outcome:
+    # Steps that only call the cluster and helm: they run in a worker thread (see STEP_HANDLERS).
+
+    def _preflight(self, state: MigrationState, step: Preflight) -> _Outcome:
         plan = state.plan
         route = self.cluster.get(HTTPROUTES, plan.namespace, plan.route)
         if route is None:
@@ -347,11 +311,15 @@ class Migrator:
                 def established(crd_name: str = name) -> bool:
                     return _crd_established(self.cluster.get(CRDS, None, crd_name))
 
-                self._wait(established, f"CRD {name} Established", 30.0)
+                try:
+                    wait_until(established, 30.0, interval=0.1, what=f"CRD {name} Established")
+                except WaitTimeout as exc:
+                    raise MigrationError(str(exc)) from exc
         return _Outcome(state, "pass", "installed " + ", ".join(missing))
 
-    def _install_pool(self, state: MigrationState, pool: PoolPlan) -> _Outcome:
+    def _install_pool(self, state: MigrationState, step: InstallPool) -> _Outcome:
         plan = state.plan
+        pool = plan.pool(step.pool)
         if pool.install == "helm":
             assert self.helm is not None and pool.chart is not None
             if any(r.name == pool.chart.release for r in self.helm.releases(plan.namespace)):
@@ -361,6 +329,35 @@ class Migrator:
         self._apply(GA_POOLS, pool.ga_object)
         created = self._apply_epp(plan, pool)
         return _Outcome(state, "pass", f"applied {GA_POOLS.qualified}/{pool.ga}" + (f"; {created}" if created else ""))
+
+    def _apply_objects(self, state: MigrationState, step: ApplyObjects) -> _Outcome:
+        for obj in step.objects:
+            self._apply(resource_of(obj), obj)
+        return _Outcome(state, "pass", f"{len(step.objects)} objects applied")
+
+    def _shift(self, state: MigrationState, step: Shift) -> _Outcome:
+        plan = state.plan
+        self._apply_routes([shift_route(r, plan.pools, step.ga_weight) for r in plan.final_routes])
+        return _Outcome(replace(state, ga_weight=step.ga_weight), "pass",
+                        f"{100 - step.ga_weight}% preview / {step.ga_weight}% GA")
+
+    def _lock(self, state: MigrationState, step: Lock) -> _Outcome:
+        plan = state.plan
+        for route in plan.final_routes:
+            self.cluster.merge_patch(HTTPROUTES, plan.namespace, name_of(route),
+                                     {"metadata": {"annotations": {LOCK_ANNOTATION: "true"}}},
+                                     dry_run=self.options.dry_run)
+        return _Outcome(replace(state, locked=True).transition("locked", "all weights passed"), "pass", "locked")
+
+    def _final_route(self, state: MigrationState, step: FinalRoute) -> _Outcome:
+        routes = []
+        for route in state.plan.final_routes:
+            final = copy.deepcopy(route)
+            if state.locked:
+                final.setdefault("metadata", {}).setdefault("annotations", {})[LOCK_ANNOTATION] = "true"
+            routes.append(final)
+        self._apply_routes(routes)
+        return _Outcome(replace(state, ga_weight=100), "pass", "GA pools only")
 
     def _apply_epp(self, plan: Plan, pool: PoolPlan) -> str:
         """The GA pool's EPP (computed at planning time from the preview EPP, v1.0 flags) with its
@@ -387,8 +384,6 @@ class Migrator:
         (infergate.api) instead, and a problem fails the dry run like a real one.
         """
         if self.options.dry_run and resource.qualified in self._dry_run_crds:
-            from infergate import api
-
             errors = api.validate(obj)
             if errors:
                 name = (obj.get("metadata") or {}).get("name", "")
@@ -396,100 +391,7 @@ class Migrator:
             return
         self.cluster.apply(resource, obj, dry_run=self.options.dry_run)
 
-    async def _wait_ready(self, state: MigrationState, step: WaitReady) -> _Outcome:
-        plan = state.plan
-        if self.options.dry_run:
-            return _Outcome(state, "pass", "dry run: not waited")
-        deadline = time.monotonic() + min(step.timeout_s, self.options.ready_timeout_s)
-        pending: list[str] = []
-        while True:
-            pending = []
-            for pool in plan.pools:
-                if self.cluster.get(GA_POOLS, plan.namespace, pool.ga) is None:
-                    pending.append(f"{GA_POOLS.qualified}/{pool.ga} missing")
-                dep = self.cluster.get(DEPLOYMENTS, plan.namespace, pool.ga_epp)
-                if dep is not None and int((dep.get("status") or {}).get("readyReplicas") or 0) < 1:
-                    pending.append(f"EPP Deployment {pool.ga_epp} has no ready replica")
-                if dep is None and self.cluster.get(SERVICES, plan.namespace, pool.ga_epp) is None:
-                    pending.append(f"EPP Service {pool.ga_epp} missing")
-            if not pending or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(self.options.poll_s)
-        if pending:
-            return _Outcome(state, "fail", "not ready: " + "; ".join(pending))
-        return _Outcome(state, "pass", "GA EPPs ready")
-
-    async def _baseline(self, state: MigrationState) -> _Outcome:
-        window = await self._measure(state.plan)
-        if window is None:
-            return _Outcome(state, "pass", "no gateway address: baseline not measured (analysis will pause)")
-        baseline = baseline_of(window)
-        detail = (f"{len(window.samples)} probes, p99 TTFT "
-                  f"{'-' if baseline.p99_ttft_s is None else f'{baseline.p99_ttft_s * 1000:.1f} ms'}, statuses "
-                  + ", ".join(f"{m}: {s}" for m, s in sorted(baseline.model_status.items())))
-        return _Outcome(replace(state, baseline=baseline.to_dict()), "pass", detail)
-
-    async def _analyse(self, state: MigrationState, step: Analyse, result: RunResult) -> _Outcome:
-        plan = state.plan
-        if self.options.dry_run:
-            return _Outcome(state, "pass", "dry run: not analysed")
-        # Drift: another writer (Argo CD, Flux, a person) changed the weights since the shift.
-        for expected in (shift_route(r, plan.pools, step.ga_weight) for r in plan.final_routes):
-            current = self.cluster.get(HTTPROUTES, plan.namespace, name_of(expected))
-            want, have = _backend_weights(expected), _backend_weights(current or {})
-            if want != have:
-                return _Outcome(state, "fail", f"drift: HTTPRoute {name_of(expected)} was changed by another writer "
-                                f"since the shift to {step.ga_weight}% (backendRefs {have}, expected {want})")
-        # Status first: the gateway must accept both groups and resolve every backend.
-        checks = await self._wait_checks(plan, [name_of(r) for r in plan.final_routes])
-        result.checks = [c.to_dict() for c in checks]
-        bad = [c for c in checks if not c.ok]
-        if bad:
-            return _Outcome(state, "fail", "; ".join(f"{c.name}: {c.detail}" for c in bad))
-        await asyncio.sleep(self.options.analysis_delay_s)
-        baseline = Baseline.from_dict(state.baseline) if state.baseline else None
-        gates: list[GateResult] = []
-        for attempt in range(plan.gates.latency_windows):
-            window = await self._measure(plan)
-            if window is None:
-                gates = [GateResult("traffic", "paused", "no gateway address (--gateway-url)")]
-                break
-            gates = analyse(window, baseline, step.ga_weight, [(p.preview, p.ga) for p in plan.pools], plan.gates)
-            failed = {g.gate for g in gates if g.verdict == "fail"}
-            if failed != {"p99-ttft"}:
-                break
-            # latency alone: confirm with another window before rolling back (a p99 of a few dozen
-            # probes is noisy), as Flagger counts failed checks against a threshold
-            self.progress(f"  p99-ttft failed in window {attempt + 1}; measuring again")
-        result.gates = [{"weight": step.ga_weight, **g.to_dict()} for g in gates]
-        verdict = overall(gates)
-        detail = "; ".join(f"{g.gate} {g.verdict}: {g.detail}" for g in gates)
-        for g in gates:
-            self.progress(f"  {g.gate}: {g.verdict} ({g.detail})")
-        return _Outcome(state, verdict, detail)
-
-    async def _verify(self, state: MigrationState, result: RunResult) -> _Outcome:
-        plan = state.plan
-        if self.options.dry_run:
-            return _Outcome(state, "pass", "dry run: not verified")
-        checks = await self._wait_checks(plan, [name_of(r) for r in plan.final_routes])
-        if self._monitor is not None and not await self._monitor.wait_restored(RESTORE_TIMEOUT_S):
-            return _Outcome(state, "fail", f"service not restored within {RESTORE_TIMEOUT_S:.0f} s after the GA "
-                                           f"install: {self._monitor.summary()}")
-        url = self._gateway_url(plan)
-        models = list(plan.model_names) + list(self.options.probe_models)
-        if url and models and plan.gates.probes > 0:
-            urls = self._epp_urls(plan, ga_only=True)
-            checks += await traffic_checks(url, models[:len(plan.model_names) or 1], plan.gates.probes, urls,
-                                           {p.ga: 1.0 / len(plan.pools) for p in plan.pools}
-                                           if len(plan.pools) == 1 else {})
-        result.checks = [c.to_dict() for c in checks]
-        bad = [c for c in checks if not c.ok]
-        if bad:
-            return _Outcome(state, "fail", "; ".join(f"{c.name}: {c.detail}" for c in bad))
-        return _Outcome(state, "pass", f"{len(checks)} checks passed")
-
-    def _remove_preview(self, state: MigrationState) -> _Outcome:
+    def _remove_preview(self, state: MigrationState, step: RemovePreview) -> _Outcome:
         plan = state.plan
         done: list[str] = []
         dry = self.options.dry_run
@@ -529,14 +431,96 @@ class Migrator:
         return _Outcome(state, "pass", detail)
 
     def _delete_crds(self, state: MigrationState, step: DeletePreviewCrds) -> _Outcome:
-        from infergate.migrate.cleanup import preview_census_blockers
-
         blockers = preview_census_blockers(self.cluster)
         if blockers and not self.options.force:
             return _Outcome(state, "pass", "preview CRDs kept: still in use (" + "; ".join(blockers)
                             + "); run `infergate migrate cleanup` once they are migrated")
         deleted = [n for n in step.names if self.cluster.delete(CRDS, None, n, dry_run=self.options.dry_run)]
         return _Outcome(state, "pass", ("deleted " + ", ".join(deleted)) if deleted else "preview CRDs already gone")
+
+    # Steps that wait or measure: coroutines on the loop, their cluster calls in a worker thread.
+
+    async def _wait_ready(self, state: MigrationState, step: WaitReady, result: RunResult) -> _Outcome:
+        plan = state.plan
+        if self.options.dry_run:
+            return _Outcome(state, "pass", "dry run: not waited")
+        pending: list[str] = []
+
+        async def ready() -> bool:
+            nonlocal pending
+            pending = await asyncio.to_thread(self._ga_not_ready, plan)
+            return not pending
+
+        if not await _poll(ready, min(step.timeout_s, self.options.ready_timeout_s), self.options.poll_s,
+                           "the GA EPPs"):
+            return _Outcome(state, "fail", "not ready: " + "; ".join(pending))
+        return _Outcome(state, "pass", "GA EPPs ready")
+
+    async def _baseline(self, state: MigrationState, step: BaselineStep, result: RunResult) -> _Outcome:
+        window = await self._measure(state.plan)
+        if window is None:
+            return _Outcome(state, "pass", "no gateway address: baseline not measured (analysis will pause)")
+        baseline = baseline_of(window)
+        detail = (f"{len(window.samples)} probes, p99 TTFT "
+                  f"{'-' if baseline.p99_ttft_s is None else f'{baseline.p99_ttft_s * 1000:.1f} ms'}, statuses "
+                  + ", ".join(f"{m}: {s}" for m, s in sorted(baseline.model_status.items())))
+        return _Outcome(replace(state, baseline=baseline.to_dict()), "pass", detail)
+
+    async def _analyse(self, state: MigrationState, step: Analyse, result: RunResult) -> _Outcome:
+        plan = state.plan
+        if self.options.dry_run:
+            return _Outcome(state, "pass", "dry run: not analysed")
+        drift = await asyncio.to_thread(self._drift, plan, step.ga_weight)
+        if drift:
+            return _Outcome(state, "fail", drift)
+        # Status first: the gateway must accept both groups and resolve every backend.
+        checks = await self._wait_checks(plan, [name_of(r) for r in plan.final_routes])
+        result.checks = [c.to_dict() for c in checks]
+        bad = [c for c in checks if not c.ok]
+        if bad:
+            return _Outcome(state, "fail", "; ".join(f"{c.name}: {c.detail}" for c in bad))
+        await asyncio.sleep(self.options.analysis_delay_s)
+        baseline = Baseline.from_dict(state.baseline) if state.baseline else None
+        gates: list[GateResult] = []
+        for attempt in range(plan.gates.latency_windows):
+            window = await self._measure(plan)
+            if window is None:
+                gates = [GateResult("traffic", "paused", "no gateway address (--gateway-url)")]
+                break
+            gates = analyse(window, baseline, step.ga_weight, [(p.preview, p.ga) for p in plan.pools], plan.gates)
+            failed = {g.gate for g in gates if g.verdict == "fail"}
+            if failed != {"p99-ttft"}:
+                break
+            # latency alone: confirm with another window before rolling back (a p99 of a few dozen
+            # probes is noisy), as Flagger counts failed checks against a threshold
+            self.progress(f"  p99-ttft failed in window {attempt + 1}; measuring again")
+        result.gates = [{"weight": step.ga_weight, **g.to_dict()} for g in gates]
+        verdict = overall(gates)
+        detail = "; ".join(f"{g.gate} {g.verdict}: {g.detail}" for g in gates)
+        for g in gates:
+            self.progress(f"  {g.gate}: {g.verdict} ({g.detail})")
+        return _Outcome(state, verdict, detail)
+
+    async def _verify(self, state: MigrationState, step: Verify, result: RunResult) -> _Outcome:
+        plan = state.plan
+        if self.options.dry_run:
+            return _Outcome(state, "pass", "dry run: not verified")
+        checks = await self._wait_checks(plan, [name_of(r) for r in plan.final_routes])
+        if self._monitor is not None and not await self._monitor.wait_restored(RESTORE_TIMEOUT_S):
+            return _Outcome(state, "fail", f"service not restored within {RESTORE_TIMEOUT_S:.0f} s after the GA "
+                                           f"install: {self._monitor.summary()}")
+        url = await asyncio.to_thread(self._gateway_url, plan)
+        models = list(plan.model_names) + list(self.options.probe_models)
+        if url and models and plan.gates.probes > 0:
+            urls = await asyncio.to_thread(self._epp_urls, plan, ga_only=True)
+            checks += await traffic_checks(url, models[:len(plan.model_names) or 1], plan.gates.probes, urls,
+                                           {p.ga: 1.0 / len(plan.pools) for p in plan.pools}
+                                           if len(plan.pools) == 1 else {})
+        result.checks = [c.to_dict() for c in checks]
+        bad = [c for c in checks if not c.ok]
+        if bad:
+            return _Outcome(state, "fail", "; ".join(f"{c.name}: {c.detail}" for c in bad))
+        return _Outcome(state, "pass", f"{len(checks)} checks passed")
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -573,38 +557,62 @@ class Migrator:
                 urls[name] = url
         return urls
 
-    async def _measure(self, plan: Plan) -> Window | None:
+    def _ga_not_ready(self, plan: Plan) -> list[str]:
+        """What keeps the GA pools from serving (empty: ready)."""
+        pending: list[str] = []
+        for pool in plan.pools:
+            if self.cluster.get(GA_POOLS, plan.namespace, pool.ga) is None:
+                pending.append(f"{GA_POOLS.qualified}/{pool.ga} missing")
+            dep = self.cluster.get(DEPLOYMENTS, plan.namespace, pool.ga_epp)
+            if dep is not None and int((dep.get("status") or {}).get("readyReplicas") or 0) < 1:
+                pending.append(f"EPP Deployment {pool.ga_epp} has no ready replica")
+            if dep is None and self.cluster.get(SERVICES, plan.namespace, pool.ga_epp) is None:
+                pending.append(f"EPP Service {pool.ga_epp} missing")
+        return pending
+
+    def _drift(self, plan: Plan, ga_weight: int) -> str | None:
+        """Another writer (Argo CD, Flux, a person) changed the weights since the shift to ``ga_weight``."""
+        for expected in (shift_route(r, plan.pools, ga_weight) for r in plan.final_routes):
+            current = self.cluster.get(HTTPROUTES, plan.namespace, name_of(expected))
+            want, have = _backend_weights(expected), _backend_weights(current or {})
+            if want != have:
+                return (f"drift: HTTPRoute {name_of(expected)} was changed by another writer since the shift to "
+                        f"{ga_weight}% (backendRefs {have}, expected {want})")
+        return None
+
+    def _probe_targets(self, plan: Plan) -> tuple[str | None, dict[str, str]]:
+        """The gateway URL (None: unknown) and each pool's EPP /metrics URL."""
         url = self._gateway_url(plan)
+        return (url, {}) if url is None else (url, self._epp_urls(plan))
+
+    async def _measure(self, plan: Plan) -> Window | None:
+        url, epp_urls = await asyncio.to_thread(self._probe_targets, plan)
         if url is None:
             return None
         models = list(plan.model_names) + [m for m in self.options.probe_models if m not in plan.model_names]
-        return await measure(url, models, plan.gates.probes, self._epp_urls(plan))
+        return await measure(url, models, plan.gates.probes, epp_urls)
 
     async def _wait_checks(self, plan: Plan, routes: list[str]) -> list[Check]:
         """Status checks until all pass, or until the deadline; a rejection the gateway keeps
         reporting for ``REJECTION_GRACE_S`` (a condition with status False, not just absent)
         ends the wait early."""
-        deadline = time.monotonic() + self.options.ready_timeout_s
+        checks: list[Check] = []
         rejected_since: float | None = None
-        while True:
-            checks = status_checks(self.cluster, plan.namespace, routes)
-            now = time.monotonic()
-            if all(c.ok for c in checks) or now > deadline:
-                return checks
-            if any(not c.ok and c.detail.startswith("False") for c in checks):
-                rejected_since = rejected_since or now
-                if now - rejected_since >= REJECTION_GRACE_S:
-                    return checks
-            else:
-                rejected_since = None
-            await asyncio.sleep(self.options.poll_s)
 
-    def _wait(self, ready: Callable[[], bool], what: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not ready():
-            if time.monotonic() > deadline:
-                raise MigrationError(f"timed out waiting for {what}")
-            time.sleep(0.1)
+        async def settled() -> bool:
+            nonlocal checks, rejected_since
+            checks = await asyncio.to_thread(status_checks, self.cluster, plan.namespace, routes)
+            if all(c.ok for c in checks):
+                return True
+            if not any(not c.ok and c.detail.startswith("False") for c in checks):
+                rejected_since = None
+                return False
+            now = time.monotonic()
+            rejected_since = rejected_since or now
+            return now - rejected_since >= REJECTION_GRACE_S
+
+        await _poll(settled, self.options.ready_timeout_s, self.options.poll_s, "the route and pool statuses")
+        return checks
 
 
 @dataclass(frozen=True)
@@ -612,6 +620,46 @@ class _Outcome:
     state: MigrationState
     verdict: str  # pass | fail | paused
     detail: str = ""
+
+
+StepHandler = Callable[[Migrator, MigrationState, Any, RunResult], Awaitable[_Outcome]]
+
+
+def _in_worker_thread(run_step: Callable[[Migrator, MigrationState, Any], _Outcome]) -> StepHandler:
+    """A step that only calls the synchronous cluster and helm clients, run in a worker thread:
+    the event loop (the downtime monitor, the probes) keeps running while it waits on them."""
+
+    async def handler(migrator: Migrator, state: MigrationState, step: Any, _result: RunResult) -> _Outcome:
+        return await asyncio.to_thread(run_step, migrator, state, step)
+
+    return handler
+
+
+# One handler per step kind of the plan (:data:`infergate.migrate.plan.STEP_TYPES`).
+STEP_HANDLERS: dict[type[Step], StepHandler] = {
+    Preflight: _in_worker_thread(Migrator._preflight),
+    InstallCrds: _in_worker_thread(Migrator._install_crds),
+    InstallPool: _in_worker_thread(Migrator._install_pool),
+    ApplyObjects: _in_worker_thread(Migrator._apply_objects),
+    WaitReady: Migrator._wait_ready,
+    BaselineStep: Migrator._baseline,
+    Shift: _in_worker_thread(Migrator._shift),
+    Analyse: Migrator._analyse,
+    Lock: _in_worker_thread(Migrator._lock),
+    FinalRoute: _in_worker_thread(Migrator._final_route),
+    Verify: Migrator._verify,
+    RemovePreview: _in_worker_thread(Migrator._remove_preview),
+    DeletePreviewCrds: _in_worker_thread(Migrator._delete_crds),
+}
+
+
+async def _poll(condition: Callable[[], Awaitable[bool]], timeout_s: float, interval_s: float, what: str) -> bool:
+    """True once ``condition`` holds, False when ``timeout_s`` passes first."""
+    try:
+        held: bool = await async_wait_until(condition, timeout_s, interval=interval_s, what=what)
+    except WaitTimeout:
+        return False
+    return held
 
 
 def _backend_weights(route: Obj) -> list[list[tuple[str, str, int]]]:

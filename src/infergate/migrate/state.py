@@ -10,13 +10,13 @@ finished migration is a no-op.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from infergate.migrate.cluster import Cluster
 from infergate.migrate.plan import Plan
 from infergate.migrate.resources import CONFIGMAPS
+from infergate.util.clock import utc_now
 
 Phase = Literal["running", "paused", "rolled-back", "locked", "done", "failed"]
 LOCK_ANNOTATION = "migrate.infergate.io/locked"
@@ -39,11 +39,11 @@ class MigrationState:
         return step_id in self.completed
 
     def complete(self, step_id: str, **extra: Any) -> MigrationState:
-        entry = {"at": _now(), "step": step_id, **extra}
+        entry = {"at": utc_now(), "step": step_id, **extra}
         return replace(self, completed=(*self.completed, step_id), history=(*self.history, entry))
 
     def transition(self, phase: Phase, reason: str) -> MigrationState:
-        entry = {"at": _now(), "phase": phase, "reason": reason}
+        entry = {"at": utc_now(), "phase": phase, "reason": reason}
         return replace(self, phase=phase, history=(*self.history, entry))
 
     def to_configmap(self) -> dict[str, Any]:
@@ -98,7 +98,3 @@ class StateStore:
 
     def delete(self, namespace: str, route: str) -> bool:
         return self.cluster.delete(CONFIGMAPS, namespace, f"infergate-migration-{route}", dry_run=self.dry_run)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
