@@ -215,3 +215,14 @@ async def test_director_routes_to_the_replica_that_holds_the_prefix(sims: tuple[
         assert cluster.replicas[0].endpoint not in plugin.subscribed() and len(plugin.subscribed()) == 2
     finally:
         await plugin.aclose()
+
+
+def test_the_documented_config_loads() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "kv-events.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    scheduler = load_config_text(block)
+    plugin = scheduler.plugins["precise-prefix-cache-scorer"]
+    assert isinstance(plugin, PrecisePrefixCacheScorer)
+    assert (plugin.events_port, plugin.replay_port, plugin.speculative_ttl_s) == (5557, 5558, 2.0)
