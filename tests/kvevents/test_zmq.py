@@ -120,3 +120,28 @@ async def test_subscriber_stops_cleanly_while_nothing_listens() -> None:
     assert sub.running and not sub.connected and not index.reliable
     await asyncio.wait_for(sub.stop(), 2.0)
     assert not sub.running
+
+
+async def test_a_lost_live_batch_is_replayed_and_the_index_stays_reliable() -> None:
+    from infergate.kvevents import EventBatch, encode_batch
+
+    pub = KvEventPublisher("tcp://127.0.0.1:*", replay_endpoint="tcp://127.0.0.1:*", topic="kv@t")
+    await pub.start()
+    try:
+        index = EndpointBlockIndex()
+        assert pub.bound_endpoint is not None
+        sub = KvEventSubscriber(pub.bound_endpoint, index, replay_endpoint=pub.bound_replay_endpoint)
+        async with running(sub):
+            await async_wait_until(lambda: sub.connected, 5.0)
+            await asyncio.sleep(0.1)
+            pub.publish([stored(1)])  # seq 0
+            await async_wait_until(lambda: index.stats.batches == 1, 5.0)
+            # seq 1 is buffered for replay but never reaches the subscriber (as at the high-water mark)
+            pub._buffer.append((1, encode_batch(EventBatch(0.0, (stored(2), BlockRemoved((1,), "GPU"))))))
+            pub.next_seq = 2
+            pub.publish([stored(3)])  # seq 2 shows the gap
+            await async_wait_until(lambda: index.stats.batches == 3, 5.0)
+        assert index.reliable, index.reason
+        assert index.blocks == {2, 3} and index.stats.gaps == 1 and index.stats.replays == 1
+    finally:
+        await pub.close()

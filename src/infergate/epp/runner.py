@@ -27,6 +27,7 @@ from typing import Any
 from infergate.epp.extproc import ExtProcServer, HealthServer, HealthService
 from infergate.epp.extproc.metrics_http import MetricsHTTPServer
 from infergate.epp.extproc.server import self_signed_credentials, server_credentials
+from infergate.epp.scheduling.plugins.precise_prefix import DatastoreAware
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,9 @@ class EPPRunner:
     async def start(self) -> None:
         opts = self.options
         self.datastore, scraper, self.director, registry = self._build()
+        for plugin in self.director.scheduler.plugins.values():  # e.g. KV-event subscriptions
+            if isinstance(plugin, DatastoreAware):
+                self._stack.push_async_callback(plugin.aclose)
         source = self._source()
         self._tasks.append(asyncio.get_running_loop().create_task(self._run_source(source), name="pool source"))
         await scraper.start()

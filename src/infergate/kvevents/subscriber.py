@@ -96,6 +96,8 @@ class KvEventSubscriber:
                 raise
             except (zmq.ZMQError, OSError) as exc:
                 log.warning("kv events %s: subscriber error (%s); retrying in %.1fs", self.endpoint, exc, delay)
+            except Exception:  # a bug must not end the subscription for good
+                log.exception("kv events %s: subscriber failed; retrying in %.1fs", self.endpoint, delay)
             self.connected = False
             self.index.mark_unreliable("subscriber restarting")
             await asyncio.sleep(delay)
@@ -160,6 +162,7 @@ class KvEventSubscriber:
             start = check.missing_from
             if start == 0:  # the cache was empty at the publisher's start: rebuild from there
                 index.reset("replaying from sequence 0")
+            index.mark_unreliable(f"replaying {start}..{seq - 1}")  # not used while incomplete
             filled = await self._replay(start, seq)
             if filled and (start == 0 or was_reliable):
                 index.reliable = True

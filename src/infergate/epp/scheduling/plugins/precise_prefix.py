@@ -76,9 +76,12 @@ DEFAULT_SPECULATIVE_TTL_S = 2.0
 
 @runtime_checkable
 class DatastoreAware(Protocol):
-    """A plugin that follows the pool's endpoints; the director attaches the datastore."""
+    """A plugin that follows the pool's endpoints: the director attaches the datastore, the
+    EPP's shutdown calls ``aclose``."""
 
     def attach_datastore(self, datastore: Datastore) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 def _mapping(params: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
