@@ -210,7 +210,10 @@ async def test_director_routes_to_the_replica_that_holds_the_prefix(sims: tuple[
         for i, (replica, body) in enumerate(zip(cluster.replicas[::-1], bodies, strict=True)):
             decision = await director.handle_request(inference(f"r{i}", {"model": MODEL, **body}))
             assert decision.endpoint == replica.endpoint
+        state = plugin.describe()[cluster.replicas[2].endpoint]
+        assert state["connected"] is True and state["reliable"] is True and state["blocks"] >= 8
         # a pod that leaves the pool is no longer followed
+
         ds.delete_pod(cluster.replicas[0].name)
         assert cluster.replicas[0].endpoint not in plugin.subscribed() and len(plugin.subscribed()) == 2
     finally:

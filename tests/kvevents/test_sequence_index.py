@@ -90,3 +90,14 @@ async def test_malformed_batch_counts_as_lost() -> None:
     assert index.stats.decode_errors == 2
     await sub.handle(frames(2, stored(2)))  # follows on, but the loss stays
     assert not index.reliable and index.blocks == {1, 2}
+
+
+def test_an_index_that_outgrows_its_bound_was_missing_removals() -> None:
+    index = EndpointBlockIndex(max_blocks=4)
+    index.reset()
+    index.apply(EventBatch(0.0, (stored(1, 2, 3, 4),)))
+    assert index.reliable and len(index) == 4
+    index.apply(EventBatch(1.0, (stored(5),)))
+    assert not index.reliable and "removals were missed" in index.reason and len(index) == 0
+    summary = index.describe()
+    assert summary["reliable"] is False and summary["stored"] == 5 and summary["blocks"] == 0

@@ -11,6 +11,9 @@ ignored). It is *reliable* only while it has seen every batch since a known star
 
 An unreliable index keeps applying events (its contents are a lower bound) but consumers should
 fall back to another estimate until it is reliable again.
+
+The index is bounded (``max_blocks``, far above any engine's cache): an index that outgrows it
+can only have missed removals, so it is cleared and marked unreliable.
 """
 
 from __future__ import annotations
@@ -40,10 +43,14 @@ class IndexStats:
     decode_errors: int = 0
 
 
+DEFAULT_MAX_BLOCKS = 1_000_000
+
+
 class EndpointBlockIndex:
     """Block hashes cached on one endpoint, per its events."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_blocks: int = DEFAULT_MAX_BLOCKS) -> None:
+        self.max_blocks = max_blocks
         self.blocks: set[BlockHash] = set()
         self.block_size: int | None = None  # from the last BlockStored
         self.reliable = False
@@ -80,6 +87,9 @@ class EndpointBlockIndex:
                 blocks.update(event.block_hashes)
                 self.block_size = event.block_size
                 stats.stored += len(event.block_hashes)
+                if len(blocks) > self.max_blocks:
+                    blocks.clear()
+                    self.mark_unreliable(f"more than {self.max_blocks} blocks: removals were missed")
             elif isinstance(event, BlockRemoved):
                 if event.medium not in (None, MEDIUM_GPU):
                     stats.other_medium += 1
@@ -92,6 +102,11 @@ class EndpointBlockIndex:
                 stats.cleared += 1
                 self.reliable = True
                 self.reason = "AllBlocksCleared"
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-able summary (for debugging endpoints and benchmarks)."""
+        return {"reliable": self.reliable, "reason": self.reason, "blocks": len(self.blocks),
+                "block_size": self.block_size, "last_event_ts": self.last_event_ts, **vars(self.stats)}
 
     def match_prefix(self, hashes: list[BlockHash]) -> int:
         """How many of ``hashes`` (a prompt's chained block hashes) are cached, from the start."""

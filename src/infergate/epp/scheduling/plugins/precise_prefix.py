@@ -285,6 +285,11 @@ class PrecisePrefixCacheScorer(PrefixCacheScorer):
         sub = self._by_hostport.get(hostport)
         return None if sub is None else sub.index
 
+    def describe(self) -> dict[str, dict[str, object]]:
+        """Per endpoint: its events endpoint, connection and index state (reliability, counters)."""
+        return {h: {"events": s.subscriber.endpoint, "connected": s.subscriber.connected, **s.index.describe()}
+                for h, s in self._by_hostport.items()}
+
     def subscribed(self) -> dict[str, str]:
         """hostport -> events endpoint, for every endpoint followed now."""
         return {h: s.subscriber.endpoint for h, s in self._by_hostport.items()}
