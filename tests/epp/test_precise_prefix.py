@@ -216,6 +216,10 @@ async def test_director_routes_to_the_replica_that_holds_the_prefix(sims: tuple[
 
         ds.delete_pod(cluster.replicas[0].name)
         assert cluster.replicas[0].endpoint not in plugin.subscribed() and len(plugin.subscribed()) == 2
+        await plugin.aclose()  # the EPP's shutdown: nothing is followed afterwards, even on changes
+        ds.upsert_pod(PodInfo(cluster.replicas[0].name, cluster.replicas[0].host, {"app": "sim"}))
+        await director.handle_request(inference("after", {"model": MODEL, "prompt": PROMPT}))
+        assert plugin.subscribed() == {}
     finally:
         await plugin.aclose()
 

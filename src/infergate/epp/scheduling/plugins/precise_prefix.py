@@ -40,7 +40,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import zmq.asyncio
@@ -171,6 +171,8 @@ class PrecisePrefixCacheScorer(PrefixCacheScorer):
         self.exact_scores = 0  # endpoint scores taken from events
         self.fallback_scores = 0  # endpoint scores taken from the approximate index
         self._datastore: Datastore | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._closed = False
         self._synced_version = -1
         self._by_url: dict[str, _Subscription] = {}
         self._by_hostport: dict[str, _Subscription] = {}
@@ -228,8 +230,10 @@ class PrecisePrefixCacheScorer(PrefixCacheScorer):
     # ---- endpoints and subscriptions --------------------------------------------------------
     def attach_datastore(self, datastore: Datastore) -> None:
         """Follow ``datastore``'s endpoints (called by the director; listeners run on the loop)."""
+        if self._closed:
+            return
         self._datastore = datastore
-        datastore.subscribe(self._on_datastore_change)
+        self._unsubscribe = datastore.subscribe(self._on_datastore_change)
         self._on_datastore_change()
 
     def _on_datastore_change(self) -> None:
@@ -296,8 +300,11 @@ class PrecisePrefixCacheScorer(PrefixCacheScorer):
 
     async def aclose(self) -> None:
         """Stop every subscription (the EPP's shutdown; idempotent)."""
-        if self._datastore is not None:
-            self._datastore = None
+        self._closed = True
+        self._datastore = None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         subs = list(self._by_url.values())
         self._by_url.clear()
         self._by_hostport.clear()
@@ -312,6 +319,8 @@ class PrecisePrefixCacheScorer(PrefixCacheScorer):
 
     # ---- scoring ----------------------------------------------------------------------------
     def _ensure_following(self, candidates: list[Candidate]) -> None:
+        if self._closed:
+            return
         try:
             asyncio.get_running_loop()
         except RuntimeError:
