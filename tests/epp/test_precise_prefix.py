@@ -97,6 +97,37 @@ def picked(c: Candidate) -> SchedulingResult:
     return SchedulingResult({"default": ProfileResult([c])}, "default")
 
 
+VERIFY = "A different prompt that shows the events hash blocks as the EPP does. " * 4
+
+
+def verify(plugin: PrecisePrefixCacheScorer, c: Candidate) -> None:
+    """Start ``c``'s index fresh and let it show a block hashed as the plugin hashes requests."""
+    index = plugin.index_of(c.hostport)
+    assert index is not None
+    index.reset()  # as a publisher's first batch would
+    index.apply(EventBatch(0.0, (BlockStored(tuple(tokenizer.block_hashes(VERIFY, 16, MODEL)[:1]), None, (), 16),)))
+    plugin.score({}, sreq(VERIFY), [c])
+    assert plugin.describe()[c.hostport]["verified"] is True
+
+
+async def test_events_hashed_otherwise_are_never_trusted() -> None:
+    plugin = make({"kvEventsConfig": {"port": 9}})
+    cands = candidates("127.0.0.1", "127.0.0.2")
+    try:
+        state: dict[str, Any] = {}
+        plugin.score(state, sreq(PROMPT), cands)
+        plugin.pre_request(state, sreq(PROMPT), picked(cands[0]))  # the approximate index learns
+        for c in cands:  # reliable events, but with hashes of another scheme (as a real vLLM's)
+            index = plugin.index_of(c.hostport)
+            assert index is not None
+            index.reset()
+            index.apply(EventBatch(0.0, (BlockStored((b"\x01" * 32, b"\x02" * 32), None, (), 16),)))
+        assert plugin.score({}, sreq(PROMPT), cands) == [1.0, 0.0]  # the approximate scores
+        assert all(d["verified"] is False and d["reliable"] is True for d in plugin.describe().values())
+    finally:
+        await plugin.aclose()
+
+
 async def test_exact_scores_and_fallback_for_endpoints_without_events() -> None:
     plugin = make({"kvEventsConfig": {"port": 9}})  # nothing listens there: no events ever arrive
     cands = candidates("127.0.0.1", "127.0.0.2", "127.0.0.3")
@@ -109,6 +140,7 @@ async def test_exact_scores_and_fallback_for_endpoints_without_events() -> None:
             assert index is not None
             index.reset()  # as a publisher's first batch would
             index.apply(EventBatch(0.0, (BlockStored(tuple(hashes[:held]), None, (), 16),)))
+        # (a first block that matches is what verifies an endpoint's hashing)
         # endpoint 2 never got events: approximate fallback, which learns from picks
         state: dict[str, Any] = {}
         scores = plugin.score(state, sreq(PROMPT), cands)
@@ -139,7 +171,7 @@ async def test_speculative_indexing_counts_a_pick_until_its_ttl() -> None:
     try:
         plugin.score({}, sreq(PROMPT), cands)
         for c in cands:
-            plugin.index_of(c.hostport).reset()  # type: ignore[union-attr]
+            verify(plugin, c)
         state: dict[str, Any] = {}
         assert plugin.score(state, sreq(PROMPT), cands) == [0.0, 0.0]
         plugin.pre_request(state, sreq(PROMPT), picked(cands[1]))

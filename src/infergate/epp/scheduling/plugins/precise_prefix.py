@@ -16,9 +16,13 @@ by the longest run of the request's blocks that the endpoint really holds. Here:
   token-id prompts through ``block_hashes_of_ids``), seeded by the target model (or adapter)
   name, in blocks of the size the endpoint's events report (``tokenProcessorConfig.blockSize``
   until an event arrives). A real vLLM hashes token ids with its own tokenizer and seed, which
-  this plugin does not reproduce: against vLLM it always falls back (see below).
-- **Score**: for an endpoint with a reliable index, matched blocks / prompt blocks; for an
-  endpoint whose events are missing or unreliable, the approximate prefix score of the
+  this plugin does not reproduce: against vLLM it always falls back (see verification).
+- **Verification**: an endpoint's events are used once its index has held the first block of
+  some request as hashed here (64-bit hashes do not match by chance), which shows that the
+  model server hashes blocks the way this plugin does; a real vLLM never passes, so it is
+  always scored by the fallback.
+- **Score**: for an endpoint with a reliable and verified index, matched blocks / prompt
+  blocks; for any other endpoint, the approximate prefix score of the
   embedded ``prefix-cache-scorer`` (its parameters ``hashBlockSize``,
   ``maxPrefixBlocksToMatch``, ``lruCapacityPerServer`` are accepted here too), whose index is
   updated after every pick as usual.
@@ -119,12 +123,16 @@ def request_text_and_ids(request: SchedulingRequest) -> tuple[str | None, list[i
 
 
 class _Subscription:
-    __slots__ = ("endpoints", "index", "subscriber")
+    __slots__ = ("endpoints", "index", "subscriber", "verified")
 
     def __init__(self, subscriber: KvEventSubscriber, index: EndpointBlockIndex) -> None:
         self.subscriber = subscriber
         self.index = index
         self.endpoints: set[str] = set()
+        # the events have held a block hashed as this EPP hashes requests (a 64-bit hash does not
+        # match by chance); until then a model server that hashes otherwise (a real vLLM) could
+        # not be told from one that holds nothing, so its score is the approximate one
+        self.verified = False
 
 
 class PreciseState:
@@ -291,7 +299,8 @@ class PrecisePrefixCacheScorer(PrefixCacheScorer):
 
     def describe(self) -> dict[str, dict[str, object]]:
         """Per endpoint: its events endpoint, connection and index state (reliability, counters)."""
-        return {h: {"events": s.subscriber.endpoint, "connected": s.subscriber.connected, **s.index.describe()}
+        return {h: {"events": s.subscriber.endpoint, "connected": s.subscriber.connected, "verified": s.verified,
+                    **s.index.describe()}
                 for h, s in self._by_hostport.items()}
 
     def subscribed(self) -> dict[str, str]:
@@ -339,18 +348,20 @@ class PrecisePrefixCacheScorer(PrefixCacheScorer):
         now = time.monotonic()
         scores: list[float] = []
         for i, c in enumerate(candidates):
-            index = self.index_of(c.hostport)
-            if index is None or not index.reliable:
+            sub = self._by_hostport.get(c.hostport)
+            index = None if sub is None else sub.index
+            hashes: list[int] = []
+            if sub is not None and index is not None and index.reliable:
+                hashes = cycle.for_block_size(index.block_size or self.kv_block_size)
+                if not sub.verified and hashes and hashes[0] in index.blocks:
+                    sub.verified = True  # its events name the blocks as this EPP hashes them
+            if sub is None or index is None or not index.reliable or not sub.verified:
                 if approx is None:
                     approx = super().score(state, request, candidates)
                 scores.append(approx[i])
                 self.fallback_scores += 1
                 continue
-            hashes = cycle.for_block_size(index.block_size or self.kv_block_size)
-            if not hashes:
-                scores.append(0.0)
-            else:
-                scores.append(self._matched(c.hostport, index, hashes, now) / len(hashes))
+            scores.append(self._matched(c.hostport, index, hashes, now) / len(hashes) if hashes else 0.0)
             self.exact_scores += 1
         return scores
 
@@ -374,9 +385,10 @@ class PrecisePrefixCacheScorer(PrefixCacheScorer):
         super().pre_request(state, request, result)  # the approximate index (fallback) and its hit ratio
         target = result.primary.targets[0].hostport
         cycle = state.get(self.PRECISE_STATE_KEY)
-        index = self.index_of(target)
-        if not isinstance(cycle, PreciseState) or index is None or not index.reliable:
+        sub = self._by_hostport.get(target)
+        if not isinstance(cycle, PreciseState) or sub is None or not sub.index.reliable or not sub.verified:
             return
+        index = sub.index
         hashes = cycle.for_block_size(index.block_size or self.kv_block_size)
         now = time.monotonic()
         if hashes:
