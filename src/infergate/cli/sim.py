@@ -81,6 +81,13 @@ def _parse_overrides(values: tuple[str, ...]) -> dict[str, float]:
 @click.option("--startup-delay", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Model seconds during which /health and /health/ready answer 503.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for jitter, output lengths and faults.")
+@click.option("--kv-events-endpoint", default=None, metavar="tcp://HOST:PORT",
+              help="Publish vLLM KV events (ZMQ PUB) here; off by default. tcp://*:PORT binds each replica's "
+                   "own address, tcp://HOST:PORT binds HOST at PORT + replica index.")
+@click.option("--kv-events-replay-endpoint", default=None, metavar="tcp://HOST:PORT",
+              help="Serve KV-event replays (ZMQ ROUTER) here; same address rules.")
+@click.option("--kv-events-encoding", type=click.Choice(["map", "array"]), default="map", show_default=True,
+              help="KV-event msgpack form: map (vLLM since 2026-06) or array (earlier vLLM).")
 @click.option("--admin-port", type=click.IntRange(1, 65535), default=None,
               help="Serve the cluster admin API on --admin-address:PORT (reaches crashed replicas too).")
 @click.option("--admin-address", default="127.0.0.1", show_default=True)
@@ -91,8 +98,9 @@ def command(replicas: int, address: str, port: int, model: str, lora: str, max_l
             max_num_batched_tokens: int | None, num_gpu_blocks: int | None, block_size: str,
             max_model_len: int | None, no_prefix_caching: bool, jitter: float | None, mean_output_tokens: int,
             stream_interval: int, max_waiting: int | None, unknown_model_status: str, metrics_flavor: str, pod_name: str | None,
-            namespace: str | None, startup_delay: float, seed: int, admin_port: int | None, admin_address: str,
-            log_level: str) -> None:
+            namespace: str | None, startup_delay: float, seed: int, kv_events_endpoint: str | None,
+            kv_events_replay_endpoint: str | None, kv_events_encoding: str, admin_port: int | None,
+            admin_address: str, log_level: str) -> None:
     """Run vLLM-compatible model-server simulator replicas.
 
     Each replica serves the OpenAI API (/v1/completions, /v1/chat/completions, /v1/models),
@@ -128,6 +136,8 @@ def command(replicas: int, address: str, port: int, model: str, lora: str, max_l
             stream_interval=stream_interval, seed=seed, metrics_flavor=metrics_flavor,  # type: ignore[arg-type]
             pod_name=pod_name, namespace=namespace, startup_delay_s=startup_delay,
             profile_overrides=_parse_overrides(overrides), unknown_model_status=int(unknown_model_status),
+            kv_events_endpoint=kv_events_endpoint, kv_events_replay_endpoint=kv_events_replay_endpoint,
+            kv_events_encoding=kv_events_encoding,  # type: ignore[arg-type]
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

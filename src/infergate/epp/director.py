@@ -37,6 +37,7 @@ from infergate.epp.metrics import EppMetrics, PoolSnapshot
 from infergate.epp.metrics_scraper import MetricsStore
 from infergate.epp.saturation import SaturationConfig, SaturationDetector
 from infergate.epp.scheduling.framework import Candidate, Scheduler, SchedulingError, SchedulingRequest
+from infergate.epp.scheduling.plugins.precise_prefix import DatastoreAware
 from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ class EppDirector:
         # load is then in the scraped queue); flow control counts the rest as extra queue
         self._recent_sends: dict[str, deque[float]] = {}
         self._prefix_plugins = [p for p in scheduler.plugins.values() if isinstance(p, PrefixCacheScorer)]
+        for plugin in scheduler.plugins.values():  # plugins that follow the pool (KV-event subscriptions)
+            if isinstance(plugin, DatastoreAware):
+                plugin.attach_datastore(datastore)
         self._known_endpoints: set[str] = set()
         if scheduler.on_duration is None:
             scheduler.on_duration = self.metrics.scheduler_e2e.observe
@@ -308,7 +312,7 @@ class EppDirector:
                      and cand.metrics.waiting_queue + unseen(cand.hostport) <= c.queue_depth_threshold]
             if roomy:
                 candidates = roomy
-        sreq = SchedulingRequest(request.request_id, target, request.prompt, request.headers)
+        sreq = SchedulingRequest(request.request_id, target, request.prompt, request.headers, request.body)
         try:
             result, state = self.scheduler.schedule(sreq, candidates)
         except SchedulingError as exc:

@@ -30,6 +30,7 @@ from infergate.epp.extproc import ExtProcServer, HealthServer, HealthService
 from infergate.epp.extproc.metrics_http import MetricsHTTPServer
 from infergate.epp.extproc.server import self_signed_credentials, server_credentials
 from infergate.epp.options import EPPOptions
+from infergate.epp.scheduling.plugins.precise_prefix import DatastoreAware
 from infergate.util.signals import run_until_signal
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ class EPPRunner:
         opts = self.options
         self.parts = parts = build_epp(opts)
         self.datastore, self.director = parts.datastore, parts.director
+        for plugin in self.director.scheduler.plugins.values():  # e.g. KV-event subscriptions
+            if isinstance(plugin, DatastoreAware):
+                self._stack.push_async_callback(plugin.aclose)
         source = self._source()
         self._tasks.append(asyncio.get_running_loop().create_task(self._run_source(source), name="pool source"))
         for background in parts.background:

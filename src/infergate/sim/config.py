@@ -13,6 +13,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 MetricsFlavor = Literal["vllm", "sglang"]
+KvEventsEncoding = Literal["map", "array"]
+
+
+def _is_tcp_endpoint(value: str) -> bool:
+    if not value.startswith("tcp://"):
+        return False
+    host, sep, port = value[6:].rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,11 @@ class SimConfig:
     # for clients written against the OpenAI convention of a bad request.
     unknown_model_status: int = 404
     profile_overrides: dict[str, float] = field(default_factory=dict, hash=False)
+    # vLLM-style KV events (infergate.sim.kv_events): ZMQ PUB endpoint (None = off), replay
+    # ROUTER endpoint, and the msgpack form ("map": vLLM >= 2026-06, "array": earlier)
+    kv_events_endpoint: str | None = None
+    kv_events_replay_endpoint: str | None = None
+    kv_events_encoding: KvEventsEncoding = "map"
 
     def __post_init__(self) -> None:
         errors: list[str] = []
@@ -171,6 +184,14 @@ class SimConfig:
         for key in self.profile_overrides:
             if key not in known:
                 errors.append(f"profile_overrides.{key}: unknown profile parameter (known: {', '.join(sorted(known))})")
+        for name in ("kv_events_endpoint", "kv_events_replay_endpoint"):
+            value = getattr(self, name)
+            if value is not None and not _is_tcp_endpoint(value):
+                errors.append(f"{name}: must look like tcp://HOST:PORT (HOST may be *), got {value!r}")
+        if self.kv_events_replay_endpoint and not self.kv_events_endpoint:
+            errors.append("kv_events_replay_endpoint: needs kv_events_endpoint")
+        if self.kv_events_encoding not in ("map", "array"):
+            errors.append("kv_events_encoding: must be 'map' or 'array'")
         for adapter in self.lora_adapters:
             if not adapter or "," in adapter:
                 errors.append(f"lora_adapters: invalid adapter name {adapter!r}")

@@ -20,6 +20,7 @@ import logging
 import random
 from collections import deque
 from enum import Enum
+from typing import Protocol
 
 from infergate.sim.config import LatencyProfile, SimConfig
 from infergate.sim.kvcache import Block, BlockManager
@@ -32,6 +33,12 @@ log = logging.getLogger(__name__)
 MAX_LAG_S = 0.05  # wall seconds the step clock may fall behind before it stops catching up
 CATCH_UP_YIELD = 8  # steps run back to back (when behind) before yielding to the event loop
 LORA_SCAN_LIMIT = 256  # waiting sequences examined per step when adapters block the head
+
+
+class StoredBlockSink(Protocol):
+    def block_stored(self, seq: Sequence, index: int) -> None:
+        """Block ``index`` of ``seq`` (hash ``seq.hashes[index]``) entered the prefix cache."""
+        ...
 
 
 class SeqStatus(Enum):
@@ -136,6 +143,7 @@ class Engine:
         self._wake: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._origin = 0.0
+        self.kv_events: StoredBlockSink | None = None  # hears blocks entering the cache (KV events)
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -417,8 +425,10 @@ class Engine:
                     self._extend_hashes(seq, full)
                 blocks = seq.blocks
                 upto = min(full, len(hashes))
+                events = self.kv_events
                 for b in range(seq.hashed_blocks, upto):
-                    kv.register(blocks[b], hashes[b])
+                    if kv.register(blocks[b], hashes[b]) and events is not None:
+                        events.block_stored(seq, b)
                 seq.hashed_blocks = max(seq.hashed_blocks, upto)
             if seq.computed < seq.num_tokens:
                 continue  # mid-prefill chunk

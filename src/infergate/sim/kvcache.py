@@ -8,11 +8,14 @@
   free (vLLM's usage is ``1 - free / total``) and are evicted oldest first when a new block is
   needed. A sequence frees its blocks last-first, so the tail of a prompt is evicted before its
   shared head, as in vLLM.
+- An optional ``observer`` hears about cached blocks leaving the cache (eviction, reset); the
+  engine reports blocks entering it, for the KV events of ``infergate.sim.kv_events``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 
 class Block:
@@ -23,6 +26,12 @@ class Block:
         self.ref = 1
 
 
+class CacheObserver(Protocol):
+    def blocks_removed(self, hashes: list[int]) -> None: ...
+
+    def all_cleared(self) -> None: ...
+
+
 class BlockManager:
     def __init__(self, num_blocks: int, block_size: int, *, enable_prefix_caching: bool = True) -> None:
         self.num_blocks = num_blocks
@@ -31,6 +40,7 @@ class BlockManager:
         self._free_anonymous = num_blocks
         self._cached: dict[int, Block] = {}  # hash -> block (referenced or in the LRU)
         self._lru: dict[Block, None] = {}  # unreferenced cached blocks, oldest first
+        self.observer: CacheObserver | None = None
 
     # ---- accounting -------------------------------------------------------------------
     @property
@@ -93,15 +103,19 @@ class BlockManager:
                 del self._lru[victim]
                 if victim.hash is not None:
                     del self._cached[victim.hash]
+                    if self.observer is not None:
+                        self.observer.blocks_removed([victim.hash])
             out.append(Block())
         return out
 
-    def register(self, block: Block, block_hash: int) -> None:
-        """Mark a now-full prompt block as cached under ``block_hash`` (first writer wins)."""
+    def register(self, block: Block, block_hash: int) -> bool:
+        """Mark a now-full prompt block as cached under ``block_hash`` (first writer wins);
+        True when it entered the cache."""
         if not self.enable_prefix_caching or block.hash is not None or block_hash in self._cached:
-            return
+            return False
         block.hash = block_hash
         self._cached[block_hash] = block
+        return True
 
     def free(self, blocks: Sequence[Block]) -> None:
         """Release a sequence's blocks, last block first."""
@@ -118,10 +132,17 @@ class BlockManager:
     def reset_prefix_cache(self) -> int:
         """Drop every unreferenced cached block (vLLM's /reset_prefix_cache); returns how many."""
         dropped = len(self._lru)
+        removed: list[int] = []
         for block in self._lru:
             if block.hash is not None:
                 del self._cached[block.hash]
+                removed.append(block.hash)
                 block.hash = None
         self._lru.clear()
         self._free_anonymous += dropped
+        if self.observer is not None:
+            if not self._cached:
+                self.observer.all_cleared()
+            elif removed:
+                self.observer.blocks_removed(removed)
         return dropped

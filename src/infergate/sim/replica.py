@@ -24,6 +24,7 @@ from aiohttp import web
 from infergate.sim import protocol, tokenizer
 from infergate.sim.config import SimConfig
 from infergate.sim.engine import Engine, QueueFull, SeqStatus, Sequence
+from infergate.sim.kv_events import ReplicaKvEvents
 from infergate.sim.metrics import render_sglang, render_vllm
 from infergate.sim.protocol import ApiError
 
@@ -86,6 +87,7 @@ class Replica:
         self.state = "stopped"  # stopped | starting | ready | crashed
         self.restarts = 0
         self.engine = self._new_engine()
+        self.kv_events: ReplicaKvEvents | None = None  # KV-event publisher while running (if configured)
         self._rng = random.Random(config.seed * 1_000_003 + index)
         self._runner: web.AppRunner | None = None
         self._ready_at = 0.0
@@ -118,6 +120,9 @@ class Replica:
         if self._runner is not None:
             raise RuntimeError(f"replica {self.name} is already running")
         delay = self.config.startup_delay_s if startup_delay_s is None else startup_delay_s
+        if self.config.kv_events_endpoint:
+            self.kv_events = await ReplicaKvEvents.open(self.config, self.host, self.port, self.index)
+            self.kv_events.attach(self.engine)
         self.engine.start()
         self.engine.set_stalled(self.faults.stalled)
         self._ready_at = asyncio.get_running_loop().time() + delay / self.config.time_scale
@@ -131,6 +136,7 @@ class Replica:
         except BaseException:
             await runner.cleanup()
             await self.engine.stop()
+            await self._close_kv_events()
             self.state = "stopped"
             raise
         self._runner = runner
@@ -143,11 +149,17 @@ class Replica:
 
     async def _shutdown(self) -> None:
         await self.engine.stop()  # fails in-flight sequences: their handlers drop the connections
+        await self._close_kv_events()
         for transport in list(self._active):
             transport.abort()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+    async def _close_kv_events(self) -> None:
+        kv_events, self.kv_events = self.kv_events, None
+        if kv_events is not None:
+            await kv_events.close()
 
     async def crash(self, restart_after_s: float | None = None, startup_delay_s: float = 0.0) -> None:
         """Die like a killed process: connections drop, the port closes, all state is lost.

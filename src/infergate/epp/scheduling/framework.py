@@ -47,6 +47,7 @@ class SchedulingRequest:
     target_model: str
     prompt: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
+    body: Mapping[str, Any] | None = None  # the parsed request body, for plugins that re-render the prompt
 
 
 @dataclass

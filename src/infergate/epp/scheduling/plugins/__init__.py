@@ -20,6 +20,7 @@ from infergate.epp.scheduling.plugins.pickers import (
     RoundRobinPicker,
     WeightedRandomPicker,
 )
+from infergate.epp.scheduling.plugins.precise_prefix import PrecisePrefixCacheScorer
 from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
 from infergate.epp.scheduling.plugins.profile_handlers import SingleProfileHandler
 from infergate.epp.scheduling.plugins.scorers import (
@@ -39,6 +40,7 @@ PLUGIN_TYPES: dict[str, type[Any]] = {
         LoraAffinityScorer,
         ActiveRequestScorer,
         PrefixCacheScorer,
+        PrecisePrefixCacheScorer,
         LeastQueueFilter,
         LeastKvCacheFilter,
         LoraAffinityFilter,
