@@ -21,7 +21,8 @@ from infergate.migrate.helm import Helm
 from infergate.migrate.plan import STEP_TYPES, Gates, PlanOptions
 from infergate.migrate.resources import PREVIEW_POOLS
 from infergate.migrate.runner import STEP_HANDLERS, Migrator, RunOptions
-from infergate.util.clitool import CliTool
+
+from ..support.clitool import CliTool
 
 TESTDATA = Path(__file__).resolve().parent / "testdata"
 CHARTS = TESTDATA / "charts"
