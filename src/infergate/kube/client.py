@@ -52,9 +52,11 @@ class KubeClient:
 
     async def open(self) -> None:
         if self._session is None:
+            headers = {"Accept": "application/json"}
+            if self.config.token:  # a rotating token is also sent per request (_headers)
+                headers["Authorization"] = f"Bearer {self.config.token}"
             connector = aiohttp.TCPConnector(ssl=self.config.ssl_context(), limit=16)
-            self._session = aiohttp.ClientSession(self.config.server, headers={"Accept": "application/json"},
-                                                  connector=connector)
+            self._session = aiohttp.ClientSession(self.config.server, headers=headers, connector=connector)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -69,9 +71,10 @@ class KubeClient:
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         headers = {}
-        token = self.config.bearer_token()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        if self.config.token_source is not None:
+            token = self.config.token_source()
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
         if content_type:
             headers["Content-Type"] = content_type
         return headers

@@ -22,8 +22,8 @@ class KubeError(Exception):
     def __init__(self, status: int, message: str, *, reason: str = "", details: dict[str, Any] | None = None,
                  method: str = "", path: str = "") -> None:
         prefix = f"{method} {path}: " if method or path else ""
-        code = f"{status} " if status else ""
-        super().__init__(f"{prefix}{code}{message}".rstrip())
+        code = " ".join(str(p) for p in (status or "", reason) if p)
+        super().__init__(f"{prefix}{code}: {message}" if code else f"{prefix}{message}")
         self.status = status
         self.reason = reason
         self.message = message

@@ -35,7 +35,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from infergate.apiserver.runtime.addresses import DEFAULT_POD_CIDR, PodIPAllocator
-from infergate.apiserver.runtime.kube import KubeClient, KubeConfig, KubeError, resource_path
 from infergate.apiserver.runtime.logs import LogServer
 from infergate.apiserver.runtime.pods import (
     DEPLOYMENT_ANNOTATION,
@@ -55,6 +54,12 @@ from infergate.apiserver.runtime.spec import (
     local_container,
     template_hash,
 )
+from infergate.kube import kinds
+from infergate.kube.client import KubeClient
+from infergate.kube.config import from_kubeconfig
+from infergate.kube.errors import KubeError
+from infergate.kube.kinds import Kind, resource_path
+from infergate.kube.watch import ListWatch
 from infergate.util.files import write_private
 
 log = logging.getLogger(__name__)
@@ -127,7 +132,7 @@ class LocalRuntime:
 
     def __init__(self, options: RuntimeOptions) -> None:
         self.options = options
-        self.client = KubeClient(KubeConfig.load(options.kubeconfig))
+        self.client = KubeClient(from_kubeconfig(options.kubeconfig))
         self.allocator = PodIPAllocator(options.pod_cidr, options.state_dir / "pod-ips.json")
         self.deployments: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, LocalPod] = {}
@@ -169,8 +174,8 @@ class LocalRuntime:
         for item in pods.get("items") or []:
             await self._adopt(item)
         self._tasks = [
-            asyncio.create_task(self._watch("/apis/apps/v1/deployments", self._on_deployment), name="watch deploy"),
-            asyncio.create_task(self._watch("/api/v1/pods", self._on_pod), name="watch pods"),
+            asyncio.create_task(self._list_watch(kinds.DEPLOYMENTS, self._on_deployment).run(), name="watch deploy"),
+            asyncio.create_task(self._list_watch(kinds.PODS, self._on_pod).run(), name="watch pods"),
             asyncio.create_task(self._worker(), name="runtime worker"),
             asyncio.create_task(self._status_writer(), name="runtime status writer"),
             asyncio.create_task(self._resync(), name="runtime resync"),
@@ -228,30 +233,17 @@ class LocalRuntime:
         obj.setdefault("kind", kind)
         return obj
 
-    async def _watch(self, path: str, handler: Any) -> None:
-        while True:
-            try:
-                listing = await self.client.list(path)
-                list_rv = _rv(listing)
-                handler("SYNC", {"items": listing.get("items") or []}, list_rv)
-                rv = str(listing["metadata"].get("resourceVersion", "0"))
-                while True:
-                    ended_normally = True
-                    async for event in self.client.watch(path, rv):
-                        kind, obj = event.get("type"), event.get("object") or {}
-                        if kind == "ERROR":
-                            ended_normally = False
-                            break
-                        rv = str(obj.get("metadata", {}).get("resourceVersion", rv))
-                        if kind != "BOOKMARK":
-                            handler(kind, obj, 0)
-                    if not ended_normally:
-                        break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("watch %s: %s; retrying", path, exc)
-                await asyncio.sleep(1.0)
+    def _list_watch(self, kind: Kind, handler: Any) -> ListWatch:
+        """List + watch of ``kind`` in every namespace; ``handler(type, obj, list_rv)`` (type SYNC for a list)."""
+        def on_list(items: list[dict[str, Any]]) -> None:
+            handler("SYNC", {"items": items}, _rv({"metadata": {"resourceVersion": watch.resource_version}}))
+
+        def on_event(event_type: str, obj: dict[str, Any]) -> None:
+            handler(event_type, obj, 0)
+
+        watch = ListWatch(self.client, kind.path(), on_list=on_list, on_event=on_event, name=kind.qualified,
+                          retry_delay=1.0)
+        return watch
 
     def _on_deployment(self, kind: str, obj: dict[str, Any], list_rv: int) -> None:
         if kind == "SYNC":
