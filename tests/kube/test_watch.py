@@ -258,3 +258,16 @@ def test_gone_is_the_410_class() -> None:
     assert isinstance(error_for(410, '{"kind":"Status","code":410,"reason":"Expired"}'), Gone)
     event = error_from_event({"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"})
     assert isinstance(event, Gone) and event.message == "too old"
+
+
+async def test_patch_types(client: KubeClient) -> None:
+    ns = await namespace(client)
+    path = kinds.CONFIGMAPS.path(ns, "p")
+    await client.apply(path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p", "namespace": ns},
+                              "data": {"a": "1"}}, "test")
+    await client.patch(path, {"data": {"b": "2"}}, "merge")
+    await client.patch(path, {"data": {"c": "3"}}, "strategic")
+    patched = await client.patch(path, [{"op": "remove", "path": "/data/a"}], "json")
+    assert patched["data"] == {"b": "2", "c": "3"}
+    managers = {m["manager"] for m in patched["metadata"].get("managedFields") or []}
+    assert "test" in managers

@@ -9,7 +9,7 @@ Public interface:
 - ``infergate.controller.translator.addresses``: ``LoopbackAllocator(cidr)``, ``ClusterAllocator(address)``.
 - ``infergate.controller.status.merge_status(ref, current, desired, controller_name=..., foreign_gateways=...)``.
 - ``infergate.controller.providers.file.FileProvider(dir, poll_interval=, status_file=)`` and
-  ``infergate.controller.providers.kubernetes.KubernetesProvider(api_client)``.
+  ``infergate.controller.providers.kubernetes.KubernetesProvider(client)`` (an ``infergate.kube`` client).
 - ``infergate.controller.runner``: ``Reconciler(provider, dataplane, options)``,
   ``GatewayConfig`` and ``run_gateway(config)`` (what ``infergate gateway`` runs).
 - ``infergate.controller.testing``: ``pods_for_deployments``, ``conformance_objects`` for tests/demos.

@@ -83,22 +83,37 @@ def _from_configuration(cfg: object, namespace: str) -> KubeConfig:
                       token_source=token if cfg.refresh_api_key_hook is not None else None)
 
 
+def _kubeconfig_file(path: Path | str | None) -> str | None:
+    """``path``, else ``$KUBECONFIG`` as it is now (the loader reads it once, at import), else None: ~/.kube/config."""
+    return str(path) if path else os.environ.get("KUBECONFIG") or None
+
+
 def from_kubeconfig(path: Path | str | None = None, context: str | None = None) -> KubeConfig:
     """A kubeconfig's context (``path`` None: ``$KUBECONFIG`` or ``~/.kube/config``)."""
     from kubernetes.client import Configuration
     from kubernetes.config import ConfigException, kube_config
 
     cfg = Configuration()
-    file = str(path) if path is not None else None
+    file = _kubeconfig_file(path)
     try:
         kube_config.load_kube_config(config_file=file, context=context, client_configuration=cfg,
                                      persist_config=False)  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"cannot load kubeconfig {file or '(default)'}: {exc}") from exc
+    return _from_configuration(cfg, kubeconfig_namespace(path, context))
+
+
+def kubeconfig_namespace(path: Path | str | None = None, context: str | None = None) -> str:
+    """The namespace of a kubeconfig's context (default: current), without loading credentials."""
+    from kubernetes.config import ConfigException, kube_config
+
+    file = _kubeconfig_file(path)
+    try:
         contexts, active = kube_config.list_kube_config_contexts(file)  # type: ignore[no-untyped-call]
     except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"cannot load kubeconfig {file or '(default)'}: {exc}") from exc
     chosen = next((c for c in contexts if c.get("name") == context), active) if context else active
-    namespace = str(((chosen or {}).get("context") or {}).get("namespace") or "default")
-    return _from_configuration(cfg, namespace)
+    return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
 
 
 def in_cluster(service_account_dir: Path | str | None = None,
