@@ -38,11 +38,6 @@ class KubeConfig:
     namespace: str = "default"
     token_source: Callable[[], str] | None = field(default=None, compare=False, repr=False)
 
-    @classmethod
-    def load(cls, path: Path | str, context: str | None = None) -> KubeConfig:
-        """The context (default: current) of the kubeconfig at ``path``."""
-        return from_kubeconfig(path, context)
-
     def bearer_token(self) -> str:
         """The token to send now (re-read when the loader rotates it: projected service-account tokens)."""
         return self.token_source() if self.token_source is not None else self.token
