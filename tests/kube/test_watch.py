@@ -191,15 +191,32 @@ async def test_bookmarks_move_the_resume_point(client: KubeClient, monkeypatch: 
         await stop(task)
 
 
-async def test_not_served_counts_as_empty_when_asked_and_recovers(client: KubeClient) -> None:
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {"group": "example.com", "scope": "Namespaced",
+             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                 "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
+async def test_not_served_counts_as_empty_when_asked_and_recovers_once_the_crd_is_installed(
+        client: KubeClient) -> None:
     seen = Recorder()
-    path = kinds.PREVIEW_MODELS.path()
-    lw = ListWatch(client, path, on_list=seen.on_list, on_event=seen.on_event, retry_delay=0.05,
+    widgets = kinds.Kind("example.com", "v1", "widgets", "Widget")
+    lw = ListWatch(client, widgets.path(), on_list=seen.on_list, on_event=seen.on_event, retry_delay=0.05,
                    max_retry_delay=0.1, missing_is_empty=True)
     task = asyncio.create_task(lw.run())
     try:
         await until(lambda: lw.synced.is_set(), "synced although not served")
         assert not lw.served and seen.calls[0] == ("LIST", [])
+        await client.create(kinds.CRDS.path(), WIDGET_CRD)
+        ns = await namespace(client)
+        await until(lambda: lw.served, "listed once the CRD is installed")
+        await client.create(widgets.path(ns), {"apiVersion": "example.com/v1", "kind": "Widget",
+                                               "metadata": {"name": "w"}})
+        await until(lambda: ("ADDED", "w") in seen.calls, "the widget")
     finally:
         await stop(task)
 

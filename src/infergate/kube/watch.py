@@ -13,7 +13,7 @@ for with ``allowWatchBookmarks=true``):
   successful list or stream), then list again;
 - 404 on the list (the resource is not served: its CRD is not installed): with
   ``missing_is_empty`` the collection counts as listed and empty, else it is not synced;
-  either way the loop retries after the back-off, so installing the CRD later works.
+  either way the loop lists again every ``retry_delay``, so installing the CRD later works.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class ListWatch:
 
     def __init__(self, client: KubeClient, path: str, *, on_list: OnList, on_event: OnEvent, name: str = "",
                  label_selector: str | None = None, field_selector: str | None = None, watch_timeout: int = 300,
-                 retry_delay: float = 1.0, max_retry_delay: float = 30.0, missing_is_empty: bool = False) -> None:
+                 retry_delay: float = 1.0, max_retry_delay: float = 10.0, missing_is_empty: bool = False) -> None:
         self.client = client
         self.path = path
         self.name = name or path
@@ -85,11 +85,12 @@ class ListWatch:
                     need_list = True
                     continue
             except NotFound as exc:
-                if need_list:
+                if need_list:  # not served: poll at the base delay, so a CRD installed later is seen soon
                     self._not_served()
-                else:
-                    log.warning("watch %s: %s; relisting", self.name, exc)
-                    need_list = True
+                    await asyncio.sleep(self.retry_delay)
+                    continue
+                log.warning("watch %s: %s; relisting", self.name, exc)
+                need_list = True
             except ConnectionFailed as exc:  # resume from resource_version (or list again if never listed)
                 log.warning("watch %s: %s; retrying in %.1fs", self.name, exc, delay)
             except KubeError as exc:
