@@ -23,6 +23,8 @@ from infergate.controller.runner import Reconciler
 from infergate.controller.translator import TranslatorOptions
 from infergate.controller.translator.addresses import LoopbackAllocator
 from infergate.ir import DataplaneConfig
+from infergate.kube.client import KubeClient
+from infergate.kube.config import load_config
 
 pytestmark = pytest.mark.e2e
 APP, INFRA = "gateway-conformance-app-backend", "gateway-conformance-infra"
@@ -178,11 +180,8 @@ async def test_kubernetes_provider_lists_watches_and_writes_statuses(
         await provider.stop()
 
 
-def test_status_write_retries_on_conflict_and_keeps_the_concurrent_writers_entry(
-        apiserver: ThreadedAPIServer, kubectl: Callable[..., str], crds: None,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from kubernetes.client import CustomObjectsApi
-
+async def test_status_write_retries_on_conflict_and_keeps_the_concurrent_writers_entry(
+        apiserver: ThreadedAPIServer, kubectl: Callable[..., str], crds: None) -> None:
     kubectl("create", "namespace", "conflict")
     kubectl("apply", "-f", "-", input=json.dumps({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
@@ -191,26 +190,28 @@ def test_status_write_retries_on_conflict_and_keeps_the_concurrent_writers_entry
     other = {"parentRef": {"name": "elsewhere"}, "controllerName": "example.com/other", "conditions": [
         {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
          "lastTransitionTime": "2020-01-01T00:00:00Z"}]}
-    original = CustomObjectsApi.replace_namespaced_custom_object_status
-    calls: list[int] = []
+    calls: list[str] = []
 
-    def racing_replace(self: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 1:  # another controller writes between our GET and our PUT
-            route = get(kubectl, "httproute", "-n", "conflict", "r")
-            route["status"] = {"parents": [other]}
-            kubectl("replace", "--subresource=status", "-f", "-", input=json.dumps(route))
-        return original(self, *args, **kwargs)
+    class RacingClient(KubeClient):
+        async def replace(self, path: str, obj: Any, *, params: Any = None) -> dict[str, Any]:
+            calls.append(path)
+            if len(calls) == 1:  # another controller writes between our GET and our PUT
+                route = get(kubectl, "httproute", "-n", "conflict", "r")
+                route["status"] = {"parents": [other]}
+                kubectl("replace", "--subresource=status", "-f", "-", input=json.dumps(route))
+            return await super().replace(path, obj, params=params)
 
-    monkeypatch.setattr(CustomObjectsApi, "replace_namespaced_custom_object_status", racing_replace)
-    provider = KubernetesProvider(load_api_client(str(apiserver.kubeconfig_path)))
+    client = RacingClient(load_config(apiserver.kubeconfig_path))
+    provider = KubernetesProvider(client)
     ours = {"parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "conflict",
                           "name": "gw"},
             "controllerName": "infergate.io/gateway-controller", "conditions": [
                 {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "ok",
                  "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
     ref = ObjectRef("gateway.networking.k8s.io", "HTTPRoute", "conflict", "r")
-    assert provider._write_status(ref, {"parents": [ours]}, "infergate.io/gateway-controller", frozenset())
-    assert len(calls) == 2  # the first PUT got 409 Conflict; the second, re-merged, succeeded
+    async with client:
+        assert await provider._write_status(ref, {"parents": [ours]}, "infergate.io/gateway-controller", frozenset())
+    assert calls == ["/apis/gateway.networking.k8s.io/v1/namespaces/conflict/httproutes/r/status"] * 2
+    # the first PUT got 409 Conflict; the second, re-merged, succeeded
     parents = get(kubectl, "httproute", "-n", "conflict", "r")["status"]["parents"]
     assert [p["controllerName"] for p in parents] == ["example.com/other", "infergate.io/gateway-controller"]

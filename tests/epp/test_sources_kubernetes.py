@@ -147,7 +147,7 @@ async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 
 
 @pytest.mark.e2e
 async def test_list_watch_against_embedded_apiserver(apiserver: Any) -> None:
-    _, api = apiserver
+    handle, api = apiserver
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
     ns = f"epp-{uuid.uuid4().hex[:6]}"
@@ -174,7 +174,8 @@ async def test_list_watch_against_embedded_apiserver(apiserver: Any) -> None:
     await call(custom.create_namespaced_custom_object, PREVIEW_GROUP, "v1alpha2", ns, "inferenceobjectives", obj)
 
     ds = Datastore()
-    source = KubernetesSource("pool", ns, GA_GROUP, api_client=api, watch_timeout=1, retry_delay=0.2)
+    source = KubernetesSource("pool", ns, GA_GROUP, kubeconfig=handle.kubeconfig_path, watch_timeout=1,
+                              retry_delay=0.2)
     task = asyncio.create_task(source.run(ds))
     try:
         await wait_until(lambda: [e.hostport for e in ds.endpoints()] == ["10.1.0.1:8000"], "initial list")
@@ -207,7 +208,7 @@ async def test_list_watch_against_embedded_apiserver(apiserver: Any) -> None:
 
 @pytest.mark.e2e
 async def test_preview_pool_and_inference_models_against_embedded_apiserver(apiserver: Any) -> None:
-    _, api = apiserver
+    handle, api = apiserver
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
     ns = f"epp-{uuid.uuid4().hex[:6]}"
@@ -224,7 +225,8 @@ async def test_preview_pool_and_inference_models_against_embedded_apiserver(apis
     await asyncio.to_thread(custom.create_namespaced_custom_object, PREVIEW_GROUP, "v1alpha2", ns, "inferencemodels",
                             model)
     ds = Datastore()
-    source = KubernetesSource("old-pool", ns, PREVIEW_GROUP, api_client=api, watch_timeout=5, retry_delay=0.2)
+    source = KubernetesSource("old-pool", ns, PREVIEW_GROUP, kubeconfig=handle.kubeconfig_path, watch_timeout=5,
+                              retry_delay=0.2)
     task = asyncio.create_task(source.run(ds))
     try:
         await wait_until(lambda: ds.pool is not None and ds.model("food-review") is not None, "preview pool and model")
@@ -237,61 +239,3 @@ async def test_preview_pool_and_inference_models_against_embedded_apiserver(apis
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-class _FakeResponse:
-    """Enough of a urllib3 response for the official client's list and watch code paths."""
-
-    def __init__(self, body: bytes) -> None:
-        self.data = body
-        self.status = 200
-
-    def stream(self, amt: Any = None, decode_content: bool = False) -> Iterator[bytes]:
-        yield self.data
-
-    def close(self) -> None:
-        pass
-
-    def release_conn(self) -> None:
-        pass
-
-
-def test_watcher_relists_after_410_and_resumes_from_last_version() -> None:
-    import json
-    import threading
-
-    from infergate.epp.sources.kubernetes import _Watcher
-
-    calls: list[dict[str, Any]] = []
-    stop = threading.Event()
-    pods_v1 = {"metadata": {"resourceVersion": "10"}, "items": [pod_dict("a", "10.0.0.1", {"app": "vllm"})]}
-    pods_v2 = {"metadata": {"resourceVersion": "20"}, "items": [pod_dict("b", "10.0.0.2", {"app": "vllm"})]}
-    added = pod_dict("c", "10.0.0.3", {"app": "vllm"})
-    added["metadata"]["resourceVersion"] = "21"
-
-    def list_fn(**kwargs: Any) -> _FakeResponse:
-        calls.append(kwargs)
-        if not kwargs.get("watch"):
-            return _FakeResponse(json.dumps(pods_v1 if len([c for c in calls if not c.get("watch")]) == 1
-                                            else pods_v2).encode())
-        watches = [c for c in calls if c.get("watch")]
-        if len(watches) == 1:  # the first watch: history is gone
-            gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired",
-                                                "message": "too old resource version"}}
-            return _FakeResponse(json.dumps(gone).encode() + b"\n")
-        if len(watches) == 2:  # after the relist: one event, then the server ends the stream
-            return _FakeResponse(json.dumps({"type": "ADDED", "object": added}).encode() + b"\n")
-        stop.set()
-        return _FakeResponse(b"")
-
-    posted: list[tuple[str, Any]] = []
-    watcher = _Watcher("pods", list_fn, lambda items: posted.append(("list", [i["metadata"]["name"] for i in items])),
-                       lambda kind, obj: posted.append((kind, obj["metadata"]["name"])),
-                       lambda fn, *args: fn(*args), stop, watch_timeout=1, retry_delay=0.01)
-    watcher.thread.start()
-    watcher.thread.join(5)
-    assert not watcher.thread.is_alive()
-    assert posted[:3] == [("list", ["a"]), ("list", ["b"]), ("ADDED", "c")]
-    watch_versions = [c.get("resource_version") for c in calls if c.get("watch")]
-    assert watch_versions[:3] == ["10", "20", "21"]  # 410 -> relist at 20; resume from the event's 21
-    assert watcher.lists == 2

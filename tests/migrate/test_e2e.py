@@ -28,6 +28,7 @@ import pytest_asyncio
 
 from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
 from infergate.bench.topology import ManagedProcess, PortPool, python_argv
+from infergate.kube import kinds
 from infergate.migrate.cluster import ClusterTarget, KubeCluster
 from infergate.migrate.discover import plan_from_cluster
 from infergate.migrate.plan import Gates, PlanOptions
@@ -42,7 +43,6 @@ from infergate.migrate.resources import (
     PODS,
     PREVIEW_POOLS,
     SERVICES,
-    Resource,
 )
 from infergate.migrate.runner import Migrator, RunOptions
 from infergate.sim import SimCluster, SimConfig
@@ -58,7 +58,7 @@ REPO = Path(__file__).resolve().parents[2]
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 PREVIEW, GA = "vllm-llama3-8b-instruct-preview", "vllm-llama3-8b-instruct-ga"
 X = "inference.networking.x-k8s.io"
-SLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
+SLICES = kinds.ENDPOINT_SLICES
 
 
 def flag(args: list[str], name: str) -> str:
@@ -138,7 +138,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         ns = "llm"
         cluster.apply(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         docs = [d for d in yaml.safe_load_all((Path(__file__).parent / "testdata" / "preview-stack.yaml").read_text())]
-        cluster.apply(Resource("gateway.networking.k8s.io", "v1", "gatewayclasses", "GatewayClass", False), {
+        cluster.apply(kinds.GATEWAY_CLASSES, {
             "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "infergate"},
             "spec": {"controllerName": "infergate.io/gateway-controller"}})
         for doc in docs:

@@ -144,30 +144,20 @@ def test_deployment_status_from_pods() -> None:
     assert "unavailableReplicas" not in done
 
 
-def test_entrypoint_points_in_cluster_config_at_the_service_account_dir(tmp_path: Path) -> None:
-    """In a fresh interpreter: the kubernetes client's in-cluster loader reads the pod's token/CA."""
-    import subprocess
-    import sys
+def test_in_cluster_config_reads_the_service_account_dir_the_runtime_names(tmp_path: Path) -> None:
+    """A local pod's in-cluster client (``infergate.kube.config``) reads the token/CA the runtime wrote."""
+    from infergate.kube.config import in_cluster, load_config
 
     (tmp_path / "token").write_text("tok-123")
-    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")  # read only when connecting
-    code = (
-        "import sys\n"
-        "from infergate.apiserver.runtime.entrypoint import install_service_account\n"
-        f"install_service_account({str(tmp_path)!r})\n"
-        "assert 'kubernetes' not in sys.modules\n"
-        "from kubernetes import client, config\n"
-        "import kubernetes.config.incluster_config as c\n"
-        "print(c.SERVICE_TOKEN_FILENAME)\n"
-        "config.load_incluster_config()\n"
-        "conf = client.Configuration.get_default_copy()\n"
-        "print(conf.host, conf.api_key['BearerToken'], conf.ssl_ca_cert)\n"
-    )
-    env = {"PATH": "/usr/bin:/bin", "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == [str(tmp_path / "token"),
-                                     f"https://127.0.0.1:6443 bearer tok-123 {tmp_path / 'ca.crt'}"]
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")  # parsed only when connecting
+    (tmp_path / "namespace").write_text("team-a")
+    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443",
+           "INFERGATE_SERVICEACCOUNT_DIR": str(tmp_path)}
+    for config in (in_cluster(environ=env), load_config(environ=env)):
+        assert (config.server, config.token, config.ca_pem, config.namespace) == (
+            "https://127.0.0.1:6443", "tok-123", b"-----BEGIN CERTIFICATE-----\n", "team-a")
+    config = in_cluster(environ=env)
+    assert config.token_source is not None and config.bearer_token() == "tok-123"  # re-read when it rotates
 
 
 def test_log_runs_previous_tail_limit() -> None:

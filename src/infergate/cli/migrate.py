@@ -88,15 +88,13 @@ def _helm(helm_path: str | None, kubeconfig: str | None, context: str | None) ->
 
 
 def _default_namespace(kubeconfig: str | None, context: str | None) -> str:
-    try:
-        from kubernetes import config
+    # imported on use, like every command's dependencies here: `infergate --help` stays fast
+    from infergate.kube.config import kubeconfig_namespace
+    from infergate.kube.errors import KubeError
 
-        _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        if context:
-            contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-            active = next((c for c in contexts if c["name"] == context), active)
-        return str((active or {}).get("context", {}).get("namespace") or "default")
-    except Exception:
+    try:
+        return kubeconfig_namespace(kubeconfig, context)
+    except KubeError:
         return "default"
 
 

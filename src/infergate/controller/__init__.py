@@ -11,7 +11,7 @@ Public interface:
 - ``infergate.controller.translator.addresses``: ``LoopbackAllocator(cidr)``, ``ClusterAllocator(address)``.
 - ``infergate.controller.status.merge_status(ref, current, desired, controller_name=..., foreign_gateways=...)``.
 - ``infergate.controller.providers.file.FileProvider(dir, poll_interval=, status_file=)`` and
-  ``infergate.controller.providers.kubernetes.KubernetesProvider(api_client)``.
+  ``infergate.controller.providers.kubernetes.KubernetesProvider(client)`` (an ``infergate.kube`` client).
 - ``infergate.controller.runner``: ``Reconciler(provider, applier, options)``, the reconcile loop
   (``infergate.gateway.run_gateway`` runs it with a ``Dataplane`` as the applier).
 """

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from infergate.kube import kinds
+from infergate.kube.kinds import Kind
+
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 INFERENCE_GROUP = "inference.networking.k8s.io"  # GA, v1
 INFERENCE_X_GROUP = "inference.networking.x-k8s.io"  # preview, v1alpha2
@@ -19,22 +22,15 @@ CORE_GROUP = ""
 DISCOVERY_GROUP = "discovery.k8s.io"
 POOL_GROUPS = (INFERENCE_GROUP, INFERENCE_X_GROUP)
 
-# (group, kind) of every kind a snapshot holds, with the apiVersion used to list/watch it.
-KINDS: dict[tuple[str, str], str] = {
-    (GATEWAY_GROUP, "GatewayClass"): "gateway.networking.k8s.io/v1",
-    (GATEWAY_GROUP, "Gateway"): "gateway.networking.k8s.io/v1",
-    (GATEWAY_GROUP, "HTTPRoute"): "gateway.networking.k8s.io/v1",
-    (GATEWAY_GROUP, "ReferenceGrant"): "gateway.networking.k8s.io/v1beta1",
-    (INFERENCE_GROUP, "InferencePool"): "inference.networking.k8s.io/v1",
-    (INFERENCE_X_GROUP, "InferencePool"): "inference.networking.x-k8s.io/v1alpha2",
-    (INFERENCE_X_GROUP, "InferenceObjective"): "inference.networking.x-k8s.io/v1alpha2",
-    (INFERENCE_X_GROUP, "InferenceModel"): "inference.networking.x-k8s.io/v1alpha2",
-    (CORE_GROUP, "Service"): "v1",
-    (CORE_GROUP, "Pod"): "v1",
-    (CORE_GROUP, "Namespace"): "v1",
-    (DISCOVERY_GROUP, "EndpointSlice"): "discovery.k8s.io/v1",
-}
-CLUSTER_SCOPED = {(GATEWAY_GROUP, "GatewayClass"), (CORE_GROUP, "Namespace")}
+# Every kind a snapshot holds (the Kubernetes provider lists and watches each), from the one table.
+SNAPSHOT_KINDS: tuple[Kind, ...] = (
+    kinds.GATEWAY_CLASSES, kinds.GATEWAYS, kinds.HTTPROUTES, kinds.REFERENCE_GRANTS, kinds.GA_POOLS,
+    kinds.PREVIEW_POOLS, kinds.OBJECTIVES, kinds.PREVIEW_MODELS, kinds.SERVICES, kinds.PODS, kinds.NAMESPACES,
+    kinds.ENDPOINT_SLICES,
+)
+# (group, kind) -> the apiVersion used to list/watch it
+KINDS: dict[tuple[str, str], str] = {k.gk: k.api_version for k in SNAPSHOT_KINDS}
+CLUSTER_SCOPED = {k.gk for k in SNAPSHOT_KINDS if not k.namespaced}
 
 
 def split_api_version(api_version: str) -> tuple[str, str]:
@@ -128,7 +124,3 @@ class ObservedObject:
     def deleting(self) -> bool:
         return bool(self.metadata.get("deletionTimestamp"))
 
-
-# The old name, still imported by providers/kubernetes.py until the Kubernetes layer rewrite
-# (issue 11, finding 5) lands; remove it then. New code uses ObservedObject.
-Resource = ObservedObject

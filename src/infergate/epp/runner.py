@@ -61,12 +61,7 @@ class EPPRunner:
             return StaticFileSource(opts.static_file)
         from infergate.epp.sources.kubernetes import KubernetesSource
 
-        api_client = None
-        if opts.kubeconfig:
-            from kubernetes import config
-
-            api_client = config.new_client_from_config(config_file=opts.kubeconfig)  # type: ignore[no-untyped-call]
-        return KubernetesSource(opts.pool_name, opts.pool_namespace, opts.pool_group, api_client=api_client)
+        return KubernetesSource(opts.pool_name, opts.pool_namespace, opts.pool_group, kubeconfig=opts.kubeconfig)
 
     def is_ready(self) -> bool:
         return bool(self.datastore is not None and self.datastore.synced)

@@ -25,6 +25,7 @@ from typing import Any
 
 from infergate import api
 from infergate.api import yamlload
+from infergate.kube.kinds import Kind
 from infergate.migrate.cleanup import preview_census_blockers
 from infergate.migrate.cluster import Cluster, ClusterError
 from infergate.migrate.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PAUSED, EXIT_REFUSED, EXIT_ROLLED_BACK
@@ -61,7 +62,6 @@ from infergate.migrate.resources import (
     PREVIEW_POOLS,
     SERVICES,
     Obj,
-    Resource,
     meta,
     name_of,
     resource_of,
@@ -376,7 +376,7 @@ class Migrator:
         return (f"EPP Deployment/Service {pool.ga_epp} created from the preview EPP's"
                 + (f", with its own {'/'.join(rbac)} {pool.ga_epp}" if rbac else ""))
 
-    def _apply(self, resource: Resource, obj: Obj) -> None:
+    def _apply(self, resource: Kind, obj: Obj) -> None:
         """Server-side apply (a server-side dry run under ``--dry-run``).
 
         A dry run installs no CRD, so the server cannot take an object whose CRD this run

@@ -21,15 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from infergate.apiserver import EmbeddedAPIServer
-from infergate.apiserver.runtime import (
-    DEFAULT_IMAGE_PREFIXES,
-    DEFAULT_POD_CIDR,
-    KubeClient,
-    KubeError,
-    LocalRuntime,
-    RuntimeOptions,
-    resource_path,
-)
+from infergate.apiserver.runtime import DEFAULT_IMAGE_PREFIXES, DEFAULT_POD_CIDR, LocalRuntime, RuntimeOptions
+from infergate.kube import kinds
+from infergate.kube.client import KubeClient
+from infergate.kube.errors import KubeError
 from infergate.up.gateway import GatewayProcess, GatewayProcessOptions
 from infergate.util.net import free_port
 from infergate.util.procs import pid_alive
@@ -133,8 +128,7 @@ class LocalCluster:
             await install_crds(client, crd_documents(o.with_inference_crds))
             for name in self.gateway_class_names:
                 body = gateway_class(name, o.controller_name)
-                await client.apply(resource_path("gateway.networking.k8s.io/v1", "gatewayclasses", name=name),
-                                   body, FIELD_MANAGER)
+                await client.apply(kinds.GATEWAY_CLASSES.path(name=name), body, FIELD_MANAGER)
         self.runtime = LocalRuntime(RuntimeOptions(
             kubeconfig=self.kubeconfig_path, state_dir=self.state_dir / "runtime", pod_cidr=o.pod_cidr,
             image_prefixes=o.image_prefixes, service_account_tokens=o.authorization_mode == "RBAC"))
@@ -177,18 +171,18 @@ class LocalCluster:
 
 async def install_crds(client: KubeClient, docs: list[dict[str, Any]], timeout: float = 20.0) -> None:
     """Server-side apply each CRD, then wait until every one is Established."""
-    base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
     for doc in docs:
-        await client.apply(f"{base}/{doc['metadata']['name']}", doc, FIELD_MANAGER)
+        await client.apply(kinds.CRDS.path(name=doc["metadata"]["name"]), doc, FIELD_MANAGER)
     deadline = asyncio.get_running_loop().time() + timeout
     pending = [d["metadata"]["name"] for d in docs]
     while pending:
         name = pending[0]
-        obj = await client.get(f"{base}/{name}")
+        obj = await client.get(kinds.CRDS.path(name=name))
         conditions = {c.get("type"): c.get("status") for c in ((obj or {}).get("status") or {}).get("conditions") or []}
         if conditions.get("Established") == "True":
             pending.pop(0)
             continue
         if asyncio.get_running_loop().time() > deadline:
-            raise KubeError(504, "WAIT", f"{base}/{name}", f"CRD {name} not Established: {conditions}")
+            raise KubeError(504, f"CRD {name} not Established: {conditions}", reason="Timeout", method="WAIT",
+                            path=kinds.CRDS.path(name=name))
         await asyncio.sleep(0.1)

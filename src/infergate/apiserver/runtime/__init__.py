@@ -9,10 +9,10 @@ See docs/up.md.
 """
 
 from infergate.apiserver.runtime.addresses import DEFAULT_POD_CIDR, PodIPAllocator
-from infergate.apiserver.runtime.kube import KubeClient, KubeConfig, KubeError, resource_path
 from infergate.apiserver.runtime.process import RestartPolicy
 from infergate.apiserver.runtime.runtime import LocalPod, LocalRuntime, RuntimeOptions
 from infergate.apiserver.runtime.spec import DEFAULT_IMAGE_PREFIXES
+from infergate.kube import KubeClient, KubeConfig, KubeError, resource_path
 
 __all__ = [
     "DEFAULT_IMAGE_PREFIXES",

@@ -28,10 +28,10 @@ import aiohttp
 from infergate.apiserver.runtime.logs import MARKER
 from infergate.apiserver.runtime.probes import run_probe
 from infergate.apiserver.runtime.spec import LaunchSpec, Probe
-from infergate.util.clock import utc_now as utc_now  # re-exported: runtime.py still imports it from here
+from infergate.util.clock import utc_now
 
 log = logging.getLogger(__name__)
-ENTRYPOINT = ("-m", "infergate.apiserver.runtime.entrypoint")
+ENTRYPOINT = ("-m", "infergate.cli.pod")  # a module path run by the child: the runtime never imports the CLI
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from infergate.apiserver.runtime.addresses import DEFAULT_POD_CIDR, PodIPAllocator
-from infergate.apiserver.runtime.kube import KubeClient, KubeConfig, KubeError, resource_path
 from infergate.apiserver.runtime.logs import LogServer
 from infergate.apiserver.runtime.pods import (
     DEPLOYMENT_ANNOTATION,
@@ -47,7 +46,7 @@ from infergate.apiserver.runtime.pods import (
     random_suffix,
     replica_set,
 )
-from infergate.apiserver.runtime.process import ContainerState, PodProcess, RestartPolicy, utc_now
+from infergate.apiserver.runtime.process import ContainerState, PodProcess, RestartPolicy
 from infergate.apiserver.runtime.spec import (
     DEFAULT_IMAGE_PREFIXES,
     PodIdentity,
@@ -55,6 +54,13 @@ from infergate.apiserver.runtime.spec import (
     local_container,
     template_hash,
 )
+from infergate.kube import kinds
+from infergate.kube.client import KubeClient
+from infergate.kube.config import from_kubeconfig
+from infergate.kube.errors import KubeError
+from infergate.kube.kinds import Kind
+from infergate.kube.watch import ListWatch
+from infergate.util.clock import utc_now
 from infergate.util.files import write_private
 
 log = logging.getLogger(__name__)
@@ -127,7 +133,7 @@ class LocalRuntime:
 
     def __init__(self, options: RuntimeOptions) -> None:
         self.options = options
-        self.client = KubeClient(KubeConfig.load(options.kubeconfig))
+        self.client = KubeClient(from_kubeconfig(options.kubeconfig))
         self.allocator = PodIPAllocator(options.pod_cidr, options.state_dir / "pod-ips.json")
         self.deployments: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, LocalPod] = {}
@@ -154,10 +160,10 @@ class LocalRuntime:
     async def start(self) -> None:
         self.options.state_dir.mkdir(parents=True, exist_ok=True)
         await self.client.open()
-        deployments = await self.client.list("/apis/apps/v1/deployments")
+        deployments = await self.client.list(kinds.DEPLOYMENTS.path())
         for item in deployments.get("items") or []:
             self.deployments[_key(item)] = self._typed(item, "apps/v1", "Deployment")
-        replicasets = await self.client.list("/apis/apps/v1/replicasets")
+        replicasets = await self.client.list(kinds.REPLICA_SETS.path())
         for item in replicasets.get("items") or []:
             if (item["metadata"].get("annotations") or {}).get(RUNTIME_ANNOTATION):
                 namespace = item["metadata"].get("namespace", "")
@@ -165,12 +171,12 @@ class LocalRuntime:
                 self._replicasets[_key(item)] = f"{namespace}/{owner}"
                 self._rs_uids[_key(item)] = str(item["metadata"].get("uid", ""))
                 self._rs_replicas[_key(item)] = int((item.get("spec") or {}).get("replicas", 0))
-        pods = await self.client.list("/api/v1/pods")
+        pods = await self.client.list(kinds.PODS.path())
         for item in pods.get("items") or []:
             await self._adopt(item)
         self._tasks = [
-            asyncio.create_task(self._watch("/apis/apps/v1/deployments", self._on_deployment), name="watch deploy"),
-            asyncio.create_task(self._watch("/api/v1/pods", self._on_pod), name="watch pods"),
+            asyncio.create_task(self._list_watch(kinds.DEPLOYMENTS, self._on_deployment).run(), name="watch deploy"),
+            asyncio.create_task(self._list_watch(kinds.PODS, self._on_pod).run(), name="watch pods"),
             asyncio.create_task(self._worker(), name="runtime worker"),
             asyncio.create_task(self._status_writer(), name="runtime status writer"),
             asyncio.create_task(self._resync(), name="runtime resync"),
@@ -201,7 +207,7 @@ class LocalRuntime:
         state = replace(base, phase="Pending", running_since=None, waiting_reason="RuntimeStopped", ready=False,
                         pid=None)
         status = pod_status(state, pod.container, pod.ip, pod.created, utc_now())
-        await self.client.merge_patch(resource_path("v1", "pods", pod.namespace, pod.name, "status"),
+        await self.client.merge_patch(kinds.PODS.path(pod.namespace, pod.name, "status"),
                                       {"status": status})
 
     # -- queries (tests, `infergate up`) ----------------------------------------------------------
@@ -228,30 +234,17 @@ class LocalRuntime:
         obj.setdefault("kind", kind)
         return obj
 
-    async def _watch(self, path: str, handler: Any) -> None:
-        while True:
-            try:
-                listing = await self.client.list(path)
-                list_rv = _rv(listing)
-                handler("SYNC", {"items": listing.get("items") or []}, list_rv)
-                rv = str(listing["metadata"].get("resourceVersion", "0"))
-                while True:
-                    ended_normally = True
-                    async for event in self.client.watch(path, rv):
-                        kind, obj = event.get("type"), event.get("object") or {}
-                        if kind == "ERROR":
-                            ended_normally = False
-                            break
-                        rv = str(obj.get("metadata", {}).get("resourceVersion", rv))
-                        if kind != "BOOKMARK":
-                            handler(kind, obj, 0)
-                    if not ended_normally:
-                        break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("watch %s: %s; retrying", path, exc)
-                await asyncio.sleep(1.0)
+    def _list_watch(self, kind: Kind, handler: Any) -> ListWatch:
+        """List + watch of ``kind`` in every namespace; ``handler(type, obj, list_rv)`` (type SYNC for a list)."""
+        def on_list(items: list[dict[str, Any]]) -> None:
+            handler("SYNC", {"items": items}, _rv({"metadata": {"resourceVersion": watch.resource_version}}))
+
+        def on_event(event_type: str, obj: dict[str, Any]) -> None:
+            handler(event_type, obj, 0)
+
+        watch = ListWatch(self.client, kind.path(), on_list=on_list, on_event=on_event, name=kind.qualified,
+                          retry_delay=1.0)
+        return watch
 
     def _on_deployment(self, kind: str, obj: dict[str, Any], list_rv: int) -> None:
         if kind == "SYNC":
@@ -337,7 +330,7 @@ class LocalRuntime:
             for rs_key in [k for k, owner in self._replicasets.items() if owner == key]:
                 self._replicasets.pop(rs_key, None)
                 if deployment is None:
-                    await self.client.delete(resource_path("apps/v1", "replicasets", namespace,
+                    await self.client.delete(kinds.REPLICA_SETS.path(namespace,
                                                            rs_key.split("/", 1)[1]))
             return
         template = deployment["spec"].get("template") or {}
@@ -363,7 +356,7 @@ class LocalRuntime:
             for rs_key in [k for k, owner in self._replicasets.items() if owner == key
                            and k != f"{namespace}/{rs_name}"]:
                 self._replicasets.pop(rs_key, None)
-                await self.client.delete(resource_path("apps/v1", "replicasets", namespace, rs_key.split("/", 1)[1]))
+                await self.client.delete(kinds.REPLICA_SETS.path(namespace, rs_key.split("/", 1)[1]))
         for pod in self.pods_of(namespace, name):
             if pod.process is None:
                 await self._start_process(pod, template)
@@ -373,12 +366,12 @@ class LocalRuntime:
                                  desired: int) -> dict[str, Any]:
         namespace = deployment["metadata"]["namespace"]
         rs = replica_set(deployment, rs_name, pod_hash, desired)
-        path = resource_path("apps/v1", "replicasets", namespace, rs_name)
+        path = kinds.REPLICA_SETS.path(namespace, rs_name)
         rs_key = f"{namespace}/{rs_name}"
         if rs_key not in self._replicasets:
             existing = await self.client.get(path)
             if existing is None:
-                existing = await self.client.create(resource_path("apps/v1", "replicasets", namespace), rs)
+                existing = await self.client.create(kinds.REPLICA_SETS.path(namespace), rs)
             self._replicasets[rs_key] = _key(deployment)
             self._rs_uids[rs_key] = existing["metadata"].get("uid", "")
             if int((existing.get("spec") or {}).get("replicas", -1)) != desired:
@@ -397,7 +390,7 @@ class LocalRuntime:
             if f"{namespace}/{name}" not in self.pods:
                 break
         body = pod_object(deployment, rs, name, pod_hash, self.options.node_name)
-        created = await self.client.create(resource_path("v1", "pods", namespace), body)
+        created = await self.client.create(kinds.PODS.path(namespace), body)
         meta = created["metadata"]
         ip = self.allocator.allocate(f"{namespace}/{name}")
         pod = LocalPod(name=name, namespace=namespace, deployment=deployment["metadata"]["name"], pod_hash=pod_hash,
@@ -420,7 +413,7 @@ class LocalRuntime:
         if deployment is not None:
             container = local_container(deployment["spec"].get("template") or {}, self.options.image_prefixes)
         if deployment is None or container is None:
-            await self.client.delete(resource_path("v1", "pods", namespace, name))
+            await self.client.delete(kinds.PODS.path(namespace, name))
             self.allocator.release(f"{namespace}/{name}")
             return
         ip = self.allocator.allocate(f"{namespace}/{name}", preferred=(item.get("status") or {}).get("podIP"))
@@ -435,7 +428,7 @@ class LocalRuntime:
         self.pods.pop(pod.key, None)
         if pod.process is not None:
             await pod.process.stop()
-        await self.client.delete(resource_path("v1", "pods", pod.namespace, pod.name))
+        await self.client.delete(kinds.PODS.path(pod.namespace, pod.name))
         self.allocator.release(pod.key)
         log.info("pod %s: deleted", pod.key)
 
@@ -458,8 +451,8 @@ class LocalRuntime:
                 wanted.add(("Secret", str(volume["secret"].get("secretName"))))
         values: dict[tuple[str, str, str], str] = {}
         for kind, name in wanted:
-            plural = "configmaps" if kind == "ConfigMap" else "secrets"
-            obj = await self.client.get(resource_path("v1", plural, namespace, name))
+            source = kinds.CONFIGMAPS if kind == "ConfigMap" else kinds.SECRETS
+            obj = await self.client.get(source.path(namespace, name))
             if obj is None:
                 continue
             for key, value in (obj.get("data") or {}).items():
@@ -521,12 +514,12 @@ class LocalRuntime:
         the pod reaches the API as nothing, never as the runtime)."""
         spec = template.get("spec") or {}
         name = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
-        account = await self.client.get(resource_path("v1", "serviceaccounts", pod.namespace, name))
+        account = await self.client.get(kinds.SERVICE_ACCOUNTS.path(pod.namespace, name))
         if account is None and name == "default":  # the ServiceAccount controller's job on a real cluster
             with contextlib.suppress(KubeError):  # 409: created meanwhile
-                await self.client.create(resource_path("v1", "serviceaccounts", pod.namespace), {
+                await self.client.create(kinds.SERVICE_ACCOUNTS.path(pod.namespace), {
                     "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}})
-            account = await self.client.get(resource_path("v1", "serviceaccounts", pod.namespace, name))
+            account = await self.client.get(kinds.SERVICE_ACCOUNTS.path(pod.namespace, name))
         if account is None:
             raise ValueError(f'error looking up service account {pod.namespace}/{name}: serviceaccount "{name}" '
                              "not found")
@@ -552,7 +545,7 @@ class LocalRuntime:
         """Request a token of ServiceAccount ``name`` (TokenRequest) into the pod's volume and kubeconfig."""
         seconds = self.options.token_expiration_s
         answer = await self.client.request(
-            "POST", resource_path("v1", "serviceaccounts", pod.namespace, name, "token"),
+            "POST", kinds.SERVICE_ACCOUNTS.path(pod.namespace, name, "token"),
             body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                   "spec": {"expirationSeconds": seconds}})
         token = str(((answer or {}).get("status") or {}).get("token") or "")
@@ -612,7 +605,7 @@ class LocalRuntime:
             pod.container.get("image", ""), "imageID": "",
             "state": {"waiting": {"reason": "CreateContainerConfigError", "message": message}}}]}
         with contextlib.suppress(KubeError):
-            await self.client.merge_patch(resource_path("v1", "pods", pod.namespace, pod.name, "status"),
+            await self.client.merge_patch(kinds.PODS.path(pod.namespace, pod.name, "status"),
                                           {"status": status})
 
     def _on_process_change(self, process: PodProcess) -> None:
@@ -643,7 +636,7 @@ class LocalRuntime:
                     container_status["started"] = pod.process.state.started  # after its startupProbe
                 published = pod.process.state.ready  # what this status write says
                 try:
-                    await self.client.merge_patch(resource_path("v1", "pods", pod.namespace, pod.name, "status"),
+                    await self.client.merge_patch(kinds.PODS.path(pod.namespace, pod.name, "status"),
                                                   {"status": status})
                     if published and not pod.published_ready:
                         self._enqueue(f"{pod.namespace}/{pod.deployment}")  # a rollout may wait on it
@@ -684,7 +677,7 @@ class LocalRuntime:
             patch.setdefault(omitted, None)
         try:
             updated = await self.client.merge_patch(
-                resource_path("apps/v1", "deployments", namespace, name, "status"), {"status": patch})
+                kinds.DEPLOYMENTS.path(namespace, name, "status"), {"status": patch})
         except KubeError as exc:
             if exc.status == 404:
                 return
@@ -703,7 +696,7 @@ class LocalRuntime:
         status = {"replicas": counts[0], "fullyLabeledReplicas": counts[0], "readyReplicas": counts[1],
                   "availableReplicas": counts[1], "observedGeneration": 1}
         with contextlib.suppress(KubeError):
-            await self.client.merge_patch(resource_path("apps/v1", "replicasets", namespace, rs_name, "status"),
+            await self.client.merge_patch(kinds.REPLICA_SETS.path(namespace, rs_name, "status"),
                                           {"status": status})
             self._rs_status[key] = counts
 
