@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
@@ -22,6 +21,7 @@ from infergate.epp.model_server_protocol import (
 from infergate.sim import SimCluster
 from infergate.sim.config import SimConfig
 from infergate.util.net import free_port, random_loopback_block
+from infergate.util.wait import async_wait_until
 
 VLLM_TEXT = """\
 # HELP vllm:num_requests_running Number of requests in model execution batches.
@@ -118,16 +118,6 @@ def test_store_staleness_and_failures() -> None:
     assert seen == ["a:1", "a:1"]
 
 
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize("flavor", ["vllm", "sglang"])
 async def test_scraper_against_simulator(flavor: str) -> None:
@@ -141,7 +131,8 @@ async def test_scraper_against_simulator(flavor: str) -> None:
         store = MetricsStore(staleness_threshold=2.0, failure_threshold=2)
         async with MetricsScraper(ds, store, protocol_by_name(flavor), refresh_interval=0.02, timeout=1.0) as scraper:
             assert set(scraper.scraping()) == set(cluster.endpoints)
-            await wait_until(lambda: all(store.fresh(e) is not None for e in cluster.endpoints), "first scrape")
+            await async_wait_until(lambda: all(store.fresh(e) is not None for e in cluster.endpoints),
+                                   10, interval=0.02, what="first scrape")
             for e in cluster.endpoints:
                 m = store.fresh(e)
                 assert m is not None and m.missing == () and m.waiting_queue == 0 and m.kv_cache_usage == 0.0
@@ -149,10 +140,12 @@ async def test_scraper_against_simulator(flavor: str) -> None:
             # a crashed replica fails its scrapes and is reported failing until it recovers
             victim = cluster.replicas[0]
             await victim.crash()
-            await wait_until(lambda: store.failing(victim.endpoint), "failing after crash")
+            await async_wait_until(lambda: store.failing(victim.endpoint),
+                                   10, interval=0.02, what="failing after crash")
             assert not store.failing(cluster.replicas[1].endpoint)
             await victim.restart()
-            await wait_until(lambda: not store.failing(victim.endpoint), "recovered after restart")
+            await async_wait_until(lambda: not store.failing(victim.endpoint),
+                                   10, interval=0.02, what="recovered after restart")
 
             # endpoints follow the datastore
             ds.delete_pod("sim-1")
@@ -186,8 +179,8 @@ async def test_scraper_sees_simulator_load() -> None:
             tasks = [asyncio.create_task(one()) for _ in range(4)]
             try:
                 endpoint = cluster.endpoints[0]
-                await wait_until(lambda: (store.fresh(endpoint) or EndpointMetrics()).waiting_queue >= 2,
-                                 "queued requests visible in scraped metrics")
+                await async_wait_until(lambda: (store.fresh(endpoint) or EndpointMetrics()).waiting_queue >= 2,
+                                       10, interval=0.02, what="queued requests visible in scraped metrics")
                 m = store.fresh(endpoint)
                 assert m is not None and m.running == 1 and m.kv_cache_usage > 0
             finally:
@@ -221,8 +214,8 @@ async def test_scraper_reads_simulator_lora_state() -> None:
             task = asyncio.create_task(one())
             try:
                 endpoint = cluster.endpoints[0]
-                await wait_until(lambda: "sql-lora" in (store.fresh(endpoint) or EndpointMetrics()).active_models,
-                                 "running adapter visible in scraped metrics")
+                await async_wait_until(lambda: "sql-lora" in (store.fresh(endpoint) or EndpointMetrics()).active_models,
+                                       10, interval=0.02, what="running adapter visible in scraped metrics")
                 m = store.fresh(endpoint)
                 assert m is not None and m.max_active_models == 2 and "tweet-lora" not in m.active_models
             finally:
