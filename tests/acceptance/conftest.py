@@ -15,7 +15,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from infergate.util import wait as util_wait
 from infergate.util.net import random_loopback_block
 
 GKE_CLASS = "gke-l7-regional-external-managed"
@@ -64,15 +64,18 @@ class ShellResult:
 
 
 def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.3) -> T:
-    """``check()`` until it returns something truthy, at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """``check()`` until it returns something truthy, at most ``timeout`` seconds; fails with its last value."""
     last: T | None = None
-    while time.monotonic() < deadline:
+
+    def attempt() -> T | None:
+        nonlocal last
         last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+        return last
+
+    try:
+        return util_wait.wait_until(attempt, timeout, interval=interval, what=what)
+    except util_wait.WaitTimeout:
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})") from None
 
 
 @dataclass

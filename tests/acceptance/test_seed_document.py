@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from httpx_sse import EventSource, SSEError
 
 from infergate.seed import SeedBlock, extract_blocks, load_seed_document
 
@@ -551,14 +552,15 @@ class BackgroundLoad:
                     phase = len(self._phases) - 1  # the phase the request started in
                 try:
                     with client.stream("POST", f"http://{self.address}:80/v1/completions", json=body) as response:
-                        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
-                    models = [json.loads(line[6:])["model"] for line in lines if line.startswith("data: {")]
-                    if response.status_code != 200 or not models or lines[-1] != "data: [DONE]":
-                        self._failed(phase, f"{response.status_code} {response.headers} {lines[-3:]}")
+                        events = [e.data for e in EventSource(response).iter_sse()] \
+                            if response.status_code == 200 else []
+                    models = [json.loads(data)["model"] for data in events if data != "[DONE]"]
+                    if response.status_code != 200 or not models or events[-1] != "[DONE]":
+                        self._failed(phase, f"{response.status_code} {response.headers} {events[-3:]}")
                     else:
                         with self._lock:
                             self.models[models[0]] += 1
                             self._log.append((phase, models[0]))
-                except httpx.HTTPError as error:
+                except (httpx.HTTPError, SSEError) as error:
                     self._failed(phase, repr(error))
                 self._stop.wait(0.02)

@@ -433,6 +433,16 @@ def test_in_process_apply(apiserver, http, namespace, reference_dir: Path) -> No
     assert missing.value.code == 404
 
 
+def test_in_process_apply_keeps_unquoted_timestamps_as_the_strings_written(apiserver, http, namespace) -> None:
+    manifest = (f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: seeded-at\n  namespace: {namespace}\n"
+                "  annotations:\n    seeded-at: 2026-01-01T00:00:00Z\ndata:\n  day: 2026-01-02\n")
+    applied = apiserver.apply(manifest)
+    assert applied[0]["data"] == {"day": "2026-01-02"}  # as kubectl would send them: strings
+    stored = http.get(f"{CM.format(ns=namespace)}/seeded-at").json()
+    assert stored["metadata"]["annotations"] == {"seeded-at": "2026-01-01T00:00:00Z"}
+    assert stored["data"] == {"day": "2026-01-02"}
+
+
 def test_pluggable_subresource_serves_kubectl_logs(tmp_path: Path, kubectl_bin: str) -> None:
     import subprocess
 

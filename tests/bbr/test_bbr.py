@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -137,10 +136,9 @@ async def test_bbr_process_serves_health_and_metrics() -> None:
         assert "bbr_success_total 1.0" in text
     finally:
         process.terminate()
-        deadline = time.monotonic() + 10
-        while process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if process.poll() is None:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
             process.kill()
-        process.wait()
+            process.wait()
     assert process.returncode == 0, process.stderr.read().decode() if process.stderr else ""

@@ -23,8 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import pytest
 
 from infergate.util.net import free_port, random_loopback_block
 
+from ..support.eventually import eventually
 from .chartkit import BBR_CHART, POOL_CHART, REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("charts-e2e")]
@@ -92,19 +92,6 @@ class Cluster:
         gateway = self.get("gateway", "inference-gateway")
         return f"http://{gateway['status']['addresses'][0]['value']}:{self.listen_port}"
 
-
-def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except (AssertionError, KeyError, IndexError, ValueError, httpx.HTTPError) as exc:
-            last = exc
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not reached within {timeout}s ({last!r})")
 
 
 def private_pod_cidr() -> str:

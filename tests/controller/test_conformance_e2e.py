@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import subprocess
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from infergate.bench.topology import ManagedProcess, PortPool, python_argv
 from infergate.util.net import random_loopback_block
 
 from ..dataplane.support import LoopbackServers
+from ..support.eventually import async_eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("gateway-conformance-e2e")]
 LOOP = pytest.mark.asyncio(loop_scope="module")
@@ -85,21 +85,6 @@ class Env:
 def conds(entry: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c["reason"]) for c in entry.get("conditions") or []}
 
-
-async def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result is not False and result is not None:
-                return result
-        except (AssertionError, KeyError, IndexError, ValueError, httpx.HTTPError) as exc:
-            last = exc
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"not reached within {timeout}s: {last!r}")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -175,7 +160,7 @@ async def env(tmp_path_factory: pytest.TempPathFactory, kubectl_bin: str, refere
             return True
 
         try:
-            await eventually(programmed, 40)
+            await async_eventually(programmed, 40)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{(work / 'gateway.log').read_text()[-3000:]}") from None
         yield environment
@@ -220,9 +205,9 @@ async def send(url: str, path: str, host: str | None = None, ips: list[str] | No
 @LOOP
 async def test_inferencepool_accepted(env: Env) -> None:
     with applied(env, "inferencepool_accepted.yaml"):
-        await eventually(lambda: pool_parent(env, "primary-inference-pool", "conformance-primary")["Accepted"][0] == "True")
+        await async_eventually(lambda: pool_parent(env, "primary-inference-pool", "conformance-primary")["Accepted"][0] == "True")
         url = env.gateway_url("conformance-primary")
-        r = await eventually(lambda: _ok(send(url, "/accepted-pool-test")))
+        r = await async_eventually(lambda: _ok(send(url, "/accepted-pool-test")))
         assert r.json()["pod"].startswith("primary-inference-model-server")
 
 
@@ -234,11 +219,11 @@ async def _ok(pending: Any) -> httpx.Response | None:
 @LOOP
 async def test_gateway_following_epp_routing(env: Env) -> None:
     with applied(env, "gateway_following_epp_routing.yaml"):
-        assert await eventually(lambda: route_parent(env, "httproute-for-primary-gw") == {
+        assert await async_eventually(lambda: route_parent(env, "httproute-for-primary-gw") == {
             "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")})
         url = env.gateway_url("conformance-primary")
         for address, name in env.primary.names.items():
-            r = await eventually(lambda a=address: _ok(send(url, "/primary-gateway-test", "primary.example.com", [a])))
+            r = await async_eventually(lambda a=address: _ok(send(url, "/primary-gateway-test", "primary.example.com", [a])))
             assert r.json()["pod"] == name
         ips = env.primary.addresses
         for subset in (ips[:1], ips[:2], ips):
@@ -251,9 +236,9 @@ async def test_gateway_following_epp_routing(env: Env) -> None:
 @LOOP
 async def test_httproute_invalid_inferencepool_ref(env: Env) -> None:
     with applied(env, "httproute_invalid_inferencepool_ref.yaml"):
-        assert await eventually(lambda: route_parent(env, "httproute-to-non-existent-pool") == {
+        assert await async_eventually(lambda: route_parent(env, "httproute-to-non-existent-pool") == {
             "Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "BackendNotFound")})
-        r = await eventually(lambda: _status(send(env.gateway_url("conformance-primary"), "/test-non-existent-pool"), 500))
+        r = await async_eventually(lambda: _status(send(env.gateway_url("conformance-primary"), "/test-non-existent-pool"), 500))
         assert r.status_code == 500
 
 
@@ -265,11 +250,11 @@ async def _status(pending: Any, code: int) -> httpx.Response | None:
 @LOOP
 async def test_inferencepool_invalid_epp_service(env: Env) -> None:
     with applied(env, "inferencepool_invalid_epp_service.yaml"):
-        await eventually(lambda: route_parent(env, "httproute-for-invalid-epp-pool")["Accepted"] == ("True", "Accepted"))
-        await eventually(lambda: pool_parent(env, "pool-with-invalid-epp", "conformance-primary")["ResolvedRefs"] == (
+        await async_eventually(lambda: route_parent(env, "httproute-for-invalid-epp-pool")["Accepted"] == ("True", "Accepted"))
+        await async_eventually(lambda: pool_parent(env, "pool-with-invalid-epp", "conformance-primary")["ResolvedRefs"] == (
             "False", "InvalidExtensionRef"))
         url = env.gateway_url("conformance-primary")
-        r = await eventually(lambda: _ok_if(send(url, "/invalid-epp-test"), lambda r: r.status_code >= 500))
+        r = await async_eventually(lambda: _ok_if(send(url, "/invalid-epp-test"), lambda r: r.status_code >= 500))
         assert 500 <= r.status_code < 600
 
 
@@ -288,19 +273,19 @@ async def test_inferencepool_resolvedrefs_condition_and_route_deletion(env: Env)
                 assert pool_parent(env, "primary-inference-pool", gw)["Accepted"] == ("True", "Accepted")
             return True
 
-        await eventually(both)
+        await async_eventually(both)
         primary, secondary = env.gateway_url("conformance-primary"), env.gateway_url("conformance-secondary")
-        await eventually(lambda: _ok(send(primary, "/primary-gateway-test", "primary.example.com")))
-        await eventually(lambda: _ok(send(secondary, "/secondary-gateway-test", "secondary.example.com")))
+        await async_eventually(lambda: _ok(send(primary, "/primary-gateway-test", "primary.example.com")))
+        await async_eventually(lambda: _ok(send(secondary, "/secondary-gateway-test", "secondary.example.com")))
         env.kubectl("delete", "httproute", "-n", APP, "httproute-for-primary-gw")
-        await eventually(lambda: [p["parentRef"]["name"] for p in env.get(
+        await async_eventually(lambda: [p["parentRef"]["name"] for p in env.get(
             "inferencepools.inference.networking.k8s.io", "-n", APP, "primary-inference-pool")["status"]["parents"]
         ] == ["conformance-secondary"])
-        await eventually(lambda: _status(send(primary, "/primary-gateway-test", "primary.example.com"), 404))
+        await async_eventually(lambda: _status(send(primary, "/primary-gateway-test", "primary.example.com"), 404))
         env.kubectl("delete", "httproute", "-n", APP, "httproute-for-secondary-gw")
-        await eventually(lambda: env.get("inferencepools.inference.networking.k8s.io", "-n", APP,
+        await async_eventually(lambda: env.get("inferencepools.inference.networking.k8s.io", "-n", APP,
                                          "primary-inference-pool")["status"]["parents"] == [])
-        await eventually(lambda: _status(send(secondary, "/secondary-gateway-test", "secondary.example.com"), 404))
+        await async_eventually(lambda: _status(send(secondary, "/secondary-gateway-test", "secondary.example.com"), 404))
     finally:
         env.kubectl("delete", "-f", str(path), "--ignore-not-found")
 
@@ -312,9 +297,9 @@ async def test_inferencepool_httproute_port_validation(env: Env) -> None:
         for name, host, path in (("unspecified", "port-unspecified.example.com", "/test-port-unspecified"),
                                  ("matching", "port-matching.example.com", "/test-port-matching"),
                                  ("non-matching", "port-non-matching.example.com", "/test-port-non-matching")):
-            await eventually(lambda n=name: route_parent(env, f"httproute-pool-port-{n}") == {
+            await async_eventually(lambda n=name: route_parent(env, f"httproute-pool-port-{n}") == {
                 "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")})
-            r = await eventually(lambda h=host, p=path: _ok(send(url, p, h)))
+            r = await async_eventually(lambda h=host, p=path: _ok(send(url, p, h)))
             assert r.json()["pod"].startswith("primary-inference-model-server")
 
 
@@ -322,17 +307,17 @@ async def test_inferencepool_httproute_port_validation(env: Env) -> None:
 async def test_multiple_gateways_and_multiple_rules_route_to_their_pools(env: Env) -> None:
     with applied(env, "httproute_multiple_gateways_different_pools.yaml"):
         primary, secondary = env.gateway_url("conformance-primary"), env.gateway_url("conformance-secondary")
-        r = await eventually(lambda: _ok(send(primary, "/test-primary-gateway", "primary.example.com")))
+        r = await async_eventually(lambda: _ok(send(primary, "/test-primary-gateway", "primary.example.com")))
         assert r.json()["pod"].startswith("primary-inference-model-server")
-        r = await eventually(lambda: _ok(send(secondary, "/test-secondary-gateway", "secondary.example.com")))
+        r = await async_eventually(lambda: _ok(send(secondary, "/test-secondary-gateway", "secondary.example.com")))
         assert r.json()["pod"].startswith("secondary-inference-model-server")
     with applied(env, "inferencepool_multiple_rules_different_pools.yaml"):
         for pool in ("primary-inference-pool", "secondary-inference-pool"):
-            await eventually(lambda p=pool: pool_parent(env, p, "conformance-primary")["Accepted"] == ("True", "Accepted"))
+            await async_eventually(lambda p=pool: pool_parent(env, p, "conformance-primary")["Accepted"] == ("True", "Accepted"))
         url = env.gateway_url("conformance-primary")
-        r = await eventually(lambda: _ok(send(url, "/primary")))
+        r = await async_eventually(lambda: _ok(send(url, "/primary")))
         assert r.json()["pod"].startswith("primary-inference-model-server")
-        r = await eventually(lambda: _ok(send(url, "/secondary")))
+        r = await async_eventually(lambda: _ok(send(url, "/secondary")))
         assert r.json()["pod"].startswith("secondary-inference-model-server")
 
 
@@ -342,7 +327,7 @@ async def test_epp_unavailable_fail_open(env: Env) -> None:
     with applied(env, "epp_unavailable_fail_open.yaml"):
         url = env.gateway_url("conformance-secondary")
         target = env.secondary.addresses[1]
-        r = await eventually(lambda: _ok(send(url, "/failopen-pool-test", "secondary.example.com", [target])))
+        r = await async_eventually(lambda: _ok(send(url, "/failopen-pool-test", "secondary.example.com", [target])))
         assert r.json()["pod"] == env.secondary.names[target]
         # Upstream breaks the primary EPP Service's selector (as written in v1.0.0) ...
         env.kubectl("patch", "service", "-n", APP, "primary-endpoint-picker-svc", "--type=merge",
@@ -350,5 +335,5 @@ async def test_epp_unavailable_fail_open(env: Env) -> None:
         # ... and we also stop the secondary pool's own EPP: FailOpen still serves, inside the pool.
         await env.epps["secondary"].stop()
         for _ in range(6):
-            r = await eventually(lambda: _ok(send(url, "/failopen-pool-test", "secondary.example.com", [target])))
+            r = await async_eventually(lambda: _ok(send(url, "/failopen-pool-test", "secondary.example.com", [target])))
             assert r.json()["pod"].startswith("secondary-inference-model-server")

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +26,7 @@ import yaml
 from infergate.controller.translator.options import TranslationResult
 from infergate.gateway import GatewayConfig, run_gateway
 from infergate.util.net import free_port, random_loopback_block
+from infergate.util.wait import WaitTimeout, async_wait_until
 
 from ..dataplane.support import EchoServers, StampingEpp, running
 
@@ -150,13 +150,13 @@ async def test_gateway_routes_by_model_name_across_two_pools_and_reports_statuse
                 route["spec"]["rules"] = [{"backendRefs": [
                     {"group": "inference.networking.x-k8s.io", "kind": "InferencePool", "name": "qwen"}]}]
                 write(manifest_dir / "all.yaml", docs)
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline:
+                async def rerouted() -> bool:
                     r = await client.post("/v1/completions", json={"model": "llama", "prompt": "hi"})
-                    if r.status_code == 200 and r.json()["epp"] == "qwen-epp":
-                        break
-                    await asyncio.sleep(0.1)
-                else:
+                    return r.status_code == 200 and r.json()["epp"] == "qwen-epp"
+
+                try:
+                    await async_wait_until(rerouted, 10, interval=0.1, what="the manifest change")
+                except WaitTimeout:
                     pytest.fail("the manifest change did not reach Envoy within 10 s")
                 await asyncio.sleep(0.3)
                 statuses = yaml.safe_load(status_file.read_text())
@@ -185,15 +185,16 @@ async def test_infergate_gateway_process_serves_and_stops_on_sigterm(tmp_path: P
         address = "?"
         try:
             async with httpx.AsyncClient(timeout=5) as client:
-                deadline = time.monotonic() + 30
-                ready = None
-                while time.monotonic() < deadline and proc.poll() is None:
+                async def ready() -> bool:
+                    assert proc.poll() is None, log_path.read_text()
                     with contextlib.suppress(httpx.HTTPError):
-                        ready = await client.get(f"http://127.0.0.1:{admin}/readyz")
-                        if ready.status_code == 200:
-                            break
-                    await asyncio.sleep(0.2)
-                assert ready is not None and ready.status_code == 200, log_path.read_text()
+                        return (await client.get(f"http://127.0.0.1:{admin}/readyz")).status_code == 200
+                    return False
+
+                try:
+                    await async_wait_until(ready, 30, interval=0.2, what="the gateway to be ready")
+                except WaitTimeout:
+                    pytest.fail(log_path.read_text())
                 ir = (await client.get(f"http://127.0.0.1:{admin}/ir")).json()
                 address = ir["listeners"][0]["address"]
                 r = await client.post(f"http://{address}:{port}/v1/completions", json={"model": "llama", "prompt": "x"})

@@ -27,6 +27,7 @@ import yaml
 from infergate.bench.topology import EPPProcess, ManagedProcess, PortPool, python_argv, static_pool_file
 from infergate.sim import SimCluster, SimConfig
 from infergate.util.net import random_loopback_block
+from infergate.util.wait import WaitTimeout, async_wait_until
 
 from ..sim.support import stream_completion
 
@@ -132,14 +133,21 @@ async def topology(tmp_path_factory: pytest.TempPathFactory, envoy_bin: str) -> 
             started.append(thing)
         admin_url = f"http://127.0.0.1:{admin}"
         async with httpx.AsyncClient(timeout=5) as client:
-            deadline = time.monotonic() + 40
-            while True:
+
+            def not_ready() -> RuntimeError:
+                return RuntimeError("gateway not ready:\n" + (work / "gateway.log").read_text()[-3000:])
+
+            async def ready() -> bool:
+                if not gateway.running:
+                    raise not_ready()
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{admin_url}/readyz")).status_code == 200:
-                        break
-                if time.monotonic() > deadline or not gateway.running:
-                    raise RuntimeError("gateway not ready:\n" + (work / "gateway.log").read_text()[-3000:])
-                await asyncio.sleep(0.2)
+                    return (await client.get(f"{admin_url}/readyz")).status_code == 200
+                return False
+
+            try:
+                await async_wait_until(ready, 40, interval=0.2, what="the gateway to be ready")
+            except WaitTimeout:
+                raise not_ready() from None
             address = (await client.get(f"{admin_url}/ir")).json()["listeners"][0]["address"]
         await asyncio.sleep(0.3)  # a few metric scrapes by the EPPs
         yield Topology(f"http://{address}:{listen}", admin_url, llama, qwen, epps, manifests / "gateway.yaml",
@@ -237,15 +245,18 @@ async def test_weights_shift_from_50_50_to_0_100_under_streaming_load_without_fa
             write(topology.manifest, topology.docs)
             written = time.monotonic()
             # Wait until the gateway applied the new weights (its admin IR shows them once Envoy ACKed).
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
+            weights: list[Any] = []
+
+            async def applied() -> bool:
+                nonlocal weights
                 ir = (await client.get(topology.admin_url + "/ir")).json()
                 weights = [b.get("weight") for vh in ir["listeners"][0]["virtual_hosts"] for r in vh["routes"]
                            for b in r.get("backends", []) if "llama" in b.get("target", "")]
-                if weights == [0, 100]:
-                    break
-                await asyncio.sleep(0.1)
-            else:
+                return weights == [0, 100]
+
+            try:
+                await async_wait_until(applied, 10, interval=0.1, what="the new weights")
+            except WaitTimeout:
                 pytest.fail(f"new weights not applied: {weights}")
             # manifest poll (0.2 s here) + debounce + translation + xDS ACK, on a loaded machine
             assert time.monotonic() - written < 3.0
@@ -275,14 +286,16 @@ async def test_epp_down_fail_close_then_fail_open_after_a_manifest_change(topolo
         pool = next(d for d in topology.docs if d["metadata"].get("name") == "qwen" and d["kind"] == "InferencePool")
         pool["spec"]["extensionRef"]["failureMode"] = "FailOpen"
         write(topology.manifest, topology.docs)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            r = await client.post("/v1/completions", json=body)
-            if r.status_code == 200:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail(f"fail-open not effective within 10 s: {r.status_code}")
+        statuses = []
+
+        async def served() -> bool:
+            statuses.append((await client.post("/v1/completions", json=body)).status_code)
+            return statuses[-1] == 200
+
+        try:
+            await async_wait_until(served, 10, interval=0.1, what="fail-open")
+        except WaitTimeout:
+            pytest.fail(f"fail-open not effective within 10 s: {statuses[-1]}")
         for _ in range(6):
             r = await client.post("/v1/completions", json=body)
             assert r.status_code == 200 and r.headers["x-inference-pod"] in qwen_pods

@@ -159,16 +159,21 @@ async def test_fail_open_serves_inside_the_pool_and_fail_close_answers_503_with_
     assert all(r.json()["destination"] == "" for r in spoofed)
 
 
+def model_b_to_pool_b() -> Route:
+    """A route for the requests whose model header (which BBR sets from the body) is ``model-b``."""
+    return Route(
+        "model-b",
+        RouteMatch(headers=(HeaderMatch("X-Gateway-Model-Name", "model-b"),)),
+        (Backend("pool", 1, "pool/b"),),
+    )
+
+
 async def test_body_based_routing_picks_the_route_by_the_body_model(dataplane: Dataplane) -> None:
     a, b = EchoServers(1), EchoServers(1)
     epp_a, epp_b = StampingEpp("epp-a", a.endpoints), StampingEpp("epp-b", b.endpoints)
     port = free_port()
     async with running(a, b, epp_a, epp_b):
-        by_model = Route(
-            "model-b",
-            RouteMatch(headers=(HeaderMatch("X-Gateway-Model-Name", "model-b"),)),
-            (Backend("pool", 1, "pool/b"),),
-        )
+        by_model = model_b_to_pool_b()
         default = split("default", Backend("pool", 1, "pool/a"))
         pools = [pool("pool/a", a, epp_a.endpoint), pool("pool/b", b, epp_b.endpoint)]
         await dataplane.apply(config(port, [by_model, default], pools))
@@ -194,11 +199,7 @@ async def test_body_based_routing_off_ignores_the_body(dataplane: Dataplane) -> 
     epp_a, epp_b = StampingEpp("epp-a", a.endpoints), StampingEpp("epp-b", b.endpoints)
     port = free_port()
     async with running(a, b, epp_a, epp_b):
-        by_model = Route(
-            "model-b",
-            RouteMatch(headers=(HeaderMatch("X-Gateway-Model-Name", "model-b"),)),
-            (Backend("pool", 1, "pool/b"),),
-        )
+        by_model = model_b_to_pool_b()
         pools = [pool("pool/a", a, epp_a.endpoint), pool("pool/b", b, epp_b.endpoint)]
         await dataplane.apply(
             config(port, [by_model, split("default", Backend("pool", 1, "pool/a"))], pools, bbr=False)

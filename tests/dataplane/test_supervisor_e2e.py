@@ -6,11 +6,11 @@ import asyncio
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from httpx_sse import EventSource
 
 from infergate.dataplane import Dataplane, DataplaneOptions
 from infergate.dataplane.envoy import EnvoyOptions, bootstrap
@@ -26,6 +26,7 @@ from infergate.ir import (
 )
 from infergate.util.net import free_port
 from infergate.util.procs import pid_alive
+from infergate.util.wait import async_wait_until
 
 from .support import EchoServers, running
 
@@ -43,13 +44,6 @@ def test_bootstrap_keeps_admin_on_loopback_and_points_ads_at_our_server(tmp_path
     ]
     assert (endpoint["address"], endpoint["port_value"]) == ("127.0.0.1", 18000)
     assert "http2_protocol_options" in json.dumps(cluster)
-
-
-async def wait_until(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
 
 
 def one_pool_config(pods: EchoServers, port: int) -> DataplaneConfig:
@@ -90,8 +84,8 @@ async def test_killed_envoy_is_restarted_and_gets_its_config_back(tmp_path: Path
         async def restarted() -> bool:
             return dataplane.envoy.restarts == 1 and dataplane.envoy.pid not in (None, first_pid)
 
-        await wait_until(restarted, 15)
-        await wait_until(served, 15)  # the new Envoy fetched the same config over ADS
+        await async_wait_until(restarted, 15, interval=0.1, what="Envoy to restart")
+        await async_wait_until(served, 15, interval=0.1, what="the new Envoy to serve")  # same config over ADS
         assert dataplane.envoy.exits == [-signal.SIGKILL]
         second_pid = dataplane.envoy.pid
     assert second_pid is not None and not pid_alive(second_pid)  # stopped on exit
@@ -116,7 +110,7 @@ async def test_stop_drains_an_in_flight_stream_before_exiting(tmp_path: Path, en
                     async with client.stream(
                         "POST", f"http://127.0.0.1:{port}/v1/completions", json=body
                     ) as r:
-                        return [line async for line in r.aiter_lines() if line.startswith("data: ")]
+                        return [event.data async for event in EventSource(r).aiter_sse()]
 
                 task = asyncio.create_task(stream())
                 await asyncio.sleep(0.3)  # the stream is under way
@@ -125,5 +119,5 @@ async def test_stop_drains_an_in_flight_stream_before_exiting(tmp_path: Path, en
                 lines = await task
         finally:
             await dataplane.stop()
-    assert len(lines) == 9 and lines[-1] == "data: [DONE]"  # 8 chunks + [DONE], none cut
+    assert len(lines) == 9 and lines[-1] == "[DONE]"  # 8 chunks + [DONE], none cut
     assert pid is not None and not pid_alive(pid)

@@ -7,12 +7,14 @@ and stream SSE responses that span the change.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from httpx_sse import EventSource, SSEError
 
 from infergate.dataplane import Dataplane
 from infergate.dataplane.xds_translator import T_CLUSTER, T_ROUTE_CONFIGURATION
@@ -28,6 +30,7 @@ from infergate.ir import (
     VirtualHost,
 )
 from infergate.util.net import free_port
+from infergate.util.wait import async_wait_until
 
 from .support import EchoServers, StampingEpp, running
 
@@ -80,12 +83,12 @@ class Load:
                         "/v1/completions",
                         json={"model": "m", "prompt": "p", "chunks": 3, "chunk_delay": 0.04},
                     ) as response:
-                        chunks = [line async for line in response.aiter_lines() if line.startswith("data: {")]
-                        epp = response.headers.get("x-epp", "")
-                        if chunks:
-                            epp = chunks[0].split('"epp": "')[1].split('"')[0]
+                        events = [e.data async for e in EventSource(response).aiter_sse()] \
+                            if response.status_code == 200 else []
+                        chunks = [json.loads(data) for data in events if data != "[DONE]"]
+                        epp = chunks[0]["epp"] if chunks else response.headers.get("x-epp", "")
                         self.results.append((time.monotonic(), response.status_code, epp, len(chunks)))
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, SSEError) as exc:
                     self.errors.append(repr(exc))
 
     def start(self) -> None:
@@ -94,13 +97,6 @@ class Load:
     async def stop(self) -> None:
         self._stop.set()
         await asyncio.wait_for(asyncio.gather(*self._tasks), 20)
-
-
-async def wait_until(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def test_weight_change_under_streaming_load_drops_nothing_and_applies_within_a_second(
@@ -117,14 +113,14 @@ async def test_weight_change_under_streaming_load_drops_nothing_and_applies_with
         load = Load(f"http://127.0.0.1:{port}")
         load.start()
         try:
-            await wait_until(lambda: len({r[2] for r in load.results}) == 2 and len(load.results) >= 20, 15)
+            await async_wait_until(lambda: len({r[2] for r in load.results}) == 2 and len(load.results) >= 20, 15, what="both EPPs to serve")
             started = time.monotonic()
             await dataplane.apply(
                 make_config(port, [Backend("pool", 0, "pool/a"), Backend("pool", 100, "pool/b")], pools)
             )
             applied = time.monotonic()
             # Requests that started after the ACK: give them time to finish, then stop.
-            await wait_until(lambda: sum(1 for r in load.results if r[0] > applied + 0.5) >= 30, 15)
+            await async_wait_until(lambda: sum(1 for r in load.results if r[0] > applied + 0.5) >= 30, 15, what="30 responses after the change")
         finally:
             await load.stop()
     assert applied - started < 1.0, f"the change took {applied - started:.2f}s to be ACKed"
@@ -148,21 +144,21 @@ async def test_moving_a_route_to_a_new_pool_is_make_before_break(dataplane: Data
         load = Load(f"http://127.0.0.1:{port}")
         load.start()
         try:
-            await wait_until(lambda: len(load.results) >= 10, 15)
+            await async_wait_until(lambda: len(load.results) >= 10, 15, what="10 responses")
             mark = len(dataplane.xds.events)
             # pool/c's cluster does not exist yet, and pool/a's disappears in the same change.
             await dataplane.apply(
                 make_config(port, [Backend("pool", 1, "pool/c")], [make_pool("pool/c", c, epp_c.endpoint)])
             )
             applied = time.monotonic()
-            await wait_until(lambda: sum(1 for r in load.results if r[0] > applied + 0.3) >= 20, 15)
+            await async_wait_until(lambda: sum(1 for r in load.results if r[0] > applied + 0.3) >= 20, 15, what="20 responses after the change")
         finally:
             await load.stop()
     assert load.errors == [] and {r[1] for r in load.results} == {200}
     assert {r[2] for r in load.results if r[0] > applied + 0.3} == {"epp-c"}
 
     # Busy clusters retire once idle: pool/a and its EPP's cluster are gone soon after the load.
-    await wait_until(lambda: not {"pool/a", "epp/pool/a"} & set(dataplane.xds.resources(T_CLUSTER)), 10)
+    await async_wait_until(lambda: not {"pool/a", "epp/pool/a"} & set(dataplane.xds.resources(T_CLUSTER)), 10, what="pool/a's clusters to go")
     events = list(dataplane.xds.events)[mark:]
 
     def first(kind: str, type_url: str, has: str | None = None, lacks: str | None = None) -> int:
@@ -226,7 +222,7 @@ async def test_a_listener_change_does_not_cut_a_long_stream(dataplane: Dataplane
             async def stream() -> list[str]:
                 body = {"model": "m", "chunks": 16, "chunk_delay": 0.25}  # 4 s, longer than a short drain
                 async with client.stream("POST", "/v1/completions", json=body) as response:
-                    return [line async for line in response.aiter_lines() if line.startswith("data: ")]
+                    return [event.data async for event in EventSource(response).aiter_sse()]
 
             task = asyncio.create_task(stream())
             await asyncio.sleep(0.4)
@@ -238,4 +234,4 @@ async def test_a_listener_change_does_not_cut_a_long_stream(dataplane: Dataplane
             after = await client.post("/v1/completions", json={"model": "m"})
             lines = await task
     assert after.status_code == 200
-    assert len(lines) == 17 and lines[-1] == "data: [DONE]"
+    assert len(lines) == 17 and lines[-1] == "[DONE]"

@@ -21,18 +21,9 @@ from infergate.epp.sources.static import StaticFileSource
 from infergate.sim import SimCluster
 from infergate.sim.config import SimConfig
 from infergate.util.net import free_port, random_loopback_block
+from infergate.util.wait import async_wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Harness:
@@ -86,8 +77,8 @@ async def harness(tmp_path: Path) -> Any:
             async with aiohttp.ClientSession() as http:
                 h = Harness(parts, http)
                 h.cluster = cluster  # type: ignore[attr-defined]
-                await wait_until(lambda: all(parts.store.fresh(e) is not None for e in cluster.endpoints),
-                                 "all replicas scraped")
+                await async_wait_until(lambda: all(parts.store.fresh(e) is not None for e in cluster.endpoints),
+                                       10, interval=0.02, what="all replicas scraped")
                 yield h
         finally:
             await parts.scraper.stop()
@@ -113,8 +104,9 @@ async def test_sheddable_rejected_under_saturation_critical_served(harness: Harn
             long_tasks.append(asyncio.create_task(
                 harness.send(f"filler {i} " * 10, objective="critical", max_tokens=3000)))
             await asyncio.sleep(0.03)
-        await wait_until(lambda: all((store.fresh(e) or SimpleNamespace(waiting_queue=0)).waiting_queue > 5
-                                     for e in cluster.endpoints), "every replica queued past the threshold")
+        await async_wait_until(lambda: all((store.fresh(e) or SimpleNamespace(waiting_queue=0)).waiting_queue > 5
+                                           for e in cluster.endpoints),
+                               10, interval=0.02, what="every replica queued past the threshold")
         with pytest.raises(Rejection) as err:
             await harness.send("a sheddable request", objective="batch")
         assert err.value.status == 429 and "sheddable" in err.value.message
@@ -145,13 +137,15 @@ async def test_flow_control_admits_higher_priority_first_on_real_saturation(tmp_
         try:
             async with aiohttp.ClientSession() as http:
                 h = Harness(parts, http)
-                await wait_until(lambda: all(parts.store.fresh(e) is not None for e in cluster.endpoints),
-                                 "all replicas scraped")
+                await async_wait_until(lambda: all(parts.store.fresh(e) is not None for e in cluster.endpoints),
+                                       10, interval=0.02, what="all replicas scraped")
                 fillers = [asyncio.create_task(h.send(f"filler {i} " * 10, max_tokens=3000)) for i in range(20)]
-                await wait_until(lambda: parts.director.flow.queue_size >= 1, "flow control queueing")
+                await async_wait_until(lambda: parts.director.flow.queue_size >= 1,
+                                       10, interval=0.02, what="flow control queueing")
                 # admitted requests went where the capacity was: both replicas filled, neither overfilled
-                await wait_until(lambda: all((parts.store.fresh(e) or SimpleNamespace(waiting_queue=0)).waiting_queue
-                                             >= 5 for e in cluster.endpoints), "both replicas at the threshold")
+                await async_wait_until(lambda: all((parts.store.fresh(e) or SimpleNamespace(waiting_queue=0)).waiting_queue
+                                                   >= 5 for e in cluster.endpoints),
+                                       10, interval=0.02, what="both replicas at the threshold")
                 queues = {e: (parts.store.fresh(e) or SimpleNamespace(waiting_queue=99)).waiting_queue
                           for e in cluster.endpoints}
                 assert all(q <= 7 for q in queues.values()), queues

@@ -27,6 +27,7 @@ import httpx
 import openai
 import pytest
 import pytest_asyncio
+from httpx_sse import EventSource
 
 from infergate.bench.topology import (
     EnvoyProcess,
@@ -188,8 +189,8 @@ async def test_upstream_full_duplex_mode_and_model_rewrite(topology: Topology) -
                                  json=completion("stream duplex " * 20, stream=True, max_tokens=10)) as response:
             assert response.status_code == 200
             served_where_epp_chose(response.headers, topology.pods)
-            events = [line async for line in response.aiter_lines() if line.startswith("data:")]
-        assert events[-1] == "data: [DONE]" and len(events) >= 3
+            events = [event.data async for event in EventSource(response).aiter_sse()]
+        assert events[-1] == "[DONE]" and len(events) >= 3
     async with httpx.AsyncClient(base_url=topology.urls["main"], timeout=30) as client:
         rewritten = await client.post("/v1/completions", json=completion("buffered rewrite " * 30),
                                       headers={"x-gateway-model-name-rewrite": ADAPTER})

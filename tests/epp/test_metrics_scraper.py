@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import aiohttp
 import pytest
 
 from infergate.epp.datastore import Datastore, PodInfo, PoolInfo
@@ -22,6 +25,7 @@ from infergate.epp.model_server_protocol import (
 from infergate.sim import SimCluster
 from infergate.sim.config import SimConfig
 from infergate.util.net import free_port, random_loopback_block
+from infergate.util.wait import async_wait_until
 
 VLLM_TEXT = """\
 # HELP vllm:num_requests_running Number of requests in model execution batches.
@@ -118,16 +122,6 @@ def test_store_staleness_and_failures() -> None:
     assert seen == ["a:1", "a:1"]
 
 
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize("flavor", ["vllm", "sglang"])
 async def test_scraper_against_simulator(flavor: str) -> None:
@@ -141,7 +135,8 @@ async def test_scraper_against_simulator(flavor: str) -> None:
         store = MetricsStore(staleness_threshold=2.0, failure_threshold=2)
         async with MetricsScraper(ds, store, protocol_by_name(flavor), refresh_interval=0.02, timeout=1.0) as scraper:
             assert set(scraper.scraping()) == set(cluster.endpoints)
-            await wait_until(lambda: all(store.fresh(e) is not None for e in cluster.endpoints), "first scrape")
+            await async_wait_until(lambda: all(store.fresh(e) is not None for e in cluster.endpoints),
+                                   10, interval=0.02, what="first scrape")
             for e in cluster.endpoints:
                 m = store.fresh(e)
                 assert m is not None and m.missing == () and m.waiting_queue == 0 and m.kv_cache_usage == 0.0
@@ -149,10 +144,12 @@ async def test_scraper_against_simulator(flavor: str) -> None:
             # a crashed replica fails its scrapes and is reported failing until it recovers
             victim = cluster.replicas[0]
             await victim.crash()
-            await wait_until(lambda: store.failing(victim.endpoint), "failing after crash")
+            await async_wait_until(lambda: store.failing(victim.endpoint),
+                                   10, interval=0.02, what="failing after crash")
             assert not store.failing(cluster.replicas[1].endpoint)
             await victim.restart()
-            await wait_until(lambda: not store.failing(victim.endpoint), "recovered after restart")
+            await async_wait_until(lambda: not store.failing(victim.endpoint),
+                                   10, interval=0.02, what="recovered after restart")
 
             # endpoints follow the datastore
             ds.delete_pod("sim-1")
@@ -161,70 +158,54 @@ async def test_scraper_against_simulator(flavor: str) -> None:
             assert store.raw(cluster.endpoints[1]) is None
 
 
-@pytest.mark.e2e
-async def test_scraper_sees_simulator_load() -> None:
-    import aiohttp
-
+@contextlib.asynccontextmanager
+async def scraped_replica(
+    config: SimConfig,
+) -> AsyncIterator[tuple[str, MetricsStore, Callable[[int, dict[str, Any]], None]]]:
+    """One simulator replica scraped every 20 ms: its endpoint, the store, and ``send(n, body)``,
+    which starts ``n`` completions in the background (cancelled on exit)."""
     port = free_port()
     (address,) = random_loopback_block(1, port)
-    config = SimConfig(model="m", time_scale=1.0, max_num_seqs=1, mean_output_tokens=2000)
     async with SimCluster(config, [address], port) as cluster:
         ds = Datastore()
         ds.set_pool(PoolInfo("p", selector=None, target_ports=(port,)))
         ds.upsert_pod(PodInfo("sim-0", address))
         store = MetricsStore()
-        async with MetricsScraper(ds, store, refresh_interval=0.02) as _, aiohttp.ClientSession() as http:
-            body = {"model": "m", "prompt": "hello " * 20, "max_tokens": 2000, "ignore_eos": True}
-
-            async def one() -> None:
-                try:
+        tasks: list[asyncio.Task[None]] = []
+        async with MetricsScraper(ds, store, refresh_interval=0.02), aiohttp.ClientSession() as http:
+            async def one(body: dict[str, Any]) -> None:
+                with contextlib.suppress(aiohttp.ClientError):
                     async with http.post(f"{cluster.urls[0]}/v1/completions", json=body) as r:
                         await r.read()
-                except aiohttp.ClientError:
-                    pass
 
-            tasks = [asyncio.create_task(one()) for _ in range(4)]
+            def send(count: int, body: dict[str, Any]) -> None:
+                tasks.extend(asyncio.create_task(one(body)) for _ in range(count))
+
             try:
-                endpoint = cluster.endpoints[0]
-                await wait_until(lambda: (store.fresh(endpoint) or EndpointMetrics()).waiting_queue >= 2,
-                                 "queued requests visible in scraped metrics")
-                m = store.fresh(endpoint)
-                assert m is not None and m.running == 1 and m.kv_cache_usage > 0
+                yield cluster.endpoints[0], store, send
             finally:
-                for t in tasks:
-                    t.cancel()
+                for task in tasks:
+                    task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @pytest.mark.e2e
+async def test_scraper_sees_simulator_load() -> None:
+    config = SimConfig(model="m", time_scale=1.0, max_num_seqs=1, mean_output_tokens=2000)
+    async with scraped_replica(config) as (endpoint, store, send):
+        send(4, {"model": "m", "prompt": "hello " * 20, "max_tokens": 2000, "ignore_eos": True})
+        await async_wait_until(lambda: (store.fresh(endpoint) or EndpointMetrics()).waiting_queue >= 2,
+                               10, interval=0.02, what="queued requests visible in scraped metrics")
+        m = store.fresh(endpoint)
+        assert m is not None and m.running == 1 and m.kv_cache_usage > 0
+
+
+@pytest.mark.e2e
 async def test_scraper_reads_simulator_lora_state() -> None:
-    import aiohttp
-
-    port = free_port()
-    (address,) = random_loopback_block(1, port)
     config = SimConfig(model="m", lora_adapters=("sql-lora", "tweet-lora"), max_loras=2, time_scale=1.0)
-    async with SimCluster(config, [address], port) as cluster:
-        ds = Datastore()
-        ds.set_pool(PoolInfo("p", selector=None, target_ports=(port,)))
-        ds.upsert_pod(PodInfo("sim-0", address))
-        store = MetricsStore()
-        async with MetricsScraper(ds, store, refresh_interval=0.02) as _, aiohttp.ClientSession() as http:
-            body = {"model": "sql-lora", "prompt": "select " * 20, "max_tokens": 3000, "ignore_eos": True}
-
-            async def one() -> None:
-                try:
-                    async with http.post(f"{cluster.urls[0]}/v1/completions", json=body) as r:
-                        await r.read()
-                except aiohttp.ClientError:
-                    pass
-
-            task = asyncio.create_task(one())
-            try:
-                endpoint = cluster.endpoints[0]
-                await wait_until(lambda: "sql-lora" in (store.fresh(endpoint) or EndpointMetrics()).active_models,
-                                 "running adapter visible in scraped metrics")
-                m = store.fresh(endpoint)
-                assert m is not None and m.max_active_models == 2 and "tweet-lora" not in m.active_models
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+    async with scraped_replica(config) as (endpoint, store, send):
+        send(1, {"model": "sql-lora", "prompt": "select " * 20, "max_tokens": 3000, "ignore_eos": True})
+        await async_wait_until(lambda: "sql-lora" in (store.fresh(endpoint) or EndpointMetrics()).active_models,
+                               10, interval=0.02, what="running adapter visible in scraped metrics")
+        m = store.fresh(endpoint)
+        assert m is not None and m.max_active_models == 2 and "tweet-lora" not in m.active_models

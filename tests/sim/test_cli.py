@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -18,9 +18,11 @@ pytestmark = pytest.mark.e2e
 
 def _read_ready(proc: subprocess.Popen[str], timeout: float = 20.0) -> str:
     assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    line = proc.stdout.readline()  # blocks until the line or EOF
-    if time.monotonic() > deadline or not line:
+    readable, _, _ = select.select([proc.stdout], [], [], timeout)  # a hung child fails here, not at pytest's timeout
+    if not readable:
+        raise AssertionError(f"no ready line within {timeout:g}s (exit {proc.poll()})")
+    line = proc.stdout.readline()
+    if not line:
         raise AssertionError(f"no ready line (exit {proc.poll()}): {proc.stderr.read() if proc.stderr else ''}")
     return line.strip()
 

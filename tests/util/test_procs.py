@@ -69,3 +69,12 @@ def test_the_sync_spawner_detaches_and_signal_group_stops_the_group(tmp_path: Pa
         proc.kill()
         proc.wait()
     signal_group(proc.pid, signal.SIGTERM)  # a group that is gone: nothing happens
+
+
+async def test_a_child_in_the_callers_group_is_stopped_alone(tmp_path: Path) -> None:
+    log = tmp_path / "same-group.log"
+    proc = await spawn_logged([sys.executable, "-c", STUBBORN], log, stdout_pipe=True, new_session=False)
+    assert proc.stdout is not None
+    assert await proc.stdout.readline() == b"ignoring SIGTERM\n"
+    assert os.getpgid(proc.pid) == os.getpgid(0)  # stays in our group: whoever stops ours stops it
+    assert await terminate(proc, 0.5) == -signal.SIGKILL  # signalled alone (we are still here)

@@ -107,17 +107,7 @@ def _go_literal(v: Any) -> str:
 
 def go_value(v: Any) -> str:
     """How ``field.Error`` prints a bad value (``nil`` prints as the string ``"null"``)."""
-    if v is None:
-        return '"null"'
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return _go_float(v)
-    if isinstance(v, str):
-        return _go_quote(v)
-    return _go_literal(v)
+    return '"null"' if v is None else _go_literal(v)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from infergate.api import yamlload
 from infergate.apiserver.authn import load_or_create_signing_key
 from infergate.apiserver.server import APIServer, SubresourceHandler
 from infergate.apiserver.store import Store
@@ -39,9 +40,7 @@ KUBECONFIG_NAME = "kubeconfig"
 
 def _documents(objects: Iterable[dict[str, Any]] | str) -> list[dict[str, Any]]:
     if isinstance(objects, str):
-        import yaml
-
-        return [doc for doc in yaml.safe_load_all(objects) if isinstance(doc, dict)]
+        return [doc for doc in yamlload.load_all(objects) if isinstance(doc, dict)]
     return list(objects)
 
 

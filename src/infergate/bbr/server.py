@@ -29,6 +29,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from prometheus_client import CollectorRegistry, Counter
 
 from infergate.api import headers as gie
+from infergate.util.grpc_server import GrpcServer
 
 log = logging.getLogger(__name__)
 
@@ -117,37 +118,18 @@ class BBRServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 yield pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
 
 
-class BBRServer:
+class BBRServer(GrpcServer):
     """grpc.aio server for the BBR servicer; ``port=0`` binds a free port."""
 
     def __init__(self, servicer: BBRServicer, *, host: str = "0.0.0.0", port: int = 9004,
                  credentials: grpc.ServerCredentials | None = None,
                  extra_handlers: tuple[grpc.GenericRpcHandler, ...] = ()) -> None:
+        super().__init__(host=host, port=port, credentials=credentials,
+                         options=[("grpc.max_concurrent_streams", 100_000), ("grpc.so_reuseport", 0)])
         self.servicer = servicer
-        self._host = host
-        self.port = port
-        self._credentials = credentials
         self._extra = extra_handlers
-        self._server: grpc.aio.Server | None = None
 
-    async def start(self) -> None:
-        server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000), ("grpc.so_reuseport", 0)])
+    def register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_ExternalProcessorServicer_to_server(self.servicer, server)
         if self._extra:
             server.add_generic_rpc_handlers(self._extra)
-        address = f"{self._host}:{self.port}"
-        if self._credentials is not None:
-            self.port = server.add_secure_port(address, self._credentials)
-        else:
-            self.port = server.add_insecure_port(address)
-        await server.start()
-        self._server = server
-
-    async def stop(self, grace: float | None = 5.0) -> None:
-        if self._server is not None:
-            await self._server.stop(grace)
-            self._server = None
-
-    async def wait(self) -> None:
-        if self._server is not None:
-            await self._server.wait_for_termination()

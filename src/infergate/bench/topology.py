@@ -17,10 +17,8 @@ import contextlib
 import copy
 import json
 import os
-import signal
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +34,9 @@ from infergate.controller.translator.addresses import ClusterAllocator
 from infergate.dataplane.binary import envoy_binary
 from infergate.dataplane.xds_translator import EXT_PROC_FILTER, TranslateOptions, translate
 from infergate.ir import DataplaneConfig, Endpoint
-from infergate.util.net import async_wait_for_port, free_port
+from infergate.util.net import async_connect_error, free_port
+from infergate.util.procs import spawn_logged, terminate
+from infergate.util.wait import WaitTimeout, async_wait_until
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ def envoy_bootstrap(lanes: Sequence[Lane], admin_port: int, *, access_log: str |
 
 @dataclass
 class ManagedProcess:
-    """An asyncio subprocess stopped with SIGTERM (then SIGKILL) by ``stop``."""
+    """A subprocess in its own process group, stopped with SIGTERM (then SIGKILL) by ``stop``."""
 
     argv: list[str]
     name: str
@@ -273,32 +273,30 @@ class ManagedProcess:
     process: asyncio.subprocess.Process | None = field(default=None, init=False)
 
     async def start(self) -> None:
-        log = open(self.log_path, "ab") if self.log_path else asyncio.subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self.process = await asyncio.create_subprocess_exec(
-                *self.argv, stdout=asyncio.subprocess.PIPE, stderr=log, env=self.env, start_new_session=True
-            )
-        finally:
-            if not isinstance(log, int):
-                log.close()
+        self.process = await spawn_logged(
+            self.argv, self.log_path or Path(os.devnull), env=self.env, stdout_pipe=True
+        )
 
     async def read_ready_line(self, prefix: str, timeout: float) -> str:
         """The first stdout line starting with ``prefix``; fails if the process exits first."""
         assert self.process is not None and self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{self.name} did not print {prefix!r} within {timeout}s{self._log_tail()}")
-            line = await asyncio.wait_for(self.process.stdout.readline(), remaining)
-            if not line:
-                await self.process.wait()
-                raise RuntimeError(f"{self.name} exited ({self.process.returncode}) before ready{self._log_tail()}")
-            text = line.decode().strip()
-            if text.startswith(prefix):
-                # keep draining stdout so the child never blocks on a full pipe
-                asyncio.get_running_loop().create_task(self._drain())
-                return text
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    line = await self.process.stdout.readline()
+                    if not line:
+                        await self.process.wait()
+                        raise RuntimeError(
+                            f"{self.name} exited ({self.process.returncode}) before ready{self._log_tail()}"
+                        )
+                    text = line.decode().strip()
+                    if text.startswith(prefix):
+                        break
+        except TimeoutError:
+            raise TimeoutError(f"{self.name} did not print {prefix!r} within {timeout}s{self._log_tail()}") from None
+        # keep draining stdout so the child never blocks on a full pipe
+        asyncio.get_running_loop().create_task(self._drain())
+        return text
 
     async def _drain(self) -> None:
         with contextlib.suppress(Exception):
@@ -316,35 +314,30 @@ class ManagedProcess:
         return self.process is not None and self.process.returncode is None
 
     async def stop(self, timeout: float = 10.0) -> int | None:
-        process = self.process
-        if process is None:
+        """SIGTERM to the process and what it started (its group), SIGKILL after ``timeout``; its exit code."""
+        if self.process is None:
             return None
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), timeout)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
-        return process.returncode
+        return await terminate(self.process, timeout, name=self.name)
 
 
 async def _wait_ports(process: ManagedProcess, ports: Sequence[int], timeout: float) -> None:
     """Wait until every port accepts; fail at once (with the log) if the process exits."""
-    deadline = time.monotonic() + timeout
-    for port in ports:
-        while True:
+    waiting = list(ports)
+
+    async def listening() -> bool:
+        while waiting:
             if not process.running:
-                raise RuntimeError(f"{process.name} exited before listening on {port}{process._log_tail()}")
-            try:
-                await async_wait_for_port("127.0.0.1", port, min(0.5, max(0.05, deadline - time.monotonic())))
-                break
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{process.name}: port {port} not open after {timeout}s"
-                                       f"{process._log_tail()}") from None
+                raise RuntimeError(f"{process.name} exited before listening on {waiting[0]}{process._log_tail()}")
+            if await async_connect_error("127.0.0.1", waiting[0]) is not None:
+                return False
+            waiting.pop(0)
+        return True
+
+    try:
+        _: bool = await async_wait_until(listening, timeout, what=f"{process.name} to listen")
+    except WaitTimeout:
+        raise TimeoutError(f"{process.name}: port {waiting[0]} not open after {timeout}s"
+                           f"{process._log_tail()}") from None
 
 
 def python_argv(*args: str) -> list[str]:

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import shutil
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 
 from infergate.dataplane.binary import envoy_binary
+from infergate.util.procs import spawn_logged, terminate
 from infergate.util.wait import WaitTimeout, async_wait_until
 
 log = logging.getLogger(__name__)
@@ -201,16 +201,9 @@ class EnvoySupervisor:
             "--parent-shutdown-time-s",
             str(max(2, round(opts.listener_drain_time_s)) + 1),
         ]
-        log_file = self.log_path.open("ab")
-        try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
-            )
-        finally:
-            log_file.close()
+        # Envoy stays in its supervisor's process group: whoever stops the supervisor's group
+        # (``infergate up``, a test's ManagedProcess) stops Envoy with it.
+        self._proc = await spawn_logged(args, self.log_path, new_session=False)
         self._admin = None
         await self._wait_admin(self._proc)
 
@@ -268,14 +261,7 @@ class EnvoySupervisor:
                     async with httpx.AsyncClient(timeout=1.0) as client:
                         await client.post(f"{self.admin_url}/drain_listeners?graceful")
                 await self._wait_idle(min(self.options.drain_time_s, timeout))
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+            await terminate(proc, timeout, name="Envoy")
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -227,6 +227,8 @@ class XdsServer:
             for resource in new[type_url].values():
                 protos.to_proto(type_url, resource)
         async with self._push_lock:
+            # One time budget for the whole push, shared by its steps; each step waits on the
+            # ACK condition (no polling), so this is a deadline, not a wait_until loop.
             deadline = time.monotonic() + timeout
             old = dict(self._snapshot.resources)  # what every Envoy has ACKed
             try:

@@ -250,6 +250,7 @@ class Demo:
     async def wait_ready(self) -> None:
         """Deployments ready and the Gateway Programmed, then a first 200 through it, within ready_timeout."""
         assert self.cluster is not None
+        # One ready_timeout for both waits below (each polls with async_wait_until): a budget, not a loop.
         deadline = time.monotonic() + self.options.ready_timeout
         problems: list[str] = []
         async with KubeClient.from_kubeconfig(self.cluster.kubeconfig_path) as client:

@@ -91,15 +91,21 @@ async def async_wait_for_port(host: str, port: int, timeout: float = 10.0) -> No
 
     async def accepts() -> bool:
         nonlocal last
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
-        except (TimeoutError, OSError) as exc:
-            last = exc if isinstance(exc, OSError) else None
-            return False
-        writer.close()
-        return True
+        error = await async_connect_error(host, port)
+        last = None if isinstance(error, TimeoutError) else error
+        return error is None
 
     try:
         await async_wait_until(accepts, timeout)
     except WaitTimeout:
         raise TimeoutError(f"{host}:{port} did not accept connections within {timeout}s ({last})") from None
+
+
+async def async_connect_error(host: str, port: int, timeout: float = 0.5) -> OSError | None:
+    """None when a TCP connect to host:port succeeds within ``timeout``, else the error (TimeoutError)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except OSError as exc:  # TimeoutError included
+        return exc
+    writer.close()
+    return None

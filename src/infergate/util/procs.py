@@ -3,7 +3,8 @@
 A child starts in a new session, so it and anything it starts form one process group that
 ``terminate`` signals as a whole (a Python child's helpers, a wrapper's Envoy); its stdin is
 /dev/null and its output is appended to a log file. ``terminate`` sends SIGTERM, waits a grace
-period, then sends SIGKILL.
+period, then sends SIGKILL. A child started with ``new_session=False`` stays in its parent's
+group (so whoever stops the parent's group stops it too); ``terminate`` then signals only it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,12 @@ async def spawn_logged(
     *,
     env: Mapping[str, str] | None = None,
     stdout_pipe: bool = False,
+    new_session: bool = True,
 ) -> asyncio.subprocess.Process:
     """Start ``argv`` in a new session with its output appended to ``log_path`` (created with its folder).
 
     With ``stdout_pipe`` the child's stdout is a pipe the caller reads (stderr still goes to the log).
+    With ``new_session=False`` the child stays in the caller's process group.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
@@ -58,7 +61,7 @@ async def spawn_logged(
             stdout=asyncio.subprocess.PIPE if stdout_pipe else log_file,
             stderr=log_file,
             env=dict(env) if env is not None else None,
-            start_new_session=True,
+            start_new_session=new_session,
         )
 
 
@@ -81,17 +84,38 @@ def spawn_logged_sync(
 async def terminate(proc: asyncio.subprocess.Process, grace: float, *, name: str = "the process") -> int | None:
     """Stop a child started by ``spawn_logged`` and its process group: SIGTERM, ``grace`` seconds, SIGKILL.
 
+    A child that does not lead its own group (``new_session=False``) is signalled alone.
     Returns the exit code (None if it did not exit even after SIGKILL). A child that has already
     exited is left alone.
     """
     if proc.returncode is not None:
         return proc.returncode
-    signal_group(proc.pid, signal.SIGTERM)
+    send = _group_sender(proc) if _leads_group(proc.pid) else _process_sender(proc)
+    send(signal.SIGTERM)
     try:
         await asyncio.wait_for(proc.wait(), grace)
     except TimeoutError:
         log.warning("%s did not stop within %.0fs; killing it", name, grace)
-    signal_group(proc.pid, signal.SIGKILL)  # also what it left running in its group
+    send(signal.SIGKILL)  # also what it left running in its group
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(proc.wait(), KILL_WAIT_S)
     return proc.returncode
+
+
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
+
+
+def _group_sender(proc: asyncio.subprocess.Process) -> Callable[[int], None]:
+    return lambda sig: signal_group(proc.pid, sig)
+
+
+def _process_sender(proc: asyncio.subprocess.Process) -> Callable[[int], None]:
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+
+    return send

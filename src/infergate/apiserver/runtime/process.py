@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 import time
@@ -29,6 +28,7 @@ from infergate.apiserver.runtime.logs import MARKER
 from infergate.apiserver.runtime.probes import run_probe
 from infergate.apiserver.runtime.spec import LaunchSpec, Probe
 from infergate.util.clock import utc_now
+from infergate.util.procs import signal_group, spawn_logged, terminate
 
 log = logging.getLogger(__name__)
 ENTRYPOINT = ("-m", "infergate.cli.pod")  # a module path run by the child: the runtime never imports the CLI
@@ -130,10 +130,7 @@ class PodProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
             log_file.write(MARKER + f"{utc_now()} starting: infergate {' '.join(self.spec.argv)}\n".encode())
-            log_file.flush()
-            self._proc = await asyncio.create_subprocess_exec(
-                *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                env=self.environment(), start_new_session=True)
+        self._proc = await spawn_logged(self.argv, self.log_path, env=self.environment())
         now = utc_now()
         self.state.phase = "Running"
         self.state.pid = self._proc.pid
@@ -155,7 +152,7 @@ class PodProcess:
                 with contextlib.suppress(asyncio.CancelledError):
                     await prober
         if self.state.killed_by is not None:
-            _signal_group(proc.pid, signal.SIGKILL)  # anything the killed process left in its group
+            signal_group(proc.pid, signal.SIGKILL)  # anything the killed process left (if the probe task was cancelled)
         self.state.last_exit_code = 128 - code if code < 0 else code  # killed by signal N: 128+N, as containers
         self.state.last_finished_at = utc_now()
         self.state.ready = False
@@ -230,7 +227,7 @@ class PodProcess:
         self.state.killed_by = probe_kind
         self.state.ready = False
         self._changed()
-        await _terminate(proc, min(self.spec.grace_period_s, self.policy.max_grace_s))
+        await terminate(proc, self._grace_s(), name=f"pod {self.name}")
 
     async def _probe_loop(self, session: aiohttp.ClientSession) -> None:
         probe = self.spec.probe
@@ -254,35 +251,19 @@ class PodProcess:
         """Stop the process group (SIGTERM, SIGKILL after the grace period) and the restart loop."""
         self._stopping.set()
         proc = self._proc
-        if proc is not None and proc.returncode is None:
-            if not await _terminate(proc, min(self.spec.grace_period_s, self.policy.max_grace_s)):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(proc.wait(), 5.0)
-            _signal_group(proc.pid, signal.SIGKILL)  # anything the process left in its group
+        if proc is not None:
+            await terminate(proc, self._grace_s(), name=f"pod {self.name}")
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._task, 5.0)
         self.state.ready = False
         self.state.phase = "Succeeded"
 
+    def _grace_s(self) -> float:
+        return min(self.spec.grace_period_s, self.policy.max_grace_s)
+
     def kill(self) -> None:
         """SIGKILL the current process (tests: a crash)."""
         if self._proc is not None and self._proc.returncode is None:
-            _signal_group(self._proc.pid, signal.SIGKILL)
+            signal_group(self._proc.pid, signal.SIGKILL)
 
-
-async def _terminate(proc: asyncio.subprocess.Process, grace_s: float) -> bool:
-    """SIGTERM the process group, SIGKILL it if still running after ``grace_s``; whether it
-    exited within the grace period."""
-    _signal_group(proc.pid, signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), grace_s)
-    except TimeoutError:
-        _signal_group(proc.pid, signal.SIGKILL)
-        return False
-    return True
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)

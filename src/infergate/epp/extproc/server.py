@@ -11,6 +11,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from infergate.epp.contract import Director
 from infergate.epp.extproc.health import HealthService
 from infergate.epp.extproc.servicer import ExtProcServicer
+from infergate.util.grpc_server import GrpcServer
 from infergate.util.tls import ensure_certificate
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def self_signed_credentials(host: str, directory: Path | None = None) -> tuple[g
     return server_credentials(target), cert_path.read_bytes()
 
 
-class ExtProcServer:
+class ExtProcServer(GrpcServer):
     """A grpc.aio server for ``ExternalProcessor`` on ``host:port``.
 
     ``health`` additionally registers ``grpc.health.v1`` on the same port (upstream's
@@ -53,56 +54,28 @@ class ExtProcServer:
     def __init__(self, director: Director, *, host: str = "0.0.0.0", port: int = 9002,
                  json_errors: bool = True, health: HealthService | None = None,
                  credentials: grpc.ServerCredentials | None = None) -> None:
+        super().__init__(host=host, port=port, credentials=credentials, options=_SERVER_OPTIONS)
         self.servicer = ExtProcServicer(director, json_errors=json_errors)
-        self._host = host
-        self._requested_port = port
         self._health = health
-        self._credentials = credentials
-        self._server: grpc.aio.Server | None = None
-        self.port = port
 
-    async def start(self) -> None:
-        server = grpc.aio.server(options=_SERVER_OPTIONS)
+    def register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_ExternalProcessorServicer_to_server(self.servicer, server)
         if self._health is not None:
             server.add_generic_rpc_handlers((self._health.handler(),))
-        address = f"{self._host}:{self._requested_port}"
-        if self._credentials is not None:
-            self.port = server.add_secure_port(address, self._credentials)
-        else:
-            self.port = server.add_insecure_port(address)
-        await server.start()
-        self._server = server
-        log.info("ext_proc server listening on %s:%d", self._host, self.port)
-
-    async def stop(self, grace: float | None = 5.0) -> None:
-        """Stop accepting streams; in-flight ones get ``grace`` seconds to finish."""
-        if self._server is not None:
-            await self._server.stop(grace)
-            self._server = None
-
-    async def wait(self) -> None:
-        if self._server is not None:
-            await self._server.wait_for_termination()
-
-
-class HealthServer:
-    """``grpc.health.v1`` alone on its own port (upstream's ``--grpc-health-port``)."""
-
-    def __init__(self, health: HealthService, *, host: str = "0.0.0.0", port: int = 9003) -> None:
-        self._health = health
-        self._host = host
-        self.port = port
-        self._server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
-        server = grpc.aio.server()
-        server.add_generic_rpc_handlers((self._health.handler(),))
-        self.port = server.add_insecure_port(f"{self._host}:{self.port}")
-        await server.start()
-        self._server = server
+        await super().start()
+        log.info("ext_proc server listening on %s:%d", self._host, self.port)
 
-    async def stop(self, grace: float | None = 1.0) -> None:
-        if self._server is not None:
-            await self._server.stop(grace)
-            self._server = None
+
+class HealthServer(GrpcServer):
+    """``grpc.health.v1`` alone on its own port (upstream's ``--grpc-health-port``)."""
+
+    default_grace_s = 1.0
+
+    def __init__(self, health: HealthService, *, host: str = "0.0.0.0", port: int = 9003) -> None:
+        super().__init__(host=host, port=port)
+        self._health = health
+
+    def register(self, server: grpc.aio.Server) -> None:
+        server.add_generic_rpc_handlers((self._health.handler(),))

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from infergate.api import yamlload
 from infergate.epp.scheduling.framework import (
     ConfigError,
     Filter,
@@ -262,8 +261,8 @@ def build_scheduler(config: EndpointPickerConfig, handle: PluginHandle | None = 
 
 def load_config_text(text: str, *, seed: int | None = None) -> Scheduler:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        data = yamlload.load(text)
+    except yamlload.YAMLError as exc:
         raise ConfigError(f"(root): invalid YAML: {exc}") from None
     return build_scheduler(parse_config(data), PluginHandle(random.Random(seed)))
 

@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from infergate.api import yamlload
 from infergate.epp.datastore import GA_GROUP, PREVIEW_GROUP, InferenceModelInfo, Objective, PodInfo, PoolInfo
 from infergate.epp.sources.base import SourceError
 from infergate.epp.sources.convert import model_from_object, objective_from_object, pool_from_object
@@ -155,8 +154,8 @@ def parse_static(data: Any) -> StaticPool:
 def load_static(path: str | os.PathLike[str]) -> StaticPool:
     text = Path(path).read_text()
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        data = yamlload.load(text)
+    except yamlload.YAMLError as exc:
         raise SourceError(f"{path}: invalid YAML: {exc}") from None
     try:
         return parse_static(data)
