@@ -17,6 +17,7 @@ from kubernetes.client import ApiClient
 from infergate.epp.datastore import GA_GROUP, PREVIEW_GROUP, Datastore
 from infergate.epp.sources.base import SourceError
 from infergate.epp.sources.kubernetes import KubernetesEventHandler, KubernetesSource
+from infergate.util.wait import WaitTimeout, async_wait_until
 
 SERIALIZER: Any = ApiClient()
 
@@ -136,13 +137,10 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory, reference_dir: Path) -> 
 
 
 async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    try:
+        await async_wait_until(predicate, timeout, what=what)
+    except WaitTimeout as exc:
+        raise AssertionError(str(exc)) from None
 
 
 @pytest.mark.e2e
