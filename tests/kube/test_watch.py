@@ -15,8 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from infergate.apiserver import EmbeddedAPIServer
-from infergate.apiserver import server as apiserver_module
 from infergate.apiserver import store as store_module
+from infergate.apiserver.handlers import watch as watch_handler
 from infergate.kube import kinds
 from infergate.kube.client import KubeClient
 from infergate.kube.config import KubeConfig, load_config
@@ -165,7 +165,7 @@ async def test_expired_resource_version_relists(client: KubeClient, monkeypatch:
 
 async def test_bookmarks_move_the_resume_point(client: KubeClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """Bookmarks carry the server's resourceVersion: the resume starts there and so survives compaction."""
-    monkeypatch.setattr(apiserver_module, "BOOKMARK_INTERVAL", 0.1)
+    monkeypatch.setattr(watch_handler, "BOOKMARK_INTERVAL", 0.1)
     ns, elsewhere = await namespace(client), await namespace(client)
     await configmap(client, ns, "a")
     seen = Recorder()
