@@ -30,9 +30,9 @@ from infergate.controller.runner import Reconciler
 from infergate.controller.translator import TranslatorOptions
 from infergate.controller.translator.addresses import ClusterAllocator
 from infergate.dataplane import Dataplane, DataplaneOptions
+from infergate.ir import Endpoint
 from infergate.serve.children import Child, ChildError
 from infergate.serve.health import check_all
-from infergate.ir import Endpoint
 from infergate.serve.manifests import GATEWAY_NAME, EPPPorts, render
 from infergate.serve.members import MemberApplier, pool_key
 from infergate.serve.spec import (
