@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.serve.support import Serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve")]
