@@ -349,7 +349,8 @@ def _pool_status(objects: Objects, plan: _PoolPlan, before: Mapping[str, ScrapeR
     epp_after = after.get(plan.epp_metrics_url, "no metrics address") if plan.epp_metrics_url else \
         "the EPP Service or its pods were not found"
     epp_before = before.get(plan.epp_metrics_url, "") if plan.epp_metrics_url else ""
-    parents = (pool.get("status") or {}).get("parents") or []
+    status = pool.get("status") or {}
+    parents = status.get("parents") or status.get("parent") or []  # v1: parents; v1alpha2: parent
     accepted = None
     for parent in parents:
         value = _bool(_condition(parent.get("conditions"), "Accepted"))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from infergate.status.sources import ReaderError
+
 PLURALS: dict[tuple[str, str], tuple[str, str]] = {
     ("gateway.networking.k8s.io", "Gateway"): ("v1", "gateways"),
     ("gateway.networking.k8s.io", "HTTPRoute"): ("v1", "httproutes"),
@@ -46,16 +48,16 @@ class KubeReader:
         return f"{prefix}/namespaces/{self.namespace}/{plural}" if self.namespace else f"{prefix}/{plural}"
 
     def list_objects(self, group: str, kind: str) -> list[dict[str, Any]]:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            response = self._api.call_api(self._path(group, kind), "GET", auth_settings=["BearerToken"],
-                                          _preload_content=False, _request_timeout=self.timeout)
-        except ApiException as exc:
-            if exc.status == 404:
-                return []
-            raise
-        data = json.loads(response[0].data)
+        method, url, header_params, _, _ = self._api.param_serialize(
+            method="GET", resource_path=self._path(group, kind), header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        response = self._api.call_api(method, url, header_params=header_params, _request_timeout=self.timeout)
+        raw = response.read()
+        if response.status == 404:  # the kind is not served (its CRD is not installed)
+            return []
+        if response.status >= 400:
+            raise ReaderError(f"GET {self._path(group, kind)}: {response.status} {raw[:300]!r}")
+        data = json.loads(raw)
         items: list[dict[str, Any]] = data.get("items") or []
         version, _ = PLURALS[(group, kind)]
         for item in items:  # list items carry no apiVersion/kind
