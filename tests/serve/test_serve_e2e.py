@@ -4,6 +4,7 @@ Ctrl-C stopping every process it started."""
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -131,3 +132,20 @@ def test_health_line_for_an_endpoint_that_is_down(tmp_path: Path) -> None:
             serve.stop()
     finally:
         sim.stop()
+
+
+def test_a_child_that_dies_stops_serve_with_its_log(tmp_path: Path) -> None:
+    serve = Serve(["--sim", "1", "--sim-time-scale", "20"], tmp_path)
+    try:
+        started = descendants(serve.proc.pid)
+        (epp,) = [pid for pid in started if " epp " in Path(f"/proc/{pid}/cmdline").read_bytes()
+                  .replace(b"\0", b" ").decode()]
+        os.kill(epp, signal.SIGKILL)
+        rest, _ = serve.proc.communicate(timeout=40)
+    finally:
+        if serve.proc.poll() is None:
+            serve.stop()
+    assert serve.proc.returncode == 1
+    assert "EPP default/serve" in rest and "exited with code -9" in rest
+    assert "stopped everything infergate serve started" in rest
+    assert not alive(started)

@@ -223,10 +223,15 @@ class Server:
                 except SpecError as exc:
                     self.out(f"pool file not applied (the previous content keeps serving): {exc}")
                     continue
+                known = {e.hostport for e in served.spec.endpoints}
                 run.pools[i] = replace(served, spec=spec)
                 changed = True
                 self.out(f"pool {spec.namespace}/{spec.name} re-read from {path}: "
                          f"{', '.join(e.hostport for e in spec.endpoints) or 'no endpoints'}")
+                new = [e for e in spec.endpoints if e.hostport not in known]
+                if new:
+                    for result in await check_all(new, self.config.health_timeout):
+                        self.out(result.line())
             if changed:
                 self._write_manifests(run)
                 self._write_state(run)
@@ -238,6 +243,18 @@ class Server:
         assert run is not None
         return {pool_key(p.spec.group, p.spec.namespace, p.spec.name):
                 tuple(Endpoint(e.address, e.port) for e in p.spec.endpoints) for p in run.pools}
+
+    async def _watch_children(self, run: _Running) -> None:
+        """Return when a process serve started exits by itself (serve then stops the rest)."""
+        waits = {asyncio.create_task(c.process.wait()): c for c in run.children if c.process is not None}
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        child = waits[next(iter(done))]
+        raise ChildError(f"{child.name} (pid {child.pid}) exited with code {child.process.returncode if child.process else '?'}; "
+                         f"log {child.log_path}:\n{child.log_tail(1500)}")
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -301,7 +318,7 @@ class Server:
                 watcher = asyncio.create_task(self._watch_pool_files(run), name="serve-pool-files")
                 self._write_state(run, dataplane)
                 self._announce(run)
-                await asyncio.Event().wait()  # until cancelled by a signal
+                await self._watch_children(run)  # until a child exits, or cancelled by a signal
             finally:
                 for task in (watcher, reconciling):
                     if task is not None:
