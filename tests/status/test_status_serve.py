@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +30,26 @@ def traffic(url: str, stop: threading.Event, counts: list[int]) -> None:
             counts.append(response.status_code)
 
 
+def watch(state_file: Path, seconds: float = 6.0) -> list[dict[str, object]]:
+    """`status --watch -o json` for a while, then Ctrl-C: every snapshot it printed."""
+    proc = subprocess.Popen([sys.executable, "-m", "infergate", "status", "--state-file", str(state_file), "--watch",
+                             "-o", "json", "--interval", "0.5s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    decoder, snapshots, at = json.JSONDecoder(), [], 0
+    while at < len(out.rstrip()):
+        while out[at].isspace():
+            at += 1
+        snapshot, at = decoder.raw_decode(out, at)
+        snapshots.append(snapshot)
+    return snapshots
+
+
 def test_status_json_of_serve_while_traffic_flows(tmp_path: Path) -> None:
     serve = Serve(["--sim", "2", "--sim-time-scale", "20"], tmp_path)
     stop, counts = threading.Event(), []
@@ -39,6 +60,7 @@ def test_status_json_of_serve_while_traffic_flows(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         data = json.loads(result.stdout)
         table = status("--state-file", str(serve.state_file), "--interval", "0.5s")
+        watched = watch(serve.state_file)
     finally:
         stop.set()
         sender.join(30)
@@ -68,6 +90,9 @@ def test_status_json_of_serve_while_traffic_flows(tmp_path: Path) -> None:
     assert t["latency_p50_s"] is not None and t["latency_p90_s"] >= t["latency_p50_s"]
     assert t["ttft_p50_s"] is not None and t["ttft_p90_s"] >= t["ttft_p50_s"]
     assert data["errors"] == []
+
+    assert len(watched) >= 2 and all(w["gateways"][0]["programmed"] for w in watched)  # type: ignore[index]
+    assert len({w["taken_at"] for w in watched}) >= 2 or len(watched) >= 3
 
     assert table.returncode == 0, table.stderr
     for text in ("Gateways", "infergate-serve", "InferencePools", "default/serve", "Endpoints of default/serve"):

@@ -382,6 +382,8 @@ async def collect_status(reader: Reader, *, sample_interval: float = 2.0, timeou
     window = max(second - started, 1e-6)
     pools = [_pool_status(objects, plan, before, after, window) for plan in plans]
     errors = [f"{pool.namespace}/{pool.name}: EPP metrics: {pool.epp_error}" for pool in pools if pool.epp_error]
+    errors += [f"{pool.namespace}/{pool.name}: endpoint {e.name} ({e.address}:{e.port}) metrics: {e.error}"
+               for pool in pools for e in pool.endpoints if e.error]
     return StatusSnapshot(
         source=reader.description, taken_at=utc_now(), sample_interval_s=sample_interval,
         gateways=sorted((gateway_status(g) for g in objects.gateways), key=lambda g: (g.namespace, g.name)),
