@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from infergate.cli.options import DURATION
+from infergate.cli.options import DURATION, configure_logging
 
 
 @click.command("serve", epilog="See docs/serve.md. `infergate status --serve` shows what it is doing.")
@@ -63,7 +63,7 @@ def command(**options: Any) -> None:
         raise click.UsageError("--config-file and --config-text are mutually exclusive")
     if not (options["endpoints"] or options["pool_files"] or options["sim"]):
         raise click.UsageError("nothing to serve: give --endpoint URL, --pool FILE or --sim N")
-    from infergate.cli.options import configure_logging
+    # imported when the command runs, so that `infergate --help` stays light
     from infergate.epp.scheduling.config import PRESETS
     from infergate.serve.spec import SpecError, parse_endpoint_url
     from infergate.serve.state import default_state_path

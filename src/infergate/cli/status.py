@@ -39,10 +39,11 @@ def command(**options: Any) -> None:
       infergate status --serve          # a running `infergate serve`
       infergate status -o json | jq '.pools[].traffic'
     """
+    # imported when the command runs, so that `infergate --help` stays light
     import uvloop
 
     from infergate.status.collect import collect_status
-    from infergate.status.sources import Reader, ReaderError
+    from infergate.status.sources import ReaderError
 
     reader = _reader(options)
 
@@ -77,12 +78,12 @@ def command(**options: Any) -> None:
 
     try:
         uvloop.run(watch())
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C ends --watch
         pass
-    _ = Reader
 
 
 def _reader(options: dict[str, Any]) -> Any:
+    # the chosen source's modules only (the Kubernetes client is slow to import)
     from infergate.status.sources import ServeReader
 
     if options["serve"] or options["state_file"]:
