@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -31,3 +34,34 @@ def test_nothing_to_serve() -> None:
 def test_unknown_profile() -> None:
     result = CliRunner().invoke(command, ["--sim", "1", "--profile", "nope"])
     assert result.exit_code == 2 and "--profile" in result.output and "round-robin" in result.output
+
+
+def test_a_bad_pool_file_names_the_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "pool.yaml"
+    bad.write_text("pool: {namespace: default}\nendpoints: [{address: 127.0.0.1, port: 8000}]\n")
+    result = CliRunner().invoke(command, ["--pool", str(bad), "--port", "0", "--state-file", str(tmp_path / "s.json")])
+    assert result.exit_code == 1
+    assert f"--pool {bad}: pool.name: required" in result.output
+    assert "stopped everything infergate serve started: nothing was running" in result.output
+
+
+def test_several_pools_must_name_their_models(tmp_path: Path) -> None:
+    files = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"pool: {{name: {name}}}\nendpoints: [{{address: 127.0.0.1, port: 8000}}]\n")
+        files += ["--pool", str(path)]
+    result = CliRunner().invoke(command, [*files, "--port", "0", "--state-file", str(tmp_path / "s.json")])
+    assert result.exit_code == 1 and "models: required when serving several pools" in result.output
+
+
+def test_a_busy_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(command, ["--endpoint", "http://127.0.0.1:9", "--port", str(port),
+                                              "--state-file", str(tmp_path / "s.json")])
+    assert result.exit_code == 1
+    assert f"--port {port}: 127.0.0.1:{port} is already in use" in result.output
+    assert "nothing was running" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -61,6 +62,13 @@ def test_status_json_of_serve_while_traffic_flows(tmp_path: Path) -> None:
         data = json.loads(result.stdout)
         table = status("--state-file", str(serve.state_file), "--interval", "0.5s")
         watched = watch(serve.state_file)
+        # no kubeconfig anywhere, serve's state file in its default place: status reads serve
+        home = tmp_path / "home"
+        (home / ".local" / "state" / "infergate").mkdir(parents=True)
+        (home / ".local" / "state" / "infergate" / "serve.json").write_text(serve.state_file.read_text())
+        env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "XDG_STATE_HOME", "KUBERNETES_SERVICE_HOST")}
+        default = subprocess.run([sys.executable, "-m", "infergate", "status", "-o", "json", "--interval", "0"],
+                                 capture_output=True, text=True, timeout=60, env={**env, "HOME": str(home)})
     finally:
         stop.set()
         sender.join(30)
@@ -93,6 +101,9 @@ def test_status_json_of_serve_while_traffic_flows(tmp_path: Path) -> None:
 
     assert len(watched) >= 2 and all(w["gateways"][0]["programmed"] for w in watched)  # type: ignore[index]
     assert len({w["taken_at"] for w in watched}) >= 2 or len(watched) >= 3
+
+    assert default.returncode == 0, default.stderr
+    assert json.loads(default.stdout)["source"].startswith("infergate serve at ")
 
     assert table.returncode == 0, table.stderr
     for text in ("Gateways", "infergate-serve", "InferencePools", "default/serve", "Endpoints of default/serve"):

@@ -35,7 +35,8 @@ def command(**options: Any) -> None:
     and each pool's recent requests (rate, errors, latency and TTFT p50/p90).
 
     \b
-      infergate status                  # the cluster of $KUBECONFIG (also `infergate up`)
+      infergate status                  # the cluster of $KUBECONFIG (also `infergate up`);
+                                        # without any kubeconfig: a running `infergate serve`
       infergate status --serve          # a running `infergate serve`
       infergate status -o json | jq '.pools[].traffic'
     """
@@ -84,11 +85,10 @@ def command(**options: Any) -> None:
 
 def _reader(options: dict[str, Any]) -> Any:
     # the chosen source's modules only (the Kubernetes client is slow to import)
+    from infergate.serve.state import StateFileError, default_state_path, read_state
     from infergate.status.sources import ServeReader
 
-    if options["serve"] or options["state_file"]:
-        from infergate.serve.state import StateFileError, default_state_path, read_state
-
+    if options["serve"] or options["state_file"] or _only_serve(options, default_state_path()):
         path = options["state_file"] or default_state_path()
         try:
             return ServeReader(read_state(path), path)
@@ -101,3 +101,10 @@ def _reader(options: dict[str, Any]) -> Any:
                           options["namespace"], timeout=options["timeout"] + 7)
     except Exception as exc:  # the client library's configuration errors are of several types
         raise click.ClickException(f"cannot read the Kubernetes API configuration: {exc}") from None
+
+
+def _only_serve(options: dict[str, Any], state: Path) -> bool:
+    """No Kubernetes configuration anywhere, but a running ``infergate serve``: read that."""
+    kube = (options["kubeconfig"] or options["context"] or os.environ.get("KUBECONFIG")
+            or os.environ.get("KUBERNETES_SERVICE_HOST") or (Path.home() / ".kube" / "config").exists())
+    return not kube and state.exists()

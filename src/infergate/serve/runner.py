@@ -43,9 +43,10 @@ from infergate.serve.spec import (
     endpoints_pool,
     load_pool_file,
 )
-from infergate.serve.state import ServedPool, ServeState, write_state
+from infergate.serve.state import ServedPool, ServeState, StateFileError, read_state, write_state
 from infergate.util.clock import utc_now
-from infergate.util.net import async_wait_for_port, free_port, random_loopback_block
+from infergate.util.net import async_wait_for_port, free_port, port_is_free, random_loopback_block
+from infergate.util.procs import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class Server:
         self._manifests: Path | None = None
         self._stamps: dict[Path, tuple[int, int]] = {}
         self._applier: MemberApplier | None = None
+        self._envoy_started = False
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -282,8 +284,24 @@ class Server:
 
     # -- the run --------------------------------------------------------------------------------
 
+    def _preflight(self) -> None:
+        """What can be refused before anything starts: a busy port, a state file in use."""
+        config = self.config
+        host = config.host if config.host not in ("0.0.0.0", "") else "0.0.0.0"
+        if config.port and not port_is_free(host, config.port):
+            raise SpecError(f"--port {config.port}: {host}:{config.port} is already in use (--port 0 picks a free one)")
+        if config.state_file is not None and config.state_file.exists():
+            try:
+                other = read_state(config.state_file)
+            except StateFileError:
+                return  # a stale or foreign file: ours replaces it
+            if other.pid != os.getpid() and pid_alive(other.pid):
+                raise SpecError(f"--state-file {config.state_file}: another infergate serve (pid {other.pid}, "
+                                f"{other.url}) uses it; give this one its own --state-file")
+
     async def _serve(self, run: _Running) -> None:
         config = self.config
+        self._preflight()
         sim_urls = await self._start_sim(run) if config.sim else []
         pools = self._pools(sim_urls)
         if not pools:
@@ -303,6 +321,7 @@ class Server:
         dp_options = DataplaneOptions(work_dir=run.work_dir / "envoy", log_level=config.envoy_log_level,
                                       start_timeout_s=config.start_timeout)
         async with Dataplane(dp_options) as dataplane:
+            self._envoy_started = True
             await provider.start()
             watcher: asyncio.Task[None] | None = None
             reconciling: asyncio.Task[None] | None = None
@@ -372,7 +391,7 @@ class Server:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             await self._stop_children(run)
-            if config.state_file is not None:
+            if config.state_file is not None and self.state is not None:  # ours (written when ready)
                 with contextlib.suppress(FileNotFoundError):
                     config.state_file.unlink()
             if tmp is not None:
@@ -384,7 +403,8 @@ class Server:
         if started:
             self.out("stopping " + ", ".join(f"{c.name} (pid {c.pid})" for c in started))
         await asyncio.gather(*(c.stop() for c in reversed(started)))
-        self.out(f"stopped everything infergate serve started (Envoy and {len(started)} process(es))")
+        stopped = (["Envoy"] if self._envoy_started else []) + [c.name for c in started]
+        self.out(f"stopped everything infergate serve started: {', '.join(stopped) or 'nothing was running'}")
 
 
 def _stamp(path: Path) -> tuple[int, int]:
