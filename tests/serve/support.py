@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,44 +25,60 @@ def _env() -> dict[str, str]:
 
 
 class Serve:
-    """``infergate serve ARGS`` in its own session; ``url`` once it printed the ready line."""
+    """``infergate serve ARGS`` in its own session; ``url`` once it printed the ready line.
+
+    Its output is read by a thread into ``output`` all along (so the pipe never fills).
+    """
 
     def __init__(self, args: list[str], tmp: Path, timeout: float = 90.0) -> None:
         self.state_file = tmp / "serve.json"
         self.output: list[str] = []
+        self.url = ""
+        self._ready = threading.Event()
         self.proc = subprocess.Popen(
             infergate("serve", "--port", "0", "--state-file", str(self.state_file), *args),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=_env())
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(timeout) or not self.url:
+            self.stop()
+            raise AssertionError("infergate serve did not become ready:\n" + self.text())
+
+    def _read(self) -> None:
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        self.url = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
+        for line in self.proc.stdout:
             self.output.append(line)
             if line.startswith(READY):
                 self.url = line[len(READY):].strip()
-                return
-        self.stop()
-        raise AssertionError("infergate serve did not become ready:\n" + "".join(self.output))
+                self._ready.set()
+        self._ready.set()  # EOF: it exited
+
+    def text(self) -> str:
+        return "".join(self.output)
 
     def state(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.state_file.read_text())
         return data
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 40.0) -> str:
-        """Send ``sig`` and return the rest of the output (kills the group if it does not exit)."""
+        """Send ``sig``, wait for the exit and return what it printed from then on."""
+        ready_at = len(self.output)
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            rest, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            rest, _ = self.proc.communicate(timeout=10)
-            raise AssertionError("infergate serve did not stop:\n" + "".join(self.output) + rest) from None
-        self.output.append(rest or "")
-        return rest or ""
+            self.proc.wait(10)
+            raise AssertionError("infergate serve did not stop:\n" + self.text()) from None
+        self._reader.join(10)
+        return "".join(self.output[ready_at:])
+
+    def wait_exit(self, timeout: float) -> str:
+        """Wait for an exit serve decides itself; return all it printed."""
+        self.proc.wait(timeout)
+        self._reader.join(10)
+        return self.text()
 
 
 class Sim:

@@ -24,7 +24,7 @@ MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 def test_sim_pool_serves_openai_client_streaming_and_not_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     serve = Serve(["--sim", "2", "--sim-time-scale", "20"], tmp_path)
     try:
-        text = "".join(serve.output)
+        text = serve.text()
         assert text.count("healthy   http://") == 2, text  # one clear line per endpoint
         client = openai.OpenAI(base_url=serve.url, api_key="unused", timeout=30, max_retries=0)
         completion = client.chat.completions.create(
@@ -107,7 +107,8 @@ def test_pool_files_of_two_models_route_by_model_and_are_reread(tmp_path: Path) 
             _pool_file(chat_file, "chat", "chat", chat)  # a second chat endpoint
             poll(lambda: "chat-1" in pods("chat", 6), 30, "the new endpoint to get traffic")
             assert pods("code") == {"code-0"}
-            assert "re-read from" in "".join(serve.output) or serve.proc.poll() is None
+            assert f"pool default/chat re-read from {chat_file}" in serve.text()
+            assert f"healthy   {chat[1].url}" in serve.text()  # the added endpoint's health line
             assert poll(lambda: len(serve.state()["pools"][0]["endpoints"]) == 2, 10, "the state file to follow")
         finally:
             serve.stop()
@@ -123,7 +124,7 @@ def test_health_line_for_an_endpoint_that_is_down(tmp_path: Path) -> None:
     try:
         serve = Serve(["--endpoint", sim.url, "--endpoint", down, "--model", "m"], tmp_path)
         try:
-            text = "".join(serve.output)
+            text = serve.text()
             assert f"healthy   {sim.url}" in text
             assert f"UNHEALTHY {down}" in text and "not reachable" in text
             response = httpx.post(serve.url + "/completions", json={"model": "m", "prompt": "x", "max_tokens": 2},
@@ -142,7 +143,7 @@ def test_a_child_that_dies_stops_serve_with_its_log(tmp_path: Path) -> None:
         (epp,) = [pid for pid in started if " epp " in Path(f"/proc/{pid}/cmdline").read_bytes()
                   .replace(b"\0", b" ").decode()]
         os.kill(epp, signal.SIGKILL)
-        rest, _ = serve.proc.communicate(timeout=40)
+        rest = serve.wait_exit(40)
     finally:
         if serve.proc.poll() is None:
             serve.stop()
