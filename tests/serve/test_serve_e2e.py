@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -151,3 +153,30 @@ def test_a_child_that_dies_stops_serve_with_its_log(tmp_path: Path) -> None:
     assert "EPP default/serve" in rest and "exited with code -9" in rest
     assert "stopped everything infergate serve started" in rest
     assert not alive(started)
+
+
+def test_ctrl_c_while_starting_stops_what_was_started(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infergate", "serve", "--sim", "2", "--port", "0",
+         "--state-file", str(tmp_path / "s.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    assert proc.stdout is not None
+    seen: list[str] = []
+    started: set[int] = set()
+    try:
+        for line in proc.stdout:  # the EPP is up, the gateway is being started
+            seen.append(line)
+            started |= descendants(proc.pid)
+            if line.startswith("pool default/serve:"):
+                break
+        started |= descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=10)
+    assert proc.returncode == 0, "".join(seen) + rest
+    assert "received SIGINT: stopping" in rest and "simulator" in rest and "EPP default/serve" in rest
+    assert len(started) >= 2 and not alive(started)
+    assert not (tmp_path / "s.json").exists()

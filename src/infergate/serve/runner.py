@@ -387,6 +387,10 @@ class Server:
         except (SpecError, ChildError) as exc:
             self.out(f"infergate serve: {exc}")
             code = 1
+        except Exception as exc:  # e.g. Envoy that does not start: said in one line, details in the log
+            log.debug("infergate serve failed", exc_info=True)
+            self.out(f"infergate serve: {type(exc).__name__}: {exc}")
+            code = 1
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
