@@ -91,7 +91,7 @@ def _reader(options: dict[str, Any]) -> Any:
     if options["serve"] or options["state_file"] or _only_serve(options, default_state_path()):
         path = options["state_file"] or default_state_path()
         try:
-            return ServeReader(read_state(path), path)
+            return ServeReader(read_state(path), path, options["namespace"])
         except StateFileError as exc:
             raise click.ClickException(str(exc)) from None
     from infergate.status.kubeapi import KubeReader

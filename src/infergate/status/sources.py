@@ -34,9 +34,11 @@ class Reader(Protocol):
 class ServeReader:
     """The objects ``infergate serve`` gave its gateway, with the statuses the gateway wrote."""
 
-    def __init__(self, state: ServeState, state_path: Path) -> None:
+    def __init__(self, state: ServeState, state_path: Path, namespace: str | None = None) -> None:
         self.state = state
-        self.description = f"infergate serve at {state.url} (state {state_path})"
+        self.namespace = namespace
+        self.description = f"infergate serve at {state.url} (state {state_path})" + (
+            f" (namespace {namespace})" if namespace else "")
 
     def _objects(self) -> list[dict[str, Any]]:
         directory = Path(self.state.manifests_dir)
@@ -67,6 +69,8 @@ class ServeReader:
         found = []
         for obj in self._objects():
             if obj.get("kind") != kind or split_api_version(str(obj.get("apiVersion", "")))[0] != group:
+                continue
+            if self.namespace and (obj.get("metadata") or {}).get("namespace", "default") != self.namespace:
                 continue
             ref = str(ObservedObject.from_dict(obj).ref)
             if ref in statuses:
