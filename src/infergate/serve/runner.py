@@ -143,17 +143,29 @@ class Server:
         line = await sim.start("ready", config.start_timeout)
         return [f"http://{hostport}" for hostport in line.split()[1:]]
 
-    def _pools(self, sim_urls: list[str]) -> list[PoolSpec]:
+    def _file_pools(self) -> list[PoolSpec]:
+        pools = []
+        for path in self.config.pool_files:
+            self._stamps[path] = _stamp(path)
+            pools.append(load_pool_file(path))
+        return pools
+
+    def _pools(self, sim_urls: list[str], file_pools: list[PoolSpec], *, before_sims: bool = False) -> list[PoolSpec]:
+        """The pools to serve (``before_sims``: the check before the simulators exist)."""
         config = self.config
         pools: list[PoolSpec] = []
         urls = [*config.endpoints, *sim_urls]
-        if urls:
+        if urls or config.sim:
             model = config.model or (config.sim_model if config.sim and not config.endpoints else None)
             pools.append(endpoints_pool(urls, name=config.pool_name, namespace=config.pool_namespace, model=model))
-        for path in config.pool_files:
-            pools.append(load_pool_file(path))
-            self._stamps[path] = _stamp(path)
+        if not pools and not file_pools:
+            raise SpecError("nothing to serve: give --endpoint URL, --pool FILE or --sim N")
+        pools.extend(file_pools)
         check_pools(pools)
+        if not before_sims:
+            for pool in pools:
+                if not pool.endpoints:
+                    self.out(f"warning: pool {pool.namespace}/{pool.name} has no ready endpoint yet")
         return pools
 
     def _epp_argv(self, pool: PoolSpec, static_file: Path) -> list[str]:
@@ -260,9 +272,12 @@ class Server:
 
     # -- state ----------------------------------------------------------------------------------
 
+    def _client_host(self) -> str:
+        """Where a client on this machine reaches the gateway."""
+        return "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host
+
     def _url(self, run: _Running) -> str:
-        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host
-        return f"http://{host}:{run.port}"
+        return f"http://{self._client_host()}:{run.port}"
 
     def _write_state(self, run: _Running, dataplane: Dataplane | None = None) -> None:
         assert self._manifests is not None
@@ -287,9 +302,9 @@ class Server:
     def _preflight(self) -> None:
         """What can be refused before anything starts: a busy port, a state file in use."""
         config = self.config
-        host = config.host if config.host not in ("0.0.0.0", "") else "0.0.0.0"
-        if config.port and not port_is_free(host, config.port):
-            raise SpecError(f"--port {config.port}: {host}:{config.port} is already in use (--port 0 picks a free one)")
+        if config.port and not port_is_free(config.host, config.port):
+            raise SpecError(f"--port {config.port}: {config.host}:{config.port} is already in use "
+                            "(--port 0 picks a free one)")
         if config.state_file is not None and config.state_file.exists():
             try:
                 other = read_state(config.state_file)
@@ -302,21 +317,21 @@ class Server:
     async def _serve(self, run: _Running) -> None:
         config = self.config
         self._preflight()
+        file_pools = self._file_pools()
+        self._pools([], file_pools, before_sims=True)  # URLs, files and models checked before anything starts
         sim_urls = await self._start_sim(run) if config.sim else []
-        pools = self._pools(sim_urls)
-        if not pools:
-            raise SpecError("nothing to serve: give --endpoint URL, --pool FILE or --sim N")
+        pools = self._pools(sim_urls, file_pools)
         await self._health(pools)
         for pool in pools:
             run.pools.append(await self._start_epp(run, pool))
-        run.port = config.port or free_port(config.host if config.host != "0.0.0.0" else "127.0.0.1")
+        run.port = config.port or free_port(self._client_host())
         self._manifests = run.work_dir / "manifests"
         self._manifests.mkdir(parents=True, exist_ok=True)
         self._write_manifests(run)
 
         provider = FileProvider(self._manifests, poll_interval=config.poll_interval,
                                 status_file=run.work_dir / "status.yaml")
-        options = TranslatorOptions(addresses=ClusterAllocator(external_address=self._url(run).split("//")[1].split(":")[0],
+        options = TranslatorOptions(addresses=ClusterAllocator(external_address=self._client_host(),
                                                                bind_address=config.host))
         dp_options = DataplaneOptions(work_dir=run.work_dir / "envoy", log_level=config.envoy_log_level,
                                       start_timeout_s=config.start_timeout)
@@ -332,7 +347,7 @@ class Server:
                 problem = _gateway_problem(provider)
                 if problem:
                     raise SpecError(f"the gateway is not programmed: {problem}")
-                await async_wait_for_port(self._url(run).split("//")[1].split(":")[0], run.port, config.start_timeout)
+                await async_wait_for_port(self._client_host(), run.port, config.start_timeout)
                 reconciling = asyncio.create_task(reconciler.run(), name="serve-reconcile")
                 watcher = asyncio.create_task(self._watch_pool_files(run), name="serve-pool-files")
                 self._write_state(run, dataplane)
