@@ -29,6 +29,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("infergate.cli.validate", "Validate manifests as the API server would."),
     "migrate": ("infergate.cli.migrate", "Migrate a live installation from the preview API to GA."),
     "bench": ("infergate.cli.bench", "Run benchmarks."),
+    "serve": ("infergate.cli.serve", "Run a local gateway in front of model servers (no Kubernetes)."),
+    "status": ("infergate.cli.status", "Show what the gateway is doing: routes, pools, endpoints, traffic."),
 }
 
 
