@@ -12,8 +12,9 @@ matched / total hashes. After scheduling (PreRequest) the chosen endpoint's LRU 
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping
+from itertools import chain, takewhile
 from typing import Any
 
 import xxhash
@@ -103,16 +104,13 @@ class PrefixIndexer:
         return sum(len(lru) for lru in self._lru.values())
 
     def match_longest_prefix(self, hashes: list[int]) -> dict[str, int]:
-        """Upstream's greedy walk: stop at the first hash nobody holds; count per server."""
-        matched: dict[str, int] = {}
-        by_hash = self._servers_by_hash
-        for h in hashes:
-            holders = by_hash.get(h)
-            if not holders:
-                break
-            for server in holders:
-                matched[server] = matched.get(server, 0) + 1
-        return matched
+        """Upstream's greedy walk: stop at the first hash nobody holds; count per server.
+
+        The walk and the counting run in C (``takewhile`` over the holder sets, ``Counter``
+        over their members): a 3,000-token prompt has 188 hashes, held by up to every server.
+        """
+        holders: Iterable[set[str] | None] = map(self._servers_by_hash.get, hashes)
+        return Counter(chain.from_iterable(takewhile(bool, holders)))  # type: ignore[arg-type]  # None stops it
 
 
 class PrefixCacheScorer(Plugin):
@@ -147,7 +145,8 @@ class PrefixCacheScorer(Plugin):
         total = len(hashes)
         if not total or not matched:
             return [0.0] * len(candidates)
-        return [matched.get(c.hostport, 0) / total for c in candidates]
+        get = matched.get
+        return [get(c.hostport, 0) / total for c in candidates]
 
     def pre_request(self, state: CycleState, request: SchedulingRequest, result: SchedulingResult) -> None:
         entry = state.get(self.STATE_KEY)
