@@ -120,3 +120,39 @@ def test_scrape_delays_are_jittered_and_back_off_past_the_failure_threshold() ->
     assert all(0.045 <= d <= 0.055 for d in healthy) and len(set(healthy)) > 100
     assert all(0.045 <= scraper._delay(1) <= 0.055 for _ in range(20))  # below the threshold: no back-off
     assert [round(scraper._delay(f), 3) for f in (2, 3, 4, 5, 6, 10)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+async def test_https_scrapes_go_through_aiohttp(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import ssl
+
+    from aiohttp import web
+
+    from infergate.bench.epp_cost_metrics_server import metrics_page
+    from infergate.epp.datastore import PodInfo, PoolInfo
+    from infergate.util.tls import ensure_certificate
+
+    cert, key = ensure_certificate(tmp_path, "127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(body=metrics_page())
+
+    app = web.Application()
+    app.router.add_get("/metrics", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        datastore = Datastore()
+        datastore.set_pool(PoolInfo("p", selector=None, target_ports=(port,)))
+        datastore.replace_pods([PodInfo("pod", "127.0.0.1")])
+        store = MetricsStore()
+        async with MetricsScraper(datastore, store, scheme="https", refresh_interval=0.02) as scraper:
+            endpoint = datastore.endpoints()[0]
+            assert await scraper.scrape_once(endpoint)
+            metrics = store.raw(endpoint.hostport)
+            assert metrics is not None and metrics.waiting_queue == 3 and metrics.missing == ()
+    finally:
+        await runner.cleanup()
