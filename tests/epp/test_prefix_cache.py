@@ -60,3 +60,19 @@ def test_scorer_prefers_the_endpoint_that_served_the_prefix() -> None:
     assert scorer.score({}, first, cs)[1] == 1.0  # the same prompt again: full match
     other_model = SchedulingRequest("r3", "other", system + "Question one?")
     assert scorer.score({}, other_model, cs) == [0.0, 0.0, 0.0]
+
+
+def test_memoized_hashing_gives_the_same_hashes() -> None:
+    import random
+
+    rng = random.Random(5)
+    memo: dict[tuple[int, bytes], tuple[int, ...]] = {}
+    previous = ""
+    for _ in range(300):
+        text = "".join(rng.choice(("a", "é", "日本", "🙂", "word ")) for _ in range(rng.randint(0, 9000)))
+        if rng.random() < 0.6:  # share a prefix with the previous prompt, as conversations do
+            text = previous[: rng.randint(0, len(previous))] + text
+        previous = text
+        block_size, max_blocks = rng.choice(((64, 256), (16, 1000), (100, 10)))
+        assert hash_prompt(text, "m", block_size, max_blocks, memo) == hash_prompt(text, "m", block_size, max_blocks)
+    assert memo  # segments were memoized and reused
