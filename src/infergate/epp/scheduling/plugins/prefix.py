@@ -12,7 +12,7 @@ matched / total hashes. After scheduling (PreRequest) the chosen endpoint's LRU 
 from __future__ import annotations
 
 import struct
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from itertools import chain, takewhile
 from typing import Any
@@ -105,7 +105,13 @@ class PrefixIndexer:
         if lru is None:
             lru = self._lru[server] = OrderedDict()
         by_hash = self._servers_by_hash
-        for h in hashes:
+        # the leading hashes the server already holds (usually most: a shared prefix) are
+        # moved to the LRU's end in one C-level pass; the rest one by one, as before
+        held = lru.__contains__
+        known = [held(h) for h in hashes]
+        first_new = known.index(False) if False in known else len(hashes)
+        deque(map(lru.move_to_end, hashes[:first_new]), maxlen=0)
+        for h in hashes[first_new:]:
             if h in lru:
                 lru.move_to_end(h)
                 continue
