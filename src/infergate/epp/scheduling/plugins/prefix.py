@@ -107,8 +107,7 @@ class PrefixIndexer:
         by_hash = self._servers_by_hash
         # the leading hashes the server already holds (usually most: a shared prefix) are
         # moved to the LRU's end in one C-level pass; the rest one by one, as before
-        held = lru.__contains__
-        known = [held(h) for h in hashes]
+        known = list(map(lru.__contains__, hashes))
         first_new = known.index(False) if False in known else len(hashes)
         deque(map(lru.move_to_end, hashes[:first_new]), maxlen=0)
         for h in hashes[first_new:]:
