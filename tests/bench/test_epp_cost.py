@@ -43,6 +43,9 @@ def _result(scale: float) -> dict[str, Any]:
         "idle": [{"endpoints": n, "seconds": 4.0, "epp_cores": scale * n / 1000, "scrapes_per_s": n * 20.0,
                   "scrapes_per_s_expected": n * 20.0, "epp_ms_per_scrape": scale * 0.05,
                   "epp_cores_at_full_rate": scale * n / 1000, "metrics_server_cores": 0.01} for n in POOL_SIZES],
+        "handler": [{"prompt_tokens": t, "cpu_ms_per_request": scale * 0.1} for t in PROMPT_TOKENS],
+        "grpc_floor": [{"response_body": "NONE", "requests": 10, "wall_s": 1.0, "cpu_ms_per_request": 0.3},
+                       {"response_body": "STREAMED", "requests": 10, "wall_s": 1.0, "cpu_ms_per_request": 1.0}],
         "scheduling_256": {"endpoints": 256, "requests": 10, "mean_ms": 0.2, "p50_ms": 0.2, "p99_ms": 0.3},
         "datastore": {"requests": 10, "empty_ms": 0.1, "empty_spread_ms": 0.001, "objectives_10000_ms": 0.1,
                       "models_1_ms": 0.1, "models_1000_ms": 0.1},
@@ -55,6 +58,8 @@ def test_report_gives_ratios_and_a_verdict_per_target(tmp_path: Path) -> None:
     assert "**Per request, 3,000-token prompts, at most 0.4 ms**: **met**" in text
     assert "**256 endpoints at 50 ms within 0.25 of a core**: **missed** by 0.006" in text
     assert "**Throughput ceiling of one process**" in text and "Added latency" in text
+    assert "| 3,000 | 0.200 | 0.100 | 0.50x |" in text  # the EPP's own work, in process
+    assert "0.300 ms of it is the transport's floor" in text
     (tmp_path / "baseline.json").write_text(json.dumps(_result(2.0)))
     (tmp_path / "after.json").write_text(json.dumps(_result(1.0)))
     write_report(tmp_path)

@@ -26,6 +26,9 @@ What runs:
 * **The transport's floor.** ``epp_cost_grpc_floor``: a grpcio asyncio ExternalProcessor
   that answers each message with a canned reply (no parsing, scheduling or metrics),
   driven the same way: what one ext_proc stream costs in this process model.
+* **The EPP's own work** (in process): the same exchanges (response body NONE) fed to the
+  ext_proc handler and the Director without gRPC, CPU time per request: what the EPP's
+  code costs on top of the transport, measured with much less noise than the above.
 * **Idle scrape cost.** One EPP per pool size (4 / 16 / 64 / 256 endpoints, 50 ms), its
   CPU over ``--idle-seconds`` with no requests, plus the scrapes answered per second.
 * **Scheduling over 256 endpoints** (in process): ``Scheduler.schedule`` + PreRequest
@@ -350,6 +353,41 @@ def measure_scheduling(endpoints: int, requests: int, rng: random.Random) -> dic
             "p50_ms": 1000 * samples[len(samples) // 2], "p99_ms": 1000 * samples[int(len(samples) * 0.99)]}
 
 
+async def _handler_cpu(tokens: int, requests: int, rng: random.Random) -> float:
+    """CPU per request of the ext_proc handler + Director, in process (no gRPC): request
+    headers, buffered body, response headers, as in the gateway's default configuration."""
+    from infergate.epp.datastore import Datastore, PodInfo, PoolInfo
+    from infergate.epp.director import EppDirector
+    from infergate.epp.extproc.servicer import ExtProcServicer
+    from infergate.epp.metrics_scraper import MetricsStore
+    from infergate.epp.scheduling.config import load_preset
+
+    datastore = Datastore()
+    datastore.set_pool(PoolInfo("pool", selector=None, target_ports=(8000,)))
+    datastore.replace_pods(PodInfo(f"pod-{i}", f"10.0.0.{i + 1}") for i in range(4))
+    store = MetricsStore(staleness_threshold=1e9)
+    for e in datastore.endpoints():
+        store.update(e.hostport, _endpoint_metrics(rng))
+    servicer = ExtProcServicer(EppDirector(datastore, load_preset("default", seed=1), store))
+    exchanges = [[_request_headers(i, MODE.NONE), pb.ProcessingRequest(request_body=pb.HttpBody(
+        body=body, end_of_stream=True)), _RESPONSE_HEADERS] for i, body in enumerate(_bodies(tokens, requests, rng))]
+
+    async def messages(items: list[pb.ProcessingRequest]) -> Any:
+        for item in items:
+            yield item
+
+    started = time.process_time()
+    for exchange in exchanges:
+        async for _ in servicer.Process(messages(exchange), None):
+            pass
+    return 1000 * (time.process_time() - started) / requests
+
+
+def measure_handler(requests: int, rng: random.Random) -> list[dict[str, float]]:
+    return [{"prompt_tokens": tokens, "cpu_ms_per_request": asyncio.run(_handler_cpu(tokens, requests, rng))}
+            for tokens in PROMPT_TOKENS]
+
+
 async def _director_cpu(objectives: int, models: int, requests: int, rng: random.Random) -> float:
     from infergate.epp.contract import InferenceRequest
     from infergate.epp.datastore import (
@@ -440,13 +478,16 @@ async def run_processes(args: argparse.Namespace, sources: dict[str, Path | None
 def in_process(args: argparse.Namespace) -> dict[str, Any]:
     """The measurements that import the EPP's code (run in a subprocess for the baseline)."""
     rng = random.Random(args.seed)
+    print("The EPP's own work per request (ext_proc handler + Director, in process, no gRPC):", flush=True)
+    handler = measure_handler(args.requests, rng)
+    print("  " + ", ".join(f"{r['prompt_tokens']}: {r['cpu_ms_per_request']:.3f} ms" for r in handler), flush=True)
     print("Scheduling over 256 endpoints (in process):", flush=True)
     scheduling = measure_scheduling(256, args.schedule_requests, rng)
     print(f"  {scheduling['mean_ms']:.3f} ms mean", flush=True)
     print("Director CPU per request with 10,000 objectives / 1,000 models (in process):", flush=True)
     datastore = measure_datastore(args.schedule_requests, rng)
     print(f"  {datastore}", flush=True)
-    return {"scheduling_256": scheduling, "datastore": datastore}
+    return {"handler": handler, "scheduling_256": scheduling, "datastore": datastore}
 
 
 def baseline_sources(rev: str, work: Path) -> Path:

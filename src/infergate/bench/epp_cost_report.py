@@ -120,6 +120,15 @@ def render(after: dict[str, Any], baseline: dict[str, Any] | None) -> str:
                   f"{floor.get('NONE', 0):.3f} ms per request with the response body NONE and "
                   f"{floor.get('STREAMED', 0):.3f} ms with it STREAMED, on the same machine in the same run: "
                   "the part of the EPP's cost that no change inside the EPP's code can remove."]
+    if after.get("handler"):
+        lines += ["", "**The EPP's own work** (the same exchanges fed to the ext_proc handler and the Director in "
+                  "process, without gRPC; CPU time per request; far less noisy than the rows above):", "",
+                  "| prompt tokens | baseline ms | after ms | ratio |", "|---:|---:|---:|---:|"]
+        for row in after["handler"]:
+            base = _row_by(baseline.get("handler", []), "prompt_tokens", row["prompt_tokens"]) if baseline else None
+            before = base["cpu_ms_per_request"] if base else None
+            lines.append(f"| {row['prompt_tokens']:,} | {'-' if before is None else f'{before:.3f}'} | "
+                         f"{row['cpu_ms_per_request']:.3f} | {_ratio(row['cpu_ms_per_request'], before)} |")
     lines += ["", "![CPU per request](cpu_per_request.png)", "",
               "## EPP idle CPU against pool size (scrapes every 50 ms)", "",
               "One static metrics server process answers for every endpoint (26 KB vLLM page, keep-alive HTTP/1.1); "
@@ -170,9 +179,11 @@ def _floor_sentence(after: dict[str, Any], ms3000: float) -> str:
     if "NONE" not in floor:
         return ""
     transport = floor["NONE"]
+    own = next((r["cpu_ms_per_request"] for r in after.get("handler", []) if r["prompt_tokens"] == 3000), None)
+    own_text = "" if own is None else f" (measured in process without gRPC: {own:.3f} ms)"
     return (f"Why: {transport:.3f} ms of it is the transport's floor (grpcio's asyncio server: a canned ext_proc "
             f"server costs that much per stream), leaving {max(0.0, ms3000 - transport):.3f} ms for the EPP's own "
-            "work (body parsing, prefix hashing, scheduling, metrics). What would close it: an ext_proc front "
+            f"work{own_text}: body parsing, prefix hashing, scheduling, metrics. What would close it: an ext_proc front "
             "that is not grpcio-in-Python (a compiled gRPC server, e.g. in Go or Rust, handing the parsed "
             "request to the scheduler), or several EPP processes per replica; with this transport the "
             "target is out of reach whatever the scheduling code does.")
