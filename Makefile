@@ -75,6 +75,7 @@ bench: install
 	$(BIN)/python -m infergate.epp.bench_scheduler --endpoints 64 --requests 5000 --preset default \
 		| tee bench/results/scheduler-micro.txt
 	$(BIN)/python -m infergate.bench.extproc_cpu --out bench/results/extproc-cpu
+	$(BIN)/python -m infergate.bench.epp_cost --baseline-rev 55bf8ad --out bench/results/epp-cost
 	$(BIN)/infergate bench scheduling --replicas 4 --duration $(BENCH_DURATION) \
 		--profiles default,round-robin --out bench/results/scheduling
 
