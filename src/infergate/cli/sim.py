@@ -33,10 +33,10 @@ def _parse_overrides(values: tuple[str, ...]) -> dict[str, float]:
     epilog=(
         "Prints one line 'ready <ip:port>...' to stdout when all replicas listen. "
         f"Profiles: {', '.join(sorted(PROFILES))}. Profile parameters settable with --set: "
-        f"{', '.join(_OVERRIDABLE)}. Faults at run time: POST /admin/faults on a replica "
-        "(JSON: error_rate, error_status, added_latency_s, stalled), POST /admin/crash "
-        "({restart_after_s, startup_delay_s}), POST /admin/restart; or the same under "
-        "/admin/replicas/<name|index>/ on --admin-port. See docs/sim.md."
+        f"{', '.join(_OVERRIDABLE)}. Faults at run time, only with --admin-port (never on the "
+        "serving port): POST /admin/replicas/<index|name>/faults (JSON: error_rate, error_status, "
+        "added_latency_s, stalled), .../crash ({restart_after_s, startup_delay_s}), .../restart; "
+        "GET /admin/replicas. See docs/sim.md."
     ),
 )
 @click.option("--replicas", type=click.IntRange(1, 250), default=1, show_default=True,
@@ -82,8 +82,10 @@ def _parse_overrides(values: tuple[str, ...]) -> dict[str, float]:
               help="Model seconds during which /health and /health/ready answer 503.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for jitter, output lengths and faults.")
 @click.option("--admin-port", type=click.IntRange(1, 65535), default=None,
-              help="Serve the cluster admin API on --admin-address:PORT (reaches crashed replicas too).")
-@click.option("--admin-address", default="127.0.0.1", show_default=True)
+              help="Serve the fault-injection API (faults, crash, restart) on --admin-address:PORT. "
+                   "Off by default; it is never served on the replicas' --port.")
+@click.option("--admin-address", default="127.0.0.1", show_default=True,
+              help="Address of the admin API; keep it off addresses a gateway or client can reach.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 def command(replicas: int, address: str, port: int, model: str, lora: str, max_loras: int, profile: str,
@@ -97,7 +99,8 @@ def command(replicas: int, address: str, port: int, model: str, lora: str, max_l
 
     Each replica serves the OpenAI API (/v1/completions, /v1/chat/completions, /v1/models),
     /health, /health/ready, /metrics (vLLM or SGLang names), /get_load, /get_model_info,
-    /get_server_info and /admin/*, with a calibrated continuous-batching latency model.
+    /get_server_info, with a calibrated continuous-batching latency model. Fault injection
+    (/admin/*) is served only on --admin-port, which is off by default.
 
     \b
     Example (4 replicas on 127.0.1.1-4:8000, two adapters, 10x faster than real time):
