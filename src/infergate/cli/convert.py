@@ -8,6 +8,8 @@ from typing import NoReturn
 
 import click
 
+from infergate.cli.manifest_input import NotText, read_file, read_stdin
+
 # Kept in step with infergate.api.conversion (a test checks); the CLI module stays light to import.
 OUTPUT_VERSIONS = ("inference.networking.k8s.io/v1", "inference.networking.x-k8s.io/v1alpha2")
 TARGET_MODELS_MODES = ("backend-refs", "rewrite-resource", "heaviest")
@@ -164,7 +166,10 @@ def _read_inputs(filenames: tuple[str, ...], recursive: bool) -> list[tuple[str,
     inputs: list[tuple[str, str]] = []
     for name in filenames:
         if name == "-":
-            inputs.append(("<stdin>", sys.stdin.read()))
+            try:
+                inputs.append(("<stdin>", read_stdin()))
+            except NotText as exc:
+                raise click.BadParameter(str(exc), param_hint="-f") from None
             continue
         path = Path(name)
         if path.is_dir():
@@ -182,9 +187,9 @@ def _read_inputs(filenames: tuple[str, ...], recursive: bool) -> list[tuple[str,
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.BadParameter(f"{path}: {exc}", param_hint="-f") from None
+        return read_file(path)
+    except NotText as exc:
+        raise click.BadParameter(str(exc), param_hint="-f") from None
 
 
 def _fail(message: str) -> NoReturn:
