@@ -29,6 +29,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from prometheus_client import CollectorRegistry, Counter
 
 from infergate.api import headers as gie
+from infergate.api.limits import EXT_PROC_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,8 @@ class BBRServer:
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
-        server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000), ("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000), ("grpc.so_reuseport", 0),
+                                          ("grpc.max_receive_message_length", EXT_PROC_MAX_MESSAGE_BYTES)])
         pb_grpc.add_ExternalProcessorServicer_to_server(self.servicer, server)
         if self._extra:
             server.add_generic_rpc_handlers(self._extra)
