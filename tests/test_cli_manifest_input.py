@@ -82,3 +82,46 @@ def test_migrate_check_survives_a_kind_that_is_not_a_string(tmp_path: Path, kind
     path = tmp_path / "odd.yaml"
     path.write_text(f"apiVersion: v1\nkind: {kind}\nitems: [{{kind: InferencePool}}]\n")
     assert_clean(run([*COMMANDS["migrate"], str(path)]), (0, 1, 3))
+
+
+def alias_bomb(levels: int = 8) -> str:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n" + "".join(f"  {line}\n" for line in lines)
+
+
+DEEP = {
+    "alias bomb": (alias_bomb(), "excessive aliasing"),
+    "deep YAML": ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: " + "[" * 3000 + "]" * 3000 + "\n",
+                  "nested more than 100 levels deep"),
+    "deep JSON": ('{"apiVersion": "v1", "kind": "X", "data": ' + "[" * 3000 + "]" * 3000 + "}",
+                  "nested more than 100 levels deep"),
+    "deep spec": ("apiVersion: inference.networking.k8s.io/v1\nkind: InferencePool\nmetadata: {name: p}\nspec: "
+                  + '{"a": ' * 2000 + "1" + "}" * 2000 + "\n", "nested more than 100 levels deep"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("case", sorted(DEEP))
+def test_alias_bombs_and_deep_nesting_are_refused_quickly(tmp_path: Path, command: str, case: str) -> None:
+    import time
+
+    text, message = DEEP[case]
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    started = time.monotonic()
+    result = run([*COMMANDS[command], str(path)])
+    assert time.monotonic() - started < 10, "refused before expanding or recursing"
+    assert_clean(result, (1, 2))
+    assert message in result.output
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_nesting_up_to_the_limit_is_read(tmp_path: Path, command: str) -> None:
+    path = tmp_path / "m.yaml"
+    depth = 98  # + the document's own mapping and spec: 100 levels
+    path.write_text("apiVersion: inference.networking.k8s.io/v1\nkind: InferencePool\nmetadata: {name: p}\n"
+                    "spec: " + "[" * depth + "]" * depth + "\n")
+    result = run([*COMMANDS[command], str(path)])
+    assert_clean(result, (0, 1, 2, 3))
+    assert "nested more than" not in result.output

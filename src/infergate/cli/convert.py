@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import click
 
-from infergate.cli.manifest_input import NotText, read_file, read_stdin
+from infergate.cli.manifest_input import InputError, read_file, read_stdin
 
 # Kept in step with infergate.api.conversion (a test checks); the CLI module stays light to import.
 OUTPUT_VERSIONS = ("inference.networking.k8s.io/v1", "inference.networking.x-k8s.io/v1alpha2")
@@ -168,7 +168,7 @@ def _read_inputs(filenames: tuple[str, ...], recursive: bool) -> list[tuple[str,
         if name == "-":
             try:
                 inputs.append(("<stdin>", read_stdin()))
-            except NotText as exc:
+            except InputError as exc:
                 raise click.BadParameter(str(exc), param_hint="-f") from None
             continue
         path = Path(name)
@@ -188,7 +188,7 @@ def _read_inputs(filenames: tuple[str, ...], recursive: bool) -> list[tuple[str,
 def _read(path: Path) -> str:
     try:
         return read_file(path)
-    except NotText as exc:
+    except InputError as exc:
         raise click.BadParameter(str(exc), param_hint="-f") from None
 
 

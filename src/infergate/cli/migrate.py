@@ -208,7 +208,7 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
 
 def _scan_files(path: str) -> list[Any]:
     from infergate.api.conversion import ManifestError, read_documents
-    from infergate.cli.manifest_input import NotText, read_file, read_stdin
+    from infergate.cli.manifest_input import InputError, read_file, read_stdin
     from infergate.migrate.census import scan_objects
 
     sources: list[tuple[str, str]] = []
@@ -221,7 +221,7 @@ def _scan_files(path: str) -> list[Any]:
                     sources.append((str(file), read_file(file)))
         else:
             sources.append((path, read_file(Path(path))))
-    except NotText as exc:
+    except InputError as exc:
         raise click.ClickException(str(exc)) from None
     findings = []
     for source, text in sources:

@@ -18,7 +18,7 @@ import yaml
 from infergate.api import registry, yamlload
 from infergate.api.errors import FieldError, ValidationFailed
 from infergate.api.objects import validate as validate_object
-from infergate.cli.manifest_input import NotText, read_file, read_stdin
+from infergate.cli.manifest_input import InputError, read_file, read_stdin
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -91,11 +91,11 @@ def validate_document(doc: ManifestObject, release: str | None) -> list[FieldErr
     return validate_object(doc.value, release=release)
 
 
-def _read(reader: Callable[[Any], str], arg: Any) -> str | NotText:
-    """The text, or the ``NotText`` error to report as an invalid source."""
+def _read(reader: Callable[[Any], str], arg: Any) -> str | InputError:
+    """The text, or the ``InputError`` error to report as an invalid source."""
     try:
         return reader(arg)
-    except NotText as exc:
+    except InputError as exc:
         return exc
 
 
@@ -143,7 +143,7 @@ def command(targets: tuple[str, ...], recursive: bool, release: str | None, quie
     (``InferencePool.inference.networking.k8s.io "x" is invalid: ...``) followed by one
     line per field error.
     """
-    sources: list[tuple[str, str | NotText]] = []
+    sources: list[tuple[str, str | InputError]] = []
     for target in targets:
         if target == "-":
             sources.append(("-", _read(read_stdin, "-")))
@@ -163,7 +163,7 @@ def command(targets: tuple[str, ...], recursive: bool, release: str | None, quie
     checked = 0
     skipped = 0
     for source, text in sources:
-        if isinstance(text, NotText):
+        if isinstance(text, InputError):
             invalid += 1
             click.echo(f"error reading {text}")
             continue
