@@ -50,7 +50,7 @@ def _nested(depth: int) -> bytes:
 
 @pytest.mark.parametrize("depth", [2_000, 100_000])
 async def test_a_deeply_nested_body_is_a_400(make_cluster, http: httpx.AsyncClient, depth: int) -> None:
-    cluster = await make_cluster()
+    cluster = await make_cluster(allow_runtime_lora_updating=True)
     for path in ("/v1/completions", "/v1/chat/completions", "/tokenize", "/v1/load_lora_adapter"):
         response = await http.post(f"{cluster.replicas[0].url}{path}", content=_nested(depth),
                                    headers={"content-type": "application/json"})
@@ -139,3 +139,15 @@ async def test_parameters_vllm_accepts_are_served(make_cluster, http: httpx.Asyn
     chat = {**CHAT, "logprobs": True, "top_logprobs": 3, "stop": "x",
             "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
     assert (await http.post(f"{url}/v1/chat/completions", json=chat)).status_code == 200
+
+
+async def test_runtime_lora_updates_are_off_by_default(make_cluster, http: httpx.AsyncClient) -> None:
+    """As vLLM without VLLM_ALLOW_RUNTIME_LORA_UPDATING: a client (or anything routed through a
+    gateway) cannot unload the adapters a pool serves."""
+    cluster = await make_cluster(lora_adapters=("food-review",))
+    url = cluster.replicas[0].url
+    unload = await http.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": "food-review"})
+    load = await http.post(f"{url}/v1/load_lora_adapter", json={"lora_name": "x", "lora_path": "/x"})
+    assert (unload.status_code, load.status_code) == (404, 404)
+    served = await http.post(f"{url}/v1/completions", json={**BODY, "model": "food-review"})
+    assert served.status_code == 200

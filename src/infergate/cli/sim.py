@@ -73,6 +73,10 @@ def _parse_overrides(values: tuple[str, ...]) -> dict[str, float]:
 @click.option("--unknown-model-status", type=click.Choice(["404", "400"]), default="404", show_default=True,
               help="Status for a model that is neither the base model nor an adapter: 404 NotFoundError "
                    "as vLLM answers, or 400 BadRequestError.")
+@click.option("--allow-runtime-lora-updating", is_flag=True, envvar="VLLM_ALLOW_RUNTIME_LORA_UPDATING",
+              help="Serve POST /v1/load_lora_adapter and /v1/unload_lora_adapter (vLLM: env "
+                   "VLLM_ALLOW_RUNTIME_LORA_UPDATING). Off by default: any client that reaches the port, "
+                   "through a gateway too, could unload an adapter.")
 @click.option("--metrics-flavor", type=click.Choice(["vllm", "sglang"]), default="vllm", show_default=True,
               help="Metric names on /metrics.")
 @click.option("--pod-name", envvar="POD_NAME", default=None,
@@ -92,7 +96,8 @@ def command(replicas: int, address: str, port: int, model: str, lora: str, max_l
             overrides: tuple[str, ...], time_scale: float, max_num_seqs: int | None,
             max_num_batched_tokens: int | None, num_gpu_blocks: int | None, block_size: str,
             max_model_len: int | None, no_prefix_caching: bool, jitter: float | None, mean_output_tokens: int,
-            stream_interval: int, max_waiting: int | None, unknown_model_status: str, metrics_flavor: str, pod_name: str | None,
+            stream_interval: int, max_waiting: int | None, unknown_model_status: str,
+            allow_runtime_lora_updating: bool, metrics_flavor: str, pod_name: str | None,
             namespace: str | None, startup_delay: float, seed: int, admin_port: int | None, admin_address: str,
             log_level: str) -> None:
     """Run vLLM-compatible model-server simulator replicas.
@@ -131,6 +136,7 @@ def command(replicas: int, address: str, port: int, model: str, lora: str, max_l
             stream_interval=stream_interval, seed=seed, metrics_flavor=metrics_flavor,  # type: ignore[arg-type]
             pod_name=pod_name, namespace=namespace, startup_delay_s=startup_delay,
             profile_overrides=_parse_overrides(overrides), unknown_model_status=int(unknown_model_status),
+            allow_runtime_lora_updating=allow_runtime_lora_updating,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -213,8 +213,9 @@ class Replica:
         r.add_route("*", "/flush_cache", self._flush_cache)
         r.add_post("/reset_prefix_cache", self._flush_cache)
         r.add_post("/tokenize", self._tokenize)
-        r.add_post("/v1/load_lora_adapter", self._load_lora)
-        r.add_post("/v1/unload_lora_adapter", self._unload_lora)
+        if self.config.allow_runtime_lora_updating:  # as vLLM: off unless asked for (any client could unload)
+            r.add_post("/v1/load_lora_adapter", self._load_lora)
+            r.add_post("/v1/unload_lora_adapter", self._unload_lora)
         # No fault injection here: it is served on the separate admin port (``sim.admin``), so
         # nothing that can reach the serving port (a gateway, any client) can crash a replica.
         return app
