@@ -125,3 +125,14 @@ def test_nesting_up_to_the_limit_is_read(tmp_path: Path, command: str) -> None:
     result = run([*COMMANDS[command], str(path)])
     assert_clean(result, (0, 1, 2, 3))
     assert "nested more than" not in result.output
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("text", ['{"apiVersion": "v1", "kind": "\\ud800"}',
+                                  'apiVersion: inference.networking.k8s.io/v1\nkind: InferencePool\n'
+                                  'metadata: {name: "\\udfff"}\nspec: {}\n'])
+def test_lone_surrogates_are_echoed_escaped(command: str, text: str) -> None:
+    """Found by the fuzz suite: echoing a kind or name holding a lone surrogate raised
+    UnicodeEncodeError."""
+    result = run([*COMMANDS[command], "-"], stdin=text.encode())
+    assert_clean(result, (0, 1, 2, 3))

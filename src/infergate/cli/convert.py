@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 import click
 
-from infergate.cli.manifest_input import InputError, read_file, read_stdin
+from infergate.cli.manifest_input import InputError, read_file, read_stdin, tolerant_output, valid_unicode
 
 # Kept in step with infergate.api.conversion (a test checks); the CLI module stays light to import.
 OUTPUT_VERSIONS = ("inference.networking.k8s.io/v1", "inference.networking.x-k8s.io/v1alpha2")
@@ -120,6 +121,7 @@ def command(
     from infergate.api.conversion import TARGET_MODELS_MODES as LIBRARY_TARGET_MODELS_MODES
     from infergate.api.conversion import (
         ConvertOptions,
+        Document,
         ManifestError,
         PriorityMap,
         convert_documents,
@@ -128,6 +130,7 @@ def command(
         write_yaml,
     )
 
+    tolerant_output()
     try:
         priority_map = PriorityMap.parse(priorities)
     except ValueError as exc:
@@ -140,10 +143,11 @@ def command(
         unknown_models="serve" if unknown_models == "serve" else "reject",
     )
 
-    documents = []
+    documents: list[Document] = []
     try:
         for source, text in _read_inputs(filenames, recursive):
-            documents.extend(read_documents(text, source))
+            documents.extend(dataclasses.replace(doc, data=valid_unicode(doc.data))
+                             for doc in read_documents(text, source))
     except ManifestError as exc:
         _fail(str(exc))
     if not any(doc.data is not None for doc in documents):

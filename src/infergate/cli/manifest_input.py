@@ -5,18 +5,21 @@ the source, never a traceback or a hang:
 
 - manifests are UTF-8 (Kubernetes' YAML and JSON are); otherwise the offending byte is named;
 - nesting deeper than ``MAX_DEPTH`` levels is refused (the loaders and validators recurse);
+- an alias inside the node it names (a recursive document) is refused;
 - a document whose aliases expand it past ``MAX_EXPANDED_NODES`` nodes (and to more than
   ``MAX_ALIAS_RATIO`` times its written size) is refused as excessive aliasing, as kubectl's
   YAML decoder does, instead of expanding a 500-byte "billion laughs" into gigabytes.
 
 The checks walk the YAML event stream (JSON is YAML), which needs no recursion. Standard input
-is read as bytes and decoded the same way, whatever the locale.
+is read as bytes and decoded the same way, whatever the locale; ``tolerant_output`` lets the
+commands echo back strings that are not valid Unicode (lone surrogates).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -27,6 +30,16 @@ MAX_ALIAS_RATIO = 10
 
 class InputError(ValueError):
     """The source cannot be read as a manifest: not UTF-8, unreadable, too deep, too aliased."""
+
+
+def tolerant_output() -> None:
+    """Let stdout and stderr write any string: a manifest may hold a lone surrogate
+    (``"\\ud800"`` in JSON or YAML) that the commands echo back; it is written escaped
+    (``\\ud800``) instead of failing with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
 
 
 def decode(source: str, data: bytes) -> str:
@@ -101,6 +114,9 @@ def check_structure(source: str, text: str) -> None:
                 if event.anchor is not None:
                     anchored[event.anchor] = 1
             elif isinstance(event, yaml.AliasEvent):
+                if event.anchor in anchors_open:
+                    raise InputError(f"{source}: document {document}: alias *{event.anchor} refers to a node "
+                                     "that contains it (a recursive document)")
                 size = anchored.get(event.anchor or "", 1)
             else:
                 continue
@@ -115,3 +131,20 @@ def check_structure(source: str, text: str) -> None:
     except yaml.YAMLError:
         return  # the loader reports syntax errors with its own message
 
+
+
+def valid_unicode(value: Any) -> Any:
+    """``value`` with every string made valid Unicode, as Go's JSON decoder reads manifests:
+    surrogate pairs written as two escapes (PyYAML keeps them apart) are joined and a lone
+    surrogate (``"\\ud800"``) becomes U+FFFD. Regexes (RE2) and output need valid strings."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, dict):
+        return {valid_unicode(k): valid_unicode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [valid_unicode(item) for item in value]
+    return value

@@ -208,8 +208,10 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
 
 def _scan_files(path: str) -> list[Any]:
     from infergate.api.conversion import ManifestError, read_documents
-    from infergate.cli.manifest_input import InputError, read_file, read_stdin
+    from infergate.cli.manifest_input import InputError, read_file, read_stdin, tolerant_output, valid_unicode
     from infergate.migrate.census import scan_objects
+
+    tolerant_output()  # object names read from the files are echoed back
 
     sources: list[tuple[str, str]] = []
     try:
@@ -231,10 +233,11 @@ def _scan_files(path: str) -> list[Any]:
             raise click.ClickException(str(exc)) from exc
         objects: list[dict[str, Any]] = []
         for doc in docs:
-            if isinstance(doc.data, dict):
-                kind = doc.data.get("kind")
-                items = doc.data.get("items") if isinstance(kind, str) and kind.endswith("List") else None
-                objects.extend(i for i in (items or [doc.data]) if isinstance(i, dict))
+            data = valid_unicode(doc.data)
+            if isinstance(data, dict):
+                kind = data.get("kind")
+                items = data.get("items") if isinstance(kind, str) and kind.endswith("List") else None
+                objects.extend(i for i in (items or [data]) if isinstance(i, dict))
         findings += scan_objects(objects, f"file:{source}")
     return findings
 

@@ -18,7 +18,7 @@ import yaml
 from infergate.api import registry, yamlload
 from infergate.api.errors import FieldError, ValidationFailed
 from infergate.api.objects import validate as validate_object
-from infergate.cli.manifest_input import InputError, read_file, read_stdin
+from infergate.cli.manifest_input import InputError, read_file, read_stdin, tolerant_output, valid_unicode
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -45,7 +45,7 @@ def _files(target: str, recursive: bool) -> list[Path]:
 
 
 def _objects(source: str, text: str) -> Iterator[ManifestObject]:
-    for i, value in enumerate(yamlload.load_all(text), start=1):
+    for i, value in enumerate(valid_unicode(yamlload.load_all(text)), start=1):
         if value is None:
             continue
         if isinstance(value, dict) and value.get("kind") == "List" and isinstance(value.get("items"), list):
@@ -143,6 +143,7 @@ def command(targets: tuple[str, ...], recursive: bool, release: str | None, quie
     (``InferencePool.inference.networking.k8s.io "x" is invalid: ...``) followed by one
     line per field error.
     """
+    tolerant_output()
     sources: list[tuple[str, str | InputError]] = []
     for target in targets:
         if target == "-":
