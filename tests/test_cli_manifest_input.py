@@ -136,3 +136,16 @@ def test_lone_surrogates_are_echoed_escaped(command: str, text: str) -> None:
     UnicodeEncodeError."""
     result = run([*COMMANDS[command], "-"], stdin=text.encode())
     assert_clean(result, (0, 1, 2, 3))
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize(("text", "message"), [
+    ("kind: &a {x: *a}\n", "recursive document"),  # RecursionError before
+    ("apiVersion: v1\nkind: !!float\n", "cannot construct a value"),  # IndexError inside PyYAML before
+    ("apiVersion: v1\nkind: !!int ''\n", "cannot construct a value"),
+])
+def test_yaml_the_loader_cannot_build_is_an_error(command: str, text: str, message: str) -> None:
+    """Found by the fuzz suite."""
+    result = run([*COMMANDS[command], "-"], stdin=text.encode())
+    assert_clean(result, (1, 2))
+    assert message in result.output
