@@ -149,3 +149,16 @@ def test_yaml_the_loader_cannot_build_is_an_error(command: str, text: str, messa
     result = run([*COMMANDS[command], "-"], stdin=text.encode())
     assert_clean(result, (1, 2))
     assert message in result.output
+
+
+@pytest.mark.parametrize("text", [
+    "apiVersion: apps/v1\nkind: Deployment\nspec: true\n",
+    "apiVersion: apps/v1\nkind: Deployment\nspec: {template: {spec: {containers: [5, {args: 7}]}}}\n",
+    "apiVersion: inference.networking.x-k8s.io/v1alpha2\nkind: InferenceModel\nmetadata: {name: m}\nspec: 5\n",
+    "apiVersion: inference.networking.x-k8s.io/v1alpha2\nkind: InferenceModel\nmetadata: {name: m,"
+    " finalizers: 5}\nspec: {poolRef: x}\n",
+    "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nspec: {rules: [x, {backendRefs: [1]}]}\n",
+])
+def test_migrate_check_survives_malformed_objects(text: str) -> None:
+    """Found by the fuzz suite: a Deployment whose spec is not an object raised AttributeError."""
+    assert_clean(run([*COMMANDS["migrate"], "-"], stdin=text.encode()), (0, 1, 3))
