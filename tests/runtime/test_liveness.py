@@ -223,7 +223,9 @@ async def wait_gone(client: KubeClient, app: str, timeout: float = 20.0) -> None
 @pytest.mark.xdist_group("runtime-liveness")
 async def test_unhealthy_process_is_restarted_and_healthy_again(probe_cluster: Cluster, repo_root: Path) -> None:
     _, runtime, client = probe_cluster
-    doc = probed_sim(repo_root, "live-sick", livenessProbe=LIVENESS)
+    # initialDelaySeconds: a Python process on a loaded machine may need more than the 2 s that
+    # LIVENESS allows to start listening (each restart too); the behaviour tested is unchanged.
+    doc = probed_sim(repo_root, "live-sick", livenessProbe={**LIVENESS, "initialDelaySeconds": 5})
     # Fault injection is off by default and never on the serving port: its own port.
     doc["spec"]["template"]["spec"]["containers"][0]["args"] += ["--admin-port=8001", "--admin-address=$(POD_IP)"]
     await client.create(DEPLOY, doc)
