@@ -151,3 +151,13 @@ async def test_runtime_lora_updates_are_off_by_default(make_cluster, http: httpx
     assert (unload.status_code, load.status_code) == (404, 404)
     served = await http.post(f"{url}/v1/completions", json={**BODY, "model": "food-review"})
     assert served.status_code == 200
+
+
+async def test_a_body_over_the_simulators_limit_is_a_413(make_cluster, http: httpx.AsyncClient) -> None:
+    cluster = await make_cluster()
+    body = b'{"model": "' + MODEL.encode() + b'", "prompt": "' + b"x" * (64 * 1024 * 1024) + b'"}'
+    response = await http.post(f"{cluster.replicas[0].url}/v1/completions", content=body,
+                               headers={"content-type": "application/json"})
+    assert response.status_code == 413, response.text[:200]
+    assert response.json()["error"]["code"] == 413
+    assert (await http.post(f"{cluster.replicas[0].url}/v1/completions", json=BODY)).status_code == 200
