@@ -145,7 +145,7 @@ def command() -> None:
 @command.command("check")
 @_cluster_options
 @_namespace_options
-@click.option("-f", "--filename", "files", multiple=True, type=click.Path(exists=True),
+@click.option("-f", "--filename", "files", multiple=True, type=click.Path(exists=True, allow_dash=True),
               help="Also scan manifest files or directories ('-' for stdin).")
 @click.option("--no-cluster", is_flag=True, help="Scan only the files (-f).")
 @click.option("--no-helm", is_flag=True, help="Do not scan Helm releases.")
@@ -206,17 +206,23 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
 
 def _scan_files(path: str) -> list[Any]:
     from infergate.api.conversion import ManifestError, read_documents
+    from infergate.cli.manifest_input import InputError, read_file, read_stdin, tolerant_output, valid_unicode
     from infergate.migrate.census import scan_objects
 
+    tolerant_output()  # object names read from the files are echoed back
+
     sources: list[tuple[str, str]] = []
-    if path == "-":
-        sources.append(("<stdin>", sys.stdin.read()))
-    elif Path(path).is_dir():
-        for file in sorted(Path(path).rglob("*")):
-            if file.suffix in (".yaml", ".yml", ".json"):
-                sources.append((str(file), file.read_text()))
-    else:
-        sources.append((path, Path(path).read_text()))
+    try:
+        if path == "-":
+            sources.append(("<stdin>", read_stdin()))
+        elif Path(path).is_dir():
+            for file in sorted(Path(path).rglob("*")):
+                if file.suffix in (".yaml", ".yml", ".json") and file.is_file():
+                    sources.append((str(file), read_file(file)))
+        else:
+            sources.append((path, read_file(Path(path))))
+    except InputError as exc:
+        raise click.ClickException(str(exc)) from None
     findings = []
     for source, text in sources:
         try:
@@ -225,9 +231,11 @@ def _scan_files(path: str) -> list[Any]:
             raise click.ClickException(str(exc)) from exc
         objects: list[dict[str, Any]] = []
         for doc in docs:
-            if isinstance(doc.data, dict):
-                items = doc.data.get("items") if doc.data.get("kind", "").endswith("List") else None
-                objects.extend(i for i in (items or [doc.data]) if isinstance(i, dict))
+            data = valid_unicode(doc.data)
+            if isinstance(data, dict):
+                kind = data.get("kind")
+                items = data.get("items") if isinstance(kind, str) and kind.endswith("List") else None
+                objects.extend(i for i in (items or [data]) if isinstance(i, dict))
         findings += scan_objects(objects, f"file:{source}")
     return findings
 
