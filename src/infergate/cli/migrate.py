@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
+T = TypeVar("T")
 OUTPUT = click.option("-o", "--output", "output", type=click.Choice(["table", "json", "yaml"]), default="table",
                       show_default=True, help="Output format.")
 
@@ -362,8 +365,12 @@ def run_command(kubeconfig: str | None, context: str | None, helm_path: str | No
     progress = _progress(output)
     migrator = Migrator(cluster, _helm(helm_path, kubeconfig, context), options, progress=progress)
     plan: Any = existing.plan if existing is not None and existing.completed else (lambda: _make_plan(cluster, ns, kw))
-    result = asyncio.run(migrator.run(plan, namespace=ns, route=kw["route"] or (existing.plan.route if existing
-                                                                                  else None)))
+    route = kw["route"] or (existing.plan.route if existing else None)
+    try:
+        result = asyncio.run(_until_signalled(migrator.run(plan, namespace=ns, route=route)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        _report_interrupted(cluster, ns, route, dry_run)
+        sys.exit(130)
     if output != "table":
         emit(result.to_dict(), output)
     else:
@@ -377,6 +384,29 @@ def run_command(kubeconfig: str | None, context: str | None, helm_path: str | No
                  f"{result.downtime['requests']} monitor requests failed)")
         line(f"{result.phase}: {result.message}")
     sys.exit(result.exit_code)
+
+
+async def _until_signalled(work: Awaitable[T]) -> T:
+    """``work``, cancelled by SIGTERM as asyncio.run cancels it on Ctrl-C (so that the runner
+    records where it stopped either way)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    return await work
+
+
+def _report_interrupted(cluster: Any, namespace: str, route: str | None, dry_run: bool) -> None:
+    state = None if dry_run else _existing_state(cluster, namespace, route)
+    where = f"during {state.interrupted_during}" if state is not None and state.interrupted_during else ""
+    route_name = state.plan.route if state is not None else route
+    flags = f"-n {namespace}" + (f" --route {route_name}" if route_name else "")
+    click.echo(f"interrupted {where}".rstrip() + (": nothing was recorded (dry run)" if dry_run else
+               f": the state is recorded (phase interrupted; see `infergate migrate status {flags}`). The "
+               f"HTTPRoute keeps the weights it had. Resume with the same `infergate migrate run {flags}` "
+               f"command, or restore the preview backends with `infergate migrate rollback {flags}`"),
+               err=True)
 
 
 def _progress(output: str) -> Callable[[str], None]:
@@ -430,15 +460,39 @@ def status_command(kubeconfig: str | None, context: str | None, helm_path: str |
                                    ": pass --route"))
     data = {"route": state.plan.route, "path": state.plan.path, "phase": state.phase,
             "gaWeight": state.ga_weight, "locked": state.locked, "completed": list(state.completed),
-            "history": list(state.history), "report": state.report}
+            "history": list(state.history), "report": state.report,
+            "interruptedDuring": state.interrupted_during, "lock": _lock_holder(cluster, ns)}
     if output != "table":
         emit(data, output)
         return
     line(f"HTTPRoute {ns}/{state.plan.route}: {state.plan.path}, phase {state.phase}, GA weight "
          f"{state.ga_weight}, locked {state.locked}")
+    flags = f"-n {ns} --route {state.plan.route}"
+    if state.phase == "interrupted":
+        line(f"interrupted during {state.interrupted_during or 'a step'}: resume with `infergate migrate run "
+             f"{flags}` (the same flags as before), or `infergate migrate rollback {flags}`")
+    holder = data["lock"]
+    if holder:
+        line(f"a run is in progress: {holder}")
+    elif state.phase == "running":
+        line(f"no run holds the migration Lease: the last run was killed before it could record it; resume with "
+             f"`infergate migrate run {flags}`")
     table("History", ["AT", "STEP / PHASE", "DETAIL"],
           [(h.get("at"), h.get("step") or h.get("phase"), h.get("detail") or h.get("reason") or "")
            for h in state.history])
+
+
+def _lock_holder(cluster: Any, namespace: str) -> str | None:
+    """Who holds the namespace's migration Lease now (None: nobody, or it expired)."""
+    from infergate.migrate.lock import LEASE_NAME, LEASES, LeaseView
+
+    lease = cluster.get(LEASES, namespace, LEASE_NAME)
+    if lease is None:
+        return None
+    view = LeaseView.of(lease)
+    left = view.expires_in(time.time())
+    return f"Lease {namespace}/{LEASE_NAME} held by {view.holder} (expires in {left:.0f} s)" \
+        if view.holder and left > 0 else None
 
 
 @command.command("verify")

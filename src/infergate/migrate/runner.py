@@ -30,6 +30,7 @@ from infergate.migrate.cluster import Cluster, ClusterError
 from infergate.migrate.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PAUSED, EXIT_REFUSED, EXIT_ROLLED_BACK
 from infergate.migrate.gates import Baseline, GateResult, Window, analyse, baseline_of, overall
 from infergate.migrate.helm import Helm, HelmError
+from infergate.migrate.lock import LEASE_DURATION_S, LockHeld, MigrationLock, Renewer
 from infergate.migrate.plan import (
     Analyse,
     ApplyObjects,
@@ -95,6 +96,8 @@ class RunOptions:
     poll_s: float = 0.5
     crd_bundle_dir: Path = CRD_BUNDLE_DIR
     stop_after: str | None = None  # stop (as if interrupted) after this step id; for tests and staged runs
+    lock_identity: str | None = None  # the Lease holder's name (default host/pid)
+    lock_duration_s: int = LEASE_DURATION_S
 
 
 @dataclass
@@ -125,6 +128,7 @@ class Migrator:
         self.store = StateStore(cluster, dry_run=options.dry_run)
         self._monitor: DowntimeMonitor | None = None
         self._dry_run_crds: set[str] = set()  # CRDs this dry run only pretended to install
+        self._renewer: Renewer | None = None
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -132,7 +136,33 @@ class Migrator:
                   route: str | None = None) -> RunResult:
         """Run (or resume) the migration of ``plan``'s route. ``plan`` may be a factory, called only
         when no state is recorded for ``namespace``/``route`` (a finished migration has nothing
-        left to plan from)."""
+        left to plan from). One run per namespace at a time (:mod:`.lock`): a second one is
+        refused (exit 6) with the holder's name."""
+        ns = namespace if callable(plan) else plan.namespace
+        if ns is None or self.options.dry_run:  # a dry run writes nothing, not even the Lease
+            return await self._run(plan, namespace=namespace, route=route)
+        return await self._holding_lock(ns, lambda: self._run(plan, namespace=namespace, route=route))
+
+    async def _holding_lock(self, namespace: str, body: Callable[[], Awaitable[RunResult]]) -> RunResult:
+        lock = MigrationLock(self.cluster, namespace, identity=self.options.lock_identity,
+                             duration_s=self.options.lock_duration_s)
+        try:
+            await asyncio.to_thread(lock.acquire)
+        except LockHeld as exc:
+            return RunResult(EXIT_REFUSED, "refused", str(exc))
+        except ClusterError as exc:
+            return RunResult(EXIT_ERROR, "error", f"cannot take {lock.where}: {exc}")
+        self._renewer = Renewer(lock)
+        self._renewer.start()
+        try:
+            return await body()
+        finally:
+            await self._renewer.stop()
+            self._renewer = None
+            await asyncio.to_thread(lock.release)
+
+    async def _run(self, plan: Plan | Callable[[], Plan], *, namespace: str | None,
+                   route: str | None) -> RunResult:
         state = None
         if not callable(plan):
             state = await asyncio.to_thread(self.store.load, plan.namespace, plan.route)
@@ -153,11 +183,17 @@ class Migrator:
                                  "this migration was rolled back: see the report with `infergate migrate status`; "
                                  "start again with --retry", gates=state.report.get("gates", []))
             state = MigrationState(state.plan, history=state.history).transition("running", "retry")
-        elif state.phase == "paused":
+        elif state.phase in ("paused", "interrupted", "failed"):
             state = state.transition("running", "resume")
         return await self._execute(state)
 
     async def rollback(self, namespace: str, route: str) -> RunResult:
+        """Restore the route's original backends (refused while another run holds the Lease)."""
+        if self.options.dry_run:
+            return await self._rollback(namespace, route)
+        return await self._holding_lock(namespace, lambda: self._rollback(namespace, route))
+
+    async def _rollback(self, namespace: str, route: str) -> RunResult:
         state = await asyncio.to_thread(self.store.load, namespace, route)
         if state is None:
             return RunResult(EXIT_ERROR, "none", f"no migration state for HTTPRoute {namespace}/{route}")
@@ -179,11 +215,19 @@ class Migrator:
             if url and plan.model_names:
                 self._monitor = DowntimeMonitor(url, plan.model_names[0])
                 self._monitor.start()
+        step: Step | None = None
         try:
             for step in plan.steps:
                 if state.done(step.id):
                     result.steps.append({"step": step.id, "status": "done earlier", "detail": step.description})
                     continue
+                if self._renewer is not None and self._renewer.lost:
+                    state = await self._save(state.transition("interrupted", "lost the migration Lease",
+                                                              during=step.id))
+                    result.exit_code, result.phase = EXIT_ERROR, "interrupted"
+                    result.message = (f"stopped before {step.id}: another run took over the migration Lease of "
+                                      f"namespace {plan.namespace} (this run missed its renewals)")
+                    return result
                 self.progress(f"{step.id}: {step.description}")
                 started = time.monotonic()
                 outcome = await self._step(step, state, result)
@@ -226,6 +270,11 @@ class Migrator:
             state = await self._save(state.transition("done", "all steps completed"))
             result.phase, result.message = "done", f"HTTPRoute {plan.namespace}/{plan.route} migrated to GA"
             return result
+        except asyncio.CancelledError:  # Ctrl-C (asyncio.run cancels the main task) or SIGTERM
+            if not self.options.dry_run:
+                during = step.id if step is not None else "start"
+                await self._save(state.transition("interrupted", f"interrupted during {during}", during=during))
+            raise
         finally:
             if self._monitor is not None:
                 await self._monitor.stop()
