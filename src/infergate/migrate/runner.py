@@ -53,6 +53,7 @@ from infergate.migrate.plan import (
     Baseline as BaselineStep,
 )
 from infergate.migrate.probe import DowntimeMonitor, measure
+from infergate.migrate.readiness import epp_not_ready
 from infergate.migrate.resources import (
     CRDS,
     DEPLOYMENTS,
@@ -372,8 +373,18 @@ class Migrator:
         if pool.install == "helm":
             assert self.helm is not None and pool.chart is not None
             if any(r.name == pool.chart.release for r in self.helm.releases(plan.namespace)):
-                return _Outcome(state, "pass", f"Helm release {pool.chart.release} already installed")
-            self.helm.install(pool.chart, dry_run=self.options.dry_run)
+                repaired = self._repair_epps(replace(plan, pools=(pool,)))
+                return _Outcome(state, "pass", f"Helm release {pool.chart.release} already installed"
+                                + (f"; repaired: {'; '.join(repaired)}" if repaired else ""))
+            try:
+                self.helm.install(pool.chart, dry_run=self.options.dry_run)
+            except HelmError as exc:
+                if "in use" in str(exc) or "in progress" in str(exc):  # a pending (interrupted) install
+                    raise MigrationError(
+                        f"the GA release {pool.chart.release} in namespace {plan.namespace} is half-installed "
+                        f"({exc}); run `helm uninstall {pool.chart.release} -n {plan.namespace}`, then run this "
+                        "command again") from exc
+                raise
             return _Outcome(state, "pass", pool.chart.command())
         self._apply(GA_POOLS, pool.ga_object)
         created = self._apply_epp(plan, pool)
@@ -412,12 +423,20 @@ class Migrator:
         """The GA pool's EPP (computed at planning time from the preview EPP, v1.0 flags) with its
         ServiceAccount, Role and RoleBinding, in the plan's order (the Service last: once it exists,
         a resumed or retried run leaves the EPP and its RBAC as they are)."""
-        if self.cluster.get(SERVICES, plan.namespace, pool.ga_epp) is not None:
+        service = self.cluster.get(SERVICES, plan.namespace, pool.ga_epp)
+        if service is not None and not pool.ga_epp_objects:
             return f"EPP Service {pool.ga_epp} exists"
         if not pool.ga_epp_objects:
             raise MigrationError(f"the GA pool {pool.ga} needs an EPP Service {pool.ga_epp}: none exists and no "
                                  f"preview EPP (Service {pool.preview_epp}, a Deployment with -poolName "
                                  f"{pool.preview}) was found to copy; create it or use --install helm")
+        if service is not None:  # installed before: only what was deleted since is applied again
+            missing = [o for o in pool.ga_epp_objects
+                       if self.cluster.get(resource_of(o), plan.namespace, name_of(o)) is None]
+            for obj in missing:
+                self._apply(resource_of(obj), obj)
+            return "" if not missing else ("recreated the missing " + ", ".join(
+                f"{o.get('kind')} {name_of(o)}" for o in missing) + " of the GA EPP")
         for obj in pool.ga_epp_objects:
             self._apply(resource_of(obj), obj)
         kinds = [str(o.get("kind")) for o in pool.ga_epp_objects]
@@ -493,6 +512,10 @@ class Migrator:
         plan = state.plan
         if self.options.dry_run:
             return _Outcome(state, "pass", "dry run: not waited")
+        repaired = await asyncio.to_thread(self._repair_epps, plan)
+        for what in repaired:
+            self.progress(f"  repaired: {what}")
+        started = time.monotonic()
         pending: list[str] = []
 
         async def ready() -> bool:
@@ -503,7 +526,9 @@ class Migrator:
         if not await _poll(ready, min(step.timeout_s, self.options.ready_timeout_s), self.options.poll_s,
                            "the GA EPPs"):
             return _Outcome(state, "fail", "not ready: " + "; ".join(pending))
-        return _Outcome(state, "pass", "GA EPPs ready")
+        return _Outcome(state, "pass", f"GA EPPs ready after {time.monotonic() - started:.1f} s (Deployment "
+                        "Available, ready endpoints behind the EPP Service)"
+                        + (f"; repaired: {'; '.join(repaired)}" if repaired else ""))
 
     async def _baseline(self, state: MigrationState, step: BaselineStep, result: RunResult) -> _Outcome:
         window = await self._measure(state.plan)
@@ -607,17 +632,45 @@ class Migrator:
         return urls
 
     def _ga_not_ready(self, plan: Plan) -> list[str]:
-        """What keeps the GA pools from serving (empty: ready)."""
+        """What keeps the GA pools from serving (empty: ready): the pool, its EPP Deployment
+        Available and ready endpoints behind its EPP Service (:mod:`.readiness`)."""
         pending: list[str] = []
         for pool in plan.pools:
             if self.cluster.get(GA_POOLS, plan.namespace, pool.ga) is None:
-                pending.append(f"{GA_POOLS.qualified}/{pool.ga} missing")
-            dep = self.cluster.get(DEPLOYMENTS, plan.namespace, pool.ga_epp)
-            if dep is not None and int((dep.get("status") or {}).get("readyReplicas") or 0) < 1:
-                pending.append(f"EPP Deployment {pool.ga_epp} has no ready replica")
-            if dep is None and self.cluster.get(SERVICES, plan.namespace, pool.ga_epp) is None:
-                pending.append(f"EPP Service {pool.ga_epp} missing")
+                pending.append(f"{GA_POOLS.qualified} {plan.namespace}/{pool.ga} missing")
+            pending += epp_not_ready(self.cluster, plan.namespace, pool.ga_epp)
         return pending
+
+    def _repair_epps(self, plan: Plan) -> list[str]:
+        """Recreate what is missing of each GA pool's EPP (its Deployment or Service deleted, a
+        half-installed release): ``helm upgrade`` of the GA release (Helm creates the objects of
+        its manifest that are gone), or the missing objects of the copied EPP. What was done."""
+        repaired: list[str] = []
+        for pool in plan.pools:
+            gone = [what for what, res in (("Deployment", DEPLOYMENTS), ("Service", SERVICES))
+                    if self.cluster.get(res, plan.namespace, pool.ga_epp) is None]
+            if not gone:
+                continue
+            if pool.install == "helm":
+                assert pool.chart is not None
+                release = next((r for r in self.helm.releases(plan.namespace) if r.name == pool.chart.release),
+                               None) if self.helm is not None else None
+                if self.helm is None or release is None:
+                    continue  # install-pool installs it
+                try:
+                    self.helm.upgrade(pool.chart, dry_run=self.options.dry_run)
+                except HelmError as exc:
+                    raise MigrationError(
+                        f"the GA release {pool.chart.release} in namespace {plan.namespace} lacks its EPP "
+                        f"{'/'.join(gone)} {pool.ga_epp} and `helm upgrade` could not repair it ({exc}); run "
+                        f"`helm uninstall {pool.chart.release} -n {plan.namespace}`, then `infergate migrate run "
+                        f"-n {plan.namespace} --route {plan.route} --retry`") from exc
+                repaired.append(f"helm upgrade {pool.chart.release} (EPP {'/'.join(gone)} {pool.ga_epp} was missing)")
+            else:
+                created = self._apply_epp(plan, pool)
+                if created:
+                    repaired.append(created)
+        return repaired
 
     def _drift(self, plan: Plan, ga_weight: int) -> str | None:
         """Another writer (Argo CD, Flux, a person) changed the weights since the shift to ``ga_weight``."""
