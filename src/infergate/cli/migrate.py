@@ -163,17 +163,31 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
     ambiguous bare 'inferencepools'. All namespaces unless -n. Exit 0: nothing to migrate;
     3: migration needed; 1: error."""
     from infergate.migrate import census as c
-    from infergate.migrate.cluster import ClusterError
+    from infergate.migrate.cluster import ClusterError, KubeCluster
     from infergate.migrate.output import emit, line, table
 
     scope = None if all_namespaces or not namespace else namespace
     parts = []
     extra: list[Any] = []
     errors: list[str] = []
+    notes: list[str] = []
+    cluster_scanned = False
     try:
+        cluster = None
         if not no_cluster:
-            cluster = _connect(kubeconfig, context)
+            try:
+                cluster = KubeCluster.connect(_target(kubeconfig, context))
+            except ClusterError as exc:
+                if not files:
+                    raise
+                # a CI job with manifests and no cluster (as `pluto detect-files`): the files alone
+                notes.append(f"no cluster was scanned ({exc}); only the files (-f) were; --no-cluster says so "
+                             "explicitly")
+        if cluster is not None:
             parts.append(c.scan_cluster(cluster, scope))
+            cluster_scanned = True
+            if scope is not None:
+                notes.append(_scope_note(cluster, scope))
             if not no_helm:
                 helm = _helm(helm_path, kubeconfig, context)
                 if helm is None:
@@ -186,9 +200,11 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
             extra += _scan_files(path)
     except ClusterError as exc:
         raise click.ClickException(str(exc)) from exc
+    if no_cluster:
+        notes.append("no cluster was scanned (--no-cluster)")
     result = c.merge(*parts, extra=extra, errors=errors)
     if output != "table":
-        emit(result.to_dict(), output)
+        emit({**result.to_dict(), "clusterScanned": cluster_scanned, "notes": notes}, output)
     else:
         if result.crds:
             table("CRDs", ["NAME", "INSTALLED", "VERSIONS", "SHORT NAMES", "BUNDLE"],
@@ -201,12 +217,42 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
                     + (f" finalizers={list(f.finalizers)}" if f.finalizers else "")) for f in result.findings])
         if result.ga_counts:
             table("GA objects", ["RESOURCE", "NAMESPACE", "COUNT"], result.ga_counts)
-        line("migration needed" if result.migration_needed else "no preview objects: nothing to migrate")
+        where = f" in namespace {scope}" if scope is not None and cluster_scanned else ""
+        line(f"migration needed{where}" if result.migration_needed
+             else f"no preview objects{where}: nothing to migrate" + ("" if cluster_scanned or not files
+                                                                       else " in the files"))
+        for note in notes:
+            line(f"note: {note}")
         for error in result.errors:
             click.echo(f"error: {error}", err=True)
     if result.errors and not result.findings:
         sys.exit(1)
     sys.exit(3 if result.migration_needed else 0)
+
+
+def _preview_namespaces(cluster: Any) -> dict[str, int]:
+    """Namespaces with preview InferencePools or InferenceModels, and how many (two cluster-wide lists)."""
+    from infergate.migrate.cluster import ClusterError
+    from infergate.migrate.resources import PREVIEW_MODELS, PREVIEW_POOLS, meta
+
+    found: dict[str, int] = {}
+    try:
+        for resource in (PREVIEW_POOLS, PREVIEW_MODELS):
+            for obj in cluster.list(resource, None):
+                ns = str(meta(obj).get("namespace") or "")
+                found[ns] = found.get(ns, 0) + 1
+    except ClusterError:  # e.g. no cluster-wide list permission: say nothing about other namespaces
+        return {}
+    return found
+
+
+def _scope_note(cluster: Any, scope: str) -> str:
+    others = {ns: n for ns, n in _preview_namespaces(cluster).items() if ns != scope}
+    text = f"looked only at namespace {scope} (-A for every namespace)"
+    if others:
+        text += "; preview InferencePools/InferenceModels also in " + ", ".join(
+            f"{ns} ({n})" for ns, n in sorted(others.items()))
+    return text
 
 
 def _scan_files(path: str) -> list[Any]:
@@ -244,7 +290,9 @@ def _make_plan(cluster: Any, namespace: str, kw: dict[str, Any]) -> Any:
     try:
         return plan_from_cluster(cluster, namespace, kw["route"], _plan_options_from(kw))
     except PlanError as exc:
-        raise click.ClickException(str(exc)) from exc
+        others = sorted(ns for ns in _preview_namespaces(cluster) if ns != namespace)
+        hint = f" (preview objects exist in namespace {', '.join(others)}: -n NAMESPACE)" if others else ""
+        raise click.ClickException(f"namespace {namespace}: {exc}{hint}") from exc
 
 
 @command.command("plan")
@@ -413,13 +461,14 @@ def _progress(output: str) -> Callable[[str], None]:
     """Progress lines on stderr (rich), one per step and gate, with the time."""
     if output != "table":
         return lambda _: None
-    from rich.console import Console
     from rich.markup import escape
 
-    console = Console(stderr=True, highlight=False)
+    from infergate.migrate.output import console_for
+
+    console = console_for(sys.stderr, stderr=True)
 
     def show(text: str) -> None:
-        console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(text)}")
+        console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(text)}", highlight=False)
 
     return show
 

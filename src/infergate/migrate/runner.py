@@ -258,12 +258,13 @@ class Migrator:
                     report = {"step": step.id, "gates": result.gates, "checks": result.checks}
                     state = await self._save(replace(state, report=report).transition("rolled-back", outcome.detail))
                     result.exit_code, result.phase = EXIT_ROLLED_BACK, "rolled-back"
-                    result.message = (f"{step.id} failed: {outcome.detail}; the HTTPRoute was rolled back to the "
-                                      "preview pools (the GA stack is kept for debugging)")
+                    result.message = (f"{step.id} failed: {outcome.detail}; HTTPRoute {plan.namespace}/{plan.route} "
+                                      "was rolled back to the preview pools (the GA stack is kept for debugging)")
                     return result
                 state = await self._save(state.transition("failed", outcome.detail))
                 result.exit_code, result.phase = EXIT_ERROR, "failed"
-                result.message = f"{step.id} failed: {outcome.detail}; fix it and run again to resume"
+                result.message = (f"{step.id} failed (HTTPRoute {plan.namespace}/{plan.route}): {outcome.detail}; "
+                                  "fix it and run again to resume")
                 return result
             if self.options.dry_run:
                 result.phase, result.message = "dry-run", "dry run: every step was sent with dryRun=All; nothing changed"
