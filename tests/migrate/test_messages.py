@@ -73,3 +73,17 @@ def test_piped_output_is_not_wrapped(migrate: Any, preview_stack: str) -> None:
     assert len(longest) > 100, longest
     table = migrate("plan", "-n", preview_stack).stdout
     assert longest in table, "a step's manual command was folded over several lines"
+
+
+def test_plan_prints_the_run_command_with_the_same_flags_the_manual_waits_and_the_deliberate_differences(
+        migrate: Any, preview_stack: str) -> None:
+    ns = preview_stack
+    out = migrate("plan", "-n", ns, "--steps", "0,25,100", "--chart-version", "", "--no-attribution").stdout
+    assert f"`infergate migrate run -n {ns} --steps 0,25,100 --chart-version '' --no-attribution` does exactly " \
+           "these steps" in out, out
+    ga_epp = "vllm-llama3-8b-instruct-ga-epp"
+    assert f"kubectl rollout status -n {ns} deployment/{ga_epp} --timeout=2m" in out
+    assert f"kubectl wait -n {ns} --for=condition=Available deployment/{ga_epp}" in out
+    assert "the source document has no wait" in out
+    assert "on purpose, unlike the source document (which gives every InferenceObjective priority 2)" in out
+    assert "base-model=2, food-review=1" in out

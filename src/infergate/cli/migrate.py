@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import signal
 import sys
 import time
@@ -305,6 +306,7 @@ def plan_command(kubeconfig: str | None, context: str | None, helm_path: str | N
     """Show the concrete steps of the migration of one HTTPRoute: the GA pool names, the
     InferenceObjectives and routes the converter creates from the InferenceModels, the weight
     steps and gates, the teardown order, and every lossy field. Changes nothing."""
+    from infergate.migrate.helm import OCI_CHART
     from infergate.migrate.output import emit, line, table
 
     cluster = _connect(kubeconfig, context)
@@ -343,6 +345,33 @@ def plan_command(kubeconfig: str | None, context: str | None, helm_path: str | N
               [(w.object, w.field, w.message) for w in plan.lossy])
     for note in plan.notes:
         line(f"note: {note}")
+    if existing is None:
+        line(f"`{_run_command_line(ns)}` does exactly these steps (the same flags make the same plan)")
+        if any(p.chart is not None and p.chart.chart == OCI_CHART for p in plan.pools):
+            line(f"the chart is pulled from {OCI_CHART} at run time; without access to that registry use a local "
+                 "copy: --chart charts/inferencepool --chart-version ''")
+
+
+def _run_command_line(namespace: str) -> str:
+    """The `infergate migrate run` command with the plan-shaping flags given to this command."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    parts = ["infergate migrate run", "-n", shlex.quote(namespace)]
+    for param in ctx.command.params:
+        name = param.name or ""
+        if name in ("namespace", "output", "kubeconfig", "helm_path") or not isinstance(param, click.Option):
+            continue
+        if ctx.get_parameter_source(name) in (None, ParameterSource.DEFAULT):
+            continue
+        flag = max(param.opts, key=len)
+        value = ctx.params[name]
+        if param.is_flag:
+            if value:
+                parts.append(flag)
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
 
 
 def _objective_detail(obj: dict[str, Any]) -> str:
