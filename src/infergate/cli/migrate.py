@@ -416,17 +416,27 @@ def _parse_epp_metrics(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--analysis-delay", type=float, default=1.0, show_default=True,
               help="Seconds to wait after a weight change before measuring.")
 @click.option("--ready-timeout", type=float, default=120.0, show_default=True)
+@click.option("--step-duration", default="2m", show_default=True,
+              help="Bake time of each weight step: probe windows every 10 s and the real traffic the EPPs count, "
+              "for this long (a Go duration such as 90s or 5m; a bare number is minutes).")
+@click.option("--min-requests", type=int, default=100, show_default=True,
+              help="Real requests (not probes) a step must see to be judged on real traffic; fewer: on probes.")
+@click.option("--prometheus-url", help="Read the EPPs' request and error counters from this Prometheus "
+              "(/api/v1/query) instead of their /metrics.")
+@click.option("--fast", is_flag=True, help="One short probe window per step, no bake time (demos, tests).")
 @click.option("--force", is_flag=True, help="Proceed despite a GitOps owner / kept CRDs in use.")
 @click.option("--retry", is_flag=True, help="Start again after a rollback.")
 @click.option("--stop-after", metavar="STEP", help="Stop after this step id (staged runs); run again to go on.")
 @OUTPUT
 def run_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
                 output: str, dry_run: bool, gateway_url: str | None, epp_metrics: tuple[str, ...],
-                probe_model: tuple[str, ...], analysis_delay: float, ready_timeout: float, force: bool,
+                probe_model: tuple[str, ...], analysis_delay: float, ready_timeout: float, step_duration: str,
+                min_requests: int, prometheus_url: str | None, fast: bool, force: bool,
                 retry: bool, stop_after: str | None, **kw: Any) -> None:
     """Run (or resume) the migration of one HTTPRoute as a state machine recorded in the
     ConfigMap infergate-migration-<route>. A finished migration is a no-op; an interrupted one
     resumes where it stopped; a failed gate rolls the weights back and stops with a report."""
+    from infergate.migrate.bake import BakeOptions
     from infergate.migrate.output import emit, line, table
     from infergate.migrate.runner import Migrator, RunOptions
 
@@ -434,7 +444,9 @@ def run_command(kubeconfig: str | None, context: str | None, helm_path: str | No
     ns = namespace or _default_namespace(kubeconfig, context)
     options = RunOptions(dry_run=dry_run, force=force, retry=retry, gateway_url=gateway_url,
                          epp_metrics=_parse_epp_metrics(epp_metrics), probe_models=probe_model,
-                         analysis_delay_s=analysis_delay, ready_timeout_s=ready_timeout, stop_after=stop_after)
+                         analysis_delay_s=analysis_delay, ready_timeout_s=ready_timeout, stop_after=stop_after,
+                         bake=BakeOptions(duration_s=_step_duration(step_duration), min_requests=min_requests,
+                                          prometheus_url=prometheus_url, fast=fast))
     existing = _existing_state(cluster, ns, kw["route"])
     if existing is not None and existing.completed and existing.plan.path != kw["path"]:
         raise click.ClickException(f"a {existing.plan.path} migration of HTTPRoute {existing.plan.route} is recorded; "
@@ -461,6 +473,20 @@ def run_command(kubeconfig: str | None, context: str | None, helm_path: str | No
                  f"{result.downtime['requests']} monitor requests failed)")
         line(f"{result.phase}: {result.message}")
     sys.exit(result.exit_code)
+
+
+def _step_duration(text: str) -> float:
+    """``--step-duration``: a Go duration, or a bare number of minutes."""
+    from infergate.util.durations import DurationError, parse_go_duration
+
+    try:
+        seconds = float(text) * 60 if text.strip().replace(".", "", 1).isdigit() else parse_go_duration(text)
+    except (DurationError, ValueError):
+        raise click.BadParameter(f"{text!r}: a duration such as 90s, 2m or 1m30s (a bare number is minutes)",
+                                 param_hint="--step-duration") from None
+    if seconds < 0:
+        raise click.BadParameter(f"{text!r}: must not be negative", param_hint="--step-duration")
+    return seconds
 
 
 async def _until_signalled(work: Awaitable[T]) -> T:

@@ -25,6 +25,7 @@ from typing import Any
 
 from infergate import api
 from infergate.api import yamlload
+from infergate.migrate.bake import BakeOptions, EppMeter, PrometheusMeter, TrafficMeter, real_traffic_gate
 from infergate.migrate.cleanup import preview_census_blockers
 from infergate.migrate.cluster import Cluster, ClusterError
 from infergate.migrate.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PAUSED, EXIT_REFUSED, EXIT_ROLLED_BACK
@@ -97,6 +98,7 @@ class RunOptions:
     poll_s: float = 0.5
     crd_bundle_dir: Path = CRD_BUNDLE_DIR
     stop_after: str | None = None  # stop (as if interrupted) after this step id; for tests and staged runs
+    bake: BakeOptions = field(default_factory=BakeOptions)  # per-step bake time; BakeOptions(fast=True): one window
     lock_identity: str | None = None  # the Lease holder's name (default host/pid)
     lock_duration_s: int = LEASE_DURATION_S
 
@@ -555,13 +557,50 @@ class Migrator:
         if bad:
             return _Outcome(state, "fail", "; ".join(f"{c.name}: {c.detail}" for c in bad))
         await asyncio.sleep(self.options.analysis_delay_s)
+        bake = self.options.bake
+        meter, source = await asyncio.to_thread(self._traffic_meter, plan)
+        if meter is not None:
+            await meter.start()
+        started = time.monotonic()
         baseline = Baseline.from_dict(state.baseline) if state.baseline else None
+        gates, probes_sent = await self._probe_gates(plan, step, baseline)
+        windows = 1
+        while not bake.fast and overall(gates) == "pass":
+            left = bake.duration_s - (time.monotonic() - started)
+            if left <= 0:
+                break
+            await asyncio.sleep(min(bake.probe_interval_s, left))
+            drift = await asyncio.to_thread(self._drift, plan, step.ga_weight)
+            if drift:
+                return _Outcome(state, "fail", drift)
+            gates, sent = await self._probe_gates(plan, step, baseline)
+            probes_sent += sent
+            windows += 1
+        if not bake.fast and meter is not None and overall(gates) == "pass":
+            traffic = await meter.read()
+            gates.append(real_traffic_gate(traffic, [(p.preview, p.ga) for p in plan.pools], probes_sent,
+                                           bake.min_requests, plan.gates.min_success_rate, source))
+        if not bake.fast:
+            gates.append(GateResult("bake", "pass" if overall(gates) == "pass" else overall(gates),
+                                    f"{time.monotonic() - started:.0f} s at {step.ga_weight}% GA, {windows} probe "
+                                    f"windows ({probes_sent} probes)"))
+        result.gates = [{"weight": step.ga_weight, **g.to_dict()} for g in gates]
+        verdict = overall(gates)
+        detail = "; ".join(f"{g.gate} {g.verdict}: {g.detail}" for g in gates)
+        for g in gates:
+            self.progress(f"  {g.gate}: {g.verdict} ({g.detail})")
+        return _Outcome(state, verdict, detail)
+
+    async def _probe_gates(self, plan: Plan, step: Analyse, baseline: Baseline | None) -> tuple[list[GateResult], int]:
+        """One probe window judged by the gates (a latency-only failure confirmed by another
+        window); the gates and the number of probes sent."""
         gates: list[GateResult] = []
+        sent = 0
         for attempt in range(plan.gates.latency_windows):
             window = await self._measure(plan)
             if window is None:
-                gates = [GateResult("traffic", "paused", "no gateway address (--gateway-url)")]
-                break
+                return [GateResult("traffic", "paused", "no gateway address (--gateway-url)")], sent
+            sent += len(window.samples)
             gates = analyse(window, baseline, step.ga_weight, [(p.preview, p.ga) for p in plan.pools], plan.gates)
             failed = {g.gate for g in gates if g.verdict == "fail"}
             if failed != {"p99-ttft"}:
@@ -569,12 +608,18 @@ class Migrator:
             # latency alone: confirm with another window before rolling back (a p99 of a few dozen
             # probes is noisy), as Flagger counts failed checks against a threshold
             self.progress(f"  p99-ttft failed in window {attempt + 1}; measuring again")
-        result.gates = [{"weight": step.ga_weight, **g.to_dict()} for g in gates]
-        verdict = overall(gates)
-        detail = "; ".join(f"{g.gate} {g.verdict}: {g.detail}" for g in gates)
-        for g in gates:
-            self.progress(f"  {g.gate}: {g.verdict} ({g.detail})")
-        return _Outcome(state, verdict, detail)
+        return gates, sent
+
+    def _traffic_meter(self, plan: Plan) -> tuple[TrafficMeter | None, str]:
+        """Where the step's real traffic is read: Prometheus (--prometheus-url), else the EPPs' /metrics."""
+        bake = self.options.bake
+        if bake.fast:
+            return None, ""
+        if bake.prometheus_url:
+            epps = {name: epp for p in plan.pools for name, epp in ((p.preview, p.preview_epp), (p.ga, p.ga_epp))}
+            return PrometheusMeter(bake.prometheus_url, plan.namespace, epps), f"Prometheus {bake.prometheus_url}"
+        urls = self._epp_urls(plan)
+        return (EppMeter(urls), "the EPPs' /metrics") if urls else (None, "")
 
     async def _verify(self, state: MigrationState, step: Verify, result: RunResult) -> _Outcome:
         plan = state.plan
