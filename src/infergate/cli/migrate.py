@@ -64,6 +64,10 @@ def _plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--allow-unknown-models-served", is_flag=True,
                      help="Accept (and report) that GA serves models the preview EPP answered 404 for."),
         click.option("--no-attribution", is_flag=True, help="Do not require per-pool evidence from EPP metrics."),
+        click.option("--fail-open-during-migration/--fail-close-during-migration", "fail_open_during", default=True,
+                     show_default=True, help="zero-downtime: install the GA pools FailOpen and restore their failure "
+                     "mode at final-route, so that a GA EPP that dies while both pools serve costs no request "
+                     "(docs/migrate.md has the measurements)."),
     ]):
         f = option(f)
     return f
@@ -125,7 +129,8 @@ def _plan_options_from(kw: dict[str, Any]) -> Any:
     return PlanOptions(path=kw["path"], weights=weights, pool_name_suffix=kw["pool_name_suffix"],
                        install=kw["install"], chart=kw["chart"] or OCI_CHART,
                        chart_version=kw["chart_version"] or None, provider=kw["provider"],
-                       unknown_models=kw["unknown_models"], target_models=kw["target_models"], gates=gates)
+                       unknown_models=kw["unknown_models"], target_models=kw["target_models"], gates=gates,
+                       fail_open_during_migration=kw["fail_open_during"])
 
 
 @click.group("migrate", context_settings={"help_option_names": ["-h", "--help"]})

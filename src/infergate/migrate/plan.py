@@ -52,6 +52,10 @@ class PoolPlan:
     ga_object: Obj  # the converted GA pool (applied in "objects" mode; documents the chart's result)
     # "objects" mode: the GA EPP's ServiceAccount, Role, RoleBinding, Deployment, Service (apply order)
     ga_epp_objects: tuple[Obj, ...] = ()
+    # zero-downtime: the GA pool is FailOpen from its install until final-route, which restores
+    # final_failure_mode (a dead GA EPP then costs no request while the analysis rolls back)
+    fail_open_during: bool = False
+    final_failure_mode: str = "FailClose"
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,7 @@ def _pool_to_dict(p: PoolPlan) -> dict[str, Any]:
             "release": p.chart.release, "namespace": p.chart.namespace, "chart": p.chart.chart,
             "version": p.chart.version, "sets": [list(kv) for kv in p.chart.sets]},
         "gaObject": p.ga_object, "gaEppObjects": list(p.ga_epp_objects),
+        "failOpenDuringMigration": p.fail_open_during, "finalFailureMode": p.final_failure_mode,
     }
 
 
@@ -247,6 +252,7 @@ def _pool_from_dict(d: dict[str, Any]) -> PoolPlan:
         None if chart is None else ChartInstall(chart["release"], chart["namespace"], chart["chart"],
                                                 chart.get("version"), tuple((k, v) for k, v in chart["sets"])),
         d["gaObject"], tuple(d.get("gaEppObjects") or ()),
+        bool(d.get("failOpenDuringMigration", False)), str(d.get("finalFailureMode") or "FailClose"),
     )
 
 
@@ -263,6 +269,7 @@ class PlanOptions:
     target_models: str | None = None  # the converter's --target-models (None: its default)
     gates: Gates = field(default_factory=Gates)
     convert: ConvertOptions | None = None
+    fail_open_during_migration: bool = True  # zero-downtime: GA pools FailOpen until final-route
 
 
 def validate_weights(weights: tuple[int, ...]) -> tuple[int, ...]:
@@ -357,9 +364,13 @@ def build_plan(
         source = (epp_objects or {}).get(name)
         epp_copy = ga_epp_objects(source[0], source[1], ga, ga_epp, namespace) \
             if install == "objects" and source is not None else ()
+        final_mode = str(((ga_object.get("spec") or {}).get("endpointPickerRef") or {}).get("failureMode")
+                         or "FailClose")
         pool_plans.append(PoolPlan(
             namespace, name, ga, selector, int(spec.get("targetPortNumber") or 0),
             str(ext.get("name") or helm_epp_name(name)), ga_epp, release, install, chart, ga_object, epp_copy,
+            options.path == "zero-downtime" and options.fail_open_during_migration and final_mode != "FailOpen",
+            final_mode,
         ))
 
     lossy = tuple(Lossy(str(w.obj), w.field, w.message) for w in warnings)
@@ -385,6 +396,13 @@ def build_plan(
                          f"ServiceAccount {p.ga_epp}) and can read its pool only if it is given a token some "
                          "other way")
     notes += _on_purpose_notes(models, objectives)
+    fail_open = [p.ga for p in pool_plans if p.fail_open_during]
+    if fail_open:
+        notes.append("GA pool(s) " + ", ".join(fail_open) + " are FailOpen from install-pool to final-route: while "
+                     "both pools serve, a GA EPP that dies costs no request (the gateway serves round robin over the "
+                     "pool's pods) and the analysis rolls back; final-route restores "
+                     + ", ".join(sorted({p.final_failure_mode for p in pool_plans if p.fail_open_during}))
+                     + " (--fail-close-during-migration keeps it throughout)")
     rewrites = sorted({str(h.get("value")) for r in final_routes for rule in (r.get("spec") or {}).get("rules") or []
                        for f in rule.get("filters") or [] for h in (f.get("requestHeaderModifier") or {}).get("set") or []
                        if str(h.get("name", "")).lower() == MODEL_NAME_REWRITE})

@@ -378,7 +378,8 @@ class Migrator:
             if any(r.name == pool.chart.release for r in self.helm.releases(plan.namespace)):
                 repaired = self._repair_epps(replace(plan, pools=(pool,)))
                 return _Outcome(state, "pass", f"Helm release {pool.chart.release} already installed"
-                                + (f"; repaired: {'; '.join(repaired)}" if repaired else ""))
+                                + (f"; repaired: {'; '.join(repaired)}" if repaired else "")
+                                + self._set_failure_mode(plan, pool, "FailOpen"))
             try:
                 self.helm.install(pool.chart, dry_run=self.options.dry_run)
             except HelmError as exc:
@@ -388,10 +389,15 @@ class Migrator:
                         f"({exc}); run `helm uninstall {pool.chart.release} -n {plan.namespace}`, then run this "
                         "command again") from exc
                 raise
-            return _Outcome(state, "pass", pool.chart.command())
-        self._apply(GA_POOLS, pool.ga_object)
+            return _Outcome(state, "pass", pool.chart.command() + self._set_failure_mode(plan, pool, "FailOpen"))
+        ga_object = copy.deepcopy(pool.ga_object)
+        if pool.fail_open_during:
+            ga_object.setdefault("spec", {}).setdefault("endpointPickerRef", {})["failureMode"] = "FailOpen"
+        self._apply(GA_POOLS, ga_object)
         created = self._apply_epp(plan, pool)
-        return _Outcome(state, "pass", f"applied {GA_POOLS.qualified}/{pool.ga}" + (f"; {created}" if created else ""))
+        return _Outcome(state, "pass", f"applied {GA_POOLS.qualified}/{pool.ga}"
+                        + (" (FailOpen until final-route)" if pool.fail_open_during else "")
+                        + (f"; {created}" if created else ""))
 
     def _apply_objects(self, state: MigrationState, step: ApplyObjects) -> _Outcome:
         for obj in step.objects:
@@ -412,7 +418,19 @@ class Migrator:
                                      dry_run=self.options.dry_run)
         return _Outcome(replace(state, locked=True).transition("locked", "all weights passed"), "pass", "locked")
 
+    def _set_failure_mode(self, plan: Plan, pool: PoolPlan, mode: str) -> str:
+        """Merge-patch the GA pool's endpointPickerRef.failureMode (pools not FailOpen during the
+        migration are left alone); a note for the step's detail."""
+        if not pool.fail_open_during:
+            return ""
+        if self.options.dry_run and self.cluster.get(GA_POOLS, plan.namespace, pool.ga) is None:
+            return f"; would set failureMode {mode}"
+        self.cluster.merge_patch(GA_POOLS, plan.namespace, pool.ga,
+                                 {"spec": {"endpointPickerRef": {"failureMode": mode}}}, dry_run=self.options.dry_run)
+        return f"; {GA_POOLS.qualified}/{pool.ga} failureMode {mode}"
+
     def _final_route(self, state: MigrationState, step: FinalRoute) -> _Outcome:
+        restored = "".join(self._set_failure_mode(state.plan, p, p.final_failure_mode) for p in state.plan.pools)
         routes = []
         for route in state.plan.final_routes:
             final = copy.deepcopy(route)
@@ -420,7 +438,7 @@ class Migrator:
                 final.setdefault("metadata", {}).setdefault("annotations", {})[LOCK_ANNOTATION] = "true"
             routes.append(final)
         self._apply_routes(routes)
-        return _Outcome(replace(state, ga_weight=100), "pass", "GA pools only")
+        return _Outcome(replace(state, ga_weight=100), "pass", "GA pools only" + restored)
 
     def _apply_epp(self, plan: Plan, pool: PoolPlan) -> str:
         """The GA pool's EPP (computed at planning time from the preview EPP, v1.0 flags) with its
