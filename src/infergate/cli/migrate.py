@@ -149,7 +149,8 @@ def command() -> None:
     \b
     Exit codes: 0 ok / nothing to do; 1 error; 2 usage; 3 migration needed (check);
     4 paused (no data to judge: run again to resume); 5 a gate or check failed (run: the
-    weights were rolled back); 6 refused (cleanup: still in use, or finalizers; --force).
+    weights were rolled back); 6 refused (cleanup: still in use, or finalizers; --force; run,
+    rollback: another run holds the namespace's Lease); 130 interrupted (run again to resume).
     """
 
 
