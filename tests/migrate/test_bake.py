@@ -222,3 +222,26 @@ async def test_fail_close_during_migration_keeps_the_failure_mode(
     result = await Migrator(cluster, None, RunOptions(stop_after=f"install-pool-{GA}")).run(plan)
     assert result.exit_code == 0, result.message
     assert failure_mode(cluster, ns) == "FailClose"
+
+
+async def test_a_ga_epp_that_loses_its_deployment_while_a_step_bakes_fails_the_step_at_once(
+        cluster: Any, preview_stack: str, status_writer: Any, fakes: Fakes) -> None:
+    from infergate.migrate.resources import DEPLOYMENTS
+
+    ns = preview_stack
+    original = cluster.get(HTTPROUTES, ns, "llm-route")["spec"]
+
+    async def kill_when_baking() -> None:
+        while not fakes.sent:  # the first probe window of analyse-0 went through the gateway
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(cluster.delete, DEPLOYMENTS, ns, f"{GA}-epp")
+
+    killer = asyncio.create_task(kill_when_baking())
+    started = time.monotonic()
+    result = await migrate(cluster, ns, fakes, BakeOptions(duration_s=60, probe_interval_s=30), stop_after=None)
+    await killer
+    assert result.exit_code == 5, (result.message, result.gates)
+    assert f"epp-ready fail: EPP Deployment {ns}/{GA}-epp missing" in result.message, result.message
+    assert time.monotonic() - started < 30  # not at the next probe window, not at the end of the bake
+    assert cluster.get(HTTPROUTES, ns, "llm-route")["spec"] == original

@@ -508,6 +508,9 @@ async def _until_signalled(work: Awaitable[T]) -> T:
 
 def _report_interrupted(cluster: Any, namespace: str, route: str | None, dry_run: bool) -> None:
     state = None if dry_run else _existing_state(cluster, namespace, route)
+    if state is None and not dry_run:
+        click.echo("interrupted before the migration started: nothing was recorded", err=True)
+        return
     where = f"during {state.interrupted_during}" if state is not None and state.interrupted_during else ""
     route_name = state.plan.route if state is not None else route
     flags = f"-n {namespace}" + (f" --route {route_name}" if route_name else "")

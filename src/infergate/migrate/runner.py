@@ -76,6 +76,7 @@ from infergate.util.wait import WaitTimeout, async_wait_until, wait_until
 CRD_BUNDLE_DIR = Path(__file__).resolve().parents[3] / "config" / "crd"
 
 REJECTION_GRACE_S = 3.0  # a False condition this long is the gateway's answer, not a transient
+EPP_WATCH_S = 1.0  # while a step bakes: how often the GA EPPs' readiness is checked between probe windows
 RESTORE_TIMEOUT_S = 60.0  # simple path: how long verification waits for the new stack to serve
 GITOPS_MANAGERS = ("argocd", "argo-cd", "flux", "kustomize-controller", "helm-controller")
 GITOPS_MARKERS = ("argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/", "helm.toolkit.fluxcd.io/")
@@ -151,6 +152,9 @@ class Migrator:
                              duration_s=self.options.lock_duration_s)
         try:
             await asyncio.to_thread(lock.acquire)
+        except asyncio.CancelledError:  # Ctrl-C while taking it: give it back if the thread got it
+            await asyncio.to_thread(lock.release)
+            raise
         except LockHeld as exc:
             return RunResult(EXIT_REFUSED, "refused", str(exc))
         except ClusterError as exc:
@@ -587,7 +591,10 @@ class Migrator:
             left = bake.duration_s - (time.monotonic() - started)
             if left <= 0:
                 break
-            await asyncio.sleep(min(bake.probe_interval_s, left))
+            lost = await self._watch_ga_epps(plan, min(bake.probe_interval_s, left))
+            if lost:
+                gates.append(GateResult("epp-ready", "fail", "; ".join(lost)))
+                break
             drift = await asyncio.to_thread(self._drift, plan, step.ga_weight)
             if drift:
                 return _Outcome(state, "fail", drift)
@@ -608,6 +615,19 @@ class Migrator:
         for g in gates:
             self.progress(f"  {g.gate}: {g.verdict} ({g.detail})")
         return _Outcome(state, verdict, detail)
+
+    async def _watch_ga_epps(self, plan: Plan, seconds: float) -> list[str]:
+        """Between two probe windows, check every ``EPP_WATCH_S`` that each GA EPP still has an
+        Available Deployment and ready endpoints; what went missing (empty: all well). A dead GA
+        EPP fails the step at once instead of at the next window."""
+        deadline = time.monotonic() + seconds
+        while True:
+            lost = await asyncio.to_thread(
+                lambda: [m for p in plan.pools for m in epp_not_ready(self.cluster, plan.namespace, p.ga_epp)])
+            left = deadline - time.monotonic()
+            if lost or left <= 0:
+                return lost
+            await asyncio.sleep(min(EPP_WATCH_S, left))
 
     async def _probe_gates(self, plan: Plan, step: Analyse, baseline: Baseline | None) -> tuple[list[GateResult], int]:
         """One probe window judged by the gates (a latency-only failure confirmed by another
