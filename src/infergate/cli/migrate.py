@@ -345,7 +345,8 @@ def plan_command(kubeconfig: str | None, context: str | None, helm_path: str | N
         line(f"weights (GA %): {' -> '.join(str(w) for w in plan.weights)}; gates: success rate >= "
              f"{g.min_success_rate}, p99 TTFT <= baseline x {g.p99_ttft_factor} + {g.p99_ttft_slack_s * 1000:.0f} ms, "
              f"per-pool share within max({g.attribution_floor}, 3 sigma), model allow-list divergence, "
-             f"{g.probes} probes per step, no traffic = paused")
+             f"{g.probes} probes per window, no traffic = paused; `run` bakes each step --step-duration (default "
+             f"2m: a window every 10 s, then the EPPs' real traffic), --fast: one window")
     if plan.lossy:
         table("Lossy or changed fields", ["OBJECT", "FIELD", "WHAT HAPPENS"],
               [(w.object, w.field, w.message) for w in plan.lossy])
