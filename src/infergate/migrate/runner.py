@@ -16,6 +16,7 @@ downtime monitor and the probes share, never waits on the network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import time
 from collections.abc import Awaitable, Callable
@@ -133,6 +134,7 @@ class Migrator:
         self._monitor: DowntimeMonitor | None = None
         self._dry_run_crds: set[str] = set()  # CRDs this dry run only pretended to install
         self._renewer: Renewer | None = None
+        self._saving: asyncio.Future[MigrationState] | None = None
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -222,7 +224,6 @@ class Migrator:
             if url and plan.model_names:
                 self._monitor = DowntimeMonitor(url, plan.model_names[0])
                 self._monitor.start()
-        step: Step | None = None
         try:
             for step in plan.steps:
                 if state.done(step.id):
@@ -280,8 +281,14 @@ class Migrator:
             return result
         except asyncio.CancelledError:  # Ctrl-C (asyncio.run cancels the main task) or SIGTERM
             if not self.options.dry_run:
-                during = step.id if step is not None else "start"
-                await self._save(state.transition("interrupted", f"interrupted during {during}", during=during))
+                # a save in flight when the cancellation came still lands: wait for it and record the
+                # interruption on top of what the store holds, never on an older state
+                if self._saving is not None:
+                    with contextlib.suppress(Exception):
+                        await self._saving
+                latest = await asyncio.to_thread(self.store.load, plan.namespace, plan.route) or state
+                during = next((s.id for s in plan.steps if not latest.done(s.id)), "end")
+                await self._save(latest.transition("interrupted", f"interrupted during {during}", during=during))
             raise
         finally:
             if self._monitor is not None:
@@ -299,7 +306,10 @@ class Migrator:
             return _Outcome(state, "fail", str(exc))
 
     async def _save(self, state: MigrationState) -> MigrationState:
-        return await asyncio.to_thread(self.store.save, state)
+        """Write the state in a worker thread; a cancellation of the caller does not cancel the
+        write (it is shielded and kept in ``_saving`` for the interruption handler)."""
+        self._saving = asyncio.ensure_future(asyncio.to_thread(self.store.save, state))
+        return await asyncio.shield(self._saving)
 
     # -- steps ---------------------------------------------------------------------------------
 
