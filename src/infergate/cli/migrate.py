@@ -470,8 +470,9 @@ def run_command(kubeconfig: str | None, context: str | None, helm_path: str | No
     if output != "table":
         emit(result.to_dict(), output)
     else:
-        table("Migration", ["STEP", "STATUS", "DETAIL", "SECONDS"],
-              [(s["step"], s["status"], s.get("detail", ""), s.get("seconds", "")) for s in result.steps])
+        if result.steps:
+            table("Migration", ["STEP", "STATUS", "DETAIL", "SECONDS"],
+                  [(s["step"], s["status"], s.get("detail", ""), s.get("seconds", "")) for s in result.steps])
         if result.gates:
             table("Last analysis", ["WEIGHT", "GATE", "VERDICT", "DETAIL"],
                   [(g["weight"], g["gate"], g["verdict"], g["detail"]) for g in result.gates])
