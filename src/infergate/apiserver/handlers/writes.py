@@ -15,6 +15,7 @@ from infergate.apiserver.handlers.crds import crd_causes, is_crd, register_crd, 
 from infergate.apiserver.handlers.deletion import Deleter
 from infergate.apiserver.patch import record_update_manager
 from infergate.apiserver.resources import CRD_GROUP_RESOURCE, ResourceRegistry, ServedResource
+from infergate.apiserver.shapes import check_shape
 from infergate.apiserver.store import ObjectKey
 from infergate.apiserver.validation import Admission, FieldCause, check_schema, prune
 from infergate.util.clock import utc_now
@@ -135,6 +136,7 @@ class Writer:
     def create(self, target: Target, obj: dict[str, Any], manager: str | None, dry_run: bool,
                field_validation: str | None = None) -> dict[str, Any]:
         rtype = target.rtype
+        check_shape(obj, rtype.kind, rtype.crd_name is None)
         obj_meta = meta(obj)
         if obj.get("kind") and obj["kind"] != rtype.kind:
             raise bad_request(f"the API version in the data ({obj.get('apiVersion')}) and kind ({obj['kind']}) do not "
@@ -218,6 +220,7 @@ class Writer:
         """Store ``new`` over ``current`` (``resourceVersion`` as a precondition); a no-op
         update returns ``current`` unchanged."""
         rtype = target.rtype
+        check_shape(new, rtype.kind, rtype.crd_name is None)
         cur_meta = meta(current)
         name = cur_meta.get("name", "")
         new_meta = meta(new)
