@@ -8,6 +8,7 @@ service-account token, Secret and ConfigMap volumes) 0600.
 
 from __future__ import annotations
 
+import base64
 import stat
 import uuid
 from pathlib import Path
@@ -17,7 +18,8 @@ import pytest
 from infergate.apiserver.runtime import resource_path
 
 from .conftest import running_cluster
-from .test_rbac_pods import new_namespace, sim_in, token_subject, wait_ready_pod
+from .test_rbac_pods import new_namespace, token_subject, wait_ready_pod
+from .test_runtime_e2e import sim_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("runtime-modes")]
 LOOP = pytest.mark.asyncio(loop_scope="module")
@@ -37,15 +39,13 @@ async def test_pod_volumes_are_private_and_hold_the_pods_own_token(tmp_path: Pat
         namespace = await new_namespace(client)
         await client.create(resource_path("v1", "secrets", namespace), {
             "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
-            "stringData": {"password": uuid.uuid4().hex}})
-        await sim_in(client, repo_root, namespace, "sim-modes",
-                     volumes=[{"name": "creds", "secret": {"secretName": "creds"}}])
-        deployment = await client.get(resource_path("apps/v1", "deployments", namespace, "sim-modes"))
-        assert deployment is not None
-        container = deployment["spec"]["template"]["spec"]["containers"][0]
-        container["volumeMounts"] = [*(container.get("volumeMounts") or []),
-                                     {"name": "creds", "mountPath": "/etc/creds"}]
-        await client.update(resource_path("apps/v1", "deployments", namespace, "sim-modes"), deployment)
+            "data": {"password": base64.b64encode(uuid.uuid4().hex.encode()).decode()}})
+        doc = sim_deployment(repo_root, "sim-modes", 1)
+        doc["metadata"]["namespace"] = namespace
+        pod_spec = doc["spec"]["template"]["spec"]
+        pod_spec["volumes"] = [{"name": "creds", "secret": {"secretName": "creds"}}]
+        pod_spec["containers"][0]["volumeMounts"] = [{"name": "creds", "mountPath": "/etc/creds"}]
+        await client.create(resource_path("apps/v1", "deployments", namespace), doc)
         pod = await wait_ready_pod(client, namespace, "app=sim-modes", timeout=60)
         name = pod["metadata"]["name"]
 
