@@ -284,9 +284,10 @@ def test_healthz_answers_while_an_expensive_request_runs(http: httpx.Client, ser
         worker.join(60)
     assert outcome == [201]
     # the request is expensive (seconds of decoding), yet /healthz waits far less than that
+    # (before, it waited for the whole request); relative, as a loaded machine slows both
     assert took[0] > 2.0, took
     assert len(latencies) >= 5, latencies
-    assert max(latencies) < 1.0, (took, sorted(latencies)[-5:])
+    assert max(latencies) < max(1.0, took[0] / 4), (took, sorted(latencies)[-5:])
 
 
 # ------------------------------------------------------------ item 5: non-finite numbers
@@ -399,3 +400,77 @@ def test_duplicate_yaml_fields_are_refused_under_strict(http: httpx.Client, ns: 
                          content=doc, headers={"Content-Type": YAML})
     status = _status(response, 400, "BadRequest")
     assert 'duplicate field "metadata.name"' in status["message"]
+
+
+# ------------------------------------------------------------ item 9: built-in kinds' rules
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("a" * 64, "must be no more than 63 characters"),
+    ("has.dot", "a lowercase RFC 1123 label must consist of"),
+])
+def test_namespace_names_are_dns_labels(http: httpx.Client, name: str, message: str) -> None:
+    response = http.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace",
+                                                     "metadata": {"name": name}})
+    status = _status(response, 422, "Invalid")
+    assert "metadata.name" in [c["field"] for c in status["details"]["causes"]]
+    assert message in status["message"]
+
+
+def _service(name: str = "svc", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"ports": [{"port": 80}], **spec}}
+
+
+@pytest.mark.parametrize(("service", "field", "message"), [
+    (_service(type="Bogus"), "spec.type", 'Unsupported value: "Bogus"'),
+    (_service(ports=[{"port": 70000}]), "spec.ports[0].port", "must be between 1 and 65535, inclusive"),
+    (_service(ports=[{"port": 80, "targetPort": 0x10000}]), "spec.ports[0].targetPort", "must be between 1 and 65535"),
+    (_service(ports=[{"port": 80, "protocol": "ICMP"}]), "spec.ports[0].protocol", 'Unsupported value: "ICMP"'),
+    (_service(ports=[{"port": 80, "name": "a"}, {"port": 81}]), "spec.ports", "each must be named"),
+    (_service("has.dot"), "metadata.name", "a DNS-1035 label must consist of"),
+    (_service("1leading-digit"), "metadata.name", "start with an alphabetic character"),
+])
+def test_service_rules(http: httpx.Client, ns: str, service: dict[str, Any], field: str, message: str) -> None:
+    response = http.post(f"/api/v1/namespaces/{ns}/services", json=service)
+    status = _status(response, 422, "Invalid")
+    assert field in [c["field"] for c in status["details"]["causes"]], status
+    assert message in status["message"]
+
+
+@pytest.mark.parametrize(("labels", "message"), [
+    ({"bad key!": "v"}, "name part must consist of alphanumeric characters"),
+    ({"-x": "v"}, "name part must consist of alphanumeric characters"),
+    ({"UPPER.example/x": "v"}, "prefix part a lowercase RFC 1123 subdomain"),
+    ({"k": "bad value!"}, "a valid label must be an empty string"),
+    ({"k": "v" * 64}, "must be no more than 63 characters"),
+])
+def test_label_keys_and_values(http: httpx.Client, ns: str, labels: dict[str, str], message: str) -> None:
+    response = http.post(f"/api/v1/namespaces/{ns}/configmaps", json=_cm("l") | {"metadata": {"name": "l",
+                                                                                               "labels": labels}})
+    status = _status(response, 422, "Invalid")
+    assert status["details"]["causes"][0]["field"] == "metadata.labels"
+    assert message in status["message"]
+
+
+def test_annotations_total_at_most_256_kib(http: httpx.Client, ns: str) -> None:
+    fits = {"a": "x" * (256 * 1024 - 1)}
+    assert http.post(f"/api/v1/namespaces/{ns}/configmaps",
+                     json={"metadata": {"name": "fits", "annotations": fits}}).status_code == 201
+    response = http.post(f"/api/v1/namespaces/{ns}/configmaps",
+                         json={"metadata": {"name": "big", "annotations": {"a": "x" * 150_000, "b": "y" * 150_000}}})
+    status = _status(response, 422, "Invalid")
+    assert "metadata.annotations: Too long: must have at most 262144 bytes" in status["message"]
+
+
+@pytest.mark.parametrize("data", [5, ["a"], {"k": 1}, {"k": None}])
+def test_configmap_data_is_a_map_of_strings(http: httpx.Client, ns: str, data: Any) -> None:
+    response = http.post(f"/api/v1/namespaces/{ns}/configmaps", json=_cm("d", data))
+    status = _status(response, 400, "BadRequest")
+    assert "ConfigMap.data" in status["message"]
+
+
+def test_valid_services_and_labels_are_accepted(http: httpx.Client, ns: str) -> None:
+    service = _service("web", type="NodePort", ports=[{"name": "http", "port": 80, "targetPort": "http"},
+                                                      {"name": "metrics", "port": 9090, "protocol": "TCP"}])
+    service["metadata"]["labels"] = {"app.kubernetes.io/name": "web", "tier": "", "v": "1.2_3-a"}
+    assert http.post(f"/api/v1/namespaces/{ns}/services", json=service).status_code == 201

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from infergate.api.regex import compile_re2
+from infergate.apiserver.builtin_rules import builtin_causes, metadata_causes
 from infergate.apiserver.defaults import apply_schema_defaults, default_pod, default_service, default_workload
 from infergate.apiserver.errors import APIError, already_exists, bad_request, conflict, invalid, not_found
 from infergate.apiserver.handlers.common import Committer, Target, meta
@@ -96,6 +97,9 @@ class Writer:
             causes.append(FieldCause("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 subdomain '
                                      "must consist of lower case alphanumeric characters, '-' or '.', and must "
                                      "start and end with an alphanumeric character"))
+        causes.extend(metadata_causes(obj))
+        if rtype.crd_name is None:
+            causes.extend(builtin_causes(rtype.group, rtype.resource, obj))
         if rtype.crd_name is None and is_crd(rtype.group, rtype.resource):
             causes.extend(crd_causes(obj))
         causes.extend(self.admission.validate(rtype.group, obj, old, crd))
