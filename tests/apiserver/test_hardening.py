@@ -474,3 +474,22 @@ def test_valid_services_and_labels_are_accepted(http: httpx.Client, ns: str) -> 
                                                       {"name": "metrics", "port": 9090, "protocol": "TCP"}])
     service["metadata"]["labels"] = {"app.kubernetes.io/name": "web", "tier": "", "v": "1.2_3-a"}
     assert http.post(f"/api/v1/namespaces/{ns}/services", json=service).status_code == 201
+
+
+def test_unknown_fields_of_built_in_kinds_are_refused_under_strict(http: httpx.Client, ns: str) -> None:
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "typo"},
+                  "spec": {"replicsa": 2, "selector": {"matchLabels": {"a": "b"}},
+                           "template": {"metadata": {"labels": {"a": "b"}},
+                                        "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolcy": "x"}]}}}}
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments"
+    response = http.post(path, params={"fieldValidation": "Strict"}, json=deployment)
+    status = _status(response, 400, "BadRequest")
+    assert status["message"] == ('strict decoding error: unknown field "spec.replicsa", '
+                                 'unknown field "spec.template.spec.containers[0].imagePullPolcy"')
+    assert http.post(path, params={"fieldValidation": "Strict"}, json=deployment | {"spec": {
+        **{k: v for k, v in deployment["spec"].items() if k != "replicsa"},
+        "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    ).status_code == 201
+    ignored = http.post(f"/api/v1/namespaces/{ns}/configmaps", params={"fieldValidation": "Ignore"},
+                        json=_cm("ign") | {"extra": 1})
+    assert ignored.status_code == 201

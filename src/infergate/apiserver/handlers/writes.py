@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from infergate.api.regex import compile_re2
+from infergate.apiserver.builtin_fields import unknown_fields
 from infergate.apiserver.builtin_rules import builtin_causes, metadata_causes
 from infergate.apiserver.defaults import apply_schema_defaults, default_pod, default_service, default_workload
 from infergate.apiserver.errors import APIError, already_exists, bad_request, conflict, invalid, not_found
@@ -89,6 +90,10 @@ class Writer:
                 if (field_validation or "").lower() == "strict":
                     raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
                 prune(obj, unknown)
+        elif rtype.crd_name is None and (field_validation or "").lower() == "strict":
+            unknown = unknown_fields(rtype.group, target.version, rtype.kind, obj)
+            if unknown:
+                raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
         if schema is not None and not hooked:
             apply_schema_defaults(obj, schema)
         self._builtin_defaults(rtype, obj, old)
