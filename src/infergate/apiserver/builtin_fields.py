@@ -4,11 +4,10 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from functools import cache
 from typing import Any
-
-from kubernetes.client import models
 
 _LIST = re.compile(r"^list\[(.+)\]$", re.IGNORECASE)
 _DICT = re.compile(r"^dict\((?:str|string), (.+)\)$|^dict\[str, (.+)\]$", re.IGNORECASE)
@@ -18,6 +17,9 @@ _SKIPPED_GROUPS = ("apiextensions.k8s.io",)  # CRDs: their schemas are free-form
 @cache
 def _fields(model_name: str) -> dict[str, str] | None:
     """JSON field name -> type name of a model (None: not a model)."""
+    # imported on first use: importing the kubernetes package at start-up would load its
+    # in-cluster configuration before the runtime's entrypoint can redirect it, and is slow
+    models = importlib.import_module("kubernetes.client.models")
     model = getattr(models, model_name, None)
     if model is None or not hasattr(model, "openapi_types"):
         return None
