@@ -64,6 +64,13 @@ pytest: install
 
 test: lint typecheck pytest
 
+# The fuzzing suites (tests/fuzz) with the long profile: random seeds, tens of thousands of inputs per test
+# (the fast, seeded profile runs in `make test`). A crash is a traceback, a 5xx, a hang past a
+# bound, or a server that stops answering.
+.PHONY: fuzz
+fuzz: install
+	INFERGATE_FUZZ_PROFILE=long $(BIN)/pytest tests/fuzz -m fuzz -n 0 -q --timeout 0
+
 demo: install
 	$(BIN)/infergate demo
 
