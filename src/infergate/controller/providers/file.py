@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from infergate.api.objects import resource_type_of
 from infergate.api import validate as validate_object
+from infergate.api.objects import resource_type_of
 from infergate.controller.manifests import MANIFEST_SUFFIXES, ManifestParseError, read_manifest_file
 from infergate.controller.resources import KINDS, ObjectRef, ObservedObject, split_api_version
 from infergate.controller.snapshot import Snapshot
