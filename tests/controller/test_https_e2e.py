@@ -143,7 +143,7 @@ async def test_https_gateway_sni_conditions_and_rotation_under_load(tmp_path: Pa
             return list(await asyncio.gather(*tasks, return_exceptions=True))
 
         async def sees_new_certificate() -> bool:
-            return await asyncio.to_thread(ca.peer_certificate, address, port, A) == rotated.der
+            return bool(await asyncio.to_thread(ca.peer_certificate, address, port, A) == rotated.der)
 
         load_task = asyncio.create_task(load())
         await asyncio.sleep(1.0)

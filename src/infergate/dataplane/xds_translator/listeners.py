@@ -3,6 +3,7 @@ listeners answering an invalid backend's share of a split."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from infergate.dataplane.xds_translator.common import INVALID_PREFIX, duration, socket_address, stat_name
@@ -50,7 +51,8 @@ def listener(ir_listener: Listener, opts: TranslateOptions) -> dict[str, Any]:
     }
     if ir_listener.is_tls:  # HTTPS: one TLS filter chain per Gateway listener, chosen by SNI
         out["listener_filters"] = [tls_inspector()]
-        out["filter_chains"] = [filter_chain(chain, network_filters) for chain in ir_listener.tls]
+        # Each chain gets its own copy (the same HCM and routes: SNI only picks the certificate).
+        out["filter_chains"] = [filter_chain(chain, copy.deepcopy(network_filters)) for chain in ir_listener.tls]
     return out
 
 
