@@ -75,13 +75,13 @@ async def ask(client: openai.AsyncOpenAI) -> str:
 
 @contextlib.asynccontextmanager
 async def gateway(tmp_path: Path, docs: list[dict[str, Any]],
-                  results: list[TranslationResult]) -> AsyncIterator[Path]:
+                  results: list[TranslationResult], admin_port: int) -> AsyncIterator[Path]:
     manifest_dir = tmp_path / "manifests"
     manifest_dir.mkdir()
     write(manifest_dir / "all.yaml", docs)
     started = asyncio.Event()
     config = GatewayConfig(manifests_dir=str(manifest_dir), poll_interval=0.2, address_pool=address_pool(),
-                           work_dir=str(tmp_path / "envoy"))
+                           work_dir=str(tmp_path / "envoy"), admin_port=admin_port)
     task = asyncio.create_task(run_gateway(config, started=started, on_reconciled=lambda r, _: results.append(r)))
     try:
         await asyncio.wait_for(started.wait(), 30)
@@ -101,12 +101,12 @@ def listener_conditions(result: TranslationResult, name: str) -> dict[str, tuple
 async def test_https_gateway_sni_conditions_and_rotation_under_load(tmp_path: Path, envoy_bin: str) -> None:
     ca = TestCA()
     certs = {"a": ca.issue(A), "b": ca.issue(B)}
-    sim_port, port = free_port(), free_port()
+    sim_port, port, admin_port = free_port(), free_port(), free_port()
     sim = SimCluster(SimConfig(model=MODEL, time_scale=100.0, mean_output_tokens=0, pod_name="sim"),
                      random_loopback_block(1, sim_port), sim_port)
     results: list[TranslationResult] = []
     docs = manifests(port, sim, certs)
-    async with sim, gateway(tmp_path, docs, results) as manifest_dir:
+    async with sim, gateway(tmp_path, docs, results, admin_port) as manifest_dir:
         (ir_listener,) = results[-1].ir.listeners
         address = ir_listener.address
 
@@ -115,6 +115,14 @@ async def test_https_gateway_sni_conditions_and_rotation_under_load(tmp_path: Pa
             "Accepted": ("True", "Accepted"), "Programmed": ("False", "Invalid"),
             "ResolvedRefs": ("False", "InvalidCertificateRef"), "Conflicted": ("False", "NoConflicts")}
         assert listener_conditions(results[-1], "a")["Programmed"] == ("True", "Programmed")
+
+        # The admin endpoint shows the certificates but never a private key.
+        async with httpx.AsyncClient(timeout=5) as admin:
+            response = await admin.get(f"http://127.0.0.1:{admin_port}/ir")
+        assert "PRIVATE KEY" not in response.text
+        shown = {c["key"]: c for c in response.json()["certificates"]}
+        assert shown["secret/default/a-cert"]["certificate_chain"] == certs["a"].certificate_pem
+        assert shown["secret/default/a-cert"]["private_key"] == "<redacted>"
 
         # The official client over HTTPS, trusting only the test's CA.
         client_a = openai_client(ca, address, port, A)

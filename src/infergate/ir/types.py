@@ -11,7 +11,7 @@ clusters and Envoy can update in place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 FailureMode = Literal["FailOpen", "FailClose"]
@@ -175,7 +175,7 @@ class Certificate:
 
     key: str
     certificate_chain: str  # PEM
-    private_key: str  # PEM
+    private_key: str = field(repr=False)  # PEM; never in a repr (logs)
 
 
 @dataclass(frozen=True)
