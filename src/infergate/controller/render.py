@@ -11,7 +11,6 @@ from infergate.controller.translator.options import TranslationResult
 from infergate.ir import DataplaneConfig
 from infergate.ir.codec import ir_to_dict
 
-
 REDACTED = "<redacted>"
 
 
