@@ -2,7 +2,7 @@
 
     GET /healthz    200 once the process runs
     GET /readyz     200 after a configuration was applied and Envoy ACKed it, else 503
-    GET /ir         the current IR (JSON)
+    GET /ir         the current IR (JSON; certificates' private keys redacted)
     GET /statuses   the statuses written by the last reconcile (JSON)
     GET /envoy      Envoy's admin address
 """
@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from infergate.controller.render import result_to_plain
-from infergate.ir.codec import ir_to_dict
+from infergate.controller.render import ir_without_secrets, result_to_plain
 
 if TYPE_CHECKING:
     from infergate.controller.runner import Reconciler
@@ -46,7 +45,7 @@ class AdminServer:
         return web.Response(status=503, text=f"not ready: {stats.last_error or 'no configuration applied yet'}\n")
 
     async def _ir(self, request: web.Request) -> web.Response:
-        return web.json_response(ir_to_dict(self.reconciler.stats.last_ir) if self.reconciler.stats.last_ir else {})
+        return web.json_response(ir_without_secrets(self.reconciler.stats.last_ir) if self.reconciler.stats.last_ir else {})
 
     async def _statuses(self, request: web.Request) -> web.Response:
         result = self.reconciler.stats.last_result
