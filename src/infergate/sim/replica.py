@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from infergate.sim import protocol, tokenizer
+from infergate.sim import peer_endpoints, protocol, tokenizer
 from infergate.sim.config import SimConfig
 from infergate.sim.engine import Engine, QueueFull, SeqStatus, Sequence
 from infergate.sim.kv_events import ReplicaKvEvents
@@ -233,6 +233,7 @@ class Replica:
         r.add_post("/admin/faults", self._admin_faults)
         r.add_post("/admin/crash", self._admin_crash)
         r.add_post("/admin/restart", self._admin_restart)
+        peer_endpoints.register(app, self)  # vLLM render, SGLang /model_info, the oracle's /debug/state
         return app
 
     async def _add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
