@@ -4,7 +4,8 @@
   tokenize-and-render API (vllm-router's ``cache_aware`` posts every request there first).
   Completions answer a list of ``GenerateRequest`` objects (one per prompt), chat one object;
   ``token_ids`` are the simulator's stand-in token ids (the ones ``/tokenize`` returns).
-- ``GET /model_info``: SGLang's newer name of ``/get_model_info`` (sglang-router asks it first).
+- ``GET /model_info`` and ``GET /server_info``: SGLang's newer names of ``/get_model_info`` and
+  ``/get_server_info`` (sglang-router asks them first).
 - ``GET|POST /debug/state``: the engine's true state for the benchmark's oracle (bench only,
   not a vLLM API): running batch, waiting queue, free KV blocks, the latency profile and, for a
   request body given with POST, how many of its prompt tokens the cache (or a sequence already
@@ -65,6 +66,7 @@ def register(app: web.Application, replica: Replica) -> None:
     r.add_post("/v1/completions/render", endpoints.render_completions)
     r.add_post("/v1/chat/completions/render", endpoints.render_chat)
     r.add_get("/model_info", endpoints.model_info)
+    r.add_get("/server_info", replica._get_server_info)  # SGLang's newer name of /get_server_info
     r.add_get("/debug/state", endpoints.debug_state)
     r.add_post("/debug/state", endpoints.debug_state)
 
@@ -73,9 +75,13 @@ class _PeerEndpoints:
     def __init__(self, replica: Replica) -> None:
         self.replica = replica
         self.not_found: dict[str, int] = {}  # "METHOD /path" -> 404s answered (a peer calling what we lack)
+        self.calls: dict[str, int] = {}  # "METHOD /path" -> requests (what routers ask of a replica)
 
     @web.middleware
     async def count_not_found(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        key = f"{request.method} {request.path}"
+        if request.path != "/debug/state":
+            self.calls[key] = self.calls.get(key, 0) + 1
         try:
             response: web.StreamResponse = await handler(request)
         except web.HTTPNotFound:
@@ -116,7 +122,8 @@ class _PeerEndpoints:
         replica = self.replica
         state = engine_state(replica.engine)
         state.update(name=replica.name, endpoint=replica.endpoint, ready=replica.ready,
-                     time_scale=replica.config.time_scale, not_found=dict(self.not_found))
+                     time_scale=replica.config.time_scale, not_found=dict(self.not_found),
+                     calls=dict(self.calls))
         if request.method == "POST":
             body = await _body(request)
             chat = isinstance(body, dict) and "messages" in body

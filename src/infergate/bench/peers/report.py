@@ -97,6 +97,11 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         notes = [f"{run.router}: replicas answered 404 to {run.not_found}" for run in runs if run.not_found]
         notes += [f"{run.router}: {run.log_404_lines} log lines mention 404" for run in runs if run.log_404_lines]
         lines += ["", "404s: " + ("; ".join(notes) if notes else "none (replicas and router logs)"), ""]
+        probes = [f"{run.router}: " + ", ".join(f"{k} x{n}" for k, n in sorted(run.calls.items())
+                                                 if not k.endswith(("/v1/completions", "/v1/chat/completions")))
+                  for run in runs if run.calls]
+        if probes:
+            lines += ["Other endpoints the replicas served, per router: " + "; ".join(probes), ""]
     for plot in plots or []:
         lines += [f"![{plot}]({plot})", ""]
     return "\n".join(lines)
@@ -120,6 +125,8 @@ def _plots(result: PeersResult, out: Path) -> list[str]:
 
     names: list[str] = []
     for key, runs in _by_key(result).items():
+        if not any(run.ttfts for run in runs):
+            continue
         fig, ax = plt.subplots(figsize=(7, 4))
         for run in runs:
             ttfts = sorted(run.ttfts)

@@ -13,6 +13,7 @@ Peers run from their own virtual environments (``.bench-venvs/<dist>``, made by 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -170,6 +171,16 @@ def peer_status(dist_dir: str) -> str | None:
     return None
 
 
+class LoggedProcess(ManagedProcess):
+    """A process whose stdout goes to its log as well (the Rust routers log to stdout)."""
+
+    async def start(self) -> None:
+        assert self.log_path is not None
+        with open(self.log_path, "ab") as log:
+            self.process = await asyncio.create_subprocess_exec(*self.argv, stdout=log, stderr=log, env=self.env,
+                                                                start_new_session=True)
+
+
 class PeerRouter(Router):
     """sglang-router or vllm-router in their own venvs, retries and circuit breakers off."""
 
@@ -187,7 +198,7 @@ class PeerRouter(Router):
                 "--host", "127.0.0.1", "--port", str(port), "--prometheus-host", "127.0.0.1",
                 "--prometheus-port", str(prom), "--worker-startup-check-interval", "1",
                 "--disable-retries", "--disable-circuit-breaker", "--log-level", "info"]
-        process = ManagedProcess(argv, name=self.dist, log_path=ctx.workdir / f"{self.dist}.log")
+        process = LoggedProcess(argv, name=self.dist, log_path=ctx.workdir / f"{self.dist}.log")
         process.env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")}
         self.processes.append(process)
         await process.start()

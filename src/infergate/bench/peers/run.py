@@ -49,6 +49,7 @@ class RunOutcome:
     summary: Summary | None
     ttfts: list[float] = field(default_factory=list)  # model seconds, for the CDF plot
     not_found: dict[str, int] = field(default_factory=dict)  # "METHOD /path" -> 404s the replicas answered
+    calls: dict[str, int] = field(default_factory=dict)  # "METHOD /path" -> requests the replicas received
     log_404_lines: int = 0  # lines of the router's own log mentioning a 404
     error: str | None = None
 
@@ -95,20 +96,24 @@ async def _start_pool(workload: Workload, ctx_dir: Path, ports: PortPool, time_s
     return sims, endpoints
 
 
-async def _scrape(endpoints: list[str]) -> tuple[list[str], dict[str, int]]:
+async def _scrape(endpoints: list[str]) -> tuple[list[str], dict[str, int], dict[str, int]]:
     metrics: list[str] = []
     not_found: dict[str, int] = {}
+    calls: dict[str, int] = {}
     async with httpx.AsyncClient(timeout=10.0) as client:
         for e in endpoints:
             with contextlib.suppress(httpx.HTTPError, ValueError):
+                state = (await client.get(f"http://{e}/debug/state")).json()  # before our /metrics scrape
                 metrics.append((await client.get(f"http://{e}/metrics")).text)
-                state = (await client.get(f"http://{e}/debug/state")).json()
                 for key, n in state.get("not_found", {}).items():
                     not_found[key] = not_found.get(key, 0) + int(n)
-    return metrics, not_found
+                for key, n in state.get("calls", {}).items():
+                    calls[key] = calls.get(key, 0) + int(n)
+    return metrics, not_found, calls
 
 
-_LOG_404 = re.compile(r"\b404\b")
+_LOG_404 = re.compile(r"(status\S{0,12}\D{0,3}404\b|\b404 Not Found)", re.IGNORECASE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 async def run_one(config: PeersConfig, workload: Workload, phase: str, router_name: str, base: Path,
@@ -130,14 +135,15 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
         cpu = sampler.report()
         # cores used on average over the run, times its length: the routers' CPU seconds
         router_cpu_s = sum(v for k, v in cpu.per_process.items() if k != "loadgen") * wall
-        metrics, not_found = await _scrape(endpoints)
+        metrics, not_found, calls = await _scrape(endpoints)
         priority = bool(workload.objectives)
         summary = summarize(results, wall, config.time_scale, prefix_hit=prefix_hit_rate(metrics),
                             priority=priority, router_cpu_s=router_cpu_s, machine_busy=cpu.machine_busy)
         ttfts = [r.ttft * config.time_scale for r in results
                  if r.ok and r.ttft is not None and (not priority or r.objective in (None, "critical"))]
-        log_404 = sum(1 for line in router.log_text().splitlines() if _LOG_404.search(line))
-        return RunOutcome(workload.name, phase, router_name, summary, ttfts, not_found, log_404)
+        log_404 = sum(1 for line in _ANSI.sub("", router.log_text()).splitlines()
+                      if _LOG_404.search(line))
+        return RunOutcome(workload.name, phase, router_name, summary, ttfts, not_found, calls, log_404)
     finally:
         await router.stop()
         for sim in sims:
