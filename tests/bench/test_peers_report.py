@@ -86,3 +86,18 @@ def test_write_outputs(tmp_path: Path) -> None:
     assert {"results.json", "results.md"} <= names
     assert json.loads((tmp_path / "peers" / "results.json").read_text())["shared-prefix/open"]["oracle"]["requests"] == 10
     assert all(p.exists() for p in paths)
+
+
+def test_affinity_diagnostics() -> None:
+    from infergate.bench.peers.summary import load_shares, replicas_per_group
+
+    def served(group: int, pod: str) -> TurnResult:
+        r = _ok(0.1)
+        r.group, r.pod = group, pod
+        return r
+
+    results = [served(0, "sim-0"), served(0, "sim-0"), served(1, "sim-1"), served(1, "sim-0"),
+               TurnResult(ok=False, status=500, pod="sim-1")]
+    assert replicas_per_group(results) == 1.5
+    assert load_shares(results) == {"sim-0": 0.75, "sim-1": 0.25}
+    assert math.isnan(replicas_per_group([]))

@@ -31,6 +31,8 @@ class TurnResult:
     objective: str | None = None
     error: str | None = None
     text: str = ""
+    pod: str | None = None  # the replica that served it (x-inference-pod)
+    group: int = 0  # the session's prefix group
 
 
 async def stream_turn(client: httpx.AsyncClient, url: str, model: str, prompt: str, max_tokens: int,
@@ -43,6 +45,7 @@ async def stream_turn(client: httpx.AsyncClient, url: str, model: str, prompt: s
     try:
         async with client.stream("POST", url, json=body, headers=extra) as response:
             result.status = response.status_code
+            result.pod = response.headers.get("x-inference-pod")
             if response.status_code != 200:
                 result.error = (await response.aread()).decode(errors="replace")[:200]
                 return result
@@ -103,6 +106,7 @@ async def _run_session(client: httpx.AsyncClient, url: str, base_model: str, ses
         prompt = session.prompt(history, i)
         result = await stream_turn(client, url, session.model or base_model, prompt, turn.max_tokens,
                                    session.objective)
+        result.group = session.group
         results.append(result)
         if not result.ok:
             break

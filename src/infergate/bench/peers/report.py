@@ -47,6 +47,14 @@ def _s(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) else "-"
 
 
+def _pct(value: float) -> str:
+    return f"{value:.0%}" if math.isfinite(value) else "-"
+
+
+def _f1(value: float) -> str:
+    return f"{value:.1f}" if math.isfinite(value) else "-"
+
+
 def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
     cfg = result.config
     lines = [
@@ -61,7 +69,9 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         "fixed concurrency; seed {cfg.seed}",
         f"- goodput: requests per model second with TTFT <= {SLO_TTFT_S} s and mean ITL <= {SLO_ITL_S * 1000:g} ms",
         "- prefix hit: the replicas' `vllm:prefix_cache_hits / vllm:prefix_cache_queries`; router CPU: CPU "
-        "seconds of the router's processes (Envoy + EPP for infergate) per request",
+        "seconds of the router's processes (Envoy + EPP for infergate) per request; replicas/group: distinct "
+        "replicas that served each prefix group, on average (1 = perfect affinity); max load share: the busiest "
+        "replica's fraction of the requests",
         "",
     ]
     if result.skipped:
@@ -75,21 +85,21 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         oracle = next((r for r in runs if r.router == "oracle" and r.summary is not None), None)
         lines += [f"## {key}", "",
                   "| router | TTFT p50 | TTFT p90 | TTFT p99 | ITL p50 | E2E p90 | out tok/s | goodput | "
-                  "requests | failed | shed | prefix hit | router CPU ms/req | machine busy | "
-                  "TTFT p90 / best peer | TTFT p90 / oracle |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "requests | failed | shed | prefix hit | replicas/group | max load share | router CPU ms/req | "
+                  "machine busy | TTFT p90 / best peer | TTFT p90 / oracle |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for run in runs:
             s = run.summary
             if s is None:
-                lines.append(f"| {run.router} | failed to run: {run.error} |" + " |" * 14)
+                lines.append(f"| {run.router} | failed to run: {run.error} |" + " |" * 16)
                 continue
             vs_peer = _ratio(s.ttft_p90, peer.summary.ttft_p90) if peer and peer.summary else "-"
             vs_oracle = _ratio(s.ttft_p90, oracle.summary.ttft_p90) if oracle and oracle.summary else "-"
             lines.append(
                 f"| {run.router} | {_s(s.ttft_p50)} | {_s(s.ttft_p90)} | {_s(s.ttft_p99)} | "
                 f"{s.itl_p50 * 1000:.1f} ms | {_s(s.e2e_p90)} | {s.output_tokens_per_s:.0f} | {s.goodput:.2f} | "
-                f"{s.requests} | {s.failed} | {s.shed} | {s.prefix_hit:.0%} | "
-                f"{s.router_cpu_s_per_request * 1000:.2f} | {s.machine_busy:.0%} | {vs_peer} | {vs_oracle} |")
+                f"{s.requests} | {s.failed} | {s.shed} | {_pct(s.prefix_hit)} | {_f1(run.replicas_per_group)} | "
+                f"{_pct(max(run.load_shares.values(), default=math.nan))} | {s.router_cpu_s_per_request * 1000:.2f} | {s.machine_busy:.0%} | {vs_peer} | {vs_oracle} |")
         lines.append("")
         if peer is not None:
             lines.append(f"Best peer by TTFT p90: {peer.router}"

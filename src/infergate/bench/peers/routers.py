@@ -162,12 +162,14 @@ def peer_status(dist_dir: str) -> str | None:
     python = peer_python(dist_dir)
     if not python.exists():
         return f"not installed: {VENVS / dist_dir} is missing (make bench creates it)"
-    if dist_dir == "vllm-router":
+    site = next((VENVS / dist_dir / "lib").glob("python*/site-packages"), None)
+    package = "sglang_router" if dist_dir == "sglang-router" else "vllm_router"
+    if site is None or not (site / package / "launch_router.py").exists():
+        return f"not installed: {package}.launch_router is missing in {VENVS / dist_dir} (its pip install failed?)"
+    if dist_dir == "vllm-router" and not list(site.glob("vllm_router_rs*.so")):
         # PyPI's vllm-router is the Rust vllm-project/router; vllm-project/production-stack's
-        # Python router uses the same distribution name. Check for the Rust extension module.
-        site = next((VENVS / dist_dir / "lib").glob("python*/site-packages"), None)
-        if site is None or not list(site.glob("vllm_router_rs*.so")):
-            return "the installed vllm-router is not the Rust vllm-project/router (no vllm_router_rs module)"
+        # Python router uses the same distribution name. The Rust one ships vllm_router_rs.
+        return "the installed vllm-router is not the Rust vllm-project/router (no vllm_router_rs module)"
     return None
 
 

@@ -19,7 +19,7 @@ import httpx
 
 from infergate.bench.peers import driver
 from infergate.bench.peers.routers import RunContext, make_router, skip_reason
-from infergate.bench.peers.summary import Summary, prefix_hit_rate, summarize
+from infergate.bench.peers.summary import Summary, load_shares, prefix_hit_rate, replicas_per_group, summarize
 from infergate.bench.peers.workloads import SLOW_PROFILE_SETTINGS, Workload, make
 from infergate.bench.scheduling import CpuSampler
 from infergate.bench.topology import PortPool, SimReplicas, workdir
@@ -51,6 +51,8 @@ class RunOutcome:
     not_found: dict[str, int] = field(default_factory=dict)  # "METHOD /path" -> 404s the replicas answered
     calls: dict[str, int] = field(default_factory=dict)  # "METHOD /path" -> requests the replicas received
     log_404_lines: int = 0  # lines of the router's own log mentioning a 404
+    replicas_per_group: float = float("nan")  # distinct replicas serving each prefix group, on average
+    load_shares: dict[str, float] = field(default_factory=dict)  # replica -> fraction of the requests
     error: str | None = None
 
 
@@ -143,7 +145,8 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
                  if r.ok and r.ttft is not None and (not priority or r.objective in (None, "critical"))]
         log_404 = sum(1 for line in _ANSI.sub("", router.log_text()).splitlines()
                       if _LOG_404.search(line))
-        return RunOutcome(workload.name, phase, router_name, summary, ttfts, not_found, calls, log_404)
+        return RunOutcome(workload.name, phase, router_name, summary, ttfts, not_found, calls, log_404,
+                          replicas_per_group(results), load_shares(results))
     finally:
         await router.stop()
         for sim in sims:

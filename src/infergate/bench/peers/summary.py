@@ -88,3 +88,22 @@ def prefix_hit_rate(metrics_texts: Sequence[str]) -> float:
             elif line.startswith("vllm:prefix_cache_queries_total") or line.startswith("vllm:prefix_cache_queries{"):
                 queries += float(line.rsplit(" ", 1)[1])
     return hits / queries if queries else math.nan
+
+
+def replicas_per_group(results: Sequence[TurnResult]) -> float:
+    """Mean number of distinct replicas that served each prefix group (1 = perfect affinity)."""
+    pods: dict[int, set[str]] = {}
+    for r in results:
+        if r.ok and r.pod is not None:
+            pods.setdefault(r.group, set()).add(r.pod)
+    return sum(len(v) for v in pods.values()) / len(pods) if pods else math.nan
+
+
+def load_shares(results: Sequence[TurnResult]) -> dict[str, float]:
+    """Fraction of the served requests each replica got."""
+    counts: dict[str, int] = {}
+    for r in results:
+        if r.ok and r.pod is not None:
+            counts[r.pod] = counts.get(r.pod, 0) + 1
+    total = sum(counts.values())
+    return {pod: n / total for pod, n in sorted(counts.items())} if total else {}
