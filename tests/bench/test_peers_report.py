@@ -75,7 +75,8 @@ def test_json_shape_and_markdown() -> None:
     text = markdown(result)
     assert "sglang-round-robin: not installed" in text
     row = next(line for line in text.splitlines() if line.startswith("| infergate-default |"))
-    assert row.rstrip().endswith("| 2.00x | 4.00x |")  # TTFT p90 vs the best peer (0.1 s) and the oracle (0.05 s)
+    # TTFT p90 vs the best peer (0.1 s) and the oracle (0.05 s), then output tokens/s (all equal)
+    assert row.rstrip().endswith("| 2.00x | 4.00x | 1.00x | 1.00x |")
     assert "GET /server_info" in text and "POST /v1/completions/render x10" in text
     assert "failed to run: RuntimeError: boom" in text
 

@@ -86,20 +86,24 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         lines += [f"## {key}", "",
                   "| router | TTFT p50 | TTFT p90 | TTFT p99 | ITL p50 | E2E p90 | out tok/s | goodput | "
                   "requests | failed | shed | prefix hit | replicas/group | max load share | router CPU ms/req | "
-                  "machine busy | TTFT p90 / best peer | TTFT p90 / oracle |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "machine busy | TTFT p90 / best peer | TTFT p90 / oracle | tok/s / best peer | tok/s / oracle |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for run in runs:
             s = run.summary
             if s is None:
-                lines.append(f"| {run.router} | failed to run: {run.error} |" + " |" * 16)
+                lines.append(f"| {run.router} | failed to run: {run.error} |" + " |" * 18)
                 continue
             vs_peer = _ratio(s.ttft_p90, peer.summary.ttft_p90) if peer and peer.summary else "-"
             vs_oracle = _ratio(s.ttft_p90, oracle.summary.ttft_p90) if oracle and oracle.summary else "-"
+            tp_peer = (_ratio(s.output_tokens_per_s, peer_tp.summary.output_tokens_per_s)
+                       if peer_tp and peer_tp.summary else "-")
+            tp_oracle = (_ratio(s.output_tokens_per_s, oracle.summary.output_tokens_per_s)
+                         if oracle and oracle.summary else "-")
             lines.append(
                 f"| {run.router} | {_s(s.ttft_p50)} | {_s(s.ttft_p90)} | {_s(s.ttft_p99)} | "
                 f"{s.itl_p50 * 1000:.1f} ms | {_s(s.e2e_p90)} | {s.output_tokens_per_s:.0f} | {s.goodput:.2f} | "
                 f"{s.requests} | {s.failed} | {s.shed} | {_pct(s.prefix_hit)} | {_f1(run.replicas_per_group)} | "
-                f"{_pct(max(run.load_shares.values(), default=math.nan))} | {s.router_cpu_s_per_request * 1000:.2f} | {s.machine_busy:.0%} | {vs_peer} | {vs_oracle} |")
+                f"{_pct(max(run.load_shares.values(), default=math.nan))} | {s.router_cpu_s_per_request * 1000:.2f} | {s.machine_busy:.0%} | {vs_peer} | {vs_oracle} | {tp_peer} | {tp_oracle} |")
         lines.append("")
         if peer is not None:
             lines.append(f"Best peer by TTFT p90: {peer.router}"
