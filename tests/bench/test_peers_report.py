@@ -84,7 +84,9 @@ def test_json_shape_and_markdown() -> None:
 def test_write_outputs(tmp_path: Path) -> None:
     paths = write_outputs(_result(), tmp_path / "peers")
     names = {p.name for p in paths}
-    assert {"results.json", "results.md"} <= names
+    assert {"results.json", "results.md", "details.json"} <= names
+    details = json.loads((tmp_path / "peers" / "details.json").read_text())
+    assert details["skipped"] == {"sglang-round-robin": "not installed"} and len(details["runs"]) == 5
     assert json.loads((tmp_path / "peers" / "results.json").read_text())["shared-prefix/open"]["oracle"]["requests"] == 10
     assert all(p.exists() for p in paths)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -127,8 +128,30 @@ def write_outputs(result: PeersResult, out: Path) -> list[Path]:
     with contextlib.suppress(ImportError):
         plots = _plots(result, out)
     (out / "results.json").write_text(json.dumps(as_json(result), indent=2) + "\n")
+    (out / "details.json").write_text(json.dumps(details(result), indent=1) + "\n")
     (out / "results.md").write_text(markdown(result, plots))
-    return [out / "results.json", out / "results.md", *(out / p for p in plots)]
+    return [out / "results.json", out / "details.json", out / "results.md", *(out / p for p in plots)]
+
+
+def details(result: PeersResult) -> dict[str, Any]:
+    """Everything but the per-request TTFTs: the configuration, skipped routers, and per run the
+    full summary, affinity, 404s and the endpoints the replicas served (NaN as null)."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        return value
+
+    runs = []
+    for run in result.runs:
+        summary = clean(dataclasses.asdict(run.summary)) if run.summary is not None else None
+        runs.append(clean({"workload": run.workload, "phase": run.phase, "router": run.router, "summary": summary,
+                           "error": run.error, "replicas_per_group": run.replicas_per_group,
+                           "load_shares": run.load_shares, "not_found": run.not_found, "calls": run.calls,
+                           "log_404_lines": run.log_404_lines}))
+    return {"config": clean(dataclasses.asdict(result.config)), "skipped": result.skipped,
+            "workloads": result.descriptions, "runs": runs}
 
 
 def _plots(result: PeersResult, out: Path) -> list[str]:
