@@ -72,7 +72,8 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         "- prefix hit: the replicas' `vllm:prefix_cache_hits / vllm:prefix_cache_queries`; router CPU: CPU "
         "seconds of the router's processes (Envoy + EPP for infergate) per request; replicas/group: distinct "
         "replicas that served each prefix group, on average (1 = perfect affinity); max load share: the busiest "
-        "replica's fraction of the requests",
+        "replica's fraction of the requests; queues differ: fraction of 50 ms samples (model time) in which the "
+        "replicas' waiting queues were not all equal",
         "",
     ]
     if result.skipped:
@@ -86,13 +87,13 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         oracle = next((r for r in runs if r.router == "oracle" and r.summary is not None), None)
         lines += [f"## {key}", "",
                   "| router | TTFT p50 | TTFT p90 | TTFT p99 | ITL p50 | E2E p90 | out tok/s | goodput | "
-                  "requests | failed | shed | prefix hit | replicas/group | max load share | router CPU ms/req | "
+                  "requests | failed | shed | prefix hit | replicas/group | max load share | queues differ | router CPU ms/req | "
                   "machine busy | TTFT p90 / best peer | TTFT p90 / oracle | tok/s / best peer | tok/s / oracle |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for run in runs:
             s = run.summary
             if s is None:
-                lines.append(f"| {run.router} | failed to run: {run.error} |" + " |" * 18)
+                lines.append(f"| {run.router} | failed to run: {run.error} |" + " |" * 19)
                 continue
             vs_peer = _ratio(s.ttft_p90, peer.summary.ttft_p90) if peer and peer.summary else "-"
             vs_oracle = _ratio(s.ttft_p90, oracle.summary.ttft_p90) if oracle and oracle.summary else "-"
@@ -104,7 +105,8 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
                 f"| {run.router} | {_s(s.ttft_p50)} | {_s(s.ttft_p90)} | {_s(s.ttft_p99)} | "
                 f"{s.itl_p50 * 1000:.1f} ms | {_s(s.e2e_p90)} | {s.output_tokens_per_s:.0f} | {s.goodput:.2f} | "
                 f"{s.requests} | {s.failed} | {s.shed} | {_pct(s.prefix_hit)} | {_f1(run.replicas_per_group)} | "
-                f"{_pct(max(run.load_shares.values(), default=math.nan))} | {s.router_cpu_s_per_request * 1000:.2f} | {s.machine_busy:.0%} | {vs_peer} | {vs_oracle} | {tp_peer} | {tp_oracle} |")
+                f"{_pct(max(run.load_shares.values(), default=math.nan))} | {_pct(run.queue_imbalance)} | "
+                f"{s.router_cpu_s_per_request * 1000:.2f} | {s.machine_busy:.0%} | {vs_peer} | {vs_oracle} | {tp_peer} | {tp_oracle} |")
         lines.append("")
         if peer is not None:
             lines.append(f"Best peer by TTFT p90: {peer.router}"
@@ -149,7 +151,7 @@ def details(result: PeersResult) -> dict[str, Any]:
         runs.append(clean({"workload": run.workload, "phase": run.phase, "router": run.router, "summary": summary,
                            "error": run.error, "replicas_per_group": run.replicas_per_group,
                            "load_shares": run.load_shares, "not_found": run.not_found, "calls": run.calls,
-                           "log_404_lines": run.log_404_lines}))
+                           "log_404_lines": run.log_404_lines, "queue_imbalance": run.queue_imbalance}))
     return {"config": clean(dataclasses.asdict(result.config)), "skipped": result.skipped,
             "workloads": result.descriptions, "runs": runs}
 

@@ -53,6 +53,9 @@ class RunOutcome:
     log_404_lines: int = 0  # lines of the router's own log mentioning a 404
     replicas_per_group: float = float("nan")  # distinct replicas serving each prefix group, on average
     load_shares: dict[str, float] = field(default_factory=dict)  # replica -> fraction of the requests
+    # fraction of 50 ms (model time) samples in which the replicas' waiting queues differed: when they
+    # do, a min-max normalized queue score gives the longest queue 0 and the shortest 1
+    queue_imbalance: float = float("nan")
     error: str | None = None
 
 
@@ -70,7 +73,8 @@ def _sim_extra(workload: Workload, seed: int, slow: bool) -> list[str]:
              "--seed", str(seed), "--max-loras", str(pool.max_loras)]
     if pool.lora_adapters:
         extra += ["--lora", ",".join(pool.lora_adapters)]
-    if slow:
+    if slow:  # a second process: its own pod names (x-inference-pod), or they would repeat sim-0, sim-1...
+        extra += ["--pod-name", "slow"]
         for setting in SLOW_PROFILE_SETTINGS:
             extra += ["--set", setting]
     return extra
@@ -114,6 +118,37 @@ async def _scrape(endpoints: list[str]) -> tuple[list[str], dict[str, int], dict
     return metrics, not_found, calls
 
 
+class QueueSampler:
+    """Samples every replica's waiting queue (``GET /debug/state``) every 50 ms of model time."""
+
+    def __init__(self, endpoints: list[str], time_scale: float) -> None:
+        self.endpoints = endpoints
+        self.interval = 0.05 / time_scale
+        self.samples = 0
+        self.imbalanced = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            while True:
+                await asyncio.sleep(self.interval)
+                with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                    states = await asyncio.gather(*(client.get(f"http://{e}/debug/state") for e in self.endpoints))
+                    queues = [len(r.json()["waiting"]) for r in states]
+                    self.samples += 1
+                    self.imbalanced += max(queues) > min(queues)
+
+    async def stop(self) -> float:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        return self.imbalanced / self.samples if self.samples else float("nan")
+
+
 _LOG_404 = re.compile(r"(status\S{0,12}\D{0,3}404\b|\b404 Not Found)", re.IGNORECASE)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -130,11 +165,14 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
         await asyncio.sleep(1.0)
         pids = router.pids()
         sampler = CpuSampler(pids)
+        queues = QueueSampler(endpoints, config.time_scale)
+        queues.start()
         if phase == "open":
             results, wall = await driver.run_open(url, MODEL, workload, config.time_scale)
         else:
             results, wall = await driver.run_closed(url, MODEL, workload, config.time_scale, config.duration)
         cpu = sampler.report()
+        queue_imbalance = await queues.stop()
         # cores used on average over the run, times its length: the routers' CPU seconds
         router_cpu_s = sum(v for k, v in cpu.per_process.items() if k != "loadgen") * wall
         metrics, not_found, calls = await _scrape(endpoints)
@@ -146,7 +184,7 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
         log_404 = sum(1 for line in _ANSI.sub("", router.log_text()).splitlines()
                       if _LOG_404.search(line))
         return RunOutcome(workload.name, phase, router_name, summary, ttfts, not_found, calls, log_404,
-                          replicas_per_group(results), load_shares(results))
+                          replicas_per_group(results), load_shares(results), queue_imbalance)
     finally:
         await router.stop()
         for sim in sims:
