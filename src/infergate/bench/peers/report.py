@@ -114,9 +114,12 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         notes = [f"{run.router}: replicas answered 404 to {run.not_found}" for run in runs if run.not_found]
         notes += [f"{run.router}: {run.log_404_lines} log lines mention 404" for run in runs if run.log_404_lines]
         lines += ["", "404s: " + ("; ".join(notes) if notes else "none (replicas and router logs)"), ""]
-        probes = [f"{run.router}: " + ", ".join(f"{k} x{n}" for k, n in sorted(run.calls.items())
-                                                 if not k.endswith(("/v1/completions", "/v1/chat/completions")))
-                  for run in runs if run.calls]
+        probes = []
+        for run in runs:
+            other = [f"{k} x{n}" for k, n in sorted(run.calls.items())
+                     if not k.endswith(("/v1/completions", "/v1/chat/completions"))]
+            if other:
+                probes.append(f"{run.router}: " + ", ".join(other))
         if probes:
             lines += ["Other endpoints the replicas served, per router: " + "; ".join(probes), ""]
     for plot in plots or []:
