@@ -144,6 +144,10 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
     result = uvloop.run(run_peers(config, lambda text: click.echo(text, err=True)))
     for name, why in result.skipped.items():
         click.echo(f"skipped {name}: {why}", err=True)
+    busy = [run for run in result.runs if run.summary is not None and run.summary.machine_busy > 0.85]
+    if busy:
+        click.echo(f"warning: the machine was more than 85% busy during {len(busy)} of {len(result.runs)} runs: "
+                   f"latencies include host contention; lower --time-scale or run on a quieter machine", err=True)
     if as_json:
         click.echo(json.dumps(report.as_json(result)))
     else:
