@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from infergate.sim import protocol, tokenizer
+from infergate.sim import peer_endpoints, protocol, tokenizer
 from infergate.sim.config import SimConfig
 from infergate.sim.engine import Engine, QueueFull, SeqStatus, Sequence
 from infergate.sim.kv_events import ReplicaKvEvents
@@ -230,6 +230,7 @@ class Replica:
             r.add_post("/v1/unload_lora_adapter", self._unload_lora)
         # No fault injection here: it is served on the separate admin port (``sim.admin``), so
         # nothing that can reach the serving port (a gateway, any client) can crash a replica.
+        peer_endpoints.register(app, self)  # vLLM render, SGLang /model_info, the oracle's read-only /debug/state
         return app
 
     async def _add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
