@@ -80,6 +80,8 @@ async def test_the_page_shows_the_migration_as_events_arrive(tmp_path: Path) -> 
             await browser.goto(server.url)
             await browser.wait_for("document.body.dataset.polls >= 1", what="a first poll")
             assert await browser.evaluate("document.getElementById('migration').hidden") is True
+            hidden = await browser.evaluate("[...document.querySelectorAll('.status-only')].map(s => s.hidden)")
+            assert hidden and all(hidden)  # a migration-only dashboard has no status to show
             feed_until_rollback(view)
             await browser.wait_for("document.getElementById('migration-step').textContent === 'analyse-50'",
                                    what="the current step")

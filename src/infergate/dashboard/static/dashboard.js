@@ -207,6 +207,7 @@ async function poll() {
     } else {
       document.getElementById("source").textContent = status.body.error || `status: HTTP ${status.status}`;
     }
+    for (const section of document.querySelectorAll(".status-only")) section.hidden = status.status === 404;
     renderCharts(series.body.samples);
     badge.textContent = "live";
     badge.className = "badge live";
