@@ -37,7 +37,7 @@ def feed_until_rollback(sink: FanOut | MigrationView) -> None:
 
 
 def test_the_view_keeps_step_split_gates_and_decision() -> None:
-    view = MigrationView(route="default/chat")
+    view = MigrationView(route="HTTPRoute default/chat")
     feed_until_rollback(view)
     data = view.to_dict()
     assert data["active"] and data["current_step"] == "analyse-50"
@@ -69,7 +69,7 @@ def test_the_terminal_draws_the_split_the_gates_and_the_decision() -> None:
 
 async def test_the_page_shows_the_migration_as_events_arrive(tmp_path: Path) -> None:
     chromium_path()
-    view = MigrationView(route="default/chat")
+    view = MigrationView(route="HTTPRoute default/chat")
     server = DashboardServer(DashboardApp(None, migration=view), "127.0.0.1", 0)
     await server.start()
     try:

@@ -25,7 +25,7 @@ class MigrationDashboard:
                  route: str | None, *, terminal: bool = True, out: TextIO | None = None) -> None:
         self.port = port
         self.kubeconfig, self.context, self.namespace = kubeconfig, context, namespace
-        self.view = MigrationView(route=f"{namespace}/{route}" if route else namespace)
+        self.view = MigrationView(route=f"HTTPRoute {namespace}/{route}" if route else f"namespace {namespace}")
         self.out = out or sys.stderr
         sinks: list[EventSink] = [self.view]
         if terminal:

@@ -26,7 +26,7 @@ class StepRecord:
 class MigrationView:
     """Everything the page shows about the migration in progress (``to_dict()`` is the JSON)."""
 
-    route: str = ""
+    route: str = ""  # what is migrated, in words ("HTTPRoute default/chat")
     active: bool = False
     current_step: str | None = None
     preview_weight: int | None = None

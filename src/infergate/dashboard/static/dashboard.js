@@ -162,7 +162,7 @@ function renderMigration(m) {
   const section = document.getElementById("migration");
   if (!m || (!m.steps.length && m.ga_weight === null)) { section.hidden = true; return; }
   section.hidden = false;
-  document.getElementById("migration-route").textContent = m.route ? `HTTPRoute ${m.route}` : "";
+  document.getElementById("migration-route").textContent = m.route || "";
   document.getElementById("migration-step").textContent = m.current_step || "–";
   const decision = document.getElementById("migration-decision");
   decision.textContent = m.decision || (m.active ? "running" : "–");
