@@ -104,3 +104,33 @@ async def test_a_failing_reader_is_reported_and_retried() -> None:
             assert (await client.get(server.url + "api/status")).json()["source"] == "test"
     finally:
         await server.stop()
+
+
+async def test_an_idle_sampler_pauses_and_a_page_request_resumes_it() -> None:
+    count = 0
+
+    async def collect() -> StatusSnapshot:
+        nonlocal count
+        count += 1
+        return snapshot(count % 60)
+
+    sampler = Sampler(collect, capacity=5, pause_s=0.01, idle_after=0.2)
+    server = DashboardServer(DashboardApp(sampler), "127.0.0.1", 0)
+    await server.start()
+    try:
+        assert sampler.sampling
+        deadline = asyncio.get_running_loop().time() + 5
+        while sampler.sampling:
+            assert asyncio.get_running_loop().time() < deadline, "the sampler did not pause"
+            await asyncio.sleep(0.05)
+        paused_at = count
+        await asyncio.sleep(0.1)
+        assert count == paused_at
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(server.url + "api/series")).status_code == 200
+        assert sampler.sampling
+        while count == paused_at:
+            await asyncio.sleep(0.01)
+    finally:
+        await server.stop()
+    assert not sampler.sampling

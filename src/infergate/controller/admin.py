@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from infergate.controller.runner import Reconciler
 
 
+IDLE_AFTER_S = 120.0
+
+
 class AdminServer:
     def __init__(self, reconciler: Reconciler, dataplane: Any, host: str, port: int) -> None:
         self.reconciler = reconciler
@@ -31,7 +34,8 @@ class AdminServer:
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
         reader = GatewayViewReader(reconciler.provider.snapshot, self._last_statuses, "infergate gateway")
-        self.dashboard = DashboardApp(Sampler.for_reader(reader), title="infergate gateway")
+        # sampled while a page watches (and IDLE_AFTER_S after), not for every gateway all the time
+        self.dashboard = DashboardApp(Sampler.for_reader(reader, idle_after=IDLE_AFTER_S), title="infergate gateway")
 
     def _last_statuses(self) -> dict[Any, Any]:
         result = self.reconciler.stats.last_result

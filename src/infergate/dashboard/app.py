@@ -55,6 +55,8 @@ class DashboardApp:
                             headers={"Cache-Control": "no-cache"})
 
     async def _status(self, request: web.Request) -> web.Response:
+        if self.sampler is not None:
+            self.sampler.touch()
         if self.sampler is None:
             return web.json_response({"error": "this dashboard shows a migration only"}, status=404)
         if self.sampler.latest is None:
@@ -65,6 +67,8 @@ class DashboardApp:
         return web.json_response(data)
 
     async def _series(self, request: web.Request) -> web.Response:
+        if self.sampler is not None:
+            self.sampler.touch()
         samples = self.sampler.series() if self.sampler is not None else []
         capacity = self.sampler.samples.maxlen if self.sampler is not None else 0
         return web.json_response({"capacity": capacity, "samples": samples})

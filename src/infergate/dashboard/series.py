@@ -5,6 +5,10 @@
 what ``/dashboard/api/status`` returns and each one adds a ``Sample`` (per pool: request rate,
 errors, TTFT; per endpoint: queue, running, KV cache, TTFT; per route backend: its weight) to a
 deque bounded by ``capacity``. ``start``/``stop`` run it as a task that stops cleanly.
+
+With ``idle_after`` (the gateway's admin port, always on), sampling pauses when no page asked
+for ``idle_after`` seconds, and ``touch()`` (each API request) resumes it: a gateway nobody
+watches does not scrape its endpoints for the dashboard.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -61,7 +66,8 @@ def sample_of(snapshot: StatusSnapshot) -> Sample:
 
 
 class Sampler:
-    def __init__(self, collect: Collect, *, capacity: int = 300, pause_s: float = 1.0) -> None:
+    def __init__(self, collect: Collect, *, capacity: int = 300, pause_s: float = 1.0,
+                 idle_after: float | None = None) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._collect = collect
@@ -69,14 +75,18 @@ class Sampler:
         self.latest: StatusSnapshot | None = None
         self.last_error: str | None = None
         self.pause_s = pause_s
+        self.idle_after = idle_after
+        self._touched = time.monotonic()
+        self._enabled = False
         self._task: asyncio.Task[None] | None = None
         self.updated = asyncio.Event()
 
     @classmethod
-    def for_reader(cls, reader: Reader, *, interval: float = 2.0, capacity: int = 300) -> Sampler:
+    def for_reader(cls, reader: Reader, *, interval: float = 2.0, capacity: int = 300,
+                   idle_after: float | None = None) -> Sampler:
         async def collect() -> StatusSnapshot:
             return await collect_status(reader, sample_interval=interval)
-        return cls(collect, capacity=capacity)
+        return cls(collect, capacity=capacity, idle_after=idle_after)
 
     async def sample_once(self) -> StatusSnapshot:
         snapshot = await self._collect()
@@ -85,8 +95,11 @@ class Sampler:
         self.updated.set()
         return snapshot
 
+    def _idle(self) -> bool:
+        return self.idle_after is not None and time.monotonic() - self._touched > self.idle_after
+
     async def run(self) -> None:
-        while True:
+        while not self._idle():
             try:
                 await self.sample_once()
                 self.last_error = None
@@ -98,10 +111,23 @@ class Sampler:
             await asyncio.sleep(self.pause_s)
 
     def start(self) -> None:
-        if self._task is None:
+        self._enabled = True
+        self._touched = time.monotonic()
+        if self._task is None or self._task.done():
             self._task = asyncio.create_task(self.run(), name="dashboard-sampler")
 
+    def touch(self) -> None:
+        """A page asked: resume sampling if it paused for lack of watchers."""
+        self._touched = time.monotonic()
+        if self._enabled and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self.run(), name="dashboard-sampler")
+
+    @property
+    def sampling(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
+        self._enabled = False
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
