@@ -17,7 +17,8 @@ from tests.migrate.test_up import REPO, running_up, serve_gateway, sim_manifest,
 
 from infergate.util.net import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("migrate-up-dashboard"),
+# exclusive: its gates (p99 TTFT against the baseline) are measured under load; alone they measure the system
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.exclusive, pytest.mark.xdist_group("migrate-up-dashboard"),
               pytest.mark.timeout(900)]
 
 
