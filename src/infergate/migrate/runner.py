@@ -30,6 +30,7 @@ from infergate.kube.kinds import Kind
 from infergate.migrate.bake import BakeOptions, EppMeter, PrometheusMeter, TrafficMeter, real_traffic_gate
 from infergate.migrate.cleanup import preview_census_blockers
 from infergate.migrate.cluster import Cluster, ClusterError
+from infergate.migrate.events import EventSink, NullSink
 from infergate.migrate.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PAUSED, EXIT_REFUSED, EXIT_ROLLED_BACK
 from infergate.migrate.gates import Baseline, GateResult, Window, analyse, baseline_of, overall
 from infergate.migrate.helm import Helm, HelmError
@@ -125,8 +126,9 @@ Progress = Callable[[str], None]
 
 class Migrator:
     def __init__(self, cluster: Cluster, helm: Helm | None, options: RunOptions,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, events: EventSink | None = None) -> None:
         self.cluster = cluster
+        self.events: EventSink = events or NullSink()
         self.helm = helm
         self.options = options
         self.progress = progress or (lambda _: None)
@@ -237,10 +239,12 @@ class Migrator:
                                       f"namespace {plan.namespace} (this run missed its renewals)")
                     return result
                 self.progress(f"{step.id}: {step.description}")
+                self.events.step_started(step.id, step.description)
                 started = time.monotonic()
                 outcome = await self._step(step, state, result)
                 state = outcome.state
                 elapsed = round(time.monotonic() - started, 2)
+                self.events.step_finished(step.id, outcome.verdict, outcome.detail, elapsed)
                 if outcome.verdict == "pass":
                     state = await self._save(state.complete(step.id, seconds=elapsed, detail=outcome.detail))
                     result.steps.append({"step": step.id, "status": "dry-run" if self.options.dry_run else "done",
@@ -260,6 +264,7 @@ class Migrator:
                 # fail
                 if not state.locked and plan.path == "zero-downtime" and state.ga_weight is not None:
                     self.progress(f"rolling back HTTPRoute {plan.route} to its original backends")
+                    self.events.decided("roll back", outcome.detail)
                     await asyncio.to_thread(self._restore_route, plan)
                     state = replace(state, ga_weight=None)
                     report = {"step": step.id, "gates": result.gates, "checks": result.checks}
@@ -421,6 +426,7 @@ class Migrator:
     def _shift(self, state: MigrationState, step: Shift) -> _Outcome:
         plan = state.plan
         self._apply_routes([shift_route(r, plan.pools, step.ga_weight) for r in plan.final_routes])
+        self.events.weights_set(100 - step.ga_weight, step.ga_weight)
         return _Outcome(replace(state, ga_weight=step.ga_weight), "pass",
                         f"{100 - step.ga_weight}% preview / {step.ga_weight}% GA")
 
@@ -620,6 +626,7 @@ class Migrator:
                                     f"{time.monotonic() - started:.0f} s at {step.ga_weight}% GA, {windows} probe "
                                     f"windows ({probes_sent} probes)"))
         result.gates = [{"weight": step.ga_weight, **g.to_dict()} for g in gates]
+        self.events.gates_measured(step.ga_weight, [g.to_dict() for g in gates])
         verdict = overall(gates)
         detail = "; ".join(f"{g.gate} {g.verdict}: {g.detail}" for g in gates)
         for g in gates:
