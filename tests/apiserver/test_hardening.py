@@ -493,3 +493,19 @@ def test_unknown_fields_of_built_in_kinds_are_refused_under_strict(http: httpx.C
     ignored = http.post(f"/api/v1/namespaces/{ns}/configmaps", params={"fieldValidation": "Ignore"},
                         json=_cm("ign") | {"extra": 1})
     assert ignored.status_code == 201
+
+
+def test_a_server_side_apply_with_a_non_object_spec_is_a_400_not_a_500(http: httpx.Client, ns: str) -> None:
+    """Found by tests/fuzz: the apply path defaulted a built-in workload before its shape check."""
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments"
+    body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dep"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}},
+                     "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+    assert http.post(path, json=body).status_code == 201
+    for bad_spec in ([1], "x", 3):
+        applied = http.patch(f"{path}/dep", params={"fieldManager": "fuzz", "force": "true"},
+                             content=json.dumps({**body, "spec": bad_spec}),
+                             headers={"Content-Type": "application/apply-patch+yaml"})
+        status = _status(applied, 400)
+        assert "spec" in status["message"]
+    assert http.get(f"{path}/dep").json()["spec"]["replicas"] == 1

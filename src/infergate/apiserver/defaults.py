@@ -25,8 +25,17 @@ def allocate_cluster_ip(in_use: Iterable[str]) -> str:
     raise RuntimeError(f"the service address range {SERVICE_CIDR} is full")
 
 
+def _section(obj: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """``obj[name]``, created empty when absent; None when it is not an object (the shape check
+    refuses such a body with a 400: defaulting must not turn it into a 500)."""
+    value = obj.setdefault(name, {})
+    return value if isinstance(value, dict) else None
+
+
 def default_service(obj: dict[str, Any], in_use: Iterable[str]) -> None:
-    spec = obj.setdefault("spec", {})
+    spec = _section(obj, "spec")
+    if spec is None:
+        return
     spec.setdefault("type", "ClusterIP")
     spec.setdefault("sessionAffinity", "None")
     for port in spec.get("ports") or []:
@@ -41,8 +50,12 @@ def default_service(obj: dict[str, Any], in_use: Iterable[str]) -> None:
 
 
 def default_pod(obj: dict[str, Any]) -> None:
-    obj.setdefault("status", {}).setdefault("phase", "Pending")
-    spec = obj.setdefault("spec", {})
+    status = _section(obj, "status")
+    if status is not None:
+        status.setdefault("phase", "Pending")
+    spec = _section(obj, "spec")
+    if spec is None:
+        return
     spec.setdefault("restartPolicy", "Always")
     for container in spec.get("containers") or []:
         if isinstance(container, dict):
@@ -54,15 +67,18 @@ def default_pod(obj: dict[str, Any]) -> None:
 def default_workload(obj: dict[str, Any]) -> None:
     """Deployments, ReplicaSets, StatefulSets: ``spec.replicas`` defaults to 1; Deployments
     also get the rollout defaults (RollingUpdate 25%/25%, 10 revisions, 600 s deadline)."""
-    spec = obj.setdefault("spec", {})
+    spec = _section(obj, "spec")
+    if spec is None:
+        return
     spec.setdefault("replicas", 1)
     if obj.get("kind") == "Deployment":
-        strategy = spec.setdefault("strategy", {})
-        strategy.setdefault("type", "RollingUpdate")
-        if strategy["type"] == "RollingUpdate":
-            rolling = strategy.setdefault("rollingUpdate", {})
-            rolling.setdefault("maxUnavailable", "25%")
-            rolling.setdefault("maxSurge", "25%")
+        strategy = _section(spec, "strategy")
+        if strategy is not None:
+            strategy.setdefault("type", "RollingUpdate")
+            rolling = _section(strategy, "rollingUpdate") if strategy["type"] == "RollingUpdate" else None
+            if rolling is not None:
+                rolling.setdefault("maxUnavailable", "25%")
+                rolling.setdefault("maxSurge", "25%")
         spec.setdefault("revisionHistoryLimit", 10)
         spec.setdefault("progressDeadlineSeconds", 600)
 
