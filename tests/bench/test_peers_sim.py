@@ -14,16 +14,21 @@ MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 
 @pytest.fixture
-async def replica_url() -> AsyncIterator[str]:
+async def cluster() -> AsyncIterator[SimCluster]:
     config = SimConfig(model=MODEL, time_scale=20.0, jitter=0.0, lora_adapters=("a1",), max_loras=2,
                        mean_output_tokens=0)
     port = free_port()
-    cluster = SimCluster(config, random_loopback_block(1, port), port)
-    await cluster.start()
+    sims = SimCluster(config, random_loopback_block(1, port), port, admin_port=free_port())
+    await sims.start()
     try:
-        yield cluster.urls[0]
+        yield sims
     finally:
-        await cluster.stop()
+        await sims.stop()
+
+
+@pytest.fixture
+def replica_url(cluster: SimCluster) -> str:
+    return cluster.urls[0]
 
 
 async def test_render_model_info_and_server_info(replica_url: str) -> None:
@@ -64,12 +69,13 @@ async def test_debug_state_reports_cached_prefix_and_404s(replica_url: str) -> N
         assert state["calls"]["POST /v1/completions"] == 1 and "request" not in state
 
 
-async def test_debug_state_counts_a_queued_sequence_s_prefix(replica_url: str) -> None:
+async def test_debug_state_counts_a_queued_sequence_s_prefix(cluster: SimCluster) -> None:
     import asyncio
 
     prompt = "queued prompt prefix " * 100
-    async with httpx.AsyncClient(base_url=replica_url, timeout=30.0) as http:
-        assert (await http.post("/admin/faults", json={"stalled": True})).status_code == 200
+    faults = f"{cluster.admin_url}/admin/replicas/0/faults"  # fault injection: the admin port only
+    async with httpx.AsyncClient(base_url=cluster.urls[0], timeout=30.0) as http:
+        assert (await http.post(faults, json={"stalled": True})).status_code == 200
         pending = asyncio.create_task(http.post("/v1/completions", json={"model": MODEL, "prompt": prompt + "a",
                                                                           "max_tokens": 2}))
         for _ in range(100):
@@ -79,5 +85,5 @@ async def test_debug_state_counts_a_queued_sequence_s_prefix(replica_url: str) -
             await asyncio.sleep(0.02)
         assert len(state["waiting"]) == 1 and state["waiting"][0]["cached_tokens"] == 0
         assert state["request"]["cached_tokens"] == len(prompt) // 4 // 16 * 16  # it will be computed first
-        await http.post("/admin/faults", json={"stalled": False})
+        await http.post(faults, json={"stalled": False})
         assert (await pending).status_code == 200
