@@ -46,8 +46,10 @@ SOURCE_DOCUMENT_FLAGS = ["--set", f"inferencePool.modelServers.matchLabels.app={
 
 
 def processes_of(kubeconfig: Path, needle: str) -> list[int]:
-    """Live processes started for this cluster (KUBECONFIG in their environment) whose command
-    line contains ``needle``."""
+    """Live processes started for this cluster whose command line contains ``needle``: a pod's
+    KUBECONFIG is its own (its ServiceAccount's token) under the cluster's state directory, the
+    directory of ``kubeconfig``."""
+    state_dir = f"KUBECONFIG={kubeconfig.parent}/".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -58,7 +60,8 @@ def processes_of(kubeconfig: Path, needle: str) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state != "Z" and needle in cmdline and f"KUBECONFIG={kubeconfig}".encode() in environ:
+        if state != "Z" and needle in cmdline and any(
+                entry == f"KUBECONFIG={kubeconfig}".encode() or entry.startswith(state_dir) for entry in environ):
             found.append(int(entry.name))
     return found
 
