@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
@@ -244,13 +244,13 @@ __all__ += ["API_VERSION", "SYNTHETIC_PARENT", "ObjectivePoolReference"]
 # ---------------------------------------------------------------------------------------
 # InferenceModelRewrite (v1.2.0 - v1.5.0)
 
-MATCH_EXACT = "Exact"
+MATCH_EXACT: Final = "Exact"
 
 
 class ModelMatch(K8sModel):
     """``rules[].matches[].model``: the model name a request asks for (``Exact`` only)."""
 
-    type: Literal["Exact"] = MATCH_EXACT
+    type: Literal["Exact"] = "Exact"
     value: Annotated[str, S(min_length=1)]
 
 

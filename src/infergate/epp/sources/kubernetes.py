@@ -2,7 +2,9 @@
 
 Three or four :class:`~infergate.kube.watch.ListWatch` tasks on the datastore's loop: the
 InferencePool (by name, in the group given by ``pool_group``), Pods in the namespace,
-InferenceObjectives and, for preview pools, InferenceModels. Each lists, applies the full
+InferenceObjectives, InferenceModelRewrites of both groups (x-k8s.io and llm-d.ai; a group
+whose CRD is not installed counts as empty, and ``llm-d.ai`` wins when installed, see
+``epp/rewrite.py``) and, for preview pools, InferenceModels. Each lists, applies the full
 list, then watches from the list's resourceVersion and resumes from the last seen one; a 410
 Gone relists, other errors back off. Works against any API server, including infergate's
 embedded one.
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from infergate.epp.datastore import GA_GROUP, POOL_GROUPS, PREVIEW_GROUP, Datastore
+from infergate.epp.rewrite import LLMD_GROUP, XK8S_GROUP, ModelRewrite, rewrite_from_object
 from infergate.epp.sources.base import SourceError
 from infergate.epp.sources.convert import (
     model_from_object,
@@ -99,6 +102,25 @@ class KubernetesEventHandler:
         else:
             self.datastore.upsert_objective(objective)
 
+    # InferenceModelRewrites (GA pools; both groups)
+    def _rewrite(self, obj: Mapping[str, Any]) -> ModelRewrite | None:
+        if obj.get("metadata", {}).get("deletionTimestamp"):
+            return None
+        return rewrite_from_object(obj, self.pool_name, self.pool_group)
+
+    def rewrite_list(self, group: str, items: Iterable[Mapping[str, Any]], served: bool = True) -> None:
+        """A full list of one group's rewrites; ``served`` False: its CRD is not installed."""
+        self.datastore.rewrites.set_installed(group, served)
+        self.datastore.rewrites.replace_group(group, [r for r in map(self._rewrite, items) if r is not None])
+
+    def rewrite_event(self, group: str, kind: str, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata", {})
+        rewrite = None if kind == "DELETED" else self._rewrite(obj)
+        if rewrite is None:  # deleted, deleting, or (now) for another pool
+            self.datastore.rewrites.delete(group, str(meta.get("namespace", "")), str(meta.get("name", "")))
+        else:
+            self.datastore.rewrites.upsert(rewrite)
+
     # InferenceModels (preview pools)
     def model_list(self, items: Iterable[Mapping[str, Any]]) -> None:
         models = []
@@ -161,9 +183,21 @@ class KubernetesSource:
         ]
         if self.pool_group == PREVIEW_GROUP:
             specs.append(("models", kinds.PREVIEW_MODELS.path(ns), None, handler.model_list, handler.model_event))
-        return [ListWatch(client, path, on_list=on_list, on_event=on_event, name=name, field_selector=fields,
-                          watch_timeout=self.watch_timeout, retry_delay=self.retry_delay)
-                for name, path, fields, on_list, on_event in specs]
+        watches = [ListWatch(client, path, on_list=on_list, on_event=on_event, name=name, field_selector=fields,
+                             watch_timeout=self.watch_timeout, retry_delay=self.retry_delay)
+                   for name, path, fields, on_list, on_event in specs]
+        if self.pool_group != PREVIEW_GROUP:
+            watches += [self._rewrite_watch(client, handler, group) for group in (XK8S_GROUP, LLMD_GROUP)]
+        return watches
+
+    def _rewrite_watch(self, client: KubeClient, handler: KubernetesEventHandler, group: str) -> ListWatch:
+        """Rewrites of one group; a 404 (CRD not installed) is an empty, unserved list."""
+        watch = ListWatch(client, kinds.get(group, "InferenceModelRewrite").path(self.namespace),
+                          on_list=lambda items: None, on_event=lambda kind, obj: handler.rewrite_event(group, kind, obj),
+                          name=f"rewrites.{group}", watch_timeout=self.watch_timeout, retry_delay=self.retry_delay,
+                          missing_is_empty=True)
+        watch.on_list = lambda items: handler.rewrite_list(group, items, served=watch.served)
+        return watch
 
     async def run(self, datastore: Datastore) -> None:
         """List and watch until cancelled."""
