@@ -155,3 +155,27 @@ async def test_director_rewrites_the_body_model_and_reports_the_served_one() -> 
     decision = await director.handle_request(_req("other"))
     assert decision.target_model is None
 
+
+
+def objective(name: str, priority: int, group: str) -> dict[str, Any]:
+    return {"apiVersion": f"{group}/v1alpha2", "kind": "InferenceObjective",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"priority": priority, "poolRef": {"name": "pool"}}}
+
+
+def test_llm_d_objectives_win_once_their_crd_is_installed() -> None:
+    ds = Datastore()
+    h = KubernetesEventHandler(ds, "pool")
+    h.objective_list([objective("critical", 5, XK8S_GROUP), objective("batch", -1, XK8S_GROUP)])
+    h.objective_list([], LLMD_GROUP, served=False)  # llm-d.ai CRD not installed: x-k8s.io applies
+    assert {o.name: o.priority for o in ds.objectives()} == {"critical": 5, "batch": -1}
+    h.objective_list([objective("critical", 9, LLMD_GROUP)], LLMD_GROUP, served=True)
+    assert {o.name: o.priority for o in ds.objectives()} == {"critical": 9}
+    h.objective_event("ADDED", objective("new-x", 1, XK8S_GROUP))  # x-k8s.io changes are kept aside
+    assert ds.objective("new-x") is None
+    h.objective_event("MODIFIED", objective("critical", 7, LLMD_GROUP), LLMD_GROUP)
+    assert ds.objective("critical") is not None and ds.objective("critical").priority == 7  # type: ignore[union-attr]
+    h.objective_list([], LLMD_GROUP, served=False)  # llm-d.ai CRD removed: back to x-k8s.io
+    assert {o.name for o in ds.objectives()} == {"critical", "batch", "new-x"}
+    h.objective_event("DELETED", objective("batch", -1, XK8S_GROUP))
+    assert {o.name for o in ds.objectives()} == {"critical", "new-x"}

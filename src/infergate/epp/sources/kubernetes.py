@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from infergate.epp.datastore import GA_GROUP, POOL_GROUPS, PREVIEW_GROUP, Datastore
+from infergate.epp.datastore import GA_GROUP, POOL_GROUPS, PREVIEW_GROUP, Datastore, Objective
 from infergate.epp.rewrite import LLMD_GROUP, XK8S_GROUP, ModelRewrite, rewrite_from_object
 from infergate.epp.sources.base import SourceError
 from infergate.epp.sources.convert import (
@@ -45,6 +45,8 @@ class KubernetesEventHandler:
         self.datastore = datastore
         self.pool_name = pool_name
         self.pool_group = pool_group
+        self._objectives: dict[str, dict[str, Objective]] = {}  # group -> name -> objective
+        self._objectives_served: set[str] = set()
 
     # pool
     def pool_list(self, items: Iterable[Mapping[str, Any]]) -> None:
@@ -77,30 +79,41 @@ class KubernetesEventHandler:
             self.datastore.upsert_pod(pod)
 
     # objectives
-    def objective_list(self, items: Iterable[Mapping[str, Any]]) -> None:
-        objectives = []
-        for item in items:
-            try:
-                objective = objective_from_object(item, self.pool_name, self.pool_group)
-            except SourceError as exc:
-                log.error("InferenceObjective ignored: %s", exc)
-                continue
-            if objective is not None:
-                objectives.append(objective)
-        self.datastore.replace_objectives(objectives)
+    def _objective(self, obj: Mapping[str, Any]) -> Objective | None:
+        if obj.get("metadata", {}).get("deletionTimestamp"):
+            return None
+        try:
+            return objective_from_object(obj, self.pool_name, self.pool_group)
+        except SourceError as exc:
+            log.error("InferenceObjective %s ignored: %s", obj.get("metadata", {}).get("name", ""), exc)
+            return None
 
-    def objective_event(self, kind: str, obj: Mapping[str, Any]) -> None:
-        name = str(obj.get("metadata", {}).get("name", ""))
-        objective = None
-        if kind != "DELETED" and not obj.get("metadata", {}).get("deletionTimestamp"):
-            try:
-                objective = objective_from_object(obj, self.pool_name, self.pool_group)
-            except SourceError as exc:
-                log.error("InferenceObjective %s ignored: %s", name, exc)
-        if objective is None:  # deleted, deleting, or (now) for another pool
-            self.datastore.delete_objective(name)
+    def _push_objectives(self) -> None:
+        """The datastore holds the objectives of one group: ``llm-d.ai`` when its CRD is
+        installed (as the llm-d router), else ``inference.networking.x-k8s.io``."""
+        active = LLMD_GROUP if LLMD_GROUP in self._objectives_served else XK8S_GROUP
+        self.datastore.replace_objectives(self._objectives.get(active, {}).values())
+
+    def objective_list(self, items: Iterable[Mapping[str, Any]], group: str = XK8S_GROUP,
+                       served: bool = True) -> None:
+        """A full list of one group's objectives; ``served`` False: its CRD is not installed."""
+        found = {o.name: o for o in map(self._objective, items) if o is not None}
+        self._objectives[group] = found
+        if served:
+            self._objectives_served.add(group)
         else:
-            self.datastore.upsert_objective(objective)
+            self._objectives_served.discard(group)
+        self._push_objectives()
+
+    def objective_event(self, kind: str, obj: Mapping[str, Any], group: str = XK8S_GROUP) -> None:
+        name = str(obj.get("metadata", {}).get("name", ""))
+        objective = None if kind == "DELETED" else self._objective(obj)
+        of_group = self._objectives.setdefault(group, {})
+        if objective is None:  # deleted, deleting, or (now) for another pool
+            of_group.pop(name, None)
+        else:
+            of_group[name] = objective
+        self._push_objectives()
 
     # InferenceModelRewrites (GA pools; both groups)
     def _rewrite(self, obj: Mapping[str, Any]) -> ModelRewrite | None:
@@ -188,7 +201,18 @@ class KubernetesSource:
                    for name, path, fields, on_list, on_event in specs]
         if self.pool_group != PREVIEW_GROUP:
             watches += [self._rewrite_watch(client, handler, group) for group in (XK8S_GROUP, LLMD_GROUP)]
+            watches.append(self._llmd_objectives_watch(client, handler))
         return watches
+
+    def _llmd_objectives_watch(self, client: KubeClient, handler: KubernetesEventHandler) -> ListWatch:
+        """``llm-d.ai`` InferenceObjectives: once that CRD is installed they replace the x-k8s.io ones."""
+        watch = ListWatch(client, kinds.get(LLMD_GROUP, "InferenceObjective").path(self.namespace),
+                          on_list=lambda items: None,
+                          on_event=lambda kind, obj: handler.objective_event(kind, obj, LLMD_GROUP),
+                          name=f"objectives.{LLMD_GROUP}", watch_timeout=self.watch_timeout,
+                          retry_delay=self.retry_delay, missing_is_empty=True)
+        watch.on_list = lambda items: handler.objective_list(items, LLMD_GROUP, served=watch.served)
+        return watch
 
     def _rewrite_watch(self, client: KubeClient, handler: KubernetesEventHandler, group: str) -> ListWatch:
         """Rewrites of one group; a 404 (CRD not installed) is an empty, unserved list."""
