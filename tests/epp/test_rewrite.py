@@ -179,3 +179,30 @@ def test_llm_d_objectives_win_once_their_crd_is_installed() -> None:
     assert {o.name for o in ds.objectives()} == {"critical", "batch", "new-x"}
     h.objective_event("DELETED", objective("batch", -1, XK8S_GROUP))
     assert {o.name for o in ds.objectives()} == {"critical", "new-x"}
+
+
+def test_static_file_rewrites(tmp_path: Any) -> None:
+    from infergate.epp.sources.static import SourceError, StaticFileSource, parse_static
+
+    base = {"pool": {"name": "pool", "targetPorts": [8000]},
+            "endpoints": [{"name": "a", "address": "127.0.0.1"}]}
+    parsed = parse_static({**base, "rewrites": [
+        {"name": "short", "rules": [exact("m", ("v1", 3), ("v2", 1))]},
+        obj("full", [generic("x-generic")], group=XK8S_GROUP),
+    ]})
+    assert [(r.group, r.name) for r in parsed.rewrites] == [(LLMD_GROUP, "short"), (XK8S_GROUP, "full")]
+    try:
+        parse_static({**base, "rewrites": [{"name": "bad", "rules": [{"targets": [{"modelRewrite": "m", "weight": 0}]}]}]})
+    except SourceError as exc:
+        assert str(exc).startswith("rewrites[0].spec.rules[0].targets[0].weight: Invalid value: 0")
+    else:
+        raise AssertionError("an invalid weight was accepted")
+    path = tmp_path / "pool.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump({**base, "rewrites": [{"name": "short", "rules": [exact("m", "v9")]},
+                                                         obj("full", [generic("x-generic")], group=XK8S_GROUP)]}))
+    ds = Datastore()
+    assert StaticFileSource(path).apply_once(ds)
+    assert ds.rewrites.pick("m", RNG) == "v9"
+    assert ds.rewrites.pick("other", RNG) is None  # llm-d.ai wins: the x-k8s.io generic rule is ignored
