@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from infergate.controller.manifests import parse_manifests
-from infergate.controller.snapshot import Snapshot
 from infergate.controller.resources import ObjectRef
+from infergate.controller.snapshot import Snapshot
 from infergate.controller.translator import TranslatorOptions, translate
 from infergate.controller.translator.addresses import LoopbackAllocator
 
