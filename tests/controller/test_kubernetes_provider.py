@@ -26,6 +26,8 @@ from infergate.ir import DataplaneConfig
 from infergate.kube.client import KubeClient
 from infergate.kube.config import load_config
 
+from .tls_support import TestCA
+
 pytestmark = pytest.mark.e2e
 APP, INFRA = "gateway-conformance-app-backend", "gateway-conformance-infra"
 
@@ -215,3 +217,81 @@ async def test_status_write_retries_on_conflict_and_keeps_the_concurrent_writers
     # the first PUT got 409 Conflict; the second, re-merged, succeeded
     parents = get(kubectl, "httproute", "-n", "conflict", "r")["status"]["parents"]
     assert [p["controllerName"] for p in parents] == ["example.com/other", "infergate.io/gateway-controller"]
+
+
+async def test_https_listener_certificates_from_secrets_created_by_kubectl(
+        apiserver: ThreadedAPIServer, kubectl: Callable[..., str], crds: None, tmp_path: Path) -> None:
+    ns = "https-test"
+    ca = TestCA()
+
+    def create_tls_secret(name: str, hostname: str, verb: str = "create") -> bytes:
+        certificate = ca.issue(hostname)
+        (tmp_path / "tls.crt").write_text(certificate.certificate_pem)
+        (tmp_path / "tls.key").write_text(certificate.key_pem)
+        args = ("create", "secret", "tls", name, "-n", ns, f"--cert={tmp_path / 'tls.crt'}",
+                f"--key={tmp_path / 'tls.key'}")
+        if verb == "create":
+            kubectl(*args)
+        else:  # rotation, the way cert-manager or an operator replaces the data
+            kubectl("apply", "-f", "-", input=kubectl(*args, "--dry-run=client", "-o", "yaml"))
+        return certificate.certificate_pem.encode()
+
+    kubectl("create", "namespace", ns)
+    create_tls_secret("a-cert", "a.example.test")
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "infergate"},
+         "spec": {"controllerName": "infergate.io/gateway-controller"}},
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": ns},
+         "spec": {"gatewayClassName": "infergate", "listeners": [
+             {"name": name, "port": 8443, "protocol": "HTTPS", "hostname": f"{name}.example.test",
+              "tls": {"certificateRefs": [{"name": f"{name}-cert"}]}} for name in ("a", "b")]}},
+    ]}))
+
+    dataplane = RecordingDataplane()
+    provider = KubernetesProvider(load_api_client(str(apiserver.kubeconfig_path)), watch_timeout=5, retry_delay=0.5)
+    reconciler = Reconciler(provider, dataplane, TranslatorOptions(addresses=LoopbackAllocator("127.0.4.0/24")),
+                            debounce=0.05)
+    await provider.start(sync_timeout=20)
+    task = asyncio.create_task(reconciler.run())
+
+    def listener_conds() -> dict[str, dict[str, tuple[str, str]]]:
+        gw = get(kubectl, "gateway", "-n", ns, "gw")
+        return {lst["name"]: conds(lst) for lst in gw["status"]["listeners"]}
+
+    def https_certificates() -> dict[str, str]:
+        ir = dataplane.applied[-1]
+        return {c.key: c.certificate_chain for c in ir.certificates if c.key.startswith(f"secret/{ns}/")}
+
+    try:
+        def b_missing() -> bool:
+            found = listener_conds()
+            assert found["a"]["Programmed"] == ("True", "Programmed")
+            assert found["b"]["ResolvedRefs"] == ("False", "InvalidCertificateRef")
+            assert found["b"]["Programmed"] == ("False", "Invalid")
+            return True
+
+        await asyncio.to_thread(wait_for, b_missing)
+
+        b_pem = create_tls_secret("b-cert", "b.example.test")
+
+        def b_programmed() -> bool:
+            assert listener_conds()["b"]["Programmed"] == ("True", "Programmed")
+            assert https_certificates()[f"secret/{ns}/b-cert"].encode() == b_pem
+            return True
+
+        await asyncio.to_thread(wait_for, b_programmed)
+        listeners_before = [lst for lst in dataplane.applied[-1].listeners if lst.gateway_namespace == ns]
+
+        rotated_pem = create_tls_secret("a-cert", "a.example.test", verb="apply")
+
+        def a_rotated() -> bool:
+            assert https_certificates()[f"secret/{ns}/a-cert"].encode() == rotated_pem
+            return True
+
+        await asyncio.to_thread(wait_for, a_rotated)
+        assert [lst for lst in dataplane.applied[-1].listeners if lst.gateway_namespace == ns] == listeners_before
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await provider.stop()

@@ -126,7 +126,9 @@ def test_listener_validation_hostnames_and_precedence() -> None:
     gw = result.statuses[ObjectRef(GW, "Gateway", "default", "gw")]
     listeners = {lst["name"]: {c["type"]: (c["status"], c["reason"]) for c in lst["conditions"]} | {
         "attached": lst["attachedRoutes"]} for lst in gw["listeners"]}
-    assert listeners["https"]["Accepted"] == ("False", "UnsupportedProtocol")
+    # HTTPS without tls.certificateRefs: accepted, but no certificate, so not programmed.
+    assert listeners["https"]["ResolvedRefs"] == ("False", "InvalidCertificateRef")
+    assert listeners["https"]["Programmed"] == ("False", "Invalid")
     assert listeners["dup-a"]["Conflicted"] == ("True", "HostnameConflict")
     assert listeners["grpc-only"]["ResolvedRefs"] == ("False", "InvalidRouteKinds")
     assert (listeners["http"]["attached"], listeners["wildcard"]["attached"]) == (2, 1)

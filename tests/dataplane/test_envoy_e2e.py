@@ -123,7 +123,7 @@ async def test_invalid_backend_share_answers_500_and_the_rest_is_served(dataplan
     assert all(r.json()["epp"] == "epp-a" for r in responses if r.status_code == 200)
 
 
-async def test_fail_open_serves_inside_the_pool_and_fail_close_answers_503_with_the_epp_down(
+async def test_fail_open_serves_inside_the_pool_and_fail_close_answers_500_with_the_epp_down(
     dataplane: Dataplane,
 ) -> None:
     a, b = EchoServers(2), EchoServers(2)
@@ -153,7 +153,7 @@ async def test_fail_open_serves_inside_the_pool_and_fail_close_answers_503_with_
     assert [r.status_code for r in opened] == [200] * 6
     served = {r.json()["server"].rsplit(":", 1)[0] for r in opened}
     assert served == set(a.addresses)  # round robin over the pool's own pods
-    assert [r.status_code for r in closed] == [503] * 3
+    assert [r.status_code for r in closed] == [500] * 3  # Envoy's default, as upstream (docs/security.md)
     assert [r.status_code for r in spoofed] == [200] * 4
     assert all(r.json()["server"].rsplit(":", 1)[0] in a.addresses for r in spoofed)
     assert all(r.json()["destination"] == "" for r in spoofed)

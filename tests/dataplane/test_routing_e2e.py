@@ -122,7 +122,7 @@ async def test_two_listeners_empty_pool_unresolved_epp_and_body_limit(dataplane:
             )
     assert no_pods.status_code == 503
     assert opened.status_code == 200
-    assert closed.status_code == 503
+    assert closed.status_code == 500  # an unresolved EPP is a dead EPP: Envoy's default, as upstream
     assert too_big.status_code == 413
     assert no_routes.status_code == 404
     assert (b_host.status_code, b_other.status_code, b_with_port.status_code) == (200, 404, 200)

@@ -25,6 +25,7 @@ from infergate.dataplane.xds_translator import (
 )
 from infergate.ir import (
     Backend,
+    Certificate,
     DataplaneConfig,
     Endpoint,
     EndpointPicker,
@@ -33,6 +34,7 @@ from infergate.ir import (
     Redirect,
     Route,
     RouteMatch,
+    TLSFilterChain,
     VirtualHost,
 )
 from infergate.ir.codec import IRDecodeError, ir_from_dict, ir_to_dict
@@ -371,3 +373,58 @@ def test_envoy_accepts_static_resources_as_a_bootstrap(case: str, envoy_bin: str
     done = subprocess.run([envoy_bin, "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _tls_ir(certificate_chain: str = "CERT-A", server_names: tuple[str, ...] = ("a.example.com",),
+            certificates: tuple[str, ...] = ("secret/default/a",)) -> DataplaneConfig:
+    return DataplaneConfig(
+        listeners=(Listener("gateway/default/gw/a", "default", "gw", "127.0.3.1", 8443, (),
+                            tls=(TLSFilterChain("gateway/default/gw/a", server_names, certificates),
+                                 TLSFilterChain("gateway/default/gw/any", (), ("secret/default/b",)))),),
+        certificates=(Certificate("secret/default/a", certificate_chain, "KEY-A"),
+                      Certificate("secret/default/b", "CERT-B", "KEY-B")),
+    )
+
+
+def test_https_listener_has_a_tls_chain_per_gateway_listener_chosen_by_sni() -> None:
+    (listener,) = translate(_tls_ir()).listeners
+    assert [f["name"] for f in listener["listener_filters"]] == ["envoy.filters.listener.tls_inspector"]
+    first, catch_all = listener["filter_chains"]
+    assert first["filter_chain_match"] == {"server_names": ["a.example.com"]}
+    assert "filter_chain_match" not in catch_all  # no hostname: every other SNI
+    context = first["transport_socket"]["typed_config"]["common_tls_context"]
+    assert context["tls_certificate_sds_secret_configs"] == [
+        {"name": "secret/default/a", "sds_config": {"ads": {}, "resource_api_version": "V3"}}]
+    assert "tls_certificates" not in context  # never inline: rotation must not change the listener
+    assert first["filters"][0]["name"] == "envoy.filters.network.http_connection_manager"
+
+
+def test_a_rotated_certificate_changes_only_its_secret() -> None:
+    before, after = translate(_tls_ir("CERT-A")), translate(_tls_ir("CERT-A2"))
+    assert before.listeners == after.listeners
+    assert before.route_configurations == after.route_configurations
+    assert before.clusters == after.clusters
+    secrets = {s["name"]: s for s in after.secrets}
+    assert secrets["secret/default/a"]["tls_certificate"]["certificate_chain"] == {"inline_string": "CERT-A2"}
+    assert before.secrets[1] == after.secrets[1]
+
+
+def test_plain_http_listener_has_no_tls() -> None:
+    (listener,) = translate(DataplaneConfig(listeners=(Listener("l", "d", "g", "127.0.3.1", 80, ()),))).listeners
+    assert "listener_filters" not in listener and "transport_socket" not in listener["filter_chains"][0]
+
+
+def test_tls_chains_naming_a_missing_certificate_or_a_served_name_are_rejected_with_the_field() -> None:
+    with pytest.raises(TranslationError, match=r"listeners\[gateway/default/gw/a\]\.tls\[0\]\.certificates: "
+                                               r"'secret/default/nope' is not in the config's certificates"):
+        translate(_tls_ir(certificates=("secret/default/nope",)))
+    with pytest.raises(TranslationError, match=r"tls\[1\]\.server_names: the catch-all"):
+        translate(_tls_ir(server_names=()))
+
+
+def test_static_resources_carry_the_secrets_without_an_sds_source() -> None:
+    static = translate(_tls_ir()).static_resources()
+    assert [s["name"] for s in static["secrets"]] == ["secret/default/a", "secret/default/b"]
+    for chain in static["listeners"][0]["filter_chains"]:
+        sds = chain["transport_socket"]["typed_config"]["common_tls_context"]["tls_certificate_sds_secret_configs"]
+        assert all("sds_config" not in config for config in sds)

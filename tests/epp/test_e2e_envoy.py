@@ -306,7 +306,7 @@ async def test_epp_stopped_fail_open_serves_and_fail_close_rejects(topology: Top
     assert await topology.epp.stop() == 0  # graceful SIGTERM shutdown exits cleanly
     async with httpx.AsyncClient(timeout=30) as client:
         closed = await client.post(topology.urls["main"] + "/v1/completions", json=completion("closed"))
-        assert closed.status_code == 503
+        assert closed.status_code == 500  # Envoy's ext_proc default, as upstream (docs/security.md)
         pods = set()
         for i in range(6):
             opened = await client.post(topology.urls["open"] + "/v1/completions", json=completion(f"open {i}"))

@@ -531,3 +531,19 @@ async def test_request_sizes_histogram_records_the_received_body_size(
     await call.write(body_message(b'{"prompt": "no model"}'))
     assert (await call.read()).WhichOneof("response") == "immediate_response"
     assert request_sizes(director, "sized") == (2.0, float(len(buffered) + len(streamed)))
+
+
+async def test_2000_deep_body_gets_an_openai_style_400_from_the_epp(
+    stub: pb_grpc.ExternalProcessorStub, director: RecordingDirector
+) -> None:
+    call = stub.Process()
+    await call.write(headers_message({"x-request-id": "deep"}, config=BUFFERED))
+    await call.read()
+    await call.write(body_message(b'{"model":"m","prompt":"p","x":' + b"[" * 2_000 + b"]" * 2_000 + b"}"))
+    reply = await call.read()
+    assert reply.immediate_response.status.code == 400
+    error = json.loads(reply.immediate_response.body)["error"]
+    assert error["type"] == "BadRequest" and error["code"] == 400
+    assert "nested deeper than" in error["message"]
+    assert await call.read() == grpc.aio.EOF
+    assert director.requests == []

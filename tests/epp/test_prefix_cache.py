@@ -60,3 +60,48 @@ def test_scorer_prefers_the_endpoint_that_served_the_prefix() -> None:
     assert scorer.score({}, first, cs)[1] == 1.0  # the same prompt again: full match
     other_model = SchedulingRequest("r3", "other", system + "Question one?")
     assert scorer.score({}, other_model, cs) == [0.0, 0.0, 0.0]
+
+
+def test_memoized_hashing_gives_the_same_hashes() -> None:
+    import random
+
+    rng = random.Random(5)
+    memo: dict[tuple[int, bytes], tuple[int, ...]] = {}
+    previous = ""
+    for _ in range(300):
+        text = "".join(rng.choice(("a", "é", "日本", "🙂", "word ")) for _ in range(rng.randint(0, 9000)))
+        if rng.random() < 0.6:  # share a prefix with the previous prompt, as conversations do
+            text = previous[: rng.randint(0, len(previous))] + text
+        previous = text
+        block_size, max_blocks = rng.choice(((64, 256), (16, 1000), (100, 10)))
+        assert hash_prompt(text, "m", block_size, max_blocks, memo) == hash_prompt(text, "m", block_size, max_blocks)
+    assert memo  # segments were memoized and reused
+
+
+def test_indexer_add_matches_the_one_by_one_lru() -> None:
+    """``add`` moves the already-held leading hashes in one pass: the LRU order, the
+    evictions and the holders are those of touching every hash in turn."""
+    import random
+    from collections import OrderedDict
+
+    rng = random.Random(9)
+    capacity = 7
+    idx = PrefixIndexer(capacity_per_server=capacity)
+    reference: dict[str, OrderedDict[int, None]] = {}
+    for _ in range(2000):
+        server = rng.choice("abc")
+        start = rng.randint(0, 12)
+        hashes = list(range(start, start + rng.randint(0, 9)))
+        if rng.random() < 0.3:
+            rng.shuffle(hashes)
+        idx.add(hashes, server)
+        lru = reference.setdefault(server, OrderedDict())
+        for h in hashes:
+            lru[h] = None
+            lru.move_to_end(h)
+            if len(lru) > capacity:
+                lru.popitem(last=False)
+        for name, expected in reference.items():
+            assert list(idx._lru[name]) == list(expected)
+        holders = {h: {n for n, lru in reference.items() if h in lru} for h in range(30)}
+        assert {h: idx.get(h) or set() for h in range(30)} == holders

@@ -152,6 +152,7 @@ class StatusWriter:
                 replicas = int(dep["spec"].get("replicas") or 1)
                 self.cluster.merge_patch_status(DEPLOYMENTS, ns, dep["metadata"]["name"], {"status": {
                     "replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}})
+        self._write_endpoint_slices()
         for gw in self.cluster.list(GATEWAYS, ns):
             self.cluster.merge_patch_status(GATEWAYS, ns, gw["metadata"]["name"], {"status": {
                 "addresses": [{"type": "IPAddress", "value": "127.0.0.1"}],
@@ -178,6 +179,34 @@ class StatusWriter:
                                     "name": "inference-gateway"}, "conditions": _conditions(accepted)}]
             key = "parent" if resource is PREVIEW_POOLS else "parents"
             self.cluster.merge_patch_status(resource, ns, name, {"status": {key: entry}})
+
+
+    def _write_endpoint_slices(self) -> None:
+        """The endpoints controller's part: each Service with a selector gets an EndpointSlice with
+        one ready endpoint per ready replica of the Deployments whose pods it selects (none once
+        they are deleted)."""
+        from infergate.kube.kinds import ENDPOINT_SLICES
+        from infergate.migrate.readiness import SERVICE_NAME_LABEL
+        from infergate.migrate.resources import DEPLOYMENTS, SERVICES
+
+        ns = self.namespace
+        deployments = self.cluster.list(DEPLOYMENTS, ns)
+        for svc in self.cluster.list(SERVICES, ns):
+            selector = (svc.get("spec") or {}).get("selector") or {}
+            if not selector:
+                continue
+            ready = sum(int((d.get("status") or {}).get("readyReplicas") or 0) for d in deployments
+                        if all(((d["spec"].get("template") or {}).get("metadata") or {}).get("labels", {}).get(k) == v
+                               for k, v in selector.items()))
+            name = svc["metadata"]["name"]
+            self.cluster.apply(ENDPOINT_SLICES, {
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                "metadata": {"name": f"{name}-slice", "namespace": ns, "labels": {SERVICE_NAME_LABEL: name}},
+                "endpoints": [{"addresses": [f"10.0.0.{i + 1}"], "conditions": {"ready": True}} for i in range(ready)],
+                "ports": [{"name": p.get("name", ""), "port": p.get("targetPort", p.get("port")), "protocol": "TCP"}
+                          for p in (svc.get("spec") or {}).get("ports") or [] if isinstance(p.get("targetPort",
+                                                                                                 p.get("port")), int)],
+            })
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -198,7 +199,8 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priorit
     try:
         with load.in_thread(warmup_s=2, join_s=120):
             run = up.sh("infergate migrate run -n default --chart charts/inferencepool --chart-version '' "
-                        "--probes 40 --p99-ttft-factor 3 --ready-timeout 90 -o json", check=False, timeout=600)
+                        "--probes 40 --p99-ttft-factor 3 --ready-timeout 90 --step-duration 15s --min-requests 50 -o json",
+                        check=False, timeout=600)  # the production mode (bake time per step), shortened
     finally:
         watch.stop.set()
         watcher.join(30)
@@ -230,12 +232,16 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priorit
     for pool in (PREVIEW, GA):
         for model in (LLAMA, "food-review"):
             assert any(m == model for m, _, _ in counted[pool]), (pool, model, counted)
-    # the migration's probes (a subprocess here) go through the gateway too: --probes 40 per window,
-    # round-robin over the two models: one window for the baseline and for each analyse step, one
-    # more per p99-ttft retry (a progress line on stderr), one for verify
-    windows = (sum(1 for step in report["steps"] if str(step["step"]).startswith(("baseline", "analyse")))
-               + run.stderr.count("; measuring again") + 1)
+    # the migration's probes (a subprocess here) go through the gateway too, round-robin over the two
+    # models: --probes 40 for the baseline and for verify; each baked analyse step reports the probes
+    # it sent over its windows (p99-ttft retries included) in its bake gate: "(N probes)"
+    probes = 40 * 2
+    for step in report["steps"]:
+        if str(step["step"]).startswith("analyse"):
+            baked = re.search(r"\((\d+) probes\)", str(step.get("detail", "")))
+            assert baked, step  # the production mode bakes every step
+            probes += int(baked.group(1))
     served = Counter(m for _, m, s in load.results if s == 200)
-    print("priority audit: counted", counted, "load served", dict(served), "probe windows", windows)
-    priority_audit.check(counted, expected, {model: (served[model], served[model] + 20 * windows)
+    print("priority audit: counted", counted, "load served", dict(served), "probes", probes)
+    priority_audit.check(counted, expected, {model: (served[model], served[model] + probes // 2)
                                              for model in (LLAMA, "food-review")})

@@ -67,7 +67,7 @@ def test_zero_downtime_objects_mode_under_rbac_on_infergate_up(up_rbac: Up) -> N
     load = up_load(f"http://{address()}:{listen}", rate=8.0)
     with load.in_thread(warmup_s=1, join_s=60):
         run = up.sh("infergate migrate run -n default --path zero-downtime --install objects --probes 20 "
-                    "--analysis-delay 0.5 --p99-ttft-factor 3 --ready-timeout 60 -o json", check=False, timeout=180)
+                    "--analysis-delay 0.5 --p99-ttft-factor 3 --ready-timeout 60 --fast -o json", check=False, timeout=180)
     report = json.loads(run.stdout) if run.stdout.strip().startswith("{") else {}
     assert run.returncode == 0, (run.stdout[-4000:], run.stderr[-3000:])
     assert report["phase"] == "done", report

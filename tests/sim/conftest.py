@@ -16,15 +16,17 @@ ClusterFactory = Callable[..., Awaitable[SimCluster]]
 
 @pytest.fixture
 async def make_cluster() -> AsyncIterator[ClusterFactory]:
-    """``await make_cluster(replicas=1, **SimConfig fields)``; every cluster is stopped at teardown."""
+    """``await make_cluster(replicas=1, admin=False, **SimConfig fields)``; every cluster is stopped at
+    teardown. ``admin=True`` serves the admin API on a free port (``cluster.admin_url``)."""
     clusters: list[SimCluster] = []
 
-    async def factory(replicas: int = 1, **fields: Any) -> SimCluster:
+    async def factory(replicas: int = 1, admin: bool = False, **fields: Any) -> SimCluster:
         fields.setdefault("time_scale", 20.0)
         fields.setdefault("jitter", 0.0)
         config = SimConfig(**fields)
         port = free_port()
-        cluster = SimCluster(config, random_loopback_block(replicas, port), port)
+        cluster = SimCluster(config, random_loopback_block(replicas, port), port,
+                             admin_port=free_port() if admin else None)
         await cluster.start()
         clusters.append(cluster)
         return cluster

@@ -177,7 +177,7 @@ async def test_probe_endpoints(make_cluster, http: httpx.AsyncClient) -> None:
 
 
 async def test_dynamic_lora_load_and_unload(make_cluster, http: httpx.AsyncClient) -> None:
-    cluster = await make_cluster()
+    cluster = await make_cluster(allow_runtime_lora_updating=True)
     url = cluster.replicas[0].url
     assert (await http.post(f"{url}/v1/load_lora_adapter", json={"lora_name": "new", "lora_path": "/x"})).status_code == 200
     ok = await http.post(f"{url}/v1/completions", json={"model": "new", "prompt": "hello", "max_tokens": 2})

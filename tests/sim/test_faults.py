@@ -17,23 +17,25 @@ BODY = {"model": MODEL, "prompt": "hello", "max_tokens": 4, "ignore_eos": True}
 
 
 async def test_error_rate_through_the_admin_endpoint(make_cluster, http: httpx.AsyncClient) -> None:
-    cluster = await make_cluster(seed=3)
+    cluster = await make_cluster(seed=3, admin=True)
     url = cluster.replicas[0].url
-    set_all = await http.post(f"{url}/admin/faults", json={"error_rate": 1.0, "error_status": 503})
+    faults = f"{cluster.admin_url}/admin/replicas/0/faults"
+    set_all = await http.post(faults, json={"error_rate": 1.0, "error_status": 503})
     assert set_all.status_code == 200 and set_all.json()["error_rate"] == 1.0
     failed = await http.post(f"{url}/v1/completions", json=BODY)
     assert failed.status_code == 503
     assert failed.json()["error"]["code"] == 503 and failed.headers["x-inference-pod"] == "sim-0"
 
-    await http.post(f"{url}/admin/faults", json={"error_rate": 0.5, "error_status": 500})
+    await http.post(faults, json={"error_rate": 0.5, "error_status": 500})
     statuses = [(await http.post(f"{url}/v1/completions", json=BODY)).status_code for _ in range(40)]
     assert 5 <= statuses.count(500) <= 35 and statuses.count(200) == 40 - statuses.count(500)
 
-    await http.post(f"{url}/admin/faults", json={"error_rate": 0})
+    await http.post(faults, json={"error_rate": 0})
     assert (await http.post(f"{url}/v1/completions", json=BODY)).status_code == 200
-    bad = await http.post(f"{url}/admin/faults", json={"error_rate": 2})
-    assert bad.status_code == 400 and "error_rate" in bad.json()["error"]["message"]
-    unknown = await http.post(f"{url}/admin/faults", json={"explode": True})
+    bad = await http.post(faults, json={"error_rate": 2})
+    assert bad.status_code == 400 and "error_rate" in bad.json()["detail"]
+    assert (await http.get(faults)).json()["error_rate"] == 0
+    unknown = await http.post(faults, json={"explode": True})
     assert unknown.status_code == 400
 
 
@@ -59,9 +61,9 @@ async def test_added_latency(make_cluster, http: httpx.AsyncClient) -> None:
 
 
 async def test_stall_freezes_progress_until_released(make_cluster, http: httpx.AsyncClient) -> None:
-    cluster = await make_cluster()
+    cluster = await make_cluster(admin=True)
     replica = cluster.replicas[0]
-    await http.post(f"{replica.url}/admin/faults", json={"stalled": True})
+    await http.post(f"{cluster.admin_url}/admin/replicas/{replica.name}/faults", json={"stalled": True})
     task = asyncio.create_task(stream_completion(http, replica.url, BODY))
 
     async def waiting() -> bool:
@@ -72,7 +74,7 @@ async def test_stall_freezes_progress_until_released(make_cluster, http: httpx.A
     await asyncio.sleep(0.3)
     assert not task.done() and replica.engine.steps == steps
     assert (await http.get(f"{replica.url}/health")).status_code == 200, "a stalled engine still answers health"
-    await http.post(f"{replica.url}/admin/faults", json={"stalled": False})
+    await http.post(f"{cluster.admin_url}/admin/replicas/{replica.name}/faults", json={"stalled": False})
     result = await asyncio.wait_for(task, 10)
     assert result.done and result.usage is not None and result.usage["completion_tokens"] == 4
 
@@ -113,10 +115,11 @@ async def _has_running(replica) -> bool:
 
 
 async def test_crash_with_automatic_restart_through_admin(make_cluster, http: httpx.AsyncClient) -> None:
-    cluster = await make_cluster(time_scale=10.0)
+    cluster = await make_cluster(time_scale=10.0, admin=True)
     url = cluster.replicas[0].url
-    response = await http.post(f"{url}/admin/crash", json={"restart_after_s": 3.0, "startup_delay_s": 2.0})
-    assert response.status_code == 202
+    response = await http.post(f"{cluster.admin_url}/admin/replicas/0/crash",
+                               json={"restart_after_s": 3.0, "startup_delay_s": 2.0})
+    assert response.status_code == 200 and response.json()["state"] == "crashed"
 
     async def down() -> bool:
         try:

@@ -8,6 +8,7 @@ and least-privilege Role, the chart's rules, checked against what the real helm 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,7 @@ def run_demo(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str, Path, str
     assert all(r["text"].strip() for r in requests)
     # the printed walkthrough and the served pods are in the output; nothing keeps running
     assert "IP=$(kubectl get gateway/inference-gateway -o jsonpath='{.status.addresses[0].value}')" in proc.stderr
+    assert re.search(r"Dashboard.*: http://127\.0\.0\.1:\d+/dashboard/\n", proc.stderr), proc.stderr[-2000:]
     assert requests[0]["pod"] in proc.stderr
     assert "stopped; no process left running" in proc.stderr
     assert processes_mentioning(str(state.resolve())) == []

@@ -38,17 +38,27 @@ def _timestamp_text(loader: JsonValueLoader, node: yaml.Node) -> str:
 JsonValueLoader.add_constructor(_TIMESTAMP_TAG, _timestamp_text)
 
 
+class BadScalar(yaml.YAMLError):
+    """A tagged scalar PyYAML's constructors cannot build (``!!float ''`` raises IndexError there)."""
+
+
 def load_all(text: str) -> list[Any]:
     """Every document of a YAML stream as a JSON value (None for an empty document).
 
     Raises YAMLError when the text is not YAML.
     """
-    return [_string_keys(value) for value in yaml.load_all(text, Loader=JsonValueLoader)]
+    try:
+        return [_string_keys(value) for value in yaml.load_all(text, Loader=JsonValueLoader)]
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError) as exc:
+        raise BadScalar(f"cannot construct a value: {type(exc).__name__}: {exc}") from None
 
 
 def load(text: str) -> Any:
     """A single YAML document as a JSON value; raises YAMLError when the text is not YAML."""
-    return _string_keys(yaml.load(text, Loader=JsonValueLoader))
+    try:
+        return _string_keys(yaml.load(text, Loader=JsonValueLoader))
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError) as exc:
+        raise BadScalar(f"cannot construct a value: {type(exc).__name__}: {exc}") from None
 
 
 def _string_keys(value: Any) -> Any:

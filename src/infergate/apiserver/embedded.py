@@ -26,16 +26,17 @@ from typing import Any
 from aiohttp import web
 
 from infergate.api import yamlload
-from infergate.apiserver.authn import load_or_create_signing_key
+from infergate.apiserver.authn import SIGNING_KEY_NAME, load_or_create_signing_key
 from infergate.apiserver.server import APIServer, SubresourceHandler
 from infergate.apiserver.store import Store
-from infergate.apiserver.tls import ensure_certificate, server_context
+from infergate.apiserver.tls import KEY_NAME, ensure_certificate, server_context
 from infergate.apiserver.validation import Admission
-from infergate.util.files import write_private
+from infergate.util.files import private_dir, private_file, write_private
 
 DB_NAME = "state.db"
 TOKEN_NAME = "token"
 KUBECONFIG_NAME = "kubeconfig"
+HTTP_LINE_BYTES = 64 * 1024  # what aiohttp parses; the API server refuses more than 8 KiB with a Status
 
 
 def _documents(objects: Iterable[dict[str, Any]] | str) -> list[dict[str, Any]]:
@@ -100,13 +101,18 @@ class EmbeddedAPIServer:
         return self.state_dir / KUBECONFIG_NAME
 
     async def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
+        for secret in (TOKEN_NAME, SIGNING_KEY_NAME, KEY_NAME):  # tightened when written by an older version
+            if (self.state_dir / secret).exists():
+                private_file(self.state_dir / secret)
         self.token = load_or_create_token(self.state_dir)
         self._store = Store(self.state_dir / DB_NAME)
         self.server = APIServer(self._store, self.token, self.admission, authorization_mode=self.authorization_mode,
                                 signing_key=load_or_create_signing_key(self.state_dir))
         self._runner = web.AppRunner(self.server.app(), access_log=None, shutdown_timeout=1.0,
-                                     handler_cancellation=True)  # ends watches of gone clients
+                                     handler_cancellation=True,  # ends watches of gone clients
+                                     # parsed up to 64 KiB, so that longer than 8 KiB is a Status
+                                     max_line_size=HTTP_LINE_BYTES, max_field_size=HTTP_LINE_BYTES)
         await self._runner.setup()
         cert, key = ensure_certificate(self.state_dir, self.host)
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True,

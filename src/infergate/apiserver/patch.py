@@ -6,16 +6,22 @@ server-side apply that records field managers and detects conflicts between Appl
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
 import jsonpatch
 
+from infergate.apiserver.limits import MAX_JSON_PATCH_OPERATIONS, MAX_PATCH_COPY_BYTES
 from infergate.util.clock import utc_now
 
 
 class PatchError(ValueError):
     """The patch cannot be applied (a bad operation, a failed ``test``, a bad path)."""
+
+
+class PatchTooLarge(PatchError):
+    """The patch exceeds a bound: too many operations, or copies too much."""
 
 
 # ------------------------------------------------------------------------- merge patch
@@ -35,20 +41,66 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 # -------------------------------------------------------------------------- JSON patch
 
+_OPERATIONS = ("add", "remove", "replace", "move", "copy", "test")
+
+
+def _check_operation(index: int, op: Any) -> None:
+    """The shape of operation ``index`` (RFC 6902 section 4), a PatchError naming the field."""
+    if not isinstance(op, dict):
+        raise PatchError(f"invalid JSON patch operation {index}: not an object")
+    name = op.get("op")
+    if name not in _OPERATIONS:
+        raise PatchError(f"invalid JSON patch operation {index}: op: Unsupported value: {name!r}: "
+                         f"supported values: {', '.join(_OPERATIONS)}")
+    for field in ("path", "from") if name in ("move", "copy") else ("path",):
+        if field not in op:
+            raise PatchError(f"invalid JSON patch operation {index} ({name}): {field}: Required value")
+        if not isinstance(op[field], str):
+            raise PatchError(f"invalid JSON patch operation {index} ({name}): {field}: Invalid value: "
+                             f"{op[field]!r}: must be a string")
+    if name in ("add", "replace", "test") and "value" not in op:
+        raise PatchError(f"invalid JSON patch operation {index} ({name}): value: Required value")
+
+
+def _copied_bytes(doc: Any, pointer: str) -> int:
+    try:
+        value = jsonpatch.JsonPointer(pointer).resolve(doc)
+    except (jsonpatch.JsonPointerException, KeyError, IndexError, TypeError):
+        return 0  # the operation itself reports it
+    return len(json.dumps(value, separators=(",", ":")))
+
+
 def json_patch(doc: Any, operations: Any) -> Any:
-    """RFC 6902 (the ``jsonpatch`` library) on a copy of ``doc``; any failure is a PatchError."""
+    """RFC 6902 (the ``jsonpatch`` library) on a copy of ``doc``; any failure is a PatchError.
+
+    At most :data:`MAX_JSON_PATCH_OPERATIONS` operations, and ``copy`` operations copy at
+    most :data:`MAX_PATCH_COPY_BYTES` in total (:class:`PatchTooLarge`), as kube-apiserver.
+    """
     if not isinstance(operations, list):
         raise PatchError("a JSON patch must be a list of operations")
-    for op in operations:
-        if not isinstance(op, dict) or "op" not in op or "path" not in op:
-            raise PatchError(f"invalid JSON patch operation {op!r}")
+    if len(operations) > MAX_JSON_PATCH_OPERATIONS:
+        raise PatchTooLarge(f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, "
+                            f"got {len(operations)}")
+    for index, op in enumerate(operations):
+        _check_operation(index, op)
+    copied = 0
+    doc = copy.deepcopy(doc)
     try:
-        return jsonpatch.JsonPatch(operations).apply(doc, in_place=False)
+        for op in operations:
+            if op["op"] == "copy":
+                copied += _copied_bytes(doc, op["from"])
+                if copied > MAX_PATCH_COPY_BYTES:
+                    raise PatchTooLarge(f"Unable to copy, accumulated size increased to {copied}, "
+                                        f"exceeds limit {MAX_PATCH_COPY_BYTES}")
+            doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
+        return doc
     except jsonpatch.JsonPatchTestFailed as exc:
         raise PatchError(f"test failed: {exc}") from exc
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
         raise PatchError(str(exc)) from exc
     except (TypeError, ValueError, KeyError, IndexError) as exc:  # a malformed operation the library trips on
+        if isinstance(exc, PatchError):
+            raise
         raise PatchError(f"invalid JSON patch: {exc}") from exc
 
 

@@ -23,6 +23,7 @@ from infergate.apiserver.authn import ADMIN, Identity, TokenIssuer
 from infergate.apiserver.errors import APIError
 from infergate.apiserver.handlers.common import (
     IDENTITY_KEY,
+    WARNINGS_KEY,
     Committer,
     Target,
     external,
@@ -32,6 +33,7 @@ from infergate.apiserver.handlers.common import (
     read_delete_options,
     read_object,
     respond,
+    respond_written,
     truthy,
 )
 from infergate.apiserver.handlers.crds import register_crd
@@ -42,6 +44,7 @@ from infergate.apiserver.handlers.reviews import Reviews
 from infergate.apiserver.handlers.scale import serve_scale
 from infergate.apiserver.handlers.watch import Watcher
 from infergate.apiserver.handlers.writes import Writer, initialize
+from infergate.apiserver.limits import MAX_HEADER_BYTES, MAX_REQUEST_BODY_BYTES, MAX_URL_BYTES
 from infergate.apiserver.rbac import (
     MODES,
     Attributes,
@@ -123,13 +126,32 @@ class APIServer:
         return self.patcher.apply_object(obj, field_manager)
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth_middleware], client_max_size=16 * 1024 * 1024)
+        app = web.Application(middlewares=[self._limits_middleware, self._auth_middleware],
+                              client_max_size=MAX_REQUEST_BODY_BYTES)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         app.on_shutdown.append(self._on_shutdown)
         return app
 
     async def _on_shutdown(self, app: web.Application) -> None:
         self.hub.close_all()
+
+    # ------------------------------------------------------------ limits, warnings
+
+    @web.middleware
+    async def _limits_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Over-long URLs (414) and header lines (431) answered with a Status; warnings the
+        handlers gathered sent as ``Warning`` headers."""
+        if len(request.raw_path) > MAX_URL_BYTES:
+            return json_response(APIError(414, "RequestURITooLong",
+                                          f"the request URI is longer than {MAX_URL_BYTES} bytes").status(), 414)
+        if any(len(name) + len(value) + 2 > MAX_HEADER_BYTES for name, value in request.raw_headers):
+            return json_response(APIError(431, "RequestHeaderFieldsTooLarge",
+                                          f"a request header is longer than {MAX_HEADER_BYTES} bytes").status(), 431)
+        response: web.StreamResponse = await handler(request)
+        for text in request.get(WARNINGS_KEY, []):
+            if not response.prepared:
+                response.headers.add("Warning", '299 - "{}"'.format(text.replace('"', '\\"')))
+        return response
 
     # ------------------------------------------------------------ authentication
 
@@ -198,6 +220,9 @@ class APIServer:
             return json_response(err.status(), err.code)
         except (ConnectionResetError, asyncio.CancelledError):
             raise
+        except RecursionError:  # a bound missed: still the client's doing, and nothing was written
+            log.exception("recursion serving %s %s", request.method, request.path_qs)
+            return json_response(APIError(400, "BadRequest", "the object is nested too deeply").status(), 400)
         except Exception as exc:  # a bug: report it as the real server would, and log it
             log.exception("internal error serving %s %s", request.method, request.path_qs)
             return json_response(APIError(500, "InternalError", f"Internal error occurred: {exc}").status(), 500)
@@ -297,7 +322,7 @@ class APIServer:
         if method == "POST":
             obj = await read_object(request)
             created = self.writer.create(target, obj, query.get("fieldManager"), dry_run, query.get("fieldValidation"))
-            return respond(request, target, created, 201)
+            return await respond_written(request, target, created, 201)
         if method == "DELETE":
             return self.deleter.delete_collection(request, target, dry_run)
         raise method_not_allowed(method)
@@ -319,10 +344,10 @@ class APIServer:
             current = self.committer.get(target)
             updated = self.writer.update(target, current, obj, query.get("fieldManager"), dry_run,
                                          field_validation=query.get("fieldValidation"))
-            return respond(request, target, updated)
+            return await respond_written(request, target, updated)
         if method == "PATCH":
             result, created = await self.patcher.patch(request, target, dry_run)
-            return respond(request, target, result, 201 if created else 200)
+            return await respond_written(request, target, result, 201 if created else 200)
         if method == "DELETE":
             options = await read_delete_options(request)
             deleted = self.deleter.delete(target, options, dry_run or bool(options.get("dryRun")))

@@ -10,11 +10,13 @@ row, so a watch can resume from any retained revision. The database runs in WAL 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from infergate.apiserver.deepjson import dumps, loads
+from infergate.util.files import private_file
 
 EVENT_RETENTION = 20_000  # events kept for watch resumption
 _PRUNE_EVERY = 1_000
@@ -61,6 +63,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
+        # the database holds every Secret: owner-only, as are its -wal and -shm (SQLite gives
+        # them the database's mode; existing ones from an older version are tightened too)
+        for companion in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if companion == path or companion.exists():
+                private_file(companion)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -83,7 +90,7 @@ class Store:
             "SELECT body FROM objects WHERE grp=? AND resource=? AND namespace=? AND name=?",
             (key.group, key.resource, key.namespace, key.name),
         ).fetchone()
-        return json.loads(row[0]) if row else None
+        return loads(row[0]) if row else None
 
     def list_objects(self, group: str, resource: str, namespace: str | None) -> list[dict[str, Any]]:
         if namespace is None:
@@ -96,13 +103,13 @@ class Store:
                 "SELECT body FROM objects WHERE grp=? AND resource=? AND namespace=? ORDER BY name",
                 (group, resource, namespace),
             )
-        return [json.loads(body) for (body,) in rows]
+        return [loads(body) for (body,) in rows]
 
     def list_namespace(self, namespace: str) -> list[tuple[ObjectKey, dict[str, Any]]]:
         rows = self._db.execute(
             "SELECT grp, resource, name, body FROM objects WHERE namespace=?", (namespace,)
         )
-        return [(ObjectKey(g, r, namespace, n), json.loads(b)) for g, r, n, b in rows]
+        return [(ObjectKey(g, r, namespace, n), loads(b)) for g, r, n, b in rows]
 
     def find_dependents(self, uid: str) -> list[tuple[ObjectKey, dict[str, Any]]]:
         """Objects whose ownerReferences name ``uid``."""
@@ -111,7 +118,7 @@ class Store:
         )
         found = []
         for g, r, ns, n, body in rows:
-            obj = json.loads(body)
+            obj = loads(body)
             refs = (obj.get("metadata") or {}).get("ownerReferences") or []
             if any(ref.get("uid") == uid for ref in refs):
                 found.append((ObjectKey(g, r, ns, n), obj))
@@ -128,14 +135,14 @@ class Store:
         events: list[WatchEvent] = []
         last: dict[tuple[str, str], dict[str, Any]] = {}
         for r, t, ns, name, body in rows:
-            obj = json.loads(body)
+            obj = loads(body)
             previous = last.get((ns, name))
             if t == "MODIFIED" and previous is None:
                 before = self._db.execute(
                     "SELECT body FROM events WHERE grp=? AND resource=? AND namespace=? AND name=? AND rv<? "
                     "ORDER BY rv DESC LIMIT 1", (group, resource, ns, name, r),
                 ).fetchone()
-                previous = json.loads(before[0]) if before else None
+                previous = loads(before[0]) if before else None
             events.append(WatchEvent(t, group, resource, ns, r, obj, previous if t == "MODIFIED" else None))
             last[(ns, name)] = obj
         return events
@@ -150,7 +157,7 @@ class Store:
         """
         rv = self._rv + 1
         obj.setdefault("metadata", {})["resourceVersion"] = str(rv)
-        body = json.dumps(obj, separators=(",", ":"))
+        body = dumps(obj)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:

@@ -29,6 +29,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from prometheus_client import CollectorRegistry, Counter
 
 from infergate.api import headers as gie
+from infergate.api.limits import EXT_PROC_MAX_MESSAGE_BYTES
 from infergate.util.grpc_server import GrpcServer
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,8 @@ class BBRServer(GrpcServer):
                  credentials: grpc.ServerCredentials | None = None,
                  extra_handlers: tuple[grpc.GenericRpcHandler, ...] = ()) -> None:
         super().__init__(host=host, port=port, credentials=credentials,
-                         options=[("grpc.max_concurrent_streams", 100_000), ("grpc.so_reuseport", 0)])
+                         options=[("grpc.max_concurrent_streams", 100_000), ("grpc.so_reuseport", 0),
+                                  ("grpc.max_receive_message_length", EXT_PROC_MAX_MESSAGE_BYTES)])
         self.servicer = servicer
         self._extra = extra_handlers
 

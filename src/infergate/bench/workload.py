@@ -46,6 +46,9 @@ def _text(rng: random.Random, tokens: int) -> str:
     return " ".join(words)
 
 
+text_of_tokens = _text  # public name: the peer benchmark's workloads build their prompts with it
+
+
 def system_prompts(spec: WorkloadSpec) -> list[str]:
     rng = random.Random(spec.seed * 7919)
     return [f"System prompt {g}. You are assistant {g}. " + _text(rng, spec.system_prompt_tokens)

@@ -91,3 +91,68 @@ def scheduling(replicas: int, duration: float, profiles: str, as_json: bool, tim
         for path in write_outputs(result, out_dir):
             click.echo(f"wrote {path}", err=True)
     sys.stdout.flush()
+
+
+@command.command("peers")
+@click.option("--workloads", default="shared-prefix", show_default=True,
+              help="Comma-separated workloads (or 'all'): shared-prefix, shared-prefix-zipf, multi-turn, lora-mix, "
+                   "priority-mix, bursty, heterogeneous, long-context.")
+@click.option("--routers", default="all", show_default=True,
+              help="Comma-separated routers (or 'all'): infergate-<EPP preset>, sglang-cache-aware, "
+                   "sglang-round-robin, vllm-router-cache-aware, envoy-round-robin, envoy-least-request, oracle.")
+@click.option("--phases", default="open,closed", show_default=True, help="open (seeded arrivals), closed (fixed "
+              "concurrency), or both.")
+@click.option("--duration", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Wall seconds of traffic per phase and router.")
+@click.option("--replicas", type=click.IntRange(2, 64), default=4, show_default=True,
+              help="Simulator replicas in the pool (fresh, cold, per router and phase).")
+@click.option("--time-scale", type=click.FloatRange(min=0.01), default=0.5, show_default=True,
+              help="Simulated model speed (1 = real time). Below 1 keeps CPU headroom on small machines; "
+                   "the EPP's metric refresh follows (50 ms of model time). Results are in model time.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Workload seed (same traffic for every router).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"<workload>/<phase>": {"<router>": {ttft_p50, ttft_p90, ttft_p99, itl_p50, e2e_p90, '
+                   'output_tokens_per_s, goodput, requests, failed, shed, prefix_hit}}} instead of the report.')
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write results.md, results.json and PNG plots here (e.g. bench/results/peers).")
+def peers(workloads: str, routers: str, phases: str, duration: float, replicas: int, time_scale: float, seed: int,
+          as_json: bool, out_dir: Path | None) -> None:
+    """Compare infergate's EPP profiles with sglang-router, vllm-router, Envoy alone and an oracle.
+
+    Every router runs on the same seeded traffic in front of its own fresh simulated pool.
+    Peers come from .bench-venvs/ (made by `make bench`); a peer that is not installed is
+    reported as skipped. Writes progress to stderr and the report (or --json) to stdout.
+    """
+    import uvloop
+
+    from infergate.bench.peers import report
+    from infergate.bench.peers.routers import ALL_ROUTERS
+    from infergate.bench.peers.run import PHASES, PeersConfig, run_peers
+    from infergate.bench.peers.workloads import GENERATORS
+
+    def pick(value: str, known: tuple[str, ...], hint: str) -> tuple[str, ...]:
+        names = known if value.strip() == "all" else tuple(v.strip() for v in value.split(",") if v.strip())
+        unknown = [n for n in names if n not in known]
+        if not names or unknown:
+            raise click.BadParameter(f"unknown {', '.join(unknown) or '(none given)'} (known: {', '.join(known)})",
+                                     param_hint=hint)
+        return names
+
+    config = PeersConfig(workloads=pick(workloads, tuple(GENERATORS), "--workloads"),
+                         routers=pick(routers, ALL_ROUTERS, "--routers"), phases=pick(phases, PHASES, "--phases"),
+                         duration=duration, time_scale=time_scale, replicas=replicas, seed=seed)
+    result = uvloop.run(run_peers(config, lambda text: click.echo(text, err=True)))
+    for name, why in result.skipped.items():
+        click.echo(f"skipped {name}: {why}", err=True)
+    busy = [run for run in result.runs if run.summary is not None and run.summary.machine_busy > 0.85]
+    if busy:
+        click.echo(f"warning: the machine was more than 85% busy during {len(busy)} of {len(result.runs)} runs: "
+                   f"latencies include host contention; lower --time-scale or run on a quieter machine", err=True)
+    if as_json:
+        click.echo(json.dumps(report.as_json(result)))
+    else:
+        click.echo(report.markdown(result))
+    if out_dir is not None:
+        for path in report.write_outputs(result, out_dir):
+            click.echo(f"wrote {path}", err=True)
+    sys.stdout.flush()

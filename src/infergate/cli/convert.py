@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 import click
+
+from infergate.cli.manifest_input import InputError, read_file, read_stdin, tolerant_output, valid_unicode
 
 # Kept in step with infergate.api.conversion (a test checks); the CLI module stays light to import.
 OUTPUT_VERSIONS = ("inference.networking.k8s.io/v1", "inference.networking.x-k8s.io/v1alpha2")
@@ -118,6 +121,7 @@ def command(
     from infergate.api.conversion import TARGET_MODELS_MODES as LIBRARY_TARGET_MODELS_MODES
     from infergate.api.conversion import (
         ConvertOptions,
+        Document,
         ManifestError,
         PriorityMap,
         convert_documents,
@@ -126,6 +130,7 @@ def command(
         write_yaml,
     )
 
+    tolerant_output()
     try:
         priority_map = PriorityMap.parse(priorities)
     except ValueError as exc:
@@ -138,10 +143,11 @@ def command(
         unknown_models="serve" if unknown_models == "serve" else "reject",
     )
 
-    documents = []
+    documents: list[Document] = []
     try:
         for source, text in _read_inputs(filenames, recursive):
-            documents.extend(read_documents(text, source))
+            documents.extend(dataclasses.replace(doc, data=valid_unicode(doc.data))
+                             for doc in read_documents(text, source))
     except ManifestError as exc:
         _fail(str(exc))
     if not any(doc.data is not None for doc in documents):
@@ -164,7 +170,10 @@ def _read_inputs(filenames: tuple[str, ...], recursive: bool) -> list[tuple[str,
     inputs: list[tuple[str, str]] = []
     for name in filenames:
         if name == "-":
-            inputs.append(("<stdin>", sys.stdin.read()))
+            try:
+                inputs.append(("<stdin>", read_stdin()))
+            except InputError as exc:
+                raise click.BadParameter(str(exc), param_hint="-f") from None
             continue
         path = Path(name)
         if path.is_dir():
@@ -182,9 +191,9 @@ def _read_inputs(filenames: tuple[str, ...], recursive: bool) -> list[tuple[str,
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.BadParameter(f"{path}: {exc}", param_hint="-f") from None
+        return read_file(path)
+    except InputError as exc:
+        raise click.BadParameter(str(exc), param_hint="-f") from None
 
 
 def _fail(message: str) -> NoReturn:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shlex
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
+T = TypeVar("T")
 OUTPUT = click.option("-o", "--output", "output", type=click.Choice(["table", "json", "yaml"]), default="table",
                       show_default=True, help="Output format.")
 
@@ -60,6 +64,10 @@ def _plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--allow-unknown-models-served", is_flag=True,
                      help="Accept (and report) that GA serves models the preview EPP answered 404 for."),
         click.option("--no-attribution", is_flag=True, help="Do not require per-pool evidence from EPP metrics."),
+        click.option("--fail-open-during-migration/--fail-close-during-migration", "fail_open_during", default=True,
+                     show_default=True, help="zero-downtime: install the GA pools FailOpen and restore their failure "
+                     "mode at final-route, so that a GA EPP that dies while both pools serve costs no request "
+                     "(docs/migrate.md has the measurements)."),
     ]):
         f = option(f)
     return f
@@ -119,7 +127,8 @@ def _plan_options_from(kw: dict[str, Any]) -> Any:
     return PlanOptions(path=kw["path"], weights=weights, pool_name_suffix=kw["pool_name_suffix"],
                        install=kw["install"], chart=kw["chart"] or OCI_CHART,
                        chart_version=kw["chart_version"] or None, provider=kw["provider"],
-                       unknown_models=kw["unknown_models"], target_models=kw["target_models"], gates=gates)
+                       unknown_models=kw["unknown_models"], target_models=kw["target_models"], gates=gates,
+                       fail_open_during_migration=kw["fail_open_during"])
 
 
 @click.group("migrate", context_settings={"help_option_names": ["-h", "--help"]})
@@ -138,14 +147,15 @@ def command() -> None:
     \b
     Exit codes: 0 ok / nothing to do; 1 error; 2 usage; 3 migration needed (check);
     4 paused (no data to judge: run again to resume); 5 a gate or check failed (run: the
-    weights were rolled back); 6 refused (cleanup: still in use, or finalizers; --force).
+    weights were rolled back); 6 refused (cleanup: still in use, or finalizers; --force; run,
+    rollback: another run holds the namespace's Lease); 130 interrupted (run again to resume).
     """
 
 
 @command.command("check")
 @_cluster_options
 @_namespace_options
-@click.option("-f", "--filename", "files", multiple=True, type=click.Path(exists=True),
+@click.option("-f", "--filename", "files", multiple=True, type=click.Path(exists=True, allow_dash=True),
               help="Also scan manifest files or directories ('-' for stdin).")
 @click.option("--no-cluster", is_flag=True, help="Scan only the files (-f).")
 @click.option("--no-helm", is_flag=True, help="Do not scan Helm releases.")
@@ -158,17 +168,31 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
     ambiguous bare 'inferencepools'. All namespaces unless -n. Exit 0: nothing to migrate;
     3: migration needed; 1: error."""
     from infergate.migrate import census as c
-    from infergate.migrate.cluster import ClusterError
+    from infergate.migrate.cluster import ClusterError, KubeCluster
     from infergate.migrate.output import emit, line, table
 
     scope = None if all_namespaces or not namespace else namespace
     parts = []
     extra: list[Any] = []
     errors: list[str] = []
+    notes: list[str] = []
+    cluster_scanned = False
     try:
+        cluster = None
         if not no_cluster:
-            cluster = _connect(kubeconfig, context)
+            try:
+                cluster = KubeCluster.connect(_target(kubeconfig, context))
+            except ClusterError as exc:
+                if not files:
+                    raise
+                # a CI job with manifests and no cluster (as `pluto detect-files`): the files alone
+                notes.append(f"no cluster was scanned ({exc}); only the files (-f) were; --no-cluster says so "
+                             "explicitly")
+        if cluster is not None:
             parts.append(c.scan_cluster(cluster, scope))
+            cluster_scanned = True
+            if scope is not None:
+                notes.append(_scope_note(cluster, scope))
             if not no_helm:
                 helm = _helm(helm_path, kubeconfig, context)
                 if helm is None:
@@ -181,9 +205,11 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
             extra += _scan_files(path)
     except ClusterError as exc:
         raise click.ClickException(str(exc)) from exc
+    if no_cluster:
+        notes.append("no cluster was scanned (--no-cluster)")
     result = c.merge(*parts, extra=extra, errors=errors)
     if output != "table":
-        emit(result.to_dict(), output)
+        emit({**result.to_dict(), "clusterScanned": cluster_scanned, "notes": notes}, output)
     else:
         if result.crds:
             table("CRDs", ["NAME", "INSTALLED", "VERSIONS", "SHORT NAMES", "BUNDLE"],
@@ -196,7 +222,12 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
                     + (f" finalizers={list(f.finalizers)}" if f.finalizers else "")) for f in result.findings])
         if result.ga_counts:
             table("GA objects", ["RESOURCE", "NAMESPACE", "COUNT"], result.ga_counts)
-        line("migration needed" if result.migration_needed else "no preview objects: nothing to migrate")
+        where = f" in namespace {scope}" if scope is not None and cluster_scanned else ""
+        line(f"migration needed{where}" if result.migration_needed
+             else f"no preview objects{where}: nothing to migrate" + ("" if cluster_scanned or not files
+                                                                       else " in the files"))
+        for note in notes:
+            line(f"note: {note}")
         for error in result.errors:
             click.echo(f"error: {error}", err=True)
     if result.errors and not result.findings:
@@ -204,19 +235,50 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
     sys.exit(3 if result.migration_needed else 0)
 
 
+def _preview_namespaces(cluster: Any) -> dict[str, int]:
+    """Namespaces with preview InferencePools or InferenceModels, and how many (two cluster-wide lists)."""
+    from infergate.migrate.cluster import ClusterError
+    from infergate.migrate.resources import PREVIEW_MODELS, PREVIEW_POOLS, meta
+
+    found: dict[str, int] = {}
+    try:
+        for resource in (PREVIEW_POOLS, PREVIEW_MODELS):
+            for obj in cluster.list(resource, None):
+                ns = str(meta(obj).get("namespace") or "")
+                found[ns] = found.get(ns, 0) + 1
+    except ClusterError:  # e.g. no cluster-wide list permission: say nothing about other namespaces
+        return {}
+    return found
+
+
+def _scope_note(cluster: Any, scope: str) -> str:
+    others = {ns: n for ns, n in _preview_namespaces(cluster).items() if ns != scope}
+    text = f"looked only at namespace {scope} (-A for every namespace)"
+    if others:
+        text += "; preview InferencePools/InferenceModels also in " + ", ".join(
+            f"{ns} ({n})" for ns, n in sorted(others.items()))
+    return text
+
+
 def _scan_files(path: str) -> list[Any]:
     from infergate.api.conversion import ManifestError, read_documents
+    from infergate.cli.manifest_input import InputError, read_file, read_stdin, tolerant_output, valid_unicode
     from infergate.migrate.census import scan_objects
 
+    tolerant_output()  # object names read from the files are echoed back
+
     sources: list[tuple[str, str]] = []
-    if path == "-":
-        sources.append(("<stdin>", sys.stdin.read()))
-    elif Path(path).is_dir():
-        for file in sorted(Path(path).rglob("*")):
-            if file.suffix in (".yaml", ".yml", ".json"):
-                sources.append((str(file), file.read_text()))
-    else:
-        sources.append((path, Path(path).read_text()))
+    try:
+        if path == "-":
+            sources.append(("<stdin>", read_stdin()))
+        elif Path(path).is_dir():
+            for file in sorted(Path(path).rglob("*")):
+                if file.suffix in (".yaml", ".yml", ".json") and file.is_file():
+                    sources.append((str(file), read_file(file)))
+        else:
+            sources.append((path, read_file(Path(path))))
+    except InputError as exc:
+        raise click.ClickException(str(exc)) from None
     findings = []
     for source, text in sources:
         try:
@@ -225,9 +287,11 @@ def _scan_files(path: str) -> list[Any]:
             raise click.ClickException(str(exc)) from exc
         objects: list[dict[str, Any]] = []
         for doc in docs:
-            if isinstance(doc.data, dict):
-                items = doc.data.get("items") if doc.data.get("kind", "").endswith("List") else None
-                objects.extend(i for i in (items or [doc.data]) if isinstance(i, dict))
+            data = valid_unicode(doc.data)
+            if isinstance(data, dict):
+                kind = data.get("kind")
+                items = data.get("items") if isinstance(kind, str) and kind.endswith("List") else None
+                objects.extend(i for i in (items or [data]) if isinstance(i, dict))
         findings += scan_objects(objects, f"file:{source}")
     return findings
 
@@ -239,7 +303,9 @@ def _make_plan(cluster: Any, namespace: str, kw: dict[str, Any]) -> Any:
     try:
         return plan_from_cluster(cluster, namespace, kw["route"], _plan_options_from(kw))
     except PlanError as exc:
-        raise click.ClickException(str(exc)) from exc
+        others = sorted(ns for ns in _preview_namespaces(cluster) if ns != namespace)
+        hint = f" (preview objects exist in namespace {', '.join(others)}: -n NAMESPACE)" if others else ""
+        raise click.ClickException(f"namespace {namespace}: {exc}{hint}") from exc
 
 
 @command.command("plan")
@@ -252,6 +318,7 @@ def plan_command(kubeconfig: str | None, context: str | None, helm_path: str | N
     """Show the concrete steps of the migration of one HTTPRoute: the GA pool names, the
     InferenceObjectives and routes the converter creates from the InferenceModels, the weight
     steps and gates, the teardown order, and every lossy field. Changes nothing."""
+    from infergate.migrate.helm import OCI_CHART
     from infergate.migrate.output import emit, line, table
 
     cluster = _connect(kubeconfig, context)
@@ -284,12 +351,40 @@ def plan_command(kubeconfig: str | None, context: str | None, helm_path: str | N
         line(f"weights (GA %): {' -> '.join(str(w) for w in plan.weights)}; gates: success rate >= "
              f"{g.min_success_rate}, p99 TTFT <= baseline x {g.p99_ttft_factor} + {g.p99_ttft_slack_s * 1000:.0f} ms, "
              f"per-pool share within max({g.attribution_floor}, 3 sigma), model allow-list divergence, "
-             f"{g.probes} probes per step, no traffic = paused")
+             f"{g.probes} probes per window, no traffic = paused; `run` bakes each step --step-duration (default "
+             f"2m: a window every 10 s, then the EPPs' real traffic), --fast: one window")
     if plan.lossy:
         table("Lossy or changed fields", ["OBJECT", "FIELD", "WHAT HAPPENS"],
               [(w.object, w.field, w.message) for w in plan.lossy])
     for note in plan.notes:
         line(f"note: {note}")
+    if existing is None:
+        line(f"`{_run_command_line(ns)}` does exactly these steps (the same flags make the same plan)")
+        if any(p.chart is not None and p.chart.chart == OCI_CHART for p in plan.pools):
+            line(f"the chart is pulled from {OCI_CHART} at run time; without access to that registry use a local "
+                 "copy: --chart charts/inferencepool --chart-version ''")
+
+
+def _run_command_line(namespace: str) -> str:
+    """The `infergate migrate run` command with the plan-shaping flags given to this command."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    parts = ["infergate migrate run", "-n", shlex.quote(namespace)]
+    for param in ctx.command.params:
+        name = param.name or ""
+        if name in ("namespace", "output", "kubeconfig", "helm_path") or not isinstance(param, click.Option):
+            continue
+        if ctx.get_parameter_source(name) in (None, ParameterSource.DEFAULT):
+            continue
+        flag = max(param.opts, key=len)
+        value = ctx.params[name]
+        if param.is_flag:
+            if value:
+                parts.append(flag)
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
 
 
 def _objective_detail(obj: dict[str, Any]) -> str:
@@ -334,17 +429,30 @@ def _parse_epp_metrics(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--analysis-delay", type=float, default=1.0, show_default=True,
               help="Seconds to wait after a weight change before measuring.")
 @click.option("--ready-timeout", type=float, default=120.0, show_default=True)
+@click.option("--step-duration", default="2m", show_default=True,
+              help="Bake time of each weight step: probe windows every 10 s and the real traffic the EPPs count, "
+              "for this long (a Go duration such as 90s or 5m; a bare number is minutes).")
+@click.option("--min-requests", type=int, default=100, show_default=True,
+              help="Real requests (not probes) a step must see to be judged on real traffic; fewer: on probes.")
+@click.option("--prometheus-url", help="Read the EPPs' request and error counters from this Prometheus "
+              "(/api/v1/query) instead of their /metrics.")
+@click.option("--fast", is_flag=True, help="One short probe window per step, no bake time (demos, tests).")
 @click.option("--force", is_flag=True, help="Proceed despite a GitOps owner / kept CRDs in use.")
 @click.option("--retry", is_flag=True, help="Start again after a rollback.")
 @click.option("--stop-after", metavar="STEP", help="Stop after this step id (staged runs); run again to go on.")
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Port of the live dashboard of this run, on 127.0.0.1 (0: any free port). See docs/dashboard.md.")
+@click.option("--no-dashboard", is_flag=True, help="Do not serve the live dashboard.")
 @OUTPUT
 def run_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
                 output: str, dry_run: bool, gateway_url: str | None, epp_metrics: tuple[str, ...],
-                probe_model: tuple[str, ...], analysis_delay: float, ready_timeout: float, force: bool,
-                retry: bool, stop_after: str | None, **kw: Any) -> None:
+                probe_model: tuple[str, ...], analysis_delay: float, ready_timeout: float, step_duration: str,
+                min_requests: int, prometheus_url: str | None, fast: bool, force: bool,
+                retry: bool, stop_after: str | None, dashboard_port: int, no_dashboard: bool, **kw: Any) -> None:
     """Run (or resume) the migration of one HTTPRoute as a state machine recorded in the
     ConfigMap infergate-migration-<route>. A finished migration is a no-op; an interrupted one
     resumes where it stopped; a failed gate rolls the weights back and stops with a report."""
+    from infergate.migrate.bake import BakeOptions
     from infergate.migrate.output import emit, line, table
     from infergate.migrate.runner import Migrator, RunOptions
 
@@ -352,21 +460,32 @@ def run_command(kubeconfig: str | None, context: str | None, helm_path: str | No
     ns = namespace or _default_namespace(kubeconfig, context)
     options = RunOptions(dry_run=dry_run, force=force, retry=retry, gateway_url=gateway_url,
                          epp_metrics=_parse_epp_metrics(epp_metrics), probe_models=probe_model,
-                         analysis_delay_s=analysis_delay, ready_timeout_s=ready_timeout, stop_after=stop_after)
+                         analysis_delay_s=analysis_delay, ready_timeout_s=ready_timeout, stop_after=stop_after,
+                         bake=BakeOptions(duration_s=_step_duration(step_duration), min_requests=min_requests,
+                                          prometheus_url=prometheus_url, fast=fast))
     existing = _existing_state(cluster, ns, kw["route"])
     if existing is not None and existing.completed and existing.plan.path != kw["path"]:
         raise click.ClickException(f"a {existing.plan.path} migration of HTTPRoute {existing.plan.route} is recorded; "
                                    f"it cannot continue as --path {kw['path']}")
     progress = _progress(output)
-    migrator = Migrator(cluster, _helm(helm_path, kubeconfig, context), options, progress=progress)
+    from infergate.dashboard.migrate import MigrationDashboard
+
+    route = kw["route"] or (existing.plan.route if existing else None)
+    watch = MigrationDashboard(None if no_dashboard else dashboard_port, kubeconfig, context, ns, route,
+                               terminal=output == "table")
+    migrator = Migrator(cluster, _helm(helm_path, kubeconfig, context), options, progress=progress, events=watch.events)
     plan: Any = existing.plan if existing is not None and existing.completed else (lambda: _make_plan(cluster, ns, kw))
-    result = asyncio.run(migrator.run(plan, namespace=ns, route=kw["route"] or (existing.plan.route if existing
-                                                                                  else None)))
+    try:
+        result = asyncio.run(_until_signalled(watch.around(migrator.run(plan, namespace=ns, route=route))))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        _report_interrupted(cluster, ns, route, dry_run)
+        sys.exit(130)
     if output != "table":
         emit(result.to_dict(), output)
     else:
-        table("Migration", ["STEP", "STATUS", "DETAIL", "SECONDS"],
-              [(s["step"], s["status"], s.get("detail", ""), s.get("seconds", "")) for s in result.steps])
+        if result.steps:
+            table("Migration", ["STEP", "STATUS", "DETAIL", "SECONDS"],
+                  [(s["step"], s["status"], s.get("detail", ""), s.get("seconds", "")) for s in result.steps])
         if result.gates:
             table("Last analysis", ["WEIGHT", "GATE", "VERDICT", "DETAIL"],
                   [(g["weight"], g["gate"], g["verdict"], g["detail"]) for g in result.gates])
@@ -377,17 +496,58 @@ def run_command(kubeconfig: str | None, context: str | None, helm_path: str | No
     sys.exit(result.exit_code)
 
 
+def _step_duration(text: str) -> float:
+    """``--step-duration``: a Go duration, or a bare number of minutes."""
+    from infergate.util.durations import DurationError, parse_go_duration
+
+    try:
+        seconds = float(text) * 60 if text.strip().replace(".", "", 1).isdigit() else parse_go_duration(text)
+    except (DurationError, ValueError):
+        raise click.BadParameter(f"{text!r}: a duration such as 90s, 2m or 1m30s (a bare number is minutes)",
+                                 param_hint="--step-duration") from None
+    if seconds < 0:
+        raise click.BadParameter(f"{text!r}: must not be negative", param_hint="--step-duration")
+    return seconds
+
+
+async def _until_signalled(work: Awaitable[T]) -> T:
+    """``work``, cancelled by SIGTERM as asyncio.run cancels it on Ctrl-C (so that the runner
+    records where it stopped either way)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    return await work
+
+
+def _report_interrupted(cluster: Any, namespace: str, route: str | None, dry_run: bool) -> None:
+    state = None if dry_run else _existing_state(cluster, namespace, route)
+    if state is None and not dry_run:
+        click.echo("interrupted before the migration started: nothing was recorded", err=True)
+        return
+    where = f"during {state.interrupted_during}" if state is not None and state.interrupted_during else ""
+    route_name = state.plan.route if state is not None else route
+    flags = f"-n {namespace}" + (f" --route {route_name}" if route_name else "")
+    click.echo(f"interrupted {where}".rstrip() + (": nothing was recorded (dry run)" if dry_run else
+               f": the state is recorded (phase interrupted; see `infergate migrate status {flags}`). The "
+               f"HTTPRoute keeps the weights it had. Resume with the same `infergate migrate run {flags}` "
+               f"command, or restore the preview backends with `infergate migrate rollback {flags}`"),
+               err=True)
+
+
 def _progress(output: str) -> Callable[[str], None]:
     """Progress lines on stderr (rich), one per step and gate, with the time."""
     if output != "table":
         return lambda _: None
-    from rich.console import Console
     from rich.markup import escape
 
-    console = Console(stderr=True, highlight=False)
+    from infergate.migrate.output import console_for
+
+    console = console_for(sys.stderr, stderr=True)
 
     def show(text: str) -> None:
-        console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(text)}")
+        console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(text)}", highlight=False)
 
     return show
 
@@ -428,15 +588,40 @@ def status_command(kubeconfig: str | None, context: str | None, helm_path: str |
                                    ": pass --route"))
     data = {"route": state.plan.route, "path": state.plan.path, "phase": state.phase,
             "gaWeight": state.ga_weight, "locked": state.locked, "completed": list(state.completed),
-            "history": list(state.history), "report": state.report}
+            "history": list(state.history), "report": state.report,
+            "interruptedDuring": state.interrupted_during, "lock": _lock_holder(cluster, ns)}
     if output != "table":
         emit(data, output)
         return
     line(f"HTTPRoute {ns}/{state.plan.route}: {state.plan.path}, phase {state.phase}, GA weight "
          f"{state.ga_weight}, locked {state.locked}")
+    flags = f"-n {ns} --route {state.plan.route}"
+    if state.phase == "interrupted":
+        line(f"interrupted during {state.interrupted_during or 'a step'}: resume with `infergate migrate run "
+             f"{flags}` (the same flags as before), or `infergate migrate rollback {flags}`")
+    holder = data["lock"]
+    if holder:
+        line(f"a run is in progress: {holder}")
+    elif state.phase == "running":
+        line(f"no run holds the migration Lease: the last run was killed before it could record it; resume with "
+             f"`infergate migrate run {flags}`")
     table("History", ["AT", "STEP / PHASE", "DETAIL"],
           [(h.get("at"), h.get("step") or h.get("phase"), h.get("detail") or h.get("reason") or "")
            for h in state.history])
+
+
+def _lock_holder(cluster: Any, namespace: str) -> str | None:
+    """Who holds the namespace's migration Lease now (None: nobody, or it expired)."""
+    from infergate.kube.kinds import LEASES
+    from infergate.migrate.lock import LEASE_NAME, LeaseView
+
+    lease = cluster.get(LEASES, namespace, LEASE_NAME)
+    if lease is None:
+        return None
+    view = LeaseView.of(lease)
+    left = view.expires_in(time.time())
+    return f"Lease {namespace}/{LEASE_NAME} held by {view.holder} (expires in {left:.0f} s)" \
+        if view.holder and left > 0 else None
 
 
 @command.command("verify")

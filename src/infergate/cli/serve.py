@@ -35,6 +35,9 @@ from infergate.cli.options import DURATION, configure_logging
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the gateway listens on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="Port the gateway listens on (0: any free port).")
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Port of the live dashboard (/dashboard/, on --host; 0: any free port). See docs/dashboard.md.")
+@click.option("--no-dashboard", is_flag=True, help="Do not serve the live dashboard.")
 @click.option("--failure-mode", type=click.Choice(["FailClose", "FailOpen"]), default="FailClose", show_default=True,
               help="What the gateway does when an EPP does not answer.")
 @click.option("--epp-arg", "epp_args", multiple=True, metavar="FLAG",
@@ -94,6 +97,7 @@ def command(**options: Any) -> None:
         failure_mode=options["failure_mode"], epp_args=tuple(options["epp_args"]),
         sim_time_scale=options["sim_time_scale"], state_file=options["state_file"] or default_state_path(),
         work_dir=options["work_dir"], start_timeout=options["startup_timeout"],
+        dashboard_port=None if options["no_dashboard"] else options["dashboard_port"],
     )
 
     def out(text: str) -> None:

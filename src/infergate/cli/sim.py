@@ -33,10 +33,10 @@ def _parse_overrides(values: tuple[str, ...]) -> dict[str, float]:
     epilog=(
         "Prints one line 'ready <ip:port>...' to stdout when all replicas listen. "
         f"Profiles: {', '.join(sorted(PROFILES))}. Profile parameters settable with --set: "
-        f"{', '.join(_OVERRIDABLE)}. Faults at run time: POST /admin/faults on a replica "
-        "(JSON: error_rate, error_status, added_latency_s, stalled), POST /admin/crash "
-        "({restart_after_s, startup_delay_s}), POST /admin/restart; or the same under "
-        "/admin/replicas/<name|index>/ on --admin-port. See docs/sim.md."
+        f"{', '.join(_OVERRIDABLE)}. Faults at run time, only with --admin-port (never on the "
+        "serving port): POST /admin/replicas/<index|name>/faults (JSON: error_rate, error_status, "
+        "added_latency_s, stalled), .../crash ({restart_after_s, startup_delay_s}), .../restart; "
+        "GET /admin/replicas. See docs/sim.md."
     ),
 )
 @click.option("--replicas", type=click.IntRange(1, 250), default=1, show_default=True,
@@ -73,6 +73,10 @@ def _parse_overrides(values: tuple[str, ...]) -> dict[str, float]:
 @click.option("--unknown-model-status", type=click.Choice(["404", "400"]), default="404", show_default=True,
               help="Status for a model that is neither the base model nor an adapter: 404 NotFoundError "
                    "as vLLM answers, or 400 BadRequestError.")
+@click.option("--allow-runtime-lora-updating", is_flag=True, envvar="VLLM_ALLOW_RUNTIME_LORA_UPDATING",
+              help="Serve POST /v1/load_lora_adapter and /v1/unload_lora_adapter (vLLM: env "
+                   "VLLM_ALLOW_RUNTIME_LORA_UPDATING). Off by default: any client that reaches the port, "
+                   "through a gateway too, could unload an adapter.")
 @click.option("--metrics-flavor", type=click.Choice(["vllm", "sglang"]), default="vllm", show_default=True,
               help="Metric names on /metrics.")
 @click.option("--pod-name", envvar="POD_NAME", default=None,
@@ -89,15 +93,18 @@ def _parse_overrides(values: tuple[str, ...]) -> dict[str, float]:
 @click.option("--kv-events-encoding", type=click.Choice(["map", "array"]), default="map", show_default=True,
               help="KV-event msgpack form: map (vLLM since 2026-06) or array (earlier vLLM).")
 @click.option("--admin-port", type=click.IntRange(1, 65535), default=None,
-              help="Serve the cluster admin API on --admin-address:PORT (reaches crashed replicas too).")
-@click.option("--admin-address", default="127.0.0.1", show_default=True)
+              help="Serve the fault-injection API (faults, crash, restart) on --admin-address:PORT. "
+                   "Off by default; it is never served on the replicas' --port.")
+@click.option("--admin-address", default="127.0.0.1", show_default=True,
+              help="Address of the admin API; keep it off addresses a gateway or client can reach.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True)
 def command(replicas: int, address: str, port: int, model: str, lora: str, max_loras: int, profile: str,
             overrides: tuple[str, ...], time_scale: float, max_num_seqs: int | None,
             max_num_batched_tokens: int | None, num_gpu_blocks: int | None, block_size: str,
             max_model_len: int | None, no_prefix_caching: bool, jitter: float | None, mean_output_tokens: int,
-            stream_interval: int, max_waiting: int | None, unknown_model_status: str, metrics_flavor: str, pod_name: str | None,
+            stream_interval: int, max_waiting: int | None, unknown_model_status: str,
+            allow_runtime_lora_updating: bool, metrics_flavor: str, pod_name: str | None,
             namespace: str | None, startup_delay: float, seed: int, kv_events_endpoint: str | None,
             kv_events_replay_endpoint: str | None, kv_events_encoding: str, admin_port: int | None,
             admin_address: str, log_level: str) -> None:
@@ -105,7 +112,8 @@ def command(replicas: int, address: str, port: int, model: str, lora: str, max_l
 
     Each replica serves the OpenAI API (/v1/completions, /v1/chat/completions, /v1/models),
     /health, /health/ready, /metrics (vLLM or SGLang names), /get_load, /get_model_info,
-    /get_server_info and /admin/*, with a calibrated continuous-batching latency model.
+    /get_server_info, with a calibrated continuous-batching latency model. Fault injection
+    (/admin/*) is served only on --admin-port, which is off by default.
 
     \b
     Example (4 replicas on 127.0.1.1-4:8000, two adapters, 10x faster than real time):
@@ -138,6 +146,7 @@ def command(replicas: int, address: str, port: int, model: str, lora: str, max_l
             profile_overrides=_parse_overrides(overrides), unknown_model_status=int(unknown_model_status),
             kv_events_endpoint=kv_events_endpoint, kv_events_replay_endpoint=kv_events_replay_endpoint,
             kv_events_encoding=kv_events_encoding,  # type: ignore[arg-type]
+            allow_runtime_lora_updating=allow_runtime_lora_updating,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -7,7 +7,7 @@ Exit status: 0 when every document is valid, 1 when one is invalid (or does not 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import yaml
 from infergate.api import registry, yamlload
 from infergate.api.errors import FieldError, ValidationFailed
 from infergate.api.objects import validate as validate_object
+from infergate.cli.manifest_input import InputError, read_file, read_stdin, tolerant_output, valid_unicode
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -44,7 +45,7 @@ def _files(target: str, recursive: bool) -> list[Path]:
 
 
 def _objects(source: str, text: str) -> Iterator[ManifestObject]:
-    for i, value in enumerate(yamlload.load_all(text), start=1):
+    for i, value in enumerate(valid_unicode(yamlload.load_all(text)), start=1):
         if value is None:
             continue
         if isinstance(value, dict) and value.get("kind") == "List" and isinstance(value.get("items"), list):
@@ -88,6 +89,14 @@ def is_foreign(value: Any) -> bool:
 
 def validate_document(doc: ManifestObject, release: str | None) -> list[FieldError]:
     return validate_object(doc.value, release=release)
+
+
+def _read(reader: Callable[[Any], str], arg: Any) -> str | InputError:
+    """The text, or the ``InputError`` error to report as an invalid source."""
+    try:
+        return reader(arg)
+    except InputError as exc:
+        return exc
 
 
 def _failure(doc: ManifestObject, errors: list[FieldError]) -> ValidationFailed:
@@ -136,10 +145,11 @@ def command(targets: tuple[str, ...], recursive: bool, release: str | None, quie
     (``InferencePool.inference.networking.k8s.io "x" is invalid: ...``) followed by one
     line per field error.
     """
-    sources: list[tuple[str, str]] = []
+    tolerant_output()
+    sources: list[tuple[str, str | InputError]] = []
     for target in targets:
         if target == "-":
-            sources.append(("-", sys.stdin.read()))
+            sources.append(("-", _read(read_stdin, "-")))
             continue
         path = Path(target)
         if not path.exists():
@@ -150,12 +160,16 @@ def command(targets: tuple[str, ...], recursive: bool, release: str | None, quie
                 f"{target}: no manifests (*.yaml, *.yml, *.json) in directory", param_hint="-f"
             )
         for f in files:
-            sources.append((str(f), f.read_text(encoding="utf-8")))
+            sources.append((str(f), _read(read_file, f)))
 
     invalid = 0
     checked = 0
     skipped = 0
     for source, text in sources:
+        if isinstance(text, InputError):
+            invalid += 1
+            click.echo(f"error reading {text}")
+            continue
         try:
             docs = list(_objects(source, text))
         except yaml.YAMLError as exc:

@@ -43,6 +43,7 @@ REASON_REF_NOT_PERMITTED = "RefNotPermitted"
 REASON_INVALID_KIND = "InvalidKind"
 REASON_BACKEND_NOT_FOUND = "BackendNotFound"
 REASON_INVALID_PARAMETERS = "InvalidParameters"
+REASON_INVALID_CERTIFICATE_REF = "InvalidCertificateRef"
 
 # InferencePool (GIE v1.0.0) reasons.
 REASON_HTTPROUTE_NOT_ACCEPTED = "HTTPRouteNotAccepted"

@@ -26,7 +26,7 @@ POOL_GROUPS = (INFERENCE_GROUP, INFERENCE_X_GROUP)
 SNAPSHOT_KINDS: tuple[Kind, ...] = (
     kinds.GATEWAY_CLASSES, kinds.GATEWAYS, kinds.HTTPROUTES, kinds.REFERENCE_GRANTS, kinds.GA_POOLS,
     kinds.PREVIEW_POOLS, kinds.OBJECTIVES, kinds.PREVIEW_MODELS, kinds.SERVICES, kinds.PODS, kinds.NAMESPACES,
-    kinds.ENDPOINT_SLICES,
+    kinds.ENDPOINT_SLICES, kinds.SECRETS,
 )
 # (group, kind) -> the apiVersion used to list/watch it
 KINDS: dict[tuple[str, str], str] = {k.gk: k.api_version for k in SNAPSHOT_KINDS}

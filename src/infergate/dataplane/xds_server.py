@@ -14,6 +14,11 @@ stream. ``push()`` delivers a new :class:`EnvoyResources` make-before-break:
 So a route never references a cluster Envoy does not have, and a cluster is removed only
 after no route points to it (the wrong order gave 453 x 503 in envoy-extproc.md §6).
 
+TLS certificates are ``Secret`` resources (SDS over ADS), staged with step 1 (the union of the
+old and the new ones, new content winning) and pruned after step 2. A rotated certificate
+keeps its name, so it is a new version of one Secret and no listener changes: Envoy uses it for
+new handshakes, connections already open are untouched.
+
 A NACK (a request whose ``response_nonce`` is the latest one sent and which carries
 ``error_detail``) is logged, kept in ``last_nack``, the snapshot reverts to the last good
 config (Envoy keeps serving that, too) and ``push()`` raises :class:`XdsRejected`.
@@ -40,14 +45,15 @@ from infergate.dataplane.xds_translator import (
     T_CLUSTER_LOAD_ASSIGNMENT,
     T_LISTENER,
     T_ROUTE_CONFIGURATION,
+    T_SECRET,
     EnvoyResources,
 )
 
 log = logging.getLogger(__name__)
 
 WILDCARD_TYPES = (T_LISTENER, T_CLUSTER)  # SotW: the response carries every resource
-NAMED_TYPES = (T_ROUTE_CONFIGURATION, T_CLUSTER_LOAD_ASSIGNMENT)  # only the requested names
-ALL_TYPES = (T_CLUSTER, T_CLUSTER_LOAD_ASSIGNMENT, T_LISTENER, T_ROUTE_CONFIGURATION)
+NAMED_TYPES = (T_ROUTE_CONFIGURATION, T_CLUSTER_LOAD_ASSIGNMENT, T_SECRET)  # only the requested names
+ALL_TYPES = (T_CLUSTER, T_CLUSTER_LOAD_ASSIGNMENT, T_SECRET, T_LISTENER, T_ROUTE_CONFIGURATION)
 
 Resources = dict[str, dict[str, Any]]  # name -> JSON-form resource
 
@@ -234,14 +240,16 @@ class XdsServer:
             try:
                 union_c = {**old[T_CLUSTER], **new[T_CLUSTER]}
                 union_e = {**old[T_CLUSTER_LOAD_ASSIGNMENT], **new[T_CLUSTER_LOAD_ASSIGNMENT]}
+                union_s = {**old[T_SECRET], **new[T_SECRET]}
                 changed = await self._stage(
-                    {T_CLUSTER: union_c, T_CLUSTER_LOAD_ASSIGNMENT: union_e}, deadline
+                    {T_CLUSTER: union_c, T_CLUSTER_LOAD_ASSIGNMENT: union_e, T_SECRET: union_s}, deadline
                 )
                 if changed and self._clusters_warm is not None:
                     await self._clusters_warm(max(0.0, deadline - time.monotonic()))
                 await self._stage(
                     {T_LISTENER: new[T_LISTENER], T_ROUTE_CONFIGURATION: new[T_ROUTE_CONFIGURATION]}, deadline
                 )
+                await self._stage({T_SECRET: new[T_SECRET]}, deadline)  # certificates no listener names
                 self._desired_clusters = set(new[T_CLUSTER])
                 for name in self._desired_clusters & set(self._retiring_since):
                     del self._retiring_since[name]  # in use again
@@ -349,6 +357,7 @@ class XdsServer:
                     **base[T_CLUSTER_LOAD_ASSIGNMENT],
                     **good[T_CLUSTER_LOAD_ASSIGNMENT],
                 },
+                T_SECRET: {**base[T_SECRET], **good[T_SECRET]},
             }
         )
         self._apply({T_LISTENER: good[T_LISTENER], T_ROUTE_CONFIGURATION: good[T_ROUTE_CONFIGURATION]})
@@ -370,6 +379,10 @@ class XdsServer:
                 for type_url, version in versions.items():
                     state = stream.types[type_url]
                     needed = set(self._snapshot.resources[type_url])
+                    if type_url == T_SECRET:
+                        # Envoy asks for a certificate once a listener names it: wait only for
+                        # the ones it subscribed to (the others follow their listener).
+                        needed &= state.subscribed
                     if type_url in NAMED_TYPES and not needed:
                         continue  # nothing to subscribe to: Envoy may never ask for this type
                     if state.nacked_version == version:

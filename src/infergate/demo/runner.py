@@ -424,6 +424,9 @@ class Demo:
         ]
         for line in lines:
             self.console.print(f"  {line}", highlight=False, soft_wrap=True)
+        if self.cluster is not None and self.cluster.gateway is not None:
+            self.console.print(f"[bold]Dashboard[/] (live status, traffic and weights): "
+                               f"{self.cluster.gateway.admin_url}/dashboard/", highlight=False, soft_wrap=True)
 
     async def stop(self) -> None:
         if self.cluster is not None:

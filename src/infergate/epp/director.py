@@ -79,6 +79,27 @@ class _RequestState:
     finished: bool = False  # response end of stream seen
 
 
+class _SeriesCache:
+    """The label children of the per-request metrics, looked up once per label set.
+
+    ``Metric.labels()`` takes a lock and builds a tuple key on every call; a request touches
+    about ten series. Bounded like the metrics' own label sets (cleared past ``limit``)."""
+
+    def __init__(self, metrics: EppMetrics, limit: int = 10_000) -> None:
+        self._metrics = metrics
+        self._limit = limit
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def get(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) >= self._limit:
+                self._children.clear()
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+
 class EppDirector:
     def __init__(self, datastore: Datastore, scheduler: Scheduler, store: MetricsStore, *,
                  config: DirectorConfig | None = None, metrics: EppMetrics | None = None) -> None:
@@ -87,6 +108,7 @@ class EppDirector:
         self.store = store
         self.config = config or DirectorConfig()
         self.metrics = metrics or EppMetrics()
+        self._series = _SeriesCache(self.metrics)
         self.rng = random.Random(self.config.seed)
         self.saturation = SaturationDetector(store, self.config.saturation)
         self.flow = FlowController(self.config.flow_control, self._capacity,
@@ -221,10 +243,11 @@ class EppDirector:
             sends.append(now)
         self._requests[request_id] = _RequestState(model, target, hostport, time.monotonic(), counted=counted)
         if counted:  # upstream counts only requests with a body (scheduled ones)
-            self.metrics.request_total.labels(model, target).inc()
-            self.metrics.request_sizes.labels(model, target).observe(body_size)
-            self.metrics.request_priority_total.labels(model, target, objective, str(priority)).inc()
-            self.metrics.running_requests.labels(model).inc()
+            series, m = self._series.get, self.metrics
+            series(m.request_total, model, target).inc()
+            series(m.request_sizes, model, target).observe(body_size)
+            series(m.request_priority_total, model, target, objective, str(priority)).inc()
+            series(m.running_requests, model).inc()
 
     # ---- Director protocol -------------------------------------------------------------
     async def handle_request(self, request: InferenceRequest) -> Decision:
@@ -378,15 +401,16 @@ class EppDirector:
 
     def _record_response(self, state: _RequestState) -> None:
         labels = (state.model, state.target_model)
-        self.metrics.request_duration.labels(*labels).observe(time.monotonic() - state.started)
-        self.metrics.response_sizes.labels(*labels).observe(state.response_size)
+        series, m = self._series.get, self.metrics
+        series(m.request_duration, *labels).observe(time.monotonic() - state.started)
+        series(m.response_sizes, *labels).observe(state.response_size)
         usage = state.usage or {}
         prompt_tokens = usage.get("prompt_tokens")
         completion_tokens = usage.get("completion_tokens")
         if isinstance(prompt_tokens, int) and prompt_tokens > 0:
-            self.metrics.input_tokens.labels(*labels).observe(prompt_tokens)
+            series(m.input_tokens, *labels).observe(prompt_tokens)
         if isinstance(completion_tokens, int) and completion_tokens > 0:
-            self.metrics.output_tokens.labels(*labels).observe(completion_tokens)
+            series(m.output_tokens, *labels).observe(completion_tokens)
 
     def on_request_done(self, request_id: str, *, completed: bool) -> None:
         state = self._requests.pop(request_id, None)
@@ -398,7 +422,7 @@ class EppDirector:
         else:
             self._inflight.pop(state.hostport, None)
         if state.counted:
-            self.metrics.running_requests.labels(state.model).dec()
+            self._series.get(self.metrics.running_requests, state.model).dec()
             if completed and not state.finished:
                 state.finished = True
                 self._record_response(state)

@@ -13,6 +13,7 @@ This package imports nothing of infergate but ``infergate.api``.
 
 from infergate.ir.types import (
     Backend,
+    Certificate,
     DataplaneConfig,
     Endpoint,
     EndpointPicker,
@@ -29,12 +30,14 @@ from infergate.ir.types import (
     Route,
     RouteMatch,
     Service,
+    TLSFilterChain,
     URLRewrite,
     VirtualHost,
 )
 
 __all__ = [
     "Backend",
+    "Certificate",
     "DataplaneConfig",
     "Endpoint",
     "EndpointPicker",
@@ -51,6 +54,7 @@ __all__ = [
     "Route",
     "RouteMatch",
     "Service",
+    "TLSFilterChain",
     "URLRewrite",
     "VirtualHost",
 ]

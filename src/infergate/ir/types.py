@@ -11,7 +11,7 @@ clusters and Envoy can update in place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 FailureMode = Literal["FailOpen", "FailClose"]
@@ -167,8 +167,35 @@ class VirtualHost:
 
 
 @dataclass(frozen=True)
+class Certificate:
+    """A TLS certificate chain and its private key (PEM), from a ``kubernetes.io/tls`` Secret.
+
+    ``key`` names the Secret, not its content ("secret/<namespace>/<name>"): a rotated Secret
+    keeps its key, so the data plane swaps the material without touching the listener.
+    """
+
+    key: str
+    certificate_chain: str  # PEM
+    private_key: str = field(repr=False)  # PEM; never in a repr (logs)
+
+
+@dataclass(frozen=True)
+class TLSFilterChain:
+    """TLS termination for one HTTPS Gateway listener: the SNI names it answers and its certificates.
+
+    ``server_names`` empty = any SNI (a listener without hostname); a wildcard hostname
+    ("*.example.com") matches one or more labels as Envoy's ``server_names`` do.
+    """
+
+    name: str  # e.g. "gateway/default/inference-gateway/https"
+    server_names: tuple[str, ...]
+    certificates: tuple[str, ...]  # Certificate.key values
+
+
+@dataclass(frozen=True)
 class Listener:
-    """One Gateway listener (HTTP only for now); several Gateways may each have their own address."""
+    """One (Gateway, port): plain HTTP, or HTTPS when ``tls`` has filter chains (one per
+    HTTPS Gateway listener, chosen by SNI); several Gateways may each have their own address."""
 
     key: str  # e.g. "gateway/default/inference-gateway/http"
     gateway_namespace: str
@@ -177,6 +204,11 @@ class Listener:
     port: int
     virtual_hosts: tuple[VirtualHost, ...]
     body_based_routing: bool = True  # copy the body's "model" into X-Gateway-Model-Name before routing
+    tls: tuple[TLSFilterChain, ...] = ()  # empty = plain HTTP
+
+    @property
+    def is_tls(self) -> bool:
+        return bool(self.tls)
 
 
 @dataclass(frozen=True)
@@ -186,6 +218,7 @@ class DataplaneConfig:
     listeners: tuple[Listener, ...] = ()
     pools: tuple[Pool, ...] = ()
     services: tuple[Service, ...] = ()
+    certificates: tuple[Certificate, ...] = ()  # what the listeners' TLS filter chains name
 
     def pool(self, key: str) -> Pool:
         for pool in self.pools:

@@ -19,6 +19,7 @@ class InvalidIR(ValueError):
 def problems(config: DataplaneConfig) -> list[str]:
     """Every rule ``config`` breaks; empty when it can be served."""
     found = _listener_problems(config.listeners)
+    found.extend(_tls_problems(config))
     for listener in config.listeners:
         for vhost in listener.virtual_hosts:
             for route in vhost.routes:
@@ -61,4 +62,25 @@ def _listener_problems(listeners: tuple[Listener, ...]) -> list[str]:
             )
         else:
             seen[where] = listener.key
+    return found
+
+
+def _tls_problems(config: DataplaneConfig) -> list[str]:
+    found: list[str] = []
+    certificates = {certificate.key for certificate in config.certificates}
+    for listener in config.listeners:
+        names: dict[str, str] = {}
+        for index, chain in enumerate(listener.tls):
+            path = f"listeners[{listener.key}].tls[{index}]"
+            if not chain.certificates:
+                found.append(f"{path}.certificates: Required value")
+            for key in chain.certificates:
+                if key not in certificates:
+                    found.append(f"{path}.certificates: {key!r} is not in the config's certificates")
+            for server_name in chain.server_names or ("",):
+                if server_name.lower() in names:
+                    what = repr(server_name) if server_name else "the catch-all (no server name)"
+                    found.append(f"{path}.server_names: {what} is already served by {names[server_name.lower()]!r}")
+                else:
+                    names[server_name.lower()] = chain.name
     return found

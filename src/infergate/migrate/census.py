@@ -114,11 +114,29 @@ def _resource_label(f: Finding) -> str:
 # -- classification of single objects (shared by cluster, files and Helm manifests) -------------------
 
 
+def _at(value: Any, *keys: str) -> Any:
+    """``value[k1][k2]...``, or None where a step is missing or not an object (files may hold anything)."""
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list value; nothing for a missing or malformed one."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def preview_backend_refs(route: Obj) -> list[str]:
     """Names of the preview InferencePools an HTTPRoute's rules send traffic to."""
     names: list[str] = []
-    for rule in (route.get("spec") or {}).get("rules") or []:
-        for ref in rule.get("backendRefs") or []:
+    for rule in _objects(_at(route, "spec", "rules")):
+        for ref in _objects(rule.get("backendRefs")):
             if ref.get("group") == PREVIEW_GROUP and ref.get("kind", "Service") == "InferencePool":
                 names.append(str(ref.get("name")))
     return names
@@ -128,9 +146,8 @@ def preview_epp_pool(obj: Obj) -> str | None:
     """The pool a v0.3.0 EPP Deployment serves (``-poolName X``), or one whose ``--pool-group`` is x-k8s."""
     if obj.get("kind") != "Deployment":
         return None
-    containers = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
-    for container in containers:
-        args = [str(a) for a in (container.get("args") or [])] + [str(a) for a in (container.get("command") or [])]
+    for container in _objects(_at(obj, "spec", "template", "spec", "containers")):
+        args = [str(a) for field in ("args", "command") for a in _list(container.get(field))]
         flags = _flags(args)
         for key in ("poolName", "pool-name"):
             if key in flags and (key == "poolName" or flags.get("pool-group") == PREVIEW_GROUP):
@@ -163,12 +180,11 @@ def classify(obj: Obj, source: str, default_namespace: str = "default") -> Findi
     group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
     kind = obj.get("kind")
     ns = namespace_of(obj, default_namespace)
-    finalizers = tuple(str(f) for f in meta(obj).get("finalizers") or [])
+    finalizers = tuple(str(f) for f in _list(meta(obj).get("finalizers")))
     if group == PREVIEW_GROUP and kind == "InferencePool":
         return Finding(source, POOL, group, ns, name_of(obj), api_version, finalizers)
     if group == PREVIEW_GROUP and kind == "InferenceModel":
-        spec = obj.get("spec") or {}
-        detail = f"modelName {spec.get('modelName')}, pool {(spec.get('poolRef') or {}).get('name')}"
+        detail = f"modelName {_at(obj, 'spec', 'modelName')}, pool {_at(obj, 'spec', 'poolRef', 'name')}"
         return Finding(source, MODEL, group, ns, name_of(obj), detail, finalizers)
     if kind == "HTTPRoute":
         pools = preview_backend_refs(obj)

@@ -10,8 +10,6 @@ cluster's own event loop (a private thread), so callers on an event loop use
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -20,6 +18,7 @@ from infergate.kube.client import KubeClient
 from infergate.kube.config import KubeConfig, from_kubeconfig
 from infergate.kube.errors import KubeError, NotFound
 from infergate.kube.kinds import Kind
+from infergate.kube.sync import BlockingKubeClient
 from infergate.migrate.resources import CRDS, Obj
 
 FIELD_MANAGER = "infergate-migrate"
@@ -52,6 +51,10 @@ class ClusterTarget:
     context: str | None = None
 
 
+async def _the_client(client: KubeClient) -> KubeClient:
+    return client
+
+
 def _dry_run(dry_run: bool) -> dict[str, str] | None:
     return {"dryRun": "All"} if dry_run else None
 
@@ -60,26 +63,18 @@ class KubeCluster:
     """:class:`Cluster` on :class:`infergate.kube.client.KubeClient`. Call :meth:`close` when done."""
 
     def __init__(self, config: KubeConfig) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="migrate-cluster", daemon=True)
-        self._thread.start()
-        self._client = KubeClient(config)
-        self._run(self._client.open())
+        self._blocking = BlockingKubeClient(config, name="migrate-cluster")
+        self._client = self._blocking.call(_the_client)
 
     @classmethod
     def connect(cls, target: ClusterTarget) -> KubeCluster:
         return cls(from_kubeconfig(target.kubeconfig, target.context))
 
     def _run(self, call: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(call, self._loop).result()
+        return self._blocking.run(call)
 
     def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        self._run(self._client.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
+        self._blocking.close()
 
     # -- Cluster -----------------------------------------------------------------------
 

@@ -46,8 +46,8 @@ class ChartInstall:
     version: str | None
     sets: tuple[tuple[str, str], ...]
 
-    def argv(self) -> list[str]:
-        args = ["install", self.release, self.chart, "--namespace", self.namespace]
+    def argv(self, verb: str = "install") -> list[str]:
+        args = [verb, self.release, self.chart, "--namespace", self.namespace]
         for key, value in self.sets:
             args += ["--set", f"{key}={value}"]
         if self.version:
@@ -116,6 +116,14 @@ class Helm:
         args = ["uninstall", release, "--namespace", namespace]
         if dry_run:
             args.append("--dry-run")
+        self._run(args)
+
+    def upgrade(self, install: ChartInstall, *, dry_run: bool = False) -> None:
+        """``helm upgrade`` with the install's chart and values: recreates the objects of the
+        release's manifest that were deleted from the cluster."""
+        args = install.argv("upgrade")
+        if dry_run:
+            args.append("--dry-run=server")
         self._run(args)
 
     def install(self, install: ChartInstall, *, dry_run: bool = False) -> None:

@@ -52,6 +52,10 @@ class PoolPlan:
     ga_object: Obj  # the converted GA pool (applied in "objects" mode; documents the chart's result)
     # "objects" mode: the GA EPP's ServiceAccount, Role, RoleBinding, Deployment, Service (apply order)
     ga_epp_objects: tuple[Obj, ...] = ()
+    # zero-downtime: the GA pool is FailOpen from its install until final-route, which restores
+    # final_failure_mode (a dead GA EPP then costs no request while the analysis rolls back)
+    fail_open_during: bool = False
+    final_failure_mode: str = "FailClose"
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,7 @@ def _pool_to_dict(p: PoolPlan) -> dict[str, Any]:
             "release": p.chart.release, "namespace": p.chart.namespace, "chart": p.chart.chart,
             "version": p.chart.version, "sets": [list(kv) for kv in p.chart.sets]},
         "gaObject": p.ga_object, "gaEppObjects": list(p.ga_epp_objects),
+        "failOpenDuringMigration": p.fail_open_during, "finalFailureMode": p.final_failure_mode,
     }
 
 
@@ -247,6 +252,7 @@ def _pool_from_dict(d: dict[str, Any]) -> PoolPlan:
         None if chart is None else ChartInstall(chart["release"], chart["namespace"], chart["chart"],
                                                 chart.get("version"), tuple((k, v) for k, v in chart["sets"])),
         d["gaObject"], tuple(d.get("gaEppObjects") or ()),
+        bool(d.get("failOpenDuringMigration", False)), str(d.get("finalFailureMode") or "FailClose"),
     )
 
 
@@ -263,6 +269,7 @@ class PlanOptions:
     target_models: str | None = None  # the converter's --target-models (None: its default)
     gates: Gates = field(default_factory=Gates)
     convert: ConvertOptions | None = None
+    fail_open_during_migration: bool = True  # zero-downtime: GA pools FailOpen until final-route
 
 
 def validate_weights(weights: tuple[int, ...]) -> tuple[int, ...]:
@@ -357,9 +364,13 @@ def build_plan(
         source = (epp_objects or {}).get(name)
         epp_copy = ga_epp_objects(source[0], source[1], ga, ga_epp, namespace) \
             if install == "objects" and source is not None else ()
+        final_mode = str(((ga_object.get("spec") or {}).get("endpointPickerRef") or {}).get("failureMode")
+                         or "FailClose")
         pool_plans.append(PoolPlan(
             namespace, name, ga, selector, int(spec.get("targetPortNumber") or 0),
             str(ext.get("name") or helm_epp_name(name)), ga_epp, release, install, chart, ga_object, epp_copy,
+            options.path == "zero-downtime" and options.fail_open_during_migration and final_mode != "FailOpen",
+            final_mode,
         ))
 
     lossy = tuple(Lossy(str(w.obj), w.field, w.message) for w in warnings)
@@ -384,6 +395,14 @@ def build_plan(
                          f"the GA EPP {p.ga_epp} keeps it: it then has no credentials of its own (no token of "
                          f"ServiceAccount {p.ga_epp}) and can read its pool only if it is given a token some "
                          "other way")
+    notes += _on_purpose_notes(models, objectives)
+    fail_open = [p.ga for p in pool_plans if p.fail_open_during]
+    if fail_open:
+        notes.append("GA pool(s) " + ", ".join(fail_open) + " are FailOpen from install-pool to final-route: while "
+                     "both pools serve, a GA EPP that dies costs no request (the gateway serves round robin over the "
+                     "pool's pods) and the analysis rolls back; final-route restores "
+                     + ", ".join(sorted({p.final_failure_mode for p in pool_plans if p.fail_open_during}))
+                     + " (--fail-close-during-migration keeps it throughout)")
     rewrites = sorted({str(h.get("value")) for r in final_routes for rule in (r.get("spec") or {}).get("rules") or []
                        for f in rule.get("filters") or [] for h in (f.get("requestHeaderModifier") or {}).get("set") or []
                        if str(h.get("name", "")).lower() == MODEL_NAME_REWRITE})
@@ -401,6 +420,24 @@ def build_plan(
                                               if p.preview in epp_deployments and p.install == "objects"})),
         notes=tuple(notes),
     )
+
+
+def _on_purpose_notes(models: list[Obj], objectives: tuple[Obj, ...]) -> list[str]:
+    """Where the result differs from the source document's on purpose (docs/migrate.md explains why)."""
+    notes: list[str] = []
+    priorities = sorted((name_of(o), (o.get("spec") or {}).get("priority")) for o in objectives
+                        if o.get("kind") == "InferenceObjective")
+    if priorities:
+        notes.append("on purpose, unlike the source document (which gives every InferenceObjective priority 2): "
+                     "each priority comes from its InferenceModel's criticality (Critical 2, Standard 1, Sheddable "
+                     "-1), so the order between models and the shedding class are kept: "
+                     + ", ".join(f"{n}={p}" for n, p in priorities))
+    split = sorted(name_of(m) for m in models if len((m.get("spec") or {}).get("targetModels") or []) > 1)
+    if split:
+        notes.append("on purpose, unlike the source document (an InferenceObjective has no targetModels): the "
+                     "weighted targetModels split of " + ", ".join(split) + " is kept, as HTTPRoute backendRefs "
+                     "that rewrite the model name (--target-models chooses how)")
+    return notes
 
 
 def _steps(
@@ -452,8 +489,14 @@ def _steps(
         "delete the preview CRDs when no namespace uses them any more: " + ", ".join(PREVIEW_CRD_NAMES),
         "kubectl delete -f .../v0.3.0/manifests.yaml", names=PREVIEW_CRD_NAMES,
     )
-    wait = WaitReady("wait-ready", "wait until each GA pool exists and its EPP is ready (the gateway's statuses are "
-                     "checked at every analysis and at verify)", "kubectl get infpool; kubectl get deploy")
+    wait = WaitReady("wait-ready", "wait until each GA pool exists, its EPP Deployment is Available and its EPP "
+                     "Service has ready endpoints (the gateway's statuses are checked at every analysis and at "
+                     "verify); a deleted EPP Deployment or Service is recreated first",
+                     "; ".join(f"kubectl rollout status {ns} deployment/{p.ga_epp} --timeout=2m && kubectl wait {ns} "
+                               f"--for=condition=Available deployment/{p.ga_epp} --timeout=2m && kubectl get {ns} "
+                               f"endpointslices -l kubernetes.io/service-name={p.ga_epp}" for p in pools)
+                     + " (the source document has no wait: a route that sends traffic to a pool whose EPP is not "
+                     "ready yet fails requests)")
     verify = Verify("verify", "Gateway Programmed, HTTPRoute Accepted+ResolvedRefs, pools Accepted, probe requests "
                     "200 from the GA pools", "kubectl get gateway -o wide; curl -i $IP:$PORT/v1/completions ...")
     preflight = Preflight("preflight", "check the cluster: CRDs per group, objects, gateway, no GitOps owner")
@@ -464,7 +507,8 @@ def _steps(
         shifts.append(Shift(f"shift-{w}", f"HTTPRoute {route}: {100 - w}% preview, {w}% GA",
                             f"kubectl apply {ns} -f - <<EOF (backendRefs weight {100 - w} / {w})", ga_weight=w))
         shifts.append(Analyse(f"analyse-{w}", f"analyse at {w}% GA: success rate, p99 TTFT, per-pool share, "
-                              "model allow-list", "monitor", ga_weight=w))
+                              "model allow-list", f"kubectl get {ns} httproute/{route} -o yaml (every parent "
+                              "Accepted and ResolvedRefs True), then monitor for a few minutes", ga_weight=w))
     return (
         preflight, install_crds, *pool_steps, apply_objectives, wait,
         Baseline("baseline", "measure the preview stack before any shift (success rate, p99 TTFT, 404 models)"),

@@ -16,6 +16,7 @@ downtime monitor and the probes share, never waits on the network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import time
 from collections.abc import Awaitable, Callable
@@ -26,11 +27,14 @@ from typing import Any
 from infergate import api
 from infergate.api import yamlload
 from infergate.kube.kinds import Kind
+from infergate.migrate.bake import BakeOptions, EppMeter, PrometheusMeter, TrafficMeter, real_traffic_gate
 from infergate.migrate.cleanup import preview_census_blockers
 from infergate.migrate.cluster import Cluster, ClusterError
+from infergate.migrate.events import EventSink, NullSink
 from infergate.migrate.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_PAUSED, EXIT_REFUSED, EXIT_ROLLED_BACK
 from infergate.migrate.gates import Baseline, GateResult, Window, analyse, baseline_of, overall
 from infergate.migrate.helm import Helm, HelmError
+from infergate.migrate.lock import LEASE_DURATION_S, LockHeld, MigrationLock, Renewer
 from infergate.migrate.plan import (
     Analyse,
     ApplyObjects,
@@ -53,6 +57,7 @@ from infergate.migrate.plan import (
     Baseline as BaselineStep,
 )
 from infergate.migrate.probe import DowntimeMonitor, measure
+from infergate.migrate.readiness import epp_not_ready
 from infergate.migrate.resources import (
     CRDS,
     DEPLOYMENTS,
@@ -73,6 +78,7 @@ from infergate.util.wait import WaitTimeout, async_wait_until, wait_until
 CRD_BUNDLE_DIR = Path(__file__).resolve().parents[3] / "config" / "crd"
 
 REJECTION_GRACE_S = 3.0  # a False condition this long is the gateway's answer, not a transient
+EPP_WATCH_S = 1.0  # while a step bakes: how often the GA EPPs' readiness is checked between probe windows
 RESTORE_TIMEOUT_S = 60.0  # simple path: how long verification waits for the new stack to serve
 GITOPS_MANAGERS = ("argocd", "argo-cd", "flux", "kustomize-controller", "helm-controller")
 GITOPS_MARKERS = ("argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/", "helm.toolkit.fluxcd.io/")
@@ -95,6 +101,9 @@ class RunOptions:
     poll_s: float = 0.5
     crd_bundle_dir: Path = CRD_BUNDLE_DIR
     stop_after: str | None = None  # stop (as if interrupted) after this step id; for tests and staged runs
+    bake: BakeOptions = field(default_factory=BakeOptions)  # per-step bake time; BakeOptions(fast=True): one window
+    lock_identity: str | None = None  # the Lease holder's name (default host/pid)
+    lock_duration_s: int = LEASE_DURATION_S
 
 
 @dataclass
@@ -117,14 +126,17 @@ Progress = Callable[[str], None]
 
 class Migrator:
     def __init__(self, cluster: Cluster, helm: Helm | None, options: RunOptions,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, events: EventSink | None = None) -> None:
         self.cluster = cluster
+        self.events: EventSink = events or NullSink()
         self.helm = helm
         self.options = options
         self.progress = progress or (lambda _: None)
         self.store = StateStore(cluster, dry_run=options.dry_run)
         self._monitor: DowntimeMonitor | None = None
         self._dry_run_crds: set[str] = set()  # CRDs this dry run only pretended to install
+        self._renewer: Renewer | None = None
+        self._saving: asyncio.Future[MigrationState] | None = None
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -132,7 +144,36 @@ class Migrator:
                   route: str | None = None) -> RunResult:
         """Run (or resume) the migration of ``plan``'s route. ``plan`` may be a factory, called only
         when no state is recorded for ``namespace``/``route`` (a finished migration has nothing
-        left to plan from)."""
+        left to plan from). One run per namespace at a time (:mod:`.lock`): a second one is
+        refused (exit 6) with the holder's name."""
+        ns = namespace if callable(plan) else plan.namespace
+        if ns is None or self.options.dry_run:  # a dry run writes nothing, not even the Lease
+            return await self._run(plan, namespace=namespace, route=route)
+        return await self._holding_lock(ns, lambda: self._run(plan, namespace=namespace, route=route))
+
+    async def _holding_lock(self, namespace: str, body: Callable[[], Awaitable[RunResult]]) -> RunResult:
+        lock = MigrationLock(self.cluster, namespace, identity=self.options.lock_identity,
+                             duration_s=self.options.lock_duration_s)
+        try:
+            await asyncio.to_thread(lock.acquire)
+        except asyncio.CancelledError:  # Ctrl-C while taking it: give it back if the thread got it
+            await asyncio.to_thread(lock.release)
+            raise
+        except LockHeld as exc:
+            return RunResult(EXIT_REFUSED, "refused", str(exc))
+        except ClusterError as exc:
+            return RunResult(EXIT_ERROR, "error", f"cannot take {lock.where}: {exc}")
+        self._renewer = Renewer(lock)
+        self._renewer.start()
+        try:
+            return await body()
+        finally:
+            await self._renewer.stop()
+            self._renewer = None
+            await asyncio.to_thread(lock.release)
+
+    async def _run(self, plan: Plan | Callable[[], Plan], *, namespace: str | None,
+                   route: str | None) -> RunResult:
         state = None
         if not callable(plan):
             state = await asyncio.to_thread(self.store.load, plan.namespace, plan.route)
@@ -153,11 +194,17 @@ class Migrator:
                                  "this migration was rolled back: see the report with `infergate migrate status`; "
                                  "start again with --retry", gates=state.report.get("gates", []))
             state = MigrationState(state.plan, history=state.history).transition("running", "retry")
-        elif state.phase == "paused":
+        elif state.phase in ("paused", "interrupted", "failed"):
             state = state.transition("running", "resume")
         return await self._execute(state)
 
     async def rollback(self, namespace: str, route: str) -> RunResult:
+        """Restore the route's original backends (refused while another run holds the Lease)."""
+        if self.options.dry_run:
+            return await self._rollback(namespace, route)
+        return await self._holding_lock(namespace, lambda: self._rollback(namespace, route))
+
+    async def _rollback(self, namespace: str, route: str) -> RunResult:
         state = await asyncio.to_thread(self.store.load, namespace, route)
         if state is None:
             return RunResult(EXIT_ERROR, "none", f"no migration state for HTTPRoute {namespace}/{route}")
@@ -184,11 +231,20 @@ class Migrator:
                 if state.done(step.id):
                     result.steps.append({"step": step.id, "status": "done earlier", "detail": step.description})
                     continue
+                if self._renewer is not None and self._renewer.lost:
+                    state = await self._save(state.transition("interrupted", "lost the migration Lease",
+                                                              during=step.id))
+                    result.exit_code, result.phase = EXIT_ERROR, "interrupted"
+                    result.message = (f"stopped before {step.id}: another run took over the migration Lease of "
+                                      f"namespace {plan.namespace} (this run missed its renewals)")
+                    return result
                 self.progress(f"{step.id}: {step.description}")
+                self.events.step_started(step.id, step.description)
                 started = time.monotonic()
                 outcome = await self._step(step, state, result)
                 state = outcome.state
                 elapsed = round(time.monotonic() - started, 2)
+                self.events.step_finished(step.id, outcome.verdict, outcome.detail, elapsed)
                 if outcome.verdict == "pass":
                     state = await self._save(state.complete(step.id, seconds=elapsed, detail=outcome.detail))
                     result.steps.append({"step": step.id, "status": "dry-run" if self.options.dry_run else "done",
@@ -208,17 +264,19 @@ class Migrator:
                 # fail
                 if not state.locked and plan.path == "zero-downtime" and state.ga_weight is not None:
                     self.progress(f"rolling back HTTPRoute {plan.route} to its original backends")
+                    self.events.decided("roll back", outcome.detail)
                     await asyncio.to_thread(self._restore_route, plan)
                     state = replace(state, ga_weight=None)
                     report = {"step": step.id, "gates": result.gates, "checks": result.checks}
                     state = await self._save(replace(state, report=report).transition("rolled-back", outcome.detail))
                     result.exit_code, result.phase = EXIT_ROLLED_BACK, "rolled-back"
-                    result.message = (f"{step.id} failed: {outcome.detail}; the HTTPRoute was rolled back to the "
-                                      "preview pools (the GA stack is kept for debugging)")
+                    result.message = (f"{step.id} failed: {outcome.detail}; HTTPRoute {plan.namespace}/{plan.route} "
+                                      "was rolled back to the preview pools (the GA stack is kept for debugging)")
                     return result
                 state = await self._save(state.transition("failed", outcome.detail))
                 result.exit_code, result.phase = EXIT_ERROR, "failed"
-                result.message = f"{step.id} failed: {outcome.detail}; fix it and run again to resume"
+                result.message = (f"{step.id} failed (HTTPRoute {plan.namespace}/{plan.route}): {outcome.detail}; "
+                                  "fix it and run again to resume")
                 return result
             if self.options.dry_run:
                 result.phase, result.message = "dry-run", "dry run: every step was sent with dryRun=All; nothing changed"
@@ -226,6 +284,17 @@ class Migrator:
             state = await self._save(state.transition("done", "all steps completed"))
             result.phase, result.message = "done", f"HTTPRoute {plan.namespace}/{plan.route} migrated to GA"
             return result
+        except asyncio.CancelledError:  # Ctrl-C (asyncio.run cancels the main task) or SIGTERM
+            if not self.options.dry_run:
+                # a save in flight when the cancellation came still lands: wait for it and record the
+                # interruption on top of what the store holds, never on an older state
+                if self._saving is not None:
+                    with contextlib.suppress(Exception):
+                        await self._saving
+                latest = await asyncio.to_thread(self.store.load, plan.namespace, plan.route) or state
+                during = next((s.id for s in plan.steps if not latest.done(s.id)), "end")
+                await self._save(latest.transition("interrupted", f"interrupted during {during}", during=during))
+            raise
         finally:
             if self._monitor is not None:
                 await self._monitor.stop()
@@ -242,7 +311,10 @@ class Migrator:
             return _Outcome(state, "fail", str(exc))
 
     async def _save(self, state: MigrationState) -> MigrationState:
-        return await asyncio.to_thread(self.store.save, state)
+        """Write the state in a worker thread; a cancellation of the caller does not cancel the
+        write (it is shielded and kept in ``_saving`` for the interruption handler)."""
+        self._saving = asyncio.ensure_future(asyncio.to_thread(self.store.save, state))
+        return await asyncio.shield(self._saving)
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -323,12 +395,28 @@ class Migrator:
         if pool.install == "helm":
             assert self.helm is not None and pool.chart is not None
             if any(r.name == pool.chart.release for r in self.helm.releases(plan.namespace)):
-                return _Outcome(state, "pass", f"Helm release {pool.chart.release} already installed")
-            self.helm.install(pool.chart, dry_run=self.options.dry_run)
-            return _Outcome(state, "pass", pool.chart.command())
-        self._apply(GA_POOLS, pool.ga_object)
+                repaired = self._repair_epps(replace(plan, pools=(pool,)))
+                return _Outcome(state, "pass", f"Helm release {pool.chart.release} already installed"
+                                + (f"; repaired: {'; '.join(repaired)}" if repaired else "")
+                                + self._set_failure_mode(plan, pool, "FailOpen"))
+            try:
+                self.helm.install(pool.chart, dry_run=self.options.dry_run)
+            except HelmError as exc:
+                if "in use" in str(exc) or "in progress" in str(exc):  # a pending (interrupted) install
+                    raise MigrationError(
+                        f"the GA release {pool.chart.release} in namespace {plan.namespace} is half-installed "
+                        f"({exc}); run `helm uninstall {pool.chart.release} -n {plan.namespace}`, then run this "
+                        "command again") from exc
+                raise
+            return _Outcome(state, "pass", pool.chart.command() + self._set_failure_mode(plan, pool, "FailOpen"))
+        ga_object = copy.deepcopy(pool.ga_object)
+        if pool.fail_open_during:
+            ga_object.setdefault("spec", {}).setdefault("endpointPickerRef", {})["failureMode"] = "FailOpen"
+        self._apply(GA_POOLS, ga_object)
         created = self._apply_epp(plan, pool)
-        return _Outcome(state, "pass", f"applied {GA_POOLS.qualified}/{pool.ga}" + (f"; {created}" if created else ""))
+        return _Outcome(state, "pass", f"applied {GA_POOLS.qualified}/{pool.ga}"
+                        + (" (FailOpen until final-route)" if pool.fail_open_during else "")
+                        + (f"; {created}" if created else ""))
 
     def _apply_objects(self, state: MigrationState, step: ApplyObjects) -> _Outcome:
         for obj in step.objects:
@@ -338,6 +426,7 @@ class Migrator:
     def _shift(self, state: MigrationState, step: Shift) -> _Outcome:
         plan = state.plan
         self._apply_routes([shift_route(r, plan.pools, step.ga_weight) for r in plan.final_routes])
+        self.events.weights_set(100 - step.ga_weight, step.ga_weight)
         return _Outcome(replace(state, ga_weight=step.ga_weight), "pass",
                         f"{100 - step.ga_weight}% preview / {step.ga_weight}% GA")
 
@@ -349,7 +438,19 @@ class Migrator:
                                      dry_run=self.options.dry_run)
         return _Outcome(replace(state, locked=True).transition("locked", "all weights passed"), "pass", "locked")
 
+    def _set_failure_mode(self, plan: Plan, pool: PoolPlan, mode: str) -> str:
+        """Merge-patch the GA pool's endpointPickerRef.failureMode (pools not FailOpen during the
+        migration are left alone); a note for the step's detail."""
+        if not pool.fail_open_during:
+            return ""
+        if self.options.dry_run and self.cluster.get(GA_POOLS, plan.namespace, pool.ga) is None:
+            return f"; would set failureMode {mode}"
+        self.cluster.merge_patch(GA_POOLS, plan.namespace, pool.ga,
+                                 {"spec": {"endpointPickerRef": {"failureMode": mode}}}, dry_run=self.options.dry_run)
+        return f"; {GA_POOLS.qualified}/{pool.ga} failureMode {mode}"
+
     def _final_route(self, state: MigrationState, step: FinalRoute) -> _Outcome:
+        restored = "".join(self._set_failure_mode(state.plan, p, p.final_failure_mode) for p in state.plan.pools)
         routes = []
         for route in state.plan.final_routes:
             final = copy.deepcopy(route)
@@ -357,18 +458,26 @@ class Migrator:
                 final.setdefault("metadata", {}).setdefault("annotations", {})[LOCK_ANNOTATION] = "true"
             routes.append(final)
         self._apply_routes(routes)
-        return _Outcome(replace(state, ga_weight=100), "pass", "GA pools only")
+        return _Outcome(replace(state, ga_weight=100), "pass", "GA pools only" + restored)
 
     def _apply_epp(self, plan: Plan, pool: PoolPlan) -> str:
         """The GA pool's EPP (computed at planning time from the preview EPP, v1.0 flags) with its
         ServiceAccount, Role and RoleBinding, in the plan's order (the Service last: once it exists,
         a resumed or retried run leaves the EPP and its RBAC as they are)."""
-        if self.cluster.get(SERVICES, plan.namespace, pool.ga_epp) is not None:
+        service = self.cluster.get(SERVICES, plan.namespace, pool.ga_epp)
+        if service is not None and not pool.ga_epp_objects:
             return f"EPP Service {pool.ga_epp} exists"
         if not pool.ga_epp_objects:
             raise MigrationError(f"the GA pool {pool.ga} needs an EPP Service {pool.ga_epp}: none exists and no "
                                  f"preview EPP (Service {pool.preview_epp}, a Deployment with -poolName "
                                  f"{pool.preview}) was found to copy; create it or use --install helm")
+        if service is not None:  # installed before: only what was deleted since is applied again
+            missing = [o for o in pool.ga_epp_objects
+                       if self.cluster.get(resource_of(o), plan.namespace, name_of(o)) is None]
+            for obj in missing:
+                self._apply(resource_of(obj), obj)
+            return "" if not missing else ("recreated the missing " + ", ".join(
+                f"{o.get('kind')} {name_of(o)}" for o in missing) + " of the GA EPP")
         for obj in pool.ga_epp_objects:
             self._apply(resource_of(obj), obj)
         kinds = [str(o.get("kind")) for o in pool.ga_epp_objects]
@@ -444,6 +553,10 @@ class Migrator:
         plan = state.plan
         if self.options.dry_run:
             return _Outcome(state, "pass", "dry run: not waited")
+        repaired = await asyncio.to_thread(self._repair_epps, plan)
+        for what in repaired:
+            self.progress(f"  repaired: {what}")
+        started = time.monotonic()
         pending: list[str] = []
 
         async def ready() -> bool:
@@ -454,7 +567,9 @@ class Migrator:
         if not await _poll(ready, min(step.timeout_s, self.options.ready_timeout_s), self.options.poll_s,
                            "the GA EPPs"):
             return _Outcome(state, "fail", "not ready: " + "; ".join(pending))
-        return _Outcome(state, "pass", "GA EPPs ready")
+        return _Outcome(state, "pass", f"GA EPPs ready after {time.monotonic() - started:.1f} s (Deployment "
+                        "Available, ready endpoints behind the EPP Service)"
+                        + (f"; repaired: {'; '.join(repaired)}" if repaired else ""))
 
     async def _baseline(self, state: MigrationState, step: BaselineStep, result: RunResult) -> _Outcome:
         window = await self._measure(state.plan)
@@ -480,13 +595,67 @@ class Migrator:
         if bad:
             return _Outcome(state, "fail", "; ".join(f"{c.name}: {c.detail}" for c in bad))
         await asyncio.sleep(self.options.analysis_delay_s)
+        bake = self.options.bake
+        meter, source = await asyncio.to_thread(self._traffic_meter, plan)
+        if meter is not None:
+            await meter.start()
+        started = time.monotonic()
         baseline = Baseline.from_dict(state.baseline) if state.baseline else None
+        gates, probes_sent = await self._probe_gates(plan, step, baseline)
+        windows = 1
+        while not bake.fast and overall(gates) == "pass":
+            left = bake.duration_s - (time.monotonic() - started)
+            if left <= 0:
+                break
+            lost = await self._watch_ga_epps(plan, min(bake.probe_interval_s, left))
+            if lost:
+                gates.append(GateResult("epp-ready", "fail", "; ".join(lost)))
+                break
+            drift = await asyncio.to_thread(self._drift, plan, step.ga_weight)
+            if drift:
+                return _Outcome(state, "fail", drift)
+            gates, sent = await self._probe_gates(plan, step, baseline)
+            probes_sent += sent
+            windows += 1
+        if not bake.fast and meter is not None and overall(gates) == "pass":
+            traffic = await meter.read()
+            gates.append(real_traffic_gate(traffic, [(p.preview, p.ga) for p in plan.pools], probes_sent,
+                                           bake.min_requests, plan.gates.min_success_rate, source))
+        if not bake.fast:
+            gates.append(GateResult("bake", "pass" if overall(gates) == "pass" else overall(gates),
+                                    f"{time.monotonic() - started:.0f} s at {step.ga_weight}% GA, {windows} probe "
+                                    f"windows ({probes_sent} probes)"))
+        result.gates = [{"weight": step.ga_weight, **g.to_dict()} for g in gates]
+        self.events.gates_measured(step.ga_weight, [g.to_dict() for g in gates])
+        verdict = overall(gates)
+        detail = "; ".join(f"{g.gate} {g.verdict}: {g.detail}" for g in gates)
+        for g in gates:
+            self.progress(f"  {g.gate}: {g.verdict} ({g.detail})")
+        return _Outcome(state, verdict, detail)
+
+    async def _watch_ga_epps(self, plan: Plan, seconds: float) -> list[str]:
+        """Between two probe windows, check every ``EPP_WATCH_S`` that each GA EPP still has an
+        Available Deployment and ready endpoints; what went missing (empty: all well). A dead GA
+        EPP fails the step at once instead of at the next window."""
+        deadline = time.monotonic() + seconds
+        while True:
+            lost = await asyncio.to_thread(
+                lambda: [m for p in plan.pools for m in epp_not_ready(self.cluster, plan.namespace, p.ga_epp)])
+            left = deadline - time.monotonic()
+            if lost or left <= 0:
+                return lost
+            await asyncio.sleep(min(EPP_WATCH_S, left))
+
+    async def _probe_gates(self, plan: Plan, step: Analyse, baseline: Baseline | None) -> tuple[list[GateResult], int]:
+        """One probe window judged by the gates (a latency-only failure confirmed by another
+        window); the gates and the number of probes sent."""
         gates: list[GateResult] = []
+        sent = 0
         for attempt in range(plan.gates.latency_windows):
             window = await self._measure(plan)
             if window is None:
-                gates = [GateResult("traffic", "paused", "no gateway address (--gateway-url)")]
-                break
+                return [GateResult("traffic", "paused", "no gateway address (--gateway-url)")], sent
+            sent += len(window.samples)
             gates = analyse(window, baseline, step.ga_weight, [(p.preview, p.ga) for p in plan.pools], plan.gates)
             failed = {g.gate for g in gates if g.verdict == "fail"}
             if failed != {"p99-ttft"}:
@@ -494,12 +663,18 @@ class Migrator:
             # latency alone: confirm with another window before rolling back (a p99 of a few dozen
             # probes is noisy), as Flagger counts failed checks against a threshold
             self.progress(f"  p99-ttft failed in window {attempt + 1}; measuring again")
-        result.gates = [{"weight": step.ga_weight, **g.to_dict()} for g in gates]
-        verdict = overall(gates)
-        detail = "; ".join(f"{g.gate} {g.verdict}: {g.detail}" for g in gates)
-        for g in gates:
-            self.progress(f"  {g.gate}: {g.verdict} ({g.detail})")
-        return _Outcome(state, verdict, detail)
+        return gates, sent
+
+    def _traffic_meter(self, plan: Plan) -> tuple[TrafficMeter | None, str]:
+        """Where the step's real traffic is read: Prometheus (--prometheus-url), else the EPPs' /metrics."""
+        bake = self.options.bake
+        if bake.fast:
+            return None, ""
+        if bake.prometheus_url:
+            epps = {name: epp for p in plan.pools for name, epp in ((p.preview, p.preview_epp), (p.ga, p.ga_epp))}
+            return PrometheusMeter(bake.prometheus_url, plan.namespace, epps), f"Prometheus {bake.prometheus_url}"
+        urls = self._epp_urls(plan)
+        return (EppMeter(urls), "the EPPs' /metrics") if urls else (None, "")
 
     async def _verify(self, state: MigrationState, step: Verify, result: RunResult) -> _Outcome:
         plan = state.plan
@@ -558,17 +733,45 @@ class Migrator:
         return urls
 
     def _ga_not_ready(self, plan: Plan) -> list[str]:
-        """What keeps the GA pools from serving (empty: ready)."""
+        """What keeps the GA pools from serving (empty: ready): the pool, its EPP Deployment
+        Available and ready endpoints behind its EPP Service (:mod:`.readiness`)."""
         pending: list[str] = []
         for pool in plan.pools:
             if self.cluster.get(GA_POOLS, plan.namespace, pool.ga) is None:
-                pending.append(f"{GA_POOLS.qualified}/{pool.ga} missing")
-            dep = self.cluster.get(DEPLOYMENTS, plan.namespace, pool.ga_epp)
-            if dep is not None and int((dep.get("status") or {}).get("readyReplicas") or 0) < 1:
-                pending.append(f"EPP Deployment {pool.ga_epp} has no ready replica")
-            if dep is None and self.cluster.get(SERVICES, plan.namespace, pool.ga_epp) is None:
-                pending.append(f"EPP Service {pool.ga_epp} missing")
+                pending.append(f"{GA_POOLS.qualified} {plan.namespace}/{pool.ga} missing")
+            pending += epp_not_ready(self.cluster, plan.namespace, pool.ga_epp)
         return pending
+
+    def _repair_epps(self, plan: Plan) -> list[str]:
+        """Recreate what is missing of each GA pool's EPP (its Deployment or Service deleted, a
+        half-installed release): ``helm upgrade`` of the GA release (Helm creates the objects of
+        its manifest that are gone), or the missing objects of the copied EPP. What was done."""
+        repaired: list[str] = []
+        for pool in plan.pools:
+            gone = [what for what, res in (("Deployment", DEPLOYMENTS), ("Service", SERVICES))
+                    if self.cluster.get(res, plan.namespace, pool.ga_epp) is None]
+            if not gone:
+                continue
+            if pool.install == "helm":
+                assert pool.chart is not None
+                release = next((r for r in self.helm.releases(plan.namespace) if r.name == pool.chart.release),
+                               None) if self.helm is not None else None
+                if self.helm is None or release is None:
+                    continue  # install-pool installs it
+                try:
+                    self.helm.upgrade(pool.chart, dry_run=self.options.dry_run)
+                except HelmError as exc:
+                    raise MigrationError(
+                        f"the GA release {pool.chart.release} in namespace {plan.namespace} lacks its EPP "
+                        f"{'/'.join(gone)} {pool.ga_epp} and `helm upgrade` could not repair it ({exc}); run "
+                        f"`helm uninstall {pool.chart.release} -n {plan.namespace}`, then `infergate migrate run "
+                        f"-n {plan.namespace} --route {plan.route} --retry`") from exc
+                repaired.append(f"helm upgrade {pool.chart.release} (EPP {'/'.join(gone)} {pool.ga_epp} was missing)")
+            else:
+                created = self._apply_epp(plan, pool)
+                if created:
+                    repaired.append(created)
+        return repaired
 
     def _drift(self, plan: Plan, ga_weight: int) -> str | None:
         """Another writer (Argo CD, Flux, a person) changed the weights since the shift to ``ga_weight``."""

@@ -18,7 +18,7 @@ from infergate.migrate.plan import Plan
 from infergate.migrate.resources import CONFIGMAPS
 from infergate.util.clock import utc_now
 
-Phase = Literal["running", "paused", "rolled-back", "locked", "done", "failed"]
+Phase = Literal["running", "paused", "interrupted", "rolled-back", "locked", "done", "failed"]
 LOCK_ANNOTATION = "migrate.infergate.io/locked"
 STATE_LABEL = "app.kubernetes.io/managed-by"
 STATE_LABEL_VALUE = "infergate-migrate"
@@ -42,9 +42,17 @@ class MigrationState:
         entry = {"at": utc_now(), "step": step_id, **extra}
         return replace(self, completed=(*self.completed, step_id), history=(*self.history, entry))
 
-    def transition(self, phase: Phase, reason: str) -> MigrationState:
-        entry = {"at": utc_now(), "phase": phase, "reason": reason}
+    def transition(self, phase: Phase, reason: str, **extra: Any) -> MigrationState:
+        entry = {"at": utc_now(), "phase": phase, "reason": reason, **extra}
         return replace(self, phase=phase, history=(*self.history, entry))
+
+    @property
+    def interrupted_during(self) -> str | None:
+        """The step a Ctrl-C (or SIGTERM) stopped, when the last transition was an interruption."""
+        last = next((h for h in reversed(self.history) if "phase" in h), None)
+        if self.phase != "interrupted" or last is None:
+            return None
+        return str(last.get("during") or "") or None
 
     def to_configmap(self) -> dict[str, Any]:
         data = {

@@ -29,6 +29,9 @@ from infergate.controller.providers.file import FileProvider
 from infergate.controller.runner import Reconciler
 from infergate.controller.translator import TranslatorOptions
 from infergate.controller.translator.addresses import ClusterAllocator
+from infergate.dashboard.app import DashboardApp, DashboardServer
+from infergate.dashboard.readers import GatewayViewReader
+from infergate.dashboard.series import Sampler
 from infergate.dataplane import Dataplane, DataplaneOptions
 from infergate.ir import Endpoint
 from infergate.serve.children import Child, ChildError
@@ -77,6 +80,8 @@ class ServeConfig:
     start_timeout: float = 60.0
     health_timeout: float = 3.0
     envoy_log_level: str = "warning"
+    dashboard_port: int | None = 0  # the live dashboard's port (0: any free one; None: no dashboard)
+    dashboard_interval: float = 2.0  # its sampling window, seconds
 
 
 @dataclass
@@ -127,6 +132,7 @@ class Server:
         self._stamps: dict[Path, tuple[int, int]] = {}
         self._applier: MemberApplier | None = None
         self._envoy_started = False
+        self._dashboard: DashboardServer | None = None
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -348,6 +354,12 @@ class Server:
                 if problem:
                     raise SpecError(f"the gateway is not programmed: {problem}")
                 await async_wait_for_port(self._client_host(), run.port, config.start_timeout)
+                if config.dashboard_port is not None:
+                    reader = GatewayViewReader(provider.snapshot, provider.statuses, f"infergate serve at {self._url(run)}")
+                    sampler = Sampler.for_reader(reader, interval=config.dashboard_interval)
+                    self._dashboard = DashboardServer(DashboardApp(sampler, title="infergate serve"),
+                                                      config.host, config.dashboard_port)
+                    await self._dashboard.start()
                 reconciling = asyncio.create_task(reconciler.run(), name="serve-reconcile")
                 watcher = asyncio.create_task(self._watch_pool_files(run), name="serve-pool-files")
                 self._write_state(run, dataplane)
@@ -359,6 +371,8 @@ class Server:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
+                if self._dashboard is not None:
+                    await self._dashboard.stop()
                 await provider.stop()
                 self.out("stopping Envoy")
 
@@ -369,6 +383,8 @@ class Server:
         self.out(f"infergate serve ready: OpenAI base URL {url}/v1")
         self.out(f"  curl {url}/v1/completions -H 'Content-Type: application/json' "
                  f"-d '{{\"model\": \"{model}\", \"prompt\": \"Hello\", \"max_tokens\": 16}}'")
+        if self._dashboard is not None:
+            self.out(f"  dashboard: {self._dashboard.url}")
         if self.config.state_file is not None:
             self.out(f"  infergate status --serve {self.config.state_file}")
         self.out("Ctrl-C stops the gateway, the EPPs and the simulators it started.")

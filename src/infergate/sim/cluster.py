@@ -1,16 +1,18 @@
-"""A pool of simulated replicas in one process (one event loop), plus a cluster admin server."""
+"""A pool of simulated replicas in one process (one event loop), plus the admin server.
+
+The admin server (fault injection, ``sim.admin``) listens only when ``admin_port`` is given, on
+its own port: never on the replicas' serving port.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
-import json
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
 
 from aiohttp import web
 
+from infergate.sim import admin
 from infergate.sim.config import SimConfig
 from infergate.sim.replica import Replica
 
@@ -105,64 +107,12 @@ class SimCluster:
                         tb: TracebackType | None) -> None:
         await self.stop()
 
-    # ---- cluster admin (``--admin-port``): reaches replicas even while they are down ------
+    @property
+    def admin_url(self) -> str | None:
+        """``http://address:port`` of the admin API, or None when it is off."""
+        if self._admin_port is None:
+            return None
+        return f"http://{self._admin_address}:{self._admin_port}"
+
     def _admin_app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/admin/replicas", self._list)
-        app.router.add_get("/admin/replicas/{key}", self._get)
-        app.router.add_post("/admin/replicas/{key}/faults", self._faults)
-        app.router.add_post("/admin/replicas/{key}/crash", self._crash)
-        app.router.add_post("/admin/replicas/{key}/restart", self._restart)
-        return app
-
-    @staticmethod
-    def _json(data: Any, status: int = 200) -> web.Response:
-        return web.Response(status=status, text=json.dumps(data), content_type="application/json")
-
-    def _find(self, request: web.Request) -> Replica:
-        try:
-            return self.replica(request.match_info["key"])
-        except KeyError as exc:
-            raise web.HTTPNotFound(text=json.dumps({"detail": str(exc)}), content_type="application/json") from None
-
-    async def _body(self, request: web.Request) -> dict[str, Any]:
-        if not request.can_read_body:
-            return {}
-        try:
-            body = await request.json()
-        except json.JSONDecodeError as exc:
-            raise web.HTTPBadRequest(text=json.dumps({"detail": f"invalid JSON: {exc}"}),
-                                     content_type="application/json") from None
-        if not isinstance(body, dict):
-            raise web.HTTPBadRequest(text=json.dumps({"detail": "expected a JSON object"}),
-                                     content_type="application/json")
-        return body
-
-    async def _list(self, request: web.Request) -> web.Response:
-        return self._json([r.describe() for r in self.replicas])
-
-    async def _get(self, request: web.Request) -> web.Response:
-        return self._json(self._find(request).describe())
-
-    async def _faults(self, request: web.Request) -> web.Response:
-        replica = self._find(request)
-        try:
-            faults = replica.set_faults(**await self._body(request))
-        except ValueError as exc:
-            return self._json({"detail": str(exc)}, 400)
-        return self._json(dataclasses.asdict(faults))
-
-    async def _crash(self, request: web.Request) -> web.Response:
-        replica = self._find(request)
-        body = await self._body(request)
-        try:
-            await replica.crash(body.get("restart_after_s"), float(body.get("startup_delay_s", 0.0)))
-        except RuntimeError as exc:
-            return self._json({"detail": str(exc)}, 409)
-        return self._json(replica.describe())
-
-    async def _restart(self, request: web.Request) -> web.Response:
-        replica = self._find(request)
-        body = await self._body(request)
-        await replica.restart(float(body.get("startup_delay_s", 0.0)))
-        return self._json(replica.describe())
+        return admin.build_app(self.replicas, self.replica)

@@ -149,6 +149,7 @@ class SimConfig:
     # vLLM's OpenAIServing._check_model answers 404 NotFoundError; 400 BadRequestError is offered
     # for clients written against the OpenAI convention of a bad request.
     unknown_model_status: int = 404
+    allow_runtime_lora_updating: bool = False  # vLLM's VLLM_ALLOW_RUNTIME_LORA_UPDATING: /v1/(un)load_lora_adapter
     profile_overrides: dict[str, float] = field(default_factory=dict, hash=False)
     # vLLM-style KV events (infergate.sim.kv_events): ZMQ PUB endpoint (None = off), replay
     # ROUTER endpoint, and the msgpack form ("map": vLLM >= 2026-06, "array": earlier)

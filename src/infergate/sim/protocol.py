@@ -8,12 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from infergate.sim import tokenizer
+from infergate.sim import params, tokenizer
 
 ERROR_TYPES = {
     400: "BadRequestError",
     404: "NotFoundError",
     408: "RequestTimeoutError",
+    413: "RequestEntityTooLargeError",
     429: "TooManyRequestsError",
     500: "InternalServerError",
     502: "BadGatewayError",
@@ -55,18 +56,32 @@ class ParsedRequest:
     include_usage: bool
 
 
+def decode_body(raw: bytes) -> Any:
+    """The request's JSON; a 400 ``ApiError`` for invalid, non-finite or over-deep JSON."""
+    try:
+        return params.decode_body(raw)
+    except params.ParamError as exc:
+        raise ApiError(400, exc.message, exc.param) from None
+
+
 def _int_field(body: Mapping[str, Any], name: str, minimum: int) -> int | None:
-    value = body.get(name)
+    value = params.integer(body, name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(400, f"{name}: Input should be a valid integer", name)
     if value < minimum:
         raise ApiError(400, f"{name} must be at least {minimum}, got {value}.", name)
     return value
 
 
 def parse_request(body: Any, *, chat: bool) -> ParsedRequest:
+    """The fields the simulator uses; a 400 ``ApiError`` where vLLM would refuse the request."""
+    try:
+        return _parse(body, chat=chat)
+    except params.ParamError as exc:
+        raise ApiError(400, exc.message, exc.param) from None
+
+
+def _parse(body: Any, *, chat: bool) -> ParsedRequest:
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     model = body.get("model")
@@ -78,9 +93,7 @@ def parse_request(body: Any, *, chat: bool) -> ParsedRequest:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise ApiError(400, "messages: Field required (a non-empty list of messages)", "messages")
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or "role" not in message:
-                raise ApiError(400, f"messages.{i}: each message needs a role", "messages")
+        params.check_messages(messages)
         prompt_text = tokenizer.render_chat(messages)
     else:
         prompt = body.get("prompt")
@@ -90,6 +103,7 @@ def parse_request(body: Any, *, chat: bool) -> ParsedRequest:
             prompt_text = prompt
         elif isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
             prompt_ids = list(prompt)
+            params.check_token_ids(prompt_ids)
         elif isinstance(prompt, list) and len(prompt) > 1:
             raise ApiError(400, "prompt: the simulator serves one prompt per request", "prompt")
         else:
@@ -120,9 +134,7 @@ def parse_request(body: Any, *, chat: bool) -> ParsedRequest:
         if not stream:
             raise ApiError(400, "Stream options can only be defined when `stream=True`.", "stream_options")
         include_usage = bool(stream_options.get("include_usage", False))
-    temperature = body.get("temperature")
-    if temperature is not None and (not isinstance(temperature, int | float) or temperature < 0):
-        raise ApiError(400, "temperature must be non-negative", "temperature")
+    params.check_sampling(body, chat=chat)
     return ParsedRequest(
         chat=chat,
         model=model,

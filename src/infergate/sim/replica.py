@@ -2,15 +2,14 @@
 
 A replica listens on its own ``host:port`` (pods have their own IPs), serves the OpenAI API,
 vLLM's and SGLang's probe endpoints and ``/metrics``, adds ``x-inference-pod`` /
-``x-inference-port`` to every response, and can be told to misbehave (``Faults``) through
-``/admin/*`` or the methods below: error rate, added latency, stall, crash (and restart),
-start-up delay (readiness false while starting).
+``x-inference-port`` to every response, and can be told to misbehave (``Faults``) through the
+methods below or the separate admin port (``sim.admin``; never the serving port): error rate,
+added latency, stall, crash (and restart), start-up delay (readiness false while starting).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -21,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from infergate.sim import protocol, tokenizer
+from infergate.sim import peer_endpoints, protocol, tokenizer
 from infergate.sim.config import SimConfig
 from infergate.sim.engine import Engine, QueueFull, SeqStatus, Sequence
 from infergate.sim.kv_events import ReplicaKvEvents
@@ -226,13 +225,12 @@ class Replica:
         r.add_route("*", "/flush_cache", self._flush_cache)
         r.add_post("/reset_prefix_cache", self._flush_cache)
         r.add_post("/tokenize", self._tokenize)
-        r.add_post("/v1/load_lora_adapter", self._load_lora)
-        r.add_post("/v1/unload_lora_adapter", self._unload_lora)
-        r.add_get("/admin/state", self._admin_state)
-        r.add_get("/admin/faults", self._admin_faults)
-        r.add_post("/admin/faults", self._admin_faults)
-        r.add_post("/admin/crash", self._admin_crash)
-        r.add_post("/admin/restart", self._admin_restart)
+        if self.config.allow_runtime_lora_updating:  # as vLLM: off unless asked for (any client could unload)
+            r.add_post("/v1/load_lora_adapter", self._load_lora)
+            r.add_post("/v1/unload_lora_adapter", self._unload_lora)
+        # No fault injection here: it is served on the separate admin port (``sim.admin``), so
+        # nothing that can reach the serving port (a gateway, any client) can crash a replica.
+        peer_endpoints.register(app, self)  # vLLM render, SGLang /model_info, the oracle's read-only /debug/state
         return app
 
     async def _add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -249,6 +247,8 @@ class Replica:
             return _json({"detail": "Not Found"}, 404)
         except web.HTTPMethodNotAllowed:
             return _json({"detail": "Method Not Allowed"}, 405)
+        except web.HTTPRequestEntityTooLarge as exc:
+            return _error(413, exc.text or "Request Entity Too Large")
         except ApiError as exc:
             return _json(exc.body(), exc.status)
         except (asyncio.CancelledError, ConnectionError):
@@ -261,10 +261,7 @@ class Replica:
                 self._active.discard(transport)
 
     async def _read_json(self, request: web.Request) -> Any:
-        try:
-            return await request.json(loads=json.loads)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"Invalid JSON body: {exc}") from None
+        return protocol.decode_body(await request.read())
 
     def _known_model(self, model: str) -> str | None:
         """``None`` for the base model, the adapter name for a LoRA; raises for unknown models."""
@@ -481,51 +478,3 @@ class Replica:
             raise ApiError(404, f"The lora adapter '{name}' cannot be found.", "lora_name")
         del self.lora_adapters[name]
         return web.Response(text=f"Success: LoRA adapter '{name}' removed successfully.")
-
-    # ---- admin --------------------------------------------------------------------------
-    async def _admin_state(self, request: web.Request) -> web.Response:
-        return _json(self.describe())
-
-    async def _admin_faults(self, request: web.Request) -> web.Response:
-        if request.method == "POST":
-            body = await self._read_json(request)
-            if not isinstance(body, dict):
-                raise ApiError(400, "The request body must be a JSON object of faults.")
-            try:
-                self.set_faults(**body)
-            except ValueError as exc:
-                raise ApiError(400, str(exc)) from None
-        return _json(dataclasses.asdict(self.faults))
-
-    async def _admin_crash(self, request: web.Request) -> web.Response:
-        body = await self._read_json(request) if request.can_read_body else {}
-        restart_after, startup = _lifecycle_args(body)
-        self._spawn(self._crash_soon(restart_after, startup))
-        return _json({"crashing": self.name, "restart_after_s": restart_after, "startup_delay_s": startup}, 202)
-
-    async def _crash_soon(self, restart_after: float | None, startup: float) -> None:
-        await asyncio.sleep(0.01)  # let the 202 reach the client
-        with contextlib.suppress(RuntimeError):
-            await self.crash(restart_after, startup)
-
-    async def _admin_restart(self, request: web.Request) -> web.Response:
-        body = await self._read_json(request) if request.can_read_body else {}
-        _, startup = _lifecycle_args(body)
-        self._spawn(self._restart_soon(startup))
-        return _json({"restarting": self.name, "startup_delay_s": startup}, 202)
-
-    async def _restart_soon(self, startup: float) -> None:
-        await asyncio.sleep(0.01)
-        await self.restart(startup)
-
-
-def _lifecycle_args(body: Any) -> tuple[float | None, float]:
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
-    restart_after = body.get("restart_after_s")
-    startup = body.get("startup_delay_s", 0.0)
-    if restart_after is not None and (not isinstance(restart_after, int | float) or restart_after < 0):
-        raise ApiError(400, "restart_after_s: must be a number >= 0 or null", "restart_after_s")
-    if not isinstance(startup, int | float) or startup < 0:
-        raise ApiError(400, "startup_delay_s: must be a number >= 0", "startup_delay_s")
-    return (float(restart_after) if restart_after is not None else None), float(startup)

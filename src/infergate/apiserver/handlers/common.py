@@ -3,16 +3,17 @@ and :class:`Committer`, the one place a change is written to the store and publi
 
 from __future__ import annotations
 
-import json
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from aiohttp import web
 
-from infergate.apiserver import protobuf
+from infergate.apiserver import deepjson, protobuf
 from infergate.apiserver.authn import Identity
+from infergate.apiserver.decoding import Decoded, DecodeError, decode_json, decode_yaml
 from infergate.apiserver.errors import APIError, bad_request, not_found
+from infergate.apiserver.limits import THREAD_DECODE_BYTES, TooDeep, body_too_large, check_depth
 from infergate.apiserver.resources import ServedResource
 from infergate.apiserver.selectors import Matcher, SelectorError, field_selector, label_selector
 from infergate.apiserver.store import ObjectKey, Store
@@ -21,6 +22,7 @@ from infergate.apiserver.watch import WatchHub
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 IDENTITY_KEY = web.RequestKey("identity", Identity)  # who the request acts as (after impersonation)
+WARNINGS_KEY = web.RequestKey("warnings", list[str])  # sent as ``Warning`` headers with the answer
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ def truthy(value: str | None) -> bool:
 
 
 def json_response(body: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
-    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
+    return web.Response(body=deepjson.dumps(body).encode(), status=status,
                         headers={"Content-Type": content_type})
 
 
@@ -74,30 +76,67 @@ def matchers(request: web.Request) -> tuple[Matcher, Matcher]:
 # ------------------------------------------------------------------- bodies
 
 async def read_body(request: web.Request) -> tuple[str, bytes]:
-    """The media type (without parameters) and the raw body."""
-    return request.headers.get("Content-Type", "application/json").split(";")[0].strip(), await request.read()
+    """The media type (without parameters) and the raw body (413 over the body limit)."""
+    content_type = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
+    try:
+        return content_type, await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise body_too_large() from None
 
 
-def decode(content_type: str, raw: bytes) -> Any:
-    """A JSON, YAML or protobuf body (400/415 when it cannot be read)."""
+def decode_body(content_type: str, raw: bytes) -> Decoded:
+    """A JSON, YAML or protobuf body (400/415 when it cannot be read or exceeds a bound)."""
     if content_type == PROTOBUF:
         try:
-            return protobuf.decode(raw)
-        except protobuf.ProtobufError as exc:
-            raise APIError(415, "UnsupportedMediaType", str(exc)) from exc
+            value = protobuf.decode(raw)
+            check_depth(value)
+        except (protobuf.ProtobufError, RecursionError, TooDeep) as exc:
+            raise APIError(415, "UnsupportedMediaType", str(exc) or "exceeded max depth") from exc
+        return Decoded(value)
     try:
-        if content_type.endswith("yaml"):
-            return yaml.safe_load(raw.decode() or "{}")
-        return json.loads(raw.decode() or "null")
-    except (ValueError, yaml.YAMLError) as exc:
+        return decode_yaml(raw) if content_type.endswith("yaml") else decode_json(raw)
+    except DecodeError as exc:
         raise bad_request(f"the body of the request was in an unknown format: {exc}") from exc
 
 
+def decode(content_type: str, raw: bytes) -> Any:
+    """:func:`decode_body`'s value."""
+    return decode_body(content_type, raw).value
+
+
+async def decode_request(request: web.Request, content_type: str | None = None) -> Decoded:
+    """Read and decode the request's body; a large body is decoded off the event loop, so
+    other requests are answered meanwhile."""
+    media_type, raw = await read_body(request)
+    media_type = content_type or media_type
+    if len(raw) > THREAD_DECODE_BYTES:
+        return await asyncio.to_thread(decode_body, media_type, raw)
+    return decode_body(media_type, raw)
+
+
+def field_checks(request: web.Request, duplicates: tuple[str, ...]) -> None:
+    """Duplicate fields under ``fieldValidation``: refused (Strict), else a warning (Warn,
+    the default) or nothing (Ignore)."""
+    if not duplicates:
+        return
+    mode = (request.query.get("fieldValidation") or "Warn").lower()
+    if mode == "strict":
+        raise bad_request("strict decoding error: " + ", ".join(f'duplicate field "{d}"' for d in duplicates))
+    if mode != "ignore":
+        for path in duplicates:
+            add_warning(request, f'duplicate field "{path}"')
+
+
+def add_warning(request: web.Request, text: str) -> None:
+    request.setdefault(WARNINGS_KEY, []).append(text)
+
+
 async def read_object(request: web.Request) -> dict[str, Any]:
-    obj = decode(*(await read_body(request)))
-    if not isinstance(obj, dict):
+    decoded = await decode_request(request)
+    if not isinstance(decoded.value, dict):
         raise bad_request("the request body must be an object")
-    return obj
+    field_checks(request, decoded.duplicates)
+    return decoded.value
 
 
 async def read_delete_options(request: web.Request) -> dict[str, Any]:
@@ -128,6 +167,15 @@ def respond(request: web.Request, target: Target, obj: dict[str, Any], status: i
         return json_response(to_table(target.rtype, target.version, [obj], rv,
                                       request.query.get("includeObject", "Metadata")), status)
     return json_response(obj, status)
+
+
+async def respond_written(request: web.Request, target: Target, obj: dict[str, Any],
+                          status: int = 200) -> web.Response:
+    """:func:`respond` for a write: the answer to a large body is encoded off the event loop."""
+    if obj.get("kind") == "Status" or (request.content_length or 0) <= THREAD_DECODE_BYTES:
+        return respond(request, target, obj, status)
+    body = await asyncio.to_thread(deepjson.dumps, external(target, obj))
+    return web.Response(body=body.encode(), status=status, headers={"Content-Type": "application/json"})
 
 
 # ------------------------------------------------------------------- the store

@@ -3,7 +3,6 @@ and garbage collection of dependents (ownerReferences), foreground or orphaning.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +15,12 @@ from infergate.apiserver.store import ObjectKey
 from infergate.util.clock import utc_now
 
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
+
+
+def _own_metadata(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``obj`` whose metadata map (the only part deletion changes) is its own: no
+    walk over the rest of the object, however deep it is."""
+    return {**obj, "metadata": dict(obj.get("metadata") or {})}
 
 
 def _is_namespace(group: str, resource: str) -> bool:
@@ -67,7 +72,7 @@ class Deleter:
         is_namespace = _is_namespace(key.group, key.resource)
         if obj_meta.get("finalizers") or is_namespace:
             if not obj_meta.get("deletionTimestamp"):
-                obj = copy.deepcopy(current)
+                obj = _own_metadata(current)
                 meta(obj)["deletionTimestamp"] = utc_now()
                 meta(obj)["deletionGracePeriodSeconds"] = 0
                 if is_namespace:
@@ -83,7 +88,7 @@ class Deleter:
 
     def remove(self, key: ObjectKey, obj: dict[str, Any], orphan: bool = False) -> dict[str, Any]:
         """Delete for good, then cascade (CRD objects, namespace emptiness, dependents)."""
-        obj = copy.deepcopy(obj)
+        obj = _own_metadata(obj)
         self.committer.commit(key, obj, "DELETED")
         if is_crd(key.group, key.resource):
             rtype = self.registry.unregister(key.name)

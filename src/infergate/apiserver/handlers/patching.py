@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
 from aiohttp import web
 
-from infergate.apiserver.errors import APIError, apply_conflict, bad_request, invalid, not_found
-from infergate.apiserver.handlers.common import Target, decode, meta, read_body, truthy
+from infergate.apiserver.errors import APIError, apply_conflict, bad_request, conflict, invalid, not_found
+from infergate.apiserver.handlers.common import Target, decode_request, field_checks, meta, truthy
 from infergate.apiserver.handlers.writes import Writer
+from infergate.apiserver.limits import THREAD_DECODE_BYTES, entity_too_large
 from infergate.apiserver.patch import (
     ApplyConflict,
     PatchError,
+    PatchTooLarge,
     json_patch,
     merge_patch,
     server_side_apply,
@@ -26,6 +29,7 @@ APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+_PATCH_ATTEMPTS = 5  # computations of an expensive patch while the object keeps changing
 
 
 def patched(content_type: str, target: Target, current: dict[str, Any], patch: Any) -> Any:
@@ -43,6 +47,8 @@ def patched(content_type: str, target: Target, current: dict[str, Any], patch: A
                                f"{JSON_PATCH}, {MERGE_PATCH}, {APPLY_PATCH}")
             return strategic_merge_patch(copy.deepcopy(current), patch)
         raise APIError(415, "UnsupportedMediaType", f"unsupported patch type {content_type}")
+    except PatchTooLarge as exc:
+        raise entity_too_large(str(exc)) from exc
     except PatchError as exc:
         raise APIError(422, "Invalid", str(exc)) from exc
 
@@ -57,18 +63,17 @@ class Patcher:
 
     async def patch(self, request: web.Request, target: Target, dry_run: bool) -> tuple[dict[str, Any], bool]:
         """The patched object, and whether it was created (an apply of an absent object)."""
-        content_type, raw = await read_body(request)
-        patch = decode("application/yaml" if content_type == APPLY_PATCH else content_type, raw)
+        content_type = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
+        decoded = await decode_request(request, "application/yaml" if content_type == APPLY_PATCH else None)
+        field_checks(request, decoded.duplicates)
+        patch = decoded.value
         query = request.query
         manager = query.get("fieldManager")
         if content_type == APPLY_PATCH:
             return self._apply(target, patch, manager, truthy(query.get("force")), dry_run,
                                query.get("fieldValidation"))
-        rtype = target.rtype
-        current = self.store.get(target.key())
-        if current is None:
-            raise not_found(rtype.group_resource, target.name or "", rtype.group, rtype.resource)
-        new = patched(content_type, target, current, patch)
+        current, new = await self._patched(content_type, target, patch, expensive=(request.content_length or 0) >
+                                           THREAD_DECODE_BYTES or (isinstance(patch, list) and len(patch) > 100))
         if not isinstance(new, dict):
             raise bad_request("the patched object is not an object")
         patched_rv = meta(patch if isinstance(patch, dict) else {}).get("resourceVersion")
@@ -82,6 +87,24 @@ class Patcher:
             meta(new).pop("resourceVersion", None)
         return self.writer.update(target, current, new, manager, dry_run,
                                   field_validation=query.get("fieldValidation")), False
+
+    async def _patched(self, content_type: str, target: Target, patch: Any,
+                       expensive: bool) -> tuple[dict[str, Any], Any]:
+        """The current object and the patched one. An expensive patch is computed off the event
+        loop; it holds if the object did not change meanwhile, else it is computed again (as
+        kube-apiserver retries a patch on a conflict)."""
+        rtype = target.rtype
+        for _ in range(_PATCH_ATTEMPTS):
+            current = self.store.get(target.key())
+            if current is None:
+                raise not_found(rtype.group_resource, target.name or "", rtype.group, rtype.resource)
+            if not expensive:
+                return current, patched(content_type, target, current, patch)
+            new = await asyncio.to_thread(patched, content_type, target, current, patch)
+            latest = self.store.get(target.key())
+            if latest is not None and meta(latest).get("resourceVersion") == meta(current).get("resourceVersion"):
+                return current, new
+        raise conflict(rtype.group_resource, target.name or "", rtype.group, rtype.resource)
 
     def _apply(self, target: Target, patch: Any, manager: str | None, force: bool, dry_run: bool,
                field_validation: str | None) -> tuple[dict[str, Any], bool]:

@@ -83,9 +83,15 @@ def replay(store: Store, target: Target, options: WatchOptions) -> Replay:
         return Replay([("ADDED", o) for o in store.list_objects(rtype.group, rtype.resource, target.namespace)
                        if options.selected(o)], last_rv)
     try:
-        events = store.events_since(int(options.resource_version), rtype.group, rtype.resource)
+        since = int(options.resource_version)
     except ValueError:
         raise bad_request(f"invalid resourceVersion {options.resource_version!r}") from None
+    if since > last_rv:  # kube-apiserver's NewTooLargeResourceVersionError
+        raise APIError(504, "Timeout", f"Too large resource version: {since}, current: {last_rv}",
+                       {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                        "retryAfterSeconds": 1})
+    try:
+        events = store.events_since(since, rtype.group, rtype.resource)
     except ResourceVersionTooOld as exc:
         return Replay([], last_rv, str(exc))
     changes: list[Change] = []

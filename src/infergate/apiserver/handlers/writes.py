@@ -8,6 +8,8 @@ import uuid
 from typing import Any
 
 from infergate.api.regex import compile_re2
+from infergate.apiserver.builtin_fields import unknown_fields
+from infergate.apiserver.builtin_rules import builtin_causes, metadata_causes
 from infergate.apiserver.defaults import apply_schema_defaults, default_pod, default_service, default_workload
 from infergate.apiserver.errors import APIError, already_exists, bad_request, conflict, invalid, not_found
 from infergate.apiserver.handlers.common import Committer, Target, meta
@@ -15,6 +17,7 @@ from infergate.apiserver.handlers.crds import crd_causes, is_crd, register_crd, 
 from infergate.apiserver.handlers.deletion import Deleter
 from infergate.apiserver.patch import record_update_manager
 from infergate.apiserver.resources import CRD_GROUP_RESOURCE, ResourceRegistry, ServedResource
+from infergate.apiserver.shapes import check_shape
 from infergate.apiserver.store import ObjectKey
 from infergate.apiserver.validation import Admission, FieldCause, check_schema, prune
 from infergate.util.clock import utc_now
@@ -87,6 +90,10 @@ class Writer:
                 if (field_validation or "").lower() == "strict":
                     raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
                 prune(obj, unknown)
+        elif rtype.crd_name is None and (field_validation or "").lower() == "strict":
+            unknown = unknown_fields(rtype.group, target.version, rtype.kind, obj)
+            if unknown:
+                raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
         if schema is not None and not hooked:
             apply_schema_defaults(obj, schema)
         self._builtin_defaults(rtype, obj, old)
@@ -95,6 +102,9 @@ class Writer:
             causes.append(FieldCause("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 subdomain '
                                      "must consist of lower case alphanumeric characters, '-' or '.', and must "
                                      "start and end with an alphanumeric character"))
+        causes.extend(metadata_causes(obj))
+        if rtype.crd_name is None:
+            causes.extend(builtin_causes(rtype.group, rtype.resource, obj))
         if rtype.crd_name is None and is_crd(rtype.group, rtype.resource):
             causes.extend(crd_causes(obj))
         causes.extend(self.admission.validate(rtype.group, obj, old, crd))
@@ -135,6 +145,7 @@ class Writer:
     def create(self, target: Target, obj: dict[str, Any], manager: str | None, dry_run: bool,
                field_validation: str | None = None) -> dict[str, Any]:
         rtype = target.rtype
+        check_shape(obj, rtype.kind, rtype.crd_name is None)
         obj_meta = meta(obj)
         if obj.get("kind") and obj["kind"] != rtype.kind:
             raise bad_request(f"the API version in the data ({obj.get('apiVersion')}) and kind ({obj['kind']}) do not "
@@ -218,6 +229,7 @@ class Writer:
         """Store ``new`` over ``current`` (``resourceVersion`` as a precondition); a no-op
         update returns ``current`` unchanged."""
         rtype = target.rtype
+        check_shape(new, rtype.kind, rtype.crd_name is None)
         cur_meta = meta(current)
         name = cur_meta.get("name", "")
         new_meta = meta(new)

@@ -11,10 +11,8 @@ status (replicas, ready, available, conditions) are written through the status s
 replaces the pods (new ReplicaSet); scaling down or deleting the Deployment stops them.
 Every other Deployment stays a stored object.
 
-Service accounts: by default (an AlwaysAllow server) every pod's emulated service-account
-volume holds the runtime's own (admin) token, and KUBECONFIG is the runtime's kubeconfig. With
-``service_account_tokens`` (an RBAC server) each pod gets a token of ITS OWN ServiceAccount
-(``spec.serviceAccountName``, default ``default``, created in the namespace when missing),
+Service accounts: whatever the server's authorization mode, each pod gets a token of ITS OWN
+ServiceAccount (``spec.serviceAccountName``, default ``default``, created in the namespace when missing),
 requested through the TokenRequest subresource and renewed before it expires, in its volume and
 in a per-pod kubeconfig; ``automountServiceAccountToken: false`` (on the pod, else on the
 ServiceAccount) gives it no token and no usable kubeconfig.
@@ -61,7 +59,7 @@ from infergate.kube.errors import KubeError
 from infergate.kube.kinds import Kind
 from infergate.kube.watch import ListWatch
 from infergate.util.clock import utc_now
-from infergate.util.files import write_private
+from infergate.util.files import private_dir, write_private
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +81,9 @@ class RuntimeOptions:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     resync_s: float = 2.0
     node_name: str = "infergate-local"
-    # each pod gets a token of its own ServiceAccount (TokenRequest) instead of the runtime's
-    # token: for an API server that enforces RBAC
-    service_account_tokens: bool = False
+    # no longer has an effect: each pod always gets a token of its own ServiceAccount
+    # (TokenRequest), never the runtime's token (kept until its callers drop it)
+    service_account_tokens: bool = True
     token_expiration_s: int = 3600
 
 
@@ -105,7 +103,7 @@ class LocalPod:
     was_ready: bool = False
     published_ready: bool = False  # the API shows this pod Ready (what controllers and clients see)
     error: str | None = None
-    service_account: str = ""  # with service_account_tokens: the account whose token the pod has
+    service_account: str = ""  # the account whose token the pod has
     token_renew_at: float = 0.0  # time.time() after which its token is requested again (0: no token)
 
     @property
@@ -158,7 +156,7 @@ class LocalRuntime:
         await self.stop()
 
     async def start(self) -> None:
-        self.options.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.options.state_dir)  # pods' volumes hold their tokens and Secrets
         await self.client.open()
         deployments = await self.client.list(kinds.DEPLOYMENTS.path())
         for item in deployments.get("items") or []:
@@ -471,8 +469,7 @@ class LocalRuntime:
             volume = volumes.get(mount.get("name"))
             if volume is None:
                 continue
-            target = base / str(mount["name"])
-            target.mkdir(parents=True, exist_ok=True)
+            target = private_dir(base / str(mount["name"]))
             source = volume.get("configMap") or volume.get("secret")
             if source is not None:
                 kind = "ConfigMap" if "configMap" in volume else "Secret"
@@ -483,8 +480,8 @@ class LocalRuntime:
                 for key, rel in keys.items():
                     if (kind, ref, key) in values:
                         path = target / rel
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        path.write_text(values[(kind, ref, key)])
+                        private_dir(path.parent)
+                        write_private(path, values[(kind, ref, key)])
             elif "emptyDir" not in volume:
                 continue  # projected tokens, hostPath...: nothing to provide locally
             local = target / mount["subPath"] if mount.get("subPath") else target
@@ -494,22 +491,8 @@ class LocalRuntime:
     def _service_account_dir(self, pod: LocalPod) -> Path:
         return self.options.state_dir / "volumes" / pod.namespace / pod.name / "serviceaccount"
 
-    def _service_account(self, pod: LocalPod) -> dict[str, str]:
-        """The kubelet's service-account volume with the runtime's token; and the in-cluster env."""
-        config = self.client.config
-        url = urlsplit(config.server)
-        if url.scheme != "https" or not url.hostname or not config.token:
-            return {}
-        directory = self._service_account_dir(pod)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "token").write_text(config.token)
-        (directory / "ca.crt").write_bytes(config.ca_pem or b"")
-        (directory / "namespace").write_text(pod.namespace)
-        return {"KUBERNETES_SERVICE_HOST": url.hostname, "KUBERNETES_SERVICE_PORT": str(url.port or 443),
-                "INFERGATE_SERVICEACCOUNT_DIR": str(directory)}
-
     async def _own_service_account(self, pod: LocalPod, template: Mapping[str, Any]) -> dict[str, str]:
-        """With ``service_account_tokens``: the volume holds a token of the pod's own ServiceAccount,
+        """The volume holds a token of the pod's own ServiceAccount,
         KUBECONFIG is a kubeconfig with that token (or, without a token, a path that does not exist:
         the pod reaches the API as nothing, never as the runtime)."""
         spec = template.get("spec") or {}
@@ -534,9 +517,9 @@ class LocalRuntime:
             return {"KUBECONFIG": str(kubeconfig)}  # not written: no credentials at all
         config = self.client.config
         url = urlsplit(config.server)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "ca.crt").write_bytes(config.ca_pem or b"")
-        (directory / "namespace").write_text(pod.namespace)
+        private_dir(directory)
+        write_private(directory / "ca.crt", config.ca_pem or b"")
+        write_private(directory / "namespace", pod.namespace)
         await self._write_service_account_token(pod, name)
         return {"KUBERNETES_SERVICE_HOST": url.hostname or "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(url.port or 443),
                 "INFERGATE_SERVICEACCOUNT_DIR": str(directory), "KUBECONFIG": str(kubeconfig)}
@@ -560,13 +543,9 @@ class LocalRuntime:
                                                                           name=f"{pod.namespace}-{name}"))
         pod.token_renew_at = time.time() + 0.8 * seconds
 
-    def _base_env(self, pod: LocalPod, account_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    def _base_env(self, pod: LocalPod, account_env: Mapping[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _STRIPPED_ENV and not k.startswith("INFERGATE_")}
-        if account_env is None:
-            env.update(self._service_account(pod))
-            env["KUBECONFIG"] = str(self.options.kubeconfig)
-        else:
-            env.update(account_env)
+        env.update(account_env)
         env.update({"POD_NAME": pod.name, "POD_NAMESPACE": pod.namespace,
                     "POD_IP": pod.ip, "HOSTNAME": pod.name, "PYTHONUNBUFFERED": "1",
                     "INFERGATE_PARENT_PID": str(os.getpid())})
@@ -584,8 +563,7 @@ class LocalRuntime:
                                                                                         "default")),
                                    labels=tmeta.get("labels") or {}, annotations=tmeta.get("annotations") or {})
             spec = launch_spec(template, pod.container, identity, values, path_map)
-            account_env = await self._own_service_account(pod, template) if self.options.service_account_tokens \
-                else None
+            account_env = await self._own_service_account(pod, template)
         except (ValueError, KeyError, KubeError) as exc:
             if pod.error != str(exc):
                 log.error("pod %s: cannot start: %s", pod.key, exc)

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from infergate.api import validate as validate_object
+from infergate.api.objects import resource_type_of
 from infergate.controller.manifests import MANIFEST_SUFFIXES, ManifestParseError, read_manifest_file
 from infergate.controller.resources import KINDS, ObjectRef, ObservedObject, split_api_version
 from infergate.controller.snapshot import Snapshot
@@ -99,7 +100,8 @@ class FileProvider:
         admitted, problems = [], []
         for obj in objects:
             group, _ = split_api_version(str(obj.get("apiVersion", "")))
-            if (group, obj.get("kind")) in KINDS:
+            # Kinds without a schema in infergate.api (Secrets) are read as they are.
+            if (group, obj.get("kind")) in KINDS and resource_type_of(obj) is not None:
                 errors = validate_object(obj)
                 if errors:
                     name = (obj.get("metadata") or {}).get("name", "?")

@@ -37,7 +37,16 @@ from infergate.controller.translator.options import (
 )
 from infergate.controller.translator.pools import ResolvedPool, resolve_pool
 from infergate.controller.translator.rules import CompiledRoute, compile_route
-from infergate.ir import DataplaneConfig, Listener, Pool, Route, Service, VirtualHost
+from infergate.ir import (
+    Certificate,
+    DataplaneConfig,
+    Listener,
+    Pool,
+    Route,
+    Service,
+    TLSFilterChain,
+    VirtualHost,
+)
 
 __all__ = ["DEFAULT_CONTROLLER_NAME", "TranslationResult", "TranslatorOptions", "translate"]
 
@@ -63,7 +72,7 @@ def translate(snapshot: Snapshot, options: TranslatorOptions | None = None) -> T
     foreign: set[ObjectRef] = set()
     for gw in snapshot.list(GATEWAY_GROUP, "Gateway"):
         if gw.spec.get("gatewayClassName") in class_names:
-            gateways[gw.ref] = build_gateway(gw, options.addresses)
+            gateways[gw.ref] = build_gateway(gw, options.addresses, snapshot)
         else:
             foreign.add(gw.ref)
     options.addresses.retain(gateways)
@@ -274,12 +283,13 @@ def _build_ir(gateways: dict[ObjectRef, GatewayState], attachments: list[_Attach
     listeners: list[Listener] = []
     pools: dict[str, Pool] = {}
     services: dict[str, Service] = {}
+    certificates: dict[str, Certificate] = {}
     for state in gateways.values():
         if not state.accepted or state.assignment is None:
             continue
         by_port: dict[int, list[ListenerState]] = defaultdict(list)
         for listener in state.listeners:
-            if listener.usable:
+            if listener.programmable:
                 by_port[listener.port].append(listener)
         for port, group in sorted(by_port.items()):
             names = {listener.name for listener in group}
@@ -294,6 +304,15 @@ def _build_ir(gateways: dict[ObjectRef, GatewayState], attachments: list[_Attach
                     resolved = resolved_pools[pool_ref]
                     pools[resolved.pool.key] = resolved.pool
                 services.update(att.route.services)
+            tls = []
+            for listener in group:
+                if listener.is_tls:
+                    certificates.update((cert.key, cert) for cert in listener.certificates)
+                    tls.append(TLSFilterChain(
+                        name=f"gateway/{state.ref.namespace}/{state.ref.name}/{listener.name}",
+                        server_names=(listener.hostname,) if listener.hostname else (),
+                        certificates=tuple(cert.key for cert in listener.certificates),
+                    ))
             listeners.append(Listener(
                 key=f"gateway/{state.ref.namespace}/{state.ref.name}/{group[0].name}",
                 gateway_namespace=state.ref.namespace,
@@ -302,9 +321,11 @@ def _build_ir(gateways: dict[ObjectRef, GatewayState], attachments: list[_Attach
                 port=port,
                 virtual_hosts=tuple(vhosts),
                 body_based_routing=options.body_based_routing,
+                tls=tuple(tls),
             ))
     return DataplaneConfig(
         listeners=tuple(listeners),
         pools=tuple(pools[k] for k in sorted(pools)),
         services=tuple(services[k] for k in sorted(services)),
+        certificates=tuple(certificates[k] for k in sorted(certificates)),
     )

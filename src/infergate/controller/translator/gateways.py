@@ -10,7 +10,9 @@ from infergate.controller import conditions as c
 from infergate.controller.resources import CORE_GROUP, GATEWAY_GROUP, ObjectRef, ObservedObject
 from infergate.controller.snapshot import Snapshot
 from infergate.controller.translator.addresses import AddressAllocator, AddressError, Assignment
+from infergate.controller.translator.certificates import resolve_certificates
 from infergate.controller.translator.options import TranslatorOptions
+from infergate.ir import Certificate
 
 SUPPORTED_ROUTE_KINDS = ({"group": GATEWAY_GROUP, "kind": "HTTPRoute"},)
 
@@ -27,11 +29,25 @@ class ListenerState:
     resolved: tuple[str, str, str] = (c.TRUE, c.REASON_RESOLVED_REFS, "All references are resolved")
     conflicted: tuple[str, str, str] = (c.FALSE, c.REASON_NO_CONFLICTS, "No conflicts")
     attached_routes: set[ObjectRef] = field(default_factory=set)
+    certificates: tuple[Certificate, ...] = ()  # HTTPS: the resolved tls.certificateRefs
+    certificates_resolved: bool = True  # False: an HTTPS listener whose certificate is not usable
 
     @property
     def usable(self) -> bool:
         """Whether routes can attach (accepted, not conflicted, HTTPRoute allowed)."""
         return self.accepted[0] == c.TRUE and self.conflicted[0] == c.FALSE and bool(self.supported_kinds)
+
+    @property
+    def programmable(self) -> bool:
+        """Whether the data plane serves it: usable and, for HTTPS, with a valid certificate.
+
+        A listener whose certificate is missing or not permitted still accepts routes
+        (Accepted True, as Gateway API's conformance expects) but is not Programmed."""
+        return self.usable and self.certificates_resolved
+
+    @property
+    def is_tls(self) -> bool:
+        return self.protocol == "HTTPS"
 
 
 @dataclass
@@ -70,8 +86,9 @@ def gateway_class_status(gwc: ObservedObject, options: TranslatorOptions) -> dic
     }
 
 
-def build_gateway(gateway: ObservedObject, allocator: AddressAllocator) -> GatewayState:
-    listeners = [_listener(raw) for raw in gateway.spec.get("listeners") or ()]
+def build_gateway(gateway: ObservedObject, allocator: AddressAllocator, snapshot: Snapshot) -> GatewayState:
+    listeners = [_listener(raw, gateway, snapshot, f"spec.listeners[{index}]")
+                 for index, raw in enumerate(gateway.spec.get("listeners") or ())]
     _mark_conflicts(listeners)
     requested = [
         str(a.get("value")) for a in gateway.spec.get("addresses") or ()
@@ -91,7 +108,7 @@ def build_gateway(gateway: ObservedObject, allocator: AddressAllocator) -> Gatew
     return GatewayState(gateway, listeners, assignment, error)
 
 
-def _listener(raw: Mapping[str, Any]) -> ListenerState:
+def _listener(raw: Mapping[str, Any], gateway: ObservedObject, snapshot: Snapshot, path: str) -> ListenerState:
     protocol = str(raw.get("protocol") or "")
     hostname = raw.get("hostname")
     allowed = raw.get("allowedRoutes") or {}
@@ -116,13 +133,32 @@ def _listener(raw: Mapping[str, Any]) -> ListenerState:
         if invalid:
             names = ", ".join(f"{k.get('group') or GATEWAY_GROUP}/{k.get('kind')}" for k in invalid)
             state.resolved = (c.FALSE, c.REASON_INVALID_ROUTE_KINDS, f"Unsupported route kinds: {names}")
-    if protocol != "HTTP":
+    if protocol == "HTTPS":
+        _resolve_tls(state, raw.get("tls") or {}, gateway, snapshot, f"{path}.tls")
+    elif protocol != "HTTP":
         state.accepted = (c.FALSE, c.REASON_UNSUPPORTED_PROTOCOL,
-                          f"Protocol {protocol!r} is not supported (only HTTP)")
+                          f"Protocol {protocol!r} is not supported (only HTTP and HTTPS)")
         state.supported_kinds = []
     if not 1 <= state.port <= 65535:
         state.accepted = (c.FALSE, c.REASON_INVALID, f"Port {state.port} is out of range")
     return state
+
+
+def _resolve_tls(state: ListenerState, tls: Mapping[str, Any], gateway: ObservedObject, snapshot: Snapshot,
+                 path: str) -> None:
+    mode = tls.get("mode") or "Terminate"
+    if mode != "Terminate":
+        state.accepted = (c.FALSE, c.REASON_UNSUPPORTED_VALUE,
+                          f"{path}.mode: Unsupported value: {mode!r} (HTTPS terminates TLS)")
+        state.supported_kinds = []
+        return
+    certificates, problem = resolve_certificates(snapshot, gateway, tls.get("certificateRefs"),
+                                                 f"{path}.certificateRefs")
+    if problem is not None:
+        state.resolved = (c.FALSE, problem.reason, problem.message)
+        state.certificates_resolved = False
+        return
+    state.certificates = certificates
 
 
 def _mark_conflicts(listeners: Sequence[ListenerState]) -> None:
@@ -179,7 +215,7 @@ def gateway_status(state: GatewayState, options: TranslatorOptions) -> dict[str,
     gen, now = state.resource.generation, options.now
     listener_statuses = []
     for listener in state.listeners:
-        ok = listener.usable and state.assignment is not None and state.address_error is None
+        ok = listener.programmable and state.assignment is not None and state.address_error is None
         listener_statuses.append({
             "name": listener.name,
             "supportedKinds": listener.supported_kinds,

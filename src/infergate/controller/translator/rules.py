@@ -248,11 +248,12 @@ def _path_modifier(raw: Any, path: str, rule: CompiledRule) -> tuple[str | None,
 
 
 def reference_granted(snapshot: Snapshot, from_namespace: str, to_group: str, to_kind: str,
-                      to_namespace: str, to_name: str) -> bool:
-    """Whether a ReferenceGrant in ``to_namespace`` lets HTTPRoutes of ``from_namespace`` refer to the object."""
+                      to_namespace: str, to_name: str, from_kind: str = "HTTPRoute") -> bool:
+    """Whether a ReferenceGrant in ``to_namespace`` lets ``from_kind`` objects (HTTPRoutes,
+    Gateways) of ``from_namespace`` refer to the object."""
     for grant in snapshot.list(GATEWAY_GROUP, "ReferenceGrant", to_namespace):
         from_ok = any(
-            (f.get("group") or "") == GATEWAY_GROUP and f.get("kind") == "HTTPRoute"
+            (f.get("group") or "") == GATEWAY_GROUP and f.get("kind") == from_kind
             and f.get("namespace") == from_namespace
             for f in grant.spec.get("from") or ())
         to_ok = any(

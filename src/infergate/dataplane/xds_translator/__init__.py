@@ -30,11 +30,13 @@ from infergate.dataplane.xds_translator.listeners import ACCESS_LOG_FORMAT, inva
 from infergate.dataplane.xds_translator.options import TranslateOptions
 from infergate.dataplane.xds_translator.resources import EnvoyResources
 from infergate.dataplane.xds_translator.routes import RouteContext, route_configuration
+from infergate.dataplane.xds_translator.secrets import secret
 from infergate.dataplane.xds_translator.type_urls import (
     T_CLUSTER,
     T_CLUSTER_LOAD_ASSIGNMENT,
     T_LISTENER,
     T_ROUTE_CONFIGURATION,
+    T_SECRET,
 )
 from infergate.ir import DataplaneConfig, Endpoint
 from infergate.ir.validation import InvalidIR, problems
@@ -49,6 +51,7 @@ __all__ = [
     "T_CLUSTER_LOAD_ASSIGNMENT",
     "T_LISTENER",
     "T_ROUTE_CONFIGURATION",
+    "T_SECRET",
     "EnvoyResources",
     "TranslateOptions",
     "TranslationError",
@@ -100,5 +103,6 @@ def translate(ir: DataplaneConfig, *, options: TranslateOptions | None = None) -
         route_configurations=tuple(sorted(routes, key=lambda r: r["name"])),
         clusters=tuple(sorted(clusters, key=lambda r: r["name"])),
         cluster_load_assignments=tuple(sorted(assignments, key=lambda r: r["cluster_name"])),
+        secrets=tuple(secret(certificate) for certificate in sorted(ir.certificates, key=lambda c: c.key)),
         warnings=tuple(ctx.warnings),
     )

@@ -3,11 +3,13 @@ listeners answering an invalid backend's share of a split."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from infergate.dataplane.xds_translator.common import INVALID_PREFIX, duration, socket_address, stat_name
 from infergate.dataplane.xds_translator.filters import http_filters, router
 from infergate.dataplane.xds_translator.options import TranslateOptions
+from infergate.dataplane.xds_translator.secrets import filter_chain, tls_inspector
 from infergate.dataplane.xds_translator.type_urls import T_FILE_ACCESS_LOG, T_HCM, T_STDOUT_ACCESS_LOG
 from infergate.ir import Listener
 
@@ -40,12 +42,18 @@ def listener(ir_listener: Listener, opts: TranslateOptions) -> dict[str, Any]:
     access_logs = _access_logs(opts)
     if access_logs:
         hcm["access_log"] = access_logs
-    return {
+    network_filters = [{"name": HCM_FILTER, "typed_config": hcm}]
+    out: dict[str, Any] = {
         "name": ir_listener.key,
         "address": socket_address(ir_listener.address, ir_listener.port),
         "per_connection_buffer_limit_bytes": opts.max_request_bytes,
-        "filter_chains": [{"filters": [{"name": HCM_FILTER, "typed_config": hcm}]}],
+        "filter_chains": [{"filters": network_filters}],
     }
+    if ir_listener.is_tls:  # HTTPS: one TLS filter chain per Gateway listener, chosen by SNI
+        out["listener_filters"] = [tls_inspector()]
+        # Each chain gets its own copy (the same HCM and routes: SNI only picks the certificate).
+        out["filter_chains"] = [filter_chain(chain, copy.deepcopy(network_filters)) for chain in ir_listener.tls]
+    return out
 
 
 def invalid_listener(status: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from infergate.dataplane.xds_translator.type_urls import (
     T_CLUSTER_LOAD_ASSIGNMENT,
     T_LISTENER,
     T_ROUTE_CONFIGURATION,
+    T_SECRET,
 )
 
 
@@ -22,6 +23,7 @@ class EnvoyResources:
     route_configurations: tuple[dict[str, Any], ...] = ()
     clusters: tuple[dict[str, Any], ...] = ()
     cluster_load_assignments: tuple[dict[str, Any], ...] = ()
+    secrets: tuple[dict[str, Any], ...] = ()  # TLS certificates, served over SDS (ADS)
     warnings: tuple[str, ...] = field(default=())
 
     def as_dict(self) -> dict[str, Any]:
@@ -30,6 +32,7 @@ class EnvoyResources:
             "route_configurations": list(self.route_configurations),
             "clusters": list(self.clusters),
             "cluster_load_assignments": list(self.cluster_load_assignments),
+            **({"secrets": list(self.secrets)} if self.secrets else {}),
             **({"warnings": list(self.warnings)} if self.warnings else {}),
         }
 
@@ -40,6 +43,7 @@ class EnvoyResources:
             T_ROUTE_CONFIGURATION: {r["name"]: r for r in self.route_configurations},
             T_CLUSTER: {r["name"]: r for r in self.clusters},
             T_CLUSTER_LOAD_ASSIGNMENT: {r["cluster_name"]: r for r in self.cluster_load_assignments},
+            T_SECRET: {r["name"]: r for r in self.secrets},
         }
 
     def static_resources(self) -> dict[str, list[dict[str, Any]]]:
@@ -48,7 +52,8 @@ class EnvoyResources:
         Route configurations are inlined into their listeners (RDS -> ``route_config``) and
         EDS clusters become STATIC ones with their load assignment. The invalid-backend
         internal listeners need the bootstrap extension ``envoy.bootstrap.internal_listener``
-        (as in ``infergate.dataplane.envoy.bootstrap``).
+        (as in ``infergate.dataplane.envoy.bootstrap``). Certificates become static secrets,
+        which the TLS filter chains name without an SDS source.
         """
         routes = {r["name"]: r for r in self.route_configurations}
         assignments = {a["cluster_name"]: a for a in self.cluster_load_assignments}
@@ -61,6 +66,9 @@ class EnvoyResources:
                     rds = hcm.pop("rds", None)
                     if rds is not None:
                         hcm["route_config"] = copy.deepcopy(routes[rds["route_config_name"]])
+                tls = chain.get("transport_socket", {}).get("typed_config", {}).get("common_tls_context", {})
+                for sds in tls.get("tls_certificate_sds_secret_configs", []):
+                    sds.pop("sds_config", None)
             listeners.append(listener)
         clusters = []
         for cluster in self.clusters:
@@ -70,4 +78,7 @@ class EnvoyResources:
                 cluster["type"] = "STATIC"
                 cluster["load_assignment"] = copy.deepcopy(assignments[cluster["name"]])
             clusters.append(cluster)
-        return {"listeners": listeners, "clusters": clusters}
+        out: dict[str, list[dict[str, Any]]] = {"listeners": listeners, "clusters": clusters}
+        if self.secrets:
+            out["secrets"] = [copy.deepcopy(s) for s in self.secrets]
+        return out

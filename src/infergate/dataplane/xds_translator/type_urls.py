@@ -6,6 +6,11 @@ T_LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 T_ROUTE_CONFIGURATION = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 T_CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 T_CLUSTER_LOAD_ASSIGNMENT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+T_SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+T_DOWNSTREAM_TLS_CONTEXT = (
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+)
+T_TLS_INSPECTOR = "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
 T_HCM = (
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 )

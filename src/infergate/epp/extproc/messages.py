@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from envoy.config.core.v3 import base_pb2 as core_pb
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.type.v3 import http_status_pb2
@@ -26,6 +27,10 @@ from infergate.api import headers as gie
 from infergate.epp.contract import Decision, Rejection
 
 BODY_CHUNK_LIMIT = 62_000  # upstream's bodyByteLimit
+# JSON arrays/objects nested deeper than this are refused with 400 (the standard library
+# would raise RecursionError near 1,000; orjson refuses beyond 1,024; re-serializing a
+# rewritten body must stay well inside Python's recursion limit)
+MAX_BODY_DEPTH = 512
 
 _OVERWRITE = core_pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
@@ -86,12 +91,50 @@ class ParsedBody:
     streaming: bool
 
 
+def _too_deep() -> Rejection:
+    return bad_request(f"Error unmarshaling request body: nested deeper than {MAX_BODY_DEPTH} levels")
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether arrays/objects nest deeper than ``limit`` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
+def decode_json(raw: bytes) -> Any:
+    """The body as JSON, accepted and refused exactly as ``json.loads`` does, but with orjson's
+    speed for the documents it accepts (orjson is stricter: NaN, lone surrogates, a BOM or
+    UTF-16 fall back to ``json.loads``); nesting deeper than ``MAX_BODY_DEPTH`` -> 400."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):
+            raise _too_deep() from None
+        try:
+            value = json.loads(raw)
+        except RecursionError:
+            raise _too_deep() from None
+        except ValueError as std_exc:
+            raise bad_request(f"Error unmarshaling request body: {std_exc}") from None
+    # a document nested MAX_BODY_DEPTH deep holds at least that many brackets: count them (C
+    # speed) before walking the parsed value
+    if isinstance(value, (dict, list)) and raw.count(b"[") + raw.count(b"{") > MAX_BODY_DEPTH \
+            and _depth_exceeds(value, MAX_BODY_DEPTH):
+        raise _too_deep()
+    return value
+
+
 def parse_body(raw: bytes, headers: Mapping[str, str]) -> ParsedBody:
     """Parse and validate an OpenAI request body the way upstream's director does."""
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError as exc:
-        raise bad_request(f"Error unmarshaling request body: {exc}") from None
+    body = decode_json(raw) if raw else None
     if not isinstance(body, dict):
         raise bad_request("Error unmarshaling request body: not a JSON object")
     model = body.get("model")
@@ -141,6 +184,14 @@ def add_lb_metadata(response: pb.ProcessingResponse, endpoints: str) -> None:
     inner = struct_pb2.Struct()
     inner.fields[gie.DESTINATION_ENDPOINT].string_value = endpoints
     response.dynamic_metadata.fields[gie.LB_METADATA_NAMESPACE].struct_value.CopyFrom(inner)
+
+
+def body_routing_reply(endpoints: str) -> pb.ProcessingResponse:
+    """Buffered mode's reply to the body when the body is sent unchanged: the endpoint
+    header, ``clear_route_cache`` and the ``envoy.lb`` metadata."""
+    response = pb.ProcessingResponse(request_body=pb.BodyResponse(response=routing_common(endpoints)))
+    add_lb_metadata(response, endpoints)
+    return response
 
 
 def body_chunks(body: bytes) -> list[pb.ProcessingResponse]:

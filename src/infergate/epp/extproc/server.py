@@ -8,6 +8,7 @@ from pathlib import Path
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
+from infergate.api.limits import EXT_PROC_MAX_MESSAGE_BYTES
 from infergate.epp.contract import Director
 from infergate.epp.extproc.health import HealthService
 from infergate.epp.extproc.servicer import ExtProcServicer
@@ -16,9 +17,11 @@ from infergate.util.tls import ensure_certificate
 
 log = logging.getLogger(__name__)
 
-# Every in-flight HTTP request holds one ext_proc stream for its whole lifetime.
+# Every in-flight HTTP request holds one ext_proc stream for its whole lifetime. A request body
+# arrives in one message: accept every body the gateway lets through (api.limits).
 _SERVER_OPTIONS = [
     ("grpc.max_concurrent_streams", 100_000),
+    ("grpc.max_receive_message_length", EXT_PROC_MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),

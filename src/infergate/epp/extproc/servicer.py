@@ -49,6 +49,7 @@ _EMPTY_REQUEST_BODY = pb.ProcessingResponse(request_body=pb.BodyResponse())
 _EMPTY_RESPONSE_BODY = pb.ProcessingResponse(response_body=pb.BodyResponse())
 _EMPTY_REQUEST_TRAILERS = pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
 _EMPTY_RESPONSE_TRAILERS = pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
+_ROUTING_REPLY_CACHE = 4096  # endpoint lists remembered (cleared when full)
 _RESPONSE_HEADERS_REPLY = pb.ProcessingResponse(  # upstream marks responses it has seen
     response_headers=pb.HeadersResponse(
         response=pb.CommonResponse(
@@ -108,6 +109,9 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     def __init__(self, director: Director, *, json_errors: bool = True) -> None:
         self._director = director
         self._json_errors = json_errors
+        # endpoint header value -> the buffered-mode BodyResponse routing there (read-only:
+        # gRPC serializes a message per send, so one object serves every stream)
+        self._routing_replies: dict[str, pb.ProcessingResponse] = {}
         # ProcessingRequest's "request" oneof -> its handler (other kinds get no reply)
         self._handlers: dict[str | None, _Handler] = {
             "request_headers": self._on_request_headers,
@@ -292,11 +296,17 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 last = chunks[-1].request_body.response.body_mutation.streamed_response
                 last.end_of_stream = False
             return [first, *chunks]
-        if new_body is not None:
-            extra.append(("content-length", str(len(new_body))))
+        if new_body is None:
+            # the common case: the same immutable reply for every request to these endpoints
+            cached = self._routing_replies.get(endpoints)
+            if cached is None:
+                if len(self._routing_replies) >= _ROUTING_REPLY_CACHE:
+                    self._routing_replies.clear()
+                cached = self._routing_replies[endpoints] = messages.body_routing_reply(endpoints)
+            return [cached]
+        extra.append(("content-length", str(len(new_body))))
         common = messages.routing_common(endpoints, extra)
-        if new_body is not None:
-            common.body_mutation.body = new_body
+        common.body_mutation.body = new_body
         response = pb.ProcessingResponse(request_body=pb.BodyResponse(response=common))
         messages.add_lb_metadata(response, endpoints)
         return [response]

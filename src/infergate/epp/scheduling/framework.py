@@ -160,13 +160,12 @@ class SchedulerProfile:
             scores = weighted.scorer.score(state, request, candidates)
             if timer is not None:
                 timer("Scorer", weighted.scorer, clock() - started)
-            for i in range(n):
-                s = scores[i]
-                if s > 1.0:
-                    s = 1.0
-                elif not s > 0.0:  # also NaN
-                    continue
-                totals[i] += s * weight
+            if len(scores) < n:
+                raise IndexError(f"scorer {weighted.scorer.name} returned {len(scores)} scores for {n} candidates")
+            # clamp to [0, 1] (NaN and <= 0 add nothing) and add, in one C-level pass
+            full = 1.0 * weight
+            totals = [t if not s > 0.0 else (t + full if s > 1.0 else t + s * weight)
+                      for t, s in zip(totals, scores, strict=False)]
         if self.picker is None:
             raise SchedulingError(f"profile {self.name} has no picker")
         started = clock()

@@ -1,0 +1,156 @@
+"""Send a workload's sessions to a router: an open loop (sessions start at their planned
+times) or a closed loop (a fixed number of users, each running one session after another).
+
+Every turn is a streaming ``/v1/completions`` request (``ignore_eos``, usage in the last
+event); the answer's text is kept so the next turn of a chat repeats it. Times are measured
+on the wall clock and converted to model time (multiplied by the time scale) when summarized.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+import httpx
+from httpx_sse import EventSource
+
+from infergate.api import headers
+from infergate.bench.peers.workloads import Session, Workload
+
+
+@dataclass
+class TurnResult:
+    ok: bool
+    status: int = 0
+    ttft: float | None = None  # wall seconds
+    e2e: float | None = None
+    output_tokens: int = 0
+    gaps: list[float] = field(default_factory=list)  # wall seconds per token between text events
+    objective: str | None = None
+    error: str | None = None
+    text: str = ""
+    pod: str | None = None  # the replica that served it (x-inference-pod)
+    group: int = 0  # the session's prefix group
+
+
+async def stream_turn(client: httpx.AsyncClient, url: str, model: str, prompt: str, max_tokens: int,
+                      objective: str | None) -> TurnResult:
+    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "stream": True, "ignore_eos": True,
+            "stream_options": {"include_usage": True}}
+    extra = {headers.INFERENCE_OBJECTIVE: objective} if objective else None
+    result = TurnResult(ok=False, objective=objective)
+    started = time.perf_counter()
+    try:
+        async with client.stream("POST", url, json=body, headers=extra) as response:
+            result.status = response.status_code
+            result.pod = response.headers.get("x-inference-pod")
+            if response.status_code != 200:
+                result.error = (await response.aread()).decode(errors="replace")[:200]
+                return result
+            await _read_events(EventSource(response), started, result)
+    except httpx.HTTPError as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    return result
+
+
+async def _read_events(source: EventSource, started: float, result: TurnResult) -> None:
+    last: float | None = None
+    events = 0
+    usage_tokens: int | None = None
+    parts: list[str] = []
+    async for sse in source.aiter_sse():
+        if sse.data == "[DONE]":
+            break
+        now = time.perf_counter()
+        try:
+            event = json.loads(sse.data)
+        except ValueError:
+            continue
+        if "error" in event:
+            result.error = str(event["error"])[:200]
+            return
+        usage = event.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            usage_tokens = usage["completion_tokens"]
+        text = "".join(str(c.get("text") or "") for c in event.get("choices") or [] if isinstance(c, dict))
+        if not text:
+            continue
+        parts.append(text)
+        events += 1
+        if result.ttft is None:
+            result.ttft = now - started
+        elif last is not None:
+            result.gaps.append(now - last)
+        last = now
+    result.e2e = time.perf_counter() - started
+    result.output_tokens = usage_tokens if usage_tokens is not None else events
+    if usage_tokens and events and usage_tokens > events:
+        result.gaps = [g * events / usage_tokens for g in result.gaps]
+    result.text = "".join(parts)
+    result.ok = result.ttft is not None
+    if not result.ok:
+        result.error = result.error or "no tokens"
+
+
+async def _run_session(client: httpx.AsyncClient, url: str, base_model: str, session: Session,
+                       time_scale: float, deadline: float | None) -> list[TurnResult]:
+    results: list[TurnResult] = []
+    history = ""
+    for i, turn in enumerate(session.turns):
+        if i and turn.think_s:
+            await asyncio.sleep(turn.think_s / time_scale)
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        prompt = session.prompt(history, i)
+        result = await stream_turn(client, url, session.model or base_model, prompt, turn.max_tokens,
+                                   session.objective)
+        result.group = session.group
+        results.append(result)
+        if not result.ok:
+            break
+        history = prompt + result.text
+        result.text = ""  # the history keeps it; the results need not
+    return results
+
+
+def _client(timeout: float) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=512)
+    return httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0), limits=limits)
+
+
+async def run_open(url: str, model: str, workload: Workload, time_scale: float, *,
+                   timeout: float = 600.0) -> tuple[list[TurnResult], float]:
+    """Start every session at its planned time (model seconds / time scale)."""
+    async with _client(timeout) as client:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def one(session: Session) -> list[TurnResult]:
+            delay = start + session.at / time_scale - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            return await _run_session(client, url, model, session, time_scale, None)
+
+        nested = await asyncio.gather(*(one(s) for s in workload.sessions))
+        return [r for rs in nested for r in rs], loop.time() - start
+
+
+async def run_closed(url: str, model: str, workload: Workload, time_scale: float, duration_s: float, *,
+                     timeout: float = 600.0) -> tuple[list[TurnResult], float]:
+    """``workload.concurrency`` users take sessions in order until ``duration_s`` wall seconds
+    are up; turns in flight then finish (and count)."""
+    queue = list(reversed(workload.sessions))
+    results: list[TurnResult] = []
+    async with _client(timeout) as client:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = time.monotonic() + duration_s
+
+        async def user() -> None:
+            while queue and time.monotonic() < deadline:
+                results.extend(await _run_session(client, url, model, queue.pop(), time_scale, deadline))
+
+        await asyncio.gather(*(user() for _ in range(workload.concurrency)))
+        return results, loop.time() - start

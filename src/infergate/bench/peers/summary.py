@@ -1,0 +1,109 @@
+"""One router's numbers on one workload phase, in model time."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from infergate.bench.peers.driver import TurnResult
+from infergate.bench.peers.workloads import CRITICAL
+from infergate.bench.stats import percentile
+
+SLO_TTFT_S = 0.5  # model seconds
+SLO_ITL_S = 0.050
+JSON_FIELDS = ("ttft_p50", "ttft_p90", "ttft_p99", "itl_p50", "e2e_p90", "output_tokens_per_s", "goodput",
+               "requests", "failed", "shed", "prefix_hit")
+SHED_STATUSES = (429, 503)
+
+
+@dataclass(frozen=True)
+class Summary:
+    ttft_p50: float
+    ttft_p90: float
+    ttft_p99: float
+    itl_p50: float
+    e2e_p90: float
+    output_tokens_per_s: float  # per model second
+    goodput: float  # requests meeting the SLO per model second
+    requests: int
+    failed: int
+    shed: int
+    prefix_hit: float  # fraction of prompt tokens served from the replicas' prefix caches
+    goodput_fraction: float = math.nan
+    router_cpu_s_per_request: float = math.nan
+    machine_busy: float = math.nan
+
+    def as_json(self) -> dict[str, float | int | None]:
+        data = asdict(self)
+        return {k: _finite(data[k]) for k in JSON_FIELDS}
+
+
+def _finite(value: float | int) -> float | int | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def meets_slo(result: TurnResult, time_scale: float) -> bool:
+    if not result.ok or result.ttft is None or result.ttft * time_scale > SLO_TTFT_S:
+        return False
+    if not result.gaps:
+        return True
+    return sum(result.gaps) / len(result.gaps) * time_scale <= SLO_ITL_S
+
+
+def summarize(results: Sequence[TurnResult], wall_time: float, time_scale: float, *, prefix_hit: float,
+              priority: bool = False, router_cpu_s: float = math.nan, machine_busy: float = math.nan) -> Summary:
+    """Latencies and rates in model time. With ``priority`` the latency, goodput and token
+    figures are the critical requests'; sheds (429/503 of sheddable requests) are counted apart."""
+    shed = [r for r in results if not r.ok and r.objective not in (None, CRITICAL) and r.status in SHED_STATUSES]
+    measured = [r for r in results if r.objective in (None, CRITICAL)] if priority else list(results)
+    failed = [r for r in results if not r.ok and r not in shed]
+    good = [r for r in measured if r.ok]
+    model_time = wall_time * time_scale
+    ttfts = [r.ttft * time_scale for r in good if r.ttft is not None]
+    e2es = [r.e2e * time_scale for r in good if r.e2e is not None]
+    gaps = [g * time_scale for r in good for g in r.gaps]
+    in_slo = sum(1 for r in measured if meets_slo(r, time_scale))
+    return Summary(
+        ttft_p50=percentile(ttfts, 50), ttft_p90=percentile(ttfts, 90), ttft_p99=percentile(ttfts, 99),
+        itl_p50=percentile(gaps, 50), e2e_p90=percentile(e2es, 90),
+        output_tokens_per_s=sum(r.output_tokens for r in good) / model_time if model_time > 0 else math.nan,
+        goodput=in_slo / model_time if model_time > 0 else math.nan,
+        requests=len(results), failed=len(failed), shed=len(shed), prefix_hit=prefix_hit,
+        goodput_fraction=in_slo / len(measured) if measured else math.nan,
+        router_cpu_s_per_request=router_cpu_s / len(results) if results else math.nan,
+        machine_busy=machine_busy,
+    )
+
+
+def prefix_hit_rate(metrics_texts: Sequence[str]) -> float:
+    """hits / queries summed over the replicas' ``vllm:prefix_cache_{hits,queries}`` counters."""
+    hits = queries = 0.0
+    for text in metrics_texts:
+        for line in text.splitlines():
+            if line.startswith("vllm:prefix_cache_hits_total") or line.startswith("vllm:prefix_cache_hits{"):
+                hits += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("vllm:prefix_cache_queries_total") or line.startswith("vllm:prefix_cache_queries{"):
+                queries += float(line.rsplit(" ", 1)[1])
+    return hits / queries if queries else math.nan
+
+
+def replicas_per_group(results: Sequence[TurnResult]) -> float:
+    """Mean number of distinct replicas that served each prefix group (1 = perfect affinity)."""
+    pods: dict[int, set[str]] = {}
+    for r in results:
+        if r.ok and r.pod is not None:
+            pods.setdefault(r.group, set()).add(r.pod)
+    return sum(len(v) for v in pods.values()) / len(pods) if pods else math.nan
+
+
+def load_shares(results: Sequence[TurnResult]) -> dict[str, float]:
+    """Fraction of the served requests each replica got."""
+    counts: dict[str, int] = {}
+    for r in results:
+        if r.ok and r.pod is not None:
+            counts[r.pod] = counts.get(r.pod, 0) + 1
+    total = sum(counts.values())
+    return {pod: n / total for pod, n in sorted(counts.items())} if total else {}

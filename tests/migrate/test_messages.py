@@ -1,0 +1,89 @@
+"""Messages that say what was looked at (issue 17 defects 6 and 7): `check -f` with no cluster
+configured scans the files and says no cluster was scanned; `check -n` names its namespace and
+the others that have preview objects; `plan`/`run` errors name the namespace; output to a pipe
+is not wrapped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from infergate.cli.migrate import command
+
+TESTDATA = Path(__file__).resolve().parent / "testdata"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def without_cluster(tmp_path: Path, *args: str) -> Any:
+    """`infergate migrate ARGS` where no kubeconfig exists (a CI job with only the manifests)."""
+    env = {"KUBECONFIG": str(tmp_path / "no-such-kubeconfig"), "HOME": str(tmp_path)}
+    return CliRunner(env=env).invoke(command, list(args), catch_exceptions=False)
+
+
+def test_check_files_without_a_kubeconfig_scans_the_files_and_says_no_cluster_was_scanned(tmp_path: Path) -> None:
+    result = without_cluster(tmp_path, "check", "-f", str(TESTDATA / "preview-stack.yaml"))
+    assert result.exit_code == 3, result.output
+    assert "no cluster was scanned" in result.stdout and "cannot load kubeconfig" in result.stdout
+    assert "InferencePool" in result.stdout
+    as_json = without_cluster(tmp_path, "check", "-f", str(TESTDATA / "preview-stack.yaml"), "-o", "json")
+    data = json.loads(as_json.stdout)
+    assert as_json.exit_code == 3 and data["clusterScanned"] is False
+    assert any("no cluster was scanned" in n for n in data["notes"])
+    clean = tmp_path / "ga.yaml"
+    clean.write_text((REPO / "config" / "crd" / "gateway-api.yaml").read_text())
+    assert without_cluster(tmp_path, "check", "-f", str(clean)).exit_code == 0
+    # without -f there is nothing to scan: the missing kubeconfig is an error, as before
+    alone = without_cluster(tmp_path, "check")
+    assert alone.exit_code == 1 and "cannot load kubeconfig" in alone.output
+
+
+def test_check_in_one_namespace_says_so_and_names_the_others_with_preview_objects(
+        migrate: Any, preview_stack: str, namespace: str, cluster: Any) -> None:
+    from infergate.migrate.resources import NAMESPACES
+
+    empty = f"{namespace}-empty"
+    cluster.apply(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": empty}})
+    result = migrate("check", "-n", empty, "--no-helm")
+    assert result.returncode == 0, result.out
+    assert f"no preview objects in namespace {empty}: nothing to migrate" in result.stdout
+    assert f"looked only at namespace {empty} (-A for every namespace)" in result.stdout
+    assert f"{preview_stack} (3)" in result.stdout  # its InferencePool and two InferenceModels
+
+
+def test_plan_and_run_errors_name_the_namespace(migrate: Any, preview_stack: str, namespace: str, cluster: Any) -> None:
+    from infergate.migrate.resources import NAMESPACES
+
+    empty = f"{namespace}-none"
+    cluster.apply(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": empty}})
+    for sub in ("plan", "run"):
+        result = migrate(sub, "-n", empty)
+        assert result.returncode == 1, result.out
+        assert f"namespace {empty}: no HTTPRoute sends traffic" in result.stderr, result.stderr
+        assert preview_stack in result.stderr  # where preview objects are
+    missing = migrate("plan", "-n", preview_stack, "--route", "nope")
+    assert f"namespace {preview_stack}: HTTPRoute nope not found" in missing.stderr
+
+
+def test_piped_output_is_not_wrapped(migrate: Any, preview_stack: str) -> None:
+    plan = json.loads(migrate("plan", "-n", preview_stack, "-o", "json").stdout)
+    longest = max((s["manual"] for s in plan["steps"]), key=len)
+    assert len(longest) > 100, longest
+    table = migrate("plan", "-n", preview_stack).stdout
+    assert longest in table, "a step's manual command was folded over several lines"
+
+
+def test_plan_prints_the_run_command_with_the_same_flags_the_manual_waits_and_the_deliberate_differences(
+        migrate: Any, preview_stack: str) -> None:
+    ns = preview_stack
+    out = migrate("plan", "-n", ns, "--steps", "0,25,100", "--chart-version", "", "--no-attribution").stdout
+    assert f"`infergate migrate run -n {ns} --steps 0,25,100 --chart-version '' --no-attribution` does exactly " \
+           "these steps" in out, out
+    ga_epp = "vllm-llama3-8b-instruct-ga-epp"
+    assert f"kubectl rollout status -n {ns} deployment/{ga_epp} --timeout=2m" in out
+    assert f"kubectl wait -n {ns} --for=condition=Available deployment/{ga_epp}" in out
+    assert "the source document has no wait" in out
+    assert "on purpose, unlike the source document (which gives every InferenceObjective priority 2)" in out
+    assert "base-model=2, food-review=1" in out
