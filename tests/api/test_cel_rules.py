@@ -60,6 +60,11 @@ SAMPLES: dict[str, tuple[Any, Any]] = {
         {"name": "epp", "port": {"number": 9002}},
         {"name": "epp"},
     ),
+    # InferencePool v1 (v1.6.0: up to 8 target ports)
+    "port number must be unique": (
+        [{"number": 8000}, {"number": 8001}],
+        [{"number": 8000}, {"number": 8001}, {"number": 8000}],
+    ),
     # InferenceModel
     "Weights should be set for all models, or none of the models.": (
         [{"name": "a", "weight": 1}, {"name": "b", "weight": 3}],

@@ -109,6 +109,17 @@ def test_validate_release_option() -> None:
     assert run(["validate", "-f", "-"], stdin=status)[0] == 0
 
 
+def test_validate_release_option_for_the_v1_pool() -> None:
+    pool = (
+        "apiVersion: inference.networking.k8s.io/v1\nkind: InferencePool\nmetadata: {name: p}\n"
+        "spec: {selector: {matchLabels: {app: x}}, targetPorts: [{number: 8000}, {number: 8001}],"
+        " appProtocol: kubernetes.io/h2c}\n"
+    )
+    assert run(["validate", "--release", "v1.6.0", "-f", "-"], stdin=pool)[0] == 0
+    assert run(["validate", "--release", "v1.0.0", "-f", "-"], stdin=pool)[0] == 1  # one port, EPP required
+    assert run(["validate", "-f", "-"], stdin=pool)[0] == 0
+
+
 def test_validate_reference_conformance_manifests(reference_dir: Path) -> None:
     code, out, err = run(["validate", "-q", "-f", str(reference_dir / "gie-v1.0.0" / "conformance")])
     assert code == 0, out + err

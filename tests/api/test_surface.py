@@ -50,9 +50,10 @@ def test_field_error_in_api_server_form() -> None:
 
 
 def test_validation_failed_message() -> None:
+    """Under the v1.0.0 CRD (one target port)."""
     obj = ga_pool(targetPorts=[{"number": 0}, {"number": 70000}])
     with pytest.raises(api.ValidationFailed) as info:
-        api.load(obj)
+        api.load(obj, release="v1.0.0")
     exc = info.value
     assert exc.kind == "InferencePool" and exc.name == "pool"
     assert str(exc) == (
@@ -62,6 +63,18 @@ def test_validation_failed_message() -> None:
         "spec.targetPorts[1].number: Invalid value: 70000: must be less than or equal to 65535, "
         '<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; '
         "correct the existing errors to complete validation]"
+    )
+
+
+def test_validation_failed_message_v1_6() -> None:
+    """Today's GA (v1.6.0, the default): two ports are allowed, their numbers are still bounded."""
+    obj = ga_pool(targetPorts=[{"number": 0}, {"number": 70000}])
+    with pytest.raises(api.ValidationFailed) as info:
+        api.load(obj)
+    assert str(info.value) == (
+        'InferencePool.inference.networking.k8s.io "pool" is invalid: ['
+        "spec.targetPorts[0].number: Invalid value: 0: must be greater than or equal to 1, "
+        "spec.targetPorts[1].number: Invalid value: 70000: must be less than or equal to 65535]"
     )
 
 

@@ -8,13 +8,14 @@ Entry points (a small, stable surface):
 - :func:`validate` / :func:`validate_update` — ``list[FieldError]``, empty when valid;
 - :func:`apply_defaults` — what the API server would store, as plain JSON;
 - :mod:`infergate.api.registry` — every kind (``by_gvk``, ``by_plural``, ``all_types``);
-- models: :mod:`inference_v1alpha2`, :mod:`inference_v1`, :mod:`gateway_v1`, :mod:`core`;
+- models: :mod:`inference_v1alpha2`, :mod:`inference_v1`, :mod:`llmd_v1alpha2`, :mod:`gateway_v1`,
+  :mod:`core`;
   every model has ``.to_dict()`` (camelCase JSON, unset fields left out).
 """
 
 from __future__ import annotations
 
-from infergate.api import core, gateway_v1, inference_v1, inference_v1alpha2, registry
+from infergate.api import core, gateway_v1, inference_v1, inference_v1alpha2, llmd_v1alpha2, registry
 from infergate.api.core import ObjectMeta, Resource
 from infergate.api.errors import FieldError, ValidationFailed
 from infergate.api.objects import apply_defaults, load, load_update, validate, validate_update
@@ -31,6 +32,7 @@ __all__ = [
     "gateway_v1",
     "inference_v1",
     "inference_v1alpha2",
+    "llmd_v1alpha2",
     "load",
     "load_update",
     "registry",

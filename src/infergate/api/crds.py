@@ -8,7 +8,12 @@ Bundles (what each upstream release installs):
 - ``gateway-api``: Gateway API v1.3.0 standard channel — GatewayClass, Gateway, HTTPRoute,
   ReferenceGrant;
 - ``all``: both generations side by side on one cluster — ``gateway-api`` + ``ga`` +
-  InferenceModel (the one preview CRD that ``ga`` does not replace).
+  InferenceModel (the one preview CRD that ``ga`` does not replace);
+- ``gie-v1.5``: GIE v1.5.0's x-k8s.io InferenceObjective and InferenceModelRewrite (the last
+  release that ships them);
+- ``gie-v1.6``: GIE v1.6.0's InferencePool (today's GA; InferencePoolImport is not served);
+- ``llm-d``: the llm-d router v0.10.0's ``llm-d.ai`` InferenceObjective and InferenceModelRewrite;
+- ``current``: today's installation — ``gateway-api`` + ``gie-v1.6`` + ``llm-d``.
 
 Descriptions are not emitted (the schemas are otherwise those of upstream, which
 ``tests/api/test_crd_compare.py`` checks field by field).
@@ -25,11 +30,14 @@ from infergate.api.registry import ResourceType
 
 __all__ = ["BUNDLES", "BUNDLE_FILES", "crd_for", "dump_yaml", "generate", "types_in"]
 
-BUNDLES: Final = ("preview", "ga", "gateway-api", "all")
+BUNDLES: Final = ("preview", "ga", "gateway-api", "all", "gie-v1.5", "gie-v1.6", "llm-d", "current")
 BUNDLE_FILES: Final[dict[str, str]] = {
     "preview": "preview.yaml",
     "ga": "ga.yaml",
     "gateway-api": "gateway-api.yaml",
+    "gie-v1.5": "gie-v1.5.yaml",
+    "gie-v1.6": "gie-v1.6.yaml",
+    "llm-d": "llm-d.yaml",
 }
 
 
@@ -48,6 +56,7 @@ def _select(release: str, kinds: tuple[tuple[str, str], ...]) -> list[ResourceTy
 _X = "inference.networking.x-k8s.io"
 _GA = "inference.networking.k8s.io"
 _GW = "gateway.networking.k8s.io"
+_LLMD = "llm-d.ai"
 
 
 def types_in(bundle: str) -> list[ResourceType]:
@@ -71,6 +80,16 @@ def types_in(bundle: str) -> list[ResourceType]:
             *types_in("ga"),
             *_select(registry.RELEASE_GIE_V0_3, ((_X, "InferenceModel"),)),
         ]
+    if bundle == "gie-v1.5":
+        return _select(registry.RELEASE_GIE_V1_5, ((_X, "InferenceModelRewrite"), (_X, "InferenceObjective")))
+    if bundle == "gie-v1.6":
+        return _select(registry.RELEASE_GIE_V1_6, ((_GA, "InferencePool"),))
+    if bundle == "llm-d":
+        return _select(
+            registry.RELEASE_LLMD_ROUTER, ((_LLMD, "InferenceModelRewrite"), (_LLMD, "InferenceObjective"))
+        )
+    if bundle == "current":
+        return [*types_in("gateway-api"), *types_in("gie-v1.6"), *types_in("llm-d")]
     raise ValueError(f"unknown bundle {bundle!r} (one of {', '.join(BUNDLES)})")
 
 
@@ -116,7 +135,7 @@ def crd_for(t: ResourceType) -> dict[str, Any]:
 
 
 def generate(bundle: str = "all") -> list[dict[str, Any]]:
-    """The CRDs of a bundle (``preview``, ``ga``, ``gateway-api`` or ``all``)."""
+    """The CRDs of a bundle (one of :data:`BUNDLES`)."""
     return [crd_for(t) for t in types_in(bundle)]
 
 

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
@@ -239,3 +239,65 @@ class InferenceObjective(Resource):
 
 
 __all__ += ["API_VERSION", "SYNTHETIC_PARENT", "ObjectivePoolReference"]
+
+
+# ---------------------------------------------------------------------------------------
+# InferenceModelRewrite (v1.2.0 - v1.5.0)
+
+MATCH_EXACT: Final = "Exact"
+
+
+class ModelMatch(K8sModel):
+    """``rules[].matches[].model``: the model name a request asks for (``Exact`` only)."""
+
+    type: Literal["Exact"] = "Exact"
+    value: Annotated[str, S(min_length=1)]
+
+
+class Match(K8sModel):
+    model: ModelMatch
+
+
+class TargetModelRewrite(K8sModel):
+    """``rules[].targets[]``: the model a matching request is rewritten to, and its weight."""
+
+    model_rewrite: str
+    weight: Annotated[Int32 | None, S(minimum=1, maximum=1000000)] = None
+
+
+class RewriteRule(K8sModel):
+    """One rule: no ``matches`` makes it a generic rule (every model of the pool)."""
+
+    matches: list[Match] | None = None
+    targets: Annotated[list[TargetModelRewrite] | None, S(min_items=1)] = None
+
+
+class InferenceModelRewriteSpec(K8sModel):
+    pool_ref: ObjectivePoolReference
+    rules: list[RewriteRule]
+
+
+class InferenceModelRewriteStatus(K8sModel):
+    conditions: Annotated[list[Condition] | None, conditions_field("Accepted")] = None
+
+
+class InferenceModelRewrite(Resource):
+    """InferenceModelRewrite (GIE v1.2.0 - v1.5.0): rewrites of the body's model name, by weight."""
+
+    API_VERSION: ClassVar[str] = API_VERSION
+    KIND: ClassVar[str] = "InferenceModelRewrite"
+
+    spec: InferenceModelRewriteSpec | None = None
+    status: InferenceModelRewriteStatus | None = None
+
+
+__all__ += [
+    "MATCH_EXACT",
+    "InferenceModelRewrite",
+    "InferenceModelRewriteSpec",
+    "InferenceModelRewriteStatus",
+    "Match",
+    "ModelMatch",
+    "RewriteRule",
+    "TargetModelRewrite",
+]

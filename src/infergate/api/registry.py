@@ -3,6 +3,12 @@
 Lookups: :func:`by_gvk` (``apiVersion`` + ``kind``), :func:`by_plural` (group + plural),
 :func:`all_types`. The x-k8s.io ``InferencePool`` exists in two releases with the same
 GVK: :func:`by_gvk` answers the preview one (GIE v0.3.0) unless ``release="v1.0.0"``.
+The same holds for the v1 ``InferencePool`` (v1.6.0 first: a superset of v1.0.0) and the
+x-k8s.io ``InferenceObjective`` (v1.0.0 first; v1.5.0 has the same schema).
+
+Which release a type comes from is :attr:`ResourceType.release`; the CRD of a type carries it
+in its bundle-version annotation, and the API server validates an object with the type of the
+release its installed CRD names.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from infergate.api import gateway_v1, inference_v1, inference_v1alpha2
+from infergate.api import gateway_v1, inference_v1, inference_v1alpha2, llmd_v1alpha2
 from infergate.api.core import Namespace, Pod, Resource, Service
 from infergate.api.schema import schema_for
 
@@ -20,6 +26,9 @@ __all__ = [
     "RELEASE_GATEWAY_API",
     "RELEASE_GIE_V0_3",
     "RELEASE_GIE_V1_0",
+    "RELEASE_GIE_V1_5",
+    "RELEASE_GIE_V1_6",
+    "RELEASE_LLMD_ROUTER",
     "PrinterColumn",
     "ResourceType",
     "all_types",
@@ -30,6 +39,9 @@ __all__ = [
 
 RELEASE_GIE_V0_3 = "v0.3.0"
 RELEASE_GIE_V1_0 = "v1.0.0"
+RELEASE_GIE_V1_5 = "v1.5.0"
+RELEASE_GIE_V1_6 = "v1.6.0"
+RELEASE_LLMD_ROUTER = "llm-d-router-v0.10.0"
 RELEASE_GATEWAY_API = "gateway-api-v1.3.0"
 RELEASE_CORE = "core"
 PREVIEW = RELEASE_GIE_V0_3
@@ -141,7 +153,21 @@ def _schema(model: type[Resource]) -> dict[str, Any]:
     return copy.deepcopy(_schema_cached(model))
 
 
-_GIE_V1_ANNOTATIONS = (("inference.networking.k8s.io/bundle-version", "v1.0.0"),)
+_GIE_V1_ANNOTATIONS = (("inference.networking.k8s.io/bundle-version", RELEASE_GIE_V1_0),)
+_GIE_V1_5_ANNOTATIONS = (("inference.networking.k8s.io/bundle-version", RELEASE_GIE_V1_5),)
+_GIE_V1_6_ANNOTATIONS = (("inference.networking.k8s.io/bundle-version", RELEASE_GIE_V1_6),)
+# the llm-d router's v0.10.0 CRDs carry its development bundle version
+_LLMD_ANNOTATIONS = (("llm-d.ai/bundle-version", "main-dev"),)
+_POOL_API_APPROVED = (
+    "api-approved.kubernetes.io",
+    "https://github.com/kubernetes-sigs/gateway-api-inference-extension/pull/1173",
+)
+_OBJECTIVE_COLUMNS = (
+    PrinterColumn("Inference Pool", ".spec.poolRef.name"),
+    PrinterColumn("Priority", ".spec.priority"),
+    AGE,
+)
+_REWRITE_COLUMNS = (PrinterColumn("Inference Pool", ".spec.poolRef.name"), AGE)
 
 _TYPES: tuple[ResourceType, ...] = (
     # GIE v0.3.0 (preview)
@@ -167,7 +193,7 @@ _TYPES: tuple[ResourceType, ...] = (
         ),
         release=RELEASE_GIE_V0_3,
     ),
-    # GIE v1.0.0 (GA)
+    # GIE v1.6.0 (today's GA InferencePool; a superset of v1.0.0's, listed first)
     ResourceType(
         group=inference_v1.GROUP,
         version="v1",
@@ -175,14 +201,19 @@ _TYPES: tuple[ResourceType, ...] = (
         plural="inferencepools",
         model=inference_v1.InferencePool,
         short_names=("infpool",),
+        release=RELEASE_GIE_V1_6,
+        annotations=(_POOL_API_APPROVED, *_GIE_V1_6_ANNOTATIONS),
+    ),
+    # GIE v1.0.0 (GA)
+    ResourceType(
+        group=inference_v1.GROUP,
+        version="v1",
+        kind="InferencePool",
+        plural="inferencepools",
+        model=inference_v1.InferencePoolV1_0,
+        short_names=("infpool",),
         release=RELEASE_GIE_V1_0,
-        annotations=(
-            (
-                "api-approved.kubernetes.io",
-                "https://github.com/kubernetes-sigs/gateway-api-inference-extension/pull/1173",
-            ),
-            *_GIE_V1_ANNOTATIONS,
-        ),
+        annotations=(_POOL_API_APPROVED, *_GIE_V1_ANNOTATIONS),
     ),
     ResourceType(
         group=inference_v1alpha2.GROUP,
@@ -190,11 +221,7 @@ _TYPES: tuple[ResourceType, ...] = (
         kind="InferenceObjective",
         plural="inferenceobjectives",
         model=inference_v1alpha2.InferenceObjective,
-        printer_columns=(
-            PrinterColumn("Inference Pool", ".spec.poolRef.name"),
-            PrinterColumn("Priority", ".spec.priority"),
-            AGE,
-        ),
+        printer_columns=_OBJECTIVE_COLUMNS,
         release=RELEASE_GIE_V1_0,
         annotations=_GIE_V1_ANNOTATIONS,
     ),
@@ -207,6 +234,48 @@ _TYPES: tuple[ResourceType, ...] = (
         short_names=("xinfpool",),
         release=RELEASE_GIE_V1_0,
         annotations=(("api-approved.kubernetes.io", "unapproved, experimental-only"), *_GIE_V1_ANNOTATIONS),
+    ),
+    # GIE v1.5.0: the last x-k8s.io InferenceObjective and InferenceModelRewrite
+    ResourceType(
+        group=inference_v1alpha2.GROUP,
+        version="v1alpha2",
+        kind="InferenceObjective",
+        plural="inferenceobjectives",
+        model=inference_v1alpha2.InferenceObjective,
+        printer_columns=_OBJECTIVE_COLUMNS,
+        release=RELEASE_GIE_V1_5,
+        annotations=_GIE_V1_5_ANNOTATIONS,
+    ),
+    ResourceType(
+        group=inference_v1alpha2.GROUP,
+        version="v1alpha2",
+        kind="InferenceModelRewrite",
+        plural="inferencemodelrewrites",
+        model=inference_v1alpha2.InferenceModelRewrite,
+        printer_columns=_REWRITE_COLUMNS,
+        release=RELEASE_GIE_V1_5,
+        annotations=_GIE_V1_5_ANNOTATIONS,
+    ),
+    # llm-d router v0.10.0: the same two kinds under llm-d.ai (they win when both are installed)
+    ResourceType(
+        group=llmd_v1alpha2.GROUP,
+        version="v1alpha2",
+        kind="InferenceObjective",
+        plural="inferenceobjectives",
+        model=llmd_v1alpha2.InferenceObjective,
+        printer_columns=_OBJECTIVE_COLUMNS,
+        release=RELEASE_LLMD_ROUTER,
+        annotations=_LLMD_ANNOTATIONS,
+    ),
+    ResourceType(
+        group=llmd_v1alpha2.GROUP,
+        version="v1alpha2",
+        kind="InferenceModelRewrite",
+        plural="inferencemodelrewrites",
+        model=llmd_v1alpha2.InferenceModelRewrite,
+        printer_columns=_REWRITE_COLUMNS,
+        release=RELEASE_LLMD_ROUTER,
+        annotations=_LLMD_ANNOTATIONS,
     ),
     # Gateway API v1.3.0 standard channel
     ResourceType(
@@ -320,7 +389,7 @@ _ALL: tuple[ResourceType, ...] = tuple(_with_defaults(t) for t in _TYPES)
 
 
 def all_types() -> list[ResourceType]:
-    """Every kind, preview pool first where two releases share a GVK."""
+    """Every kind; where releases share a GVK, the one :func:`by_gvk` answers by default first."""
     return list(_ALL)
 
 

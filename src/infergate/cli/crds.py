@@ -18,6 +18,10 @@ WHAT = {
     "ga": "GIE v1.0.0 manifests: v1 InferencePool, x-k8s.io InferenceObjective and InferencePool",
     "gateway-api": "Gateway API v1.3.0 standard channel: GatewayClass, Gateway, HTTPRoute, ReferenceGrant",
     "all": "both API generations side by side: gateway-api + ga + InferenceModel",
+    "gie-v1.5": "GIE v1.5.0: x-k8s.io InferenceObjective + InferenceModelRewrite",
+    "gie-v1.6": "GIE v1.6.0: v1 InferencePool (today's GA)",
+    "llm-d": "llm-d router v0.10.0: llm-d.ai InferenceObjective + InferenceModelRewrite",
+    "current": "today's installation: gateway-api + gie-v1.6 + llm-d",
 }
 
 
@@ -31,15 +35,18 @@ def render(bundle: str) -> str:
     type=click.Choice(list(crds.BUNDLES)),
     default="all",
     show_default=True,
-    help="Which CRDs: preview (v0.3.0), ga (v1.0.0), gateway-api (v1.3.0 standard) or all.",
+    help="Which CRDs: preview (GIE v0.3.0), ga (GIE v1.0.0), gateway-api (v1.3.0 standard), all "
+    "(gateway-api + ga + preview InferenceModel), gie-v1.5, gie-v1.6, llm-d (llm-d router v0.10.0) "
+    "or current (gateway-api + gie-v1.6 + llm-d).",
 )
 @click.option(
     "--write",
     "write_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Write files into DIR instead of printing: preview.yaml, ga.yaml, gateway-api.yaml "
-    "(all three for --bundle all, else the bundle's own file).",
+    help="Write files into DIR instead of printing: one file per release bundle (preview.yaml, ga.yaml, "
+    "gateway-api.yaml, gie-v1.5.yaml, gie-v1.6.yaml, llm-d.yaml) for --bundle all, else the bundle's own "
+    "file (current.yaml for --bundle current).",
 )
 def command(bundle: str, write_dir: Path | None) -> None:
     """Print (or write) the CRDs generated from infergate's types as multi-document YAML."""

@@ -130,10 +130,12 @@ def _header(failed: ValidationFailed) -> str:
 @click.option("-R", "--recursive", is_flag=True, help="Descend into sub-directories of a directory.")
 @click.option(
     "--release",
-    type=click.Choice([registry.RELEASE_GIE_V0_3, registry.RELEASE_GIE_V1_0]),
+    type=click.Choice([registry.RELEASE_GIE_V0_3, registry.RELEASE_GIE_V1_0, registry.RELEASE_GIE_V1_5,
+                       registry.RELEASE_GIE_V1_6]),
     default=None,
-    help="Which release's x-k8s.io InferencePool CRD to validate against "
-    "(default: either; v0.3.0 and v1.0.0 differ in the status).",
+    help="Which GIE release's CRDs to validate against where releases differ: the x-k8s.io InferencePool "
+    "(v0.3.0 or v1.0.0: the status) and the v1 InferencePool (v1.0.0: one target port and a required "
+    "endpointPickerRef; v1.6.0: up to 8 ports, appProtocol). Default: valid if any release accepts it.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the errors.")
 def command(targets: tuple[str, ...], recursive: bool, release: str | None, quiet: bool) -> None:

@@ -48,6 +48,7 @@ REASON_INVALID_CERTIFICATE_REF = "InvalidCertificateRef"
 # InferencePool (GIE v1.0.0) reasons.
 REASON_HTTPROUTE_NOT_ACCEPTED = "HTTPRouteNotAccepted"
 REASON_INVALID_EXTENSION_REF = "InvalidExtensionRef"
+REASON_ENDPOINT_PICKER_REF_MISSING = "EndpointPickerRefMissing"  # GIE v1.6: pool without endpointPickerRef
 
 
 def condition(

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from infergate.epp.rewrite import RewriteTable
+
 GA_GROUP = "inference.networking.k8s.io"
 PREVIEW_GROUP = "inference.networking.x-k8s.io"
 POOL_GROUPS = (GA_GROUP, PREVIEW_GROUP)
@@ -116,6 +118,7 @@ class Datastore:
         self._by_hostport: dict[str, Endpoint] = {}
         self._listeners: list[Listener] = []
         self.version = 0  # bumped on every change
+        self.rewrites = RewriteTable()  # InferenceModelRewrites of the pool (epp/rewrite.py)
 
     # ---- reads -------------------------------------------------------------------------
     @property

@@ -274,6 +274,8 @@ class EppDirector:
             raise self._reject(body_model, request.model, Rejection(400, "BadRequest", "prompt not found in request"))
 
         target = request.model  # after x-gateway-model-name-rewrite
+        if target == body_model and pool.generation != "preview":  # no header rewrite: InferenceModelRewrites
+            target = self.datastore.rewrites.pick(body_model, self.rng) or target
         priority = 0
         objective = self.datastore.objective(request.objective) if request.objective else None
         if pool.generation == "preview":

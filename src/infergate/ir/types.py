@@ -47,6 +47,7 @@ class Pool:
     target_ports: tuple[int, ...]
     endpoints: tuple[Endpoint, ...]  # ready pods matching the selector x target ports
     picker: EndpointPicker
+    app_protocol: Literal["http", "kubernetes.io/h2c"] = "http"  # GIE v1.4+ spec.appProtocol (h2c: HTTP/2 to pods)
 
 
 @dataclass(frozen=True)

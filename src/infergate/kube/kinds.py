@@ -79,7 +79,7 @@ _BUILTIN_CLIENT_KINDS: Final = (
     Kind("inference.networking.x-k8s.io", "v1alpha2", "inferencemodelrewrites", "InferenceModelRewrite"),
 )
 
-ALL: Final[tuple[Kind, ...]] = _served() + _BUILTIN_CLIENT_KINDS
+ALL: Final[tuple[Kind, ...]] = tuple(dict.fromkeys(_served() + _BUILTIN_CLIENT_KINDS))  # a kind both lists name: once
 _BY_GK: Final[Mapping[tuple[str, str], tuple[Kind, ...]]] = {
     gk: tuple(k for k in ALL if k.gk == gk) for gk in dict.fromkeys(k.gk for k in ALL)
 }

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from infergate.api.conversion import Document, read_documents
-from infergate.api.conversion.rewrite_schema import MODEL_REWRITE_SCHEMA
 from infergate.api.validation import apply_schema_defaults, find_unknown_fields, validate_tree
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[3] / "examples" / "preview"
@@ -23,6 +22,9 @@ CRD_FILES = {
     ): "gie-v1.0.0/crd/inference.networking.k8s.io_inferencepools.yaml",
     ("inference.networking.x-k8s.io/v1alpha2", "InferenceObjective"): (
         "gie-v1.0.0/crd/inference.networking.x-k8s.io_inferenceobjectives.yaml"
+    ),
+    ("inference.networking.x-k8s.io/v1alpha2", "InferenceModelRewrite"): (
+        "gie-v1.5.0/crd/inference.networking.x-k8s.io_inferencemodelrewrites.yaml"
     ),
     ("inference.networking.x-k8s.io/v1alpha2", "InferencePool"): (
         "gie-v0.3.0/crd/inference.networking.x-k8s.io_inferencepools.yaml"
@@ -79,7 +81,7 @@ def upstream_schemas(reference_dir: Path) -> dict[tuple[str, str], dict[str, Any
 def upstream_check(
     upstream_schemas: dict[tuple[str, str], dict[str, Any]],
 ) -> Callable[[dict[str, Any]], list[str]]:
-    """Check an object against its upstream CRD schema (v1.0.0 GIE, v0.3.0 GIE, Gateway API v1.3.0).
+    """Check an object against its upstream CRD schema (GIE v0.3.0, v1.0.0, v1.5.0, Gateway API v1.3.0).
 
     Uses infergate.api's schema machinery (unknown fields, defaulting, OpenAPI + CEL) on the
     upstream CRD's own openAPIV3Schema, so the rules are upstream's, not infergate's models.
@@ -87,11 +89,7 @@ def upstream_check(
 
     def check(obj: dict[str, Any]) -> list[str]:
         key = (obj["apiVersion"], obj["kind"])
-        if obj["kind"] == "InferenceModelRewrite":
-            schema = MODEL_REWRITE_SCHEMA
-        else:
-            assert key in upstream_schemas, f"no upstream CRD for {key}"
-            schema = upstream_schemas[key]
-        return check_against_schema(obj, schema)
+        assert key in upstream_schemas, f"no upstream CRD for {key}"
+        return check_against_schema(obj, upstream_schemas[key])
 
     return check

@@ -1,88 +1,18 @@
-"""The schema of upstream's InferenceModelRewrite (GIE v1.2+, ``apix/v1alpha2/inferencemodelrewrite_types.go``).
-
-GIE v1.0.0 has no such kind, so ``infergate.api`` does not model it; the converter emits it for
-weighted ``targetModels`` and validates what it emits against this openAPIV3Schema.
+"""The schema of InferenceModelRewrite (GIE v1.2+, ``inference.networking.x-k8s.io/v1alpha2``),
+as generated from :class:`infergate.api.inference_v1alpha2.InferenceModelRewrite` (the type the
+CRD comparison checks against GIE v1.5.0's CRD). The converter emits this kind for weighted
+``targetModels`` and validates what it emits against it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
+from infergate.api.inference_v1alpha2 import InferenceModelRewrite
+from infergate.api.schema import schema_for
 from infergate.api.validation import apply_schema_defaults, find_unknown_fields, validate_tree
 
-MODEL_REWRITE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "apiVersion": {"type": "string"},
-        "kind": {"type": "string"},
-        "metadata": {"type": "object"},
-        "spec": {
-            "type": "object",
-            "required": ["poolRef", "rules"],
-            "properties": {
-                "poolRef": {
-                    "type": "object",
-                    "required": ["name"],
-                    "properties": {
-                        "group": {
-                            "type": "string",
-                            "default": "inference.networking.k8s.io",
-                            "maxLength": 253,
-                        },
-                        "kind": {
-                            "type": "string",
-                            "default": "InferencePool",
-                            "maxLength": 63,
-                            "minLength": 1,
-                        },
-                        "name": {"type": "string", "maxLength": 253, "minLength": 1},
-                    },
-                },
-                "rules": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "matches": {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "properties": {
-                                        "model": {
-                                            "type": "object",
-                                            "required": ["value"],
-                                            "properties": {
-                                                "type": {
-                                                    "type": "string",
-                                                    "enum": ["Exact"],
-                                                    "default": "Exact",
-                                                },
-                                                "value": {"type": "string", "minLength": 1},
-                                            },
-                                        }
-                                    },
-                                },
-                            },
-                            "targets": {
-                                "type": "array",
-                                "minItems": 1,
-                                "items": {
-                                    "type": "object",
-                                    "required": ["modelRewrite"],
-                                    "properties": {
-                                        "weight": {"type": "integer", "minimum": 1, "maximum": 1000000},
-                                        "modelRewrite": {"type": "string"},
-                                    },
-                                },
-                            },
-                        },
-                    },
-                },
-            },
-        },
-        "status": {"type": "object"},
-    },
-}
+MODEL_REWRITE_SCHEMA: Final[dict[str, Any]] = schema_for(InferenceModelRewrite)
 
 
 def validate_model_rewrite(obj: dict[str, Any]) -> list[str]:

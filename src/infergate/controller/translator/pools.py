@@ -91,5 +91,6 @@ def resolve_pool(snapshot: Snapshot, pool: ObservedObject) -> ResolvedPool:
         target_ports=target_ports,
         endpoints=pod_endpoints(snapshot, pool.namespace, pool_selector(pool), target_ports),
         picker=picker,
+        app_protocol="kubernetes.io/h2c" if pool.spec.get("appProtocol") == "kubernetes.io/h2c" else "http",
     )
     return ResolvedPool(ir_pool, error)

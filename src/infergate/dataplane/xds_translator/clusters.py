@@ -5,8 +5,9 @@ Cluster names are the IR keys, so a change of weights changes only route configu
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from infergate.api import headers
 from infergate.dataplane.xds_translator.common import (
@@ -37,6 +38,13 @@ def _eds(name: str) -> dict[str, Any]:
 
 
 def pool_cluster(pool: Pool, opts: TranslateOptions) -> dict[str, Any]:
+    cluster = _pool_cluster(pool, opts)
+    if pool.app_protocol == "kubernetes.io/h2c":  # appProtocol: HTTP/2 over cleartext to the pods
+        cluster["typed_extension_protocol_options"] = copy.deepcopy(_HTTP2_OPTIONS)
+    return cluster
+
+
+def _pool_cluster(pool: Pool, opts: TranslateOptions) -> dict[str, Any]:
     return {
         "name": pool.key,
         "type": "EDS",
@@ -78,6 +86,14 @@ def pool_cluster(pool: Pool, opts: TranslateOptions) -> dict[str, Any]:
             ]
         },
     }
+
+
+_HTTP2_OPTIONS: Final = {
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": T_HTTP_PROTOCOL_OPTIONS,
+        "explicit_http_config": {"http2_protocol_options": {}},
+    }
+}
 
 
 def epp_cluster(key: str, opts: TranslateOptions) -> dict[str, Any]:

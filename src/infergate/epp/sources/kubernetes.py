@@ -2,7 +2,9 @@
 
 Three or four :class:`~infergate.kube.watch.ListWatch` tasks on the datastore's loop: the
 InferencePool (by name, in the group given by ``pool_group``), Pods in the namespace,
-InferenceObjectives and, for preview pools, InferenceModels. Each lists, applies the full
+InferenceObjectives, InferenceModelRewrites of both groups (x-k8s.io and llm-d.ai; a group
+whose CRD is not installed counts as empty, and ``llm-d.ai`` wins when installed, see
+``epp/rewrite.py``) and, for preview pools, InferenceModels. Each lists, applies the full
 list, then watches from the list's resourceVersion and resumes from the last seen one; a 410
 Gone relists, other errors back off. Works against any API server, including infergate's
 embedded one.
@@ -19,7 +21,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from infergate.epp.datastore import GA_GROUP, POOL_GROUPS, PREVIEW_GROUP, Datastore
+from infergate.epp.datastore import GA_GROUP, POOL_GROUPS, PREVIEW_GROUP, Datastore, Objective
+from infergate.epp.rewrite import LLMD_GROUP, XK8S_GROUP, ModelRewrite, rewrite_from_object
 from infergate.epp.sources.base import SourceError
 from infergate.epp.sources.convert import (
     model_from_object,
@@ -42,6 +45,8 @@ class KubernetesEventHandler:
         self.datastore = datastore
         self.pool_name = pool_name
         self.pool_group = pool_group
+        self._objectives: dict[str, dict[str, Objective]] = {}  # group -> name -> objective
+        self._objectives_served: set[str] = set()
 
     # pool
     def pool_list(self, items: Iterable[Mapping[str, Any]]) -> None:
@@ -74,30 +79,60 @@ class KubernetesEventHandler:
             self.datastore.upsert_pod(pod)
 
     # objectives
-    def objective_list(self, items: Iterable[Mapping[str, Any]]) -> None:
-        objectives = []
-        for item in items:
-            try:
-                objective = objective_from_object(item, self.pool_name, self.pool_group)
-            except SourceError as exc:
-                log.error("InferenceObjective ignored: %s", exc)
-                continue
-            if objective is not None:
-                objectives.append(objective)
-        self.datastore.replace_objectives(objectives)
+    def _objective(self, obj: Mapping[str, Any]) -> Objective | None:
+        if obj.get("metadata", {}).get("deletionTimestamp"):
+            return None
+        try:
+            return objective_from_object(obj, self.pool_name, self.pool_group)
+        except SourceError as exc:
+            log.error("InferenceObjective %s ignored: %s", obj.get("metadata", {}).get("name", ""), exc)
+            return None
 
-    def objective_event(self, kind: str, obj: Mapping[str, Any]) -> None:
-        name = str(obj.get("metadata", {}).get("name", ""))
-        objective = None
-        if kind != "DELETED" and not obj.get("metadata", {}).get("deletionTimestamp"):
-            try:
-                objective = objective_from_object(obj, self.pool_name, self.pool_group)
-            except SourceError as exc:
-                log.error("InferenceObjective %s ignored: %s", name, exc)
-        if objective is None:  # deleted, deleting, or (now) for another pool
-            self.datastore.delete_objective(name)
+    def _push_objectives(self) -> None:
+        """The datastore holds the objectives of one group: ``llm-d.ai`` when its CRD is
+        installed (as the llm-d router), else ``inference.networking.x-k8s.io``."""
+        active = LLMD_GROUP if LLMD_GROUP in self._objectives_served else XK8S_GROUP
+        self.datastore.replace_objectives(self._objectives.get(active, {}).values())
+
+    def objective_list(self, items: Iterable[Mapping[str, Any]], group: str = XK8S_GROUP,
+                       served: bool = True) -> None:
+        """A full list of one group's objectives; ``served`` False: its CRD is not installed."""
+        found = {o.name: o for o in map(self._objective, items) if o is not None}
+        self._objectives[group] = found
+        if served:
+            self._objectives_served.add(group)
         else:
-            self.datastore.upsert_objective(objective)
+            self._objectives_served.discard(group)
+        self._push_objectives()
+
+    def objective_event(self, kind: str, obj: Mapping[str, Any], group: str = XK8S_GROUP) -> None:
+        name = str(obj.get("metadata", {}).get("name", ""))
+        objective = None if kind == "DELETED" else self._objective(obj)
+        of_group = self._objectives.setdefault(group, {})
+        if objective is None:  # deleted, deleting, or (now) for another pool
+            of_group.pop(name, None)
+        else:
+            of_group[name] = objective
+        self._push_objectives()
+
+    # InferenceModelRewrites (GA pools; both groups)
+    def _rewrite(self, obj: Mapping[str, Any]) -> ModelRewrite | None:
+        if obj.get("metadata", {}).get("deletionTimestamp"):
+            return None
+        return rewrite_from_object(obj, self.pool_name, self.pool_group)
+
+    def rewrite_list(self, group: str, items: Iterable[Mapping[str, Any]], served: bool = True) -> None:
+        """A full list of one group's rewrites; ``served`` False: its CRD is not installed."""
+        self.datastore.rewrites.set_installed(group, served)
+        self.datastore.rewrites.replace_group(group, [r for r in map(self._rewrite, items) if r is not None])
+
+    def rewrite_event(self, group: str, kind: str, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata", {})
+        rewrite = None if kind == "DELETED" else self._rewrite(obj)
+        if rewrite is None:  # deleted, deleting, or (now) for another pool
+            self.datastore.rewrites.delete(group, str(meta.get("namespace", "")), str(meta.get("name", "")))
+        else:
+            self.datastore.rewrites.upsert(rewrite)
 
     # InferenceModels (preview pools)
     def model_list(self, items: Iterable[Mapping[str, Any]]) -> None:
@@ -161,9 +196,32 @@ class KubernetesSource:
         ]
         if self.pool_group == PREVIEW_GROUP:
             specs.append(("models", kinds.PREVIEW_MODELS.path(ns), None, handler.model_list, handler.model_event))
-        return [ListWatch(client, path, on_list=on_list, on_event=on_event, name=name, field_selector=fields,
-                          watch_timeout=self.watch_timeout, retry_delay=self.retry_delay)
-                for name, path, fields, on_list, on_event in specs]
+        watches = [ListWatch(client, path, on_list=on_list, on_event=on_event, name=name, field_selector=fields,
+                             watch_timeout=self.watch_timeout, retry_delay=self.retry_delay)
+                   for name, path, fields, on_list, on_event in specs]
+        if self.pool_group != PREVIEW_GROUP:
+            watches += [self._rewrite_watch(client, handler, group) for group in (XK8S_GROUP, LLMD_GROUP)]
+            watches.append(self._llmd_objectives_watch(client, handler))
+        return watches
+
+    def _llmd_objectives_watch(self, client: KubeClient, handler: KubernetesEventHandler) -> ListWatch:
+        """``llm-d.ai`` InferenceObjectives: once that CRD is installed they replace the x-k8s.io ones."""
+        watch = ListWatch(client, kinds.get(LLMD_GROUP, "InferenceObjective").path(self.namespace),
+                          on_list=lambda items: None,
+                          on_event=lambda kind, obj: handler.objective_event(kind, obj, LLMD_GROUP),
+                          name=f"objectives.{LLMD_GROUP}", watch_timeout=self.watch_timeout,
+                          retry_delay=self.retry_delay, missing_is_empty=True)
+        watch.on_list = lambda items: handler.objective_list(items, LLMD_GROUP, served=watch.served)
+        return watch
+
+    def _rewrite_watch(self, client: KubeClient, handler: KubernetesEventHandler, group: str) -> ListWatch:
+        """Rewrites of one group; a 404 (CRD not installed) is an empty, unserved list."""
+        watch = ListWatch(client, kinds.get(group, "InferenceModelRewrite").path(self.namespace),
+                          on_list=lambda items: None, on_event=lambda kind, obj: handler.rewrite_event(group, kind, obj),
+                          name=f"rewrites.{group}", watch_timeout=self.watch_timeout, retry_delay=self.retry_delay,
+                          missing_is_empty=True)
+        watch.on_list = lambda items: handler.rewrite_list(group, items, served=watch.served)
+        return watch
 
     async def run(self, datastore: Datastore) -> None:
         """List and watch until cancelled."""

@@ -13,6 +13,11 @@ File shape (see docs/epp.md)::
     models:                   # preview InferenceModels (short form or manifests)
       - {name: food-review, modelName: food-review, criticality: Standard,
          targetModels: [{name: food-review-1, weight: 100}]}
+    rewrites:                 # InferenceModelRewrites (short form = llm-d.ai) or full manifests of
+      - name: food-review     # either group (llm-d.ai wins when both are given; epp/rewrite.py)
+        rules:
+        - matches: [{model: {value: food-review}}]
+          targets: [{modelRewrite: food-review-v1, weight: 90}, {modelRewrite: food-review-v2, weight: 10}]
     endpoints:                # pods
       - {name: pod-a, address: 127.0.0.1, labels: {app: vllm}, ready: true, port: 8001}
 
@@ -26,12 +31,14 @@ import asyncio
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infergate import api
 from infergate.api import yamlload
 from infergate.epp.datastore import GA_GROUP, PREVIEW_GROUP, InferenceModelInfo, Objective, PodInfo, PoolInfo
+from infergate.epp.rewrite import LLMD_GROUP, XK8S_GROUP, ModelRewrite, rewrite_from_object
 from infergate.epp.sources.base import SourceError
 from infergate.epp.sources.convert import model_from_object, objective_from_object, pool_from_object
 
@@ -44,6 +51,7 @@ class StaticPool:
     pods: tuple[PodInfo, ...]
     objectives: tuple[Objective, ...]
     models: tuple[InferenceModelInfo, ...]
+    rewrites: tuple[ModelRewrite, ...] = field(default=())
 
 
 def _short_pool(raw: Mapping[str, Any]) -> PoolInfo:
@@ -88,8 +96,8 @@ def _as_manifest(raw: Mapping[str, Any], kind_spec_keys: tuple[str, ...]) -> dic
 def parse_static(data: Any) -> StaticPool:
     """Validate a parsed YAML document; raises ``SourceError`` naming the field."""
     if not isinstance(data, Mapping):
-        raise SourceError("(root): must be a map with pool, endpoints, objectives, models")
-    unknown = set(data) - {"pool", "endpoints", "objectives", "models"}
+        raise SourceError("(root): must be a map with pool, endpoints, objectives, models, rewrites")
+    unknown = set(data) - {"pool", "endpoints", "objectives", "models", "rewrites"}
     if unknown:
         raise SourceError(f"(root): unknown field(s) {', '.join(sorted(map(str, unknown)))}")
     raw_pool = data.get("pool")
@@ -148,7 +156,33 @@ def parse_static(data: Any) -> StaticPool:
             raise SourceError(f"models[{i}].{exc}") from None
         if model is not None:
             models.append(model)
-    return StaticPool(pool, tuple(pods), tuple(objectives), tuple(models))
+    return StaticPool(pool, tuple(pods), tuple(objectives), tuple(models), _rewrites(data, pool))
+
+
+def _rewrites(data: Mapping[str, Any], pool: PoolInfo) -> tuple[ModelRewrite, ...]:
+    """``rewrites:`` validated as the API server would (field paths), reduced for the EPP."""
+    out: list[ModelRewrite] = []
+    for i, item in enumerate(data.get("rewrites") or []):
+        if not isinstance(item, Mapping):
+            raise SourceError(f"rewrites[{i}]: must be a map")
+        manifest = _as_manifest(item, ("rules",))
+        manifest.setdefault("apiVersion", f"{LLMD_GROUP}/v1alpha2")
+        manifest.setdefault("kind", "InferenceModelRewrite")
+        meta = manifest.setdefault("metadata", {})
+        if not meta.get("creationTimestamp"):
+            meta.pop("creationTimestamp", None)
+        meta.setdefault("namespace", pool.namespace)
+        manifest.setdefault("spec", {}).setdefault("poolRef", {"name": pool.name, "group": pool.group})
+        group = str(manifest["apiVersion"]).split("/", 1)[0]
+        if group not in (LLMD_GROUP, XK8S_GROUP):
+            raise SourceError(f"rewrites[{i}].apiVersion: must be {LLMD_GROUP}/v1alpha2 or {XK8S_GROUP}/v1alpha2")
+        errors = api.validate(manifest)
+        if errors:
+            raise SourceError(f"rewrites[{i}].{errors[0]}")
+        rewrite = rewrite_from_object(manifest, pool.name, pool.group)
+        if rewrite is not None:
+            out.append(rewrite)
+    return tuple(out)
 
 
 def load_static(path: str | os.PathLike[str]) -> StaticPool:
@@ -202,6 +236,10 @@ class StaticFileSource:
         datastore.replace_pods(static.pods)
         datastore.replace_objectives(static.objectives)
         datastore.replace_models(static.models)
+        for group in (XK8S_GROUP, LLMD_GROUP):
+            of_group = [r for r in static.rewrites if r.group == group]
+            datastore.rewrites.set_installed(group, bool(of_group))
+            datastore.rewrites.replace_group(group, of_group)
         return True
 
     async def run(self, datastore: Any) -> None:

@@ -1,0 +1,114 @@
+"""The EPP's Kubernetes source against infergate's embedded API server with upstream's CRDs of
+today (GIE v1.6.0 InferencePool, GIE v1.5.0 x-k8s.io InferenceObjective/InferenceModelRewrite,
+then the llm-d router's llm-d.ai ones): rewrites and objectives reach the datastore, and the
+llm-d.ai group takes over as soon as its CRDs are installed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from infergate.epp.datastore import GA_GROUP, Datastore
+from infergate.epp.rewrite import LLMD_GROUP, XK8S_GROUP
+from infergate.epp.sources.kubernetes import KubernetesSource
+from infergate.util.wait import WaitTimeout, async_wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def apiserver(tmp_path_factory: pytest.TempPathFactory, reference_dir: Path) -> Iterator[Any]:
+    from kubernetes import config
+
+    from infergate.apiserver import EmbeddedAPIServer
+
+    handle = EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("epp-rewrite-apiserver"))
+    try:
+        api = config.new_client_from_config(config_file=str(handle.kubeconfig_path))  # type: ignore[no-untyped-call]
+        ext = client.ApiextensionsV1Api(api)
+        for path in [reference_dir / "gie-v1.6.0" / "crd" / "inference.networking.k8s.io_inferencepools.yaml",
+                     *sorted((reference_dir / "gie-v1.5.0" / "crd").glob("*.yaml"))]:
+            ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
+        yield handle, api, ext, reference_dir
+    finally:
+        handle.stop()
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    try:
+        await async_wait_until(predicate, timeout, what=what)
+    except WaitTimeout as exc:
+        raise AssertionError(str(exc)) from None
+
+
+def rewrite(name: str, model: str, target: str) -> dict[str, Any]:
+    return {"kind": "InferenceModelRewrite", "metadata": {"name": name},
+            "spec": {"poolRef": {"name": "pool"},
+                     "rules": [{"matches": [{"model": {"value": model}}], "targets": [{"modelRewrite": target}]}]}}
+
+
+def objective(name: str, priority: int) -> dict[str, Any]:
+    return {"kind": "InferenceObjective", "metadata": {"name": name},
+            "spec": {"priority": priority, "poolRef": {"name": "pool"}}}
+
+
+async def test_rewrites_and_objectives_of_both_groups(apiserver: Any) -> None:
+    handle, api, ext, reference_dir = apiserver
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    ns = f"rw-{uuid.uuid4().hex[:6]}"
+
+    def call(fn: Callable[..., Any], *args: Any) -> Any:
+        return asyncio.to_thread(fn, *args)
+
+    async def create(group: str, plural: str, body: dict[str, Any], version: str = "v1alpha2") -> None:
+        body = {**body, "apiVersion": f"{group}/{version}"}
+        await call(custom.create_namespaced_custom_object, group, version, ns, plural, body)
+
+    await call(core.create_namespace, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "labels": {"app": "vllm"}},
+           "spec": {"containers": [{"name": "c", "image": "sim"}]}}
+    await call(core.create_namespaced_pod, ns, pod)
+    await call(core.patch_namespaced_pod_status, "a", ns,
+               {"status": {"podIP": "10.2.0.1", "conditions": [{"type": "Ready", "status": "True"}]}})
+    await create(GA_GROUP, "inferencepools", {
+        "kind": "InferencePool", "metadata": {"name": "pool"},
+        "spec": {"selector": {"matchLabels": {"app": "vllm"}}, "targetPorts": [{"number": 8000}, {"number": 8001}],
+                 "appProtocol": "kubernetes.io/h2c"}}, version="v1")
+    await create(XK8S_GROUP, "inferencemodelrewrites", rewrite("rw", "m", "from-x"))
+    await create(XK8S_GROUP, "inferenceobjectives", objective("crit", 5))
+
+    ds = Datastore()
+    rng = random.Random(0)
+    source = KubernetesSource("pool", ns, GA_GROUP, kubeconfig=handle.kubeconfig_path, watch_timeout=1,
+                              retry_delay=0.2)
+    task = asyncio.create_task(source.run(ds))
+    try:
+        await wait_until(lambda: sorted(e.hostport for e in ds.endpoints()) == ["10.2.0.1:8000", "10.2.0.1:8001"],
+                         "one endpoint per target port (v1.6.0 pool without endpointPickerRef)")
+        await wait_until(lambda: ds.rewrites.pick("m", rng) == "from-x", "x-k8s.io rewrite listed")
+        await wait_until(lambda: ds.objective("crit") is not None, "x-k8s.io objective listed")
+        await wait_until(lambda: source.synced, "all watches synced (llm-d.ai not installed counts as empty)")
+        assert ds.rewrites.active_group == XK8S_GROUP
+
+        for path in sorted((reference_dir / "llm-d-router-v0.10.0" / "crd").glob("*.yaml")):
+            await call(ext.create_custom_resource_definition, yaml.safe_load(path.read_text()))
+        await wait_until(lambda: ds.rewrites.active_group == LLMD_GROUP, "llm-d.ai CRD seen")
+        await wait_until(lambda: ds.rewrites.pick("m", rng) is None and ds.objective("crit") is None,
+                         "x-k8s.io rewrites and objectives no longer apply")
+        await create(LLMD_GROUP, "inferencemodelrewrites", rewrite("rw", "m", "from-llmd"))
+        await create(LLMD_GROUP, "inferenceobjectives", objective("crit", 9))
+        await wait_until(lambda: ds.rewrites.pick("m", rng) == "from-llmd", "llm-d.ai rewrite watched")
+        await wait_until(lambda: getattr(ds.objective("crit"), "priority", None) == 9, "llm-d.ai objective watched")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
