@@ -255,7 +255,7 @@ def test_healthz_answers_while_an_expensive_request_runs(http: httpx.Client, ser
                                                          ns: str) -> None:
     """A large (allowed) YAML body takes a while to decode and admit; meanwhile /healthz and
     other clients are answered."""
-    rows = "".join(f"  k{i}: {'v' * 20}\n" for i in range(60_000))
+    rows = "".join(f"  k{i}: {'v' * 20}\n" for i in range(100_000))
     doc = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: slow\ndata:\n{rows}"
     assert len(doc) < MAX_REQUEST_BODY_BYTES
     done = threading.Event()
@@ -283,11 +283,13 @@ def test_healthz_answers_while_an_expensive_request_runs(http: httpx.Client, ser
     finally:
         worker.join(60)
     assert outcome == [201]
-    # the request is expensive (seconds of decoding), yet /healthz waits far less than that
-    # (before, it waited for the whole request); relative, as a loaded machine slows both
-    assert took[0] > 2.0, took
+    # the request is expensive (about a second of decoding on an idle machine), yet /healthz
+    # waits far less than that (before, it waited for the whole request); relative, as a loaded
+    # machine slows both
+    assert took[0] > 0.5, took
     assert len(latencies) >= 5, latencies
-    assert max(latencies) < max(1.0, took[0] / 4), (took, sorted(latencies)[-5:])
+    assert sorted(latencies)[len(latencies) // 2] < took[0] / 4, (took, sorted(latencies))
+    assert max(latencies) < took[0] * 0.75, (took, sorted(latencies)[-5:])
 
 
 # ------------------------------------------------------------ item 5: non-finite numbers
