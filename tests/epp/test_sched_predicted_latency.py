@@ -249,6 +249,16 @@ plugins:
     assert len(flt.filter({}, SchedulingRequest("c", "m", prompt(0, 2)), cands)) == 1
 
 
+def test_short_distinct_prompts_are_not_held_by_the_models_seed_hash() -> None:
+    # a one-block prompt has hashes [seed(model), block]; every endpoint that served the model
+    # holds the seed: that must not count as holding half the prompt (it made every short
+    # distinct prompt stick to the first endpoint used)
+    scheduler = load_preset("predicted-latency", seed=2)
+    picks = [pick(scheduler, f"f{i}", f"filler {i} " * 10) for i in range(30)]
+    assert set(picks) == set(HOSTS)
+    assert max(picks.count(h) for h in HOSTS) <= 11
+
+
 # ---- token-load-scorer, config --------------------------------------------------------------
 
 def test_token_load_scorer_upstream_formula() -> None:

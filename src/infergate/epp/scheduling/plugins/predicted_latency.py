@@ -134,11 +134,16 @@ class PrefixCacheAffinityFilter(_UsesLoad):
         hashes, matched = producer.prefix.match(state, request)
         if not hashes or not matched:
             return candidates
-        total = len(hashes)
+        # hashes[0] is the model's seed, held by every endpoint that served the model: only
+        # the prompt's own blocks count (else a one-block prompt would be "half cached" anywhere)
+        blocks = len(hashes) - 1
+        if blocks <= 0:
+            return candidates
         sticky: list[Candidate] = []
         others: list[Candidate] = []
         for c in candidates:
-            (sticky if matched.get(c.hostport, 0) / total >= self.threshold else others).append(c)
+            held = matched.get(c.hostport, 0) - 1
+            (sticky if held > 0 and held / blocks >= self.threshold else others).append(c)
         if not sticky or not others:
             return candidates
         best_sticky = min(producer.view(c)[1] for c in sticky)
