@@ -4,7 +4,9 @@ Topology, all real processes on loopback: per profile its own simulator replicas
 ``infergate sim`` process) and its own ``infergate epp`` (static pool file, the profile's
 EndpointPickerConfig preset), and one Envoy with one listener per profile. Profiles run one
 after the other (so each has the machine to itself) with the identical seeded Poisson
-schedule; each starts from cold simulator caches.
+schedule; each starts from cold simulator caches. With ``concurrency`` set the load is a
+closed loop instead: that many users, each sending its next request (from the same seeded
+sequence) as soon as its previous one ends, for ``duration`` seconds.
 
 The workload makes prefix-aware routing matter the way it does on GPUs: the system prompts
 together need more KV cache than one replica has (``--num-gpu-blocks``), so spreading every
@@ -22,12 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infergate.bench.loadgen import RequestResult, run_plan
+import httpx
+
+from infergate.bench.loadgen import RequestResult, run_plan, stream_completion
 from infergate.bench.stats import ProfileSummary, summarize
 from infergate.bench.topology import (
     EnvoyProcess,
@@ -38,7 +43,7 @@ from infergate.bench.topology import (
     static_pool_file,
     workdir,
 )
-from infergate.bench.workload import WorkloadSpec, plan
+from infergate.bench.workload import PlannedRequest, WorkloadSpec, _text, plan, system_prompts
 from infergate.util.net import random_loopback_block
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -55,6 +60,7 @@ class BenchConfig:
     num_gpu_blocks: int = 2500
     warmup: float = 1.0
     envoy_bin: str | None = None
+    concurrency: int | None = None  # closed loop with this many users; None = open loop (Poisson)
 
 
 @dataclass
@@ -174,11 +180,16 @@ async def run_scheduling_bench(config: BenchConfig, progress: Callable[[str], No
                 await asyncio.sleep(config.warmup)
                 pids = {"envoy": _pid(envoy.process.process), "epp": _pid(epp.process.process),
                         "simulator": _pid(sims.process.process)}
-                progress(f"{name}: {len(planned)} requests over {config.duration:.0f}s "
-                         f"(Poisson {spec.rate}/s, {spec.groups} shared prefixes)")
+                url = f"http://127.0.0.1:{lane.listen_port}/v1/completions"
                 sampler = CpuSampler(pids)
-                results, wall = await run_plan(f"http://127.0.0.1:{lane.listen_port}/v1/completions",
-                                               MODEL, planned)
+                if config.concurrency is None:
+                    progress(f"{name}: {len(planned)} requests over {config.duration:.0f}s "
+                             f"(Poisson {spec.rate}/s, {spec.groups} shared prefixes)")
+                    results, wall = await run_plan(url, MODEL, planned)
+                else:
+                    progress(f"{name}: closed loop, {config.concurrency} users for {config.duration:.0f}s "
+                             f"({spec.groups} shared prefixes)")
+                    results, wall = await run_closed_loop(url, MODEL, spec, config.concurrency, config.duration)
                 cpu = sampler.report()
                 summary = summarize(results, wall)
                 runs.append(ProfileRun(name, summary, results, wall, cpu))
@@ -189,6 +200,37 @@ async def run_scheduling_bench(config: BenchConfig, progress: Callable[[str], No
     finally:
         await envoy.stop()
     return BenchResult(config, runs)
+
+
+def closed_loop_requests(spec: WorkloadSpec) -> Iterator[PlannedRequest]:
+    """The same kind of requests as ``plan`` (seeded, a uniform group each), without times."""
+    prompts = system_prompts(spec)
+    rng = random.Random(spec.seed)
+    number = 0
+    while True:
+        group = rng.randrange(spec.groups)
+        question = f"\nQuestion {number}: " + _text(rng, spec.question_tokens) + "?\nAnswer:"
+        yield PlannedRequest(0.0, group, prompts[group] + question, spec.max_tokens)
+        number += 1
+
+
+async def run_closed_loop(url: str, model: str, spec: WorkloadSpec, concurrency: int, duration: float,
+                          timeout: float = 600.0) -> tuple[list[RequestResult], float]:
+    """``concurrency`` users, each sending its next request when its previous one ends, until
+    ``duration`` seconds have passed (requests still open then are waited for and counted)."""
+    requests = closed_loop_requests(spec)
+    results: list[RequestResult] = []
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=max(16, concurrency))
+    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0), limits=limits) as client:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def user() -> None:
+            while loop.time() - start < duration:
+                results.append(await stream_completion(client, url, model, next(requests)))
+
+        await asyncio.gather(*(user() for _ in range(concurrency)))
+        return results, loop.time() - start
 
 
 def _pid(process: asyncio.subprocess.Process | None) -> int:
@@ -215,12 +257,14 @@ def format_table(result: BenchResult) -> str:
 def markdown_report(result: BenchResult, plots: Sequence[str] = ()) -> str:
     cfg = result.config
     spec = cfg.workload
+    load = (f"Poisson {spec.rate:g} req/s" if cfg.concurrency is None
+            else f"closed loop, {cfg.concurrency} concurrent users")
     lines = [
         "# Scheduling benchmark",
         "",
         f"- replicas: {cfg.replicas} simulated `{cfg.sim_profile}` (KV cache {cfg.num_gpu_blocks} blocks of 16 "
         f"tokens each), time scale {cfg.time_scale}",
-        f"- workload: Poisson {spec.rate} req/s for {cfg.duration:.0f} s, {spec.groups} shared system prompts of "
+        f"- workload: {load} for {cfg.duration:.0f} s, {spec.groups} shared system prompts of "
         f"~{spec.system_prompt_tokens} tokens, questions of ~{spec.question_tokens} tokens, "
         f"{spec.max_tokens} output tokens, streaming, seed {spec.seed}",
         "",

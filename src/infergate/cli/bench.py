@@ -20,7 +20,7 @@ def command() -> None:
 @click.option("--duration", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="Seconds of traffic per profile (profiles run one after the other).")
 @click.option("--profiles", default="default,round-robin", show_default=True,
-              help="Comma-separated EPP scheduling presets: default, round-robin, random, prefix-load.")
+              help="Comma-separated EPP scheduling presets: default (= upstream-v1.0), predicted-latency, round-robin, random, prefix-load, v0.3.0.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object keyed by profile (ttft_p50, ttft_p90, itl_p50, e2e_p90 in seconds, "
                    "output_tokens_per_s, requests, failed) instead of the table.")
@@ -29,6 +29,9 @@ def command() -> None:
                    "the EPP's scrape interval follows (50 ms of model time).")
 @click.option("--rate", type=click.FloatRange(min=0.01), default=8.0, show_default=True,
               help="Poisson arrival rate in requests per second of model time (scaled by --time-scale).")
+@click.option("--concurrency", type=click.IntRange(1, 4096), default=None,
+              help="Closed loop instead of open loop: this many users, each sending its next request when "
+                   "its previous one ends, for --duration seconds (--rate is then ignored).")
 @click.option("--groups", type=click.IntRange(1, 10_000), default=24, show_default=True,
               help="Distinct long system prompts.")
 @click.option("--system-prompt-tokens", type=click.IntRange(1), default=3000, show_default=True)
@@ -43,9 +46,11 @@ def command() -> None:
               help="Also write results.md, results.json and PNG plots to this directory "
                    "(e.g. bench/results/scheduling).")
 def scheduling(replicas: int, duration: float, profiles: str, as_json: bool, time_scale: float, rate: float,
-               groups: int, system_prompt_tokens: int, question_tokens: int, max_tokens: int,
+               concurrency: int | None, groups: int, system_prompt_tokens: int, question_tokens: int, max_tokens: int,
                num_gpu_blocks: int, sim_profile: str, seed: int, out_dir: Path | None) -> None:
     """Compare EPP scheduling profiles on a shared-prefix workload near saturation.
+
+    Open loop (Poisson --rate) by default; --concurrency N runs a closed loop of N users.
 
     Starts, per profile, simulator replicas and an EPP with that profile's config, plus one
     Envoy with a listener per profile; sends the same seeded Poisson stream of streaming
@@ -71,7 +76,8 @@ def scheduling(replicas: int, duration: float, profiles: str, as_json: bool, tim
     spec = WorkloadSpec(groups=groups, system_prompt_tokens=system_prompt_tokens, question_tokens=question_tokens,
                         max_tokens=max_tokens, rate=rate * time_scale, seed=seed)
     config = BenchConfig(replicas=replicas, duration=duration, profiles=names, time_scale=time_scale,
-                         workload=spec, sim_profile=sim_profile, num_gpu_blocks=num_gpu_blocks)
+                         workload=spec, sim_profile=sim_profile, num_gpu_blocks=num_gpu_blocks,
+                         concurrency=concurrency)
 
     def progress(text: str) -> None:
         click.echo(text, err=True)

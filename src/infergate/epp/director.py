@@ -372,6 +372,8 @@ class EppDirector:
         state = self._requests.get(request_id)
         if state is None:
             return
+        if chunk and not state.response_size:  # first bytes back: the prompt is prefilled
+            self.scheduler.response_started(request_id)
         state.response_size += len(chunk)
         if state.streaming:
             # SSE: complete lines only (an event may span chunks); the last "usage" wins
@@ -416,6 +418,7 @@ class EppDirector:
         state = self._requests.pop(request_id, None)
         if state is None:
             return
+        self.scheduler.request_done(request_id, completed)  # pick-time accounting ends
         count = self._inflight.get(state.hostport, 0) - 1
         if count > 0:
             self._inflight[state.hostport] = count

@@ -7,7 +7,9 @@ profile handler -> ``single-profile-handler``; no picker -> ``max-score-picker``
 each profile without a picker gets the first one; scorer weight defaults to 1; exactly
 one profile handler; at most one picker per profile.
 
-Presets (``preset_text(name)``): ``default`` (upstream v1.0's shipped config),
+Presets (``preset_text(name)``): ``default`` and ``upstream-v1.0`` (upstream v1.0's shipped
+config), ``predicted-latency`` (pick-time accounting, prefix affinity until saturated,
+predicted-TTFT scoring),
 ``round-robin`` and ``random`` (baselines), ``v0.3.0`` (the pre-plugin decision tree with a
 random pick), ``prefix-load`` (llm-d's weights 2/2/3 with the in-flight-aware queue scorer).
 """
@@ -40,8 +42,7 @@ API_VERSION = "inference.networking.x-k8s.io/v1alpha1"
 KIND = "EndpointPickerConfig"
 DEFAULT_SCORER_WEIGHT = 1
 
-PRESETS: dict[str, str] = {
-    "default": f"""\
+UPSTREAM_V1_DEFAULT = f"""\
 apiVersion: {API_VERSION}
 kind: {KIND}
 plugins:
@@ -54,7 +55,29 @@ schedulingProfiles:
   - pluginRef: queue-scorer
   - pluginRef: kv-cache-utilization-scorer
   - pluginRef: prefix-cache-scorer
-""",
+"""
+
+# pick-time accounting + affinity until saturated + predicted TTFT (docs/epp.md, "Scheduling v2")
+PREDICTED_LATENCY = f"""\
+apiVersion: {API_VERSION}
+kind: {KIND}
+plugins:
+- type: prefix-cache-scorer
+- type: inflight-load-producer
+- type: prefix-cache-affinity-filter
+- type: predicted-ttft-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: prefix-cache-affinity-filter
+  - {{pluginRef: prefix-cache-scorer, weight: 0}}
+  - pluginRef: predicted-ttft-scorer
+"""
+
+PRESETS: dict[str, str] = {
+    "default": UPSTREAM_V1_DEFAULT,
+    "upstream-v1.0": UPSTREAM_V1_DEFAULT,
+    "predicted-latency": PREDICTED_LATENCY,
     "round-robin": f"""\
 apiVersion: {API_VERSION}
 kind: {KIND}
@@ -209,6 +232,14 @@ def build_scheduler(config: EndpointPickerConfig, handle: PluginHandle | None = 
     instances: dict[str, Plugin] = {}
     for i, spec in enumerate(config.plugins):
         instances[spec.name] = create_plugin(spec.type, spec.name, spec.parameters, handle, f"plugins[{i}]")
+    handle.plugins.update(instances)
+    for i, spec in enumerate(config.plugins):
+        resolve = getattr(instances[spec.name], "resolve", None)
+        if resolve is not None:  # plugins that use another plugin (e.g. the prefix index)
+            try:
+                resolve(handle)
+            except ConfigError as exc:
+                raise ConfigError(f"plugins[{i}]{exc}") from None
 
     profiles = list(config.profiles)
     if not profiles:

@@ -78,9 +78,12 @@ class ConfigError(ValueError):
 
 @dataclass
 class PluginHandle:
-    """What plugins may share: a seeded random source."""
+    """What plugins may share: a seeded random source, and the config's plugins by name
+    (filled by the loader once all are created; plugins that use another one look it up in
+    their ``resolve`` step)."""
 
     rng: random.Random = field(default_factory=random.Random)
+    plugins: dict[str, Any] = field(default_factory=dict)
 
 
 class Plugin:
@@ -122,6 +125,20 @@ class PreRequest(Protocol):
     name: str
 
     def pre_request(self, state: CycleState, request: SchedulingRequest, result: SchedulingResult) -> None: ...
+
+
+@runtime_checkable
+class ResponseObserver(Protocol):
+    """Follows a scheduled request to its end (infergate's pick-time accounting): the first
+    response body bytes (the prompt has been prefilled) and the end of the request, completed
+    or not (error, client abort, stream reset). Called once each, in that order; ``request_done``
+    may come without ``response_started``."""
+
+    name: str
+
+    def response_started(self, request_id: str) -> None: ...
+
+    def request_done(self, request_id: str, completed: bool) -> None: ...
 
 
 @dataclass
@@ -200,6 +217,7 @@ class Scheduler:
         self.profiles = dict(profiles)
         self.pre_request_plugins = list(pre_request)
         self.plugins = dict(plugins or {})
+        self.observers = [p for p in self.plugins.values() if isinstance(p, ResponseObserver)]
         self.on_duration = on_duration
         self.timer: PluginTimer | None = None
 
@@ -235,6 +253,14 @@ class Scheduler:
         self.timer = timer
         for profile in self.profiles.values():
             profile.timer = timer
+
+    def response_started(self, request_id: str) -> None:
+        for plugin in self.observers:
+            plugin.response_started(request_id)
+
+    def request_done(self, request_id: str, completed: bool) -> None:
+        for plugin in self.observers:
+            plugin.request_done(request_id, completed)
 
     def pre_request(self, state: CycleState, request: SchedulingRequest, result: SchedulingResult) -> None:
         timer = self.timer

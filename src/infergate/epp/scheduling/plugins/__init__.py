@@ -14,6 +14,7 @@ from infergate.epp.scheduling.plugins.filters import (
     LowLatencyFilter,
     LowQueueFilter,
 )
+from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer
 from infergate.epp.scheduling.plugins.pickers import (
     MaxScorePicker,
     RandomPicker,
@@ -21,6 +22,11 @@ from infergate.epp.scheduling.plugins.pickers import (
     WeightedRandomPicker,
 )
 from infergate.epp.scheduling.plugins.precise_prefix import PrecisePrefixCacheScorer
+from infergate.epp.scheduling.plugins.predicted_latency import (
+    PredictedTtftScorer,
+    PrefixCacheAffinityFilter,
+    TokenLoadScorer,
+)
 from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
 from infergate.epp.scheduling.plugins.profile_handlers import SingleProfileHandler
 from infergate.epp.scheduling.plugins.scorers import (
@@ -52,6 +58,10 @@ PLUGIN_TYPES: dict[str, type[Any]] = {
         WeightedRandomPicker,
         RoundRobinPicker,
         SingleProfileHandler,
+        InflightLoadProducer,
+        TokenLoadScorer,
+        PredictedTtftScorer,
+        PrefixCacheAffinityFilter,
     )
 }
 

@@ -178,11 +178,18 @@ class PrefixCacheScorer(Plugin):
             int_param(params, "lruCapacityPerServer", DEFAULT_LRU_CAPACITY_PER_SERVER, nonpositive_default=True),
         )
 
-    def score(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[float]:
-        hashes = hash_prompt(request.prompt, request.target_model, self.block_size, self.max_blocks,
+    def match(self, state: CycleState, request: SchedulingRequest) -> tuple[list[int], dict[str, int]]:
+        """The request's block hashes and matched blocks per server, computed once per cycle."""
+        entry = state.get(self.STATE_KEY)
+        if entry is None:
+            hashes = hash_prompt(request.prompt, request.target_model, self.block_size, self.max_blocks,
                                  self._memo)
-        matched = self.indexer.match_longest_prefix(hashes) if hashes else {}
-        state[self.STATE_KEY] = (hashes, matched)
+            matched = self.indexer.match_longest_prefix(hashes) if hashes else {}
+            entry = state[self.STATE_KEY] = (hashes, matched)
+        return entry  # type: ignore[no-any-return]
+
+    def score(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[float]:
+        hashes, matched = self.match(state, request)
         total = len(hashes)
         if not total or not matched:
             return [0.0] * len(candidates)

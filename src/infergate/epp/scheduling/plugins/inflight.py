@@ -1,0 +1,186 @@
+"""Pick-time load accounting: what this EPP has sent to each endpoint and not yet seen finish.
+
+Scraped metrics are up to one refresh interval old (50 ms of model time), so picks made
+between two scrapes all see the same snapshot and herd onto the endpoint that looked idle.
+``inflight-load-producer`` (upstream's name) counts each pick at once, in its PreRequest
+step: one request and its prompt tokens, and its *uncached* prompt tokens on the chosen
+endpoint (the prompt minus the prefix the approximate index says that endpoint holds) as
+prefill work pending there. The pending prefill is released when the first response bytes
+arrive (the prompt has been computed), and everything when the request ends, completed or
+not (error, abort, reset).
+
+``LoadView`` reconciles this with the scraped metrics, for endpoints other routers (or
+other EPP replicas) also send to: requests = max(local in flight, scraped running +
+waiting); pending prefill tokens = max(local pending, scraped waiting x the mean uncached
+tokens of recent picks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from infergate.epp.scheduling.framework import (
+    Candidate,
+    ConfigError,
+    CycleState,
+    Plugin,
+    PluginHandle,
+    SchedulingRequest,
+    SchedulingResult,
+)
+from infergate.epp.scheduling.plugins.params import check_keys, float_param, str_param
+from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
+
+DEFAULT_CHARS_PER_TOKEN = 4.0
+MEAN_UNCACHED_DECAY = 0.1  # weight of the newest pick in the running mean of uncached tokens
+
+
+@dataclass
+class _Tracked:
+    hostport: str
+    prompt_tokens: int
+    uncached_tokens: int
+    prefilling: bool = True
+
+
+@dataclass
+class EndpointLoad:
+    requests: int = 0
+    prompt_tokens: int = 0  # of every request in flight
+    pending_prefill_tokens: int = 0  # uncached tokens of requests whose first bytes have not come back
+
+
+class InflightLoad:
+    """Per-endpoint in-flight requests and tokens, keyed by request id."""
+
+    def __init__(self) -> None:
+        self._requests: dict[str, _Tracked] = {}
+        self._endpoints: dict[str, EndpointLoad] = {}
+        self.mean_uncached_tokens = 0.0
+
+    def get(self, hostport: str) -> EndpointLoad:
+        return self._endpoints.get(hostport) or EndpointLoad()
+
+    def add(self, request_id: str, hostport: str, prompt_tokens: int, uncached_tokens: int) -> None:
+        if request_id in self._requests:  # a reused request id: the old one's accounting ends here
+            self.release(request_id)
+        self._requests[request_id] = _Tracked(hostport, prompt_tokens, uncached_tokens)
+        load = self._endpoints.get(hostport)
+        if load is None:
+            load = self._endpoints[hostport] = EndpointLoad()
+        load.requests += 1
+        load.prompt_tokens += prompt_tokens
+        load.pending_prefill_tokens += uncached_tokens
+        if self.mean_uncached_tokens == 0.0:
+            self.mean_uncached_tokens = float(uncached_tokens)
+        else:
+            self.mean_uncached_tokens += MEAN_UNCACHED_DECAY * (uncached_tokens - self.mean_uncached_tokens)
+
+    def prefilled(self, request_id: str) -> None:
+        tracked = self._requests.get(request_id)
+        if tracked is None or not tracked.prefilling:
+            return
+        tracked.prefilling = False
+        self._endpoints[tracked.hostport].pending_prefill_tokens -= tracked.uncached_tokens
+
+    def release(self, request_id: str) -> None:
+        tracked = self._requests.pop(request_id, None)
+        if tracked is None:
+            return
+        load = self._endpoints[tracked.hostport]
+        load.requests -= 1
+        load.prompt_tokens -= tracked.prompt_tokens
+        if tracked.prefilling:
+            load.pending_prefill_tokens -= tracked.uncached_tokens
+        if load.requests <= 0:
+            del self._endpoints[tracked.hostport]
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+
+class InflightLoadProducer(Plugin):
+    """``inflight-load-producer``: counts each pick at once (see the module doc).
+
+    Parameters: ``prefixScorer`` (the prefix-cache-scorer whose index tells the cached
+    part of a prompt; default ``prefix-cache-scorer``, and without one every prompt token
+    counts as uncached), ``charsPerToken`` (4: prompt characters per token)."""
+
+    type_name = "inflight-load-producer"
+
+    def __init__(self, name: str, prefix_scorer: str = PrefixCacheScorer.type_name,
+                 chars_per_token: float = DEFAULT_CHARS_PER_TOKEN) -> None:
+        super().__init__(name)
+        self.prefix_scorer_name = prefix_scorer
+        self.chars_per_token = chars_per_token
+        self.prefix: PrefixCacheScorer | None = None
+        self.load = InflightLoad()
+
+    @classmethod
+    def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> InflightLoadProducer:
+        check_keys(params, ("prefixScorer", "charsPerToken"))
+        return cls(name, str_param(params, "prefixScorer", PrefixCacheScorer.type_name),
+                   float_param(params, "charsPerToken", DEFAULT_CHARS_PER_TOKEN, low=0.1, high=100.0))
+
+    def resolve(self, handle: PluginHandle) -> None:
+        plugin = handle.plugins.get(self.prefix_scorer_name)
+        if plugin is not None and not isinstance(plugin, PrefixCacheScorer):
+            raise ConfigError(f".parameters.prefixScorer: plugin {self.prefix_scorer_name!r} "
+                              "is not a prefix-cache-scorer")
+        self.prefix = plugin
+
+    def prompt_tokens(self, request: SchedulingRequest) -> int:
+        return max(1, round(len(request.prompt) / self.chars_per_token))
+
+    def uncached_tokens(self, state: CycleState, request: SchedulingRequest) -> dict[str, int] | int:
+        """Uncached prompt tokens per endpoint that holds part of the prompt; an int (the whole
+        prompt) for every other endpoint is the second half of the answer (see ``uncached_for``)."""
+        total = self.prompt_tokens(request)
+        if self.prefix is None:
+            return total
+        hashes, matched = self.prefix.match(state, request)
+        if not hashes or not matched:
+            return total
+        # hashes[0] is the model's seed (every holder has it); each further hash is one block
+        block_tokens = self.prefix.block_size / self.chars_per_token
+        return {h: max(0, total - round((n - 1) * block_tokens)) for h, n in matched.items()}
+
+    def uncached_for(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[int]:
+        per = self.uncached_tokens(state, request)
+        total = self.prompt_tokens(request)
+        if isinstance(per, int):
+            return [per] * len(candidates)
+        return [per.get(c.hostport, total) for c in candidates]
+
+    def pre_request(self, state: CycleState, request: SchedulingRequest, result: SchedulingResult) -> None:
+        target = result.primary.targets[0].hostport
+        per = self.uncached_tokens(state, request)
+        total = self.prompt_tokens(request)
+        uncached = per if isinstance(per, int) else per.get(target, total)
+        self.load.add(request.request_id, target, total, uncached)
+
+    def response_started(self, request_id: str) -> None:
+        self.load.prefilled(request_id)
+
+    def request_done(self, request_id: str, completed: bool) -> None:
+        self.load.release(request_id)
+
+    def view(self, candidate: Candidate) -> tuple[int, float]:
+        """(requests, pending prefill tokens) on ``candidate``, reconciled with its scraped metrics."""
+        local = self.load.get(candidate.hostport)
+        requests, pending = max(local.requests, candidate.inflight), float(local.pending_prefill_tokens)
+        m = candidate.metrics
+        if m is not None:
+            requests = max(requests, m.running + m.waiting_queue)
+            pending = max(pending, m.waiting_queue * self.load.mean_uncached_tokens)
+        return requests, pending
+
+
+def find_producer(handle: PluginHandle, name: str, owner: str) -> InflightLoadProducer:
+    plugin = handle.plugins.get(name)
+    if not isinstance(plugin, InflightLoadProducer):
+        raise ConfigError(f".parameters.loadProducer: {owner} needs an inflight-load-producer plugin named "
+                          f"{name!r} in plugins")
+    return plugin

@@ -1,0 +1,153 @@
+"""Token-aware load, predicted time to first token, and prefix affinity until saturated.
+
+All three read the pick-time accounting of an ``inflight-load-producer`` (parameter
+``loadProducer``, default ``inflight-load-producer``), so concurrent picks see each other.
+
+- ``token-load-scorer`` (upstream's name and parameter): ``1 - min(1, prompt tokens in
+  flight / queueThresholdTokens)``.
+- ``predicted-ttft-scorer`` (infergate): the predicted TTFT in prefill tokens on each
+  endpoint = pending prefill tokens queued ahead + this request's uncached tokens there
+  + ``tokensPerRunningRequest`` x requests in flight (the batch each prefill step shares);
+  scored ``(max - cost) / (max - min)`` over the candidates (1.0 for all when equal), so the
+  cheapest endpoint wins. Measured in tokens, not seconds, so it needs no model-speed
+  calibration: a replica prefills its queue in order at the same rate.
+- ``prefix-cache-affinity-filter`` (upstream's name; llm-d's "sticky until saturated"):
+  keeps only the endpoints holding at least ``affinityThreshold`` of the prompt's prefix,
+  unless the best of them has more than ``maxTokensInFlightPenalty`` (τ, in prefill tokens:
+  peak prefill throughput x the TTFT penalty worth paying) more pending prefill than the
+  best other endpoint; then it keeps every endpoint, the scorers pick one, and the prefix
+  now lives on one more replica (the next picks choose between the holders: a hot prefix
+  spreads to a second replica, not to all). With ``explorationProbability`` it keeps every
+  endpoint anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from infergate.epp.scheduling.framework import Candidate, CycleState, Plugin, PluginHandle, SchedulingRequest
+from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer, find_producer
+from infergate.epp.scheduling.plugins.params import check_keys, float_param, int_param, str_param
+
+PRODUCER = InflightLoadProducer.type_name
+
+
+class _UsesLoad(Plugin):
+    def __init__(self, name: str, producer: str = PRODUCER) -> None:
+        super().__init__(name)
+        self.producer_name = producer
+        self._producer: InflightLoadProducer | None = None
+
+    def resolve(self, handle: PluginHandle) -> None:
+        self._producer = find_producer(handle, self.producer_name, self.type_name)
+
+    @property
+    def producer(self) -> InflightLoadProducer:
+        if self._producer is None:
+            raise RuntimeError(f"{self.name}: resolve() was not called")
+        return self._producer
+
+
+class TokenLoadScorer(_UsesLoad):
+    type_name = "token-load-scorer"
+
+    def __init__(self, name: str, producer: str = PRODUCER, threshold: int = 4_194_304) -> None:
+        super().__init__(name, producer)
+        self.threshold = threshold
+
+    @classmethod
+    def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> TokenLoadScorer:
+        check_keys(params, ("loadProducer", "queueThresholdTokens"))
+        return cls(name, str_param(params, "loadProducer", PRODUCER),
+                   int_param(params, "queueThresholdTokens", 4_194_304, minimum=1))
+
+    def score(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[float]:
+        load, limit = self.producer.load, self.threshold
+        return [1.0 - min(1.0, load.get(c.hostport).prompt_tokens / limit) for c in candidates]
+
+
+def predicted_costs(producer: InflightLoadProducer, per_running: float, state: CycleState,
+                    request: SchedulingRequest, candidates: list[Candidate]) -> list[float]:
+    """Predicted TTFT per candidate in prefill tokens (see the module doc)."""
+    uncached = producer.uncached_for(state, request, candidates)
+    costs: list[float] = []
+    for c, own in zip(candidates, uncached, strict=True):
+        requests, pending = producer.view(c)
+        costs.append(pending + own + per_running * requests)
+    return costs
+
+
+class PredictedTtftScorer(_UsesLoad):
+    type_name = "predicted-ttft-scorer"
+
+    def __init__(self, name: str, producer: str = PRODUCER, per_running: float = 16.0) -> None:
+        super().__init__(name, producer)
+        self.per_running = per_running
+
+    @classmethod
+    def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> PredictedTtftScorer:
+        check_keys(params, ("loadProducer", "tokensPerRunningRequest"))
+        return cls(name, str_param(params, "loadProducer", PRODUCER),
+                   float_param(params, "tokensPerRunningRequest", 16.0, low=0.0, high=1e6))
+
+    def costs(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[float]:
+        return predicted_costs(self.producer, self.per_running, state, request, candidates)
+
+    def score(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[float]:
+        costs = self.costs(state, request, candidates)
+        if not costs:
+            return []
+        low, high = min(costs), max(costs)
+        if high == low:
+            return [1.0] * len(costs)
+        span = high - low
+        return [(high - c) / span for c in costs]
+
+
+class PrefixCacheAffinityFilter(_UsesLoad):
+    type_name = "prefix-cache-affinity-filter"
+
+    def __init__(self, name: str, rng: Any, producer: str = PRODUCER, threshold: float = 0.5,
+                 exploration: float = 0.0, penalty_tokens: int = 8192) -> None:
+        super().__init__(name, producer)
+        self.rng = rng
+        self.threshold = threshold
+        self.exploration = exploration
+        self.penalty_tokens = penalty_tokens
+
+    @classmethod
+    def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> PrefixCacheAffinityFilter:
+        check_keys(params, ("loadProducer", "affinityThreshold", "explorationProbability",
+                            "maxTokensInFlightPenalty"))
+        return cls(name, handle.rng, str_param(params, "loadProducer", PRODUCER),
+                   float_param(params, "affinityThreshold", 0.5, low=0.0, high=1.0),
+                   float_param(params, "explorationProbability", 0.0, low=0.0, high=1.0),
+                   int_param(params, "maxTokensInFlightPenalty", 8192, minimum=0))
+
+    def filter(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[Candidate]:
+        producer = self.producer
+        if producer.prefix is None or len(candidates) < 2:
+            return candidates
+        if self.exploration and self.rng.random() < self.exploration:
+            return candidates
+        hashes, matched = producer.prefix.match(state, request)
+        if not hashes or not matched:
+            return candidates
+        # hashes[0] is the model's seed, held by every endpoint that served the model: only
+        # the prompt's own blocks count (else a one-block prompt would be "half cached" anywhere)
+        blocks = len(hashes) - 1
+        if blocks <= 0:
+            return candidates
+        sticky: list[Candidate] = []
+        others: list[Candidate] = []
+        for c in candidates:
+            held = matched.get(c.hostport, 0) - 1
+            (sticky if held > 0 and held / blocks >= self.threshold else others).append(c)
+        if not sticky or not others:
+            return candidates
+        best_sticky = min(producer.view(c)[1] for c in sticky)
+        best_other = min(producer.view(c)[1] for c in others)
+        if best_sticky - best_other > self.penalty_tokens:
+            return candidates  # saturated: let the scorers spread the prefix to one more replica
+        return sticky
