@@ -221,6 +221,29 @@ async def test_not_served_counts_as_empty_when_asked_and_recovers_once_the_crd_i
         await stop(task)
 
 
+async def test_wake_lists_a_resource_whose_crd_was_just_installed_without_waiting_the_poll(
+        client: KubeClient) -> None:
+    """A kind that is not served is polled every retry_delay; wake() (the gateway calls it when a
+    CRD appears) lists it at once, so a pool applied right after its CRD is seen at once."""
+    seen = Recorder()
+    gizmos = kinds.Kind("example.com", "v1", "gizmos", "Gizmo")
+    crd = {**WIDGET_CRD, "metadata": {"name": "gizmos.example.com"},
+           "spec": {**WIDGET_CRD["spec"], "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo",
+                                                    "listKind": "GizmoList"}}}
+    lw = ListWatch(client, gizmos.path(), on_list=seen.on_list, on_event=seen.on_event, retry_delay=60.0,
+                   missing_is_empty=True)
+    task = asyncio.create_task(lw.run())
+    try:
+        await until(lambda: lw.synced.is_set() and not lw.served, "synced although not served")
+        await client.create(kinds.CRDS.path(), crd)
+        await asyncio.sleep(0.3)
+        assert not lw.served  # the next poll is a minute away
+        lw.wake()
+        await until(lambda: lw.served, "listed at once when woken", timeout=5.0)
+    finally:
+        await stop(task)
+
+
 async def test_http_410_on_the_watch_relists() -> None:
     """A server that answers the watch request itself with HTTP 410 (not an ERROR event)."""
     requests: list[dict[str, str]] = []

@@ -19,6 +19,7 @@ for with ``allowWatchBookmarks=true``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +50,7 @@ class ListWatch:
         self.watch_timeout = watch_timeout
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
+        self._woken = asyncio.Event()
         self.missing_is_empty = missing_is_empty
         self.synced = asyncio.Event()  # the first list (or, with missing_is_empty, a 404) is done
         self.served = True  # False while the list answers 404
@@ -85,9 +87,9 @@ class ListWatch:
                     need_list = True
                     continue
             except NotFound as exc:
-                if need_list:  # not served: poll at the base delay, so a CRD installed later is seen soon
+                if need_list:  # not served: poll at the base delay, or sooner when woken (a CRD was installed)
                     self._not_served()
-                    await asyncio.sleep(self.retry_delay)
+                    await self._sleep_unless_woken(self.retry_delay)
                     continue
                 log.warning("watch %s: %s; relisting", self.name, exc)
                 need_list = True
@@ -101,6 +103,15 @@ class ListWatch:
                 need_list = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_retry_delay)
+
+    def wake(self) -> None:
+        """Cut short the wait of a resource that is not served (its CRD was just installed)."""
+        self._woken.set()
+
+    async def _sleep_unless_woken(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):  # a wake that came before the sleep ends it at once
+            await asyncio.wait_for(self._woken.wait(), seconds)
+        self._woken.clear()
 
     def _not_served(self) -> None:
         if self.served:

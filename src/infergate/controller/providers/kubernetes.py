@@ -25,6 +25,7 @@ from infergate.controller.resources import SNAPSHOT_KINDS, ObjectRef, ObservedOb
 from infergate.controller.snapshot import Snapshot
 from infergate.controller.status import merge_status
 from infergate.controller.translator.options import TranslationResult
+from infergate.kube import kinds
 from infergate.kube.client import KubeClient
 from infergate.kube.config import load_config
 from infergate.kube.errors import Conflict, NotFound
@@ -79,7 +80,15 @@ class KubernetesProvider:
         self.conflict_retries = conflict_retries
         self.changed = asyncio.Event()
         self._caches = {k.gk: _KindCache(k) for k in SNAPSHOT_KINDS}
-        self._watches = [self._list_watch(cache) for cache in self._caches.values()]
+        self._by_resource = {(cache.kind.group, cache.kind.plural): self._list_watch(cache)
+                             for cache in self._caches.values()}
+        self._watches = list(self._by_resource.values())
+        # A kind whose CRD is not installed yet is polled every retry_delay; watching the CRDs
+        # wakes it as soon as its CRD appears, so a pool applied right after its CRD is not an
+        # invalid backend for a route that arrives in the next two seconds.
+        self._crd_watch = ListWatch(client, kinds.CRDS.path(), on_list=self._crds_listed,
+                                    on_event=lambda _type, crd: self._crd_changed(crd), name="crd-wakeup",
+                                    watch_timeout=watch_timeout, retry_delay=retry_delay, missing_is_empty=True)
         self._tasks: list[asyncio.Task[None]] = []
 
     def _list_watch(self, cache: _KindCache) -> ListWatch:
@@ -95,6 +104,16 @@ class KubernetesProvider:
                          name=cache.kind.qualified, watch_timeout=self.watch_timeout, retry_delay=self.retry_delay,
                          missing_is_empty=True)
 
+    def _crds_listed(self, crds: list[dict[str, Any]]) -> None:
+        for crd in crds:
+            self._crd_changed(crd)
+
+    def _crd_changed(self, crd: dict[str, Any]) -> None:
+        names = (crd.get("spec") or {}).get("names") or {}
+        watch = self._by_resource.get(((crd.get("spec") or {}).get("group", ""), names.get("plural", "")))
+        if watch is not None and not watch.served:
+            watch.wake()
+
     @property
     def synced(self) -> bool:
         return all(w.synced.is_set() for w in self._watches)
@@ -102,6 +121,7 @@ class KubernetesProvider:
     async def start(self, sync_timeout: float = 30.0) -> None:
         await self.client.open()
         self._tasks = [asyncio.create_task(w.run(), name=f"gateway-watch-{w.name}") for w in self._watches]
+        self._tasks.append(asyncio.create_task(self._crd_watch.run(), name="gateway-watch-crds"))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + sync_timeout
         while not self.synced and loop.time() < deadline:
