@@ -511,3 +511,12 @@ def test_a_server_side_apply_with_a_non_object_spec_is_a_400_not_a_500(http: htt
         status = _status(applied, 400)
         assert "spec" in status["message"]
     assert http.get(f"{path}/dep").json()["spec"]["replicas"] == 1
+    services = f"/api/v1/namespaces/{ns}/services"
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"},
+               "spec": {"ports": [{"port": 80}], "selector": {"a": "b"}}}
+    assert http.post(services, json=service).status_code == 201
+    for bad_spec in ([1], "x"):
+        applied = http.patch(f"{services}/svc", params={"fieldManager": "fuzz", "force": "true"},
+                             content=json.dumps({**service, "spec": bad_spec}),
+                             headers={"Content-Type": "application/apply-patch+yaml"})
+        assert "spec" in _status(applied, 400)["message"]

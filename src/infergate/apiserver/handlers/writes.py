@@ -75,6 +75,7 @@ class Writer:
               field_validation: str | None) -> dict[str, Any]:
         """Defaulting, schema pruning/validation and admission hooks; raises 422 on errors."""
         rtype = target.rtype
+        check_shape(obj, rtype.kind, rtype.crd_name is None)  # every path (create, update, apply) first
         name = meta(obj).get("name", "")
         crd = self.store.get(ObjectKey(*CRD_GROUP_RESOURCE, "", rtype.crd_name)) if rtype.crd_name else None
         obj.setdefault("apiVersion", rtype.api_version(target.version))
