@@ -59,5 +59,3 @@ class InferenceModelRewrite(Resource):
 
     spec: InferenceModelRewriteSpec | None = None
     status: _AcceptedStatus | None = None
-
-
