@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import httpx
 from httpx_sse import EventSource
@@ -30,16 +31,26 @@ class RequestResult:
     e2e: float | None = None
     output_tokens: int = 0
     gaps: list[float] = field(default_factory=list)
-    pod: str | None = None
+    pod: str | None = None  # the replica that served it (x-inference-pod)
     error: str | None = None
+    text: str = ""  # the answer's text (a chat's next turn repeats it)
 
 
 async def stream_completion(client: httpx.AsyncClient, url: str, model: str, request: PlannedRequest,
                             headers: dict[str, str] | None = None) -> RequestResult:
     body = {"model": model, "prompt": request.prompt, "max_tokens": request.max_tokens, "stream": True,
             "ignore_eos": True, "stream_options": {"include_usage": True}}
+    return await stream_body(client, url, body, headers, RequestResult(ok=False))
+
+
+R = TypeVar("R", bound=RequestResult)
+
+
+async def stream_body(client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str] | None,
+                      result: R) -> R:
+    """POST ``body`` (a streaming completion) and time its answer into ``result``; the one
+    reader of the benchmarks' streams (the scheduling benchmark and ``bench peers``)."""
     started = time.perf_counter()
-    result = RequestResult(ok=False)
     try:
         async with client.stream("POST", url, json=body, headers=headers) as response:
             result.status = response.status_code
@@ -54,10 +65,11 @@ async def stream_completion(client: httpx.AsyncClient, url: str, model: str, req
 
 
 async def _time_events(source: EventSource, started: float, result: RequestResult) -> None:
-    """Time the text events of a completion stream into ``result``."""
+    """Time the text events of a completion stream into ``result`` (an error event ends it)."""
     last: float | None = None
     events = 0
     usage_tokens: int | None = None
+    parts: list[str] = []
     async for sse in source.aiter_sse():
         if sse.data == "[DONE]":
             break
@@ -66,6 +78,9 @@ async def _time_events(source: EventSource, started: float, result: RequestResul
             event = json.loads(sse.data)
         except ValueError:
             continue
+        if "error" in event:
+            result.error = str(event["error"])[:200]
+            return
         usage = event.get("usage")
         if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
             usage_tokens = usage["completion_tokens"]
@@ -73,6 +88,7 @@ async def _time_events(source: EventSource, started: float, result: RequestResul
         text = "".join(str(c.get("text") or "") for c in choices if isinstance(c, dict))
         if not text:
             continue
+        parts.append(text)
         events += 1
         if result.ttft is None:
             result.ttft = now - started
@@ -84,9 +100,10 @@ async def _time_events(source: EventSource, started: float, result: RequestResul
     if usage_tokens and events and usage_tokens > events:  # several tokens per SSE event
         per_event = usage_tokens / events
         result.gaps = [g / per_event for g in result.gaps]
+    result.text = "".join(parts)
     result.ok = result.ttft is not None
     if not result.ok:
-        result.error = "no tokens"
+        result.error = result.error or "no tokens"
 
 
 async def run_plan(url: str, model: str, planned: Sequence[PlannedRequest], *, timeout: float = 600.0,

@@ -9,29 +9,21 @@ on the wall clock and converted to model time (multiplied by the time scale) whe
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
-from httpx_sse import EventSource
 
 from infergate.api import headers
+from infergate.bench.loadgen import RequestResult, stream_body
 from infergate.bench.peers.workloads import Session, Workload
 
 
 @dataclass
-class TurnResult:
-    ok: bool
-    status: int = 0
-    ttft: float | None = None  # wall seconds
-    e2e: float | None = None
-    output_tokens: int = 0
-    gaps: list[float] = field(default_factory=list)  # wall seconds per token between text events
+class TurnResult(RequestResult):
+    """One turn: the load generator's result (times in wall seconds) and its objective."""
+
     objective: str | None = None
-    error: str | None = None
-    text: str = ""
-    pod: str | None = None  # the replica that served it (x-inference-pod)
     group: int = 0  # the session's prefix group
 
 
@@ -40,58 +32,7 @@ async def stream_turn(client: httpx.AsyncClient, url: str, model: str, prompt: s
     body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "stream": True, "ignore_eos": True,
             "stream_options": {"include_usage": True}}
     extra = {headers.INFERENCE_OBJECTIVE: objective} if objective else None
-    result = TurnResult(ok=False, objective=objective)
-    started = time.perf_counter()
-    try:
-        async with client.stream("POST", url, json=body, headers=extra) as response:
-            result.status = response.status_code
-            result.pod = response.headers.get("x-inference-pod")
-            if response.status_code != 200:
-                result.error = (await response.aread()).decode(errors="replace")[:200]
-                return result
-            await _read_events(EventSource(response), started, result)
-    except httpx.HTTPError as exc:
-        result.error = f"{type(exc).__name__}: {exc}"
-    return result
-
-
-async def _read_events(source: EventSource, started: float, result: TurnResult) -> None:
-    last: float | None = None
-    events = 0
-    usage_tokens: int | None = None
-    parts: list[str] = []
-    async for sse in source.aiter_sse():
-        if sse.data == "[DONE]":
-            break
-        now = time.perf_counter()
-        try:
-            event = json.loads(sse.data)
-        except ValueError:
-            continue
-        if "error" in event:
-            result.error = str(event["error"])[:200]
-            return
-        usage = event.get("usage")
-        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-            usage_tokens = usage["completion_tokens"]
-        text = "".join(str(c.get("text") or "") for c in event.get("choices") or [] if isinstance(c, dict))
-        if not text:
-            continue
-        parts.append(text)
-        events += 1
-        if result.ttft is None:
-            result.ttft = now - started
-        elif last is not None:
-            result.gaps.append(now - last)
-        last = now
-    result.e2e = time.perf_counter() - started
-    result.output_tokens = usage_tokens if usage_tokens is not None else events
-    if usage_tokens and events and usage_tokens > events:
-        result.gaps = [g * events / usage_tokens for g in result.gaps]
-    result.text = "".join(parts)
-    result.ok = result.ttft is not None
-    if not result.ok:
-        result.error = result.error or "no tokens"
+    return await stream_body(client, url, body, extra, TurnResult(ok=False, objective=objective))
 
 
 async def _run_session(client: httpx.AsyncClient, url: str, base_model: str, session: Session,
