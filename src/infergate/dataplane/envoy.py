@@ -221,7 +221,7 @@ class EnvoySupervisor:
             return False
 
         try:
-            _: bool = await async_wait_until(admin_live, self.options.start_timeout_s, what="Envoy's admin API")  # annotated: mypy infers T from it
+            await async_wait_until(admin_live, self.options.start_timeout_s, what="Envoy's admin API")
         except WaitTimeout:
             raise EnvoyError(
                 f"Envoy's admin API did not answer within {self.options.start_timeout_s:g}s; see {self.log_path}"
@@ -282,7 +282,7 @@ class EnvoySupervisor:
             return active == 0
 
         with contextlib.suppress(WaitTimeout):
-            _: bool = await async_wait_until(idle, timeout, interval=0.1, what="in-flight requests to finish")
+            await async_wait_until(idle, timeout, interval=0.1, what="in-flight requests to finish")
 
     async def __aenter__(self) -> EnvoySupervisor:
         await self.start()
@@ -306,7 +306,7 @@ class EnvoySupervisor:
 
     async def wait_live(self, timeout: float = 10.0) -> None:
         try:
-            _: bool = await async_wait_until(self.live, timeout, what="Envoy to be LIVE")
+            await async_wait_until(self.live, timeout, what="Envoy to be LIVE")
         except WaitTimeout:
             raise EnvoyError(f"Envoy not LIVE within {timeout:g}s") from None
 
@@ -354,7 +354,7 @@ class EnvoySupervisor:
             return stats.get("cluster_manager.warming_clusters", 0) == 0
 
         try:
-            _: bool = await async_wait_until(warm, timeout, interval=0.02, what="clusters to warm")
+            await async_wait_until(warm, timeout, interval=0.02, what="clusters to warm")
         except WaitTimeout:
             raise EnvoyError(f"clusters still warming after {timeout:g}s") from None
 
