@@ -105,6 +105,7 @@ async def test_topic_filter_and_publisher_restart() -> None:
             pub = KvEventPublisher(endpoint, topic="kv@127.0.0.1:8000@m", bind=True)  # ...and comes back cold
             await pub.start()
             await async_wait_until(lambda: sub.connected, 5.0)
+            await asyncio.sleep(0.2)  # let the subscription reach the new publisher, as before the first batch
             await publish_until(pub, lambda: index.reliable, first=50)
             assert 1 not in index.blocks and 50 in index.blocks
         assert other.stats.batches == 0  # its topic filter matched nothing
