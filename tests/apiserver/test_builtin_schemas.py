@@ -80,6 +80,16 @@ def test_wrong_types_anywhere_in_a_built_in_kind_are_refused(http: httpx.Client,
     assert message in _status(response, 400)["message"]
 
 
+def test_secret_data_is_base64(http: httpx.Client, namespace: str) -> None:
+    secrets = f"/api/v1/namespaces/{namespace}/secrets"
+    plain = http.post(secrets, json={"metadata": {"name": "plain"}, "data": {"password": "hello world"}})
+    assert _status(plain, 400)["message"] == ('Secret in version "v1" cannot be handled as a Secret: '
+                                              "illegal base64 data at input byte 5")
+    encoded = http.post(secrets, json={"metadata": {"name": "encoded"}, "data": {"password": "aGVsbG8="},
+                                       "stringData": {"user": "plain text is fine here"}})
+    assert encoded.status_code == 201, encoded.text
+
+
 def test_quantities_and_int_or_strings_take_both_forms(http: httpx.Client, namespace: str) -> None:
     container = {"name": "c", "image": "i", "resources": {"limits": {"nvidia.com/gpu": 1, "cpu": "500m"}},
                  "ports": [{"containerPort": 8000, "name": "http"}]}

@@ -236,6 +236,8 @@ class _Decoder:
             elif kind == "string":
                 if not isinstance(value, str):
                     self.fail(value, struct, go_path, _go_type(self.defs, schema))
+                if schema.get("format") == "byte":
+                    _base64(value)
             elif kind == "boolean":
                 if not isinstance(value, bool):
                     self.fail(value, struct, go_path, "bool")
@@ -252,6 +254,23 @@ class _Decoder:
         low, high = _INT_RANGES.get(str(schema.get("format") or "int64"), _INT_RANGES["int64"])
         if isinstance(value, float) or not low <= value <= high:
             self.fail(value, struct, go_path, go_type, show_number=True)
+
+
+_BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def _base64(text: str) -> None:
+    """A ``[]byte`` field: standard base64 with padding, as Go's decoder reads it (newlines
+    are skipped)."""
+    data = text.replace("\r", "").replace("\n", "").encode("utf-8", "surrogatepass")
+    body = data.rstrip(b"=")
+    for index, byte in enumerate(body):
+        if byte not in _BASE64:
+            raise DecodeError(f"illegal base64 data at input byte {index}")
+    if len(data) % 4:  # a last group of fewer than 4 characters
+        raise DecodeError(f"illegal base64 data at input byte {len(data) - len(data) % 4}")
+    if len(data) - len(body) > 2:
+        raise DecodeError(f"illegal base64 data at input byte {len(body)}")
 
 
 def _go_number(value: int | float) -> str:
