@@ -131,6 +131,13 @@ def test_unknown_fields_follow_field_validation(http: httpx.Client, namespace: s
     assert ignored.status_code == 201 and not ignored.headers.get_list("Warning")
     assert "replicsa" not in ignored.json()["spec"]
 
+    dotted = _deployment("dot", **{"a.b": 1})  # a key no dotted path can address is dropped too
+    dotted["spec"]["template"]["spec"]["containers"][0]["x[0]"] = 1
+    dropped = http.post(path, json=dotted)
+    assert dropped.status_code == 201, dropped.text
+    assert "a.b" not in dropped.json()["spec"]
+    assert "x[0]" not in dropped.json()["spec"]["template"]["spec"]["containers"][0]
+
 
 def test_kubectl_refuses_unknown_fields_by_default_and_warns_when_asked(kubectl: CliTool, namespace: str,
                                                                          tmp_path: Path) -> None:

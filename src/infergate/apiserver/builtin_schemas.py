@@ -177,6 +177,7 @@ class _Decoder:
     def __init__(self, defs: Definitions) -> None:
         self.defs = defs
         self.unknown: list[str] = []
+        self.locations: list[tuple[dict[str, Any], str]] = []  # (the map holding an unknown field, its key)
 
     def fail(self, value: Any, struct: str, go_path: str, go_type: str, show_number: bool = False) -> None:
         shown = _json_kind(value)
@@ -219,6 +220,7 @@ class _Decoder:
                     child = _join(path, key)
                     if key not in properties:
                         self.unknown.append(child)
+                        self.locations.append((value, key))
                         continue
                     stack.append((value[key], properties[key], child, _join(go_path, key), struct))
             elif kind == "object" and isinstance(schema.get("additionalProperties"), dict):
@@ -285,6 +287,12 @@ class Decoded:
 
     error: str | None  # the first type error (the request is a 400), or None
     unknown: tuple[str, ...]  # the paths of the fields its type does not have, sorted
+    locations: tuple[tuple[dict[str, Any], str], ...] = ()
+
+    def drop_unknown(self) -> None:
+        """Remove the unknown fields from the object checked (as decoding into the Go type drops them)."""
+        for holder, key in self.locations:
+            holder.pop(key, None)
 
 
 def decode_check(group: str, version: str, kind: str, obj: dict[str, Any],
@@ -302,4 +310,4 @@ def decode_check(group: str, version: str, kind: str, obj: dict[str, Any],
         decoder.walk(name, obj)
     except DecodeError as exc:
         return Decoded(str(exc), ())
-    return Decoded(None, tuple(sorted(decoder.unknown)))
+    return Decoded(None, tuple(sorted(decoder.unknown)), tuple(decoder.locations))

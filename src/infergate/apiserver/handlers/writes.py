@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from infergate.api.regex import compile_re2
@@ -57,10 +58,10 @@ def initialize(obj: dict[str, Any], key: ObjectKey) -> None:
         obj["status"] = {"phase": "Active"}
 
 
-def _unknown_fields(obj: dict[str, Any], unknown: list[str], field_validation: str | None,
+def _unknown_fields(unknown: list[str], drop: Callable[[], None], field_validation: str | None,
                    warnings: list[str] | None) -> None:
     """``fieldValidation`` for unknown fields: Strict refuses them (400), Warn (the default)
-    and Ignore drop them, Warn with one warning each."""
+    and Ignore ``drop`` them, Warn with one warning each."""
     if not unknown:
         return
     mode = (field_validation or "Warn").lower()
@@ -68,7 +69,7 @@ def _unknown_fields(obj: dict[str, Any], unknown: list[str], field_validation: s
         raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
     if mode != "ignore" and warnings is not None:
         warnings.extend(f'unknown field "{u}"' for u in unknown)
-    prune(obj, unknown)
+    drop()
 
 
 class Writer:
@@ -105,13 +106,13 @@ class Writer:
             errors, unknown = check_schema(obj, schema, old)
             if not hooked:
                 causes.extend(errors)
-            _unknown_fields(obj, unknown, field_validation, warnings)
+            _unknown_fields(unknown, lambda: prune(obj, unknown), field_validation, warnings)
         elif rtype.crd_name is None:
             decoded = decode_check(rtype.group, target.version, rtype.kind, obj)
             if decoded.error is not None:
                 raise bad_request(f'{rtype.kind} in version "{target.version}" cannot be handled as a '
                                   f"{rtype.kind}: {decoded.error}")
-            _unknown_fields(obj, list(decoded.unknown), field_validation, warnings)
+            _unknown_fields(list(decoded.unknown), decoded.drop_unknown, field_validation, warnings)
         if schema is not None and not hooked:
             apply_schema_defaults(obj, schema)
         self._builtin_defaults(rtype, obj, old)
