@@ -139,6 +139,16 @@ def test_unknown_fields_follow_field_validation(http: httpx.Client, namespace: s
     assert "x[0]" not in dropped.json()["spec"]["template"]["spec"]["containers"][0]
 
 
+def test_a_warning_about_a_field_name_with_control_characters_is_a_valid_header(http: httpx.Client,
+                                                                                  namespace: str) -> None:
+    """Found by tests/fuzz: a field name with a newline made the Warning header unwritable (the
+    connection dropped without an answer)."""
+    response = http.post(f"/api/v1/namespaces/{namespace}/configmaps",
+                         json={"metadata": {"name": "ctl"}, "bad\nname\u00e9\"\\": 1})
+    assert response.status_code == 201, response.text
+    assert response.headers.get_list("Warning") == ['299 - "unknown field \\"bad?nameé\\"\\\\\\""']
+
+
 def test_kubectl_refuses_unknown_fields_by_default_and_warns_when_asked(kubectl: CliTool, namespace: str,
                                                                          tmp_path: Path) -> None:
     manifest = tmp_path / "typo.yaml"

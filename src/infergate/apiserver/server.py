@@ -69,6 +69,13 @@ SubresourceHandler = Callable[[web.Request, str | None, str], Awaitable[web.Stre
 __all__ = ["IDENTITY_KEY", "APIServer", "SubresourceHandler", "Target"]
 
 
+def warning_header(text: str) -> str:
+    """A ``Warning: 299 - "text"`` value; control characters (a field name may hold any) become
+    ``?``, as HTTP allows none in a header."""
+    safe = "".join("?" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text)
+    return '299 - "{}"'.format(safe.replace("\\", "\\\\").replace('"', '\\"'))
+
+
 class APIServer:
     """Kubernetes-compatible API over a :class:`Store`; ``app()`` gives the aiohttp app."""
 
@@ -151,7 +158,7 @@ class APIServer:
         response: web.StreamResponse = await handler(request)
         for text in request.get(WARNINGS_KEY, []):
             if not response.prepared:
-                response.headers.add("Warning", '299 - "{}"'.format(text.replace('"', '\\"')))
+                response.headers.add("Warning", warning_header(text))
         return response
 
     # ------------------------------------------------------------ authentication
