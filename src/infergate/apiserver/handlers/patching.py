@@ -30,6 +30,7 @@ from infergate.apiserver.patch import (
     strategic_merge_patch,
 )
 from infergate.apiserver.resources import ResourceRegistry
+from infergate.apiserver.shapes import check_shape
 from infergate.apiserver.validation import FieldCause
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -124,6 +125,7 @@ class Patcher:
                                       "FieldValueRequired")])
         if not isinstance(patch, dict):
             raise bad_request("an apply patch must be an object")
+        check_shape(patch, rtype.kind, rtype.crd_name is None)  # metadata of the wrong type: a 400, before merging
         api_version = rtype.api_version(target.version)
         current = self.store.get(target.key())
         if current is None:
