@@ -1,6 +1,7 @@
-"""The API server's own rules for what infergate serves without a schema: label keys and
+"""The API server's own rules for the built-in kinds, beyond their types: label keys and
 values and the total size of annotations (every object), Namespace names (DNS-1123 labels),
-Service names (DNS-1035 labels), types and ports. Messages as kube-apiserver words them.
+Service names (DNS-1035 labels), types and ports, the 1 MiB of data a ConfigMap or a Secret
+may hold. Messages as kube-apiserver words them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from infergate.api.regex import compile_re2
 from infergate.apiserver.validation import FieldCause
 
 MAX_ANNOTATIONS_BYTES = 256 * 1024  # TotalAnnotationSizeLimitB
+MAX_SECRET_BYTES = 1024 * 1024  # MaxSecretSize: the data of a Secret or a ConfigMap
 MAX_LABEL_VALUE = 63
 SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 PROTOCOLS = ("SCTP", "TCP", "UDP")
@@ -144,6 +146,31 @@ def _service_causes(obj: dict[str, Any]) -> list[FieldCause]:
     return causes
 
 
+def _base64_size(value: str) -> int:
+    return len(value) * 3 // 4 - value.endswith("=") - value.endswith("==")
+
+
+def _data_size_causes(resource: str, obj: dict[str, Any]) -> list[FieldCause]:
+    """At most 1 MiB of data in a ConfigMap (``data`` and ``binaryData``, the whole object
+    named) or a Secret (``data``, with ``stringData`` merged in)."""
+    def strings(section: str) -> dict[str, str]:
+        found = obj.get(section)
+        return {k: v for k, v in found.items() if isinstance(v, str)} if isinstance(found, dict) else {}
+
+    if resource == "configmaps":
+        total = sum(len(v.encode()) for v in strings("data").values())
+        total += sum(_base64_size(v) for v in strings("binaryData").values())
+        field = "[]"
+    else:
+        sizes = {k: _base64_size(v) for k, v in strings("data").items()}
+        sizes.update({k: len(v.encode()) for k, v in strings("stringData").items()})
+        total = sum(sizes.values())
+        field = "data"
+    if total > MAX_SECRET_BYTES:
+        return [FieldCause(field, f"Too long: must have at most {MAX_SECRET_BYTES} bytes", "FieldValueTooLong")]
+    return []
+
+
 def builtin_causes(group: str, resource: str, obj: dict[str, Any]) -> list[FieldCause]:
     """The kind-specific rules of the built-in kinds infergate checks."""
     name = str((obj.get("metadata") or {}).get("name") or "")
@@ -151,4 +178,6 @@ def builtin_causes(group: str, resource: str, obj: dict[str, Any]) -> list[Field
         return _dns1123_label("metadata.name", name)
     if (group, resource) == ("", "services"):
         return _dns1035_label("metadata.name", name) + _service_causes(obj)
+    if (group, resource) in (("", "configmaps"), ("", "secrets")):
+        return _data_size_causes(resource, obj)
     return []

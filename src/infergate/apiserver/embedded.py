@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from infergate.api import yamlload
+from infergate.apiserver import builtin_schemas
 from infergate.apiserver.authn import SIGNING_KEY_NAME, load_or_create_signing_key
 from infergate.apiserver.server import APIServer, SubresourceHandler
 from infergate.apiserver.store import Store
@@ -106,6 +107,9 @@ class EmbeddedAPIServer:
             if (self.state_dir / secret).exists():
                 private_file(self.state_dir / secret)
         self.token = load_or_create_token(self.state_dir)
+        # read before serving (off the loop): the first write of a built-in kind needs them, and a
+        # missing package fails here, clearly, not in a request
+        await asyncio.to_thread(builtin_schemas.definitions)
         self._store = Store(self.state_dir / DB_NAME)
         self.server = APIServer(self._store, self.token, self.admission, authorization_mode=self.authorization_mode,
                                 signing_key=load_or_create_signing_key(self.state_dir))

@@ -35,8 +35,10 @@ import copy
 import hashlib
 import json
 import weakref
+from functools import cache
 from typing import Any
 
+from infergate.apiserver import builtin_schemas
 from infergate.apiserver.resources import ResourceRegistry, ServedResource
 
 META = "io.k8s.apimachinery.pkg.apis.meta.v1"
@@ -345,6 +347,32 @@ def _builtin_patch_path(rtype: ServedResource, version: str, prefix: str) -> dic
     }}}
 
 
+def _ref_with_siblings(node: Any) -> Any:
+    """``{"$ref": X, "description": ...}`` as kube-apiserver writes it in OpenAPI v3:
+    ``{"allOf": [{"$ref": X}], "description": ...}`` (siblings of a ``$ref`` are ignored)."""
+    if isinstance(node, list):
+        return [_ref_with_siblings(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _ref_with_siblings(value) for key, value in node.items() if key != "$ref"}
+    if "$ref" in node:
+        if not out:
+            return {"$ref": node["$ref"]}
+        out["allOf"] = [{"$ref": node["$ref"]}]
+    return out
+
+
+@cache
+def _builtin_schemas(group: str, version: str, kind: str) -> dict[str, dict[str, Any]]:
+    """The published schema of a built-in kind and every schema it refers to (none when the
+    release has no definition of it)."""
+    defs = builtin_schemas.definitions()
+    name = defs.name_of(group, version, kind)
+    if name is None:
+        return {}
+    return {key: _ref_with_siblings(schema) for key, schema in defs.closure(name).items()}
+
+
 def _group_versions(registry: ResourceRegistry) -> dict[str, list[ServedResource]]:
     """OpenAPI v3 path key (``api/v1``, ``apis/G/V``) -> the types served in it."""
     paths: dict[str, list[ServedResource]] = {}
@@ -368,18 +396,32 @@ def _build_document(key: str, types: list[ServedResource]) -> dict[str, Any]:
             schemas.update(_custom_resource_schemas(rtype, version))
         else:
             paths.update(_builtin_patch_path(rtype, version, prefix))
+            schemas.update(_builtin_schemas(rtype.group, version, rtype.kind))
     if schemas:
-        schemas.update(copy.deepcopy(_META_SCHEMAS))
+        for name, schema in _META_SCHEMAS.items():  # a built-in kind's published ones are kept
+            schemas.setdefault(name, copy.deepcopy(schema))
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.37.0"},
             "paths": paths, "components": {"schemas": dict(sorted(schemas.items()))}}
 
 
+def _hash(document: dict[str, Any]) -> str:
+    return hashlib.sha512(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest().upper()
+
+
 class _Built:
-    def __init__(self, generation: int, documents: dict[str, dict[str, Any]]) -> None:
+    """The documents of one registry generation, their hashes, and the types each was built from."""
+
+    def __init__(self, generation: int, types: dict[str, list[ServedResource]], previous: _Built | None) -> None:
         self.generation = generation
-        self.documents = documents
-        self.hashes = {key: hashlib.sha512(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
-                       .hexdigest().upper() for key, doc in documents.items()}
+        self.types = types
+        self.documents: dict[str, dict[str, Any]] = {}
+        self.hashes: dict[str, str] = {}
+        for key, served in types.items():
+            if previous is not None and previous.types.get(key) == served:  # unchanged: no rebuild, no rehash
+                self.documents[key], self.hashes[key] = previous.documents[key], previous.hashes[key]
+                continue
+            self.documents[key] = _build_document(key, served)
+            self.hashes[key] = _hash(self.documents[key])
 
 
 _cache: weakref.WeakKeyDictionary[ResourceRegistry, _Built] = weakref.WeakKeyDictionary()
@@ -388,9 +430,7 @@ _cache: weakref.WeakKeyDictionary[ResourceRegistry, _Built] = weakref.WeakKeyDic
 def _built(registry: ResourceRegistry) -> _Built:
     built = _cache.get(registry)
     if built is None or built.generation != registry.generation:
-        generation = registry.generation
-        documents = {key: _build_document(key, types) for key, types in _group_versions(registry).items()}
-        built = _Built(generation, documents)
+        built = _Built(registry.generation, _group_versions(registry), built)
         _cache[registry] = built
     return built
 

@@ -35,6 +35,7 @@ from infergate.apiserver.handlers.common import (
     respond,
     respond_written,
     truthy,
+    warnings_of,
 )
 from infergate.apiserver.handlers.crds import register_crd
 from infergate.apiserver.handlers.deletion import Deleter
@@ -66,6 +67,13 @@ UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz")
 SubresourceHandler = Callable[[web.Request, str | None, str], Awaitable[web.StreamResponse]]
 
 __all__ = ["IDENTITY_KEY", "APIServer", "SubresourceHandler", "Target"]
+
+
+def warning_header(text: str) -> str:
+    """A ``Warning: 299 - "text"`` value; control characters (a field name may hold any) become
+    ``?``, as HTTP allows none in a header."""
+    safe = "".join("?" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text)
+    return '299 - "{}"'.format(safe.replace("\\", "\\\\").replace('"', '\\"'))
 
 
 class APIServer:
@@ -150,7 +158,7 @@ class APIServer:
         response: web.StreamResponse = await handler(request)
         for text in request.get(WARNINGS_KEY, []):
             if not response.prepared:
-                response.headers.add("Warning", '299 - "{}"'.format(text.replace('"', '\\"')))
+                response.headers.add("Warning", warning_header(text))
         return response
 
     # ------------------------------------------------------------ authentication
@@ -250,10 +258,10 @@ class APIServer:
                 return web.Response(body=openapi_v2.document_protobuf(),
                                     headers={"Content-Type": openapi_v2.PROTOBUF_CONTENT_TYPE})
             return json_response(openapi_v2.document_json())
-        if parts[:2] == ["openapi", "v3"]:
+        if parts[:2] == ["openapi", "v3"]:  # built off the event loop: the first build reads the built-in schemas
             if len(parts) == 2:
-                return json_response(discovery.openapi_index(self.registry))
-            doc = discovery.openapi_document(self.registry, "/".join(parts[2:]))
+                return json_response(await asyncio.to_thread(discovery.openapi_index, self.registry))
+            doc = await asyncio.to_thread(discovery.openapi_document, self.registry, "/".join(parts[2:]))
             if doc is not None:
                 return json_response(doc)
             raise APIError(404, "NotFound", "the server could not find the requested resource")
@@ -321,7 +329,8 @@ class APIServer:
             raise method_not_allowed(method)
         if method == "POST":
             obj = await read_object(request)
-            created = self.writer.create(target, obj, query.get("fieldManager"), dry_run, query.get("fieldValidation"))
+            created = self.writer.create(target, obj, query.get("fieldManager"), dry_run, query.get("fieldValidation"),
+                                         warnings_of(request))
             return await respond_written(request, target, created, 201)
         if method == "DELETE":
             return self.deleter.delete_collection(request, target, dry_run)
@@ -343,7 +352,7 @@ class APIServer:
             obj = await read_object(request)
             current = self.committer.get(target)
             updated = self.writer.update(target, current, obj, query.get("fieldManager"), dry_run,
-                                         field_validation=query.get("fieldValidation"))
+                                         field_validation=query.get("fieldValidation"), warnings=warnings_of(request))
             return await respond_written(request, target, updated)
         if method == "PATCH":
             result, created = await self.patcher.patch(request, target, dry_run)

@@ -20,6 +20,11 @@ from infergate.util.files import private_file
 
 EVENT_RETENTION = 20_000  # events kept for watch resumption
 _PRUNE_EVERY = 1_000
+MAX_OBJECT_BYTES = 1536 * 1024  # etcd's default --max-request-bytes: what a real cluster stores at most
+
+
+class ObjectTooLarge(ValueError):
+    """An object whose stored form is over :data:`MAX_OBJECT_BYTES` (nothing was written)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,8 @@ class Store:
         rv = self._rv + 1
         obj.setdefault("metadata", {})["resourceVersion"] = str(rv)
         body = dumps(obj)
+        if event_type != "DELETED" and len(body) > MAX_OBJECT_BYTES:  # an object stored before is always deletable
+            raise ObjectTooLarge(f"{len(body)} bytes, the limit is {MAX_OBJECT_BYTES}")
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:

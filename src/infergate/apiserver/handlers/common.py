@@ -13,10 +13,16 @@ from infergate.apiserver import deepjson, protobuf
 from infergate.apiserver.authn import Identity
 from infergate.apiserver.decoding import Decoded, DecodeError, decode_json, decode_yaml
 from infergate.apiserver.errors import APIError, bad_request, not_found
-from infergate.apiserver.limits import THREAD_DECODE_BYTES, TooDeep, body_too_large, check_depth
+from infergate.apiserver.limits import (
+    THREAD_DECODE_BYTES,
+    TooDeep,
+    body_too_large,
+    check_depth,
+    entity_too_large,
+)
 from infergate.apiserver.resources import ServedResource
 from infergate.apiserver.selectors import Matcher, SelectorError, field_selector, label_selector
-from infergate.apiserver.store import ObjectKey, Store
+from infergate.apiserver.store import ObjectKey, ObjectTooLarge, Store
 from infergate.apiserver.table import to_table
 from infergate.apiserver.watch import WatchHub
 
@@ -128,7 +134,13 @@ def field_checks(request: web.Request, duplicates: tuple[str, ...]) -> None:
 
 
 def add_warning(request: web.Request, text: str) -> None:
-    request.setdefault(WARNINGS_KEY, []).append(text)
+    warnings_of(request).append(text)
+
+
+def warnings_of(request: web.Request) -> list[str]:
+    """The request's ``Warning`` texts, to append to (sent with the answer)."""
+    found: list[str] = request.setdefault(WARNINGS_KEY, [])
+    return found
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:
@@ -189,7 +201,12 @@ class Committer:
 
     def commit(self, key: ObjectKey, obj: dict[str, Any], event_type: str,
                previous: dict[str, Any] | None = None) -> dict[str, Any]:
-        event = self.store.write(key, obj, event_type, previous)
+        """Write the change and publish it; an object over the store's size limit is a 413,
+        worded as kube-apiserver relays etcd's refusal."""
+        try:
+            event = self.store.write(key, obj, event_type, previous)
+        except ObjectTooLarge:
+            raise entity_too_large("etcdserver: request is too large") from None
         self.hub.publish(event)
         return obj
 

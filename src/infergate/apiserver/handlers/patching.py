@@ -10,7 +10,14 @@ from typing import Any
 from aiohttp import web
 
 from infergate.apiserver.errors import APIError, apply_conflict, bad_request, conflict, invalid, not_found
-from infergate.apiserver.handlers.common import Target, decode_request, field_checks, meta, truthy
+from infergate.apiserver.handlers.common import (
+    Target,
+    decode_request,
+    field_checks,
+    meta,
+    truthy,
+    warnings_of,
+)
 from infergate.apiserver.handlers.writes import Writer
 from infergate.apiserver.limits import THREAD_DECODE_BYTES, entity_too_large
 from infergate.apiserver.patch import (
@@ -23,6 +30,7 @@ from infergate.apiserver.patch import (
     strategic_merge_patch,
 )
 from infergate.apiserver.resources import ResourceRegistry
+from infergate.apiserver.shapes import check_shape
 from infergate.apiserver.validation import FieldCause
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -71,7 +79,7 @@ class Patcher:
         manager = query.get("fieldManager")
         if content_type == APPLY_PATCH:
             return self._apply(target, patch, manager, truthy(query.get("force")), dry_run,
-                               query.get("fieldValidation"))
+                               query.get("fieldValidation"), warnings_of(request))
         current, new = await self._patched(content_type, target, patch, expensive=(request.content_length or 0) >
                                            THREAD_DECODE_BYTES or (isinstance(patch, list) and len(patch) > 100))
         if not isinstance(new, dict):
@@ -86,7 +94,8 @@ class Patcher:
         if not keep_rv:
             meta(new).pop("resourceVersion", None)
         return self.writer.update(target, current, new, manager, dry_run,
-                                  field_validation=query.get("fieldValidation")), False
+                                  field_validation=query.get("fieldValidation"),
+                                  warnings=warnings_of(request)), False
 
     async def _patched(self, content_type: str, target: Target, patch: Any,
                        expensive: bool) -> tuple[dict[str, Any], Any]:
@@ -107,7 +116,7 @@ class Patcher:
         raise conflict(rtype.group_resource, target.name or "", rtype.group, rtype.resource)
 
     def _apply(self, target: Target, patch: Any, manager: str | None, force: bool, dry_run: bool,
-               field_validation: str | None) -> tuple[dict[str, Any], bool]:
+               field_validation: str | None, warnings: list[str]) -> tuple[dict[str, Any], bool]:
         """Server-side apply (``application/apply-patch+yaml``)."""
         rtype = target.rtype
         if not manager:
@@ -116,6 +125,7 @@ class Patcher:
                                       "FieldValueRequired")])
         if not isinstance(patch, dict):
             raise bad_request("an apply patch must be an object")
+        check_shape(patch, rtype.kind, rtype.crd_name is None)  # metadata of the wrong type: a 400, before merging
         api_version = rtype.api_version(target.version)
         current = self.store.get(target.key())
         if current is None:
@@ -123,7 +133,7 @@ class Patcher:
                 raise not_found(rtype.group_resource, target.name or "", rtype.group, rtype.resource)
             applied = server_side_apply(None, patch, manager, api_version)
             meta(applied)["name"] = target.name
-            return self.writer.create(target, applied, None, dry_run, field_validation), True
+            return self.writer.create(target, applied, None, dry_run, field_validation, warnings), True
         base = current
         if target.subresource == "status":
             base = copy.deepcopy(current)
@@ -143,7 +153,8 @@ class Patcher:
             raise apply_conflict(str(exc), exc.causes()) from exc
         if not meta(patch).get("resourceVersion"):
             meta(applied).pop("resourceVersion", None)
-        return self.writer.update(target, current, applied, manager, dry_run, "Apply", field_validation), False
+        return self.writer.update(target, current, applied, manager, dry_run, "Apply", field_validation,
+                                  warnings), False
 
     def apply_object(self, obj: dict[str, Any], field_manager: str = "infergate") -> dict[str, Any]:
         """Server-side apply ``obj`` without HTTP (for ``infergate up`` and tests).

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from infergate.api.regex import compile_re2
-from infergate.apiserver.builtin_fields import unknown_fields
 from infergate.apiserver.builtin_rules import builtin_causes, metadata_causes
+from infergate.apiserver.builtin_schemas import decode_check
 from infergate.apiserver.defaults import apply_schema_defaults, default_pod, default_service, default_workload
 from infergate.apiserver.errors import APIError, already_exists, bad_request, conflict, invalid, not_found
 from infergate.apiserver.handlers.common import Committer, Target, meta
@@ -57,6 +58,20 @@ def initialize(obj: dict[str, Any], key: ObjectKey) -> None:
         obj["status"] = {"phase": "Active"}
 
 
+def _unknown_fields(unknown: list[str], drop: Callable[[], None], field_validation: str | None,
+                   warnings: list[str] | None) -> None:
+    """``fieldValidation`` for unknown fields: Strict refuses them (400), Warn (the default)
+    and Ignore ``drop`` them, Warn with one warning each."""
+    if not unknown:
+        return
+    mode = (field_validation or "Warn").lower()
+    if mode == "strict":
+        raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
+    if mode != "ignore" and warnings is not None:
+        warnings.extend(f'unknown field "{u}"' for u in unknown)
+    drop()
+
+
 class Writer:
     """Creates and updates objects through admission; an update that clears the last
     finalizer of an object being deleted removes it (through the :class:`Deleter`)."""
@@ -72,8 +87,12 @@ class Writer:
     # ------------------------------------------------------------------ admission
 
     def admit(self, target: Target, obj: dict[str, Any], old: dict[str, Any] | None,
-              field_validation: str | None) -> dict[str, Any]:
-        """Defaulting, schema pruning/validation and admission hooks; raises 422 on errors."""
+              field_validation: str | None, warnings: list[str] | None = None) -> dict[str, Any]:
+        """Defaulting, schema pruning/validation and admission hooks; raises 422 on errors.
+
+        Unknown fields (a CRD's schema or a built-in kind's published type does not have them)
+        are refused under ``fieldValidation=Strict``, else dropped, with a warning appended to
+        ``warnings`` under ``Warn`` (the default)."""
         rtype = target.rtype
         check_shape(obj, rtype.kind, rtype.crd_name is None)  # every path (create, update, apply) first
         name = meta(obj).get("name", "")
@@ -87,14 +106,13 @@ class Writer:
             errors, unknown = check_schema(obj, schema, old)
             if not hooked:
                 causes.extend(errors)
-            if unknown:
-                if (field_validation or "").lower() == "strict":
-                    raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
-                prune(obj, unknown)
-        elif rtype.crd_name is None and (field_validation or "").lower() == "strict":
-            unknown = unknown_fields(rtype.group, target.version, rtype.kind, obj)
-            if unknown:
-                raise bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
+            _unknown_fields(unknown, lambda: prune(obj, unknown), field_validation, warnings)
+        elif rtype.crd_name is None:
+            decoded = decode_check(rtype.group, target.version, rtype.kind, obj)
+            if decoded.error is not None:
+                raise bad_request(f'{rtype.kind} in version "{target.version}" cannot be handled as a '
+                                  f"{rtype.kind}: {decoded.error}")
+            _unknown_fields(list(decoded.unknown), decoded.drop_unknown, field_validation, warnings)
         if schema is not None and not hooked:
             apply_schema_defaults(obj, schema)
         self._builtin_defaults(rtype, obj, old)
@@ -144,7 +162,7 @@ class Writer:
     # ------------------------------------------------------------------- create
 
     def create(self, target: Target, obj: dict[str, Any], manager: str | None, dry_run: bool,
-               field_validation: str | None = None) -> dict[str, Any]:
+               field_validation: str | None = None, warnings: list[str] | None = None) -> dict[str, Any]:
         rtype = target.rtype
         check_shape(obj, rtype.kind, rtype.crd_name is None)
         obj_meta = meta(obj)
@@ -177,7 +195,7 @@ class Writer:
         obj["kind"] = rtype.kind
         if rtype.has_status and rtype.crd_name:
             obj.pop("status", None)
-        obj = self.admit(target, obj, None, field_validation)
+        obj = self.admit(target, obj, None, field_validation, warnings)
         record_update_manager(obj, manager, rtype.api_version(target.version))
         if is_crd(rtype.group, rtype.resource):
             set_crd_status(self.registry, obj)
@@ -226,7 +244,8 @@ class Writer:
         return merged
 
     def update(self, target: Target, current: dict[str, Any], new: dict[str, Any], manager: str | None,
-               dry_run: bool, operation: str = "Update", field_validation: str | None = None) -> dict[str, Any]:
+               dry_run: bool, operation: str = "Update", field_validation: str | None = None,
+               warnings: list[str] | None = None) -> dict[str, Any]:
         """Store ``new`` over ``current`` (``resourceVersion`` as a precondition); a no-op
         update returns ``current`` unchanged."""
         rtype = target.rtype
@@ -248,7 +267,7 @@ class Writer:
             merged_meta["namespace"] = target.namespace
         if _spec_part(merged) != _spec_part(current):
             merged_meta["generation"] = int(cur_meta.get("generation") or 1) + 1
-        merged = self.admit(target, merged, current, field_validation)
+        merged = self.admit(target, merged, current, field_validation, warnings)
         if is_crd(rtype.group, rtype.resource):
             set_crd_status(self.registry, merged)
         if operation == "Update":
