@@ -199,7 +199,7 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priorit
     try:
         with load.in_thread(warmup_s=2, join_s=120):
             run = up.sh("infergate migrate run -n default --chart charts/inferencepool --chart-version '' "
-                        "--probes 40 --p99-ttft-factor 3 --ready-timeout 90 --step-duration 15s --min-requests 50 -o json",
+                        "--probes 40 --p99-ttft-factor 3 --ready-timeout 90 --step-duration 10s --min-requests 50 -o json",
                         check=False, timeout=600)  # the production mode (bake time per step), shortened
     finally:
         watch.stop.set()
