@@ -96,7 +96,9 @@ def helm_install_then_uninstall(helm_bin: str, kubectl_bin: str, kubeconfig: str
     uninstall = subprocess.run([helm_bin, "uninstall", release], capture_output=True, text=True, timeout=60,
                                env=env)
     assert uninstall.returncode == 0, uninstall.stderr
-    wait_until(lambda: not epp_pods(False) and not processes_mentioning(f"--pool-name={release}"), 30,
+    # the cascade (Deployment -> ReplicaSet -> Pod) and the EPP's SIGTERM drain; 60 s: on a loaded
+    # 2-core machine 30 s was seen to run out (the wait ends as soon as both are gone)
+    wait_until(lambda: not epp_pods(False) and not processes_mentioning(f"--pool-name={release}"), 60,
                "the EPP pod and process gone after helm uninstall")
     assert "No resources found" in subprocess.run(
         [kubectl_bin, "get", "deployments,replicasets,services", "-l", f"app.kubernetes.io/instance={release}"],
