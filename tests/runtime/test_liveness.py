@@ -166,6 +166,7 @@ def restarted_and_ready(pod: dict[str, Any]) -> bool:
 
 LIVENESS = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 1, "failureThreshold": 2,
             "timeoutSeconds": 1}
+STARTED = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 1, "failureThreshold": 60}
 
 
 @LOOP
@@ -173,7 +174,9 @@ LIVENESS = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 1, 
 @pytest.mark.xdist_group("runtime-liveness")
 async def test_hung_process_is_killed_by_liveness_and_restarted(probe_cluster: Cluster, repo_root: Path) -> None:
     _, runtime, client = probe_cluster
-    await client.create(DEPLOY, probed_sim(repo_root, "live-hang", livenessProbe=LIVENESS))
+    # a startupProbe, as a user would give a slow starter: liveness runs only once the process
+    # answers (a loaded machine took more than LIVENESS's 2 s to start it: 15 restarts, never Ready)
+    await client.create(DEPLOY, probed_sim(repo_root, "live-hang", livenessProbe=LIVENESS, startupProbe=STARTED))
     pod = await wait_for(client, "live-hang", is_ready, 40, "Ready")
     name = pod["metadata"]["name"]
     assert status_of(pod)["restartCount"] == 0 and status_of(pod)["started"] is True
