@@ -3,7 +3,6 @@ per test, and runners for the real kubectl and helm pointed at the server."""
 
 from __future__ import annotations
 
-import ssl
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
 
+from ..support.apiserver_client import api_client
 from ..support.clitool import CliTool
 
 CHARTS_DIR = Path(__file__).resolve().parent / "charts"
@@ -29,9 +29,7 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedAPIS
 
 @pytest.fixture(scope="module")
 def http(apiserver: ThreadedAPIServer) -> Iterator[httpx.Client]:
-    context = ssl.create_default_context(cafile=str(apiserver.ca_path))
-    with httpx.Client(base_url=apiserver.url, verify=context, timeout=10.0,
-                      headers={"Authorization": f"Bearer {apiserver.token}"}) as client:
+    with api_client(apiserver) as client:
         yield client
 
 

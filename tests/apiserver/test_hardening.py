@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import ssl
 import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,38 +25,16 @@ from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
 from infergate.apiserver.limits import MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, MAX_REQUEST_BODY_BYTES
 from infergate.apiserver.store import Store
 
+from ..support.apiserver_client import api_client
+
 JSON_PATCH = "application/json-patch+json"
 YAML = "application/yaml"
 
 
-def _client(handle: ThreadedAPIServer, timeout: float = 30.0) -> httpx.Client:
-    context = ssl.create_default_context(cafile=str(handle.ca_path))
-    return httpx.Client(base_url=handle.url, verify=context, timeout=timeout,
-                        headers={"Authorization": f"Bearer {handle.token}"})
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedAPIServer]:
-    handle = EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("hardening"))
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
-@pytest.fixture(scope="module")
-def http(server: ThreadedAPIServer) -> Iterator[httpx.Client]:
-    with _client(server) as client:
-        yield client
-
-
 @pytest.fixture
-def ns(http: httpx.Client) -> str:
-    name = f"h-{uuid.uuid4().hex[:8]}"
-    response = http.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace",
-                                                     "metadata": {"name": name}})
-    assert response.status_code == 201, response.text
-    return name
+def ns(namespace: str) -> str:
+    """A fresh namespace per test (conftest's ``namespace``), by the short name these tests use."""
+    return namespace
 
 
 def _cm(name: str, data: Any = None) -> dict[str, Any]:
@@ -93,7 +69,7 @@ def _status(response: httpx.Response, code: int, reason: str | None = None) -> d
 
 def test_state_directory_and_files_are_private(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    with EmbeddedAPIServer.run_in_thread(state) as handle, _client(handle) as client:
+    with EmbeddedAPIServer.run_in_thread(state) as handle, api_client(handle) as client:
         created = client.post("/api/v1/namespaces/default/secrets", json={
             "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}})
         assert created.status_code == 201, created.text
@@ -155,7 +131,7 @@ def test_a_stored_over_deep_object_can_be_deleted_with_its_namespace(tmp_path: P
     """State written before the limit existed: a 975-deep object (recursion-breaking for the
     old code) is deleted, alone, by deletecollection and by its namespace's termination."""
     state = tmp_path / "legacy"
-    with EmbeddedAPIServer.run_in_thread(state) as handle, _client(handle) as client:
+    with EmbeddedAPIServer.run_in_thread(state) as handle, api_client(handle) as client:
         for ns in ("legacy-a", "legacy-b", "legacy-c"):
             assert client.post("/api/v1/namespaces", json={"metadata": {"name": ns}}).status_code == 201
     db = sqlite3.connect(str(state / "state.db"), isolation_level=None)
@@ -169,7 +145,7 @@ def test_a_stored_over_deep_object_can_be_deleted_with_its_namespace(tmp_path: P
         db.execute("UPDATE meta SET value='10010' WHERE key='rv'")
     finally:
         db.close()
-    with EmbeddedAPIServer.run_in_thread(state) as handle, _client(handle) as client:
+    with EmbeddedAPIServer.run_in_thread(state) as handle, api_client(handle) as client:
         assert client.delete("/api/v1/namespaces/legacy-a/configmaps/deep").status_code == 200
         assert client.delete("/api/v1/namespaces/legacy-b/configmaps").status_code == 200
         assert client.delete("/api/v1/namespaces/legacy-c").status_code == 200
@@ -251,7 +227,7 @@ def test_a_doubling_json_patch_is_refused_quickly(http: httpx.Client, ns: str) -
     _status(response, 413, "RequestEntityTooLarge")
 
 
-def test_healthz_answers_while_an_expensive_request_runs(http: httpx.Client, server: ThreadedAPIServer,
+def test_healthz_answers_while_an_expensive_request_runs(http: httpx.Client, apiserver: ThreadedAPIServer,
                                                          ns: str) -> None:
     """A large (allowed) YAML body takes a while to decode and admit; meanwhile /healthz and
     other clients are answered."""
@@ -263,7 +239,7 @@ def test_healthz_answers_while_an_expensive_request_runs(http: httpx.Client, ser
 
     def expensive() -> None:
         started = time.monotonic()
-        with _client(server, timeout=60.0) as client:
+        with api_client(apiserver, timeout=60.0) as client:
             outcome.append(client.post(f"/api/v1/namespaces/{ns}/configmaps", content=doc,
                                        headers={"Content-Type": YAML}).status_code)
         took.append(time.monotonic() - started)
