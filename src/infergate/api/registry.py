@@ -169,6 +169,53 @@ _OBJECTIVE_COLUMNS = (
 )
 _REWRITE_COLUMNS = (PrinterColumn("Inference Pool", ".spec.poolRef.name"), AGE)
 
+
+def _ga_pool(model: type[Resource], release: str, annotations: tuple[tuple[str, str], ...]) -> ResourceType:
+    """The v1 ``InferencePool`` of one GIE release."""
+    return ResourceType(
+        group=inference_v1.GROUP,
+        version="v1",
+        kind="InferencePool",
+        plural="inferencepools",
+        model=model,
+        short_names=("infpool",),
+        release=release,
+        annotations=(_POOL_API_APPROVED, *annotations),
+    )
+
+
+def _objective(
+    group: str, model: type[Resource], release: str, annotations: tuple[tuple[str, str], ...]
+) -> ResourceType:
+    """``InferenceObjective`` (v1alpha2) in one group and release."""
+    return ResourceType(
+        group=group,
+        version="v1alpha2",
+        kind="InferenceObjective",
+        plural="inferenceobjectives",
+        model=model,
+        printer_columns=_OBJECTIVE_COLUMNS,
+        release=release,
+        annotations=annotations,
+    )
+
+
+def _rewrite(
+    group: str, model: type[Resource], release: str, annotations: tuple[tuple[str, str], ...]
+) -> ResourceType:
+    """``InferenceModelRewrite`` (v1alpha2) in one group and release."""
+    return ResourceType(
+        group=group,
+        version="v1alpha2",
+        kind="InferenceModelRewrite",
+        plural="inferencemodelrewrites",
+        model=model,
+        printer_columns=_REWRITE_COLUMNS,
+        release=release,
+        annotations=annotations,
+    )
+
+
 _TYPES: tuple[ResourceType, ...] = (
     # GIE v0.3.0 (preview)
     ResourceType(
@@ -194,36 +241,11 @@ _TYPES: tuple[ResourceType, ...] = (
         release=RELEASE_GIE_V0_3,
     ),
     # GIE v1.6.0 (today's GA InferencePool; a superset of v1.0.0's, listed first)
-    ResourceType(
-        group=inference_v1.GROUP,
-        version="v1",
-        kind="InferencePool",
-        plural="inferencepools",
-        model=inference_v1.InferencePool,
-        short_names=("infpool",),
-        release=RELEASE_GIE_V1_6,
-        annotations=(_POOL_API_APPROVED, *_GIE_V1_6_ANNOTATIONS),
-    ),
+    _ga_pool(inference_v1.InferencePool, RELEASE_GIE_V1_6, _GIE_V1_6_ANNOTATIONS),
     # GIE v1.0.0 (GA)
-    ResourceType(
-        group=inference_v1.GROUP,
-        version="v1",
-        kind="InferencePool",
-        plural="inferencepools",
-        model=inference_v1.InferencePoolV1_0,
-        short_names=("infpool",),
-        release=RELEASE_GIE_V1_0,
-        annotations=(_POOL_API_APPROVED, *_GIE_V1_ANNOTATIONS),
-    ),
-    ResourceType(
-        group=inference_v1alpha2.GROUP,
-        version="v1alpha2",
-        kind="InferenceObjective",
-        plural="inferenceobjectives",
-        model=inference_v1alpha2.InferenceObjective,
-        printer_columns=_OBJECTIVE_COLUMNS,
-        release=RELEASE_GIE_V1_0,
-        annotations=_GIE_V1_ANNOTATIONS,
+    _ga_pool(inference_v1.InferencePoolV1_0, RELEASE_GIE_V1_0, _GIE_V1_ANNOTATIONS),
+    _objective(
+        inference_v1alpha2.GROUP, inference_v1alpha2.InferenceObjective, RELEASE_GIE_V1_0, _GIE_V1_ANNOTATIONS
     ),
     ResourceType(
         group=inference_v1alpha2.GROUP,
@@ -236,46 +258,22 @@ _TYPES: tuple[ResourceType, ...] = (
         annotations=(("api-approved.kubernetes.io", "unapproved, experimental-only"), *_GIE_V1_ANNOTATIONS),
     ),
     # GIE v1.5.0: the last x-k8s.io InferenceObjective and InferenceModelRewrite
-    ResourceType(
-        group=inference_v1alpha2.GROUP,
-        version="v1alpha2",
-        kind="InferenceObjective",
-        plural="inferenceobjectives",
-        model=inference_v1alpha2.InferenceObjective,
-        printer_columns=_OBJECTIVE_COLUMNS,
-        release=RELEASE_GIE_V1_5,
-        annotations=_GIE_V1_5_ANNOTATIONS,
+    _objective(
+        inference_v1alpha2.GROUP,
+        inference_v1alpha2.InferenceObjective,
+        RELEASE_GIE_V1_5,
+        _GIE_V1_5_ANNOTATIONS,
     ),
-    ResourceType(
-        group=inference_v1alpha2.GROUP,
-        version="v1alpha2",
-        kind="InferenceModelRewrite",
-        plural="inferencemodelrewrites",
-        model=inference_v1alpha2.InferenceModelRewrite,
-        printer_columns=_REWRITE_COLUMNS,
-        release=RELEASE_GIE_V1_5,
-        annotations=_GIE_V1_5_ANNOTATIONS,
+    _rewrite(
+        inference_v1alpha2.GROUP,
+        inference_v1alpha2.InferenceModelRewrite,
+        RELEASE_GIE_V1_5,
+        _GIE_V1_5_ANNOTATIONS,
     ),
     # llm-d router v0.10.0: the same two kinds under llm-d.ai (they win when both are installed)
-    ResourceType(
-        group=llmd_v1alpha2.GROUP,
-        version="v1alpha2",
-        kind="InferenceObjective",
-        plural="inferenceobjectives",
-        model=llmd_v1alpha2.InferenceObjective,
-        printer_columns=_OBJECTIVE_COLUMNS,
-        release=RELEASE_LLMD_ROUTER,
-        annotations=_LLMD_ANNOTATIONS,
-    ),
-    ResourceType(
-        group=llmd_v1alpha2.GROUP,
-        version="v1alpha2",
-        kind="InferenceModelRewrite",
-        plural="inferencemodelrewrites",
-        model=llmd_v1alpha2.InferenceModelRewrite,
-        printer_columns=_REWRITE_COLUMNS,
-        release=RELEASE_LLMD_ROUTER,
-        annotations=_LLMD_ANNOTATIONS,
+    _objective(llmd_v1alpha2.GROUP, llmd_v1alpha2.InferenceObjective, RELEASE_LLMD_ROUTER, _LLMD_ANNOTATIONS),
+    _rewrite(
+        llmd_v1alpha2.GROUP, llmd_v1alpha2.InferenceModelRewrite, RELEASE_LLMD_ROUTER, _LLMD_ANNOTATIONS
     ),
     # Gateway API v1.3.0 standard channel
     ResourceType(
