@@ -21,6 +21,15 @@ def test_the_static_page_is_a_complete_vllm_page() -> None:
     assert metrics.active_models == {"lora-a", "lora-b"} and len(page) > 20_000
 
 
+def test_the_static_page_answers_name_filters_as_vllm_does() -> None:
+    from infergate.epp.model_server_protocol import VLLM
+
+    full, restricted = metrics_page(), metrics_page(frozenset(VLLM.metric_names()))
+    assert parse_metrics(restricted.decode(), now=1.0) == parse_metrics(full.decode(), now=1.0)
+    assert len(restricted) < len(full) / 20
+    assert metrics_page(frozenset({"process_open_fds"})).decode().endswith("\nprocess_open_fds 120.0\n")
+
+
 def test_prompts_have_the_asked_length_and_share_prefixes() -> None:
     texts = prompts(3000, 50, random.Random(1))
     assert all(abs(len(t) - 3000 * CHARS_PER_TOKEN) < 100 for t in texts)

@@ -31,6 +31,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import aiohttp
 
@@ -270,13 +271,21 @@ class MetricsStore:
 
 # ---- scraper ---------------------------------------------------------------------------
 
+def _with_name_filter(path: str, names: Iterable[str]) -> str:
+    """``path`` with one ``name[]`` query parameter per series name (percent-encoded)."""
+    query = "&".join("name%5B%5D=" + quote(name, safe="") for name in names)
+    if not query:
+        return path
+    return path + ("&" if "?" in path else "?") + query
+
+
 class MetricsScraper:
     """Per-endpoint scrape loops that follow the datastore's endpoints."""
 
     def __init__(self, datastore: Datastore, store: MetricsStore, protocol: ModelServerProtocol = VLLM, *,
                  refresh_interval: float = 0.05, timeout: float = 5.0, path: str = "/metrics",
                  scheme: str = "http", metrics_port: int = 0, max_backoff: float = 1.0,
-                 jitter: float = 0.1, rng: random.Random | None = None) -> None:
+                 jitter: float = 0.1, rng: random.Random | None = None, name_filter: bool = True) -> None:
         if scheme not in ("http", "https"):
             raise ValueError(f"--model-server-metrics-scheme: must be http or https, got {scheme!r}")
         self.datastore = datastore
@@ -285,6 +294,12 @@ class MetricsScraper:
         self.refresh_interval = refresh_interval
         self.timeout = timeout
         self.path = path
+        # ``name[]=`` per series the protocol reads: prometheus_client's exposition (vLLM's and
+        # SGLang's /metrics) then sends only those (about 1 KB instead of 26 KB for vLLM), which
+        # cuts both the EPP's and the model server's cost per scrape. A server that rejects the
+        # query or answers without the series is scraped without it from then on.
+        self.filtered_path = _with_name_filter(path, protocol.metric_names()) if name_filter else path
+        self._unfiltered: set[str] = set()  # endpoints scraped without the filter
         self.scheme = scheme
         self.metrics_port = metrics_port  # 0 = the endpoint's own (target) port
         self.max_backoff = max_backoff
@@ -296,10 +311,14 @@ class MetricsScraper:
         self._session: aiohttp.ClientSession | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
+    def path_for(self, endpoint: Endpoint) -> str:
+        """The path (and query) this endpoint is scraped with."""
+        return self.path if endpoint.hostport in self._unfiltered else self.filtered_path
+
     def url(self, endpoint: Endpoint) -> str:
         port = self.metrics_port or endpoint.port
         host = f"[{endpoint.address}]" if ":" in endpoint.address else endpoint.address
-        return f"{self.scheme}://{host}:{port}{self.path}"
+        return f"{self.scheme}://{host}:{port}{self.path_for(endpoint)}"
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ssl=False) if self.scheme == "https" else aiohttp.TCPConnector(limit=0)
@@ -342,6 +361,7 @@ class MetricsScraper:
                 if client is not None:
                     client.close()
                 self.store.forget(hostport)
+                self._unfiltered.discard(hostport)
         for hostport, endpoint in wanted.items():
             if hostport not in self._tasks:
                 self._tasks[hostport] = asyncio.get_running_loop().create_task(
@@ -352,7 +372,8 @@ class MetricsScraper:
             client = self._clients.get(endpoint.hostport)
             if client is None:
                 port = self.metrics_port or endpoint.port
-                client = self._clients[endpoint.hostport] = KeepAliveGet(endpoint.address, port, self.path)
+                client = self._clients[endpoint.hostport] = KeepAliveGet(endpoint.address, port,
+                                                                         self.path_for(endpoint))
             status, body = await client.get(self.timeout)
             return status, body.decode("utf-8", "replace") if status == 200 else ""
         assert self._session is not None, "start() first"
@@ -371,11 +392,27 @@ class MetricsScraper:
             log.debug("scrape %s failed: %s", hostport, exc)
             self.store.fail(hostport)
             return False
-        if status != 200:
+        metrics = parse_metrics(text, self.protocol, now=started, previous=self.store.raw(hostport),
+                                label_cache=self._label_cache) if status == 200 else None
+        if (metrics is None or metrics.missing) and self._drop_filter(endpoint, status):
+            return await self.scrape_once(endpoint)  # once more, without the filter
+        if metrics is None:
             self.store.fail(hostport)
             return False
-        self.store.update(hostport, parse_metrics(text, self.protocol, now=started, previous=self.store.raw(hostport),
-                                                  label_cache=self._label_cache))
+        self.store.update(hostport, metrics)
+        return True
+
+    def _drop_filter(self, endpoint: Endpoint, status: int) -> bool:
+        """Scrape ``endpoint`` without ``name[]`` from now on, if it was scraped with it."""
+        hostport = endpoint.hostport
+        if self.filtered_path == self.path or hostport in self._unfiltered:
+            return False
+        self._unfiltered.add(hostport)
+        client = self._clients.pop(hostport, None)
+        if client is not None:
+            client.close()
+        log.info("%s: /metrics with name[] filters answered %s; scraping the whole page from now on", hostport,
+                 status if status != 200 else "without the needed series")
         return True
 
     def _delay(self, failures: int) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 # vLLM v1 bucket boundaries
@@ -104,23 +104,41 @@ def _labels(pairs: Sequence[tuple[str, str]]) -> str:
 
 
 class _Writer:
-    def __init__(self) -> None:
+    """Writes metric families; with ``names`` (the ``name[]`` query parameters of the scrape),
+    only the families with a sample of one of those names, and only those samples, as
+    ``prometheus_client``'s exposition (which vLLM and SGLang serve ``/metrics`` with) does."""
+
+    def __init__(self, names: Collection[str] | None = None) -> None:
         self.lines: list[str] = []
+        self.names = names
+
+    def _wanted(self, *sample_names: str) -> bool:
+        return self.names is None or any(n in self.names for n in sample_names)
 
     def family(self, name: str, kind: str, help_text: str) -> None:
         self.lines.append(f"# HELP {name} {help_text}")
         self.lines.append(f"# TYPE {name} {kind}")
 
     def gauge(self, name: str, help_text: str, labels: str, value: float) -> None:
+        if not self._wanted(name):
+            return
         self.family(name, "gauge", help_text)
         self.lines.append(f"{name}{labels} {float(value)!r}")
 
     def counter(self, name: str, help_text: str, samples: Sequence[tuple[str, float]]) -> None:
+        if not self._wanted(name + "_total"):
+            return
         self.family(name, "counter", help_text)
         for labels, value in samples:
             self.lines.append(f"{name}_total{labels} {float(value)!r}")
 
     def histogram(self, name: str, help_text: str, base: Sequence[tuple[str, str]], h: Histogram) -> None:
+        parts = (name + "_bucket", name + "_count", name + "_sum")
+        if not self._wanted(*parts):
+            return
+        if self.names is not None and not all(part in self.names for part in parts):
+            self._histogram_samples(name, help_text, base, h, {p for p in parts if p in self.names})
+            return
         self.family(name, "histogram", help_text)
         cumulative = 0
         for bound, count in zip(h.bounds, h.counts, strict=False):
@@ -130,12 +148,20 @@ class _Writer:
         self.lines.append(f"{name}_count{_labels(base)} {float(h.count)!r}")
         self.lines.append(f"{name}_sum{_labels(base)} {float(h.sum)!r}")
 
+    def _histogram_samples(self, name: str, help_text: str, base: Sequence[tuple[str, str]], h: Histogram,
+                           parts: set[str]) -> None:
+        """A histogram restricted to some of its sample names (``name[]=x_count``, say)."""
+        whole = _Writer()
+        whole.histogram(name, help_text, base, h)
+        self.lines.extend(line for line in whole.lines
+                          if line.startswith("#") or line.split("{", 1)[0].split(" ", 1)[0] in parts)
+
     def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
+        return "\n".join(self.lines) + "\n" if self.lines else ""
 
 
-def render_vllm(snap: EngineSnapshot, stats: EngineStats) -> str:
-    w = _Writer()
+def render_vllm(snap: EngineSnapshot, stats: EngineStats, names: Collection[str] | None = None) -> str:
+    w = _Writer(names)
     base = [("model_name", snap.model)]
     lb = _labels(base)
     w.gauge("vllm:num_requests_running", "Number of requests in model execution batches.", lb, snap.running)
@@ -180,8 +206,8 @@ def render_vllm(snap: EngineSnapshot, stats: EngineStats) -> str:
     return w.text()
 
 
-def render_sglang(snap: EngineSnapshot, stats: EngineStats) -> str:
-    w = _Writer()
+def render_sglang(snap: EngineSnapshot, stats: EngineStats, names: Collection[str] | None = None) -> str:
+    w = _Writer(names)
     base = [("model_name", snap.model)]
     lb = _labels(base)
     w.gauge("sglang:num_running_reqs", "The number of running requests.", lb, snap.running)

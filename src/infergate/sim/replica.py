@@ -421,7 +421,9 @@ class Replica:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         render = render_sglang if self.config.metrics_flavor == "sglang" else render_vllm
-        text = render(self.engine.snapshot(), self.engine.stats)
+        # ``name[]=...``: only those series, as prometheus_client's exposition (vLLM's, SGLang's) answers
+        names = request.query.getall("name[]", None) or None
+        text = render(self.engine.snapshot(), self.engine.stats, frozenset(names) if names else None)
         return web.Response(body=text.encode(), headers={"content-type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def _version(self, request: web.Request) -> web.Response:
