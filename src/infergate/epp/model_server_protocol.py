@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 class MetricSpecError(ValueError):
@@ -77,6 +78,11 @@ class ModelServerProtocol:
     lora_info: tuple[MetricSpec, ...] = ()
 
     def metric_names(self) -> tuple[str, ...]:
+        """The series names read, each once (computed once: every scrape asks)."""
+        return self._metric_names
+
+    @cached_property
+    def _metric_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(
             s.name for s in (*self.waiting_queue, *self.kv_cache_usage, *self.running, *self.lora_info)
         ))
