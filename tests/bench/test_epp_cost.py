@@ -75,3 +75,19 @@ def test_report_gives_ratios_and_a_verdict_per_target(tmp_path: Path) -> None:
     assert (tmp_path / "report.md").read_text() == text
     assert (tmp_path / "cpu_per_request.png").stat().st_size > 1000
     assert (tmp_path / "idle_scrape.png").stat().st_size > 1000
+
+
+def test_idle_ab_summary_and_report() -> None:
+    from infergate.bench.epp_cost_idle_ab import render as render_ab
+    from infergate.bench.epp_cost_idle_ab import summarise
+
+    def rows(ms: float) -> list[dict[str, float]]:
+        return [{"endpoints": n, "epp_ms_per_scrape": ms * (1 + i)} for i in range(2) for n in POOL_SIZES]
+
+    summary = summarise({"baseline": rows(0.1), "after": rows(0.05)})
+    assert [r["endpoints"] for r in summary] == list(POOL_SIZES)
+    assert all(abs(r["ratio"] - 0.5) < 1e-9 for r in summary)
+    last = summary[-1]
+    assert abs(last["after_cores_at_full_rate"] - 0.075 * POOL_SIZES[-1] * 20 / 1000) < 1e-9
+    text = render_ab("abc123", summary, (1.0, 2.0, 3.0), 2)
+    assert "against abc123" in text and f"| {POOL_SIZES[-1]:,} | 0.150 | 0.075 | 0.50x |" in text
