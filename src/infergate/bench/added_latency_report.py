@@ -142,8 +142,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     left.set(title="TTFT (zero model time)", xlabel="load, % of the EPP's capacity", ylabel="ms")
     right.set(title="gateway's added TTFT", xlabel="load, % of the EPP's capacity", ylabel="ms")
     for ax in (left, right):
+        ax.set_yscale("symlog", linthresh=1.0)  # ms: linear below 1 ms (an added latency may be negative)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    lowest = min((lv["added"]["added"][q] * 1000 for lv in levels for q in ("p50", "p99")), default=0.0)
+    if not math.isnan(lowest):
+        right.set_ylim(bottom=min(0.0, lowest * 1.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
