@@ -19,11 +19,13 @@ from infergate.bench.added_latency import (
     added_latency,
     cut_blocks,
     epp_capacity,
+    pin_epp_apart,
     poisson_plan,
     prompt_bodies,
     send,
 )
 from infergate.bench.added_latency_report import caveats, markdown, write
+from infergate.bench.topology import ManagedProcess
 
 
 def test_added_latency_compares_the_same_quantile_of_both_paths_over_the_requests_that_succeeded_on_both() -> None:
@@ -150,3 +152,11 @@ def test_the_report_states_the_verdict_and_why_numbers_are_the_machines(tmp_path
     write(_result(0.0004, 0.002), tmp_path)  # type: ignore[arg-type]
     assert json.loads((tmp_path / "results.json").read_text())["levels"][0]["added"]["meets_targets"]
     assert (tmp_path / "report.md").is_file() and (tmp_path / "added_latency.png").stat().st_size > 1000
+
+
+def test_pinning_gives_the_epp_the_last_cpu_and_the_others_the_rest() -> None:
+    epp, envoy = ManagedProcess(["epp"], "epp"), ManagedProcess(["envoy", "-c", "x"], "envoy")
+    assert pin_epp_apart(epp, [envoy], [0, 1, 2, 3]) == (3, "0,1,2")
+    assert epp.argv == ["taskset", "-c", "3", "epp"] and envoy.argv == ["taskset", "-c", "0,1,2", "envoy", "-c", "x"]
+    with pytest.raises(ValueError, match="at least 2 CPUs"):
+        pin_epp_apart(epp, [envoy], [0])

@@ -36,6 +36,10 @@ The phases:
    quantiles of the per-request differences (paired by request) are reported too; they carry
    the noise of both paths and overstate the tail.
 
+``--pin-epp`` runs the EPP alone on the last CPU and every other process of the benchmark on
+the others (``taskset``), as if the EPP had its own pod: on a small machine the 70% level
+otherwise measures the EPP competing with Envoy, the simulator and the client for a core.
+
 The report states the machine: CPUs, load averages, busy share and each process's cores per
 level, the rate actually achieved and how late the client sent (an open-loop client that
 falls behind measures itself). Writes ``report.md``, ``results.json`` and ``added_latency.png``.
@@ -60,6 +64,7 @@ from infergate.bench.topology import (
     EnvoyProcess,
     EPPProcess,
     Lane,
+    ManagedProcess,
     PortPool,
     SimReplicas,
     static_pool_file,
@@ -89,6 +94,7 @@ class AddedLatencyConfig:
     capacity_concurrency: int = 8
     idle_seconds: float = 2.0
     seed: int = 7
+    pin_epp: bool = False  # the EPP alone on the last CPU, everything else on the others (taskset)
     envoy_bin: str | None = None
 
 
@@ -376,6 +382,18 @@ def _picked(done: Sequence[Timed], pods: dict[str, tuple[str, int]]) -> Callable
     return lambda i: pods.get(done[i].pod or "", first)
 
 
+def pin_epp_apart(epp: ManagedProcess, others: Sequence[ManagedProcess], cpus: Sequence[int]) -> tuple[int, str]:
+    """Start the EPP on the last of ``cpus`` and ``others`` on the rest (the caller moves itself
+    there too): the EPP gets a core of its own, as in a deployment where it has its own pod."""
+    if len(cpus) < 2:
+        raise ValueError(f"--pin-epp needs at least 2 CPUs, this process may use {list(cpus)}")
+    epp_cpu, rest = cpus[-1], ",".join(str(c) for c in cpus[:-1])
+    epp.argv = ["taskset", "-c", str(epp_cpu), *epp.argv]  # taskset execs: the pid stays the command's
+    for process in others:
+        process.argv = ["taskset", "-c", rest, *process.argv]
+    return epp_cpu, rest
+
+
 @dataclass
 class LevelRun:
     level: float
@@ -406,6 +424,11 @@ async def run_added_latency(config: AddedLatencyConfig, progress: Callable[[str]
     envoy = EnvoyProcess([lane], workdir=work, envoy_bin=config.envoy_bin, ports=ports)
     bodies = prompt_bodies(config.prompt_tokens, config.max_tokens, 512, rng)
     connections = _Connections()
+    own_cpus = os.sched_getaffinity(0)
+    if config.pin_epp:
+        epp_cpu, rest = pin_epp_apart(epp.process, [sims.process, envoy.process], sorted(own_cpus))
+        os.sched_setaffinity(0, {int(c) for c in rest.split(",")})  # the load generator
+        progress(f"pinned: the EPP on CPU {epp_cpu}, Envoy, the simulator and the load generator on {rest}")
     load_start = os.getloadavg()
     levels: list[LevelRun] = []
     try:
@@ -476,9 +499,11 @@ async def run_added_latency(config: AddedLatencyConfig, progress: Callable[[str]
         connections.close()
         for process in (envoy, epp, sims):
             await process.stop()
+        os.sched_setaffinity(0, own_cpus)
     return {
         "config": {k: v for k, v in asdict(config).items() if k != "envoy_bin"},
-        "machine": {"cpus": os.cpu_count(), "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
+        "machine": {"cpus": os.cpu_count(), "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+                    "pinned": config.pin_epp},
         "capacity": {**asdict(capacity), "cpu_per_request_ms": capacity.cpu_per_request_s * 1000,
                      "requests_per_s": capacity.requests_per_s,
                      "closed_loop_requests_per_s": capacity.closed_loop_requests_per_s},

@@ -63,8 +63,11 @@ def markdown(result: dict[str, Any], note: str = "") -> str:
         "",
         f"Machine: {machine['cpus']} CPUs; load average {', '.join(f'{x:.2f}' for x in machine['loadavg_start'])} "
         f"at the start, {', '.join(f'{x:.2f}' for x in machine['loadavg_end'])} at the end. "
-        "Every process of the benchmark (load generator, Envoy with one worker, the EPP, the simulator) shares "
-        "these CPUs." + (f" {note}" if note else ""),
+        + ("The EPP ran alone on one CPU, Envoy, the simulator and the load generator on the others (`--pin-epp`); "
+           "other work on the machine could use any CPU."
+           if machine.get("pinned") else
+           "Every process of the benchmark (load generator, Envoy with one worker, the EPP, the simulator) shares "
+           "these CPUs.") + (f" {note}" if note else ""),
         "",
         f"Workload: {config['replicas']} simulator replicas, ~{config['prompt_tokens']:,}-token prompts (16 shared "
         f"system prompts, unique questions), {config['max_tokens']} output tokens streamed, default EPP profile, "

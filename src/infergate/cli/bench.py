@@ -177,11 +177,14 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
 @click.option("--capacity-seconds", type=click.FloatRange(min=1), default=6.0, show_default=True,
               help="Length of the closed loop that measures the EPP's CPU per request.")
 @click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--pin-epp", is_flag=True,
+              help="Run the EPP alone on the last CPU and everything else (Envoy, simulator, load generator) on "
+                   "the others (taskset), as if the EPP had its own pod.")
 @click.option("--note", default="", help="A sentence about the machine's conditions for the report.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write report.md, results.json and added_latency.png here (e.g. bench/results/added-latency).")
 def added_latency(duration: float, levels: str, replicas: int, prompt_tokens: int, block_seconds: float,
-                  capacity_seconds: float, seed: int, note: str, out_dir: Path | None) -> None:
+                  capacity_seconds: float, seed: int, pin_epp: bool, note: str, out_dir: Path | None) -> None:
     """The gateway's added time to first token: through Envoy + the EPP against straight to the model server.
 
     Simulator replicas with zero model time, the EPP and Envoy (production translators) on
@@ -201,7 +204,8 @@ def added_latency(duration: float, levels: str, replicas: int, prompt_tokens: in
     if not fractions or any(not 0 < f <= 1.5 for f in fractions):
         raise click.BadParameter(f"{levels!r}: each level in (0, 1.5]", param_hint="--levels")
     config = AddedLatencyConfig(levels=fractions, duration=duration, replicas=replicas, prompt_tokens=prompt_tokens,
-                                block_seconds=block_seconds, capacity_seconds=capacity_seconds, seed=seed)
+                                block_seconds=block_seconds, capacity_seconds=capacity_seconds, seed=seed,
+                                pin_epp=pin_epp)
     result = uvloop.run(run_added_latency(config, lambda text: click.echo(text, err=True)))
     click.echo(markdown(result, note))
     if out_dir is not None:
