@@ -144,6 +144,12 @@ def _result(added_p50: float, added_p99: float, *, busy: float = 0.5, rate: floa
 def test_the_report_states_the_verdict_and_why_numbers_are_the_machines(tmp_path: Path) -> None:
     met = markdown(_result(0.0004, 0.002))
     assert "| met |" in met and "1,429 requests/s" in met and "No level was above" in met
+    assert "Where the added time goes" not in met  # a run without the Envoy-alone path
+    split = _result(0.0004, 0.002)
+    level = split["levels"][0]  # type: ignore[index]
+    level["envoy_only"] = {"gateway": {"p50": 0.0021, "p99": 0.0031}, "added": {"p50": 0.0001, "p99": 0.0002}}
+    level["epp_share"] = {"p50": 0.0003, "p99": 0.0009}
+    assert "| 10% | 2.10 / 3.10 | 0.10 / 0.20 | 0.30 / 0.90 |" in markdown(split)
     missed = markdown(_result(0.0015, 0.005, busy=0.97, rate=1000.0), note="Other benchmarks ran at the same time.")
     assert "missed: p50 by 0.50 ms, p99 by 2.00 ms" in missed and "Other benchmarks ran" in missed
     notes = caveats(_result(0.0015, 0.005, busy=0.97, rate=1000.0))
@@ -160,3 +166,18 @@ def test_pinning_gives_the_epp_the_last_cpu_and_the_others_the_rest() -> None:
     assert epp.argv == ["taskset", "-c", "3", "epp"] and envoy.argv == ["taskset", "-c", "0,1,2", "envoy", "-c", "x"]
     with pytest.raises(ValueError, match="at least 2 CPUs"):
         pin_epp_apart(epp, [envoy], [0])
+
+
+def test_the_envoy_alone_listener_is_the_gateways_without_ext_proc() -> None:
+    from infergate.bench.added_latency import add_envoy_only_listener
+    from infergate.bench.topology import Lane, envoy_bootstrap
+
+    lane = Lane("l", 18080, 19002, ("127.0.0.2:8000", "127.0.0.3:8000"))
+    bootstrap = add_envoy_only_listener(envoy_bootstrap([lane], 19901), 18081)
+    gateway, alone = bootstrap["static_resources"]["listeners"]
+    assert alone["address"]["socket_address"]["port_value"] == 18081
+    names = [[f["name"] for f in listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]]
+             for listener in (gateway, alone)]
+    assert "envoy.filters.http.ext_proc" in names[0] and names[1] == [n for n in names[0] if n != "envoy.filters.http.ext_proc"]
+    route = alone["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
+    assert route == gateway["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]

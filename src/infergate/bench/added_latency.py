@@ -12,6 +12,9 @@ What runs (all real processes on loopback):
 * One ``infergate epp`` (default profile, 50 ms scrapes, static pool file) and Envoy (one
   worker) configured by the production translators, as ``bench.topology`` does for the
   scheduling benchmark: what a user runs.
+* The same Envoy with a second listener that is a copy of the gateway's without the ext_proc
+  filter ("Envoy alone": same route, same pool cluster, its fallback load balancing instead of
+  the EPP's pick), to split the added latency into Envoy's share and the EPP's.
 * A load generator with its own minimal HTTP/1.1 client over asyncio streams (keep-alive
   connections, chunked SSE): httpx costs about a millisecond of CPU per streamed request, too
   much next to what is measured. Time to first token = from writing the request to reading the
@@ -28,13 +31,14 @@ The phases:
 2. **Per load level** (10% and 70% of that capacity): one Poisson request sequence (seeded,
    ``--prompt-tokens`` prompts: 16 shared system prompts and a unique question, ``max_tokens``
    2, streamed) cut in blocks of ``--block-seconds``. Each block runs through the gateway, then
-   the same requests at the same times straight to the replica the EPP picked for each
-   (``x-inference-pod``); blocks alternate until ``--duration`` seconds of each path. A short
-   warm-up of both paths first is not counted.
+   the same requests at the same times through Envoy alone, then straight to the replica the
+   EPP picked for each (``x-inference-pod``); blocks alternate until ``--duration`` seconds of
+   each path. A short warm-up of every path first is not counted.
 3. **Added latency** = a TTFT quantile through the gateway minus the same quantile straight to
    the model server (p50, p90, p99), against the targets (p50 <= 1 ms, p99 <= 3 ms). The
    quantiles of the per-request differences (paired by request) are reported too; they carry
-   the noise of both paths and overstate the tail.
+   the noise of both paths and overstate the tail. Envoy alone minus direct is Envoy's share,
+   the gateway minus Envoy alone the EPP's (its three ext_proc round trips).
 
 ``--pin-epp`` runs the EPP alone on the last CPU and every other process of the benchmark on
 the others (``taskset``), as if the EPP had its own pod: on a small machine the 70% level
@@ -70,7 +74,8 @@ from infergate.bench.topology import (
     static_pool_file,
     workdir,
 )
-from infergate.util.net import random_loopback_block
+from infergate.dataplane.xds_translator import EXT_PROC_FILTER
+from infergate.util.net import async_wait_for_port, random_loopback_block
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 TARGET_P50_S = 0.001
@@ -355,6 +360,20 @@ async def closed_loop(host: str, port: int, bodies: Sequence[bytes], users: int,
 # -- the run -----------------------------------------------------------------------------------------
 
 
+def add_envoy_only_listener(bootstrap: dict[str, Any], port: int) -> dict[str, Any]:
+    """A copy of the bootstrap's first listener on ``port`` without the ext_proc filter."""
+    listener = json.loads(json.dumps(bootstrap["static_resources"]["listeners"][0]))
+    listener["name"] = f"envoy-only-{port}"
+    listener["address"]["socket_address"]["port_value"] = port
+    for chain in listener["filter_chains"]:
+        for network_filter in chain["filters"]:
+            hcm = network_filter["typed_config"]
+            hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != EXT_PROC_FILTER]
+            hcm["stat_prefix"] = f"envoy_only_{port}"
+    bootstrap["static_resources"]["listeners"].append(listener)
+    return bootstrap
+
+
 def _group_ticks(pgid: int) -> int:
     """CPU ticks of every process in process group ``pgid`` (the process and what it started)."""
     total = 0
@@ -403,7 +422,9 @@ class LevelRun:
     direct_rate: float
     lag_p99_s: float  # how late the client sent, p99 over both paths
     cores: dict[str, float]  # per process over the level, and machine busy share
-    added: AddedLatency
+    added: AddedLatency  # gateway against direct
+    envoy_only: AddedLatency  # Envoy without the ext_proc filter against direct
+    epp_share: dict[str, float]  # gateway quantile - Envoy-alone quantile
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -422,6 +443,9 @@ async def run_added_latency(config: AddedLatencyConfig, progress: Callable[[str]
     epp = EPPProcess(pool_file=pool_file, workdir=work, ports=ports, extra=["--seed", str(config.seed)])
     lane = Lane("latency", ports(), epp.grpc_port, tuple(endpoints), message_timeout_s=10.0)
     envoy = EnvoyProcess([lane], workdir=work, envoy_bin=config.envoy_bin, ports=ports)
+    envoy_only = ("127.0.0.1", ports())
+    envoy.bootstrap_path.write_text(json.dumps(add_envoy_only_listener(
+        json.loads(envoy.bootstrap_path.read_text()), envoy_only[1]), indent=1))
     bodies = prompt_bodies(config.prompt_tokens, config.max_tokens, 512, rng)
     connections = _Connections()
     own_cpus = os.sched_getaffinity(0)
@@ -436,6 +460,7 @@ async def run_added_latency(config: AddedLatencyConfig, progress: Callable[[str]
         await sims.start()
         await epp.start()
         await envoy.start()
+        await async_wait_for_port(*envoy_only, timeout=30)
         assert sims.process.process and epp.process.process and envoy.process.process
         pods = {f"sim-{i}": (address, sim_port) for i, address in enumerate(addresses)}
         pids = {"envoy": envoy.process.process.pid, "epp": epp.process.process.pid,
@@ -461,19 +486,22 @@ async def run_added_latency(config: AddedLatencyConfig, progress: Callable[[str]
             plan = poisson_plan(rate, config.duration, bodies, rng)
             blocks = cut_blocks(plan, config.block_seconds)
             progress(f"{level:.0%} of capacity: {rate:,.0f} requests/s, {len(plan)} requests per path in "
-                     f"{len(blocks)} blocks of {config.block_seconds:g}s, gateway then direct")
+                     f"{len(blocks)} blocks of {config.block_seconds:g}s: gateway, Envoy alone, direct")
             warm = cut_blocks(poisson_plan(rate, config.warmup_seconds, bodies, rng), config.warmup_seconds)
             for block in warm:
                 done = await run_block(block, lambda i: gateway, connections)
+                await run_block(block, lambda i: envoy_only, connections)
                 await run_block(block, _picked(done, pods), connections)
             sampler = CpuSampler(pids)
             through: list[Timed] = []
+            alone: list[Timed] = []
             straight: list[Timed] = []
             walls = [0.0, 0.0]
             for block in blocks:
                 started = time.monotonic()
                 done = await run_block(block, lambda i: gateway, connections)
                 walls[0] += time.monotonic() - started
+                alone += await run_block(block, lambda i: envoy_only, connections)
                 started = time.monotonic()
                 direct = await run_block(block, _picked(done, pods), connections)
                 walls[1] += time.monotonic() - started
@@ -481,20 +509,23 @@ async def run_added_latency(config: AddedLatencyConfig, progress: Callable[[str]
                 straight += direct
             cpu = sampler.report()
             errors: dict[str, int] = {}
-            for path, timed in (("gateway", through), ("direct", straight)):
+            for path, timed in (("gateway", through), ("Envoy alone", alone), ("direct", straight)):
                 for t in timed:
                     if t.error:
                         key = f"{path}: {t.error[:80]}"
                         errors[key] = errors.get(key, 0) + 1
             added = added_latency([t.ttft for t in through], [t.ttft for t in straight])
+            envoy_share = added_latency([t.ttft for t in alone], [t.ttft for t in straight])
             levels.append(LevelRun(
                 level=level, target_rate=rate, requests=len(plan),
                 gateway_rate=len(plan) / walls[0] if walls[0] else math.nan,
                 direct_rate=len(plan) / walls[1] if walls[1] else math.nan,
                 lag_p99_s=percentile([t.lag for t in through + straight], 99),
-                cores={**cpu.per_process, "machine_busy": cpu.machine_busy}, added=added, errors=errors))
+                cores={**cpu.per_process, "machine_busy": cpu.machine_busy}, added=added, envoy_only=envoy_share,
+                epp_share={q: added.gateway[q] - envoy_share.gateway[q] for q in added.gateway}, errors=errors))
             progress(f"{level:.0%}: added p50 {added.added['p50'] * 1000:.2f} ms, p99 {added.added['p99'] * 1000:.2f} ms"
-                     f" (gateway p50 {added.gateway['p50'] * 1000:.2f} / direct {added.direct['p50'] * 1000:.2f} ms)")
+                     f" (gateway p50 {added.gateway['p50'] * 1000:.2f} / Envoy alone "
+                     f"{envoy_share.gateway['p50'] * 1000:.2f} / direct {added.direct['p50'] * 1000:.2f} ms)")
     finally:
         connections.close()
         for process in (envoy, epp, sims):
@@ -508,6 +539,6 @@ async def run_added_latency(config: AddedLatencyConfig, progress: Callable[[str]
                      "requests_per_s": capacity.requests_per_s,
                      "closed_loop_requests_per_s": capacity.closed_loop_requests_per_s},
         "targets": {"p50_ms": TARGET_P50_S * 1000, "p99_ms": TARGET_P99_S * 1000},
-        "levels": [{**{k: v for k, v in asdict(run).items() if k != "added"},
-                    "added": {**asdict(run.added), "meets_targets": run.added.meets_targets}} for run in levels],
+        "levels": [{**asdict(run), "added": {**asdict(run.added), "meets_targets": run.added.meets_targets}}
+                   for run in levels],
     }

@@ -49,6 +49,30 @@ def caveats(result: dict[str, Any]) -> list[str]:
     return out
 
 
+def shares(result: dict[str, Any]) -> list[str]:
+    """Envoy's share and the EPP's of the added time (when the run had the Envoy-alone path)."""
+    levels = [level for level in result["levels"] if level.get("envoy_only")]
+    if not levels:
+        return []
+    lines = [
+        "## Where the added time goes",
+        "",
+        "*Envoy alone*: the same Envoy listener without the ext_proc filter (same route and pool cluster; its "
+        "fallback load balancing picks the replica). Envoy's share = Envoy alone minus direct; the EPP's share = "
+        "through the gateway minus Envoy alone (its three ext_proc round trips: request headers, body, response "
+        "headers).",
+        "",
+        "| load | TTFT Envoy alone p50 / p99 ms | Envoy's share p50 / p99 ms | the EPP's share p50 / p99 ms |",
+        "|---:|---:|---:|---:|",
+    ]
+    for level in levels:
+        alone, epp = level["envoy_only"], level["epp_share"]
+        lines.append(f"| {level['level']:.0%} | {_ms(alone['gateway']['p50'])} / {_ms(alone['gateway']['p99'])} | "
+                     f"{_ms(alone['added']['p50'])} / {_ms(alone['added']['p99'])} | {_ms(epp['p50'])} / "
+                     f"{_ms(epp['p99'])} |")
+    return [*lines, ""]
+
+
 def markdown(result: dict[str, Any], note: str = "") -> str:
     config, machine, capacity = result["config"], result["machine"], result["capacity"]
     targets = result["targets"]
@@ -57,7 +81,7 @@ def markdown(result: dict[str, Any], note: str = "") -> str:
         "",
         "Written by `infergate bench added-latency` (`make bench`); the method is in "
         "`src/infergate/bench/added_latency.py`'s docstring. Time to first token (TTFT) of the same requests "
-        "through Envoy + the EPP and straight to the simulator replica the EPP picked, in alternating blocks of "
+        "through Envoy + the EPP, through Envoy alone and straight to the simulator replica the EPP picked, in alternating blocks of "
         f"{config['block_seconds']:g} s; the simulator runs with **zero model time**, so the difference is the "
         f"gateway's. Targets: added p50 <= {targets['p50_ms']:g} ms, p99 <= {targets['p99_ms']:g} ms.",
         "",
@@ -108,9 +132,10 @@ def markdown(result: dict[str, Any], note: str = "") -> str:
         "",
         *[f"- {line}" for line in caveats(result)],
         "",
+        *shares(result),
         "![added latency against load](added_latency.png)",
         "",
-        "## CPU during each level (cores, both paths' blocks)",
+        "## CPU during each level (cores, over the blocks of every path)",
         "",
         "| load | " + " | ".join(PROCESSES) + " | machine busy |",
         "|---:|" + "---:|" * (len(PROCESSES) + 1),
