@@ -164,6 +164,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
                   label=f"through the gateway {q}")
         left.plot(x, [lv["added"]["direct"][q] * 1000 for lv in levels], style, color="#1f77b4",
                   label=f"straight to the simulator {q}")
+        if all(lv.get("envoy_only") for lv in levels):
+            left.plot(x, [lv["envoy_only"]["gateway"][q] * 1000 for lv in levels], style, color="#2ca02c",
+                      label=f"Envoy alone (no EPP) {q}")
         right.plot(x, [lv["added"]["added"][q] * 1000 for lv in levels], style, label=f"added {q}")
     right.axhline(result["targets"]["p50_ms"], color="#2ca02c", linestyle=":", label="target p50")
     right.axhline(result["targets"]["p99_ms"], color="#ff7f0e", linestyle=":", label="target p99")
