@@ -23,7 +23,8 @@ def snapshot(n: int) -> StatusSnapshot:
     traffic = Traffic(window_s=2, requests=2.0 * n, errors=0, requests_per_s=float(n), errors_per_s=0.0,
                       error_ratio=0.0, latency_p50_s=0.1, latency_p90_s=0.2, ttft_p50_s=0.05, ttft_p90_s=0.08)
     endpoint = EndpointStatus(name="e0", address="10.0.0.1", port=8000, ready=True, metrics_url="", reachable=True,
-                              queue=1, running=2, kv_cache=0.5, ttft_p50_s=0.04)
+                              queue=1, running=2, kv_cache=0.5, ttft_p50_s=0.04,
+                              requests_per_s=float(n), errors_per_s=0.5, requests_source="epp")
     pool = PoolStatus(namespace="default", name="chat", group="inference.networking.k8s.io", generation="GA",
                       selector={}, target_ports=[8000], epp="chat-epp:9002", epp_metrics_url=None, epp_reachable=True,
                       epp_error=None, failure_mode="FailClose", accepted=True, endpoints=[endpoint], objectives=[],
@@ -35,10 +36,11 @@ def snapshot(n: int) -> StatusSnapshot:
                           routes=[route], pools=[pool])
 
 
-def test_a_sample_has_rates_per_pool_load_per_endpoint_and_weights_per_backend() -> None:
+def test_a_sample_has_rates_per_pool_rates_and_load_per_endpoint_and_weights_per_backend() -> None:
     sample = sample_of(snapshot(3)).to_dict()
     assert sample["pools"]["default/chat"]["requests_per_s"] == 3.0
-    assert sample["endpoints"]["default/chat e0"] == {"queue": 1, "running": 2, "kv_cache": 0.5, "ttft_p50_s": 0.04}
+    assert sample["endpoints"]["default/chat e0"] == {"queue": 1, "running": 2, "kv_cache": 0.5, "ttft_p50_s": 0.04,
+                                                      "requests_per_s": 3.0, "errors_per_s": 0.5}
     assert sample["weights"] == {"default/r#0 InferencePool chat": 97}
 
 

@@ -12,6 +12,16 @@ from tests.support.up_demo import GA, PREVIEW, up_with_demo_traffic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("up-dashboard")]
 
+# each endpoint row's rates as drawn (pool, source from the API: the cell's text has no source)
+ENDPOINT_RATES = (
+    "fetch('api/status').then(r => r.json()).then(s => [...document.querySelectorAll('[data-pool] tr[data-endpoint]')]"
+    ".map(row => { const pool = row.closest('[data-pool]').dataset.pool;"
+    " const p = s.pools.find(q => `${q.namespace}/${q.name}` === pool);"
+    " const e = p && p.endpoints.find(x => x.name === row.dataset.endpoint);"
+    " const num = (c) => { const v = parseFloat(row.querySelector(c).textContent); return isNaN(v) ? null : v; };"
+    " return {pool, endpoint: row.dataset.endpoint, rps: num('.endpoint-rps'), eps: num('.endpoint-eps'),"
+    " source: e ? e.requests_source : null}; }))")
+
 
 async def test_the_gateway_admin_port_serves_the_dashboard_of_infergate_up(tmp_path: Path, kubectl_bin: str,
                                                                            repo_root: Path) -> None:
@@ -42,5 +52,23 @@ async def test_the_gateway_admin_port_serves_the_dashboard_of_infergate_up(tmp_p
                 "document.querySelectorAll('#chart-weights path[data-series]').length === 2"
                 " && document.querySelector('#chart-rps path').getAttribute('d').includes('L')",
                 what="the weights and rate charts")
+
+            # per endpoint: the requests each pool's EPP sent to each endpoint, as a rate that
+            # follows the traffic (positive while it flows, zero when it stops, back when it resumes)
+            rates = await browser.wait_for(f"{ENDPOINT_RATES}.then(r => r.length === 4 && r.every(e => e.rps !== null)"
+                                           " && r.some(e => e.rps > 0) ? r : null)",
+                                           timeout=60, what="per-endpoint request rates")
+            assert {(e["pool"], e["source"]) for e in rates} == {(f"default/{GA}", "epp"), (f"default/{PREVIEW}", "epp")}
+            assert all(e["eps"] == 0 for e in rates), rates  # every request answered 200
+            await browser.wait_for(
+                "document.querySelectorAll('#chart-endpoint-rps path[data-series]').length === 4"
+                " && [...document.querySelectorAll('#chart-endpoint-rps path')].some(p => p.getAttribute('d').includes('L'))",
+                what="the per-endpoint rate chart")
+            demo.paused.set()
+            await browser.wait_for(f"{ENDPOINT_RATES}.then(r => r.length === 4 && r.every(e => e.rps === 0))",
+                                   timeout=45, what="per-endpoint rates of zero once the traffic stops")
+            demo.paused.clear()
+            await browser.wait_for(f"{ENDPOINT_RATES}.then(r => r.some(e => e.rps > 0))",
+                                   timeout=45, what="per-endpoint rates back when the traffic resumes")
             await browser.screenshot(screenshot_path(tmp_path, "dashboard.png"))
     assert demo.codes and set(demo.codes) == {200}

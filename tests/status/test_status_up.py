@@ -60,3 +60,11 @@ def test_status_of_infergate_up_with_the_demo_objects(tmp_path: Path, kubectl_bi
     assert total > 0
     busy = max((ga, preview), key=lambda p: p["traffic"]["requests"])
     assert busy["traffic"]["latency_p50_s"] is not None and busy["traffic"]["ttft_p50_s"] is not None
+    # per endpoint, from each pool's EPP: what it sent there over the same window as the pool's count
+    for pool in (ga, preview):
+        traffic = pool["traffic"]
+        assert {e["requests_source"] for e in pool["endpoints"]} == {"epp"}
+        assert all(e["errors_per_s"] == 0 for e in pool["endpoints"])
+        sent = sum(e["requests_per_s"] for e in pool["endpoints"]) * traffic["window_s"]
+        assert sent == pytest.approx(traffic["requests"], abs=0.01 * traffic["requests"] + 1e-6), pool
+    assert sum(e["requests_per_s"] for e in busy["endpoints"]) > 0

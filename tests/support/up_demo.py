@@ -54,6 +54,7 @@ class UpDemo:
     admin: str | None = None  # the gateway's admin URL, from up.json
     url: str = ""  # /v1/completions through the Gateway
     codes: list[int] = field(default_factory=list)  # statuses of the background traffic
+    paused: threading.Event = field(default_factory=threading.Event)  # set: the background traffic waits
 
 
 def _serving(kubectl_bin: str, kubeconfig: str, port: int) -> str | None:
@@ -100,6 +101,9 @@ def up_with_demo_traffic(tmp_path: Path, kubectl_bin: str, repo_root: Path, prom
         def send() -> None:
             with httpx.Client(timeout=30) as client:
                 while not stop.is_set():
+                    if demo.paused.is_set():
+                        stop.wait(0.05)
+                        continue
                     demo.codes.append(client.post(demo.url, json={"model": MODEL, "prompt": prompt,
                                                                   "max_tokens": 4}).status_code)
 

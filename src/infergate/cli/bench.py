@@ -162,3 +162,53 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
         for path in report.write_outputs(result, out_dir):
             click.echo(f"wrote {path}", err=True)
     sys.stdout.flush()
+
+
+@command.command("added-latency")
+@click.option("--duration", type=click.FloatRange(min=1), default=20.0, show_default=True,
+              help="Seconds of traffic per path (gateway, direct) and load level.")
+@click.option("--levels", default="0.1,0.7", show_default=True,
+              help="Comma-separated load levels as fractions of the EPP's capacity measured in the same run.")
+@click.option("--replicas", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Simulator replicas (zero model time) in the pool.")
+@click.option("--prompt-tokens", type=click.IntRange(8), default=1000, show_default=True)
+@click.option("--block-seconds", type=click.FloatRange(min=0.2), default=2.0, show_default=True,
+              help="The two paths alternate in blocks this long (same requests, same times).")
+@click.option("--capacity-seconds", type=click.FloatRange(min=1), default=6.0, show_default=True,
+              help="Length of the closed loop that measures the EPP's CPU per request.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--pin-epp", is_flag=True,
+              help="Run the EPP alone on the last CPU and everything else (Envoy, simulator, load generator) on "
+                   "the others (taskset), as if the EPP had its own pod.")
+@click.option("--note", default="", help="A sentence about the machine's conditions for the report.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write report.md, results.json and added_latency.png here (e.g. bench/results/added-latency).")
+def added_latency(duration: float, levels: str, replicas: int, prompt_tokens: int, block_seconds: float,
+                  capacity_seconds: float, seed: int, pin_epp: bool, note: str, out_dir: Path | None) -> None:
+    """The gateway's added time to first token: through Envoy + the EPP against straight to the model server.
+
+    Simulator replicas with zero model time, the EPP and Envoy (production translators) on
+    loopback; the same Poisson request sequence through the gateway and straight to the replica
+    the EPP picked, in alternating blocks, at each load level. Progress on stderr, the report
+    (markdown) on stdout.
+    """
+    import uvloop
+
+    from infergate.bench.added_latency import AddedLatencyConfig, run_added_latency
+    from infergate.bench.added_latency_report import markdown, write
+
+    try:
+        fractions = tuple(float(v) for v in levels.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{levels!r}: comma-separated numbers, e.g. 0.1,0.7", param_hint="--levels") from None
+    if not fractions or any(not 0 < f <= 1.5 for f in fractions):
+        raise click.BadParameter(f"{levels!r}: each level in (0, 1.5]", param_hint="--levels")
+    config = AddedLatencyConfig(levels=fractions, duration=duration, replicas=replicas, prompt_tokens=prompt_tokens,
+                                block_seconds=block_seconds, capacity_seconds=capacity_seconds, seed=seed,
+                                pin_epp=pin_epp)
+    result = uvloop.run(run_added_latency(config, lambda text: click.echo(text, err=True)))
+    click.echo(markdown(result, note))
+    if out_dir is not None:
+        write(result, out_dir, note)
+        click.echo(f"wrote {out_dir}/report.md, results.json, added_latency.png", err=True)
+    sys.stdout.flush()

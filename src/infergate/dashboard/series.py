@@ -3,8 +3,9 @@
 ``Sampler.run()`` collects one snapshot after another (each one scrapes the metrics twice,
 ``interval`` seconds apart, so a sample's rates are over that window); the newest snapshot is
 what ``/dashboard/api/status`` returns and each one adds a ``Sample`` (per pool: request rate,
-errors, TTFT; per endpoint: queue, running, KV cache, TTFT; per route backend: its weight) to a
-deque bounded by ``capacity``. ``start``/``stop`` run it as a task that stops cleanly.
+errors, TTFT; per endpoint: requests and errors per second, queue, running, KV cache, TTFT; per
+route backend: its weight) to a deque bounded by ``capacity``. ``start``/``stop`` run it as a
+task that stops cleanly.
 
 With ``idle_after`` (the gateway's admin port, always on), sampling pauses when no page asked
 for ``idle_after`` seconds, and ``touch()`` (each API request) resumes it: a gateway nobody
@@ -56,6 +57,7 @@ def sample_of(snapshot: StatusSnapshot) -> Sample:
         for e in pool.endpoints:
             endpoints[f"{key} {e.name}"] = {
                 "queue": e.queue, "running": e.running, "kv_cache": e.kv_cache, "ttft_p50_s": e.ttft_p50_s,
+                "requests_per_s": e.requests_per_s, "errors_per_s": e.errors_per_s,
             }
     weights: dict[str, int] = {}
     for route in snapshot.routes:

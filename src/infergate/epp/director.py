@@ -233,6 +233,7 @@ class EppDirector:
             log.warning("request id %s is already in flight; accounting restarted", request_id)
             self.on_request_done(request_id, completed=False)
         self._inflight[hostport] = self._inflight.get(hostport, 0) + 1
+        self._series.get(self.metrics.endpoint_requests_total, hostport).inc()
         if self.config.flow_control.enabled:
             now = time.monotonic()
             sends = self._recent_sends.get(hostport)
@@ -365,6 +366,8 @@ class EppDirector:
         state.status = status
         content_type = headers.get("content-type", "")
         state.streaming = "text/event-stream" in content_type
+        if status >= 400:
+            self._series.get(self.metrics.endpoint_errors_total, state.hostport).inc()
         if status >= 400 and state.counted:
             self.metrics.request_error_total.labels(state.model, state.target_model, "ModelServerError").inc()
 

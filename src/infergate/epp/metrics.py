@@ -100,6 +100,11 @@ class EppMetrics:
         # with; objective = the InferenceObjective that set it ("" = none: preview criticality,
         # or no/unknown objective header -> 0). Counted with inference_model_request_total.
         self.request_priority_total = Counter("infergate_epp_request_priority", "Scheduled requests by the priority they were admitted with (infergate), per model, target model and InferenceObjective (empty: none; preview pools: from the InferenceModel's criticality).", [*model, "objective", "priority"], registry=r)
+        # infergate's own: requests the EPP sent to each endpoint ("address:port") and those the
+        # endpoint answered with an HTTP status >= 400 (infergate status and the dashboard's
+        # per-endpoint rates; the label set follows the pool's endpoints)
+        self.endpoint_requests_total = Counter("infergate_epp_endpoint_requests", "Requests the EPP picked each endpoint for (infergate), by endpoint address:port.", ["endpoint"], registry=r)
+        self.endpoint_errors_total = Counter("infergate_epp_endpoint_errors", "Responses with an HTTP status >= 400 from each endpoint (infergate), by endpoint address:port.", ["endpoint"], registry=r)
         self.running_requests = Gauge("inference_model_running_requests", "Inference model number of running requests in each model.", ["model_name"], registry=r)
         self.scheduler_e2e = Histogram("inference_extension_scheduler_e2e_duration_seconds", "Scheduling latency distribution in seconds.", buckets=SCHEDULER_BUCKETS, registry=r)
         self.plugin_duration = Histogram("inference_extension_plugin_duration_seconds", "Plugin processing latency distribution in seconds for each extension point, plugin type and plugin name.", ["extension_point", "plugin_type", "plugin_name"], buckets=SCHEDULER_BUCKETS, registry=r)

@@ -4,7 +4,8 @@ Endpoints are the pods a pool selects (their IP and the pool's target port, or t
 ``infergate serve`` annotated); each one's ``/metrics`` gives queue, running, KV cache, prefix
 cache hits, LoRA adapters and time to first token. The EPP (found through its Service: the
 port named ``http-metrics`` or ``metrics``, else 9090) gives each pool's requests and errors
-and their latency. Rates and quantiles are over the window between the two scrapes.
+and their latency, and each endpoint's requests and errors (infergate's EPP; with another EPP,
+an endpoint's request rate is its model server's count of finished requests). Rates and quantiles are over the window between the two scrapes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -40,6 +41,9 @@ DEFAULT_EPP_METRICS_PORT = 9090
 SERVE_ENDPOINT_ANNOTATION = "infergate.io/endpoint"  # set by infergate serve (endpoints with their own ports)
 
 TTFT = ("vllm:time_to_first_token_seconds", "sglang:time_to_first_token_seconds")
+EPP_ENDPOINT_REQUESTS = "infergate_epp_endpoint_requests_total"  # per endpoint="address:port"
+EPP_ENDPOINT_ERRORS = "infergate_epp_endpoint_errors_total"
+SERVER_FINISHED = ("vllm:request_success_total", "sglang:num_requests_total")  # the fallback
 
 
 @dataclass(frozen=True)
@@ -284,6 +288,49 @@ def endpoint_status(name: str, address: str, port: int, ready: bool, before: Scr
     )
 
 
+@dataclass(frozen=True)
+class EndpointRates:
+    requests_per_s: float | None
+    errors_per_s: float | None
+    source: str | None  # "epp", "model server", None (not measurable)
+
+
+NOT_MEASURED = EndpointRates(None, None, None)
+
+
+def _usable(before: ScrapeResult, after: ScrapeResult) -> tuple[m.Scrape, m.Scrape] | None:
+    """Both scrapes of a window, or None (a rate needs both: a total since start is not one)."""
+    if isinstance(before, str) or isinstance(after, str):
+        return None
+    return before, after
+
+
+def endpoint_rates(address: str, port: int, window: float, epp: tuple[ScrapeResult, ScrapeResult],
+                   server: tuple[ScrapeResult, ScrapeResult]) -> EndpointRates:
+    """Requests and errors per second of one endpoint over ``window`` seconds: from the pool's EPP
+    (what it sent there, labelled ``endpoint="address:port"``) when it exports the per-endpoint
+    counters, else from the model server's own count of finished requests (all its traffic)."""
+    if window <= 0:
+        return NOT_MEASURED
+    hostports = {f"{address}:{port}", f"[{address}]:{port}"}
+
+    def here(labels: Mapping[str, str]) -> bool:
+        return labels.get("endpoint") in hostports
+
+    pair = _usable(*epp)
+    if pair is not None and m.total(pair[1], EPP_ENDPOINT_REQUESTS) is not None:
+        before, after = pair
+        return EndpointRates(m.delta(before, after, EPP_ENDPOINT_REQUESTS, here) / window,
+                             m.delta(before, after, EPP_ENDPOINT_ERRORS, here) / window, "epp")
+    pair = _usable(*server)
+    if pair is not None:
+        before, after = pair
+        for name in SERVER_FINISHED:
+            if m.total(after, name) is not None:
+                return EndpointRates(m.delta(before, after, name) / window, None, "model server")
+    return NOT_MEASURED
+
+
 def _code_is(code: str) -> m.LabelFilter:
     return lambda labels: labels.get("error_code", "") == code
 
@@ -338,17 +385,20 @@ def _pool_status(objects: Objects, plan: _PoolPlan, before: Mapping[str, ScrapeR
     pool = plan.obj
     ns, name = _meta(pool)
     group = str(pool.get("apiVersion", "")).split("/")[0]
+    epp_after = after.get(plan.epp_metrics_url, "no metrics address") if plan.epp_metrics_url else \
+        "the EPP Service or its pods were not found"
+    epp_before = before.get(plan.epp_metrics_url, "") if plan.epp_metrics_url else ""
     endpoints = []
     ttft_parts = []
     for ep_name, address, port, ready in plan.endpoints:
         url = f"http://{address}:{port}/metrics"
         b, a = before.get(url, "not scraped"), after.get(url, "not scraped")
-        endpoints.append(endpoint_status(ep_name, address, port, ready, b, a))
+        rates = endpoint_rates(address, port, window, (epp_before, epp_after), (b, a))
+        endpoints.append(replace(endpoint_status(ep_name, address, port, ready, b, a),
+                                 requests_per_s=rates.requests_per_s, errors_per_s=rates.errors_per_s,
+                                 requests_source=rates.source))
         if not isinstance(a, str):
             ttft_parts.append(_ttft_buckets(b if not isinstance(b, str) else [], a))
-    epp_after = after.get(plan.epp_metrics_url, "no metrics address") if plan.epp_metrics_url else \
-        "the EPP Service or its pods were not found"
-    epp_before = before.get(plan.epp_metrics_url, "") if plan.epp_metrics_url else ""
     status = pool.get("status") or {}
     parents = status.get("parents") or status.get("parent") or []  # v1: parents; v1alpha2: parent
     accepted = None

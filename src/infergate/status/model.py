@@ -62,6 +62,12 @@ class EndpointStatus:
     lora_waiting: list[str] = field(default_factory=list)
     ttft_p50_s: float | None = None  # in the sample window
     ttft_p90_s: float | None = None
+    # in the sample window: the requests the pool's EPP sent to this endpoint and the responses
+    # >= 400 it saw from it (infergate_epp_endpoint_*); without those, the model server's own
+    # count of finished requests (all of its traffic, no errors). None: not measurable.
+    requests_per_s: float | None = None
+    errors_per_s: float | None = None
+    requests_source: str | None = None  # "epp" or "model server"
 
 
 @dataclass(frozen=True)

@@ -79,19 +79,30 @@ def _pools(snapshot: StatusSnapshot) -> Table:
 
 def _endpoints(pool: PoolStatus) -> Table:
     table = Table(title=f"Endpoints of {pool.namespace}/{pool.name}", title_justify="left")
-    for column in ("POD", "ADDRESS", "READY", "QUEUE", "RUNNING", "KV CACHE", "PREFIX HITS", "TTFT p50",
-                   "LORA (running/waiting)"):
+    for column in ("POD", "ADDRESS", "READY", "REQ/S", "ERR/S", "QUEUE", "RUNNING", "KV CACHE", "PREFIX HITS",
+                   "TTFT p50", "LORA (running/waiting)"):
         table.add_column(column)
     for e in pool.endpoints:
+        rate = _rate(e.requests_per_s, e.requests_source)
         if not e.reachable:
-            table.add_row(e.name, f"{e.address}:{e.port}", _yes(e.ready), Text(f"metrics: {e.error}", style="red"))
+            table.add_row(e.name, f"{e.address}:{e.port}", _yes(e.ready), rate, _num(e.errors_per_s, "{:.1f}"),
+                          Text(f"metrics: {e.error}", style="red"))
             continue
         lora = ",".join(e.lora_running) or "-"
         if e.lora_waiting:
             lora += " / " + ",".join(e.lora_waiting)
-        table.add_row(e.name, f"{e.address}:{e.port}", _yes(e.ready), _num(e.queue), _num(e.running),
-                      _pct(e.kv_cache), _pct(e.prefix_cache_hit_rate), _ms(e.ttft_p50_s), lora)
+        table.add_row(e.name, f"{e.address}:{e.port}", _yes(e.ready), rate, _num(e.errors_per_s, "{:.1f}"),
+                      _num(e.queue), _num(e.running), _pct(e.kv_cache), _pct(e.prefix_cache_hit_rate),
+                      _ms(e.ttft_p50_s), lora)
     return table
+
+
+def _rate(value: float | None, source: str | None) -> Text:
+    """An endpoint's request rate; marked when it is the model server's count (all its traffic)."""
+    text = Text(_num(value, "{:.1f}"))
+    if value is not None and source == "model server":
+        text.append(" (server)", style="dim")
+    return text
 
 
 def render(snapshot: StatusSnapshot) -> Group:

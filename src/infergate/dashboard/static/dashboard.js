@@ -59,9 +59,11 @@ function renderPools(pools) {
     const t = p.traffic || {};
     const key = `${p.namespace}/${p.name}`;
     const endpoints = el("table", { class: "endpoints" },
-      el("thead", {}, el("tr", {}, ...["endpoint", "address", "ready", "waiting", "running", "KV cache", "prefix hits", "TTFT p50", "LoRA"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ...["endpoint", "address", "ready", "requests/s", "errors/s", "waiting", "running", "KV cache", "prefix hits", "TTFT p50", "LoRA"].map((h) => el("th", {}, h)))),
       el("tbody", {}, ...p.endpoints.map((e) => el("tr", { "data-endpoint": e.name },
         el("td", {}, e.name), el("td", {}, `${e.address}:${e.port}`), el("td", {}, yesNo(e.ready && e.reachable)),
+        el("td", { class: "num endpoint-rps", title: e.requests_source === "model server" ? "the model server's finished requests (all its traffic)" : null }, fmt(e.requests_per_s, 1)),
+        el("td", { class: "num endpoint-eps" }, fmt(e.errors_per_s, 1)),
         el("td", { class: "num queue" }, fmt(e.queue, 0)), el("td", { class: "num running" }, fmt(e.running, 0)),
         el("td", { class: "num kv" }, pct(e.kv_cache)), el("td", { class: "num prefix" }, pct(e.prefix_cache_hit_rate)),
         el("td", { class: "num ttft" }, ms(e.ttft_p50_s)),
@@ -146,6 +148,8 @@ function renderCharts(samples) {
   lineChart(document.getElementById("chart-rps"), seriesOf(samples, "pools", "requests_per_s"));
   lineChart(document.getElementById("chart-errors"), seriesOf(samples, "pools", "errors_per_s"));
   lineChart(document.getElementById("chart-ttft"), seriesOf(samples, "pools", "ttft_p50_s"), 1000);
+  lineChart(document.getElementById("chart-endpoint-rps"), seriesOf(samples, "endpoints", "requests_per_s"));
+  lineChart(document.getElementById("chart-endpoint-errors"), seriesOf(samples, "endpoints", "errors_per_s"));
   lineChart(document.getElementById("chart-endpoint-ttft"), seriesOf(samples, "endpoints", "ttft_p50_s"), 1000);
   lineChart(document.getElementById("chart-endpoint-load"), seriesOf(samples, "endpoints", null,
     (v) => (v.running === null && v.queue === null ? null : (v.running || 0) + (v.queue || 0))));
