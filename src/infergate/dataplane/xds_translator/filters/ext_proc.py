@@ -40,7 +40,11 @@ def http_filter(opts: TranslateOptions) -> dict[str, Any]:
                 "response_body_mode": opts.ext_proc_response_body_mode,
                 "response_trailer_mode": "SKIP",
             },
-            "metadata_options": {"receiving_namespaces": {"untyped": [headers.LB_METADATA_NAMESPACE]}},
+            "metadata_options": {
+                "receiving_namespaces": {"untyped": [headers.LB_METADATA_NAMESPACE]},
+                # the served endpoint (served_endpoint.py) reaches the EPP on the response
+                "forwarding_namespaces": {"untyped": [headers.LB_METADATA_NAMESPACE]},
+            },
         },
     }
 
