@@ -531,6 +531,26 @@ async def test_inferencepool_appprotocol(env: Env) -> None:
 
 
 @LOOP
+async def test_inferencepool_missing_epp_ref(env: Env) -> None:
+    """A pool without ``endpointPickerRef`` (optional since v1.6.0): the route is accepted, and
+    of the two outcomes upstream allows infergate takes ``Accepted=True``: the gateway balances
+    the pool's ready endpoints itself (round robin), no ext_proc call."""
+    with applied(env, "inferencepool_missing_epp_ref.yaml"):
+        await async_eventually(lambda: route_parent(env, "httproute-for-missing-epp-ref-pool")["Accepted"] == (
+            "True", "Accepted"))
+        await async_eventually(lambda: pool_parent(env, "pool-with-missing-epp-ref", "conformance-primary") == {
+            "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")})
+        url = env.gateway_url("conformance-primary")
+        await async_eventually(lambda: _ok(send(url, "/missing-epp-ref-test")))
+        results = [await send(url, "/missing-epp-ref-test") for _ in range(9)]
+        assert [r.status_code for r in results] == [200] * 9
+        served = Counter(r.json()["pod"] for r in results)
+        assert set(served) == set(env.primary.names.values()), served  # round robin over the pool
+        # no EPP saw them: the conformance EPP plugin would have added its header
+        assert all(headers.CONFORMANCE_TEST_SERVED_ENDPOINT not in r.headers for r in results)
+
+
+@LOOP
 async def test_epp_unavailable_fail_open(env: Env) -> None:
     """Runs last: it stops the secondary EPP."""
     with applied(env, "epp_unavailable_fail_open.yaml"):

@@ -58,6 +58,12 @@ def picker_ref(pool: ObservedObject) -> tuple[str, Mapping[str, Any], int | None
     return "spec.extensionRef", ref, number if isinstance(number, int) else DEFAULT_EPP_PORT
 
 
+def has_picker(pool: ObservedObject) -> bool:
+    """False for a GA pool without ``endpointPickerRef`` (optional since GIE v1.6.0): the
+    gateway then balances the pool's endpoints itself."""
+    return pool.group != INFERENCE_GROUP or bool(pool.spec.get("endpointPickerRef"))
+
+
 def resolve_pool(snapshot: Snapshot, pool: ObservedObject) -> ResolvedPool:
     path, ref, port = picker_ref(pool)
     failure_mode: FailureMode = "FailOpen" if ref.get("failureMode") == "FailOpen" else "FailClose"
@@ -77,11 +83,13 @@ def resolve_pool(snapshot: Snapshot, pool: ObservedObject) -> ResolvedPool:
         if lookup.error is not None:
             error = f"{path}: {lookup.error}"
         endpoints = lookup.endpoints
-    picker = EndpointPicker(
+    picker: EndpointPicker | None = EndpointPicker(
         key=f"epp/{pool.namespace}/{name}/{port if port is not None else 0}",
         endpoints=endpoints,
         failure_mode=failure_mode,
     )
+    if not has_picker(pool):
+        picker, error = None, None
     target_ports = pool_target_ports(pool)
     ir_pool = Pool(
         key=pool_key(pool.group, pool.namespace, pool.name),

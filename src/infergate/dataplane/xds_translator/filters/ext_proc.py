@@ -55,7 +55,9 @@ def disabled() -> dict[str, Any]:
 
 
 def for_pool(pool: Pool, opts: TranslateOptions) -> dict[str, Any]:
-    """``typed_per_filter_config`` entry sending the request to ``pool``'s EPP."""
+    """``typed_per_filter_config`` entry sending the request to ``pool``'s EPP (none: off)."""
+    if pool.picker is None:
+        return disabled()
     return {
         NAME: {
             "@type": T_EXT_PROC_PER_ROUTE,
