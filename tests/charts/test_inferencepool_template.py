@@ -239,6 +239,11 @@ def test_older_target_port_number_replaces_target_ports(
     values = pool_values(GA)
     values["inferencePool"]["targetPorts"] = [{"number": 8200}]
     assert one(helm.template(POOL_CHART, values), "InferencePool")["spec"]["targetPorts"] == [{"number": 8200}]
+    # GIE v1.1+: several ports per pod (data-parallel ranks), each an endpoint
+    values["inferencePool"]["targetPorts"] = [{"number": 8000}, {"number": 8002}, {"number": 8004}]
+    pool = one(helm.template(POOL_CHART, values), "InferencePool")
+    assert pool["spec"]["targetPorts"] == [{"number": 8000}, {"number": 8002}, {"number": 8004}]
+    assert validate(pool) == []
 
 
 def test_upstream_v1_0_0_preview_workaround_flag_is_accepted_once(helm: Helm, tmp_path: Path) -> None:
@@ -297,8 +302,10 @@ def test_every_epp_flag_is_passed_or_settable_and_accepted_by_infergate_epp(helm
     ({"inferencePool": {"apiVersion": "inference.networking.x-k8s.io/v1alpha1"}},
      "at '/inferencePool/apiVersion': value must be one of 'inference.networking.k8s.io/v1', "
      "'inference.networking.x-k8s.io/v1alpha2'"),
-    ({"inferencePool": {"targetPorts": [{"number": 8000}, {"number": 8001}]}},
-     "inferencePool.targetPorts: exactly one port"),
+    ({"inferencePool": {"targetPorts": [{"number": 8000 + i} for i in range(9)]}},
+     "inferencePool.targetPorts: 1 to 8 ports"),
+    ({"inferencePool": {"apiVersion": PREVIEW, "targetPorts": [{"number": 8000}, {"number": 8001}]}},
+     "inferencePool.targetPorts: exactly one port for a preview pool"),
     ({"inferencePool": {"targetPortNumber": 70000}}, "at '/inferencePool/targetPortNumber': maximum: got 70,000, want 65,535"),
     ({"inferencePool": {"modelServerType": "tgi"}}, "at '/inferencePool/modelServerType': value must be one of 'vllm'"),
     ({"provider": {"name": "aws"}}, 'provider.name: "aws" is not supported: use none, gke or istio'),

@@ -198,8 +198,14 @@ zap-log-level zap-devel zap-stacktrace-level zap-time-encoding
 {{- fail "inferencePool.modelServers.matchLabels: required: the labels of the model-server pods, e.g. --set inferencePool.modelServers.matchLabels.app=vllm-llama3-8b-instruct" -}}
 {{- end -}}
 {{- if not (and (hasKey $pool "targetPortNumber") (not (kindIs "invalid" $pool.targetPortNumber))) -}}
-{{- if not (and (kindIs "slice" $pool.targetPorts) (eq (len $pool.targetPorts) 1)) -}}
-{{- fail "inferencePool.targetPorts: exactly one port is supported (the v1 CRD allows one), e.g. [{number: 8000}]" -}}
+{{- $most := ternary 1 8 (eq (include "inferencepool.preview" .) "true") -}}
+{{- if not (and (kindIs "slice" $pool.targetPorts) $pool.targetPorts (le (len $pool.targetPorts) $most)) -}}
+{{- fail (ternary "inferencePool.targetPorts: exactly one port for a preview pool (its targetPortNumber), e.g. [{number: 8000}]" "inferencePool.targetPorts: 1 to 8 ports (GIE v1.1+: each port of a pod is an endpoint, e.g. data-parallel ranks), e.g. [{number: 8000}]" (eq $most 1)) -}}
+{{- end -}}
+{{- range $i, $p := $pool.targetPorts -}}
+{{- if or (lt ($p.number | int) 1) (gt ($p.number | int) 65535) -}}
+{{- fail (printf "inferencePool.targetPorts[%d].number: %v is not a port (1..65535)" $i $p.number) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- $port := include "inferencepool.targetPort" . | int -}}
