@@ -188,13 +188,16 @@ def test_matrix_renders_a_consistent_pool_and_epp(
 
     # least-privilege, namespaced RBAC bound to the EPP's ServiceAccount
     role = one(objects, "Role")
-    objective_resources = ["inferenceobjectives", "inferencemodelrewrites"] + (
-        ["inferencemodels"] if api_version == PREVIEW else [])
     read = ["get", "list", "watch"]
+    objectives = [  # a preview pool's EPP reads InferenceModels; a GA pool's rewrites, and llm-d.ai's too
+        {"apiGroups": ["inference.networking.x-k8s.io"], "resources": ["inferenceobjectives", "inferencemodels"],
+         "verbs": read}] if api_version == PREVIEW else [
+        {"apiGroups": ["inference.networking.x-k8s.io"], "resources": ["inferenceobjectives", "inferencemodelrewrites"],
+         "verbs": read},
+        {"apiGroups": ["llm-d.ai"], "resources": ["inferenceobjectives", "inferencemodelrewrites"], "verbs": read}]
     assert role["rules"] == [
         {"apiGroups": [group], "resources": ["inferencepools"], "verbs": read},
-        {"apiGroups": ["inference.networking.x-k8s.io"], "resources": objective_resources, "verbs": read},
-        {"apiGroups": ["llm-d.ai"], "resources": ["inferenceobjectives", "inferencemodelrewrites"], "verbs": read},
+        *objectives,
         {"apiGroups": [""], "resources": ["pods"], "verbs": read},
     ] + ([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
            "verbs": [*read, "create", "update", "patch"]}] if ha else [])
