@@ -101,3 +101,29 @@ def test_metrics_data_source_becomes_the_scrape_flags(helm: Helm) -> None:
         "scheme": "https", "path": "/stats/metrics", "insecureSkipVerify": True}))
     args = _args(objects)
     assert "--model-server-metrics-scheme=https" in args and "--model-server-metrics-path=/stats/metrics" in args
+
+
+def test_experimental_http_route_routes_the_gateway_to_the_pool(helm: Helm) -> None:
+    assert "HTTPRoute" not in {o["kind"] for o in helm.template(POOL_CHART, pool_values(GA))}
+    for api_version, group in ((GA, "inference.networking.k8s.io"), (PREVIEW, "inference.networking.x-k8s.io")):
+        values = pool_values(api_version)
+        values["experimentalHttpRoute"] = {"enabled": True, "inferenceGatewayName": "gw", "requestTimeout": "60s"}
+        route = one(helm.template(POOL_CHART, values, release="food", namespace="ml"), "HTTPRoute")
+        assert route["metadata"]["namespace"] == "ml"
+        assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}]
+        (rule,) = route["spec"]["rules"]
+        assert rule["backendRefs"] == [{"group": group, "kind": "InferencePool", "name": "food"}]
+        assert rule["timeouts"] == {"request": "60s"}
+        assert validate(route) == []
+
+
+def test_upstream_features_infergate_does_not_have_fail_clearly(helm: Helm) -> None:
+    for key, message in (("sidecar", "charts/standalone"), ("latencyPredictor", "predicted-latency preset"),
+                         ("tracing", "tracing is not supported")):
+        values = pool_values(GA, **{key: {"enabled": True}})
+        try:
+            helm.template(POOL_CHART, values)
+        except AssertionError as failure:
+            assert f"inferenceExtension.{key}.enabled:" in str(failure) and message in str(failure)
+        else:
+            raise AssertionError(f"{key}.enabled rendered")

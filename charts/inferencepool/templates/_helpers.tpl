@@ -245,6 +245,15 @@ zap-log-level zap-devel zap-stacktrace-level zap-time-encoding
 {{- if not (has ($pool.parser | default "") (list "" "openai-parser")) -}}
 {{- fail (printf "inferencePool.parser: %q is not supported: infergate's EPP parses OpenAI-compatible bodies (leave it empty or openai-parser)" (toString $pool.parser)) -}}
 {{- end -}}
+{{- if dig "sidecar" "enabled" false $ext -}}
+{{- fail "inferenceExtension.sidecar.enabled: an Envoy sidecar next to the EPP is what charts/standalone installs (helm install NAME charts/standalone); this chart's EPP serves a gateway" -}}
+{{- end -}}
+{{- if dig "latencyPredictor" "enabled" false $ext -}}
+{{- fail "inferenceExtension.latencyPredictor.enabled: upstream's latency-predictor sidecars are not supported; infergate's EPP predicts latency in process: pluginsConfigFile with the predicted-latency preset (see docs/epp.md)" -}}
+{{- end -}}
+{{- if dig "tracing" "enabled" false $ext -}}
+{{- fail "inferenceExtension.tracing.enabled: OpenTelemetry tracing is not supported by infergate's EPP; leave it false" -}}
+{{- end -}}
 {{- $objectiveVersions := list "inference.networking.x-k8s.io/v1alpha2" "llm-d.ai/v1alpha2" -}}
 {{- $seen := dict -}}
 {{- range $i, $objective := .Values.inferenceObjectives | default list -}}
