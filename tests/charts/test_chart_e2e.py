@@ -202,7 +202,9 @@ def test_source_document_install_route_upgrade_uninstall(cluster: Cluster, tmp_p
     installed_preview = cluster.helm("install", PREVIEW_RELEASE, *SOURCE_DOCUMENT_FLAGS,
                                      "--set", "inferencePool.apiVersion=inference.networking.x-k8s.io/v1alpha2",
                                      package[1])
-    installed_ga = cluster.helm("install", GA_RELEASE, *SOURCE_DOCUMENT_FLAGS, "--version", "0.1.0", str(POOL_CHART))
+    # FailClose explicitly: the source document's (v1.0) chart default; the chart's is FailOpen now (as upstream's v1.4+)
+    installed_ga = cluster.helm("install", GA_RELEASE, *SOURCE_DOCUMENT_FLAGS, "--version", "0.1.0",
+                                "--set", "inferenceExtension.failureMode=FailClose", str(POOL_CHART))
     for out in (installed_preview, installed_ga):
         assert re.search(r"^STATUS: deployed$", out, re.M), out
         # provider.name=gke on a cluster without GKE's APIs: said clearly, nothing half-created
@@ -269,9 +271,10 @@ spec:
     # both pools' EPPs scheduled requests (50/50 split; all on one side: p = 2 * 0.5**24)
     assert epp_requests(cluster, PREVIEW_RELEASE) > 0 and epp_requests(cluster, GA_RELEASE) > 0
 
-    # helm upgrade: two EPP replicas and FailOpen for the GA pool
+    # helm upgrade: two EPP replicas, each serving (no leader election), and FailOpen for the GA pool
     upgraded = cluster.helm("upgrade", GA_RELEASE, str(POOL_CHART), "--reuse-values",
-                            "--set", "inferenceExtension.replicas=2", "--set", "inferenceExtension.failureMode=FailOpen")
+                            "--set", "inferenceExtension.replicas=2", "--set", "inferenceExtension.enableLeaderElection=false",
+                            "--set", "inferenceExtension.failureMode=FailOpen")
     assert re.search(r"^REVISION: 2$", upgraded, re.M)
     assert cluster.get("infpool", GA_RELEASE)["spec"]["endpointPickerRef"]["failureMode"] == "FailOpen"
     eventually(lambda: ready_replicas(cluster, f"{GA_RELEASE}-epp") == 2, 60, "GA EPP scaled to 2")

@@ -17,7 +17,7 @@ import yaml
 
 import infergate
 
-from .chartkit import BBR_CHART, POOL_CHART, REPO_ROOT
+from .chartkit import BBR_CHART, CHARTS, POOL_CHART, REPO_ROOT, Helm, one
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 IMAGE = "ghcr.io/infergate/infergate"
@@ -142,13 +142,19 @@ def test_build_context_holds_what_the_build_copies() -> None:
         assert not in_build_context(left_out), left_out
 
 
-def test_charts_default_image_is_this_image_at_the_package_version() -> None:
+def test_charts_default_image_is_this_image_at_the_package_version(helm: Helm) -> None:
     version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert version == infergate.__version__
     assert f"docker build -t {IMAGE}:{version} ." in DOCKERFILE.read_text()
-    for chart, key in ((POOL_CHART, "inferenceExtension"), (BBR_CHART, "bbr")):
+    for chart in (POOL_CHART, BBR_CHART, CHARTS / "standalone"):
         meta = yaml.safe_load((chart / "Chart.yaml").read_text())
         assert meta["appVersion"] == version
-        image = yaml.safe_load((chart / "values.yaml").read_text())[key]["image"]
-        assert f"{image['hub']}/{image['name']}" == IMAGE
-        assert image["tag"] == ""  # the appVersion
+    bbr = yaml.safe_load((BBR_CHART / "values.yaml").read_text())["bbr"]["image"]
+    assert f"{bbr['hub']}/{bbr['name']}" == IMAGE
+    assert bbr["tag"] == ""  # the appVersion
+    # the pool charts take v1.0's hub/name or v1.5's registry/repository: what they render by default
+    labels = {"inferencePool": {"modelServers": {"matchLabels": {"app": "m"}}}}
+    for chart in (POOL_CHART, CHARTS / "standalone"):
+        deployment = one(helm.template(chart, labels), "Deployment")
+        images = {c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]}
+        assert images == {f"{IMAGE}:{version}"}, chart.name

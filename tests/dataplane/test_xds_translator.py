@@ -124,6 +124,9 @@ def test_filter_order_strips_destination_before_ext_proc_and_routes_by_body_mode
         "envoy.filters.http.transform",
         REQUEST_HEADERS_FILTER,  # route header modifiers: after the route is resolved by model, before the EPP
         EXT_PROC_FILTER,
+        # responses cross these before ext_proc: the served endpoint into envoy.lb metadata
+        "envoy.filters.http.header_to_metadata",
+        "infergate.served_endpoint.stamp",
         "envoy.filters.http.router",
     ]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
@@ -135,7 +138,8 @@ def test_filter_order_strips_destination_before_ext_proc_and_routes_by_body_mode
     assert modifiers == {"@type": modifiers["@type"], "most_specific_header_mutations_wins": True}
     ext_proc = hcm["http_filters"][3]["typed_config"]
     assert ext_proc["processing_mode"]["request_header_mode"] == "SEND"
-    assert ext_proc["metadata_options"] == {"receiving_namespaces": {"untyped": ["envoy.lb"]}}
+    assert ext_proc["metadata_options"] == {"receiving_namespaces": {"untyped": ["envoy.lb"]},
+                                           "forwarding_namespaces": {"untyped": ["envoy.lb"]}}  # served endpoint
 
 
 def test_body_based_routing_off_has_no_transform() -> None:

@@ -75,7 +75,8 @@ def test_the_rules_are_the_ones_the_chart_renders_for_a_ga_pool(helm_bin: str, t
     assert {"inferencemodels"} <= {r for rule in preview for r in rule["resources"]}
     assert "inferencemodels" not in {r for rule in ga_epp_role_rules() for r in rule["resources"]}
     assert [(rule["apiGroups"], rule["resources"]) for rule in ga_epp_role_rules()] == [
-        ([K8S], ["inferencepools"]), ([X], ["inferenceobjectives"]), ([""], ["pods"])]
+        ([K8S], ["inferencepools"]), ([X], ["inferenceobjectives", "inferencemodelrewrites"]),
+        (["llm-d.ai"], ["inferenceobjectives", "inferencemodelrewrites"]), ([""], ["pods"])]
 
 
 # -- the plan (pure) ------------------------------------------------------------------------------------

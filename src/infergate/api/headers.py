@@ -15,6 +15,8 @@ DESTINATION_ENDPOINT: Final = "x-gateway-destination-endpoint"
 DESTINATION_ENDPOINT_SUBSET: Final = "x-gateway-destination-endpoint-subset"
 # Reported back by the data plane: the endpoint that served the request.
 DESTINATION_ENDPOINT_SERVED: Final = "x-gateway-destination-endpoint-served"
+# Conformance tests only: the EPP's test plugin copies the served endpoint into this response header.
+CONFORMANCE_TEST_SERVED_ENDPOINT: Final = "x-conformance-test-served-endpoint"
 # Set by body-based routing from the body's "model"; HTTPRoute rules match it.
 MODEL_NAME: Final = "x-gateway-model-name"
 # Read by the v1.0 EPP: the InferenceObjective (by metadata.name) that gives the request its priority.

@@ -156,7 +156,7 @@ def lane_ir(lane: Lane) -> DataplaneConfig:
                                 body_based_routing=lane.bbr_port is None and lane.request_body_mode == "BUFFERED")
     result = translate_resources(Snapshot.of(lane_resources(lane)), options)
     pools = result.ir.pools
-    if len(result.ir.listeners) != 1 or len(pools) != 1 or not pools[0].endpoints or not pools[0].picker.endpoints:
+    if len(result.ir.listeners) != 1 or len(pools) != 1 or not pools[0].endpoints or pools[0].picker is None or not pools[0].picker.endpoints:
         statuses = {str(ref): status for ref, status in result.statuses.items()}
         raise RuntimeError(f"lane {lane.name}: the translator did not serve the lane's pool: {statuses}")
     return result.ir

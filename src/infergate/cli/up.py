@@ -54,8 +54,9 @@ def _options(state_dir: str, host: str, port: int, gateway_classes: tuple[str, .
 @click.option("--gateway-class", "gateway_classes", multiple=True, metavar="NAME",
               help="Also create and serve a GatewayClass of this name, e.g. gke-l7-regional-external-managed "
                    "(repeatable).")
-@click.option("--with-inference-crds", type=click.Choice(["preview", "ga", "both"]), default=None,
-              help="Also install infergate's inference CRDs: preview (v0.3.0), ga (v1.0.0) or both.")
+@click.option("--with-inference-crds", type=click.Choice(["preview", "ga", "both", "current"]), default=None,
+              help="Also install infergate's inference CRDs: preview (v0.3.0), ga (v1.0.0), both, or current "
+                   "(GIE v1.6.0's InferencePool and the llm-d router's InferenceObjective/InferenceModelRewrite).")
 @click.option("--pod-cidr", default="127.3.0.0/16", show_default=True,
               help="Loopback network pod IPs are taken from.")
 @click.option("--address-pool", default="127.0.2.0/24", show_default=True,

@@ -19,6 +19,7 @@ import envoy.extensions.access_loggers.stream.v3.stream_pb2
 import envoy.extensions.bootstrap.internal_listener.v3.internal_listener_pb2
 import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
 import envoy.extensions.filters.http.header_mutation.v3.header_mutation_pb2
+import envoy.extensions.filters.http.header_to_metadata.v3.header_to_metadata_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.transform.v3.transform_pb2
 import envoy.extensions.filters.listener.tls_inspector.v3.tls_inspector_pb2

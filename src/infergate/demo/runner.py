@@ -227,13 +227,16 @@ class Demo:
         if use_helm:
             if helm is None or not (chart / "Chart.yaml").exists():
                 raise DemoError(f"--install-with helm needs the helm binary (make tools) and {chart}/Chart.yaml")
+            # FailClose: the source document's (v1.0) chart default; the chart's is FailOpen (upstream v1.4+)
             argv = [helm, "install", POOLS[stack], str(chart),
-                    "--set", f"inferencePool.modelServers.matchLabels.app={SIM_APP}"]
+                    "--set", f"inferencePool.modelServers.matchLabels.app={SIM_APP}",
+                    "--set", "inferenceExtension.failureMode=FailClose"]
             if stack == "preview":
                 argv += ["--set", f"inferencePool.apiVersion={POOL_API['preview']}"]
             await self.run_tool(*argv, show=False)
             self.console.print(f"[dim]$ helm install {POOLS[stack]} charts/inferencepool "
                                f"--set inferencePool.modelServers.matchLabels.app={SIM_APP}"
+                               " --set inferenceExtension.failureMode=FailClose"
                                + (f" --set inferencePool.apiVersion={POOL_API['preview']}" if stack == "preview"
                                   else "") + "[/]", soft_wrap=True)
             self.result.installed_with[stack] = "helm"

@@ -89,6 +89,7 @@ class EPPRunner:
         self.grpc_server = ExtProcServer(
             self.director, host=opts.host, port=opts.grpc_port, json_errors=opts.error_body == "json",
             health=health if opts.health_checking else None, credentials=credentials,
+            response_headers=parts.scheduler.response_headers if parts.scheduler.response_header_plugins else None,
         )
         self.health_server = HealthServer(health, host=opts.host, port=opts.grpc_health_port)
         self.metrics_server = MetricsHTTPServer(parts.registry, host=opts.host, port=opts.metrics_port)

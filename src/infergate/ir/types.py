@@ -46,7 +46,8 @@ class Pool:
     name: str
     target_ports: tuple[int, ...]
     endpoints: tuple[Endpoint, ...]  # ready pods matching the selector x target ports
-    picker: EndpointPicker
+    # None: no endpointPickerRef (GIE v1.6+): the gateway balances the pool itself (round robin)
+    picker: EndpointPicker | None
     app_protocol: Literal["http", "kubernetes.io/h2c"] = "http"  # GIE v1.4+ spec.appProtocol (h2c: HTTP/2 to pods)
 
 

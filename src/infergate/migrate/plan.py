@@ -358,6 +358,8 @@ def build_plan(
             sets = [(f"inferencePool.modelServers.matchLabels.{k}", v) for k, v in selector]
             sets.append(("inferencePool.targetPorts[0].number", str(spec.get("targetPortNumber"))))
             sets.append(("provider.name", options.provider))
+            # the preview pool's own mode (its default FailClose), whatever the chart's default
+            sets.append(("inferenceExtension.failureMode", str(ext.get("failureMode") or "FailClose")))
             chart = ChartInstall(ga, namespace, options.chart, options.chart_version, tuple(sets))
         ga_object = ga_pool_objs.get(ga) or {}
         ga_epp = str(((ga_object.get("spec") or {}).get("endpointPickerRef") or {}).get("name") or helm_epp_name(ga))

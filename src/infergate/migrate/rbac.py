@@ -25,7 +25,8 @@ READ: Final = ("get", "list", "watch")
 # InferenceObjectives, and the model-server pods.
 GA_EPP_RULES: Final[tuple[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...]] = (
     ((GA_GROUP,), ("inferencepools",), READ),
-    ((PREVIEW_GROUP,), ("inferenceobjectives",), READ),
+    ((PREVIEW_GROUP,), ("inferenceobjectives", "inferencemodelrewrites"), READ),
+    (("llm-d.ai",), ("inferenceobjectives", "inferencemodelrewrites"), READ),  # the llm-d router's group
     (("",), ("pods",), READ),
 )
 

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 CONTROLLER_NAME = "infergate.io/gateway-controller"
 DEFAULT_GATEWAY_CLASS = "infergate"
 FIELD_MANAGER = "infergate-up"
-INFERENCE_CRDS = {"preview": "preview", "ga": "ga", "both": "all"}  # --with-inference-crds -> crds bundle
+# --with-inference-crds -> crds bundle; current: GIE v1.6.0's InferencePool + the llm-d router's objectives/rewrites
+INFERENCE_CRDS = {"preview": "preview", "ga": "ga", "both": "all", "current": "current"}
 READY_FILE = "up.json"
 PID_FILE = "up.pid"
 
@@ -45,7 +46,7 @@ class UpOptions:
     host: str = "127.0.0.1"
     port: int = 6443  # 0: a free port
     gateway_classes: tuple[str, ...] = ()
-    with_inference_crds: str | None = None  # preview | ga | both
+    with_inference_crds: str | None = None  # preview | ga | both | current
     pod_cidr: str = DEFAULT_POD_CIDR
     address_pool: str = "127.0.2.0/24"
     image_prefixes: tuple[str, ...] = DEFAULT_IMAGE_PREFIXES

@@ -187,10 +187,12 @@ def _route_parent_status(route: ObservedObject, ref: Any, gw_ref: ObjectRef, acc
 def _pool_status(pool: ObservedObject, resolved: ResolvedPool, parents: dict[ObjectRef, bool],
                  options: TranslatorOptions) -> dict[str, Any]:
     gen, now = pool.generation, options.now
-    no_picker = pool.group == "inference.networking.k8s.io" and not pool.spec.get("endpointPickerRef")  # v1.6
     entries = []
     for gw_ref, accepted in sorted(parents.items()):
-        if resolved.picker_error is None:
+        if resolved.pool.picker is None:  # GIE v1.6: no endpointPickerRef
+            refs = (c.TRUE, c.REASON_RESOLVED_REFS,
+                    "No endpointPickerRef: the gateway balances the pool's ready endpoints itself (round robin)")
+        elif resolved.picker_error is None:
             refs = (c.TRUE, c.REASON_RESOLVED_REFS, "The endpoint picker reference is resolved")
         else:
             refs = (c.FALSE, c.REASON_INVALID_EXTENSION_REF, resolved.picker_error)
@@ -198,9 +200,6 @@ def _pool_status(pool: ObservedObject, resolved: ResolvedPool, parents: dict[Obj
             "parentRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "namespace": gw_ref.namespace,
                           "name": gw_ref.name},
             "conditions": [
-                c.condition(c.ACCEPTED, c.FALSE, c.REASON_ENDPOINT_PICKER_REF_MISSING,
-                            "spec.endpointPickerRef is not set: this gateway needs an endpoint picker", gen, now)
-                if no_picker else
                 c.condition(c.ACCEPTED, c.TRUE, c.REASON_ACCEPTED, "Referenced by an accepted HTTPRoute", gen, now)
                 if accepted else
                 c.condition(c.ACCEPTED, c.FALSE, c.REASON_HTTPROUTE_NOT_ACCEPTED,

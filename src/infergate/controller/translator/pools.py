@@ -58,6 +58,12 @@ def picker_ref(pool: ObservedObject) -> tuple[str, Mapping[str, Any], int | None
     return "spec.extensionRef", ref, number if isinstance(number, int) else DEFAULT_EPP_PORT
 
 
+def has_picker(pool: ObservedObject) -> bool:
+    """False for a GA pool without ``endpointPickerRef`` (optional since GIE v1.6.0): the
+    gateway then balances the pool's endpoints itself."""
+    return pool.group != INFERENCE_GROUP or bool(pool.spec.get("endpointPickerRef"))
+
+
 def resolve_pool(snapshot: Snapshot, pool: ObservedObject) -> ResolvedPool:
     path, ref, port = picker_ref(pool)
     failure_mode: FailureMode = "FailOpen" if ref.get("failureMode") == "FailOpen" else "FailClose"
@@ -77,19 +83,28 @@ def resolve_pool(snapshot: Snapshot, pool: ObservedObject) -> ResolvedPool:
         if lookup.error is not None:
             error = f"{path}: {lookup.error}"
         endpoints = lookup.endpoints
-    picker = EndpointPicker(
+    target_ports = pool_target_ports(pool)
+    pool_endpoints = pod_endpoints(snapshot, pool.namespace, pool_selector(pool), target_ports)
+    shared = sorted({f"{e.address}:{e.port}" for e in endpoints} & {f"{e.address}:{e.port}" for e in pool_endpoints})
+    if shared:  # opendatahub-io/kserve #1097: ext_proc (gRPC) would go to the model servers
+        error = (f"{path}: Service {name!r} port {port} reaches the pool's own model servers ({', '.join(shared[:3])}"
+                 f"{', ...' if len(shared) > 3 else ''}), not an endpoint picker: point it at the EPP's "
+                 "Service and ext_proc port (9002 by default)")
+        endpoints = ()  # no ext_proc to a model server: the pool's failure mode applies
+    picker: EndpointPicker | None = EndpointPicker(
         key=f"epp/{pool.namespace}/{name}/{port if port is not None else 0}",
         endpoints=endpoints,
         failure_mode=failure_mode,
     )
-    target_ports = pool_target_ports(pool)
+    if not has_picker(pool):
+        picker, error = None, None
     ir_pool = Pool(
         key=pool_key(pool.group, pool.namespace, pool.name),
         group=pool.group,
         namespace=pool.namespace,
         name=pool.name,
         target_ports=target_ports,
-        endpoints=pod_endpoints(snapshot, pool.namespace, pool_selector(pool), target_ports),
+        endpoints=pool_endpoints,
         picker=picker,
         app_protocol="kubernetes.io/h2c" if pool.spec.get("appProtocol") == "kubernetes.io/h2c" else "http",
     )

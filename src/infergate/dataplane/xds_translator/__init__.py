@@ -87,7 +87,8 @@ def translate(ir: DataplaneConfig, *, options: TranslateOptions | None = None) -
     for pool in ir.pools:
         clusters.append(pool_cluster(pool, opts))
         assignments.append(load_assignment(pool.key, pool.endpoints))
-        pickers.setdefault(pool.picker.key, pool.picker.endpoints)
+        if pool.picker is not None:  # None: the pool's cluster balances it (round robin)
+            pickers.setdefault(pool.picker.key, pool.picker.endpoints)
     for key, endpoints in pickers.items():
         clusters.append(epp_cluster(key, opts))
         assignments.append(load_assignment(key, endpoints))

@@ -20,6 +20,7 @@ T_HEADER_MUTATION = "type.googleapis.com/envoy.extensions.filters.http.header_mu
 T_HEADER_MUTATION_PER_ROUTE = (
     "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute"
 )
+T_HEADER_TO_METADATA = "type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config"
 T_TRANSFORM = "type.googleapis.com/envoy.extensions.filters.http.transform.v3.TransformConfig"
 T_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 T_OVERRIDE_HOST = "type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost"

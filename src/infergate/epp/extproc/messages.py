@@ -48,6 +48,17 @@ def header_map(headers: pb.HttpHeaders) -> dict[str, str]:
     return result
 
 
+def served_endpoint(request: pb.ProcessingRequest) -> str | None:
+    """The gateway's ``envoy.lb`` / ``x-gateway-destination-endpoint-served`` (``ip:port``) on a
+    response message, or None when the gateway did not report it."""
+    if not request.HasField("metadata_context"):
+        return None
+    struct = request.metadata_context.filter_metadata.get(gie.LB_METADATA_NAMESPACE)
+    if struct is None or gie.DESTINATION_ENDPOINT_SERVED not in struct.fields:
+        return None
+    return struct.fields[gie.DESTINATION_ENDPOINT_SERVED].string_value or None
+
+
 def subset_hint(request: pb.ProcessingRequest) -> list[str] | None:
     """The gateway's ``envoy.lb.subset_hint`` endpoint list, or None when absent.
 

@@ -11,7 +11,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from infergate.api.limits import EXT_PROC_MAX_MESSAGE_BYTES
 from infergate.epp.contract import Director
 from infergate.epp.extproc.health import HealthService
-from infergate.epp.extproc.servicer import ExtProcServicer
+from infergate.epp.extproc.servicer import ExtProcServicer, ResponseHeadersHook
 from infergate.util.grpc_server import GrpcServer
 from infergate.util.tls import ensure_certificate
 
@@ -56,9 +56,10 @@ class ExtProcServer(GrpcServer):
 
     def __init__(self, director: Director, *, host: str = "0.0.0.0", port: int = 9002,
                  json_errors: bool = True, health: HealthService | None = None,
-                 credentials: grpc.ServerCredentials | None = None) -> None:
+                 credentials: grpc.ServerCredentials | None = None,
+                 response_headers: ResponseHeadersHook | None = None) -> None:
         super().__init__(host=host, port=port, credentials=credentials, options=_SERVER_OPTIONS)
-        self.servicer = ExtProcServicer(director, json_errors=json_errors)
+        self.servicer = ExtProcServicer(director, json_errors=json_errors, response_headers=response_headers)
         self._health = health
 
     def register(self, server: grpc.aio.Server) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -41,6 +41,7 @@ from infergate.epp.extproc import messages
 log = logging.getLogger(__name__)
 
 _Replies = Sequence[pb.ProcessingResponse]
+ResponseHeadersHook = Callable[[str | None], Mapping[str, str]]
 
 _FULL_DUPLEX = processing_mode_pb2.ProcessingMode.FULL_DUPLEX_STREAMED
 _NONE = processing_mode_pb2.ProcessingMode.NONE
@@ -106,8 +107,11 @@ _Handler = Callable[[_Exchange, pb.ProcessingRequest], Awaitable[_Replies]]
 class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     """Routes each request with ``director`` and reports its response back to it."""
 
-    def __init__(self, director: Director, *, json_errors: bool = True) -> None:
+    def __init__(self, director: Director, *, json_errors: bool = True,
+                 response_headers: ResponseHeadersHook | None = None) -> None:
         self._director = director
+        # headers added to each response from the served endpoint (conformance test plugin)
+        self._response_headers = response_headers
         self._json_errors = json_errors
         # endpoint header value -> the buffered-mode BodyResponse routing there (read-only:
         # gRPC serializes a message per send, so one object serves every stream)
@@ -211,6 +215,12 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             self._director.on_response_headers(state.request_id, _status(headers), headers)
         if request.response_headers.end_of_stream:
             state.response_done = True
+        added = self._response_headers(messages.served_endpoint(request)) if self._response_headers else None
+        if added:
+            return (pb.ProcessingResponse(response_headers=pb.HeadersResponse(response=pb.CommonResponse(
+                header_mutation=pb.HeaderMutation(set_headers=[
+                    messages.set_header("x-went-into-resp-headers", "true"),
+                    *(messages.set_header(k, v) for k, v in added.items())])))),)
         return (_RESPONSE_HEADERS_REPLY,)
 
     async def _on_response_body(self, state: _Exchange, request: pb.ProcessingRequest) -> _Replies:

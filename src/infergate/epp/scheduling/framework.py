@@ -141,6 +141,16 @@ class ResponseObserver(Protocol):
     def request_done(self, request_id: str, completed: bool) -> None: ...
 
 
+@runtime_checkable
+class ResponseHeaders(Protocol):
+    """Adds headers to the client's response (upstream's ResponseReceived extension point),
+    given the ``ip:port`` the gateway reports as having served it (None when not reported)."""
+
+    name: str
+
+    def response_headers(self, served_endpoint: str | None) -> Mapping[str, str]: ...
+
+
 @dataclass
 class WeightedScorer:
     scorer: Scorer
@@ -218,6 +228,7 @@ class Scheduler:
         self.pre_request_plugins = list(pre_request)
         self.plugins = dict(plugins or {})
         self.observers = [p for p in self.plugins.values() if isinstance(p, ResponseObserver)]
+        self.response_header_plugins = [p for p in self.plugins.values() if isinstance(p, ResponseHeaders)]
         self.on_duration = on_duration
         self.timer: PluginTimer | None = None
 
@@ -261,6 +272,13 @@ class Scheduler:
     def request_done(self, request_id: str, completed: bool) -> None:
         for plugin in self.observers:
             plugin.request_done(request_id, completed)
+
+    def response_headers(self, served_endpoint: str | None) -> dict[str, str]:
+        """The headers the ``ResponseHeaders`` plugins add to a response (usually none)."""
+        added: dict[str, str] = {}
+        for plugin in self.response_header_plugins:
+            added.update(plugin.response_headers(served_endpoint))
+        return added
 
     def pre_request(self, state: CycleState, request: SchedulingRequest, result: SchedulingResult) -> None:
         timer = self.timer

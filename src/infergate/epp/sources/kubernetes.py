@@ -33,6 +33,7 @@ from infergate.epp.sources.convert import (
 from infergate.kube import kinds
 from infergate.kube.client import KubeClient
 from infergate.kube.config import load_config
+from infergate.kube.errors import KubeError
 from infergate.kube.watch import ListWatch
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class KubernetesSource:
 
     def __init__(self, pool_name: str, namespace: str = "default", pool_group: str = GA_GROUP, *,
                  client: KubeClient | None = None, kubeconfig: str | Path | None = None, watch_timeout: int = 60,
-                 retry_delay: float = 1.0) -> None:
+                 retry_delay: float = 1.0, missing_pool_check: float = 5.0) -> None:
         if pool_group not in POOL_GROUPS:
             raise SourceError(f"--pool-group: must be one of {', '.join(POOL_GROUPS)}, got {pool_group!r}")
         self.pool_name = pool_name
@@ -180,6 +181,7 @@ class KubernetesSource:
         self.kubeconfig = kubeconfig
         self.watch_timeout = watch_timeout
         self.retry_delay = retry_delay
+        self.missing_pool_check = missing_pool_check  # seconds between "where is my pool?" checks
         self._watchers: list[ListWatch] = []
 
     @property
@@ -223,6 +225,32 @@ class KubernetesSource:
         watch.on_list = lambda items: handler.rewrite_list(group, items, served=watch.served)
         return watch
 
+    async def missing_pool_message(self, client: KubeClient) -> str | None:
+        """Why the pool is not there, for the log: upstream's trap of an EPP whose ``--pool-group``
+        was not switched (its pool exists, in the other group). None when the pool exists."""
+        ns, name = self.namespace, self.pool_name
+        if await _get_or_none(client, kinds.POOLS[self.pool_group].path(ns, name)) is not None:
+            return None
+        where = f"InferencePool {ns}/{name} not found in group {self.pool_group} (--pool-group {self.pool_group})"
+        other = PREVIEW_GROUP if self.pool_group == GA_GROUP else GA_GROUP
+        if await _get_or_none(client, kinds.POOLS[other].path(ns, name)) is not None:
+            return (f"{where}, but it exists in group {other}: start the EPP with --pool-group {other} "
+                    "(or migrate the pool); this EPP serves nothing until then")
+        return f"{where}: create it, or check --pool-name / --pool-namespace / --pool-group"
+
+    async def _report_missing_pool(self, client: KubeClient, datastore: Datastore) -> None:
+        """While the datastore has no pool, say why (once per distinct reason)."""
+        said: str | None = None
+        while True:
+            await asyncio.sleep(self.missing_pool_check)
+            if datastore.pool is not None:
+                said = None
+                continue
+            message = await self.missing_pool_message(client)
+            if message is not None and message != said:
+                log.warning("%s", message)
+            said = message
+
     async def run(self, datastore: Datastore) -> None:
         """List and watch until cancelled."""
         owned = self.client is None
@@ -231,6 +259,7 @@ class KubernetesSource:
         handler = KubernetesEventHandler(datastore, self.pool_name, self.pool_group)
         self._watchers = self._list_watches(client, handler)
         tasks = [asyncio.create_task(w.run(), name=f"epp-watch-{w.name}") for w in self._watchers]
+        tasks.append(asyncio.create_task(self._report_missing_pool(client, datastore), name="epp-missing-pool"))
         try:
             await asyncio.gather(*tasks)  # until cancelled (each task runs forever)
         finally:
@@ -241,3 +270,11 @@ class KubernetesSource:
                     await task
             if owned:
                 await client.close()
+
+
+async def _get_or_none(client: KubeClient, path: str) -> dict[str, Any] | None:
+    """The object, or None when it (or its resource) is not there or cannot be read."""
+    try:
+        return await client.get(path)
+    except KubeError:
+        return None

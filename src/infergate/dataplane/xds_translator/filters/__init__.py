@@ -7,7 +7,9 @@
 3. ``request_headers``: the HTTPRoute rule's and the backendRef's ``RequestHeaderModifier``,
    from per-route configs, after the route is resolved and before ext_proc (the EPP sees them);
 4. ``ext_proc``: the pool's EPP, chosen per weighted cluster;
-5. ``router``.
+5. ``served_endpoint``: on the response, the ``ip:port`` that served it into the ``envoy.lb``
+   metadata ext_proc forwards to the EPP (two filters; responses cross them before ext_proc);
+6. ``router``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from infergate.dataplane.xds_translator.filters import (
     ext_proc,
     request_headers,
     router,
+    served_endpoint,
 )
 from infergate.dataplane.xds_translator.options import TranslateOptions
 from infergate.ir import Listener
@@ -31,5 +34,7 @@ def http_filters(listener: Listener, opts: TranslateOptions) -> list[dict[str, A
         filters.append(body_routing.http_filter())
     filters.append(request_headers.http_filter())
     filters.append(ext_proc.http_filter(opts))
+    filters.append(served_endpoint.to_metadata())
+    filters.append(served_endpoint.stamp())
     filters.append(router.http_filter())
     return filters

@@ -40,7 +40,11 @@ def http_filter(opts: TranslateOptions) -> dict[str, Any]:
                 "response_body_mode": opts.ext_proc_response_body_mode,
                 "response_trailer_mode": "SKIP",
             },
-            "metadata_options": {"receiving_namespaces": {"untyped": [headers.LB_METADATA_NAMESPACE]}},
+            "metadata_options": {
+                "receiving_namespaces": {"untyped": [headers.LB_METADATA_NAMESPACE]},
+                # the served endpoint (served_endpoint.py) reaches the EPP on the response
+                "forwarding_namespaces": {"untyped": [headers.LB_METADATA_NAMESPACE]},
+            },
         },
     }
 
@@ -51,7 +55,9 @@ def disabled() -> dict[str, Any]:
 
 
 def for_pool(pool: Pool, opts: TranslateOptions) -> dict[str, Any]:
-    """``typed_per_filter_config`` entry sending the request to ``pool``'s EPP."""
+    """``typed_per_filter_config`` entry sending the request to ``pool``'s EPP (none: off)."""
+    if pool.picker is None:
+        return disabled()
     return {
         NAME: {
             "@type": T_EXT_PROC_PER_ROUTE,

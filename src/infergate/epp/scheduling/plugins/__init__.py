@@ -35,6 +35,7 @@ from infergate.epp.scheduling.plugins.scorers import (
     LoraAffinityScorer,
     QueueScorer,
 )
+from infergate.epp.scheduling.plugins.served_endpoint import DestinationEndpointServedVerifier
 
 Factory = Callable[[str, Mapping[str, Any], PluginHandle], Plugin]
 
@@ -53,6 +54,7 @@ PLUGIN_TYPES: dict[str, type[Any]] = {
         LowQueueFilter,
         LowLatencyFilter,
         HeaderBasedTestingFilter,
+        DestinationEndpointServedVerifier,
         MaxScorePicker,
         RandomPicker,
         WeightedRandomPicker,
