@@ -61,6 +61,14 @@ async def until_ready(epp: EppProcess, timeout: float) -> float:
     raise AssertionError(f"{epp.name} not ready within {timeout} s:\n{epp.log()[-3000:]}")
 
 
+async def until_logged(epp: EppProcess, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in epp.log():
+        assert time.monotonic() < deadline, f"{epp.name} never logged {text!r}:\n{epp.log()[-3000:]}"
+        await epp.status()  # readiness is evaluated (and its first sync logged) when checked
+        await asyncio.sleep(0.05)
+
+
 async def lease_spec(apiserver: ThreadedAPIServer, namespace: str) -> dict[str, Any]:
     async with KubeClient(load_config(apiserver.kubeconfig_path)) as client:
         lease = await client.get(LEASES.path(namespace, lease_name(namespace, "pool")))
@@ -86,6 +94,9 @@ async def test_only_the_leader_is_ready_and_the_other_takes_over(apiserver: Thre
         assert await follower.status("envoy.service.ext_proc.v3.ExternalProcessor") == health.NOT_SERVING
         assert await leader.status("") == health.SERVING
         assert await leader.status("inference-extension") == health.SERVICE_UNKNOWN  # as upstream with LE
+        # the follower keeps its datastore warm: synced and scraped, only leadership missing
+        await until_logged(follower, "datastore synced: pool and pods listed, 2 endpoint(s) scraped")
+        assert await follower.status() == health.NOT_SERVING
         spec = await lease_spec(apiserver, namespace)
         assert spec["holderIdentity"] and spec["leaseDurationSeconds"] == 2
 
