@@ -86,6 +86,7 @@ class EPPRunner:
         self.readiness = Readiness(parts.datastore, parts.store, listed=lambda: self._listed(),
                                    leader=self.is_leader if opts.ha_enable_leader_election else None)
         self._tasks.append(asyncio.get_running_loop().create_task(self._run_source(parts.datastore), name="pool source"))
+        self._tasks.append(asyncio.get_running_loop().create_task(self._log_warmup(self.readiness), name="warm-up"))
         for background in parts.background:
             await background.start()
             self._stack.push_async_callback(background.stop)
@@ -110,6 +111,13 @@ class EPPRunner:
         self._stack.push_async_callback(self.health_server.stop)
         await self.grpc_server.start()
         self._stack.push_async_callback(self.grpc_server.stop, opts.shutdown_grace)
+
+    @staticmethod
+    async def _log_warmup(readiness: Readiness) -> None:
+        """Note the moment the datastore is synced and scraped (it logs it), even when no probe asks;
+        readiness itself is computed at each health check, so this loop delays nothing."""
+        while not readiness.warm():
+            await asyncio.sleep(0.01)
 
     def _listed(self) -> bool:
         return self._source_listed is not None and self._source_listed()
