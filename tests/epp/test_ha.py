@@ -18,6 +18,7 @@ from infergate.apiserver import EmbeddedAPIServer, ThreadedAPIServer
 from infergate.cli.epp import command as epp_command
 from infergate.epp.extproc import health
 from infergate.epp.readiness import LIVENESS, lease_name
+from infergate.epp.runner import EPPOptions, EPPRunner
 from infergate.kube.client import KubeClient
 from infergate.kube.config import load_config
 from infergate.kube.kinds import LEASES
@@ -133,3 +134,10 @@ def test_leader_election_needs_the_kubernetes_api(tmp_path: Path) -> None:
 
 def test_the_lease_is_named_as_upstream_names_it() -> None:
     assert lease_name("prod", "llama") == "epp-prod-llama.gateway-api-inference-extension.sigs.k8s.io"
+
+
+def test_the_runner_refuses_what_leader_election_cannot_do(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--static-file"):
+        EPPRunner(EPPOptions(pool_name="pool", static_file=str(tmp_path / "pool.yaml"), ha_enable_leader_election=True))
+    with pytest.raises(ValueError, match="--ha-renew-deadline"):
+        EPPRunner(EPPOptions(pool_name="pool", ha_enable_leader_election=True, ha_renew_deadline=20.0))

@@ -69,6 +69,9 @@ class EPPRunner:
         if options.ha_enable_leader_election and options.static_file:
             raise ValueError("--ha-enable-leader-election needs the Kubernetes API (a Lease); "
                              "it cannot be used with --static-file")
+        if options.ha_enable_leader_election and not (
+                0 < options.ha_retry_period < options.ha_renew_deadline < options.ha_lease_duration):
+            raise ValueError("leader election needs --ha-retry-period < --ha-renew-deadline < --ha-lease-duration")
 
     def is_ready(self) -> bool:
         return not self._stopping and self.readiness is not None and self.readiness()
