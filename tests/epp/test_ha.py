@@ -26,8 +26,8 @@ from infergate.util.net import free_port
 
 from .kube_pool import EppProcess, create_pool, install_crds, start_epp
 
-LEASE_S = 2.0
-HA_FLAGS = ("--ha-enable-leader-election", "--ha-lease-duration", "2s", "--ha-renew-deadline", "1500ms",
+LEASE_S = 3.0
+HA_FLAGS = ("--ha-enable-leader-election", "--ha-lease-duration", "3s", "--ha-renew-deadline", "2s",
             "--ha-retry-period", "200ms")
 
 
@@ -99,7 +99,7 @@ async def test_only_the_leader_is_ready_and_the_other_takes_over(apiserver: Thre
         await until_logged(follower, "datastore synced: pool and pods listed, 2 endpoint(s) scraped")
         assert await follower.status() == health.NOT_SERVING
         spec = await lease_spec(apiserver, namespace)
-        assert spec["holderIdentity"] and spec["leaseDurationSeconds"] == 2
+        assert spec["holderIdentity"] and spec["leaseDurationSeconds"] == 3
 
         # SIGKILL: no hand-over; the follower takes the Lease once it has lapsed (its own clock)
         leader.kill()
