@@ -60,7 +60,7 @@ def test_native_reading_matches_the_official_loader(tmp_path: Path, case: str) -
     (tmp_path / "pki" / "client.key").write_bytes(KEY)
     (tmp_path / "token").write_text("tok-file")  # (client-go trims a trailing newline, the Python loader not)
     cases: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-        "token-and-ca-data": ({"certificate-authority-data": b64(CA)}, {"token": "tok-a"}),
+        "token-and-ca-data": ({"certificate-authority-data": b64(CA)[:20] + "\n" + b64(CA)[20:]}, {"token": "tok-a"}),
         "client-certificate-data": ({"insecure-skip-tls-verify": True},
                                     {"client-certificate-data": b64(CERT), "client-key-data": b64(KEY)}),
         "files-relative": ({"certificate-authority": "pki/ca.crt"},
