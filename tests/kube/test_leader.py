@@ -1,6 +1,7 @@
 """Lease-based leader election (infergate.kube.leader) against the embedded API server: one of
 two candidates leads; a leader that stops gives the Lease back and the other takes over; a
-leader that goes silent is replaced after the lease duration; a leader that cannot renew steps
+leader that goes silent is replaced after the lease duration; a given-back Lease is taken at
+once (the candidates watch it); a leader that cannot renew steps
 down before its Lease could be taken; a Lease taken by another identity ends leadership."""
 
 from __future__ import annotations
@@ -228,3 +229,16 @@ async def test_timings_are_checked() -> None:
         LeaderElector(None, "ns", "lease", "me", lease_duration=5, renew_deadline=10)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="identity"):
         LeaderElector(None, "ns", "lease", "")  # type: ignore[arg-type]
+
+
+async def test_a_given_back_lease_is_taken_at_the_change_not_at_the_next_poll(candidates: Any) -> None:
+    slow_polls = {"lease_duration": 6.0, "renew_deadline": 4.0, "retry_period": 2.0}
+    a = await candidates("a", **slow_polls)
+    await until(lambda: a.elector.is_leader, "a leads")
+    b = await candidates("b", **slow_polls)
+    await asyncio.sleep(0.5)
+    started = time.monotonic()
+    await a.stop()
+    await until(lambda: b.elector.is_leader, "b takes over", timeout=5)
+    # b polls every 2 to 2.4 s; the watch on the Lease wakes it when a gives the Lease back
+    assert time.monotonic() - started < 1.0
