@@ -17,7 +17,16 @@ def test_every_served_kind_is_in_the_table_at_its_storage_version() -> None:
     for t in registry.all_types():
         k = kinds.get(t.group, t.kind, t.version)
         assert (k.plural, k.namespaced, k.api_version) == (t.plural, t.namespaced, t.api_version)
-    assert len({(k.group, k.version, k.kind) for k in kinds.ALL}) == len(kinds.ALL)  # no duplicates
+    every = kinds.all_kinds()
+    assert len({(k.group, k.version, k.kind) for k in every}) == len(every)  # no duplicates
+
+
+def test_the_named_kinds_are_the_registrys() -> None:
+    # written out so that clients do not import the models (issue 17 defect 8): each is what the
+    # registry-derived table answers for its group and kind
+    for named in kinds.NAMED:
+        assert named in kinds.all_kinds(), named
+        assert next(k for k in kinds.all_kinds() if k.gk == named.gk) == named, named
 
 
 def test_paths_and_lookups() -> None:

@@ -76,6 +76,18 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
                    "certificate (as upstream). Upstream defaults to true; infergate defaults to plaintext "
                    "(use TLS or a mesh when the network between Envoy and the EPP is not trusted).")
 @click.option("--cert-path", type=click.Path(file_okay=False), default=None, help="Directory with tls.crt and tls.key.")
+@click.option("--ha-enable-leader-election/--no-ha-enable-leader-election", default=False, show_default=True,
+              help="High availability: the EPPs of one pool elect a leader on a Lease in the pool's namespace "
+                   "(epp-<namespace>-<pool>.gateway-api-inference-extension.sigs.k8s.io); only the leader is "
+                   "ready, the others keep their datastore warm and take over when it stops. Needs RBAC on "
+                   "coordination.k8s.io leases.")
+@click.option("--ha-lease-duration", type=DURATION, default="15s", show_default=True,
+              help="How long a leader's Lease is honoured without renewal before another replica takes it "
+                   "(a replica that stops cleanly gives it back at once).")
+@click.option("--ha-renew-deadline", type=DURATION, default="10s", show_default=True,
+              help="A leader that could not renew for this long stops leading (shorter than --ha-lease-duration).")
+@click.option("--ha-retry-period", type=DURATION, default="2s", show_default=True,
+              help="How often candidates try to take the Lease and the leader renews it.")
 @click.option("--seed", type=int, default=None, help="Seed for the scheduler's random choices (reproducible runs).")
 @click.option("--v", "verbosity", type=int, default=2, show_default=True,
               help="Log verbosity: 2 info, 3 verbose, 4 debug, 5 trace.")
@@ -95,6 +107,13 @@ def command(**options: Any) -> None:
     """
     if options["config_file"] and options["config_text"]:
         raise click.UsageError("--config-file and --config-text are mutually exclusive")
+    if options["ha_enable_leader_election"]:
+        if options["static_file"]:
+            raise click.UsageError("--ha-enable-leader-election needs the Kubernetes API (a Lease); "
+                                   "it cannot be used with --static-file")
+        if not 0 < options["ha_retry_period"] < options["ha_renew_deadline"] < options["ha_lease_duration"]:
+            raise click.UsageError("leader election needs --ha-retry-period < --ha-renew-deadline < "
+                                   "--ha-lease-duration")
     # imported when the command runs, so that `infergate --help` stays light
     from infergate.epp.model_server_protocol import MetricSpecError, parse_metric_spec
 

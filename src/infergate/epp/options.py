@@ -56,6 +56,11 @@ class EPPOptions:
     flow_control: bool = False
     flow_control_max_queued: int = 1024
     flow_control_max_wait: float = 30.0
+    # high availability: leader election on the pool's Lease (only the leader is ready)
+    ha_enable_leader_election: bool = False
+    ha_lease_duration: float = 15.0  # controller-runtime's defaults, as upstream's EPP
+    ha_renew_deadline: float = 10.0
+    ha_retry_period: float = 2.0
 
     @classmethod
     def from_cli(cls, options: Mapping[str, Any]) -> EPPOptions:

@@ -1,10 +1,13 @@
-"""Where the API server is and how to authenticate: kubeconfig or in-cluster, with the official loaders.
+"""Where the API server is and how to authenticate: kubeconfig or in-cluster.
 
 :func:`load_config` is the one factory: an explicit kubeconfig wins; else, unless told
 otherwise, the in-cluster service account; else the default kubeconfig (``$KUBECONFIG``,
-``~/.kube/config``). Both paths use the ``kubernetes`` package's loaders (exec plugins,
-auth providers, client certificates, CA data), loaded into a private ``Configuration``, never
-the package's global default.
+``~/.kube/config``). The service account and the common kubeconfigs (token or client
+certificate, CA file or data) are read by :mod:`infergate.kube.kubeconfig_file`, without
+importing the ``kubernetes`` package (a third of a second at every start); every other
+kubeconfig (exec plugins, auth providers, several files in ``$KUBECONFIG``...) goes through
+the ``kubernetes`` package's loader, into a private ``Configuration``, never the package's
+global default.
 
 In a pod the service account is read from ``/var/run/secrets/kubernetes.io/serviceaccount``;
 ``INFERGATE_SERVICEACCOUNT_DIR`` names another directory (the local runtime gives every
@@ -19,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infergate.kube import kubeconfig_file
 from infergate.kube.errors import ConfigError
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -83,13 +87,32 @@ def _kubeconfig_file(path: Path | str | None) -> str | None:
     return str(path) if path else os.environ.get("KUBECONFIG") or None
 
 
+def _single_file(file: str | None) -> Path | None:
+    """The one kubeconfig file to read natively; None for a ``$KUBECONFIG`` list (merged by the official loader)."""
+    if file is not None and os.pathsep in file:
+        return None
+    return Path(file or "~/.kube/config").expanduser()
+
+
 def from_kubeconfig(path: Path | str | None = None, context: str | None = None) -> KubeConfig:
     """A kubeconfig's context (``path`` None: ``$KUBECONFIG`` or ``~/.kube/config``)."""
+    file = _kubeconfig_file(path)
+    single = _single_file(file)
+    if single is not None:
+        try:
+            return KubeConfig(**kubeconfig_file.read_kubeconfig(single, context))
+        except kubeconfig_file.Invalid as exc:
+            raise ConfigError(f"cannot load kubeconfig {file or '(default)'}: {exc}") from exc
+        except kubeconfig_file.Unsupported:
+            pass  # exec plugins, auth providers...: the official loader
+    return _official_kubeconfig(file, path, context)
+
+
+def _official_kubeconfig(file: str | None, path: Path | str | None, context: str | None) -> KubeConfig:
     from kubernetes.client import Configuration
     from kubernetes.config import ConfigException, kube_config
 
     cfg = Configuration()
-    file = _kubeconfig_file(path)
     try:
         kube_config.load_kube_config(config_file=file, context=context, client_configuration=cfg,
                                      persist_config=False)  # type: ignore[no-untyped-call]
@@ -100,9 +123,15 @@ def from_kubeconfig(path: Path | str | None = None, context: str | None = None) 
 
 def kubeconfig_namespace(path: Path | str | None = None, context: str | None = None) -> str:
     """The namespace of a kubeconfig's context (default: current), without loading credentials."""
+    file = _kubeconfig_file(path)
+    single = _single_file(file)
+    if single is not None:
+        try:
+            return kubeconfig_file.read_namespace(single, context)
+        except kubeconfig_file.Invalid as exc:
+            raise ConfigError(f"cannot load kubeconfig {file or '(default)'}: {exc}") from exc
     from kubernetes.config import ConfigException, kube_config
 
-    file = _kubeconfig_file(path)
     try:
         contexts, active = kube_config.list_kube_config_contexts(file)  # type: ignore[no-untyped-call]
     except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
@@ -118,24 +147,12 @@ def in_cluster(service_account_dir: Path | str | None = None,
     The directory is ``service_account_dir``, else ``$INFERGATE_SERVICEACCOUNT_DIR``, else the
     kubelet's projected volume. The token is re-read when it rotates.
     """
-    from kubernetes.client import Configuration
-    from kubernetes.config import ConfigException
-    from kubernetes.config.incluster_config import InClusterConfigLoader
-
     env = os.environ if environ is None else environ
     directory = Path(service_account_dir or env.get(SERVICE_ACCOUNT_DIR_ENV) or SERVICE_ACCOUNT_DIR)
-    cfg = Configuration()
-    loader = InClusterConfigLoader(token_filename=str(directory / "token"), cert_filename=str(directory / "ca.crt"),
-                                   environ=env)  # type: ignore[no-untyped-call]
     try:
-        loader.load_and_set(cfg)  # type: ignore[no-untyped-call]
-    except (ConfigException, OSError) as exc:
+        return KubeConfig(**kubeconfig_file.read_service_account(directory, env))
+    except kubeconfig_file.Invalid as exc:
         raise ConfigError(f"not in a cluster: {exc}") from exc
-    try:
-        namespace = (directory / "namespace").read_text().strip() or "default"
-    except OSError:
-        namespace = "default"
-    return _from_configuration(cfg, namespace)
 
 
 def load_config(kubeconfig: Path | str | None = None, context: str | None = None, *,

@@ -3,15 +3,19 @@
 The kinds infergate serves come from :mod:`infergate.api.registry` (its storage version);
 the built-ins it only uses as a client (EndpointSlice, Deployment, ConfigMap, Lease...) are
 listed here. Every other module names a kind through this table, never by a local tuple.
+
+The named constants (``PODS``, ``GA_POOLS``, ``LEASES``...) are written out, so that a client
+(the EPP) does not import the registry's pydantic models, about a third of its start (issue 17
+defect 8); a test checks each against the registry. :func:`find`, :func:`get` and :func:`of`
+answer from them first and import the registry for any other kind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Final
-
-from infergate.api import registry
 
 
 @dataclass(frozen=True, order=True)
@@ -58,6 +62,9 @@ def resource_path(api_version: str, plural: str, namespace: str | None = None, n
 
 
 def _served() -> tuple[Kind, ...]:
+    # imported on the first lookup of a kind not named below: the models are heavy (module docstring)
+    from infergate.api import registry
+
     seen: dict[tuple[str, str, str], Kind] = {}
     for t in registry.all_types():  # the x-k8s.io InferencePool is there twice (two releases, one GVK)
         seen.setdefault((t.group, t.version, t.kind), Kind(t.group, t.version, t.plural, t.kind, t.namespaced))
@@ -80,15 +87,23 @@ _BUILTIN_CLIENT_KINDS: Final = (
     Kind("inference.networking.x-k8s.io", "v1alpha2", "inferencemodelrewrites", "InferenceModelRewrite"),
 )
 
-ALL: Final[tuple[Kind, ...]] = tuple(dict.fromkeys(_served() + _BUILTIN_CLIENT_KINDS))  # a kind both lists name: once
-_BY_GK: Final[Mapping[tuple[str, str], tuple[Kind, ...]]] = {
-    gk: tuple(k for k in ALL if k.gk == gk) for gk in dict.fromkeys(k.gk for k in ALL)
-}
+@cache
+def _table() -> tuple[tuple[Kind, ...], Mapping[tuple[str, str], tuple[Kind, ...]]]:
+    every = tuple(dict.fromkeys(_served() + _BUILTIN_CLIENT_KINDS))  # a kind both lists name: once
+    return every, {gk: tuple(k for k in every if k.gk == gk) for gk in dict.fromkeys(k.gk for k in every)}
+
+
+def all_kinds() -> tuple[Kind, ...]:
+    """Every kind: the served ones (from the registry), then the built-ins used as a client."""
+    return _table()[0]
 
 
 def find(group: str, kind: str, version: str | None = None) -> Kind | None:
     """The kind in ``group`` (at ``version`` when given, else its first listed version), or None."""
-    for k in _BY_GK.get((group, kind), ()):
+    named = _NAMED.get((group, kind))
+    if named is not None and (version is None or named.version == version):
+        return named
+    for k in _table()[1].get((group, kind), ()):
         if version is None or k.version == version:
             return k
     return None
@@ -115,27 +130,37 @@ GATEWAY_GROUP: Final = "gateway.networking.k8s.io"
 GA_GROUP: Final = "inference.networking.k8s.io"
 PREVIEW_GROUP: Final = "inference.networking.x-k8s.io"
 
-GATEWAY_CLASSES: Final = get(GATEWAY_GROUP, "GatewayClass")
-GATEWAYS: Final = get(GATEWAY_GROUP, "Gateway")
-HTTPROUTES: Final = get(GATEWAY_GROUP, "HTTPRoute")
-REFERENCE_GRANTS: Final = get(GATEWAY_GROUP, "ReferenceGrant")
-GA_POOLS: Final = get(GA_GROUP, "InferencePool")
-PREVIEW_POOLS: Final = get(PREVIEW_GROUP, "InferencePool")
-PREVIEW_MODELS: Final = get(PREVIEW_GROUP, "InferenceModel")
-OBJECTIVES: Final = get(PREVIEW_GROUP, "InferenceObjective")
-MODEL_REWRITES: Final = get(PREVIEW_GROUP, "InferenceModelRewrite")
-PODS: Final = get("", "Pod")
-SERVICES: Final = get("", "Service")
-NAMESPACES: Final = get("", "Namespace")
-CONFIGMAPS: Final = get("", "ConfigMap")
-SECRETS: Final = get("", "Secret")
-SERVICE_ACCOUNTS: Final = get("", "ServiceAccount")
-ENDPOINT_SLICES: Final = get("discovery.k8s.io", "EndpointSlice")
-DEPLOYMENTS: Final = get("apps", "Deployment")
-REPLICA_SETS: Final = get("apps", "ReplicaSet")
-POD_DISRUPTION_BUDGETS: Final = get("policy", "PodDisruptionBudget")
-LEASES: Final = get("coordination.k8s.io", "Lease")
-ROLES: Final = get("rbac.authorization.k8s.io", "Role")
-ROLE_BINDINGS: Final = get("rbac.authorization.k8s.io", "RoleBinding")
-CRDS: Final = get("apiextensions.k8s.io", "CustomResourceDefinition")
+GATEWAY_CLASSES: Final = Kind(GATEWAY_GROUP, "v1", "gatewayclasses", "GatewayClass", False)
+GATEWAYS: Final = Kind(GATEWAY_GROUP, "v1", "gateways", "Gateway")
+HTTPROUTES: Final = Kind(GATEWAY_GROUP, "v1", "httproutes", "HTTPRoute")
+REFERENCE_GRANTS: Final = Kind(GATEWAY_GROUP, "v1beta1", "referencegrants", "ReferenceGrant")
+GA_POOLS: Final = Kind(GA_GROUP, "v1", "inferencepools", "InferencePool")
+PREVIEW_POOLS: Final = Kind(PREVIEW_GROUP, "v1alpha2", "inferencepools", "InferencePool")
+PREVIEW_MODELS: Final = Kind(PREVIEW_GROUP, "v1alpha2", "inferencemodels", "InferenceModel")
+OBJECTIVES: Final = Kind(PREVIEW_GROUP, "v1alpha2", "inferenceobjectives", "InferenceObjective")
+MODEL_REWRITES: Final = Kind(PREVIEW_GROUP, "v1alpha2", "inferencemodelrewrites", "InferenceModelRewrite")
+PODS: Final = Kind("", "v1", "pods", "Pod")
+SERVICES: Final = Kind("", "v1", "services", "Service")
+NAMESPACES: Final = Kind("", "v1", "namespaces", "Namespace", False)
+CONFIGMAPS: Final = Kind("", "v1", "configmaps", "ConfigMap")
+SECRETS: Final = Kind("", "v1", "secrets", "Secret")
+SERVICE_ACCOUNTS: Final = Kind("", "v1", "serviceaccounts", "ServiceAccount")
+ENDPOINT_SLICES: Final = Kind("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
+DEPLOYMENTS: Final = Kind("apps", "v1", "deployments", "Deployment")
+REPLICA_SETS: Final = Kind("apps", "v1", "replicasets", "ReplicaSet")
+POD_DISRUPTION_BUDGETS: Final = Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
+LEASES: Final = Kind("coordination.k8s.io", "v1", "leases", "Lease")
+ROLES: Final = Kind("rbac.authorization.k8s.io", "v1", "roles", "Role")
+ROLE_BINDINGS: Final = Kind("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
+CRDS: Final = Kind("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False)
 POOLS: Final = {GA_GROUP: GA_POOLS, PREVIEW_GROUP: PREVIEW_POOLS}
+# what the EPP looks up by group at start: answered without the registry too
+LLMD_OBJECTIVES: Final = Kind("llm-d.ai", "v1alpha2", "inferenceobjectives", "InferenceObjective")
+LLMD_MODEL_REWRITES: Final = Kind("llm-d.ai", "v1alpha2", "inferencemodelrewrites", "InferenceModelRewrite")
+
+NAMED: Final[tuple[Kind, ...]] = (
+    GATEWAY_CLASSES, GATEWAYS, HTTPROUTES, REFERENCE_GRANTS, GA_POOLS, PREVIEW_POOLS, PREVIEW_MODELS, OBJECTIVES,
+    MODEL_REWRITES, PODS, SERVICES, NAMESPACES, CONFIGMAPS, SECRETS, SERVICE_ACCOUNTS, ENDPOINT_SLICES, DEPLOYMENTS,
+    REPLICA_SETS, POD_DISRUPTION_BUDGETS, LEASES, ROLES, ROLE_BINDINGS, CRDS, LLMD_OBJECTIVES, LLMD_MODEL_REWRITES,
+)
+_NAMED: Final[Mapping[tuple[str, str], Kind]] = {k.gk: k for k in NAMED}

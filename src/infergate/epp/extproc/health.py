@@ -5,13 +5,14 @@ Built on ``grpcio-health-checking`` (its messages, stub and asyncio servicer), s
 implementation's wire format. What differs from that servicer's table of statuses is where a
 status comes from: ``Check`` answers SERVING for every service name (or only the ``known``
 ones; others are SERVICE_UNKNOWN) while the readiness callback says so, as upstream's EPP does
-without leader election, and ``Watch`` streams the changes of that callback.
+without leader election, and ``Watch`` streams the changes of that callback. The ``live``
+names (the EPP protocol's ``liveness``) answer SERVING whenever the process answers at all.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -28,16 +29,20 @@ HealthCheckResponse = health_pb2.HealthCheckResponse
 
 
 class HealthService(health.aio.HealthServicer):  # type: ignore[misc]
-    """``grpc.health.v1.Health``: SERVING iff ``is_ready()``; names in ``known`` or any name if None."""
+    """``grpc.health.v1.Health``: SERVING iff ``is_ready()`` for the names in ``known`` (any name
+    if None); always SERVING for the ``live`` names; SERVICE_UNKNOWN for the others."""
 
-    def __init__(self, is_ready: Callable[[], bool], *, known: set[str] | None = None,
-                 watch_interval: float = 1.0) -> None:
+    def __init__(self, is_ready: Callable[[], bool], *, known: Iterable[str] | None = None,
+                 live: Iterable[str] = (), watch_interval: float = 1.0) -> None:
         super().__init__()
         self._is_ready = is_ready
-        self._known = known
+        self._known = None if known is None else frozenset(known)
+        self._live = frozenset(live)
         self._watch_interval = watch_interval
 
     def status(self, service: str) -> int:
+        if service in self._live:
+            return SERVING
         if self._known is not None and service not in self._known:
             return SERVICE_UNKNOWN
         return SERVING if self._is_ready() else NOT_SERVING

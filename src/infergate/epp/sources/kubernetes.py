@@ -188,6 +188,12 @@ class KubernetesSource:
     def synced(self) -> bool:
         return bool(self._watchers) and all(w.synced.is_set() for w in self._watchers)
 
+    @property
+    def endpoints_listed(self) -> bool:
+        """The pool and the pods have had their first list (what picking an endpoint needs)."""
+        first = [w for w in self._watchers if w.name in ("pool", "pods")]
+        return len(first) == 2 and all(w.synced.is_set() for w in first)
+
     def _list_watches(self, client: KubeClient, handler: KubernetesEventHandler) -> list[ListWatch]:
         ns = self.namespace
         specs: list[tuple[str, str, str | None, Callable[..., None], Callable[..., None]]] = [
