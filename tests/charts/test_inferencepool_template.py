@@ -59,14 +59,11 @@ EXTENSION_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 
 
 HA_FLAG = "--ha-enable-leader-election"
-EPP_HAS_HA = any(HA_FLAG in param.opts for param in epp_command.params)
 
 
 def parse_epp(args: list[str]) -> dict[str, Any]:
-    """What `infergate epp` parses from the chart's args. Its --ha-enable-leader-election comes
-    with issue 14's HA work on another branch: until that is merged, the rendered flag is left
-    out of the parse (the tests assert it is rendered)."""
-    return parse_cli(epp_command, args if EPP_HAS_HA else [a for a in args if a != HA_FLAG])
+    """What `infergate epp` parses from the chart's args."""
+    return parse_cli(epp_command, args)
 
 
 def render_pool(helm: Helm, api_version: str, provider: str, extension: dict[str, Any],
@@ -142,8 +139,7 @@ def test_matrix_renders_a_consistent_pool_and_epp(
     ha = extension.get("replicas", 1) > 1  # the v1.5 chart: replicas > 1 turns on leader election
     assert (HA_FLAG in args) == ha
     options = parse_epp(args)
-    if EPP_HAS_HA:
-        assert options["ha_enable_leader_election"] == ha
+    assert options["ha_enable_leader_election"] == ha
     assert options["pool_name"] == RELEASE
     assert options["pool_namespace"] == NAMESPACE
     assert options["pool_group"] == group
@@ -157,8 +153,11 @@ def test_matrix_renders_a_consistent_pool_and_epp(
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"grpc-ext-proc": options["grpc_port"], "grpc-health": options["grpc_health_port"],
                      "metrics": options["metrics_port"]}
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["grpc"] == {"port": options["grpc_health_port"], "service": "inference-extension"}
+    # the EPP protocol's health services (v1.6): liveness for the kubelet's restarts, readiness (synced,
+    # scraped, leader) checked every second from the start
+    assert container["livenessProbe"]["grpc"] == {"port": options["grpc_health_port"], "service": "liveness"}
+    assert container["readinessProbe"]["grpc"] == {"port": options["grpc_health_port"], "service": "readiness"}
+    assert (container["readinessProbe"]["initialDelaySeconds"], container["readinessProbe"]["periodSeconds"]) == (0, 1)
     env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
     assert env["POD_IP"] == "status.podIP" and env["POD_NAMESPACE"] == "metadata.namespace"
     if options["secure_serving"]:
@@ -279,8 +278,7 @@ def test_every_epp_flag_is_passed_or_settable_and_accepted_by_infergate_epp(helm
     not_for_pods = {"config-text", "static-file", "kubeconfig"}
     negations = {"no-flow-control", "no-health-checking", "no-secure-serving", "no-enable-pprof",
                  "no-ha-enable-leader-election"}
-    pending = {HA_FLAG.lstrip("-")}  # in `infergate epp` once the HA branch is merged (see parse_epp)
-    assert set(options) - negations - pending == (set(value_flags) | set(bool_flags) | chart_set | not_for_pods) - pending
+    assert set(options) - negations == set(value_flags) | set(bool_flags) | chart_set | not_for_pods
     # every settable flag at once is accepted by the real parser
     samples = {"v": "4", "refresh-metrics-interval": "20ms", "refresh-prometheus-metrics-interval": "1s",
                "metrics-staleness-threshold": "1s", "flow-control-max-queued": "16", "flow-control-max-wait": "5s",
@@ -288,7 +286,7 @@ def test_every_epp_flag_is_passed_or_settable_and_accepted_by_infergate_epp(helm
                "kv-cache-usage-percentage-metric": "vllm:kv_cache_usage_perc",
                "lora-info-metric": "vllm:lora_requests_info", "model-server-metrics-port": "8000",
                "model-server-metrics-path": "/metrics", "model-server-metrics-scheme": "http",
-               "zap-encoder": "json"}
+               "zap-encoder": "json", "ha-lease-duration": "15s", "ha-renew-deadline": "10s", "ha-retry-period": "2s"}
     assert set(samples) == set(value_flags)
     flags: list[dict[str, Any]] = [{"name": f, "value": samples[f]} for f in value_flags]
     flags += [{"name": f, "value": True} for f in bool_flags]
@@ -418,7 +416,7 @@ def test_resources_probes_and_scheduling_values_are_passed_through(helm: Helm) -
     # helm merges the given values into the defaults
     assert container["resources"] == {"requests": {"cpu": "1", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
     assert container["readinessProbe"] == probe
-    assert container["livenessProbe"]["grpc"] == {"port": 9003, "service": "inference-extension"}
+    assert container["livenessProbe"]["grpc"] == {"port": 9003, "service": "liveness"}
     assert {"name": "SD_QUEUE_DEPTH_THRESHOLD", "value": "8"} in container["env"]
     assert container["image"] == "registry.example/ml/ig:dev" and container["imagePullPolicy"] == "Always"
     assert pod["nodeSelector"] == {"pool": "cpu"} and pod["tolerations"] == [{"key": "k", "operator": "Exists"}]

@@ -344,7 +344,7 @@ async def test_chart_epp_is_not_restarted_by_its_liveness_probe(
     await client.create(DEPLOY, sim_deployment(repo_root, "vllm-llama3-8b-instruct", 1))
     helm = CliTool(helm_bin, api.kubeconfig_path, tmp_path / "home")
     chart_probe = await asyncio.to_thread(chart_liveness, helm)
-    assert chart_probe["grpc"] == {"port": 9003, "service": "inference-extension"}, chart_probe
+    assert chart_probe["grpc"] == {"port": 9003, "service": "liveness"}, chart_probe
     # the chart's probe (handler, initial delay, timeout), checked every second instead of every 10
     fast = {**chart_probe, "periodSeconds": 1, "failureThreshold": 2}
     release = "pool"
@@ -373,7 +373,7 @@ async def test_chart_epp_is_not_restarted_by_its_liveness_probe(
     assert local.process is not None and local.process.spec.liveness is not None
     liveness = local.process.spec.liveness
     assert (liveness.kind, liveness.port, liveness.service, liveness.period_s) == (
-        "grpc", 9003, "inference-extension", 1.0)
+        "grpc", 9003, "liveness", 1.0)
     await asyncio.sleep(max(liveness.initial_delay_s, 0) + 4)  # past the initial delay, several periods
     pod = await epp()
     assert pod is not None and is_ready(pod)
