@@ -134,21 +134,30 @@ async def run_gateway(config: GatewayConfig, *, started: asyncio.Event | None = 
     async with Dataplane(dp_options) as dataplane:
         await provider.start()
         reconciler = Reconciler(provider, dataplane, options, debounce=config.debounce)
-        admin = None
         try:
-            if config.admin_port is not None:
-                admin = AdminServer(reconciler, dataplane, config.admin_host, config.admin_port)
-                await admin.start()
-            result = await reconciler.reconcile_once()
-            if on_reconciled is not None:
-                on_reconciled(result, dataplane)
-            if started is not None:
-                started.set()
-            await reconciler.run()
+            await _reconcile_and_serve(config, reconciler, dataplane, started, on_reconciled)
         finally:
-            if admin is not None:
-                await admin.stop()
             await provider.stop()
+
+
+async def _reconcile_and_serve(config: GatewayConfig, reconciler: Reconciler, dataplane: Any,
+                               started: asyncio.Event | None, on_reconciled: Any) -> None:
+    """The admin endpoint (when asked for), a first reconcile (``started`` set after it), then
+    reconcile on every change until cancelled."""
+    admin = None
+    try:
+        if config.admin_port is not None:
+            admin = AdminServer(reconciler, dataplane, config.admin_host, config.admin_port)
+            await admin.start()
+        result = await reconciler.reconcile_once()
+        if on_reconciled is not None:
+            on_reconciled(result, dataplane)
+        if started is not None:
+            started.set()
+        await reconciler.run()
+    finally:
+        if admin is not None:
+            await admin.stop()
 
 
 def gateway_translate_options(base: TranslateOptions, params: Mapping[str, FleetParams]
@@ -231,23 +240,12 @@ async def _run_deployments(config: GatewayConfig, *, started: asyncio.Event | No
         fleet.append(provider)
         await provider.start()
         reconciler = Reconciler(provider, dataplane, options, debounce=config.debounce)
-        admin = None
         campaign = asyncio.create_task(elector.run(), name="gateway-leader-election") if elector else None
         try:
-            if config.admin_port is not None:
-                admin = AdminServer(reconciler, dataplane, config.admin_host, config.admin_port)
-                await admin.start()
-            result = await reconciler.reconcile_once()
-            if on_reconciled is not None:
-                on_reconciled(result, dataplane)
-            if started is not None:
-                started.set()
-            await reconciler.run()
+            await _reconcile_and_serve(config, reconciler, dataplane, started, on_reconciled)
         finally:
             if campaign is not None:  # gives the Lease back, so another replica leads at once
                 campaign.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await campaign
-            if admin is not None:
-                await admin.stop()
             await provider.stop()

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from infergate.dataplane.envoy import EnvoySupervisor
     from infergate.dataplane.xds_server import XdsServer
-    from infergate.dataplane.xds_translator import TranslateOptions
+    from infergate.dataplane.xds_translator import EnvoyResources, TranslateOptions
     from infergate.ir import DataplaneConfig
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,16 @@ class DataplaneOptions:
 class ApplyResult:
     versions: dict[str, str]  # xDS type -> version Envoy ACKed
     warnings: tuple[str, ...]  # translation warnings (e.g. a backend missing from the IR)
+
+
+async def publish(xds: XdsServer, resources: EnvoyResources, timeout: float) -> ApplyResult:
+    """Log ``resources``' translation warnings and push them to every Envoy of ``xds``; returns
+    once they ACKed. Raises ``XdsError`` (a NACK: the previous configuration keeps serving; or a
+    timeout)."""
+    for warning in resources.warnings:
+        log.warning("data plane: %s", warning)
+    versions = await xds.push(resources, timeout=timeout)
+    return ApplyResult(versions=versions, warnings=resources.warnings)
 
 
 class Dataplane:
@@ -149,16 +159,14 @@ class Dataplane:
         from infergate.dataplane.xds_server import XdsError  # light import: see above
         from infergate.dataplane.xds_translator import translate
 
-        resources = translate(ir, options=self.options.translate)
-        for warning in resources.warnings:
-            log.warning("data plane: %s", warning)
         try:
-            versions = await self.xds.push(resources, timeout=self.options.apply_timeout_s)
+            result = await publish(self.xds, translate(ir, options=self.options.translate),
+                                   self.options.apply_timeout_s)
         except XdsError as exc:
             self.last_error = str(exc)
             raise
         self.last_error = None
-        return ApplyResult(versions=versions, warnings=resources.warnings)
+        return result
 
     def status(self) -> dict[str, object]:
         """A JSON-able summary for an admin endpoint: versions, NACK, Envoy process."""

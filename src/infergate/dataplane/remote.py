@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from infergate.dataplane import ApplyResult
+from infergate.dataplane import ApplyResult, publish
 from infergate.dataplane.xds_server import XdsError, XdsServer
 from infergate.dataplane.xds_translator import EnvoyResources, TranslateOptions, translate
 from infergate.ir import DataplaneConfig, Listener
@@ -113,15 +113,13 @@ class RemoteDataplane:
         per_gateway = self._gateway_options() if self._gateway_options is not None else None
         resources = fleet_resources(ir, self.options.translate, per_gateway)
         self.last_ir = ir
-        for warning in resources.warnings:
-            log.warning("data plane: %s", warning)
         try:
-            versions = await self.xds.push(resources, timeout=self.options.apply_timeout_s)
+            result = await publish(self.xds, resources, self.options.apply_timeout_s)
         except XdsError as exc:
             self.last_error = str(exc)
             raise
         self.last_error = None
-        return ApplyResult(versions=versions, warnings=resources.warnings)
+        return result
 
     async def reapply(self) -> None:
         """Translate the last IR again (a Gateway's knobs changed); errors are logged."""
