@@ -7,13 +7,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_pb2
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import struct_pb2
-from google.rpc import status_pb2
 
 from infergate.dataplane.remote import fleet_resources
 from infergate.dataplane.xds_server import NodeInfo, XdsServer, node_listeners, route_names
@@ -26,6 +24,8 @@ from infergate.dataplane.xds_translator import (
 )
 from infergate.ir import DataplaneConfig, Listener
 
+from .fake_ads import FakeEnvoy
+
 
 def config(*gateways: tuple[str, int]) -> EnvoyResources:
     listeners = tuple(Listener(f"gateway/default/{name}/http", "default", name, "0.0.0.0", port, ())
@@ -34,52 +34,14 @@ def config(*gateways: tuple[str, int]) -> EnvoyResources:
     return fleet_resources(DataplaneConfig(listeners=listeners), TranslateOptions())
 
 
-class NodeEnvoy:
+class NodeEnvoy(FakeEnvoy):
     """Plays one Envoy pod on an ADS stream: its node metadata names its Gateway and pod IP."""
 
     def __init__(self, address: tuple[str, int], node_id: str, pod_ip: str | None) -> None:
-        self.channel = grpc.aio.insecure_channel(f"{address[0]}:{address[1]}")
         metadata = struct_pb2.Struct()
         metadata.update({"gateway": node_id, **({"pod_ip": pod_ip} if pod_ip else {})})
-        self.node = base_pb2.Node(id=node_id, metadata=metadata)
-        self.requests: asyncio.Queue[discovery_pb2.DiscoveryRequest] = asyncio.Queue()
-        self.responses: asyncio.Queue[discovery_pb2.DiscoveryResponse] = asyncio.Queue()
-        self.first = True
-        self._task: asyncio.Task[None] | None = None
-
-    async def _requests(self) -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
-        while True:
-            yield await self.requests.get()
-
-    async def start(self) -> None:
-        call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel).StreamAggregatedResources(self._requests())
-
-        async def read() -> None:
-            async for response in call:
-                await self.responses.put(response)
-
-        self._task = asyncio.create_task(read())
-
-    def send(self, type_url: str, *, version: str = "", nonce: str = "", names: tuple[str, ...] = (),
-             error: str | None = None) -> None:
-        request = discovery_pb2.DiscoveryRequest(type_url=type_url, version_info=version, response_nonce=nonce,
-                                                 resource_names=list(names))
-        if self.first:  # set_node_on_first_message_only, as the fleet bootstrap says
-            request.node.CopyFrom(self.node)
-            self.first = False
-        if error is not None:
-            request.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
-        self.requests.put_nowait(request)
-
-    async def receive(self, type_url: str, timeout: float = 5.0) -> discovery_pb2.DiscoveryResponse:
-        async with asyncio.timeout(timeout):
-            while True:
-                response = await self.responses.get()
-                if response.type_url == type_url:
-                    return response
-
-    def ack(self, response: discovery_pb2.DiscoveryResponse, names: tuple[str, ...] = ()) -> None:
-        self.send(response.type_url, version=response.version_info, nonce=response.nonce, names=names)
+        # set_node_on_first_message_only, as the fleet bootstrap says
+        super().__init__(address, base_pb2.Node(id=node_id, metadata=metadata), node_on_first_only=True)
 
     async def sync(self) -> list[listener_pb2.Listener]:
         """Ask for clusters and listeners, ACK both (and the routes the listeners name); the listeners."""
@@ -99,10 +61,6 @@ class NodeEnvoy:
             self.ack(await self.receive(T_ROUTE_CONFIGURATION), names=routes)
         return listeners
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        await self.channel.close()
 
 
 def _listeners(response: discovery_pb2.DiscoveryResponse) -> list[listener_pb2.Listener]:

@@ -9,11 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import grpc
 import pytest
-from envoy.config.core.v3 import base_pb2
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
-from google.rpc import status_pb2
 
 from infergate.dataplane.xds_server import XdsRejected, XdsServer, XdsTimeout
 from infergate.dataplane.xds_translator import (
@@ -25,6 +21,8 @@ from infergate.dataplane.xds_translator import (
 )
 from infergate.ir import DataplaneConfig, Endpoint, EndpointPicker, Pool
 
+from .fake_ads import FakeEnvoy
+
 
 def resources(*pool_names: str) -> EnvoyResources:
     pools = tuple(
@@ -32,58 +30,6 @@ def resources(*pool_names: str) -> EnvoyResources:
         for n in pool_names
     )
     return translate(DataplaneConfig(pools=pools))
-
-
-class FakeEnvoy:
-    """Sends DiscoveryRequests on one ADS stream and collects the responses."""
-
-    def __init__(self, address: tuple[str, int]) -> None:
-        self.channel = grpc.aio.insecure_channel(f"{address[0]}:{address[1]}")
-        self.requests: asyncio.Queue[discovery_pb2.DiscoveryRequest] = asyncio.Queue()
-        self.responses: asyncio.Queue[discovery_pb2.DiscoveryResponse] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    async def _requests(self) -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
-        while True:
-            yield await self.requests.get()
-
-    async def start(self) -> None:
-        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel)
-        call = stub.StreamAggregatedResources(self._requests())
-
-        async def read() -> None:
-            async for response in call:
-                await self.responses.put(response)
-
-        self._task = asyncio.create_task(read())
-
-    def send(self, type_url: str, *, version: str = "", nonce: str = "", names: tuple[str, ...] = (),
-             error: str | None = None) -> None:  # fmt: skip
-        request = discovery_pb2.DiscoveryRequest(
-            type_url=type_url,
-            version_info=version,
-            response_nonce=nonce,
-            resource_names=list(names),
-            node=base_pb2.Node(id="fake-envoy"),
-        )
-        if error is not None:
-            request.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
-        self.requests.put_nowait(request)
-
-    async def receive(self, type_url: str, timeout: float = 5.0) -> discovery_pb2.DiscoveryResponse:
-        async with asyncio.timeout(timeout):
-            while True:
-                response = await self.responses.get()
-                if response.type_url == type_url:
-                    return response
-
-    def ack(self, response: discovery_pb2.DiscoveryResponse, names: tuple[str, ...] = ()) -> None:
-        self.send(response.type_url, version=response.version_info, nonce=response.nonce, names=names)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        await self.channel.close()
 
 
 @pytest.fixture
