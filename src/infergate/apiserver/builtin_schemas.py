@@ -28,6 +28,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from infergate.apiserver.shapes import json_type
+
 SCHEMA_VERSION = "v1.37.0"  # the release infergate's discovery announces and kubectl is pinned to
 _PACKAGE = "kubernetes_validate"
 _REF_PREFIX = "#/$defs/"
@@ -129,18 +131,6 @@ class DecodeError(ValueError):
     """The first value of the wrong type, in Go's words (without the kind prefix)."""
 
 
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _short(name: str) -> str:
     """``io.k8s.api.apps.v1.DeploymentSpec`` -> ``v1.DeploymentSpec`` (Go's package.Type)."""
     parts = name.split(".")
@@ -180,7 +170,7 @@ class _Decoder:
         self.locations: list[tuple[dict[str, Any], str]] = []  # (the map holding an unknown field, its key)
 
     def fail(self, value: Any, struct: str, go_path: str, go_type: str, show_number: bool = False) -> None:
-        shown = _json_kind(value)
+        shown = json_type(value)
         if show_number and shown == "number":
             shown = f"number {_go_number(value)}"
         raise DecodeError(f"json: cannot unmarshal {shown} into Go struct field {struct}.{go_path} of type {go_type}")

@@ -14,7 +14,8 @@ _META_MAPS = ("labels", "annotations")
 _META_LISTS = ("finalizers", "ownerReferences", "managedFields")
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON type of a decoded value as Go's decoder names it in its errors."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):
@@ -27,7 +28,7 @@ def _json_type(value: Any) -> str:
 
 
 def _refuse(kind: str, value: Any, field: str, go_type: str) -> None:
-    raise bad_request(f"{kind} cannot be handled as a {kind}: json: cannot unmarshal {_json_type(value)} "
+    raise bad_request(f"{kind} cannot be handled as a {kind}: json: cannot unmarshal {json_type(value)} "
                       f"into Go struct field {field} of type {go_type}")
 
 
