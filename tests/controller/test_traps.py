@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from infergate.controller.manifests import parse_manifests
 from infergate.controller.resources import ObjectRef
@@ -32,6 +31,7 @@ from infergate.epp.datastore import GA_GROUP, PREVIEW_GROUP, Datastore
 from infergate.epp.sources.kubernetes import KubernetesSource
 from infergate.util.wait import async_wait_until
 
+from ..support.crd_apiserver import apiserver_with_crds
 from .support import pods_for_deployments
 
 GW = "gateway.networking.k8s.io"
@@ -205,20 +205,10 @@ def test_endpoint_picker_ref_on_the_model_servers_port_is_refused() -> None:
 
 @pytest.fixture(scope="module")
 def apiserver(tmp_path_factory: pytest.TempPathFactory, reference_dir: Path) -> Iterator[Any]:
-    from kubernetes import client, config
-
-    from infergate.apiserver import EmbeddedAPIServer
-
-    handle = EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("traps-apiserver"))
-    try:
-        api = config.new_client_from_config(config_file=str(handle.kubeconfig_path))  # type: ignore[no-untyped-call]
-        ext = client.ApiextensionsV1Api(api)
-        for path in (reference_dir / "gie-v1.6.0" / "crd" / "inference.networking.k8s.io_inferencepools.yaml",
-                     reference_dir / "gie-v1.0.0" / "crd" / "inference.networking.x-k8s.io_inferencepools.yaml"):
-            ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
+    crds = (reference_dir / "gie-v1.6.0" / "crd" / "inference.networking.k8s.io_inferencepools.yaml",
+            reference_dir / "gie-v1.0.0" / "crd" / "inference.networking.x-k8s.io_inferencepools.yaml")
+    with apiserver_with_crds(tmp_path_factory.mktemp("traps-apiserver"), crds) as (handle, api):
         yield handle, api
-    finally:
-        handle.stop()
 
 
 @pytest.mark.e2e

@@ -21,25 +21,17 @@ from infergate.epp.rewrite import LLMD_GROUP, XK8S_GROUP
 from infergate.epp.sources.kubernetes import KubernetesSource
 from infergate.util.wait import WaitTimeout, async_wait_until
 
+from ..support.crd_apiserver import apiserver_with_crds
+
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def apiserver(tmp_path_factory: pytest.TempPathFactory, reference_dir: Path) -> Iterator[Any]:
-    from kubernetes import config
-
-    from infergate.apiserver import EmbeddedAPIServer
-
-    handle = EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("epp-rewrite-apiserver"))
-    try:
-        api = config.new_client_from_config(config_file=str(handle.kubeconfig_path))  # type: ignore[no-untyped-call]
-        ext = client.ApiextensionsV1Api(api)
-        for path in [reference_dir / "gie-v1.6.0" / "crd" / "inference.networking.k8s.io_inferencepools.yaml",
-                     *sorted((reference_dir / "gie-v1.5.0" / "crd").glob("*.yaml"))]:
-            ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
-        yield handle, api, ext, reference_dir
-    finally:
-        handle.stop()
+    crds = [reference_dir / "gie-v1.6.0" / "crd" / "inference.networking.k8s.io_inferencepools.yaml",
+            *sorted((reference_dir / "gie-v1.5.0" / "crd").glob("*.yaml"))]
+    with apiserver_with_crds(tmp_path_factory.mktemp("epp-rewrite-apiserver"), crds) as (handle, api):
+        yield handle, api, client.ApiextensionsV1Api(api), reference_dir
 
 
 async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:

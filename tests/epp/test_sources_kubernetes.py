@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client import ApiClient
 
@@ -18,6 +17,8 @@ from infergate.epp.datastore import GA_GROUP, PREVIEW_GROUP, Datastore
 from infergate.epp.sources.base import SourceError
 from infergate.epp.sources.kubernetes import KubernetesEventHandler, KubernetesSource
 from infergate.util.wait import WaitTimeout, async_wait_until
+
+from ..support.crd_apiserver import apiserver_with_crds
 
 SERIALIZER: Any = ApiClient()
 
@@ -120,20 +121,10 @@ def test_bad_pool_group_is_rejected() -> None:
 
 @pytest.fixture(scope="module")
 def apiserver(tmp_path_factory: pytest.TempPathFactory, reference_dir: Path) -> Iterator[Any]:
-    from kubernetes import config
-
-    from infergate.apiserver import EmbeddedAPIServer
-
-    handle = EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("epp-apiserver"))
-    try:
-        api = config.new_client_from_config(config_file=str(handle.kubeconfig_path))  # type: ignore[no-untyped-call]
-        ext = client.ApiextensionsV1Api(api)
-        for path in [*sorted((reference_dir / "gie-v1.0.0" / "crd").glob("*.yaml")),
-                     reference_dir / "gie-v0.3.0" / "crd" / "inference.networking.x-k8s.io_inferencemodels.yaml"]:
-            ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
+    crds = [*sorted((reference_dir / "gie-v1.0.0" / "crd").glob("*.yaml")),
+            reference_dir / "gie-v0.3.0" / "crd" / "inference.networking.x-k8s.io_inferencemodels.yaml"]
+    with apiserver_with_crds(tmp_path_factory.mktemp("epp-apiserver"), crds) as (handle, api):
         yield handle, api
-    finally:
-        handle.stop()
 
 
 async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
