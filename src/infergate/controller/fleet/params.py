@@ -21,7 +21,7 @@ Every key is optional; an unknown key or a bad value is an error naming the key
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,11 +91,7 @@ def parse_params(data: Mapping[str, Any] | None) -> FleetParams:
             raise ParamsError(f"replicas: Invalid value: {text!r}: must be an integer from 0 to {MAX_REPLICAS}")
         out["replicas"] = int(text)
     if "serviceType" in data:
-        value = str(data["serviceType"]).strip()
-        if value not in SERVICE_TYPES:
-            raise ParamsError(f"serviceType: Unsupported value: {value!r}: supported values: "
-                              + ", ".join(SERVICE_TYPES))
-        out["service_type"] = value
+        out["service_type"] = _choice("serviceType", str(data["serviceType"]).strip(), SERVICE_TYPES)
     if "serviceAnnotations" in data:
         annotations = _yaml("serviceAnnotations", str(data["serviceAnnotations"])) or {}
         if not isinstance(annotations, dict) or not all(isinstance(k, str) for k in annotations):
@@ -119,11 +115,8 @@ def parse_params(data: Mapping[str, Any] | None) -> FleetParams:
         out["resources"] = {k: ({n: str(q) for n, q in v.items()} if isinstance(v, dict) else v)
                             for k, v in resources.items()}
     if "logLevel" in data:
-        level = str(data["logLevel"]).strip().lower()
-        if level not in LOG_LEVELS:
-            raise ParamsError(f"logLevel: Unsupported value: {data['logLevel']!r}: supported values: "
-                              + ", ".join(LOG_LEVELS))
-        out["log_level"] = level
+        out["log_level"] = _choice("logLevel", str(data["logLevel"]).strip().lower(), LOG_LEVELS,
+                                   shown=data["logLevel"])
     if "extProcTimeout" in data:
         text = str(data["extProcTimeout"]).strip()
         try:
@@ -135,9 +128,14 @@ def parse_params(data: Mapping[str, Any] | None) -> FleetParams:
             raise ParamsError(f"extProcTimeout: Invalid value: {text!r}: must be positive")
         out["ext_proc_timeout_s"] = seconds
     if "responseBodyMode" in data:
-        mode = str(data["responseBodyMode"]).strip()
-        if mode not in RESPONSE_BODY_MODES:
-            raise ParamsError(f"responseBodyMode: Unsupported value: {mode!r}: supported values: "
-                              + ", ".join(RESPONSE_BODY_MODES))
-        out["response_body_mode"] = mode
+        out["response_body_mode"] = _choice("responseBodyMode", str(data["responseBodyMode"]).strip(),
+                                            RESPONSE_BODY_MODES)
     return FleetParams(**out)
+
+
+def _choice(key: str, value: str, allowed: Sequence[str], *, shown: Any = None) -> str:
+    """``value`` if it is one of ``allowed``, else the API server's "Unsupported value" error."""
+    if value not in allowed:
+        raise ParamsError(f"{key}: Unsupported value: {value if shown is None else shown!r}: supported values: "
+                          + ", ".join(allowed))
+    return value
