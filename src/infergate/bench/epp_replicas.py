@@ -22,7 +22,7 @@ What runs (the pieces of ``infergate.bench.epp_cost``):
   the EPP's decision latency (request body sent -> the EPP's reply naming the endpoint)
   p50/p99, the CPU of every EPP, of the metrics server and of the client. The knee is the
   last step that answered at least 90% of the offered rate with a median decision latency
-  under 5 times the first step's (and under 10 ms at least); stepping stops two steps after
+  under 5 times the first step's (or under 5 ms if that is more); stepping stops two steps after
   the first one that does not follow.
 * **Prefix affinity** (before the load steps, on fresh replicas): the same sequence of
   requests, one at a time, for every N. Two workloads: *system prompts* (16 shared 3,000-

@@ -43,7 +43,7 @@ def percentile(samples: Sequence[float], q: float) -> float:
 
 
 def follows(step: Step, reference_p50_ms: float, *, min_ratio: float = 0.9, latency_factor: float = 5.0,
-            latency_floor_ms: float = 10.0) -> str:
+            latency_floor_ms: float = 5.0) -> str:
     """Why ``step`` does not follow its offered rate ("" if it does): fewer than ``min_ratio``
     of the offered requests answered per second, or a median decision latency above
     ``latency_factor`` times the unloaded one (and above ``latency_floor_ms``: a few
@@ -59,7 +59,7 @@ def follows(step: Step, reference_p50_ms: float, *, min_ratio: float = 0.9, late
 
 
 def find_knee(steps: Sequence[Step], *, min_ratio: float = 0.9, latency_factor: float = 5.0,
-              latency_floor_ms: float = 10.0) -> Knee:
+              latency_floor_ms: float = 5.0) -> Knee:
     """The knee of a run of steps of increasing offered rate: the last step before the
     first one that does not follow (see :func:`follows`; the first step's p50 is the
     unloaded reference). Steps after the first failure do not count even if they look
