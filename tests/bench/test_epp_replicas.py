@@ -169,3 +169,19 @@ def test_report_states_the_knee_per_replica_count_and_the_losses() -> None:
     assert "| 2 | 320 | 40.0 | 40 |" in text  # scrapes: twice one replica's
     assert "Active-passive" in text and "--ha-enable-leader-election" in text
     assert "one EPP process answered 400 req/s at its knee" in text
+    assert "about 667 req/s per core of EPP CPU" in text
+
+
+# ---- the pick read back from the EPP's reply ----------------------------------------------------------
+
+def test_picked_endpoint_reads_the_epps_body_reply() -> None:
+    from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+
+    from infergate.bench.epp_replicas import picked_endpoint
+    from infergate.epp.extproc.messages import body_routing_reply
+
+    assert picked_endpoint(body_routing_reply("10.0.0.7:8000")) == "10.0.0.7:8000"
+    # fallbacks after the primary: the primary is the pick
+    assert picked_endpoint(body_routing_reply("10.0.0.7:8000,10.0.0.8:8000")) == "10.0.0.7:8000"
+    with pytest.raises(RuntimeError, match="names no endpoint"):
+        picked_endpoint(pb.ProcessingResponse(request_body=pb.BodyResponse()))

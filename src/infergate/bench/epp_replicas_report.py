@@ -55,6 +55,11 @@ def _busy(step: dict[str, Any]) -> str:
     return f"{step['machine_busy_cores']:.2f} ({step['other_cores']:.2f})"
 
 
+def _per_core(step: dict[str, Any]) -> float:
+    cores = sum(step["epp_cores"])
+    return step["achieved"] / cores if cores else 0.0
+
+
 def _knee_row(result: dict[str, Any]) -> str:
     knee, steps = result["knee"], result["steps"]
     n = result["replicas"]
@@ -63,7 +68,7 @@ def _knee_row(result: dict[str, Any]) -> str:
     step = steps[knee["index"]]
     cores = step["epp_cores"]
     per = "/".join(f"{c:.2f}" for c in cores)
-    per_core = step["achieved"] / sum(cores) if sum(cores) else 0.0
+    per_core = _per_core(step)
     return (f"| {n} | {step['offered']:,.0f} | {step['achieved']:,.0f} | {step['p50_ms']:.2f} | {step['p99_ms']:.2f} "
             f"| {per} | {step['client_cores']:.2f} | {per_core:,.0f} | {knee['ceiling']:,.0f} | "
             f"{knee['reason'] or 'every step followed'} |")
@@ -198,9 +203,12 @@ def report_text(results: dict[str, Any]) -> str:
         lines += [
             "",
             f"**In short**: one EPP process answered {step['achieved']:,.0f} req/s at its knee on this shared machine "
-            f"using {sum(step['epp_cores']):.2f} of a core (ceiling {single['knee']['ceiling']:,.0f} req/s). Beyond "
-            "it, run replicas active-active behind the pool's Service and accept the affinity loss and the N-fold "
-            "scrapes, or keep one busy replica and a passive standby.",
+            f"using {sum(step['epp_cores']):.2f} of a core (the machine was busy "
+            f"{step.get('machine_busy_cores', 0.0):.2f} of {machine['cpus']} cores; ceiling "
+            f"{single['knee']['ceiling']:,.0f} req/s), about {_per_core(step):,.0f} req/s per core of EPP CPU: on "
+            "a machine where each replica has a core of its own, expect about that many per replica. Beyond one "
+            "process, run replicas active-active behind the pool's Service and accept the affinity loss and the "
+            "N-fold scrapes; leader election (active-passive) adds fail-over, not throughput.",
         ]
     return "\n".join(lines) + "\n"
 
