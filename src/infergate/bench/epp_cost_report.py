@@ -238,10 +238,11 @@ def _targets(after: dict[str, Any]) -> list[str]:
         "replica scrapes the pool itself and keeps its own prefix index and in-flight counts: nothing is "
         "shared, so a replica sees only its own requests' prefixes (prefix affinity weakens with N replicas "
         "unless the gateway hashes a session to one replica) and the scrape cost on the model servers grows "
-        "N times. Not measured here.",
-        "- **Added latency through real Envoy (p50 1 ms, p99 3 ms at 10% and 70% of capacity)**: not measured by "
-        "this benchmark (it needs Envoy and model servers; `infergate bench scheduling` measures end-to-end "
-        "latency through Envoy).",
+        "N times. Measured by `python -m infergate.bench.epp_replicas` (bench/results/epp-replicas/report.md): "
+        "the knee of one process and of 2-3 replicas, the prefix-cache hits lost, the scrapes the model servers answer.",
+        "- **Added latency through real Envoy (p50 1 ms, p99 3 ms at 10% and 70% of capacity)**: measured by "
+        "`infergate bench added-latency` (bench/results/added-latency/report.md: real Envoy and EPP in front of "
+        "simulators with no model time, against the same requests sent straight to the replica).",
     ]
 
 
