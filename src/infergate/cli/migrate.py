@@ -717,3 +717,36 @@ def cleanup_command(kubeconfig: str | None, context: str | None, helm_path: str 
             line(f"finalizer: {f}")
         line(result.message)
     sys.exit(result.exit_code)
+
+
+@command.command("chart-values")
+@click.option("-f", "--values", "values_file", required=True, type=click.Path(exists=True, dir_okay=False,
+              allow_dash=True), help="A values file of the inferencepool chart in the v1.0 layout ('-' for stdin).")
+@click.option("--output-file", type=click.Path(dir_okay=False), help="Write the v1.5 values here (default: stdout).")
+def chart_values_command(values_file: str, output_file: str | None) -> None:
+    """Convert inferencepool chart values from the v1.0 layout to the v1.5 one (image.registry/
+    repository, flags as a map, failureMode written explicitly, leader election from replicas,
+    provider.gke/istio, inferencePool.targetPorts). Notes on what changes behaviour go to stderr.
+    Exit 0: converted (or already v1.5); 1: values that cannot be converted (each problem with its
+    field path)."""
+    import yaml
+
+    from infergate.cli.manifest_input import InputError, read_file, read_stdin
+    from infergate.migrate.chart_values import ChartValuesError, convert_values
+
+    try:
+        text = read_stdin() if values_file == "-" else read_file(Path(values_file))
+        values = yaml.safe_load(text) or {}
+    except (InputError, yaml.YAMLError) as exc:
+        raise click.ClickException(f"{values_file}: {exc}") from None
+    try:
+        result = convert_values(values)
+    except ChartValuesError as exc:
+        raise click.ClickException(f"{values_file}: " + "\n  ".join(["cannot convert:", *exc.problems])) from None
+    rendered = yaml.safe_dump(result.values, sort_keys=False, default_flow_style=False)
+    if output_file:
+        Path(output_file).write_text(rendered)
+    else:
+        click.echo(rendered, nl=False)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
