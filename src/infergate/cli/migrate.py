@@ -165,9 +165,19 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
     """Find uses of the preview API: both CRDs, x-k8s InferencePools and InferenceModels,
     HTTPRoutes sending traffic to x-k8s pools, v0.3.0 EPP Deployments, in the live cluster,
     in files (-f) and in Helm releases. Counts per resource and namespace, never by the
-    ambiguous bare 'inferencepools'. All namespaces unless -n. Exit 0: nothing to migrate;
-    3: migration needed; 1: error."""
+    ambiguous bare 'inferencepools'. All namespaces unless -n.
+
+    \b
+    Also the moves after GA, each reported separately ("Pending moves"):
+      x-k8s-to-llm-d         x-k8s InferenceObjective/InferenceModelRewrite -> llm-d.ai
+      target-models-rewrite  InferenceModel targetModels splits -> InferenceModelRewrite
+      chart-values-v1.5      inferencepool releases with v1.0-style values
+    and the blocker crds-v1.5-blocked: preview InferencePools remain, so the CRDs must not
+    be upgraded to GIE v1.5+ (see `migrate crds-check`, exit 6).
+
+    Exit 0: nothing to migrate; 3: a move is pending; 1: error."""
     from infergate.migrate import census as c
+    from infergate.migrate import generations as g
     from infergate.migrate.cluster import ClusterError, KubeCluster
     from infergate.migrate.output import emit, line, table
 
@@ -190,6 +200,9 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
                              "explicitly")
         if cluster is not None:
             parts.append(c.scan_cluster(cluster, scope))
+            found, errs = g.scan_cluster_generations(cluster, scope, parts[-1])
+            extra += found
+            errors += errs
             cluster_scanned = True
             if scope is not None:
                 notes.append(_scope_note(cluster, scope))
@@ -201,6 +214,9 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
                     found, errs = c.scan_helm(helm, scope)
                     extra += found
                     errors += errs
+                    found, errs = g.scan_helm_values(helm, scope)
+                    extra += found
+                    errors += errs
         for path in files:
             extra += _scan_files(path)
     except ClusterError as exc:
@@ -208,8 +224,11 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
     if no_cluster:
         notes.append("no cluster was scanned (--no-cluster)")
     result = c.merge(*parts, extra=extra, errors=errors)
+    moves = g.pending_moves(result)
+    blocking = [f.detail for f in result.findings if g.is_blocking(f)]
     if output != "table":
-        emit({**result.to_dict(), "clusterScanned": cluster_scanned, "notes": notes}, output)
+        emit({**result.to_dict(), "moves": [{"move": m, "count": n, "how": g.HOW[m]} for m, n in moves.items()],
+              "blocking": blocking, "clusterScanned": cluster_scanned, "notes": notes}, output)
     else:
         if result.crds:
             table("CRDs", ["NAME", "INSTALLED", "VERSIONS", "SHORT NAMES", "BUNDLE"],
@@ -222,6 +241,11 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
                     + (f" finalizers={list(f.finalizers)}" if f.finalizers else "")) for f in result.findings])
         if result.ga_counts:
             table("GA objects", ["RESOURCE", "NAMESPACE", "COUNT"], result.ga_counts)
+        if moves:
+            table("Pending moves", ["MOVE", "FINDINGS", "HOW"], [(m, n, g.HOW[m]) for m, n in moves.items()])
+        for reason in blocking:
+            line(f"BLOCKING (crds-v1.5-blocked): {reason}; `infergate migrate crds-check --to v1.5` exits 6 "
+                 "until they are gone")
         where = f" in namespace {scope}" if scope is not None and cluster_scanned else ""
         line(f"migration needed{where}" if result.migration_needed
              else f"no preview objects{where}: nothing to migrate" + ("" if cluster_scanned or not files
@@ -264,6 +288,7 @@ def _scan_files(path: str) -> list[Any]:
     from infergate.api.conversion import ManifestError, read_documents
     from infergate.cli.manifest_input import InputError, read_file, read_stdin, tolerant_output, valid_unicode
     from infergate.migrate.census import scan_objects
+    from infergate.migrate.generations import scan_generation_objects
 
     tolerant_output()  # object names read from the files are echoed back
 
@@ -293,6 +318,7 @@ def _scan_files(path: str) -> list[Any]:
                 items = data.get("items") if isinstance(kind, str) and kind.endswith("List") else None
                 objects.extend(i for i in (items or [data]) if isinstance(i, dict))
         findings += scan_objects(objects, f"file:{source}")
+        findings += scan_generation_objects(objects, f"file:{source}")
     return findings
 
 
@@ -750,3 +776,32 @@ def chart_values_command(values_file: str, output_file: str | None) -> None:
         click.echo(rendered, nl=False)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
+
+
+@command.command("crds-check")
+@_cluster_options
+@click.option("--to", "target", type=click.Choice(["v1.0", "v1.5", "v1.6", "current"]), default="current",
+              show_default=True, help="The GIE release whose CRDs are about to be installed (current: v1.6 + "
+              "llm-d, as `infergate crds --bundle current`).")
+def crds_check_command(kubeconfig: str | None, context: str | None, helm_path: str | None, target: str) -> None:
+    """Pre-check a CRD upgrade: GIE v1.5 removed the preview InferencePool CRD
+    (inference.networking.x-k8s.io), so installing v1.5+ CRDs while preview InferencePools
+    remain deletes them (and the traffic they serve). Run it before `kubectl apply` of new CRDs.
+    Exit 0: safe; 6: refused, the remaining preview InferencePools are named; 1: error."""
+    from infergate.migrate.cluster import ClusterError
+    from infergate.migrate.exitcodes import EXIT_REFUSED
+    from infergate.migrate.generations import crd_upgrade_blockers
+
+    cluster = _connect(kubeconfig, context)
+    try:
+        blockers = crd_upgrade_blockers(cluster, target)
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        cluster.close()
+    if blockers:
+        click.echo(f"refused: the GIE {target} CRDs no longer serve inferencepools.inference.networking.x-k8s.io, "
+                   f"and {len(blockers)} preview InferencePool(s) remain: {', '.join(blockers)}. Migrate them to GA "
+                   "first (`infergate migrate run -n NS`, then `infergate migrate cleanup`)", err=True)
+        sys.exit(EXIT_REFUSED)
+    click.echo(f"ok: no preview InferencePool blocks the GIE {target} CRDs")

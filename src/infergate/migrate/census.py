@@ -36,6 +36,19 @@ ROUTE = "HTTPRoute"
 EPP = "EPPDeployment"
 RELEASE = "HelmRelease"
 CRD = "CustomResourceDefinition"
+# Kinds of the moves after preview -> GA (generations.py finds them).
+XK8S_OBJECTIVE = "XK8sInferenceObjective"
+XK8S_REWRITE = "XK8sInferenceModelRewrite"
+TARGET_SPLIT = "TargetModelsSplit"
+CHART_VALUES = "ChartValuesV1.0"
+CRD_UPGRADE_BLOCKED = "CRDUpgradeBlocked"
+_LATER_MOVE_LABELS = {
+    XK8S_OBJECTIVE: "inferenceobjectives.inference.networking.x-k8s.io -> inferenceobjectives.llm-d.ai",
+    XK8S_REWRITE: "inferencemodelrewrites.inference.networking.x-k8s.io -> inferencemodelrewrites.llm-d.ai",
+    TARGET_SPLIT: "inferencemodels.inference.networking.x-k8s.io targetModels -> InferenceModelRewrite",
+    CHART_VALUES: "helm release (inferencepool chart values v1.0 -> v1.5)",
+    CRD_UPGRADE_BLOCKED: "inferencepools.inference.networking.x-k8s.io (blocks CRDs v1.5+)",
+}
 
 
 @dataclass(frozen=True, order=True)
@@ -108,6 +121,8 @@ def _resource_label(f: Finding) -> str:
         return f"{DEPLOYMENTS.qualified} (v0.3.0 EPP)"
     if f.kind == RELEASE:
         return "helm release"
+    if f.kind in _LATER_MOVE_LABELS:
+        return _LATER_MOVE_LABELS[f.kind]
     return CRDS.qualified
 
 
