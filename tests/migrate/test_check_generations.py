@@ -5,11 +5,9 @@ module's embedded API server)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from infergate.migrate.census import Census, Finding
 from infergate.migrate.generations import (
