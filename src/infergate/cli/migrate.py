@@ -805,3 +805,76 @@ def crds_check_command(kubeconfig: str | None, context: str | None, helm_path: s
                    "first (`infergate migrate run -n NS`, then `infergate migrate cleanup`)", err=True)
         sys.exit(EXIT_REFUSED)
     click.echo(f"ok: no preview InferencePool blocks the GIE {target} CRDs")
+
+
+@command.command("llm-d")
+@_cluster_options
+@click.option("-n", "--namespace", help="Namespace of the objects (default: the context's).")
+@click.option("--plan", "plan_only", is_flag=True, help="Show the steps and the objects to move; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Send every write with dryRun=All.")
+@click.option("--rollback", "do_rollback", is_flag=True,
+              help="Undo: restore deleted x-k8s objects from their copies, then delete the copies.")
+@click.option("--gateway-url", help="Gateway base URL for the EPP probe (with --epp-metrics and --probe-model).")
+@click.option("--epp-metrics", "metrics_urls", multiple=True, help="URL of an EPP's /metrics (repeat per EPP).")
+@click.option("--probe-model", help="Model the probe requests name.")
+@click.option("--probes", type=int, default=3, show_default=True, help="Probe requests per InferenceObjective.")
+@OUTPUT
+def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
+                 plan_only: bool, dry_run: bool, do_rollback: bool, gateway_url: str | None,
+                 metrics_urls: tuple[str, ...], probe_model: str | None, probes: int, output: str) -> None:
+    """Move InferenceObjectives and InferenceModelRewrites from inference.networking.x-k8s.io
+    (GIE v1.0-v1.5) to llm-d.ai (the llm-d router) without downtime: copy each to llm-d.ai (both
+    served; the EPP prefers llm-d.ai), verify the copies (and, with --gateway-url, --epp-metrics
+    and --probe-model, that the EPP admits each objective with its priority), then delete the
+    x-k8s objects. A failed verification deletes the copies again.
+
+    \b
+    infergate migrate llm-d -n prod --plan        # the steps
+    infergate migrate llm-d -n prod --dry-run     # every write with dryRun=All
+    infergate migrate llm-d -n prod               # copy, verify, delete the old
+    infergate migrate llm-d -n prod --rollback    # restore the x-k8s objects, delete the copies
+
+    Exit 0: done (or nothing to do); 1: error (e.g. the llm-d.ai CRDs are not installed);
+    5: a verification failed, the copies were deleted; 6: refused (an llm-d.ai object of the
+    same name has another spec)."""
+    from infergate.migrate import llmd
+    from infergate.migrate.cluster import ClusterError
+    from infergate.migrate.output import emit, line, table
+
+    probe_args = (gateway_url, metrics_urls, probe_model)
+    if any(probe_args) and not all(probe_args):
+        raise click.UsageError("the EPP probe needs --gateway-url, --epp-metrics and --probe-model together")
+    cluster = _connect(kubeconfig, context)
+    ns = namespace or _default_namespace(kubeconfig, context)
+    try:
+        if do_rollback:
+            result = llmd.rollback(cluster, ns, dry_run=dry_run)
+        else:
+            plan = llmd.plan_llmd(cluster, ns)
+            if plan_only:
+                if output != "table":
+                    emit(plan.to_dict(), output)
+                else:
+                    table(f"Plan: x-k8s -> llm-d.ai in namespace {ns}", ["#", "STEP", "WHAT"],
+                          [(i + 1, s, d) for i, (s, d) in enumerate(plan.steps())])
+                    for name in plan.already_copied:
+                        line(f"note: {name} already has its llm-d.ai copy (the run re-applies it)")
+                return
+            verifier = None
+            if gateway_url and probe_model:
+                from infergate.migrate.llmd_probe import objective_probe
+
+                verifier = objective_probe(gateway_url, list(metrics_urls), probe_model, probes=probes)
+            result = llmd.run(cluster, plan, dry_run=dry_run, verify_epp=verifier, progress=_progress(output))
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        cluster.close()
+    if output != "table":
+        emit(result.to_dict(), output)
+    else:
+        if result.steps:
+            table("x-k8s -> llm-d.ai", ["STEP", "STATUS", "DETAIL"],
+                  [(s["step"], s["status"], s["detail"]) for s in result.steps])
+        line(f"{result.phase}: {result.message}")
+    sys.exit(result.exit_code)
