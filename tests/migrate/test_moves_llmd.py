@@ -189,3 +189,11 @@ def test_probe_options_go_together(migrate: Migrate, namespace: str) -> None:
     result = migrate("llm-d", "-n", namespace, "--gateway-url", "http://127.0.0.1:1")
     assert result.returncode == 2
     assert "--gateway-url, --epp-metrics and --probe-model together" in result.stderr
+
+
+def test_plan_shows_the_llmd_move(migrate: Migrate, kubectl: Tool, namespace: str, llmd_crds: None) -> None:
+    kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
+    result = migrate("plan", "-n", namespace, "--move", "x-k8s-to-llm-d")
+    assert result.returncode == 0, result.out
+    assert "inferenceobjectives.inference.networking.x-k8s.io" in result.stdout
+    assert "delete-old" in result.stdout and "verify-epp" in result.stdout

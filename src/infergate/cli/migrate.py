@@ -338,14 +338,22 @@ def _make_plan(cluster: Any, namespace: str, kw: dict[str, Any]) -> Any:
 @_cluster_options
 @click.option("-n", "--namespace", help="Namespace of the HTTPRoute (default: the context's).")
 @_plan_options
+@click.option("--move", type=click.Choice(["preview-to-ga", "x-k8s-to-llm-d"]), default="preview-to-ga",
+              show_default=True, help="Which move to plan: x-k8s-to-llm-d shows `migrate llm-d --plan`.")
 @OUTPUT
 def plan_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
-                 output: str, **kw: Any) -> None:
+                 output: str, move: str, **kw: Any) -> None:
     """Show the concrete steps of the migration of one HTTPRoute: the GA pool names, the
     InferenceObjectives and routes the converter creates from the InferenceModels, the weight
-    steps and gates, the teardown order, and every lossy field. Changes nothing."""
+    steps and gates, the teardown order, and every lossy field. Changes nothing.
+    --move x-k8s-to-llm-d: the steps of `infergate migrate llm-d` instead."""
     from infergate.migrate.helm import OCI_CHART
     from infergate.migrate.output import emit, line, table
+
+    if move == "x-k8s-to-llm-d":
+        click.get_current_context().invoke(llmd_command, kubeconfig=kubeconfig, context=context,
+                                           namespace=namespace, plan_only=True, output=output)
+        return
 
     cluster = _connect(kubeconfig, context)
     ns = namespace or _default_namespace(kubeconfig, context)
@@ -399,7 +407,7 @@ def _run_command_line(namespace: str) -> str:
     parts = ["infergate migrate run", "-n", shlex.quote(namespace)]
     for param in ctx.command.params:
         name = param.name or ""
-        if name in ("namespace", "output", "kubeconfig", "helm_path") or not isinstance(param, click.Option):
+        if name in ("namespace", "output", "kubeconfig", "helm_path", "move") or not isinstance(param, click.Option):
             continue
         if ctx.get_parameter_source(name) in (None, ParameterSource.DEFAULT):
             continue
