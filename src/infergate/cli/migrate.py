@@ -54,8 +54,10 @@ def _plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--unknown-models", type=click.Choice(["serve", "reject"]), default="serve", show_default=True,
                      help="Models without an InferenceModel: serve (GA default) or reject with 404 (as preview)."),
         click.option("--target-models", default=None,
-                     help="InferenceModels with several targetModels: the converter's mode (see "
-                     "`infergate convert --help`; default: its default)."),
+                     type=click.Choice(["auto", "route", "rewrite", "backend-refs", "rewrite-resource", "heaviest"]),
+                     help="InferenceModels with several targetModels: route (= backend-refs: weighted HTTPRoute "
+                     "backendRefs), rewrite (= rewrite-resource: an InferenceModelRewrite, refused when the cluster "
+                     "serves no such CRD), auto (rewrite where served, else route), heaviest (default: route)."),
         click.option("--probes", type=int, default=60, show_default=True, help="Probe requests per analysis (0: send no traffic at all: no analysis "
                      "probes, no downtime measurement on the simple path)."),
         click.option("--min-success-rate", type=float, default=0.99, show_default=True),
