@@ -7,7 +7,7 @@ move                       what is pending                                      
 ``x-k8s-to-llm-d``         InferenceObjective / InferenceModelRewrite in               ``migrate llm-d``
                            inference.networking.x-k8s.io (GIE v1.0-v1.5)
 ``target-models-rewrite``  a preview InferenceModel whose ``targetModels`` splits      ``--target-models
-                           traffic: it can become an InferenceModelRewrite             rewrite-resource``
+                           traffic: it can become an InferenceModelRewrite             rewrite``
 ``chart-values-v1.5``      a Helm release of the inferencepool chart with v1.0-style   ``migrate
                            values                                                      chart-values``
 =========================  ==========================================================  ===============
@@ -63,7 +63,7 @@ MOVE_OF_KIND: Final[dict[str, str]] = {
 HOW: Final[dict[str, str]] = {
     PREVIEW_TO_GA: "infergate migrate run -n NS",
     XK8S_TO_LLMD: "infergate migrate llm-d -n NS",
-    TARGET_MODELS_REWRITE: "infergate migrate run -n NS --target-models rewrite-resource",
+    TARGET_MODELS_REWRITE: "infergate migrate run -n NS --target-models rewrite",
     CHART_VALUES_V15: "helm get values R -n NS -o yaml | infergate migrate chart-values -f -",
     CRDS_V15_BLOCKED: "finish preview-to-ga (and `migrate cleanup`) before installing GIE v1.5+ CRDs",
 }
@@ -116,7 +116,7 @@ def classify_generation(obj: Obj, source: str, default_namespace: str = "default
         if split:
             return Finding(source, TARGET_SPLIT, group, ns, name_of(obj),
                            "targetModels " + ", ".join(f"{n} {w}" for n, w in split)
-                           + f": can become an {MODEL_REWRITES.kind} (--target-models rewrite-resource)")
+                           + f": can become an {MODEL_REWRITES.kind} (--target-models rewrite)")
     return None
 
 
