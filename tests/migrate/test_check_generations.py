@@ -102,21 +102,38 @@ def test_check_reports_each_move_and_the_crd_blocker(migrate: Migrate, kubectl: 
     assert moves[CHART_VALUES_V15] == 1
     assert moves[CRDS_V15_BLOCKED] == 1
     assert moves[PREVIEW_TO_GA] >= 4
+    status = {m["move"]: m["status"] for m in data["moves"]}
+    assert status == {XK8S_TO_LLMD: "available", TARGET_MODELS_REWRITE: "available", CHART_VALUES_V15: "available",
+                      CRDS_V15_BLOCKED: "pending", PREVIEW_TO_GA: "pending"}
     chart = next(f for f in data["findings"] if f["kind"] == "ChartValuesV1.0")
     assert chart["name"] == "pool-v1" and "inferenceExtension.image.hub" in chart["detail"]
     assert any(f"{ns}/vllm-llama3-8b-instruct-preview" in b for b in data["blocking"])
     table = migrate("check", "-n", ns)
-    assert "Pending moves" in table.stdout and "x-k8s-to-llm-d" in table.stdout
+    assert "Moves" in table.stdout and "x-k8s-to-llm-d" in table.stdout and "available" in table.stdout
     assert "BLOCKING (crds-v1.5-blocked)" in table.stdout
 
 
-def test_only_llmd_move_pending(migrate: Migrate, kubectl: Tool, namespace: str) -> None:
+def test_llmd_move_is_available_on_v10_and_pending_once_llmd_is_installed(
+        migrate: Migrate, kubectl: Tool, namespace: str, cluster: Any) -> None:
+    """A v1.0 installation (x-k8s objectives) is fine: the move is available, exit 0 (--strict: 3).
+    With the llm-d.ai CRDs installed an EPP ignores the x-k8s objects: pending, exit 3."""
     kubectl.run("apply", "-n", namespace, "-f", str(GEN / "v1.0-objects.yaml"))
-    data = json.loads(migrate("check", "-n", namespace, "-o", "json", "--no-helm").stdout)
+    result = migrate("check", "-n", namespace, "-o", "json", "--no-helm")
+    assert result.returncode == 0, result.out
+    data = json.loads(result.stdout)
     mine = [f for f in data["findings"] if f["namespace"] == namespace]
     assert sorted(f["kind"] for f in mine) == ["XK8sInferenceModelRewrite", "XK8sInferenceObjective",
                                                 "XK8sInferenceObjective"]
-    assert migrate("check", "-n", namespace, "--no-helm").returncode == 3
+    assert all(f["optional"] for f in mine)
+    assert "optional moves available: x-k8s-to-llm-d" in migrate("check", "-n", namespace, "--no-helm").stdout
+    assert migrate("check", "-n", namespace, "--no-helm", "--strict").returncode == 3
+    for crd in load_objects(REPO / "config" / "crd" / "llm-d.yaml"):
+        cluster.apply(CRDS, crd)
+    result = migrate("check", "-n", namespace, "-o", "json", "--no-helm")
+    assert result.returncode == 3, result.out
+    data = json.loads(result.stdout)
+    assert [m["status"] for m in data["moves"]] == ["pending"]
+    assert all("ignores this object" in f["detail"] for f in data["findings"] if f["namespace"] == namespace)
 
 
 def test_files_report_the_later_moves(migrate: Migrate) -> None:

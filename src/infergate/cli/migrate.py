@@ -164,23 +164,29 @@ def command() -> None:
               help="Also scan manifest files or directories ('-' for stdin).")
 @click.option("--no-cluster", is_flag=True, help="Scan only the files (-f).")
 @click.option("--no-helm", is_flag=True, help="Do not scan Helm releases.")
+@click.option("--strict", is_flag=True, help="Exit 3 for available (optional) moves too.")
 @OUTPUT
 def check(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
-          all_namespaces: bool, files: tuple[str, ...], no_cluster: bool, no_helm: bool, output: str) -> None:
+          all_namespaces: bool, files: tuple[str, ...], no_cluster: bool, no_helm: bool, strict: bool,
+          output: str) -> None:
     """Find uses of the preview API: both CRDs, x-k8s InferencePools and InferenceModels,
     HTTPRoutes sending traffic to x-k8s pools, v0.3.0 EPP Deployments, in the live cluster,
     in files (-f) and in Helm releases. Counts per resource and namespace, never by the
     ambiguous bare 'inferencepools'. All namespaces unless -n.
 
     \b
-    Also the moves after GA, each reported separately ("Pending moves"):
+    Also the moves after GA, each reported separately ("Moves"):
       x-k8s-to-llm-d         x-k8s InferenceObjective/InferenceModelRewrite -> llm-d.ai
+                             (pending when the llm-d.ai CRDs are installed: an EPP then
+                             ignores the x-k8s objects; else available)
       target-models-rewrite  InferenceModel targetModels splits -> InferenceModelRewrite
-      chart-values-v1.5      inferencepool releases with v1.0-style values
+                             (available)
+      chart-values-v1.5      inferencepool releases with v1.0-style values (available)
     and the blocker crds-v1.5-blocked: preview InferencePools remain, so the CRDs must not
     be upgraded to GIE v1.5+ (see `migrate crds-check`, exit 6).
 
-    Exit 0: nothing to migrate; 3: a move is pending; 1: error."""
+    Exit 0: nothing pending (available moves are listed); 3: a move is pending (--strict:
+    or available); 1: error."""
     from infergate.migrate import census as c
     from infergate.migrate import generations as g
     from infergate.migrate.cluster import ClusterError, KubeCluster
@@ -230,9 +236,12 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
         notes.append("no cluster was scanned (--no-cluster)")
     result = c.merge(*parts, extra=extra, errors=errors)
     moves = g.pending_moves(result)
+    optional = g.optional_moves(result)
     blocking = [f.detail for f in result.findings if g.is_blocking(f)]
     if output != "table":
-        emit({**result.to_dict(), "moves": [{"move": m, "count": n, "how": g.HOW[m]} for m, n in moves.items()],
+        emit({**result.to_dict(), "moves": [{"move": m, "count": n, "how": g.HOW[m],
+                                              "status": "available" if m in optional else "pending"}
+                                             for m, n in moves.items()],
               "blocking": blocking, "clusterScanned": cluster_scanned, "notes": notes}, output)
     else:
         if result.crds:
@@ -247,21 +256,23 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
         if result.ga_counts:
             table("GA objects", ["RESOURCE", "NAMESPACE", "COUNT"], result.ga_counts)
         if moves:
-            table("Pending moves", ["MOVE", "FINDINGS", "HOW"], [(m, n, g.HOW[m]) for m, n in moves.items()])
+            table("Moves", ["MOVE", "STATUS", "FINDINGS", "HOW"],
+                  [(m, "available" if m in optional else "pending", n, g.HOW[m]) for m, n in moves.items()])
         for reason in blocking:
             line(f"BLOCKING (crds-v1.5-blocked): {reason}; `infergate migrate crds-check --to v1.5` exits 6 "
                  "until they are gone")
         where = f" in namespace {scope}" if scope is not None and cluster_scanned else ""
         line(f"migration needed{where}" if result.migration_needed
              else f"no preview objects{where}: nothing to migrate" + ("" if cluster_scanned or not files
-                                                                       else " in the files"))
+                                                                       else " in the files")
+             + ("" if not optional else f"; optional moves available: {', '.join(sorted(optional))}"))
         for note in notes:
             line(f"note: {note}")
         for error in result.errors:
             click.echo(f"error: {error}", err=True)
     if result.errors and not result.findings:
         sys.exit(1)
-    sys.exit(3 if result.migration_needed else 0)
+    sys.exit(3 if result.migration_needed or (strict and optional) else 0)
 
 
 def _preview_namespaces(cluster: Any) -> dict[str, int]:

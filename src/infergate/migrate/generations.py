@@ -37,7 +37,15 @@ from infergate.migrate.census import (
 from infergate.migrate.chart_values import v1_markers
 from infergate.migrate.cluster import Cluster, ClusterError
 from infergate.migrate.helm import Helm, HelmError
-from infergate.migrate.resources import MODEL_REWRITES, OBJECTIVES, PREVIEW_POOLS, Obj, name_of, namespace_of
+from infergate.migrate.resources import (
+    CRDS,
+    MODEL_REWRITES,
+    OBJECTIVES,
+    PREVIEW_POOLS,
+    Obj,
+    name_of,
+    namespace_of,
+)
 
 LLMD_GROUP: Final = "llm-d.ai"
 XK8S_GROUP: Final = kinds.PREVIEW_GROUP
@@ -79,7 +87,7 @@ def is_blocking(finding: Finding) -> bool:
 
 
 def pending_moves(census: Census) -> dict[str, int]:
-    """Findings per move, preview CRDs themselves not counted (as ``migration_needed``)."""
+    """Findings per move (optional ones included), preview CRDs themselves not counted."""
     out: dict[str, int] = {}
     for f in census.findings:
         if f.kind == "CustomResourceDefinition":
@@ -87,6 +95,16 @@ def pending_moves(census: Census) -> dict[str, int]:
         move = move_of(f)
         out[move] = out.get(move, 0) + 1
     return dict(sorted(out.items()))
+
+
+def optional_moves(census: Census) -> set[str]:
+    """The moves all of whose findings are optional: they could be made, nothing breaks without
+    them, and they do not make `check` exit 3."""
+    moves: dict[str, bool] = {}
+    for f in census.findings:
+        if f.kind != "CustomResourceDefinition":
+            moves[move_of(f)] = moves.get(move_of(f), True) and f.optional
+    return {m for m, optional in moves.items() if optional}
 
 
 # -- single objects -----------------------------------------------------------------------------------
@@ -101,27 +119,34 @@ def target_split(model: Obj) -> list[tuple[str, int]]:
     return split if len({name for name, _ in split}) > 1 else []
 
 
-def classify_generation(obj: Obj, source: str, default_namespace: str = "default") -> Finding | None:
-    """The post-GA move ``obj`` is pending for, or None."""
+def classify_generation(obj: Obj, source: str, default_namespace: str = "default", *,
+                        llmd_installed: bool = False) -> Finding | None:
+    """The post-GA move ``obj`` could or must make, or None. x-k8s objectives and rewrites are
+    optional unless ``llmd_installed`` (the llm-d.ai CRDs exist: an EPP then ignores them)."""
     api_version = str(obj.get("apiVersion", ""))
     group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
     kind = obj.get("kind")
     ns = namespace_of(obj, default_namespace)
-    if group == XK8S_GROUP and kind == "InferenceObjective":
-        return Finding(source, XK8S_OBJECTIVE, group, ns, name_of(obj), f"copy to {LLMD_OBJECTIVES.api_version}")
-    if group == XK8S_GROUP and kind == "InferenceModelRewrite":
-        return Finding(source, XK8S_REWRITE, group, ns, name_of(obj), f"copy to {LLMD_MODEL_REWRITES.api_version}")
+    if group == XK8S_GROUP and kind in ("InferenceObjective", "InferenceModelRewrite"):
+        target = LLMD_OBJECTIVES if kind == "InferenceObjective" else LLMD_MODEL_REWRITES
+        detail = f"copy to {target.api_version}"
+        if llmd_installed:
+            detail = f"the llm-d.ai CRDs are installed, so an EPP reads only llm-d.ai and ignores this object: {detail}"
+        return Finding(source, XK8S_OBJECTIVE if kind == "InferenceObjective" else XK8S_REWRITE, group, ns,
+                       name_of(obj), detail, optional=not llmd_installed)
     if group == XK8S_GROUP and kind == "InferenceModel":
         split = target_split(obj)
         if split:
             return Finding(source, TARGET_SPLIT, group, ns, name_of(obj),
                            "targetModels " + ", ".join(f"{n} {w}" for n, w in split)
-                           + f": can become an {MODEL_REWRITES.kind} (--target-models rewrite)")
+                           + f": can become an {MODEL_REWRITES.kind} (--target-models rewrite)", optional=True)
     return None
 
 
-def scan_generation_objects(objects: Iterable[Obj], source: str, default_namespace: str = "default") -> list[Finding]:
-    return [f for f in (classify_generation(o, source, default_namespace) for o in objects) if f is not None]
+def scan_generation_objects(objects: Iterable[Obj], source: str, default_namespace: str = "default", *,
+                            llmd_installed: bool = False) -> list[Finding]:
+    return [f for f in (classify_generation(o, source, default_namespace, llmd_installed=llmd_installed)
+                        for o in objects) if f is not None]
 
 
 def crd_blocker(preview_pools: Sequence[Obj] | Sequence[Finding]) -> Finding | None:
@@ -143,9 +168,10 @@ def scan_cluster_generations(cluster: Cluster, namespace: str | None, census: Ce
     preview pools ``census`` found in the cluster)."""
     findings: list[Finding] = []
     errors: list[str] = []
+    llmd = cluster.get(CRDS, None, LLMD_OBJECTIVES.qualified) is not None
     for resource in (OBJECTIVES, MODEL_REWRITES, kinds.PREVIEW_MODELS):
         try:
-            findings += scan_generation_objects(cluster.list(resource, namespace), "cluster")
+            findings += scan_generation_objects(cluster.list(resource, namespace), "cluster", llmd_installed=llmd)
         except ClusterError as exc:
             errors.append(f"list {resource.qualified}: {exc}")
     blocker = crd_blocker([f for f in census.findings if f.source == "cluster" and f.kind == POOL])
@@ -178,7 +204,7 @@ def scan_helm_values(helm: Helm, namespace: str | None) -> tuple[list[Finding], 
         markers = v1_markers(values if isinstance(values, dict) else {})
         if markers:
             findings.append(Finding("helm", CHART_VALUES, "", release.namespace, release.name,
-                                    f"chart {release.chart}: v1.0 keys " + ", ".join(markers)))
+                                    f"chart {release.chart}: v1.0 keys " + ", ".join(markers), optional=True))
     return findings, errors
 
 
