@@ -156,3 +156,11 @@ def test_crds_check_refuses_v15_while_preview_pools_remain(migrate: Migrate, kub
     ok = migrate("crds-check")
     assert ok.returncode == 0, ok.out
     assert "ok: no preview InferencePool blocks the GIE current CRDs" in ok.stdout
+
+
+def test_malformed_split_weights_in_files_do_not_crash() -> None:
+    model = {"apiVersion": "inference.networking.x-k8s.io/v1alpha2", "kind": "InferenceModel",
+             "metadata": {"name": "m"}, "spec": {"targetModels": [{"name": "a", "weight": "x"}, {"name": "b"},
+                                                                  "not-a-map", {"name": "c", "weight": True}]}}
+    found = classify_generation(model, "file:x")
+    assert found is not None and "a 1, b 1, c 1" in found.detail

@@ -115,8 +115,13 @@ def target_split(model: Obj) -> list[tuple[str, int]]:
     targets = (model.get("spec") or {}).get("targetModels") if isinstance(model.get("spec"), dict) else None
     if not isinstance(targets, list):
         return []
-    split = [(str(t.get("name")), int(t.get("weight", 1) or 1)) for t in targets if isinstance(t, dict)]
+    split = [(str(t.get("name")), _weight(t.get("weight", 1))) for t in targets if isinstance(t, dict)]
     return split if len({name for name, _ in split}) > 1 else []
+
+
+def _weight(value: Any) -> int:
+    """A targetModels weight as written; files may hold anything (then 1, as unweighted)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1
 
 
 def classify_generation(obj: Obj, source: str, default_namespace: str = "default", *,

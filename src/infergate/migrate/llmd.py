@@ -231,5 +231,6 @@ def rollback(cluster: Cluster, namespace: str, *, dry_run: bool = False) -> Llmd
     if not count:
         return LlmdResult("nothing-to-do", f"no llm-d.ai copy made by the migration in namespace {namespace}",
                           EXIT_OK, steps)
-    return LlmdResult("rolled-back", f"{count} copies removed, the x-k8s objects served again"
-                      + (" (dry run)" if dry_run else ""), EXIT_OK, steps)
+    return LlmdResult("rolled-back", f"{count} copies removed, the x-k8s objects restored"
+                      + (" (dry run)" if dry_run else "") + "; an EPP reads them again once the llm-d.ai CRDs are "
+                      "removed (while those exist it reads only llm-d.ai)", EXIT_OK, steps)
