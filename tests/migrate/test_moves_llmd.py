@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import random
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +22,7 @@ from infergate.migrate.llmd import COPIED_FROM
 from infergate.migrate.llmd_probe import objective_count
 from infergate.migrate.resources import CRDS, MODEL_REWRITES, OBJECTIVES
 from infergate.util.net import free_port
+from infergate.util.wait import wait_until
 
 from .conftest import REPO, TESTDATA, load_objects
 
@@ -197,3 +200,65 @@ def test_plan_shows_the_llmd_move(migrate: Migrate, kubectl: Tool, namespace: st
     assert result.returncode == 0, result.out
     assert "inferenceobjectives.inference.networking.x-k8s.io" in result.stdout
     assert "delete-old" in result.stdout and "verify-epp" in result.stdout
+
+
+class RunningEppSource:
+    """infergate's EPP Kubernetes source (the informers `infergate epp` runs) for one GA pool,
+    feeding a real Datastore, on its own event loop in a thread."""
+
+    def __init__(self, kubeconfig: str, namespace: str, pool: str) -> None:
+        from infergate.epp.datastore import Datastore
+        from infergate.epp.sources.kubernetes import KubernetesSource
+
+        self.datastore = Datastore()
+        self.source = KubernetesSource(pool, namespace, "inference.networking.k8s.io", kubeconfig=kubeconfig,
+                                       watch_timeout=1, retry_delay=0.2)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    async def _start(self) -> None:
+        self._task = asyncio.ensure_future(self.source.run(self.datastore))
+
+    async def _stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def __enter__(self) -> RunningEppSource:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def priorities(self) -> dict[str, int]:
+        return {o.name: o.priority for o in self.datastore.objectives()}
+
+
+def test_the_real_epp_serves_the_copies_and_no_gap(migrate: Migrate, kubectl: Tool, cluster: Any, namespace: str,
+                                                   llmd_crds: None, apiserver: Any) -> None:
+    """With the llm-d.ai CRDs installed, infergate's EPP ignores the x-k8s objects (the reason the
+    move is pending); after `migrate llm-d` it serves the copies: the objectives' priorities and
+    the rewrite's weighted targets."""
+    _apply_crds(cluster, "gie-v1.6.yaml")
+    pool = "vllm-llama3-8b-instruct"
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool", "metadata": {"name": pool},
+        "spec": {"selector": {"matchLabels": {"app": "vllm"}}, "targetPorts": [{"number": 8000}],
+                 "endpointPickerRef": {"name": f"{pool}-epp", "port": {"number": 9002}}}}))
+    kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
+    with RunningEppSource(str(apiserver.kubeconfig_path), namespace, pool) as epp:
+        wait_until(lambda: epp.source.synced, 15, what="the EPP's watches to sync")
+        assert epp.priorities() == {}  # llm-d.ai installed: the x-k8s objectives are ignored
+        assert epp.datastore.rewrites.pick("food-review", random.Random(0)) is None
+        result = migrate("llm-d", "-n", namespace)
+        assert result.returncode == 0, result.out
+        wait_until(lambda: epp.priorities() == {"food-review": 10, "batch": -1}, 15,
+                   what="the EPP to serve the llm-d.ai objectives")
+        rng = random.Random(3)
+        drawn = [epp.datastore.rewrites.pick("food-review", rng) for _ in range(2000)]
+        assert set(drawn) == {"food-review-1", "food-review-2"}
+        assert abs(drawn.count("food-review-1") / 2000 - 0.9) < 0.03
