@@ -131,3 +131,26 @@ def test_objectives_go_to_llmd_when_its_crds_are_installed(migrate: Migrate, clu
     assert {o["apiVersion"] for o in plan["objectives"]} == {f"{LLMD_GROUP}/v1alpha2"}
     steps = [s for s in plan["steps"] if s.get("id") == "apply-objectives"]
     assert steps and {o["apiVersion"] for o in steps[0]["objects"]} == {f"{LLMD_GROUP}/v1alpha2"}
+
+
+def test_run_creates_the_llmd_rewrite_instead_of_route_rules(migrate: Migrate, cluster: Any, split_stack: str,
+                                                             status_writer: Any) -> None:
+    """`migrate run --target-models rewrite` with the llm-d.ai CRDs installed, as a user runs it:
+    the split lives in an llm-d.ai InferenceModelRewrite, the HTTPRoute sends canary to one pool."""
+    from infergate.migrate.generations import LLMD_MODEL_REWRITES, LLMD_OBJECTIVES
+    from infergate.migrate.resources import HTTPROUTES, OBJECTIVES
+
+    for crd in load_objects(REPO / "config" / "crd" / "llm-d.yaml"):
+        cluster.apply(CRDS, crd)
+    ns = split_stack
+    result = migrate("run", "-n", ns, "-o", "json", "--ready-timeout", "3", "--analysis-delay", "0",
+                     "--path", "simple", "--probes", "0", "--target-models", "rewrite")
+    assert result.returncode == 0, result.out
+    rewrite = cluster.get(LLMD_MODEL_REWRITES, ns, "canary")
+    assert rewrite is not None
+    assert rewrite["spec"]["rules"][0]["targets"] == [{"modelRewrite": "canary-v1", "weight": 80},
+                                                      {"modelRewrite": "canary-v2", "weight": 20}]
+    assert {o["metadata"]["name"] for o in cluster.list(LLMD_OBJECTIVES, ns)} >= {"canary", "food-review"}
+    assert cluster.list(OBJECTIVES, ns) == []
+    route = cluster.get(HTTPROUTES, ns, "llm-route")
+    assert all(len(rule["backendRefs"]) == 1 for rule in route["spec"]["rules"])  # no weighted split rules
