@@ -12,6 +12,10 @@ move                       what is pending                                      
                            values                                                      chart-values``
 =========================  ==========================================================  ===============
 
+Findings of a move that could be made but need not be are ``optional`` ("available": they do
+not make `check` exit 3): the target-models and chart-values moves always, the x-k8s move unless
+the llm-d.ai CRDs are installed (an EPP then reads only llm-d.ai and ignores the x-k8s objects).
+
 And one **blocker**: CRDs must not be upgraded to GIE v1.5+ (which removed the preview
 InferencePool CRD, PR #2796) while preview InferencePools remain: ``crds-v1.5-blocked``, one
 finding naming every such pool. ``migrate crds-check`` refuses with exit 6 on it.

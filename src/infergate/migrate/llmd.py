@@ -34,7 +34,6 @@ from infergate.migrate.generations import LLMD_OF
 from infergate.migrate.resources import CRDS, MODEL_REWRITES, OBJECTIVES, Obj, meta, name_of
 
 COPIED_FROM: Final = "migrate.infergate.io/copied-from"
-_KEPT_META: Final = ("labels",)
 
 
 @dataclass(frozen=True)
