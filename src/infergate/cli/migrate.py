@@ -54,8 +54,10 @@ def _plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--unknown-models", type=click.Choice(["serve", "reject"]), default="serve", show_default=True,
                      help="Models without an InferenceModel: serve (GA default) or reject with 404 (as preview)."),
         click.option("--target-models", default=None,
-                     help="InferenceModels with several targetModels: the converter's mode (see "
-                     "`infergate convert --help`; default: its default)."),
+                     type=click.Choice(["auto", "route", "rewrite", "backend-refs", "rewrite-resource", "heaviest"]),
+                     help="InferenceModels with several targetModels: route (= backend-refs: weighted HTTPRoute "
+                     "backendRefs), rewrite (= rewrite-resource: an InferenceModelRewrite, refused when the cluster "
+                     "serves no such CRD), auto (rewrite where served, else route), heaviest (default: route)."),
         click.option("--probes", type=int, default=60, show_default=True, help="Probe requests per analysis (0: send no traffic at all: no analysis "
                      "probes, no downtime measurement on the simple path)."),
         click.option("--min-success-rate", type=float, default=0.99, show_default=True),
@@ -143,6 +145,9 @@ def command() -> None:
     infergate migrate run -n prod --path simple      # delete, install, verify; reports the downtime
     infergate migrate verify -n prod --route llm-route
     infergate migrate cleanup -n prod                # preview leftovers, then the preview CRDs
+    infergate migrate llm-d -n prod                  # x-k8s objectives/rewrites -> llm-d.ai
+    infergate migrate crds-check --to v1.5           # refuses (exit 6) while preview pools remain
+    infergate migrate chart-values -f values.yaml    # inferencepool chart values v1.0 -> v1.5
 
     \b
     Exit codes: 0 ok / nothing to do; 1 error; 2 usage; 3 migration needed (check);
@@ -159,15 +164,31 @@ def command() -> None:
               help="Also scan manifest files or directories ('-' for stdin).")
 @click.option("--no-cluster", is_flag=True, help="Scan only the files (-f).")
 @click.option("--no-helm", is_flag=True, help="Do not scan Helm releases.")
+@click.option("--strict", is_flag=True, help="Exit 3 for available (optional) moves too.")
 @OUTPUT
 def check(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
-          all_namespaces: bool, files: tuple[str, ...], no_cluster: bool, no_helm: bool, output: str) -> None:
+          all_namespaces: bool, files: tuple[str, ...], no_cluster: bool, no_helm: bool, strict: bool,
+          output: str) -> None:
     """Find uses of the preview API: both CRDs, x-k8s InferencePools and InferenceModels,
     HTTPRoutes sending traffic to x-k8s pools, v0.3.0 EPP Deployments, in the live cluster,
     in files (-f) and in Helm releases. Counts per resource and namespace, never by the
-    ambiguous bare 'inferencepools'. All namespaces unless -n. Exit 0: nothing to migrate;
-    3: migration needed; 1: error."""
+    ambiguous bare 'inferencepools'. All namespaces unless -n.
+
+    \b
+    Also the moves after GA, each reported separately ("Moves"):
+      x-k8s-to-llm-d         x-k8s InferenceObjective/InferenceModelRewrite -> llm-d.ai
+                             (pending when the llm-d.ai CRDs are installed: an EPP then
+                             ignores the x-k8s objects; else available)
+      target-models-rewrite  InferenceModel targetModels splits -> InferenceModelRewrite
+                             (available)
+      chart-values-v1.5      inferencepool releases with v1.0-style values (available)
+    and the blocker crds-v1.5-blocked: preview InferencePools remain, so the CRDs must not
+    be upgraded to GIE v1.5+ (see `migrate crds-check`, exit 6).
+
+    Exit 0: nothing pending (available moves are listed); 3: a move is pending (--strict:
+    or available); 1: error."""
     from infergate.migrate import census as c
+    from infergate.migrate import generations as g
     from infergate.migrate.cluster import ClusterError, KubeCluster
     from infergate.migrate.output import emit, line, table
 
@@ -190,6 +211,9 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
                              "explicitly")
         if cluster is not None:
             parts.append(c.scan_cluster(cluster, scope))
+            found, errs = g.scan_cluster_generations(cluster, scope, parts[-1])
+            extra += found
+            errors += errs
             cluster_scanned = True
             if scope is not None:
                 notes.append(_scope_note(cluster, scope))
@@ -201,6 +225,9 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
                     found, errs = c.scan_helm(helm, scope)
                     extra += found
                     errors += errs
+                    found, errs = g.scan_helm_values(helm, scope)
+                    extra += found
+                    errors += errs
         for path in files:
             extra += _scan_files(path)
     except ClusterError as exc:
@@ -208,8 +235,14 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
     if no_cluster:
         notes.append("no cluster was scanned (--no-cluster)")
     result = c.merge(*parts, extra=extra, errors=errors)
+    moves = g.pending_moves(result)
+    optional = g.optional_moves(result)
+    blocking = [f.detail for f in result.findings if g.is_blocking(f)]
     if output != "table":
-        emit({**result.to_dict(), "clusterScanned": cluster_scanned, "notes": notes}, output)
+        emit({**result.to_dict(), "moves": [{"move": m, "count": n, "how": g.HOW[m],
+                                              "status": "available" if m in optional else "pending"}
+                                             for m, n in moves.items()],
+              "blocking": blocking, "clusterScanned": cluster_scanned, "notes": notes}, output)
     else:
         if result.crds:
             table("CRDs", ["NAME", "INSTALLED", "VERSIONS", "SHORT NAMES", "BUNDLE"],
@@ -222,17 +255,24 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
                     + (f" finalizers={list(f.finalizers)}" if f.finalizers else "")) for f in result.findings])
         if result.ga_counts:
             table("GA objects", ["RESOURCE", "NAMESPACE", "COUNT"], result.ga_counts)
+        if moves:
+            table("Moves", ["MOVE", "STATUS", "FINDINGS", "HOW"],
+                  [(m, "available" if m in optional else "pending", n, g.HOW[m]) for m, n in moves.items()])
+        for reason in blocking:
+            line(f"BLOCKING (crds-v1.5-blocked): {reason}; `infergate migrate crds-check --to v1.5` exits 6 "
+                 "until they are gone")
         where = f" in namespace {scope}" if scope is not None and cluster_scanned else ""
         line(f"migration needed{where}" if result.migration_needed
              else f"no preview objects{where}: nothing to migrate" + ("" if cluster_scanned or not files
-                                                                       else " in the files"))
+                                                                       else " in the files")
+             + ("" if not optional else f"; optional moves available: {', '.join(sorted(optional))}"))
         for note in notes:
             line(f"note: {note}")
         for error in result.errors:
             click.echo(f"error: {error}", err=True)
     if result.errors and not result.findings:
         sys.exit(1)
-    sys.exit(3 if result.migration_needed else 0)
+    sys.exit(3 if result.migration_needed or (strict and optional) else 0)
 
 
 def _preview_namespaces(cluster: Any) -> dict[str, int]:
@@ -264,6 +304,7 @@ def _scan_files(path: str) -> list[Any]:
     from infergate.api.conversion import ManifestError, read_documents
     from infergate.cli.manifest_input import InputError, read_file, read_stdin, tolerant_output, valid_unicode
     from infergate.migrate.census import scan_objects
+    from infergate.migrate.generations import scan_generation_objects
 
     tolerant_output()  # object names read from the files are echoed back
 
@@ -293,6 +334,7 @@ def _scan_files(path: str) -> list[Any]:
                 items = data.get("items") if isinstance(kind, str) and kind.endswith("List") else None
                 objects.extend(i for i in (items or [data]) if isinstance(i, dict))
         findings += scan_objects(objects, f"file:{source}")
+        findings += scan_generation_objects(objects, f"file:{source}")
     return findings
 
 
@@ -312,14 +354,22 @@ def _make_plan(cluster: Any, namespace: str, kw: dict[str, Any]) -> Any:
 @_cluster_options
 @click.option("-n", "--namespace", help="Namespace of the HTTPRoute (default: the context's).")
 @_plan_options
+@click.option("--move", type=click.Choice(["preview-to-ga", "x-k8s-to-llm-d"]), default="preview-to-ga",
+              show_default=True, help="Which move to plan: x-k8s-to-llm-d shows `migrate llm-d --plan`.")
 @OUTPUT
 def plan_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
-                 output: str, **kw: Any) -> None:
+                 output: str, move: str, **kw: Any) -> None:
     """Show the concrete steps of the migration of one HTTPRoute: the GA pool names, the
     InferenceObjectives and routes the converter creates from the InferenceModels, the weight
-    steps and gates, the teardown order, and every lossy field. Changes nothing."""
+    steps and gates, the teardown order, and every lossy field. Changes nothing.
+    --move x-k8s-to-llm-d: the steps of `infergate migrate llm-d` instead."""
     from infergate.migrate.helm import OCI_CHART
     from infergate.migrate.output import emit, line, table
+
+    if move == "x-k8s-to-llm-d":
+        click.get_current_context().invoke(llmd_command, kubeconfig=kubeconfig, context=context,
+                                           namespace=namespace, plan_only=True, output=output)
+        return
 
     cluster = _connect(kubeconfig, context)
     ns = namespace or _default_namespace(kubeconfig, context)
@@ -373,7 +423,7 @@ def _run_command_line(namespace: str) -> str:
     parts = ["infergate migrate run", "-n", shlex.quote(namespace)]
     for param in ctx.command.params:
         name = param.name or ""
-        if name in ("namespace", "output", "kubeconfig", "helm_path") or not isinstance(param, click.Option):
+        if name in ("namespace", "output", "kubeconfig", "helm_path", "move") or not isinstance(param, click.Option):
             continue
         if ctx.get_parameter_source(name) in (None, ParameterSource.DEFAULT):
             continue
@@ -716,4 +766,139 @@ def cleanup_command(kubeconfig: str | None, context: str | None, helm_path: str 
         for f in result.finalizers:
             line(f"finalizer: {f}")
         line(result.message)
+    sys.exit(result.exit_code)
+
+
+@command.command("chart-values")
+@click.option("-f", "--values", "values_file", required=True, type=click.Path(exists=True, dir_okay=False,
+              allow_dash=True), help="A values file of the inferencepool chart in the v1.0 layout ('-' for stdin).")
+@click.option("--output-file", type=click.Path(dir_okay=False), help="Write the v1.5 values here (default: stdout).")
+def chart_values_command(values_file: str, output_file: str | None) -> None:
+    """Convert inferencepool chart values from the v1.0 layout to the v1.5 one (image.registry/
+    repository, flags as a map, failureMode written explicitly, leader election from replicas,
+    provider.gke/istio, inferencePool.targetPorts). Notes on what changes behaviour go to stderr.
+    Exit 0: converted (or already v1.5); 1: values that cannot be converted (each problem with its
+    field path)."""
+    import yaml
+
+    from infergate.cli.manifest_input import InputError, read_file, read_stdin
+    from infergate.migrate.chart_values import ChartValuesError, convert_values
+
+    try:
+        text = read_stdin() if values_file == "-" else read_file(Path(values_file))
+        values = yaml.safe_load(text) or {}
+    except (InputError, yaml.YAMLError) as exc:
+        raise click.ClickException(f"{values_file}: {exc}") from None
+    try:
+        result = convert_values(values)
+    except ChartValuesError as exc:
+        raise click.ClickException(f"{values_file}: " + "\n  ".join(["cannot convert:", *exc.problems])) from None
+    rendered = yaml.safe_dump(result.values, sort_keys=False, default_flow_style=False)
+    if output_file:
+        Path(output_file).write_text(rendered)
+    else:
+        click.echo(rendered, nl=False)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+
+
+@command.command("crds-check")
+@_cluster_options
+@click.option("--to", "target", type=click.Choice(["v1.0", "v1.5", "v1.6", "current"]), default="current",
+              show_default=True, help="The GIE release whose CRDs are about to be installed (current: v1.6 + "
+              "llm-d, as `infergate crds --bundle current`).")
+def crds_check_command(kubeconfig: str | None, context: str | None, helm_path: str | None, target: str) -> None:
+    """Pre-check a CRD upgrade: GIE v1.5 removed the preview InferencePool CRD
+    (inference.networking.x-k8s.io), so installing v1.5+ CRDs while preview InferencePools
+    remain deletes them (and the traffic they serve). Run it before `kubectl apply` of new CRDs.
+    Exit 0: safe; 6: refused, the remaining preview InferencePools are named; 1: error."""
+    from infergate.migrate.cluster import ClusterError
+    from infergate.migrate.exitcodes import EXIT_REFUSED
+    from infergate.migrate.generations import crd_upgrade_blockers
+
+    cluster = _connect(kubeconfig, context)
+    try:
+        blockers = crd_upgrade_blockers(cluster, target)
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        cluster.close()
+    if blockers:
+        click.echo(f"refused: the GIE {target} CRDs no longer serve inferencepools.inference.networking.x-k8s.io, "
+                   f"and {len(blockers)} preview InferencePool(s) remain: {', '.join(blockers)}. Migrate them to GA "
+                   "first (`infergate migrate run -n NS`, then `infergate migrate cleanup`)", err=True)
+        sys.exit(EXIT_REFUSED)
+    click.echo(f"ok: no preview InferencePool blocks the GIE {target} CRDs")
+
+
+@command.command("llm-d")
+@_cluster_options
+@click.option("-n", "--namespace", help="Namespace of the objects (default: the context's).")
+@click.option("--plan", "plan_only", is_flag=True, help="Show the steps and the objects to move; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Send every write with dryRun=All.")
+@click.option("--rollback", "do_rollback", is_flag=True,
+              help="Undo: restore deleted x-k8s objects from their copies, then delete the copies.")
+@click.option("--gateway-url", help="Gateway base URL for the EPP probe (with --epp-metrics and --probe-model).")
+@click.option("--epp-metrics", "metrics_urls", multiple=True, help="URL of an EPP's /metrics (repeat per EPP).")
+@click.option("--probe-model", help="Model the probe requests name.")
+@click.option("--probes", type=int, default=3, show_default=True, help="Probe requests per InferenceObjective.")
+@OUTPUT
+def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
+                 plan_only: bool, dry_run: bool, do_rollback: bool, gateway_url: str | None,
+                 metrics_urls: tuple[str, ...], probe_model: str | None, probes: int, output: str) -> None:
+    """Move InferenceObjectives and InferenceModelRewrites from inference.networking.x-k8s.io
+    (GIE v1.0-v1.5) to llm-d.ai (the llm-d router) without downtime: copy each to llm-d.ai (both
+    served; the EPP prefers llm-d.ai), verify the copies (and, with --gateway-url, --epp-metrics
+    and --probe-model, that the EPP admits each objective with its priority), then delete the
+    x-k8s objects. A failed verification deletes the copies again.
+
+    \b
+    infergate migrate llm-d -n prod --plan        # the steps
+    infergate migrate llm-d -n prod --dry-run     # every write with dryRun=All
+    infergate migrate llm-d -n prod               # copy, verify, delete the old
+    infergate migrate llm-d -n prod --rollback    # restore the x-k8s objects, delete the copies
+
+    Exit 0: done (or nothing to do); 1: error (e.g. the llm-d.ai CRDs are not installed);
+    5: a verification failed, the copies were deleted; 6: refused (an llm-d.ai object of the
+    same name has another spec)."""
+    from infergate.migrate import llmd
+    from infergate.migrate.cluster import ClusterError
+    from infergate.migrate.output import emit, line, table
+
+    probe_args = (gateway_url, metrics_urls, probe_model)
+    if any(probe_args) and not all(probe_args):
+        raise click.UsageError("the EPP probe needs --gateway-url, --epp-metrics and --probe-model together")
+    cluster = _connect(kubeconfig, context)
+    ns = namespace or _default_namespace(kubeconfig, context)
+    try:
+        if do_rollback:
+            result = llmd.rollback(cluster, ns, dry_run=dry_run)
+        else:
+            plan = llmd.plan_llmd(cluster, ns)
+            if plan_only:
+                if output != "table":
+                    emit(plan.to_dict(), output)
+                else:
+                    table(f"Plan: x-k8s -> llm-d.ai in namespace {ns}", ["#", "STEP", "WHAT"],
+                          [(i + 1, s, d) for i, (s, d) in enumerate(plan.steps())])
+                    for name in plan.already_copied:
+                        line(f"note: {name} already has its llm-d.ai copy (the run re-applies it)")
+                return
+            verifier = None
+            if gateway_url and probe_model:
+                from infergate.migrate.llmd_probe import objective_probe
+
+                verifier = objective_probe(gateway_url, list(metrics_urls), probe_model, probes=probes)
+            result = llmd.run(cluster, plan, dry_run=dry_run, verify_epp=verifier, progress=_progress(output))
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        cluster.close()
+    if output != "table":
+        emit(result.to_dict(), output)
+    else:
+        if result.steps:
+            table("x-k8s -> llm-d.ai", ["STEP", "STATUS", "DETAIL"],
+                  [(s["step"], s["status"], s["detail"]) for s in result.steps])
+        line(f"{result.phase}: {result.message}")
     sys.exit(result.exit_code)

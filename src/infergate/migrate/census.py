@@ -36,6 +36,19 @@ ROUTE = "HTTPRoute"
 EPP = "EPPDeployment"
 RELEASE = "HelmRelease"
 CRD = "CustomResourceDefinition"
+# Kinds of the moves after preview -> GA (generations.py finds them).
+XK8S_OBJECTIVE = "XK8sInferenceObjective"
+XK8S_REWRITE = "XK8sInferenceModelRewrite"
+TARGET_SPLIT = "TargetModelsSplit"
+CHART_VALUES = "ChartValuesV1.0"
+CRD_UPGRADE_BLOCKED = "CRDUpgradeBlocked"
+_LATER_MOVE_LABELS = {
+    XK8S_OBJECTIVE: "inferenceobjectives.inference.networking.x-k8s.io -> inferenceobjectives.llm-d.ai",
+    XK8S_REWRITE: "inferencemodelrewrites.inference.networking.x-k8s.io -> inferencemodelrewrites.llm-d.ai",
+    TARGET_SPLIT: "inferencemodels.inference.networking.x-k8s.io targetModels -> InferenceModelRewrite",
+    CHART_VALUES: "helm release (inferencepool chart values v1.0 -> v1.5)",
+    CRD_UPGRADE_BLOCKED: "inferencepools.inference.networking.x-k8s.io (blocks CRDs v1.5+)",
+}
 
 
 @dataclass(frozen=True, order=True)
@@ -49,6 +62,7 @@ class Finding:
     name: str
     detail: str = ""
     finalizers: tuple[str, ...] = ()
+    optional: bool = False  # a move that could be made, nothing breaks without it (generations.py)
 
 
 @dataclass(frozen=True)
@@ -69,7 +83,7 @@ class Census:
 
     @property
     def migration_needed(self) -> bool:
-        return any(f.kind != CRD for f in self.findings)
+        return any(f.kind != CRD and not f.optional for f in self.findings)
 
     def counts(self) -> list[tuple[str, str, str, str, int]]:
         """(source, resource, namespace, kind, count) rows, resource fully qualified."""
@@ -88,7 +102,8 @@ class Census:
             "counts": [{"source": s, "resource": r, "namespace": ns, "kind": k, "count": n}
                        for s, r, ns, k, n in self.counts()],
             "findings": [{"source": f.source, "kind": f.kind, "group": f.group, "namespace": f.namespace,
-                          "name": f.name, "detail": f.detail, "finalizers": list(f.finalizers)}
+                          "name": f.name, "detail": f.detail, "finalizers": list(f.finalizers),
+                          "optional": f.optional}
                          for f in self.findings],
             "crds": [{"name": c.name, "installed": c.installed, "versions": list(c.versions),
                       "shortNames": list(c.short_names), "bundleVersion": c.bundle_version} for c in self.crds],
@@ -108,6 +123,8 @@ def _resource_label(f: Finding) -> str:
         return f"{DEPLOYMENTS.qualified} (v0.3.0 EPP)"
     if f.kind == RELEASE:
         return "helm release"
+    if f.kind in _LATER_MOVE_LABELS:
+        return _LATER_MOVE_LABELS[f.kind]
     return CRDS.qualified
 
 

@@ -18,6 +18,7 @@ from infergate.migrate.resources import (
     Obj,
     name_of,
 )
+from infergate.migrate.targets import resolve as resolve_targets
 
 
 def plan_from_cluster(cluster: Cluster, namespace: str, route: str | None, options: PlanOptions) -> Plan:
@@ -39,6 +40,7 @@ def plan_from_cluster(cluster: Cluster, namespace: str, route: str | None, optio
         if service is not None:
             epp_objects[pool_name] = (deployment, service)
     missing = tuple(n for n in GA_CRD_NAMES if cluster.get(CRDS, None, n) is None)
+    options = resolve_targets(cluster, options)
     return build_plan(
         namespace=namespace,
         route=chosen,

@@ -31,6 +31,7 @@ MigrationPath = Literal["simple", "zero-downtime"]
 PATHS: tuple[MigrationPath, ...] = ("simple", "zero-downtime")
 DEFAULT_STEPS: tuple[int, ...] = (0, 50, 100)
 HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
+LLMD_API_VERSION = "llm-d.ai/v1alpha2"  # InferenceObjective / InferenceModelRewrite in the llm-d router
 
 
 class PlanError(Exception):
@@ -270,6 +271,9 @@ class PlanOptions:
     gates: Gates = field(default_factory=Gates)
     convert: ConvertOptions | None = None
     fail_open_during_migration: bool = True  # zero-downtime: GA pools FailOpen until final-route
+    # create InferenceObjectives / InferenceModelRewrites as llm-d.ai/v1alpha2 (the llm-d.ai CRDs are
+    # installed: an EPP reads only that group then; targets.py decides)
+    llmd_objects: bool = False
 
 
 def validate_weights(weights: tuple[int, ...]) -> tuple[int, ...]:
@@ -340,6 +344,8 @@ def build_plan(
     ga_pool_objs.update({name_of(o): o for o in existing_ga_pools})
     objectives = tuple(o for o in converted if o.get("kind") in ("InferenceObjective", "InferenceModelRewrite")
                        and o not in existing_objectives)
+    if options.llmd_objects:
+        objectives = tuple({**o, "apiVersion": LLMD_API_VERSION} for o in objectives)
     final_routes = tuple(o for o in converted if o.get("kind") == "HTTPRoute")
 
     pool_plans: list[PoolPlan] = []

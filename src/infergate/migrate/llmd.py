@@ -1,0 +1,235 @@
+"""x-k8s InferenceObjective / InferenceModelRewrite -> llm-d.ai, without downtime.
+
+GIE v1.0-v1.5 served InferenceObjective and InferenceModelRewrite as
+``inference.networking.x-k8s.io/v1alpha2``; they now live in the llm-d router as
+``llm-d.ai/v1alpha2`` with the same spec. An EPP (infergate's, the llm-d router's) reads only
+``llm-d.ai`` once its CRDs are installed. The move:
+
+1. ``precheck``: the llm-d.ai CRDs are served; no llm-d.ai object of the same name with another
+   spec exists (refused: exit 6);
+2. ``copy``: each x-k8s object is applied as an llm-d.ai copy (same name, labels, spec; the
+   annotation :data:`COPIED_FROM` marks it as the migration's) -- both are served now, and
+   the EPP already prefers the copies;
+3. ``verify-copies``: each copy reads back with the original's spec;
+4. ``verify-epp`` (with a probe, :mod:`infergate.migrate.llmd_probe`): the EPP admits requests
+   naming each objective with its priority;
+5. ``delete-old``: the x-k8s objects are deleted.
+
+A failed verification deletes the copies again (the x-k8s objects were never touched).
+:func:`rollback` undoes a finished move: it restores any deleted x-k8s object from its copy,
+then deletes the copies.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from infergate.kube.kinds import Kind
+from infergate.migrate.cluster import Cluster, ClusterError
+from infergate.migrate.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, EXIT_ROLLED_BACK
+from infergate.migrate.generations import LLMD_OF
+from infergate.migrate.resources import CRDS, MODEL_REWRITES, OBJECTIVES, Obj, meta, name_of
+
+COPIED_FROM: Final = "migrate.infergate.io/copied-from"
+
+
+@dataclass(frozen=True)
+class Move:
+    """One x-k8s object and its llm-d.ai copy."""
+
+    source: Kind
+    target: Kind
+    namespace: str
+    name: str
+    spec: dict[str, Any]
+    labels: dict[str, str]
+
+    @property
+    def kind(self) -> str:
+        return self.source.kind
+
+    def copy_object(self) -> Obj:
+        return {"apiVersion": self.target.api_version, "kind": self.target.kind,
+                "metadata": {"name": self.name, "namespace": self.namespace, "labels": dict(self.labels),
+                             "annotations": {COPIED_FROM: self.source.api_version}},
+                "spec": copy.deepcopy(self.spec)}
+
+    def original_object(self) -> Obj:
+        return {"apiVersion": self.source.api_version, "kind": self.source.kind,
+                "metadata": {"name": self.name, "namespace": self.namespace, "labels": dict(self.labels)},
+                "spec": copy.deepcopy(self.spec)}
+
+
+@dataclass
+class LlmdPlan:
+    namespace: str
+    moves: list[Move]
+    missing_crds: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    already_copied: list[str] = field(default_factory=list)
+
+    def steps(self) -> list[tuple[str, str]]:
+        """(step, what) rows, in order."""
+        rows = [("precheck", "llm-d.ai CRDs served: " + ("yes" if not self.missing_crds else
+                 "NO, missing " + ", ".join(self.missing_crds)))]
+        if self.conflicts:
+            rows.append(("precheck", "REFUSED: " + "; ".join(self.conflicts)))
+        for m in self.moves:
+            rows.append(("copy", f"{m.source.qualified} {self.namespace}/{m.name} -> {m.target.qualified}"))
+        rows.append(("verify-copies", f"{len(self.moves)} copies read back with the original spec"))
+        rows.append(("verify-epp", "probe each objective through the gateway (with --gateway-url and --epp-metrics)"))
+        for m in self.moves:
+            rows.append(("delete-old", f"{m.source.qualified} {self.namespace}/{m.name}"))
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "missingCRDs": self.missing_crds, "conflicts": self.conflicts,
+                "alreadyCopied": self.already_copied,
+                "moves": [{"kind": m.kind, "name": m.name, "from": m.source.api_version, "to": m.target.api_version}
+                          for m in self.moves],
+                "steps": [{"step": s, "detail": d} for s, d in self.steps()]}
+
+
+@dataclass
+class LlmdResult:
+    phase: str  # completed, rolled-back, refused, failed, nothing-to-do, dry-run
+    message: str
+    exit_code: int
+    steps: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"phase": self.phase, "message": self.message, "exitCode": self.exit_code, "steps": self.steps}
+
+
+# A verification of the EPP: problems found (empty: it serves from the copies).
+EppVerifier = Callable[[LlmdPlan], list[str]]
+
+
+def _spec(obj: Obj) -> dict[str, Any]:
+    spec = obj.get("spec")
+    return spec if isinstance(spec, dict) else {}
+
+
+def plan_llmd(cluster: Cluster, namespace: str) -> LlmdPlan:
+    """What moving ``namespace``'s x-k8s objectives and rewrites to llm-d.ai takes."""
+    missing = [target.qualified for target in LLMD_OF.values() if cluster.get(CRDS, None, target.qualified) is None]
+    moves: list[Move] = []
+    conflicts: list[str] = []
+    already: list[str] = []
+    for source in (OBJECTIVES, MODEL_REWRITES):
+        target = LLMD_OF[source]
+        for obj in sorted(cluster.list(source, namespace), key=name_of):
+            move = Move(source, target, namespace, name_of(obj), copy.deepcopy(_spec(obj)),
+                        {str(k): str(v) for k, v in (meta(obj).get("labels") or {}).items()})
+            existing = None if missing else cluster.get(target, namespace, move.name)
+            if existing is not None:
+                ours = (meta(existing).get("annotations") or {}).get(COPIED_FROM) == source.api_version
+                if _spec(existing) != move.spec:
+                    conflicts.append(f"{target.qualified} {namespace}/{move.name} exists with another spec"
+                                     + (" (an earlier copy: the original changed since)" if ours else ""))
+                    continue
+                already.append(f"{target.kind} {move.name}")
+            moves.append(move)
+    return LlmdPlan(namespace, moves, missing, conflicts, already)
+
+
+def run(cluster: Cluster, plan: LlmdPlan, *, dry_run: bool = False, verify_epp: EppVerifier | None = None,
+        progress: Callable[[str], None] = lambda _: None) -> LlmdResult:
+    steps: list[dict[str, str]] = []
+
+    def step(name: str, status: str, detail: str) -> None:
+        steps.append({"step": name, "status": status, "detail": detail})
+        progress(f"{name}: {status} {detail}")
+
+    if plan.missing_crds:
+        step("precheck", "failed", "missing " + ", ".join(plan.missing_crds))
+        return LlmdResult("failed", "the llm-d.ai CRDs are not installed (" + ", ".join(plan.missing_crds)
+                          + "): install them first, e.g. `infergate crds --bundle llm-d | kubectl apply -f -`, "
+                          "and run this right after (an EPP reads only llm-d.ai once they exist)", EXIT_ERROR, steps)
+    if plan.conflicts:
+        step("precheck", "refused", "; ".join(plan.conflicts))
+        return LlmdResult("refused", "refused: " + "; ".join(plan.conflicts), EXIT_REFUSED, steps)
+    if not plan.moves:
+        step("precheck", "ok", "no x-k8s InferenceObjective or InferenceModelRewrite")
+        return LlmdResult("nothing-to-do", f"nothing to move in namespace {plan.namespace}", EXIT_OK, steps)
+    step("precheck", "ok", f"{len(plan.moves)} object(s) to move")
+    created: list[Move] = []
+    try:
+        for m in plan.moves:
+            existed = cluster.get(m.target, m.namespace, m.name) is not None
+            cluster.apply(m.target, m.copy_object(), dry_run=dry_run)
+            if not existed:
+                created.append(m)
+            step("copy", "dry-run" if dry_run else "done", f"{m.target.kind} {m.name} ({m.target.api_version})")
+        if dry_run:
+            for m in plan.moves:
+                cluster.delete(m.source, m.namespace, m.name, dry_run=True)
+                step("delete-old", "dry-run", f"{m.source.kind} {m.name} ({m.source.api_version})")
+            return LlmdResult("dry-run", f"dry run: {len(plan.moves)} object(s) would move to llm-d.ai", EXIT_OK,
+                              steps)
+        problems = [p for m in plan.moves for p in _verify_copy(cluster, m)]
+        if not problems and verify_epp is not None:
+            step("verify-copies", "done", f"{len(plan.moves)} copies")
+            problems = verify_epp(plan)
+            stage = "verify-epp"
+        else:
+            stage = "verify-copies"
+        if problems:
+            step(stage, "failed", "; ".join(problems))
+            for m in created:
+                cluster.delete(m.target, m.namespace, m.name)
+            step("rollback", "done", f"deleted {len(created)} copies; the x-k8s objects are untouched")
+            return LlmdResult("rolled-back", f"{stage} failed: " + "; ".join(problems), EXIT_ROLLED_BACK, steps)
+        if verify_epp is None:
+            step("verify-copies", "done", f"{len(plan.moves)} copies")
+            step("verify-epp", "skipped", "no probe (--gateway-url, --epp-metrics, --probe-model)")
+        else:
+            step("verify-epp", "done", "the EPP admits each objective with its priority")
+        for m in plan.moves:
+            cluster.delete(m.source, m.namespace, m.name)
+            step("delete-old", "done", f"{m.source.kind} {m.name} ({m.source.api_version})")
+    except ClusterError as exc:
+        step("error", "failed", str(exc))
+        return LlmdResult("failed", f"{exc} (run again: the move resumes; or `infergate migrate llm-d --rollback`)",
+                          EXIT_ERROR, steps)
+    return LlmdResult("completed", f"{len(plan.moves)} object(s) now served from llm-d.ai in namespace "
+                      f"{plan.namespace}", EXIT_OK, steps)
+
+
+def _verify_copy(cluster: Cluster, move: Move) -> list[str]:
+    got = cluster.get(move.target, move.namespace, move.name)
+    if got is None:
+        return [f"{move.target.kind} {move.name}: not found after apply"]
+    if _spec(got) != move.spec:
+        return [f"{move.target.kind} {move.name}: spec differs from the original after apply"]
+    return []
+
+
+def rollback(cluster: Cluster, namespace: str, *, dry_run: bool = False) -> LlmdResult:
+    """Undo the move in ``namespace``: restore each x-k8s object that was deleted from its
+    llm-d.ai copy, then delete the copies (only those the migration made: :data:`COPIED_FROM`)."""
+    steps: list[dict[str, str]] = []
+    count = 0
+    for source, target in LLMD_OF.items():
+        for obj in cluster.list(target, namespace):
+            if (meta(obj).get("annotations") or {}).get(COPIED_FROM) != source.api_version:
+                continue
+            move = Move(source, target, namespace, name_of(obj), copy.deepcopy(_spec(obj)),
+                        {str(k): str(v) for k, v in (meta(obj).get("labels") or {}).items()})
+            if cluster.get(source, namespace, move.name) is None:
+                cluster.apply(source, move.original_object(), dry_run=dry_run)
+                steps.append({"step": "restore", "status": "dry-run" if dry_run else "done",
+                              "detail": f"{source.kind} {move.name} ({source.api_version})"})
+            cluster.delete(target, namespace, move.name, dry_run=dry_run)
+            steps.append({"step": "delete-copy", "status": "dry-run" if dry_run else "done",
+                          "detail": f"{target.kind} {move.name} ({target.api_version})"})
+            count += 1
+    if not count:
+        return LlmdResult("nothing-to-do", f"no llm-d.ai copy made by the migration in namespace {namespace}",
+                          EXIT_OK, steps)
+    return LlmdResult("rolled-back", f"{count} copies removed, the x-k8s objects restored"
+                      + (" (dry run)" if dry_run else "") + "; an EPP reads them again once the llm-d.ai CRDs are "
+                      "removed (while those exist it reads only llm-d.ai)", EXIT_OK, steps)

@@ -1,0 +1,89 @@
+"""`infergate migrate chart-values`: inferencepool chart values v1.0 -> v1.5 (golden in/out files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from infergate.cli.migrate import command
+from infergate.migrate.chart_values import ChartValuesError, convert_values, v1_markers
+
+DATA = Path(__file__).resolve().parent / "testdata" / "chart-values"
+REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+V15 = REFERENCE / "gie-v1.5.0" / "charts" / "inferencepool-values.yaml"
+
+
+@pytest.mark.parametrize("name", ["v1.0-full", "v1.0-minimal"])
+def test_golden(name: str) -> None:
+    values = yaml.safe_load((DATA / f"{name}.in.yaml").read_text())
+    expected = yaml.safe_load((DATA / f"{name}.out.yaml").read_text())
+    result = convert_values(values)
+    assert result.changed
+    assert result.values == expected
+    assert v1_markers(result.values) == []  # the output is v1.5 layout through and through
+
+
+def test_converted_keys_exist_in_the_v15_chart() -> None:
+    """Every key the converter writes under inferenceExtension / inferencePool is one the v1.5
+    chart's values.yaml knows (the layout, not only the names we made up)."""
+    upstream = yaml.safe_load(V15.read_text())
+    out = yaml.safe_load((DATA / "v1.0-full.out.yaml").read_text())
+    for section in ("inferenceExtension", "inferencePool", "provider"):
+        assert set(out[section]) - {"modelServers"} <= set(upstream[section]), section
+    assert set(out["inferenceExtension"]["image"]) <= set(upstream["inferenceExtension"]["image"])
+    assert isinstance(upstream["inferenceExtension"]["flags"], dict)
+    assert set(out["provider"]["istio"]) <= set(upstream["provider"]["istio"])
+
+
+def test_v15_values_come_back_unchanged() -> None:
+    upstream = yaml.safe_load(V15.read_text())
+    result = convert_values(upstream)
+    assert not result.changed
+    assert result.values == upstream
+
+
+def test_failure_mode_of_v10_is_kept_explicitly() -> None:
+    """v1.0 defaulted to FailClose, v1.5 to FailOpen: unset means FailClose, written out."""
+    result = convert_values({"inferenceExtension": {"flags": [{"name": "v", "value": 2}]}})
+    assert result.values["inferenceExtension"] == {"flags": {"v": 2}, "failureMode": "FailClose"}
+    assert any("FailOpen" in n for n in result.notes)
+
+
+def test_docker_hub_org_becomes_docker_io() -> None:
+    out = convert_values({"inferenceExtension": {"image": {"hub": "myorg", "name": "epp", "tag": "x"}}}).values
+    assert out["inferenceExtension"]["image"] == {"registry": "docker.io", "repository": "myorg/epp", "tag": "x"}
+
+
+@pytest.mark.parametrize(("values", "path"), [
+    ({"inferenceExtension": {"flags": [{"name": "v", "value": 1}, {"name": "v", "value": 2}]}},
+     "inferenceExtension.flags[1].name: Duplicate value"),
+    ({"inferenceExtension": {"flags": [{"value": 1}]}}, "inferenceExtension.flags[0].name: Required value"),
+    ({"inferenceExtension": {"image": {"hub": "r.io/x", "name": "epp", "registry": "r.io"}}},
+     "inferenceExtension.image: Invalid value: both"),
+    ({"inferenceExtension": {"enableLeaderElection": True, "replicas": 1}},
+     "inferenceExtension.enableLeaderElection: Invalid value"),
+    ({"inferencePool": {"targetPortNumber": 0}}, "inferencePool.targetPortNumber: Invalid value"),
+    ({"istio": {"destinationRule": {"host": "a"}}, "provider": {"istio": {"destinationRule": {"host": "b"}}}},
+     "istio: Invalid value: both istio and provider.istio"),
+])
+def test_contradictions_are_errors_with_field_paths(values: dict[str, object], path: str) -> None:
+    with pytest.raises(ChartValuesError) as info:
+        convert_values(values)
+    assert any(p.startswith(path) for p in info.value.problems), info.value.problems
+
+
+def test_cli_writes_yaml_and_notes(tmp_path: Path) -> None:
+    out = tmp_path / "v15.yaml"
+    result = CliRunner().invoke(command, ["chart-values", "-f", str(DATA / "v1.0-full.in.yaml"),
+                                          "--output-file", str(out)])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(out.read_text()) == yaml.safe_load((DATA / "v1.0-full.out.yaml").read_text())
+    assert "note: inferenceExtension.failureMode: FailClose" in result.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("inferenceExtension:\n  flags:\n  - name: v\n  - name: v\n")
+    result = CliRunner().invoke(command, ["chart-values", "-f", str(bad)])
+    assert result.exit_code == 1
+    assert "inferenceExtension.flags[1].name: Duplicate value" in result.stderr

@@ -1,0 +1,264 @@
+"""`infergate migrate llm-d`: x-k8s InferenceObjective / InferenceModelRewrite -> llm-d.ai
+(copy, verify, delete the old; rollback), with the real kubectl against the module's API server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from infergate.api.headers import INFERENCE_OBJECTIVE
+from infergate.epp.metrics import EppMetrics
+from infergate.migrate.generations import LLMD_MODEL_REWRITES, LLMD_OBJECTIVES
+from infergate.migrate.llmd import COPIED_FROM
+from infergate.migrate.llmd_probe import objective_count
+from infergate.migrate.resources import CRDS, MODEL_REWRITES, OBJECTIVES
+from infergate.util.net import free_port
+from infergate.util.wait import wait_until
+
+from .conftest import REPO, TESTDATA, load_objects
+
+Migrate = Tool = Any
+OBJECTS = TESTDATA / "generations" / "v1.0-objects.yaml"
+
+
+def _apply_crds(cluster: Any, bundle: str) -> None:
+    for crd in load_objects(REPO / "config" / "crd" / bundle):
+        cluster.apply(CRDS, crd)
+
+
+@pytest.fixture
+def llmd_crds(cluster: Any) -> None:
+    _apply_crds(cluster, "gie-v1.5.yaml")
+    _apply_crds(cluster, "llm-d.yaml")
+
+
+def _names(kubectl: Tool, resource: str, ns: str) -> list[str]:
+    out = kubectl.run("get", resource, "-n", ns, "-o", "json").stdout
+    return sorted(i["metadata"]["name"] for i in json.loads(out)["items"])
+
+
+def _specs(cluster: Any, resource: Any, ns: str) -> dict[str, Any]:
+    return {o["metadata"]["name"]: o["spec"] for o in cluster.list(resource, ns)}
+
+
+def test_missing_llmd_crds_is_an_error_naming_them(migrate: Migrate, kubectl: Tool, cluster: Any,
+                                                   namespace: str) -> None:
+    _apply_crds(cluster, "gie-v1.5.yaml")
+    for crd in load_objects(REPO / "config" / "crd" / "llm-d.yaml"):
+        cluster.delete(CRDS, None, crd["metadata"]["name"])
+    kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
+    result = migrate("llm-d", "-n", namespace)
+    assert result.returncode == 1, result.out
+    assert "inferenceobjectives.llm-d.ai" in result.stdout and "infergate crds --bundle llm-d" in result.stdout
+    assert _names(kubectl, "inferenceobjectives.inference.networking.x-k8s.io", namespace) == ["batch", "food-review"]
+
+
+def test_move_copies_then_deletes_the_old(migrate: Migrate, kubectl: Tool, cluster: Any, namespace: str,
+                                          llmd_crds: None) -> None:
+    kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
+    before = _specs(cluster, OBJECTIVES, namespace), _specs(cluster, MODEL_REWRITES, namespace)
+    plan = migrate("llm-d", "-n", namespace, "--plan", "-o", "json")
+    assert plan.returncode == 0, plan.out
+    steps = [s["step"] for s in json.loads(plan.stdout)["steps"]]
+    assert steps == ["precheck", "copy", "copy", "copy", "verify-copies", "verify-epp",
+                     "delete-old", "delete-old", "delete-old"]
+    dry = migrate("llm-d", "-n", namespace, "--dry-run")
+    assert dry.returncode == 0, dry.out
+    assert _names(kubectl, "inferenceobjectives.llm-d.ai", namespace) == []  # --plan, --dry-run change nothing
+
+    result = migrate("llm-d", "-n", namespace, "-o", "json")
+    assert result.returncode == 0, result.out
+    assert json.loads(result.stdout)["phase"] == "completed"
+    assert _names(kubectl, "inferenceobjectives.inference.networking.x-k8s.io", namespace) == []
+    assert _names(kubectl, "inferencemodelrewrites.inference.networking.x-k8s.io", namespace) == []
+    assert (_specs(cluster, LLMD_OBJECTIVES, namespace), _specs(cluster, LLMD_MODEL_REWRITES, namespace)) == before
+    copy = cluster.get(LLMD_OBJECTIVES, namespace, "food-review")
+    assert copy["metadata"]["annotations"][COPIED_FROM] == "inference.networking.x-k8s.io/v1alpha2"
+    # nothing is pending any more for this move
+    check = json.loads(migrate("check", "-n", namespace, "-o", "json", "--no-helm").stdout)
+    assert not [f for f in check["findings"] if f["namespace"] == namespace]
+
+    back = migrate("llm-d", "-n", namespace, "--rollback")
+    assert back.returncode == 0, back.out
+    assert (_specs(cluster, OBJECTIVES, namespace), _specs(cluster, MODEL_REWRITES, namespace)) == before
+    assert _names(kubectl, "inferenceobjectives.llm-d.ai", namespace) == []
+    assert _names(kubectl, "inferencemodelrewrites.llm-d.ai", namespace) == []
+
+
+def test_an_llmd_object_with_another_spec_is_refused(migrate: Migrate, kubectl: Tool, cluster: Any,
+                                                     namespace: str, llmd_crds: None) -> None:
+    kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
+    other = yaml.safe_load(OBJECTS.read_text().split("---")[0])
+    other["apiVersion"] = "llm-d.ai/v1alpha2"
+    other["spec"]["priority"] = 99
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(other))
+    result = migrate("llm-d", "-n", namespace)
+    assert result.returncode == 6, result.out
+    assert f"inferenceobjectives.llm-d.ai {namespace}/food-review exists with another spec" in result.stdout
+    assert _names(kubectl, "inferenceobjectives.inference.networking.x-k8s.io", namespace) == ["batch", "food-review"]
+    assert _names(kubectl, "inferenceobjectives.llm-d.ai", namespace) == ["food-review"]
+
+
+class StandInGateway:
+    """A gateway + EPP stand-in in a thread: it admits a request with the priority of the
+    objective its header names, looked up among the llm-d.ai InferenceObjectives of the
+    namespace (an EPP with the llm-d.ai CRDs reads only those), and counts it in the EPP's real
+    metrics. ``serve_llmd`` False: it ignores the copies (an EPP that was not switched)."""
+
+    def __init__(self, cluster: Any, namespace: str) -> None:
+        self.cluster, self.namespace = cluster, namespace
+        self.metrics = EppMetrics()
+        self.serve_llmd = True
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    async def _completions(self, request: web.Request) -> web.Response:
+        name = request.headers.get(INFERENCE_OBJECTIVE, "")
+        known = {o["metadata"]["name"]: int(o["spec"].get("priority") or 0)
+                 for o in await asyncio.to_thread(self.cluster.list, LLMD_OBJECTIVES, self.namespace)} \
+            if self.serve_llmd else {}
+        objective = name if name in known else ""
+        self.metrics.request_priority_total.labels("m", "m", objective, str(known.get(name, 0))).inc()
+        return web.json_response({"choices": [{"text": "ok"}]})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), content_type="text/plain")
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def __enter__(self) -> StandInGateway:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    @property
+    def args(self) -> list[str]:
+        url = f"http://127.0.0.1:{self.port}"
+        return ["--gateway-url", url, "--epp-metrics", f"{url}/metrics", "--probe-model", "m"]
+
+
+@pytest.fixture
+def gateway(cluster: Any, namespace: str) -> Iterator[StandInGateway]:
+    with StandInGateway(cluster, namespace) as g:
+        yield g
+
+
+def test_epp_probe_passes_when_the_copies_are_served(migrate: Migrate, kubectl: Tool, namespace: str,
+                                                     llmd_crds: None, gateway: StandInGateway) -> None:
+    kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
+    result = migrate("llm-d", "-n", namespace, *gateway.args)
+    assert result.returncode == 0, result.out
+    assert "the EPP admits each objective with its priority" in result.stdout
+    text = gateway.metrics.render().decode()
+    assert objective_count(text, "food-review", 10) == 3 and objective_count(text, "batch", -1) == 3
+
+
+def test_epp_probe_failure_deletes_the_copies(migrate: Migrate, kubectl: Tool, namespace: str,
+                                              llmd_crds: None, gateway: StandInGateway) -> None:
+    kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
+    gateway.serve_llmd = False
+    result = migrate("llm-d", "-n", namespace, *gateway.args)
+    assert result.returncode == 5, result.out
+    assert "it does not serve the copy" in result.stdout
+    assert _names(kubectl, "inferenceobjectives.llm-d.ai", namespace) == []
+    assert _names(kubectl, "inferencemodelrewrites.llm-d.ai", namespace) == []
+    assert _names(kubectl, "inferenceobjectives.inference.networking.x-k8s.io", namespace) == ["batch", "food-review"]
+
+
+def test_probe_options_go_together(migrate: Migrate, namespace: str) -> None:
+    result = migrate("llm-d", "-n", namespace, "--gateway-url", "http://127.0.0.1:1")
+    assert result.returncode == 2
+    assert "--gateway-url, --epp-metrics and --probe-model together" in result.stderr
+
+
+def test_plan_shows_the_llmd_move(migrate: Migrate, kubectl: Tool, namespace: str, llmd_crds: None) -> None:
+    kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
+    result = migrate("plan", "-n", namespace, "--move", "x-k8s-to-llm-d")
+    assert result.returncode == 0, result.out
+    assert "inferenceobjectives.inference.networking.x-k8s.io" in result.stdout
+    assert "delete-old" in result.stdout and "verify-epp" in result.stdout
+
+
+class RunningEppSource:
+    """infergate's EPP Kubernetes source (the informers `infergate epp` runs) for one GA pool,
+    feeding a real Datastore, on its own event loop in a thread."""
+
+    def __init__(self, kubeconfig: str, namespace: str, pool: str) -> None:
+        from infergate.epp.datastore import Datastore
+        from infergate.epp.sources.kubernetes import KubernetesSource
+
+        self.datastore = Datastore()
+        self.source = KubernetesSource(pool, namespace, "inference.networking.k8s.io", kubeconfig=kubeconfig,
+                                       watch_timeout=1, retry_delay=0.2)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    async def _start(self) -> None:
+        self._task = asyncio.ensure_future(self.source.run(self.datastore))
+
+    async def _stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def __enter__(self) -> RunningEppSource:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def priorities(self) -> dict[str, int]:
+        return {o.name: o.priority for o in self.datastore.objectives()}
+
+
+def test_the_real_epp_serves_the_copies_and_no_gap(migrate: Migrate, kubectl: Tool, cluster: Any, namespace: str,
+                                                   llmd_crds: None, apiserver: Any) -> None:
+    """With the llm-d.ai CRDs installed, infergate's EPP ignores the x-k8s objects (the reason the
+    move is pending); after `migrate llm-d` it serves the copies: the objectives' priorities and
+    the rewrite's weighted targets."""
+    _apply_crds(cluster, "gie-v1.6.yaml")
+    pool = "vllm-llama3-8b-instruct"
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool", "metadata": {"name": pool},
+        "spec": {"selector": {"matchLabels": {"app": "vllm"}}, "targetPorts": [{"number": 8000}],
+                 "endpointPickerRef": {"name": f"{pool}-epp", "port": {"number": 9002}}}}))
+    kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
+    with RunningEppSource(str(apiserver.kubeconfig_path), namespace, pool) as epp:
+        wait_until(lambda: epp.source.synced, 15, what="the EPP's watches to sync")
+        assert epp.priorities() == {}  # llm-d.ai installed: the x-k8s objectives are ignored
+        assert epp.datastore.rewrites.pick("food-review", random.Random(0)) is None
+        result = migrate("llm-d", "-n", namespace)
+        assert result.returncode == 0, result.out
+        wait_until(lambda: epp.priorities() == {"food-review": 10, "batch": -1}, 15,
+                   what="the EPP to serve the llm-d.ai objectives")
+        rng = random.Random(3)
+        drawn = [epp.datastore.rewrites.pick("food-review", rng) for _ in range(2000)]
+        assert set(drawn) == {"food-review-1", "food-review-2"}
+        assert abs(drawn.count("food-review-1") / 2000 - 0.9) < 0.03
