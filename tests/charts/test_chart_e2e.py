@@ -217,7 +217,7 @@ def test_source_document_install_route_upgrade_uninstall(cluster: Cluster, tmp_p
     assert preview["spec"]["selector"] == {"app": APP}
     ga = cluster.get("inferencepools.inference.networking.k8s.io", GA_RELEASE)
     assert ga["spec"]["endpointPickerRef"] == {"group": "", "kind": "Service", "name": f"{GA_RELEASE}-epp",
-                                               "port": {"number": 9002}, "failureMode": "FailClose"}
+                                               "port": {"number": 9002}, "failureMode": "FailOpen"}
 
     # the source document's objectives (GA) and an InferenceModel (preview), the 50/50 route
     cluster.kubectl("apply", "-f", "-", input=f"""
@@ -269,11 +269,11 @@ spec:
     # both pools' EPPs scheduled requests (50/50 split; all on one side: p = 2 * 0.5**24)
     assert epp_requests(cluster, PREVIEW_RELEASE) > 0 and epp_requests(cluster, GA_RELEASE) > 0
 
-    # helm upgrade: two EPP replicas and FailOpen for the GA pool
+    # helm upgrade: two EPP replicas and FailClose for the GA pool
     upgraded = cluster.helm("upgrade", GA_RELEASE, str(POOL_CHART), "--reuse-values",
-                            "--set", "inferenceExtension.replicas=2", "--set", "inferenceExtension.failureMode=FailOpen")
+                            "--set", "inferenceExtension.replicas=2", "--set", "inferenceExtension.failureMode=FailClose")
     assert re.search(r"^REVISION: 2$", upgraded, re.M)
-    assert cluster.get("infpool", GA_RELEASE)["spec"]["endpointPickerRef"]["failureMode"] == "FailOpen"
+    assert cluster.get("infpool", GA_RELEASE)["spec"]["endpointPickerRef"]["failureMode"] == "FailClose"
     eventually(lambda: ready_replicas(cluster, f"{GA_RELEASE}-epp") == 2, 60, "GA EPP scaled to 2")
     assert len(processes_of(cluster.kubeconfig, f"--pool-name={GA_RELEASE} ")) == 2
     completions_through_gateway(cluster, 6)

@@ -89,7 +89,7 @@ def test_matrix_renders_a_consistent_pool_and_epp(
     pool = one(objects, "InferencePool")
     assert pool["apiVersion"] == api_version
     assert pool["metadata"]["name"] == RELEASE
-    failure_mode = extension.get("failureMode", "FailClose")
+    failure_mode = extension.get("failureMode", "FailOpen")
     if api_version == GA:
         assert pool["spec"] == {
             "targetPorts": [{"number": 8000}],
