@@ -115,6 +115,10 @@ def test_lossy_inference_model_translation() -> None:
     assert model_rules, rules
     headers = model_rules[0]["filters"][0]["requestHeaderModifier"]["set"]
     assert {"name": "x-gateway-inference-objective", "value": "chat"} in headers
+    # where the result differs from the source document on purpose, the plan says so (issue 17)
+    split = [n for n in plan.notes if "targetModels split of chat is kept" in n]
+    assert split and split[0].startswith("on purpose, unlike the source document"), plan.notes
+    assert any("priority 2" in n and "chat=-1" in n for n in plan.notes), plan.notes
 
 
 def test_shift_route_keys_weights_by_group_when_both_pools_share_a_name() -> None:
