@@ -353,19 +353,21 @@ def build_plan(
         )
         selector = tuple(sorted((str(k), str(v)) for k, v in (spec.get("selector") or {}).items()))
         ext = spec.get("extensionRef") or {}
+        ga_object = ga_pool_objs.get(ga) or {}
+        final_mode = str(((ga_object.get("spec") or {}).get("endpointPickerRef") or {}).get("failureMode")
+                         or "FailClose")
         chart = None
         if install == "helm":
             sets = [(f"inferencePool.modelServers.matchLabels.{k}", v) for k, v in selector]
             sets.append(("inferencePool.targetPorts[0].number", str(spec.get("targetPortNumber"))))
             sets.append(("provider.name", options.provider))
+            # the preview pool's failure mode, whatever the chart's default (FailOpen since upstream v1.4)
+            sets.append(("inferenceExtension.failureMode", final_mode))
             chart = ChartInstall(ga, namespace, options.chart, options.chart_version, tuple(sets))
-        ga_object = ga_pool_objs.get(ga) or {}
         ga_epp = str(((ga_object.get("spec") or {}).get("endpointPickerRef") or {}).get("name") or helm_epp_name(ga))
         source = (epp_objects or {}).get(name)
         epp_copy = ga_epp_objects(source[0], source[1], ga, ga_epp, namespace) \
             if install == "objects" and source is not None else ()
-        final_mode = str(((ga_object.get("spec") or {}).get("endpointPickerRef") or {}).get("failureMode")
-                         or "FailClose")
         pool_plans.append(PoolPlan(
             namespace, name, ga, selector, int(spec.get("targetPortNumber") or 0),
             str(ext.get("name") or helm_epp_name(name)), ga_epp, release, install, chart, ga_object, epp_copy,
