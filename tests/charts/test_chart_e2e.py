@@ -202,9 +202,8 @@ def test_source_document_install_route_upgrade_uninstall(cluster: Cluster, tmp_p
     installed_preview = cluster.helm("install", PREVIEW_RELEASE, *SOURCE_DOCUMENT_FLAGS,
                                      "--set", "inferencePool.apiVersion=inference.networking.x-k8s.io/v1alpha2",
                                      package[1])
-    # FailClose explicitly: the source document's (v1.0) chart default; the chart's is FailOpen now (as upstream's v1.4+)
-    installed_ga = cluster.helm("install", GA_RELEASE, *SOURCE_DOCUMENT_FLAGS, "--version", "0.1.0",
-                                "--set", "inferenceExtension.failureMode=FailClose", str(POOL_CHART))
+    # the chart's default failure mode: FailOpen (upstream's since v1.4; the source document's v1.0 chart had FailClose)
+    installed_ga = cluster.helm("install", GA_RELEASE, *SOURCE_DOCUMENT_FLAGS, "--version", "0.1.0", str(POOL_CHART))
     for out in (installed_preview, installed_ga):
         assert re.search(r"^STATUS: deployed$", out, re.M), out
         # provider.name=gke on a cluster without GKE's APIs: said clearly, nothing half-created
@@ -219,7 +218,7 @@ def test_source_document_install_route_upgrade_uninstall(cluster: Cluster, tmp_p
     assert preview["spec"]["selector"] == {"app": APP}
     ga = cluster.get("inferencepools.inference.networking.k8s.io", GA_RELEASE)
     assert ga["spec"]["endpointPickerRef"] == {"group": "", "kind": "Service", "name": f"{GA_RELEASE}-epp",
-                                               "port": {"number": 9002}, "failureMode": "FailClose"}
+                                               "port": {"number": 9002}, "failureMode": "FailOpen"}
 
     # the source document's objectives (GA) and an InferenceModel (preview), the 50/50 route
     cluster.kubectl("apply", "-f", "-", input=f"""
@@ -271,12 +270,12 @@ spec:
     # both pools' EPPs scheduled requests (50/50 split; all on one side: p = 2 * 0.5**24)
     assert epp_requests(cluster, PREVIEW_RELEASE) > 0 and epp_requests(cluster, GA_RELEASE) > 0
 
-    # helm upgrade: two EPP replicas, each serving (no leader election), and FailOpen for the GA pool
+    # helm upgrade: two EPP replicas, each serving (no leader election), and FailClose for the GA pool
     upgraded = cluster.helm("upgrade", GA_RELEASE, str(POOL_CHART), "--reuse-values",
                             "--set", "inferenceExtension.replicas=2", "--set", "inferenceExtension.enableLeaderElection=false",
-                            "--set", "inferenceExtension.failureMode=FailOpen")
+                            "--set", "inferenceExtension.failureMode=FailClose")
     assert re.search(r"^REVISION: 2$", upgraded, re.M)
-    assert cluster.get("infpool", GA_RELEASE)["spec"]["endpointPickerRef"]["failureMode"] == "FailOpen"
+    assert cluster.get("infpool", GA_RELEASE)["spec"]["endpointPickerRef"]["failureMode"] == "FailClose"
     eventually(lambda: ready_replicas(cluster, f"{GA_RELEASE}-epp") == 2, 60, "GA EPP scaled to 2")
     assert len(processes_of(cluster.kubeconfig, f"--pool-name={GA_RELEASE} ")) == 2
     completions_through_gateway(cluster, 6)

@@ -121,6 +121,8 @@ def test_simple_path_with_helm_uninstalls_the_preview_release_and_installs_the_g
     (pool,) = plan["pools"]
     assert (pool["install"], pool["previewRelease"], pool["ga"]) == ("helm", "llama-preview", "llama-ga")
     assert ["inferencePool.modelServers.matchLabels.app", "vllm-llama3-8b-instruct"] in pool["chart"]["sets"]
+    # the preview pool's failure mode is kept, whatever the chart's default
+    assert ["inferenceExtension.failureMode", "FailClose"] in pool["chart"]["sets"]
     result = migrate("run", "-n", ns, "--path", "simple", "--chart", str(CHARTS / "inferencepool-v1"),
                      "--chart-version", "", "--probes", "0", "--ready-timeout", "5", "-o", "json")
     assert result.returncode == 0, result.out

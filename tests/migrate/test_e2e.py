@@ -441,13 +441,20 @@ async def test_a_ga_epp_that_dies_at_fifty_percent(stack: Stack, fail_open: bool
 
 @LOOP
 async def test_simple_path_reports_its_measured_downtime(stack: Stack) -> None:
+    """Issue 17 defect 8: the GA pool and its EPP are installed and ready before the preview stack is
+    removed, so the downtime is only from the removal until the GA route is programmed: a few tenths
+    of a second here (it was 2.7 s, the GA EPP's start included, when the preview stack went first).
+    The monitor itself (that it counts an outage) is tested in test_probe.py."""
     runtime = asyncio.create_task(stack.runtime(int(stack.metrics[GA].split(":")[2].split("/")[0])))
     try:
         result = await migrate(stack, "simple")
     finally:
         runtime.cancel()
     assert result.exit_code == 0, (result.message, result.steps, result.checks)
+    order = [s["step"] for s in result.steps]
+    assert order.index("wait-ready") < order.index("remove-preview") < order.index("final-route"), order
     assert result.downtime is not None
     assert result.downtime["requests"] > 10
-    assert result.downtime["failed"] > 0 and result.downtime["downtimeS"] > 0, result.downtime
+    assert result.downtime["downtimeS"] < 1.5, result.downtime
+    assert (result.downtime["failed"] > 0) == (result.downtime["downtimeS"] > 0), result.downtime
     print("simple path downtime", json.dumps(result.downtime))

@@ -56,8 +56,22 @@ def test_zero_downtime_steps_in_order_with_teardown_last() -> None:
     assert ids.index("analyse-100") < ids.index("lock")
     simple = plan_for(stack(), path="simple")
     ids = [s.id for s in simple.steps]
-    assert ids.index("remove-preview") < ids.index("delete-preview-crds") < ids.index("install-ga-crds")
     assert not any(isinstance(s, Shift) for s in simple.steps)
+    # issue 17 defect 8: the GA stack is installed and ready before the preview stack goes, and the
+    # route moves right after, so the downtime is only the removal and the route's programming
+    assert ids == ["preflight", "install-ga-crds", "install-pool-vllm-llama3-8b-instruct-ga", "apply-objectives",
+                   "wait-ready", "remove-preview", "final-route", "delete-preview-crds", "verify"]
+
+
+def test_simple_path_keeps_the_documents_order_when_a_ga_name_would_take_a_preview_one() -> None:
+    # --pool-name-suffix '': the GA pool keeps the preview pool's name, and so would its EPP Service
+    simple = plan_for(stack(), path="simple", pool_name_suffix="")
+    (pool,) = simple.pools
+    assert pool.ga_epp == pool.preview_epp
+    ids = [s.id for s in simple.steps]
+    assert ids == ["preflight", "remove-preview", "delete-preview-crds", "install-ga-crds",
+                   "install-pool-vllm-llama3-8b-instruct-preview", "apply-objectives", "final-route", "wait-ready",
+                   "verify"]
 
 
 def test_objects_come_from_the_converter_and_lossy_fields_are_named() -> None:
@@ -101,6 +115,10 @@ def test_lossy_inference_model_translation() -> None:
     assert model_rules, rules
     headers = model_rules[0]["filters"][0]["requestHeaderModifier"]["set"]
     assert {"name": "x-gateway-inference-objective", "value": "chat"} in headers
+    # where the result differs from the source document on purpose, the plan says so (issue 17)
+    split = [n for n in plan.notes if "targetModels split of chat is kept" in n]
+    assert split and split[0].startswith("on purpose, unlike the source document"), plan.notes
+    assert any("priority 2" in n and "chat=-1" in n for n in plan.notes), plan.notes
 
 
 def test_shift_route_keys_weights_by_group_when_both_pools_share_a_name() -> None:

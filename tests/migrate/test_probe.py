@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from infergate.epp.metrics import EppMetrics
-from infergate.migrate.probe import epp_counts, parse_counters, probe_once
+from infergate.migrate.probe import DowntimeMonitor, epp_counts, parse_counters, probe_once
 from infergate.util.net import free_port
 
 FIRST_TOKEN_S = 0.3
@@ -94,3 +94,39 @@ async def test_epp_counts_per_pool_none_for_a_page_that_is_not_metrics(server: s
     counts = await epp_counts({"a": f"{server}/metrics", "b": f"{server}/html", "c": f"{server}/missing",
                                "d": "http://127.0.0.1:9/metrics"})
     assert counts == {"a": 12.0, "b": None, "c": None, "d": None}
+
+
+async def test_the_downtime_monitor_measures_an_outage_from_its_first_failure_to_the_first_success_after() -> None:
+    """The simple path's monitor (its figure is the README's): one request every 0.1 s; an outage of
+    0.6 s in the middle is counted and measured, and service is restored once 5 answers in a row pass."""
+    outage = asyncio.Event()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if outage.is_set():
+            return web.json_response({"error": {"message": "no backend"}}, status=503)
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b'data: {"choices": [{"index": 0, "text": "x"}]}\n\ndata: [DONE]\n\n')
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/completions", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    monitor = DowntimeMonitor(f"http://127.0.0.1:{port}", "llama")
+    try:
+        monitor.start()
+        await asyncio.sleep(0.5)
+        outage.set()
+        await asyncio.sleep(0.6)
+        outage.clear()
+        assert await monitor.wait_restored(5.0)
+    finally:
+        await monitor.stop()
+        await runner.cleanup()
+    summary = monitor.summary()
+    assert isinstance(summary["failed"], int) and 3 <= summary["failed"] <= 8, summary
+    assert 0.4 <= monitor.downtime_s() <= 1.2, summary
+    assert [ok for _, ok in monitor.results][-5:] == [True] * 5

@@ -43,7 +43,10 @@ def test_simple_path_replaces_the_preview_stack_and_a_second_run_does_nothing(
     code, report = run(migrate, ns, "--path", "simple", "--probes", "0")
     assert code == 0, report
     assert report["phase"] == "done"
-    assert [s["step"] for s in report["steps"]][:3] == ["preflight", "remove-preview", "delete-preview-crds"]
+    # the GA stack first, ready, then the preview stack goes and the route moves (issue 17 defect 8)
+    assert [s["step"] for s in report["steps"]] == [
+        "preflight", "install-ga-crds", f"install-pool-{GA}", "apply-objectives", "wait-ready", "remove-preview",
+        "final-route", "delete-preview-crds", "verify"]
     assert cluster.get(PREVIEW_POOLS, ns, PREVIEW) is None
     assert cluster.list(PREVIEW_MODELS, ns) == []
     assert cluster.get(DEPLOYMENTS, ns, f"{PREVIEW}-epp") is None

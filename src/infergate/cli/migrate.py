@@ -37,8 +37,8 @@ def _namespace_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def _plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed([
         click.option("--path", "path", type=click.Choice(["simple", "zero-downtime"]), default="zero-downtime",
-                     show_default=True, help="simple: delete, then install (downtime); zero-downtime: side by side, "
-                     "shift weights with analysis."),
+                     show_default=True, help="simple: install GA and wait until ready, remove preview, switch the route at once (a "
+                     "short downtime); zero-downtime: side by side, shift weights with analysis."),
         click.option("--route", help="The HTTPRoute to migrate (default: the only one using preview pools)."),
         click.option("--steps", default="0,50,100", show_default=True,
                      help="GA weight steps in percent (100 is always last)."),
@@ -142,7 +142,7 @@ def command() -> None:
     infergate migrate check -A                       # is a migration needed? (exit 3: yes)
     infergate migrate plan -n prod                   # the steps, the GA objects, what is lossy
     infergate migrate run -n prod                    # zero-downtime: 0 -> 50 -> 100 with analysis
-    infergate migrate run -n prod --path simple      # delete, install, verify; reports the downtime
+    infergate migrate run -n prod --path simple      # install, remove, switch, verify; reports the downtime
     infergate migrate verify -n prod --route llm-route
     infergate migrate cleanup -n prod                # preview leftovers, then the preview CRDs
     infergate migrate llm-d -n prod                  # x-k8s objectives/rewrites -> llm-d.ai

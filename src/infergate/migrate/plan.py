@@ -359,21 +359,21 @@ def build_plan(
         )
         selector = tuple(sorted((str(k), str(v)) for k, v in (spec.get("selector") or {}).items()))
         ext = spec.get("extensionRef") or {}
+        ga_object = ga_pool_objs.get(ga) or {}
+        final_mode = str(((ga_object.get("spec") or {}).get("endpointPickerRef") or {}).get("failureMode")
+                         or "FailClose")
         chart = None
         if install == "helm":
             sets = [(f"inferencePool.modelServers.matchLabels.{k}", v) for k, v in selector]
             sets.append(("inferencePool.targetPorts[0].number", str(spec.get("targetPortNumber"))))
             sets.append(("provider.name", options.provider))
-            # the preview pool's own mode (its default FailClose), whatever the chart's default
-            sets.append(("inferenceExtension.failureMode", str(ext.get("failureMode") or "FailClose")))
+            # the preview pool's failure mode, whatever the chart's default (FailOpen since upstream v1.4)
+            sets.append(("inferenceExtension.failureMode", final_mode))
             chart = ChartInstall(ga, namespace, options.chart, options.chart_version, tuple(sets))
-        ga_object = ga_pool_objs.get(ga) or {}
         ga_epp = str(((ga_object.get("spec") or {}).get("endpointPickerRef") or {}).get("name") or helm_epp_name(ga))
         source = (epp_objects or {}).get(name)
         epp_copy = ga_epp_objects(source[0], source[1], ga, ga_epp, namespace) \
             if install == "objects" and source is not None else ()
-        final_mode = str(((ga_object.get("spec") or {}).get("endpointPickerRef") or {}).get("failureMode")
-                         or "FailClose")
         pool_plans.append(PoolPlan(
             namespace, name, ga, selector, int(spec.get("targetPortNumber") or 0),
             str(ext.get("name") or helm_epp_name(name)), ga_epp, release, install, chart, ga_object, epp_copy,
@@ -385,7 +385,7 @@ def build_plan(
     model_names = tuple(sorted({str((m.get("spec") or {}).get("modelName")) for m in models}))
     original = _clean(route)
     steps = _steps(options.path, namespace, route_name, pool_plans, objectives, final_routes, weights,
-                   ga_crds_missing)
+                   ga_crds_missing, {epp_deployments[p.preview] for p in pool_plans if p.preview in epp_deployments})
     notes: list[str] = []
     if any(p.install == "objects" for p in pool_plans):
         notes.append("GA pools without a Helm release are applied as objects; their EPP Deployment/Service "
@@ -457,6 +457,7 @@ def _steps(
     final_routes: tuple[Obj, ...],
     weights: tuple[int, ...],
     ga_crds_missing: tuple[str, ...],
+    preview_epp_deployments: set[str],
 ) -> tuple[Step, ...]:
     ns = f"-n {namespace}"
     install_crds = InstallCrds(
@@ -509,7 +510,11 @@ def _steps(
                     "200 from the GA pools", "kubectl get gateway -o wide; curl -i $IP:$PORT/v1/completions ...")
     preflight = Preflight("preflight", "check the cluster: CRDs per group, objects, gateway, no GitOps owner")
     if path == "simple":
-        return (preflight, remove, delete_crds, install_crds, *pool_steps, apply_objectives, final, wait, verify)
+        if ga_names_clash(pools, preview_epp_deployments):  # the GA stack can only be installed once the preview one is gone
+            return (preflight, remove, delete_crds, install_crds, *pool_steps, apply_objectives, final, wait, verify)
+        # Everything that can start before the preview stack goes is started and waited for first, so
+        # the downtime is only from its removal until the GA route is programmed (docs/migrate.md).
+        return (preflight, install_crds, *pool_steps, apply_objectives, wait, remove, final, delete_crds, verify)
     shifts: list[Step] = []
     for w in weights:
         shifts.append(Shift(f"shift-{w}", f"HTTPRoute {route}: {100 - w}% preview, {w}% GA",
@@ -524,6 +529,16 @@ def _steps(
         Lock("lock", "lock the migration (one-way): rollback needs --force from here on"),
         final, verify, remove, delete_crds,
     )
+
+
+def ga_names_clash(pools: list[PoolPlan], preview_epp_deployments: set[str]) -> bool:
+    """Whether some GA pool's Helm release or EPP objects would take a name the preview stack still
+    uses (``--pool-name-suffix ''`` with a release named after its pool): then the simple path
+    removes the preview stack before it installs the GA one, as the source document does."""
+    preview = {n for p in pools for n in (p.preview_epp, p.preview_release) if n} | preview_epp_deployments
+    ga = {n for p in pools for n in (p.ga_epp, p.chart.release if p.chart else None,
+                                     *(name_of(o) for o in p.ga_epp_objects)) if n}
+    return bool(preview & ga)
 
 
 def _clean(obj: Obj) -> Obj:

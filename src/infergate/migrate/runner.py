@@ -4,9 +4,10 @@
       -> (shift w -> analyse w) for each weight   [fail: roll back, stop | no data: pause]
       -> lock (one-way) -> final route -> verify -> remove preview -> delete preview CRDs -> done
 
-The simple path: preflight -> remove preview -> delete preview CRDs -> install GA -> final
-route -> wait ready -> verify, with a downtime monitor running from the first deletion to the
-end. State lives in the ConfigMap ``infergate-migration-<route>`` (:mod:`.state`).
+The simple path: preflight -> install GA -> wait ready -> remove preview -> final route ->
+delete preview CRDs -> verify (when a GA name would clash with a preview one: remove preview
+-> delete preview CRDs -> install GA -> final route -> wait ready -> verify, the source
+document's order), with a downtime monitor running from the start to the end. State lives in the ConfigMap ``infergate-migration-<route>`` (:mod:`.state`).
 
 Each step kind has one handler (``STEP_HANDLERS``). The cluster and helm clients are
 synchronous: every call to them runs in a worker thread, so that the event loop, which the
