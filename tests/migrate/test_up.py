@@ -188,6 +188,8 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priorit
           "charts/inferencepool")
     up.sh("kubectl apply -f examples/demo/preview/models.yaml -f examples/demo/routes/preview.yaml")
     address = serve_gateway(up, listen, 120)
+    # the chart's FailOpen serves through the gateway before the preview EPP is Ready: wait for it
+    up.sh(f"kubectl rollout status deployment/{PREVIEW}-epp --timeout=120s", timeout=130)
     from infergate.migrate.resources import GA_POOLS, PREVIEW_POOLS
 
     watch = PriorityWatch(epp_metrics(up, PREVIEW_POOLS, PREVIEW), priority_audit.parse)
