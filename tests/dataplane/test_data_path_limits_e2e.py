@@ -192,3 +192,9 @@ async def test_fail_close_answers_500_for_a_dead_epp_and_504_for_a_hung_one(tmp_
             await hung.stop()
     assert [a.status_code for a in dead_answers] == [500] * 3
     assert hung_answer.status_code == 504
+    # an OpenAI-style JSON error, not Envoy's empty body (issue 17)
+    for answer in (*dead_answers, hung_answer):
+        assert answer.headers["content-type"] == "application/json", answer.headers
+        error = answer.json()["error"]
+        assert error["type"] == "endpoint_picker_unavailable" and error["code"] == answer.status_code, error
+        assert "FailClose" in error["message"] and error["details"].startswith("ext_proc_error"), error

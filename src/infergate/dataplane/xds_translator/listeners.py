@@ -10,7 +10,12 @@ from infergate.dataplane.xds_translator.common import INVALID_PREFIX, duration, 
 from infergate.dataplane.xds_translator.filters import http_filters, router
 from infergate.dataplane.xds_translator.options import TranslateOptions
 from infergate.dataplane.xds_translator.secrets import filter_chain, tls_inspector
-from infergate.dataplane.xds_translator.type_urls import T_FILE_ACCESS_LOG, T_HCM, T_STDOUT_ACCESS_LOG
+from infergate.dataplane.xds_translator.type_urls import (
+    T_CEL_FILTER,
+    T_FILE_ACCESS_LOG,
+    T_HCM,
+    T_STDOUT_ACCESS_LOG,
+)
 from infergate.ir import Listener
 
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
@@ -38,6 +43,7 @@ def listener(ir_listener: Listener, opts: TranslateOptions) -> dict[str, Any]:
         # An edge proxy: the client's address is the downstream peer (appended to XFF).
         "use_remote_address": True,
         "http_filters": http_filters(ir_listener, opts),
+        "local_reply_config": local_reply_config(),
     }
     access_logs = _access_logs(opts)
     if access_logs:
@@ -86,6 +92,40 @@ def invalid_listener(status: int) -> dict[str, Any]:
         "name": name,
         "internal_listener": {},
         "filter_chains": [{"filters": [{"name": HCM_FILTER, "typed_config": hcm}]}],
+    }
+
+
+def local_reply_config() -> dict[str, Any]:
+    """A FailClose pool whose EPP cannot answer (down, not ready yet, or timing out) gets an
+    OpenAI-style JSON error instead of Envoy's empty body. Only ext_proc's own failures
+    (``response_code_details`` ``ext_proc_error_*``) are rewritten: the EPP's immediate
+    responses (429 shed, 400, 404...) already carry their JSON bodies."""
+    return {
+        "mappers": [
+            {
+                "filter": {
+                    "extension_filter": {
+                        "name": "envoy.access_loggers.extension_filters.cel",
+                        "typed_config": {
+                            "@type": T_CEL_FILTER,
+                            "expression": "response.code_details.startsWith('ext_proc_error')",
+                        },
+                    }
+                },
+                "body_format_override": {
+                    "json_format": {
+                        "error": {
+                            "message": "infergate: the endpoint picker of this pool is not available "
+                            "(failure mode FailClose)",
+                            "type": "endpoint_picker_unavailable",
+                            "code": "%RESPONSE_CODE%",
+                            "details": "%RESPONSE_CODE_DETAILS%",
+                        }
+                    },
+                    "content_type": "application/json",
+                },
+            }
+        ]
     }
 
 
