@@ -67,6 +67,10 @@ class PodIPAllocator:
         if self._by_key.pop(key, None) is not None:
             self._save()
 
+    def holders(self) -> list[str]:
+        """The keys holding an address."""
+        return list(self._by_key)
+
     def address_of(self, key: str) -> str | None:
         return self._by_key.get(key)
 
