@@ -4,15 +4,27 @@ The one module that imports both ``infergate.controller`` (provider -> translato
 statuses) and ``infergate.dataplane`` (IR -> xDS -> Envoy); the two packages meet only
 through ``infergate.ir``. ``run_gateway(GatewayConfig(...))`` is what the CLI and the
 end-to-end tests run.
+
+Two data planes (``GatewayConfig.data_plane``):
+
+- ``process`` (default): one Envoy, this process's child, serves every Gateway
+  (``infergate.dataplane.Dataplane``);
+- ``deployments``: no local Envoy. The xDS server listens on ``xds_address`` for the Envoy
+  pods of every Gateway (``infergate.dataplane.remote.RemoteDataplane``), and the fleet
+  reconciler (``infergate.controller.fleet.provider.FleetProvider``) creates each Gateway's
+  Envoy Deployment, Service and PodDisruptionBudget and reports addresses and ``Programmed``
+  from the Envoys' ACKs.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from infergate import __version__
 from infergate.controller.admin import AdminServer
 from infergate.controller.providers import Provider
 from infergate.controller.runner import Reconciler
@@ -20,7 +32,10 @@ from infergate.controller.translator import TranslatorOptions
 from infergate.controller.translator.addresses import AddressAllocator, ClusterAllocator, LoopbackAllocator
 from infergate.dataplane import Dataplane, DataplaneOptions
 
-__all__ = ["GatewayConfig", "build_provider", "build_translator_options", "run_gateway"]
+__all__ = ["DEFAULT_ENVOY_IMAGE", "GatewayConfig", "build_provider", "build_translator_options", "run_gateway"]
+
+DEFAULT_ENVOY_IMAGE = f"ghcr.io/infergate/infergate:{__version__}"
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,31 @@ class GatewayConfig:
     envoy_concurrency: int = 1
     envoy_log_level: str = "warning"
     debounce: float = 0.1
+    # --data-plane deployments: Envoy pods per Gateway, configured over xDS from here
+    data_plane: str = "process"  # or "deployments"
+    xds_address: str = "0.0.0.0:18000"  # where the xDS server listens (deployments)
+    xds_service: str | None = None  # "NS/NAME:PORT": the xDS Service whose clusterIP Envoys dial
+    envoy_image: str = DEFAULT_ENVOY_IMAGE
+    envoy_admin_port: int = 19001
+    envoy_drain_seconds: float = 15.0
+    fleet_resync: float = 10.0
+
+
+def split_host_port(value: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too); ValueError naming ``what`` otherwise."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{what}: {value!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def split_service(value: str) -> tuple[str, str, int]:
+    """``NAMESPACE/NAME:PORT`` -> (namespace, name, port)."""
+    ref, port = split_host_port(value, "--xds-service")
+    namespace, sep, name = ref.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise ValueError(f"--xds-service: {value!r}: expected NAMESPACE/NAME:PORT")
+    return namespace, name, port
 
 
 def build_provider(config: GatewayConfig) -> Provider:
@@ -71,11 +111,75 @@ def build_translator_options(config: GatewayConfig) -> TranslatorOptions:
 async def run_gateway(config: GatewayConfig, *, started: asyncio.Event | None = None,
                       on_reconciled: Any = None) -> None:
     """Run until cancelled: provider -> translator -> data plane, statuses written back."""
+    if config.data_plane == "deployments":
+        await _run_deployments(config, started=started, on_reconciled=on_reconciled)
+        return
+    if config.data_plane != "process":
+        raise ValueError(f"--data-plane: {config.data_plane!r}: expected process or deployments")
     options = build_translator_options(config)
     provider = build_provider(config)
     dp_options = DataplaneOptions(work_dir=Path(config.work_dir) if config.work_dir else None,
                                   concurrency=config.envoy_concurrency, log_level=config.envoy_log_level)
     async with Dataplane(dp_options) as dataplane:
+        await provider.start()
+        reconciler = Reconciler(provider, dataplane, options, debounce=config.debounce)
+        admin = None
+        try:
+            if config.admin_port is not None:
+                admin = AdminServer(reconciler, dataplane, config.admin_host, config.admin_port)
+                await admin.start()
+            result = await reconciler.reconcile_once()
+            if on_reconciled is not None:
+                on_reconciled(result, dataplane)
+            if started is not None:
+                started.set()
+            await reconciler.run()
+        finally:
+            if admin is not None:
+                await admin.stop()
+            await provider.stop()
+
+
+def _fleet_options(config: GatewayConfig, xds_bound: tuple[str, int]) -> Any:
+    from infergate.controller.fleet.provider import FleetOptions  # deployments mode only
+
+    xds_service: tuple[str, str] | None = None
+    port = xds_bound[1]
+    host: str | None = None
+    if config.xds_service:
+        namespace, name, port = split_service(config.xds_service)
+        xds_service = (namespace, name)
+    elif xds_bound[0] not in WILDCARD_HOSTS:
+        host = xds_bound[0]
+    else:  # listening on every address: Envoys dial this pod's own IP
+        host = os.environ.get("INFERGATE_POD_IP") or os.environ.get("POD_IP") or None
+    return FleetOptions(envoy_image=config.envoy_image, xds_port=port, xds_host=host, xds_service=xds_service,
+                        admin_port=config.envoy_admin_port, drain_seconds=config.envoy_drain_seconds,
+                        resync_s=config.fleet_resync)
+
+
+async def _run_deployments(config: GatewayConfig, *, started: asyncio.Event | None, on_reconciled: Any) -> None:
+    """``--data-plane deployments``: xDS server + fleet reconciler, no local Envoy."""
+    # deployments mode only: the fleet reconciler and the remote data plane load here
+    from infergate.controller.fleet.provider import FleetProvider
+    from infergate.controller.providers.kubernetes import KubernetesProvider
+    from infergate.dataplane.remote import RemoteDataplane, RemoteDataplaneOptions
+
+    if config.manifests_dir:
+        raise ValueError("--data-plane deployments: needs an API server (--kubeconfig or --in-cluster), not -f")
+    host, port = split_host_port(config.xds_address, "--xds-address")
+    if config.xds_service:
+        split_service(config.xds_service)  # a bad value fails before anything starts
+    # Listeners bind 0.0.0.0 in the IR; each Envoy pod gets them at its own pod IP.
+    options = replace(build_translator_options(replace(config, address_mode="cluster")),
+                      addresses=ClusterAllocator(None))
+    inner = build_provider(config)
+    assert isinstance(inner, KubernetesProvider)
+    dataplane = RemoteDataplane(RemoteDataplaneOptions(xds_host=host or "0.0.0.0", xds_port=port),
+                                on_nodes_changed=inner.changed.set)
+    async with dataplane:
+        provider = FleetProvider(inner, inner.client, _fleet_options(config, dataplane.xds_address),
+                                 dataplane.synced_gateways)
         await provider.start()
         reconciler = Reconciler(provider, dataplane, options, debounce=config.debounce)
         admin = None

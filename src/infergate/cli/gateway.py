@@ -27,6 +27,18 @@ Once the first configuration is live, one line is printed on stdout:
 "ready NS/GATEWAY=http://ADDRESS:PORT ...".
 EPPs run as their own processes (`infergate epp`): a pool's endpointPickerRef Service
 resolves to its ready pods, its EndpointSlices, or (no selector) its clusterIP.
+
+\b
+Data planes (--data-plane):
+  process      one Envoy, this process's child, serves every Gateway (default)
+  deployments  no local Envoy: the xDS server listens on --xds-address and each Gateway
+               gets an Envoy Deployment, Service and PodDisruptionBudget (owned by the
+               Gateway) running `infergate envoy` from --envoy-image against the clusterIP
+               of --xds-service. Knobs: the GatewayClass's parametersRef ConfigMap
+               (replicas, serviceType, serviceAnnotations, resources, logLevel,
+               extProcTimeout, responseBodyMode); see docs/gateway.md.
+  infergate gateway --in-cluster --data-plane deployments \\
+      --xds-service infergate-system/infergate-xds:18000
 """
 
 
@@ -60,30 +72,54 @@ resolves to its ready pods, its EndpointSlices, or (no selector) its clusterIP.
               help="Directory for Envoy's bootstrap and log (a temporary one by default).")
 @click.option("--envoy-concurrency", type=int, default=1, show_default=True, help="Envoy worker threads.")
 @click.option("--envoy-log-level", default="warning", show_default=True, help="Envoy's log level.")
+@click.option("--data-plane", type=click.Choice(["process", "deployments"]), default="process", show_default=True,
+              help="process: one local Envoy child; deployments: an Envoy Deployment per Gateway, configured "
+                   "over xDS from here (needs an API server).")
+@click.option("--xds-address", default="0.0.0.0:18000", show_default=True, metavar="HOST:PORT",
+              help="deployments: where the xDS (ADS gRPC) server listens (0.0.0.0 is the pod IP in a pod).")
+@click.option("--xds-service", default=None, metavar="NAMESPACE/NAME:PORT",
+              help="deployments: the Service in front of the xDS server; Envoy pods dial its clusterIP and PORT "
+                   "[default: the --xds-address host, or this pod's IP].")
+@click.option("--envoy-image", default=None, metavar="IMAGE",
+              help="deployments: the image of the Envoy pods (it runs `infergate envoy`) "
+                   "[default: ghcr.io/infergate/infergate:VERSION].")
+@click.option("--envoy-drain-seconds", type=click.FloatRange(0, 3600), default=15.0, show_default=True,
+              help="deployments: how long a stopping Envoy pod lets requests finish.")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def command(manifests_dir: str | None, kubeconfig: str | None, kube_context: str | None, in_cluster: bool,
             gateway_classes: tuple[str, ...], controller_name: str, address_mode: str, address_pool: str,
             external_address: str | None, status_file: str | None, poll_interval: float,
             admin_port: int | None, admin_host: str, work_dir: str | None, envoy_concurrency: int,
-            envoy_log_level: str, verbose: int) -> None:
+            envoy_log_level: str, data_plane: str, xds_address: str, xds_service: str | None,
+            envoy_image: str | None, envoy_drain_seconds: float, verbose: int) -> None:
     """Run the gateway controller, xDS server and Envoy for Gateway API + InferencePool resources."""
     sources = [bool(manifests_dir), bool(kubeconfig or kube_context), in_cluster]
     if sum(sources) != 1:
         raise click.UsageError("give exactly one source: -f DIR, --kubeconfig PATH (or --context), or --in-cluster")
     if status_file and not manifests_dir:
         raise click.UsageError("--status-file: only with -f (with an API server, statuses are written there)")
+    if data_plane == "deployments" and manifests_dir:
+        raise click.UsageError("--data-plane deployments: needs an API server (--kubeconfig or --in-cluster), not -f")
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("infergate.controller.runner").setLevel(min(level, logging.INFO))
 
-    from infergate.gateway import GatewayConfig
+    from infergate.gateway import DEFAULT_ENVOY_IMAGE, GatewayConfig, split_host_port, split_service
 
+    try:
+        split_host_port(xds_address, "--xds-address")
+        if xds_service:
+            split_service(xds_service)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     config = GatewayConfig(
         manifests_dir=manifests_dir, kubeconfig=kubeconfig, kube_context=kube_context, in_cluster=in_cluster,
         gateway_classes=gateway_classes, controller_name=controller_name, address_mode=address_mode,
         address_pool=address_pool, external_address=external_address, status_file=status_file,
         poll_interval=poll_interval, admin_host=admin_host, admin_port=admin_port, work_dir=work_dir,
-        envoy_concurrency=envoy_concurrency, envoy_log_level=envoy_log_level,
+        envoy_concurrency=envoy_concurrency, envoy_log_level=envoy_log_level, data_plane=data_plane,
+        xds_address=xds_address, xds_service=xds_service, envoy_image=envoy_image or DEFAULT_ENVOY_IMAGE,
+        envoy_drain_seconds=envoy_drain_seconds,
     )
     try:
         asyncio.run(_main(config))
@@ -92,6 +128,12 @@ def command(manifests_dir: str | None, kubeconfig: str | None, kube_context: str
 
 
 def _announce(result: Any, dataplane: Any) -> None:
+    if hasattr(dataplane, "synced_gateways"):  # deployments: the Envoys are pods, not this process's child
+        host, port = dataplane.xds_address
+        gateways = sorted({f"{lst.gateway_namespace}/{lst.gateway_name}" for lst in result.ir.listeners})
+        click.echo(f"xDS server on {host}:{port}; Gateways: {', '.join(gateways) or 'none yet'}", err=True)
+        click.echo(f"ready xds={host}:{port}")
+        return
     for listener in result.ir.listeners:
         click.echo(f"gateway {listener.gateway_namespace}/{listener.gateway_name}: "
                    f"listening on http://{listener.address}:{listener.port}", err=True)

@@ -22,6 +22,15 @@ new handshakes, connections already open are untouched.
 A NACK (a request whose ``response_nonce`` is the latest one sent and which carries
 ``error_detail``) is logged, kept in ``last_nack``, the snapshot reverts to the last good
 config (Envoy keeps serving that, too) and ``push()`` raises :class:`XdsRejected`.
+
+Several Envoys of several Gateways (``infergate gateway --data-plane deployments``): an Envoy
+whose node metadata names its Gateway (``gateway: "NS/NAME"``) gets only that Gateway's
+listeners (and the internal ones), and one that names its pod IP (``pod_ip``) gets listeners
+bound to that address instead of 0.0.0.0, so Envoy pods sharing a machine do not collide
+(:func:`node_listeners`). Each node's ACK state is tracked (:meth:`XdsServer.nodes`): a node is
+*in sync* when it has ACKed the current version of every type it asked for;
+``on_nodes_changed`` is called when that set changes. With ``require_connection=False`` a push
+with no Envoy connected just sets the snapshot (Envoys get it when they connect).
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ from infergate.dataplane.xds_translator import (
     T_SECRET,
     EnvoyResources,
 )
+from infergate.dataplane.xds_translator.common import INVALID_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +108,62 @@ class XdsEvent:
     node: str
 
 
+@dataclass(frozen=True)
+class NodeInfo:
+    """Who is on a stream: its node id and what its node metadata says about it."""
+
+    id: str = "?"
+    pod_ip: str | None = None  # listeners bound to 0.0.0.0 bind this address for this node
+    gateway: str | None = None  # "NS/NAME": only this Gateway's listeners (None: every listener)
+
+    @classmethod
+    def from_node(cls, node: Any) -> NodeInfo:
+        fields = node.metadata.fields
+        pod_ip = fields["pod_ip"].string_value if "pod_ip" in fields else ""
+        gateway = fields["gateway"].string_value if "gateway" in fields else ""
+        return cls(node.id or "?", pod_ip or None, gateway or None)
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """One connected Envoy's ACK state (``XdsServer.nodes()``)."""
+
+    info: NodeInfo
+    in_sync: bool  # ACKed the current version of every type it asked for
+    nack: str | None  # the reason of its last NACK of a current version, if any
+
+
+WILDCARD_ADDRESSES = ("0.0.0.0", "::")
+
+
+def node_listeners(listeners: Resources, info: NodeInfo) -> Resources:
+    """The listeners ``info``'s Envoy gets: its Gateway's (plus internal ones) when it names one,
+    and bound to its pod IP instead of a wildcard address when it names one. Pure."""
+    prefix = f"gateway/{info.gateway}/" if info.gateway else ""
+    out: Resources = {}
+    for name, resource in listeners.items():
+        if prefix and not (name.startswith(prefix) or name.startswith(INVALID_PREFIX)):
+            continue
+        socket = (resource.get("address") or {}).get("socket_address") or {}
+        if info.pod_ip and socket.get("address") in WILDCARD_ADDRESSES:
+            resource = {**resource, "address": {**resource["address"],
+                                                "socket_address": {**socket, "address": info.pod_ip}}}
+        out[name] = resource
+    return out
+
+
+def route_names(listeners: Resources) -> set[str]:
+    """The route configurations ``listeners`` name over RDS."""
+    names = set()
+    for resource in listeners.values():
+        for chain in resource.get("filter_chains") or ():
+            for network_filter in chain.get("filters") or ():
+                rds = (network_filter.get("typed_config") or {}).get("rds") or {}
+                if rds.get("route_config_name"):
+                    names.add(str(rds["route_config_name"]))
+    return names
+
+
 @dataclass
 class _TypeState:
     subscribed: set[str] = field(default_factory=set)
@@ -114,10 +180,20 @@ class _TypeState:
 class _Stream:
     def __init__(self, ident: int) -> None:
         self.ident = ident
-        self.node = "?"
+        self.info = NodeInfo()
         self.outbox: asyncio.Queue[discovery_pb2.DiscoveryResponse | None] = asyncio.Queue()
         self.types: dict[str, _TypeState] = {t: _TypeState() for t in ALL_TYPES}
         self.nonce = 0
+        # The listeners as this node gets them (filtered, per-node addresses), for one version.
+        self.listeners: tuple[str, Resources, dict[str, any_pb2.Any]] | None = None
+
+    @property
+    def node(self) -> str:
+        return self.info.id
+
+    @property
+    def filtered(self) -> bool:
+        return self.info.gateway is not None or self.info.pod_ip is not None
 
 
 @dataclass
@@ -139,12 +215,20 @@ class XdsServer:
         clusters_warm: Callable[[float], Awaitable[None]] | None = None,
         retire_poll_s: float = 0.5,
         retire_max_s: float = 600.0,
+        require_connection: bool = True,
+        on_nodes_changed: Callable[[], None] | None = None,
     ) -> None:
         """``idle_check(names)`` returns the clusters among ``names`` with no request in flight;
         unused clusters that are still busy are removed later (at most ``retire_max_s`` later).
         ``clusters_warm(timeout)`` returns once Envoy has no warming cluster (a new cluster with
         active health checks warms after its first check round, after the ACK).
+        ``require_connection``: a push waits for an Envoy to connect (one supervised Envoy);
+        False: with none connected, a push just sets what Envoys get when they connect.
+        ``on_nodes_changed()`` is called when the set of in-sync nodes changes.
         """
+        self._require_connection = require_connection
+        self._on_nodes_changed = on_nodes_changed
+        self._synced: frozenset[str] = frozenset()
         self._idle_check = idle_check
         self._clusters_warm = clusters_warm
         self._retire_poll_s = retire_poll_s
@@ -214,6 +298,42 @@ class XdsServer:
 
     def resources(self, type_url: str) -> Resources:
         return dict(self._snapshot.resources[type_url])
+
+    def nodes(self) -> list[NodeState]:
+        """Every connected Envoy and whether it runs the current configuration."""
+        return [NodeState(s.info, self._in_sync(s), self._current_nack(s)) for s in self._streams.values()]
+
+    def synced_nodes(self) -> frozenset[str]:
+        """Ids of the connected nodes that ACKed the current version of everything they asked for."""
+        return frozenset(s.node for s in self._streams.values() if self._in_sync(s))
+
+    def _in_sync(self, stream: _Stream) -> bool:
+        for type_url in ALL_TYPES:
+            state = stream.types[type_url]
+            if not state.requested:
+                if type_url in WILDCARD_TYPES:
+                    return False  # not even asked for listeners and clusters yet
+                continue
+            if state.acked_version != self._snapshot.versions[type_url]:
+                return False
+        return True
+
+    def _current_nack(self, stream: _Stream) -> str | None:
+        for type_url in ALL_TYPES:
+            state = stream.types[type_url]
+            if state.nacked_version is not None and state.nacked_version == self._snapshot.versions[type_url]:
+                return state.nack_reason
+        return None
+
+    def _notify_nodes(self) -> None:
+        synced = self.synced_nodes()
+        if synced != self._synced:
+            self._synced = synced
+            if self._on_nodes_changed is not None:
+                try:
+                    self._on_nodes_changed()
+                except Exception:  # a listener's bug must not break the xDS stream
+                    log.exception("xDS: on_nodes_changed failed")
 
     async def wait_for_connection(self, timeout: float) -> None:
         assert self._cond is not None
@@ -344,6 +464,7 @@ class XdsServer:
             for type_url in ALL_TYPES:  # CDS before EDS, LDS before RDS
                 if type_url in changed:
                     self._maybe_send(stream, type_url)
+        self._notify_nodes()
         return changed
 
     async def _revert(self, base: dict[str, Resources]) -> None:
@@ -369,16 +490,20 @@ class XdsServer:
         assert self._cond is not None
         remaining = deadline - time.monotonic()
         if not self._streams:
+            if not self._require_connection:
+                return  # Envoys get this snapshot when they connect
             await self.wait_for_connection(max(0.0, remaining))
         versions = {t: self._snapshot.versions[t] for t in types}
 
         def check() -> Nack | bool:
             if not self._streams:
-                return False
+                return not self._require_connection
             for stream in self._streams.values():
                 for type_url, version in versions.items():
                     state = stream.types[type_url]
                     needed = set(self._snapshot.resources[type_url])
+                    if type_url == T_ROUTE_CONFIGURATION and stream.filtered:
+                        needed &= route_names(self._listeners_for(stream)[0])  # only its listeners' routes
                     if type_url == T_SECRET:
                         # Envoy asks for a certificate once a listener names it: wait only for
                         # the ones it subscribed to (the others follow their listener).
@@ -414,6 +539,8 @@ class XdsServer:
             return
         version = self._snapshot.versions[type_url]
         available = self._snapshot.packed[type_url]
+        if type_url == T_LISTENER and stream.filtered:
+            available = self._listeners_for(stream)[1]
         if type_url in WILDCARD_TYPES:
             names = frozenset(available)
         else:
@@ -432,10 +559,22 @@ class XdsServer:
         self.events.append(XdsEvent("sent", type_url, version, names, stream.node))
         stream.outbox.put_nowait(response)
 
+    def _listeners_for(self, stream: _Stream) -> tuple[Resources, dict[str, any_pb2.Any]]:
+        """The listeners of a filtered stream (its Gateway's, at its pod IP), packed once per version."""
+        version = self._snapshot.versions[T_LISTENER]
+        if stream.listeners is None or stream.listeners[0] != version:
+            view = node_listeners(self._snapshot.resources[T_LISTENER], stream.info)
+            shared = self._snapshot.packed[T_LISTENER]
+            packed = {name: shared[name] if res is self._snapshot.resources[T_LISTENER].get(name)
+                      else protos.to_any(T_LISTENER, res) for name, res in view.items()}
+            stream.listeners = (version, view, packed)
+        return stream.listeners[1], stream.listeners[2]
+
     async def _on_request(self, stream: _Stream, request: discovery_pb2.DiscoveryRequest) -> None:
         assert self._cond is not None
-        if request.node.id:
-            stream.node = request.node.id
+        if request.HasField("node") and request.node.id:
+            stream.info = NodeInfo.from_node(request.node)
+            stream.listeners = None
         type_url = request.type_url
         if type_url not in stream.types:
             log.debug("xDS: ignoring request for unsupported type %s", type_url)
@@ -468,6 +607,7 @@ class XdsServer:
                     XdsEvent("ack", type_url, state.sent_version or "", state.sent_names, stream.node)
                 )
         self._maybe_send(stream, type_url)
+        self._notify_nodes()
         async with self._cond:
             self._cond.notify_all()
 
@@ -500,6 +640,7 @@ class XdsServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
             self._streams.pop(stream.ident, None)
+            self._notify_nodes()
             async with self._cond:
                 self._cond.notify_all()
 

@@ -68,6 +68,7 @@ _BUILTIN_CLIENT_KINDS: Final = (
     Kind("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
     Kind("apps", "v1", "deployments", "Deployment"),
     Kind("apps", "v1", "replicasets", "ReplicaSet"),
+    Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
     Kind("", "v1", "configmaps", "ConfigMap"),
     Kind("", "v1", "secrets", "Secret"),
     Kind("", "v1", "serviceaccounts", "ServiceAccount"),
@@ -132,6 +133,7 @@ SERVICE_ACCOUNTS: Final = get("", "ServiceAccount")
 ENDPOINT_SLICES: Final = get("discovery.k8s.io", "EndpointSlice")
 DEPLOYMENTS: Final = get("apps", "Deployment")
 REPLICA_SETS: Final = get("apps", "ReplicaSet")
+POD_DISRUPTION_BUDGETS: Final = get("policy", "PodDisruptionBudget")
 LEASES: Final = get("coordination.k8s.io", "Lease")
 ROLES: Final = get("rbac.authorization.k8s.io", "Role")
 ROLE_BINDINGS: Final = get("rbac.authorization.k8s.io", "RoleBinding")

@@ -1,0 +1,206 @@
+"""The fleet reconciler, as a provider wrapper: after each translation, before statuses are written.
+
+``FleetProvider`` wraps the Kubernetes provider. Its ``write_statuses`` (called by the
+reconcile loop once the xDS server has the new configuration) first makes every accepted
+Gateway's Envoy objects match :mod:`~infergate.controller.fleet.desired` (through
+:class:`~infergate.controller.fleet.applier.FleetApplier`), then rewrites the statuses
+(:mod:`~infergate.controller.fleet.status`): addresses from the Envoy Service, ``Programmed``
+from the ACKs of that Gateway's Envoys (``synced_gateways``, given by the data plane), a
+GatewayClass with unusable parameters ``Accepted=False`` (``InvalidParameters``). With leader
+election, only the leader writes (``is_leader``); every replica still translates and serves xDS.
+
+The provider's change signal also fires every ``resync_s`` so a changed parameters ConfigMap
+and an edited or deleted Envoy object are noticed (an unchanged configuration costs one GET
+per object and nothing else).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from infergate.controller import conditions as c
+from infergate.controller.fleet.applier import FleetApplier
+from infergate.controller.fleet.desired import FleetSettings, GatewayInfo, desired_objects, fleet_name
+from infergate.controller.fleet.params import (
+    DEFAULT_PARAMS,
+    FleetParams,
+    ParamsError,
+    parameters_ref_error,
+    parse_params,
+)
+from infergate.controller.fleet.status import (
+    fleet_gateway_status,
+    invalid_parameters_status,
+    service_addresses,
+)
+from infergate.controller.providers import Provider
+from infergate.controller.resources import CORE_GROUP, GATEWAY_GROUP
+from infergate.controller.snapshot import Snapshot
+from infergate.controller.translator.options import TranslationResult
+from infergate.kube import kinds
+from infergate.kube.client import KubeClient
+from infergate.kube.errors import KubeError
+from infergate.util.clock import utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    """The fleet's command-line settings (``infergate gateway --data-plane deployments``)."""
+
+    envoy_image: str
+    xds_port: int  # the port Envoys dial (the xDS Service's port, else the server's own)
+    xds_host: str | None = None  # the address Envoys dial when there is no xds_service
+    xds_service: tuple[str, str] | None = None  # (namespace, name): Envoys dial its clusterIP
+    admin_port: int = 19001
+    drain_seconds: float = 15.0
+    image_pull_policy: str | None = None
+    resync_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class ClassParams:
+    params: FleetParams
+    error: str | None  # why the GatewayClass's parametersRef is not usable
+
+
+class FleetProvider:
+    """A :class:`Provider` that also runs the per-Gateway Envoy fleets."""
+
+    def __init__(self, inner: Provider, client: KubeClient, options: FleetOptions,
+                 synced_gateways: Callable[[], frozenset[str]], *,
+                 is_leader: Callable[[], bool] | None = None) -> None:
+        self.inner = inner
+        self.changed = inner.changed  # one change signal: the inner provider's watches set it
+        self.client = client
+        self.options = options
+        self.applier = FleetApplier(client)
+        self._synced_gateways = synced_gateways
+        self._is_leader = is_leader or (lambda: True)
+        self._snapshot: Snapshot | None = None
+        self._resync: asyncio.Task[None] | None = None
+        self.params_by_gateway: dict[str, FleetParams] = {}  # "NS/NAME" -> its knobs (last reconcile)
+        self.last_error: str | None = None
+        self._kept: set[tuple[str, str, str]] = set()
+        self._pruned_at = float("-inf")
+
+    async def start(self) -> None:
+        await self.inner.start()
+        self._resync = asyncio.create_task(self._tick(), name="fleet-resync")
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.resync_s)
+            self.inner.changed.set()
+
+    def snapshot(self) -> Snapshot:
+        self._snapshot = self.inner.snapshot()
+        return self._snapshot
+
+    async def stop(self) -> None:
+        if self._resync is not None:
+            self._resync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resync
+        await self.inner.stop()
+
+    # ------------------------------------------------------------------ the fleet
+
+    def xds_host(self, snapshot: Snapshot) -> str | None:
+        """The address Envoys dial: the xDS Service's clusterIP, else the configured host."""
+        if self.options.xds_service is None:
+            return self.options.xds_host
+        namespace, name = self.options.xds_service
+        service = snapshot.get(CORE_GROUP, "Service", namespace, name)
+        cluster_ip = (service.spec.get("clusterIP") if service is not None else None) or ""
+        return cluster_ip if cluster_ip and cluster_ip != "None" else None
+
+    async def class_params(self, ref: Any) -> ClassParams:
+        """The knobs of a GatewayClass's ``parametersRef`` (defaults without one)."""
+        problem = parameters_ref_error(ref)
+        if problem is not None:
+            return ClassParams(DEFAULT_PARAMS, problem)
+        if not ref:
+            return ClassParams(DEFAULT_PARAMS, None)
+        namespace, name = str(ref["namespace"]), str(ref["name"])
+        config_map = await self.client.get(kinds.CONFIGMAPS.path(namespace, name))
+        if config_map is None:
+            return ClassParams(DEFAULT_PARAMS, f"spec.parametersRef: ConfigMap {namespace}/{name} not found")
+        try:
+            return ClassParams(parse_params(config_map.get("data")), None)
+        except ParamsError as exc:
+            return ClassParams(DEFAULT_PARAMS, f"ConfigMap {namespace}/{name}: data.{exc}")
+
+    async def write_statuses(self, result: TranslationResult, controller_name: str) -> int:
+        if not self._is_leader():
+            return 0
+        snapshot = self._snapshot if self._snapshot is not None else self.inner.snapshot()
+        try:
+            result = await self._reconcile(result, snapshot)
+            self.last_error = None
+        except KubeError as exc:  # the API server is away: statuses as translated, try again later
+            self.last_error = str(exc)
+            log.error("fleet: %s", exc)
+        return await self.inner.write_statuses(result, controller_name)
+
+    async def _reconcile(self, result: TranslationResult, snapshot: Snapshot) -> TranslationResult:
+        now = utc_now()
+        statuses = dict(result.statuses)
+        by_class: dict[str, ClassParams] = {}
+        for ref, status in result.statuses.items():
+            if ref.kind != "GatewayClass":
+                continue
+            gwc = snapshot.get(GATEWAY_GROUP, "GatewayClass", "", ref.name)
+            if gwc is None:
+                continue
+            by_class[ref.name] = params = await self.class_params(gwc.spec.get("parametersRef"))
+            if params.error is not None:
+                statuses[ref] = invalid_parameters_status(status, params.error, gwc.generation, now)
+        xds_host = self.xds_host(snapshot)
+        if xds_host is None:
+            log.warning("fleet: the xDS Service %s has no clusterIP yet; Envoy objects wait",
+                        "/".join(self.options.xds_service or ()))
+        settings = FleetSettings(envoy_image=self.options.envoy_image, xds_host=xds_host or "",
+                                 xds_port=self.options.xds_port, admin_port=self.options.admin_port,
+                                 drain_seconds=self.options.drain_seconds,
+                                 image_pull_policy=self.options.image_pull_policy)
+        synced = self._synced_gateways()
+        keep: set[tuple[str, str, str]] = set()
+        params_by_gateway: dict[str, FleetParams] = {}
+        for ref, status in result.statuses.items():
+            if ref.kind != "Gateway":
+                continue
+            gateway = snapshot.get(GATEWAY_GROUP, "Gateway", ref.namespace, ref.name)
+            if gateway is None:
+                continue
+            info = GatewayInfo.of(gateway.body)
+            class_params = by_class.get(str(gateway.spec.get("gatewayClassName")), ClassParams(DEFAULT_PARAMS, None))
+            accepted = c.find(status.get("conditions") or (), c.ACCEPTED)
+            name = fleet_name(ref.name)
+            if class_params.error is not None:
+                # keep what runs (a typo in the parameters must not take a Gateway down)
+                keep.update((k.kind, ref.namespace, name) for k in (kinds.DEPLOYMENTS, kinds.SERVICES,
+                                                                    kinds.POD_DISRUPTION_BUDGETS))
+            elif accepted is not None and accepted.get("status") == c.TRUE and info.ports and xds_host:
+                params_by_gateway[info.node_id] = class_params.params
+                for obj in desired_objects(info, class_params.params, settings):
+                    if obj is not None:
+                        await self.applier.ensure(obj)
+                        keep.add((obj["kind"], ref.namespace, name))
+            service = snapshot.get(CORE_GROUP, "Service", ref.namespace, name)
+            statuses[ref] = fleet_gateway_status(
+                status, addresses=service_addresses(service.body if service is not None else None),
+                synced=info.node_id in synced, params_error=class_params.error, generation=gateway.generation,
+                now=now)
+        self.params_by_gateway = params_by_gateway
+        loop = asyncio.get_running_loop()
+        if xds_host and (keep != self._kept or loop.time() - self._pruned_at >= self.options.resync_s):
+            await self.applier.prune(keep)  # Gateways no longer ours (GC removes deleted Gateways' own)
+            self._kept, self._pruned_at = keep, loop.time()
+        return replace(result, statuses=statuses)
