@@ -16,11 +16,12 @@ import pytest
 from infergate.api import validate
 from infergate.apiserver.authn import Identity
 from infergate.apiserver.rbac import Attributes, RBACAuthorizer
+from infergate.cli.gateway import command as gateway_command
 from infergate.controller.providers.kubernetes import STATUS_KINDS
 from infergate.controller.resources import SNAPSHOT_KINDS
 from infergate.kube import kinds
 
-from .chartkit import CHARTS, Helm, by_kind, one
+from .chartkit import CHARTS, Helm, by_kind, one, parse_cli
 
 CHART = CHARTS / "infergate"
 NAMESPACE = "infergate-system"
@@ -164,6 +165,19 @@ def test_defaults_render_the_controller_its_rbac_class_and_xds_service(helm: Hel
     assert validate(gateway_class) == []
     # no leader election, no PDB with one replica
     assert "--leader-elect" not in controller_args(objects) and "PodDisruptionBudget" not in by_kind(objects)
+
+
+@pytest.mark.parametrize("variant", ["defaults", "classes"])
+def test_the_real_infergate_gateway_accepts_the_chart_arguments(helm: Helm, variant: str) -> None:
+    objects = helm.template(CHART, VARIANTS[variant], release="infergate", namespace=NAMESPACE)
+    args = [a.replace("$(POD_IP)", "127.0.0.9") for a in controller_args(objects)]
+    params = parse_cli(gateway_command, args)
+    assert params["in_cluster"] and params["data_plane"] == "deployments"
+    assert params["xds_address"] == "127.0.0.9:18000" and params["xds_service"] == f"{NAMESPACE}/infergate-xds:18000"
+    assert params["admin_port"] == 19000 and params["admin_host"] == "127.0.0.9"
+    assert params["controller_name"] == "infergate.io/gateway-controller"
+    assert params["gateway_classes"] == tuple(c["name"] for c in VARIANTS[variant].get("gatewayClasses",
+                                                                                       [{"name": "infergate"}]))
 
 
 def test_replicas_above_one_turn_on_leader_election_and_a_pdb(helm: Helm) -> None:
