@@ -14,7 +14,11 @@ See docs/up.md.
 from infergate.apiserver.runtime.addresses import DEFAULT_POD_CIDR, PodIPAllocator
 from infergate.apiserver.runtime.process import RestartPolicy
 from infergate.apiserver.runtime.runtime import LocalPod, LocalRuntime, RuntimeOptions
-from infergate.apiserver.runtime.service_proxy import DEFAULT_LOAD_BALANCER_POOL, ServiceProxy, ServiceProxyOptions
+from infergate.apiserver.runtime.service_proxy import (
+    DEFAULT_LOAD_BALANCER_POOL,
+    ServiceProxy,
+    ServiceProxyOptions,
+)
 from infergate.apiserver.runtime.spec import DEFAULT_IMAGE_PREFIXES
 from infergate.kube import KubeClient, KubeConfig, KubeError, resource_path
 
