@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from infergate import __version__
 from infergate.controller.admin import AdminServer
+from infergate.controller.fleet.params import FleetParams
 from infergate.controller.providers import Provider
 from infergate.controller.runner import Reconciler
 from infergate.controller.translator import TranslatorOptions
 from infergate.controller.translator.addresses import AddressAllocator, ClusterAllocator, LoopbackAllocator
 from infergate.dataplane import Dataplane, DataplaneOptions
+from infergate.dataplane.xds_translator.options import TranslateOptions
 
 __all__ = ["DEFAULT_ENVOY_IMAGE", "GatewayConfig", "build_provider", "build_translator_options", "run_gateway"]
 
@@ -140,6 +143,23 @@ async def run_gateway(config: GatewayConfig, *, started: asyncio.Event | None = 
             await provider.stop()
 
 
+def gateway_translate_options(base: TranslateOptions, params: Mapping[str, FleetParams]
+                              ) -> dict[str, TranslateOptions]:
+    """The translation knobs of each Gateway whose GatewayClass parameters set some."""
+    out: dict[str, TranslateOptions] = {}
+    for gateway, knobs in params.items():
+        options = base
+        if knobs.ext_proc_timeout_s is not None:
+            options = replace(options, ext_proc_message_timeout_s=knobs.ext_proc_timeout_s,
+                              ext_proc_max_message_timeout_s=max(options.ext_proc_max_message_timeout_s,
+                                                                 knobs.ext_proc_timeout_s))
+        if knobs.response_body_mode is not None:
+            options = replace(options, ext_proc_response_body_mode=knobs.response_body_mode)
+        if options != base:
+            out[gateway] = options
+    return out
+
+
 def _fleet_options(config: GatewayConfig, xds_bound: tuple[str, int]) -> Any:
     from infergate.controller.fleet.provider import FleetOptions  # deployments mode only
 
@@ -175,11 +195,22 @@ async def _run_deployments(config: GatewayConfig, *, started: asyncio.Event | No
                       addresses=ClusterAllocator(None))
     inner = build_provider(config)
     assert isinstance(inner, KubernetesProvider)
-    dataplane = RemoteDataplane(RemoteDataplaneOptions(xds_host=host or "0.0.0.0", xds_port=port),
-                                on_nodes_changed=inner.changed.set)
+    dp_options = RemoteDataplaneOptions(xds_host=host or "0.0.0.0", xds_port=port)
+    fleet: list[FleetProvider] = []  # the provider needs the data plane's ACKs, the data plane its knobs
+    dataplane = RemoteDataplane(dp_options, on_nodes_changed=inner.changed.set,
+                                gateway_options=lambda: gateway_translate_options(
+                                    dp_options.translate, fleet[0].params_by_gateway if fleet else {}))
+    reapplies: set[asyncio.Task[None]] = set()
+
+    def params_changed() -> None:
+        task = asyncio.get_running_loop().create_task(dataplane.reapply())
+        reapplies.add(task)
+        task.add_done_callback(reapplies.discard)
+
     async with dataplane:
         provider = FleetProvider(inner, inner.client, _fleet_options(config, dataplane.xds_address),
-                                 dataplane.synced_gateways)
+                                 dataplane.synced_gateways, on_params_changed=params_changed)
+        fleet.append(provider)
         await provider.start()
         reconciler = Reconciler(provider, dataplane, options, debounce=config.debounce)
         admin = None

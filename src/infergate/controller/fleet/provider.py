@@ -75,7 +75,10 @@ class FleetProvider:
 
     def __init__(self, inner: Provider, client: KubeClient, options: FleetOptions,
                  synced_gateways: Callable[[], frozenset[str]], *,
-                 is_leader: Callable[[], bool] | None = None) -> None:
+                 is_leader: Callable[[], bool] | None = None,
+                 on_params_changed: Callable[[], None] | None = None) -> None:
+        """``on_params_changed()`` is called when a Gateway's knobs (``params_by_gateway``) change,
+        so the data plane translates again with them."""
         self.inner = inner
         self.changed = inner.changed  # one change signal: the inner provider's watches set it
         self.client = client
@@ -83,6 +86,7 @@ class FleetProvider:
         self.applier = FleetApplier(client)
         self._synced_gateways = synced_gateways
         self._is_leader = is_leader or (lambda: True)
+        self._on_params_changed = on_params_changed
         self._snapshot: Snapshot | None = None
         self._resync: asyncio.Task[None] | None = None
         self.params_by_gateway: dict[str, FleetParams] = {}  # "NS/NAME" -> its knobs (last reconcile)
@@ -198,7 +202,10 @@ class FleetProvider:
                 status, addresses=service_addresses(service.body if service is not None else None),
                 synced=info.node_id in synced, params_error=class_params.error, generation=gateway.generation,
                 now=now)
-        self.params_by_gateway = params_by_gateway
+        if params_by_gateway != self.params_by_gateway:
+            self.params_by_gateway = params_by_gateway
+            if self._on_params_changed is not None:
+                self._on_params_changed()
         loop = asyncio.get_running_loop()
         if xds_host and (keep != self._kept or loop.time() - self._pruned_at >= self.options.resync_s):
             await self.applier.prune(keep)  # Gateways no longer ours (GC removes deleted Gateways' own)
