@@ -17,7 +17,11 @@ from infergate.controller.fleet.desired import (
     fleet_name,
 )
 from infergate.controller.fleet.params import FleetParams, ParamsError, parameters_ref_error, parse_params
-from infergate.controller.fleet.status import fleet_gateway_status, invalid_parameters_status, service_addresses
+from infergate.controller.fleet.status import (
+    fleet_gateway_status,
+    invalid_parameters_status,
+    service_addresses,
+)
 
 GATEWAY: dict[str, Any] = {
     "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
@@ -176,7 +180,7 @@ def _programmed(status: dict[str, Any]) -> tuple[str, str]:
 
 def test_programmed_needs_an_address_and_an_envoy_that_acked() -> None:
     address = [{"type": "IPAddress", "value": "127.96.0.10"}]
-    common = {"generation": 2, "now": "2026-01-01T00:00:00Z"}
+    common: dict[str, Any] = {"generation": 2, "now": "2026-01-01T00:00:00Z"}
     waiting = fleet_gateway_status(_translated(), addresses=address, synced=False, params_error=None, **common)
     assert _programmed(waiting) == ("False", "Pending")
     assert waiting["addresses"] == address
