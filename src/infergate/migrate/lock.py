@@ -17,14 +17,13 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 
 from infergate.kube.kinds import LEASES
+from infergate.kube.lease import LeaseView as LeaseRecord
+from infergate.kube.lease import held_spec, lease_object, released_spec
 from infergate.migrate.cluster import Cluster, ClusterError
 from infergate.migrate.resources import Obj, meta
-from infergate.util.clock import parse_timestamp
 
 LEASE_NAME: Final = "infergate-migration"
 LEASE_DURATION_S: Final = 30
@@ -44,28 +43,13 @@ def holder_identity() -> str:
     return f"{socket.gethostname()}/{os.getpid()}"
 
 
-def _micro_time(seconds: float) -> str:
-    """A Kubernetes MicroTime (``2026-12-06T03:00:00.123456Z``)."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass(frozen=True)
-class LeaseView:
-    holder: str
-    renewed_at: float | None  # Unix time of the last renewal (None: never)
-    duration_s: int
-    acquired_at: str
+class LeaseView(LeaseRecord):
+    """A Lease's holder and expiry, with the migration's duration when the spec names none."""
 
     @classmethod
-    def of(cls, lease: Obj) -> LeaseView:
-        spec = lease.get("spec") or {}
-        renew = spec.get("renewTime") or spec.get("acquireTime")
-        renewed_at = parse_timestamp(str(renew)).timestamp() if renew else None
-        return cls(str(spec.get("holderIdentity") or ""), renewed_at,
-                   int(spec.get("leaseDurationSeconds") or LEASE_DURATION_S), str(spec.get("acquireTime") or ""))
-
-    def expires_in(self, now: float) -> float:
-        return 0.0 if self.renewed_at is None else self.renewed_at + self.duration_s - now
+    def of(cls, obj: Obj, default_duration_s: int = LEASE_DURATION_S) -> LeaseView:
+        view = LeaseRecord.of(obj, default_duration_s)
+        return cls(view.holder, view.renewed_at, view.duration_s, view.acquired_at, view.transitions)
 
 
 class MigrationLock:
@@ -122,24 +106,15 @@ class MigrationLock:
             if self._write(lease, holder="", acquire=False, transitions=False):
                 return
 
-    def _write(self, lease: Obj, *, holder: str, acquire: bool, transitions: bool) -> bool:
+    def _write(self, current: Obj, *, holder: str, acquire: bool, transitions: bool) -> bool:
         """A PUT conditional on the Lease's resourceVersion; False on 409 Conflict."""
-        now = self.clock()
-        spec = dict(lease.get("spec") or {})
+        spec = current.get("spec") or {}
         if holder:
-            spec.update(holderIdentity=holder, leaseDurationSeconds=self.duration_s, renewTime=_micro_time(now))
-            if acquire:
-                spec["acquireTime"] = _micro_time(now)
+            spec = held_spec(spec, holder=holder, duration_s=self.duration_s, now=self.clock(),
+                             acquire=acquire, transition=transitions)
         else:
-            for key in ("holderIdentity", "renewTime", "acquireTime"):
-                spec.pop(key, None)
-        if transitions:
-            spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
-        m = meta(lease)
-        body = {"apiVersion": LEASES.api_version, "kind": "Lease",
-                "metadata": {"name": LEASE_NAME, "namespace": self.namespace,
-                             "resourceVersion": m.get("resourceVersion")},
-                "spec": spec}
+            spec = released_spec(spec)
+        body = lease_object(self.namespace, LEASE_NAME, spec, meta(current).get("resourceVersion"))
         try:
             self.cluster.replace(LEASES, body)
         except ClusterError as exc:
