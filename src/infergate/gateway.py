@@ -19,6 +19,7 @@ Two data planes (``GatewayConfig.data_plane``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -70,6 +71,11 @@ class GatewayConfig:
     envoy_admin_port: int = 19001
     envoy_drain_seconds: float = 15.0
     fleet_resync: float = 10.0
+    # deployments: only the holder of this Lease writes statuses and Envoy objects
+    leader_elect: bool = False
+    leader_election_namespace: str = "default"
+    leader_election_id: str = "infergate-gateway-controller"
+    leader_lease_s: tuple[float, float, float] = (15.0, 10.0, 2.0)  # lease duration, renew deadline, retry period
 
 
 def split_host_port(value: str, what: str) -> tuple[str, int]:
@@ -119,6 +125,8 @@ async def run_gateway(config: GatewayConfig, *, started: asyncio.Event | None = 
         return
     if config.data_plane != "process":
         raise ValueError(f"--data-plane: {config.data_plane!r}: expected process or deployments")
+    if config.leader_elect:
+        raise ValueError("--leader-elect: only with --data-plane deployments (one process Envoy per controller)")
     options = build_translator_options(config)
     provider = build_provider(config)
     dp_options = DataplaneOptions(work_dir=Path(config.work_dir) if config.work_dir else None,
@@ -184,6 +192,7 @@ async def _run_deployments(config: GatewayConfig, *, started: asyncio.Event | No
     from infergate.controller.fleet.provider import FleetProvider
     from infergate.controller.providers.kubernetes import KubernetesProvider
     from infergate.dataplane.remote import RemoteDataplane, RemoteDataplaneOptions
+    from infergate.kube.leader import LeaderElector, default_identity
 
     if config.manifests_dir:
         raise ValueError("--data-plane deployments: needs an API server (--kubeconfig or --in-cluster), not -f")
@@ -207,13 +216,21 @@ async def _run_deployments(config: GatewayConfig, *, started: asyncio.Event | No
         reapplies.add(task)
         task.add_done_callback(reapplies.discard)
 
+    elector: LeaderElector | None = None
+    if config.leader_elect:
+        duration, deadline, retry = config.leader_lease_s
+        # a new leader reconciles at once: statuses and Envoy objects are its to write now
+        elector = LeaderElector(inner.client, config.leader_election_namespace, config.leader_election_id,
+                                default_identity(), duration, deadline, retry, on_started_leading=inner.changed.set)
     async with dataplane:
         provider = FleetProvider(inner, inner.client, _fleet_options(config, dataplane.xds_address),
-                                 dataplane.synced_gateways, on_params_changed=params_changed)
+                                 dataplane.synced_gateways, on_params_changed=params_changed,
+                                 is_leader=(lambda: elector.is_leader) if elector is not None else None)
         fleet.append(provider)
         await provider.start()
         reconciler = Reconciler(provider, dataplane, options, debounce=config.debounce)
         admin = None
+        campaign = asyncio.create_task(elector.run(), name="gateway-leader-election") if elector else None
         try:
             if config.admin_port is not None:
                 admin = AdminServer(reconciler, dataplane, config.admin_host, config.admin_port)
@@ -225,6 +242,10 @@ async def _run_deployments(config: GatewayConfig, *, started: asyncio.Event | No
                 started.set()
             await reconciler.run()
         finally:
+            if campaign is not None:  # gives the Lease back, so another replica leads at once
+                campaign.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await campaign
             if admin is not None:
                 await admin.stop()
             await provider.stop()

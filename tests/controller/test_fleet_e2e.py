@@ -230,3 +230,58 @@ async def test_an_envoy_pod_acks_and_serves_the_gateway(controller: Controller, 
         await envoy.stop()
         await sim.stop()
         await api.delete(kinds.GATEWAYS.path(NS, "gw-b"))
+
+
+@LOOP
+async def test_with_leader_election_only_the_lease_holder_writes(controller: Controller,
+                                                                 apiserver: ThreadedAPIServer) -> None:
+    api = controller.api
+    ha_class, lease_path = "infergate-ha", kinds.LEASES.path(NS, "infergate-gateway-controller")
+    await api.create(kinds.GATEWAY_CLASSES.path(), {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": ha_class},
+        "spec": {"controllerName": "infergate.io/ha-controller"}})
+    # Someone else holds the Lease (and keeps it for a while).
+    await api.create(kinds.LEASES.path(NS), {
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "infergate-gateway-controller", "namespace": NS},
+        "spec": {"holderIdentity": "another-replica", "leaseDurationSeconds": 60,
+                 "renewTime": utc_now_micro(), "acquireTime": utc_now_micro()}})
+    config = GatewayConfig(kubeconfig=str(apiserver.kubeconfig_path), data_plane="deployments",
+                           controller_name="infergate.io/ha-controller", xds_address=f"127.0.0.1:{free_port()}",
+                           envoy_drain_seconds=1, fleet_resync=0.5, debounce=0.05,
+                           leader_elect=True, leader_election_namespace=NS, leader_lease_s=(3.0, 2.0, 0.3))
+    started = asyncio.Event()
+    task = asyncio.create_task(run_gateway(config, started=started))
+    try:
+        await asyncio.wait_for(started.wait(), 30)
+        gw = gateway("gw-ha", 8081)
+        gw["spec"]["gatewayClassName"] = ha_class
+        await api.create(kinds.GATEWAYS.path(NS), gw)
+        await asyncio.sleep(1.5)  # several reconciles and resyncs
+        assert await api.get(kinds.DEPLOYMENTS.path(NS, "infergate-gw-ha")) is None, "a follower wrote"
+        follower_view = await api.get(kinds.GATEWAYS.path(NS, "gw-ha"))
+        assert conditions(follower_view).get("Accepted", ("Unknown",))[0] != "True", "a follower wrote a status"
+        assert "addresses" not in ((follower_view or {}).get("status") or {})
+        # The other replica goes away: this one takes the Lease and writes at once.
+        await api.delete(lease_path)
+        await eventually(lambda: api.get(kinds.DEPLOYMENTS.path(NS, "infergate-gw-ha")), "the new leader's Deployment")
+        lease = await api.get(lease_path)
+        assert lease is not None and lease["spec"]["holderIdentity"] not in ("", "another-replica")
+        await eventually(lambda: _accepted(api, "gw-ha"), "the new leader's Gateway status")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await api.delete(kinds.GATEWAYS.path(NS, "gw-ha"))
+    # Stopping gave the Lease back.
+    assert not ((await api.get(lease_path) or {}).get("spec") or {}).get("holderIdentity")
+
+
+async def _accepted(api: KubeClient, name: str) -> bool:
+    return conditions(await api.get(kinds.GATEWAYS.path(NS, name))).get("Accepted", ("",))[0] == "True"
+
+
+def utc_now_micro() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

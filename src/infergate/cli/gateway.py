@@ -85,19 +85,27 @@ Data planes (--data-plane):
                    "[default: ghcr.io/infergate/infergate:VERSION].")
 @click.option("--envoy-drain-seconds", type=click.FloatRange(0, 3600), default=15.0, show_default=True,
               help="deployments: how long a stopping Envoy pod lets requests finish.")
+@click.option("--leader-elect", is_flag=True,
+              help="deployments: only the holder of the Lease infergate-gateway-controller writes statuses and "
+                   "Envoy objects (run several replicas; every replica serves xDS).")
+@click.option("--leader-election-namespace", default=lambda: os.environ.get("POD_NAMESPACE") or "default",
+              help="Namespace of the leader-election Lease [default: $POD_NAMESPACE, else default].")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def command(manifests_dir: str | None, kubeconfig: str | None, kube_context: str | None, in_cluster: bool,
             gateway_classes: tuple[str, ...], controller_name: str, address_mode: str, address_pool: str,
             external_address: str | None, status_file: str | None, poll_interval: float,
             admin_port: int | None, admin_host: str, work_dir: str | None, envoy_concurrency: int,
             envoy_log_level: str, data_plane: str, xds_address: str, xds_service: str | None,
-            envoy_image: str | None, envoy_drain_seconds: float, verbose: int) -> None:
+            envoy_image: str | None, envoy_drain_seconds: float, leader_elect: bool,
+            leader_election_namespace: str, verbose: int) -> None:
     """Run the gateway controller, xDS server and Envoy for Gateway API + InferencePool resources."""
     sources = [bool(manifests_dir), bool(kubeconfig or kube_context), in_cluster]
     if sum(sources) != 1:
         raise click.UsageError("give exactly one source: -f DIR, --kubeconfig PATH (or --context), or --in-cluster")
     if status_file and not manifests_dir:
         raise click.UsageError("--status-file: only with -f (with an API server, statuses are written there)")
+    if leader_elect and data_plane != "deployments":
+        raise click.UsageError("--leader-elect: only with --data-plane deployments")
     if data_plane == "deployments" and manifests_dir:
         raise click.UsageError("--data-plane deployments: needs an API server (--kubeconfig or --in-cluster), not -f")
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
@@ -119,7 +127,8 @@ def command(manifests_dir: str | None, kubeconfig: str | None, kube_context: str
         poll_interval=poll_interval, admin_host=admin_host, admin_port=admin_port, work_dir=work_dir,
         envoy_concurrency=envoy_concurrency, envoy_log_level=envoy_log_level, data_plane=data_plane,
         xds_address=xds_address, xds_service=xds_service, envoy_image=envoy_image or DEFAULT_ENVOY_IMAGE,
-        envoy_drain_seconds=envoy_drain_seconds,
+        envoy_drain_seconds=envoy_drain_seconds, leader_elect=leader_elect,
+        leader_election_namespace=leader_election_namespace,
     )
     try:
         asyncio.run(_main(config))
