@@ -216,3 +216,28 @@ def test_an_object_with_server_defaults_is_up_to_date() -> None:
     assert is_subset(desired, stored)
     changed = envoy_service(GatewayInfo.of(GATEWAY), FleetParams(service_type="ClusterIP"))
     assert not is_subset(changed, stored)
+
+
+def test_a_deployment_is_ready_with_a_ready_pod_of_its_current_generation() -> None:
+    from infergate.controller.fleet.provider import deployment_ready
+
+    current = {"metadata": {"generation": 3},
+               "status": {"observedGeneration": 3, "updatedReplicas": 2, "readyReplicas": 1}}
+    assert deployment_ready(current)
+    assert not deployment_ready({**current, "status": {**current["status"], "readyReplicas": 0}})
+    assert not deployment_ready({**current, "status": {**current["status"], "observedGeneration": 2}})
+    assert not deployment_ready({"metadata": {"generation": 1}})
+
+
+def test_gateway_translate_options_carry_each_gateways_ext_proc_knobs() -> None:
+    from infergate.dataplane.xds_translator import TranslateOptions
+    from infergate.gateway import gateway_translate_options
+
+    base = TranslateOptions()
+    out = gateway_translate_options(base, {
+        "ns/a": FleetParams(ext_proc_timeout_s=400.0, response_body_mode="STREAMED"),
+        "ns/b": FleetParams()})
+    assert set(out) == {"ns/a"}  # b has nothing of its own
+    assert out["ns/a"].ext_proc_message_timeout_s == 400.0
+    assert out["ns/a"].ext_proc_max_message_timeout_s >= 400.0
+    assert out["ns/a"].ext_proc_response_body_mode == "STREAMED"

@@ -237,3 +237,13 @@ async def test_a_node_that_leaves_is_no_longer_synced(fleet_server: tuple[XdsSer
         await asyncio.sleep(0.05)
     assert server.synced_nodes() == frozenset()
     assert len(changes) > before
+
+
+def test_each_gateways_listeners_are_translated_with_its_own_options() -> None:
+    listeners = tuple(Listener(f"gateway/default/{name}/http", "default", name, "0.0.0.0", 8080, ())
+                      for name in ("a", "b"))
+    resources = fleet_resources(DataplaneConfig(listeners=listeners), TranslateOptions(),
+                                {"default/a": TranslateOptions(stream_idle_timeout_s=7.0)}).by_type_url()
+    timeouts = {name: resource["filter_chains"][0]["filters"][0]["typed_config"]["stream_idle_timeout"]
+                for name, resource in resources[T_LISTENER].items() if name.startswith("gateway/")}
+    assert timeouts == {"gateway/default/a/http": "7s", "gateway/default/b/http": "300s"}

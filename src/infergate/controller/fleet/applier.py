@@ -64,8 +64,9 @@ class FleetApplier:
         self.client = client
         self.writes = 0  # creates, patches and deletes done (for tests and the admin view)
 
-    async def ensure(self, desired: Mapping[str, Any]) -> str:
-        """Create or patch one object; returns "created", "updated" or "unchanged"."""
+    async def ensure(self, desired: Mapping[str, Any]) -> tuple[str, Mapping[str, Any] | None]:
+        """Create or patch one object: ("created" | "updated" | "unchanged", the stored object as read
+        before a write; None when it was just created)."""
         kind = kinds.of(desired)
         meta = desired["metadata"]
         path = kind.path(meta["namespace"], meta["name"])
@@ -75,15 +76,15 @@ class FleetApplier:
                 await self.client.create(kind.path(meta["namespace"]), desired)
                 self.writes += 1
                 log.info("fleet: created %s %s/%s", kind.kind, meta["namespace"], meta["name"])
-                return "created"
+                return "created", None
             except AlreadyExists:  # created meanwhile (another writer): check it on the next pass
-                return "unchanged"
+                return "unchanged", None
         if is_subset(_wanted(desired), current):
-            return "unchanged"
+            return "unchanged", current
         await self.client.merge_patch(path, _patch_of(desired))
         self.writes += 1
         log.info("fleet: updated %s %s/%s", kind.kind, meta["namespace"], meta["name"])
-        return "updated"
+        return "updated", current
 
     async def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -62,6 +62,10 @@ class FleetOptions:
     drain_seconds: float = 15.0
     image_pull_policy: str | None = None
     resync_s: float = 10.0
+    # Several controller replicas (leader election): an Envoy may be connected to another
+    # replica, whose ACKs this one does not see; a Ready Envoy pod of the Gateway's current
+    # Deployment (Envoy is Ready once it has its configuration) counts as ACKed then.
+    ready_pods_count_as_acked: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,17 +195,21 @@ class FleetProvider:
                 # keep what runs (a typo in the parameters must not take a Gateway down)
                 keep.update((k.kind, ref.namespace, name) for k in (kinds.DEPLOYMENTS, kinds.SERVICES,
                                                                     kinds.POD_DISRUPTION_BUDGETS))
-            elif accepted is not None and accepted.get("status") == c.TRUE and info.ports and xds_host:
+            ready_elsewhere = False
+            if class_params.error is None and accepted is not None and accepted.get("status") == c.TRUE \
+                    and info.ports and xds_host:
                 params_by_gateway[info.node_id] = class_params.params
                 for obj in desired_objects(info, class_params.params, settings):
                     if obj is not None:
-                        await self.applier.ensure(obj)
+                        outcome, stored = await self.applier.ensure(obj)
                         keep.add((obj["kind"], ref.namespace, name))
+                        if obj["kind"] == "Deployment" and outcome == "unchanged" and stored is not None:
+                            ready_elsewhere = self.options.ready_pods_count_as_acked and deployment_ready(stored)
             service = snapshot.get(CORE_GROUP, "Service", ref.namespace, name)
             statuses[ref] = fleet_gateway_status(
                 status, addresses=service_addresses(service.body if service is not None else None),
-                synced=info.node_id in synced, params_error=class_params.error, generation=gateway.generation,
-                now=now)
+                synced=info.node_id in synced or ready_elsewhere, params_error=class_params.error,
+                generation=gateway.generation, now=now)
         if params_by_gateway != self.params_by_gateway:
             self.params_by_gateway = params_by_gateway
             if self._on_params_changed is not None:
@@ -211,3 +219,10 @@ class FleetProvider:
             await self.applier.prune(keep)  # Gateways no longer ours (GC removes deleted Gateways' own)
             self._kept, self._pruned_at = keep, loop.time()
         return replace(result, statuses=statuses)
+
+
+def deployment_ready(deployment: Mapping[str, Any]) -> bool:
+    """At least one Ready pod of the Deployment's current template (its status is up to date)."""
+    meta, status = deployment.get("metadata") or {}, deployment.get("status") or {}
+    current = status.get("observedGeneration") == meta.get("generation")
+    return bool(current and int(status.get("updatedReplicas") or 0) >= 1 and int(status.get("readyReplicas") or 0) >= 1)
