@@ -247,3 +247,30 @@ def test_each_gateways_listeners_are_translated_with_its_own_options() -> None:
     timeouts = {name: resource["filter_chains"][0]["filters"][0]["typed_config"]["stream_idle_timeout"]
                 for name, resource in resources[T_LISTENER].items() if name.startswith("gateway/")}
     assert timeouts == {"gateway/default/a/http": "7s", "gateway/default/b/http": "300s"}
+
+
+async def test_a_restarted_server_answers_a_reconnecting_envoy_only_with_its_first_configuration() -> None:
+    # Before the fix: a reconnecting Envoy got version "0" (nothing) at once and dropped its listeners.
+    async with XdsServer(require_connection=False, hold_until_first_push=True) as server:
+        envoy = NodeEnvoy(server.address, "default/a", "127.0.3.1")
+        await envoy.start()
+        try:
+            envoy.send(T_CLUSTER, version="41", nonce="1-7")  # what it ran with the controller before
+            envoy.send(T_LISTENER, version="41", nonce="1-8")
+            with pytest.raises(TimeoutError):
+                await envoy.receive(T_CLUSTER, timeout=0.5)
+            push = asyncio.create_task(server.push(config(("a", 8080)), timeout=5))
+            cds = await envoy.receive(T_CLUSTER)
+            assert cds.resources, "the first answer is the configuration, not an empty snapshot"
+            envoy.ack(cds)
+            lds = await envoy.receive(T_LISTENER)
+            assert [lst.name for lst in _listeners(lds)] == ["gateway/default/a/http"]
+            envoy.ack(lds)
+            routes = ("gateway/default/a/http",)
+            envoy.send(T_ROUTE_CONFIGURATION, names=routes)
+            envoy.ack(await envoy.receive(T_ROUTE_CONFIGURATION), names=routes)
+            await asyncio.wait_for(push, 5)
+            await asyncio.sleep(0.05)
+            assert server.synced_nodes() == {"default/a"}
+        finally:
+            await envoy.close()

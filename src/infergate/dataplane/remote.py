@@ -100,8 +100,10 @@ class RemoteDataplane:
     async def start(self) -> None:
         # No idle check: the Envoys' admin APIs are not reachable from here, so a cluster no
         # route uses any more is removed once every Envoy ACKed the new routes.
+        # Held until the first push: Envoys reconnecting to a restarted controller keep serving
+        # their last configuration instead of getting an empty one.
         self._xds = XdsServer(self.options.xds_host, self.options.xds_port, require_connection=False,
-                              on_nodes_changed=self._on_nodes_changed)
+                              on_nodes_changed=self._on_nodes_changed, hold_until_first_push=True)
         await self._xds.start()
 
     async def apply(self, ir: DataplaneConfig) -> ApplyResult:

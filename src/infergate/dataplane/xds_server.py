@@ -30,7 +30,9 @@ bound to that address instead of 0.0.0.0, so Envoy pods sharing a machine do not
 (:func:`node_listeners`). Each node's ACK state is tracked (:meth:`XdsServer.nodes`): a node is
 *in sync* when it has ACKed the current version of every type it asked for;
 ``on_nodes_changed`` is called when that set changes. With ``require_connection=False`` a push
-with no Envoy connected just sets the snapshot (Envoys get it when they connect).
+with no Envoy connected just sets the snapshot (Envoys get it when they connect); with
+``hold_until_first_push`` no Envoy is answered before the first push, so Envoys reconnecting to
+a restarted controller keep serving their last configuration until the new one is ready.
 """
 
 from __future__ import annotations
@@ -217,6 +219,7 @@ class XdsServer:
         retire_max_s: float = 600.0,
         require_connection: bool = True,
         on_nodes_changed: Callable[[], None] | None = None,
+        hold_until_first_push: bool = False,
     ) -> None:
         """``idle_check(names)`` returns the clusters among ``names`` with no request in flight;
         unused clusters that are still busy are removed later (at most ``retire_max_s`` later).
@@ -225,7 +228,12 @@ class XdsServer:
         ``require_connection``: a push waits for an Envoy to connect (one supervised Envoy);
         False: with none connected, a push just sets what Envoys get when they connect.
         ``on_nodes_changed()`` is called when the set of in-sync nodes changes.
+        ``hold_until_first_push``: answer no Envoy before the first push (a restarted controller
+        must not hand Envoys that still serve the last configuration an empty one); the first
+        push then sends every type at once.
         """
+        self._hold = hold_until_first_push
+        self._pushed = False
         self._require_connection = require_connection
         self._on_nodes_changed = on_nodes_changed
         self._synced: frozenset[str] = frozenset()
@@ -356,6 +364,8 @@ class XdsServer:
             # One time budget for the whole push, shared by its steps; each step waits on the
             # ACK condition (no polling), so this is a deadline, not a wait_until loop.
             deadline = time.monotonic() + timeout
+            if self._hold and not self._pushed:
+                return await self._first_push(new, deadline)
             old = dict(self._snapshot.resources)  # what every Envoy has ACKed
             try:
                 union_c = {**old[T_CLUSTER], **new[T_CLUSTER]}
@@ -388,6 +398,23 @@ class XdsServer:
             if self._retiring() and (self._retire_task is None or self._retire_task.done()):
                 self._retire_task = asyncio.create_task(self._retire_loop(), name="xds-retire-clusters")
             return self.versions
+
+    async def _first_push(self, new: dict[str, Resources], deadline: float) -> dict[str, str]:
+        """The held streams' first answer: every type at once (CDS, EDS, SDS before LDS, RDS).
+
+        Nothing was sent before, so there is no make-before-break to keep on this side; a
+        reconnecting Envoy replaces its own configuration the way it does on any SotW update.
+        """
+        self._pushed = True
+        changed = self._apply({t: new[t] for t in ALL_TYPES})
+        for stream in self._streams.values():
+            for type_url in ALL_TYPES:
+                self._maybe_send(stream, type_url)  # also the types that stayed empty
+        self._good = {t: dict(self._snapshot.resources[t]) for t in ALL_TYPES}  # a NACK keeps this, not nothing
+        self._desired_clusters = set(new[T_CLUSTER])
+        if changed:
+            await self._wait_acked(changed, deadline)
+        return self.versions
 
     def _retiring(self) -> set[str]:
         return set(self._snapshot.resources[T_CLUSTER]) - self._desired_clusters
@@ -535,7 +562,7 @@ class XdsServer:
 
     def _maybe_send(self, stream: _Stream, type_url: str) -> None:
         state = stream.types[type_url]
-        if not state.requested:
+        if not state.requested or (self._hold and not self._pushed):
             return
         version = self._snapshot.versions[type_url]
         available = self._snapshot.packed[type_url]
