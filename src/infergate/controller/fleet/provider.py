@@ -146,18 +146,22 @@ class FleetProvider:
             return ClassParams(DEFAULT_PARAMS, f"ConfigMap {namespace}/{name}: data.{exc}")
 
     async def write_statuses(self, result: TranslationResult, controller_name: str) -> int:
-        if not self._is_leader():
-            return 0
+        """The leader: Envoy objects, then statuses. A follower writes nothing but still reads the
+        GatewayClass parameters, since the Envoys connected to it need their knobs too."""
+        leader = self._is_leader()
         snapshot = self._snapshot if self._snapshot is not None else self.inner.snapshot()
         try:
-            result = await self._reconcile(result, snapshot)
+            result = await self._reconcile(result, snapshot, write=leader)
             self.last_error = None
         except KubeError as exc:  # the API server is away: statuses as translated, try again later
             self.last_error = str(exc)
             log.error("fleet: %s", exc)
+        if not leader:
+            return 0
         return await self.inner.write_statuses(result, controller_name)
 
-    async def _reconcile(self, result: TranslationResult, snapshot: Snapshot) -> TranslationResult:
+    async def _reconcile(self, result: TranslationResult, snapshot: Snapshot, *, write: bool = True
+                         ) -> TranslationResult:
         now = utc_now()
         statuses = dict(result.statuses)
         by_class: dict[str, ClassParams] = {}
@@ -200,7 +204,7 @@ class FleetProvider:
                     and info.ports and xds_host:
                 params_by_gateway[info.node_id] = class_params.params
                 for obj in desired_objects(info, class_params.params, settings):
-                    if obj is not None:
+                    if obj is not None and write:
                         outcome, stored = await self.applier.ensure(obj)
                         keep.add((obj["kind"], ref.namespace, name))
                         if obj["kind"] == "Deployment" and outcome == "unchanged" and stored is not None:
@@ -215,7 +219,7 @@ class FleetProvider:
             if self._on_params_changed is not None:
                 self._on_params_changed()
         loop = asyncio.get_running_loop()
-        if xds_host and (keep != self._kept or loop.time() - self._pruned_at >= self.options.resync_s):
+        if write and xds_host and (keep != self._kept or loop.time() - self._pruned_at >= self.options.resync_s):
             await self.applier.prune(keep)  # Gateways no longer ours (GC removes deleted Gateways' own)
             self._kept, self._pruned_at = keep, loop.time()
         return replace(result, statuses=statuses)
