@@ -225,6 +225,7 @@ async def _run_deployments(config: GatewayConfig, *, started: asyncio.Event | No
     async with dataplane:
         provider = FleetProvider(inner, inner.client, _fleet_options(config, dataplane.xds_address),
                                  dataplane.synced_gateways, on_params_changed=params_changed,
+                                 gateway_nacks=dataplane.gateway_nacks,
                                  is_leader=(lambda: elector.is_leader) if elector is not None else None)
         fleet.append(provider)
         await provider.start()

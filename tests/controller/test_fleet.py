@@ -241,3 +241,11 @@ def test_gateway_translate_options_carry_each_gateways_ext_proc_knobs() -> None:
     assert out["ns/a"].ext_proc_message_timeout_s == 400.0
     assert out["ns/a"].ext_proc_max_message_timeout_s >= 400.0
     assert out["ns/a"].ext_proc_response_body_mode == "STREAMED"
+
+
+def test_a_gateway_whose_envoys_rejected_the_configuration_says_why() -> None:
+    status = fleet_gateway_status(_translated(), addresses=[{"type": "IPAddress", "value": "10.0.0.1"}], synced=False,
+                                  params_error=None, generation=1, now="t", nack="cannot bind 10.1.2.3:80")
+    cond = next(c for c in status["conditions"] if c["type"] == "Programmed")
+    assert (cond["status"], cond["reason"]) == ("False", "Invalid")
+    assert "cannot bind 10.1.2.3:80" in cond["message"]

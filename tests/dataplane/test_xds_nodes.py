@@ -274,3 +274,34 @@ async def test_a_restarted_server_answers_a_reconnecting_envoy_only_with_its_fir
             assert server.synced_nodes() == {"default/a"}
         finally:
             await envoy.close()
+
+
+async def test_one_gateways_rejected_listeners_hold_back_no_other_gateway() -> None:
+    from infergate.dataplane.remote import RemoteDataplane, RemoteDataplaneOptions
+
+    listeners = tuple(Listener(f"gateway/default/{name}/http", "default", name, "0.0.0.0", port, ())
+                      for name, port in (("a", 8080), ("b", 8081)))
+    async with RemoteDataplane(RemoteDataplaneOptions(xds_host="127.0.0.1", xds_port=0, apply_timeout_s=5)) as dp:
+        await dp.apply(DataplaneConfig(listeners=listeners[:1]))
+        a, b = NodeEnvoy(dp.xds_address, "default/a", "127.0.3.1"), NodeEnvoy(dp.xds_address, "default/b", "127.0.3.2")
+        try:
+            for envoy in (a, b):
+                await envoy.start()
+                await envoy.sync()
+            # A change of both Gateways; a's Envoy cannot bind its new port and says so.
+            moved = (Listener("gateway/default/a/http", "default", "a", "0.0.0.0", 80, ()), listeners[1])
+            apply = asyncio.create_task(dp.apply(DataplaneConfig(listeners=moved)))
+            lds_a = await a.receive(T_LISTENER)
+            a.send(T_LISTENER, version=lds_a.version_info, nonce=lds_a.nonce, error="cannot bind 127.0.3.1:80")
+            lds_b = await b.receive(T_LISTENER)
+            assert [lst.name for lst in _listeners(lds_b)] == ["gateway/default/b/http"]
+            b.ack(lds_b)
+            b.send(T_ROUTE_CONFIGURATION, names=("gateway/default/b/http",))
+            b.ack(await b.receive(T_ROUTE_CONFIGURATION), names=("gateway/default/b/http",))
+            await asyncio.wait_for(apply, 5)  # not XdsRejected: b's Envoy runs the new configuration
+            await asyncio.sleep(0.05)
+            assert dp.synced_gateways() == {"default/b"}
+            assert dp.gateway_nacks() == {"default/a": "cannot bind 127.0.3.1:80"}
+        finally:
+            for envoy in (a, b):
+                await envoy.close()

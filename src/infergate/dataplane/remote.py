@@ -103,7 +103,8 @@ class RemoteDataplane:
         # Held until the first push: Envoys reconnecting to a restarted controller keep serving
         # their last configuration instead of getting an empty one.
         self._xds = XdsServer(self.options.xds_host, self.options.xds_port, require_connection=False,
-                              on_nodes_changed=self._on_nodes_changed, hold_until_first_push=True)
+                              on_nodes_changed=self._on_nodes_changed, hold_until_first_push=True,
+                              isolate_listener_nacks=True)
         await self._xds.start()
 
     async def apply(self, ir: DataplaneConfig) -> ApplyResult:
@@ -134,6 +135,14 @@ class RemoteDataplane:
     def synced_gateways(self) -> frozenset[str]:
         """``NS/NAME`` of every Gateway one of whose Envoys ACKed the current configuration."""
         return frozenset(node.info.gateway or node.info.id for node in self.xds.nodes() if node.in_sync)
+
+    def gateway_nacks(self) -> dict[str, str]:
+        """``NS/NAME`` -> why its Envoys rejected the current configuration, for each Gateway none
+        of whose Envoys runs it and one of whose Envoys said why."""
+        nodes = self.xds.nodes()
+        synced = {node.info.gateway or node.info.id for node in nodes if node.in_sync}
+        return {gateway: node.nack for node in nodes
+                if node.nack is not None and (gateway := node.info.gateway or node.info.id) not in synced}
 
     def status(self) -> dict[str, object]:
         """A JSON-able summary for the admin endpoint: versions and every connected Envoy."""

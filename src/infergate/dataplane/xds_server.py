@@ -220,6 +220,7 @@ class XdsServer:
         require_connection: bool = True,
         on_nodes_changed: Callable[[], None] | None = None,
         hold_until_first_push: bool = False,
+        isolate_listener_nacks: bool = False,
     ) -> None:
         """``idle_check(names)`` returns the clusters among ``names`` with no request in flight;
         unused clusters that are still busy are removed later (at most ``retire_max_s`` later).
@@ -231,12 +232,17 @@ class XdsServer:
         ``hold_until_first_push``: answer no Envoy before the first push (a restarted controller
         must not hand Envoys that still serve the last configuration an empty one); the first
         push then sends every type at once.
+        ``isolate_listener_nacks``: a NACK of listeners or routes by an Envoy that serves one
+        Gateway (node metadata ``gateway``) fails that Envoy only: it keeps its last good
+        configuration, is not in sync, ``nodes()`` shows the reason, and the push goes on for
+        the others (a Gateway whose port cannot be bound must not hold every other Gateway back).
         """
+        self._isolate_listener_nacks = isolate_listener_nacks
         self._hold = hold_until_first_push
         self._pushed = False
         self._require_connection = require_connection
         self._on_nodes_changed = on_nodes_changed
-        self._synced: frozenset[str] = frozenset()
+        self._nodes_key: tuple[frozenset[str], frozenset[tuple[str, str]]] = (frozenset(), frozenset())
         self._idle_check = idle_check
         self._clusters_warm = clusters_warm
         self._retire_poll_s = retire_poll_s
@@ -326,6 +332,18 @@ class XdsServer:
                 return False
         return True
 
+    def _isolated_nack(self, stream: _Stream) -> tuple[str, ...]:
+        """The types a push does not wait for on ``stream``: with ``isolate_listener_nacks``, an
+        Envoy of one Gateway that NACKed the current listeners (then its routes, too) or routes."""
+        if not self._isolate_listener_nacks or stream.info.gateway is None:
+            return ()
+        versions = self._snapshot.versions
+        if stream.types[T_LISTENER].nacked_version == versions[T_LISTENER]:
+            return (T_LISTENER, T_ROUTE_CONFIGURATION)
+        if stream.types[T_ROUTE_CONFIGURATION].nacked_version == versions[T_ROUTE_CONFIGURATION]:
+            return (T_ROUTE_CONFIGURATION,)
+        return ()
+
     def _current_nack(self, stream: _Stream) -> str | None:
         for type_url in ALL_TYPES:
             state = stream.types[type_url]
@@ -334,9 +352,11 @@ class XdsServer:
         return None
 
     def _notify_nodes(self) -> None:
-        synced = self.synced_nodes()
-        if synced != self._synced:
-            self._synced = synced
+        nodes = self.nodes()
+        key = (frozenset(n.info.id for n in nodes if n.in_sync),
+               frozenset((n.info.id, n.nack) for n in nodes if n.nack is not None))
+        if key != self._nodes_key:
+            self._nodes_key = key
             if self._on_nodes_changed is not None:
                 try:
                     self._on_nodes_changed()
@@ -526,7 +546,10 @@ class XdsServer:
             if not self._streams:
                 return not self._require_connection
             for stream in self._streams.values():
+                isolated = self._isolated_nack(stream)
                 for type_url, version in versions.items():
+                    if type_url in isolated:
+                        continue  # this Envoy keeps its last good listeners; the others go on
                     state = stream.types[type_url]
                     needed = set(self._snapshot.resources[type_url])
                     if type_url == T_ROUTE_CONFIGURATION and stream.filtered:

@@ -80,7 +80,8 @@ class FleetProvider:
     def __init__(self, inner: Provider, client: KubeClient, options: FleetOptions,
                  synced_gateways: Callable[[], frozenset[str]], *,
                  is_leader: Callable[[], bool] | None = None,
-                 on_params_changed: Callable[[], None] | None = None) -> None:
+                 on_params_changed: Callable[[], None] | None = None,
+                 gateway_nacks: Callable[[], Mapping[str, str]] | None = None) -> None:
         """``on_params_changed()`` is called when a Gateway's knobs (``params_by_gateway``) change,
         so the data plane translates again with them."""
         self.inner = inner
@@ -91,6 +92,7 @@ class FleetProvider:
         self._synced_gateways = synced_gateways
         self._is_leader = is_leader or (lambda: True)
         self._on_params_changed = on_params_changed
+        self._gateway_nacks = gateway_nacks or dict
         self._snapshot: Snapshot | None = None
         self._resync: asyncio.Task[None] | None = None
         self.params_by_gateway: dict[str, FleetParams] = {}  # "NS/NAME" -> its knobs (last reconcile)
@@ -183,6 +185,7 @@ class FleetProvider:
                                  drain_seconds=self.options.drain_seconds,
                                  image_pull_policy=self.options.image_pull_policy)
         synced = self._synced_gateways()
+        nacks = self._gateway_nacks()
         keep: set[tuple[str, str, str]] = set()
         params_by_gateway: dict[str, FleetParams] = {}
         for ref, status in result.statuses.items():
@@ -213,7 +216,7 @@ class FleetProvider:
             statuses[ref] = fleet_gateway_status(
                 status, addresses=service_addresses(service.body if service is not None else None),
                 synced=info.node_id in synced or ready_elsewhere, params_error=class_params.error,
-                generation=gateway.generation, now=now)
+                generation=gateway.generation, now=now, nack=nacks.get(info.node_id))
         if params_by_gateway != self.params_by_gateway:
             self.params_by_gateway = params_by_gateway
             if self._on_params_changed is not None:

@@ -5,7 +5,8 @@
 - ``Programmed`` (as the translator computed it) stays True only once the Service has an
   address and at least one Envoy of the Gateway ACKed the current configuration; until then
   it is False with reason ``Pending`` (or ``AddressNotAssigned``), and ``Invalid`` when the
-  GatewayClass's parameters are not usable.
+  GatewayClass's parameters are not usable or its Envoys rejected the configuration (the reason
+  in the message).
 - A GatewayClass whose ``parametersRef`` is not usable is ``Accepted=False`` with reason
   ``InvalidParameters`` and a message naming the key.
 """
@@ -45,7 +46,8 @@ def _replace_condition(status: Mapping[str, Any], cond: dict[str, Any]) -> dict[
 
 
 def fleet_gateway_status(status: Mapping[str, Any], *, addresses: list[dict[str, str]], synced: bool,
-                         params_error: str | None, generation: int, now: str) -> dict[str, Any]:
+                         params_error: str | None, generation: int, now: str, nack: str | None = None
+                         ) -> dict[str, Any]:
     """The translator's Gateway ``status`` with fleet addresses and ACK-based ``Programmed``."""
     out = {k: v for k, v in status.items() if k != "addresses"}
     programmed = c.find(status.get("conditions") or (), c.PROGRAMMED)
@@ -57,6 +59,9 @@ def fleet_gateway_status(status: Mapping[str, Any], *, addresses: list[dict[str,
     elif not addresses:
         cond = c.condition(c.PROGRAMMED, c.FALSE, c.REASON_ADDRESS_NOT_ASSIGNED,
                            "Waiting for the Envoy Service's address", generation, now)
+    elif not synced and nack is not None:
+        cond = c.condition(c.PROGRAMMED, c.FALSE, c.REASON_INVALID,
+                           f"Envoy rejected the configuration: {nack}", generation, now)
     elif not synced:
         cond = c.condition(c.PROGRAMMED, c.FALSE, c.REASON_PENDING,
                            "Waiting for an Envoy of this Gateway to ACK the configuration", generation, now)
