@@ -167,7 +167,7 @@ def test_defaults_render_the_controller_its_rbac_class_and_xds_service(helm: Hel
     assert "--leader-elect" not in controller_args(objects) and "PodDisruptionBudget" not in by_kind(objects)
 
 
-@pytest.mark.parametrize("variant", ["defaults", "classes"])
+@pytest.mark.parametrize("variant", ["defaults", "classes", "ha"])
 def test_the_real_infergate_gateway_accepts_the_chart_arguments(helm: Helm, variant: str) -> None:
     objects = helm.template(CHART, VARIANTS[variant], release="infergate", namespace=NAMESPACE)
     args = [a.replace("$(POD_IP)", "127.0.0.9") for a in controller_args(objects)]
@@ -178,6 +178,9 @@ def test_the_real_infergate_gateway_accepts_the_chart_arguments(helm: Helm, vari
     assert params["controller_name"] == "infergate.io/gateway-controller"
     assert params["gateway_classes"] == tuple(c["name"] for c in VARIANTS[variant].get("gatewayClasses",
                                                                                        [{"name": "infergate"}]))
+    assert params["leader_elect"] == (variant == "ha")
+    if variant == "ha":
+        assert params["leader_election_namespace"] == "kube-system"
 
 
 def test_replicas_above_one_turn_on_leader_election_and_a_pdb(helm: Helm) -> None:

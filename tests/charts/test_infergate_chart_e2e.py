@@ -1,15 +1,15 @@
 """charts/infergate installed for real on `infergate up --no-gateway`, with the real helm and kubectl.
 
 `infergate up --no-gateway` runs the API server, the local runtime and the service proxy, and
-no gateway. `helm install infergate charts/infergate` then runs the controller as a local pod
-(in-cluster credentials of its own ServiceAccount, under --authorization-mode RBAC so the
-chart's RBAC is what it has); it becomes Ready and its GatewayClass (the source document's
-gke-l7-regional-external-managed) Accepted. The source document's GA pool (its `helm install`
-of the inferencepool chart), objectives and HTTPRoute, with a Gateway of that class: the
-controller creates the Gateway's Envoy Deployment and LoadBalancer Service, the service proxy
-gives it a loopback address, `kubectl get gateway` shows it and a completion through it answers
-200. Deleting the Gateway removes the Envoy objects; `helm uninstall` removes every object of
-the release, and the controller's process.
+no gateway. `helm install infergate charts/infergate --set replicas=2` then runs two controller
+pods (in-cluster credentials of their own ServiceAccount, under --authorization-mode RBAC so
+the chart's RBAC is what they have): both Ready, one holds the leader-election Lease, and the
+GatewayClass (the source document's gke-l7-regional-external-managed) is Accepted. The source
+document's GA pool (its `helm install` of the inferencepool chart), objectives and HTTPRoute,
+with a Gateway of that class: the controller creates the Gateway's Envoy Deployment and
+LoadBalancer Service, the service proxy gives it a loopback address, `kubectl get gateway`
+shows it and a completion through it answers 200. Deleting the Gateway removes the Envoy
+objects; `helm uninstall` removes every object of the release, and the controller processes.
 """
 
 from __future__ import annotations
@@ -134,16 +134,22 @@ def heredoc(command: str) -> str:
 def test_chart_on_infergate_up_serves_the_source_documents_route(cluster: Cluster, seed_dir: Path) -> None:
     # the controller, as a local pod, serving the source document's GatewayClass
     installed = cluster.helm("install", "infergate", str(CHART), "-n", SYSTEM, "--create-namespace", "--wait",
-                             "--timeout", "60s", "--set", f"gatewayClasses[0].name={GKE_CLASS}", timeout=90).stdout
+                             "--timeout", "60s", "--set", f"gatewayClasses[0].name={GKE_CLASS}", "--set", "replicas=2",
+                             timeout=90).stdout
     assert re.search(r"^STATUS: deployed$", installed, re.M), installed
     manifest = cluster.helm("get", "manifest", "infergate", "-n", SYSTEM).stdout
     release_objects = [(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace"))
                        for d in yaml.safe_load_all(manifest) if d]
-    assert {k for k, _, _ in release_objects} >= {"Deployment", "Service", "ServiceAccount", "ClusterRole",
-                                                  "ClusterRoleBinding", "Role", "RoleBinding", "GatewayClass"}
-    (controller,) = cluster.get("pods", "-n", SYSTEM, "-l", "app.kubernetes.io/component=controller")["items"]
-    assert condition(controller, "Ready") == "True"
-    assert ipaddress.ip_address(controller["status"]["podIP"]) in ipaddress.ip_network(cluster.pod_cidr)
+    assert {k for k, _, _ in release_objects} == {"Deployment", "Service", "ServiceAccount", "ClusterRole",
+                                                  "ClusterRoleBinding", "Role", "RoleBinding", "GatewayClass",
+                                                  "PodDisruptionBudget"}
+    controllers = cluster.get("pods", "-n", SYSTEM, "-l", "app.kubernetes.io/component=controller")["items"]
+    assert len(controllers) == 2
+    for controller in controllers:
+        assert condition(controller, "Ready") == "True"
+        assert ipaddress.ip_address(controller["status"]["podIP"]) in ipaddress.ip_network(cluster.pod_cidr)
+    lease = eventually(lambda: cluster.get("lease", "infergate-gateway-controller", "-n", SYSTEM), 15, "the Lease")
+    assert lease["spec"]["holderIdentity"]
     eventually(lambda: condition(cluster.get("gatewayclass", GKE_CLASS), "Accepted") == "True", 15,
                "the GatewayClass Accepted")
 
