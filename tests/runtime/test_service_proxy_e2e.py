@@ -3,8 +3,9 @@
 A Service of type LoadBalancer selecting a 2-replica simulator Deployment (named target port)
 answers on its cluster IP and on the load-balancer address the proxy allocated and wrote to
 ``status.loadBalancer.ingress``; requests go round robin to both pods; scaling down to one
-leaves only that pod as a backend; deleting the Service stops both listeners and clears the
-allocation.
+leaves only that pod as a backend; a new proxy keeps the address; changing the type to
+ClusterIP clears the ingress and the load-balancer listener; deleting the Service stops the
+listeners and clears the allocation.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ async def test_cluster_ip_and_load_balancer_address_forward_to_ready_pods(tmp_pa
                 ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
                 return str(ingress[0]["ip"]) if ingress else None
 
+            async def lb_ip_gone() -> bool:
+                return await lb_ip() is None
+
             address = await async_wait_until(lb_ip, 10, interval=0.1, what="the load-balancer ingress")
             assert ipaddress.ip_address(address) in ipaddress.ip_network(lb_pool)
             await async_wait_until(lambda: len(proxy.backends_of(cluster_ip, port)) == 2, 40, interval=0.2,
@@ -80,6 +84,22 @@ async def test_cluster_ip_and_load_balancer_address_forward_to_ready_pods(tmp_pa
             await async_wait_until(lambda: len(proxy.backends_of(cluster_ip, port)) == 1, 20, interval=0.2,
                                    what="one backend")
             assert len({await served_by(f"http://{address}:{port}") for _ in range(3)}) == 1
+
+            # a new proxy on the same state file: the same address, nothing rewritten
+            await proxy.stop()
+            proxy = ServiceProxy(client, ServiceProxyOptions(load_balancer_pool=lb_pool,
+                                                             state_file=tmp_path / "lb.json"))
+            await proxy.start()
+            await proxy.wait_synced()
+            assert proxy.lb_addresses.address_of("default/proxied") == address
+            assert len({await served_by(f"http://{address}:{port}") for _ in range(2)}) == 1
+
+            # no longer a LoadBalancer: the ingress is cleared, the cluster IP still answers
+            await client.merge_patch(kinds.SERVICES.path("default", "proxied"), {"spec": {"type": "ClusterIP"}})
+            await async_wait_until(lambda: lb_ip_gone(), 10, interval=0.1, what="the ingress cleared")
+            await async_wait_until(lambda: (address, port) not in proxy.listeners, 10, interval=0.1,
+                                   what="no listener on the load-balancer address")
+            assert (await served_by(f"http://{cluster_ip}:{port}")).startswith("proxied-")
 
             # the Service deleted: nothing listens, the address is free again
             await client.delete(kinds.SERVICES.path("default", "proxied"))
