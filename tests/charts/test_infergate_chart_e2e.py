@@ -112,6 +112,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, kubectl_bin: str, helm_bin
         except subprocess.TimeoutExpired:
             os.killpg(up.pid, signal.SIGKILL)
             up.wait(10)
+        # Ctrl-C stopped every pod: controllers, Envoys (and their envoy children), EPPs, simulators
+        eventually(lambda: not pod_processes(pod_cidr, ""), 15, "no pod process left after Ctrl-C")
 
 
 def condition(obj: dict[str, Any], kind: str) -> str | None:
