@@ -34,6 +34,16 @@ def test_gateway_class_needs_the_gateway() -> None:
         UpOptions(state_dir=Path("x"), gateway=False, gateway_classes=("x",))
 
 
+def test_load_balancer_pool_is_checked_with_the_flag_name() -> None:
+    with pytest.raises(ValueError, match=r"--load-balancer-pool 10.0.0.0/24 is not inside 127.0.0.0/8"):
+        UpOptions(state_dir=Path("x"), load_balancer_pool="10.0.0.0/24")
+    with pytest.raises(ValueError, match=r"--load-balancer-pool 'nope': not an IPv4 network"):
+        UpOptions(state_dir=Path("x"), load_balancer_pool="nope")
+    result = CliRunner().invoke(up_command, ["--no-gateway", "--load-balancer-pool", "10.1.0.0/24",
+                                             "--state-dir", "/nonexistent"])
+    assert result.exit_code == 2 and "--load-balancer-pool 10.1.0.0/24 is not inside 127.0.0.0/8" in result.output
+
+
 def test_service_proxy_follows_the_gateway_unless_told() -> None:
     assert not UpOptions(state_dir=Path("x")).proxy_enabled
     assert UpOptions(state_dir=Path("x"), gateway=False).proxy_enabled

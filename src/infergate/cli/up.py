@@ -112,8 +112,11 @@ def command(state_dir: str, host: str, port: int, gateway_classes: tuple[str, ..
 
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = _options(state_dir, host, port, gateway_classes, with_inference_crds, pod_cidr, address_pool,
-                       image_prefixes, authorization_mode, gateway, service_proxy, load_balancer_pool)
+    try:
+        options = _options(state_dir, host, port, gateway_classes, with_inference_crds, pod_cidr, address_pool,
+                           image_prefixes, authorization_mode, gateway, service_proxy, load_balancer_pool)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     try:
         asyncio.run(_run(options))
     except ValueError as exc:

@@ -32,6 +32,7 @@ from infergate.apiserver.runtime import (
     DEFAULT_LOAD_BALANCER_POOL,
     DEFAULT_POD_CIDR,
     LocalRuntime,
+    PodIPAllocator,
     RuntimeOptions,
     ServiceProxy,
     ServiceProxyOptions,
@@ -72,6 +73,7 @@ class UpOptions:
     load_balancer_pool: str = DEFAULT_LOAD_BALANCER_POOL  # loopback addresses of type: LoadBalancer Services
 
     def __post_init__(self) -> None:
+        PodIPAllocator(self.load_balancer_pool, what="--load-balancer-pool")  # refused early, with the flag's name
         if not self.gateway and self.gateway_classes:
             raise ValueError("--gateway-class: without the built-in gateway (--no-gateway) infergate up creates no "
                              "GatewayClass; the chart does (helm install infergate charts/infergate "

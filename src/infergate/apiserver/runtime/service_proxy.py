@@ -63,7 +63,8 @@ class ServiceProxy:
     def __init__(self, client: KubeClient, options: ServiceProxyOptions | None = None) -> None:
         self.client = client
         self.options = options or ServiceProxyOptions()
-        self.lb_addresses = PodIPAllocator(self.options.load_balancer_pool, self.options.state_file)
+        self.lb_addresses = PodIPAllocator(self.options.load_balancer_pool, self.options.state_file,
+                                           what="load-balancer pool")
         self.services: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, dict[str, Any]] = {}
         self.listeners: dict[ListenKey, TcpForwarder] = {}
