@@ -168,7 +168,11 @@ async def test_a_gateway_gets_its_envoy_objects_and_deleting_it_collects_them(co
     await api.merge_patch(kinds.CONFIGMAPS.path(NS, "fleet-params"), {"data": {"replicas": "1"}})
     await eventually(lambda: _gone(api, pdb_path), "the PodDisruptionBudget to go")
     assert (await api.get(deployment_path) or {})["spec"]["replicas"] == 1
-    assert conditions(await api.get(kinds.GATEWAY_CLASSES.path(None, CLASS)))["Accepted"][0] == "True"
+
+    async def class_accepted() -> bool:  # written right after the objects, in the same reconcile
+        return conditions(await api.get(kinds.GATEWAY_CLASSES.path(None, CLASS)))["Accepted"][0] == "True"
+
+    await eventually(class_accepted, "GatewayClass Accepted=True again")
 
     await api.delete(kinds.GATEWAYS.path(NS, "gw-a"))
     for path in (deployment_path, service_path):
@@ -285,3 +289,94 @@ def utc_now_micro() -> str:
     from datetime import UTC, datetime
 
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@LOOP
+async def test_envoy_keeps_serving_while_the_controller_restarts(controller: Controller, apiserver: ThreadedAPIServer,
+                                                                 tmp_path: Path) -> None:
+    api = controller.api
+    own_class, controller_name = "infergate-restart", "infergate.io/restart-controller"
+    await api.create(kinds.GATEWAY_CLASSES.path(), {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": own_class},
+        "spec": {"controllerName": controller_name}})
+    sim_port, listen, admin, xds_port = free_port(), free_port(), free_port(), free_port()
+    sim = SimCluster(SimConfig(model="m", time_scale=100.0, mean_output_tokens=0), random_loopback_block(1, sim_port),
+                     sim_port)
+    pod_ip = random_loopback_block(1, listen)[0]
+    await api.create(kinds.SERVICES.path(NS), {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "sim-r", "namespace": NS},
+        "spec": {"ports": [{"name": "http", "port": sim_port}]}})
+    await api.create(kinds.ENDPOINT_SLICES.path(NS), {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "sim-r-1", "namespace": NS, "labels": {"kubernetes.io/service-name": "sim-r"}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": sim_port, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [sim.replicas[0].host], "conditions": {"ready": True}}]})
+    gw = gateway("gw-r", listen)
+    gw["spec"]["gatewayClassName"] = own_class
+    await api.create(kinds.GATEWAYS.path(NS), gw)
+    await api.create(kinds.HTTPROUTES.path(NS), {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "to-sim-r", "namespace": NS},
+        "spec": {"parentRefs": [{"name": "gw-r"}], "rules": [{"backendRefs": [{"name": "sim-r", "port": sim_port}]}]}})
+    config = GatewayConfig(kubeconfig=str(apiserver.kubeconfig_path), data_plane="deployments",
+                           controller_name=controller_name, xds_address=f"127.0.0.1:{xds_port}", fleet_resync=0.5,
+                           debounce=0.05)
+
+    def start_controller() -> tuple[asyncio.Task[None], asyncio.Event]:
+        started = asyncio.Event()
+        return asyncio.create_task(run_gateway(config, started=started)), started
+
+    async def stop(task: asyncio.Task[None]) -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    envoy = ManagedProcess(
+        [sys.executable, "-m", "infergate.cli.pod", "envoy", "--xds-server", f"127.0.0.1:{xds_port}",
+         "--node-id", "default/gw-r", "--admin-port", str(admin), "--drain-seconds", "1"],
+        name="envoy-pod", env={**os.environ, "INFERGATE_POD_IP": pod_ip}, log_path=tmp_path / "envoy.log")
+    task, started = start_controller()
+    await sim.start()
+    try:
+        await asyncio.wait_for(started.wait(), 30)
+        await envoy.start()
+        async with httpx.AsyncClient(timeout=5) as client:
+            async def served() -> bool:
+                with contextlib.suppress(httpx.HTTPError):
+                    response = await client.post(f"http://{pod_ip}:{listen}/v1/completions",
+                                                 json={"model": "m", "prompt": "hi", "max_tokens": 2})
+                    return response.status_code == 200
+                return False
+
+            await eventually(served, "a request through the Envoy pod", timeout=20)
+            results: list[bool] = []
+
+            async def probe() -> None:  # requests all along, while the controller goes and comes back
+                while True:
+                    results.append(await served())
+                    await asyncio.sleep(0.05)
+
+            prober = asyncio.create_task(probe())
+            try:
+                await stop(task)  # every controller gone
+                await asyncio.sleep(0.5)
+                task, started = start_controller()  # back, from scratch: Envoy reconnects and re-syncs
+                await asyncio.wait_for(started.wait(), 30)
+
+                async def programmed() -> bool:
+                    gateway_now = await api.get(kinds.GATEWAYS.path(NS, "gw-r"))
+                    return conditions(gateway_now).get("Programmed", ("",))[0] == "True"
+
+                await eventually(programmed, "the Gateway Programmed by the new controller", timeout=15)
+                await asyncio.sleep(0.5)
+            finally:
+                prober.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await prober
+            assert len(results) >= 10
+            assert all(results), f"{results.count(False)} of {len(results)} requests failed"
+            assert await served()
+    finally:
+        await envoy.stop()
+        await stop(task)
+        await sim.stop()
+        await api.delete(kinds.GATEWAYS.path(NS, "gw-r"))
