@@ -183,7 +183,8 @@ def _fleet_options(config: GatewayConfig, xds_bound: tuple[str, int]) -> Any:
         host = os.environ.get("INFERGATE_POD_IP") or os.environ.get("POD_IP") or None
     return FleetOptions(envoy_image=config.envoy_image, xds_port=port, xds_host=host, xds_service=xds_service,
                         admin_port=config.envoy_admin_port, drain_seconds=config.envoy_drain_seconds,
-                        resync_s=config.fleet_resync, ready_pods_count_as_acked=config.leader_elect)
+                        resync_s=config.fleet_resync, ready_pods_count_as_acked=config.leader_elect,
+                        controller_name=config.controller_name)
 
 
 async def _run_deployments(config: GatewayConfig, *, started: asyncio.Event | None, on_reconciled: Any) -> None:

@@ -73,23 +73,24 @@ def test_the_deployment_runs_infergate_envoy_against_the_xds_service_and_drains_
 
 def test_the_service_exposes_the_listener_ports_with_the_type_and_annotations_of_the_parameters() -> None:
     info = GatewayInfo.of(GATEWAY)
-    service = envoy_service(info, FleetParams())
+    service = envoy_service(info, FleetParams(), SETTINGS)
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["spec"]["ports"] == [
         {"name": "http-80", "port": 80, "targetPort": 80, "protocol": "TCP"},
         {"name": "https-443", "port": 443, "targetPort": 443, "protocol": "TCP"}]
     assert service["spec"]["selector"]["gateway.networking.k8s.io/gateway-name"] == "inference-gateway"
-    assert "annotations" not in service["metadata"]
+    assert service["metadata"]["annotations"] == {"infergate.io/controller": "infergate.io/gateway-controller"}
     custom = envoy_service(info, FleetParams(service_type="NodePort",
-                                             service_annotations=(("example.com/lb", "internal"),)))
+                                             service_annotations=(("example.com/lb", "internal"),)), SETTINGS)
     assert custom["spec"]["type"] == "NodePort"
-    assert custom["metadata"]["annotations"] == {"example.com/lb": "internal"}
+    assert custom["metadata"]["annotations"] == {"example.com/lb": "internal",
+                                                 "infergate.io/controller": "infergate.io/gateway-controller"}
 
 
 def test_a_pdb_only_with_more_than_one_replica() -> None:
     info = GatewayInfo.of(GATEWAY)
-    assert envoy_pdb(info, FleetParams(replicas=1)) is None
-    pdb = envoy_pdb(info, FleetParams(replicas=2))
+    assert envoy_pdb(info, FleetParams(replicas=1), SETTINGS) is None
+    pdb = envoy_pdb(info, FleetParams(replicas=2), SETTINGS)
     assert pdb is not None
     assert pdb["apiVersion"] == "policy/v1"
     assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": {
@@ -209,12 +210,12 @@ def test_invalid_parameters_make_the_gateway_class_not_accepted() -> None:
 
 
 def test_an_object_with_server_defaults_is_up_to_date() -> None:
-    desired = envoy_service(GatewayInfo.of(GATEWAY), FleetParams())
+    desired = envoy_service(GatewayInfo.of(GATEWAY), FleetParams(), SETTINGS)
     stored = {**desired, "metadata": {**desired["metadata"], "uid": "x", "resourceVersion": "7"},
               "spec": {**desired["spec"], "clusterIP": "10.96.0.3", "ports": [
                   {**p, "nodePort": 30000 + i} for i, p in enumerate(desired["spec"]["ports"])]}}
     assert is_subset(desired, stored)
-    changed = envoy_service(GatewayInfo.of(GATEWAY), FleetParams(service_type="ClusterIP"))
+    changed = envoy_service(GatewayInfo.of(GATEWAY), FleetParams(service_type="ClusterIP"), SETTINGS)
     assert not is_subset(changed, stored)
 
 

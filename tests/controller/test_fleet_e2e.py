@@ -272,6 +272,12 @@ async def test_with_leader_election_only_the_lease_holder_writes(controller: Con
         lease = await api.get(lease_path)
         assert lease is not None and lease["spec"]["holderIdentity"] not in ("", "another-replica")
         await eventually(lambda: _accepted(api, "gw-ha"), "the new leader's Gateway status")
+        # The module's other controller (another controllerName) prunes only its own Envoy objects.
+        first = await api.get(kinds.DEPLOYMENTS.path(NS, "infergate-gw-ha"))
+        await asyncio.sleep(1.2)  # two of its resyncs
+        later = await api.get(kinds.DEPLOYMENTS.path(NS, "infergate-gw-ha"))
+        assert first is not None and later is not None
+        assert later["metadata"]["uid"] == first["metadata"]["uid"], "another controller deleted it (then recreated)"
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

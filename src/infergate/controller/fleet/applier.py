@@ -15,6 +15,7 @@ from typing import Any
 from infergate.controller.fleet.desired import (
     COMPONENT,
     COMPONENT_LABEL,
+    CONTROLLER_ANNOTATION,
     GATEWAY_NAME_LABEL,
     MANAGED_BY,
     MANAGER,
@@ -96,8 +97,9 @@ class FleetApplier:
             log.info("fleet: deleted %s %s/%s", kind.kind, namespace, name)
         return gone
 
-    async def prune(self, keep: Iterable[tuple[str, str, str]]) -> int:
-        """Delete fleet objects (by label) whose (kind, namespace, name) is not in ``keep``."""
+    async def prune(self, keep: Iterable[tuple[str, str, str]], controller_name: str) -> int:
+        """Delete this controller's fleet objects (by label and annotation) whose (kind, namespace,
+        name) is not in ``keep``; another controller's are left alone."""
         wanted = set(keep)
         deleted = 0
         for kind in FLEET_KINDS:
@@ -108,6 +110,7 @@ class FleetApplier:
             for item in listed.get("items") or ():
                 meta = item.get("metadata") or {}
                 key = (kind.kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-                if GATEWAY_NAME_LABEL in (meta.get("labels") or {}) and key not in wanted:
+                ours = (meta.get("annotations") or {}).get(CONTROLLER_ANNOTATION) == controller_name
+                if ours and GATEWAY_NAME_LABEL in (meta.get("labels") or {}) and key not in wanted:
                     deleted += await self.delete(kind, key[1], key[2])
         return deleted

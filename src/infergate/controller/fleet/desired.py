@@ -26,6 +26,7 @@ GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 COMPONENT = "envoy"
 CONTAINER = "envoy"
+CONTROLLER_ANNOTATION = "infergate.io/controller"  # which controller owns the object (two may share a cluster)
 NAME_PREFIX = "infergate-"
 MAX_NAME = 63  # a Service name is a DNS label
 
@@ -41,6 +42,7 @@ class FleetSettings:
     drain_seconds: float = 15.0
     pre_stop_seconds: int = 3  # endpoints drop the terminating pod before Envoy drains
     image_pull_policy: str | None = None
+    controller_name: str = "infergate.io/gateway-controller"  # the GatewayClass controllerName served
 
 
 @dataclass(frozen=True)
@@ -86,12 +88,12 @@ def owner_reference(gateway: GatewayInfo) -> dict[str, Any]:
             "uid": gateway.uid, "controller": True, "blockOwnerDeletion": True}
 
 
-def _metadata(gateway: GatewayInfo, annotations: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": fleet_name(gateway.name), "namespace": gateway.namespace,
-                            "labels": selector_labels(gateway), "ownerReferences": [owner_reference(gateway)]}
-    if annotations:
-        meta["annotations"] = dict(annotations)
-    return meta
+def _metadata(gateway: GatewayInfo, settings: FleetSettings, annotations: Sequence[tuple[str, str]] = ()
+              ) -> dict[str, Any]:
+    return {"name": fleet_name(gateway.name), "namespace": gateway.namespace,
+            "labels": selector_labels(gateway),
+            "annotations": {**dict(annotations), CONTROLLER_ANNOTATION: settings.controller_name},
+            "ownerReferences": [owner_reference(gateway)]}
 
 
 def port_name(protocol: str, port: int) -> str:
@@ -125,7 +127,7 @@ def envoy_deployment(gateway: GatewayInfo, params: FleetParams, settings: FleetS
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(gateway),
+        "metadata": _metadata(gateway, settings),
         "spec": {
             "replicas": params.replicas,
             "selector": {"matchLabels": labels},
@@ -142,11 +144,11 @@ def envoy_deployment(gateway: GatewayInfo, params: FleetParams, settings: FleetS
     }
 
 
-def envoy_service(gateway: GatewayInfo, params: FleetParams) -> dict[str, Any]:
+def envoy_service(gateway: GatewayInfo, params: FleetParams, settings: FleetSettings) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(gateway, params.service_annotations),
+        "metadata": _metadata(gateway, settings, params.service_annotations),
         "spec": {
             "type": params.service_type,
             "selector": selector_labels(gateway),
@@ -156,14 +158,14 @@ def envoy_service(gateway: GatewayInfo, params: FleetParams) -> dict[str, Any]:
     }
 
 
-def envoy_pdb(gateway: GatewayInfo, params: FleetParams) -> dict[str, Any] | None:
+def envoy_pdb(gateway: GatewayInfo, params: FleetParams, settings: FleetSettings) -> dict[str, Any] | None:
     """The PodDisruptionBudget, or None when there is one replica (a budget would block drains)."""
     if params.replicas <= 1:
         return None
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(gateway),
+        "metadata": _metadata(gateway, settings),
         "spec": {"minAvailable": 1, "selector": {"matchLabels": selector_labels(gateway)}},
     }
 
@@ -171,5 +173,5 @@ def envoy_pdb(gateway: GatewayInfo, params: FleetParams) -> dict[str, Any] | Non
 def desired_objects(gateway: GatewayInfo, params: FleetParams, settings: FleetSettings
                     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """(Deployment, Service, PodDisruptionBudget or None) of ``gateway``'s fleet."""
-    return (envoy_deployment(gateway, params, settings), envoy_service(gateway, params),
-            envoy_pdb(gateway, params))
+    return (envoy_deployment(gateway, params, settings), envoy_service(gateway, params, settings),
+            envoy_pdb(gateway, params, settings))

@@ -66,6 +66,7 @@ class FleetOptions:
     # replica, whose ACKs this one does not see; a Ready Envoy pod of the Gateway's current
     # Deployment (Envoy is Ready once it has its configuration) counts as ACKed then.
     ready_pods_count_as_acked: bool = False
+    controller_name: str = "infergate.io/gateway-controller"  # marks (and limits pruning to) our objects
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,8 @@ class FleetProvider:
         settings = FleetSettings(envoy_image=self.options.envoy_image, xds_host=xds_host or "",
                                  xds_port=self.options.xds_port, admin_port=self.options.admin_port,
                                  drain_seconds=self.options.drain_seconds,
-                                 image_pull_policy=self.options.image_pull_policy)
+                                 image_pull_policy=self.options.image_pull_policy,
+                                 controller_name=self.options.controller_name)
         synced = self._synced_gateways()
         nacks = self._gateway_nacks()
         keep: set[tuple[str, str, str]] = set()
@@ -223,7 +225,7 @@ class FleetProvider:
                 self._on_params_changed()
         loop = asyncio.get_running_loop()
         if write and xds_host and (keep != self._kept or loop.time() - self._pruned_at >= self.options.resync_s):
-            await self.applier.prune(keep)  # Gateways no longer ours (GC removes deleted Gateways' own)
+            await self.applier.prune(keep, self.options.controller_name)  # Gateways no longer ours (GC removes deleted Gateways' own)
             self._kept, self._pruned_at = keep, loop.time()
         return replace(result, statuses=statuses)
 
