@@ -142,6 +142,12 @@ async def test_a_gateway_gets_its_envoy_objects_and_deleting_it_collects_them(co
     assert service["metadata"]["ownerReferences"] == [owner]
     pdb = await eventually(lambda: api.get(pdb_path), "the PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
+    # Up to date objects are not written again (the API server's defaults do not count as drift).
+    await asyncio.sleep(1.2)  # two resyncs
+    for path, before in ((deployment_path, deployment), (service_path, service), (pdb_path, pdb)):
+        after = await api.get(path)
+        assert after is not None
+        assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], path
 
     # Addresses from the Envoy Service; not Programmed while no Envoy has ACKed.
     async def gateway_status() -> dict[str, Any] | None:
