@@ -99,6 +99,8 @@ class FleetProvider:
         self.params_by_gateway: dict[str, FleetParams] = {}  # "NS/NAME" -> its knobs (last reconcile)
         self.last_error: str | None = None
         self._kept: set[tuple[str, str, str]] = set()
+        # (kind, namespace, name) -> (what was ensured, when, the stored object then)
+        self._ensured: dict[tuple[str, str, str], tuple[dict[str, Any], float, Mapping[str, Any] | None]] = {}
         self._pruned_at = float("-inf")
 
     async def start(self) -> None:
@@ -163,6 +165,18 @@ class FleetProvider:
             return 0
         return await self.inner.write_statuses(result, controller_name)
 
+    async def _ensure(self, desired: dict[str, Any]) -> tuple[str, Mapping[str, Any] | None]:
+        """``applier.ensure``, at most once per ``resync_s`` for an object whose desired state did
+        not change (a reconcile per Envoy ACK must not become a GET per object each time)."""
+        key = (desired["kind"], desired["metadata"]["namespace"], desired["metadata"]["name"])
+        now = asyncio.get_running_loop().time()
+        cached = self._ensured.get(key)
+        if cached is not None and cached[0] == desired and now - cached[1] < self.options.resync_s:
+            return "unchanged", cached[2]
+        outcome, stored = await self.applier.ensure(desired)
+        self._ensured[key] = (desired, now, stored if outcome == "unchanged" else None)
+        return outcome, stored
+
     async def _reconcile(self, result: TranslationResult, snapshot: Snapshot, *, write: bool = True
                          ) -> TranslationResult:
         now = utc_now()
@@ -210,7 +224,7 @@ class FleetProvider:
                 params_by_gateway[info.node_id] = class_params.params
                 for obj in desired_objects(info, class_params.params, settings):
                     if obj is not None and write:
-                        outcome, stored = await self.applier.ensure(obj)
+                        outcome, stored = await self._ensure(obj)
                         keep.add((obj["kind"], ref.namespace, name))
                         if obj["kind"] == "Deployment" and outcome == "unchanged" and stored is not None:
                             ready_elsewhere = self.options.ready_pods_count_as_acked and deployment_ready(stored)
@@ -225,6 +239,7 @@ class FleetProvider:
                 self._on_params_changed()
         loop = asyncio.get_running_loop()
         if write and xds_host and (keep != self._kept or loop.time() - self._pruned_at >= self.options.resync_s):
+            self._ensured = {k: v for k, v in self._ensured.items() if k in keep}
             await self.applier.prune(keep, self.options.controller_name)  # Gateways no longer ours (GC removes deleted Gateways' own)
             self._kept, self._pruned_at = keep, loop.time()
         return replace(result, statuses=statuses)
