@@ -250,3 +250,14 @@ def test_a_gateway_whose_envoys_rejected_the_configuration_says_why() -> None:
     cond = next(c for c in status["conditions"] if c["type"] == "Programmed")
     assert (cond["status"], cond["reason"]) == ("False", "Invalid")
     assert "cannot bind 10.1.2.3:80" in cond["message"]
+
+
+def test_programmed_at_reads_the_stored_condition_of_the_current_generation() -> None:
+    from infergate.controller.fleet.provider import programmed_at
+
+    stored = {"status": {"conditions": [{"type": "Programmed", "status": "True", "observedGeneration": 4}]}}
+    assert programmed_at(stored, 4)
+    assert not programmed_at(stored, 5)  # the spec changed since
+    assert not programmed_at({"status": {"conditions": [{"type": "Programmed", "status": "False",
+                                                         "observedGeneration": 4}]}}, 4)
+    assert not programmed_at({}, 1)

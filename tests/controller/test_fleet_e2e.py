@@ -360,11 +360,19 @@ async def test_envoy_keeps_serving_while_the_controller_restarts(controller: Con
                 return False
 
             await eventually(served, "a request through the Envoy pod", timeout=20)
+
+            async def programmed() -> bool:
+                gateway_now = await api.get(kinds.GATEWAYS.path(NS, "gw-r"))
+                return conditions(gateway_now).get("Programmed", ("",))[0] == "True"
+
+            await eventually(programmed, "the Gateway Programmed", timeout=15)
             results: list[bool] = []
+            statuses: list[bool] = []
 
             async def probe() -> None:  # requests all along, while the controller goes and comes back
                 while True:
                     results.append(await served())
+                    statuses.append(await programmed())
                     await asyncio.sleep(0.05)
 
             prober = asyncio.create_task(probe())
@@ -373,19 +381,14 @@ async def test_envoy_keeps_serving_while_the_controller_restarts(controller: Con
                 await asyncio.sleep(0.5)
                 task, started = start_controller()  # back, from scratch: Envoy reconnects and re-syncs
                 await asyncio.wait_for(started.wait(), 30)
-
-                async def programmed() -> bool:
-                    gateway_now = await api.get(kinds.GATEWAYS.path(NS, "gw-r"))
-                    return conditions(gateway_now).get("Programmed", ("",))[0] == "True"
-
-                await eventually(programmed, "the Gateway Programmed by the new controller", timeout=15)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(1.0)
             finally:
                 prober.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await prober
             assert len(results) >= 10
             assert all(results), f"{results.count(False)} of {len(results)} requests failed"
+            assert all(statuses), "the Gateway went through Programmed=False while its Envoy kept serving"
             assert await served()
     finally:
         await envoy.stop()

@@ -67,6 +67,9 @@ class FleetOptions:
     # Deployment (Envoy is Ready once it has its configuration) counts as ACKed then.
     ready_pods_count_as_acked: bool = False
     controller_name: str = "infergate.io/gateway-controller"  # marks (and limits pruning to) our objects
+    # After a (re)start, Envoys take a few seconds to reconnect: a Gateway already Programmed at
+    # its current generation stays so for this long unless one of its Envoys rejects something.
+    startup_grace_s: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,10 @@ class FleetProvider:
         # (kind, namespace, name) -> (what was ensured, when, the stored object then)
         self._ensured: dict[tuple[str, str, str], tuple[dict[str, Any], float, Mapping[str, Any] | None]] = {}
         self._pruned_at = float("-inf")
+        self._started_at = float("-inf")
 
     async def start(self) -> None:
+        self._started_at = asyncio.get_running_loop().time()
         await self.inner.start()
         self._resync = asyncio.create_task(self._tick(), name="fleet-resync")
 
@@ -228,10 +233,12 @@ class FleetProvider:
                         keep.add((obj["kind"], ref.namespace, name))
                         if obj["kind"] == "Deployment" and outcome == "unchanged" and stored is not None:
                             ready_elsewhere = self.options.ready_pods_count_as_acked and deployment_ready(stored)
+            in_grace = asyncio.get_running_loop().time() - self._started_at < self.options.startup_grace_s
+            still_programmed = in_grace and programmed_at(gateway.body, gateway.generation)
             service = snapshot.get(CORE_GROUP, "Service", ref.namespace, name)
             statuses[ref] = fleet_gateway_status(
                 status, addresses=service_addresses(service.body if service is not None else None),
-                synced=info.node_id in synced or ready_elsewhere, params_error=class_params.error,
+                synced=info.node_id in synced or ready_elsewhere or still_programmed, params_error=class_params.error,
                 generation=gateway.generation, now=now, nack=nacks.get(info.node_id))
         if params_by_gateway != self.params_by_gateway:
             self.params_by_gateway = params_by_gateway
@@ -250,3 +257,9 @@ def deployment_ready(deployment: Mapping[str, Any]) -> bool:
     meta, status = deployment.get("metadata") or {}, deployment.get("status") or {}
     current = status.get("observedGeneration") == meta.get("generation")
     return bool(current and int(status.get("updatedReplicas") or 0) >= 1 and int(status.get("readyReplicas") or 0) >= 1)
+
+
+def programmed_at(gateway: Mapping[str, Any], generation: int) -> bool:
+    """Whether the stored status says Programmed=True for this generation."""
+    cond = c.find((gateway.get("status") or {}).get("conditions") or (), c.PROGRAMMED)
+    return cond is not None and cond.get("status") == c.TRUE and cond.get("observedGeneration") == generation
