@@ -234,7 +234,8 @@ class FleetProvider:
                         if obj["kind"] == "Deployment" and outcome == "unchanged" and stored is not None:
                             ready_elsewhere = self.options.ready_pods_count_as_acked and deployment_ready(stored)
             in_grace = asyncio.get_running_loop().time() - self._started_at < self.options.startup_grace_s
-            still_programmed = in_grace and programmed_at(gateway.body, gateway.generation)
+            still_programmed = (in_grace and info.node_id not in nacks
+                                and programmed_at(gateway.body, gateway.generation))
             service = snapshot.get(CORE_GROUP, "Service", ref.namespace, name)
             statuses[ref] = fleet_gateway_status(
                 status, addresses=service_addresses(service.body if service is not None else None),
