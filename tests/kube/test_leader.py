@@ -102,8 +102,9 @@ class Candidate:
     def __init__(self, config: KubeConfig, namespace: str, identity: str, **timings: float) -> None:
         self.client = KubeClient(config, request_timeout=2.0)
         self.events: list[str] = []
-        self.elector = LeaderElector(self.client, namespace, "lease", identity, **(timings or FAST),
-                                     on_started_leading=lambda: self.events.append("started"),
+        t = timings or FAST
+        self.elector = LeaderElector(self.client, namespace, "lease", identity, t["lease_duration"],
+                                     t["renew_deadline"], t["retry_period"], on_started_leading=lambda: self.events.append("started"),
                                      on_stopped_leading=self._stopped)
         self.task: asyncio.Task[None] | None = None
 
