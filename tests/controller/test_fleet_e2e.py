@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -185,6 +186,17 @@ async def test_a_gateway_gets_its_envoy_objects_and_deleting_it_collects_them(co
         await eventually(lambda path=path: _gone(api, path), f"{path} to be garbage-collected")  # type: ignore[misc]
 
 
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _not_ready(client: httpx.AsyncClient, url: str) -> bool:
+    try:
+        return (await client.get(url)).status_code != 200
+    except httpx.HTTPError:
+        return True  # already gone
+
+
 async def _gone(api: KubeClient, path: str) -> bool:
     return await api.get(path) is None
 
@@ -193,7 +205,8 @@ async def _gone(api: KubeClient, path: str) -> bool:
 async def test_an_envoy_pod_acks_and_serves_the_gateway(controller: Controller, tmp_path: Path) -> None:
     api = controller.api
     sim_port, listen, admin = free_port(), free_port(), free_port()
-    sim = SimCluster(SimConfig(model="m", time_scale=100.0, mean_output_tokens=0), random_loopback_block(1, sim_port),
+    # ~70 ms per token: a 20-token stream is still open when the pod is told to stop
+    sim = SimCluster(SimConfig(model="m", time_scale=0.1, mean_output_tokens=0), random_loopback_block(1, sim_port),
                      sim_port)
     pod_ip = random_loopback_block(1, listen)[0]
     await api.create(kinds.SERVICES.path(NS), {
@@ -210,7 +223,7 @@ async def test_an_envoy_pod_acks_and_serves_the_gateway(controller: Controller, 
         "spec": {"parentRefs": [{"name": "gw-b"}], "rules": [{"backendRefs": [{"name": "sim", "port": sim_port}]}]}})
     envoy = ManagedProcess(
         [sys.executable, "-m", "infergate.cli.pod", "envoy", "--xds-server", f"127.0.0.1:{controller.xds_port}",
-         "--node-id", "default/gw-b", "--admin-port", str(admin), "--drain-seconds", "1"],
+         "--node-id", "default/gw-b", "--admin-port", str(admin), "--drain-seconds", "5"],
         name="envoy-pod", env={**os.environ, "INFERGATE_POD_IP": pod_ip}, log_path=tmp_path / "envoy.log")
     await sim.start()
     try:
@@ -231,11 +244,28 @@ async def test_an_envoy_pod_acks_and_serves_the_gateway(controller: Controller, 
                                          json={"model": "m", "prompt": "hello", "max_tokens": 3})
             assert response.status_code == 200, response.text
             assert response.json()["model"] == "m"
-        # SIGTERM: readiness fails, listeners drain, Envoy exits.
-        assert envoy.process is not None
-        envoy.process.send_signal(15)
-        code = await asyncio.wait_for(envoy.process.wait(), 15)
-        assert code == 0, (tmp_path / "envoy.log").read_text()[-3000:]
+            # SIGTERM to the pod's process group, as the local runtime (and a kill of the group) does:
+            # readiness fails, the open stream finishes, then Envoy exits.
+            assert envoy.process is not None
+            chunks: list[str] = []
+
+            async def stream() -> int:
+                async with client.stream("POST", f"http://{pod_ip}:{listen}/v1/completions",
+                                         json={"model": "m", "prompt": "hello", "max_tokens": 20, "ignore_eos": True,
+                                               "stream": True}) as streamed:
+                    async for line in streamed.aiter_lines():
+                        if line.startswith("data: ") and line != "data: [DONE]":
+                            chunks.append(line)
+                    return streamed.status_code
+
+            streaming = asyncio.create_task(stream())
+            await eventually(lambda: _true(bool(chunks)), "the first streamed token")
+            os.killpg(envoy.process.pid, signal.SIGTERM)
+            await eventually(lambda: _not_ready(client, f"http://{pod_ip}:{admin}/ready"), "readiness to fail")
+            assert await asyncio.wait_for(streaming, 15) == 200
+            assert len(chunks) == 20, f"the stream was cut after {len(chunks)} tokens"
+            code = await asyncio.wait_for(envoy.process.wait(), 15)
+            assert code == 0, (tmp_path / "envoy.log").read_text()[-3000:]
     finally:
         await envoy.stop()
         await sim.stop()

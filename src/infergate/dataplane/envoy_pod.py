@@ -149,9 +149,13 @@ async def run_pod_envoy(options: PodEnvoyOptions, work_dir: Path, stop: asyncio.
     work_dir.mkdir(parents=True, exist_ok=True)
     bootstrap_path = work_dir / "envoy-bootstrap.json"
     bootstrap_path.write_text(json.dumps(pod_bootstrap(options), indent=2))
-    # Envoy writes to this process's stdout/stderr: the pod's log.
-    proc = await asyncio.create_subprocess_exec(*envoy_argv(options, bootstrap_path), stdin=asyncio.subprocess.DEVNULL,
-                                                env=dict(os.environ))
+    argv = envoy_argv(options, bootstrap_path)
+    # Envoy writes to this process's stdout/stderr: the pod's log. With the parent-death signal
+    # set, Envoy gets its own process group: a runtime that signals the pod's whole group (the
+    # local runtime does) must reach only this process, whose SIGTERM drains; Envoy's own
+    # SIGTERM would exit at once, cutting every open stream. It still dies with this process.
+    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, env=dict(os.environ),
+                                                start_new_session=argv[0].endswith("setpriv"))
     exited = asyncio.create_task(proc.wait())
     stopping = asyncio.create_task(stop.wait())
     try:
