@@ -261,3 +261,23 @@ def test_programmed_at_reads_the_stored_condition_of_the_current_generation() ->
     assert not programmed_at({"status": {"conditions": [{"type": "Programmed", "status": "False",
                                                          "observedGeneration": 4}]}}, 4)
     assert not programmed_at({}, 1)
+
+
+def test_the_gateway_command_line_refuses_what_deployments_mode_cannot_do(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from infergate.cli.gateway import command
+
+    runner = CliRunner()
+    with_files = runner.invoke(command, ["-f", str(tmp_path), "--data-plane", "deployments"])
+    assert with_files.exit_code == 2 and "needs an API server" in with_files.output
+    leader_in_process = runner.invoke(command, ["-f", str(tmp_path), "--leader-elect"])
+    assert leader_in_process.exit_code == 2 and "only with --data-plane deployments" in leader_in_process.output
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    bad_service = runner.invoke(command, ["--kubeconfig", str(kubeconfig), "--data-plane", "deployments",
+                                          "--xds-service", "infergate-xds:18000"])
+    assert bad_service.exit_code == 2 and "expected NAMESPACE/NAME:PORT" in bad_service.output
+    bad_address = runner.invoke(command, ["--kubeconfig", str(kubeconfig), "--data-plane", "deployments",
+                                          "--xds-address", "0.0.0.0"])
+    assert bad_address.exit_code == 2 and "expected HOST:PORT" in bad_address.output
