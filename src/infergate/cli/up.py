@@ -23,6 +23,8 @@ Examples:
   infergate up --gateway-class gke-l7-regional-external-managed
   infergate up --background && export KUBECONFIG=$PWD/.infergate/kubeconfig
   kill $(cat .infergate/up.pid)                  # stop a background run
+  infergate up --no-gateway --background         # the control plane alone, then:
+  helm install infergate charts/infergate        #   the controller as local pods
 
 \b
 What runs: the API server (SQLite under --state-dir, HTTPS on loopback, token in the
@@ -32,18 +34,26 @@ Deployments of infergate's own image (the simulator, the EPP) as local processes
 per replica, each on its own loopback pod IP from --pod-cidr. Install the inference
 CRDs yourself (kubectl apply -f ...), as on a managed cluster, or add
 --with-inference-crds. Logs: STATE_DIR/logs/ (gateway.log) and STATE_DIR/runtime/logs/.
+
+\b
+--no-gateway: no GatewayClass and no gateway process; the service proxy makes Service
+cluster IPs answer and gives type: LoadBalancer Services an address of
+--load-balancer-pool, so the infergate chart (charts/infergate) runs the controller and
+its per-Gateway Envoy Deployments as local pods, as on a real cluster (docs/cluster.md).
 """
 
 
 def _options(state_dir: str, host: str, port: int, gateway_classes: tuple[str, ...], with_inference_crds: str | None,
              pod_cidr: str, address_pool: str, image_prefixes: tuple[str, ...],
-             authorization_mode: str = "AlwaysAllow") -> Any:
+             authorization_mode: str = "AlwaysAllow", gateway: bool = True, service_proxy: bool | None = None,
+             load_balancer_pool: str = "127.0.4.0/24") -> Any:
     from infergate.apiserver.runtime import DEFAULT_IMAGE_PREFIXES
     from infergate.up import UpOptions
 
     return UpOptions(state_dir=Path(state_dir), host=host, port=port, gateway_classes=gateway_classes,
                      with_inference_crds=with_inference_crds, pod_cidr=pod_cidr, address_pool=address_pool,
-                     image_prefixes=image_prefixes or DEFAULT_IMAGE_PREFIXES, authorization_mode=authorization_mode)
+                     image_prefixes=image_prefixes or DEFAULT_IMAGE_PREFIXES, authorization_mode=authorization_mode,
+                     gateway=gateway, service_proxy=service_proxy, load_balancer_pool=load_balancer_pool)
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,18 +77,33 @@ def _options(state_dir: str, host: str, port: int, gateway_classes: tuple[str, .
 @click.option("--authorization-mode", type=click.Choice(["AlwaysAllow", "RBAC"]), default="AlwaysAllow",
               show_default=True, help="RBAC: the API server enforces Roles/ClusterRoles and their bindings, and each "
               "local pod gets a token of its own ServiceAccount instead of the admin token.")
+@click.option("--gateway/--no-gateway", default=True, show_default=True,
+              help="Run the built-in gateway (`infergate gateway` with Envoy) and create its GatewayClasses; "
+                   "--no-gateway starts the control plane alone (API server, local runtime, service proxy) for "
+                   "`helm install infergate charts/infergate`.")
+@click.option("--service-proxy/--no-service-proxy", default=None,
+              help="Make Service cluster IPs answer and give LoadBalancer Services a loopback address "
+                   "[default: on with --no-gateway, off otherwise].")
+@click.option("--load-balancer-pool", default="127.0.4.0/24", show_default=True, metavar="CIDR",
+              help="Loopback network the service proxy takes LoadBalancer addresses from.")
 @click.option("--foreground/--background", default=True, show_default=True,
               help="Stay attached until Ctrl-C (default), or start in the background, print the KUBECONFIG "
                    "line once ready and return (stop it with: kill $(cat STATE_DIR/up.pid)).")
 @click.option("-v", "--verbose", count=True, help="More logging on stderr.")
 def command(state_dir: str, host: str, port: int, gateway_classes: tuple[str, ...], with_inference_crds: str | None,
             pod_cidr: str, address_pool: str, image_prefixes: tuple[str, ...], authorization_mode: str,
-            foreground: bool, verbose: int) -> None:
+            gateway: bool, service_proxy: bool | None, load_balancer_pool: str, foreground: bool, verbose: int) -> None:
     """Run the embedded control plane, the gateway and the local pod runtime on this machine."""
+    if not gateway and gateway_classes:
+        raise click.UsageError("--gateway-class: with --no-gateway infergate up creates no GatewayClass; the chart "
+                               "does (helm install infergate charts/infergate --set 'gatewayClasses[0].name=NAME')")
     if not foreground:
         args = ["up", "--state-dir", state_dir, "--host", host, "--port", str(port), "--pod-cidr", pod_cidr,
                 "--address-pool", address_pool, "--authorization-mode", authorization_mode,
+                "--load-balancer-pool", load_balancer_pool, "--gateway" if gateway else "--no-gateway",
                 *(["-" + "v" * verbose] if verbose else [])]
+        if service_proxy is not None:
+            args.append("--service-proxy" if service_proxy else "--no-service-proxy")
         args += [x for name in gateway_classes for x in ("--gateway-class", name)]
         args += [x for image in image_prefixes for x in ("--image-prefix", image)]
         args += ["--with-inference-crds", with_inference_crds] if with_inference_crds else []
@@ -88,8 +113,11 @@ def command(state_dir: str, host: str, port: int, gateway_classes: tuple[str, ..
 
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = _options(state_dir, host, port, gateway_classes, with_inference_crds, pod_cidr, address_pool,
-                       image_prefixes, authorization_mode)
+    try:
+        options = _options(state_dir, host, port, gateway_classes, with_inference_crds, pod_cidr, address_pool,
+                           image_prefixes, authorization_mode, gateway, service_proxy, load_balancer_pool)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     try:
         asyncio.run(_run(options))
     except ValueError as exc:
@@ -108,7 +136,8 @@ async def _run(options: Any) -> None:
         loop.add_signal_handler(sig, stop.set)
     cluster = LocalCluster(options)
     try:
-        with console.status("starting the API server, CRDs, gateway and local runtime..."):
+        what = "gateway and local runtime" if options.gateway else "local runtime and service proxy"
+        with console.status(f"starting the API server, CRDs, {what}..."):
             start = asyncio.create_task(cluster.start())
             waiter = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait({start, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -128,10 +157,17 @@ async def _run(options: Any) -> None:
         raise click.ClickException(str(exc)) from exc
     try:
         console.print(f"[green]✓[/] API server {cluster.api_url}  (state: {cluster.state_dir})")
-        console.print(f"[green]✓[/] GatewayClasses: {', '.join(cluster.gateway_class_names)}  "
-                      f"(controller {options.controller_name})")
-        console.print(f"[green]✓[/] gateway: Envoy, Gateway addresses from {options.address_pool}; "
-                      f"local runtime: pod IPs from {options.pod_cidr}")
+        if options.gateway:
+            console.print(f"[green]✓[/] GatewayClasses: {', '.join(cluster.gateway_class_names)}  "
+                          f"(controller {options.controller_name})")
+            console.print(f"[green]✓[/] gateway: Envoy, Gateway addresses from {options.address_pool}; "
+                          f"local runtime: pod IPs from {options.pod_cidr}")
+        else:
+            console.print(f"[green]✓[/] no built-in gateway: install the controller with "
+                          f"`helm install infergate charts/infergate`; local runtime: pod IPs from {options.pod_cidr}")
+        if options.proxy_enabled:
+            console.print(f"[green]✓[/] service proxy: cluster IPs answer; LoadBalancer addresses from "
+                          f"{options.load_balancer_pool}")
         console.print(f"  logs: {cluster.state_dir / 'logs'}, {cluster.state_dir / 'runtime' / 'logs'}")
         click.echo(f"export KUBECONFIG={cluster.kubeconfig_path}")
         sys.stdout.flush()

@@ -5,8 +5,14 @@
 
 Start order: the embedded API server; the Gateway API CRDs (as a managed cluster has them)
 and, on request, the inference CRDs; the GatewayClass ``infergate`` and one per
-``--gateway-class``; the local runtime; the gateway controller (``infergate gateway
---kubeconfig``, with Envoy). Stop order is the reverse; nothing keeps running.
+``--gateway-class``; the local runtime; the service proxy (when on); the gateway controller
+(``infergate gateway --kubeconfig``, with Envoy). Stop order is the reverse; nothing keeps
+running.
+
+``UpOptions(gateway=False)`` (``infergate up --no-gateway``) is the control plane alone: no
+GatewayClass and no gateway process, the service proxy on, so that ``helm install infergate
+charts/infergate`` runs the controller (and the Envoy Deployments it creates) as local pods
+and LoadBalancer Services get loopback addresses that answer.
 """
 
 from __future__ import annotations
@@ -21,7 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from infergate.apiserver import EmbeddedAPIServer
-from infergate.apiserver.runtime import DEFAULT_IMAGE_PREFIXES, DEFAULT_POD_CIDR, LocalRuntime, RuntimeOptions
+from infergate.apiserver.runtime import (
+    DEFAULT_IMAGE_PREFIXES,
+    DEFAULT_LOAD_BALANCER_POOL,
+    DEFAULT_POD_CIDR,
+    LocalRuntime,
+    PodIPAllocator,
+    RuntimeOptions,
+    ServiceProxy,
+    ServiceProxyOptions,
+)
 from infergate.kube import kinds
 from infergate.kube.client import KubeClient
 from infergate.kube.errors import KubeError
@@ -54,6 +69,20 @@ class UpOptions:
     gateway_admin_port: int = 0  # 0: a free port
     envoy_log_level: str = "warning"
     authorization_mode: str = "AlwaysAllow"  # RBAC: enforced; pods get their own ServiceAccount's token
+    gateway: bool = True  # False (--no-gateway): no built-in gateway process and no GatewayClass
+    service_proxy: bool | None = None  # Service addresses answer; None: on exactly when gateway is False
+    load_balancer_pool: str = DEFAULT_LOAD_BALANCER_POOL  # loopback addresses of type: LoadBalancer Services
+
+    def __post_init__(self) -> None:
+        PodIPAllocator(self.load_balancer_pool, what="--load-balancer-pool")  # refused early, with the flag's name
+        if not self.gateway and self.gateway_classes:
+            raise ValueError("--gateway-class: without the built-in gateway (--no-gateway) infergate up creates no "
+                             "GatewayClass; the chart does (helm install infergate charts/infergate "
+                             "--set 'gatewayClasses[0].name=NAME')")
+
+    @property
+    def proxy_enabled(self) -> bool:
+        return (not self.gateway) if self.service_proxy is None else self.service_proxy
 
 
 class AlreadyRunning(RuntimeError):
@@ -87,6 +116,8 @@ class LocalCluster:
         self.api = EmbeddedAPIServer(self.state_dir, options.host, options.port,
                                      authorization_mode=options.authorization_mode)
         self.runtime: LocalRuntime | None = None
+        self.proxy: ServiceProxy | None = None
+        self._proxy_client: KubeClient | None = None
         self.gateway: GatewayProcess | None = None
         self._pid_written = False
 
@@ -100,6 +131,9 @@ class LocalCluster:
 
     @property
     def gateway_class_names(self) -> list[str]:
+        """The GatewayClasses `infergate up` creates (none without its gateway)."""
+        if not self.options.gateway:
+            return []
         return [DEFAULT_GATEWAY_CLASS, *(n for n in self.options.gateway_classes if n != DEFAULT_GATEWAY_CLASS)]
 
     def _claim_state_dir(self) -> None:
@@ -136,15 +170,26 @@ class LocalCluster:
         await self.runtime.start()
         if self.api.server is not None:  # `kubectl logs` of local pods
             self.api.server.add_subresource_handler("", "pods", "log", self.runtime.log_server())
-        self.gateway = GatewayProcess(GatewayProcessOptions(
-            kubeconfig=self.kubeconfig_path, work_dir=self.state_dir / "gateway",
-            log_path=self.state_dir / "logs" / "gateway.log", admin_port=o.gateway_admin_port or free_port(),
-            controller_name=o.controller_name, gateway_classes=tuple(o.gateway_classes),
-            address_pool=o.address_pool, envoy_log_level=o.envoy_log_level))
-        await self.gateway.start()
+        if o.proxy_enabled:
+            self._proxy_client = KubeClient.from_kubeconfig(self.kubeconfig_path)
+            await self._proxy_client.open()
+            self.proxy = ServiceProxy(self._proxy_client, ServiceProxyOptions(
+                load_balancer_pool=o.load_balancer_pool,
+                state_file=self.state_dir / "runtime" / "load-balancer-ips.json"))
+            await self.proxy.start()
+            await self.proxy.wait_synced(20.0)
+        if o.gateway:
+            self.gateway = GatewayProcess(GatewayProcessOptions(
+                kubeconfig=self.kubeconfig_path, work_dir=self.state_dir / "gateway",
+                log_path=self.state_dir / "logs" / "gateway.log", admin_port=o.gateway_admin_port or free_port(),
+                controller_name=o.controller_name, gateway_classes=tuple(o.gateway_classes),
+                address_pool=o.address_pool, envoy_log_level=o.envoy_log_level))
+            await self.gateway.start()
         (self.state_dir / READY_FILE).write_text(json.dumps({
             "pid": os.getpid(), "kubeconfig": str(self.kubeconfig_path), "server": self.api_url,
-            "gateway_admin": self.gateway.admin_url, "gateway_classes": self.gateway_class_names,
+            "gateway_admin": self.gateway.admin_url if self.gateway is not None else None,
+            "gateway_classes": self.gateway_class_names,
+            "load_balancer_pool": o.load_balancer_pool if o.proxy_enabled else None,
             "logs": str(self.state_dir / "logs")}, indent=1) + "\n")
 
     async def stop(self) -> None:
@@ -153,6 +198,12 @@ class LocalCluster:
         if self.gateway is not None:
             await self.gateway.stop()
             self.gateway = None
+        if self.proxy is not None:
+            await self.proxy.stop()
+            self.proxy = None
+        if self._proxy_client is not None:
+            await self._proxy_client.close()
+            self._proxy_client = None
         if self.runtime is not None:
             await self.runtime.stop()
             self.runtime = None

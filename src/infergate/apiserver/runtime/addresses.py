@@ -20,12 +20,16 @@ class PodIPAllocator:
     ``.0`` or ``.255`` are skipped.
     """
 
-    def __init__(self, cidr: str = DEFAULT_POD_CIDR, state_file: Path | None = None) -> None:
-        network = ipaddress.IPv4Network(cidr, strict=False)
+    def __init__(self, cidr: str = DEFAULT_POD_CIDR, state_file: Path | None = None, what: str = "pod network") -> None:
+        try:
+            network = ipaddress.IPv4Network(cidr, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{what} {cidr!r}: not an IPv4 network ({exc})") from None
         if not network.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
-            raise ValueError(f"pod network {cidr} is not inside 127.0.0.0/8 (loopback)")
+            raise ValueError(f"{what} {cidr} is not inside 127.0.0.0/8 (loopback)")
         if network.num_addresses < 4:
-            raise ValueError(f"pod network {cidr} is too small")
+            raise ValueError(f"{what} {cidr} is too small")
+        self.what = what
         self.network = network
         self.state_file = state_file
         self._by_key: dict[str, str] = {}
@@ -61,11 +65,15 @@ class PodIPAllocator:
             address = ipaddress.IPv4Address(base + (start + step) % size)
             if self._usable(address) and str(address) not in taken:
                 return self._remember(key, str(address))
-        raise RuntimeError(f"pod network {self.network} is full")
+        raise RuntimeError(f"{self.what} {self.network} is full")
 
     def release(self, key: str) -> None:
         if self._by_key.pop(key, None) is not None:
             self._save()
+
+    def holders(self) -> list[str]:
+        """The keys holding an address."""
+        return list(self._by_key)
 
     def address_of(self, key: str) -> str | None:
         return self._by_key.get(key)

@@ -1,0 +1,219 @@
+"""charts/infergate installed for real on `infergate up --no-gateway`, with the real helm and kubectl.
+
+`infergate up --no-gateway` runs the API server, the local runtime and the service proxy, and
+no gateway. `helm install infergate charts/infergate --set replicas=2` then runs two controller
+pods (in-cluster credentials of their own ServiceAccount, under --authorization-mode RBAC so
+the chart's RBAC is what they have): both Ready, one holds the leader-election Lease, and the
+GatewayClass (the source document's gke-l7-regional-external-managed) is Accepted. The source
+document's GA pool (its `helm install` of the inferencepool chart), objectives and HTTPRoute,
+with a Gateway of that class: the controller creates the Gateway's Envoy Deployment and
+LoadBalancer Service, the service proxy gives it a loopback address, `kubectl get gateway`
+shows it and a completion through it answers 200. Deleting the Gateway removes the Envoy
+objects; `helm uninstall` removes every object of the release, and the controller processes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from infergate.seed import extract_blocks, load_seed_document
+from infergate.util.net import free_port, random_loopback_block
+
+from ..support.clitool import CliTool
+from ..support.eventually import eventually
+from .chartkit import CHARTS, POOL_CHART, REPO_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("infergate-chart-e2e")]
+
+CHART = CHARTS / "infergate"
+GKE_CLASS = "gke-l7-regional-external-managed"  # the source document's GatewayClass
+SYSTEM = "infergate-system"
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+@dataclass
+class Cluster:
+    kubectl: CliTool
+    helm: CliTool
+    kubeconfig: Path
+    pod_cidr: str
+    lb_pool: str
+
+    def get(self, *args: str) -> Any:
+        return self.kubectl("get", *args, "-o", "json").json()
+
+    def exists(self, kind: str, name: str, namespace: str | None) -> bool:
+        args = ["get", kind, name, "--ignore-not-found", "-o", "name"]
+        return bool(self.kubectl(*args, *(["-n", namespace] if namespace else [])).stdout.strip())
+
+
+def private_block() -> str:
+    """A /24 of loopback addresses of its own (tests run concurrently)."""
+    first = random_loopback_block(8, 9, rng=random.Random())[0]
+    return str(ipaddress.ip_network(f"{first}/24", strict=False))
+
+
+def pod_processes(pod_cidr: str, needle: str) -> list[int]:
+    """Live processes of this cluster's pods (POD_IP in ``pod_cidr``) whose command line has ``needle``."""
+    network = ipaddress.ip_network(pod_cidr)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        ips = [e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"POD_IP=")]
+        if state != "Z" and needle in cmdline and any(ipaddress.ip_address(ip) in network for ip in ips if ip):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, kubectl_bin: str, helm_bin: str,
+            envoy_bin: str) -> Iterator[Cluster]:
+    """`infergate up --no-gateway` (foreground, as a user runs it), RBAC enforced, the inference CRDs."""
+    work = tmp_path_factory.mktemp("infergate-chart-e2e")
+    pod_cidr, lb_pool = private_block(), private_block()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "infergate", "up", "--no-gateway", "--state-dir", str(work / "up"), "--port", "0",
+         "--pod-cidr", pod_cidr, "--load-balancer-pool", lb_pool, "--with-inference-crds", "both",
+         "--authorization-mode", "RBAC"],
+        stdout=subprocess.PIPE, stderr=(work / "up.log").open("w"), text=True, start_new_session=True)
+    try:
+        assert up.stdout is not None
+        line = up.stdout.readline()  # once ready; EOF if it failed
+        assert line.startswith("export KUBECONFIG="), f"{line!r}\n{(work / 'up.log').read_text()[-3000:]}"
+        kubeconfig = Path(line.strip().split("=", 1)[1])
+        yield Cluster(CliTool(kubectl_bin, kubeconfig, work / "home"), CliTool(helm_bin, kubeconfig, work / "home"),
+                      kubeconfig, pod_cidr, lb_pool)
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait(10)
+        # Ctrl-C stopped every pod: controllers, Envoys (and their envoy children), EPPs, simulators
+        eventually(lambda: not pod_processes(pod_cidr, ""), 15, "no pod process left after Ctrl-C")
+
+
+def condition(obj: dict[str, Any], kind: str) -> str | None:
+    return next((c["status"] for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == kind), None)
+
+
+def seed_block(seed_dir: Path, index: int, first_line: str) -> str:
+    block = extract_blocks(load_seed_document(seed_dir))[index]
+    assert block.first_line == first_line, block
+    return block.text
+
+
+def heredoc(command: str) -> str:
+    """The YAML of a `kubectl apply -f - <<EOF ... EOF` block."""
+    match = re.search(r"<<EOF\n(.*)^EOF$", command, re.S | re.M)
+    assert match, command
+    return match[1]
+
+
+def test_chart_on_infergate_up_serves_the_source_documents_route(cluster: Cluster, seed_dir: Path) -> None:
+    # the controller, as a local pod, serving the source document's GatewayClass
+    installed = cluster.helm("install", "infergate", str(CHART), "-n", SYSTEM, "--create-namespace", "--wait",
+                             "--timeout", "60s", "--set", f"gatewayClasses[0].name={GKE_CLASS}", "--set", "replicas=2",
+                             timeout=90).stdout
+    assert re.search(r"^STATUS: deployed$", installed, re.M), installed
+    manifest = cluster.helm("get", "manifest", "infergate", "-n", SYSTEM).stdout
+    release_objects = [(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace"))
+                       for d in yaml.safe_load_all(manifest) if d]
+    assert {k for k, _, _ in release_objects} == {"Deployment", "Service", "ServiceAccount", "ClusterRole",
+                                                  "ClusterRoleBinding", "Role", "RoleBinding", "GatewayClass",
+                                                  "PodDisruptionBudget"}
+    controllers = cluster.get("pods", "-n", SYSTEM, "-l", "app.kubernetes.io/component=controller")["items"]
+    assert len(controllers) == 2
+    for controller in controllers:
+        assert condition(controller, "Ready") == "True"
+        assert ipaddress.ip_address(controller["status"]["podIP"]) in ipaddress.ip_network(cluster.pod_cidr)
+    lease = eventually(lambda: cluster.get("lease", "infergate-gateway-controller", "-n", SYSTEM), 15, "the Lease")
+    assert lease["spec"]["holderIdentity"]
+    eventually(lambda: condition(cluster.get("gatewayclass", GKE_CLASS), "Accepted") == "True", 15,
+               "the GatewayClass Accepted")
+
+    # the source document's GA pool, objectives and route; a Gateway of its class
+    cluster.kubectl("apply", "-f", str(REPO_ROOT / "examples" / "sim-deployment.yaml"))
+    install_ga = seed_block(seed_dir, 11, "helm install vllm-llama3-8b-instruct-ga \\")
+    args = install_ga.replace("\\\n", " ").replace("MODEL_SERVER_DEPLOYMENT_LABEL", "vllm-llama3-8b-instruct") \
+        .replace("RELEASE", "0.1.0").replace(
+            "oci://registry.k8s.io/gateway-api-inference-extension/charts/inferencepool", str(POOL_CHART)).split()
+    assert args[:2] == ["helm", "install"]
+    cluster.helm(*args[1:])
+    cluster.kubectl("apply", "-f", "-", input=heredoc(seed_block(seed_dir, 12, "kubectl apply -f - <<EOF")))
+    cluster.kubectl("apply", "-f", "-", input=heredoc(seed_block(seed_dir, 14, "kubectl apply -f - <<EOF")))
+    port = free_port()
+    cluster.kubectl("apply", "-f", "-", input=f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: inference-gateway, namespace: default}}
+spec:
+  gatewayClassName: {GKE_CLASS}
+  listeners:
+  - {{name: http, protocol: HTTP, port: {port}}}
+""")
+
+    def programmed_address() -> str | None:
+        gateway = cluster.get("gateway", "inference-gateway")
+        addresses = (gateway.get("status") or {}).get("addresses") or []
+        return addresses[0]["value"] if condition(gateway, "Programmed") == "True" and addresses else None
+
+    address = eventually(programmed_address, 60, "the Gateway Programmed with an address")
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(cluster.lb_pool)  # the Envoy Service's
+    service = cluster.get("service", "-l", "gateway.networking.k8s.io/gateway-name=inference-gateway")["items"]
+    assert [s["spec"]["type"] for s in service] == ["LoadBalancer"]
+    assert service[0]["status"]["loadBalancer"]["ingress"] == [{"ip": address}]
+    assert re.search(rf"^inference-gateway\s+{GKE_CLASS}\s+{re.escape(address)}\s+True",
+                     cluster.kubectl("get", "gateway", "-o", "wide").stdout, re.M)
+
+    def completion() -> httpx.Response | None:
+        try:
+            response = httpx.post(f"http://{address}:{port}/v1/completions", timeout=10,
+                                  json={"model": MODEL, "prompt": "Write as if you were a critic: San Francisco",
+                                        "max_tokens": 5, "temperature": 0})
+        except httpx.HTTPError:
+            return None
+        return response if response.status_code == 200 else None
+
+    response = eventually(completion, 30, "a 200 through the Gateway's address")
+    assert response.headers["server"] == "envoy" and response.headers["x-inference-pod"].startswith(
+        "vllm-llama3-8b-instruct-")
+    assert json.loads(response.text)["choices"][0]["text"]
+
+    # the Gateway deleted: its Envoy objects go with it (owned by the Gateway)
+    fleet = [(s["kind"], s["metadata"]["name"]) for s in cluster.get(
+        "deployments,services,poddisruptionbudgets", "-l", "gateway.networking.k8s.io/gateway-name=inference-gateway"
+    )["items"]]
+    assert {k for k, _ in fleet} >= {"Deployment", "Service"}
+    cluster.kubectl("delete", "gateway", "inference-gateway")
+    eventually(lambda: not any(cluster.exists(k, n, "default") for k, n in fleet), 20, "the Envoy objects deleted")
+
+    # helm uninstall: every object of the release is gone, and the controller's process
+    assert pod_processes(cluster.pod_cidr, " gateway ")
+    cluster.helm("uninstall", "infergate", "-n", SYSTEM, "--wait", "--timeout", "30s", timeout=60)
+    left = [o for o in release_objects if cluster.exists(o[0], o[1], o[2])]
+    assert left == []
+    eventually(lambda: not pod_processes(cluster.pod_cidr, " gateway "), 15, "no controller process")
