@@ -27,7 +27,7 @@ CHART = CHARTS / "infergate"
 NAMESPACE = "infergate-system"
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "GatewayClass"}
 
-# Groups of Kubernetes itself; every other group of kinds.ALL is a kind infergate serves
+# Groups of Kubernetes itself; every other group of kinds.all_kinds() is a kind infergate serves
 # (Gateway API, the inference groups) and the controller must be able to read it.
 BUILTIN_GROUPS = {"", "apps", "policy", "discovery.k8s.io", "coordination.k8s.io", "rbac.authorization.k8s.io",
                   "apiextensions.k8s.io", "events.k8s.io"}
@@ -39,7 +39,7 @@ OWNED = {("apps", "deployments"), ("", "services"), ("policy", "poddisruptionbud
 
 def needed_permissions() -> set[tuple[str, str, str]]:
     """(group, resource, verb) the controller needs cluster-wide."""
-    read = {(k.group, k.plural) for k in kinds.ALL if k.group not in BUILTIN_GROUPS}
+    read = {(k.group, k.plural) for k in kinds.all_kinds() if k.group not in BUILTIN_GROUPS}
     read |= {(k.group, k.plural) for k in SNAPSHOT_KINDS}
     read |= {(kinds.CONFIGMAPS.group, kinds.CONFIGMAPS.plural),  # GatewayClass parametersRef
              (kinds.CRDS.group, kinds.CRDS.plural)} | OWNED  # the provider's CRD watch; what it owns
@@ -276,7 +276,7 @@ def test_rbac_grants_exactly_what_the_controller_needs(helm: Helm) -> None:
 def test_rbac_as_the_authorizer_sees_the_service_account(helm: Helm) -> None:
     objects = helm.template(CHART, release="infergate", namespace=NAMESPACE)
     # cluster-wide reads of every served kind (what the controller's watches do)
-    for kind in kinds.ALL:
+    for kind in kinds.all_kinds():
         if kind.group not in BUILTIN_GROUPS:
             for verb in READ:
                 assert allowed(objects, verb, kind.group, kind.plural), (verb, kind)
