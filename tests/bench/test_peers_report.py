@@ -79,6 +79,7 @@ def test_json_shape_and_markdown() -> None:
     assert row.rstrip().endswith("| 2.00x | 4.00x | 1.00x | 1.00x |")
     assert "GET /server_info" in text and "POST /v1/completions/render x10" in text
     assert "failed to run: RuntimeError: boom" in text
+    assert f"; seed {result.config.seed}\n" in text  # the seed itself, not its template
 
 
 def test_write_outputs(tmp_path: Path) -> None:
