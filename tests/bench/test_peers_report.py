@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from infergate.bench.peers.driver import TurnResult
 from infergate.bench.peers.report import as_json, best_peer, markdown, write_outputs
@@ -79,6 +82,7 @@ def test_json_shape_and_markdown() -> None:
     assert row.rstrip().endswith("| 2.00x | 4.00x | 1.00x | 1.00x |")
     assert "GET /server_info" in text and "POST /v1/completions/render x10" in text
     assert "failed to run: RuntimeError: boom" in text
+    assert f"; seed {result.config.seed}\n" in text  # the seed itself, not its template
 
 
 def test_write_outputs(tmp_path: Path) -> None:
@@ -104,3 +108,22 @@ def test_affinity_diagnostics() -> None:
     assert replicas_per_group(results) == 1.5
     assert load_shares(results) == {"sim-0": 0.75, "sim-1": 0.25}
     assert math.isnan(replicas_per_group([]))
+
+
+async def test_run_peers_hands_the_result_so_far_to_the_checkpoint(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    # the CLI writes the report from each checkpoint: a long run that is stopped keeps what it measured
+    from infergate.bench.peers import run as peers_run
+
+    async def fake_run_one(config: PeersConfig, workload: Any, phase: str, router: str, *_: Any) -> RunOutcome:
+        return RunOutcome(workload.name, phase, router, summarize([_ok(0.1)] * 3, 3.0, 1.0))
+
+    monkeypatch.setattr(peers_run, "run_one", fake_run_one)
+    seen: list[PeersResult] = []
+    config = PeersConfig(workloads=("shared-prefix",), routers=("oracle", "infergate-default"), duration=2.0)
+    result = await peers_run.run_peers(config, work=tmp_path, checkpoint=seen.append)
+    assert [[(r.phase, r.router) for r in partial.runs] for partial in seen] == [
+        [("open", "oracle")], [("open", "oracle"), ("open", "infergate-default")],
+        [("open", "oracle"), ("open", "infergate-default"), ("closed", "oracle")],
+        [("open", "oracle"), ("open", "infergate-default"), ("closed", "oracle"), ("closed", "infergate-default")]]
+    assert seen[-1].runs == result.runs and seen[0].descriptions == {"shared-prefix": result.descriptions["shared-prefix"]}

@@ -1,9 +1,15 @@
 """Record and replay the scheduling decisions on a fixed request sequence.
 
-``tests/epp/testdata/decisions.json`` was recorded with the EPP as it was before the speed
-work of issue 12 (commit 55bf8ad), by::
+``tests/epp/testdata/decisions.json`` was first recorded with the EPP as it was before the speed
+work of issue 12 (commit 55bf8ad), for the presets ``default`` (then upstream v1.0's config) and
+``prefix-load``, by::
 
     PYTHONPATH=src python tests/epp/decision_replay.py --write tests/epp/testdata/decisions.json
+
+and re-recorded the same way when issue 16 made ``predicted-latency`` the ``default`` preset:
+the ``upstream-v1.0`` and ``prefix-load`` picks of the re-recording are identical to the
+``default`` and ``prefix-load`` picks of 55bf8ad (checked when re-recording), and ``default``
+now holds the new default's picks (see test_decision_replay.py for the difference).
 
 The file holds the inputs (endpoint metrics per step, request bodies, which requests finish)
 and the endpoint each request was sent to. ``test_decision_replay.py`` replays the inputs
@@ -26,7 +32,7 @@ from infergate.epp.extproc import messages
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.scheduling.config import load_preset
 
-PRESETS = ("default", "prefix-load")
+PRESETS = ("upstream-v1.0", "prefix-load", "default")
 ENDPOINTS = 8
 REQUESTS = 300
 WORDS = ("alpha", "beta", "gamma", "delta", "ünïcødé", "日本語", "emoji🙂", "token", "cache", "prefix")

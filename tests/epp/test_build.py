@@ -22,8 +22,12 @@ from infergate.epp.scheduling.plugins.pickers import RandomPicker, RoundRobinPic
 def test_defaults() -> None:
     parts = build_epp(EPPOptions(pool_name="pool"))
     assert parts.scraper.refresh_interval == 0.05 and parts.scraper.protocol.name == "vllm"
-    assert [w.scorer.name for w in parts.scheduler.profiles["default"].scorers] == [
-        "queue-scorer", "kv-cache-utilization-scorer", "prefix-cache-scorer"]
+    # the default preset is predicted-latency (issue 16; upstream v1.0's is the upstream-v1.0 preset)
+    profile = parts.scheduler.profiles["default"]
+    assert [f.name for f in profile.filters] == ["prefix-cache-affinity-filter"]
+    assert [(w.scorer.name, w.weight) for w in profile.scorers] == [
+        ("prefix-cache-scorer", 0), ("predicted-ttft-scorer", 1)]
+    assert [p.name for p in parts.scheduler.pre_request_plugins] == ["prefix-cache-scorer", "inflight-load-producer"]
     assert not parts.director.config.flow_control.enabled
     assert parts.director.config.flow_control.max_queued == 1024
     assert parts.director.config.saturation.queue_depth_threshold == 5

@@ -26,6 +26,7 @@ from infergate.epp.director import DirectorConfig, EppDirector, PoolNotReady
 from infergate.epp.flowcontrol import FlowControlConfig
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.scheduling import load_config_text, load_preset
+from infergate.epp.scheduling.config import preset_text
 
 IPS = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
 
@@ -254,6 +255,21 @@ plugins:
     assert [d.endpoint, *d.fallbacks] == [f"{IPS[1]}:8000", f"{IPS[2]}:8000", f"{IPS[0]}:8000"]
 
 
+async def test_plugin_duration_metrics_of_upstream_v1_preset() -> None:
+    # upstream v1.0's scorers (infergate's default before issue 16) are timed like any plugin
+    director, _, store = make(scheduler_text=preset_text("upstream-v1.0"))
+    idle(store)
+    await director.handle_request(req("a", model="m"))
+    samples = {(s.labels["extension_point"], s.labels["plugin_type"]): s.value
+               for f in text_string_to_metric_families(director.metrics.render().decode())
+               if f.name == "inference_extension_plugin_duration_seconds"
+               for s in f.samples if s.name.endswith("_count")}
+    for point, plugin_type in [("Scorer", "queue-scorer"), ("Scorer", "kv-cache-utilization-scorer"),
+                               ("Scorer", "prefix-cache-scorer"), ("Picker", "max-score-picker"),
+                               ("PreRequest", "prefix-cache-scorer")]:
+        assert samples[(point, plugin_type)] == 1
+
+
 async def test_inflight_accounting_usage_and_metrics() -> None:
     director, ds, store = make()
     idle(store)
@@ -301,8 +317,10 @@ async def test_inflight_accounting_usage_and_metrics() -> None:
     assert value("inference_model_request_duration_seconds", "_count") == 2
     assert value("inference_model_running_requests", model_name="m") == 0
     assert value("inference_extension_scheduler_e2e_duration_seconds", "_count") == 3
-    for point, plugin_type in [("Scorer", "queue-scorer"), ("Scorer", "prefix-cache-scorer"),
-                               ("Picker", "max-score-picker"), ("PreRequest", "prefix-cache-scorer")]:
+    # the default preset's plugins (predicted-latency since issue 16), one sample per scheduled request
+    for point, plugin_type in [("Filter", "prefix-cache-affinity-filter"), ("Scorer", "prefix-cache-scorer"),
+                               ("Scorer", "predicted-ttft-scorer"), ("Picker", "max-score-picker"),
+                               ("PreRequest", "prefix-cache-scorer"), ("PreRequest", "inflight-load-producer")]:
         assert value("inference_extension_plugin_duration_seconds", "_count", extension_point=point,
                      plugin_type=plugin_type, plugin_name=plugin_type) == 3
     assert value("inference_pool_ready_pods", name="pool") == 3

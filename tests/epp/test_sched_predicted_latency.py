@@ -20,7 +20,7 @@ from infergate.epp.scheduling import (
     load_config_text,
     load_preset,
 )
-from infergate.epp.scheduling.config import PRESETS
+from infergate.epp.scheduling.config import PRESETS, UPSTREAM_V1_DEFAULT
 from infergate.epp.scheduling.plugins.inflight import InflightLoad, InflightLoadProducer
 from infergate.epp.scheduling.plugins.predicted_latency import (
     PredictedTtftScorer,
@@ -193,6 +193,31 @@ def test_predicted_ttft_reconciles_with_scraped_metrics() -> None:
     assert costs[1] < costs[2] < costs[0]
 
 
+def test_scraped_queue_of_own_requests_is_not_counted_twice() -> None:
+    # the holder's waiting queue in the scrape is this EPP's own cheap (cached) picks, already in
+    # its pending prefill: counting them again at the mean uncached tokens (high while the pool
+    # warms up) made the holder look saturated and gave its prefix away (issue 16's closed loop)
+    scheduler = load_preset("predicted-latency", seed=1)
+    producer = producer_of(scheduler)
+    holder = pick(scheduler, "r0", prompt(0, 0))
+    scheduler.response_started("r0")
+    for i in range(5):
+        assert pick(scheduler, f"r{i + 1}", prompt(0, i + 1)) == holder
+    producer.load.mean_uncached_tokens = 3000.0  # cold picks elsewhere
+    now = time.monotonic()
+    scraped = {h: EndpointMetrics(update_time=now) for h in HOSTS}
+    scraped[holder] = EndpointMetrics(waiting_queue=5, running=1, update_time=now)
+    requests, pending = producer.view(next(c for c in candidates(scraped) if c.hostport == holder))
+    assert requests == 6 and pending == producer.load.get(holder).pending_prefill_tokens < 100
+    assert pick(scheduler, "next", prompt(0, 9), candidates(scraped)) == holder
+    # requests this EPP did not send (another router's: 9 scraped, 6 local) still count, at the mean
+    scheduler.request_done("next", True)
+    producer.load.mean_uncached_tokens = 3000.0
+    scraped[holder] = EndpointMetrics(waiting_queue=5, running=4, update_time=now)
+    requests, pending = producer.view(next(c for c in candidates(scraped) if c.hostport == holder))
+    assert requests == 9 and pending == producer.load.get(holder).pending_prefill_tokens + 3 * 3000.0
+
+
 # ---- affinity until saturated ------------------------------------------------------------
 
 def test_affinity_kept_then_spread_to_one_more_replica_at_saturation() -> None:
@@ -316,8 +341,11 @@ plugins:
 
 
 def test_presets_keep_upstream_default_under_its_own_name() -> None:
-    assert PRESETS["upstream-v1.0"] == PRESETS["default"]
-    assert "predicted-latency" in PRESETS
+    # since issue 16 the default is predicted-latency; upstream v1.0's stays under its own name
+    assert PRESETS["default"] == PRESETS["predicted-latency"]
+    assert PRESETS["upstream-v1.0"] == UPSTREAM_V1_DEFAULT != PRESETS["default"]
+    assert "- type: queue-scorer\n- type: kv-cache-utilization-scorer\n- type: prefix-cache-scorer\n" in (
+        PRESETS["upstream-v1.0"])
 
 
 # ---- the Director's hooks ---------------------------------------------------------------

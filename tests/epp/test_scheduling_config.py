@@ -22,15 +22,31 @@ from infergate.epp.scheduling.plugins.pickers import MaxScorePicker, RoundRobinP
 HEAD = "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n"
 
 
-def test_default_preset_is_upstream_v1_default() -> None:
-    s = load_preset("default")
+def test_upstream_v1_preset_is_upstream_v1_default() -> None:
+    # upstream v1.0's shipped config: infergate's default preset until issue 16
+    s = load_preset("upstream-v1.0")
     (profile,) = s.profiles.values()
     assert profile.name == "default"
-    assert [(w.scorer.type_name, w.weight) for w in s.profiles["default"].scorers] == [  # type: ignore[attr-defined]
+    assert [(w.scorer.type_name, w.weight) for w in profile.scorers] == [  # type: ignore[attr-defined]
         ("queue-scorer", 1), ("kv-cache-utilization-scorer", 1), ("prefix-cache-scorer", 1)]
+    assert not profile.filters
     assert isinstance(profile.picker, MaxScorePicker) and profile.picker.max_endpoints == 1
     assert s.profile_handler.name == "single-profile-handler"
     assert [p.name for p in s.pre_request_plugins] == ["prefix-cache-scorer"]
+
+
+def test_default_preset_is_predicted_latency() -> None:
+    # issue 16: the benchmark's winner is the default (docs/epp.md, "Scheduling v2")
+    assert PRESETS["default"] == PRESETS["predicted-latency"]
+    s = load_preset("default")
+    (profile,) = s.profiles.values()
+    assert profile.name == "default"
+    assert [f.type_name for f in profile.filters] == ["prefix-cache-affinity-filter"]  # type: ignore[attr-defined]
+    assert [(w.scorer.type_name, w.weight) for w in profile.scorers] == [  # type: ignore[attr-defined]
+        ("prefix-cache-scorer", 0), ("predicted-ttft-scorer", 1)]
+    assert isinstance(profile.picker, MaxScorePicker) and profile.picker.max_endpoints == 1
+    assert s.profile_handler.name == "single-profile-handler"
+    assert [p.name for p in s.pre_request_plugins] == ["prefix-cache-scorer", "inflight-load-producer"]
     assert isinstance(load_preset("round-robin").profiles["default"].picker, RoundRobinPicker)
     assert set(PRESETS) >= {"default", "round-robin", "random", "prefix-load"}
 

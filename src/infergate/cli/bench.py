@@ -20,7 +20,7 @@ def command() -> None:
 @click.option("--duration", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="Seconds of traffic per profile (profiles run one after the other).")
 @click.option("--profiles", default="default,round-robin", show_default=True,
-              help="Comma-separated EPP scheduling presets: default (= upstream-v1.0), predicted-latency, round-robin, random, prefix-load, v0.3.0.")
+              help="Comma-separated EPP scheduling presets: default (= predicted-latency), upstream-v1.0, round-robin, random, prefix-load, v0.3.0.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object keyed by profile (ttft_p50, ttft_p90, itl_p50, e2e_p90 in seconds, "
                    "output_tokens_per_s, requests, failed) instead of the table.")
@@ -147,7 +147,8 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
     config = PeersConfig(workloads=pick(workloads, tuple(GENERATORS), "--workloads"),
                          routers=pick(routers, ALL_ROUTERS, "--routers"), phases=pick(phases, PHASES, "--phases"),
                          duration=duration, time_scale=time_scale, replicas=replicas, seed=seed)
-    result = uvloop.run(run_peers(config, lambda text: click.echo(text, err=True)))
+    result = uvloop.run(run_peers(config, lambda text: click.echo(text, err=True), checkpoint=(
+        None if out_dir is None else lambda partial: report.write_outputs(partial, out_dir))))
     for name, why in result.skipped.items():
         click.echo(f"skipped {name}: {why}", err=True)
     busy = [run for run in result.runs if run.summary is not None and run.summary.machine_busy > 0.85]

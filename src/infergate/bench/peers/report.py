@@ -67,7 +67,7 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         "to keep CPU headroom; the EPP's metric refresh is scaled with it, 50 ms of model time); every figure "
         "below is in model time",
         f"- {cfg.duration:g} s of wall time per phase; open loop = the workload's seeded arrivals, closed loop = "
-        "fixed concurrency; seed {cfg.seed}",
+        f"fixed concurrency; seed {cfg.seed}",
         f"- goodput: requests per model second with TTFT <= {SLO_TTFT_S} s and mean ITL <= {SLO_ITL_S * 1000:g} ms",
         "- prefix hit: the replicas' `vllm:prefix_cache_hits / vllm:prefix_cache_queries`; router CPU: CPU "
         "seconds of the router's processes (Envoy + EPP for infergate) per request; replicas/group: distinct "

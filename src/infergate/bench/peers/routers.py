@@ -34,7 +34,8 @@ from infergate.bench.topology import (
 from infergate.dataplane.binary import envoy_binary
 
 VENVS = Path(os.environ.get("INFERGATE_BENCH_VENVS", ".bench-venvs"))
-EPP_PROFILES = ("default", "prefix-load", "v0.3.0", "random", "round-robin")
+# the EPP presets as routers; `predicted-latency` is left out: it is `default` (issue 16)
+EPP_PROFILES = ("default", "upstream-v1.0", "prefix-load", "v0.3.0", "random", "round-robin")
 PEER_ROUTERS = ("sglang-cache-aware", "sglang-round-robin", "vllm-router-cache-aware")
 ENVOY_ROUTERS = ("envoy-round-robin", "envoy-least-request")
 ALL_ROUTERS = (*(f"infergate-{p}" for p in EPP_PROFILES), *PEER_ROUTERS, *ENVOY_ROUTERS, "oracle")

@@ -192,7 +192,10 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
 
 
 async def run_peers(config: PeersConfig, progress: Callable[[str], None] = lambda _: None,
-                    work: Path | None = None) -> PeersResult:
+                    work: Path | None = None,
+                    checkpoint: Callable[[PeersResult], object] | None = None) -> PeersResult:
+    """Every router on every workload and phase; ``checkpoint`` gets the result so far after each
+    run (the CLI writes the report with it, so a long run that is stopped keeps what it measured)."""
     base = work or workdir("infergate-bench-peers-")
     ports = PortPool()
     skipped = {name: reason for name in config.routers if (reason := skip_reason(name)) is not None}
@@ -220,5 +223,7 @@ async def run_peers(config: PeersConfig, progress: Callable[[str], None] = lambd
                              f"tok/s, failed {s.failed}, prefix hit {s.prefix_hit:.0%}, "
                              f"machine {s.machine_busy:.0%} busy")
                 runs.append(outcome)
+                if checkpoint is not None:
+                    checkpoint(PeersResult(config, list(runs), skipped, dict(descriptions)))
     return PeersResult(config, runs, skipped, descriptions)
 

@@ -7,9 +7,10 @@ profile handler -> ``single-profile-handler``; no picker -> ``max-score-picker``
 each profile without a picker gets the first one; scorer weight defaults to 1; exactly
 one profile handler; at most one picker per profile.
 
-Presets (``preset_text(name)``): ``default`` and ``upstream-v1.0`` (upstream v1.0's shipped
-config), ``predicted-latency`` (pick-time accounting, prefix affinity until saturated,
-predicted-TTFT scoring),
+Presets (``preset_text(name)``): ``default`` and ``predicted-latency`` (infergate's default:
+pick-time accounting, prefix affinity until saturated, predicted-TTFT scoring; docs/epp.md
+says why, with the benchmark's numbers), ``upstream-v1.0`` (upstream v1.0's shipped config,
+infergate's default before issue 16),
 ``round-robin`` and ``random`` (baselines), ``v0.3.0`` (the pre-plugin decision tree with a
 random pick), ``prefix-load`` (llm-d's weights 2/2/3 with the in-flight-aware queue scorer).
 """
@@ -74,10 +75,12 @@ schedulingProfiles:
   - pluginRef: predicted-ttft-scorer
 """
 
+DEFAULT_PRESET = PREDICTED_LATENCY  # what `infergate epp` and the chart load without a config
+
 PRESETS: dict[str, str] = {
-    "default": UPSTREAM_V1_DEFAULT,
-    "upstream-v1.0": UPSTREAM_V1_DEFAULT,
+    "default": DEFAULT_PRESET,
     "predicted-latency": PREDICTED_LATENCY,
+    "upstream-v1.0": UPSTREAM_V1_DEFAULT,
     "round-robin": f"""\
 apiVersion: {API_VERSION}
 kind: {KIND}

@@ -9,10 +9,14 @@ prefill work pending there. The pending prefill is released when the first respo
 arrive (the prompt has been computed), and everything when the request ends, completed or
 not (error, abort, reset).
 
-``LoadView`` reconciles this with the scraped metrics, for endpoints other routers (or
-other EPP replicas) also send to: requests = max(local in flight, scraped running +
-waiting); pending prefill tokens = max(local pending, scraped waiting x the mean uncached
-tokens of recent picks).
+``view`` reconciles this with the scraped metrics, for endpoints other routers (or other
+EPP replicas) also send to: requests = max(local in flight, scraped running + waiting);
+pending prefill tokens = local pending + the scraped waiting requests this EPP does not know
+about (at most scraped running + waiting - local in flight) x the mean uncached tokens of
+recent picks. The waiting requests this EPP sent are already in its pending prefill with
+their exact uncached tokens: counting them again at the mean (mostly cache misses' 3,000
+tokens while the pool warms up) made a prefix's holder look saturated and gave its prefix
+away (issue 16's closed loop).
 """
 
 from __future__ import annotations
@@ -173,8 +177,10 @@ class InflightLoadProducer(Plugin):
         requests, pending = max(local.requests, candidate.inflight), float(local.pending_prefill_tokens)
         m = candidate.metrics
         if m is not None:
-            requests = max(requests, m.running + m.waiting_queue)
-            pending = max(pending, m.waiting_queue * self.load.mean_uncached_tokens)
+            scraped = m.running + m.waiting_queue
+            unknown_waiting = min(m.waiting_queue, max(0, scraped - local.requests))
+            requests = max(requests, scraped)
+            pending += unknown_waiting * self.load.mean_uncached_tokens
         return requests, pending
 
 
