@@ -29,10 +29,21 @@ if TYPE_CHECKING:
     from infergate.api.objects import apply_defaults, load, load_update, validate, validate_update
     from infergate.api.registry import ResourceType
 
-_SUBMODULES = frozenset({"core", "gateway_v1", "inference_v1", "inference_v1alpha2", "llmd_v1alpha2", "registry"})
-_NAMES = {"ObjectMeta": "core", "Resource": "core", "FieldError": "errors", "ValidationFailed": "errors",
-          "apply_defaults": "objects", "load": "objects", "load_update": "objects", "validate": "objects",
-          "validate_update": "objects", "ResourceType": "registry"}
+_SUBMODULES = frozenset(
+    {"core", "gateway_v1", "inference_v1", "inference_v1alpha2", "llmd_v1alpha2", "registry"}
+)
+_NAMES = {
+    "ObjectMeta": "core",
+    "Resource": "core",
+    "FieldError": "errors",
+    "ValidationFailed": "errors",
+    "apply_defaults": "objects",
+    "load": "objects",
+    "load_update": "objects",
+    "validate": "objects",
+    "validate_update": "objects",
+    "ResourceType": "registry",
+}
 
 
 def __getattr__(name: str) -> Any:
