@@ -91,3 +91,13 @@ def test_idle_ab_summary_and_report() -> None:
     assert abs(last["after_cores_at_full_rate"] - 0.075 * POOL_SIZES[-1] * 20 / 1000) < 1e-9
     text = render_ab("abc123", summary, (1.0, 2.0, 3.0), 2)
     assert "against abc123" in text and f"| {POOL_SIZES[-1]:,} | 0.150 | 0.075 | 0.50x |" in text
+
+
+def test_sim_scrape_cost_report() -> None:
+    from infergate.bench.sim_scrape_cost import render as render_sim
+
+    rows = [{"name_filter": 0.0, "seconds": 5.0, "scrapes_per_s": 320.0, "sim_cores": 0.2, "sim_ms_per_scrape": 0.625},
+            {"name_filter": 1.0, "seconds": 5.0, "scrapes_per_s": 320.0, "sim_cores": 0.05, "sim_ms_per_scrape": 0.15625}]
+    text = render_sim(rows, 16, (0.5, 0.5, 0.5))
+    assert "| whole page (upstream's EPP, infergate before) | 320 | 0.200 | 0.625 |" in text
+    assert "| `name[]` (infergate's EPP) | 320 | 0.050 | 0.156 |" in text and "**0.25x**" in text
