@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("infergate.cli.demo", "Bring up a demo installation and send requests through it."),
     "apiserver": ("infergate.cli.apiserver", "Run the embedded Kubernetes-compatible API server."),
     "gateway": ("infergate.cli.gateway", "Run the gateway controller, xDS server and Envoy."),
-    "envoy": ("infergate.cli.envoy", "Run one Envoy of a Gateway's fleet against the controller's xDS server."),
+    "envoy": ("infergate.cli.envoy", "Run one Envoy of a Gateway's fleet (configured by the controller)."),
     "epp": ("infergate.cli.epp", "Run an endpoint picker (ext_proc server) for one InferencePool."),
     "bbr": ("infergate.cli.bbr", "Run the body-based routing ext_proc server."),
     "sim": ("infergate.cli.sim", "Run vLLM-compatible model-server simulator replicas."),
