@@ -90,6 +90,7 @@ bench: install
 	$(BIN)/python -m infergate.bench.extproc_cpu --out bench/results/extproc-cpu
 	$(BIN)/python -m infergate.bench.epp_cost --baseline-rev 55bf8ad --out bench/results/epp-cost
 	$(BIN)/python -m infergate.bench.epp_replicas --out bench/results/epp-replicas
+	$(BIN)/python -m infergate.bench.sim_scrape_cost --out bench/results/epp-cost
 	$(BIN)/infergate bench added-latency --duration 30 --out bench/results/added-latency
 	$(BIN)/infergate bench scheduling --replicas 4 --duration $(BENCH_DURATION) \
 		--profiles default,round-robin --out bench/results/scheduling
