@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import openai
 
+from .streamload import paced
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -56,17 +58,9 @@ class OpenAIStreamLoad:
         self.outcomes.append(Outcome(started, model, 200, answered_by=names[0]))
 
     async def run(self) -> None:
-        tasks: set[asyncio.Task[None]] = set()
         async with openai.AsyncOpenAI(base_url=self.base_url, api_key="unused", max_retries=0,
                                       timeout=self.timeout_s) as client:
-            start, i = time.monotonic(), 0
-            while not self._stop.is_set():
-                task = asyncio.create_task(self.one(client, self.models[i % len(self.models)]))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                i += 1
-                await asyncio.sleep(max(0.0, start + i / self.rate - time.monotonic()))
-            await asyncio.gather(*tasks)
+            await paced(self.rate, self._stop, lambda i: self.one(client, self.models[i % len(self.models)]))
 
     @contextlib.contextmanager
     def in_thread(self, join_s: float = 60.0) -> Iterator[OpenAIStreamLoad]:

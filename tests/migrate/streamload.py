@@ -6,11 +6,26 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from httpx_sse import aconnect_sse
+
+
+async def paced(rate: float, stop: threading.Event, request: Callable[[int], Coroutine[Any, Any, None]]) -> None:
+    """Start ``request(i)`` for i = 0, 1, ... at ``rate`` per second (open loop: no waiting for
+    answers) until ``stop`` is set, then wait for those in flight."""
+    tasks: set[asyncio.Task[None]] = set()
+    start, i = time.monotonic(), 0
+    while not stop.is_set():
+        task = asyncio.create_task(request(i))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        i += 1
+        await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+    await asyncio.gather(*tasks)
 
 
 @dataclass
@@ -47,17 +62,9 @@ class StreamLoad:
         self.results.append((started, model, status))
 
     async def run(self) -> None:
-        tasks: set[asyncio.Task[None]] = set()
         limits = httpx.Limits(max_connections=self.max_connections)
         async with httpx.AsyncClient(timeout=self.timeout_s, limits=limits) as client:
-            start, i = time.monotonic(), 0
-            while not self._stop.is_set():
-                task = asyncio.create_task(self.one(client, self.models[i % len(self.models)]))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                i += 1
-                await asyncio.sleep(max(0.0, start + i / self.rate - time.monotonic()))
-            await asyncio.gather(*tasks)
+            await paced(self.rate, self._stop, lambda i: self.one(client, self.models[i % len(self.models)]))
 
     def run_in_thread(self) -> None:
         asyncio.run(self.run())
