@@ -22,6 +22,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,3 +218,109 @@ spec:
     left = [o for o in release_objects if cluster.exists(o[0], o[1], o[2])]
     assert left == []
     eventually(lambda: not pod_processes(cluster.pod_cidr, " gateway "), 15, "no controller process")
+
+
+def _serve_the_documents_route(cluster: Cluster, seed_dir: Path) -> tuple[str, int]:
+    """The controller (2 replicas) and the source document's GA pool, objectives and route behind a
+    Gateway; (address, port) once a completion through it answers 200."""
+    cluster.helm("install", "infergate", str(CHART), "-n", SYSTEM, "--create-namespace", "--wait",
+                 "--timeout", "60s", "--set", f"gatewayClasses[0].name={GKE_CLASS}", "--set", "replicas=2", timeout=90)
+    cluster.kubectl("apply", "-f", str(REPO_ROOT / "examples" / "sim-deployment.yaml"))
+    install_ga = seed_block(seed_dir, 11, "helm install vllm-llama3-8b-instruct-ga \\")
+    args = install_ga.replace("\\\n", " ").replace("MODEL_SERVER_DEPLOYMENT_LABEL", "vllm-llama3-8b-instruct") \
+        .replace("RELEASE", "0.1.0").replace(
+            "oci://registry.k8s.io/gateway-api-inference-extension/charts/inferencepool", str(POOL_CHART)).split()
+    cluster.helm(*args[1:])
+    cluster.kubectl("apply", "-f", "-", input=heredoc(seed_block(seed_dir, 12, "kubectl apply -f - <<EOF")))
+    cluster.kubectl("apply", "-f", "-", input=heredoc(seed_block(seed_dir, 14, "kubectl apply -f - <<EOF")))
+    port = free_port()
+    cluster.kubectl("apply", "-f", "-", input=f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: inference-gateway, namespace: default}}
+spec:
+  gatewayClassName: {GKE_CLASS}
+  listeners:
+  - {{name: http, protocol: HTTP, port: {port}}}
+""")
+
+    def serving() -> str | None:
+        gateway = cluster.get("gateway", "inference-gateway")
+        addresses = (gateway.get("status") or {}).get("addresses") or []
+        if condition(gateway, "Programmed") != "True" or not addresses:
+            return None
+        try:
+            response = httpx.post(f"http://{addresses[0]['value']}:{port}/v1/completions", timeout=10,
+                                  json={"model": MODEL, "prompt": "hi", "max_tokens": 2})
+        except httpx.HTTPError:
+            return None
+        return str(addresses[0]["value"]) if response.status_code == 200 else None
+
+    return eventually(serving, 90, "a 200 through the Gateway's address"), port
+
+
+def _route_accepted(cluster: Cluster, name: str) -> bool:
+    route = cluster.get("httproute", name)
+    parents = (route.get("status") or {}).get("parents") or []
+    return any(c["type"] == "Accepted" and c["status"] == "True" for p in parents for c in p.get("conditions") or [])
+
+
+# exclusive: asserts zero failed requests at >= 50 streamed requests/s, so it runs alone
+@pytest.mark.exclusive
+@pytest.mark.timeout(300)
+def test_the_data_plane_outlives_its_controllers_and_a_new_leader_takes_over(cluster: Cluster,
+                                                                              seed_dir: Path) -> None:
+    """Issue 18's reliability scenarios on the chart's deployment, under 50 streamed requests/s:
+    every controller pod gone (the Deployment scaled to 0): Envoy keeps serving with its last
+    configuration; the controllers back: nothing is dropped while they re-sync; the leader's pod
+    deleted: traffic unchanged, and a route applied right after is accepted by the new leader."""
+    from ..migrate.streamload import StreamLoad
+
+    address, port = _serve_the_documents_route(cluster, seed_dir)
+    load = StreamLoad(f"http://{address}:{port}", models=(MODEL,), prompt="Write as if you were a critic: San Francisco",
+                      rate=50, timeout_s=30)
+    controller = ("deployment/infergate-controller", "-n", SYSTEM)
+    with load.in_thread(warmup_s=2, join_s=60):
+        # every controller pod killed: the Envoys keep their last configuration
+        cluster.kubectl("scale", *controller, "--replicas=0")
+        eventually(lambda: not pod_processes(cluster.pod_cidr, " gateway "), 30, "no controller process left")
+        time.sleep(5)
+        served_without = sum(1 for _, _, status in load.results if status == 200)
+        # the controllers back: they re-sync and push without dropping a request
+        cluster.kubectl("scale", *controller, "--replicas=2")
+        cluster.kubectl("rollout", "status", *controller, "--timeout=90s", timeout=100)
+        holder = eventually(lambda: cluster.get("lease", "infergate-gateway-controller", "-n", SYSTEM)["spec"].get(
+            "holderIdentity"), 30, "a leader again")
+        time.sleep(3)
+        # the leader's pod deleted; a route applied right after is the new leader's to accept
+        leader_pod = next(p["metadata"]["name"] for p in cluster.get(
+            "pods", "-n", SYSTEM, "-l", "app.kubernetes.io/component=controller")["items"]
+            if p["metadata"]["name"] in holder)
+        cluster.kubectl("delete", "pod", leader_pod, "-n", SYSTEM, "--wait=false")
+        cluster.kubectl("apply", "-f", "-", input="""
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: after-failover, namespace: default}
+spec:
+  parentRefs: [{name: inference-gateway}]
+  hostnames: [after-failover.example]
+  rules:
+  - backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: vllm-llama3-8b-instruct-ga}]
+""")
+        started = time.monotonic()
+        eventually(lambda: _route_accepted(cluster, "after-failover"), 30, "the route accepted by the new leader")
+        accepted_after = time.monotonic() - started
+        new_holder = cluster.get("lease", "infergate-gateway-controller", "-n", SYSTEM)["spec"].get("holderIdentity")
+        response = eventually(lambda: (lambda r: r if r.status_code == 200 else None)(httpx.post(
+            f"http://{address}:{port}/v1/completions", headers={"host": "after-failover.example"}, timeout=10,
+            json={"model": MODEL, "prompt": "hi", "max_tokens": 2})), 30, "the new route serving")
+        assert response.headers["x-inference-pod"].startswith("vllm-llama3-8b-instruct-")
+        time.sleep(2)
+    failed = [(at, status) for at, _, status in load.results if status != 200]
+    assert not failed, failed[:10]
+    assert served_without > 0
+    assert new_holder and new_holder != holder, (holder, new_holder)
+    assert accepted_after < 20, accepted_after
+    assert load.achieved_rate() >= 50 * 0.9 and len(load.results) > 500, (load.achieved_rate(), len(load.results))
+    print(f"reliability: {len(load.results)} requests, 0 failed; route accepted {accepted_after:.1f} s after the "
+          f"leader's pod was deleted")

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import random
 import socket
 import time
@@ -60,8 +61,10 @@ RELEASE_TIMEOUT_S = 2.0
 
 
 def default_identity() -> str:
-    """A unique candidate name, as client-go's users build it: ``<hostname>_<uuid>``."""
-    return f"{socket.gethostname()}_{uuid.uuid4()}"
+    """A unique candidate name, as client-go's users build it: ``<pod>_<uuid>``, the pod's name
+    from ``POD_NAME`` (the downward API; the charts set it) else the hostname (a pod's on a real
+    node; the machine's under the local runtime, where ``POD_NAME`` tells the pods apart)."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4()}"
 
 
 class LeaderElector:
