@@ -221,10 +221,11 @@ spec:
 
 
 def _serve_the_documents_route(cluster: Cluster, seed_dir: Path) -> tuple[str, int]:
-    """The controller (2 replicas) and the source document's GA pool, objectives and route behind a
-    Gateway; (address, port) once a completion through it answers 200."""
+    """The controller (2 replicas, 2 Envoys per Gateway) and the source document's GA pool,
+    objectives and route behind a Gateway; (address, port) once a completion through it answers 200."""
     cluster.helm("install", "infergate", str(CHART), "-n", SYSTEM, "--create-namespace", "--wait",
-                 "--timeout", "60s", "--set", f"gatewayClasses[0].name={GKE_CLASS}", "--set", "replicas=2", timeout=90)
+                 "--timeout", "60s", "--set", f"gatewayClasses[0].name={GKE_CLASS}", "--set", "replicas=2",
+                 "--set", "gatewayClasses[0].parameters.replicas=2", timeout=90)
     cluster.kubectl("apply", "-f", str(REPO_ROOT / "examples" / "sim-deployment.yaml"))
     install_ga = seed_block(seed_dir, 11, "helm install vllm-llama3-8b-instruct-ga \\")
     args = install_ga.replace("\\\n", " ").replace("MODEL_SERVER_DEPLOYMENT_LABEL", "vllm-llama3-8b-instruct") \
@@ -271,7 +272,8 @@ def _route_accepted(cluster: Cluster, name: str) -> bool:
 def test_the_data_plane_outlives_its_controllers_and_a_new_leader_takes_over(cluster: Cluster,
                                                                               seed_dir: Path) -> None:
     """Issue 18's reliability scenarios on the chart's deployment, under 50 streamed requests/s:
-    every controller pod gone (the Deployment scaled to 0): Envoy keeps serving with its last
+    the Envoy Deployment rolled (a new template, two Envoys, the PDB): no request fails; every
+    controller pod gone (the Deployment scaled to 0): Envoy keeps serving with its last
     configuration; the controllers back: nothing is dropped while they re-sync; the leader's pod
     deleted: traffic unchanged, and a route applied right after is accepted by the new leader."""
     from ..migrate.streamload import StreamLoad
@@ -280,7 +282,25 @@ def test_the_data_plane_outlives_its_controllers_and_a_new_leader_takes_over(clu
     load = StreamLoad(f"http://{address}:{port}", models=(MODEL,), prompt="Write as if you were a critic: San Francisco",
                       rate=50, timeout_s=30)
     controller = ("deployment/infergate-controller", "-n", SYSTEM)
+    envoys = ("deployment", "-l", "gateway.networking.k8s.io/gateway-name=inference-gateway")
     with load.in_thread(warmup_s=2, join_s=60):
+        # the Envoy Deployment rolled (a new pod template: the class's Envoy log level changed)
+        before = {p["metadata"]["name"] for p in cluster.get(
+            "pods", "-l", "gateway.networking.k8s.io/gateway-name=inference-gateway")["items"]}
+        cluster.helm("upgrade", "infergate", str(CHART), "-n", SYSTEM, "--reuse-values",  # a list element: whole
+                     "--set", f"gatewayClasses[0].name={GKE_CLASS}", "--set", "gatewayClasses[0].parameters.replicas=2",
+                     "--set", "gatewayClasses[0].parameters.logLevel=info", timeout=60)
+        name = cluster.get(*envoys)["items"][0]["metadata"]["name"]
+        def log_level() -> str:
+            command = cluster.get("deployment", name)["spec"]["template"]["spec"]["containers"][0]["command"]
+            return str(command[command.index("--log-level") + 1])
+
+        eventually(lambda: log_level() == "info", 40, "the Envoy Deployment's new template")
+        cluster.kubectl("rollout", "status", f"deployment/{name}", "--timeout=90s", timeout=100)
+        after = {p["metadata"]["name"] for p in cluster.get(
+            "pods", "-l", "gateway.networking.k8s.io/gateway-name=inference-gateway")["items"]}
+        assert after and not before & after, (before, after)  # every Envoy pod replaced
+        time.sleep(2)
         # every controller pod killed: the Envoys keep their last configuration
         cluster.kubectl("scale", *controller, "--replicas=0")
         eventually(lambda: not pod_processes(cluster.pod_cidr, " gateway "), 30, "no controller process left")
