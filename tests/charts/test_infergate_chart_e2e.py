@@ -344,3 +344,77 @@ spec:
     assert load.achieved_rate() >= 50 * 0.9 and len(load.results) > 500, (load.achieved_rate(), len(load.results))
     print(f"reliability: {len(load.results)} requests, 0 failed; route accepted {accepted_after:.1f} s after the "
           f"leader's pod was deleted")
+
+
+# exclusive: asserts zero failed requests at >= 50 streamed requests/s, so it runs alone
+@pytest.mark.exclusive
+@pytest.mark.timeout(400)
+def test_the_zero_downtime_migration_on_the_charts_deployment(cluster: Cluster, tmp_path: Path) -> None:
+    """`infergate migrate run --path zero-downtime` (the CLI, `--fast`) on the chart's deployment:
+    the preview stack of the source document in its own namespace behind a Gateway of the
+    controller's class, migrated to GA under 50 streamed requests/s with zero failed requests."""
+    from ..migrate.streamload import StreamLoad
+
+    ns = "migrate-on-chart"
+    if cluster.helm("status", "infergate", "-n", SYSTEM, check=False).returncode != 0:
+        cluster.helm("install", "infergate", str(CHART), "-n", SYSTEM, "--create-namespace", "--wait",
+                     "--timeout", "60s", "--set", f"gatewayClasses[0].name={GKE_CLASS}", timeout=90)
+    cluster.kubectl("create", "namespace", ns)
+
+    def in_ns(path: str) -> str:
+        return (REPO_ROOT / path).read_text().replace("namespace: default", f"namespace: {ns}")
+
+    sims = in_ns("examples/sim-deployment.yaml").replace("replicas: 3", "replicas: 2").replace(
+        "- --max-loras=4", "- --max-loras=4\n        - --time-scale=20")
+    cluster.kubectl("apply", "-f", "-", input=sims)
+    cluster.helm("install", "vllm-llama3-8b-instruct-preview", str(POOL_CHART), "-n", ns, "--set",
+                 "inferencePool.modelServers.matchLabels.app=vllm-llama3-8b-instruct", "--set",
+                 "inferencePool.apiVersion=inference.networking.x-k8s.io/v1alpha2")
+    cluster.kubectl("apply", "-f", "-", input=in_ns("examples/demo/preview/models.yaml"))
+    cluster.kubectl("apply", "-f", "-", input=in_ns("examples/demo/routes/preview.yaml"))
+    port = free_port()
+    cluster.kubectl("apply", "-f", "-", input=f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: inference-gateway, namespace: {ns}}}
+spec:
+  gatewayClassName: {GKE_CLASS}
+  listeners:
+  - {{name: http, protocol: HTTP, port: {port}}}
+""")
+    cluster.kubectl("rollout", "status", "deployment/vllm-llama3-8b-instruct-preview-epp", "-n", ns,
+                    "--timeout=90s", timeout=100)
+
+    def serving() -> str | None:
+        gateway = cluster.get("gateway", "inference-gateway", "-n", ns)
+        addresses = (gateway.get("status") or {}).get("addresses") or []
+        if condition(gateway, "Programmed") != "True" or not addresses:
+            return None
+        try:
+            response = httpx.post(f"http://{addresses[0]['value']}:{port}/v1/completions", timeout=10,
+                                  json={"model": "food-review", "prompt": "hi", "max_tokens": 2})
+        except httpx.HTTPError:
+            return None
+        return str(addresses[0]["value"]) if response.status_code == 200 else None
+
+    address = eventually(serving, 90, "the preview stack serving through the chart's Gateway")
+    load = StreamLoad(f"http://{address}:{port}", models=("food-review", MODEL),
+                      prompt="Write as if you were a critic: San Francisco", rate=50, timeout_s=30)
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "HOME": str(tmp_path),
+           "PATH": f"{Path(cluster.helm.binary).parent}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    with load.in_thread(warmup_s=2, join_s=60):
+        run = subprocess.run([sys.executable, "-m", "infergate", "migrate", "run", "-n", ns, "--chart", str(POOL_CHART),
+                              "--chart-version", "", "--fast", "--ready-timeout", "90", "-o", "json",
+                              # the GA release's name apart from the other test's (its chart has cluster-scoped objects)
+                              "--pool-name-suffix", "-ga-on-chart"],
+                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    report = json.loads(run.stdout) if run.stdout.strip().startswith("{") else {}
+    assert run.returncode == 0, (report.get("message"), report.get("steps"), run.stderr[-2000:])
+    assert report["phase"] == "done"
+    failed = [(at, model, status) for at, model, status in load.results if status != 200]
+    assert not failed, failed[:10]
+    assert load.achieved_rate() >= 50 * 0.9 and len(load.results) > 200, (load.achieved_rate(), len(load.results))
+    route = cluster.get("httproute", "-n", ns)["items"][0]
+    groups = {b.get("group") for rule in route["spec"]["rules"] for b in rule.get("backendRefs") or []}
+    assert groups == {"inference.networking.k8s.io"}, groups  # every backend on the GA pool now
+    print(f"migration on the chart's deployment: {len(load.results)} requests, 0 failed")
