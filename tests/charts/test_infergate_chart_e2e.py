@@ -134,6 +134,33 @@ def heredoc(command: str) -> str:
     return match[1]
 
 
+def apply_the_documents_stack(cluster: Cluster, seed_dir: Path) -> int:
+    """The simulators, the source document's GA pool (its `helm install` of the inferencepool
+    chart, unless a test before installed it), objectives and HTTPRoute, and a Gateway of the
+    controller's class on a free port (returned)."""
+    cluster.kubectl("apply", "-f", str(REPO_ROOT / "examples" / "sim-deployment.yaml"))
+    install_ga = seed_block(seed_dir, 11, "helm install vllm-llama3-8b-instruct-ga \\")
+    args = install_ga.replace("\\\n", " ").replace("MODEL_SERVER_DEPLOYMENT_LABEL", "vllm-llama3-8b-instruct") \
+        .replace("RELEASE", "0.1.0").replace(
+            "oci://registry.k8s.io/gateway-api-inference-extension/charts/inferencepool", str(POOL_CHART)).split()
+    assert args[:2] == ["helm", "install"]
+    if cluster.helm("status", args[2], check=False).returncode != 0:
+        cluster.helm(*args[1:])
+    cluster.kubectl("apply", "-f", "-", input=heredoc(seed_block(seed_dir, 12, "kubectl apply -f - <<EOF")))
+    cluster.kubectl("apply", "-f", "-", input=heredoc(seed_block(seed_dir, 14, "kubectl apply -f - <<EOF")))
+    port = free_port()
+    cluster.kubectl("apply", "-f", "-", input=f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: inference-gateway, namespace: default}}
+spec:
+  gatewayClassName: {GKE_CLASS}
+  listeners:
+  - {{name: http, protocol: HTTP, port: {port}}}
+""")
+    return port
+
+
 def test_chart_on_infergate_up_serves_the_source_documents_route(cluster: Cluster, seed_dir: Path) -> None:
     # the controller, as a local pod, serving the source document's GatewayClass
     installed = cluster.helm("install", "infergate", str(CHART), "-n", SYSTEM, "--create-namespace", "--wait",
@@ -157,25 +184,7 @@ def test_chart_on_infergate_up_serves_the_source_documents_route(cluster: Cluste
                "the GatewayClass Accepted")
 
     # the source document's GA pool, objectives and route; a Gateway of its class
-    cluster.kubectl("apply", "-f", str(REPO_ROOT / "examples" / "sim-deployment.yaml"))
-    install_ga = seed_block(seed_dir, 11, "helm install vllm-llama3-8b-instruct-ga \\")
-    args = install_ga.replace("\\\n", " ").replace("MODEL_SERVER_DEPLOYMENT_LABEL", "vllm-llama3-8b-instruct") \
-        .replace("RELEASE", "0.1.0").replace(
-            "oci://registry.k8s.io/gateway-api-inference-extension/charts/inferencepool", str(POOL_CHART)).split()
-    assert args[:2] == ["helm", "install"]
-    cluster.helm(*args[1:])
-    cluster.kubectl("apply", "-f", "-", input=heredoc(seed_block(seed_dir, 12, "kubectl apply -f - <<EOF")))
-    cluster.kubectl("apply", "-f", "-", input=heredoc(seed_block(seed_dir, 14, "kubectl apply -f - <<EOF")))
-    port = free_port()
-    cluster.kubectl("apply", "-f", "-", input=f"""
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: inference-gateway, namespace: default}}
-spec:
-  gatewayClassName: {GKE_CLASS}
-  listeners:
-  - {{name: http, protocol: HTTP, port: {port}}}
-""")
+    port = apply_the_documents_stack(cluster, seed_dir)
 
     def programmed_address() -> str | None:
         gateway = cluster.get("gateway", "inference-gateway")
@@ -226,25 +235,7 @@ def _serve_the_documents_route(cluster: Cluster, seed_dir: Path) -> tuple[str, i
     cluster.helm("install", "infergate", str(CHART), "-n", SYSTEM, "--create-namespace", "--wait",
                  "--timeout", "60s", "--set", f"gatewayClasses[0].name={GKE_CLASS}", "--set", "replicas=2",
                  "--set", "gatewayClasses[0].parameters.replicas=2", timeout=90)
-    cluster.kubectl("apply", "-f", str(REPO_ROOT / "examples" / "sim-deployment.yaml"))
-    install_ga = seed_block(seed_dir, 11, "helm install vllm-llama3-8b-instruct-ga \\")
-    args = install_ga.replace("\\\n", " ").replace("MODEL_SERVER_DEPLOYMENT_LABEL", "vllm-llama3-8b-instruct") \
-        .replace("RELEASE", "0.1.0").replace(
-            "oci://registry.k8s.io/gateway-api-inference-extension/charts/inferencepool", str(POOL_CHART)).split()
-    if cluster.helm("status", args[2], check=False).returncode != 0:  # the module's first test installed it
-        cluster.helm(*args[1:])
-    cluster.kubectl("apply", "-f", "-", input=heredoc(seed_block(seed_dir, 12, "kubectl apply -f - <<EOF")))
-    cluster.kubectl("apply", "-f", "-", input=heredoc(seed_block(seed_dir, 14, "kubectl apply -f - <<EOF")))
-    port = free_port()
-    cluster.kubectl("apply", "-f", "-", input=f"""
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: inference-gateway, namespace: default}}
-spec:
-  gatewayClassName: {GKE_CLASS}
-  listeners:
-  - {{name: http, protocol: HTTP, port: {port}}}
-""")
+    port = apply_the_documents_stack(cluster, seed_dir)
 
     def serving() -> str | None:
         gateway = cluster.get("gateway", "inference-gateway")
