@@ -148,3 +148,20 @@ async def test_name_filter_off_scrapes_the_plain_path() -> None:
         async with MetricsScraper(ds, store, refresh_interval=0.02, name_filter=False):
             await async_wait_until(lambda: len(seen) >= 2, 10, interval=0.02, what="two scrapes")
         assert set(seen) == {"/metrics"}
+
+
+async def test_a_server_error_keeps_the_filter() -> None:
+    """A 5xx (a model server still starting) is the server's trouble, not a refused query."""
+    answers = iter([web.Response(status=503, text="starting"), web.Response(status=503, text="starting")])
+
+    def handler(request: web.Request) -> web.Response:
+        return next(answers, None) or prometheus_client_page(request)
+
+    async with metrics_server(handler) as (address, port, seen):
+        scraper, store = await scrape_one(address, port)
+        try:
+            await async_wait_until(lambda: store.fresh(f"{address}:{port}") is not None, 10, interval=0.02,
+                                   what="metrics once the server answers")
+            assert all("?" in path for path in seen), seen
+        finally:
+            await scraper.stop()

@@ -394,7 +394,10 @@ class MetricsScraper:
             return False
         metrics = parse_metrics(text, self.protocol, now=started, previous=self.store.raw(hostport),
                                 label_cache=self._label_cache) if status == 200 else None
-        if (metrics is None or metrics.missing) and self._drop_filter(endpoint, status):
+        # a filter the server refused (4xx) or answered without the series: the whole page from now on
+        # (a 5xx is the server's own trouble, e.g. still starting: the filter stays)
+        refused = metrics.missing if metrics is not None else 400 <= status < 500
+        if refused and self._drop_filter(endpoint, status):
             return await self.scrape_once(endpoint)  # once more, without the filter
         if metrics is None:
             self.store.fail(hostport)
