@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,3 +137,18 @@ def parse_cli(command: click.Command, args: list[str]) -> dict[str, Any]:
     with command.make_context(command.name or "cmd", list(args)) as ctx:
         return dict(ctx.params)
 
+
+
+def live_processes() -> Iterator[tuple[int, str, list[bytes]]]:
+    """(pid, command line, environment entries) of every live (not zombie) process this user can read."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            yield int(entry.name), cmdline, environ

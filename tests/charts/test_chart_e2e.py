@@ -34,7 +34,7 @@ import pytest
 from infergate.util.net import free_port, random_loopback_block
 
 from ..support.eventually import eventually
-from .chartkit import BBR_CHART, POOL_CHART, REPO_ROOT
+from .chartkit import BBR_CHART, POOL_CHART, REPO_ROOT, live_processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("charts-e2e")]
 
@@ -50,20 +50,9 @@ def processes_of(kubeconfig: Path, needle: str) -> list[int]:
     KUBECONFIG is its own (its ServiceAccount's token) under the cluster's state directory, the
     directory of ``kubeconfig``."""
     state_dir = f"KUBECONFIG={kubeconfig.parent}/".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and needle in cmdline and any(
-                entry == f"KUBECONFIG={kubeconfig}".encode() or entry.startswith(state_dir) for entry in environ):
-            found.append(int(entry.name))
-    return found
+    own = f"KUBECONFIG={kubeconfig}".encode()
+    return [pid for pid, cmdline, environ in live_processes()
+            if needle in cmdline and any(e == own or e.startswith(state_dir) for e in environ)]
 
 
 @dataclass

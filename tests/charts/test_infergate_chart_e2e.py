@@ -37,7 +37,7 @@ from infergate.util.net import free_port, random_loopback_block
 
 from ..support.clitool import CliTool
 from ..support.eventually import eventually
-from .chartkit import CHARTS, POOL_CHART, REPO_ROOT
+from .chartkit import CHARTS, POOL_CHART, REPO_ROOT, live_processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("infergate-chart-e2e")]
 
@@ -73,18 +73,10 @@ def pod_processes(pod_cidr: str, needle: str) -> list[int]:
     """Live processes of this cluster's pods (POD_IP in ``pod_cidr``) whose command line has ``needle``."""
     network = ipaddress.ip_network(pod_cidr)
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
+    for pid, cmdline, environ in live_processes():
         ips = [e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"POD_IP=")]
-        if state != "Z" and needle in cmdline and any(ipaddress.ip_address(ip) in network for ip in ips if ip):
-            found.append(int(entry.name))
+        if needle in cmdline and any(ipaddress.ip_address(ip) in network for ip in ips if ip):
+            found.append(pid)
     return found
 
 
