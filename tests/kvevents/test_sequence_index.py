@@ -101,3 +101,23 @@ def test_an_index_that_outgrows_its_bound_was_missing_removals() -> None:
     assert not index.reliable and "removals were missed" in index.reason and len(index) == 0
     summary = index.describe()
     assert summary["reliable"] is False and summary["stored"] == 5 and summary["blocks"] == 0
+
+
+async def test_a_batch_read_after_the_disconnect_does_not_make_the_index_reliable_again() -> None:
+    """The publisher's last batch, sent before it closed, is read after the monitor reported the
+    disconnect: it follows on, but the publisher may be gone (a restarted engine has an empty
+    cache), so only a batch received after the reconnect restores trust."""
+    import zmq
+
+    index = EndpointBlockIndex()
+    sub = KvEventSubscriber("tcp://127.0.0.1:1", index)
+    sub._on_monitor({"event": zmq.EVENT_CONNECTED})
+    await sub.handle(frames(0, stored(1, 2)))
+    assert index.reliable
+    sub._on_monitor({"event": zmq.EVENT_DISCONNECTED})
+    await sub.handle(frames(1, stored(3)))  # in flight when the publisher closed
+    assert not index.reliable and index.blocks == {1, 2, 3}  # applied, not trusted
+    sub._on_monitor({"event": zmq.EVENT_CONNECTED})  # the same publisher, back after a blip
+    await sub.handle(frames(2, stored(4)))
+    assert index.reliable and index.reason == "reconnected without loss" and index.blocks == {1, 2, 3, 4}
+    assert sub.disconnects == 1

@@ -126,13 +126,17 @@ async def test_eviction_reset_and_restart_keep_the_index_equal_to_the_cache(make
         await replica.restart()  # a cold engine: the new publisher starts again at sequence 0
         # what is published before the subscriber reconnects is lost (ZMQ's slow joiner); a
         # later batch would show the gap and be replayed, but this test sends nothing more
-        await async_wait_until(lambda: not index.reliable, 5.0, what="disconnect noticed")
+        await async_wait_until(lambda: sub.disconnects >= 1, 5.0, what="disconnect noticed")
+        # from the disconnect on, the stale blocks are never trusted (the index is unreliable until
+        # a message shows what happened; polling for that transient state alone could miss it)
+        assert not (index.reliable and index.match_prefix(prompt_blocks) > 0), index.reason
         await async_wait_until(lambda: sub.connected, 5.0, what="subscriber reconnected")
         await asyncio.sleep(0.1)
         await complete(replica.url, "other " + PROMPT)
         fresh = set(replica.engine.kv._cached)
         await async_wait_until(lambda: index.blocks == fresh, 5.0, what="index reset by the restart")
         assert index.reliable and not (index.blocks & set(prompt_blocks))
+        assert sub.disconnects == 1
 
 
 async def test_recorder_batches_runs_and_removals() -> None:

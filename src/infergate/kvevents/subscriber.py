@@ -12,9 +12,11 @@ connects and disconnects. For each message:
   restart or ``AllBlocksCleared``;
 - a malformed batch counts as a lost one (unreliable) and is logged once per burst.
 
-A disconnect makes the index unreliable until the next message shows whether anything was
-missed (the next number restores the previous state). Errors of the socket itself end the
-session: the subscriber backs off (bounded) and starts a new one. ``stop()`` cancels cleanly.
+A disconnect makes the index unreliable until the next message received after the reconnect
+shows whether anything was missed (the next number restores the previous state); a batch read
+between the disconnect and the reconnect was sent before the publisher went away, and is applied
+without restoring trust (a restarted engine's cache is empty whatever that batch said). Errors
+of the socket itself end the session: the subscriber backs off (bounded) and starts a new one. ``stop()`` cancels cleanly.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class KvEventSubscriber:
         self._ctx = context
         self._task: asyncio.Task[None] | None = None
         self._reliable_before_disconnect = False
+        self.disconnects = 0  # publisher disconnects the socket monitor reported
         self._logged_decode_error = False
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -137,6 +140,7 @@ class KvEventSubscriber:
             self.connected = True
             log.debug("kv events %s: connected", self.endpoint)
         elif event == zmq.EVENT_DISCONNECTED:
+            self.disconnects += 1
             self.connected = False
             self._reliable_before_disconnect = self.index.reliable
             self.index.mark_unreliable("disconnected from the publisher")
@@ -154,7 +158,8 @@ class KvEventSubscriber:
             return
         check = self.tracker.check(seq)
         was_reliable = index.reliable or self._reliable_before_disconnect
-        self._reliable_before_disconnect = False
+        if self.connected:  # a batch read while disconnected was sent before: trust waits for the reconnect
+            self._reliable_before_disconnect = False
         if check.verdict is Verdict.RESTART:
             index.reset("publisher started (sequence 0)")
         elif check.verdict is Verdict.GAP:
@@ -170,7 +175,8 @@ class KvEventSubscriber:
             else:
                 how = "no replay endpoint" if not self.replay_endpoint else "replay incomplete"
                 index.mark_unreliable(f"missed batches {start}..{seq - 1} ({how})")
-        elif was_reliable and not index.reliable and index.reason == "disconnected from the publisher":
+        elif (was_reliable and self.connected and not index.reliable
+              and index.reason == "disconnected from the publisher"):
             index.reliable = True  # reconnected and nothing was missed
             index.reason = "reconnected without loss"
         self._apply(seq, payload)
