@@ -1,16 +1,18 @@
 """``kubectl logs`` for local pods: the ``pods/log`` subresource over the runtime's log files.
 
-Each pod's process writes stdout and stderr to ``STATE_DIR/runtime/logs/NS_POD.log``; every
-start is preceded by a marker line, so ``previous=true`` gives the run before the current
-one. Supported query parameters: ``follow``, ``tailLines``, ``limitBytes``, ``previous``,
-``container`` (a pod runs one container), ``timestamps`` (ignored: lines are as written).
+Each container's process writes stdout and stderr to
+``STATE_DIR/runtime/logs/NS_POD_CONTAINER.log``; every start is preceded by a marker line, so
+``previous=true`` gives the run before the current one. Supported query parameters: ``follow``,
+``tailLines``, ``limitBytes``, ``previous``, ``container`` (required when the pod has several,
+as the API server requires it: kubectl sends the default container), ``timestamps`` (ignored:
+lines are as written).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -58,18 +60,30 @@ def _int(request: web.Request, name: str) -> int | None:
 class LogServer:
     """``handler(request, namespace, name)`` for ``APIServer.add_subresource_handler("", "pods", "log", ...)``."""
 
-    def __init__(self, log_path: Callable[[str, str], Path | None], poll_interval: float = 0.2) -> None:
-        self.log_path = log_path  # (namespace, pod) -> the file, or None when the runtime does not run the pod
+    def __init__(self, log_files: Callable[[str, str], Mapping[str, Path] | None], poll_interval: float = 0.2) -> None:
+        # (namespace, pod) -> {container: its file} in spec order, or None when the runtime does not run the pod
+        self.log_files = log_files
         self.poll_interval = poll_interval
+
+    def log_path(self, namespace: str, name: str, container: str) -> Path | None:
+        return (self.log_files(namespace, name) or {}).get(container)
 
     async def __call__(self, request: web.Request, namespace: str | None, name: str) -> web.StreamResponse:
         if request.method != "GET":
             return _status(405, "MethodNotAllowed", "pods/log supports GET only")
         ns = namespace or "default"
-        path = self.log_path(ns, name)
-        if path is None:
+        files = self.log_files(ns, name)
+        if files is None:
             return _status(400, "BadRequest", f'pod "{name}" is not run by the local runtime (only Deployments of '
                                               f"infergate's image run as local processes): no logs")
+        container = request.query.get("container") or ""
+        if not container and len(files) != 1:
+            return _status(400, "BadRequest", f"a container name must be specified for pod {name}, "
+                                              f"choose one of: [{' '.join(files)}]")
+        container = container or next(iter(files))
+        if container not in files:
+            return _status(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        path = files[container]
         try:
             tail, limit = _int(request, "tailLines"), _int(request, "limitBytes")
         except ValueError:
@@ -83,7 +97,7 @@ class LogServer:
         await response.prepare(request)
         await response.write(text)
         offset = len(data)
-        while self.log_path(ns, name) is not None:  # until the pod goes away or the client leaves
+        while self.log_path(ns, name, container) is not None:  # until the pod goes away or the client leaves
             await asyncio.sleep(self.poll_interval)
             size = path.stat().st_size if path.exists() else 0
             if size > offset:
