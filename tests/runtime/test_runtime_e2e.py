@@ -357,3 +357,69 @@ async def test_missing_configmap_key_then_created(cluster: Cluster, repo_root: P
     assert await pod_answers(pod["status"]["podIP"]) == "named-by-configmap"
     await client.delete(f"{DEPLOY}/sim-e")
     await wait_pods(client, "sim-e", 0, ready=False)
+
+
+def two_container_deployment(name: str) -> dict[str, Any]:
+    """A pod of two simulators: ``a`` on $(POD_IP):8000, ``b`` on 0.0.0.0:8001 (the pod IP locally)."""
+    def sim(container: str, address: str, port: int) -> dict[str, Any]:
+        return {"name": container, "image": "ghcr.io/infergate/infergate:latest", "command": ["infergate", "sim"],
+                "args": [f"--address={address}", f"--port={port}", "--model=m", "--time-scale=20"],
+                "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                "readinessProbe": {"httpGet": {"path": "/health", "port": port}, "periodSeconds": 1}}
+
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"terminationGracePeriodSeconds": 3,
+                                           "containers": [sim("a", "$(POD_IP)", 8000), sim("b", "0.0.0.0", 8001)]}}}}
+
+
+@LOOP
+async def test_a_pod_of_two_containers_runs_each_restarts_each_and_logs_each(cluster: Cluster) -> None:
+    _, runtime, client = cluster
+    await client.create(DEPLOY, two_container_deployment("duo"))
+    (pod,) = await wait_pods(client, "duo", 1)
+    name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
+    assert [(c["name"], c["ready"]) for c in pod["status"]["containerStatuses"]] == [("a", True), ("b", True)]
+    async with httpx.AsyncClient(timeout=5) as http:  # both on the pod's address (b's 0.0.0.0 is the pod IP)
+        for port in (8000, 8001):
+            assert (await http.get(f"http://{ip}:{port}/health")).status_code == 200
+
+    logs = resource_path("v1", "pods", "default", name, "log")
+    assert f"ready {ip}:8000" in await log_text(client, logs + "?container=a")
+    b_log = await log_text(client, logs + "?container=b")
+    assert f"ready {ip}:8001" in b_log and f"{ip}:8000" not in b_log
+    async with client.session.get(logs) as response:
+        assert response.status == 400
+        assert "a container name must be specified for pod " + name + ", choose one of: [a b]" in await response.text()
+    async with client.session.get(logs + "?container=c") as response:
+        assert response.status == 400 and f"container c is not valid for pod {name}" in await response.text()
+
+    # one container crashes: only it restarts; the pod is Ready again once it is
+    (local,) = runtime.pods_of("default", "duo")
+    a, b = local.processes
+    a_pid, b_pid = a.state.pid, b.state.pid
+    b.kill()
+    deadline = asyncio.get_running_loop().time() + 30
+    statuses: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        (current,) = await pods_of(client, "duo")
+        statuses = {c["name"]: c for c in current["status"]["containerStatuses"]}
+        if statuses["b"]["restartCount"] >= 1 and is_ready(current):
+            break
+        await asyncio.sleep(0.2)
+    assert statuses["b"]["restartCount"] >= 1 and statuses["b"]["lastState"]["terminated"]["exitCode"] == 137
+    assert statuses["a"]["restartCount"] == 0 and "lastState" not in statuses["a"], statuses
+    assert a.state.pid == a_pid and b.state.pid != b_pid
+    assert f"ready {ip}:8001" in await log_text(client, logs + "?container=b&previous=true")
+
+    pids = [pid for pid in (a_pid, b.state.pid) if pid]
+    assert len(pids) == 2
+    await client.delete(f"{DEPLOY}/duo")
+    await wait_pods(client, "duo", 0, ready=False)
+    for _ in range(40):  # the pod's processes stop once its object is gone
+        if not any(pid_alive(pid) for pid in pids):
+            break
+        await asyncio.sleep(0.25)
+    assert not any(pid_alive(pid) for pid in pids)

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from infergate.util.files import write_private
+from infergate.util.files import private_dir, write_private
 
 _CONFIG_FLAGS = ("-c", "--config-path")
 
@@ -77,7 +77,7 @@ def pod_envoy_argv(argv: list[str], ip: str, work_dir: Path, container: str) -> 
         except yaml.YAMLError as exc:
             raise ValueError(f"containers[{container}]: Envoy configuration {path}: not YAML ({exc})") from None
         rebind(config, ip)
-        target = work_dir / f"envoy-{container}.yaml"
+        target = private_dir(work_dir) / f"envoy-{container}.yaml"
         write_private(target, yaml.safe_dump(config, sort_keys=False))
         out[index] = str(target) if out[index] == path else out[index].replace(path, str(target))
     if "--disable-hot-restart" not in out:
