@@ -123,3 +123,33 @@ def test_pod_status_of_several_containers() -> None:
     assert starting["phase"] == "Pending"
     assert starting["containerStatuses"][1]["state"] == {"waiting": {"reason": "ContainerCreating"}}
     assert starting["containerStatuses"][1]["started"] is False
+
+
+def test_pod_status_while_init_containers_run() -> None:
+    main, first, second = {"name": "epp", "image": IMAGE}, {"name": "first"}, {"name": "second"}
+    done = ContainerState(phase="Succeeded", completed=True, started_at="T0", last_exit_code=0,
+                          last_finished_at="T1")
+    waiting = ContainerState(waiting_reason="PodInitializing")
+    status = pod_status([(main, waiting)], "127.3.0.9", "T0", "T0", [(first, done), (second, _state(False))])
+    assert status["phase"] == "Pending"
+    initialized = {c["type"]: c for c in status["conditions"]}["Initialized"]
+    assert (initialized["status"], initialized["reason"], initialized["message"]) == (
+        "False", "ContainersNotInitialized", "containers with incomplete status: [second]")
+    assert status["initContainerStatuses"][0]["state"] == {"terminated": {
+        "exitCode": 0, "reason": "Completed", "startedAt": "T0", "finishedAt": "T1"}}
+    assert status["initContainerStatuses"][0]["ready"] is True
+    assert status["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
+    after = pod_status([(main, _state(True))], "127.3.0.9", "T0", "T2", [(first, done), (second, done)])
+    assert after["phase"] == "Running"
+    assert {c["type"]: c["status"] for c in after["conditions"]} == {
+        "PodScheduled": "True", "Initialized": "True", "ContainersReady": "True", "Ready": "True"}
+    assert "initContainerStatuses" not in pod_status([(main, _state(True))], "127.3.0.9", "T0", "T2")
+
+
+def test_log_choices_as_the_api_server_lists_them() -> None:
+    from infergate.apiserver.runtime.logs import PodLogFiles
+
+    files = PodLogFiles({"epp": Path("a"), "envoy": Path("b")}, {"setup": Path("c")})
+    assert files.choices() == "[epp envoy] or one of the init containers: [setup]"
+    assert PodLogFiles({"epp": Path("a"), "envoy": Path("b")}).choices() == "[epp envoy]"
+    assert (files.get("setup"), files.get("envoy"), files.get("nope")) == (Path("c"), Path("b"), None)

@@ -423,3 +423,51 @@ async def test_a_pod_of_two_containers_runs_each_restarts_each_and_logs_each(clu
             break
         await asyncio.sleep(0.25)
     assert not any(pid_alive(pid) for pid in pids)
+
+
+@LOOP
+async def test_init_containers_run_to_completion_in_order_before_the_containers(cluster: Cluster) -> None:
+    client = cluster[2]
+    deployment = two_container_deployment("inits")
+    spec = deployment["spec"]["template"]["spec"]
+    spec["containers"] = spec["containers"][:1]
+    spec["initContainers"] = [{"name": "first", "image": "ghcr.io/infergate/infergate:latest", "args": ["--version"]},
+                              {"name": "second", "image": "ghcr.io/infergate/infergate:latest",
+                               "command": ["infergate", "--version"]}]
+    await client.create(DEPLOY, deployment)
+    (pod,) = await wait_pods(client, "inits", 1)
+    inits = pod["status"]["initContainerStatuses"]
+    assert [(c["name"], c["state"]["terminated"]["reason"], c["restartCount"]) for c in inits] == [
+        ("first", "Completed", 0), ("second", "Completed", 0)]
+    assert inits[0]["state"]["terminated"]["finishedAt"] <= inits[1]["state"]["terminated"]["startedAt"]
+    assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Initialized"] == "True"
+    logs = resource_path("v1", "pods", "default", pod["metadata"]["name"], "log")
+    assert "infergate, version" in await log_text(client, logs + "?container=second")
+    assert "infergate, version" not in await log_text(client, logs)  # the only container: the default
+
+    # an init container that fails is run again (restartCount), the containers never start
+    spec["initContainers"][1]["command"] = ["infergate", "no-such-command"]
+    await client.replace(f"{DEPLOY}/inits", {**deployment, "metadata": {
+        **deployment["metadata"], "resourceVersion": (await client.get(f"{DEPLOY}/inits") or {})["metadata"][
+            "resourceVersion"]}})
+    deadline = asyncio.get_running_loop().time() + 30
+    failing: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        pods = [p for p in await pods_of(client, "inits") if p["metadata"]["name"] != pod["metadata"]["name"]]
+        statuses = pods[0]["status"].get("initContainerStatuses") if pods else None
+        if statuses and statuses[1]["restartCount"] >= 1:
+            failing = pods[0]
+            break
+        await asyncio.sleep(0.2)
+    assert failing, "the new pod's failing init container was not restarted"
+    status = failing["status"]
+    assert status["phase"] == "Pending" and status["initContainerStatuses"][1]["lastState"]["terminated"][
+        "exitCode"] == 2
+    initialized = {c["type"]: c for c in status["conditions"]}["Initialized"]
+    assert (initialized["status"], initialized["reason"], initialized["message"]) == (
+        "False", "ContainersNotInitialized", "containers with incomplete status: [second]")
+    assert status["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
+    async with client.session.get(resource_path("v1", "pods", "default", failing["metadata"]["name"], "log")) as r:
+        assert r.status == 200  # one container: no choice to make
+    await client.delete(f"{DEPLOY}/inits")
+    await wait_pods(client, "inits", 0, ready=False)

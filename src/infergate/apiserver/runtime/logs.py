@@ -12,12 +12,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
 MARKER = b"### infergate-runtime: "
+
+
+@dataclass(frozen=True)
+class PodLogFiles:
+    """A local pod's log files: container name -> file, in ``spec`` order."""
+
+    containers: dict[str, Path]
+    init_containers: dict[str, Path] = field(default_factory=dict)
+
+    def get(self, container: str) -> Path | None:
+        return self.containers.get(container) or self.init_containers.get(container)
+
+    def choices(self) -> str:
+        """The API server's list of choices: ``[a b]``, `` or one of the init containers: [i]``."""
+        text = f"[{' '.join(self.containers)}]"
+        if self.init_containers:
+            text += f" or one of the init containers: [{' '.join(self.init_containers)}]"
+        return text
 
 
 def split_runs(data: bytes) -> list[bytes]:
@@ -60,13 +79,13 @@ def _int(request: web.Request, name: str) -> int | None:
 class LogServer:
     """``handler(request, namespace, name)`` for ``APIServer.add_subresource_handler("", "pods", "log", ...)``."""
 
-    def __init__(self, log_files: Callable[[str, str], Mapping[str, Path] | None], poll_interval: float = 0.2) -> None:
-        # (namespace, pod) -> {container: its file} in spec order, or None when the runtime does not run the pod
-        self.log_files = log_files
+    def __init__(self, log_files: Callable[[str, str], PodLogFiles | None], poll_interval: float = 0.2) -> None:
+        self.log_files = log_files  # (namespace, pod) -> its files, or None when the runtime does not run the pod
         self.poll_interval = poll_interval
 
     def log_path(self, namespace: str, name: str, container: str) -> Path | None:
-        return (self.log_files(namespace, name) or {}).get(container)
+        files = self.log_files(namespace, name)
+        return files.get(container) if files is not None else None
 
     async def __call__(self, request: web.Request, namespace: str | None, name: str) -> web.StreamResponse:
         if request.method != "GET":
@@ -77,13 +96,13 @@ class LogServer:
             return _status(400, "BadRequest", f'pod "{name}" is not run by the local runtime (only Deployments of '
                                               f"infergate's image run as local processes): no logs")
         container = request.query.get("container") or ""
-        if not container and len(files) != 1:
+        if not container and len(files.containers) != 1:
             return _status(400, "BadRequest", f"a container name must be specified for pod {name}, "
-                                              f"choose one of: [{' '.join(files)}]")
-        container = container or next(iter(files))
-        if container not in files:
+                                              f"choose one of: {files.choices()}")
+        container = container or next(iter(files.containers))
+        path = files.get(container)
+        if path is None:
             return _status(400, "BadRequest", f"container {container} is not valid for pod {name}")
-        path = files[container]
         try:
             tail, limit = _int(request, "tailLines"), _int(request, "limitBytes")
         except ValueError:

@@ -79,6 +79,11 @@ def container_status(state: ContainerState, container: Mapping[str, Any]) -> dic
         "started": state.started if state.running_since is not None else False,
         "restartCount": state.restart_count,
     }
+    if state.completed:
+        status["ready"] = True  # a completed init container, as the kubelet reports it
+        status["state"] = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": state.started_at,
+                                          "finishedAt": state.last_finished_at}}
+        return status
     if state.running_since is not None:
         status["state"] = {"running": {"startedAt": state.running_since}}
     else:
@@ -99,12 +104,19 @@ def pod_phase(states: Sequence[ContainerState]) -> str:
 
 
 def pod_status(containers: Sequence[tuple[Mapping[str, Any], ContainerState]], ip: str, created: str,
-               ready_since: str) -> dict[str, Any]:
+               ready_since: str,
+               init_containers: Sequence[tuple[Mapping[str, Any], ContainerState]] = ()) -> dict[str, Any]:
     """A Pod ``status`` as the kubelet writes it: one ``containerStatuses`` entry per container
-    (in ``spec.containers`` order); the pod is Ready when every container is."""
+    (in ``spec.containers`` order); the pod is Ready when every container is. With init
+    containers: ``initContainerStatuses``, and ``Initialized`` (and phase ``Running``) only once
+    every one of them has completed."""
     states = [state for _, state in containers]
     ready = bool(states) and all(s.ready for s in states)
     unready = [str(c.get("name", "main")) for c, s in containers if not s.ready]
+    incomplete = [str(c.get("name", "main")) for c, s in init_containers if not s.completed]
+    initialized = _condition("Initialized", not incomplete, created, "ContainersNotInitialized")
+    if incomplete:
+        initialized["message"] = f"containers with incomplete status: [{' '.join(incomplete)}]"
 
     def condition(kind: str) -> dict[str, Any]:
         cond = _condition(kind, ready, ready_since, "ContainersNotReady")
@@ -112,11 +124,11 @@ def pod_status(containers: Sequence[tuple[Mapping[str, Any], ContainerState]], i
             cond["message"] = f"containers with unready status: [{' '.join(unready)}]"
         return cond
 
-    return {
-        "phase": pod_phase(states),
+    status: dict[str, Any] = {
+        "phase": "Pending" if incomplete else pod_phase(states),
         "conditions": [
             _condition("PodScheduled", True, created),
-            _condition("Initialized", True, created),
+            initialized,
             condition("ContainersReady"),
             condition("Ready"),
         ],
@@ -125,6 +137,9 @@ def pod_status(containers: Sequence[tuple[Mapping[str, Any], ContainerState]], i
         "qosClass": "BestEffort",
         "containerStatuses": [container_status(state, container) for container, state in containers],
     }
+    if init_containers:
+        status["initContainerStatuses"] = [container_status(state, container) for container, state in init_containers]
+    return status
 
 
 def _max_unavailable(deployment: Mapping[str, Any], desired: int) -> int:

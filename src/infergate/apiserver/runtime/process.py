@@ -1,7 +1,8 @@
 """One container of a local pod: its process (restarted with backoff), its probes, its status.
 
 A pod of several containers has one :class:`PodProcess` per container, each restarted on its
-own (``restartPolicy: Always``, the only one a Deployment allows), as the kubelet does.
+own (``restartPolicy: Always``, the only one a Deployment allows), as the kubelet does. An init
+container (``run_to_completion``) is restarted until it exits 0, then is done.
 
 The process runs in its own session (process group), so stopping a pod stops everything
 it started: SIGTERM to the group, SIGKILL after the grace period.
@@ -77,10 +78,11 @@ class ContainerState:
     pid: int | None = None
     started: bool = False  # running, and its startupProbe (if any) has succeeded
     killed_by: str | None = None  # "liveness" / "startup": the last run was killed by that probe
+    completed: bool = False  # an init container that exited 0 (it is not run again)
 
     def key(self) -> tuple[object, ...]:
         return (self.phase, self.running_since, self.waiting_reason, self.last_exit_code, self.restart_count,
-                self.ready, self.started)
+                self.ready, self.started, self.completed)
 
 
 class PodProcess:
@@ -91,9 +93,10 @@ class PodProcess:
 
     def __init__(self, name: str, ip: str, spec: LaunchSpec, base_env: Mapping[str, str], log_path: Path,
                  on_change: Callable[[PodProcess], None], policy: RestartPolicy | None = None,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, run_to_completion: bool = False) -> None:
         self.name = name
         self.container = spec.container
+        self.run_to_completion = run_to_completion
         self.ip = ip
         self.spec = spec
         self.base_env = dict(base_env)
@@ -123,8 +126,16 @@ class PodProcess:
         return env
 
     def start(self) -> None:
-        if self._task is None:
+        if self._task is None and not self._stopping.is_set():
             self._task = asyncio.create_task(self._run(), name=self.label)
+
+    async def completed(self) -> bool:
+        """Wait for the restart loop to end (started, else at once): True if the container
+        ran to completion (exit 0, ``run_to_completion``), False if it was stopped."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
+        return self.state.completed
 
     def _changed(self) -> None:
         key = self.state.key()
@@ -144,6 +155,13 @@ class PodProcess:
                     self.state.last_exit_code = 128
                 if self._stopping.is_set():
                     break
+                if self.run_to_completion and self.state.last_exit_code == 0:
+                    self.state.completed = True
+                    self.state.phase = "Succeeded"
+                    self.state.running_since = None
+                    self.state.waiting_reason = None
+                    self._changed()
+                    return
                 failures = 0 if time.monotonic() - started >= self.policy.reset_after_s else failures + 1
                 delay = min(self.policy.initial_s * 2 ** max(failures - 1, 0), self.policy.max_s)
                 self.state.restart_count += 1

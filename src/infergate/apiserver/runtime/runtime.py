@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from infergate.apiserver.runtime.addresses import DEFAULT_POD_CIDR, PodIPAllocator
 from infergate.apiserver.runtime.envoy_sidecar import pod_envoy_argv
-from infergate.apiserver.runtime.logs import LogServer
+from infergate.apiserver.runtime.logs import LogServer, PodLogFiles
 from infergate.apiserver.runtime.pods import (
     DEPLOYMENT_ANNOTATION,
     HASH_LABEL,
@@ -55,6 +55,7 @@ from infergate.apiserver.runtime.spec import (
     PodIdentity,
     launch_spec,
     local_containers,
+    local_init_containers,
     program_of,
     skipped_containers,
     template_hash,
@@ -106,6 +107,9 @@ class LocalPod:
     containers: list[dict[str, Any]]  # the ones the runtime runs, in spec.containers order
     created_rv: int = 0
     processes: list[PodProcess] = field(default_factory=list)  # one per container, once started
+    init_containers: list[dict[str, Any]] = field(default_factory=list)  # run to completion first, in order
+    init_processes: list[PodProcess] = field(default_factory=list)
+    init_task: asyncio.Task[None] | None = None  # runs the init containers, then starts the containers
     ready_since: str = ""
     was_ready: bool = False
     published_ready: bool = False  # the API shows this pod Ready (what controllers and clients see)
@@ -133,6 +137,18 @@ class LocalPod:
 
     def container_names(self) -> list[str]:
         return [str(c.get("name") or "main") for c in self.containers]
+
+    def init_container_names(self) -> list[str]:
+        return [str(c.get("name") or "init") for c in self.init_containers]
+
+    def all_processes(self) -> list[PodProcess]:
+        return [*self.init_processes, *self.processes]
+
+    def statuses(self) -> tuple[list[tuple[dict[str, Any], ContainerState]],
+                                list[tuple[dict[str, Any], ContainerState]]]:
+        """(container, state) pairs of the containers and of the init containers."""
+        return ([(c, p.state) for c, p in zip(self.containers, self.processes, strict=True)],
+                [(c, p.state) for c, p in zip(self.init_containers, self.init_processes, strict=True)])
 
 
 def _key(obj: Mapping[str, Any]) -> str:
@@ -211,7 +227,7 @@ class LocalRuntime:
                 await task
         self._tasks = []
         pods = list(self.pods.values())
-        await asyncio.gather(*(process.stop() for p in pods for process in p.processes), *self._stopping,
+        await asyncio.gather(*(process.stop() for p in pods for process in p.all_processes()), *self._stopping,
                              return_exceptions=True)
         if pods:
             with contextlib.suppress(Exception):
@@ -224,7 +240,8 @@ class LocalRuntime:
         states = [p.state for p in pod.processes] or [ContainerState() for _ in pod.containers]
         stopped = [replace(base, phase="Pending", running_since=None, waiting_reason="RuntimeStopped", ready=False,
                            pid=None) for base in states]
-        status = pod_status(list(zip(pod.containers, stopped, strict=False)), pod.ip, pod.created, utc_now())
+        status = pod_status(list(zip(pod.containers, stopped, strict=False)), pod.ip, pod.created, utc_now(),
+                            pod.statuses()[1])
         await self.client.merge_patch(kinds.PODS.path(pod.namespace, pod.name, "status"),
                                       {"status": status})
 
@@ -233,16 +250,19 @@ class LocalRuntime:
     def log_path(self, namespace: str, name: str, container: str | None = None) -> Path | None:
         """The log file of a container (default: the first) of a pod this runtime runs, else None."""
         files = self.log_files(namespace, name)
-        if not files:
+        if files is None:
             return None
-        return files.get(container) if container is not None else next(iter(files.values()))
+        if container is None:
+            return next(iter(files.containers.values()), None)
+        return files.get(container)
 
-    def log_files(self, namespace: str, name: str) -> dict[str, Path] | None:
-        """Container name -> its log file (``spec.containers`` order) of a pod this runtime runs, else None."""
+    def log_files(self, namespace: str, name: str) -> PodLogFiles | None:
+        """The log files of the containers and init containers of a pod this runtime runs, else None."""
         pod = self.pods.get(f"{namespace}/{name}")
         if pod is None:
             return None
-        return {c: self._log_file(pod, c) for c in pod.container_names()}
+        return PodLogFiles(containers={c: self._log_file(pod, c) for c in pod.container_names()},
+                           init_containers={c: self._log_file(pod, c) for c in pod.init_container_names()})
 
     def _log_file(self, pod: LocalPod, container: str) -> Path:
         return self.options.state_dir / "logs" / f"{pod.namespace}_{pod.name}_{container}.log"
@@ -305,7 +325,7 @@ class LocalRuntime:
         """The Pod object is gone (kubectl delete pod, garbage collection): stop its process."""
         self.pods.pop(pod.key, None)
         self.allocator.release(pod.key)
-        for process in pod.processes:
+        for process in pod.all_processes():
             task = asyncio.create_task(process.stop())
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
@@ -455,7 +475,7 @@ class LocalRuntime:
 
     async def _delete_pod(self, pod: LocalPod) -> None:
         self.pods.pop(pod.key, None)
-        await asyncio.gather(*(process.stop() for process in pod.processes))
+        await asyncio.gather(*(process.stop() for process in pod.all_processes()))
         await self.client.delete(kinds.PODS.path(pod.namespace, pod.name))
         self.allocator.release(pod.key)
         log.info("pod %s: deleted", pod.key)
@@ -595,6 +615,11 @@ class LocalRuntime:
                                    service_account=str((template.get("spec") or {}).get("serviceAccountName",
                                                                                         "default")),
                                    labels=tmeta.get("labels") or {}, annotations=tmeta.get("annotations") or {})
+            pod.init_containers = local_init_containers(template, self.options.image_prefixes)
+            init_specs: list[LaunchSpec] = []
+            for container, name in zip(pod.init_containers, pod.init_container_names(), strict=True):
+                failing = name
+                init_specs.append(self._container_spec(pod, template, container, identity, values))
             specs: list[LaunchSpec] = []
             for container, name in zip(pod.containers, pod.container_names(), strict=True):
                 failing = name
@@ -612,8 +637,27 @@ class LocalRuntime:
         if skipped:
             log.warning("pod %s: not running containers %s (neither infergate nor Envoy)", pod.key, skipped)
         base_env = self._base_env(pod, account_env)
+        pod.init_processes = [PodProcess(pod.key, pod.ip, spec, base_env, self._log_file(pod, spec.container),
+                                         self._on_process_change, self.options.restart, run_to_completion=True)
+                              for spec in init_specs]
         pod.processes = [PodProcess(pod.key, pod.ip, spec, base_env, self._log_file(pod, spec.container),
                                     self._on_process_change, self.options.restart) for spec in specs]
+        if not pod.init_processes:
+            for process in pod.processes:
+                process.start()
+            return
+        for process in pod.processes:
+            process.state.waiting_reason = "PodInitializing"
+        pod.init_task = asyncio.create_task(self._initialize(pod), name=f"init {pod.key}")
+
+    async def _initialize(self, pod: LocalPod) -> None:
+        """Each init container in order, each until it exits 0; then the containers (nothing once stopped)."""
+        self._dirty.add(pod.key)
+        self._wake_writer.set()
+        for process in pod.init_processes:
+            process.start()
+            if not await process.completed():
+                return
         for process in pod.processes:
             process.start()
 
@@ -665,8 +709,8 @@ class LocalRuntime:
                 pod = self.pods.get(key)
                 if pod is None or not pod.processes:
                     continue
-                status = pod_status([(c, p.state) for c, p in zip(pod.containers, pod.processes, strict=True)],
-                                    pod.ip, pod.created, pod.ready_since)
+                containers, init_containers = pod.statuses()
+                status = pod_status(containers, pod.ip, pod.created, pod.ready_since, init_containers)
                 published = pod.ready  # what this status write says
                 try:
                     await self.client.merge_patch(kinds.PODS.path(pod.namespace, pod.name, "status"),

@@ -110,9 +110,16 @@ def local_containers(template: Mapping[str, Any], image_prefixes: tuple[str, ...
     return [c for c in containers if isinstance(c, dict) and program_of(c, image_prefixes) is not None]
 
 
+def local_init_containers(template: Mapping[str, Any], image_prefixes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The ``initContainers`` the runtime runs (infergate or Envoy), in order, before the containers."""
+    containers = ((template.get("spec") or {}).get("initContainers")) or []
+    return [c for c in containers if isinstance(c, dict) and program_of(c, image_prefixes) is not None]
+
+
 def skipped_containers(template: Mapping[str, Any], image_prefixes: tuple[str, ...]) -> list[str]:
-    """Names of the containers of a locally run pod that the runtime cannot run."""
-    containers = ((template.get("spec") or {}).get("containers")) or []
+    """Names of the containers and init containers of a locally run pod that the runtime cannot run."""
+    spec = template.get("spec") or {}
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
     return [str(c.get("name")) for c in containers
             if isinstance(c, dict) and program_of(c, image_prefixes) is None]
 
