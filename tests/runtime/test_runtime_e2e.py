@@ -471,3 +471,29 @@ async def test_init_containers_run_to_completion_in_order_before_the_containers(
         assert r.status == 200  # one container: no choice to make
     await client.delete(f"{DEPLOY}/inits")
     await wait_pods(client, "inits", 0, ready=False)
+
+
+@LOOP
+async def test_a_container_that_cannot_start_is_named_in_the_pod_status(cluster: Cluster) -> None:
+    """An Envoy sidecar whose bootstrap is not mounted: that container waits
+    CreateContainerConfigError with the reason; the pod starts none of its containers."""
+    client = cluster[2]
+    deployment = two_container_deployment("no-bootstrap")
+    spec = deployment["spec"]["template"]["spec"]
+    spec["containers"][1] = {"name": "envoy", "image": "ghcr.io/infergate/infergate:latest", "command": ["envoy"],
+                             "args": ["-c", "/etc/envoy/envoy.yaml"]}
+    await client.create(DEPLOY, deployment)
+    deadline = asyncio.get_running_loop().time() + 20
+    statuses: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        pods = await pods_of(client, "no-bootstrap")
+        statuses = {c["name"]: c for c in (pods[0].get("status") or {}).get("containerStatuses") or []} if pods else {}
+        if "envoy" in statuses:
+            break
+        await asyncio.sleep(0.2)
+    assert statuses["envoy"]["state"]["waiting"]["reason"] == "CreateContainerConfigError", statuses
+    assert statuses["envoy"]["state"]["waiting"]["message"] == (
+        "containers[envoy]: Envoy configuration /etc/envoy/envoy.yaml: No such file or directory")
+    assert statuses["a"]["state"] == {"waiting": {"reason": "ContainerCreating"}}
+    await client.delete(f"{DEPLOY}/no-bootstrap")
+    await wait_pods(client, "no-bootstrap", 0, ready=False)

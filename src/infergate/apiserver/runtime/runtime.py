@@ -674,13 +674,19 @@ class LocalRuntime:
         return spec
 
     async def _patch_pod_error(self, pod: LocalPod, failing: str, message: str) -> None:
-        statuses = []
-        for container, name in zip(pod.containers, pod.container_names(), strict=True):
-            waiting: dict[str, Any] = {"reason": "CreateContainerConfigError", "message": message} \
-                if name == failing else {"reason": "ContainerCreating"}
-            statuses.append({"name": name, "ready": False, "restartCount": 0, "image": container.get("image", ""),
-                             "imageID": "", "state": {"waiting": waiting}})
-        status = {"phase": "Pending", "podIP": pod.ip, "podIPs": [{"ip": pod.ip}], "containerStatuses": statuses}
+        def statuses(containers: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+            out = []
+            for container, name in zip(containers, names, strict=True):
+                waiting: dict[str, Any] = {"reason": "CreateContainerConfigError", "message": message} \
+                    if name == failing else {"reason": "ContainerCreating"}
+                out.append({"name": name, "ready": False, "restartCount": 0, "image": container.get("image", ""),
+                            "imageID": "", "state": {"waiting": waiting}})
+            return out
+
+        status: dict[str, Any] = {"phase": "Pending", "podIP": pod.ip, "podIPs": [{"ip": pod.ip}],
+                                  "containerStatuses": statuses(pod.containers, pod.container_names())}
+        if pod.init_containers:
+            status["initContainerStatuses"] = statuses(pod.init_containers, pod.init_container_names())
         with contextlib.suppress(KubeError):
             await self.client.merge_patch(kinds.PODS.path(pod.namespace, pod.name, "status"),
                                           {"status": status})
