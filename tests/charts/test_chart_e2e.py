@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
+import yaml
 
 from infergate.util.net import free_port, random_loopback_block
 
 from ..support.eventually import eventually
-from .chartkit import BBR_CHART, POOL_CHART, REPO_ROOT, live_processes
+from .chartkit import BBR_CHART, CHARTS, POOL_CHART, REPO_ROOT, live_processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("charts-e2e")]
 
@@ -369,3 +371,62 @@ def test_body_based_routing_chart_runs_infergate_bbr(cluster: Cluster) -> None:
     cluster.helm("uninstall", "bbr", "-n", "bbr")
     eventually(lambda: not processes_of(cluster.kubeconfig, " bbr "), 30, "bbr process stopped")
     assert cluster.kubectl("get", "deployments,services,serviceaccounts", "-n", "bbr", "-o", "name").strip() == ""
+
+
+def _sim_deployment(name: str, namespace: str, replicas: int) -> str:
+    """examples/sim-deployment.yaml as ``name`` in ``namespace`` (label app=NAME), fast simulated time."""
+    doc = yaml.safe_load((REPO_ROOT / "examples" / "sim-deployment.yaml").read_text())
+    doc["metadata"].update(name=name, namespace=namespace, labels={"app": name})
+    doc["spec"]["replicas"] = replicas
+    doc["spec"]["selector"]["matchLabels"] = doc["spec"]["template"]["metadata"]["labels"] = {"app": name}
+    doc["spec"]["template"]["spec"]["containers"][0]["args"].append("--time-scale=20")
+    return yaml.safe_dump(doc)
+
+
+def test_standalone_chart_runs_its_epp_and_envoy_sidecar_in_one_pod(cluster: Cluster) -> None:
+    """charts/standalone on `infergate up`: one pod, two containers (the EPP and Envoy, each a
+    local process on the pod's address, Envoy reaching the EPP at its 127.0.0.1); the pod Ready
+    once both are; OpenAI requests to the sidecar's port are routed to the pods the EPP picks."""
+    namespace, app = "standalone", "sim-standalone"
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.kubectl("apply", "-f", "-", input=_sim_deployment(app, namespace, 2))
+    installed = cluster.helm("install", "qwen", "-n", namespace, "--set",
+                             f"inferencePool.modelServers.matchLabels.app={app}", "--wait", "--timeout", "90s",
+                             str(CHARTS / "standalone"))
+    assert re.search(r"^STATUS: deployed$", installed, re.M), installed
+    eventually(lambda: ready_replicas(cluster, app, namespace) == 2, 60, "model servers ready")
+    (pod,) = cluster.get("pods", "-n", namespace, "-l", "app.kubernetes.io/component=endpoint-picker")["items"]
+    name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
+    statuses = {c["name"]: c for c in pod["status"]["containerStatuses"]}
+    assert list(statuses) == ["epp", "envoy"]
+    assert all(c["ready"] and c["started"] and "running" in c["state"] for c in statuses.values()), statuses
+    assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"] == "True"
+    servers = {p["metadata"]["name"] for p in cluster.get("pods", "-n", namespace, "-l", f"app={app}")["items"]}
+
+    client = openai.OpenAI(base_url=f"http://{ip}:8081/v1", api_key="unused", max_retries=0, timeout=30)
+    served = []
+    for i in range(6):
+        raw = client.completions.with_raw_response.create(model=MODEL, prompt=f"Say hi {i}", max_tokens=3)
+        assert raw.parse().choices[0].text
+        served.append(raw.headers["x-inference-pod"])
+    assert set(served) <= servers, (served, servers)
+    metrics = httpx.get(f"http://{ip}:9090/metrics", timeout=5).text  # the EPP scheduled every request
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("inference_model_request_total{")) >= 6
+
+    # logs per container: Envoy's access log has the requests; without -c the API names the choices
+    eventually(lambda: '"POST /v1/completions HTTP/1.1" 200' in cluster.kubectl("logs", name, "-n", namespace,
+                                                                                 "-c", "envoy"),
+               30, "Envoy's access log (flushed every few seconds)")
+    assert "/v1/completions" not in cluster.kubectl("logs", name, "-n", namespace, "-c", "epp")
+    default = cluster.run("kubectl", "logs", name, "-n", namespace)  # kubectl picks the first container
+    assert 'Defaulted container "epp" out of: epp, envoy' in default.stderr
+    no_container = cluster.run("kubectl", "get", "--raw", f"/api/v1/namespaces/{namespace}/pods/{name}/log",
+                               check=False)
+    assert no_container.returncode != 0
+    assert f"a container name must be specified for pod {name}, choose one of: [epp envoy]" in no_container.stderr
+
+    cluster.helm("uninstall", "qwen", "-n", namespace, "--wait")
+    eventually(lambda: not processes_of(cluster.kubeconfig, f"{namespace}/{name}/envoy-envoy.yaml"), 30,
+               "the sidecar's Envoy stopped")
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")

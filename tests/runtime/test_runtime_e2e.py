@@ -357,3 +357,143 @@ async def test_missing_configmap_key_then_created(cluster: Cluster, repo_root: P
     assert await pod_answers(pod["status"]["podIP"]) == "named-by-configmap"
     await client.delete(f"{DEPLOY}/sim-e")
     await wait_pods(client, "sim-e", 0, ready=False)
+
+
+def two_container_deployment(name: str) -> dict[str, Any]:
+    """A pod of two simulators: ``a`` on $(POD_IP):8000, ``b`` on 0.0.0.0:8001 (the pod IP locally)."""
+    def sim(container: str, address: str, port: int) -> dict[str, Any]:
+        return {"name": container, "image": "ghcr.io/infergate/infergate:latest", "command": ["infergate", "sim"],
+                "args": [f"--address={address}", f"--port={port}", "--model=m", "--time-scale=20"],
+                "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                "readinessProbe": {"httpGet": {"path": "/health", "port": port}, "periodSeconds": 1}}
+
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"terminationGracePeriodSeconds": 3,
+                                           "containers": [sim("a", "$(POD_IP)", 8000), sim("b", "0.0.0.0", 8001)]}}}}
+
+
+@LOOP
+async def test_a_pod_of_two_containers_runs_each_restarts_each_and_logs_each(cluster: Cluster) -> None:
+    _, runtime, client = cluster
+    await client.create(DEPLOY, two_container_deployment("duo"))
+    (pod,) = await wait_pods(client, "duo", 1)
+    name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
+    assert [(c["name"], c["ready"]) for c in pod["status"]["containerStatuses"]] == [("a", True), ("b", True)]
+    async with httpx.AsyncClient(timeout=5) as http:  # both on the pod's address (b's 0.0.0.0 is the pod IP)
+        for port in (8000, 8001):
+            assert (await http.get(f"http://{ip}:{port}/health")).status_code == 200
+
+    logs = resource_path("v1", "pods", "default", name, "log")
+    assert f"ready {ip}:8000" in await log_text(client, logs + "?container=a")
+    b_log = await log_text(client, logs + "?container=b")
+    assert f"ready {ip}:8001" in b_log and f"{ip}:8000" not in b_log
+    async with client.session.get(logs) as response:
+        assert response.status == 400
+        assert "a container name must be specified for pod " + name + ", choose one of: [a b]" in await response.text()
+    async with client.session.get(logs + "?container=c") as response:
+        assert response.status == 400 and f"container c is not valid for pod {name}" in await response.text()
+
+    # one container crashes: only it restarts; the pod is Ready again once it is
+    (local,) = runtime.pods_of("default", "duo")
+    a, b = local.processes
+    a_pid, b_pid = a.state.pid, b.state.pid
+    b.kill()
+    deadline = asyncio.get_running_loop().time() + 30
+    statuses: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        (current,) = await pods_of(client, "duo")
+        statuses = {c["name"]: c for c in current["status"]["containerStatuses"]}
+        if statuses["b"]["restartCount"] >= 1 and is_ready(current):
+            break
+        await asyncio.sleep(0.2)
+    assert statuses["b"]["restartCount"] >= 1 and statuses["b"]["lastState"]["terminated"]["exitCode"] == 137
+    assert statuses["a"]["restartCount"] == 0 and "lastState" not in statuses["a"], statuses
+    assert a.state.pid == a_pid and b.state.pid != b_pid
+    assert f"ready {ip}:8001" in await log_text(client, logs + "?container=b&previous=true")
+
+    pids = [pid for pid in (a_pid, b.state.pid) if pid]
+    assert len(pids) == 2
+    await client.delete(f"{DEPLOY}/duo")
+    await wait_pods(client, "duo", 0, ready=False)
+    for _ in range(40):  # the pod's processes stop once its object is gone
+        if not any(pid_alive(pid) for pid in pids):
+            break
+        await asyncio.sleep(0.25)
+    assert not any(pid_alive(pid) for pid in pids)
+
+
+@LOOP
+async def test_init_containers_run_to_completion_in_order_before_the_containers(cluster: Cluster) -> None:
+    client = cluster[2]
+    deployment = two_container_deployment("inits")
+    spec = deployment["spec"]["template"]["spec"]
+    spec["containers"] = spec["containers"][:1]
+    spec["initContainers"] = [{"name": "first", "image": "ghcr.io/infergate/infergate:latest", "args": ["--version"]},
+                              {"name": "second", "image": "ghcr.io/infergate/infergate:latest",
+                               "command": ["infergate", "--version"]}]
+    await client.create(DEPLOY, deployment)
+    (pod,) = await wait_pods(client, "inits", 1)
+    inits = pod["status"]["initContainerStatuses"]
+    assert [(c["name"], c["state"]["terminated"]["reason"], c["restartCount"]) for c in inits] == [
+        ("first", "Completed", 0), ("second", "Completed", 0)]
+    assert inits[0]["state"]["terminated"]["finishedAt"] <= inits[1]["state"]["terminated"]["startedAt"]
+    assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Initialized"] == "True"
+    logs = resource_path("v1", "pods", "default", pod["metadata"]["name"], "log")
+    assert "infergate, version" in await log_text(client, logs + "?container=second")
+    assert "infergate, version" not in await log_text(client, logs)  # the only container: the default
+
+    # an init container that fails is run again (restartCount), the containers never start
+    spec["initContainers"][1]["command"] = ["infergate", "no-such-command"]
+    await client.replace(f"{DEPLOY}/inits", {**deployment, "metadata": {
+        **deployment["metadata"], "resourceVersion": (await client.get(f"{DEPLOY}/inits") or {})["metadata"][
+            "resourceVersion"]}})
+    deadline = asyncio.get_running_loop().time() + 30
+    failing: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        pods = [p for p in await pods_of(client, "inits") if p["metadata"]["name"] != pod["metadata"]["name"]]
+        statuses = pods[0]["status"].get("initContainerStatuses") if pods else None
+        if statuses and statuses[1]["restartCount"] >= 1:
+            failing = pods[0]
+            break
+        await asyncio.sleep(0.2)
+    assert failing, "the new pod's failing init container was not restarted"
+    status = failing["status"]
+    assert status["phase"] == "Pending" and status["initContainerStatuses"][1]["lastState"]["terminated"][
+        "exitCode"] == 2
+    initialized = {c["type"]: c for c in status["conditions"]}["Initialized"]
+    assert (initialized["status"], initialized["reason"], initialized["message"]) == (
+        "False", "ContainersNotInitialized", "containers with incomplete status: [second]")
+    assert status["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
+    async with client.session.get(resource_path("v1", "pods", "default", failing["metadata"]["name"], "log")) as r:
+        assert r.status == 200  # one container: no choice to make
+    await client.delete(f"{DEPLOY}/inits")
+    await wait_pods(client, "inits", 0, ready=False)
+
+
+@LOOP
+async def test_a_container_that_cannot_start_is_named_in_the_pod_status(cluster: Cluster) -> None:
+    """An Envoy sidecar whose bootstrap is not mounted: that container waits
+    CreateContainerConfigError with the reason; the pod starts none of its containers."""
+    client = cluster[2]
+    deployment = two_container_deployment("no-bootstrap")
+    spec = deployment["spec"]["template"]["spec"]
+    spec["containers"][1] = {"name": "envoy", "image": "ghcr.io/infergate/infergate:latest", "command": ["envoy"],
+                             "args": ["-c", "/etc/envoy/envoy.yaml"]}
+    await client.create(DEPLOY, deployment)
+    deadline = asyncio.get_running_loop().time() + 20
+    statuses: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        pods = await pods_of(client, "no-bootstrap")
+        statuses = {c["name"]: c for c in (pods[0].get("status") or {}).get("containerStatuses") or []} if pods else {}
+        if "envoy" in statuses:
+            break
+        await asyncio.sleep(0.2)
+    assert statuses["envoy"]["state"]["waiting"]["reason"] == "CreateContainerConfigError", statuses
+    assert statuses["envoy"]["state"]["waiting"]["message"] == (
+        "containers[envoy]: Envoy configuration /etc/envoy/envoy.yaml: No such file or directory")
+    assert statuses["a"]["state"] == {"waiting": {"reason": "ContainerCreating"}}
+    await client.delete(f"{DEPLOY}/no-bootstrap")
+    await wait_pods(client, "no-bootstrap", 0, ready=False)

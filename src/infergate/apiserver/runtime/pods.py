@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from infergate.apiserver.runtime.process import ContainerState
@@ -71,37 +71,75 @@ def _condition(kind: str, ok: bool, since: str, reason: str | None = None) -> di
     return cond
 
 
-def pod_status(state: ContainerState, container: Mapping[str, Any], ip: str, created: str,
-               ready_since: str) -> dict[str, Any]:
-    """A Pod ``status`` as the kubelet writes it, for one container."""
-    ready = state.ready
-    container_status: dict[str, Any] = {
+def container_status(state: ContainerState, container: Mapping[str, Any]) -> dict[str, Any]:
+    """One entry of ``status.containerStatuses`` as the kubelet writes it."""
+    status: dict[str, Any] = {
         "name": container.get("name", "main"), "image": container.get("image", ""), "imageID": "",
-        "containerID": f"local://{state.pid}" if state.pid else "", "ready": ready,
-        "started": state.running_since is not None, "restartCount": state.restart_count,
+        "containerID": f"local://{state.pid}" if state.pid else "", "ready": state.ready,
+        "started": state.started if state.running_since is not None else False,
+        "restartCount": state.restart_count,
     }
+    if state.completed:
+        status["ready"] = True  # a completed init container, as the kubelet reports it
+        status["state"] = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": state.started_at,
+                                          "finishedAt": state.last_finished_at}}
+        return status
     if state.running_since is not None:
-        container_status["state"] = {"running": {"startedAt": state.running_since}}
+        status["state"] = {"running": {"startedAt": state.running_since}}
     else:
-        container_status["state"] = {"waiting": {"reason": state.waiting_reason or "ContainerCreating"}}
+        status["state"] = {"waiting": {"reason": state.waiting_reason or "ContainerCreating"}}
     if state.last_exit_code is not None:
-        container_status["lastState"] = {"terminated": {
+        status["lastState"] = {"terminated": {
             "exitCode": state.last_exit_code, "reason": "Completed" if state.last_exit_code == 0 else "Error",
             "finishedAt": state.last_finished_at, "startedAt": state.started_at}}
-    not_ready = "ContainersNotReady"
-    return {
-        "phase": state.phase,
+    return status
+
+
+def pod_phase(states: Sequence[ContainerState]) -> str:
+    """``Running`` once every container has started (whatever it does since), else ``Pending``;
+    ``Succeeded`` once all were stopped for good."""
+    if states and all(s.phase == "Succeeded" for s in states):
+        return "Succeeded"
+    return "Running" if states and all(s.phase in ("Running", "Succeeded") for s in states) else "Pending"
+
+
+def pod_status(containers: Sequence[tuple[Mapping[str, Any], ContainerState]], ip: str, created: str,
+               ready_since: str,
+               init_containers: Sequence[tuple[Mapping[str, Any], ContainerState]] = ()) -> dict[str, Any]:
+    """A Pod ``status`` as the kubelet writes it: one ``containerStatuses`` entry per container
+    (in ``spec.containers`` order); the pod is Ready when every container is. With init
+    containers: ``initContainerStatuses``, and ``Initialized`` (and phase ``Running``) only once
+    every one of them has completed."""
+    states = [state for _, state in containers]
+    ready = bool(states) and all(s.ready for s in states)
+    unready = [str(c.get("name", "main")) for c, s in containers if not s.ready]
+    incomplete = [str(c.get("name", "main")) for c, s in init_containers if not s.completed]
+    initialized = _condition("Initialized", not incomplete, created, "ContainersNotInitialized")
+    if incomplete:
+        initialized["message"] = f"containers with incomplete status: [{' '.join(incomplete)}]"
+
+    def condition(kind: str) -> dict[str, Any]:
+        cond = _condition(kind, ready, ready_since, "ContainersNotReady")
+        if not ready:
+            cond["message"] = f"containers with unready status: [{' '.join(unready)}]"
+        return cond
+
+    status: dict[str, Any] = {
+        "phase": "Pending" if incomplete else pod_phase(states),
         "conditions": [
             _condition("PodScheduled", True, created),
-            _condition("Initialized", True, created),
-            _condition("ContainersReady", ready, ready_since, not_ready),
-            _condition("Ready", ready, ready_since, not_ready),
+            initialized,
+            condition("ContainersReady"),
+            condition("Ready"),
         ],
         "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}],
         "podIP": ip, "podIPs": [{"ip": ip}], "startTime": created,
         "qosClass": "BestEffort",
-        "containerStatuses": [container_status],
+        "containerStatuses": [container_status(state, container) for container, state in containers],
     }
+    if init_containers:
+        status["initContainerStatuses"] = [container_status(state, container) for container, state in init_containers]
+    return status
 
 
 def _max_unavailable(deployment: Mapping[str, Any], desired: int) -> int:

@@ -1,4 +1,8 @@
-"""One local pod: its process (restarted with backoff), its probes, its status.
+"""One container of a local pod: its process (restarted with backoff), its probes, its status.
+
+A pod of several containers has one :class:`PodProcess` per container, each restarted on its
+own (``restartPolicy: Always``, the only one a Deployment allows), as the kubelet does. An init
+container (``run_to_completion``) is restarted until it exits 0, then is done.
 
 The process runs in its own session (process group), so stopping a pod stops everything
 it started: SIGTERM to the group, SIGKILL after the grace period.
@@ -26,12 +30,27 @@ import aiohttp
 
 from infergate.apiserver.runtime.logs import MARKER
 from infergate.apiserver.runtime.probes import run_probe
-from infergate.apiserver.runtime.spec import LaunchSpec, Probe
+from infergate.apiserver.runtime.spec import ENVOY, LaunchSpec, Probe
+from infergate.dataplane.binary import envoy_binary
 from infergate.util.clock import utc_now
 from infergate.util.procs import signal_group, spawn_logged, terminate
 
 log = logging.getLogger(__name__)
 ENTRYPOINT = ("-m", "infergate.cli.pod")  # a module path run by the child: the runtime never imports the CLI
+# Runs a program that dies with the runtime (PR_SET_PDEATHSIG survives exec), as the
+# entrypoint above does for infergate: ``python -c EXEC_DYING_WITH_PARENT PROGRAM ARGS...``.
+EXEC_DYING_WITH_PARENT = """
+import ctypes, os, signal, sys
+parent = os.environ.get("INFERGATE_PARENT_PID")
+if parent and sys.platform.startswith("linux"):
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if str(os.getppid()) != parent:
+        sys.exit(1)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
 
 
 @dataclass(frozen=True)
@@ -59,19 +78,25 @@ class ContainerState:
     pid: int | None = None
     started: bool = False  # running, and its startupProbe (if any) has succeeded
     killed_by: str | None = None  # "liveness" / "startup": the last run was killed by that probe
+    completed: bool = False  # an init container that exited 0 (it is not run again)
 
     def key(self) -> tuple[object, ...]:
         return (self.phase, self.running_since, self.waiting_reason, self.last_exit_code, self.restart_count,
-                self.ready, self.started)
+                self.ready, self.started, self.completed)
 
 
 class PodProcess:
-    """Runs ``python -m infergate ARGV`` for one pod until stopped."""
+    """Runs ``python -m infergate ARGV`` (or ``envoy ARGV``) for one container of a pod until stopped.
+
+    ``name`` is the pod's key (``namespace/name``), ``spec.container`` the container's name.
+    """
 
     def __init__(self, name: str, ip: str, spec: LaunchSpec, base_env: Mapping[str, str], log_path: Path,
                  on_change: Callable[[PodProcess], None], policy: RestartPolicy | None = None,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, run_to_completion: bool = False) -> None:
         self.name = name
+        self.container = spec.container
+        self.run_to_completion = run_to_completion
         self.ip = ip
         self.spec = spec
         self.base_env = dict(base_env)
@@ -87,15 +112,30 @@ class PodProcess:
 
     @property
     def argv(self) -> list[str]:
+        if self.spec.program == ENVOY:
+            return [self.python, "-c", EXEC_DYING_WITH_PARENT, envoy_binary(), *self.spec.argv]
         return [self.python, *ENTRYPOINT, *self.spec.argv]
+
+    @property
+    def label(self) -> str:
+        """``pod NS/NAME`` or, for a container other than ``main``, ``pod NS/NAME container C``."""
+        return f"pod {self.name}" + (f" container {self.container}" if self.container != "main" else "")
 
     def environment(self) -> dict[str, str]:
         env = {**self.base_env, **self.spec.env}
         return env
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"pod {self.name}")
+        if self._task is None and not self._stopping.is_set():
+            self._task = asyncio.create_task(self._run(), name=self.label)
+
+    async def completed(self) -> bool:
+        """Wait for the restart loop to end (started, else at once): True if the container
+        ran to completion (exit 0, ``run_to_completion``), False if it was stopped."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
+        return self.state.completed
 
     def _changed(self) -> None:
         key = self.state.key()
@@ -111,10 +151,17 @@ class PodProcess:
                 try:
                     await self._run_once(session)
                 except Exception as exc:  # cannot start: report and back off like a crash
-                    log.error("pod %s: %s", self.name, exc)
+                    log.error("%s: %s", self.label, exc)
                     self.state.last_exit_code = 128
                 if self._stopping.is_set():
                     break
+                if self.run_to_completion and self.state.last_exit_code == 0:
+                    self.state.completed = True
+                    self.state.phase = "Succeeded"
+                    self.state.running_since = None
+                    self.state.waiting_reason = None
+                    self._changed()
+                    return
                 failures = 0 if time.monotonic() - started >= self.policy.reset_after_s else failures + 1
                 delay = min(self.policy.initial_s * 2 ** max(failures - 1, 0), self.policy.max_s)
                 self.state.restart_count += 1
@@ -122,14 +169,14 @@ class PodProcess:
                 self.state.ready = False
                 self.state.running_since = None
                 self._changed()
-                log.warning("pod %s exited (%s); restarting in %.1fs", self.name, self.state.last_exit_code, delay)
+                log.warning("%s exited (%s); restarting in %.1fs", self.label, self.state.last_exit_code, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def _run_once(self, session: aiohttp.ClientSession) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
-            log_file.write(MARKER + f"{utc_now()} starting: infergate {' '.join(self.spec.argv)}\n".encode())
+            log_file.write(MARKER + f"{utc_now()} starting: {self.spec.program} {' '.join(self.spec.argv)}\n".encode())
         self._proc = await spawn_logged(self.argv, self.log_path, env=self.environment())
         now = utc_now()
         self.state.phase = "Running"
@@ -200,7 +247,7 @@ class PodProcess:
                 return True
             failures += 1
             if failures >= probe.failure_threshold:
-                log.warning("pod %s: startup probe failed %d times; killing the container", self.name, failures)
+                log.warning("%s: startup probe failed %d times; killing the container", self.label, failures)
                 return False
             await asyncio.sleep(probe.period_s)
 
@@ -212,7 +259,7 @@ class PodProcess:
             ok = await self._attempt(probe, session)
             failures = 0 if ok else failures + 1
             if failures >= probe.failure_threshold:
-                log.warning("pod %s: liveness probe failed %d times; killing the container", self.name, failures)
+                log.warning("%s: liveness probe failed %d times; killing the container", self.label, failures)
                 await self._kill_for("liveness", proc)
                 return
             await asyncio.sleep(probe.period_s)
@@ -227,7 +274,7 @@ class PodProcess:
         self.state.killed_by = probe_kind
         self.state.ready = False
         self._changed()
-        await terminate(proc, self._grace_s(), name=f"pod {self.name}")
+        await terminate(proc, self._grace_s(), name=self.label)
 
     async def _probe_loop(self, session: aiohttp.ClientSession) -> None:
         probe = self.spec.probe
@@ -252,7 +299,7 @@ class PodProcess:
         self._stopping.set()
         proc = self._proc
         if proc is not None:
-            await terminate(proc, self._grace_s(), name=f"pod {self.name}")
+            await terminate(proc, self._grace_s(), name=self.label)
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._task, 5.0)

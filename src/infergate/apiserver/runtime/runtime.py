@@ -4,9 +4,11 @@ Watches Deployments and Pods through the API (any server, usually the embedded o
 Deployment whose pod template has a container that runs infergate (see
 :func:`infergate.apiserver.runtime.spec.runs_locally`) it keeps ``spec.replicas`` pods: a
 ReplicaSet ``NAME-HASH`` owned by the Deployment, Pods ``NAME-HASH-XXXXX`` owned by it, each
-a local process with its own loopback IP, restarted with backoff when it exits or when its
-liveness/startup probe fails (see :mod:`infergate.apiserver.runtime.process`). Pod status
-(phase, IP, Ready from the readiness probe, ``started`` from the startup probe) and Deployment
+with its own loopback IP and one local process per container (infergate, or Envoy: see
+:func:`infergate.apiserver.runtime.spec.local_containers`), each restarted with backoff when
+it exits or when its liveness/startup probe fails (see :mod:`infergate.apiserver.runtime.process`).
+Pod status (phase, IP, ``containerStatuses`` with Ready from each readiness probe and
+``started`` from each startup probe; the pod Ready when all its containers are) and Deployment
 status (replicas, ready, available, conditions) are written through the status subresource. A template change
 replaces the pods (new ReplicaSet); scaling down or deleting the Deployment stops them.
 Every other Deployment stays a stored object.
@@ -33,7 +35,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from infergate.apiserver.runtime.addresses import DEFAULT_POD_CIDR, PodIPAllocator
-from infergate.apiserver.runtime.logs import LogServer
+from infergate.apiserver.runtime.envoy_sidecar import pod_envoy_argv
+from infergate.apiserver.runtime.logs import LogServer, PodLogFiles
 from infergate.apiserver.runtime.pods import (
     DEPLOYMENT_ANNOTATION,
     HASH_LABEL,
@@ -47,9 +50,14 @@ from infergate.apiserver.runtime.pods import (
 from infergate.apiserver.runtime.process import ContainerState, PodProcess, RestartPolicy
 from infergate.apiserver.runtime.spec import (
     DEFAULT_IMAGE_PREFIXES,
+    ENVOY,
+    LaunchSpec,
     PodIdentity,
     launch_spec,
-    local_container,
+    local_containers,
+    local_init_containers,
+    program_of,
+    skipped_containers,
     template_hash,
 )
 from infergate.kube import kinds
@@ -96,9 +104,12 @@ class LocalPod:
     ip: str
     uid: str
     created: str
-    container: dict[str, Any]
+    containers: list[dict[str, Any]]  # the ones the runtime runs, in spec.containers order
     created_rv: int = 0
-    process: PodProcess | None = None
+    processes: list[PodProcess] = field(default_factory=list)  # one per container, once started
+    init_containers: list[dict[str, Any]] = field(default_factory=list)  # run to completion first, in order
+    init_processes: list[PodProcess] = field(default_factory=list)
+    init_task: asyncio.Task[None] | None = None  # runs the init containers, then starts the containers
     ready_since: str = ""
     was_ready: bool = False
     published_ready: bool = False  # the API shows this pod Ready (what controllers and clients see)
@@ -111,8 +122,33 @@ class LocalPod:
         return f"{self.namespace}/{self.name}"
 
     @property
+    def process(self) -> PodProcess | None:
+        """The first container's process (a pod of one container: its process)."""
+        return self.processes[0] if self.processes else None
+
+    @property
+    def container(self) -> dict[str, Any]:
+        return self.containers[0]
+
+    @property
     def ready(self) -> bool:
-        return self.process is not None and self.process.state.ready
+        """Every container is ready."""
+        return bool(self.processes) and all(p.state.ready for p in self.processes)
+
+    def container_names(self) -> list[str]:
+        return [str(c.get("name") or "main") for c in self.containers]
+
+    def init_container_names(self) -> list[str]:
+        return [str(c.get("name") or "init") for c in self.init_containers]
+
+    def all_processes(self) -> list[PodProcess]:
+        return [*self.init_processes, *self.processes]
+
+    def statuses(self) -> tuple[list[tuple[dict[str, Any], ContainerState]],
+                                list[tuple[dict[str, Any], ContainerState]]]:
+        """(container, state) pairs of the containers and of the init containers."""
+        return ([(c, p.state) for c, p in zip(self.containers, self.processes, strict=True)],
+                [(c, p.state) for c, p in zip(self.init_containers, self.init_processes, strict=True)])
 
 
 def _key(obj: Mapping[str, Any]) -> str:
@@ -191,7 +227,7 @@ class LocalRuntime:
                 await task
         self._tasks = []
         pods = list(self.pods.values())
-        await asyncio.gather(*(p.process.stop() for p in pods if p.process is not None), *self._stopping,
+        await asyncio.gather(*(process.stop() for p in pods for process in p.all_processes()), *self._stopping,
                              return_exceptions=True)
         if pods:
             with contextlib.suppress(Exception):
@@ -201,24 +237,39 @@ class LocalRuntime:
 
     async def _write_stopped(self, pod: LocalPod) -> None:
         """Pods stay stored while the runtime is down: not Ready, waiting ``RuntimeStopped``."""
-        base = pod.process.state if pod.process is not None else ContainerState()
-        state = replace(base, phase="Pending", running_since=None, waiting_reason="RuntimeStopped", ready=False,
-                        pid=None)
-        status = pod_status(state, pod.container, pod.ip, pod.created, utc_now())
+        states = [p.state for p in pod.processes] or [ContainerState() for _ in pod.containers]
+        stopped = [replace(base, phase="Pending", running_since=None, waiting_reason="RuntimeStopped", ready=False,
+                           pid=None) for base in states]
+        status = pod_status(list(zip(pod.containers, stopped, strict=False)), pod.ip, pod.created, utc_now(),
+                            pod.statuses()[1])
         await self.client.merge_patch(kinds.PODS.path(pod.namespace, pod.name, "status"),
                                       {"status": status})
 
     # -- queries (tests, `infergate up`) ----------------------------------------------------------
 
-    def log_path(self, namespace: str, name: str) -> Path | None:
-        """The log file of a pod this runtime runs, else None."""
-        if f"{namespace}/{name}" not in self.pods:
+    def log_path(self, namespace: str, name: str, container: str | None = None) -> Path | None:
+        """The log file of a container (default: the first) of a pod this runtime runs, else None."""
+        files = self.log_files(namespace, name)
+        if files is None:
             return None
-        return self.options.state_dir / "logs" / f"{namespace}_{name}.log"
+        if container is None:
+            return next(iter(files.containers.values()), None)
+        return files.get(container)
+
+    def log_files(self, namespace: str, name: str) -> PodLogFiles | None:
+        """The log files of the containers and init containers of a pod this runtime runs, else None."""
+        pod = self.pods.get(f"{namespace}/{name}")
+        if pod is None:
+            return None
+        return PodLogFiles(containers={c: self._log_file(pod, c) for c in pod.container_names()},
+                           init_containers={c: self._log_file(pod, c) for c in pod.init_container_names()})
+
+    def _log_file(self, pod: LocalPod, container: str) -> Path:
+        return self.options.state_dir / "logs" / f"{pod.namespace}_{pod.name}_{container}.log"
 
     def log_server(self) -> LogServer:
         """The ``pods/log`` handler (``kubectl logs``) for ``APIServer.add_subresource_handler``."""
-        return LogServer(self.log_path)
+        return LogServer(self.log_files)
 
     def pods_of(self, namespace: str, deployment: str) -> list[LocalPod]:
         return sorted((p for p in self.pods.values() if p.namespace == namespace and p.deployment == deployment),
@@ -274,8 +325,8 @@ class LocalRuntime:
         """The Pod object is gone (kubectl delete pod, garbage collection): stop its process."""
         self.pods.pop(pod.key, None)
         self.allocator.release(pod.key)
-        if pod.process is not None:
-            task = asyncio.create_task(pod.process.stop())
+        for process in pod.all_processes():
+            task = asyncio.create_task(process.stop())
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
         self._enqueue(f"{pod.namespace}/{pod.deployment}")
@@ -309,7 +360,7 @@ class LocalRuntime:
         """Service-account tokens are renewed at 80% of their lifetime, as the kubelet does."""
         now = time.time()
         for pod in list(self.pods.values()):
-            if pod.token_renew_at and now >= pod.token_renew_at and pod.process is not None:
+            if pod.token_renew_at and now >= pod.token_renew_at and pod.processes:
                 try:
                     await self._write_service_account_token(pod, pod.service_account)
                 except Exception as exc:  # the API server away for a moment: the next resync retries
@@ -319,11 +370,11 @@ class LocalRuntime:
         namespace, name = key.split("/", 1)
         deployment = self.deployments.get(key)
         mine = self.pods_of(namespace, name)
-        container = None
+        containers: list[dict[str, Any]] = []
         if deployment is not None and not deployment["metadata"].get("deletionTimestamp"):
             template = deployment["spec"].get("template") or {}
-            container = local_container(template, self.options.image_prefixes)
-        if deployment is None or container is None:
+            containers = local_containers(template, self.options.image_prefixes)
+        if deployment is None or not containers:
             await asyncio.gather(*(self._delete_pod(p) for p in mine))
             for rs_key in [k for k, owner in self._replicasets.items() if owner == key]:
                 self._replicasets.pop(rs_key, None)
@@ -339,7 +390,7 @@ class LocalRuntime:
         current = [p for p in mine if p.pod_hash == pod_hash]
         old = [p for p in mine if p.pod_hash != pod_hash]
         for _ in range(desired - len(current)):
-            current.append(await self._create_pod(deployment, rs, rs_name, pod_hash, container))
+            current.append(await self._create_pod(deployment, rs, rs_name, pod_hash, containers))
         if len(current) > desired:
             newest_first = sorted(current, key=lambda p: p.created, reverse=True)
             extra = sorted(newest_first, key=lambda p: p.ready)[: len(current) - desired]  # not-ready, newest first
@@ -356,7 +407,7 @@ class LocalRuntime:
                 self._replicasets.pop(rs_key, None)
                 await self.client.delete(kinds.REPLICA_SETS.path(namespace, rs_key.split("/", 1)[1]))
         for pod in self.pods_of(namespace, name):
-            if pod.process is None:
+            if not pod.processes:
                 await self._start_process(pod, template)
         await self._write_deployment_status(key)
 
@@ -381,7 +432,7 @@ class LocalRuntime:
         return rs
 
     async def _create_pod(self, deployment: dict[str, Any], rs: dict[str, Any], rs_name: str, pod_hash: str,
-                          container: dict[str, Any]) -> LocalPod:
+                          containers: list[dict[str, Any]]) -> LocalPod:
         namespace = deployment["metadata"]["namespace"]
         for _ in range(5):
             name = f"{rs_name}-{random_suffix()}"
@@ -393,7 +444,7 @@ class LocalRuntime:
         ip = self.allocator.allocate(f"{namespace}/{name}")
         pod = LocalPod(name=name, namespace=namespace, deployment=deployment["metadata"]["name"], pod_hash=pod_hash,
                        ip=ip, uid=str(meta.get("uid", "")), created=str(meta.get("creationTimestamp") or utc_now()),
-                       container=container, created_rv=_rv(created))
+                       containers=containers, created_rv=_rv(created))
         pod.ready_since = pod.created
         self.pods[pod.key] = pod
         log.info("pod %s: created (%s)", pod.key, ip)
@@ -407,25 +458,24 @@ class LocalRuntime:
             return
         namespace, name = meta.get("namespace", "default"), meta["name"]
         deployment = self.deployments.get(f"{namespace}/{annotations.get(DEPLOYMENT_ANNOTATION, '')}")
-        container = None
+        containers: list[dict[str, Any]] = []
         if deployment is not None:
-            container = local_container(deployment["spec"].get("template") or {}, self.options.image_prefixes)
-        if deployment is None or container is None:
+            containers = local_containers(deployment["spec"].get("template") or {}, self.options.image_prefixes)
+        if deployment is None or not containers:
             await self.client.delete(kinds.PODS.path(namespace, name))
             self.allocator.release(f"{namespace}/{name}")
             return
         ip = self.allocator.allocate(f"{namespace}/{name}", preferred=(item.get("status") or {}).get("podIP"))
         pod = LocalPod(name=name, namespace=namespace, deployment=deployment["metadata"]["name"],
                        pod_hash=str((meta.get("labels") or {}).get(HASH_LABEL, "")), ip=ip, uid=str(meta.get("uid")),
-                       created=str(meta.get("creationTimestamp") or utc_now()), container=container,
+                       created=str(meta.get("creationTimestamp") or utc_now()), containers=containers,
                        created_rv=_rv(item))
         pod.ready_since = pod.created
         self.pods[pod.key] = pod
 
     async def _delete_pod(self, pod: LocalPod) -> None:
         self.pods.pop(pod.key, None)
-        if pod.process is not None:
-            await pod.process.stop()
+        await asyncio.gather(*(process.stop() for process in pod.all_processes()))
         await self.client.delete(kinds.PODS.path(pod.namespace, pod.name))
         self.allocator.release(pod.key)
         log.info("pod %s: deleted", pod.key)
@@ -460,12 +510,13 @@ class LocalRuntime:
         return values
 
     def _materialize_volumes(self, pod: LocalPod, template: Mapping[str, Any],
-                             values: Mapping[tuple[str, str, str], str]) -> dict[str, str]:
-        """Write the container's configMap/secret/emptyDir volumes to disk: mount path -> local path."""
+                             values: Mapping[tuple[str, str, str], str], container: Mapping[str, Any]) -> dict[str, str]:
+        """Write the container's configMap/secret/emptyDir volumes to disk: mount path -> local path.
+        A volume is one directory of the pod, whichever of its containers mount it."""
         volumes = {v.get("name"): v for v in (template.get("spec") or {}).get("volumes") or []}
         base = self.options.state_dir / "volumes" / pod.namespace / pod.name
         mapping: dict[str, str] = {}
-        for mount in pod.container.get("volumeMounts") or []:
+        for mount in container.get("volumeMounts") or []:
             volume = volumes.get(mount.get("name"))
             if volume is None:
                 continue
@@ -553,35 +604,89 @@ class LocalRuntime:
         return env
 
     async def _start_process(self, pod: LocalPod, template: Mapping[str, Any]) -> None:
+        """Start one process per container of the pod (all of them, or none: an error is reported
+        on the pod as ``CreateContainerConfigError`` of the container it concerns)."""
+        failing = pod.container_names()[0]
         try:
             values = await self._lookup(pod.namespace, template)
-            path_map = self._materialize_volumes(pod, template, values)
             tmeta = template.get("metadata") or {}
             identity = PodIdentity(name=pod.name, namespace=pod.namespace, ip=pod.ip, uid=pod.uid,
                                    node_name=self.options.node_name,
                                    service_account=str((template.get("spec") or {}).get("serviceAccountName",
                                                                                         "default")),
                                    labels=tmeta.get("labels") or {}, annotations=tmeta.get("annotations") or {})
-            spec = launch_spec(template, pod.container, identity, values, path_map)
+            pod.init_containers = local_init_containers(template, self.options.image_prefixes)
+            init_specs: list[LaunchSpec] = []
+            for container, name in zip(pod.init_containers, pod.init_container_names(), strict=True):
+                failing = name
+                init_specs.append(self._container_spec(pod, template, container, identity, values))
+            specs: list[LaunchSpec] = []
+            for container, name in zip(pod.containers, pod.container_names(), strict=True):
+                failing = name
+                specs.append(self._container_spec(pod, template, container, identity, values))
+            failing = pod.container_names()[0]
             account_env = await self._own_service_account(pod, template)
         except (ValueError, KeyError, KubeError) as exc:
             if pod.error != str(exc):
                 log.error("pod %s: cannot start: %s", pod.key, exc)
                 pod.error = str(exc)
-                await self._patch_pod_error(pod, str(exc))
+                await self._patch_pod_error(pod, failing, str(exc))
             return
         pod.error = None
-        log_path = self.options.state_dir / "logs" / f"{pod.namespace}_{pod.name}.log"
-        pod.process = PodProcess(pod.key, pod.ip, spec, self._base_env(pod, account_env), log_path,
-                                 self._on_process_change,
-                                 self.options.restart)
-        pod.process.start()
+        skipped = skipped_containers(template, self.options.image_prefixes)
+        if skipped:
+            log.warning("pod %s: not running containers %s (neither infergate nor Envoy)", pod.key, skipped)
+        base_env = self._base_env(pod, account_env)
+        pod.init_processes = [PodProcess(pod.key, pod.ip, spec, base_env, self._log_file(pod, spec.container),
+                                         self._on_process_change, self.options.restart, run_to_completion=True)
+                              for spec in init_specs]
+        pod.processes = [PodProcess(pod.key, pod.ip, spec, base_env, self._log_file(pod, spec.container),
+                                    self._on_process_change, self.options.restart) for spec in specs]
+        if not pod.init_processes:
+            for process in pod.processes:
+                process.start()
+            return
+        for process in pod.processes:
+            process.state.waiting_reason = "PodInitializing"
+        pod.init_task = asyncio.create_task(self._initialize(pod), name=f"init {pod.key}")
 
-    async def _patch_pod_error(self, pod: LocalPod, message: str) -> None:
-        status = {"phase": "Pending", "podIP": pod.ip, "podIPs": [{"ip": pod.ip}], "containerStatuses": [{
-            "name": pod.container.get("name", "main"), "ready": False, "restartCount": 0, "image":
-            pod.container.get("image", ""), "imageID": "",
-            "state": {"waiting": {"reason": "CreateContainerConfigError", "message": message}}}]}
+    async def _initialize(self, pod: LocalPod) -> None:
+        """Each init container in order, each until it exits 0; then the containers (nothing once stopped)."""
+        self._dirty.add(pod.key)
+        self._wake_writer.set()
+        for process in pod.init_processes:
+            process.start()
+            if not await process.completed():
+                return
+        for process in pod.processes:
+            process.start()
+
+    def _container_spec(self, pod: LocalPod, template: Mapping[str, Any], container: dict[str, Any],
+                        identity: PodIdentity, values: Mapping[tuple[str, str, str], str]) -> LaunchSpec:
+        """What one container runs: its volumes written, its arguments resolved (Envoy's bootstrap
+        bound to the pod's address)."""
+        path_map = self._materialize_volumes(pod, template, values, container)
+        program = program_of(container, self.options.image_prefixes) or ""
+        spec = launch_spec(template, container, identity, values, path_map, program=program)
+        if program == ENVOY:
+            work = private_dir(self.options.state_dir / "volumes" / pod.namespace / pod.name)
+            spec = replace(spec, argv=tuple(pod_envoy_argv(list(spec.argv), pod.ip, work, spec.container)))
+        return spec
+
+    async def _patch_pod_error(self, pod: LocalPod, failing: str, message: str) -> None:
+        def statuses(containers: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+            out = []
+            for container, name in zip(containers, names, strict=True):
+                waiting: dict[str, Any] = {"reason": "CreateContainerConfigError", "message": message} \
+                    if name == failing else {"reason": "ContainerCreating"}
+                out.append({"name": name, "ready": False, "restartCount": 0, "image": container.get("image", ""),
+                            "imageID": "", "state": {"waiting": waiting}})
+            return out
+
+        status: dict[str, Any] = {"phase": "Pending", "podIP": pod.ip, "podIPs": [{"ip": pod.ip}],
+                                  "containerStatuses": statuses(pod.containers, pod.container_names())}
+        if pod.init_containers:
+            status["initContainerStatuses"] = statuses(pod.init_containers, pod.init_container_names())
         with contextlib.suppress(KubeError):
             await self.client.merge_patch(kinds.PODS.path(pod.namespace, pod.name, "status"),
                                           {"status": status})
@@ -590,12 +695,13 @@ class LocalRuntime:
         pod = self.pods.get(process.name)
         if pod is None:
             return
-        if process.state.ready != pod.was_ready:
+        ready = pod.ready
+        if ready != pod.was_ready:
             pod.ready_since = utc_now()
-            pod.was_ready = process.state.ready
+            pod.was_ready = ready
         self._dirty.add(pod.key)
         self._wake_writer.set()
-        if process.state.ready:
+        if ready:
             self._enqueue(f"{pod.namespace}/{pod.deployment}")
 
     async def _status_writer(self) -> None:
@@ -607,12 +713,11 @@ class LocalRuntime:
             deployments: set[str] = set()
             for key in dirty:
                 pod = self.pods.get(key)
-                if pod is None or pod.process is None:
+                if pod is None or not pod.processes:
                     continue
-                status = pod_status(pod.process.state, pod.container, pod.ip, pod.created, pod.ready_since)
-                for container_status in status.get("containerStatuses") or []:
-                    container_status["started"] = pod.process.state.started  # after its startupProbe
-                published = pod.process.state.ready  # what this status write says
+                containers, init_containers = pod.statuses()
+                status = pod_status(containers, pod.ip, pod.created, pod.ready_since, init_containers)
+                published = pod.ready  # what this status write says
                 try:
                     await self.client.merge_patch(kinds.PODS.path(pod.namespace, pod.name, "status"),
                                                   {"status": status})

@@ -1,9 +1,10 @@
 """From a Deployment's pod template to what a local process needs.
 
-Which containers run locally (infergate's own image, or a command that is ``infergate``),
-the argv (``infergate`` + command/args, ``$(VAR)`` expanded as the kubelet does), the
-environment (``env`` values, downward API ``fieldRef``, ConfigMap/Secret keys) and the
-readiness, liveness and startup probes.
+Which containers run locally (infergate's own image, or a command that is ``infergate``; in
+such a pod also its Envoy containers: ``command: [envoy]`` or an ``envoyproxy/envoy`` image),
+the argv (``infergate`` + command/args, ``$(VAR)`` expanded as the kubelet does; Envoy's
+arguments), the environment (``env`` values, downward API ``fieldRef``, ConfigMap/Secret keys)
+and the readiness, liveness and startup probes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_IMAGE_PREFIXES: tuple[str, ...] = ("ghcr.io/infergate/infergate",)
+ENVOY_IMAGES: tuple[str, ...] = ("envoyproxy/envoy", "docker.io/envoyproxy/envoy")
+INFERGATE, ENVOY = "infergate", "envoy"  # the programs a local container can run
+WILDCARDS = ("0.0.0.0", "::", "[::]")  # a container listening on "any address" listens on its pod IP
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet Kubernetes uses for generated names
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
 
@@ -70,13 +74,66 @@ def runs_locally(container: Mapping[str, Any], image_prefixes: tuple[str, ...]) 
     return False
 
 
+def runs_envoy(container: Mapping[str, Any]) -> bool:
+    """True for a container whose command is ``envoy`` (any image), or Envoy's image with no command."""
+    command = [str(c) for c in container.get("command") or []]
+    if command:
+        return os.path.basename(command[0]) == ENVOY
+    image = str(container.get("image") or "")
+    return any(image == p or image.startswith((p + ":", p + "@")) for p in ENVOY_IMAGES)
+
+
+def program_of(container: Mapping[str, Any], image_prefixes: tuple[str, ...]) -> str | None:
+    """``infergate``, ``envoy`` or None (the runtime cannot run the container)."""
+    if runs_locally(container, image_prefixes):
+        return INFERGATE
+    if runs_envoy(container):
+        return ENVOY
+    return None
+
+
 def local_container(template: Mapping[str, Any], image_prefixes: tuple[str, ...]) -> dict[str, Any] | None:
-    """The container of a pod template to run locally (the first that qualifies), else None."""
+    """The container of a pod template that runs infergate (the first that qualifies), else None."""
     containers = ((template.get("spec") or {}).get("containers")) or []
     for container in containers:
         if isinstance(container, dict) and runs_locally(container, image_prefixes):
             return container
     return None
+
+
+def local_containers(template: Mapping[str, Any], image_prefixes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The containers of a pod the runtime runs, in ``spec.containers`` order: none unless one of
+    them runs infergate; then every container that runs infergate or Envoy (others are skipped)."""
+    if local_container(template, image_prefixes) is None:
+        return []
+    containers = ((template.get("spec") or {}).get("containers")) or []
+    return [c for c in containers if isinstance(c, dict) and program_of(c, image_prefixes) is not None]
+
+
+def local_init_containers(template: Mapping[str, Any], image_prefixes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The ``initContainers`` the runtime runs (infergate or Envoy), in order, before the containers."""
+    containers = ((template.get("spec") or {}).get("initContainers")) or []
+    return [c for c in containers if isinstance(c, dict) and program_of(c, image_prefixes) is not None]
+
+
+def skipped_containers(template: Mapping[str, Any], image_prefixes: tuple[str, ...]) -> list[str]:
+    """Names of the containers and init containers of a locally run pod that the runtime cannot run."""
+    spec = template.get("spec") or {}
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    return [str(c.get("name")) for c in containers
+            if isinstance(c, dict) and program_of(c, image_prefixes) is None]
+
+
+def bind_to_pod_ip(value: str, ip: str) -> str:
+    """A wildcard listen address in an argument is the pod IP: ``0.0.0.0``, ``0.0.0.0:18000``,
+    ``--host=0.0.0.0`` (containers of one pod share its address, as they share a network namespace)."""
+    flag, eq, rest = value.partition("=") if value.startswith("-") else ("", "", value)
+    for wildcard in WILDCARDS:
+        if rest == wildcard:
+            return flag + eq + ip
+        if rest.startswith(wildcard + ":") and rest[len(wildcard) + 1:].isdigit():
+            return f"{flag}{eq}{ip}:{rest[len(wildcard) + 1:]}"
+    return value
 
 
 @dataclass(frozen=True)
@@ -209,7 +266,7 @@ def field_ref(path: str, pod: PodIdentity) -> str:
 
 @dataclass(frozen=True)
 class LaunchSpec:
-    """What the runtime starts: ``infergate <argv>`` with ``env`` (the container's, resolved)."""
+    """What the runtime starts: ``<program> <argv>`` with ``env`` (the container's, resolved)."""
 
     argv: tuple[str, ...]
     env: Mapping[str, str]
@@ -217,6 +274,8 @@ class LaunchSpec:
     grace_period_s: float
     liveness: Probe | None = None
     startup: Probe | None = None
+    program: str = INFERGATE  # or ENVOY
+    container: str = "main"  # the container's name
 
 
 ValueLookup = Mapping[tuple[str, str, str], str]  # (kind ConfigMap|Secret, name, key) -> value
@@ -250,26 +309,34 @@ def container_env(container: Mapping[str, Any], pod: PodIdentity, lookup: ValueL
 
 
 def launch_spec(template: Mapping[str, Any], container: Mapping[str, Any], pod: PodIdentity,
-                lookup: ValueLookup, path_map: Mapping[str, str] | None = None) -> LaunchSpec:
-    """Resolve a container to ``infergate`` arguments and environment.
+                lookup: ValueLookup, path_map: Mapping[str, str] | None = None,
+                program: str = INFERGATE) -> LaunchSpec:
+    """Resolve a container to ``infergate`` (or ``envoy``) arguments and environment.
 
     ``path_map`` maps volume mount paths to local directories: arguments and env values that
     name a file under a mount path are pointed at the local copy (the local analog of a mount).
+    An infergate argument that is a wildcard listen address is the pod IP (:func:`bind_to_pod_ip`).
     """
     command = [str(c) for c in container.get("command") or []]
     args = [str(a) for a in container.get("args") or []]
     env = container_env(container, pod, lookup)
-    argv = _infergate_argv(command, args)
+    if program == ENVOY:
+        argv: list[str] | None = command[1:] + args if command else args
+    else:
+        argv = _infergate_argv(command, args)
     if argv is None:
         raise ValueError("container does not run infergate")
     argv = [expand(a, env) for a in argv]
+    if program == INFERGATE:
+        argv = [bind_to_pod_ip(a, pod.ip) for a in argv]
     if path_map:
         argv = [_map_path(a, path_map) for a in argv]
         env = {k: _map_path(v, path_map) for k, v in env.items()}
     spec = template.get("spec") or {}
     grace = float(spec.get("terminationGracePeriodSeconds", 30))
     return LaunchSpec(argv=tuple(argv), env=env, probe=readiness_probe(container), grace_period_s=grace,
-                      liveness=liveness_probe(container), startup=startup_probe(container))
+                      liveness=liveness_probe(container), startup=startup_probe(container), program=program,
+                      container=str(container.get("name") or "main"))
 
 
 def _map_path(value: str, path_map: Mapping[str, str]) -> str:
