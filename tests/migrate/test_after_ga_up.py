@@ -37,6 +37,7 @@ from infergate.migrate.generations import XK8S_TO_LLMD
 from infergate.migrate.llmd_probe import objective_count
 from infergate.migrate.resources import GA_POOLS
 from infergate.util.net import free_port
+from infergate.util.wait import wait_until
 
 from .openai_load import OpenAIStreamLoad
 from .test_up import Up, epp_metrics, running_up, serve_gateway, sim_manifest, wait
@@ -48,6 +49,10 @@ GA = "vllm-llama3-8b-instruct-ga"
 OBJECTIVE_OF = {"food-review": "food-review", LLAMA: "base-model"}  # the header each request carries
 PRIORITY = {"food-review": 10, "base-model": 2}
 CANARY = {"food-review-1", "food-review-2"}
+
+
+def wait_for(check: Any, timeout: float, what: str) -> Any:
+    return wait_until(check, timeout, interval=0.5, what=what)
 
 
 @dataclass
@@ -152,6 +157,7 @@ def test_chart_values_v15_upgrade_under_load(stack: AfterGa, tmp_path: Path) -> 
     assert [f["name"] for f in before["findings"] if f["kind"] == "ChartValuesV1.0"] == [GA], before["findings"]
     converted = tmp_path / "values-v1.5.yaml"
     up.sh(f"helm get values {GA} -o yaml | infergate migrate chart-values -f - > {shlex.quote(str(converted))}")
+    pool, epp = up.json("get", f"inferencepools.inference.networking.k8s.io/{GA}"), up.json("get", f"deployment/{GA}-epp")
     load = stack.load()
     with load.in_thread():
         time.sleep(1.0)
@@ -159,6 +165,12 @@ def test_chart_values_v15_upgrade_under_load(stack: AfterGa, tmp_path: Path) -> 
         up.sh(f"kubectl rollout status deployment/{GA}-epp --timeout=120s", timeout=130)
         time.sleep(2.0)
     assert load.failed() == [], load.failed()[:5]
+    # the converted values render the same pool and EPP: the upgrade changes nothing that serves
+    assert up.json("get", f"inferencepools.inference.networking.k8s.io/{GA}")["spec"] == pool["spec"]
+    upgraded = up.json("get", f"deployment/{GA}-epp")
+    assert upgraded["spec"] == epp["spec"]
+    assert upgraded["metadata"]["generation"] == epp["metadata"]["generation"]  # type: ignore[index]
+    assert json.loads(up.sh(f"helm history {GA} -o json").stdout)[-1]["revision"] == 2
     assert len(load.outcomes) > 20, len(load.outcomes)
     values = yaml.safe_load(up.sh(f"helm get values {GA} -o yaml").stdout)
     assert values["inferenceExtension"]["image"] == {"registry": "ghcr.io", "repository": "infergate/infergate"}
@@ -167,3 +179,58 @@ def test_chart_values_v15_upgrade_under_load(stack: AfterGa, tmp_path: Path) -> 
     code, after = stack.check()
     assert code == 0, after
     assert [f for f in after["findings"] if f["kind"] == "ChartValuesV1.0"] == [], after["findings"]
+
+
+def serving(up: Up, gateway: str, listen: int, model: str) -> str | None:
+    """The Gateway's base URL once ``model`` answers 200 through it."""
+    address = up.sh(f"kubectl get gateway/{gateway} -o jsonpath='{{.status.addresses[0].value}}'").stdout
+    if not address:
+        return None
+    try:
+        r = httpx.post(f"http://{address}:{listen}/v1/completions", timeout=30,
+                       json={"model": model, "prompt": "hi", "max_tokens": 2})
+    except httpx.HTTPError:
+        return None
+    return f"http://{address}:{listen}" if r.status_code == 200 else None
+
+
+def test_target_models_rewrite_on_a_live_preview_to_ga_migration(stack: AfterGa) -> None:
+    """A preview pool whose InferenceModel canary splits 80/20 over two LoRAs, migrated to GA by
+    `migrate run --target-models rewrite` (zero-downtime path, --fast) under load: the split
+    becomes an llm-d.ai InferenceModelRewrite (the llm-d.ai CRDs are installed) that the GA EPP
+    applies, and no request for canary fails (one the rewrite missed would get 404: no pod
+    serves a model named canary)."""
+    up = stack.up
+    up.sh("kubectl apply -f config/crd/preview.yaml")
+    up.sh("helm install canary-preview charts/inferencepool --set inferencePool.modelServers.matchLabels.app="
+          "vllm-llama3-8b-instruct --set inferencePool.apiVersion=inference.networking.x-k8s.io/v1alpha2")
+    listen = free_port()
+    up.sh("kubectl apply -f - <<'EOF'\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n"
+          "  name: canary-gateway\nspec:\n  gatewayClassName: infergate\n  listeners:\n  - name: http\n"
+          f"    protocol: HTTP\n    port: {listen}\nEOF\n")
+    up.sh(f"kubectl apply -f {DATA / 'preview-canary.yaml'}")
+    base = wait_for(lambda: serving(up, "canary-gateway", listen, "canary"), 90, "the preview pool serving canary")
+    up.sh("kubectl rollout status deployment/canary-preview-epp --timeout=120s", timeout=130)
+    load = OpenAIStreamLoad(f"{base}/v1", models=("canary",), prompt="Review: the soup", rate=20.0, timeout_s=60.0)
+    with load.in_thread():
+        time.sleep(1.0)
+        run = up.sh("infergate migrate run -n default --route canary-route --chart charts/inferencepool "
+                    "--chart-version '' --target-models rewrite --fast --probes 20 --ready-timeout 90 "
+                    "--no-dashboard -o json", check=False, timeout=300)
+        done = time.monotonic()
+        time.sleep(2.0)
+    assert run.returncode == 0, (run.stdout[-4000:], run.stderr[-3000:])
+    assert load.failed() == [], load.failed()[:5]
+    assert len(load.outcomes) > 20, len(load.outcomes)
+    rewrite = up.json("get", "inferencemodelrewrites.llm-d.ai/canary")
+    assert rewrite["spec"]["rules"][0]["targets"] == [  # type: ignore[index]
+        {"modelRewrite": "food-review-1", "weight": 80}, {"modelRewrite": "food-review-2", "weight": 20}]
+    route = up.json("get", "httproute/canary-route")
+    rules = route["spec"]["rules"]  # type: ignore[index]
+    assert rules and all([(r["group"], r["name"]) for r in rule["backendRefs"]] == [  # no weighted split rules
+        ("inference.networking.k8s.io", "canary-ga")] for rule in rules), rules
+    # the GA EPP draws the rewrite's targets: canary is answered by the two LoRAs, about 80/20
+    served = load.answered_by(since=done) + load.answered_by(since=0.0)
+    assert set(served) == {"food-review-1", "food-review-2"}, served
+    after = load.answered_by(since=done)
+    assert set(after) <= {"food-review-1", "food-review-2"} and after["food-review-1"] > after["food-review-2"], after
