@@ -211,6 +211,10 @@ def test_target_models_rewrite_on_a_live_preview_to_ga_migration(stack: AfterGa)
     up.sh(f"kubectl apply -f {DATA / 'preview-canary.yaml'}")
     base = wait_for(lambda: serving(up, "canary-gateway", listen, "canary"), 90, "the preview pool serving canary")
     up.sh("kubectl rollout status deployment/canary-preview-epp --timeout=120s", timeout=130)
+    blocked = up.sh("infergate migrate crds-check --to v1.5", check=False)  # the preview pool blocks GIE v1.5 CRDs
+    assert blocked.returncode == 6 and "default/canary-preview" in blocked.stderr, blocked.stdout + blocked.stderr
+    _, pending = stack.check()
+    assert [f["name"] for f in pending["findings"] if f["kind"] == "TargetModelsSplit"] == ["canary"], pending
     load = OpenAIStreamLoad(f"{base}/v1", models=("canary",), prompt="Review: the soup", rate=20.0, timeout_s=60.0)
     with load.in_thread():
         time.sleep(1.0)
@@ -234,3 +238,7 @@ def test_target_models_rewrite_on_a_live_preview_to_ga_migration(stack: AfterGa)
     assert set(served) == {"food-review-1", "food-review-2"}, served
     after = load.answered_by(since=done)
     assert set(after) <= {"food-review-1", "food-review-2"} and after["food-review-1"] > after["food-review-2"], after
+    # nothing left to move, and the CRDs may go to GIE v1.5+
+    code, checked = stack.check()
+    assert code == 0 and not [f for f in checked["findings"] if not f["optional"]], checked
+    assert up.sh("infergate migrate crds-check --to v1.5", check=False).returncode == 0

@@ -8,6 +8,7 @@ import contextlib
 import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,12 +113,15 @@ class StandInGateway:
     """A gateway + EPP stand-in in a thread: it admits a request with the priority of the
     objective its header names, looked up among the llm-d.ai InferenceObjectives of the
     namespace (an EPP with the llm-d.ai CRDs reads only those), and counts it in the EPP's real
-    metrics. ``serve_llmd`` False: it ignores the copies (an EPP that was not switched)."""
+    metrics. ``serve_llmd`` False: it ignores the copies (an EPP that was not switched).
+    ``lag_s``: it sees an objective only that long after its first look at it (a watch that lags)."""
 
     def __init__(self, cluster: Any, namespace: str) -> None:
         self.cluster, self.namespace = cluster, namespace
         self.metrics = EppMetrics()
         self.serve_llmd = True
+        self.lag_s = 0.0
+        self._first_seen: dict[str, float] = {}
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -125,9 +129,10 @@ class StandInGateway:
 
     async def _completions(self, request: web.Request) -> web.Response:
         name = request.headers.get(INFERENCE_OBJECTIVE, "")
-        known = {o["metadata"]["name"]: int(o["spec"].get("priority") or 0)
-                 for o in await asyncio.to_thread(self.cluster.list, LLMD_OBJECTIVES, self.namespace)} \
-            if self.serve_llmd else {}
+        listed = await asyncio.to_thread(self.cluster.list, LLMD_OBJECTIVES, self.namespace) if self.serve_llmd else []
+        now = time.monotonic()
+        known = {o["metadata"]["name"]: int(o["spec"].get("priority") or 0) for o in listed
+                 if now - self._first_seen.setdefault(o["metadata"]["name"], now) >= self.lag_s}
         objective = name if name in known else ""
         self.metrics.request_priority_total.labels("m", "m", objective, str(known.get(name, 0))).inc()
         return web.json_response({"choices": [{"text": "ok"}]})
@@ -176,13 +181,28 @@ def test_epp_probe_passes_when_the_copies_are_served(migrate: Migrate, kubectl: 
     assert objective_count(text, "food-review", 10) == 3 and objective_count(text, "batch", -1) == 3
 
 
+def test_epp_probe_waits_for_the_epp_to_see_the_copies(migrate: Migrate, kubectl: Tool, namespace: str,
+                                                       llmd_crds: None, gateway: StandInGateway) -> None:
+    """Defect: the probe ran once right after the copies were applied, so an EPP whose watch had
+    not delivered them yet admitted the probes without the objective and the move rolled back.
+    It retries (bounded) until the EPP serves the copies."""
+    kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
+    gateway.lag_s = 1.0
+    result = migrate("llm-d", "-n", namespace, *gateway.args)
+    assert result.returncode == 0, result.out
+    assert "the EPP admits each objective with its priority" in result.stdout
+    assert _names(kubectl, "inferenceobjectives.inference.networking.x-k8s.io", namespace) == []
+    text = gateway.metrics.render().decode()
+    assert objective_count(text, "food-review", 10) >= 3 and objective_count(text, "batch", -1) >= 3
+
+
 def test_epp_probe_failure_deletes_the_copies(migrate: Migrate, kubectl: Tool, namespace: str,
                                               llmd_crds: None, gateway: StandInGateway) -> None:
     kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
     gateway.serve_llmd = False
-    result = migrate("llm-d", "-n", namespace, *gateway.args)
+    result = migrate("llm-d", "-n", namespace, *gateway.args, "--probe-settle", "1s")
     assert result.returncode == 5, result.out
-    assert "it does not serve the copy" in result.stdout
+    assert "it does not serve the copy; retried for 1 s" in result.stdout
     assert _names(kubectl, "inferenceobjectives.llm-d.ai", namespace) == []
     assert _names(kubectl, "inferencemodelrewrites.llm-d.ai", namespace) == []
     assert _names(kubectl, "inferenceobjectives.inference.networking.x-k8s.io", namespace) == ["batch", "food-review"]
@@ -192,6 +212,8 @@ def test_probe_options_go_together(migrate: Migrate, namespace: str) -> None:
     result = migrate("llm-d", "-n", namespace, "--gateway-url", "http://127.0.0.1:1")
     assert result.returncode == 2
     assert "--gateway-url, --epp-metrics and --probe-model together" in result.stderr
+    bad = migrate("llm-d", "-n", namespace, "--probe-settle", "soon")
+    assert bad.returncode == 2 and "--probe-settle" in bad.stderr, bad.out
 
 
 def test_plan_shows_the_llmd_move(migrate: Migrate, kubectl: Tool, namespace: str, llmd_crds: None) -> None:

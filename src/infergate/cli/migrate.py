@@ -842,10 +842,14 @@ def crds_check_command(kubeconfig: str | None, context: str | None, helm_path: s
 @click.option("--epp-metrics", "metrics_urls", multiple=True, help="URL of an EPP's /metrics (repeat per EPP).")
 @click.option("--probe-model", help="Model the probe requests name.")
 @click.option("--probes", type=int, default=3, show_default=True, help="Probe requests per InferenceObjective.")
+@click.option("--probe-settle", default="10s", show_default=True,
+              help="How long to probe an objective again while the EPP's watch has not delivered its copy yet "
+                   "(a Go duration or seconds).")
 @OUTPUT
 def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
                  plan_only: bool, dry_run: bool, do_rollback: bool, gateway_url: str | None,
-                 metrics_urls: tuple[str, ...], probe_model: str | None, probes: int, output: str) -> None:
+                 metrics_urls: tuple[str, ...], probe_model: str | None, probes: int, probe_settle: str,
+                 output: str) -> None:
     """Move InferenceObjectives and InferenceModelRewrites from inference.networking.x-k8s.io
     (GIE v1.0-v1.5) to llm-d.ai (the llm-d router) without downtime: copy each to llm-d.ai (both
     served; the EPP prefers llm-d.ai), verify the copies (and, with --gateway-url, --epp-metrics
@@ -868,6 +872,14 @@ def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | N
     probe_args = (gateway_url, metrics_urls, probe_model)
     if any(probe_args) and not all(probe_args):
         raise click.UsageError("the EPP probe needs --gateway-url, --epp-metrics and --probe-model together")
+    from infergate.util.durations import DurationError, parse_seconds
+
+    try:
+        settle_s = parse_seconds(probe_settle)
+    except DurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--probe-settle") from exc
+    if settle_s < 0:
+        raise click.BadParameter("must not be negative", param_hint="--probe-settle")
     cluster = _connect(kubeconfig, context)
     ns = namespace or _default_namespace(kubeconfig, context)
     try:
@@ -888,7 +900,8 @@ def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | N
             if gateway_url and probe_model:
                 from infergate.migrate.llmd_probe import objective_probe
 
-                verifier = objective_probe(gateway_url, list(metrics_urls), probe_model, probes=probes)
+                verifier = objective_probe(gateway_url, list(metrics_urls), probe_model, probes=probes,
+                                           settle_s=settle_s)
             result = llmd.run(cluster, plan, dry_run=dry_run, verify_epp=verifier, progress=_progress(output))
     except ClusterError as exc:
         raise click.ClickException(str(exc)) from exc
