@@ -63,6 +63,56 @@ def test_missing_llmd_crds_is_an_error_naming_them(migrate: Migrate, kubectl: To
     assert _names(kubectl, "inferenceobjectives.inference.networking.x-k8s.io", namespace) == ["batch", "food-review"]
 
 
+def _remove_llmd_crds(cluster: Any) -> None:
+    _apply_crds(cluster, "gie-v1.5.yaml")
+    for crd in load_objects(REPO / "config" / "crd" / "llm-d.yaml"):
+        cluster.delete(CRDS, None, crd["metadata"]["name"])
+
+
+LLMD_CRDS = ["inferenceobjectives.llm-d.ai", "inferencemodelrewrites.llm-d.ai"]
+
+
+def test_install_crds_installs_them_right_before_the_copies(migrate: Migrate, kubectl: Tool, cluster: Any,
+                                                            namespace: str) -> None:
+    """Defect: the move needed the llm-d.ai CRDs installed by a separate command first, and an
+    EPP reads only llm-d.ai from that moment: on `infergate up` under load, about a second in
+    which no rewrite applied (every request for a model name no pod serves failed, 404).
+    --install-crds installs them in the run, right before the copies (rewrites first)."""
+    _remove_llmd_crds(cluster)
+    kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
+    plan = migrate("llm-d", "-n", namespace, "--install-crds", "--plan", "-o", "json")
+    assert plan.returncode == 0, plan.out
+    assert [s["step"] for s in json.loads(plan.stdout)["steps"]][:3] == ["precheck", "install-crds", "copy"]
+    dry = migrate("llm-d", "-n", namespace, "--install-crds", "--dry-run")
+    assert dry.returncode == 0, dry.out
+    assert [c for c in LLMD_CRDS if cluster.get(CRDS, None, c) is not None] == []  # nothing installed
+    result = migrate("llm-d", "-n", namespace, "--install-crds", "-o", "json")
+    assert result.returncode == 0, result.out
+    report = json.loads(result.stdout)
+    assert report["phase"] == "completed"
+    assert [(s["step"], s["detail"].split(" (")[0]) for s in report["steps"][:5]] == [
+        ("precheck", "3 object(s) to move"), ("install-crds", ", ".join(LLMD_CRDS)),
+        ("copy", "InferenceModelRewrite food-review-canary"), ("copy", "InferenceObjective batch"),
+        ("copy", "InferenceObjective food-review")]
+    assert _names(kubectl, "inferenceobjectives.llm-d.ai", namespace) == ["batch", "food-review"]
+    assert _names(kubectl, "inferenceobjectives.inference.networking.x-k8s.io", namespace) == []
+    again = migrate("llm-d", "-n", namespace, "--install-crds")  # installed now: a plain move, nothing left
+    assert again.returncode == 0 and "nothing to move" in again.stdout, again.out
+
+
+def test_install_crds_then_a_failed_probe_removes_them_again(migrate: Migrate, kubectl: Tool, cluster: Any,
+                                                             namespace: str, gateway: StandInGateway) -> None:
+    """Left installed (and empty), the llm-d.ai CRDs would keep the EPP from the x-k8s objects."""
+    _remove_llmd_crds(cluster)
+    kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
+    gateway.serve_llmd = False
+    result = migrate("llm-d", "-n", namespace, "--install-crds", "--probe-settle", "0.5", *gateway.args)
+    assert result.returncode == 5, result.out
+    assert "and the llm-d.ai CRDs this run installed" in result.stdout
+    assert [c for c in LLMD_CRDS if cluster.get(CRDS, None, c) is not None] == []
+    assert _names(kubectl, "inferenceobjectives.inference.networking.x-k8s.io", namespace) == ["batch", "food-review"]
+
+
 def test_move_copies_then_deletes_the_old(migrate: Migrate, kubectl: Tool, cluster: Any, namespace: str,
                                           llmd_crds: None) -> None:
     kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))

@@ -842,14 +842,19 @@ def crds_check_command(kubeconfig: str | None, context: str | None, helm_path: s
 @click.option("--epp-metrics", "metrics_urls", multiple=True, help="URL of an EPP's /metrics (repeat per EPP).")
 @click.option("--probe-model", help="Model the probe requests name.")
 @click.option("--probes", type=int, default=3, show_default=True, help="Probe requests per InferenceObjective.")
+@click.option("--install-crds", is_flag=True,
+              help="Install infergate's llm-d.ai CRDs (as `infergate crds --bundle llm-d`) when missing, right "
+                   "before the copies: an EPP reads only llm-d.ai from the moment they exist, so this keeps the "
+                   "time it applies no rewrite and no objective to the copies' milliseconds. A failed "
+                   "verification removes them again.")
 @click.option("--probe-settle", default="10s", show_default=True,
               help="How long to probe an objective again while the EPP's watch has not delivered its copy yet "
                    "(a Go duration or seconds).")
 @OUTPUT
 def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
                  plan_only: bool, dry_run: bool, do_rollback: bool, gateway_url: str | None,
-                 metrics_urls: tuple[str, ...], probe_model: str | None, probes: int, probe_settle: str,
-                 output: str) -> None:
+                 metrics_urls: tuple[str, ...], probe_model: str | None, probes: int, install_crds: bool,
+                 probe_settle: str, output: str) -> None:
     """Move InferenceObjectives and InferenceModelRewrites from inference.networking.x-k8s.io
     (GIE v1.0-v1.5) to llm-d.ai (the llm-d router) without downtime: copy each to llm-d.ai (both
     served; the EPP prefers llm-d.ai), verify the copies (and, with --gateway-url, --epp-metrics
@@ -860,6 +865,7 @@ def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | N
     infergate migrate llm-d -n prod --plan        # the steps
     infergate migrate llm-d -n prod --dry-run     # every write with dryRun=All
     infergate migrate llm-d -n prod               # copy, verify, delete the old
+    infergate migrate llm-d -n prod --install-crds  # install the llm-d.ai CRDs first, then the same
     infergate migrate llm-d -n prod --rollback    # restore the x-k8s objects, delete the copies
 
     Exit 0: done (or nothing to do); 1: error (e.g. the llm-d.ai CRDs are not installed);
@@ -886,7 +892,7 @@ def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | N
         if do_rollback:
             result = llmd.rollback(cluster, ns, dry_run=dry_run)
         else:
-            plan = llmd.plan_llmd(cluster, ns)
+            plan = llmd.plan_llmd(cluster, ns, install_crds=install_crds)
             if plan_only:
                 if output != "table":
                     emit(plan.to_dict(), output)
