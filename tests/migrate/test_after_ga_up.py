@@ -73,10 +73,10 @@ class AfterGa:
     base: str  # the gateway's base URL
     metrics: str  # the EPP's /metrics
 
-    def load(self) -> OpenAIStreamLoad:
-        """20 streamed completions a second, alternating food-review and the base model, each with
-        its InferenceObjective header."""
-        return OpenAIStreamLoad(f"{self.base}/v1", models=("food-review", LLAMA), prompt="Review: the soup",
+    def load(self, models: tuple[str, ...] = ("food-review", LLAMA)) -> OpenAIStreamLoad:
+        """20 streamed completions a second, alternating ``models``, each with its InferenceObjective
+        header (when it has one)."""
+        return OpenAIStreamLoad(f"{self.base}/v1", models=models, prompt="Review: the soup",
                                 rate=20.0, timeout_s=60.0, objectives=OBJECTIVE_OF)
 
     def answered_by(self, model: str, n: int) -> Counter[str]:
@@ -111,16 +111,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AfterGa]:
 
 
 def test_llmd_move_under_load(stack: AfterGa) -> None:
-    """x-k8s InferenceObjective / InferenceModelRewrite -> llm-d.ai with `migrate llm-d` and its
-    EPP probe: no request fails, the objects end in llm-d.ai only, and the EPP serves them."""
-    # before: the EPP applies the x-k8s rewrite (the served model is a canary LoRA)
+    """x-k8s InferenceObjective / InferenceModelRewrite -> llm-d.ai with `migrate llm-d
+    --install-crds` and its EPP probe, under load that includes an alias only a rewrite serves:
+    no request fails, the objects end in llm-d.ai only, and the EPP serves them."""
+    # before: the EPP applies the x-k8s rewrites (the served model is a canary LoRA; the alias answers)
     wait(lambda: set(stack.answered_by("food-review", 4)) <= CANARY, 30, "the EPP to apply the x-k8s rewrite")
-    load = stack.load()
+    assert answered_by(stack.base, "reviewer", 2) == {"food-review-2": 2}
+    code, available = stack.check()  # without the llm-d.ai CRDs the move is available, not pending
+    assert code == 0 and {m["move"]: m["count"] for m in available["moves"]}.get(XK8S_TO_LLMD) == 4, available
+    load = stack.load(("food-review", LLAMA, "reviewer"))
     with load.in_thread():
         time.sleep(1.0)
-        stack.up.sh("infergate crds --bundle llm-d | kubectl apply -f -")
-        pending_code, pending = stack.check()
-        moved = stack.up.sh(f"infergate migrate llm-d -n default -o json --gateway-url {stack.base} "
+        moved = stack.up.sh(f"infergate migrate llm-d -n default --install-crds -o json --gateway-url {stack.base} "
                             f"--epp-metrics {stack.metrics} --probe-model food-review", check=False, timeout=180)
         before = stack.objective_counts()
         done = time.monotonic()  # a request started from here on is admitted after that scrape
@@ -129,21 +131,21 @@ def test_llmd_move_under_load(stack: AfterGa) -> None:
     assert moved.returncode == 0, moved.stdout + moved.stderr
     report = json.loads(moved.stdout)
     assert report["phase"] == "completed", report
+    assert [s["step"] for s in report["steps"]][:3] == ["precheck", "install-crds", "copy"], report["steps"]
     assert [s["status"] for s in report["steps"] if s["step"] == "verify-epp"] == ["done"], report["steps"]
     assert load.failed() == [], load.failed()[:5]
-    assert len(load.outcomes) > 20, len(load.outcomes)
-    # check saw the move pending between the CRDs' install and the move
-    assert pending_code == 3, pending
-    assert {m["move"]: m["count"] for m in pending["moves"]}.get(XK8S_TO_LLMD) == 3, pending["moves"]
-    # the objects live in llm-d.ai only
+    assert len(load.outcomes) > 30, len(load.outcomes)
+    # the objects live in llm-d.ai only (the probe's own objective is gone)
     assert stack.names("inferenceobjectives.llm-d.ai") == ["base-model", "food-review"]
-    assert stack.names("inferencemodelrewrites.llm-d.ai") == ["food-review-canary"]
+    assert stack.names("inferencemodelrewrites.llm-d.ai") == ["food-review-canary", "reviewer"]
     assert stack.names("inferenceobjectives.inference.networking.x-k8s.io") == []
     assert stack.names("inferencemodelrewrites.inference.networking.x-k8s.io") == []
-    # the EPP serves them: the rewrite's targets answer food-review, 90/10
-    served = load.answered_by(since=done) + stack.answered_by("food-review", 40)
-    assert set(served) - {LLAMA} <= CANARY, served
+    # the EPP serves them: the rewrites' targets answer food-review (90/10) and the alias
+    served = Counter(o.answered_by for o in load.outcomes if o.model == "food-review" and o.started >= done)
+    served += stack.answered_by("food-review", 40)
+    assert set(served) <= CANARY, served
     assert served["food-review-1"] > 2 * served["food-review-2"], served
+    assert answered_by(stack.base, "reviewer", 3) == {"food-review-2": 3}
     # ... and admits each request with its llm-d.ai objective's priority
     sent = Counter(o.model for o in load.outcomes if o.started >= done)
     for model, objective in OBJECTIVE_OF.items():
@@ -245,5 +247,6 @@ def test_target_models_rewrite_on_a_live_preview_to_ga_migration(stack: AfterGa)
     assert set(after) <= {"food-review-1", "food-review-2"} and 2 * after["food-review-1"] > 3 * after["food-review-2"], after
     # nothing left to move, and the CRDs may go to GIE v1.5+
     code, checked = stack.check()
+    print("check after the run:", json.dumps(checked["findings"]), checked["moves"])
     assert code == 0 and not [f for f in checked["findings"] if not f["optional"]], checked
     assert up.sh("infergate migrate crds-check --to v1.5", check=False).returncode == 0

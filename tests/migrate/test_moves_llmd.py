@@ -19,7 +19,7 @@ from aiohttp import web
 from infergate.api.headers import INFERENCE_OBJECTIVE
 from infergate.epp.metrics import EppMetrics
 from infergate.migrate.generations import LLMD_MODEL_REWRITES, LLMD_OBJECTIVES
-from infergate.migrate.llmd import COPIED_FROM
+from infergate.migrate.llmd import COPIED_FROM, PROBE_OBJECTIVE
 from infergate.migrate.llmd_probe import objective_count
 from infergate.migrate.resources import CRDS, MODEL_REWRITES, OBJECTIVES
 from infergate.util.net import free_port
@@ -86,7 +86,7 @@ def test_install_crds_installs_them_right_before_the_copies(migrate: Migrate, ku
     dry = migrate("llm-d", "-n", namespace, "--install-crds", "--dry-run")
     assert dry.returncode == 0, dry.out
     assert [c for c in LLMD_CRDS if cluster.get(CRDS, None, c) is not None] == []  # nothing installed
-    result = migrate("llm-d", "-n", namespace, "--install-crds", "-o", "json")
+    result = migrate("llm-d", "-n", namespace, "--install-crds", "-o", "json", "--switch-grace", "0")
     assert result.returncode == 0, result.out
     report = json.loads(result.stdout)
     assert report["phase"] == "completed"
@@ -126,7 +126,7 @@ def test_move_copies_then_deletes_the_old(migrate: Migrate, kubectl: Tool, clust
     assert dry.returncode == 0, dry.out
     assert _names(kubectl, "inferenceobjectives.llm-d.ai", namespace) == []  # --plan, --dry-run change nothing
 
-    result = migrate("llm-d", "-n", namespace, "-o", "json")
+    result = migrate("llm-d", "-n", namespace, "-o", "json", "--switch-grace", "0")
     assert result.returncode == 0, result.out
     assert json.loads(result.stdout)["phase"] == "completed"
     assert _names(kubectl, "inferenceobjectives.inference.networking.x-k8s.io", namespace) == []
@@ -164,13 +164,18 @@ class StandInGateway:
     objective its header names, looked up among the llm-d.ai InferenceObjectives of the
     namespace (an EPP with the llm-d.ai CRDs reads only those), and counts it in the EPP's real
     metrics. ``serve_llmd`` False: it ignores the copies (an EPP that was not switched).
-    ``lag_s``: it sees an objective only that long after its first look at it (a watch that lags)."""
+    ``lag_s``: it sees an objective only that long after its first look at it (a watch that lags).
+    ``poll_s``: it looks whether the llm-d.ai CRDs exist only that often, and reads the x-k8s
+    objectives until it sees them (as infergate's EPP polls a resource that is not served)."""
 
     def __init__(self, cluster: Any, namespace: str) -> None:
         self.cluster, self.namespace = cluster, namespace
         self.metrics = EppMetrics()
         self.serve_llmd = True
         self.lag_s = 0.0
+        self.poll_s = 0.0
+        self.llmd_requests = 0  # requests admitted while it read llm-d.ai
+        self._llmd_seen: tuple[float, bool] | None = None  # (when it looked, whether the CRD existed)
         self._first_seen: dict[str, float] = {}
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
@@ -179,13 +184,22 @@ class StandInGateway:
 
     async def _completions(self, request: web.Request) -> web.Response:
         name = request.headers.get(INFERENCE_OBJECTIVE, "")
-        listed = await asyncio.to_thread(self.cluster.list, LLMD_OBJECTIVES, self.namespace) if self.serve_llmd else []
+        reads_llmd = await asyncio.to_thread(self.reads_llmd)
+        self.llmd_requests += reads_llmd
+        group = LLMD_OBJECTIVES if reads_llmd else OBJECTIVES
+        listed = await asyncio.to_thread(self.cluster.list, group, self.namespace) if self.serve_llmd else []
         now = time.monotonic()
         known = {o["metadata"]["name"]: int(o["spec"].get("priority") or 0) for o in listed
                  if now - self._first_seen.setdefault(o["metadata"]["name"], now) >= self.lag_s}
         objective = name if name in known else ""
         self.metrics.request_priority_total.labels("m", "m", objective, str(known.get(name, 0))).inc()
         return web.json_response({"choices": [{"text": "ok"}]})
+
+    def reads_llmd(self) -> bool:
+        now = time.monotonic()
+        if self._llmd_seen is None or now - self._llmd_seen[0] >= self.poll_s:
+            self._llmd_seen = (now, self.cluster.get(CRDS, None, LLMD_OBJECTIVES.qualified) is not None)
+        return self._llmd_seen[1]
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), content_type="text/plain")
@@ -226,9 +240,10 @@ def test_epp_probe_passes_when_the_copies_are_served(migrate: Migrate, kubectl: 
     kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
     result = migrate("llm-d", "-n", namespace, *gateway.args)
     assert result.returncode == 0, result.out
-    assert "the EPP admits each objective with its priority" in result.stdout
+    assert "the EPP reads llm-d.ai and admits each objective with its priority" in result.stdout
     text = gateway.metrics.render().decode()
     assert objective_count(text, "food-review", 10) == 3 and objective_count(text, "batch", -1) == 3
+    assert objective_count(text, PROBE_OBJECTIVE, 0) == 3  # first: that it reads llm-d.ai at all
 
 
 def test_epp_probe_waits_for_the_epp_to_see_the_copies(migrate: Migrate, kubectl: Tool, namespace: str,
@@ -240,10 +255,38 @@ def test_epp_probe_waits_for_the_epp_to_see_the_copies(migrate: Migrate, kubectl
     gateway.lag_s = 1.0
     result = migrate("llm-d", "-n", namespace, *gateway.args)
     assert result.returncode == 0, result.out
-    assert "the EPP admits each objective with its priority" in result.stdout
+    assert "the EPP reads llm-d.ai and admits each objective with its priority" in result.stdout
     assert _names(kubectl, "inferenceobjectives.inference.networking.x-k8s.io", namespace) == []
     text = gateway.metrics.render().decode()
     assert objective_count(text, "food-review", 10) >= 3 and objective_count(text, "batch", -1) >= 3
+
+
+def test_the_old_objects_stay_until_the_epp_reads_llmd(migrate: Migrate, kubectl: Tool, cluster: Any,
+                                                      namespace: str, gateway: StandInGateway) -> None:
+    """Defect: the copies carry the originals' names and priorities, so the probe passed on an EPP
+    that still read the x-k8s objects (it notices new CRDs by polling), and delete-old then took
+    its rewrites away until it switched: on `infergate up` under load, 404s for a model name only
+    a rewrite serves. The probe now first needs an objective that exists in llm-d.ai only."""
+    _remove_llmd_crds(cluster)
+    kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
+    gateway.poll_s = 1.5
+    assert not gateway.reads_llmd()  # it looked before the CRDs were installed
+    result = migrate("llm-d", "-n", namespace, "--install-crds", *gateway.args)
+    assert result.returncode == 0, result.out
+    assert gateway.llmd_requests > 0  # the x-k8s objects were deleted only once the EPP read llm-d.ai
+    assert _names(kubectl, "inferenceobjectives.llm-d.ai", namespace) == ["batch", "food-review"]  # probe one gone
+
+
+def test_without_a_probe_the_old_objects_stay_until_the_crds_are_old_enough(
+        migrate: Migrate, kubectl: Tool, cluster: Any, namespace: str) -> None:
+    _remove_llmd_crds(cluster)
+    kubectl.run("apply", "-n", namespace, "-f", str(OBJECTS))
+    result = migrate("llm-d", "-n", namespace, "--install-crds", "--switch-grace", "1.5s", "-o", "json")
+    assert result.returncode == 0, result.out
+    [wait] = [s for s in json.loads(result.stdout)["steps"] if s["step"] == "wait-switch"]
+    assert 0 < float(wait["detail"].split()[1]) <= 1.5, wait  # creationTimestamp has whole seconds
+    again = migrate("llm-d", "-n", namespace, "--switch-grace", "1.5s", "-o", "json")
+    assert again.returncode == 0 and json.loads(again.stdout)["phase"] == "nothing-to-do", again.out
 
 
 def test_epp_probe_failure_deletes_the_copies(migrate: Migrate, kubectl: Tool, namespace: str,
@@ -326,7 +369,7 @@ def test_the_real_epp_serves_the_copies_and_no_gap(migrate: Migrate, kubectl: To
         wait_until(lambda: epp.source.synced, 15, what="the EPP's watches to sync")
         assert epp.priorities() == {}  # llm-d.ai installed: the x-k8s objectives are ignored
         assert epp.datastore.rewrites.pick("food-review", random.Random(0)) is None
-        result = migrate("llm-d", "-n", namespace)
+        result = migrate("llm-d", "-n", namespace, "--switch-grace", "0")
         assert result.returncode == 0, result.out
         wait_until(lambda: epp.priorities() == {"food-review": 10, "batch": -1}, 15,
                    what="the EPP to serve the llm-d.ai objectives")

@@ -847,6 +847,10 @@ def crds_check_command(kubeconfig: str | None, context: str | None, helm_path: s
                    "before the copies: an EPP reads only llm-d.ai from the moment they exist, so this keeps the "
                    "time it applies no rewrite and no objective to the copies' milliseconds. A failed "
                    "verification removes them again.")
+@click.option("--switch-grace", default="5s", show_default=True,
+              help="Without the EPP probe: how old the llm-d.ai CRDs must be before the x-k8s objects are deleted "
+                   "(an EPP notices new CRDs by polling; deleted before it reads llm-d.ai, they take its rewrites "
+                   "and objectives with them). A Go duration or seconds.")
 @click.option("--probe-settle", default="10s", show_default=True,
               help="How long to probe an objective again while the EPP's watch has not delivered its copy yet "
                    "(a Go duration or seconds).")
@@ -854,7 +858,7 @@ def crds_check_command(kubeconfig: str | None, context: str | None, helm_path: s
 def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
                  plan_only: bool, dry_run: bool, do_rollback: bool, gateway_url: str | None,
                  metrics_urls: tuple[str, ...], probe_model: str | None, probes: int, install_crds: bool,
-                 probe_settle: str, output: str) -> None:
+                 switch_grace: str, probe_settle: str, output: str) -> None:
     """Move InferenceObjectives and InferenceModelRewrites from inference.networking.x-k8s.io
     (GIE v1.0-v1.5) to llm-d.ai (the llm-d router) without downtime: copy each to llm-d.ai (both
     served; the EPP prefers llm-d.ai), verify the copies (and, with --gateway-url, --epp-metrics
@@ -880,12 +884,15 @@ def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | N
         raise click.UsageError("the EPP probe needs --gateway-url, --epp-metrics and --probe-model together")
     from infergate.util.durations import DurationError, parse_seconds
 
-    try:
-        settle_s = parse_seconds(probe_settle)
-    except DurationError as exc:
-        raise click.BadParameter(str(exc), param_hint="--probe-settle") from exc
-    if settle_s < 0:
-        raise click.BadParameter("must not be negative", param_hint="--probe-settle")
+    durations: dict[str, float] = {}
+    for hint, text in (("--probe-settle", probe_settle), ("--switch-grace", switch_grace)):
+        try:
+            durations[hint] = parse_seconds(text)
+        except DurationError as exc:
+            raise click.BadParameter(str(exc), param_hint=hint) from exc
+        if durations[hint] < 0:
+            raise click.BadParameter("must not be negative", param_hint=hint)
+    settle_s = durations["--probe-settle"]
     cluster = _connect(kubeconfig, context)
     ns = namespace or _default_namespace(kubeconfig, context)
     try:
@@ -908,7 +915,8 @@ def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | N
 
                 verifier = objective_probe(gateway_url, list(metrics_urls), probe_model, probes=probes,
                                            settle_s=settle_s)
-            result = llmd.run(cluster, plan, dry_run=dry_run, verify_epp=verifier, progress=_progress(output))
+            result = llmd.run(cluster, plan, dry_run=dry_run, verify_epp=verifier,
+                              switch_grace_s=durations["--switch-grace"], progress=_progress(output))
     except ClusterError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

@@ -14,9 +14,14 @@ GIE v1.0-v1.5 served InferenceObjective and InferenceModelRewrite as
    moment its CRDs exist, so until the copies land it applies no rewrite (a request for a model
    name no pod serves then fails) and no objective (a request loses its priority only);
 3. ``verify-copies``: each copy reads back with the original's spec;
-4. ``verify-epp`` (with a probe, :mod:`infergate.migrate.llmd_probe`): the EPP admits requests
-   naming each objective with its priority;
-5. ``delete-old``: the x-k8s objects are deleted.
+4. ``verify-epp`` (with a probe, :mod:`infergate.migrate.llmd_probe`): first that the EPP reads
+   llm-d.ai at all -- it admits requests naming :data:`PROBE_OBJECTIVE`, an InferenceObjective
+   the run creates there only (the copies have the originals' names and priorities, so they
+   cannot tell which group the EPP reads) --, then that it admits requests naming each
+   objective with its priority. Without a probe, ``wait-switch`` waits until the llm-d.ai CRDs
+   are ``switch_grace_s`` old (an EPP notices new CRDs by polling: infergate's every second);
+5. ``delete-old``: the x-k8s objects are deleted. Before the EPP reads llm-d.ai they are what it
+   serves: deleted earlier, it would apply no rewrite until it switched.
 
 A failed verification deletes the copies again (the x-k8s objects were never touched).
 :func:`rollback` undoes a finished move: it restores any deleted x-k8s object from its copy,
@@ -26,8 +31,10 @@ then deletes the copies.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from infergate.api import crds
@@ -36,9 +43,11 @@ from infergate.migrate.cluster import Cluster, ClusterError
 from infergate.migrate.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, EXIT_ROLLED_BACK
 from infergate.migrate.generations import LLMD_OF
 from infergate.migrate.resources import CRDS, MODEL_REWRITES, OBJECTIVES, Obj, meta, name_of
+from infergate.util.clock import parse_timestamp
 from infergate.util.wait import WaitTimeout, wait_until
 
 COPIED_FROM: Final = "migrate.infergate.io/copied-from"
+PROBE_OBJECTIVE: Final = "infergate-migration-probe"  # exists in llm-d.ai only, while the EPP probe runs
 
 
 @dataclass(frozen=True)
@@ -118,8 +127,9 @@ class LlmdResult:
         return {"phase": self.phase, "message": self.message, "exitCode": self.exit_code, "steps": self.steps}
 
 
-# A verification of the EPP: problems found (empty: it serves from the copies).
-EppVerifier = Callable[[LlmdPlan], list[str]]
+# A verification of the EPP: given the InferenceObjectives to probe (name -> priority, in order),
+# the problems found (empty: it admits each with its priority).
+EppVerifier = Callable[[Mapping[str, int]], list[str]]
 
 
 def _spec(obj: Obj) -> dict[str, Any]:
@@ -151,6 +161,44 @@ def plan_llmd(cluster: Cluster, namespace: str, *, install_crds: bool = False) -
     return LlmdPlan(namespace, moves, missing, conflicts, already, install_crds)
 
 
+def probe_objective(plan: LlmdPlan) -> Obj | None:
+    """The llm-d.ai InferenceObjective :data:`PROBE_OBJECTIVE` for the pool of the first moved object
+    (None when none names a pool)."""
+    for m in plan.moves:
+        pool_ref = m.spec.get("poolRef")
+        if isinstance(pool_ref, dict) and pool_ref.get("name"):
+            target = LLMD_OF[OBJECTIVES]
+            return {"apiVersion": target.api_version, "kind": target.kind,
+                    "metadata": {"name": PROBE_OBJECTIVE, "namespace": plan.namespace,
+                                 "labels": {"app.kubernetes.io/managed-by": "infergate-migrate"}},
+                    "spec": {"priority": 0, "poolRef": copy.deepcopy(pool_ref)}}
+    return None
+
+
+def _verify_epp(cluster: Cluster, plan: LlmdPlan, verify_epp: EppVerifier) -> list[str]:
+    """Probe :data:`PROBE_OBJECTIVE` (that the EPP reads llm-d.ai), then each moved objective."""
+    marker = probe_objective(plan)
+    objectives = {m.name: int(m.spec.get("priority") or 0) for m in plan.moves if m.kind == "InferenceObjective"}
+    if marker is None:
+        return verify_epp(objectives)
+    cluster.apply(LLMD_OF[OBJECTIVES], marker)
+    try:
+        return verify_epp({PROBE_OBJECTIVE: 0, **objectives})
+    finally:
+        cluster.delete(LLMD_OF[OBJECTIVES], plan.namespace, PROBE_OBJECTIVE)
+
+
+def _crds_age_s(cluster: Cluster) -> float:
+    """Seconds since the newer of the llm-d.ai CRDs was created (0 when unknown)."""
+    ages = []
+    for target in LLMD_OF.values():
+        created = meta(cluster.get(CRDS, None, target.qualified) or {}).get("creationTimestamp")
+        if not created:
+            return 0.0
+        ages.append((datetime.now(UTC) - parse_timestamp(str(created))).total_seconds())
+    return min(ages) if ages else 0.0
+
+
 def install_llmd_crds(cluster: Cluster, names: list[str], *, dry_run: bool = False, timeout_s: float = 30.0) -> None:
     """Apply infergate's llm-d.ai CRDs named ``names`` and wait until the API serves them
     (:class:`WaitTimeout` after ``timeout_s``)."""
@@ -165,7 +213,9 @@ def install_llmd_crds(cluster: Cluster, names: list[str], *, dry_run: bool = Fal
 
 
 def run(cluster: Cluster, plan: LlmdPlan, *, dry_run: bool = False, verify_epp: EppVerifier | None = None,
-        progress: Callable[[str], None] = lambda _: None) -> LlmdResult:
+        switch_grace_s: float = 5.0, progress: Callable[[str], None] = lambda _: None) -> LlmdResult:
+    """Make the move; ``switch_grace_s``: without ``verify_epp``, how old the llm-d.ai CRDs must be
+    before the x-k8s objects are deleted (time for every EPP to have switched to llm-d.ai)."""
     steps: list[dict[str, str]] = []
 
     def step(name: str, status: str, detail: str) -> None:
@@ -219,7 +269,7 @@ def run(cluster: Cluster, plan: LlmdPlan, *, dry_run: bool = False, verify_epp: 
         problems = [p for m in plan.moves for p in _verify_copy(cluster, m)]
         if not problems and verify_epp is not None:
             step("verify-copies", "done", f"{len(plan.moves)} copies")
-            problems = verify_epp(plan)
+            problems = _verify_epp(cluster, plan, verify_epp)
             stage = "verify-epp"
         else:
             stage = "verify-copies"
@@ -236,8 +286,12 @@ def run(cluster: Cluster, plan: LlmdPlan, *, dry_run: bool = False, verify_epp: 
         if verify_epp is None:
             step("verify-copies", "done", f"{len(plan.moves)} copies")
             step("verify-epp", "skipped", "no probe (--gateway-url, --epp-metrics, --probe-model)")
+            wait_s = max(0.0, switch_grace_s - _crds_age_s(cluster))
+            time.sleep(wait_s)
+            step("wait-switch", "done", f"waited {wait_s:.1f} s: the llm-d.ai CRDs are {switch_grace_s:g} s old, "
+                 "time for an EPP to read llm-d.ai before the x-k8s objects go")
         else:
-            step("verify-epp", "done", "the EPP admits each objective with its priority")
+            step("verify-epp", "done", "the EPP reads llm-d.ai and admits each objective with its priority")
         for m in plan.moves:
             cluster.delete(m.source, m.namespace, m.name)
             step("delete-old", "done", f"{m.source.kind} {m.name} ({m.source.api_version})")

@@ -1,13 +1,15 @@
 """Does the EPP serve the llm-d.ai copies? A probe through the gateway and the EPP's metrics.
 
-For each moved InferenceObjective, ``probes`` completions are sent through the gateway with
+For each InferenceObjective given, ``probes`` completions are sent through the gateway with
 the header ``x-gateway-inference-objective: <name>``; the EPP counts each scheduled request in
 ``infergate_epp_request_priority_total{objective, priority}``, with ``objective`` empty when it
 does not know the objective. So the objective is served when that series, for its name and its
 spec's priority, grew by the number of probes (summed over the EPPs' metrics URLs) and every
-probe was answered 200. The EPP learns of the copies through its watch a moment after they are
-applied, so a round it admitted without the objective is repeated (bounded: ``settle_s``). Run while both the x-k8s objects and their copies exist: an EPP with the
-llm-d.ai CRDs reads only the copies, so a pass means the copies are what it serves.
+probe was answered 200. The copies have the originals' names and priorities, so they pass on an
+EPP that still reads the x-k8s objects: the run probes first an objective that exists in
+llm-d.ai only (:data:`infergate.migrate.llmd.PROBE_OBJECTIVE`). An EPP learns of new CRDs and
+objects a moment after they appear, so a round it admitted without the objective is repeated
+(bounded: ``settle_s``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from infergate.api.headers import INFERENCE_OBJECTIVE
-from infergate.migrate.llmd import EppVerifier, LlmdPlan
+from infergate.migrate.llmd import EppVerifier
 
 SERIES = "infergate_epp_request_priority_total"
 
@@ -69,9 +71,7 @@ def objective_probe(gateway_url: str, metrics_urls: Sequence[str], model: str, *
                         f"{name!r} at priority {priority} (it does not serve the copy; retried for {settle_s:g} s)")
             time.sleep(retry_s)
 
-    def verify(plan: LlmdPlan) -> list[str]:
-        objectives: Mapping[str, int] = {m.name: int(m.spec.get("priority") or 0) for m in plan.moves
-                                         if m.kind == "InferenceObjective"}
+    def verify(objectives: Mapping[str, int]) -> list[str]:
         with httpx.Client(timeout=timeout_s) as client:
             found = [probe_one(client, name, priority) for name, priority in objectives.items()]
         return [problem for problem in found if problem is not None]
