@@ -862,15 +862,17 @@ def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | N
     """Move InferenceObjectives and InferenceModelRewrites from inference.networking.x-k8s.io
     (GIE v1.0-v1.5) to llm-d.ai (the llm-d router) without downtime: copy each to llm-d.ai (both
     served; the EPP prefers llm-d.ai), verify the copies (and, with --gateway-url, --epp-metrics
-    and --probe-model, that the EPP admits each objective with its priority), then delete the
-    x-k8s objects. A failed verification deletes the copies again.
+    and --probe-model, that the EPP reads llm-d.ai and admits each objective with its priority;
+    without them, wait until the llm-d.ai CRDs are --switch-grace old), then delete the x-k8s
+    objects. A failed verification deletes the copies again. --install-crds (recommended)
+    installs the llm-d.ai CRDs right before the copies: an EPP reads only llm-d.ai once they
+    exist, so installed earlier they leave it without rewrites and objectives until the copies.
 
     \b
-    infergate migrate llm-d -n prod --plan        # the steps
-    infergate migrate llm-d -n prod --dry-run     # every write with dryRun=All
-    infergate migrate llm-d -n prod               # copy, verify, delete the old
-    infergate migrate llm-d -n prod --install-crds  # install the llm-d.ai CRDs first, then the same
-    infergate migrate llm-d -n prod --rollback    # restore the x-k8s objects, delete the copies
+    infergate migrate llm-d -n prod --install-crds --plan     # the steps
+    infergate migrate llm-d -n prod --install-crds --dry-run  # every write with dryRun=All
+    infergate migrate llm-d -n prod --install-crds            # (CRDs,) copy, verify, delete the old
+    infergate migrate llm-d -n prod --rollback                # restore the x-k8s objects, delete the copies
 
     Exit 0: done (or nothing to do); 1: error (e.g. the llm-d.ai CRDs are not installed);
     5: a verification failed, the copies were deleted; 6: refused (an llm-d.ai object of the
