@@ -145,7 +145,7 @@ def command() -> None:
     infergate migrate run -n prod --path simple      # install, remove, switch, verify; reports the downtime
     infergate migrate verify -n prod --route llm-route
     infergate migrate cleanup -n prod                # preview leftovers, then the preview CRDs
-    infergate migrate llm-d -n prod                  # x-k8s objectives/rewrites -> llm-d.ai
+    infergate migrate llm-d -n prod --install-crds   # x-k8s objectives/rewrites -> llm-d.ai
     infergate migrate crds-check --to v1.5           # refuses (exit 6) while preview pools remain
     infergate migrate chart-values -f values.yaml    # inferencepool chart values v1.0 -> v1.5
 
