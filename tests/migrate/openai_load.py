@@ -9,10 +9,12 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import openai
+
+from infergate.api.headers import INFERENCE_OBJECTIVE
 
 from .streamload import paced
 
@@ -37,14 +39,16 @@ class OpenAIStreamLoad:
     rate: float = 50.0
     max_tokens: int = 8
     timeout_s: float = 30.0
+    objectives: Mapping[str, str] = field(default_factory=dict)  # model -> x-gateway-inference-objective
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     async def one(self, client: openai.AsyncOpenAI, model: str) -> None:
         started = time.monotonic()
         try:
+            headers = {INFERENCE_OBJECTIVE: self.objectives[model]} if model in self.objectives else None
             stream = await client.completions.create(model=model, prompt=self.prompt, max_tokens=self.max_tokens,
-                                                     stream=True)
+                                                     stream=True, extra_headers=headers)
             names = [chunk.model async for chunk in stream]
         except openai.APIStatusError as exc:
             self.outcomes.append(Outcome(started, model, exc.status_code, error=exc.response.text[:300]))

@@ -145,7 +145,7 @@ def command() -> None:
     infergate migrate run -n prod --path simple      # install, remove, switch, verify; reports the downtime
     infergate migrate verify -n prod --route llm-route
     infergate migrate cleanup -n prod                # preview leftovers, then the preview CRDs
-    infergate migrate llm-d -n prod                  # x-k8s objectives/rewrites -> llm-d.ai
+    infergate migrate llm-d -n prod --install-crds   # x-k8s objectives/rewrites -> llm-d.ai
     infergate migrate crds-check --to v1.5           # refuses (exit 6) while preview pools remain
     infergate migrate chart-values -f values.yaml    # inferencepool chart values v1.0 -> v1.5
 
@@ -842,21 +842,37 @@ def crds_check_command(kubeconfig: str | None, context: str | None, helm_path: s
 @click.option("--epp-metrics", "metrics_urls", multiple=True, help="URL of an EPP's /metrics (repeat per EPP).")
 @click.option("--probe-model", help="Model the probe requests name.")
 @click.option("--probes", type=int, default=3, show_default=True, help="Probe requests per InferenceObjective.")
+@click.option("--install-crds", is_flag=True,
+              help="Install infergate's llm-d.ai CRDs (as `infergate crds --bundle llm-d`) when missing, right "
+                   "before the copies: an EPP reads only llm-d.ai from the moment they exist, so this keeps the "
+                   "time it applies no rewrite and no objective to the copies' milliseconds. A failed "
+                   "verification removes them again.")
+@click.option("--switch-grace", default="5s", show_default=True,
+              help="Without the EPP probe: how old the llm-d.ai CRDs must be before the x-k8s objects are deleted "
+                   "(an EPP notices new CRDs by polling; deleted before it reads llm-d.ai, they take its rewrites "
+                   "and objectives with them). A Go duration or seconds.")
+@click.option("--probe-settle", default="10s", show_default=True,
+              help="How long to probe an objective again while the EPP's watch has not delivered its copy yet "
+                   "(a Go duration or seconds).")
 @OUTPUT
 def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | None, namespace: str | None,
                  plan_only: bool, dry_run: bool, do_rollback: bool, gateway_url: str | None,
-                 metrics_urls: tuple[str, ...], probe_model: str | None, probes: int, output: str) -> None:
+                 metrics_urls: tuple[str, ...], probe_model: str | None, probes: int, install_crds: bool,
+                 switch_grace: str, probe_settle: str, output: str) -> None:
     """Move InferenceObjectives and InferenceModelRewrites from inference.networking.x-k8s.io
     (GIE v1.0-v1.5) to llm-d.ai (the llm-d router) without downtime: copy each to llm-d.ai (both
     served; the EPP prefers llm-d.ai), verify the copies (and, with --gateway-url, --epp-metrics
-    and --probe-model, that the EPP admits each objective with its priority), then delete the
-    x-k8s objects. A failed verification deletes the copies again.
+    and --probe-model, that the EPP reads llm-d.ai and admits each objective with its priority;
+    without them, wait until the llm-d.ai CRDs are --switch-grace old), then delete the x-k8s
+    objects. A failed verification deletes the copies again. --install-crds (recommended)
+    installs the llm-d.ai CRDs right before the copies: an EPP reads only llm-d.ai once they
+    exist, so installed earlier they leave it without rewrites and objectives until the copies.
 
     \b
-    infergate migrate llm-d -n prod --plan        # the steps
-    infergate migrate llm-d -n prod --dry-run     # every write with dryRun=All
-    infergate migrate llm-d -n prod               # copy, verify, delete the old
-    infergate migrate llm-d -n prod --rollback    # restore the x-k8s objects, delete the copies
+    infergate migrate llm-d -n prod --install-crds --plan     # the steps
+    infergate migrate llm-d -n prod --install-crds --dry-run  # every write with dryRun=All
+    infergate migrate llm-d -n prod --install-crds            # (CRDs,) copy, verify, delete the old
+    infergate migrate llm-d -n prod --rollback                # restore the x-k8s objects, delete the copies
 
     Exit 0: done (or nothing to do); 1: error (e.g. the llm-d.ai CRDs are not installed);
     5: a verification failed, the copies were deleted; 6: refused (an llm-d.ai object of the
@@ -868,13 +884,24 @@ def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | N
     probe_args = (gateway_url, metrics_urls, probe_model)
     if any(probe_args) and not all(probe_args):
         raise click.UsageError("the EPP probe needs --gateway-url, --epp-metrics and --probe-model together")
+    from infergate.util.durations import DurationError, parse_seconds
+
+    durations: dict[str, float] = {}
+    for hint, text in (("--probe-settle", probe_settle), ("--switch-grace", switch_grace)):
+        try:
+            durations[hint] = parse_seconds(text)
+        except DurationError as exc:
+            raise click.BadParameter(str(exc), param_hint=hint) from exc
+        if durations[hint] < 0:
+            raise click.BadParameter("must not be negative", param_hint=hint)
+    settle_s = durations["--probe-settle"]
     cluster = _connect(kubeconfig, context)
     ns = namespace or _default_namespace(kubeconfig, context)
     try:
         if do_rollback:
             result = llmd.rollback(cluster, ns, dry_run=dry_run)
         else:
-            plan = llmd.plan_llmd(cluster, ns)
+            plan = llmd.plan_llmd(cluster, ns, install_crds=install_crds)
             if plan_only:
                 if output != "table":
                     emit(plan.to_dict(), output)
@@ -888,8 +915,10 @@ def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | N
             if gateway_url and probe_model:
                 from infergate.migrate.llmd_probe import objective_probe
 
-                verifier = objective_probe(gateway_url, list(metrics_urls), probe_model, probes=probes)
-            result = llmd.run(cluster, plan, dry_run=dry_run, verify_epp=verifier, progress=_progress(output))
+                verifier = objective_probe(gateway_url, list(metrics_urls), probe_model, probes=probes,
+                                           settle_s=settle_s)
+            result = llmd.run(cluster, plan, dry_run=dry_run, verify_epp=verifier,
+                              switch_grace_s=durations["--switch-grace"], progress=_progress(output))
     except ClusterError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

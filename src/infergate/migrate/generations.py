@@ -74,7 +74,7 @@ MOVE_OF_KIND: Final[dict[str, str]] = {
 }
 HOW: Final[dict[str, str]] = {
     PREVIEW_TO_GA: "infergate migrate run -n NS",
-    XK8S_TO_LLMD: "infergate migrate llm-d -n NS",
+    XK8S_TO_LLMD: "infergate migrate llm-d -n NS --install-crds",
     TARGET_MODELS_REWRITE: "infergate migrate run -n NS --target-models rewrite",
     CHART_VALUES_V15: "helm get values R -n NS -o yaml | infergate migrate chart-values -f -",
     CRDS_V15_BLOCKED: "finish preview-to-ga (and `migrate cleanup`) before installing GIE v1.5+ CRDs",
