@@ -36,10 +36,10 @@ from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.util.durations import DurationError, parse_seconds
 
 # "auto" limits when the profile accounts picks: a running batch of 64 keeps an 8B model's
-# inter-token latency near 50 ms on an A100 at ~3,000-token contexts; 8,192 tokens is vLLM's
-# default prefill budget per step (max_num_batched_tokens): one full step of prefill queued ahead
+# inter-token latency near 50 ms on an A100 at ~3,000-token contexts; 2,048 prompt tokens queued
+# ahead are ~0.3 s of its prefill, which leaves a new request's own prefill within a 0.5 s TTFT
 DEFAULT_MAX_INFLIGHT_PER_ENDPOINT = 64
-DEFAULT_MAX_PENDING_PREFILL_TOKENS = 8192
+DEFAULT_MAX_PENDING_PREFILL_TOKENS = 2048
 
 # (hostport, its fresh scraped metrics or None) -> (requests in flight, pending prefill tokens)
 PickTimeLoad = Callable[[str, EndpointMetrics | None], tuple[int, float]]
