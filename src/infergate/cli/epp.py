@@ -65,7 +65,7 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
                    "See docs/epp.md.")
 @click.option("--sd-max-pending-prefill-tokens", type=click.IntRange(min=0), default=None,
               help="Pick-time saturation: an endpoint with more uncached prompt tokens waiting to be prefilled "
-                   "has no capacity left. 0 = off; unset = 8192 when the scheduling profile has an "
+                   "has no capacity left. 0 = off; unset = 2048 when the scheduling profile has an "
                    "inflight-load-producer, else off.")
 @click.option("--flow-control/--no-flow-control", default=False, show_default=True,
               help="infergate's flow control: when the pool is saturated, queue requests by priority "
