@@ -58,6 +58,15 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
               help="Log line format (upstream's chart passes json).")
 @click.option("--enable-pprof/--no-enable-pprof", default=True, show_default=True,
               help="Accepted for compatibility with upstream's flags; infergate has no pprof endpoint.")
+@click.option("--sd-max-inflight-per-endpoint", type=click.IntRange(min=0), default=None,
+              help="Pick-time saturation: an endpoint with this many requests in flight (this EPP's picks, "
+                   "or its scraped running + waiting if higher) has no capacity left. 0 = off; unset = 64 when "
+                   "the scheduling profile has an inflight-load-producer (the default profile), else off. "
+                   "See docs/epp.md.")
+@click.option("--sd-max-pending-prefill-tokens", type=click.IntRange(min=0), default=None,
+              help="Pick-time saturation: an endpoint with more uncached prompt tokens waiting to be prefilled "
+                   "has no capacity left. 0 = off; unset = 2048 when the scheduling profile has an "
+                   "inflight-load-producer, else off.")
 @click.option("--flow-control/--no-flow-control", default=False, show_default=True,
               help="infergate's flow control: when the pool is saturated, queue requests by priority "
                    "instead of upstream's behaviour (admit priority >= 0, shed priority < 0 with 429). "

@@ -72,6 +72,8 @@ def saturation_config(options: EPPOptions) -> SaturationConfig:
         else options.sd_kv_cache_util_threshold,
         env.metrics_staleness_threshold if options.sd_metrics_staleness_threshold is None
         else options.sd_metrics_staleness_threshold,
+        max_inflight_per_endpoint=options.sd_max_inflight_per_endpoint,
+        max_pending_prefill_tokens=options.sd_max_pending_prefill_tokens,
     )
 
 

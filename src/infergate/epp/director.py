@@ -13,10 +13,13 @@ datastore.py). Per request (gie.md §3.4):
    and its ``targetModels`` -> weighted target model (the body's model is rewritten);
    GA pools: ``x-gateway-model-name-rewrite`` -> rewrite (already applied to ``request.model``);
    preview pools ignore that header, as v0.3.0 does;
-4. admission (flow control; off = upstream: priority < 0 while saturated -> 429);
+4. admission (flow control; off = upstream: priority < 0 while saturated -> 429); saturation
+   reads this EPP's pick-time load too when the profile accounts picks (saturation.py);
 5. candidates = available endpoints (not failing), narrowed by the subset hint
    (present-but-empty or no match -> 503);
-6. schedule (failure -> 429), PreRequest plugins (prefix indexer), in-flight += 1.
+6. schedule (failure -> 429); with pick-time saturation, a sheddable request whose picked
+   endpoint has no room is shed (429) rather than sent to a full endpoint or moved off its
+   prefix; PreRequest plugins (prefix indexer), in-flight += 1.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from infergate.epp.contract import Decision, InferenceRequest, Rejection
 from infergate.epp.datastore import Datastore, Endpoint, InferenceModelInfo
 from infergate.epp.flowcontrol import FlowControlConfig, FlowController
 from infergate.epp.metrics import EppMetrics, PoolSnapshot
-from infergate.epp.metrics_scraper import MetricsStore
+from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.saturation import SaturationConfig, SaturationDetector
 from infergate.epp.scheduling.framework import Candidate, Scheduler, SchedulingError, SchedulingRequest
+from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer
 from infergate.epp.scheduling.plugins.precise_prefix import DatastoreAware
 from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
 
@@ -110,7 +114,10 @@ class EppDirector:
         self.metrics = metrics or EppMetrics()
         self._series = _SeriesCache(self.metrics)
         self.rng = random.Random(self.config.seed)
-        self.saturation = SaturationDetector(store, self.config.saturation)
+        producers = [p for p in scheduler.plugins.values() if isinstance(p, InflightLoadProducer)]
+        self._producer = producers[0] if producers else None
+        self.saturation = SaturationDetector(store, self.config.saturation, load=self._pick_time_load,
+                                             accounts_picks=self._producer is not None)
         self.flow = FlowController(self.config.flow_control, self._capacity,
                                    on_queue_size=self.metrics.flow_control_queue_size.set)
         self._requests: dict[str, _RequestState] = {}
@@ -158,6 +165,18 @@ class EppDirector:
             unseen = max(unseen, missing)
         return unseen
 
+    def _pick_time_load(self, hostport: str, metrics: EndpointMetrics | None) -> tuple[int, float]:
+        """(requests in flight, pending prefill tokens) on ``hostport``: the profile's pick-time
+        accounting reconciled with ``metrics`` (``inflight-load-producer``'s view), at least the
+        requests this EPP has in flight there."""
+        local = self._inflight.get(hostport, 0)
+        endpoint = self.datastore.endpoint(hostport)
+        if self._producer is None or endpoint is None:
+            scraped = 0 if metrics is None else metrics.running + metrics.waiting_queue
+            return max(local, scraped), 0.0
+        requests, pending = self._producer.view(Candidate(endpoint, metrics, local))
+        return max(local, requests), pending
+
     def _on_datastore_change(self) -> None:
         current = {e.hostport for e in self.datastore.endpoints()}
         for gone in self._known_endpoints - current:
@@ -169,20 +188,15 @@ class EppDirector:
 
     def _capacity(self) -> int:
         """Admission capacity in requests. Flow control off: 1 if not saturated else 0
-        (upstream's detector). On: headroom from fresh metrics minus the requests sent that
-        the last scrape of each endpoint cannot show yet."""
+        (upstream's detector, with the pick-time limits when on). On: headroom from fresh
+        metrics minus the requests sent that the last scrape of each endpoint cannot show yet
+        (and under the pick-time limits when on)."""
         hostports = [h for h in self._known_endpoints if not self.store.failing(h)]
         if not self.config.flow_control.enabled:
             return 0 if self.saturation.is_saturated(hostports) else 1
         now = time.monotonic()
-        c = self.saturation.config
-        total = 0
-        for h in hostports:
-            m = self.store.fresh(h, now, c.metrics_staleness_threshold)
-            if m is None or m.kv_cache_usage > c.kv_cache_util_threshold:
-                continue
-            total += max(0, c.queue_depth_threshold + 1 - m.waiting_queue - self._unseen(h))
-        return total
+        headroom = self.saturation.endpoint_headroom
+        return sum(headroom(h, now, self._unseen(h)) for h in hostports)
 
     # ---- helpers -----------------------------------------------------------------------
     def available_endpoints(self) -> list[Endpoint]:
@@ -329,13 +343,8 @@ class EppDirector:
             # admission counted pool capacity: send the request where that capacity is
             # (fresh metrics, KV under the threshold, queue + sent since the scrape under the
             # threshold); when no endpoint qualifies, every candidate stays (fail open)
-            c = self.saturation.config
-            unseen = self._unseen
-            roomy = [cand for cand in candidates
-                     if cand.metrics is not None
-                     and now - cand.metrics.update_time <= c.metrics_staleness_threshold
-                     and cand.metrics.kv_cache_usage <= c.kv_cache_util_threshold
-                     and cand.metrics.waiting_queue + unseen(cand.hostport) <= c.queue_depth_threshold]
+            unseen, headroom = self._unseen, self.saturation.endpoint_headroom
+            roomy = [cand for cand in candidates if headroom(cand.hostport, now, unseen(cand.hostport)) > 0]
             if roomy:
                 candidates = roomy
         sreq = SchedulingRequest(request.request_id, target, request.prompt, request.headers, request.body)
@@ -344,6 +353,12 @@ class EppDirector:
         except SchedulingError as exc:
             raise self._reject(body_model, target, Rejection(
                 429, "InferencePoolResourceExhausted", f"failed to find target pod: {exc}")) from None
+        if (priority < 0 and self.saturation.pick_time
+                and self.saturation.endpoint_headroom(result.primary.targets[0].hostport, now) <= 0):
+            # the sheddable request's best endpoint is full: moving it elsewhere would cost a
+            # prefill there (and the prefix) at the expense of the requests already running
+            raise self._reject(body_model, target, Rejection(
+                429, "InferencePoolResourceExhausted", "system saturated, sheddable request dropped"))
         self.scheduler.pre_request(state, sreq, result)
         for plugin in self._prefix_plugins:
             self.metrics.prefix_hit_ratio.observe(plugin.last_hit_ratio)

@@ -52,6 +52,10 @@ class EPPOptions:
     sd_queue_depth_threshold: int | None = None
     sd_kv_cache_util_threshold: float | None = None
     sd_metrics_staleness_threshold: float | None = None
+    # pick-time saturation limits (infergate; saturation.py): None = auto (on with the defaults
+    # when the profile has an inflight-load-producer, else off), 0 = off
+    sd_max_inflight_per_endpoint: int | None = None
+    sd_max_pending_prefill_tokens: int | None = None
     # flow control (infergate's): priority queueing when the pool is saturated
     flow_control: bool = False
     flow_control_max_queued: int = 1024

@@ -1,22 +1,48 @@
-"""Saturation detector (upstream v1.0's, gie.md §3.6).
+"""Saturation detector: upstream v1.0's (gie.md §3.6), plus infergate's pick-time state.
 
-The pool is saturated unless some endpoint has metrics no older than
-``metrics_staleness_threshold`` (200 ms) with waiting queue <= ``queue_depth_threshold`` (5)
-and KV cache utilization <= ``kv_cache_util_threshold`` (0.8). No endpoints = saturated.
-Upstream reads the thresholds from ``SD_QUEUE_DEPTH_THRESHOLD``,
-``SD_KV_CACHE_UTIL_THRESHOLD`` and ``SD_METRICS_STALENESS_THRESHOLD``; ``from_env`` does too
-(the staleness threshold is a Go duration or seconds; other text raises ``SaturationConfigError``).
+Upstream: an endpoint has capacity when its metrics are no older than
+``metrics_staleness_threshold`` (200 ms), its waiting queue is <= ``queue_depth_threshold``
+(5) and its KV cache utilization <= ``kv_cache_util_threshold`` (0.8); the pool is saturated
+when no endpoint has capacity (no endpoints = saturated). Upstream reads the thresholds from
+``SD_QUEUE_DEPTH_THRESHOLD``, ``SD_KV_CACHE_UTIL_THRESHOLD`` and
+``SD_METRICS_STALENESS_THRESHOLD``; ``from_env`` does too (the staleness threshold is a Go
+duration or seconds; other text raises ``SaturationConfigError``).
+
+Pick-time state (infergate, issue 16): scraped metrics lag the EPP's own picks by up to one
+refresh interval, and a model server's waiting queue and KV use stay low while its running
+batch grows until every stream is slow (a batch of hundreds of cached-prefix requests queues
+nothing and fills no KV, but its inter-token latency is several times the SLO). The EPP knows
+its load at once: ``PickTimeLoad`` gives, per endpoint, the requests in flight and the uncached
+prompt tokens waiting to be prefilled there (this EPP's picks, reconciled with the scraped
+running + waiting counts, which include other routers' requests). An endpoint then also needs
+
+* requests in flight < ``max_inflight_per_endpoint``, and
+* pending prefill tokens <= ``max_pending_prefill_tokens`` (the predicted wait before a new
+  request's prefill starts, in tokens: a model server prefills its queue in order).
+
+0 turns a limit off; ``None`` is "auto": the EPP's wiring turns it on with the defaults below
+when the scheduling profile accounts picks (an ``inflight-load-producer``: infergate's default
+``predicted-latency``), and off otherwise (``upstream-v1.0`` behaves as upstream).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 
-from infergate.epp.metrics_scraper import MetricsStore
+from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.util.durations import DurationError, parse_seconds
+
+# "auto" limits when the profile accounts picks: a running batch of 64 keeps an 8B model's
+# inter-token latency near 50 ms on an A100 at ~3,000-token contexts; 2,048 prompt tokens queued
+# ahead are ~0.3 s of its prefill, which leaves a new request's own prefill within a 0.5 s TTFT
+DEFAULT_MAX_INFLIGHT_PER_ENDPOINT = 64
+DEFAULT_MAX_PENDING_PREFILL_TOKENS = 2048
+
+# (hostport, its fresh scraped metrics or None) -> (requests in flight, pending prefill tokens)
+PickTimeLoad = Callable[[str, EndpointMetrics | None], tuple[int, float]]
 
 
 class SaturationConfigError(ValueError):
@@ -28,6 +54,9 @@ class SaturationConfig:
     queue_depth_threshold: int = 5
     kv_cache_util_threshold: float = 0.8
     metrics_staleness_threshold: float = 0.2  # seconds
+    # pick-time limits (infergate): 0 = off, None = auto (on when the profile accounts picks)
+    max_inflight_per_endpoint: int | None = None
+    max_pending_prefill_tokens: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SaturationConfig:
@@ -54,29 +83,67 @@ class SaturationConfig:
                 ) from None
         return cls(queue, kv, stale)
 
+    def resolved(self, accounts_picks: bool) -> SaturationConfig:
+        """The pick-time limits with "auto" (None) decided: the defaults when the scheduling
+        profile accounts picks, else off."""
+        def pick(value: int | None, default: int) -> int:
+            if value is not None:
+                return value
+            return default if accounts_picks else 0
+
+        return replace(self, max_inflight_per_endpoint=pick(self.max_inflight_per_endpoint,
+                                                            DEFAULT_MAX_INFLIGHT_PER_ENDPOINT),
+                       max_pending_prefill_tokens=pick(self.max_pending_prefill_tokens,
+                                                       DEFAULT_MAX_PENDING_PREFILL_TOKENS))
+
+    @property
+    def pick_time(self) -> bool:
+        """Whether a pick-time limit is on (after ``resolved``)."""
+        return bool(self.max_inflight_per_endpoint) or bool(self.max_pending_prefill_tokens)
+
 
 class SaturationDetector:
-    def __init__(self, store: MetricsStore, config: SaturationConfig | None = None) -> None:
+    """``config`` is kept as given; ``limits`` is it with "auto" decided by ``accounts_picks``
+    (whether ``load`` reads a profile's pick-time accounting)."""
+
+    def __init__(self, store: MetricsStore, config: SaturationConfig | None = None, *,
+                 load: PickTimeLoad | None = None, accounts_picks: bool = False) -> None:
         self.store = store
         self.config = config or SaturationConfig()
+        self.limits = self.config.resolved(accounts_picks)
+        self.load = load
+
+    @property
+    def pick_time(self) -> bool:
+        return self.load is not None and self.limits.pick_time
+
+    def endpoint_headroom(self, hostport: str, now: float, unseen: int = 0) -> int:
+        """Requests ``hostport`` can still take: 0 without fresh metrics or over the KV threshold;
+        else the room under the queue threshold (its scraped queue plus ``unseen`` requests
+        sent that the scrape cannot show yet) and, with pick-time limits, under the in-flight
+        limit; 0 when the pending prefill is over its limit."""
+        c = self.limits
+        m = self.store.fresh(hostport, now, c.metrics_staleness_threshold)
+        if m is None or m.kv_cache_usage > c.kv_cache_util_threshold:
+            return 0
+        room = max(0, c.queue_depth_threshold + 1 - m.waiting_queue - unseen)
+        if room and self.load is not None and (c.max_inflight_per_endpoint or c.max_pending_prefill_tokens):
+            requests, pending = self.load(hostport, m)
+            if c.max_pending_prefill_tokens and pending > c.max_pending_prefill_tokens:
+                return 0
+            if c.max_inflight_per_endpoint:
+                room = min(room, max(0, c.max_inflight_per_endpoint - requests))
+        return room
 
     def has_capacity(self, hostport: str, now: float) -> bool:
-        c = self.config
-        m = self.store.fresh(hostport, now, c.metrics_staleness_threshold)
-        return m is not None and m.waiting_queue <= c.queue_depth_threshold and m.kv_cache_usage <= c.kv_cache_util_threshold
+        return self.endpoint_headroom(hostport, now) > 0
 
     def is_saturated(self, hostports: Iterable[str], now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
         return not any(self.has_capacity(h, now) for h in hostports)
 
     def headroom(self, hostports: Iterable[str], now: float | None = None) -> int:
-        """Requests the pool can still take before every endpoint is over the queue threshold,
-        from the last fresh metrics (flow control releases at most this many per refresh)."""
+        """Requests the pool can still take before every endpoint is over a threshold,
+        from the last fresh metrics (and the pick-time state when on)."""
         now = time.monotonic() if now is None else now
-        c = self.config
-        total = 0
-        for h in hostports:
-            m = self.store.fresh(h, now, c.metrics_staleness_threshold)
-            if m is not None and m.kv_cache_usage <= c.kv_cache_util_threshold:
-                total += max(0, c.queue_depth_threshold - m.waiting_queue + 1)
-        return total
+        return sum(self.endpoint_headroom(h, now) for h in hostports)

@@ -78,20 +78,33 @@ async def run_open(url: str, model: str, workload: Workload, time_scale: float, 
         return [r for rs in nested for r in rs], loop.time() - start
 
 
+SHED_BACKOFF_S = 1.0  # model seconds a closed-loop user waits after a 429 (a client backing off)
+
+
 async def run_closed(url: str, model: str, workload: Workload, time_scale: float, duration_s: float, *,
                      timeout: float = 600.0) -> tuple[list[TurnResult], float]:
     """``workload.concurrency`` users take sessions in order until ``duration_s`` wall seconds
-    are up; turns in flight then finish (and count)."""
-    queue = list(reversed(workload.sessions))
+    are up; turns in flight then finish (and count). With objectives (priority-mix) each user
+    keeps one objective (user k that of session k, so the mix is the workload's) and takes the
+    next session of it, and waits ``SHED_BACKOFF_S`` after a 429: a shed request must not turn
+    its user into one more critical user (or a loop of instant retries)."""
+    queues: dict[str | None, list[Session]] = {}
+    for s in reversed(workload.sessions):
+        queues.setdefault(s.objective if workload.objectives else None, []).append(s)
+    classes = [s.objective if workload.objectives else None for s in workload.sessions[: workload.concurrency]]
     results: list[TurnResult] = []
     async with _client(timeout) as client:
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = time.monotonic() + duration_s
 
-        async def user() -> None:
+        async def user(objective: str | None) -> None:
+            queue = queues[objective]
             while queue and time.monotonic() < deadline:
-                results.extend(await _run_session(client, url, model, queue.pop(), time_scale, deadline))
+                turns = await _run_session(client, url, model, queue.pop(), time_scale, deadline)
+                results.extend(turns)
+                if turns and turns[-1].status == 429:
+                    await asyncio.sleep(SHED_BACKOFF_S / time_scale)
 
-        await asyncio.gather(*(user() for _ in range(workload.concurrency)))
+        await asyncio.gather(*(user(c) for c in classes))
         return results, loop.time() - start
