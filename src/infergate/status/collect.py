@@ -178,7 +178,11 @@ def _pool_ports(pool: Mapping[str, Any]) -> list[int]:
 
 
 def _picker(pool: Mapping[str, Any]) -> tuple[str, int, str]:
+    """(EPP Service, port, failure mode); ("", 0, "-") for a pool without one (the gateway
+    balances it itself, GIE v1.6)."""
     spec = pool.get("spec") or {}
+    if not (spec.get("endpointPickerRef") or spec.get("extensionRef") or {}).get("name"):
+        return "", 0, "-"
     if "endpointPickerRef" in spec:
         ref = spec.get("endpointPickerRef") or {}
         return str(ref.get("name", "")), int((ref.get("port") or {}).get("number") or 0), \
@@ -225,6 +229,8 @@ def plan_pool(objects: Objects, pool: Mapping[str, Any]) -> _PoolPlan:
         for port in port_list:
             endpoints.append((str(meta.get("name")), address, port, _pod_ready(pod) and bool(address)))
     name, port, failure_mode = _picker(pool)
+    if not name:
+        return _PoolPlan(pool, endpoints, "", None, failure_mode)
     return _PoolPlan(pool, endpoints, f"{name}:{port}", _epp_metrics_url(objects, ns, name), failure_mode)
 
 
@@ -385,8 +391,12 @@ def _pool_status(objects: Objects, plan: _PoolPlan, before: Mapping[str, ScrapeR
     pool = plan.obj
     ns, name = _meta(pool)
     group = str(pool.get("apiVersion", "")).split("/")[0]
-    epp_after = after.get(plan.epp_metrics_url, "no metrics address") if plan.epp_metrics_url else \
-        "the EPP Service or its pods were not found"
+    if not plan.epp:  # no EPP: nothing to reach
+        epp_after: ScrapeResult = []
+    elif plan.epp_metrics_url:
+        epp_after = after.get(plan.epp_metrics_url, "no metrics address")
+    else:
+        epp_after = "the EPP Service or its pods were not found"
     epp_before = before.get(plan.epp_metrics_url, "") if plan.epp_metrics_url else ""
     endpoints = []
     ttft_parts = []

@@ -62,7 +62,12 @@ def _pools(snapshot: StatusSnapshot) -> Table:
     for pool in snapshot.pools:
         t = pool.traffic
         ready = sum(e.ready for e in pool.endpoints)
-        epp = Text(pool.epp) if pool.epp_reachable else Text(f"{pool.epp} (metrics unreachable)", style="red")
+        if not pool.epp:
+            epp = Text("none (gateway)")  # GIE v1.6: a pool without endpointPickerRef
+        elif pool.epp_reachable:
+            epp = Text(pool.epp)
+        else:
+            epp = Text(f"{pool.epp} (metrics unreachable)", style="red")
         objectives = ", ".join(f"{o.name} ({o.priority if o.priority is not None else '-'})" for o in pool.objectives)
         if pool.models:
             objectives = ", ".join(filter(None, [objectives, *(f"{md.model_name} [{md.criticality or '-'}]"
