@@ -151,10 +151,11 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
         None if out_dir is None else lambda partial: report.write_outputs(partial, out_dir))))
     for name, why in result.skipped.items():
         click.echo(f"skipped {name}: {why}", err=True)
-    busy = [run for run in result.runs if run.summary is not None and run.summary.machine_busy > 0.85]
+    busy = [run for run in result.runs if run.summary is not None and run.summary.cpu_wait > 0.10]
     if busy:
-        click.echo(f"warning: the machine was more than 85% busy during {len(busy)} of {len(result.runs)} runs: "
-                   f"latencies include host contention; lower --time-scale or run on a quieter machine", err=True)
+        click.echo(f"warning: in {len(busy)} of {len(result.runs)} runs the benchmark's processes waited for a CPU "
+                   f"more than 10% of their runnable time: latencies include host contention; lower --time-scale "
+                   f"or run on a quieter machine", err=True)
     if as_json:
         click.echo(json.dumps(report.as_json(result)))
     else:
