@@ -10,19 +10,27 @@ arrive (the prompt has been computed), and everything when the request ends, com
 not (error, abort, reset).
 
 ``view`` reconciles this with the scraped metrics, for endpoints other routers (or other
-EPP replicas) also send to: requests = max(local in flight, scraped running + waiting);
-pending prefill tokens = local pending + the scraped waiting requests this EPP does not know
-about (at most scraped running + waiting - local in flight) x the mean uncached tokens of
-recent picks. The waiting requests this EPP sent are already in its pending prefill with
-their exact uncached tokens: counting them again at the mean (mostly cache misses' 3,000
-tokens while the pool warms up) made a prefix's holder look saturated and gave its prefix
-away (issue 16's closed loop).
+EPP replicas) also send to. A scrape is a snapshot of the moment it was taken: the requests
+this EPP has sent there since are not in it, and the ones that ended since still are. So the
+requests the scrape saw that this EPP does not account for are scraped running + waiting minus
+this EPP's in flight *at the scrape's time* (in flight now, minus the picks since, plus the
+ends since); requests = local in flight + those, and pending prefill tokens = local pending +
+those of them that were waiting (at most the scraped waiting queue) x the mean uncached tokens
+of recent picks. Counting against today's in-flight count instead read every request that ended
+since the last scrape (up to 50 ms of model time) as another router's waiting request, at the
+mean uncached tokens (~3,000 on issue 16's Zipf workload): phantom work on exactly the busy
+replicas, which pushed picks away from a prefix's holders. The waiting requests this EPP sent
+are already in its pending prefill with their exact uncached tokens: counting them again at the
+mean (mostly cache misses' 3,000 tokens while the pool warms up) made a prefix's holder look
+saturated and gave its prefix away (issue 16's closed loop).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from infergate.epp.scheduling.framework import (
@@ -39,6 +47,9 @@ from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
 
 DEFAULT_CHARS_PER_TOKEN = 4.0
 MEAN_UNCACHED_DECAY = 0.1  # weight of the newest pick in the running mean of uncached tokens
+MAX_IDLE_ENDPOINTS = 1024  # endpoints with nothing in flight kept for their recent events
+EVENT_HORIZON_S = 30.0  # picks and ends older than this are forgotten (scrapes are far younger)
+MAX_EVENTS = 4096  # per endpoint, whatever their age
 
 
 @dataclass
@@ -54,12 +65,30 @@ class EndpointLoad:
     requests: int = 0
     prompt_tokens: int = 0  # of every request in flight
     pending_prefill_tokens: int = 0  # uncached tokens of requests whose first bytes have not come back
+    # (time.monotonic(), +1 for a pick / -1 for an end), oldest first: to tell what a scrape saw
+    events: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
+
+    def note(self, now: float, change: int) -> None:
+        events = self.events
+        events.append((now, change))
+        while events and events[0][0] < now - EVENT_HORIZON_S:
+            events.popleft()
+
+    def change_since(self, since: float) -> int:
+        """Picks minus ends noted after ``since``."""
+        total = 0
+        for at, change in reversed(self.events):
+            if at <= since:
+                break
+            total += change
+        return total
 
 
 class InflightLoad:
     """Per-endpoint in-flight requests and tokens, keyed by request id."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock  # the scrapes' clock (EndpointMetrics.update_time)
         self._requests: dict[str, _Tracked] = {}
         self._endpoints: dict[str, EndpointLoad] = {}
         self.mean_uncached_tokens = 0.0
@@ -67,14 +96,17 @@ class InflightLoad:
     def get(self, hostport: str) -> EndpointLoad:
         return self._endpoints.get(hostport) or EndpointLoad()
 
-    def add(self, request_id: str, hostport: str, prompt_tokens: int, uncached_tokens: int) -> None:
+    def add(self, request_id: str, hostport: str, prompt_tokens: int, uncached_tokens: int,
+            now: float | None = None) -> None:
+        now = self.clock() if now is None else now
         if request_id in self._requests:  # a reused request id: the old one's accounting ends here
-            self.release(request_id)
+            self.release(request_id, now)
         self._requests[request_id] = _Tracked(hostport, prompt_tokens, uncached_tokens)
         load = self._endpoints.get(hostport)
         if load is None:
             load = self._endpoints[hostport] = EndpointLoad()
         load.requests += 1
+        load.note(now, 1)
         load.prompt_tokens += prompt_tokens
         load.pending_prefill_tokens += uncached_tokens
         if self.mean_uncached_tokens == 0.0:
@@ -89,17 +121,27 @@ class InflightLoad:
         tracked.prefilling = False
         self._endpoints[tracked.hostport].pending_prefill_tokens -= tracked.uncached_tokens
 
-    def release(self, request_id: str) -> None:
+    def release(self, request_id: str, now: float | None = None) -> None:
         tracked = self._requests.pop(request_id, None)
         if tracked is None:
             return
         load = self._endpoints[tracked.hostport]
         load.requests -= 1
+        load.note(self.clock() if now is None else now, -1)
         load.prompt_tokens -= tracked.prompt_tokens
         if tracked.prefilling:
             load.pending_prefill_tokens -= tracked.uncached_tokens
-        if load.requests <= 0:
-            del self._endpoints[tracked.hostport]
+        if load.requests <= 0 and len(self._endpoints) > MAX_IDLE_ENDPOINTS:
+            self._forget_idle()
+
+    def _forget_idle(self) -> None:
+        for hostport in [h for h, load in self._endpoints.items() if load.requests <= 0]:
+            del self._endpoints[hostport]
+
+    def in_flight_at(self, hostport: str, when: float) -> int:
+        """This EPP's requests in flight on ``hostport`` at ``when`` (a recent time.monotonic())."""
+        load = self._endpoints.get(hostport)
+        return 0 if load is None else load.requests - load.change_since(when)
 
     def __len__(self) -> int:
         return len(self._requests)
@@ -177,10 +219,11 @@ class InflightLoadProducer(Plugin):
         requests, pending = max(local.requests, candidate.inflight), float(local.pending_prefill_tokens)
         m = candidate.metrics
         if m is not None:
-            scraped = m.running + m.waiting_queue
-            unknown_waiting = min(m.waiting_queue, max(0, scraped - local.requests))
-            requests = max(requests, scraped)
-            pending += unknown_waiting * self.load.mean_uncached_tokens
+            # what the scrape saw beyond this EPP's own requests at that moment: other routers' traffic
+            unknown = max(0, m.running + m.waiting_queue - self.load.in_flight_at(candidate.hostport,
+                                                                                  m.update_time))
+            requests += unknown
+            pending += min(m.waiting_queue, unknown) * self.load.mean_uncached_tokens
         return requests, pending
 
 
