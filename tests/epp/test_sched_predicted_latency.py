@@ -475,3 +475,22 @@ async def test_director_releases_an_aborted_request() -> None:
     assert producer.load.get(decision.endpoint).requests == 0
     assert producer.load.get(decision.endpoint).pending_prefill_tokens == 0
     assert len(producer.load) == 0
+
+
+def test_a_chats_next_turn_matches_the_whole_previous_prompt_on_its_endpoint() -> None:
+    # issue 16 (multi-turn): turn k+1's prompt is turn k's prompt + the answer + new text; its
+    # leading blocks hash like turn k's, so the session stays where its history is cached
+    scheduler = load_preset("predicted-latency", seed=4)
+    producer = producer_of(scheduler)
+    history = prompt(1, 0)
+    first = pick(scheduler, "t0", history)
+    scheduler.response_started("t0")
+    scheduler.request_done("t0", True)
+    for turn in range(1, 5):
+        history += f" answer {turn} " * 40 + f"\nUser turn {turn}: more?\nAssistant:"
+        request = SchedulingRequest(f"q{turn}", "m", history)
+        _, matched = producer.prefix.match({}, request) if producer.prefix else ([], {})
+        assert matched.get(first, 0) >= (len(history) - len(f" answer {turn} " * 40) - 40) // 64
+        assert pick(scheduler, f"t{turn}", history) == first
+        scheduler.response_started(f"t{turn}")
+        scheduler.request_done(f"t{turn}", True)
