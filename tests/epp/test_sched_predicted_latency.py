@@ -242,6 +242,33 @@ def test_requests_that_ended_after_the_scrape_are_not_another_routers_queue() ->
     assert producer.view(Candidate(Endpoint("pod-0", IPS[0], 8000), scrape)) == (5, 1500.0 + 2 * 3000.0)
 
 
+def test_without_first_bytes_the_scrape_tells_which_requests_are_still_queued() -> None:
+    # issue 16 (Zipf): the production data plane does not send response bodies to the EPP
+    # (ext_proc response_body_mode NONE), so no first bytes come back and every request's
+    # prefill stayed pending until its end, through its whole decode: a busy replica looked
+    # several prompts more loaded than it was. A scrape shows how many requests wait in the
+    # server's queue; it admits in order, so of this EPP's picks before the scrape only the
+    # newest that many are still queued, and the picks since are not in the scrape yet
+    scheduler = load_preset("predicted-latency", seed=1)
+    producer = producer_of(scheduler)
+    load = producer.load
+    holder = HOSTS[0]
+    load.add("a", holder, 3000, 3000)
+    load.add("b", holder, 3000, 2000)
+    load.add("c", holder, 3000, 1000)
+    scrape = EndpointMetrics(waiting_queue=1, running=2, update_time=time.monotonic())  # a, b admitted
+    time.sleep(0.002)
+    load.add("d", holder, 3000, 500)  # after the scrape
+    assert producer.view(Candidate(Endpoint("pod-0", IPS[0], 8000), scrape)) == (4, 1000.0 + 500.0)
+    # without a scrape, nothing tells: every request without first bytes is pending
+    assert producer.view(Candidate(Endpoint("pod-0", IPS[0], 8000), None)) == (4, 6500.0)
+    # an admitted prompt longer than one step's budget (8,192 tokens) is prefilled over several
+    # steps: it stays pending (a 16k-token document would otherwise look done at admission)
+    load.add("long", HOSTS[1], 16_000, 16_000)
+    scrape = EndpointMetrics(waiting_queue=0, running=1, update_time=time.monotonic())
+    assert producer.view(Candidate(Endpoint("pod-1", IPS[1], 8000), scrape)) == (1, 16_000.0)
+
+
 # ---- affinity until saturated ------------------------------------------------------------
 
 def test_affinity_kept_then_spread_to_one_more_replica_at_saturation() -> None:

@@ -147,8 +147,11 @@ class _Policy:
 
 
 class EppPolicy(_Policy):
-    def __init__(self, name: str, text: str, seed: int, clock: Callable[[], float]) -> None:
+    def __init__(self, name: str, text: str, seed: int, clock: Callable[[], float], first_byte: bool = False) -> None:
         self.name = name
+        # the production data plane does not send response bodies to the EPP (ext_proc
+        # response_body_mode NONE): no first-byte signal, only the end of the request
+        self.first_byte = first_byte
         self.scheduler: Scheduler = load_config_text(text, seed=seed)
         for plugin in self.scheduler.plugins.values():  # pick and end times on the scrapes' clock
             if isinstance(plugin, InflightLoadProducer):
@@ -163,7 +166,8 @@ class EppPolicy(_Policy):
         return next(i for i, e in enumerate(pool.endpoints) if f"{e.address}:{e.port}" == chosen)
 
     def started(self, rid: str) -> None:
-        self.scheduler.response_started(rid)
+        if self.first_byte:
+            self.scheduler.response_started(rid)
 
     def done(self, rid: str) -> None:
         self.scheduler.request_done(rid, True)
@@ -263,7 +267,8 @@ async def _replay(workload: Workload, policy: _Policy, seed: int, closed_s: floa
     return result
 
 
-def replay(workload: Workload, policy_spec: str, seed: int = 1, closed_s: float | None = None) -> ReplayResult:
+def replay(workload: Workload, policy_spec: str, seed: int = 1, closed_s: float | None = None, *,
+           first_byte: bool = False) -> ReplayResult:
     """One policy (an EPP preset name, a config file, or ``oracle``) on ``workload``: its open-loop
     arrivals, or with ``closed_s`` its closed loop for that many model seconds."""
     loop = VirtualTimeLoop()
@@ -274,7 +279,7 @@ def replay(workload: Workload, policy_spec: str, seed: int = 1, closed_s: float 
         else:
             text = PRESETS[policy_spec] if policy_spec in PRESETS else Path(policy_spec).read_text()
             policy = EppPolicy(policy_spec if policy_spec in PRESETS else Path(policy_spec).stem, text, seed,
-                               loop.time)
+                               loop.time, first_byte)
         return loop.run_until_complete(_replay(workload, policy, seed, closed_s))
     finally:
         loop.close()
@@ -291,13 +296,16 @@ def main(argv: Seq[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=1, help="workload seeds seed..seed+N-1, each replayed")
     parser.add_argument("--replicas", type=int, default=4)
     parser.add_argument("--closed", action="store_true", help="the closed loop (fixed users) instead of arrivals")
+    parser.add_argument("--first-byte", action="store_true",
+                        help="tell the EPP about each response's first bytes (Envoy's ext_proc response_body_mode "
+                             "STREAMED; the production default, NONE, sends only headers and the end)")
     args = parser.parse_args(argv)
     print("| seed | policy | TTFT p50 | TTFT p90 | TTFT p99 | prefix hit | replicas/group | max share | out tok/s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for seed in range(args.seed, args.seed + args.seeds):
         workload = make(args.workload, args.duration, seed, args.replicas, closed=args.closed)
         for spec in args.policy:
-            r = replay(workload, spec, seed, args.duration if args.closed else None)
+            r = replay(workload, spec, seed, args.duration if args.closed else None, first_byte=args.first_byte)
             print(f"| {seed} | {r.policy} | {r.ttft(50):.3f} | {r.ttft(90):.3f} | {r.ttft(99):.3f} | "
                   f"{r.prefix_hit:.0%} | {r.replicas_per_group:.1f} | {r.max_share:.0%} | {r.tokens_per_s:.0f} |",
                   flush=True)
