@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from infergate.bench.peers.replay import VirtualTimeLoop, replay
 from infergate.bench.peers.workloads import make
 
@@ -37,3 +39,8 @@ def test_multi_turn_history_hits_the_prefix_cache_and_closed_loop_counts_tokens(
     assert chat.prefix_hit > 0.5
     closed = replay(make("shared-prefix", 2.0, 1, 4, closed=True), "default", 1, closed_s=2.0)
     assert closed.output_tokens > 0 and closed.tokens_per_s > 0
+
+
+def test_workloads_the_replay_cannot_model_are_refused() -> None:
+    with pytest.raises(ValueError, match="LoRA adapters or slower replicas"):
+        replay(make("lora-mix", 1.0, 1, 4), "default", 1)

@@ -6,8 +6,11 @@ event loop whose clock jumps to the next timer (``VirtualTimeLoop``), so a 15-mo
 workload replays in a few seconds, the same way every time, whatever else the machine runs. What
 it leaves out: Envoy and the network (a few ms of wall time), the scrape's transport (the
 metrics are read straight from the engines every 50 ms of model time, at a random phase per
-engine, as the EPP's scraper does), and the load generator's own delays. Use it to compare
-scheduling configs and the oracle's choice on the same state; confirm with ``bench peers``.
+engine, as the EPP's scraper does), and the load generator's own delays; also LoRA adapters and slower replicas (``lora-mix`` and
+``heterogeneous`` are refused) and objectives (``priority-mix`` replays as plain traffic). The
+EPP gets no first-bytes signals unless asked (``--first-byte``), like the production data
+plane. Use it to compare scheduling configs and the oracle's choice on the same state;
+confirm with ``bench peers``.
 
 ``python -m infergate.bench.peers.replay --workload shared-prefix-zipf --policy default
 --policy oracle --policy my-config.yaml [--duration 15] [--seed 1] [--seeds 3]``
@@ -115,6 +118,8 @@ class ReplayResult:
 class _Pool:
     def __init__(self, workload: Workload, seed: int) -> None:
         pool = workload.pool
+        if pool.lora_adapters or pool.slow_replicas:
+            raise ValueError(f"the replay does not model LoRA adapters or slower replicas ({workload.name})")
         config = SimConfig(model=MODEL, profile=pool.profile, num_gpu_blocks=pool.num_gpu_blocks,
                            mean_output_tokens=0, seed=seed)
         profile = config.latency_profile()
