@@ -18,7 +18,9 @@ def write_stat(proc: Path, user: int, system: int, idle: int, iowait: int = 0, g
     (proc / "stat").write_text(STAT.format(user=user, system=system, idle=idle, iowait=iowait, guest=guest))
 
 
-def write_process(proc: Path, pid: int, ticks: int, threads: dict[int, tuple[int, int]]) -> None:
+def write_process(proc: Path, pid: int, ticks: int, threads: dict[int, tuple[int, int]],
+                  slices: dict[int, int] | None = None) -> None:
+    slices = slices or {}
     base = proc / str(pid)
     (base / "task").mkdir(parents=True, exist_ok=True)
     # pid (comm with ") " inside) state ppid ... utime(14) stime(15)
@@ -26,7 +28,7 @@ def write_process(proc: Path, pid: int, ticks: int, threads: dict[int, tuple[int
     (base / "stat").write_text(f"{pid} (sim (x) y) " + " ".join(fields) + "\n")
     for tid, (run_ns, wait_ns) in threads.items():
         (base / "task" / str(tid)).mkdir(exist_ok=True)
-        (base / "task" / str(tid) / "schedstat").write_text(f"{run_ns} {wait_ns} 7\n")
+        (base / "task" / str(tid) / "schedstat").write_text(f"{run_ns} {wait_ns} {slices.get(tid, 7)}\n")
 
 
 def test_machine_ticks_do_not_count_guest_time_twice(tmp_path: Path) -> None:
@@ -49,12 +51,14 @@ def test_figures_separate_the_machine_from_the_benchmarks_own_contention(tmp_pat
     # and their threads waited 1 s on a run queue for 3 s on a CPU (a new thread included)
     write_stat(tmp_path, user=1500, system=300, idle=200)
     write_process(tmp_path, 11, 250, {11: (2_000_000_000, 500_000_000), 12: (1_000 + 500_000_000, 0),
-                                      13: (250_000_000, 250_000_000)})
-    write_process(tmp_path, me, 50, {me: (250_000_000, 250_000_000)})
+                                      13: (250_000_000, 250_000_000)}, {11: 507, 12: 7 + 500, 13: 500})
+    write_process(tmp_path, me, 50, {me: (250_000_000, 250_000_000)}, {me: 507})
     figures = sampler.figures()
     assert figures.machine_busy == pytest.approx(0.9)
     assert figures.bench_cores == pytest.approx(0.3)
     assert figures.cpu_wait == pytest.approx(1.0 / 4.0)
+    # 1 s of run-queue wait over 2,000 timeslices: half a millisecond late per wake-up
+    assert figures.sched_delay_ms == pytest.approx(0.5)
 
 
 def test_a_process_gone_before_the_end_counts_nothing(tmp_path: Path) -> None:

@@ -9,8 +9,13 @@ a benchmark sharing an idle-enough machine with other jobs:
   processes, this load generator) per wall second: what the benchmark needs at this time scale.
 - ``cpu_wait``: of the time the run's own threads were runnable, the fraction they spent
   waiting for a core (``/proc/<pid>/task/<tid>/schedstat``: nanoseconds on a CPU, nanoseconds
-  on a run queue). This is the contention that bends the measured latencies: near 0 the
-  benchmark got a core whenever it wanted one, however busy the machine was.
+  on a run queue, timeslices). The benchmark's threads wake for short bursts (a simulator
+  step, an event), so even an idle machine's wake-up latency is a visible fraction of them
+  (20-35% measured with the machine 16-33% busy): read it with
+- ``sched_delay_ms``: the mean run-queue wait per timeslice, in wall milliseconds: how late a
+  benchmark thread ran after it became runnable. This is the contention that bends the
+  measured latencies: times the time scale it is model time lost per wake-up (a simulated
+  step is 6.5-14 ms of model time).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class CpuFigures:
     machine_busy: float
     bench_cores: float
     cpu_wait: float
+    sched_delay_ms: float = math.nan
 
 
 def machine_ticks(proc: Path = PROC) -> tuple[int, int]:
@@ -51,9 +57,9 @@ def process_ticks(pid: int, proc: Path = PROC) -> int:
     return int(parts[11]) + int(parts[12])
 
 
-def thread_schedstats(pid: int, proc: Path = PROC) -> dict[int, tuple[int, int]]:
-    """tid -> (ns on a CPU, ns waiting on a run queue) for each thread of ``pid`` ({} if gone)."""
-    out: dict[int, tuple[int, int]] = {}
+def thread_schedstats(pid: int, proc: Path = PROC) -> dict[int, tuple[int, int, int]]:
+    """tid -> (ns on a CPU, ns waiting on a run queue, timeslices) per thread of ``pid`` ({} if gone)."""
+    out: dict[int, tuple[int, int, int]] = {}
     try:
         tids = [int(t) for t in os.listdir(proc / str(pid) / "task")]
     except OSError:
@@ -63,7 +69,7 @@ def thread_schedstats(pid: int, proc: Path = PROC) -> dict[int, tuple[int, int]]
             fields = (proc / str(pid) / "task" / str(tid) / "schedstat").read_text().split()
         except OSError:
             continue  # the thread ended meanwhile
-        out[tid] = (int(fields[0]), int(fields[1]))
+        out[tid] = (int(fields[0]), int(fields[1]), int(fields[2]) if len(fields) > 2 else 0)
     return out
 
 
@@ -87,12 +93,14 @@ class RunCpu:
         elapsed = max(1e-6, time.monotonic() - self._t0)
         hz = os.sysconf("SC_CLK_TCK")
         ticks = sum(max(0, process_ticks(pid, self.proc) - self._ticks[pid]) for pid in self.pids)
-        ran = waited = 0
+        ran = waited = slices = 0
         for pid in self.pids:
             before = self._sched[pid]
-            for tid, (run_ns, wait_ns) in thread_schedstats(pid, self.proc).items():
-                run0, wait0 = before.get(tid, (0, 0))  # a thread started during the run: all of it
+            for tid, (run_ns, wait_ns, n) in thread_schedstats(pid, self.proc).items():
+                run0, wait0, n0 = before.get(tid, (0, 0, 0))  # a thread started during the run: all of it
                 ran += max(0, run_ns - run0)
                 waited += max(0, wait_ns - wait0)
+                slices += max(0, n - n0)
         wait = waited / (ran + waited) if ran + waited > 0 else math.nan
-        return CpuFigures(busy, ticks / hz / elapsed, wait)
+        delay = waited / slices / 1e6 if slices else math.nan
+        return CpuFigures(busy, ticks / hz / elapsed, wait, delay)

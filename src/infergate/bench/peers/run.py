@@ -184,7 +184,8 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
         priority = bool(workload.objectives)
         summary = summarize(results, wall, config.time_scale, prefix_hit=prefix_hit_rate(metrics),
                             priority=priority, router_cpu_s=router_cpu_s, machine_busy=headroom.machine_busy,
-                            bench_cores=headroom.bench_cores, cpu_wait=headroom.cpu_wait)
+                            bench_cores=headroom.bench_cores, cpu_wait=headroom.cpu_wait,
+                            sched_delay_ms=headroom.sched_delay_ms)
         ttfts = [r.ttft * config.time_scale for r in results
                  if r.ok and r.ttft is not None and (not priority or r.objective in (None, "critical"))]
         log_404 = sum(1 for line in _ANSI.sub("", router.log_text()).splitlines()
@@ -228,7 +229,7 @@ async def run_peers(config: PeersConfig, progress: Callable[[str], None] = lambd
                     progress(f"{name}/{phase}: {router}: TTFT p90 {s.ttft_p90:.3f}s, {s.output_tokens_per_s:.0f} "
                              f"tok/s, failed {s.failed}, prefix hit {s.prefix_hit:.0%}, "
                              f"machine {s.machine_busy:.0%} busy, benchmark {s.bench_cores:.2f} cores, "
-                             f"CPU wait {s.cpu_wait:.0%}")
+                             f"CPU wait {s.cpu_wait:.0%} ({s.sched_delay_ms:.2f} ms per wake-up)")
                 runs.append(outcome)
                 if checkpoint is not None:
                     checkpoint(PeersResult(config, list(runs), skipped, dict(descriptions)))
