@@ -34,7 +34,7 @@ saturated and gave its prefix away (issue 16's closed loop).
 from __future__ import annotations
 
 import time
-from collections import deque
+from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,8 +55,7 @@ DEFAULT_CHARS_PER_TOKEN = 4.0
 MEAN_UNCACHED_DECAY = 0.1  # weight of the newest pick in the running mean of uncached tokens
 DEFAULT_PREFILL_CHUNK_TOKENS = 8192  # vLLM's --max-num-batched-tokens: prompt tokens prefilled per step
 MAX_IDLE_ENDPOINTS = 1024  # endpoints with nothing in flight kept for their recent events
-EVENT_HORIZON_S = 30.0  # picks and ends older than this are forgotten (scrapes are far younger)
-MAX_EVENTS = 4096  # per endpoint, whatever their age
+MAX_EVENTS = 4096  # picks and ends kept per endpoint (scrapes are far younger than the oldest)
 
 
 @dataclass
@@ -66,6 +65,7 @@ class _Tracked:
     uncached_tokens: int
     picked_at: float = 0.0
     prefilling: bool = True  # no first response bytes seen yet
+    long: bool = False  # more uncached tokens than one prefill step's budget
 
 
 @dataclass
@@ -73,24 +73,30 @@ class EndpointLoad:
     requests: int = 0
     prompt_tokens: int = 0  # of every request in flight
     pending_prefill_tokens: int = 0  # uncached tokens of requests whose first bytes have not come back
-    # (time.monotonic(), +1 for a pick / -1 for an end), oldest first: to tell what a scrape saw
-    events: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
+    long_pending_tokens: int = 0  # the part of those of ``long`` requests
+    # pick (+1) and end (-1) times, oldest first, with the running sum of the changes: to tell
+    # what a scrape saw (binary search on the times; at most MAX_EVENTS kept)
+    event_times: list[float] = field(default_factory=list)
+    event_sums: list[int] = field(default_factory=list)
+    event_base: int = 0  # the running sum before the first kept event
     tracked: dict[str, _Tracked] = field(default_factory=dict)  # in flight here, in pick order
 
     def note(self, now: float, change: int) -> None:
-        events = self.events
-        events.append((now, change))
-        while events and events[0][0] < now - EVENT_HORIZON_S:
-            events.popleft()
+        times, sums = self.event_times, self.event_sums
+        times.append(now)
+        sums.append((sums[-1] if sums else self.event_base) + change)
+        if len(times) > MAX_EVENTS:
+            half = len(times) // 2
+            self.event_base = sums[half - 1]
+            del times[:half], sums[:half]
 
     def change_since(self, since: float) -> int:
-        """Picks minus ends noted after ``since``."""
-        total = 0
-        for at, change in reversed(self.events):
-            if at <= since:
-                break
-            total += change
-        return total
+        """Picks minus ends noted after ``since`` (of the kept events)."""
+        times, sums = self.event_times, self.event_sums
+        i = bisect_right(times, since)
+        if i == len(times):
+            return 0
+        return sums[-1] - (sums[i - 1] if i else self.event_base)
 
 
 class InflightLoad:
@@ -113,11 +119,14 @@ class InflightLoad:
         now = self.clock() if now is None else now
         if request_id in self._requests:  # a reused request id: the old one's accounting ends here
             self.release(request_id, now)
-        tracked = self._requests[request_id] = _Tracked(hostport, prompt_tokens, uncached_tokens, now)
+        tracked = self._requests[request_id] = _Tracked(hostport, prompt_tokens, uncached_tokens, now,
+                                                        long=uncached_tokens > self.prefill_chunk_tokens)
         load = self._endpoints.get(hostport)
         if load is None:
             load = self._endpoints[hostport] = EndpointLoad()
         load.tracked[request_id] = tracked
+        if tracked.long:
+            load.long_pending_tokens += uncached_tokens
         load.requests += 1
         load.note(now, 1)
         load.prompt_tokens += prompt_tokens
@@ -133,7 +142,10 @@ class InflightLoad:
             return
         tracked.prefilling = False
         self.first_bytes_seen = True
-        self._endpoints[tracked.hostport].pending_prefill_tokens -= tracked.uncached_tokens
+        load = self._endpoints[tracked.hostport]
+        load.pending_prefill_tokens -= tracked.uncached_tokens
+        if tracked.long:
+            load.long_pending_tokens -= tracked.uncached_tokens
 
     def release(self, request_id: str, now: float | None = None) -> None:
         tracked = self._requests.pop(request_id, None)
@@ -146,6 +158,8 @@ class InflightLoad:
         load.prompt_tokens -= tracked.prompt_tokens
         if tracked.prefilling:
             load.pending_prefill_tokens -= tracked.uncached_tokens
+            if tracked.long:
+                load.long_pending_tokens -= tracked.uncached_tokens
         if load.requests <= 0 and len(self._endpoints) > MAX_IDLE_ENDPOINTS:
             self._forget_idle()
 
@@ -171,21 +185,22 @@ class InflightLoad:
             return 0.0, 0
         if self.first_bytes_seen:  # the data plane sends response bodies: the flags are exact
             return float(load.pending_prefill_tokens), 0
+        # newest first: the picks since the scrape, then the newest ``waiting`` before it; of the
+        # older ones (admitted) only the long prompts, still prefilling over several steps (a
+        # 16k-token one takes ~2 s), count, and nothing says when they are done: until their end
         pending = 0.0
-        before: list[_Tracked] = []
-        for tracked in load.tracked.values():
-            if tracked.picked_at > when:
-                if tracked.prefilling:
-                    pending += tracked.uncached_tokens
-            else:
-                before.append(tracked)
-        cut = max(0, len(before) - waiting)
-        pending += sum(t.uncached_tokens for t in before[cut:] if t.prefilling)
-        # admitted, but more than one step's budget to prefill: still at it for several steps, and
-        # nothing says when it is done, so it counts until its end (a 16k-token prompt is ~2 s)
-        chunk = self.prefill_chunk_tokens
-        pending += sum(t.uncached_tokens for t in before[:cut] if t.prefilling and t.uncached_tokens > chunk)
-        return pending, len(before) - cut
+        windows_long = 0
+        left = waiting
+        for tracked in reversed(load.tracked.values()):
+            if tracked.picked_at <= when:
+                if left <= 0:
+                    break
+                left -= 1
+            if tracked.prefilling:
+                pending += tracked.uncached_tokens
+                if tracked.long:
+                    windows_long += tracked.uncached_tokens
+        return pending + load.long_pending_tokens - windows_long, waiting - left
 
     def __len__(self) -> int:
         return len(self._requests)
