@@ -31,6 +31,7 @@ from infergate.epp.director import DirectorConfig, EppDirector
 from infergate.epp.extproc import messages
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.scheduling.config import load_preset
+from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer
 
 PRESETS = ("upstream-v1.0", "prefix-load", "default")
 ENDPOINTS = 8
@@ -84,10 +85,16 @@ async def _replay_preset(inputs: dict[str, Any], preset: str) -> list[str]:
     datastore.replace_pods(PodInfo(f"pod-{e}", f"10.1.0.{e + 1}") for e in range(ENDPOINTS))
     address = {f"pod-{e}": f"10.1.0.{e + 1}:8000" for e in range(ENDPOINTS)}
     store = MetricsStore(staleness_threshold=1e9)
-    director = EppDirector(datastore, load_preset(preset, seed=inputs["seed"]), store,
-                           config=DirectorConfig(seed=inputs["seed"]))
+    scheduler = load_preset(preset, seed=inputs["seed"])
+    # the steps are the clock: metrics of step i are stamped i, its picks and ends i + 0.5
+    clock = [0.0]
+    for plugin in scheduler.plugins.values():
+        if isinstance(plugin, InflightLoadProducer):
+            plugin.load.clock = lambda: clock[0]
+    director = EppDirector(datastore, scheduler, store, config=DirectorConfig(seed=inputs["seed"]))
     picks: list[str] = []
     for i, step in enumerate(inputs["steps"]):
+        clock[0] = i + 0.5
         for request_id in step["done"]:
             director.on_request_done(request_id, completed=True)
         if step["metrics"] is not None:

@@ -218,6 +218,57 @@ def test_scraped_queue_of_own_requests_is_not_counted_twice() -> None:
     assert requests == 9 and pending == producer.load.get(holder).pending_prefill_tokens + 3 * 3000.0
 
 
+def test_requests_that_ended_after_the_scrape_are_not_another_routers_queue() -> None:
+    # issue 16 (Zipf): a scrape still shows the requests that ended after it was taken; compared
+    # with today's in-flight count they looked like another router's waiting requests, each
+    # worth the mean uncached tokens (~3,000), on exactly the busy replicas
+    scheduler = load_preset("predicted-latency", seed=1)
+    producer = producer_of(scheduler)
+    load = producer.load
+    holder = HOSTS[0]
+    load.add("a", holder, 3000, 0)
+    load.add("b", holder, 3000, 500)
+    load.add("c", holder, 3000, 500)
+    load.prefilled("a")
+    scrape = EndpointMetrics(waiting_queue=2, running=1, update_time=time.monotonic())  # a runs, b, c wait
+    time.sleep(0.002)
+    load.release("a")  # ends after the scrape
+    load.mean_uncached_tokens = 3000.0
+    assert producer.view(Candidate(Endpoint("pod-0", IPS[0], 8000), scrape)) == (2, 1000.0)
+    # a pick after the scrape is not in it; another router's two waiting requests are, at the mean
+    load.add("d", holder, 3000, 500)
+    load.mean_uncached_tokens = 3000.0
+    scrape = EndpointMetrics(waiting_queue=4, running=1, update_time=scrape.update_time)
+    assert producer.view(Candidate(Endpoint("pod-0", IPS[0], 8000), scrape)) == (5, 1500.0 + 2 * 3000.0)
+
+
+def test_without_first_bytes_the_scrape_tells_which_requests_are_still_queued() -> None:
+    # issue 16 (Zipf): the production data plane does not send response bodies to the EPP
+    # (ext_proc response_body_mode NONE), so no first bytes come back and every request's
+    # prefill stayed pending until its end, through its whole decode: a busy replica looked
+    # several prompts more loaded than it was. A scrape shows how many requests wait in the
+    # server's queue; it admits in order, so of this EPP's picks before the scrape only the
+    # newest that many are still queued, and the picks since are not in the scrape yet
+    scheduler = load_preset("predicted-latency", seed=1)
+    producer = producer_of(scheduler)
+    load = producer.load
+    holder = HOSTS[0]
+    load.add("a", holder, 3000, 3000)
+    load.add("b", holder, 3000, 2000)
+    load.add("c", holder, 3000, 1000)
+    scrape = EndpointMetrics(waiting_queue=1, running=2, update_time=time.monotonic())  # a, b admitted
+    time.sleep(0.002)
+    load.add("d", holder, 3000, 500)  # after the scrape
+    assert producer.view(Candidate(Endpoint("pod-0", IPS[0], 8000), scrape)) == (4, 1000.0 + 500.0)
+    # without a scrape, nothing tells: every request without first bytes is pending
+    assert producer.view(Candidate(Endpoint("pod-0", IPS[0], 8000), None)) == (4, 6500.0)
+    # an admitted prompt longer than one step's budget (8,192 tokens) is prefilled over several
+    # steps: it stays pending (a 16k-token document would otherwise look done at admission)
+    load.add("long", HOSTS[1], 16_000, 16_000)
+    scrape = EndpointMetrics(waiting_queue=0, running=1, update_time=time.monotonic())
+    assert producer.view(Candidate(Endpoint("pod-1", IPS[1], 8000), scrape)) == (1, 16_000.0)
+
+
 # ---- affinity until saturated ------------------------------------------------------------
 
 def test_affinity_kept_then_spread_to_one_more_replica_at_saturation() -> None:
@@ -251,6 +302,73 @@ schedulingProfiles:
     third = next(h for h in HOSTS if h not in (first, second))
     later = {pick(scheduler, f"t{i}", prompt(0, 20 + i)) for i in range(4)}
     assert third not in later and second in later
+
+
+def affinity_setup(penalty: int) -> tuple[Scheduler, PrefixCacheAffinityFilter]:
+    scheduler = load_config_text(f"""
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: prefix-cache-scorer
+- type: inflight-load-producer
+- type: prefix-cache-affinity-filter
+  parameters: {{maxTokensInFlightPenalty: {penalty}}}
+- type: predicted-ttft-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: prefix-cache-affinity-filter
+  - {{pluginRef: prefix-cache-scorer, weight: 0}}
+  - pluginRef: predicted-ttft-scorer
+""", seed=3)
+    flt = scheduler.plugins["prefix-cache-affinity-filter"]
+    assert isinstance(flt, PrefixCacheAffinityFilter)
+    return scheduler, flt
+
+
+def test_affinity_weighs_the_holders_wait_against_recomputing_the_prefix_elsewhere() -> None:
+    # issue 16 (Zipf): saturation compared queued prefill only, so the prefix a request would
+    # recompute elsewhere was ignored. Leaving costs that recompute: the holder is saturated when
+    # its predicted TTFT exceeds the best other endpoint's (which includes the recompute) by τ
+    scheduler, flt = affinity_setup(1000)
+    producer = producer_of(scheduler)
+    holder = pick(scheduler, "warm", prompt(0, 0))
+    scheduler.response_started("warm")
+    scheduler.request_done("warm", True)
+    question = SchedulingRequest("q", "m", prompt(0, 1))
+    recompute = producer.prompt_tokens(question) - producer.uncached_for({}, question, candidates())[
+        HOSTS.index(holder)]
+    assert recompute > 1000  # the ~1,400-token system prompt
+    # queued prefill ahead on the holder beyond τ, but less than τ + the recompute: a cold replica
+    # would answer later than the holder (or under τ sooner), so the prefix stays
+    producer.load.add("queued", holder, recompute + 500, recompute + 500)
+    assert [c.hostport for c in flt.filter({}, question, candidates())] == [holder]
+    # beyond τ + the recompute: spread
+    producer.load.release("queued")
+    producer.load.add("queued", holder, recompute + 1500, recompute + 1500)
+    assert len(flt.filter({}, SchedulingRequest("q2", "m", prompt(0, 2)), candidates())) == 3
+
+
+def test_default_penalty_spreads_a_saturated_prefix_before_a_second_of_queue() -> None:
+    # issue 16 (Zipf, ~2,000-token questions on ~3,000-token prompts): the default τ kept the hot
+    # prefix on its holder until it had 8,192 prefill tokens (about 1.1 s on the simulated A100)
+    # more queued than an idle replica. Now a holder whose queue would delay this request more
+    # than recomputing the prefix on an idle replica, by over τ = 1,024 tokens (~0.14 s), gives it up
+    scheduler = load_preset("predicted-latency", seed=3)
+    flt = scheduler.plugins["prefix-cache-affinity-filter"]
+    assert isinstance(flt, PrefixCacheAffinityFilter)
+    producer = producer_of(scheduler)
+    holder = pick(scheduler, "warm", prompt(0, 0))
+    scheduler.response_started("warm")
+    scheduler.request_done("warm", True)
+    question = SchedulingRequest("q", "m", prompt(0, 1))
+    recompute = producer.prompt_tokens(question) - producer.uncached_for({}, question, candidates())[
+        HOSTS.index(holder)]
+    producer.load.add("queued", holder, recompute + 500, recompute + 500)
+    assert [c.hostport for c in flt.filter({}, question, candidates())] == [holder]  # under τ: stays
+    producer.load.add("more", holder, 1000, 1000)
+    assert len(flt.filter({}, SchedulingRequest("q2", "m", prompt(0, 2)), candidates())) == 3
+    assert pick(scheduler, "spill", prompt(0, 3)) != holder
 
 
 def test_affinity_filter_keeps_all_without_a_holder_or_when_exploring() -> None:
@@ -384,3 +502,22 @@ async def test_director_releases_an_aborted_request() -> None:
     assert producer.load.get(decision.endpoint).requests == 0
     assert producer.load.get(decision.endpoint).pending_prefill_tokens == 0
     assert len(producer.load) == 0
+
+
+def test_a_chats_next_turn_matches_the_whole_previous_prompt_on_its_endpoint() -> None:
+    # issue 16 (multi-turn): turn k+1's prompt is turn k's prompt + the answer + new text; its
+    # leading blocks hash like turn k's, so the session stays where its history is cached
+    scheduler = load_preset("predicted-latency", seed=4)
+    producer = producer_of(scheduler)
+    history = prompt(1, 0)
+    first = pick(scheduler, "t0", history)
+    scheduler.response_started("t0")
+    scheduler.request_done("t0", True)
+    for turn in range(1, 5):
+        history += f" answer {turn} " * 40 + f"\nUser turn {turn}: more?\nAssistant:"
+        request = SchedulingRequest(f"q{turn}", "m", history)
+        _, matched = producer.prefix.match({}, request) if producer.prefix else ([], {})
+        assert matched.get(first, 0) >= (len(history) - len(f" answer {turn} " * 40) - 40) // 64
+        assert pick(scheduler, f"t{turn}", history) == first
+        scheduler.response_started(f"t{turn}")
+        scheduler.request_done(f"t{turn}", True)

@@ -151,9 +151,12 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
         None if out_dir is None else lambda partial: report.write_outputs(partial, out_dir))))
     for name, why in result.skipped.items():
         click.echo(f"skipped {name}: {why}", err=True)
-    busy = [run for run in result.runs if run.summary is not None and run.summary.machine_busy > 0.85]
+    # a wake-up delay is model time lost x the time scale; a simulated step is 6.5-14 ms of model time
+    busy = [run for run in result.runs
+            if run.summary is not None and run.summary.sched_delay_ms * time_scale > 0.25]
     if busy:
-        click.echo(f"warning: the machine was more than 85% busy during {len(busy)} of {len(result.runs)} runs: "
+        click.echo(f"warning: in {len(busy)} of {len(result.runs)} runs the benchmark's threads waited on average "
+                   f"more than {0.25 / time_scale:.2f} ms (0.25 ms of model time) for a CPU each time they woke: "
                    f"latencies include host contention; lower --time-scale or run on a quieter machine", err=True)
     if as_json:
         click.echo(json.dumps(report.as_json(result)))

@@ -74,6 +74,13 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         "replicas that served each prefix group, on average (1 = perfect affinity); max load share: the busiest "
         "replica's fraction of the requests; queues differ: fraction of 50 ms samples (model time) in which the "
         "replicas' waiting queues were not all equal",
+        "- CPU headroom (`infergate.bench.peers.cpu`): machine busy = the whole machine, other jobs included; "
+        "bench cores = CPU seconds per wall second of the run's own processes (simulators, router, load "
+        "generator); CPU wait = of the time those processes' threads were runnable, the fraction they waited "
+        "for a core (run-queue time from /proc/<pid>/task/*/schedstat); ms per wake-up = their mean run-queue "
+        "wait per timeslice, wall ms (times the time scale: model time lost per wake-up; a simulated step is "
+        "6.5-14 ms of model time): near 0, the latencies are the router's and the model's, however busy the "
+        "machine was",
         "",
     ]
     if result.skipped:
@@ -88,12 +95,12 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         lines += [f"## {key}", "",
                   "| router | TTFT p50 | TTFT p90 | TTFT p99 | ITL p50 | E2E p90 | out tok/s | goodput | "
                   "requests | failed | shed | prefix hit | replicas/group | max load share | queues differ | router CPU ms/req | "
-                  "machine busy | TTFT p90 / best peer | TTFT p90 / oracle | tok/s / best peer | tok/s / oracle |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "machine busy | bench cores | CPU wait | ms per wake-up | TTFT p90 / best peer | TTFT p90 / oracle | tok/s / best peer | tok/s / oracle |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for run in runs:
             s = run.summary
             if s is None:
-                lines.append(f"| {run.router} | failed to run: {run.error} |" + " |" * 19)
+                lines.append(f"| {run.router} | failed to run: {run.error} |" + " |" * 22)
                 continue
             vs_peer = _ratio(s.ttft_p90, peer.summary.ttft_p90) if peer and peer.summary else "-"
             vs_oracle = _ratio(s.ttft_p90, oracle.summary.ttft_p90) if oracle and oracle.summary else "-"
@@ -106,7 +113,7 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
                 f"{s.itl_p50 * 1000:.1f} ms | {_s(s.e2e_p90)} | {s.output_tokens_per_s:.0f} | {s.goodput:.2f} | "
                 f"{s.requests} | {s.failed} | {s.shed} | {_pct(s.prefix_hit)} | {_f1(run.replicas_per_group)} | "
                 f"{_pct(max(run.load_shares.values(), default=math.nan))} | {_pct(run.queue_imbalance)} | "
-                f"{s.router_cpu_s_per_request * 1000:.2f} | {s.machine_busy:.0%} | {vs_peer} | {vs_oracle} | {tp_peer} | {tp_oracle} |")
+                f"{s.router_cpu_s_per_request * 1000:.2f} | {_pct(s.machine_busy)} | {s.bench_cores:.2f} | {_pct(s.cpu_wait)} | {s.sched_delay_ms:.2f} | {vs_peer} | {vs_oracle} | {tp_peer} | {tp_oracle} |")
         lines.append("")
         if peer is not None:
             lines.append(f"Best peer by TTFT p90: {peer.router}"

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from infergate.bench.peers import driver
+from infergate.bench.peers.cpu import RunCpu
 from infergate.bench.peers.routers import RunContext, make_router, skip_reason
 from infergate.bench.peers.summary import Summary, load_shares, prefix_hit_rate, replicas_per_group, summarize
 from infergate.bench.peers.workloads import SLOW_PROFILE_SETTINGS, Workload, make
@@ -165,6 +166,9 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
         await asyncio.sleep(1.0)
         pids = router.pids()
         sampler = CpuSampler(pids)
+        sim_pids = {f"simulator-{i}": sim.process.process.pid for i, sim in enumerate(sims)
+                    if sim.process.process is not None}
+        run_cpu = RunCpu({**pids, **sim_pids})
         queues = QueueSampler(endpoints, config.time_scale)
         queues.start()
         if phase == "open":
@@ -172,13 +176,16 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
         else:
             results, wall = await driver.run_closed(url, MODEL, workload, config.time_scale, config.duration)
         cpu = sampler.report()
+        headroom = run_cpu.figures()
         queue_imbalance = await queues.stop()
         # cores used on average over the run, times its length: the routers' CPU seconds
         router_cpu_s = sum(v for k, v in cpu.per_process.items() if k != "loadgen") * wall
         metrics, not_found, calls = await _scrape(endpoints)
         priority = bool(workload.objectives)
         summary = summarize(results, wall, config.time_scale, prefix_hit=prefix_hit_rate(metrics),
-                            priority=priority, router_cpu_s=router_cpu_s, machine_busy=cpu.machine_busy)
+                            priority=priority, router_cpu_s=router_cpu_s, machine_busy=headroom.machine_busy,
+                            bench_cores=headroom.bench_cores, cpu_wait=headroom.cpu_wait,
+                            sched_delay_ms=headroom.sched_delay_ms)
         ttfts = [r.ttft * config.time_scale for r in results
                  if r.ok and r.ttft is not None and (not priority or r.objective in (None, "critical"))]
         log_404 = sum(1 for line in _ANSI.sub("", router.log_text()).splitlines()
@@ -221,7 +228,8 @@ async def run_peers(config: PeersConfig, progress: Callable[[str], None] = lambd
                     s = outcome.summary
                     progress(f"{name}/{phase}: {router}: TTFT p90 {s.ttft_p90:.3f}s, {s.output_tokens_per_s:.0f} "
                              f"tok/s, failed {s.failed}, prefix hit {s.prefix_hit:.0%}, "
-                             f"machine {s.machine_busy:.0%} busy")
+                             f"machine {s.machine_busy:.0%} busy, benchmark {s.bench_cores:.2f} cores, "
+                             f"CPU wait {s.cpu_wait:.0%} ({s.sched_delay_ms:.2f} ms per wake-up)")
                 runs.append(outcome)
                 if checkpoint is not None:
                     checkpoint(PeersResult(config, list(runs), skipped, dict(descriptions)))

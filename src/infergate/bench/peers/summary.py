@@ -32,7 +32,10 @@ class Summary:
     prefix_hit: float  # fraction of prompt tokens served from the replicas' prefix caches
     goodput_fraction: float = math.nan
     router_cpu_s_per_request: float = math.nan
-    machine_busy: float = math.nan
+    machine_busy: float = math.nan  # the whole machine, other jobs included (bench.peers.cpu)
+    bench_cores: float = math.nan  # the run's own processes: simulators, router, load generator
+    cpu_wait: float = math.nan  # of their runnable time, the fraction spent waiting for a core
+    sched_delay_ms: float = math.nan  # their mean run-queue wait per timeslice, wall ms
 
     def as_json(self) -> dict[str, float | int | None]:
         data = asdict(self)
@@ -54,7 +57,9 @@ def meets_slo(result: TurnResult, time_scale: float) -> bool:
 
 
 def summarize(results: Sequence[TurnResult], wall_time: float, time_scale: float, *, prefix_hit: float,
-              priority: bool = False, router_cpu_s: float = math.nan, machine_busy: float = math.nan) -> Summary:
+              priority: bool = False, router_cpu_s: float = math.nan, machine_busy: float = math.nan,
+              bench_cores: float = math.nan, cpu_wait: float = math.nan,
+              sched_delay_ms: float = math.nan) -> Summary:
     """Latencies and rates in model time. With ``priority`` the latency, goodput and token
     figures are the critical requests'; sheds (429/503 of sheddable requests) are counted apart."""
     shed = [r for r in results if not r.ok and r.objective not in (None, CRITICAL) and r.status in SHED_STATUSES]
@@ -74,7 +79,7 @@ def summarize(results: Sequence[TurnResult], wall_time: float, time_scale: float
         requests=len(results), failed=len(failed), shed=len(shed), prefix_hit=prefix_hit,
         goodput_fraction=in_slo / len(measured) if measured else math.nan,
         router_cpu_s_per_request=router_cpu_s / len(results) if results else math.nan,
-        machine_busy=machine_busy,
+        machine_busy=machine_busy, bench_cores=bench_cores, cpu_wait=cpu_wait, sched_delay_ms=sched_delay_ms,
     )
 
 

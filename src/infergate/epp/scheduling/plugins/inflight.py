@@ -7,22 +7,36 @@ step: one request and its prompt tokens, and its *uncached* prompt tokens on the
 endpoint (the prompt minus the prefix the approximate index says that endpoint holds) as
 prefill work pending there. The pending prefill is released when the first response bytes
 arrive (the prompt has been computed), and everything when the request ends, completed or
-not (error, abort, reset).
+not (error, abort, reset). First bytes reach the EPP only when the data plane sends it
+response bodies; the production translator does not (ext_proc ``response_body_mode: NONE``),
+so the scrape tells instead: a server admits its queue in order, so of this EPP's picks made
+before a scrape only the newest ``waiting`` of them are still queued there; the rest have been
+admitted, and their prefill no longer counts (``pending_after_scrape``). Without that, every
+request's prefill stayed pending through its whole decode (issue 16's Zipf workload: 1.45x
+the oracle's TTFT p90 in the decision replay, 1.07x with it).
 
 ``view`` reconciles this with the scraped metrics, for endpoints other routers (or other
-EPP replicas) also send to: requests = max(local in flight, scraped running + waiting);
-pending prefill tokens = local pending + the scraped waiting requests this EPP does not know
-about (at most scraped running + waiting - local in flight) x the mean uncached tokens of
-recent picks. The waiting requests this EPP sent are already in its pending prefill with
-their exact uncached tokens: counting them again at the mean (mostly cache misses' 3,000
-tokens while the pool warms up) made a prefix's holder look saturated and gave its prefix
-away (issue 16's closed loop).
+EPP replicas) also send to. A scrape is a snapshot of the moment it was taken: the requests
+this EPP has sent there since are not in it, and the ones that ended since still are. So the
+requests the scrape saw that this EPP does not account for are scraped running + waiting minus
+this EPP's in flight *at the scrape's time* (in flight now, minus the picks since, plus the
+ends since); requests = local in flight + those, and pending prefill tokens = local pending +
+those of them that were waiting (at most the scraped waiting queue) x the mean uncached tokens
+of recent picks. Counting against today's in-flight count instead read every request that ended
+since the last scrape (up to 50 ms of model time) as another router's waiting request, at the
+mean uncached tokens (~3,000 on issue 16's Zipf workload): phantom work on exactly the busy
+replicas, which pushed picks away from a prefix's holders. The waiting requests this EPP sent
+are already in its pending prefill with their exact uncached tokens: counting them again at the
+mean (mostly cache misses' 3,000 tokens while the pool warms up) made a prefix's holder look
+saturated and gave its prefix away (issue 16's closed loop).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from infergate.epp.scheduling.framework import (
@@ -34,11 +48,14 @@ from infergate.epp.scheduling.framework import (
     SchedulingRequest,
     SchedulingResult,
 )
-from infergate.epp.scheduling.plugins.params import check_keys, float_param, str_param
+from infergate.epp.scheduling.plugins.params import check_keys, float_param, int_param, str_param
 from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
 
 DEFAULT_CHARS_PER_TOKEN = 4.0
 MEAN_UNCACHED_DECAY = 0.1  # weight of the newest pick in the running mean of uncached tokens
+DEFAULT_PREFILL_CHUNK_TOKENS = 8192  # vLLM's --max-num-batched-tokens: prompt tokens prefilled per step
+MAX_IDLE_ENDPOINTS = 1024  # endpoints with nothing in flight kept for their recent events
+MAX_EVENTS = 4096  # picks and ends kept per endpoint (scrapes are far younger than the oldest)
 
 
 @dataclass
@@ -46,7 +63,9 @@ class _Tracked:
     hostport: str
     prompt_tokens: int
     uncached_tokens: int
-    prefilling: bool = True
+    picked_at: float = 0.0
+    prefilling: bool = True  # no first response bytes seen yet
+    long: bool = False  # more uncached tokens than one prefill step's budget
 
 
 @dataclass
@@ -54,12 +73,40 @@ class EndpointLoad:
     requests: int = 0
     prompt_tokens: int = 0  # of every request in flight
     pending_prefill_tokens: int = 0  # uncached tokens of requests whose first bytes have not come back
+    long_pending_tokens: int = 0  # the part of those of ``long`` requests
+    # pick (+1) and end (-1) times, oldest first, with the running sum of the changes: to tell
+    # what a scrape saw (binary search on the times; at most MAX_EVENTS kept)
+    event_times: list[float] = field(default_factory=list)
+    event_sums: list[int] = field(default_factory=list)
+    event_base: int = 0  # the running sum before the first kept event
+    tracked: dict[str, _Tracked] = field(default_factory=dict)  # in flight here, in pick order
+
+    def note(self, now: float, change: int) -> None:
+        times, sums = self.event_times, self.event_sums
+        times.append(now)
+        sums.append((sums[-1] if sums else self.event_base) + change)
+        if len(times) > MAX_EVENTS:
+            half = len(times) // 2
+            self.event_base = sums[half - 1]
+            del times[:half], sums[:half]
+
+    def change_since(self, since: float) -> int:
+        """Picks minus ends noted after ``since`` (of the kept events)."""
+        times, sums = self.event_times, self.event_sums
+        i = bisect_right(times, since)
+        if i == len(times):
+            return 0
+        return sums[-1] - (sums[i - 1] if i else self.event_base)
 
 
 class InflightLoad:
     """Per-endpoint in-flight requests and tokens, keyed by request id."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS) -> None:
+        self.clock = clock  # the scrapes' clock (EndpointMetrics.update_time)
+        self.prefill_chunk_tokens = prefill_chunk_tokens
+        self.first_bytes_seen = False  # a first-bytes signal ever came: the data plane sends bodies
         self._requests: dict[str, _Tracked] = {}
         self._endpoints: dict[str, EndpointLoad] = {}
         self.mean_uncached_tokens = 0.0
@@ -67,14 +114,21 @@ class InflightLoad:
     def get(self, hostport: str) -> EndpointLoad:
         return self._endpoints.get(hostport) or EndpointLoad()
 
-    def add(self, request_id: str, hostport: str, prompt_tokens: int, uncached_tokens: int) -> None:
+    def add(self, request_id: str, hostport: str, prompt_tokens: int, uncached_tokens: int,
+            now: float | None = None) -> None:
+        now = self.clock() if now is None else now
         if request_id in self._requests:  # a reused request id: the old one's accounting ends here
-            self.release(request_id)
-        self._requests[request_id] = _Tracked(hostport, prompt_tokens, uncached_tokens)
+            self.release(request_id, now)
+        tracked = self._requests[request_id] = _Tracked(hostport, prompt_tokens, uncached_tokens, now,
+                                                        long=uncached_tokens > self.prefill_chunk_tokens)
         load = self._endpoints.get(hostport)
         if load is None:
             load = self._endpoints[hostport] = EndpointLoad()
+        load.tracked[request_id] = tracked
+        if tracked.long:
+            load.long_pending_tokens += uncached_tokens
         load.requests += 1
+        load.note(now, 1)
         load.prompt_tokens += prompt_tokens
         load.pending_prefill_tokens += uncached_tokens
         if self.mean_uncached_tokens == 0.0:
@@ -87,19 +141,66 @@ class InflightLoad:
         if tracked is None or not tracked.prefilling:
             return
         tracked.prefilling = False
-        self._endpoints[tracked.hostport].pending_prefill_tokens -= tracked.uncached_tokens
+        self.first_bytes_seen = True
+        load = self._endpoints[tracked.hostport]
+        load.pending_prefill_tokens -= tracked.uncached_tokens
+        if tracked.long:
+            load.long_pending_tokens -= tracked.uncached_tokens
 
-    def release(self, request_id: str) -> None:
+    def release(self, request_id: str, now: float | None = None) -> None:
         tracked = self._requests.pop(request_id, None)
         if tracked is None:
             return
         load = self._endpoints[tracked.hostport]
+        load.tracked.pop(request_id, None)
         load.requests -= 1
+        load.note(self.clock() if now is None else now, -1)
         load.prompt_tokens -= tracked.prompt_tokens
         if tracked.prefilling:
             load.pending_prefill_tokens -= tracked.uncached_tokens
-        if load.requests <= 0:
-            del self._endpoints[tracked.hostport]
+            if tracked.long:
+                load.long_pending_tokens -= tracked.uncached_tokens
+        if load.requests <= 0 and len(self._endpoints) > MAX_IDLE_ENDPOINTS:
+            self._forget_idle()
+
+    def _forget_idle(self) -> None:
+        for hostport in [h for h, load in self._endpoints.items() if load.requests <= 0]:
+            del self._endpoints[hostport]
+
+    def in_flight_at(self, hostport: str, when: float) -> int:
+        """This EPP's requests in flight on ``hostport`` at ``when`` (a recent time.monotonic())."""
+        load = self._endpoints.get(hostport)
+        return 0 if load is None else load.requests - load.change_since(when)
+
+    def pending_after_scrape(self, hostport: str, when: float, waiting: int) -> tuple[float, int]:
+        """(pending prefill tokens, requests counted as waiting) of this EPP's requests on ``hostport``,
+        given a scrape taken at ``when`` that showed ``waiting`` requests in the server's queue.
+
+        Picks since the scrape are not in it: pending unless their first bytes came back. Of the
+        picks before it, the server (FIFO) had admitted all but the newest ``waiting``: only those
+        still count (a data plane that does not send response bodies to the EPP gives no first
+        bytes, so without this every request's prefill stayed pending until its end)."""
+        load = self._endpoints.get(hostport)
+        if load is None:
+            return 0.0, 0
+        if self.first_bytes_seen:  # the data plane sends response bodies: the flags are exact
+            return float(load.pending_prefill_tokens), 0
+        # newest first: the picks since the scrape, then the newest ``waiting`` before it; of the
+        # older ones (admitted) only the long prompts, still prefilling over several steps (a
+        # 16k-token one takes ~2 s), count, and nothing says when they are done: until their end
+        pending = 0.0
+        windows_long = 0
+        left = waiting
+        for tracked in reversed(load.tracked.values()):
+            if tracked.picked_at <= when:
+                if left <= 0:
+                    break
+                left -= 1
+            if tracked.prefilling:
+                pending += tracked.uncached_tokens
+                if tracked.long:
+                    windows_long += tracked.uncached_tokens
+        return pending + load.long_pending_tokens - windows_long, waiting - left
 
     def __len__(self) -> int:
         return len(self._requests)
@@ -110,23 +211,28 @@ class InflightLoadProducer(Plugin):
 
     Parameters: ``prefixScorer`` (the prefix-cache-scorer whose index tells the cached
     part of a prompt; default ``prefix-cache-scorer``, and without one every prompt token
-    counts as uncached), ``charsPerToken`` (4: prompt characters per token)."""
+    counts as uncached), ``charsPerToken`` (4: prompt characters per token),
+    ``prefillChunkTokens`` (8192, the model servers' ``--max-num-batched-tokens``: without
+    first-bytes signals, an admitted request with more uncached tokens than this is taken to
+    be still prefilling until it ends)."""
 
     type_name = "inflight-load-producer"
 
     def __init__(self, name: str, prefix_scorer: str = PrefixCacheScorer.type_name,
-                 chars_per_token: float = DEFAULT_CHARS_PER_TOKEN) -> None:
+                 chars_per_token: float = DEFAULT_CHARS_PER_TOKEN,
+                 prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS) -> None:
         super().__init__(name)
         self.prefix_scorer_name = prefix_scorer
         self.chars_per_token = chars_per_token
         self.prefix: PrefixCacheScorer | None = None
-        self.load = InflightLoad()
+        self.load = InflightLoad(prefill_chunk_tokens=prefill_chunk_tokens)
 
     @classmethod
     def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> InflightLoadProducer:
-        check_keys(params, ("prefixScorer", "charsPerToken"))
+        check_keys(params, ("prefixScorer", "charsPerToken", "prefillChunkTokens"))
         return cls(name, str_param(params, "prefixScorer", PrefixCacheScorer.type_name),
-                   float_param(params, "charsPerToken", DEFAULT_CHARS_PER_TOKEN, low=0.1, high=100.0))
+                   float_param(params, "charsPerToken", DEFAULT_CHARS_PER_TOKEN, low=0.1, high=100.0),
+                   int_param(params, "prefillChunkTokens", DEFAULT_PREFILL_CHUNK_TOKENS, minimum=1))
 
     def resolve(self, handle: PluginHandle) -> None:
         plugin = handle.plugins.get(self.prefix_scorer_name)
@@ -177,9 +283,14 @@ class InflightLoadProducer(Plugin):
         requests, pending = max(local.requests, candidate.inflight), float(local.pending_prefill_tokens)
         m = candidate.metrics
         if m is not None:
-            scraped = m.running + m.waiting_queue
-            unknown_waiting = min(m.waiting_queue, max(0, scraped - local.requests))
-            requests = max(requests, scraped)
+            # what the scrape saw beyond this EPP's own requests at that moment: other routers' traffic
+            unknown = max(0, m.running + m.waiting_queue - self.load.in_flight_at(candidate.hostport,
+                                                                                  m.update_time))
+            requests += unknown
+            # those are assumed waiting first (the cautious reading), at the mean uncached tokens
+            unknown_waiting = min(m.waiting_queue, unknown)
+            pending, _ = self.load.pending_after_scrape(candidate.hostport, m.update_time,
+                                                        m.waiting_queue - unknown_waiting)
             pending += unknown_waiting * self.load.mean_uncached_tokens
         return requests, pending
 

@@ -13,12 +13,13 @@ All three read the pick-time accounting of an ``inflight-load-producer`` (parame
   calibration: a replica prefills its queue in order at the same rate.
 - ``prefix-cache-affinity-filter`` (upstream's name; llm-d's "sticky until saturated"):
   keeps only the endpoints holding at least ``affinityThreshold`` of the prompt's prefix,
-  unless the best of them has more than ``maxTokensInFlightPenalty`` (τ, in prefill tokens:
-  peak prefill throughput x the TTFT penalty worth paying) more pending prefill than the
-  best other endpoint; then it keeps every endpoint, the scorers pick one, and the prefix
-  now lives on one more replica (the next picks choose between the holders: a hot prefix
-  spreads to a second replica, not to all). With ``explorationProbability`` it keeps every
-  endpoint anyway.
+  unless the best of them has a predicted TTFT (the scorer's cost above, so the recompute of
+  the prefix elsewhere is counted) more than ``maxTokensInFlightPenalty`` (τ, in prefill
+  tokens: peak prefill throughput x the TTFT penalty worth paying to keep the prefix on
+  fewer replicas) above the best other endpoint's; then it keeps every endpoint, the scorers
+  pick one, and the prefix now lives on one more replica (the next picks choose between the
+  holders: a hot prefix spreads to a second replica, not to all). With
+  ``explorationProbability`` it keeps every endpoint anyway.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer, find
 from infergate.epp.scheduling.plugins.params import check_keys, float_param, int_param, str_param
 
 PRODUCER = InflightLoadProducer.type_name
+DEFAULT_TOKENS_PER_RUNNING = 16.0
+DEFAULT_AFFINITY_PENALTY_TOKENS = 1024  # issue 16: 8,192 held a saturated Zipf prefix ~1 s too long
 
 
 class _UsesLoad(Plugin):
@@ -81,7 +84,7 @@ def predicted_costs(producer: InflightLoadProducer, per_running: float, state: C
 class PredictedTtftScorer(_UsesLoad):
     type_name = "predicted-ttft-scorer"
 
-    def __init__(self, name: str, producer: str = PRODUCER, per_running: float = 16.0) -> None:
+    def __init__(self, name: str, producer: str = PRODUCER, per_running: float = DEFAULT_TOKENS_PER_RUNNING) -> None:
         super().__init__(name, producer)
         self.per_running = per_running
 
@@ -89,7 +92,8 @@ class PredictedTtftScorer(_UsesLoad):
     def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> PredictedTtftScorer:
         check_keys(params, ("loadProducer", "tokensPerRunningRequest"))
         return cls(name, str_param(params, "loadProducer", PRODUCER),
-                   float_param(params, "tokensPerRunningRequest", 16.0, low=0.0, high=1e6))
+                   float_param(params, "tokensPerRunningRequest", DEFAULT_TOKENS_PER_RUNNING, low=0.0,
+                               high=1e6))
 
     def costs(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[float]:
         return predicted_costs(self.producer, self.per_running, state, request, candidates)
@@ -109,21 +113,24 @@ class PrefixCacheAffinityFilter(_UsesLoad):
     type_name = "prefix-cache-affinity-filter"
 
     def __init__(self, name: str, rng: Any, producer: str = PRODUCER, threshold: float = 0.5,
-                 exploration: float = 0.0, penalty_tokens: int = 8192) -> None:
+                 exploration: float = 0.0, penalty_tokens: int = DEFAULT_AFFINITY_PENALTY_TOKENS,
+                 per_running: float = DEFAULT_TOKENS_PER_RUNNING) -> None:
         super().__init__(name, producer)
         self.rng = rng
         self.threshold = threshold
         self.exploration = exploration
         self.penalty_tokens = penalty_tokens
+        self.per_running = per_running
 
     @classmethod
     def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> PrefixCacheAffinityFilter:
         check_keys(params, ("loadProducer", "affinityThreshold", "explorationProbability",
-                            "maxTokensInFlightPenalty"))
+                            "maxTokensInFlightPenalty", "tokensPerRunningRequest"))
         return cls(name, handle.rng, str_param(params, "loadProducer", PRODUCER),
                    float_param(params, "affinityThreshold", 0.5, low=0.0, high=1.0),
                    float_param(params, "explorationProbability", 0.0, low=0.0, high=1.0),
-                   int_param(params, "maxTokensInFlightPenalty", 8192, minimum=0))
+                   int_param(params, "maxTokensInFlightPenalty", DEFAULT_AFFINITY_PENALTY_TOKENS, minimum=0),
+                   float_param(params, "tokensPerRunningRequest", DEFAULT_TOKENS_PER_RUNNING, low=0.0, high=1e6))
 
     def filter(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[Candidate]:
         producer = self.producer
@@ -140,14 +147,20 @@ class PrefixCacheAffinityFilter(_UsesLoad):
         if blocks <= 0:
             return candidates
         sticky: list[Candidate] = []
-        others: list[Candidate] = []
-        for c in candidates:
+        others: list[float] = []
+        costs = predicted_costs(producer, self.per_running, state, request, candidates)
+        best_sticky = float("inf")
+        for c, cost in zip(candidates, costs, strict=True):
             held = matched.get(c.hostport, 0) - 1
-            (sticky if held > 0 and held / blocks >= self.threshold else others).append(c)
+            if held > 0 and held / blocks >= self.threshold:
+                sticky.append(c)
+                best_sticky = min(best_sticky, cost)
+            else:
+                others.append(cost)
         if not sticky or not others:
             return candidates
-        best_sticky = min(producer.view(c)[1] for c in sticky)
-        best_other = min(producer.view(c)[1] for c in others)
-        if best_sticky - best_other > self.penalty_tokens:
-            return candidates  # saturated: let the scorers spread the prefix to one more replica
+        # saturated: even after recomputing the prefix, another endpoint would answer more than
+        # τ sooner; let the scorers spread the prefix to one more replica
+        if best_sticky - min(others) > self.penalty_tokens:
+            return candidates
         return sticky
