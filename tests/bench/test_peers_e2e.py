@@ -19,6 +19,7 @@ def test_tiny_peer_benchmark(envoy_bin: str, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "infergate", "bench", "peers", "--routers",
          "envoy-round-robin,infergate-default,sglang-cache-aware", "--duration", "3", "--replicas", "2",
+         "--time-scale", "2",  # a fast model: in-flight requests drain sooner (the test is mostly waiting)
          "--json", "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=280, env=env, check=False,
     )

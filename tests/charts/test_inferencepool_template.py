@@ -286,7 +286,8 @@ def test_every_epp_flag_is_passed_or_settable_and_accepted_by_infergate_epp(helm
                "kv-cache-usage-percentage-metric": "vllm:kv_cache_usage_perc",
                "lora-info-metric": "vllm:lora_requests_info", "model-server-metrics-port": "8000",
                "model-server-metrics-path": "/metrics", "model-server-metrics-scheme": "http",
-               "zap-encoder": "json", "ha-lease-duration": "15s", "ha-renew-deadline": "10s", "ha-retry-period": "2s"}
+               "zap-encoder": "json", "ha-lease-duration": "15s", "ha-renew-deadline": "10s", "ha-retry-period": "2s",
+               "sd-max-inflight-per-endpoint": "32", "sd-max-pending-prefill-tokens": "4096"}
     assert set(samples) == set(value_flags)
     flags: list[dict[str, Any]] = [{"name": f, "value": samples[f]} for f in value_flags]
     flags += [{"name": f, "value": True} for f in bool_flags]
@@ -295,6 +296,7 @@ def test_every_epp_flag_is_passed_or_settable_and_accepted_by_infergate_epp(helm
     assert (parsed["verbosity"], parsed["seed"], parsed["error_body"], parsed["flow_control_max_queued"]) == (
         4, 7, "text", 16)
     assert parsed["flow_control"] is True and parsed["health_checking"] is True
+    assert (parsed["sd_max_inflight_per_endpoint"], parsed["sd_max_pending_prefill_tokens"]) == (32, 4096)
 
 
 @pytest.mark.parametrize(("values_patch", "message"), [
