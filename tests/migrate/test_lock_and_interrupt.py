@@ -158,7 +158,10 @@ def test_ctrl_c_on_the_command_line_prints_how_to_resume(
                    interval=0.1, what="the run to reach wait-ready")
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
+        # bounded, but not tight: in one parallel `make test` the exit took over 30 s (the step's
+        # worker thread, a cluster or helm call on a loaded machine, is waited for at shutdown;
+        # not diagnosed further, see the closing note of stop 13); alone it exits in under a second
+        _, stderr = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
             proc.kill()
