@@ -7,13 +7,13 @@ Counts are kept per source, group, kind and namespace, never by the ambiguous ba
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from infergate.api.conversion.constants import GA_GROUP, PREVIEW_GROUP
 from infergate.migrate.cluster import Cluster, ClusterError
-from infergate.migrate.helm import Helm, HelmError
+from infergate.migrate.helm import Helm, HelmError, Release
 from infergate.migrate.resources import (
     CRDS,
     DEPLOYMENTS,
@@ -293,26 +293,38 @@ def wrong_group_epps(deployments: list[Obj], preview_pools: list[Obj], cluster: 
     return out
 
 
-def scan_helm(helm: Helm, namespace: str | None) -> tuple[list[Finding], list[str]]:
-    """Releases whose current manifest holds preview objects (or a v0.3.0 EPP)."""
-    findings: list[Finding] = []
-    errors: list[str] = []
+def scan_releases(helm: Helm, namespace: str | None,
+                  scan: Callable[[Release], Finding | None]) -> tuple[list[Finding], list[str]]:
+    """``scan`` of each Helm release in ``namespace`` (None: all): the findings, and the Helm
+    errors (listing the releases, or one release's ``scan``) that left something unread."""
     try:
         releases = helm.releases(namespace)
     except HelmError as exc:
         return [], [str(exc)]
+    findings: list[Finding] = []
+    errors: list[str] = []
     for release in releases:
         try:
-            objects = helm.manifest(release.name, release.namespace)
+            found = scan(release)
         except HelmError as exc:
             errors.append(str(exc))
             continue
-        inner = scan_objects(objects, "helm", release.namespace)
-        if inner:
-            what = ", ".join(sorted({f"{f.kind} {f.name}" for f in inner}))
-            findings.append(Finding("helm", RELEASE, PREVIEW_GROUP, release.namespace, release.name,
-                                    f"chart {release.chart}: {what}"))
+        if found is not None:
+            findings.append(found)
     return findings, errors
+
+
+def scan_helm(helm: Helm, namespace: str | None) -> tuple[list[Finding], list[str]]:
+    """Releases whose current manifest holds preview objects (or a v0.3.0 EPP)."""
+
+    def scan(release: Release) -> Finding | None:
+        inner = scan_objects(helm.manifest(release.name, release.namespace), "helm", release.namespace)
+        if not inner:
+            return None
+        what = ", ".join(sorted({f"{f.kind} {f.name}" for f in inner}))
+        return Finding("helm", RELEASE, PREVIEW_GROUP, release.namespace, release.name, f"chart {release.chart}: {what}")
+
+    return scan_releases(helm, namespace, scan)
 
 
 def merge(*parts: Census, extra: Sequence[Finding] = (), errors: Sequence[str] = ()) -> Census:

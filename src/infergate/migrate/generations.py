@@ -37,10 +37,11 @@ from infergate.migrate.census import (
     XK8S_REWRITE,
     Census,
     Finding,
+    scan_releases,
 )
 from infergate.migrate.chart_values import v1_markers
 from infergate.migrate.cluster import Cluster, ClusterError
-from infergate.migrate.helm import Helm, HelmError
+from infergate.migrate.helm import Helm, Release
 from infergate.migrate.resources import (
     CRDS,
     MODEL_REWRITES,
@@ -196,26 +197,18 @@ def is_inferencepool_chart(chart: str) -> bool:
 
 def scan_helm_values(helm: Helm, namespace: str | None) -> tuple[list[Finding], list[str]]:
     """Releases of the inferencepool chart whose user values use the v1.0 layout."""
-    findings: list[Finding] = []
-    errors: list[str] = []
-    try:
-        releases = helm.releases(namespace)
-    except HelmError as exc:
-        return [], [str(exc)]
-    for release in releases:
-        if not is_inferencepool_chart(release.chart):
-            continue
-        try:
-            values: Any = helm.values(release.name, release.namespace)
-        except HelmError as exc:
-            errors.append(str(exc))
-            continue
-        markers = v1_markers(values if isinstance(values, dict) else {})
-        if markers:
-            findings.append(Finding("helm", CHART_VALUES, "", release.namespace, release.name,
-                                    f"chart {release.chart}: v1.0 keys " + ", ".join(markers), optional=True))
-    return findings, errors
 
+    def scan(release: Release) -> Finding | None:
+        if not is_inferencepool_chart(release.chart):
+            return None
+        values: Any = helm.values(release.name, release.namespace)
+        markers = v1_markers(values if isinstance(values, dict) else {})
+        if not markers:
+            return None
+        return Finding("helm", CHART_VALUES, "", release.namespace, release.name,
+                       f"chart {release.chart}: v1.0 keys " + ", ".join(markers), optional=True)
+
+    return scan_releases(helm, namespace, scan)
 
 
 # GIE releases whose CRDs no longer serve the preview InferencePool (PR #2796)
