@@ -181,3 +181,48 @@ async def running(*things: EchoServers | StampingEpp) -> AsyncIterator[None]:
     finally:
         for thing in reversed(started):
             await thing.stop()
+
+
+async def post_reading_early_response(
+    port: int, path: str, body: bytes, headers: dict[str, str], *, timeout_s: float = 20.0
+) -> tuple[int, dict[str, str]]:
+    """POST ``body`` to 127.0.0.1:``port`` while reading the answer, as curl does.
+
+    A gateway may answer before the body is complete (a 413 once its buffer limit is passed) and
+    then close. A client that reads only after writing everything (httpx) may lose that answer:
+    when the server closes with the rest of the body unread, its TCP reset can erase the answer
+    from the client's receive buffer (RFC 9112 section 9.6). Returns the status and headers.
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        head = [f"POST {path} HTTP/1.1", f"host: 127.0.0.1:{port}", f"content-length: {len(body)}"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        response = asyncio.create_task(_read_response_head(reader))
+        chunk = 64 * 1024
+        async with asyncio.timeout(timeout_s):
+            for start in range(0, len(body), chunk):
+                if response.done():
+                    break
+                writer.write(body[start : start + chunk])
+                try:
+                    await writer.drain()
+                except ConnectionError:
+                    break
+            return await response
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def _read_response_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("the connection closed before a response")
+    status = int(status_line.split()[1])
+    fields: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        fields[name.strip().lower()] = value.strip()
+    return status, fields
