@@ -164,7 +164,8 @@ def test_chart_values_v15_upgrade_under_load(stack: AfterGa, tmp_path: Path) -> 
     _, before = stack.check()
     assert [f["name"] for f in before["findings"] if f["kind"] == "ChartValuesV1.0"] == [GA], before["findings"]
     converted = tmp_path / "values-v1.5.yaml"
-    up.sh(f"helm get values {GA} -o yaml | infergate migrate chart-values -f - > {shlex.quote(str(converted))}")
+    up.sh(f"helm get values {GA} -o yaml | infergate migrate chart-values -f - --unset-failure-mode FailOpen "
+          f"> {shlex.quote(str(converted))}")
     pool, epp = up.json("get", f"inferencepools.inference.networking.k8s.io/{GA}"), up.json("get", f"deployment/{GA}-epp")
     load = stack.load()
     with load.in_thread():
@@ -174,6 +175,7 @@ def test_chart_values_v15_upgrade_under_load(stack: AfterGa, tmp_path: Path) -> 
         time.sleep(2.0)
     assert load.failed() == [], load.failed()[:5]
     # the converted values render the same pool and EPP: the upgrade changes nothing that serves
+    assert pool["spec"]["endpointPickerRef"]["failureMode"] == "FailOpen"  # the chart's default, kept
     assert up.json("get", f"inferencepools.inference.networking.k8s.io/{GA}")["spec"] == pool["spec"]
     upgraded = up.json("get", f"deployment/{GA}-epp")
     assert upgraded["spec"] == epp["spec"]

@@ -52,6 +52,30 @@ def test_failure_mode_of_v10_is_kept_explicitly() -> None:
     assert any("FailOpen" in n for n in result.notes)
 
 
+def test_a_release_whose_chart_defaulted_to_fail_open_stays_fail_open(tmp_path: Path) -> None:
+    """infergate's charts/inferencepool (and upstream's since v1.4) default to FailOpen: an unset
+    failureMode must not become FailClose in the v1.5 values (the upgrade would flip the pool)."""
+    values = {"inferenceExtension": {"flags": [{"name": "v", "value": 2}]}}
+    result = convert_values(values, unset_failure_mode="FailOpen")
+    assert result.values["inferenceExtension"] == {"flags": {"v": 2}}
+    assert any("stays unset" in n for n in result.notes)
+    explicit = convert_values({"inferenceExtension": {**values["inferenceExtension"], "failureMode": "FailClose"}},
+                              unset_failure_mode="FailOpen")
+    assert explicit.values["inferenceExtension"]["failureMode"] == "FailClose"  # what the user set is kept
+    source = tmp_path / "v10.yaml"
+    source.write_text(yaml.safe_dump(values))
+    cli = CliRunner().invoke(command, ["chart-values", "-f", str(source), "--unset-failure-mode", "FailOpen"])
+    assert cli.exit_code == 0, cli.output
+    assert yaml.safe_load(cli.stdout) == {"inferenceExtension": {"flags": {"v": 2}}}
+    default = CliRunner().invoke(command, ["chart-values", "-f", str(source)])
+    assert yaml.safe_load(default.stdout)["inferenceExtension"]["failureMode"] == "FailClose"
+    assert "--unset-failure-mode FailOpen" in default.stderr
+    wrong = CliRunner().invoke(command, ["chart-values", "-f", str(source), "--unset-failure-mode", "Open"])
+    assert wrong.exit_code == 2 and "'Open' is not one of 'FailClose', 'FailOpen'" in wrong.output
+    with pytest.raises(ValueError, match="unset_failure_mode"):
+        convert_values(values, unset_failure_mode="open")
+
+
 def test_docker_hub_org_becomes_docker_io() -> None:
     out = convert_values({"inferenceExtension": {"image": {"hub": "myorg", "name": "epp", "tag": "x"}}}).values
     assert out["inferenceExtension"]["image"] == {"registry": "docker.io", "repository": "myorg/epp", "tag": "x"}

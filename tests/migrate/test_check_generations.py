@@ -16,6 +16,7 @@ from infergate.migrate.generations import (
     PREVIEW_TO_GA,
     TARGET_MODELS_REWRITE,
     XK8S_TO_LLMD,
+    chart_default_failure_mode,
     classify_generation,
     crd_blocker,
     is_inferencepool_chart,
@@ -107,6 +108,7 @@ def test_check_reports_each_move_and_the_crd_blocker(migrate: Migrate, kubectl: 
                       CRDS_V15_BLOCKED: "pending", PREVIEW_TO_GA: "pending"}
     chart = next(f for f in data["findings"] if f["kind"] == "ChartValuesV1.0")
     assert chart["name"] == "pool-v1" and "inferenceExtension.image.hub" in chart["detail"]
+    assert "--unset-failure-mode" not in chart["detail"]  # upstream's v1.0 chart defaulted to FailClose
     assert any(f"{ns}/vllm-llama3-8b-instruct-preview" in b for b in data["blocking"])
     table = migrate("check", "-n", ns)
     assert "Moves" in table.stdout and "x-k8s-to-llm-d" in table.stdout and "available" in table.stdout
@@ -164,3 +166,13 @@ def test_malformed_split_weights_in_files_do_not_crash() -> None:
                                                                   "not-a-map", {"name": "c", "weight": True}]}}
     found = classify_generation(model, "file:x")
     assert found is not None and "a 1, b 1, c 1" in found.detail
+
+
+@pytest.mark.parametrize(("chart", "mode"), [
+    ("inferencepool-v1.0.0", "FailClose"), ("inferencepool-v1.3.1", "FailClose"),
+    ("inferencepool-v1.4.0", "FailOpen"), ("inferencepool-v1.6.0", "FailOpen"),
+    ("inferencepool-0.1.0", "FailOpen"),  # infergate's charts/inferencepool
+    ("inferencepool-1.0.0", "FailClose"), ("inferencepool", "FailClose"), ("inferencepool-vX", "FailClose"),
+])
+def test_the_chart_s_default_failure_mode_from_helm_list_s_chart_column(chart: str, mode: str) -> None:
+    assert chart_default_failure_mode(chart) == mode

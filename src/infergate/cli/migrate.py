@@ -773,9 +773,14 @@ def cleanup_command(kubeconfig: str | None, context: str | None, helm_path: str 
 @click.option("-f", "--values", "values_file", required=True, type=click.Path(exists=True, dir_okay=False,
               allow_dash=True), help="A values file of the inferencepool chart in the v1.0 layout ('-' for stdin).")
 @click.option("--output-file", type=click.Path(dir_okay=False), help="Write the v1.5 values here (default: stdout).")
-def chart_values_command(values_file: str, output_file: str | None) -> None:
+@click.option("--unset-failure-mode", type=click.Choice(["FailClose", "FailOpen"]), default="FailClose",
+              show_default=True, help="What an unset inferenceExtension.failureMode meant for this release: its "
+              "chart's default. FailClose for upstream's v1.0 chart (written out, since v1.5 defaults to "
+              "FailOpen); FailOpen for infergate's charts/inferencepool and upstream's charts since v1.4 (left "
+              "unset).")
+def chart_values_command(values_file: str, output_file: str | None, unset_failure_mode: str) -> None:
     """Convert inferencepool chart values from the v1.0 layout to the v1.5 one (image.registry/
-    repository, flags as a map, failureMode written explicitly, leader election from replicas,
+    repository, flags as a map, failureMode kept (see --unset-failure-mode), leader election from replicas,
     provider.gke/istio, inferencePool.targetPorts). Notes on what changes behaviour go to stderr.
     Exit 0: converted (or already v1.5); 1: values that cannot be converted (each problem with its
     field path)."""
@@ -790,7 +795,7 @@ def chart_values_command(values_file: str, output_file: str | None) -> None:
     except (InputError, yaml.YAMLError) as exc:
         raise click.ClickException(f"{values_file}: {exc}") from None
     try:
-        result = convert_values(values)
+        result = convert_values(values, unset_failure_mode=unset_failure_mode)
     except ChartValuesError as exc:
         raise click.ClickException(f"{values_file}: " + "\n  ".join(["cannot convert:", *exc.problems])) from None
     rendered = yaml.safe_dump(result.values, sort_keys=False, default_flow_style=False)

@@ -7,7 +7,10 @@ and reshaped keys that v1.0 values set (notes/ecosystem-2026.md, "Helm chart"):
   path segment is the registry, the rest of it and the name the repository);
 - ``inferenceExtension.flags``: a list of ``{name, value}`` -> a map ``name: value``;
 - ``inferenceExtension.failureMode``: the default became FailOpen; v1.0 values that did not set
-  it meant FailClose, so the converted values say FailClose explicitly;
+  it meant the v1.0 chart's default, FailClose, so the converted values say FailClose
+  explicitly. A release of a chart whose default was already FailOpen (infergate's
+  ``charts/inferencepool``, upstream's since v1.4) passes ``unset_failure_mode="FailOpen"``:
+  the key stays unset, and the v1.5 default keeps FailOpen;
 - ``inferenceExtension.replicas > 1`` turns leader election on in v1.5 (only the leader is
   ready); ``enableLeaderElection`` is gone;
 - ``inferencePool.targetPortNumber`` -> ``inferencePool.targetPorts[].number``;
@@ -67,9 +70,15 @@ def v1_markers(values: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def convert_values(values: Mapping[str, Any]) -> ChartValuesConversion:
+FAILURE_MODES = ("FailClose", "FailOpen")
+
+
+def convert_values(values: Mapping[str, Any], *, unset_failure_mode: str = "FailClose") -> ChartValuesConversion:
     """``values`` (v1.0 layout) in the v1.5 layout, with notes; values already in the v1.5 layout
-    come back unchanged (``changed`` False)."""
+    come back unchanged (``changed`` False). ``unset_failure_mode``: what an unset
+    ``inferenceExtension.failureMode`` meant for the release (its chart's default)."""
+    if unset_failure_mode not in FAILURE_MODES:
+        raise ValueError(f"unset_failure_mode: must be one of {', '.join(FAILURE_MODES)}")
     if not isinstance(values, Mapping):
         raise ChartValuesError(["(root): Invalid value: values must be a map"])
     out: Values = copy.deepcopy(dict(values))
@@ -83,7 +92,7 @@ def convert_values(values: Mapping[str, Any]) -> ChartValuesConversion:
     ext = ext if isinstance(ext, dict) else {}
     _image(ext, problems, notes)
     _flags(ext, problems)
-    _failure_mode(ext, notes)
+    _failure_mode(ext, notes, unset_failure_mode)
     _replicas(ext, problems, notes)
     _pool(out, problems)
     _providers(out, ext, problems, notes)
@@ -146,11 +155,17 @@ def _flags(ext: dict[str, Any], problems: list[str]) -> None:
     ext["flags"] = out
 
 
-def _failure_mode(ext: dict[str, Any], notes: list[str]) -> None:
-    if "failureMode" not in ext:
-        ext["failureMode"] = "FailClose"
-        notes.append("inferenceExtension.failureMode: FailClose written explicitly (the v1.0 default; the v1.5 "
-                     "default is FailOpen)")
+def _failure_mode(ext: dict[str, Any], notes: list[str], unset_means: str) -> None:
+    if "failureMode" in ext:
+        return
+    if unset_means == "FailOpen":
+        notes.append("inferenceExtension.failureMode unset: it meant FailOpen for this release and the v1.5 "
+                     "default is FailOpen, so it stays unset")
+        return
+    ext["failureMode"] = "FailClose"
+    notes.append("inferenceExtension.failureMode: FailClose written explicitly (the v1.0 chart's default; the "
+                 "v1.5 default is FailOpen). For a release of infergate's charts/inferencepool or of upstream's "
+                 "chart since v1.4 (default FailOpen), convert with --unset-failure-mode FailOpen")
 
 
 def _replicas(ext: dict[str, Any], problems: list[str], notes: list[str]) -> None:

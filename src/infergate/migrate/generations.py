@@ -195,6 +195,22 @@ def is_inferencepool_chart(chart: str) -> bool:
     return chart.rsplit("-", 1)[0] == "inferencepool" or chart == "inferencepool"
 
 
+def chart_default_failure_mode(chart: str) -> str:
+    """The default ``failureMode`` of the inferencepool chart ``chart`` (helm list's column):
+    FailOpen for infergate's ``charts/inferencepool`` (versions 0.x, no ``v``) and upstream's
+    since v1.4; FailClose for upstream's earlier ones (and a version that cannot be read)."""
+    version = chart.rsplit("-", 1)[-1] if "-" in chart else ""
+    upstream = version.startswith("v")
+    parts = version.lstrip("v").split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return "FailClose"
+    if not upstream:
+        return "FailOpen" if major == 0 else "FailClose"
+    return "FailOpen" if (major, minor) >= (1, 4) else "FailClose"
+
+
 def scan_helm_values(helm: Helm, namespace: str | None) -> tuple[list[Finding], list[str]]:
     """Releases of the inferencepool chart whose user values use the v1.0 layout."""
 
@@ -205,8 +221,10 @@ def scan_helm_values(helm: Helm, namespace: str | None) -> tuple[list[Finding], 
         markers = v1_markers(values if isinstance(values, dict) else {})
         if not markers:
             return None
-        return Finding("helm", CHART_VALUES, "", release.namespace, release.name,
-                       f"chart {release.chart}: v1.0 keys " + ", ".join(markers), optional=True)
+        detail = f"chart {release.chart}: v1.0 keys " + ", ".join(markers)
+        if chart_default_failure_mode(release.chart) == "FailOpen":
+            detail += "; its chart defaults to FailOpen: convert with --unset-failure-mode FailOpen"
+        return Finding("helm", CHART_VALUES, "", release.namespace, release.name, detail, optional=True)
 
     return scan_releases(helm, namespace, scan)
 
