@@ -15,9 +15,9 @@ from infergate.bench.peers.run import PeersConfig, PeersResult, RunOutcome
 from infergate.bench.peers.summary import JSON_FIELDS, prefix_hit_rate, summarize
 
 
-def _ok(ttft: float, gap: float = 0.01, objective: str | None = None) -> TurnResult:
+def _ok(ttft: float, gap: float = 0.01, objective: str | None = None, sent_at: float = 0.0) -> TurnResult:
     return TurnResult(ok=True, status=200, ttft=ttft, e2e=ttft + 1.0, output_tokens=64, gaps=[gap] * 63,
-                      objective=objective)
+                      objective=objective, sent_at=sent_at)
 
 
 def test_summary_is_in_model_time_with_goodput_under_the_slo() -> None:
@@ -43,6 +43,22 @@ def test_priority_summary_measures_critical_requests_and_counts_sheds_apart() ->
     assert s.as_json()["prefix_hit"] is None  # NaN becomes null
 
 
+def test_ttft_p90_after_warm_up_leaves_out_the_first_fifth_of_the_phase() -> None:
+    """A closed loop's first turns are one cold burst: the p90 of all turns is the burst's, the
+    figure after the warm-up is the steady state's."""
+    burst = [_ok(2.0) for _ in range(3)]  # sent at 0 s: 3 of 20 turns, the p90 lands in them
+    steady = []
+    for i in range(17):
+        turn = _ok(0.1 + i * 0.001)
+        turn.sent_at = 2.0 + i * 0.5  # after the first 2 s (a fifth of 10 s of wall time)
+        steady.append(turn)
+    s = summarize(burst + steady, wall_time=10.0, time_scale=0.5, prefix_hit=math.nan)
+    assert math.isclose(s.ttft_p90, 1.0)  # model time: 2.0 s wall x 0.5
+    assert 0.05 < s.ttft_p90_steady < 0.06  # only the steady turns: 0.1-0.116 s wall x 0.5
+    assert s.as_json()["ttft_p90_steady"] == s.ttft_p90_steady
+    assert math.isnan(summarize(burst, wall_time=10.0, time_scale=1.0, prefix_hit=math.nan).ttft_p90_steady)
+
+
 def test_prefix_hit_rate_from_the_replicas_counters() -> None:
     a = ('# TYPE vllm:prefix_cache_queries counter\nvllm:prefix_cache_queries_total{model_name="m"} 1000.0\n'
          'vllm:prefix_cache_hits_total{model_name="m"} 250.0\n')
@@ -57,7 +73,7 @@ def _result() -> PeersResult:
     runs = []
     for router, ttft in (("infergate-default", 0.2), ("sglang-cache-aware", 0.1), ("vllm-router-cache-aware", 0.4),
                          ("oracle", 0.05)):
-        s = summarize([_ok(ttft)] * 10, 10.0, 1.0, prefix_hit=0.9, machine_busy=0.5)
+        s = summarize([_ok(ttft, sent_at=5.0)] * 10, 10.0, 1.0, prefix_hit=0.9, machine_busy=0.5)
         runs.append(RunOutcome("shared-prefix", "open", router, s, [ttft] * 10,
                                not_found={"GET /server_info": 2} if router == "sglang-cache-aware" else {},
                                calls={"POST /v1/completions/render": 10} if router.startswith("vllm") else {}))
@@ -78,8 +94,9 @@ def test_json_shape_and_markdown() -> None:
     text = markdown(result)
     assert "sglang-round-robin: not installed" in text
     row = next(line for line in text.splitlines() if line.startswith("| infergate-default |"))
-    # TTFT p90 vs the best peer (0.1 s) and the oracle (0.05 s), then output tokens/s (all equal)
-    assert row.rstrip().endswith("| 2.00x | 4.00x | 1.00x | 1.00x |")
+    # TTFT p90 vs the best peer (0.1 s) and the oracle (0.05 s), after the warm-up vs the best peer,
+    # then output tokens/s (all equal)
+    assert row.rstrip().endswith("| 2.00x | 4.00x | 2.00x | 1.00x | 1.00x |")
     assert "GET /server_info" in text and "POST /v1/completions/render x10" in text
     assert "failed to run: RuntimeError: boom" in text
     assert f"; seed {result.config.seed}\n" in text  # the seed itself, not its template

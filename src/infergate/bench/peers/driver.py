@@ -25,6 +25,7 @@ class TurnResult(RequestResult):
 
     objective: str | None = None
     group: int = 0  # the session's prefix group
+    sent_at: float = 0.0  # wall seconds from the phase's start to this turn's request
 
 
 async def stream_turn(client: httpx.AsyncClient, url: str, model: str, prompt: str, max_tokens: int,
@@ -36,7 +37,7 @@ async def stream_turn(client: httpx.AsyncClient, url: str, model: str, prompt: s
 
 
 async def _run_session(client: httpx.AsyncClient, url: str, base_model: str, session: Session,
-                       time_scale: float, deadline: float | None) -> list[TurnResult]:
+                       time_scale: float, deadline: float | None, phase_start: float) -> list[TurnResult]:
     results: list[TurnResult] = []
     history = ""
     for i, turn in enumerate(session.turns):
@@ -45,9 +46,10 @@ async def _run_session(client: httpx.AsyncClient, url: str, base_model: str, ses
         if deadline is not None and time.monotonic() >= deadline:
             break
         prompt = session.prompt(history, i)
+        sent_at = time.monotonic() - phase_start
         result = await stream_turn(client, url, session.model or base_model, prompt, turn.max_tokens,
                                    session.objective)
-        result.group = session.group
+        result.group, result.sent_at = session.group, sent_at
         results.append(result)
         if not result.ok:
             break
@@ -66,13 +68,13 @@ async def run_open(url: str, model: str, workload: Workload, time_scale: float, 
     """Start every session at its planned time (model seconds / time scale)."""
     async with _client(timeout) as client:
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        start, phase_start = loop.time(), time.monotonic()
 
         async def one(session: Session) -> list[TurnResult]:
             delay = start + session.at / time_scale - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            return await _run_session(client, url, model, session, time_scale, None)
+            return await _run_session(client, url, model, session, time_scale, None, phase_start)
 
         nested = await asyncio.gather(*(one(s) for s in workload.sessions))
         return [r for rs in nested for r in rs], loop.time() - start
@@ -95,13 +97,13 @@ async def run_closed(url: str, model: str, workload: Workload, time_scale: float
     results: list[TurnResult] = []
     async with _client(timeout) as client:
         loop = asyncio.get_running_loop()
-        start = loop.time()
-        deadline = time.monotonic() + duration_s
+        start, phase_start = loop.time(), time.monotonic()
+        deadline = phase_start + duration_s
 
         async def user(objective: str | None) -> None:
             queue = queues[objective]
             while queue and time.monotonic() < deadline:
-                turns = await _run_session(client, url, model, queue.pop(), time_scale, deadline)
+                turns = await _run_session(client, url, model, queue.pop(), time_scale, deadline, phase_start)
                 results.extend(turns)
                 if turns and turns[-1].status == 429:
                     await asyncio.sleep(SHED_BACKOFF_S / time_scale)

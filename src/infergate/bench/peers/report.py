@@ -11,7 +11,7 @@ from typing import Any
 
 from infergate.bench.peers.routers import PEER_ROUTERS
 from infergate.bench.peers.run import PeersResult, RunOutcome
-from infergate.bench.peers.summary import SLO_ITL_S, SLO_TTFT_S
+from infergate.bench.peers.summary import SLO_ITL_S, SLO_TTFT_S, WARMUP_FRACTION
 
 
 def as_json(result: PeersResult) -> dict[str, dict[str, dict[str, Any]]]:
@@ -69,6 +69,9 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         f"- {cfg.duration:g} s of wall time per phase; open loop = the workload's seeded arrivals, closed loop = "
         f"fixed concurrency; seed {cfg.seed}",
         f"- goodput: requests per model second with TTFT <= {SLO_TTFT_S} s and mean ITL <= {SLO_ITL_S * 1000:g} ms",
+        f"- TTFT p90 after warm-up: of the turns sent after the phase's first {WARMUP_FRACTION:.0%} (every router "
+        "starts cold, and a closed loop starts all its users at once: its first turns are one cold burst, in "
+        "multi-turn about 10% of the requests, right at the p90)",
         "- prefix hit: the replicas' `vllm:prefix_cache_hits / vllm:prefix_cache_queries`; router CPU: CPU "
         "seconds of the router's processes (Envoy + EPP for infergate) per request; replicas/group: distinct "
         "replicas that served each prefix group, on average (1 = perfect affinity); max load share: the busiest "
@@ -91,16 +94,18 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
     for key, runs in _by_key(result).items():
         peer = best_peer(runs)
         peer_tp = best_peer(runs, "output_tokens_per_s")
+        peer_steady = best_peer(runs, "ttft_p90_steady")
         oracle = next((r for r in runs if r.router == "oracle" and r.summary is not None), None)
         lines += [f"## {key}", "",
-                  "| router | TTFT p50 | TTFT p90 | TTFT p99 | ITL p50 | E2E p90 | out tok/s | goodput | "
+                  "| router | TTFT p50 | TTFT p90 | TTFT p99 | TTFT p90 after warm-up | ITL p50 | E2E p90 | out tok/s | goodput | "
                   "requests | failed | shed | prefix hit | replicas/group | max load share | queues differ | router CPU ms/req | "
-                  "machine busy | bench cores | CPU wait | ms per wake-up | TTFT p90 / best peer | TTFT p90 / oracle | tok/s / best peer | tok/s / oracle |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "machine busy | bench cores | CPU wait | ms per wake-up | TTFT p90 / best peer | TTFT p90 / oracle | "
+                  "after warm-up / best peer | tok/s / best peer | tok/s / oracle |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for run in runs:
             s = run.summary
             if s is None:
-                lines.append(f"| {run.router} | failed to run: {run.error} |" + " |" * 22)
+                lines.append(f"| {run.router} | failed to run: {run.error} |" + " |" * 24)
                 continue
             vs_peer = _ratio(s.ttft_p90, peer.summary.ttft_p90) if peer and peer.summary else "-"
             vs_oracle = _ratio(s.ttft_p90, oracle.summary.ttft_p90) if oracle and oracle.summary else "-"
@@ -108,12 +113,14 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
                        if peer_tp and peer_tp.summary else "-")
             tp_oracle = (_ratio(s.output_tokens_per_s, oracle.summary.output_tokens_per_s)
                          if oracle and oracle.summary else "-")
+            steady_peer = (_ratio(s.ttft_p90_steady, peer_steady.summary.ttft_p90_steady)
+                           if peer_steady and peer_steady.summary else "-")
             lines.append(
-                f"| {run.router} | {_s(s.ttft_p50)} | {_s(s.ttft_p90)} | {_s(s.ttft_p99)} | "
+                f"| {run.router} | {_s(s.ttft_p50)} | {_s(s.ttft_p90)} | {_s(s.ttft_p99)} | {_s(s.ttft_p90_steady)} | "
                 f"{s.itl_p50 * 1000:.1f} ms | {_s(s.e2e_p90)} | {s.output_tokens_per_s:.0f} | {s.goodput:.2f} | "
                 f"{s.requests} | {s.failed} | {s.shed} | {_pct(s.prefix_hit)} | {_f1(run.replicas_per_group)} | "
                 f"{_pct(max(run.load_shares.values(), default=math.nan))} | {_pct(run.queue_imbalance)} | "
-                f"{s.router_cpu_s_per_request * 1000:.2f} | {_pct(s.machine_busy)} | {s.bench_cores:.2f} | {_pct(s.cpu_wait)} | {s.sched_delay_ms:.2f} | {vs_peer} | {vs_oracle} | {tp_peer} | {tp_oracle} |")
+                f"{s.router_cpu_s_per_request * 1000:.2f} | {_pct(s.machine_busy)} | {s.bench_cores:.2f} | {_pct(s.cpu_wait)} | {s.sched_delay_ms:.2f} | {vs_peer} | {vs_oracle} | {steady_peer} | {tp_peer} | {tp_oracle} |")
         lines.append("")
         if peer is not None:
             lines.append(f"Best peer by TTFT p90: {peer.router}"
