@@ -20,6 +20,7 @@ def test_tiny_peer_benchmark(envoy_bin: str, tmp_path: Path) -> None:
         [sys.executable, "-m", "infergate", "bench", "peers", "--routers",
          "envoy-round-robin,infergate-default,sglang-cache-aware", "--duration", "3", "--replicas", "2",
          "--time-scale", "2",  # a fast model: in-flight requests drain sooner (the test is mostly waiting)
+         "--epp-args", "--sd-max-inflight-per-endpoint 32",
          "--json", "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=280, env=env, check=False,
     )
@@ -36,3 +37,6 @@ def test_tiny_peer_benchmark(envoy_bin: str, tmp_path: Path) -> None:
     assert "skipped sglang-cache-aware: not installed" in proc.stderr
     report = (tmp_path / "out" / "results.md").read_text()
     assert "sglang-cache-aware: not installed" in report and "## shared-prefix/closed" in report
+    assert "- infergate's EPPs ran with `--sd-max-inflight-per-endpoint 32`" in report
+    details = json.loads((tmp_path / "out" / "details.json").read_text())
+    assert details["config"]["epp_args"] == ["--sd-max-inflight-per-endpoint", "32"]

@@ -99,6 +99,25 @@ def scheduling(replicas: int, duration: float, profiles: str, as_json: bool, tim
     sys.stdout.flush()
 
 
+def _epp_args(text: str) -> tuple[str, ...]:
+    """``--epp-args``: split as a shell would, each flag one `infergate epp` accepts."""
+    import shlex
+
+    from infergate.cli.epp import command as epp_command  # the EPP's own parser checks the flags
+
+    try:
+        args = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--epp-args") from None
+    if args:
+        try:
+            epp_command.make_context("epp", ["--pool-name", "bench", *args])
+        except click.ClickException as exc:
+            raise click.BadParameter(f"not `infergate epp` flags: {exc.format_message()}",
+                                     param_hint="--epp-args") from None
+    return args
+
+
 @command.command("peers")
 @click.option("--workloads", default="shared-prefix", show_default=True,
               help="Comma-separated workloads (or 'all'): shared-prefix, shared-prefix-zipf, multi-turn, lora-mix, "
@@ -121,8 +140,11 @@ def scheduling(replicas: int, duration: float, profiles: str, as_json: bool, tim
                    'output_tokens_per_s, goodput, requests, failed, shed, prefix_hit}}} instead of the report.')
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write results.md, results.json and PNG plots here (e.g. bench/results/peers).")
+@click.option("--epp-args", default="", metavar="FLAGS",
+              help="Extra `infergate epp` flags for every infergate router, e.g. "
+                   "'--sd-sheddable-max-inflight-per-endpoint 3' (the report states them).")
 def peers(workloads: str, routers: str, phases: str, duration: float, replicas: int, time_scale: float, seed: int,
-          as_json: bool, out_dir: Path | None) -> None:
+          as_json: bool, out_dir: Path | None, epp_args: str) -> None:
     """Compare infergate's EPP profiles with sglang-router, vllm-router, Envoy alone and an oracle.
 
     Every router runs on the same seeded traffic in front of its own fresh simulated pool.
@@ -146,7 +168,8 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
 
     config = PeersConfig(workloads=pick(workloads, tuple(GENERATORS), "--workloads"),
                          routers=pick(routers, ALL_ROUTERS, "--routers"), phases=pick(phases, PHASES, "--phases"),
-                         duration=duration, time_scale=time_scale, replicas=replicas, seed=seed)
+                         duration=duration, time_scale=time_scale, replicas=replicas, seed=seed,
+                         epp_args=_epp_args(epp_args))
     result = uvloop.run(run_peers(config, lambda text: click.echo(text, err=True), checkpoint=(
         None if out_dir is None else lambda partial: report.write_outputs(partial, out_dir))))
     for name, why in result.skipped.items():

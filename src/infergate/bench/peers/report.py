@@ -68,6 +68,7 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         "below is in model time",
         f"- {cfg.duration:g} s of wall time per phase; open loop = the workload's seeded arrivals, closed loop = "
         f"fixed concurrency; seed {cfg.seed}",
+        *([f"- infergate's EPPs ran with `{' '.join(cfg.epp_args)}`"] if cfg.epp_args else []),
         f"- goodput: requests per model second with TTFT <= {SLO_TTFT_S} s and mean ITL <= {SLO_ITL_S * 1000:g} ms",
         f"- TTFT p90 after warm-up: of the turns sent after the phase's first {WARMUP_FRACTION:.0%} (every router "
         "starts cold, and a closed loop starts all its users at once: its first turns are one cold burst, in "

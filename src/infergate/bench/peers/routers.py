@@ -77,10 +77,11 @@ class Router:
 
 
 class InfergateRouter(Router):
-    def __init__(self, profile: str, envoy_bin: str | None = None) -> None:
+    def __init__(self, profile: str, envoy_bin: str | None = None, epp_args: Sequence[str] = ()) -> None:
         super().__init__(f"infergate-{profile}")
         self.profile = profile
         self.envoy_bin = envoy_bin
+        self.epp_args = tuple(epp_args)
 
     async def start(self, ctx: RunContext) -> str:
         from infergate.epp.scheduling.config import preset_text  # the EPP's presets, read at run time
@@ -93,7 +94,7 @@ class InfergateRouter(Router):
         epp = EPPProcess(pool_file=pool, workdir=ctx.workdir, config_file=config,
                          refresh_metrics_interval=f"{refresh_ms}ms", ports=ctx.ports,
                          extra=["--seed", str(ctx.seed), "--metrics-staleness-threshold",
-                                f"{max(0.05, 2.0 / ctx.time_scale):.3f}s"])
+                                f"{max(0.05, 2.0 / ctx.time_scale):.3f}s", *self.epp_args])
         epp.process.env = {**os.environ,
                            "SD_METRICS_STALENESS_THRESHOLD": f"{max(0.05, 0.2 / ctx.time_scale):.3f}s"}
         self.processes.append(epp.process)
@@ -225,9 +226,10 @@ class OracleRouter(Router):
         return f"http://127.0.0.1:{port}"
 
 
-def make_router(name: str, envoy_bin: str | None = None) -> Router:
+def make_router(name: str, envoy_bin: str | None = None, epp_args: Sequence[str] = ()) -> Router:
+    """``epp_args``: extra ``infergate epp`` flags for an infergate router (ignored by the others)."""
     if name.startswith("infergate-") and name[len("infergate-"):] in EPP_PROFILES:
-        return InfergateRouter(name[len("infergate-"):], envoy_bin)
+        return InfergateRouter(name[len("infergate-"):], envoy_bin, epp_args)
     if name == "envoy-round-robin":
         return EnvoyOnlyRouter("ROUND_ROBIN", envoy_bin)
     if name == "envoy-least-request":

@@ -40,6 +40,7 @@ class PeersConfig:
     seed: int = 1
     phases: tuple[str, ...] = PHASES
     envoy_bin: str | None = None
+    epp_args: tuple[str, ...] = ()  # extra `infergate epp` flags for every infergate router
 
 
 @dataclass
@@ -159,7 +160,7 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
     run_dir = base / workload.name / phase / router_name
     run_dir.mkdir(parents=True, exist_ok=True)
     sims, endpoints = await _start_pool(workload, run_dir, ports, config.time_scale, config.seed)
-    router = make_router(router_name, config.envoy_bin)
+    router = make_router(router_name, config.envoy_bin, config.epp_args)
     try:
         ctx = RunContext(endpoints, run_dir, ports, config.time_scale, config.seed, workload.objectives)
         url = await router.start(ctx) + "/v1/completions"
