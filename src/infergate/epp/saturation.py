@@ -23,6 +23,16 @@ running + waiting counts, which include other routers' requests). An endpoint th
 0 turns a limit off; ``None`` is "auto": the EPP's wiring turns it on with the defaults below
 when the scheduling profile accounts picks (an ``inflight-load-producer``: infergate's default
 ``predicted-latency``), and off otherwise (``upstream-v1.0`` behaves as upstream).
+
+Priority holdback (infergate, issue 16): the limits above say when an endpoint is full for
+everyone; a sheddable request (priority < 0) that fills an endpoint up to them takes the
+capacity a critical request arriving next needs (its prefill runs first, the critical one
+queues behind it and joins a larger batch). ``sheddable_max_inflight_per_endpoint`` reserves
+capacity for priority >= 0: a sheddable request is shed (429) when the endpoint it was picked
+for already has that many requests in flight (the same pick-time count as above), that is, it
+is served only where a replica is nearly idle. Requests of priority >= 0 are never shed by it.
+Same "auto" rule (on with the default when the profile accounts picks); ``shed_reason`` is the
+one decision the Director (and the decision replay) asks after scheduling.
 """
 
 from __future__ import annotations
@@ -40,6 +50,12 @@ from infergate.util.durations import DurationError, parse_seconds
 # ahead are ~0.3 s of its prefill, which leaves a new request's own prefill within a 0.5 s TTFT
 DEFAULT_MAX_INFLIGHT_PER_ENDPOINT = 64
 DEFAULT_MAX_PENDING_PREFILL_TOKENS = 2048
+# priority holdback: sheddable requests only on an endpoint with fewer requests in flight. Calibrated
+# on the peer benchmark's priority-mix (8B on an A100, ~4,000-token prompts with ~1,000 uncached):
+# a replica holds ~4.5 requests at its capacity (2.5 req/s); 2 keeps sheddable traffic to the
+# replicas' idle moments (the decision replay's closed loop: 1 to 3 give the same critical goodput,
+# 4 less; docs/epp.md, "Priority holdback")
+DEFAULT_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT = 2
 
 # (hostport, its fresh scraped metrics or None) -> (requests in flight, pending prefill tokens)
 PickTimeLoad = Callable[[str, EndpointMetrics | None], tuple[int, float]]
@@ -57,6 +73,8 @@ class SaturationConfig:
     # pick-time limits (infergate): 0 = off, None = auto (on when the profile accounts picks)
     max_inflight_per_endpoint: int | None = None
     max_pending_prefill_tokens: int | None = None
+    # priority holdback (infergate): sheddable requests only below this many in flight; 0 off, None auto
+    sheddable_max_inflight_per_endpoint: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SaturationConfig:
@@ -94,7 +112,9 @@ class SaturationConfig:
         return replace(self, max_inflight_per_endpoint=pick(self.max_inflight_per_endpoint,
                                                             DEFAULT_MAX_INFLIGHT_PER_ENDPOINT),
                        max_pending_prefill_tokens=pick(self.max_pending_prefill_tokens,
-                                                       DEFAULT_MAX_PENDING_PREFILL_TOKENS))
+                                                       DEFAULT_MAX_PENDING_PREFILL_TOKENS),
+                       sheddable_max_inflight_per_endpoint=pick(self.sheddable_max_inflight_per_endpoint,
+                                                                DEFAULT_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT))
 
     @property
     def pick_time(self) -> bool:
@@ -134,6 +154,27 @@ class SaturationDetector:
             if c.max_inflight_per_endpoint:
                 room = min(room, max(0, c.max_inflight_per_endpoint - requests))
         return room
+
+    def shed_reason(self, priority: int, hostport: str, now: float) -> str | None:
+        """Why a request of ``priority`` that the scheduler picked ``hostport`` for is shed (429)
+        rather than sent there (moving it elsewhere would cost a prefill there, and the prefix, at
+        the expense of the requests already running), or None to send it. Never for priority >= 0.
+
+        A sheddable request is shed when, with pick-time limits, ``hostport`` has no headroom,
+        or, with the priority holdback, ``hostport`` has ``sheddable_max_inflight_per_endpoint``
+        requests in flight (this EPP's picks reconciled with the scrape, as the pick-time limits)."""
+        if priority >= 0 or self.load is None:
+            return None
+        if self.limits.pick_time and self.endpoint_headroom(hostport, now) <= 0:
+            return "system saturated, sheddable request dropped"
+        holdback = self.limits.sheddable_max_inflight_per_endpoint
+        if holdback:
+            metrics = self.store.fresh(hostport, now, self.limits.metrics_staleness_threshold)
+            requests, _ = self.load(hostport, metrics)
+            if requests >= holdback:
+                return (f"sheddable request held back: its endpoint has {requests} requests in flight "
+                        f"(priority holdback at {holdback})")
+        return None
 
     def has_capacity(self, hostport: str, now: float) -> bool:
         return self.endpoint_headroom(hostport, now) > 0
