@@ -27,6 +27,7 @@ from infergate.epp.scheduling import load_preset
 IPS = ["10.0.0.1", "10.0.0.2"]
 HOSTS = [f"{ip}:8000" for ip in IPS]
 SYSTEM = "You are a meticulous assistant who answers in full sentences. " * 30
+OTHER = "You translate every message into French, keeping its tone and its formatting. " * 25
 
 
 def make(preset: str = "default", saturation: SaturationConfig | None = None) -> tuple[EppDirector, MetricsStore]:
@@ -76,6 +77,20 @@ def test_sheddable_is_held_back_at_the_limit_and_other_priorities_never() -> Non
         assert detector((10_000, 1e9)).shed_reason(priority, "a", 1000.0) is None  # not even when full
 
 
+def test_holdback_needs_the_pool_loaded_on_average_too() -> None:
+    store = MetricsStore()
+    for h in ("a", "b", "c"):
+        store.update(h, EndpointMetrics(update_time=1000.0))
+    loads = {"a": 3, "b": 0, "c": 2}
+    det = SaturationDetector(store, SaturationConfig(sheddable_max_inflight_per_endpoint=3),
+                             load=lambda h, _m: (loads[h], 0.0), accounts_picks=True)
+    assert det.shed_reason(-1, "a", 1000.0) is not None  # no pool given: the endpoint alone
+    assert det.shed_reason(-1, "a", 1000.0, ["a", "b", "c"]) is None  # 5 / 3 per endpoint < 3
+    loads["b"] = 4
+    assert det.shed_reason(-1, "a", 1000.0, ["a", "b", "c"]) is not None  # 9 / 3 = 3
+    assert det.shed_reason(-1, "c", 1000.0, ["a", "b", "c"]) is None  # the picked endpoint has room
+
+
 def test_holdback_knob_auto_explicit_and_off() -> None:
     auto = detector((5, 0.0))
     assert auto.limits.sheddable_max_inflight_per_endpoint == DEFAULT_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT
@@ -98,26 +113,33 @@ def test_the_saturation_limits_still_shed_first() -> None:
 
 # ---- the director ---------------------------------------------------------------------
 
-async def test_director_holds_sheddable_back_from_a_busy_endpoint() -> None:
+async def test_director_holds_sheddable_back_from_a_busy_endpoint_of_a_loaded_pool() -> None:
     director, store = make()
-    limit = DEFAULT_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT
-    first = [await director.handle_request(req(f"c{i}", "critical", SYSTEM + f"Question {i}")) for i in range(limit)]
+    n = DEFAULT_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT
+    first = [await director.handle_request(req(f"c{i}", "critical", SYSTEM + f"Question {i}")) for i in range(n)]
     holder = first[0].endpoint
     assert {d.endpoint for d in first} == {holder}  # the prefix keeps them together
+    idle(store)
+    # a lightly loaded pool (fewer than n per endpoint on average) takes it where affinity sends it
+    assert (await director.handle_request(req("s-light", "sheddable", SYSTEM + "Question L"))).endpoint == holder
+    other = [await director.handle_request(req(f"o{i}", "critical", OTHER + f"Question {i}")) for i in range(n)]
+    assert {d.endpoint for d in other} == set(HOSTS) - {holder}
     idle(store)
     assert not director.saturation.is_saturated(HOSTS)
     with pytest.raises(Rejection) as err:
         await director.handle_request(req("s", "sheddable", SYSTEM + "Question S"))
     assert (err.value.status, err.value.code) == (429, "InferencePoolResourceExhausted")
-    assert "priority holdback" in err.value.message
+    assert err.value.message == (f"sheddable request held back: its endpoint has {n + 1} requests in flight "
+                                 f"(priority holdback at {n})")
     # priority >= 0 is never held back
     assert (await director.handle_request(req("std", "standard", SYSTEM + "Question T"))).endpoint == holder
     assert (await director.handle_request(req("crit", "critical", SYSTEM + "Question U"))).endpoint == holder
     # a sheddable request whose pick is an idle endpoint goes there
+    for i in range(n):
+        director.on_request_done(f"o{i}", completed=True)
     assert (await director.handle_request(req("s-idle", "sheddable", "an unrelated prompt"))).endpoint != holder
-    for rid in ("c0", "c1", "std", "crit"):
+    for rid in [f"c{i}" for i in range(n)] + ["std", "crit"]:
         director.on_request_done(rid, completed=True)
-    assert director.inflight(holder) == 0
     assert (await director.handle_request(req("s-ok", "sheddable", SYSTEM + "Question S"))).endpoint == holder
 
 

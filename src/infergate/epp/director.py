@@ -19,9 +19,9 @@ datastore.py). Per request (gie.md §3.4):
    (present-but-empty or no match -> 503);
 6. schedule (failure -> 429); with pick-time saturation, a sheddable request whose picked
    endpoint has no room, or (priority holdback) already has
-   ``sheddable_max_inflight_per_endpoint`` requests in flight, is shed (429) rather than sent
-   there or moved off its prefix (``SaturationDetector.shed_reason``); PreRequest plugins
-   (prefix indexer), in-flight += 1.
+   ``sheddable_max_inflight_per_endpoint`` requests in flight while the pool has as many per
+   endpoint on average, is shed (429) rather than sent there or moved off its prefix
+   (``SaturationDetector.shed_reason``); PreRequest plugins (prefix indexer), in-flight += 1.
 """
 
 from __future__ import annotations
@@ -355,7 +355,8 @@ class EppDirector:
         except SchedulingError as exc:
             raise self._reject(body_model, target, Rejection(
                 429, "InferencePoolResourceExhausted", f"failed to find target pod: {exc}")) from None
-        shed = self.saturation.shed_reason(priority, result.primary.targets[0].hostport, now)
+        shed = self.saturation.shed_reason(priority, result.primary.targets[0].hostport, now,
+                                           [e.hostport for e in self.available_endpoints()] if priority < 0 else ())
         if shed is not None:  # a sheddable request's best endpoint is full, or held back for priority >= 0
             raise self._reject(body_model, target, Rejection(429, "InferencePoolResourceExhausted", shed))
         self.scheduler.pre_request(state, sreq, result)

@@ -27,19 +27,21 @@ when the scheduling profile accounts picks (an ``inflight-load-producer``: infer
 Priority holdback (infergate, issue 16): the limits above say when an endpoint is full for
 everyone; a sheddable request (priority < 0) that fills an endpoint up to them takes the
 capacity a critical request arriving next needs (its prefill runs first, the critical one
-queues behind it and joins a larger batch). ``sheddable_max_inflight_per_endpoint`` reserves
-capacity for priority >= 0: a sheddable request is shed (429) when the endpoint it was picked
-for already has that many requests in flight (the same pick-time count as above), that is, it
-is served only where a replica is nearly idle. Requests of priority >= 0 are never shed by it.
-Same "auto" rule (on with the default when the profile accounts picks); ``shed_reason`` is the
-one decision the Director (and the decision replay) asks after scheduling.
+queues behind it and joins a larger batch). ``sheddable_max_inflight_per_endpoint`` (N)
+reserves capacity for priority >= 0: a sheddable request is shed (429) when the endpoint it was
+picked for already has N requests in flight (the same pick-time count as above) *and* the pool
+has N or more per endpoint on average; a lightly loaded pool takes sheddable traffic wherever
+prefix affinity sends it, a loaded one only in a replica's quiet moments. Requests of priority
+>= 0 are never shed by it. Same "auto" rule (on with the default when the profile accounts
+picks); ``shed_reason`` is the one decision the Director (and the decision replay) asks after
+scheduling.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
@@ -50,12 +52,12 @@ from infergate.util.durations import DurationError, parse_seconds
 # ahead are ~0.3 s of its prefill, which leaves a new request's own prefill within a 0.5 s TTFT
 DEFAULT_MAX_INFLIGHT_PER_ENDPOINT = 64
 DEFAULT_MAX_PENDING_PREFILL_TOKENS = 2048
-# priority holdback: sheddable requests only on an endpoint with fewer requests in flight. Calibrated
-# on the peer benchmark's priority-mix (8B on an A100, ~4,000-token prompts with ~1,000 uncached):
-# a replica holds ~4.5 requests at its capacity (2.5 req/s); 2 keeps sheddable traffic to the
-# replicas' idle moments (the decision replay's closed loop: 1 to 3 give the same critical goodput,
-# 4 less; docs/epp.md, "Priority holdback")
-DEFAULT_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT = 2
+# priority holdback: sheddable requests are shed where the picked endpoint and the pool (on average)
+# have this many requests in flight. Calibrated on the peer benchmark's priority-mix (8B on an A100,
+# ~4,000-token prompts with ~1,000 uncached): a replica holds ~4.5 requests at its capacity
+# (2.5 req/s); with 3 the decision replay's critical goodput is within 2% of shedding at 1 or 2,
+# and at a quarter of the capacity 5% of the sheddable requests are shed (docs/epp.md)
+DEFAULT_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT = 3
 
 # (hostport, its fresh scraped metrics or None) -> (requests in flight, pending prefill tokens)
 PickTimeLoad = Callable[[str, EndpointMetrics | None], tuple[int, float]]
@@ -73,7 +75,8 @@ class SaturationConfig:
     # pick-time limits (infergate): 0 = off, None = auto (on when the profile accounts picks)
     max_inflight_per_endpoint: int | None = None
     max_pending_prefill_tokens: int | None = None
-    # priority holdback (infergate): sheddable requests only below this many in flight; 0 off, None auto
+    # priority holdback (infergate): sheddable requests shed at this many in flight (endpoint and pool
+    # mean); 0 off, None auto
     sheddable_max_inflight_per_endpoint: int | None = None
 
     @classmethod
@@ -155,26 +158,37 @@ class SaturationDetector:
                 room = min(room, max(0, c.max_inflight_per_endpoint - requests))
         return room
 
-    def shed_reason(self, priority: int, hostport: str, now: float) -> str | None:
+    def shed_reason(self, priority: int, hostport: str, now: float, pool: Sequence[str] = ()) -> str | None:
         """Why a request of ``priority`` that the scheduler picked ``hostport`` for is shed (429)
         rather than sent there (moving it elsewhere would cost a prefill there, and the prefix, at
         the expense of the requests already running), or None to send it. Never for priority >= 0.
 
         A sheddable request is shed when, with pick-time limits, ``hostport`` has no headroom,
-        or, with the priority holdback, ``hostport`` has ``sheddable_max_inflight_per_endpoint``
-        requests in flight (this EPP's picks reconciled with the scrape, as the pick-time limits)."""
+        or, with the priority holdback (N = ``sheddable_max_inflight_per_endpoint``), ``hostport``
+        has N requests in flight and the endpoints of ``pool`` (the pool's available endpoints;
+        empty: not checked) have N or more on average (this EPP's picks reconciled with the
+        scrape, as the pick-time limits)."""
         if priority >= 0 or self.load is None:
             return None
         if self.limits.pick_time and self.endpoint_headroom(hostport, now) <= 0:
             return "system saturated, sheddable request dropped"
         holdback = self.limits.sheddable_max_inflight_per_endpoint
-        if holdback:
-            metrics = self.store.fresh(hostport, now, self.limits.metrics_staleness_threshold)
-            requests, _ = self.load(hostport, metrics)
-            if requests >= holdback:
-                return (f"sheddable request held back: its endpoint has {requests} requests in flight "
-                        f"(priority holdback at {holdback})")
-        return None
+        if not holdback:
+            return None
+        load, store, stale = self.load, self.store, self.limits.metrics_staleness_threshold
+
+        def in_flight(h: str) -> int:
+            return load(h, store.fresh(h, now, stale))[0]
+
+        requests = in_flight(hostport)
+        if requests < holdback:
+            return None
+        if pool:
+            mean = sum(in_flight(h) for h in pool) / len(pool)
+            if mean < holdback:
+                return None
+        return (f"sheddable request held back: its endpoint has {requests} requests in flight "
+                f"(priority holdback at {holdback})")
 
     def has_capacity(self, hostport: str, now: float) -> bool:
         return self.endpoint_headroom(hostport, now) > 0

@@ -237,7 +237,7 @@ class EppPolicy(_Policy):
         request = SchedulingRequest(rid, MODEL, prompt)
         result, state = self.scheduler.schedule(request, cands)
         chosen = result.primary.targets[0].hostport
-        if detector.shed_reason(priority, chosen, now) is not None:  # the Director's post-pick check
+        if detector.shed_reason(priority, chosen, now, hostports) is not None:  # the Director's post-pick check
             return None
         self.scheduler.pre_request(state, request, result)
         return hostports.index(chosen)
