@@ -357,7 +357,7 @@ class EppDirector:
                 429, "InferencePoolResourceExhausted", f"failed to find target pod: {exc}")) from None
         shed = self.saturation.shed_reason(priority, result.primary.targets[0].hostport, now,
                                            [e.hostport for e in self.available_endpoints()] if priority < 0 else ())
-        if shed is not None:  # a sheddable request's best endpoint is full, or held back for priority >= 0
+        if shed is not None:  # a sheddable request: its endpoint is full, or held back to keep room for priority >= 0
             raise self._reject(body_model, target, Rejection(429, "InferencePoolResourceExhausted", shed))
         self.scheduler.pre_request(state, sreq, result)
         for plugin in self._prefix_plugins:
