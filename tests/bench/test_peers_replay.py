@@ -68,7 +68,8 @@ class _ShedAllSheddable(_Policy):
 def test_priority_mix_replays_objectives_sheds_and_critical_figures() -> None:
     workload = make("priority-mix", 4.0, 1, 4)
     assert {s.objective for s in workload.sessions} == {CRITICAL, SHEDDABLE}
-    held = replay(workload, "default", 1)
+    holdback = SaturationConfig(sheddable_max_inflight_per_endpoint=3)
+    held = replay(workload, "default", 1, saturation=holdback)
     assert held.priority and held.shed and set(held.shed) == {SHEDDABLE}  # critical is never shed
     assert len(held.outcomes) + len(held.shed) == workload.requests
     critical = sum(1 for s in workload.sessions if s.objective == CRITICAL)
@@ -78,10 +79,11 @@ def test_priority_mix_replays_objectives_sheds_and_critical_figures() -> None:
     assert all(o.itl > 0 for o in held.outcomes)
     oracle = replay(workload, "oracle", 1)  # like the peers: no priorities, nothing shed
     assert not oracle.shed and len(oracle.outcomes) == workload.requests
-    # the EPP's saturation knobs reach the replay: the holdback off sheds fewer
-    off = replay(workload, "default", 1, saturation=SaturationConfig(sheddable_max_inflight_per_endpoint=0))
+    # the EPP's saturation knobs reach the replay: the holdback off (the default) sheds fewer
+    off = replay(workload, "default", 1)
     assert len(off.shed) < len(held.shed)
-    assert [o.ttft for o in replay(workload, "default", 1).outcomes] == [o.ttft for o in held.outcomes]
+    again = replay(workload, "default", 1, saturation=holdback)
+    assert [o.ttft for o in again.outcomes] == [o.ttft for o in held.outcomes]  # deterministic
 
 
 def test_closed_loop_users_keep_their_objective_and_back_off_after_a_shed() -> None:
@@ -101,7 +103,7 @@ def test_closed_loop_users_keep_their_objective_and_back_off_after_a_shed() -> N
 def test_workloads_without_objectives_replay_the_same_with_or_without_the_holdback() -> None:
     for name in ("shared-prefix", "multi-turn"):
         workload = make(name, 2.0, 1, 4)
-        on = replay(workload, "default", 1)
-        off = replay(workload, "default", 1, saturation=SaturationConfig(sheddable_max_inflight_per_endpoint=0))
+        on = replay(workload, "default", 1, saturation=SaturationConfig(sheddable_max_inflight_per_endpoint=3))
+        off = replay(workload, "default", 1)
         assert not on.shed and not on.priority
         assert [(o.ttft, o.replica, o.itl) for o in on.outcomes] == [(o.ttft, o.replica, o.itl) for o in off.outcomes]

@@ -18,7 +18,7 @@ from infergate.epp.director import DirectorConfig, EppDirector
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.options import EPPOptions
 from infergate.epp.saturation import (
-    DEFAULT_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT,
+    PRIORITY_MIX_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT,
     SaturationConfig,
     SaturationDetector,
 )
@@ -64,10 +64,13 @@ def detector(load: tuple[int, float], config: SaturationConfig | None = None,
                               accounts_picks=accounts_picks)
 
 
+ON = SaturationConfig(sheddable_max_inflight_per_endpoint=PRIORITY_MIX_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT)
+
+
 def test_sheddable_is_held_back_at_the_limit_and_other_priorities_never() -> None:
-    limit = DEFAULT_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT
+    limit = PRIORITY_MIX_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT
     assert limit > 0
-    below, at = detector((limit - 1, 0.0)), detector((limit, 0.0))
+    below, at = detector((limit - 1, 0.0), ON), detector((limit, 0.0), ON)
     assert below.shed_reason(-1, "a", 1000.0) is None
     reason = at.shed_reason(-1, "a", 1000.0)
     assert reason is not None and "priority holdback" in reason
@@ -91,13 +94,19 @@ def test_holdback_needs_the_pool_loaded_on_average_too() -> None:
     assert det.shed_reason(-1, "c", 1000.0, ["a", "b", "c"]) is None  # the picked endpoint has room
 
 
-def test_holdback_knob_auto_explicit_and_off() -> None:
-    auto = detector((5, 0.0))
-    assert auto.limits.sheddable_max_inflight_per_endpoint == DEFAULT_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT
-    assert auto.config.sheddable_max_inflight_per_endpoint is None
-    no_accounting = detector((5, 0.0), accounts_picks=False)  # upstream-v1.0: off
-    assert no_accounting.limits.sheddable_max_inflight_per_endpoint == 0
-    assert no_accounting.shed_reason(-1, "a", 1000.0) is None
+def test_holdback_knob_off_unless_set() -> None:
+    """It counts requests, so no default suits every pool: unset is off, even in the default
+    profile (a replica that meets its objective with 60 requests in flight would shed almost
+    every sheddable request at 3)."""
+    unset = detector((5, 0.0))
+    assert unset.limits.sheddable_max_inflight_per_endpoint == 0
+    assert unset.config.sheddable_max_inflight_per_endpoint is None
+    assert unset.shed_reason(-1, "a", 1000.0) is None
+    # set, it applies in any profile: without an inflight-load-producer the count is this EPP's
+    # requests in flight and the scrape's running + waiting
+    explicit = detector((5, 0.0), ON, accounts_picks=False)
+    assert explicit.limits.sheddable_max_inflight_per_endpoint == PRIORITY_MIX_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT
+    assert explicit.shed_reason(-1, "a", 1000.0) is not None
     off = detector((5, 0.0), SaturationConfig(sheddable_max_inflight_per_endpoint=0))
     assert off.shed_reason(-1, "a", 1000.0) is None
     six = detector((5, 0.0), SaturationConfig(sheddable_max_inflight_per_endpoint=6))
@@ -114,8 +123,8 @@ def test_the_saturation_limits_still_shed_first() -> None:
 # ---- the director ---------------------------------------------------------------------
 
 async def test_director_holds_sheddable_back_from_a_busy_endpoint_of_a_loaded_pool() -> None:
-    director, store = make()
-    n = DEFAULT_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT
+    director, store = make(saturation=ON)
+    n = PRIORITY_MIX_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT
     first = [await director.handle_request(req(f"c{i}", "critical", SYSTEM + f"Question {i}")) for i in range(n)]
     holder = first[0].endpoint
     assert {d.endpoint for d in first} == {holder}  # the prefix keeps them together
@@ -153,11 +162,12 @@ async def test_upstream_v1_profile_has_no_holdback() -> None:
 
 
 async def test_holdback_off_admits_sheddable_until_saturation() -> None:
-    director, store = make(saturation=SaturationConfig(sheddable_max_inflight_per_endpoint=0))
-    for i in range(8):
-        await director.handle_request(req(f"c{i}", "critical", SYSTEM + f"Question {i}"))
-    idle(store)
-    assert (await director.handle_request(req("s", "sheddable", SYSTEM + "Question S"))).endpoint in HOSTS
+    for saturation in (SaturationConfig(sheddable_max_inflight_per_endpoint=0), None):  # 0, and unset
+        director, store = make(saturation=saturation)
+        for i in range(8):
+            await director.handle_request(req(f"c{i}", "critical", SYSTEM + f"Question {i}"))
+        idle(store)
+        assert (await director.handle_request(req("s", "sheddable", SYSTEM + "Question S"))).endpoint in HOSTS
 
 
 # ---- the knob: options, flag ----------------------------------------------------------

@@ -71,8 +71,9 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
               help="Priority holdback: a sheddable request (priority < 0) is shed (429) when the endpoint it "
                    "was picked for already has this many requests in flight and the pool has as many per "
                    "endpoint on average, so that capacity stays reserved for priority >= 0 (never shed by it). "
-                   "0 = off; unset = 3 when the scheduling profile has an inflight-load-producer (the default "
-                   "profile), else off. See docs/epp.md.")
+                   "Off unless set (0 = off): it counts requests, so set it to about a replica's requests in "
+                   "flight at its latency objective (3 on the peer benchmark's priority mix). Needs a profile "
+                   "with an inflight-load-producer (the default). See docs/epp.md.")
 @click.option("--flow-control/--no-flow-control", default=False, show_default=True,
               help="infergate's flow control: when the pool is saturated, queue requests by priority "
                    "instead of upstream's behaviour (admit priority >= 0, shed priority < 0 with 429). "

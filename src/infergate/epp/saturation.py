@@ -32,9 +32,11 @@ reserves capacity for priority >= 0: a sheddable request is shed (429) when the 
 picked for already has N requests in flight (the same pick-time count as above) *and* the pool
 has N or more per endpoint on average; a lightly loaded pool takes sheddable traffic wherever
 prefix affinity sends it, a loaded one only in a replica's quiet moments. Requests of priority
->= 0 are never shed by it. Same "auto" rule (on with the default when the profile accounts
-picks); ``shed_reason`` is the one decision the Director (and the decision replay) asks after
-scheduling.
+>= 0 are never shed by it. Off unless set (None and 0 are off): N counts requests, so it
+depends on the hardware and the work per request (3 on the peer benchmark's priority-mix, where
+a replica holds ~4.5 requests at its latency objective; a replica that serves 60 requests at its
+objective would shed almost all sheddable traffic with 3), so no default suits every pool.
+``shed_reason`` is the one decision the Director (and the decision replay) asks after scheduling.
 """
 
 from __future__ import annotations
@@ -52,12 +54,11 @@ from infergate.util.durations import DurationError, parse_seconds
 # ahead are ~0.3 s of its prefill, which leaves a new request's own prefill within a 0.5 s TTFT
 DEFAULT_MAX_INFLIGHT_PER_ENDPOINT = 64
 DEFAULT_MAX_PENDING_PREFILL_TOKENS = 2048
-# priority holdback: sheddable requests are shed where the picked endpoint and the pool (on average)
-# have this many requests in flight. Calibrated on the peer benchmark's priority-mix (8B on an A100,
-# ~4,000-token prompts with ~1,000 uncached): a replica holds ~4.5 requests at its capacity
-# (2.5 req/s); with 3 the decision replay's critical goodput is within 2% of shedding at 1 or 2,
-# and at a quarter of the capacity 5% of the sheddable requests are shed (docs/epp.md)
-DEFAULT_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT = 3
+# priority holdback (off unless set): the value calibrated on the peer benchmark's priority-mix
+# (8B on an A100, ~4,000-token prompts with ~1,000 uncached): a replica holds ~4.5 requests at its
+# capacity (2.5 req/s); with 3 the decision replay's critical goodput is within 2% of shedding at 1
+# or 2, and at a quarter of the capacity 5% of the sheddable requests are shed (docs/epp.md)
+PRIORITY_MIX_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT = 3
 
 # (hostport, its fresh scraped metrics or None) -> (requests in flight, pending prefill tokens)
 PickTimeLoad = Callable[[str, EndpointMetrics | None], tuple[int, float]]
@@ -76,7 +77,7 @@ class SaturationConfig:
     max_inflight_per_endpoint: int | None = None
     max_pending_prefill_tokens: int | None = None
     # priority holdback (infergate): sheddable requests shed at this many in flight (endpoint and pool
-    # mean); 0 off, None auto
+    # mean); 0 and None off
     sheddable_max_inflight_per_endpoint: int | None = None
 
     @classmethod
@@ -116,8 +117,7 @@ class SaturationConfig:
                                                             DEFAULT_MAX_INFLIGHT_PER_ENDPOINT),
                        max_pending_prefill_tokens=pick(self.max_pending_prefill_tokens,
                                                        DEFAULT_MAX_PENDING_PREFILL_TOKENS),
-                       sheddable_max_inflight_per_endpoint=pick(self.sheddable_max_inflight_per_endpoint,
-                                                                DEFAULT_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT))
+                       sheddable_max_inflight_per_endpoint=self.sheddable_max_inflight_per_endpoint or 0)
 
     @property
     def pick_time(self) -> bool:

@@ -400,8 +400,7 @@ def main(argv: Seq[str] | None = None) -> None:
                         help="tell the EPP about each response's first bytes (Envoy's ext_proc response_body_mode "
                              "STREAMED; the production default, NONE, sends only headers and the end)")
     parser.add_argument("--sd-sheddable-max-inflight-per-endpoint", type=int, default=None, metavar="N",
-                        help="the EPP's priority holdback (0 = off, as before issue 16's priority work; "
-                             "default: the EPP's)")
+                        help="the EPP's priority holdback (default: off, as the EPP's; 3 suits priority-mix)")
     args = parser.parse_args(argv)
     saturation = SaturationConfig(sheddable_max_inflight_per_endpoint=args.sd_sheddable_max_inflight_per_endpoint)
     print("| seed | policy | TTFT p50 | TTFT p90 | TTFT p99 | goodput | served | shed | prefix hit | "
