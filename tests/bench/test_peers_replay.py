@@ -7,8 +7,10 @@ import time
 
 import pytest
 
-from infergate.bench.peers.replay import VirtualTimeLoop, replay
-from infergate.bench.peers.workloads import make
+from infergate.bench.peers.driver import SHED_BACKOFF_S
+from infergate.bench.peers.replay import VirtualTimeLoop, _Policy, _Pool, _replay, replay
+from infergate.bench.peers.workloads import CRITICAL, SHEDDABLE, make
+from infergate.epp.saturation import SaturationConfig
 
 
 def test_the_virtual_clock_jumps_to_the_next_timer() -> None:
@@ -44,3 +46,64 @@ def test_multi_turn_history_hits_the_prefix_cache_and_closed_loop_counts_tokens(
 def test_workloads_the_replay_cannot_model_are_refused() -> None:
     with pytest.raises(ValueError, match="LoRA adapters or slower replicas"):
         replay(make("lora-mix", 1.0, 1, 4), "default", 1)
+
+
+# ---- objectives (priority-mix) ------------------------------------------------------------
+
+class _ShedAllSheddable(_Policy):
+    """Round robin that sheds every sheddable request (to count the closed loop's back-off)."""
+
+    name = "shed-sheddable"
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def pick(self, pool: _Pool, rid: str, prompt: str, priority: int = 0) -> int | None:
+        if priority < 0:
+            return None
+        self.next += 1
+        return self.next % len(pool.engines)
+
+
+def test_priority_mix_replays_objectives_sheds_and_critical_figures() -> None:
+    workload = make("priority-mix", 4.0, 1, 4)
+    assert {s.objective for s in workload.sessions} == {CRITICAL, SHEDDABLE}
+    holdback = SaturationConfig(sheddable_max_inflight_per_endpoint=3)
+    held = replay(workload, "default", 1, saturation=holdback)
+    assert held.priority and held.shed and set(held.shed) == {SHEDDABLE}  # critical is never shed
+    assert len(held.outcomes) + len(held.shed) == workload.requests
+    critical = sum(1 for s in workload.sessions if s.objective == CRITICAL)
+    assert len(held.measured) == critical  # the figures are the critical requests'
+    assert all(o.objective == CRITICAL for o in held.measured)
+    assert 0 < held.goodput <= critical / held.model_time
+    assert all(o.itl > 0 for o in held.outcomes)
+    oracle = replay(workload, "oracle", 1)  # like the peers: no priorities, nothing shed
+    assert not oracle.shed and len(oracle.outcomes) == workload.requests
+    # the EPP's saturation knobs reach the replay: the holdback off (the default) sheds fewer
+    off = replay(workload, "default", 1)
+    assert len(off.shed) < len(held.shed)
+    again = replay(workload, "default", 1, saturation=holdback)
+    assert [o.ttft for o in again.outcomes] == [o.ttft for o in held.outcomes]  # deterministic
+
+
+def test_closed_loop_users_keep_their_objective_and_back_off_after_a_shed() -> None:
+    workload = make("priority-mix", 3.0, 1, 4, closed=True)
+    users = [s.objective for s in workload.sessions[: workload.concurrency]]
+    loop = VirtualTimeLoop()
+    try:
+        result = loop.run_until_complete(_replay(workload, _ShedAllSheddable(), 1, closed_s=3.0))
+    finally:
+        loop.close()
+    # each sheddable user is shed at 0, 1 and 2 s (SHED_BACKOFF_S), then the time is up
+    assert SHED_BACKOFF_S == 1.0
+    assert len(result.shed) == 3 * users.count(SHEDDABLE)
+    assert {o.objective for o in result.outcomes} == {CRITICAL}
+
+
+def test_workloads_without_objectives_replay_the_same_with_or_without_the_holdback() -> None:
+    for name in ("shared-prefix", "multi-turn"):
+        workload = make(name, 2.0, 1, 4)
+        on = replay(workload, "default", 1, saturation=SaturationConfig(sheddable_max_inflight_per_endpoint=3))
+        off = replay(workload, "default", 1)
+        assert not on.shed and not on.priority
+        assert [(o.ttft, o.replica, o.itl) for o in on.outcomes] == [(o.ttft, o.replica, o.itl) for o in off.outcomes]

@@ -26,6 +26,7 @@ from infergate.epp.scheduling import load_preset
 
 IPS = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
 HOSTS = [f"{ip}:8000" for ip in IPS]
+NO_HOLDBACK = SaturationConfig(sheddable_max_inflight_per_endpoint=0)
 
 
 def make(preset: str = "default", config: DirectorConfig | None = None) -> tuple[EppDirector, MetricsStore]:
@@ -106,7 +107,8 @@ def test_auto_limits_follow_the_profile_and_zero_turns_them_off() -> None:
 async def test_sheddable_is_shed_under_pick_time_load_while_scraped_metrics_look_idle() -> None:
     # the defect: the detector read only scraped queue/KV, so with every endpoint running
     # its limit of requests (the scrape still shows them idle) sheddable requests were admitted
-    director, store = make()
+    # (the priority holdback, which sheds them much earlier, is off: test_priority_holdback.py)
+    director, store = make(config=DirectorConfig(saturation=NO_HOLDBACK, seed=1))
     limit = DEFAULT_MAX_INFLIGHT_PER_ENDPOINT
     await fill(director, limit * len(IPS))
     assert sorted(director.inflight(h) for h in HOSTS) == [limit] * len(IPS)
@@ -133,7 +135,8 @@ async def test_upstream_v1_profile_keeps_the_metrics_only_detector() -> None:
 async def test_sheddable_is_shed_when_its_picked_endpoint_is_full() -> None:
     # the prefix's holder is at its limit; the other endpoints have room, but moving the request
     # there would recompute the prefix at the expense of their running requests
-    config = DirectorConfig(saturation=SaturationConfig(max_inflight_per_endpoint=2), seed=1)
+    config = DirectorConfig(saturation=SaturationConfig(max_inflight_per_endpoint=2,
+                                                        sheddable_max_inflight_per_endpoint=0), seed=1)
     director, store = make(config=config)
     system = "You are a meticulous assistant who answers in full sentences. " * 30
     a = await director.handle_request(req("a", "critical", system + "Question A"))

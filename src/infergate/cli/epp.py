@@ -67,6 +67,13 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
               help="Pick-time saturation: an endpoint with more uncached prompt tokens waiting to be prefilled "
                    "has no capacity left. 0 = off; unset = 2048 when the scheduling profile has an "
                    "inflight-load-producer, else off.")
+@click.option("--sd-sheddable-max-inflight-per-endpoint", type=click.IntRange(min=0), default=None,
+              help="Priority holdback: a sheddable request (priority < 0) is shed (429) when the endpoint it "
+                   "was picked for already has this many requests in flight and the pool has as many per "
+                   "endpoint on average, so that capacity stays reserved for priority >= 0 (never shed by it). "
+                   "Off unless set (0 = off): it counts requests, so set it to about a replica's requests in "
+                   "flight at its latency objective (3 on the peer benchmark's priority mix). Needs a profile "
+                   "with an inflight-load-producer (the default). See docs/epp.md.")
 @click.option("--flow-control/--no-flow-control", default=False, show_default=True,
               help="infergate's flow control: when the pool is saturated, queue requests by priority "
                    "instead of upstream's behaviour (admit priority >= 0, shed priority < 0 with 429). "

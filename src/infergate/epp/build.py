@@ -74,6 +74,7 @@ def saturation_config(options: EPPOptions) -> SaturationConfig:
         else options.sd_metrics_staleness_threshold,
         max_inflight_per_endpoint=options.sd_max_inflight_per_endpoint,
         max_pending_prefill_tokens=options.sd_max_pending_prefill_tokens,
+        sheddable_max_inflight_per_endpoint=options.sd_sheddable_max_inflight_per_endpoint,
     )
 
 

@@ -18,8 +18,10 @@ datastore.py). Per request (gie.md §3.4):
 5. candidates = available endpoints (not failing), narrowed by the subset hint
    (present-but-empty or no match -> 503);
 6. schedule (failure -> 429); with pick-time saturation, a sheddable request whose picked
-   endpoint has no room is shed (429) rather than sent to a full endpoint or moved off its
-   prefix; PreRequest plugins (prefix indexer), in-flight += 1.
+   endpoint has no room, or (priority holdback) already has
+   ``sheddable_max_inflight_per_endpoint`` requests in flight while the pool has as many per
+   endpoint on average, is shed (429) rather than sent there or moved off its prefix
+   (``SaturationDetector.shed_reason``); PreRequest plugins (prefix indexer), in-flight += 1.
 """
 
 from __future__ import annotations
@@ -353,12 +355,10 @@ class EppDirector:
         except SchedulingError as exc:
             raise self._reject(body_model, target, Rejection(
                 429, "InferencePoolResourceExhausted", f"failed to find target pod: {exc}")) from None
-        if (priority < 0 and self.saturation.pick_time
-                and self.saturation.endpoint_headroom(result.primary.targets[0].hostport, now) <= 0):
-            # the sheddable request's best endpoint is full: moving it elsewhere would cost a
-            # prefill there (and the prefix) at the expense of the requests already running
-            raise self._reject(body_model, target, Rejection(
-                429, "InferencePoolResourceExhausted", "system saturated, sheddable request dropped"))
+        shed = self.saturation.shed_reason(priority, result.primary.targets[0].hostport, now,
+                                           [e.hostport for e in self.available_endpoints()] if priority < 0 else ())
+        if shed is not None:  # a sheddable request: its endpoint is full, or held back to keep room for priority >= 0
+            raise self._reject(body_model, target, Rejection(429, "InferencePoolResourceExhausted", shed))
         self.scheduler.pre_request(state, sreq, result)
         for plugin in self._prefix_plugins:
             self.metrics.prefix_hit_ratio.observe(plugin.last_hit_ratio)

@@ -56,6 +56,9 @@ class EPPOptions:
     # when the profile has an inflight-load-producer, else off), 0 = off
     sd_max_inflight_per_endpoint: int | None = None
     sd_max_pending_prefill_tokens: int | None = None
+    # priority holdback (infergate; saturation.py): sheddable requests shed where the picked endpoint and
+    # the pool (on average) have this many in flight; None and 0 = off (no default suits every pool)
+    sd_sheddable_max_inflight_per_endpoint: int | None = None
     # flow control (infergate's): priority queueing when the pool is saturated
     flow_control: bool = False
     flow_control_max_queued: int = 1024

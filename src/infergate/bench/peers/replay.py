@@ -6,14 +6,23 @@ event loop whose clock jumps to the next timer (``VirtualTimeLoop``), so a 15-mo
 workload replays in a few seconds, the same way every time, whatever else the machine runs. What
 it leaves out: Envoy and the network (a few ms of wall time), the scrape's transport (the
 metrics are read straight from the engines every 50 ms of model time, at a random phase per
-engine, as the EPP's scraper does), and the load generator's own delays; also LoRA adapters and slower replicas (``lora-mix`` and
-``heterogeneous`` are refused) and objectives (``priority-mix`` replays as plain traffic). The
-EPP gets no first-bytes signals unless asked (``--first-byte``), like the production data
-plane. Use it to compare scheduling configs and the oracle's choice on the same state;
-confirm with ``bench peers``.
+engine, as the EPP's scraper does), and the load generator's own delays; also LoRA adapters and
+slower replicas (``lora-mix`` and ``heterogeneous`` are refused). The EPP gets no first-bytes
+signals unless asked (``--first-byte``), like the production data plane. Use it to compare
+scheduling configs and the oracle's choice on the same state; confirm with ``bench peers``.
+
+Objectives (``priority-mix``): each request carries its objective's priority; an EPP policy
+sheds sheddable requests with the EPP's own ``SaturationDetector`` on the replay's scrapes and
+the profile's pick-time accounting: upstream's pool-saturation check before scheduling (flow
+control off), then ``shed_reason`` on the picked endpoint, the one the Director asks (pick-time
+limits and the priority holdback). The oracle, like the peers, sheds nothing. The closed loop
+follows the driver: each user keeps one objective and waits ``SHED_BACKOFF_S`` after a shed.
+Latency and goodput (TTFT <= 0.5 s and mean ITL <= 50 ms, per model second) are then the
+critical requests', as in the benchmark's report.
 
 ``python -m infergate.bench.peers.replay --workload shared-prefix-zipf --policy default
---policy oracle --policy my-config.yaml [--duration 15] [--seed 1] [--seeds 3]``
+--policy oracle --policy my-config.yaml [--duration 15] [--seed 1] [--seeds 3] [--closed]
+[--sd-sheddable-max-inflight-per-endpoint N]``
 """
 
 from __future__ import annotations
@@ -29,11 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infergate.bench.peers.driver import SHED_BACKOFF_S
 from infergate.bench.peers.oracle import choose
-from infergate.bench.peers.workloads import Session, Workload, make
+from infergate.bench.peers.summary import SLO_ITL_S, SLO_TTFT_S
+from infergate.bench.peers.workloads import CRITICAL, Session, Workload, make
 from infergate.bench.stats import percentile
 from infergate.epp.datastore import Endpoint
-from infergate.epp.metrics_scraper import EndpointMetrics
+from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
+from infergate.epp.saturation import SaturationConfig, SaturationDetector
 from infergate.epp.scheduling import Candidate, Scheduler, SchedulingRequest, load_config_text
 from infergate.epp.scheduling.config import PRESETS
 from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer
@@ -79,21 +91,45 @@ class TurnOutcome:
     cached_tokens: int
     replica: int
     group: int
+    objective: str | None = None
+    itl: float = 0.0  # mean inter-token latency (model seconds)
+
+    @property
+    def meets_slo(self) -> bool:
+        return self.ttft <= SLO_TTFT_S and self.itl <= SLO_ITL_S
 
 
 @dataclass
 class ReplayResult:
+    """``outcomes`` are the served turns; ``shed`` the objectives of the turns shed (429).
+    With objectives (``priority``), the latency and goodput figures are the critical
+    requests' (as the benchmark's summary); else every request's."""
+
     policy: str
     outcomes: list[TurnOutcome] = field(default_factory=list)
     model_time: float = 0.0
     output_tokens: int = 0
+    shed: list[str | None] = field(default_factory=list)
+    priority: bool = False
 
     @property
     def tokens_per_s(self) -> float:
         return self.output_tokens / self.model_time if self.model_time else float("nan")
 
+    @property
+    def measured(self) -> list[TurnOutcome]:
+        if not self.priority:
+            return self.outcomes
+        return [o for o in self.outcomes if o.objective in (None, CRITICAL)]
+
     def ttft(self, q: float) -> float:
-        return percentile([o.ttft for o in self.outcomes], q)
+        return percentile([o.ttft for o in self.measured], q)
+
+    @property
+    def goodput(self) -> float:
+        """Measured requests within the SLO (TTFT and mean ITL) per model second."""
+        good = sum(1 for o in self.measured if o.meets_slo)
+        return good / self.model_time if self.model_time else float("nan")
 
     @property
     def prefix_hit(self) -> float:
@@ -126,22 +162,29 @@ class _Pool:
         self.engines = [Engine(config, profile, seed=seed + i) for i in range(pool.replicas)]
         self.endpoints = [Endpoint(f"sim-{i}", f"10.0.0.{i + 1}", 8000) for i in range(pool.replicas)]
         self.metrics: list[EndpointMetrics | None] = [None] * pool.replicas
+        self.store = MetricsStore()  # the same scrapes, as the EPP's saturation detector reads them
+        for e in self.endpoints:  # the EPP has scraped the idle pool before the first request
+            self.store.update(e.hostport, EndpointMetrics(update_time=0.0))
         self.rng = random.Random(seed)
+        self.priorities = dict(workload.objectives)  # objective name -> priority
 
     async def scrape(self, i: int) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(self.rng.uniform(0, SCRAPE_INTERVAL_S))
         engine = self.engines[i]
         while True:
-            self.metrics[i] = EndpointMetrics(waiting_queue=len(engine.waiting), running=len(engine.running),
-                                              kv_cache_usage=engine.kv.usage, update_time=loop.time())
+            metrics = EndpointMetrics(waiting_queue=len(engine.waiting), running=len(engine.running),
+                                      kv_cache_usage=engine.kv.usage, update_time=loop.time())
+            self.metrics[i] = metrics
+            self.store.update(self.endpoints[i].hostport, metrics)
             await asyncio.sleep(SCRAPE_INTERVAL_S * self.rng.uniform(0.9, 1.1))
 
 
 class _Policy:
     name: str
 
-    def pick(self, pool: _Pool, rid: str, prompt: str) -> int:
+    def pick(self, pool: _Pool, rid: str, prompt: str, priority: int = 0) -> int | None:
+        """The replica for the request, or None when it is shed (429)."""
         raise NotImplementedError
 
     def started(self, rid: str) -> None:
@@ -152,23 +195,52 @@ class _Policy:
 
 
 class EppPolicy(_Policy):
-    def __init__(self, name: str, text: str, seed: int, clock: Callable[[], float], first_byte: bool = False) -> None:
+    def __init__(self, name: str, text: str, seed: int, clock: Callable[[], float], first_byte: bool = False,
+                 saturation: SaturationConfig | None = None) -> None:
         self.name = name
         # the production data plane does not send response bodies to the EPP (ext_proc
         # response_body_mode NONE): no first-byte signal, only the end of the request
         self.first_byte = first_byte
+        self.clock = clock
         self.scheduler: Scheduler = load_config_text(text, seed=seed)
+        self.producer: InflightLoadProducer | None = None
         for plugin in self.scheduler.plugins.values():  # pick and end times on the scrapes' clock
             if isinstance(plugin, InflightLoadProducer):
                 plugin.load.clock = clock
+                self.producer = self.producer or plugin
+        self.saturation_config = saturation or SaturationConfig()
+        self.saturation: SaturationDetector | None = None
 
-    def pick(self, pool: _Pool, rid: str, prompt: str) -> int:
+    def _detector(self, pool: _Pool) -> SaturationDetector:
+        """The EPP's saturation detector on the pool's scrapes and this profile's pick-time
+        accounting (as the Director wires it; the replay keeps no other in-flight count)."""
+        if self.saturation is None:
+            endpoints = {e.hostport: e for e in pool.endpoints}
+            producer = self.producer
+
+            def load(hostport: str, metrics: EndpointMetrics | None) -> tuple[int, float]:
+                if producer is None:
+                    return (0 if metrics is None else metrics.running + metrics.waiting_queue), 0.0
+                return producer.view(Candidate(endpoints[hostport], metrics))
+
+            self.saturation = SaturationDetector(pool.store, self.saturation_config, load=load,
+                                                 accounts_picks=producer is not None)
+        return self.saturation
+
+    def pick(self, pool: _Pool, rid: str, prompt: str, priority: int = 0) -> int | None:
+        detector = self._detector(pool)
+        now = self.clock()
+        hostports = [e.hostport for e in pool.endpoints]
+        if priority < 0 and detector.is_saturated(hostports, now):  # flow control off: upstream's check
+            return None
         cands = [Candidate(e, m) for e, m in zip(pool.endpoints, pool.metrics, strict=True)]
         request = SchedulingRequest(rid, MODEL, prompt)
         result, state = self.scheduler.schedule(request, cands)
-        self.scheduler.pre_request(state, request, result)
         chosen = result.primary.targets[0].hostport
-        return next(i for i, e in enumerate(pool.endpoints) if f"{e.address}:{e.port}" == chosen)
+        if detector.shed_reason(priority, chosen, now, hostports) is not None:  # the Director's post-pick check
+            return None
+        self.scheduler.pre_request(state, request, result)
+        return hostports.index(chosen)
 
     def started(self, rid: str) -> None:
         if self.first_byte:
@@ -186,7 +258,7 @@ class OraclePolicy(_Policy):
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
 
-    def pick(self, pool: _Pool, rid: str, prompt: str) -> int:
+    def pick(self, pool: _Pool, rid: str, prompt: str, priority: int = 0) -> int | None:
         states = []
         for engine in pool.engines:
             state = engine_state(engine)
@@ -199,12 +271,16 @@ class OraclePolicy(_Policy):
         return index
 
 
-async def _turn(pool: _Pool, policy: _Policy, prompt: str, max_tokens: int, group: int,
-                out: list[TurnOutcome]) -> str:
+async def _turn(pool: _Pool, policy: _Policy, prompt: str, max_tokens: int, session: Session,
+                result: ReplayResult) -> str | None:
+    """One request; its answer, or None when it was shed."""
     loop = asyncio.get_running_loop()
     rid = uuid.uuid4().hex
     start = loop.time()
-    index = policy.pick(pool, rid, prompt)
+    index = policy.pick(pool, rid, prompt, pool.priorities.get(session.objective, 0) if session.objective else 0)
+    if index is None:
+        result.shed.append(session.objective)
+        return None
     engine = pool.engines[index]
     tokens = tokenizer.count_tokens(prompt)
     seq = Sequence(rid, tokens, tokenizer.block_hashes(prompt, engine.kv.block_size, MODEL), max_tokens,
@@ -212,44 +288,61 @@ async def _turn(pool: _Pool, policy: _Policy, prompt: str, max_tokens: int, grou
                    prompt_text=prompt, namespace=MODEL)
     engine.submit(seq)
     await seq.wait(0)
-    out.append(TurnOutcome(loop.time() - start, tokens, seq.cached_tokens, index, group))
+    first = loop.time()
+    outcome = TurnOutcome(first - start, tokens, seq.cached_tokens, index, session.group, session.objective)
+    result.outcomes.append(outcome)
     policy.started(rid)
     while not seq.done:
         await seq.wait(seq.generated)
+    if seq.generated > 1:
+        outcome.itl = (loop.time() - first) / (seq.generated - 1)
     policy.done(rid)
     return tokenizer.output_text(seq.text_start, 0, seq.generated)
 
 
-async def _session(pool: _Pool, policy: _Policy, session: Session, out: list[TurnOutcome]) -> None:
-    await asyncio.sleep(session.at)
+async def _run_session(pool: _Pool, policy: _Policy, session: Session, result: ReplayResult,
+                       deadline: float | None = None) -> bool:
+    """The session's turns in order; False when a turn was shed (the session ends there)."""
+    loop = asyncio.get_running_loop()
     history = ""
     for i, turn in enumerate(session.turns):
         if i and turn.think_s:
             await asyncio.sleep(turn.think_s)
+        if deadline is not None and loop.time() >= deadline:
+            break
         prompt = session.prompt(history, i)
-        history = prompt + await _turn(pool, policy, prompt, turn.max_tokens, session.group, out)
+        answer = await _turn(pool, policy, prompt, turn.max_tokens, session, result)
+        if answer is None:
+            return False
+        history = prompt + answer
+    return True
+
+
+async def _session(pool: _Pool, policy: _Policy, session: Session, result: ReplayResult) -> None:
+    await asyncio.sleep(session.at)
+    await _run_session(pool, policy, session, result)
 
 
 async def _closed(pool: _Pool, policy: _Policy, workload: Workload, duration: float,
-                  out: list[TurnOutcome]) -> None:
-    """``workload.concurrency`` users take the sessions in order until ``duration`` model seconds."""
+                  result: ReplayResult) -> None:
+    """``workload.concurrency`` users take the sessions in order until ``duration`` model seconds,
+    as the benchmark's driver (``driver.run_closed``): with objectives each user keeps one (user
+    k that of session k) and takes the next session of it, and waits ``SHED_BACKOFF_S`` after a
+    shed request."""
     loop = asyncio.get_running_loop()
-    queue = list(reversed(workload.sessions))
+    queues: dict[str | None, list[Session]] = {}
+    for s in reversed(workload.sessions):
+        queues.setdefault(s.objective if workload.objectives else None, []).append(s)
+    classes = [s.objective if workload.objectives else None for s in workload.sessions[: workload.concurrency]]
     deadline = loop.time() + duration
 
-    async def user() -> None:
+    async def user(objective: str | None) -> None:
+        queue = queues[objective]
         while queue and loop.time() < deadline:
-            session = queue.pop()
-            history = ""
-            for i, turn in enumerate(session.turns):
-                if i and turn.think_s:
-                    await asyncio.sleep(turn.think_s)
-                if loop.time() >= deadline:
-                    break
-                prompt = session.prompt(history, i)
-                history = prompt + await _turn(pool, policy, prompt, turn.max_tokens, session.group, out)
+            if not await _run_session(pool, policy, queue.pop(), result, deadline):
+                await asyncio.sleep(SHED_BACKOFF_S)
 
-    await asyncio.gather(*(user() for _ in range(workload.concurrency)))
+    await asyncio.gather(*(user(c) for c in classes))
 
 
 async def _replay(workload: Workload, policy: _Policy, seed: int, closed_s: float | None = None) -> ReplayResult:
@@ -257,12 +350,12 @@ async def _replay(workload: Workload, policy: _Policy, seed: int, closed_s: floa
     for engine in pool.engines:
         engine.start()
     scrapers = [asyncio.create_task(pool.scrape(i)) for i in range(len(pool.engines))]
-    result = ReplayResult(policy.name)
+    result = ReplayResult(policy.name, priority=bool(workload.objectives))
     start = asyncio.get_running_loop().time()
     if closed_s is None:
-        await asyncio.gather(*(_session(pool, policy, s, result.outcomes) for s in workload.sessions))
+        await asyncio.gather(*(_session(pool, policy, s, result) for s in workload.sessions))
     else:
-        await _closed(pool, policy, workload, closed_s, result.outcomes)
+        await _closed(pool, policy, workload, closed_s, result)
     result.model_time = asyncio.get_running_loop().time() - start
     result.output_tokens = sum(e.stats.generation_tokens for e in pool.engines)
     for task in scrapers:
@@ -273,9 +366,11 @@ async def _replay(workload: Workload, policy: _Policy, seed: int, closed_s: floa
 
 
 def replay(workload: Workload, policy_spec: str, seed: int = 1, closed_s: float | None = None, *,
-           first_byte: bool = False) -> ReplayResult:
+           first_byte: bool = False, saturation: SaturationConfig | None = None) -> ReplayResult:
     """One policy (an EPP preset name, a config file, or ``oracle``) on ``workload``: its open-loop
-    arrivals, or with ``closed_s`` its closed loop for that many model seconds."""
+    arrivals, or with ``closed_s`` its closed loop for that many model seconds. An EPP policy
+    sheds sheddable requests as the EPP does with ``saturation`` (default: the EPP's defaults);
+    the oracle, like the peers, sheds nothing."""
     loop = VirtualTimeLoop()
     try:
         policy: _Policy
@@ -284,7 +379,7 @@ def replay(workload: Workload, policy_spec: str, seed: int = 1, closed_s: float 
         else:
             text = PRESETS[policy_spec] if policy_spec in PRESETS else Path(policy_spec).read_text()
             policy = EppPolicy(policy_spec if policy_spec in PRESETS else Path(policy_spec).stem, text, seed,
-                               loop.time, first_byte)
+                               loop.time, first_byte, saturation)
         return loop.run_until_complete(_replay(workload, policy, seed, closed_s))
     finally:
         loop.close()
@@ -304,16 +399,21 @@ def main(argv: Seq[str] | None = None) -> None:
     parser.add_argument("--first-byte", action="store_true",
                         help="tell the EPP about each response's first bytes (Envoy's ext_proc response_body_mode "
                              "STREAMED; the production default, NONE, sends only headers and the end)")
+    parser.add_argument("--sd-sheddable-max-inflight-per-endpoint", type=int, default=None, metavar="N",
+                        help="the EPP's priority holdback (default: off, as the EPP's; 3 suits priority-mix)")
     args = parser.parse_args(argv)
-    print("| seed | policy | TTFT p50 | TTFT p90 | TTFT p99 | prefix hit | replicas/group | max share | out tok/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    saturation = SaturationConfig(sheddable_max_inflight_per_endpoint=args.sd_sheddable_max_inflight_per_endpoint)
+    print("| seed | policy | TTFT p50 | TTFT p90 | TTFT p99 | goodput | served | shed | prefix hit | "
+          "replicas/group | max share | out tok/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for seed in range(args.seed, args.seed + args.seeds):
         workload = make(args.workload, args.duration, seed, args.replicas, closed=args.closed)
         for spec in args.policy:
-            r = replay(workload, spec, seed, args.duration if args.closed else None, first_byte=args.first_byte)
+            r = replay(workload, spec, seed, args.duration if args.closed else None, first_byte=args.first_byte,
+                       saturation=saturation)
             print(f"| {seed} | {r.policy} | {r.ttft(50):.3f} | {r.ttft(90):.3f} | {r.ttft(99):.3f} | "
-                  f"{r.prefix_hit:.0%} | {r.replicas_per_group:.1f} | {r.max_share:.0%} | {r.tokens_per_s:.0f} |",
-                  flush=True)
+                  f"{r.goodput:.2f} | {len(r.measured)} | {len(r.shed)} | {r.prefix_hit:.0%} | "
+                  f"{r.replicas_per_group:.1f} | {r.max_share:.0%} | {r.tokens_per_s:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
