@@ -531,7 +531,9 @@ def run_command(kubeconfig: str | None, context: str | None, helm_path: str | No
     try:  # Ctrl-C and SIGTERM cancel the run, which records where it stopped (bounded: STOP_GRACE_S)
         result = run_until_stopped(watch.around(migrator.run(plan, namespace=ns, route=route)),
                                    grace=STOP_GRACE_S, on_signal=_say_stopping)
-    except (Stopped, asyncio.CancelledError):
+    except (Stopped, asyncio.CancelledError) as stop:
+        if isinstance(stop, Stopped) and not stop.finished:
+            click.echo(f"the run did not finish stopping within {STOP_GRACE_S:.0f} s: abandoned", err=True)
         _report_interrupted(cluster, ns, route, dry_run)
         sys.exit(130)
     if output != "table":
@@ -575,10 +577,9 @@ def _report_interrupted(cluster: Any, namespace: str, route: str | None, dry_run
         return
     during = state.interrupted_during if state is not None else None
     recorded = "the state is recorded (phase interrupted"
-    if state is not None and during is None:  # the run did not record its interruption in time
+    if state is not None and during is None:  # the run did not record its interruption: say so, and where
         during = next((s.id for s in state.plan.steps if not state.done(s.id)), None)
-        recorded = (f"the interruption was not recorded within {STOP_GRACE_S:.0f} s (the state says phase "
-                    f"{state.phase}; the steps done are recorded")
+        recorded = f"the interruption was not recorded (the state says phase {state.phase}; the steps done are"
     where = f"during {during}" if during else ""
     route_name = state.plan.route if state is not None else route
     flags = f"-n {namespace}" + (f" --route {route_name}" if route_name else "")
