@@ -30,7 +30,11 @@ def cmdlines(pids: set[int]) -> list[bytes]:
     return found
 
 
-def test_sigterm_to_bench_peers_stops_its_simulator_and_epp(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGTERM, signal.SIGINT)],
+                         ids=["sigterm", "sigterm-then-ctrl-c"])
+def test_sigterm_to_bench_peers_stops_its_simulator_and_epp(tmp_path: Path, signals: tuple[signal.Signals, ...]
+                                                            ) -> None:
+    """A second signal cuts the stop short: what is left is killed at once, nothing is left running."""
     env = {**os.environ, "PYTHONPATH": str(SRC), "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "infergate", "bench", "peers", "--workloads", "shared-prefix",
                              "--routers", "infergate-round-robin", "--phases", "open", "--duration", "5",
@@ -46,7 +50,8 @@ def test_sigterm_to_bench_peers_stops_its_simulator_and_epp(tmp_path: Path) -> N
         assert any(b"\x00sim\x00" in c for c in cmdlines(seen))
         seen.update(descendants(proc.pid))
         stopped_at = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        for sig in signals:  # back to back: the second one comes before the stop is done
+            proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
         poll(lambda: not alive(seen), 10, "every child to be gone", interval=0.05)
         assert time.monotonic() - stopped_at < 10, err
@@ -57,3 +62,5 @@ def test_sigterm_to_bench_peers_stops_its_simulator_and_epp(tmp_path: Path) -> N
             os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 143, err
     assert "received SIGTERM: stopping" in err, err
+    if len(signals) > 1:
+        assert "stopped by SIGTERM (cleanup abandoned" in err, err

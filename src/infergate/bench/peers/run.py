@@ -195,9 +195,14 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
         return RunOutcome(workload.name, phase, router_name, summary, ttfts, not_found, calls, log_404,
                           replicas_per_group(results), load_shares(results), queue_imbalance)
     finally:
-        await router.stop()
-        for sim in sims:
-            await sim.stop()
+        try:
+            await router.stop()
+            for sim in sims:
+                await sim.stop()
+        except asyncio.CancelledError:  # the stop was cut short (a second Ctrl-C): kill what is left at once
+            for process in [*router.processes, *(sim.process for sim in sims)]:
+                process.kill()
+            raise
 
 
 async def run_peers(config: PeersConfig, progress: Callable[[str], None] = lambda _: None,
