@@ -82,64 +82,74 @@ def run_until_stopped(
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
 ) -> T:
     """Run ``main`` on a new event loop (made by ``loop_factory``, e.g. ``uvloop.new_event_loop``)
-    and return its result; on the first of ``signals``: call ``on_signal`` (to say what is being
-    stopped), cancel ``main`` and wait up to ``grace`` seconds for it to finish, then raise
-    :class:`Stopped`. A ``main`` that handles the cancellation and returns a value returns it.
+    and return its result; on the first of ``signals``: cancel ``main``, call ``on_signal`` (to
+    say what is being stopped) and wait up to ``grace`` seconds for ``main`` to finish, then
+    raise :class:`Stopped`. A ``main`` that handles the cancellation and returns a value returns it.
     """
     loop = loop_factory()
     executor = DaemonThreadExecutor(thread_name_prefix="asyncio-worker")
     loop.set_default_executor(executor)
+    stopper = _Stopper(loop, grace, on_signal)
+    installed = []
     try:
         asyncio.set_event_loop(loop)
-        return loop.run_until_complete(_supervise(main, grace, signals, on_signal))
-    except KeyboardInterrupt:  # a SIGINT that reached Python's handler (ours were removed by ``main``)
-        raise Stopped(signal.SIGINT, finished=False) from None
-    finally:
+        for sig in signals:  # until the loop is closed: a late signal only ends the wait sooner
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                loop.add_signal_handler(sig, stopper.stop, sig)
+                installed.append(sig)
         try:
-            _finish_tasks(loop)
+            return loop.run_until_complete(stopper.supervise(main))
+        except KeyboardInterrupt:  # a SIGINT that reached Python's handler (``main`` removed ours)
+            raise Stopped(signal.SIGINT, finished=False) from None
         finally:
-            executor.shutdown(wait=False, cancel_futures=True)
-            asyncio.set_event_loop(None)
-            loop.close()
-
-
-async def _supervise(main: Coroutine[Any, Any, T], grace: float, signals: tuple[signal.Signals, ...],
-                     on_signal: Callable[[signal.Signals], None] | None) -> T:
-    loop = asyncio.get_running_loop()
-    task = loop.create_task(main)
-    received: list[signal.Signals] = []
-    give_up: asyncio.Future[None] = loop.create_future()
-
-    def abandon() -> None:
-        if not give_up.done():
-            give_up.set_result(None)
-
-    def stop(sig: signal.Signals) -> None:
-        received.append(sig)
-        if len(received) > 1:  # asked again: stop waiting for the cleanup
-            abandon()
-            return
-        if on_signal is not None:
-            on_signal(sig)
-        task.cancel()
-        loop.call_later(grace, abandon)
-
-    installed = []
-    for sig in signals:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            loop.add_signal_handler(sig, stop, sig)
-            installed.append(sig)
-    try:
-        waited: set[asyncio.Future[Any]] = {task, give_up}
-        await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+            _finish_tasks(loop)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
-    if not task.done():
-        raise Stopped(received[0], finished=False)
-    if task.cancelled() and received:
-        raise Stopped(received[0], finished=True)
-    return task.result()
+        executor.shutdown(wait=False, cancel_futures=True)
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+class _Stopper:
+    """The signal handlers' side of :func:`run_until_stopped`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, grace: float,
+                 on_signal: Callable[[signal.Signals], None] | None) -> None:
+        self.loop = loop
+        self.grace = grace
+        self.on_signal = on_signal
+        self.received: list[signal.Signals] = []
+        self.task: asyncio.Task[Any] | None = None
+        self.give_up: asyncio.Future[None] = loop.create_future()
+
+    async def supervise(self, main: Coroutine[Any, Any, T]) -> T:
+        task: asyncio.Task[T] = self.loop.create_task(main)
+        self.task = task
+        if self.received:  # a signal came before the loop ran
+            task.cancel()
+        waited: set[asyncio.Future[Any]] = {task, self.give_up}
+        await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            raise Stopped(self.received[0], finished=False)
+        if task.cancelled() and self.received:
+            raise Stopped(self.received[0], finished=True)
+        return task.result()
+
+    def stop(self, sig: signal.Signals) -> None:
+        self.received.append(sig)
+        if len(self.received) > 1:  # asked again: stop waiting for the cleanup
+            self._abandon()
+            return
+        if self.task is not None:
+            self.task.cancel()
+        self.loop.call_later(self.grace, self._abandon)
+        if self.on_signal is not None:
+            self.on_signal(sig)
+
+    def _abandon(self) -> None:
+        if not self.give_up.done():
+            self.give_up.set_result(None)
 
 
 def _finish_tasks(loop: asyncio.AbstractEventLoop) -> None:
