@@ -181,3 +181,28 @@ def test_ctrl_c_on_the_command_line_prints_how_to_resume(
     report = json.loads(again.stdout)
     assert again.returncode == 4, report  # paused at analyse-0 (no traffic), after resuming
     assert {s["step"]: s["status"] for s in report["steps"]}["apply-objectives"] == "done earlier"
+
+
+def test_an_interruption_not_recorded_in_time_is_said_with_the_step_it_stopped_in(
+        cluster: Any, preview_stack: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before, `run` then said "interrupted: the state is recorded (phase interrupted ...": no step, and
+    wrong (the message of the Ctrl-C test's failure under load). The recording has a bounded time
+    (util.signals.run_until_stopped): past it, or if it failed, the message says so and where."""
+    from infergate.cli.migrate import _report_interrupted  # the message of `migrate run` on Ctrl-C/SIGTERM
+    from infergate.migrate.state import MigrationState
+
+    ns = preview_stack
+    plan = plan_from_cluster(cluster, ns, None, PlanOptions(path="zero-downtime", gates=Gates(probes=0)))
+    state = MigrationState(plan)
+    for step in plan.steps[:[s.id for s in plan.steps].index("wait-ready")]:
+        state = state.complete(step.id)
+    StateStore(cluster).save(state)  # as the run left it: running, in wait-ready
+    _report_interrupted(cluster, ns, "llm-route", False)
+    said = capsys.readouterr().err
+    assert said.startswith("interrupted during wait-ready: the interruption was not recorded (the state says "
+                           "phase running; the steps done are; see `infergate migrate status"), said
+    assert f"infergate migrate run -n {ns} --route llm-route" in said, said
+    StateStore(cluster).save(state.transition("interrupted", "interrupted during wait-ready", during="wait-ready"))
+    _report_interrupted(cluster, ns, "llm-route", False)
+    said = capsys.readouterr().err
+    assert said.startswith("interrupted during wait-ready: the state is recorded (phase interrupted; see "), said

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import json
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ from infergate.dataplane.binary import envoy_binary
 from infergate.dataplane.xds_translator import EXT_PROC_FILTER, TranslateOptions, translate
 from infergate.ir import DataplaneConfig, Endpoint
 from infergate.util.net import async_connect_error, free_port
-from infergate.util.procs import spawn_logged, terminate
+from infergate.util.procs import signal_group, spawn_logged, terminate
 from infergate.util.wait import WaitTimeout, async_wait_until
 
 
@@ -314,10 +315,22 @@ class ManagedProcess:
         return self.process is not None and self.process.returncode is None
 
     async def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM to the process and what it started (its group), SIGKILL after ``timeout``; its exit code."""
+        """SIGTERM to the process and what it started (its group), SIGKILL after ``timeout``; its exit code.
+
+        A stop that is itself cancelled (a second Ctrl-C, the grace of a stopped command over)
+        kills the group at once."""
         if self.process is None:
             return None
-        return await terminate(self.process, timeout, name=self.name)
+        try:
+            return await terminate(self.process, timeout, name=self.name)
+        except asyncio.CancelledError:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL to the process and its group, now (nothing if it has exited)."""
+        if self.process is not None and self.process.returncode is None:
+            signal_group(self.process.pid, signal.SIGKILL)
 
 
 async def _wait_ports(process: ManagedProcess, ports: Sequence[int], timeout: float) -> None:

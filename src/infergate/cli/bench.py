@@ -3,10 +3,33 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
+
+from infergate.util.signals import Stopped, run_until_stopped
+
+T = TypeVar("T")
+# stopping a run's processes on SIGTERM/Ctrl-C: each gets SIGTERM, then SIGKILL after 10 s
+STOP_GRACE_S = 25.0
+
+
+def _run_until_stopped(main: Coroutine[Any, Any, T]) -> T:
+    """``main`` on uvloop; SIGTERM stops it as Ctrl-C does: the processes it started are stopped."""
+    import uvloop
+
+    def say(sig: signal.Signals) -> None:
+        click.echo(f"received {sig.name}: stopping the benchmark's processes (simulators, EPPs, routers)", err=True)
+
+    try:
+        return run_until_stopped(main, grace=STOP_GRACE_S, on_signal=say, loop_factory=uvloop.new_event_loop)
+    except Stopped as stop:
+        click.echo(f"infergate bench: {stop}", err=True)
+        sys.exit(stop.exit_code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,8 +81,6 @@ def scheduling(replicas: int, duration: float, profiles: str, as_json: bool, tim
     prints per profile: time to first token p50/p90, inter-token latency p50, end-to-end
     p90, output tokens/s, requests and failed requests, plus the machine's CPU use.
     """
-    import uvloop
-
     from infergate.bench.scheduling import BenchConfig, format_table, run_scheduling_bench, write_outputs
     from infergate.bench.scheduling import as_json as result_json
     from infergate.bench.workload import WorkloadSpec
@@ -82,7 +103,7 @@ def scheduling(replicas: int, duration: float, profiles: str, as_json: bool, tim
     def progress(text: str) -> None:
         click.echo(text, err=True)
 
-    result = uvloop.run(run_scheduling_bench(config, progress))
+    result = _run_until_stopped(run_scheduling_bench(config, progress))
     if as_json:
         click.echo(json.dumps(result_json(result)))
     else:
@@ -151,8 +172,6 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
     Peers come from .bench-venvs/ (made by `make bench`); a peer that is not installed is
     reported as skipped. Writes progress to stderr and the report (or --json) to stdout.
     """
-    import uvloop
-
     from infergate.bench.peers import report
     from infergate.bench.peers.routers import ALL_ROUTERS
     from infergate.bench.peers.run import PHASES, PeersConfig, run_peers
@@ -170,7 +189,7 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
                          routers=pick(routers, ALL_ROUTERS, "--routers"), phases=pick(phases, PHASES, "--phases"),
                          duration=duration, time_scale=time_scale, replicas=replicas, seed=seed,
                          epp_args=_epp_args(epp_args))
-    result = uvloop.run(run_peers(config, lambda text: click.echo(text, err=True), checkpoint=(
+    result = _run_until_stopped(run_peers(config, lambda text: click.echo(text, err=True), checkpoint=(
         None if out_dir is None else lambda partial: report.write_outputs(partial, out_dir))))
     for name, why in result.skipped.items():
         click.echo(f"skipped {name}: {why}", err=True)
@@ -219,8 +238,6 @@ def added_latency(duration: float, levels: str, replicas: int, prompt_tokens: in
     the EPP picked, in alternating blocks, at each load level. Progress on stderr, the report
     (markdown) on stdout.
     """
-    import uvloop
-
     from infergate.bench.added_latency import AddedLatencyConfig, run_added_latency
     from infergate.bench.added_latency_report import markdown, write
 
@@ -233,7 +250,7 @@ def added_latency(duration: float, levels: str, replicas: int, prompt_tokens: in
     config = AddedLatencyConfig(levels=fractions, duration=duration, replicas=replicas, prompt_tokens=prompt_tokens,
                                 block_seconds=block_seconds, capacity_seconds=capacity_seconds, seed=seed,
                                 pin_epp=pin_epp)
-    result = uvloop.run(run_added_latency(config, lambda text: click.echo(text, err=True)))
+    result = _run_until_stopped(run_added_latency(config, lambda text: click.echo(text, err=True)))
     click.echo(markdown(result, note))
     if out_dir is not None:
         write(result, out_dir, note)

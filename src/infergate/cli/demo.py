@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,13 @@ def command(stack: str, state_dir: str, exit_after_requests: bool, gateway_port:
                           gateway_port=gateway_port, address_pool=address_pool, pod_cidr=pod_cidr,
                           sim_time_scale=sim_time_scale, install_with=install_with,
                           authorization_mode=authorization_mode)
-    try:
-        result = asyncio.run(_run(options))
+    from infergate.util.signals import Stopped, run_until_stopped
+
+    try:  # _run stops the demo on SIGINT/SIGTERM/SIGHUP and says so; blocked worker threads do not delay the exit
+        result = run_until_stopped(_run(options))
+    except Stopped as stop:
+        click.echo(f"infergate demo: {stop}", err=True)
+        sys.exit(stop.exit_code)
     except DemoError as exc:
         raise click.ClickException(str(exc)) from exc
     if json_result and result is not None:

@@ -5,13 +5,15 @@ Imports stay light: the controller and data plane are imported when the command 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
 from typing import Any
 
 import click
+
+# the stop's bound beyond Envoy's drain: the controller, the provider and Envoy's own exit
+STOP_GRACE_S = 15.0
 
 EPILOG = """\b
 Examples:
@@ -112,7 +114,14 @@ def command(manifests_dir: str | None, kubeconfig: str | None, kube_context: str
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("infergate.controller.runner").setLevel(min(level, logging.INFO))
 
-    from infergate.gateway import DEFAULT_ENVOY_IMAGE, GatewayConfig, split_host_port, split_service
+    from infergate.gateway import (
+        DEFAULT_ENVOY_IMAGE,
+        GatewayConfig,
+        run_gateway,
+        split_host_port,
+        split_service,
+    )
+    from infergate.util.signals import Stopped, run_until_stopped
 
     try:
         split_host_port(xds_address, "--xds-address")
@@ -130,8 +139,16 @@ def command(manifests_dir: str | None, kubeconfig: str | None, kube_context: str
         envoy_drain_seconds=envoy_drain_seconds, leader_elect=leader_elect,
         leader_election_namespace=leader_election_namespace,
     )
-    try:
-        asyncio.run(_main(config))
+    def say(sig: signal.Signals) -> None:
+        click.echo(f"received {sig.name}: stopping the gateway (Envoy, the controller)", err=True)
+
+    try:  # SIGTERM and Ctrl-C stop it, Envoy included; a stop is a normal end (exit 0)
+        run_until_stopped(run_gateway(config, on_reconciled=_announce), on_signal=say,
+                          grace=envoy_drain_seconds + STOP_GRACE_S)
+    except Stopped as stop:
+        if not stop.finished:
+            click.echo(f"infergate gateway: {stop}", err=True)
+            raise SystemExit(stop.exit_code) from None
     except ValueError as exc:  # e.g. an address pool outside 127.0.0.0/8
         raise click.UsageError(str(exc)) from exc
 
@@ -154,16 +171,3 @@ def _announce(result: Any, dataplane: Any) -> None:
     urls = " ".join(f"{lst.gateway_namespace}/{lst.gateway_name}=http://{lst.address}:{lst.port}"
                     for lst in result.ir.listeners)
     click.echo(f"ready {urls}".rstrip())
-
-
-async def _main(config: Any) -> None:
-    from infergate.gateway import run_gateway
-
-    loop = asyncio.get_running_loop()
-    task = asyncio.create_task(run_gateway(config, on_reconciled=_announce))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass

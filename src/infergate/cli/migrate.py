@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shlex
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-T = TypeVar("T")
+from infergate.util.signals import Stopped, run_until_stopped
+
+# how long an interrupted run may take to record where it stopped (and give the Lease back)
+STOP_GRACE_S = 20.0
+
 OUTPUT = click.option("-o", "--output", "output", type=click.Choice(["table", "json", "yaml"]), default="table",
                       show_default=True, help="Output format.")
 
@@ -525,9 +528,12 @@ def run_command(kubeconfig: str | None, context: str | None, helm_path: str | No
                                terminal=output == "table")
     migrator = Migrator(cluster, _helm(helm_path, kubeconfig, context), options, progress=progress, events=watch.events)
     plan: Any = existing.plan if existing is not None and existing.completed else (lambda: _make_plan(cluster, ns, kw))
-    try:
-        result = asyncio.run(_until_signalled(watch.around(migrator.run(plan, namespace=ns, route=route))))
-    except (KeyboardInterrupt, asyncio.CancelledError):
+    try:  # Ctrl-C and SIGTERM cancel the run, which records where it stopped (bounded: STOP_GRACE_S)
+        result = run_until_stopped(watch.around(migrator.run(plan, namespace=ns, route=route)),
+                                   grace=STOP_GRACE_S, on_signal=_say_stopping)
+    except (Stopped, asyncio.CancelledError) as stop:
+        if isinstance(stop, Stopped) and not stop.finished:
+            click.echo(f"the run did not finish stopping within {STOP_GRACE_S:.0f} s: abandoned", err=True)
         _report_interrupted(cluster, ns, route, dry_run)
         sys.exit(130)
     if output != "table":
@@ -560,15 +566,8 @@ def _step_duration(text: str) -> float:
     return seconds
 
 
-async def _until_signalled(work: Awaitable[T]) -> T:
-    """``work``, cancelled by SIGTERM as asyncio.run cancels it on Ctrl-C (so that the runner
-    records where it stopped either way)."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    if task is not None:
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    return await work
+def _say_stopping(sig: signal.Signals) -> None:
+    click.echo(f"received {sig.name}: stopping the run and recording where it stopped", err=True)
 
 
 def _report_interrupted(cluster: Any, namespace: str, route: str | None, dry_run: bool) -> None:
@@ -576,11 +575,16 @@ def _report_interrupted(cluster: Any, namespace: str, route: str | None, dry_run
     if state is None and not dry_run:
         click.echo("interrupted before the migration started: nothing was recorded", err=True)
         return
-    where = f"during {state.interrupted_during}" if state is not None and state.interrupted_during else ""
+    during = state.interrupted_during if state is not None else None
+    recorded = "the state is recorded (phase interrupted"
+    if state is not None and during is None:  # the run did not record its interruption: say so, and where
+        during = next((s.id for s in state.plan.steps if not state.done(s.id)), None)
+        recorded = f"the interruption was not recorded (the state says phase {state.phase}; the steps done are"
+    where = f"during {during}" if during else ""
     route_name = state.plan.route if state is not None else route
     flags = f"-n {namespace}" + (f" --route {route_name}" if route_name else "")
     click.echo(f"interrupted {where}".rstrip() + (": nothing was recorded (dry run)" if dry_run else
-               f": the state is recorded (phase interrupted; see `infergate migrate status {flags}`). The "
+               f": {recorded}; see `infergate migrate status {flags}`). The "
                f"HTTPRoute keeps the weights it had. Resume with the same `infergate migrate run {flags}` "
                f"command, or restore the preview backends with `infergate migrate rollback {flags}`"),
                err=True)

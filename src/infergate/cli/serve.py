@@ -104,4 +104,13 @@ def command(**options: Any) -> None:
         click.echo(text)
         sys.stdout.flush()
 
-    sys.exit(uvloop.run(run_serve(config, out)))
+    from infergate.util.signals import Stopped, run_until_stopped
+
+    # run_serve stops its children on SIGINT/SIGTERM itself (and says so); the helper keeps blocked
+    # worker threads from delaying the exit
+    try:
+        code = run_until_stopped(run_serve(config, out), loop_factory=uvloop.new_event_loop)
+    except Stopped as stop:  # a second Ctrl-C while stopping
+        out(f"infergate serve: {stop}")
+        sys.exit(stop.exit_code)
+    sys.exit(code)

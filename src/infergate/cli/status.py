@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import click
 
 from infergate.cli.options import DURATION
+
+WATCH_STOP_GRACE_S = 2.0  # --watch holds nothing to clean up: the terminal is restored at once
 
 
 @click.command("status", epilog="See docs/status.md.")
@@ -77,10 +80,10 @@ def command(**options: Any) -> None:
                 else:
                     live.update(render(snapshot), refresh=True)
 
-    try:
-        uvloop.run(watch())
-    except KeyboardInterrupt:  # Ctrl-C ends --watch
-        pass
+    from infergate.util.signals import Stopped, run_until_stopped
+
+    with contextlib.suppress(Stopped):  # Ctrl-C (or SIGTERM) ends --watch, at once: a snapshot in flight is dropped
+        run_until_stopped(watch(), grace=WATCH_STOP_GRACE_S, loop_factory=uvloop.new_event_loop)
 
 
 def _reader(options: dict[str, Any]) -> Any:

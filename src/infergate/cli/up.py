@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from infergate.util.procs import signal_group, spawn_logged_sync
+from infergate.util.signals import Stopped, run_until_stopped
 from infergate.util.wait import WaitTimeout, wait_until
 
 EPILOG = """\b
@@ -118,8 +119,11 @@ def command(state_dir: str, host: str, port: int, gateway_classes: tuple[str, ..
                            image_prefixes, authorization_mode, gateway, service_proxy, load_balancer_pool)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    try:
-        asyncio.run(_run(options))
+    try:  # _run stops everything on SIGINT/SIGTERM/SIGHUP and says so; blocked worker threads do not delay the exit
+        run_until_stopped(_run(options))
+    except Stopped as stop:
+        click.echo(f"infergate up: {stop}", err=True)
+        sys.exit(stop.exit_code)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 

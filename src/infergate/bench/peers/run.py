@@ -83,13 +83,14 @@ def _sim_extra(workload: Workload, seed: int, slow: bool) -> list[str]:
 
 
 async def _start_pool(workload: Workload, ctx_dir: Path, ports: PortPool, time_scale: float,
-                      seed: int) -> tuple[list[SimReplicas], list[str]]:
+                      seed: int, sims: list[SimReplicas]) -> list[str]:
+    """Start the pool's simulators, each added to ``sims`` as it starts (so that a stop while
+    the next one starts still stops it); the endpoints."""
     pool = workload.pool
     port = ports()
     addresses = random_loopback_block(pool.replicas, port)
     fast = pool.replicas - pool.slow_replicas
     groups = [(addresses[:fast], False), (addresses[fast:], True)]
-    sims: list[SimReplicas] = []
     endpoints: list[str] = []
     for i, (addrs, slow) in enumerate(groups):
         if not addrs:
@@ -101,7 +102,7 @@ async def _start_pool(workload: Workload, ctx_dir: Path, ports: PortPool, time_s
         sims.append(replicas)
         await replicas.start()
         endpoints += replicas.expected
-    return sims, endpoints
+    return endpoints
 
 
 async def _scrape(endpoints: list[str]) -> tuple[list[str], dict[str, int], dict[str, int]]:
@@ -159,9 +160,10 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
                   ports: PortPool) -> RunOutcome:
     run_dir = base / workload.name / phase / router_name
     run_dir.mkdir(parents=True, exist_ok=True)
-    sims, endpoints = await _start_pool(workload, run_dir, ports, config.time_scale, config.seed)
+    sims: list[SimReplicas] = []
     router = make_router(router_name, config.envoy_bin, config.epp_args)
-    try:
+    try:  # the finally stops what started, also on SIGTERM/Ctrl-C (the cancellation of the run)
+        endpoints = await _start_pool(workload, run_dir, ports, config.time_scale, config.seed, sims)
         ctx = RunContext(endpoints, run_dir, ports, config.time_scale, config.seed, workload.objectives)
         url = await router.start(ctx) + "/v1/completions"
         await asyncio.sleep(1.0)
@@ -194,9 +196,14 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
         return RunOutcome(workload.name, phase, router_name, summary, ttfts, not_found, calls, log_404,
                           replicas_per_group(results), load_shares(results), queue_imbalance)
     finally:
-        await router.stop()
-        for sim in sims:
-            await sim.stop()
+        try:
+            await router.stop()
+            for sim in sims:
+                await sim.stop()
+        except asyncio.CancelledError:  # the stop was cut short (a second Ctrl-C): kill what is left at once
+            for process in [*router.processes, *(sim.process for sim in sims)]:
+                process.kill()
+            raise
 
 
 async def run_peers(config: PeersConfig, progress: Callable[[str], None] = lambda _: None,
