@@ -42,5 +42,5 @@ def test_multi_turn_history_hits_the_prefix_cache_and_closed_loop_counts_tokens(
 
 
 def test_workloads_the_replay_cannot_model_are_refused() -> None:
-    with pytest.raises(ValueError, match="LoRA adapters or slower replicas"):
-        replay(make("lora-mix", 1.0, 1, 4), "default", 1)
+    with pytest.raises(ValueError, match="slower replicas"):
+        replay(make("heterogeneous", 1.0, 1, 4), "default", 1)

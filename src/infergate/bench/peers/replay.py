@@ -6,8 +6,8 @@ event loop whose clock jumps to the next timer (``VirtualTimeLoop``), so a 15-mo
 workload replays in a few seconds, the same way every time, whatever else the machine runs. What
 it leaves out: Envoy and the network (a few ms of wall time), the scrape's transport (the
 metrics are read straight from the engines every 50 ms of model time, at a random phase per
-engine, as the EPP's scraper does), and the load generator's own delays; also LoRA adapters and slower replicas (``lora-mix`` and
-``heterogeneous`` are refused) and objectives (``priority-mix`` replays as plain traffic). The
+engine, as the EPP's scraper does), and the load generator's own delays; also slower replicas (``heterogeneous`` is refused) and
+objectives (``priority-mix`` replays as plain traffic). The
 EPP gets no first-bytes signals unless asked (``--first-byte``), like the production data
 plane. Use it to compare scheduling configs and the oracle's choice on the same state;
 confirm with ``bench peers``.
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from infergate.bench.peers.oracle import choose
-from infergate.bench.peers.workloads import Session, Workload, make
+from infergate.bench.peers.workloads import PoolSpec, Session, Workload, make
 from infergate.bench.stats import percentile
 from infergate.epp.datastore import Endpoint
 from infergate.epp.metrics_scraper import EndpointMetrics
@@ -118,10 +118,10 @@ class ReplayResult:
 class _Pool:
     def __init__(self, workload: Workload, seed: int) -> None:
         pool = workload.pool
-        if pool.lora_adapters or pool.slow_replicas:
-            raise ValueError(f"the replay does not model LoRA adapters or slower replicas ({workload.name})")
+        if pool.slow_replicas:
+            raise ValueError(f"the replay does not model slower replicas ({workload.name})")
         config = SimConfig(model=MODEL, profile=pool.profile, num_gpu_blocks=pool.num_gpu_blocks,
-                           mean_output_tokens=0, seed=seed)
+                           mean_output_tokens=0, seed=seed, **_lora_config(pool))
         profile = config.latency_profile()
         self.engines = [Engine(config, profile, seed=seed + i) for i in range(pool.replicas)]
         self.endpoints = [Endpoint(f"sim-{i}", f"10.0.0.{i + 1}", 8000) for i in range(pool.replicas)]
@@ -134,14 +134,33 @@ class _Pool:
         engine = self.engines[i]
         while True:
             self.metrics[i] = EndpointMetrics(waiting_queue=len(engine.waiting), running=len(engine.running),
-                                              kv_cache_usage=engine.kv.usage, update_time=loop.time())
+                                              kv_cache_usage=engine.kv.usage, update_time=loop.time(),
+                                              **_lora_metrics(engine, self.metrics[i]))
             await asyncio.sleep(SCRAPE_INTERVAL_S * self.rng.uniform(0.9, 1.1))
+
+
+def _lora_config(pool: PoolSpec) -> dict[str, Any]:
+    """The engines' adapters and slots, as ``infergate sim --lora-adapters --max-loras`` set them."""
+    return {"lora_adapters": pool.lora_adapters, "max_loras": pool.max_loras} if pool.lora_adapters else {}
+
+
+def _lora_metrics(engine: Engine, previous: EndpointMetrics | None) -> dict[str, Any]:
+    """EndpointMetrics' adapter fields as the EPP's scraper reads them from the simulator's
+    ``vllm:lora_requests_info`` (running and waiting adapters, ``max_lora``): a page with neither
+    list is skipped (upstream's rule), so the previous scrape's values stay."""
+    if not engine.running_loras and not engine.waiting_loras:
+        if previous is None:
+            return {}
+        return {"active_models": previous.active_models, "waiting_models": previous.waiting_models,
+                "max_active_models": previous.max_active_models}
+    return {"active_models": frozenset(engine.running_loras), "waiting_models": frozenset(engine.waiting_loras),
+            "max_active_models": engine.max_loras}
 
 
 class _Policy:
     name: str
 
-    def pick(self, pool: _Pool, rid: str, prompt: str) -> int:
+    def pick(self, pool: _Pool, rid: str, prompt: str, lora: str | None = None) -> int:
         raise NotImplementedError
 
     def started(self, rid: str) -> None:
@@ -162,9 +181,9 @@ class EppPolicy(_Policy):
             if isinstance(plugin, InflightLoadProducer):
                 plugin.load.clock = clock
 
-    def pick(self, pool: _Pool, rid: str, prompt: str) -> int:
+    def pick(self, pool: _Pool, rid: str, prompt: str, lora: str | None = None) -> int:
         cands = [Candidate(e, m) for e, m in zip(pool.endpoints, pool.metrics, strict=True)]
-        request = SchedulingRequest(rid, MODEL, prompt)
+        request = SchedulingRequest(rid, lora or MODEL, prompt)  # the request's model: the adapter's name
         result, state = self.scheduler.schedule(request, cands)
         self.scheduler.pre_request(state, request, result)
         chosen = result.primary.targets[0].hostport
@@ -186,13 +205,13 @@ class OraclePolicy(_Policy):
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
 
-    def pick(self, pool: _Pool, rid: str, prompt: str) -> int:
+    def pick(self, pool: _Pool, rid: str, prompt: str, lora: str | None = None) -> int:
         states = []
         for engine in pool.engines:
             state = engine_state(engine)
-            hashes = tokenizer.block_hashes(prompt, engine.kv.block_size, MODEL)
+            hashes = tokenizer.block_hashes(prompt, engine.kv.block_size, lora or MODEL)
             tokens = tokenizer.count_tokens(prompt)
-            state["request"] = {"prompt_tokens": tokens, "lora": None,
+            state["request"] = {"prompt_tokens": tokens, "lora": lora,
                                 "cached_tokens": cached_prefix_tokens(engine, hashes, tokens)}
             states.append(state)
         index, _ = choose(states, [[] for _ in states], prompt, self.rng)
@@ -200,16 +219,17 @@ class OraclePolicy(_Policy):
 
 
 async def _turn(pool: _Pool, policy: _Policy, prompt: str, max_tokens: int, group: int,
-                out: list[TurnOutcome]) -> str:
+                out: list[TurnOutcome], lora: str | None = None) -> str:
     loop = asyncio.get_running_loop()
     rid = uuid.uuid4().hex
     start = loop.time()
-    index = policy.pick(pool, rid, prompt)
+    index = policy.pick(pool, rid, prompt, lora)
     engine = pool.engines[index]
     tokens = tokenizer.count_tokens(prompt)
-    seq = Sequence(rid, tokens, tokenizer.block_hashes(prompt, engine.kv.block_size, MODEL), max_tokens,
-                   "length", None, tokenizer.prompt_fingerprint((prompt[:4096], str(len(prompt)))) % 997,
-                   prompt_text=prompt, namespace=MODEL)
+    namespace = lora or MODEL  # as the simulator's server: an adapter's blocks are its own
+    seq = Sequence(rid, tokens, tokenizer.block_hashes(prompt, engine.kv.block_size, namespace), max_tokens,
+                   "length", lora, tokenizer.prompt_fingerprint((prompt[:4096], str(len(prompt)))) % 997,
+                   prompt_text=prompt, namespace=namespace)
     engine.submit(seq)
     await seq.wait(0)
     out.append(TurnOutcome(loop.time() - start, tokens, seq.cached_tokens, index, group))
@@ -227,7 +247,7 @@ async def _session(pool: _Pool, policy: _Policy, session: Session, out: list[Tur
         if i and turn.think_s:
             await asyncio.sleep(turn.think_s)
         prompt = session.prompt(history, i)
-        history = prompt + await _turn(pool, policy, prompt, turn.max_tokens, session.group, out)
+        history = prompt + await _turn(pool, policy, prompt, turn.max_tokens, session.group, out, session.model)
 
 
 async def _closed(pool: _Pool, policy: _Policy, workload: Workload, duration: float,
@@ -247,7 +267,8 @@ async def _closed(pool: _Pool, policy: _Policy, workload: Workload, duration: fl
                 if loop.time() >= deadline:
                     break
                 prompt = session.prompt(history, i)
-                history = prompt + await _turn(pool, policy, prompt, turn.max_tokens, session.group, out)
+                history = prompt + await _turn(pool, policy, prompt, turn.max_tokens, session.group, out,
+                                               session.model)
 
     await asyncio.gather(*(user() for _ in range(workload.concurrency)))
 
