@@ -5,12 +5,20 @@ all held pays a slot wait; the base model and pools without adapters pay nothing
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import pytest
 
 from infergate.epp.datastore import Endpoint
 from infergate.epp.metrics_scraper import EndpointMetrics
-from infergate.epp.scheduling import Candidate, ConfigError, Scheduler, SchedulingRequest, load_config_text, load_preset
+from infergate.epp.scheduling import (
+    Candidate,
+    ConfigError,
+    Scheduler,
+    SchedulingRequest,
+    load_config_text,
+    load_preset,
+)
 from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer
 from infergate.epp.scheduling.plugins.predicted_latency import (
     DEFAULT_LORA_LOAD_PENALTY_TOKENS,
@@ -28,13 +36,13 @@ HOSTS = [f"{ip}:8000" for ip in IPS]
 TASK = "Adapter task. " + " ".join(f"step{i}" for i in range(800))  # ~1,300 tokens
 
 
-def lora_metrics(active: set[str], waiting: set[str] = frozenset(), max_loras: int = 2,  # type: ignore[assignment]
+def lora_metrics(active: set[str], waiting: frozenset[str] = frozenset(), max_loras: int = 2,
                  at: float | None = None) -> EndpointMetrics:
     return EndpointMetrics(active_models=frozenset(active), waiting_models=frozenset(waiting),
                            max_active_models=max_loras, update_time=time.monotonic() if at is None else at)
 
 
-def candidates(metrics: list[EndpointMetrics | None]) -> list[Candidate]:
+def candidates(metrics: Sequence[EndpointMetrics | None]) -> list[Candidate]:
     return [Candidate(Endpoint(f"pod-{i}", ip, 8000), m) for i, (ip, m) in enumerate(zip(IPS, metrics, strict=True))]
 
 
@@ -54,7 +62,7 @@ def pick(scheduler: Scheduler, rid: str, model: str, text: str, cands: list[Cand
 def test_penalties_active_free_slot_and_full() -> None:
     producer = producer_of(load_preset("default", seed=1))
     lora = LoraCost(300.0, 4096.0)
-    cands = candidates([lora_metrics({"a"}), lora_metrics({"b"}), lora_metrics({"b", "c"}, {"a"})])
+    cands = candidates([lora_metrics({"a"}), lora_metrics({"b"}), lora_metrics({"b", "c"}, frozenset({"a"}))])
     # active on 0; a free slot on 1 (load it); 2's slots are held by b and c (a waits there)
     assert lora_penalties(producer, lora, SchedulingRequest("r", "a", "x"), cands) == [0.0, 300.0, 4096.0]
     # no metrics yet: a load, never a slot wait
@@ -121,7 +129,7 @@ def test_default_moves_an_adapter_off_a_holder_whose_slots_are_taken() -> None:
     assert pick(scheduler, "w", "a", TASK + " Q0?", warm[:1]) == HOSTS[0]
     scheduler.response_started("w")
     scheduler.request_done("w", True)
-    later = candidates([lora_metrics({"b", "c"}, {"a"}), lora_metrics({"d"}), lora_metrics({"d"})])
+    later = candidates([lora_metrics({"b", "c"}, frozenset({"a"})), lora_metrics({"d"}), lora_metrics({"d"})])
     assert pick(scheduler, "q", "a", TASK + " Q1?", later) != HOSTS[0]
     # with its slot still held, the holder keeps the adapter's traffic (its prefix is cached there)
     held = candidates([lora_metrics({"a", "c"}), lora_metrics({"d"}), lora_metrics({"d"})])
