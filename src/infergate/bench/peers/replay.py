@@ -6,10 +6,10 @@ event loop whose clock jumps to the next timer (``VirtualTimeLoop``), so a 15-mo
 workload replays in a few seconds, the same way every time, whatever else the machine runs. What
 it leaves out: Envoy and the network (a few ms of wall time), the scrape's transport (the
 metrics are read straight from the engines every 50 ms of model time, at a random phase per
-engine, as the EPP's scraper does), and the load generator's own delays; also LoRA adapters and
-slower replicas (``lora-mix`` and ``heterogeneous`` are refused). The EPP gets no first-bytes
-signals unless asked (``--first-byte``), like the production data plane. Use it to compare
-scheduling configs and the oracle's choice on the same state; confirm with ``bench peers``.
+engine, as the EPP's scraper does), and the load generator's own delays; also slower replicas
+(``heterogeneous`` is refused). LoRA adapters are modelled (``lora-mix``). The EPP gets no
+first-bytes signals unless asked (``--first-byte``), like the production data plane. Use it to
+compare scheduling configs and the oracle's choice on the same state; confirm with ``bench peers``.
 
 Objectives (``priority-mix``): each request carries its objective's priority; an EPP policy
 sheds sheddable requests with the EPP's own ``SaturationDetector`` on the replay's scrapes and
@@ -41,7 +41,7 @@ from typing import Any
 from infergate.bench.peers.driver import SHED_BACKOFF_S
 from infergate.bench.peers.oracle import choose
 from infergate.bench.peers.summary import SLO_ITL_S, SLO_TTFT_S
-from infergate.bench.peers.workloads import CRITICAL, Session, Workload, make
+from infergate.bench.peers.workloads import CRITICAL, PoolSpec, Session, Workload, make
 from infergate.bench.stats import percentile
 from infergate.epp.datastore import Endpoint
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
@@ -154,10 +154,10 @@ class ReplayResult:
 class _Pool:
     def __init__(self, workload: Workload, seed: int) -> None:
         pool = workload.pool
-        if pool.lora_adapters or pool.slow_replicas:
-            raise ValueError(f"the replay does not model LoRA adapters or slower replicas ({workload.name})")
+        if pool.slow_replicas:
+            raise ValueError(f"the replay does not model slower replicas ({workload.name})")
         config = SimConfig(model=MODEL, profile=pool.profile, num_gpu_blocks=pool.num_gpu_blocks,
-                           mean_output_tokens=0, seed=seed)
+                           mean_output_tokens=0, seed=seed, **_lora_config(pool))
         profile = config.latency_profile()
         self.engines = [Engine(config, profile, seed=seed + i) for i in range(pool.replicas)]
         self.endpoints = [Endpoint(f"sim-{i}", f"10.0.0.{i + 1}", 8000) for i in range(pool.replicas)]
@@ -174,16 +174,35 @@ class _Pool:
         engine = self.engines[i]
         while True:
             metrics = EndpointMetrics(waiting_queue=len(engine.waiting), running=len(engine.running),
-                                      kv_cache_usage=engine.kv.usage, update_time=loop.time())
+                                      kv_cache_usage=engine.kv.usage, update_time=loop.time(),
+                                      **_lora_metrics(engine, self.metrics[i]))
             self.metrics[i] = metrics
             self.store.update(self.endpoints[i].hostport, metrics)
             await asyncio.sleep(SCRAPE_INTERVAL_S * self.rng.uniform(0.9, 1.1))
 
 
+def _lora_config(pool: PoolSpec) -> dict[str, Any]:
+    """The engines' adapters and slots, as ``infergate sim --lora-adapters --max-loras`` set them."""
+    return {"lora_adapters": pool.lora_adapters, "max_loras": pool.max_loras} if pool.lora_adapters else {}
+
+
+def _lora_metrics(engine: Engine, previous: EndpointMetrics | None) -> dict[str, Any]:
+    """EndpointMetrics' adapter fields as the EPP's scraper reads them from the simulator's
+    ``vllm:lora_requests_info`` (running and waiting adapters, ``max_lora``): a page with neither
+    list is skipped (upstream's rule), so the previous scrape's values stay."""
+    if not engine.running_loras and not engine.waiting_loras:
+        if previous is None:
+            return {}
+        return {"active_models": previous.active_models, "waiting_models": previous.waiting_models,
+                "max_active_models": previous.max_active_models}
+    return {"active_models": frozenset(engine.running_loras), "waiting_models": frozenset(engine.waiting_loras),
+            "max_active_models": engine.max_loras}
+
+
 class _Policy:
     name: str
 
-    def pick(self, pool: _Pool, rid: str, prompt: str, priority: int = 0) -> int | None:
+    def pick(self, pool: _Pool, rid: str, prompt: str, priority: int = 0, lora: str | None = None) -> int | None:
         """The replica for the request, or None when it is shed (429)."""
         raise NotImplementedError
 
@@ -227,14 +246,14 @@ class EppPolicy(_Policy):
                                                  accounts_picks=producer is not None)
         return self.saturation
 
-    def pick(self, pool: _Pool, rid: str, prompt: str, priority: int = 0) -> int | None:
+    def pick(self, pool: _Pool, rid: str, prompt: str, priority: int = 0, lora: str | None = None) -> int | None:
         detector = self._detector(pool)
         now = self.clock()
         hostports = [e.hostport for e in pool.endpoints]
         if priority < 0 and detector.is_saturated(hostports, now):  # flow control off: upstream's check
             return None
         cands = [Candidate(e, m) for e, m in zip(pool.endpoints, pool.metrics, strict=True)]
-        request = SchedulingRequest(rid, MODEL, prompt)
+        request = SchedulingRequest(rid, lora or MODEL, prompt)  # the request's model: the adapter's name
         result, state = self.scheduler.schedule(request, cands)
         chosen = result.primary.targets[0].hostport
         if detector.shed_reason(priority, chosen, now, hostports) is not None:  # the Director's post-pick check
@@ -258,13 +277,13 @@ class OraclePolicy(_Policy):
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
 
-    def pick(self, pool: _Pool, rid: str, prompt: str, priority: int = 0) -> int | None:
+    def pick(self, pool: _Pool, rid: str, prompt: str, priority: int = 0, lora: str | None = None) -> int | None:
         states = []
         for engine in pool.engines:
             state = engine_state(engine)
-            hashes = tokenizer.block_hashes(prompt, engine.kv.block_size, MODEL)
+            hashes = tokenizer.block_hashes(prompt, engine.kv.block_size, lora or MODEL)
             tokens = tokenizer.count_tokens(prompt)
-            state["request"] = {"prompt_tokens": tokens, "lora": None,
+            state["request"] = {"prompt_tokens": tokens, "lora": lora,
                                 "cached_tokens": cached_prefix_tokens(engine, hashes, tokens)}
             states.append(state)
         index, _ = choose(states, [[] for _ in states], prompt, self.rng)
@@ -277,15 +296,18 @@ async def _turn(pool: _Pool, policy: _Policy, prompt: str, max_tokens: int, sess
     loop = asyncio.get_running_loop()
     rid = uuid.uuid4().hex
     start = loop.time()
-    index = policy.pick(pool, rid, prompt, pool.priorities.get(session.objective, 0) if session.objective else 0)
+    priority = pool.priorities.get(session.objective, 0) if session.objective else 0
+    lora = session.model
+    index = policy.pick(pool, rid, prompt, priority, lora)
     if index is None:
         result.shed.append(session.objective)
         return None
     engine = pool.engines[index]
     tokens = tokenizer.count_tokens(prompt)
-    seq = Sequence(rid, tokens, tokenizer.block_hashes(prompt, engine.kv.block_size, MODEL), max_tokens,
-                   "length", None, tokenizer.prompt_fingerprint((prompt[:4096], str(len(prompt)))) % 997,
-                   prompt_text=prompt, namespace=MODEL)
+    namespace = lora or MODEL  # as the simulator's server: an adapter's blocks are its own
+    seq = Sequence(rid, tokens, tokenizer.block_hashes(prompt, engine.kv.block_size, namespace), max_tokens,
+                   "length", lora, tokenizer.prompt_fingerprint((prompt[:4096], str(len(prompt)))) % 997,
+                   prompt_text=prompt, namespace=namespace)
     engine.submit(seq)
     await seq.wait(0)
     first = loop.time()

@@ -56,6 +56,7 @@ MEAN_UNCACHED_DECAY = 0.1  # weight of the newest pick in the running mean of un
 DEFAULT_PREFILL_CHUNK_TOKENS = 8192  # vLLM's --max-num-batched-tokens: prompt tokens prefilled per step
 MAX_IDLE_ENDPOINTS = 1024  # endpoints with nothing in flight kept for their recent events
 MAX_EVENTS = 4096  # picks and ends kept per endpoint (scrapes are far younger than the oldest)
+MAX_KNOWN_ADAPTERS = 4096  # LoRA adapter names remembered from scrapes
 
 
 @dataclass
@@ -66,6 +67,7 @@ class _Tracked:
     picked_at: float = 0.0
     prefilling: bool = True  # no first response bytes seen yet
     long: bool = False  # more uncached tokens than one prefill step's budget
+    model: str = ""  # the request's model (a LoRA adapter's name for adapter requests)
 
 
 @dataclass
@@ -80,6 +82,14 @@ class EndpointLoad:
     event_sums: list[int] = field(default_factory=list)
     event_base: int = 0  # the running sum before the first kept event
     tracked: dict[str, _Tracked] = field(default_factory=dict)  # in flight here, in pick order
+    models: dict[str, int] = field(default_factory=dict)  # requests in flight here per model
+
+    def count_model(self, model: str, change: int) -> None:
+        n = self.models.get(model, 0) + change
+        if n > 0:
+            self.models[model] = n
+        else:
+            self.models.pop(model, None)
 
     def note(self, now: float, change: int) -> None:
         times, sums = self.event_times, self.event_sums
@@ -110,21 +120,32 @@ class InflightLoad:
         self._requests: dict[str, _Tracked] = {}
         self._endpoints: dict[str, EndpointLoad] = {}
         self.mean_uncached_tokens = 0.0
+        self.adapters: set[str] = set()  # models some scrape listed as a running or waiting LoRA adapter
+
+    def note_adapters(self, names: frozenset[str]) -> None:
+        """Remember adapter names from a scrape (an adapter idle everywhere now is still one)."""
+        if names <= self.adapters:
+            return
+        if len(self.adapters) + len(names) > MAX_KNOWN_ADAPTERS:
+            self.adapters.clear()
+        self.adapters |= names
 
     def get(self, hostport: str) -> EndpointLoad:
         return self._endpoints.get(hostport) or EndpointLoad()
 
     def add(self, request_id: str, hostport: str, prompt_tokens: int, uncached_tokens: int,
-            now: float | None = None) -> None:
+            now: float | None = None, model: str = "") -> None:
         now = self.clock() if now is None else now
         if request_id in self._requests:  # a reused request id: the old one's accounting ends here
             self.release(request_id, now)
         tracked = self._requests[request_id] = _Tracked(hostport, prompt_tokens, uncached_tokens, now,
-                                                        long=uncached_tokens > self.prefill_chunk_tokens)
+                                                        long=uncached_tokens > self.prefill_chunk_tokens,
+                                                        model=model)
         load = self._endpoints.get(hostport)
         if load is None:
             load = self._endpoints[hostport] = EndpointLoad()
         load.tracked[request_id] = tracked
+        load.count_model(model, 1)
         if tracked.long:
             load.long_pending_tokens += uncached_tokens
         load.requests += 1
@@ -153,6 +174,7 @@ class InflightLoad:
             return
         load = self._endpoints[tracked.hostport]
         load.tracked.pop(request_id, None)
+        load.count_model(tracked.model, -1)
         load.requests -= 1
         load.note(self.clock() if now is None else now, -1)
         load.prompt_tokens -= tracked.prompt_tokens
@@ -201,6 +223,19 @@ class InflightLoad:
                 if tracked.long:
                     windows_long += tracked.uncached_tokens
         return pending + load.long_pending_tokens - windows_long, waiting - left
+
+    def models_picked_since(self, hostport: str, when: float) -> list[str]:
+        """The models of this EPP's requests in flight on ``hostport`` picked after ``when`` (a
+        scrape's time: the ones that scrape cannot show), oldest first."""
+        load = self._endpoints.get(hostport)
+        if load is None:
+            return []
+        models: list[str] = []
+        for tracked in reversed(load.tracked.values()):
+            if tracked.picked_at <= when:
+                break
+            models.append(tracked.model)
+        return models[::-1]
 
     def __len__(self) -> int:
         return len(self._requests)
@@ -269,7 +304,7 @@ class InflightLoadProducer(Plugin):
         per = self.uncached_tokens(state, request)
         total = self.prompt_tokens(request)
         uncached = per if isinstance(per, int) else per.get(target, total)
-        self.load.add(request.request_id, target, total, uncached)
+        self.load.add(request.request_id, target, total, uncached, model=request.target_model)
 
     def response_started(self, request_id: str) -> None:
         self.load.prefilled(request_id)

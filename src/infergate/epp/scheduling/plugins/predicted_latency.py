@@ -11,6 +11,15 @@ All three read the pick-time accounting of an ``inflight-load-producer`` (parame
   scored ``(max - cost) / (max - min)`` over the candidates (1.0 for all when equal), so the
   cheapest endpoint wins. Measured in tokens, not seconds, so it needs no model-speed
   calibration: a replica prefills its queue in order at the same rate.
+  LoRA adapters (issue 16's ``lora-mix``): when the request's model is an adapter (a name
+  a scraped ``vllm:lora_requests_info`` has listed as running or waiting), an
+  endpoint where it is not active (scraped running, or picked there by this EPP since the
+  scrape into a free slot) pays
+  ``loraLoadPenaltyTokens`` if it has a free adapter slot (it loads the adapter) and
+  ``loraSlotWaitPenaltyTokens`` if every slot (``max_lora``) is held by running adapters (it
+  must wait until one of them drains: vLLM admits no request of a further adapter meanwhile).
+  Requests for the base model, and pools without adapters, pay nothing: their costs are as
+  before.
 - ``prefix-cache-affinity-filter`` (upstream's name; llm-d's "sticky until saturated"):
   keeps only the endpoints holding at least ``affinityThreshold`` of the prompt's prefix,
   unless the best of them has a predicted TTFT (the scorer's cost above, so the recompute of
@@ -19,12 +28,15 @@ All three read the pick-time accounting of an ``inflight-load-producer`` (parame
   fewer replicas) above the best other endpoint's; then it keeps every endpoint, the scorers
   pick one, and the prefix now lives on one more replica (the next picks choose between the
   holders: a hot prefix spreads to a second replica, not to all). With
-  ``explorationProbability`` it keeps every endpoint anyway.
+  ``explorationProbability`` it keeps every endpoint anyway. It takes the same
+  ``tokensPerRunningRequest``, ``loraLoadPenaltyTokens`` and ``loraSlotWaitPenaltyTokens``
+  (set them alike in both plugins).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from infergate.epp.scheduling.framework import Candidate, CycleState, Plugin, PluginHandle, SchedulingRequest
@@ -34,6 +46,30 @@ from infergate.epp.scheduling.plugins.params import check_keys, float_param, int
 PRODUCER = InflightLoadProducer.type_name
 DEFAULT_TOKENS_PER_RUNNING = 16.0
 DEFAULT_AFFINITY_PENALTY_TOKENS = 1024  # issue 16: 8,192 held a saturated Zipf prefix ~1 s too long
+# an adapter load (the a100 profiles' 0.04 s) in prefill tokens (0.000135 s each)
+DEFAULT_LORA_LOAD_PENALTY_TOKENS = 300
+# waiting for an adapter slot: until a running adapter's requests drain (issue 16's lora-mix,
+# 64 output tokens: a decode of ~1 s); docs/epp.md has the replay's numbers
+DEFAULT_LORA_SLOT_WAIT_PENALTY_TOKENS = 4096
+
+
+@dataclass(frozen=True)
+class LoraCost:
+    """The adapter terms of the predicted TTFT, in prefill tokens (see the module doc)."""
+
+    load_tokens: float = DEFAULT_LORA_LOAD_PENALTY_TOKENS
+    slot_wait_tokens: float = DEFAULT_LORA_SLOT_WAIT_PENALTY_TOKENS
+
+    PARAMS = ("loraLoadPenaltyTokens", "loraSlotWaitPenaltyTokens")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> LoraCost:
+        return cls(float_param(params, "loraLoadPenaltyTokens", DEFAULT_LORA_LOAD_PENALTY_TOKENS, low=0.0, high=1e7),
+                   float_param(params, "loraSlotWaitPenaltyTokens", DEFAULT_LORA_SLOT_WAIT_PENALTY_TOKENS, low=0.0,
+                               high=1e7))
+
+
+NO_LORA_COST = LoraCost(0.0, 0.0)
 
 
 class _UsesLoad(Plugin):
@@ -70,33 +106,69 @@ class TokenLoadScorer(_UsesLoad):
         return [1.0 - min(1.0, load.get(c.hostport).prompt_tokens / limit) for c in candidates]
 
 
+def lora_penalties(producer: InflightLoadProducer, lora: LoraCost, request: SchedulingRequest,
+                   candidates: list[Candidate]) -> list[float]:
+    """Per candidate: 0 where the request's adapter is active, ``lora.load_tokens`` where a slot is
+    free, ``lora.slot_wait_tokens`` where every slot is held; all 0 when the model is no known adapter."""
+    model = request.target_model
+    adapters = producer.load.adapters
+    for c in candidates:
+        if c.metrics is not None:
+            producer.load.note_adapters(c.metrics.active_models | c.metrics.waiting_models)
+    if model not in adapters or not (lora.load_tokens or lora.slot_wait_tokens):
+        return [0.0] * len(candidates)
+    penalties: list[float] = []
+    for c in candidates:
+        m = c.metrics
+        if m is None:
+            penalties.append(lora.load_tokens)
+            continue
+        active = set(m.active_models)
+        # this EPP's picks since the scrape: a new adapter takes a free slot (a waiting one had none)
+        for picked in producer.load.models_picked_since(c.hostport, m.update_time):
+            if (picked in adapters and picked not in active and picked not in m.waiting_models
+                    and len(active) < m.max_active_models):
+                active.add(picked)
+        if model in active:
+            penalties.append(0.0)
+        elif m.max_active_models > 0 and len(active) >= m.max_active_models:
+            penalties.append(lora.slot_wait_tokens)
+        else:
+            penalties.append(lora.load_tokens)
+    return penalties
+
+
 def predicted_costs(producer: InflightLoadProducer, per_running: float, state: CycleState,
-                    request: SchedulingRequest, candidates: list[Candidate]) -> list[float]:
+                    request: SchedulingRequest, candidates: list[Candidate],
+                    lora: LoraCost = NO_LORA_COST) -> list[float]:
     """Predicted TTFT per candidate in prefill tokens (see the module doc)."""
     uncached = producer.uncached_for(state, request, candidates)
+    adapter = lora_penalties(producer, lora, request, candidates)
     costs: list[float] = []
-    for c, own in zip(candidates, uncached, strict=True):
+    for c, own, extra in zip(candidates, uncached, adapter, strict=True):
         requests, pending = producer.view(c)
-        costs.append(pending + own + per_running * requests)
+        costs.append(pending + own + per_running * requests + extra)
     return costs
 
 
 class PredictedTtftScorer(_UsesLoad):
     type_name = "predicted-ttft-scorer"
 
-    def __init__(self, name: str, producer: str = PRODUCER, per_running: float = DEFAULT_TOKENS_PER_RUNNING) -> None:
+    def __init__(self, name: str, producer: str = PRODUCER, per_running: float = DEFAULT_TOKENS_PER_RUNNING,
+                 lora: LoraCost | None = None) -> None:
         super().__init__(name, producer)
         self.per_running = per_running
+        self.lora = LoraCost() if lora is None else lora
 
     @classmethod
     def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> PredictedTtftScorer:
-        check_keys(params, ("loadProducer", "tokensPerRunningRequest"))
+        check_keys(params, ("loadProducer", "tokensPerRunningRequest", *LoraCost.PARAMS))
         return cls(name, str_param(params, "loadProducer", PRODUCER),
                    float_param(params, "tokensPerRunningRequest", DEFAULT_TOKENS_PER_RUNNING, low=0.0,
-                               high=1e6))
+                               high=1e6), LoraCost.from_params(params))
 
     def costs(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[float]:
-        return predicted_costs(self.producer, self.per_running, state, request, candidates)
+        return predicted_costs(self.producer, self.per_running, state, request, candidates, self.lora)
 
     def score(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[float]:
         costs = self.costs(state, request, candidates)
@@ -114,8 +186,9 @@ class PrefixCacheAffinityFilter(_UsesLoad):
 
     def __init__(self, name: str, rng: Any, producer: str = PRODUCER, threshold: float = 0.5,
                  exploration: float = 0.0, penalty_tokens: int = DEFAULT_AFFINITY_PENALTY_TOKENS,
-                 per_running: float = DEFAULT_TOKENS_PER_RUNNING) -> None:
+                 per_running: float = DEFAULT_TOKENS_PER_RUNNING, lora: LoraCost | None = None) -> None:
         super().__init__(name, producer)
+        self.lora = LoraCost() if lora is None else lora
         self.rng = rng
         self.threshold = threshold
         self.exploration = exploration
@@ -125,12 +198,13 @@ class PrefixCacheAffinityFilter(_UsesLoad):
     @classmethod
     def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> PrefixCacheAffinityFilter:
         check_keys(params, ("loadProducer", "affinityThreshold", "explorationProbability",
-                            "maxTokensInFlightPenalty", "tokensPerRunningRequest"))
+                            "maxTokensInFlightPenalty", "tokensPerRunningRequest", *LoraCost.PARAMS))
         return cls(name, handle.rng, str_param(params, "loadProducer", PRODUCER),
                    float_param(params, "affinityThreshold", 0.5, low=0.0, high=1.0),
                    float_param(params, "explorationProbability", 0.0, low=0.0, high=1.0),
                    int_param(params, "maxTokensInFlightPenalty", DEFAULT_AFFINITY_PENALTY_TOKENS, minimum=0),
-                   float_param(params, "tokensPerRunningRequest", DEFAULT_TOKENS_PER_RUNNING, low=0.0, high=1e6))
+                   float_param(params, "tokensPerRunningRequest", DEFAULT_TOKENS_PER_RUNNING, low=0.0, high=1e6),
+                   LoraCost.from_params(params))
 
     def filter(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[Candidate]:
         producer = self.producer
@@ -148,7 +222,7 @@ class PrefixCacheAffinityFilter(_UsesLoad):
             return candidates
         sticky: list[Candidate] = []
         others: list[float] = []
-        costs = predicted_costs(producer, self.per_running, state, request, candidates)
+        costs = predicted_costs(producer, self.per_running, state, request, candidates, self.lora)
         best_sticky = float("inf")
         for c, cost in zip(candidates, costs, strict=True):
             held = matched.get(c.hostport, 0) - 1
