@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from infergate.bench.peers.driver import SHED_BACKOFF_S
-from infergate.bench.peers.replay import VirtualTimeLoop, _Policy, _Pool, _replay, replay
+from infergate.bench.peers.replay import EppPolicy, VirtualTimeLoop, _Policy, _Pool, _replay, replay
 from infergate.bench.peers.workloads import CRITICAL, SHEDDABLE, make
 from infergate.epp.saturation import SaturationConfig
+from infergate.epp.scheduling.config import PRESETS
 
 
 def test_the_virtual_clock_jumps_to_the_next_timer() -> None:
@@ -44,9 +45,10 @@ def test_multi_turn_history_hits_the_prefix_cache_and_closed_loop_counts_tokens(
     assert closed.output_tokens > 0 and closed.tokens_per_s > 0
 
 
-def test_workloads_the_replay_cannot_model_are_refused() -> None:
-    with pytest.raises(ValueError, match="slower replicas"):
-        replay(make("heterogeneous", 1.0, 1, 4), "default", 1)
+def test_heterogeneous_replays_with_its_slower_replicas() -> None:
+    # the replay refused it before it modelled slower replicas
+    result = replay(make("heterogeneous", 1.0, 1, 4), "default", 1)
+    assert len(result.outcomes) == make("heterogeneous", 1.0, 1, 4).requests
 
 
 # ---- objectives (priority-mix) ------------------------------------------------------------
@@ -152,3 +154,24 @@ def test_the_lora_term_changes_nothing_without_adapters(name: str, closed: bool,
     default = replay(workload, "default", 2, closed_s)
     without = replay(workload, str(config), 2, closed_s)
     assert [(o.ttft, o.replica) for o in default.outcomes] == [(o.ttft, o.replica) for o in without.outcomes]
+
+
+def test_heterogeneous_slower_replicas_take_longer_and_the_epp_learns_their_speed() -> None:
+    """The last ``slow_replicas`` engines run the benchmark's SLOW_PROFILE_SETTINGS (twice the step
+    time); the EPP's speed factor, fed by the replay's request ends as the Director feeds it, finds them."""
+    workload = make("heterogeneous", 10.0, 1, 4, closed=True)
+    pool = _Pool(workload, 1)
+    fast, slow = pool.engines[0].profile, pool.engines[-1].profile
+    assert slow.step_base_s == pytest.approx(2 * fast.step_base_s)
+    assert slow.per_prefill_token_s == pytest.approx(2 * fast.per_prefill_token_s)
+    loop = VirtualTimeLoop()
+    try:
+        policy = EppPolicy("default", PRESETS["default"], 1, loop.time)
+        result = loop.run_until_complete(_replay(workload, policy, 1, closed_s=10.0))
+    finally:
+        loop.close()
+    assert result.outcomes and result.output_tokens > 0
+    assert policy.producer is not None
+    factors = [policy.producer.load.speed.factor(e.hostport) for e in pool.endpoints]
+    assert factors[:2] == [1.0, 1.0]
+    assert all(f >= 1.5 for f in factors[2:]), factors

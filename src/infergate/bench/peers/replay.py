@@ -1,13 +1,12 @@
 """Decision replay: a peer-benchmark workload against in-process simulated engines, on virtual time.
 
 The same engines as ``infergate sim`` (``infergate.sim.engine``: step times, chunked prefill, the
-prefix cache) and the same EPP scheduler plugins, but no processes, no HTTP and no wall clock: an
+prefix cache; ``heterogeneous``'s slower replicas with the benchmark's ``SLOW_PROFILE_SETTINGS``) and the same EPP scheduler plugins, but no processes, no HTTP and no wall clock: an
 event loop whose clock jumps to the next timer (``VirtualTimeLoop``), so a 15-model-second
 workload replays in a few seconds, the same way every time, whatever else the machine runs. What
 it leaves out: Envoy and the network (a few ms of wall time), the scrape's transport (the
 metrics are read straight from the engines every 50 ms of model time, at a random phase per
-engine, as the EPP's scraper does), and the load generator's own delays; also slower replicas
-(``heterogeneous`` is refused). LoRA adapters are modelled (``lora-mix``). The EPP gets no
+engine, as the EPP's scraper does), and the load generator's own delays. LoRA adapters are modelled (``lora-mix``). The EPP gets no
 first-bytes signals unless asked (``--first-byte``), like the production data plane. Use it to
 compare scheduling configs and the oracle's choice on the same state; confirm with ``bench peers``.
 
@@ -29,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import random
 import selectors
 import uuid
@@ -41,7 +41,7 @@ from typing import Any
 from infergate.bench.peers.driver import SHED_BACKOFF_S
 from infergate.bench.peers.oracle import choose
 from infergate.bench.peers.summary import SLO_ITL_S, SLO_TTFT_S
-from infergate.bench.peers.workloads import CRITICAL, PoolSpec, Session, Workload, make
+from infergate.bench.peers.workloads import CRITICAL, SLOW_PROFILE_SETTINGS, PoolSpec, Session, Workload, make
 from infergate.bench.stats import percentile
 from infergate.epp.datastore import Endpoint
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
@@ -154,12 +154,13 @@ class ReplayResult:
 class _Pool:
     def __init__(self, workload: Workload, seed: int) -> None:
         pool = workload.pool
-        if pool.slow_replicas:
-            raise ValueError(f"the replay does not model slower replicas ({workload.name})")
         config = SimConfig(model=MODEL, profile=pool.profile, num_gpu_blocks=pool.num_gpu_blocks,
                            mean_output_tokens=0, seed=seed, **_lora_config(pool))
-        profile = config.latency_profile()
-        self.engines = [Engine(config, profile, seed=seed + i) for i in range(pool.replicas)]
+        # the last ``slow_replicas`` as the benchmark starts them (``--set`` SLOW_PROFILE_SETTINGS)
+        slow_config = dataclasses.replace(config, profile_overrides=_slow_overrides())
+        fast = pool.replicas - pool.slow_replicas
+        self.engines = [Engine(c, c.latency_profile(), seed=seed + i)
+                        for i, c in enumerate([config] * fast + [slow_config] * pool.slow_replicas)]
         self.endpoints = [Endpoint(f"sim-{i}", f"10.0.0.{i + 1}", 8000) for i in range(pool.replicas)]
         self.metrics: list[EndpointMetrics | None] = [None] * pool.replicas
         self.store = MetricsStore()  # the same scrapes, as the EPP's saturation detector reads them
@@ -179,6 +180,11 @@ class _Pool:
             self.metrics[i] = metrics
             self.store.update(self.endpoints[i].hostport, metrics)
             await asyncio.sleep(SCRAPE_INTERVAL_S * self.rng.uniform(0.9, 1.1))
+
+
+def _slow_overrides() -> dict[str, float]:
+    """``SLOW_PROFILE_SETTINGS`` (``name=value``, as ``infergate sim --set`` takes them) as profile overrides."""
+    return {name: float(value) for name, value in (s.split("=", 1) for s in SLOW_PROFILE_SETTINGS)}
 
 
 def _lora_config(pool: PoolSpec) -> dict[str, Any]:

@@ -57,6 +57,62 @@ DEFAULT_PREFILL_CHUNK_TOKENS = 8192  # vLLM's --max-num-batched-tokens: prompt t
 MAX_IDLE_ENDPOINTS = 1024  # endpoints with nothing in flight kept for their recent events
 MAX_EVENTS = 4096  # picks and ends kept per endpoint (scrapes are far younger than the oldest)
 MAX_KNOWN_ADAPTERS = 4096  # LoRA adapter names remembered from scrapes
+# the endpoint speed factor (``EndpointSpeed``): weight of the newest request's duration in an
+# endpoint's running mean, the completed requests it needs before its factor moves off 1, the
+# smallest ratio taken as a slower replica (below it: 1), the bound
+DEFAULT_SPEED_DECAY = 0.05
+DEFAULT_SPEED_MIN_SAMPLES = 16
+DEFAULT_SPEED_FACTOR_THRESHOLD = 1.5  # a homogeneous pool's endpoints drift up to ~1.4x apart
+DEFAULT_SPEED_FACTOR_MAX = 4.0
+MAX_SPEED_ENDPOINTS = 1024  # endpoints whose durations are remembered (the pool's, plus departed ones)
+
+
+class EndpointSpeed:
+    """A per-endpoint speed factor learned online, with no per-model calibration: how long this
+    EPP's completed requests took on an endpoint (pick to end, as the Director reports them)
+    relative to the fastest endpoint's. Each endpoint keeps a running mean of its durations
+    (weight ``decay`` for the newest); its ratio is that mean over the smallest mean of the
+    endpoints with at least ``min_samples`` completed requests. The factor is that ratio, at most
+    ``high``, when it is at least ``threshold``; else 1.0 (no change), as for an endpoint with
+    fewer samples, or while fewer than two endpoints have enough. A replica whose steps take twice
+    as long holds every request about twice as long (ratio ~2): its predicted TTFT in prefill
+    tokens counts double. On a homogeneous pool the ratios stay below ``threshold`` (load and
+    cache misses move them up to ~1.4 in issue 16's decision replay), so nothing changes there.
+    ``min_samples`` 0 turns the factor off (always 1)."""
+
+    def __init__(self, decay: float = DEFAULT_SPEED_DECAY, min_samples: int = DEFAULT_SPEED_MIN_SAMPLES,
+                 threshold: float = DEFAULT_SPEED_FACTOR_THRESHOLD, high: float = DEFAULT_SPEED_FACTOR_MAX) -> None:
+        self.decay = decay
+        self.min_samples = min_samples
+        self.threshold = threshold
+        self.high = high
+        self._mean: dict[str, float] = {}  # running mean duration (seconds) per endpoint
+        self._samples: dict[str, int] = {}
+
+    def observe(self, hostport: str, seconds: float) -> None:
+        """One completed request's duration on ``hostport`` (pick to end)."""
+        if self.min_samples <= 0 or seconds < 0:
+            return
+        mean = self._mean.get(hostport)
+        if mean is None:
+            if len(self._mean) >= MAX_SPEED_ENDPOINTS:
+                self._mean.clear()
+                self._samples.clear()
+            self._mean[hostport] = seconds
+        else:
+            self._mean[hostport] = mean + self.decay * (seconds - mean)
+        self._samples[hostport] = self._samples.get(hostport, 0) + 1
+
+    def factor(self, hostport: str) -> float:
+        """``hostport``'s speed factor, 1.0 or in [``threshold``, ``high``] (see the class doc)."""
+        if self.min_samples <= 0 or self._samples.get(hostport, 0) < self.min_samples:
+            return 1.0
+        ready = [m for h, m in self._mean.items() if self._samples[h] >= self.min_samples]
+        fastest = min(ready)
+        if len(ready) < 2 or fastest <= 0:
+            return 1.0
+        ratio = self._mean[hostport] / fastest
+        return min(self.high, ratio) if ratio >= self.threshold else 1.0
 
 
 @dataclass
@@ -113,8 +169,9 @@ class InflightLoad:
     """Per-endpoint in-flight requests and tokens, keyed by request id."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS) -> None:
+                 prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS, speed: EndpointSpeed | None = None) -> None:
         self.clock = clock  # the scrapes' clock (EndpointMetrics.update_time)
+        self.speed = EndpointSpeed() if speed is None else speed
         self.prefill_chunk_tokens = prefill_chunk_tokens
         self.first_bytes_seen = False  # a first-bytes signal ever came: the data plane sends bodies
         self._requests: dict[str, _Tracked] = {}
@@ -168,15 +225,19 @@ class InflightLoad:
         if tracked.long:
             load.long_pending_tokens -= tracked.uncached_tokens
 
-    def release(self, request_id: str, now: float | None = None) -> None:
+    def release(self, request_id: str, now: float | None = None, completed: bool = False) -> None:
+        """The request ended; a ``completed`` one's duration (pick to now) feeds the speed factor."""
         tracked = self._requests.pop(request_id, None)
         if tracked is None:
             return
+        now = self.clock() if now is None else now
+        if completed:
+            self.speed.observe(tracked.hostport, now - tracked.picked_at)
         load = self._endpoints[tracked.hostport]
         load.tracked.pop(request_id, None)
         load.count_model(tracked.model, -1)
         load.requests -= 1
-        load.note(self.clock() if now is None else now, -1)
+        load.note(now, -1)
         load.prompt_tokens -= tracked.prompt_tokens
         if tracked.prefilling:
             load.pending_prefill_tokens -= tracked.uncached_tokens
@@ -249,25 +310,35 @@ class InflightLoadProducer(Plugin):
     counts as uncached), ``charsPerToken`` (4: prompt characters per token),
     ``prefillChunkTokens`` (8192, the model servers' ``--max-num-batched-tokens``: without
     first-bytes signals, an admitted request with more uncached tokens than this is taken to
-    be still prefilling until it ends)."""
+    be still prefilling until it ends); the endpoint speed factor (``EndpointSpeed``):
+    ``speedFactorMinSamples`` (16 completed requests per endpoint before its factor moves off
+    1; 0 turns it off), ``speedFactorDecay`` (0.05: the newest duration's weight in an
+    endpoint's running mean), ``speedFactorThreshold`` (1.5: a smaller ratio to the fastest
+    endpoint counts as 1) and ``speedFactorMax`` (4: the factor's bound)."""
 
     type_name = "inflight-load-producer"
 
     def __init__(self, name: str, prefix_scorer: str = PrefixCacheScorer.type_name,
                  chars_per_token: float = DEFAULT_CHARS_PER_TOKEN,
-                 prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS) -> None:
+                 prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS, speed: EndpointSpeed | None = None) -> None:
         super().__init__(name)
         self.prefix_scorer_name = prefix_scorer
         self.chars_per_token = chars_per_token
         self.prefix: PrefixCacheScorer | None = None
-        self.load = InflightLoad(prefill_chunk_tokens=prefill_chunk_tokens)
+        self.load = InflightLoad(prefill_chunk_tokens=prefill_chunk_tokens, speed=speed)
 
     @classmethod
     def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> InflightLoadProducer:
-        check_keys(params, ("prefixScorer", "charsPerToken", "prefillChunkTokens"))
+        check_keys(params, ("prefixScorer", "charsPerToken", "prefillChunkTokens", "speedFactorMinSamples",
+                            "speedFactorDecay", "speedFactorThreshold", "speedFactorMax"))
+        threshold = float_param(params, "speedFactorThreshold", DEFAULT_SPEED_FACTOR_THRESHOLD, low=1.0, high=100.0)
+        high = float_param(params, "speedFactorMax", DEFAULT_SPEED_FACTOR_MAX, low=1.0, high=100.0)
+        speed = EndpointSpeed(float_param(params, "speedFactorDecay", DEFAULT_SPEED_DECAY, low=0.001, high=1.0),
+                              int_param(params, "speedFactorMinSamples", DEFAULT_SPEED_MIN_SAMPLES, minimum=0),
+                              threshold, max(threshold, high))
         return cls(name, str_param(params, "prefixScorer", PrefixCacheScorer.type_name),
                    float_param(params, "charsPerToken", DEFAULT_CHARS_PER_TOKEN, low=0.1, high=100.0),
-                   int_param(params, "prefillChunkTokens", DEFAULT_PREFILL_CHUNK_TOKENS, minimum=1))
+                   int_param(params, "prefillChunkTokens", DEFAULT_PREFILL_CHUNK_TOKENS, minimum=1), speed)
 
     def resolve(self, handle: PluginHandle) -> None:
         plugin = handle.plugins.get(self.prefix_scorer_name)
@@ -310,7 +381,11 @@ class InflightLoadProducer(Plugin):
         self.load.prefilled(request_id)
 
     def request_done(self, request_id: str, completed: bool) -> None:
-        self.load.release(request_id)
+        self.load.release(request_id, completed=completed)
+
+    def speed_factor(self, candidate: Candidate) -> float:
+        """``candidate``'s speed factor (``EndpointSpeed``): its predicted TTFT's multiplier."""
+        return self.load.speed.factor(candidate.hostport)
 
     def view(self, candidate: Candidate) -> tuple[int, float]:
         """(requests, pending prefill tokens) on ``candidate``, reconciled with its scraped metrics."""

@@ -147,7 +147,7 @@ def predicted_costs(producer: InflightLoadProducer, per_running: float, state: C
     costs: list[float] = []
     for c, own, extra in zip(candidates, uncached, adapter, strict=True):
         requests, pending = producer.view(c)
-        costs.append(pending + own + per_running * requests + extra)
+        costs.append((pending + own + per_running * requests + extra) * producer.speed_factor(c))
     return costs
 
 
