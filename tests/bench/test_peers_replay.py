@@ -166,7 +166,10 @@ def test_heterogeneous_slower_replicas_take_longer_and_the_epp_learns_their_spee
     assert slow.per_prefill_token_s == pytest.approx(2 * fast.per_prefill_token_s)
     loop = VirtualTimeLoop()
     try:
-        policy = EppPolicy("default", PRESETS["default"], 1, loop.time)
+        text = PRESETS["default"].replace("- type: inflight-load-producer\n", "- type: inflight-load-producer\n"
+                                          "  parameters: {speedFactorMinSamples: 16}\n")
+        assert "speedFactorMinSamples" in text
+        policy = EppPolicy("speed", text, 1, loop.time)
         result = loop.run_until_complete(_replay(workload, policy, 1, closed_s=10.0))
     finally:
         loop.close()

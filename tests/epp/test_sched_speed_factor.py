@@ -45,12 +45,12 @@ def test_small_differences_count_as_one_and_large_ones_are_bounded() -> None:
     assert speed.factor(SLOW) == 4.0
 
 
-def test_min_samples_zero_turns_the_factor_off() -> None:
-    speed = EndpointSpeed(min_samples=0)
-    for _ in range(50):
-        speed.observe(FAST, 1.0)
-        speed.observe(SLOW, 5.0)
-    assert speed.factor(SLOW) == 1.0
+def test_min_samples_zero_turns_the_factor_off_and_is_the_default() -> None:
+    for speed in (EndpointSpeed(min_samples=0), EndpointSpeed(), InflightLoad().speed):
+        for _ in range(50):
+            speed.observe(FAST, 1.0)
+            speed.observe(SLOW, 5.0)
+        assert speed.factor(SLOW) == 1.0
 
 
 def test_only_completed_requests_feed_the_factor_with_their_pick_to_end_time() -> None:

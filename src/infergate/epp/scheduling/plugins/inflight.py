@@ -58,10 +58,11 @@ MAX_IDLE_ENDPOINTS = 1024  # endpoints with nothing in flight kept for their rec
 MAX_EVENTS = 4096  # picks and ends kept per endpoint (scrapes are far younger than the oldest)
 MAX_KNOWN_ADAPTERS = 4096  # LoRA adapter names remembered from scrapes
 # the endpoint speed factor (``EndpointSpeed``): weight of the newest request's duration in an
-# endpoint's running mean, the completed requests it needs before its factor moves off 1, the
-# smallest ratio taken as a slower replica (below it: 1), the bound
+# endpoint's running mean, the completed requests it needs before its factor moves off 1 (0: the
+# factor is off, the default; 16 is the value measured in docs/epp.md), the smallest ratio taken as
+# a slower replica (below it: 1), the bound
 DEFAULT_SPEED_DECAY = 0.05
-DEFAULT_SPEED_MIN_SAMPLES = 16
+DEFAULT_SPEED_MIN_SAMPLES = 0
 DEFAULT_SPEED_FACTOR_THRESHOLD = 1.5  # a homogeneous pool's endpoints drift up to ~1.4x apart
 DEFAULT_SPEED_FACTOR_MAX = 4.0
 MAX_SPEED_ENDPOINTS = 1024  # endpoints whose durations are remembered (the pool's, plus departed ones)
@@ -78,7 +79,8 @@ class EndpointSpeed:
     as long holds every request about twice as long (ratio ~2): its predicted TTFT in prefill
     tokens counts double. On a homogeneous pool the ratios stay below ``threshold`` (load and
     cache misses move them up to ~1.4 in issue 16's decision replay), so nothing changes there.
-    ``min_samples`` 0 turns the factor off (always 1)."""
+    ``min_samples`` 0 (the default) turns the factor off (always 1): on issue 16's decision replay
+    it changes nothing measurable yet (docs/epp.md, "Speed factor")."""
 
     def __init__(self, decay: float = DEFAULT_SPEED_DECAY, min_samples: int = DEFAULT_SPEED_MIN_SAMPLES,
                  threshold: float = DEFAULT_SPEED_FACTOR_THRESHOLD, high: float = DEFAULT_SPEED_FACTOR_MAX) -> None:
@@ -311,8 +313,8 @@ class InflightLoadProducer(Plugin):
     ``prefillChunkTokens`` (8192, the model servers' ``--max-num-batched-tokens``: without
     first-bytes signals, an admitted request with more uncached tokens than this is taken to
     be still prefilling until it ends); the endpoint speed factor (``EndpointSpeed``):
-    ``speedFactorMinSamples`` (16 completed requests per endpoint before its factor moves off
-    1; 0 turns it off), ``speedFactorDecay`` (0.05: the newest duration's weight in an
+    ``speedFactorMinSamples`` (completed requests per endpoint before its factor moves off
+    1; 0, the default, turns the factor off; 16 is the measured value, docs/epp.md), ``speedFactorDecay`` (0.05: the newest duration's weight in an
     endpoint's running mean), ``speedFactorThreshold`` (1.5: a smaller ratio to the fastest
     endpoint counts as 1) and ``speedFactorMax`` (4: the factor's bound)."""
 
