@@ -67,4 +67,4 @@ async def test_closed_loop_users_keep_their_objective_and_back_off_after_a_shed(
     assert sum(1 for r in results if r.ok) >= 2 * 8
     # each turn says when it was sent, from the phase's start: the summary's warm-up cut reads it
     sent = sorted(r.sent_at for r in results)
-    assert sent[0] < 0.1 and 0.4 < sent[-1] < 0.7, (sent[0], sent[-1])
+    assert sent[0] < 0.3 and 0.3 < sent[-1] < 0.8, (sent[0], sent[-1])  # seconds from the phase's start

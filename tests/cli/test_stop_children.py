@@ -53,8 +53,8 @@ def test_sigterm_to_bench_peers_stops_its_simulator_and_epp(tmp_path: Path, sign
         for sig in signals:  # back to back: the second one comes before the stop is done
             proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
-        poll(lambda: not alive(seen), 10, "every child to be gone", interval=0.05)
-        assert time.monotonic() - stopped_at < 10, err
+        poll(lambda: not alive(seen), 20, "every child to be gone", interval=0.05)
+        assert time.monotonic() - stopped_at < 45, err  # bounded (before the fix they never stopped)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -40,7 +40,7 @@ def test_either_signal_cancels_the_coroutine_and_runs_its_cleanup(sig: signal.Si
     started = time.monotonic()
     with pytest.raises(Stopped) as stopped:
         run_until_stopped(main(), on_signal=said.append)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # not the 30 s sleep (generous: CI machines are loaded)
     assert stopped.value.signal == sig and stopped.value.finished
     assert stopped.value.exit_code == 128 + int(sig)
     assert steps == ["cleaned up"] and said == [sig]
@@ -64,7 +64,7 @@ def test_a_worker_thread_blocked_in_a_call_does_not_delay_the_return() -> None:
     try:
         with pytest.raises(Stopped) as stopped:
             run_until_stopped(main(), grace=5)
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 15  # not the worker's 60 s
     finally:
         release.set()
     assert stopped.value.finished and recorded == ["interruption recorded"]
@@ -81,7 +81,7 @@ def test_a_cleanup_that_hangs_is_abandoned_after_the_grace_period() -> None:
     started = time.monotonic()
     with pytest.raises(Stopped) as stopped:
         run_until_stopped(main(), grace=0.5)
-    assert 0.4 < time.monotonic() - started < 4
+    assert 0.4 < time.monotonic() - started < 15  # the grace, not the 30 s cleanup
     assert not stopped.value.finished
 
 
@@ -97,7 +97,7 @@ def test_a_second_signal_stops_waiting_for_the_cleanup() -> None:
     started = time.monotonic()
     with pytest.raises(Stopped) as stopped:
         run_until_stopped(main(), grace=20)
-    assert time.monotonic() - started < 4 and not stopped.value.finished
+    assert time.monotonic() - started < 15 and not stopped.value.finished  # not the 20 s grace
 
 
 def test_a_coroutine_that_handles_the_stop_returns_its_result_and_no_signal_is_a_plain_run() -> None:
@@ -143,7 +143,7 @@ def test_the_process_exits_at_once_on_sigterm_though_a_worker_thread_is_blocked(
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
-        assert time.monotonic() - started < 3, out
+        assert time.monotonic() - started < 15, out  # not the worker's 60 s
     finally:
         if proc.poll() is None:
             proc.kill()
