@@ -90,6 +90,7 @@ class EndpointSpeed:
         self.high = high
         self._mean: dict[str, float] = {}  # running mean duration (seconds) per endpoint
         self._samples: dict[str, int] = {}
+        self._fastest: tuple[int, float] | None = None  # (endpoints ready, smallest mean), until the next observe
 
     def observe(self, hostport: str, seconds: float) -> None:
         """One completed request's duration on ``hostport`` (pick to end)."""
@@ -104,14 +105,17 @@ class EndpointSpeed:
         else:
             self._mean[hostport] = mean + self.decay * (seconds - mean)
         self._samples[hostport] = self._samples.get(hostport, 0) + 1
+        self._fastest = None
 
     def factor(self, hostport: str) -> float:
         """``hostport``'s speed factor, 1.0 or in [``threshold``, ``high``] (see the class doc)."""
         if self.min_samples <= 0 or self._samples.get(hostport, 0) < self.min_samples:
             return 1.0
-        ready = [m for h, m in self._mean.items() if self._samples[h] >= self.min_samples]
-        fastest = min(ready)
-        if len(ready) < 2 or fastest <= 0:
+        if self._fastest is None:  # once per observation, not per candidate and pick
+            ready = [m for h, m in self._mean.items() if self._samples[h] >= self.min_samples]
+            self._fastest = (len(ready), min(ready))
+        count, fastest = self._fastest
+        if count < 2 or fastest <= 0:
             return 1.0
         ratio = self._mean[hostport] / fastest
         return min(self.high, ratio) if ratio >= self.threshold else 1.0

@@ -115,8 +115,8 @@ def lora_penalties(producer: InflightLoadProducer, lora: LoraCost, request: Sche
     free, ``lora.slot_wait_tokens`` where every slot is held; all 0 when the model is no known adapter."""
     model = request.target_model
     adapters = producer.load.adapters
-    for c in candidates:
-        if c.metrics is not None:
+    for c in candidates:  # most pools serve no adapter: no set is built for them
+        if c.metrics is not None and (c.metrics.active_models or c.metrics.waiting_models):
             producer.load.note_adapters(c.metrics.active_models | c.metrics.waiting_models)
     if model not in adapters or not (lora.load_tokens or lora.slot_wait_tokens):
         return [0.0] * len(candidates)
