@@ -92,6 +92,11 @@ class EndpointSpeed:
         self._samples: dict[str, int] = {}
         self._fastest: tuple[int, float] | None = None  # (endpoints ready, smallest mean), until the next observe
 
+    @property
+    def enabled(self) -> bool:
+        """Whether the factor can move off 1 (``min_samples`` > 0)."""
+        return self.min_samples > 0
+
     def observe(self, hostport: str, seconds: float) -> None:
         """One completed request's duration on ``hostport`` (pick to end)."""
         if self.min_samples <= 0 or seconds < 0:
