@@ -122,7 +122,7 @@ class Candidate:
         if self.task is not None and not self.task.done():
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(self.task, 5)
+                await asyncio.wait_for(self.task, 15)  # release (2 s) + the watch, on a loaded machine
         await self.client.close()
 
 
