@@ -5,6 +5,7 @@ The per-pick work is counted through the metrics' adapter sets, which record eve
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -173,3 +174,47 @@ def test_the_affinity_filter_and_the_scorer_share_one_cost_computation() -> None
     assert cycle_costs(producer, 16.0, state, request, cands[:2], lora) == costs[:2]
     assert cycle_costs(producer, 16.0, state, request, cands, LoraCost(0.0, 0.0)) == \
         predicted_costs(producer, 16.0, {}, request, cands, LoraCost(0.0, 0.0))
+
+
+def reference_view(producer: InflightLoadProducer, candidate: Candidate) -> tuple[int, float]:
+    """The reconciliation as written before the single-lookup ``InflightLoad.view``."""
+    load = producer.load
+    local = load.get(candidate.hostport)
+    requests, pending = max(local.requests, candidate.inflight), float(local.pending_prefill_tokens)
+    m = candidate.metrics
+    if m is not None:
+        unknown = max(0, m.running + m.waiting_queue - load.in_flight_at(candidate.hostport, m.update_time))
+        requests += unknown
+        unknown_waiting = min(m.waiting_queue, unknown)
+        pending, _ = load.pending_after_scrape(candidate.hostport, m.update_time, m.waiting_queue - unknown_waiting)
+        pending += unknown_waiting * load.mean_uncached_tokens
+    return requests, pending
+
+
+def test_the_single_lookup_view_matches_the_reconciliation() -> None:
+    rng = random.Random(5)
+    for first_bytes in (False, True):
+        producer = InflightLoadProducer("p")
+        load = producer.load
+        now = 100.0
+        endpoints = [Endpoint(f"pod-{i}", f"10.0.0.{i + 1}", 8000) for i in range(12)]
+        open_ids: list[str] = []
+        for step in range(400):
+            now += rng.uniform(0.0, 0.02)
+            e = rng.choice(endpoints[:8])  # the last four never get a pick
+            if rng.random() < 0.6 or not open_ids:
+                rid = f"r{step}"
+                load.add(rid, e.hostport, rng.randint(1, 4000), rng.randint(0, 9000), now=now)
+                open_ids.append(rid)
+            else:
+                rid = open_ids.pop(rng.randrange(len(open_ids)))
+                if first_bytes and rng.random() < 0.5:
+                    load.prefilled(rid)
+                else:
+                    load.release(rid, now=now)
+            metrics = [None if rng.random() < 0.2 else
+                       EndpointMetrics(running=rng.randint(-1, 20), waiting_queue=rng.randint(-1, 12),
+                                       update_time=now - rng.uniform(0.0, 0.2)) for _ in endpoints]
+            for e2, m in zip(endpoints, metrics, strict=True):
+                candidate = Candidate(e2, m, rng.randint(0, 6))
+                assert producer.view(candidate) == reference_view(producer, candidate)

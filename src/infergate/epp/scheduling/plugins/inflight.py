@@ -352,11 +352,15 @@ class InflightLoad:
         load = self._endpoints.get(hostport)
         m = metrics
         if load is None:  # nothing of this EPP's there: every scraped request is someone else's
-            requests = max(0, inflight)
+            # (the common case on a large pool; conditionals instead of max/min calls)
+            requests = inflight if inflight > 0 else 0
             if m is None:
                 return requests, 0.0
-            unknown = max(0, m.running + m.waiting_queue)
-            return requests + unknown, 0.0 + min(m.waiting_queue, unknown) * self.mean_uncached_tokens
+            waiting = m.waiting_queue
+            unknown = m.running + waiting
+            if unknown < 0:
+                unknown = 0
+            return requests + unknown, 0.0 + (waiting if waiting < unknown else unknown) * self.mean_uncached_tokens
         requests = max(load.requests, inflight)
         if m is None:
             return requests, float(load.pending_prefill_tokens)
