@@ -331,8 +331,11 @@ def _endpoint_metrics(rng: random.Random) -> Any:
                            update_time=time.monotonic())
 
 
-def measure_scheduling(endpoints: int, requests: int, rng: random.Random) -> dict[str, float]:
-    """``Scheduler.schedule`` + PreRequest, default profile, 3,000-token prompts (CPU time per call)."""
+def measure_scheduling(endpoints: int, requests: int, rng: random.Random,
+                       feed_scrapes: bool = False) -> dict[str, float]:
+    """``Scheduler.schedule`` + PreRequest, default profile, 3,000-token prompts (CPU time per call).
+    ``feed_scrapes``: each endpoint's metrics are first fed to the inflight-load producers as the
+    Director's scrape hook does (a tree whose producer has ``scraped``, from 2f64591 on)."""
     from infergate.epp.datastore import Endpoint
     from infergate.epp.scheduling.config import load_preset
     from infergate.epp.scheduling.framework import Candidate, SchedulingRequest
@@ -340,6 +343,11 @@ def measure_scheduling(endpoints: int, requests: int, rng: random.Random) -> dic
     scheduler = load_preset("default", seed=1)
     candidates = [Candidate(Endpoint(f"pod-{i}", f"10.0.{i // 250}.{i % 250 + 1}", 8000), _endpoint_metrics(rng))
                   for i in range(endpoints)]
+    if feed_scrapes:
+        for plugin in scheduler.plugins.values():
+            if hasattr(plugin, "scraped"):  # the inflight-load producer (by duck type: older trees have none)
+                for candidate in candidates:
+                    plugin.scraped(candidate.metrics)
     samples = []
     clock = time.process_time  # CPU time: the machine may be shared, wall time would count waiting
     for i, prompt in enumerate(prompts(3000, requests, rng)):

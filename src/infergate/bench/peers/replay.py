@@ -250,7 +250,22 @@ class EppPolicy(_Policy):
 
             self.saturation = SaturationDetector(pool.store, self.saturation_config, load=load,
                                                  accounts_picks=producer is not None)
+            self._learn_adapters(pool.store)
         return self.saturation
+
+    def _learn_adapters(self, store: MetricsStore) -> None:
+        """The producers learn LoRA adapters from each scrape, as the Director feeds them."""
+        producers = [p for p in self.scheduler.plugins.values() if isinstance(p, InflightLoadProducer)]
+
+        def scraped(hostport: str) -> None:
+            metrics = store.raw(hostport)
+            if metrics is not None:
+                for producer in producers:
+                    producer.scraped(metrics)
+
+        for hostport in store.by_endpoint:
+            scraped(hostport)
+        store.subscribe(scraped)
 
     def pick(self, pool: _Pool, rid: str, prompt: str, priority: int = 0, lora: str | None = None) -> int | None:
         detector = self._detector(pool)

@@ -37,8 +37,10 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
+from infergate.epp.metrics_scraper import EndpointMetrics
 from infergate.epp.scheduling.framework import (
     Candidate,
     ConfigError,
@@ -57,6 +59,8 @@ DEFAULT_PREFILL_CHUNK_TOKENS = 8192  # vLLM's --max-num-batched-tokens: prompt t
 MAX_IDLE_ENDPOINTS = 1024  # endpoints with nothing in flight kept for their recent events
 MAX_EVENTS = 4096  # picks and ends kept per endpoint (scrapes are far younger than the oldest)
 MAX_KNOWN_ADAPTERS = 4096  # LoRA adapter names remembered from scrapes
+MAX_LEARNED_METRICS = 4096  # metrics objects (scrapes) ``learn_from`` remembers having read
+_METRICS_OF = attrgetter("metrics")
 # the endpoint speed factor (``EndpointSpeed``): weight of the newest request's duration in an
 # endpoint's running mean, the completed requests it needs before its factor moves off 1 (0: the
 # factor is off, the default; 16 is the value measured in docs/epp.md), the smallest ratio taken as
@@ -189,14 +193,55 @@ class InflightLoad:
         self._endpoints: dict[str, EndpointLoad] = {}
         self.mean_uncached_tokens = 0.0
         self.adapters: set[str] = set()  # models some scrape listed as a running or waiting LoRA adapter
+        # adapters are learned once per scrape: from the scrapes themselves once someone feeds
+        # them (``note_scrape``: the Director, the decision replay), else from each candidate's
+        # metrics object the first time a pick sees it (``learn_from``)
+        self.fed_by_scrapes = False
+        # the metrics objects ``learn_from`` has read, by id (held: an id is not reused while it is here)
+        self._learned: dict[int, EndpointMetrics | None] = {}
+        self._forget_learned()
+        self.adapter_notes = 0  # adapter lists merged into ``adapters`` (the per-scrape learning's work)
 
     def note_adapters(self, names: frozenset[str]) -> None:
         """Remember adapter names from a scrape (an adapter idle everywhere now is still one)."""
+        self.adapter_notes += 1
         if names <= self.adapters:
             return
         if len(self.adapters) + len(names) > MAX_KNOWN_ADAPTERS:
             self.adapters.clear()
+            self._forget_learned()  # relearn what the candidates list, as before the bound
         self.adapters |= names
+
+    def note_scrape(self, active: frozenset[str], waiting: frozenset[str]) -> None:
+        """One scrape's running and waiting adapters (``vllm:lora_requests_info``). Once a caller
+        feeds the scrapes, picks learn nothing from their candidates: a pick does no per-candidate
+        work for this (``learn_from`` returns at once)."""
+        self.fed_by_scrapes = True
+        if active or waiting:  # most pools serve no adapter: no set is built for them
+            self.note_adapters(active | waiting)
+
+    def learn_from(self, candidates: list[Candidate]) -> None:
+        """The adapters the candidates' metrics list, for callers that do not feed the scrapes
+        (``note_scrape``): each metrics object (one scrape) is read once, not at every pick. The
+        check that every candidate's metrics were read before runs in C (no bytecode per candidate)."""
+        if self.fed_by_scrapes:
+            return
+        learned = self._learned
+        if all(map(learned.__contains__, map(id, map(_METRICS_OF, candidates)))):
+            return  # the common case: picks between two scrapes
+        for c in candidates:
+            m = c.metrics
+            if m is None or id(m) in learned:
+                continue
+            if len(learned) >= MAX_LEARNED_METRICS:
+                self._forget_learned()
+            learned[id(m)] = m
+            if m.active_models or m.waiting_models:
+                self.note_adapters(m.active_models | m.waiting_models)
+
+    def _forget_learned(self) -> None:
+        self._learned.clear()
+        self._learned[id(None)] = None  # a candidate without metrics has nothing to learn
 
     def get(self, hostport: str) -> EndpointLoad:
         return self._endpoints.get(hostport) or EndpointLoad()
@@ -277,6 +322,9 @@ class InflightLoad:
         load = self._endpoints.get(hostport)
         if load is None:
             return 0.0, 0
+        return self._pending_after(load, when, waiting)
+
+    def _pending_after(self, load: EndpointLoad, when: float, waiting: int) -> tuple[float, int]:
         if self.first_bytes_seen:  # the data plane sends response bodies: the flags are exact
             return float(load.pending_prefill_tokens), 0
         # newest first: the picks since the scrape, then the newest ``waiting`` before it; of the
@@ -295,6 +343,33 @@ class InflightLoad:
                 if tracked.long:
                     windows_long += tracked.uncached_tokens
         return pending + load.long_pending_tokens - windows_long, waiting - left
+
+    def view(self, hostport: str, inflight: int, metrics: EndpointMetrics | None) -> tuple[int, float]:
+        """(requests, pending prefill tokens) on ``hostport``: this EPP's accounting (at least
+        ``inflight``, the Director's count) reconciled with the endpoint's scraped ``metrics``
+        (see ``InflightLoadProducer.view``). One lookup of the endpoint's load; an endpoint this
+        EPP has nothing on builds no empty load."""
+        load = self._endpoints.get(hostport)
+        m = metrics
+        if load is None:  # nothing of this EPP's there: every scraped request is someone else's
+            # (the common case on a large pool; conditionals instead of max/min calls)
+            requests = inflight if inflight > 0 else 0
+            if m is None:
+                return requests, 0.0
+            waiting = m.waiting_queue
+            unknown = m.running + waiting
+            if unknown < 0:
+                unknown = 0
+            return requests + unknown, 0.0 + (waiting if waiting < unknown else unknown) * self.mean_uncached_tokens
+        requests = max(load.requests, inflight)
+        if m is None:
+            return requests, float(load.pending_prefill_tokens)
+        # what the scrape saw beyond this EPP's own requests at that moment: other routers' traffic
+        unknown = max(0, m.running + m.waiting_queue - (load.requests - load.change_since(m.update_time)))
+        # those are assumed waiting first (the cautious reading), at the mean uncached tokens
+        unknown_waiting = min(m.waiting_queue, unknown)
+        pending, _ = self._pending_after(load, m.update_time, m.waiting_queue - unknown_waiting)
+        return requests + unknown, pending + unknown_waiting * self.mean_uncached_tokens
 
     def models_picked_since(self, hostport: str, when: float) -> list[str]:
         """The models of this EPP's requests in flight on ``hostport`` picked after ``when`` (a
@@ -388,6 +463,10 @@ class InflightLoadProducer(Plugin):
         uncached = per if isinstance(per, int) else per.get(target, total)
         self.load.add(request.request_id, target, total, uncached, model=request.target_model)
 
+    def scraped(self, metrics: EndpointMetrics) -> None:
+        """A new scrape of an endpoint (the Director's scrape hook): its LoRA adapters become known."""
+        self.load.note_scrape(metrics.active_models, metrics.waiting_models)
+
     def response_started(self, request_id: str) -> None:
         self.load.prefilled(request_id)
 
@@ -399,21 +478,13 @@ class InflightLoadProducer(Plugin):
         return self.load.speed.factor(candidate.hostport)
 
     def view(self, candidate: Candidate) -> tuple[int, float]:
-        """(requests, pending prefill tokens) on ``candidate``, reconciled with its scraped metrics."""
-        local = self.load.get(candidate.hostport)
-        requests, pending = max(local.requests, candidate.inflight), float(local.pending_prefill_tokens)
-        m = candidate.metrics
-        if m is not None:
-            # what the scrape saw beyond this EPP's own requests at that moment: other routers' traffic
-            unknown = max(0, m.running + m.waiting_queue - self.load.in_flight_at(candidate.hostport,
-                                                                                  m.update_time))
-            requests += unknown
-            # those are assumed waiting first (the cautious reading), at the mean uncached tokens
-            unknown_waiting = min(m.waiting_queue, unknown)
-            pending, _ = self.load.pending_after_scrape(candidate.hostport, m.update_time,
-                                                        m.waiting_queue - unknown_waiting)
-            pending += unknown_waiting * self.load.mean_uncached_tokens
-        return requests, pending
+        """(requests, pending prefill tokens) on ``candidate``, reconciled with its scraped metrics:
+        requests = this EPP's in flight (at least the candidate's count) + what the scrape saw
+        beyond this EPP's own requests at its time (other routers' traffic); pending = this EPP's
+        pending prefill as of the scrape (``pending_after_scrape``) + those unknown requests,
+        assumed waiting first (the cautious reading, at most the scraped queue), at the mean
+        uncached tokens (``InflightLoad.view``)."""
+        return self.load.view(candidate.hostport, candidate.inflight, candidate.metrics)
 
 
 def find_producer(handle: PluginHandle, name: str, owner: str) -> InflightLoadProducer:

@@ -38,6 +38,7 @@ All three read the pick-time accounting of an ``inflight-load-producer`` (parame
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -112,12 +113,15 @@ class TokenLoadScorer(_UsesLoad):
 def lora_penalties(producer: InflightLoadProducer, lora: LoraCost, request: SchedulingRequest,
                    candidates: list[Candidate]) -> list[float]:
     """Per candidate: 0 where the request's adapter is active, ``lora.load_tokens`` where a slot is
-    free, ``lora.slot_wait_tokens`` where every slot is held; all 0 when the model is no known adapter."""
+    free, ``lora.slot_wait_tokens`` where every slot is held; all 0 when the model is no known adapter.
+
+    The known adapters are learned once per scrape (``InflightLoad.note_scrape``, fed by the
+    Director; else ``learn_from`` reads each new metrics object once): a pick for the base model
+    or a pool without adapters does no per-candidate work here."""
     model = request.target_model
-    adapters = producer.load.adapters
-    for c in candidates:  # most pools serve no adapter: no set is built for them
-        if c.metrics is not None and (c.metrics.active_models or c.metrics.waiting_models):
-            producer.load.note_adapters(c.metrics.active_models | c.metrics.waiting_models)
+    load = producer.load
+    load.learn_from(candidates)
+    adapters = load.adapters
     if model not in adapters or not (lora.load_tokens or lora.slot_wait_tokens):
         return [0.0] * len(candidates)
     penalties: list[float] = []
@@ -126,12 +130,15 @@ def lora_penalties(producer: InflightLoadProducer, lora: LoraCost, request: Sche
         if m is None:
             penalties.append(lora.load_tokens)
             continue
-        active = set(m.active_models)
+        active: frozenset[str] | set[str] = m.active_models
         # this EPP's picks since the scrape: a new adapter takes a free slot (a waiting one had none)
-        for picked in producer.load.models_picked_since(c.hostport, m.update_time):
-            if (picked in adapters and picked not in active and picked not in m.waiting_models
-                    and len(active) < m.max_active_models):
-                active.add(picked)
+        picked_since = load.models_picked_since(c.hostport, m.update_time)
+        if picked_since:  # a copy only when there is something to add to the scraped set
+            active = set(active)
+            for picked in picked_since:
+                if (picked in adapters and picked not in active and picked not in m.waiting_models
+                        and len(active) < m.max_active_models):
+                    active.add(picked)
         if model in active:
             penalties.append(0.0)
         elif m.max_active_models > 0 and len(active) >= m.max_active_models:
@@ -156,6 +163,39 @@ def predicted_costs(producer: InflightLoadProducer, per_running: float, state: C
     return costs
 
 
+COSTS_STATE_KEY = "predicted-costs"  # CycleState: the last ``cycle_costs`` computation of the cycle
+
+
+@dataclass(frozen=True)
+class _CycleCosts:
+    producer: InflightLoadProducer
+    per_running: float
+    lora: LoraCost
+    request: SchedulingRequest
+    candidates: tuple[Candidate, ...]
+    costs: tuple[float, ...]
+
+    def answers(self, producer: InflightLoadProducer, per_running: float, lora: LoraCost,
+                request: SchedulingRequest, candidates: list[Candidate]) -> bool:
+        return (self.producer is producer and self.request is request and self.per_running == per_running
+                and self.lora == lora and len(self.candidates) == len(candidates)
+                and all(map(operator.is_, self.candidates, candidates)))
+
+
+def cycle_costs(producer: InflightLoadProducer, per_running: float, state: CycleState,
+                request: SchedulingRequest, candidates: list[Candidate], lora: LoraCost = NO_LORA_COST) -> list[float]:
+    """``predicted_costs``, computed once per scheduling cycle for the same inputs: the affinity
+    filter computes the costs of every candidate, and when it keeps them all (no holder, or the
+    holders saturated) the scorer asks for the same ones (same candidate objects, producer,
+    settings and request; nothing changes the producer's accounting within a cycle)."""
+    entry = state.get(COSTS_STATE_KEY)
+    if isinstance(entry, _CycleCosts) and entry.answers(producer, per_running, lora, request, candidates):
+        return list(entry.costs)
+    costs = predicted_costs(producer, per_running, state, request, candidates, lora)
+    state[COSTS_STATE_KEY] = _CycleCosts(producer, per_running, lora, request, tuple(candidates), tuple(costs))
+    return costs
+
+
 class PredictedTtftScorer(_UsesLoad):
     type_name = "predicted-ttft-scorer"
 
@@ -173,7 +213,7 @@ class PredictedTtftScorer(_UsesLoad):
                                high=1e6), LoraCost.from_params(params))
 
     def costs(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[float]:
-        return predicted_costs(self.producer, self.per_running, state, request, candidates, self.lora)
+        return cycle_costs(self.producer, self.per_running, state, request, candidates, self.lora)
 
     def score(self, state: CycleState, request: SchedulingRequest, candidates: list[Candidate]) -> list[float]:
         costs = self.costs(state, request, candidates)
@@ -227,7 +267,7 @@ class PrefixCacheAffinityFilter(_UsesLoad):
             return candidates
         sticky: list[Candidate] = []
         others: list[float] = []
-        costs = predicted_costs(producer, self.per_running, state, request, candidates, self.lora)
+        costs = cycle_costs(producer, self.per_running, state, request, candidates, self.lora)
         best_sticky = float("inf")
         for c, cost in zip(candidates, costs, strict=True):
             held = matched.get(c.hostport, 0) - 1
