@@ -51,6 +51,11 @@ class EndpointMetrics:
     waiting_models: frozenset[str] = frozenset()
     max_active_models: int = 0
     update_time: float = 0.0  # time.monotonic() when the scrape started (its age is conservative)
+    # cumulative _sum/_count of the TTFT and inter-token latency histograms (None: not on the page)
+    ttft_sum: float | None = None
+    ttft_count: float | None = None
+    itl_sum: float | None = None
+    itl_count: float | None = None
     missing: tuple[str, ...] = field(default=(), compare=False)  # signals absent from the page
 
 
