@@ -74,6 +74,15 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
                    "Off unless set (0 = off): it counts requests, so set it to about a replica's requests in "
                    "flight at its latency objective (3 on the peer benchmark's priority mix). Needs a profile "
                    "with an inflight-load-producer (the default). See docs/epp.md.")
+@click.option("--sd-sheddable-ttft-objective", type=DURATION, default=None,
+              help="Latency holdback: shed sheddable requests (priority < 0; 429) while the pool's mean time to "
+                   "first token over the last second (the model servers' vllm:time_to_first_token_seconds "
+                   "_sum/_count) is over 0.7x this objective, until it is under 0.4x. A latency target (e.g. "
+                   "500ms), not a per-hardware count; priority >= 0 is never shed by it. Off unless set (0 = "
+                   "off); vLLM servers only. See docs/epp.md, \"Latency holdback\".")
+@click.option("--sd-sheddable-itl-objective", type=DURATION, default=None,
+              help="Latency holdback on the pool's mean inter-token latency (vllm:inter_token_latency_seconds), "
+                   "as --sd-sheddable-ttft-objective (e.g. 50ms). Off unless set.")
 @click.option("--flow-control/--no-flow-control", default=False, show_default=True,
               help="infergate's flow control: when the pool is saturated, queue requests by priority "
                    "instead of upstream's behaviour (admit priority >= 0, shed priority < 0 with 429). "

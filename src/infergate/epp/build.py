@@ -56,11 +56,14 @@ def build_scheduler(options: EPPOptions) -> Scheduler:
 
 def model_server_protocol(options: EPPOptions) -> ModelServerProtocol:
     """The protocol's metric names with the ``--*-metric`` overrides applied."""
-    return protocol_by_name(options.model_server_protocol).with_overrides(
+    protocol = protocol_by_name(options.model_server_protocol).with_overrides(
         waiting_queue=options.total_queued_requests_metric,
         kv_cache_usage=options.kv_cache_usage_percentage_metric,
         lora_info=options.lora_info_metric,
     )
+    if options.sd_sheddable_ttft_objective or options.sd_sheddable_itl_objective:
+        protocol = protocol.with_latency()  # the latency holdback reads the TTFT / ITL histograms
+    return protocol
 
 
 def saturation_config(options: EPPOptions) -> SaturationConfig:
@@ -75,6 +78,8 @@ def saturation_config(options: EPPOptions) -> SaturationConfig:
         max_inflight_per_endpoint=options.sd_max_inflight_per_endpoint,
         max_pending_prefill_tokens=options.sd_max_pending_prefill_tokens,
         sheddable_max_inflight_per_endpoint=options.sd_sheddable_max_inflight_per_endpoint,
+        sheddable_ttft_objective=options.sd_sheddable_ttft_objective,
+        sheddable_itl_objective=options.sd_sheddable_itl_objective,
     )
 
 

@@ -21,7 +21,9 @@ datastore.py). Per request (gie.md §3.4):
    endpoint has no room, or (priority holdback) already has
    ``sheddable_max_inflight_per_endpoint`` requests in flight while the pool has as many per
    endpoint on average, is shed (429) rather than sent there or moved off its prefix
-   (``SaturationDetector.shed_reason``); PreRequest plugins (prefix indexer), in-flight += 1.
+   (``SaturationDetector.shed_reason``; with the latency holdback also while the pool's recent
+   mean TTFT or inter-token latency is over its objective's threshold); PreRequest plugins
+   (prefix indexer), in-flight += 1.
 """
 
 from __future__ import annotations

@@ -51,6 +51,11 @@ class EndpointMetrics:
     waiting_models: frozenset[str] = frozenset()
     max_active_models: int = 0
     update_time: float = 0.0  # time.monotonic() when the scrape started (its age is conservative)
+    # cumulative _sum/_count of the TTFT and inter-token latency histograms (None: not on the page)
+    ttft_sum: float | None = None
+    ttft_count: float | None = None
+    itl_sum: float | None = None
+    itl_count: float | None = None
     missing: tuple[str, ...] = field(default=(), compare=False)  # signals absent from the page
 
 
@@ -199,6 +204,10 @@ def parse_metrics(text: str, protocol: ModelServerProtocol = VLLM, *, now: float
             except ValueError:
                 max_lora = 0
             break
+    ttft_sum = _gauge(series, protocol.ttft_sum) if protocol.ttft_sum else None
+    ttft_count = _gauge(series, protocol.ttft_count) if protocol.ttft_count else None
+    itl_sum = _gauge(series, protocol.itl_sum) if protocol.itl_sum else None
+    itl_count = _gauge(series, protocol.itl_count) if protocol.itl_count else None
     return EndpointMetrics(
         waiting_queue=int(queue) if queue is not None else prev.waiting_queue,
         kv_cache_usage=kv if kv is not None else prev.kv_cache_usage,
@@ -208,6 +217,10 @@ def parse_metrics(text: str, protocol: ModelServerProtocol = VLLM, *, now: float
         max_active_models=max_lora,
         update_time=time.monotonic() if now is None else now,
         missing=tuple(missing),
+        ttft_sum=ttft_sum if ttft_count is not None else prev.ttft_sum,
+        ttft_count=ttft_count if ttft_count is not None else prev.ttft_count,
+        itl_sum=itl_sum if itl_count is not None else prev.itl_sum,
+        itl_count=itl_count if itl_count is not None else prev.itl_count,
     )
 
 

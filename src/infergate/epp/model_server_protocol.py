@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 
@@ -76,6 +76,12 @@ class ModelServerProtocol:
     kv_cache_usage: tuple[MetricSpec, ...]
     running: tuple[MetricSpec, ...] = ()
     lora_info: tuple[MetricSpec, ...] = ()
+    # cumulative TTFT and inter-token latency histograms' _sum and _count (the latency holdback);
+    # empty unless ``with_latency`` added them: each is one line per scrape (~100 bytes)
+    ttft_sum: tuple[MetricSpec, ...] = ()
+    ttft_count: tuple[MetricSpec, ...] = ()
+    itl_sum: tuple[MetricSpec, ...] = ()
+    itl_count: tuple[MetricSpec, ...] = ()
 
     def metric_names(self) -> tuple[str, ...]:
         """The series names read, each once (computed once: every scrape asks)."""
@@ -84,8 +90,19 @@ class ModelServerProtocol:
     @cached_property
     def _metric_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(
-            s.name for s in (*self.waiting_queue, *self.kv_cache_usage, *self.running, *self.lora_info)
+            s.name for s in (*self.waiting_queue, *self.kv_cache_usage, *self.running, *self.lora_info,
+                             *self.ttft_sum, *self.ttft_count, *self.itl_sum, *self.itl_count)
         ))
+
+    def with_latency(self) -> ModelServerProtocol:
+        """This protocol also reading the latency histograms' ``_sum``/``_count`` (vLLM's names;
+        other servers have none here, so the latency holdback has no signal there)."""
+        spec = LATENCY_SERIES.get(self.name)
+        if spec is None:
+            return self
+        ttft, itl = spec
+        return replace(self, ttft_sum=_specs(*(n + "_sum" for n in ttft)), ttft_count=_specs(*(n + "_count" for n in ttft)),
+                       itl_sum=_specs(*(n + "_sum" for n in itl)), itl_count=_specs(*(n + "_count" for n in itl)))
 
     def with_overrides(self, *, waiting_queue: str | None = None, kv_cache_usage: str | None = None,
                        lora_info: str | None = None) -> ModelServerProtocol:
@@ -96,6 +113,7 @@ class ModelServerProtocol:
             kv_cache_usage=self.kv_cache_usage if kv_cache_usage is None else _specs(kv_cache_usage),
             running=self.running,
             lora_info=self.lora_info if lora_info is None else _specs(lora_info),
+            ttft_sum=self.ttft_sum, ttft_count=self.ttft_count, itl_sum=self.itl_sum, itl_count=self.itl_count,
         )
 
 
@@ -118,6 +136,12 @@ TRITON_TRTLLM = ModelServerProtocol(
     kv_cache_usage=_specs("nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=fraction}"),
     running=_specs("nv_trt_llm_request_metrics{request_type=active}"),
 )
+
+# histogram names per protocol (first found wins): vLLM renamed time_per_output_token_seconds
+LATENCY_SERIES: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "vllm": (("vllm:time_to_first_token_seconds",),
+             ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")),
+}
 
 PROTOCOLS: Mapping[str, ModelServerProtocol] = {
     "vllm": VLLM,

@@ -59,6 +59,11 @@ class EPPOptions:
     # priority holdback (infergate; saturation.py): sheddable requests shed where the picked endpoint and
     # the pool (on average) have this many in flight; None and 0 = off (no default suits every pool)
     sd_sheddable_max_inflight_per_endpoint: int | None = None
+    # latency holdback (infergate; saturation.py): sheddable requests shed while the pool's recent mean
+    # TTFT / inter-token latency (scraped vLLM histograms) is over 0.7x these objectives (seconds), until
+    # under 0.4x; None and 0 = off
+    sd_sheddable_ttft_objective: float | None = None
+    sd_sheddable_itl_objective: float | None = None
     # flow control (infergate's): priority queueing when the pool is saturated
     flow_control: bool = False
     flow_control_max_queued: int = 1024

@@ -36,6 +36,19 @@ prefix affinity sends it, a loaded one only in a replica's quiet moments. Reques
 depends on the hardware and the work per request (3 on the peer benchmark's priority-mix, where
 a replica holds ~4.5 requests at its latency objective; a replica that serves 60 requests at its
 objective would shed almost all sheddable traffic with 3), so no default suits every pool.
+Latency holdback (infergate, issue 16; opt-in): the same protection without a request count. A
+sheddable request is shed while the pool's recent mean time to first token or inter-token latency
+(the model servers' own ``vllm:time_to_first_token_seconds`` and
+``vllm:inter_token_latency_seconds`` histograms, ``_sum``/``_count`` deltas over the last
+``LATENCY_WINDOW_S``, pooled over the available endpoints: ``LatencyWindow``) is over
+``LATENCY_ENTER`` x its objective (``sheddable_ttft_objective``, ``sheddable_itl_objective``,
+seconds); once shedding, it goes on until both are under ``LATENCY_EXIT`` x their objectives
+(hysteresis: the signal lags the picks by a window, so a single threshold flips on and off with
+every burst). Objectives are user-facing latency targets, not a per-hardware count; the rule is
+off unless an objective is set (None and 0 are off): on the peer benchmark's priority mix it
+protects critical requests as well as the holdback at 3, but that pool misses its objective at
+0.7x of its capacity too, and there the rule sheds about half the sheddable traffic
+(docs/epp.md, "Latency holdback").
 ``shed_reason`` is the one decision the Director (and the decision replay) asks after scheduling.
 """
 
@@ -46,6 +59,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from infergate.epp.latency_window import LatencyWindow
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.util.durations import DurationError, parse_seconds
 
@@ -59,6 +73,12 @@ DEFAULT_MAX_PENDING_PREFILL_TOKENS = 2048
 # capacity (2.5 req/s); with 3 the decision replay's critical goodput is within 2% of shedding at 1
 # or 2, and at a quarter of the capacity 5% of the sheddable requests are shed (docs/epp.md)
 PRIORITY_MIX_SHEDDABLE_MAX_INFLIGHT_PER_ENDPOINT = 3
+# latency holdback (off unless an objective is set): the window of the pool's mean latency, and the
+# fractions of the objective that start and stop shedding (chosen with the decision replay's
+# priority-mix: docs/epp.md, "Latency holdback")
+LATENCY_WINDOW_S = 1.0
+LATENCY_ENTER = 0.7
+LATENCY_EXIT = 0.4
 
 # (hostport, its fresh scraped metrics or None) -> (requests in flight, pending prefill tokens)
 PickTimeLoad = Callable[[str, EndpointMetrics | None], tuple[int, float]]
@@ -79,6 +99,15 @@ class SaturationConfig:
     # priority holdback (infergate): sheddable requests shed at this many in flight (endpoint and pool
     # mean); 0 and None off
     sheddable_max_inflight_per_endpoint: int | None = None
+    # latency holdback (infergate): sheddable requests shed while the pool's recent mean TTFT / inter-token
+    # latency is over LATENCY_ENTER x these objectives (seconds), until under LATENCY_EXIT x; 0 and None off
+    sheddable_ttft_objective: float | None = None
+    sheddable_itl_objective: float | None = None
+
+    @property
+    def latency_holdback(self) -> bool:
+        """Whether the latency holdback is on (an objective is set)."""
+        return bool(self.sheddable_ttft_objective) or bool(self.sheddable_itl_objective)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SaturationConfig:
@@ -135,6 +164,13 @@ class SaturationDetector:
         self.config = config or SaturationConfig()
         self.limits = self.config.resolved(accounts_picks)
         self.load = load
+        self.latency = LatencyWindow(LATENCY_WINDOW_S)
+        self._latency_shedding = False
+        if self.config.latency_holdback:
+            store.subscribe(self._on_scrape)
+
+    def _on_scrape(self, hostport: str) -> None:
+        self.latency.observe(hostport, self.store.raw(hostport))
 
     @property
     def pick_time(self) -> bool:
@@ -168,7 +204,12 @@ class SaturationDetector:
         has N requests in flight and the endpoints of ``pool`` (the pool's available endpoints;
         empty: not checked) have N or more on average (this EPP's picks reconciled with the
         scrape, as the pick-time limits)."""
-        if priority >= 0 or self.load is None:
+        if priority >= 0:
+            return None
+        slow = self.latency_reason(pool or (hostport,), now)
+        if slow is not None:
+            return slow
+        if self.load is None:
             return None
         if self.limits.pick_time and self.endpoint_headroom(hostport, now) <= 0:
             return "system saturated, sheddable request dropped"
@@ -189,6 +230,26 @@ class SaturationDetector:
                 return None
         return (f"sheddable request held back: its endpoint has {requests} requests in flight "
                 f"(priority holdback at {holdback})")
+
+    def latency_reason(self, hostports: Sequence[str], now: float) -> str | None:
+        """Why the latency holdback sheds a sheddable request now (None: it does not): the recent
+        mean TTFT or inter-token latency of ``hostports`` is over ``LATENCY_ENTER`` x its objective,
+        or, while shedding, not yet under ``LATENCY_EXIT`` x both."""
+        c = self.config
+        if not c.latency_holdback:
+            return None
+        mean = self.latency.mean(hostports, now)
+        fraction = LATENCY_EXIT if self._latency_shedding else LATENCY_ENTER
+        reason = None
+        for name, value, objective in (("time to first token", mean.ttft, c.sheddable_ttft_objective),
+                                       ("inter-token latency", mean.itl, c.sheddable_itl_objective)):
+            if objective and value is not None and value > fraction * objective:
+                reason = (f"sheddable request held back: the pool's mean {name} over the last "
+                          f"{LATENCY_WINDOW_S:g} s is {value * 1000:.0f} ms (objective {objective * 1000:.0f} ms, "
+                          f"latency holdback at {fraction:.0%} of it)")
+                break
+        self._latency_shedding = reason is not None
+        return reason
 
     def has_capacity(self, hostport: str, now: float) -> bool:
         return self.endpoint_headroom(hostport, now) > 0

@@ -14,14 +14,15 @@ Objectives (``priority-mix``): each request carries its objective's priority; an
 sheds sheddable requests with the EPP's own ``SaturationDetector`` on the replay's scrapes and
 the profile's pick-time accounting: upstream's pool-saturation check before scheduling (flow
 control off), then ``shed_reason`` on the picked endpoint, the one the Director asks (pick-time
-limits and the priority holdback). The oracle, like the peers, sheds nothing. The closed loop
+limits, the priority holdback and the latency holdback, which reads the scrapes' TTFT and
+inter-token latency ``_sum``/``_count`` from the engines' histograms). The oracle, like the peers, sheds nothing. The closed loop
 follows the driver: each user keeps one objective and waits ``SHED_BACKOFF_S`` after a shed.
 Latency and goodput (TTFT <= 0.5 s and mean ITL <= 50 ms, per model second) are then the
 critical requests', as in the benchmark's report.
 
 ``python -m infergate.bench.peers.replay --workload shared-prefix-zipf --policy default
 --policy oracle --policy my-config.yaml [--duration 15] [--seed 1] [--seeds 3] [--closed]
-[--sd-sheddable-max-inflight-per-endpoint N]``
+[--sd-sheddable-max-inflight-per-endpoint N] [--sd-sheddable-ttft-objective S --sd-sheddable-itl-objective S]``
 """
 
 from __future__ import annotations
@@ -174,8 +175,11 @@ class _Pool:
         await asyncio.sleep(self.rng.uniform(0, SCRAPE_INTERVAL_S))
         engine = self.engines[i]
         while True:
+            stats = engine.stats
             metrics = EndpointMetrics(waiting_queue=len(engine.waiting), running=len(engine.running),
                                       kv_cache_usage=engine.kv.usage, update_time=loop.time(),
+                                      ttft_sum=stats.ttft.sum, ttft_count=stats.ttft.count,
+                                      itl_sum=stats.itl.sum, itl_count=stats.itl.count,
                                       **_lora_metrics(engine, self.metrics[i]))
             self.metrics[i] = metrics
             self.store.update(self.endpoints[i].hostport, metrics)
@@ -444,8 +448,14 @@ def main(argv: Seq[str] | None = None) -> None:
                              "STREAMED; the production default, NONE, sends only headers and the end)")
     parser.add_argument("--sd-sheddable-max-inflight-per-endpoint", type=int, default=None, metavar="N",
                         help="the EPP's priority holdback (default: off, as the EPP's; 3 suits priority-mix)")
+    parser.add_argument("--sd-sheddable-ttft-objective", type=float, default=None, metavar="SECONDS",
+                        help="the EPP's latency holdback on the pool's mean time to first token (default: off)")
+    parser.add_argument("--sd-sheddable-itl-objective", type=float, default=None, metavar="SECONDS",
+                        help="the EPP's latency holdback on the pool's mean inter-token latency (default: off)")
     args = parser.parse_args(argv)
-    saturation = SaturationConfig(sheddable_max_inflight_per_endpoint=args.sd_sheddable_max_inflight_per_endpoint)
+    saturation = SaturationConfig(sheddable_max_inflight_per_endpoint=args.sd_sheddable_max_inflight_per_endpoint,
+                                  sheddable_ttft_objective=args.sd_sheddable_ttft_objective,
+                                  sheddable_itl_objective=args.sd_sheddable_itl_objective)
     print("| seed | policy | TTFT p50 | TTFT p90 | TTFT p99 | goodput | served | shed | prefix hit | "
           "replicas/group | max share | out tok/s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
