@@ -84,7 +84,7 @@ def test_an_adapter_listed_only_in_a_scrape_is_known() -> None:
     # fed by scrapes, picks learn nothing from their candidates: an adapter only a candidate
     # lists (never a fed scrape) stays unknown, and its penalty stays off
     producer = InflightLoadProducer("p")
-    producer.scraped(watched_metrics({"tweet"}))
+    producer.scraped("10.0.0.1:8000", watched_metrics({"tweet"}))
     cands = pool([watched_metrics({"other"}), watched_metrics({"tweet"})])
     assert lora_penalties(producer, LoraCost(300.0, 4096.0), SchedulingRequest("r", "other", "x"), cands) == [0.0, 0.0]
     assert lora_penalties(producer, LoraCost(300.0, 4096.0), SchedulingRequest("r", "tweet", "x"), cands) == \
@@ -110,7 +110,7 @@ def test_a_pool_without_adapters_reads_no_adapter_set_per_pick() -> None:
     producer = producer_of(scheduler)
     scrapes = [watched_metrics() for _ in range(ENDPOINTS)]
     for m in scrapes:  # as the Director's scrape hook does
-        producer.scraped(m)
+        producer.scraped("10.0.0.1:8000", m)
     notes = producer.load.adapter_notes
     Watched.reads = 0
     cands = pool(list(scrapes))
@@ -125,7 +125,7 @@ def test_a_pool_with_adapters_builds_no_set_per_pick() -> None:
     producer = producer_of(scheduler)
     scrapes = [watched_metrics({f"lora-{i % 3}"}) for i in range(ENDPOINTS)]
     for m in scrapes:
-        producer.scraped(m)
+        producer.scraped("10.0.0.1:8000", m)
     assert producer.load.adapters == {"lora-0", "lora-1", "lora-2"}
     notes = producer.load.adapter_notes
     Watched.reads = 0
@@ -157,7 +157,7 @@ def test_without_scrapes_each_metrics_object_is_read_once() -> None:
 
 def test_the_affinity_filter_and_the_scorer_share_one_cost_computation() -> None:
     producer = producer_of(load_preset("default", seed=1))
-    producer.scraped(watched_metrics({"a"}))
+    producer.scraped("10.0.0.1:8000", watched_metrics({"a"}))
     cands = pool([watched_metrics({"a"}), watched_metrics({"b"}), watched_metrics()])
     request = SchedulingRequest("r", "a", "x" * 4000)
     lora = LoraCost(300.0, 4096.0)

@@ -167,17 +167,18 @@ vllm:time_per_output_token_seconds_sum{model_name="m"} 0.8
 
 
 def test_the_scrape_reads_the_histograms_only_when_asked() -> None:
-    assert not any("seconds" in n for n in VLLM.metric_names())  # the default scrape: no extra bytes
+    # the default scrape reads only the TTFT count (the pick-time accounting's prefill ends: one line)
+    assert [n for n in VLLM.metric_names() if "seconds" in n] == ["vllm:time_to_first_token_seconds_count"]
     latency = VLLM.with_latency()
     assert set(latency.metric_names()) - set(VLLM.metric_names()) == {
-        "vllm:time_to_first_token_seconds_sum", "vllm:time_to_first_token_seconds_count",
+        "vllm:time_to_first_token_seconds_sum",
         "vllm:inter_token_latency_seconds_sum", "vllm:inter_token_latency_seconds_count",
         "vllm:time_per_output_token_seconds_sum", "vllm:time_per_output_token_seconds_count"}
     m = parse_metrics(PAGE, latency, now=1.0)
     # older vLLM: time_per_output_token_seconds is the inter-token latency
     assert (m.waiting_queue, m.ttft_sum, m.ttft_count, m.itl_sum, m.itl_count) == (2, 1.5, 4.0, 0.8, 40.0)
     plain = parse_metrics(PAGE, VLLM, now=1.0)
-    assert (plain.ttft_sum, plain.ttft_count, plain.itl_count) == (None, None, None)
+    assert (plain.ttft_sum, plain.ttft_count, plain.itl_count) == (None, 4.0, None)
     # a page without them keeps the previous values (as every signal)
     again = parse_metrics("vllm:num_requests_waiting 1\n", latency, now=2.0, previous=m)
     assert (again.waiting_queue, again.ttft_count, again.itl_sum) == (1, 4.0, 0.8)

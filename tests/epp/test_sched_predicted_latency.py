@@ -353,7 +353,7 @@ def test_default_penalty_spreads_a_saturated_prefix_before_a_second_of_queue() -
     # issue 16 (Zipf, ~2,000-token questions on ~3,000-token prompts): the default τ kept the hot
     # prefix on its holder until it had 8,192 prefill tokens (about 1.1 s on the simulated A100)
     # more queued than an idle replica. Now a holder whose queue would delay this request more
-    # than recomputing the prefix on an idle replica, by over τ = 1,024 tokens (~0.14 s), gives it up
+    # than recomputing the prefix on an idle replica, by over τ = 2,048 tokens (~0.28 s), gives it up
     scheduler = load_preset("predicted-latency", seed=3)
     flt = scheduler.plugins["prefix-cache-affinity-filter"]
     assert isinstance(flt, PrefixCacheAffinityFilter)
@@ -364,7 +364,7 @@ def test_default_penalty_spreads_a_saturated_prefix_before_a_second_of_queue() -
     question = SchedulingRequest("q", "m", prompt(0, 1))
     recompute = producer.prompt_tokens(question) - producer.uncached_for({}, question, candidates())[
         HOSTS.index(holder)]
-    producer.load.add("queued", holder, recompute + 500, recompute + 500)
+    producer.load.add("queued", holder, recompute + 1500, recompute + 1500)
     assert [c.hostport for c in flt.filter({}, question, candidates())] == [holder]  # under τ: stays
     producer.load.add("more", holder, 1000, 1000)
     assert len(flt.filter({}, SchedulingRequest("q2", "m", prompt(0, 2)), candidates())) == 3

@@ -347,7 +347,7 @@ def measure_scheduling(endpoints: int, requests: int, rng: random.Random,
         for plugin in scheduler.plugins.values():
             if hasattr(plugin, "scraped"):  # the inflight-load producer (by duck type: older trees have none)
                 for candidate in candidates:
-                    plugin.scraped(candidate.metrics)
+                    plugin.scraped(candidate.hostport, candidate.metrics)
     samples = []
     clock = time.process_time  # CPU time: the machine may be shared, wall time would count waiting
     for i, prompt in enumerate(prompts(3000, requests, rng)):

@@ -138,10 +138,11 @@ class EppDirector:
             scheduler.on_duration = self.metrics.scheduler_e2e.observe
         if scheduler.timer is None:
             scheduler.instrument(self.metrics.plugin_timer())
-        # LoRA adapter names are learned per scrape (not per pick): the scrapes so far, then each new one
-        self._adapter_learners = producers
-        for scraped in store.by_endpoint.values():
-            self._learn_adapters(scraped)
+        # the pick-time accounting learns from each scrape (not per pick): LoRA adapter names and
+        # first-token counts; the scrapes so far, then each new one
+        self._scrape_learners = producers
+        for hostport, scraped in store.by_endpoint.items():
+            self._feed_scrape(hostport, scraped)
         store.subscribe(self._on_scrape)
         datastore.subscribe(self._on_datastore_change)
         self._on_datastore_change()
@@ -150,15 +151,15 @@ class EppDirector:
             lambda: float(sum(p.indexer.size() for p in self._prefix_plugins)))
 
     # ---- observation hooks -----------------------------------------------------------
-    def _learn_adapters(self, metrics: EndpointMetrics) -> None:
-        for producer in self._adapter_learners:
-            producer.scraped(metrics)
+    def _feed_scrape(self, hostport: str, metrics: EndpointMetrics) -> None:
+        for producer in self._scrape_learners:
+            producer.scraped(hostport, metrics)
 
     def _on_scrape(self, hostport: str) -> None:
         sends = self._recent_sends.get(hostport)
         metrics = self.store.raw(hostport)
         if metrics is not None:
-            self._learn_adapters(metrics)
+            self._feed_scrape(hostport, metrics)
         if sends and metrics is not None:
             seen_before = metrics.update_time - SEND_VISIBILITY_DELAY
             while sends and sends[0] < seen_before:

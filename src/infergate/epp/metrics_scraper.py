@@ -169,6 +169,16 @@ def _gauge(series: dict[str, list[tuple[dict[str, str], float, float]]], specs: 
     return None
 
 
+def _total(series: dict[str, list[tuple[dict[str, str], float, float]]], specs: tuple[MetricSpec, ...]) -> float | None:
+    """The sum over the label sets of the first spec that has samples (a counter's or a histogram
+    part's total: one series per model name and engine)."""
+    for spec in specs:
+        samples = series.get(spec.name)
+        if samples:
+            return sum(s[1] for s in samples if all(s[0].get(k) == v for k, v in spec.labels.items()))
+    return None
+
+
 def _split(value: str) -> frozenset[str]:
     return frozenset(v for v in value.split(",") if v)
 
@@ -204,10 +214,10 @@ def parse_metrics(text: str, protocol: ModelServerProtocol = VLLM, *, now: float
             except ValueError:
                 max_lora = 0
             break
-    ttft_sum = _gauge(series, protocol.ttft_sum) if protocol.ttft_sum else None
-    ttft_count = _gauge(series, protocol.ttft_count) if protocol.ttft_count else None
-    itl_sum = _gauge(series, protocol.itl_sum) if protocol.itl_sum else None
-    itl_count = _gauge(series, protocol.itl_count) if protocol.itl_count else None
+    ttft_sum = _total(series, protocol.ttft_sum) if protocol.ttft_sum else None
+    ttft_count = _total(series, protocol.ttft_count) if protocol.ttft_count else None
+    itl_sum = _total(series, protocol.itl_sum) if protocol.itl_sum else None
+    itl_count = _total(series, protocol.itl_count) if protocol.itl_count else None
     return EndpointMetrics(
         waiting_queue=int(queue) if queue is not None else prev.waiting_queue,
         kv_cache_usage=kv if kv is not None else prev.kv_cache_usage,

@@ -76,8 +76,10 @@ class ModelServerProtocol:
     kv_cache_usage: tuple[MetricSpec, ...]
     running: tuple[MetricSpec, ...] = ()
     lora_info: tuple[MetricSpec, ...] = ()
-    # cumulative TTFT and inter-token latency histograms' _sum and _count (the latency holdback);
-    # empty unless ``with_latency`` added them: each is one line per scrape (~100 bytes)
+    # cumulative TTFT and inter-token latency histograms' _sum and _count: the TTFT _count (requests
+    # whose prefill completed) for the pick-time accounting (vLLM's and SGLang's protocols read it);
+    # the others for the latency holdback, only once ``with_latency`` added them (each is one line
+    # per scrape, ~100 bytes)
     ttft_sum: tuple[MetricSpec, ...] = ()
     ttft_count: tuple[MetricSpec, ...] = ()
     itl_sum: tuple[MetricSpec, ...] = ()
@@ -123,12 +125,14 @@ VLLM = ModelServerProtocol(
     kv_cache_usage=_specs("vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc"),
     running=_specs("vllm:num_requests_running"),
     lora_info=_specs("vllm:lora_requests_info"),
+    ttft_count=_specs("vllm:time_to_first_token_seconds_count"),
 )
 SGLANG = ModelServerProtocol(
     name="sglang",
     waiting_queue=_specs("sglang:num_queue_reqs"),
     kv_cache_usage=_specs("sglang:token_usage"),
     running=_specs("sglang:num_running_reqs"),
+    ttft_count=_specs("sglang:time_to_first_token_seconds_count"),
 )
 TRITON_TRTLLM = ModelServerProtocol(
     name="triton-tensorrt-llm",

@@ -254,18 +254,18 @@ class EppPolicy(_Policy):
 
             self.saturation = SaturationDetector(pool.store, self.saturation_config, load=load,
                                                  accounts_picks=producer is not None)
-            self._learn_adapters(pool.store)
+            self._feed_scrapes(pool.store)
         return self.saturation
 
-    def _learn_adapters(self, store: MetricsStore) -> None:
-        """The producers learn LoRA adapters from each scrape, as the Director feeds them."""
+    def _feed_scrapes(self, store: MetricsStore) -> None:
+        """The producers learn from each scrape (LoRA adapters, first-token counts), as the Director feeds them."""
         producers = [p for p in self.scheduler.plugins.values() if isinstance(p, InflightLoadProducer)]
 
         def scraped(hostport: str) -> None:
             metrics = store.raw(hostport)
             if metrics is not None:
                 for producer in producers:
-                    producer.scraped(metrics)
+                    producer.scraped(hostport, metrics)
 
         for hostport in store.by_endpoint:
             scraped(hostport)

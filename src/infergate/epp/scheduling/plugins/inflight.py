@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -153,6 +154,10 @@ class EndpointLoad:
     event_sums: list[int] = field(default_factory=list)
     event_base: int = 0  # the running sum before the first kept event
     tracked: dict[str, _Tracked] = field(default_factory=dict)  # in flight here, in pick order
+    # the requests picked here, oldest first, that may still be prefilling (the ones that ended or
+    # were prefilled are dropped when they reach the front), for the scrapes' first-token counts
+    prefill_order: deque[_Tracked] = field(default_factory=deque)
+    counts_first_tokens: bool = False  # the endpoint's scrapes count first tokens: the flags are exact
     models: dict[str, int] = field(default_factory=dict)  # requests in flight here per model
 
     def count_model(self, model: str, change: int) -> None:
@@ -201,6 +206,8 @@ class InflightLoad:
         self._learned: dict[int, EndpointMetrics | None] = {}
         self._forget_learned()
         self.adapter_notes = 0  # adapter lists merged into ``adapters`` (the per-scrape learning's work)
+        # per endpoint whose scrapes count first tokens: (the newest scrape's time, its count)
+        self._first_tokens: dict[str, tuple[float, float]] = {}
 
     def note_adapters(self, names: frozenset[str]) -> None:
         """Remember adapter names from a scrape (an adapter idle everywhere now is still one)."""
@@ -256,8 +263,12 @@ class InflightLoad:
                                                         model=model)
         load = self._endpoints.get(hostport)
         if load is None:
-            load = self._endpoints[hostport] = EndpointLoad()
+            load = self._endpoints[hostport] = EndpointLoad(counts_first_tokens=hostport in self._first_tokens)
         load.tracked[request_id] = tracked
+        order = load.prefill_order
+        while order and not order[0].prefilling:  # prefilled or ended: bounded by the requests in flight
+            order.popleft()
+        order.append(tracked)
         load.count_model(model, 1)
         if tracked.long:
             load.long_pending_tokens += uncached_tokens
@@ -271,15 +282,49 @@ class InflightLoad:
             self.mean_uncached_tokens += MEAN_UNCACHED_DECAY * (uncached_tokens - self.mean_uncached_tokens)
 
     def prefilled(self, request_id: str) -> None:
+        """The request's first response bytes came back (the data plane sends response bodies)."""
         tracked = self._requests.get(request_id)
         if tracked is None or not tracked.prefilling:
             return
-        tracked.prefilling = False
         self.first_bytes_seen = True
-        load = self._endpoints[tracked.hostport]
+        self._end_prefill(tracked, self._endpoints[tracked.hostport])
+
+    @staticmethod
+    def _end_prefill(tracked: _Tracked, load: EndpointLoad) -> None:
+        tracked.prefilling = False
         load.pending_prefill_tokens -= tracked.uncached_tokens
         if tracked.long:
             load.long_pending_tokens -= tracked.uncached_tokens
+
+    def observe_first_tokens(self, hostport: str, when: float, total: float) -> None:
+        """A scrape of ``hostport`` taken at ``when`` counted ``total`` first tokens so far (the
+        server's TTFT histogram's count: vLLM and SGLang observe it when a request's prefill
+        completes). The requests whose prefill completed since the previous scrape are taken to be
+        this EPP's oldest still prefilling there, picked before ``when``: a server prefills its
+        admitted requests in order (chunked prefill gives each step's token budget to the oldest
+        first). Their pending prefill ends now, as with first response bytes. A scrape seen
+        before (the same ``when``) changes nothing."""
+        seen = self._first_tokens.get(hostport)
+        if seen is not None and seen[0] == when:
+            return
+        if seen is None and len(self._first_tokens) >= MAX_IDLE_ENDPOINTS * 4:
+            self._first_tokens.clear()
+        self._first_tokens[hostport] = (when, total)
+        load = self._endpoints.get(hostport)
+        if load is not None:
+            load.counts_first_tokens = True
+        if seen is None or load is None:
+            return  # the first count is the baseline; the picks after it are ordered from now on
+        done = int(total - seen[1])  # < 0: the server restarted (counters start again)
+        order = load.prefill_order
+        while done > 0 and order:
+            tracked = order[0]
+            if tracked.picked_at > when:
+                break  # picked after the scrape: not in its count
+            order.popleft()
+            if tracked.prefilling:  # not prefilled by first bytes, not ended (release clears it)
+                self._end_prefill(tracked, load)
+                done -= 1
 
     def release(self, request_id: str, now: float | None = None, completed: bool = False) -> None:
         """The request ended; a ``completed`` one's duration (pick to now) feeds the speed factor."""
@@ -296,9 +341,7 @@ class InflightLoad:
         load.note(now, -1)
         load.prompt_tokens -= tracked.prompt_tokens
         if tracked.prefilling:
-            load.pending_prefill_tokens -= tracked.uncached_tokens
-            if tracked.long:
-                load.long_pending_tokens -= tracked.uncached_tokens
+            self._end_prefill(tracked, load)
         if load.requests <= 0 and len(self._endpoints) > MAX_IDLE_ENDPOINTS:
             self._forget_idle()
 
@@ -325,7 +368,7 @@ class InflightLoad:
         return self._pending_after(load, when, waiting)
 
     def _pending_after(self, load: EndpointLoad, when: float, waiting: int) -> tuple[float, int]:
-        if self.first_bytes_seen:  # the data plane sends response bodies: the flags are exact
+        if self.first_bytes_seen or load.counts_first_tokens:  # the flags are exact (first bytes or counts)
             return float(load.pending_prefill_tokens), 0
         # newest first: the picks since the scrape, then the newest ``waiting`` before it; of the
         # older ones (admitted) only the long prompts, still prefilling over several steps (a
@@ -463,9 +506,13 @@ class InflightLoadProducer(Plugin):
         uncached = per if isinstance(per, int) else per.get(target, total)
         self.load.add(request.request_id, target, total, uncached, model=request.target_model)
 
-    def scraped(self, metrics: EndpointMetrics) -> None:
-        """A new scrape of an endpoint (the Director's scrape hook): its LoRA adapters become known."""
+    def scraped(self, hostport: str, metrics: EndpointMetrics) -> None:
+        """A new scrape of ``hostport`` (the Director's scrape hook): its LoRA adapters become known,
+        and its first-token count ends the pending prefill of the requests it says have their first
+        token (unless the data plane sends first bytes, which are exact)."""
         self.load.note_scrape(metrics.active_models, metrics.waiting_models)
+        if metrics.ttft_count is not None and not self.load.first_bytes_seen:
+            self.load.observe_first_tokens(hostport, metrics.update_time, metrics.ttft_count)
 
     def response_started(self, request_id: str) -> None:
         self.load.prefilled(request_id)

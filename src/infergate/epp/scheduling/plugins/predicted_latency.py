@@ -49,7 +49,8 @@ from infergate.epp.scheduling.plugins.params import check_keys, float_param, int
 
 PRODUCER = InflightLoadProducer.type_name
 DEFAULT_TOKENS_PER_RUNNING = 16.0
-DEFAULT_AFFINITY_PENALTY_TOKENS = 1024  # issue 16: 8,192 held a saturated Zipf prefix ~1 s too long
+DEFAULT_AFFINITY_PENALTY_TOKENS = 2048  # issue 16: 8,192 held a saturated Zipf prefix ~1 s too long; 1,024 (before
+# the first-token counts made the pending prefill exact) spread it too soon (docs/epp.md, "Scheduling v2")
 # an adapter load (the a100 profiles' 0.04 s) in prefill tokens (0.000135 s each)
 DEFAULT_LORA_LOAD_PENALTY_TOKENS = 300
 # waiting for an adapter slot: until a running adapter's requests drain (issue 16's lora-mix,
