@@ -315,7 +315,9 @@ async def test_zero_downtime_under_streaming_load(stack: Stack, monkeypatch: pyt
     runtime = asyncio.create_task(stack.runtime(int(stack.metrics[GA].split(":")[2].split("/")[0])))
     load = gateway_load(stack.gateway_url)
     loader = asyncio.create_task(load.run())
-    await asyncio.sleep(2.0)  # the baseline is measured under the same load as the shifts
+    # the baseline is measured under the same load as the shifts: it comes after wait-ready (the GA EPP's
+    # start, seconds), so the load has run for seconds by then; 1 s here is its start (it was 2 s)
+    await asyncio.sleep(1.0)
     try:
         # interrupted mid-analysis at 50 % (as if the tool were killed), then run again: it resumes
         first = asyncio.create_task(migrate(stack, "zero-downtime"))
@@ -402,7 +404,7 @@ async def test_a_faulty_ga_stack_is_rolled_back_without_failed_requests(stack: S
     runtime = asyncio.create_task(stack.runtime(int(stack.metrics[GA].split(":")[2].split("/")[0])))
     load = gateway_load(stack.gateway_url)
     loader = asyncio.create_task(load.run())
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(1.0)  # the load under way before the migration starts (see the first test)
     original = stack.cluster.get(HTTPROUTES, stack.ns, "llm-route")["spec"]
     try:
         # broken-pool: wait-ready fails at its timeout, 5 s (it was 12 s, then sized for the EPP's start)
@@ -438,7 +440,7 @@ async def test_a_ga_epp_that_dies_at_fifty_percent(stack: Stack, fail_open: bool
     runtime = asyncio.create_task(stack.runtime(int(stack.metrics[GA].split(":")[2].split("/")[0])))
     load = gateway_load(stack.gateway_url)
     loader = asyncio.create_task(load.run())
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(1.0)  # the load under way before the migration starts (see the first test)
     try:
         result = await migrate(stack, "zero-downtime", fail_open=fail_open, steps=(50, 100))
     finally:
