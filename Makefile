@@ -65,8 +65,8 @@ chromium:
 	@/usr/bin/chromium --version
 
 pytest: install chromium
-	$(BIN)/pytest $(PYTEST_ARGS) -m "not exclusive"
-	$(BIN)/pytest -n 0 -m exclusive
+	$(BIN)/pytest $(PYTEST_ARGS) -m "not exclusive" --durations=25
+	$(BIN)/pytest -n 0 -m exclusive --durations=25
 
 test: lint typecheck pytest
 

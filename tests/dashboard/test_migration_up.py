@@ -18,8 +18,9 @@ from tests.migrate.test_up import REPO, running_up, serve_gateway, sim_manifest,
 from infergate.util.net import free_port
 
 # exclusive: its gates (p99 TTFT against the baseline) are measured under load; alone they measure the system.
-# Production mode (bake per step) shortened to 10 s per step (one probe window and ~200 real requests at
-# 20 req/s): long enough for the page to show a split with gate results, short enough for `make test`.
+# Production mode (bake per step) shortened to 6 s per step (one probe window and ~120 real requests at
+# 20 req/s, over twice --min-requests 50): the 50 % split stays on the page for at least 6 s, three of
+# its 2 s polls, long enough to show a split with gate results; 10 s added 12 s to `make test`.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.exclusive, pytest.mark.xdist_group("migrate-up-dashboard"),
               pytest.mark.timeout(900)]
 
@@ -41,7 +42,7 @@ async def test_the_migration_as_it_happens(tmp_path: Path) -> None:
         with load.in_thread(warmup_s=1, join_s=120):
             migrate = subprocess.Popen(
                 ["infergate", "migrate", "run", "-n", "default", "--chart", "charts/inferencepool", "--chart-version",
-                 "", "--probes", "40", "--p99-ttft-factor", "3", "--ready-timeout", "90", "--step-duration", "10s",
+                 "", "--probes", "40", "--p99-ttft-factor", "3", "--ready-timeout", "90", "--step-duration", "6s",
                  "--min-requests", "50", "--dashboard-port", str(port)], cwd=REPO, env={**up.env, "COLUMNS": "120"}, stdout=subprocess.PIPE,
                 stderr=stderr.open("w"), text=True)
             try:

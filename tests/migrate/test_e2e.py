@@ -115,16 +115,33 @@ class Stack:
         await asyncio.sleep(0.3)
         await epp.stop()
 
+    async def keep_ga_epp_service_deleted(self) -> None:
+        """broken-pool: the GA EPP Service kept missing from the Deployment's creation on (wait-ready's
+        repair recreates it once: deleted again), beside the EPP's start rather than after it, so that
+        the wait-ready timeout need not cover the EPP's start on a loaded machine."""
+        while True:
+            if self.cluster.get(DEPLOYMENTS, self.ns, f"{GA}-epp") is not None:
+                self.cluster.delete(SERVICES, self.ns, f"{GA}-epp")
+            await asyncio.sleep(0.2)
+
     async def runtime(self, ga_metrics_port: int) -> None:
         """The pod runtime's part for the GA EPP Deployment the migration creates."""
+        if self.fault == "broken-pool":
+            deleter = asyncio.get_running_loop().create_task(self.keep_ga_epp_service_deleted())
+            try:
+                await self._runtime(ga_metrics_port)
+            finally:
+                deleter.cancel()
+        else:
+            await self._runtime(ga_metrics_port)
+
+    async def _runtime(self, ga_metrics_port: int) -> None:
         started = False
         while True:
             dep = self.cluster.get(DEPLOYMENTS, self.ns, f"{GA}-epp")
             if dep is not None and not started:
                 args = [str(a) for a in dep["spec"]["template"]["spec"]["containers"][0]["args"]]
                 await self.start_epp(flag(args, "pool-name"), flag(args, "pool-group"), ga_metrics_port)
-                if self.fault == "broken-pool":
-                    self.cluster.delete(SERVICES, self.ns, f"{GA}-epp")
                 if self.fault == "epp-down":  # started, then crashed: its Service and slice remain
                     await self.processes[-1].stop()
                 if self.fault == "dies-at-50":
@@ -298,7 +315,9 @@ async def test_zero_downtime_under_streaming_load(stack: Stack, monkeypatch: pyt
     runtime = asyncio.create_task(stack.runtime(int(stack.metrics[GA].split(":")[2].split("/")[0])))
     load = gateway_load(stack.gateway_url)
     loader = asyncio.create_task(load.run())
-    await asyncio.sleep(2.0)  # the baseline is measured under the same load as the shifts
+    # the baseline is measured under the same load as the shifts: it comes after wait-ready (the GA EPP's
+    # start, seconds), so the load has run for seconds by then; 1 s here is its start (it was 2 s)
+    await asyncio.sleep(1.0)
     try:
         # interrupted mid-analysis at 50 % (as if the tool were killed), then run again: it resumes
         first = asyncio.create_task(migrate(stack, "zero-downtime"))
@@ -385,10 +404,11 @@ async def test_a_faulty_ga_stack_is_rolled_back_without_failed_requests(stack: S
     runtime = asyncio.create_task(stack.runtime(int(stack.metrics[GA].split(":")[2].split("/")[0])))
     load = gateway_load(stack.gateway_url)
     loader = asyncio.create_task(load.run())
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(1.0)  # the load under way before the migration starts (see the first test)
     original = stack.cluster.get(HTTPROUTES, stack.ns, "llm-route")["spec"]
     try:
-        result = await migrate(stack, "zero-downtime", ready_timeout_s=30.0 if fault == "epp-down" else 12.0)
+        # broken-pool: wait-ready fails at its timeout, 5 s (it was 12 s, then sized for the EPP's start)
+        result = await migrate(stack, "zero-downtime", ready_timeout_s=30.0 if fault == "epp-down" else 5.0)
     finally:
         load.stop()
         await loader
@@ -420,7 +440,7 @@ async def test_a_ga_epp_that_dies_at_fifty_percent(stack: Stack, fail_open: bool
     runtime = asyncio.create_task(stack.runtime(int(stack.metrics[GA].split(":")[2].split("/")[0])))
     load = gateway_load(stack.gateway_url)
     loader = asyncio.create_task(load.run())
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(1.0)  # the load under way before the migration starts (see the first test)
     try:
         result = await migrate(stack, "zero-downtime", fail_open=fail_open, steps=(50, 100))
     finally:
