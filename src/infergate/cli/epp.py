@@ -67,6 +67,12 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
               help="Pick-time saturation: an endpoint with more uncached prompt tokens waiting to be prefilled "
                    "has no capacity left. 0 = off; unset = 2048 when the scheduling profile has an "
                    "inflight-load-producer, else off.")
+@click.option("--sd-sheddable-max-pending-prefill-tokens", type=click.IntRange(min=0), default=None,
+              help="Prefill holdback: a sheddable request (priority < 0) is shed (429) when the endpoint it was "
+                   "picked for has more uncached prompt tokens of other requests waiting to be prefilled and the "
+                   "pool has as many per endpoint on average (the pool is prefill-bound), so that prefill "
+                   "capacity stays for priority >= 0 (never shed by it). 0 = off; unset = 512 when the "
+                   "scheduling profile has an inflight-load-producer (the default profile), else off.")
 @click.option("--sd-sheddable-max-inflight-per-endpoint", type=click.IntRange(min=0), default=None,
               help="Priority holdback: a sheddable request (priority < 0) is shed (429) when the endpoint it "
                    "was picked for already has this many requests in flight and the pool has as many per "

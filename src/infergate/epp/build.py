@@ -78,6 +78,7 @@ def saturation_config(options: EPPOptions) -> SaturationConfig:
         max_inflight_per_endpoint=options.sd_max_inflight_per_endpoint,
         max_pending_prefill_tokens=options.sd_max_pending_prefill_tokens,
         sheddable_max_inflight_per_endpoint=options.sd_sheddable_max_inflight_per_endpoint,
+        sheddable_max_pending_prefill_tokens=options.sd_sheddable_max_pending_prefill_tokens,
         sheddable_ttft_objective=options.sd_sheddable_ttft_objective,
         sheddable_itl_objective=options.sd_sheddable_itl_objective,
     )

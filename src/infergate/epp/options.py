@@ -59,6 +59,9 @@ class EPPOptions:
     # priority holdback (infergate; saturation.py): sheddable requests shed where the picked endpoint and
     # the pool (on average) have this many in flight; None and 0 = off (no default suits every pool)
     sd_sheddable_max_inflight_per_endpoint: int | None = None
+    # prefill holdback (infergate; saturation.py): sheddable requests shed where the picked endpoint and
+    # the pool (on average) have more prefill tokens pending; None = auto (512 with pick-time accounting)
+    sd_sheddable_max_pending_prefill_tokens: int | None = None
     # latency holdback (infergate; saturation.py): sheddable requests shed while the pool's recent mean
     # TTFT / inter-token latency (scraped vLLM histograms) is over 0.7x these objectives (seconds), until
     # under 0.4x; None and 0 = off

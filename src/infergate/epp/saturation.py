@@ -68,6 +68,12 @@ from infergate.util.durations import DurationError, parse_seconds
 # ahead are ~0.3 s of its prefill, which leaves a new request's own prefill within a 0.5 s TTFT
 DEFAULT_MAX_INFLIGHT_PER_ENDPOINT = 64
 DEFAULT_MAX_PENDING_PREFILL_TOKENS = 2048
+# the sheddable prefill holdback's "auto" limit (on with pick-time accounting): a sheddable request
+# does not queue behind more than this many tokens of other prompts' prefill while the pool has as
+# many pending per endpoint on average; 512 is a sixteenth of a step's token budget (vLLM's
+# --max-num-batched-tokens 8,192), so "the endpoint is busy prefilling" whatever the hardware
+# (decision replay on issue 16's priority-mix: docs/epp.md, "Prefill holdback")
+DEFAULT_SHEDDABLE_MAX_PENDING_PREFILL_TOKENS = 512
 # priority holdback (off unless set): the value calibrated on the peer benchmark's priority-mix
 # (8B on an A100, ~4,000-token prompts with ~1,000 uncached): a replica holds ~4.5 requests at its
 # capacity (2.5 req/s); with 3 the decision replay's critical goodput is within 2% of shedding at 1
@@ -99,6 +105,9 @@ class SaturationConfig:
     # priority holdback (infergate): sheddable requests shed at this many in flight (endpoint and pool
     # mean); 0 and None off
     sheddable_max_inflight_per_endpoint: int | None = None
+    # prefill holdback (infergate): sheddable requests shed over this many pending prefill tokens
+    # (endpoint and pool mean); 0 = off, None = auto (on when the profile accounts picks)
+    sheddable_max_pending_prefill_tokens: int | None = None
     # latency holdback (infergate): sheddable requests shed while the pool's recent mean TTFT / inter-token
     # latency is over LATENCY_ENTER x these objectives (seconds), until under LATENCY_EXIT x; 0 and None off
     sheddable_ttft_objective: float | None = None
@@ -146,7 +155,9 @@ class SaturationConfig:
                                                             DEFAULT_MAX_INFLIGHT_PER_ENDPOINT),
                        max_pending_prefill_tokens=pick(self.max_pending_prefill_tokens,
                                                        DEFAULT_MAX_PENDING_PREFILL_TOKENS),
-                       sheddable_max_inflight_per_endpoint=self.sheddable_max_inflight_per_endpoint or 0)
+                       sheddable_max_inflight_per_endpoint=self.sheddable_max_inflight_per_endpoint or 0,
+                       sheddable_max_pending_prefill_tokens=pick(self.sheddable_max_pending_prefill_tokens,
+                                                                 DEFAULT_SHEDDABLE_MAX_PENDING_PREFILL_TOKENS))
 
     @property
     def pick_time(self) -> bool:
@@ -200,9 +211,11 @@ class SaturationDetector:
         the expense of the requests already running), or None to send it. Never for priority >= 0.
 
         A sheddable request is shed when, with pick-time limits, ``hostport`` has no headroom,
-        or, with the priority holdback (N = ``sheddable_max_inflight_per_endpoint``), ``hostport``
-        has N requests in flight and the endpoints of ``pool`` (the pool's available endpoints;
-        empty: not checked) have N or more on average (this EPP's picks reconciled with the
+        or, with the prefill holdback (T = ``sheddable_max_pending_prefill_tokens``), ``hostport``
+        has more than T prefill tokens pending and the endpoints of ``pool`` (the pool's available
+        endpoints; empty: not checked) have more than T on average, or, with the priority holdback
+        (N = ``sheddable_max_inflight_per_endpoint``), ``hostport`` has N requests in flight and
+        the endpoints of ``pool`` have N or more on average (this EPP's picks reconciled with the
         scrape, as the pick-time limits)."""
         if priority >= 0:
             return None
@@ -213,23 +226,36 @@ class SaturationDetector:
             return None
         if self.limits.pick_time and self.endpoint_headroom(hostport, now) <= 0:
             return "system saturated, sheddable request dropped"
-        holdback = self.limits.sheddable_max_inflight_per_endpoint
-        if not holdback:
-            return None
         load, store, stale = self.load, self.store, self.limits.metrics_staleness_threshold
 
-        def in_flight(h: str) -> int:
-            return load(h, store.fresh(h, now, stale))[0]
+        def over(index: int, limit: float, strictly: bool) -> float | None:
+            """``hostport``'s load (0: requests, 1: pending prefill tokens) when it and the pool's
+            mean are over ``limit`` (at it, unless ``strictly``), else None."""
+            def value(h: str) -> float:
+                return load(h, store.fresh(h, now, stale))[index]
 
-        requests = in_flight(hostport)
-        if requests < holdback:
-            return None
-        if pool:
-            mean = sum(in_flight(h) for h in pool) / len(pool)
-            if mean < holdback:
+            mine = value(hostport)
+            if mine < limit or (strictly and mine == limit):
                 return None
-        return (f"sheddable request held back: its endpoint has {requests} requests in flight "
-                f"(priority holdback at {holdback})")
+            if pool:
+                mean = sum(value(h) for h in pool) / len(pool)
+                if mean < limit or (strictly and mean == limit):
+                    return None
+            return mine
+
+        prefill = self.limits.sheddable_max_pending_prefill_tokens
+        if prefill:
+            pending = over(1, prefill, strictly=True)
+            if pending is not None:
+                return (f"sheddable request held back: {pending:.0f} prompt tokens wait to be prefilled on its "
+                        f"endpoint and the pool is as busy (prefill holdback over {prefill})")
+        holdback = self.limits.sheddable_max_inflight_per_endpoint
+        if holdback:
+            requests = over(0, holdback, strictly=False)
+            if requests is not None:
+                return (f"sheddable request held back: its endpoint has {requests:.0f} requests in flight "
+                        f"(priority holdback at {holdback})")
+        return None
 
     def latency_reason(self, hostports: Sequence[str], now: float) -> str | None:
         """Why the latency holdback sheds a sheddable request now (None: it does not): the recent
