@@ -341,12 +341,15 @@ class LocalRuntime:
     def _forget_pod(self, pod: LocalPod) -> None:
         """The Pod object is gone (kubectl delete pod, garbage collection): stop its process."""
         self.pods.pop(pod.key, None)
-        self.allocator.release(pod.key)
-        for process in pod.all_processes():
-            task = asyncio.create_task(process.stop())
-            self._stopping.add(task)
-            task.add_done_callback(self._stopping.discard)
+        task = asyncio.create_task(self._stop_forgotten(pod))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
         self._enqueue(f"{pod.namespace}/{pod.deployment}")
+
+    async def _stop_forgotten(self, pod: LocalPod) -> None:
+        """Its processes stopped (preStop pause, SIGTERM), then its address free for another pod."""
+        await asyncio.gather(*(process.stop() for process in pod.all_processes()), return_exceptions=True)
+        self.allocator.release(pod.key)
 
     # -- reconcile ---------------------------------------------------------------------------------
 
