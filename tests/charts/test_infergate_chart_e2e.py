@@ -272,7 +272,13 @@ def test_the_data_plane_outlives_its_controllers_and_a_new_leader_takes_over(clu
                       rate=50, timeout_s=30)
     controller = ("deployment/infergate-controller", "-n", SYSTEM)
     envoys = ("deployment", "-l", "gateway.networking.k8s.io/gateway-name=inference-gateway")
+    marks: list[tuple[float, str]] = []  # what the test did when: a failed request says during what
+
+    def mark(what: str) -> None:
+        marks.append((time.monotonic(), what))
+
     with load.in_thread(warmup_s=2, join_s=60):
+        mark("the Envoy Deployment rolled (helm upgrade)")
         # the Envoy Deployment rolled (a new pod template: the class's Envoy log level changed)
         before = {p["metadata"]["name"] for p in cluster.get(
             "pods", "-l", "gateway.networking.k8s.io/gateway-name=inference-gateway")["items"]}
@@ -289,13 +295,16 @@ def test_the_data_plane_outlives_its_controllers_and_a_new_leader_takes_over(clu
         after = {p["metadata"]["name"] for p in cluster.get(
             "pods", "-l", "gateway.networking.k8s.io/gateway-name=inference-gateway")["items"]}
         assert after and not before & after, (before, after)  # every Envoy pod replaced
+        mark("the Envoy rollout done")
         time.sleep(2)
         # every controller pod killed: the Envoys keep their last configuration
+        mark("the controllers scaled to 0")
         cluster.kubectl("scale", *controller, "--replicas=0")
         eventually(lambda: not pod_processes(cluster.pod_cidr, " gateway "), 30, "no controller process left")
         time.sleep(5)
         served_without = sum(1 for _, _, status in load.results if status == 200)
         # the controllers back: they re-sync and push without dropping a request
+        mark("the controllers scaled to 2")
         cluster.kubectl("scale", *controller, "--replicas=2")
         cluster.kubectl("rollout", "status", *controller, "--timeout=90s", timeout=100)
         holder = eventually(lambda: cluster.get("lease", "infergate-gateway-controller", "-n", SYSTEM)["spec"].get(
@@ -305,6 +314,7 @@ def test_the_data_plane_outlives_its_controllers_and_a_new_leader_takes_over(clu
         leader_pod = next(p["metadata"]["name"] for p in cluster.get(
             "pods", "-n", SYSTEM, "-l", "app.kubernetes.io/component=controller")["items"]
             if p["metadata"]["name"] in holder)
+        mark("the leader's pod deleted")
         cluster.kubectl("delete", "pod", leader_pod, "-n", SYSTEM, "--wait=false")
         cluster.kubectl("apply", "-f", "-", input="""
 apiVersion: gateway.networking.k8s.io/v1
@@ -324,9 +334,10 @@ spec:
             f"http://{address}:{port}/v1/completions", headers={"host": "after-failover.example"}, timeout=10,
             json={"model": MODEL, "prompt": "hi", "max_tokens": 2})), 30, "the new route serving")
         assert response.headers["x-inference-pod"].startswith("vllm-llama3-8b-instruct-")
+        mark("the new route served")
         time.sleep(2)
     failed = [(at, status) for at, _, status in load.results if status != 200]
-    assert not failed, failed[:10]
+    assert not failed, load.describe_failures(marks)
     assert served_without > 0
     assert new_holder and new_holder != holder, (holder, new_holder)
     assert accepted_after < 20, accepted_after

@@ -8,8 +8,13 @@ The admin API listens on the pod IP at a fixed port: the readiness probe reads `
 (200 LIVE once the first configuration is in, 503 once draining).
 
 On SIGTERM (``run_pod_envoy``): fail readiness (``/healthcheck/fail``), drain the listeners
-gracefully (``/drain_listeners?graceful``: open connections finish, new ones go elsewhere),
-wait until no request is active (at most the drain time), then stop Envoy.
+gracefully (``/drain_listeners?graceful``: for the drain time the listeners still accept, and
+every answer says ``connection: close``), wait until no downstream connection is open and no
+request is active (at most the drain time), then stop Envoy. Connections, not only requests:
+Envoy leaves an idle keep-alive connection open while it drains, and stopping Envoy with one
+open closes it under its client (or under the service proxy that pinned it to this pod), so a
+request written on it at that moment gets no answer. Clients close theirs once answered with
+``connection: close`` or when their pool lets them expire.
 """
 
 from __future__ import annotations
@@ -116,18 +121,30 @@ async def _admin_post(client: httpx.AsyncClient, url: str) -> None:
         await client.post(url)
 
 
-async def _active_requests(client: httpx.AsyncClient, admin: str) -> int:
-    response = await client.get(f"{admin}/stats", params={"filter": "downstream_rq_active"})
-    total = 0
-    for line in response.text.splitlines():
+def open_downstream(stats: str) -> tuple[int, int]:
+    """(open connections on the listeners, active requests) in Envoy's ``/stats`` text, the admin
+    API's own left out (the drain's polling is one of them)."""
+    connections = requests = 0
+    for line in stats.splitlines():
         name, _, value = line.partition(": ")
-        if name.startswith("http.") and not name.startswith("http.admin.") and value.strip().isdigit():
-            total += int(value)
-    return total
+        if not value.strip().isdigit():
+            continue
+        if name.startswith("listener.") and name.endswith(".downstream_cx_active") \
+                and not name.startswith("listener.admin.") and ".worker_" not in name:  # each worker's share
+            connections += int(value)
+        elif name.startswith("http.") and name.endswith(".downstream_rq_active") and not name.startswith("http.admin."):
+            requests += int(value)
+    return connections, requests
+
+
+async def _open_downstream(client: httpx.AsyncClient, admin: str) -> tuple[int, int]:
+    response = await client.get(f"{admin}/stats", params={"filter": "downstream_(cx|rq)_active$"})
+    return open_downstream(response.text)
 
 
 async def drain(options: PodEnvoyOptions) -> None:
-    """Fail readiness, drain the listeners, wait until idle (at most ``drain_seconds``)."""
+    """Fail readiness, drain the listeners, wait until no connection is open and no request
+    active (at most ``drain_seconds``)."""
     host = options.admin_host if options.admin_host != "0.0.0.0" else "127.0.0.1"
     admin = f"http://{host}:{options.admin_port}"
     async with httpx.AsyncClient(timeout=2.0) as client:
@@ -136,12 +153,13 @@ async def drain(options: PodEnvoyOptions) -> None:
 
         async def idle() -> bool:
             try:
-                return await _active_requests(client, admin) == 0
+                return await _open_downstream(client, admin) == (0, 0)
             except httpx.HTTPError:
                 return True  # the admin API is gone: nothing left to wait for
 
         with contextlib.suppress(WaitTimeout):
-            await async_wait_until(idle, options.drain_seconds, interval=0.2, what="in-flight requests to finish")
+            await async_wait_until(idle, options.drain_seconds, interval=0.2,
+                                   what="open connections and in-flight requests to finish")
 
 
 async def run_pod_envoy(options: PodEnvoyOptions, work_dir: Path, stop: asyncio.Event) -> int:

@@ -53,6 +53,9 @@ os.execv(sys.argv[1], sys.argv[1:])
 """
 
 
+MIN_GRACE_AFTER_PRE_STOP_S = 2.0  # the kubelet's extra time for SIGTERM when the preStop hook used the grace
+
+
 @dataclass(frozen=True)
 class RestartPolicy:
     """Backoff between restarts: ``initial_s`` doubling up to ``max_s``; reset after ``reset_after_s`` up."""
@@ -294,12 +297,23 @@ class PodProcess:
             # probe's period, capped so a dead endpoint leaves rotation within seconds.
             await asyncio.sleep(min(probe.period_s, 5.0) if self.state.ready else min(probe.period_s, 0.25))
 
-    async def stop(self) -> None:
-        """Stop the process group (SIGTERM, SIGKILL after the grace period) and the restart loop."""
+    async def stop(self, *, pre_stop: bool = True) -> None:
+        """Stop the restart loop and the process group: the container's ``preStop`` pause (unless
+        ``pre_stop`` is False), then SIGTERM, and SIGKILL once the grace period is over.
+
+        The pause and the SIGTERM share the grace period, as the kubelet's do (SIGTERM gets at
+        least ``MIN_GRACE_AFTER_PRE_STOP_S`` after a long pause)."""
         self._stopping.set()
         proc = self._proc
+        grace = self._grace_s()
+        if proc is not None and proc.returncode is None and pre_stop and self.spec.pre_stop_s > 0:
+            pause = min(self.spec.pre_stop_s, grace)
+            log.info("%s: preStop pause of %gs before SIGTERM", self.label, pause)
+            with contextlib.suppress(TimeoutError):  # the process may exit on its own meanwhile
+                await asyncio.wait_for(proc.wait(), pause)
+            grace = max(grace - pause, MIN_GRACE_AFTER_PRE_STOP_S)
         if proc is not None:
-            await terminate(proc, self._grace_s(), name=self.label)
+            await terminate(proc, grace, name=self.label)
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._task, 5.0)

@@ -227,13 +227,30 @@ class LocalRuntime:
                 await task
         self._tasks = []
         pods = list(self.pods.values())
-        await asyncio.gather(*(process.stop() for p in pods for process in p.all_processes()), *self._stopping,
-                             return_exceptions=True)
+        # the whole runtime stops (no Service outlives it): no preStop pause
+        await asyncio.gather(*(process.stop(pre_stop=False) for p in pods for process in p.all_processes()),
+                             *self._stopping, return_exceptions=True)
         if pods:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.gather(*(self._write_stopped(p) for p in pods),
                                                       return_exceptions=True), 5.0)
         await self.client.close()
+
+    async def _write_terminating(self, pod: LocalPod) -> None:
+        """The pod's containers not ready in the API: a pod being deleted receives no new traffic."""
+        if not pod.processes:
+            return
+        containers, init_containers = pod.statuses()
+        terminating = [(container, replace(state, ready=False)) for container, state in containers]
+        status = pod_status(terminating, pod.ip, pod.created, utc_now(), init_containers)
+        try:
+            await self.client.merge_patch(kinds.PODS.path(pod.namespace, pod.name, "status"), {"status": status})
+        except KubeError as exc:  # gone already (garbage collection): nothing routes to it
+            if exc.status != 404:
+                log.warning("pod %s: status: %s", pod.key, exc)
+        except Exception as exc:  # the API server away: the pod is stopped all the same
+            log.warning("pod %s: status: %s", pod.key, exc)
+        pod.published_ready = False
 
     async def _write_stopped(self, pod: LocalPod) -> None:
         """Pods stay stored while the runtime is down: not Ready, waiting ``RuntimeStopped``."""
@@ -324,12 +341,15 @@ class LocalRuntime:
     def _forget_pod(self, pod: LocalPod) -> None:
         """The Pod object is gone (kubectl delete pod, garbage collection): stop its process."""
         self.pods.pop(pod.key, None)
-        self.allocator.release(pod.key)
-        for process in pod.all_processes():
-            task = asyncio.create_task(process.stop())
-            self._stopping.add(task)
-            task.add_done_callback(self._stopping.discard)
+        task = asyncio.create_task(self._stop_forgotten(pod))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
         self._enqueue(f"{pod.namespace}/{pod.deployment}")
+
+    async def _stop_forgotten(self, pod: LocalPod) -> None:
+        """Its processes stopped (preStop pause, SIGTERM), then its address free for another pod."""
+        await asyncio.gather(*(process.stop() for process in pod.all_processes()), return_exceptions=True)
+        self.allocator.release(pod.key)
 
     # -- reconcile ---------------------------------------------------------------------------------
 
@@ -474,7 +494,11 @@ class LocalRuntime:
         self.pods[pod.key] = pod
 
     async def _delete_pod(self, pod: LocalPod) -> None:
+        """The kubelet's order: the pod leaves its Services (not Ready in the API, so endpoints
+        and the service proxy stop sending it new connections), each container's preStop pause,
+        SIGTERM (the program drains), and the Pod object goes once the processes have exited."""
         self.pods.pop(pod.key, None)
+        await self._write_terminating(pod)
         await asyncio.gather(*(process.stop() for process in pod.all_processes()))
         await self.client.delete(kinds.PODS.path(pod.namespace, pod.name))
         self.allocator.release(pod.key)

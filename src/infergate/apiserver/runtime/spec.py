@@ -3,8 +3,8 @@
 Which containers run locally (infergate's own image, or a command that is ``infergate``; in
 such a pod also its Envoy containers: ``command: [envoy]`` or an ``envoyproxy/envoy`` image),
 the argv (``infergate`` + command/args, ``$(VAR)`` expanded as the kubelet does; Envoy's
-arguments), the environment (``env`` values, downward API ``fieldRef``, ConfigMap/Secret keys)
-and the readiness, liveness and startup probes.
+arguments), the environment (``env`` values, downward API ``fieldRef``, ConfigMap/Secret keys),
+the readiness, liveness and startup probes and the ``preStop`` pause.
 """
 
 from __future__ import annotations
@@ -235,6 +235,44 @@ def startup_probe(container: Mapping[str, Any]) -> Probe | None:
     return _restart_probe(container, "startupProbe")
 
 
+_SLEEP_COMMANDS = ("sleep", "/bin/sleep", "/usr/bin/sleep")
+_SHELLS = ("sh", "/bin/sh", "bash", "/bin/bash")
+
+
+def _sleep_seconds(command: list[str]) -> float | None:
+    """N of ``["sleep", "N"]`` or ``["sh", "-c", "sleep N"]``, else None."""
+    if len(command) == 3 and command[0] in _SHELLS and command[1] == "-c":
+        command = command[2].split()
+    if len(command) == 2 and command[0] in _SLEEP_COMMANDS:
+        try:
+            seconds = float(command[1])
+        except ValueError:
+            return None
+        return seconds if seconds >= 0 else None
+    return None
+
+
+def pre_stop_pause(container: Mapping[str, Any]) -> float:
+    """How long the container's ``lifecycle.preStop`` hook waits before its SIGTERM, in seconds.
+
+    The local runtime runs the pause a Deployment asks for so that its Services (endpoints, the
+    service proxy) drop the terminating pod before its program drains: ``sleep: {seconds: N}``,
+    or an ``exec`` of ``sleep N`` (also through ``sh -c``). Any other hook (httpGet, another
+    command) is not run locally: no pause. A ValueError names a bad ``sleep.seconds``."""
+    hook = (container.get("lifecycle") or {}).get("preStop") or {}
+    if "sleep" in hook:
+        name = str(container.get("name") or "main")
+        value = (hook.get("sleep") or {}).get("seconds")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"containers[{name}].lifecycle.preStop.sleep.seconds: Invalid value: {value!r}: "
+                             "must be a number of seconds >= 0")
+        return float(value)
+    if "exec" in hook:
+        command = [str(c) for c in (hook.get("exec") or {}).get("command") or []]
+        return _sleep_seconds(command) or 0.0
+    return 0.0
+
+
 @dataclass(frozen=True)
 class PodIdentity:
     name: str
@@ -276,6 +314,7 @@ class LaunchSpec:
     startup: Probe | None = None
     program: str = INFERGATE  # or ENVOY
     container: str = "main"  # the container's name
+    pre_stop_s: float = 0.0  # the preStop pause before SIGTERM (see pre_stop_pause)
 
 
 ValueLookup = Mapping[tuple[str, str, str], str]  # (kind ConfigMap|Secret, name, key) -> value
@@ -336,7 +375,7 @@ def launch_spec(template: Mapping[str, Any], container: Mapping[str, Any], pod: 
     grace = float(spec.get("terminationGracePeriodSeconds", 30))
     return LaunchSpec(argv=tuple(argv), env=env, probe=readiness_probe(container), grace_period_s=grace,
                       liveness=liveness_probe(container), startup=startup_probe(container), program=program,
-                      container=str(container.get("name") or "main"))
+                      container=str(container.get("name") or "main"), pre_stop_s=pre_stop_pause(container))
 
 
 def _map_path(value: str, path_map: Mapping[str, str]) -> str:
