@@ -36,6 +36,11 @@ prefix affinity sends it, a loaded one only in a replica's quiet moments. Reques
 depends on the hardware and the work per request (3 on the peer benchmark's priority-mix, where
 a replica holds ~4.5 requests at its latency objective; a replica that serves 60 requests at its
 objective would shed almost all sheddable traffic with 3), so no default suits every pool.
+Prefill holdback (infergate, issue 16; on by default with pick-time accounting):
+``sheddable_max_pending_prefill_tokens`` (T, "auto" 512) sheds a sheddable request when the
+endpoint it was picked for has more than T prompt tokens of other requests waiting to be
+prefilled and the pool has more than T per endpoint on average: a prefill queue, unlike a request
+count, means the same on any hardware (the next request waits for it), so it has a default.
 Latency holdback (infergate, issue 16; opt-in): the same protection without a request count. A
 sheddable request is shed while the pool's recent mean time to first token or inter-token latency
 (the model servers' own ``vllm:time_to_first_token_seconds`` and
