@@ -15,7 +15,11 @@ from infergate.cli.epp import command as epp_command
 from infergate.epp.build import director_config
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.options import EPPOptions
-from infergate.epp.saturation import DEFAULT_SHEDDABLE_MAX_PENDING_PREFILL_TOKENS, SaturationConfig, SaturationDetector
+from infergate.epp.saturation import (
+    DEFAULT_SHEDDABLE_MAX_PENDING_PREFILL_TOKENS,
+    SaturationConfig,
+    SaturationDetector,
+)
 
 POOL = ["a", "b", "c"]
 NOW = 1000.0
