@@ -110,6 +110,7 @@ async def test_kv_exhaustion_preempts_the_newest_running_request() -> None:
         engine.submit(new)
         await _finish([old, new])
         assert engine.stats.preemptions >= 1
+        assert engine.stats.prompt_tokens == 64, "a recomputed prompt is counted once"
         assert old.finished_at is not None and new.finished_at is not None
         assert old.finished_at < new.finished_at, "the older request keeps running"
         assert old.generated == 60 and new.generated == 60

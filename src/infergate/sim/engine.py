@@ -380,7 +380,6 @@ class Engine:
                     seq.first_scheduled_at = now
                     seq.cached_tokens = cached
                     self.stats.queue_time.observe(now - seq.arrival)
-                    self.stats.prompt_tokens += seq.prompt_tokens
                 self.stats.prefix_cache_queries += seq.num_tokens
                 self.stats.prefix_cache_hits += cached
                 seq.status = SeqStatus.RUNNING
@@ -437,6 +436,9 @@ class Engine:
             if seq.first_token_at is None:
                 seq.first_token_at = now
                 stats.ttft.observe(now - seq.arrival)
+                # vLLM v1 counts the prompt once, with the request's first output token (the end
+                # of its prefill): IterationStats.update_from_output in vllm/v1/metrics/stats.py
+                stats.prompt_tokens += seq.prompt_tokens
             else:
                 stats.itl.observe(now - seq.last_token_at)
             seq.last_token_at = now
@@ -477,4 +479,6 @@ class Engine:
         stats.decode_time.observe(now - first_token)
         stats.request_prompt_tokens.observe(seq.prompt_tokens)
         stats.request_generation_tokens.observe(seq.generated)
+        stats.finished_prompt_tokens += seq.prompt_tokens
+        stats.finished_generation_tokens += seq.generated
         seq._notify()

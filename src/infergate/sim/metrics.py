@@ -56,8 +56,12 @@ class EngineStats:
     """Counters and histograms a replica's engine updates (reset when the replica restarts)."""
 
     max_model_len: int
-    prompt_tokens: int = 0
-    generation_tokens: int = 0
+    prompt_tokens: int = 0  # vLLM: counted when a request's prefill completes (its first token)
+    generation_tokens: int = 0  # vLLM: counted as each token is produced
+    # SGLang counts both when a request finishes (TokenizerMetricsCollector.observe_one_finished_request
+    # in python/sglang/srt/metrics/collector.py)
+    finished_prompt_tokens: int = 0
+    finished_generation_tokens: int = 0
     prefix_cache_queries: int = 0
     prefix_cache_hits: int = 0
     preemptions: int = 0
@@ -220,8 +224,9 @@ def render_sglang(snap: EngineSnapshot, stats: EngineStats, names: Collection[st
     w.gauge("sglang:cache_hit_rate", "The prefix cache hit rate.", lb, hit_rate)
     w.gauge("sglang:max_running_requests", "Maximum running requests.", lb, snap.max_num_seqs)
     w.gauge("sglang:max_prefill_tokens", "Maximum prefill tokens.", lb, snap.max_num_batched_tokens)
-    w.counter("sglang:prompt_tokens", "Number of prefill tokens processed.", [(lb, stats.prompt_tokens)])
-    w.counter("sglang:generation_tokens", "Number of generation tokens processed.", [(lb, stats.generation_tokens)])
+    w.counter("sglang:prompt_tokens", "Number of prefill tokens processed.", [(lb, stats.finished_prompt_tokens)])
+    w.counter("sglang:generation_tokens", "Number of generation tokens processed.",
+              [(lb, stats.finished_generation_tokens)])
     w.counter("sglang:cached_tokens", "Number of cached prompt tokens.", [(lb, stats.prefix_cache_hits)])
     w.counter("sglang:num_requests", "Number of requests processed.", [(lb, sum(stats.requests_finished.values()))])
     w.histogram("sglang:time_to_first_token_seconds", "Histogram of time to first token in seconds.", base,
