@@ -1,6 +1,6 @@
 """LoRA adapter names are learned once per scrape, not at every pick (issue 12's 0.5 ms budget
-over 256 endpoints): the Director feeds each scrape to the inflight-load producer; a caller that
-feeds none (a test, a benchmark building its candidates) has each metrics object read once.
+over 256 endpoints): every caller feeds each scrape to the inflight-load producer (the Director,
+the decision replay, the benchmarks, the tests); a pick learns nothing from its candidates.
 The per-pick work is counted through the metrics' adapter sets, which record every read."""
 
 from __future__ import annotations
@@ -77,12 +77,12 @@ def pick(scheduler: Scheduler, rid: str, model: str, cands: list[Candidate]) -> 
 def test_an_adapter_listed_only_in_a_scrape_is_known() -> None:
     load = InflightLoad()
     load.note_scrape(frozenset({"tweet"}), frozenset({"sql"}))
-    assert load.adapters == {"tweet", "sql"} and load.fed_by_scrapes
+    assert load.adapters == {"tweet", "sql"}
     # a later scrape that lists none (the adapter is idle everywhere now) forgets nothing
     load.note_scrape(frozenset(), frozenset())
     assert load.adapters == {"tweet", "sql"}
-    # fed by scrapes, picks learn nothing from their candidates: an adapter only a candidate
-    # lists (never a fed scrape) stays unknown, and its penalty stays off
+    # picks learn nothing from their candidates: an adapter only a candidate lists (never a fed
+    # scrape) stays unknown, and its penalty stays off
     producer = InflightLoadProducer("p")
     producer.scraped("10.0.0.1:8000", watched_metrics({"tweet"}))
     cands = pool([watched_metrics({"other"}), watched_metrics({"tweet"})])
@@ -100,7 +100,7 @@ def test_the_director_feeds_every_scrape_to_the_producer() -> None:
     datastore.replace_pods([PodInfo(f"pod-{i}", f"10.0.0.{i + 1}", {"app": "vllm"}) for i in range(2)])
     EppDirector(datastore, scheduler, store)
     load = producer_of(scheduler).load
-    assert load.adapters == {"early"} and load.fed_by_scrapes
+    assert load.adapters == {"early"}
     store.update("10.0.0.2:8000", watched_metrics({"late"}, {"queued"}))
     assert load.adapters == {"early", "late", "queued"}
 
@@ -138,20 +138,27 @@ def test_a_pool_with_adapters_builds_no_set_per_pick() -> None:
     assert picked  # the adapter requests were placed (their penalty read each candidate's slots)
 
 
-def test_without_scrapes_each_metrics_object_is_read_once() -> None:
-    # a caller that feeds no scrapes (the candidates are all it has): the adapters the candidates
-    # list are learned from each new metrics object once, and the same objects are not read again
+def test_adapters_come_from_the_fed_scrapes_each_read_once() -> None:
     producer = producer_of(load_preset("default", seed=1))
     lora = LoraCost(300.0, 4096.0)
     first = pool([watched_metrics({"a"}), watched_metrics({"b"}), None])
-    assert lora_penalties(producer, lora, SchedulingRequest("r1", "a", "x"), first) == [0.0, 300.0, 300.0]
-    assert not producer.load.fed_by_scrapes and producer.load.adapter_notes == 2
-    for i in range(5):
-        lora_penalties(producer, lora, SchedulingRequest(f"r{i}", "base-model", "x"), first)
+    # a pick reads no candidate's adapter lists: before any scrape is fed, no adapter is known
+    Watched.reads = 0
+    assert lora_penalties(producer, lora, SchedulingRequest("r0", "a", "x"), first) == [0.0, 0.0, 0.0]
+    assert Watched.reads == 0 and producer.load.adapters == set() and producer.load.adapter_notes == 0
+    for c in first:  # the scrapes arrive (the Director's scrape hook)
+        if c.metrics is not None:
+            producer.scraped(c.hostport, c.metrics)
     assert producer.load.adapter_notes == 2
-    # a new scrape of one endpoint: only that metrics object is read, and its adapter is known
-    second = pool([first[0].metrics, watched_metrics({"c"}, {"b"}), None])
-    assert lora_penalties(producer, lora, SchedulingRequest("r6", "c", "x"), second) == [300.0, 0.0, 300.0]
+    assert lora_penalties(producer, lora, SchedulingRequest("r1", "a", "x"), first) == [0.0, 300.0, 300.0]
+    for i in range(5):
+        lora_penalties(producer, lora, SchedulingRequest(f"r{i + 2}", "base-model", "x"), first)
+    assert producer.load.adapter_notes == 2  # no adapter list merged again at a pick
+    # a new scrape of one endpoint: only that one is read, and its adapter is known
+    rescraped = watched_metrics({"c"}, {"b"})
+    second = pool([first[0].metrics, rescraped, None])
+    producer.scraped(second[1].hostport, rescraped)
+    assert lora_penalties(producer, lora, SchedulingRequest("r7", "c", "x"), second) == [300.0, 0.0, 300.0]
     assert producer.load.adapter_notes == 3 and producer.load.adapters == {"a", "b", "c"}
 
 

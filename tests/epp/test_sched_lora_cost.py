@@ -52,6 +52,14 @@ def producer_of(scheduler: Scheduler) -> InflightLoadProducer:
     return plugin
 
 
+def scraped(producer: InflightLoadProducer, cands: list[Candidate]) -> list[Candidate]:
+    """The candidates' metrics arrive as scrapes (the Director's scrape hook): their adapters become known."""
+    for c in cands:
+        if c.metrics is not None:
+            producer.scraped(c.hostport, c.metrics)
+    return cands
+
+
 def pick(scheduler: Scheduler, rid: str, model: str, text: str, cands: list[Candidate]) -> str:
     sreq = SchedulingRequest(rid, model, text)
     result, state = scheduler.schedule(sreq, cands)
@@ -62,7 +70,8 @@ def pick(scheduler: Scheduler, rid: str, model: str, text: str, cands: list[Cand
 def test_penalties_active_free_slot_and_full() -> None:
     producer = producer_of(load_preset("default", seed=1))
     lora = LoraCost(300.0, 4096.0)
-    cands = candidates([lora_metrics({"a"}), lora_metrics({"b"}), lora_metrics({"b", "c"}, frozenset({"a"}))])
+    cands = scraped(producer, candidates([lora_metrics({"a"}), lora_metrics({"b"}),
+                                          lora_metrics({"b", "c"}, frozenset({"a"}))]))
     # active on 0; a free slot on 1 (load it); 2's slots are held by b and c (a waits there)
     assert lora_penalties(producer, lora, SchedulingRequest("r", "a", "x"), cands) == [0.0, 300.0, 4096.0]
     # no metrics yet: a load, never a slot wait
@@ -73,8 +82,9 @@ def test_penalties_active_free_slot_and_full() -> None:
 def test_base_model_and_pools_without_adapters_pay_nothing() -> None:
     producer = producer_of(load_preset("default", seed=1))
     lora = LoraCost()
-    full = [lora_metrics({"a", "b"}), lora_metrics({"c", "d"}), lora_metrics({"a", "c"})]
-    assert lora_penalties(producer, lora, SchedulingRequest("r", "base-model", "x"), candidates(full)) == [0.0] * 3
+    full = scraped(producer, candidates([lora_metrics({"a", "b"}), lora_metrics({"c", "d"}), lora_metrics({"a", "c"})]))
+    assert producer.load.adapters == {"a", "b", "c", "d"}
+    assert lora_penalties(producer, lora, SchedulingRequest("r", "base-model", "x"), full) == [0.0] * 3
     plain = [EndpointMetrics(waiting_queue=2, running=3), None, EndpointMetrics()]
     request = SchedulingRequest("r", "m", TASK)
     assert lora_penalties(producer, lora, request, candidates(plain)) == [0.0] * 3
@@ -87,10 +97,9 @@ def test_an_adapter_idle_everywhere_now_is_still_an_adapter() -> None:
     # it was sent to a replica whose two slots were busy and waited there (issue 16's lora-mix)
     producer = producer_of(load_preset("default", seed=1))
     lora = LoraCost(300.0, 4096.0)
-    producer_seen = candidates([lora_metrics({"cold"}), lora_metrics({"b"}), lora_metrics({"c"})])
-    lora_penalties(producer, lora, SchedulingRequest("r0", "b", "x"), producer_seen)
-    now = [lora_metrics({"a", "b"}), lora_metrics({"b"}), lora_metrics({"c", "d"})]
-    assert lora_penalties(producer, lora, SchedulingRequest("r", "cold", "x"), candidates(now)) == \
+    scraped(producer, candidates([lora_metrics({"cold"}), lora_metrics({"b"}), lora_metrics({"c"})]))
+    now = scraped(producer, candidates([lora_metrics({"a", "b"}), lora_metrics({"b"}), lora_metrics({"c", "d"})]))
+    assert lora_penalties(producer, lora, SchedulingRequest("r", "cold", "x"), now) == \
         [4096.0, 300.0, 4096.0]
 
 
@@ -114,7 +123,8 @@ def test_the_costs_carry_the_penalty() -> None:
     scorer = scheduler.plugins["predicted-ttft-scorer"]
     assert isinstance(scorer, PredictedTtftScorer)
     assert scorer.lora == LoraCost(DEFAULT_LORA_LOAD_PENALTY_TOKENS, DEFAULT_LORA_SLOT_WAIT_PENALTY_TOKENS)
-    cands = candidates([lora_metrics({"a"}), lora_metrics({"b"}), lora_metrics({"b", "c"})])
+    cands = scraped(producer_of(scheduler), candidates([lora_metrics({"a"}), lora_metrics({"b"}),
+                                                        lora_metrics({"b", "c"})]))
     costs = scorer.costs({}, SchedulingRequest("r", "a", TASK), cands)
     assert costs[1] - costs[0] == pytest.approx(DEFAULT_LORA_LOAD_PENALTY_TOKENS)
     assert costs[2] - costs[0] == pytest.approx(DEFAULT_LORA_SLOT_WAIT_PENALTY_TOKENS)
@@ -125,14 +135,16 @@ def test_default_moves_an_adapter_off_a_holder_whose_slots_are_taken() -> None:
     # issue 16's lora-mix: the adapter's task prompt was cached on a replica whose two slots other
     # adapters now hold; prefix affinity kept every request there, each waiting for a slot
     scheduler = load_preset("default", seed=1)
-    warm = candidates([lora_metrics({"a"}), lora_metrics(set()), lora_metrics(set())])
+    producer = producer_of(scheduler)
+    warm = scraped(producer, candidates([lora_metrics({"a"}), lora_metrics(set()), lora_metrics(set())]))
     assert pick(scheduler, "w", "a", TASK + " Q0?", warm[:1]) == HOSTS[0]
     scheduler.response_started("w")
     scheduler.request_done("w", True)
-    later = candidates([lora_metrics({"b", "c"}, frozenset({"a"})), lora_metrics({"d"}), lora_metrics({"d"})])
+    later = scraped(producer, candidates([lora_metrics({"b", "c"}, frozenset({"a"})), lora_metrics({"d"}),
+                                          lora_metrics({"d"})]))
     assert pick(scheduler, "q", "a", TASK + " Q1?", later) != HOSTS[0]
     # with its slot still held, the holder keeps the adapter's traffic (its prefix is cached there)
-    held = candidates([lora_metrics({"a", "c"}), lora_metrics({"d"}), lora_metrics({"d"})])
+    held = scraped(producer, candidates([lora_metrics({"a", "c"}), lora_metrics({"d"}), lora_metrics({"d"})]))
     assert pick(scheduler, "q2", "a", TASK + " Q2?", held) == HOSTS[0]
 
 

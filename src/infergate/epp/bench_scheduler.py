@@ -2,7 +2,8 @@
 
     python -m infergate.epp.bench_scheduler --endpoints 64 --requests 5000 --preset default [--json]
 
-Candidates carry realistic metrics (random queues, KV use, LoRA lists); prompts share a few
+Candidates carry realistic metrics (random queues, KV use, LoRA lists), fed first as scrapes to
+the inflight-load producers as the Director's scrape hook does; prompts share a few
 long system prompts (so the prefix indexer fills up and matches) plus a short question, as
 in the scheduling benchmark. Prints mean / p50 / p99 / max per request in microseconds, for
 the whole Director path (``--director``: admission, candidate building, accounting) or the
@@ -25,6 +26,7 @@ from infergate.epp.director import EppDirector
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.scheduling.config import PRESETS, load_config_file, load_preset
 from infergate.epp.scheduling.framework import Candidate, Scheduler, SchedulingRequest
+from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer
 
 
 def _metrics(rng: random.Random) -> EndpointMetrics:
@@ -54,6 +56,11 @@ def bench_scheduler(scheduler: Scheduler, endpoints: int, requests: int, seed: i
     rng = random.Random(seed)
     candidates = [Candidate(Endpoint(f"pod-{i}", f"10.0.{i // 250}.{i % 250 + 1}", 8000), _metrics(rng))
                   for i in range(endpoints)]
+    for plugin in scheduler.plugins.values():  # each endpoint's scrape, as the Director's scrape hook feeds it
+        if isinstance(plugin, InflightLoadProducer):
+            for c in candidates:
+                if c.metrics is not None:
+                    plugin.scraped(c.hostport, c.metrics)
     prompts = _prompts(rng, requests)
     samples: list[float] = []
     clock = time.perf_counter

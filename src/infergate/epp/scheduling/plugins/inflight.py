@@ -38,7 +38,6 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any
 
 from infergate.epp.metrics_scraper import EndpointMetrics
@@ -60,8 +59,6 @@ DEFAULT_PREFILL_CHUNK_TOKENS = 8192  # vLLM's --max-num-batched-tokens: prompt t
 MAX_IDLE_ENDPOINTS = 1024  # endpoints with nothing in flight kept for their recent events
 MAX_EVENTS = 4096  # picks and ends kept per endpoint (scrapes are far younger than the oldest)
 MAX_KNOWN_ADAPTERS = 4096  # LoRA adapter names remembered from scrapes
-MAX_LEARNED_METRICS = 4096  # metrics objects (scrapes) ``learn_from`` remembers having read
-_METRICS_OF = attrgetter("metrics")
 # the endpoint speed factor (``EndpointSpeed``): weight of the newest request's duration in an
 # endpoint's running mean, the completed requests it needs before its factor moves off 1 (0: the
 # factor is off, the default; 16 is the value measured in docs/epp.md), the smallest ratio taken as
@@ -197,14 +194,10 @@ class InflightLoad:
         self._requests: dict[str, _Tracked] = {}
         self._endpoints: dict[str, EndpointLoad] = {}
         self.mean_uncached_tokens = 0.0
-        self.adapters: set[str] = set()  # models some scrape listed as a running or waiting LoRA adapter
-        # adapters are learned once per scrape: from the scrapes themselves once someone feeds
-        # them (``note_scrape``: the Director, the decision replay), else from each candidate's
-        # metrics object the first time a pick sees it (``learn_from``)
-        self.fed_by_scrapes = False
-        # the metrics objects ``learn_from`` has read, by id (held: an id is not reused while it is here)
-        self._learned: dict[int, EndpointMetrics | None] = {}
-        self._forget_learned()
+        # models some scrape listed as a running or waiting LoRA adapter: learned once per scrape,
+        # from the scrapes every caller feeds (``note_scrape``: the Director's scrape hook, the
+        # decision replay, the benchmarks and tests), never at pick time
+        self.adapters: set[str] = set()
         self.adapter_notes = 0  # adapter lists merged into ``adapters`` (the per-scrape learning's work)
         # per endpoint whose scrapes count first tokens: (the newest scrape's time, its count)
         self._first_tokens: dict[str, tuple[float, float]] = {}
@@ -215,40 +208,14 @@ class InflightLoad:
         if names <= self.adapters:
             return
         if len(self.adapters) + len(names) > MAX_KNOWN_ADAPTERS:
-            self.adapters.clear()
-            self._forget_learned()  # relearn what the candidates list, as before the bound
+            self.adapters.clear()  # the next scrapes relearn the adapters in use
         self.adapters |= names
 
     def note_scrape(self, active: frozenset[str], waiting: frozenset[str]) -> None:
-        """One scrape's running and waiting adapters (``vllm:lora_requests_info``). Once a caller
-        feeds the scrapes, picks learn nothing from their candidates: a pick does no per-candidate
-        work for this (``learn_from`` returns at once)."""
-        self.fed_by_scrapes = True
+        """One scrape's running and waiting adapters (``vllm:lora_requests_info``): the only way
+        adapters become known, so a pick does no per-candidate work for this."""
         if active or waiting:  # most pools serve no adapter: no set is built for them
             self.note_adapters(active | waiting)
-
-    def learn_from(self, candidates: list[Candidate]) -> None:
-        """The adapters the candidates' metrics list, for callers that do not feed the scrapes
-        (``note_scrape``): each metrics object (one scrape) is read once, not at every pick. The
-        check that every candidate's metrics were read before runs in C (no bytecode per candidate)."""
-        if self.fed_by_scrapes:
-            return
-        learned = self._learned
-        if all(map(learned.__contains__, map(id, map(_METRICS_OF, candidates)))):
-            return  # the common case: picks between two scrapes
-        for c in candidates:
-            m = c.metrics
-            if m is None or id(m) in learned:
-                continue
-            if len(learned) >= MAX_LEARNED_METRICS:
-                self._forget_learned()
-            learned[id(m)] = m
-            if m.active_models or m.waiting_models:
-                self.note_adapters(m.active_models | m.waiting_models)
-
-    def _forget_learned(self) -> None:
-        self._learned.clear()
-        self._learned[id(None)] = None  # a candidate without metrics has nothing to learn
 
     def get(self, hostport: str) -> EndpointLoad:
         return self._endpoints.get(hostport) or EndpointLoad()

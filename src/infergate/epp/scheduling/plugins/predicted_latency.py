@@ -116,12 +116,11 @@ def lora_penalties(producer: InflightLoadProducer, lora: LoraCost, request: Sche
     """Per candidate: 0 where the request's adapter is active, ``lora.load_tokens`` where a slot is
     free, ``lora.slot_wait_tokens`` where every slot is held; all 0 when the model is no known adapter.
 
-    The known adapters are learned once per scrape (``InflightLoad.note_scrape``, fed by the
-    Director; else ``learn_from`` reads each new metrics object once): a pick for the base model
-    or a pool without adapters does no per-candidate work here."""
+    The known adapters are learned once per scrape (``InflightLoad.note_scrape``: every caller
+    feeds the producer its scrapes): a pick for the base model or a pool without adapters does no
+    per-candidate work here."""
     model = request.target_model
     load = producer.load
-    load.learn_from(candidates)
     adapters = load.adapters
     if model not in adapters or not (lora.load_tokens or lora.slot_wait_tokens):
         return [0.0] * len(candidates)
