@@ -79,6 +79,7 @@ def saturation_config(options: EPPOptions) -> SaturationConfig:
         max_pending_prefill_tokens=options.sd_max_pending_prefill_tokens,
         sheddable_max_inflight_per_endpoint=options.sd_sheddable_max_inflight_per_endpoint,
         sheddable_max_pending_prefill_tokens=options.sd_sheddable_max_pending_prefill_tokens,
+        sheddable_max_prefill_busy_fraction=options.sd_sheddable_max_prefill_busy_fraction,
         sheddable_ttft_objective=options.sd_sheddable_ttft_objective,
         sheddable_itl_objective=options.sd_sheddable_itl_objective,
     )
