@@ -86,7 +86,7 @@ def test_prefill_duty_keeps_a_bounded_number_of_endpoints() -> None:
 
 def test_on_by_default_with_pick_time_accounting_and_off_without() -> None:
     assert DEFAULT_SHEDDABLE_MAX_PREFILL_BUSY_FRACTION == 0.5
-    assert PREFILL_DUTY_TIME_CONSTANT_S == 1.0
+    assert PREFILL_DUTY_TIME_CONSTANT_S == 2.0
     assert SaturationConfig().resolved(True).sheddable_max_prefill_busy_fraction == 0.5
     assert SaturationConfig().resolved(False).sheddable_max_prefill_busy_fraction == 0
     assert SaturationConfig(sheddable_max_prefill_busy_fraction=0).resolved(True).sheddable_max_prefill_busy_fraction == 0
@@ -140,7 +140,9 @@ def test_the_fraction_forgets_a_past_burst() -> None:
     pool = Pool()
     pool.run(2.0, dict.fromkeys(POOL, 1.0))
     assert pool.shed() is not None
-    pool.run(1.5, {})  # a quiet second and a half: e^-1.5 = 0.22 of the burst is left
+    pool.run(0.5, {})  # a quiet half second: e^-0.25 = 0.78 of the burst is left (time constant 2 s)
+    assert pool.shed() is not None
+    pool.run(1.5, {})  # two quiet seconds: e^-1 = 0.37 is left
     assert pool.shed() is None
 
 

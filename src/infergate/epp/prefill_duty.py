@@ -5,8 +5,8 @@ there next waits for it (the queue's utilization, a fraction: what it means does
 the hardware's speed). ``PrefillDuty`` keeps, per endpoint, an exponentially weighted mean of
 "something was pending" over the samples it is given (one per scrape, by the saturation
 detector: ``observe``), each weighted by the time since the previous sample, with time constant
-``time_constant`` seconds: a busy second brings the fraction from 0 to 0.63, a quiet one back
-by the same factor. An endpoint never observed has fraction 0.
+``time_constant`` seconds: busy for one time constant brings the fraction from 0 to 0.63, quiet
+for one brings it back by the same factor. An endpoint never observed has fraction 0.
 
 Single event loop; bounded: at most ``max_endpoints`` are kept (the least recently observed
 half is forgotten past it).

@@ -91,9 +91,11 @@ DEFAULT_SHEDDABLE_MAX_PENDING_PREFILL_TOKENS = 512
 # its reading over time ("auto", on with pick-time accounting): a sheddable request is not sent
 # where prompts waited to be prefilled more than half of the recent time while the pool was as busy
 # (more often than not, a request sent there next queues behind another's prefill); each scrape
-# samples the endpoint, and the mean forgets with this time constant (seconds)
+# samples the endpoint, and the mean forgets with this time constant (seconds: longer than a
+# request's prefill and decode, ~1.5 s on issue 16's priority-mix, so that one cold prompt does not
+# flip it; 1 s shed 4 more of 216 sheddable requests at 0.3x load and held the closed loop less)
 DEFAULT_SHEDDABLE_MAX_PREFILL_BUSY_FRACTION = 0.5
-PREFILL_DUTY_TIME_CONSTANT_S = 1.0
+PREFILL_DUTY_TIME_CONSTANT_S = 2.0
 # priority holdback (off unless set): the value calibrated on the peer benchmark's priority-mix
 # (8B on an A100, ~4,000-token prompts with ~1,000 uncached): a replica holds ~4.5 requests at its
 # capacity (2.5 req/s); with 3 the decision replay's critical goodput is within 2% of shedding at 1
@@ -252,7 +254,10 @@ class SaturationDetector:
         A sheddable request is shed when, with pick-time limits, ``hostport`` has no headroom,
         or, with the prefill holdback (T = ``sheddable_max_pending_prefill_tokens``), ``hostport``
         has more than T prefill tokens pending and the endpoints of ``pool`` (the pool's available
-        endpoints; empty: not checked) have more than T on average, or, with the priority holdback
+        endpoints; empty: not checked) have more than T on average, or, with its reading over time
+        (F = ``sheddable_max_prefill_busy_fraction``), ``hostport`` had prefill tokens pending during
+        more than F of the recent time and the endpoints of ``pool`` more than F on average (each
+        endpoint's ``PrefillDuty``, sampled at its scrapes), or, with the priority holdback
         (N = ``sheddable_max_inflight_per_endpoint``), ``hostport`` has N requests in flight and
         the endpoints of ``pool`` have N or more on average (this EPP's picks reconciled with the
         scrape, as the pick-time limits)."""
