@@ -20,6 +20,7 @@ from infergate.epp.options import EPPOptions
 from infergate.epp.prefill_duty import PrefillDuty
 from infergate.epp.saturation import (
     DEFAULT_SHEDDABLE_MAX_PREFILL_BUSY_FRACTION,
+    PREFILL_DUTY_SCRAPES,
     PREFILL_DUTY_TIME_CONSTANT_S,
     SaturationConfig,
     SaturationDetector,
@@ -86,7 +87,6 @@ def test_prefill_duty_keeps_a_bounded_number_of_endpoints() -> None:
 
 def test_on_by_default_with_pick_time_accounting_and_off_without() -> None:
     assert DEFAULT_SHEDDABLE_MAX_PREFILL_BUSY_FRACTION == 0.5
-    assert PREFILL_DUTY_TIME_CONSTANT_S == 2.0
     assert SaturationConfig().resolved(True).sheddable_max_prefill_busy_fraction == 0.5
     assert SaturationConfig().resolved(False).sheddable_max_prefill_busy_fraction == 0
     assert SaturationConfig(sheddable_max_prefill_busy_fraction=0).resolved(True).sheddable_max_prefill_busy_fraction == 0
@@ -153,6 +153,18 @@ def test_a_set_fraction_applies() -> None:
     low = Pool(SaturationConfig(sheddable_max_prefill_busy_fraction=0.2))
     low.run(3.0, dict.fromkeys(POOL, 0.25))
     assert low.shed() is not None
+
+
+def test_the_time_constant_is_forty_refresh_intervals() -> None:
+    # 2 s at the default 50 ms refresh; a benchmark that slows the model servers down 4x refreshes
+    # every 200 ms and its mean then spans the same model time
+    assert PREFILL_DUTY_SCRAPES == 40
+    assert director_config(EPPOptions(pool_name="p")).saturation.prefill_duty_time_constant == pytest.approx(2.0)
+    slow = director_config(EPPOptions(pool_name="p", refresh_metrics_interval=0.2)).saturation
+    assert slow.prefill_duty_time_constant == pytest.approx(8.0)
+    assert SaturationDetector(MetricsStore(), slow, load=lambda h, _m: (0, 0.0),
+                              accounts_picks=True).prefill_duty.time_constant == pytest.approx(8.0)
+    assert SaturationConfig().prefill_duty_time_constant == PREFILL_DUTY_TIME_CONSTANT_S == 2.0
 
 
 def test_options_and_flag_set_it() -> None:

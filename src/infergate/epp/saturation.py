@@ -44,7 +44,7 @@ count, means the same on any hardware (the next request waits for it), so it has
 The same holdback reads the prefill queue over time too: ``sheddable_max_prefill_busy_fraction``
 (F, "auto" 0.5) sheds a sheddable request when the endpoint it was picked for had prompt tokens
 waiting to be prefilled during more than F of the recent time (``PrefillDuty``: a sample per
-scrape, time constant ``PREFILL_DUTY_TIME_CONSTANT_S``) and the pool's endpoints more than F on
+scrape, time constant ``prefill_duty_time_constant``: 40 refresh intervals) and the pool's endpoints more than F on
 average. The queue's utilization, a fraction, not a count: in a closed loop (users who send their
 next request when the last one ends) the queue is often empty at the moment a sheddable request
 comes, yet busy most of the time, and the sheddable requests admitted in its quiet moments fill
@@ -91,11 +91,14 @@ DEFAULT_SHEDDABLE_MAX_PENDING_PREFILL_TOKENS = 512
 # its reading over time ("auto", on with pick-time accounting): a sheddable request is not sent
 # where prompts waited to be prefilled more than half of the recent time while the pool was as busy
 # (more often than not, a request sent there next queues behind another's prefill); each scrape
-# samples the endpoint, and the mean forgets with this time constant (seconds: longer than a
-# request's prefill and decode, ~1.5 s on issue 16's priority-mix, so that one cold prompt does not
-# flip it; 1 s shed 4 more of 216 sheddable requests at 0.3x load and held the closed loop less)
+# samples the endpoint, and the mean forgets with a time constant of PREFILL_DUTY_SCRAPES refresh
+# intervals (2 s at the EPP's default 50 ms: longer than a request's prefill and decode, ~1.5 s on
+# issue 16's priority-mix, so that one cold prompt does not flip it; 1 s shed 4 more of 216
+# sheddable requests at 0.3x load and held the closed loop less). In refresh intervals, so that a
+# benchmark that slows the model servers down (and the refresh with them) slows it down too.
 DEFAULT_SHEDDABLE_MAX_PREFILL_BUSY_FRACTION = 0.5
-PREFILL_DUTY_TIME_CONSTANT_S = 2.0
+PREFILL_DUTY_SCRAPES = 40
+PREFILL_DUTY_TIME_CONSTANT_S = 2.0  # PREFILL_DUTY_SCRAPES x the default refresh interval (0.05 s)
 # priority holdback (off unless set): the value calibrated on the peer benchmark's priority-mix
 # (8B on an A100, ~4,000-token prompts with ~1,000 uncached): a replica holds ~4.5 requests at its
 # capacity (2.5 req/s); with 3 the decision replay's critical goodput is within 2% of shedding at 1
@@ -133,6 +136,8 @@ class SaturationConfig:
     # its reading over time: sheddable requests shed over this fraction of recent time with prefill pending
     # (endpoint and pool mean); 0 = off, None = auto (0.5 when the profile accounts picks)
     sheddable_max_prefill_busy_fraction: float | None = None
+    # ... over a mean with this time constant (seconds; ``build_epp``: PREFILL_DUTY_SCRAPES x the refresh interval)
+    prefill_duty_time_constant: float = PREFILL_DUTY_TIME_CONSTANT_S
     # latency holdback (infergate): sheddable requests shed while the pool's recent mean TTFT / inter-token
     # latency is over LATENCY_ENTER x these objectives (seconds), until under LATENCY_EXIT x; 0 and None off
     sheddable_ttft_objective: float | None = None
@@ -207,7 +212,7 @@ class SaturationDetector:
         self._latency_shedding = False
         if self.config.latency_holdback:
             store.subscribe(self._on_scrape)
-        self.prefill_duty = PrefillDuty(PREFILL_DUTY_TIME_CONSTANT_S)
+        self.prefill_duty = PrefillDuty(self.config.prefill_duty_time_constant)
         if load is not None and self.limits.sheddable_max_prefill_busy_fraction:
             store.subscribe(self._sample_prefill)
 
