@@ -289,7 +289,7 @@ def test_every_epp_flag_is_passed_or_settable_and_accepted_by_infergate_epp(helm
                "zap-encoder": "json", "ha-lease-duration": "15s", "ha-renew-deadline": "10s", "ha-retry-period": "2s",
                "sd-max-inflight-per-endpoint": "32", "sd-max-pending-prefill-tokens": "4096",
                "sd-sheddable-max-inflight-per-endpoint": "3", "sd-sheddable-max-pending-prefill-tokens": "1024",
-               "sd-sheddable-ttft-objective": "500ms",
+               "sd-sheddable-max-prefill-busy-fraction": "0.7", "sd-sheddable-ttft-objective": "500ms",
                "sd-sheddable-itl-objective": "50ms"}
     assert set(samples) == set(value_flags)
     flags: list[dict[str, Any]] = [{"name": f, "value": samples[f]} for f in value_flags]
@@ -302,6 +302,7 @@ def test_every_epp_flag_is_passed_or_settable_and_accepted_by_infergate_epp(helm
     assert (parsed["sd_max_inflight_per_endpoint"], parsed["sd_max_pending_prefill_tokens"]) == (32, 4096)
     assert parsed["sd_sheddable_max_inflight_per_endpoint"] == 3
     assert parsed["sd_sheddable_max_pending_prefill_tokens"] == 1024
+    assert parsed["sd_sheddable_max_prefill_busy_fraction"] == 0.7
     assert (parsed["sd_sheddable_ttft_objective"], parsed["sd_sheddable_itl_objective"]) == (0.5, 0.05)
 
 

@@ -73,6 +73,12 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
                    "pool has as many per endpoint on average (the pool is prefill-bound), so that prefill "
                    "capacity stays for priority >= 0 (never shed by it). 0 = off; unset = 512 when the "
                    "scheduling profile has an inflight-load-producer (the default profile), else off.")
+@click.option("--sd-sheddable-max-prefill-busy-fraction", type=click.FloatRange(min=0, max=1), default=None,
+              help="Prefill holdback over time: a sheddable request (priority < 0) is shed (429) when the endpoint "
+                   "it was picked for had prompt tokens waiting to be prefilled during more than this fraction of "
+                   "the recent time (a mean over the last seconds, sampled at each scrape) and the pool's endpoints as "
+                   "much on average. 0 = off; unset = 0.5 when the scheduling profile has an "
+                   "inflight-load-producer (the default profile), else off. See docs/epp.md.")
 @click.option("--sd-sheddable-max-inflight-per-endpoint", type=click.IntRange(min=0), default=None,
               help="Priority holdback: a sheddable request (priority < 0) is shed (429) when the endpoint it "
                    "was picked for already has this many requests in flight and the pool has as many per "

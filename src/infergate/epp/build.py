@@ -19,7 +19,7 @@ from infergate.epp.metrics import EppMetrics
 from infergate.epp.metrics_scraper import MetricsScraper, MetricsStore
 from infergate.epp.model_server_protocol import ModelServerProtocol, protocol_by_name
 from infergate.epp.options import EPPOptions
-from infergate.epp.saturation import SaturationConfig
+from infergate.epp.saturation import PREFILL_DUTY_SCRAPES, PREFILL_DUTY_TIME_CONSTANT_S, SaturationConfig
 from infergate.epp.scheduling.config import load_config_file, load_config_text, load_preset
 from infergate.epp.scheduling.framework import Scheduler
 
@@ -67,7 +67,8 @@ def model_server_protocol(options: EPPOptions) -> ModelServerProtocol:
 
 
 def saturation_config(options: EPPOptions) -> SaturationConfig:
-    """Upstream's SD_* environment variables (or defaults), overridden by the options that are set."""
+    """Upstream's SD_* environment variables (or defaults), overridden by the options that are set;
+    the prefill holdback's time constant is ``PREFILL_DUTY_SCRAPES`` refresh intervals."""
     env = SaturationConfig.from_env()
     return SaturationConfig(
         env.queue_depth_threshold if options.sd_queue_depth_threshold is None else options.sd_queue_depth_threshold,
@@ -79,6 +80,9 @@ def saturation_config(options: EPPOptions) -> SaturationConfig:
         max_pending_prefill_tokens=options.sd_max_pending_prefill_tokens,
         sheddable_max_inflight_per_endpoint=options.sd_sheddable_max_inflight_per_endpoint,
         sheddable_max_pending_prefill_tokens=options.sd_sheddable_max_pending_prefill_tokens,
+        sheddable_max_prefill_busy_fraction=options.sd_sheddable_max_prefill_busy_fraction,
+        prefill_duty_time_constant=PREFILL_DUTY_SCRAPES * options.refresh_metrics_interval
+        if options.refresh_metrics_interval > 0 else PREFILL_DUTY_TIME_CONSTANT_S,
         sheddable_ttft_objective=options.sd_sheddable_ttft_objective,
         sheddable_itl_objective=options.sd_sheddable_itl_objective,
     )

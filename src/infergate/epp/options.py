@@ -62,6 +62,9 @@ class EPPOptions:
     # prefill holdback (infergate; saturation.py): sheddable requests shed where the picked endpoint and
     # the pool (on average) have more prefill tokens pending; None = auto (512 with pick-time accounting)
     sd_sheddable_max_pending_prefill_tokens: int | None = None
+    # ... and over time: where the picked endpoint and the pool (on average) had prompts pending prefill
+    # more than this fraction of the recent time; None = auto (0.5 with pick-time accounting), 0 = off
+    sd_sheddable_max_prefill_busy_fraction: float | None = None
     # latency holdback (infergate; saturation.py): sheddable requests shed while the pool's recent mean
     # TTFT / inter-token latency (scraped vLLM histograms) is over 0.7x these objectives (seconds), until
     # under 0.4x; None and 0 = off

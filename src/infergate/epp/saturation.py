@@ -41,6 +41,14 @@ Prefill holdback (infergate, issue 16; on by default with pick-time accounting):
 endpoint it was picked for has more than T prompt tokens of other requests waiting to be
 prefilled and the pool has more than T per endpoint on average: a prefill queue, unlike a request
 count, means the same on any hardware (the next request waits for it), so it has a default.
+The same holdback reads the prefill queue over time too: ``sheddable_max_prefill_busy_fraction``
+(F, "auto" 0.5) sheds a sheddable request when the endpoint it was picked for had prompt tokens
+waiting to be prefilled during more than F of the recent time (``PrefillDuty``: a sample per
+scrape, time constant ``prefill_duty_time_constant``: 40 refresh intervals) and the pool's endpoints more than F on
+average. The queue's utilization, a fraction, not a count: in a closed loop (users who send their
+next request when the last one ends) the queue is often empty at the moment a sheddable request
+comes, yet busy most of the time, and the sheddable requests admitted in its quiet moments fill
+the running batch that critical requests then share (docs/epp.md, "Prefill holdback").
 Latency holdback (infergate, issue 16; opt-in): the same protection without a request count. A
 sheddable request is shed while the pool's recent mean time to first token or inter-token latency
 (the model servers' own ``vllm:time_to_first_token_seconds`` and
@@ -66,6 +74,7 @@ from dataclasses import dataclass, replace
 
 from infergate.epp.latency_window import LatencyWindow
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
+from infergate.epp.prefill_duty import PrefillDuty
 from infergate.util.durations import DurationError, parse_seconds
 
 # "auto" limits when the profile accounts picks: a running batch of 64 keeps an 8B model's
@@ -79,6 +88,17 @@ DEFAULT_MAX_PENDING_PREFILL_TOKENS = 2048
 # --max-num-batched-tokens 8,192), so "the endpoint is busy prefilling" whatever the hardware
 # (decision replay on issue 16's priority-mix: docs/epp.md, "Prefill holdback")
 DEFAULT_SHEDDABLE_MAX_PENDING_PREFILL_TOKENS = 512
+# its reading over time ("auto", on with pick-time accounting): a sheddable request is not sent
+# where prompts waited to be prefilled more than half of the recent time while the pool was as busy
+# (more often than not, a request sent there next queues behind another's prefill); each scrape
+# samples the endpoint, and the mean forgets with a time constant of PREFILL_DUTY_SCRAPES refresh
+# intervals (2 s at the EPP's default 50 ms: longer than a request's prefill and decode, ~1.5 s on
+# issue 16's priority-mix, so that one cold prompt does not flip it; 1 s shed 4 more of 216
+# sheddable requests at 0.3x load and held the closed loop less). In refresh intervals, so that a
+# benchmark that slows the model servers down (and the refresh with them) slows it down too.
+DEFAULT_SHEDDABLE_MAX_PREFILL_BUSY_FRACTION = 0.5
+PREFILL_DUTY_SCRAPES = 40
+PREFILL_DUTY_TIME_CONSTANT_S = 2.0  # PREFILL_DUTY_SCRAPES x the default refresh interval (0.05 s)
 # priority holdback (off unless set): the value calibrated on the peer benchmark's priority-mix
 # (8B on an A100, ~4,000-token prompts with ~1,000 uncached): a replica holds ~4.5 requests at its
 # capacity (2.5 req/s); with 3 the decision replay's critical goodput is within 2% of shedding at 1
@@ -113,6 +133,11 @@ class SaturationConfig:
     # prefill holdback (infergate): sheddable requests shed over this many pending prefill tokens
     # (endpoint and pool mean); 0 = off, None = auto (on when the profile accounts picks)
     sheddable_max_pending_prefill_tokens: int | None = None
+    # its reading over time: sheddable requests shed over this fraction of recent time with prefill pending
+    # (endpoint and pool mean); 0 = off, None = auto (0.5 when the profile accounts picks)
+    sheddable_max_prefill_busy_fraction: float | None = None
+    # ... over a mean with this time constant (seconds; ``build_epp``: PREFILL_DUTY_SCRAPES x the refresh interval)
+    prefill_duty_time_constant: float = PREFILL_DUTY_TIME_CONSTANT_S
     # latency holdback (infergate): sheddable requests shed while the pool's recent mean TTFT / inter-token
     # latency is over LATENCY_ENTER x these objectives (seconds), until under LATENCY_EXIT x; 0 and None off
     sheddable_ttft_objective: float | None = None
@@ -162,7 +187,10 @@ class SaturationConfig:
                                                        DEFAULT_MAX_PENDING_PREFILL_TOKENS),
                        sheddable_max_inflight_per_endpoint=self.sheddable_max_inflight_per_endpoint or 0,
                        sheddable_max_pending_prefill_tokens=pick(self.sheddable_max_pending_prefill_tokens,
-                                                                 DEFAULT_SHEDDABLE_MAX_PENDING_PREFILL_TOKENS))
+                                                                 DEFAULT_SHEDDABLE_MAX_PENDING_PREFILL_TOKENS),
+                       sheddable_max_prefill_busy_fraction=(
+                           self.sheddable_max_prefill_busy_fraction if self.sheddable_max_prefill_busy_fraction is not None
+                           else DEFAULT_SHEDDABLE_MAX_PREFILL_BUSY_FRACTION if accounts_picks else 0.0))
 
     @property
     def pick_time(self) -> bool:
@@ -184,9 +212,22 @@ class SaturationDetector:
         self._latency_shedding = False
         if self.config.latency_holdback:
             store.subscribe(self._on_scrape)
+        self.prefill_duty = PrefillDuty(self.config.prefill_duty_time_constant)
+        if load is not None and self.limits.sheddable_max_prefill_busy_fraction:
+            store.subscribe(self._sample_prefill)
 
     def _on_scrape(self, hostport: str) -> None:
         self.latency.observe(hostport, self.store.raw(hostport))
+
+    def _sample_prefill(self, hostport: str) -> None:
+        """A scrape of ``hostport`` samples its prefill duty: busy when the pick-time accounting has
+        prompt tokens pending there (as of the scrapes before this one: the Director applies this
+        scrape's first-token count after the detector's listener, so a prompt counts as pending
+        until the first scrape after the one that reported it prefilled)."""
+        metrics = self.store.raw(hostport)
+        if metrics is None or self.load is None:
+            return
+        self.prefill_duty.observe(hostport, metrics.update_time, self.load(hostport, metrics)[1] > 0)
 
     @property
     def pick_time(self) -> bool:
@@ -218,7 +259,10 @@ class SaturationDetector:
         A sheddable request is shed when, with pick-time limits, ``hostport`` has no headroom,
         or, with the prefill holdback (T = ``sheddable_max_pending_prefill_tokens``), ``hostport``
         has more than T prefill tokens pending and the endpoints of ``pool`` (the pool's available
-        endpoints; empty: not checked) have more than T on average, or, with the priority holdback
+        endpoints; empty: not checked) have more than T on average, or, with its reading over time
+        (F = ``sheddable_max_prefill_busy_fraction``), ``hostport`` had prefill tokens pending during
+        more than F of the recent time and the endpoints of ``pool`` more than F on average (each
+        endpoint's ``PrefillDuty``, sampled at its scrapes), or, with the priority holdback
         (N = ``sheddable_max_inflight_per_endpoint``), ``hostport`` has N requests in flight and
         the endpoints of ``pool`` have N or more on average (this EPP's picks reconciled with the
         scrape, as the pick-time limits)."""
@@ -254,6 +298,13 @@ class SaturationDetector:
             if pending is not None:
                 return (f"sheddable request held back: {pending:.0f} prompt tokens wait to be prefilled on its "
                         f"endpoint and the pool is as busy (prefill holdback over {prefill})")
+        busy = self.limits.sheddable_max_prefill_busy_fraction
+        if busy:
+            duty = self.prefill_duty.fraction
+            mine = duty(hostport)
+            if mine > busy and (not pool or sum(duty(h) for h in pool) / len(pool) > busy):
+                return (f"sheddable request held back: prompts waited to be prefilled on its endpoint {mine:.0%} "
+                        f"of the recent time and the pool is as busy (prefill holdback over {busy:.0%})")
         holdback = self.limits.sheddable_max_inflight_per_endpoint
         if holdback:
             requests = over(0, holdback, strictly=False)

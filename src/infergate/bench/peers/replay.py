@@ -22,7 +22,9 @@ critical requests', as in the benchmark's report.
 
 ``python -m infergate.bench.peers.replay --workload shared-prefix-zipf --policy default
 --policy oracle --policy my-config.yaml [--duration 15] [--seed 1] [--seeds 3] [--closed]
-[--sd-sheddable-max-inflight-per-endpoint N] [--sd-sheddable-ttft-objective S --sd-sheddable-itl-objective S]``
+[--sd-sheddable-max-inflight-per-endpoint N] [--sd-sheddable-ttft-objective S --sd-sheddable-itl-objective S]
+[--sd-sheddable-max-pending-prefill-tokens T] [--sd-sheddable-max-prefill-busy-fraction F] [--load X]``
+(``--load``: ``priority-mix`` at X times its calibrated capacity instead of 1.5x)
 """
 
 from __future__ import annotations
@@ -42,7 +44,15 @@ from typing import Any
 from infergate.bench.peers.driver import SHED_BACKOFF_S
 from infergate.bench.peers.oracle import choose
 from infergate.bench.peers.summary import SLO_ITL_S, SLO_TTFT_S
-from infergate.bench.peers.workloads import CRITICAL, SLOW_PROFILE_SETTINGS, PoolSpec, Session, Workload, make
+from infergate.bench.peers.workloads import (
+    CRITICAL,
+    SLOW_PROFILE_SETTINGS,
+    PoolSpec,
+    Session,
+    Workload,
+    make,
+    priority_mix,
+)
 from infergate.bench.stats import percentile
 from infergate.epp.datastore import Endpoint
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
@@ -448,6 +458,12 @@ def main(argv: Seq[str] | None = None) -> None:
                              "STREAMED; the production default, NONE, sends only headers and the end)")
     parser.add_argument("--sd-sheddable-max-inflight-per-endpoint", type=int, default=None, metavar="N",
                         help="the EPP's priority holdback (default: off, as the EPP's; 3 suits priority-mix)")
+    parser.add_argument("--sd-sheddable-max-pending-prefill-tokens", type=int, default=None, metavar="T",
+                        help="the EPP's prefill holdback (default: the EPP's, 512; 0 off)")
+    parser.add_argument("--sd-sheddable-max-prefill-busy-fraction", type=float, default=None, metavar="F",
+                        help="the EPP's prefill holdback over time (default: the EPP's, 0.5; 0 off)")
+    parser.add_argument("--load", type=float, default=None, metavar="X",
+                        help="priority-mix only: X times its calibrated capacity (default 1.5)")
     parser.add_argument("--sd-sheddable-ttft-objective", type=float, default=None, metavar="SECONDS",
                         help="the EPP's latency holdback on the pool's mean time to first token (default: off)")
     parser.add_argument("--sd-sheddable-itl-objective", type=float, default=None, metavar="SECONDS",
@@ -455,12 +471,19 @@ def main(argv: Seq[str] | None = None) -> None:
     args = parser.parse_args(argv)
     saturation = SaturationConfig(sheddable_max_inflight_per_endpoint=args.sd_sheddable_max_inflight_per_endpoint,
                                   sheddable_ttft_objective=args.sd_sheddable_ttft_objective,
-                                  sheddable_itl_objective=args.sd_sheddable_itl_objective)
+                                  sheddable_itl_objective=args.sd_sheddable_itl_objective,
+                                  sheddable_max_pending_prefill_tokens=args.sd_sheddable_max_pending_prefill_tokens,
+                                  sheddable_max_prefill_busy_fraction=args.sd_sheddable_max_prefill_busy_fraction)
+    if args.load is not None and args.workload != "priority-mix":
+        parser.error("--load applies to --workload priority-mix only")
     print("| seed | policy | TTFT p50 | TTFT p90 | TTFT p99 | goodput | served | shed | prefix hit | "
           "replicas/group | max share | out tok/s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for seed in range(args.seed, args.seed + args.seeds):
-        workload = make(args.workload, args.duration, seed, args.replicas, closed=args.closed)
+        if args.load is not None:  # as ``make`` does: a closed loop takes sessions for 6x the duration
+            workload = priority_mix(args.duration * (6.0 if args.closed else 1.0), seed, args.replicas, load=args.load)
+        else:
+            workload = make(args.workload, args.duration, seed, args.replicas, closed=args.closed)
         for spec in args.policy:
             r = replay(workload, spec, seed, args.duration if args.closed else None, first_byte=args.first_byte,
                        saturation=saturation)
