@@ -217,7 +217,7 @@ def test_chart_on_infergate_up_serves_the_source_documents_route(cluster: Cluste
     assert {k for k, _ in fleet} >= {"Deployment", "Service"}
     cluster.kubectl("delete", "gateway", "inference-gateway")
     # an Envoy pod now stops as the kubelet would: not Ready, its preStop pause (3 s), then a drain
-    # of up to --drain-seconds (15 s) while any downstream connection is open, before its objects go
+    # of up to --drain-seconds (15 s) while requests are active or connections in use
     eventually(lambda: not any(cluster.exists(k, n, "default") for k, n in fleet), 45, "the Envoy objects deleted")
 
     # helm uninstall: every object of the release is gone, and the controller's process
