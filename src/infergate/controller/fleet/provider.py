@@ -66,8 +66,8 @@ class FleetOptions:
     # replica, whose ACKs this one does not see; a Ready Envoy pod of the Gateway's current
     # Deployment (Envoy is Ready once it has its configuration) counts as ACKed then.
     ready_pods_count_as_acked: bool = False
-    # ... and until its Deployment has one, it is looked at again after this long, then twice as
-    # long each time, up to resync_s (nothing tells the leader when it becomes Ready).
+    # ... and until its Deployment has one, it is looked at again after this long, then 1.5 times
+    # as long each time, up to resync_s (nothing tells the leader when it becomes Ready).
     ready_recheck_s: float = 0.5
     controller_name: str = "infergate.io/gateway-controller"  # marks (and limits pruning to) our objects
     # After a (re)start, Envoys take a few seconds to reconnect: a Gateway already Programmed at
@@ -276,7 +276,7 @@ class FleetProvider:
 
     def _note_pending(self, node_id: str, pending: bool) -> None:
         """A Gateway still waits for a Ready Envoy pod (none ACKed here): its next look, after a
-        delay that doubles each time it is due, up to ``resync_s``."""
+        delay that grows by half each time it is due, up to ``resync_s``."""
         if not pending:
             self._rechecks.pop(node_id, None)
             return
@@ -285,7 +285,7 @@ class FleetProvider:
         if previous is None:
             delay = self.options.ready_recheck_s
         elif now >= previous[1]:
-            delay = min(previous[0] * 2, self.options.resync_s)
+            delay = min(previous[0] * 1.5, self.options.resync_s)
         else:
             return
         self._rechecks[node_id] = (delay, now + delay)
