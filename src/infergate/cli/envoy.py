@@ -20,7 +20,10 @@ over ADS and keeps serving the last one while the controller is away (it reconne
 back-off). The node id names the Gateway (NAMESPACE/NAME): only that Gateway's listeners are
 sent, bound to the pod IP ($INFERGATE_POD_IP, else --host), so several Envoys on one machine do
 not collide. The admin API (readiness: GET /ready) listens on the pod IP at --admin-port.
-SIGTERM: readiness fails, listeners drain gracefully for up to --drain-seconds, then Envoy exits.
+SIGTERM: readiness fails, listeners drain gracefully (every answer says `connection: close`),
+in-flight requests finish and connections still in use get their last answer, for up to
+--drain-seconds; once no request has started for --idle-close-seconds (and none is active),
+the connections left are idle keep-alive ones and Envoy exits with them.
 """
 
 
@@ -44,12 +47,15 @@ def _host_port(value: str) -> tuple[str, int]:
               default="warning", show_default=True, help="Envoy's log level.")
 @click.option("--drain-seconds", type=click.FloatRange(0, 3600), default=15.0, show_default=True,
               help="On SIGTERM: how long in-flight requests may finish before Envoy exits.")
+@click.option("--idle-close-seconds", type=click.FloatRange(0, 3600), default=1.0, show_default=True,
+              help="On SIGTERM: once no request has started for this long (none active), exit with "
+                   "the idle keep-alive connections still open.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=2, show_default=True,
               help="Envoy worker threads.")
 @click.option("--work-dir", type=click.Path(file_okay=False),
               help="Where the bootstrap is written (a temporary directory by default).")
 def command(xds_server: str, node_id: str, host: str | None, admin_port: int, log_level: str,
-            drain_seconds: float, concurrency: int, work_dir: str | None) -> None:
+            drain_seconds: float, idle_close_seconds: float, concurrency: int, work_dir: str | None) -> None:
     """Run one Envoy of a Gateway's fleet, configured by the controller over xDS."""
     xds_host, xds_port = _host_port(xds_server)
     if node_id.count("/") != 1 or not all(node_id.split("/")):
@@ -63,7 +69,7 @@ def command(xds_server: str, node_id: str, host: str | None, admin_port: int, lo
 
     options = PodEnvoyOptions(xds_host=xds_host, xds_port=xds_port, node_id=node_id, pod_ip=pod_ip,
                               admin_port=admin_port, log_level=log_level, drain_seconds=drain_seconds,
-                              concurrency=concurrency)
+                              idle_close_seconds=idle_close_seconds, concurrency=concurrency)
     raise SystemExit(asyncio.run(_main(options, work_dir)))
 
 

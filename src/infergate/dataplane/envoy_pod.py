@@ -9,12 +9,15 @@ The admin API listens on the pod IP at a fixed port: the readiness probe reads `
 
 On SIGTERM (``run_pod_envoy``): fail readiness (``/healthcheck/fail``), drain the listeners
 gracefully (``/drain_listeners?graceful``: for the drain time the listeners still accept, and
-every answer says ``connection: close``), wait until no downstream connection is open and no
-request is active (at most the drain time), then stop Envoy. Connections, not only requests:
-Envoy leaves an idle keep-alive connection open while it drains, and stopping Envoy with one
-open closes it under its client (or under the service proxy that pinned it to this pod), so a
-request written on it at that moment gets no answer. Clients close theirs once answered with
-``connection: close`` or when their pool lets them expire.
+every answer says ``connection: close``), wait until no request is active and no downstream
+connection is in use, then stop Envoy; at most the drain time in all. Envoy (1.40) leaves an
+idle HTTP/1 keep-alive connection open while it drains (it closes one only after answering a
+request on it), and a request in flight when the drain began had its headers sent without
+``connection: close``, so its connection stays open once it ends. Such a connection still in use
+(requests keep arriving on it: the service proxy or a client pool pinned it to this pod) gets
+its ``connection: close`` answer before Envoy stops; once no request has started for
+``idle_close_seconds`` and none is active, what remains is idle and closes with Envoy: waiting
+for its client to close it would hold the pod for the whole drain time.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class PodEnvoyOptions:
     admin_port: int = 19001
     log_level: str = "warning"
     drain_seconds: float = 15.0
+    # the drain ends once no request has started for this long (open connections are then idle)
+    idle_close_seconds: float = 1.0
     concurrency: int = 2
     envoy_bin: str | None = None
     xds_backoff_s: tuple[float, float] = (0.25, 5.0)  # first and largest delay between reconnects
@@ -121,45 +126,78 @@ async def _admin_post(client: httpx.AsyncClient, url: str) -> None:
         await client.post(url)
 
 
-def open_downstream(stats: str) -> tuple[int, int]:
-    """(open connections on the listeners, active requests) in Envoy's ``/stats`` text, the admin
-    API's own left out (the drain's polling is one of them)."""
-    connections = requests = 0
+@dataclass(frozen=True)
+class Downstream:
+    """What Envoy's listeners serve now, the admin API's own left out (the drain's polling is
+    one of them)."""
+
+    connections: int  # open on the listeners
+    active_requests: int
+    requests_total: int  # requests started since Envoy started (a counter)
+
+
+def open_downstream(stats: str) -> Downstream:
+    """The :class:`Downstream` of Envoy's ``/stats`` text."""
+    connections = active = total = 0
     for line in stats.splitlines():
         name, _, value = line.partition(": ")
-        if not value.strip().isdigit():
+        if not value.strip().isdigit() or name.startswith(("listener.admin.", "http.admin.")):
             continue
         if name.startswith("listener.") and name.endswith(".downstream_cx_active") \
-                and not name.startswith("listener.admin.") and ".worker_" not in name:  # each worker's share
+                and ".worker_" not in name:  # each worker's share
             connections += int(value)
-        elif name.startswith("http.") and name.endswith(".downstream_rq_active") and not name.startswith("http.admin."):
-            requests += int(value)
-    return connections, requests
+        elif name.startswith("http.") and name.endswith(".downstream_rq_active"):
+            active += int(value)
+        elif name.startswith("http.") and name.endswith(".downstream_rq_total"):
+            total += int(value)
+    return Downstream(connections, active, total)
 
 
-async def _open_downstream(client: httpx.AsyncClient, admin: str) -> tuple[int, int]:
-    response = await client.get(f"{admin}/stats", params={"filter": "downstream_(cx|rq)_active$"})
+async def _open_downstream(client: httpx.AsyncClient, admin: str) -> Downstream:
+    response = await client.get(f"{admin}/stats", params={"filter": r"downstream_(cx_active|rq_active|rq_total)$"})
     return open_downstream(response.text)
 
 
+class DrainProgress:
+    """When a drain may end, from successive :class:`Downstream` readings: no request active
+    and no connection open, or none but idle ones (no request started for ``idle_close_s``)."""
+
+    def __init__(self, idle_close_s: float, now: float) -> None:
+        self.idle_close_s = idle_close_s
+        self._requests_total: int | None = None
+        self._quiet_since = now  # when the last request started (as far as the readings tell)
+
+    def done(self, seen: Downstream, now: float) -> bool:
+        if seen.requests_total != self._requests_total:
+            if self._requests_total is not None:
+                self._quiet_since = now
+            self._requests_total = seen.requests_total
+        if seen.active_requests:
+            return False
+        return seen.connections == 0 or now - self._quiet_since >= self.idle_close_s
+
+
 async def drain(options: PodEnvoyOptions) -> None:
-    """Fail readiness, drain the listeners, wait until no connection is open and no request
-    active (at most ``drain_seconds``)."""
+    """Fail readiness, drain the listeners, wait until no request is active and no connection
+    in use (at most ``drain_seconds``)."""
     host = options.admin_host if options.admin_host != "0.0.0.0" else "127.0.0.1"
     admin = f"http://{host}:{options.admin_port}"
+    loop = asyncio.get_running_loop()
     async with httpx.AsyncClient(timeout=2.0) as client:
         await _admin_post(client, f"{admin}/healthcheck/fail")
         await _admin_post(client, f"{admin}/drain_listeners?graceful")
+        progress = DrainProgress(options.idle_close_seconds, loop.time())
 
         async def idle() -> bool:
             try:
-                return await _open_downstream(client, admin) == (0, 0)
+                seen = await _open_downstream(client, admin)
             except httpx.HTTPError:
                 return True  # the admin API is gone: nothing left to wait for
+            return progress.done(seen, loop.time())
 
         with contextlib.suppress(WaitTimeout):
-            await async_wait_until(idle, options.drain_seconds, interval=0.2,
-                                   what="open connections and in-flight requests to finish")
+            await async_wait_until(idle, options.drain_seconds, interval=0.1,
+                                   what="in-flight requests and connections in use to finish")
 
 
 async def run_pod_envoy(options: PodEnvoyOptions, work_dir: Path, stop: asyncio.Event) -> int:

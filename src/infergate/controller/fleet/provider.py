@@ -66,6 +66,9 @@ class FleetOptions:
     # replica, whose ACKs this one does not see; a Ready Envoy pod of the Gateway's current
     # Deployment (Envoy is Ready once it has its configuration) counts as ACKed then.
     ready_pods_count_as_acked: bool = False
+    # ... and until its Deployment has one, it is looked at again after this long, then 1.5 times
+    # as long each time, up to resync_s (nothing tells the leader when it becomes Ready).
+    ready_recheck_s: float = 0.5
     controller_name: str = "infergate.io/gateway-controller"  # marks (and limits pruning to) our objects
     # After a (re)start, Envoys take a few seconds to reconnect: a Gateway already Programmed at
     # its current generation stays so for this long unless one of its Envoys rejects something.
@@ -106,6 +109,9 @@ class FleetProvider:
         self._ensured: dict[tuple[str, str, str], tuple[dict[str, Any], float, Mapping[str, Any] | None]] = {}
         self._pruned_at = float("-inf")
         self._started_at = float("-inf")
+        # node id -> (delay, when) of the next look at a Gateway waiting for a Ready Envoy pod
+        self._rechecks: dict[str, tuple[float, float]] = {}
+        self._recheck_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         self._started_at = asyncio.get_running_loop().time()
@@ -122,6 +128,8 @@ class FleetProvider:
         return self._snapshot
 
     async def stop(self) -> None:
+        if self._recheck_timer is not None:
+            self._recheck_timer.cancel()
         if self._resync is not None:
             self._resync.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -170,13 +178,14 @@ class FleetProvider:
             return 0
         return await self.inner.write_statuses(result, controller_name)
 
-    async def _ensure(self, desired: dict[str, Any]) -> tuple[str, Mapping[str, Any] | None]:
+    async def _ensure(self, desired: dict[str, Any], *, fresh: bool = False) -> tuple[str, Mapping[str, Any] | None]:
         """``applier.ensure``, at most once per ``resync_s`` for an object whose desired state did
-        not change (a reconcile per Envoy ACK must not become a GET per object each time)."""
+        not change (a reconcile per Envoy ACK must not become a GET per object each time), unless
+        ``fresh``."""
         key = (desired["kind"], desired["metadata"]["namespace"], desired["metadata"]["name"])
         now = asyncio.get_running_loop().time()
         cached = self._ensured.get(key)
-        if cached is not None and cached[0] == desired and now - cached[1] < self.options.resync_s:
+        if not fresh and cached is not None and cached[0] == desired and now - cached[1] < self.options.resync_s:
             return "unchanged", cached[2]
         outcome, stored = await self.applier.ensure(desired)
         self._ensured[key] = (desired, now, stored if outcome == "unchanged" else None)
@@ -229,10 +238,14 @@ class FleetProvider:
                 params_by_gateway[info.node_id] = class_params.params
                 for obj in desired_objects(info, class_params.params, settings):
                     if obj is not None and write:
-                        outcome, stored = await self._ensure(obj)
+                        outcome, stored = await self._ensure(
+                            obj, fresh=obj["kind"] == "Deployment" and self._recheck_due(info.node_id))
                         keep.add((obj["kind"], ref.namespace, name))
                         if obj["kind"] == "Deployment" and outcome == "unchanged" and stored is not None:
                             ready_elsewhere = self.options.ready_pods_count_as_acked and deployment_ready(stored)
+            self._note_pending(info.node_id, write and self.options.ready_pods_count_as_acked
+                               and info.node_id in params_by_gateway and info.node_id not in synced
+                               and not ready_elsewhere)
             in_grace = asyncio.get_running_loop().time() - self._started_at < self.options.startup_grace_s
             still_programmed = (in_grace and info.node_id not in nacks
                                 and programmed_at(gateway.body, gateway.generation))
@@ -241,6 +254,9 @@ class FleetProvider:
                 status, addresses=service_addresses(service.body if service is not None else None),
                 synced=info.node_id in synced or ready_elsewhere or still_programmed, params_error=class_params.error,
                 generation=gateway.generation, now=now, nack=nacks.get(info.node_id))
+        for node_id in [n for n in self._rechecks if n not in params_by_gateway]:
+            del self._rechecks[node_id]
+        self._schedule_recheck()
         if params_by_gateway != self.params_by_gateway:
             self.params_by_gateway = params_by_gateway
             if self._on_params_changed is not None:
@@ -251,6 +267,44 @@ class FleetProvider:
             await self.applier.prune(keep, self.options.controller_name)  # Gateways no longer ours (GC removes deleted Gateways' own)
             self._kept, self._pruned_at = keep, loop.time()
         return replace(result, statuses=statuses)
+
+
+    def _recheck_due(self, node_id: str) -> bool:
+        """Whether a Gateway waiting for a Ready Envoy pod is to be looked at again now."""
+        pending = self._rechecks.get(node_id)
+        return pending is not None and asyncio.get_running_loop().time() >= pending[1]
+
+    def _note_pending(self, node_id: str, pending: bool) -> None:
+        """A Gateway still waits for a Ready Envoy pod (none ACKed here): its next look, after a
+        delay that grows by half each time it is due, up to ``resync_s``."""
+        if not pending:
+            self._rechecks.pop(node_id, None)
+            return
+        now = asyncio.get_running_loop().time()
+        previous = self._rechecks.get(node_id)
+        if previous is None:
+            delay = self.options.ready_recheck_s
+        elif now >= previous[1]:
+            delay = min(previous[0] * 1.5, self.options.resync_s)
+        else:
+            return
+        self._rechecks[node_id] = (delay, now + delay)
+
+    def _schedule_recheck(self) -> None:
+        """A reconcile when the earliest look is due (the resync tick does the rest)."""
+        if not self._rechecks:
+            return
+        due = min(when for _, when in self._rechecks.values())
+        timer = self._recheck_timer
+        if timer is not None and not timer.cancelled() and timer.when() <= due:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._recheck_timer = asyncio.get_running_loop().call_at(due, self._recheck_now)
+
+    def _recheck_now(self) -> None:
+        self._recheck_timer = None
+        self.changed.set()
 
 
 def deployment_ready(deployment: Mapping[str, Any]) -> bool:
