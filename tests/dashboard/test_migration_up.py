@@ -18,10 +18,10 @@ from tests.migrate.test_up import REPO, running_up, serve_gateway, sim_manifest,
 from infergate.util.net import free_port
 
 # exclusive: its gates (p99 TTFT against the baseline) are measured under load; alone they measure the system.
-# Production mode (bake per step) shortened to 3 s per step (two probe windows of ~2 s and ~80 real
-# requests at 20 req/s, over --min-requests 50): the 50 % split stays on the page for ~5 s, ten polls
-# of a page that polls every 0.5 s (?poll=0.5), long enough to show a split with gate results; 6 s took
-# 3 s more per step (9 s of `make test`'s exclusive pass), 10 s 12 s more.
+# --fast (one probe window per step, no bake time: the production mode's bake is asserted by
+# tests/migrate/test_up.py): the 50 % split stays on the page for ~3 s (the analysis delay and a probe
+# window), six polls of a page that polls every 0.5 s (?poll=0.5), long enough to show a split with
+# the gate results of the 0 % step. A bake of 6 s per step took 16 s more of `make test`'s exclusive pass.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.exclusive, pytest.mark.xdist_group("migrate-up-dashboard"),
               pytest.mark.timeout(900)]
 
@@ -43,8 +43,8 @@ async def test_the_migration_as_it_happens(tmp_path: Path) -> None:
         with load.in_thread(warmup_s=1, join_s=120):
             migrate = subprocess.Popen(
                 ["infergate", "migrate", "run", "-n", "default", "--chart", "charts/inferencepool", "--chart-version",
-                 "", "--probes", "40", "--p99-ttft-factor", "3", "--ready-timeout", "90", "--step-duration", "3s",
-                 "--min-requests", "50", "--dashboard-port", str(port)], cwd=REPO, env={**up.env, "COLUMNS": "120"}, stdout=subprocess.PIPE,
+                 "", "--probes", "40", "--p99-ttft-factor", "3", "--ready-timeout", "90", "--fast",
+                 "--dashboard-port", str(port)], cwd=REPO, env={**up.env, "COLUMNS": "120"}, stdout=subprocess.PIPE,
                 stderr=stderr.open("w"), text=True)
             try:
                 url = f"http://127.0.0.1:{port}/dashboard/"
