@@ -18,8 +18,11 @@ def test_tiny_peer_benchmark(envoy_bin: str, tmp_path: Path) -> None:
     env = {**os.environ, "INFERGATE_BENCH_VENVS": str(tmp_path / "no-venvs")}
     proc = subprocess.run(
         [sys.executable, "-m", "infergate", "bench", "peers", "--routers",
-         "envoy-round-robin,infergate-default,sglang-cache-aware", "--duration", "3", "--replicas", "2",
-         "--time-scale", "2",  # a fast model: in-flight requests drain sooner (the test is mostly waiting)
+         "envoy-round-robin,infergate-default,sglang-cache-aware", "--duration", "1", "--replicas", "2",
+         # a fast model: in-flight requests drain sooner (the test is mostly waiting); 1 s of wall time
+         # per phase is 4 s of model time, ~17 open arrivals and 16 closed-loop users per router (3 s at
+         # --time-scale 2 took 33 s for this test, this 17 s, for the same assertions)
+         "--time-scale", "4",
          "--epp-args", "--sd-max-inflight-per-endpoint 32",
          "--json", "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=280, env=env, check=False,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from infergate.dashboard.app import DashboardApp, DashboardServer
-from infergate.dashboard.series import Sampler, sample_of
+from infergate.dashboard.series import SAMPLE_ENV, Sampler, sample_of, sample_window
 from infergate.status.model import (
     Backend,
     EndpointStatus,
@@ -136,3 +137,22 @@ async def test_an_idle_sampler_pauses_and_a_page_request_resumes_it() -> None:
     finally:
         await server.stop()
     assert not sampler.sampling
+
+
+def test_the_sampling_window_is_2_s_unless_the_environment_shortens_it() -> None:
+    assert sample_window(2.0, {}) == 2.0
+    assert sample_window(2.0, {SAMPLE_ENV: " "}) == 2.0
+    assert sample_window(2.0, {SAMPLE_ENV: "0.25"}) == 0.25
+    for bad in ("0", "-1", "fast", "nan"):
+        with pytest.raises(ValueError, match=SAMPLE_ENV):
+            sample_window(2.0, {SAMPLE_ENV: bad})
+
+
+def test_a_sampler_of_a_reader_samples_over_the_window_and_pauses_at_most_half_of_it() -> None:
+    class Reader:
+        description = "test"
+
+    default = Sampler.for_reader(Reader(), environ={})  # type: ignore[arg-type]
+    assert default.pause_s == 1.0
+    short = Sampler.for_reader(Reader(), environ={SAMPLE_ENV: "0.2"})  # type: ignore[arg-type]
+    assert short.pause_s == 0.1

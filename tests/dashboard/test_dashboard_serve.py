@@ -15,6 +15,7 @@ import pytest
 from tests.dashboard.browser import Browser, chromium_path
 from tests.serve.support import Serve
 
+from infergate.dashboard.series import SAMPLE_ENV
 from infergate.util.wait import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve")]
@@ -41,8 +42,12 @@ def js(selector: str, tail: str = "") -> str:
     return f"(() => {{ const n = document.querySelector({json.dumps(selector)}); return n ? {value} : null; }})()"
 
 
-async def test_the_page_shows_pools_endpoints_and_numbers_that_move_with_traffic(tmp_path: Path) -> None:
+async def test_the_page_shows_pools_endpoints_and_numbers_that_move_with_traffic(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     chromium_path()  # fails with how to install it, before anything starts
+    # samples over 0.5 s (and the page polls as often): the waits for a newer sample, a changing count
+    # and a chart line of three samples take ~1 s each instead of ~3 s
+    monkeypatch.setenv(SAMPLE_ENV, "0.5")
     serve = Serve(["--sim", "2", "--sim-time-scale", "10", "--dashboard-port", "0"], tmp_path)
     stop = threading.Event()
     counts: list[int] = []

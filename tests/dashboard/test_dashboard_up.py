@@ -10,7 +10,13 @@ from tests.dashboard.browser import Browser, chromium_path
 from tests.dashboard.test_dashboard_serve import screenshot_path
 from tests.support.up_demo import GA, PREVIEW, up_with_demo_traffic
 
+from infergate.dashboard.series import SAMPLE_ENV
+
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("up-dashboard")]
+# the gateway (a child of `infergate up`, which passes its environment on) samples over 0.5 s, and the
+# page polls as often: a change shows in about a second instead of the default window's ~3 s plus a
+# 2 s poll (the default saw 20 s per run of this test for its five waits on the numbers)
+SAMPLE_S = "0.5"
 
 # each endpoint row's rates as drawn (pool, source from the API: the cell's text has no source)
 ENDPOINT_RATES = (
@@ -24,8 +30,10 @@ ENDPOINT_RATES = (
 
 
 async def test_the_gateway_admin_port_serves_the_dashboard_of_infergate_up(tmp_path: Path, kubectl_bin: str,
-                                                                           repo_root: Path) -> None:
+                                                                           repo_root: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     chromium_path()
+    monkeypatch.setenv(SAMPLE_ENV, SAMPLE_S)
     with up_with_demo_traffic(tmp_path, kubectl_bin, repo_root, "dashboard") as demo:
         admin = demo.admin
         assert admin, list(demo.state.iterdir())

@@ -77,7 +77,7 @@ async def test_the_page_shows_the_migration_as_events_arrive(tmp_path: Path) -> 
             assert (await client.get(server.url + "api/migration")).json()["steps"] == []
             assert (await client.get(server.url + "api/status")).status_code == 404
         async with Browser(tmp_path / "chromium") as browser:
-            await browser.goto(server.url)
+            await browser.goto(server.url + "?poll=0.2")  # the page's poll: every 0.2 s instead of 2 s
             await browser.wait_for("document.body.dataset.polls >= 1", what="a first poll")
             assert await browser.evaluate("document.getElementById('migration').hidden") is True
             hidden = await browser.evaluate("[...document.querySelectorAll('.status-only')].map(s => s.hidden)")

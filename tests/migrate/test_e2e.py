@@ -407,8 +407,10 @@ async def test_a_faulty_ga_stack_is_rolled_back_without_failed_requests(stack: S
     await asyncio.sleep(1.0)  # the load under way before the migration starts (see the first test)
     original = stack.cluster.get(HTTPROUTES, stack.ns, "llm-route")["spec"]
     try:
-        # broken-pool: wait-ready fails at its timeout, 5 s (it was 12 s, then sized for the EPP's start)
-        result = await migrate(stack, "zero-downtime", ready_timeout_s=30.0 if fault == "epp-down" else 5.0)
+        # broken-pool: wait-ready fails at its timeout, which always runs out: 2 s, ten polls, while the
+        # Service is deleted again every 0.2 s after the repair put it back (it was 12 s, then 5 s,
+        # sized for the EPP's start, which keep_ga_epp_service_deleted no longer waits for)
+        result = await migrate(stack, "zero-downtime", ready_timeout_s=30.0 if fault == "epp-down" else 2.0)
     finally:
         load.stop()
         await loader

@@ -199,13 +199,14 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priorit
     before = dict(watch.last)  # the readiness requests above are left out of the audit
     load = up_load(f"http://{address()}:{listen}")
     try:
-        # the production mode (bake time per step), shortened to 5 s per step: at 70 req/s a step still
-        # bakes on ~350 real requests (7x --min-requests 50, so the real-traffic gate judges real traffic,
-        # not the probe-only fallback) and one probe window at least; 10 s added 15 s to `make test`
-        # (3 weight steps) and no assertion
+        # the production mode (bake time per step), shortened to 3 s per step: a first probe window
+        # (~2 s for 40 probes), the GA EPP watch for what is left, and a second window; at 70 req/s the
+        # step bakes on ~250 real requests (5x --min-requests 50, so the real-traffic gate judges real
+        # traffic, not the probe-only fallback). 5 s took 3 s more per step (9 s of `make test`'s
+        # exclusive pass) for no assertion; 10 s took 15 s more
         with load.in_thread(warmup_s=2, join_s=120):
             run = up.sh("infergate migrate run -n default --chart charts/inferencepool --chart-version '' "
-                        "--probes 40 --p99-ttft-factor 3 --ready-timeout 90 --step-duration 5s --min-requests 50 -o json",
+                        "--probes 40 --p99-ttft-factor 3 --ready-timeout 90 --step-duration 3s --min-requests 50 -o json",
                         check=False, timeout=600)
     finally:
         watch.stop.set()

@@ -68,6 +68,9 @@ class CleanupResult:
                 "finalizers": self.finalizers, "refused": self.refused}
 
 
+FINALIZER_WAIT_S = 5.0  # how long step 4 waits for the deleted preview objects to go (tests shorten it)
+
+
 def cleanup(
     cluster: Cluster,
     helm: Helm | None,
@@ -76,10 +79,10 @@ def cleanup(
     force: bool = False,
     dry_run: bool = False,
     bundle: Path = PREVIEW_BUNDLE,
-    wait_s: float = 5.0,
+    wait_s: float | None = None,
 ) -> CleanupResult:
     """The steps of the module docstring, in order; ``namespace`` None: every namespace with
-    preview objects."""
+    preview objects; ``wait_s`` None: FINALIZER_WAIT_S."""
     census = scan_cluster(cluster, None)
     scope = {namespace} if namespace is not None else {f.namespace for f in census.findings if f.namespace}
     result = CleanupResult(EXIT_OK, "")
@@ -92,7 +95,8 @@ def cleanup(
     if helm is not None:
         result.actions += uninstall_preview_releases(cluster, helm, namespace, bundle, crds_present, dry_run=dry_run)
     result.actions += delete_preview_objects(cluster, scope, dry_run=dry_run)
-    result.finalizers = held_by_finalizers(cluster, scope, force=force, dry_run=dry_run, wait_s=wait_s)
+    result.finalizers = held_by_finalizers(cluster, scope, force=force, dry_run=dry_run,
+                                           wait_s=FINALIZER_WAIT_S if wait_s is None else wait_s)
     if result.finalizers and not force:
         result.exit_code = EXIT_REFUSED
         result.message = ("preview objects are held by finalizers that no controller removes; remove them "

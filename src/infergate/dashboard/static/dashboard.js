@@ -2,6 +2,10 @@
 "use strict";
 
 const POLL_MS = 2000;
+// the page polls every POLL_MS, or as often as the server samples when its window is shorter
+// (INFERGATE_DASHBOARD_SAMPLE_S, set small by the tests), or every ?poll=SECONDS of its URL (0.1 to 2)
+const POLL_PARAM = Number(new URLSearchParams(location.search).get("poll")) * 1000;
+let pollMs = POLL_PARAM > 0 ? Math.max(100, Math.min(POLL_MS, POLL_PARAM)) : POLL_MS;
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#8e6bd8", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"];
 const SVGNS = "http://www.w3.org/2000/svg";
 
@@ -202,6 +206,7 @@ async function poll() {
       const s = status.body;
       document.getElementById("source").textContent = s.source;
       document.getElementById("taken-at").textContent = `sampled ${s.taken_at} (window ${s.sample_interval_s}s)`;
+      if (s.sample_interval_s > 0 && !(POLL_PARAM > 0)) pollMs = Math.max(100, Math.min(POLL_MS, s.sample_interval_s * 1000));
       renderGateways(s.gateways);
       renderRoutes(s.routes);
       renderPools(s.pools);
@@ -220,7 +225,7 @@ async function poll() {
     badge.textContent = "disconnected";
     badge.className = "badge down";
   }
-  setTimeout(poll, POLL_MS);
+  setTimeout(poll, pollMs);
 }
 
 poll();
