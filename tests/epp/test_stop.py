@@ -130,3 +130,45 @@ def test_the_process_ends_at_its_exit_deadline_even_with_a_blocked_event_loop() 
     assert time.monotonic() - started < 10
     assert result.returncode == 1, result
     assert "time.sleep(30)" in result.stderr or "line 5 in main" in result.stderr, result.stderr
+
+
+# Python 3.11's asyncio.wait_for returns the inner result and drops a cancel that arrives in the
+# same loop iteration as the inner completion; a loop around it then outlives its task's cancel.
+# That is how the EPP's stop hung (MetricsScraper.stop waited for a scrape loop that had dropped
+# its cancel: the connection to a simulator stopping at the same moment completed with it).
+
+async def _cancel_as_it_completes(task: asyncio.Task[Any], complete: Any) -> bool:
+    """Complete the awaited thing and cancel ``task`` in the same iteration; True if ``task`` ended cancelled."""
+    complete()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2.0)
+    if not done:
+        task.cancel()  # the first cancel was dropped: stop it for good
+        await asyncio.wait({task}, timeout=2.0)
+        return False
+    return task.cancelled()
+
+
+async def test_a_watch_loop_cancelled_as_it_is_woken_stops() -> None:
+    from infergate.kube.client import KubeClient
+    from infergate.kube.config import KubeConfig
+    from infergate.kube.watch import ListWatch
+
+    watch = ListWatch(KubeClient(KubeConfig(server="https://127.0.0.1:1")), "/api/v1/pods",
+                      on_list=lambda items: None, on_event=lambda kind, obj: None)
+    task = asyncio.ensure_future(watch._sleep_unless_woken(10.0))
+    await asyncio.sleep(0.05)
+    assert await _cancel_as_it_completes(task, watch.wake)  # before: the sleep returned, the loop went on
+
+
+async def test_a_leader_election_cancelled_as_the_lease_changes_stops() -> None:
+    from infergate.kube.client import KubeClient
+    from infergate.kube.config import KubeConfig
+    from infergate.kube.leader import LeaderElector
+
+    async with KubeClient(KubeConfig(server="http://127.0.0.1:1")) as client:  # refused: every attempt fails
+        elector = LeaderElector(client, "default", "lease", "me", lease_duration=30, renew_deadline=20,
+                                retry_period=10)
+        task = asyncio.ensure_future(elector._acquire())
+        await asyncio.sleep(0.3)  # the first attempt failed; it waits for a change of the Lease
+        assert await _cancel_as_it_completes(task, elector._changed.set)  # before: it campaigned on
