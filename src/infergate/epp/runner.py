@@ -16,16 +16,28 @@
 ``stop`` shuts down in reverse order: readiness goes false and the Lease is given back (another
 replica takes over at its next read), the ext_proc server stops accepting new streams and
 gives in-flight ones a grace period, then the health and metrics servers, the scraper and
-the source stop.
+the source stop. Each step is bounded (the ext_proc server by its grace, the others by
+``STOP_STEP_S``): a step that cannot finish (its peer is gone) is cancelled and the stop goes on.
+
+``run_epp`` (the ``infergate epp`` process) also bounds the process: from the stop signal it
+ends within ``shutdown_grace + STOP_MARGIN_S`` seconds, before a pod's SIGKILL, even if the
+event loop itself is blocked (then the stacks of every thread go to stderr first). It keeps
+grpc.aio's process-wide completion queue for the process's life: releasing the last gRPC
+server shuts that queue down by joining its poller thread on the event loop's thread, a wait
+with no bound (it ends with the process instead).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import faulthandler
 import logging
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+import grpc.aio
 
 from infergate.epp.build import EppParts, build_epp
 from infergate.epp.datastore import Datastore
@@ -39,12 +51,35 @@ from infergate.epp.scheduling.plugins.precise_prefix import DatastoreAware
 from infergate.epp.sources.kubernetes import KubernetesSource
 from infergate.kube.client import KubeClient
 from infergate.kube.config import load_config
-from infergate.kube.leader import LeaderElector, default_identity
+from infergate.kube.leader import RELEASE_TIMEOUT_S, LeaderElector, default_identity
 from infergate.util.signals import run_until_signal
 
 log = logging.getLogger(__name__)
 
 __all__ = ["EPPOptions", "EPPRunner", "run_epp"]
+
+STOP_STEP_S = 2.0  # each stop step but the ext_proc grace: this long, then it is cancelled
+STOP_CANCEL_S = 0.5  # a cancelled stop step: this long to unwind, then it is left behind
+STOP_MARGIN_S = 3.0  # run_epp: the process ends at most shutdown_grace + this after the stop signal
+
+StopCall = Callable[[], Awaitable[object]]
+
+
+async def bounded_stop(name: str, stop: StopCall, timeout: float) -> bool:
+    """Run one stop step for at most ``timeout`` seconds; True if it finished.
+
+    A step still running then (e.g. waiting for a peer that is gone) is cancelled and given
+    ``STOP_CANCEL_S`` to unwind; a step that fails is logged. Neither stops the next steps."""
+    task = asyncio.ensure_future(stop())
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("stopping %s failed: %s", name, task.exception())
+        return True
+    log.warning("stopping %s did not finish within %.1f s: cancelled", name, timeout)
+    task.cancel()
+    await asyncio.wait({task}, timeout=STOP_CANCEL_S)
+    return False
 
 
 class EPPRunner:
@@ -53,7 +88,7 @@ class EPPRunner:
     def __init__(self, options: EPPOptions) -> None:
         self.options = options
         self._tasks: list[asyncio.Task[None]] = []
-        self._stack = contextlib.AsyncExitStack()
+        self._stops: list[tuple[str, StopCall, float]] = []  # (what, how, bound): run in reverse order
         self.parts: EppParts | None = None
         self.datastore: Datastore | None = None
         self.director: EppDirector | None = None
@@ -85,14 +120,14 @@ class EPPRunner:
         self.datastore, self.director = parts.datastore, parts.director
         for plugin in self.director.scheduler.plugins.values():  # e.g. KV-event subscriptions
             if isinstance(plugin, DatastoreAware):
-                self._stack.push_async_callback(plugin.aclose)
+                self._stops.append((f"plugin {type(plugin).__name__}", plugin.aclose, STOP_STEP_S))
         self.readiness = Readiness(parts.datastore, parts.store, listed=lambda: self._listed(),
                                    leader=self.is_leader if opts.ha_enable_leader_election else None)
         self._tasks.append(asyncio.get_running_loop().create_task(self._run_source(parts.datastore), name="pool source"))
         self._tasks.append(asyncio.get_running_loop().create_task(self._log_warmup(self.readiness), name="warm-up"))
         for background in parts.background:
             await background.start()
-            self._stack.push_async_callback(background.stop)
+            self._stops.append((type(background).__name__, background.stop, STOP_STEP_S))
         known, live = health_names(opts.ha_enable_leader_election)
         health = HealthService(self.is_ready, known=known, live=live)
         credentials = None
@@ -110,11 +145,12 @@ class EPPRunner:
         self.health_server = HealthServer(health, host=opts.host, port=opts.grpc_health_port)
         self.metrics_server = MetricsHTTPServer(parts.registry, host=opts.host, port=opts.metrics_port)
         await self.metrics_server.start()
-        self._stack.push_async_callback(self.metrics_server.stop)
+        self._stops.append(("the metrics server", self.metrics_server.stop, STOP_STEP_S))
         await self.health_server.start()
-        self._stack.push_async_callback(self.health_server.stop)
+        self._stops.append(("the health server", self.health_server.stop, STOP_STEP_S))
         await self.grpc_server.start()
-        self._stack.push_async_callback(self.grpc_server.stop, opts.shutdown_grace)
+        grpc_server, grace = self.grpc_server, opts.shutdown_grace
+        self._stops.append(("the ext_proc server", lambda: grpc_server.stop(grace), grace + STOP_STEP_S))
 
     @staticmethod
     async def _log_warmup(readiness: Readiness) -> None:
@@ -164,17 +200,23 @@ class EPPRunner:
     async def _stop_elector(self) -> None:
         task, self._elector_task = self._elector_task, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            task.cancel()  # it gives the Lease back (bounded by RELEASE_TIMEOUT_S) as it unwinds
+            await bounded_stop("leader election", lambda: asyncio.gather(task, return_exceptions=True),
+                               RELEASE_TIMEOUT_S + STOP_STEP_S)
 
     async def stop(self) -> None:
+        """Stop every part, each step bounded (see the module's docstring); idempotent."""
         self._stopping = True  # not ready from now on: the Service stops sending here
         await self._stop_elector()  # give the Lease back before the grace period
-        await self._stack.aclose()
-        for task in self._tasks:
+        stops, self._stops = self._stops, []
+        for name, stop, bound in reversed(stops):
+            await bounded_stop(name, stop, bound)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        if tasks:
+            await bounded_stop("the pool source", lambda: asyncio.gather(*tasks, return_exceptions=True),
+                               STOP_STEP_S)
 
     def ready_line(self) -> str:
         assert self.grpc_server and self.health_server and self.metrics_server
@@ -182,13 +224,32 @@ class EPPRunner:
                 f"metrics={self.metrics_server.port}")
 
 
+def arm_exit_deadline(seconds: float) -> bool:
+    """End the process (exit code 1) in ``seconds`` unless it has ended by then, after writing
+    the stack of every thread to stderr; this works even when the event loop is blocked
+    (faulthandler's own thread). False when stderr has no file descriptor to write to."""
+    try:
+        faulthandler.dump_traceback_later(seconds, exit=True, file=sys.stderr)
+    except (AttributeError, ValueError, OSError) as exc:  # e.g. stderr replaced by an object without fileno
+        log.warning("no exit deadline for the stop: %s", exc)
+        return False
+    return True
+
+
 async def run_epp(options: EPPOptions, *, ready: Callable[[str], None] | None = None) -> None:
-    """Run until SIGTERM/SIGINT, then shut down gracefully."""
+    """Run until SIGTERM/SIGINT, then shut down gracefully, in bounded time (see the module's docstring)."""
+    grpc.aio.init_grpc_aio()  # held for the process's life: its release would join a thread on this loop
     runner = EPPRunner(options)
     try:
         await runner.start()
         if ready is not None:
             ready(runner.ready_line())
-        await run_until_signal()
+        received = await run_until_signal()
+        bound = options.shutdown_grace + STOP_MARGIN_S
+        log.info("%s: stopping (in-flight ext_proc streams get %g s; the process ends within %g s)",
+                 received.name, options.shutdown_grace, bound)
+        arm_exit_deadline(bound)
     finally:
+        started = time.monotonic()
         await runner.stop()
+        log.info("stopped in %.2f s", time.monotonic() - started)

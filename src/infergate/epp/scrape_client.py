@@ -182,8 +182,10 @@ class KeepAliveGet:
                 return await self._exchange(connection, deadline)
             except ConnectionError:
                 pass  # closed by the server while idle: once more on a new connection
-        transport_protocol = await asyncio.wait_for(
-            loop.create_connection(_Response, self.host, self.port), max(0.0, deadline - loop.time()))
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that comes as the
+        # connection completes, and the scrape loop then outlived the scraper's stop
+        async with asyncio.timeout(max(0.0, deadline - loop.time())):
+            transport_protocol = await loop.create_connection(_Response, self.host, self.port)
         self.connects += 1
         self._connection = transport_protocol[1]
         return await self._exchange(self._connection, deadline)

@@ -141,9 +141,9 @@ class LeaderElector:
             self._changed.clear()  # a change seen from now on triggers the next attempt
             if await self._attempt(self.renew_deadline):
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(),
-                                       self.retry_period * (1 + JITTER * self._random.random()))
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: see _attempt
+                async with asyncio.timeout(self.retry_period * (1 + JITTER * self._random.random())):
+                    await self._changed.wait()
 
     async def _hold(self) -> None:
         """Renew every retry_period; return when leadership is lost."""
@@ -165,8 +165,10 @@ class LeaderElector:
 
     async def _attempt(self, timeout: float) -> bool:
         """One try to take or renew the Lease within ``timeout`` seconds; False on any failure."""
-        try:
-            return await asyncio.wait_for(self._try_acquire_or_renew(), timeout)
+        try:  # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that comes as the
+            # attempt completes, and the elector then campaigned on after its cancel
+            async with asyncio.timeout(timeout):
+                return await self._try_acquire_or_renew()
         except Exception as exc:  # any failure (API error, timeout, a garbled answer) is a failed attempt
             message = str(exc) or type(exc).__name__
             if message != self._last_error:

@@ -109,8 +109,11 @@ class ListWatch:
         self._woken.set()
 
     async def _sleep_unless_woken(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):  # a wake that came before the sleep ends it at once
-            await asyncio.wait_for(self._woken.wait(), seconds)
+        # a wake that came before the sleep ends it at once; asyncio.timeout, not wait_for: Python
+        # 3.11's wait_for drops a cancel that comes with the wake, and the loop then outlived its stop
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._woken.wait()
         self._woken.clear()
 
     def _not_served(self) -> None:
