@@ -366,8 +366,9 @@ class XdsServer:
     async def wait_for_connection(self, timeout: float) -> None:
         assert self._cond is not None
         async with self._cond:
-            try:
-                await asyncio.wait_for(self._cond.wait_for(lambda: bool(self._streams)), timeout)
+            try:  # asyncio.timeout, not wait_for (see push)
+                async with asyncio.timeout(timeout):
+                    await self._cond.wait_for(lambda: bool(self._streams))
             except TimeoutError:
                 raise XdsTimeout(f"no Envoy connected to the xDS server within {timeout:g}s") from None
 
@@ -569,10 +570,11 @@ class XdsServer:
             return True
 
         async with self._cond:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that comes with
+            # the ACK, and the caller's loop (the controller's sync) then outlived its cancel
             try:
-                result = await asyncio.wait_for(
-                    self._cond.wait_for(check), max(0.0, deadline - time.monotonic())
-                )
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    result = await self._cond.wait_for(check)
             except TimeoutError:
                 pending = {t.rsplit(".", 1)[-1]: v for t, v in versions.items()}
                 raise XdsTimeout(

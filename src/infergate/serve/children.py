@@ -56,7 +56,10 @@ class Child:
             try:
                 if remaining <= 0:
                     raise TimeoutError
-                raw = await asyncio.wait_for(self.process.stdout.readline(), remaining)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that comes
+                # with a line, and the loop then outlived its task's cancel
+                async with asyncio.timeout(remaining):
+                    raw = await self.process.stdout.readline()
             except TimeoutError:
                 raise ChildError(f"{self.name} was not ready within {timeout:.0f}s; log {self.log_path}:\n"
                                  f"{self.log_tail()}") from None

@@ -97,8 +97,11 @@ class GatewayProcess:
             self.restarts += 1
             log.warning("the gateway exited with %s; restarting in %.0fs (log: %s)", code, delay,
                         self.options.log_path)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that comes with
+            # the stop, and the loop then outlived its cancel
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
 
     async def stop(self, grace: float = 15.0) -> None:
         self._stopping.set()

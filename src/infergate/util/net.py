@@ -104,7 +104,10 @@ async def async_wait_for_port(host: str, port: int, timeout: float = 10.0) -> No
 async def async_connect_error(host: str, port: int, timeout: float = 0.5) -> OSError | None:
     """None when a TCP connect to host:port succeeds within ``timeout``, else the error (TimeoutError)."""
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that comes as the
+        # connect completes, and the polling loop calling this then outlived its cancel
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port)
     except OSError as exc:  # TimeoutError included
         return exc
     writer.close()

@@ -178,8 +178,11 @@ class Watcher:
                 wait = min(wait, deadline - time.monotonic())
                 if wait <= 0:
                     return
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that comes with
+            # an event, and the stream then outlived its handler's cancel (server shutdown)
             try:
-                event: WatchEvent | None = await asyncio.wait_for(sub.queue.get(), wait)
+                async with asyncio.timeout(wait):
+                    event: WatchEvent | None = await sub.queue.get()
             except TimeoutError:
                 if options.bookmarks and (deadline is None or time.monotonic() < deadline):
                     await response.write(encoder.bookmark(self.store.resource_version))

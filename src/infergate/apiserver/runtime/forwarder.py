@@ -140,8 +140,9 @@ class TcpForwarder:
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         for host, port in self._candidates():
-            try:
-                return await asyncio.wait_for(asyncio.open_connection(host, port), self.limits.connect_timeout_s)
+            try:  # asyncio.timeout, not wait_for (see _pipe)
+                async with asyncio.timeout(self.limits.connect_timeout_s):
+                    return await asyncio.open_connection(host, port)
             except (OSError, TimeoutError) as exc:
                 self.stats.connect_failures += 1
                 log.info("%s: backend %s:%d: %s", self.name, host, port, exc or type(exc).__name__)
@@ -167,8 +168,11 @@ class TcpForwarder:
         idle = self.limits.idle_timeout_s
         try:
             while True:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that comes as
+                # the read completes, and the copy then outlived stop()'s cancel (stop() hung)
                 try:
-                    data = await asyncio.wait_for(source.read(_CHUNK), idle)
+                    async with asyncio.timeout(idle):
+                        data = await source.read(_CHUNK)
                 except TimeoutError:
                     if time.monotonic() - activity.last >= idle:
                         break  # idle both ways

@@ -31,7 +31,10 @@ async def _http(probe: Probe, host: str, session: aiohttp.ClientSession) -> bool
 
 
 async def _tcp(probe: Probe, host: str) -> bool:
-    _, writer = await asyncio.wait_for(asyncio.open_connection(probe.host or host, probe.port), probe.timeout_s)
+    # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that comes as the connect
+    # completes, and the probe loop calling this then outlived its task's cancel
+    async with asyncio.timeout(probe.timeout_s):
+        _, writer = await asyncio.open_connection(probe.host or host, probe.port)
     writer.close()
     return True
 

@@ -173,8 +173,9 @@ class PodProcess:
                 self.state.running_since = None
                 self._changed()
                 log.warning("%s exited (%s); restarting in %.1fs", self.label, self.state.last_exit_code, delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout, not wait_for: see _attempt
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
 
     async def _run_once(self, session: aiohttp.ClientSession) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -236,8 +237,11 @@ class PodProcess:
 
     async def _attempt(self, probe: Probe, session: aiohttp.ClientSession) -> bool:
         """One attempt, bounded even if a handler ignored its own timeout."""
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that comes as the
+        # probe completes, and the probe loop then outlived its task's cancel (the stop hung)
         try:
-            return await asyncio.wait_for(run_probe(probe, self.ip, session), probe.timeout_s + 1.0)
+            async with asyncio.timeout(probe.timeout_s + 1.0):
+                return await run_probe(probe, self.ip, session)
         except TimeoutError:
             return False
 

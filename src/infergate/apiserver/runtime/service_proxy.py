@@ -130,8 +130,11 @@ class ServiceProxy:
     async def _loop(self) -> None:
         while True:
             if self.bind_errors:  # retry the failed binds later, unless something changes first
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that comes
+                # with the change, and the loop then outlived its stop
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), self.options.bind_retry_s)
+                    async with asyncio.timeout(self.options.bind_retry_s):
+                        await self._changed.wait()
             else:
                 await self._changed.wait()
             await asyncio.sleep(self.options.settle_s)
