@@ -133,3 +133,20 @@ async def test_on_cancelled_waiter_leaves_the_queue() -> None:
     assert fc.queue_size == 0
     cap.value = 1
     await asyncio.wait_for(fc.admit("next", 0), 1.0)  # the slot was not consumed by the cancelled one
+
+
+async def test_a_request_cancelled_as_it_is_released_gives_its_slot_back() -> None:
+    """The client leaves in the same loop iteration as its queued request is released: the admit
+    ends cancelled and the slot it was released into is free again (Python 3.11's wait_for dropped
+    such a cancel: the request was taken as admitted by a task that had been cancelled)."""
+    cap = Capacity(0)
+    fc = FlowController(FlowControlConfig(enabled=True, max_wait=5.0), cap)
+    task = asyncio.create_task(fc.admit("leaving", 0))
+    await asyncio.sleep(0.01)
+    assert fc.queue_size == 1
+    cap.value = 1
+    fc.notify()  # released: its slot is pending
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2.0)
+    assert done and task.cancelled()
+    await fc.admit("next", 0)  # the one slot is free again: admitted at once

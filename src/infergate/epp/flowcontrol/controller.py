@@ -95,7 +95,10 @@ class FlowController:
         self._report()
         self.notify()
         try:
-            await asyncio.wait_for(asyncio.shield(waiter.future), timeout=self.config.max_wait)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that arrives as the
+            # future completes (the client left as its request was released: its slot would stay taken)
+            async with asyncio.timeout(self.config.max_wait):
+                await asyncio.shield(waiter.future)
         except TimeoutError:
             if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
                 return  # released at the deadline: keep it
