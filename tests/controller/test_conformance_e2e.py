@@ -251,21 +251,22 @@ async def env(tmp_path_factory: pytest.TempPathFactory, kubectl_bin: str, refere
                 "--metrics-port", str(ports())), name=f"epp-{key}", log_path=work / f"epp-{key}.log")
             await epps[key].start()
             started.append(epps[key])
-        await asyncio.gather(*(epp.read_ready_line("ready", 60) for epp in epps.values()))
-        for key, (_, service) in EPPS.items():
-            kubectl("apply", "-f", "-", input=json.dumps({
-                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": f"{service}-1", "namespace": APP,
-                             "labels": {"kubernetes.io/service-name": service}},
-                "addressType": "IPv4",
-                "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
-                "ports": [{"port": grpc_ports[key], "protocol": "TCP"}]}))
+        # the EPPs' Services' endpoints (in one kubectl call) and the gateway, started while the
+        # EPPs start (the tests begin once both are ready: waiting for the EPPs first took ~1.8 s more)
+        kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [{
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{service}-1", "namespace": APP,
+                         "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+            "ports": [{"port": grpc_ports[key], "protocol": "TCP"}]} for key, (_, service) in EPPS.items()]}))
         _, a, b, _ = random_loopback_block(1, listen)[0].split(".")
         gateway = ManagedProcess(python_argv(
             "gateway", "--kubeconfig", str(api.kubeconfig_path), "--address-pool", f"127.{a}.{b}.0/24",
             "--work-dir", str(work / "envoy"), "-v"), name="gateway", log_path=work / "gateway.log")
         await gateway.start()
         started.append(gateway)
+        await asyncio.gather(*(epp.read_ready_line("ready", 60) for epp in epps.values()))
         environment = Env(kubectl, conformance, pods, epps, listen)
 
         def programmed() -> bool:
