@@ -308,14 +308,18 @@ def route_parent(env: Env, route: str) -> dict[str, tuple[str, str]]:
     return conds(parent)
 
 
-async def send(url: str, path: str, host: str | None = None, ips: list[str] | None = None) -> httpx.Response:
+async def send(url: str, path: str, host: str | None = None, ips: list[str] | None = None,
+               client: httpx.AsyncClient | None = None) -> httpx.Response:
+    """One request (with ``client``, else a client of its own)."""
+    if client is None:
+        async with httpx.AsyncClient(timeout=10) as own:
+            return await send(url, path, host, ips, own)
     headers = {"host": host} if host else {}
-    async with httpx.AsyncClient(timeout=10) as client:
-        if ips is None:  # upstream's plain requests are GETs without a body
-            return await client.get(url + path, headers=headers)
-        headers["test-epp-endpoint-selection"] = ",".join(ips)
-        return await client.post(url + path, headers=headers, json={
-            "model": "conformance-fake-model", "prompt": "Write as if you were a critic: San Francisco"})
+    if ips is None:  # upstream's plain requests are GETs without a body
+        return await client.get(url + path, headers=headers)
+    headers["test-epp-endpoint-selection"] = ",".join(ips)
+    return await client.post(url + path, headers=headers, json={
+        "model": "conformance-fake-model", "prompt": "Write as if you were a critic: San Francisco"})
 
 
 @LOOP
@@ -508,11 +512,14 @@ async def test_gateway_weighted_across_two_inference_pools(env: Env) -> None:
         await async_eventually(lambda: _ok(send(url, "/weighted-two-pools-test", "primary.example.com", everyone)))
         total, gate = 200, asyncio.Semaphore(5)
 
-        async def one() -> httpx.Response:
+        async def one(client: httpx.AsyncClient) -> httpx.Response:
             async with gate:
-                return await send(url, "/weighted-two-pools-test", "primary.example.com", everyone)
+                return await send(url, "/weighted-two-pools-test", "primary.example.com", everyone, client)
 
-        results = await asyncio.gather(*(one() for _ in range(total)))
+        # one client for the 200 requests (Envoy picks the weighted backend per request): a client
+        # per request cost ~5 s of CPU
+        async with httpx.AsyncClient(timeout=10) as client:
+            results = await asyncio.gather(*(one(client) for _ in range(total)))
         assert [r.status_code for r in results] == [200] * total
         pods = [r.json()["pod"] for r in results]
         primary = sum(p in env.primary.names.values() for p in pods)
