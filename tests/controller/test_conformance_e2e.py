@@ -346,11 +346,12 @@ async def test_gateway_following_epp_routing(env: Env) -> None:
             r = await async_eventually(lambda a=address: _ok(send(url, "/primary-gateway-test", "primary.example.com", [a])))
             assert r.json()["pod"] == name
         ips = env.primary.addresses
-        for subset in (ips[:1], ips[:2], ips):
-            names = {env.primary.names[a] for a in subset}
-            results = await asyncio.gather(*(send(url, "/primary-gateway-test", "primary.example.com", subset)
-                                             for _ in range(10)))
-            assert all(r.status_code == 200 and r.json()["pod"] in names for r in results)
+        async with httpx.AsyncClient(timeout=10) as client:  # one client: ~30 ms of CPU less per request
+            for subset in (ips[:1], ips[:2], ips):
+                names = {env.primary.names[a] for a in subset}
+                results = await asyncio.gather(*(send(url, "/primary-gateway-test", "primary.example.com", subset, client)
+                                                 for _ in range(10)))
+                assert all(r.status_code == 200 and r.json()["pod"] in names for r in results)
 
 
 @LOOP
@@ -492,8 +493,9 @@ async def test_gateway_following_epp_routing_with_data_parallelism(env: Env) -> 
                 assert (r.json()["pod"], r.json()["port"]) == (name, port)
                 assert r.headers[headers.CONFORMANCE_TEST_SERVED_ENDPOINT] == f"{address}:{port}"
         ranks = [f"{dp.addresses[0]}:{port}" for port in dp.ports]  # all ranks of one pod
-        results = await asyncio.gather(*(send(url, "/primary-gateway-dp-test", "primary.example.com", ranks)
-                                         for _ in range(15)))
+        async with httpx.AsyncClient(timeout=10) as client:  # one client: ~30 ms of CPU less per request
+            results = await asyncio.gather(*(send(url, "/primary-gateway-dp-test", "primary.example.com", ranks, client)
+                                             for _ in range(15)))
         assert all(r.status_code == 200 for r in results)
         served = Counter(f"{dp.addresses[0]}:{r.json()['port']}" for r in results)
         assert {r.json()["pod"] for r in results} == {dp.names[dp.addresses[0]]}
