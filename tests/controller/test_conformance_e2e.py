@@ -560,7 +560,8 @@ async def test_inferencepool_missing_epp_ref(env: Env) -> None:
             "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")})
         url = env.gateway_url("conformance-primary")
         await async_eventually(lambda: _ok(send(url, "/missing-epp-ref-test")))
-        results = [await send(url, "/missing-epp-ref-test") for _ in range(9)]
+        async with httpx.AsyncClient(timeout=10) as client:  # one client: ~30 ms of CPU less per request
+            results = [await send(url, "/missing-epp-ref-test", client=client) for _ in range(9)]
         assert [r.status_code for r in results] == [200] * 9
         served = Counter(r.json()["pod"] for r in results)
         assert set(served) == set(env.primary.names.values()), served  # round robin over the pool
