@@ -20,6 +20,7 @@ import yaml
 from envoy.config.core.v3 import base_pb2 as core_pb
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+from tests.support.cancel import cancel_as_it_completes
 
 from infergate.epp import runner as runner_module
 from infergate.epp.build import EppParts, build_epp
@@ -137,17 +138,6 @@ def test_the_process_ends_at_its_exit_deadline_even_with_a_blocked_event_loop() 
 # That is how the EPP's stop hung (MetricsScraper.stop waited for a scrape loop that had dropped
 # its cancel: the connection to a simulator stopping at the same moment completed with it).
 
-async def _cancel_as_it_completes(task: asyncio.Task[Any], complete: Any) -> bool:
-    """Complete the awaited thing and cancel ``task`` in the same iteration; True if ``task`` ended cancelled."""
-    complete()
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=2.0)
-    if not done:
-        task.cancel()  # the first cancel was dropped: stop it for good
-        await asyncio.wait({task}, timeout=2.0)
-        return False
-    return task.cancelled()
-
 
 async def test_a_watch_loop_cancelled_as_it_is_woken_stops() -> None:
     from infergate.kube.client import KubeClient
@@ -158,7 +148,7 @@ async def test_a_watch_loop_cancelled_as_it_is_woken_stops() -> None:
                       on_list=lambda items: None, on_event=lambda kind, obj: None)
     task = asyncio.ensure_future(watch._sleep_unless_woken(10.0))
     await asyncio.sleep(0.05)
-    assert await _cancel_as_it_completes(task, watch.wake)  # before: the sleep returned, the loop went on
+    assert await cancel_as_it_completes(task, watch.wake)  # before: the sleep returned, the loop went on
 
 
 async def test_a_leader_election_cancelled_as_the_lease_changes_stops() -> None:
@@ -171,4 +161,4 @@ async def test_a_leader_election_cancelled_as_the_lease_changes_stops() -> None:
                                 retry_period=10)
         task = asyncio.ensure_future(elector._acquire())
         await asyncio.sleep(0.3)  # the first attempt failed; it waits for a change of the Lease
-        assert await _cancel_as_it_completes(task, elector._changed.set)  # before: it campaigned on
+        assert await cancel_as_it_completes(task, elector._changed.set)  # before: it campaigned on

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.cancel import cancel_as_it_completes
 
 from infergate.apiserver.runtime import process as process_module
 from infergate.apiserver.runtime.forwarder import TcpForwarder, _Activity
@@ -20,18 +21,6 @@ from infergate.apiserver.runtime.service_proxy import ServiceProxy, ServiceProxy
 from infergate.apiserver.runtime.spec import LaunchSpec, Probe
 from infergate.kube.client import KubeClient
 from infergate.kube.config import KubeConfig
-
-
-async def _cancel_as_it_completes(task: asyncio.Task[Any], complete: Any) -> bool:
-    """Complete the awaited thing and cancel ``task`` in the same iteration; True if ``task`` ended cancelled."""
-    complete()
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=2.0)
-    if not done:
-        task.cancel()  # the first cancel was dropped: stop it for good
-        await asyncio.wait({task}, timeout=2.0)
-        return False
-    return task.cancelled()
 
 
 class _Sink:
@@ -63,7 +52,7 @@ async def test_a_forwarded_copy_cancelled_as_data_arrives_stops() -> None:
     task = asyncio.ensure_future(forwarder._pipe(source, sink, _Activity()))  # type: ignore[arg-type]
     await asyncio.sleep(0.05)
     # before: the read returned the data, the copy went on reading (stop() waited for it)
-    assert await _cancel_as_it_completes(task, lambda: source.feed_data(b"x"))
+    assert await cancel_as_it_completes(task, lambda: source.feed_data(b"x"))
 
 
 async def test_the_service_proxy_loop_cancelled_as_something_changes_stops() -> None:
@@ -72,7 +61,7 @@ async def test_the_service_proxy_loop_cancelled_as_something_changes_stops() -> 
         proxy.bind_errors[("127.0.0.1", 1)] = "address in use"  # it waits for a change or the retry
         task = asyncio.ensure_future(proxy._loop())
         await asyncio.sleep(0.05)
-        assert await _cancel_as_it_completes(task, proxy._changed.set)  # before: the loop went on
+        assert await cancel_as_it_completes(task, proxy._changed.set)  # before: the loop went on
 
 
 async def test_a_probe_attempt_cancelled_as_the_probe_answers_stops(monkeypatch: pytest.MonkeyPatch,
@@ -89,4 +78,4 @@ async def test_a_probe_attempt_cancelled_as_the_probe_answers_stops(monkeypatch:
     task = asyncio.ensure_future(pod._attempt(probe, None))  # type: ignore[arg-type]
     await asyncio.sleep(0.05)
     # before: the attempt returned False and the probe loop calling it went on probing
-    assert await _cancel_as_it_completes(task, lambda: answer.set_result(False))
+    assert await cancel_as_it_completes(task, lambda: answer.set_result(False))
