@@ -51,7 +51,6 @@ from infergate.bench.peers.workloads import (
     Session,
     Workload,
     make,
-    priority_mix,
 )
 from infergate.bench.stats import percentile
 from infergate.epp.datastore import Endpoint
@@ -480,10 +479,7 @@ def main(argv: Seq[str] | None = None) -> None:
           "replicas/group | max share | out tok/s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for seed in range(args.seed, args.seed + args.seeds):
-        if args.load is not None:  # as ``make`` does: a closed loop takes sessions for 6x the duration
-            workload = priority_mix(args.duration * (6.0 if args.closed else 1.0), seed, args.replicas, load=args.load)
-        else:
-            workload = make(args.workload, args.duration, seed, args.replicas, closed=args.closed)
+        workload = make(args.workload, args.duration, seed, args.replicas, closed=args.closed, load=args.load)
         for spec in args.policy:
             r = replay(workload, spec, seed, args.duration if args.closed else None, first_byte=args.first_byte,
                        saturation=saturation)

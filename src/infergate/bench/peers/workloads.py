@@ -237,12 +237,18 @@ GENERATORS: dict[str, Callable[[float, int, int], Workload]] = {
 }
 
 
-def make(name: str, duration: float, seed: int = 1, replicas: int = 4, *, closed: bool = False) -> Workload:
+def make(name: str, duration: float, seed: int = 1, replicas: int = 4, *, closed: bool = False,
+         load: float | None = None) -> Workload:
     """Workload ``name`` for ``duration`` model seconds. For a closed loop, sessions for a much
-    higher rate than the open loop's (the users take them in order until the time is up)."""
+    higher rate than the open loop's (the users take them in order until the time is up).
+    ``load``: ``priority-mix`` only, at that many times its calibrated capacity (default 1.5)."""
     if name not in GENERATORS:
         raise KeyError(f"unknown workload {name!r} (known: {', '.join(GENERATORS)})")
-    workload = GENERATORS[name](duration * (6.0 if closed else 1.0), seed, replicas)
+    if load is not None and name != "priority-mix":
+        raise ValueError(f"load applies to the priority-mix workload only, not {name!r}")
+    sessions_for = duration * (6.0 if closed else 1.0)
+    workload = (priority_mix(sessions_for, seed, replicas, load=load) if load is not None
+                else GENERATORS[name](sessions_for, seed, replicas))
     if workload.pool.replicas != replicas:
         from dataclasses import replace
 
