@@ -32,6 +32,7 @@ from typing import Any
 from infergate.status.collect import collect_status
 from infergate.status.model import StatusSnapshot
 from infergate.status.sources import Reader
+from infergate.util.durations import DurationError, parse_seconds
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,13 @@ DEFAULT_PAUSE_S = 1.0
 
 def sample_window(default: float, environ: dict[str, str] | None = None) -> float:
     """``default``, or the seconds in ``INFERGATE_DASHBOARD_SAMPLE_S`` when it is set (a positive
-    number; anything else is an error naming the variable)."""
+    number of seconds or Go duration; anything else is an error naming the variable)."""
     text = (os.environ if environ is None else environ).get(SAMPLE_ENV, "").strip()
     if not text:
         return default
     try:
-        seconds = float(text)
-    except ValueError:
+        seconds = parse_seconds(text)
+    except DurationError:
         seconds = float("nan")
     if not seconds > 0:
         raise ValueError(f"{SAMPLE_ENV}={text!r}: must be a positive number of seconds")
