@@ -19,11 +19,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("api-kubectl-current")]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedAPIServer]:
-    handle = EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("apiserver-current"))
-    try:
+    with EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("apiserver-current")) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,8 @@ CHARTS_DIR = Path(__file__).resolve().parent / "charts"
 
 @pytest.fixture(scope="module")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedAPIServer]:
-    handle = EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("apiserver-state"))
-    try:
+    with EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("apiserver-state")) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture(scope="module")

@@ -74,11 +74,8 @@ def gateway(name: str, port: int) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedAPIServer]:
-    handle = EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("fleet-apiserver"))
-    try:
+    with EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("fleet-apiserver")) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

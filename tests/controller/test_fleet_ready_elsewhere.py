@@ -37,11 +37,8 @@ CONTROLLER = "infergate.io/elsewhere-controller"
 
 @pytest.fixture
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedAPIServer]:
-    handle = EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("fleet-elsewhere"))
-    try:
+    with EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("fleet-elsewhere")) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 def condition(obj: dict[str, Any] | None, kind: str) -> str | None:

@@ -22,11 +22,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("convert-kubectl")]
 
 @pytest.fixture(scope="module")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedAPIServer]:
-    handle = EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("apiserver"))
-    try:
+    with EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("apiserver")) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture(scope="module")
