@@ -256,10 +256,19 @@ spec:
     except AssertionError as exc:
         logs = sorted((cluster.work / "up").rglob("gateway*.log"))
         raise AssertionError(f"{exc}\n{logs[0].read_text()[-4000:] if logs else ''}") from None
+
+    # Envoy learns the second pool's backend, then its EPP's address and first health check, a
+    # moment after the Gateway is Programmed; until then FailOpen routes around that EPP.
+    def both_epps_in_the_path() -> bool:
+        completions_through_gateway(cluster, 4)
+        return epp_requests(cluster, PREVIEW_RELEASE) > 0 and epp_requests(cluster, GA_RELEASE) > 0
+
+    eventually(both_epps_in_the_path, 30, "both pools' EPPs scheduling requests")
+    before = {release: epp_requests(cluster, release) for release in (PREVIEW_RELEASE, GA_RELEASE)}
     served = completions_through_gateway(cluster, 24)
     assert set(served) <= {p["metadata"]["name"] for p in cluster.get("pods", "-l", f"app={APP}")["items"]}
-    # both pools' EPPs scheduled requests (50/50 split; all on one side: p = 2 * 0.5**24)
-    assert epp_requests(cluster, PREVIEW_RELEASE) > 0 and epp_requests(cluster, GA_RELEASE) > 0
+    # both pools' EPPs scheduled some of these (50/50 split; all on one side: p = 2 * 0.5**24)
+    assert all(epp_requests(cluster, release) > count for release, count in before.items()), before
 
     # helm upgrade: two EPP replicas, each serving (no leader election), and FailClose for the GA pool
     upgraded = cluster.helm("upgrade", GA_RELEASE, str(POOL_CHART), "--reuse-values",

@@ -12,8 +12,13 @@ from infergate.cli.migrate import command
 from infergate.migrate.chart_values import ChartValuesError, convert_values, v1_markers
 
 DATA = Path(__file__).resolve().parent / "testdata" / "chart-values"
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
-V15 = REFERENCE / "gie-v1.5.0" / "charts" / "inferencepool-values.yaml"
+
+
+@pytest.fixture
+def v15_values(reference_dir: Path) -> dict:
+    """Upstream's inferencepool chart values at v1.5.0 (../shared/reference; the conftest fixture
+    says so clearly when it is absent)."""
+    return yaml.safe_load((reference_dir / "gie-v1.5.0" / "charts" / "inferencepool-values.yaml").read_text())
 
 
 @pytest.mark.parametrize("name", ["v1.0-full", "v1.0-minimal"])
@@ -26,10 +31,10 @@ def test_golden(name: str) -> None:
     assert v1_markers(result.values) == []  # the output is v1.5 layout through and through
 
 
-def test_converted_keys_exist_in_the_v15_chart() -> None:
+def test_converted_keys_exist_in_the_v15_chart(v15_values: dict) -> None:
     """Every key the converter writes under inferenceExtension / inferencePool is one the v1.5
     chart's values.yaml knows (the layout, not only the names we made up)."""
-    upstream = yaml.safe_load(V15.read_text())
+    upstream = v15_values
     out = yaml.safe_load((DATA / "v1.0-full.out.yaml").read_text())
     for section in ("inferenceExtension", "inferencePool", "provider"):
         assert set(out[section]) - {"modelServers"} <= set(upstream[section]), section
@@ -38,8 +43,8 @@ def test_converted_keys_exist_in_the_v15_chart() -> None:
     assert set(out["provider"]["istio"]) <= set(upstream["provider"]["istio"])
 
 
-def test_v15_values_come_back_unchanged() -> None:
-    upstream = yaml.safe_load(V15.read_text())
+def test_v15_values_come_back_unchanged(v15_values: dict) -> None:
+    upstream = v15_values
     result = convert_values(upstream)
     assert not result.changed
     assert result.values == upstream
