@@ -79,3 +79,20 @@ async def test_sglang_counts_prompt_and_generation_tokens_when_the_request_finis
         _step(engine)
     assert _sglang(engine)["sglang:prompt_tokens_total"] == PROMPT
     assert _sglang(engine)["sglang:generation_tokens_total"] == 3
+
+
+async def test_sglang_counts_cached_tokens_when_the_request_finishes() -> None:
+    engine = _engine()
+    hashes = list(range(1, PROMPT // engine.config.block_size + 1))
+    first = Sequence("first", PROMPT, hashes, 1, "length", None, 0)
+    engine.submit(first)
+    while not first.done:
+        _step(engine)
+    again = Sequence("again", PROMPT, hashes, 3, "length", None, 0)
+    engine.submit(again)
+    _step(engine)
+    assert again.cached_tokens > 0, "the second request hit the first one's blocks"
+    assert _sglang(engine)["sglang:cached_tokens_total"] == 0, "admitted, not finished: not counted yet"
+    while not again.done:
+        _step(engine)
+    assert _sglang(engine)["sglang:cached_tokens_total"] == again.cached_tokens

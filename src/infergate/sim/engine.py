@@ -481,4 +481,5 @@ class Engine:
         stats.request_generation_tokens.observe(seq.generated)
         stats.finished_prompt_tokens += seq.prompt_tokens
         stats.finished_generation_tokens += seq.generated
+        stats.finished_cached_tokens += seq.cached_tokens
         seq._notify()

@@ -58,10 +58,11 @@ class EngineStats:
     max_model_len: int
     prompt_tokens: int = 0  # vLLM: counted when a request's prefill completes (its first token)
     generation_tokens: int = 0  # vLLM: counted as each token is produced
-    # SGLang counts both when a request finishes (TokenizerMetricsCollector.observe_one_finished_request
+    # SGLang counts these when a request finishes (TokenizerMetricsCollector.observe_one_finished_request
     # in python/sglang/srt/metrics/collector.py)
     finished_prompt_tokens: int = 0
     finished_generation_tokens: int = 0
+    finished_cached_tokens: int = 0
     prefix_cache_queries: int = 0
     prefix_cache_hits: int = 0
     preemptions: int = 0
@@ -227,7 +228,7 @@ def render_sglang(snap: EngineSnapshot, stats: EngineStats, names: Collection[st
     w.counter("sglang:prompt_tokens", "Number of prefill tokens processed.", [(lb, stats.finished_prompt_tokens)])
     w.counter("sglang:generation_tokens", "Number of generation tokens processed.",
               [(lb, stats.finished_generation_tokens)])
-    w.counter("sglang:cached_tokens", "Number of cached prompt tokens.", [(lb, stats.prefix_cache_hits)])
+    w.counter("sglang:cached_tokens", "Number of cached prompt tokens.", [(lb, stats.finished_cached_tokens)])
     w.counter("sglang:num_requests", "Number of requests processed.", [(lb, sum(stats.requests_finished.values()))])
     w.histogram("sglang:time_to_first_token_seconds", "Histogram of time to first token in seconds.", base,
                 stats.ttft)
