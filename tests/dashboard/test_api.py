@@ -139,6 +139,35 @@ async def test_an_idle_sampler_pauses_and_a_page_request_resumes_it() -> None:
     assert not sampler.sampling
 
 
+async def test_a_sampler_started_for_the_first_page_samples_nothing_until_a_page_asks() -> None:
+    count = 0
+
+    async def collect() -> StatusSnapshot:
+        nonlocal count
+        count += 1
+        return snapshot(count % 60)
+
+    sampler = Sampler(collect, capacity=5, pause_s=0.01, idle_after=5)
+    app = DashboardApp(sampler)
+    server = DashboardServer(app, "127.0.0.1", 0)
+    await server.start()
+    await sampler.stop()  # the server started it as a dashboard server does: sample from now on
+    sampler.start(on_first_page=True)  # as the gateway's admin port does
+    try:
+        await asyncio.sleep(0.1)
+        assert count == 0 and not sampler.sampling
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(server.url + "api/status")).status_code == 503  # no sample yet
+        deadline = asyncio.get_running_loop().time() + 5
+        while count == 0:
+            assert asyncio.get_running_loop().time() < deadline, "the first page request did not start sampling"
+            await asyncio.sleep(0.01)
+        assert sampler.sampling
+    finally:
+        await server.stop()
+    assert not sampler.sampling
+
+
 def test_the_sampling_window_is_2_s_unless_the_environment_shortens_it() -> None:
     assert sample_window(2.0, {}) == 2.0
     assert sample_window(2.0, {SAMPLE_ENV: " "}) == 2.0

@@ -33,7 +33,8 @@ class AdminServer:
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
         reader = GatewayViewReader(reconciler.provider.snapshot, self._last_statuses, "infergate gateway")
-        # sampled while a page watches (and IDLE_AFTER_S after), not for every gateway all the time
+        # sampled from the first page request while a page watches (and IDLE_AFTER_S after), not
+        # for every gateway all the time
         self.dashboard = DashboardApp(Sampler.for_reader(reader, idle_after=IDLE_AFTER_S), title="infergate gateway")
 
     def _last_statuses(self) -> dict[Any, Any]:
@@ -75,7 +76,7 @@ class AdminServer:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         assert self.dashboard.sampler is not None
-        self.dashboard.sampler.start()
+        self.dashboard.sampler.start(on_first_page=True)
 
     async def stop(self) -> None:
         if self.dashboard.sampler is not None:

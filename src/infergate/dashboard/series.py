@@ -8,8 +8,9 @@ route backend: its weight) to a deque bounded by ``capacity``. ``start``/``stop`
 task that stops cleanly.
 
 With ``idle_after`` (the gateway's admin port, always on), sampling pauses when no page asked
-for ``idle_after`` seconds, and ``touch()`` (each API request) resumes it: a gateway nobody
-watches does not scrape its endpoints for the dashboard.
+for ``idle_after`` seconds, and ``touch()`` (each API request) resumes it; started with
+``on_first_page``, it waits for the first page request: a gateway nobody watches does not scrape
+its endpoints for the dashboard.
 
 ``INFERGATE_DASHBOARD_SAMPLE_S`` (seconds, > 0), when set, is the sampling window of every
 dashboard the process serves (the gateway's admin port, `infergate serve`, `infergate migrate
@@ -140,9 +141,13 @@ class Sampler:
                 self.last_error = f"{type(exc).__name__}: {exc}"
             await asyncio.sleep(self.pause_s)
 
-    def start(self) -> None:
+    def start(self, *, on_first_page: bool = False) -> None:
+        """Sample from now on; with ``on_first_page``, from the first page request on (a server
+        nobody looks at, such as a gateway's admin port, scrapes nothing for its dashboard)."""
         self._enabled = True
         self._touched = time.monotonic()
+        if on_first_page:
+            return
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self.run(), name="dashboard-sampler")
 
