@@ -854,25 +854,26 @@ class Migrator:
         pairs = [(p.preview, p.ga) for p in plan.pools]
         watch = SplitWatch.start(pairs, step.ga_weight, previous_weight(plan.weights, step.ga_weight),
                                  plan.gates.attribution_floor)
-        windows, said = 0, started
+        windows, sent, said = 0, 0, started
         while True:
             window = await measure(url, self._probe_models(plan), count, epp_urls)
-            windows += 1
+            windows, sent = windows + 1, sent + len(window.samples)
             elapsed = time.monotonic() - started
+            probes = f"{sent} settling probes in {windows} window{'s' if windows > 1 else ''}"
             if window.pool_requests is None:
                 return GateResult("data-plane", "pass", "route status current; split not observed: EPP metrics "
-                                  f"of {', '.join(window.unreachable)} unreachable")
+                                  f"of {', '.join(window.unreachable)} unreachable ({probes})")
             watch = watch.observe(window.pool_requests)
             if watch.settled:
                 return GateResult("data-plane", "pass", f"serves {step.ga_weight}% GA after {elapsed:.1f} s "
-                                  f"({windows} probe window{'s' if windows > 1 else ''}): {watch.describe()}")
+                                  f"({probes}): {watch.describe()}")
             if watch.requests <= 0:
                 return GateResult("data-plane", "pass", "route status current; split not observed: no probe "
-                                  "reached an EPP")
+                                  f"reached an EPP ({probes})")
             if elapsed >= self.options.ready_timeout_s:
                 return GateResult("data-plane", "fail", f"the gateway did not serve the {step.ga_weight}% GA "
-                                  f"weights within {self.options.ready_timeout_s:g} s (--ready-timeout, "
-                                  f"{windows} probe windows): {watch.describe()}")
+                                  f"weights within {self.options.ready_timeout_s:g} s (--ready-timeout; {probes}): "
+                                  f"{watch.describe()}")
             if windows == 1 or time.monotonic() - said >= SETTLE_PROGRESS_S:
                 said = time.monotonic()
                 self.progress(f"  waiting for the data plane to serve {step.ga_weight}% GA ({elapsed:.1f} s): "
