@@ -73,8 +73,12 @@ def test_the_tracker_needs_evidence_against_the_previous_split() -> None:
     for _ in range(10):
         more = more.observe(2, 4)
     assert more.settled, more.describe()
-    # windows of the old split reset the evidence (a CUSUM): they never count for the new one
-    assert more.observe(1, 4).observe(0, 4).evidence < more.evidence
+    # windows that favour the old split take evidence away, down to 0 and not below (a CUSUM: a
+    # stretch of old windows never has to be paid back by new ones)
+    back = more
+    for _ in range(5):
+        back = back.observe(0, 4)
+    assert back.evidence == 0.0 and not back.observe(2, 4).settled
 
 
 def test_a_request_impossible_under_one_split_decides() -> None:
