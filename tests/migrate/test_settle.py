@@ -4,8 +4,10 @@ analyse-50, judging the split of the weights before the shift).
 
 The pure decisions (:mod:`infergate.migrate.settle`) are tested on counts; the runner against
 the embedded API server (in this process) and a stand-in gateway that serves a route's new
-weights only ``lag_s`` after they were written, as Envoy does after the controller's
-translation and the xDS push."""
+weights only some time after they were written, as Envoy does after the controller's
+translation and the xDS push. That time is counted in requests served since the change, not in
+seconds: the test then means the same on a loaded machine (where the runner's own steps between
+the shift and the first probe may take longer than any lag in seconds)."""
 
 from __future__ import annotations
 
@@ -133,14 +135,16 @@ def test_the_route_status_must_describe_the_routes_generation() -> None:
 
 @dataclass
 class LaggingGateway:
-    """Splits requests as the route's weights say ``lag_s`` after they were written (a smooth
-    weighted round robin), and counts them per pool on a fake EPP /metrics page."""
+    """Splits requests as the route's weights say once ``lag_requests`` requests were served
+    after they were written (a smooth weighted round robin), and counts them per pool on a fake
+    EPP /metrics page."""
 
     cluster: Any
     namespace: str
-    lag_s: float
+    lag_requests: float
+    served_requests: int = 0
     url: str = ""
-    written: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # (time seen, weights)
+    written: list[tuple[int, dict[str, int]]] = field(default_factory=list)  # (requests served then, weights)
     epp: dict[str, EppMetrics] = field(default_factory=dict)
     sent: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -153,15 +157,16 @@ class LaggingGateway:
         while True:
             weights = await asyncio.to_thread(self.read_weights)
             if not self.written or self.written[-1][1] != weights:
-                self.written.append((time.monotonic(), weights))
+                self.written.append((self.served_requests, weights))
             await asyncio.sleep(0.05)
 
     def served(self) -> dict[str, int]:
-        now = time.monotonic()
-        return next((w for at, w in reversed(self.written) if at + self.lag_s <= now), self.written[0][1])
+        return next((w for at, w in reversed(self.written) if at + self.lag_requests <= self.served_requests),
+                    self.written[0][1])
 
     def pick(self) -> str:
         weights = self.served()
+        self.served_requests += 1
         key = json.dumps(sorted(weights.items()))
         sent = self.sent.setdefault(key, {})
         total = sum(sent.values()) + 1
@@ -172,7 +177,7 @@ class LaggingGateway:
 
 @pytest.fixture
 async def gateway(cluster: Any, preview_stack: str) -> AsyncIterator[LaggingGateway]:
-    state = LaggingGateway(cluster, preview_stack, lag_s=1.0)
+    state = LaggingGateway(cluster, preview_stack, lag_requests=30)
 
     async def completions(request: web.Request) -> web.StreamResponse:
         pool = state.pick()
@@ -224,8 +229,8 @@ def data_plane(result: Any) -> dict[str, Any]:
 
 async def test_the_analysis_waits_until_the_gateway_serves_the_new_weights(
         gateway: LaggingGateway, status_writer: Any) -> None:
-    # --analysis-delay 0 and a data plane 1 s behind the route: measured at once, analyse-50 saw the
-    # old split (0 % GA) and rolled back; now it waits until the split is the new one
+    # --analysis-delay 0 and a data plane 30 requests behind the route: measured at once (20 probes),
+    # analyse-50 saw the old split (0 % GA) and rolled back; now it waits until the split is the new one
     result, progress = await migrate(gateway, stop_after="analyse-50")
     assert result.exit_code == 0, (result.message, result.gates)
     assert [s["step"] for s in result.steps][-2:] == ["shift-50", "analyse-50"]
@@ -242,7 +247,7 @@ async def test_weights_that_never_take_effect_fail_the_step_with_the_reason(
     original = gateway.cluster.get(HTTPROUTES, gateway.namespace, "llm-route")["spec"]
     first, _ = await migrate(gateway, stop_after="analyse-0")
     assert first.exit_code == 0, (first.message, first.gates)
-    gateway.lag_s = math.inf  # from now on, the data plane keeps the split it has
+    gateway.lag_requests = math.inf  # from now on, the data plane keeps the split it has
     started = time.monotonic()
     result, _ = await migrate(gateway, stop_after="analyse-100", ready_timeout_s=1.5)
     assert result.exit_code == 5 and result.phase == "rolled-back", (result.message, result.gates)
@@ -255,7 +260,7 @@ async def test_weights_that_never_take_effect_fail_the_step_with_the_reason(
 
 async def test_a_controller_that_has_not_processed_the_shift_is_waited_for_then_reported(
         gateway: LaggingGateway, status_writer: Any) -> None:
-    gateway.lag_s = 0.0
+    gateway.lag_requests = 0
     first, _ = await migrate(gateway, stop_after="analyse-0")
     assert first.exit_code == 0, (first.message, first.gates)
     status_writer.paused = True  # the route's status stays at the generation of the shift to 0 %
