@@ -107,8 +107,8 @@ def preview_stack(kubectl: CliTool, cluster: KubeCluster, namespace: str) -> str
     return namespace
 
 
-def _conditions(*pairs: tuple[str, str, str]) -> list[dict[str, Any]]:
-    return [{"type": t, "status": s, "reason": r, "message": "", "observedGeneration": 1,
+def _conditions(*pairs: tuple[str, str, str], generation: int = 1) -> list[dict[str, Any]]:
+    return [{"type": t, "status": s, "reason": r, "message": "", "observedGeneration": generation,
              "lastTransitionTime": "2026-01-01T00:00:00Z"} for t, s, r in pairs]
 
 
@@ -117,7 +117,8 @@ class StatusWriter:
     Accepted/ResolvedRefs per parent, InferencePool parent Accepted) for one namespace, every
     0.1 s in a thread. ``reject_group``: backendRefs of that group get ResolvedRefs=False/
     InvalidKind (an Istio-1.28-like gateway, migration.md §9 case 4) while the Gateway stays
-    Programmed. A stand-in for the gateway where the tests are about the migration's logic."""
+    Programmed. A stand-in for the gateway where the tests are about the migration's logic.
+    ``paused``: writes nothing (a controller that has not processed the latest changes)."""
 
     def __init__(self, cluster: KubeCluster, namespace: str) -> None:
         import threading
@@ -125,6 +126,7 @@ class StatusWriter:
         self.cluster = cluster
         self.namespace = namespace
         self.reject_group: str | None = None
+        self.paused = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -138,6 +140,8 @@ class StatusWriter:
 
     def _loop(self) -> None:
         while not self._stop.wait(0.1):
+            if self.paused:
+                continue
             try:
                 self.write_once()
             except Exception:  # objects come and go while the migration runs
@@ -166,7 +170,8 @@ class StatusWriter:
             parents = [{"parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": ns,
                                       "name": p["name"]},
                         "controllerName": "infergate.io/gateway-controller",
-                        "conditions": _conditions(("Accepted", "True", "Accepted"), resolved)}
+                        "conditions": _conditions(("Accepted", "True", "Accepted"), resolved,
+                                                  generation=int(route["metadata"].get("generation") or 1))}
                        for p in route["spec"].get("parentRefs") or []]
             self.cluster.merge_patch_status(HTTPROUTES, ns, route["metadata"]["name"], {"status": {"parents": parents}})
         for group, name in used:

@@ -480,8 +480,12 @@ def _parse_epp_metrics(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--epp-metrics", multiple=True, help="POOL=URL of a pool's EPP /metrics (default: its Service).")
 @click.option("--probe-model", multiple=True, help="Also probe this model (e.g. one without an InferenceModel).")
 @click.option("--analysis-delay", type=float, default=1.0, show_default=True,
-              help="Seconds to wait after a weight change before measuring.")
-@click.option("--ready-timeout", type=float, default=120.0, show_default=True)
+              help="Extra seconds to wait after a weight change, once the gateway demonstrably serves the new "
+              "weights (its route status current and probes split as the weights say; that wait is bounded by "
+              "--ready-timeout), before the measured window.")
+@click.option("--ready-timeout", type=float, default=120.0, show_default=True,
+              help="Seconds to wait for the GA EPPs to be ready, for the statuses, and after each weight change "
+              "for the gateway to serve the new weights (then the step fails).")
 @click.option("--step-duration", default="2m", show_default=True,
               help="Bake time of each weight step: probe windows every 10 s and the real traffic the EPPs count, "
               "for this long (a Go duration such as 90s or 5m; a bare number is minutes).")

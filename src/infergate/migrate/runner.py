@@ -72,6 +72,7 @@ from infergate.migrate.resources import (
     name_of,
     resource_of,
 )
+from infergate.migrate.settle import SplitWatch, parent_generation_lag, previous_weight
 from infergate.migrate.state import LOCK_ANNOTATION, MigrationState, StateStore
 from infergate.migrate.verify import Check, epp_metrics_url, gateway_url, status_checks, traffic_checks
 from infergate.util.wait import WaitTimeout, async_wait_until, wait_until
@@ -79,6 +80,8 @@ from infergate.util.wait import WaitTimeout, async_wait_until, wait_until
 CRD_BUNDLE_DIR = Path(__file__).resolve().parents[3] / "config" / "crd"
 
 REJECTION_GRACE_S = 3.0  # a False condition this long is the gateway's answer, not a transient
+SETTLE_PROBES = 20  # probes per window while waiting for the data plane to serve a shift's weights
+SETTLE_PROGRESS_S = 2.0  # while it waits: a progress line this often
 EPP_WATCH_S = 1.0  # while a step bakes: how often the GA EPPs' readiness is checked between probe windows
 RESTORE_TIMEOUT_S = 60.0  # simple path: how long verification waits for the new stack to serve
 GITOPS_MANAGERS = ("argocd", "argo-cd", "flux", "kustomize-controller", "helm-controller")
@@ -97,7 +100,7 @@ class RunOptions:
     gateway_url: str | None = None
     epp_metrics: dict[str, str] = field(default_factory=dict)  # pool name -> /metrics URL
     probe_models: tuple[str, ...] = ()  # extra model names to probe (e.g. ones without an InferenceModel)
-    analysis_delay_s: float = 1.0  # wait after a shift before measuring
+    analysis_delay_s: float = 1.0  # extra wait once the data plane serves a shift's weights, before measuring
     ready_timeout_s: float = 120.0
     poll_s: float = 0.5
     crd_bundle_dir: Path = CRD_BUNDLE_DIR
@@ -589,13 +592,26 @@ class Migrator:
         drift = await asyncio.to_thread(self._drift, plan, step.ga_weight)
         if drift:
             return _Outcome(state, "fail", drift)
-        # Status first: the gateway must accept both groups and resolve every backend.
-        checks = await self._wait_checks(plan, [name_of(r) for r in plan.final_routes])
+        # Status first, for this generation of the routes: the gateway must accept both groups and
+        # resolve every backend.
+        routes = [name_of(r) for r in plan.final_routes]
+        lagging = await self._wait_route_generation(plan, routes)
+        if lagging:
+            stale = GateResult("data-plane", "fail", f"the gateway controller did not process the shift to "
+                               f"{step.ga_weight}% within {self.options.ready_timeout_s:g} s (--ready-timeout): "
+                               + "; ".join(lagging))
+            return self._judged(state, step, result, [stale])
+        checks = await self._wait_checks(plan, routes)
         result.checks = [c.to_dict() for c in checks]
         bad = [c for c in checks if not c.ok]
         if bad:
             return _Outcome(state, "fail", "; ".join(f"{c.name}: {c.detail}" for c in bad))
-        await asyncio.sleep(self.options.analysis_delay_s)
+        # Then the data plane: the split the gateway serves must be the new weights' (a fixed delay
+        # was not enough on a busy controller: the analysis judged the old split and rolled back).
+        served = await self._wait_split(plan, step)
+        if served.verdict == "fail":
+            return self._judged(state, step, result, [served])
+        await asyncio.sleep(self.options.analysis_delay_s)  # --analysis-delay: extra, on top
         bake = self.options.bake
         meter, source = await asyncio.to_thread(self._traffic_meter, plan)
         if meter is not None:
@@ -626,6 +642,10 @@ class Migrator:
             gates.append(GateResult("bake", "pass" if overall(gates) == "pass" else overall(gates),
                                     f"{time.monotonic() - started:.0f} s at {step.ga_weight}% GA, {windows} probe "
                                     f"windows ({probes_sent} probes)"))
+        return self._judged(state, step, result, [served, *gates])
+
+    def _judged(self, state: MigrationState, step: Analyse, result: RunResult, gates: list[GateResult]) -> _Outcome:
+        """The analysis's outcome from its gates, recorded in the result, the events and the progress."""
         result.gates = [{"weight": step.ga_weight, **g.to_dict()} for g in gates]
         self.events.gates_measured(step.ga_weight, [g.to_dict() for g in gates])
         verdict = overall(gates)
@@ -793,8 +813,71 @@ class Migrator:
         url, epp_urls = await asyncio.to_thread(self._probe_targets, plan)
         if url is None:
             return None
-        models = list(plan.model_names) + [m for m in self.options.probe_models if m not in plan.model_names]
-        return await measure(url, models, plan.gates.probes, epp_urls)
+        return await measure(url, self._probe_models(plan), plan.gates.probes, epp_urls)
+
+    def _probe_models(self, plan: Plan) -> list[str]:
+        return list(plan.model_names) + [m for m in self.options.probe_models if m not in plan.model_names]
+
+    async def _wait_route_generation(self, plan: Plan, routes: list[str]) -> list[str]:
+        """Wait (``--ready-timeout``) until every parent's status of ``routes`` was written for the
+        route's current generation (:func:`.settle.parent_generation_lag`); what still lags at the
+        deadline (empty: current)."""
+        lagging: list[str] = []
+        announced = False
+
+        async def current() -> bool:
+            nonlocal lagging, announced
+            found = await asyncio.to_thread(
+                lambda: [(r, self.cluster.get(HTTPROUTES, plan.namespace, r)) for r in routes])
+            lagging = [f"HTTPRoute {name} {lag}" for name, route in found for lag in parent_generation_lag(route or {})]
+            if lagging and not announced:
+                announced = True
+                self.progress(f"  waiting for the gateway controller: {lagging[0]}")
+            return not lagging
+
+        await _poll(current, self.options.ready_timeout_s, self.options.poll_s, "the routes' status generation")
+        return lagging
+
+    async def _wait_split(self, plan: Plan, step: Analyse) -> GateResult:
+        """Wait (``--ready-timeout``) until the gateway demonstrably splits as ``step``'s weight says:
+        probe windows of up to ``SETTLE_PROBES`` requests, judged from the EPPs' counters by
+        :class:`.settle.SplitWatch`. Where the split cannot be observed (no probes, no gateway
+        address, EPP metrics unreachable, no request reaching an EPP) it passes at once with a
+        note: the gates that follow judge that case as before."""
+        started = time.monotonic()
+        count = min(plan.gates.probes, SETTLE_PROBES)
+        url, epp_urls = (None, {}) if count <= 0 else await asyncio.to_thread(self._probe_targets, plan)
+        if count <= 0 or url is None or not epp_urls:
+            why = ("no probes (--probes 0)" if count <= 0 else "no gateway address" if url is None
+                   else "no EPP metrics address")
+            return GateResult("data-plane", "pass", f"route status current; split not observed: {why}")
+        pairs = [(p.preview, p.ga) for p in plan.pools]
+        watch = SplitWatch.start(pairs, step.ga_weight, previous_weight(plan.weights, step.ga_weight),
+                                 plan.gates.attribution_floor)
+        windows, sent, said = 0, 0, started
+        while True:
+            window = await measure(url, self._probe_models(plan), count, epp_urls)
+            windows, sent = windows + 1, sent + len(window.samples)
+            elapsed = time.monotonic() - started
+            probes = f"{sent} settling probes in {windows} window{'s' if windows > 1 else ''}"
+            if window.pool_requests is None:
+                return GateResult("data-plane", "pass", "route status current; split not observed: EPP metrics "
+                                  f"of {', '.join(window.unreachable)} unreachable ({probes})")
+            watch = watch.observe(window.pool_requests)
+            if watch.settled:
+                return GateResult("data-plane", "pass", f"serves {step.ga_weight}% GA after {elapsed:.1f} s "
+                                  f"({probes}): {watch.describe()}")
+            if watch.requests <= 0:
+                return GateResult("data-plane", "pass", "route status current; split not observed: no probe "
+                                  f"reached an EPP ({probes})")
+            if elapsed >= self.options.ready_timeout_s:
+                return GateResult("data-plane", "fail", f"the gateway did not serve the {step.ga_weight}% GA "
+                                  f"weights within {self.options.ready_timeout_s:g} s (--ready-timeout; {probes}): "
+                                  f"{watch.describe()}")
+            if windows == 1 or time.monotonic() - said >= SETTLE_PROGRESS_S:
+                said = time.monotonic()
+                self.progress(f"  waiting for the data plane to serve {step.ga_weight}% GA ({elapsed:.1f} s): "
+                              f"{watch.describe()}")
 
     async def _wait_checks(self, plan: Plan, routes: list[str]) -> list[Check]:
         """Status checks until all pass, or until the deadline; a rejection the gateway keeps
