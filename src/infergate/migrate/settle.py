@@ -16,14 +16,14 @@ that talks only to the Kubernetes API and to the gateway's address:
 
 The split test, per (preview, GA) pair: the window's GA count ``g`` of ``n`` requests is a
 binomial sample. It must be **consistent** with the new share ``w`` (within the attribution
-gate's own band, max(floor, 3 sigma); at 0 % or 100 % exactly: no GA request, or no preview
-request), and the evidence that the split changed from the previous share ``w0`` must be
-strong: the log-likelihood ratio of ``w`` against ``w0``, summed over windows as a CUSUM
-(``max(0, S + llr)``: windows that favour the old split reset it, so the old split's windows
-never count for the new one), must reach ln(100). A window impossible under ``w0`` (a GA
-request while GA had weight 0) is proof at once; one impossible under ``w`` (a preview request
-at 100 % GA) resets the evidence. When ``w0`` equals ``w`` (or is unknown) only consistency is
-asked: no window could tell the two apart.
+gate's own band, max(floor, 3 sigma), at 0 % and 100 % too: the floor), and the evidence that
+the split changed from the previous share ``w0`` must be strong: the log-likelihood ratio of
+``w`` against ``w0``, summed over windows as a CUSUM (``max(0, S + llr)``: windows that favour
+the old split reset it, so the old split's windows never count for the new one), must reach
+ln(100). The likelihoods take a share of 0 or 1 as ``STRAY_SHARE`` from it: another route to
+the same pool, or a request in flight across the shift, may reach the other side, and one such
+request must neither prove a split nor hold the wait until its timeout. When ``w0`` equals
+``w`` (or is unknown) only consistency is asked: no window could tell the two apart.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from infergate.migrate.gates import attribution_tolerance
 # The evidence the split changed: the new share must be this many times more likely than the old
 # one (a CUSUM's false alarm rate under the old split is about e^-h per window).
 SETTLED_LOG_RATIO = math.log(100.0)
+# The share the likelihoods give the other side at 0 % or 100 % GA (see the module doc).
+STRAY_SHARE = 0.01
 
 
 # -- the route's status ---------------------------------------------------------------------------
@@ -75,26 +77,18 @@ def parent_generation_lag(route: Mapping[str, Any]) -> list[str]:
 
 def split_log_likelihood(ga: float, total: float, share: float) -> float:
     """log P(``ga`` GA requests of ``total`` | GA share ``share``), without the binomial
-    coefficient (the same for every share); -inf when impossible (a GA request at share 0, a
-    preview request at share 1)."""
+    coefficient (the same for every share); a share of 0 or 1 counts as ``STRAY_SHARE`` from it."""
     preview = max(0.0, total - ga)
-    if share <= 0.0:
-        return 0.0 if ga <= 0 else -math.inf
-    if share >= 1.0:
-        return 0.0 if preview <= 0 else -math.inf
+    share = min(max(share, STRAY_SHARE), 1.0 - STRAY_SHARE)
     return ga * math.log(share) + preview * math.log(1.0 - share)
 
 
 def split_consistent(ga: float, total: float, share: float, floor: float) -> bool:
     """Whether ``ga`` GA requests of ``total`` is a split at GA share ``share``: within the
-    attribution gate's band max(``floor``, 3 sigma) of it; at share 0 or 1 exactly (not one
-    request on the other side). No requests: no."""
+    attribution gate's band max(``floor``, 3 sigma) of it (at share 0 or 1: the floor). No
+    requests: no."""
     if total <= 0:
         return False
-    if share <= 0.0:
-        return ga <= 0
-    if share >= 1.0:
-        return ga >= total
     return abs(ga / total - share) <= attribution_tolerance(share, total, floor)
 
 
@@ -113,13 +107,7 @@ class SplitTracker:
         """The tracker after a window in which ``ga`` of ``total`` requests went to the GA pool."""
         new = split_log_likelihood(ga, total, self.share)
         old = new if self.previous is None else split_log_likelihood(ga, total, self.previous)
-        if new == -math.inf:  # impossible under the new split: the old one (or another) still serves
-            evidence = 0.0
-        elif old == -math.inf:  # impossible under the old split: the new one serves
-            evidence = math.inf
-        else:
-            evidence = max(0.0, self.evidence + new - old)
-        return replace(self, evidence=evidence, last=(ga, total))
+        return replace(self, evidence=max(0.0, self.evidence + new - old), last=(ga, total))
 
     @property
     def distinguishable(self) -> bool:
@@ -136,14 +124,11 @@ class SplitTracker:
         ga, total = self.last
         if total <= 0:
             return "no requests"
-        if 0.0 < self.share < 1.0:
-            band = f" +/- {attribution_tolerance(self.share, total, self.floor):.3f}"
-        else:
-            band = " exactly"
+        band = f" +/- {attribution_tolerance(self.share, total, self.floor):.3f}"
         text = f"GA share {ga / total:.3f} of {total:.0f} requests (expected {self.share:.2f}{band}"
         if self.distinguishable:
             assert self.previous is not None
-            odds = "proven" if self.evidence == math.inf else f"log-odds {self.evidence:.1f} of {SETTLED_LOG_RATIO:.1f}"
+            odds = f"log-odds {self.evidence:.1f} of {SETTLED_LOG_RATIO:.1f}"
             text += f"; against the previous {self.previous:.2f}: {odds}"
         return text + ")"
 
