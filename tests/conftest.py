@@ -30,6 +30,32 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
+def xdist_groups(item: pytest.Item) -> list[str]:
+    """The names of an item's ``xdist_group`` marks (its own, its class's, its module's)."""
+    return sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                   for mark in item.iter_markers("xdist_group")})
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make ``--dist loadgroup`` honour ``xdist_group`` marks under pytest 9.2.
+
+    pytest-xdist 3.8 tags a grouped test in each worker by assigning ``item._nodeid`` (the id
+    plus ``@group``), which its scheduler then keeps on one worker; pytest 9.2 derives
+    ``nodeid`` from ``item._id`` instead, so the tag was lost: every group was spread over both
+    workers and each of their module fixtures (a cluster, `infergate up`, Envoy) started on each.
+    This sets the same tag where pytest reads it (a no-op once xdist's own tag shows)."""
+    if not getattr(config.option, "loadgroup", False):  # set on xdist workers under --dist loadgroup
+        return
+    from _pytest.nodeid import NodeId  # pytest's own type of item ids; no public setter exists
+
+    for item in items:
+        groups = xdist_groups(item)
+        suffix = "@" + "_".join(groups)
+        if groups and not item.nodeid.endswith(suffix):
+            item._id = NodeId.parse(item.nodeid + suffix)  # type: ignore[attr-defined]
+
+
 def _require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         pytest.fail(
