@@ -30,6 +30,42 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
+def xdist_groups(item: pytest.Item) -> list[str]:
+    """The names of an item's ``xdist_group`` marks (its own, its class's, its module's); for an
+    item without one that uses a module-scoped fixture of the tests (a module's API server,
+    cluster, `infergate up`), its module: so the module's tests run on one worker and the
+    fixture starts once per run, not once per worker."""
+    named = {str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+             for mark in item.iter_markers("xdist_group")}
+    if named:
+        return sorted(named)
+    definitions = getattr(item, "_fixtureinfo", None)  # pytest's record of the item's fixtures
+    for defs in (definitions.name2fixturedefs.values() if definitions is not None else ()):
+        # a plugin's fixture (pytest-asyncio's module event loop) has an empty baseid: not ours
+        if defs and defs[-1].scope == "module" and defs[-1].baseid:
+            return [f"module:{item.nodeid.split('::', 1)[0]}"]
+    return []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make ``--dist loadgroup`` keep each group (see ``xdist_groups``) on one worker under pytest 9.2.
+
+    pytest-xdist 3.8 tags a grouped test in each worker by assigning ``item._nodeid`` (the id
+    plus ``@group``), which its scheduler then keeps on one worker; pytest 9.2 derives
+    ``nodeid`` from ``item._id`` instead, so the tag was lost: every group was spread over both
+    workers and each of their module fixtures (a cluster, `infergate up`, Envoy) started on each.
+    This sets the tag where pytest reads it (a no-op where xdist's own tag shows)."""
+    if not getattr(config.option, "loadgroup", False):  # set on xdist workers under --dist loadgroup
+        return
+    from _pytest.nodeid import NodeId  # pytest's own type of item ids; no public setter exists
+
+    for item in items:
+        groups = xdist_groups(item)
+        if groups and "@" not in item.nodeid.rsplit("]", 1)[-1]:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")  # type: ignore[attr-defined]
+
+
 def _require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         pytest.fail(

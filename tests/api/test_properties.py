@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -76,6 +77,7 @@ def for_schema(node: dict[str, Any], depth: int = 0) -> st.SearchStrategy[Any]:
     return st.none()
 
 
+@functools.cache  # one strategy per type: building (and validating) it anew for each example took most of the time
 def _objects(t: registry.ResourceType) -> st.SearchStrategy[dict[str, Any]]:
     schema = t.schema()
     body = for_schema(schema)

@@ -233,7 +233,7 @@ def test_target_models_rewrite_on_a_live_preview_to_ga_migration(stack: AfterGa)
         time.sleep(1.0)
         run = up.sh("infergate migrate run -n default --route canary-route --chart charts/inferencepool "
                     "--chart-version '' --target-models rewrite --fast --probes 20 --ready-timeout 90 "
-                    "--no-dashboard -o json", check=False, timeout=300)
+                    "--analysis-delay 0.5 --no-dashboard -o json", check=False, timeout=300)
         done = time.monotonic()
         time.sleep(2.0)
     assert run.returncode == 0, (run.stdout[-4000:], run.stderr[-3000:])

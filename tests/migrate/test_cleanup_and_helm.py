@@ -23,6 +23,8 @@ from infergate.migrate.resources import (
 )
 from infergate.util.net import free_port
 
+from .conftest import load_objects
+
 TESTDATA = Path(__file__).resolve().parent / "testdata"
 REPO = Path(__file__).resolve().parents[2]
 CHARTS = TESTDATA / "charts"
@@ -32,15 +34,12 @@ X_POOLS, X_MODELS = "inferencepools.inference.networking.x-k8s.io", "inferencemo
 @pytest.fixture
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedAPIServer]:
     """One server per test (overrides the module-wide one): these tests delete CRDs."""
-    import yaml
-
     handle = EmbeddedAPIServer.run_in_thread(tmp_path_factory.mktemp("migrate-cleanup"))
     try:
         cluster = KubeCluster.connect(ClusterTarget(str(handle.kubeconfig_path)))
         for bundle in ("gateway-api.yaml", "preview.yaml"):
-            for crd in yaml.safe_load_all((REPO / "config" / "crd" / bundle).read_text()):
-                if crd:
-                    cluster.apply(CRDS, crd)
+            for crd in load_objects(REPO / "config" / "crd" / bundle):
+                cluster.apply(CRDS, crd)
         cluster.close()
         yield handle
     finally:

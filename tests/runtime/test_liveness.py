@@ -226,9 +226,10 @@ async def wait_gone(client: KubeClient, app: str, timeout: float = 20.0) -> None
 @pytest.mark.xdist_group("runtime-liveness")
 async def test_unhealthy_process_is_restarted_and_healthy_again(probe_cluster: Cluster, repo_root: Path) -> None:
     _, runtime, client = probe_cluster
-    # initialDelaySeconds: a Python process on a loaded machine may need more than the 2 s that
-    # LIVENESS allows to start listening (each restart too); the behaviour tested is unchanged.
-    doc = probed_sim(repo_root, "live-sick", livenessProbe={**LIVENESS, "initialDelaySeconds": 5})
+    # a startupProbe, as for the hung process: a Python process on a loaded machine may need more
+    # than the 2 s that LIVENESS allows to start listening (each restart too), and liveness runs
+    # once it answers (an initialDelaySeconds of 5 did the same, waiting 5 s at each start)
+    doc = probed_sim(repo_root, "live-sick", livenessProbe=LIVENESS, startupProbe=STARTED)
     # Fault injection is off by default and never on the serving port: its own port.
     doc["spec"]["template"]["spec"]["containers"][0]["args"] += ["--admin-port=8001", "--admin-address=$(POD_IP)"]
     await client.create(DEPLOY, doc)
@@ -382,7 +383,8 @@ async def test_chart_epp_is_not_restarted_by_its_liveness_probe(
         assert await run_probe(liveness, pod["status"]["podIP"], session) is True
 
     # control: the same probe on a port the EPP does not serve gRPC health on restarts the new pod
-    wrong = {**fast, "grpc": {"port": 9004, "service": "inference-extension"}}
+    # (from its start: the initial delay only postpones a restart that is certain here)
+    wrong = {**fast, "grpc": {"port": 9004, "service": "inference-extension"}, "initialDelaySeconds": 0}
     await asyncio.to_thread(helm, "upgrade", release, str(POOL_CHART), "--reuse-values",
                             "--set-json", f"inferenceExtension.livenessProbe={json.dumps(wrong)}", timeout=120)
     deadline = loop.time() + 60

@@ -200,7 +200,7 @@ async def test_other_deployments_stay_stored_objects(cluster: Cluster) -> None:
                                    "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.10.0",
                                                             "args": ["--model", "x"]}]}}}}
     await client.create(DEPLOY, other)
-    await asyncio.sleep(2.5)  # more than a resync period
+    await asyncio.sleep(runtime.options.resync_s + 0.5)  # more than a resync period (1 s here: 2.5 s waited 2)
     assert await pods_of(client, "vllm-real") == []
     assert runtime.pods_of("default", "vllm-real") == []
     stored = await client.get(f"{DEPLOY}/vllm-real")
