@@ -7,11 +7,11 @@ import asyncio
 import json
 
 from aiohttp import web
+from tests.support.aiohttp_server import served
 
 from infergate.api import headers
 from infergate.bench.peers import driver
 from infergate.bench.peers.workloads import CRITICAL, SHEDDABLE, Session, Turn, Workload
-from infergate.util.net import free_port
 
 
 class Server:
@@ -45,20 +45,13 @@ async def test_closed_loop_users_keep_their_objective_and_back_off_after_a_shed(
     server = Server(delay=0.05)
     app = web.Application()
     app.router.add_post("/v1/completions", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with served(app) as url:
         objectives = [CRITICAL, SHEDDABLE] * 200
         sessions = tuple(Session(0.0, "", (Turn("q", 2),), objective=o) for o in objectives)
         workload = Workload("priority-mix", "test", sessions, concurrency=4,
                             objectives=((CRITICAL, 1), (SHEDDABLE, -1)))
         time_scale = 10.0  # the 1 s (model time) back-off is 0.1 s of wall time
-        results, _wall = await driver.run_closed(f"http://127.0.0.1:{port}/v1/completions", "m", workload,
-                                                 time_scale, 0.6)
-    finally:
-        await runner.cleanup()
+        results, _wall = await driver.run_closed(f"{url}/v1/completions", "m", workload, time_scale, 0.6)
     # two critical users (sessions 0 and 2), two sheddable ones: before, a shed user took the next
     # session, critical half the time, so all four users soon sent critical requests
     assert server.critical_max == 2

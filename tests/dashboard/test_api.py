@@ -109,14 +109,19 @@ async def test_a_failing_reader_is_reported_and_retried() -> None:
         await server.stop()
 
 
+class CountingCollect:
+    """A sampler's collect function that counts its calls."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self) -> StatusSnapshot:
+        self.count += 1
+        return snapshot(self.count % 60)
+
+
 async def test_an_idle_sampler_pauses_and_a_page_request_resumes_it() -> None:
-    count = 0
-
-    async def collect() -> StatusSnapshot:
-        nonlocal count
-        count += 1
-        return snapshot(count % 60)
-
+    collect = CountingCollect()
     sampler = Sampler(collect, capacity=5, pause_s=0.01, idle_after=0.2)
     server = DashboardServer(DashboardApp(sampler), "127.0.0.1", 0)
     await server.start()
@@ -126,13 +131,13 @@ async def test_an_idle_sampler_pauses_and_a_page_request_resumes_it() -> None:
         while sampler.sampling:
             assert asyncio.get_running_loop().time() < deadline, "the sampler did not pause"
             await asyncio.sleep(0.05)
-        paused_at = count
+        paused_at = collect.count
         await asyncio.sleep(0.1)
-        assert count == paused_at
+        assert collect.count == paused_at
         async with httpx.AsyncClient() as client:
             assert (await client.get(server.url + "api/series")).status_code == 200
         assert sampler.sampling
-        while count == paused_at:
+        while collect.count == paused_at:
             await asyncio.sleep(0.01)
     finally:
         await server.stop()
@@ -140,13 +145,7 @@ async def test_an_idle_sampler_pauses_and_a_page_request_resumes_it() -> None:
 
 
 async def test_a_sampler_started_for_the_first_page_samples_nothing_until_a_page_asks() -> None:
-    count = 0
-
-    async def collect() -> StatusSnapshot:
-        nonlocal count
-        count += 1
-        return snapshot(count % 60)
-
+    collect = CountingCollect()
     sampler = Sampler(collect, capacity=5, pause_s=0.01, idle_after=5)
     app = DashboardApp(sampler)
     server = DashboardServer(app, "127.0.0.1", 0)
@@ -155,11 +154,11 @@ async def test_a_sampler_started_for_the_first_page_samples_nothing_until_a_page
     sampler.start(on_first_page=True)  # as the gateway's admin port does
     try:
         await asyncio.sleep(0.1)
-        assert count == 0 and not sampler.sampling
+        assert collect.count == 0 and not sampler.sampling
         async with httpx.AsyncClient() as client:
             assert (await client.get(server.url + "api/status")).status_code == 503  # no sample yet
         deadline = asyncio.get_running_loop().time() + 5
-        while count == 0:
+        while collect.count == 0:
             assert asyncio.get_running_loop().time() < deadline, "the first page request did not start sampling"
             await asyncio.sleep(0.01)
         assert sampler.sampling

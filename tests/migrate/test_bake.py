@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from tests.support.aiohttp_server import served
 
 from infergate.epp.metrics import EppMetrics
 from infergate.migrate.bake import BakeOptions, EppMeter, PrometheusMeter, Traffic, real_traffic_gate
@@ -24,7 +25,6 @@ from infergate.migrate.discover import plan_from_cluster
 from infergate.migrate.plan import Gates, PlanOptions
 from infergate.migrate.resources import HTTPROUTES
 from infergate.migrate.runner import Migrator, RunOptions
-from infergate.util.net import free_port
 
 PREVIEW, GA = "vllm-llama3-8b-instruct-preview", "vllm-llama3-8b-instruct-ga"
 
@@ -85,15 +85,8 @@ async def fakes() -> AsyncIterator[Fakes]:
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/api/v1/query", query)
     app.router.add_get("/epp/{pool}/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    state.url = f"http://127.0.0.1:{port}"
-    try:
+    async with served(app) as state.url:
         yield state
-    finally:
-        await runner.cleanup()
 
 
 async def migrate(cluster: Any, ns: str, fakes: Fakes, bake: BakeOptions, *, stop_after: str | None = "analyse-0") -> Any:

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from aiohttp import web
+from tests.support.aiohttp_server import served
 
 from infergate.epp.metrics import EppMetrics
 from infergate.migrate.probe import DowntimeMonitor, epp_counts, parse_counters, probe_once
-from infergate.util.net import free_port
 
 FIRST_TOKEN_S = 0.3
 
@@ -52,14 +52,8 @@ async def server() -> AsyncIterator[str]:
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/html", not_metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with served(app) as url:
+        yield url
 
 
 async def test_time_to_first_token_is_the_first_data_event(server: str) -> None:
@@ -111,21 +105,17 @@ async def test_the_downtime_monitor_measures_an_outage_from_its_first_failure_to
 
     app = web.Application()
     app.router.add_post("/v1/completions", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    monitor = DowntimeMonitor(f"http://127.0.0.1:{port}", "llama")
-    try:
-        monitor.start()
-        await asyncio.sleep(0.5)
-        outage.set()
-        await asyncio.sleep(0.6)
-        outage.clear()
-        assert await monitor.wait_restored(5.0)
-    finally:
-        await monitor.stop()
-        await runner.cleanup()
+    async with served(app) as url:
+        monitor = DowntimeMonitor(url, "llama")
+        try:
+            monitor.start()
+            await asyncio.sleep(0.5)
+            outage.set()
+            await asyncio.sleep(0.6)
+            outage.clear()
+            assert await monitor.wait_restored(5.0)
+        finally:
+            await monitor.stop()
     summary = monitor.summary()
     assert isinstance(summary["failed"], int) and 3 <= summary["failed"] <= 8, summary
     assert 0.4 <= monitor.downtime_s() <= 1.2, summary

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from tests.support.aiohttp_server import served
 
 from infergate.epp.metrics import EppMetrics
 from infergate.migrate.bake import BakeOptions
@@ -38,7 +39,6 @@ from infergate.migrate.settle import (
     split_consistent,
     split_log_likelihood,
 )
-from infergate.util.net import free_port
 
 PREVIEW, GA = "vllm-llama3-8b-instruct-preview", "vllm-llama3-8b-instruct-ga"
 
@@ -200,19 +200,14 @@ async def gateway(cluster: Any, preview_stack: str) -> AsyncIterator[LaggingGate
     app = web.Application()
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/epp/{pool}/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    state.url = f"http://127.0.0.1:{port}"
-    watcher = asyncio.create_task(state.watch())
-    try:
-        while not state.written:
-            await asyncio.sleep(0.01)
-        yield state
-    finally:
-        watcher.cancel()
-        await runner.cleanup()
+    async with served(app) as state.url:
+        watcher = asyncio.create_task(state.watch())
+        try:
+            while not state.written:
+                await asyncio.sleep(0.01)
+            yield state
+        finally:
+            watcher.cancel()
 
 
 async def migrate(gateway: LaggingGateway, *, stop_after: str,
