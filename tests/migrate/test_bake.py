@@ -26,6 +26,8 @@ from infergate.migrate.plan import Gates, PlanOptions
 from infergate.migrate.resources import HTTPROUTES
 from infergate.migrate.runner import Migrator, RunOptions
 
+from .stand_in_gateway import epp_metrics_page, smooth_weighted_pick, streamed_completion
+
 PREVIEW, GA = "vllm-llama3-8b-instruct-preview", "vllm-llama3-8b-instruct-ga"
 
 
@@ -47,12 +49,7 @@ class Fakes:
         refs = cluster.get(HTTPROUTES, ns, "llm-route")["spec"]["rules"][0]["backendRefs"]
         weights = {("ga" if r["group"] == "inference.networking.k8s.io" else "preview"): int(r.get("weight", 1))
                    for r in refs}
-        key = json.dumps(sorted(weights.items()))
-        sent = self.sent.setdefault(key, {})
-        total = sum(sent.values()) + 1
-        pool = max(weights, key=lambda p: weights[p] * total / max(sum(weights.values()), 1) - sent.get(p, 0))
-        sent[pool] = sent.get(pool, 0) + 1
-        return pool
+        return smooth_weighted_pick(self.sent, weights)
 
 
 @pytest.fixture
@@ -60,12 +57,7 @@ async def fakes() -> AsyncIterator[Fakes]:
     state = Fakes("")
 
     async def completions(request: web.Request) -> web.StreamResponse:
-        pool = await asyncio.to_thread(state.pick)
-        state.epp.setdefault(pool, EppMetrics()).request_total.labels("m", "m").inc()
-        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(b'data: {"choices": [{"index": 0, "text": "ok"}]}\n\ndata: [DONE]\n\n')
-        return response
+        return await streamed_completion(state.epp, await asyncio.to_thread(state.pick), request)
 
     async def query(request: web.Request) -> web.Response:
         promql = request.query["query"]
@@ -78,8 +70,7 @@ async def fakes() -> AsyncIterator[Fakes]:
         return web.json_response({"status": "success", "data": {"resultType": "vector", "result": result}})
 
     async def metrics(request: web.Request) -> web.Response:
-        page = state.epp.setdefault(request.match_info["pool"], EppMetrics())
-        return web.Response(body=page.render(), content_type="text/plain")
+        return epp_metrics_page(state.epp, request)
 
     app = web.Application()
     app.router.add_post("/v1/completions", completions)

@@ -12,7 +12,6 @@ the shift and the first probe may take longer than any lag in seconds)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections.abc import AsyncIterator
@@ -39,6 +38,8 @@ from infergate.migrate.settle import (
     split_consistent,
     split_log_likelihood,
 )
+
+from .stand_in_gateway import epp_metrics_page, smooth_weighted_pick, streamed_completion
 
 PREVIEW, GA = "vllm-llama3-8b-instruct-preview", "vllm-llama3-8b-instruct-ga"
 
@@ -173,12 +174,7 @@ class LaggingGateway:
     def pick(self) -> str:
         weights = self.served()
         self.served_requests += 1
-        key = json.dumps(sorted(weights.items()))
-        sent = self.sent.setdefault(key, {})
-        total = sum(sent.values()) + 1
-        pool = max(weights, key=lambda p: weights[p] * total / max(sum(weights.values()), 1) - sent.get(p, 0))
-        sent[pool] = sent.get(pool, 0) + 1
-        return pool
+        return smooth_weighted_pick(self.sent, weights)
 
 
 @pytest.fixture
@@ -186,16 +182,10 @@ async def gateway(cluster: Any, preview_stack: str) -> AsyncIterator[LaggingGate
     state = LaggingGateway(cluster, preview_stack, lag_requests=30)
 
     async def completions(request: web.Request) -> web.StreamResponse:
-        pool = state.pick()
-        state.epp.setdefault(pool, EppMetrics()).request_total.labels("m", "m").inc()
-        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(b'data: {"choices": [{"index": 0, "text": "ok"}]}\n\ndata: [DONE]\n\n')
-        return response
+        return await streamed_completion(state.epp, state.pick(), request)
 
     async def metrics(request: web.Request) -> web.Response:
-        page = state.epp.setdefault(request.match_info["pool"], EppMetrics())
-        return web.Response(body=page.render(), content_type="text/plain")
+        return epp_metrics_page(state.epp, request)
 
     app = web.Application()
     app.router.add_post("/v1/completions", completions)
