@@ -158,7 +158,7 @@ def predicted_costs(producer: InflightLoadProducer, per_running: float, state: C
     for c, own, extra in zip(candidates, uncached, adapter, strict=True):
         requests, pending = producer.view(c)
         costs.append(pending + own + per_running * requests + extra)
-    if producer.load.speed.enabled:  # off by default: no per-candidate call on the hot path
+    if producer.load.speed_enabled:  # off by default: no per-candidate call on the hot path
         costs = [cost * producer.speed_factor(c) for cost, c in zip(costs, candidates, strict=True)]
     return costs
 
