@@ -43,7 +43,7 @@ from typing import Any
 
 from infergate.bench.peers.driver import SHED_BACKOFF_S
 from infergate.bench.peers.oracle import choose
-from infergate.bench.peers.summary import SLO_ITL_S, SLO_TTFT_S
+from infergate.bench.peers.summary import SLO_ITL_S, SLO_TTFT_S, WARMUP_FRACTION
 from infergate.bench.peers.workloads import (
     CRITICAL,
     SLOW_PROFILE_SETTINGS,
@@ -103,6 +103,8 @@ class TurnOutcome:
     group: int
     objective: str | None = None
     itl: float = 0.0  # mean inter-token latency (model seconds)
+    start: float = 0.0  # model seconds from the replay's start to the request's pick
+    request_id: str = ""
 
     @property
     def meets_slo(self) -> bool:
@@ -134,6 +136,12 @@ class ReplayResult:
 
     def ttft(self, q: float) -> float:
         return percentile([o.ttft for o in self.measured], q)
+
+    def ttft_after_warmup(self, q: float) -> float:
+        """As ``ttft`` for the turns sent after the phase's first ``WARMUP_FRACTION`` (the benchmark's
+        "after warm-up" figure)."""
+        warmup = WARMUP_FRACTION * self.model_time
+        return percentile([o.ttft for o in self.measured if o.start >= warmup], q)
 
     @property
     def goodput(self) -> float:
@@ -324,6 +332,68 @@ class OraclePolicy(_Policy):
         return index
 
 
+CACHE_AWARE = "sglang-cache-aware"
+CACHE_AWARE_CHARS = 16  # the emulated radix tree's granularity (characters per node)
+
+
+class CacheAwarePolicy(_Policy):
+    """An emulation of sglang-router's (and vllm-router's) ``cache_aware`` policy with their defaults
+    (``../shared/notes/peers.md``): when the router's in-flight counts are imbalanced
+    (max - min > ``balance_abs`` and max > min x ``balance_rel``) the least-loaded worker; else the
+    worker whose tree (every prompt routed there, by characters) matches the longest prefix, if it
+    matches more than ``cache_threshold`` of the prompt; else the worker with the smallest tree. The
+    tree is approximated by chained hashes of ``CACHE_AWARE_CHARS``-character chunks, never evicted
+    (the routers evict every 120 s down to 2^26 nodes: nothing in a replay). A replay aid, not the
+    peer itself: ``bench peers`` runs the real router."""
+
+    name = CACHE_AWARE
+
+    def __init__(self, cache_threshold: float = 0.3, balance_abs: int = 64, balance_rel: float = 1.5) -> None:
+        self.cache_threshold = cache_threshold
+        self.balance_abs = balance_abs
+        self.balance_rel = balance_rel
+        self.trees: list[set[int]] = []
+        self.loads: list[int] = []
+        self.picked: dict[str, int] = {}
+
+    def pick(self, pool: _Pool, rid: str, prompt: str, priority: int = 0, lora: str | None = None) -> int | None:
+        if not self.trees:
+            self.trees = [set() for _ in pool.engines]
+            self.loads = [0] * len(pool.engines)
+        chunks: list[int] = []
+        previous = hash(lora)
+        for i in range(len(prompt) // CACHE_AWARE_CHARS):  # chained: a node stands for its whole prefix
+            previous = hash((previous, prompt[i * CACHE_AWARE_CHARS : (i + 1) * CACHE_AWARE_CHARS]))
+            chunks.append(previous)
+        low, high = min(self.loads), max(self.loads)
+        if high - low > self.balance_abs and high > low * self.balance_rel:
+            index = self.loads.index(low)
+        else:
+            matched = [0] * len(self.trees)
+            for i, tree in enumerate(self.trees):
+                n = 0
+                for h in chunks:
+                    if h not in tree:
+                        break
+                    n += 1
+                matched[i] = n
+            best = max(matched)
+            if prompt and best * CACHE_AWARE_CHARS / len(prompt) > self.cache_threshold:
+                index = matched.index(best)
+            else:
+                sizes = [len(t) for t in self.trees]
+                index = sizes.index(min(sizes))
+        self.trees[index].update(chunks)
+        self.loads[index] += 1
+        self.picked[rid] = index
+        return index
+
+    def done(self, rid: str) -> None:
+        index = self.picked.pop(rid, None)
+        if index is not None:
+            self.loads[index] -= 1
+
+
 async def _turn(pool: _Pool, policy: _Policy, prompt: str, max_tokens: int, session: Session,
                 result: ReplayResult) -> str | None:
     """One request; its answer, or None when it was shed."""
@@ -345,7 +415,8 @@ async def _turn(pool: _Pool, policy: _Policy, prompt: str, max_tokens: int, sess
     engine.submit(seq)
     await seq.wait(0)
     first = loop.time()
-    outcome = TurnOutcome(first - start, tokens, seq.cached_tokens, index, session.group, session.objective)
+    outcome = TurnOutcome(first - start, tokens, seq.cached_tokens, index, session.group, session.objective,
+                          start=start, request_id=rid)
     result.outcomes.append(outcome)
     policy.started(rid)
     while not seq.done:
@@ -432,6 +503,8 @@ def replay(workload: Workload, policy_spec: str, seed: int = 1, closed_s: float 
         policy: _Policy
         if policy_spec == "oracle":
             policy = OraclePolicy(seed)
+        elif policy_spec == CACHE_AWARE:
+            policy = CacheAwarePolicy()
         else:
             text = PRESETS[policy_spec] if policy_spec in PRESETS else Path(policy_spec).read_text()
             policy = EppPolicy(policy_spec if policy_spec in PRESETS else Path(policy_spec).stem, text, seed,
@@ -446,7 +519,8 @@ def main(argv: Seq[str] | None = None) -> None:
                                      description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--workload", default="shared-prefix-zipf")
     parser.add_argument("--policy", action="append", required=True,
-                        help="an EPP preset name, an EndpointPickerConfig file, or 'oracle' (repeatable)")
+                        help="an EPP preset name, an EndpointPickerConfig file, 'oracle', or 'sglang-cache-aware' "
+                             "(an emulation of sglang-router's cache_aware policy with its defaults) (repeatable)")
     parser.add_argument("--duration", type=float, default=15.0, help="model seconds of arrivals")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--seeds", type=int, default=1, help="workload seeds seed..seed+N-1, each replayed")
@@ -475,16 +549,16 @@ def main(argv: Seq[str] | None = None) -> None:
                                   sheddable_max_prefill_busy_fraction=args.sd_sheddable_max_prefill_busy_fraction)
     if args.load is not None and args.workload != "priority-mix":
         parser.error("--load applies to --workload priority-mix only")
-    print("| seed | policy | TTFT p50 | TTFT p90 | TTFT p99 | goodput | served | shed | prefix hit | "
+    print("| seed | policy | TTFT p50 | TTFT p90 | TTFT p99 | p90 after warm-up | goodput | served | shed | prefix hit | "
           "replicas/group | max share | out tok/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for seed in range(args.seed, args.seed + args.seeds):
         workload = make(args.workload, args.duration, seed, args.replicas, closed=args.closed, load=args.load)
         for spec in args.policy:
             r = replay(workload, spec, seed, args.duration if args.closed else None, first_byte=args.first_byte,
                        saturation=saturation)
             print(f"| {seed} | {r.policy} | {r.ttft(50):.3f} | {r.ttft(90):.3f} | {r.ttft(99):.3f} | "
-                  f"{r.goodput:.2f} | {len(r.measured)} | {len(r.shed)} | {r.prefix_hit:.0%} | "
+                  f"{r.ttft_after_warmup(90):.3f} | {r.goodput:.2f} | {len(r.measured)} | {len(r.shed)} | {r.prefix_hit:.0%} | "
                   f"{r.replicas_per_group:.1f} | {r.max_share:.0%} | {r.tokens_per_s:.0f} |", flush=True)
 
 

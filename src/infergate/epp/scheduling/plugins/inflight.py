@@ -51,6 +51,7 @@ from infergate.epp.scheduling.framework import (
     SchedulingResult,
 )
 from infergate.epp.scheduling.plugins.params import check_keys, float_param, int_param, str_param
+from infergate.epp.scheduling.plugins.prefill_rate import DEFAULT_PREFILL_RATE_MIN_TOKENS, PrefillRate
 from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
 
 DEFAULT_CHARS_PER_TOKEN = 4.0
@@ -186,9 +187,12 @@ class InflightLoad:
     """Per-endpoint in-flight requests and tokens, keyed by request id."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS, speed: EndpointSpeed | None = None) -> None:
+                 prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS, speed: EndpointSpeed | None = None,
+                 prefill_rate: PrefillRate | None = None) -> None:
         self.clock = clock  # the scrapes' clock (EndpointMetrics.update_time)
         self.speed = EndpointSpeed() if speed is None else speed
+        # the speed factor from prefill progress (first-token counts), off by default (prefill_rate.py)
+        self.prefill_rate = PrefillRate(saturated_tokens=prefill_chunk_tokens) if prefill_rate is None else prefill_rate
         self.prefill_chunk_tokens = prefill_chunk_tokens
         self.first_bytes_seen = False  # a first-bytes signal ever came: the data plane sends bodies
         self._requests: dict[str, _Tracked] = {}
@@ -201,6 +205,18 @@ class InflightLoad:
         self.adapter_notes = 0  # adapter lists merged into ``adapters`` (the per-scrape learning's work)
         # per endpoint whose scrapes count first tokens: (the newest scrape's time, its count)
         self._first_tokens: dict[str, tuple[float, float]] = {}
+
+    @property
+    def speed_enabled(self) -> bool:
+        """Whether a speed factor can move off 1 (either signal on; both are off by default)."""
+        return self.speed.enabled or self.prefill_rate.enabled
+
+    def speed_factor(self, hostport: str) -> float:
+        """``hostport``'s predicted-TTFT multiplier: the larger of the two factors (1.0 when off)."""
+        factor = self.speed.factor(hostport) if self.speed.enabled else 1.0
+        if self.prefill_rate.enabled:
+            factor = max(factor, self.prefill_rate.factor(hostport))
+        return factor
 
     def note_adapters(self, names: frozenset[str]) -> None:
         """Remember adapter names from a scrape (an adapter idle everywhere now is still one)."""
@@ -281,9 +297,12 @@ class InflightLoad:
         if load is not None:
             load.counts_first_tokens = True
         if seen is None or load is None:
+            if self.prefill_rate.enabled:
+                self.prefill_rate.observe(hostport, when, 0.0, 0.0 if load is None else load.pending_prefill_tokens)
             return  # the first count is the baseline; the picks after it are ordered from now on
         done = int(total - seen[1])  # < 0: the server restarted (counters start again)
         order = load.prefill_order
+        released = 0
         while done > 0 and order:
             tracked = order[0]
             if tracked.picked_at > when:
@@ -291,7 +310,10 @@ class InflightLoad:
             order.popleft()
             if tracked.prefilling:  # not prefilled by first bytes, not ended (release clears it)
                 self._end_prefill(tracked, load)
+                released += tracked.uncached_tokens
                 done -= 1
+        if self.prefill_rate.enabled:
+            self.prefill_rate.observe(hostport, when, released, load.pending_prefill_tokens)
 
     def release(self, request_id: str, now: float | None = None, completed: bool = False) -> None:
         """The request ended; a ``completed`` one's duration (pick to now) feeds the speed factor."""
@@ -410,31 +432,38 @@ class InflightLoadProducer(Plugin):
     ``speedFactorMinSamples`` (completed requests per endpoint before its factor moves off
     1; 0, the default, turns the factor off; 16 is the measured value, docs/epp.md), ``speedFactorDecay`` (0.05: the newest duration's weight in an
     endpoint's running mean), ``speedFactorThreshold`` (1.5: a smaller ratio to the fastest
-    endpoint counts as 1) and ``speedFactorMax`` (4: the factor's bound)."""
+    endpoint counts as 1) and ``speedFactorMax`` (4: the factor's bound); ``prefillRateMinTokens`` (0, the
+    default, off) turns on the factor from prefill progress (``PrefillRate``: each endpoint's prompt tokens
+    prefilled per second while saturated, from the scrapes' first-token counts, against the fastest; it
+    needs that many tokens seen per endpoint) with the same threshold and bound."""
 
     type_name = "inflight-load-producer"
 
     def __init__(self, name: str, prefix_scorer: str = PrefixCacheScorer.type_name,
                  chars_per_token: float = DEFAULT_CHARS_PER_TOKEN,
-                 prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS, speed: EndpointSpeed | None = None) -> None:
+                 prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS, speed: EndpointSpeed | None = None,
+                 prefill_rate: PrefillRate | None = None) -> None:
         super().__init__(name)
         self.prefix_scorer_name = prefix_scorer
         self.chars_per_token = chars_per_token
         self.prefix: PrefixCacheScorer | None = None
-        self.load = InflightLoad(prefill_chunk_tokens=prefill_chunk_tokens, speed=speed)
+        self.load = InflightLoad(prefill_chunk_tokens=prefill_chunk_tokens, speed=speed, prefill_rate=prefill_rate)
 
     @classmethod
     def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> InflightLoadProducer:
         check_keys(params, ("prefixScorer", "charsPerToken", "prefillChunkTokens", "speedFactorMinSamples",
-                            "speedFactorDecay", "speedFactorThreshold", "speedFactorMax"))
+                            "speedFactorDecay", "speedFactorThreshold", "speedFactorMax", "prefillRateMinTokens"))
         threshold = float_param(params, "speedFactorThreshold", DEFAULT_SPEED_FACTOR_THRESHOLD, low=1.0, high=100.0)
         high = float_param(params, "speedFactorMax", DEFAULT_SPEED_FACTOR_MAX, low=1.0, high=100.0)
         speed = EndpointSpeed(float_param(params, "speedFactorDecay", DEFAULT_SPEED_DECAY, low=0.001, high=1.0),
                               int_param(params, "speedFactorMinSamples", DEFAULT_SPEED_MIN_SAMPLES, minimum=0),
                               threshold, max(threshold, high))
+        chunk = int_param(params, "prefillChunkTokens", DEFAULT_PREFILL_CHUNK_TOKENS, minimum=1)
+        rate = PrefillRate(int_param(params, "prefillRateMinTokens", DEFAULT_PREFILL_RATE_MIN_TOKENS, minimum=0),
+                           chunk, threshold, max(threshold, high))
         return cls(name, str_param(params, "prefixScorer", PrefixCacheScorer.type_name),
                    float_param(params, "charsPerToken", DEFAULT_CHARS_PER_TOKEN, low=0.1, high=100.0),
-                   int_param(params, "prefillChunkTokens", DEFAULT_PREFILL_CHUNK_TOKENS, minimum=1), speed)
+                   chunk, speed, rate)
 
     def resolve(self, handle: PluginHandle) -> None:
         plugin = handle.plugins.get(self.prefix_scorer_name)
@@ -488,8 +517,8 @@ class InflightLoadProducer(Plugin):
         self.load.release(request_id, completed=completed)
 
     def speed_factor(self, candidate: Candidate) -> float:
-        """``candidate``'s speed factor (``EndpointSpeed``): its predicted TTFT's multiplier."""
-        return self.load.speed.factor(candidate.hostport)
+        """``candidate``'s speed factor (``EndpointSpeed``, ``PrefillRate``): its predicted TTFT's multiplier."""
+        return self.load.speed_factor(candidate.hostport)
 
     def view(self, candidate: Candidate) -> tuple[int, float]:
         """(requests, pending prefill tokens) on ``candidate``, reconciled with its scraped metrics:

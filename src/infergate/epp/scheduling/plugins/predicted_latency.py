@@ -10,10 +10,11 @@ All three read the pick-time accounting of an ``inflight-load-producer`` (parame
   + ``tokensPerRunningRequest`` x requests in flight (the batch each prefill step shares);
   scored ``(max - cost) / (max - min)`` over the candidates (1.0 for all when equal), so the
   cheapest endpoint wins. Measured in tokens, not seconds, so it needs no model-speed
-  calibration: a replica prefills its queue in order at the same rate. With the producer's speed
-  factor on (``speedFactorMinSamples`` > 0; off by default, docs/epp.md "Speed factor"), each
-  endpoint's cost is multiplied by its factor (``EndpointSpeed``: how much longer its completed
-  requests took than the fastest endpoint's), in the scorer and in the affinity filter alike.
+  calibration: a replica prefills its queue in order at the same rate. With a producer's speed
+  factor on (``speedFactorMinSamples`` > 0 or ``prefillRateMinTokens`` > 0; both off by default,
+  docs/epp.md "Speed factor"), each endpoint's cost is multiplied by its factor (``EndpointSpeed``:
+  how much longer its completed requests took than the fastest endpoint's; ``PrefillRate``: how much
+  slower it prefilled while saturated), in the scorer and in the affinity filter alike.
   LoRA adapters (issue 16's ``lora-mix``): when the request's model is an adapter (a name
   a scraped ``vllm:lora_requests_info`` has listed as running or waiting), an
   endpoint where it is not active (scraped running, or picked there by this EPP since the
@@ -158,7 +159,7 @@ def predicted_costs(producer: InflightLoadProducer, per_running: float, state: C
     for c, own, extra in zip(candidates, uncached, adapter, strict=True):
         requests, pending = producer.view(c)
         costs.append(pending + own + per_running * requests + extra)
-    if producer.load.speed.enabled:  # off by default: no per-candidate call on the hot path
+    if producer.load.speed_enabled:  # off by default: no per-candidate call on the hot path
         costs = [cost * producer.speed_factor(c) for cost, c in zip(costs, candidates, strict=True)]
     return costs
 
