@@ -7,6 +7,7 @@ nests too deep for libyaml's recursive composer (which crashes the process on th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -174,3 +175,47 @@ def test_nesting_is_measured_exactly_past_the_cheap_bound(text: str, depth: int)
     if depth > 1:
         # past the cheap bound (limit 1 or 2): the events tell
         assert yamlload.nesting_exceeds(text, depth - 1)
+
+
+# Every YAML read goes through yamlload: a tagged scalar PyYAML cannot build is each reader's
+# own error. With yaml.safe_load these raised IndexError (a traceback, a failed reconcile).
+BAD_SCALAR = "a: !!float ''\n"
+
+
+def test_a_bad_scalar_in_chart_values_is_a_clean_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from infergate.cli import main
+
+    values = tmp_path / "values.yaml"
+    values.write_text(BAD_SCALAR)
+    result = CliRunner().invoke(main, ["migrate", "chart-values", "-f", str(values)])
+    assert result.exit_code == 1 and not isinstance(result.exception, IndexError), result.exception
+    assert "cannot construct a value" in result.output
+
+
+def test_a_bad_scalar_in_a_kubeconfig_is_invalid(tmp_path: Path) -> None:
+    from infergate.kube.kubeconfig_file import Invalid, read_kubeconfig, read_namespace
+
+    config = tmp_path / "config"
+    config.write_text(BAD_SCALAR)
+    with pytest.raises(Invalid, match="not YAML: cannot construct a value"):
+        read_kubeconfig(config)
+    with pytest.raises(Invalid, match="cannot construct a value"):
+        read_namespace(config)
+
+
+def test_a_bad_scalar_in_fleet_params_names_the_key() -> None:
+    from infergate.controller.fleet.params import ParamsError, parse_params
+
+    with pytest.raises(ParamsError, match="serviceAnnotations: invalid YAML: cannot construct a value"):
+        parse_params({"serviceAnnotations": BAD_SCALAR})
+
+
+def test_a_bad_scalar_in_a_pod_envoy_bootstrap_is_a_value_error(tmp_path: Path) -> None:
+    from infergate.apiserver.runtime.envoy_sidecar import pod_envoy_argv
+
+    bootstrap = tmp_path / "envoy.yaml"
+    bootstrap.write_text(BAD_SCALAR)
+    with pytest.raises(ValueError, match="not YAML \\(cannot construct a value"):
+        pod_envoy_argv(["envoy", "-c", str(bootstrap)], "127.0.0.2", tmp_path, "envoy")
