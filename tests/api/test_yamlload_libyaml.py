@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infergate.api import yamlload
 from infergate.apiserver.decoding import DecodeError, decode_yaml
@@ -219,3 +221,25 @@ def test_a_bad_scalar_in_a_pod_envoy_bootstrap_is_a_value_error(tmp_path: Path) 
     bootstrap.write_text(BAD_SCALAR)
     with pytest.raises(ValueError, match="not YAML \\(cannot construct a value"):
         pod_envoy_argv(["envoy", "-c", str(bootstrap)], "127.0.0.2", tmp_path, "envoy")
+
+
+_NODES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+    max_leaves=40,
+)
+
+
+def _depth(value: Any) -> int:
+    children = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else None
+    return 0 if children is None else 1 + max(map(_depth, children), default=0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=_NODES, flow=st.sampled_from([True, False, None]), indent=st.integers(2, 9),
+       break_=st.sampled_from(["\n", "\r", "\r\n"]))
+def test_the_cheap_bound_is_never_below_the_nesting(value: Any, flow: bool | None, indent: int, break_: str) -> None:
+    # the bound decides whether libyaml's recursive composer may see the text: it must never be low
+    text = yaml.safe_dump(value, default_flow_style=flow, indent=indent, line_break=break_)
+    assert yamlload._depth_bound(text) >= _depth(value)
+    assert yamlload.load(text) == value
