@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from infergate.api import yamlload
 from infergate.apiserver.limits import MAX_DEPTH, MAX_REQUEST_BODY_BYTES, TooDeep, check_depth
 
 # go-yaml's alias ratio bounds (decode.go: allowedAliasRatio)
@@ -115,8 +116,8 @@ def _json_key(key: Any) -> str:
     raise DecodeError(f"invalid map key: {key!r}")
 
 
-class _Loader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):  # type: ignore[misc]
-    """The safe loader with JSON's value space: no timestamps or bytes, string keys, finite floats."""
+class _Loader(yamlload.JsonValueLoader):  # type: ignore[misc]  # libyaml's parser when PyYAML has it
+    """The manifest loader with JSON's value space: no timestamps or bytes, string keys, finite floats."""
 
 
 def _as_string(loader: yaml.SafeLoader, node: yaml.Node) -> str:
@@ -241,6 +242,8 @@ def decode_yaml(raw: bytes) -> Decoded:
         raise DecodeError(str(exc)) from exc
     if not text:
         return Decoded({})
+    if yamlload.nesting_exceeds(text, yamlload.MAX_C_DEPTH):  # libyaml's composer would overflow the C stack
+        raise DecodeError(str(TooDeep()))
     loader = _Loader(text)
     try:
         node = loader.get_single_node()

@@ -75,6 +75,8 @@ _CLOSE = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
 
 def check_structure(source: str, text: str) -> None:
     """Refuse over-deep nesting and excessive aliasing; syntax errors are left to the loader."""
+    from infergate.api import yamlload  # here: importing a cli module stays light (no infergate.api)
+
     depth = 0
     document = 0
     written = 0  # nodes as written, in this document
@@ -83,7 +85,7 @@ def check_structure(source: str, text: str) -> None:
     anchors_open: list[str | None] = []
     expanded = 0
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yamlload.events(text):
             if isinstance(event, yaml.DocumentStartEvent):
                 document += 1
                 written = expanded = 0

@@ -794,12 +794,13 @@ def chart_values_command(values_file: str, output_file: str | None, unset_failur
     field path)."""
     import yaml
 
+    from infergate.api import yamlload
     from infergate.cli.manifest_input import InputError, read_file, read_stdin
     from infergate.migrate.chart_values import ChartValuesError, convert_values
 
     try:
         text = read_stdin() if values_file == "-" else read_file(Path(values_file))
-        values = yaml.safe_load(text) or {}
+        values = yamlload.load(text) or {}
     except (InputError, yaml.YAMLError) as exc:
         raise click.ClickException(f"{values_file}: {exc}") from None
     try:

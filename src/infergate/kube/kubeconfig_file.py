@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from infergate.api import yamlload
+
 CLUSTER_KEYS = frozenset({"server", "certificate-authority", "certificate-authority-data", "insecure-skip-tls-verify",
                           "extensions"})
 USER_KEYS = frozenset({"token", "tokenFile", "client-certificate", "client-certificate-data", "client-key",
@@ -78,7 +80,7 @@ def read_kubeconfig(path: Path, context: str | None = None) -> dict[str, Any]:
     """The fields of a :class:`~infergate.kube.config.KubeConfig` for ``context`` (default: current)."""
     source = str(path)
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yamlload.load(path.read_text())
     except OSError as exc:
         raise Invalid(f"{source}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -122,7 +124,7 @@ def read_kubeconfig(path: Path, context: str | None = None) -> dict[str, Any]:
 def read_namespace(path: Path, context: str | None = None) -> str:
     """The namespace of a context (default: the current one), credentials not read."""
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yamlload.load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise Invalid(f"{path}: {exc}") from None
     if not isinstance(document, Mapping):

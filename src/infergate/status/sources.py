@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from infergate.api import yamlload
 from infergate.controller.manifests import MANIFEST_SUFFIXES, ManifestParseError, read_manifest_file
 from infergate.controller.resources import ObservedObject, split_api_version
 from infergate.serve.state import ServeState
@@ -57,7 +58,7 @@ class ServeReader:
 
     def _statuses(self) -> dict[str, Any]:
         try:
-            data = yaml.safe_load(Path(self.state.status_file).read_text())
+            data = yamlload.load(Path(self.state.status_file).read_text())
         except FileNotFoundError:
             return {}
         except (OSError, yaml.YAMLError) as exc:

@@ -63,7 +63,7 @@ def _document_texts(text: str) -> list[str | None]:
     out: list[str | None] = []
     prev_end = 0
     start: Any = None
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yamlload.events(text):
         if isinstance(event, yaml.DocumentStartEvent):
             start = event
         elif isinstance(event, yaml.DocumentEndEvent):

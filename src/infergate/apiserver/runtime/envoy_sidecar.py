@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from infergate.api import yamlload
 from infergate.util.files import private_dir, write_private
 
 _CONFIG_FLAGS = ("-c", "--config-path")
@@ -71,7 +72,7 @@ def pod_envoy_argv(argv: list[str], ip: str, work_dir: Path, container: str) -> 
         index, path = found
         source = Path(path)
         try:
-            config = yaml.safe_load(source.read_text())
+            config = yamlload.load(source.read_text())
         except OSError as exc:
             raise ValueError(f"containers[{container}]: Envoy configuration {path}: {exc.strerror}") from None
         except yaml.YAMLError as exc:

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from infergate.api import yamlload
 from infergate.util.durations import DurationError, parse_go_duration
 
 SERVICE_TYPES = ("LoadBalancer", "ClusterIP", "NodePort")
@@ -73,7 +74,7 @@ def parameters_ref_error(ref: Mapping[str, Any] | None) -> str | None:
 
 def _yaml(key: str, text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yamlload.load(text)
     except yaml.YAMLError as exc:
         raise ParamsError(f"{key}: invalid YAML: {str(exc).splitlines()[0]}") from None
 
