@@ -243,3 +243,9 @@ def test_the_cheap_bound_is_never_below_the_nesting(value: Any, flow: bool | Non
     text = yaml.safe_dump(value, default_flow_style=flow, indent=indent, line_break=break_)
     assert yamlload._depth_bound(text) >= _depth(value)
     assert yamlload.load(text) == value
+
+
+def test_non_string_keys_become_the_json_text_kubectl_gives_them() -> None:
+    # sigs.k8s.io/yaml (kubectl, and infergate's API server decoder): true/false/null, the number
+    assert yamlload.load("on: 1\nfalse: 2\n~: 3\n7: 4\n1.5: 5\n") == {
+        "true": 1, "false": 2, "null": 3, "7": 4, "1.5": 5}

@@ -147,9 +147,19 @@ def _single_document(loader_class: type[yaml.SafeLoader], text: str) -> Any:
         loader.dispose()
 
 
+def _key_text(key: Any) -> str:
+    """A non-string map key as JSON text, as sigs.k8s.io/yaml (kubectl) writes it: ``true``,
+    ``false``, ``null``, the number."""
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    return str(key)
+
+
 def _string_keys(value: Any) -> Any:
     if isinstance(value, dict):
-        return {key if isinstance(key, str) else str(key): _string_keys(item) for key, item in value.items()}
+        return {key if isinstance(key, str) else _key_text(key): _string_keys(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_string_keys(item) for item in value]
     return value
