@@ -159,7 +159,9 @@ def _key_text(key: Any) -> str:
 
 def _string_keys(value: Any) -> Any:
     if isinstance(value, dict):
-        return {key if isinstance(key, str) else _key_text(key): _string_keys(item) for key, item in value.items()}
+        return {
+            key if isinstance(key, str) else _key_text(key): _string_keys(item) for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_string_keys(item) for item in value]
     return value
