@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -207,3 +208,16 @@ def test_plan_table_names_steps_objects_and_lossy_fields(migrate: Any, preview_s
         assert text in result.stdout, text
     bad = migrate("plan", "-n", preview_stack, "--steps", "50,10")
     assert bad.returncode == 2 and "increase" in bad.out
+
+
+def test_a_command_closes_its_cluster_connection(migrate: Any, preview_stack: str) -> None:
+    """Each command's client (a loop thread and an HTTP session) ends with the command, also when
+    it fails: run in-process, commands leaked one of each per call."""
+    def connections() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "migrate-cluster" and t.is_alive())
+
+    before = connections()
+    assert migrate("plan", "-n", preview_stack).returncode == 0
+    assert migrate("plan", "-n", preview_stack, "--steps", "50,10").returncode == 2
+    assert migrate("status", "-n", preview_stack).returncode in (0, 1)
+    assert connections() == before

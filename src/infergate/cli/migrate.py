@@ -85,12 +85,16 @@ def _target(kubeconfig: str | None, context: str | None) -> Any:
 
 
 def _connect(kubeconfig: str | None, context: str | None) -> Any:
+    """The command's cluster connection, closed when the command ends (its client's loop thread
+    and HTTP session: a command run in-process, as by a test or an embedding tool, leaks none)."""
     from infergate.migrate.cluster import ClusterError, KubeCluster
 
     try:
-        return KubeCluster.connect(_target(kubeconfig, context))
+        cluster = KubeCluster.connect(_target(kubeconfig, context))
     except ClusterError as exc:
         raise click.ClickException(str(exc)) from exc
+    click.get_current_context().call_on_close(cluster.close)
+    return cluster
 
 
 def _helm(helm_path: str | None, kubeconfig: str | None, context: str | None) -> Any:
