@@ -6,7 +6,8 @@ PyYAML's SafeLoader differs in two ways that this loader removes:
 
 - an unquoted timestamp (``creationTimestamp: 2026-01-01T00:00:00Z``) or date becomes a
   ``datetime``/``date`` there; here it stays the string that was written, as kubectl sends it;
-- a non-string key (``1: a``) stays an int there; here it becomes its string, as in JSON.
+- a non-string key (``1: a``, ``on: a``, ``~: a``) stays an int, a bool or None there; here it
+  becomes its JSON text (``"1"``, ``"true"``, ``"null"``), as kubectl makes it.
 
 Everything else is YAML 1.1 as kubectl reads it (``on``/``yes`` are booleans).
 
