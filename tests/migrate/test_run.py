@@ -210,14 +210,17 @@ def test_plan_table_names_steps_objects_and_lossy_fields(migrate: Any, preview_s
     assert bad.returncode == 2 and "increase" in bad.out
 
 
-def test_a_command_closes_its_cluster_connection(migrate: Any, preview_stack: str) -> None:
-    """Each command's client (a loop thread and an HTTP session) ends with the command, also when
-    it fails: run in-process, commands leaked one of each per call."""
+def test_a_command_closes_its_cluster_connections(migrate: Any, preview_stack: str, status_writer: Any) -> None:
+    """Each command's clients (a loop thread and an HTTP session each: the command's own, and
+    the run's dashboard reader) end with the command, also when it fails: run in-process,
+    commands leaked them on every call."""
     def connections() -> int:
-        return sum(1 for t in threading.enumerate() if t.name == "migrate-cluster" and t.is_alive())
+        return sum(1 for t in threading.enumerate() if t.name in ("migrate-cluster", "status-kube") and t.is_alive())
 
     before = connections()
     assert migrate("plan", "-n", preview_stack).returncode == 0
     assert migrate("plan", "-n", preview_stack, "--steps", "50,10").returncode == 2
     assert migrate("status", "-n", preview_stack).returncode in (0, 1)
+    code, report = run(migrate, preview_stack, "--probes", "0", "--dry-run")  # with its dashboard
+    assert code == 0 and report["phase"] == "dry-run", report
     assert connections() == before

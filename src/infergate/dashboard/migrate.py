@@ -7,6 +7,7 @@ on 127.0.0.1 while the run lasts and prints its URL on stderr.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Awaitable
 from typing import TextIO
@@ -34,6 +35,7 @@ class MigrationDashboard:
         self.server: DashboardServer | None = None
 
     async def around(self, run: Awaitable[RunResult]) -> RunResult:
+        reader: KubeReader | None = None
         if self.port is not None:
             reader = KubeReader(self.kubeconfig, self.context, namespace=self.namespace)
             app = DashboardApp(Sampler.for_reader(reader), migration=self.view, title="infergate migrate")
@@ -48,3 +50,5 @@ class MigrationDashboard:
         finally:
             if self.server is not None:
                 await self.server.stop()
+            if reader is not None:  # its client's loop thread and HTTP session
+                await asyncio.to_thread(reader.close)
