@@ -839,8 +839,6 @@ def crds_check_command(kubeconfig: str | None, context: str | None, helm_path: s
         blockers = crd_upgrade_blockers(cluster, target)
     except ClusterError as exc:
         raise click.ClickException(str(exc)) from exc
-    finally:
-        cluster.close()
     if blockers:
         click.echo(f"refused: the GIE {target} CRDs no longer serve inferencepools.inference.networking.x-k8s.io, "
                    f"and {len(blockers)} preview InferencePool(s) remain: {', '.join(blockers)}. Migrate them to GA "
@@ -939,8 +937,6 @@ def llmd_command(kubeconfig: str | None, context: str | None, helm_path: str | N
                               switch_grace_s=durations["--switch-grace"], progress=_progress(output))
     except ClusterError as exc:
         raise click.ClickException(str(exc)) from exc
-    finally:
-        cluster.close()
     if output != "table":
         emit(result.to_dict(), output)
     else:
