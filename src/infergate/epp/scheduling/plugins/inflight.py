@@ -51,7 +51,11 @@ from infergate.epp.scheduling.framework import (
     SchedulingResult,
 )
 from infergate.epp.scheduling.plugins.params import check_keys, float_param, int_param, str_param
-from infergate.epp.scheduling.plugins.prefill_rate import DEFAULT_PREFILL_RATE_MIN_TOKENS, PrefillRate
+from infergate.epp.scheduling.plugins.prefill_rate import (
+    DEFAULT_PREFILL_RATE_MIN_TOKENS,
+    PrefillRate,
+    bounded_factor,
+)
 from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
 
 DEFAULT_CHARS_PER_TOKEN = 4.0
@@ -125,8 +129,7 @@ class EndpointSpeed:
         count, fastest = self._fastest
         if count < 2 or fastest <= 0:
             return 1.0
-        ratio = self._mean[hostport] / fastest
-        return min(self.high, ratio) if ratio >= self.threshold else 1.0
+        return bounded_factor(self._mean[hostport] / fastest, self.threshold, self.high)
 
 
 @dataclass

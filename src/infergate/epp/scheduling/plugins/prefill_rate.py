@@ -26,6 +26,13 @@ DEFAULT_PREFILL_RATE_WINDOW_S = 30.0
 MAX_RATE_ENDPOINTS = 4096
 
 
+def bounded_factor(ratio: float, threshold: float, high: float) -> float:
+    """A speed factor from an endpoint's ratio to the fastest endpoint: the ratio, at most
+    ``high``, when it is at least ``threshold``; else 1.0 (no change). Both speed signals use it
+    (``PrefillRate`` here, ``EndpointSpeed`` in inflight.py)."""
+    return min(high, ratio) if ratio >= threshold else 1.0
+
+
 @dataclass
 class _Rate:
     tokens: float = 0.0  # released in saturated intervals
@@ -94,5 +101,4 @@ class PrefillRate:
         count, fastest = self._fastest
         if count < 2 or own <= 0:
             return 1.0
-        ratio = fastest / own
-        return min(self.high, ratio) if ratio >= self.threshold else 1.0
+        return bounded_factor(fastest / own, self.threshold, self.high)
