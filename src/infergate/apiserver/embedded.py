@@ -198,6 +198,18 @@ class ThreadedAPIServer:
         self._started.set()
         self._loop.run_forever()
         self._loop.run_until_complete(self.server.stop())
+        self._close_loop()
+
+    def _close_loop(self) -> None:
+        """Cancel what is left on the loop (e.g. the accept task of a client that never finished its
+        TLS handshake), then close it, as ``asyncio.run`` does: a task left pending is reported as
+        destroyed when it is garbage-collected."""
+        left = asyncio.all_tasks(self._loop)
+        for task in left:
+            task.cancel()
+        if left:
+            self._loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         self._loop.close()
 
     def start(self, timeout: float) -> None:
