@@ -222,10 +222,10 @@ def _value_cell(values: list[float], repeats: int, fmt: Callable[[float], str]) 
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return "-"
-    cell = fmt(statistics.median(finite))
-    if len(finite) > 1:
-        cell += f" ({fmt(min(finite))}-{fmt(max(finite))})"
-    return cell + (f" ({len(finite)} of {repeats} repeats)" if len(finite) < repeats else "")
+    extra = [f"{fmt(min(finite))}-{fmt(max(finite))}"] if len(finite) > 1 else []
+    if len(finite) < repeats:
+        extra.append(f"{len(finite)} of {repeats} repeats")
+    return fmt(statistics.median(finite)) + (f" ({'; '.join(extra)})" if extra else "")
 
 
 # (column title, Summary field, its format): each with its per-repeat ratios to the best peer and the oracle
@@ -272,7 +272,10 @@ def _repeats_summary(by_seed: dict[int, list[RunOutcome]]) -> list[str]:
             per_seed = {seed: getattr(s, count) for seed, s in ran.items()}
             total = sum(per_seed.values())
             where = ", ".join(f"seed {seed}: {n}" for seed, n in per_seed.items() if n)
-            cells.append(f"{total} ({where})" if total and repeats > 1 else str(total))
+            cells.append(f"{total} ({where})" if total else str(total))
+            if count == "failed" and total:
+                notes.append(f"- **{router}**: failed requests ({where}); its medians and ratios include "
+                             "those repeats.")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     best = {seed: best_peer(runs) for seed, runs in by_seed.items()}
@@ -294,7 +297,7 @@ def _repeats_summary(by_seed: dict[int, list[RunOutcome]]) -> list[str]:
                      "the oracle leave those repeats out.")
     lines.append("")
     if notes:
-        lines += ["Missing repeats:", "", *notes, ""]
+        lines += ["Failed or missing repeats:", "", *notes, ""]
     return lines
 
 
@@ -380,6 +383,14 @@ def details(result: PeersResult) -> dict[str, Any]:
             "workloads": result.descriptions, "runs": runs}
 
 
+def plot_title(result: PeersResult, key: str, runs: list[RunOutcome]) -> str:
+    """The CDF plot's title; with repeats it pools every repeat's TTFTs per router, and says so."""
+    if result.config.repeats == 1:
+        return f"TTFT CDF: {key}"
+    seeds = sorted({_seed(result, run) for run in runs if run.ttfts})
+    return f"TTFT CDF: {key}, {len(seeds)} repeats pooled (seeds {', '.join(map(str, seeds))})"
+
+
 def _plots(result: PeersResult, out: Path) -> list[str]:
     import matplotlib
 
@@ -401,9 +412,7 @@ def _plots(result: PeersResult, out: Path) -> list[str]:
         ax.set_xscale("log")
         ax.set_xlabel("time to first token (model s)")
         ax.set_ylabel("fraction of requests")
-        seeds = sorted({_seed(result, run) for run in runs})
-        ax.set_title(f"TTFT CDF: {key}" if result.config.repeats == 1 else
-                     f"TTFT CDF: {key}, {len(seeds)} repeats pooled (seeds {', '.join(map(str, seeds))})")
+        ax.set_title(plot_title(result, key, runs))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
