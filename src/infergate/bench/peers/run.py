@@ -226,8 +226,10 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
 async def run_peers(config: PeersConfig, progress: Callable[[str], None] = lambda _: None,
                     work: Path | None = None,
                     checkpoint: Callable[[PeersResult], object] | None = None) -> PeersResult:
-    """Every router on every workload and phase; ``checkpoint`` gets the result so far after each
-    run (the CLI writes the report with it, so a long run that is stopped keeps what it measured)."""
+    """Every router on every workload and phase, ``config.repeats`` times (repeat i with seed
+    ``config.seed + i``, in the order workload, phase, repeat, router); ``checkpoint`` gets the
+    result so far after each run (the CLI writes the report with it, so a long run that is stopped
+    keeps what it measured)."""
     base = work or workdir("infergate-bench-peers-")
     ports = PortPool()
     skipped = {name: reason for name in config.routers if (reason := skip_reason(name)) is not None}
