@@ -155,17 +155,24 @@ def _epp_args(text: str) -> tuple[str, ...]:
 @click.option("--time-scale", type=click.FloatRange(min=0.01), default=0.5, show_default=True,
               help="Simulated model speed (1 = real time). Below 1 keeps CPU headroom on small machines; "
                    "the EPP's metric refresh follows (50 ms of model time). Results are in model time.")
-@click.option("--seed", type=int, default=1, show_default=True, help="Workload seed (same traffic for every router).")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Workload seed (same traffic for every router); with --repeats, repeat i uses seed + i.")
+@click.option("--repeats", type=click.IntRange(1, 20),  # 20: bench.peers.run.MAX_REPEATS (not imported: slow) default=1, show_default=True,
+              help="Measure every workload/phase N times (repeat i with seed --seed + i: its own traffic and "
+                   "simulator seeds, the same for every router of the repeat). The report gives medians and each "
+                   "ratio to the best peer/oracle computed per repeat, with its min-max and spread (max/min - 1); "
+                   "the per-repeat tables follow. Costs N times the time of one run.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"<workload>/<phase>": {"<router>": {ttft_p50, ttft_p90, ttft_p99, itl_p50, e2e_p90, '
-                   'output_tokens_per_s, goodput, requests, failed, shed, prefix_hit}}} instead of the report.')
+                   'output_tokens_per_s, goodput, requests, failed, shed, prefix_hit}}} instead of the report '
+                   '(with --repeats: medians over the repeats; requests, failed and shed summed).')
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write results.md, results.json and PNG plots here (e.g. bench/results/peers).")
 @click.option("--epp-args", default="", metavar="FLAGS",
               help="Extra `infergate epp` flags for every infergate router, e.g. "
                    "'--sd-sheddable-max-inflight-per-endpoint 3' (the report states them).")
 def peers(workloads: str, routers: str, phases: str, duration: float, replicas: int, time_scale: float, seed: int,
-          as_json: bool, out_dir: Path | None, epp_args: str) -> None:
+          repeats: int, as_json: bool, out_dir: Path | None, epp_args: str) -> None:
     """Compare infergate's EPP profiles with sglang-router, vllm-router, Envoy alone and an oracle.
 
     Every router runs on the same seeded traffic in front of its own fresh simulated pool.
@@ -188,7 +195,7 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
     config = PeersConfig(workloads=pick(workloads, tuple(GENERATORS), "--workloads"),
                          routers=pick(routers, ALL_ROUTERS, "--routers"), phases=pick(phases, PHASES, "--phases"),
                          duration=duration, time_scale=time_scale, replicas=replicas, seed=seed,
-                         epp_args=_epp_args(epp_args))
+                         epp_args=_epp_args(epp_args), repeats=repeats)
     result = _run_until_stopped(run_peers(config, lambda text: click.echo(text, err=True), checkpoint=(
         None if out_dir is None else lambda partial: report.write_outputs(partial, out_dir))))
     for name, why in result.skipped.items():

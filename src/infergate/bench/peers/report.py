@@ -1,4 +1,18 @@
-"""The peer benchmark's outputs: the ``--json`` object, a markdown report, PNG plots."""
+"""The peer benchmark's outputs: the ``--json`` object, a markdown report, PNG plots.
+
+With ``--repeats N`` (N > 1) every workload/phase was measured N times, repeat i with seed
+``--seed + i``. Then:
+
+- ``as_json`` keeps its shape; each figure is the MEDIAN over the router's repeats that ran, except
+  the counts ``requests``, ``failed`` and ``shed``, which are SUMS over them (so a failure in any
+  repeat shows, and failed / requests stays the failure fraction). A repeat in which the router
+  failed to run has no numbers: the markdown says so and details.json has its error.
+- the markdown gives, per workload/phase, a summary first: per router the medians and, for each
+  ratio against the best peer and the oracle, the median of the PER-REPEAT ratios (each repeat
+  compared with its own best peer and oracle: a same-run comparison), their min-max and spread
+  (max/min - 1); then every repeat's full table, titled with its seed.
+- the TTFT CDF plot pools the TTFTs of all the router's repeats (its title says so).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +20,65 @@ import contextlib
 import dataclasses
 import json
 import math
+import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from infergate.bench.peers.routers import PEER_ROUTERS
 from infergate.bench.peers.run import PeersResult, RunOutcome
-from infergate.bench.peers.summary import SLO_ITL_S, SLO_TTFT_S, WARMUP_FRACTION
+from infergate.bench.peers.summary import JSON_FIELDS, SLO_ITL_S, SLO_TTFT_S, WARMUP_FRACTION, Summary
+
+# summed over repeats in the --json object (every other figure is the median over repeats)
+SUMMED_FIELDS = ("requests", "failed", "shed")
 
 
 def as_json(result: PeersResult) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{"<workload>/<phase>": {"<router>": {ttft_p50, ..., prefix_hit}}}`` (NaN as null)."""
+    """``{"<workload>/<phase>": {"<router>": {ttft_p50, ..., prefix_hit}}}`` (NaN as null). Over
+    repeats: each figure is the median of the router's repeats that ran, ``requests``, ``failed``
+    and ``shed`` their sum (with one repeat: that run's figures)."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for run in result.runs:
-        if run.summary is not None:
-            out.setdefault(f"{run.workload}/{run.phase}", {})[run.router] = run.summary.as_json()
+    for key, runs in _by_key(result).items():
+        summaries: dict[str, list[Summary]] = {}
+        for run in runs:
+            if run.summary is not None:
+                summaries.setdefault(run.router, []).append(run.summary)
+        if summaries:
+            out[key] = {router: _combined_json(items) for router, items in summaries.items()}
     return out
+
+
+def _combined_json(summaries: list[Summary]) -> dict[str, Any]:
+    if len(summaries) == 1:
+        return summaries[0].as_json()
+    data: dict[str, Any] = {}
+    for name in JSON_FIELDS:
+        values = [getattr(s, name) for s in summaries]
+        if name in SUMMED_FIELDS:
+            data[name] = sum(values)
+        else:
+            value = _median(values)
+            data[name] = value if math.isfinite(value) else None
+    return data
+
+
+def _median(values: list[float]) -> float:
+    """The median of the finite values (NaN when there are none)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.median(finite) if finite else math.nan
+
+
+def _seed(result: PeersResult, run: RunOutcome) -> int:
+    return run.seed if run.seed is not None else result.config.seed
+
+
+def _by_seed(result: PeersResult, runs: list[RunOutcome]) -> dict[int, list[RunOutcome]]:
+    """The runs of one workload/phase per repeat, every configured seed included (a seed that has
+    not run yet maps to no runs), in the repeats' order."""
+    groups: dict[int, list[RunOutcome]] = {seed: [] for seed in result.config.seeds}
+    for run in runs:
+        groups.setdefault(_seed(result, run), []).append(run)
+    return groups
 
 
 def _by_key(result: PeersResult) -> dict[str, list[RunOutcome]]:
@@ -67,7 +125,7 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         "to keep CPU headroom; the EPP's metric refresh is scaled with it, 50 ms of model time); every figure "
         "below is in model time",
         f"- {cfg.duration:g} s of wall time per phase; open loop = the workload's seeded arrivals, closed loop = "
-        f"fixed concurrency; seed {cfg.seed}",
+        f"fixed concurrency; {_seeds_text(cfg.seeds)}",
         *([f"- infergate's EPPs ran with `{' '.join(cfg.epp_args)}`"] if cfg.epp_args else []),
         f"- goodput: requests per model second with TTFT <= {SLO_TTFT_S} s and mean ITL <= {SLO_ITL_S * 1000:g} ms",
         f"- TTFT p90 after warm-up: of the turns sent after the phase's first {WARMUP_FRACTION:.0%} (every router "
@@ -92,54 +150,204 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
     for name, description in result.descriptions.items():
         lines.append(f"- **{name}**: {description}")
     lines.append("")
+    if cfg.repeats > 1:
+        lines += [f"Every workload/phase ran {cfg.repeats} times (seeds {cfg.seeds[0]}-{cfg.seeds[-1]}; repeat i uses seed "
+                  "--seed + i for the traffic and the simulators, and every router of a repeat gets the same "
+                  "traffic). Each summary's ratios are computed PER REPEAT, against that repeat's best peer and "
+                  "oracle (a same-run comparison), then given as their median (min-max, spread = max/min - 1); "
+                  "the issue's \"two runs give ratios within 10% of each other\" asks for a spread of at most 10%. "
+                  "Figures are medians over the repeats (min-max); failed and shed requests are summed. The "
+                  "per-repeat tables follow each summary.", ""]
     for key, runs in _by_key(result).items():
-        peer = best_peer(runs)
-        peer_tp = best_peer(runs, "output_tokens_per_s")
-        peer_steady = best_peer(runs, "ttft_p90_steady")
-        oracle = next((r for r in runs if r.router == "oracle" and r.summary is not None), None)
-        lines += [f"## {key}", "",
-                  "| router | TTFT p50 | TTFT p90 | TTFT p99 | TTFT p90 after warm-up | ITL p50 | E2E p90 | out tok/s | goodput | "
-                  "requests | failed | shed | prefix hit | replicas/group | max load share | queues differ | router CPU ms/req | "
-                  "machine busy | bench cores | CPU wait | ms per wake-up | TTFT p90 / best peer | TTFT p90 / oracle | "
-                  "after warm-up / best peer | tok/s / best peer | tok/s / oracle |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for run in runs:
-            s = run.summary
-            if s is None:
-                lines.append(f"| {run.router} | failed to run: {run.error} |" + " |" * 24)
-                continue
-            vs_peer = _ratio(s.ttft_p90, peer.summary.ttft_p90) if peer and peer.summary else "-"
-            vs_oracle = _ratio(s.ttft_p90, oracle.summary.ttft_p90) if oracle and oracle.summary else "-"
-            tp_peer = (_ratio(s.output_tokens_per_s, peer_tp.summary.output_tokens_per_s)
-                       if peer_tp and peer_tp.summary else "-")
-            tp_oracle = (_ratio(s.output_tokens_per_s, oracle.summary.output_tokens_per_s)
-                         if oracle and oracle.summary else "-")
-            steady_peer = (_ratio(s.ttft_p90_steady, peer_steady.summary.ttft_p90_steady)
-                           if peer_steady and peer_steady.summary else "-")
-            lines.append(
-                f"| {run.router} | {_s(s.ttft_p50)} | {_s(s.ttft_p90)} | {_s(s.ttft_p99)} | {_s(s.ttft_p90_steady)} | "
-                f"{s.itl_p50 * 1000:.1f} ms | {_s(s.e2e_p90)} | {s.output_tokens_per_s:.0f} | {s.goodput:.2f} | "
-                f"{s.requests} | {s.failed} | {s.shed} | {_pct(s.prefix_hit)} | {_f1(run.replicas_per_group)} | "
-                f"{_pct(max(run.load_shares.values(), default=math.nan))} | {_pct(run.queue_imbalance)} | "
-                f"{s.router_cpu_s_per_request * 1000:.2f} | {_pct(s.machine_busy)} | {s.bench_cores:.2f} | {_pct(s.cpu_wait)} | {s.sched_delay_ms:.2f} | {vs_peer} | {vs_oracle} | {steady_peer} | {tp_peer} | {tp_oracle} |")
-        lines.append("")
-        if peer is not None:
-            lines.append(f"Best peer by TTFT p90: {peer.router}"
-                         + (f"; by output tokens/s: {peer_tp.router}." if peer_tp else "."))
-        notes = [f"{run.router}: replicas answered 404 to {run.not_found}" for run in runs if run.not_found]
-        notes += [f"{run.router}: {run.log_404_lines} log lines mention 404" for run in runs if run.log_404_lines]
-        lines += ["", "404s: " + ("; ".join(notes) if notes else "none (replicas and router logs)"), ""]
-        probes = []
-        for run in runs:
-            other = [f"{k} x{n}" for k, n in sorted(run.calls.items())
-                     if not k.endswith(("/v1/completions", "/v1/chat/completions"))]
-            if other:
-                probes.append(f"{run.router}: " + ", ".join(other))
-        if probes:
-            lines += ["Other endpoints the replicas served, per router: " + "; ".join(probes), ""]
+        lines += [f"## {key}", ""]
+        if cfg.repeats == 1:
+            lines += _table(runs)
+            continue
+        by_seed = _by_seed(result, runs)
+        lines += _repeats_summary(by_seed)
+        for seed, seed_runs in by_seed.items():
+            lines += [f"### {key}, seed {seed}", ""]
+            lines += _table(seed_runs) if seed_runs else ["Not run.", ""]
     for plot in plots or []:
         lines += [f"![{plot}]({plot})", ""]
     return "\n".join(lines)
+
+
+def _seeds_text(seeds: tuple[int, ...]) -> str:
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    return f"{len(seeds)} repeats, seeds {seeds[0]}-{seeds[-1]}"
+
+
+def spread(values: list[float]) -> float:
+    """max / min - 1 of positive values (NaN for none, or a minimum that is not positive)."""
+    return max(values) / min(values) - 1 if values and min(values) > 0 else math.nan
+
+
+def _oracle(runs: list[RunOutcome], _metric: str) -> RunOutcome | None:
+    return next((r for r in runs if r.router == "oracle" and r.summary is not None), None)
+
+
+Reference = Callable[[list[RunOutcome], str], RunOutcome | None]
+
+
+def per_repeat_ratios(by_seed: dict[int, list[RunOutcome]], router: str, metric: str,
+                      reference: Reference = best_peer) -> dict[int, float]:
+    """seed -> the router's ``metric`` over the reference's (the best peer by default, else e.g.
+    the oracle) IN THAT REPEAT; a repeat without the router's or the reference's figure is left
+    out (the caller says so)."""
+    out: dict[int, float] = {}
+    for seed, runs in by_seed.items():
+        run = next((r for r in runs if r.router == router and r.summary is not None), None)
+        ref = reference(runs, metric)
+        if run is None or ref is None or run.summary is None or ref.summary is None:
+            continue
+        a, b = getattr(run.summary, metric), getattr(ref.summary, metric)
+        if b and math.isfinite(a) and math.isfinite(b):
+            out[seed] = a / b
+    return out
+
+
+def _ratio_cell(ratios: list[float], repeats: int) -> str:
+    if not ratios:
+        return "-"
+    if len(ratios) == 1:
+        return f"{ratios[0]:.2f}x (1 of {repeats} repeats)"
+    cell = (f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}x, "
+            f"spread {_pct(spread(ratios))})")
+    return cell[:-1] + f"; {len(ratios)} of {repeats} repeats)" if len(ratios) < repeats else cell
+
+
+def _value_cell(values: list[float], repeats: int, fmt: Callable[[float], str]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "-"
+    extra = [f"{fmt(min(finite))}-{fmt(max(finite))}"] if len(finite) > 1 else []
+    if len(finite) < repeats:
+        extra.append(f"{len(finite)} of {repeats} repeats")
+    return fmt(statistics.median(finite)) + (f" ({'; '.join(extra)})" if extra else "")
+
+
+# (column title, Summary field, its format): each with its per-repeat ratios to the best peer and the oracle
+_SUMMARY_METRICS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
+    ("TTFT p90", "ttft_p90", _s),
+    ("TTFT p90 after warm-up", "ttft_p90_steady", _s),
+    ("out tok/s", "output_tokens_per_s", lambda v: f"{v:.0f}"),
+)
+
+
+def _repeats_summary(by_seed: dict[int, list[RunOutcome]]) -> list[str]:
+    """Per router over the repeats: median figures (min-max) and the per-repeat ratios against
+    that repeat's best peer and oracle (median, min-max, spread); what is missing, and why."""
+    repeats = len(by_seed)
+    routers = list(dict.fromkeys(r.router for runs in by_seed.values() for r in runs))
+    header = ["router", "repeats with numbers"]
+    for title, _, _ in _SUMMARY_METRICS:
+        header += [f"{title} (median)", f"{title} / best peer", f"{title} / oracle"]
+    header += ["failed requests (sum)", "shed (sum)"]
+    lines = [f"Summary over {repeats} repeats (per-repeat ratios: median (min-max, spread)):", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    notes: list[str] = []
+    for router in routers:
+        ran: dict[int, Summary] = {}
+        problems: list[str] = []
+        for seed, runs in by_seed.items():
+            run = next((r for r in runs if r.router == router), None)
+            if run is None:
+                problems.append(f"seed {seed} not run")
+            elif run.summary is None:
+                problems.append(f"seed {seed} failed to run ({run.error})")
+            else:
+                ran[seed] = run.summary
+        if problems:
+            notes.append(f"- **{router}**: {'; '.join(problems)}: its medians and ratios are over the "
+                         f"{len(ran)} of {repeats} repeats with numbers, not {repeats}.")
+        cells = [router, f"{len(ran)} of {repeats}" if len(ran) < repeats else str(repeats)]
+        for _, metric, fmt in _SUMMARY_METRICS:
+            cells.append(_value_cell([getattr(s, metric) for s in ran.values()], repeats, fmt))
+            for reference in (best_peer, _oracle):
+                ratios = per_repeat_ratios(by_seed, router, metric, reference)
+                cells.append(_ratio_cell(list(ratios.values()), repeats))
+        for count in ("failed", "shed"):
+            per_seed = {seed: getattr(s, count) for seed, s in ran.items()}
+            total = sum(per_seed.values())
+            where = ", ".join(f"seed {seed}: {n}" for seed, n in per_seed.items() if n)
+            cells.append(f"{total} ({where})" if total else str(total))
+            if count == "failed" and total:
+                notes.append(f"- **{router}**: failed requests ({where}); its medians and ratios include "
+                             "those repeats.")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    best = {seed: best_peer(runs) for seed, runs in by_seed.items()}
+    best_tp = {seed: best_peer(runs, "output_tokens_per_s") for seed, runs in by_seed.items()}
+    if any(best.values()):
+        lines.append("Best peer per repeat, by TTFT p90: "
+                     + ", ".join(f"seed {seed} {run.router if run else '(none)'}" for seed, run in best.items())
+                     + "; by output tokens/s: "
+                     + ", ".join(f"seed {seed} {run.router if run else '(none)'}" for seed, run in best_tp.items())
+                     + ".")
+        missing = [seed for seed, run in best.items() if run is None]
+        if missing:
+            notes.append(f"- no peer has numbers in seed(s) {', '.join(map(str, missing))}: the ratios against "
+                         "the best peer leave those repeats out.")
+    oracles = {seed: _oracle(runs, "") for seed, runs in by_seed.items()}
+    if any(oracles.values()) and not all(oracles.values()):
+        missing = [seed for seed, run in oracles.items() if run is None]
+        notes.append(f"- the oracle has no numbers in seed(s) {', '.join(map(str, missing))}: the ratios against "
+                     "the oracle leave those repeats out.")
+    lines.append("")
+    if notes:
+        lines += ["Failed or missing repeats:", "", *notes, ""]
+    return lines
+
+
+def _table(runs: list[RunOutcome]) -> list[str]:
+    """One run of a workload/phase per router: the full table, the best peer, 404s and probes."""
+    lines: list[str] = []
+    peer = best_peer(runs)
+    peer_tp = best_peer(runs, "output_tokens_per_s")
+    peer_steady = best_peer(runs, "ttft_p90_steady")
+    oracle = next((r for r in runs if r.router == "oracle" and r.summary is not None), None)
+    lines += ["| router | TTFT p50 | TTFT p90 | TTFT p99 | TTFT p90 after warm-up | ITL p50 | E2E p90 | out tok/s | goodput | "
+              "requests | failed | shed | prefix hit | replicas/group | max load share | queues differ | router CPU ms/req | "
+              "machine busy | bench cores | CPU wait | ms per wake-up | TTFT p90 / best peer | TTFT p90 / oracle | "
+              "after warm-up / best peer | tok/s / best peer | tok/s / oracle |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        s = run.summary
+        if s is None:
+            lines.append(f"| {run.router} | failed to run: {run.error} |" + " |" * 24)
+            continue
+        vs_peer = _ratio(s.ttft_p90, peer.summary.ttft_p90) if peer and peer.summary else "-"
+        vs_oracle = _ratio(s.ttft_p90, oracle.summary.ttft_p90) if oracle and oracle.summary else "-"
+        tp_peer = (_ratio(s.output_tokens_per_s, peer_tp.summary.output_tokens_per_s)
+                   if peer_tp and peer_tp.summary else "-")
+        tp_oracle = (_ratio(s.output_tokens_per_s, oracle.summary.output_tokens_per_s)
+                     if oracle and oracle.summary else "-")
+        steady_peer = (_ratio(s.ttft_p90_steady, peer_steady.summary.ttft_p90_steady)
+                       if peer_steady and peer_steady.summary else "-")
+        lines.append(
+            f"| {run.router} | {_s(s.ttft_p50)} | {_s(s.ttft_p90)} | {_s(s.ttft_p99)} | {_s(s.ttft_p90_steady)} | "
+            f"{s.itl_p50 * 1000:.1f} ms | {_s(s.e2e_p90)} | {s.output_tokens_per_s:.0f} | {s.goodput:.2f} | "
+            f"{s.requests} | {s.failed} | {s.shed} | {_pct(s.prefix_hit)} | {_f1(run.replicas_per_group)} | "
+            f"{_pct(max(run.load_shares.values(), default=math.nan))} | {_pct(run.queue_imbalance)} | "
+            f"{s.router_cpu_s_per_request * 1000:.2f} | {_pct(s.machine_busy)} | {s.bench_cores:.2f} | {_pct(s.cpu_wait)} | {s.sched_delay_ms:.2f} | {vs_peer} | {vs_oracle} | {steady_peer} | {tp_peer} | {tp_oracle} |")
+    lines.append("")
+    if peer is not None:
+        lines.append(f"Best peer by TTFT p90: {peer.router}"
+                     + (f"; by output tokens/s: {peer_tp.router}." if peer_tp else "."))
+    notes = [f"{run.router}: replicas answered 404 to {run.not_found}" for run in runs if run.not_found]
+    notes += [f"{run.router}: {run.log_404_lines} log lines mention 404" for run in runs if run.log_404_lines]
+    lines += ["", "404s: " + ("; ".join(notes) if notes else "none (replicas and router logs)"), ""]
+    probes = []
+    for run in runs:
+        other = [f"{k} x{n}" for k, n in sorted(run.calls.items())
+                 if not k.endswith(("/v1/completions", "/v1/chat/completions"))]
+        if other:
+            probes.append(f"{run.router}: " + ", ".join(other))
+    if probes:
+        lines += ["Other endpoints the replicas served, per router: " + "; ".join(probes), ""]
+    return lines
 
 
 def write_outputs(result: PeersResult, out: Path) -> list[Path]:
@@ -154,8 +362,8 @@ def write_outputs(result: PeersResult, out: Path) -> list[Path]:
 
 
 def details(result: PeersResult) -> dict[str, Any]:
-    """Everything but the per-request TTFTs: the configuration, skipped routers, and per run the
-    full summary, affinity, 404s and the endpoints the replicas served (NaN as null)."""
+    """Everything but the per-request TTFTs: the configuration, skipped routers, and per run (each
+    repeat's apart, with its seed) the full summary, affinity, 404s and the endpoints the replicas served (NaN as null)."""
     def clean(value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             return None
@@ -166,12 +374,21 @@ def details(result: PeersResult) -> dict[str, Any]:
     runs = []
     for run in result.runs:
         summary = clean(dataclasses.asdict(run.summary)) if run.summary is not None else None
-        runs.append(clean({"workload": run.workload, "phase": run.phase, "router": run.router, "summary": summary,
+        runs.append(clean({"workload": run.workload, "phase": run.phase, "router": run.router,
+                           "seed": _seed(result, run), "summary": summary,
                            "error": run.error, "replicas_per_group": run.replicas_per_group,
                            "load_shares": run.load_shares, "not_found": run.not_found, "calls": run.calls,
                            "log_404_lines": run.log_404_lines, "queue_imbalance": run.queue_imbalance}))
     return {"config": clean(dataclasses.asdict(result.config)), "skipped": result.skipped,
             "workloads": result.descriptions, "runs": runs}
+
+
+def plot_title(result: PeersResult, key: str, runs: list[RunOutcome]) -> str:
+    """The CDF plot's title; with repeats it pools every repeat's TTFTs per router, and says so."""
+    if result.config.repeats == 1:
+        return f"TTFT CDF: {key}"
+    seeds = sorted({_seed(result, run) for run in runs if run.ttfts})
+    return f"TTFT CDF: {key}, {len(seeds)} repeats pooled (seeds {', '.join(map(str, seeds))})"
 
 
 def _plots(result: PeersResult, out: Path) -> list[str]:
@@ -185,14 +402,17 @@ def _plots(result: PeersResult, out: Path) -> list[str]:
         if not any(run.ttfts for run in runs):
             continue
         fig, ax = plt.subplots(figsize=(7, 4))
+        pooled: dict[str, list[float]] = {}  # with repeats: every repeat's TTFTs of the router together
         for run in runs:
-            ttfts = sorted(run.ttfts)
+            pooled.setdefault(run.router, []).extend(run.ttfts)
+        for router, values in pooled.items():
+            ttfts = sorted(values)
             if ttfts:
-                ax.plot(ttfts, [(i + 1) / len(ttfts) for i in range(len(ttfts))], label=run.router)
+                ax.plot(ttfts, [(i + 1) / len(ttfts) for i in range(len(ttfts))], label=router)
         ax.set_xscale("log")
         ax.set_xlabel("time to first token (model s)")
         ax.set_ylabel("fraction of requests")
-        ax.set_title(f"TTFT CDF: {key}")
+        ax.set_title(plot_title(result, key, runs))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from infergate.util.net import random_loopback_block
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 PHASES = ("open", "closed")
+MAX_REPEATS = 20
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,20 @@ class PeersConfig:
     duration: float = 60.0  # wall seconds per phase
     time_scale: float = 1.0
     replicas: int = 4
-    seed: int = 1
+    seed: int = 1  # repeat i (0-based) uses seed + i
     phases: tuple[str, ...] = PHASES
     envoy_bin: str | None = None
     epp_args: tuple[str, ...] = ()  # extra `infergate epp` flags for every infergate router
+    repeats: int = 1  # each workload/phase measured this many times, repeat i with seed + i
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.repeats <= MAX_REPEATS:
+            raise ValueError(f"repeats: {self.repeats} is not in 1..{MAX_REPEATS}")
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The repeats' seeds, in order."""
+        return tuple(self.seed + i for i in range(self.repeats))
 
 
 @dataclass
@@ -59,6 +71,7 @@ class RunOutcome:
     # do, a min-max normalized queue score gives the longest queue 0 and the shortest 1
     queue_imbalance: float = float("nan")
     error: str | None = None
+    seed: int | None = None  # the repeat's seed (traffic and simulators); None: the config's seed
 
 
 @dataclass
@@ -158,7 +171,11 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 async def run_one(config: PeersConfig, workload: Workload, phase: str, router_name: str, base: Path,
                   ports: PortPool) -> RunOutcome:
-    run_dir = base / workload.name / phase / router_name
+    """One router on one workload phase, with ``config.seed`` (the repeat's seed)."""
+    run_dir = base / workload.name / phase
+    if config.repeats > 1:
+        run_dir = run_dir / f"seed-{config.seed}"
+    run_dir = run_dir / router_name
     run_dir.mkdir(parents=True, exist_ok=True)
     sims: list[SimReplicas] = []
     router = make_router(router_name, config.envoy_bin, config.epp_args)
@@ -194,7 +211,7 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
         log_404 = sum(1 for line in _ANSI.sub("", router.log_text()).splitlines()
                       if _LOG_404.search(line))
         return RunOutcome(workload.name, phase, router_name, summary, ttfts, not_found, calls, log_404,
-                          replicas_per_group(results), load_shares(results), queue_imbalance)
+                          replicas_per_group(results), load_shares(results), queue_imbalance, seed=config.seed)
     finally:
         try:
             await router.stop()
@@ -209,37 +226,44 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
 async def run_peers(config: PeersConfig, progress: Callable[[str], None] = lambda _: None,
                     work: Path | None = None,
                     checkpoint: Callable[[PeersResult], object] | None = None) -> PeersResult:
-    """Every router on every workload and phase; ``checkpoint`` gets the result so far after each
-    run (the CLI writes the report with it, so a long run that is stopped keeps what it measured)."""
+    """Every router on every workload and phase, ``config.repeats`` times (repeat i with seed
+    ``config.seed + i``, in the order workload, phase, repeat, router); ``checkpoint`` gets the
+    result so far after each run (the CLI writes the report with it, so a long run that is stopped
+    keeps what it measured)."""
     base = work or workdir("infergate-bench-peers-")
     ports = PortPool()
     skipped = {name: reason for name in config.routers if (reason := skip_reason(name)) is not None}
     runs: list[RunOutcome] = []
     descriptions: dict[str, str] = {}
     model_duration = config.duration * config.time_scale
-    for name in config.workloads:
+    for name in config.workloads:  # workload, phase, repeat, router: a stopped run keeps whole repeats
         for phase in config.phases:
-            workload = make(name, model_duration, config.seed, config.replicas, closed=phase == "closed")
-            descriptions[name] = workload.description
-            for router in config.routers:
-                if router in skipped:
-                    continue
-                load = (f"{workload.requests} requests" if phase == "open"
-                        else f"closed loop, {workload.concurrency} users")
-                progress(f"{name}/{phase}: {router} ({load})")
-                try:
-                    outcome = await run_one(config, workload, phase, router, base, ports)
-                except Exception as exc:  # one broken router must not lose the others' numbers
-                    outcome = RunOutcome(name, phase, router, None, error=f"{type(exc).__name__}: {exc}"[:500])
-                    progress(f"{name}/{phase}: {router} FAILED: {outcome.error}")
-                if outcome.summary is not None:
-                    s = outcome.summary
-                    progress(f"{name}/{phase}: {router}: TTFT p90 {s.ttft_p90:.3f}s, {s.output_tokens_per_s:.0f} "
-                             f"tok/s, failed {s.failed}, prefix hit {s.prefix_hit:.0%}, "
-                             f"machine {s.machine_busy:.0%} busy, benchmark {s.bench_cores:.2f} cores, "
-                             f"CPU wait {s.cpu_wait:.0%} ({s.sched_delay_ms:.2f} ms per wake-up)")
-                runs.append(outcome)
-                if checkpoint is not None:
-                    checkpoint(PeersResult(config, list(runs), skipped, dict(descriptions)))
+            for seed in config.seeds:
+                workload = make(name, model_duration, seed, config.replicas, closed=phase == "closed")
+                descriptions[name] = workload.description
+                label = f"{name}/{phase}" + (f" seed {seed}" if config.repeats > 1 else "")
+                repeat_config = dataclasses.replace(config, seed=seed)
+                for router in config.routers:
+                    if router in skipped:
+                        continue
+                    load = (f"{workload.requests} requests" if phase == "open"
+                            else f"closed loop, {workload.concurrency} users")
+                    progress(f"{label}: {router} ({load})")
+                    try:
+                        outcome = await run_one(repeat_config, workload, phase, router, base, ports)
+                    except Exception as exc:  # one broken router must not lose the others' numbers
+                        outcome = RunOutcome(name, phase, router, None,
+                                             error=f"{type(exc).__name__}: {exc}"[:500])
+                        progress(f"{label}: {router} FAILED: {outcome.error}")
+                    outcome.seed = seed
+                    if outcome.summary is not None:
+                        s = outcome.summary
+                        progress(f"{label}: {router}: TTFT p90 {s.ttft_p90:.3f}s, {s.output_tokens_per_s:.0f} "
+                                 f"tok/s, failed {s.failed}, prefix hit {s.prefix_hit:.0%}, "
+                                 f"machine {s.machine_busy:.0%} busy, benchmark {s.bench_cores:.2f} cores, "
+                                 f"CPU wait {s.cpu_wait:.0%} ({s.sched_delay_ms:.2f} ms per wake-up)")
+                    runs.append(outcome)
+                    if checkpoint is not None:
+                        checkpoint(PeersResult(config, list(runs), skipped, dict(descriptions)))
     return PeersResult(config, runs, skipped, descriptions)
 
