@@ -245,3 +245,23 @@ def test_cli_refuses_repeats_out_of_range_before_running(monkeypatch: pytest.Mon
     outcome = CliRunner().invoke(command, ["peers", "--routers", "oracle", "--repeats", value])
     assert outcome.exit_code == 2, outcome.output
     assert f"Invalid value for '--repeats': {value} is not in the range 1<=x<=20" in outcome.output
+
+
+@pytest.mark.parametrize(("args", "repeats"), [((), 1), (("--repeats", "3"), 3)])
+def test_cli_passes_repeats_to_the_run_with_one_by_default(monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...],
+                                                           repeats: int) -> None:
+    from infergate.cli.bench import command
+
+    seen: list[PeersConfig] = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(config: PeersConfig, *_: Any, **__: Any) -> Any:
+        seen.append(config)
+        raise Stop
+
+    monkeypatch.setattr(peers_run, "run_peers", capture)
+    outcome = CliRunner().invoke(command, ["peers", "--routers", "oracle", *args])
+    assert isinstance(outcome.exception, Stop), outcome.output  # the run was reached, with a valid config
+    assert [c.repeats for c in seen] == [repeats]

@@ -157,7 +157,8 @@ def _epp_args(text: str) -> tuple[str, ...]:
                    "the EPP's metric refresh follows (50 ms of model time). Results are in model time.")
 @click.option("--seed", type=int, default=1, show_default=True,
               help="Workload seed (same traffic for every router); with --repeats, repeat i uses seed + i.")
-@click.option("--repeats", type=click.IntRange(1, 20),  # 20: bench.peers.run.MAX_REPEATS (not imported: slow) default=1, show_default=True,
+# 20: bench.peers.run.MAX_REPEATS (not imported here: the CLI would load the benchmark at start)
+@click.option("--repeats", type=click.IntRange(1, 20), default=1, show_default=True,
               help="Measure every workload/phase N times (repeat i with seed --seed + i: its own traffic and "
                    "simulator seeds, the same for every router of the repeat). The report gives medians and each "
                    "ratio to the best peer/oracle computed per repeat, with its min-max and spread (max/min - 1); "
