@@ -24,7 +24,8 @@ class EppPorts:
 
 @contextlib.asynccontextmanager
 async def running_epp(static: Mapping[str, Any], path: Path, *, pool_name: str, pool_group: str,
-                      refresh: str = "100ms", env: Mapping[str, str] | None = None) -> AsyncIterator[EppPorts]:
+                      refresh: str = "100ms", env: Mapping[str, str] | None = None,
+                      extra_args: tuple[str, ...] = ()) -> AsyncIterator[EppPorts]:
     """Write ``static`` (pool, objectives/models, endpoints) to ``path`` and run ``infergate epp``
     on it until the block ends; ready once it prints ``ready grpc=``, within 30 s."""
     path.write_text(yaml.safe_dump(dict(static)))
@@ -33,6 +34,7 @@ async def running_epp(static: Mapping[str, Any], path: Path, *, pool_name: str, 
         sys.executable, "-m", "infergate", "epp", "--pool-name", pool_name, "--pool-group", pool_group,
         "--host", "127.0.0.1", "--grpc-port", str(grpc_port), "--grpc-health-port", str(health_port),
         "--metrics-port", str(metrics_port), "--static-file", str(path), "--refresh-metrics-interval", refresh,
+        *extra_args,
     ]  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, **(env or {})}

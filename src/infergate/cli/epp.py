@@ -102,7 +102,9 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
 @click.option("--flow-control-max-queued", type=int, default=1024, show_default=True,
               help="Requests held by flow control at most (beyond: 429).")
 @click.option("--flow-control-max-wait", type=DURATION, default="30s", show_default=True,
-              help="Longest a request waits in flow control before a 429.")
+              help="Longest a request waits in flow control before a 429. A queued request tells the proxy to "
+                   "wait this long + 1 s for it (ext_proc override_message_timeout; Envoy honours it up to "
+                   "the filter's max_message_timeout, 300 s in infergate's gateway).")
 @click.option("--error-body", type=click.Choice(["json", "text"]), default="json", show_default=True,
               help="Body of rejections: an OpenAI-style JSON error, or upstream's text "
                    "'inference gateway: <Code> - <Msg>'. Both carry the same status code.")

@@ -8,7 +8,7 @@ without gRPC and the gRPC side be tested with real protobuf messages.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -53,8 +53,10 @@ class Rejection(Exception):
 class Director(Protocol):
     """What the ext_proc server needs from the scheduling side."""
 
-    async def handle_request(self, request: InferenceRequest) -> Decision:
-        """Admit (flow control), schedule and return the endpoint, or raise ``Rejection``."""
+    async def handle_request(self, request: InferenceRequest, on_hold: Callable[[], None] | None = None) -> Decision:
+        """Admit (flow control), schedule and return the endpoint, or raise ``Rejection``.
+        ``on_hold`` is called when flow control makes the request wait (a director that never
+        holds requests may ignore it)."""
         ...
 
     def on_response_headers(self, request_id: str, status: int, headers: Mapping[str, str]) -> None: ...

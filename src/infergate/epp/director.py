@@ -33,7 +33,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -280,7 +280,7 @@ class EppDirector:
             series(m.running_requests, model).inc()
 
     # ---- Director protocol -------------------------------------------------------------
-    async def handle_request(self, request: InferenceRequest) -> Decision:
+    async def handle_request(self, request: InferenceRequest, on_hold: Callable[[], None] | None = None) -> Decision:
         pool = self.datastore.pool
         if pool is None:
             raise PoolNotReady("the InferencePool is not synced yet")
@@ -323,7 +323,7 @@ class EppDirector:
             priority = objective.priority or 0
 
         try:
-            await self.flow.admit(request.request_id, priority)
+            await self.flow.admit(request.request_id, priority, on_hold)
         except Rejection as rejection:
             raise self._reject(body_model, target, rejection) from None
         try:

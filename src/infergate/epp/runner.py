@@ -61,6 +61,7 @@ __all__ = ["EPPOptions", "EPPRunner", "run_epp"]
 STOP_STEP_S = 2.0  # each stop step but the ext_proc grace: this long, then it is cancelled
 STOP_CANCEL_S = 0.5  # a cancelled stop step: this long to unwind, then it is left behind
 STOP_MARGIN_S = 3.0  # run_epp: the process ends at most shutdown_grace + this after the stop signal
+HOLD_MARGIN_S = 1.0  # a request held by flow control: the proxy waits this much longer than the EPP
 
 StopCall = Callable[[], Awaitable[object]]
 
@@ -141,6 +142,8 @@ class EPPRunner:
             self.director, host=opts.host, port=opts.grpc_port, json_errors=opts.error_body == "json",
             health=health if opts.health_checking else None, credentials=credentials,
             response_headers=parts.scheduler.response_headers if parts.scheduler.response_header_plugins else None,
+            # a request queued by flow control waits up to its max wait, then gets the EPP's own 429
+            hold_timeout=opts.flow_control_max_wait + HOLD_MARGIN_S if opts.flow_control else None,
         )
         self.health_server = HealthServer(health, host=opts.host, port=opts.grpc_health_port)
         self.metrics_server = MetricsHTTPServer(parts.registry, host=opts.host, port=opts.metrics_port)

@@ -19,11 +19,19 @@ as ``streamed_response`` only in ``FULL_DUPLEX_STREAMED``, where Envoy requires 
 ``completed=True`` only if the response was seen to finish (its end of stream, or its headers
 when the response body is not sent to the EPP). The EPP therefore needs the response headers
 (``response_header_mode: SEND``, as the gateway and upstream's configuration send them).
+
+Held requests: with ``hold_timeout`` set (the EPP's flow control is on), a request that flow
+control makes wait gets a ``ProcessingResponse`` carrying only ``override_message_timeout``
+(``hold_timeout`` seconds) as soon as it is queued, so that the proxy waits for the EPP's
+decision (or its own 429 at the queue's max wait) instead of answering 504 at its per-message
+timeout. Envoy honours the override up to the filter's ``max_message_timeout`` (infergate's
+translator sets 300 s); a longer one is ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -33,6 +41,7 @@ import grpc
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+from google.protobuf import duration_pb2
 
 from infergate.api import headers as gie
 from infergate.epp.contract import Decision, Director, InferenceRequest, Rejection
@@ -50,6 +59,7 @@ _EMPTY_REQUEST_BODY = pb.ProcessingResponse(request_body=pb.BodyResponse())
 _EMPTY_RESPONSE_BODY = pb.ProcessingResponse(response_body=pb.BodyResponse())
 _EMPTY_REQUEST_TRAILERS = pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
 _EMPTY_RESPONSE_TRAILERS = pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
+_REQUEST_SIDE = frozenset({"request_headers", "request_body", "request_trailers"})  # may route, so may hold
 _ROUTING_REPLY_CACHE = 4096  # endpoint lists remembered (cleared when full)
 _RESPONSE_HEADERS_REPLY = pb.ProcessingResponse(  # upstream marks responses it has seen
     response_headers=pb.HeadersResponse(
@@ -70,6 +80,7 @@ class _Exchange:
         "duplex_response",
         "follows_response_body",
         "headers",
+        "on_hold",
         "request_id",
         "response_done",
         "response_headers_seen",
@@ -87,6 +98,7 @@ class _Exchange:
         self.request_id = ""
         self.subset: list[str] | None = None
         self.scheduled = False  # handle_request was called: on_request_done is owed
+        self.on_hold: Callable[[], None] | None = None  # flow control queued the request
         self.response_done = False
         self.completed = False
 
@@ -108,8 +120,14 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     """Routes each request with ``director`` and reports its response back to it."""
 
     def __init__(self, director: Director, *, json_errors: bool = True,
-                 response_headers: ResponseHeadersHook | None = None) -> None:
+                 response_headers: ResponseHeadersHook | None = None, hold_timeout: float | None = None) -> None:
         self._director = director
+        # flow control on: the reply that extends the proxy's per-message timeout for a held request
+        self._hold_reply: pb.ProcessingResponse | None = None
+        if hold_timeout is not None:
+            timeout = duration_pb2.Duration()
+            timeout.FromNanoseconds(round(hold_timeout * 1e9))
+            self._hold_reply = pb.ProcessingResponse(override_message_timeout=timeout)
         # headers added to each response from the served endpoint (conformance test plugin)
         self._response_headers = response_headers
         self._json_errors = json_errors
@@ -131,12 +149,28 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     ) -> AsyncIterator[pb.ProcessingResponse]:
         state = _Exchange()
         handlers = self._handlers
+        hold_reply = self._hold_reply
         try:
             async for request in request_iterator:
-                handler = handlers.get(request.WhichOneof("request"))
+                kind = request.WhichOneof("request")
+                handler = handlers.get(kind)
                 if handler is None:
                     continue
-                responses = await handler(state, request)
+                if hold_reply is None or kind not in _REQUEST_SIDE:
+                    responses = await handler(state, request)
+                else:  # flow control may hold it: tell the proxy to wait as soon as it does
+                    held: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                    state.on_hold = functools.partial(_set_once, held)
+                    replies = asyncio.ensure_future(handler(state, request))
+                    try:
+                        await asyncio.wait((replies, held), return_when=asyncio.FIRST_COMPLETED)
+                        if not replies.done():
+                            yield hold_reply
+                        responses = await replies
+                    finally:
+                        state.on_hold = None
+                        held.cancel()
+                        replies.cancel()  # the stream ended while held: leave the queue
                 for response in responses:
                     yield response
                 if responses and responses[0].HasField("immediate_response"):
@@ -242,7 +276,9 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
 
     async def _decide(self, state: _Exchange, request: InferenceRequest) -> Decision:
         state.scheduled = True
-        return await self._director.handle_request(request)
+        if state.on_hold is None:
+            return await self._director.handle_request(request)
+        return await self._director.handle_request(request, state.on_hold)
 
     async def _route_headers_only(
         self, state: _Exchange, extra: list[tuple[str, str]]
@@ -320,6 +356,11 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         response = pb.ProcessingResponse(request_body=pb.BodyResponse(response=common))
         messages.add_lb_metadata(response, endpoints)
         return [response]
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _status(headers: dict[str, str]) -> int:

@@ -69,8 +69,10 @@ class FlowController:
     def _free(self) -> int:
         return self.capacity() - self._pending
 
-    async def admit(self, request_id: str, priority: int) -> None:
+    async def admit(self, request_id: str, priority: int, on_queued: Callable[[], None] | None = None) -> None:
         """Return when the request may be scheduled; raise ``Rejection`` (429) otherwise.
+        ``on_queued`` is called once if the request has to wait in the queue (the ext_proc
+        server then tells the proxy to wait longer than its per-message timeout).
 
         With flow control off this only applies upstream's sheddable check; callers then
         need not call ``scheduled()`` (it is harmless)."""
@@ -94,6 +96,8 @@ class FlowController:
         self.queued_total += 1
         self._report()
         self.notify()
+        if on_queued is not None and not waiter.future.done():
+            on_queued()
         try:
             # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that arrives as the
             # future completes (the client left as its request was released: its slot would stay taken)
