@@ -383,6 +383,7 @@ class EppDirector:
             return
         if chunk and not state.response_size:  # first bytes back: the prompt is prefilled
             self.scheduler.response_started(request_id)
+            self.flow.notify()  # its pending prefill no longer counts: capacity may have freed
         state.response_size += len(chunk)
         if state.streaming:
             # SSE: complete lines only (an event may span chunks); the last "usage" wins

@@ -24,7 +24,8 @@ Flow control (``--flow-control``, ``replay(..., flow_control=True)``; off by def
 ``infergate epp --flow-control``): an EPP policy admits each request through the production
 ``FlowController`` with the Director's capacity (the endpoints' ``endpoint_headroom``, less the
 requests sent that their last scrape cannot show yet: ``RecentSends``, the Director's own
-bookkeeping), woken when the Director wakes it (each scrape, each request's end), and schedules it
+bookkeeping), woken when the Director wakes it (each scrape, each request's end, with ``--first-byte``
+each response's first bytes), and schedules it
 among the endpoints with headroom (all when none has). A request that waits longer than the
 flow control's ``max_wait`` is a 429 (``ReplayResult.flow_control_429``, among ``shed``); the time
 a served request waited is ``TurnOutcome.held``. The idle pool's scrape is taken half a scrape
@@ -270,7 +271,7 @@ class EppPolicy(_Policy):
     """An EPP profile as the Director runs it: its saturation detector on the replay's scrapes and,
     with ``flow_control`` enabled, the production ``FlowController`` with the Director's capacity
     (the endpoints' headroom minus the requests sent that their last scrape cannot show yet),
-    woken on the events the Director wakes it on (each scrape, each request's end), and its
+    woken on the events the Director wakes it on (each scrape, each request's end, first bytes), and its
     placement among the endpoints with headroom (all of them when none has: fail open)."""
 
     def __init__(self, name: str, text: str, seed: int, clock: Callable[[], float], first_byte: bool = False,
@@ -387,6 +388,8 @@ class EppPolicy(_Policy):
     def started(self, rid: str) -> None:
         if self.first_byte:
             self.scheduler.response_started(rid)
+            if self.flow is not None:  # the Director's first response bytes: pending prefill ended
+                self.flow.notify()
 
     def done(self, rid: str) -> None:
         self.scheduler.request_done(rid, True)
