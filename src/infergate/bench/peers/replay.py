@@ -362,6 +362,13 @@ class EppPolicy(_Policy):
         finally:
             self._flow(pool).scheduled()
 
+    def _placement(self, pool: _Pool, cands: list[Candidate], now: float) -> list[Candidate]:
+        """The Director's placement with flow control on: where admission counted capacity, the
+        endpoints with headroom (every candidate when none has: fail open)."""
+        detector = self._detector(pool)
+        roomy = [c for c in cands if detector.endpoint_headroom(c.hostport, now, self._unseen(pool, c.hostport)) > 0]
+        return roomy or cands
+
     def _pick(self, pool: _Pool, rid: str, prompt: str, priority: int, lora: str | None) -> int | None:
         detector = self._detector(pool)
         now = self.clock()
@@ -370,9 +377,8 @@ class EppPolicy(_Policy):
         if not flow and priority < 0 and detector.is_saturated(hostports, now):  # flow control off: upstream's check
             return None
         cands = [Candidate(e, m) for e, m in zip(pool.endpoints, pool.metrics, strict=True)]
-        if flow:  # the Director's placement where admission counted capacity (fail open when none has room)
-            roomy = [c for c in cands if detector.endpoint_headroom(c.hostport, now, self._unseen(pool, c.hostport)) > 0]
-            cands = roomy or cands
+        if flow:
+            cands = self._placement(pool, cands, now)
         request = SchedulingRequest(rid, lora or MODEL, prompt)  # the request's model: the adapter's name
         result, state = self.scheduler.schedule(request, cands)
         chosen = result.primary.targets[0].hostport
