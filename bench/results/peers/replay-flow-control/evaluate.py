@@ -40,14 +40,19 @@ class _HoldOnly(EppPolicy):
         return cands
 
 
-def _hold_only(workload: Workload, seed: int, closed_s: float | None) -> ReplayResult:
-    loop = VirtualTimeLoop()
-    try:
-        policy = _HoldOnly("default+fc hold only", PRESETS["default"], seed, loop.time,
-                           flow_control=FlowControlConfig(enabled=True))
-        return loop.run_until_complete(_replay(workload, policy, seed, closed_s))
-    finally:
-        loop.close()
+def _hold_only_with(**limits: Any) -> Callable[[Workload, int, float | None], ReplayResult]:
+    def run(workload: Workload, seed: int, closed_s: float | None) -> ReplayResult:
+        loop = VirtualTimeLoop()
+        try:
+            policy = _HoldOnly("default+fc hold only", PRESETS["default"], seed, loop.time,
+                               saturation=SaturationConfig(**limits), flow_control=FlowControlConfig(enabled=True))
+            return loop.run_until_complete(_replay(workload, policy, seed, closed_s))
+        finally:
+            loop.close()
+    return run
+
+
+_hold_only = _hold_only_with()
 
 
 VARIANTS: dict[str, Callable[[Workload, int, float | None], ReplayResult]] = {
@@ -61,6 +66,8 @@ VARIANTS: dict[str, Callable[[Workload, int, float | None], ReplayResult]] = {
     "default+fc Q=1": _epp(True, queue_depth_threshold=1),
     "default+fc Q=0 T=8192": _epp(True, queue_depth_threshold=0, max_pending_prefill_tokens=8192),
     "default+fc hold only": _hold_only,
+    "default+fc hold only T=1024": _hold_only_with(max_pending_prefill_tokens=1024),
+    "default+fc hold only T=4096": _hold_only_with(max_pending_prefill_tokens=4096),
     "oracle": lambda w, seed, closed_s: replay(w, "oracle", seed, closed_s),
 }
 
