@@ -32,7 +32,6 @@ import json
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +39,7 @@ from typing import Any
 from infergate.epp.contract import Decision, InferenceRequest, Rejection
 from infergate.epp.datastore import Datastore, Endpoint, InferenceModelInfo
 from infergate.epp.flowcontrol import FlowControlConfig, FlowController
+from infergate.epp.flowcontrol.unseen import RecentSends
 from infergate.epp.metrics import EppMetrics, PoolSnapshot
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.saturation import SaturationConfig, SaturationDetector
@@ -50,8 +50,6 @@ from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
 
 log = logging.getLogger(__name__)
 
-SEND_VISIBILITY_DELAY = 0.05  # seconds a sent request may take to reach the server's queue
-MAX_UNSEEN_AGE = 5.0  # older sends are assumed visible (or the metrics are stale anyway)
 DEFAULT_CRITICALITY_PRIORITY: Mapping[str, int] = {"Critical": 1, "Standard": 0, "Sheddable": -1}
 
 
@@ -128,7 +126,7 @@ class EppDirector:
         self._inflight: dict[str, int] = {}
         # when requests were sent to each endpoint, until a scrape started after them (their
         # load is then in the scraped queue); flow control counts the rest as extra queue
-        self._recent_sends: dict[str, deque[float]] = {}
+        self._recent_sends = RecentSends()
         self._prefix_plugins = [p for p in scheduler.plugins.values() if isinstance(p, PrefixCacheScorer)]
         for plugin in scheduler.plugins.values():  # plugins that follow the pool (KV-event subscriptions)
             if isinstance(plugin, DatastoreAware):
@@ -156,29 +154,15 @@ class EppDirector:
             producer.scraped(hostport, metrics)
 
     def _on_scrape(self, hostport: str) -> None:
-        sends = self._recent_sends.get(hostport)
         metrics = self.store.raw(hostport)
         if metrics is not None:
             self._feed_scrape(hostport, metrics)
-        if sends and metrics is not None:
-            seen_before = metrics.update_time - SEND_VISIBILITY_DELAY
-            while sends and sends[0] < seen_before:
-                sends.popleft()
+            self._recent_sends.scraped(hostport, metrics)
         self.flow.notify()
 
     def _unseen(self, hostport: str) -> int:
-        """Requests sent to ``hostport`` that its last scrape may not show yet: the sends
-        newer than that scrape (by the clock), and at least as many as this EPP has in flight
-        there beyond what the scrape shows running or waiting. The clock alone is not enough:
-        on a loaded machine a request can take longer than SEND_VISIBILITY_DELAY to reach the
-        server's queue, and a burst would then be released into a stale snapshot."""
-        sends = self._recent_sends.get(hostport)
-        unseen = len(sends) if sends else 0
-        metrics = self.store.raw(hostport)
-        if metrics is not None:
-            missing = self._inflight.get(hostport, 0) - metrics.running - metrics.waiting_queue
-            unseen = max(unseen, missing)
-        return unseen
+        """Requests sent to ``hostport`` that its last scrape may not show yet (``RecentSends.unseen``)."""
+        return self._recent_sends.unseen(hostport, self._inflight.get(hostport, 0), self.store.raw(hostport))
 
     def _pick_time_load(self, hostport: str, metrics: EndpointMetrics | None) -> tuple[int, float]:
         """(requests in flight, pending prefill tokens) on ``hostport``: the profile's pick-time
@@ -197,7 +181,7 @@ class EppDirector:
         for gone in self._known_endpoints - current:
             for plugin in self._prefix_plugins:
                 plugin.indexer.remove_server(gone)
-            self._recent_sends.pop(gone, None)
+            self._recent_sends.forget(gone)
         self._known_endpoints = current
         self.flow.notify()
 
@@ -264,13 +248,7 @@ class EppDirector:
         self._inflight[hostport] = self._inflight.get(hostport, 0) + 1
         self._series.get(self.metrics.endpoint_requests_total, hostport).inc()
         if self.config.flow_control.enabled:
-            now = time.monotonic()
-            sends = self._recent_sends.get(hostport)
-            if sends is None:
-                sends = self._recent_sends[hostport] = deque()
-            while sends and sends[0] < now - MAX_UNSEEN_AGE:  # bounded even if scrapes stop
-                sends.popleft()
-            sends.append(now)
+            self._recent_sends.sent(hostport, time.monotonic())
         self._requests[request_id] = _RequestState(model, target, hostport, time.monotonic(), counted=counted)
         if counted:  # upstream counts only requests with a body (scheduled ones)
             series, m = self._series.get, self.metrics
@@ -405,6 +383,7 @@ class EppDirector:
             return
         if chunk and not state.response_size:  # first bytes back: the prompt is prefilled
             self.scheduler.response_started(request_id)
+            self.flow.notify()  # its pending prefill no longer counts: capacity may have freed
         state.response_size += len(chunk)
         if state.streaming:
             # SSE: complete lines only (an event may span chunks); the last "usage" wins

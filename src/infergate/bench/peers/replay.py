@@ -20,10 +20,23 @@ follows the driver: each user keeps one objective and waits ``SHED_BACKOFF_S`` a
 Latency and goodput (TTFT <= 0.5 s and mean ITL <= 50 ms, per model second) are then the
 critical requests', as in the benchmark's report.
 
+Flow control (``--flow-control``, ``replay(..., flow_control=True)``; off by default, as the EPP's
+``infergate epp --flow-control``): an EPP policy admits each request through the production
+``FlowController`` with the Director's capacity (the endpoints' ``endpoint_headroom``, less the
+requests sent that their last scrape cannot show yet: ``RecentSends``, the Director's own
+bookkeeping), woken when the Director wakes it (each scrape, each request's end, with ``--first-byte``
+each response's first bytes), and schedules it
+among the endpoints with headroom (all when none has). A request that waits longer than the
+flow control's ``max_wait`` is a 429 (``ReplayResult.flow_control_429``, among ``shed``); the time
+a served request waited is ``TurnOutcome.held``. The idle pool's scrape is taken half a scrape
+interval before t = 0, with the TTFT histogram's count (0), as the EPP reads a vLLM or simulator
+page before the first request.
+
 ``python -m infergate.bench.peers.replay --workload shared-prefix-zipf --policy default
 --policy oracle --policy my-config.yaml [--duration 15] [--seed 1] [--seeds 3] [--closed]
 [--sd-sheddable-max-inflight-per-endpoint N] [--sd-sheddable-ttft-objective S --sd-sheddable-itl-objective S]
-[--sd-sheddable-max-pending-prefill-tokens T] [--sd-sheddable-max-prefill-busy-fraction F] [--load X]``
+[--sd-sheddable-max-pending-prefill-tokens T] [--sd-sheddable-max-prefill-busy-fraction F] [--load X]
+[--flow-control [--flow-control-max-wait S] [--sd-max-pending-prefill-tokens T] [--sd-queue-depth-threshold N]]``
 (``--load``: ``priority-mix`` at X times its calibrated capacity instead of 1.5x)
 """
 
@@ -53,7 +66,10 @@ from infergate.bench.peers.workloads import (
     make,
 )
 from infergate.bench.stats import percentile
+from infergate.epp.contract import Rejection
 from infergate.epp.datastore import Endpoint
+from infergate.epp.flowcontrol import FlowControlConfig, FlowController
+from infergate.epp.flowcontrol.unseen import RecentSends
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.saturation import SaturationConfig, SaturationDetector
 from infergate.epp.scheduling import Candidate, Scheduler, SchedulingRequest, load_config_text
@@ -105,6 +121,7 @@ class TurnOutcome:
     itl: float = 0.0  # mean inter-token latency (model seconds)
     start: float = 0.0  # model seconds from the replay's start to the request's pick
     request_id: str = ""
+    held: float = 0.0  # model seconds the request waited in the EPP's flow control before its pick
 
     @property
     def meets_slo(self) -> bool:
@@ -123,6 +140,7 @@ class ReplayResult:
     output_tokens: int = 0
     shed: list[str | None] = field(default_factory=list)
     priority: bool = False
+    flow_control_429: int = 0  # of ``shed``: requests flow control rejected (waited too long, queue full, sheddable)
 
     @property
     def tokens_per_s(self) -> float:
@@ -182,8 +200,13 @@ class _Pool:
         self.endpoints = [Endpoint(f"sim-{i}", f"10.0.0.{i + 1}", 8000) for i in range(pool.replicas)]
         self.metrics: list[EndpointMetrics | None] = [None] * pool.replicas
         self.store = MetricsStore()  # the same scrapes, as the EPP's saturation detector reads them
-        for e in self.endpoints:  # the EPP has scraped the idle pool before the first request
-            self.store.update(e.hostport, EndpointMetrics(update_time=0.0))
+        # the EPP has scraped the idle pool before the first request (a scrape interval before t = 0:
+        # at t = 0 the burst's picks would read as picked before it, admitted by the server); the
+        # page has the TTFT and inter-token histograms from the start, with counts 0
+        idle = EndpointMetrics(update_time=-SCRAPE_INTERVAL_S / 2, ttft_sum=0.0, ttft_count=0.0, itl_sum=0.0,
+                               itl_count=0.0)
+        for e in self.endpoints:
+            self.store.update(e.hostport, idle)
         self.rng = random.Random(seed)
         self.priorities = dict(workload.objectives)  # objective name -> priority
 
@@ -229,6 +252,10 @@ def _lora_metrics(engine: Engine, previous: EndpointMetrics | None) -> dict[str,
 class _Policy:
     name: str
 
+    async def admit(self, pool: _Pool, rid: str, priority: int = 0) -> bool:
+        """Whether the request may be scheduled (it may wait here); False: rejected (429)."""
+        return True
+
     def pick(self, pool: _Pool, rid: str, prompt: str, priority: int = 0, lora: str | None = None) -> int | None:
         """The replica for the request, or None when it is shed (429)."""
         raise NotImplementedError
@@ -241,8 +268,14 @@ class _Policy:
 
 
 class EppPolicy(_Policy):
+    """An EPP profile as the Director runs it: its saturation detector on the replay's scrapes and,
+    with ``flow_control`` enabled, the production ``FlowController`` with the Director's capacity
+    (the endpoints' headroom minus the requests sent that their last scrape cannot show yet),
+    woken on the events the Director wakes it on (each scrape, each request's end, first bytes), and its
+    placement among the endpoints with headroom (all of them when none has: fail open)."""
+
     def __init__(self, name: str, text: str, seed: int, clock: Callable[[], float], first_byte: bool = False,
-                 saturation: SaturationConfig | None = None) -> None:
+                 saturation: SaturationConfig | None = None, flow_control: FlowControlConfig | None = None) -> None:
         self.name = name
         # the production data plane does not send response bodies to the EPP (ext_proc
         # response_body_mode NONE): no first-byte signal, only the end of the request
@@ -256,6 +289,36 @@ class EppPolicy(_Policy):
                 self.producer = self.producer or plugin
         self.saturation_config = saturation or SaturationConfig()
         self.saturation: SaturationDetector | None = None
+        self.flow_config = flow_control or FlowControlConfig()
+        self.flow: FlowController | None = None
+        # the Director's flow-control bookkeeping: requests in flight per endpoint, their sends
+        self.inflight: dict[str, int] = {}
+        self.sends = RecentSends()
+        self.picked: dict[str, str] = {}  # request id -> endpoint, until done
+
+    def _flow(self, pool: _Pool) -> FlowController:
+        if self.flow is None:
+            self._detector(pool)
+            self.flow = FlowController(self.flow_config, lambda: self._capacity(pool))
+        return self.flow
+
+    def _unseen(self, pool: _Pool, hostport: str) -> int:
+        return self.sends.unseen(hostport, self.inflight.get(hostport, 0), pool.store.raw(hostport))
+
+    def _capacity(self, pool: _Pool) -> int:
+        """The Director's ``_capacity`` with flow control on: the available endpoints' headroom
+        (every replayed endpoint is available: no scrape fails)."""
+        detector, now = self._detector(pool), self.clock()
+        return sum(detector.endpoint_headroom(e.hostport, now, self._unseen(pool, e.hostport)) for e in pool.endpoints)
+
+    async def admit(self, pool: _Pool, rid: str, priority: int = 0) -> bool:
+        if not self.flow_config.enabled:
+            return True
+        try:
+            await self._flow(pool).admit(rid, priority)
+        except Rejection:
+            return False
+        return True
 
     def _detector(self, pool: _Pool) -> SaturationDetector:
         """The EPP's saturation detector on the pool's scrapes and this profile's pick-time
@@ -283,32 +346,68 @@ class EppPolicy(_Policy):
             if metrics is not None:
                 for producer in producers:
                     producer.scraped(hostport, metrics)
+                self.sends.scraped(hostport, metrics)
+            if self.flow is not None:  # the Director's _on_scrape: capacity may have changed
+                self.flow.notify()
 
         for hostport in store.by_endpoint:
             scraped(hostport)
         store.subscribe(scraped)
 
     def pick(self, pool: _Pool, rid: str, prompt: str, priority: int = 0, lora: str | None = None) -> int | None:
+        if not self.flow_config.enabled:
+            return self._pick(pool, rid, prompt, priority, lora)
+        try:
+            return self._pick(pool, rid, prompt, priority, lora)
+        finally:
+            self._flow(pool).scheduled()
+
+    def _placement(self, pool: _Pool, cands: list[Candidate], now: float) -> list[Candidate]:
+        """The Director's placement with flow control on: where admission counted capacity, the
+        endpoints with headroom (every candidate when none has: fail open)."""
+        detector = self._detector(pool)
+        roomy = [c for c in cands if detector.endpoint_headroom(c.hostport, now, self._unseen(pool, c.hostport)) > 0]
+        return roomy or cands
+
+    def _pick(self, pool: _Pool, rid: str, prompt: str, priority: int, lora: str | None) -> int | None:
         detector = self._detector(pool)
         now = self.clock()
         hostports = [e.hostport for e in pool.endpoints]
-        if priority < 0 and detector.is_saturated(hostports, now):  # flow control off: upstream's check
+        flow = self.flow_config.enabled
+        if not flow and priority < 0 and detector.is_saturated(hostports, now):  # flow control off: upstream's check
             return None
         cands = [Candidate(e, m) for e, m in zip(pool.endpoints, pool.metrics, strict=True)]
+        if flow:
+            cands = self._placement(pool, cands, now)
         request = SchedulingRequest(rid, lora or MODEL, prompt)  # the request's model: the adapter's name
         result, state = self.scheduler.schedule(request, cands)
         chosen = result.primary.targets[0].hostport
         if detector.shed_reason(priority, chosen, now, hostports) is not None:  # the Director's post-pick check
             return None
         self.scheduler.pre_request(state, request, result)
+        if flow:  # the Director's _track
+            self.inflight[chosen] = self.inflight.get(chosen, 0) + 1
+            self.sends.sent(chosen, now)
+            self.picked[rid] = chosen
         return hostports.index(chosen)
 
     def started(self, rid: str) -> None:
         if self.first_byte:
             self.scheduler.response_started(rid)
+            if self.flow is not None:  # the Director's first response bytes: pending prefill ended
+                self.flow.notify()
 
     def done(self, rid: str) -> None:
         self.scheduler.request_done(rid, True)
+        chosen = self.picked.pop(rid, None)
+        if chosen is not None:  # the Director's on_request_done
+            count = self.inflight.get(chosen, 0) - 1
+            if count > 0:
+                self.inflight[chosen] = count
+            else:
+                self.inflight.pop(chosen, None)
+        if self.flow is not None:
+            self.flow.notify()
 
 
 class OraclePolicy(_Policy):
@@ -402,6 +501,11 @@ async def _turn(pool: _Pool, policy: _Policy, prompt: str, max_tokens: int, sess
     start = loop.time()
     priority = pool.priorities.get(session.objective, 0) if session.objective else 0
     lora = session.model
+    if not await policy.admit(pool, rid, priority):  # flow control's 429
+        result.shed.append(session.objective)
+        result.flow_control_429 += 1
+        return None
+    picked = loop.time()
     index = policy.pick(pool, rid, prompt, priority, lora)
     if index is None:
         result.shed.append(session.objective)
@@ -416,7 +520,7 @@ async def _turn(pool: _Pool, policy: _Policy, prompt: str, max_tokens: int, sess
     await seq.wait(0)
     first = loop.time()
     outcome = TurnOutcome(first - start, tokens, seq.cached_tokens, index, session.group, session.objective,
-                          start=start, request_id=rid)
+                          start=start, request_id=rid, held=picked - start)
     result.outcomes.append(outcome)
     policy.started(rid)
     while not seq.done:
@@ -493,11 +597,17 @@ async def _replay(workload: Workload, policy: _Policy, seed: int, closed_s: floa
 
 
 def replay(workload: Workload, policy_spec: str, seed: int = 1, closed_s: float | None = None, *,
-           first_byte: bool = False, saturation: SaturationConfig | None = None) -> ReplayResult:
+           first_byte: bool = False, saturation: SaturationConfig | None = None,
+           flow_control: FlowControlConfig | bool = False) -> ReplayResult:
     """One policy (an EPP preset name, a config file, or ``oracle``) on ``workload``: its open-loop
     arrivals, or with ``closed_s`` its closed loop for that many model seconds. An EPP policy
-    sheds sheddable requests as the EPP does with ``saturation`` (default: the EPP's defaults);
-    the oracle, like the peers, sheds nothing."""
+    sheds sheddable requests as the EPP does with ``saturation`` (default: the EPP's defaults)
+    and, with ``flow_control`` (True: the EPP's ``--flow-control`` with its default queue and
+    wait), admits requests through the EPP's flow control (a request that waits too long there
+    is a 429: ``ReplayResult.flow_control_429``); the oracle and the cache-aware emulation, like
+    the peers, shed and hold nothing."""
+    if isinstance(flow_control, bool):
+        flow_control = FlowControlConfig(enabled=flow_control)
     loop = VirtualTimeLoop()
     try:
         policy: _Policy
@@ -507,8 +617,9 @@ def replay(workload: Workload, policy_spec: str, seed: int = 1, closed_s: float 
             policy = CacheAwarePolicy()
         else:
             text = PRESETS[policy_spec] if policy_spec in PRESETS else Path(policy_spec).read_text()
-            policy = EppPolicy(policy_spec if policy_spec in PRESETS else Path(policy_spec).stem, text, seed,
-                               loop.time, first_byte, saturation)
+            name = policy_spec if policy_spec in PRESETS else Path(policy_spec).stem
+            policy = EppPolicy(name + ("+flow-control" if flow_control.enabled else ""), text, seed,
+                               loop.time, first_byte, saturation, flow_control)
         return loop.run_until_complete(_replay(workload, policy, seed, closed_s))
     finally:
         loop.close()
@@ -541,8 +652,25 @@ def main(argv: Seq[str] | None = None) -> None:
                         help="the EPP's latency holdback on the pool's mean time to first token (default: off)")
     parser.add_argument("--sd-sheddable-itl-objective", type=float, default=None, metavar="SECONDS",
                         help="the EPP's latency holdback on the pool's mean inter-token latency (default: off)")
+    parser.add_argument("--flow-control", action="store_true",
+                        help="the EPP's flow control (infergate epp --flow-control): requests wait in the EPP while "
+                             "the pool has no headroom and are released as scrapes show it (default: off, as the EPP)")
+    parser.add_argument("--flow-control-max-wait", type=float, default=FlowControlConfig.max_wait, metavar="SECONDS",
+                        help="with --flow-control, the longest a request waits before its 429 (default: %(default)s)")
+    parser.add_argument("--sd-max-pending-prefill-tokens", type=int, default=None, metavar="T",
+                        help="the pick-time limit on an endpoint's pending prefill tokens (default: the EPP's, "
+                             "2048 with pick-time accounting; 0 off): flow control's headroom")
+    parser.add_argument("--sd-max-inflight-per-endpoint", type=int, default=None, metavar="N",
+                        help="the pick-time limit on an endpoint's requests in flight (default: the EPP's, 64 with "
+                             "pick-time accounting; 0 off)")
+    parser.add_argument("--sd-queue-depth-threshold", type=int, default=SaturationConfig.queue_depth_threshold,
+                        metavar="N", help="the saturation detector's waiting-queue threshold (default: %(default)s)")
     args = parser.parse_args(argv)
-    saturation = SaturationConfig(sheddable_max_inflight_per_endpoint=args.sd_sheddable_max_inflight_per_endpoint,
+    flow_control = FlowControlConfig(enabled=args.flow_control, max_wait=args.flow_control_max_wait)
+    saturation = SaturationConfig(queue_depth_threshold=args.sd_queue_depth_threshold,
+                                  max_pending_prefill_tokens=args.sd_max_pending_prefill_tokens,
+                                  max_inflight_per_endpoint=args.sd_max_inflight_per_endpoint,
+                                  sheddable_max_inflight_per_endpoint=args.sd_sheddable_max_inflight_per_endpoint,
                                   sheddable_ttft_objective=args.sd_sheddable_ttft_objective,
                                   sheddable_itl_objective=args.sd_sheddable_itl_objective,
                                   sheddable_max_pending_prefill_tokens=args.sd_sheddable_max_pending_prefill_tokens,
@@ -550,16 +678,16 @@ def main(argv: Seq[str] | None = None) -> None:
     if args.load is not None and args.workload != "priority-mix":
         parser.error("--load applies to --workload priority-mix only")
     print("| seed | policy | TTFT p50 | TTFT p90 | TTFT p99 | p90 after warm-up | goodput | served | shed | prefix hit | "
-          "replicas/group | max share | out tok/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "replicas/group | max share | out tok/s | flow-control 429 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for seed in range(args.seed, args.seed + args.seeds):
         workload = make(args.workload, args.duration, seed, args.replicas, closed=args.closed, load=args.load)
         for spec in args.policy:
             r = replay(workload, spec, seed, args.duration if args.closed else None, first_byte=args.first_byte,
-                       saturation=saturation)
+                       saturation=saturation, flow_control=flow_control)
             print(f"| {seed} | {r.policy} | {r.ttft(50):.3f} | {r.ttft(90):.3f} | {r.ttft(99):.3f} | "
                   f"{r.ttft_after_warmup(90):.3f} | {r.goodput:.2f} | {len(r.measured)} | {len(r.shed)} | {r.prefix_hit:.0%} | "
-                  f"{r.replicas_per_group:.1f} | {r.max_share:.0%} | {r.tokens_per_s:.0f} |", flush=True)
+                  f"{r.replicas_per_group:.1f} | {r.max_share:.0%} | {r.tokens_per_s:.0f} | {r.flow_control_429} |", flush=True)
 
 
 if __name__ == "__main__":
