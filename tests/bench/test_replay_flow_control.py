@@ -125,3 +125,16 @@ def test_the_cli_replays_with_flow_control(capsys: pytest.CaptureFixture[str]) -
           "--sd-max-pending-prefill-tokens", "4096"])
     out = capsys.readouterr().out
     assert "| 1 | default+flow-control |" in out and "flow-control 429" in out
+
+
+def test_scheduler_placement_keeps_prefix_affinity_that_headroom_placement_breaks() -> None:
+    """``--flow-control-placement scheduler``: the hold without the placement rule. On the
+    heterogeneous closed loop the headroom rule sends turns away from their prefix's replica; the
+    scheduler placement keeps them (more prefix hits) and the same requests are served."""
+    workload = make("heterogeneous", 6.0, 11, 4, closed=True)
+    results = {placement: replay(workload, "default", 11, 6.0,
+                                 flow_control=FlowControlConfig(enabled=True, placement=placement))
+               for placement in ("headroom", "scheduler")}
+    headroom, scheduler = results["headroom"], results["scheduler"]
+    assert not headroom.shed and not scheduler.shed
+    assert scheduler.prefix_hit > headroom.prefix_hit + 0.02, (scheduler.prefix_hit, headroom.prefix_hit)

@@ -105,6 +105,12 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
               help="Longest a request waits in flow control before a 429. A queued request tells the proxy to "
                    "wait this long + 1 s for it (ext_proc override_message_timeout; Envoy honours it up to "
                    "the filter's max_message_timeout, 300 s in infergate's gateway).")
+@click.option("--flow-control-placement", type=click.Choice(["headroom", "scheduler"]), default="headroom",
+              show_default=True,
+              help="Where flow control sends a request it admits: 'headroom', only to the endpoints with "
+                   "headroom (every one when none has); 'scheduler', wherever the scheduling profile picks (flow "
+                   "control then only decides when: a cold burst waits in the EPP and goes to the endpoints that "
+                   "drain first, and prefix affinity is kept). See docs/epp.md, 'Flow control placement'.")
 @click.option("--error-body", type=click.Choice(["json", "text"]), default="json", show_default=True,
               help="Body of rejections: an OpenAI-style JSON error, or upstream's text "
                    "'inference gateway: <Code> - <Msg>'. Both carry the same status code.")

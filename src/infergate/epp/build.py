@@ -91,7 +91,8 @@ def saturation_config(options: EPPOptions) -> SaturationConfig:
 def director_config(options: EPPOptions) -> DirectorConfig:
     return DirectorConfig(
         flow_control=FlowControlConfig(enabled=options.flow_control, max_queued=options.flow_control_max_queued,
-                                       max_wait=options.flow_control_max_wait),
+                                       max_wait=options.flow_control_max_wait,
+                                       placement=options.flow_control_placement),
         saturation=saturation_config(options),
         seed=options.seed,
     )

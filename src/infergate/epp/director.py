@@ -332,7 +332,7 @@ class EppDirector:
         if not candidates:
             raise self._reject(body_model, target, Rejection(
                 503, "ServiceUnavailable", "failed to find candidate pods for serving the request"))
-        if self.config.flow_control.enabled:
+        if self.config.flow_control.enabled and self.config.flow_control.placement == "headroom":
             # admission counted pool capacity: send the request where that capacity is
             # (fresh metrics, KV under the threshold, queue + sent since the scrape under the
             # threshold); when no endpoint qualifies, every candidate stays (fail open)

@@ -74,6 +74,7 @@ class EPPOptions:
     flow_control: bool = False
     flow_control_max_queued: int = 1024
     flow_control_max_wait: float = 30.0
+    flow_control_placement: str = "headroom"  # headroom | scheduler (FlowControlConfig.placement)
     # high availability: leader election on the pool's Lease (only the leader is ready)
     ha_enable_leader_election: bool = False
     ha_lease_duration: float = 15.0  # controller-runtime's defaults, as upstream's EPP

@@ -36,7 +36,8 @@ page before the first request.
 --policy oracle --policy my-config.yaml [--duration 15] [--seed 1] [--seeds 3] [--closed]
 [--sd-sheddable-max-inflight-per-endpoint N] [--sd-sheddable-ttft-objective S --sd-sheddable-itl-objective S]
 [--sd-sheddable-max-pending-prefill-tokens T] [--sd-sheddable-max-prefill-busy-fraction F] [--load X]
-[--flow-control [--flow-control-max-wait S] [--sd-max-pending-prefill-tokens T] [--sd-queue-depth-threshold N]]``
+[--flow-control [--flow-control-max-wait S] [--flow-control-placement headroom|scheduler]
+[--sd-max-pending-prefill-tokens T] [--sd-queue-depth-threshold N]]``
 (``--load``: ``priority-mix`` at X times its calibrated capacity instead of 1.5x)
 """
 
@@ -68,7 +69,7 @@ from infergate.bench.peers.workloads import (
 from infergate.bench.stats import percentile
 from infergate.epp.contract import Rejection
 from infergate.epp.datastore import Endpoint
-from infergate.epp.flowcontrol import FlowControlConfig, FlowController
+from infergate.epp.flowcontrol import PLACEMENTS, FlowControlConfig, FlowController
 from infergate.epp.flowcontrol.unseen import RecentSends
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.saturation import SaturationConfig, SaturationDetector
@@ -363,8 +364,11 @@ class EppPolicy(_Policy):
             self._flow(pool).scheduled()
 
     def _placement(self, pool: _Pool, cands: list[Candidate], now: float) -> list[Candidate]:
-        """The Director's placement with flow control on: where admission counted capacity, the
-        endpoints with headroom (every candidate when none has: fail open)."""
+        """The Director's placement with flow control on: with placement "headroom", where admission
+        counted capacity, the endpoints with headroom (every candidate when none has: fail open);
+        with "scheduler", every candidate."""
+        if self.flow_config.placement == "scheduler":
+            return cands
         detector = self._detector(pool)
         roomy = [c for c in cands if detector.endpoint_headroom(c.hostport, now, self._unseen(pool, c.hostport)) > 0]
         return roomy or cands
@@ -657,6 +661,9 @@ def main(argv: Seq[str] | None = None) -> None:
                              "the pool has no headroom and are released as scrapes show it (default: off, as the EPP)")
     parser.add_argument("--flow-control-max-wait", type=float, default=FlowControlConfig.max_wait, metavar="SECONDS",
                         help="with --flow-control, the longest a request waits before its 429 (default: %(default)s)")
+    parser.add_argument("--flow-control-placement", choices=PLACEMENTS, default=FlowControlConfig.placement,
+                        help="with --flow-control, where an admitted request may go (infergate epp "
+                             "--flow-control-placement; default: %(default)s)")
     parser.add_argument("--sd-max-pending-prefill-tokens", type=int, default=None, metavar="T",
                         help="the pick-time limit on an endpoint's pending prefill tokens (default: the EPP's, "
                              "2048 with pick-time accounting; 0 off): flow control's headroom")
@@ -666,7 +673,8 @@ def main(argv: Seq[str] | None = None) -> None:
     parser.add_argument("--sd-queue-depth-threshold", type=int, default=SaturationConfig.queue_depth_threshold,
                         metavar="N", help="the saturation detector's waiting-queue threshold (default: %(default)s)")
     args = parser.parse_args(argv)
-    flow_control = FlowControlConfig(enabled=args.flow_control, max_wait=args.flow_control_max_wait)
+    flow_control = FlowControlConfig(enabled=args.flow_control, max_wait=args.flow_control_max_wait,
+                                     placement=args.flow_control_placement)
     saturation = SaturationConfig(queue_depth_threshold=args.sd_queue_depth_threshold,
                                   max_pending_prefill_tokens=args.sd_max_pending_prefill_tokens,
                                   max_inflight_per_endpoint=args.sd_max_inflight_per_endpoint,

@@ -30,11 +30,22 @@ from infergate.epp.contract import Rejection
 EXHAUSTED = "InferencePoolResourceExhausted"
 
 
+PLACEMENTS = ("headroom", "scheduler")
+
+
 @dataclass(frozen=True)
 class FlowControlConfig:
     enabled: bool = False
     max_queued: int = 1024
     max_wait: float = 30.0  # seconds
+    # where an admitted request may go: "headroom" = only the endpoints with headroom (every one when
+    # none has: fail open); "scheduler" = wherever the scheduler picks among every candidate (flow
+    # control only decides *when*: late binding, docs/epp.md "Flow control placement")
+    placement: str = "headroom"
+
+    def __post_init__(self) -> None:
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"flow control placement: {self.placement!r} is not one of {', '.join(PLACEMENTS)}")
 
 
 @dataclass
