@@ -282,6 +282,7 @@ def test_every_epp_flag_is_passed_or_settable_and_accepted_by_infergate_epp(helm
     # every settable flag at once is accepted by the real parser
     samples = {"v": "4", "refresh-metrics-interval": "20ms", "refresh-prometheus-metrics-interval": "1s",
                "metrics-staleness-threshold": "1s", "flow-control-max-queued": "16", "flow-control-max-wait": "5s",
+               "flow-control-placement": "scheduler",
                "error-body": "text", "seed": "7", "total-queued-requests-metric": "vllm:num_requests_waiting",
                "kv-cache-usage-percentage-metric": "vllm:kv_cache_usage_perc",
                "lora-info-metric": "vllm:lora_requests_info", "model-server-metrics-port": "8000",
