@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -55,14 +56,20 @@ async def held() -> AsyncIterator[tuple[EppDirector, MetricsStore, pb_grpc.Exter
         await server.stop(0)
 
 
+async def send_request(stub: pb_grpc.ExternalProcessorStub, prompt: str) -> Any:
+    """A buffered-mode exchange up to the body's end of stream (its headers answered)."""
+    call = stub.Process()
+    await call.write(headers_message({"content-type": "application/json"}, config=BUFFERED))
+    assert (await call.read()).HasField("request_headers")
+    await call.write(body_message(completion(prompt=prompt)))
+    return call
+
+
 async def test_a_queued_request_first_extends_the_proxys_timeout_then_gets_its_endpoint(
         held: tuple[EppDirector, MetricsStore, pb_grpc.ExternalProcessorStub]) -> None:
     epp, store, stub = held
     scrape(store, queue=9)  # saturated: the request is queued
-    call = stub.Process()
-    await call.write(headers_message({"content-type": "application/json"}, config=BUFFERED))
-    assert (await call.read()).HasField("request_headers")
-    await call.write(body_message(completion(prompt="held")))
+    call = await send_request(stub, "held")
     notice = await asyncio.wait_for(call.read(), 5)
     assert notice.WhichOneof("response") is None, notice  # nothing but the timeout override
     assert notice.override_message_timeout.ToNanoseconds() == round(HOLD_S * 1e9)
@@ -80,10 +87,7 @@ async def test_a_request_admitted_at_once_gets_no_override(
         held: tuple[EppDirector, MetricsStore, pb_grpc.ExternalProcessorStub]) -> None:
     _, store, stub = held
     scrape(store, queue=0)
-    call = stub.Process()
-    await call.write(headers_message({"content-type": "application/json"}, config=BUFFERED))
-    await call.read()
-    await call.write(body_message(completion(prompt="at once")))
+    call = await send_request(stub, "at once")
     routed = await asyncio.wait_for(call.read(), 5)
     assert routed.HasField("request_body") and not routed.HasField("override_message_timeout")
     await call.done_writing()
@@ -93,10 +97,7 @@ async def test_a_held_request_whose_stream_ends_leaves_the_queue(
         held: tuple[EppDirector, MetricsStore, pb_grpc.ExternalProcessorStub]) -> None:
     epp, store, stub = held
     scrape(store, queue=9)
-    call = stub.Process()
-    await call.write(headers_message({"content-type": "application/json"}, config=BUFFERED))
-    await call.read()
-    await call.write(body_message(completion(prompt="gone")))
+    call = await send_request(stub, "gone")
     await asyncio.wait_for(call.read(), 5)  # the override: it is queued
     assert epp.flow.queue_size == 1
     call.cancel()  # the proxy gave up on it (client gone)
