@@ -150,3 +150,17 @@ async def test_a_request_cancelled_as_it_is_released_gives_its_slot_back() -> No
     done, _ = await asyncio.wait({task}, timeout=2.0)
     assert done and task.cancelled()
     await fc.admit("next", 0)  # the one slot is free again: admitted at once
+
+
+async def test_a_released_request_that_fails_to_schedule_gives_its_slot_to_the_next_one_at_once() -> None:
+    """``scheduled()`` ends a released request's hold on capacity; when its scheduling failed (a 429
+    from the scheduler), nothing else shows the freed slot, so the queue must be re-checked then,
+    not at the next scrape."""
+    capacity = Capacity(1)
+    flow = FlowController(FlowControlConfig(enabled=True, max_wait=5.0), lambda: capacity.value)
+    await flow.admit("first", 0)  # released at once: it holds the one slot until scheduled()
+    waiting = asyncio.create_task(flow.admit("second", 0))
+    await asyncio.sleep(0.01)
+    assert not waiting.done() and flow.queue_size == 1
+    flow.scheduled()  # the first one's scheduling failed: the slot is free again
+    await asyncio.wait_for(waiting, 1.0)

@@ -168,6 +168,9 @@ class FlowController:
             self._report()
 
     def scheduled(self) -> None:
-        """A released request has been scheduled (or failed): its load now shows in capacity."""
+        """A released request has been scheduled (its load now shows in capacity) or failed (its
+        slot is free again, and nothing else would show it before the next scrape): re-check the
+        queue either way."""
         if self._pending > 0:
             self._pending -= 1
+            self.notify()
