@@ -24,46 +24,19 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from infergate.api.limits import EXT_PROC_MAX_MESSAGE_BYTES, MAX_REQUEST_BODY_BYTES
 from infergate.dataplane import Dataplane, DataplaneOptions
 from infergate.dataplane.xds_translator import TranslateOptions
-from infergate.ir import (
-    Backend,
-    DataplaneConfig,
-    Endpoint,
-    EndpointPicker,
-    FailureMode,
-    HeaderMatch,
-    Listener,
-    Pool,
-    Route,
-    RouteMatch,
-    VirtualHost,
-)
+from infergate.ir import Endpoint, HeaderMatch, RouteMatch
 from infergate.sim.cluster import SimCluster
 from infergate.sim.config import SimConfig
 from infergate.util.net import free_port, random_loopback_block
 
 from .epp_subprocess import running_epp
+from .gateway_config import GA, epp_static, gateway, ir_pool, sim_pool
 from .support import EchoServers, post_reading_early_response, running
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "m"
-GA = "inference.networking.k8s.io"
 MIB = 1024 * 1024
-
-
-def ir_pool(name: str, endpoints: tuple[Endpoint, ...], port: int, picker: tuple[Endpoint, ...],
-            mode: FailureMode = "FailClose") -> Pool:
-    return Pool(key=f"pool/{GA}/default/{name}", group=GA, namespace="default", name=name, target_ports=(port,),
-                endpoints=endpoints, picker=EndpointPicker(f"epp/default/{name}-epp", picker, mode))
-
-
-def gateway(port: int, routes: list[tuple[str | RouteMatch, Pool]], pools: list[Pool]) -> DataplaneConfig:
-    rules = tuple(Route(f"httproute/default/r/rule/{i}", match if isinstance(match, RouteMatch)
-                        else RouteMatch(path=match), (Backend("pool", 1, p.key),))
-                  for i, (match, p) in enumerate(routes))
-    listener = Listener("gateway/default/gw/http", "default", "gw", "127.0.0.1", port,
-                        (VirtualHost("gateway/default/gw/http/*", ("*",), rules),))
-    return DataplaneConfig(listeners=(listener,), pools=tuple(pools))
 
 
 @contextlib.asynccontextmanager
@@ -73,12 +46,7 @@ async def sims_and_epp(tmp_path: Path) -> AsyncIterator[tuple[SimCluster, int, i
     port = free_port()
     sims = SimCluster(SimConfig(model=MODEL, time_scale=200.0, mean_output_tokens=2),
                       random_loopback_block(2, port), port)
-    static = {
-        "pool": {"name": "p", "namespace": "default", "group": GA, "targetPorts": [port]},
-        "endpoints": [{"name": r.name, "address": r.host, "port": port, "ready": True} for r in sims.replicas],
-        "models": [],
-    }
-    async with sims, running_epp(static, tmp_path / "p.yaml", pool_name="p", pool_group=GA,
+    async with sims, running_epp(epp_static(sims), tmp_path / "p.yaml", pool_name="p", pool_group=GA,
                                  refresh="200ms") as ports:
         yield sims, ports.grpc, ports.metrics
 
@@ -88,11 +56,6 @@ async def scheduled(metrics_port: int) -> float:
         text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("inference_model_request_total{"))
-
-
-def sim_pool(sims: SimCluster, epp_port: int, name: str = "p", mode: FailureMode = "FailClose") -> Pool:
-    return ir_pool(name, tuple(Endpoint(r.host, sims.port) for r in sims.replicas), sims.port,
-                   (Endpoint("127.0.0.1", epp_port),), mode)
 
 
 async def test_admin_paths_sent_to_the_gateway_reach_no_admin_handler(tmp_path: Path, dataplane: Dataplane) -> None:

@@ -19,27 +19,16 @@ import pytest
 
 from infergate.dataplane import Dataplane, DataplaneOptions
 from infergate.dataplane.xds_translator.options import TranslateOptions
-from infergate.ir import (
-    Backend,
-    DataplaneConfig,
-    Endpoint,
-    EndpointPicker,
-    Listener,
-    Pool,
-    Route,
-    RouteMatch,
-    VirtualHost,
-)
 from infergate.sim.cluster import SimCluster
 from infergate.sim.config import SimConfig
 from infergate.util.net import free_port, random_loopback_block
 
 from .epp_subprocess import running_epp
+from .gateway_config import GA, epp_static, gateway, sim_pool
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "food-review"
-GA = "inference.networking.k8s.io"
 MESSAGE_TIMEOUT_S = 1.0
 
 
@@ -49,26 +38,17 @@ async def test_a_request_held_by_flow_control_longer_than_the_message_timeout_is
     # ~25 ms per decode step: 100 tokens stream for ~2.5 s
     sims = SimCluster(SimConfig(model=MODEL, mean_output_tokens=0, profile_overrides={"step_base_s": 0.025},
                                 pod_name="only"), random_loopback_block(1, sim_port), sim_port)
-    static = {"pool": {"name": "vllm", "namespace": "default", "group": GA, "targetPorts": [sim_port]},
-              "endpoints": [{"name": r.name, "address": r.host, "port": sim_port, "ready": True}
-                            for r in sims.replicas]}
     options = DataplaneOptions(work_dir=tmp_path / "envoy", envoy_bin=envoy_bin,
                                translate=TranslateOptions(ext_proc_message_timeout_s=MESSAGE_TIMEOUT_S))
     listener_port = free_port()
     async with (
         sims,
-        running_epp(static, tmp_path / "pool.yaml", pool_name="vllm", pool_group=GA, extra_args=(
+        running_epp(epp_static(sims, "vllm"), tmp_path / "pool.yaml", pool_name="vllm", pool_group=GA, extra_args=(
             "--flow-control", "--sd-max-inflight-per-endpoint", "1")) as epp,
         Dataplane(options) as dataplane,
     ):
-        pool = Pool(key=f"pool/{GA}/default/vllm", group=GA, namespace="default", name="vllm",
-                    target_ports=(sim_port,), endpoints=tuple(Endpoint(r.host, sim_port) for r in sims.replicas),
-                    picker=EndpointPicker(f"epp/default/vllm-epp/{epp.grpc}", (Endpoint("127.0.0.1", epp.grpc),),
-                                          "FailClose"))
-        route = Route("httproute/default/r/rule/0/match/0", RouteMatch(), (Backend("pool", 1, pool.key),))
-        listener = Listener("gateway/default/gw/http", "default", "gw", "127.0.0.1", listener_port,
-                            (VirtualHost("vh", ("*",), (route,)),))
-        await dataplane.apply(DataplaneConfig(listeners=(listener,), pools=(pool,)))
+        pool = sim_pool(sims, epp.grpc, "vllm")
+        await dataplane.apply(gateway(listener_port, [("/", pool)], [pool]))
         client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{listener_port}/v1", api_key="unused",
                                     max_retries=0, timeout=30)
         started = time.monotonic()
