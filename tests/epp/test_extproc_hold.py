@@ -25,7 +25,7 @@ from infergate.epp.flowcontrol import FlowControlConfig
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.scheduling.config import load_preset
 
-from .test_extproc import BUFFERED, body_message, completion, headers_message
+from .test_extproc import BUFFERED, DUPLEX, body_message, completion, headers_message
 
 ENDPOINT = "10.0.0.1:8000"
 HOLD_S = 7.5
@@ -105,3 +105,19 @@ async def test_a_held_request_whose_stream_ends_leaves_the_queue(
     while epp.flow.queue_size and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     assert epp.flow.queue_size == 0
+
+
+async def test_in_full_duplex_mode_the_override_comes_before_the_deferred_headers_reply(
+        held: tuple[EppDirector, MetricsStore, pb_grpc.ExternalProcessorStub]) -> None:
+    epp, store, stub = held
+    scrape(store, queue=9)
+    call = stub.Process()
+    await call.write(headers_message({"content-type": "application/json"}, config=DUPLEX))  # answered later
+    await call.write(body_message(completion(prompt="duplex, held")))
+    notice = await asyncio.wait_for(call.read(), 5)
+    assert notice.WhichOneof("response") is None and notice.HasField("override_message_timeout")
+    scrape(store, queue=0)
+    epp.flow.notify()
+    routed = await asyncio.wait_for(call.read(), 5)
+    assert routed.HasField("request_headers")  # the routing mutation, then the body
+    await call.done_writing()

@@ -105,6 +105,7 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
               help="Longest a request waits in flow control before a 429. A queued request tells the proxy to "
                    "wait this long + 1 s for it (ext_proc override_message_timeout; Envoy honours it up to "
                    "the filter's max_message_timeout, 300 s in infergate's gateway).")
+# the choices are infergate.epp.flowcontrol.PLACEMENTS (not imported here: the CLI loads the EPP only when it runs)
 @click.option("--flow-control-placement", type=click.Choice(["headroom", "scheduler"]), default="headroom",
               show_default=True,
               help="Where flow control sends a request it admits: 'headroom', only to the endpoints with "

@@ -59,7 +59,6 @@ _EMPTY_REQUEST_BODY = pb.ProcessingResponse(request_body=pb.BodyResponse())
 _EMPTY_RESPONSE_BODY = pb.ProcessingResponse(response_body=pb.BodyResponse())
 _EMPTY_REQUEST_TRAILERS = pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
 _EMPTY_RESPONSE_TRAILERS = pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
-_REQUEST_SIDE = frozenset({"request_headers", "request_body", "request_trailers"})  # may route, so may hold
 _ROUTING_REPLY_CACHE = 4096  # endpoint lists remembered (cleared when full)
 _RESPONSE_HEADERS_REPLY = pb.ProcessingResponse(  # upstream marks responses it has seen
     response_headers=pb.HeadersResponse(
@@ -156,7 +155,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 handler = handlers.get(kind)
                 if handler is None:
                     continue
-                if hold_reply is None or kind not in _REQUEST_SIDE:
+                if hold_reply is None or not _may_route(kind, request):
                     responses = await handler(state, request)
                 else:  # flow control may hold it: tell the proxy to wait as soon as it does
                     held: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -356,6 +355,16 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         response = pb.ProcessingResponse(request_body=pb.BodyResponse(response=common))
         messages.add_lb_metadata(response, endpoints)
         return [response]
+
+
+def _may_route(kind: str | None, request: pb.ProcessingRequest) -> bool:
+    """Whether this message can be the one a request is routed (so held) on: headers or a body
+    chunk that ends the request, or trailers (duplex mode routes on them)."""
+    if kind == "request_headers":
+        return bool(request.request_headers.end_of_stream)
+    if kind == "request_body":
+        return bool(request.request_body.end_of_stream)
+    return kind == "request_trailers"
 
 
 def _set_once(future: asyncio.Future[None]) -> None:
