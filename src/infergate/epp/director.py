@@ -39,6 +39,7 @@ from typing import Any
 from infergate.epp.contract import Decision, InferenceRequest, Rejection
 from infergate.epp.datastore import Datastore, Endpoint, InferenceModelInfo
 from infergate.epp.flowcontrol import FlowControlConfig, FlowController
+from infergate.epp.flowcontrol.placement import placement_candidates
 from infergate.epp.flowcontrol.unseen import RecentSends
 from infergate.epp.metrics import EppMetrics, PoolSnapshot
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
@@ -332,14 +333,11 @@ class EppDirector:
         if not candidates:
             raise self._reject(body_model, target, Rejection(
                 503, "ServiceUnavailable", "failed to find candidate pods for serving the request"))
-        if self.config.flow_control.enabled and self.config.flow_control.placement == "headroom":
-            # admission counted pool capacity: send the request where that capacity is
-            # (fresh metrics, KV under the threshold, queue + sent since the scrape under the
-            # threshold); when no endpoint qualifies, every candidate stays (fail open)
+        if self.config.flow_control.enabled:
+            # headroom: fresh metrics, KV under the threshold, queue + sent since the scrape under the threshold
             unseen, headroom = self._unseen, self.saturation.endpoint_headroom
-            roomy = [cand for cand in candidates if headroom(cand.hostport, now, unseen(cand.hostport)) > 0]
-            if roomy:
-                candidates = roomy
+            candidates = placement_candidates(self.config.flow_control, candidates,
+                                              lambda cand: headroom(cand.hostport, now, unseen(cand.hostport)))
         sreq = SchedulingRequest(request.request_id, target, request.prompt, request.headers, request.body)
         try:
             result, state = self.scheduler.schedule(sreq, candidates)

@@ -70,6 +70,7 @@ from infergate.bench.stats import percentile
 from infergate.epp.contract import Rejection
 from infergate.epp.datastore import Endpoint
 from infergate.epp.flowcontrol import PLACEMENTS, FlowControlConfig, FlowController
+from infergate.epp.flowcontrol.placement import placement_candidates
 from infergate.epp.flowcontrol.unseen import RecentSends
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.saturation import SaturationConfig, SaturationDetector
@@ -364,14 +365,10 @@ class EppPolicy(_Policy):
             self._flow(pool).scheduled()
 
     def _placement(self, pool: _Pool, cands: list[Candidate], now: float) -> list[Candidate]:
-        """The Director's placement with flow control on: with placement "headroom", where admission
-        counted capacity, the endpoints with headroom (every candidate when none has: fail open);
-        with "scheduler", every candidate."""
-        if self.flow_config.placement == "scheduler":
-            return cands
+        """The Director's placement with flow control on (``placement_candidates``)."""
         detector = self._detector(pool)
-        roomy = [c for c in cands if detector.endpoint_headroom(c.hostport, now, self._unseen(pool, c.hostport)) > 0]
-        return roomy or cands
+        return placement_candidates(self.flow_config, cands,
+                                    lambda c: detector.endpoint_headroom(c.hostport, now, self._unseen(pool, c.hostport)))
 
     def _pick(self, pool: _Pool, rid: str, prompt: str, priority: int, lora: str | None) -> int | None:
         detector = self._detector(pool)
