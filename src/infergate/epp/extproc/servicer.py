@@ -158,17 +158,19 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 if hold_reply is None or not _may_route(kind, request):
                     responses = await handler(state, request)
                 else:  # flow control may hold it: tell the proxy to wait as soon as it does
-                    held: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                    state.on_hold = functools.partial(_set_once, held)
+                    # one future woken by whichever comes first, the hold or the replies (cheaper than
+                    # asyncio.wait, which this path paid on every routable message)
+                    wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                    state.on_hold = functools.partial(_set_once, wake)
                     replies = asyncio.ensure_future(handler(state, request))
+                    replies.add_done_callback(functools.partial(_wake_on_done, wake))
                     try:
-                        await asyncio.wait((replies, held), return_when=asyncio.FIRST_COMPLETED)
+                        await wake
                         if not replies.done():
                             yield hold_reply
                         responses = await replies
                     finally:
                         state.on_hold = None
-                        held.cancel()
                         replies.cancel()  # the stream ended while held: leave the queue
                 for response in responses:
                     yield response
@@ -370,6 +372,11 @@ def _may_route(kind: str | None, request: pb.ProcessingRequest) -> bool:
 def _set_once(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _wake_on_done(future: asyncio.Future[None], _done: object) -> None:
+    """A done callback that wakes ``future`` (once)."""
+    _set_once(future)
 
 
 def _status(headers: dict[str, str]) -> int:
