@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import io
 import json
 import os
@@ -78,6 +79,9 @@ from infergate.bench.topology import EPPProcess, ManagedProcess, PortPool, stati
 MODE = processing_mode_pb2.ProcessingMode
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 PROMPT_TOKENS = (200, 1000, 3000, 8000, 16000)
+# the flow-control A/B's scrapes: every endpoint once per this many requests (a 4-endpoint pool at
+# 80 requests/s with the default 50 ms refresh); both arms handle them
+SCRAPE_EVERY_REQUESTS = 4
 POOL_SIZES = (4, 16, 64, 256)
 CHARS_PER_TOKEN = 4
 BASELINE_COMMIT = "55bf8ad"
@@ -361,22 +365,43 @@ def measure_scheduling(endpoints: int, requests: int, rng: random.Random,
             "p50_ms": 1000 * samples[len(samples) // 2], "p99_ms": 1000 * samples[int(len(samples) * 0.99)]}
 
 
-async def _handler_cpu(tokens: int, requests: int, rng: random.Random) -> float:
+async def _handler_cpu(tokens: int, requests: int, rng: random.Random, flow_control: bool | None = None) -> float:
     """CPU per request of the ext_proc handler + Director, in process (no gRPC): request
-    headers, buffered body, response headers, as in the gateway's default configuration."""
+    headers, buffered body, response headers, as in the gateway's default configuration.
+    ``flow_control`` None: the Director's bare defaults (flow control off) on random metrics, as
+    this measure always ran; True / False: the EPP's production wiring (``director_config``, the
+    servicer's hold reply) with flow control on / off, on metrics with room (a request is admitted
+    at once: the A/B measures the admission path, not a wait)."""
+    from infergate.epp.build import director_config
     from infergate.epp.datastore import Datastore, PodInfo, PoolInfo
     from infergate.epp.director import EppDirector
     from infergate.epp.extproc.servicer import ExtProcServicer
+    from infergate.epp.flowcontrol.unseen import SEND_VISIBILITY_DELAY
     from infergate.epp.metrics_scraper import MetricsStore
+    from infergate.epp.options import EPPOptions
+    from infergate.epp.runner import HOLD_MARGIN_S
     from infergate.epp.scheduling.config import load_preset
 
     datastore = Datastore()
     datastore.set_pool(PoolInfo("pool", selector=None, target_ports=(8000,)))
     datastore.replace_pods(PodInfo(f"pod-{i}", f"10.0.0.{i + 1}") for i in range(4))
     store = MetricsStore(staleness_threshold=1e9)
+    scraped: list[tuple[str, Any]] = []
     for e in datastore.endpoints():
-        store.update(e.hostport, _endpoint_metrics(rng))
-    servicer = ExtProcServicer(EppDirector(datastore, load_preset("default", seed=1), store))
+        metrics = _endpoint_metrics(rng)
+        if flow_control is not None:  # room: queue <= 5, KV <= 0.8
+            metrics = dataclasses.replace(metrics, waiting_queue=metrics.waiting_queue % 6,
+                                          kv_cache_usage=0.8 * metrics.kv_cache_usage)
+            scraped.append((e.hostport, metrics))
+        store.update(e.hostport, metrics)
+    if flow_control is None:
+        servicer = ExtProcServicer(EppDirector(datastore, load_preset("default", seed=1), store))
+    else:
+        options = EPPOptions(pool_name="pool", flow_control=flow_control)
+        config = director_config(options, accounts_picks=True)
+        servicer = ExtProcServicer(
+            EppDirector(datastore, load_preset("default", seed=1), store, config=config),
+            hold_timeout=options.flow_control_max_wait + HOLD_MARGIN_S if flow_control else None)
     exchanges = [[_request_headers(i, MODE.NONE), pb.ProcessingRequest(request_body=pb.HttpBody(
         body=body, end_of_stream=True)), _RESPONSE_HEADERS] for i, body in enumerate(_bodies(tokens, requests, rng))]
 
@@ -385,7 +410,12 @@ async def _handler_cpu(tokens: int, requests: int, rng: random.Random) -> float:
             yield item
 
     started = time.process_time()
-    for exchange in exchanges:
+    for i, exchange in enumerate(exchanges):
+        if scraped and i % SCRAPE_EVERY_REQUESTS == 0:  # the production wiring: scrapes arrive (same metrics)
+            # ... that show every request sent so far (dated past flow control's visibility delay)
+            now = time.monotonic() + SEND_VISIBILITY_DELAY
+            for hostport, metrics in scraped:
+                store.update(hostport, dataclasses.replace(metrics, update_time=now))
         async for _ in servicer.Process(messages(exchange), None):
             pass
     return 1000 * (time.process_time() - started) / requests
@@ -396,6 +426,21 @@ def measure_handler(requests: int, rng: random.Random, rounds: int = 2) -> list[
     return [{"prompt_tokens": tokens,
              "cpu_ms_per_request": min(asyncio.run(_handler_cpu(tokens, requests, rng)) for _ in range(rounds))}
             for tokens in PROMPT_TOKENS]
+
+
+def measure_handler_flow_control(requests: int, seed: int, rounds: int = 3) -> list[dict[str, float]]:
+    """Per prompt length, the handler's CPU per request with flow control off and on (the EPP's
+    production wiring, the same metrics and bodies), the arms alternated ``rounds`` times; the
+    least of each arm."""
+    rows = []
+    for tokens in PROMPT_TOKENS:
+        arms: dict[bool, list[float]] = {False: [], True: []}
+        for round_ in range(rounds):
+            for arm in ((False, True) if round_ % 2 == 0 else (True, False)):
+                arms[arm].append(asyncio.run(_handler_cpu(tokens, requests, random.Random(seed), flow_control=arm)))
+        rows.append({"prompt_tokens": tokens, "off_ms": min(arms[False]), "on_ms": min(arms[True]),
+                     "ratio": min(arms[True]) / min(arms[False])})
+    return rows
 
 
 async def _director_cpu(objectives: int, models: int, requests: int, rng: random.Random) -> float:
@@ -555,7 +600,16 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"also measure the EPP of this git revision, interleaved (make bench: {BASELINE_COMMIT})")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the JSON files")
     parser.add_argument("--in-process-only", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--handler-flow-control-ab", action="store_true",
+                        help="only measure the ext_proc handler's CPU per request with flow control off and on "
+                             "(in process, alternated) and print a markdown table")
     args = parser.parse_args(argv)
+    if args.handler_flow_control_ab:
+        print("| prompt tokens | flow control off, CPU ms/request | on | on / off |\n|---:|---:|---:|---:|")
+        for row in measure_handler_flow_control(args.requests, args.seed):
+            print(f"| {row['prompt_tokens']:,} | {row['off_ms']:.3f} | {row['on_ms']:.3f} | {row['ratio']:.2f}x |",
+                  flush=True)
+        return 0
     if args.in_process_only:
         args.in_process_only.write_text(json.dumps(in_process(args)))
         return 0
