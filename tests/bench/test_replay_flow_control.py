@@ -56,9 +56,11 @@ def test_flow_control_holds_a_cold_burst_and_the_fast_replica_takes_more_of_it()
     rest wait in the EPP and are released as the scrapes show the endpoints' prefills done: the
     fast replica, done first, takes more."""
     workload = _cold_burst(16)
-    off = replay(workload, "default", 1)
+    off = replay(workload, "default", 1, flow_control=False)
     on = replay(workload, "default", 1, flow_control=True)
-    assert on.policy == "default+flow-control" and off.policy == "default"
+    assert on.policy == "default+flow-control" and off.policy == "default+no-flow-control"
+    default = replay(workload, "default", 1)  # the EPP's default for this profile: flow control on
+    assert default.policy == "default" and [o.held for o in default.outcomes] == [o.held for o in on.outcomes]
     assert all(o.held == 0 for o in off.outcomes)
     held = [o for o in on.outcomes if o.held > 0]
     assert len(held) >= len(on.outcomes) // 2  # most of the burst waited

@@ -2,8 +2,8 @@
 ``message_timeout`` is served, not answered 504 by Envoy.
 
 Official ``openai`` client -> Envoy (configured by the Dataplane, ext_proc ``message_timeout``
-1 s) -> ``infergate epp --flow-control`` with at most one request in flight per endpoint -> one
-simulated replica. Request A streams for ~2.5 s; request B, sent while A runs, waits in the
+1 s) -> ``infergate epp`` with its defaults (flow control on: the default profile accounts its
+picks) and at most one request in flight per endpoint -> one simulated replica. Request A streams for ~2.5 s; request B, sent while A runs, waits in the
 EPP's flow-control queue until A ends. Before the EPP told Envoy to wait for a held request
 (``override_message_timeout``), Envoy answered B with 504 after 1 s.
 """
@@ -44,7 +44,7 @@ async def test_a_request_held_by_flow_control_longer_than_the_message_timeout_is
     async with (
         sims,
         running_epp(epp_static(sims, "vllm"), tmp_path / "pool.yaml", pool_name="vllm", pool_group=GA, extra_args=(
-            "--flow-control", "--sd-max-inflight-per-endpoint", "1")) as epp,
+            "--sd-max-inflight-per-endpoint", "1")) as epp,
         Dataplane(options) as dataplane,
     ):
         pool = sim_pool(sims, epp.grpc, "vllm")

@@ -9,7 +9,8 @@ The priority and the target model reach the EPP only through HTTPRoute filters: 
 ``RequestHeaderModifier`` sets ``x-gateway-inference-objective``, each of the two backendRefs
 of the canary sets ``x-gateway-model-name-rewrite``. The EPP runs saturated
 (``SD_QUEUE_DEPTH_THRESHOLD=-1``: no pod is ever under the queue threshold), so it sheds
-every request whose objective has a negative priority and serves the others: a Sheddable
+every request whose objective has a negative priority and, with upstream v1.0's admission
+(``--no-flow-control``), serves the others at once: a Sheddable
 model answers 429 while a Critical one is served, which only happens when the EPP sees the
 header set by the route.
 """
@@ -78,8 +79,11 @@ async def saturated_epp(tmp_path: Path, pool: dict[str, Any], objectives: list[d
                        "labels": {"app": "vllm"}} for r in sims.replicas],
     }  # fmt: skip
     env = {"SD_QUEUE_DEPTH_THRESHOLD": "-1"}
+    # upstream v1.0's admission (--no-flow-control): a saturated pool serves priority >= 0 at once; with
+    # infergate's default flow control they would wait for room that never comes (tested elsewhere)
     async with running_epp(static, tmp_path / "epp.yaml", pool_name=GA_POOL,
-                           pool_group="inference.networking.k8s.io", env=env) as ports:
+                           pool_group="inference.networking.k8s.io", env=env,
+                           extra_args=("--no-flow-control",)) as ports:
         yield ports.grpc, ports.metrics
 
 

@@ -28,7 +28,8 @@ def test_defaults() -> None:
     assert [(w.scorer.name, w.weight) for w in profile.scorers] == [
         ("prefix-cache-scorer", 0), ("predicted-ttft-scorer", 1)]
     assert [p.name for p in parts.scheduler.pre_request_plugins] == ["prefix-cache-scorer", "inflight-load-producer"]
-    assert not parts.director.config.flow_control.enabled
+    # flow control on (the default profile accounts its picks: late binding, issue 16), placement by the profile
+    assert parts.director.config.flow_control.enabled and parts.director.config.flow_control.placement == "scheduler"
     assert parts.director.config.flow_control.max_queued == 1024
     assert parts.director.config.saturation.queue_depth_threshold == 5
     assert parts.background == [parts.scraper]

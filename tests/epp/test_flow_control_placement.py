@@ -1,9 +1,9 @@
 """Flow control's placement: where an admitted request may go.
 
-"headroom" (the default): only to endpoints with headroom, so a request leaves the replica that
-holds its prefix whenever that replica is briefly over a threshold. "scheduler": flow control
-only decides when a request goes; the scheduling profile decides where, so prefix affinity is
-kept (bench/results/peers/replay-flow-control/: the hold without the placement rule).
+"scheduler" (the default): flow control only decides when a request goes; the scheduling profile
+decides where, so prefix affinity is kept. "headroom": only to endpoints with headroom, so a request
+leaves the replica that holds its prefix whenever that replica is briefly over a threshold
+(bench/results/peers/replay-flow-control/: the hold without the placement rule).
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ async def test_scheduler_placement_keeps_the_request_on_its_prefix_holder() -> N
 
 
 def test_the_epp_option_reaches_the_director_and_an_unknown_placement_is_refused() -> None:
-    options = EPPOptions(pool_name="pool", flow_control=True, flow_control_placement="scheduler")
-    assert director_config(options).flow_control.placement == "scheduler"
-    assert director_config(EPPOptions(pool_name="pool")).flow_control.placement == "headroom"
-    with pytest.raises(ValueError, match="'anywhere' is not one of headroom, scheduler"):
+    options = EPPOptions(pool_name="pool", flow_control=True, flow_control_placement="headroom")
+    assert director_config(options, accounts_picks=True).flow_control.placement == "headroom"
+    assert director_config(EPPOptions(pool_name="pool"), accounts_picks=True).flow_control.placement == "scheduler"
+    with pytest.raises(ValueError, match="'anywhere' is not one of scheduler, headroom"):
         FlowControlConfig(enabled=True, placement="anywhere")

@@ -159,8 +159,8 @@ def test_the_time_constant_is_forty_refresh_intervals() -> None:
     # 2 s at the default 50 ms refresh; a benchmark that slows the model servers down 4x refreshes
     # every 200 ms and its mean then spans the same model time
     assert PREFILL_DUTY_SCRAPES == 40
-    assert director_config(EPPOptions(pool_name="p")).saturation.prefill_duty_time_constant == pytest.approx(2.0)
-    slow = director_config(EPPOptions(pool_name="p", refresh_metrics_interval=0.2)).saturation
+    assert director_config(EPPOptions(pool_name="p"), accounts_picks=True).saturation.prefill_duty_time_constant == pytest.approx(2.0)
+    slow = director_config(EPPOptions(pool_name="p", refresh_metrics_interval=0.2), accounts_picks=True).saturation
     assert slow.prefill_duty_time_constant == pytest.approx(8.0)
     assert SaturationDetector(MetricsStore(), slow, load=lambda h, _m: (0, 0.0),
                               accounts_picks=True).prefill_duty.time_constant == pytest.approx(8.0)
@@ -168,9 +168,9 @@ def test_the_time_constant_is_forty_refresh_intervals() -> None:
 
 
 def test_options_and_flag_set_it() -> None:
-    assert director_config(EPPOptions(pool_name="p")).saturation.sheddable_max_prefill_busy_fraction is None
+    assert director_config(EPPOptions(pool_name="p"), accounts_picks=True).saturation.sheddable_max_prefill_busy_fraction is None
     options = EPPOptions(pool_name="p", sd_sheddable_max_prefill_busy_fraction=0)
-    assert director_config(options).saturation.sheddable_max_prefill_busy_fraction == 0
+    assert director_config(options, accounts_picks=True).saturation.sheddable_max_prefill_busy_fraction == 0
     ctx = epp_command.make_context("epp", ["--pool-name", "p", "--sd-sheddable-max-prefill-busy-fraction", "0.7"])
     assert EPPOptions.from_cli(ctx.params).sd_sheddable_max_prefill_busy_fraction == 0.7
     for bad in ("-0.1", "1.5"):

@@ -79,9 +79,9 @@ def test_a_set_limit_applies_and_the_general_limits_still_shed_first() -> None:
 
 
 def test_options_and_flag_set_it() -> None:
-    assert director_config(EPPOptions(pool_name="p")).saturation.sheddable_max_pending_prefill_tokens is None
+    assert director_config(EPPOptions(pool_name="p"), accounts_picks=True).saturation.sheddable_max_pending_prefill_tokens is None
     options = EPPOptions(pool_name="p", sd_sheddable_max_pending_prefill_tokens=0)
-    assert director_config(options).saturation.sheddable_max_pending_prefill_tokens == 0
+    assert director_config(options, accounts_picks=True).saturation.sheddable_max_pending_prefill_tokens == 0
     ctx = epp_command.make_context("epp", ["--pool-name", "p", "--sd-sheddable-max-pending-prefill-tokens", "2048"])
     assert EPPOptions.from_cli(ctx.params).sd_sheddable_max_pending_prefill_tokens == 2048
     with pytest.raises(click.BadParameter):

@@ -173,9 +173,9 @@ async def test_holdback_off_admits_sheddable_until_saturation() -> None:
 # ---- the knob: options, flag ----------------------------------------------------------
 
 def test_options_and_flag_set_the_holdback() -> None:
-    assert director_config(EPPOptions(pool_name="p")).saturation.sheddable_max_inflight_per_endpoint is None
+    assert director_config(EPPOptions(pool_name="p"), accounts_picks=True).saturation.sheddable_max_inflight_per_endpoint is None
     options = EPPOptions(pool_name="p", sd_sheddable_max_inflight_per_endpoint=5)
-    assert director_config(options).saturation.sheddable_max_inflight_per_endpoint == 5
+    assert director_config(options, accounts_picks=True).saturation.sheddable_max_inflight_per_endpoint == 5
     ctx = epp_command.make_context("epp", ["--pool-name", "p", "--sd-sheddable-max-inflight-per-endpoint", "0"])
     assert EPPOptions.from_cli(ctx.params).sd_sheddable_max_inflight_per_endpoint == 0
     ctx = epp_command.make_context("epp", ["--pool-name", "p"])

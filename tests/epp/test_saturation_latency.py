@@ -187,18 +187,18 @@ def test_the_scrape_reads_the_histograms_only_when_asked() -> None:
 
 def test_options_flags_and_wiring() -> None:
     assert EPPOptions(pool_name="p").sd_sheddable_ttft_objective is None
-    assert not director_config(EPPOptions(pool_name="p")).saturation.latency_holdback
+    assert not director_config(EPPOptions(pool_name="p"), accounts_picks=True).saturation.latency_holdback
     assert model_server_protocol(EPPOptions(pool_name="p")).metric_names() == VLLM.metric_names()
     ctx = epp_command.make_context("epp", ["--pool-name", "p", "--sd-sheddable-ttft-objective", "500ms",
                                            "--sd-sheddable-itl-objective", "0.05"])
     options = EPPOptions.from_cli(ctx.params)
     assert (options.sd_sheddable_ttft_objective, options.sd_sheddable_itl_objective) == (0.5, 0.05)
-    saturation = director_config(options).saturation
+    saturation = director_config(options, accounts_picks=True).saturation
     assert (saturation.sheddable_ttft_objective, saturation.sheddable_itl_objective) == (0.5, 0.05)
     assert "vllm:time_to_first_token_seconds_sum" in model_server_protocol(options).metric_names()
     # the count holdback's flag is untouched
     ctx = epp_command.make_context("epp", ["--pool-name", "p", "--sd-sheddable-max-inflight-per-endpoint", "3"])
-    assert director_config(EPPOptions.from_cli(ctx.params)).saturation.sheddable_max_inflight_per_endpoint == 3
+    assert director_config(EPPOptions.from_cli(ctx.params), accounts_picks=True).saturation.sheddable_max_inflight_per_endpoint == 3
 
 
 # ---- the director ----------------------------------------------------------------------------

@@ -176,7 +176,7 @@ async def test_flow_control_capacity_counts_pick_time_load() -> None:
 
 def test_options_wire_the_pick_time_limits() -> None:
     options = EPPOptions(pool_name="p", sd_max_inflight_per_endpoint=7, sd_max_pending_prefill_tokens=0)
-    saturation = director_config(options).saturation
+    saturation = director_config(options, accounts_picks=True).saturation
     assert (saturation.max_inflight_per_endpoint, saturation.max_pending_prefill_tokens) == (7, 0)
-    auto = director_config(EPPOptions(pool_name="p")).saturation
+    auto = director_config(EPPOptions(pool_name="p"), accounts_picks=True).saturation
     assert (auto.max_inflight_per_endpoint, auto.max_pending_prefill_tokens) == (None, None)

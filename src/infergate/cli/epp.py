@@ -95,10 +95,14 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
 @click.option("--sd-sheddable-itl-objective", type=DURATION, default=None,
               help="Latency holdback on the pool's mean inter-token latency (vllm:inter_token_latency_seconds), "
                    "as --sd-sheddable-ttft-objective (e.g. 50ms). Off unless set.")
-@click.option("--flow-control/--no-flow-control", default=False, show_default=True,
-              help="infergate's flow control: when the pool is saturated, queue requests by priority "
-                   "instead of upstream's behaviour (admit priority >= 0, shed priority < 0 with 429). "
-                   "See docs/epp.md.")
+@click.option("--flow-control/--no-flow-control", default=None,
+              help="infergate's flow control: while the pool has no room, requests of priority >= 0 wait in "
+                   "the EPP by priority and go to the endpoints that drain first (late binding); priority < 0 "
+                   "is shed with 429 as upstream. Default: on with a profile that accounts its picks "
+                   "(infergate's default, predicted-latency), off with upstream's presets (upstream v1.0's "
+                   "behaviour: admit priority >= 0 at once). An endpoint without fresh metrics never holds a "
+                   "request (fail open: only the pick-time limits on the EPP's own requests apply there). See "
+                   "docs/epp.md, \"Flow control\".")
 @click.option("--flow-control-max-queued", type=int, default=1024, show_default=True,
               help="Requests held by flow control at most (beyond: 429).")
 @click.option("--flow-control-max-wait", type=DURATION, default="30s", show_default=True,
@@ -106,12 +110,13 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
                    "wait this long + 1 s for it (ext_proc override_message_timeout; Envoy honours it up to "
                    "the filter's max_message_timeout, 300 s in infergate's gateway).")
 # the choices are infergate.epp.flowcontrol.PLACEMENTS (not imported here: the CLI loads the EPP only when it runs)
-@click.option("--flow-control-placement", type=click.Choice(["headroom", "scheduler"]), default="headroom",
+@click.option("--flow-control-placement", type=click.Choice(["scheduler", "headroom"]), default="scheduler",
               show_default=True,
-              help="Where flow control sends a request it admits: 'headroom', only to the endpoints with "
-                   "headroom (every one when none has); 'scheduler', wherever the scheduling profile picks (flow "
-                   "control then only decides when: a cold burst waits in the EPP and goes to the endpoints that "
-                   "drain first, and prefix affinity is kept). See docs/epp.md, 'Flow control placement'.")
+              help="Where flow control sends a request it admits: 'scheduler', wherever the scheduling profile "
+                   "picks (flow control only decides when: a cold burst waits in the EPP and goes to the "
+                   "endpoints that drain first, and prefix affinity is kept); 'headroom', only to the endpoints "
+                   "with headroom (every one when none has; it moves requests off their prefix's replica and "
+                   "lost on 7 of 16 benchmark workloads). See docs/epp.md, 'Flow control placement'.")
 @click.option("--error-body", type=click.Choice(["json", "text"]), default="json", show_default=True,
               help="Body of rejections: an OpenAI-style JSON error, or upstream's text "
                    "'inference gateway: <Code> - <Msg>'. Both carry the same status code.")

@@ -41,7 +41,7 @@ from infergate.cli.options import DURATION, configure_logging
 @click.option("--failure-mode", type=click.Choice(["FailClose", "FailOpen"]), default="FailClose", show_default=True,
               help="What the gateway does when an EPP does not answer.")
 @click.option("--epp-arg", "epp_args", multiple=True, metavar="FLAG",
-              help="Another `infergate epp` flag for every EPP (e.g. --epp-arg=--flow-control).")
+              help="Another `infergate epp` flag for every EPP (e.g. --epp-arg=--no-flow-control).")
 @click.option("--sim-time-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="--sim: run the simulated model this many times faster than real time.")
 @click.option("--state-file", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -22,6 +22,7 @@ from infergate.epp.options import EPPOptions
 from infergate.epp.saturation import PREFILL_DUTY_SCRAPES, PREFILL_DUTY_TIME_CONSTANT_S, SaturationConfig
 from infergate.epp.scheduling.config import load_config_file, load_config_text, load_preset
 from infergate.epp.scheduling.framework import Scheduler
+from infergate.epp.scheduling.plugins.inflight import pick_time_producer
 
 
 class Background(Protocol):
@@ -88,9 +89,12 @@ def saturation_config(options: EPPOptions) -> SaturationConfig:
     )
 
 
-def director_config(options: EPPOptions) -> DirectorConfig:
+def director_config(options: EPPOptions, *, accounts_picks: bool) -> DirectorConfig:
+    """The Director's settings; ``accounts_picks``: the profile has pick-time accounting
+    (``pick_time_producer``), which turns flow control on unless ``options.flow_control`` says."""
+    flow_control = accounts_picks if options.flow_control is None else options.flow_control
     return DirectorConfig(
-        flow_control=FlowControlConfig(enabled=options.flow_control, max_queued=options.flow_control_max_queued,
+        flow_control=FlowControlConfig(enabled=flow_control, max_queued=options.flow_control_max_queued,
                                        max_wait=options.flow_control_max_wait,
                                        placement=options.flow_control_placement),
         saturation=saturation_config(options),
@@ -110,5 +114,6 @@ def build_epp(options: EPPOptions) -> EppParts:
     )
     scheduler = build_scheduler(options)
     metrics = EppMetrics(pool_gauges_interval=options.refresh_prometheus_metrics_interval)
-    director = EppDirector(datastore, scheduler, store, config=director_config(options), metrics=metrics)
+    config = director_config(options, accounts_picks=pick_time_producer(scheduler) is not None)
+    director = EppDirector(datastore, scheduler, store, config=config, metrics=metrics)
     return EppParts(datastore, store, scraper, scheduler, director, metrics, [scraper])

@@ -43,9 +43,9 @@ from infergate.epp.flowcontrol.placement import placement_candidates
 from infergate.epp.flowcontrol.unseen import RecentSends
 from infergate.epp.metrics import EppMetrics, PoolSnapshot
 from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
-from infergate.epp.saturation import SaturationConfig, SaturationDetector
+from infergate.epp.saturation import UNMEASURED_HEADROOM, SaturationConfig, SaturationDetector
 from infergate.epp.scheduling.framework import Candidate, Scheduler, SchedulingError, SchedulingRequest
-from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer
+from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer, pick_time_producer
 from infergate.epp.scheduling.plugins.precise_prefix import DatastoreAware
 from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
 
@@ -118,11 +118,12 @@ class EppDirector:
         self._series = _SeriesCache(self.metrics)
         self.rng = random.Random(self.config.seed)
         producers = [p for p in scheduler.plugins.values() if isinstance(p, InflightLoadProducer)]
-        self._producer = producers[0] if producers else None
+        self._producer = pick_time_producer(scheduler)  # the first of them
         self.saturation = SaturationDetector(store, self.config.saturation, load=self._pick_time_load,
                                              accounts_picks=self._producer is not None)
         self.flow = FlowController(self.config.flow_control, self._capacity,
-                                   on_queue_size=self.metrics.flow_control_queue_size.set)
+                                   on_queue_size=self.metrics.flow_control_queue_size.set,
+                                   capacity_over=self._capacity_over)
         self._requests: dict[str, _RequestState] = {}
         self._inflight: dict[str, int] = {}
         # when requests were sent to each endpoint, until a scrape started after them (their
@@ -194,9 +195,27 @@ class EppDirector:
         hostports = [h for h in self._known_endpoints if not self.store.failing(h)]
         if not self.config.flow_control.enabled:
             return 0 if self.saturation.is_saturated(hostports) else 1
+        if not hostports:  # nothing to wait for: admit, and scheduling answers 503 at once (as when off)
+            return UNMEASURED_HEADROOM
         now = time.monotonic()
-        headroom = self.saturation.endpoint_headroom
+        headroom = self.saturation.admission_headroom  # fails open where there are no fresh metrics
         return sum(headroom(h, now, self._unseen(h)) for h in hostports)
+
+    def _capacity_over(self, taken: int) -> bool:
+        """``_capacity() > taken``, counting endpoints only until it is: flow control asks this for
+        every request, and the first endpoint with room usually answers it."""
+        if not self.config.flow_control.enabled:
+            return self._capacity() > taken
+        now = time.monotonic()
+        headroom, failing, total, candidates = self.saturation.admission_headroom, self.store.failing, 0, 0
+        for h in self._known_endpoints:
+            if failing(h):
+                continue
+            candidates += 1
+            total += headroom(h, now, self._unseen(h))
+            if total > taken:
+                return True
+        return candidates == 0  # no candidate: nothing to wait for (``_capacity``)
 
     # ---- helpers -----------------------------------------------------------------------
     def available_endpoints(self) -> list[Endpoint]:
@@ -335,7 +354,7 @@ class EppDirector:
                 503, "ServiceUnavailable", "failed to find candidate pods for serving the request"))
         if self.config.flow_control.enabled:
             # headroom: fresh metrics, KV under the threshold, queue + sent since the scrape under the threshold
-            unseen, headroom = self._unseen, self.saturation.endpoint_headroom
+            unseen, headroom = self._unseen, self.saturation.admission_headroom
             candidates = placement_candidates(self.config.flow_control, candidates,
                                               lambda cand: headroom(cand.hostport, now, unseen(cand.hostport)))
         sreq = SchedulingRequest(request.request_id, target, request.prompt, request.headers, request.body)

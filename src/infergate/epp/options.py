@@ -70,11 +70,12 @@ class EPPOptions:
     # under 0.4x; None and 0 = off
     sd_sheddable_ttft_objective: float | None = None
     sd_sheddable_itl_objective: float | None = None
-    # flow control (infergate's): priority queueing when the pool is saturated
-    flow_control: bool = False
+    # flow control (infergate's): requests wait in the EPP, by priority, while the pool has no room;
+    # None = auto: on with a profile that accounts its picks (infergate's default), off otherwise
+    flow_control: bool | None = None
     flow_control_max_queued: int = 1024
     flow_control_max_wait: float = 30.0
-    flow_control_placement: str = "headroom"  # headroom | scheduler (FlowControlConfig.placement)
+    flow_control_placement: str = "scheduler"  # scheduler | headroom (FlowControlConfig.placement)
     # high availability: leader election on the pool's Lease (only the leader is ready)
     ha_enable_leader_election: bool = False
     ha_lease_duration: float = 15.0  # controller-runtime's defaults, as upstream's EPP

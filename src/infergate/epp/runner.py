@@ -143,7 +143,10 @@ class EPPRunner:
             health=health if opts.health_checking else None, credentials=credentials,
             response_headers=parts.scheduler.response_headers if parts.scheduler.response_header_plugins else None,
             # a request queued by flow control waits up to its max wait, then gets the EPP's own 429
-            hold_timeout=opts.flow_control_max_wait + HOLD_MARGIN_S if opts.flow_control else None,
+            # (flow control as the Director has it: the option resolved for the profile, "auto" = on with
+            # pick-time accounting)
+            hold_timeout=opts.flow_control_max_wait + HOLD_MARGIN_S if self.director.config.flow_control.enabled
+            else None,
         )
         self.health_server = HealthServer(health, host=opts.host, port=opts.grpc_health_port)
         self.metrics_server = MetricsHTTPServer(parts.registry, host=opts.host, port=opts.metrics_port)

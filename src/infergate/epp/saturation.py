@@ -111,6 +111,9 @@ LATENCY_WINDOW_S = 1.0
 LATENCY_ENTER = 0.7
 LATENCY_EXIT = 0.4
 
+# flow control's headroom on an endpoint it cannot measure (no fresh metrics) and no pick-time limit
+# bounds: no limit (``SaturationDetector.admission_headroom``: fail open)
+UNMEASURED_HEADROOM = 1 << 30
 # (hostport, its fresh scraped metrics or None) -> (requests in flight, pending prefill tokens)
 PickTimeLoad = Callable[[str, EndpointMetrics | None], tuple[int, float]]
 
@@ -250,6 +253,24 @@ class SaturationDetector:
             if c.max_inflight_per_endpoint:
                 room = min(room, max(0, c.max_inflight_per_endpoint - requests))
         return room
+
+    def admission_headroom(self, hostport: str, now: float, unseen: int = 0) -> int:
+        """Flow control's headroom on ``hostport``: ``endpoint_headroom`` when its metrics are fresh.
+        Without fresh metrics (never scraped yet, or its scrapes late) flow control fails open: it
+        counts only what this EPP knows itself, the pick-time limits on its own requests there, and
+        ``UNMEASURED_HEADROOM`` (no limit) without pick-time limits. Flow control holds a request for
+        a measured lack of room, never for a lack of information."""
+        c = self.limits
+        if self.store.fresh(hostport, now, c.metrics_staleness_threshold) is not None:
+            return self.endpoint_headroom(hostport, now, unseen)
+        if self.load is None or not (c.max_inflight_per_endpoint or c.max_pending_prefill_tokens):
+            return UNMEASURED_HEADROOM
+        requests, pending = self.load(hostport, None)
+        if c.max_pending_prefill_tokens and pending > c.max_pending_prefill_tokens:
+            return 0
+        if c.max_inflight_per_endpoint:
+            return max(0, c.max_inflight_per_endpoint - requests)
+        return UNMEASURED_HEADROOM
 
     def shed_reason(self, priority: int, hostport: str, now: float, pool: Sequence[str] = ()) -> str | None:
         """Why a request of ``priority`` that the scheduler picked ``hostport`` for is shed (429)

@@ -20,13 +20,14 @@ follows the driver: each user keeps one objective and waits ``SHED_BACKOFF_S`` a
 Latency and goodput (TTFT <= 0.5 s and mean ITL <= 50 ms, per model second) are then the
 critical requests', as in the benchmark's report.
 
-Flow control (``--flow-control``, ``replay(..., flow_control=True)``; off by default, as the EPP's
-``infergate epp --flow-control``): an EPP policy admits each request through the production
-``FlowController`` with the Director's capacity (the endpoints' ``endpoint_headroom``, less the
+Flow control (as the EPP's: by default on for a profile with pick-time accounting, off for
+upstream's presets; ``--flow-control`` / ``--no-flow-control``, ``replay(..., flow_control=True)``):
+an EPP policy admits each request through the production
+``FlowController`` with the Director's capacity (the endpoints' ``admission_headroom``, less the
 requests sent that their last scrape cannot show yet: ``RecentSends``, the Director's own
 bookkeeping), woken when the Director wakes it (each scrape, each request's end, with ``--first-byte``
 each response's first bytes), and schedules it
-among the endpoints with headroom (all when none has). A request that waits longer than the
+where its placement says (the EPP's default ``scheduler``: wherever the profile picks). A request that waits longer than the
 flow control's ``max_wait`` is a 429 (``ReplayResult.flow_control_429``, among ``shed``); the time
 a served request waited is ``TurnOutcome.held``. The idle pool's scrape is taken half a scrape
 interval before t = 0, with the TTFT histogram's count (0), as the EPP reads a vLLM or simulator
@@ -36,7 +37,7 @@ page before the first request.
 --policy oracle --policy my-config.yaml [--duration 15] [--seed 1] [--seeds 3] [--closed]
 [--sd-sheddable-max-inflight-per-endpoint N] [--sd-sheddable-ttft-objective S --sd-sheddable-itl-objective S]
 [--sd-sheddable-max-pending-prefill-tokens T] [--sd-sheddable-max-prefill-busy-fraction F] [--load X]
-[--flow-control [--flow-control-max-wait S] [--flow-control-placement headroom|scheduler]
+[--flow-control|--no-flow-control [--flow-control-max-wait S] [--flow-control-placement scheduler|headroom]
 [--sd-max-pending-prefill-tokens T] [--sd-queue-depth-threshold N]]``
 (``--load``: ``priority-mix`` at X times its calibrated capacity instead of 1.5x)
 """
@@ -76,7 +77,7 @@ from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.saturation import SaturationConfig, SaturationDetector
 from infergate.epp.scheduling import Candidate, Scheduler, SchedulingRequest, load_config_text
 from infergate.epp.scheduling.config import PRESETS
-from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer
+from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer, pick_time_producer
 from infergate.sim import tokenizer
 from infergate.sim.config import SimConfig
 from infergate.sim.engine import Engine, Sequence
@@ -274,7 +275,8 @@ class EppPolicy(_Policy):
     with ``flow_control`` enabled, the production ``FlowController`` with the Director's capacity
     (the endpoints' headroom minus the requests sent that their last scrape cannot show yet),
     woken on the events the Director wakes it on (each scrape, each request's end, first bytes), and its
-    placement among the endpoints with headroom (all of them when none has: fail open)."""
+    placement (``placement_candidates``). ``flow_control`` None: the EPP's default, on when the profile
+    accounts its picks."""
 
     def __init__(self, name: str, text: str, seed: int, clock: Callable[[], float], first_byte: bool = False,
                  saturation: SaturationConfig | None = None, flow_control: FlowControlConfig | None = None) -> None:
@@ -291,7 +293,7 @@ class EppPolicy(_Policy):
                 self.producer = self.producer or plugin
         self.saturation_config = saturation or SaturationConfig()
         self.saturation: SaturationDetector | None = None
-        self.flow_config = flow_control or FlowControlConfig()
+        self.flow_config = flow_control or FlowControlConfig(enabled=self.producer is not None)
         self.flow: FlowController | None = None
         # the Director's flow-control bookkeeping: requests in flight per endpoint, their sends
         self.inflight: dict[str, int] = {}
@@ -311,7 +313,7 @@ class EppPolicy(_Policy):
         """The Director's ``_capacity`` with flow control on: the available endpoints' headroom
         (every replayed endpoint is available: no scrape fails)."""
         detector, now = self._detector(pool), self.clock()
-        return sum(detector.endpoint_headroom(e.hostport, now, self._unseen(pool, e.hostport)) for e in pool.endpoints)
+        return sum(detector.admission_headroom(e.hostport, now, self._unseen(pool, e.hostport)) for e in pool.endpoints)
 
     async def admit(self, pool: _Pool, rid: str, priority: int = 0) -> bool:
         if not self.flow_config.enabled:
@@ -368,7 +370,7 @@ class EppPolicy(_Policy):
         """The Director's placement with flow control on (``placement_candidates``)."""
         detector = self._detector(pool)
         return placement_candidates(self.flow_config, cands,
-                                    lambda c: detector.endpoint_headroom(c.hostport, now, self._unseen(pool, c.hostport)))
+                                    lambda c: detector.admission_headroom(c.hostport, now, self._unseen(pool, c.hostport)))
 
     def _pick(self, pool: _Pool, rid: str, prompt: str, priority: int, lora: str | None) -> int | None:
         detector = self._detector(pool)
@@ -599,14 +601,16 @@ async def _replay(workload: Workload, policy: _Policy, seed: int, closed_s: floa
 
 def replay(workload: Workload, policy_spec: str, seed: int = 1, closed_s: float | None = None, *,
            first_byte: bool = False, saturation: SaturationConfig | None = None,
-           flow_control: FlowControlConfig | bool = False) -> ReplayResult:
+           flow_control: FlowControlConfig | bool | None = None) -> ReplayResult:
     """One policy (an EPP preset name, a config file, or ``oracle``) on ``workload``: its open-loop
     arrivals, or with ``closed_s`` its closed loop for that many model seconds. An EPP policy
     sheds sheddable requests as the EPP does with ``saturation`` (default: the EPP's defaults)
-    and, with ``flow_control`` (True: the EPP's ``--flow-control`` with its default queue and
-    wait), admits requests through the EPP's flow control (a request that waits too long there
+    and, with flow control (``flow_control`` None: the EPP's default, on for a profile with pick-time
+    accounting; True: the EPP's ``--flow-control`` with its default queue and wait), admits requests through the EPP's flow control (a request that waits too long there
     is a 429: ``ReplayResult.flow_control_429``); the oracle and the cache-aware emulation, like
     the peers, shed and hold nothing."""
+    suffix = {None: "", True: "+flow-control", False: "+no-flow-control"}.get(
+        flow_control if not isinstance(flow_control, FlowControlConfig) else flow_control.enabled, "")
     if isinstance(flow_control, bool):
         flow_control = FlowControlConfig(enabled=flow_control)
     loop = VirtualTimeLoop()
@@ -619,7 +623,7 @@ def replay(workload: Workload, policy_spec: str, seed: int = 1, closed_s: float 
         else:
             text = PRESETS[policy_spec] if policy_spec in PRESETS else Path(policy_spec).read_text()
             name = policy_spec if policy_spec in PRESETS else Path(policy_spec).stem
-            policy = EppPolicy(name + ("+flow-control" if flow_control.enabled else ""), text, seed,
+            policy = EppPolicy(name + suffix, text, seed,
                                loop.time, first_byte, saturation, flow_control)
         return loop.run_until_complete(_replay(workload, policy, seed, closed_s))
     finally:
@@ -653,9 +657,10 @@ def main(argv: Seq[str] | None = None) -> None:
                         help="the EPP's latency holdback on the pool's mean time to first token (default: off)")
     parser.add_argument("--sd-sheddable-itl-objective", type=float, default=None, metavar="SECONDS",
                         help="the EPP's latency holdback on the pool's mean inter-token latency (default: off)")
-    parser.add_argument("--flow-control", action="store_true",
+    parser.add_argument("--flow-control", action=argparse.BooleanOptionalAction, default=None,
                         help="the EPP's flow control (infergate epp --flow-control): requests wait in the EPP while "
-                             "the pool has no headroom and are released as scrapes show it (default: off, as the EPP)")
+                             "the pool has no headroom and are released as scrapes show it (default: the EPP's, on "
+                             "for a profile with pick-time accounting, off for upstream's presets)")
     parser.add_argument("--flow-control-max-wait", type=float, default=FlowControlConfig.max_wait, metavar="SECONDS",
                         help="with --flow-control, the longest a request waits before its 429 (default: %(default)s)")
     parser.add_argument("--flow-control-placement", choices=PLACEMENTS, default=FlowControlConfig.placement,
@@ -670,8 +675,19 @@ def main(argv: Seq[str] | None = None) -> None:
     parser.add_argument("--sd-queue-depth-threshold", type=int, default=SaturationConfig.queue_depth_threshold,
                         metavar="N", help="the saturation detector's waiting-queue threshold (default: %(default)s)")
     args = parser.parse_args(argv)
-    flow_control = FlowControlConfig(enabled=args.flow_control, max_wait=args.flow_control_max_wait,
-                                     placement=args.flow_control_placement)
+
+    def flow_control(spec: str) -> FlowControlConfig | bool | None:
+        """The flags' flow control for ``spec``; unset: the EPP's default (on with pick-time accounting)."""
+        if args.flow_control is None and args.flow_control_max_wait == FlowControlConfig.max_wait \
+                and args.flow_control_placement == FlowControlConfig.placement:
+            return None
+        enabled = args.flow_control
+        if enabled is None:  # a flow-control setting without --[no-]flow-control: the EPP's default for the profile
+            enabled = spec not in ("oracle", CACHE_AWARE) and pick_time_producer(load_config_text(
+                PRESETS[spec] if spec in PRESETS else Path(spec).read_text())) is not None
+        return FlowControlConfig(enabled=enabled, max_wait=args.flow_control_max_wait,
+                                 placement=args.flow_control_placement)
+
     saturation = SaturationConfig(queue_depth_threshold=args.sd_queue_depth_threshold,
                                   max_pending_prefill_tokens=args.sd_max_pending_prefill_tokens,
                                   max_inflight_per_endpoint=args.sd_max_inflight_per_endpoint,
@@ -689,7 +705,7 @@ def main(argv: Seq[str] | None = None) -> None:
         workload = make(args.workload, args.duration, seed, args.replicas, closed=args.closed, load=args.load)
         for spec in args.policy:
             r = replay(workload, spec, seed, args.duration if args.closed else None, first_byte=args.first_byte,
-                       saturation=saturation, flow_control=flow_control)
+                       saturation=saturation, flow_control=flow_control(spec))
             print(f"| {seed} | {r.policy} | {r.ttft(50):.3f} | {r.ttft(90):.3f} | {r.ttft(99):.3f} | "
                   f"{r.ttft_after_warmup(90):.3f} | {r.goodput:.2f} | {len(r.measured)} | {len(r.shed)} | {r.prefix_hit:.0%} | "
                   f"{r.replicas_per_group:.1f} | {r.max_share:.0%} | {r.tokens_per_s:.0f} | {r.flow_control_429} |", flush=True)

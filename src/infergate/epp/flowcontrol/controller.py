@@ -30,7 +30,7 @@ from infergate.epp.contract import Rejection
 EXHAUSTED = "InferencePoolResourceExhausted"
 
 
-PLACEMENTS = ("headroom", "scheduler")
+PLACEMENTS = ("scheduler", "headroom")
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,10 @@ class FlowControlConfig:
     enabled: bool = False
     max_queued: int = 1024
     max_wait: float = 30.0  # seconds
-    # where an admitted request may go: "headroom" = only the endpoints with headroom (every one when
-    # none has: fail open); "scheduler" = wherever the scheduler picks among every candidate (flow
-    # control only decides *when*: late binding, docs/epp.md "Flow control placement")
-    placement: str = "headroom"
+    # where an admitted request may go: "scheduler" = wherever the scheduler picks among every
+    # candidate (flow control only decides *when*: late binding, docs/epp.md "Flow control
+    # placement"); "headroom" = only the endpoints with headroom (every one when none has)
+    placement: str = "scheduler"
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
@@ -58,9 +58,13 @@ class _Waiter:
 
 class FlowController:
     def __init__(self, config: FlowControlConfig, capacity: Callable[[], int],
-                 on_queue_size: Callable[[int], None] | None = None) -> None:
+                 on_queue_size: Callable[[int], None] | None = None,
+                 capacity_over: Callable[[int], bool] | None = None) -> None:
         self.config = config
         self.capacity = capacity
+        # ``capacity_over(n)``: ``capacity() > n``, answered without counting every endpoint once it is
+        # (a request admitted at once costs O(1), not O(endpoints)); default: from ``capacity``
+        self.capacity_over = capacity_over or (lambda n: capacity() > n)
         self.on_queue_size = on_queue_size
         self._heap: list[tuple[int, int, _Waiter]] = []
         self._seq = itertools.count()
@@ -93,7 +97,7 @@ class FlowController:
                 raise Rejection(429, EXHAUSTED, "system saturated, sheddable request dropped")
             self.admitted += 1
             return
-        if not self._heap and self._free() > 0:
+        if not self._heap and self.capacity_over(self._pending):
             self._pending += 1
             self.admitted += 1
             return

@@ -47,6 +47,7 @@ from infergate.epp.scheduling.framework import (
     CycleState,
     Plugin,
     PluginHandle,
+    Scheduler,
     SchedulingRequest,
     SchedulingResult,
 )
@@ -539,3 +540,9 @@ def find_producer(handle: PluginHandle, name: str, owner: str) -> InflightLoadPr
         raise ConfigError(f".parameters.loadProducer: {owner} needs an inflight-load-producer plugin named "
                           f"{name!r} in plugins")
     return plugin
+
+
+def pick_time_producer(scheduler: Scheduler) -> InflightLoadProducer | None:
+    """The profile's pick-time accounting (``inflight-load-producer``), if it has one: what turns
+    the "auto" limits on (pick-time saturation, flow control)."""
+    return next((p for p in scheduler.plugins.values() if isinstance(p, InflightLoadProducer)), None)
