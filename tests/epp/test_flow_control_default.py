@@ -129,3 +129,23 @@ async def test_admission_counts_endpoints_only_until_one_has_room_and_agrees_wit
     assert full > 100
     for taken in (0, 1, full - 1, full, full + 1, 10 * full):
         assert director._capacity_over(taken) == (full > taken), taken
+
+
+async def test_a_fast_client_is_not_held_by_its_own_finished_requests() -> None:
+    """Requests sent since the last scrape count as queue the scrape cannot show yet, but only while
+    they are in flight: one client sending short requests one after another, faster than the
+    scrapes, is never held (before, the 7th request within a scrape interval waited for the next
+    scrape: a throughput cap of ~6 requests per endpoint per scrape interval)."""
+    director, store = _director(IPS[:1])
+    store.update(f"{IPS[0]}:8000", EndpointMetrics(update_time=time.monotonic()))
+    for i in range(30):
+        await asyncio.wait_for(director.handle_request(_request(f"r{i}")), 0.5)
+        director.on_request_done(f"r{i}", completed=True)
+    assert director.flow.queue_size == 0 and director.flow.queued_total == 0
+    # requests still in flight do count: a burst is not released into one stale snapshot
+    for i in range(6):  # queue threshold 5: room for 6
+        await asyncio.wait_for(director.handle_request(_request(f"burst{i}")), 0.5)
+    held = asyncio.create_task(director.handle_request(_request("seventh")))
+    await asyncio.sleep(0.02)
+    assert not held.done() and director.flow.queue_size == 1
+    held.cancel()

@@ -44,12 +44,15 @@ class RecentSends:
 
     def unseen(self, hostport: str, inflight: int, metrics: EndpointMetrics | None) -> int:
         """Requests sent to ``hostport`` that ``metrics`` (its last scrape) may not show yet: the
-        sends newer than that scrape (by the clock), and at least as many as this EPP has in flight
-        there (``inflight``) beyond what the scrape shows running or waiting. The clock alone is not
-        enough: on a loaded machine a request can take longer than SEND_VISIBILITY_DELAY to reach
-        the server's queue, and a burst would then be released into a stale snapshot."""
+        sends newer than that scrape (by the clock) that can still be there, at most the requests
+        this EPP has in flight there (``inflight``: a finished request is in no queue; without this
+        bound a client sending short requests faster than the scrapes was held after a few), and at
+        least as many as it has in flight beyond what the scrape shows running or waiting. The clock
+        alone is not enough: on a loaded machine a request can take longer than
+        SEND_VISIBILITY_DELAY to reach the server's queue, and a burst would then be released into
+        a stale snapshot."""
         sends = self._sends.get(hostport)
-        unseen = len(sends) if sends else 0
+        unseen = min(len(sends), inflight) if sends else 0
         if metrics is not None:
             unseen = max(unseen, inflight - metrics.running - metrics.waiting_queue)
         return unseen
