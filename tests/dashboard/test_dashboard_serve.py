@@ -92,6 +92,8 @@ async def test_the_page_shows_pools_endpoints_and_numbers_that_move_with_traffic
             ttft = await browser.wait_for(js(pool + " .ttft", ".textContent.includes('ms /') ? n.textContent : null"),
                                           what="TTFT quantiles")
             assert "ms" in ttft
+            held = await browser.evaluate(js(pool + " .held", ".textContent"))
+            assert held == "0"  # requests waiting in the EPP's flow control (its gauge): none at this load
             # the SVG charts: a line per pool, per endpoint and per route backend, drawn from several samples
             await browser.wait_for(
                 "(() => { const p = document.querySelector('#chart-rps path[data-series=\"default/serve\"]');"

@@ -36,6 +36,8 @@ inference_model_request_duration_seconds_bucket{model_name="a",target_model_name
 inference_model_request_duration_seconds_bucket{model_name="a",target_model_name="a",le="+Inf"} 30
 inference_model_request_duration_seconds_count{model_name="a",target_model_name="a"} 30
 inference_model_request_duration_seconds_sum{model_name="a",target_model_name="a"} 9
+# TYPE inference_extension_flow_control_queue_size gauge
+inference_extension_flow_control_queue_size 4
 """
 
 VLLM = """\
@@ -79,6 +81,9 @@ def test_pool_traffic_is_the_window_between_two_scrapes() -> None:
     assert traffic.latency_p50_s == pytest.approx(0.1)
     assert traffic.latency_p90_s == pytest.approx(0.1 + 0.9 * 0.8)
     assert traffic.ttft_p50_s is None
+    assert traffic.held_in_epp == 4  # waiting in the EPP's flow control at the second scrape
+    before_only = pool_traffic(2.0, [], m.parse(EPP_BEFORE), ttft={})
+    assert before_only is not None and before_only.held_in_epp is None  # an EPP without the gauge
     assert pool_traffic(2.0, [], "connection refused", ttft={}) is None
 
 

@@ -115,6 +115,7 @@ def test_status_json_of_serve_while_traffic_flows(tmp_path: Path) -> None:
     assert t["requests"] > 0 and t["requests_per_s"] > 0 and t["errors"] == 0
     assert t["latency_p50_s"] is not None and t["latency_p90_s"] >= t["latency_p50_s"]
     assert t["ttft_p50_s"] is not None and t["ttft_p90_s"] >= t["ttft_p50_s"]
+    assert t["held_in_epp"] == 0  # serve's EPP exports its flow-control queue; nothing waits at this load
     # per endpoint: what serve's EPP sent to each, adding up to the pool's count over the window
     assert {e["requests_source"] for e in pool["endpoints"]} == {"epp"}
     assert sum(e["requests_per_s"] for e in pool["endpoints"]) * t["window_s"] == pytest.approx(t["requests"], rel=0.01)

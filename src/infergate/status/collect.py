@@ -43,6 +43,7 @@ SERVE_ENDPOINT_ANNOTATION = "infergate.io/endpoint"  # set by infergate serve (e
 TTFT = ("vllm:time_to_first_token_seconds", "sglang:time_to_first_token_seconds")
 EPP_ENDPOINT_REQUESTS = "infergate_epp_endpoint_requests_total"  # per endpoint="address:port"
 EPP_ENDPOINT_ERRORS = "infergate_epp_endpoint_errors_total"
+EPP_FLOW_CONTROL_QUEUE = "inference_extension_flow_control_queue_size"  # requests waiting in the EPP
 SERVER_FINISHED = ("vllm:request_success_total", "sglang:num_requests_total")  # the fallback
 
 
@@ -359,6 +360,7 @@ def pool_traffic(window: float, epp_before: ScrapeResult, epp_after: ScrapeResul
         error_ratio=(errors / requests) if requests > 0 else None,
         latency_p50_s=m.quantile(0.5, latency), latency_p90_s=m.quantile(0.9, latency),
         ttft_p50_s=m.quantile(0.5, ttft), ttft_p90_s=m.quantile(0.9, ttft), errors_by_code=by_code,
+        held_in_epp=m.total(epp_after, EPP_FLOW_CONTROL_QUEUE),
     )
 
 

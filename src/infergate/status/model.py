@@ -85,6 +85,9 @@ class Traffic:
     ttft_p50_s: float | None  # the model servers' time-to-first-token histograms, summed
     ttft_p90_s: float | None
     errors_by_code: dict[str, float] = field(default_factory=dict)
+    # requests waiting in the EPP's flow control at the second sample (its
+    # inference_extension_flow_control_queue_size gauge); None when the EPP exports no such gauge
+    held_in_epp: float | None = None
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def _routes(snapshot: StatusSnapshot) -> Table:
 def _pools(snapshot: StatusSnapshot) -> Table:
     table = Table(title="InferencePools", title_justify="left")
     for column in ("NAMESPACE/NAME", "API", "EPP", "FAILURE MODE", "ACCEPTED", "ENDPOINTS", "REQ/S", "ERR/S",
-                   "LATENCY p50/p90", "TTFT p50/p90", "OBJECTIVES (priority)"):
+                   "HELD", "LATENCY p50/p90", "TTFT p50/p90", "OBJECTIVES (priority)"):
         table.add_column(column)
     for pool in snapshot.pools:
         t = pool.traffic
@@ -76,6 +76,7 @@ def _pools(snapshot: StatusSnapshot) -> Table:
             f"{pool.namespace}/{pool.name}", pool.generation, epp, pool.failure_mode, _yes(pool.accepted),
             f"{ready}/{len(pool.endpoints)} ready",
             _num(t.requests_per_s if t else None, "{:.1f}"), _num(t.errors_per_s if t else None, "{:.1f}"),
+            _num(t.held_in_epp if t else None, "{:.0f}"),
             f"{_ms(t.latency_p50_s if t else None)} / {_ms(t.latency_p90_s if t else None)}",
             f"{_ms(t.ttft_p50_s if t else None)} / {_ms(t.ttft_p90_s if t else None)}",
             objectives or "-")

@@ -78,6 +78,7 @@ function renderPools(pools) {
       el("h3", {}, key, el("span", { class: "muted" }, `  ${p.generation} · EPP ${p.epp} · ${p.failure_mode} · accepted `), yesNo(p.accepted)),
       el("div", { class: "traffic" },
         stat("requests/s", fmt(t.requests_per_s), "rps"), stat("errors/s", fmt(t.errors_per_s), "eps"),
+        stat("held in the EPP", fmt(t.held_in_epp, 0), "held"),
         stat("requests", fmt(t.requests, 0), "requests"),
         stat("latency p50/p90", `${ms(t.latency_p50_s)} / ${ms(t.latency_p90_s)}`, "latency"),
         stat("TTFT p50/p90", `${ms(t.ttft_p50_s)} / ${ms(t.ttft_p90_s)}`, "ttft"),
