@@ -153,6 +153,6 @@ async def test_https_scrapes_go_through_aiohttp(tmp_path) -> None:  # type: igno
             endpoint = datastore.endpoints()[0]
             assert await scraper.scrape_once(endpoint)
             metrics = store.raw(endpoint.hostport)
-            assert metrics is not None and metrics.waiting_queue == 3 and metrics.missing == ()
+            assert metrics is not None and metrics.waiting_queue == 0 and metrics.missing == ()
     finally:
         await runner.cleanup()

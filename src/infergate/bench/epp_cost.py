@@ -194,6 +194,8 @@ async def _one(stub: pb_grpc.ExternalProcessorStub, i: int, body: bytes,
     await call.read()
     await call.write(pb.ProcessingRequest(request_body=pb.HttpBody(body=body, end_of_stream=True)))
     reply = await call.read()
+    if reply.WhichOneof("response") is None:  # flow control holds it: the proxy's timeout override first
+        reply = await call.read()
     if reply.HasField("immediate_response"):
         raise RuntimeError(f"EPP rejected the request: {reply.immediate_response.body[:200]!r}")
     await call.write(_RESPONSE_HEADERS)

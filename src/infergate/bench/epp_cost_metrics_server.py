@@ -49,8 +49,12 @@ def _preamble(names: frozenset[str] | None) -> str:
 
 
 def metrics_page(names: frozenset[str] | None = None) -> bytes:
-    """A vLLM page with a busy engine's values (queue, KV use, LoRA lists, filled histograms);
-    with ``names``, only those series, as vLLM's /metrics (prometheus_client) answers ``name[]``."""
+    """A vLLM page with a busy engine's values (running batch, KV use, LoRA lists, filled
+    histograms); with ``names``, only those series, as vLLM's /metrics (prometheus_client) answers
+    ``name[]``. Nothing waits: this page never changes, and the EPP's flow control (on by default)
+    would hold every request forever behind requests that are not its own and never start (3 of
+    them at the mean prompt size are over the pick-time pending-prefill limit from ~700-token
+    prompts on)."""
     stats = EngineStats(max_model_len=32768, prompt_tokens=12_345_678, generation_tokens=2_345_678,
                         prefix_cache_queries=9_876_543, prefix_cache_hits=4_567_890, preemptions=12)
     for i in range(500):
@@ -58,7 +62,7 @@ def metrics_page(names: frozenset[str] | None = None) -> bytes:
             histogram.observe(0.001 * (i % 97) + 0.0005 * i)
         stats.request_prompt_tokens.observe(100 + 37 * i)
         stats.request_generation_tokens.observe(10 + 3 * i)
-    snapshot = EngineSnapshot(model=MODEL, running=24, waiting=3, kv_usage=0.42, used_blocks=4200, num_blocks=10000,
+    snapshot = EngineSnapshot(model=MODEL, running=24, waiting=0, kv_usage=0.42, used_blocks=4200, num_blocks=10000,
                               block_size=16, max_loras=4, running_loras=("lora-a", "lora-b"), waiting_loras=(),
                               max_num_seqs=256, max_num_batched_tokens=8192)
     return (_preamble(names) + render_vllm(snapshot, stats, names)).encode()
