@@ -149,3 +149,23 @@ async def test_a_fast_client_is_not_held_by_its_own_finished_requests() -> None:
     await asyncio.sleep(0.02)
     assert not held.done() and director.flow.queue_size == 1
     held.cancel()
+
+
+async def test_may_hold_says_when_a_request_could_wait() -> None:
+    """The ext_proc server runs a request in a task of its own only when flow control could hold it:
+    not with room and nobody waiting (the common case), yes with no room or requests waiting."""
+    director, store = _director(IPS[:1], SaturationConfig(queue_depth_threshold=0))
+    store.update(f"{IPS[0]}:8000", EndpointMetrics(update_time=time.monotonic()))
+    assert not director.may_hold()  # room for one (queue threshold 0: one request)
+    await asyncio.wait_for(director.handle_request(_request("first")), 0.5)
+    assert director.may_hold()  # the one slot is taken (in flight, unseen by the last scrape)
+    held = asyncio.create_task(director.handle_request(_request("second")))
+    await asyncio.sleep(0.02)
+    assert not held.done() and director.may_hold()
+    director.on_request_done("first", completed=True)
+    await asyncio.wait_for(held, 0.5)
+    director.on_request_done("second", completed=True)
+    assert not director.may_hold()
+    off, _ = _director(IPS[:1])
+    off.flow.config = FlowControlConfig(enabled=False)
+    assert not off.may_hold()

@@ -401,9 +401,9 @@ async def _handler_cpu(tokens: int, requests: int, rng: random.Random, flow_cont
     else:
         options = EPPOptions(pool_name="pool", flow_control=flow_control)
         config = director_config(options, accounts_picks=True)
-        servicer = ExtProcServicer(
-            EppDirector(datastore, load_preset("default", seed=1), store, config=config),
-            hold_timeout=options.flow_control_max_wait + HOLD_MARGIN_S if flow_control else None)
+        director = EppDirector(datastore, load_preset("default", seed=1), store, config=config)
+        servicer = ExtProcServicer(director, hold_timeout=options.flow_control_max_wait + HOLD_MARGIN_S
+                                   if flow_control else None, may_hold=director.may_hold)  # as the runner
     exchanges = [[_request_headers(i, MODE.NONE), pb.ProcessingRequest(request_body=pb.HttpBody(
         body=body, end_of_stream=True)), _RESPONSE_HEADERS] for i, body in enumerate(_bodies(tokens, requests, rng))]
 

@@ -201,6 +201,11 @@ class EppDirector:
         headroom = self.saturation.admission_headroom  # fails open where there are no fresh metrics
         return sum(headroom(h, now, self._unseen(h)) for h in hostports)
 
+    def may_hold(self) -> bool:
+        """Whether flow control could make a request arriving now wait (``FlowController.may_wait``;
+        O(1) on a pool with room): the ext_proc server runs the request in a task only then."""
+        return self.flow.may_wait()
+
     def _capacity_over(self, taken: int) -> bool:
         """``_capacity() > taken``, counting endpoints only until it is: flow control asks this for
         every request, and the first endpoint with room usually answers it."""

@@ -147,6 +147,7 @@ class EPPRunner:
             # pick-time accounting)
             hold_timeout=opts.flow_control_max_wait + HOLD_MARGIN_S if self.director.config.flow_control.enabled
             else None,
+            may_hold=self.director.may_hold,
         )
         self.health_server = HealthServer(health, host=opts.host, port=opts.grpc_health_port)
         self.metrics_server = MetricsHTTPServer(parts.registry, host=opts.host, port=opts.metrics_port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -57,10 +58,11 @@ class ExtProcServer(GrpcServer):
     def __init__(self, director: Director, *, host: str = "0.0.0.0", port: int = 9002,
                  json_errors: bool = True, health: HealthService | None = None,
                  credentials: grpc.ServerCredentials | None = None,
-                 response_headers: ResponseHeadersHook | None = None, hold_timeout: float | None = None) -> None:
+                 response_headers: ResponseHeadersHook | None = None, hold_timeout: float | None = None,
+                 may_hold: Callable[[], bool] | None = None) -> None:
         super().__init__(host=host, port=port, credentials=credentials, options=_SERVER_OPTIONS)
         self.servicer = ExtProcServicer(director, json_errors=json_errors, response_headers=response_headers,
-                                        hold_timeout=hold_timeout)
+                                        hold_timeout=hold_timeout, may_hold=may_hold)
         self._health = health
 
     def register(self, server: grpc.aio.Server) -> None:

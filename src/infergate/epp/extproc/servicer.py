@@ -25,7 +25,11 @@ control makes wait gets a ``ProcessingResponse`` carrying only ``override_messag
 (``hold_timeout`` seconds) as soon as it is queued, so that the proxy waits for the EPP's
 decision (or its own 429 at the queue's max wait) instead of answering 504 at its per-message
 timeout. Envoy honours the override up to the filter's ``max_message_timeout`` (infergate's
-translator sets 300 s); a longer one is ignored.
+translator sets 300 s); a longer one is ignored. That takes running the Director in a task of its
+own (the stream must answer while the Director waits); ``may_hold`` (the Director's
+``may_hold``: flow control is on and has no room now, or requests wait) spares it for a request
+that will be admitted at once, the common case: the check and the admission run in one
+synchronous stretch, so the answer cannot change in between.
 """
 
 from __future__ import annotations
@@ -119,8 +123,10 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     """Routes each request with ``director`` and reports its response back to it."""
 
     def __init__(self, director: Director, *, json_errors: bool = True,
-                 response_headers: ResponseHeadersHook | None = None, hold_timeout: float | None = None) -> None:
+                 response_headers: ResponseHeadersHook | None = None, hold_timeout: float | None = None,
+                 may_hold: Callable[[], bool] | None = None) -> None:
         self._director = director
+        self._may_hold = may_hold
         # flow control on: the reply that extends the proxy's per-message timeout for a held request
         self._hold_reply: pb.ProcessingResponse | None = None
         if hold_timeout is not None:
@@ -155,7 +161,8 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 handler = handlers.get(kind)
                 if handler is None:
                     continue
-                if hold_reply is None or not _may_route(kind, request):
+                if hold_reply is None or not _may_route(kind, request) or (
+                        self._may_hold is not None and not self._may_hold()):
                     responses = await handler(state, request)
                 else:  # flow control may hold it: tell the proxy to wait as soon as it does
                     # one future woken by whichever comes first, the hold or the replies (cheaper than

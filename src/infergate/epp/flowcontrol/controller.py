@@ -84,6 +84,12 @@ class FlowController:
     def _free(self) -> int:
         return self.capacity() - self._pending
 
+    def may_wait(self) -> bool:
+        """Whether ``admit`` could make a request arriving now wait: flow control is on and requests
+        wait or there is no free capacity (the negation of ``admit``'s at-once test). False means a
+        request admitted in the same synchronous stretch does not wait."""
+        return self.config.enabled and (bool(self._heap) or not self.capacity_over(self._pending))
+
     async def admit(self, request_id: str, priority: int, on_queued: Callable[[], None] | None = None) -> None:
         """Return when the request may be scheduled; raise ``Rejection`` (429) otherwise.
         ``on_queued`` is called once if the request has to wait in the queue (the ext_proc
