@@ -48,7 +48,7 @@ def _charts(out: Path, after: dict[str, Any], baseline: dict[str, Any] | None) -
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for data, name, style in ((baseline, "baseline (55bf8ad)", "o--"), (after, "after", "o-")):
+    for data, name, style in ((baseline, f"baseline ({_revision(baseline)})", "o--"), (after, "after", "o-")):
         if data is None:
             continue
         for key, mode in (("per_request", "response NONE"), ("per_request_streamed", "response STREAMED")):
@@ -66,7 +66,7 @@ def _charts(out: Path, after: dict[str, Any], baseline: dict[str, Any] | None) -
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for data, name, style in ((baseline, "baseline (55bf8ad)", "o--"), (after, "after", "o-")):
+    for data, name, style in ((baseline, f"baseline ({_revision(baseline)})", "o--"), (after, "after", "o-")):
         if data is None:
             continue
         rows = data["idle"]
@@ -97,11 +97,21 @@ def _per_request_table(after: dict[str, Any], baseline: dict[str, Any] | None) -
     return lines
 
 
+DEFAULT_BASELINE = "55bf8ad"  # make bench's --baseline-rev (epp_cost.BASELINE_COMMIT)
+
+
+def _revision(baseline: dict[str, Any] | None) -> str:
+    """The git revision the baseline was measured at (its JSON records it; older files: make bench's)."""
+    return str((baseline or {}).get("revision") or DEFAULT_BASELINE)
+
+
 def render(after: dict[str, Any], baseline: dict[str, Any] | None) -> str:
     lines = ["# EPP cost at production scale (issue 12)", "",
              "Written by `python -m infergate.bench.epp_cost` (`make bench`); method in that module's docstring. "
-             "Baseline: the EPP at commit 55bf8ad, before the speed work, measured with the same benchmark on the "
-             "same machine. Ratios are after / baseline (below 1 is better).", "",
+             f"Baseline: the EPP at commit {_revision(baseline)}"
+             + (", before the speed work," if _revision(baseline) == DEFAULT_BASELINE else "")
+             + " measured with the same benchmark on the same machine, interleaved. Ratios are after / baseline "
+             "(below 1 is better).", "",
              f"Machine: {after['machine']['cpus']} CPUs, load average at the start "
              f"{', '.join(f'{x:.2f}' for x in after['machine']['load_average'])} (the machine is shared: "
              "absolute numbers move by 10-20% between runs; the ratios are what the issue asks for).", "",
