@@ -32,7 +32,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,14 +192,9 @@ class EppDirector:
         (upstream's detector, with the pick-time limits when on). On: headroom from fresh
         metrics minus the requests sent that the last scrape of each endpoint cannot show yet
         (and under the pick-time limits when on)."""
-        hostports = [h for h in self._known_endpoints if not self.store.failing(h)]
         if not self.config.flow_control.enabled:
-            return 0 if self.saturation.is_saturated(hostports) else 1
-        if not hostports:  # nothing to wait for: admit, and scheduling answers 503 at once (as when off)
-            return UNMEASURED_HEADROOM
-        now = time.monotonic()
-        headroom = self.saturation.admission_headroom  # fails open where there are no fresh metrics
-        return sum(headroom(h, now, self._unseen(h)) for h in hostports)
+            return 0 if self.saturation.is_saturated(h for h in self._known_endpoints if not self.store.failing(h)) else 1
+        return sum(self._admission_headrooms())
 
     def may_hold(self) -> bool:
         """Whether flow control could make a request arriving now wait (``FlowController.may_wait``;
@@ -211,16 +206,26 @@ class EppDirector:
         every request, and the first endpoint with room usually answers it."""
         if not self.config.flow_control.enabled:
             return self._capacity() > taken
-        now = time.monotonic()
-        headroom, failing, total, candidates = self.saturation.admission_headroom, self.store.failing, 0, 0
-        for h in self._known_endpoints:
-            if failing(h):
-                continue
-            candidates += 1
-            total += headroom(h, now, self._unseen(h))
+        total = 0
+        for headroom in self._admission_headrooms():
+            total += headroom
             if total > taken:
                 return True
-        return candidates == 0  # no candidate: nothing to wait for (``_capacity``)
+        return False
+
+    def _admission_headrooms(self) -> Iterator[int]:
+        """Flow control's headroom on each endpoint that is not failing its scrapes (failing open
+        where there are no fresh metrics: ``admission_headroom``); with none, one unbounded value:
+        nothing to wait for, so the request is admitted and scheduling answers 503 at once, as
+        with flow control off."""
+        now, failing, headroom = time.monotonic(), self.store.failing, self.saturation.admission_headroom
+        candidates = 0
+        for h in self._known_endpoints:
+            if not failing(h):
+                candidates += 1
+                yield headroom(h, now, self._unseen(h))
+        if not candidates:
+            yield UNMEASURED_HEADROOM
 
     # ---- helpers -----------------------------------------------------------------------
     def available_endpoints(self) -> list[Endpoint]:

@@ -241,18 +241,8 @@ class SaturationDetector:
         else the room under the queue threshold (its scraped queue plus ``unseen`` requests
         sent that the scrape cannot show yet) and, with pick-time limits, under the in-flight
         limit; 0 when the pending prefill is over its limit."""
-        c = self.limits
-        m = self.store.fresh(hostport, now, c.metrics_staleness_threshold)
-        if m is None or m.kv_cache_usage > c.kv_cache_util_threshold:
-            return 0
-        room = max(0, c.queue_depth_threshold + 1 - m.waiting_queue - unseen)
-        if room and self.load is not None and (c.max_inflight_per_endpoint or c.max_pending_prefill_tokens):
-            requests, pending = self.load(hostport, m)
-            if c.max_pending_prefill_tokens and pending > c.max_pending_prefill_tokens:
-                return 0
-            if c.max_inflight_per_endpoint:
-                room = min(room, max(0, c.max_inflight_per_endpoint - requests))
-        return room
+        m = self.store.fresh(hostport, now, self.limits.metrics_staleness_threshold)
+        return 0 if m is None else self._measured_room(hostport, m, unseen)
 
     def admission_headroom(self, hostport: str, now: float, unseen: int = 0) -> int:
         """Flow control's headroom on ``hostport``: ``endpoint_headroom`` when its metrics are fresh.
@@ -260,17 +250,29 @@ class SaturationDetector:
         counts only what this EPP knows itself, the pick-time limits on its own requests there, and
         ``UNMEASURED_HEADROOM`` (no limit) without pick-time limits. Flow control holds a request for
         a measured lack of room, never for a lack of information."""
+        m = self.store.fresh(hostport, now, self.limits.metrics_staleness_threshold)
+        if m is None:
+            return self._pick_time_room(hostport, None, UNMEASURED_HEADROOM)
+        return self._measured_room(hostport, m, unseen)
+
+    def _measured_room(self, hostport: str, m: EndpointMetrics, unseen: int) -> int:
+        """``endpoint_headroom`` from ``hostport``'s fresh metrics ``m``."""
         c = self.limits
-        if self.store.fresh(hostport, now, c.metrics_staleness_threshold) is not None:
-            return self.endpoint_headroom(hostport, now, unseen)
-        if self.load is None or not (c.max_inflight_per_endpoint or c.max_pending_prefill_tokens):
-            return UNMEASURED_HEADROOM
-        requests, pending = self.load(hostport, None)
-        if c.max_pending_prefill_tokens and pending > c.max_pending_prefill_tokens:
+        if m.kv_cache_usage > c.kv_cache_util_threshold:
             return 0
-        if c.max_inflight_per_endpoint:
-            return max(0, c.max_inflight_per_endpoint - requests)
-        return UNMEASURED_HEADROOM
+        return self._pick_time_room(hostport, m, max(0, c.queue_depth_threshold + 1 - m.waiting_queue - unseen))
+
+    def _pick_time_room(self, hostport: str, m: EndpointMetrics | None, room: int) -> int:
+        """``room`` under the pick-time limits (this EPP's accounting, reconciled with ``m`` when
+        given): 0 when the pending prefill is over its limit, at most the in-flight limit's room."""
+        c = self.limits
+        if room and self.load is not None and (c.max_inflight_per_endpoint or c.max_pending_prefill_tokens):
+            requests, pending = self.load(hostport, m)
+            if c.max_pending_prefill_tokens and pending > c.max_pending_prefill_tokens:
+                return 0
+            if c.max_inflight_per_endpoint:
+                room = min(room, max(0, c.max_inflight_per_endpoint - requests))
+        return room
 
     def shed_reason(self, priority: int, hostport: str, now: float, pool: Sequence[str] = ()) -> str | None:
         """Why a request of ``priority`` that the scheduler picked ``hostport`` for is shed (429)
