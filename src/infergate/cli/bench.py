@@ -218,6 +218,40 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
     sys.stdout.flush()
 
 
+@command.command("peers-report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Write the merged results.md, results.json, details.json here, with the runs' PNG plots.")
+def peers_report(runs: tuple[Path, ...], out_dir: Path) -> None:
+    """Merge stored `bench peers` runs into one report (also: re-render one with today's report).
+
+    Each RUN is a directory that `infergate bench peers --out` wrote; its details.json is read
+    back. A long benchmark split into streams by --workloads becomes one report, with issue 16's
+    targets section over every workload. The runs must have been measured the same way (duration,
+    time scale, replicas, seeds, phases, EPP flags); a workload/phase/router measured twice is
+    refused. The runs' ttft_cdf_*.png plots are copied (details.json keeps no per-request TTFTs).
+    """
+    import shutil
+
+    from infergate.bench.peers import report, stored
+
+    try:
+        result = stored.merge([stored.load(path) for path in runs])
+    except stored.StoredRunError as exc:
+        raise click.ClickException(str(exc)) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots: list[str] = []
+    for path in runs:
+        for png in sorted(path.glob("ttft_cdf_*.png")):
+            if png.name in plots:
+                raise click.ClickException(f"{png.name} is in more than one run directory")
+            if png.resolve() != (out_dir / png.name).resolve():
+                shutil.copyfile(png, out_dir / png.name)
+            plots.append(png.name)
+    for path in report.write_outputs(result, out_dir, plots=plots):
+        click.echo(f"wrote {path}", err=True)
+
+
 @command.command("added-latency")
 @click.option("--duration", type=click.FloatRange(min=1), default=20.0, show_default=True,
               help="Seconds of traffic per path (gateway, direct) and load level.")

@@ -25,9 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from infergate.bench.peers.routers import PEER_ROUTERS
+from infergate.bench.peers import targets
 from infergate.bench.peers.run import PeersResult, RunOutcome
 from infergate.bench.peers.summary import JSON_FIELDS, SLO_ITL_S, SLO_TTFT_S, WARMUP_FRACTION, Summary
+from infergate.bench.peers.targets import best_peer
 
 # summed over repeats in the --json object (every other figure is the median over repeats)
 SUMMED_FIELDS = ("requests", "failed", "shed")
@@ -86,16 +87,6 @@ def _by_key(result: PeersResult) -> dict[str, list[RunOutcome]]:
     for run in result.runs:
         groups.setdefault(f"{run.workload}/{run.phase}", []).append(run)
     return groups
-
-
-def best_peer(runs: list[RunOutcome], metric: str = "ttft_p90") -> RunOutcome | None:
-    """The peer (sglang-router, vllm-router) with the lowest ``metric`` (highest for throughput)."""
-    peers = [r for r in runs if r.router in PEER_ROUTERS and r.summary is not None
-             and math.isfinite(getattr(r.summary, metric))]
-    if not peers:
-        return None
-    higher = metric in ("output_tokens_per_s", "goodput")
-    return (max if higher else min)(peers, key=lambda r: getattr(r.summary, metric))
 
 
 def _ratio(a: float, b: float) -> str:
@@ -158,6 +149,8 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
                   "the issue's \"two runs give ratios within 10% of each other\" asks for a spread of at most 10%. "
                   "Figures are medians over the repeats (min-max); failed and shed requests are summed. The "
                   "per-repeat tables follow each summary.", ""]
+    lines += targets.markdown([targets.evaluate(key, [r for r in _by_seed(result, runs).values() if r])
+                               for key, runs in _by_key(result).items()], cfg.repeats)
     for key, runs in _by_key(result).items():
         lines += [f"## {key}", ""]
         if cfg.repeats == 1:
@@ -350,11 +343,14 @@ def _table(runs: list[RunOutcome]) -> list[str]:
     return lines
 
 
-def write_outputs(result: PeersResult, out: Path) -> list[Path]:
+def write_outputs(result: PeersResult, out: Path, plots: list[str] | None = None) -> list[Path]:
+    """results.json, details.json, results.md and the TTFT CDF plots in ``out``; ``plots``: PNGs
+    already in ``out`` to show instead of drawing them (a stored result has no TTFTs to draw)."""
     out.mkdir(parents=True, exist_ok=True)
-    plots: list[str] = []
-    with contextlib.suppress(ImportError):
-        plots = _plots(result, out)
+    if plots is None:
+        plots = []
+        with contextlib.suppress(ImportError):
+            plots = _plots(result, out)
     (out / "results.json").write_text(json.dumps(as_json(result), indent=2) + "\n")
     (out / "details.json").write_text(json.dumps(details(result), indent=1) + "\n")
     (out / "results.md").write_text(markdown(result, plots))

@@ -1,0 +1,219 @@
+"""Issue 16's targets, checked on a peer benchmark's result for infergate's default profile.
+
+Per workload/phase, against the same run's (with repeats: the same repeat's) best peer and oracle:
+
+- TTFT p90 at most :data:`TTFT_VS_PEER` x the best peer's and at most :data:`TTFT_VS_ORACLE` x
+  the oracle's;
+- closed loop: output tokens/s at least the best peer's (:data:`OUTPUT_VS_PEER`);
+- priority workloads: the critical requests' goodput at least :data:`CRITICAL_GOODPUT_VS_PEER` x
+  the best peer's (their summaries measure the critical requests only);
+- no failed request (deliberate sheds are counted apart);
+- with repeats: the per-repeat ratios within :data:`MAX_SPREAD` of each other (max/min - 1).
+
+A missed target says by how much, and what the oracle -- the bound, which reads the replicas' true
+state -- reached against the same reference: where the oracle misses it too, no router reaches
+it on that traffic.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from infergate.bench.peers.routers import PEER_ROUTERS
+from infergate.bench.peers.run import RunOutcome
+from infergate.bench.peers.summary import Summary
+
+SUBJECT: Final = "infergate-default"
+ORACLE: Final = "oracle"
+TTFT_VS_PEER: Final = 0.7
+TTFT_VS_ORACLE: Final = 1.2
+OUTPUT_VS_PEER: Final = 1.0
+CRITICAL_GOODPUT_VS_PEER: Final = 1.5
+MAX_SPREAD: Final = 0.10
+# workloads whose summaries are the critical requests' (bench.peers.workloads: those with objectives)
+CRITICAL_WORKLOADS: Final = frozenset({"priority-mix"})
+
+Pick = Callable[[list[RunOutcome], str], RunOutcome | None]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One target on one workload/phase: the subject's per-repeat ratios and the oracle's against
+    the same reference (empty where a figure is missing)."""
+
+    name: str  # e.g. "TTFT p90 / best peer"
+    limit: float
+    at_most: bool  # True: the ratio must be <= limit; False: >= limit
+    ratios: tuple[float, ...]
+    oracle_ratios: tuple[float, ...] = ()  # the oracle's, against the same reference (none for the oracle itself)
+
+    @property
+    def value(self) -> float:
+        return statistics.median(self.ratios) if self.ratios else math.nan
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.ratios)
+
+    @property
+    def met(self) -> bool:
+        if not self.ratios:
+            return False
+        return self.value <= self.limit if self.at_most else self.value >= self.limit
+
+    @property
+    def spread(self) -> float:
+        """max / min - 1 over the repeats (NaN with fewer than two)."""
+        if len(self.ratios) < 2 or min(self.ratios) <= 0:
+            return math.nan
+        return max(self.ratios) / min(self.ratios) - 1
+
+    @property
+    def miss(self) -> float:
+        """How far the median is on the wrong side of the limit, as a fraction of the limit (0 if met)."""
+        if self.met or not self.ratios:
+            return 0.0
+        return self.value / self.limit - 1 if self.at_most else 1 - self.value / self.limit
+
+    def why(self) -> str:
+        """For a missed target: where the oracle stands against the same reference."""
+        if self.met or not self.ratios or not self.oracle_ratios:
+            return ""
+        oracle = statistics.median(self.oracle_ratios)
+        oracle_meets = oracle <= self.limit if self.at_most else oracle >= self.limit
+        if oracle_meets:
+            return f"the oracle reaches {oracle:.2f}x: this is the scheduler's to win"
+        return f"the oracle itself is at {oracle:.2f}x: no router reaches {self.limit:g}x on this traffic"
+
+    def cell(self) -> str:
+        if not self.ratios:
+            return "-"
+        text = f"{self.value:.2f}x"
+        if len(self.ratios) > 1:
+            text += f" ({min(self.ratios):.2f}-{max(self.ratios):.2f}x)"
+        if self.met:
+            return f"{text} met"
+        return f"{text} **missed by {self.miss:.0%}**"
+
+
+@dataclass(frozen=True)
+class PhaseTargets:
+    key: str  # "<workload>/<phase>"
+    checks: tuple[Check, ...]
+    failed: int  # the subject's failed requests, summed over the repeats
+    repeats_with_numbers: int
+
+    def check(self, name: str) -> Check | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+
+def best_peer(runs: list[RunOutcome], metric: str = "ttft_p90") -> RunOutcome | None:
+    """The peer (sglang-router, vllm-router) with the lowest ``metric`` (highest for throughput)."""
+    peers = [r for r in runs if r.router in PEER_ROUTERS and r.summary is not None
+             and math.isfinite(getattr(r.summary, metric))]
+    if not peers:
+        return None
+    higher = metric in ("output_tokens_per_s", "goodput")
+    return (max if higher else min)(peers, key=lambda r: getattr(r.summary, metric))
+
+
+def _oracle(runs: list[RunOutcome], _metric: str) -> RunOutcome | None:
+    return _ran(runs, ORACLE)
+
+
+def _ran(runs: list[RunOutcome], router: str) -> RunOutcome | None:
+    return next((r for r in runs if r.router == router and r.summary is not None), None)
+
+
+def _ratios(repeats: Sequence[list[RunOutcome]], router: str, metric: str, reference: Pick) -> tuple[float, ...]:
+    out = []
+    for runs in repeats:
+        run, ref = _ran(runs, router), reference(runs, metric)
+        if run is None or ref is None or run.summary is None or ref.summary is None:
+            continue
+        a, b = getattr(run.summary, metric), getattr(ref.summary, metric)
+        if b and math.isfinite(a) and math.isfinite(b):
+            out.append(a / b)
+    return tuple(out)
+
+
+def _check(name: str, limit: float, at_most: bool, repeats: Sequence[list[RunOutcome]], metric: str,
+           reference: Pick, subject: str) -> Check:
+    oracle = () if reference is _oracle else _ratios(repeats, ORACLE, metric, reference)
+    return Check(name, limit, at_most, _ratios(repeats, subject, metric, reference), oracle)
+
+
+def evaluate(key: str, repeats: Sequence[list[RunOutcome]], subject: str = SUBJECT) -> PhaseTargets:
+    """The targets on one workload/phase; ``repeats``: each repeat's runs (one list without repeats)."""
+    workload, _, phase = key.partition("/")
+    checks = [_check("TTFT p90 / best peer", TTFT_VS_PEER, True, repeats, "ttft_p90", best_peer, subject),
+              _check("TTFT p90 / oracle", TTFT_VS_ORACLE, True, repeats, "ttft_p90", _oracle, subject)]
+    if phase == "closed":
+        checks.append(_check("out tok/s / best peer", OUTPUT_VS_PEER, False, repeats, "output_tokens_per_s",
+                             best_peer, subject))
+    if workload in CRITICAL_WORKLOADS:
+        checks.append(_check("critical goodput / best peer", CRITICAL_GOODPUT_VS_PEER, False, repeats, "goodput",
+                             best_peer, subject))
+    summaries: list[Summary] = [run.summary for runs in repeats if (run := _ran(runs, subject)) and run.summary]
+    return PhaseTargets(key, tuple(checks), sum(s.failed for s in summaries), len(summaries))
+
+
+COLUMNS: Final = ("TTFT p90 / best peer", "TTFT p90 / oracle", "out tok/s / best peer", "critical goodput / best peer")
+
+
+def markdown(phases: Sequence[PhaseTargets], repeats: int, subject: str = SUBJECT) -> list[str]:
+    """The report's targets section (nothing when the subject has no numbers anywhere)."""
+    phases = [p for p in phases if p.repeats_with_numbers]
+    if not phases:
+        return []
+    limits = (f"<= {TTFT_VS_PEER:g}x", f"<= {TTFT_VS_ORACLE:g}x", f">= {OUTPUT_VS_PEER:g}x, closed loops",
+              f">= {CRITICAL_GOODPUT_VS_PEER:g}x, {', '.join(sorted(CRITICAL_WORKLOADS))}")
+    header = ["workload/phase", *(f"{c} ({lim})" for c, lim in zip(COLUMNS, limits, strict=True)), "failed",
+              "why a target is missed"]
+    lines = [f"## Issue 16's targets for {subject}", "",
+             "Ratios against the same run's best peer (sglang-router, vllm-router) and oracle"
+             + ("; with repeats, the median of the per-repeat ratios (min-max), each repeat against its own "
+                "references" if repeats > 1 else "")
+             + ". \"Missed by\": how far the ratio is past the target, as a fraction of the target. \"Why\" gives "
+             "the oracle's ratio against the same reference: where the oracle misses a target too, no router "
+             "reaches it on that traffic.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for p in phases:
+        cells = [p.key]
+        for name in COLUMNS:
+            check = p.check(name)
+            cells.append(check.cell() if check else "")
+        cells.append(f"**{p.failed}**" if p.failed else "0")
+        whys = [f"{c.name}: {c.why()}" for c in p.checks if c.why()]
+        cells.append("; ".join(whys))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *_tally(phases, repeats), ""]
+    return lines
+
+
+def _tally(phases: Sequence[PhaseTargets], repeats: int) -> list[str]:
+    lines = []
+    for name in COLUMNS:
+        checks = [c for p in phases if (c := p.check(name)) is not None and c.measured]
+        if not checks:
+            continue
+        met = sum(c.met for c in checks)
+        bound = sum(1 for c in checks if not c.met and c.why().startswith("the oracle itself"))
+        lines.append(f"- {name}: met on {met} of {len(checks)}"
+                     + (f"; of the {len(checks) - met} missed, the oracle misses {bound} too" if met < len(checks)
+                        else ""))
+    failed = [p.key for p in phases if p.failed]
+    lines.append("- failed requests: " + (", ".join(f"{p.key} {p.failed}" for p in phases if p.failed)
+                                          if failed else "none"))
+    if repeats > 1:
+        spreads = [(p.key, c) for p in phases for c in p.checks if math.isfinite(c.spread)]
+        within = sum(1 for _, c in spreads if c.spread <= MAX_SPREAD)
+        worst = sorted(spreads, key=lambda item: item[1].spread, reverse=True)[:3]
+        lines.append(f"- spread of the per-repeat ratios (max/min - 1) within {MAX_SPREAD:.0%}: {within} of "
+                     f"{len(spreads)}" + ("; widest: " + ", ".join(f"{key} {c.name} {c.spread:.0%}"
+                                                                  for key, c in worst) if worst else ""))
+    return lines

@@ -1,0 +1,166 @@
+"""Issue 16's targets section of the peer report, and stored runs read back and merged."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from infergate.bench.peers import stored, targets
+from infergate.bench.peers.report import details, markdown, write_outputs
+from infergate.bench.peers.run import PeersConfig, PeersResult, RunOutcome
+from infergate.bench.peers.summary import Summary
+from infergate.bench.peers.workloads import GENERATORS, make
+from infergate.cli.bench import command as bench_command
+
+PEERS = ("sglang-cache-aware", "vllm-router-cache-aware")
+
+
+def _summary(ttft_p90: float, tok_s: float = 1000.0, goodput: float = 5.0, failed: int = 0) -> Summary:
+    return Summary(ttft_p50=ttft_p90 / 2, ttft_p90=ttft_p90, ttft_p99=ttft_p90 * 2, itl_p50=0.01, e2e_p90=1.0,
+                   output_tokens_per_s=tok_s, goodput=goodput, requests=100, failed=failed, shed=0, prefix_hit=0.9)
+
+
+def _runs(key: str, figures: dict[str, Summary], seed: int | None = None) -> list[RunOutcome]:
+    workload, phase = key.split("/")
+    return [RunOutcome(workload, phase, router, s, seed=seed) for router, s in figures.items()]
+
+
+def test_a_met_target_and_a_miss_the_oracle_shares() -> None:
+    runs = _runs("shared-prefix/open", {"infergate-default": _summary(0.3), "sglang-cache-aware": _summary(1.0),
+                                        "vllm-router-cache-aware": _summary(0.5), "oracle": _summary(0.45)})
+    phase = targets.evaluate("shared-prefix/open", [runs])
+    vs_peer, vs_oracle = phase.check("TTFT p90 / best peer"), phase.check("TTFT p90 / oracle")
+    assert vs_peer is not None and vs_oracle is not None
+    assert math.isclose(vs_peer.value, 0.6) and vs_peer.met and vs_peer.why() == ""  # 0.3 / vllm-router's 0.5
+    assert math.isclose(vs_oracle.value, 0.3 / 0.45) and vs_oracle.met
+    assert phase.check("out tok/s / best peer") is None  # open loop: no throughput target
+    assert phase.check("critical goodput / best peer") is None
+
+    runs = _runs("bursty/open", {"infergate-default": _summary(0.95), "sglang-cache-aware": _summary(1.0),
+                                 "vllm-router-cache-aware": _summary(1.2), "oracle": _summary(0.9)})
+    miss = targets.evaluate("bursty/open", [runs]).check("TTFT p90 / best peer")
+    assert miss is not None and not miss.met
+    assert math.isclose(miss.miss, 0.95 / 0.7 - 1)
+    assert miss.cell() == "0.95x **missed by 36%**"
+    assert miss.why() == "the oracle itself is at 0.90x: no router reaches 0.7x on this traffic"
+
+
+def test_a_miss_the_oracle_does_not_share_is_the_schedulers() -> None:
+    runs = _runs("multi-turn/closed", {"infergate-default": _summary(0.9, tok_s=950), "sglang-cache-aware": _summary(
+        1.0, tok_s=1000), "vllm-router-cache-aware": _summary(1.1, tok_s=900), "oracle": _summary(0.5, tok_s=1100)})
+    phase = targets.evaluate("multi-turn/closed", [runs])
+    ttft, output = phase.check("TTFT p90 / best peer"), phase.check("out tok/s / best peer")
+    assert ttft is not None and ttft.why() == "the oracle reaches 0.50x: this is the scheduler's to win"
+    assert output is not None and not output.met and math.isclose(output.value, 0.95)  # vs the best by tok/s
+    assert output.cell() == "0.95x **missed by 5%**"
+    assert output.why() == "the oracle reaches 1.10x: this is the scheduler's to win"
+
+
+def test_critical_goodput_on_the_priority_workload_and_failed_requests() -> None:
+    runs = _runs("priority-mix/closed", {
+        "infergate-default": _summary(0.2, goodput=4.0, failed=2), "sglang-cache-aware": _summary(1.0, goodput=2.0),
+        "vllm-router-cache-aware": _summary(1.0, goodput=2.5), "oracle": _summary(0.2, goodput=3.0)})
+    phase = targets.evaluate("priority-mix/closed", [runs])
+    goodput = phase.check("critical goodput / best peer")
+    assert goodput is not None and math.isclose(goodput.value, 4.0 / 2.5) and goodput.met
+    assert phase.failed == 2
+    lines = targets.markdown([phase], repeats=1)
+    row = next(line for line in lines if line.startswith("| priority-mix/closed |"))
+    assert "1.60x met" in row and "| **2** |" in row
+    assert "- failed requests: priority-mix/closed 2" in lines
+
+
+def test_the_priority_workloads_are_those_with_objectives() -> None:
+    with_objectives = {name for name in GENERATORS if make(name, 5.0).objectives}
+    assert with_objectives == set(targets.CRITICAL_WORKLOADS)
+
+
+def test_repeats_give_the_median_ratio_and_its_spread() -> None:
+    repeats = []
+    for seed, ours in ((1, 0.3), (2, 0.5), (3, 0.35)):  # against a peer at 1.0: 0.3, 0.5, 0.35
+        repeats.append(_runs("shared-prefix/closed", {"infergate-default": _summary(ours), "sglang-cache-aware":
+                                                      _summary(1.0), "oracle": _summary(0.4)}, seed=seed))
+    phase = targets.evaluate("shared-prefix/closed", repeats)
+    check = phase.check("TTFT p90 / best peer")
+    assert check is not None and check.ratios == (0.3, 0.5, 0.35)
+    assert math.isclose(check.value, 0.35) and math.isclose(check.spread, 0.5 / 0.3 - 1)
+    assert check.cell() == "0.35x (0.30-0.50x) met"
+    lines = targets.markdown([phase], repeats=3)
+    spread_line = next(line for line in lines if line.startswith("- spread"))
+    # TTFT / peer 67%, TTFT / oracle 67%, tok/s / peer 0%: one of three within 10%
+    assert "within 10%: 1 of 3" in spread_line and "shared-prefix/closed TTFT p90 / best peer 67%" in spread_line
+
+
+def test_the_report_has_the_section_only_when_infergate_default_ran() -> None:
+    runs = _runs("shared-prefix/open", {"infergate-default": _summary(0.3), "sglang-cache-aware": _summary(1.0),
+                                        "oracle": _summary(0.3)})
+    config = PeersConfig(workloads=("shared-prefix",), routers=("infergate-default", "sglang-cache-aware", "oracle"))
+    text = markdown(PeersResult(config, runs, {}, {}))
+    assert "## Issue 16's targets for infergate-default" in text
+    assert text.index("Issue 16's targets") < text.index("## shared-prefix/open")
+    assert "- TTFT p90 / best peer: met on 1 of 1" in text
+    without = markdown(PeersResult(config, [r for r in runs if r.router != "infergate-default"], {}, {}))
+    assert "Issue 16's targets" not in without
+
+
+def _stream(workload: str, scale: float, seed: int = 1, duration: float = 120.0) -> PeersResult:
+    config = PeersConfig(workloads=(workload,), routers=("infergate-default", "sglang-cache-aware", "oracle"),
+                         duration=duration, time_scale=0.25, seed=seed, epp_args=("--no-flow-control",))
+    runs = []
+    for phase in ("open", "closed"):
+        runs += _runs(f"{workload}/{phase}", {"infergate-default": _summary(0.2 * scale),
+                                              "sglang-cache-aware": _summary(0.4 * scale), "oracle": _summary(0.25)})
+    runs.append(RunOutcome(workload, "open", "vllm-router-cache-aware", None, error="RuntimeError: boom"))
+    return PeersResult(config, runs, {"envoy-round-robin": "not asked"}, {workload: f"{workload} traffic"})
+
+
+def test_a_stored_run_reads_back_to_the_same_report() -> None:
+    result = _stream("shared-prefix", 1.0)
+    back = stored.from_details(json.loads(json.dumps(details(result))))
+    assert back.config == result.config
+    assert markdown(back) == markdown(result)
+
+
+def test_streams_merge_into_one_report_and_different_measurements_do_not() -> None:
+    merged = stored.merge([_stream("shared-prefix", 1.0), _stream("bursty", 2.0)])
+    assert merged.config.workloads == ("shared-prefix", "bursty")
+    assert len(merged.runs) == 14 and set(merged.descriptions) == {"shared-prefix", "bursty"}
+    text = markdown(merged)
+    assert "## shared-prefix/open" in text and "## bursty/closed" in text
+    assert text.count("0.50x met") == 4  # each phase of both streams: 0.2s / 0.4s
+    with pytest.raises(stored.StoredRunError, match=re.escape("duration 120.0 vs 60.0")):
+        stored.merge([_stream("shared-prefix", 1.0), _stream("bursty", 1.0, duration=60.0)])
+    with pytest.raises(stored.StoredRunError, match=re.escape("shared-prefix/open infergate-default (seed 1) is in more than")):
+        stored.merge([_stream("shared-prefix", 1.0), _stream("shared-prefix", 1.0)])
+
+
+def test_a_file_that_is_not_a_details_json_is_named_in_the_error(tmp_path: Path) -> None:
+    (tmp_path / "details.json").write_text(json.dumps({"config": {"workloads": []}}))
+    with pytest.raises(stored.StoredRunError, match=re.escape("details.json: not a peer benchmark's details.json")):
+        stored.load(tmp_path)
+    with pytest.raises(stored.StoredRunError, match="not found"):
+        stored.load(tmp_path / "nowhere")
+
+
+def test_peers_report_merges_run_directories_with_their_plots(tmp_path: Path) -> None:
+    a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "merged"
+    write_outputs(_stream("shared-prefix", 1.0), a, plots=[])
+    write_outputs(_stream("bursty", 2.0), b, plots=[])
+    (b / "ttft_cdf_bursty_open.png").write_bytes(b"\x89PNG fake")
+    result = CliRunner().invoke(bench_command, ["peers-report", str(a), str(b), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = (out / "results.md").read_text()
+    assert "## shared-prefix/closed" in text and "## bursty/open" in text
+    assert "![ttft_cdf_bursty_open.png](ttft_cdf_bursty_open.png)" in text
+    assert (out / "ttft_cdf_bursty_open.png").read_bytes() == b"\x89PNG fake"
+    assert set(json.loads((out / "results.json").read_text())) == {
+        "shared-prefix/open", "shared-prefix/closed", "bursty/open", "bursty/closed"}
+    longer = tmp_path / "longer"
+    write_outputs(_stream("lora-mix", 1.0, duration=60.0), longer, plots=[])
+    refused = CliRunner().invoke(bench_command, ["peers-report", str(a), str(longer), "--out", str(tmp_path / "x")])
+    assert refused.exit_code == 1 and "not measured the same way: duration 120.0 vs 60.0" in refused.output
