@@ -10,9 +10,11 @@ GIE v1.0-v1.5 served InferenceObjective and InferenceModelRewrite as
    with another spec exists (refused: exit 6);
 2. ``copy``: each x-k8s object is applied as an llm-d.ai copy (same name, labels, spec; the
    annotation :data:`COPIED_FROM` marks it as the migration's) -- both are served now, and
-   the EPP already prefers the copies. Rewrites first: an EPP reads only llm-d.ai from the
-   moment its CRDs exist, so until the copies land it applies no rewrite (a request for a model
-   name no pod serves then fails) and no objective (a request loses its priority only);
+   the EPP already prefers the copies. Rewrites first: the llm-d router's EPP reads only llm-d.ai
+   from the moment its CRDs exist, so until the copies land it applies no rewrite (a request for a
+   model name no pod serves then fails) and no objective (a request loses its priority only);
+   infergate's EPP keeps the x-k8s objects until the first copy arrives (or for 2 s:
+   ``epp.sources.kubernetes.LATE_CRD_GRACE_S``, below ``switch_grace_s``);
 3. ``verify-copies``: each copy reads back with the original's spec;
 4. ``verify-epp`` (with a probe, :mod:`infergate.migrate.llmd_probe`): first that the EPP reads
    llm-d.ai at all -- it admits requests naming :data:`PROBE_OBJECTIVE`, an InferenceObjective

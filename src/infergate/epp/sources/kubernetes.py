@@ -4,7 +4,8 @@ Three or four :class:`~infergate.kube.watch.ListWatch` tasks on the datastore's 
 InferencePool (by name, in the group given by ``pool_group``), Pods in the namespace,
 InferenceObjectives, InferenceModelRewrites of both groups (x-k8s.io and llm-d.ai; a group
 whose CRD is not installed counts as empty, and ``llm-d.ai`` wins when installed, see
-``epp/rewrite.py``) and, for preview pools, InferenceModels. Each lists, applies the full
+``epp/rewrite.py``; CRDs installed while the EPP runs take over with their first object, or after
+:data:`LATE_CRD_GRACE_S`) and, for preview pools, InferenceModels. Each lists, applies the full
 list, then watches from the list's resourceVersion and resumes from the last seen one; a 410
 Gone relists, other errors back off. Works against any API server, including infergate's
 embedded one.
@@ -39,15 +40,81 @@ from infergate.kube.watch import ListWatch
 log = logging.getLogger(__name__)
 
 
+# how long a newly installed llm-d.ai CRD may stay empty before this EPP reads it alone (below
+# `migrate llm-d`'s 5 s wait-switch, with the 1 s poll of an unserved resource)
+LATE_CRD_GRACE_S = 2.0
+# call fn after delay seconds; False: no timer could be set (then the caller acts at once)
+CallLater = Callable[[float, Callable[[], None]], bool]
+
+
+def _loop_call_later(delay: float, fn: Callable[[], None]) -> bool:
+    try:
+        asyncio.get_running_loop().call_later(delay, fn)
+    except RuntimeError:  # no running loop (a handler driven synchronously)
+        return False
+    return True
+
+
 class KubernetesEventHandler:
     """Applies listed objects and watch events (plain dicts, as on the wire) to a datastore."""
 
-    def __init__(self, datastore: Datastore, pool_name: str, pool_group: str = GA_GROUP) -> None:
+    def __init__(self, datastore: Datastore, pool_name: str, pool_group: str = GA_GROUP, *,
+                 late_crd_grace_s: float = LATE_CRD_GRACE_S, call_later: CallLater | None = None) -> None:
         self.datastore = datastore
         self.pool_name = pool_name
         self.pool_group = pool_group
         self._objectives: dict[str, dict[str, Objective]] = {}  # group -> name -> objective
         self._objectives_served: set[str] = set()
+        self.late_crd_grace_s = late_crd_grace_s
+        self._call_later = call_later or _loop_call_later
+        self._unserved_seen: set[str] = set()  # kinds whose llm-d.ai list answered "not served" once
+        self._pending: dict[str, int] = {}  # kind -> token of its deferred switch to llm-d.ai
+        self._tokens = 0
+
+    # llm-d.ai installed while running ----------------------------------------------------
+    def _llmd_served(self, kind: str, served: bool, has_objects: bool, apply: Callable[[bool], None]) -> None:
+        """Apply whether ``kind``'s llm-d.ai CRD is served. A CRD that appears while this EPP runs
+        (its list answered "not served" before) takes over once it holds an object for the pool, or
+        ``late_crd_grace_s`` after it appeared, whichever comes first: `migrate llm-d --install-crds`
+        copies the objects right after installing the CRDs, and switching in between would apply no
+        rewrite (a request for an alias fails) and no objective for that moment. An EPP that starts
+        with the CRD installed reads llm-d.ai at once, as the llm-d router does."""
+        if not served:
+            self._unserved_seen.add(kind)
+            self._pending.pop(kind, None)
+            apply(False)
+        elif has_objects or kind not in self._unserved_seen:
+            self._switch_to_llmd(kind, apply)
+        elif kind not in self._pending:  # newly installed and still empty: wait for the copies, briefly
+            self._tokens += 1
+            token = self._pending[kind] = self._tokens
+
+            def settle() -> None:
+                if self._pending.get(kind) == token:
+                    self._switch_to_llmd(kind, apply)
+
+            if not self._call_later(self.late_crd_grace_s, settle):
+                settle()
+
+    def _switch_to_llmd(self, kind: str, apply: Callable[[bool], None]) -> None:
+        self._pending.pop(kind, None)
+        self._unserved_seen.discard(kind)  # installed for good: a relist reads llm-d.ai at once
+        apply(True)
+
+    def _settle_llmd(self, kind: str, apply: Callable[[bool], None]) -> None:
+        """An llm-d.ai object arrived: a deferred switch of ``kind`` happens now."""
+        if kind in self._pending:
+            self._switch_to_llmd(kind, apply)
+
+    def _set_objectives_served(self, served: bool) -> None:
+        if served:
+            self._objectives_served.add(LLMD_GROUP)
+        else:
+            self._objectives_served.discard(LLMD_GROUP)
+        self._push_objectives()
+
+    def _set_rewrites_installed(self, installed: bool) -> None:
+        self.datastore.rewrites.set_installed(LLMD_GROUP, installed)
 
     # pool
     def pool_list(self, items: Iterable[Mapping[str, Any]]) -> None:
@@ -100,6 +167,10 @@ class KubernetesEventHandler:
         """A full list of one group's objectives; ``served`` False: its CRD is not installed."""
         found = {o.name: o for o in map(self._objective, items) if o is not None}
         self._objectives[group] = found
+        if group == LLMD_GROUP:
+            self._llmd_served("InferenceObjective", served, bool(found), self._set_objectives_served)
+            self._push_objectives()
+            return
         if served:
             self._objectives_served.add(group)
         else:
@@ -114,6 +185,8 @@ class KubernetesEventHandler:
             of_group.pop(name, None)
         else:
             of_group[name] = objective
+            if group == LLMD_GROUP:
+                self._settle_llmd("InferenceObjective", self._set_objectives_served)
         self._push_objectives()
 
     # InferenceModelRewrites (GA pools; both groups)
@@ -124,8 +197,12 @@ class KubernetesEventHandler:
 
     def rewrite_list(self, group: str, items: Iterable[Mapping[str, Any]], served: bool = True) -> None:
         """A full list of one group's rewrites; ``served`` False: its CRD is not installed."""
-        self.datastore.rewrites.set_installed(group, served)
-        self.datastore.rewrites.replace_group(group, [r for r in map(self._rewrite, items) if r is not None])
+        rewrites = [r for r in map(self._rewrite, items) if r is not None]
+        self.datastore.rewrites.replace_group(group, rewrites)
+        if group == LLMD_GROUP:
+            self._llmd_served("InferenceModelRewrite", served, bool(rewrites), self._set_rewrites_installed)
+        else:
+            self.datastore.rewrites.set_installed(group, served)
 
     def rewrite_event(self, group: str, kind: str, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata", {})
@@ -134,6 +211,8 @@ class KubernetesEventHandler:
             self.datastore.rewrites.delete(group, str(meta.get("namespace", "")), str(meta.get("name", "")))
         else:
             self.datastore.rewrites.upsert(rewrite)
+            if group == LLMD_GROUP:
+                self._settle_llmd("InferenceModelRewrite", self._set_rewrites_installed)
 
     # InferenceModels (preview pools)
     def model_list(self, items: Iterable[Mapping[str, Any]]) -> None:
@@ -171,7 +250,8 @@ class KubernetesSource:
 
     def __init__(self, pool_name: str, namespace: str = "default", pool_group: str = GA_GROUP, *,
                  client: KubeClient | None = None, kubeconfig: str | Path | None = None, watch_timeout: int = 60,
-                 retry_delay: float = 1.0, missing_pool_check: float = 5.0) -> None:
+                 retry_delay: float = 1.0, missing_pool_check: float = 5.0,
+                 late_crd_grace_s: float = LATE_CRD_GRACE_S) -> None:
         if pool_group not in POOL_GROUPS:
             raise SourceError(f"--pool-group: must be one of {', '.join(POOL_GROUPS)}, got {pool_group!r}")
         self.pool_name = pool_name
@@ -182,6 +262,7 @@ class KubernetesSource:
         self.watch_timeout = watch_timeout
         self.retry_delay = retry_delay
         self.missing_pool_check = missing_pool_check  # seconds between "where is my pool?" checks
+        self.late_crd_grace_s = late_crd_grace_s  # KubernetesEventHandler: llm-d.ai CRDs installed while running
         self._watchers: list[ListWatch] = []
 
     @property
@@ -262,7 +343,8 @@ class KubernetesSource:
         owned = self.client is None
         client = self.client or KubeClient(load_config(self.kubeconfig))
         await client.open()
-        handler = KubernetesEventHandler(datastore, self.pool_name, self.pool_group)
+        handler = KubernetesEventHandler(datastore, self.pool_name, self.pool_group,
+                                         late_crd_grace_s=self.late_crd_grace_s)
         self._watchers = self._list_watches(client, handler)
         tasks = [asyncio.create_task(w.run(), name=f"epp-watch-{w.name}") for w in self._watchers]
         tasks.append(asyncio.create_task(self._report_missing_pool(client, datastore), name="epp-missing-pool"))
