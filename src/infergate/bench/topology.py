@@ -55,6 +55,9 @@ class Lane:
     debug_headers: bool = False  # response headers x-epp-destination, x-upstream-host, x-model-name-seen
     bbr_port: int | None = None  # a body-based router (`infergate bbr`) ext_proc ahead of the EPP
     subset_hint: tuple[str, ...] | None = None  # set envoy.lb.subset_hint as a gateway would
+    # the EPP Service's endpoints, each an EPP replica listening on epp_port (active-active: Envoy's
+    # ext_proc cluster spreads the request streams over them, as over an EPP Deployment's pods)
+    epp_hosts: tuple[str, ...] = ("127.0.0.1",)
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -144,7 +147,7 @@ def lane_resources(lane: Lane) -> list[dict[str, Any]]:
          "spec": {"ports": [{"port": lane.epp_port}]}},
         {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
          "metadata": {"name": epp, "namespace": ns, "labels": {"kubernetes.io/service-name": epp}},
-         "addressType": "IPv4", "ports": [{"port": lane.epp_port}], "endpoints": [{"addresses": ["127.0.0.1"]}]},
+         "addressType": "IPv4", "ports": [{"port": lane.epp_port}], "endpoints": [{"addresses": [host]} for host in lane.epp_hosts]},
         *pods,
     ]
 
@@ -333,15 +336,15 @@ class ManagedProcess:
             signal_group(self.process.pid, signal.SIGKILL)
 
 
-async def _wait_ports(process: ManagedProcess, ports: Sequence[int], timeout: float) -> None:
-    """Wait until every port accepts; fail at once (with the log) if the process exits."""
+async def _wait_ports(process: ManagedProcess, ports: Sequence[int], timeout: float, host: str = "127.0.0.1") -> None:
+    """Wait until every port accepts on ``host``; fail at once (with the log) if the process exits."""
     waiting = list(ports)
 
     async def listening() -> bool:
         while waiting:
             if not process.running:
                 raise RuntimeError(f"{process.name} exited before listening on {waiting[0]}{process._log_tail()}")
-            if await async_connect_error("127.0.0.1", waiting[0]) is not None:
+            if await async_connect_error(host, waiting[0]) is not None:
                 return False
             waiting.pop(0)
         return True
@@ -402,13 +405,22 @@ class EPPProcess:
 
     def __init__(self, *, pool_file: Path, workdir: Path, name: str = "epp", config_file: Path | None = None,
                  refresh_metrics_interval: str = "50ms", extra: Sequence[str] = (),
-                 ports: PortPool | None = None) -> None:
-        ports = ports or PortPool()
-        self.grpc_port = ports()
-        self.health_port = ports()
-        self.metrics_port = ports()
+                 ports: PortPool | None = None, host: str = "127.0.0.1",
+                 same_ports_as: EPPProcess | None = None) -> None:
+        """``host``: the loopback address every port listens on; ``same_ports_as``: another
+        replica's EPP whose port numbers this one uses (on its own ``host``, as pods do)."""
+        self.grpc_port: int
+        self.health_port: int
+        self.metrics_port: int
+        if same_ports_as is not None:
+            self.grpc_port, self.health_port = same_ports_as.grpc_port, same_ports_as.health_port
+            self.metrics_port = same_ports_as.metrics_port
+        else:
+            ports = ports or PortPool()
+            self.grpc_port, self.health_port, self.metrics_port = ports(), ports(), ports()
+        self.host = host
         argv = python_argv(
-            "epp", "--pool-name", "pool", "--static-file", str(pool_file), "--host", "127.0.0.1",
+            "epp", "--pool-name", "pool", "--static-file", str(pool_file), "--host", host,
             "--grpc-port", str(self.grpc_port), "--grpc-health-port", str(self.health_port),
             "--metrics-port", str(self.metrics_port), "--refresh-metrics-interval", refresh_metrics_interval,
             *(["--config-file", str(config_file)] if config_file else []), *extra,
@@ -420,7 +432,7 @@ class EPPProcess:
         await self.wait_ready(timeout)
 
     async def wait_ready(self, timeout: float) -> None:
-        await _wait_ports(self.process, [self.metrics_port, self.grpc_port], timeout)
+        await _wait_ports(self.process, [self.metrics_port, self.grpc_port], timeout, host=self.host)
 
     async def stop(self) -> int | None:
         return await self.process.stop()

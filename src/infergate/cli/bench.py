@@ -172,8 +172,12 @@ def _epp_args(text: str) -> tuple[str, ...]:
 @click.option("--epp-args", default="", metavar="FLAGS",
               help="Extra `infergate epp` flags for every infergate router, e.g. "
                    "'--sd-sheddable-max-inflight-per-endpoint 3' (the report states them).")
+@click.option("--epp-replicas", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="EPPs active-active behind every infergate router's Envoy, as an EPP Deployment with that "
+                   "many pods: each scrapes the pool and keeps its own pick-time state; Envoy spreads the "
+                   "requests over them round robin.")
 def peers(workloads: str, routers: str, phases: str, duration: float, replicas: int, time_scale: float, seed: int,
-          repeats: int, as_json: bool, out_dir: Path | None, epp_args: str) -> None:
+          repeats: int, as_json: bool, out_dir: Path | None, epp_args: str, epp_replicas: int) -> None:
     """Compare infergate's EPP profiles with sglang-router, vllm-router, Envoy alone and an oracle.
 
     Every router runs on the same seeded traffic in front of its own fresh simulated pool.
@@ -196,7 +200,7 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
     config = PeersConfig(workloads=pick(workloads, tuple(GENERATORS), "--workloads"),
                          routers=pick(routers, ALL_ROUTERS, "--routers"), phases=pick(phases, PHASES, "--phases"),
                          duration=duration, time_scale=time_scale, replicas=replicas, seed=seed,
-                         epp_args=_epp_args(epp_args), repeats=repeats)
+                         epp_args=_epp_args(epp_args), repeats=repeats, epp_replicas=epp_replicas)
     result = _run_until_stopped(run_peers(config, lambda text: click.echo(text, err=True), checkpoint=(
         None if out_dir is None else lambda partial: report.write_outputs(partial, out_dir))))
     for name, why in result.skipped.items():

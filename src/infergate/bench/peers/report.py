@@ -118,6 +118,9 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         f"- {cfg.duration:g} s of wall time per phase; open loop = the workload's seeded arrivals, closed loop = "
         f"fixed concurrency; {_seeds_text(cfg.seeds)}",
         *([f"- infergate's EPPs ran with `{' '.join(cfg.epp_args)}`"] if cfg.epp_args else []),
+        *([f"- infergate: {cfg.epp_replicas} EPP replicas active-active per router (each scrapes the pool and "
+           "keeps its own pick-time state; Envoy's ext_proc cluster spreads the requests over them round robin)"]
+          if cfg.epp_replicas > 1 else []),
         f"- goodput: requests per model second with TTFT <= {SLO_TTFT_S} s and mean ITL <= {SLO_ITL_S * 1000:g} ms",
         f"- TTFT p90 after warm-up: of the turns sent after the phase's first {WARMUP_FRACTION:.0%} (every router "
         "starts cold, and a closed loop starts all its users at once: its first turns are one cold burst, in "

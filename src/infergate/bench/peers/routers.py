@@ -39,6 +39,7 @@ EPP_PROFILES = ("default", "upstream-v1.0", "prefix-load", "v0.3.0", "random", "
 PEER_ROUTERS = ("sglang-cache-aware", "sglang-round-robin", "vllm-router-cache-aware")
 ENVOY_ROUTERS = ("envoy-round-robin", "envoy-least-request")
 ALL_ROUTERS = (*(f"infergate-{p}" for p in EPP_PROFILES), *PEER_ROUTERS, *ENVOY_ROUTERS, "oracle")
+MAX_EPP_REPLICAS = 8
 PEER_PACKAGES = {"sglang-router": ("sglang-router", "0.3.2"), "vllm-router": ("vllm-router", "0.1.17")}
 
 
@@ -76,12 +77,25 @@ class Router:
             await process.stop()
 
 
+def epp_replica_hosts(replicas: int) -> tuple[str, ...]:
+    """The loopback addresses of ``replicas`` EPP replicas (one per "pod", all on the same ports)."""
+    if not 1 <= replicas <= MAX_EPP_REPLICAS:
+        raise ValueError(f"EPP replicas: {replicas} is not in 1..{MAX_EPP_REPLICAS}")
+    return tuple(f"127.0.0.{i + 1}" for i in range(replicas))
+
+
 class InfergateRouter(Router):
-    def __init__(self, profile: str, envoy_bin: str | None = None, epp_args: Sequence[str] = ()) -> None:
+    """Envoy + the EPP; with ``epp_replicas`` > 1, that many EPPs active-active behind the EPP
+    Service (each on its own loopback address, the same ports), every one scraping the pool and
+    keeping its own pick-time state, Envoy spreading the ext_proc streams over them."""
+
+    def __init__(self, profile: str, envoy_bin: str | None = None, epp_args: Sequence[str] = (),
+                 epp_replicas: int = 1) -> None:
         super().__init__(f"infergate-{profile}")
         self.profile = profile
         self.envoy_bin = envoy_bin
         self.epp_args = tuple(epp_args)
+        self.epp_hosts = epp_replica_hosts(epp_replicas)
 
     async def start(self, ctx: RunContext) -> str:
         from infergate.epp.scheduling.config import preset_text  # the EPP's presets, read at run time
@@ -91,15 +105,21 @@ class InfergateRouter(Router):
         pool = static_pool_file(ctx.workdir / "pool.yaml", pool_name="pool", endpoints=ctx.endpoints,
                                 objectives=ctx.objectives)
         refresh_ms = max(1, round(50 / ctx.time_scale))
-        epp = EPPProcess(pool_file=pool, workdir=ctx.workdir, config_file=config,
-                         refresh_metrics_interval=f"{refresh_ms}ms", ports=ctx.ports,
-                         extra=["--seed", str(ctx.seed), "--metrics-staleness-threshold",
-                                f"{max(0.05, 2.0 / ctx.time_scale):.3f}s", *self.epp_args])
-        epp.process.env = {**os.environ,
-                           "SD_METRICS_STALENESS_THRESHOLD": f"{max(0.05, 0.2 / ctx.time_scale):.3f}s"}
-        self.processes.append(epp.process)
-        await epp.start()
-        lane = Lane(self.name, ctx.ports(), epp.grpc_port, tuple(ctx.endpoints), message_timeout_s=10.0)
+        first: EPPProcess | None = None
+        for i, host in enumerate(self.epp_hosts):
+            epp = EPPProcess(pool_file=pool, workdir=ctx.workdir, config_file=config, name=f"epp-{i}" if i else "epp",
+                             refresh_metrics_interval=f"{refresh_ms}ms", ports=ctx.ports, host=host,
+                             same_ports_as=first,
+                             extra=["--seed", str(ctx.seed + i), "--metrics-staleness-threshold",
+                                    f"{max(0.05, 2.0 / ctx.time_scale):.3f}s", *self.epp_args])
+            epp.process.env = {**os.environ,
+                               "SD_METRICS_STALENESS_THRESHOLD": f"{max(0.05, 0.2 / ctx.time_scale):.3f}s"}
+            self.processes.append(epp.process)
+            await epp.start()
+            first = first or epp
+        assert first is not None
+        lane = Lane(self.name, ctx.ports(), first.grpc_port, tuple(ctx.endpoints), message_timeout_s=10.0,
+                    epp_hosts=self.epp_hosts)
         envoy = EnvoyProcess([lane], workdir=ctx.workdir, envoy_bin=self.envoy_bin, ports=ctx.ports)
         self.processes.append(envoy.process)
         await envoy.start()
@@ -226,10 +246,11 @@ class OracleRouter(Router):
         return f"http://127.0.0.1:{port}"
 
 
-def make_router(name: str, envoy_bin: str | None = None, epp_args: Sequence[str] = ()) -> Router:
-    """``epp_args``: extra ``infergate epp`` flags for an infergate router (ignored by the others)."""
+def make_router(name: str, envoy_bin: str | None = None, epp_args: Sequence[str] = (), epp_replicas: int = 1) -> Router:
+    """``epp_args``, ``epp_replicas``: extra ``infergate epp`` flags and the number of EPPs for an
+    infergate router (ignored by the others)."""
     if name.startswith("infergate-") and name[len("infergate-"):] in EPP_PROFILES:
-        return InfergateRouter(name[len("infergate-"):], envoy_bin, epp_args)
+        return InfergateRouter(name[len("infergate-"):], envoy_bin, epp_args, epp_replicas)
     if name == "envoy-round-robin":
         return EnvoyOnlyRouter("ROUND_ROBIN", envoy_bin)
     if name == "envoy-least-request":

@@ -20,7 +20,8 @@ from infergate.bench.peers.run import PeersConfig, PeersResult, RunOutcome
 from infergate.bench.peers.summary import Summary
 
 # what two runs must share to be one benchmark (workloads and routers may differ)
-SAME_MEASUREMENT: Final = ("duration", "time_scale", "replicas", "seed", "phases", "epp_args", "repeats")
+SAME_MEASUREMENT: Final = ("duration", "time_scale", "replicas", "seed", "phases", "epp_args", "repeats",
+                           "epp_replicas")
 
 
 class StoredRunError(ValueError):
