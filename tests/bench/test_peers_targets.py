@@ -33,7 +33,7 @@ def _runs(key: str, figures: dict[str, Summary], seed: int | None = None) -> lis
 def test_a_met_target_and_a_miss_the_oracle_shares() -> None:
     runs = _runs("shared-prefix/open", {"infergate-default": _summary(0.3), "sglang-cache-aware": _summary(1.0),
                                         "vllm-router-cache-aware": _summary(0.5), "oracle": _summary(0.45)})
-    phase = targets.evaluate("shared-prefix/open", [runs])
+    phase = targets.evaluate("shared-prefix/open", {1: runs})
     vs_peer, vs_oracle = phase.check("TTFT p90 / best peer"), phase.check("TTFT p90 / oracle")
     assert vs_peer is not None and vs_oracle is not None
     assert math.isclose(vs_peer.value, 0.6) and vs_peer.met and vs_peer.why() == ""  # 0.3 / vllm-router's 0.5
@@ -43,7 +43,7 @@ def test_a_met_target_and_a_miss_the_oracle_shares() -> None:
 
     runs = _runs("bursty/open", {"infergate-default": _summary(0.95), "sglang-cache-aware": _summary(1.0),
                                  "vllm-router-cache-aware": _summary(1.2), "oracle": _summary(0.9)})
-    miss = targets.evaluate("bursty/open", [runs]).check("TTFT p90 / best peer")
+    miss = targets.evaluate("bursty/open", {1: runs}).check("TTFT p90 / best peer")
     assert miss is not None and not miss.met
     assert math.isclose(miss.miss, 0.95 / 0.7 - 1)
     assert miss.cell() == "0.95x **missed by 36%**"
@@ -53,7 +53,7 @@ def test_a_met_target_and_a_miss_the_oracle_shares() -> None:
 def test_a_miss_the_oracle_does_not_share_is_the_schedulers() -> None:
     runs = _runs("multi-turn/closed", {"infergate-default": _summary(0.9, tok_s=950), "sglang-cache-aware": _summary(
         1.0, tok_s=1000), "vllm-router-cache-aware": _summary(1.1, tok_s=900), "oracle": _summary(0.5, tok_s=1100)})
-    phase = targets.evaluate("multi-turn/closed", [runs])
+    phase = targets.evaluate("multi-turn/closed", {1: runs})
     ttft, output = phase.check("TTFT p90 / best peer"), phase.check("out tok/s / best peer")
     assert ttft is not None and ttft.why() == "the oracle reaches 0.50x: this is the scheduler's to win"
     assert output is not None and not output.met and math.isclose(output.value, 0.95)  # vs the best by tok/s
@@ -65,7 +65,7 @@ def test_critical_goodput_on_the_priority_workload_and_failed_requests() -> None
     runs = _runs("priority-mix/closed", {
         "infergate-default": _summary(0.2, goodput=4.0, failed=2), "sglang-cache-aware": _summary(1.0, goodput=2.0),
         "vllm-router-cache-aware": _summary(1.0, goodput=2.5), "oracle": _summary(0.2, goodput=3.0)})
-    phase = targets.evaluate("priority-mix/closed", [runs])
+    phase = targets.evaluate("priority-mix/closed", {1: runs})
     goodput = phase.check("critical goodput / best peer")
     assert goodput is not None and math.isclose(goodput.value, 4.0 / 2.5) and goodput.met
     assert phase.failed == 2
@@ -81,9 +81,9 @@ def test_the_priority_workloads_are_those_with_objectives() -> None:
 
 
 def test_repeats_give_the_median_ratio_and_its_spread() -> None:
-    repeats = []
+    repeats = {}
     for seed, ours in ((1, 0.3), (2, 0.5), (3, 0.35)):  # against a peer at 1.0: 0.3, 0.5, 0.35
-        repeats.append(_runs("shared-prefix/closed", {"infergate-default": _summary(ours), "sglang-cache-aware":
+        repeats[seed] = (_runs("shared-prefix/closed", {"infergate-default": _summary(ours), "sglang-cache-aware":
                                                       _summary(1.0), "oracle": _summary(0.4)}, seed=seed))
     phase = targets.evaluate("shared-prefix/closed", repeats)
     check = phase.check("TTFT p90 / best peer")

@@ -43,14 +43,20 @@ def objective(name: str, priority: int, group: str) -> dict[str, object]:
             "spec": {"priority": priority, "poolRef": {"name": "pool"}}}
 
 
-def _running(timers: Timers) -> tuple[KubernetesEventHandler, Datastore]:
-    """An EPP that started before the llm-d.ai CRDs existed, serving x-k8s.io objects."""
+def _started(timers: Timers, *, llmd_served: bool) -> tuple[KubernetesEventHandler, Datastore]:
+    """An EPP's first lists: x-k8s.io objects, and the llm-d.ai CRDs installed or not (empty)."""
     ds = Datastore()
     h = KubernetesEventHandler(ds, "pool", call_later=timers)
     h.rewrite_list(XK8S_GROUP, [obj("alias", [exact("reviewer", "food-review-2")], group=XK8S_GROUP)])
-    h.rewrite_list(LLMD_GROUP, [], served=False)
+    h.rewrite_list(LLMD_GROUP, [], served=llmd_served)
     h.objective_list([objective("crit", 5, XK8S_GROUP)])
-    h.objective_list([], LLMD_GROUP, served=False)
+    h.objective_list([], LLMD_GROUP, served=llmd_served)
+    return h, ds
+
+
+def _running(timers: Timers) -> tuple[KubernetesEventHandler, Datastore]:
+    """An EPP that started before the llm-d.ai CRDs existed, serving x-k8s.io objects."""
+    h, ds = _started(timers, llmd_served=False)
     assert ds.rewrites.pick("reviewer", RNG) == "food-review-2" and timers.pending == []
     return h, ds
 
@@ -105,12 +111,7 @@ def test_crds_removed_within_the_grace_cancel_the_switch() -> None:
 
 def test_an_epp_that_starts_with_the_crds_installed_reads_llmd_at_once() -> None:
     timers = Timers()
-    ds = Datastore()
-    h = KubernetesEventHandler(ds, "pool", call_later=timers)
-    h.rewrite_list(XK8S_GROUP, [obj("alias", [exact("reviewer", "food-review-2")], group=XK8S_GROUP)])
-    h.rewrite_list(LLMD_GROUP, [], served=True)
-    h.objective_list([objective("crit", 5, XK8S_GROUP)])
-    h.objective_list([], LLMD_GROUP, served=True)
+    _, ds = _started(timers, llmd_served=True)
     assert ds.rewrites.pick("reviewer", RNG) is None and _priority(ds, "crit") is None
     assert timers.pending == []
 

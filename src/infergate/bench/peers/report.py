@@ -28,7 +28,8 @@ from typing import Any
 from infergate.bench.peers import targets
 from infergate.bench.peers.run import PeersResult, RunOutcome
 from infergate.bench.peers.summary import JSON_FIELDS, SLO_ITL_S, SLO_TTFT_S, WARMUP_FRACTION, Summary
-from infergate.bench.peers.targets import best_peer
+from infergate.bench.peers.targets import best_peer, per_repeat_ratios
+from infergate.bench.peers.targets import oracle as _oracle
 
 # summed over repeats in the --json object (every other figure is the median over repeats)
 SUMMED_FIELDS = ("requests", "failed", "shed")
@@ -152,7 +153,7 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
                   "the issue's \"two runs give ratios within 10% of each other\" asks for a spread of at most 10%. "
                   "Figures are medians over the repeats (min-max); failed and shed requests are summed. The "
                   "per-repeat tables follow each summary.", ""]
-    lines += targets.markdown([targets.evaluate(key, [r for r in _by_seed(result, runs).values() if r])
+    lines += targets.markdown([targets.evaluate(key, _by_seed(result, runs))
                                for key, runs in _by_key(result).items()], cfg.repeats)
     for key, runs in _by_key(result).items():
         lines += [f"## {key}", ""]
@@ -178,30 +179,6 @@ def _seeds_text(seeds: tuple[int, ...]) -> str:
 def spread(values: list[float]) -> float:
     """max / min - 1 of positive values (NaN for none, or a minimum that is not positive)."""
     return max(values) / min(values) - 1 if values and min(values) > 0 else math.nan
-
-
-def _oracle(runs: list[RunOutcome], _metric: str) -> RunOutcome | None:
-    return next((r for r in runs if r.router == "oracle" and r.summary is not None), None)
-
-
-Reference = Callable[[list[RunOutcome], str], RunOutcome | None]
-
-
-def per_repeat_ratios(by_seed: dict[int, list[RunOutcome]], router: str, metric: str,
-                      reference: Reference = best_peer) -> dict[int, float]:
-    """seed -> the router's ``metric`` over the reference's (the best peer by default, else e.g.
-    the oracle) IN THAT REPEAT; a repeat without the router's or the reference's figure is left
-    out (the caller says so)."""
-    out: dict[int, float] = {}
-    for seed, runs in by_seed.items():
-        run = next((r for r in runs if r.router == router and r.summary is not None), None)
-        ref = reference(runs, metric)
-        if run is None or ref is None or run.summary is None or ref.summary is None:
-            continue
-        a, b = getattr(run.summary, metric), getattr(ref.summary, metric)
-        if b and math.isfinite(a) and math.isfinite(b):
-            out[seed] = a / b
-    return out
 
 
 def _ratio_cell(ratios: list[float], repeats: int) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -121,7 +121,8 @@ def best_peer(runs: list[RunOutcome], metric: str = "ttft_p90") -> RunOutcome | 
     return (max if higher else min)(peers, key=lambda r: getattr(r.summary, metric))
 
 
-def _oracle(runs: list[RunOutcome], _metric: str) -> RunOutcome | None:
+def oracle(runs: list[RunOutcome], _metric: str = "") -> RunOutcome | None:
+    """The oracle's run, if it has numbers (a reference like :func:`best_peer`)."""
     return _ran(runs, ORACLE)
 
 
@@ -129,36 +130,40 @@ def _ran(runs: list[RunOutcome], router: str) -> RunOutcome | None:
     return next((r for r in runs if r.router == router and r.summary is not None), None)
 
 
-def _ratios(repeats: Sequence[list[RunOutcome]], router: str, metric: str, reference: Pick) -> tuple[float, ...]:
-    out = []
-    for runs in repeats:
+def per_repeat_ratios(by_seed: Mapping[int, list[RunOutcome]], router: str, metric: str,
+                      reference: Pick = best_peer) -> dict[int, float]:
+    """seed -> the router's ``metric`` over the reference's (the best peer by default, else e.g.
+    the oracle) IN THAT REPEAT; a repeat without the router's or the reference's figure is left
+    out (the caller says so)."""
+    out: dict[int, float] = {}
+    for seed, runs in by_seed.items():
         run, ref = _ran(runs, router), reference(runs, metric)
         if run is None or ref is None or run.summary is None or ref.summary is None:
             continue
         a, b = getattr(run.summary, metric), getattr(ref.summary, metric)
         if b and math.isfinite(a) and math.isfinite(b):
-            out.append(a / b)
-    return tuple(out)
+            out[seed] = a / b
+    return out
 
 
-def _check(name: str, limit: float, at_most: bool, repeats: Sequence[list[RunOutcome]], metric: str,
+def _check(name: str, limit: float, at_most: bool, by_seed: Mapping[int, list[RunOutcome]], metric: str,
            reference: Pick, subject: str) -> Check:
-    oracle = () if reference is _oracle else _ratios(repeats, ORACLE, metric, reference)
-    return Check(name, limit, at_most, _ratios(repeats, subject, metric, reference), oracle)
+    bound = () if reference is oracle else tuple(per_repeat_ratios(by_seed, ORACLE, metric, reference).values())
+    return Check(name, limit, at_most, tuple(per_repeat_ratios(by_seed, subject, metric, reference).values()), bound)
 
 
-def evaluate(key: str, repeats: Sequence[list[RunOutcome]], subject: str = SUBJECT) -> PhaseTargets:
-    """The targets on one workload/phase; ``repeats``: each repeat's runs (one list without repeats)."""
+def evaluate(key: str, by_seed: Mapping[int, list[RunOutcome]], subject: str = SUBJECT) -> PhaseTargets:
+    """The targets on one workload/phase; ``by_seed``: each repeat's runs by its seed."""
     workload, _, phase = key.partition("/")
-    checks = [_check("TTFT p90 / best peer", TTFT_VS_PEER, True, repeats, "ttft_p90", best_peer, subject),
-              _check("TTFT p90 / oracle", TTFT_VS_ORACLE, True, repeats, "ttft_p90", _oracle, subject)]
+    checks = [_check("TTFT p90 / best peer", TTFT_VS_PEER, True, by_seed, "ttft_p90", best_peer, subject),
+              _check("TTFT p90 / oracle", TTFT_VS_ORACLE, True, by_seed, "ttft_p90", oracle, subject)]
     if phase == "closed":
-        checks.append(_check("out tok/s / best peer", OUTPUT_VS_PEER, False, repeats, "output_tokens_per_s",
+        checks.append(_check("out tok/s / best peer", OUTPUT_VS_PEER, False, by_seed, "output_tokens_per_s",
                              best_peer, subject))
     if workload in CRITICAL_WORKLOADS:
-        checks.append(_check("critical goodput / best peer", CRITICAL_GOODPUT_VS_PEER, False, repeats, "goodput",
+        checks.append(_check("critical goodput / best peer", CRITICAL_GOODPUT_VS_PEER, False, by_seed, "goodput",
                              best_peer, subject))
-    summaries: list[Summary] = [run.summary for runs in repeats if (run := _ran(runs, subject)) and run.summary]
+    summaries: list[Summary] = [run.summary for runs in by_seed.values() if (run := _ran(runs, subject)) and run.summary]
     return PhaseTargets(key, tuple(checks), sum(s.failed for s in summaries), len(summaries))
 
 
