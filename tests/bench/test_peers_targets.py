@@ -61,6 +61,14 @@ def test_a_miss_the_oracle_does_not_share_is_the_schedulers() -> None:
     assert output.why() == "the oracle reaches 1.10x: this is the scheduler's to win"
 
 
+def test_a_ratio_that_rounds_to_the_target_shows_a_third_decimal() -> None:
+    runs = _runs("bursty/closed", {"infergate-default": _summary(1.0, tok_s=990), "sglang-cache-aware": _summary(
+        1.0, tok_s=1000), "oracle": _summary(1.0, tok_s=998)})
+    output = targets.evaluate("bursty/closed", {1: runs}).check("out tok/s / best peer")
+    assert output is not None and output.cell() == "0.99x **missed by 1%**"
+    assert output.why() == "the oracle itself is at 0.998x: no router reaches 1x on this traffic"  # not "1.00x"
+
+
 def test_critical_goodput_on_the_priority_workload_and_failed_requests() -> None:
     runs = _runs("priority-mix/closed", {
         "infergate-default": _summary(0.2, goodput=4.0, failed=2), "sglang-cache-aware": _summary(1.0, goodput=2.0),

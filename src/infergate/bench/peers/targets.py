@@ -86,13 +86,18 @@ class Check:
         oracle = statistics.median(self.oracle_ratios)
         oracle_meets = oracle <= self.limit if self.at_most else oracle >= self.limit
         if oracle_meets:
-            return f"the oracle reaches {oracle:.2f}x: this is the scheduler's to win"
-        return f"the oracle itself is at {oracle:.2f}x: no router reaches {self.limit:g}x on this traffic"
+            return f"the oracle reaches {self._x(oracle)}: this is the scheduler's to win"
+        return f"the oracle itself is at {self._x(oracle)}: no router reaches {self.limit:g}x on this traffic"
+
+    def _x(self, ratio: float) -> str:
+        """``ratio`` as "0.97x"; with a third decimal where two would print the limit itself."""
+        text = f"{ratio:.2f}"
+        return f"{ratio:.3f}x" if text == f"{self.limit:.2f}" and ratio != self.limit else f"{text}x"
 
     def cell(self) -> str:
         if not self.ratios:
             return "-"
-        text = f"{self.value:.2f}x"
+        text = self._x(self.value)
         if len(self.ratios) > 1:
             text += f" ({min(self.ratios):.2f}-{max(self.ratios):.2f}x)"
         if self.met:
