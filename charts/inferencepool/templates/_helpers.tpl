@@ -121,7 +121,7 @@ itself (chartFlags: flag -> the value that sets it). Upstream's Go logging flags
 zap-encoder have no infergate equivalent and are dropped (listed in the install notes).
 */}}
 {{- define "inferencepool.valueFlags" -}}
-v refresh-metrics-interval refresh-prometheus-metrics-interval metrics-staleness-threshold flow-control-max-queued flow-control-max-wait flow-control-placement error-body seed total-queued-requests-metric kv-cache-usage-percentage-metric lora-info-metric model-server-metrics-port model-server-metrics-path model-server-metrics-scheme zap-encoder ha-lease-duration ha-renew-deadline ha-retry-period sd-max-inflight-per-endpoint sd-max-pending-prefill-tokens sd-sheddable-max-inflight-per-endpoint sd-sheddable-max-pending-prefill-tokens sd-sheddable-max-prefill-busy-fraction sd-sheddable-ttft-objective sd-sheddable-itl-objective
+v refresh-metrics-interval refresh-prometheus-metrics-interval metrics-staleness-threshold flow-control-max-queued flow-control-max-wait flow-control-placement error-body seed total-queued-requests-metric kv-cache-usage-percentage-metric lora-info-metric model-server-metrics-port model-server-metrics-path model-server-metrics-scheme zap-encoder ha-lease-duration ha-renew-deadline ha-retry-period sd-max-inflight-per-endpoint sd-max-pending-prefill-tokens sd-sheddable-max-inflight-per-endpoint sd-sheddable-max-pending-prefill-tokens sd-sheddable-max-prefill-busy-fraction sd-sheddable-ttft-objective sd-sheddable-itl-objective pick-sharing-port pick-sharing-peers
 {{- end -}}
 {{- define "inferencepool.boolFlags" -}}
 flow-control health-checking enable-pprof

@@ -172,12 +172,17 @@ def _epp_args(text: str) -> tuple[str, ...]:
 @click.option("--epp-args", default="", metavar="FLAGS",
               help="Extra `infergate epp` flags for every infergate router, e.g. "
                    "'--sd-sheddable-max-inflight-per-endpoint 3' (the report states them).")
+# 8: bench.peers.routers.MAX_EPP_REPLICAS
 @click.option("--epp-replicas", type=click.IntRange(1, 8), default=1, show_default=True,
               help="EPPs active-active behind every infergate router's Envoy, as an EPP Deployment with that "
                    "many pods: each scrapes the pool and keeps its own pick-time state; Envoy spreads the "
                    "requests over them round robin.")
+@click.option("--epp-pick-sharing", is_flag=True,
+              help="With --epp-replicas > 1: the EPPs share their picks' prefix blocks (`infergate epp "
+                   "--pick-sharing-port/--pick-sharing-peers`), so each one's prefix index sees every pick.")
 def peers(workloads: str, routers: str, phases: str, duration: float, replicas: int, time_scale: float, seed: int,
-          repeats: int, as_json: bool, out_dir: Path | None, epp_args: str, epp_replicas: int) -> None:
+          repeats: int, as_json: bool, out_dir: Path | None, epp_args: str, epp_replicas: int,
+          epp_pick_sharing: bool) -> None:
     """Compare infergate's EPP profiles with sglang-router, vllm-router, Envoy alone and an oracle.
 
     Every router runs on the same seeded traffic in front of its own fresh simulated pool.
@@ -197,10 +202,14 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
                                      param_hint=hint)
         return names
 
+    if epp_pick_sharing and epp_replicas < 2:
+        raise click.BadParameter("pick sharing is between EPP replicas: give --epp-replicas 2 or more",
+                                 param_hint="--epp-pick-sharing")
     config = PeersConfig(workloads=pick(workloads, tuple(GENERATORS), "--workloads"),
                          routers=pick(routers, ALL_ROUTERS, "--routers"), phases=pick(phases, PHASES, "--phases"),
                          duration=duration, time_scale=time_scale, replicas=replicas, seed=seed,
-                         epp_args=_epp_args(epp_args), repeats=repeats, epp_replicas=epp_replicas)
+                         epp_args=_epp_args(epp_args), repeats=repeats, epp_replicas=epp_replicas,
+                         epp_pick_sharing=epp_pick_sharing)
     result = _run_until_stopped(run_peers(config, lambda text: click.echo(text, err=True), checkpoint=(
         None if out_dir is None else lambda partial: report.write_outputs(partial, out_dir))))
     for name, why in result.skipped.items():

@@ -139,6 +139,14 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
               help="A leader that could not renew for this long stops leading (shorter than --ha-lease-duration).")
 @click.option("--ha-retry-period", type=DURATION, default="2s", show_default=True,
               help="How often candidates try to take the Lease and the leader renews it.")
+@click.option("--pick-sharing-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="EPP replicas active-active: publish every pick's prefix blocks on this port (ZMQ PUB, on "
+                   "--host) for the other replicas; 0 = off. Without it each replica's prefix index sees only "
+                   "its own picks (docs/epp.md, \"Pick sharing\").")
+@click.option("--pick-sharing-peers", default="", metavar="HOST:PORT,...",
+              help="The other replicas' pick-sharing addresses, comma-separated; a DNS name may stand for several "
+                   "(a headless Service over the EPP's pods: resolved again every 10 s). This EPP's own address "
+                   "may be listed (its own picks are recognised). Needs --pick-sharing-port.")
 @click.option("--seed", type=int, default=None, help="Seed for the scheduler's random choices (reproducible runs).")
 @click.option("--v", "verbosity", type=int, default=2, show_default=True,
               help="Log verbosity: 2 info, 3 verbose, 4 debug, 5 trace.")
@@ -167,6 +175,18 @@ def command(**options: Any) -> None:
                                    "--ha-lease-duration")
     # imported when the command runs, so that `infergate --help` stays light
     from infergate.epp.model_server_protocol import MetricSpecError, parse_metric_spec
+    from infergate.epp.pick_sharing import PickSharingError, parse_peer
+
+    peers = tuple(p.strip() for p in options["pick_sharing_peers"].split(",") if p.strip())
+    try:
+        for peer in peers:
+            parse_peer(peer)
+    except PickSharingError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint="--pick-sharing-peers") from None
+    if peers and not options["pick_sharing_port"]:
+        raise click.UsageError("--pick-sharing-peers needs --pick-sharing-port (the port this EPP publishes its "
+                               "picks on)")
+    options["pick_sharing_peers"] = peers
 
     for flag in ("total_queued_requests_metric", "kv_cache_usage_percentage_metric", "lora_info_metric"):
         if options[flag]:
@@ -186,5 +206,13 @@ def command(**options: Any) -> None:
 
     from infergate.epp.options import EPPOptions
     from infergate.epp.runner import run_epp
+    from infergate.epp.scheduling.framework import ConfigError
 
-    uvloop.run(run_epp(EPPOptions.from_cli(options), ready=lambda text: click.echo(text)))
+    try:
+        uvloop.run(run_epp(EPPOptions.from_cli(options), ready=lambda text: click.echo(text)))
+    except ConfigError as exc:  # raised while building, before anything listens
+        source = ("--config-file " + options["config_file"] if options["config_file"]
+                  else "--config-text" if options["config_text"] else "the preset")
+        raise click.ClickException(f"the scheduling config ({source}): {exc}") from None
+    except PickSharingError as exc:
+        raise click.ClickException(str(exc)) from None

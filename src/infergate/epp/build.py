@@ -19,6 +19,7 @@ from infergate.epp.metrics import EppMetrics
 from infergate.epp.metrics_scraper import MetricsScraper, MetricsStore
 from infergate.epp.model_server_protocol import ModelServerProtocol, protocol_by_name
 from infergate.epp.options import EPPOptions
+from infergate.epp.pick_sharing import PickSharing, PickSharingError, prefix_scorers
 from infergate.epp.saturation import PREFILL_DUTY_SCRAPES, PREFILL_DUTY_TIME_CONSTANT_S, SaturationConfig
 from infergate.epp.scheduling.config import load_config_file, load_config_text, load_preset
 from infergate.epp.scheduling.framework import Scheduler
@@ -116,4 +117,20 @@ def build_epp(options: EPPOptions) -> EppParts:
     metrics = EppMetrics(pool_gauges_interval=options.refresh_prometheus_metrics_interval)
     config = director_config(options, accounts_picks=pick_time_producer(scheduler) is not None)
     director = EppDirector(datastore, scheduler, store, config=config, metrics=metrics)
-    return EppParts(datastore, store, scraper, scheduler, director, metrics, [scraper])
+    background: list[Background] = [scraper]
+    if options.pick_sharing_port or options.pick_sharing_peers:
+        background.append(pick_sharing(options, scheduler, metrics))
+    return EppParts(datastore, store, scraper, scheduler, director, metrics, background)
+
+
+def pick_sharing(options: EPPOptions, scheduler: Scheduler, metrics: EppMetrics) -> PickSharing:
+    """Pick sharing for the config's prefix-cache scorers (``--pick-sharing-port`` / ``-peers``)."""
+    scorers = prefix_scorers(scheduler.plugins)
+    if not scorers:
+        raise PickSharingError("--pick-sharing-port: the scheduling config has no prefix-cache "
+                         "scorer (prefix-cache-scorer or precise-prefix-cache-scorer): there is no index to share")
+    if not options.pick_sharing_port:
+        raise PickSharingError("--pick-sharing-peers needs --pick-sharing-port (the port this EPP publishes its "
+                               "picks on)")
+    return PickSharing(scorers, bind_host=options.host, port=options.pick_sharing_port,
+                       peers=options.pick_sharing_peers, registry=metrics.registry)

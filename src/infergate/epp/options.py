@@ -76,6 +76,10 @@ class EPPOptions:
     flow_control_max_queued: int = 1024
     flow_control_max_wait: float = 30.0
     flow_control_placement: str = "scheduler"  # scheduler | headroom (FlowControlConfig.placement)
+    # pick sharing between EPP replicas active-active (epp/pick_sharing.py): publish this EPP's picks on
+    # this port (0 = off) and apply the picks of the peers (HOST:PORT; a DNS name may stand for several)
+    pick_sharing_port: int = 0
+    pick_sharing_peers: tuple[str, ...] = ()
     # high availability: leader election on the pool's Lease (only the leader is ready)
     ha_enable_leader_election: bool = False
     ha_lease_duration: float = 15.0  # controller-runtime's defaults, as upstream's EPP

@@ -120,7 +120,9 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         f"fixed concurrency; {_seeds_text(cfg.seeds)}",
         *([f"- infergate's EPPs ran with `{' '.join(cfg.epp_args)}`"] if cfg.epp_args else []),
         *([f"- infergate: {cfg.epp_replicas} EPP replicas active-active per router (each scrapes the pool and "
-           "keeps its own pick-time state; Envoy's ext_proc cluster spreads the requests over them round robin)"]
+           "keeps its own pick-time state; Envoy's ext_proc cluster spreads the requests over them round robin)"
+           + ("; they share their picks' prefix blocks (pick sharing)" if cfg.epp_pick_sharing else
+              "; no pick sharing: each replica's prefix index sees only its own picks")]
           if cfg.epp_replicas > 1 else []),
         f"- goodput: requests per model second with TTFT <= {SLO_TTFT_S} s and mean ITL <= {SLO_ITL_S * 1000:g} ms",
         f"- TTFT p90 after warm-up: of the turns sent after the phase's first {WARMUP_FRACTION:.0%} (every router "

@@ -90,12 +90,13 @@ class InfergateRouter(Router):
     keeping its own pick-time state, Envoy spreading the ext_proc streams over them."""
 
     def __init__(self, profile: str, envoy_bin: str | None = None, epp_args: Sequence[str] = (),
-                 epp_replicas: int = 1) -> None:
+                 epp_replicas: int = 1, pick_sharing: bool = False) -> None:
         super().__init__(f"infergate-{profile}")
         self.profile = profile
         self.envoy_bin = envoy_bin
         self.epp_args = tuple(epp_args)
         self.epp_hosts = epp_replica_hosts(epp_replicas)
+        self.pick_sharing = pick_sharing  # the replicas share their picks' prefix blocks (epp.pick_sharing)
 
     async def start(self, ctx: RunContext) -> str:
         from infergate.epp.scheduling.config import preset_text  # the EPP's presets, read at run time
@@ -105,13 +106,18 @@ class InfergateRouter(Router):
         pool = static_pool_file(ctx.workdir / "pool.yaml", pool_name="pool", endpoints=ctx.endpoints,
                                 objectives=ctx.objectives)
         refresh_ms = max(1, round(50 / ctx.time_scale))
+        sharing: list[str] = []
+        if self.pick_sharing:
+            port = ctx.ports()
+            sharing = ["--pick-sharing-port", str(port),
+                       "--pick-sharing-peers", ",".join(f"{host}:{port}" for host in self.epp_hosts)]
         first: EPPProcess | None = None
         for i, host in enumerate(self.epp_hosts):
             epp = EPPProcess(pool_file=pool, workdir=ctx.workdir, config_file=config, name=f"epp-{i}" if i else "epp",
                              refresh_metrics_interval=f"{refresh_ms}ms", ports=ctx.ports, host=host,
                              same_ports_as=first,
                              extra=["--seed", str(ctx.seed + i), "--metrics-staleness-threshold",
-                                    f"{max(0.05, 2.0 / ctx.time_scale):.3f}s", *self.epp_args])
+                                    f"{max(0.05, 2.0 / ctx.time_scale):.3f}s", *sharing, *self.epp_args])
             epp.process.env = {**os.environ,
                                "SD_METRICS_STALENESS_THRESHOLD": f"{max(0.05, 0.2 / ctx.time_scale):.3f}s"}
             self.processes.append(epp.process)
@@ -246,11 +252,12 @@ class OracleRouter(Router):
         return f"http://127.0.0.1:{port}"
 
 
-def make_router(name: str, envoy_bin: str | None = None, epp_args: Sequence[str] = (), epp_replicas: int = 1) -> Router:
-    """``epp_args``, ``epp_replicas``: extra ``infergate epp`` flags and the number of EPPs for an
-    infergate router (ignored by the others)."""
+def make_router(name: str, envoy_bin: str | None = None, epp_args: Sequence[str] = (), epp_replicas: int = 1,
+                pick_sharing: bool = False) -> Router:
+    """``epp_args``, ``epp_replicas``, ``pick_sharing``: extra ``infergate epp`` flags, the number of
+    EPPs and whether they share their picks, for an infergate router (ignored by the others)."""
     if name.startswith("infergate-") and name[len("infergate-"):] in EPP_PROFILES:
-        return InfergateRouter(name[len("infergate-"):], envoy_bin, epp_args, epp_replicas)
+        return InfergateRouter(name[len("infergate-"):], envoy_bin, epp_args, epp_replicas, pick_sharing)
     if name == "envoy-round-robin":
         return EnvoyOnlyRouter("ROUND_ROBIN", envoy_bin)
     if name == "envoy-least-request":

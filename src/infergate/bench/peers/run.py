@@ -45,6 +45,7 @@ class PeersConfig:
     epp_args: tuple[str, ...] = ()  # extra `infergate epp` flags for every infergate router
     repeats: int = 1  # each workload/phase measured this many times, repeat i with seed + i
     epp_replicas: int = 1  # EPPs active-active behind each infergate router's Envoy
+    epp_pick_sharing: bool = False  # ... sharing their picks' prefix blocks (--pick-sharing-port/-peers)
 
     def __post_init__(self) -> None:
         if not 1 <= self.repeats <= MAX_REPEATS:
@@ -179,7 +180,8 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
     run_dir = run_dir / router_name
     run_dir.mkdir(parents=True, exist_ok=True)
     sims: list[SimReplicas] = []
-    router = make_router(router_name, config.envoy_bin, config.epp_args, config.epp_replicas)
+    router = make_router(router_name, config.envoy_bin, config.epp_args, config.epp_replicas,
+                         config.epp_pick_sharing)
     try:  # the finally stops what started, also on SIGTERM/Ctrl-C (the cancellation of the run)
         endpoints = await _start_pool(workload, run_dir, ports, config.time_scale, config.seed, sims)
         ctx = RunContext(endpoints, run_dir, ports, config.time_scale, config.seed, workload.objectives)

@@ -21,7 +21,7 @@ from infergate.bench.peers.summary import Summary
 
 # what two runs must share to be one benchmark (workloads and routers may differ)
 SAME_MEASUREMENT: Final = ("duration", "time_scale", "replicas", "seed", "phases", "epp_args", "repeats",
-                           "epp_replicas")
+                           "epp_replicas", "epp_pick_sharing")
 
 
 class StoredRunError(ValueError):

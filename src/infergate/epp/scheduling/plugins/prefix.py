@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import chain, takewhile
 from typing import Any
 
@@ -167,6 +167,8 @@ class PrefixCacheScorer(Plugin):
         # the last scheduled request's match on the chosen server (upstream's RecordPrefixCacheMatch)
         self.last_hit_ratio = 0.0
         self.last_hit_bytes = 0
+        # told of every pick added to the index (hashes, endpoint): epp.pick_sharing publishes it
+        self.on_indexed: Callable[[list[int], str], None] | None = None
 
     @classmethod
     def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> PrefixCacheScorer:
@@ -210,3 +212,5 @@ class PrefixCacheScorer(Plugin):
             self.last_hit_ratio = hit / len(hashes)
             self.last_hit_bytes = hit * self.block_size
             self.indexer.add(hashes, target)
+            if self.on_indexed is not None:
+                self.on_indexed(hashes, target)

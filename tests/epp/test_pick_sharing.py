@@ -1,0 +1,189 @@
+"""Pick sharing between EPP replicas active-active (epp/pick_sharing.py): the wire format and its
+bounds, applying a peer's pick to the prefix index, the hook in prefix-cache-scorer, peers that
+resolve to changing addresses, and two replicas' indexes converging over real ZMQ sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgpack
+import pytest
+from prometheus_client import CollectorRegistry
+
+from infergate.epp.build import build_epp
+from infergate.epp.datastore import Endpoint
+from infergate.epp.options import EPPOptions
+from infergate.epp.pick_sharing import (
+    MAX_HASHES,
+    TOPIC,
+    Pick,
+    PickSharing,
+    PickSharingError,
+    decode,
+    encode,
+    parse_peer,
+)
+from infergate.epp.scheduling.framework import (
+    Candidate,
+    CycleState,
+    ProfileResult,
+    SchedulingRequest,
+    SchedulingResult,
+)
+from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
+from infergate.util.net import free_port
+
+PROMPT = "You are a careful reviewer of restaurant food; answer briefly and kindly. " * 20
+
+
+def _pick(**changes: Any) -> Pick:
+    fields: dict[str, Any] = {"sender": b"peer-one", "plugin": "prefix-cache-scorer", "block_size": 64,
+                              "endpoint": "10.0.0.2:8000", "hashes": [11, 22, 33]}
+    return Pick(**{**fields, **changes})
+
+
+def test_a_pick_round_trips_and_malformed_messages_are_refused() -> None:
+    pick = _pick()
+    assert decode(encode(pick)) == pick
+    body = encode(pick)[1]
+    assert decode([b"other.topic", body]) is None
+    assert decode([TOPIC]) is None
+    assert decode([TOPIC, b"\xc1not msgpack"]) is None
+    for bad in ([b"s", "p", 64, "e"], [b"s", "p", 64, "e", [1, True]], [b"s", "p", 0, "e", [1]],
+                [b"s", 7, 64, "e", [1]], [b"s", "p", 64, "e" * 300, [1]], [b"s", "p", 64, "e", [1.5]],
+                {"sender": b"s"}):
+        assert decode([TOPIC, msgpack.packb(bad)]) is None, bad
+    assert decode(encode(_pick(hashes=list(range(MAX_HASHES))))) is not None
+    assert decode(encode(_pick(hashes=list(range(MAX_HASHES + 1))))) is None
+
+
+def test_peer_entries_are_host_and_port() -> None:
+    assert parse_peer("epp-peers.ns.svc:5559") == ("epp-peers.ns.svc", 5559)
+    assert parse_peer("[::1]:5559") == ("::1", 5559)
+    for bad in ("no-port", ":5559", "host:0", "host:99999", "host:port"):
+        with pytest.raises(PickSharingError, match="is not HOST:PORT"):
+            parse_peer(bad)
+
+
+def _sharing(scorer: PrefixCacheScorer, **kwargs: Any) -> PickSharing:
+    return PickSharing({"prefix-cache-scorer": scorer}, bind_host="127.0.0.1", port=free_port(),
+                       registry=CollectorRegistry(), **kwargs)
+
+
+def test_a_peers_pick_is_added_to_the_index_and_others_are_counted_apart() -> None:
+    scorer = PrefixCacheScorer("prefix-cache-scorer")
+    sharing = _sharing(scorer)
+    assert sharing.apply(encode(_pick(block_size=scorer.block_size))) == "applied"
+    assert scorer.indexer.match_longest_prefix([11, 22, 33, 44]) == {"10.0.0.2:8000": 3}
+    assert sharing.apply(encode(_pick(sender=sharing.sender, endpoint="10.0.0.9:8000"))) == "own"
+    assert sharing.apply(encode(_pick(plugin="other", endpoint="10.0.0.9:8000"))) == "mismatch"
+    assert sharing.apply(encode(_pick(block_size=scorer.block_size * 2, endpoint="10.0.0.9:8000"))) == "mismatch"
+    assert sharing.apply([TOPIC, b"junk"]) == "malformed"
+    assert scorer.indexer.match_longest_prefix([11]) == {"10.0.0.2:8000": 1}  # none of the others applied
+    assert sharing.received.labels("applied")._value.get() == 1
+    assert sharing.received.labels("mismatch")._value.get() == 2
+
+
+def test_prefix_cache_scorer_tells_its_hook_what_it_indexed() -> None:
+    scorer = PrefixCacheScorer("prefix-cache-scorer")
+    told: list[tuple[list[int], str]] = []
+    scorer.on_indexed = lambda hashes, endpoint: told.append((hashes, endpoint))
+    target = Candidate(Endpoint("pod-1", "10.0.0.5", 8000))
+    request = SchedulingRequest("r", "m", PROMPT, {}, {"model": "m", "prompt": PROMPT})
+    scorer.pre_request(CycleState(), request, SchedulingResult({"default": ProfileResult([target])}, "default"))
+    [(hashes, endpoint)] = told
+    assert endpoint == "10.0.0.5:8000" and len(hashes) > 10
+    assert scorer.indexer.match_longest_prefix(hashes) == {endpoint: len(hashes)}
+
+
+async def test_peers_are_resolved_again_and_followed() -> None:
+    answers = {"epp-peers": ["127.0.0.1"]}
+
+    async def resolver(host: str, port: int) -> list[str]:
+        if host not in answers:
+            raise OSError("no such host")
+        return answers[host]
+
+    sharing = _sharing(PrefixCacheScorer("prefix-cache-scorer"), peers=["epp-peers:5601", "later:5602"],
+                       resolver=resolver, resolve_interval_s=3600)
+    await sharing.start()
+    try:
+        assert sharing.connected == {"tcp://127.0.0.1:5601"}  # "later" does not resolve yet
+        answers["epp-peers"] = ["127.0.0.2", "127.0.0.3"]  # a pod replaced, one added
+        answers["later"] = ["127.0.0.4"]
+        await sharing.refresh_peers()
+        assert sharing.connected == {"tcp://127.0.0.2:5601", "tcp://127.0.0.3:5601", "tcp://127.0.0.4:5602"}
+        del answers["epp-peers"]  # DNS trouble: keep the last addresses
+        await sharing.refresh_peers()
+        assert "tcp://127.0.0.2:5601" in sharing.connected
+    finally:
+        await sharing.stop()
+
+
+async def test_two_replicas_learn_each_others_picks_over_zmq() -> None:
+    port_a, port_b = free_port(), free_port()
+    peers = (f"127.0.0.1:{port_a}", f"127.0.0.1:{port_b}")  # the same list for both, own address included
+    replicas = [build_epp(EPPOptions("pool", host="127.0.0.1", pick_sharing_port=port, pick_sharing_peers=peers))
+                for port in (port_a, port_b)]
+    sharing = [next(b for b in parts.background if isinstance(b, PickSharing)) for parts in replicas]
+    scorers = [s.scorers["prefix-cache-scorer"] for s in sharing]
+    for s in sharing:
+        await s.start()
+    try:
+        request = SchedulingRequest("r", "m", PROMPT, {}, {"model": "m", "prompt": PROMPT})
+        target = Candidate(Endpoint("pod-3", "10.0.0.3", 8000))
+        state = CycleState()
+        hashes, _ = scorers[0].match(state, request)
+        # ZMQ subscriptions take a moment to reach the publisher ("slow joiner"): repeat the pick, bounded
+        for _ in range(200):
+            scorers[0].pre_request(state, request, SchedulingResult({"default": ProfileResult([target])}, "default"))
+            await asyncio.sleep(0.01)
+            if scorers[1].indexer.match_longest_prefix(hashes):
+                break
+        assert scorers[1].indexer.match_longest_prefix(hashes) == {"10.0.0.3:8000": len(hashes)}
+        assert sharing[1].received.labels("applied")._value.get() >= 1
+        assert sharing[0].received.labels("own")._value.get() >= 1  # its own address is in the list
+        assert sharing[0].received.labels("applied")._value.get() == 0  # nothing came from the other way
+    finally:
+        for s in sharing:
+            await s.stop()
+    assert scorers[0].on_indexed is None  # unhooked on stop
+
+
+def test_pick_sharing_needs_a_prefix_index_and_a_port() -> None:
+    no_prefix = ("apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n"
+                 "- type: queue-scorer\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: queue-scorer\n")
+    with pytest.raises(PickSharingError, match="no prefix-cache scorer"):
+        build_epp(EPPOptions("pool", config_text=no_prefix, pick_sharing_port=free_port()))
+    with pytest.raises(PickSharingError, match="needs --pick-sharing-port"):
+        build_epp(EPPOptions("pool", pick_sharing_peers=("127.0.0.1:5600",)))
+    assert not any(isinstance(b, PickSharing) for b in build_epp(EPPOptions("pool")).background)  # off by default
+
+
+def test_the_cli_refuses_bad_pick_sharing_flags_and_names_a_bad_config(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from infergate.cli.epp import command as epp_command
+
+    pool = tmp_path / "pool.yaml"
+    pool.write_text("pool: {name: pool, targetPorts: [8000]}\nendpoints: []\n")
+
+    def run(*args: str) -> Any:  # each fails before the EPP serves (else it would run until a signal)
+        return CliRunner().invoke(epp_command, ["--pool-name", "pool", "--static-file", str(pool),
+                                                "--host", "127.0.0.1", "--grpc-port", "0", "--grpc-health-port", "0",
+                                                "--metrics-port", "0", *args])
+
+    bad = run("--pick-sharing-peers", "epp-peers")
+    assert bad.exit_code == 2 and "Invalid value for --pick-sharing-peers: 'epp-peers' is not HOST:PORT" in bad.output
+    alone = run("--pick-sharing-peers", "epp-peers:9004")
+    assert alone.exit_code == 2 and "--pick-sharing-peers needs --pick-sharing-port" in alone.output
+    # a config error surfaces as a one-line error naming its source, not a traceback (before: a traceback)
+    config = run("--config-text", "kind: Nope")
+    assert config.exit_code == 1, config.output
+    assert "Error: the scheduling config (--config-text): apiVersion: must be" in config.output
+    queue_only = ("apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n"
+                  "- type: queue-scorer\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: queue-scorer\n")
+    no_index = run("--pick-sharing-port", str(free_port()), "--config-text", queue_only)
+    assert no_index.exit_code == 1 and "Error: --pick-sharing-port: the scheduling config has no prefix-cache scorer" \
+        in no_index.output, no_index.output
