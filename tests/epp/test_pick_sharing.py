@@ -39,7 +39,7 @@ PROMPT = "You are a careful reviewer of restaurant food; answer briefly and kind
 
 def _pick(**changes: Any) -> Pick:
     fields: dict[str, Any] = {"sender": b"peer-one", "plugin": "prefix-cache-scorer", "block_size": 64,
-                              "endpoint": "10.0.0.2:8000", "hashes": [11, 22, 33]}
+                              "endpoint": "10.0.0.2:8000", "hashes": [11, 22, 33], "prompt_chars": 4000}
     return Pick(**{**fields, **changes})
 
 
@@ -50,9 +50,10 @@ def test_a_pick_round_trips_and_malformed_messages_are_refused() -> None:
     assert decode([b"other.topic", body]) is None
     assert decode([TOPIC]) is None
     assert decode([TOPIC, b"\xc1not msgpack"]) is None
-    for bad in ([b"s", "p", 64, "e"], [b"s", "p", 64, "e", [1, True]], [b"s", "p", 0, "e", [1]],
-                [b"s", 7, 64, "e", [1]], [b"s", "p", 64, "e" * 300, [1]], [b"s", "p", 64, "e", [1.5]],
-                {"sender": b"s"}):
+    assert decode([TOPIC, msgpack.packb([b"s", "p", 64, "e", [1], 10])]) == Pick(b"s", "p", 64, "e", [1], 10)
+    for bad in ([b"s", "p", 64, "e", [1]], [b"s", "p", 64, "e", [1, True], 10], [b"s", "p", 0, "e", [1], 10],
+                [b"s", 7, 64, "e", [1], 10], [b"s", "p", 64, "e" * 300, [1], 10], [b"s", "p", 64, "e", [1.5], 10],
+                [b"s", "p", 64, "e", [1], -1], [b"s", "p", 64, "e", [1], "10"], {"sender": b"s"}):
         assert decode([TOPIC, msgpack.packb(bad)]) is None, bad
     assert decode(encode(_pick(hashes=list(range(MAX_HASHES))))) is not None
     assert decode(encode(_pick(hashes=list(range(MAX_HASHES + 1))))) is None
@@ -87,13 +88,13 @@ def test_a_peers_pick_is_added_to_the_index_and_others_are_counted_apart() -> No
 
 def test_prefix_cache_scorer_tells_its_hook_what_it_indexed() -> None:
     scorer = PrefixCacheScorer("prefix-cache-scorer")
-    told: list[tuple[list[int], str]] = []
-    scorer.on_indexed = lambda hashes, endpoint: told.append((hashes, endpoint))
+    told: list[tuple[list[int], str, int]] = []
+    scorer.on_indexed = lambda hashes, endpoint, chars: told.append((hashes, endpoint, chars))
     target = Candidate(Endpoint("pod-1", "10.0.0.5", 8000))
     request = SchedulingRequest("r", "m", PROMPT, {}, {"model": "m", "prompt": PROMPT})
     scorer.pre_request(CycleState(), request, SchedulingResult({"default": ProfileResult([target])}, "default"))
-    [(hashes, endpoint)] = told
-    assert endpoint == "10.0.0.5:8000" and len(hashes) > 10
+    [(hashes, endpoint, chars)] = told
+    assert endpoint == "10.0.0.5:8000" and len(hashes) > 10 and chars == len(PROMPT)
     assert scorer.indexer.match_longest_prefix(hashes) == {endpoint: len(hashes)}
 
 
@@ -187,3 +188,32 @@ def test_the_cli_refuses_bad_pick_sharing_flags_and_names_a_bad_config(tmp_path:
     no_index = run("--pick-sharing-port", str(free_port()), "--config-text", queue_only)
     assert no_index.exit_code == 1 and "Error: --pick-sharing-port: the scheduling config has no prefix-cache scorer" \
         in no_index.output, no_index.output
+
+
+def test_a_peers_pick_counts_as_load_until_a_scrape_shows_it() -> None:
+    """Two replicas picking at the same moment (a closed loop's cold burst) see each other's picks
+    as load at once, not a scrape interval later; a scrape taken after the pick shows it instead."""
+    from infergate.epp.metrics_scraper import EndpointMetrics
+    from infergate.epp.scheduling.plugins.inflight import pick_time_producer
+
+    parts = build_epp(EPPOptions("pool", host="127.0.0.1", pick_sharing_port=free_port()))
+    sharing = next(b for b in parts.background if isinstance(b, PickSharing))
+    producer = pick_time_producer(parts.scheduler)
+    assert producer is not None and sharing.producers == {"prefix-cache-scorer": producer}
+    scorer = sharing.scorers["prefix-cache-scorer"]
+    request = SchedulingRequest("r", "m", PROMPT, {}, {"model": "m", "prompt": PROMPT})
+    hashes, _ = scorer.match(CycleState(), request)
+    endpoint = "10.0.0.7:8000"
+    scraped = EndpointMetrics(update_time=producer.load.clock() - 0.01)  # an idle endpoint, just before
+    assert producer.load.view(endpoint, 0, scraped) == (0, 0.0)
+    tokens = round(len(PROMPT) / producer.chars_per_token)
+    assert sharing.apply(encode(_pick(block_size=scorer.block_size, endpoint=endpoint, hashes=hashes,
+                                      prompt_chars=len(PROMPT)))) == "applied"
+    assert producer.load.view(endpoint, 0, scraped) == (1, float(tokens))  # one request, all of it uncached
+    # the same prompt again: the endpoint now holds it (the index learned the first pick)
+    sharing.apply(encode(_pick(block_size=scorer.block_size, endpoint=endpoint, hashes=hashes,
+                               prompt_chars=len(PROMPT))))
+    requests, pending = producer.load.view(endpoint, 0, scraped)
+    assert requests == 2 and tokens < pending < tokens + 0.1 * tokens  # the second: only its last partial block
+    later = EndpointMetrics(running=2, update_time=producer.load.clock())  # a scrape that shows them
+    assert producer.load.view(endpoint, 0, later) == (2, 0.0)  # counted once, as the scrape's

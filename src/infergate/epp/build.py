@@ -19,7 +19,7 @@ from infergate.epp.metrics import EppMetrics
 from infergate.epp.metrics_scraper import MetricsScraper, MetricsStore
 from infergate.epp.model_server_protocol import ModelServerProtocol, protocol_by_name
 from infergate.epp.options import EPPOptions
-from infergate.epp.pick_sharing import PickSharing, PickSharingError, prefix_scorers
+from infergate.epp.pick_sharing import PickSharing, PickSharingError, load_producers, prefix_scorers
 from infergate.epp.saturation import PREFILL_DUTY_SCRAPES, PREFILL_DUTY_TIME_CONSTANT_S, SaturationConfig
 from infergate.epp.scheduling.config import load_config_file, load_config_text, load_preset
 from infergate.epp.scheduling.framework import Scheduler
@@ -133,4 +133,5 @@ def pick_sharing(options: EPPOptions, scheduler: Scheduler, metrics: EppMetrics)
         raise PickSharingError("--pick-sharing-peers needs --pick-sharing-port (the port this EPP publishes its "
                                "picks on)")
     return PickSharing(scorers, bind_host=options.host, port=options.pick_sharing_port,
-                       peers=options.pick_sharing_peers, registry=metrics.registry)
+                       peers=options.pick_sharing_peers, registry=metrics.registry,
+                       producers=load_producers(scheduler.plugins, scorers))

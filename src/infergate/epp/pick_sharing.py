@@ -8,15 +8,18 @@ prefix that another one placed to an endpoint that does not hold it: measured wi
 
 With pick sharing each replica publishes every pick's block hashes on a ZMQ PUB socket
 (``--pick-sharing-port``), subscribes to the other replicas (``--pick-sharing-peers``), and adds
-their picks to its own index as if it had made them. Only the prefix index is shared: each
-replica's pick-time load (requests in flight) stays its own, reconciled with the scrapes as before.
+their picks to its own index as if it had made them. The pick also counts as load on that
+endpoint (``InflightLoad.note_peer_pick``: a request, and its prompt's part the endpoint does not
+hold as pending prefill) until a scrape taken after it shows it: replicas that pick at the same
+moment (a closed loop's cold burst) see each other within a millisecond instead of a scrape
+interval.
 
 Wire: two frames, the topic :data:`TOPIC` and a msgpack array
-``[sender, plugin, block_size, endpoint, hashes]``: the sending process's random id (its own
-messages are ignored, so every replica can be given the same peer list), the prefix plugin's name
-in the EndpointPickerConfig, its hash block size (a message for another block size or an unknown
-plugin is dropped: replicas must run the same config), the endpoint ``ip:port`` and the block
-hashes (64-bit integers, at most :data:`MAX_HASHES`). ZMQ's PUB socket drops messages for a slow
+``[sender, plugin, block_size, endpoint, hashes, prompt_chars]``: the sending process's random id
+(its own messages are ignored, so every replica can be given the same peer list), the prefix
+plugin's name in the EndpointPickerConfig, its hash block size (a message for another block size
+or an unknown plugin is dropped: replicas must run the same config), the endpoint ``ip:port``, the
+block hashes (64-bit integers, at most :data:`MAX_HASHES`) and the prompt's length in characters. ZMQ's PUB socket drops messages for a slow
 subscriber (high-water mark) and a peer that is down; a lost message costs one pick's affinity,
 nothing else.
 
@@ -41,6 +44,7 @@ import zmq
 import zmq.asyncio
 from prometheus_client import CollectorRegistry, Counter
 
+from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer
 from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,7 @@ log = logging.getLogger(__name__)
 TOPIC: Final = b"infergate.picks.v1"
 MAX_HASHES: Final = 4096  # a message with more is dropped (a scorer matches at most 256 blocks by default)
 MAX_TEXT: Final = 256  # plugin names and endpoints longer than this are dropped
+MAX_PROMPT_CHARS: Final = 1 << 31
 RESOLVE_INTERVAL_S: Final = 10.0
 SEND_HWM: Final = 10_000  # messages queued per subscriber before PUB drops
 
@@ -62,10 +67,12 @@ class Pick:
     block_size: int
     endpoint: str
     hashes: list[int]
+    prompt_chars: int = 0
 
 
 def encode(pick: Pick) -> list[bytes]:
-    return [TOPIC, msgpack.packb([pick.sender, pick.plugin, pick.block_size, pick.endpoint, pick.hashes])]
+    return [TOPIC, msgpack.packb([pick.sender, pick.plugin, pick.block_size, pick.endpoint, pick.hashes,
+                                  pick.prompt_chars])]
 
 
 def decode(frames: Sequence[bytes]) -> Pick | None:
@@ -76,17 +83,18 @@ def decode(frames: Sequence[bytes]) -> Pick | None:
         data = msgpack.unpackb(frames[1], raw=False, strict_map_key=True)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
         return None
-    if not isinstance(data, list) or len(data) != 5:
+    if not isinstance(data, list) or len(data) != 6:
         return None
-    sender, plugin, block_size, endpoint, hashes = data
+    sender, plugin, block_size, endpoint, hashes, prompt_chars = data
     if not (isinstance(sender, bytes) and isinstance(plugin, str) and isinstance(endpoint, str)
-            and isinstance(block_size, int) and isinstance(hashes, list)):
+            and isinstance(block_size, int) and isinstance(hashes, list) and isinstance(prompt_chars, int)):
         return None
-    if len(plugin) > MAX_TEXT or len(endpoint) > MAX_TEXT or len(hashes) > MAX_HASHES or block_size <= 0:
+    if len(plugin) > MAX_TEXT or len(endpoint) > MAX_TEXT or len(hashes) > MAX_HASHES or block_size <= 0 \
+            or not 0 <= prompt_chars <= MAX_PROMPT_CHARS:
         return None
     if not all(isinstance(h, int) and not isinstance(h, bool) for h in hashes):
         return None
-    return Pick(sender, plugin, block_size, endpoint, hashes)
+    return Pick(sender, plugin, block_size, endpoint, hashes, prompt_chars)
 
 
 def parse_peer(entry: str) -> tuple[str, int]:
@@ -113,8 +121,12 @@ class PickSharing:
 
     def __init__(self, scorers: Mapping[str, PrefixCacheScorer], *, bind_host: str, port: int,
                  peers: Iterable[str] = (), registry: CollectorRegistry | None = None,
-                 resolver: Callable[[str, int], Any] = resolve, resolve_interval_s: float = RESOLVE_INTERVAL_S) -> None:
+                 resolver: Callable[[str, int], Any] = resolve, resolve_interval_s: float = RESOLVE_INTERVAL_S,
+                 producers: Mapping[str, InflightLoadProducer] | None = None) -> None:
+        """``producers``: scorer name -> the pick-time accounting that reads that scorer's index
+        (``inflight-load-producer``); a peer's pick on that scorer also counts as load there."""
         self.scorers = dict(scorers)
+        self.producers = dict(producers or {})
         self.bind_host = bind_host
         self.port = port
         self.peers = [parse_peer(p) for p in peers]
@@ -174,11 +186,11 @@ class PickSharing:
             self._ctx = None
 
     # ---- publishing ------------------------------------------------------------------------
-    def _publisher(self, plugin: str, block_size: int) -> Callable[[list[int], str], None]:
-        def publish(hashes: list[int], endpoint: str) -> None:
+    def _publisher(self, plugin: str, block_size: int) -> Callable[[list[int], str, int], None]:
+        def publish(hashes: list[int], endpoint: str, prompt_chars: int) -> None:
             if self._pub is None or not hashes:
                 return
-            frames = encode(Pick(self.sender, plugin, block_size, endpoint, hashes[:MAX_HASHES]))
+            frames = encode(Pick(self.sender, plugin, block_size, endpoint, hashes[:MAX_HASHES], prompt_chars))
             with contextlib.suppress(zmq.Again):  # PUB never blocks; a full queue drops
                 self._pub.send_multipart(frames, flags=zmq.NOBLOCK)
             self.sent.inc()
@@ -197,6 +209,10 @@ class PickSharing:
             if scorer is None or scorer.block_size != pick.block_size:
                 result = "mismatch"
             else:
+                producer = self.producers.get(pick.plugin)
+                if producer is not None:  # before the index learns it: what the endpoint held until now
+                    held = scorer.indexer.match_longest_prefix(pick.hashes).get(pick.endpoint, 0)
+                    producer.note_peer_pick(pick.endpoint, pick.prompt_chars, held)
                 scorer.indexer.add(pick.hashes, pick.endpoint)
                 result = "applied"
         self.received.labels(result).inc()
@@ -244,3 +260,14 @@ class PickSharing:
 def prefix_scorers(plugins: Mapping[str, object]) -> dict[str, PrefixCacheScorer]:
     """The config's prefix-cache scorers (approximate index, precise scorer's fallback included), by name."""
     return {name: plugin for name, plugin in plugins.items() if isinstance(plugin, PrefixCacheScorer)}
+
+
+def load_producers(plugins: Mapping[str, object], scorers: Mapping[str, PrefixCacheScorer]) -> dict[str, InflightLoadProducer]:
+    """scorer name -> the ``inflight-load-producer`` that reads its index (the first, if several do)."""
+    out: dict[str, InflightLoadProducer] = {}
+    for plugin in plugins.values():
+        if isinstance(plugin, InflightLoadProducer) and plugin.prefix is not None:
+            name = next((n for n, s in scorers.items() if s is plugin.prefix), None)
+            if name is not None:
+                out.setdefault(name, plugin)
+    return out

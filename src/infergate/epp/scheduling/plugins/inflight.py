@@ -65,6 +65,8 @@ DEFAULT_PREFILL_CHUNK_TOKENS = 8192  # vLLM's --max-num-batched-tokens: prompt t
 MAX_IDLE_ENDPOINTS = 1024  # endpoints with nothing in flight kept for their recent events
 MAX_EVENTS = 4096  # picks and ends kept per endpoint (scrapes are far younger than the oldest)
 MAX_KNOWN_ADAPTERS = 4096  # LoRA adapter names remembered from scrapes
+MAX_PEER_PICKS = 4096  # other EPP replicas' picks kept per endpoint (those a scrape has not shown yet)
+PEER_PICK_TTL_S = 2.0  # without metrics, how long a peer's pick counts
 # the endpoint speed factor (``EndpointSpeed``): weight of the newest request's duration in an
 # endpoint's running mean, the completed requests it needs before its factor moves off 1 (0: the
 # factor is off, the default; 16 is the value measured in docs/epp.md), the smallest ratio taken as
@@ -187,6 +189,35 @@ class EndpointLoad:
         return sums[-1] - (sums[i - 1] if i else self.event_base)
 
 
+@dataclass
+class PeerPicks:
+    """Other EPP replicas' picks on one endpoint (pick sharing, ``epp.pick_sharing``), each
+    (local receive time, uncached prompt tokens), oldest first: the ones after a scrape are load
+    that scrape cannot show yet; the older ones it shows (as other routers' requests)."""
+
+    times: deque[float] = field(default_factory=deque)
+    tokens: deque[int] = field(default_factory=deque)
+    total_tokens: int = 0
+
+    def add(self, now: float, tokens: int) -> None:
+        self.times.append(now)
+        self.tokens.append(tokens)
+        self.total_tokens += tokens
+        if len(self.times) > MAX_PEER_PICKS:
+            self._drop()
+
+    def since(self, when: float) -> tuple[int, int]:
+        """(picks, their uncached tokens) after ``when``; the older ones are dropped."""
+        times = self.times
+        while times and times[0] <= when:
+            self._drop()
+        return len(times), self.total_tokens
+
+    def _drop(self) -> None:
+        self.times.popleft()
+        self.total_tokens -= self.tokens.popleft()
+
+
 class InflightLoad:
     """Per-endpoint in-flight requests and tokens, keyed by request id."""
 
@@ -209,6 +240,23 @@ class InflightLoad:
         self.adapter_notes = 0  # adapter lists merged into ``adapters`` (the per-scrape learning's work)
         # per endpoint whose scrapes count first tokens: (the newest scrape's time, its count)
         self._first_tokens: dict[str, tuple[float, float]] = {}
+        self._peer_picks: dict[str, PeerPicks] = {}  # endpoint -> other replicas' recent picks there
+
+    def note_peer_pick(self, hostport: str, uncached_tokens: int, now: float | None = None) -> None:
+        """Another EPP replica sent a request with ``uncached_tokens`` to ``hostport`` (pick sharing):
+        it counts there, as a request and as pending prefill, until a scrape taken after it."""
+        picks = self._peer_picks.get(hostport)
+        if picks is None:
+            if len(self._peer_picks) >= MAX_IDLE_ENDPOINTS:  # endpoints gone from the pool: start over
+                self._peer_picks.clear()
+            picks = self._peer_picks[hostport] = PeerPicks()
+        picks.add(self.clock() if now is None else now, max(0, uncached_tokens))
+
+    def _peer_load(self, hostport: str, metrics: EndpointMetrics | None) -> tuple[int, int]:
+        picks = self._peer_picks.get(hostport)
+        if picks is None:
+            return 0, 0
+        return picks.since(metrics.update_time if metrics is not None else self.clock() - PEER_PICK_TTL_S)
 
     @property
     def speed_enabled(self) -> bool:
@@ -387,25 +435,28 @@ class InflightLoad:
         EPP has nothing on builds no empty load."""
         load = self._endpoints.get(hostport)
         m = metrics
+        # other EPP replicas' picks since the scrape (pick sharing; none without it: one dict miss)
+        peers, peer_tokens = self._peer_load(hostport, m) if self._peer_picks else (0, 0)
         if load is None:  # nothing of this EPP's there: every scraped request is someone else's
             # (the common case on a large pool; conditionals instead of max/min calls)
-            requests = inflight if inflight > 0 else 0
+            requests = (inflight if inflight > 0 else 0) + peers
             if m is None:
-                return requests, 0.0
+                return requests, float(peer_tokens)
             waiting = m.waiting_queue
             unknown = m.running + waiting
             if unknown < 0:
                 unknown = 0
-            return requests + unknown, 0.0 + (waiting if waiting < unknown else unknown) * self.mean_uncached_tokens
-        requests = max(load.requests, inflight)
+            return (requests + unknown,
+                    peer_tokens + (waiting if waiting < unknown else unknown) * self.mean_uncached_tokens)
+        requests = max(load.requests, inflight) + peers
         if m is None:
-            return requests, float(load.pending_prefill_tokens)
+            return requests, float(load.pending_prefill_tokens + peer_tokens)
         # what the scrape saw beyond this EPP's own requests at that moment: other routers' traffic
         unknown = max(0, m.running + m.waiting_queue - (load.requests - load.change_since(m.update_time)))
         # those are assumed waiting first (the cautious reading), at the mean uncached tokens
         unknown_waiting = min(m.waiting_queue, unknown)
         pending, _ = self._pending_after(load, m.update_time, m.waiting_queue - unknown_waiting)
-        return requests + unknown, pending + unknown_waiting * self.mean_uncached_tokens
+        return requests + unknown, pending + peer_tokens + unknown_waiting * self.mean_uncached_tokens
 
     def models_picked_since(self, hostport: str, when: float) -> list[str]:
         """The models of this EPP's requests in flight on ``hostport`` picked after ``when`` (a
@@ -505,6 +556,15 @@ class InflightLoadProducer(Plugin):
         total = self.prompt_tokens(request)
         uncached = per if isinstance(per, int) else per.get(target, total)
         self.load.add(request.request_id, target, total, uncached, model=request.target_model)
+
+    def note_peer_pick(self, hostport: str, prompt_chars: int, held_blocks: int) -> None:
+        """Another EPP replica sent a prompt of ``prompt_chars`` characters to ``hostport``, which
+        held its first ``held_blocks`` hashes (the model's seed included) in this EPP's index:
+        counted as load there until a scrape shows it (``InflightLoad.note_peer_pick``)."""
+        total = max(1, round(prompt_chars / self.chars_per_token))
+        cached = round((held_blocks - 1) * self.prefix.block_size / self.chars_per_token) \
+            if self.prefix is not None and held_blocks > 1 else 0
+        self.load.note_peer_pick(hostport, max(0, total - cached))
 
     def scraped(self, hostport: str, metrics: EndpointMetrics) -> None:
         """A new scrape of ``hostport`` (the Director's scrape hook): its LoRA adapters become known,

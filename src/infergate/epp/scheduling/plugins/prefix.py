@@ -167,8 +167,9 @@ class PrefixCacheScorer(Plugin):
         # the last scheduled request's match on the chosen server (upstream's RecordPrefixCacheMatch)
         self.last_hit_ratio = 0.0
         self.last_hit_bytes = 0
-        # told of every pick added to the index (hashes, endpoint): epp.pick_sharing publishes it
-        self.on_indexed: Callable[[list[int], str], None] | None = None
+        # told of every pick added to the index (hashes, endpoint, the prompt's characters):
+        # epp.pick_sharing publishes it
+        self.on_indexed: Callable[[list[int], str, int], None] | None = None
 
     @classmethod
     def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> PrefixCacheScorer:
@@ -213,4 +214,4 @@ class PrefixCacheScorer(Plugin):
             self.last_hit_bytes = hit * self.block_size
             self.indexer.add(hashes, target)
             if self.on_indexed is not None:
-                self.on_indexed(hashes, target)
+                self.on_indexed(hashes, target, len(request.prompt))
