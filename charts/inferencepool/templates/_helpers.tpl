@@ -65,6 +65,22 @@ when replicas > 1 (the v1.5 chart); false runs every replica on its own. */}}
 {{- end -}}
 {{- end -}}
 
+{{/* Pick sharing between replicas that all serve: the flags the chart passes ({flag: value}),
+empty when off. The peers: the headless Service over the EPP pods (one address per pod). */}}
+{{- define "inferencepool.pickSharingFlags" -}}
+{{- $sharing := .Values.inferenceExtension.pickSharing | default dict -}}
+{{- if $sharing.enabled -}}
+{{- $port := $sharing.port | default 9004 | int -}}
+{{- dict "pick-sharing-port" (toString $port) "pick-sharing-peers" (printf "%s.%s.svc:%d" (include "inferencepool.peersName" .) .Release.Namespace $port) | toJson -}}
+{{- else -}}
+{{- dict | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "inferencepool.peersName" -}}
+{{- printf "%s-peers" (include "inferencepool.eppName" .) -}}
+{{- end -}}
+
 {{/* The metricsDataSource keys given, as EPP flags: {flag: value}. */}}
 {{- define "inferencepool.metricsFlags" -}}
 {{- $source := .Values.inferenceExtension.metricsDataSource | default dict -}}
@@ -140,6 +156,9 @@ zap-log-level zap-devel zap-stacktrace-level zap-time-encoding
 {{- $dropped := splitList " " (include "inferencepool.droppedFlags" .) -}}
 {{- $metricsFlags := include "inferencepool.metricsFlags" . | fromJson -}}
 {{- $chartFlags := dict "pool-name" "the release name" "pool-namespace" "the release namespace" "pool-group" "inferencePool.apiVersion" "grpc-port" "inferenceExtension.extProcPort" "grpc-health-port" "inferenceExtension.healthCheckPort" "metrics-port" "inferenceExtension.metricsPort" "host" "inferenceExtension.bindAddress" "config-file" "inferenceExtension.pluginsConfigFile" "config-text" "inferenceExtension.pluginsCustomConfig" "model-server-protocol" "inferencePool.modelServerType" "secure-serving" "inferenceExtension.tls.enabled" "no-secure-serving" "inferenceExtension.tls.enabled" "cert-path" "inferenceExtension.tls.secretName" "kubeconfig" "the pod's service account" "static-file" "the Kubernetes API" "ha-enable-leader-election" "inferenceExtension.replicas > 1 or inferenceExtension.enableLeaderElection" -}}
+{{- range $name, $_ := include "inferencepool.pickSharingFlags" . | fromJson -}}
+{{- $_ := set $chartFlags $name "inferenceExtension.pickSharing" -}}
+{{- end -}}
 {{- $group := include "inferencepool.group" . -}}
 {{- range $flag := include "inferencepool.flagList" . | fromJsonArray -}}
 {{- $i := $flag.path -}}
@@ -190,6 +209,9 @@ zap-log-level zap-devel zap-stacktrace-level zap-time-encoding
 {{- define "inferencepool.validate" -}}
 {{- $pool := .Values.inferencePool -}}
 {{- $ext := .Values.inferenceExtension -}}
+{{- if and ($ext.pickSharing | default dict).enabled (include "inferencepool.leaderElection" .) -}}
+{{- fail "inferenceExtension.pickSharing.enabled: pick sharing is between replicas that all serve, and leader election (on with replicas > 1 unless enableLeaderElection: false) lets one serve: set inferenceExtension.enableLeaderElection: false" -}}
+{{- end -}}
 {{- $versions := list "inference.networking.k8s.io/v1" "inference.networking.x-k8s.io/v1alpha2" -}}
 {{- if not (has $pool.apiVersion $versions) -}}
 {{- fail (printf "inferencePool.apiVersion: %q is not supported: use inference.networking.k8s.io/v1 (GA) or inference.networking.x-k8s.io/v1alpha2 (preview)" (toString $pool.apiVersion)) -}}
