@@ -439,3 +439,65 @@ def test_standalone_chart_runs_its_epp_and_envoy_sidecar_in_one_pod(cluster: Clu
     eventually(lambda: not processes_of(cluster.kubeconfig, f"{namespace}/{name}/envoy-envoy.yaml"), 30,
                "the sidecar's Envoy stopped")
     cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def test_replicas_that_all_serve_share_their_picks(cluster: Cluster) -> None:
+    """inferenceExtension.pickSharing with two EPP replicas that all serve: Envoy spreads the
+    requests over both, and each EPP applies the other's picks (found among the EPP pods by their
+    labels, from its own pod watch: the local runtime has no DNS)."""
+    namespace, app, release = "default", "sim-sharing", "sharing"
+    cluster.kubectl("apply", "-f", "-", input=_sim_deployment(app, namespace, 2))
+    installed = cluster.helm("install", release, "--set", f"inferencePool.modelServers.matchLabels.app={app}",
+                             "--set", "inferenceExtension.replicas=2", "--set", "inferenceExtension.enableLeaderElection=false",
+                             "--set", "inferenceExtension.pickSharing.enabled=true", "--wait", "--timeout", "90s",
+                             str(POOL_CHART))
+    assert re.search(r"^STATUS: deployed$", installed, re.M), installed
+    cluster.kubectl("apply", "-f", "-", input=f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: sharing-route, namespace: {namespace}}}
+spec:
+  parentRefs:
+  - {{group: gateway.networking.k8s.io, kind: Gateway, name: inference-gateway}}
+  hostnames: [sharing.example]
+  rules:
+  - backendRefs:
+    - {{group: inference.networking.k8s.io, kind: InferencePool, name: {release}}}
+""")
+    eventually(lambda: ready_replicas(cluster, app, namespace) == 2 and ready_replicas(cluster, f"{release}-epp") == 2,
+               90, "model servers and both EPPs ready")
+    epps = [p["status"]["podIP"] for p in cluster.get("pods", "-l", f"inferencepool={release}-epp")["items"]]
+    assert len(epps) == 2
+
+    def counters(ip: str) -> dict[str, float]:
+        text = httpx.get(f"http://{ip}:9090/metrics", timeout=5).text
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            for name in ("infergate_epp_pick_sharing_sent_total", 'infergate_epp_pick_sharing_received_total{result="applied"}',
+                         "inference_model_request_total{"):
+                if line.startswith(name):
+                    out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+        return out
+
+    def send(count: int) -> None:
+        with httpx.Client(timeout=30) as http:
+            for i in range(count):
+                response = http.post(f"{cluster.gateway_url()}/v1/completions", headers={"host": "sharing.example"},
+                                     json={"model": MODEL, "prompt": "You review dishes for a food magazine. " * 8
+                                           + f"Question {i}",
+                                           "max_tokens": 3})
+                assert response.status_code == 200, (response.status_code, response.text)
+
+    def shared() -> bool:
+        send(4)  # ZMQ connects in the background: send until both replicas have applied the other's picks
+        seen = [counters(ip) for ip in epps]
+        assert all(c.get('infergate_epp_pick_sharing_received_total{result="applied"}', 0) > 0 for c in seen), seen
+        return True
+
+    eventually(shared, 60, "each EPP applying the other's picks")
+    seen = [counters(ip) for ip in epps]
+    assert all(c.get("inference_model_request_total{", 0) > 0 for c in seen), seen  # both picked
+    assert all(c.get("infergate_epp_pick_sharing_sent_total", 0) > 0 for c in seen), seen
+    cluster.kubectl("delete", "httproute", "sharing-route")
+    cluster.helm("uninstall", release, "--wait")
+    cluster.kubectl("delete", "deployment", app)

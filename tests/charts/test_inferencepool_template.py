@@ -292,7 +292,7 @@ def test_every_epp_flag_is_passed_or_settable_and_accepted_by_infergate_epp(helm
                "sd-sheddable-max-inflight-per-endpoint": "3", "sd-sheddable-max-pending-prefill-tokens": "1024",
                "sd-sheddable-max-prefill-busy-fraction": "0.7", "sd-sheddable-ttft-objective": "500ms",
                "sd-sheddable-itl-objective": "50ms", "pick-sharing-port": "9004",
-               "pick-sharing-peers": "pool-epp-peers.default.svc:9004"}
+               "pick-sharing-peers": "pool-epp-peers.default.svc:9004", "pick-sharing-peer-pods": "app=pool-epp"}
     assert set(samples) == set(value_flags)
     flags: list[dict[str, Any]] = [{"name": f, "value": samples[f]} for f in value_flags]
     flags += [{"name": f, "value": True} for f in bool_flags]

@@ -131,35 +131,30 @@ def test_upstream_features_infergate_does_not_have_fail_clearly(helm: Helm) -> N
 
 
 def test_pick_sharing_between_replicas_that_all_serve(helm: Helm, tmp_path: Path) -> None:
-    """inferenceExtension.pickSharing: each EPP publishes its picks and reads its peers' through
-    a headless Service over the EPP pods (docs/epp.md, "Replicas active-active and pick sharing")."""
+    """inferenceExtension.pickSharing: each EPP publishes its picks and finds its peers among the
+    pods with the EPP's labels (docs/epp.md, "Replicas active-active and pick sharing")."""
     from .chartkit import materialize
     from .test_inferencepool_template import parse_epp
 
     values = pool_values(GA, replicas=2, enableLeaderElection=False, pickSharing={"enabled": True, "port": 9100})
     objects = helm.template(POOL_CHART, values, release="pool", namespace="ml")
-    peers = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "pool-epp-peers")
     deployment = one(objects, "Deployment")
     template = deployment["spec"]["template"]
-    assert peers["spec"]["clusterIP"] == "None" and peers["spec"]["publishNotReadyAddresses"] is True
-    assert peers["spec"]["selector"].items() <= template["metadata"]["labels"].items()  # the EPP pods
-    assert peers["spec"]["ports"] == [{"name": "pick-sharing", "protocol": "TCP", "port": 9100,
-                                       "targetPort": "pick-sharing"}]
     (container,) = template["spec"]["containers"]
     assert {"name": "pick-sharing", "containerPort": 9100, "protocol": "TCP"} in container["ports"]
     parsed = parse_epp(materialize(deployment, objects, tmp_path))
     assert parsed["pick_sharing_port"] == 9100
-    assert parsed["pick_sharing_peers"] == "pool-epp-peers.ml.svc:9100"
+    selector = dict(pair.split("=", 1) for pair in parsed["pick_sharing_peer_pods"].split(","))
+    assert selector and selector.items() <= template["metadata"]["labels"].items()  # the EPP's own pods
     assert not parsed["ha_enable_leader_election"]
-    # off by default: no Service, no flags
+    # off by default
     plain = helm.template(POOL_CHART, pool_values(GA, replicas=2, enableLeaderElection=False))
-    assert not [o for o in plain if o["metadata"]["name"].endswith("-epp-peers")]
     assert not any("pick-sharing" in a for a in _args(plain))
     # with leader election only one replica serves: refused, saying what to change
-    with pytest.raises(Exception, match="pick sharing is between replicas that all serve.*enableLeaderElection: false"):
+    with pytest.raises(Exception, match=r"pick sharing is between replicas that all serve.*enableLeaderElection: false"):
         helm.template(POOL_CHART, pool_values(GA, replicas=2, pickSharing={"enabled": True}))
     # the chart sets the flags itself
-    with pytest.raises(Exception, match="--pick-sharing-port is set by the chart from inferenceExtension.pickSharing"):
+    with pytest.raises(Exception, match=r"--pick-sharing-port is set by the chart from inferenceExtension\.pickSharing"):
         helm.template(POOL_CHART, pool_values(GA, replicas=2, enableLeaderElection=False, pickSharing={"enabled": True},
                                               flags=[{"name": "pick-sharing-port", "value": "1"}]))
     with pytest.raises(Exception, match="pickSharing"):

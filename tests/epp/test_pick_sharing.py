@@ -157,7 +157,7 @@ def test_pick_sharing_needs_a_prefix_index_and_a_port() -> None:
                  "- type: queue-scorer\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: queue-scorer\n")
     with pytest.raises(PickSharingError, match="no prefix-cache scorer"):
         build_epp(EPPOptions("pool", config_text=no_prefix, pick_sharing_port=free_port()))
-    with pytest.raises(PickSharingError, match="needs --pick-sharing-port"):
+    with pytest.raises(PickSharingError, match="need --pick-sharing-port"):
         build_epp(EPPOptions("pool", pick_sharing_peers=("127.0.0.1:5600",)))
     assert not any(isinstance(b, PickSharing) for b in build_epp(EPPOptions("pool")).background)  # off by default
 
@@ -178,7 +178,11 @@ def test_the_cli_refuses_bad_pick_sharing_flags_and_names_a_bad_config(tmp_path:
     bad = run("--pick-sharing-peers", "epp-peers")
     assert bad.exit_code == 2 and "Invalid value for --pick-sharing-peers: 'epp-peers' is not HOST:PORT" in bad.output
     alone = run("--pick-sharing-peers", "epp-peers:9004")
-    assert alone.exit_code == 2 and "--pick-sharing-peers needs --pick-sharing-port" in alone.output
+    assert alone.exit_code == 2 and "--pick-sharing-peer-pods need --pick-sharing-port" in alone.output
+    static = run("--pick-sharing-port", "9004", "--pick-sharing-peer-pods", "app=epp")
+    assert static.exit_code == 2 and "--pick-sharing-peer-pods finds the peers in the Kubernetes API" in static.output
+    selector = run("--pick-sharing-port", "9004", "--pick-sharing-peer-pods", "app")
+    assert selector.exit_code == 2 and "'app' is not LABEL=VALUE" in selector.output
     # a config error surfaces as a one-line error naming its source, not a traceback (before: a traceback)
     config = run("--config-text", "kind: Nope")
     assert config.exit_code == 1, config.output
@@ -217,3 +221,52 @@ def test_a_peers_pick_counts_as_load_until_a_scrape_shows_it() -> None:
     assert requests == 2 and tokens < pending < tokens + 0.1 * tokens  # the second: only its last partial block
     later = EndpointMetrics(running=2, update_time=producer.load.clock())  # a scrape that shows them
     assert producer.load.view(endpoint, 0, later) == (2, 0.0)  # counted once, as the scrape's
+
+
+def _pod(name: str, ip: str | None, labels: dict[str, str], deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "default", "labels": labels}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-12-07T00:00:00Z"
+    return {"metadata": meta, "status": {"podIP": ip} if ip else {}}
+
+
+def test_peer_pods_come_from_the_pod_watch() -> None:
+    from infergate.epp.datastore import Datastore
+    from infergate.epp.pick_sharing import PodPeers, parse_selector
+    from infergate.epp.sources.kubernetes import KubernetesEventHandler
+
+    port = free_port()
+    sharing = _sharing(PrefixCacheScorer("prefix-cache-scorer"))
+    sharing.port = port
+    told: list[set[str]] = []
+    sharing.set_pod_peers = lambda addresses: told.append(set(addresses))  # type: ignore[method-assign]
+    peers = PodPeers(parse_selector("inferencepool=pool-epp"), sharing)
+    handler = KubernetesEventHandler(Datastore(), "pool", peer_pods=peers)
+    epp = {"inferencepool": "pool-epp"}
+    handler.pod_list([_pod("epp-a", "10.1.0.1", epp), _pod("epp-b", None, epp), _pod("vllm-0", "10.1.0.9", {"app": "vllm"})])
+    assert told[-1] == {"10.1.0.1"}  # the one with an address; not the model server
+    handler.pod_event("MODIFIED", _pod("epp-b", "10.1.0.2", epp))  # scheduled, not ready yet: a peer already
+    assert told[-1] == {"10.1.0.1", "10.1.0.2"}
+    calls = len(told)
+    handler.pod_event("MODIFIED", _pod("vllm-0", "10.1.0.9", {"app": "vllm"}))
+    assert len(told) == calls  # nothing changed for the peers: no reconnect
+    handler.pod_event("MODIFIED", _pod("epp-a", "10.1.0.1", epp, deleting=True))
+    assert told[-1] == {"10.1.0.2"}
+    handler.pod_event("DELETED", _pod("epp-b", "10.1.0.2", epp))
+    assert told[-1] == set()
+    for bad in ("", "app", "app!=x", "=x"):
+        with pytest.raises(PickSharingError, match="--pick-sharing-peer-pods"):
+            parse_selector(bad)
+    assert parse_selector("a=1, b=2") == {"a": "1", "b": "2"}
+
+
+async def test_pod_peers_are_connected_and_dropped() -> None:
+    sharing = _sharing(PrefixCacheScorer("prefix-cache-scorer"))
+    await sharing.start()
+    try:
+        sharing.set_pod_peers(["127.0.0.5", "127.0.0.6"])
+        assert sharing.connected == {f"tcp://127.0.0.5:{sharing.port}", f"tcp://127.0.0.6:{sharing.port}"}
+        sharing.set_pod_peers(["127.0.0.6"])
+        assert sharing.connected == {f"tcp://127.0.0.6:{sharing.port}"}
+    finally:
+        await sharing.stop()

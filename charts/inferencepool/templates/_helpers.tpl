@@ -66,19 +66,18 @@ when replicas > 1 (the v1.5 chart); false runs every replica on its own. */}}
 {{- end -}}
 
 {{/* Pick sharing between replicas that all serve: the flags the chart passes ({flag: value}),
-empty when off. The peers: the headless Service over the EPP pods (one address per pod). */}}
+empty when off. The peers: the EPP's own pods, found by their labels in the EPP's pod watch. */}}
 {{- define "inferencepool.pickSharingFlags" -}}
 {{- $sharing := .Values.inferenceExtension.pickSharing | default dict -}}
 {{- if $sharing.enabled -}}
-{{- $port := $sharing.port | default 9004 | int -}}
-{{- dict "pick-sharing-port" (toString $port) "pick-sharing-peers" (printf "%s.%s.svc:%d" (include "inferencepool.peersName" .) .Release.Namespace $port) | toJson -}}
+{{- $selector := list -}}
+{{- range $key, $value := include "inferencepool.selectorLabels" . | fromYaml -}}
+{{- $selector = append $selector (printf "%s=%s" $key $value) -}}
+{{- end -}}
+{{- dict "pick-sharing-port" (toString ($sharing.port | default 9004 | int)) "pick-sharing-peer-pods" (join "," $selector) | toJson -}}
 {{- else -}}
 {{- dict | toJson -}}
 {{- end -}}
-{{- end -}}
-
-{{- define "inferencepool.peersName" -}}
-{{- printf "%s-peers" (include "inferencepool.eppName" .) -}}
 {{- end -}}
 
 {{/* The metricsDataSource keys given, as EPP flags: {flag: value}. */}}
@@ -137,7 +136,7 @@ itself (chartFlags: flag -> the value that sets it). Upstream's Go logging flags
 zap-encoder have no infergate equivalent and are dropped (listed in the install notes).
 */}}
 {{- define "inferencepool.valueFlags" -}}
-v refresh-metrics-interval refresh-prometheus-metrics-interval metrics-staleness-threshold flow-control-max-queued flow-control-max-wait flow-control-placement error-body seed total-queued-requests-metric kv-cache-usage-percentage-metric lora-info-metric model-server-metrics-port model-server-metrics-path model-server-metrics-scheme zap-encoder ha-lease-duration ha-renew-deadline ha-retry-period sd-max-inflight-per-endpoint sd-max-pending-prefill-tokens sd-sheddable-max-inflight-per-endpoint sd-sheddable-max-pending-prefill-tokens sd-sheddable-max-prefill-busy-fraction sd-sheddable-ttft-objective sd-sheddable-itl-objective pick-sharing-port pick-sharing-peers
+v refresh-metrics-interval refresh-prometheus-metrics-interval metrics-staleness-threshold flow-control-max-queued flow-control-max-wait flow-control-placement error-body seed total-queued-requests-metric kv-cache-usage-percentage-metric lora-info-metric model-server-metrics-port model-server-metrics-path model-server-metrics-scheme zap-encoder ha-lease-duration ha-renew-deadline ha-retry-period sd-max-inflight-per-endpoint sd-max-pending-prefill-tokens sd-sheddable-max-inflight-per-endpoint sd-sheddable-max-pending-prefill-tokens sd-sheddable-max-prefill-busy-fraction sd-sheddable-ttft-objective sd-sheddable-itl-objective pick-sharing-port pick-sharing-peers pick-sharing-peer-pods
 {{- end -}}
 {{- define "inferencepool.boolFlags" -}}
 flow-control health-checking enable-pprof
@@ -158,6 +157,7 @@ zap-log-level zap-devel zap-stacktrace-level zap-time-encoding
 {{- $chartFlags := dict "pool-name" "the release name" "pool-namespace" "the release namespace" "pool-group" "inferencePool.apiVersion" "grpc-port" "inferenceExtension.extProcPort" "grpc-health-port" "inferenceExtension.healthCheckPort" "metrics-port" "inferenceExtension.metricsPort" "host" "inferenceExtension.bindAddress" "config-file" "inferenceExtension.pluginsConfigFile" "config-text" "inferenceExtension.pluginsCustomConfig" "model-server-protocol" "inferencePool.modelServerType" "secure-serving" "inferenceExtension.tls.enabled" "no-secure-serving" "inferenceExtension.tls.enabled" "cert-path" "inferenceExtension.tls.secretName" "kubeconfig" "the pod's service account" "static-file" "the Kubernetes API" "ha-enable-leader-election" "inferenceExtension.replicas > 1 or inferenceExtension.enableLeaderElection" -}}
 {{- range $name, $_ := include "inferencepool.pickSharingFlags" . | fromJson -}}
 {{- $_ := set $chartFlags $name "inferenceExtension.pickSharing" -}}
+{{- $_ := set $chartFlags "pick-sharing-peers" "inferenceExtension.pickSharing (the peers are the EPP pods)" -}}
 {{- end -}}
 {{- $group := include "inferencepool.group" . -}}
 {{- range $flag := include "inferencepool.flagList" . | fromJsonArray -}}

@@ -147,6 +147,10 @@ from infergate.cli.options import DURATION, GoStyleCommand, configure_logging
               help="The other replicas' pick-sharing addresses, comma-separated; a DNS name may stand for several "
                    "(a headless Service over the EPP's pods: resolved again every 10 s). This EPP's own address "
                    "may be listed (its own picks are recognised). Needs --pick-sharing-port.")
+@click.option("--pick-sharing-peer-pods", default=None, metavar="LABEL=VALUE,...",
+              help="The other replicas: the pods of the pool's namespace with these labels (the EPP Deployment's "
+                   "pod labels), from the EPP's pod watch, at --pick-sharing-port; needs the Kubernetes API "
+                   "(not --static-file). This EPP's own pod may match.")
 @click.option("--seed", type=int, default=None, help="Seed for the scheduler's random choices (reproducible runs).")
 @click.option("--v", "verbosity", type=int, default=2, show_default=True,
               help="Log verbosity: 2 info, 3 verbose, 4 debug, 5 trace.")
@@ -175,7 +179,7 @@ def command(**options: Any) -> None:
                                    "--ha-lease-duration")
     # imported when the command runs, so that `infergate --help` stays light
     from infergate.epp.model_server_protocol import MetricSpecError, parse_metric_spec
-    from infergate.epp.pick_sharing import PickSharingError, parse_peer
+    from infergate.epp.pick_sharing import PickSharingError, parse_peer, parse_selector
 
     peers = tuple(p.strip() for p in options["pick_sharing_peers"].split(",") if p.strip())
     try:
@@ -183,9 +187,17 @@ def command(**options: Any) -> None:
             parse_peer(peer)
     except PickSharingError as exc:
         raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint="--pick-sharing-peers") from None
-    if peers and not options["pick_sharing_port"]:
-        raise click.UsageError("--pick-sharing-peers needs --pick-sharing-port (the port this EPP publishes its "
-                               "picks on)")
+    if options["pick_sharing_peer_pods"] is not None:
+        try:
+            parse_selector(options["pick_sharing_peer_pods"])
+        except PickSharingError as exc:
+            raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint="--pick-sharing-peer-pods") from None
+        if options["static_file"]:
+            raise click.UsageError("--pick-sharing-peer-pods finds the peers in the Kubernetes API; with "
+                                   "--static-file give them with --pick-sharing-peers HOST:PORT,...")
+    if (peers or options["pick_sharing_peer_pods"]) and not options["pick_sharing_port"]:
+        raise click.UsageError("--pick-sharing-peers/--pick-sharing-peer-pods need --pick-sharing-port (the port "
+                               "this EPP publishes its picks on)")
     options["pick_sharing_peers"] = peers
 
     for flag in ("total_queued_requests_metric", "kv_cache_usage_percentage_metric", "lora_info_metric"):

@@ -118,7 +118,7 @@ def build_epp(options: EPPOptions) -> EppParts:
     config = director_config(options, accounts_picks=pick_time_producer(scheduler) is not None)
     director = EppDirector(datastore, scheduler, store, config=config, metrics=metrics)
     background: list[Background] = [scraper]
-    if options.pick_sharing_port or options.pick_sharing_peers:
+    if options.pick_sharing_port or options.pick_sharing_peers or options.pick_sharing_peer_pods:
         background.append(pick_sharing(options, scheduler, metrics))
     return EppParts(datastore, store, scraper, scheduler, director, metrics, background)
 
@@ -130,8 +130,8 @@ def pick_sharing(options: EPPOptions, scheduler: Scheduler, metrics: EppMetrics)
         raise PickSharingError("--pick-sharing-port: the scheduling config has no prefix-cache "
                          "scorer (prefix-cache-scorer or precise-prefix-cache-scorer): there is no index to share")
     if not options.pick_sharing_port:
-        raise PickSharingError("--pick-sharing-peers needs --pick-sharing-port (the port this EPP publishes its "
-                               "picks on)")
+        raise PickSharingError("--pick-sharing-peers/--pick-sharing-peer-pods need --pick-sharing-port (the port "
+                               "this EPP publishes its picks on)")
     return PickSharing(scorers, bind_host=options.host, port=options.pick_sharing_port,
                        peers=options.pick_sharing_peers, registry=metrics.registry,
                        producers=load_producers(scheduler.plugins, scorers))

@@ -80,6 +80,7 @@ class EPPOptions:
     # this port (0 = off) and apply the picks of the peers (HOST:PORT; a DNS name may stand for several)
     pick_sharing_port: int = 0
     pick_sharing_peers: tuple[str, ...] = ()
+    pick_sharing_peer_pods: str | None = None  # a label selector over the pool namespace's pods
     # high availability: leader election on the pool's Lease (only the leader is ready)
     ha_enable_leader_election: bool = False
     ha_lease_duration: float = 15.0  # controller-runtime's defaults, as upstream's EPP

@@ -23,9 +23,12 @@ block hashes (64-bit integers, at most :data:`MAX_HASHES`) and the prompt's leng
 subscriber (high-water mark) and a peer that is down; a lost message costs one pick's affinity,
 nothing else.
 
-Peers are ``HOST:PORT`` entries. HOST may be a DNS name with several addresses (a headless Service
-over the EPP's pods): it is resolved again every :data:`RESOLVE_INTERVAL_S`, and addresses that come
-and go are connected and disconnected.
+Peers are ``HOST:PORT`` entries (``--pick-sharing-peers``; HOST may be a DNS name with several
+addresses, e.g. a headless Service over the EPP's pods: it is resolved again every
+:data:`RESOLVE_INTERVAL_S`), or the pods of the pool's namespace that a label selector matches
+(``--pick-sharing-peer-pods``, :class:`PodPeers`: from the EPP's own pod watch, on any cluster and on
+``infergate up``, whose pods have no DNS), at this EPP's port. Addresses that come and go are
+connected and disconnected.
 """
 
 from __future__ import annotations
@@ -240,6 +243,16 @@ class PickSharing:
                 self._resolved[peer] = {_zmq_address(a, port) for a in await self.resolver(host, port)}
             except OSError as exc:  # a name that does not resolve (now): keep its last addresses
                 log.warning("pick sharing: cannot resolve peer %s: %s", host, exc)
+        self._connect()
+
+    def set_pod_peers(self, addresses: Iterable[str]) -> None:
+        """The peer pods' addresses now (``PodPeers``), at this EPP's port."""
+        self._resolved[("pods", self.port)] = {_zmq_address(a, self.port) for a in addresses}
+        self._connect()
+
+    def _connect(self) -> None:
+        if self._sub is None:
+            return
         wanted = set().union(*self._resolved.values())
         for address in sorted(wanted - self.connected):
             self._sub.connect(address)
@@ -271,3 +284,63 @@ def load_producers(plugins: Mapping[str, object], scorers: Mapping[str, PrefixCa
             if name is not None:
                 out.setdefault(name, plugin)
     return out
+
+
+def parse_selector(text: str) -> dict[str, str]:
+    """``k=v,k2=v2`` (equality only, as ``kubectl -l``) -> {k: v}."""
+    selector: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip().lstrip("=")
+        if not sep or not key or "!" in key:
+            raise PickSharingError(f"--pick-sharing-peer-pods: {part!r} is not LABEL=VALUE")
+        selector[key] = value
+    if not selector:
+        raise PickSharingError("--pick-sharing-peer-pods: an empty selector")
+    return selector
+
+
+class PodPeers:
+    """The pods of the pool's namespace that ``selector`` matches, from the EPP's pod watch
+    (``KubernetesEventHandler``): each with an IP and not being deleted is a peer, ready or not
+    (a starting replica's picks count as soon as it serves). Tells ``sharing`` on every change."""
+
+    def __init__(self, selector: Mapping[str, str], sharing: PickSharing) -> None:
+        self.selector = dict(selector)
+        self.sharing = sharing
+        self._ips: dict[str, str] = {}  # pod name -> IP
+
+    def _peer_ip(self, pod: Mapping[str, Any]) -> str | None:
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if meta.get("deletionTimestamp") or any(labels.get(k) != v for k, v in self.selector.items()):
+            return None
+        ip = (pod.get("status") or {}).get("podIP")
+        return str(ip) if ip else None
+
+    def replace(self, pods: Iterable[Mapping[str, Any]]) -> None:
+        ips = {}
+        for pod in pods:
+            ip = self._peer_ip(pod)
+            if ip is not None:
+                ips[str((pod.get("metadata") or {}).get("name", ""))] = ip
+        self._update(ips)
+
+    def event(self, kind: str, pod: Mapping[str, Any]) -> None:
+        name = str((pod.get("metadata") or {}).get("name", ""))
+        ips = dict(self._ips)
+        ip = None if kind == "DELETED" else self._peer_ip(pod)
+        if ip is None:
+            ips.pop(name, None)
+        else:
+            ips[name] = ip
+        self._update(ips)
+
+    def _update(self, ips: dict[str, str]) -> None:
+        if ips != self._ips or not self._ips:
+            self._ips = ips
+            self.sharing.set_pod_peers(ips.values())
+
+    @property
+    def addresses(self) -> set[str]:
+        return set(self._ips.values())

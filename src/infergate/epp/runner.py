@@ -46,6 +46,7 @@ from infergate.epp.extproc import ExtProcServer, HealthServer, HealthService
 from infergate.epp.extproc.metrics_http import MetricsHTTPServer
 from infergate.epp.extproc.server import self_signed_credentials, server_credentials
 from infergate.epp.options import EPPOptions
+from infergate.epp.pick_sharing import PickSharing, PodPeers, parse_selector
 from infergate.epp.readiness import Readiness, health_names, lease_name
 from infergate.epp.scheduling.plugins.precise_prefix import DatastoreAware
 from infergate.epp.sources.kubernetes import KubernetesSource
@@ -181,7 +182,8 @@ class EPPRunner:
                 await static.run(datastore)
                 return
             async with KubeClient(load_config(opts.kubeconfig)) as client:
-                source = KubernetesSource(opts.pool_name, opts.pool_namespace, opts.pool_group, client=client)
+                source = KubernetesSource(opts.pool_name, opts.pool_namespace, opts.pool_group, client=client,
+                                          peer_pods=self._peer_pods())
                 self._source_listed = lambda: source.endpoints_listed
                 if opts.ha_enable_leader_election:
                     self._start_elector(client)
@@ -193,6 +195,15 @@ class EPPRunner:
             raise
         except Exception:
             log.exception("pool source stopped with an error")
+
+    def _peer_pods(self) -> PodPeers | None:
+        """Pick sharing's peers from the pod watch (``--pick-sharing-peer-pods``)."""
+        selector = self.options.pick_sharing_peer_pods
+        sharing = next((b for b in self.parts.background if isinstance(b, PickSharing)), None) \
+            if self.parts is not None else None
+        if not selector or sharing is None:
+            return None
+        return PodPeers(parse_selector(selector), sharing)
 
     def _start_elector(self, client: KubeClient) -> None:
         opts = self.options

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from infergate.epp.datastore import GA_GROUP, POOL_GROUPS, PREVIEW_GROUP, Datastore, Objective
+from infergate.epp.pick_sharing import PodPeers
 from infergate.epp.rewrite import LLMD_GROUP, XK8S_GROUP, ModelRewrite, rewrite_from_object
 from infergate.epp.sources.base import SourceError
 from infergate.epp.sources.convert import (
@@ -59,8 +60,10 @@ class KubernetesEventHandler:
     """Applies listed objects and watch events (plain dicts, as on the wire) to a datastore."""
 
     def __init__(self, datastore: Datastore, pool_name: str, pool_group: str = GA_GROUP, *,
-                 late_crd_grace_s: float = LATE_CRD_GRACE_S, call_later: CallLater | None = None) -> None:
+                 late_crd_grace_s: float = LATE_CRD_GRACE_S, call_later: CallLater | None = None,
+                 peer_pods: PodPeers | None = None) -> None:
         self.datastore = datastore
+        self.peer_pods = peer_pods  # pick sharing's peers among the namespace's pods
         self.pool_name = pool_name
         self.pool_group = pool_group
         self._objectives: dict[str, dict[str, Objective]] = {}  # group -> name -> objective
@@ -137,9 +140,14 @@ class KubernetesEventHandler:
 
     # pods
     def pod_list(self, items: Iterable[Mapping[str, Any]]) -> None:
+        items = list(items)
         self.datastore.replace_pods(pod_from_object(i) for i in items)
+        if self.peer_pods is not None:
+            self.peer_pods.replace(items)
 
     def pod_event(self, kind: str, obj: Mapping[str, Any]) -> None:
+        if self.peer_pods is not None:
+            self.peer_pods.event(kind, obj)
         pod = pod_from_object(obj)
         if kind == "DELETED":
             self.datastore.delete_pod(pod.name)
@@ -251,7 +259,7 @@ class KubernetesSource:
     def __init__(self, pool_name: str, namespace: str = "default", pool_group: str = GA_GROUP, *,
                  client: KubeClient | None = None, kubeconfig: str | Path | None = None, watch_timeout: int = 60,
                  retry_delay: float = 1.0, missing_pool_check: float = 5.0,
-                 late_crd_grace_s: float = LATE_CRD_GRACE_S) -> None:
+                 late_crd_grace_s: float = LATE_CRD_GRACE_S, peer_pods: PodPeers | None = None) -> None:
         if pool_group not in POOL_GROUPS:
             raise SourceError(f"--pool-group: must be one of {', '.join(POOL_GROUPS)}, got {pool_group!r}")
         self.pool_name = pool_name
@@ -263,6 +271,7 @@ class KubernetesSource:
         self.retry_delay = retry_delay
         self.missing_pool_check = missing_pool_check  # seconds between "where is my pool?" checks
         self.late_crd_grace_s = late_crd_grace_s  # KubernetesEventHandler: llm-d.ai CRDs installed while running
+        self.peer_pods = peer_pods
         self._watchers: list[ListWatch] = []
 
     @property
@@ -344,7 +353,7 @@ class KubernetesSource:
         client = self.client or KubeClient(load_config(self.kubeconfig))
         await client.open()
         handler = KubernetesEventHandler(datastore, self.pool_name, self.pool_group,
-                                         late_crd_grace_s=self.late_crd_grace_s)
+                                         late_crd_grace_s=self.late_crd_grace_s, peer_pods=self.peer_pods)
         self._watchers = self._list_watches(client, handler)
         tasks = [asyncio.create_task(w.run(), name=f"epp-watch-{w.name}") for w in self._watchers]
         tasks.append(asyncio.create_task(self._report_missing_pool(client, datastore), name="epp-missing-pool"))
