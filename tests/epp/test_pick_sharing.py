@@ -43,6 +43,14 @@ def _pick(**changes: Any) -> Pick:
     return Pick(**{**fields, **changes})
 
 
+def _with_pool(parts: Any, *ips: str) -> None:
+    """A pool whose pods are ``ips`` (port 8000) in a built EPP's datastore."""
+    from infergate.epp.datastore import PodInfo, PoolInfo
+
+    parts.datastore.set_pool(PoolInfo("pool", selector={"app": "vllm"}, target_ports=(8000,)))
+    parts.datastore.replace_pods([PodInfo(f"pod-{i}", ip, {"app": "vllm"}) for i, ip in enumerate(ips)])
+
+
 def test_a_pick_round_trips_and_malformed_messages_are_refused() -> None:
     pick = _pick()
     assert decode(encode(pick)) == pick
@@ -84,6 +92,10 @@ def test_a_peers_pick_is_added_to_the_index_and_others_are_counted_apart() -> No
     assert scorer.indexer.match_longest_prefix([11]) == {"10.0.0.2:8000": 1}  # none of the others applied
     assert sharing.received.labels("applied")._value.get() == 1
     assert sharing.received.labels("mismatch")._value.get() == 2
+    # an endpoint that is not in this EPP's pool: dropped (the index only holds endpoints it can pick)
+    sharing.known_endpoint = lambda hostport: hostport == "10.0.0.2:8000"
+    assert sharing.apply(encode(_pick(block_size=scorer.block_size, endpoint="10.9.9.9:8000"))) == "unknown_endpoint"
+    assert "10.9.9.9:8000" not in scorer.indexer.match_longest_prefix([11])
 
 
 def test_prefix_cache_scorer_tells_its_hook_what_it_indexed() -> None:
@@ -127,6 +139,8 @@ async def test_two_replicas_learn_each_others_picks_over_zmq() -> None:
     peers = (f"127.0.0.1:{port_a}", f"127.0.0.1:{port_b}")  # the same list for both, own address included
     replicas = [build_epp(EPPOptions("pool", host="127.0.0.1", pick_sharing_port=port, pick_sharing_peers=peers))
                 for port in (port_a, port_b)]
+    for parts in replicas:
+        _with_pool(parts, "10.0.0.3")
     sharing = [next(b for b in parts.background if isinstance(b, PickSharing)) for parts in replicas]
     scorers = [s.scorers["prefix-cache-scorer"] for s in sharing]
     for s in sharing:
@@ -201,6 +215,7 @@ def test_a_peers_pick_counts_as_load_until_a_scrape_shows_it() -> None:
     from infergate.epp.scheduling.plugins.inflight import pick_time_producer
 
     parts = build_epp(EPPOptions("pool", host="127.0.0.1", pick_sharing_port=free_port()))
+    _with_pool(parts, "10.0.0.7")
     sharing = next(b for b in parts.background if isinstance(b, PickSharing))
     producer = pick_time_producer(parts.scheduler)
     assert producer is not None and sharing.producers == {"prefix-cache-scorer": producer}

@@ -119,11 +119,11 @@ def build_epp(options: EPPOptions) -> EppParts:
     director = EppDirector(datastore, scheduler, store, config=config, metrics=metrics)
     background: list[Background] = [scraper]
     if options.pick_sharing_port or options.pick_sharing_peers or options.pick_sharing_peer_pods:
-        background.append(pick_sharing(options, scheduler, metrics))
+        background.append(pick_sharing(options, scheduler, metrics, datastore))
     return EppParts(datastore, store, scraper, scheduler, director, metrics, background)
 
 
-def pick_sharing(options: EPPOptions, scheduler: Scheduler, metrics: EppMetrics) -> PickSharing:
+def pick_sharing(options: EPPOptions, scheduler: Scheduler, metrics: EppMetrics, datastore: Datastore) -> PickSharing:
     """Pick sharing for the config's prefix-cache scorers (``--pick-sharing-port`` / ``-peers``)."""
     scorers = prefix_scorers(scheduler.plugins)
     if not scorers:
@@ -134,4 +134,5 @@ def pick_sharing(options: EPPOptions, scheduler: Scheduler, metrics: EppMetrics)
                                "this EPP publishes its picks on)")
     return PickSharing(scorers, bind_host=options.host, port=options.pick_sharing_port,
                        peers=options.pick_sharing_peers, registry=metrics.registry,
-                       producers=load_producers(scheduler.plugins, scorers))
+                       producers=load_producers(scheduler.plugins, scorers),
+                       known_endpoint=lambda hostport: datastore.endpoint(hostport) is not None)

@@ -125,11 +125,15 @@ class PickSharing:
     def __init__(self, scorers: Mapping[str, PrefixCacheScorer], *, bind_host: str, port: int,
                  peers: Iterable[str] = (), registry: CollectorRegistry | None = None,
                  resolver: Callable[[str, int], Any] = resolve, resolve_interval_s: float = RESOLVE_INTERVAL_S,
-                 producers: Mapping[str, InflightLoadProducer] | None = None) -> None:
+                 producers: Mapping[str, InflightLoadProducer] | None = None,
+                 known_endpoint: Callable[[str], bool] = lambda _: True) -> None:
         """``producers``: scorer name -> the pick-time accounting that reads that scorer's index
-        (``inflight-load-producer``); a peer's pick on that scorer also counts as load there."""
+        (``inflight-load-producer``); a peer's pick on that scorer also counts as load there.
+        ``known_endpoint``: whether an ``ip:port`` is in this EPP's pool (a pick for another is
+        dropped, so that the index holds no endpoint this EPP cannot pick)."""
         self.scorers = dict(scorers)
         self.producers = dict(producers or {})
+        self.known_endpoint = known_endpoint
         self.bind_host = bind_host
         self.port = port
         self.peers = [parse_peer(p) for p in peers]
@@ -146,9 +150,10 @@ class PickSharing:
                             "(pick sharing), including those the socket dropped.", registry=registry)
         self.received = Counter("infergate_epp_pick_sharing_received", "Messages from peer EPPs (pick sharing), "
                                 "by what became of them: applied to the prefix index, own (this EPP's), "
-                                "mismatch (another plugin name or block size), malformed.", ["result"],
+                                "mismatch (another plugin name or block size), unknown_endpoint (not in "
+                                "this EPP's pool), malformed.", ["result"],
                                 registry=registry)
-        for result in ("applied", "own", "mismatch", "malformed"):
+        for result in ("applied", "own", "mismatch", "unknown_endpoint", "malformed"):
             self.received.labels(result)
 
     # ---- lifecycle (build.Background) ------------------------------------------------------
@@ -211,6 +216,8 @@ class PickSharing:
             scorer = self.scorers.get(pick.plugin)
             if scorer is None or scorer.block_size != pick.block_size:
                 result = "mismatch"
+            elif not self.known_endpoint(pick.endpoint):
+                result = "unknown_endpoint"
             else:
                 producer = self.producers.get(pick.plugin)
                 if producer is not None:  # before the index learns it: what the endpoint held until now
