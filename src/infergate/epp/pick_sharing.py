@@ -49,6 +49,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer
 from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
+from infergate.util.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +181,7 @@ class PickSharing:
         for scorer in self.scorers.values():
             scorer.on_indexed = None
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         for sock in (self._pub, self._sub):
             if sock is not None:
                 sock.close(linger=0)

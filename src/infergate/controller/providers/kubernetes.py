@@ -16,7 +16,6 @@ Works against any conformant API server, including ``infergate apiserver``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from infergate.kube.config import load_config
 from infergate.kube.errors import Conflict, NotFound
 from infergate.kube.kinds import Kind
 from infergate.kube.watch import ListWatch
+from infergate.util.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +183,5 @@ class KubernetesProvider:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         await self.client.close()
