@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -141,6 +142,10 @@ def test_streams_merge_into_one_report_and_different_measurements_do_not() -> No
     text = markdown(merged)
     assert "## shared-prefix/open" in text and "## bursty/closed" in text
     assert text.count("0.50x met") == 4  # each phase of both streams: 0.2s / 0.4s
+    closed_only = _stream("lora-mix", 1.0)
+    closed_only.config = dataclasses.replace(closed_only.config, phases=("closed",))
+    closed_only.runs = [r for r in closed_only.runs if r.phase == "closed"]
+    assert stored.merge([closed_only, _stream("bursty", 2.0)]).config.phases == ("open", "closed")  # a phase split
     with pytest.raises(stored.StoredRunError, match=re.escape("duration 120.0 vs 60.0")):
         stored.merge([_stream("shared-prefix", 1.0), _stream("bursty", 1.0, duration=60.0)])
     with pytest.raises(stored.StoredRunError, match=re.escape("shared-prefix/open infergate-default (seed 1) is in more than")):

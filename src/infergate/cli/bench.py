@@ -241,8 +241,8 @@ def peers_report(runs: tuple[Path, ...], out_dir: Path) -> None:
     Each RUN is a directory that `infergate bench peers --out` wrote; its details.json is read
     back. A long benchmark split into streams by --workloads becomes one report, with issue 16's
     targets section over every workload. The runs must have been measured the same way (duration,
-    time scale, replicas, seeds, phases, EPP flags); a workload/phase/router measured twice is
-    refused. The runs' ttft_cdf_*.png plots are copied (details.json keeps no per-request TTFTs).
+    time scale, replicas, seeds, EPP flags and replicas; the workloads, phases and routers may
+    differ); a workload/phase/router measured twice is refused. The runs' ttft_cdf_*.png plots are copied (details.json keeps no per-request TTFTs).
     """
     import shutil
 

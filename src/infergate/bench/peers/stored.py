@@ -3,7 +3,7 @@
 A long benchmark is often run as several streams (``--workloads`` split among them, each with its
 own ``--out``); :func:`merge` puts their results together so that one report covers every
 workload. Only runs measured the same way merge: the same duration, time scale, replicas, seeds,
-phases and EPP flags. ``details.json`` holds no per-request TTFTs, so a merged report has no
+EPP flags and EPP replicas (a stream may measure other workloads, phases or routers). ``details.json`` holds no per-request TTFTs, so a merged report has no
 plots of its own (``infergate bench peers-report`` copies the streams' PNGs).
 """
 
@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from infergate.bench.peers.run import PeersConfig, PeersResult, RunOutcome
+from infergate.bench.peers.run import PHASES, PeersConfig, PeersResult, RunOutcome
 from infergate.bench.peers.summary import Summary
 
-# what two runs must share to be one benchmark (workloads and routers may differ)
-SAME_MEASUREMENT: Final = ("duration", "time_scale", "replicas", "seed", "phases", "epp_args", "repeats",
+# what two runs must share to be one benchmark (the selections, workloads, phases and routers, may differ)
+SAME_MEASUREMENT: Final = ("duration", "time_scale", "replicas", "seed", "epp_args", "repeats",
                            "epp_replicas", "epp_pick_sharing")
 
 
@@ -116,7 +116,9 @@ def merge(results: Sequence[PeersResult]) -> PeersResult:
     def union(name: str) -> tuple[str, ...]:
         return tuple(dict.fromkeys(v for r in results for v in getattr(r.config, name)))
 
-    config = dataclasses.replace(first, workloads=union("workloads"), routers=union("routers"))
+    phases = union("phases")
+    config = dataclasses.replace(first, workloads=union("workloads"), routers=union("routers"),
+                                 phases=tuple(p for p in PHASES if p in phases) + tuple(p for p in phases if p not in PHASES))
     skipped: dict[str, str] = {}
     descriptions: dict[str, str] = {}
     for result in results:
