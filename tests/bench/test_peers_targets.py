@@ -173,6 +173,21 @@ def test_peers_report_merges_run_directories_with_their_plots(tmp_path: Path) ->
     assert (out / "ttft_cdf_bursty_open.png").read_bytes() == b"\x89PNG fake"
     assert set(json.loads((out / "results.json").read_text())) == {
         "shared-prefix/open", "shared-prefix/closed", "bursty/open", "bursty/closed"}
+    # a workload/phase whose routers two streams split: both have its plot, neither is whole
+    split = tmp_path / "split"
+    part = _stream("lora-mix", 1.0)
+    write_outputs(part, split, plots=[])
+    other = tmp_path / "other"
+    rest = _stream("lora-mix", 1.0)
+    rest.runs = [dataclasses.replace(r, router="envoy-round-robin") for r in rest.runs if r.router == "oracle"]
+    write_outputs(rest, other, plots=[])
+    for d in (split, other):
+        (d / "ttft_cdf_lora-mix_open.png").write_bytes(b"\x89PNG part")
+    merged = CliRunner().invoke(bench_command, ["peers-report", str(split), str(other), "--out", str(tmp_path / "m")])
+    assert merged.exit_code == 0, merged.output
+    assert "ttft_cdf_lora-mix_open.png: in 2 runs, each with part of the routers: left out" in merged.output
+    assert not (tmp_path / "m" / "ttft_cdf_lora-mix_open.png").exists()
+    assert "ttft_cdf_lora-mix_open.png" not in (tmp_path / "m" / "results.md").read_text()
     longer = tmp_path / "longer"
     write_outputs(_stream("lora-mix", 1.0, duration=60.0), longer, plots=[])
     refused = CliRunner().invoke(bench_command, ["peers-report", str(a), str(longer), "--out", str(tmp_path / "x")])

@@ -242,7 +242,8 @@ def peers_report(runs: tuple[Path, ...], out_dir: Path) -> None:
     back. A long benchmark split into streams by --workloads becomes one report, with issue 16's
     targets section over every workload. The runs must have been measured the same way (duration,
     time scale, replicas, seeds, EPP flags and replicas; the workloads, phases and routers may
-    differ); a workload/phase/router measured twice is refused. The runs' ttft_cdf_*.png plots are copied (details.json keeps no per-request TTFTs).
+    differ); a workload/phase/router measured twice is refused. The runs' ttft_cdf_*.png plots are
+    copied (details.json keeps no per-request TTFTs); a plot several runs have is left out.
     """
     import shutil
 
@@ -253,14 +254,18 @@ def peers_report(runs: tuple[Path, ...], out_dir: Path) -> None:
     except stored.StoredRunError as exc:
         raise click.ClickException(str(exc)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots: list[str] = []
+    found: dict[str, list[Path]] = {}
     for path in runs:
         for png in sorted(path.glob("ttft_cdf_*.png")):
-            if png.name in plots:
-                raise click.ClickException(f"{png.name} is in more than one run directory")
-            if png.resolve() != (out_dir / png.name).resolve():
-                shutil.copyfile(png, out_dir / png.name)
-            plots.append(png.name)
+            found.setdefault(png.name, []).append(png)
+    plots: list[str] = []
+    for name, pngs in found.items():
+        if len(pngs) > 1:  # streams that split one workload/phase's routers: each plot has part of them
+            click.echo(f"{name}: in {len(pngs)} runs, each with part of the routers: left out", err=True)
+            continue
+        if pngs[0].resolve() != (out_dir / name).resolve():
+            shutil.copyfile(pngs[0], out_dir / name)
+        plots.append(name)
     for path in report.write_outputs(result, out_dir, plots=plots):
         click.echo(f"wrote {path}", err=True)
 
