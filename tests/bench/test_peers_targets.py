@@ -67,6 +67,10 @@ def test_a_ratio_that_rounds_to_the_target_shows_a_third_decimal() -> None:
         1.0, tok_s=1000), "oracle": _summary(1.0, tok_s=998)})
     output = targets.evaluate("bursty/closed", {1: runs}).check("out tok/s / best peer")
     assert output is not None and output.cell() == "0.99x **missed by 1%**"
+    close = targets.evaluate("bursty/closed", {1: _runs("bursty/closed", {
+        "infergate-default": _summary(1.0, tok_s=997), "sglang-cache-aware": _summary(1.0, tok_s=1000)})})
+    check = close.check("out tok/s / best peer")
+    assert check is not None and check.cell() == "0.997x **missed by 0.3%**"  # not "missed by 0%"
     assert output.why() == "the oracle itself is at 0.998x: no router reaches 1x on this traffic"  # not "1.00x"
 
 

@@ -102,7 +102,7 @@ class Check:
             text += f" ({min(self.ratios):.2f}-{max(self.ratios):.2f}x)"
         if self.met:
             return f"{text} met"
-        return f"{text} **missed by {self.miss:.0%}**"
+        return f"{text} **missed by {self.miss:.1%}**" if self.miss < 0.01 else f"{text} **missed by {self.miss:.0%}**"
 
 
 @dataclass(frozen=True)
