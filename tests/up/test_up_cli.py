@@ -92,13 +92,16 @@ def helm_install_then_uninstall(helm_bin: str, kubectl_bin: str, kubeconfig: str
 
     (pod,) = wait_until(lambda: epp_pods(True), 60, "the chart's EPP pod Ready")  # type: ignore[misc]
     epp_ip = pod["status"]["podIP"]  # type: ignore[index]
-    assert processes_mentioning(f"--pool-name={release}")
+    # this cluster's EPP process: its pod address is in its arguments (another test's cluster may run
+    # an EPP of the same pool name: an orphan of an interrupted run made this wait fail once)
+    epp_process = f"--host={epp_ip} "
+    assert processes_mentioning(epp_process)
     uninstall = subprocess.run([helm_bin, "uninstall", release], capture_output=True, text=True, timeout=60,
                                env=env)
     assert uninstall.returncode == 0, uninstall.stderr
     # the cascade (Deployment -> ReplicaSet -> Pod) and the EPP's SIGTERM drain; 60 s: on a loaded
     # 2-core machine 30 s was seen to run out (the wait ends as soon as both are gone)
-    wait_until(lambda: not epp_pods(False) and not processes_mentioning(f"--pool-name={release}"), 60,
+    wait_until(lambda: not epp_pods(False) and not processes_mentioning(epp_process), 60,
                "the EPP pod and process gone after helm uninstall")
     assert "No resources found" in subprocess.run(
         [kubectl_bin, "get", "deployments,replicasets,services", "-l", f"app.kubernetes.io/instance={release}"],
