@@ -146,6 +146,13 @@ def test_streams_merge_into_one_report_and_different_measurements_do_not() -> No
     text = markdown(merged)
     assert "## shared-prefix/open" in text and "## bursty/closed" in text
     assert text.count("0.50x met") == 4  # each phase of both streams: 0.2s / 0.4s
+    # a run that failed to run (the peer did not start) is replaced by another stream's run of it
+    failed = _stream("heterogeneous", 1.0)  # vllm-router failed to run in its open phase
+    again = _stream("heterogeneous", 1.0)
+    again.runs = [RunOutcome("heterogeneous", "open", "vllm-router-cache-aware", _summary(0.3))]
+    replaced = stored.merge([failed, again])
+    [vllm] = [r for r in replaced.runs if r.router == "vllm-router-cache-aware"]
+    assert vllm.summary is not None and vllm.error is None and len(replaced.runs) == 7
     closed_only = _stream("lora-mix", 1.0)
     closed_only.config = dataclasses.replace(closed_only.config, phases=("closed",))
     closed_only.runs = [r for r in closed_only.runs if r.phase == "closed"]

@@ -93,7 +93,9 @@ def load(directory: Path) -> PeersResult:
 
 def merge(results: Sequence[PeersResult]) -> PeersResult:
     """One result holding every run of ``results``, which must have been measured the same way
-    (:data:`SAME_MEASUREMENT`); a workload/phase/router/seed measured twice is refused."""
+    (:data:`SAME_MEASUREMENT`); a workload/phase/router/seed measured twice is refused, except
+    a run that failed to run (no numbers, e.g. a peer that did not start), which a later run of
+    the same key replaces."""
     if not results:
         raise StoredRunError("nothing to merge")
     first = results[0].config
@@ -102,15 +104,18 @@ def merge(results: Sequence[PeersResult]) -> PeersResult:
         if differ:
             raise StoredRunError("not measured the same way: " + "; ".join(
                 f"{name} {getattr(first, name)!r} vs {getattr(other.config, name)!r}" for name in differ))
-    seen: set[tuple[str, str, str, int]] = set()
+    seen: dict[tuple[str, str, str, int], int] = {}  # key -> index in runs
     runs: list[RunOutcome] = []
     for result in results:
         for run in result.runs:
             key = (run.workload, run.phase, run.router, run.seed if run.seed is not None else result.config.seed)
             if key in seen:
+                if runs[seen[key]].summary is None and run.summary is not None:  # a failed start, run again
+                    runs[seen[key]] = run
+                    continue
                 raise StoredRunError(f"{run.workload}/{run.phase} {run.router} (seed {key[3]}) is in more than one "
                                      "of the runs")
-            seen.add(key)
+            seen[key] = len(runs)
             runs.append(run)
 
     def union(name: str) -> tuple[str, ...]:
