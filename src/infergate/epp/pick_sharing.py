@@ -341,7 +341,7 @@ class PodPeers:
         self._update(ips)
 
     def _update(self, ips: dict[str, str]) -> None:
-        if ips != self._ips or not self._ips:
+        if ips != self._ips:
             self._ips = ips
             self.sharing.set_pod_peers(ips.values())
 

@@ -28,7 +28,7 @@ from typing import Any
 from infergate.bench.peers import targets
 from infergate.bench.peers.run import PeersResult, RunOutcome
 from infergate.bench.peers.summary import JSON_FIELDS, SLO_ITL_S, SLO_TTFT_S, WARMUP_FRACTION, Summary
-from infergate.bench.peers.targets import best_peer, per_repeat_ratios
+from infergate.bench.peers.targets import best_peer, per_repeat_ratios, spread
 from infergate.bench.peers.targets import oracle as _oracle
 
 # summed over repeats in the --json object (every other figure is the median over repeats)
@@ -176,11 +176,6 @@ def _seeds_text(seeds: tuple[int, ...]) -> str:
     if len(seeds) == 1:
         return f"seed {seeds[0]}"
     return f"{len(seeds)} repeats, seeds {seeds[0]}-{seeds[-1]}"
-
-
-def spread(values: list[float]) -> float:
-    """max / min - 1 of positive values (NaN for none, or a minimum that is not positive)."""
-    return max(values) / min(values) - 1 if values and min(values) > 0 else math.nan
 
 
 def _ratio_cell(ratios: list[float], repeats: int) -> str:

@@ -40,6 +40,11 @@ CRITICAL_WORKLOADS: Final = frozenset({"priority-mix"})
 Pick = Callable[[list[RunOutcome], str], RunOutcome | None]
 
 
+def spread(values: Sequence[float]) -> float:
+    """max / min - 1 of positive values (NaN for none, or a minimum that is not positive)."""
+    return max(values) / min(values) - 1 if values and min(values) > 0 else math.nan
+
+
 @dataclass(frozen=True)
 class Check:
     """One target on one workload/phase: the subject's per-repeat ratios and the oracle's against
@@ -68,9 +73,7 @@ class Check:
     @property
     def spread(self) -> float:
         """max / min - 1 over the repeats (NaN with fewer than two)."""
-        if len(self.ratios) < 2 or min(self.ratios) <= 0:
-            return math.nan
-        return max(self.ratios) / min(self.ratios) - 1
+        return spread(self.ratios) if len(self.ratios) > 1 else math.nan
 
     @property
     def miss(self) -> float:
