@@ -27,7 +27,9 @@ from infergate.util.wait import async_wait_until
 from .test_gateway_e2e import address_pool, write
 from .tls_support import ServerCertificate, TestCA
 
-pytestmark = [pytest.mark.e2e, pytest.mark.exclusive]
+# in the parallel pass: it asserts no failed request at 50 req/s, not a rate it must reach, and
+# with 4 CPU-bound processes beside it on 2 cores it passed 4 runs of 4 (5.4-5.9 s)
+pytestmark = [pytest.mark.e2e]
 
 GW = "gateway.networking.k8s.io"
 MODEL = "test-model"
