@@ -431,32 +431,38 @@ class InflightLoad:
     def view(self, hostport: str, inflight: int, metrics: EndpointMetrics | None) -> tuple[int, float]:
         """(requests, pending prefill tokens) on ``hostport``: this EPP's accounting (at least
         ``inflight``, the Director's count) reconciled with the endpoint's scraped ``metrics``
-        (see ``InflightLoadProducer.view``). One lookup of the endpoint's load; an endpoint this
-        EPP has nothing on builds no empty load."""
+        (see ``InflightLoadProducer.view``), plus other EPP replicas' picks there since the scrape
+        (pick sharing)."""
+        requests, pending = self.own_view(hostport, inflight, metrics)
+        if not self._peer_picks:
+            return requests, pending
+        peers, peer_tokens = self._peer_load(hostport, metrics)
+        return requests + peers, pending + peer_tokens
+
+    def own_view(self, hostport: str, inflight: int, metrics: EndpointMetrics | None) -> tuple[int, float]:
+        """``view`` without other replicas' picks. One lookup of the endpoint's load; an endpoint
+        this EPP has nothing on builds no empty load."""
         load = self._endpoints.get(hostport)
         m = metrics
-        # other EPP replicas' picks since the scrape (pick sharing; none without it: one dict miss)
-        peers, peer_tokens = self._peer_load(hostport, m) if self._peer_picks else (0, 0)
         if load is None:  # nothing of this EPP's there: every scraped request is someone else's
             # (the common case on a large pool; conditionals instead of max/min calls)
-            requests = (inflight if inflight > 0 else 0) + peers
+            requests = inflight if inflight > 0 else 0
             if m is None:
-                return requests, float(peer_tokens)
+                return requests, 0.0
             waiting = m.waiting_queue
             unknown = m.running + waiting
             if unknown < 0:
                 unknown = 0
-            return (requests + unknown,
-                    peer_tokens + (waiting if waiting < unknown else unknown) * self.mean_uncached_tokens)
-        requests = max(load.requests, inflight) + peers
+            return requests + unknown, 0.0 + (waiting if waiting < unknown else unknown) * self.mean_uncached_tokens
+        requests = max(load.requests, inflight)
         if m is None:
-            return requests, float(load.pending_prefill_tokens + peer_tokens)
+            return requests, float(load.pending_prefill_tokens)
         # what the scrape saw beyond this EPP's own requests at that moment: other routers' traffic
         unknown = max(0, m.running + m.waiting_queue - (load.requests - load.change_since(m.update_time)))
         # those are assumed waiting first (the cautious reading), at the mean uncached tokens
         unknown_waiting = min(m.waiting_queue, unknown)
         pending, _ = self._pending_after(load, m.update_time, m.waiting_queue - unknown_waiting)
-        return requests + unknown, pending + peer_tokens + unknown_waiting * self.mean_uncached_tokens
+        return requests + unknown, pending + unknown_waiting * self.mean_uncached_tokens
 
     def models_picked_since(self, hostport: str, when: float) -> list[str]:
         """The models of this EPP's requests in flight on ``hostport`` picked after ``when`` (a
@@ -590,8 +596,15 @@ class InflightLoadProducer(Plugin):
         beyond this EPP's own requests at its time (other routers' traffic); pending = this EPP's
         pending prefill as of the scrape (``pending_after_scrape``) + those unknown requests,
         assumed waiting first (the cautious reading, at most the scraped queue), at the mean
-        uncached tokens (``InflightLoad.view``)."""
-        return self.load.view(candidate.hostport, candidate.inflight, candidate.metrics)
+        uncached tokens; + other EPP replicas' picks since the scrape (``InflightLoad.view``).
+
+        Called per candidate by the scorer and the affinity filter, so without pick sharing it
+        goes straight to ``own_view``: the shared-pick sums on every call cost 5% of a
+        256-endpoint pick (``epp_cost_sched_ab``, session 21)."""
+        load = self.load
+        if load._peer_picks:
+            return load.view(candidate.hostport, candidate.inflight, candidate.metrics)
+        return load.own_view(candidate.hostport, candidate.inflight, candidate.metrics)
 
 
 def find_producer(handle: PluginHandle, name: str, owner: str) -> InflightLoadProducer:
