@@ -3,7 +3,9 @@ measure (pure functions, no processes)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +187,76 @@ def test_picked_endpoint_reads_the_epps_body_reply() -> None:
     assert picked_endpoint(body_routing_reply("10.0.0.7:8000,10.0.0.8:8000")) == "10.0.0.7:8000"
     with pytest.raises(RuntimeError, match="names no endpoint"):
         picked_endpoint(pb.ProcessingResponse(request_body=pb.BodyResponse()))
+
+
+# ---- pick sharing ----------------------------------------------------------------------------------
+
+def test_each_replica_shares_with_every_other_one() -> None:
+    from infergate.bench.epp_replicas import pick_sharing_flags, sharing_variants
+
+    assert pick_sharing_flags([7001, 7002, 7003]) == [
+        ["--pick-sharing-port", "7001", "--pick-sharing-peers", "127.0.0.1:7002,127.0.0.1:7003"],
+        ["--pick-sharing-port", "7002", "--pick-sharing-peers", "127.0.0.1:7001,127.0.0.1:7003"],
+        ["--pick-sharing-port", "7003", "--pick-sharing-peers", "127.0.0.1:7001,127.0.0.1:7002"]]
+    assert sharing_variants(1, "both") == [False]  # one replica has no one to share with
+    assert sharing_variants(1, "on") == [False]
+    assert sharing_variants(2, "both") == [False, True]
+    assert sharing_variants(3, "off") == [False] and sharing_variants(3, "on") == [True]
+
+
+def test_report_sets_pick_sharing_against_the_same_replicas_without_it() -> None:
+    results = _results()
+    runs = results["replicas"]
+    assert isinstance(runs, list)
+    shared = {**runs[1], "pick_sharing": True}
+    shared["steps"] = [{**s, "achieved": s["offered"] if s["offered"] < 600 else 420} for s in runs[1]["steps"]]
+    runs.append(shared)
+    affinity = results["affinity"]
+    assert isinstance(affinity, dict)
+    affinity["sessions"].append({**affinity["sessions"][1], "pick_sharing": True, "hits": 6, "hit_rate": 6 / 8,
+                                 "hit_rate_of_possible": 1.0, "copies_per_prefix": 1.0, "loss_vs_one": 0.0})
+    text = report_text(with_knees(results))  # type: ignore[arg-type]
+    assert "| 2, picks shared | 400 | 400 | 1.50 | 4.50 | 0.30/0.30 |" in text  # its knee row
+    assert "| sessions (a prefix per conversation, 4 requests each) | 2, picks shared | 8 | 2 | 6 |" in text
+    assert "| 2 | 320 | 40.0 | 40 |" in text and "| 2, picks shared | 320 | 40.0 | 40 |" in text
+    assert ("- 2 replicas: sessions: loss 33% -> 0%, copies per prefix 2.00 -> 1.00; ceiling 450 -> 420 req/s"
+            in text)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(90)
+async def test_two_replicas_sharing_picks_follow_each_others_prefixes(tmp_path: Path) -> None:
+    """The benchmark's sessions workload on two real EPPs sharing their picks: a conversation's
+    turns alternate between the replicas, and each turn follows the prefix the other replica
+    placed. 60 ms between requests, more than a scrape interval: a peer's pick then counts as the
+    endpoint's load no longer (the static pool's scrapes never show it), so what is measured is the
+    shared index alone (back to back, the pending prefill of several peer picks on one endpoint
+    can make the affinity filter spread a prefix, as it should under load). Without sharing, the
+    same sequence got 8 misses of 24-36 possible (78%): each replica places a conversation on
+    its own endpoint."""
+    import random
+
+    from infergate.bench.epp_cost import MetricsServer, _start_epp, loopback_addresses
+    from infergate.bench.epp_replicas import affinity_workloads, pick_sharing_flags, picks_for
+    from infergate.bench.topology import PortPool
+
+    ports = PortPool()
+    rng = random.Random(5)
+    server = MetricsServer(loopback_addresses(4, rng), ports(), tmp_path)
+    await server.start()
+    epps = []
+    try:
+        flags = pick_sharing_flags([ports(), ports()])
+        for i in range(2):
+            epps.append(await _start_epp(tmp_path, ports, server, 4, f"epp-{i}", extra=flags[i]))
+        await asyncio.sleep(1.5)  # scraped, and the subscriptions joined (ZMQ's slow joiner)
+        sequence, bodies = affinity_workloads(32, 4, seed=5)["sessions"]
+        picks = await picks_for(epps, bodies, first_id=1, gap_s=0.06)
+    finally:
+        for epp in epps:
+            await epp.stop()
+        await server.process.stop()
+    affinity = simulated_cache_hits(sequence, picks)
+    assert affinity.possible == 24
+    assert affinity.hit_rate_of_possible >= 0.95, (affinity, picks)
+    assert affinity.copies < 1.1, affinity

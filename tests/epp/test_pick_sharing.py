@@ -5,6 +5,7 @@ resolve to changing addresses, and two replicas' indexes converging over real ZM
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import msgpack
@@ -164,6 +165,44 @@ async def test_two_replicas_learn_each_others_picks_over_zmq() -> None:
         for s in sharing:
             await s.stop()
     assert scorers[0].on_indexed is None  # unhooked on stop
+
+
+async def test_a_peers_pick_that_arrived_while_the_loop_was_busy_is_applied_before_the_next_match() -> None:
+    """The peer's message is on the socket, but the event loop has not turned to it (this replica was
+    busy): the next match applies it first (``drain``), so a request right after the other
+    replica's pick follows it."""
+    port_a, port_b = free_port(), free_port()
+    replicas = [build_epp(EPPOptions("pool", host="127.0.0.1", pick_sharing_port=port,
+                                     pick_sharing_peers=(f"127.0.0.1:{other}",)))
+                for port, other in ((port_a, port_b), (port_b, port_a))]
+    for parts in replicas:
+        _with_pool(parts, "10.0.0.3")
+    sharing = [next(b for b in parts.background if isinstance(b, PickSharing)) for parts in replicas]
+    scorers = [s.scorers["prefix-cache-scorer"] for s in sharing]
+    for s in sharing:
+        await s.start()
+    try:
+        target = Candidate(Endpoint("pod-3", "10.0.0.3", 8000))
+        for attempt in range(200):  # ZMQ's slow joiner: until one pick has gone through, bounded
+            request = SchedulingRequest("r", "m", f"{attempt} {PROMPT}", {}, {"model": "m", "prompt": PROMPT})
+            scorers[0].pre_request(CycleState(), request, SchedulingResult({"default": ProfileResult([target])},
+                                                                           "default"))
+            await asyncio.sleep(0.01)
+            if sharing[1].received.labels("applied")._value.get():
+                break
+        assert sharing[1].received.labels("applied")._value.get() == 1
+        fresh = SchedulingRequest("s", "m", "fresh " + PROMPT, {}, {"model": "m", "prompt": "fresh " + PROMPT})
+        scorers[0].pre_request(CycleState(), fresh, SchedulingResult({"default": ProfileResult([target])},
+                                                                     "default"))
+        time.sleep(0.2)  # blocking: the message reaches B's socket, B's receive task cannot run
+        hashes, matched = scorers[1].match(CycleState(), fresh)  # no await since the pick
+        assert matched == {"10.0.0.3:8000": len(hashes)}
+        assert sharing[1].received.labels("applied")._value.get() == 2
+        assert sharing[1].drain() == 0  # nothing left queued
+    finally:
+        for s in sharing:
+            await s.stop()
+    assert scorers[1].before_match is None  # unhooked on stop
 
 
 def test_pick_sharing_needs_a_prefix_index_and_a_port() -> None:

@@ -129,11 +129,12 @@ class MetricsServer:
 
 
 async def _start_epp(work: Path, ports: PortPool, server: MetricsServer, count: int, name: str,
-                     source: Path | None = None) -> EPPProcess:
-    """``infergate epp`` over the first ``count`` endpoints; from the sources at ``source`` if given."""
+                     source: Path | None = None, extra: Sequence[str] = ()) -> EPPProcess:
+    """``infergate epp`` over the first ``count`` endpoints; from the sources at ``source`` if given;
+    ``extra``: more ``infergate epp`` flags."""
     endpoints = [f"{a}:{server.port}" for a in server.addresses[:count]]
     pool = static_pool_file(work / f"{name}.yaml", pool_name="pool", endpoints=endpoints)
-    epp = EPPProcess(pool_file=pool, workdir=work, ports=ports, name=name, extra=("--v", "0"))
+    epp = EPPProcess(pool_file=pool, workdir=work, ports=ports, name=name, extra=("--v", "0", *extra))
     if source is not None:
         epp.process.env = {**os.environ, "PYTHONPATH": str(source)}
     await epp.start()

@@ -3,6 +3,7 @@
 
     python -m infergate.bench.epp_replicas [--out bench/results/epp-replicas] [--replicas 1,2,3]
                                            [--rates 200,400,...] [--step-seconds 4] [--endpoints 8]
+                                           [--pick-sharing both|off|on]
 
 What runs (the pieces of ``infergate.bench.epp_cost``):
 
@@ -33,6 +34,10 @@ What runs (the pieces of ``infergate.bench.epp_cost``):
   that N replicas do not get (see docs/extproc.md for why this measure and not "the same
   pick as one EPP").
 * **Scrape load.** Scrapes/s answered by the metrics server with the N replicas idle.
+* **Pick sharing** (``--pick-sharing``, default ``both``): every replica count above 1 is
+  measured without and with ``--pick-sharing-port`` / ``--pick-sharing-peers`` (each replica
+  publishes its picks' prefix blocks to the others, ``infergate.epp.pick_sharing``): the
+  affinity it wins back and what applying the other replicas' picks costs at the knee.
 
 The client is a Python process on the same machine: on 2 cores it competes with the EPPs
 for the CPU, so the aggregate ceiling of N replicas here is bounded by the machine, not by
@@ -266,13 +271,17 @@ def affinity_workloads(requests: int, turns: int, seed: int) -> dict[str, tuple[
             "sessions": (sessions, shared_prefix_bodies(sessions, PROMPT_TOKENS, rng))}
 
 
-async def picks_for(epps: Sequence[EPPProcess], bodies: Sequence[bytes], first_id: int) -> list[str]:
-    """One request at a time, round robin over the replicas per stream: the endpoint each got."""
+async def picks_for(epps: Sequence[EPPProcess], bodies: Sequence[bytes], first_id: int,
+                    gap_s: float = 0.0) -> list[str]:
+    """One request at a time, round robin over the replicas per stream: the endpoint each got;
+    ``gap_s`` between a reply and the next request (0: back to back)."""
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{epp.grpc_port}") for epp in epps]
     try:
         stubs = [pb_grpc.ExternalProcessorStub(channel) for channel in channels]
         picks = []
         for i, body in enumerate(bodies):
+            if gap_s and i:
+                await asyncio.sleep(gap_s)
             _, endpoint = await exchange(stubs[i % len(stubs)], first_id + i, body)
             picks.append(endpoint)
         return picks
@@ -283,10 +292,21 @@ async def picks_for(epps: Sequence[EPPProcess], bodies: Sequence[bytes], first_i
 
 # ---- the whole run ----------------------------------------------------------------------------------
 
+def pick_sharing_flags(sharing_ports: Sequence[int]) -> list[list[str]]:
+    """Each replica's ``infergate epp`` flags to share its picks with every other replica (all on
+    127.0.0.1, each with its own port)."""
+    return [["--pick-sharing-port", str(port), "--pick-sharing-peers",
+             ",".join(f"127.0.0.1:{other}" for other in sharing_ports if other != port)] for port in sharing_ports]
+
+
 async def measure_replicas(count: int, work: Path, ports: PortPool, server: MetricsServer,
                            args: argparse.Namespace, rng: random.Random,
-                           workloads: dict[str, tuple[list[int], list[bytes]]]) -> dict[str, Any]:
-    epps = [await _start_epp(work, ports, server, args.endpoints, f"epp-{count}-{i}") for i in range(count)]
+                           workloads: dict[str, tuple[list[int], list[bytes]]],
+                           pick_sharing: bool = False) -> dict[str, Any]:
+    flags = pick_sharing_flags([ports() for _ in range(count)]) if pick_sharing else [[] for _ in range(count)]
+    tag = "-sharing" if pick_sharing else ""
+    epps = [await _start_epp(work, ports, server, args.endpoints, f"epp-{count}{tag}-{i}", extra=flags[i])
+            for i in range(count)]
     try:
         await asyncio.sleep(2.0)  # every endpoint scraped by every replica, connections open
         meter = CpuMeter({"metrics-server": server.pid, **{f"epp-{i}": _epp_pid(e) for i, e in enumerate(epps)}})
@@ -294,7 +314,7 @@ async def measure_replicas(count: int, work: Path, ports: PortPool, server: Metr
         await asyncio.sleep(args.idle_seconds)
         scrapes = (await server.answered() - answered0) / (time.monotonic() - t0)
         idle = meter.cores()
-        print(f"  {count} replica(s) idle: {scrapes:.0f} scrapes/s answered "
+        print(f"  {count} replica(s){' sharing picks' if pick_sharing else ''} idle: {scrapes:.0f} scrapes/s answered "
               f"({scrapes / args.endpoints:.1f} per model server), metrics server {idle['metrics-server']:.3f} cores",
               flush=True)
         picks: dict[str, list[str]] = {}
@@ -309,7 +329,7 @@ async def measure_replicas(count: int, work: Path, ports: PortPool, server: Metr
         for epp in epps:
             await epp.stop()
     knee = find_knee([_step(r) for r in steps])
-    return {"replicas": count, "scrapes_per_s": scrapes, "scrapes_per_s_per_model_server": scrapes / args.endpoints,
+    return {"replicas": count, "pick_sharing": pick_sharing, "scrapes_per_s": scrapes, "scrapes_per_s_per_model_server": scrapes / args.endpoints,
             "scrapes_per_s_expected": count * args.endpoints / SCRAPE_INTERVAL_S,
             "idle_epp_cores": [idle[f"epp-{i}"] for i in range(count)],
             "idle_metrics_server_cores": idle["metrics-server"], "picks": picks, "steps": steps,
@@ -318,7 +338,8 @@ async def measure_replicas(count: int, work: Path, ports: PortPool, server: Metr
 
 def analyse_affinity(results: list[dict[str, Any]],
                      workloads: dict[str, tuple[list[int], list[bytes]]]) -> dict[str, list[dict[str, Any]]]:
-    """Per workload and replica count: the simulated cache hits and the loss against one EPP."""
+    """Per workload and run (replica count, pick sharing): the simulated cache hits and the loss
+    against one EPP."""
     out: dict[str, list[dict[str, Any]]] = {}
     for name, (sequence, _) in workloads.items():
         rows = []
@@ -327,7 +348,8 @@ def analyse_affinity(results: list[dict[str, Any]],
             affinity = simulated_cache_hits(sequence, result["picks"][name])
             if result["replicas"] == 1:
                 single = affinity
-            rows.append({"replicas": result["replicas"], "requests": affinity.requests, "hits": affinity.hits,
+            rows.append({"replicas": result["replicas"], "pick_sharing": result.get("pick_sharing", False),
+                         "requests": affinity.requests, "hits": affinity.hits,
                          "possible": affinity.possible, "hit_rate": affinity.hit_rate,
                          "hit_rate_of_possible": affinity.hit_rate_of_possible, "copies_per_prefix": affinity.copies,
                          "loss_vs_one": affinity_loss(single, affinity) if single else None,
@@ -346,7 +368,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results = []
     try:
         for count in args.replicas:
-            results.append(await measure_replicas(count, work, ports, server, args, rng, workloads))
+            for sharing in sharing_variants(count, args.pick_sharing):
+                results.append(await measure_replicas(count, work, ports, server, args, rng, workloads, sharing))
     finally:
         await server.process.stop()
     return {"machine": {"cpus": os.cpu_count(), "load_average_start": args.load_start,
@@ -354,8 +377,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "settings": {"endpoints": args.endpoints, "prompt_tokens": PROMPT_TOKENS, "profile": "default",
                          "response_body": "NONE", "rates": list(args.rates), "step_seconds": args.step_seconds,
                          "max_in_flight": args.max_in_flight, "affinity_requests": args.affinity_requests,
-                         "turns": args.turns, "scrape_interval_s": SCRAPE_INTERVAL_S, "seed": args.seed},
+                         "turns": args.turns, "scrape_interval_s": SCRAPE_INTERVAL_S, "seed": args.seed,
+                         "pick_sharing": args.pick_sharing},
             "replicas": results, "affinity": analyse_affinity(results, workloads)}
+
+
+def sharing_variants(count: int, mode: str) -> list[bool]:
+    """Pick sharing off, on, or both, for ``count`` replicas (one replica has no one to share with)."""
+    if count < 2:
+        return [False]
+    return {"off": [False], "on": [True], "both": [False, True]}[mode]
 
 
 def _ints(text: str) -> list[int]:
@@ -377,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=4, help="requests per conversation in the sessions workload")
     parser.add_argument("--idle-seconds", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--pick-sharing", choices=("both", "off", "on"), default="both",
+                        help="measure 2+ replicas without and with pick sharing (both, the default), or one of them")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from results.json")
     args = parser.parse_args(argv)
     if sorted(args.rates) != list(args.rates) or not args.rates:

@@ -16,6 +16,11 @@ _WORKLOADS = {
 }
 
 
+def run_label(run: dict[str, Any]) -> str:
+    """A run's replica count, with ", picks shared" when its replicas shared their picks."""
+    return f"{run['replicas']}, picks shared" if run.get("pick_sharing") else str(run["replicas"])
+
+
 def _chart(out: Path, results: dict[str, Any]) -> None:
     import matplotlib
 
@@ -29,7 +34,8 @@ def _chart(out: Path, results: dict[str, Any]) -> None:
         offered = [s["offered"] for s in steps]
         achieved = [s["achieved"] for s in steps]
         top = max(top, *offered)
-        line = ax.plot(offered, achieved, "o-", label=f"{result['replicas']} EPP replica(s)")[0]
+        line = ax.plot(offered, achieved, "o--" if result.get("pick_sharing") else "o-",
+                       label=f"{run_label(result)} EPP replica(s)")[0]
         knee = result["knee"]
         if knee["index"] >= 0:
             ax.plot([offered[knee["index"]]], [achieved[knee["index"]]], "s", color=line.get_color(), markersize=10,
@@ -62,7 +68,7 @@ def _per_core(step: dict[str, Any]) -> float:
 
 def _knee_row(result: dict[str, Any]) -> str:
     knee, steps = result["knee"], result["steps"]
-    n = result["replicas"]
+    n = run_label(result)
     if knee["index"] < 0:
         return f"| {n} | - | - | - | - | - | - | - | {knee['ceiling']:,.0f} | {knee['reason']} |"
     step = steps[knee["index"]]
@@ -91,7 +97,10 @@ def report_text(results: dict[str, Any]) -> str:
         "them, the same load on each), default profile, 50 ms scrapes, 3,000-token prompts, request body BUFFERED, "
         "response body NONE (the gateway's default: 3 ext_proc messages each way). The client spreads the streams "
         "over the replicas round robin per stream, as Envoy does over the endpoints of the EPP's Service. "
-        "Replicas are active-active: no leader election, each scrapes the pool and keeps its own prefix index.",
+        "Replicas are active-active: no leader election, each scrapes the pool and keeps its own prefix index. "
+        "*Picks shared*: the replicas also publish each pick's prefix blocks to each other (`--pick-sharing-port`, "
+        "`--pick-sharing-peers`; docs/epp.md, \"Replicas active-active and pick sharing\"), so every replica's "
+        "index and pick-time load include the others' picks.",
         "",
         "## The saturation point",
         "",
@@ -117,7 +126,7 @@ def report_text(results: dict[str, Any]) -> str:
     ]
     for r in runs:
         for s in r["steps"]:
-            lines.append(f"| {r['replicas']} | {s['offered']:,.0f} | {s['sent']:,.0f} | {s['achieved']:,.0f} | "
+            lines.append(f"| {run_label(r)} | {s['offered']:,.0f} | {s['sent']:,.0f} | {s['achieved']:,.0f} | "
                          f"{s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {'/'.join(f'{c:.2f}' for c in s['epp_cores'])} | "
                          f"{s['client_cores']:.2f} | {_busy(s)} | {s['errors']} |")
     single = next((r for r in runs if r["replicas"] == 1), None)
@@ -150,7 +159,7 @@ def report_text(results: dict[str, Any]) -> str:
         label = _WORKLOADS.get(name, name).format(turns=settings["turns"])
         for row in rows:
             loss = "-" if row["loss_vs_one"] is None or row["replicas"] == 1 else f"{row['loss_vs_one']:.0%}"
-            lines.append(f"| {label} | {row['replicas']} | {row['requests']} | {row['prefixes']} | {row['hits']} | "
+            lines.append(f"| {label} | {run_label(row)} | {row['requests']} | {row['prefixes']} | {row['hits']} | "
                          f"{row['possible']} | {row['hit_rate']:.1%} | {row['hit_rate_of_possible']:.1%} | "
                          f"{row['copies_per_prefix']:.2f} | {loss} |")
     lines += [
@@ -171,6 +180,7 @@ def report_text(results: dict[str, Any]) -> str:
         "a replica lands on another replica's copy only by chance (about 1 in the pool's size), so the loss is at "
         "least what is shown here.",
         "",
+        *_sharing_summary(results),
         "### Scrape load on the model servers",
         "",
         "| replicas | scrapes/s answered (pool) | per model server | expected (N x 20/s per server) | metrics server cores "
@@ -178,7 +188,7 @@ def report_text(results: dict[str, Any]) -> str:
         "|---:|---:|---:|---:|---:|---|",
     ]
     for r in runs:
-        lines.append(f"| {r['replicas']} | {r['scrapes_per_s']:,.0f} | {r['scrapes_per_s_per_model_server']:.1f} | "
+        lines.append(f"| {run_label(r)} | {r['scrapes_per_s']:,.0f} | {r['scrapes_per_s_per_model_server']:.1f} | "
                      f"{r['scrapes_per_s_expected'] / settings['endpoints']:.0f} | "
                      f"{r['idle_metrics_server_cores']:.3f} | {'/'.join(f'{c:.3f}' for c in r['idle_epp_cores'])} |")
     lines += [
@@ -211,6 +221,33 @@ def report_text(results: dict[str, Any]) -> str:
             "N-fold scrapes; leader election (active-passive) adds fail-over, not throughput.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _sharing_summary(results: dict[str, Any]) -> list[str]:
+    """What pick sharing wins back (affinity) and costs (the knee), per replica count measured both ways."""
+    runs = {(r["replicas"], bool(r.get("pick_sharing"))): r for r in results["replicas"]}
+    counts = sorted(n for n, shared in runs if shared and (n, False) in runs)
+    if not counts:
+        return []
+    lines = ["**With pick sharing.** A replica learns where the others placed a prefix from their picks, so its "
+             "first request of a prefix follows the other replicas' copy instead of starting one of its own:"]
+    for n in counts:
+        parts = []
+        for name, rows in results["affinity"].items():
+            by_run = {(row["replicas"], bool(row.get("pick_sharing"))): row for row in rows}
+            alone, shared = by_run.get((n, False)), by_run.get((n, True))
+            if alone and shared and alone["loss_vs_one"] is not None and shared["loss_vs_one"] is not None:
+                parts.append(f"{name.replace('_', ' ')}: loss {alone['loss_vs_one']:.0%} -> {shared['loss_vs_one']:.0%}"
+                             f", copies per prefix {alone['copies_per_prefix']:.2f} -> "
+                             f"{shared['copies_per_prefix']:.2f}")
+        knees = []
+        for shared in (False, True):
+            knee = runs[(n, shared)]["knee"]
+            knees.append(f"{knee['ceiling']:,.0f}")
+        lines.append(f"- {n} replicas: {'; '.join(parts)}; ceiling {knees[0]} -> {knees[1]} req/s (each replica "
+                     "also applies every other replica's picks to its index: N replicas, N times the index work).")
+    lines.append("")
+    return lines
 
 
 def with_knees(results: dict[str, Any]) -> dict[str, Any]:

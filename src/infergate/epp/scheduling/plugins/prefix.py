@@ -170,6 +170,9 @@ class PrefixCacheScorer(Plugin):
         # told of every pick added to the index (hashes, endpoint, the prompt's characters):
         # epp.pick_sharing publishes it
         self.on_indexed: Callable[[list[int], str, int], None] | None = None
+        # called before each cycle's match: epp.pick_sharing applies the peers' picks that arrived
+        # since its last turn of the event loop
+        self.before_match: Callable[[], object] | None = None
 
     @classmethod
     def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> PrefixCacheScorer:
@@ -185,6 +188,8 @@ class PrefixCacheScorer(Plugin):
         """The request's block hashes and matched blocks per server, computed once per cycle."""
         entry = state.get(self.STATE_KEY)
         if entry is None:
+            if self.before_match is not None:
+                self.before_match()
             hashes = hash_prompt(request.prompt, request.target_model, self.block_size, self.max_blocks,
                                  self._memo)
             matched = self.indexer.match_longest_prefix(hashes) if hashes else {}
