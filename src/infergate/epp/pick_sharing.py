@@ -100,7 +100,7 @@ def decode(frames: Sequence[bytes]) -> Pick | None:
     if len(plugin) > MAX_TEXT or len(endpoint) > MAX_TEXT or len(hashes) > MAX_HASHES or block_size <= 0 \
             or not 0 <= prompt_chars <= MAX_PROMPT_CHARS:
         return None
-    if not all(isinstance(h, int) and not isinstance(h, bool) for h in hashes):
+    if hashes and set(map(type, hashes)) != {int}:  # one C-level pass (bool is a type of its own)
         return None
     return Pick(sender, plugin, block_size, endpoint, hashes, prompt_chars)
 
@@ -159,8 +159,8 @@ class PickSharing:
                                 "mismatch (another plugin name or block size), unknown_endpoint (not in "
                                 "this EPP's pool), malformed.", ["result"],
                                 registry=registry)
-        for result in ("applied", "own", "mismatch", "unknown_endpoint", "malformed"):
-            self.received.labels(result)
+        self._received = {result: self.received.labels(result)
+                          for result in ("applied", "own", "mismatch", "unknown_endpoint", "malformed")}
 
     # ---- lifecycle (build.Background) ------------------------------------------------------
     async def start(self) -> None:
@@ -224,13 +224,12 @@ class PickSharing:
             elif not self.known_endpoint(pick.endpoint):
                 result = "unknown_endpoint"
             else:
+                held = scorer.indexer.add(pick.hashes, pick.endpoint)  # the leading blocks it held until now
                 producer = self.producers.get(pick.plugin)
-                if producer is not None:  # before the index learns it: what the endpoint held until now
-                    held = scorer.indexer.match_longest_prefix(pick.hashes).get(pick.endpoint, 0)
+                if producer is not None:
                     producer.note_peer_pick(pick.endpoint, pick.prompt_chars, held)
-                scorer.indexer.add(pick.hashes, pick.endpoint)
                 result = "applied"
-        self.received.labels(result).inc()
+        self._received[result].inc()
         return result
 
     def drain(self) -> int:

@@ -100,7 +100,8 @@ class PrefixIndexer:
     def get(self, block_hash: int) -> set[str] | None:
         return self._servers_by_hash.get(block_hash)
 
-    def add(self, hashes: list[int], server: str) -> None:
+    def add(self, hashes: list[int], server: str) -> int:
+        """Record that ``server`` holds ``hashes``; how many leading ones it held already."""
         lru = self._lru.get(server)
         if lru is None:
             lru = self._lru[server] = OrderedDict()
@@ -127,6 +128,7 @@ class PrefixIndexer:
                     old_holders.discard(server)
                     if not old_holders:
                         del by_hash[old]
+        return first_new
 
     def remove_server(self, server: str) -> None:
         lru = self._lru.pop(server, None)
