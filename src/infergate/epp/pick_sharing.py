@@ -148,7 +148,7 @@ class PickSharing:
         self.connected: set[str] = set()  # zmq addresses the SUB socket is connected to
         self._resolved: dict[tuple[str, int], set[str]] = {}  # peer -> its zmq addresses, last resolved
         self._ctx: zmq.asyncio.Context | None = None
-        self._pub: zmq.Socket[bytes] | None = None  # sends from the loop's thread, never waiting
+        self._pub: zmq.asyncio.Socket | None = None
         self._sub: zmq.asyncio.Socket | None = None
         self._sub_now: zmq.Socket[bytes] | None = None  # the same socket, read without waiting (drain)
         self._tasks: list[asyncio.Task[None]] = []
@@ -165,7 +165,7 @@ class PickSharing:
     # ---- lifecycle (build.Background) ------------------------------------------------------
     async def start(self) -> None:
         self._ctx = zmq.asyncio.Context()
-        self._pub = zmq.Context.shadow(self._ctx.underlying).socket(zmq.PUB)
+        self._pub = self._ctx.socket(zmq.PUB)
         self._pub.setsockopt(zmq.LINGER, 0)
         self._pub.setsockopt(zmq.SNDHWM, SEND_HWM)
         self._pub.bind(_zmq_address("*" if self.bind_host in ("0.0.0.0", "::", "") else self.bind_host, self.port))
@@ -253,17 +253,15 @@ class PickSharing:
         return count
 
     async def _receive(self) -> None:
-        """Wake when messages are queued and apply them all (``drain``): one wake-up per batch,
-        not a future per message (which cost more CPU than applying the pick)."""
         assert self._sub is not None
         while True:
             try:
-                await self._sub.poll()  # until readable (POLLIN, no timeout)
+                frames = await self._sub.recv_multipart()
             except zmq.ZMQError as exc:  # the socket is being closed, or a transient error
                 log.warning("pick sharing: receive failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
-            self.drain()
+            self.apply(frames)
 
     # ---- peers -----------------------------------------------------------------------------
     async def refresh_peers(self) -> None:
