@@ -35,7 +35,7 @@ def _chart(out: Path, results: dict[str, Any]) -> None:
         achieved = [s["achieved"] for s in steps]
         top = max(top, *offered)
         line = ax.plot(offered, achieved, "o--" if result.get("pick_sharing") else "o-",
-                       label=f"{run_label(result)} EPP replica(s)")[0]
+                       label=f"{result['replicas']} EPP replica(s)" + (", picks shared" if result.get("pick_sharing") else ""))[0]
         knee = result["knee"]
         if knee["index"] >= 0:
             ax.plot([offered[knee["index"]]], [achieved[knee["index"]]], "s", color=line.get_color(), markersize=10,
@@ -201,7 +201,8 @@ def report_text(results: dict[str, Any]) -> str:
         "- **Active-active** (what is measured here; `replicas: N` without leader election): every replica serves, "
         "the ceiling grows with the replicas' cores; each replica scrapes the pool (N times the scrape load) and "
         "keeps its own prefix index and in-flight counts (prefix affinity loss above; the in-flight-aware scorers "
-        "see only 1/N of the requests).",
+        "see only 1/N of the requests), unless the replicas share their picks (`--pick-sharing-port`): then each "
+        "replica's index and pick-time load include the others' picks, at the CPU of applying them.",
         "- **Active-passive** (`--ha-enable-leader-election`, upstream's v1.5 chart turns it on when replicas > 1): "
         "only the leader is ready, so the Service sends every stream to it: the ceiling stays one process's, there "
         "is no affinity loss, and the followers keep their datastore and metrics warm (they scrape too: N times "
@@ -217,8 +218,9 @@ def report_text(results: dict[str, Any]) -> str:
             f"{step.get('machine_busy_cores', 0.0):.2f} of {machine['cpus']} cores; ceiling "
             f"{single['knee']['ceiling']:,.0f} req/s), about {_per_core(step):,.0f} req/s per core of EPP CPU: on "
             "a machine where each replica has a core of its own, expect about that many per replica. Beyond one "
-            "process, run replicas active-active behind the pool's Service and accept the affinity loss and the "
-            "N-fold scrapes; leader election (active-passive) adds fail-over, not throughput.",
+            "process, run replicas active-active behind the pool's Service with pick sharing (the affinity kept, at the "
+            "CPU of applying the other replicas' picks) or without it (the affinity loss above), and accept the N-fold "
+            "scrapes; leader election (active-passive) adds fail-over, not throughput.",
         ]
     return "\n".join(lines) + "\n"
 
