@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from typing import Any
 
 from infergate.epp.datastore import Datastore
 from infergate.epp.rewrite import LLMD_GROUP, XK8S_GROUP
@@ -125,3 +126,34 @@ async def test_the_grace_runs_on_the_event_loop() -> None:
     assert ds.rewrites.pick("reviewer", RNG) == "food-review-2"
     await asyncio.sleep(0.2)
     assert ds.rewrites.pick("reviewer", RNG) is None
+
+
+def test_each_objective_list_or_event_replaces_the_datastores_objectives_once_at_most() -> None:
+    """One push per list or event, and none for the group the datastore does not hold (before, an
+    llm-d.ai list or a settling event pushed twice, and an x-k8s.io event while llm-d.ai was active
+    rebuilt the llm-d.ai set)."""
+    timers = Timers()
+    h, ds = _running(timers)
+    pushes: list[tuple[str, ...]] = []
+    replace = ds.replace_objectives
+
+    def counted(objectives: Any) -> None:
+        objectives = list(objectives)
+        pushes.append(tuple(sorted(o.name for o in objectives)))
+        replace(objectives)
+
+    ds.replace_objectives = counted  # type: ignore[method-assign]
+    h.objective_list([], LLMD_GROUP, served=True)  # installed, still empty: waits, x-k8s.io stays
+    assert pushes == [] and _priority(ds, "crit") == 5
+    h.objective_event("ADDED", objective("crit", 7, LLMD_GROUP), LLMD_GROUP)  # the copy: switches, once
+    assert pushes == [("crit",)] and _priority(ds, "crit") == 7
+    h.objective_event("MODIFIED", objective("crit", 6, XK8S_GROUP))  # the group not held: no push
+    assert pushes == [("crit",)] and _priority(ds, "crit") == 7
+    h.objective_event("ADDED", objective("std", 1, LLMD_GROUP), LLMD_GROUP)
+    assert pushes == [("crit",), ("crit", "std")]
+    h.objective_list([objective("crit", 7, LLMD_GROUP)], LLMD_GROUP, served=True)  # a relist: once
+    assert pushes == [("crit",), ("crit", "std"), ("crit",)]
+    h.objective_list([], LLMD_GROUP, served=False)  # CRD removed: back to x-k8s.io's (as modified), once
+    assert pushes[3:] == [("crit",)] and _priority(ds, "crit") == 6
+    timers.fire()  # the grace of the first list: the switch happened already, nothing to do
+    assert len(pushes) == 4 and _priority(ds, "crit") == 6

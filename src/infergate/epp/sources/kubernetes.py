@@ -164,20 +164,22 @@ class KubernetesEventHandler:
             log.error("InferenceObjective %s ignored: %s", obj.get("metadata", {}).get("name", ""), exc)
             return None
 
+    def _active_objective_group(self) -> str:
+        """The group whose objectives the datastore holds: ``llm-d.ai`` when its CRD is installed
+        (as the llm-d router), else ``inference.networking.x-k8s.io``."""
+        return LLMD_GROUP if LLMD_GROUP in self._objectives_served else XK8S_GROUP
+
     def _push_objectives(self) -> None:
-        """The datastore holds the objectives of one group: ``llm-d.ai`` when its CRD is
-        installed (as the llm-d router), else ``inference.networking.x-k8s.io``."""
-        active = LLMD_GROUP if LLMD_GROUP in self._objectives_served else XK8S_GROUP
-        self.datastore.replace_objectives(self._objectives.get(active, {}).values())
+        self.datastore.replace_objectives(self._objectives.get(self._active_objective_group(), {}).values())
 
     def objective_list(self, items: Iterable[Mapping[str, Any]], group: str = XK8S_GROUP,
                        served: bool = True) -> None:
         """A full list of one group's objectives; ``served`` False: its CRD is not installed."""
         found = {o.name: o for o in map(self._objective, items) if o is not None}
         self._objectives[group] = found
-        if group == LLMD_GROUP:
+        if group == LLMD_GROUP:  # whether llm-d.ai is (now) the active group; pushed once when it is
+            # decided (a switch waiting for the copies changes nothing yet: x-k8s.io stays active)
             self._llmd_served("InferenceObjective", served, bool(found), self._set_objectives_served)
-            self._push_objectives()
             return
         if served:
             self._objectives_served.add(group)
@@ -193,9 +195,11 @@ class KubernetesEventHandler:
             of_group.pop(name, None)
         else:
             of_group[name] = objective
-            if group == LLMD_GROUP:
-                self._settle_llmd("InferenceObjective", self._set_objectives_served)
-        self._push_objectives()
+            if group == LLMD_GROUP and "InferenceObjective" in self._pending:
+                self._settle_llmd("InferenceObjective", self._set_objectives_served)  # switches, pushes
+                return
+        if group == self._active_objective_group():  # the other group's objects wait in ``_objectives``
+            self._push_objectives()
 
     # InferenceModelRewrites (GA pools; both groups)
     def _rewrite(self, obj: Mapping[str, Any]) -> ModelRewrite | None:
