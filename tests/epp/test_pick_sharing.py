@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -135,17 +136,25 @@ async def test_peers_are_resolved_again_and_followed() -> None:
         await sharing.stop()
 
 
-async def test_two_replicas_learn_each_others_picks_over_zmq() -> None:
+async def _two_replicas(peers: Callable[[int, int], tuple[str, ...]]) -> tuple[list[PickSharing],
+                                                                               list[PrefixCacheScorer]]:
+    """Two EPPs' pick sharing on free ports (started), with the peers ``peers(own port, other
+    port)``, both pools holding 10.0.0.3; their prefix scorers."""
     port_a, port_b = free_port(), free_port()
-    peers = (f"127.0.0.1:{port_a}", f"127.0.0.1:{port_b}")  # the same list for both, own address included
-    replicas = [build_epp(EPPOptions("pool", host="127.0.0.1", pick_sharing_port=port, pick_sharing_peers=peers))
-                for port in (port_a, port_b)]
+    replicas = [build_epp(EPPOptions("pool", host="127.0.0.1", pick_sharing_port=port,
+                                     pick_sharing_peers=peers(port, other)))
+                for port, other in ((port_a, port_b), (port_b, port_a))]
     for parts in replicas:
         _with_pool(parts, "10.0.0.3")
     sharing = [next(b for b in parts.background if isinstance(b, PickSharing)) for parts in replicas]
-    scorers = [s.scorers["prefix-cache-scorer"] for s in sharing]
     for s in sharing:
         await s.start()
+    return sharing, [s.scorers["prefix-cache-scorer"] for s in sharing]
+
+
+async def test_two_replicas_learn_each_others_picks_over_zmq() -> None:
+    # the same list for both, own address included
+    sharing, scorers = await _two_replicas(lambda own, other: tuple(f"127.0.0.1:{p}" for p in sorted((own, other))))
     try:
         request = SchedulingRequest("r", "m", PROMPT, {}, {"model": "m", "prompt": PROMPT})
         target = Candidate(Endpoint("pod-3", "10.0.0.3", 8000))
@@ -171,16 +180,7 @@ async def test_a_peers_pick_that_arrived_while_the_loop_was_busy_is_applied_befo
     """The peer's message is on the socket, but the event loop has not turned to it (this replica was
     busy): the next match applies it first (``drain``), so a request right after the other
     replica's pick follows it."""
-    port_a, port_b = free_port(), free_port()
-    replicas = [build_epp(EPPOptions("pool", host="127.0.0.1", pick_sharing_port=port,
-                                     pick_sharing_peers=(f"127.0.0.1:{other}",)))
-                for port, other in ((port_a, port_b), (port_b, port_a))]
-    for parts in replicas:
-        _with_pool(parts, "10.0.0.3")
-    sharing = [next(b for b in parts.background if isinstance(b, PickSharing)) for parts in replicas]
-    scorers = [s.scorers["prefix-cache-scorer"] for s in sharing]
-    for s in sharing:
-        await s.start()
+    sharing, scorers = await _two_replicas(lambda own, other: (f"127.0.0.1:{other}",))
     try:
         target = Candidate(Endpoint("pod-3", "10.0.0.3", 8000))
         for attempt in range(200):  # ZMQ's slow joiner: until one pick has gone through, bounded
