@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,14 +385,17 @@ class SimReplicas:
 
 
 def static_pool_file(path: Path, *, pool_name: str, endpoints: Sequence[str],
-                     objectives: Sequence[tuple[str, int]] = (), namespace: str = "default") -> Path:
-    """The EPP's ``--static-file`` for ``endpoints`` (one pod per "ip:port")."""
+                     objectives: Sequence[tuple[str, int]] = (), namespace: str = "default",
+                     labels: Sequence[Mapping[str, str]] = ()) -> Path:
+    """The EPP's ``--static-file`` for ``endpoints`` (one pod per "ip:port"); ``labels``: the
+    pods' labels, in the same order (none by default)."""
     port = int(endpoints[0].rsplit(":", 1)[1])
     data = {
         "pool": {"name": pool_name, "namespace": namespace, "targetPorts": [port]},
         "objectives": [{"name": name, "priority": priority} for name, priority in objectives],
         "endpoints": [
-            {"name": f"pod-{i}", "address": e.rsplit(":", 1)[0], "port": int(e.rsplit(":", 1)[1]), "ready": True}
+            {"name": f"pod-{i}", "address": e.rsplit(":", 1)[0], "port": int(e.rsplit(":", 1)[1]), "ready": True,
+             **({"labels": dict(labels[i])} if i < len(labels) and labels[i] else {})}
             for i, e in enumerate(endpoints)
         ],
     }

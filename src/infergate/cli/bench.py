@@ -180,9 +180,14 @@ def _epp_args(text: str) -> tuple[str, ...]:
 @click.option("--epp-pick-sharing", is_flag=True,
               help="With --epp-replicas > 1: the EPPs share their picks' prefix blocks (`infergate epp "
                    "--pick-sharing-port/--pick-sharing-peers`), so each one's prefix index sees every pick.")
+@click.option("--declare-slow-speed-factor", type=click.FloatRange(min=0, min_open=True, max=100), default=None,
+              metavar="X",
+              help="On workloads with slower replicas (heterogeneous): their pods carry the label "
+                   "infergate.io/speed-factor=X in infergate's EPP pool file, as an operator who knows the "
+                   "hardware declares it (the default profile reads it). Default: no label.")
 def peers(workloads: str, routers: str, phases: str, duration: float, replicas: int, time_scale: float, seed: int,
           repeats: int, as_json: bool, out_dir: Path | None, epp_args: str, epp_replicas: int,
-          epp_pick_sharing: bool) -> None:
+          epp_pick_sharing: bool, declare_slow_speed_factor: float | None) -> None:
     """Compare infergate's EPP profiles with sglang-router, vllm-router, Envoy alone and an oracle.
 
     Every router runs on the same seeded traffic in front of its own fresh simulated pool.
@@ -209,7 +214,7 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
                          routers=pick(routers, ALL_ROUTERS, "--routers"), phases=pick(phases, PHASES, "--phases"),
                          duration=duration, time_scale=time_scale, replicas=replicas, seed=seed,
                          epp_args=_epp_args(epp_args), repeats=repeats, epp_replicas=epp_replicas,
-                         epp_pick_sharing=epp_pick_sharing)
+                         epp_pick_sharing=epp_pick_sharing, declare_slow_speed_factor=declare_slow_speed_factor)
     result = _run_until_stopped(run_peers(config, lambda text: click.echo(text, err=True), checkpoint=(
         None if out_dir is None else lambda partial: report.write_outputs(partial, out_dir))))
     for name, why in result.skipped.items():

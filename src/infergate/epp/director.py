@@ -179,7 +179,10 @@ class EppDirector:
         return max(local, requests), pending
 
     def _on_datastore_change(self) -> None:
-        current = {e.hostport for e in self.datastore.endpoints()}
+        endpoints = self.datastore.endpoints()
+        for producer in self._scrape_learners:  # their declared speed factors (pod labels)
+            producer.endpoints_changed(endpoints)
+        current = {e.hostport for e in endpoints}
         for gone in self._known_endpoints - current:
             for plugin in self._prefix_plugins:
                 plugin.indexer.remove_server(gone)

@@ -77,7 +77,11 @@ from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.saturation import SaturationConfig, SaturationDetector
 from infergate.epp.scheduling import Candidate, Scheduler, SchedulingRequest, load_config_text
 from infergate.epp.scheduling.config import PRESETS
-from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer, pick_time_producer
+from infergate.epp.scheduling.plugins.inflight import (
+    DEFAULT_SPEED_FACTOR_LABEL,
+    InflightLoadProducer,
+    pick_time_producer,
+)
 from infergate.sim import tokenizer
 from infergate.sim.config import SimConfig
 from infergate.sim.engine import Engine, Sequence
@@ -191,7 +195,7 @@ class ReplayResult:
 
 
 class _Pool:
-    def __init__(self, workload: Workload, seed: int) -> None:
+    def __init__(self, workload: Workload, seed: int, declared_slow_factor: float | None = None) -> None:
         pool = workload.pool
         config = SimConfig(model=MODEL, profile=pool.profile, num_gpu_blocks=pool.num_gpu_blocks,
                            mean_output_tokens=0, seed=seed, **_lora_config(pool))
@@ -200,7 +204,11 @@ class _Pool:
         fast = pool.replicas - pool.slow_replicas
         self.engines = [Engine(c, c.latency_profile(), seed=seed + i)
                         for i, c in enumerate([config] * fast + [slow_config] * pool.slow_replicas)]
-        self.endpoints = [Endpoint(f"sim-{i}", f"10.0.0.{i + 1}", 8000) for i in range(pool.replicas)]
+        # ``declared_slow_factor``: the slow replicas' pods carry the speed-factor label (what an
+        # operator who knows the pool's hardware declares; docs/epp.md, "Speed factor")
+        slow_labels = {} if declared_slow_factor is None else {DEFAULT_SPEED_FACTOR_LABEL: f"{declared_slow_factor:g}"}
+        self.endpoints = [Endpoint(f"sim-{i}", f"10.0.0.{i + 1}", 8000, labels=slow_labels if i >= fast else {})
+                          for i in range(pool.replicas)]
         self.metrics: list[EndpointMetrics | None] = [None] * pool.replicas
         self.store = MetricsStore()  # the same scrapes, as the EPP's saturation detector reads them
         # the EPP has scraped the idle pool before the first request (a scrape interval before t = 0:
@@ -339,6 +347,9 @@ class EppPolicy(_Policy):
             self.saturation = SaturationDetector(pool.store, self.saturation_config, load=load,
                                                  accounts_picks=producer is not None)
             self._feed_scrapes(pool.store)
+            for plugin in self.scheduler.plugins.values():  # the pods' declared speed factors, as the Director
+                if isinstance(plugin, InflightLoadProducer):
+                    plugin.endpoints_changed(pool.endpoints)
         return self.saturation
 
     def _feed_scrapes(self, store: MetricsStore) -> None:
@@ -579,8 +590,9 @@ async def _closed(pool: _Pool, policy: _Policy, workload: Workload, duration: fl
     await asyncio.gather(*(user(c) for c in classes))
 
 
-async def _replay(workload: Workload, policy: _Policy, seed: int, closed_s: float | None = None) -> ReplayResult:
-    pool = _Pool(workload, seed)
+async def _replay(workload: Workload, policy: _Policy, seed: int, closed_s: float | None = None,
+                  declared_slow_factor: float | None = None) -> ReplayResult:
+    pool = _Pool(workload, seed, declared_slow_factor)
     for engine in pool.engines:
         engine.start()
     scrapers = [asyncio.create_task(pool.scrape(i)) for i in range(len(pool.engines))]
@@ -601,7 +613,8 @@ async def _replay(workload: Workload, policy: _Policy, seed: int, closed_s: floa
 
 def replay(workload: Workload, policy_spec: str, seed: int = 1, closed_s: float | None = None, *,
            first_byte: bool = False, saturation: SaturationConfig | None = None,
-           flow_control: FlowControlConfig | bool | None = None) -> ReplayResult:
+           flow_control: FlowControlConfig | bool | None = None,
+           declared_slow_factor: float | None = None) -> ReplayResult:
     """One policy (an EPP preset name, a config file, or ``oracle``) on ``workload``: its open-loop
     arrivals, or with ``closed_s`` its closed loop for that many model seconds. An EPP policy
     sheds sheddable requests as the EPP does with ``saturation`` (default: the EPP's defaults)
@@ -625,7 +638,7 @@ def replay(workload: Workload, policy_spec: str, seed: int = 1, closed_s: float 
             name = policy_spec if policy_spec in PRESETS else Path(policy_spec).stem
             policy = EppPolicy(name + suffix, text, seed,
                                loop.time, first_byte, saturation, flow_control)
-        return loop.run_until_complete(_replay(workload, policy, seed, closed_s))
+        return loop.run_until_complete(_replay(workload, policy, seed, closed_s, declared_slow_factor))
     finally:
         loop.close()
 
@@ -642,6 +655,9 @@ def main(argv: Seq[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=1, help="workload seeds seed..seed+N-1, each replayed")
     parser.add_argument("--replicas", type=int, default=4)
     parser.add_argument("--closed", action="store_true", help="the closed loop (fixed users) instead of arrivals")
+    parser.add_argument("--declare-slow-speed-factor", type=float, default=None, metavar="X",
+                        help="heterogeneous: the slow replicas' pods carry the label infergate.io/speed-factor=X "
+                             "(default: no label)")
     parser.add_argument("--first-byte", action="store_true",
                         help="tell the EPP about each response's first bytes (Envoy's ext_proc response_body_mode "
                              "STREAMED; the production default, NONE, sends only headers and the end)")
@@ -705,7 +721,8 @@ def main(argv: Seq[str] | None = None) -> None:
         workload = make(args.workload, args.duration, seed, args.replicas, closed=args.closed, load=args.load)
         for spec in args.policy:
             r = replay(workload, spec, seed, args.duration if args.closed else None, first_byte=args.first_byte,
-                       saturation=saturation, flow_control=flow_control(spec))
+                       saturation=saturation, flow_control=flow_control(spec),
+                       declared_slow_factor=args.declare_slow_speed_factor)
             print(f"| {seed} | {r.policy} | {r.ttft(50):.3f} | {r.ttft(90):.3f} | {r.ttft(99):.3f} | "
                   f"{r.ttft_after_warmup(90):.3f} | {r.goodput:.2f} | {len(r.measured)} | {len(r.shed)} | {r.prefix_hit:.0%} | "
                   f"{r.replicas_per_group:.1f} | {r.max_share:.0%} | {r.tokens_per_s:.0f} | {r.flow_control_429} |", flush=True)

@@ -124,6 +124,10 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
            + ("; they share their picks' prefix blocks (pick sharing)" if cfg.epp_pick_sharing else
               "; no pick sharing: each replica's prefix index sees only its own picks")]
           if cfg.epp_replicas > 1 else []),
+        *([f"- the pool's slower replicas declare `infergate.io/speed-factor: {cfg.declare_slow_speed_factor:g}` "
+           "(a pod label in infergate's EPP pool file: what an operator who knows the hardware sets; the "
+           "peers have no such input, the oracle reads the true step times)"]
+          if cfg.declare_slow_speed_factor is not None else []),
         f"- goodput: requests per model second with TTFT <= {SLO_TTFT_S} s and mean ITL <= {SLO_ITL_S * 1000:g} ms",
         f"- TTFT p90 after warm-up: of the turns sent after the phase's first {WARMUP_FRACTION:.0%} (every router "
         "starts cold, and a closed loop starts all its users at once: its first turns are one cold burst, in "

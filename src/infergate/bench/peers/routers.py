@@ -17,7 +17,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ class RunContext:
     time_scale: float
     seed: int
     objectives: tuple[tuple[str, int], ...] = ()
+    endpoint_labels: tuple[Mapping[str, str], ...] = ()  # the replicas' pod labels, in order (EPP pool file)
 
 
 class Router:
@@ -104,7 +105,7 @@ class InfergateRouter(Router):
         config = ctx.workdir / "epp-config.yaml"
         config.write_text(preset_text(self.profile))
         pool = static_pool_file(ctx.workdir / "pool.yaml", pool_name="pool", endpoints=ctx.endpoints,
-                                objectives=ctx.objectives)
+                                objectives=ctx.objectives, labels=ctx.endpoint_labels)
         refresh_ms = max(1, round(50 / ctx.time_scale))
         sharing: list[str] = []
         if self.pick_sharing:

@@ -21,7 +21,7 @@ from infergate.bench.peers.summary import Summary
 
 # what two runs must share to be one benchmark (the selections, workloads, phases and routers, may differ)
 SAME_MEASUREMENT: Final = ("duration", "time_scale", "replicas", "seed", "epp_args", "repeats",
-                           "epp_replicas", "epp_pick_sharing")
+                           "epp_replicas", "epp_pick_sharing", "declare_slow_speed_factor")
 
 
 class StoredRunError(ValueError):

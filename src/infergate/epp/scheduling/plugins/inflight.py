@@ -33,13 +33,15 @@ saturated and gave its prefix away (issue 16's closed loop).
 
 from __future__ import annotations
 
+import logging
 import time
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from infergate.epp.datastore import Endpoint
 from infergate.epp.metrics_scraper import EndpointMetrics
 from infergate.epp.scheduling.framework import (
     Candidate,
@@ -59,6 +61,8 @@ from infergate.epp.scheduling.plugins.prefill_rate import (
 )
 from infergate.epp.scheduling.plugins.prefix import PrefixCacheScorer
 
+log = logging.getLogger(__name__)
+
 DEFAULT_CHARS_PER_TOKEN = 4.0
 MEAN_UNCACHED_DECAY = 0.1  # weight of the newest pick in the running mean of uncached tokens
 DEFAULT_PREFILL_CHUNK_TOKENS = 8192  # vLLM's --max-num-batched-tokens: prompt tokens prefilled per step
@@ -75,6 +79,10 @@ DEFAULT_SPEED_DECAY = 0.05
 DEFAULT_SPEED_MIN_SAMPLES = 0
 DEFAULT_SPEED_FACTOR_THRESHOLD = 1.5  # a homogeneous pool's endpoints drift up to ~1.4x apart
 DEFAULT_SPEED_FACTOR_MAX = 4.0
+# a pod label declaring the endpoint's speed factor (its steps' time over the pool's fastest: "2" on a
+# replica twice as slow): the prior of a heterogeneous pool, known before any request ends
+DEFAULT_SPEED_FACTOR_LABEL = "infergate.io/speed-factor"
+MAX_LABEL_SPEED_FACTOR = 100.0
 MAX_SPEED_ENDPOINTS = 1024  # endpoints whose durations are remembered (the pool's, plus departed ones)
 
 
@@ -241,6 +249,12 @@ class InflightLoad:
         # per endpoint whose scrapes count first tokens: (the newest scrape's time, its count)
         self._first_tokens: dict[str, tuple[float, float]] = {}
         self._peer_picks: dict[str, PeerPicks] = {}  # endpoint -> other replicas' recent picks there
+        # endpoint -> its declared speed factor (a pod label), only those not 1: empty on most pools
+        self._label_factors: dict[str, float] = {}
+
+    def set_label_factors(self, factors: Mapping[str, float]) -> None:
+        """The endpoints' declared speed factors (``InflightLoadProducer.endpoints_changed``)."""
+        self._label_factors = {h: f for h, f in factors.items() if f != 1.0}
 
     def note_peer_pick(self, hostport: str, uncached_tokens: int, now: float | None = None) -> None:
         """Another EPP replica sent a request with ``uncached_tokens`` to ``hostport`` (pick sharing):
@@ -260,12 +274,16 @@ class InflightLoad:
 
     @property
     def speed_enabled(self) -> bool:
-        """Whether a speed factor can move off 1 (either signal on; both are off by default)."""
-        return self.speed.enabled or self.prefill_rate.enabled
+        """Whether a speed factor can move off 1: an endpoint declares one (a pod label), or a learned
+        signal is on (both are off by default)."""
+        return bool(self._label_factors) or self.speed.enabled or self.prefill_rate.enabled
 
     def speed_factor(self, hostport: str) -> float:
-        """``hostport``'s predicted-TTFT multiplier: the larger of the two factors (1.0 when off)."""
-        factor = self.speed.factor(hostport) if self.speed.enabled else 1.0
+        """``hostport``'s predicted-TTFT multiplier: its declared factor (pod label), or the larger of
+        the learned ones when they are on and larger (1.0 when none applies)."""
+        factor = self._label_factors.get(hostport, 1.0)
+        if self.speed.enabled:
+            factor = max(factor, self.speed.factor(hostport))
         if self.prefill_rate.enabled:
             factor = max(factor, self.prefill_rate.factor(hostport))
         return factor
@@ -503,8 +521,10 @@ class InflightLoadProducer(Plugin):
     def __init__(self, name: str, prefix_scorer: str = PrefixCacheScorer.type_name,
                  chars_per_token: float = DEFAULT_CHARS_PER_TOKEN,
                  prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS, speed: EndpointSpeed | None = None,
-                 prefill_rate: PrefillRate | None = None) -> None:
+                 prefill_rate: PrefillRate | None = None, speed_label: str = DEFAULT_SPEED_FACTOR_LABEL) -> None:
         super().__init__(name)
+        self.speed_label = speed_label  # "" : no declared factors
+        self._bad_labels: set[str] = set()  # label values already warned about
         self.prefix_scorer_name = prefix_scorer
         self.chars_per_token = chars_per_token
         self.prefix: PrefixCacheScorer | None = None
@@ -513,7 +533,8 @@ class InflightLoadProducer(Plugin):
     @classmethod
     def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> InflightLoadProducer:
         check_keys(params, ("prefixScorer", "charsPerToken", "prefillChunkTokens", "speedFactorMinSamples",
-                            "speedFactorDecay", "speedFactorThreshold", "speedFactorMax", "prefillRateMinTokens"))
+                            "speedFactorDecay", "speedFactorThreshold", "speedFactorMax", "prefillRateMinTokens",
+                            "speedFactorLabel"))
         threshold = float_param(params, "speedFactorThreshold", DEFAULT_SPEED_FACTOR_THRESHOLD, low=1.0, high=100.0)
         high = float_param(params, "speedFactorMax", DEFAULT_SPEED_FACTOR_MAX, low=1.0, high=100.0)
         speed = EndpointSpeed(float_param(params, "speedFactorDecay", DEFAULT_SPEED_DECAY, low=0.001, high=1.0),
@@ -524,7 +545,30 @@ class InflightLoadProducer(Plugin):
                            chunk, threshold, max(threshold, high))
         return cls(name, str_param(params, "prefixScorer", PrefixCacheScorer.type_name),
                    float_param(params, "charsPerToken", DEFAULT_CHARS_PER_TOKEN, low=0.1, high=100.0),
-                   chunk, speed, rate)
+                   chunk, speed, rate, str_param(params, "speedFactorLabel", DEFAULT_SPEED_FACTOR_LABEL))
+
+    def endpoints_changed(self, endpoints: Iterable[Endpoint]) -> None:
+        """The pool's endpoints (the Director's datastore hook): their declared speed factors, from
+        the ``speedFactorLabel`` pod label (a number in (0, 100]; another value is ignored, with
+        one warning per value)."""
+        factors: dict[str, float] = {}
+        if self.speed_label:
+            for endpoint in endpoints:
+                value = endpoint.labels.get(self.speed_label)
+                if value is None:
+                    continue
+                try:
+                    factor = float(value)
+                except ValueError:
+                    factor = float("nan")
+                if not 0.0 < factor <= MAX_LABEL_SPEED_FACTOR:  # NaN too
+                    if value not in self._bad_labels and len(self._bad_labels) < MAX_KNOWN_ADAPTERS:
+                        self._bad_labels.add(value)
+                        log.warning("pod %s: label %s=%r ignored: not a number in (0, %g]", endpoint.pod_name,
+                                    self.speed_label, value, MAX_LABEL_SPEED_FACTOR)
+                    continue
+                factors[endpoint.hostport] = factor
+        self.load.set_label_factors(factors)
 
     def resolve(self, handle: PluginHandle) -> None:
         plugin = handle.plugins.get(self.prefix_scorer_name)
