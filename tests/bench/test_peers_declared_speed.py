@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from infergate.bench.peers.report import markdown
-from infergate.bench.peers.run import PeersConfig, PeersResult, declared_labels
+from infergate.bench.peers.run import PeersConfig, PeersResult
 from infergate.bench.peers.stored import StoredRunError, merge
 from infergate.bench.peers.workloads import make
 from infergate.bench.topology import static_pool_file
@@ -20,10 +20,10 @@ from infergate.epp.sources.static import load_static
 def test_the_slow_replicas_declare_the_factor_in_the_epps_pool_file(tmp_path: Path) -> None:
     heterogeneous = make("heterogeneous", 10.0, seed=1)
     assert heterogeneous.pool.slow_replicas == 2 and heterogeneous.pool.replicas == 4
-    labels = declared_labels(heterogeneous, 2.0)
+    labels = heterogeneous.pool.declared_labels(2.0)
     assert labels == ({}, {}, {"infergate.io/speed-factor": "2"}, {"infergate.io/speed-factor": "2"})
-    assert declared_labels(heterogeneous, None) == ()  # the default: no label
-    assert declared_labels(make("shared-prefix", 10.0, seed=1), 2.0) == ()  # no slow replica, nothing to declare
+    assert heterogeneous.pool.declared_labels(None) == ()  # the default: no label
+    assert make("shared-prefix", 10.0, seed=1).pool.declared_labels(2.0) == ()  # no slow replica, nothing to declare
     endpoints = [f"127.0.0.{i + 1}:8000" for i in range(4)]
     path = static_pool_file(tmp_path / "pool.yaml", pool_name="pool", endpoints=endpoints, labels=labels)
     pods = load_static(path).pods

@@ -16,9 +16,13 @@ _WORKLOADS = {
 }
 
 
+def _shared(run: dict[str, Any]) -> str:
+    return ", picks shared" if run.get("pick_sharing") else ""
+
+
 def run_label(run: dict[str, Any]) -> str:
     """A run's replica count, with ", picks shared" when its replicas shared their picks."""
-    return f"{run['replicas']}, picks shared" if run.get("pick_sharing") else str(run["replicas"])
+    return f"{run['replicas']}{_shared(run)}"
 
 
 def _chart(out: Path, results: dict[str, Any]) -> None:
@@ -35,7 +39,7 @@ def _chart(out: Path, results: dict[str, Any]) -> None:
         achieved = [s["achieved"] for s in steps]
         top = max(top, *offered)
         line = ax.plot(offered, achieved, "o--" if result.get("pick_sharing") else "o-",
-                       label=f"{result['replicas']} EPP replica(s)" + (", picks shared" if result.get("pick_sharing") else ""))[0]
+                       label=f"{result['replicas']} EPP replica(s){_shared(result)}")[0]
         knee = result["knee"]
         if knee["index"] >= 0:
             ax.plot([offered[knee["index"]]], [achieved[knee["index"]]], "s", color=line.get_color(), markersize=10,

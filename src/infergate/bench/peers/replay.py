@@ -77,11 +77,7 @@ from infergate.epp.metrics_scraper import EndpointMetrics, MetricsStore
 from infergate.epp.saturation import SaturationConfig, SaturationDetector
 from infergate.epp.scheduling import Candidate, Scheduler, SchedulingRequest, load_config_text
 from infergate.epp.scheduling.config import PRESETS
-from infergate.epp.scheduling.plugins.inflight import (
-    DEFAULT_SPEED_FACTOR_LABEL,
-    InflightLoadProducer,
-    pick_time_producer,
-)
+from infergate.epp.scheduling.plugins.inflight import InflightLoadProducer, pick_time_producer
 from infergate.sim import tokenizer
 from infergate.sim.config import SimConfig
 from infergate.sim.engine import Engine, Sequence
@@ -206,8 +202,8 @@ class _Pool:
                         for i, c in enumerate([config] * fast + [slow_config] * pool.slow_replicas)]
         # ``declared_slow_factor``: the slow replicas' pods carry the speed-factor label (what an
         # operator who knows the pool's hardware declares; docs/epp.md, "Speed factor")
-        slow_labels = {} if declared_slow_factor is None else {DEFAULT_SPEED_FACTOR_LABEL: f"{declared_slow_factor:g}"}
-        self.endpoints = [Endpoint(f"sim-{i}", f"10.0.0.{i + 1}", 8000, labels=slow_labels if i >= fast else {})
+        labels = pool.declared_labels(declared_slow_factor)
+        self.endpoints = [Endpoint(f"sim-{i}", f"10.0.0.{i + 1}", 8000, labels=labels[i] if labels else {})
                           for i in range(pool.replicas)]
         self.metrics: list[EndpointMetrics | None] = [None] * pool.replicas
         self.store = MetricsStore()  # the same scrapes, as the EPP's saturation detector reads them
@@ -294,11 +290,12 @@ class EppPolicy(_Policy):
         self.first_byte = first_byte
         self.clock = clock
         self.scheduler: Scheduler = load_config_text(text, seed=seed)
-        self.producer: InflightLoadProducer | None = None
-        for plugin in self.scheduler.plugins.values():  # pick and end times on the scrapes' clock
-            if isinstance(plugin, InflightLoadProducer):
-                plugin.load.clock = clock
-                self.producer = self.producer or plugin
+        # every pick-time accounting of the profile (the Director's scrape learners); the first one
+        # is the one the saturation detector and flow control read
+        self.producers = [p for p in self.scheduler.plugins.values() if isinstance(p, InflightLoadProducer)]
+        for plugin in self.producers:  # pick and end times on the scrapes' clock
+            plugin.load.clock = clock
+        self.producer: InflightLoadProducer | None = self.producers[0] if self.producers else None
         self.saturation_config = saturation or SaturationConfig()
         self.saturation: SaturationDetector | None = None
         self.flow_config = flow_control or FlowControlConfig(enabled=self.producer is not None)
@@ -347,14 +344,13 @@ class EppPolicy(_Policy):
             self.saturation = SaturationDetector(pool.store, self.saturation_config, load=load,
                                                  accounts_picks=producer is not None)
             self._feed_scrapes(pool.store)
-            for plugin in self.scheduler.plugins.values():  # the pods' declared speed factors, as the Director
-                if isinstance(plugin, InflightLoadProducer):
-                    plugin.endpoints_changed(pool.endpoints)
+            for plugin in self.producers:  # the pods' declared speed factors, as the Director
+                plugin.endpoints_changed(pool.endpoints)
         return self.saturation
 
     def _feed_scrapes(self, store: MetricsStore) -> None:
         """The producers learn from each scrape (LoRA adapters, first-token counts), as the Director feeds them."""
-        producers = [p for p in self.scheduler.plugins.values() if isinstance(p, InflightLoadProducer)]
+        producers = self.producers
 
         def scraped(hostport: str) -> None:
             metrics = store.raw(hostport)

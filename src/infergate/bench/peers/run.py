@@ -122,19 +122,6 @@ async def _start_pool(workload: Workload, ctx_dir: Path, ports: PortPool, time_s
     return endpoints
 
 
-def declared_labels(workload: Workload, slow_factor: float | None) -> tuple[dict[str, str], ...]:
-    """The replicas' pod labels in ``_start_pool``'s order (the fast ones, then the slow ones): with
-    ``slow_factor``, the slow replicas declare it (``infergate.io/speed-factor``), as an operator
-    who knows the pool's hardware would label them; else none."""
-    from infergate.epp.scheduling.plugins.inflight import DEFAULT_SPEED_FACTOR_LABEL
-
-    pool = workload.pool
-    fast = pool.replicas - pool.slow_replicas
-    if slow_factor is None or not pool.slow_replicas:
-        return ()
-    return tuple({} if i < fast else {DEFAULT_SPEED_FACTOR_LABEL: f"{slow_factor:g}"} for i in range(pool.replicas))
-
-
 async def _scrape(endpoints: list[str]) -> tuple[list[str], dict[str, int], dict[str, int]]:
     metrics: list[str] = []
     not_found: dict[str, int] = {}
@@ -200,7 +187,7 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
     try:  # the finally stops what started, also on SIGTERM/Ctrl-C (the cancellation of the run)
         endpoints = await _start_pool(workload, run_dir, ports, config.time_scale, config.seed, sims)
         ctx = RunContext(endpoints, run_dir, ports, config.time_scale, config.seed, workload.objectives,
-                         declared_labels(workload, config.declare_slow_speed_factor))
+                         workload.pool.declared_labels(config.declare_slow_speed_factor))
         url = await router.start(ctx) + "/v1/completions"
         await asyncio.sleep(1.0)
         pids = router.pids()

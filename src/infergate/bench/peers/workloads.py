@@ -56,6 +56,17 @@ class PoolSpec:
     lora_adapters: tuple[str, ...] = ()
     max_loras: int = 1
 
+    def declared_labels(self, slow_factor: float | None) -> tuple[dict[str, str], ...]:
+        """The replicas' pod labels, in order (the fast ones, then the slow ones): with
+        ``slow_factor``, the slow replicas declare it (``infergate.io/speed-factor``), as an operator
+        who knows the pool's hardware would label them; else none (an empty tuple)."""
+        from infergate.epp.scheduling.plugins.inflight import DEFAULT_SPEED_FACTOR_LABEL
+
+        if slow_factor is None or not self.slow_replicas:
+            return ()
+        fast = self.replicas - self.slow_replicas
+        return tuple({} if i < fast else {DEFAULT_SPEED_FACTOR_LABEL: f"{slow_factor:g}"} for i in range(self.replicas))
+
 
 @dataclass(frozen=True)
 class Workload:

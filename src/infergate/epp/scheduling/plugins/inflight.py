@@ -83,6 +83,7 @@ DEFAULT_SPEED_FACTOR_MAX = 4.0
 # replica twice as slow): the prior of a heterogeneous pool, known before any request ends
 DEFAULT_SPEED_FACTOR_LABEL = "infergate.io/speed-factor"
 MAX_LABEL_SPEED_FACTOR = 100.0
+MAX_WARNED_LABEL_VALUES = 64  # bad label values warned about once each (then no more warnings)
 MAX_SPEED_ENDPOINTS = 1024  # endpoints whose durations are remembered (the pool's, plus departed ones)
 
 
@@ -248,7 +249,9 @@ class InflightLoad:
         self.adapter_notes = 0  # adapter lists merged into ``adapters`` (the per-scrape learning's work)
         # per endpoint whose scrapes count first tokens: (the newest scrape's time, its count)
         self._first_tokens: dict[str, tuple[float, float]] = {}
-        self._peer_picks: dict[str, PeerPicks] = {}  # endpoint -> other replicas' recent picks there
+        # endpoint -> other replicas' recent picks there (pick sharing; InflightLoadProducer.view
+        # reads whether there are any, to skip the sums per candidate)
+        self.peer_picks: dict[str, PeerPicks] = {}
         # endpoint -> its declared speed factor (a pod label), only those not 1: empty on most pools
         self._label_factors: dict[str, float] = {}
 
@@ -259,15 +262,15 @@ class InflightLoad:
     def note_peer_pick(self, hostport: str, uncached_tokens: int, now: float | None = None) -> None:
         """Another EPP replica sent a request with ``uncached_tokens`` to ``hostport`` (pick sharing):
         it counts there, as a request and as pending prefill, until a scrape taken after it."""
-        picks = self._peer_picks.get(hostport)
+        picks = self.peer_picks.get(hostport)
         if picks is None:
-            if len(self._peer_picks) >= MAX_IDLE_ENDPOINTS:  # endpoints gone from the pool: start over
-                self._peer_picks.clear()
-            picks = self._peer_picks[hostport] = PeerPicks()
+            if len(self.peer_picks) >= MAX_IDLE_ENDPOINTS:  # endpoints gone from the pool: start over
+                self.peer_picks.clear()
+            picks = self.peer_picks[hostport] = PeerPicks()
         picks.add(self.clock() if now is None else now, max(0, uncached_tokens))
 
     def _peer_load(self, hostport: str, metrics: EndpointMetrics | None) -> tuple[int, int]:
-        picks = self._peer_picks.get(hostport)
+        picks = self.peer_picks.get(hostport)
         if picks is None:
             return 0, 0
         return picks.since(metrics.update_time if metrics is not None else self.clock() - PEER_PICK_TTL_S)
@@ -452,7 +455,7 @@ class InflightLoad:
         (see ``InflightLoadProducer.view``), plus other EPP replicas' picks there since the scrape
         (pick sharing)."""
         requests, pending = self.own_view(hostport, inflight, metrics)
-        if not self._peer_picks:
+        if not self.peer_picks:
             return requests, pending
         peers, peer_tokens = self._peer_load(hostport, metrics)
         return requests + peers, pending + peer_tokens
@@ -562,7 +565,7 @@ class InflightLoadProducer(Plugin):
                 except ValueError:
                     factor = float("nan")
                 if not 0.0 < factor <= MAX_LABEL_SPEED_FACTOR:  # NaN too
-                    if value not in self._bad_labels and len(self._bad_labels) < MAX_KNOWN_ADAPTERS:
+                    if value not in self._bad_labels and len(self._bad_labels) < MAX_WARNED_LABEL_VALUES:
                         self._bad_labels.add(value)
                         log.warning("pod %s: label %s=%r ignored: not a number in (0, %g]", endpoint.pod_name,
                                     self.speed_label, value, MAX_LABEL_SPEED_FACTOR)
@@ -646,7 +649,7 @@ class InflightLoadProducer(Plugin):
         goes straight to ``own_view``: the shared-pick sums on every call cost 5% of a
         256-endpoint pick (``epp_cost_sched_ab``, session 21)."""
         load = self.load
-        if load._peer_picks:
+        if load.peer_picks:
             return load.view(candidate.hostport, candidate.inflight, candidate.metrics)
         return load.own_view(candidate.hostport, candidate.inflight, candidate.metrics)
 
