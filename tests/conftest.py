@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,48 @@ def pytest_configure(config: pytest.Config) -> None:
     CPU per start). Set here, before collection and before any worker or subprocess starts."""
     sys.dont_write_bytecode = False
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    config.stash[_THREADS_AT_START] = {t.ident for t in threading.enumerate()}
+
+
+_THREADS_AT_START = pytest.StashKey[set[int | None]]()
+_EXIT_STATUS = pytest.StashKey[int]()
+# how long a test's non-daemon thread may outlive the session before the process exits without it
+LEFTOVER_THREAD_GRACE_S = 15.0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A test that fails between starting a non-daemon thread and stopping it leaves the thread
+    running, and Python waits for it at exit: the run hangs until CI's own timeout (stop 27 lost
+    90 minutes so). Give such threads a grace period, then print their stacks and exit with a
+    failing status, so that the leak is a visible failure, not a hang."""
+    started = config.stash.get(_THREADS_AT_START, set())
+
+    def leftovers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate()
+                if t.is_alive() and not t.daemon and t is not threading.current_thread() and t.ident not in started]
+
+    deadline = time.monotonic() + LEFTOVER_THREAD_GRACE_S
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    threads = leftovers()
+    if not threads:
+        return
+    frames = sys._current_frames()
+    lines = [f"\n{len(threads)} non-daemon thread(s) left running by the tests after "
+             f"{LEFTOVER_THREAD_GRACE_S:g} s; exiting without waiting for them:"]
+    for thread in threads:
+        lines.append(f"--- {thread.name}")
+        frame = frames.get(thread.ident) if thread.ident is not None else None
+        lines.extend(traceback.format_stack(frame) if frame is not None else ["(no frame)"])
+    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(config.stash.get(_EXIT_STATUS, 0) or 1)
 
 
 def xdist_groups(item: pytest.Item) -> list[str]:

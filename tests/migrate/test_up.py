@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from infergate.util.net import free_port, random_loopback_block
-from infergate.util.wait import wait_until
+from infergate.util.wait import WaitTimeout, wait_until
 
 from .streamload import StreamLoad
 
@@ -111,24 +111,44 @@ def up_load(url: str, rate: float = 70.0) -> StreamLoad:
 @dataclass
 class PriorityWatch:
     """Scrapes one EPP's /metrics every 0.5 s and keeps the last answer: the preview EPP's pod is
-    deleted with its release at the end of the migration, after its last request."""
+    deleted with its release at the end of the migration, after its last request. ``locate``
+    finds the URL again after 10 failed scrapes in a row (a pod that restarted has a new IP);
+    ``error`` is the last failure, for the message of a wait that times out."""
 
-    url: str
+    locate: Callable[[], str]
     parse: Any
     last: dict[tuple[str, str, int], float] = field(default_factory=dict)
     scrapes: int = 0
+    error: str = "no scrape yet"
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
+        url, failures = "", 0
         with httpx.Client(timeout=5) as client:
             while not self.stop.wait(0.5):
                 try:
-                    response = client.get(self.url)
-                except httpx.HTTPError:
+                    if not url or failures >= 10:
+                        url, failures = self.locate(), 0
+                    response = client.get(url)
+                except (httpx.HTTPError, AssertionError, OSError) as exc:
+                    self.error, failures = f"{url or 'locating the EPP'}: {exc!r}", failures + 1
                     continue
-                if response.status_code == 200:
-                    self.last = self.parse(response.text)
-                    self.scrapes += 1
+                if response.status_code != 200:
+                    self.error, failures = f"{url}: HTTP {response.status_code}", failures + 1
+                    continue
+                self.last = self.parse(response.text)
+                self.scrapes += 1
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[PriorityWatch]:
+        """In a daemon thread, stopped and joined at exit, whatever the test raised."""
+        thread = threading.Thread(target=self.run, name="priority-watch", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.stop.set()
+            thread.join(30)
 
 
 def epp_metrics(up: Up, pools: object, pool: str) -> str:
@@ -192,13 +212,14 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priorit
     up.sh(f"kubectl rollout status deployment/{PREVIEW}-epp --timeout=120s", timeout=130)
     from infergate.migrate.resources import GA_POOLS, PREVIEW_POOLS
 
-    watch = PriorityWatch(epp_metrics(up, PREVIEW_POOLS, PREVIEW), priority_audit.parse)
-    watcher = threading.Thread(target=watch.run)
-    watcher.start()
-    wait(lambda: watch.scrapes > 0, 30, "the preview EPP's /metrics")
-    before = dict(watch.last)  # the readiness requests above are left out of the audit
+    watch = PriorityWatch(lambda: epp_metrics(up, PREVIEW_POOLS, PREVIEW), priority_audit.parse)
     load = up_load(f"http://{address()}:{listen}")
-    try:
+    with watch.running():
+        try:
+            wait(lambda: watch.scrapes > 0, 60, "the preview EPP's /metrics")
+        except WaitTimeout as exc:
+            raise AssertionError(f"{exc}; the last failure: {watch.error}") from exc
+        before = dict(watch.last)  # the readiness requests above are left out of the audit
         # the production mode (bake time per step), shortened to 3 s per step: a first probe window
         # (~2 s for 40 probes), the GA EPP watch for what is left, and a second window; at 70 req/s the
         # step bakes on ~250 real requests (5x --min-requests 50, so the real-traffic gate judges real
@@ -208,9 +229,6 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priorit
             run = up.sh("infergate migrate run -n default --chart charts/inferencepool --chart-version '' "
                         "--probes 40 --p99-ttft-factor 3 --ready-timeout 90 --step-duration 3s --min-requests 50 -o json",
                         check=False, timeout=600)
-    finally:
-        watch.stop.set()
-        watcher.join(30)
     report = json.loads(run.stdout) if run.stdout.strip().startswith("{") else {}
     assert run.returncode == 0, (run.stdout[-4000:], run.stderr[-3000:])
     failed = Counter((m, s) for _, m, s in load.results if s != 200)
