@@ -70,9 +70,12 @@ chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 	@/usr/bin/chromium --version
 
+# Each pass has a bound of its own (SIGINT first, so pytest prints what was running): a pass that
+# hangs fails here in minutes, not at CI's limit.
+PYTEST_PASS_LIMIT ?= 1800
 pytest: install chromium
-	$(BIN)/pytest $(PYTEST_ARGS) -m "not exclusive" --durations=25
-	$(BIN)/pytest -n 0 -m exclusive --durations=25
+	timeout -s INT -k 60 $(PYTEST_PASS_LIMIT) $(BIN)/pytest $(PYTEST_ARGS) -m "not exclusive" --durations=25
+	timeout -s INT -k 60 $(PYTEST_PASS_LIMIT) $(BIN)/pytest -n 0 -m exclusive --durations=25
 
 # The installs (venv, kubectl/helm, Chromium's Debian package) and the checks run side by side
 # (`-j3`: downloads wait on the network, mypy on a core); the tests run after, alone.
