@@ -218,7 +218,10 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priorit
         try:
             wait(lambda: watch.scrapes > 0, 60, "the preview EPP's /metrics")
         except WaitTimeout as exc:
-            raise AssertionError(f"{exc}; the last failure: {watch.error}") from exc
+            pods = up.sh("kubectl get pods -o wide", check=False)
+            logs = up.sh(f"kubectl logs deployment/{PREVIEW}-epp --tail 40", check=False)
+            raise AssertionError(f"{exc}; the last failure: {watch.error}\n{pods.stdout}{pods.stderr}\n"
+                                 f"{logs.stdout[-4000:]}{logs.stderr[-1000:]}") from exc
         before = dict(watch.last)  # the readiness requests above are left out of the audit
         # the production mode (bake time per step), shortened to 3 s per step: a first probe window
         # (~2 s for 40 probes), the GA EPP watch for what is left, and a second window; at 70 req/s the

@@ -275,6 +275,40 @@ def peers_report(runs: tuple[Path, ...], out_dir: Path) -> None:
         click.echo(f"wrote {path}", err=True)
 
 
+@command.command("peers-compare")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON instead of markdown.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the markdown here (e.g. bench/results/peers/<run>/compared.md).")
+def peers_compare(runs: tuple[Path, ...], as_json: bool, out_file: Path | None) -> None:
+    """Issue 16's ratios of two or more stored `bench peers` runs side by side, with their spread.
+
+    Each RUN is a directory with the details.json that `infergate bench peers --out` or
+    `infergate bench peers-report --out` wrote (merge a run's streams with peers-report first).
+    Every ratio is taken against that run's own best peer and oracle; the spread is max/min - 1
+    over the runs, against the issue's "two runs within 10%". The runs must have been measured the
+    same way except for the seed, with one repeat each.
+    """
+    from infergate.bench.peers import compare, stored
+
+    if len(runs) < 2:
+        raise click.UsageError("give two run directories at least")
+    names = [path.name for path in runs]
+    labels = names if len(set(names)) == len(names) else [str(path) for path in runs]
+    try:
+        comparison = compare.compare([(label, stored.load(path)) for label, path in zip(labels, runs, strict=True)])
+    except stored.StoredRunError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not comparison.rows:
+        raise click.ClickException("no workload/phase has infergate-default's figures in every run")
+    text = compare.markdown(comparison)
+    click.echo(json.dumps(comparison.as_json()) if as_json else text.rstrip("\n"))
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text)
+        click.echo(f"wrote {out_file}", err=True)
+
+
 @command.command("added-latency")
 @click.option("--duration", type=click.FloatRange(min=1), default=20.0, show_default=True,
               help="Seconds of traffic per path (gateway, direct) and load level.")

@@ -1,0 +1,137 @@
+"""Two or more stored peer benchmark runs side by side: issue 16's ratios in each, and their spread.
+
+Issue 16 asks that "two runs give ratios within 10% of each other". ``--repeats`` states that
+spread inside one run; this compares separate runs (another day, another code revision, another
+seed), each read back from the ``details.json`` that ``bench peers`` or ``bench peers-report``
+wrote. Per workload/phase and per target (:data:`infergate.bench.peers.targets.COLUMNS`), each
+run's ratio is computed against THAT run's own best peer and oracle, as the report does; the
+spread is max/min - 1 over the runs. One more ratio is compared, the TTFT p90 of the turns sent
+after the warm-up against the best peer's, since the whole-phase p90 of a closed loop sits on its
+cold burst.
+
+Runs compared must have been measured the same way except for the seed (the fields of
+:data:`infergate.bench.peers.stored.SAME_MEASUREMENT`), with one repeat each (a run with repeats
+states its own spread).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from infergate.bench.peers import targets
+from infergate.bench.peers.run import PeersResult, RunOutcome
+from infergate.bench.peers.stored import SAME_MEASUREMENT, StoredRunError
+
+STEADY: Final = "TTFT p90 after warm-up / best peer"
+RATIOS: Final = (*targets.COLUMNS, STEADY)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One workload/phase and ratio: each run's value (NaN where that run has no figure)."""
+
+    key: str
+    ratio: str
+    values: tuple[float, ...]
+
+    @property
+    def spread(self) -> float:
+        """max/min - 1 over the runs; NaN unless every run has a figure."""
+        if len(self.values) < 2 or not all(math.isfinite(v) for v in self.values):
+            return math.nan
+        return targets.spread(self.values)
+
+    @property
+    def within(self) -> bool:
+        return math.isfinite(self.spread) and self.spread <= targets.MAX_SPREAD
+
+
+@dataclass(frozen=True)
+class Comparison:
+    labels: tuple[str, ...]
+    seeds: tuple[int, ...]
+    rows: tuple[Row, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"runs": list(self.labels), "seeds": list(self.seeds), "max_spread": targets.MAX_SPREAD,
+                               "phases": {}}
+        for row in self.rows:
+            out["phases"].setdefault(row.key, {})[row.ratio] = {
+                "values": [v if math.isfinite(v) else None for v in row.values],
+                "spread": row.spread if math.isfinite(row.spread) else None}
+        return out
+
+
+def _steady(runs: list[RunOutcome], subject: str) -> float:
+    ratios = targets.per_repeat_ratios({0: runs}, subject, "ttft_p90_steady")
+    return ratios.get(0, math.nan)
+
+
+def _check_comparable(named: Sequence[tuple[str, PeersResult]]) -> None:
+    if len(named) < 2:
+        raise StoredRunError("compare needs two runs at least")
+    first_label, first = named[0]
+    for label, result in named:
+        if result.config.repeats != 1:
+            raise StoredRunError(f"{label}: {result.config.repeats} repeats; compare runs of one repeat each "
+                                 "(a run with repeats states its own spread in its report)")
+        differ = [name for name in SAME_MEASUREMENT if name != "seed"
+                  and getattr(result.config, name) != getattr(first.config, name)]
+        if differ:
+            raise StoredRunError(f"{label} was not measured as {first_label}: " + "; ".join(
+                f"{name} {getattr(first.config, name)!r} vs {getattr(result.config, name)!r}" for name in differ))
+
+
+def compare(named: Sequence[tuple[str, PeersResult]], subject: str = targets.SUBJECT) -> Comparison:
+    """Each workload/phase that every run measured the subject in, in the first run's order."""
+    _check_comparable(named)
+    per_run: list[dict[str, list[RunOutcome]]] = []
+    for _, result in named:
+        keyed: dict[str, list[RunOutcome]] = {}
+        for run in result.runs:
+            keyed.setdefault(f"{run.workload}/{run.phase}", []).append(run)
+        per_run.append(keyed)
+    keys = [key for key in per_run[0] if all(
+        any(r.router == subject and r.summary is not None for r in keyed.get(key, ())) for keyed in per_run)]
+    rows: list[Row] = []
+    for key in keys:
+        phases = [targets.evaluate(key, {0: keyed[key]}, subject) for keyed in per_run]
+        for ratio in targets.COLUMNS:
+            checks = [p.check(ratio) for p in phases]
+            if all(c is None for c in checks):
+                continue
+            rows.append(Row(key, ratio, tuple(c.value if c is not None else math.nan for c in checks)))
+        rows.append(Row(key, STEADY, tuple(_steady(keyed[key], subject) for keyed in per_run)))
+    return Comparison(tuple(label for label, _ in named), tuple(r.config.seed for _, r in named), tuple(rows))
+
+
+def _x(value: float) -> str:
+    return f"{value:.2f}x" if math.isfinite(value) else "-"
+
+
+def markdown(comparison: Comparison, subject: str = targets.SUBJECT) -> str:
+    c = comparison
+    lines = [f"# {subject} in {len(c.labels)} peer benchmark runs", "",
+             "Each ratio is against the same run's best peer (sglang-router, vllm-router) or oracle; the spread is "
+             f"max/min - 1 over the runs (issue 16 asks for at most {targets.MAX_SPREAD:.0%}).", ""]
+    lines += [f"- {label}: seed {seed}" for label, seed in zip(c.labels, c.seeds, strict=True)]
+    header = ["workload/phase", "ratio", *c.labels, "spread"]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in c.rows:
+        spread = f"{row.spread:.0%}" if math.isfinite(row.spread) else "-"
+        lines.append("| " + " | ".join([row.key, row.ratio, *(_x(v) for v in row.values),
+                                        spread if row.within or spread == "-" else f"**{spread}**"]) + " |")
+    lines += ["", "Within the spread, per ratio:"]
+    for ratio in RATIOS:
+        measured = [r for r in c.rows if r.ratio == ratio and math.isfinite(r.spread)]
+        if not measured:
+            continue
+        widest = sorted((r for r in measured if not r.within), key=lambda r: r.spread, reverse=True)[:3]
+        lines.append(f"- {ratio}: {sum(r.within for r in measured)} of {len(measured)}"
+                     + ("; widest: " + ", ".join(f"{r.key} {r.spread:.0%}" for r in widest) if widest else ""))
+    measured = [r for r in c.rows if math.isfinite(r.spread)]
+    lines.append(f"- all: {sum(r.within for r in measured)} of {len(measured)}")
+    return "\n".join(lines) + "\n"
