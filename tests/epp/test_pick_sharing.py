@@ -190,14 +190,16 @@ async def test_a_peers_pick_that_arrived_while_the_loop_was_busy_is_applied_befo
             await asyncio.sleep(0.01)
             if sharing[1].received.labels("applied")._value.get():
                 break
-        assert sharing[1].received.labels("applied")._value.get() == 1
+        await asyncio.sleep(0.3)  # the picks still in flight are drained by B's receive task (every 50 ms)
+        before = sharing[1].received.labels("applied")._value.get()
+        assert before >= 1
         fresh = SchedulingRequest("s", "m", "fresh " + PROMPT, {}, {"model": "m", "prompt": "fresh " + PROMPT})
         scorers[0].pre_request(CycleState(), fresh, SchedulingResult({"default": ProfileResult([target])},
                                                                      "default"))
         time.sleep(0.2)  # blocking: the message reaches B's socket, B's receive task cannot run
         hashes, matched = scorers[1].match(CycleState(), fresh)  # no await since the pick
         assert matched == {"10.0.0.3:8000": len(hashes)}
-        assert sharing[1].received.labels("applied")._value.get() == 2
+        assert sharing[1].received.labels("applied")._value.get() == before + 1
         assert sharing[1].drain() == 0  # nothing left queued
     finally:
         for s in sharing:
