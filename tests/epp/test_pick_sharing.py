@@ -137,9 +137,9 @@ async def test_peers_are_resolved_again_and_followed() -> None:
 
 
 async def _two_replicas(peers: Callable[[int, int], tuple[str, ...]]) -> tuple[list[PickSharing],
-                                                                               list[PrefixCacheScorer]]:
+                                                                               list[PrefixCacheScorer], list[Any]]:
     """Two EPPs' pick sharing on free ports (started), with the peers ``peers(own port, other
-    port)``, both pools holding 10.0.0.3; their prefix scorers."""
+    port)``, both pools holding 10.0.0.3; their prefix scorers and built parts."""
     port_a, port_b = free_port(), free_port()
     replicas = [build_epp(EPPOptions("pool", host="127.0.0.1", pick_sharing_port=port,
                                      pick_sharing_peers=peers(port, other)))
@@ -149,12 +149,12 @@ async def _two_replicas(peers: Callable[[int, int], tuple[str, ...]]) -> tuple[l
     sharing = [next(b for b in parts.background if isinstance(b, PickSharing)) for parts in replicas]
     for s in sharing:
         await s.start()
-    return sharing, [s.scorers["prefix-cache-scorer"] for s in sharing]
+    return sharing, [s.scorers["prefix-cache-scorer"] for s in sharing], replicas
 
 
 async def test_two_replicas_learn_each_others_picks_over_zmq() -> None:
     # the same list for both, own address included
-    sharing, scorers = await _two_replicas(lambda own, other: tuple(f"127.0.0.1:{p}" for p in sorted((own, other))))
+    sharing, scorers, _ = await _two_replicas(lambda own, other: tuple(f"127.0.0.1:{p}" for p in sorted((own, other))))
     try:
         request = SchedulingRequest("r", "m", PROMPT, {}, {"model": "m", "prompt": PROMPT})
         target = Candidate(Endpoint("pod-3", "10.0.0.3", 8000))
@@ -176,25 +176,33 @@ async def test_two_replicas_learn_each_others_picks_over_zmq() -> None:
     assert scorers[0].on_indexed is None  # unhooked on stop
 
 
+TARGET = Candidate(Endpoint("pod-3", "10.0.0.3", 8000))
+
+
+async def _first_pick_through(sharing: list[PickSharing], scorers: list[PrefixCacheScorer]) -> None:
+    """Replica A picks until one pick has reached B (ZMQ's slow joiner), bounded; then waits until
+    B's receive task (every 50 ms) has drained the picks still in flight."""
+    for attempt in range(200):
+        request = SchedulingRequest("r", "m", f"{attempt} {PROMPT}", {}, {"model": "m", "prompt": PROMPT})
+        scorers[0].pre_request(CycleState(), request, SchedulingResult({"default": ProfileResult([TARGET])},
+                                                                       "default"))
+        await asyncio.sleep(0.01)
+        if sharing[1].received.labels("applied")._value.get():
+            break
+    await asyncio.sleep(0.3)
+    assert sharing[1].received.labels("applied")._value.get() >= 1
+
+
 async def test_a_peers_pick_that_arrived_while_the_loop_was_busy_is_applied_before_the_next_match() -> None:
     """The peer's message is on the socket, but the event loop has not turned to it (this replica was
     busy): the next match applies it first (``drain``), so a request right after the other
     replica's pick follows it."""
-    sharing, scorers = await _two_replicas(lambda own, other: (f"127.0.0.1:{other}",))
+    sharing, scorers, _ = await _two_replicas(lambda own, other: (f"127.0.0.1:{other}",))
     try:
-        target = Candidate(Endpoint("pod-3", "10.0.0.3", 8000))
-        for attempt in range(200):  # ZMQ's slow joiner: until one pick has gone through, bounded
-            request = SchedulingRequest("r", "m", f"{attempt} {PROMPT}", {}, {"model": "m", "prompt": PROMPT})
-            scorers[0].pre_request(CycleState(), request, SchedulingResult({"default": ProfileResult([target])},
-                                                                           "default"))
-            await asyncio.sleep(0.01)
-            if sharing[1].received.labels("applied")._value.get():
-                break
-        await asyncio.sleep(0.3)  # the picks still in flight are drained by B's receive task (every 50 ms)
+        await _first_pick_through(sharing, scorers)
         before = sharing[1].received.labels("applied")._value.get()
-        assert before >= 1
         fresh = SchedulingRequest("s", "m", "fresh " + PROMPT, {}, {"model": "m", "prompt": "fresh " + PROMPT})
-        scorers[0].pre_request(CycleState(), fresh, SchedulingResult({"default": ProfileResult([target])},
+        scorers[0].pre_request(CycleState(), fresh, SchedulingResult({"default": ProfileResult([TARGET])},
                                                                      "default"))
         time.sleep(0.2)  # blocking: the message reaches B's socket, B's receive task cannot run
         hashes, matched = scorers[1].match(CycleState(), fresh)  # no await since the pick
@@ -205,6 +213,27 @@ async def test_a_peers_pick_that_arrived_while_the_loop_was_busy_is_applied_befo
         for s in sharing:
             await s.stop()
     assert scorers[1].before_match is None  # unhooked on stop
+
+
+async def test_admission_applies_the_peers_queued_picks_before_it_reads_the_load() -> None:
+    """Flow control's admission reads the pick-time load, peer picks included: a pick queued on the
+    socket while this replica was busy is applied by the admission check itself, before any match."""
+    sharing, scorers, replicas = await _two_replicas(lambda own, other: (f"127.0.0.1:{other}",))
+    try:
+        director = replicas[1].director
+        assert director.config.flow_control.enabled  # the default profile's flow control ("auto": on)
+        await _first_pick_through(sharing, scorers)
+        before = sharing[1].received.labels("applied")._value.get()
+        fresh = SchedulingRequest("s", "m", "admitted " + PROMPT, {}, {"model": "m", "prompt": PROMPT})
+        scorers[0].pre_request(CycleState(), fresh, SchedulingResult({"default": ProfileResult([TARGET])},
+                                                                     "default"))
+        time.sleep(0.2)  # blocking: on B's socket, not applied by its receive task
+        director.may_hold()  # the admission check a request arriving now gets
+        assert sharing[1].received.labels("applied")._value.get() == before + 1
+        assert sharing[1].drain() == 0
+    finally:
+        for s in sharing:
+            await s.stop()
 
 
 def test_pick_sharing_needs_a_prefix_index_and_a_port() -> None:

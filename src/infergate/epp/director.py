@@ -195,9 +195,19 @@ class EppDirector:
         (upstream's detector, with the pick-time limits when on). On: headroom from fresh
         metrics minus the requests sent that the last scrape of each endpoint cannot show yet
         (and under the pick-time limits when on)."""
+        self._apply_peer_picks()
         if not self.config.flow_control.enabled:
             return 0 if self.saturation.is_saturated(h for h in self._known_endpoints if not self.store.failing(h)) else 1
         return sum(self._admission_headrooms())
+
+    def _apply_peer_picks(self) -> None:
+        """Pick sharing's peer picks queued on its socket, applied before admission reads the
+        pick-time load, as each match applies them before it reads the prefix index (the prefix
+        plugins' ``before_match``; nothing without pick sharing)."""
+        for plugin in self._prefix_plugins:
+            hook = plugin.before_match
+            if hook is not None:
+                hook()
 
     def may_hold(self) -> bool:
         """Whether flow control could make a request arriving now wait (``FlowController.may_wait``;
@@ -209,6 +219,7 @@ class EppDirector:
         every request, and the first endpoint with room usually answers it."""
         if not self.config.flow_control.enabled:
             return self._capacity() > taken
+        self._apply_peer_picks()
         total = 0
         for headroom in self._admission_headrooms():
             total += headroom

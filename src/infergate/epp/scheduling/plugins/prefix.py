@@ -172,8 +172,8 @@ class PrefixCacheScorer(Plugin):
         # told of every pick added to the index (hashes, endpoint, the prompt's characters):
         # epp.pick_sharing publishes it
         self.on_indexed: Callable[[list[int], str, int], None] | None = None
-        # called before each cycle's match: epp.pick_sharing applies the peers' picks that arrived
-        # since its last turn of the event loop
+        # called before each cycle's match (and by the Director before admission reads the pick-time
+        # load): epp.pick_sharing applies the peers' picks queued on its socket
         self.before_match: Callable[[], object] | None = None
 
     @classmethod
