@@ -40,6 +40,7 @@ from infergate.migrate.resources import GA_POOLS
 from infergate.util.net import free_port
 from infergate.util.wait import wait_until
 
+from ..support.migrate_report import failed_run
 from .openai_load import OpenAIStreamLoad
 from .test_up import Up, epp_metrics, running_up, serve_gateway, sim_manifest, wait
 
@@ -236,7 +237,7 @@ def test_target_models_rewrite_on_a_live_preview_to_ga_migration(stack: AfterGa)
                     "--analysis-delay 0.5 --no-dashboard -o json", check=False, timeout=300)
         done = time.monotonic()
         time.sleep(2.0)
-    assert run.returncode == 0, (run.stdout[-4000:], run.stderr[-3000:])
+    assert run.returncode == 0, failed_run(run.stdout, run.stderr)
     assert load.failed() == [], load.failed()[:5]
     assert len(load.outcomes) > 20, len(load.outcomes)
     rewrite = up.json("get", "inferencemodelrewrites.llm-d.ai/canary")

@@ -27,6 +27,7 @@ import pytest
 from infergate.util.net import free_port, random_loopback_block
 from infergate.util.wait import WaitTimeout, wait_until
 
+from ..support.migrate_report import failed_run
 from .streamload import StreamLoad
 
 # exclusive: asserts a sustained load (>= 50 req/s), so it runs alone, after the parallel suite
@@ -233,7 +234,7 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priorit
                         "--probes 40 --p99-ttft-factor 3 --ready-timeout 90 --step-duration 3s --min-requests 50 -o json",
                         check=False, timeout=600)
     report = json.loads(run.stdout) if run.stdout.strip().startswith("{") else {}
-    assert run.returncode == 0, (run.stdout[-4000:], run.stderr[-3000:])
+    assert run.returncode == 0, failed_run(run.stdout, run.stderr)
     failed = Counter((m, s) for _, m, s in load.results if s != 200)
     assert not failed, failed
     assert load.achieved_rate() >= 50 and len(load.results) > 300, (load.achieved_rate(), len(load.results))

@@ -18,6 +18,7 @@ import pytest
 
 from infergate.util.net import free_port
 
+from ..support.migrate_report import failed_run
 from .test_up import Up, epp_metrics, running_up, serve_gateway, sim_manifest, up_load
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("migrate-up-rbac"), pytest.mark.timeout(300)]
@@ -69,7 +70,7 @@ def test_zero_downtime_objects_mode_under_rbac_on_infergate_up(up_rbac: Up) -> N
         run = up.sh("infergate migrate run -n default --path zero-downtime --install objects --probes 20 "
                     "--analysis-delay 0.5 --p99-ttft-factor 3 --ready-timeout 60 --fast -o json", check=False, timeout=180)
     report = json.loads(run.stdout) if run.stdout.strip().startswith("{") else {}
-    assert run.returncode == 0, (run.stdout[-4000:], run.stderr[-3000:])
+    assert run.returncode == 0, failed_run(run.stdout, run.stderr)
     assert report["phase"] == "done", report
     failed = Counter((m, s) for _, m, s in load.results if s != 200)
     assert not failed, failed
