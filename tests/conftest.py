@@ -49,7 +49,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """A test that fails between starting a non-daemon thread and stopping it leaves the thread
     running, and Python waits for it at exit: the run hangs until CI's own timeout (stop 27 lost
     90 minutes so). Give such threads a grace period, then print their stacks and exit with a
-    failing status, so that the leak is a visible failure, not a hang."""
+    failing status, so that the leak is a visible failure, not a hang. (In an xdist worker the exit
+    ends the worker after it reported its tests: xdist shows neither the stacks nor the status.)"""
     started = config.stash.get(_THREADS_AT_START, set())
 
     def leftovers() -> list[threading.Thread]:
