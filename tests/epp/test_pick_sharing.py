@@ -212,7 +212,7 @@ async def test_a_peers_pick_that_arrived_while_the_loop_was_busy_is_applied_befo
     finally:
         for s in sharing:
             await s.stop()
-    assert scorers[1].before_match is None  # unhooked on stop
+    assert scorers[1].before_read is None  # unhooked on stop
 
 
 async def test_admission_applies_the_peers_queued_picks_before_it_reads_the_load() -> None:

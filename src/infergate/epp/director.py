@@ -203,9 +203,9 @@ class EppDirector:
     def _apply_peer_picks(self) -> None:
         """Pick sharing's peer picks queued on its socket, applied before admission reads the
         pick-time load, as each match applies them before it reads the prefix index (the prefix
-        plugins' ``before_match``; nothing without pick sharing)."""
+        plugins' ``before_read``; nothing without pick sharing)."""
         for plugin in self._prefix_plugins:
-            hook = plugin.before_match
+            hook = plugin.before_read
             if hook is not None:
                 hook()
 

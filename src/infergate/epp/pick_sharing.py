@@ -185,7 +185,7 @@ class PickSharing:
         self._sub_now = zmq.Socket.shadow(self._sub.underlying)
         for name, scorer in self.scorers.items():
             scorer.on_indexed = self._publisher(name, scorer.block_size)
-            scorer.before_match = self.drain
+            scorer.before_read = self.drain
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._receive(), name="pick sharing: receive")]
         if self.peers:
@@ -197,7 +197,7 @@ class PickSharing:
     async def stop(self) -> None:
         for scorer in self.scorers.values():
             scorer.on_indexed = None
-            scorer.before_match = None
+            scorer.before_read = None
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(tasks)
         for sock in (self._pub, self._sub):

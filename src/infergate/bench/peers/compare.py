@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from infergate.bench.peers import targets
 from infergate.bench.peers.run import PeersResult, RunOutcome
-from infergate.bench.peers.stored import SAME_MEASUREMENT, StoredRunError
+from infergate.bench.peers.stored import StoredRunError, differences
 
 STEADY: Final = "TTFT p90 after warm-up / best peer"
 RATIOS: Final = (*targets.COLUMNS, STEADY)
@@ -78,22 +78,15 @@ def _check_comparable(named: Sequence[tuple[str, PeersResult]]) -> None:
         if result.config.repeats != 1:
             raise StoredRunError(f"{label}: {result.config.repeats} repeats; compare runs of one repeat each "
                                  "(a run with repeats states its own spread in its report)")
-        differ = [name for name in SAME_MEASUREMENT if name != "seed"
-                  and getattr(result.config, name) != getattr(first.config, name)]
+        differ = differences(first.config, result.config, ignore=("seed",))
         if differ:
-            raise StoredRunError(f"{label} was not measured as {first_label}: " + "; ".join(
-                f"{name} {getattr(first.config, name)!r} vs {getattr(result.config, name)!r}" for name in differ))
+            raise StoredRunError(f"{label} was not measured as {first_label}: " + "; ".join(differ))
 
 
 def compare(named: Sequence[tuple[str, PeersResult]], subject: str = targets.SUBJECT) -> Comparison:
     """Each workload/phase that every run measured the subject in, in the first run's order."""
     _check_comparable(named)
-    per_run: list[dict[str, list[RunOutcome]]] = []
-    for _, result in named:
-        keyed: dict[str, list[RunOutcome]] = {}
-        for run in result.runs:
-            keyed.setdefault(f"{run.workload}/{run.phase}", []).append(run)
-        per_run.append(keyed)
+    per_run = [result.by_phase() for _, result in named]
     keys = [key for key in per_run[0] if all(
         any(r.router == subject and r.summary is not None for r in keyed.get(key, ())) for keyed in per_run)]
     rows: list[Row] = []

@@ -40,7 +40,7 @@ def as_json(result: PeersResult) -> dict[str, dict[str, dict[str, Any]]]:
     repeats: each figure is the median of the router's repeats that ran, ``requests``, ``failed``
     and ``shed`` their sum (with one repeat: that run's figures)."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for key, runs in _by_key(result).items():
+    for key, runs in result.by_phase().items():
         summaries: dict[str, list[Summary]] = {}
         for run in runs:
             if run.summary is not None:
@@ -80,13 +80,6 @@ def _by_seed(result: PeersResult, runs: list[RunOutcome]) -> dict[int, list[RunO
     groups: dict[int, list[RunOutcome]] = {seed: [] for seed in result.config.seeds}
     for run in runs:
         groups.setdefault(_seed(result, run), []).append(run)
-    return groups
-
-
-def _by_key(result: PeersResult) -> dict[str, list[RunOutcome]]:
-    groups: dict[str, list[RunOutcome]] = {}
-    for run in result.runs:
-        groups.setdefault(f"{run.workload}/{run.phase}", []).append(run)
     return groups
 
 
@@ -160,8 +153,8 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
                   "Figures are medians over the repeats (min-max); failed and shed requests are summed. The "
                   "per-repeat tables follow each summary.", ""]
     lines += targets.markdown([targets.evaluate(key, _by_seed(result, runs))
-                               for key, runs in _by_key(result).items()], cfg.repeats)
-    for key, runs in _by_key(result).items():
+                               for key, runs in result.by_phase().items()], cfg.repeats)
+    for key, runs in result.by_phase().items():
         lines += [f"## {key}", ""]
         if cfg.repeats == 1:
             lines += _table(runs)
@@ -375,7 +368,7 @@ def _plots(result: PeersResult, out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     names: list[str] = []
-    for key, runs in _by_key(result).items():
+    for key, runs in result.by_phase().items():
         if not any(run.ttfts for run in runs):
             continue
         fig, ax = plt.subplots(figsize=(7, 4))

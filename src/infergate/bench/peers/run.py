@@ -85,6 +85,13 @@ class PeersResult:
     skipped: dict[str, str]  # router -> why
     descriptions: dict[str, str]  # workload -> description
 
+    def by_phase(self) -> dict[str, list[RunOutcome]]:
+        """The runs per "<workload>/<phase>", in the order they ran."""
+        groups: dict[str, list[RunOutcome]] = {}
+        for run in self.runs:
+            groups.setdefault(f"{run.workload}/{run.phase}", []).append(run)
+        return groups
+
 
 def _sim_extra(workload: Workload, seed: int, slow: bool) -> list[str]:
     pool = workload.pool

@@ -91,6 +91,13 @@ def load(directory: Path) -> PeersResult:
     return from_details(data, str(path))
 
 
+def differences(first: PeersConfig, other: PeersConfig, ignore: Sequence[str] = ()) -> list[str]:
+    """How ``other`` was measured differently from ``first`` (:data:`SAME_MEASUREMENT`, less
+    ``ignore``), each as "name first vs other"; empty when the same."""
+    return [f"{name} {getattr(first, name)!r} vs {getattr(other, name)!r}" for name in SAME_MEASUREMENT
+            if name not in ignore and getattr(other, name) != getattr(first, name)]
+
+
 def merge(results: Sequence[PeersResult]) -> PeersResult:
     """One result holding every run of ``results``, which must have been measured the same way
     (:data:`SAME_MEASUREMENT`); a workload/phase/router/seed measured twice is refused, except
@@ -100,10 +107,9 @@ def merge(results: Sequence[PeersResult]) -> PeersResult:
         raise StoredRunError("nothing to merge")
     first = results[0].config
     for other in results[1:]:
-        differ = [name for name in SAME_MEASUREMENT if getattr(other.config, name) != getattr(first, name)]
+        differ = differences(first, other.config)
         if differ:
-            raise StoredRunError("not measured the same way: " + "; ".join(
-                f"{name} {getattr(first, name)!r} vs {getattr(other.config, name)!r}" for name in differ))
+            raise StoredRunError("not measured the same way: " + "; ".join(differ))
     seen: dict[tuple[str, str, str, int], int] = {}  # key -> index in runs
     runs: list[RunOutcome] = []
     for result in results:

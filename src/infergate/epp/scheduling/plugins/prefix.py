@@ -172,9 +172,10 @@ class PrefixCacheScorer(Plugin):
         # told of every pick added to the index (hashes, endpoint, the prompt's characters):
         # epp.pick_sharing publishes it
         self.on_indexed: Callable[[list[int], str, int], None] | None = None
-        # called before each cycle's match (and by the Director before admission reads the pick-time
-        # load): epp.pick_sharing applies the peers' picks queued on its socket
-        self.before_match: Callable[[], object] | None = None
+        # called before the state that peers' picks feed is read (the index, at each cycle's match;
+        # the pick-time load, by the Director's admission): epp.pick_sharing applies the picks queued
+        # on its socket
+        self.before_read: Callable[[], object] | None = None
 
     @classmethod
     def create(cls, name: str, params: Mapping[str, Any], handle: PluginHandle) -> PrefixCacheScorer:
@@ -190,8 +191,8 @@ class PrefixCacheScorer(Plugin):
         """The request's block hashes and matched blocks per server, computed once per cycle."""
         entry = state.get(self.STATE_KEY)
         if entry is None:
-            if self.before_match is not None:
-                self.before_match()
+            if self.before_read is not None:
+                self.before_read()
             hashes = hash_prompt(request.prompt, request.target_model, self.block_size, self.max_blocks,
                                  self._memo)
             matched = self.indexer.match_longest_prefix(hashes) if hashes else {}
