@@ -61,3 +61,19 @@ async def test_closed_loop_users_keep_their_objective_and_back_off_after_a_shed(
     # each turn says when it was sent, from the phase's start: the summary's warm-up cut reads it
     sent = sorted(r.sent_at for r in results)
     assert sent[0] < 0.3 and 0.3 < sent[-1] < 0.8, (sent[0], sent[-1])  # seconds from the phase's start
+
+
+async def test_a_user_thinking_at_the_deadline_does_not_hold_the_phase_open() -> None:
+    """Each session's second turn comes after 50 model seconds of thought (5 s of wall time): the
+    phase ends at its 0.3 s deadline plus the turns in flight, not when the thinking would end,
+    and the second turns are never sent."""
+    server = Server(delay=0.02)
+    app = web.Application()
+    app.router.add_post("/v1/completions", server.handle)
+    async with served(app) as url:
+        sessions = tuple(Session(0.0, "", (Turn("q", 2), Turn(" again", 2, think_s=50.0)), objective=CRITICAL)
+                         for _ in range(8))
+        workload = Workload("multi-turn", "test", sessions, concurrency=2)
+        results, wall = await driver.run_closed(f"{url}/v1/completions", "m", workload, 10.0, 0.3)
+    assert wall < 2.0, wall  # before: 5 s, each user waited out its thought
+    assert len(results) == 2 and all(r.ok for r in results)  # one first turn per user, no second turn

@@ -12,7 +12,8 @@ import pytest
 from infergate.bench.peers.driver import TurnResult
 from infergate.bench.peers.report import as_json, best_peer, markdown, write_outputs
 from infergate.bench.peers.run import PeersConfig, PeersResult, RunOutcome
-from infergate.bench.peers.summary import JSON_FIELDS, prefix_hit_rate, summarize
+from infergate.bench.peers.summary import JSON_FIELDS, prefix_hit_rate, summarize, tokens_by
+from infergate.bench.stats import percentile
 
 
 def _ok(ttft: float, gap: float = 0.01, objective: str | None = None, sent_at: float = 0.0) -> TurnResult:
@@ -57,6 +58,30 @@ def test_ttft_p90_after_warm_up_leaves_out_the_first_fifth_of_the_phase() -> Non
     assert 0.05 < s.ttft_p90_steady < 0.06  # only the steady turns: 0.1-0.116 s wall x 0.5
     assert s.as_json()["ttft_p90_steady"] == s.ttft_p90_steady
     assert math.isnan(summarize(burst, wall_time=10.0, time_scale=1.0, prefix_hit=math.nan).ttft_p90_steady)
+
+
+def test_closed_loop_rates_count_what_arrived_within_the_window() -> None:
+    """A closed loop's turns in flight at its end finish and count in the latencies, but its
+    output tokens/s and goodput count only the tokens and requests of the window, over its length."""
+    early = _ok(0.1)  # sent at 0 s: first token at 0.1 s, 63 more 10 ms apart, ended at 1.1 s
+    late = _ok(0.205, sent_at=9.5)  # first token at 9.705 s: events at 9.705 + 0.01 k, k <= 29 by 10 s
+    after = _ok(0.5, sent_at=9.9)  # first token after the window
+    results = [early, late, after]
+    s = summarize(results, wall_time=12.0, time_scale=2.0, prefix_hit=math.nan, window=10.0)
+    assert math.isclose(s.output_tokens_per_s, (64 + 30) / 20.0)  # 30 of late's 64 events by 10 s, in 20 model s
+    # late met the SLO (TTFT 0.41 s model) but ended at 10.705 s: only early counts
+    assert math.isclose(s.goodput, 1 / 20.0)
+    assert s.requests == 3 and math.isclose(s.ttft_p99, percentile([0.2, 0.41, 1.0], 99))  # latencies: all three
+    drained = summarize(results, wall_time=12.0, time_scale=2.0, prefix_hit=math.nan)  # no window: over the wall time
+    assert math.isclose(drained.output_tokens_per_s, 3 * 64 / 24.0) and math.isclose(drained.goodput, 2 / 24.0)
+
+
+def test_tokens_by_spreads_the_usage_over_the_events_and_counts_none_without_a_first_token() -> None:
+    turn = TurnResult(ok=True, status=200, ttft=0.5, output_tokens=8, gaps=[0.1, 0.1, 0.1], sent_at=1.0)
+    assert tokens_by(turn, 1.49) == 0.0  # first event at 1.5 s
+    assert tokens_by(turn, 1.65) == 4.0  # 2 of 4 events, 2 tokens each
+    assert tokens_by(turn, 5.0) == 8.0
+    assert tokens_by(TurnResult(ok=False, status=500), 5.0) == 0.0
 
 
 def test_prefix_hit_rate_from_the_replicas_counters() -> None:

@@ -163,6 +163,24 @@ def test_streams_merge_into_one_report_and_different_measurements_do_not() -> No
         stored.merge([_stream("shared-prefix", 1.0), _stream("shared-prefix", 1.0)])
 
 
+def test_a_run_stored_before_the_closed_loop_window_reads_back_as_rated_until_drained() -> None:
+    """details.json written before closed loops were rated within their window has no
+    closed_loop_rates: it reads back as the old method, says so, and neither merges nor compares
+    with a run of the new one."""
+    new = _stream("shared-prefix", 1.0)
+    assert new.config.closed_loop_rates == "window"
+    assert "count what arrived within the phase's 120 s" in markdown(new)
+    data = json.loads(json.dumps(details(_stream("bursty", 1.0))))
+    del data["config"]["closed_loop_rates"]
+    old = stored.from_details(data)
+    assert old.config.closed_loop_rates == "until-drained"
+    assert "rated over the time until the phase's last turn ended" in markdown(old)
+    with pytest.raises(stored.StoredRunError, match=re.escape("closed_loop_rates 'window' vs 'until-drained'")):
+        stored.merge([new, old])
+    with pytest.raises(ValueError, match="closed_loop_rates: 'later' is not one of window, until-drained"):
+        dataclasses.replace(new.config, closed_loop_rates="later")
+
+
 def test_a_file_that_is_not_a_details_json_is_named_in_the_error(tmp_path: Path) -> None:
     (tmp_path / "details.json").write_text(json.dumps({"config": {"workloads": []}}))
     with pytest.raises(stored.StoredRunError, match=re.escape("details.json: not a peer benchmark's details.json")):

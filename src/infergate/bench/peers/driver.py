@@ -42,7 +42,10 @@ async def _run_session(client: httpx.AsyncClient, url: str, base_model: str, ses
     history = ""
     for i, turn in enumerate(session.turns):
         if i and turn.think_s:
-            await asyncio.sleep(turn.think_s / time_scale)
+            pause = turn.think_s / time_scale
+            if deadline is not None:  # a user thinking at the deadline sends nothing more: do not wait it out
+                pause = min(pause, max(0.0, deadline - time.monotonic()))
+            await asyncio.sleep(pause)
         if deadline is not None and time.monotonic() >= deadline:
             break
         prompt = session.prompt(history, i)
@@ -86,7 +89,8 @@ SHED_BACKOFF_S = 1.0  # model seconds a closed-loop user waits after a 429 (a cl
 async def run_closed(url: str, model: str, workload: Workload, time_scale: float, duration_s: float, *,
                      timeout: float = 600.0) -> tuple[list[TurnResult], float]:
     """``workload.concurrency`` users take sessions in order until ``duration_s`` wall seconds
-    are up; turns in flight then finish (and count). With objectives (priority-mix) each user
+    are up; turns in flight then finish (their latencies count; the summary counts rates within
+    the ``duration_s`` window, :func:`infergate.bench.peers.summary.summarize`). With objectives (priority-mix) each user
     keeps one objective (user k that of session k, so the mix is the workload's) and takes the
     next session of it, and waits ``SHED_BACKOFF_S`` after a 429: a shed request must not turn
     its user into one more critical user (or a loop of instant retries)."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from infergate.bench.peers import targets
-from infergate.bench.peers.run import PeersResult, RunOutcome
+from infergate.bench.peers.run import RATES_IN_WINDOW, PeersConfig, PeersResult, RunOutcome
 from infergate.bench.peers.summary import JSON_FIELDS, SLO_ITL_S, SLO_TTFT_S, WARMUP_FRACTION, Summary
 from infergate.bench.peers.targets import best_peer, per_repeat_ratios, spread
 from infergate.bench.peers.targets import oracle as _oracle
@@ -99,6 +99,16 @@ def _f1(value: float) -> str:
     return f"{value:.1f}" if math.isfinite(value) else "-"
 
 
+def _closed_loop_rates_text(cfg: PeersConfig) -> str:
+    if cfg.closed_loop_rates == RATES_IN_WINDOW:
+        return (f"- closed loops' output tokens/s and goodput count what arrived within the phase's {cfg.duration:g} s "
+                "(tokens received, requests ended) over those seconds; the turns in flight at the end finish and "
+                "count in the latencies")
+    return ("- closed loops' output tokens/s and goodput were rated over the time until the phase's last turn "
+            "ended (the method before session 23: the drain after the deadline, with ever fewer users, counted "
+            "as phase time)")
+
+
 def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
     cfg = result.config
     lines = [
@@ -111,6 +121,7 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
         "below is in model time",
         f"- {cfg.duration:g} s of wall time per phase; open loop = the workload's seeded arrivals, closed loop = "
         f"fixed concurrency; {_seeds_text(cfg.seeds)}",
+        _closed_loop_rates_text(cfg),
         *([f"- infergate's EPPs ran with `{' '.join(cfg.epp_args)}`"] if cfg.epp_args else []),
         *([f"- infergate: {cfg.epp_replicas} EPP replicas active-active per router (each scrapes the pool and "
            "keeps its own pick-time state; Envoy's ext_proc cluster spreads the requests over them round robin)"

@@ -30,6 +30,10 @@ from infergate.util.net import random_loopback_block
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 PHASES = ("open", "closed")
 MAX_REPEATS = 20
+# how a closed loop's output tokens/s and goodput are rated (summary.summarize's window):
+RATES_IN_WINDOW = "window"  # what arrived within the phase's duration, over that duration
+RATES_UNTIL_DRAINED = "until-drained"  # everything, over the time until the last turn ended (before session 23)
+CLOSED_LOOP_RATES = (RATES_IN_WINDOW, RATES_UNTIL_DRAINED)
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,15 @@ class PeersConfig:
     epp_pick_sharing: bool = False  # ... sharing their picks' prefix blocks (--pick-sharing-port/-peers)
     # a pool's slower replicas carry the pod label infergate.io/speed-factor=<this> (the EPP's pool file)
     declare_slow_speed_factor: float | None = None
+    # a record of the method, not a choice: runs measure RATES_IN_WINDOW; details.json stored before it
+    # read back as RATES_UNTIL_DRAINED, so that they merge and compare only with each other
+    closed_loop_rates: str = RATES_IN_WINDOW
 
     def __post_init__(self) -> None:
         if not 1 <= self.repeats <= MAX_REPEATS:
             raise ValueError(f"repeats: {self.repeats} is not in 1..{MAX_REPEATS}")
+        if self.closed_loop_rates not in CLOSED_LOOP_RATES:
+            raise ValueError(f"closed_loop_rates: {self.closed_loop_rates!r} is not one of {', '.join(CLOSED_LOOP_RATES)}")
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -218,7 +227,8 @@ async def run_one(config: PeersConfig, workload: Workload, phase: str, router_na
         summary = summarize(results, wall, config.time_scale, prefix_hit=prefix_hit_rate(metrics),
                             priority=priority, router_cpu_s=router_cpu_s, machine_busy=headroom.machine_busy,
                             bench_cores=headroom.bench_cores, cpu_wait=headroom.cpu_wait,
-                            sched_delay_ms=headroom.sched_delay_ms)
+                            sched_delay_ms=headroom.sched_delay_ms,
+                            window=config.duration if phase == "closed" else None)
         ttfts = [r.ttft * config.time_scale for r in results
                  if r.ok and r.ttft is not None and (not priority or r.objective in (None, "critical"))]
         log_404 = sum(1 for line in _ANSI.sub("", router.log_text()).splitlines()

@@ -3,7 +3,7 @@
 A long benchmark is often run as several streams (``--workloads`` split among them, each with its
 own ``--out``); :func:`merge` puts their results together so that one report covers every
 workload. Only runs measured the same way merge: the same duration, time scale, replicas, seeds,
-EPP flags and EPP replicas (a stream may measure other workloads, phases or routers). ``details.json`` holds no per-request TTFTs, so a merged report has no
+EPP flags, EPP replicas and closed-loop rating (a stream may measure other workloads, phases or routers). ``details.json`` holds no per-request TTFTs, so a merged report has no
 plots of its own (``infergate bench peers-report`` copies the streams' PNGs).
 """
 
@@ -16,12 +16,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from infergate.bench.peers.run import PHASES, PeersConfig, PeersResult, RunOutcome
+from infergate.bench.peers.run import PHASES, RATES_UNTIL_DRAINED, PeersConfig, PeersResult, RunOutcome
 from infergate.bench.peers.summary import Summary
 
 # what two runs must share to be one benchmark (the selections, workloads, phases and routers, may differ)
 SAME_MEASUREMENT: Final = ("duration", "time_scale", "replicas", "seed", "epp_args", "repeats",
-                           "epp_replicas", "epp_pick_sharing", "declare_slow_speed_factor")
+                           "epp_replicas", "epp_pick_sharing", "declare_slow_speed_factor", "closed_loop_rates")
 
 
 class StoredRunError(ValueError):
@@ -56,6 +56,7 @@ def from_details(data: Mapping[str, Any], source: str = "details.json") -> Peers
         for name in ("workloads", "routers", "phases", "epp_args"):
             if name in raw:
                 raw[name] = tuple(raw[name])
+        raw.setdefault("closed_loop_rates", RATES_UNTIL_DRAINED)  # stored before the field: rated that way
         config = PeersConfig(**raw)
         runs = []
         for i, run in enumerate(data["runs"]):

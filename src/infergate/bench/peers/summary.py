@@ -62,12 +62,38 @@ def meets_slo(result: TurnResult, time_scale: float) -> bool:
     return sum(result.gaps) / len(result.gaps) * time_scale <= SLO_ITL_S
 
 
+def tokens_by(result: TurnResult, end: float) -> float:
+    """The output tokens of ``result`` that had arrived by ``end`` (wall seconds from the phase's
+    start): its text events arrive at ``sent_at + ttft``, then one gap after another, and carry
+    ``output_tokens`` evenly (one token per event from the simulator)."""
+    if result.ttft is None or result.output_tokens <= 0:
+        return 0.0
+    at = result.sent_at + result.ttft
+    if at > end:
+        return 0.0
+    events = 1
+    for gap in result.gaps:
+        at += gap
+        if at > end:
+            break
+        events += 1
+    return result.output_tokens * events / (len(result.gaps) + 1)
+
+
 def summarize(results: Sequence[TurnResult], wall_time: float, time_scale: float, *, prefix_hit: float,
               priority: bool = False, router_cpu_s: float = math.nan, machine_busy: float = math.nan,
               bench_cores: float = math.nan, cpu_wait: float = math.nan,
-              sched_delay_ms: float = math.nan) -> Summary:
+              sched_delay_ms: float = math.nan, window: float | None = None) -> Summary:
     """Latencies and rates in model time. With ``priority`` the latency, goodput and token
-    figures are the critical requests'; sheds (429/503 of sheddable requests) are counted apart."""
+    figures are the critical requests'; sheds (429/503 of sheddable requests) are counted apart.
+
+    ``window`` (wall seconds from the phase's start; a closed loop's duration): output tokens/s
+    and goodput count only what arrived within it (tokens received by then, requests that ended
+    by then) over its length. A closed loop's turns in flight at its end finish and count in the
+    latencies, but the time they take to drain, with ever fewer users, is no throughput: rated
+    over ``wall_time`` instead, a run's figure moves with when its last turns happen to end
+    (multi-turn: a user thinking at the deadline ended the phase up to 3 model seconds later).
+    Without a window (an open loop, which sends every session) the rates are over ``wall_time``."""
     shed = [r for r in results if not r.ok and r.objective not in (None, CRITICAL) and r.status in SHED_STATUSES]
     measured = [r for r in results if r.objective in (None, CRITICAL)] if priority else list(results)
     failed = [r for r in results if not r.ok and r not in shed]
@@ -78,14 +104,20 @@ def summarize(results: Sequence[TurnResult], wall_time: float, time_scale: float
     steady = [r.ttft * time_scale for r in good if r.ttft is not None and r.sent_at >= warmup]
     e2es = [r.e2e * time_scale for r in good if r.e2e is not None]
     gaps = [g * time_scale for r in good for g in r.gaps]
-    in_slo = sum(1 for r in measured if meets_slo(r, time_scale))
+    in_slo = [r for r in measured if meets_slo(r, time_scale)]
+    if window is None:
+        rated_time, tokens, good_requests = model_time, float(sum(r.output_tokens for r in good)), len(in_slo)
+    else:
+        rated_time = window * time_scale
+        tokens = sum(tokens_by(r, window) for r in good)
+        good_requests = sum(1 for r in in_slo if r.e2e is not None and r.sent_at + r.e2e <= window)
     return Summary(
         ttft_p50=percentile(ttfts, 50), ttft_p90=percentile(ttfts, 90), ttft_p99=percentile(ttfts, 99),
         itl_p50=percentile(gaps, 50), e2e_p90=percentile(e2es, 90),
-        output_tokens_per_s=sum(r.output_tokens for r in good) / model_time if model_time > 0 else math.nan,
-        goodput=in_slo / model_time if model_time > 0 else math.nan,
+        output_tokens_per_s=tokens / rated_time if rated_time > 0 else math.nan,
+        goodput=good_requests / rated_time if rated_time > 0 else math.nan,
         requests=len(results), failed=len(failed), shed=len(shed), prefix_hit=prefix_hit,
-        goodput_fraction=in_slo / len(measured) if measured else math.nan,
+        goodput_fraction=len(in_slo) / len(measured) if measured else math.nan,
         router_cpu_s_per_request=router_cpu_s / len(results) if results else math.nan,
         machine_busy=machine_busy, bench_cores=bench_cores, cpu_wait=cpu_wait, sched_delay_ms=sched_delay_ms,
         ttft_p90_steady=percentile(steady, 90),
