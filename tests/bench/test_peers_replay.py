@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from pathlib import Path
 
@@ -43,6 +44,21 @@ def test_multi_turn_history_hits_the_prefix_cache_and_closed_loop_counts_tokens(
     assert chat.prefix_hit > 0.5
     closed = replay(make("shared-prefix", 2.0, 1, 4, closed=True), "default", 1, closed_s=2.0)
     assert closed.output_tokens > 0 and closed.tokens_per_s > 0
+
+
+def test_a_closed_loop_replay_rates_its_window_as_the_benchmark_does() -> None:
+    """Output tokens/s and goodput of a replayed closed loop are its window's: the turns in flight at
+    its end finish (and count in the latencies), but their late tokens and requests do not."""
+    workload = make("shared-prefix", 3.0, 1, 4, closed=True)
+    result = replay(workload, "default", 1, closed_s=3.0)
+    assert result.window == result.model_time == 3.0
+    late = [o for o in result.outcomes if o.end > 3.0]
+    assert late and all(o.start < 3.0 for o in late)  # sent within the window, ended after it
+    in_window = sum(1 for o in result.outcomes if o.meets_slo and o.end <= 3.0)
+    assert math.isclose(result.goodput, in_window / 3.0)
+    assert result.goodput < sum(1 for o in result.outcomes if o.meets_slo) / 3.0
+    # 32 users' tokens by 3 s: fewer than every turn's 64 (those in flight had not all arrived)
+    assert 0 < result.output_tokens < 64 * len(result.outcomes)
 
 
 def test_heterogeneous_replays_with_its_slower_replicas() -> None:

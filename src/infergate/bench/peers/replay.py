@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import math
 import random
 import selectors
 import uuid
@@ -125,6 +126,7 @@ class TurnOutcome:
     start: float = 0.0  # model seconds from the replay's start to the request's pick
     request_id: str = ""
     held: float = 0.0  # model seconds the request waited in the EPP's flow control before its pick
+    end: float = math.inf  # model seconds from the replay's start to its last token
 
     @property
     def meets_slo(self) -> bool:
@@ -144,6 +146,9 @@ class ReplayResult:
     shed: list[str | None] = field(default_factory=list)
     priority: bool = False
     flow_control_429: int = 0  # of ``shed``: requests flow control rejected (waited too long, queue full, sheddable)
+    # a closed loop's window (model seconds): model_time and output_tokens are then the window's, and
+    # goodput counts the requests that ended within it (as the benchmark's summary.summarize)
+    window: float | None = None
 
     @property
     def tokens_per_s(self) -> float:
@@ -167,7 +172,7 @@ class ReplayResult:
     @property
     def goodput(self) -> float:
         """Measured requests within the SLO (TTFT and mean ITL) per model second."""
-        good = sum(1 for o in self.measured if o.meets_slo)
+        good = sum(1 for o in self.measured if o.meets_slo and (self.window is None or o.end <= self.window))
         return good / self.model_time if self.model_time else float("nan")
 
     @property
@@ -537,6 +542,7 @@ async def _turn(pool: _Pool, policy: _Policy, prompt: str, max_tokens: int, sess
         await seq.wait(seq.generated)
     if seq.generated > 1:
         outcome.itl = (loop.time() - first) / (seq.generated - 1)
+    outcome.end = loop.time()
     policy.done(rid)
     return tokenizer.output_text(seq.text_start, 0, seq.generated)
 
@@ -547,8 +553,8 @@ async def _run_session(pool: _Pool, policy: _Policy, session: Session, result: R
     loop = asyncio.get_running_loop()
     history = ""
     for i, turn in enumerate(session.turns):
-        if i and turn.think_s:
-            await asyncio.sleep(turn.think_s)
+        if i and turn.think_s:  # as the driver: a user thinking at the deadline does not hold the phase open
+            await asyncio.sleep(turn.think_s if deadline is None else min(turn.think_s, max(0.0, deadline - loop.time())))
         if deadline is not None and loop.time() >= deadline:
             break
         prompt = session.prompt(history, i)
@@ -596,10 +602,15 @@ async def _replay(workload: Workload, policy: _Policy, seed: int, closed_s: floa
     start = asyncio.get_running_loop().time()
     if closed_s is None:
         await asyncio.gather(*(_session(pool, policy, s, result) for s in workload.sessions))
-    else:
+        result.model_time = asyncio.get_running_loop().time() - start
+        result.output_tokens = sum(e.stats.generation_tokens for e in pool.engines)
+    else:  # the window's tokens, counted at its end (the benchmark's closed-loop rates)
+        window_tokens: list[int] = []
+        asyncio.get_running_loop().call_later(
+            closed_s, lambda: window_tokens.append(sum(e.stats.generation_tokens for e in pool.engines)))
         await _closed(pool, policy, workload, closed_s, result)
-    result.model_time = asyncio.get_running_loop().time() - start
-    result.output_tokens = sum(e.stats.generation_tokens for e in pool.engines)
+        result.window = result.model_time = closed_s
+        result.output_tokens = window_tokens[0] if window_tokens else sum(e.stats.generation_tokens for e in pool.engines)
     for task in scrapers:
         task.cancel()
     for engine in pool.engines:
