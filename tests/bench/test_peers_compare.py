@@ -119,3 +119,23 @@ def test_the_command_compares_run_directories(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     missing = CliRunner().invoke(bench_command, ["peers-compare", str(first), str(tmp_path / "empty")])
     assert missing.exit_code == 1 and "details.json: not found" in missing.output
+
+
+def test_each_routers_own_ttft_p90_says_whose_figure_moved() -> None:
+    """The subject's ratio to the best peer moves 3x between the runs while its own p90 stays put:
+    the peers' p90 moved, and the own-figures section shows it."""
+    a = _run({"heterogeneous/closed": _phase(0.130, 0.098, 0.112, 0.672)})
+    b = _run({"heterogeneous/closed": _phase(0.124, 0.351, 0.626, 0.267)})
+    b.runs = [r for r in b.runs if r.router != "oracle"]  # not measured in b: left out of the section
+    b.runs.append(RunOutcome("heterogeneous", "closed", "oracle", None, error="RuntimeError: boom"))
+    result = compare.compare([("a", a), ("b", b)])
+    own = {row.ratio: row for row in result.own}
+    assert set(own) == {"infergate-default", "sglang-cache-aware", "vllm-router-cache-aware"}
+    assert own["infergate-default"].values == (0.130, 0.124) and own["infergate-default"].within
+    assert own["sglang-cache-aware"].spread == pytest.approx(0.351 / 0.098 - 1) and not own["sglang-cache-aware"].within
+    text = compare.markdown(result)
+    assert "## Each router's own TTFT p90" in text
+    assert "| heterogeneous/closed | 0.130 / 0.124 (5%) | 0.098 / 0.351 (**258%**) | 0.112 / 0.626 (**459%**) |" in text
+    assert "- infergate-default: 1 of 1" in text and "- sglang-cache-aware: 0 of 1" in text
+    data = result.as_json()["own_ttft_p90"]["heterogeneous/closed"]
+    assert data["infergate-default"] == {"values": [0.130, 0.124], "spread": pytest.approx(0.130 / 0.124 - 1)}

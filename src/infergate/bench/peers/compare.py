@@ -7,7 +7,8 @@ wrote. Per workload/phase and per target (:data:`infergate.bench.peers.targets.C
 run's ratio is computed against THAT run's own best peer and oracle, as the report does; the
 spread is max/min - 1 over the runs. One more ratio is compared, the TTFT p90 of the turns sent
 after the warm-up against the best peer's, since the whole-phase p90 of a closed loop sits on its
-cold burst.
+cold burst. Last, each router's own TTFT p90 across the runs (:attr:`Comparison.own`): a ratio of
+two p90s moves when either does, and this says whose moved.
 
 Runs compared must have been measured the same way except for the seed (the fields of
 :data:`infergate.bench.peers.stored.SAME_MEASUREMENT`), with one repeat each (a run with repeats
@@ -31,7 +32,8 @@ RATIOS: Final = (*targets.COLUMNS, STEADY)
 
 @dataclass(frozen=True)
 class Row:
-    """One workload/phase and ratio: each run's value (NaN where that run has no figure)."""
+    """One workload/phase and ratio (or, in :attr:`Comparison.own`, router): each run's value (NaN
+    where that run has no figure)."""
 
     key: str
     ratio: str
@@ -54,6 +56,8 @@ class Comparison:
     labels: tuple[str, ...]
     seeds: tuple[int, ...]
     rows: tuple[Row, ...]
+    # each router's own whole-phase TTFT p90 (Row.ratio is the router), for the routers every run measured
+    own: tuple[Row, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"runs": list(self.labels), "seeds": list(self.seeds), "max_spread": targets.MAX_SPREAD,
@@ -62,12 +66,23 @@ class Comparison:
             out["phases"].setdefault(row.key, {})[row.ratio] = {
                 "values": [v if math.isfinite(v) else None for v in row.values],
                 "spread": row.spread if math.isfinite(row.spread) else None}
+        for row in self.own:
+            out.setdefault("own_ttft_p90", {}).setdefault(row.key, {})[row.ratio] = {
+                "values": list(row.values), "spread": row.spread if math.isfinite(row.spread) else None}
         return out
 
 
 def _steady(runs: list[RunOutcome], subject: str) -> float:
     ratios = targets.per_repeat_ratios({0: runs}, subject, "ttft_p90_steady")
     return ratios.get(0, math.nan)
+
+
+def _own_ttft_p90(key: str, per_run: list[dict[str, list[RunOutcome]]]) -> list[Row]:
+    """Each router's TTFT p90 on ``key`` in every run, for the routers with numbers in all of them."""
+    figures = [{r.router: r.summary.ttft_p90 for r in keyed.get(key, ()) if r.summary is not None}
+               for keyed in per_run]
+    return [Row(key, router, tuple(f[router] for f in figures))
+            for router in figures[0] if all(router in f for f in figures)]
 
 
 def _check_comparable(named: Sequence[tuple[str, PeersResult]]) -> None:
@@ -90,7 +105,9 @@ def compare(named: Sequence[tuple[str, PeersResult]], subject: str = targets.SUB
     keys = [key for key in per_run[0] if all(
         any(r.router == subject and r.summary is not None for r in keyed.get(key, ())) for keyed in per_run)]
     rows: list[Row] = []
+    own: list[Row] = []
     for key in keys:
+        own += _own_ttft_p90(key, per_run)
         phases = [targets.evaluate(key, {0: keyed[key]}, subject) for keyed in per_run]
         for ratio in targets.COLUMNS:
             checks = [p.check(ratio) for p in phases]
@@ -98,7 +115,8 @@ def compare(named: Sequence[tuple[str, PeersResult]], subject: str = targets.SUB
                 continue
             rows.append(Row(key, ratio, tuple(c.value if c is not None else math.nan for c in checks)))
         rows.append(Row(key, STEADY, tuple(_steady(keyed[key], subject) for keyed in per_run)))
-    return Comparison(tuple(label for label, _ in named), tuple(r.config.seed for _, r in named), tuple(rows))
+    return Comparison(tuple(label for label, _ in named), tuple(r.config.seed for _, r in named), tuple(rows),
+                      tuple(own))
 
 
 def _x(value: float) -> str:
@@ -127,4 +145,33 @@ def markdown(comparison: Comparison, subject: str = targets.SUBJECT) -> str:
                      + ("; widest: " + ", ".join(f"{r.key} {r.spread:.0%}" for r in widest) if widest else ""))
     measured = [r for r in c.rows if math.isfinite(r.spread)]
     lines.append(f"- all: {sum(r.within for r in measured)} of {len(measured)}")
+    if c.own:
+        lines += _own_markdown(c)
     return "\n".join(lines) + "\n"
+
+
+def _own_markdown(c: Comparison) -> list[str]:
+    routers = list(dict.fromkeys(row.ratio for row in c.own))
+    lines = ["", "## Each router's own TTFT p90", "",
+             "Whole-phase TTFT p90 (model seconds) per run, and its spread: a ratio above moves when either of its "
+             "two p90s does.", "", "| workload/phase | " + " | ".join(routers) + " |",
+             "|" + "---|" * (len(routers) + 1)]
+    by_key: dict[str, dict[str, Row]] = {}
+    for figure in c.own:
+        by_key.setdefault(figure.key, {})[figure.ratio] = figure
+    for key, figures in by_key.items():
+        cells = []
+        for router in routers:
+            own = figures.get(router)
+            if own is None:
+                cells.append("-")
+                continue
+            spread = f"{own.spread:.0%}" if math.isfinite(own.spread) else "-"
+            cells.append(" / ".join(f"{v:.3f}" for v in own.values)
+                         + f" ({spread if own.within or spread == '-' else f'**{spread}**'})")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    lines += ["", "Within the spread, per router:"]
+    for router in routers:
+        measured = [r for r in c.own if r.ratio == router and math.isfinite(r.spread)]
+        lines.append(f"- {router}: {sum(r.within for r in measured)} of {len(measured)}")
+    return lines
