@@ -286,7 +286,8 @@ def peers_compare(runs: tuple[Path, ...], as_json: bool, out_file: Path | None) 
     Each RUN is a directory with the details.json that `infergate bench peers --out` or
     `infergate bench peers-report --out` wrote (merge a run's streams with peers-report first).
     Every ratio is taken against that run's own best peer and oracle; the spread is max/min - 1
-    over the runs, against the issue's "two runs within 10%". The runs must have been measured the
+    over the runs, against the issue's "two runs within 10%". A last section gives each router's
+    own TTFT p90 in every run, to tell whose p90 moved a ratio. The runs must have been measured the
     same way except for the seed, with one repeat each.
     """
     from infergate.bench.peers import compare, stored
