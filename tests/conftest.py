@@ -40,6 +40,49 @@ _EXIT_STATUS = pytest.StashKey[int]()
 LEFTOVER_THREAD_GRACE_S = 15.0
 
 
+# how long a non-daemon thread that a test's body started may outlive the test's teardown
+TEST_THREAD_GRACE_S = 5.0
+_CALL_THREADS = pytest.StashKey[list[threading.Thread]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> object:
+    """Note the non-daemon threads the test's body starts (fixtures' threads start in setup)."""
+    before = {t.ident for t in threading.enumerate()}
+    try:
+        return (yield)
+    finally:
+        item.stash[_CALL_THREADS] = [t for t in threading.enumerate()
+                                     if not t.daemon and t.is_alive() and t.ident not in before]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """A non-daemon thread that the test's body started and that outlives its teardown by
+    ``TEST_THREAD_GRACE_S`` is an error of that test, with the thread's stack: in an xdist worker
+    the end-of-session check below can only end the worker, unreported."""
+    result = yield
+    threads = item.stash.get(_CALL_THREADS, [])
+    deadline = time.monotonic() + TEST_THREAD_GRACE_S
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = [t for t in threads if t.is_alive()]
+    if alive:
+        pytest.fail(_thread_stacks(alive, f"left running by the test {TEST_THREAD_GRACE_S:g} s after its teardown "
+                                          "(start it as a daemon, and stop it in a finally)"), pytrace=False)
+    return result
+
+
+def _thread_stacks(threads: list[threading.Thread], what: str) -> str:
+    frames = sys._current_frames()
+    lines = [f"{len(threads)} non-daemon thread(s) {what}:"]
+    for thread in threads:
+        lines.append(f"--- {thread.name}")
+        frame = frames.get(thread.ident) if thread.ident is not None else None
+        lines.extend(traceback.format_stack(frame) if frame is not None else ["(no frame)"])
+    return "\n".join(lines)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config.stash[_EXIT_STATUS] = int(exitstatus)
 
@@ -50,7 +93,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     running, and Python waits for it at exit: the run hangs until CI's own timeout (stop 27 lost
     90 minutes so). Give such threads a grace period, then print their stacks and exit with a
     failing status, so that the leak is a visible failure, not a hang. (In an xdist worker the exit
-    ends the worker after it reported its tests: xdist shows neither the stacks nor the status.)"""
+    ends the worker after it reported its tests: xdist shows neither the stacks nor the status;
+    the test that started the thread is reported by ``pytest_runtest_teardown`` above.)"""
     started = config.stash.get(_THREADS_AT_START, set())
 
     def leftovers() -> list[threading.Thread]:
@@ -63,14 +107,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     threads = leftovers()
     if not threads:
         return
-    frames = sys._current_frames()
-    lines = [f"\n{len(threads)} non-daemon thread(s) left running by the tests after "
-             f"{LEFTOVER_THREAD_GRACE_S:g} s; exiting without waiting for them:"]
-    for thread in threads:
-        lines.append(f"--- {thread.name}")
-        frame = frames.get(thread.ident) if thread.ident is not None else None
-        lines.extend(traceback.format_stack(frame) if frame is not None else ["(no frame)"])
-    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.write("\n" + _thread_stacks(threads, f"left running by the tests after {LEFTOVER_THREAD_GRACE_S:g} s; "
+                                          "exiting without waiting for them") + "\n")
     sys.stderr.flush()
     sys.stdout.flush()
     os._exit(config.stash.get(_EXIT_STATUS, 0) or 1)
