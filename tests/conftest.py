@@ -64,13 +64,30 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     result = yield
     threads = item.stash.get(_CALL_THREADS, [])
     deadline = time.monotonic() + TEST_THREAD_GRACE_S
-    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+    while _running(threads) and time.monotonic() < deadline:
         time.sleep(0.05)
-    alive = [t for t in threads if t.is_alive()]
+    alive = _running(threads)
     if alive:
         pytest.fail(_thread_stacks(alive, f"left running by the test {TEST_THREAD_GRACE_S:g} s after its teardown "
                                           "(start it as a daemon, and stop it in a finally)"), pytrace=False)
     return result
+
+
+_POOL_WORKER_FILE = os.path.join("concurrent", "futures", "thread.py")
+
+
+def _running(threads: list[threading.Thread]) -> list[threading.Thread]:
+    """The threads still alive, less idle thread-pool workers: an executor's worker waiting for
+    work (an event loop's default executor, kept by a loop that outlives the test) ends at exit,
+    when concurrent.futures wakes its workers; one running a task is counted."""
+    frames = sys._current_frames()
+
+    def idle_pool_worker(thread: threading.Thread) -> bool:
+        frame = frames.get(thread.ident) if thread.ident is not None else None
+        return (frame is not None and frame.f_code.co_name == "_worker"
+                and frame.f_code.co_filename.endswith(_POOL_WORKER_FILE))
+
+    return [t for t in threads if t.is_alive() and not idle_pool_worker(t)]
 
 
 def _thread_stacks(threads: list[threading.Thread], what: str) -> str:
