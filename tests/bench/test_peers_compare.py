@@ -49,7 +49,7 @@ def test_each_runs_ratios_are_against_its_own_best_peer_and_the_spread_is_max_ov
     b = _run({"shared-prefix/open": _phase(0.33, 0.90, 0.60, 0.30),
               "multi-turn/closed": _phase(0.90, 0.50, 0.45, 0.30, tok=(990, 1000), steady=(0.12, 0.10))}, seed=2)
     result = compare.compare([("a", a), ("b", b)])
-    rows = {(r.key, r.ratio): r for r in result.rows}
+    rows = {(r.key, r.measure): r for r in result.rows}
     peer = rows[("shared-prefix/open", "TTFT p90 / best peer")]
     assert peer.values == pytest.approx((0.30 / 0.50, 0.33 / 0.60))  # sglang best in a, vllm-router in b
     assert peer.spread == pytest.approx(0.6 / 0.55 - 1)
@@ -129,7 +129,7 @@ def test_each_routers_own_ttft_p90_says_whose_figure_moved() -> None:
     b.runs = [r for r in b.runs if r.router != "oracle"]  # not measured in b: left out of the section
     b.runs.append(RunOutcome("heterogeneous", "closed", "oracle", None, error="RuntimeError: boom"))
     result = compare.compare([("a", a), ("b", b)])
-    own = {row.ratio: row for row in result.own}
+    own = {row.measure: row for row in result.own}
     assert set(own) == {"infergate-default", "sglang-cache-aware", "vllm-router-cache-aware"}
     assert own["infergate-default"].values == (0.130, 0.124) and own["infergate-default"].within
     assert own["sglang-cache-aware"].spread == pytest.approx(0.351 / 0.098 - 1) and not own["sglang-cache-aware"].within

@@ -36,7 +36,7 @@ class Row:
     where that run has no figure)."""
 
     key: str
-    ratio: str
+    measure: str  # the ratio's name, or in Comparison.own the router whose TTFT p90 the values are
     values: tuple[float, ...]
 
     @property
@@ -56,18 +56,18 @@ class Comparison:
     labels: tuple[str, ...]
     seeds: tuple[int, ...]
     rows: tuple[Row, ...]
-    # each router's own whole-phase TTFT p90 (Row.ratio is the router), for the routers every run measured
+    # each router's own whole-phase TTFT p90 (Row.measure is the router), for the routers every run measured
     own: tuple[Row, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"runs": list(self.labels), "seeds": list(self.seeds), "max_spread": targets.MAX_SPREAD,
                                "phases": {}}
         for row in self.rows:
-            out["phases"].setdefault(row.key, {})[row.ratio] = {
+            out["phases"].setdefault(row.key, {})[row.measure] = {
                 "values": [v if math.isfinite(v) else None for v in row.values],
                 "spread": row.spread if math.isfinite(row.spread) else None}
         for row in self.own:
-            out.setdefault("own_ttft_p90", {}).setdefault(row.key, {})[row.ratio] = {
+            out.setdefault("own_ttft_p90", {}).setdefault(row.key, {})[row.measure] = {
                 "values": list(row.values), "spread": row.spread if math.isfinite(row.spread) else None}
         return out
 
@@ -133,11 +133,11 @@ def markdown(comparison: Comparison, subject: str = targets.SUBJECT) -> str:
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in c.rows:
         spread = f"{row.spread:.0%}" if math.isfinite(row.spread) else "-"
-        lines.append("| " + " | ".join([row.key, row.ratio, *(_x(v) for v in row.values),
+        lines.append("| " + " | ".join([row.key, row.measure, *(_x(v) for v in row.values),
                                         spread if row.within or spread == "-" else f"**{spread}**"]) + " |")
     lines += ["", "Within the spread, per ratio:"]
     for ratio in RATIOS:
-        measured = [r for r in c.rows if r.ratio == ratio and math.isfinite(r.spread)]
+        measured = [r for r in c.rows if r.measure == ratio and math.isfinite(r.spread)]
         if not measured:
             continue
         widest = sorted((r for r in measured if not r.within), key=lambda r: r.spread, reverse=True)[:3]
@@ -151,14 +151,14 @@ def markdown(comparison: Comparison, subject: str = targets.SUBJECT) -> str:
 
 
 def _own_markdown(c: Comparison) -> list[str]:
-    routers = list(dict.fromkeys(row.ratio for row in c.own))
+    routers = list(dict.fromkeys(row.measure for row in c.own))
     lines = ["", "## Each router's own TTFT p90", "",
              "Whole-phase TTFT p90 (model seconds) per run, and its spread: a ratio above moves when either of its "
              "two p90s does.", "", "| workload/phase | " + " | ".join(routers) + " |",
              "|" + "---|" * (len(routers) + 1)]
     by_key: dict[str, dict[str, Row]] = {}
     for figure in c.own:
-        by_key.setdefault(figure.key, {})[figure.ratio] = figure
+        by_key.setdefault(figure.key, {})[figure.measure] = figure
     for key, figures in by_key.items():
         cells = []
         for router in routers:
@@ -172,6 +172,6 @@ def _own_markdown(c: Comparison) -> list[str]:
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     lines += ["", "Within the spread, per router:"]
     for router in routers:
-        measured = [r for r in c.own if r.ratio == router and math.isfinite(r.spread)]
+        measured = [r for r in c.own if r.measure == router and math.isfinite(r.spread)]
         lines.append(f"- {router}: {sum(r.within for r in measured)} of {len(measured)}")
     return lines
