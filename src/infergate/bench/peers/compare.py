@@ -50,6 +50,13 @@ class Row:
     def within(self) -> bool:
         return math.isfinite(self.spread) and self.spread <= targets.MAX_SPREAD
 
+    @property
+    def spread_text(self) -> str:
+        """The spread as a percentage, bold past the issue's 10%; "-" without one."""
+        if not math.isfinite(self.spread):
+            return "-"
+        return f"{self.spread:.0%}" if self.within else f"**{self.spread:.0%}**"
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -132,9 +139,7 @@ def markdown(comparison: Comparison, subject: str = targets.SUBJECT) -> str:
     header = ["workload/phase", "ratio", *c.labels, "spread"]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in c.rows:
-        spread = f"{row.spread:.0%}" if math.isfinite(row.spread) else "-"
-        lines.append("| " + " | ".join([row.key, row.measure, *(_x(v) for v in row.values),
-                                        spread if row.within or spread == "-" else f"**{spread}**"]) + " |")
+        lines.append("| " + " | ".join([row.key, row.measure, *(_x(v) for v in row.values), row.spread_text]) + " |")
     lines += ["", "Within the spread, per ratio:"]
     for ratio in RATIOS:
         measured = [r for r in c.rows if r.measure == ratio and math.isfinite(r.spread)]
@@ -166,9 +171,7 @@ def _own_markdown(c: Comparison) -> list[str]:
             if own is None:
                 cells.append("-")
                 continue
-            spread = f"{own.spread:.0%}" if math.isfinite(own.spread) else "-"
-            cells.append(" / ".join(f"{v:.3f}" for v in own.values)
-                         + f" ({spread if own.within or spread == '-' else f'**{spread}**'})")
+            cells.append(" / ".join(f"{v:.3f}" for v in own.values) + f" ({own.spread_text})")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     lines += ["", "Within the spread, per router:"]
     for router in routers:
