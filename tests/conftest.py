@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,11 +63,8 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     ``TEST_THREAD_GRACE_S`` is an error of that test, with the thread's stack: in an xdist worker
     the end-of-session check below can only end the worker, unreported."""
     result = yield
-    threads = item.stash.get(_CALL_THREADS, [])
-    deadline = time.monotonic() + TEST_THREAD_GRACE_S
-    while _running(threads) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    alive = _running(threads)
+    started = item.stash.get(_CALL_THREADS, [])
+    alive = _left_running(lambda: started, TEST_THREAD_GRACE_S) if started else []
     if alive:
         pytest.fail(_thread_stacks(alive, f"left running by the test {TEST_THREAD_GRACE_S:g} s after its teardown "
                                           "(start it as a daemon, and stop it in a finally)"), pytrace=False)
@@ -76,10 +74,19 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 _POOL_WORKER_FILE = os.path.join("concurrent", "futures", "thread.py")
 
 
+def _left_running(candidates: Callable[[], list[threading.Thread]], grace_s: float) -> list[threading.Thread]:
+    """The threads of ``candidates()`` that still run after up to ``grace_s`` (:func:`_running`)."""
+    deadline = time.monotonic() + grace_s
+    while (threads := _running(candidates())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return threads
+
+
 def _running(threads: list[threading.Thread]) -> list[threading.Thread]:
-    """The threads still alive, less idle thread-pool workers: an executor's worker waiting for
-    work (an event loop's default executor, kept by a loop that outlives the test) ends at exit,
-    when concurrent.futures wakes its workers; one running a task is counted."""
+    """The threads that would hold the process at exit: alive, less idle thread-pool workers. An
+    executor's worker waiting for work (an event loop's default executor, kept by a loop that
+    outlives the test) ends at exit, when concurrent.futures wakes its workers; one running a task
+    is counted."""
     frames = sys._current_frames()
 
     def idle_pool_worker(thread: threading.Thread) -> bool:
@@ -113,15 +120,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     ends the worker after it reported its tests: xdist shows neither the stacks nor the status;
     the test that started the thread is reported by ``pytest_runtest_teardown`` above.)"""
     started = config.stash.get(_THREADS_AT_START, set())
-
-    def leftovers() -> list[threading.Thread]:
-        return [t for t in threading.enumerate()
-                if t.is_alive() and not t.daemon and t is not threading.current_thread() and t.ident not in started]
-
-    deadline = time.monotonic() + LEFTOVER_THREAD_GRACE_S
-    while leftovers() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    threads = leftovers()
+    threads = _left_running(lambda: [t for t in threading.enumerate() if not t.daemon and t.ident not in started
+                                     and t is not threading.current_thread()], LEFTOVER_THREAD_GRACE_S)
     if not threads:
         return
     sys.stderr.write("\n" + _thread_stacks(threads, f"left running by the tests after {LEFTOVER_THREAD_GRACE_S:g} s; "
