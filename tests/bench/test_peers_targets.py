@@ -48,7 +48,7 @@ def test_a_met_target_and_a_miss_the_oracle_shares() -> None:
     assert miss is not None and not miss.met
     assert math.isclose(miss.miss, 0.95 / 0.7 - 1)
     assert miss.cell() == "0.95x **missed by 36%**"
-    assert miss.why() == "the oracle itself is at 0.90x: no router reaches 0.7x on this traffic"
+    assert miss.why() == "the oracle itself is at 0.90x: it misses 0.7x too"
 
 
 def test_a_miss_the_oracle_does_not_share_is_the_schedulers() -> None:
@@ -71,7 +71,30 @@ def test_a_ratio_that_rounds_to_the_target_shows_a_third_decimal() -> None:
         "infergate-default": _summary(1.0, tok_s=997), "sglang-cache-aware": _summary(1.0, tok_s=1000)})})
     check = close.check("out tok/s / best peer")
     assert check is not None and check.cell() == "0.997x **missed by 0.3%**"  # not "missed by 0%"
-    assert output.why() == "the oracle itself is at 0.998x: no router reaches 1x on this traffic"  # not "1.00x"
+    assert output.why() == "the oracle itself is at 0.998x: it misses 1x too"  # not "1.00x"
+
+
+def test_an_open_loops_floor_says_when_no_router_can_meet_the_target() -> None:
+    """The floor (bench.peers.floor) under any router's TTFT p90: past the target, the miss is out of
+    every router's reach; below it, the why gives it beside the oracle's."""
+    runs = _runs("shared-prefix/open", {"infergate-default": _summary(0.40), "sglang-cache-aware": _summary(0.43),
+                                        "vllm-router-cache-aware": _summary(0.46), "oracle": _summary(0.43)})
+    phase = targets.evaluate("shared-prefix/open", {1: runs}, ttft_p90_floors={1: 0.31})
+    vs_peer, vs_oracle = phase.check("TTFT p90 / best peer"), phase.check("TTFT p90 / oracle")
+    assert vs_peer is not None and vs_oracle is not None
+    assert vs_peer.floor_ratios == (pytest.approx(0.31 / 0.43),) and vs_peer.out_of_reach
+    assert vs_peer.why() == "out of every router's reach: the floor under any router's figure on this traffic is at 0.72x"
+    assert vs_oracle.met and not vs_oracle.out_of_reach and vs_oracle.why() == ""
+    reachable = targets.evaluate("shared-prefix/open", {1: runs}, ttft_p90_floors={1: 0.2}).check("TTFT p90 / best peer")
+    assert reachable is not None and not reachable.out_of_reach
+    assert reachable.why() == "the oracle itself is at 1.00x: it misses 0.7x too; the floor is at 0.47x"
+    tally = targets.markdown([phase], repeats=1)
+    assert ("- TTFT p90 / best peer: met on 0 of 1; of the 1 missed, the oracle misses 1 too, and 1 is out of every "
+            "router's reach (the floor)") in tally
+    closed = targets.evaluate("shared-prefix/closed", {1: _runs("shared-prefix/closed", {
+        "infergate-default": _summary(0.4), "sglang-cache-aware": _summary(0.43)})})
+    check = closed.check("TTFT p90 / best peer")
+    assert check is not None and check.floor_ratios == () and check.why() == ""  # no oracle, no floor: nothing to say
 
 
 def test_critical_goodput_on_the_priority_workload_and_failed_requests() -> None:
@@ -107,6 +130,20 @@ def test_repeats_give_the_median_ratio_and_its_spread() -> None:
     spread_line = next(line for line in lines if line.startswith("- spread"))
     # TTFT / peer 67%, TTFT / oracle 67%, tok/s / peer 0%: one of three within 10%
     assert "within 10%: 1 of 3" in spread_line and "shared-prefix/closed TTFT p90 / best peer 67%" in spread_line
+
+
+def test_the_report_gives_an_open_loops_floor_for_the_traffic_it_ran() -> None:
+    """The report computes the floor from the run's workload, duration x time scale, seed and replicas,
+    only where the routers measured that traffic's request count."""
+    requests = make("shared-prefix", 30.0, 1, 4).requests
+    figures = {"infergate-default": _summary(0.40), "sglang-cache-aware": _summary(0.43), "oracle": _summary(0.43)}
+    runs = _runs("shared-prefix/open", {k: dataclasses.replace(v, requests=requests) for k, v in figures.items()})
+    config = PeersConfig(workloads=("shared-prefix",), routers=tuple(figures), duration=120.0, time_scale=0.25)
+    text = markdown(PeersResult(config, runs, {}, {}))
+    assert re.search(r"Floor under any router's TTFT p90 on this traffic: 0\.3\d\d s", text)
+    assert "out of every router's reach" in text
+    other = markdown(PeersResult(config, _runs("shared-prefix/open", figures), {}, {}))  # 100 requests: other traffic
+    assert "Floor under" not in other and "out of every router's reach" not in other
 
 
 def test_the_report_has_the_section_only_when_infergate_default_ran() -> None:

@@ -10,9 +10,11 @@ Per workload/phase, against the same run's (with repeats: the same repeat's) bes
 - no failed request (deliberate sheds are counted apart);
 - with repeats: the per-repeat ratios within :data:`MAX_SPREAD` of each other (max/min - 1).
 
-A missed target says by how much, and what the oracle -- the bound, which reads the replicas' true
-state -- reached against the same reference: where the oracle misses it too, no router reaches
-it on that traffic.
+A missed target says by how much, and what the oracle -- which reads the replicas' true state --
+reached against the same reference: where the oracle misses it too, the best scheduler we know
+misses it on that traffic. On an open loop it also gives the floor (``bench.peers.floor``): a
+TTFT p90 that no router can go below on that traffic; where the floor is past the target, the
+target is out of every router's reach.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Check:
     at_most: bool  # True: the ratio must be <= limit; False: >= limit
     ratios: tuple[float, ...]
     oracle_ratios: tuple[float, ...] = ()  # the oracle's, against the same reference (none for the oracle itself)
+    floor_ratios: tuple[float, ...] = ()  # open loops' TTFT p90 floor (bench.peers.floor), against the same reference
 
     @property
     def value(self) -> float:
@@ -82,15 +85,28 @@ class Check:
             return 0.0
         return self.value / self.limit - 1 if self.at_most else 1 - self.value / self.limit
 
+    @property
+    def out_of_reach(self) -> bool:
+        """The floor under every router's figure is past the limit (an at-most target with a floor)."""
+        return bool(self.floor_ratios) and self.at_most and statistics.median(self.floor_ratios) > self.limit
+
     def why(self) -> str:
-        """For a missed target: where the oracle stands against the same reference."""
-        if self.met or not self.ratios or not self.oracle_ratios:
+        """For a missed target: whether any router could meet it (the floor), and where the oracle stands
+        against the same reference."""
+        if self.met or not self.ratios:
             return ""
+        floor = statistics.median(self.floor_ratios) if self.floor_ratios else math.nan
+        if self.out_of_reach:
+            return (f"out of every router's reach: the floor under any router's figure on this traffic is at "
+                    f"{self._x(floor)}")
+        floor_text = f"; the floor is at {self._x(floor)}" if self.floor_ratios else ""
+        if not self.oracle_ratios:
+            return floor_text.removeprefix("; ")
         oracle = statistics.median(self.oracle_ratios)
         oracle_meets = oracle <= self.limit if self.at_most else oracle >= self.limit
         if oracle_meets:
-            return f"the oracle reaches {self._x(oracle)}: this is the scheduler's to win"
-        return f"the oracle itself is at {self._x(oracle)}: no router reaches {self.limit:g}x on this traffic"
+            return f"the oracle reaches {self._x(oracle)}: this is the scheduler's to win" + floor_text
+        return f"the oracle itself is at {self._x(oracle)}: it misses {self.limit:g}x too" + floor_text
 
     def _x(self, ratio: float) -> str:
         """``ratio`` as "0.97x"; with a third decimal where two would print the limit itself."""
@@ -154,17 +170,33 @@ def per_repeat_ratios(by_seed: Mapping[int, list[RunOutcome]], router: str, metr
     return out
 
 
+def floor_ratios(by_seed: Mapping[int, list[RunOutcome]], floors: Mapping[int, float], metric: str,
+                 reference: Pick) -> tuple[float, ...]:
+    """Per repeat with a floor, its floor over the reference's ``metric`` in that repeat."""
+    out = []
+    for seed, runs in by_seed.items():
+        ref, floor = reference(runs, metric), floors.get(seed)
+        value = getattr(ref.summary, metric) if ref is not None and ref.summary is not None else math.nan
+        if floor is not None and value and math.isfinite(value):
+            out.append(floor / value)
+    return tuple(out)
+
+
 def _check(name: str, limit: float, at_most: bool, by_seed: Mapping[int, list[RunOutcome]], metric: str,
-           reference: Pick, subject: str) -> Check:
+           reference: Pick, subject: str, floors: Mapping[int, float] | None = None) -> Check:
     bound = () if reference is oracle else tuple(per_repeat_ratios(by_seed, ORACLE, metric, reference).values())
-    return Check(name, limit, at_most, tuple(per_repeat_ratios(by_seed, subject, metric, reference).values()), bound)
+    return Check(name, limit, at_most, tuple(per_repeat_ratios(by_seed, subject, metric, reference).values()), bound,
+                 floor_ratios(by_seed, floors, metric, reference) if floors else ())
 
 
-def evaluate(key: str, by_seed: Mapping[int, list[RunOutcome]], subject: str = SUBJECT) -> PhaseTargets:
-    """The targets on one workload/phase; ``by_seed``: each repeat's runs by its seed."""
+def evaluate(key: str, by_seed: Mapping[int, list[RunOutcome]], subject: str = SUBJECT,
+             ttft_p90_floors: Mapping[int, float] | None = None) -> PhaseTargets:
+    """The targets on one workload/phase; ``by_seed``: each repeat's runs by its seed;
+    ``ttft_p90_floors``: an open loop's floor under any router's TTFT p90, by seed (``bench.peers.floor``)."""
     workload, _, phase = key.partition("/")
-    checks = [_check("TTFT p90 / best peer", TTFT_VS_PEER, True, by_seed, "ttft_p90", best_peer, subject),
-              _check("TTFT p90 / oracle", TTFT_VS_ORACLE, True, by_seed, "ttft_p90", oracle, subject)]
+    checks = [_check("TTFT p90 / best peer", TTFT_VS_PEER, True, by_seed, "ttft_p90", best_peer, subject,
+                     ttft_p90_floors),
+              _check("TTFT p90 / oracle", TTFT_VS_ORACLE, True, by_seed, "ttft_p90", oracle, subject, ttft_p90_floors)]
     if phase == "closed":
         checks.append(_check("out tok/s / best peer", OUTPUT_VS_PEER, False, by_seed, "output_tokens_per_s",
                              best_peer, subject))
@@ -208,6 +240,11 @@ def markdown(phases: Sequence[PhaseTargets], repeats: int, subject: str = SUBJEC
     return lines
 
 
+def _oracle_meets(check: Check) -> bool:
+    oracle = statistics.median(check.oracle_ratios)
+    return oracle <= check.limit if check.at_most else oracle >= check.limit
+
+
 def _tally(phases: Sequence[PhaseTargets], repeats: int) -> list[str]:
     lines = []
     for name in COLUMNS:
@@ -215,10 +252,13 @@ def _tally(phases: Sequence[PhaseTargets], repeats: int) -> list[str]:
         if not checks:
             continue
         met = sum(c.met for c in checks)
-        bound = sum(1 for c in checks if not c.met and c.why().startswith("the oracle itself"))
+        missed = [c for c in checks if not c.met]
+        oracle_misses = sum(1 for c in missed if c.oracle_ratios and not _oracle_meets(c))
+        unreachable = sum(1 for c in missed if c.out_of_reach)
         lines.append(f"- {name}: met on {met} of {len(checks)}"
-                     + (f"; of the {len(checks) - met} missed, the oracle misses {bound} too" if met < len(checks)
-                        else ""))
+                     + (f"; of the {len(missed)} missed, the oracle misses {oracle_misses} too" if missed else "")
+                     + (f", and {unreachable} {'is' if unreachable == 1 else 'are'} out of every router's reach "
+                        "(the floor)" if unreachable else ""))
     failed = [p.key for p in phases if p.failed]
     lines.append("- failed requests: " + (", ".join(f"{p.key} {p.failed}" for p in phases if p.failed)
                                           if failed else "none"))
