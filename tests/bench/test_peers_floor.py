@@ -7,7 +7,15 @@ import math
 
 import pytest
 
-from infergate.bench.peers.floor import fastest_profile, open_loop_floors, prefill_time, ttft_floor
+from infergate.bench.peers.floor import (
+    WAVE_SPREAD_S,
+    closed_loop_floor,
+    closed_loop_p90_floor,
+    fastest_profile,
+    phase_floors,
+    prefill_time,
+    ttft_floor,
+)
 from infergate.bench.peers.replay import replay
 from infergate.bench.peers.workloads import CRITICAL, SHEDDABLE, PoolSpec, Session, Turn, Workload, make
 from infergate.bench.stats import percentile
@@ -115,10 +123,53 @@ def test_no_request_of_a_replay_beats_its_floor(name: str) -> None:
 
 def test_the_floor_is_kept_only_for_runs_of_the_same_traffic() -> None:
     workload = make("shared-prefix", 30.0, 1, 4)
-    floors = open_loop_floors("shared-prefix", {1: [workload.requests, workload.requests], 2: []}, 30.0, 4)
+    floors = phase_floors("shared-prefix", "open", {1: [workload.requests, workload.requests], 2: []}, 30.0, 4)
     assert list(floors) == [1]
     assert floors[1] == pytest.approx(ttft_floor(workload).percentile(90))
     assert 0.25 < floors[1] < 0.45  # the cold system prompts and the requests that arrive while they prefill
-    assert open_loop_floors("shared-prefix", {1: [workload.requests + 1]}, 30.0, 4) == {}  # other traffic
-    assert math.isfinite(open_loop_floors("long-context", {1: [make("long-context", 30.0, 1, 4).requests]},
-                                          30.0, 4)[1])
+    assert phase_floors("shared-prefix", "open", {1: [workload.requests + 1]}, 30.0, 4) == {}  # other traffic
+    assert math.isfinite(phase_floors("long-context", "open", {1: [make("long-context", 30.0, 1, 4).requests]},
+                                      30.0, 4)[1])
+
+
+def test_a_closed_loops_first_wave_is_cold_and_later_requests_keep_only_what_is_their_own() -> None:
+    """Both users send at t = 0: the second request for the same system prompt finds at most what the
+    first computed within the wave's spread. The third session arrives whenever the router lets it:
+    only its own question is left, unless it is a document no earlier request had."""
+    wave = (_one(0.0), _one(0.0, text="\nQuestion: how?"), _one(0.0, text="\nQuestion: who?"))
+    later = (_one(0.0, text="\nQuestion: when?"), _one(0.0, prefix="", text="Document. " + "z" * 8_000))
+    workload = dataclasses.replace(_workload(*wave, *later), concurrency=3)
+    floor = closed_loop_floor(workload, jitter_sigmas=0.0)
+    tokens = count_tokens(PREFIX + "\nQuestion: why?")
+    assert floor.ttfts[0] == pytest.approx(PROFILE.request_overhead_s + prefill_time(PROFILE, tokens, 0))
+    computable = (WAVE_SPREAD_S - PROFILE.request_overhead_s) / PROFILE.per_prefill_token_s
+    cached = int(computable // 16) * 16
+    assert floor.ttfts[1] == pytest.approx(PROFILE.request_overhead_s + prefill_time(PROFILE, tokens - cached, cached))
+    # the third finds no more than the second: neither computes past blocks before they exist
+    assert floor.ttfts[2] == pytest.approx(floor.ttfts[1])
+    assert floor.ttfts[3] < 0.03
+    document = count_tokens("Document. " + "z" * 8_000)
+    assert floor.ttfts[4] == pytest.approx(PROFILE.request_overhead_s + prefill_time(PROFILE, document, 0))
+    assert closed_loop_p90_floor(floor, 2) == pytest.approx(percentile(list(floor.ttfts[:2]), 90))
+    with pytest.raises(ValueError, match="objectives"):
+        closed_loop_floor(make("priority-mix", 5.0, closed=True))
+
+
+@pytest.mark.parametrize("name", ["long-context", "shared-prefix", "multi-turn"])
+def test_no_closed_loop_replay_beats_its_floor(name: str) -> None:
+    """The replay's users take the sessions in order, as the driver's: a single-turn loop serves the
+    first N sessions, each request at least its floor (sorted against sorted), and every loop's p90 is
+    at least the floor's for the count it served."""
+    workload = make(name, 10.0, 1, 4, closed=True)
+    floor = closed_loop_floor(workload)
+    overhead = PROFILE.request_overhead_s
+    for policy in ("default", "oracle"):
+        result = replay(workload, policy, 1, 10.0)
+        served = len(result.outcomes)
+        assert result.ttft(90) >= closed_loop_p90_floor(floor, served) - overhead - 1e-9, policy
+        if name != "multi-turn":  # a user stops between turns at the deadline: the served set is not a prefix
+            got = sorted(o.ttft for o in result.outcomes)
+            least = sorted(t - overhead for t in floor.ttfts[:served])
+            assert all(a >= b - 1e-9 for a, b in zip(got, least, strict=True)), policy
+    phases = phase_floors(name, "closed", {1: [served, served + 3]}, 10.0, 4)
+    assert phases[1] == pytest.approx(min(closed_loop_p90_floor(floor, n) for n in range(served, served + 4)))

@@ -1,4 +1,4 @@
-"""A floor under every router's time to first token on an open-loop workload.
+"""A floor under every router's time to first token on a peer-benchmark workload.
 
 An open loop's requests arrive at planned times, whatever the router does, and the simulator's
 step-time model (``infergate.sim.latency``) says how fast any replica can compute a prompt. So
@@ -11,8 +11,8 @@ each request has a time to first token that no schedule can beat, even one that 
   chunked);
 - its cached tokens are at most the whole blocks of its prompt that an EARLIER request could
   have computed by its arrival, on any replica: a request computes its uncached tokens no faster
-  than ``per_prefill_token_s`` each from its own arrival, starting from what it could have found
-  cached itself. A second request for a system prompt whose first request arrived 0.1 s earlier
+  than ``per_prefill_token_s`` each from its own arrival, and not past the blocks it found cached
+  before they exist. A second request for a system prompt whose first request arrived 0.1 s earlier
   still has the rest of that prompt to wait for, on whatever replica it goes to. Nothing is ever
   evicted, and every block is everywhere the request could use it.
 - A later turn of a chat (``multi-turn``) has everything before its own new text cached.
@@ -23,7 +23,13 @@ around 1); router, network and queueing cost nothing. The floor's TTFT p90 is th
 of any router's TTFT p90 on that traffic: every request's figure is at least its floor, and a
 percentile cannot fall below the same percentile of values that are each smaller.
 
-Closed loops have no floor here: their requests' times depend on the router's earlier answers.
+A closed loop's requests arrive when the router's earlier answers let them, so its floor
+(``closed_loop_floor``) keeps only what holds whatever the router does: the first wave (every user
+sends at once, when nothing is cached; each may reach a replica up to ``WAVE_SPREAD_S`` later),
+and the part of each later request that no earlier request has (a unique document). Its users
+take the sessions in order, so a loop that served N requests served the first N; the report takes
+the least floor over the counts the run's routers served (a router that served many more requests
+than any of them would have a lower one).
 """
 
 from __future__ import annotations
@@ -33,12 +39,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from infergate.bench.peers.workloads import CRITICAL, SLOW_PROFILE_SETTINGS, Workload, make
+from infergate.bench.peers.workloads import CRITICAL, SLOW_PROFILE_SETTINGS, Session, Workload, make
 from infergate.bench.stats import percentile
 from infergate.sim.config import PROFILES, LatencyProfile
 from infergate.sim.tokenizer import CHARS_PER_TOKEN, block_hashes, count_tokens
 
 JITTER_SIGMAS: Final = 3.0
+# a closed loop's first wave reaches the replicas within this many model seconds of its start (the driver
+# starts every user at once; 25 ms of model time is 100 ms of wall time at the benchmark's 0.25 time scale)
+WAVE_SPREAD_S: Final = 0.025
 BLOCK_SIZE: Final = 16  # the simulator's (and vLLM's) default KV block size, as the benchmark runs it
 BASE_MODEL: Final = ""  # the prefix-cache namespace of requests without a LoRA adapter
 
@@ -79,13 +88,42 @@ def prefill_time(profile: LatencyProfile, uncached: int, cached: int) -> float:
 def ttft_floor(workload: Workload, *, jitter_sigmas: float = JITTER_SIGMAS,
                block_size: int = BLOCK_SIZE) -> TtftFloor:
     """The floor of every measured request of ``workload``'s open loop (with objectives: the
-    critical requests', as the benchmark's summaries measure)."""
+    critical requests', as the benchmark's summaries measure), in arrival order."""
+    ordered = sorted(workload.sessions, key=lambda s: s.at)
+    return _floor(workload, [(s, s.at) for s in ordered], jitter_sigmas, block_size)
+
+
+def closed_loop_floor(workload: Workload, *, jitter_sigmas: float = JITTER_SIGMAS, block_size: int = BLOCK_SIZE,
+                      wave_spread: float = WAVE_SPREAD_S) -> TtftFloor:
+    """The floor of ``workload``'s closed-loop requests in the order its users take them (sessions in
+    order, each session's turns in order; ``closed_loop_p90_floor`` keeps the first ones served).
+
+    A closed loop's arrivals depend on the router's answers, except its first wave: all
+    ``concurrency`` users send their first session's first turn at once, when nothing is cached
+    anywhere. Each is taken to arrive ``wave_spread`` after the first of them began computing: a
+    second request for the same prefix finds what the first could have computed by then. Every other request is taken to arrive after every earlier one (users take
+    sessions in order) had all its blocks computed: only what no earlier request has (its own
+    question, a document) is left to compute. Not for workloads with objectives (each objective's
+    users take their own sessions)."""
+    if workload.objectives:
+        raise ValueError(f"{workload.name}: a closed loop with objectives has no floor here")
+    wave = {id(s) for s in workload.sessions[: workload.concurrency]}
+    return _floor(workload, [(s, 0.0 if id(s) in wave else None) for s in workload.sessions], jitter_sigmas,
+                  block_size, wave_spread)
+
+
+def _floor(workload: Workload, arrivals: list[tuple[Session, float | None]], jitter_sigmas: float,
+           block_size: int, lookup_delay: float = 0.0) -> TtftFloor:
+    """Per measured turn of the sessions, in order: ``arrivals`` gives each session's first turn's arrival
+    (model seconds), or None where it is unknown (after every earlier request's blocks were computed).
+    A request computes from its arrival but looks up the cache ``lookup_delay`` later (a closed loop's
+    wave: the latest it may reach a replica)."""
     profile = fastest_profile(workload)
     factor = max(0.5, 1.0 - jitter_sigmas * profile.jitter)  # the simulator clamps a step's factor at 0.5
     per_token = profile.per_prefill_token_s * factor
     ready: dict[int, float] = {}  # chained block hash -> the earliest time any replica could hold it
     floors: list[float] = []
-    for session in sorted(workload.sessions, key=lambda s: s.at):
+    for session, at in arrivals:
         namespace = session.model or BASE_MODEL
         measured = not workload.objectives or session.objective in (None, CRITICAL)
         for index, turn in enumerate(session.turns):
@@ -98,12 +136,15 @@ def ttft_floor(workload: Workload, *, jitter_sigmas: float = JITTER_SIGMAS,
                 tokens = count_tokens(prompt)
                 hashes = block_hashes(prompt, block_size, namespace)
                 lookup = (tokens - 1) // block_size  # the simulator (as vLLM) recomputes at least the last token
+                by = math.inf if at is None else at + lookup_delay
                 hit = 0
-                while hit < min(lookup, len(hashes)) and ready.get(hashes[hit], math.inf) <= session.at:
+                while hit < min(lookup, len(hashes)) and hashes[hit] in ready and ready[hashes[hit]] <= by:
                     hit += 1
                 cached = hit * block_size
                 uncached = tokens - cached
-                start = session.at + profile.request_overhead_s
+                # it computes from its arrival, and not past its cached blocks before they exist
+                start = -math.inf if at is None else max(at + profile.request_overhead_s,
+                                                         ready[hashes[hit - 1]] if hit else -math.inf)
                 for k in range(hit, len(hashes)):  # this request's blocks, computed no faster than per_token each
                     done = start + per_token * ((k + 1) * block_size - cached)
                     if done < ready.get(hashes[k], math.inf):
@@ -113,17 +154,33 @@ def ttft_floor(workload: Workload, *, jitter_sigmas: float = JITTER_SIGMAS,
     return TtftFloor(workload.name, tuple(floors), factor, workload.requests)
 
 
-def open_loop_floors(workload: str, runs_by_seed: Mapping[int, Sequence[int]], model_duration: float,
-                     replicas: int) -> dict[int, float]:
-    """Seed -> the floor under any router's TTFT p90 on ``workload``'s open loop, for the repeats whose
-    routers measured as many requests as that traffic has today (``runs_by_seed``: each repeat's
-    routers' request counts). A stored run whose traffic differs from today's generator (another
-    count) gets no floor."""
+def closed_loop_p90_floor(floor: TtftFloor, served: int) -> float:
+    """The TTFT p90 floor of a closed loop that served its first ``served`` requests."""
+    return percentile(list(floor.ttfts[:served]), 90)
+
+
+def phase_floors(workload: str, phase: str, counts_by_seed: Mapping[int, Sequence[int]], model_duration: float,
+                 replicas: int) -> dict[int, float]:
+    """Seed -> the floor under any router's TTFT p90 on ``workload``'s phase, for each repeat with
+    request counts (``counts_by_seed``: each repeat's routers' ``Summary.requests``).
+
+    Open loop: only where every router measured as many requests as that traffic has today (a
+    stored run of other traffic gets none). Closed loop: the least floor over the counts the routers
+    served, from the fewest to the most (the floor for any router serving as many requests as one of
+    them did); none for workloads with objectives."""
     out: dict[int, float] = {}
-    for seed, counts in runs_by_seed.items():
+    for seed, counts in counts_by_seed.items():
         if not counts:
             continue
-        floor = ttft_floor(make(workload, model_duration, seed, replicas))
-        if all(count == floor.requests for count in counts):
-            out[seed] = floor.percentile(90)
+        if phase == "open":
+            floor = ttft_floor(make(workload, model_duration, seed, replicas))
+            if all(count == floor.requests for count in counts):
+                out[seed] = floor.percentile(90)
+        elif phase == "closed":
+            traffic = make(workload, model_duration, seed, replicas, closed=True)
+            if traffic.objectives or max(counts) > traffic.requests:
+                continue
+            # the first max(counts) sessions hold at least the requests served (each has a turn or more)
+            floor = closed_loop_floor(replace(traffic, sessions=traffic.sessions[: max(counts)]))
+            out[seed] = min(closed_loop_p90_floor(floor, n) for n in range(min(counts), max(counts) + 1))
     return out

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from infergate.bench.peers import targets
-from infergate.bench.peers.floor import JITTER_SIGMAS, open_loop_floors
+from infergate.bench.peers.floor import JITTER_SIGMAS, phase_floors
 from infergate.bench.peers.run import RATES_IN_WINDOW, PeersConfig, PeersResult, RunOutcome
 from infergate.bench.peers.summary import JSON_FIELDS, SLO_ITL_S, SLO_TTFT_S, WARMUP_FRACTION, Summary
 from infergate.bench.peers.targets import best_peer, per_repeat_ratios, spread
@@ -85,22 +85,22 @@ def _by_seed(result: PeersResult, runs: list[RunOutcome]) -> dict[int, list[RunO
 
 
 def _floors(result: PeersResult, key: str, runs: list[RunOutcome]) -> dict[int, float]:
-    """An open loop's floor under any router's TTFT p90, per repeat (``bench.peers.floor``)."""
+    """The floor under any router's TTFT p90 on a workload/phase, per repeat (``bench.peers.floor``)."""
     workload, _, phase = key.partition("/")
-    if phase != "open":
-        return {}
     counts = {seed: [r.summary.requests for r in seed_runs if r.summary is not None]
               for seed, seed_runs in _by_seed(result, runs).items()}
     cfg = result.config
-    return open_loop_floors(workload, counts, cfg.duration * cfg.time_scale, cfg.replicas)
+    return phase_floors(workload, phase, counts, cfg.duration * cfg.time_scale, cfg.replicas)
 
 
-def _floor_text(floors: dict[int, float]) -> str:
+def _floor_text(key: str, floors: dict[int, float]) -> str:
     values = ", ".join(f"{v:.3f} s" + (f" (seed {seed})" if len(floors) > 1 else "") for seed, v in floors.items())
+    how = ("its arrival, what earlier requests could have cached by then" if key.endswith("/open") else
+           "the first wave (every user's first request at t = 0, nothing cached) and, for every later request, "
+           "what no earlier one has; the least over the request counts the routers served")
     return (f"Floor under any router's TTFT p90 on this traffic: {values} (`infergate.bench.peers.floor`: each "
-            "request's least time to first token, from its arrival, what earlier requests could have cached by "
-            f"then and the simulator's step-time model, every step {JITTER_SIGMAS:g} standard deviations of its "
-            "jitter fast)")
+            f"request's least time to first token, from {how}, and the simulator's step-time model, every step "
+            f"{JITTER_SIGMAS:g} standard deviations of its jitter fast)")
 
 
 def _ratio(a: float, b: float) -> str:
@@ -189,7 +189,7 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
     for key, runs in result.by_phase().items():
         lines += [f"## {key}", ""]
         if floors[key]:
-            lines += [_floor_text(floors[key]), ""]
+            lines += [_floor_text(key, floors[key]), ""]
         if cfg.repeats == 1:
             lines += _table(runs)
             continue
