@@ -45,8 +45,10 @@ from infergate.sim.config import PROFILES, LatencyProfile
 from infergate.sim.tokenizer import CHARS_PER_TOKEN, block_hashes, count_tokens
 
 JITTER_SIGMAS: Final = 3.0
-# a closed loop's first wave reaches the replicas within this many model seconds of its start (the driver
-# starts every user at once; 25 ms of model time is 100 ms of wall time at the benchmark's 0.25 time scale)
+# a closed loop's first wave starts its requests' clocks within this many model seconds (the driver starts
+# every user at once: 32 users' first turns took 33-42 ms of wall time on an idle machine; 25 ms of model
+# time is 100 ms of wall time at the benchmark's 0.25 time scale). A request held longer than that by its
+# router finds more cached, but its own clock ran meanwhile: it gains no more than it waited.
 WAVE_SPREAD_S: Final = 0.025
 BLOCK_SIZE: Final = 16  # the simulator's (and vLLM's) default KV block size, as the benchmark runs it
 BASE_MODEL: Final = ""  # the prefix-cache namespace of requests without a LoRA adapter
