@@ -1,12 +1,14 @@
-"""The floor under every router's time to first token on an open loop (``bench.peers.floor``)."""
+"""The floor under every router's time to first token on a peer-benchmark workload (``bench.peers.floor``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 
+from infergate.bench.peers import stored
 from infergate.bench.peers.floor import (
     WAVE_SPREAD_S,
     closed_loop_floor,
@@ -173,3 +175,20 @@ def test_no_closed_loop_replay_beats_its_floor(name: str) -> None:
             assert all(a >= b - 1e-9 for a, b in zip(got, least, strict=True)), policy
     phases = phase_floors(name, "closed", {1: [served, served + 3]}, 10.0, 4)
     assert phases[1] == pytest.approx(min(closed_loop_p90_floor(floor, n) for n in range(served, served + 4)))
+
+
+def test_no_router_of_the_checked_in_full_run_beat_its_floor() -> None:
+    """Live figures: every router's whole-phase TTFT p90 in session 23's first full run (Envoy, the
+    simulators over HTTP, the real peers) is at least the floor the report computes for its phase."""
+    result = stored.load(Path(__file__).parents[2] / "bench/results/peers/full-s23-a")
+    cfg = result.config
+    checked = 0
+    for key, runs in result.by_phase().items():
+        workload, _, phase = key.partition("/")
+        counts = [r.summary.requests for r in runs if r.summary is not None]
+        floors = phase_floors(workload, phase, {cfg.seed: counts}, cfg.duration * cfg.time_scale, cfg.replicas)
+        for run in runs:
+            if run.summary is not None and cfg.seed in floors:
+                assert run.summary.ttft_p90 >= floors[cfg.seed], (key, run.router)
+                checked += 1
+    assert checked >= 50  # 15 phases with a floor (not priority-mix/closed), 4 routers each
