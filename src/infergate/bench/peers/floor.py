@@ -62,7 +62,7 @@ class TtftFloor:
     workload: str
     ttfts: tuple[float, ...]
     step_factor: float
-    requests: int  # every request of the open loop, measured or not (a run's ``Summary.requests``)
+    requests: int  # every request of the traffic, measured or not (an open loop's ``Summary.requests``)
 
     def percentile(self, q: float) -> float:
         return percentile(list(self.ttfts), q)
@@ -103,10 +103,11 @@ def closed_loop_floor(workload: Workload, *, jitter_sigmas: float = JITTER_SIGMA
     A closed loop's arrivals depend on the router's answers, except its first wave: all
     ``concurrency`` users send their first session's first turn at once, when nothing is cached
     anywhere. Each is taken to arrive ``wave_spread`` after the first of them began computing: a
-    second request for the same prefix finds what the first could have computed by then. Every other request is taken to arrive after every earlier one (users take
-    sessions in order) had all its blocks computed: only what no earlier request has (its own
-    question, a document) is left to compute. Not for workloads with objectives (each objective's
-    users take their own sessions)."""
+    second request for the same prefix finds what the first could have computed by then. Every
+    other request is taken to arrive after every earlier one (users take sessions in order) had
+    all its blocks computed: only what no earlier request has (its own question, a document) is
+    left to compute. Not for workloads with objectives (each objective's users take their own
+    sessions)."""
     if workload.objectives:
         raise ValueError(f"{workload.name}: a closed loop with objectives has no floor here")
     wave = {id(s) for s in workload.sessions[: workload.concurrency]}

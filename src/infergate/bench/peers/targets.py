@@ -12,9 +12,9 @@ Per workload/phase, against the same run's (with repeats: the same repeat's) bes
 
 A missed target says by how much, and what the oracle -- which reads the replicas' true state --
 reached against the same reference: where the oracle misses it too, the best scheduler we know
-misses it on that traffic. On an open loop it also gives the floor (``bench.peers.floor``): a
-TTFT p90 that no router can go below on that traffic; where the floor is past the target, the
-target is out of every router's reach.
+misses it on that traffic. A TTFT target also gets the floor (``bench.peers.floor``), where the
+phase has one: a TTFT p90 that no router can go below on that traffic; where the floor is past
+the target, the target is out of every router's reach.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class Check:
     at_most: bool  # True: the ratio must be <= limit; False: >= limit
     ratios: tuple[float, ...]
     oracle_ratios: tuple[float, ...] = ()  # the oracle's, against the same reference (none for the oracle itself)
-    floor_ratios: tuple[float, ...] = ()  # open loops' TTFT p90 floor (bench.peers.floor), against the same reference
+    floor_ratios: tuple[float, ...] = ()  # the phase's TTFT p90 floor (bench.peers.floor), against the same reference
 
     @property
     def value(self) -> float:
@@ -103,10 +103,17 @@ class Check:
         if not self.oracle_ratios:
             return floor_text.removeprefix("; ")
         oracle = statistics.median(self.oracle_ratios)
-        oracle_meets = oracle <= self.limit if self.at_most else oracle >= self.limit
-        if oracle_meets:
+        if self.oracle_meets:
             return f"the oracle reaches {self._x(oracle)}: this is the scheduler's to win" + floor_text
         return f"the oracle itself is at {self._x(oracle)}: it misses {self.limit:g}x too" + floor_text
+
+    @property
+    def oracle_meets(self) -> bool:
+        """The oracle's median ratio against the same reference meets the limit (False without one)."""
+        if not self.oracle_ratios:
+            return False
+        oracle = statistics.median(self.oracle_ratios)
+        return oracle <= self.limit if self.at_most else oracle >= self.limit
 
     def _x(self, ratio: float) -> str:
         """``ratio`` as "0.97x"; with a third decimal where two would print the limit itself."""
@@ -192,7 +199,7 @@ def _check(name: str, limit: float, at_most: bool, by_seed: Mapping[int, list[Ru
 def evaluate(key: str, by_seed: Mapping[int, list[RunOutcome]], subject: str = SUBJECT,
              ttft_p90_floors: Mapping[int, float] | None = None) -> PhaseTargets:
     """The targets on one workload/phase; ``by_seed``: each repeat's runs by its seed;
-    ``ttft_p90_floors``: an open loop's floor under any router's TTFT p90, by seed (``bench.peers.floor``)."""
+    ``ttft_p90_floors``: the phase's floor under any router's TTFT p90, by seed (``bench.peers.floor``)."""
     workload, _, phase = key.partition("/")
     checks = [_check("TTFT p90 / best peer", TTFT_VS_PEER, True, by_seed, "ttft_p90", best_peer, subject,
                      ttft_p90_floors),
@@ -240,11 +247,6 @@ def markdown(phases: Sequence[PhaseTargets], repeats: int, subject: str = SUBJEC
     return lines
 
 
-def _oracle_meets(check: Check) -> bool:
-    oracle = statistics.median(check.oracle_ratios)
-    return oracle <= check.limit if check.at_most else oracle >= check.limit
-
-
 def _tally(phases: Sequence[PhaseTargets], repeats: int) -> list[str]:
     lines = []
     for name in COLUMNS:
@@ -253,7 +255,7 @@ def _tally(phases: Sequence[PhaseTargets], repeats: int) -> list[str]:
             continue
         met = sum(c.met for c in checks)
         missed = [c for c in checks if not c.met]
-        oracle_misses = sum(1 for c in missed if c.oracle_ratios and not _oracle_meets(c))
+        oracle_misses = sum(1 for c in missed if c.oracle_ratios and not c.oracle_meets)
         unreachable = sum(1 for c in missed if c.out_of_reach)
         lines.append(f"- {name}: met on {met} of {len(checks)}"
                      + (f"; of the {len(missed)} missed, the oracle misses {oracle_misses} too" if missed else "")
