@@ -89,6 +89,8 @@ def test_an_open_loops_floor_says_when_no_router_can_meet_the_target() -> None:
     assert reachable is not None and not reachable.out_of_reach
     assert reachable.why() == "the oracle itself is at 1.00x: it misses 0.7x too; the floor is at 0.47x"
     tally = targets.markdown([phase], repeats=1)
+    assert any("`infergate.bench.peers.floor`). Where the floor is past the target, no router can meet it." in line
+               for line in tally)  # the section says what the floor is
     assert ("- TTFT p90 / best peer: met on 0 of 1; of the 1 missed, the oracle misses 1 too, and 1 is out of every "
             "router's reach (the floor)") in tally
     closed = targets.evaluate("shared-prefix/closed", {1: _runs("shared-prefix/closed", {

@@ -231,8 +231,10 @@ def markdown(phases: Sequence[PhaseTargets], repeats: int, subject: str = SUBJEC
              + ("; with repeats, the median of the per-repeat ratios (min-max), each repeat against its own "
                 "references" if repeats > 1 else "")
              + ". \"Missed by\": how far the ratio is past the target, as a fraction of the target. \"Why\" gives "
-             "the oracle's ratio against the same reference: where the oracle misses a target too, no router "
-             "reaches it on that traffic.", "",
+             "the oracle's ratio against the same reference (where the oracle misses a target too, the best "
+             "scheduler we know misses it on that traffic) and, for TTFT, the floor's: the TTFT p90 that no router "
+             "can go below on that traffic, from its arrivals and the simulator's step-time model "
+             "(`infergate.bench.peers.floor`). Where the floor is past the target, no router can meet it.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for p in phases:
         cells = [p.key]
