@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import subprocess
+import re
 import sys
 from collections.abc import AsyncIterator
 
@@ -17,9 +18,9 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
 from infergate.bbr import BBRServer, BBRServicer
 from infergate.epp.extproc import health
-from infergate.util.net import free_port, wait_for_port
 
 MODE = processing_mode_pb2.ProcessingMode
+READY = re.compile(r"ready bbr grpc=(?P<grpc>\d+) health=(?P<health>\d+) metrics=(?P<metrics>\d+)")
 
 
 @pytest.fixture
@@ -115,14 +116,21 @@ async def test_invalid_json_fails_the_stream(bbr: tuple[BBRServicer, pb_grpc.Ext
 
 @pytest.mark.e2e
 async def test_bbr_process_serves_health_and_metrics() -> None:
-    grpc_port, health_port, metrics_port = free_port(), free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "infergate", "bbr", "-grpc-port", str(grpc_port), "--grpc-health-port",
-         str(health_port), f"-metrics-port={metrics_port}", "--host", "127.0.0.1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    """Every port 0: the process binds free ones and its ready line names them. (Ports chosen by the
+    test could be taken by a parallel test's server while the process starts: the process then
+    exited, and the health check met its closing server.)"""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "infergate", "bbr", "-grpc-port", "0", "--grpc-health-port", "0", "-metrics-port=0",
+        "--host", "127.0.0.1", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert process.stderr is not None
+    output: list[str] = []
     try:
-        wait_for_port("127.0.0.1", metrics_port, timeout=20)
+        async with asyncio.timeout(20):
+            while not (ready := READY.search(output[-1] if output else "")):
+                line = await process.stderr.readline()
+                assert line, f"bbr exited before it was ready: {''.join(output)}"
+                output.append(line.decode())
+        grpc_port, health_port, metrics_port = (int(ready[name]) for name in ("grpc", "health", "metrics"))
         assert await health.check(f"127.0.0.1:{health_port}") == health.SERVING
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             call = pb_grpc.ExternalProcessorStub(channel).Process()
@@ -132,13 +140,18 @@ async def test_bbr_process_serves_health_and_metrics() -> None:
             reply = await call.read()
             assert mutation(reply.request_body.response) == {"x-gateway-model-name": "a"}
             await call.done_writing()
-        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        async with httpx.AsyncClient(timeout=5) as client:
+            text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
         assert "bbr_success_total 1.0" in text
     finally:
-        process.terminate()
+        if process.returncode is None:
+            process.terminate()
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
+            async with asyncio.timeout(10):
+                rest = await process.stderr.read()
+                await process.wait()
+        except TimeoutError:
             process.kill()
-            process.wait()
-    assert process.returncode == 0, process.stderr.read().decode() if process.stderr else ""
+            rest = b""
+            await process.wait()
+    assert process.returncode == 0, "".join(output) + rest.decode()
