@@ -19,6 +19,8 @@ import pytest
 
 from infergate.util.clitool import find_tool
 
+from .support.ports import share_for_worker
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = Path(os.environ.get("INFERGATE_SHARED_DIR", REPO_ROOT.parent / "shared"))
 
@@ -33,6 +35,13 @@ def pytest_configure(config: pytest.Config) -> None:
     sys.dont_write_bytecode = False
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     config.stash[_THREADS_AT_START] = {t.ident for t in threading.enumerate()}
+    _share_the_port_range(config)
+
+
+def _share_the_port_range(config: pytest.Config) -> None:
+    """Each xdist worker, and the processes its tests start, pick free ports from a share of their own
+    (tests/support/ports.py)."""
+    share_for_worker(getattr(config, "workerinput", None), os.environ)
 
 
 _THREADS_AT_START = pytest.StashKey[set[int | None]]()

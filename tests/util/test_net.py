@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import socket
 import threading
+from collections import deque
 
 import pytest
 
+from infergate.util import net
 from infergate.util.net import async_wait_for_port, free_port, wait_for_port
+
+from ..support.ports import share_for_worker
 
 
 def test_wait_for_port_returns_once_a_listener_appears() -> None:
@@ -42,3 +48,49 @@ async def test_async_wait_for_port() -> None:
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
     async with server:
         await async_wait_for_port("127.0.0.1", port, timeout=5)
+
+
+def test_the_port_range_comes_from_the_environment_or_below_the_ephemeral_range() -> None:
+    assert net.port_range({net.PORT_RANGE_ENV: "20000-20010"}) == (20000, 20010)
+    low, high = net.port_range({})
+    assert low == 10000 and high < net._ephemeral_range()[0]
+    for bad in ("20000", "x-y", "20010-20000", "80-9000", "60000-70000"):
+        with pytest.raises(net.PortRangeError, match=re.escape(f"INFERGATE_PORT_RANGE={bad!r}: want LOW-HIGH")):
+            net.port_range({net.PORT_RANGE_ENV: bad})
+
+
+def test_shares_of_the_range_are_disjoint_and_cover_it() -> None:
+    environ = {net.PORT_RANGE_ENV: "20000-20999"}
+    shares = [net.port_range({net.PORT_RANGE_ENV: net.port_range_share(i, 3, environ)}) for i in range(3)]
+    assert shares == [(20000, 20332), (20333, 20665), (20666, 20998)]
+    with pytest.raises(ValueError, match="share 3 of 3"):
+        net.port_range_share(3, 3, environ)
+    with pytest.raises(net.PortRangeError, match="fewer than 5 ports"):
+        net.port_range_share(0, 5, {net.PORT_RANGE_ENV: "20000-20003"})
+
+
+def test_free_port_picks_in_the_range_and_never_the_same_port_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three servers' ports picked before any binds: all different (each is still free when the
+    next is picked)."""
+    monkeypatch.setenv(net.PORT_RANGE_ENV, "20100-20107")
+    monkeypatch.setattr(net, "_recent", deque(maxlen=net.RECENT_PORTS))
+    ports = [free_port() for _ in range(8)]
+    assert sorted(ports) == list(range(20100, 20108))
+
+
+def test_each_test_worker_gets_its_own_share() -> None:
+    """tests/conftest.py gives each xdist worker (and the processes its tests start) a share of the range."""
+    environ = {net.PORT_RANGE_ENV: "20000-20999"}
+    share_for_worker(None, environ)  # no workers: the whole range
+    assert environ == {net.PORT_RANGE_ENV: "20000-20999"}
+    shares = []
+    for worker in ("gw0", "gw1"):
+        mine = {net.PORT_RANGE_ENV: "20000-20999"}
+        share_for_worker({"workerid": worker, "workercount": 2}, mine)
+        shares.append(net.port_range(mine))
+    assert shares == [(20000, 20499), (20500, 20999)]
+    if os.environ.get("PYTEST_XDIST_WORKER") is not None:  # this very run: the conftest gave this worker its share
+        count = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+        low, high = net.port_range()
+        assert (high - low + 1) * count <= 65535 - 1024
+        assert low <= free_port() <= high
