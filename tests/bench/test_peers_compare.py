@@ -11,9 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from infergate.bench.peers import compare, stored
+from infergate.bench.peers.floor import ttft_floor
 from infergate.bench.peers.report import write_outputs
 from infergate.bench.peers.run import PeersConfig, PeersResult, RunOutcome
 from infergate.bench.peers.summary import Summary
+from infergate.bench.peers.workloads import make
 from infergate.cli.bench import command as bench_command
 
 ROUTERS = ("infergate-default", "sglang-cache-aware", "vllm-router-cache-aware", "oracle")
@@ -139,3 +141,19 @@ def test_each_routers_own_ttft_p90_says_whose_figure_moved() -> None:
     assert "- infergate-default: 1 of 1" in text and "- sglang-cache-aware: 0 of 1" in text
     data = result.as_json()["own_ttft_p90"]["heterogeneous/closed"]
     assert data["infergate-default"] == {"values": [0.130, 0.124], "spread": pytest.approx(0.130 / 0.124 - 1)}
+
+
+def test_the_own_p90_section_gives_each_runs_floor() -> None:
+    """The floor (bench.peers.floor) beside the routers' own p90: for an open phase whose routers
+    measured that traffic's request count; "-" (null in JSON) where they did not."""
+    requests = make("shared-prefix", 30.0, 1, 4).requests
+    same = {r: dataclasses.replace(s, requests=requests) for r, s in _phase(0.40, 0.43, 0.45, 0.43).items()}
+    a = _run({"shared-prefix/open": same})
+    b = _run({"shared-prefix/open": _phase(0.41, 0.44, 0.46, 0.44)})  # 100 requests: not today's traffic
+    result = compare.compare([("a", a), ("b", b)])
+    [floor] = result.floors
+    assert floor.values[0] == pytest.approx(ttft_floor(make("shared-prefix", 30.0, 1, 4)).percentile(90))
+    assert math.isnan(floor.values[1])
+    text = compare.markdown(result)
+    assert f"| {floor.values[0]:.3f} / - |" in text and "| floor |" in text
+    assert result.as_json()["ttft_p90_floor"]["shared-prefix/open"] == [floor.values[0], None]

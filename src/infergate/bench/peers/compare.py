@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from infergate.bench.peers import targets
+from infergate.bench.peers.floor import phase_floors
 from infergate.bench.peers.run import PeersResult, RunOutcome
 from infergate.bench.peers.stored import StoredRunError, differences
 
@@ -65,6 +66,8 @@ class Comparison:
     rows: tuple[Row, ...]
     # each router's own whole-phase TTFT p90 (Row.measure is the router), for the routers every run measured
     own: tuple[Row, ...] = ()
+    # per phase, the floor under any router's TTFT p90 in each run (bench.peers.floor; NaN where it has none)
+    floors: tuple[Row, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"runs": list(self.labels), "seeds": list(self.seeds), "max_spread": targets.MAX_SPREAD,
@@ -76,6 +79,8 @@ class Comparison:
         for row in self.own:
             out.setdefault("own_ttft_p90", {}).setdefault(row.key, {})[row.measure] = {
                 "values": list(row.values), "spread": row.spread if math.isfinite(row.spread) else None}
+        for row in self.floors:
+            out.setdefault("ttft_p90_floor", {})[row.key] = [v if math.isfinite(v) else None for v in row.values]
         return out
 
 
@@ -90,6 +95,15 @@ def _own_ttft_p90(key: str, per_run: list[dict[str, list[RunOutcome]]]) -> list[
                for keyed in per_run]
     return [Row(key, router, tuple(f[router] for f in figures))
             for router in figures[0] if all(router in f for f in figures)]
+
+
+def _floor(key: str, runs: list[RunOutcome], result: PeersResult) -> float:
+    """The floor under any router's TTFT p90 on ``key`` in one run (NaN where the phase has none)."""
+    workload, _, phase = key.partition("/")
+    cfg = result.config
+    counts = [r.summary.requests for r in runs if r.summary is not None]
+    floors = phase_floors(workload, phase, {cfg.seed: counts}, cfg.duration * cfg.time_scale, cfg.replicas)
+    return floors.get(cfg.seed, math.nan)
 
 
 def _check_comparable(named: Sequence[tuple[str, PeersResult]]) -> None:
@@ -113,8 +127,11 @@ def compare(named: Sequence[tuple[str, PeersResult]], subject: str = targets.SUB
         any(r.router == subject and r.summary is not None for r in keyed.get(key, ())) for keyed in per_run)]
     rows: list[Row] = []
     own: list[Row] = []
+    floors: list[Row] = []
     for key in keys:
         own += _own_ttft_p90(key, per_run)
+        floors.append(Row(key, "floor", tuple(_floor(key, keyed[key], result)
+                                              for keyed, (_, result) in zip(per_run, named, strict=True))))
         phases = [targets.evaluate(key, {0: keyed[key]}, subject) for keyed in per_run]
         for ratio in targets.COLUMNS:
             checks = [p.check(ratio) for p in phases]
@@ -123,7 +140,7 @@ def compare(named: Sequence[tuple[str, PeersResult]], subject: str = targets.SUB
             rows.append(Row(key, ratio, tuple(c.value if c is not None else math.nan for c in checks)))
         rows.append(Row(key, STEADY, tuple(_steady(keyed[key], subject) for keyed in per_run)))
     return Comparison(tuple(label for label, _ in named), tuple(r.config.seed for _, r in named), tuple(rows),
-                      tuple(own))
+                      tuple(own), tuple(floors))
 
 
 def _x(value: float) -> str:
@@ -159,8 +176,11 @@ def _own_markdown(c: Comparison) -> list[str]:
     routers = list(dict.fromkeys(row.measure for row in c.own))
     lines = ["", "## Each router's own TTFT p90", "",
              "Whole-phase TTFT p90 (model seconds) per run, and its spread: a ratio above moves when either of its "
-             "two p90s does.", "", "| workload/phase | " + " | ".join(routers) + " |",
-             "|" + "---|" * (len(routers) + 1)]
+             "two p90s does. The last column is the floor no router's p90 can go below on that run's traffic "
+             "(`infergate.bench.peers.floor`; \"-\" where the phase has none).", "",
+             "| workload/phase | " + " | ".join(routers) + " | floor |",
+             "|" + "---|" * (len(routers) + 2)]
+    floors = {row.key: row for row in c.floors}
     by_key: dict[str, dict[str, Row]] = {}
     for figure in c.own:
         by_key.setdefault(figure.key, {})[figure.measure] = figure
@@ -172,6 +192,8 @@ def _own_markdown(c: Comparison) -> list[str]:
                 cells.append("-")
                 continue
             cells.append(" / ".join(f"{v:.3f}" for v in own.values) + f" ({own.spread_text})")
+        floor = floors.get(key)
+        cells.append(" / ".join(f"{v:.3f}" if math.isfinite(v) else "-" for v in floor.values) if floor else "-")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     lines += ["", "Within the spread, per router:"]
     for router in routers:
