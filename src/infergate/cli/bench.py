@@ -193,6 +193,9 @@ def peers(workloads: str, routers: str, phases: str, duration: float, replicas: 
     Every router runs on the same seeded traffic in front of its own fresh simulated pool.
     Peers come from .bench-venvs/ (made by `make bench`); a peer that is not installed is
     reported as skipped. Writes progress to stderr and the report (or --json) to stdout.
+    The report checks issue 16's targets for infergate-default against the same run's best
+    peer and oracle, and gives each phase's floor: the TTFT p90 that no router can go below
+    on that traffic (docs/bench.md).
     """
     from infergate.bench.peers import report
     from infergate.bench.peers.routers import ALL_ROUTERS
