@@ -62,11 +62,11 @@ from infergate.bench.peers.oracle import choose
 from infergate.bench.peers.summary import SLO_ITL_S, SLO_TTFT_S, WARMUP_FRACTION
 from infergate.bench.peers.workloads import (
     CRITICAL,
-    SLOW_PROFILE_SETTINGS,
     PoolSpec,
     Session,
     Workload,
     make,
+    slow_profile_overrides,
 )
 from infergate.bench.stats import percentile
 from infergate.epp.contract import Rejection
@@ -201,7 +201,7 @@ class _Pool:
         config = SimConfig(model=MODEL, profile=pool.profile, num_gpu_blocks=pool.num_gpu_blocks,
                            mean_output_tokens=0, seed=seed, **_lora_config(pool))
         # the last ``slow_replicas`` as the benchmark starts them (``--set`` SLOW_PROFILE_SETTINGS)
-        slow_config = dataclasses.replace(config, profile_overrides=_slow_overrides())
+        slow_config = dataclasses.replace(config, profile_overrides=slow_profile_overrides())
         fast = pool.replicas - pool.slow_replicas
         self.engines = [Engine(c, c.latency_profile(), seed=seed + i)
                         for i, c in enumerate([config] * fast + [slow_config] * pool.slow_replicas)]
@@ -236,11 +236,6 @@ class _Pool:
             self.metrics[i] = metrics
             self.store.update(self.endpoints[i].hostport, metrics)
             await asyncio.sleep(SCRAPE_INTERVAL_S * self.rng.uniform(0.9, 1.1))
-
-
-def _slow_overrides() -> dict[str, float]:
-    """``SLOW_PROFILE_SETTINGS`` (``name=value``, as ``infergate sim --set`` takes them) as profile overrides."""
-    return {name: float(value) for name, value in (s.split("=", 1) for s in SLOW_PROFILE_SETTINGS)}
 
 
 def _lora_config(pool: PoolSpec) -> dict[str, Any]:

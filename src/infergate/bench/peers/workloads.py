@@ -25,6 +25,11 @@ SLOW_PROFILE_SETTINGS = ("step_base_s=0.028", "per_seq_s=0.0002", "per_prefill_t
                          "attention_s=0.000000009")  # twice the a100 profile's step time
 
 
+def slow_profile_overrides() -> dict[str, float]:
+    """``SLOW_PROFILE_SETTINGS`` (``name=value``, as ``infergate sim --set`` takes them) as profile overrides."""
+    return {name: float(value) for name, value in (setting.split("=", 1) for setting in SLOW_PROFILE_SETTINGS)}
+
+
 @dataclass(frozen=True)
 class Turn:
     text: str  # appended to the history (the first turn's follows the session prefix)
