@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from infergate.bench.peers import targets
-from infergate.bench.peers.floor import phase_floors
+from infergate.bench.peers.floor import run_floors
 from infergate.bench.peers.run import PeersResult, RunOutcome
 from infergate.bench.peers.stored import StoredRunError, differences
 
@@ -99,11 +99,8 @@ def _own_ttft_p90(key: str, per_run: list[dict[str, list[RunOutcome]]]) -> list[
 
 def _floor(key: str, runs: list[RunOutcome], result: PeersResult) -> float:
     """The floor under any router's TTFT p90 on ``key`` in one run (NaN where the phase has none)."""
-    workload, _, phase = key.partition("/")
-    cfg = result.config
-    counts = [r.summary.requests for r in runs if r.summary is not None]
-    floors = phase_floors(workload, phase, {cfg.seed: counts}, cfg.duration * cfg.time_scale, cfg.replicas)
-    return floors.get(cfg.seed, math.nan)
+    seed = result.config.seed
+    return run_floors(result.config, key, {seed: runs}).get(seed, math.nan)
 
 
 def _check_comparable(named: Sequence[tuple[str, PeersResult]]) -> None:

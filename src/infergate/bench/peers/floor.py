@@ -39,7 +39,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from infergate.bench.peers.workloads import CRITICAL, SLOW_PROFILE_SETTINGS, Session, Workload, make
+from infergate.bench.peers.run import PeersConfig, RunOutcome
+from infergate.bench.peers.workloads import CRITICAL, Session, Workload, make, slow_profile_overrides
 from infergate.bench.stats import percentile
 from infergate.sim.config import PROFILES, LatencyProfile
 from infergate.sim.tokenizer import CHARS_PER_TOKEN, block_hashes, count_tokens
@@ -73,8 +74,7 @@ def fastest_profile(workload: Workload) -> LatencyProfile:
     profile = PROFILES[workload.pool.profile]
     if not workload.pool.slow_replicas:
         return profile
-    slow = {k: float(v) for k, _, v in (s.partition("=") for s in SLOW_PROFILE_SETTINGS)}
-    return replace(profile, **{k: min(getattr(profile, k), v) for k, v in slow.items()})
+    return replace(profile, **{k: min(getattr(profile, k), v) for k, v in slow_profile_overrides().items()})
 
 
 def prefill_time(profile: LatencyProfile, uncached: int, cached: int) -> float:
@@ -187,3 +187,11 @@ def phase_floors(workload: str, phase: str, counts_by_seed: Mapping[int, Sequenc
             floor = closed_loop_floor(replace(traffic, sessions=traffic.sessions[: max(counts)]))
             out[seed] = min(closed_loop_p90_floor(floor, n) for n in range(min(counts), max(counts) + 1))
     return out
+
+
+def run_floors(config: PeersConfig, key: str, runs_by_seed: Mapping[int, Sequence[RunOutcome]]) -> dict[int, float]:
+    """``phase_floors`` for a stored run's workload/phase ``key``: seed -> floor, from each repeat's
+    routers' request counts and the run's model duration and replicas."""
+    workload, _, phase = key.partition("/")
+    counts = {seed: [r.summary.requests for r in runs if r.summary is not None] for seed, runs in runs_by_seed.items()}
+    return phase_floors(workload, phase, counts, config.duration * config.time_scale, config.replicas)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from infergate.bench.peers import targets
-from infergate.bench.peers.floor import JITTER_SIGMAS, phase_floors
+from infergate.bench.peers.floor import JITTER_SIGMAS, run_floors
 from infergate.bench.peers.run import RATES_IN_WINDOW, PeersConfig, PeersResult, RunOutcome
 from infergate.bench.peers.summary import JSON_FIELDS, SLO_ITL_S, SLO_TTFT_S, WARMUP_FRACTION, Summary
 from infergate.bench.peers.targets import best_peer, per_repeat_ratios, spread
@@ -82,15 +82,6 @@ def _by_seed(result: PeersResult, runs: list[RunOutcome]) -> dict[int, list[RunO
     for run in runs:
         groups.setdefault(_seed(result, run), []).append(run)
     return groups
-
-
-def _floors(result: PeersResult, key: str, runs: list[RunOutcome]) -> dict[int, float]:
-    """The floor under any router's TTFT p90 on a workload/phase, per repeat (``bench.peers.floor``)."""
-    workload, _, phase = key.partition("/")
-    counts = {seed: [r.summary.requests for r in seed_runs if r.summary is not None]
-              for seed, seed_runs in _by_seed(result, runs).items()}
-    cfg = result.config
-    return phase_floors(workload, phase, counts, cfg.duration * cfg.time_scale, cfg.replicas)
 
 
 def _floor_text(key: str, floors: dict[int, float]) -> str:
@@ -183,7 +174,7 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
                   "the issue's \"two runs give ratios within 10% of each other\" asks for a spread of at most 10%. "
                   "Figures are medians over the repeats (min-max); failed and shed requests are summed. The "
                   "per-repeat tables follow each summary.", ""]
-    floors = {key: _floors(result, key, runs) for key, runs in result.by_phase().items()}
+    floors = {key: run_floors(cfg, key, _by_seed(result, runs)) for key, runs in result.by_phase().items()}
     lines += targets.markdown([targets.evaluate(key, _by_seed(result, runs), ttft_p90_floors=floors[key])
                                for key, runs in result.by_phase().items()], cfg.repeats)
     for key, runs in result.by_phase().items():
