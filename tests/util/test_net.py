@@ -59,7 +59,7 @@ def test_the_port_range_comes_from_the_environment_or_below_the_ephemeral_range(
             net.port_range({net.PORT_RANGE_ENV: bad})
 
 
-def test_shares_of_the_range_are_disjoint_and_cover_it() -> None:
+def test_shares_of_the_range_are_disjoint_and_within_it() -> None:
     environ = {net.PORT_RANGE_ENV: "20000-20999"}
     shares = [net.port_range({net.PORT_RANGE_ENV: net.port_range_share(i, 3, environ)}) for i in range(3)]
     assert shares == [(20000, 20332), (20333, 20665), (20666, 20998)]
@@ -70,12 +70,14 @@ def test_shares_of_the_range_are_disjoint_and_cover_it() -> None:
 
 
 def test_free_port_picks_in_the_range_and_never_the_same_port_twice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three servers' ports picked before any binds: all different (each is still free when the
-    next is picked)."""
-    monkeypatch.setenv(net.PORT_RANGE_ENV, "20100-20107")
+    """Eight servers' ports picked before any binds: all different (each is still free when the next
+    is picked). The eight ports are the first of this process's own share, so that another test
+    worker's servers never hold one of them."""
+    low = net.port_range()[0]
+    monkeypatch.setenv(net.PORT_RANGE_ENV, f"{low}-{low + 7}")
     monkeypatch.setattr(net, "_recent", deque(maxlen=net.RECENT_PORTS))
     ports = [free_port() for _ in range(8)]
-    assert sorted(ports) == list(range(20100, 20108))
+    assert sorted(ports) == list(range(low, low + 8))
 
 
 def test_each_test_worker_gets_its_own_share() -> None:
