@@ -13,6 +13,8 @@ import pytest
 from infergate.bench.peers.summary import JSON_FIELDS
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_tiny_peer_benchmark(envoy_bin: str, tmp_path: Path) -> None:
     env = {**os.environ, "INFERGATE_BENCH_VENVS": str(tmp_path / "no-venvs")}

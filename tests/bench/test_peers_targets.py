@@ -74,6 +74,32 @@ def test_a_ratio_that_rounds_to_the_target_shows_a_third_decimal() -> None:
     assert output.why() == "the oracle itself is at 0.998x: it misses 1x too"  # not "1.00x"
 
 
+def test_a_miss_whose_repeats_straddle_the_target_says_so() -> None:
+    """Three repeats of a saturated closed loop: two just short of the best peer's output, one past
+    it. The median misses; the why says the sign changes with the seed. Repeats all on one side say
+    nothing of it."""
+    def repeat(seed: int, tok_s: float, peer: float) -> list[RunOutcome]:
+        return _runs("long-context/closed", {"infergate-default": _summary(2.8, tok_s=tok_s),
+                                             "sglang-cache-aware": _summary(3.0, tok_s=peer)}, seed=seed)
+
+    straddling = targets.evaluate("long-context/closed", {1: repeat(1, 990, 1000), 2: repeat(2, 1010, 1000),
+                                                          3: repeat(3, 996, 1000)}).check("out tok/s / best peer")
+    assert straddling is not None and not straddling.met and straddling.straddles
+    assert straddling.why() == ("the repeats straddle 1x (0.990-1.010x): which side the median falls on changes "
+                                "with the seed")
+    short = targets.evaluate("long-context/closed", {1: repeat(1, 990, 1000), 2: repeat(2, 980, 1000)}).check(
+        "out tok/s / best peer")
+    assert short is not None and not short.met and not short.straddles and short.why() == ""
+    single = targets.evaluate("long-context/closed", {1: repeat(1, 990, 1000)}).check("out tok/s / best peer")
+    assert single is not None and not single.straddles  # one run says nothing of the seed's effect
+    phase = targets.evaluate("long-context/closed", {1: repeat(1, 990, 1000), 2: repeat(2, 1010, 1000),
+                                                     3: repeat(3, 996, 1000)})
+    section = "\n".join(targets.markdown([phase], repeats=3))
+    assert "\"why\" says the repeats straddle it" in section and "the repeats straddle 1x (0.990-1.010x)" in section
+    assert "straddle" not in "\n".join(targets.markdown([targets.evaluate("long-context/closed",
+                                                                         {1: repeat(1, 990, 1000)})], repeats=1))
+
+
 def test_an_open_loops_floor_says_when_no_router_can_meet_the_target() -> None:
     """The floor (bench.peers.floor) under any router's TTFT p90: past the target, the miss is out of
     every router's reach; below it, the why gives it beside the oracle's."""

@@ -91,21 +91,32 @@ class Check:
         return bool(self.floor_ratios) and self.at_most and statistics.median(self.floor_ratios) > self.limit
 
     def why(self) -> str:
-        """For a missed target: whether any router could meet it (the floor), and where the oracle stands
-        against the same reference."""
+        """For a missed target: whether any router could meet it (the floor), where the oracle stands
+        against the same reference, and whether the repeats straddle the limit."""
         if self.met or not self.ratios:
             return ""
         floor = statistics.median(self.floor_ratios) if self.floor_ratios else math.nan
         if self.out_of_reach:
             return (f"out of every router's reach: the floor under any router's figure on this traffic is at "
                     f"{self._x(floor)}")
-        floor_text = f"; the floor is at {self._x(floor)}" if self.floor_ratios else ""
-        if not self.oracle_ratios:
-            return floor_text.removeprefix("; ")
-        oracle = statistics.median(self.oracle_ratios)
-        if self.oracle_meets:
-            return f"the oracle reaches {self._x(oracle)}: this is the scheduler's to win" + floor_text
-        return f"the oracle itself is at {self._x(oracle)}: it misses {self.limit:g}x too" + floor_text
+        parts = []
+        if self.oracle_ratios:
+            oracle = statistics.median(self.oracle_ratios)
+            parts.append(f"the oracle reaches {self._x(oracle)}: this is the scheduler's to win" if self.oracle_meets
+                         else f"the oracle itself is at {self._x(oracle)}: it misses {self.limit:g}x too")
+        if self.floor_ratios:
+            parts.append(f"the floor is at {self._x(floor)}")
+        if self.straddles:
+            parts.append(f"the repeats straddle {self.limit:g}x ({min(self.ratios):.3f}-{max(self.ratios):.3f}x): "
+                         "which side the median falls on changes with the seed")
+        return "; ".join(parts)
+
+    @property
+    def straddles(self) -> bool:
+        """With repeats, some meet the limit and some miss it."""
+        if len(self.ratios) < 2:
+            return False
+        return min(self.ratios) <= self.limit <= max(self.ratios)
 
     @property
     def oracle_meets(self) -> bool:
@@ -234,7 +245,9 @@ def markdown(phases: Sequence[PhaseTargets], repeats: int, subject: str = SUBJEC
              "the oracle's ratio against the same reference (where the oracle misses a target too, the best "
              "scheduler we know misses it on that traffic) and, for TTFT, the floor's: the TTFT p90 that no router "
              "can go below on that traffic, from its arrivals and the simulator's step-time model "
-             "(`infergate.bench.peers.floor`). Where the floor is past the target, no router can meet it.", "",
+             "(`infergate.bench.peers.floor`). Where the floor is past the target, no router can meet it."
+             + (" Where some repeats meet a target and others miss it, \"why\" says the repeats straddle it."
+                if repeats > 1 else ""), "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for p in phases:
         cells = [p.key]
