@@ -108,7 +108,7 @@ class Check:
             parts.append(f"the floor is at {self._x(floor)}")
         if self.straddles:
             parts.append(f"the repeats straddle {self.limit:g}x ({min(self.ratios):.3f}-{max(self.ratios):.3f}x): "
-                         "which side the median falls on changes with the seed")
+                         "met or missed depending on the seed")
         return "; ".join(parts)
 
     @property
