@@ -76,7 +76,7 @@ def test_a_ratio_that_rounds_to_the_target_shows_a_third_decimal() -> None:
 
 def test_a_miss_whose_repeats_straddle_the_target_says_so() -> None:
     """Three repeats of a saturated closed loop: two just short of the best peer's output, one past
-    it. The median misses; the why says the sign changes with the seed. Repeats all on one side say
+    it. The median misses; the why says whether it is met depends on the seed. Repeats all on one side say
     nothing of it."""
     def repeat(seed: int, tok_s: float, peer: float) -> list[RunOutcome]:
         return _runs("long-context/closed", {"infergate-default": _summary(2.8, tok_s=tok_s),
