@@ -37,6 +37,7 @@ from infergate.util.net import free_port, random_loopback_block
 
 from ..support.clitool import CliTool
 from ..support.eventually import eventually
+from ..support.migrate_report import failed_run
 from .chartkit import CHARTS, POOL_CHART, REPO_ROOT, live_processes
 
 if TYPE_CHECKING:
@@ -421,7 +422,7 @@ spec:
                               "--pool-name-suffix", "-ga-on-chart"],
                              cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     report = json.loads(run.stdout) if run.stdout.strip().startswith("{") else {}
-    assert run.returncode == 0, (report.get("message"), report.get("steps"), run.stderr[-2000:])
+    assert run.returncode == 0, failed_run(run.stdout, run.stderr)  # a string: shown whole, not cut at 240 characters
     assert report["phase"] == "done"
     failed = [(at, model, status) for at, model, status in load.results if status != 200]
     assert not failed, failed[:10]

@@ -87,6 +87,6 @@ async def test_the_migration_as_it_happens(tmp_path: Path) -> None:
                     migrate.kill()
                     migrate.wait(10)
     err = stderr.read_text()
-    assert migrate.returncode == 0, (out[-3000:], err[-3000:])
+    assert migrate.returncode == 0, f"stdout: {out[-3000:]}\nstderr: {err[-3000:]}"  # a string: shown whole
     assert "done:" in out
     assert "% GA" in err and "gates at" in err and "decision: advance" in err and "decision: done" in err
