@@ -130,8 +130,10 @@ async def test_flow_control_admits_higher_priority_first_on_real_saturation(tmp_
             "objectives": [{"name": "high", "priority": 5}],
             "endpoints": [{"name": r.name, "address": r.host} for r in cluster.replicas],
         }))
+        # metrics count as measured for 5 s, not upstream's 200 ms: on a loaded machine a scrape can come
+        # later than that, and flow control then fails open (admits every filler: no queue ever formed)
         parts = build_epp(EPPOptions(pool_name="sims", seed=7, refresh_metrics_interval=0.02, flow_control=True,
-                                      flow_control_max_wait=20.0))
+                                      flow_control_max_wait=20.0, sd_metrics_staleness_threshold=5.0))
         source = asyncio.create_task(StaticFileSource(pool_file, poll_interval=0.05).run(parts.datastore))
         await parts.scraper.start()
         try:
