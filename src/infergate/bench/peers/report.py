@@ -174,17 +174,19 @@ def markdown(result: PeersResult, plots: list[str] | None = None) -> str:
                   "the issue's \"two runs give ratios within 10% of each other\" asks for a spread of at most 10%. "
                   "Figures are medians over the repeats (min-max); failed and shed requests are summed. The "
                   "per-repeat tables follow each summary.", ""]
-    floors = {key: run_floors(cfg, key, _by_seed(result, runs)) for key, runs in result.by_phase().items()}
-    lines += targets.markdown([targets.evaluate(key, _by_seed(result, runs), ttft_p90_floors=floors[key])
-                               for key, runs in result.by_phase().items()], cfg.repeats)
-    for key, runs in result.by_phase().items():
+    phases = result.by_phase()
+    by_seeds = {key: _by_seed(result, runs) for key, runs in phases.items()}
+    floors = {key: run_floors(cfg, key, by_seed) for key, by_seed in by_seeds.items()}
+    lines += targets.markdown([targets.evaluate(key, by_seed, ttft_p90_floors=floors[key])
+                               for key, by_seed in by_seeds.items()], cfg.repeats)
+    for key, runs in phases.items():
         lines += [f"## {key}", ""]
         if floors[key]:
             lines += [_floor_text(key, floors[key]), ""]
         if cfg.repeats == 1:
             lines += _table(runs)
             continue
-        by_seed = _by_seed(result, runs)
+        by_seed = by_seeds[key]
         lines += _repeats_summary(by_seed)
         for seed, seed_runs in by_seed.items():
             lines += [f"### {key}, seed {seed}", ""]
