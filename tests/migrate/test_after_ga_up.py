@@ -232,12 +232,13 @@ def test_target_models_rewrite_on_a_live_preview_to_ga_migration(stack: AfterGa)
     load = OpenAIStreamLoad(f"{base}/v1", models=("canary",), prompt="Review: the soup", rate=20.0, timeout_s=60.0)
     with load.in_thread():
         time.sleep(1.0)
-        # --p99-ttft-factor 3 as the other migrations on `infergate up` (test_up*.py, the dashboard's):
-        # this runs in the parallel pass, where 20 probes' p99 moves with the other tests' CPU; what it
-        # asserts is the rewrite and no failed request, not latency
+        # --p99-ttft-factor 100: the latency gate is not what this asserts (the rewrite and no failed
+        # request are). In the parallel pass 20 probes' p99 moves with the other tests' CPU and with the
+        # GA stack this migration starts on the same 2 cores: at 3x a run rolled back at weight 0, before
+        # any GA traffic (p99 342.8 ms against a 65.9 ms baseline). tests/migrate/test_gates.py tests the gate
         run = up.sh("infergate migrate run -n default --route canary-route --chart charts/inferencepool "
                     "--chart-version '' --target-models rewrite --fast --probes 20 --ready-timeout 90 "
-                    "--analysis-delay 0.5 --p99-ttft-factor 3 --no-dashboard -o json", check=False, timeout=300)
+                    "--analysis-delay 0.5 --p99-ttft-factor 100 --no-dashboard -o json", check=False, timeout=300)
         done = time.monotonic()
         time.sleep(2.0)
     assert run.returncode == 0, failed_run(run.stdout, run.stderr)

@@ -229,9 +229,11 @@ def test_zero_downtime_with_the_chart_on_infergate_up_under_load(up: Up, priorit
         # step bakes on ~250 real requests (5x --min-requests 50, so the real-traffic gate judges real
         # traffic, not the probe-only fallback). 5 s took 3 s more per step (9 s of `make test`'s
         # exclusive pass) for no assertion; 10 s took 15 s more
+        # --p99-ttft-factor 100: the latency gate is not asserted here (test_gates.py tests it): on 2
+        # shared cores the p99 of a few dozen probes moved 5x during a migration
         with load.in_thread(warmup_s=2, join_s=120):
             run = up.sh("infergate migrate run -n default --chart charts/inferencepool --chart-version '' "
-                        "--probes 40 --p99-ttft-factor 3 --ready-timeout 90 --step-duration 3s --min-requests 50 -o json",
+                        "--probes 40 --p99-ttft-factor 100 --ready-timeout 90 --step-duration 3s --min-requests 50 -o json",
                         check=False, timeout=600)
     report = json.loads(run.stdout) if run.stdout.strip().startswith("{") else {}
     assert run.returncode == 0, failed_run(run.stdout, run.stderr)
