@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import subprocess
 from pathlib import Path
 
 from infergate.bench.loadgen import RequestResult
 from infergate.bench.stats import percentile, summarize
 from infergate.bench.topology import Lane, PortPool, envoy_bootstrap, free_ports
-from infergate.bench.workload import WorkloadSpec, plan
+from infergate.bench.workload import _WORDS, WorkloadSpec, plan, text_of_tokens
 
 
 def test_plan_is_seeded_poisson_with_shared_prefixes() -> None:
@@ -26,6 +27,26 @@ def test_plan_is_seeded_poisson_with_shared_prefixes() -> None:
     assert set(by_group) == {0, 1, 2, 3} and all(len(prefixes) == 1 for prefixes in by_group.values())
     assert len({next(iter(v)) for v in by_group.values()}) == 4
     assert all(len(next(iter(v))) >= 800 for v in by_group.values())  # ~4 characters per token
+
+
+def test_texts_are_the_words_random_choice_draws_so_stored_runs_keep_their_traffic() -> None:
+    """The text generator inlines ``random.choice``'s sampling for speed; a seed must still give
+    the very words ``choice`` gives (and leave the generator in the same state), or every stored
+    benchmark run would have been measured on other traffic than its seed now makes."""
+
+    def by_choice(rng: random.Random, tokens: int) -> str:
+        drawn: list[str] = []
+        while sum(len(w) + 1 for w in drawn) < tokens * 4:
+            drawn.append(rng.choice(_WORDS))
+        return " ".join(drawn)
+
+    for seed in range(20):
+        for tokens in (0, 1, 7, 40, 1500):
+            fast, reference = random.Random(seed), random.Random(seed)
+            assert text_of_tokens(fast, tokens) == by_choice(reference, tokens), (seed, tokens)
+            assert fast.random() == reference.random()
+    # what the generator drew before it was inlined (git show a9c0ded:src/infergate/bench/workload.py)
+    assert text_of_tokens(random.Random(3), 10) == "objective support customer prefix kubernetes"
 
 
 def test_percentiles_and_summary() -> None:

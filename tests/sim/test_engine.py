@@ -62,6 +62,15 @@ def test_chained_hashes_depend_on_the_whole_prefix() -> None:
     assert block_hashes(base, 16, "lora-x") != h1, "adapters do not share cache blocks"
 
 
+
+def test_block_hashes_are_stable_for_ascii_and_other_text() -> None:
+    """An ASCII text is hashed from one encoding sliced, any other block by block: both give the
+    hashes the simulator always gave (stored runs and the EPP's precise index depend on them), and a
+    block is 64 characters whatever their byte length."""
+    assert block_hashes("a" * 64 + "b" * 64, 16, "m") == [822847908439901850, 13094843015545916272]
+    assert block_hashes("ü" * 64 + "b" * 64, 16, "m") == [16686184823349824109, 15600152734915682568]
+    assert block_hashes("ü" * 64 + "b" * 63, 16, "m") == block_hashes("ü" * 64, 16, "m")
+
 def test_step_time_grows_with_batch_prefill_and_context() -> None:
     profile = SimConfig().latency_profile()
     small, large, prefill, longctx = StepShape(), StepShape(), StepShape(), StepShape()

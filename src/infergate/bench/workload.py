@@ -35,14 +35,25 @@ class PlannedRequest:
     max_tokens: int
 
 
+_WORD_BITS = len(_WORDS).bit_length()
+_WORD_LENGTHS = tuple(len(word) + 1 for word in _WORDS)  # with the space that joins it
+
+
 def _text(rng: random.Random, tokens: int) -> str:
+    """Words drawn as ``rng.choice(_WORDS)`` draws them (the same rejection sampling over
+    ``getrandbits``, so that a seed gives the texts every stored benchmark run was measured on),
+    inlined: the peer workloads draw millions of words, and ``choice``'s two calls per word were
+    most of their cost."""
     words: list[str] = []
     length = 0
     target = tokens * 4
+    count, bits, draw = len(_WORDS), _WORD_BITS, rng.getrandbits
     while length < target:
-        word = rng.choice(_WORDS)
-        words.append(word)
-        length += len(word) + 1
+        index = draw(bits)
+        while index >= count:
+            index = draw(bits)
+        words.append(_WORDS[index])
+        length += _WORD_LENGTHS[index]
     return " ".join(words)
 
 
