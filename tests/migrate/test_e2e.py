@@ -205,12 +205,14 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         stack = Stack(tmp_path, api, cluster, ns, ports, sims, "",
                       {PREVIEW: f"http://127.0.0.1:{preview_metrics}/metrics",
                        GA: f"http://127.0.0.1:{ga_metrics}/metrics"}, processes)
-        await stack.start_epp(PREVIEW, X, preview_metrics)
+        # the gateway starts (Envoy, its first configuration) while the EPP does: as on a cluster,
+        # where nothing waits for the EPP; the serving check below waits for both
         gateway = ManagedProcess(python_argv(
             "gateway", "--kubeconfig", str(api.kubeconfig_path), "--address-pool", f"127.{a}.{b}.0/24",
             "--work-dir", str(tmp_path / "envoy"), "-v"), name="gateway", log_path=tmp_path / "gateway.log")
         await gateway.start()
         processes.append(gateway)
+        await stack.start_epp(PREVIEW, X, preview_metrics)
         last = ""
 
         async def serving() -> bool:
