@@ -3,14 +3,18 @@ TTFT against the baseline, per-pool attribution within max(0.10, 3 sigma)."""
 
 from __future__ import annotations
 
+import math
+
 from infergate.migrate.gates import (
     Baseline,
+    GateResult,
     Sample,
     Window,
     analyse,
     attribution_tolerance,
     overall,
     percentile,
+    slow_probes_allowed,
 )
 from infergate.migrate.plan import Gates
 
@@ -87,6 +91,39 @@ def test_p99_ttft_against_the_baseline() -> None:
     fine = Window(tuple(ok(ttft=0.03) for _ in range(100)), {"pool-preview": 50.0, "pool-ga": 50.0})
     assert verdicts(analyse(fine, Baseline(0.02, {"m": 200}), 50, PAIRS, Gates()))["p99-ttft"] == "pass"
 
+
+
+def test_one_slow_probe_is_no_evidence_but_a_few_are() -> None:
+    """The p99 of 20 or 60 probes is their slowest: the gate counts the probes over the limit
+    (baseline 20 ms x 1.5 + 50 ms = 80 ms) against what a p99 at the limit lets through."""
+    baseline = Baseline(0.02, {"m": 200})
+
+    def p99_gate(ttfts: list[float]) -> GateResult:
+        window = Window(tuple(ok(ttft=t) for t in ttfts), {"pool-preview": 50.0, "pool-ga": 50.0})
+        return next(r for r in analyse(window, baseline, 50, PAIRS, Gates()) if r.gate == "p99-ttft")
+
+    one = p99_gate([0.03] * 19 + [0.5])
+    assert one.verdict == "pass" and "1 of 20 over it (at most 1)" in one.detail, one
+    assert "p99 500.0 ms" in one.detail  # the p99 is still reported: the slowest probe
+    assert p99_gate([0.03] * 18 + [0.5, 0.5]).verdict == "fail"
+    assert p99_gate([0.03] * 58 + [0.5, 0.5]).verdict == "pass"
+    three = p99_gate([0.03] * 57 + [0.5, 0.5, 0.5])
+    assert three.verdict == "fail" and "3 of 60 over it (at most 2)" in three.detail, three
+    assert p99_gate([0.081] * 60).verdict == "fail"  # the whole window just over the limit
+    assert p99_gate([0.08] * 60).verdict == "pass"  # at the limit is within it
+    assert p99_gate([0.5] * 3).verdict == "fail"  # three probes: none may be slow
+
+
+def test_slow_probes_allowed_is_the_binomial_tail() -> None:
+    """The largest k with P(X >= k) >= 5% for X ~ Binomial(n, 1%), computed here from the sums."""
+    def tail(n: int, k: int) -> float:
+        return 1.0 - sum(math.comb(n, i) * 0.01**i * 0.99 ** (n - i) for i in range(k))
+
+    for n in (1, 5, 6, 10, 20, 40, 60, 100, 250, 1000):
+        k = slow_probes_allowed(n)
+        assert tail(n, k) >= 0.05 > tail(n, k + 1), (n, k)
+    assert slow_probes_allowed(0) == 0
+    assert 1000 < slow_probes_allowed(100_000) < 1100  # past float range: mean + 3 sigma
 
 def test_missing_per_pool_evidence_pauses_unless_waived() -> None:
     window = Window(tuple(ok() for _ in range(20)), None)

@@ -206,6 +206,8 @@ def test_plan_table_names_steps_objects_and_lossy_fields(migrate: Any, preview_s
     for text in ("shift-25", "InferenceObjective", "spec.extensionRef.portNumber", "Lossy or changed fields",
                  "0 -> 25 -> 100", "delete-preview-crds"):
         assert text in result.stdout, text
+    # the p99 gate's allowance for the default 60 probes (test_gates.py: the binomial test)
+    assert "(at most 2 of 60 probes over it)" in " ".join(result.stdout.split())
     bad = migrate("plan", "-n", preview_stack, "--steps", "50,10")
     assert bad.returncode == 2 and "increase" in bad.out
 

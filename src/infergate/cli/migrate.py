@@ -404,9 +404,12 @@ def plan_command(kubeconfig: str | None, context: str | None, helm_path: str | N
     table("Steps", ["#", "STEP", "WHAT", "MANUAL EQUIVALENT"],
           [(i + 1, s.id, s.description, s.manual) for i, s in enumerate(plan.steps)])
     if plan.path == "zero-downtime":
+        from infergate.migrate.gates import slow_probes_allowed
+
         g = plan.gates
         line(f"weights (GA %): {' -> '.join(str(w) for w in plan.weights)}; gates: success rate >= "
-             f"{g.min_success_rate}, p99 TTFT <= baseline x {g.p99_ttft_factor} + {g.p99_ttft_slack_s * 1000:.0f} ms, "
+             f"{g.min_success_rate}, p99 TTFT <= baseline x {g.p99_ttft_factor} + {g.p99_ttft_slack_s * 1000:.0f} ms "
+             f"(at most {slow_probes_allowed(g.probes)} of {g.probes} probes over it), "
              f"per-pool share within max({g.attribution_floor}, 3 sigma), model allow-list divergence, "
              f"{g.probes} probes per window, no traffic = paused; `run` bakes each step --step-duration (default "
              f"2m: a window every 10 s, then the EPPs' real traffic), --fast: one window")
