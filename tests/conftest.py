@@ -8,12 +8,14 @@ because a silent skip would hide a gap in what CI checks.
 from __future__ import annotations
 
 import os
+import ssl
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,12 +38,33 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     config.stash[_THREADS_AT_START] = {t.ident for t in threading.enumerate()}
     _share_the_port_range(config)
+    _share_httpx_default_verify_context()
 
 
 def _share_the_port_range(config: pytest.Config) -> None:
     """Each xdist worker, and the processes its tests start, pick free ports from a share of their own
     (tests/support/ports.py)."""
     share_for_worker(getattr(config, "workerinput", None), os.environ)
+
+
+def _share_httpx_default_verify_context() -> None:
+    """Tests create thousands of short-lived httpx clients (``httpx.get`` in a poll, a client per
+    check), and httpx builds a verification context for each: ~40 ms of CPU loading certifi's CA
+    bundle (a migration test module spent 9 of its 46 s there). The product passes its one shared
+    context (``infergate.util.tls.default_verify_context``); here httpx's default ``verify=True``
+    gets that same context. Any other ``verify`` or ``cert`` builds its own, as before."""
+    from httpx._transports import default as transports
+
+    from infergate.util.tls import default_verify_context
+
+    build = transports.create_ssl_context
+
+    def create_ssl_context(verify: Any = True, cert: Any = None, trust_env: bool = True) -> ssl.SSLContext:
+        if verify is True and cert is None and trust_env:
+            return default_verify_context()
+        return build(verify=verify, cert=cert, trust_env=trust_env)
+
+    transports.create_ssl_context = create_ssl_context  # type: ignore[assignment]
 
 
 _THREADS_AT_START = pytest.StashKey[set[int | None]]()

@@ -21,6 +21,7 @@ import httpx
 from httpx_sse import EventSource
 
 from infergate.bench.workload import PlannedRequest
+from infergate.util.tls import default_verify_context
 
 
 @dataclass
@@ -110,7 +111,8 @@ async def run_plan(url: str, model: str, planned: Sequence[PlannedRequest], *, t
                    headers: dict[str, str] | None = None) -> tuple[list[RequestResult], float]:
     """Send every planned request at its time; returns the results and the wall time used."""
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=512)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0), limits=limits) as client:
+    async with httpx.AsyncClient(verify=default_verify_context(), timeout=httpx.Timeout(timeout, connect=10.0),
+                                 limits=limits) as client:
         loop = asyncio.get_running_loop()
         start = loop.time()
 

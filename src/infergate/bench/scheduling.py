@@ -45,6 +45,7 @@ from infergate.bench.topology import (
 )
 from infergate.bench.workload import PlannedRequest, WorkloadSpec, _text, plan, system_prompts
 from infergate.util.net import random_loopback_block
+from infergate.util.tls import default_verify_context
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -221,7 +222,8 @@ async def run_closed_loop(url: str, model: str, spec: WorkloadSpec, concurrency:
     requests = closed_loop_requests(spec)
     results: list[RequestResult] = []
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=max(16, concurrency))
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0), limits=limits) as client:
+    async with httpx.AsyncClient(verify=default_verify_context(), timeout=httpx.Timeout(timeout, connect=10.0),
+                                 limits=limits) as client:
         loop = asyncio.get_running_loop()
         start = loop.time()
 

@@ -23,6 +23,7 @@ import httpx
 
 from infergate.dataplane.binary import envoy_binary
 from infergate.util.procs import spawn_logged, terminate
+from infergate.util.tls import default_verify_context
 from infergate.util.wait import WaitTimeout, async_wait_until
 
 log = logging.getLogger(__name__)
@@ -258,7 +259,7 @@ class EnvoySupervisor:
         if proc is not None and proc.returncode is None:
             if drain and self._admin is not None:
                 with contextlib.suppress(httpx.HTTPError):
-                    async with httpx.AsyncClient(timeout=1.0) as client:
+                    async with httpx.AsyncClient(verify=default_verify_context(), timeout=1.0) as client:
                         await client.post(f"{self.admin_url}/drain_listeners?graceful")
                 await self._wait_idle(min(self.options.drain_time_s, timeout))
             await terminate(proc, timeout, name="Envoy")
@@ -298,7 +299,7 @@ class EnvoySupervisor:
         if self._admin is None:
             return False
         try:
-            async with httpx.AsyncClient(timeout=1.0) as client:
+            async with httpx.AsyncClient(verify=default_verify_context(), timeout=1.0) as client:
                 response = await client.get(f"{self.admin_url}/ready")
         except httpx.HTTPError:
             return False
@@ -313,7 +314,7 @@ class EnvoySupervisor:
     async def stats(self, contains: str = "") -> dict[str, int]:
         """Counters and gauges whose name contains ``contains`` (``/stats?filter=``)."""
         try:
-            async with httpx.AsyncClient(timeout=2.0) as client:
+            async with httpx.AsyncClient(verify=default_verify_context(), timeout=2.0) as client:
                 response = await client.get(
                     f"{self.admin_url}/stats", params={"filter": contains} if contains else None
                 )
@@ -328,7 +329,7 @@ class EnvoySupervisor:
 
     async def in_flight_by_cluster(self) -> dict[str, int]:
         """Active plus pending upstream requests per cluster (``/clusters?format=json``)."""
-        async with httpx.AsyncClient(timeout=2.0) as client:
+        async with httpx.AsyncClient(verify=default_verify_context(), timeout=2.0) as client:
             response = await client.get(f"{self.admin_url}/clusters", params={"format": "json"})
         response.raise_for_status()
         out: dict[str, int] = {}
@@ -359,7 +360,7 @@ class EnvoySupervisor:
             raise EnvoyError(f"clusters still warming after {timeout:g}s") from None
 
     async def config_dump(self) -> dict[str, Any]:
-        async with httpx.AsyncClient(timeout=5.0) as client:
+        async with httpx.AsyncClient(verify=default_verify_context(), timeout=5.0) as client:
             response = await client.get(f"{self.admin_url}/config_dump", params={"include_eds": ""})
         response.raise_for_status()
         result: dict[str, Any] = response.json()

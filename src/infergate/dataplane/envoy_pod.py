@@ -37,6 +37,7 @@ import httpx
 from infergate.dataplane.binary import envoy_binary
 from infergate.dataplane.envoy import XDS_CLUSTER, EnvoyOptions, _parent_death_wrapper, bootstrap
 from infergate.util.procs import terminate
+from infergate.util.tls import default_verify_context
 from infergate.util.wait import WaitTimeout, async_wait_until
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ async def drain(options: PodEnvoyOptions) -> None:
     host = options.admin_host if options.admin_host != "0.0.0.0" else "127.0.0.1"
     admin = f"http://{host}:{options.admin_port}"
     loop = asyncio.get_running_loop()
-    async with httpx.AsyncClient(timeout=2.0) as client:
+    async with httpx.AsyncClient(verify=default_verify_context(), timeout=2.0) as client:
         await _admin_post(client, f"{admin}/healthcheck/fail")
         await _admin_post(client, f"{admin}/drain_listeners?graceful")
         progress = DrainProgress(options.idle_close_seconds, loop.time())

@@ -31,6 +31,7 @@ from infergate.apiserver.runtime import KubeClient, resource_path
 from infergate.up import LocalCluster, UpOptions
 from infergate.util.clitool import find_tool
 from infergate.util.procs import pid_alive
+from infergate.util.tls import default_verify_context
 from infergate.util.wait import WaitTimeout, async_wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -270,7 +271,7 @@ class Demo:
                                 f"{self.cluster.state_dir / 'runtime' / 'logs'})") from None
         # the EPPs learn the pods and their metrics a moment after the pods are Ready
         last = ""
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with httpx.AsyncClient(verify=default_verify_context(), timeout=30) as http:
 
             async def answers() -> bool:
                 nonlocal last
@@ -342,7 +343,7 @@ class Demo:
     async def send_requests(self) -> None:
         self.console.print(f"\n[bold]Completions through Gateway inference-gateway[/] ({self.options.stack} stack, "
                            f"http://{self.result.gateway_address}:{self.result.gateway_port}):")
-        async with httpx.AsyncClient(timeout=120) as http:
+        async with httpx.AsyncClient(verify=default_verify_context(), timeout=120) as http:
             for model in MODELS:
                 for stream in (False, True):
                     record = await self.complete(http, model, stream)
@@ -386,7 +387,7 @@ class Demo:
         assert self.cluster is not None
         counts: dict[str, int] = {}
         async with KubeClient.from_kubeconfig(self.cluster.kubeconfig_path) as client, \
-                httpx.AsyncClient(timeout=5) as http:
+                httpx.AsyncClient(verify=default_verify_context(), timeout=5) as http:
             pods = (await client.list(resource_path("v1", "pods", "default"))).get("items") or []
             for stack in self.stacks:
                 total = 0
@@ -403,7 +404,7 @@ class Demo:
 
     async def show_split(self, requests: int = 40) -> None:
         before = await self.epp_request_counts()
-        async with httpx.AsyncClient(timeout=60) as http:
+        async with httpx.AsyncClient(verify=default_verify_context(), timeout=60) as http:
             for i in range(requests):
                 await self.complete(http, MODELS[i % 2], False, max_tokens=2)
         after = await self.epp_request_counts()

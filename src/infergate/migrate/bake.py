@@ -25,6 +25,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from infergate.migrate.gates import GateResult
+from infergate.util.tls import default_verify_context
 
 REQUEST_COUNTERS = ("inference_model_request_total", "inference_objective_request_total")
 ERROR_COUNTERS = ("inference_model_request_error_total", "inference_objective_request_error_total")
@@ -83,7 +84,7 @@ class EppMeter:
 
     async def _snapshot(self) -> PoolTraffic:
         out: PoolTraffic = {}
-        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+        async with httpx.AsyncClient(verify=default_verify_context(), timeout=self.timeout_s) as client:
             for pool, url in self.urls.items():
                 try:
                     response = await client.get(url)
@@ -145,7 +146,7 @@ class PrometheusMeter:
     async def read(self) -> PoolTraffic:
         window = max(1, math.ceil(time.monotonic() - self._started))
         out: PoolTraffic = {}
-        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+        async with httpx.AsyncClient(verify=default_verify_context(), timeout=self.timeout_s) as client:
             for pool, epp in self.epp_pods.items():
                 requests = await self._value(client, self.query(REQUEST_COUNTERS + ERROR_COUNTERS, epp, window))
                 errors = await self._value(client, self.query(ERROR_COUNTERS, epp, window))

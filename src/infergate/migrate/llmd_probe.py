@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infergate.api.headers import INFERENCE_OBJECTIVE
 from infergate.migrate.llmd import EppVerifier
+from infergate.util.tls import default_verify_context
 
 SERIES = "infergate_epp_request_priority_total"
 
@@ -72,7 +73,7 @@ def objective_probe(gateway_url: str, metrics_urls: Sequence[str], model: str, *
             time.sleep(retry_s)
 
     def verify(objectives: Mapping[str, int]) -> list[str]:
-        with httpx.Client(timeout=timeout_s) as client:
+        with httpx.Client(verify=default_verify_context(), timeout=timeout_s) as client:
             found = [probe_one(client, name, priority) for name, priority in objectives.items()]
         return [problem for problem in found if problem is not None]
 

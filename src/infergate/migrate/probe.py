@@ -14,6 +14,7 @@ from httpx_sse import EventSource
 from prometheus_client.parser import text_string_to_metric_families
 
 from infergate.migrate.gates import Sample, Window
+from infergate.util.tls import default_verify_context
 from infergate.util.wait import WaitTimeout, async_wait_until
 
 # Requests an EPP saw: scheduled ones and the ones it answered with an error (404, 429, ...).
@@ -48,7 +49,7 @@ async def probe(base_url: str, models: Sequence[str], count: int, *, concurrency
     if count <= 0 or not models:
         return []
     semaphore = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(timeout=timeout_s) as client:
+    async with httpx.AsyncClient(verify=default_verify_context(), timeout=timeout_s) as client:
         async def one(i: int) -> Sample:
             async with semaphore:
                 return await probe_once(client, base_url, models[i % len(models)])
@@ -66,7 +67,7 @@ def parse_counters(text: str, names: Sequence[str] = EPP_COUNTERS) -> float:
 async def epp_counts(urls: Mapping[str, str], *, timeout_s: float = 5.0) -> dict[str, float | None]:
     """Request counters per pool from each pool's EPP /metrics; None for an unreachable EPP."""
     out: dict[str, float | None] = {}
-    async with httpx.AsyncClient(timeout=timeout_s) as client:
+    async with httpx.AsyncClient(verify=default_verify_context(), timeout=timeout_s) as client:
         for pool, url in urls.items():
             try:
                 response = await client.get(url)
@@ -111,7 +112,7 @@ class DowntimeMonitor:
     _task: asyncio.Task[None] | None = None
 
     async def _loop(self) -> None:
-        async with httpx.AsyncClient(timeout=5.0) as client:
+        async with httpx.AsyncClient(verify=default_verify_context(), timeout=5.0) as client:
             while True:
                 started = time.monotonic()
                 sample = await probe_once(client, self.base_url, self.model, max_tokens=1)

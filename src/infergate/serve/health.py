@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import httpx
 
 from infergate.serve.spec import EndpointSpec
+from infergate.util.tls import default_verify_context
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ async def _models(client: httpx.AsyncClient, base: str) -> tuple[int, tuple[str,
 async def check_endpoint(endpoint: EndpointSpec, timeout: float = 3.0) -> EndpointHealth:
     """One bounded probe (``timeout`` per request)."""
     base = endpoint.base_url
-    async with httpx.AsyncClient(timeout=timeout) as client:
+    async with httpx.AsyncClient(verify=default_verify_context(), timeout=timeout) as client:
         try:
             health = await client.get(f"{base}/health")
         except httpx.HTTPError as exc:

@@ -33,6 +33,7 @@ from infergate.status.model import (
 )
 from infergate.status.sources import Reader
 from infergate.util.clock import utc_now
+from infergate.util.tls import default_verify_context
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GA_GROUP = "inference.networking.k8s.io"
@@ -255,7 +256,7 @@ async def _scrape(client: httpx.AsyncClient, url: str) -> ScrapeResult:
 
 async def scrape_all(urls: Sequence[str], timeout: float) -> dict[str, ScrapeResult]:
     unique = list(dict.fromkeys(urls))
-    async with httpx.AsyncClient(timeout=timeout) as client:
+    async with httpx.AsyncClient(verify=default_verify_context(), timeout=timeout) as client:
         results = await asyncio.gather(*(_scrape(client, url) for url in unique))
     return dict(zip(unique, results, strict=True))
 

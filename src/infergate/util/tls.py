@@ -1,13 +1,16 @@
-"""A self-signed serving certificate, kept in a directory and reused while it covers the host.
+"""A self-signed serving certificate, kept in a directory and reused while it covers the host,
+and the context HTTP clients verify servers with.
 
-Used by the embedded API server (HTTPS for kubectl/helm) and by the EPP and BBR
-(``--secure-serving`` without ``--cert-path``, as upstream makes one).
+The certificate is used by the embedded API server (HTTPS for kubectl/helm) and by the EPP and
+BBR (``--secure-serving`` without ``--cert-path``, as upstream makes one).
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
+import ssl
 from pathlib import Path
 
 from infergate.util.files import write_private
@@ -69,3 +72,14 @@ def ensure_certificate(state_dir: Path, host: str) -> tuple[Path, Path]:
                                                serialization.NoEncryption()))
     write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
+
+
+@functools.cache
+def default_verify_context() -> ssl.SSLContext:
+    """The context httpx verifies servers with by default (certifi's CAs, or ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR``), built once per process. httpx builds one for every client: ~40 ms of CPU
+    loading the CA bundle, which a client per probe window, per poll or per health check paid each
+    time. Pass it as ``verify=``; a client that trusts other CAs builds its own."""
+    import httpx
+
+    return httpx.create_ssl_context()

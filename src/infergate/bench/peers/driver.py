@@ -17,6 +17,7 @@ import httpx
 from infergate.api import headers
 from infergate.bench.loadgen import RequestResult, stream_body
 from infergate.bench.peers.workloads import Session, Workload
+from infergate.util.tls import default_verify_context
 
 
 @dataclass
@@ -63,7 +64,8 @@ async def _run_session(client: httpx.AsyncClient, url: str, base_model: str, ses
 
 def _client(timeout: float) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=512)
-    return httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0), limits=limits)
+    return httpx.AsyncClient(verify=default_verify_context(), timeout=httpx.Timeout(timeout, connect=10.0),
+                             limits=limits)
 
 
 async def run_open(url: str, model: str, workload: Workload, time_scale: float, *,

@@ -26,6 +26,7 @@ from infergate.bench.peers.workloads import SLOW_PROFILE_SETTINGS, Workload, mak
 from infergate.bench.scheduling import CpuSampler
 from infergate.bench.topology import PortPool, SimReplicas, workdir
 from infergate.util.net import random_loopback_block
+from infergate.util.tls import default_verify_context
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 PHASES = ("open", "closed")
@@ -142,7 +143,7 @@ async def _scrape(endpoints: list[str]) -> tuple[list[str], dict[str, int], dict
     metrics: list[str] = []
     not_found: dict[str, int] = {}
     calls: dict[str, int] = {}
-    async with httpx.AsyncClient(timeout=10.0) as client:
+    async with httpx.AsyncClient(verify=default_verify_context(), timeout=10.0) as client:
         for e in endpoints:
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 state = (await client.get(f"http://{e}/debug/state")).json()  # before our /metrics scrape
@@ -168,7 +169,7 @@ class QueueSampler:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=5.0) as client:
+        async with httpx.AsyncClient(verify=default_verify_context(), timeout=5.0) as client:
             while True:
                 await asyncio.sleep(self.interval)
                 with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
