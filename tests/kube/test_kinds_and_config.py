@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,9 @@ import pytest
 from infergate.api import registry
 from infergate.apiserver.embedded import kubeconfig_text
 from infergate.kube import kinds
-from infergate.kube.config import from_kubeconfig, in_cluster, kubeconfig_namespace, load_config
+from infergate.kube.config import KubeConfig, from_kubeconfig, in_cluster, kubeconfig_namespace, load_config
 from infergate.kube.errors import ConfigError
+from infergate.util.tls import ensure_certificate
 
 
 def test_every_served_kind_is_in_the_table_at_its_storage_version() -> None:
@@ -47,6 +49,21 @@ def _kubeconfig(tmp_path: Path) -> Path:
     path.write_text(text)
     return path
 
+
+
+def test_a_kubeconfigs_ca_is_the_only_one_trusted_as_kubectl_does(tmp_path: Path) -> None:
+    """With certificate-authority(-data) the client trusts that CA alone (client-go's rule), and
+    builds its context without loading the system's CAs; without one, the system's CAs."""
+    cert, _ = ensure_certificate(tmp_path, "127.0.0.1")
+    own = KubeConfig(server="https://127.0.0.1:6443", ca_pem=cert.read_bytes()).ssl_context()
+    assert isinstance(own, ssl.SSLContext) and own.verify_mode == ssl.CERT_REQUIRED and own.check_hostname
+    assert own.cert_store_stats()["x509"] == 1
+    system = KubeConfig(server="https://127.0.0.1:6443").ssl_context()
+    assert isinstance(system, ssl.SSLContext)
+    assert system.cert_store_stats() == ssl.create_default_context().cert_store_stats()
+    unverified = KubeConfig(server="https://127.0.0.1:6443", ca_pem=cert.read_bytes(), verify=False).ssl_context()
+    assert isinstance(unverified, ssl.SSLContext) and unverified.verify_mode == ssl.CERT_NONE
+    assert KubeConfig(server="http://127.0.0.1:8080").ssl_context() is False
 
 def test_kubeconfig_through_the_official_loader(tmp_path: Path) -> None:
     path = _kubeconfig(tmp_path)
