@@ -48,9 +48,9 @@ def _share_the_port_range(config: pytest.Config) -> None:
 
 
 def _share_httpx_default_verify_context() -> None:
-    """Tests create thousands of short-lived httpx clients (``httpx.get`` in a poll, a client per
-    check), and httpx builds a verification context for each: ~40 ms of CPU loading certifi's CA
-    bundle (a migration test module spent 9 of its 46 s there). The product passes its one shared
+    """Tests create many short-lived httpx clients (``httpx.get`` in a poll, a client per check),
+    and httpx builds a verification context for each: ~40 ms of CPU loading certifi's CA bundle
+    (81 of them in tests/migrate/test_bake.py alone). The product passes its one shared
     context (``infergate.util.tls.default_verify_context``); here httpx's default ``verify=True``
     gets that same context. Any other ``verify`` or ``cert`` builds its own, as before."""
     from httpx._transports import default as transports
