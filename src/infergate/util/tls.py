@@ -79,7 +79,9 @@ def default_verify_context() -> ssl.SSLContext:
     """The context httpx verifies servers with by default (certifi's CAs, or ``SSL_CERT_FILE`` /
     ``SSL_CERT_DIR``), built once per process. httpx builds one for every client: ~40 ms of CPU
     loading the CA bundle, which a client per probe window, per poll or per health check paid each
-    time. Pass it as ``verify=``; a client that trusts other CAs builds its own."""
+    time. Pass it as ``verify=``; a client that trusts other CAs builds its own. httpcore sets its
+    ALPN list on the context for each TLS connection, so only HTTP/1.1 clients (all of infergate's)
+    may share it: an ``http2=True`` client builds its own."""
     import httpx
 
     return httpx.create_ssl_context()
