@@ -180,6 +180,20 @@ def xdist_groups(item: pytest.Item) -> list[str]:
     return []
 
 
+def _require_exclusive_marks_by_name(items: list[pytest.Item]) -> None:
+    """`make test`'s exclusive pass collects only the files whose text names the mark (the
+    Makefile's EXCLUSIVE_FILES greps for ``mark.exclusive``): a test marked another way would run
+    in neither pass. The parallel pass collects every file, so it catches one here."""
+    texts: dict[Path, str] = {}
+    for item in items:
+        if item.get_closest_marker("exclusive") is None:
+            continue
+        path = item.path
+        if "mark.exclusive" not in texts.setdefault(path, path.read_text()):
+            raise pytest.UsageError(f"{item.nodeid} is marked exclusive, but its file never says `mark.exclusive`: "
+                                    "the Makefile's exclusive pass would not collect it (name the mark in the file)")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Make ``--dist loadgroup`` keep each group (see ``xdist_groups``) on one worker under pytest 9.2.
@@ -189,6 +203,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ``nodeid`` from ``item._id`` instead, so the tag was lost: every group was spread over both
     workers and each of their module fixtures (a cluster, `infergate up`, Envoy) started on each.
     This sets the tag where pytest reads it (a no-op where xdist's own tag shows)."""
+    _require_exclusive_marks_by_name(items)
     if not getattr(config.option, "loadgroup", False):  # set on xdist workers under --dist loadgroup
         return
     from _pytest.nodeid import NodeId  # pytest's own type of item ids; no public setter exists
