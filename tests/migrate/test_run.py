@@ -5,12 +5,17 @@ about the migration's decisions; test_e2e.py runs the real gateway, EPPs and sim
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
+import pytest
+
+from infergate.kube.errors import Conflict
 from infergate.migrate.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -20,6 +25,7 @@ from infergate.migrate.resources import (
     PREVIEW_MODELS,
     PREVIEW_POOLS,
 )
+from infergate.migrate.runner import RESTORE_CONFLICT_ATTEMPTS, Migrator, RunOptions
 from infergate.util.wait import WaitTimeout, wait_until
 
 TESTDATA = Path(__file__).resolve().parent / "testdata"
@@ -226,3 +232,48 @@ def test_a_command_closes_its_cluster_connections(migrate: Any, preview_stack: s
     code, report = run(migrate, preview_stack, "--probes", "0", "--dry-run")  # with its dashboard
     assert code == 0 and report["phase"] == "dry-run", report
     assert connections() == before
+
+
+class StatusRaces:
+    """The cluster, with a controller's status write landing between each of the first ``races``
+    route reads and the PUT that follows it (the resourceVersion read is then stale: 409)."""
+
+    def __init__(self, cluster: Any, races: int) -> None:
+        self.cluster, self.races, self.puts = cluster, races, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cluster, name)
+
+    def replace(self, resource: Any, obj: Any, **kwargs: Any) -> Any:
+        self.puts += 1
+        if self.races > 0:
+            self.races -= 1
+            meta = obj["metadata"]
+            self.cluster.merge_patch_status(resource, meta["namespace"], meta["name"], {"status": {"parents": [
+                {"parentRef": {"name": "inference-gateway"}, "controllerName": "example.com/racer",
+                 "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": str(self.puts),
+                                 "lastTransitionTime": "2026-01-01T00:00:00Z"}]}]}})
+        return self.cluster.replace(resource, obj, **kwargs)
+
+
+def test_a_rollbacks_route_restore_retries_when_a_status_write_wins_the_race(cluster: Any, preview_stack: str) -> None:
+    """A full run failed on this: the rollback read the route, a status write bumped its
+    resourceVersion, and the restore's PUT got 409 Conflict and ended the run with a traceback.
+    The restore now reads and PUTs again (bounded), as client-go's RetryOnConflict does."""
+    ns = preview_stack
+    original = cluster.get(HTTPROUTES, ns, "llm-route")
+    shifted = copy.deepcopy(original)
+    shifted["spec"]["rules"][0]["backendRefs"][0]["weight"] = 7  # what a migration step wrote
+    cluster.replace(HTTPROUTES, shifted)
+    plan = SimpleNamespace(original_route=original, namespace=ns, route="llm-route", final_routes=[original])
+
+    racing = StatusRaces(cluster, races=2)
+    Migrator(racing, None, RunOptions())._restore_route(plan)  # type: ignore[arg-type]
+    assert racing.puts == 3  # two lost the race, the third won
+    assert cluster.get(HTTPROUTES, ns, "llm-route")["spec"] == original["spec"]
+
+    cluster.replace(HTTPROUTES, {**shifted, "metadata": cluster.get(HTTPROUTES, ns, "llm-route")["metadata"]})
+    always = StatusRaces(cluster, races=RESTORE_CONFLICT_ATTEMPTS)
+    with pytest.raises(Conflict):  # bounded: a restore that loses every race raises, it does not loop
+        Migrator(always, None, RunOptions())._restore_route(plan)  # type: ignore[arg-type]
+    assert always.puts == RESTORE_CONFLICT_ATTEMPTS

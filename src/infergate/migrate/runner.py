@@ -27,6 +27,7 @@ from typing import Any
 
 from infergate import api
 from infergate.api import yamlload
+from infergate.kube.errors import Conflict
 from infergate.kube.kinds import Kind
 from infergate.migrate.bake import BakeOptions, EppMeter, PrometheusMeter, TrafficMeter, real_traffic_gate
 from infergate.migrate.cleanup import preview_census_blockers
@@ -84,6 +85,8 @@ SETTLE_PROBES = 20  # probes per window while waiting for the data plane to serv
 SETTLE_PROGRESS_S = 2.0  # while it waits: a progress line this often
 EPP_WATCH_S = 1.0  # while a step bakes: how often the GA EPPs' readiness is checked between probe windows
 RESTORE_TIMEOUT_S = 60.0  # simple path: how long verification waits for the new stack to serve
+RESTORE_CONFLICT_ATTEMPTS = 5  # a rollback's route restore: tries when another writer wins the race (409)
+RESTORE_CONFLICT_BACKOFF_S = 0.1  # times the attempt, between tries
 GITOPS_MANAGERS = ("argocd", "argo-cd", "flux", "kustomize-controller", "helm-controller")
 GITOPS_MARKERS = ("argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/", "helm.toolkit.fluxcd.io/")
 
@@ -725,13 +728,24 @@ class Migrator:
             self.cluster.apply(HTTPROUTES, route, dry_run=self.options.dry_run)
 
     def _restore_route(self, plan: Plan) -> None:
-        original = copy.deepcopy(plan.original_route)
-        current = self.cluster.get(HTTPROUTES, plan.namespace, plan.route)
-        if current is not None:
+        """The route as it was before the migration. The PUT carries the resourceVersion just read;
+        a write between the read and the PUT (a gateway controller's status, a GitOps sync) makes it
+        409 Conflict, and the read and PUT are tried again, as client-go's RetryOnConflict does:
+        a rollback must not fail on a status update."""
+        for attempt in range(1, RESTORE_CONFLICT_ATTEMPTS + 1):
+            original = copy.deepcopy(plan.original_route)
+            current = self.cluster.get(HTTPROUTES, plan.namespace, plan.route)
+            if current is None:
+                self.cluster.apply(HTTPROUTES, original, dry_run=self.options.dry_run)
+                break
             original.setdefault("metadata", {})["resourceVersion"] = meta(current).get("resourceVersion")
-            self.cluster.replace(HTTPROUTES, original, dry_run=self.options.dry_run)
-        else:
-            self.cluster.apply(HTTPROUTES, original, dry_run=self.options.dry_run)
+            try:
+                self.cluster.replace(HTTPROUTES, original, dry_run=self.options.dry_run)
+                break
+            except Conflict:
+                if attempt == RESTORE_CONFLICT_ATTEMPTS:
+                    raise
+                time.sleep(RESTORE_CONFLICT_BACKOFF_S * attempt)
         for extra in plan.final_routes[1:]:  # continuation routes exist only in the converted form
             self.cluster.delete(HTTPROUTES, plan.namespace, name_of(extra), dry_run=self.options.dry_run)
 
