@@ -75,11 +75,8 @@ def block_hashes(text: str, block_size: int, namespace: str) -> list[int]:
     full = len(text) // width
     prev = _seed(namespace)
     out: list[int] = []
-    # an ASCII text is encoded once and sliced (its characters are its bytes); any other, block by block
-    data: str | bytes = text.encode() if text.isascii() else text
     for i in range(full):
-        block = data[i * width : (i + 1) * width]
-        digest = hashlib.blake2b(prev + (block if isinstance(block, bytes) else block.encode()), digest_size=8).digest()
+        digest = hashlib.blake2b(prev + text[i * width : (i + 1) * width].encode(), digest_size=8).digest()
         out.append(int.from_bytes(digest, "little"))
         prev = digest
     return out
