@@ -98,10 +98,13 @@ def _reader(options: dict[str, Any]) -> Any:
         except StateFileError as exc:
             raise click.ClickException(str(exc)) from None
     from infergate.status.kubeapi import KubeReader
+    from infergate.status.sources import ReaderError
 
     try:
         return KubeReader(options["kubeconfig"] or os.environ.get("KUBECONFIG") or None, options["context"],
                           options["namespace"], timeout=options["timeout"] + 7)
+    except ReaderError as exc:  # "cannot load kubeconfig PATH: why"
+        raise click.ClickException(str(exc)) from None
     except Exception as exc:  # the client library's configuration errors are of several types
         raise click.ClickException(f"cannot read the Kubernetes API configuration: {exc}") from None
 

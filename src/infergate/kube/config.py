@@ -104,8 +104,8 @@ def from_kubeconfig(path: Path | str | None = None, context: str | None = None) 
     if single is not None:
         try:
             return KubeConfig(**kubeconfig_file.read_kubeconfig(single, context))
-        except kubeconfig_file.Invalid as exc:
-            raise ConfigError(f"cannot load kubeconfig {file or '(default)'}: {exc}") from exc
+        except kubeconfig_file.Invalid as exc:  # its text starts with the file's path
+            raise ConfigError(f"cannot load kubeconfig {exc}") from exc
         except kubeconfig_file.Unsupported:
             pass  # exec plugins, auth providers...: the official loader
     return _official_kubeconfig(file, path, context)
@@ -131,8 +131,8 @@ def kubeconfig_namespace(path: Path | str | None = None, context: str | None = N
     if single is not None:
         try:
             return kubeconfig_file.read_namespace(single, context)
-        except kubeconfig_file.Invalid as exc:
-            raise ConfigError(f"cannot load kubeconfig {file or '(default)'}: {exc}") from exc
+        except kubeconfig_file.Invalid as exc:  # its text starts with the file's path
+            raise ConfigError(f"cannot load kubeconfig {exc}") from exc
     from kubernetes.config import ConfigException, kube_config
 
     try:

@@ -37,6 +37,7 @@ class ConfigError(KubeError):
 
     def __init__(self, message: str) -> None:
         super().__init__(0, message, reason="ConfigError")
+        self.args = (message,)  # its text is the message alone: it is shown to people ("Error: cannot load ...")
 
 
 class ConnectionFailed(KubeError):

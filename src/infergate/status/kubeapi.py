@@ -31,7 +31,7 @@ class KubeReader:
         try:
             config = load_config(kubeconfig, context)
         except KubeError as exc:
-            raise ReaderError(f"cannot load the Kubernetes configuration: {exc}") from exc
+            raise ReaderError(str(exc)) from exc  # "cannot load kubeconfig PATH: why"
         self._client = BlockingKubeClient(config, request_timeout=timeout, name="status-kube")
         self.namespace = namespace
         self.timeout = timeout
