@@ -217,11 +217,14 @@ def command(**options: Any) -> None:
     import uvloop
 
     from infergate.epp.options import EPPOptions
-    from infergate.epp.runner import run_epp
+    from infergate.epp.runner import SourceFailed, run_epp
     from infergate.epp.scheduling.framework import ConfigError
+    from infergate.kube.errors import ConfigError as KubeConfigError
 
     try:
         uvloop.run(run_epp(EPPOptions.from_cli(options), ready=lambda text: click.echo(text)))
+    except (KubeConfigError, SourceFailed) as exc:  # "cannot load kubeconfig PATH: why" / the source died
+        raise click.ClickException(str(exc)) from None
     except ConfigError as exc:  # raised while building, before anything listens
         source = ("--config-file " + options["config_file"] if options["config_file"]
                   else "--config-text" if options["config_text"] else "the preset")

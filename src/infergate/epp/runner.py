@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc.aio
 
@@ -51,7 +52,7 @@ from infergate.epp.readiness import Readiness, health_names, lease_name
 from infergate.epp.scheduling.plugins.precise_prefix import DatastoreAware
 from infergate.epp.sources.kubernetes import KubernetesSource
 from infergate.kube.client import KubeClient
-from infergate.kube.config import load_config
+from infergate.kube.config import KubeConfig, load_config
 from infergate.kube.leader import RELEASE_TIMEOUT_S, LeaderElector, default_identity
 from infergate.util.signals import run_until_signal
 
@@ -101,6 +102,9 @@ class EPPRunner:
         self.readiness: Readiness | None = None
         self.elector: LeaderElector | None = None
         self._source_listed: Callable[[], bool] | None = None
+        self._kube_config: KubeConfig | None = None
+        # set to the error if the pool source stops with one (the EPP is then of no use: run_epp exits)
+        self.source_failed: asyncio.Future[BaseException] | None = None
         self._elector_task: asyncio.Task[None] | None = None
         self._stopping = False
         if options.ha_enable_leader_election and options.static_file:
@@ -117,7 +121,11 @@ class EPPRunner:
         return self.elector is None or self.elector.is_leader
 
     async def start(self) -> None:
+        """Start every part; a kubeconfig that cannot be loaded raises ``ConfigError`` before anything listens."""
         opts = self.options
+        if not opts.static_file:
+            self._kube_config = load_config(opts.kubeconfig)
+        self.source_failed = asyncio.get_running_loop().create_future()
         self.parts = parts = build_epp(opts)
         self.datastore, self.director = parts.datastore, parts.director
         for plugin in self.director.scheduler.plugins.values():  # e.g. KV-event subscriptions
@@ -181,7 +189,8 @@ class EPPRunner:
                 self._source_listed = lambda: True  # pool and pods arrive together
                 await static.run(datastore)
                 return
-            async with KubeClient(load_config(opts.kubeconfig)) as client:
+            assert self._kube_config is not None  # loaded by start
+            async with KubeClient(self._kube_config) as client:
                 source = KubernetesSource(opts.pool_name, opts.pool_namespace, opts.pool_group, client=client,
                                           peer_pods=self._peer_pods())
                 self._source_listed = lambda: source.endpoints_listed
@@ -193,8 +202,10 @@ class EPPRunner:
                     await self._stop_elector()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("pool source stopped with an error")
+            if self.source_failed is not None and not self.source_failed.done():
+                self.source_failed.set_result(exc)
 
     def _peer_pods(self) -> PodPeers | None:
         """Pick sharing's peers from the pod watch (``--pick-sharing-peer-pods``)."""
@@ -254,20 +265,43 @@ def arm_exit_deadline(seconds: float) -> bool:
     return True
 
 
+class SourceFailed(Exception):
+    """The pool source stopped with an error: the EPP cannot follow its pool any more, so the
+    process stops (exit code 1) and its pod is restarted, instead of running never ready."""
+
+
 async def run_epp(options: EPPOptions, *, ready: Callable[[str], None] | None = None) -> None:
-    """Run until SIGTERM/SIGINT, then shut down gracefully, in bounded time (see the module's docstring)."""
+    """Run until SIGTERM/SIGINT, then shut down gracefully, in bounded time (see the module's docstring).
+
+    Raises ``ConfigError`` (from ``infergate.kube``) if the kubeconfig cannot be loaded, before
+    anything listens, and ``SourceFailed`` after a graceful stop if the pool source stops with an error.
+    """
     grpc.aio.init_grpc_aio()  # held for the process's life: its release would join a thread on this loop
     runner = EPPRunner(options)
+    failure: BaseException | None = None
     try:
         await runner.start()
+        assert runner.source_failed is not None
+        stop_signal = asyncio.ensure_future(run_until_signal())
+        await asyncio.sleep(0)  # its first step installs the signal handlers: before "ready" is said
         if ready is not None:
             ready(runner.ready_line())
-        received = await run_until_signal()
+        waits: set[asyncio.Future[Any]] = {stop_signal, runner.source_failed}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         bound = options.shutdown_grace + STOP_MARGIN_S
+        if stop_signal.done():
+            why = stop_signal.result().name
+        else:
+            stop_signal.cancel()  # its handlers are removed as it unwinds
+            await asyncio.gather(stop_signal, return_exceptions=True)
+            failure = runner.source_failed.result()
+            why = "the pool source failed"
         log.info("%s: stopping (in-flight ext_proc streams get %g s; the process ends within %g s)",
-                 received.name, options.shutdown_grace, bound)
+                 why, options.shutdown_grace, bound)
         arm_exit_deadline(bound)
     finally:
         started = time.monotonic()
         await runner.stop()
         log.info("stopped in %.2f s", time.monotonic() - started)
+    if failure is not None:
+        raise SourceFailed(f"the pool source stopped: {type(failure).__name__}: {failure}") from failure
