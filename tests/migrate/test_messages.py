@@ -38,6 +38,19 @@ def test_check_files_without_a_kubeconfig_scans_the_files_and_says_no_cluster_wa
     # without -f there is nothing to scan: the missing kubeconfig is an error, as before
     alone = without_cluster(tmp_path, "check")
     assert alone.exit_code == 1 and "cannot load kubeconfig" in alone.output
+    # in one line, the path once, no exception class: as `infergate status` and `infergate epp` say it
+    missing = tmp_path / "no-such-kubeconfig"
+    assert f"Error: cannot load kubeconfig {missing}: No such file or directory\n" in alone.output, alone.output
+
+
+def test_infergate_status_says_why_the_kubeconfig_cannot_be_loaded_in_one_line(tmp_path: Path) -> None:
+    from infergate.cli import main as cli
+
+    config = tmp_path / "kubeconfig"
+    config.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
+    result = CliRunner().invoke(cli, ["status", "--kubeconfig", str(config)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: cannot load kubeconfig {config}: no current-context and no context given\n"
 
 
 def test_check_in_one_namespace_says_so_and_names_the_others_with_preview_objects(
