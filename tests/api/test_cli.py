@@ -89,6 +89,10 @@ def test_validate_unknown_field_and_unknown_kind(tmp_path: Path) -> None:
 def test_validate_unparseable_yaml_is_invalid() -> None:
     code, out, _ = run(["validate", "-f", "-"], stdin="a: [unclosed\n")
     assert code == 1 and "error parsing YAML" in out
+    # one line per problem, with where it is (not PyYAML's '<unicode string>' and caret lines)
+    code, out, _ = run(["validate", "-f", "-"], stdin="a: b\n  c: d\n")
+    assert code == 1
+    assert out.splitlines()[0] == "-: error parsing YAML: line 2, column 4: mapping values are not allowed here"
 
 
 @pytest.mark.parametrize("args", [["validate"], ["validate", "-f", "/no/such/file"], ["validate", "--bogus"]])

@@ -69,3 +69,18 @@ def test_validate_accepts_an_unquoted_creation_timestamp() -> None:
     result = CliRunner().invoke(main, ["validate", "-f", "-"], input=MANIFEST)
     assert result.exit_code == 0, result.stdout
     assert 'InferencePool.inference.networking.k8s.io "pool" valid' in result.stdout
+
+
+def test_one_line_gives_where_and_what_of_a_parse_error() -> None:
+    cases = {
+        "a: [unclosed\n": "line 2, column 1: while parsing a flow sequence, expected ',' or ']', but got '<stream end>'",
+        "a: *x\n": "line 1, column 4: found undefined alias 'x'",
+        "a: !!float ''\n": "cannot construct a value: IndexError: string index out of range",
+    }
+    for text, expected in cases.items():
+        try:
+            yamlload.load_all(text)
+        except yamlload.YAMLError as exc:
+            assert yamlload.one_line(exc) == expected, text
+        else:
+            raise AssertionError(f"{text!r} loaded")

@@ -81,6 +81,16 @@ class BadScalar(yaml.YAMLError):
     """A tagged scalar PyYAML's constructors cannot build (``!!float ''`` raises IndexError there)."""
 
 
+def one_line(exc: yaml.YAMLError) -> str:
+    """A parse error in one line, for a list of results: ``line L, column C: what`` (PyYAML's own text
+    spans three to five lines: the problem, the context, a quoted line with a caret)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        what = ", ".join(str(part) for part in (exc.context, exc.problem) if part) or type(exc).__name__
+        return f"line {mark.line + 1}, column {mark.column + 1}: {what}" if mark is not None else what
+    return " ".join(str(exc).split())
+
+
 def load_all(text: str) -> list[Any]:
     """Every document of a YAML stream as a JSON value (None for an empty document).
 

@@ -174,7 +174,7 @@ def command(targets: tuple[str, ...], recursive: bool, release: str | None, quie
             docs = list(_objects(source, text))
         except yaml.YAMLError as exc:
             invalid += 1
-            click.echo(f"{source}: error parsing YAML: {exc}".replace("\n", " "))
+            click.echo(f"{source}: error parsing YAML: {yamlload.one_line(exc)}")
             continue
         for doc in docs:
             if is_foreign(doc.value):
