@@ -61,3 +61,18 @@ def test_cli_help_explains_the_flags() -> None:
                          timeout=30).stdout
     for flag in ("--state-dir", "--host", "--port", "KUBECONFIG"):
         assert flag in out
+
+
+def test_a_taken_port_is_an_error_in_one_line_with_the_way_out(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "infergate", "apiserver", "--state-dir", str(tmp_path / "state"),
+                                 "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == "", result
+    assert result.stderr == (f"Error: cannot start: [Errno 98] error while attempting to bind on address "
+                             f"('127.0.0.1', {port}): address already in use (another server on --port {port}? "
+                             "use --port 0 for a free port)\n")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from infergate.cli.options import cannot_start
+
 
 @click.command("apiserver")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".infergate"),
@@ -40,7 +42,11 @@ def command(state_dir: Path, host: str, port: int, authorization_mode: str) -> N
 
     async def serve() -> None:
         server = EmbeddedAPIServer(state_dir, host, port, authorization_mode=authorization_mode)
-        await server.start()
+        try:
+            await server.start()
+        except OSError as exc:  # the port is taken, the address is not this machine's...
+            await server.stop()
+            raise cannot_start(exc, port) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -3,6 +3,7 @@ spellings, the duration flag type and upstream's ``--v`` / ``--zap-encoder`` log
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -48,6 +49,12 @@ class _JSONFormatter(logging.Formatter):
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry)
+
+
+def cannot_start(exc: OSError, port: int) -> click.ClickException:
+    """A server that could not start, as the CLI says it; a taken port gets the way out."""
+    hint = f" (another server on --port {port}? use --port 0 for a free port)" if exc.errno == errno.EADDRINUSE else ""
+    return click.ClickException(f"cannot start: {exc}{hint}")
 
 
 def configure_logging(verbosity: int, encoder: str = "console") -> None:

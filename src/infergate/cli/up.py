@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from infergate.cli.options import cannot_start
 from infergate.util.procs import signal_group, spawn_logged_sync
 from infergate.util.signals import Stopped, run_until_stopped
 from infergate.util.wait import WaitTimeout, wait_until
@@ -155,8 +156,7 @@ async def _run(options: Any) -> None:
     except AlreadyRunning as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
-        raise click.ClickException(f"cannot start: {exc} (another server on --port {options.port}? "
-                                   "use --port 0 for a free port)") from exc
+        raise cannot_start(exc, options.port) from exc
     except TimeoutError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
