@@ -42,6 +42,7 @@ def command(grpc_port: int, grpc_health_port: int, metrics_port: int, host: str,
         from infergate.epp.extproc import HealthServer, HealthService
         from infergate.epp.extproc.metrics_http import MetricsHTTPServer
         from infergate.epp.extproc.server import self_signed_credentials, server_credentials
+        from infergate.util.listening import CannotListen, listen
 
         credentials = None
         if secure_serving:
@@ -58,9 +59,14 @@ def command(grpc_port: int, grpc_health_port: int, metrics_port: int, host: str,
             MetricsHTTPServer(servicer.metrics.registry, host=host, port=metrics_port),
         )
         grpc_server, health_server, metrics_server = servers
-        await grpc_server.start()
-        await health_server.start()
-        await metrics_server.start()
+        try:
+            await listen("--grpc-port", grpc_port, grpc_server.start)
+            await listen("--grpc-health-port", grpc_health_port, health_server.start)
+            await listen("--metrics-port", metrics_port, metrics_server.start)
+        except CannotListen as exc:
+            await grpc_server.stop()  # each stop is a no-op for a server that did not start
+            await health_server.stop()
+            raise click.ClickException(str(exc)) from None
         click.echo(f"ready bbr grpc={grpc_server.port} health={health_server.port} "
                    f"metrics={metrics_server.port}", err=True)
         try:

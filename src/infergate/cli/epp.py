@@ -220,10 +220,11 @@ def command(**options: Any) -> None:
     from infergate.epp.runner import SourceFailed, run_epp
     from infergate.epp.scheduling.framework import ConfigError
     from infergate.kube.errors import ConfigError as KubeConfigError
+    from infergate.util.listening import CannotListen
 
     try:
         uvloop.run(run_epp(EPPOptions.from_cli(options), ready=lambda text: click.echo(text)))
-    except (KubeConfigError, SourceFailed) as exc:  # "cannot load kubeconfig PATH: why" / the source died
+    except (KubeConfigError, SourceFailed, CannotListen) as exc:  # "cannot load kubeconfig PATH: why"...
         raise click.ClickException(str(exc)) from None
     except ConfigError as exc:  # raised while building, before anything listens
         source = ("--config-file " + options["config_file"] if options["config_file"]

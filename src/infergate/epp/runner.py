@@ -54,6 +54,7 @@ from infergate.epp.sources.kubernetes import KubernetesSource
 from infergate.kube.client import KubeClient
 from infergate.kube.config import KubeConfig, load_config
 from infergate.kube.leader import RELEASE_TIMEOUT_S, LeaderElector, default_identity
+from infergate.util.listening import listen
 from infergate.util.signals import run_until_signal
 
 log = logging.getLogger(__name__)
@@ -160,11 +161,11 @@ class EPPRunner:
         )
         self.health_server = HealthServer(health, host=opts.host, port=opts.grpc_health_port)
         self.metrics_server = MetricsHTTPServer(parts.registry, host=opts.host, port=opts.metrics_port)
-        await self.metrics_server.start()
+        await listen("--metrics-port", opts.metrics_port, self.metrics_server.start)
         self._stops.append(("the metrics server", self.metrics_server.stop, STOP_STEP_S))
-        await self.health_server.start()
+        await listen("--grpc-health-port", opts.grpc_health_port, self.health_server.start)
         self._stops.append(("the health server", self.health_server.stop, STOP_STEP_S))
-        await self.grpc_server.start()
+        await listen("--grpc-port", opts.grpc_port, self.grpc_server.start)
         grpc_server, grace = self.grpc_server, opts.shutdown_grace
         self._stops.append(("the ext_proc server", lambda: grpc_server.stop(grace), grace + STOP_STEP_S))
 

@@ -10,7 +10,8 @@ import grpc
 
 
 class GrpcServer:
-    """Binds ``host:port`` on ``start`` (``port=0``: a free port; ``self.port`` is then the bound one).
+    """Binds ``host:port`` on ``start`` (``port=0``: a free port; ``self.port`` is then the bound one);
+    ``OSError`` when it cannot.
 
     Subclasses add their services in ``register``.
     """
@@ -33,10 +34,14 @@ class GrpcServer:
         server = grpc.aio.server(options=self._options)
         self.register(server)
         address = f"{self._host}:{self._requested_port}"
-        if self._credentials is not None:
-            self.port = server.add_secure_port(address, self._credentials)
-        else:
-            self.port = server.add_insecure_port(address)
+        try:
+            if self._credentials is not None:
+                self.port = server.add_secure_port(address, self._credentials)
+            else:
+                self.port = server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc says only "Failed to bind to address ...", whatever the reason
+            await server.stop(None)
+            raise OSError(f"cannot listen on {address}: in use, or not an address of this machine") from exc
         await server.start()
         self._server = server
 

@@ -25,7 +25,11 @@ class MetricsHTTPServer:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
         server = site._server
         if self.port == 0 and server is not None:
             sockets = getattr(server, "sockets", None) or []

@@ -1,11 +1,12 @@
-"""An EPP that cannot follow its pool says so and ends, instead of running never ready.
+"""An EPP that cannot run says why in one line and ends, instead of running never ready.
 
 Before: a kubeconfig that could not be loaded, or a pool source that stopped with an error,
 only logged a traceback; the process listened, said ``ready``, answered every readiness check
 "not serving" and exited 0 when stopped, so a pod stayed up, never ready and never restarted.
 Now a kubeconfig that cannot be loaded is an error before anything listens (exit 1, the
 reason in one line), and a source that stops with an error stops the EPP gracefully and
-ends it with exit code 1 (the kubelet restarts the pod).
+ends it with exit code 1 (the kubelet restarts the pod). A taken port is an error naming its
+flag, for the EPP and for BBR (before: a traceback).
 """
 
 from __future__ import annotations
@@ -97,3 +98,26 @@ def test_a_stop_signal_still_ends_the_epp_with_exit_code_0(tmp_path: Path) -> No
             proc.wait()
     assert proc.returncode == 0, stderr
     assert "SIGTERM: stopping" in stderr and "Error" not in stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("command", ["epp", "bbr"])
+@pytest.mark.parametrize("flag", ["--grpc-port", "--grpc-health-port", "--metrics-port"])
+def test_a_taken_port_is_an_error_naming_its_flag(tmp_path: Path, command: str, flag: str) -> None:
+    """Before: a traceback (grpc's RuntimeError "Failed to bind", aiohttp's OSError)."""
+    pool_file = tmp_path / "pool.yaml"
+    pool_file.write_text("pool: {name: pool, targetPorts: [8000]}\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"--grpc-port": "0", "--grpc-health-port": "0", "--metrics-port": "0", flag: str(port)}
+        extra = ["--pool-name", "pool", "--static-file", str(pool_file)] if command == "epp" else []
+        result = subprocess.run([sys.executable, "-m", "infergate", command, "--host", "127.0.0.1", *extra,
+                                 *(arg for pair in ports.items() for arg in pair)],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result
+    assert "ready" not in result.stdout and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: cannot start ({flag} {port}): "), last
+    assert "in use" in last, last
