@@ -35,6 +35,7 @@ from infergate.controller.translator import TranslatorOptions
 from infergate.controller.translator.addresses import AddressAllocator, ClusterAllocator, LoopbackAllocator
 from infergate.dataplane import Dataplane, DataplaneOptions
 from infergate.dataplane.xds_translator.options import TranslateOptions
+from infergate.util.listening import listen
 
 __all__ = ["DEFAULT_ENVOY_IMAGE", "GatewayConfig", "build_provider", "build_translator_options", "run_gateway"]
 
@@ -148,7 +149,7 @@ async def _reconcile_and_serve(config: GatewayConfig, reconciler: Reconciler, da
     try:
         if config.admin_port is not None:
             admin = AdminServer(reconciler, dataplane, config.admin_host, config.admin_port)
-            await admin.start()
+            await listen("--admin-port", config.admin_port, admin.start)
         result = await reconciler.reconcile_once()
         if on_reconciled is not None:
             on_reconciled(result, dataplane)

@@ -121,6 +121,7 @@ def command(manifests_dir: str | None, kubeconfig: str | None, kube_context: str
         split_host_port,
         split_service,
     )
+    from infergate.util.listening import CannotListen
     from infergate.util.signals import Stopped, run_until_stopped
 
     try:
@@ -151,6 +152,8 @@ def command(manifests_dir: str | None, kubeconfig: str | None, kube_context: str
             raise SystemExit(stop.exit_code) from None
     except ValueError as exc:  # e.g. an address pool outside 127.0.0.0/8
         raise click.UsageError(str(exc)) from exc
+    except CannotListen as exc:  # "cannot start (--admin-port N): why"
+        raise click.ClickException(str(exc)) from None
 
 
 def _announce(result: Any, dataplane: Any) -> None:
