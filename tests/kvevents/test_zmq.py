@@ -146,3 +146,30 @@ async def test_a_lost_live_batch_is_replayed_and_the_index_stays_reliable() -> N
         assert index.blocks == {2, 3} and index.stats.gaps == 1 and index.stats.replays == 1
     finally:
         await pub.close()
+
+
+async def test_an_endpoint_that_cannot_be_bound_is_an_os_error_naming_it() -> None:
+    """A taken port or an address not of this machine: an ``OSError`` the sim reports in one line
+    ("cannot listen: [Errno 98] cannot bind tcp://...: Address already in use"), not a ZMQError traceback."""
+    import errno
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        endpoint = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        pub = KvEventPublisher(endpoint, bind=True)  # as the sim does (vLLM's rule would connect to it)
+        try:
+            with pytest.raises(OSError) as raised:
+                await pub.start()
+        finally:
+            await pub.close()
+    assert raised.value.errno == errno.EADDRINUSE
+    assert str(raised.value) == f"[Errno {errno.EADDRINUSE}] cannot bind {endpoint}: Address already in use"
+    replay = KvEventPublisher("tcp://127.0.0.1:0", replay_endpoint="tcp://192.0.2.1:5558")  # TEST-NET: not ours
+    try:
+        with pytest.raises(OSError) as raised:
+            await replay.start()
+    finally:
+        await replay.close()
+    assert raised.value.errno == errno.EADDRNOTAVAIL and "cannot bind tcp://192.0.2.1:5558" in str(raised.value)

@@ -73,7 +73,7 @@ class KvEventPublisher:
             pub.setsockopt(zmq.SNDHWM, self.hwm)
             pub.setsockopt(zmq.LINGER, 0)
             if self.bind:
-                pub.bind(self.endpoint)
+                _bind(pub, self.endpoint)
                 self.bound_endpoint = pub.getsockopt(zmq.LAST_ENDPOINT).decode()  # type: ignore[union-attr]
             else:
                 pub.connect(self.endpoint)
@@ -81,7 +81,7 @@ class KvEventPublisher:
             if self.replay_endpoint:
                 router = self._router = ctx.socket(zmq.ROUTER)
                 router.setsockopt(zmq.LINGER, 0)
-                router.bind(self.replay_endpoint)
+                _bind(router, self.replay_endpoint)
                 self.bound_replay_endpoint = router.getsockopt(zmq.LAST_ENDPOINT).decode()  # type: ignore[union-attr]
                 self._replay_task = asyncio.get_running_loop().create_task(self._serve_replays(),
                                                                            name="kv-events-replay")
@@ -138,3 +138,11 @@ class KvEventPublisher:
                     await router.send_multipart((client, b"", encode_seq(seq), payload))
             await router.send_multipart((client, b"", encode_seq(END_OF_REPLAY), b""))
             self.replays_served += 1
+
+
+def _bind(sock: zmq.Socket[bytes] | zmq.asyncio.Socket, endpoint: str) -> None:
+    """``sock.bind(endpoint)``; a failure is an ``OSError`` naming the endpoint (taken, not this machine's)."""
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise OSError(exc.errno, f"cannot bind {endpoint}: {zmq.strerror(exc.errno)}") from exc
