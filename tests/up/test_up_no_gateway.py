@@ -73,3 +73,19 @@ async def test_no_gateway_runs_the_control_plane_with_the_service_proxy(tmp_path
 
             (entry,) = await async_wait_until(ingress, 10, interval=0.1, what="the load-balancer ingress")
             assert ipaddress.ip_address(entry["ip"]) in ipaddress.ip_network(pool)
+
+
+def test_address_pool_is_checked_up_front_by_the_gateways_rule() -> None:
+    """Before: the gateway process refused it with exit code 2 and `infergate up` restarted it forever."""
+    with pytest.raises(ValueError, match=r"^--address-pool: address pool 10.0.0.0/24: must be an IPv4 loopback"):
+        UpOptions(state_dir=Path("x"), address_pool="10.0.0.0/24")
+    with pytest.raises(ValueError, match=r"^--address-pool: 'nope' does not appear to be an IPv4 or IPv6 network"):
+        UpOptions(state_dir=Path("x"), address_pool="nope")
+    assert UpOptions(state_dir=Path("x"), address_pool="127.0.9.7/32").address_pool == "127.0.9.7/32"  # one Gateway
+    assert UpOptions(state_dir=Path("x"), address_pool="nope", gateway=False).gateway is False  # not used then
+
+
+def test_a_bad_address_pool_is_a_usage_error_of_infergate_up(tmp_path: Path) -> None:
+    result = CliRunner().invoke(up_command, ["--state-dir", str(tmp_path), "--port", "0", "--address-pool", "10.0.0.0/24"])
+    assert result.exit_code == 2 and "--address-pool: address pool 10.0.0.0/24: must be an IPv4 loopback" in result.output
+    assert not (tmp_path / "state.db").exists()  # refused before anything started

@@ -37,6 +37,7 @@ from infergate.apiserver.runtime import (
     ServiceProxy,
     ServiceProxyOptions,
 )
+from infergate.controller.translator.addresses import LoopbackAllocator
 from infergate.kube import kinds
 from infergate.kube.client import KubeClient
 from infergate.kube.errors import KubeError
@@ -74,7 +75,13 @@ class UpOptions:
     load_balancer_pool: str = DEFAULT_LOAD_BALANCER_POOL  # loopback addresses of type: LoadBalancer Services
 
     def __post_init__(self) -> None:
-        PodIPAllocator(self.load_balancer_pool, what="--load-balancer-pool")  # refused early, with the flag's name
+        # refused early, with the flag's name (the pool network is refused as the runtime starts)
+        PodIPAllocator(self.load_balancer_pool, what="--load-balancer-pool")
+        if self.gateway:  # by the gateway's own rule; else the gateway process refuses it, again at each restart
+            try:
+                LoopbackAllocator(self.address_pool)
+            except ValueError as exc:
+                raise ValueError(f"--address-pool: {exc}") from None
         if not self.gateway and self.gateway_classes:
             raise ValueError("--gateway-class: without the built-in gateway (--no-gateway) infergate up creates no "
                              "GatewayClass; the chart does (helm install infergate charts/infergate "
