@@ -100,3 +100,23 @@ def test_plan_prints_the_run_command_with_the_same_flags_the_manual_waits_and_th
     assert "the source document has no wait" in out
     assert "on purpose, unlike the source document (which gives every InferenceObjective priority 2)" in out
     assert "base-model=2, food-review=1" in out
+
+
+def test_infergate_status_of_an_unreachable_api_server_says_so_once_and_leaves_nothing_open(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from infergate.util.net import free_port
+
+    port = free_port()  # nothing listens there
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: k, cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n")
+    result = subprocess.run([sys.executable, "-m", "infergate", "status", "--kubeconfig", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result
+    (line,) = result.stderr.strip().splitlines()  # one line: no "Unclosed client session" after it
+    assert line.startswith("Error: GET /apis/gateway.networking.k8s.io/v1/gateways: Cannot connect to host "), line
+    assert line.count("GET ") == 1, line  # the call once, not twice

@@ -59,6 +59,7 @@ def status(kubeconfig: str, *args: str) -> dict[str, object]:
     result = subprocess.run([sys.executable, "-m", "infergate", "status", "--kubeconfig", kubeconfig, "-o", "json",
                              *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+    assert "Unclosed" not in result.stderr, result.stderr  # the client's session is closed (aiohttp said so at exit)
     data: dict[str, object] = json.loads(result.stdout)
     return data
 

@@ -43,13 +43,19 @@ def command(**options: Any) -> None:
       infergate status --serve          # a running `infergate serve`
       infergate status -o json | jq '.pools[].traffic'
     """
+    reader = _reader(options)
+    try:
+        _show(reader, options)
+    finally:
+        reader.close()  # the Kubernetes client's session: unclosed, aiohttp complained on stderr at exit
+
+
+def _show(reader: Any, options: dict[str, Any]) -> None:
     # imported when the command runs, so that `infergate --help` stays light
     import uvloop
 
     from infergate.status.collect import collect_status
     from infergate.status.sources import ReaderError
-
-    reader = _reader(options)
 
     async def once() -> Any:
         try:

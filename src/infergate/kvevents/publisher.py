@@ -145,4 +145,4 @@ def _bind(sock: zmq.Socket[bytes] | zmq.asyncio.Socket, endpoint: str) -> None:
     try:
         sock.bind(endpoint)
     except zmq.ZMQError as exc:
-        raise OSError(exc.errno, f"cannot bind {endpoint}: {zmq.strerror(exc.errno)}") from exc
+        raise OSError(exc.errno, f"cannot bind {endpoint}: {zmq.strerror(exc.errno) if exc.errno else exc}") from exc

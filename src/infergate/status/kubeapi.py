@@ -49,7 +49,7 @@ class KubeReader:
         except NotFound:  # the kind is not served (its CRD is not installed)
             return []
         except KubeError as exc:
-            raise ReaderError(f"GET {path}: {exc}") from exc
+            raise ReaderError(str(exc) if exc.path else f"GET {path}: {exc}") from exc  # its text names the call
         items: list[dict[str, Any]] = data.get("items") or []
         version, _ = PLURALS[(group, kind)]
         for item in items:  # list items carry no apiVersion/kind

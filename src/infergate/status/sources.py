@@ -41,6 +41,9 @@ class ServeReader:
         self.description = f"infergate serve at {state.url} (state {state_path})" + (
             f" (namespace {namespace})" if namespace else "")
 
+    def close(self) -> None:
+        """Nothing to release: the files are read at each call."""
+
     def _objects(self) -> list[dict[str, Any]]:
         directory = Path(self.state.manifests_dir)
         objects: list[dict[str, Any]] = []
