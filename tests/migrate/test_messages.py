@@ -120,3 +120,15 @@ def test_infergate_status_of_an_unreachable_api_server_says_so_once_and_leaves_n
     (line,) = result.stderr.strip().splitlines()  # one line: no "Unclosed client session" after it
     assert line.startswith("Error: GET /apis/gateway.networking.k8s.io/v1/gateways: Cannot connect to host "), line
     assert line.count("GET ") == 1, line  # the call once, not twice
+
+
+def test_migrate_check_against_a_cluster_leaves_no_client_open(apiserver: Any) -> None:
+    """Before: every `infergate migrate check` that scanned a cluster ended with aiohttp's
+    "Unclosed connector" on stderr (its client was never closed)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "infergate", "migrate", "check", "--no-helm",
+                             "--kubeconfig", str(apiserver.kubeconfig_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode in (0, 3), result
+    assert "Unclosed" not in result.stderr, result.stderr

@@ -210,6 +210,7 @@ def check(kubeconfig: str | None, context: str | None, helm_path: str | None, na
         if not no_cluster:
             try:
                 cluster = KubeCluster.connect(_target(kubeconfig, context))
+                click.get_current_context().call_on_close(cluster.close)  # else aiohttp complains at exit
             except ClusterError as exc:
                 if not files:
                     raise
