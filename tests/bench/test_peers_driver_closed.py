@@ -51,16 +51,18 @@ async def test_closed_loop_users_keep_their_objective_and_back_off_after_a_shed(
         workload = Workload("priority-mix", "test", sessions, concurrency=4,
                             objectives=((CRITICAL, 1), (SHEDDABLE, -1)))
         time_scale = 10.0  # the 1 s (model time) back-off is 0.1 s of wall time
-        results, _wall = await driver.run_closed(f"{url}/v1/completions", "m", workload, time_scale, 0.6)
+        results, _wall = await driver.run_closed(f"{url}/v1/completions", "m", workload, time_scale, 1.0)
     # two critical users (sessions 0 and 2), two sheddable ones: before, a shed user took the next
     # session, critical half the time, so all four users soon sent critical requests
     assert server.critical_max == 2
-    # two sheddable users, one 429 then a 0.1 s back-off each: about 6 each in 0.6 s, not hundreds
-    assert 4 <= server.shed <= 20
+    # two sheddable users, one 429 then a 0.1 s back-off each: about 10 each in 1 s, not hundreds
+    assert 4 <= server.shed <= 30
+    # the critical users kept working: ~20 requests each in 1 s on an idle machine; 8 each leaves room
+    # for a starved one (a suite run saw 12 in all in a 0.6 s phase)
     assert sum(1 for r in results if r.ok) >= 2 * 8
     # each turn says when it was sent, from the phase's start: the summary's warm-up cut reads it
     sent = sorted(r.sent_at for r in results)
-    assert sent[0] < 0.3 and 0.3 < sent[-1] < 0.8, (sent[0], sent[-1])  # seconds from the phase's start
+    assert sent[0] < 0.3 and 0.5 < sent[-1] < 1.3, (sent[0], sent[-1])  # seconds from the phase's start
 
 
 async def test_a_user_thinking_at_the_deadline_does_not_hold_the_phase_open() -> None:
