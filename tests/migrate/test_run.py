@@ -118,6 +118,19 @@ def test_an_interrupted_run_resumes_where_it_stopped(
     assert cluster.get(GA_POOLS, ns, GA)["metadata"]["generation"] == 1  # not installed again
 
 
+def test_a_stop_after_that_names_no_step_is_refused_before_anything_is_done(
+        migrate: Any, cluster: Any, preview_stack: str, status_writer: Any) -> None:
+    """Before: a misspelled --stop-after never matched, and the staged run went on to the end."""
+    ns = preview_stack
+    code, report = run(migrate, ns, "--probes", "0", "--stop-after", "install-pol")
+    assert code == 1 and report["phase"] == "refused", report
+    assert report["message"].startswith("--stop-after install-pol: no such step in this plan (its steps: preflight, ")
+    assert f"install-pool-{GA}" in report["message"] and report["steps"] == []
+    assert cluster.get(GA_POOLS, ns, GA) is None  # nothing was installed
+    code, first = run(migrate, ns, "--probes", "0", "--stop-after", "preflight")  # the state was not left behind
+    assert code == 0 and [s["step"] for s in first["steps"]] == ["preflight"], first
+
+
 def test_a_gateway_that_rejects_one_group_is_detected_and_rolled_back(
         migrate: Any, cluster: Any, preview_stack: str, status_writer: Any) -> None:
     # migration.md §9 case 4: the Gateway stays Programmed, the route says ResolvedRefs=False.

@@ -226,6 +226,11 @@ class Migrator:
 
     async def _execute(self, state: MigrationState) -> RunResult:
         plan = state.plan
+        step_ids = [step.id for step in plan.steps]
+        if self.options.stop_after is not None and self.options.stop_after not in step_ids:
+            # refused before anything is done: a misspelled id would never match, and the run would go to the end
+            return RunResult(EXIT_ERROR, "refused", f"--stop-after {self.options.stop_after}: no such step in this "
+                             f"plan (its steps: {', '.join(step_ids)})")
         result = RunResult(EXIT_OK, "running", "")
         state = await self._save(state)
         if plan.path == "simple" and self._monitor is None and plan.gates.probes > 0:  # --probes 0: no traffic
