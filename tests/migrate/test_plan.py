@@ -133,12 +133,25 @@ def test_shift_route_keys_weights_by_group_when_both_pools_share_a_name() -> Non
             doc["spec"]["rules"][0]["backendRefs"][0]["name"] = "vllm"
     plan = build_plan(namespace="prod", route=objs["HTTPRoute"][0], preview_pools=objs["InferencePool"],
                       preview_models=objs["InferenceModel"], existing_ga_pools=[], existing_objectives=[],
-                      epp_deployments={}, ga_crds_missing=(), options=PlanOptions(pool_name_suffix=""))
+                      epp_deployments={}, ga_crds_missing=(),
+                      # the simple path: zero-downtime is refused, its GA EPP would take the preview EPP's name
+                      options=PlanOptions(pool_name_suffix="", path="simple"))
     assert plan.pools[0].preview == plan.pools[0].ga == "vllm"
     route = shift_route(plan.final_routes[0], plan.pools, 30)
     for rule in route["spec"]["rules"]:
         assert [(r["group"], r["name"], r["weight"]) for r in rule["backendRefs"]] == [(X, "vllm", 70),
                                                                                       (K8S, "vllm", 30)]
+
+
+def test_zero_downtime_is_refused_when_the_ga_stack_would_take_the_preview_stacks_names() -> None:
+    """Before: `--pool-name-suffix -preview` (or '') planned a GA EPP of the preview EPP's own name, beside
+    it, and a remove-preview step that deleted the EPP the GA pool then used."""
+    for suffix in ("", "-preview"):
+        with pytest.raises(PlanError, match=r"^--path zero-downtime runs the GA stack beside the preview one, but its "
+                                            r"EPP or Helm release would take a name the preview stack uses "
+                                            r"\(vllm-llama3-8b-instruct-preview-epp; --pool-name-suffix '"):
+            plan_for(stack(), path="zero-downtime", pool_name_suffix=suffix)
+    assert plan_for(stack(), path="simple", pool_name_suffix="-preview").steps[1].id == "remove-preview"
 
 
 def test_v030_epp_flags_become_v1_flags() -> None:

@@ -381,11 +381,20 @@ def build_plan(
             final_mode,
         ))
 
+    preview_epps = {epp_deployments[p.preview] for p in pool_plans if p.preview in epp_deployments}
+    if options.path == "zero-downtime" and ga_names_clash(pool_plans, preview_epps):
+        clash = sorted({p.ga_epp for p in pool_plans} & ({p.preview_epp for p in pool_plans} | preview_epps)
+                       | {p.chart.release for p in pool_plans if p.chart}
+                       & {p.preview_release for p in pool_plans if p.preview_release})
+        raise PlanError(f"--path zero-downtime runs the GA stack beside the preview one, but its EPP or Helm release "
+                        f"would take a name the preview stack uses ({', '.join(clash)}; --pool-name-suffix "
+                        f"{options.pool_name_suffix!r}): choose another --pool-name-suffix, or --path simple, "
+                        "which removes the preview stack first")
     lossy = tuple(Lossy(str(w.obj), w.field, w.message) for w in warnings)
     model_names = tuple(sorted({str((m.get("spec") or {}).get("modelName")) for m in models}))
     original = _clean(route)
     steps = _steps(options.path, namespace, route_name, pool_plans, objectives, final_routes, weights,
-                   ga_crds_missing, {epp_deployments[p.preview] for p in pool_plans if p.preview in epp_deployments})
+                   ga_crds_missing, preview_epps)
     notes: list[str] = []
     if any(p.install == "objects" for p in pool_plans):
         notes.append("GA pools without a Helm release are applied as objects; their EPP Deployment/Service "
