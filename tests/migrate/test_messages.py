@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from infergate.cli.migrate import command
@@ -132,3 +133,53 @@ def test_migrate_check_against_a_cluster_leaves_no_client_open(apiserver: Any) -
                              "--kubeconfig", str(apiserver.kubeconfig_path)], capture_output=True, text=True, timeout=60)
     assert result.returncode in (0, 3), result
     assert "Unclosed" not in result.stderr, result.stderr
+
+
+def _unreachable_kubeconfig(tmp_path: Path) -> Path:
+    from infergate.util.net import free_port
+
+    config = tmp_path / "unreachable-kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: k, cluster: {{server: 'https://127.0.0.1:{free_port()}', insecure-skip-tls-verify: true}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n")
+    return config
+
+
+@pytest.mark.parametrize("args", [["plan"], ["run", "--fast"], ["verify", "--route", "r"], ["cleanup"], ["status"]])
+def test_an_unreachable_api_server_is_one_line_naming_the_call(tmp_path: Path, args: list[str]) -> None:
+    """Before: these five let the client's ConnectionFailed out as a ~100-line traceback."""
+    result = CliRunner().invoke(command, [*args, "--kubeconfig", str(_unreachable_kubeconfig(tmp_path))])
+    assert result.exit_code == 1, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("Error: ")]
+    assert line.startswith(("Error: GET /api", "Error: PATCH /api")) and "Cannot connect to host 127.0.0.1:" in line, line
+    assert "Traceback" not in result.output
+
+
+def test_steps_errors_name_the_flag_once(apiserver: Any) -> None:
+    result = CliRunner().invoke(command, ["plan", "--steps", "50,0", "--kubeconfig", str(apiserver.kubeconfig_path)])
+    assert result.exit_code == 2
+    assert "Error: Invalid value for --steps: weights must increase strictly: [50, 0]" in result.output
+
+
+async def test_a_request_without_an_answer_says_how_long_it_waited() -> None:
+    """Before: "GET /path: TimeoutError" (the exception's class: its text is empty)."""
+    import asyncio
+
+    from infergate.kube.client import KubeClient
+    from infergate.kube.config import KubeConfig
+    from infergate.kube.errors import ConnectionFailed
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)  # accepts, never answers
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with KubeClient(KubeConfig(server=f"http://127.0.0.1:{port}"), request_timeout=0.3) as client:
+            with pytest.raises(ConnectionFailed) as failed:
+                await client.get("/api/v1/namespaces")
+    finally:
+        server.close()
+    assert str(failed.value) == "GET /api/v1/namespaces: no answer within 0.3s"

@@ -132,7 +132,7 @@ def _plan_options_from(kw: dict[str, Any]) -> Any:
 
         validate_weights(weights)
     except PlanError as exc:
-        raise click.BadParameter(str(exc), param_hint="--steps") from None
+        raise click.BadParameter(str(exc).removeprefix("--steps: "), param_hint="--steps") from None
     return PlanOptions(path=kw["path"], weights=weights, pool_name_suffix=kw["pool_name_suffix"],
                        install=kw["install"], chart=kw["chart"] or OCI_CHART,
                        chart_version=kw["chart_version"] or None, provider=kw["provider"],
@@ -140,7 +140,21 @@ def _plan_options_from(kw: dict[str, Any]) -> Any:
                        fail_open_during_migration=kw["fail_open_during"])
 
 
-@click.group("migrate", context_settings={"help_option_names": ["-h", "--help"]})
+class _MigrateGroup(click.Group):
+    """A cluster call that fails where a command does not expect it (the API server unreachable,
+    refusing, not answering) ends that command with the call and the reason in one line, exit 1,
+    instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from infergate.kube.errors import KubeError
+
+        try:
+            return super().invoke(ctx)
+        except KubeError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group("migrate", cls=_MigrateGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def command() -> None:
     """Migrate a live installation from the preview API (inference.networking.x-k8s.io/v1alpha2,
     GIE v0.3.0) to GA (inference.networking.k8s.io/v1, GIE v1.0).

@@ -92,7 +92,9 @@ class KubeClient:
                                             ) as response:
                 text = await response.text()
                 status = response.status
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+        except TimeoutError as exc:  # its text is empty
+            raise ConnectionFailed(0, f"no answer within {self.request_timeout:g}s", method=method, path=path) from exc
+        except aiohttp.ClientConnectionError as exc:
             raise ConnectionFailed(0, str(exc) or type(exc).__name__, method=method, path=path) from exc
         if status >= 300:
             raise error_for(status, text, method=method, path=path)
