@@ -183,3 +183,19 @@ async def test_a_request_without_an_answer_says_how_long_it_waited() -> None:
     finally:
         server.close()
     assert str(failed.value) == "GET /api/v1/namespaces: no answer within 0.3s"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["plan", "--probes", "-1"], "Invalid value for '--probes': -1 is not in the range x>=0."),
+    (["plan", "--min-success-rate", "2"], "Invalid value for '--min-success-rate': 2.0 is not in the range 0.0<=x<=1.0."),
+    (["plan", "--p99-ttft-factor", "0"], "Invalid value for '--p99-ttft-factor': 0.0 is not in the range x>0.0."),
+    (["run", "--analysis-delay", "-1"], "Invalid value for '--analysis-delay': -1.0 is not in the range x>=0.0."),
+    (["run", "--ready-timeout", "-5"], "Invalid value for '--ready-timeout': -5.0 is not in the range x>0.0."),
+    (["run", "--min-requests", "-1"], "Invalid value for '--min-requests': -1 is not in the range x>=0."),
+    (["verify", "--requests", "-3"], "Invalid value for '--requests': -3 is not in the range x>=0."),
+    (["llm-d", "--probes", "-1"], "Invalid value for '--probes': -1 is not in the range x>=0."),
+])
+def test_gate_values_out_of_range_are_usage_errors(args: list[str], message: str) -> None:
+    """Before: accepted and echoed in the plan ("success rate >= 2.0 ... -1 probes per window")."""
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 2 and message in result.output, result.output

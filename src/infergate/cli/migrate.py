@@ -61,10 +61,10 @@ def _plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="InferenceModels with several targetModels: route (= backend-refs: weighted HTTPRoute "
                      "backendRefs), rewrite (= rewrite-resource: an InferenceModelRewrite, refused when the cluster "
                      "serves no such CRD), auto (rewrite where served, else route), heaviest (default: route)."),
-        click.option("--probes", type=int, default=60, show_default=True, help="Probe requests per analysis (0: send no traffic at all: no analysis "
+        click.option("--probes", type=click.IntRange(min=0), default=60, show_default=True, help="Probe requests per analysis (0: send no traffic at all: no analysis "
                      "probes, no downtime measurement on the simple path)."),
-        click.option("--min-success-rate", type=float, default=0.99, show_default=True),
-        click.option("--p99-ttft-factor", type=float, default=1.5, show_default=True,
+        click.option("--min-success-rate", type=click.FloatRange(0.0, 1.0), default=0.99, show_default=True),
+        click.option("--p99-ttft-factor", type=click.FloatRange(min=0.0, min_open=True), default=1.5, show_default=True,
                      help="Allowed p99 TTFT growth over the baseline."),
         click.option("--allow-unknown-models-served", is_flag=True,
                      help="Accept (and report) that GA serves models the preview EPP answered 404 for."),
@@ -501,17 +501,17 @@ def _parse_epp_metrics(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--gateway-url", help="Where probes go (default: the Gateway's status address and listener port).")
 @click.option("--epp-metrics", multiple=True, help="POOL=URL of a pool's EPP /metrics (default: its Service).")
 @click.option("--probe-model", multiple=True, help="Also probe this model (e.g. one without an InferenceModel).")
-@click.option("--analysis-delay", type=float, default=1.0, show_default=True,
+@click.option("--analysis-delay", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
               help="Extra seconds to wait after a weight change, once the gateway demonstrably serves the new "
               "weights (its route status current and probes split as the weights say; that wait is bounded by "
               "--ready-timeout), before the measured window.")
-@click.option("--ready-timeout", type=float, default=120.0, show_default=True,
+@click.option("--ready-timeout", type=click.FloatRange(min=0.0, min_open=True), default=120.0, show_default=True,
               help="Seconds to wait for the GA EPPs to be ready, for the statuses, and after each weight change "
               "for the gateway to serve the new weights (then the step fails).")
 @click.option("--step-duration", default="2m", show_default=True,
               help="Bake time of each weight step: probe windows every 10 s and the real traffic the EPPs count, "
               "for this long (a Go duration such as 90s or 5m; a bare number is minutes).")
-@click.option("--min-requests", type=int, default=100, show_default=True,
+@click.option("--min-requests", type=click.IntRange(min=0), default=100, show_default=True,
               help="Real requests (not probes) a step must see to be judged on real traffic; fewer: on probes.")
 @click.option("--prometheus-url", help="Read the EPPs' request and error counters from this Prometheus "
               "(/api/v1/query) instead of their /metrics.")
@@ -708,7 +708,7 @@ def _lock_holder(cluster: Any, namespace: str) -> str | None:
 @_cluster_options
 @click.option("-n", "--namespace")
 @click.option("--route", required=True, multiple=True, help="HTTPRoute(s) to verify.")
-@click.option("--requests", "count", type=int, default=20, show_default=True,
+@click.option("--requests", "count", type=click.IntRange(min=0), default=20, show_default=True,
               help="Probe requests to /v1/completions (0: status checks only).")
 @click.option("--model", "models", multiple=True, help="Model(s) to request (default: the objectives' names "
               "are not models; give at least one for the request check).")
@@ -875,7 +875,7 @@ def crds_check_command(kubeconfig: str | None, context: str | None, helm_path: s
 @click.option("--gateway-url", help="Gateway base URL for the EPP probe (with --epp-metrics and --probe-model).")
 @click.option("--epp-metrics", "metrics_urls", multiple=True, help="URL of an EPP's /metrics (repeat per EPP).")
 @click.option("--probe-model", help="Model the probe requests name.")
-@click.option("--probes", type=int, default=3, show_default=True, help="Probe requests per InferenceObjective.")
+@click.option("--probes", type=click.IntRange(min=0), default=3, show_default=True, help="Probe requests per InferenceObjective.")
 @click.option("--install-crds", is_flag=True,
               help="Install infergate's llm-d.ai CRDs (as `infergate crds --bundle llm-d`) when missing, right "
                    "before the copies: an EPP reads only llm-d.ai from the moment they exist, so this keeps the "
