@@ -116,3 +116,23 @@ def test_cli_writes_yaml_and_notes(tmp_path: Path) -> None:
     result = CliRunner().invoke(command, ["chart-values", "-f", str(bad)])
     assert result.exit_code == 1
     assert "inferenceExtension.flags[1].name: Duplicate value" in result.stderr
+
+
+def test_input_and_output_errors_are_one_line_each(tmp_path: Path) -> None:
+    """Before: the file's name twice for a non-UTF-8 file, and a traceback for an --output-file
+    in a missing directory."""
+    binary = tmp_path / "values.yaml"
+    binary.write_bytes(b"a\xf9b: c\n")
+    result = CliRunner().invoke(command, ["chart-values", "-f", str(binary)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {binary}: not UTF-8 text: byte 0xf9 at offset 1 (invalid start byte)\n"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: b\n  c: d\n")
+    result = CliRunner().invoke(command, ["chart-values", "-f", str(broken)])
+    assert result.output == f"Error: {broken}: invalid YAML: line 2, column 4: mapping values are not allowed here\n"
+    good = tmp_path / "good.yaml"
+    good.write_text("inferencePool: {targetPortNumber: 8000}\n")
+    missing = tmp_path / "no-such-dir" / "out.yaml"
+    result = CliRunner().invoke(command, ["chart-values", "-f", str(good), "--output-file", str(missing)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception  # not a traceback
+    assert f"Error: --output-file {missing}: No such file or directory\n" in result.output, result.output

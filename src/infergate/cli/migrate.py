@@ -823,15 +823,20 @@ def chart_values_command(values_file: str, output_file: str | None, unset_failur
     try:
         text = read_stdin() if values_file == "-" else read_file(Path(values_file))
         values = yamlload.load(text) or {}
-    except (InputError, yaml.YAMLError) as exc:
-        raise click.ClickException(f"{values_file}: {exc}") from None
+    except InputError as exc:  # its text names the file
+        raise click.ClickException(str(exc)) from None
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"{values_file}: invalid YAML: {yamlload.one_line(exc)}") from None
     try:
         result = convert_values(values, unset_failure_mode=unset_failure_mode)
     except ChartValuesError as exc:
         raise click.ClickException(f"{values_file}: " + "\n  ".join(["cannot convert:", *exc.problems])) from None
     rendered = yaml.safe_dump(result.values, sort_keys=False, default_flow_style=False)
     if output_file:
-        Path(output_file).write_text(rendered)
+        try:
+            Path(output_file).write_text(rendered)
+        except OSError as exc:
+            raise click.ClickException(f"--output-file {output_file}: {exc.strerror or exc}") from None
     else:
         click.echo(rendered, nl=False)
     for note in result.notes:
