@@ -112,3 +112,20 @@ def test_the_manifests_give_each_epp_the_charts_rbac(stack: str, tmp_path: Path,
         chart[kind]["metadata"].pop("labels", None)
         assert ours[kind] == chart[kind], kind
     assert GROUPS[stack] in chart["Role"]["rules"][0]["apiGroups"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--address-pool", "nonsense"], "Error: --address-pool: 'nonsense' does not appear to be an IPv4 or IPv6 network"),
+    (["--pod-cidr", "10.0.0.0/8"], "Error: --pod-cidr 10.0.0.0/8 is not inside 127.0.0.0/8 (loopback)"),
+    (["--gateway-port", "70000"], "Invalid value for '--gateway-port': 70000 is not in the range 0<=x<=65535."),
+    (["--sim-time-scale", "0"], "Invalid value for '--sim-time-scale': 0.0 is not in the range x>0.0."),
+])
+def test_bad_demo_flags_are_usage_errors_before_anything_starts(tmp_path: Path, args: list[str], message: str) -> None:
+    """Before: a traceback (the networks) or a failed `kubectl apply` once the control plane was up (the port)."""
+    from click.testing import CliRunner
+
+    from infergate.cli.demo import command as demo_command
+
+    result = CliRunner().invoke(demo_command, ["--state-dir", str(tmp_path / "demo"), *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "demo").exists()  # nothing was started

@@ -35,11 +35,11 @@ until Ctrl-C, then stops every process it started.
 @click.option("--state-dir", default=".infergate/demo", show_default=True, type=click.Path(file_okay=False),
               help="State directory (recreated on every run).")
 @click.option("--exit-after-requests", is_flag=True, help="Stop after the requests instead of waiting for Ctrl-C.")
-@click.option("--gateway-port", type=int, default=None,
+@click.option("--gateway-port", type=click.IntRange(0, 65535), default=None,
               help="Gateway listener port [default: 80, or 8080 when 80 cannot be bound].")
 @click.option("--address-pool", default="127.0.2.0/24", show_default=True, help="Loopback network of Gateway addresses.")
 @click.option("--pod-cidr", default="127.3.0.0/16", show_default=True, help="Loopback network of pod IPs.")
-@click.option("--sim-time-scale", type=float, default=None,
+@click.option("--sim-time-scale", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Run the simulators this many times faster than real time.")
 @click.option("--install-with", type=click.Choice(["auto", "helm", "manifests"]), default="auto", show_default=True,
               help="How to install each pool and its EPP: helm with charts/inferencepool, or the manifests in "
@@ -55,7 +55,12 @@ def command(stack: str, state_dir: str, exit_after_requests: bool, gateway_port:
             json_result: str | None) -> None:
     """Bring up a demo installation on this machine and send requests through the gateway."""
     from infergate.demo import DemoError, DemoOptions
+    from infergate.up import UpOptions
 
+    try:  # the networks as `infergate up` checks them, before anything starts
+        UpOptions(state_dir=Path(state_dir), pod_cidr=pod_cidr, address_pool=address_pool)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     options = DemoOptions(stack=stack, state_dir=Path(state_dir), exit_after_requests=exit_after_requests,
                           gateway_port=gateway_port, address_pool=address_pool, pod_cidr=pod_cidr,
                           sim_time_scale=sim_time_scale, install_with=install_with,

@@ -77,6 +77,7 @@ class UpOptions:
     def __post_init__(self) -> None:
         # refused early, with the flag's name (the pool network is refused as the runtime starts)
         PodIPAllocator(self.load_balancer_pool, what="--load-balancer-pool")
+        PodIPAllocator(self.pod_cidr, what="--pod-cidr")
         if self.gateway:  # by the gateway's own rule; else the gateway process refuses it, again at each restart
             try:
                 LoopbackAllocator(self.address_pool)
