@@ -19,6 +19,7 @@ from infergate.cli.serve import command
     ("http://:80", "no host"),
     ("http://h:99999", "Port out of range"),
     ("http://127.0.0.1:8000/v2/chat", "only a base URL"),
+    ("http://127.0.0.1:0", "port 0 is no port to send to"),  # before: the pool was rejected, every request 404
 ])
 def test_bad_endpoint_url_is_a_usage_error(url: str, reason: str) -> None:
     result = CliRunner().invoke(command, ["--endpoint", url])
@@ -65,3 +66,15 @@ def test_a_busy_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert f"--port {port}: 127.0.0.1:{port} is already in use" in result.output
     assert "nothing was running" in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--pool-name", "Bad_Name"], "Invalid value for '--pool-name': 'Bad_Name': must be a lowercase RFC 1123 label "
+                                  "of at most 53 characters"),
+    (["--pool-namespace", ""], "Invalid value for '--pool-namespace': '': must be a lowercase RFC 1123 label of at "
+                               "most 63 characters"),
+])
+def test_a_pool_name_the_api_would_refuse_is_a_usage_error(args: list[str], message: str) -> None:
+    """Before: serve started, the gateway rejected the pool's objects, serve said ready, and every request got 404."""
+    result = CliRunner().invoke(command, ["--sim", "1", *args])
+    assert result.exit_code == 2 and message in result.output, result.output

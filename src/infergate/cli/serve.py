@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,17 @@ from typing import Any
 import click
 
 from infergate.cli.options import DURATION, configure_logging
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _dns_label(value: str, longest: int) -> str:
+    """The pool's objects are named after it (HTTPRoute serve-NAME): a name the API would refuse is
+    refused here, before anything starts (the gateway otherwise rejected the objects and every request got 404)."""
+    if len(value) > longest or not _DNS_LABEL.fullmatch(value):
+        raise click.BadParameter(f"{value!r}: must be a lowercase RFC 1123 label of at most {longest} characters "
+                                 "(a-z, 0-9 and '-', starting and ending with a letter or digit)")
+    return value
 
 
 @click.command("serve", epilog="See docs/serve.md. `infergate status --serve` shows what it is doing.")
@@ -22,8 +34,10 @@ from infergate.cli.options import DURATION, configure_logging
               help="Start this many simulator replicas (infergate sim) as a pool, for a try-out.")
 @click.option("--model", default=None,
               help="The model the --endpoint/--sim pool serves (shown, and the simulators' model).")
-@click.option("--pool-name", default="serve", show_default=True, help="Name of the --endpoint/--sim pool.")
-@click.option("--pool-namespace", default="default", show_default=True, help="Namespace of the --endpoint/--sim pool.")
+@click.option("--pool-name", default="serve", show_default=True, callback=lambda c, p, v: _dns_label(v, 53),
+              help="Name of the --endpoint/--sim pool.")
+@click.option("--pool-namespace", default="default", show_default=True, callback=lambda c, p, v: _dns_label(v, 63),
+              help="Namespace of the --endpoint/--sim pool.")
 @click.option("--profile", default="default", show_default=True,
               help="The EPP's scheduling preset (default: queue + KV cache + prefix cache scorers; "
                    "round-robin, random, ...).")

@@ -77,6 +77,8 @@ def parse_endpoint_url(value: str, index: int) -> EndpointSpec:
         raise SpecError(f"--endpoint {value!r}: no host; {hint}")
     if port is None:
         raise SpecError(f"--endpoint {value!r}: no port; {hint}")
+    if port == 0:
+        raise SpecError(f"--endpoint {value!r}: port 0 is no port to send to; {hint}")
     if parts.path not in ("", "/", "/v1", "/v1/") or parts.query or parts.fragment:
         raise SpecError(f"--endpoint {value!r}: only a base URL is accepted (no path other than /v1); {hint}")
     address = _resolve(parts.hostname, value)
