@@ -382,19 +382,17 @@ def build_plan(
         ))
 
     preview_epps = {epp_deployments[p.preview] for p in pool_plans if p.preview in epp_deployments}
-    if options.path == "zero-downtime" and ga_names_clash(pool_plans, preview_epps):
-        clash = sorted({p.ga_epp for p in pool_plans} & ({p.preview_epp for p in pool_plans} | preview_epps)
-                       | {p.chart.release for p in pool_plans if p.chart}
-                       & {p.preview_release for p in pool_plans if p.preview_release})
+    clash = ga_names_clash(pool_plans, preview_epps)
+    if options.path == "zero-downtime" and clash:
         raise PlanError(f"--path zero-downtime runs the GA stack beside the preview one, but its EPP or Helm release "
-                        f"would take a name the preview stack uses ({', '.join(clash)}; --pool-name-suffix "
+                        f"would take a name the preview stack uses ({', '.join(sorted(clash))}; --pool-name-suffix "
                         f"{options.pool_name_suffix!r}): choose another --pool-name-suffix, or --path simple, "
                         "which removes the preview stack first")
     lossy = tuple(Lossy(str(w.obj), w.field, w.message) for w in warnings)
     model_names = tuple(sorted({str((m.get("spec") or {}).get("modelName")) for m in models}))
     original = _clean(route)
     steps = _steps(options.path, namespace, route_name, pool_plans, objectives, final_routes, weights,
-                   ga_crds_missing, preview_epps)
+                   ga_crds_missing, bool(clash))
     notes: list[str] = []
     if any(p.install == "objects" for p in pool_plans):
         notes.append("GA pools without a Helm release are applied as objects; their EPP Deployment/Service "
@@ -466,7 +464,7 @@ def _steps(
     final_routes: tuple[Obj, ...],
     weights: tuple[int, ...],
     ga_crds_missing: tuple[str, ...],
-    preview_epp_deployments: set[str],
+    ga_names_taken: bool,  # a GA name is one the preview stack uses (ga_names_clash)
 ) -> tuple[Step, ...]:
     ns = f"-n {namespace}"
     install_crds = InstallCrds(
@@ -519,7 +517,7 @@ def _steps(
                     "200 from the GA pools", "kubectl get gateway -o wide; curl -i $IP:$PORT/v1/completions ...")
     preflight = Preflight("preflight", "check the cluster: CRDs per group, objects, gateway, no GitOps owner")
     if path == "simple":
-        if ga_names_clash(pools, preview_epp_deployments):  # the GA stack can only be installed once the preview one is gone
+        if ga_names_taken:  # the GA stack can only be installed once the preview one is gone
             return (preflight, remove, delete_crds, install_crds, *pool_steps, apply_objectives, final, wait, verify)
         # Everything that can start before the preview stack goes is started and waited for first, so
         # the downtime is only from its removal until the GA route is programmed (docs/migrate.md).
@@ -540,14 +538,15 @@ def _steps(
     )
 
 
-def ga_names_clash(pools: list[PoolPlan], preview_epp_deployments: set[str]) -> bool:
-    """Whether some GA pool's Helm release or EPP objects would take a name the preview stack still
+def ga_names_clash(pools: list[PoolPlan], preview_epp_deployments: set[str]) -> set[str]:
+    """The names some GA pool's Helm release or EPP objects would take that the preview stack still
     uses (``--pool-name-suffix ''`` with a release named after its pool): then the simple path
-    removes the preview stack before it installs the GA one, as the source document does."""
+    removes the preview stack before it installs the GA one, as the source document does, and the
+    zero-downtime path is refused."""
     preview = {n for p in pools for n in (p.preview_epp, p.preview_release) if n} | preview_epp_deployments
     ga = {n for p in pools for n in (p.ga_epp, p.chart.release if p.chart else None,
                                      *(name_of(o) for o in p.ga_epp_objects)) if n}
-    return bool(preview & ga)
+    return preview & ga
 
 
 def _clean(obj: Obj) -> Obj:
