@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,13 +10,13 @@ import click
 
 from infergate.cli.options import DURATION, configure_logging
 
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-
 
 def _dns_label(value: str, longest: int) -> str:
     """The pool's objects are named after it (HTTPRoute serve-NAME): a name the API would refuse is
     refused here, before anything starts (the gateway otherwise rejected the objects and every request got 404)."""
-    if len(value) > longest or not _DNS_LABEL.fullmatch(value):
+    from infergate.api.conversion.names import is_dns_label
+
+    if not is_dns_label(value, longest):
         raise click.BadParameter(f"{value!r}: must be a lowercase RFC 1123 label of at most {longest} characters "
                                  "(a-z, 0-9 and '-', starting and ending with a letter or digit)")
     return value

@@ -9,7 +9,9 @@ DEFAULT_POOL_NAME_SUFFIX = "-ga"
 # The inferencepool Helm chart (v0.3.0 and v1.0.0) names the EPP Deployment/Service
 # "<release name truncated to 40 characters>-epp"; the pool is named after the release.
 _HELM_NAME_LIMIT = 40
-_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_LABEL_RE = re.compile(_DNS_LABEL)
+_DNS_SUBDOMAIN_RE = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
 
 
 def ga_pool_name(preview_name: str, suffix: str = DEFAULT_POOL_NAME_SUFFIX) -> str:
@@ -26,6 +28,11 @@ def ga_pool_name(preview_name: str, suffix: str = DEFAULT_POOL_NAME_SUFFIX) -> s
 def helm_epp_name(pool_name: str) -> str:
     """The EPP Service the inferencepool Helm chart creates for a release (and pool) named ``pool_name``."""
     return pool_name[:_HELM_NAME_LIMIT] + "-epp"
+
+
+def is_dns_label(name: str, longest: int = 63) -> bool:
+    """Whether ``name`` is an RFC 1123 label (a namespace; a name others are derived from) of at most ``longest``."""
+    return len(name) <= longest and bool(_DNS_LABEL_RE.fullmatch(name))
 
 
 def is_dns_subdomain(name: str) -> bool:
