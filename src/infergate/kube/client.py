@@ -92,10 +92,8 @@ class KubeClient:
                                             ) as response:
                 text = await response.text()
                 status = response.status
-        except TimeoutError as exc:  # its text is empty
-            raise ConnectionFailed(0, f"no answer within {self.request_timeout:g}s", method=method, path=path) from exc
-        except aiohttp.ClientConnectionError as exc:
-            raise ConnectionFailed(0, str(exc) or type(exc).__name__, method=method, path=path) from exc
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise _no_answer(exc, method, path, f"within {self.request_timeout:g}s") from exc
         if status >= 300:
             raise error_for(status, text, method=method, path=path)
         return json.loads(text) if text else {}
@@ -168,4 +166,10 @@ class KubeClient:
                     if line:
                         yield json.loads(line)
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
-            raise ConnectionFailed(0, str(exc) or type(exc).__name__, method="WATCH", path=path) from exc
+            raise _no_answer(exc, "WATCH", path, f"within {timeout_seconds + 30}s") from exc
+
+
+def _no_answer(exc: Exception, method: str, path: str, waited: str) -> ConnectionFailed:
+    """The call failed without an answer; a timeout's own text is empty: "no answer WAITED"."""
+    text = str(exc) or (f"no answer {waited}" if isinstance(exc, TimeoutError) else type(exc).__name__)
+    return ConnectionFailed(0, text, method=method, path=path)
